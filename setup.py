@@ -1,0 +1,3 @@
+from setuptools import setup
+
+setup(cffi_modules=["allocator/_build.py:ffibuilder"])
