@@ -18,7 +18,7 @@ struct rpb_work {
     int strategy;       /* -1 when not filled */
     void *container;    /* rp_pool*, talloc parent, apr pool, mi heap */
     uint64_t fill_ns, release_ns;
-    char error[160];
+    char error[256];
 };
 
 /* ---------------------------------------------------------------- peers */
