@@ -1,0 +1,39 @@
+# C microbenchmarks (benches/c/, issues 2 and 5). None of this runs in `make test`
+# except test-bench-c, a seconds-long smoke run that keeps the benches building.
+#   make bench-c       wall-time tables, then instruction counts under callgrind
+#   make bench-peers   installs talloc, APR, mimalloc and jemalloc (Debian packages)
+#                      so the benches compare against them
+BENCH_C_DIR  := $(BUILD)/bench-c
+BENCH_C_BIN  := $(BENCH_C_DIR)/bench
+BENCH_C_ARGS ?=
+CALLGRIND_ARGS ?=
+PEER_PACKAGES := libtalloc-dev libapr1-dev libmimalloc-dev libjemalloc-dev
+
+.PHONY: bench-c bench-c-wall bench-c-callgrind test-bench-c
+TEST_TARGETS += test-bench-c
+
+$(BENCH_C_BIN): benches/c/bench.c csrc/include/ringpool.h $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O2 -g -Icsrc/include $< $(LIB_A) -o $@ -ldl -lpthread
+
+bench-c-wall: $(BENCH_C_BIN)
+	$(BENCH_C_BIN) $(BENCH_C_ARGS) | tee $(BENCH_C_DIR)/wall.md
+
+bench-c-callgrind: $(BENCH_C_BIN) setup-sys
+	benches/c/callgrind.sh -b $(BENCH_C_BIN) $(CALLGRIND_ARGS) | tee $(BENCH_C_DIR)/callgrind.md
+
+bench-c: bench-c-wall bench-c-callgrind
+
+bench-peers: $(STAMPS)/peers
+$(STAMPS)/peers:
+	@mkdir -p $(@D)
+	@missing=""; for p in $(PEER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+bench: bench-c
+
+test-bench-c: $(BENCH_C_BIN) setup-sys
+	benches/c/smoke.sh $(BENCH_C_BIN)
