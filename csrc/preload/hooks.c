@@ -1,0 +1,512 @@
+/*
+ * hooks.c -- the interposed malloc family of libringpool-preload.so.
+ *
+ * Each hook calls the next definition of the function (dlsym RTLD_NEXT,
+ * normally glibc's), then records the block in the side table under its call
+ * site, the return address into the hook's caller. Order matters for exact
+ * counts under threads: a block is recorded after the real allocation
+ * returned and removed before the real free runs (see rpp.h).
+ *
+ * Bootstrap: dlsym itself may call malloc/calloc before the real functions
+ * are known; those calls, from the resolving thread, are served from a static
+ * buffer and never freed. Recursion guard: a thread-local flag (initial-exec
+ * TLS, so reading it never allocates) makes the hooks plain pass-throughs
+ * while the interposer itself runs code that may allocate.
+ */
+#include "rpp.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RPP_EXPORT __attribute__((visibility("default")))
+
+typedef struct real_fns {
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void (*free)(void *);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    void *(*valloc)(size_t);
+    void *(*pvalloc)(size_t);
+    size_t (*malloc_usable_size)(void *);
+} real_fns;
+
+static real_fns real;
+static _Atomic int resolve_state;     /* 0 not yet, 1 resolving, 2 done */
+static int tracking;                  /* 0 until the tables are mapped */
+
+static __thread int tls_busy __attribute__((tls_model("initial-exec")));
+static __thread int tls_resolving __attribute__((tls_model("initial-exec")));
+
+/* ---------------------------------------------------------- bootstrap */
+#define BOOT_BYTES (256u * 1024u)
+static _Alignas(64) unsigned char boot_buf[BOOT_BYTES];
+static _Atomic size_t boot_used;
+
+static int in_boot(const void *p)
+{
+    return (const unsigned char *)p >= boot_buf &&
+           (const unsigned char *)p < boot_buf + BOOT_BYTES;
+}
+
+/* 16 bytes of header (the size) before each payload; memory starts zeroed
+   and is never reused, so calloc needs no memset. */
+static void *boot_alloc(size_t size, size_t align)
+{
+    if (align < 16)
+        align = 16;
+    for (;;) {
+        size_t used = atomic_load(&boot_used);
+        size_t start = (used + 16 + align - 1) & ~(align - 1);
+        if (size > BOOT_BYTES || start + size > BOOT_BYTES) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        if (atomic_compare_exchange_weak(&boot_used, &used, start + size)) {
+            memcpy(boot_buf + start - sizeof(size_t), &size, sizeof(size_t));
+            atomic_fetch_add_explicit(&rpp_stat.bootstrap_bytes, size, memory_order_relaxed);
+            return boot_buf + start;
+        }
+    }
+}
+
+static size_t boot_size(const void *p)
+{
+    size_t size;
+    memcpy(&size, (const unsigned char *)p - sizeof(size_t), sizeof(size_t));
+    return size;
+}
+
+static void die(const char *what)
+{
+    rpp_say("cannot resolve ", what, " (is glibc's malloc reachable with RTLD_NEXT?)");
+    _exit(127);
+}
+
+#define RESOLVE(name)                                                   \
+    do {                                                                \
+        *(void **)&real.name = dlsym(RTLD_NEXT, #name);                 \
+    } while (0)
+
+static void resolve(void)
+{
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&resolve_state, &expected, 1)) {
+        tls_resolving = 1;
+        RESOLVE(malloc);
+        RESOLVE(calloc);
+        RESOLVE(realloc);
+        RESOLVE(free);
+        RESOLVE(posix_memalign);
+        RESOLVE(aligned_alloc);
+        RESOLVE(memalign);
+        RESOLVE(valloc);
+        RESOLVE(pvalloc);
+        RESOLVE(malloc_usable_size);
+        if (!real.malloc || !real.calloc || !real.realloc || !real.free)
+            die("malloc/calloc/realloc/free");
+        tracking = rpp_table_init() == 0;
+        if (!tracking)
+            rpp_say("cannot map the side tables: ", "running without tracking", "");
+        tls_resolving = 0;
+        atomic_store(&resolve_state, 2);
+        return;
+    }
+    while (atomic_load(&resolve_state) != 2)
+        sched_yield();
+}
+
+/* 1 when the caller must not record (the interposer is busy on this thread
+   or tracking is off); resolves the real functions on first use. */
+#define ENSURE_READY() \
+    (RPP_UNLIKELY(atomic_load_explicit(&resolve_state, memory_order_acquire) != 2) ? (resolve(), 0) : 0)
+
+static inline void record(void *p, size_t size, void *pc)
+{
+    int saved = errno;
+    tls_busy = 1;
+    rpp_track(p, size, rpp_site_for((uintptr_t)pc), 1);
+    tls_busy = 0;
+    errno = saved;
+}
+
+/* Removes p from the table and its site's counters; 0 when p was not ours. */
+static inline int forget(void *p)
+{
+    rpp_block b;
+    if (!rpp_untrack(p, &b))
+        return 0;
+    rpp_count_free(&b);
+    return 1;
+}
+
+/* -------------------------------------------------------------- hooks */
+RPP_EXPORT void *malloc(size_t size)
+{
+    if (RPP_UNLIKELY(tls_resolving))
+        return boot_alloc(size, 16);
+    ENSURE_READY();
+    void *p = real.malloc(size);
+    if (RPP_LIKELY(p != NULL) && tracking && !tls_busy)
+        record(p, size, __builtin_return_address(0));
+    return p;
+}
+
+RPP_EXPORT void *calloc(size_t n, size_t size)
+{
+    if (RPP_UNLIKELY(tls_resolving)) {
+        size_t total;
+        if (__builtin_mul_overflow(n, size, &total)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        return boot_alloc(total, 16);
+    }
+    ENSURE_READY();
+    void *p = real.calloc(n, size);
+    if (RPP_LIKELY(p != NULL) && tracking && !tls_busy)
+        record(p, n * size, __builtin_return_address(0));
+    return p;
+}
+
+RPP_EXPORT void free(void *p)
+{
+    if (!p || RPP_UNLIKELY(in_boot(p) || tls_resolving))
+        return;
+    ENSURE_READY();
+    if (tracking && !tls_busy) {
+        int saved = errno;
+        if (!forget(p))
+            atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+        errno = saved;
+    }
+    real.free(p);
+}
+
+/* realloc and reallocarray: the old block leaves the table before the real
+   call (after it, its address may already belong to another thread's block)
+   and comes back if the call fails. The result is counted at this call site. */
+static void *do_realloc(void *p, size_t size, void *pc)
+{
+    if (RPP_UNLIKELY(tls_resolving)) {
+        void *n = boot_alloc(size, 16);
+        if (n && p)
+            memcpy(n, p, boot_size(p) < size ? boot_size(p) : size);
+        return n;
+    }
+    ENSURE_READY();
+    if (p && in_boot(p)) {
+        void *n = real.malloc(size ? size : 1);
+        if (!n)
+            return NULL;
+        memcpy(n, p, boot_size(p) < size ? boot_size(p) : size);
+        if (tracking && !tls_busy)
+            record(n, size, pc);
+        return n;
+    }
+    if (!tracking || tls_busy)
+        return real.realloc(p, size);
+    int saved = errno;
+    rpp_block old;
+    int had = p ? rpp_untrack(p, &old) : 0;
+    if (p && !had)
+        atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+    errno = saved;
+    void *n = real.realloc(p, size);
+    int after = errno;
+    if (n) {
+        if (had)
+            rpp_count_free(&old);
+        record(n, size, pc);
+    } else if (p && size == 0) {
+        if (had)                      /* glibc: realloc(p, 0) frees p */
+            rpp_count_free(&old);
+    } else if (had) {                 /* failed: p is still valid, still p's */
+        if (rpp_track(p, old.size, old.site, 0) != 0)
+            rpp_count_free(&old);     /* could not re-insert: now dropped */
+    }
+    errno = after;
+    return n;
+}
+
+RPP_EXPORT void *realloc(void *p, size_t size)
+{
+    return do_realloc(p, size, __builtin_return_address(0));
+}
+
+RPP_EXPORT void *reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return do_realloc(p, total, __builtin_return_address(0));
+}
+
+static int bad_alignment(size_t align)
+{
+    return align == 0 || (align & (align - 1)) != 0;
+}
+
+RPP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    if (RPP_UNLIKELY(tls_resolving)) {
+        if (bad_alignment(align) || align % sizeof(void *) != 0)
+            return EINVAL;
+        void *p = boot_alloc(size, align);
+        if (!p)
+            return ENOMEM;
+        *out = p;
+        return 0;
+    }
+    ENSURE_READY();
+    if (!real.posix_memalign)
+        return ENOMEM;
+    int rc = real.posix_memalign(out, align, size);
+    if (rc == 0 && tracking && !tls_busy)
+        record(*out, size, __builtin_return_address(0));
+    return rc;
+}
+
+#define ALIGNED_HOOK(name, params, args, size_expr, align_expr)              \
+    RPP_EXPORT void *name params                                             \
+    {                                                                        \
+        if (RPP_UNLIKELY(tls_resolving))                                     \
+            return boot_alloc(size_expr, align_expr);                        \
+        ENSURE_READY();                                                      \
+        if (!real.name) {                                                    \
+            errno = ENOMEM;                                                  \
+            return NULL;                                                     \
+        }                                                                    \
+        void *p = real.name args;                                            \
+        if (p && tracking && !tls_busy)                                      \
+            record(p, size_expr, __builtin_return_address(0));               \
+        return p;                                                            \
+    }
+
+ALIGNED_HOOK(aligned_alloc, (size_t align, size_t size), (align, size), size, align)
+ALIGNED_HOOK(memalign, (size_t align, size_t size), (align, size), size, align)
+ALIGNED_HOOK(valloc, (size_t size), (size), size, 4096)
+ALIGNED_HOOK(pvalloc, (size_t size), (size), size, 4096)
+
+RPP_EXPORT size_t malloc_usable_size(void *p)
+{
+    if (!p)
+        return 0;
+    if (in_boot(p))
+        return boot_size(p);
+    ENSURE_READY();
+    return real.malloc_usable_size ? real.malloc_usable_size(p) : 0;
+}
+
+/* -------------------------------------------------- configuration */
+rpp_config rpp_cfg;
+
+static void fatal_config(const char *var, const char *value, const char *why)
+{
+    char line[512];
+    size_t n = 0;
+    const char *parts[] = {var, "=", value, ": ", why};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        for (const char *c = parts[i]; *c && n < sizeof line - 1; c++)
+            line[n++] = *c;
+    line[n] = '\0';
+    rpp_say(line, "", "");
+    _exit(127);
+}
+
+static const struct { const char *name; int sig; } signal_names[] = {
+    {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+    {"USR2", SIGUSR2}, {"PIPE", SIGPIPE}, {"ALRM", SIGALRM}, {"TERM", SIGTERM},
+    {"CHLD", SIGCHLD}, {"CONT", SIGCONT}, {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
+    {"TTOU", SIGTTOU}, {"URG", SIGURG}, {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
+    {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH},
+};
+
+static int parse_signal(const char *v)
+{
+    const char *name = strncmp(v, "SIG", 3) == 0 ? v + 3 : v;
+    for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0]; i++)
+        if (strcmp(name, signal_names[i].name) == 0)
+            return signal_names[i].sig;
+    if (*v >= '0' && *v <= '9') {
+        long n = 0;
+        for (const char *c = v; *c; c++) {
+            if (*c < '0' || *c > '9' || n > 1000)
+                return -1;
+            n = n * 10 + (*c - '0');
+        }
+        if (n >= 1 && n <= SIGRTMAX && n != SIGKILL && n != SIGSTOP)
+            return (int)n;
+    }
+    return -1;
+}
+
+static int parse_flag(const char *var, int dflt)
+{
+    const char *v = getenv(var);
+    if (!v || !*v)
+        return dflt;
+    if (strcmp(v, "1") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "true") == 0)
+        return 1;
+    if (strcmp(v, "0") == 0 || strcmp(v, "no") == 0 || strcmp(v, "false") == 0)
+        return 0;
+    fatal_config(var, v, "expected 1/yes/true or 0/no/false");
+    return dflt;
+}
+
+static void on_report_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    int busy = tls_busy;
+    tls_busy = 1;
+    rpp_write_report("signal");
+    tls_busy = busy;
+    errno = saved;
+}
+
+/* Makes exec'd children load the interposer by absolute path (or not at all,
+   with RINGPOOL_PRELOAD_INHERIT=0), rewriting our entry in LD_PRELOAD. */
+static void fix_ld_preload(int inherit)
+{
+    Dl_info info;
+    static char self[4096], rebuilt[8192];
+    if (!dladdr((void *)&fix_ld_preload, &info) || !info.dli_fname)
+        return;
+    if (!realpath(info.dli_fname, self))
+        return;
+    const char *lp = getenv("LD_PRELOAD");
+    if (!lp)
+        return;
+    const char *base = strrchr(self, '/');
+    base = base ? base + 1 : self;
+    size_t n = 0;
+    int changed = 0;
+    for (const char *c = lp; *c;) {
+        while (*c == ' ' || *c == ':')
+            c++;
+        const char *start = c;
+        while (*c && *c != ' ' && *c != ':')
+            c++;
+        size_t len = (size_t)(c - start);
+        if (!len)
+            continue;
+        const char *tail = start + len;
+        while (tail > start && tail[-1] != '/')
+            tail--;
+        int is_self = (size_t)(start + len - tail) == strlen(base) &&
+                      memcmp(tail, base, strlen(base)) == 0;
+        const char *word = start;
+        size_t wlen = len;
+        if (is_self) {
+            changed = 1;
+            if (!inherit)
+                continue;
+            word = self;
+            wlen = strlen(self);
+        }
+        if (n + wlen + 2 >= sizeof rebuilt)
+            return;
+        if (n)
+            rebuilt[n++] = ':';
+        memcpy(rebuilt + n, word, wlen);
+        n += wlen;
+    }
+    rebuilt[n] = '\0';
+    if (changed && strcmp(rebuilt, lp) != 0) {
+        if (n)
+            setenv("LD_PRELOAD", rebuilt, 1);
+        else
+            unsetenv("LD_PRELOAD");
+    }
+}
+
+static void before_fork(void)
+{
+    if (tracking)
+        rpp_table_lock_all();
+}
+
+static void after_fork(void)
+{
+    if (tracking)
+        rpp_table_unlock_all();
+}
+
+__attribute__((constructor(101))) static void rpp_start(void)
+{
+    ENSURE_READY();
+    tls_busy = 1;   /* allocations by the calls below are the interposer's */
+    const char *pattern = getenv("RINGPOOL_PRELOAD_REPORT");
+    if (!pattern)
+        pattern = "ringpool-preload.%p.json";
+    if (!*pattern)
+        fatal_config("RINGPOOL_PRELOAD_REPORT", "", "empty report path");
+    /* Relative patterns are anchored at the starting directory: programs
+       such as git chdir before they exit. */
+    size_t n = 0;
+    if (pattern[0] != '/') {
+        if (!getcwd(rpp_cfg.report_pattern, sizeof rpp_cfg.report_pattern - 2))
+            fatal_config("RINGPOOL_PRELOAD_REPORT", pattern,
+                         "relative path and the working directory is unreadable");
+        n = strlen(rpp_cfg.report_pattern);
+        rpp_cfg.report_pattern[n++] = '/';
+    }
+    size_t plen = strlen(pattern);
+    if (n + plen >= sizeof rpp_cfg.report_pattern)
+        fatal_config("RINGPOOL_PRELOAD_REPORT", pattern, "path too long");
+    memcpy(rpp_cfg.report_pattern + n, pattern, plen + 1);
+    for (const char *c = pattern; *c; c++) {
+        if (*c != '%')
+            continue;
+        c++;
+        if (*c != 'p' && *c != 'r' && *c != '%')
+            fatal_config("RINGPOOL_PRELOAD_REPORT", pattern,
+                         "unknown %-escape (use %p for the pid, %r for the reason, %% for %)");
+    }
+    char probe[4096];
+    if (rpp_expand_pattern(rpp_cfg.report_pattern, "signal", probe, sizeof probe) != 0)
+        fatal_config("RINGPOOL_PRELOAD_REPORT", pattern, "expanded path too long");
+
+    const char *sig = getenv("RINGPOOL_PRELOAD_SIGNAL");
+    if (sig && *sig) {
+        int s = parse_signal(sig);
+        if (s < 0)
+            fatal_config("RINGPOOL_PRELOAD_SIGNAL", sig,
+                         "unknown signal (use a name such as USR2 or a number; not KILL or STOP)");
+        rpp_cfg.report_signal = s;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_report_signal;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(s, &sa, NULL);
+    }
+    rpp_cfg.all_sites = parse_flag("RINGPOOL_PRELOAD_ALL_SITES", 0);
+    rpp_cfg.enabled = 1;
+    fix_ld_preload(parse_flag("RINGPOOL_PRELOAD_INHERIT", 1));
+    pthread_atfork(before_fork, after_fork, after_fork);
+    tls_busy = 0;
+}
+
+__attribute__((destructor(101))) static void rpp_stop(void)
+{
+    if (!rpp_cfg.enabled || !tracking)
+        return;
+    int saved = errno;
+    tls_busy = 1;
+    rpp_write_report("exit");
+    tls_busy = 0;
+    errno = saved;
+}

@@ -1,0 +1,430 @@
+/*
+ * report.c -- the "ringpool-preload" JSON report (docs/preload.md).
+ *
+ * Written with open/write/rename from a static buffer: no malloc, no stdio,
+ * none of the table locks. Counters are read with atomic loads, so a report
+ * taken while other threads run is a consistent-per-site snapshot. Module
+ * map from dl_iterate_phdr: each site's return address becomes module path +
+ * offset from the module's load bias, the address addr2line expects.
+ */
+#include "rpp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h> /* rename(2) only: no stream is used */
+#include <link.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void rpp_say(const char *a, const char *b, const char *c)
+{
+    char line[1024];
+    size_t n = 0;
+    const char *parts[] = {"ringpool-preload: ", a, b, c, "\n"};
+    for (size_t i = 0; i < 5; i++)
+        for (const char *p = parts[i]; *p && n < sizeof line; p++)
+            line[n++] = *p;
+    ssize_t w = write(STDERR_FILENO, line, n);
+    (void)w;
+}
+
+/* ------------------------------------------------------------ output */
+typedef struct out {
+    int fd;
+    int failed;
+    size_t len;
+    char buf[1 << 16];
+} out;
+
+static out o;
+
+static void flush(out *w)
+{
+    size_t done = 0;
+    while (done < w->len && !w->failed) {
+        ssize_t n = write(w->fd, w->buf + done, w->len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            w->failed = 1;
+        else
+            done += (size_t)n;
+    }
+    w->len = 0;
+}
+
+static void put(out *w, const char *s, size_t n)
+{
+    while (n) {
+        if (w->len == sizeof w->buf)
+            flush(w);
+        size_t room = sizeof w->buf - w->len;
+        size_t k = n < room ? n : room;
+        memcpy(w->buf + w->len, s, k);
+        w->len += k;
+        s += k;
+        n -= k;
+    }
+}
+
+static void puts_(out *w, const char *s) { put(w, s, strlen(s)); }
+
+static void put_u64(out *w, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(w, tmp + i, sizeof tmp - i);
+}
+
+static void put_i64(out *w, int64_t v)
+{
+    if (v < 0) {
+        put(w, "-", 1);
+        put_u64(w, (uint64_t)0 - (uint64_t)v);
+    } else {
+        put_u64(w, (uint64_t)v);
+    }
+}
+
+static void put_hex(out *w, uint64_t v)
+{
+    char tmp[20];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    tmp[--i] = 'x';
+    tmp[--i] = '0';
+    put(w, tmp + i, sizeof tmp - i);
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    unsigned min;
+    if ((c & 0xE0) == 0xC0) { n = 2; min = 0x80; c &= 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { n = 3; min = 0x800; c &= 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { n = 4; min = 0x10000; c &= 0x07; }
+    else return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+static void put_str(out *w, const char *s)
+{
+    put(w, "\"", 1);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        if (*p == '"' || *p == '\\') {
+            char e[2] = {'\\', (char)*p};
+            put(w, e, 2);
+            p++;
+        } else if (*p < 0x20) {
+            char e[6] = {'\\', 'u', '0', '0', "0123456789abcdef"[*p >> 4],
+                         "0123456789abcdef"[*p & 15]};
+            put(w, e, 6);
+            p++;
+        } else {
+            size_t n = utf8_len(p);
+            if (n) {
+                put(w, (const char *)p, n);
+                p += n;
+            } else {
+                puts_(w, "\\ufffd");
+                p++;
+            }
+        }
+    }
+    put(w, "\"", 1);
+}
+
+static void put_key(out *w, const char *k)
+{
+    put_str(w, k);
+    put(w, ": ", 2);
+}
+
+/* ISO-8601 UTC from the epoch without gmtime (which may read tz files). */
+static void put_time(out *w, time_t t)
+{
+    int64_t secs = (int64_t)t, days = secs / 86400, rem = secs % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
+    /* civil-from-days, proleptic Gregorian */
+    int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    if (m <= 2)
+        y++;
+    char b[21];
+    int64_t f[6] = {y, m, d, rem / 3600, rem / 60 % 60, rem % 60};
+    const char *sep = "--T::Z";
+    size_t n = 0;
+    for (int i = 0; i < 6; i++) {
+        int width = i == 0 ? 4 : 2;
+        for (int k = width - 1; k >= 0; k--) {
+            int64_t v = f[i];
+            for (int j = 0; j < k; j++)
+                v /= 10;
+            b[n++] = (char)('0' + v % 10);
+        }
+        b[n++] = sep[i];
+    }
+    put(w, "\"", 1);
+    put(w, b, n);
+    put(w, "\"", 1);
+}
+
+/* ----------------------------------------------------------- modules */
+#define MAX_MODULES 2048
+typedef struct module {
+    const char *path;
+    uintptr_t base, lo, hi;
+    const unsigned char *build_id;
+    size_t build_id_len;
+} module;
+
+static module mods[MAX_MODULES];
+static size_t nmods;
+static char exe_path[4096];
+
+static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    if (nmods == MAX_MODULES)
+        return 1;
+    module *m = &mods[nmods];
+    memset(m, 0, sizeof *m);
+    m->path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : exe_path;
+    m->base = info->dlpi_addr;
+    m->lo = UINTPTR_MAX;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD) {
+            uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+            if (lo < m->lo)
+                m->lo = lo;
+            if (lo + ph->p_memsz > m->hi)
+                m->hi = lo + ph->p_memsz;
+        } else if (ph->p_type == PT_NOTE && !m->build_id) {
+            const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
+            const unsigned char *end = p + ph->p_memsz;
+            while (p + sizeof(ElfW(Nhdr)) <= end) {
+                const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)(const void *)p;
+                size_t name = (nh->n_namesz + 3u) & ~3u, desc = (nh->n_descsz + 3u) & ~3u;
+                const unsigned char *d = p + sizeof *nh + name;
+                if (d + nh->n_descsz > end)
+                    break;
+                if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+                    memcmp(p + sizeof *nh, "GNU", 4) == 0) {
+                    m->build_id = d;
+                    m->build_id_len = nh->n_descsz;
+                    break;
+                }
+                p = d + desc;
+            }
+        }
+    }
+    if (m->lo < m->hi && m->path[0])   /* skip the vDSO-like entries without a file */
+        nmods++;
+    return 0;
+}
+
+static const module *module_of(uintptr_t pc)
+{
+    for (size_t i = 0; i < nmods; i++)
+        if (pc >= mods[i].lo && pc < mods[i].hi)
+            return &mods[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------ report */
+int rpp_expand_pattern(const char *pattern, const char *reason, char *outp, size_t cap)
+{
+    size_t n = 0;
+    char pid[24];
+    size_t pl = 0;
+    {
+        char tmp[24];
+        size_t i = sizeof tmp;
+        unsigned long v = (unsigned long)getpid();
+        do {
+            tmp[--i] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        pl = sizeof tmp - i;
+        memcpy(pid, tmp + i, pl);
+    }
+    for (const char *c = pattern; *c; c++) {
+        const char *s = c;
+        size_t len = 1;
+        if (*c == '%' && c[1]) {
+            c++;
+            if (*c == 'p') { s = pid; len = pl; }
+            else if (*c == 'r') { s = reason; len = strlen(reason); }
+            else { s = c; len = 1; }
+        }
+        if (n + len + 1 > cap)
+            return -1;
+        memcpy(outp + n, s, len);
+        n += len;
+    }
+    outp[n] = '\0';
+    return 0;
+}
+
+static _Atomic int writing;
+
+int rpp_write_report(const char *reason)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&writing, &expected, 1))
+        return -1;
+    static char path[4096], tmp[4200];
+    int rc = -1;
+    if (rpp_expand_pattern(rpp_cfg.report_pattern, reason, path, sizeof path) != 0) {
+        rpp_say("report path too long: ", rpp_cfg.report_pattern, "");
+        goto done;
+    }
+    size_t pl = strlen(path);
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp", 5);
+    o.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (o.fd < 0) {
+        rpp_say("cannot write report ", tmp, errno == ENOENT ? ": no such directory"
+                                             : errno == EACCES ? ": permission denied"
+                                                               : ": open failed");
+        goto done;
+    }
+    o.failed = 0;
+    o.len = 0;
+
+    ssize_t el = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
+    exe_path[el > 0 ? el : 0] = '\0';
+    nmods = 0;
+    dl_iterate_phdr(add_module, NULL);
+
+    out *w = &o;
+    puts_(w, "{\n  \"format\": \"ringpool-preload\",\n  \"version\": 1,\n  \"pid\": ");
+    put_u64(w, (uint64_t)getpid());
+    puts_(w, ",\n  ");
+    put_key(w, "exe");
+    put_str(w, exe_path);
+    puts_(w, ",\n  ");
+    put_key(w, "taken_at");
+    put_time(w, time(NULL));
+    puts_(w, ",\n  ");
+    put_key(w, "reason");
+    put_str(w, reason);
+
+    uint32_t ns = rpp_site_count();
+    int64_t blocks = 0, bytes = 0;
+    uint64_t allocs = 0, live_sites = 0;
+    for (uint32_t i = 0; i < ns; i++) {
+        rpp_site *s = rpp_site_get(i);
+        int64_t b = atomic_load_explicit(&s->blocks, memory_order_relaxed);
+        blocks += b;
+        bytes += atomic_load_explicit(&s->bytes, memory_order_relaxed);
+        allocs += atomic_load_explicit(&s->allocs, memory_order_relaxed);
+        live_sites += b != 0;
+    }
+    puts_(w, ",\n  \"totals\": {\"blocks\": ");
+    put_i64(w, blocks);
+    puts_(w, ", \"bytes\": ");
+    put_i64(w, bytes);
+    puts_(w, ", \"allocs\": ");
+    put_u64(w, allocs);
+    puts_(w, ", \"sites\": ");
+    put_u64(w, ns - 1);
+    puts_(w, ", \"sites_outstanding\": ");
+    put_u64(w, live_sites);
+    puts_(w, ", \"untracked_frees\": ");
+    put_u64(w, atomic_load(&rpp_stat.untracked_frees));
+    puts_(w, ", \"dropped\": ");
+    put_u64(w, atomic_load(&rpp_stat.dropped));
+    puts_(w, ", \"bootstrap_bytes\": ");
+    put_u64(w, atomic_load(&rpp_stat.bootstrap_bytes));
+    puts_(w, "},\n  \"modules\": [");
+    for (size_t i = 0; i < nmods; i++) {
+        puts_(w, i ? ",\n    {" : "\n    {");
+        put_key(w, "path");
+        put_str(w, mods[i].path);
+        puts_(w, ", \"base\": \"");
+        put_hex(w, mods[i].base);
+        puts_(w, "\"");
+        if (mods[i].build_id) {
+            puts_(w, ", \"build_id\": \"");
+            for (size_t k = 0; k < mods[i].build_id_len; k++) {
+                char h[2] = {"0123456789abcdef"[mods[i].build_id[k] >> 4],
+                             "0123456789abcdef"[mods[i].build_id[k] & 15]};
+                put(w, h, 2);
+            }
+            puts_(w, "\"");
+        }
+        puts_(w, "}");
+    }
+    puts_(w, nmods ? "\n  ],\n  \"sites\": [" : "],\n  \"sites\": [");
+    int first = 1;
+    for (uint32_t i = 0; i < ns; i++) {
+        rpp_site *s = rpp_site_get(i);
+        int64_t b = atomic_load_explicit(&s->blocks, memory_order_relaxed);
+        uint64_t a = atomic_load_explicit(&s->allocs, memory_order_relaxed);
+        if (a == 0 || (b == 0 && !rpp_cfg.all_sites))
+            continue;
+        const module *m = i ? module_of(s->pc) : NULL;
+        puts_(w, first ? "\n    {" : ",\n    {");
+        first = 0;
+        put_key(w, "module");
+        put_str(w, i == 0 ? "(overflow)" : m ? m->path : "?");
+        puts_(w, ", \"offset\": \"");
+        put_hex(w, i == 0 ? 0 : m ? s->pc - m->base : s->pc);
+        puts_(w, "\", \"blocks\": ");
+        put_i64(w, b);
+        puts_(w, ", \"bytes\": ");
+        put_i64(w, atomic_load_explicit(&s->bytes, memory_order_relaxed));
+        puts_(w, ", \"allocs\": ");
+        put_u64(w, a);
+        puts_(w, "}");
+    }
+    puts_(w, first ? "]\n}\n" : "\n  ]\n}\n");
+    flush(w);
+    if (close(o.fd) != 0)
+        o.failed = 1;
+    if (o.failed) {
+        rpp_say("cannot write report ", tmp, ": write failed (disk full?)");
+        unlink(tmp);
+        goto done;
+    }
+    if (rename(tmp, path) != 0) {
+        rpp_say("cannot rename report to ", path, "");
+        unlink(tmp);
+        goto done;
+    }
+    rc = 0;
+done:
+    atomic_store(&writing, 0);
+    return rc;
+}

@@ -1,0 +1,102 @@
+/*
+ * rpp.h -- internals of libringpool-preload.so, the malloc interposer.
+ *
+ * Three parts, one file each:
+ *   hooks.c   the interposed malloc family, bootstrap, configuration, fork
+ *             and signal handling (the only exported symbols);
+ *   table.c   the side tables: blocks by pointer and call sites by return
+ *             address, both sharded, both stored in mmap'd memory;
+ *   report.c  the JSON report, written with write(2) from a static buffer.
+ *
+ * Invariants:
+ *   - nothing here calls malloc or stdio; every byte of bookkeeping comes
+ *     from mmap, so the program's heap holds only the program's blocks;
+ *   - a block is in the pointer table from just after the real allocator
+ *     returned it until just before it is handed back to the real free (so
+ *     an address can never be in the table twice, even when another thread
+ *     gets the same address right after a free);
+ *   - every tracked block is counted in exactly one site's counters, the
+ *     site recorded in its table entry; the counters change only together
+ *     with the table (insert adds, remove subtracts).
+ *
+ * Prefix: rpp_ for cross-file internals (hidden visibility), static for
+ * file-local helpers.
+ */
+#ifndef RPP_H
+#define RPP_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RPP_HIDDEN __attribute__((visibility("hidden")))
+#define RPP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RPP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ------------------------------------------------------------ table.c */
+/* A call site: the return address into the caller of malloc & co. Sites live
+   in one mmap'd array and never move; site 0 collects allocations made once
+   the array is full (reported as module "(overflow)"). */
+typedef struct rpp_site {
+    uintptr_t pc;
+    _Atomic int64_t blocks;   /* outstanding */
+    _Atomic int64_t bytes;    /* outstanding, requested sizes */
+    _Atomic uint64_t allocs;  /* blocks ever allocated here (realloc included) */
+} rpp_site;
+
+#define RPP_MAX_SITES (1u << 20)
+
+typedef struct rpp_block {
+    size_t size;
+    uint32_t site;
+} rpp_block;
+
+/* Maps the tables; 0 or -1 when mmap fails. */
+RPP_HIDDEN int rpp_table_init(void);
+/* Site id for a return address (creates it). */
+RPP_HIDDEN uint32_t rpp_site_for(uintptr_t pc);
+/* Records block p (size bytes) under site and, when count is non-zero, adds
+   it to the site's counters (0 re-inserts a block whose counters were never
+   taken off). 0, or -1 when the table could not grow: then the block stays
+   untracked, is not counted, and is added to rpp_stat.dropped. */
+RPP_HIDDEN int rpp_track(void *p, size_t size, uint32_t site, int count);
+/* Removes p; 1 and *out filled when it was tracked, 0 otherwise. Counters
+   are not touched: see rpp_count_free. */
+RPP_HIDDEN int rpp_untrack(void *p, rpp_block *out);
+RPP_HIDDEN void rpp_count_alloc(uint32_t site, size_t size);
+RPP_HIDDEN void rpp_count_free(const rpp_block *b);
+/* Number of site ids handed out (some may still be initialising). */
+RPP_HIDDEN uint32_t rpp_site_count(void);
+RPP_HIDDEN rpp_site *rpp_site_get(uint32_t id);
+/* Fork protection: take every table lock / release them. */
+RPP_HIDDEN void rpp_table_lock_all(void);
+RPP_HIDDEN void rpp_table_unlock_all(void);
+
+/* Process-wide event counters (relaxed atomics). */
+typedef struct rpp_stats {
+    _Atomic uint64_t untracked_frees;  /* free/realloc of pointers never seen */
+    _Atomic uint64_t dropped;          /* blocks not tracked: table mmap failed */
+    _Atomic uint64_t bootstrap_bytes;  /* served from the static buffer */
+} rpp_stats;
+RPP_HIDDEN extern rpp_stats rpp_stat;
+
+/* ----------------------------------------------------------- report.c */
+typedef struct rpp_config {
+    char report_pattern[4096];   /* absolute; %p pid, %r reason, %% */
+    int report_signal;           /* 0 = none */
+    int all_sites;               /* list sites with nothing outstanding too */
+    int enabled;                 /* 0: no report at exit */
+} rpp_config;
+RPP_HIDDEN extern rpp_config rpp_cfg;
+
+/* Writes the report now; reason "exit" or "signal". Uses no malloc, no stdio
+   and none of the table locks (counters are read atomically), so it may run
+   in a signal handler. 0 on success, -1 (message on stderr) on failure. */
+RPP_HIDDEN int rpp_write_report(const char *reason);
+/* Expands pattern into out (cap bytes); 0, or -1 when it does not fit. */
+RPP_HIDDEN int rpp_expand_pattern(const char *pattern, const char *reason,
+                                  char *out, size_t cap);
+/* One line to stderr with write(2): "ringpool-preload: <a><b><c>\n". */
+RPP_HIDDEN void rpp_say(const char *a, const char *b, const char *c);
+
+#endif /* RPP_H */

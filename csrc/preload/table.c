@@ -1,0 +1,294 @@
+/*
+ * table.c -- the interposer's side tables.
+ *
+ * Blocks: 64 shards chosen by a hash of the pointer, each an open-addressed
+ * table (linear probing, backward-shift deletion, no tombstones) with its own
+ * mutex, grown by doubling into a fresh mmap. A thread touches one shard per
+ * malloc or free, so threads rarely meet on a lock.
+ *
+ * Sites: one mmap'd array of rpp_site (ids are indexes, records never move)
+ * and a map from return address to id: 16 shards, open addressed, each with
+ * its own mutex. A per-thread direct-mapped cache in front of the map makes
+ * the common case (a site seen before by this thread) lock-free.
+ */
+#include "rpp.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+rpp_stats rpp_stat;
+
+#define PTR_SHARDS 64u
+#define SITE_SHARDS 16u
+#define PTR_INITIAL 512u
+#define SITE_INITIAL 256u
+#define TLS_CACHE 256u
+
+typedef struct ptr_slot {
+    uintptr_t ptr;   /* 0 = empty */
+    size_t size;
+    uint32_t site;
+} ptr_slot;
+
+typedef struct ptr_shard {
+    pthread_mutex_t lock;
+    ptr_slot *slots;
+    size_t mask;     /* capacity - 1; capacity is a power of two */
+    size_t count;
+} __attribute__((aligned(64))) ptr_shard;
+
+typedef struct site_slot {
+    uintptr_t pc;    /* 0 = empty */
+    uint32_t id;
+} site_slot;
+
+typedef struct site_shard {
+    pthread_mutex_t lock;
+    site_slot *slots;
+    size_t mask;
+    size_t count;
+} __attribute__((aligned(64))) site_shard;
+
+static ptr_shard ptr_shards[PTR_SHARDS];
+static site_shard site_shards[SITE_SHARDS];
+static rpp_site *sites;                 /* RPP_MAX_SITES records, reserved */
+static _Atomic uint32_t nsites = 1;     /* id 0 = overflow */
+
+typedef struct cache_entry {
+    uintptr_t pc;
+    uint32_t id;
+} cache_entry;
+static __thread cache_entry tls_cache[TLS_CACHE]
+    __attribute__((tls_model("initial-exec")));
+
+static inline uint64_t mix(uintptr_t x)
+{
+    uint64_t h = (uint64_t)x * 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 31);
+}
+
+static void *map_zeroed(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int rpp_table_init(void)
+{
+    sites = map_zeroed((size_t)RPP_MAX_SITES * sizeof(rpp_site));
+    if (!sites)
+        return -1;
+    for (unsigned i = 0; i < PTR_SHARDS; i++)
+        pthread_mutex_init(&ptr_shards[i].lock, NULL);
+    for (unsigned i = 0; i < SITE_SHARDS; i++)
+        pthread_mutex_init(&site_shards[i].lock, NULL);
+    return 0;
+}
+
+/* ------------------------------------------------------------- sites */
+static int site_grow(site_shard *s)
+{
+    size_t ncap = s->slots ? (s->mask + 1) * 2 : SITE_INITIAL;
+    site_slot *n = map_zeroed(ncap * sizeof(site_slot));
+    if (!n)
+        return -1;
+    if (s->slots) {
+        for (size_t i = 0; i <= s->mask; i++) {
+            if (!s->slots[i].pc)
+                continue;
+            size_t j = (mix(s->slots[i].pc) >> 8) & (ncap - 1);
+            while (n[j].pc)
+                j = (j + 1) & (ncap - 1);
+            n[j] = s->slots[i];
+        }
+        munmap(s->slots, (s->mask + 1) * sizeof(site_slot));
+    }
+    s->slots = n;
+    s->mask = ncap - 1;
+    return 0;
+}
+
+static uint32_t site_lookup_locked(uintptr_t pc, uint64_t h)
+{
+    site_shard *s = &site_shards[h >> 60];
+    uint32_t id = 0;
+    pthread_mutex_lock(&s->lock);
+    if (s->slots) {
+        for (size_t j = (h >> 8) & s->mask;; j = (j + 1) & s->mask) {
+            if (s->slots[j].pc == pc) {
+                id = s->slots[j].id;
+                goto out;
+            }
+            if (!s->slots[j].pc)
+                break;
+        }
+    }
+    if ((!s->slots || (s->count + 1) * 10 > (s->mask + 1) * 7) && site_grow(s) != 0)
+        goto out;
+    id = atomic_fetch_add_explicit(&nsites, 1, memory_order_relaxed);
+    if (id >= RPP_MAX_SITES) {
+        atomic_store_explicit(&nsites, RPP_MAX_SITES, memory_order_relaxed);
+        id = 0;
+        goto out;
+    }
+    sites[id].pc = pc;
+    size_t j = (h >> 8) & s->mask;
+    while (s->slots[j].pc)
+        j = (j + 1) & s->mask;
+    s->slots[j].pc = pc;
+    s->slots[j].id = id;
+    s->count++;
+out:
+    pthread_mutex_unlock(&s->lock);
+    return id;
+}
+
+uint32_t rpp_site_for(uintptr_t pc)
+{
+    uint64_t h = mix(pc);
+    cache_entry *c = &tls_cache[h & (TLS_CACHE - 1)];
+    if (RPP_LIKELY(c->pc == pc))
+        return c->id;
+    uint32_t id = site_lookup_locked(pc, h);
+    if (id) {
+        c->pc = pc;
+        c->id = id;
+    }
+    return id;
+}
+
+uint32_t rpp_site_count(void)
+{
+    uint32_t n = atomic_load_explicit(&nsites, memory_order_acquire);
+    return n > RPP_MAX_SITES ? RPP_MAX_SITES : n;
+}
+
+rpp_site *rpp_site_get(uint32_t id) { return &sites[id]; }
+
+void rpp_count_alloc(uint32_t site, size_t size)
+{
+    rpp_site *s = &sites[site];
+    atomic_fetch_add_explicit(&s->blocks, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->bytes, (int64_t)size, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->allocs, 1, memory_order_relaxed);
+}
+
+void rpp_count_free(const rpp_block *b)
+{
+    rpp_site *s = &sites[b->site];
+    atomic_fetch_sub_explicit(&s->blocks, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&s->bytes, (int64_t)b->size, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ blocks */
+static inline size_t home(uintptr_t p, size_t mask) { return (mix(p >> 4) >> 8) & mask; }
+static inline ptr_shard *shard_of(uintptr_t p) { return &ptr_shards[mix(p >> 4) >> 58]; }
+
+static int ptr_grow(ptr_shard *s)
+{
+    size_t ncap = s->slots ? (s->mask + 1) * 2 : PTR_INITIAL;
+    ptr_slot *n = map_zeroed(ncap * sizeof(ptr_slot));
+    if (!n)
+        return -1;
+    if (s->slots) {
+        for (size_t i = 0; i <= s->mask; i++) {
+            if (!s->slots[i].ptr)
+                continue;
+            size_t j = home(s->slots[i].ptr, ncap - 1);
+            while (n[j].ptr)
+                j = (j + 1) & (ncap - 1);
+            n[j] = s->slots[i];
+        }
+        munmap(s->slots, (s->mask + 1) * sizeof(ptr_slot));
+    }
+    s->slots = n;
+    s->mask = ncap - 1;
+    return 0;
+}
+
+int rpp_track(void *p, size_t size, uint32_t site, int count)
+{
+    uintptr_t key = (uintptr_t)p;
+    ptr_shard *s = shard_of(key);
+    pthread_mutex_lock(&s->lock);
+    if ((!s->slots || (s->count + 1) * 10 > (s->mask + 1) * 7) && ptr_grow(s) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        atomic_fetch_add_explicit(&rpp_stat.dropped, 1, memory_order_relaxed);
+        return -1;
+    }
+    size_t j = home(key, s->mask);
+    while (s->slots[j].ptr && s->slots[j].ptr != key)
+        j = (j + 1) & s->mask;
+    if (s->slots[j].ptr == key) {
+        /* The real allocator handed out an address we still hold: a block
+           freed behind our back (e.g. by a direct __libc_free). Replace it. */
+        rpp_block old = {s->slots[j].size, s->slots[j].site};
+        rpp_count_free(&old);
+    } else {
+        s->count++;
+    }
+    s->slots[j].ptr = key;
+    s->slots[j].size = size;
+    s->slots[j].site = site;
+    if (count)
+        rpp_count_alloc(site, size);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int rpp_untrack(void *p, rpp_block *out)
+{
+    uintptr_t key = (uintptr_t)p;
+    ptr_shard *s = shard_of(key);
+    pthread_mutex_lock(&s->lock);
+    if (!s->slots) {
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    size_t mask = s->mask;
+    size_t i = home(key, mask);
+    while (s->slots[i].ptr != key) {
+        if (!s->slots[i].ptr) {
+            pthread_mutex_unlock(&s->lock);
+            return 0;
+        }
+        i = (i + 1) & mask;
+    }
+    out->size = s->slots[i].size;
+    out->site = s->slots[i].site;
+    /* Backward-shift deletion: pull later members of the probe run into the
+       hole when their home position allows it. */
+    for (size_t j = i;;) {
+        j = (j + 1) & mask;
+        if (!s->slots[j].ptr)
+            break;
+        size_t k = home(s->slots[j].ptr, mask);
+        int stays = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
+        if (stays)
+            continue;
+        s->slots[i] = s->slots[j];
+        i = j;
+    }
+    s->slots[i].ptr = 0;
+    s->count--;
+    pthread_mutex_unlock(&s->lock);
+    return 1;
+}
+
+void rpp_table_lock_all(void)
+{
+    for (unsigned i = 0; i < SITE_SHARDS; i++)
+        pthread_mutex_lock(&site_shards[i].lock);
+    for (unsigned i = 0; i < PTR_SHARDS; i++)
+        pthread_mutex_lock(&ptr_shards[i].lock);
+}
+
+void rpp_table_unlock_all(void)
+{
+    for (unsigned i = PTR_SHARDS; i-- > 0;)
+        pthread_mutex_unlock(&ptr_shards[i].lock);
+    for (unsigned i = SITE_SHARDS; i-- > 0;)
+        pthread_mutex_unlock(&site_shards[i].lock);
+}

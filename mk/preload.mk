@@ -1,0 +1,48 @@
+# mk/preload.mk -- libringpool-preload.so, the malloc interposer (issue 6),
+# its test programs, tests and overhead benches. See docs/preload.md.
+
+PRELOAD_SO    := $(BUILD)/libringpool-preload.so
+PRELOAD_SRCS  := $(sort $(wildcard csrc/preload/*.c))
+PRELOAD_HDRS  := $(wildcard csrc/preload/*.h)
+PRELOAD_CFLAGS := $(WARN) -O2 -g -fPIC -ftls-model=initial-exec -fvisibility=hidden \
+                  -fno-builtin -D_GNU_SOURCE
+# Test programs: -O0 so every call site stays a call (no inlining, no tail
+# calls), -g so addr2line can name function and file:line.
+PRELOAD_TEST_DIR  := $(BUILD)/preload-tests
+PRELOAD_TEST_SRCS := $(sort $(wildcard tests/preload/*.c))
+PRELOAD_TEST_BINS := $(patsubst tests/preload/%.c,$(PRELOAD_TEST_DIR)/%,$(PRELOAD_TEST_SRCS))
+PRELOAD_BENCH_BINS := $(BUILD)/preload-bench/alloc_loop
+
+.PHONY: preload test-preload bench-preload preload-test-bins
+preload: $(PRELOAD_SO)
+
+$(PRELOAD_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
+	@mkdir -p $(@D)
+	$(CC) $(PRELOAD_CFLAGS) -shared -Wl,-soname,libringpool-preload.so -Wl,-z,nodelete \
+	    -o $@ $(PRELOAD_SRCS) -ldl -lpthread
+
+$(PRELOAD_TEST_DIR)/%: tests/preload/%.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $< -lpthread
+
+$(BUILD)/preload-bench/%: benches/preload/%.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -o $@ $<
+
+preload-test-bins: $(PRELOAD_SO) $(PRELOAD_TEST_BINS)
+
+TEST_TARGETS += test-preload
+test-preload: setup-sys setup-py preload-test-bins
+	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) RINGPOOL_PRELOAD_TESTBIN=$(abspath $(PRELOAD_TEST_DIR)) \
+	    PYTHONPATH=. $(PY) -m pytest -q -p no:cacheprovider tests/preload
+
+# Overhead benches (not part of `make test`): installs the workloads' programs
+# with apt-get only when dpkg says they are missing, then measures.
+PRELOAD_BENCH_PACKAGES := heaptrack sqlite3 git valgrind python3 coreutils time
+bench-preload: $(PRELOAD_SO) $(PRELOAD_BENCH_BINS)
+	@missing=""; for p in $(PRELOAD_BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) $(PYTHON_SYS) benches/preload/overhead.py \
+	    --alloc-loop $(abspath $(BUILD)/preload-bench/alloc_loop) $(PRELOAD_BENCH_ARGS)
