@@ -1,0 +1,121 @@
+/* test_stat.c -- the default pool facade (rp_stat_*), the caml_stat_* model:
+   plain malloc before rp_stat_create_pool(), tracked under "rp_stat" after,
+   everything freed by rp_stat_destroy_pool(). */
+#include "testutil.h"
+
+static void test_before_create(void)
+{
+    char *s, *c;
+    unsigned char *z;
+    void *a;
+    size_t i;
+    CHECK(rp_stat_pool() == NULL);
+    a = rp_stat_alloc(100);
+    CHECK(a != NULL);
+    memset(a, 1, 100);
+    a = rp_stat_resize(a, 1000);
+    CHECK(((unsigned char *)a)[99] == 1);
+    z = rp_stat_calloc(10, 10);
+    for (i = 0; i < 100; i++)
+        CHECK_EQ(z[i], 0);
+    s = rp_stat_strdup("plain");
+    CHECK_STR(s, "plain");
+    c = rp_stat_strconcat(3, "a", "b", "c");
+    CHECK_STR(c, "abc");
+    CHECK(rp_stat_calloc_noexc(SIZE_MAX / 2 + 1, 2) == NULL);
+    CHECK(rp_stat_alloc_noexc(SIZE_MAX - 8) == NULL);
+    /* plain malloc blocks: the C library's free would do too */
+    rp_stat_free(a);
+    rp_stat_free(z);
+    rp_stat_free(s);
+    free(c);
+    rp_stat_free(NULL);
+    CHECK(rp_stat_pool() == NULL);
+}
+
+static void test_tracked(void)
+{
+    rp_pool *pool;
+    void *a, *z;
+    char *s, *c, *sn, *cn;
+    rp_tag_stat st[4];
+    rp_stat_create_pool();
+    pool = rp_stat_pool();
+    CHECK(pool != NULL);
+    tu_watched = pool;
+    rp_stat_create_pool(); /* twice: a no-op */
+    CHECK(rp_stat_pool() == pool);
+    a = rp_stat_alloc(100);
+    CHECK(rp_block_pool(a) == pool);
+    CHECK_STR(rp_block_tag(a), "rp_stat");
+    z = rp_stat_calloc(4, 5);
+    CHECK(z != NULL);
+    CHECK(rp_stat_calloc_noexc(SIZE_MAX / 2 + 1, 2) == NULL);
+    EXPECT_OOM(rp_stat_calloc(SIZE_MAX / 2 + 1, 2));
+    CHECK(rp_stat_alloc_noexc(SIZE_MAX - 8) == NULL);
+    EXPECT_OOM(rp_stat_alloc(SIZE_MAX - 8));
+    s = rp_stat_strdup("tracked");
+    sn = rp_stat_strdup_noexc("t2");
+    c = rp_stat_strconcat(2, "x", "yz");
+    cn = rp_stat_strconcat_noexc(2, "p", "q");
+    CHECK_STR(s, "tracked");
+    CHECK_STR(sn, "t2");
+    CHECK_STR(c, "xyz");
+    CHECK_STR(cn, "pq");
+    CHECK_COUNTS(pool, 6, 100 + 20 + 8 + 3 + 4 + 3);
+    a = rp_stat_resize(a, 300);
+    CHECK(rp_stat_resize_noexc(a, SIZE_MAX - 8) == NULL);
+    CHECK_EQ(rp_block_size(a), 300);
+    a = rp_stat_resize_noexc(a, 200);
+    CHECK(a != NULL);
+    CHECK_STR(rp_block_tag(a), "rp_stat");
+    CHECK_EQ(rp_pool_stats(pool, st, 4), 1);
+    CHECK_STR(st[0].tag, "rp_stat");
+    CHECK_EQ(st[0].blocks, 6);
+    CHECK_EQ(st[0].bytes, 200 + 20 + 8 + 3 + 4 + 3);
+    rp_stat_free(a);
+    rp_stat_free(z);
+    rp_stat_free(s);
+    rp_stat_free(sn);
+    rp_stat_free(c);
+    rp_stat_free(cn);
+    CHECK_EQ(rp_pool_outstanding(pool, NULL), 0);
+    CHECK_INT(rp_pool_check(pool), 0);
+    tu_watched = NULL;
+    rp_stat_destroy_pool();
+    CHECK(rp_stat_pool() == NULL);
+}
+
+/* What the default pool still holds goes with it (valgrind proves it), and
+   afterwards the facade is plain malloc again. */
+static void test_destroy_frees(void)
+{
+    int round;
+    void *p;
+    for (round = 0; round < 3; round++) {
+        int i;
+        rp_stat_create_pool();
+        CHECK(rp_stat_pool() != NULL);
+        for (i = 0; i < 500; i++) {
+            (void)rp_stat_alloc((size_t)i);
+            (void)rp_stat_strdup("leaked on purpose");
+        }
+        CHECK_EQ(rp_pool_outstanding(rp_stat_pool(), NULL), 1000);
+        rp_stat_destroy_pool();
+        CHECK(rp_stat_pool() == NULL);
+    }
+    rp_stat_destroy_pool(); /* without a pool: a no-op */
+    p = rp_stat_alloc(10);
+    CHECK(p != NULL);
+    free(p);
+}
+
+int main(int argc, char **argv)
+{
+    static const tu_case cases[] = {
+        {"before_create", test_before_create},
+        {"tracked", test_tracked},
+        {"destroy_frees", test_destroy_frees},
+    };
+    return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
+}

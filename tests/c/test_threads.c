@@ -1,0 +1,238 @@
+/* test_threads.c -- a thread-safe pool hammered by 4 threads (alloc, resize,
+   free, stats, walk-free reads), counters exact at the end; an unsynchronised
+   pool handed from thread to thread; child pools created concurrently.
+   Built and run in a TSan build too. */
+#include <pthread.h>
+
+#include "testutil.h"
+
+#define NTHREADS 4
+#define SLOTS 64
+
+typedef struct worker {
+    rp_pool *pool;
+    int id, iters;
+    char tag[16];
+    uint64_t rng;
+    /* the thread's own model of its tag */
+    size_t blocks, bytes;
+    uint64_t allocs;
+    void *slot[SLOTS];
+    int shared_allocs;   /* blocks allocated under the shared tag */
+} worker;
+
+static uint64_t next_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1Dull;
+}
+
+static void *hammer(void *arg)
+{
+    worker *w = arg;
+    int i;
+    for (i = 0; i < w->iters; i++) {
+        uint64_t r = next_rand(&w->rng);
+        int k = (int)(r % SLOTS);
+        size_t sz = (size_t)((r >> 8) % 512);
+        int op = (int)((r >> 24) % 16);
+        if (op == 15) {
+            /* stats from any thread: consistent snapshot of at most 5 tags */
+            rp_tag_stat st[8];
+            size_t n = rp_pool_stats(w->pool, st, 8);
+            CHECK(n <= NTHREADS + 1);
+            (void)rp_pool_outstanding(w->pool, NULL);
+            continue;
+        }
+        if (op == 14) {
+            /* a block under the shared tag, freed at once */
+            void *s = rp_alloc(w->pool, 32, "shared");
+            memset(s, w->id, 32);
+            rp_free(s);
+            w->shared_allocs++;
+            continue;
+        }
+        if (w->slot[k] == NULL) {
+            w->slot[k] = op < 2 ? rp_calloc(w->pool, 1, sz, w->tag)
+                                : rp_alloc(w->pool, sz, w->tag);
+            memset(w->slot[k], w->id, sz);
+            w->blocks++;
+            w->bytes += sz;
+            w->allocs++;
+        } else if (op < 6) {
+            size_t old = rp_block_size(w->slot[k]);
+            if (old > 0)
+                CHECK_EQ(((unsigned char *)w->slot[k])[old - 1], (unsigned)w->id);
+            w->slot[k] = rp_resize(op < 3 ? w->pool : NULL, w->slot[k], sz);
+            memset(w->slot[k], w->id, sz);
+            w->bytes = w->bytes - old + sz;
+        } else {
+            w->bytes -= rp_block_size(w->slot[k]);
+            w->blocks--;
+            rp_free(w->slot[k]);
+            w->slot[k] = NULL;
+        }
+    }
+    return NULL;
+}
+
+static void run_hammer(unsigned flags)
+{
+    rp_pool *pool = tu_pool_ex("hammer", flags);
+    pthread_t th[NTHREADS];
+    worker w[NTHREADS];
+    rp_tag_stat st[8];
+    size_t n, i, blocks = 0, bytes = 0;
+    int t, shared = 0, iters = tu_quick() ? 4000 : 100000;
+    const char *tsan = getenv("RP_TEST_TSAN");
+    if (tsan != NULL && *tsan == '1')
+        iters = 20000;
+    memset(w, 0, sizeof w);
+    for (t = 0; t < NTHREADS; t++) {
+        w[t].pool = pool;
+        w[t].id = t + 1;
+        w[t].iters = iters;
+        w[t].rng = 0x1234567ull * (uint64_t)(t + 1);
+        snprintf(w[t].tag, sizeof w[t].tag, "thread-%d", t);
+        CHECK(pthread_create(&th[t], NULL, hammer, &w[t]) == 0);
+    }
+    for (t = 0; t < NTHREADS; t++)
+        CHECK(pthread_join(th[t], NULL) == 0);
+    n = rp_pool_stats(pool, st, 8);
+    CHECK(n == NTHREADS || n == NTHREADS + 1);
+    for (t = 0; t < NTHREADS; t++) {
+        for (i = 0; i < n; i++)
+            if (strcmp(st[i].tag, w[t].tag) == 0)
+                break;
+        CHECK(i < n);
+        CHECK_EQ(st[i].blocks, w[t].blocks);
+        CHECK_EQ(st[i].bytes, w[t].bytes);
+        CHECK_EQ(st[i].allocs, w[t].allocs);
+        blocks += w[t].blocks;
+        bytes += w[t].bytes;
+        shared += w[t].shared_allocs;
+    }
+    for (i = 0; i < n; i++)
+        if (strcmp(st[i].tag, "shared") == 0) {
+            CHECK_EQ(st[i].blocks, 0);
+            CHECK_EQ(st[i].allocs, (size_t)shared);
+        }
+    CHECK_COUNTS(pool, blocks, bytes);
+    CHECK_INT(rp_pool_check(pool), 0);
+    printf("     %d threads x %d ops: %zu blocks, %zu bytes outstanding at the end\n",
+           NTHREADS, iters, blocks, bytes);
+    /* blocks are freed from a thread other than the one that made them */
+    for (t = 0; t < NTHREADS; t++)
+        for (i = 0; i < SLOTS; i++)
+            rp_free(w[t].slot[i]);
+    tu_end_pool(pool);
+}
+
+static void test_hammer(void) { run_hammer(0); }
+static void test_hammer_checked(void) { run_hammer(RP_POOL_CHECKED); }
+
+/* An unsynchronised pool, used by one thread at a time: created here, used
+   only by a worker, then checked and destroyed here after the join. */
+static void *unsync_user(void *arg)
+{
+    worker *w = arg;
+    hammer(w);
+    return NULL;
+}
+
+static void test_unsync(void)
+{
+    rp_pool *pool = tu_pool_ex("unsync", RP_POOL_UNSYNC);
+    worker w;
+    pthread_t th;
+    int round, i;
+    rp_pool_info info;
+    memset(&w, 0, sizeof w);
+    w.pool = pool;
+    w.id = 9;
+    w.iters = tu_quick() ? 3000 : 50000;
+    w.rng = 99;
+    snprintf(w.tag, sizeof w.tag, "solo");
+    for (round = 0; round < 2; round++) { /* two threads, one after another */
+        CHECK(pthread_create(&th, NULL, unsync_user, &w) == 0);
+        CHECK(pthread_join(th, NULL) == 0);
+    }
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK_INT(rp_pool_get_info(pool, &info), 0);
+    CHECK(info.flags & RP_POOL_UNSYNC);
+    CHECK_EQ(info.allocs, w.allocs + (uint64_t)w.shared_allocs);
+    CHECK_COUNTS(pool, w.blocks, w.bytes);
+    CHECK_INT(rp_pool_check(pool), 0);
+    for (i = 0; i < SLOTS; i++)
+        rp_free(w.slot[i]);
+    tu_end_pool(pool);
+}
+
+/* Child pools of one thread-safe parent, created, used and destroyed by
+   several threads at once; the parent is destroyed after the join. */
+typedef struct kid_arg {
+    rp_pool *parent;
+    int iters;
+    rp_pool *kept;
+} kid_arg;
+
+static void *kid_worker(void *arg)
+{
+    kid_arg *k = arg;
+    int i;
+    for (i = 0; i < k->iters; i++) {
+        rp_pool *c = rp_pool_create_child(k->parent, "kid");
+        void *b;
+        CHECK(c != NULL);
+        CHECK(rp_pool_parent(c) == k->parent);
+        b = rp_alloc(c, 64, "kid-block");
+        (void)rp_alloc(k->parent, 8, "from-kid");
+        rp_free(b);
+        rp_pool_destroy(c);
+    }
+    k->kept = rp_pool_create_child(k->parent, "kept");
+    (void)rp_alloc(k->kept, 16, "left in child");
+    return NULL;
+}
+
+static void test_children_threads(void)
+{
+    rp_pool *parent = tu_pool("parent");
+    pthread_t th[NTHREADS];
+    kid_arg k[NTHREADS];
+    rp_pool_info info;
+    int t, iters = tu_quick() ? 50 : 500;
+    for (t = 0; t < NTHREADS; t++) {
+        k[t].parent = parent;
+        k[t].iters = iters;
+        k[t].kept = NULL;
+        CHECK(pthread_create(&th[t], NULL, kid_worker, &k[t]) == 0);
+    }
+    for (t = 0; t < NTHREADS; t++)
+        CHECK(pthread_join(th[t], NULL) == 0);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK_INT(rp_pool_get_info(parent, &info), 0);
+    CHECK_EQ(info.children, NTHREADS);
+    CHECK_EQ(info.blocks, (size_t)NTHREADS * (size_t)iters);
+    CHECK_INT(rp_pool_check(parent), 0);
+    /* reset takes the kept children and every block; the pool stays */
+    CHECK_INT(rp_pool_reset(parent), 0);
+    CHECK_INT(rp_pool_get_info(parent, &info), 0);
+    CHECK_EQ(info.children, 0);
+    tu_end_pool(parent);
+}
+
+int main(int argc, char **argv)
+{
+    static const tu_case cases[] = {
+        {"hammer", test_hammer},
+        {"hammer_checked", test_hammer_checked},
+        {"unsync", test_unsync},
+        {"children_threads", test_children_threads},
+    };
+    return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
+}
