@@ -260,11 +260,15 @@ RP_API const char *rp_pool_intern_tag(rp_pool *pool, const char *s);
 RP_API int rp_report_live_pools(void);
 
 /* ------------------------------------------------------------- Testing */
-/* Fault injection: the nth underlying allocation from now (1 = the next one)
-   fails, and so do all after it while sticky is non-zero. n <= 0 disables. */
+/* Fault injection: arms a countdown so that the nth underlying allocation
+   from now (1 = the next one) fails, and, if sticky, every one after it.
+   n <= 0 disarms. Costs one predictable branch per allocation while disarmed. */
 RP_API void rp_debug_fail_after(long n, int sticky);
-/* Underlying allocations made so far (for sizing injection loops). */
+/* Underlying allocations attempted since the last rp_debug_fail_after() that
+   armed the countdown (counted only while armed: arm with a huge n to count). */
 RP_API unsigned long rp_debug_alloc_count(void);
+/* Non-zero once an armed countdown has made an allocation fail. */
+RP_API int rp_debug_fail_fired(void);
 
 #ifdef __cplusplus
 }

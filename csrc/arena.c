@@ -1,0 +1,179 @@
+/* arena.c -- the arena backing (RP_POOL_ARENA).
+ *
+ * Blocks, header included, are carved from chunks (default 1 MiB) in size
+ * classes: 16-byte steps up to 1 KiB, then four classes per power of two up to
+ * RPI_BIG_LIMIT. A freed block goes onto its class's free list (the link is
+ * the header's next field) and is reused by the next allocation of that
+ * class. Larger or over-aligned blocks get their own allocation, preceded by
+ * an rpi_big record on a list of their own. Destroy frees the chunk list and
+ * the big list and never touches a block: O(chunks + big blocks). The class
+ * of a block is derived from its size, so in-place resizes stay in a class.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#define RPI_BIG_LIMIT   32768u
+#define DEFAULT_CHUNK   ((size_t)1 << 20)
+#define MIN_CHUNK       ((size_t)64 << 10)
+#define DEFAULT_KEEP    ((size_t)4 << 20)
+
+static inline unsigned class_of(size_t total)
+{
+    if (total <= 1024) return (unsigned)((total - 1) >> 4);
+    size_t t = total - 1;
+    unsigned lg = 63u - (unsigned)__builtin_clzll(t);
+    return 64u + 4u * (lg - 10u) + (unsigned)((t >> (lg - 2u)) & 3u);
+}
+
+static inline size_t class_size(unsigned c)
+{
+    if (c < 64) return ((size_t)c + 1) << 4;
+    unsigned k = c - 64, lg = 10 + k / 4;
+    return ((size_t)1 << lg) + ((size_t)(k % 4 + 1) << (lg - 2));
+}
+
+int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
+{
+    rpi_arena *a = rpi_sys_malloc(sizeof *a);
+    if (!a) return RP_ENOMEM;
+    memset(a, 0, sizeof *a);
+    a->chunk_size = opts && opts->chunk_size ? opts->chunk_size : DEFAULT_CHUNK;
+    if (a->chunk_size < MIN_CHUNK) a->chunk_size = MIN_CHUNK;
+    a->chunk_size = (a->chunk_size + 15) & ~(size_t)15;
+    a->keep_bytes = opts && opts->keep_bytes ? opts->keep_bytes : DEFAULT_KEEP;
+    a->bigs.prev = a->bigs.next = &a->bigs;
+    pool->arena = a;
+    return 0;
+}
+
+static bool new_chunk(rp_pool *pool, rpi_arena *a)
+{
+    rpi_chunk *c = a->spare;
+    if (c) {
+        a->spare = c->next;
+    } else {
+        c = rpi_sys_malloc(a->chunk_size);
+        if (!c) return false;
+        c->size = a->chunk_size;
+        a->nchunks++;
+        pool->reserved += a->chunk_size;
+    }
+    c->next = a->chunks;
+    a->chunks = c;
+    a->cur = (char *)(c + 1);
+    a->end = (char *)c + c->size;
+    return true;
+}
+
+static rpi_hdr *big_alloc(rp_pool *pool, size_t align, size_t size)
+{
+    rpi_arena *a = pool->arena;
+    if (align < _Alignof(max_align_t)) align = _Alignof(max_align_t);
+    size_t total = sizeof(rpi_big) + RPI_HDR + (align - _Alignof(max_align_t)) + size;
+    void *raw = rpi_sys_malloc(total);
+    if (!raw) return NULL;
+    uintptr_t p = ((uintptr_t)raw + sizeof(rpi_big) + RPI_HDR + align - 1) & ~(uintptr_t)(align - 1);
+    rpi_hdr *h = rpi_hdr_of((void *)p);
+    rpi_big *b = (rpi_big *)h - 1;
+    b->raw = raw;
+    b->pad = (void *)(uintptr_t)total;
+    b->next = &a->bigs;
+    b->prev = a->bigs.prev;
+    a->bigs.prev->next = b;
+    a->bigs.prev = b;
+    pool->reserved += total;
+    h->word = RPI_F_BIG;
+    return h;
+}
+
+rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size)
+{
+    size_t total = RPI_HDR + size;
+    if (RPI_UNLIKELY(total > RPI_BIG_LIMIT)) return big_alloc(pool, 0, size);
+    rpi_arena *a = pool->arena;
+    unsigned c = class_of(total);
+    rpi_hdr *h = a->free[c];
+    if (RPI_LIKELY(h != NULL)) {
+        a->free[c] = h->next;
+    } else {
+        size_t cs = class_size(c);
+        if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) {
+            if (!new_chunk(pool, a)) return NULL;
+        }
+        h = (rpi_hdr *)a->cur;
+        a->cur += cs;
+    }
+    h->word = RPI_F_ARENA;
+    return h;
+}
+
+rpi_hdr *rpi_arena_alloc_aligned(rp_pool *pool, size_t align, size_t size)
+{
+    rpi_hdr *h = big_alloc(pool, align, size);
+    return h;
+}
+
+void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
+{
+    rpi_arena *a = pool->arena;
+    if (h->word & RPI_F_BIG) {
+        rpi_big *b = (rpi_big *)h - 1;
+        b->prev->next = b->next;
+        b->next->prev = b->prev;
+        pool->reserved -= (size_t)(uintptr_t)b->pad;
+        rpi_sys_free(b->raw);
+        return;
+    }
+    unsigned c = class_of(RPI_HDR + rpi_size(h));
+    h->next = a->free[c];
+    a->free[c] = h;
+}
+
+bool rpi_arena_fits(const rpi_hdr *h, size_t new_size)
+{
+    if (!(h->word & RPI_F_ARENA) || RPI_HDR + new_size > RPI_BIG_LIMIT) return false;
+    return class_of(RPI_HDR + new_size) == class_of(RPI_HDR + rpi_size(h));
+}
+
+void rpi_arena_release(rp_pool *pool, bool keep)
+{
+    rpi_arena *a = pool->arena;
+    for (rpi_big *b = a->bigs.next, *n; b != &a->bigs; b = n) {
+        n = b->next;
+        pool->reserved -= (size_t)(uintptr_t)b->pad;
+        rpi_sys_free(b->raw);
+    }
+    a->bigs.prev = a->bigs.next = &a->bigs;
+    /* every chunk, in use or spare, is either kept (up to keep_bytes) or freed */
+    rpi_chunk *all = a->chunks, *kept = NULL;
+    if (a->spare) {
+        rpi_chunk *t = a->spare;
+        while (t->next) t = t->next;
+        t->next = all;
+        all = a->spare;
+    }
+    size_t kept_bytes = 0;
+    for (rpi_chunk *c = all, *n; c; c = n) {
+        n = c->next;
+        if (keep && (a->keep_bytes == SIZE_MAX || kept_bytes + c->size <= a->keep_bytes)) {
+            kept_bytes += c->size;
+            c->next = kept;
+            kept = c;
+        } else {
+            pool->reserved -= c->size;
+            a->nchunks--;
+            rpi_sys_free(c);
+        }
+    }
+    a->chunks = NULL;
+    a->spare = kept;
+    a->cur = a->end = NULL;
+    memset(a->free, 0, sizeof a->free);
+}
+
+void rpi_arena_fini(rp_pool *pool)
+{
+    rpi_sys_free(pool->arena);
+    pool->arena = NULL;
+}

@@ -1,0 +1,246 @@
+/*
+ * internal.h -- cross-file internals of libringpool (prefix rpi_, hidden).
+ *
+ * The block header and the ring
+ * -----------------------------
+ * Every block is laid out as [rpi_hdr][payload]; the header sits immediately
+ * before the payload, so rp_free(p) finds it at p - sizeof(rpi_hdr) and the
+ * pool through hdr->origin->pool. The header is 32 bytes on LP64 and a
+ * multiple of alignof(max_align_t), so a 16-aligned allocation gives a
+ * 16-aligned payload (checked below at compile time).
+ *
+ * Each pool owns a sentinel header (pool->ring). Live blocks form a circular,
+ * doubly linked list through prev/next that starts and ends at the sentinel:
+ * an empty pool has ring.next == ring.prev == &ring. Insertion is at the tail
+ * (first-allocated blocks are visited first), unlink is O(1), and a walk from
+ * the sentinel visits each outstanding block exactly once. The sentinel's
+ * origin is NULL, which is how a walk recognises it.
+ *
+ * hdr->word holds the requested size in its low 48 bits and flags above:
+ *   ARENA    carved from an arena chunk (size class derived from the size);
+ *   BIG      own allocation, preceded by an rpi_big record (arena pools);
+ *   ALIGNED  payload offset for alignment: raw pointer kept before the header;
+ *   DTOR     has a destructor record in pool->dtors;
+ *   CHECKED  belongs to a checked pool: the registry (checked.c) holds the truth.
+ * bits 52..57 hold log2 of the alignment of aligned blocks.
+ *
+ * Counters: every tag record keeps blocks/bytes/peak/allocs and the pool keeps
+ * the same totals, all updated under the pool lock on each alloc, resize and
+ * free, so statistics are O(tags) and never walk the ring.
+ */
+#ifndef RP_INTERNAL_H
+#define RP_INTERNAL_H
+
+#include "ringpool.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define RPI_HIDDEN __attribute__((visibility("hidden")))
+#define RPI_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define RPI_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+_Static_assert(sizeof(size_t) == 8 && sizeof(void *) == 8,
+               "ringpool supports 64-bit targets only");
+
+typedef struct rpi_tag rpi_tag;
+
+typedef struct rpi_hdr {
+    struct rpi_hdr *prev;   /* ring links; sentinel lives in the pool */
+    struct rpi_hdr *next;
+    rpi_tag        *origin; /* tag record: name, counters, pool */
+    uint64_t        word;   /* size (low 48 bits) | flags */
+} rpi_hdr;
+
+#define RPI_HDR sizeof(rpi_hdr)
+_Static_assert(sizeof(rpi_hdr) == 32, "header is 32 bytes on 64-bit targets");
+_Static_assert(sizeof(rpi_hdr) % _Alignof(max_align_t) == 0,
+               "header keeps payloads aligned to max_align_t");
+
+#define RPI_SIZE_MASK   ((UINT64_C(1) << 48) - 1)
+#define RPI_F_ARENA     (UINT64_C(1) << 63)
+#define RPI_F_BIG       (UINT64_C(1) << 62)
+#define RPI_F_ALIGNED   (UINT64_C(1) << 61)
+#define RPI_F_DTOR      (UINT64_C(1) << 60)
+#define RPI_F_CHECKED   (UINT64_C(1) << 59)
+#define RPI_ALIGN_SHIFT 52
+#define RPI_ALIGN_MASK  (UINT64_C(63) << RPI_ALIGN_SHIFT)
+
+static inline rpi_hdr *rpi_hdr_of(const void *p) { return (rpi_hdr *)((char *)p - RPI_HDR); }
+static inline void *rpi_payload(rpi_hdr *h) { return (char *)h + RPI_HDR; }
+static inline size_t rpi_size(const rpi_hdr *h) { return (size_t)(h->word & RPI_SIZE_MASK); }
+
+/* ---- lock.c / util.c */
+typedef struct rpi_lock { atomic_int held; } rpi_lock;
+RPI_HIDDEN void rpi_lock_slow(rpi_lock *l);
+static inline void rpi_lock_acquire(rpi_lock *l)
+{
+    if (RPI_LIKELY(!atomic_exchange_explicit(&l->held, 1, memory_order_acquire)))
+        return;
+    rpi_lock_slow(l);
+}
+static inline void rpi_lock_release(rpi_lock *l)
+{
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+
+/* Underlying allocations, all through these so fault injection sees them. */
+RPI_HIDDEN extern atomic_int rpi_fail_armed;
+RPI_HIDDEN bool rpi_fail_now(void);
+static inline void *rpi_sys_malloc(size_t n)
+{
+    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_fail_armed, memory_order_relaxed)) && rpi_fail_now())
+        return NULL;
+    return malloc(n);
+}
+RPI_HIDDEN void *rpi_sys_calloc(size_t n, size_t size);
+RPI_HIDDEN void *rpi_sys_realloc(void *p, size_t n);
+static inline void rpi_sys_free(void *p)
+{
+    free(p);
+}
+
+/* Error reporting: calls the installed handler (default prints and aborts). */
+RPI_HIDDEN void rpi_report_error(int error, const void *block, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* OOM: calls the OOM handler, then aborts if it returns. */
+RPI_HIDDEN _Noreturn void rpi_oom(const char *call, size_t size, const char *tag);
+
+/* A small pointer-keyed hash map (open addressing, linear probing). */
+typedef struct rpi_ptrmap {
+    void  **keys;
+    void  **vals;
+    size_t  cap;    /* power of two, or 0 */
+    size_t  count;
+} rpi_ptrmap;
+RPI_HIDDEN void  *rpi_ptrmap_get(const rpi_ptrmap *m, const void *key);
+RPI_HIDDEN int    rpi_ptrmap_put(rpi_ptrmap *m, void *key, void *val); /* 0 or RP_ENOMEM */
+RPI_HIDDEN int    rpi_ptrmap_reserve(rpi_ptrmap *m, size_t extra);      /* 0 or RP_ENOMEM */
+RPI_HIDDEN void  *rpi_ptrmap_del(rpi_ptrmap *m, const void *key);
+RPI_HIDDEN void   rpi_ptrmap_free(rpi_ptrmap *m);
+
+/* ---- pool.c */
+struct rpi_tag {
+    const char *name;       /* never NULL */
+    rp_pool    *pool;
+    size_t      blocks, bytes, peak;
+    uint64_t    allocs;
+    rpi_tag    *hnext;      /* hash chain */
+    rpi_tag    *lnext;      /* first-use order */
+    uint32_t    hash;
+    bool        owned;      /* name is a pool-owned copy */
+};
+
+typedef struct rpi_cleanup {
+    rp_cleanup_fn       fn;
+    void               *arg;
+    struct rpi_cleanup *next;
+} rpi_cleanup;
+
+typedef struct rpi_dtor {
+    void            *block;
+    rp_destructor_fn fn;
+    struct rpi_dtor *prev, *next;   /* registration order */
+} rpi_dtor;
+
+typedef struct rpi_big {            /* before the header of a big arena block */
+    void           *raw;
+    struct rpi_big *prev, *next;
+    void           *pad;
+} rpi_big;
+_Static_assert(sizeof(rpi_big) % _Alignof(max_align_t) == 0, "big record keeps alignment");
+
+#define RPI_NCLASSES 84
+typedef struct rpi_chunk { struct rpi_chunk *next; size_t size; } rpi_chunk;
+_Static_assert(sizeof(rpi_chunk) % _Alignof(max_align_t) == 0, "chunk header keeps alignment");
+
+typedef struct rpi_arena {
+    void      *free[RPI_NCLASSES];  /* per class free lists (link in the header) */
+    char      *cur, *end;           /* bump region of the current chunk */
+    rpi_chunk *chunks;              /* in use */
+    rpi_chunk *spare;               /* kept by reset, not yet in use */
+    rpi_big    bigs;                /* sentinel of big blocks */
+    size_t     chunk_size;
+    size_t     keep_bytes;
+    size_t     nchunks;
+} rpi_arena;
+
+#define RPI_TAG_CACHE 64
+struct rp_pool {
+    rpi_hdr      ring;          /* sentinel; must stay first */
+    unsigned     flags;
+    rpi_lock     lock;
+    struct { const char *key; rpi_tag *rec; } tag_cache[RPI_TAG_CACHE];
+    size_t       blocks, bytes, peak, reserved;
+    uint64_t     allocs;
+    rpi_tag    **tag_buckets;
+    size_t       tag_nbuckets, ntags;
+    rpi_tag     *tag_first, *tag_last;
+    char        *name;
+    rp_pool     *parent, *first_child, *next_sibling, *prev_sibling;
+    size_t       nchildren;
+    rpi_cleanup *cleanups;
+    rpi_dtor     dtors;         /* sentinel */
+    rpi_ptrmap   dtor_map;      /* block -> rpi_dtor */
+    rpi_arena   *arena;
+    rp_pool     *live_prev, *live_next;
+    int          dying;
+};
+
+static inline void rpi_pool_lock(rp_pool *p)
+{
+    if (!(p->flags & RP_POOL_UNSYNC)) rpi_lock_acquire(&p->lock);
+}
+static inline void rpi_pool_unlock(rp_pool *p)
+{
+    if (!(p->flags & RP_POOL_UNSYNC)) rpi_lock_release(&p->lock);
+}
+
+RPI_HIDDEN rpi_tag *rpi_tag_lookup(rp_pool *pool, const char *tag); /* lock held; NULL on OOM */
+RPI_HIDDEN void rpi_counters_add(rpi_tag *t, size_t size);
+RPI_HIDDEN void rpi_counters_sub(rpi_tag *t, size_t size);
+
+/* live-pool list (for at-exit reports) */
+RPI_HIDDEN void rpi_live_lock(void);
+RPI_HIDDEN void rpi_live_unlock(void);
+RPI_HIDDEN extern rp_pool *rpi_live_head;
+
+/* ---- arena.c */
+RPI_HIDDEN int  rpi_arena_init(rp_pool *pool, const rp_pool_options *opts);
+RPI_HIDDEN rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size);  /* lock held */
+RPI_HIDDEN rpi_hdr *rpi_arena_alloc_aligned(rp_pool *pool, size_t align, size_t size);
+RPI_HIDDEN void rpi_arena_free(rp_pool *pool, rpi_hdr *h);          /* lock held, unlinked */
+RPI_HIDDEN bool rpi_arena_fits(const rpi_hdr *h, size_t new_size); /* same class */
+RPI_HIDDEN void rpi_arena_release(rp_pool *pool, bool keep);       /* destroy/reset */
+RPI_HIDDEN void rpi_arena_fini(rp_pool *pool);
+
+/* ---- checked.c: registry of blocks from checked pools (global lock) */
+RPI_HIDDEN extern atomic_int rpi_checked_pools;   /* live checked pools */
+RPI_HIDDEN extern atomic_int rpi_unchecked_pools; /* live unchecked pools */
+RPI_HIDDEN void rpi_registry_lock(void);
+RPI_HIDDEN void rpi_registry_unlock(void);
+/* registry lock held for all below */
+RPI_HIDDEN int  rpi_registry_reserve(void);  /* room for one insert; 0 or RP_ENOMEM */
+RPI_HIDDEN void rpi_registry_insert(rpi_hdr *h, void *raw);
+RPI_HIDDEN void rpi_registry_retire(rpi_hdr *h, int state);   /* state: RPI_FREED/RPI_DESTROYED */
+RPI_HIDDEN void rpi_registry_move(rpi_hdr *old_h, rpi_hdr *new_h, void *raw);
+enum { RPI_UNKNOWN = 0, RPI_LIVE = 1, RPI_FREED = 2, RPI_DESTROYED = 3 };
+typedef struct rpi_entry_view {
+    int state; rp_pool *pool; rpi_tag *origin; uint64_t word; void *raw;
+} rpi_entry_view;
+RPI_HIDDEN int  rpi_registry_find(const void *payload, rpi_entry_view *out);
+/* Validates a checked block for op (a call name); reports and returns the
+   error if it is not a live, intact block of expected (NULL = any pool). */
+RPI_HIDDEN int  rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
+                                     rpi_entry_view *out);
+RPI_HIDDEN void rpi_registry_fini(void);
+
+/* ---- report.c */
+RPI_HIDDEN int  rpi_write_report(rp_pool *pool, const char *path, unsigned flags,
+                                 const char *reason);
+RPI_HIDDEN int  rpi_report_from_env(rp_pool *pool, const char *reason);
+
+#endif /* RP_INTERNAL_H */

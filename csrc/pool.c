@@ -1,0 +1,1136 @@
+/* pool.c -- pools, the ring, tags and their counters, allocation, resize,
+   free, hierarchy, cleanups and destructors. See internal.h for the header
+   and ring invariants and docs/contract.md for the user-facing contract. */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static const char untagged[] = "(untagged)";
+
+/* --------------------------------------------------------- live pools */
+rp_pool *rpi_live_head;
+static rpi_lock live_lock;
+void rpi_live_lock(void) { rpi_lock_acquire(&live_lock); }
+void rpi_live_unlock(void) { rpi_lock_release(&live_lock); }
+
+/* ---------------------------------------------------------------- tags */
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static size_t cache_slot(const char *key)
+{
+    uintptr_t k = (uintptr_t)key;
+    return (size_t)((k >> 3) ^ (k >> 9)) & (RPI_TAG_CACHE - 1);
+}
+
+static rpi_tag *tag_find_or_add(rp_pool *pool, const char *name, bool copy)
+{
+    uint32_t h = hash_str(name);
+    if (pool->tag_nbuckets) {
+        for (rpi_tag *t = pool->tag_buckets[h & (pool->tag_nbuckets - 1)]; t; t = t->hnext)
+            if (t->hash == h && strcmp(t->name, name) == 0) return t;
+    }
+    if (pool->ntags + 1 > pool->tag_nbuckets) {
+        size_t nb = pool->tag_nbuckets ? pool->tag_nbuckets * 2 : 16;
+        rpi_tag **b = rpi_sys_calloc(nb, sizeof *b);
+        if (!b) return NULL;
+        for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
+            t->hnext = b[t->hash & (nb - 1)];
+            b[t->hash & (nb - 1)] = t;
+        }
+        rpi_sys_free(pool->tag_buckets);
+        pool->tag_buckets = b;
+        pool->tag_nbuckets = nb;
+    }
+    size_t len = strlen(name);
+    rpi_tag *t = rpi_sys_malloc(sizeof *t + (copy ? len + 1 : 0));
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    if (copy) {
+        char *s = (char *)(t + 1);
+        memcpy(s, name, len + 1);
+        t->name = s;
+        t->owned = true;
+    } else {
+        t->name = name;
+    }
+    t->pool = pool;
+    t->hash = h;
+    size_t b = h & (pool->tag_nbuckets - 1);
+    t->hnext = pool->tag_buckets[b];
+    pool->tag_buckets[b] = t;
+    if (pool->tag_last) pool->tag_last->lnext = t; else pool->tag_first = t;
+    pool->tag_last = t;
+    pool->ntags++;
+    return t;
+}
+
+rpi_tag *rpi_tag_lookup(rp_pool *pool, const char *tag)
+{
+    if (!tag) tag = untagged;
+    size_t s = cache_slot(tag);
+    if (RPI_LIKELY(pool->tag_cache[s].key == tag)) return pool->tag_cache[s].rec;
+    /* A string that is not the record's own name may change later (a stack
+       buffer): only literal-like pointers are cached, keyed by address. */
+    rpi_tag *t = tag_find_or_add(pool, tag, false);
+    if (t && t->name == tag) {
+        pool->tag_cache[s].key = tag;
+        pool->tag_cache[s].rec = t;
+    }
+    return t;
+}
+
+const char *rp_pool_intern_tag(rp_pool *pool, const char *s)
+{
+    if (!pool || !s) return NULL;
+    rpi_pool_lock(pool);
+    rpi_tag *t = tag_find_or_add(pool, s, true);
+    rpi_pool_unlock(pool);
+    return t ? t->name : NULL;
+}
+
+void rpi_counters_add(rpi_tag *t, size_t size)
+{
+    rp_pool *p = t->pool;
+    t->blocks++;
+    t->bytes += size;
+    if (t->bytes > t->peak) t->peak = t->bytes;
+    p->blocks++;
+    p->bytes += size;
+    if (p->bytes > p->peak) p->peak = p->bytes;
+}
+
+void rpi_counters_sub(rpi_tag *t, size_t size)
+{
+    rp_pool *p = t->pool;
+    t->blocks--;
+    t->bytes -= size;
+    p->blocks--;
+    p->bytes -= size;
+}
+
+static void tags_free(rp_pool *pool)
+{
+    for (rpi_tag *t = pool->tag_first, *n; t; t = n) {
+        n = t->lnext;
+        rpi_sys_free(t);
+    }
+    rpi_sys_free(pool->tag_buckets);
+    pool->tag_buckets = NULL;
+    pool->tag_nbuckets = pool->ntags = 0;
+    pool->tag_first = pool->tag_last = NULL;
+    memset(pool->tag_cache, 0, sizeof pool->tag_cache);
+}
+
+/* ---------------------------------------------------------------- ring */
+static inline void ring_insert(rp_pool *pool, rpi_hdr *h)
+{
+    rpi_hdr *s = &pool->ring;
+    h->next = s;
+    h->prev = s->prev;
+    s->prev->next = h;
+    s->prev = h;
+}
+
+static inline void ring_unlink(rpi_hdr *h)
+{
+    h->prev->next = h->next;
+    h->next->prev = h->prev;
+}
+
+static void ring_reset(rp_pool *pool)
+{
+    pool->ring.prev = pool->ring.next = &pool->ring;
+}
+
+/* ---------------------------------------------------------- lifecycle */
+static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_options *opts)
+{
+    unsigned flags = opts ? opts->flags : 0;
+    if (flags & ~(unsigned)(RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA)) {
+        rpi_report_error(RP_EINVAL, NULL, "rp_pool_create: unknown option flags 0x%x", flags);
+        return NULL;
+    }
+    if (!name) name = "(unnamed)";
+    rp_pool *pool = rpi_sys_malloc(sizeof *pool);
+    if (!pool) return NULL;
+    memset(pool, 0, sizeof *pool);
+    size_t nlen = strlen(name);
+    pool->name = rpi_sys_malloc(nlen + 1);
+    if (!pool->name) { rpi_sys_free(pool); return NULL; }
+    memcpy(pool->name, name, nlen + 1);
+    pool->flags = flags;
+    ring_reset(pool);
+    pool->dtors.prev = pool->dtors.next = &pool->dtors;
+    if ((flags & RP_POOL_ARENA) && rpi_arena_init(pool, opts) != 0) {
+        rpi_sys_free(pool->name);
+        rpi_sys_free(pool);
+        return NULL;
+    }
+    if (parent) {
+        rpi_pool_lock(parent);
+        pool->parent = parent;
+        pool->next_sibling = parent->first_child;
+        if (parent->first_child) parent->first_child->prev_sibling = pool;
+        parent->first_child = pool;
+        parent->nchildren++;
+        rpi_pool_unlock(parent);
+    }
+    atomic_fetch_add((flags & RP_POOL_CHECKED) ? &rpi_checked_pools : &rpi_unchecked_pools, 1);
+    rpi_live_lock();
+    pool->live_next = rpi_live_head;
+    if (rpi_live_head) rpi_live_head->live_prev = pool;
+    rpi_live_head = pool;
+    rpi_live_unlock();
+    return pool;
+}
+
+rp_pool *rp_pool_create(const char *name) { return pool_new(NULL, name, NULL); }
+rp_pool *rp_pool_create_ex(const char *name, const rp_pool_options *opts)
+{
+    return pool_new(NULL, name, opts);
+}
+rp_pool *rp_pool_create_child(rp_pool *parent, const char *name)
+{
+    if (!parent) return NULL;
+    rp_pool_options o = {.flags = parent->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED)};
+    return pool_new(parent, name, &o);
+}
+rp_pool *rp_pool_create_child_ex(rp_pool *parent, const char *name, const rp_pool_options *opts)
+{
+    if (!parent) return NULL;
+    return pool_new(parent, name, opts);
+}
+
+const char *rp_pool_name(const rp_pool *pool) { return pool ? pool->name : NULL; }
+rp_pool *rp_pool_parent(const rp_pool *pool) { return pool ? pool->parent : NULL; }
+
+/* Runs cleanups (LIFO, consumed), destroys children, runs block destructors.
+   Called without the pool lock: all of these may call back into the pool. */
+static void pool_teardown(rp_pool *pool)
+{
+    for (;;) {
+        rpi_pool_lock(pool);
+        rpi_cleanup *c = pool->cleanups;
+        if (c) pool->cleanups = c->next;
+        rpi_pool_unlock(pool);
+        if (!c) break;
+        c->fn(c->arg);
+        rpi_sys_free(c);
+    }
+    for (;;) {
+        rpi_pool_lock(pool);
+        rp_pool *child = pool->first_child;
+        rpi_pool_unlock(pool);
+        if (!child) break;
+        rp_pool_destroy(child);
+    }
+    for (;;) {
+        rpi_pool_lock(pool);
+        rpi_dtor *d = pool->dtors.prev;   /* last registered first */
+        rp_destructor_fn fn = NULL;
+        void *block = NULL;
+        if (d != &pool->dtors) {
+            d->prev->next = d->next;
+            d->next->prev = d->prev;
+            rpi_ptrmap_del(&pool->dtor_map, d->block);
+            rpi_hdr_of(d->block)->word &= ~RPI_F_DTOR;
+            fn = d->fn;
+            block = d->block;
+            rpi_sys_free(d);
+        }
+        rpi_pool_unlock(pool);
+        if (!fn) break;
+        fn(block);
+    }
+}
+
+static void *raw_of(rpi_hdr *h)
+{
+    if (h->word & RPI_F_ALIGNED) return ((void **)h)[-1];
+    return h;
+}
+
+/* Frees every block (lock held by caller or pool private). */
+static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
+{
+    bool checked = pool->flags & RP_POOL_CHECKED;
+    if (checked) {
+        rpi_registry_lock();
+        for (rpi_hdr *h = pool->ring.next; h != &pool->ring; h = h->next)
+            rpi_registry_retire(h, RPI_DESTROYED);
+        rpi_registry_unlock();
+    }
+    if (pool->arena) {
+        rpi_arena_release(pool, keep_chunks);
+    } else {
+        for (rpi_hdr *h = pool->ring.next, *n; h != &pool->ring; h = n) {
+            n = h->next;
+            rpi_sys_free(raw_of(h));
+        }
+        pool->reserved = 0;
+    }
+    ring_reset(pool);
+    for (rpi_tag *t = pool->tag_first; t; t = t->lnext) t->blocks = t->bytes = 0;
+    pool->blocks = pool->bytes = 0;
+}
+
+void rp_pool_destroy(rp_pool *pool)
+{
+    if (!pool) return;
+    pool->dying = 1;
+    pool_teardown(pool);
+    rpi_report_from_env(pool, "destroy");
+
+    if (pool->parent) {
+        rp_pool *parent = pool->parent;
+        rpi_pool_lock(parent);
+        if (pool->prev_sibling) pool->prev_sibling->next_sibling = pool->next_sibling;
+        else parent->first_child = pool->next_sibling;
+        if (pool->next_sibling) pool->next_sibling->prev_sibling = pool->prev_sibling;
+        parent->nchildren--;
+        rpi_pool_unlock(parent);
+    }
+    rpi_live_lock();
+    if (pool->live_prev) pool->live_prev->live_next = pool->live_next;
+    else rpi_live_head = pool->live_next;
+    if (pool->live_next) pool->live_next->live_prev = pool->live_prev;
+    rpi_live_unlock();
+
+    rpi_pool_lock(pool);
+    pool_free_blocks(pool, false);
+    rpi_pool_unlock(pool);
+    if (pool->arena) rpi_arena_fini(pool);
+    rpi_ptrmap_free(&pool->dtor_map);
+    tags_free(pool);
+    atomic_fetch_sub((pool->flags & RP_POOL_CHECKED) ? &rpi_checked_pools : &rpi_unchecked_pools, 1);
+    rpi_sys_free(pool->name);
+    rpi_sys_free(pool);
+}
+
+int rp_pool_reset(rp_pool *pool)
+{
+    if (!pool) return RP_EINVAL;
+    pool_teardown(pool);
+    rpi_pool_lock(pool);
+    pool_free_blocks(pool, true);
+    rpi_pool_unlock(pool);
+    return 0;
+}
+
+int rp_pool_add_cleanup(rp_pool *pool, rp_cleanup_fn fn, void *arg)
+{
+    if (!pool || !fn) return RP_EINVAL;
+    rpi_cleanup *c = rpi_sys_malloc(sizeof *c);
+    if (!c) return RP_ENOMEM;
+    c->fn = fn;
+    c->arg = arg;
+    rpi_pool_lock(pool);
+    c->next = pool->cleanups;
+    pool->cleanups = c;
+    rpi_pool_unlock(pool);
+    return 0;
+}
+
+int rp_pool_remove_cleanup(rp_pool *pool, rp_cleanup_fn fn, void *arg)
+{
+    if (!pool || !fn) return RP_EINVAL;
+    rpi_pool_lock(pool);
+    for (rpi_cleanup **pc = &pool->cleanups; *pc; pc = &(*pc)->next) {
+        rpi_cleanup *c = *pc;
+        if (c->fn == fn && c->arg == arg) {
+            *pc = c->next;
+            rpi_pool_unlock(pool);
+            rpi_sys_free(c);
+            return 0;
+        }
+    }
+    rpi_pool_unlock(pool);
+    return RP_ENOTFOUND;
+}
+
+/* --------------------------------------------------------- allocation */
+enum { WHY_OOM = 1, WHY_MISUSE = 2 };
+
+static bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
+static unsigned log2_of(size_t x) { return (unsigned)__builtin_ctzll(x); }
+
+/* Allocates a linked, counted block; NULL with *why set on failure. */
+static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *tag, int *why)
+{
+    const bool checked = pool->flags & RP_POOL_CHECKED;
+    if (RPI_UNLIKELY(size > RP_MAX_SIZE)) { *why = WHY_OOM; return NULL; }
+    rpi_hdr *h;
+    void *raw;
+    uint64_t word = size;
+
+    if (RPI_LIKELY(align <= _Alignof(max_align_t))) {
+        if (pool->arena) {
+            if (checked) rpi_registry_lock();
+            rpi_pool_lock(pool);
+            rpi_tag *t = rpi_tag_lookup(pool, tag);
+            if (RPI_UNLIKELY(!t) || (checked && rpi_registry_reserve() != 0) ||
+                !(h = rpi_arena_alloc(pool, size))) {
+                rpi_pool_unlock(pool);
+                if (checked) rpi_registry_unlock();
+                *why = WHY_OOM;
+                return NULL;
+            }
+            h->origin = t;
+            h->word |= word | (checked ? RPI_F_CHECKED : 0); /* arena set ARENA/BIG */
+            ring_insert(pool, h);
+            t->allocs++;
+            pool->allocs++;
+            rpi_counters_add(t, size);
+            if (checked) rpi_registry_insert(h, h);
+            rpi_pool_unlock(pool);
+            if (checked) rpi_registry_unlock();
+            return rpi_payload(h);
+        }
+        raw = h = rpi_sys_malloc(RPI_HDR + size);
+        if (RPI_UNLIKELY(!h)) { *why = WHY_OOM; return NULL; }
+    } else {
+        if (pool->arena) {
+            if (checked) rpi_registry_lock();
+            rpi_pool_lock(pool);
+            h = rpi_arena_alloc_aligned(pool, align, size);
+            raw = h ? ((rpi_big *)h - 1)->raw : NULL;
+        } else {
+            size_t total = RPI_HDR + sizeof(void *) + (align - 1) + size;
+            raw = rpi_sys_malloc(total);
+            h = NULL;
+            if (raw) {
+                uintptr_t p = ((uintptr_t)raw + RPI_HDR + sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
+                h = rpi_hdr_of((void *)p);
+                ((void **)h)[-1] = raw;
+                h->word = RPI_F_ALIGNED;
+            }
+            if (checked) rpi_registry_lock();
+            rpi_pool_lock(pool);
+            if (h) pool->reserved += total;
+        }
+        if (!h) {
+            rpi_pool_unlock(pool);
+            if (checked) rpi_registry_unlock();
+            *why = WHY_OOM;
+            return NULL;
+        }
+        h->word |= word | ((uint64_t)log2_of(align) << RPI_ALIGN_SHIFT);
+        goto link_locked;
+    }
+    h->word = word;
+    if (checked) rpi_registry_lock();
+    rpi_pool_lock(pool);
+    pool->reserved += RPI_HDR + size;
+link_locked:;
+    rpi_tag *t = rpi_tag_lookup(pool, tag);
+    if (RPI_UNLIKELY(!t) || (checked && rpi_registry_reserve() != 0)) {
+        if (pool->arena) {
+            rpi_arena_free(pool, h);
+            rpi_pool_unlock(pool);
+            if (checked) rpi_registry_unlock();
+        } else {
+            pool->reserved -= (h->word & RPI_F_ALIGNED)
+                ? RPI_HDR + sizeof(void *) + (align - 1) + size : RPI_HDR + size;
+            rpi_pool_unlock(pool);
+            if (checked) rpi_registry_unlock();
+            rpi_sys_free(raw);
+        }
+        *why = WHY_OOM;
+        return NULL;
+    }
+    h->origin = t;
+    if (checked) h->word |= RPI_F_CHECKED;
+    ring_insert(pool, h);
+    t->allocs++;
+    pool->allocs++;
+    rpi_counters_add(t, size);
+    if (checked) rpi_registry_insert(h, raw);
+    rpi_pool_unlock(pool);
+    if (checked) rpi_registry_unlock();
+    return rpi_payload(h);
+}
+
+static bool check_pool_arg(rp_pool *pool, const char *call)
+{
+    if (RPI_UNLIKELY(!pool)) {
+        rpi_report_error(RP_EINVAL, NULL, "%s: pool is NULL", call);
+        return false;
+    }
+    return true;
+}
+
+void *rp_alloc_noexc(rp_pool *pool, size_t size, const char *tag)
+{
+    int why = 0;
+    if (!check_pool_arg(pool, "rp_alloc_noexc")) return NULL;
+    return alloc_impl(pool, 0, size, tag, &why);
+}
+
+void *rp_alloc(rp_pool *pool, size_t size, const char *tag)
+{
+    int why = 0;
+    if (!check_pool_arg(pool, "rp_alloc")) return NULL;
+    void *p = alloc_impl(pool, 0, size, tag, &why);
+    if (RPI_UNLIKELY(!p)) rpi_oom("rp_alloc", size, tag);
+    return p;
+}
+
+static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, const char *call,
+                         bool plain)
+{
+    int why = 0;
+    if (!check_pool_arg(pool, call)) return NULL;
+    size_t total;
+    void *p = NULL;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        total = SIZE_MAX;
+    } else {
+        p = alloc_impl(pool, 0, total, tag, &why);
+        if (p) memset(p, 0, total);
+    }
+    if (!p && plain) rpi_oom(call, total, tag);
+    return p;
+}
+
+void *rp_calloc(rp_pool *pool, size_t n, size_t size, const char *tag)
+{
+    return calloc_impl(pool, n, size, tag, "rp_calloc", true);
+}
+void *rp_calloc_noexc(rp_pool *pool, size_t n, size_t size, const char *tag)
+{
+    return calloc_impl(pool, n, size, tag, "rp_calloc_noexc", false);
+}
+
+static void *aligned_impl(rp_pool *pool, size_t align, size_t size, const char *tag,
+                          const char *call, bool plain)
+{
+    int why = 0;
+    if (!check_pool_arg(pool, call)) return NULL;
+    if (!is_pow2(align) || align > RP_MAX_ALIGN) {
+        rpi_report_error(RP_EALIGN, NULL, "%s: alignment %zu is not a power of two up to %zu",
+                         call, align, (size_t)RP_MAX_ALIGN);
+        return NULL;
+    }
+    void *p = alloc_impl(pool, align, size, tag, &why);
+    if (!p && plain) rpi_oom(call, size, tag);
+    return p;
+}
+
+void *rp_alloc_aligned(rp_pool *pool, size_t align, size_t size, const char *tag)
+{
+    return aligned_impl(pool, align, size, tag, "rp_alloc_aligned", true);
+}
+void *rp_alloc_aligned_noexc(rp_pool *pool, size_t align, size_t size, const char *tag)
+{
+    return aligned_impl(pool, align, size, tag, "rp_alloc_aligned_noexc", false);
+}
+
+static void *memdup_impl(rp_pool *pool, const void *src, size_t size, size_t extra,
+                         const char *tag, const char *call, bool plain)
+{
+    int why = 0;
+    if (!check_pool_arg(pool, call)) return NULL;
+    if (!src && size) {
+        rpi_report_error(RP_EINVAL, NULL, "%s: source is NULL", call);
+        return NULL;
+    }
+    void *p = size + extra < size ? NULL : alloc_impl(pool, 0, size + extra, tag, &why);
+    if (!p) {
+        if (plain) rpi_oom(call, size + extra, tag);
+        return NULL;
+    }
+    if (size) memcpy(p, src, size);
+    if (extra) ((char *)p)[size] = '\0';
+    return p;
+}
+
+void *rp_memdup(rp_pool *pool, const void *p, size_t size, const char *tag)
+{
+    return memdup_impl(pool, p, size, 0, tag, "rp_memdup", true);
+}
+void *rp_memdup_noexc(rp_pool *pool, const void *p, size_t size, const char *tag)
+{
+    return memdup_impl(pool, p, size, 0, tag, "rp_memdup_noexc", false);
+}
+
+static char *strdup_impl(rp_pool *pool, const char *s, const char *tag, const char *call, bool plain)
+{
+    if (!s) {
+        rpi_report_error(RP_EINVAL, NULL, "%s: string is NULL", call);
+        return NULL;
+    }
+    return memdup_impl(pool, s, strlen(s), 1, tag, call, plain);
+}
+
+char *rp_strdup(rp_pool *pool, const char *s, const char *tag)
+{
+    return strdup_impl(pool, s, tag, "rp_strdup", true);
+}
+char *rp_strdup_noexc(rp_pool *pool, const char *s, const char *tag)
+{
+    return strdup_impl(pool, s, tag, "rp_strdup_noexc", false);
+}
+
+static char *strconcat_v(rp_pool *pool, const char *tag, int n, va_list ap, const char *call,
+                         bool plain)
+{
+    int why = 0;
+    if (!check_pool_arg(pool, call)) return NULL;
+    if (n < 0) {
+        rpi_report_error(RP_EINVAL, NULL, "%s: negative string count %d", call, n);
+        return NULL;
+    }
+    va_list ap2;
+    va_copy(ap2, ap);
+    size_t total = 0;
+    bool bad = false;
+    for (int i = 0; i < n; i++) {
+        const char *s = va_arg(ap2, const char *);
+        if (!s) { bad = true; break; }
+        size_t l = strlen(s);
+        if (total + l < total) { total = SIZE_MAX; break; }
+        total += l;
+    }
+    va_end(ap2);
+    if (bad) {
+        rpi_report_error(RP_EINVAL, NULL, "%s: string argument is NULL", call);
+        return NULL;
+    }
+    char *out = total == SIZE_MAX ? NULL : alloc_impl(pool, 0, total + 1, tag, &why);
+    if (!out) {
+        if (plain) rpi_oom(call, total, tag);
+        return NULL;
+    }
+    char *w = out;
+    for (int i = 0; i < n; i++) {
+        const char *s = va_arg(ap, const char *);
+        size_t l = strlen(s);
+        memcpy(w, s, l);
+        w += l;
+    }
+    *w = '\0';
+    return out;
+}
+
+char *rp_strconcat(rp_pool *pool, const char *tag, int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    char *r = strconcat_v(pool, tag, n, ap, "rp_strconcat", true);
+    va_end(ap);
+    return r;
+}
+
+char *rp_strconcat_noexc(rp_pool *pool, const char *tag, int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    char *r = strconcat_v(pool, tag, n, ap, "rp_strconcat_noexc", false);
+    va_end(ap);
+    return r;
+}
+
+/* --------------------------------------------------------------- free */
+static void run_block_dtor(rp_pool *pool, void *block)
+{
+    rpi_pool_lock(pool);
+    rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
+    if (d) {
+        d->prev->next = d->next;
+        d->next->prev = d->prev;
+    }
+    rpi_hdr_of(block)->word &= ~RPI_F_DTOR;
+    rpi_pool_unlock(pool);
+    if (d) {
+        d->fn(block);
+        rpi_sys_free(d);
+    }
+}
+
+/* Unlinks and frees a block whose header is trusted. */
+static void free_trusted(rpi_hdr *h, bool checked)
+{
+    rp_pool *pool = h->origin->pool;
+    if (RPI_UNLIKELY(h->word & RPI_F_DTOR)) run_block_dtor(pool, rpi_payload(h));
+    if (checked) rpi_registry_lock();
+    rpi_pool_lock(pool);
+    ring_unlink(h);
+    size_t size = rpi_size(h);
+    rpi_counters_sub(h->origin, size);
+    if (checked) rpi_registry_retire(h, RPI_FREED);
+    void *raw;
+    if (h->word & (RPI_F_ARENA | RPI_F_BIG)) {
+        rpi_arena_free(pool, h);
+        rpi_pool_unlock(pool);
+        if (checked) rpi_registry_unlock();
+        return;
+    }
+    if (h->word & RPI_F_ALIGNED) {
+        size_t align = (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT);
+        pool->reserved -= RPI_HDR + sizeof(void *) + (align - 1) + size;
+        raw = ((void **)h)[-1];
+    } else {
+        pool->reserved -= RPI_HDR + size;
+        raw = h;
+    }
+    rpi_pool_unlock(pool);
+    if (checked) rpi_registry_unlock();
+    rpi_sys_free(raw);
+}
+
+/* Checked path shared by free/resize/accessors: 1 = checked block validated,
+   0 = not a checked block (use the header), -1 = misuse reported. */
+static int resolve_checked(const void *block, rp_pool *expected, const char *op)
+{
+    if (RPI_LIKELY(atomic_load_explicit(&rpi_checked_pools, memory_order_relaxed) == 0))
+        return 0;
+    rpi_entry_view v;
+    int rc = rpi_checked_validate(block, expected, op, &v);
+    if (rc == 1) return 1;
+    if (rc == 0) return 0;
+    return -1;
+}
+
+void rp_free(void *block)
+{
+    if (!block) return;
+    int c = resolve_checked(block, NULL, "rp_free");
+    if (RPI_UNLIKELY(c < 0)) return;
+    free_trusted(rpi_hdr_of(block), c == 1);
+}
+
+/* ------------------------------------------------------------- resize */
+static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *call, bool plain)
+{
+    int why = 0;
+    if (!block) {
+        if (!check_pool_arg(pool, call)) return NULL;
+        void *p = alloc_impl(pool, 0, size, NULL, &why);
+        if (!p && plain) rpi_oom(call, size, NULL);
+        return p;
+    }
+    int c = resolve_checked(block, pool, call);
+    if (c < 0) return NULL;
+    rpi_hdr *h = rpi_hdr_of(block);
+    rp_pool *owner = h->origin->pool;
+    if (pool && pool != owner) {
+        rpi_report_error(RP_EWRONGPOOL, block, "%s: block %p belongs to pool '%s', not '%s'",
+                         call, block, owner->name, pool->name);
+        return NULL;
+    }
+    pool = owner;
+    const bool checked = c == 1;
+    size_t old = rpi_size(h);
+    if (size > RP_MAX_SIZE) goto fail;
+
+    if (!(h->word & (RPI_F_ALIGNED | RPI_F_BIG | RPI_F_ARENA))) {
+        /* malloc backing: realloc the header and payload, relink. */
+        if (checked) rpi_registry_lock();
+        rpi_pool_lock(pool);
+        if (checked && rpi_registry_reserve() != 0) {
+            rpi_pool_unlock(pool);
+            rpi_registry_unlock();
+            goto fail;
+        }
+        rpi_hdr *n = rpi_sys_realloc(h, RPI_HDR + size);
+        if (!n) {
+            rpi_pool_unlock(pool);
+            if (checked) rpi_registry_unlock();
+            goto fail;
+        }
+        if (n != h) {
+            n->prev->next = n;
+            n->next->prev = n;
+        }
+        n->word = (n->word & ~RPI_SIZE_MASK) | size;
+        pool->reserved = pool->reserved - old + size;
+        rpi_counters_sub(n->origin, old);
+        rpi_counters_add(n->origin, size);
+        if (checked) rpi_registry_move(h, n, n);
+        rpi_pool_unlock(pool);
+        if (checked) rpi_registry_unlock();
+        return rpi_payload(n);
+    }
+    if ((h->word & RPI_F_ARENA) && rpi_arena_fits(h, size)) {
+        if (checked) rpi_registry_lock();
+        rpi_pool_lock(pool);
+        h->word = (h->word & ~RPI_SIZE_MASK) | size;
+        rpi_counters_sub(h->origin, old);
+        rpi_counters_add(h->origin, size);
+        if (checked) rpi_registry_move(h, h, h);
+        rpi_pool_unlock(pool);
+        if (checked) rpi_registry_unlock();
+        return block;
+    }
+    /* Move: a new block with the same tag and alignment, then free the old. */
+    {
+        size_t align = (h->word & RPI_F_ALIGNED) || (h->word & RPI_ALIGN_MASK)
+            ? (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT) : 0;
+        void *n = alloc_impl(pool, align, size, h->origin->name, &why);
+        if (!n) goto fail;
+        memcpy(n, block, old < size ? old : size);
+        /* carry the counters: the move is one block, not an allocation */
+        rpi_pool_lock(pool);
+        rpi_tag *t = rpi_hdr_of(n)->origin;
+        t->allocs--;
+        pool->allocs--;
+        rpi_pool_unlock(pool);
+        if (h->word & RPI_F_DTOR) {
+            rpi_pool_lock(pool);
+            rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
+            int rc = d ? rpi_ptrmap_put(&pool->dtor_map, n, d) : 0;
+            if (d && rc == 0) {
+                d->block = n;
+                rpi_hdr_of(n)->word |= RPI_F_DTOR;
+                h->word &= ~RPI_F_DTOR;
+            } else if (d) {
+                rpi_ptrmap_put(&pool->dtor_map, block, d); /* slot just freed: cannot fail */
+            }
+            rpi_pool_unlock(pool);
+            if (d && rc != 0) {
+                rpi_pool_lock(pool);
+                t->allocs++;
+                pool->allocs++;
+                rpi_pool_unlock(pool);
+                free_trusted(rpi_hdr_of(n), checked);
+                goto fail;
+            }
+        }
+        free_trusted(h, checked);
+        return n;
+    }
+fail:
+    if (plain) rpi_oom(call, size, h->origin->name);
+    return NULL;
+}
+
+void *rp_resize(rp_pool *pool, void *block, size_t size)
+{
+    return resize_impl(pool, block, size, "rp_resize", true);
+}
+void *rp_resize_noexc(rp_pool *pool, void *block, size_t size)
+{
+    return resize_impl(pool, block, size, "rp_resize_noexc", false);
+}
+
+/* ------------------------------------------------------------- blocks */
+size_t rp_block_size(const void *block)
+{
+    if (!block || resolve_checked(block, NULL, "rp_block_size") < 0) return 0;
+    return rpi_size(rpi_hdr_of(block));
+}
+
+const char *rp_block_tag(const void *block)
+{
+    if (!block || resolve_checked(block, NULL, "rp_block_tag") < 0) return NULL;
+    return rpi_hdr_of(block)->origin->name;
+}
+
+rp_pool *rp_block_pool(const void *block)
+{
+    if (!block || resolve_checked(block, NULL, "rp_block_pool") < 0) return NULL;
+    return rpi_hdr_of(block)->origin->pool;
+}
+
+int rp_set_destructor(void *block, rp_destructor_fn fn)
+{
+    if (!block) return RP_EINVAL;
+    if (resolve_checked(block, NULL, "rp_set_destructor") < 0) return RP_EINVAL;
+    rpi_hdr *h = rpi_hdr_of(block);
+    rp_pool *pool = h->origin->pool;
+    rpi_pool_lock(pool);
+    rpi_dtor *d = rpi_ptrmap_get(&pool->dtor_map, block);
+    if (!fn) {
+        if (d) {
+            rpi_ptrmap_del(&pool->dtor_map, block);
+            d->prev->next = d->next;
+            d->next->prev = d->prev;
+            h->word &= ~RPI_F_DTOR;
+        }
+        rpi_pool_unlock(pool);
+        rpi_sys_free(d);
+        return d ? 0 : RP_ENOTFOUND;
+    }
+    if (d) {
+        d->fn = fn;
+        rpi_pool_unlock(pool);
+        return 0;
+    }
+    d = rpi_sys_malloc(sizeof *d);
+    if (!d || rpi_ptrmap_put(&pool->dtor_map, block, d) != 0) {
+        rpi_pool_unlock(pool);
+        rpi_sys_free(d);
+        return RP_ENOMEM;
+    }
+    d->block = block;
+    d->fn = fn;
+    d->next = &pool->dtors;
+    d->prev = pool->dtors.prev;
+    pool->dtors.prev->next = d;
+    pool->dtors.prev = d;
+    h->word |= RPI_F_DTOR;
+    rpi_pool_unlock(pool);
+    return 0;
+}
+
+/* -------------------------------------------------------------- audit */
+size_t rp_pool_stats(rp_pool *pool, rp_tag_stat *out, size_t cap)
+{
+    if (!pool) return 0;
+    rpi_pool_lock(pool);
+    size_t i = 0;
+    for (rpi_tag *t = pool->tag_first; t; t = t->lnext, i++) {
+        if (i < cap && out) {
+            out[i].tag = t->name;
+            out[i].blocks = t->blocks;
+            out[i].bytes = t->bytes;
+            out[i].peak_bytes = t->peak;
+            out[i].allocs = t->allocs;
+        }
+    }
+    rpi_pool_unlock(pool);
+    return i;
+}
+
+size_t rp_pool_outstanding(rp_pool *pool, size_t *bytes)
+{
+    if (!pool) { if (bytes) *bytes = 0; return 0; }
+    rpi_pool_lock(pool);
+    size_t n = pool->blocks;
+    if (bytes) *bytes = pool->bytes;
+    rpi_pool_unlock(pool);
+    return n;
+}
+
+int rp_pool_get_info(rp_pool *pool, rp_pool_info *info)
+{
+    if (!pool || !info || info->struct_size < sizeof(rp_pool_info)) return RP_EINVAL;
+    rpi_pool_lock(pool);
+    info->version = 1;
+    info->flags = pool->flags;
+    info->blocks = pool->blocks;
+    info->bytes = pool->bytes;
+    info->peak_bytes = pool->peak;
+    info->allocs = pool->allocs;
+    info->tags = pool->ntags;
+    info->children = pool->nchildren;
+    info->reserved_bytes = pool->reserved;
+    info->chunks = pool->arena ? pool->arena->nchunks : 0;
+    rpi_pool_unlock(pool);
+    return 0;
+}
+
+int rp_pool_walk(rp_pool *pool, rp_visit_fn visit, void *arg)
+{
+    if (!pool || !visit) return RP_EINVAL;
+    rpi_pool_lock(pool);
+    int rc = 0;
+    for (rpi_hdr *h = pool->ring.next, *n; h != &pool->ring; h = n) {
+        n = h->next;
+        rc = visit(rpi_payload(h), rpi_size(h), h->origin->name, arg);
+        if (rc) break;
+    }
+    rpi_pool_unlock(pool);
+    return rc;
+}
+
+int rp_pool_check(rp_pool *pool)
+{
+    if (!pool) return RP_EINVAL;
+    const bool checked = pool->flags & RP_POOL_CHECKED;
+    if (checked) rpi_registry_lock();
+    rpi_pool_lock(pool);
+    int rc = 0;
+    size_t blocks = 0, bytes = 0, limit = pool->blocks;
+    /* Pool totals are compared with the ring and with the sum of the tags. */
+    size_t tag_blocks = 0, tag_bytes = 0;
+    for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
+        tag_blocks += t->blocks;
+        tag_bytes += t->bytes;
+    }
+    rpi_hdr *prev = &pool->ring;
+    for (rpi_hdr *h = pool->ring.next; h != &pool->ring; prev = h, h = h->next) {
+        if (h->prev != prev) {
+            rpi_report_error(RP_ECORRUPT, rpi_payload(h),
+                             "rp_pool_check: pool '%s': ring link broken at block %p",
+                             pool->name, rpi_payload(h));
+            rc = RP_ECORRUPT;
+            break;
+        }
+        if (++blocks > limit) {
+            rpi_report_error(RP_ECORRUPT, NULL,
+                             "rp_pool_check: pool '%s': ring holds more blocks than counted (%zu)",
+                             pool->name, limit);
+            rc = RP_ECORRUPT;
+            break;
+        }
+        size_t sz = rpi_size(h);
+        if (checked) {
+            rpi_entry_view v;
+            if (rpi_registry_find(rpi_payload(h), &v) != RPI_LIVE || v.pool != pool) {
+                rpi_report_error(RP_ECORRUPT, rpi_payload(h),
+                                 "rp_pool_check: pool '%s': block %p in the ring is not live",
+                                 pool->name, rpi_payload(h));
+                rc = RP_ECORRUPT;
+                break;
+            }
+            sz = (size_t)(v.word & RPI_SIZE_MASK);
+        } else if (h->origin == NULL || h->origin->pool != pool) {
+            rpi_report_error(RP_ECORRUPT, rpi_payload(h),
+                             "rp_pool_check: pool '%s': block %p has a foreign origin",
+                             pool->name, rpi_payload(h));
+            rc = RP_ECORRUPT;
+            break;
+        }
+        bytes += sz;
+    }
+    if (rc == 0 && (blocks != pool->blocks || bytes != pool->bytes || tag_blocks != pool->blocks ||
+                    tag_bytes != pool->bytes || pool->ring.prev->next != &pool->ring)) {
+        rpi_report_error(RP_ECORRUPT, NULL,
+                         "rp_pool_check: pool '%s': ring has %zu blocks/%zu bytes, counters say "
+                         "%zu/%zu (tags %zu/%zu)",
+                         pool->name, blocks, bytes, pool->blocks, pool->bytes, tag_blocks, tag_bytes);
+        rc = RP_ECORRUPT;
+    }
+    rpi_pool_unlock(pool);
+    if (checked) rpi_registry_unlock();
+    return rc;
+}
+
+/* ------------------------------------------------------- default pool */
+static _Atomic(rp_pool *) stat_pool;
+static const char stat_tag[] = "rp_stat";
+
+void rp_stat_create_pool(void)
+{
+    if (atomic_load(&stat_pool)) return;
+    rp_pool *p = rp_pool_create("rp_stat");
+    if (!p) rpi_oom("rp_stat_create_pool", sizeof(rp_pool), NULL);
+    rp_pool *expected = NULL;
+    if (!atomic_compare_exchange_strong(&stat_pool, &expected, p)) rp_pool_destroy(p);
+}
+
+void rp_stat_destroy_pool(void)
+{
+    rp_pool *p = atomic_exchange(&stat_pool, NULL);
+    rp_pool_destroy(p);
+}
+
+rp_pool *rp_stat_pool(void) { return atomic_load(&stat_pool); }
+
+void *rp_stat_alloc_noexc(size_t size)
+{
+    rp_pool *p = atomic_load(&stat_pool);
+    if (p) return rp_alloc_noexc(p, size, stat_tag);
+    return rpi_sys_malloc(size ? size : 1);
+}
+
+void *rp_stat_alloc(size_t size)
+{
+    void *r = rp_stat_alloc_noexc(size);
+    if (!r) rpi_oom("rp_stat_alloc", size, stat_tag);
+    return r;
+}
+
+void *rp_stat_calloc_noexc(size_t n, size_t size)
+{
+    rp_pool *p = atomic_load(&stat_pool);
+    if (p) return rp_calloc_noexc(p, n, size, stat_tag);
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) return NULL;
+    return rpi_sys_calloc(total ? n : 1, total ? size : 1);
+}
+
+void *rp_stat_calloc(size_t n, size_t size)
+{
+    void *r = rp_stat_calloc_noexc(n, size);
+    if (!r) rpi_oom("rp_stat_calloc", n * size, stat_tag);
+    return r;
+}
+
+void *rp_stat_resize_noexc(void *b, size_t size)
+{
+    rp_pool *p = atomic_load(&stat_pool);
+    if (p) {
+        if (!b) return rp_alloc_noexc(p, size, stat_tag);
+        return rp_resize_noexc(NULL, b, size);
+    }
+    return rpi_sys_realloc(b, size ? size : 1);
+}
+
+void *rp_stat_resize(void *b, size_t size)
+{
+    void *r = rp_stat_resize_noexc(b, size);
+    if (!r) rpi_oom("rp_stat_resize", size, stat_tag);
+    return r;
+}
+
+void rp_stat_free(void *b)
+{
+    if (atomic_load(&stat_pool)) rp_free(b);
+    else rpi_sys_free(b);
+}
+
+char *rp_stat_strdup_noexc(const char *s)
+{
+    if (!s) return NULL;
+    size_t l = strlen(s) + 1;
+    char *r = rp_stat_alloc_noexc(l);
+    if (r) memcpy(r, s, l);
+    return r;
+}
+
+char *rp_stat_strdup(const char *s)
+{
+    char *r = rp_stat_strdup_noexc(s);
+    if (!r) rpi_oom("rp_stat_strdup", s ? strlen(s) + 1 : 0, stat_tag);
+    return r;
+}
+
+static char *stat_strconcat_v(int n, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    size_t total = 1;
+    for (int i = 0; i < n; i++) {
+        const char *s = va_arg(ap2, const char *);
+        if (!s) { va_end(ap2); return NULL; }
+        total += strlen(s);
+    }
+    va_end(ap2);
+    char *r = rp_stat_alloc_noexc(total), *w = r;
+    if (!r) return NULL;
+    for (int i = 0; i < n; i++) {
+        const char *s = va_arg(ap, const char *);
+        size_t l = strlen(s);
+        memcpy(w, s, l);
+        w += l;
+    }
+    *w = '\0';
+    return r;
+}
+
+char *rp_stat_strconcat_noexc(int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    char *r = n < 0 ? NULL : stat_strconcat_v(n, ap);
+    va_end(ap);
+    return r;
+}
+
+char *rp_stat_strconcat(int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    char *r = n < 0 ? NULL : stat_strconcat_v(n, ap);
+    va_end(ap);
+    if (!r) rpi_oom("rp_stat_strconcat", 0, stat_tag);
+    return r;
+}
