@@ -1,0 +1,339 @@
+/* test_hierarchy.c -- child pools, cleanups (order, removal, allocation from
+   inside), per-block destructors, reset, reserved bytes and arena chunk reuse. */
+#include "testutil.h"
+
+/* ------------------------------------------------------------ event log */
+static char events[64][48];
+static int nevents;
+
+static void log_event(const char *fmt, const char *s)
+{
+    if (nevents < 64)
+        snprintf(events[nevents], sizeof events[0], fmt, s);
+    nevents++;
+}
+
+static void check_events(const char *const *want, int n)
+{
+    int i;
+    if (nevents != n) {
+        for (i = 0; i < nevents && i < 64; i++)
+            fprintf(stderr, "  event %d: %s\n", i, events[i]);
+        tu_fail(__FILE__, __LINE__, "%d events, expected %d", nevents, n);
+    }
+    for (i = 0; i < n; i++)
+        CHECK_STR(events[i], want[i]);
+    nevents = 0;
+}
+
+static void cleanup_log(void *arg) { log_event("cleanup %s", (const char *)arg); }
+
+static void destructor_log(void *block) { log_event("dtor %s", (const char *)block); }
+
+/* ---------------------------------------------------------------- tests */
+static void test_children(void)
+{
+    rp_pool *parent = tu_pool("parent");
+    rp_pool *child = rp_pool_create_child(parent, "child");
+    rp_pool *grand, *other;
+    rp_pool_info info;
+    rp_pool_options o;
+    CHECK(child != NULL);
+    CHECK(rp_pool_parent(child) == parent);
+    CHECK_STR(rp_pool_name(child), "child");
+    memset(&o, 0, sizeof o);
+    o.flags = RP_POOL_CHECKED | (tu_backing ^ RP_POOL_ARENA); /* the other backing */
+    grand = rp_pool_create_child_ex(child, "grand", &o);
+    CHECK(grand != NULL);
+    CHECK(rp_pool_parent(grand) == child);
+    other = rp_pool_create_child(parent, "other");
+    (void)rp_alloc(child, 10, "c");
+    (void)rp_strdup(grand, "in grandchild", "g");
+    (void)rp_alloc(other, 1000, "o");
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK_INT(rp_pool_get_info(parent, &info), 0);
+    CHECK_EQ(info.children, 2);
+    CHECK_EQ(info.blocks, 0); /* counters are per pool */
+    CHECK_INT(rp_pool_get_info(grand, &info), 0);
+    CHECK_EQ(info.flags & (RP_POOL_CHECKED | RP_POOL_ARENA), o.flags);
+    /* destroying a child explicitly detaches it from its parent */
+    rp_pool_destroy(other);
+    CHECK_INT(rp_pool_get_info(parent, &info), 0);
+    CHECK_EQ(info.children, 1);
+    /* a NULL parent makes a top-level pool */
+    other = rp_pool_create_child(NULL, "top");
+    CHECK(other != NULL);
+    CHECK(rp_pool_parent(other) == NULL);
+    rp_pool_destroy(other);
+    /* the parent's reset destroys child and grandchild with their blocks
+       (valgrind and ASan prove they are gone) */
+    CHECK_INT(rp_pool_reset(parent), 0);
+    CHECK_INT(rp_pool_get_info(parent, &info), 0);
+    CHECK_EQ(info.children, 0);
+    tu_end_pool(parent);
+}
+
+static void test_destroy_order(void)
+{
+    static const char *const want[] = {
+        "cleanup p3", "cleanup p1", /* the parent's, last registered first */
+        "cleanup c1",               /* then the children, with their own */
+        "dtor child-block",
+        "dtor parent-block",        /* then the parent's blocks */
+    };
+    rp_pool *parent = tu_pool("order");
+    rp_pool *child = rp_pool_create_child(parent, "child");
+    char *pb, *cb;
+    nevents = 0;
+    CHECK_INT(rp_pool_add_cleanup(parent, cleanup_log, "p1"), 0);
+    CHECK_INT(rp_pool_add_cleanup(parent, cleanup_log, "p2"), 0);
+    CHECK_INT(rp_pool_add_cleanup(parent, cleanup_log, "p3"), 0);
+    CHECK_INT(rp_pool_remove_cleanup(parent, cleanup_log, "p2"), 0);
+    CHECK_INT(rp_pool_remove_cleanup(parent, cleanup_log, "p2"), RP_ENOTFOUND);
+    CHECK_INT(rp_pool_remove_cleanup(parent, cleanup_log, "nope"), RP_ENOTFOUND);
+    CHECK_INT(rp_pool_add_cleanup(child, cleanup_log, "c1"), 0);
+    pb = rp_strdup(parent, "parent-block", "pb");
+    cb = rp_strdup(child, "child-block", "cb");
+    CHECK_INT(rp_set_destructor(pb, destructor_log), 0);
+    CHECK_INT(rp_set_destructor(cb, destructor_log), 0);
+    tu_watched = NULL;
+    rp_pool_destroy(parent);
+    check_events(want, 5);
+}
+
+/* A cleanup runs while the pool's blocks and children still exist, and may
+   allocate from and free to its own pool. */
+typedef struct cleanup_ctx {
+    rp_pool *pool, *child;
+    char *block, *child_block;
+    int ran;
+} cleanup_ctx;
+
+static void cleanup_uses_pool(void *arg)
+{
+    cleanup_ctx *c = arg;
+    char *tmp;
+    CHECK_STR(c->block, "still here");
+    CHECK_STR(c->child_block, "child too");
+    CHECK_EQ(rp_pool_outstanding(c->child, NULL), 1);
+    tmp = rp_strconcat(c->pool, "cleanup", 2, c->block, "!");
+    CHECK_STR(tmp, "still here!");
+    rp_free(tmp);
+    (void)rp_alloc(c->pool, 77, "left by cleanup"); /* freed with the rest */
+    c->ran++;
+}
+
+static void test_cleanup_uses_pool(void)
+{
+    cleanup_ctx c;
+    memset(&c, 0, sizeof c);
+    c.pool = tu_pool("cleanup-uses");
+    c.child = rp_pool_create_child(c.pool, "kid");
+    c.block = rp_strdup(c.pool, "still here", "b");
+    c.child_block = rp_strdup(c.child, "child too", "b");
+    CHECK_INT(rp_pool_add_cleanup(c.pool, cleanup_uses_pool, &c), 0);
+    tu_watched = NULL;
+    rp_pool_destroy(c.pool);
+    CHECK_INT(c.ran, 1);
+}
+
+static void test_destructors(void)
+{
+    static const char *const on_free[] = {"dtor one"};
+    static const char *const on_reset[] = {"dtor three"};
+    rp_pool *pool = tu_pool("dtors");
+    char *one = rp_strdup(pool, "one", "d");
+    char *two = rp_strdup(pool, "two", "d");
+    char *three = rp_strdup(pool, "three", "d");
+    nevents = 0;
+    CHECK_INT(rp_set_destructor(one, destructor_log), 0);
+    CHECK_INT(rp_set_destructor(two, destructor_log), 0);
+    CHECK_INT(rp_set_destructor(three, destructor_log), 0);
+    CHECK_INT(rp_set_destructor(two, NULL), 0); /* removed */
+    /* a resized block keeps its destructor */
+    three = rp_resize(pool, three, 200);
+    CHECK_STR(three, "three");
+    rp_free(one);
+    check_events(on_free, 1);
+    rp_free(two);
+    check_events(NULL, 0);
+    CHECK_INT(rp_pool_reset(pool), 0);
+    check_events(on_reset, 1);
+    {
+        rp_error_handler prev = rp_set_error_handler(tu_record_error);
+        tu_errors_reset();
+        CHECK(rp_set_destructor(NULL, destructor_log) < 0);
+        rp_set_error_handler(prev);
+    }
+    tu_end_pool(pool);
+}
+
+static void test_reset(void)
+{
+    static const char *const want[] = {"cleanup r2", "cleanup r1"};
+    rp_pool *pool = tu_pool("reset");
+    rp_tag_stat st[4];
+    rp_pool_info info;
+    int i;
+    nevents = 0;
+    for (i = 0; i < 100; i++)
+        (void)rp_alloc(pool, 100, "r");
+    (void)rp_pool_create_child(pool, "goes");
+    CHECK_INT(rp_pool_add_cleanup(pool, cleanup_log, "r1"), 0);
+    CHECK_INT(rp_pool_add_cleanup(pool, cleanup_log, "r2"), 0);
+    CHECK_INT(rp_pool_reset(pool), 0);
+    check_events(want, 2);
+    CHECK_COUNTS(pool, 0, 0);
+    /* totals and peaks survive the reset */
+    CHECK_EQ(rp_pool_stats(pool, st, 4), 1);
+    CHECK_EQ(st[0].allocs, 100);
+    CHECK_EQ(st[0].peak_bytes, 10000);
+    CHECK_EQ(st[0].blocks, 0);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK_INT(rp_pool_get_info(pool, &info), 0);
+    CHECK_EQ(info.children, 0);
+    CHECK_EQ(info.allocs, 100);
+    /* usable again; cleanups were consumed */
+    {
+        void *b = rp_alloc(pool, 5, "r");
+        rp_free(b);
+    }
+    CHECK_INT(rp_pool_reset(pool), 0);
+    check_events(NULL, 0);
+    CHECK_INT(rp_pool_check(pool), 0);
+    tu_end_pool(pool);
+    check_events(NULL, 0);
+}
+
+static rp_pool *arena_pool(const char *name, size_t chunk, size_t keep)
+{
+    rp_pool_options o;
+    rp_pool *p;
+    memset(&o, 0, sizeof o);
+    o.flags = RP_POOL_ARENA;
+    o.chunk_size = chunk;
+    o.keep_bytes = keep;
+    p = rp_pool_create_ex(name, &o);
+    CHECK(p != NULL);
+    tu_watched = p;
+    return p;
+}
+
+static void get_info(rp_pool *p, rp_pool_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+    CHECK_INT(rp_pool_get_info(p, info), 0);
+}
+
+/* Arena: freed blocks are reused; reset keeps chunks up to keep_bytes. */
+static void test_arena_reuse(void)
+{
+    enum { N = 4000 };
+    static void *b[N];
+    rp_pool *pool;
+    rp_pool_info i0, i1, i2;
+    size_t i, total = 0;
+    if (tu_backing != RP_POOL_ARENA) {
+        /* with malloc backing the figures are per block */
+        pool = tu_pool("malloc-reserved");
+        get_info(pool, &i0);
+        b[0] = rp_alloc(pool, 1000, "x");
+        get_info(pool, &i1);
+        CHECK(i1.reserved_bytes >= i0.reserved_bytes + 1000 + 32);
+        CHECK_EQ(i1.chunks, 0);
+        rp_free(b[0]);
+        get_info(pool, &i2);
+        CHECK_EQ(i2.reserved_bytes, i0.reserved_bytes);
+        tu_end_pool(pool);
+        return;
+    }
+    pool = arena_pool("arena-reuse", 64 * 1024, 128 * 1024);
+    for (i = 0; i < N; i++) {
+        b[i] = rp_alloc(pool, 16 + (i % 8) * 16, "a");
+        total += 16 + (i % 8) * 16;
+    }
+    get_info(pool, &i0);
+    CHECK(i0.chunks >= 4);
+    CHECK(i0.reserved_bytes >= total + N * 32);
+    /* free everything, allocate the same again: no new chunks */
+    for (i = 0; i < N; i++)
+        rp_free(b[N - 1 - i]);
+    for (i = 0; i < N; i++)
+        b[i] = rp_alloc(pool, 16 + (i % 8) * 16, "a");
+    get_info(pool, &i1);
+    CHECK_EQ(i1.chunks, i0.chunks);
+    CHECK_EQ(i1.reserved_bytes, i0.reserved_bytes);
+    /* a block above the big threshold gets its own allocation */
+    b[0] = rp_resize(pool, b[0], 4u << 20);
+    get_info(pool, &i2);
+    CHECK(i2.reserved_bytes >= i1.reserved_bytes + (4u << 20));
+    /* reset keeps at most keep_bytes of chunks */
+    CHECK_INT(rp_pool_reset(pool), 0);
+    get_info(pool, &i2);
+    CHECK(i2.chunks * 64 * 1024 <= 128 * 1024);
+    CHECK(i2.reserved_bytes <= 128 * 1024 + 16 * 1024);
+    CHECK_COUNTS(pool, 0, 0);
+    tu_end_pool(pool);
+
+    /* keep_bytes = SIZE_MAX: every chunk kept and reused after reset */
+    pool = arena_pool("arena-keep-all", 64 * 1024, SIZE_MAX);
+    for (i = 0; i < N; i++)
+        (void)rp_alloc(pool, 100, "k");
+    get_info(pool, &i0);
+    CHECK_INT(rp_pool_reset(pool), 0);
+    get_info(pool, &i1);
+    CHECK_EQ(i1.chunks, i0.chunks);
+    for (i = 0; i < N; i++)
+        b[i] = rp_alloc(pool, 100, "k");
+    get_info(pool, &i2);
+    CHECK_EQ(i2.chunks, i0.chunks);
+    for (i = 0; i < N; i++)
+        rp_free(b[i]);
+    tu_end_pool(pool);
+}
+
+/* Reports nest children when asked. */
+static void test_report_children(void)
+{
+    rp_pool *parent = tu_pool("rparent");
+    rp_pool *child = rp_pool_create_child(parent, "rchild");
+    char path[256], buf[4096];
+    FILE *f;
+    size_t n;
+    void *a = rp_alloc(child, 12, "kid-tag"), *p = rp_alloc(parent, 3, "mom-tag");
+    const char *base = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/rp-children-%ld.json", base ? base : "/tmp",
+             (long)getpid());
+    CHECK_INT(rp_pool_write_report_ex(parent, path, RP_REPORT_CHILDREN), 0);
+    f = fopen(path, "r");
+    CHECK(f != NULL);
+    n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    unlink(path);
+    CHECK(strstr(buf, "\"children\"") != NULL);
+    CHECK(strstr(buf, "\"rchild\"") > strstr(buf, "\"children\""));
+    CHECK(strstr(buf, "\"kid-tag\"") != NULL);
+    CHECK(strstr(buf, "\"mom-tag\"") != NULL);
+    rp_free(a);
+    rp_free(p);
+    rp_pool_destroy(child);
+    tu_end_pool(parent);
+}
+
+int main(int argc, char **argv)
+{
+    static const tu_case cases[] = {
+        {"children", test_children},
+        {"destroy_order", test_destroy_order},
+        {"cleanup_uses_pool", test_cleanup_uses_pool},
+        {"destructors", test_destructors},
+        {"reset", test_reset},
+        {"arena_reuse", test_arena_reuse},
+        {"report_children", test_report_children},
+    };
+    return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
+}
