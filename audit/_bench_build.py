@@ -1,4 +1,5 @@
-"""cffi builder for ``audit._bench``: the C kernel behind ``ringpool-audit bench``.
+"""cffi builder for ``audit._bench``: the C kernel behind ``ringpool-audit bench`` and
+the bundled workload of ``ringpool-audit demo``.
 
 Out-of-line API mode. The kernel (``_bench_kernel.c``) is compiled together with
 the ringpool C sources, so timings never go through a Python loop. Peer
@@ -62,6 +63,12 @@ size_t rpb_outstanding(const rpb_work *w);
 uint64_t rpb_fill_ns(const rpb_work *w);
 uint64_t rpb_release_ns(const rpb_work *w);
 const char *rpb_last_error(const rpb_work *w);
+
+typedef struct rpd_server rpd_server;
+rpd_server *rpd_start(void);
+long rpd_serve(rpd_server *s, long n);
+int rpd_snapshot(rpd_server *s, const char *path);
+void rpd_shutdown(rpd_server *s);
 """
 
 ffibuilder = FFI()
@@ -70,8 +77,8 @@ ffibuilder.cdef(CDEF)
 _core_sources = sorted(glob.glob(os.path.join(_ROOT, "csrc", "*.c")))
 ffibuilder.set_source(
     "audit._bench",
-    '#include "bench_kernel.h"\n',
-    sources=[_rel(os.path.join(_HERE, "_bench_kernel.c"))] + [_rel(p) for p in _core_sources],
+    '#include "bench_kernel.h"\n#include "demo_workload.h"\n',
+    sources=[_rel(os.path.join(_HERE, name)) for name in ("_bench_kernel.c", "_demo_workload.c")] + [_rel(p) for p in _core_sources],
     include_dirs=[
         _rel(os.path.join(_ROOT, "csrc", "include")),
         _rel(os.path.join(_ROOT, "csrc")),

@@ -1,0 +1,104 @@
+"""Pieces shared by show and run: the by-tag table and its options."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from audit import gate
+from audit.errors import AuditError
+from audit.formatters import Column, Table
+from audit.reports import BY_CHOICES, Merged, Report
+
+SORT_KEYS = {
+    "bytes": lambda r: (-int(r["bytes"]), str(r["pool"]), str(r["key"])),
+    "blocks": lambda r: (-int(r["blocks"]), str(r["pool"]), str(r["key"])),
+    "peak": lambda r: (-int(r["peak_bytes"] or 0), str(r["pool"]), str(r["key"])),
+    "tag": lambda r: (str(r["key"]), str(r["pool"])),
+}
+
+
+def positive_int(text: str) -> int:
+    value = gate.non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_table_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("table")
+    group.add_argument("--top", type=positive_int, metavar="N", help="show only the first N rows")
+    group.add_argument("--sort", choices=list(SORT_KEYS), default="bytes",
+                       help="row order (default: bytes, largest first)")
+    group.add_argument("--min-bytes", type=gate.non_negative_int, default=0, metavar="N",
+                       help="hide rows with fewer than N outstanding bytes")
+    group.add_argument("--by", choices=BY_CHOICES, default=None,
+                       help="interposer reports: group rows by call site (default), function, "
+                            "source file or module")
+    group.add_argument("--suppressions", metavar="FILE",
+                       help="interposer reports: a suppressions file; suppressed rows never fail the gate")
+
+
+def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace) -> Table:
+    rows = list(merged.rows)
+    total_bytes = sum(int(r["bytes"]) for r in rows)
+    for r in rows:
+        r["percent"] = round(100.0 * int(r["bytes"]) / total_bytes, 1) if total_bytes else 0.0
+    rows.sort(key=SORT_KEYS[args.sort])
+    rows = [r for r in rows if int(r["bytes"]) >= args.min_bytes]
+    if args.top is not None:
+        rows = rows[: args.top]
+    preload = merged.kind == "preload"
+    has_children = any("/" in str(r["pool"]) for r in rows)
+    several_pools = len({str(r["pool"]) for r in rows}) > 1
+    columns: list[Column] = []
+    if not preload and (has_children or several_pools):
+        columns.append(Column("pool", "pool"))
+    columns.append(Column("key", (args.by or "site") if preload else "tag"))
+    columns += [Column("blocks", "blocks"), Column("bytes", "bytes")]
+    if not preload:
+        columns.append(Column("peak_bytes", "peak"))
+    columns += [Column("allocs", "allocs"), Column("percent", "% bytes", ".1f")]
+    if preload:
+        columns.append(Column("suppressed", "suppressed"))
+    if len(reports) > 1:
+        for report in reports:
+            key = f"report:{report.label}"
+            columns.append(Column(key, f"{report.label} bytes"))
+            for r in rows:
+                r[key] = r["per_report"].get(report.label, 0)
+    meta: dict[str, Any] = {
+        "kind": merged.kind,
+        "reports": [_report_meta(r) for r in reports],
+    }
+
+    def frames(row: dict[str, Any]) -> list[str]:
+        if preload:
+            return [str(row["key"])]
+        return str(row["pool"]).split("/") + [str(row["key"])]
+
+    title = "outstanding by " + ((args.by or "site") if preload else "tag")
+    return Table(columns=columns, rows=rows, title=title, frames=frames, value_key="bytes", meta=meta)
+
+
+def _report_meta(report: Report) -> dict[str, Any]:
+    data = report.data
+    meta: dict[str, Any] = {"path": report.path, "label": report.label, "kind": report.kind}
+    for attr in ("pool", "pid", "taken_at", "reason", "backing"):
+        value = getattr(data, attr, None)
+        if value is not None:
+            meta[attr] = value
+    return meta
+
+
+def totals_line(merged: Merged, reports: list[Report]) -> str:
+    blocks = sum(int(r["blocks"]) for r in merged.rows)
+    nbytes = sum(int(r["bytes"]) for r in merged.rows)
+    what = "keys" if merged.kind == "preload" else "tags"
+    nreports = f"{len(reports)} report" + ("s" if len(reports) != 1 else "")
+    return f"{nreports}: {blocks} blocks, {nbytes} bytes outstanding in {len(merged.rows)} {what}"
+
+
+def require_files(paths: list[str]) -> None:
+    if not paths:
+        raise AuditError("no report files given")

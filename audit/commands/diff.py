@@ -1,0 +1,149 @@
+"""``diff``: what changed between two reports, per tag."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from audit import gate, output, reports
+from audit.commands._common import positive_int
+from audit.formatters import Column, Table
+
+
+class DiffCommand:
+    """Compare two reports tag by tag (like tracemalloc's compare_to).
+
+    For every tag (child pools by their path): outstanding blocks and bytes in
+    NEW and their change since OLD, sorted by the absolute byte change, largest
+    first. Tags that appear only in NEW are marked "new", tags listed in OLD but
+    absent from NEW "gone". The leak gate looks at growth: --fail-on-leak fails
+    when a tag that is not allowed gained blocks, --max-leak-bytes N when the
+    byte growth of such tags exceeds N.
+    """
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("old", metavar="OLD", help="the earlier report")
+        parser.add_argument("new", metavar="NEW", help="the later report")
+        parser.add_argument("--top", type=positive_int, metavar="N", help="show only the first N rows")
+        parser.add_argument("--changed-only", action="store_true",
+                            help="hide tags whose blocks and bytes did not change")
+        parser.add_argument("--by", choices=reports.BY_CHOICES, default=None,
+                            help="interposer reports: group by call site, function, file or module")
+        parser.add_argument("--suppressions", metavar="FILE",
+                            help="interposer reports: a suppressions file")
+        gate.add_gate_options(parser)
+        output.add_output_options(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        output.check_output(args)
+        old, new = reports.load_all([args.old, args.new])
+        if old.kind != new.kind:
+            raise reports.AuditError(f"cannot compare {old.path} ({old.kind}) with {new.path} ({new.kind})")
+        if old.kind == "snapshot":
+            if args.by is not None or args.suppressions is not None:
+                raise reports.AuditError("--by and --suppressions apply to interposer reports only")
+            rows = _snapshot_diff(old, new)
+        else:
+            rows = _preload_diff(old, new, args.by or "site", args.suppressions)
+        rows.sort(key=lambda r: (-abs(int(r["bytes_diff"])), str(r["pool"]), str(r["key"])))
+        gate_rows = [{"key": r["key"], "blocks": r["blocks_diff"], "bytes": r["bytes_diff"],
+                      "suppressed": r.get("suppressed", False)} for r in rows]
+        verdict = gate.evaluate(args, gate_rows)
+        shown = [r for r in rows if not args.changed_only or r["blocks_diff"] or r["bytes_diff"]]
+        if args.top is not None:
+            shown = shown[: args.top]
+        several_pools = len({str(r["pool"]) for r in rows}) > 1
+        columns = ([Column("pool", "pool")] if several_pools else []) + [
+            Column("key", "tag" if old.kind == "snapshot" else (args.by or "site")),
+            Column("blocks", "blocks"), Column("blocks_diff", "blocks +/-", "+d"),
+            Column("bytes", "bytes"), Column("bytes_diff", "bytes +/-", "+d"),
+            Column("status", "status"),
+        ]
+
+        def frames(row: dict[str, Any]) -> list[str]:
+            return [p for p in str(row["pool"]).split("/") if p] + [str(row["key"])]
+
+        table = Table(columns=columns, rows=shown, title=f"{new.label} compared to {old.label}",
+                      frames=frames, value_key="bytes_diff",
+                      meta={"old": args.old, "new": args.new, "kind": old.kind})
+        output.emit(args, table)
+        grown = sum(int(r["bytes_diff"]) for r in rows if int(r["bytes_diff"]) > 0)
+        shrunk = -sum(int(r["bytes_diff"]) for r in rows if int(r["bytes_diff"]) < 0)
+        n_new = sum(1 for r in rows if r["status"] == "new")
+        n_gone = sum(1 for r in rows if r["status"] == "gone")
+        line = (f"{len(rows)} tags: +{grown} / -{shrunk} bytes, net {grown - shrunk:+d}; "
+                f"{n_new} new, {n_gone} gone")
+        if verdict.active:
+            line += "; " + verdict.describe()
+        output.summary(line)
+        return gate.EXIT_LEAKS if verdict.failed else gate.EXIT_OK
+
+
+def _status(in_old: bool, in_new: bool) -> str:
+    if in_new and not in_old:
+        return "new"
+    if in_old and not in_new:
+        return "gone"
+    return ""
+
+
+def _pools(report: reports.Report) -> dict[str, Any]:
+    return dict(reports.walk_pools(report.data))
+
+
+def _snapshot_diff(old: reports.Report, new: reports.Report) -> list[dict[str, Any]]:
+    old_pools, new_pools = _pools(old), _pools(new)
+    # Root pools are compared whatever their names; children are matched by path.
+    old_root = next(iter(old_pools))
+    new_root = next(iter(new_pools))
+    pairs: list[tuple[str, Any, Any]] = [(new_root, old_pools[old_root], new_pools[new_root])]
+    for path, snap in new_pools.items():
+        if path == new_root:
+            continue
+        rel = path[len(new_root):]
+        pairs.append((path, old_pools.get(old_root + rel), snap))
+    for path, snap in old_pools.items():
+        rel = path[len(old_root):]
+        if path != old_root and (new_root + rel) not in new_pools:
+            pairs.append((new_root + rel, snap, None))
+    rows: list[dict[str, Any]] = []
+    for path, old_snap, new_snap in pairs:
+        old_tags = {str(s.tag) for s in old_snap.statistics()} if old_snap is not None else set()
+        new_tags = {str(s.tag) for s in new_snap.statistics()} if new_snap is not None else set()
+        if old_snap is not None and new_snap is not None:
+            diffs = new_snap.compare_to(old_snap)
+            for d in diffs:
+                tag = str(d.tag)
+                rows.append({"pool": path, "key": tag, "blocks": int(d.blocks),
+                             "blocks_diff": int(d.blocks_diff), "bytes": int(d.bytes),
+                             "bytes_diff": int(d.bytes_diff),
+                             "status": _status(tag in old_tags, tag in new_tags)})
+        else:
+            only = new_snap if new_snap is not None else old_snap
+            sign = 1 if new_snap is not None else -1
+            for s in only.statistics():
+                rows.append({"pool": path, "key": str(s.tag),
+                             "blocks": int(s.blocks) if sign > 0 else 0,
+                             "blocks_diff": sign * int(s.blocks),
+                             "bytes": int(s.bytes) if sign > 0 else 0,
+                             "bytes_diff": sign * int(s.bytes),
+                             "status": "new" if sign > 0 else "gone"})
+    if len(pairs) == 1:
+        for r in rows:
+            r["pool"] = ""
+    return rows
+
+
+def _preload_diff(old: reports.Report, new: reports.Report, by: str,
+                  suppressions: str | None) -> list[dict[str, Any]]:
+    old_rows = {r["key"]: r for r in reports.preload_rows([old], by, suppressions)}
+    new_rows = {r["key"]: r for r in reports.preload_rows([new], by, suppressions)}
+    rows = []
+    for key in list(new_rows) + [k for k in old_rows if k not in new_rows]:
+        o, n = old_rows.get(key), new_rows.get(key)
+        ob, obytes = (int(o["blocks"]), int(o["bytes"])) if o else (0, 0)
+        nb, nbytes = (int(n["blocks"]), int(n["bytes"])) if n else (0, 0)
+        rows.append({"pool": "", "key": key, "blocks": nb, "blocks_diff": nb - ob, "bytes": nbytes,
+                     "bytes_diff": nbytes - obytes, "status": _status(o is not None, n is not None),
+                     "suppressed": bool((n or o or {}).get("suppressed"))})
+    return rows

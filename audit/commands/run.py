@@ -1,0 +1,140 @@
+"""``run``: run a program with reports switched on, then show what was outstanding."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+
+from audit import gate, output, reports
+from audit.commands._common import add_table_options, by_tag_table, totals_line
+from audit.errors import AuditError
+
+
+class RunCommand:
+    """Run a command with ringpool reports switched on and show what was outstanding.
+
+    Sets RINGPOOL_REPORT=DIR/%n.%p.json, so every pool of the program (and of
+    its children and forks: the pid is in the name) writes its report at destroy,
+    and every pool still alive at exit writes one then; then shows the merged
+    by-tag table of the reports written during the run. With --preload the
+    program also runs under the malloc interposer (LD_PRELOAD) and its call-site
+    report is shown instead (--by picks the grouping).
+
+    Exit status: 2 when the leak gate fails (whatever the program's status);
+    otherwise 1 when the program failed (non-zero exit or killed by a signal, the
+    status is printed) or no report could be read; otherwise 0.
+    """
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--report-dir", metavar="DIR",
+                            help="keep the reports in DIR (created if missing); default: a "
+                                 "temporary directory removed afterwards")
+        parser.add_argument("--blocks", action="store_true",
+                            help="list every outstanding block in the reports (RINGPOOL_REPORT_BLOCKS=1)")
+        parser.add_argument("--preload", action="store_true",
+                            help="audit an unmodified program: interpose malloc with libringpool-preload.so")
+        add_table_options(parser)
+        gate.add_gate_options(parser)
+        output.add_output_options(parser)
+        parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
+                            help="the program to run and its arguments")
+
+    def run(self, args: argparse.Namespace) -> int:
+        output.check_output(args)
+        cmd = list(args.cmd)
+        if cmd and cmd[0] == "--":
+            cmd = cmd[1:]
+        if not cmd:
+            raise AuditError("run: no command given (usage: run [options] -- CMD ARGS...)")
+        env = dict(os.environ)
+        if args.preload:
+            library = reports.preload_module().library_path()
+            if not os.path.exists(library):
+                raise AuditError(f"{library}: the interposer library is not built")
+            previous = env.get("LD_PRELOAD")
+            env["LD_PRELOAD"] = library if not previous else f"{library}:{previous}"
+        temporary = args.report_dir is None
+        report_dir = tempfile.mkdtemp(prefix="ringpool-run-") if temporary else args.report_dir
+        try:
+            return self._run_in(args, cmd, env, report_dir)
+        finally:
+            if temporary:
+                shutil.rmtree(report_dir, ignore_errors=True)
+
+    def _run_in(self, args: argparse.Namespace, cmd: list[str], env: dict[str, str],
+                report_dir: str) -> int:
+        try:
+            os.makedirs(report_dir, exist_ok=True)
+        except OSError as exc:
+            raise AuditError(f"{report_dir}: cannot create the report directory: {exc.strerror}") from exc
+        before = _json_files(report_dir)
+        env["RINGPOOL_REPORT"] = os.path.join(os.path.abspath(report_dir), "%n.%p.json")
+        if args.blocks:
+            env["RINGPOOL_REPORT_BLOCKS"] = "1"
+        else:
+            env.pop("RINGPOOL_REPORT_BLOCKS", None)
+        try:
+            status = subprocess.run(cmd, env=env, check=False).returncode
+        except FileNotFoundError:
+            raise AuditError(f"{cmd[0]}: command not found") from None
+        except PermissionError:
+            raise AuditError(f"{cmd[0]}: permission denied") from None
+        except OSError as exc:
+            raise AuditError(f"{cmd[0]}: cannot run: {exc.strerror}") from exc
+        failed = status != 0
+        status_text = _describe_status(status)
+        written = sorted(p for p, stamp in _json_files(report_dir).items() if before.get(p) != stamp)
+        if not written:
+            output.summary(f"{cmd[0]} {status_text}; it wrote no report (does it link libringpool "
+                           "and create a pool?)")
+            return gate.EXIT_ERROR
+        loaded = reports.load_all(written)
+        if args.preload:
+            kept = [r for r in loaded if r.kind == "preload"]
+            if not kept:
+                raise AuditError(f"{cmd[0]} wrote no interposer report into {report_dir}")
+            loaded = kept
+        else:
+            loaded = [r for r in loaded if r.kind == "snapshot"]
+        merged = reports.rows_for(loaded, args.by, args.suppressions)
+        table = by_tag_table(merged, loaded, args)
+        output.emit(args, table)
+        verdict = gate.evaluate(args, merged.rows)
+        line = f"{cmd[0]} {status_text}; " + totals_line(merged, loaded)
+        if args.report_dir is not None:
+            line += f" (in {report_dir})"
+        if verdict.active:
+            line += "; " + verdict.describe()
+        output.summary(line)
+        if verdict.failed:
+            return gate.EXIT_LEAKS
+        return gate.EXIT_ERROR if failed else gate.EXIT_OK
+
+
+def _json_files(directory: str) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for name in os.listdir(directory):
+        if name.endswith(".json"):
+            path = os.path.join(directory, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            found[path] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
+def _describe_status(status: int) -> str:
+    if status == 0:
+        return "exited with status 0"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"FAILED: killed by {name}"
+    return f"FAILED: exited with status {status}"

@@ -1,0 +1,87 @@
+"""The leak gate shared by show, diff and run (exit code 2).
+
+- ``--fail-on-leak``: any outstanding block of a tag that is not allowed fails;
+- ``--max-leak-bytes N``: fails when the outstanding bytes of tags that are not
+  allowed exceed N (N = 0 is the same as --fail-on-leak, counted in bytes);
+- ``--allow-tag PATTERN`` (repeatable, shell-style ``fnmatch``, case-sensitive):
+  tags (interposer rows: keys) that may legitimately remain.
+Interposer rows marked suppressed never fail the gate. Without --fail-on-leak or
+--max-leak-bytes the gate is off and leaks alone never change the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_LEAKS = 2
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def add_gate_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("leak gate (exit code 2)")
+    group.add_argument("--fail-on-leak", action="store_true",
+                       help="exit 2 if any block of a tag that is not allowed is outstanding")
+    group.add_argument("--max-leak-bytes", type=non_negative_int, metavar="N",
+                       help="exit 2 if more than N bytes of tags that are not allowed are outstanding")
+    group.add_argument("--allow-tag", action="append", default=[], metavar="PATTERN",
+                       help="tags (fnmatch pattern) that may legitimately remain; repeatable")
+
+
+@dataclass
+class Verdict:
+    active: bool
+    failed: bool
+    blocks: int = 0
+    bytes: int = 0
+    offenders: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if not self.active:
+            return ""
+        if not self.failed:
+            return "leak gate: passed"
+        names = ", ".join(self.offenders[:10]) + (" ..." if len(self.offenders) > 10 else "")
+        return (f"leak gate: FAILED, {self.blocks} blocks / {self.bytes} bytes outstanding "
+                f"in tags not allowed: {names}")
+
+
+def allowed(key: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def evaluate(args: argparse.Namespace, rows: list[dict[str, Any]],
+             blocks_key: str = "blocks", bytes_key: str = "bytes") -> Verdict:
+    """rows carry 'key' (the tag or interposer key), counts and 'suppressed'."""
+    active = bool(args.fail_on_leak) or args.max_leak_bytes is not None
+    verdict = Verdict(active=active, failed=False)
+    for row in rows:
+        if row.get("suppressed") or allowed(str(row["key"]), args.allow_tag):
+            continue
+        blocks = int(row.get(blocks_key) or 0)
+        nbytes = int(row.get(bytes_key) or 0)
+        if blocks <= 0 and nbytes <= 0:
+            continue
+        verdict.blocks += max(blocks, 0)
+        verdict.bytes += max(nbytes, 0)
+        if str(row["key"]) not in verdict.offenders:
+            verdict.offenders.append(str(row["key"]))
+    if active:
+        if args.fail_on_leak and verdict.blocks > 0:
+            verdict.failed = True
+        if args.max_leak_bytes is not None and verdict.bytes > args.max_leak_bytes:
+            verdict.failed = True
+    return verdict

@@ -1,0 +1,57 @@
+"""Where data and summaries go: data to stdout or ``--output FILE``, summaries to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from audit.errors import AuditError
+from audit.formatters import FORMAT_NAMES, Table, render
+
+
+def add_output_options(parser: argparse.ArgumentParser, default: str = "table") -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("--format", choices=FORMAT_NAMES, default=default,
+                       help=f"data format (default: {default}); 'folded' gives "
+                            "'frame;frame value' lines for flamegraph tools")
+    group.add_argument("--output", "-o", metavar="FILE",
+                       help="write the data to FILE instead of stdout")
+    group.add_argument("--force", action="store_true",
+                       help="let --output replace an existing file")
+
+
+def check_output(args: argparse.Namespace) -> None:
+    """Fails early (before any work) when --output would overwrite without --force."""
+    path = getattr(args, "output", None)
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise AuditError(f"{path}: --output names a directory")
+    if os.path.exists(path) and not args.force:
+        raise AuditError(f"{path}: already exists; pass --force to overwrite it")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise AuditError(f"{path}: directory {parent} does not exist")
+
+
+def emit_text(args: argparse.Namespace, text: str) -> None:
+    path = getattr(args, "output", None)
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    check_output(args)
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise AuditError(f"{path}: cannot write: {exc.strerror}") from exc
+
+
+def emit(args: argparse.Namespace, table: Table) -> None:
+    emit_text(args, render(table, args.format))
+
+
+def summary(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,189 @@
+"""Reading report files and turning them into rows.
+
+There is one reader for ringpool snapshots, :class:`allocator.Snapshot`; files in
+the interposer's format (``"format": "ringpool-preload"``) go to
+:mod:`audit.preload`. This module only dispatches, flattens child pools and
+merges several reports into one table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from audit.errors import AuditError
+
+SNAPSHOT_FORMAT = "ringpool-snapshot"
+PRELOAD_FORMAT = "ringpool-preload"
+BY_CHOICES = ("site", "function", "file", "module")
+
+
+def snapshot_class() -> Any:
+    try:
+        from allocator import Snapshot
+    except ImportError:  # TEMPORARY until the bindings land
+        from audit._tmp_snapshot import Snapshot
+    return Snapshot
+
+
+def preload_module() -> Any:
+    try:
+        import audit.preload as preload
+    except ImportError as exc:
+        raise AuditError(f"the preload interposer support (audit.preload) is not available: {exc}") from exc
+    return preload
+
+
+@dataclass
+class Report:
+    """One loaded file: a snapshot (``kind == "snapshot"``) or an interposer report."""
+
+    path: str
+    kind: str
+    data: Any
+    label: str = ""
+
+    @property
+    def pid(self) -> int | None:
+        pid = getattr(self.data, "pid", None)
+        return pid if isinstance(pid, int) else None
+
+
+def _peek(path: str) -> Any:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise AuditError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise AuditError(f"{path}: is a directory, not a report file") from None
+    except OSError as exc:
+        raise AuditError(f"{path}: cannot read: {exc.strerror}") from exc
+    if not raw.strip():
+        raise AuditError(f"{path}: empty file, not a report")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise AuditError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        what = "truncated JSON" if exc.pos >= len(raw.decode("utf-8").rstrip()) else "invalid JSON"
+        raise AuditError(f"{path}: {what}: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+def load(path: str) -> Report:
+    """Loads one report file; AuditError names the file and what is wrong."""
+    doc = _peek(path)
+    if not isinstance(doc, dict):
+        raise AuditError(f"{path}: a report is a JSON object, found {type(doc).__name__}")
+    if doc.get("format") == PRELOAD_FORMAT:
+        preload = preload_module()
+        try:
+            return Report(path, "preload", preload.load(path))
+        except ValueError as exc:
+            raise AuditError(_name_file(path, exc)) from exc
+    try:
+        snap = snapshot_class().load(path)
+    except ValueError as exc:
+        raise AuditError(_name_file(path, exc)) from exc
+    except OSError as exc:
+        raise AuditError(f"{path}: cannot read: {exc}") from exc
+    return Report(path, "snapshot", snap)
+
+
+def _name_file(path: str, exc: Exception) -> str:
+    text = str(exc)
+    return text if path in text else f"{path}: {text}"
+
+
+def load_all(paths: list[str]) -> list[Report]:
+    reports = [load(p) for p in paths]
+    _assign_labels(reports)
+    return reports
+
+
+def _assign_labels(reports: list[Report]) -> None:
+    names = [os.path.basename(r.path) for r in reports]
+    for report, name in zip(reports, names):
+        stem = name[:-5] if name.endswith(".json") else name
+        report.label = stem if names.count(name) == 1 else report.path
+
+
+def walk_pools(snapshot: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(pool path, snapshot) for a snapshot and its children, depth first."""
+    path = f"{prefix}/{snapshot.pool}" if prefix else str(snapshot.pool)
+    yield path, snapshot
+    for child in getattr(snapshot, "children", None) or []:
+        yield from walk_pools(child, path)
+
+
+@dataclass
+class Merged:
+    """Rows keyed by (pool, tag) or by preload key, summed over reports."""
+
+    kind: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def snapshot_rows(reports: list[Report]) -> list[dict[str, Any]]:
+    """Merged rows: pool, tag, blocks, bytes, peak_bytes, allocs and per-report bytes."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for report in reports:
+        for pool, snap in walk_pools(report.data):
+            for stat in snap.statistics():
+                key = (pool, str(stat.tag))
+                row = merged.get(key)
+                if row is None:
+                    row = {"pool": pool, "tag": str(stat.tag), "key": str(stat.tag), "blocks": 0,
+                           "bytes": 0, "peak_bytes": 0, "allocs": 0, "suppressed": False,
+                           "per_report": {}}
+                    merged[key] = row
+                row["blocks"] += int(stat.blocks)
+                row["bytes"] += int(stat.bytes)
+                row["peak_bytes"] = max(row["peak_bytes"], int(stat.peak_bytes))
+                row["allocs"] += int(stat.allocs)
+                per = row["per_report"]
+                per[report.label] = per.get(report.label, 0) + int(stat.bytes)
+    return list(merged.values())
+
+
+def preload_rows(reports: list[Report], by: str, suppressions: str | None) -> list[dict[str, Any]]:
+    preload = preload_module()
+    merged: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        try:
+            rows = preload.rows(report.data, by=by, suppressions=suppressions)
+        except ValueError as exc:
+            raise AuditError(_name_file(report.path, exc)) from exc
+        for r in rows:
+            key = str(r["key"])
+            row = merged.get(key)
+            if row is None:
+                row = {"pool": "", "tag": key, "key": key, "blocks": 0, "bytes": 0,
+                       "peak_bytes": None, "allocs": 0, "suppressed": bool(r.get("suppressed")),
+                       "per_report": {}}
+                merged[key] = row
+            row["blocks"] += int(r["blocks"])
+            row["bytes"] += int(r["bytes"])
+            row["allocs"] += int(r["allocs"])
+            row["suppressed"] = row["suppressed"] and bool(r.get("suppressed"))
+            per = row["per_report"]
+            per[report.label] = per.get(report.label, 0) + int(r["bytes"])
+    return list(merged.values())
+
+
+def rows_for(reports: list[Report], by: str | None, suppressions: str | None) -> Merged:
+    kinds = {r.kind for r in reports}
+    if len(kinds) > 1:
+        preload_paths = [r.path for r in reports if r.kind == "preload"]
+        raise AuditError(f"cannot merge interposer reports ({', '.join(preload_paths)}) with "
+                         "ringpool snapshots in one table; show them separately")
+    kind = kinds.pop() if kinds else "snapshot"
+    if kind == "preload":
+        return Merged(kind, preload_rows(reports, by or "site", suppressions))
+    if by is not None or suppressions is not None:
+        flag = "--by" if by is not None else "--suppressions"
+        raise AuditError(f"{flag} applies to interposer reports only; "
+                         f"{reports[0].path} is a ringpool snapshot (rows are origin tags)")
+    return Merged(kind, snapshot_rows(reports))
