@@ -187,7 +187,6 @@ struct rp_pool {
     rpi_ptrmap   dtor_map;      /* block -> rpi_dtor */
     rpi_arena   *arena;
     rp_pool     *live_prev, *live_next;
-    int          dying;
 };
 
 static inline void rpi_pool_lock(rp_pool *p)

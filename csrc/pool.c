@@ -210,9 +210,10 @@ rp_pool *rp_pool_create_child_ex(rp_pool *parent, const char *name, const rp_poo
 const char *rp_pool_name(const rp_pool *pool) { return pool ? pool->name : NULL; }
 rp_pool *rp_pool_parent(const rp_pool *pool) { return pool ? pool->parent : NULL; }
 
-/* Runs cleanups (LIFO, consumed), destroys children, runs block destructors.
+/* Runs cleanups (LIFO, consumed), destroys children, writes the report (if
+   report_reason and $RINGPOOL_REPORT), runs block destructors (LIFO).
    Called without the pool lock: all of these may call back into the pool. */
-static void pool_teardown(rp_pool *pool)
+static void pool_teardown(rp_pool *pool, const char *report_reason)
 {
     for (;;) {
         rpi_pool_lock(pool);
@@ -230,6 +231,8 @@ static void pool_teardown(rp_pool *pool)
         if (!child) break;
         rp_pool_destroy(child);
     }
+    /* What is still outstanding now is what leaked: report it before it goes. */
+    if (report_reason) rpi_report_from_env(pool, report_reason);
     for (;;) {
         rpi_pool_lock(pool);
         rpi_dtor *d = pool->dtors.prev;   /* last registered first */
@@ -283,9 +286,7 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
 void rp_pool_destroy(rp_pool *pool)
 {
     if (!pool) return;
-    pool->dying = 1;
-    pool_teardown(pool);
-    rpi_report_from_env(pool, "destroy");
+    pool_teardown(pool, "destroy");
 
     if (pool->parent) {
         rp_pool *parent = pool->parent;
@@ -316,7 +317,7 @@ void rp_pool_destroy(rp_pool *pool)
 int rp_pool_reset(rp_pool *pool)
 {
     if (!pool) return RP_EINVAL;
-    pool_teardown(pool);
+    pool_teardown(pool, NULL);
     rpi_pool_lock(pool);
     pool_free_blocks(pool, true);
     rpi_pool_unlock(pool);
