@@ -448,9 +448,22 @@ __attribute__((constructor(101))) static void rpp_start(void)
 {
     ENSURE_READY();
     tls_busy = 1;   /* allocations by the calls below are the interposer's */
+    /* Default: beside the pool reports when $RINGPOOL_REPORT names a
+       directory (so one report directory collects both), else the cwd. */
+    static char dflt[4096];
     const char *pattern = getenv("RINGPOOL_PRELOAD_REPORT");
+    const char *pools = getenv("RINGPOOL_REPORT");
+    const char *slash = pools ? strrchr(pools, '/') : NULL;
+    static const char base_name[] = "ringpool-preload.%p.json";
+    if (!pattern && slash && (size_t)(slash - pools) + sizeof base_name < sizeof dflt) {
+        size_t dl = (size_t)(slash - pools) + 1;
+        memcpy(dflt, pools, dl);
+        memcpy(dflt + dl, base_name, sizeof base_name);
+        /* a literal % in the directory part would read as an escape */
+        pattern = memchr(dflt, '%', dl) ? base_name : dflt;
+    }
     if (!pattern)
-        pattern = "ringpool-preload.%p.json";
+        pattern = base_name;
     if (!*pattern)
         fatal_config("RINGPOOL_PRELOAD_REPORT", "", "empty report path");
     /* Relative patterns are anchored at the starting directory: programs

@@ -9,6 +9,7 @@
  */
 #include "rpp.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h> /* rename(2) only: no stream is used */
@@ -407,6 +408,12 @@ int rpp_write_report(const char *reason)
         put_i64(w, atomic_load_explicit(&s->bytes, memory_order_relaxed));
         puts_(w, ", \"allocs\": ");
         put_u64(w, a);
+        /* nearest dynamic symbol: a name even where no debug info exists */
+        Dl_info info;
+        if (i && m && dladdr((void *)(s->pc - 1), &info) && info.dli_sname) {
+            puts_(w, ", \"symbol\": ");
+            put_str(w, info.dli_sname);
+        }
         puts_(w, "}");
     }
     puts_(w, first ? "]\n}\n" : "\n  ]\n}\n");
