@@ -68,7 +68,7 @@ def evaluate(args: argparse.Namespace, rows: list[dict[str, Any]],
     """rows carry 'key' (the tag or interposer key), counts and 'suppressed'."""
     active = bool(args.fail_on_leak) or args.max_leak_bytes is not None
     verdict = Verdict(active=active, failed=False)
-    for row in rows:
+    for row in sorted(rows, key=lambda r: -int(r.get(bytes_key) or 0)):
         if row.get("suppressed") or allowed(str(row["key"]), args.allow_tag):
             continue
         blocks = int(row.get(blocks_key) or 0)

@@ -64,12 +64,16 @@ def _peek(path: str) -> Any:
     if not raw.strip():
         raise AuditError(f"{path}: empty file, not a report")
     try:
-        return json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise AuditError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        what = "truncated JSON" if exc.pos >= len(raw.decode("utf-8").rstrip()) else "invalid JSON"
-        raise AuditError(f"{path}: {what}: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        # A report cut short (a crash while writing, a full disk) does not end its object.
+        cut = text.lstrip().startswith("{") and not text.rstrip().endswith("}")
+        what = "truncated JSON (the object never closes)" if cut else "invalid JSON"
+        raise AuditError(f"{path}: {what}: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
 
 
 def load(path: str) -> Report:

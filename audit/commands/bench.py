@@ -132,8 +132,8 @@ def measure(counts: list[int], size: int, order: str, repeat: int, strats: list[
                 raise AuditError(f"bench: cannot set up {n} blocks (out of memory?)")
             try:
                 row = [Result(n, s) for s in strats]
-                for r in range(repeat):
-                    progress(f"bench: {n} blocks, round {r + 1}/{repeat}")
+                for r in range(-1, repeat):  # round -1 warms caches and allocators up, unrecorded
+                    progress(f"bench: {n} blocks, " + (f"round {r + 1}/{repeat}" if r >= 0 else "warm-up"))
                     for res in row:
                         if lib.rpb_fill(work, res.strategy.code, res.strategy.flags) != 0:
                             why = ffi.string(lib.rpb_last_error(work)).decode()
@@ -143,8 +143,9 @@ def measure(counts: list[int], size: int, order: str, repeat: int, strats: list[
                         if held != n:
                             raise AuditError(f"bench: {res.strategy.name} held {held} blocks "
                                              f"after allocating {n}")
-                        res.fill_ns.append(int(lib.rpb_fill_ns(work)))
-                        res.free_ns.append(int(lib.rpb_release_ns(work)))
+                        if r >= 0:
+                            res.fill_ns.append(int(lib.rpb_fill_ns(work)))
+                            res.free_ns.append(int(lib.rpb_release_ns(work)))
                 results.extend(row)
             finally:
                 lib.rpb_work_delete(work)
@@ -334,12 +335,12 @@ class BenchCommand:
 
 
 def summary_line(rows: list[dict[str, Any]], plot_path: str | None) -> str:
-    best = [r for r in rows if r["bulk_speedup"] is not None and r["family"].startswith("ringpool")]
+    bulk = [r for r in rows if r["bulk_speedup"] is not None and r["family"].startswith("ringpool")]
     text = f"bench: {len(rows)} measurements"
-    if best:
-        top = max(best, key=lambda r: r["blocks"])
-        text += (f"; at {top['blocks']} blocks {top['strategy']} is {top['bulk_speedup']:.1f}x "
-                 f"faster than per-block free")
+    if bulk:
+        largest = max(r["blocks"] for r in bulk)
+        parts = [f"{r['family']} {r['bulk_speedup']:.1f}x" for r in bulk if r["blocks"] == largest]
+        text += f"; bulk destroy over per-block free at {largest} blocks: " + ", ".join(parts)
     if plot_path:
         text += f"; plot in {plot_path}"
     return text

@@ -107,9 +107,9 @@ class DemoCommand:
             return 1
         allow = ["--allow-tag", "config", "--allow-tag", "routes"]
         _heading("3. Leak report written by the library at destroy, with the CI gate\n"
-                 "   (ringpool-audit show --fail-on-leak --allow-tag config --allow-tag routes "
+                 "   (ringpool-audit show --min-bytes 1 --fail-on-leak --allow-tag config --allow-tag routes "
                  + " ".join(_short(p) for p in at_destroy) + ")")
-        code = main(["show", *at_destroy, "--fail-on-leak", *allow, *fmt])
+        code = main(["show", *at_destroy, "--min-bytes", "1", "--fail-on-leak", *allow, *fmt])
         print(f"exit code {code}: the tags {' and '.join(LEAKING_TAGS)} still held blocks "
               "when their pools were destroyed (the bulk free released them).", flush=True)
         if code != EXIT_LEAKS:

@@ -1,0 +1,27 @@
+# mk/audit.mk -- the audit CLI (issue 4): its tests, `make demo`, and its benches.
+#   make test-audit   pytest tests/audit (CLI, formats, exit codes, plugin, demo),
+#                     mypy --strict on audit/, and a one-round smoke of the benches
+#   make demo         the bundled showcase (`python -m audit demo`)
+#   make bench-audit  the pytest-benchmark suite and the CLI bench table
+# The peers (talloc, APR, mimalloc) are measured when installed: `make bench-peers`.
+
+AUDIT_BENCH_ARGS ?= --blocks 1e3,1e4,1e5,1e6 --repeat 5
+
+.PHONY: test-audit bench-audit
+TEST_TARGETS += test-audit
+
+test-audit: setup-sys setup-py lib
+	$(PY) -m mypy --strict audit
+	RINGPOOL_LIB_A=$(abspath $(LIB_A)) $(PY) -m pytest -q -p no:cacheprovider tests/audit
+	$(PY) -m pytest -q -p no:cacheprovider benches/test_bench_bulk.py --benchmark-disable
+
+demo: setup-py
+	@if [ -x $(BUILD)/examples/hello ]; then $(BUILD)/examples/hello; fi
+	$(PY) -m audit demo
+
+bench-audit: setup-py
+	$(PY) -m pytest -q -p no:cacheprovider benches/test_bench_bulk.py --benchmark-group-by=group \
+	    --benchmark-columns=min,median,max,rounds
+	$(PY) -m audit bench $(AUDIT_BENCH_ARGS) --plot $(BUILD)/bench-bulk.png --force
+
+bench: bench-audit

@@ -1,0 +1,38 @@
+"""Report builders shared by the audit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def report_doc(pool: str = "parser", tags: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
+    """A valid report (docs/report-format.md); totals follow the tags."""
+    if tags is None:
+        tags = [
+            {"tag": "tokens", "blocks": 2, "bytes": 64, "peak_bytes": 4000, "allocs": 12},
+            {"tag": "(untagged)", "blocks": 1, "bytes": 32, "peak_bytes": 32, "allocs": 5},
+        ]
+    doc: dict[str, Any] = {
+        "format": "ringpool-snapshot",
+        "version": 1,
+        "pool": pool,
+        "pid": 4242,
+        "taken_at": "2026-11-26T04:20:00Z",
+        "reason": "destroy",
+        "backing": "malloc",
+        "totals": {
+            "blocks": sum(t["blocks"] for t in tags),
+            "bytes": sum(t["bytes"] for t in tags),
+            "peak_bytes": max([t["peak_bytes"] for t in tags] or [0]),
+            "allocs": sum(t["allocs"] for t in tags),
+        },
+        "tags": tags,
+    }
+    doc.update(fields)
+    return doc
+
+
+def tag(name: str, blocks: int, nbytes: int, peak: int | None = None, allocs: int | None = None) -> dict[str, Any]:
+    return {"tag": name, "blocks": blocks, "bytes": nbytes,
+            "peak_bytes": nbytes if peak is None else peak,
+            "allocs": blocks if allocs is None else allocs}

@@ -1,0 +1,180 @@
+"""`show`: the by-tag table, every format, sorting, merging, the leak gate, --output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from audit.cli import main
+from _audit_testlib import report_doc, tag
+
+WriteReport = Callable[..., str]
+
+
+def test_table_lists_tags_with_percent(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json")
+    assert main(["show", path]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("tag"))
+    assert header.split() == ["tag", "blocks", "bytes", "peak", "allocs", "%", "bytes"]
+    tokens = next(line for line in lines if line.startswith("tokens"))
+    assert tokens.split() == ["tokens", "2", "64", "4000", "12", "66.7"]
+    assert "1 report: 3 blocks, 96 bytes outstanding in 2 tags" in err
+    assert "tokens" not in err  # the summary goes to stderr, the data to stdout
+
+
+def test_json_format(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json")
+    assert main(["show", path, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "snapshot"
+    assert doc["reports"][0]["pool"] == "parser"
+    assert doc["reports"][0]["pid"] == 4242
+    assert doc["rows"][0] == {"key": "tokens", "blocks": 2, "bytes": 64, "peak_bytes": 4000,
+                              "allocs": 12, "percent": 66.7}
+
+
+def test_csv_format(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json")
+    assert main(["show", path, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["key"] for r in rows] == ["tokens", "(untagged)"]
+    assert rows[1]["bytes"] == "32" and rows[1]["allocs"] == "5"
+
+
+def test_markdown_and_github_formats(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json")
+    assert main(["show", path, "--format", "markdown"]) == 0
+    md = capsys.readouterr().out
+    assert "| tag" in md and "|:--" in md or "|---" in md or "| :" in md
+    assert "| tokens" in md
+    assert main(["show", path, "--format", "github"]) == 0
+    gh = capsys.readouterr().out
+    assert gh.startswith("### outstanding by tag")
+    assert "| tokens" in gh and "|---" in gh.replace(" ", "").replace(":", "-")
+
+
+def test_folded_format_has_pool_frames(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    child = report_doc("lexer", [tag("buf", 1, 10)])
+    del child["format"], child["version"]
+    path = write_report("a.json", report_doc(children=[child]))
+    assert main(["show", path, "--format", "folded"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "parser;tokens 64" in lines
+    assert "parser;(untagged) 32" in lines
+    assert "parser;lexer;buf 10" in lines
+
+
+def test_children_get_a_pool_column(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    child = report_doc("lexer", [tag("buf", 5, 500)])
+    del child["format"], child["version"]
+    path = write_report("a.json", report_doc(children=[child]))
+    assert main(["show", path]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("pool"))
+    assert lines[header].split()[:2] == ["pool", "tag"]
+    assert lines[header + 2].split()[:4] == ["parser/lexer", "buf", "5", "500"]
+
+
+@pytest.mark.parametrize(("sort", "expected"), [
+    ("bytes", ["big", "mid", "small"]),
+    ("blocks", ["small", "mid", "big"]),
+    ("peak", ["mid", "big", "small"]),
+    ("tag", ["big", "mid", "small"]),
+])
+def test_sort(sort: str, expected: list[str], write_report: WriteReport,
+              capsys: pytest.CaptureFixture[str]) -> None:
+    tags = [tag("small", 9, 10, peak=20), tag("big", 1, 1000, peak=1000), tag("mid", 5, 100, peak=5000)]
+    path = write_report("a.json", report_doc(tags=tags))
+    assert main(["show", path, "--sort", sort, "--format", "json"]) == 0
+    assert [r["key"] for r in json.loads(capsys.readouterr().out)["rows"]] == expected
+
+
+def test_top_and_min_bytes(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    tags = [tag("a", 1, 10), tag("b", 1, 1000), tag("c", 1, 100), tag("d", 0, 0, peak=5, allocs=3)]
+    path = write_report("a.json", report_doc(tags=tags))
+    assert main(["show", path, "--top", "2", "--format", "json"]) == 0
+    assert [r["key"] for r in json.loads(capsys.readouterr().out)["rows"]] == ["b", "c"]
+    assert main(["show", path, "--min-bytes", "11", "--format", "json"]) == 0
+    assert [r["key"] for r in json.loads(capsys.readouterr().out)["rows"]] == ["b", "c"]
+    assert main(["show", path, "--min-bytes", "0", "--format", "csv"]) == 0
+    assert "d,0,0" in capsys.readouterr().out
+
+
+def test_several_reports_merge_with_a_column_per_report(write_report: WriteReport,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    one = write_report("p.100.json", report_doc(tags=[tag("shared", 1, 10), tag("only1", 2, 20)], pid=100))
+    two = write_report("p.200.json", report_doc(tags=[tag("shared", 3, 30)], pid=200))
+    assert main(["show", one, two, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["key"]: r for r in doc["rows"]}
+    assert rows["shared"]["blocks"] == 4 and rows["shared"]["bytes"] == 40
+    assert rows["shared"]["report:p.100"] == 10 and rows["shared"]["report:p.200"] == 30
+    assert rows["only1"]["report:p.200"] == 0
+    assert [r["pid"] for r in doc["reports"]] == [100, 200]
+    assert main(["show", one, two]) == 0
+    out, err = capsys.readouterr()
+    assert "p.100 bytes" in out and "p.200 bytes" in out
+    assert "2 reports: 6 blocks, 60 bytes" in err
+
+
+def test_gate_off_by_default(write_report: WriteReport) -> None:
+    assert main(["show", write_report("a.json")]) == 0
+
+
+def test_fail_on_leak(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json")
+    assert main(["show", path, "--fail-on-leak"]) == 2
+    err = capsys.readouterr().err
+    assert "leak gate: FAILED" in err and "tokens" in err and "(untagged)" in err
+
+
+def test_allow_tag_patterns(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json")
+    assert main(["show", path, "--fail-on-leak", "--allow-tag", "tok*"]) == 2
+    err = capsys.readouterr().err
+    assert "(untagged)" in err and "tokens" not in err.split("FAILED")[1]
+    assert main(["show", path, "--fail-on-leak", "--allow-tag", "tok*", "--allow-tag", "(untagged)"]) == 0
+    assert "leak gate: passed" in capsys.readouterr().err
+
+
+def test_max_leak_bytes(write_report: WriteReport) -> None:
+    path = write_report("a.json")  # 96 bytes outstanding
+    assert main(["show", path, "--max-leak-bytes", "96"]) == 0
+    assert main(["show", path, "--max-leak-bytes", "95"]) == 2
+    assert main(["show", path, "--max-leak-bytes", "50", "--allow-tag", "tokens"]) == 0
+
+
+def test_gate_ignores_tags_without_outstanding_blocks(write_report: WriteReport) -> None:
+    path = write_report("a.json", report_doc(tags=[tag("gone", 0, 0, peak=100, allocs=10)]))
+    assert main(["show", path, "--fail-on-leak"]) == 0
+
+
+def test_output_file_and_force(write_report: WriteReport, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json")
+    target = tmp_path / "out.csv"
+    assert main(["show", path, "--format", "csv", "--output", str(target)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "3 blocks" in err
+    assert target.read_text().startswith("key,blocks,bytes")
+    target.write_text("keep me")
+    assert main(["show", path, "--output", str(target)]) == 1
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert target.read_text() == "keep me"
+    assert main(["show", path, "--output", str(target), "--force"]) == 0
+    assert "tokens" in target.read_text()
+
+
+def test_output_into_missing_directory(write_report: WriteReport, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json")
+    assert main(["show", path, "--output", str(tmp_path / "no" / "such.txt")]) == 1
+    assert "does not exist" in capsys.readouterr().err
