@@ -61,11 +61,16 @@ static void test_children(void)
     rp_pool_destroy(other);
     CHECK_INT(rp_pool_get_info(parent, &info), 0);
     CHECK_EQ(info.children, 1);
-    /* a NULL parent makes a top-level pool */
-    other = rp_pool_create_child(NULL, "top");
-    CHECK(other != NULL);
-    CHECK(rp_pool_parent(other) == NULL);
-    rp_pool_destroy(other);
+    /* a NULL parent is a bad argument */
+    {
+        rp_error_handler prev = rp_set_error_handler(tu_record_error);
+        tu_errors_reset();
+        CHECK(rp_pool_create_child(NULL, "orphan") == NULL);
+        CHECK_ONE_ERROR(RP_EINVAL);
+        CHECK(rp_pool_create_child_ex(NULL, "orphan", &o) == NULL);
+        CHECK_ONE_ERROR(RP_EINVAL);
+        rp_set_error_handler(prev);
+    }
     /* the parent's reset destroys child and grandchild with their blocks
        (valgrind and ASan prove they are gone) */
     CHECK_INT(rp_pool_reset(parent), 0);

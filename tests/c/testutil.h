@@ -30,15 +30,17 @@
 
 #include "ringpool.h"
 
+#define TU_UNUSED __attribute__((unused))
+
 /* ------------------------------------------------------------ state */
-static unsigned    tu_backing;          /* 0 or RP_POOL_ARENA */
-static const char *tu_backing_name = "malloc";
-static const char *tu_argv0;
-static const char *tu_case_name = "";
-static rp_pool    *tu_watched;          /* dumped on failure */
+static TU_UNUSED unsigned    tu_backing;          /* 0 or RP_POOL_ARENA */
+static TU_UNUSED const char *tu_backing_name = "malloc";
+static TU_UNUSED const char *tu_argv0;
+static TU_UNUSED const char *tu_case_name = "";
+static TU_UNUSED rp_pool    *tu_watched;          /* dumped on failure */
 
 /* ------------------------------------------------------------ failure */
-static void tu_dump_pool(rp_pool *pool)
+static inline void tu_dump_pool(rp_pool *pool)
 {
     rp_tag_stat st[64];
     size_t bytes = 0, n, i;
@@ -57,7 +59,7 @@ static void tu_dump_pool(rp_pool *pool)
     fputc('\n', stderr);
 }
 
-static void tu_fail(const char *file, int line, const char *fmt, ...)
+static inline _Noreturn void tu_fail(const char *file, int line, const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "%s:%d: [%s/%s] check failed: ", file, line, tu_case_name,
@@ -111,13 +113,13 @@ static void tu_fail(const char *file, int line, const char *fmt, ...)
     } while (0)
 
 /* ------------------------------------------------------------ pools */
-static int tu_quick(void)
+static inline int tu_quick(void)
 {
     const char *q = getenv("RP_TEST_QUICK");
     return q != NULL && *q != '\0' && strcmp(q, "0") != 0;
 }
 
-static rp_pool *tu_pool_ex(const char *name, unsigned flags)
+static inline rp_pool *tu_pool_ex(const char *name, unsigned flags)
 {
     rp_pool_options o;
     rp_pool *p;
@@ -130,7 +132,7 @@ static rp_pool *tu_pool_ex(const char *name, unsigned flags)
     return p;
 }
 
-static rp_pool *tu_pool(const char *name) { return tu_pool_ex(name, 0); }
+static inline rp_pool *tu_pool(const char *name) { return tu_pool_ex(name, 0); }
 
 /* Every test ends here: nothing outstanding, ring consistent, then destroy. */
 #define tu_end_pool(pool)                                                      \
@@ -146,12 +148,12 @@ static rp_pool *tu_pool(const char *name) { return tu_pool_ex(name, 0); }
 /* ------------------------------------------------------------ handlers */
 /* Recording error handler: remembers every report, returns (call is a no-op). */
 #define TU_MAX_ERRORS 16
-static int         tu_err_count;
-static int         tu_err_code[TU_MAX_ERRORS];
-static char        tu_err_msg[TU_MAX_ERRORS][256];
-static const void *tu_err_block[TU_MAX_ERRORS];
+static TU_UNUSED int         tu_err_count;
+static TU_UNUSED int         tu_err_code[TU_MAX_ERRORS];
+static TU_UNUSED char        tu_err_msg[TU_MAX_ERRORS][256];
+static TU_UNUSED const void *tu_err_block[TU_MAX_ERRORS];
 
-static void tu_record_error(int error, const char *message, const void *block)
+static inline void tu_record_error(int error, const char *message, const void *block)
 {
     if (tu_err_count < TU_MAX_ERRORS) {
         tu_err_code[tu_err_count] = error;
@@ -162,7 +164,7 @@ static void tu_record_error(int error, const char *message, const void *block)
     tu_err_count++;
 }
 
-static void tu_errors_reset(void) { tu_err_count = 0; }
+static inline void tu_errors_reset(void) { tu_err_count = 0; }
 
 /* Exactly one error of code was reported since the last reset, with a
    one-line, non-empty message. */
@@ -176,13 +178,13 @@ static void tu_errors_reset(void) { tu_err_count = 0; }
     } while (0)
 
 /* OOM handler that escapes with longjmp, recording what it was told. */
-static jmp_buf tu_oom_env;
-static int     tu_oom_hits;
-static char    tu_oom_call[64];
-static size_t  tu_oom_size;
-static char    tu_oom_tag[128];
+static TU_UNUSED jmp_buf tu_oom_env;
+static TU_UNUSED int     tu_oom_hits;
+static TU_UNUSED char    tu_oom_call[64];
+static TU_UNUSED size_t  tu_oom_size;
+static TU_UNUSED char    tu_oom_tag[128];
 
-static void tu_oom_escape(const char *call, size_t size, const char *tag)
+static inline void tu_oom_escape(const char *call, size_t size, const char *tag)
 {
     tu_oom_hits++;
     snprintf(tu_oom_call, sizeof tu_oom_call, "%s", call ? call : "(null)");
@@ -224,7 +226,7 @@ typedef struct tu_result {
    given environment variable set (env may be NULL).  The child is exec'd, so
    under valgrind it runs natively and its deliberate abort is not an error
    of the parent. */
-static void tu_spawn(const char *name, const char *arg, const char *env,
+static inline void tu_spawn(const char *name, const char *arg, const char *env,
                      tu_result *res)
 {
     int fd[2];
@@ -267,7 +269,7 @@ static void tu_spawn(const char *name, const char *arg, const char *env,
 }
 
 /* ------------------------------------------------------------ timing */
-static double tu_now(void)
+static inline double tu_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -280,7 +282,7 @@ typedef struct tu_case {
     void (*fn)(void);
 } tu_case;
 
-static int tu_main(int argc, char **argv, const tu_case *cases, size_t ncases,
+static inline int tu_main(int argc, char **argv, const tu_case *cases, size_t ncases,
                    const tu_child *children, size_t nchildren)
 {
     const char *b = getenv("RP_TEST_BACKING");
