@@ -38,6 +38,8 @@ typedef struct real_fns {
     void *(*valloc)(size_t);
     void *(*pvalloc)(size_t);
     size_t (*malloc_usable_size)(void *);
+    void (*_exit)(int) __attribute__((noreturn));
+    void (*_Exit)(int) __attribute__((noreturn));
 } real_fns;
 
 static real_fns real;
@@ -112,8 +114,11 @@ static void resolve(void)
         RESOLVE(valloc);
         RESOLVE(pvalloc);
         RESOLVE(malloc_usable_size);
-        if (!real.malloc || !real.calloc || !real.realloc || !real.free)
-            die("malloc/calloc/realloc/free");
+        RESOLVE(_exit);
+        RESOLVE(_Exit);
+        if (!real.malloc || !real.calloc || !real.realloc || !real.free ||
+            !real._exit || !real._Exit)
+            die("malloc/calloc/realloc/free/_exit");
         tracking = rpp_table_init() == 0;
         if (!tracking)
             rpp_say("cannot map the side tables: ", "running without tracking", "");
@@ -314,15 +319,23 @@ rpp_config rpp_cfg;
 
 static void fatal_config(const char *var, const char *value, const char *why)
 {
-    char line[512];
+    char line[900];
     size_t n = 0;
     const char *parts[] = {var, "=", value, ": ", why};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-        for (const char *c = parts[i]; *c && n < sizeof line - 1; c++)
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        size_t k = 0;
+        for (const char *c = parts[i]; *c && n < sizeof line - 4; c++, k++) {
+            if (i == 2 && k == 200) {   /* long values: the start is enough */
+                memcpy(line + n, "...", 3);
+                n += 3;
+                break;
+            }
             line[n++] = *c;
+        }
+    }
     line[n] = '\0';
     rpp_say(line, "", "");
-    _exit(127);
+    real._exit(127);
 }
 
 static const struct { const char *name; int sig; } signal_names[] = {
@@ -513,13 +526,41 @@ __attribute__((constructor(101))) static void rpp_start(void)
     tls_busy = 0;
 }
 
-__attribute__((destructor(101))) static void rpp_stop(void)
+/* The exit report, once per process: from our destructor on a normal exit,
+   or from _exit/_Exit, which shells and forked children call directly. */
+static _Atomic pid_t reported_pid;
+
+static void report_at_exit(void)
 {
     if (!rpp_cfg.enabled || !tracking)
+        return;
+    pid_t self = getpid();
+    if (atomic_exchange(&reported_pid, self) == self)
         return;
     int saved = errno;
     tls_busy = 1;
     rpp_write_report("exit");
     tls_busy = 0;
     errno = saved;
+}
+
+__attribute__((destructor(101))) static void rpp_stop(void)
+{
+    report_at_exit();
+}
+
+RPP_EXPORT void _exit(int status)
+{
+    ENSURE_READY();
+    report_at_exit();
+    real._exit(status);
+    __builtin_trap();
+}
+
+RPP_EXPORT void _Exit(int status)
+{
+    ENSURE_READY();
+    report_at_exit();
+    real._Exit(status);
+    __builtin_trap();
 }
