@@ -34,7 +34,7 @@ preload-test-bins: $(PRELOAD_SO) $(PRELOAD_TEST_BINS)
 TEST_TARGETS += test-preload
 test-preload: setup-sys setup-py preload-test-bins
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) RINGPOOL_PRELOAD_TESTBIN=$(abspath $(PRELOAD_TEST_DIR)) \
-	    PYTHONPATH=. $(PY) -m pytest -q -p no:cacheprovider tests/preload
+	    PYTHONPATH=. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest -q -p no:cacheprovider tests/preload
 
 # Overhead benches (not part of `make test`): installs the workloads' programs
 # with apt-get only when dpkg says they are missing, then measures.
