@@ -61,12 +61,15 @@ $(CTEST_DIR)/%: tests/c/%.c $(CTEST_HDRS) $(LIB_SO)
 	@mkdir -p $(@D)/tmp
 	$(CC) $(CTEST_CFLAGS) $< -o $@ -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -lringpool
 
-# Runs $(1) (a list of programs) once per backing, prefixed by $(2).
+# Runs $(1) (a list of programs) once per backing, prefixed by $(2); runs
+# them all, then fails if any failed, naming them.
 define ctest_run
 	@mkdir -p $(CTEST_DIR)/tmp
-	@set -e; for t in $(1); do for b in $(CTEST_BACKINGS); do \
-	  echo "== $(3)$$t $$b"; $(CTEST_ENV) $(2) $$t $$b; \
-	done; done
+	@failed=""; for t in $(1); do for b in $(CTEST_BACKINGS); do \
+	  echo "== $(3)$$t $$b"; \
+	  $(CTEST_ENV) $(2) $$t $$b || failed="$$failed $$t:$$b"; \
+	done; done; \
+	if [ -n "$$failed" ]; then echo "FAILED ($(3)):$$failed"; exit 1; fi
 endef
 
 test-c-plain: setup-sys lib $(CTEST_BINS)

@@ -23,7 +23,7 @@ static void test_before_create(void)
     c = rp_stat_strconcat(3, "a", "b", "c");
     CHECK_STR(c, "abc");
     CHECK(rp_stat_calloc_noexc(SIZE_MAX / 2 + 1, 2) == NULL);
-    CHECK(rp_stat_alloc_noexc(SIZE_MAX - 8) == NULL);
+    CHECK(rp_stat_alloc_noexc((size_t)1 << 62) == NULL);
     /* plain malloc blocks: the C library's free would do too */
     rp_stat_free(a);
     rp_stat_free(z);
