@@ -1,0 +1,34 @@
+"""ringpool for Python: pooled native memory with origin tags and leak auditing.
+
+>>> from allocator import Pool
+>>> with Pool("parser") as pool:
+...     b = pool.alloc(16, tag="tokens")
+...     memoryview(b)[0:5] = b"abcde"
+...     bytes(b)[:5]
+...     pool.snapshot().statistics()[0].tag
+b'abcde'
+'tokens'
+"""
+
+from __future__ import annotations
+
+from ._block import Block
+from ._errors import (BlockFreedError, CleanupError, CorruptPool, InvalidArgument,
+                      InvalidBlock, NoDefaultPool, OutOfMemory, PoolBusy,
+                      PoolDestroyedError, ReportError, RingpoolError)
+from ._pool import KEEP_ALL, Pool, PoolInfo
+from ._snapshot import BlockRecord, Snapshot, TagDiff, TagStat, Totals
+from ._stat import (stat_alloc, stat_calloc, stat_create_pool, stat_destroy_pool,
+                    stat_free, stat_pool, stat_resize, stat_strconcat, stat_strdup)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Pool", "PoolInfo", "Block", "Snapshot", "TagStat", "TagDiff", "Totals",
+    "BlockRecord", "KEEP_ALL",
+    "RingpoolError", "OutOfMemory", "BlockFreedError", "InvalidBlock",
+    "PoolDestroyedError", "InvalidArgument", "PoolBusy", "CorruptPool",
+    "ReportError", "CleanupError", "NoDefaultPool",
+    "stat_create_pool", "stat_pool", "stat_destroy_pool", "stat_alloc",
+    "stat_calloc", "stat_strdup", "stat_strconcat", "stat_resize", "stat_free",
+]

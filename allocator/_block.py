@@ -1,0 +1,136 @@
+"""Block: one allocation of a Pool, with the buffer protocol."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, NoReturn, overload
+
+from . import _lowlevel as ll
+from ._errors import BlockFreedError
+
+if TYPE_CHECKING:
+    from ._pool import Pool
+
+
+class Block(ll.BlockBuffer):
+    """A block of native memory owned by a :class:`Pool`.
+
+    ``memoryview(block)`` and ``bytes(block)`` see the payload (read-write).
+    Blocks are made by the pool (``Pool.alloc`` and friends), never directly.
+
+    Safety: while a buffer view of the block is alive (a memoryview, a numpy
+    array over it, ...), ``free()``, ``resize()`` and the pool's
+    ``destroy()``/``reset()`` raise ``BufferError``; release the views first.
+    A freed block (freed, resized away, or its pool destroyed or reset)
+    raises :class:`BlockFreedError` on every use and exports nothing, so no
+    Python object can reach freed memory.
+    """
+
+    __slots__ = ("_pool", "_ptr", "_addr", "_size", "_tag", "_why", "__weakref__")
+
+    _pool: Pool
+    _ptr: ll.CData
+    _addr: int
+    _size: int
+    _tag: str
+    _why: str
+
+    def __new__(cls, *args: object, **kwargs: object) -> Block:
+        raise TypeError("Blocks are made by a Pool (pool.alloc(), pool.calloc(), ...)")
+
+    @classmethod
+    def _make(cls, pool: Pool, ptr: ll.CData, size: int, tag: str) -> Block:
+        addr = ll.address(ptr)
+        self = ll.BlockBuffer.__new__(cls, addr, size)
+        assert isinstance(self, Block)
+        self._pool = pool
+        self._ptr = ptr
+        self._addr = addr
+        self._size = size
+        self._tag = tag
+        self._why = ""
+        return self
+
+    # -- state ----------------------------------------------------------------
+    def _raise_freed(self) -> NoReturn:
+        why = self._why or "was freed"
+        raise BlockFreedError(
+            f"block {self._tag!r} of pool {self._pool.name!r} {why}: it can no longer be used")
+
+    def _live(self) -> None:
+        if not self._alive:
+            self._raise_freed()
+
+    @property
+    def freed(self) -> bool:
+        """True once the block was freed, resized away or bulk-freed with its pool."""
+        return not self._alive
+
+    # -- properties -----------------------------------------------------------
+    @property
+    def address(self) -> int:
+        """The payload's address (an int)."""
+        self._live()
+        return self._addr
+
+    @property
+    def size(self) -> int:
+        """The requested size in bytes."""
+        self._live()
+        return self._size
+
+    @property
+    def tag(self) -> str:
+        """The origin tag."""
+        self._live()
+        return self._tag
+
+    @property
+    def pool(self) -> Pool:
+        """The pool the block belongs (or belonged) to."""
+        return self._pool
+
+    def __len__(self) -> int:
+        self._live()
+        return self._size
+
+    def __repr__(self) -> str:
+        if not self._alive:
+            return f"<Block {self._tag!r} of pool {self._pool.name!r}, freed>"
+        return (f"<Block {self._tag!r} size={self._size} at {self._addr:#x} "
+                f"of pool {self._pool.name!r}>")
+
+    # -- copies without an export (usable from cleanups) -----------------------
+    def tobytes(self) -> bytes:
+        """A copy of the payload."""
+        with self._pool._lock:
+            self._live()
+            return bytes(ll.ffi.buffer(self._ptr, self._size))
+
+    def write(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
+        """Copies ``data`` into the payload at ``offset`` (bounds-checked)."""
+        view = memoryview(data).cast("B")
+        with self._pool._lock:
+            self._live()
+            if isinstance(offset, bool) or not isinstance(offset, int):
+                raise TypeError(f"offset must be an int, not {type(offset).__name__}")
+            if offset < 0 or offset + len(view) > self._size:
+                raise ValueError(f"write of {len(view)} bytes at offset {offset} "
+                                 f"exceeds the block's {self._size} bytes")
+            ll.ffi.buffer(self._ptr, self._size)[offset:offset + len(view)] = view
+
+    # -- lifetime -------------------------------------------------------------
+    def free(self) -> None:
+        """Frees the block (``rp_free``). A second free raises BlockFreedError."""
+        self._pool._free_block(self)
+
+    @overload
+    def resize(self, size: int, *, raise_on_oom: Literal[True] = ...) -> Block: ...
+    @overload
+    def resize(self, size: int, *, raise_on_oom: bool) -> Block | None: ...
+
+    def resize(self, size: int, *, raise_on_oom: bool = True) -> Block | None:
+        """A block of ``size`` bytes with this one's content (up to the smaller
+        size) and tag (``rp_resize``); this Block is dead afterwards, even if the
+        address did not change.  On failure raises OutOfMemory (or returns None
+        with ``raise_on_oom=False``) and this block stays valid."""
+        return self._pool._resize_block(self, size, raise_on_oom)

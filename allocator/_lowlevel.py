@@ -1,0 +1,316 @@
+"""Typed thin wrappers over ``allocator._ringpool``: C results -> exceptions.
+
+Every function here takes and returns cffi pointers (``CData``) and plain
+Python values; it knows nothing of Pool or Block objects.  Allocation always
+uses the ``_noexc`` twins (the plain forms abort when the out-of-memory
+handler returns), and misuse reported through the C error handler is turned
+into the matching exception (see ``_errors``).  cffi releases the GIL around
+every call made here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NoReturn
+
+from . import _ringpool
+from ._errors import OutOfMemory, RingpoolError, error_class
+from ._ringpool import ffi, lib
+
+CData = Any  # a cffi pointer
+
+NULL: CData = ffi.NULL
+POOL_UNSYNC: int = lib.RP_POOL_UNSYNC
+POOL_CHECKED: int = lib.RP_POOL_CHECKED
+POOL_ARENA: int = lib.RP_POOL_ARENA
+MAX_ALIGN: int = lib.RP_MAX_ALIGN
+MAX_SIZE: int = lib.RP_MAX_SIZE
+REPORT_BLOCKS: int = lib.RP_REPORT_BLOCKS
+REPORT_CHILDREN: int = lib.RP_REPORT_CHILDREN
+SIZE_MAX: int = int(ffi.cast("size_t", -1))
+
+# The misuse handler is process-wide: record instead of abort.
+lib.rpy_install_handlers()
+if not hasattr(_ringpool, "_BlockBuffer"):
+    if lib.rpy_register_block_type(b"allocator._ringpool") != 0:
+        raise ImportError("allocator._ringpool: cannot create the block buffer type")
+BlockBuffer: type[_ringpool._BlockBuffer] = _ringpool._BlockBuffer
+
+
+def strerror(code: int) -> str:
+    """The C library's message for an ``rp_error`` code."""
+    return str(ffi.string(lib.rp_strerror(code)).decode())
+
+
+def error_name(code: int) -> str:
+    """The symbolic name of an ``rp_error`` code ("RP_EDOUBLEFREE")."""
+    return str(ffi.string(lib.rp_error_name(code)).decode())
+
+
+def last_error() -> tuple[int, int, str]:
+    """(first code, number of reports, messages) seen by this thread's last rpy_ call."""
+    count = int(lib.rpy_error_count())
+    if count == 0:
+        return 0, 0, ""
+    buf = ffi.new("char[]", 4096)
+    lib.rpy_error_text(buf, 4096)
+    text = ffi.string(buf).decode("utf-8", "replace")
+    return int(lib.rpy_error_code()), count, text
+
+
+def raise_error(code: int, what: str) -> NoReturn:
+    """Raise the exception for ``code``, naming the call and the C message."""
+    recorded, _, text = last_error()
+    if recorded:
+        code = recorded
+    message = text or strerror(code)
+    raise error_class(code)(f"{what}: {message} ({error_name(code)})")
+
+
+def _checked_ptr(ptr: CData, what: str) -> CData:
+    if ptr == NULL:
+        code, _, _ = last_error()
+        raise_error(code or -1, what)
+    return ptr
+
+
+def encode(text: str | bytes, what: str) -> bytes:
+    """UTF-8 bytes of ``text`` without NUL (C strings end at the first NUL)."""
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    if b"\0" in data:
+        raise ValueError(f"{what} must not contain NUL characters")
+    return data
+
+
+def decode(ptr: CData) -> str:
+    """A C string as text (bytes that are not UTF-8 become U+FFFD)."""
+    return str(ffi.string(ptr).decode("utf-8", "replace"))
+
+
+# ----------------------------------------------------------------- pools
+def pool_create(name: bytes, flags: int, chunk_size: int, keep_bytes: int,
+                parent: CData = NULL) -> CData:
+    opts = ffi.new("rp_pool_options *", {"flags": flags, "chunk_size": chunk_size,
+                                         "keep_bytes": keep_bytes})
+    return _checked_ptr(lib.rpy_pool_create(parent, name, opts), "rp_pool_create")
+
+
+def pool_destroy(pool: CData) -> None:
+    lib.rpy_pool_destroy(pool)
+
+
+def pool_reset(pool: CData) -> None:
+    rc = int(lib.rpy_pool_reset(pool))
+    if rc < 0:
+        raise_error(rc, "rp_pool_reset")
+
+
+def pool_check(pool: CData) -> tuple[int, str]:
+    """(0 or RP_ECORRUPT, the findings reported through the error handler)."""
+    rc = int(lib.rpy_pool_check(pool))
+    _, _, text = last_error()
+    return rc, text
+
+
+def intern_tag(pool: CData, tag: bytes) -> CData:
+    return _checked_ptr(lib.rp_pool_intern_tag(pool, tag), "rp_pool_intern_tag")
+
+
+def outstanding(pool: CData) -> tuple[int, int]:
+    nbytes = ffi.new("size_t *")
+    blocks = int(lib.rp_pool_outstanding(pool, nbytes))
+    return blocks, int(nbytes[0])
+
+
+def pool_info(pool: CData) -> CData:
+    info = ffi.new("rp_pool_info *")
+    rc = int(lib.rpy_pool_get_info(pool, info))
+    if rc < 0:
+        raise_error(rc, "rp_pool_get_info")
+    return info
+
+
+def tag_stats(pool: CData) -> list[tuple[str, int, int, int, int]]:
+    """(tag, blocks, bytes, peak_bytes, allocs) per tag, in first-use order."""
+    cap = 64
+    while True:
+        out = ffi.new("rp_tag_stat[]", cap)
+        n = int(lib.rp_pool_stats(pool, out, cap))
+        if n <= cap:
+            return [(decode(s.tag), int(s.blocks), int(s.bytes), int(s.peak_bytes),
+                     int(s.allocs)) for s in out[0:n]]
+        cap = n + 16  # tags were added meanwhile: ask again
+
+
+def write_report(pool: CData, path: bytes, flags: int) -> None:
+    rc = int(lib.rpy_pool_write_report(pool, path, flags))
+    if rc < 0:
+        raise_error(rc, f"rp_pool_write_report({path.decode(errors='replace')!r})")
+
+
+_Visitor = Callable[[int, int, str], None]
+
+
+@ffi.def_extern(onerror=lambda *exc: None)  # type: ignore[misc]
+def rpy_py_visit(block: CData, size: int, tag: CData, arg: CData) -> int:
+    # Runs with the pool locked: must not call into the pool.  An exception
+    # (onerror) returns 0 from cffi... so catch it here and stop the walk.
+    state = ffi.from_handle(arg)
+    try:
+        state[0](int(ffi.cast("uintptr_t", block)), int(size),
+                 decode(tag) if tag != NULL else "(untagged)")
+    except BaseException as exc:  # noqa: BLE001 -- must not escape into C
+        state[1].append(exc)
+        return 1
+    return 0
+
+
+def walk(pool: CData, visit: _Visitor) -> None:
+    """Calls visit(address, size, tag) for every outstanding block."""
+    errors: list[BaseException] = []
+    handle = ffi.new_handle((visit, errors))
+    rc = int(lib.rpy_pool_walk(pool, handle))
+    if errors:
+        raise errors[0]
+    if rc < 0:
+        raise_error(rc, "rp_pool_walk")
+
+
+@ffi.def_extern(onerror=lambda *exc: None)  # type: ignore[misc]
+def rpy_py_cleanup(arg: CData) -> None:
+    entry = ffi.from_handle(arg)
+    try:
+        entry.run()
+    except BaseException as exc:  # noqa: BLE001 -- must not escape into C
+        entry.failed(exc)
+
+
+def add_cleanup(pool: CData, handle: CData) -> None:
+    rc = int(lib.rpy_pool_add_cleanup(pool, handle))
+    if rc < 0:
+        raise_error(rc, "rp_pool_add_cleanup")
+
+
+def remove_cleanup(pool: CData, handle: CData) -> bool:
+    rc = int(lib.rpy_pool_remove_cleanup(pool, handle))
+    if rc == -11:  # RP_ENOTFOUND
+        return False
+    if rc < 0:
+        raise_error(rc, "rp_pool_remove_cleanup")
+    return True
+
+
+# ------------------------------------------------------------ allocation
+def alloc(pool: CData, size: int, tag: CData) -> CData:
+    return lib.rpy_alloc(pool, size, tag)
+
+
+def calloc(pool: CData, n: int, size: int, tag: CData) -> CData:
+    return lib.rpy_calloc(pool, n, size, tag)
+
+
+def resize(pool: CData, block: CData, size: int) -> CData:
+    return lib.rpy_resize(pool, block, size)
+
+
+def strdup(pool: CData, s: bytes, tag: CData) -> CData:
+    return lib.rpy_strdup(pool, s, tag)
+
+
+def memdup(pool: CData, data: CData, size: int, tag: CData) -> CData:
+    return lib.rpy_memdup(pool, data, size, tag)
+
+
+def alloc_aligned(pool: CData, align: int, size: int, tag: CData) -> CData:
+    return lib.rpy_alloc_aligned(pool, align, size, tag)
+
+
+def strconcat(pool: CData, tag: CData, parts: list[bytes]) -> CData:
+    lib.rpy_clear_error()
+    args = [ffi.new("char[]", p) for p in parts]
+    return lib.rp_strconcat_noexc(pool, tag, len(args), *args)
+
+
+def free(block: CData) -> None:
+    code = int(lib.rpy_free(block))
+    if code:
+        raise_error(code, "rp_free")
+
+
+def failed(what: str) -> NoReturn:
+    """Raise for a NULL result of the last allocating call (OutOfMemory by default)."""
+    code, _, _ = last_error()
+    raise_error(code or -1, what)
+
+
+def block_size(block: CData) -> int:
+    return int(lib.rp_block_size(block))
+
+
+def block_tag(block: CData) -> str:
+    return decode(lib.rp_block_tag(block))
+
+
+def address(ptr: CData) -> int:
+    return int(ffi.cast("uintptr_t", ptr))
+
+
+def pointer(address: int) -> CData:
+    return ffi.cast("void *", address)
+
+
+# ----------------------------------------------------------- default pool
+def stat_create_pool() -> CData:
+    lib.rp_stat_create_pool()
+    return lib.rp_stat_pool()
+
+
+def stat_pool() -> CData:
+    return lib.rp_stat_pool()
+
+
+def stat_destroy_pool() -> None:
+    lib.rpy_stat_destroy_pool()
+
+
+def stat_alloc(size: int) -> CData:
+    return lib.rpy_stat_alloc(size)
+
+
+def stat_calloc(n: int, size: int) -> CData:
+    return lib.rpy_stat_calloc(n, size)
+
+
+def stat_resize(block: CData, size: int) -> CData:
+    return lib.rpy_stat_resize(block, size)
+
+
+def stat_strdup(s: bytes) -> CData:
+    return lib.rpy_stat_strdup(s)
+
+
+def stat_strconcat(parts: list[bytes]) -> CData:
+    lib.rpy_clear_error()
+    args = [ffi.new("char[]", p) for p in parts]
+    return lib.rp_stat_strconcat_noexc(len(args), *args)
+
+
+def stat_free(block: CData) -> None:
+    code = int(lib.rpy_stat_free(block))
+    if code:
+        raise_error(code, "rp_stat_free")
+
+
+# ------------------------------------------------------------- testing
+def debug_fail_after(n: int, sticky: bool = False) -> None:
+    """Make the nth underlying allocation from now fail (and all after it if sticky)."""
+    lib.rp_debug_fail_after(n, 1 if sticky else 0)
+
+
+def debug_alloc_count() -> int:
+    return int(lib.rp_debug_alloc_count())
+
+
+__all__ = [
+    "CData", "NULL", "BlockBuffer", "OutOfMemory", "RingpoolError",
+    "strerror", "error_name", "last_error", "raise_error", "failed",
+]

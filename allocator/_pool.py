@@ -1,0 +1,685 @@
+"""Pool: a ringpool pool seen from Python."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+import weakref
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Callable, Iterator, Literal, overload
+
+from . import _lowlevel as ll
+from ._block import Block
+from ._errors import (BlockFreedError, CleanupError, InvalidBlock, OutOfMemory,
+                      PoolBusy, PoolDestroyedError)
+from ._snapshot import Snapshot
+
+_BACKINGS = {"malloc": 0, "arena": ll.POOL_ARENA}
+
+#: ``keep_bytes`` value that keeps every arena chunk on reset.
+KEEP_ALL: int = ll.SIZE_MAX
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """Pool-wide figures (``rp_pool_get_info``)."""
+
+    name: str
+    backing: str
+    thread_safe: bool
+    checked: bool
+    blocks: int
+    bytes: int
+    peak_bytes: int
+    allocs: int
+    tags: int
+    children: int
+    reserved_bytes: int
+    chunks: int
+
+
+def _check_size(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{what} must be >= 0, got {value}")
+    return value
+
+
+def _check_name(name: object) -> bytes:
+    if not isinstance(name, str):
+        raise TypeError(f"pool name must be a str, not {type(name).__name__}")
+    return ll.encode(name, "pool name")
+
+
+def _caller_tag(depth: int) -> str:
+    """"file:line" of the caller ``depth`` frames above this function's caller."""
+    frame = sys._getframe(depth + 1)
+    filename = frame.f_code.co_filename
+    try:
+        rel = os.path.relpath(filename)
+        if not rel.startswith(".."):
+            filename = rel
+    except ValueError:  # another drive
+        pass
+    return f"{filename}:{frame.f_lineno}"
+
+
+class _PoolState:
+    """What the finalizer of a pool handle needs; holds no Pool or Block.
+
+    A Block keeps its Pool alive, so when a pool's handle is collected no Block
+    of it is reachable: the finalizer only has to warn and free the C side.
+    """
+
+    __slots__ = ("name", "ptr", "alive", "owner", "parent", "children",
+                 "cleanups", "cleanup_errors", "__weakref__")
+
+    def __init__(self, name: str, ptr: ll.CData, owner: str,
+                 parent: _PoolState | None) -> None:
+        self.name = name
+        self.ptr = ptr
+        self.alive = True
+        self.owner = owner                   # "python", "child" or "stat"
+        self.parent = parent
+        self.children: list[_PoolState] = []
+        self.cleanups: list[_Cleanup] = []
+        self.cleanup_errors: list[BaseException] = []
+
+    def mark_dead(self) -> None:
+        """The C pool is gone (with its children)."""
+        self.alive = False
+        for child in self.children:
+            child.mark_dead()
+        self.children = []
+        self.cleanups = []
+        if self.parent is not None and self in self.parent.children:
+            self.parent.children.remove(self)
+
+    def finalize(self, ptr: ll.CData) -> None:
+        """ffi.gc finalizer of the handle: the Pool object was collected."""
+        if not self.alive:
+            return
+        blocks, nbytes = ll.outstanding(ptr)
+        if blocks:
+            tags = [f"{t[0]} ({t[1]} blocks, {t[2]} bytes)"
+                    for t in ll.tag_stats(ptr) if t[1]]
+            warnings.warn(
+                f"pool {self.name!r} garbage-collected with {blocks} outstanding "
+                f"blocks ({nbytes} bytes), freed now; tags: {', '.join(tags)}",
+                ResourceWarning, stacklevel=2)
+        ll.pool_destroy(ptr)
+        self.mark_dead()
+        for exc in self.cleanup_errors:
+            warnings.warn(f"cleanup of pool {self.name!r} raised {exc!r}",
+                          RuntimeWarning, stacklevel=2)
+
+
+class _Cleanup:
+    """A Python cleanup registered with rp_pool_add_cleanup."""
+
+    __slots__ = ("fn", "state", "handle")
+
+    def __init__(self, fn: Callable[[], object], state: _PoolState) -> None:
+        self.fn = fn
+        self.state = state
+        self.handle = ll.ffi.new_handle(self)
+
+    def run(self) -> None:
+        self.fn()
+
+    def failed(self, exc: BaseException) -> None:
+        self.state.cleanup_errors.append(exc)
+
+
+class Pool:
+    """A ringpool pool: every block it hands out is tagged, counted, and freed
+    at the latest when the pool is destroyed.
+
+    ``with Pool(...) as pool:`` destroys the pool on exit; ``destroy()`` is
+    idempotent; a pool garbage-collected while it still holds blocks frees
+    them and issues a ResourceWarning naming their tags.
+
+    The allocating methods take ``raise_on_oom``: with the default (True) a
+    request the pool cannot supply raises :class:`OutOfMemory`; with False
+    they return None instead (the ``_noexc`` twins of the C API).  Misuse
+    (bad sizes, alignments, freed blocks) always raises.
+    """
+
+    def __init__(self, name: str, thread_safe: bool = True, checked: bool = False,
+                 backing: str = "malloc", chunk_size: int | None = None,
+                 keep_bytes: int | None = None) -> None:
+        self._setup(name, thread_safe, checked, backing, chunk_size, keep_bytes, None)
+
+    # -- construction ---------------------------------------------------------
+    def _setup(self, name: str, thread_safe: bool, checked: bool, backing: str,
+               chunk_size: int | None, keep_bytes: int | None,
+               parent: Pool | None) -> None:
+        bname = _check_name(name)
+        if backing not in _BACKINGS:
+            raise ValueError(f"backing must be 'malloc' or 'arena', not {backing!r}")
+        for what, value in (("chunk_size", chunk_size), ("keep_bytes", keep_bytes)):
+            if value is not None:
+                _check_size(value, what)
+                if backing != "arena":
+                    raise ValueError(f"{what} applies to backing='arena' only")
+                if value > ll.SIZE_MAX:
+                    raise ValueError(f"{what} must be <= {ll.SIZE_MAX}")
+        flags = _BACKINGS[backing]
+        if not thread_safe:
+            flags |= ll.POOL_UNSYNC
+        if checked:
+            flags |= ll.POOL_CHECKED
+        self._name = name
+        self._backing = backing
+        self._thread_safe = bool(thread_safe)
+        self._checked = bool(checked)
+        self._parent = parent
+        # One lock per pool family: Python-side state and every C call of the
+        # family happen under it (unsynchronised pools included).
+        self._lock: threading.RLock = (parent._lock if parent is not None
+                                       else threading.RLock())
+        with self._lock:
+            if parent is not None:
+                parent._live()
+            ptr = ll.pool_create(bname, flags, chunk_size or 0, keep_bytes or 0,
+                                 parent._ptr if parent is not None else ll.NULL)
+            state = _PoolState(name, ptr, "child" if parent else "python",
+                               parent._state if parent else None)
+            self._init_common(ptr, state)
+            if parent is not None:
+                parent._state.children.append(state)
+                parent._children.add(self)
+            self._gc = ll.ffi.gc(ptr, state.finalize)
+
+    def _init_common(self, ptr: ll.CData, state: _PoolState) -> None:
+        self._ptr = ptr
+        self._state = state
+        self._blocks: dict[int, Block] = {}
+        self._tags: dict[str, ll.CData] = {}
+        self._children: weakref.WeakSet[Pool] = weakref.WeakSet()
+        self._closing = False
+
+    @classmethod
+    def _wrap_default(cls, ptr: ll.CData) -> Pool:
+        """The facade's pool (rp_stat_pool): destroyed by rp_stat_destroy_pool."""
+        self = cls.__new__(cls)
+        name = ll.decode(ll.lib.rp_pool_name(ptr))
+        info = ll.pool_info(ptr)
+        self._name = name
+        self._backing = "arena" if info.flags & ll.POOL_ARENA else "malloc"
+        self._thread_safe = not info.flags & ll.POOL_UNSYNC
+        self._checked = bool(info.flags & ll.POOL_CHECKED)
+        self._parent = None
+        self._lock = threading.RLock()
+        self._init_common(ptr, _PoolState(name, ptr, "stat", None))
+        self._gc = None
+        return self
+
+    # -- properties -----------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def backing(self) -> str:
+        """"malloc" or "arena"."""
+        return self._backing
+
+    @property
+    def thread_safe(self) -> bool:
+        return self._thread_safe
+
+    @property
+    def checked(self) -> bool:
+        return self._checked
+
+    @property
+    def parent(self) -> Pool | None:
+        return self._parent
+
+    @property
+    def destroyed(self) -> bool:
+        """True once destroyed (explicitly, by ``with``, by its parent or by reset of its parent)."""
+        return not self._state.alive
+
+    def __repr__(self) -> str:
+        state = "destroyed" if self.destroyed else f"{len(self._blocks)} blocks"
+        return f"<Pool {self._name!r} {self._backing} {state}>"
+
+    def __enter__(self) -> Pool:
+        self._live()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None,
+                 exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.destroy()
+
+    # -- internals --------------------------------------------------------------
+    def _live(self) -> None:
+        if not self._state.alive:
+            raise PoolDestroyedError(f"pool {self._name!r} was destroyed")
+
+    def _tag(self, tag: str | None, depth: int) -> tuple[ll.CData, str]:
+        if tag is None:
+            tag = _caller_tag(depth + 1)
+        elif not isinstance(tag, str):
+            raise TypeError(f"tag must be a str or None, not {type(tag).__name__}")
+        ptr = self._tags.get(tag)
+        if ptr is None:
+            ptr = ll.intern_tag(self._ptr, ll.encode(tag, "tag"))
+            self._tags[tag] = ptr
+        return ptr, tag
+
+    def _adopt(self, ptr: ll.CData, size: int, tag: str) -> Block:
+        block = Block._make(self, ptr, size, tag)
+        self._blocks[block._addr] = block
+        if self._closing:
+            block._begin_free()
+        return block
+
+    def _failed(self, what: str, raise_on_oom: bool) -> None:
+        code, _, _ = ll.last_error()
+        if code in (0, -1, -4) and not raise_on_oom:
+            return None
+        ll.failed(what)
+
+    def _too_big(self, what: str, size: int, raise_on_oom: bool) -> None:
+        if raise_on_oom:
+            raise OutOfMemory(f"{what}: {size} bytes cannot be addressed on this machine")
+        return None
+
+    def _family(self) -> list[Pool]:
+        """This pool and its live Python descendants."""
+        out = [self]
+        for child in list(self._children):
+            if child._state.alive:
+                out.extend(child._family())
+        return out
+
+    def _seal_family(self) -> list[Block]:
+        """Refuses new views on every block of the family; BufferError (and
+        nothing changed) while one has live views."""
+        sealed: list[Block] = []
+        try:
+            for pool in self._family():
+                for block in list(pool._blocks.values()):
+                    block._begin_free()
+                    sealed.append(block)
+        except BaseException:
+            for block in sealed:
+                block._abort_free()
+            raise
+        return sealed
+
+    def _kill_blocks(self, why: str) -> None:
+        for block in self._blocks.values():
+            block._why = why
+            block._kill()
+        self._blocks.clear()
+
+    def _raise_cleanup_errors(self) -> None:
+        errors = self._state.cleanup_errors
+        if errors:
+            self._state.cleanup_errors = []
+            raise CleanupError(f"{len(errors)} cleanup(s) of pool {self._name!r} raised",
+                               errors) from errors[0]
+
+    # -- lifecycle --------------------------------------------------------------
+    def destroy(self) -> None:
+        """Runs cleanups, destroys children, frees every block; idempotent.
+
+        Raises BufferError (and destroys nothing) while a block of the pool
+        or of a child has live buffer views."""
+        with self._lock:
+            if not self._state.alive:
+                return
+            if self._closing:
+                raise PoolBusy(f"pool {self._name!r} is being destroyed or reset "
+                               "(destroy called from a cleanup?)")
+            family = self._family()
+            self._seal_family()
+            for pool in family:
+                pool._closing = True
+            try:
+                if self._state.owner == "stat":
+                    ll.stat_destroy_pool()
+                else:
+                    ll.pool_destroy(self._ptr)
+            finally:
+                for pool in family:
+                    pool._kill_blocks(f"was bulk-freed by destroy() of pool {self._name!r}")
+                    pool._closing = False
+                self._state.mark_dead()
+                if self._gc is not None:
+                    self._gc = ll.ffi.gc(self._gc, None)  # detach the finalizer
+                    self._gc = None
+            self._raise_cleanup_errors()
+
+    def reset(self) -> None:
+        """Runs cleanups, destroys children and frees every block; the pool
+        stays usable (``rp_pool_reset``).  Tag totals and peaks are kept."""
+        with self._lock:
+            self._live()
+            if self._closing:
+                raise PoolBusy(f"pool {self._name!r} is being destroyed or reset")
+            family = self._family()
+            self._seal_family()
+            for pool in family:
+                pool._closing = True
+            children = list(self._state.children)
+            try:
+                ll.pool_reset(self._ptr)
+            finally:
+                for pool in family:
+                    pool._kill_blocks(f"was bulk-freed by reset() of pool {self._name!r}")
+                    pool._closing = False
+                for child in children:
+                    child.mark_dead()
+                self._state.cleanups = []
+            self._raise_cleanup_errors()
+
+    def child(self, name: str, *, thread_safe: bool | None = None,
+              checked: bool | None = None, backing: str | None = None,
+              chunk_size: int | None = None, keep_bytes: int | None = None) -> Pool:
+        """A child pool, destroyed (or reset away) with this one.  Options
+        default to this pool's."""
+        child = Pool.__new__(Pool)
+        child._setup(name, self._thread_safe if thread_safe is None else thread_safe,
+                     self._checked if checked is None else checked,
+                     self._backing if backing is None else backing,
+                     chunk_size, keep_bytes, self)
+        return child
+
+    def add_cleanup(self, fn: Callable[[], object]) -> None:
+        """Registers ``fn()`` to run when the pool is destroyed or reset, last
+        registered first, before children and blocks are freed (blocks are
+        still usable, but no new buffer views: use ``Block.tobytes()``).  An
+        exception in ``fn`` is caught; destroy()/reset() finish their work and
+        then raise CleanupError."""
+        if not callable(fn):
+            raise TypeError(f"cleanup must be callable, not {type(fn).__name__}")
+        with self._lock:
+            self._live()
+            entry = _Cleanup(fn, self._state)
+            ll.add_cleanup(self._ptr, entry.handle)
+            self._state.cleanups.append(entry)
+
+    def remove_cleanup(self, fn: Callable[[], object]) -> bool:
+        """Unregisters the last registration of ``fn``; False if there is none."""
+        with self._lock:
+            self._live()
+            for entry in reversed(self._state.cleanups):
+                if entry.fn is fn or entry.fn == fn:
+                    ll.remove_cleanup(self._ptr, entry.handle)
+                    self._state.cleanups.remove(entry)
+                    return True
+            return False
+
+    # -- allocation -------------------------------------------------------------
+    @overload
+    def alloc(self, size: int, tag: str | None = None, *,
+              raise_on_oom: Literal[True] = ...) -> Block: ...
+    @overload
+    def alloc(self, size: int, tag: str | None = None, *,
+              raise_on_oom: bool) -> Block | None: ...
+
+    def alloc(self, size: int, tag: str | None = None, *,
+              raise_on_oom: bool = True) -> Block | None:
+        """``size`` bytes (uninitialised) tagged ``tag`` (default: the caller's "file:line")."""
+        size = _check_size(size, "size")
+        with self._lock:
+            self._live()
+            tptr, tstr = self._tag(tag, 1)
+            if size > ll.SIZE_MAX:
+                return self._too_big("alloc", size, raise_on_oom)
+            ptr = ll.alloc(self._ptr, size, tptr)
+            if ptr == ll.NULL:
+                return self._failed("alloc", raise_on_oom)
+            return self._adopt(ptr, size, tstr)
+
+    @overload
+    def calloc(self, n: int, size: int, tag: str | None = None, *,
+               raise_on_oom: Literal[True] = ...) -> Block: ...
+    @overload
+    def calloc(self, n: int, size: int, tag: str | None = None, *,
+               raise_on_oom: bool) -> Block | None: ...
+
+    def calloc(self, n: int, size: int, tag: str | None = None, *,
+               raise_on_oom: bool = True) -> Block | None:
+        """``n * size`` zeroed bytes; an overflowing product is OutOfMemory."""
+        n = _check_size(n, "n")
+        size = _check_size(size, "size")
+        with self._lock:
+            self._live()
+            tptr, tstr = self._tag(tag, 1)
+            if n > ll.SIZE_MAX or size > ll.SIZE_MAX:
+                return self._too_big("calloc", max(n, size), raise_on_oom)
+            ptr = ll.calloc(self._ptr, n, size, tptr)
+            if ptr == ll.NULL:
+                return self._failed("calloc", raise_on_oom)
+            return self._adopt(ptr, n * size, tstr)
+
+    @overload
+    def strdup(self, s: str | bytes, tag: str | None = None, *,
+               raise_on_oom: Literal[True] = ...) -> Block: ...
+    @overload
+    def strdup(self, s: str | bytes, tag: str | None = None, *,
+               raise_on_oom: bool) -> Block | None: ...
+
+    def strdup(self, s: str | bytes, tag: str | None = None, *,
+               raise_on_oom: bool = True) -> Block | None:
+        """A NUL-terminated copy of ``s`` (str is UTF-8 encoded); size is len + 1."""
+        if not isinstance(s, (str, bytes)):
+            raise TypeError(f"strdup takes str or bytes, not {type(s).__name__}")
+        data = ll.encode(s, "string")
+        with self._lock:
+            self._live()
+            tptr, tstr = self._tag(tag, 1)
+            ptr = ll.strdup(self._ptr, data, tptr)
+            if ptr == ll.NULL:
+                return self._failed("strdup", raise_on_oom)
+            return self._adopt(ptr, len(data) + 1, tstr)
+
+    @overload
+    def strconcat(self, *parts: str | bytes, tag: str | None = None,
+                  raise_on_oom: Literal[True] = ...) -> Block: ...
+    @overload
+    def strconcat(self, *parts: str | bytes, tag: str | None = None,
+                  raise_on_oom: bool) -> Block | None: ...
+
+    def strconcat(self, *parts: str | bytes, tag: str | None = None,
+                  raise_on_oom: bool = True) -> Block | None:
+        """The concatenation of ``parts``, NUL-terminated (``rp_strconcat``)."""
+        for p in parts:
+            if not isinstance(p, (str, bytes)):
+                raise TypeError(f"strconcat takes str or bytes, not {type(p).__name__}")
+        data = [ll.encode(p, "string") for p in parts]
+        with self._lock:
+            self._live()
+            tptr, tstr = self._tag(tag, 1)
+            ptr = ll.strconcat(self._ptr, tptr, data)
+            if ptr == ll.NULL:
+                return self._failed("strconcat", raise_on_oom)
+            return self._adopt(ptr, sum(map(len, data)) + 1, tstr)
+
+    @overload
+    def memdup(self, data: bytes | bytearray | memoryview, tag: str | None = None, *,
+               raise_on_oom: Literal[True] = ...) -> Block: ...
+    @overload
+    def memdup(self, data: bytes | bytearray | memoryview, tag: str | None = None, *,
+               raise_on_oom: bool) -> Block | None: ...
+
+    def memdup(self, data: bytes | bytearray | memoryview, tag: str | None = None, *,
+               raise_on_oom: bool = True) -> Block | None:
+        """A copy of any bytes-like object."""
+        if isinstance(data, str):
+            raise TypeError("memdup takes a bytes-like object, not str (use strdup)")
+        with memoryview(data) as view:
+            size = view.nbytes
+        src = ll.ffi.from_buffer(data)  # requires a C-contiguous buffer
+        try:
+            with self._lock:
+                self._live()
+                tptr, tstr = self._tag(tag, 1)
+                ptr = ll.memdup(self._ptr, src, size, tptr)
+                if ptr == ll.NULL:
+                    return self._failed("memdup", raise_on_oom)
+                return self._adopt(ptr, size, tstr)
+        finally:
+            ll.ffi.release(src)
+
+    @overload
+    def alloc_aligned(self, align: int, size: int, tag: str | None = None, *,
+                      raise_on_oom: Literal[True] = ...) -> Block: ...
+    @overload
+    def alloc_aligned(self, align: int, size: int, tag: str | None = None, *,
+                      raise_on_oom: bool) -> Block | None: ...
+
+    def alloc_aligned(self, align: int, size: int, tag: str | None = None, *,
+                      raise_on_oom: bool = True) -> Block | None:
+        """``size`` bytes at an address multiple of ``align`` (a power of two
+        up to 64 MiB); freed like any block."""
+        if isinstance(align, bool) or not isinstance(align, int):
+            raise TypeError(f"align must be an int, not {type(align).__name__}")
+        if align <= 0 or align & (align - 1) or align > ll.MAX_ALIGN:
+            raise ValueError(f"align must be a power of two up to {ll.MAX_ALIGN}, got {align}")
+        size = _check_size(size, "size")
+        with self._lock:
+            self._live()
+            tptr, tstr = self._tag(tag, 1)
+            if size > ll.SIZE_MAX:
+                return self._too_big("alloc_aligned", size, raise_on_oom)
+            ptr = ll.alloc_aligned(self._ptr, align, size, tptr)
+            if ptr == ll.NULL:
+                return self._failed("alloc_aligned", raise_on_oom)
+            return self._adopt(ptr, size, tstr)
+
+    def free(self, block: Block) -> None:
+        """Frees ``block``, which must belong to this pool (InvalidBlock otherwise)."""
+        if not isinstance(block, Block):
+            raise TypeError(f"free takes a Block, not {type(block).__name__}")
+        if block._pool is not self:
+            raise InvalidBlock(f"block {block._tag!r} belongs to pool "
+                               f"{block._pool.name!r}, not to pool {self._name!r}")
+        self._free_block(block)
+
+    def _free_block(self, block: Block) -> None:
+        with self._lock:
+            block._detach()      # BlockFreedError / BufferError; atomic under the GIL
+            del self._blocks[block._addr]
+            block._why = "was freed"
+            if self._state.owner == "stat":
+                ll.stat_free(block._ptr)
+            else:
+                ll.free(block._ptr)
+
+    def _resize_block(self, block: Block, size: int, raise_on_oom: bool) -> Block | None:
+        size = _check_size(size, "size")
+        with self._lock:
+            block._begin_free()  # BlockFreedError / BufferError; no new views from now
+            try:
+                if size > ll.SIZE_MAX:
+                    self._too_big("resize", size, raise_on_oom)
+                    block._abort_free()
+                    return None
+                if self._state.owner == "stat":
+                    ptr = ll.stat_resize(block._ptr, size)
+                else:
+                    ptr = ll.resize(self._ptr, block._ptr, size)
+                if ptr == ll.NULL:
+                    self._failed("resize", raise_on_oom)
+                    block._abort_free()
+                    return None
+            except BaseException:
+                block._abort_free()
+                raise
+            block._why = "was resized (use the Block that resize() returned)"
+            block._kill()
+            del self._blocks[block._addr]
+            return self._adopt(ptr, size, block._tag)
+
+    # -- audit --------------------------------------------------------------------
+    def outstanding(self) -> tuple[int, int]:
+        """(blocks, bytes) outstanding; O(1)."""
+        with self._lock:
+            self._live()
+            return ll.outstanding(self._ptr)
+
+    def check(self) -> None:
+        """Walks the ring against the counters (``rp_pool_check``); raises
+        CorruptPool with the findings when they disagree."""
+        with self._lock:
+            self._live()
+            rc, text = ll.pool_check(self._ptr)
+            if rc != 0:
+                ll.raise_error(rc, f"check of pool {self._name!r}")
+
+    def info(self) -> PoolInfo:
+        """Pool-wide counters, reserved bytes and chunks (``rp_pool_get_info``)."""
+        with self._lock:
+            self._live()
+            i = ll.pool_info(self._ptr)
+            return PoolInfo(self._name, self._backing, self._thread_safe, self._checked,
+                            int(i.blocks), int(i.bytes), int(i.peak_bytes), int(i.allocs),
+                            int(i.tags), int(i.children), int(i.reserved_bytes),
+                            int(i.chunks))
+
+    def blocks(self) -> Iterator[Block]:
+        """The live blocks, from a walk of the ring (``rp_pool_walk``)."""
+        found: list[tuple[int, int, str]] = []
+        with self._lock:
+            self._live()
+            ll.walk(self._ptr, lambda addr, size, tag: found.append((addr, size, tag)))
+            out: list[Block] = []
+            for addr, size, tag in found:
+                block = self._blocks.get(addr)
+                if block is None:  # allocated by C code sharing the pool
+                    block = self._adopt(ll.pointer(addr), size, tag)
+                out.append(block)
+        return iter(out)
+
+    def __iter__(self) -> Iterator[Block]:
+        return self.blocks()
+
+    def snapshot(self, *, blocks: bool = False, children: bool = False) -> Snapshot:
+        """Counters by tag now: O(tags), never a walk of the blocks unless
+        ``blocks`` is true (then every block is listed).  ``children`` nests
+        snapshots of this pool's live child pools."""
+        with self._lock:
+            self._live()
+            return self._snapshot(blocks, children)
+
+    def _snapshot(self, blocks: bool, children: bool) -> Snapshot:
+        info = ll.pool_info(self._ptr)
+        tags = ll.tag_stats(self._ptr)
+        listed: list[tuple[int, int, str]] | None = None
+        if blocks:
+            listed = []
+            ll.walk(self._ptr, lambda a, s, t: listed.append((a, s, t)))  # type: ignore[union-attr]
+        kids = ([c._snapshot(blocks, True) for c in self._live_children()]
+                if children else [])
+        return Snapshot._from_counters(
+            pool=self._name, backing=self._backing,
+            totals=(int(info.blocks), int(info.bytes), int(info.peak_bytes),
+                    int(info.allocs), int(info.reserved_bytes)),
+            tags=tags, blocks=listed, children=kids)
+
+    def _live_children(self) -> list[Pool]:
+        order = {id(s): i for i, s in enumerate(self._state.children)}
+        kids = [c for c in self._children if c._state.alive]
+        return sorted(kids, key=lambda c: order.get(id(c._state), 0))
+
+    def write_report(self, path: str | os.PathLike[str], *, blocks: bool = False,
+                     children: bool = True) -> None:
+        """The C library's JSON report of this pool (docs/report-format.md)."""
+        flags = (ll.REPORT_BLOCKS if blocks else 0) | (ll.REPORT_CHILDREN if children else 0)
+        with self._lock:
+            self._live()
+            ll.write_report(self._ptr, os.fsencode(path), flags)
+
+
+__all__ = ["Pool", "PoolInfo", "KEEP_ALL", "BlockFreedError"]

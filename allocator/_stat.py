@@ -1,0 +1,118 @@
+"""The default-pool facade (the C library's ``rp_stat_*``, OCaml's ``caml_stat_*``).
+
+``stat_create_pool()`` creates the process-wide default pool; ``stat_alloc``
+and friends then allocate blocks tagged "rp_stat" in it, and
+``stat_destroy_pool()`` frees everything it holds.  The C facade behaves like
+plain malloc/free before a default pool exists; Python cannot track such
+memory safely, so here every ``stat_*`` allocation before
+``stat_create_pool()`` raises :class:`NoDefaultPool` instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from . import _lowlevel as ll
+from ._block import Block
+from ._errors import InvalidBlock, NoDefaultPool
+from ._pool import Pool, _check_size
+
+_TAG = "rp_stat"
+_lock = threading.Lock()
+_default: Pool | None = None
+
+
+def stat_create_pool() -> Pool:
+    """Creates the default pool (a no-op when it exists) and returns it."""
+    global _default
+    with _lock:
+        if _default is None or _default.destroyed:
+            _default = Pool._wrap_default(ll.stat_create_pool())
+        return _default
+
+
+def stat_pool() -> Pool | None:
+    """The default pool, or None."""
+    with _lock:
+        return _default if _default is not None and not _default.destroyed else None
+
+
+def stat_destroy_pool() -> None:
+    """Frees every block of the default pool and the pool; a no-op without one."""
+    global _default
+    with _lock:
+        pool, _default = _default, None
+    if pool is not None:
+        pool.destroy()
+
+
+def _pool() -> Pool:
+    pool = stat_pool()
+    if pool is None:
+        raise NoDefaultPool("no default pool: call allocator.stat_create_pool() first")
+    return pool
+
+
+def _alloc(what: str, size: int, call: Callable[[], ll.CData]) -> Block:
+    pool = _pool()
+    with pool._lock:
+        pool._live()
+        ptr = call()
+        if ptr == ll.NULL:
+            ll.failed(what)
+        return pool._adopt(ptr, size, _TAG)
+
+
+def stat_alloc(size: int) -> Block:
+    """``size`` bytes from the default pool (``rp_stat_alloc``)."""
+    size = _check_size(size, "size")
+    return _alloc("rp_stat_alloc", size, lambda: ll.stat_alloc(size))
+
+
+def stat_calloc(n: int, size: int) -> Block:
+    """``n * size`` zeroed bytes from the default pool."""
+    n = _check_size(n, "n")
+    size = _check_size(size, "size")
+    return _alloc("rp_stat_calloc", n * size, lambda: ll.stat_calloc(n, size))
+
+
+def stat_strdup(s: str | bytes) -> Block:
+    """A NUL-terminated copy of ``s`` in the default pool."""
+    if not isinstance(s, (str, bytes)):
+        raise TypeError(f"stat_strdup takes str or bytes, not {type(s).__name__}")
+    data = ll.encode(s, "string")
+    return _alloc("rp_stat_strdup", len(data) + 1, lambda: ll.stat_strdup(data))
+
+
+def stat_strconcat(*parts: str | bytes) -> Block:
+    """The concatenation of ``parts``, NUL-terminated, in the default pool."""
+    for p in parts:
+        if not isinstance(p, (str, bytes)):
+            raise TypeError(f"stat_strconcat takes str or bytes, not {type(p).__name__}")
+    data = [ll.encode(p, "string") for p in parts]
+    return _alloc("rp_stat_strconcat", sum(map(len, data)) + 1,
+                  lambda: ll.stat_strconcat(data))
+
+
+def _own(block: object, what: str) -> Block:
+    if not isinstance(block, Block):
+        raise TypeError(f"{what} takes a Block, not {type(block).__name__}")
+    if block.pool is not _default or block.pool._state.owner != "stat":
+        raise InvalidBlock(f"{what}: block {block._tag!r} belongs to pool "
+                           f"{block.pool.name!r}, not to the default pool")
+    return block
+
+
+def stat_resize(block: Block, size: int) -> Block:
+    """``rp_stat_resize``: a resized copy; ``block`` is dead afterwards."""
+    return _own(block, "stat_resize").resize(size)
+
+
+def stat_free(block: Block) -> None:
+    """``rp_stat_free`` of a default-pool block."""
+    _own(block, "stat_free").free()
+
+
+__all__ = ["stat_create_pool", "stat_pool", "stat_destroy_pool", "stat_alloc",
+           "stat_calloc", "stat_strdup", "stat_strconcat", "stat_resize", "stat_free"]
