@@ -29,12 +29,14 @@ ASAN_DIR     := $(BUILD)/asan
 ASAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_OBJS    := $(patsubst csrc/%.c,$(ASAN_DIR)/obj/%.o,$(CTEST_SAN_LIB))
 ASAN_BINS    := $(addprefix $(ASAN_DIR)/,$(CTEST_NAMES))
-ASAN_ENV     := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=98 \
+ASAN_ENV     := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=98:allocator_may_return_null=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 TSAN_DIR     := $(BUILD)/tsan
 TSAN_FLAGS   := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_OBJS    := $(patsubst csrc/%.c,$(TSAN_DIR)/obj/%.o,$(CTEST_SAN_LIB))
 TSAN_BINS    := $(TSAN_DIR)/test_threads
+# (kept between runs: they are rebuilt only when csrc/ changes)
+.SECONDARY: $(ASAN_OBJS) $(TSAN_OBJS)
 TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:exitcode=97:second_deadlock_stack=1 RP_TEST_TSAN=1
 
 # Examples, built against the installed library.

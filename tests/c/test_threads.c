@@ -12,7 +12,7 @@
 typedef struct worker {
     rp_pool *pool;
     int id, iters;
-    char tag[16];
+    char tag[24];
     uint64_t rng;
     /* the thread's own model of its tag */
     size_t blocks, bytes;
