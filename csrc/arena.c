@@ -13,25 +13,9 @@
 
 #include <string.h>
 
-#define RPI_BIG_LIMIT   32768u
 #define DEFAULT_CHUNK   ((size_t)1 << 20)
 #define MIN_CHUNK       ((size_t)64 << 10)
 #define DEFAULT_KEEP    ((size_t)4 << 20)
-
-static inline unsigned class_of(size_t total)
-{
-    if (total <= 1024) return (unsigned)((total - 1) >> 4);
-    size_t t = total - 1;
-    unsigned lg = 63u - (unsigned)__builtin_clzll(t);
-    return 64u + 4u * (lg - 10u) + (unsigned)((t >> (lg - 2u)) & 3u);
-}
-
-static inline size_t class_size(unsigned c)
-{
-    if (c < 64) return ((size_t)c + 1) << 4;
-    unsigned k = c - 64, lg = 10 + k / 4;
-    return ((size_t)1 << lg) + ((size_t)(k % 4 + 1) << (lg - 2));
-}
 
 int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
 {
@@ -87,24 +71,26 @@ static rpi_hdr *big_alloc(rp_pool *pool, size_t align, size_t size)
     return h;
 }
 
+rpi_hdr *rpi_arena_refill(rp_pool *pool, unsigned cls)
+{
+    rpi_arena *a = pool->arena;
+    size_t cs = rpi_class_size(cls);
+    if ((size_t)(a->end - a->cur) < cs && !new_chunk(pool, a)) return NULL;
+    rpi_hdr *h = (rpi_hdr *)a->cur;
+    a->cur += cs;
+    return h;
+}
+
 rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size)
 {
     size_t total = RPI_HDR + size;
     if (RPI_UNLIKELY(total > RPI_BIG_LIMIT)) return big_alloc(pool, 0, size);
     rpi_arena *a = pool->arena;
-    unsigned c = class_of(total);
+    unsigned c = rpi_class_of(total);
     rpi_hdr *h = a->free[c];
-    if (RPI_LIKELY(h != NULL)) {
-        a->free[c] = h->next;
-    } else {
-        size_t cs = class_size(c);
-        if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) {
-            if (!new_chunk(pool, a)) return NULL;
-        }
-        h = (rpi_hdr *)a->cur;
-        a->cur += cs;
-    }
-    h->word = RPI_F_ARENA;
+    if (RPI_LIKELY(h != NULL)) a->free[c] = h->next;
+    else if (!(h = rpi_arena_refill(pool, c))) return NULL;
+    h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT);
     return h;
 }
 
@@ -125,7 +111,7 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
         rpi_sys_free(b->raw);
         return;
     }
-    unsigned c = class_of(RPI_HDR + rpi_size(h));
+    unsigned c = (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
     h->next = a->free[c];
     a->free[c] = h;
 }
@@ -133,7 +119,7 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
 bool rpi_arena_fits(const rpi_hdr *h, size_t new_size)
 {
     if (!(h->word & RPI_F_ARENA) || RPI_HDR + new_size > RPI_BIG_LIMIT) return false;
-    return class_of(RPI_HDR + new_size) == class_of(RPI_HDR + rpi_size(h));
+    return rpi_class_of(RPI_HDR + new_size) == (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
 }
 
 void rpi_arena_release(rp_pool *pool, bool keep)

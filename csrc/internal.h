@@ -22,7 +22,8 @@
  *   ALIGNED  payload offset for alignment: raw pointer kept before the header;
  *   DTOR     has a destructor record in pool->dtors;
  *   CHECKED  belongs to a checked pool: the registry (checked.c) holds the truth.
- * bits 52..57 hold log2 of the alignment of aligned blocks.
+ * bits 52..58 hold log2 of the alignment of aligned and big blocks, or the
+ * size class of arena blocks.
  *
  * Counters: every tag record keeps blocks/bytes/peak/allocs and the pool keeps
  * the same totals, all updated under the pool lock on each alloc, resize and
@@ -66,8 +67,10 @@ _Static_assert(sizeof(rpi_hdr) % _Alignof(max_align_t) == 0,
 #define RPI_F_ALIGNED   (UINT64_C(1) << 61)
 #define RPI_F_DTOR      (UINT64_C(1) << 60)
 #define RPI_F_CHECKED   (UINT64_C(1) << 59)
-#define RPI_ALIGN_SHIFT 52
+#define RPI_ALIGN_SHIFT 52   /* aligned and big blocks: log2 of the alignment */
 #define RPI_ALIGN_MASK  (UINT64_C(63) << RPI_ALIGN_SHIFT)
+#define RPI_CLASS_SHIFT 52   /* arena blocks: size class (the same bits) */
+#define RPI_CLASS_MASK  (UINT64_C(127) << RPI_CLASS_SHIFT)
 
 static inline rpi_hdr *rpi_hdr_of(const void *p) { return (rpi_hdr *)((char *)p - RPI_HDR); }
 static inline void *rpi_payload(rpi_hdr *h) { return (char *)h + RPI_HDR; }
@@ -169,13 +172,14 @@ typedef struct rpi_arena {
 } rpi_arena;
 
 #define RPI_TAG_CACHE 64
+#define RPI_NO_TAG ((const char *)1)   /* key of an empty tag-cache slot */
 struct rp_pool {
     rpi_hdr      ring;          /* sentinel; must stay first */
     unsigned     flags;
     rpi_lock     lock;
     struct { const char *key; rpi_tag *rec; } tag_cache[RPI_TAG_CACHE];
-    size_t       blocks, bytes, peak, reserved;
-    uint64_t     allocs;
+    size_t       bytes, peak;
+    size_t       reserved;      /* arena: chunks + big blocks; malloc: alignment slack only */
     rpi_tag    **tag_buckets;
     size_t       tag_nbuckets, ntags;
     rpi_tag     *tag_first, *tag_last;
@@ -198,16 +202,84 @@ static inline void rpi_pool_unlock(rp_pool *p)
     if (!(p->flags & RP_POOL_UNSYNC)) rpi_lock_release(&p->lock);
 }
 
-RPI_HIDDEN rpi_tag *rpi_tag_lookup(rp_pool *pool, const char *tag); /* lock held; NULL on OOM */
-RPI_HIDDEN void rpi_counters_add(rpi_tag *t, size_t size);
-RPI_HIDDEN void rpi_counters_sub(rpi_tag *t, size_t size);
+RPI_HIDDEN rpi_tag *rpi_tag_lookup_slow(rp_pool *pool, const char *tag); /* lock held; NULL on OOM */
+
+static inline size_t rpi_tag_slot(const char *key)
+{
+    return (size_t)((uintptr_t)key >> 3) & (RPI_TAG_CACHE - 1);
+}
+
+/* Tag record for tag (lock held): a pointer-cache hit, else a lookup by content. */
+static inline rpi_tag *rpi_tag_lookup(rp_pool *pool, const char *tag)
+{
+    size_t s = rpi_tag_slot(tag);
+    if (RPI_LIKELY(pool->tag_cache[s].key == tag)) return pool->tag_cache[s].rec;
+    return rpi_tag_lookup_slow(pool, tag);
+}
+
+/* Counter updates (lock held). The pool keeps bytes and peak; its block and
+   allocation totals are sums over the tags (rpi_pool_totals), O(tags). */
+static inline void rpi_counters_add(rpi_tag *t, size_t size)
+{
+    rp_pool *p = t->pool;
+    t->blocks++;
+    t->bytes += size;
+    if (t->bytes > t->peak) t->peak = t->bytes;
+    p->bytes += size;
+    if (p->bytes > p->peak) p->peak = p->bytes;
+}
+static inline void rpi_count_new(rpi_tag *t, size_t size)
+{
+    t->allocs++;
+    rpi_counters_add(t, size);
+}
+static inline void rpi_counters_sub(rpi_tag *t, size_t size)
+{
+    t->blocks--;
+    t->bytes -= size;
+    t->pool->bytes -= size;
+}
+RPI_HIDDEN size_t rpi_pool_totals(rp_pool *pool, uint64_t *allocs); /* lock held; blocks */
+
+static inline void rpi_ring_insert(rp_pool *pool, rpi_hdr *h)
+{
+    rpi_hdr *s = &pool->ring;
+    rpi_hdr *last = s->prev;
+    h->next = s;
+    h->prev = last;
+    last->next = h;
+    s->prev = h;
+}
+
+static inline void rpi_ring_unlink(rpi_hdr *h)
+{
+    rpi_hdr *p = h->prev, *n = h->next;
+    p->next = n;
+    n->prev = p;
+}
 
 /* live-pool list (for at-exit reports) */
 RPI_HIDDEN void rpi_live_lock(void);
 RPI_HIDDEN void rpi_live_unlock(void);
 RPI_HIDDEN extern rp_pool *rpi_live_head;
 
-/* ---- arena.c */
+/* ---- arena.c: size classes (header included) */
+#define RPI_BIG_LIMIT 32768u
+static inline unsigned rpi_class_of(size_t total)
+{
+    if (total <= 1024) return (unsigned)((total - 1) >> 4);
+    size_t t = total - 1;
+    unsigned lg = 63u - (unsigned)__builtin_clzll(t);
+    return 64u + 4u * (lg - 10u) + (unsigned)((t >> (lg - 2u)) & 3u);
+}
+static inline size_t rpi_class_size(unsigned c)
+{
+    if (c < 64) return ((size_t)c + 1) << 4;
+    unsigned k = c - 64, lg = 10 + k / 4;
+    return ((size_t)1 << lg) + ((size_t)(k % 4 + 1) << (lg - 2));
+}
+RPI_HIDDEN rpi_hdr *rpi_arena_refill(rp_pool *pool, unsigned cls); /* lock held; new chunk */
+
 RPI_HIDDEN int  rpi_arena_init(rp_pool *pool, const rp_pool_options *opts);
 RPI_HIDDEN rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size);  /* lock held */
 RPI_HIDDEN rpi_hdr *rpi_arena_alloc_aligned(rp_pool *pool, size_t align, size_t size);

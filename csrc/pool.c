@@ -1,6 +1,10 @@
 /* pool.c -- pools, the ring, tags and their counters, allocation, resize,
    free, hierarchy, cleanups and destructors. See internal.h for the header
    and ring invariants and docs/contract.md for the user-facing contract. */
+/* Counter updates are two or three scalar adds: vectorising them costs more
+   instructions than it saves on the hot paths. */
+#pragma GCC optimize("no-tree-slp-vectorize")
+
 #include "internal.h"
 
 #include <stdarg.h>
@@ -20,12 +24,6 @@ static uint32_t hash_str(const char *s)
     uint32_t h = 2166136261u;
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
     return h;
-}
-
-static size_t cache_slot(const char *key)
-{
-    uintptr_t k = (uintptr_t)key;
-    return (size_t)((k >> 3) ^ (k >> 9)) & (RPI_TAG_CACHE - 1);
 }
 
 static rpi_tag *tag_find_or_add(rp_pool *pool, const char *name, bool copy)
@@ -70,15 +68,14 @@ static rpi_tag *tag_find_or_add(rp_pool *pool, const char *name, bool copy)
     return t;
 }
 
-rpi_tag *rpi_tag_lookup(rp_pool *pool, const char *tag)
+rpi_tag *rpi_tag_lookup_slow(rp_pool *pool, const char *tag)
 {
-    if (!tag) tag = untagged;
-    size_t s = cache_slot(tag);
-    if (RPI_LIKELY(pool->tag_cache[s].key == tag)) return pool->tag_cache[s].rec;
+    const char *name = tag ? tag : untagged;
     /* A string that is not the record's own name may change later (a stack
-       buffer): only literal-like pointers are cached, keyed by address. */
-    rpi_tag *t = tag_find_or_add(pool, tag, false);
-    if (t && t->name == tag) {
+       buffer): only pointers equal to the stored name are cached by address. */
+    rpi_tag *t = tag_find_or_add(pool, name, false);
+    if (t && (t->name == tag || !tag)) {
+        size_t s = rpi_tag_slot(tag);
         pool->tag_cache[s].key = tag;
         pool->tag_cache[s].rec = t;
     }
@@ -94,24 +91,24 @@ const char *rp_pool_intern_tag(rp_pool *pool, const char *s)
     return t ? t->name : NULL;
 }
 
-void rpi_counters_add(rpi_tag *t, size_t size)
+size_t rpi_pool_totals(rp_pool *pool, uint64_t *allocs)
 {
-    rp_pool *p = t->pool;
-    t->blocks++;
-    t->bytes += size;
-    if (t->bytes > t->peak) t->peak = t->bytes;
-    p->blocks++;
-    p->bytes += size;
-    if (p->bytes > p->peak) p->peak = p->bytes;
+    size_t blocks = 0;
+    uint64_t n = 0;
+    for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
+        blocks += t->blocks;
+        n += t->allocs;
+    }
+    if (allocs) *allocs = n;
+    return blocks;
 }
 
-void rpi_counters_sub(rpi_tag *t, size_t size)
+static void tag_cache_clear(rp_pool *pool)
 {
-    rp_pool *p = t->pool;
-    t->blocks--;
-    t->bytes -= size;
-    p->blocks--;
-    p->bytes -= size;
+    for (size_t i = 0; i < RPI_TAG_CACHE; i++) {
+        pool->tag_cache[i].key = RPI_NO_TAG;
+        pool->tag_cache[i].rec = NULL;
+    }
 }
 
 static void tags_free(rp_pool *pool)
@@ -124,23 +121,7 @@ static void tags_free(rp_pool *pool)
     pool->tag_buckets = NULL;
     pool->tag_nbuckets = pool->ntags = 0;
     pool->tag_first = pool->tag_last = NULL;
-    memset(pool->tag_cache, 0, sizeof pool->tag_cache);
-}
-
-/* ---------------------------------------------------------------- ring */
-static inline void ring_insert(rp_pool *pool, rpi_hdr *h)
-{
-    rpi_hdr *s = &pool->ring;
-    h->next = s;
-    h->prev = s->prev;
-    s->prev->next = h;
-    s->prev = h;
-}
-
-static inline void ring_unlink(rpi_hdr *h)
-{
-    h->prev->next = h->next;
-    h->next->prev = h->prev;
+    tag_cache_clear(pool);
 }
 
 static void ring_reset(rp_pool *pool)
@@ -165,6 +146,7 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
     if (!pool->name) { rpi_sys_free(pool); return NULL; }
     memcpy(pool->name, name, nlen + 1);
     pool->flags = flags;
+    tag_cache_clear(pool);
     ring_reset(pool);
     pool->dtors.prev = pool->dtors.next = &pool->dtors;
     if ((flags & RP_POOL_ARENA) && rpi_arena_init(pool, opts) != 0) {
@@ -280,7 +262,7 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
     }
     ring_reset(pool);
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) t->blocks = t->bytes = 0;
-    pool->blocks = pool->bytes = 0;
+    pool->bytes = 0;
 }
 
 void rp_pool_destroy(rp_pool *pool)
@@ -384,10 +366,8 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
             }
             h->origin = t;
             h->word |= word | (checked ? RPI_F_CHECKED : 0); /* arena set ARENA/BIG */
-            ring_insert(pool, h);
-            t->allocs++;
-            pool->allocs++;
-            rpi_counters_add(t, size);
+            rpi_ring_insert(pool, h);
+            rpi_count_new(t, size);
             if (checked) rpi_registry_insert(h, h);
             rpi_pool_unlock(pool);
             if (checked) rpi_registry_unlock();
@@ -413,7 +393,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
             }
             if (checked) rpi_registry_lock();
             rpi_pool_lock(pool);
-            if (h) pool->reserved += total;
+            if (h) pool->reserved += total - RPI_HDR - size;
         }
         if (!h) {
             rpi_pool_unlock(pool);
@@ -427,7 +407,6 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     h->word = word;
     if (checked) rpi_registry_lock();
     rpi_pool_lock(pool);
-    pool->reserved += RPI_HDR + size;
 link_locked:;
     rpi_tag *t = rpi_tag_lookup(pool, tag);
     if (RPI_UNLIKELY(!t) || (checked && rpi_registry_reserve() != 0)) {
@@ -436,8 +415,7 @@ link_locked:;
             rpi_pool_unlock(pool);
             if (checked) rpi_registry_unlock();
         } else {
-            pool->reserved -= (h->word & RPI_F_ALIGNED)
-                ? RPI_HDR + sizeof(void *) + (align - 1) + size : RPI_HDR + size;
+            if (h->word & RPI_F_ALIGNED) pool->reserved -= sizeof(void *) + (align - 1);
             rpi_pool_unlock(pool);
             if (checked) rpi_registry_unlock();
             rpi_sys_free(raw);
@@ -447,10 +425,8 @@ link_locked:;
     }
     h->origin = t;
     if (checked) h->word |= RPI_F_CHECKED;
-    ring_insert(pool, h);
-    t->allocs++;
-    pool->allocs++;
-    rpi_counters_add(t, size);
+    rpi_ring_insert(pool, h);
+    rpi_count_new(t, size);
     if (checked) rpi_registry_insert(h, raw);
     rpi_pool_unlock(pool);
     if (checked) rpi_registry_unlock();
@@ -466,20 +442,83 @@ static bool check_pool_arg(rp_pool *pool, const char *call)
     return true;
 }
 
-void *rp_alloc_noexc(rp_pool *pool, size_t size, const char *tag)
+/* General path: everything the fast paths do not take. plain: OOM handler. */
+__attribute__((noinline)) static void *alloc_general(rp_pool *pool, size_t size, const char *tag,
+                                                     bool plain)
 {
     int why = 0;
-    if (!check_pool_arg(pool, "rp_alloc_noexc")) return NULL;
-    return alloc_impl(pool, 0, size, tag, &why);
+    if (!check_pool_arg(pool, plain ? "rp_alloc" : "rp_alloc_noexc")) return NULL;
+    void *p = alloc_impl(pool, 0, size, tag, &why);
+    if (RPI_UNLIKELY(!p) && plain) rpi_oom("rp_alloc", size, tag);
+    return p;
+}
+
+/* Takes the pool lock without waiting; false if it is held by another thread. */
+static inline bool try_lock(rp_pool *pool)
+{
+    return (pool->flags & RP_POOL_UNSYNC) ||
+           !atomic_exchange_explicit(&pool->lock.held, 1, memory_order_acquire);
+}
+
+static inline void *link_new(rp_pool *pool, rpi_hdr *h, rpi_tag *t, size_t size)
+{
+    h->origin = t;
+    rpi_ring_insert(pool, h);
+    rpi_count_new(t, size);
+    rpi_pool_unlock(pool);
+    return rpi_payload(h);
+}
+
+/* Malloc backing, tag already in the pointer cache. */
+__attribute__((noinline)) static void *alloc_malloc_fast(rp_pool *pool, size_t size,
+                                                         const char *tag, bool plain)
+{
+    size_t slot = rpi_tag_slot(tag);
+    rpi_tag *t = pool->tag_cache[slot].rec;
+    if (RPI_UNLIKELY(pool->tag_cache[slot].key != tag || size > RP_MAX_SIZE))
+        return alloc_general(pool, size, tag, plain);
+    rpi_hdr *h = rpi_sys_malloc(RPI_HDR + size);
+    if (RPI_UNLIKELY(!h)) return alloc_general(pool, size, tag, plain);
+    h->word = size;
+    /* cache entries are never removed while the pool lives: t stays valid */
+    rpi_pool_lock(pool);
+    return link_new(pool, h, t, size);
+}
+
+/* The hot path: an unchecked pool and default alignment. The arena case runs
+   here without any call when the lock is free, the tag is in the pointer
+   cache and the size class has a free block; anything else goes to the
+   general path (same effect, slower). */
+static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, size_t size,
+                                                              const char *tag, bool plain)
+{
+    if (RPI_UNLIKELY(!pool || (pool->flags & RP_POOL_CHECKED)))
+        return alloc_general(pool, size, tag, plain);
+    rpi_arena *a = pool->arena;
+    if (!a) return alloc_malloc_fast(pool, size, tag, plain);
+    if (RPI_UNLIKELY(size > RPI_BIG_LIMIT - RPI_HDR)) return alloc_general(pool, size, tag, plain);
+    unsigned c = rpi_class_of(RPI_HDR + size);
+    size_t slot = rpi_tag_slot(tag);
+    if (RPI_UNLIKELY(!try_lock(pool))) return alloc_general(pool, size, tag, plain);
+    rpi_tag *t = pool->tag_cache[slot].rec;
+    rpi_hdr *h = a->free[c];
+    if (RPI_UNLIKELY(pool->tag_cache[slot].key != tag || !h)) {
+        rpi_pool_unlock(pool);
+        return alloc_general(pool, size, tag, plain);
+    }
+    a->free[c] = h->next;
+    h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
+    return link_new(pool, h, t, size);
+}
+
+void *rp_alloc_noexc(rp_pool *pool, size_t size, const char *tag)
+{
+    return alloc_fast(pool, size, tag, false);
 }
 
 void *rp_alloc(rp_pool *pool, size_t size, const char *tag)
 {
-    int why = 0;
-    if (!check_pool_arg(pool, "rp_alloc")) return NULL;
-    void *p = alloc_impl(pool, 0, size, tag, &why);
-    if (RPI_UNLIKELY(!p)) rpi_oom("rp_alloc", size, tag);
-    return p;
+    return alloc_fast(pool, size, tag, true);
 }
 
 static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, const char *call,
@@ -661,7 +700,7 @@ static void free_trusted(rpi_hdr *h, bool checked)
     if (RPI_UNLIKELY(h->word & RPI_F_DTOR)) run_block_dtor(pool, rpi_payload(h));
     if (checked) rpi_registry_lock();
     rpi_pool_lock(pool);
-    ring_unlink(h);
+    rpi_ring_unlink(h);
     size_t size = rpi_size(h);
     rpi_counters_sub(h->origin, size);
     if (checked) rpi_registry_retire(h, RPI_FREED);
@@ -674,10 +713,9 @@ static void free_trusted(rpi_hdr *h, bool checked)
     }
     if (h->word & RPI_F_ALIGNED) {
         size_t align = (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT);
-        pool->reserved -= RPI_HDR + sizeof(void *) + (align - 1) + size;
+        pool->reserved -= sizeof(void *) + (align - 1);
         raw = ((void **)h)[-1];
     } else {
-        pool->reserved -= RPI_HDR + size;
         raw = h;
     }
     rpi_pool_unlock(pool);
@@ -698,12 +736,42 @@ static int resolve_checked(const void *block, rp_pool *expected, const char *op)
     return -1;
 }
 
-void rp_free(void *block)
+__attribute__((noinline)) static void free_general(void *block)
 {
-    if (!block) return;
     int c = resolve_checked(block, NULL, "rp_free");
     if (RPI_UNLIKELY(c < 0)) return;
     free_trusted(rpi_hdr_of(block), c == 1);
+}
+
+void rp_free(void *block)
+{
+    if (RPI_UNLIKELY(!block)) return;
+    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_checked_pools, memory_order_relaxed) != 0)) {
+        free_general(block);
+        return;
+    }
+    /* The hot path: no checked pool exists, so the header is trusted. */
+    rpi_hdr *h = rpi_hdr_of(block);
+    uint64_t w = h->word;
+    rpi_tag *t = h->origin;
+    rp_pool *pool = t->pool;
+    if (RPI_UNLIKELY(w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG)) || RPI_UNLIKELY(!try_lock(pool))) {
+        free_general(block);
+        return;
+    }
+    size_t size = (size_t)(w & RPI_SIZE_MASK);
+    rpi_ring_unlink(h);
+    rpi_counters_sub(t, size);
+    if (w & RPI_F_ARENA) {
+        unsigned c = (unsigned)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+        rpi_arena *a = pool->arena;
+        h->next = a->free[c];
+        a->free[c] = h;
+        rpi_pool_unlock(pool);
+        return;
+    }
+    rpi_pool_unlock(pool);
+    rpi_sys_free(h);
 }
 
 /* ------------------------------------------------------------- resize */
@@ -750,7 +818,6 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
             n->next->prev = n;
         }
         n->word = (n->word & ~RPI_SIZE_MASK) | size;
-        pool->reserved = pool->reserved - old + size;
         rpi_counters_sub(n->origin, old);
         rpi_counters_add(n->origin, size);
         if (checked) rpi_registry_move(h, n, n);
@@ -771,7 +838,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
     }
     /* Move: a new block with the same tag and alignment, then free the old. */
     {
-        size_t align = (h->word & RPI_F_ALIGNED) || (h->word & RPI_ALIGN_MASK)
+        size_t align = !(h->word & RPI_F_ARENA) && (h->word & RPI_ALIGN_MASK)
             ? (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT) : 0;
         void *n = alloc_impl(pool, align, size, h->origin->name, &why);
         if (!n) goto fail;
@@ -780,7 +847,6 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         rpi_pool_lock(pool);
         rpi_tag *t = rpi_hdr_of(n)->origin;
         t->allocs--;
-        pool->allocs--;
         rpi_pool_unlock(pool);
         if (h->word & RPI_F_DTOR) {
             rpi_pool_lock(pool);
@@ -797,7 +863,6 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
             if (d && rc != 0) {
                 rpi_pool_lock(pool);
                 t->allocs++;
-                pool->allocs++;
                 rpi_pool_unlock(pool);
                 free_trusted(rpi_hdr_of(n), checked);
                 goto fail;
@@ -903,7 +968,7 @@ size_t rp_pool_outstanding(rp_pool *pool, size_t *bytes)
 {
     if (!pool) { if (bytes) *bytes = 0; return 0; }
     rpi_pool_lock(pool);
-    size_t n = pool->blocks;
+    size_t n = rpi_pool_totals(pool, NULL);
     if (bytes) *bytes = pool->bytes;
     rpi_pool_unlock(pool);
     return n;
@@ -915,13 +980,13 @@ int rp_pool_get_info(rp_pool *pool, rp_pool_info *info)
     rpi_pool_lock(pool);
     info->version = 1;
     info->flags = pool->flags;
-    info->blocks = pool->blocks;
+    info->blocks = rpi_pool_totals(pool, &info->allocs);
     info->bytes = pool->bytes;
     info->peak_bytes = pool->peak;
-    info->allocs = pool->allocs;
     info->tags = pool->ntags;
     info->children = pool->nchildren;
-    info->reserved_bytes = pool->reserved;
+    info->reserved_bytes = pool->arena ? pool->reserved
+                                       : pool->bytes + info->blocks * RPI_HDR + pool->reserved;
     info->chunks = pool->arena ? pool->arena->nchunks : 0;
     rpi_pool_unlock(pool);
     return 0;
@@ -948,7 +1013,7 @@ int rp_pool_check(rp_pool *pool)
     if (checked) rpi_registry_lock();
     rpi_pool_lock(pool);
     int rc = 0;
-    size_t blocks = 0, bytes = 0, limit = pool->blocks;
+    size_t blocks = 0, bytes = 0, limit = rpi_pool_totals(pool, NULL);
     /* Pool totals are compared with the ring and with the sum of the tags. */
     size_t tag_blocks = 0, tag_bytes = 0;
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
@@ -991,12 +1056,12 @@ int rp_pool_check(rp_pool *pool)
         }
         bytes += sz;
     }
-    if (rc == 0 && (blocks != pool->blocks || bytes != pool->bytes || tag_blocks != pool->blocks ||
+    if (rc == 0 && (blocks != limit || bytes != pool->bytes || tag_blocks != limit ||
                     tag_bytes != pool->bytes || pool->ring.prev->next != &pool->ring)) {
         rpi_report_error(RP_ECORRUPT, NULL,
                          "rp_pool_check: pool '%s': ring has %zu blocks/%zu bytes, counters say "
                          "%zu/%zu (tags %zu/%zu)",
-                         pool->name, blocks, bytes, pool->blocks, pool->bytes, tag_blocks, tag_bytes);
+                         pool->name, blocks, bytes, limit, pool->bytes, tag_blocks, tag_bytes);
         rc = RP_ECORRUPT;
     }
     rpi_pool_unlock(pool);

@@ -64,10 +64,12 @@ static void put_pool(FILE *f, rp_pool *pool, unsigned flags, const char *reason,
     fprintf(f, ", \"pid\": %ld, \"taken_at\": \"%s\", \"reason\": ", (long)getpid(), when);
     put_str(f, reason);
     fprintf(f, ", \"backing\": \"%s\",\n", pool->arena ? "arena" : "malloc");
+    uint64_t allocs;
+    size_t blocks = rpi_pool_totals(pool, &allocs);
     fprintf(f, "  \"totals\": {\"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, "
                "\"allocs\": %llu, \"reserved_bytes\": %zu},\n",
-            pool->blocks, pool->bytes, pool->peak, (unsigned long long)pool->allocs,
-            pool->reserved);
+            blocks, pool->bytes, pool->peak, (unsigned long long)allocs,
+            pool->arena ? pool->reserved : pool->bytes + blocks * RPI_HDR + pool->reserved);
     fputs("  \"tags\": [", f);
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
         fputs(t == pool->tag_first ? "\n    {\"tag\": " : ",\n    {\"tag\": ", f);

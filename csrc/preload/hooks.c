@@ -135,13 +135,11 @@ static void resolve(void)
 #define ENSURE_READY() \
     (RPP_UNLIKELY(atomic_load_explicit(&resolve_state, memory_order_acquire) != 2) ? (resolve(), 0) : 0)
 
+/* The table code calls nothing that allocates and keeps errno (see
+   table.c), so no guard or errno save is needed around it. */
 static inline void record(void *p, size_t size, void *pc)
 {
-    int saved = errno;
-    tls_busy = 1;
     rpp_track(p, size, rpp_site_for((uintptr_t)pc), 1);
-    tls_busy = 0;
-    errno = saved;
 }
 
 /* Removes p from the table and its site's counters; 0 when p was not ours. */
@@ -188,12 +186,8 @@ RPP_EXPORT void free(void *p)
     if (!p || RPP_UNLIKELY(in_boot(p) || tls_resolving))
         return;
     ENSURE_READY();
-    if (tracking && !tls_busy) {
-        int saved = errno;
-        if (!forget(p))
-            atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
-        errno = saved;
-    }
+    if (tracking && !tls_busy && !forget(p))
+        atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
     real.free(p);
 }
 
@@ -220,12 +214,10 @@ static void *do_realloc(void *p, size_t size, void *pc)
     }
     if (!tracking || tls_busy)
         return real.realloc(p, size);
-    int saved = errno;
     rpp_block old;
     int had = p ? rpp_untrack(p, &old) : 0;
     if (p && !had)
         atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
-    errno = saved;
     void *n = real.realloc(p, size);
     int after = errno;
     if (n) {

@@ -8,12 +8,13 @@
  *
  * Sites: one mmap'd array of rpp_site (ids are indexes, records never move)
  * and a map from return address to id: 16 shards, open addressed, each with
- * its own mutex. A per-thread direct-mapped cache in front of the map makes
+ * its own lock. A per-thread direct-mapped cache in front of the map makes
  * the common case (a site seen before by this thread) lock-free.
  */
 #include "rpp.h"
 
-#include <pthread.h>
+#include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -21,9 +22,38 @@ rpp_stats rpp_stat;
 
 #define PTR_SHARDS 64u
 #define SITE_SHARDS 16u
-#define PTR_INITIAL 512u
-#define SITE_INITIAL 256u
+#define PTR_INITIAL 64u
+#define SITE_INITIAL 64u
 #define TLS_CACHE 256u
+
+/* Test-and-test-and-set lock: one atomic exchange to take, a plain release
+   store to drop (a pthread mutex costs a second atomic and two PLT calls on
+   a path that runs for every malloc and free). Critical sections are a few
+   dozen instructions and never call out, so spinning briefly is right;
+   after that the waiter yields. */
+typedef struct spin {
+    atomic_int held;
+} spin;
+
+static inline void spin_lock(spin *l)
+{
+    for (unsigned n = 0;; n++) {
+        if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
+            return;
+        if (n >= 100)
+            sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+        else
+            __builtin_ia32_pause();
+#endif
+    }
+}
+
+static inline void spin_unlock(spin *l)
+{
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+}
 
 typedef struct ptr_slot {
     uintptr_t ptr;   /* 0 = empty */
@@ -32,7 +62,7 @@ typedef struct ptr_slot {
 } ptr_slot;
 
 typedef struct ptr_shard {
-    pthread_mutex_t lock;
+    spin lock;
     ptr_slot *slots;
     size_t mask;     /* capacity - 1; capacity is a power of two */
     size_t count;
@@ -44,7 +74,7 @@ typedef struct site_slot {
 } site_slot;
 
 typedef struct site_shard {
-    pthread_mutex_t lock;
+    spin lock;
     site_slot *slots;
     size_t mask;
     size_t count;
@@ -68,11 +98,22 @@ static inline uint64_t mix(uintptr_t x)
     return h ^ (h >> 31);
 }
 
+/* The only calls out of this file are mmap/munmap, on growth: errno is kept
+   across them so the hooks need not save it on the hot path. */
 static void *map_zeroed(size_t bytes)
 {
+    int saved = errno;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    errno = saved;
     return p == MAP_FAILED ? NULL : p;
+}
+
+static void unmap(void *p, size_t bytes)
+{
+    int saved = errno;
+    munmap(p, bytes);
+    errno = saved;
 }
 
 int rpp_table_init(void)
@@ -80,10 +121,6 @@ int rpp_table_init(void)
     sites = map_zeroed((size_t)RPP_MAX_SITES * sizeof(rpp_site));
     if (!sites)
         return -1;
-    for (unsigned i = 0; i < PTR_SHARDS; i++)
-        pthread_mutex_init(&ptr_shards[i].lock, NULL);
-    for (unsigned i = 0; i < SITE_SHARDS; i++)
-        pthread_mutex_init(&site_shards[i].lock, NULL);
     return 0;
 }
 
@@ -103,7 +140,7 @@ static int site_grow(site_shard *s)
                 j = (j + 1) & (ncap - 1);
             n[j] = s->slots[i];
         }
-        munmap(s->slots, (s->mask + 1) * sizeof(site_slot));
+        unmap(s->slots, (s->mask + 1) * sizeof(site_slot));
     }
     s->slots = n;
     s->mask = ncap - 1;
@@ -114,7 +151,7 @@ static uint32_t site_lookup_locked(uintptr_t pc, uint64_t h)
 {
     site_shard *s = &site_shards[h >> 60];
     uint32_t id = 0;
-    pthread_mutex_lock(&s->lock);
+    spin_lock(&s->lock);
     if (s->slots) {
         for (size_t j = (h >> 8) & s->mask;; j = (j + 1) & s->mask) {
             if (s->slots[j].pc == pc) {
@@ -141,7 +178,7 @@ static uint32_t site_lookup_locked(uintptr_t pc, uint64_t h)
     s->slots[j].id = id;
     s->count++;
 out:
-    pthread_mutex_unlock(&s->lock);
+    spin_unlock(&s->lock);
     return id;
 }
 
@@ -201,7 +238,7 @@ static int ptr_grow(ptr_shard *s)
                 j = (j + 1) & (ncap - 1);
             n[j] = s->slots[i];
         }
-        munmap(s->slots, (s->mask + 1) * sizeof(ptr_slot));
+        unmap(s->slots, (s->mask + 1) * sizeof(ptr_slot));
     }
     s->slots = n;
     s->mask = ncap - 1;
@@ -212,9 +249,9 @@ int rpp_track(void *p, size_t size, uint32_t site, int count)
 {
     uintptr_t key = (uintptr_t)p;
     ptr_shard *s = shard_of(key);
-    pthread_mutex_lock(&s->lock);
-    if ((!s->slots || (s->count + 1) * 10 > (s->mask + 1) * 7) && ptr_grow(s) != 0) {
-        pthread_mutex_unlock(&s->lock);
+    spin_lock(&s->lock);
+    if ((!s->slots || (s->count + 1) * 2 > s->mask + 1) && ptr_grow(s) != 0) {
+        spin_unlock(&s->lock);
         atomic_fetch_add_explicit(&rpp_stat.dropped, 1, memory_order_relaxed);
         return -1;
     }
@@ -232,9 +269,9 @@ int rpp_track(void *p, size_t size, uint32_t site, int count)
     s->slots[j].ptr = key;
     s->slots[j].size = size;
     s->slots[j].site = site;
+    spin_unlock(&s->lock);
     if (count)
         rpp_count_alloc(site, size);
-    pthread_mutex_unlock(&s->lock);
     return 0;
 }
 
@@ -242,16 +279,16 @@ int rpp_untrack(void *p, rpp_block *out)
 {
     uintptr_t key = (uintptr_t)p;
     ptr_shard *s = shard_of(key);
-    pthread_mutex_lock(&s->lock);
+    spin_lock(&s->lock);
     if (!s->slots) {
-        pthread_mutex_unlock(&s->lock);
+        spin_unlock(&s->lock);
         return 0;
     }
     size_t mask = s->mask;
     size_t i = home(key, mask);
     while (s->slots[i].ptr != key) {
         if (!s->slots[i].ptr) {
-            pthread_mutex_unlock(&s->lock);
+            spin_unlock(&s->lock);
             return 0;
         }
         i = (i + 1) & mask;
@@ -273,22 +310,22 @@ int rpp_untrack(void *p, rpp_block *out)
     }
     s->slots[i].ptr = 0;
     s->count--;
-    pthread_mutex_unlock(&s->lock);
+    spin_unlock(&s->lock);
     return 1;
 }
 
 void rpp_table_lock_all(void)
 {
     for (unsigned i = 0; i < SITE_SHARDS; i++)
-        pthread_mutex_lock(&site_shards[i].lock);
+        spin_lock(&site_shards[i].lock);
     for (unsigned i = 0; i < PTR_SHARDS; i++)
-        pthread_mutex_lock(&ptr_shards[i].lock);
+        spin_lock(&ptr_shards[i].lock);
 }
 
 void rpp_table_unlock_all(void)
 {
     for (unsigned i = PTR_SHARDS; i-- > 0;)
-        pthread_mutex_unlock(&ptr_shards[i].lock);
+        spin_unlock(&ptr_shards[i].lock);
     for (unsigned i = SITE_SHARDS; i-- > 0;)
-        pthread_mutex_unlock(&site_shards[i].lock);
+        spin_unlock(&site_shards[i].lock);
 }
