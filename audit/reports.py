@@ -21,11 +21,12 @@ BY_CHOICES = ("site", "function", "file", "module")
 
 
 def snapshot_class() -> Any:
-    try:
-        from allocator import Snapshot
-    except ImportError:  # TEMPORARY until the bindings land
-        from audit._tmp_snapshot import Snapshot
-    return Snapshot
+    import importlib
+
+    try:  # TEMPORARY until the bindings land
+        return getattr(importlib.import_module("allocator"), "Snapshot")
+    except (ImportError, AttributeError):
+        return importlib.import_module("audit._tmp_snapshot").Snapshot
 
 
 def preload_module() -> Any:
@@ -81,7 +82,7 @@ def load(path: str) -> Report:
     doc = _peek(path)
     if not isinstance(doc, dict):
         raise AuditError(f"{path}: a report is a JSON object, found {type(doc).__name__}")
-    if doc.get("format") == PRELOAD_FORMAT:
+    if doc.get("format") != SNAPSHOT_FORMAT and _claims_preload(doc):
         preload = preload_module()
         try:
             return Report(path, "preload", preload.load(path))
@@ -94,6 +95,14 @@ def load(path: str) -> Report:
     except OSError as exc:
         raise AuditError(f"{path}: cannot read: {exc}") from exc
     return Report(path, "snapshot", snap)
+
+
+def _claims_preload(doc: dict[str, Any]) -> bool:
+    try:
+        preload = preload_module()
+    except AuditError:
+        return doc.get("format") == PRELOAD_FORMAT  # load() then explains what is missing
+    return bool(preload.is_preload_report(doc))
 
 
 def _name_file(path: str, exc: Exception) -> str:
@@ -154,24 +163,27 @@ def snapshot_rows(reports: list[Report]) -> list[dict[str, Any]]:
 
 def preload_rows(reports: list[Report], by: str, suppressions: str | None) -> list[dict[str, Any]]:
     preload = preload_module()
-    merged: dict[str, dict[str, Any]] = {}
+    merged: dict[tuple[str, bool], dict[str, Any]] = {}
     for report in reports:
         try:
             rows = preload.rows(report.data, by=by, suppressions=suppressions)
         except ValueError as exc:
-            raise AuditError(_name_file(report.path, exc)) from exc
+            where = suppressions if suppressions is not None and suppressions in str(exc) else report.path
+            raise AuditError(_name_file(where, exc)) from exc
+        except OSError as exc:
+            raise AuditError(f"{exc.filename or suppressions}: cannot read: {exc.strerror}") from exc
         for r in rows:
             key = str(r["key"])
-            row = merged.get(key)
+            suppressed = bool(r.get("suppressed"))
+            row = merged.get((key, suppressed))
             if row is None:
                 row = {"pool": "", "tag": key, "key": key, "blocks": 0, "bytes": 0,
-                       "peak_bytes": None, "allocs": 0, "suppressed": bool(r.get("suppressed")),
+                       "peak_bytes": None, "allocs": 0, "suppressed": suppressed,
                        "per_report": {}}
-                merged[key] = row
+                merged[(key, suppressed)] = row
             row["blocks"] += int(r["blocks"])
             row["bytes"] += int(r["bytes"])
             row["allocs"] += int(r["allocs"])
-            row["suppressed"] = row["suppressed"] and bool(r.get("suppressed"))
             per = row["per_report"]
             per[report.label] = per.get(report.label, 0) + int(r["bytes"])
     return list(merged.values())

@@ -166,7 +166,7 @@ def result_rows(results: list[Result]) -> list[dict[str, Any]]:
                               and p.strategy.kind == "per-block"), None)
             speedup = None
             if r.strategy.kind == "bulk" and per_block is not None:
-                speedup = round(per_block.free_per_block / max(r.free_per_block, 1e-9), 1)
+                speedup = round(per_block.free_per_block / max(r.free_per_block, 1e-9), 2)
             rows.append({
                 "blocks": n,
                 "strategy": r.strategy.name,
@@ -175,8 +175,8 @@ def result_rows(results: list[Result]) -> list[dict[str, Any]]:
                 "fill_ns_per_block": round(r.fill_per_block, 2),
                 "free_ns_per_block": round(r.free_per_block, 2),
                 "bulk_speedup": speedup,
-                "free_vs_glibc": round(r.free_per_block / glibc.free_per_block, 3) if glibc else None,
-                "total_vs_glibc": round(r.total_per_block / glibc.total_per_block, 3) if glibc else None,
+                "free_vs_glibc": round(r.free_per_block / glibc.free_per_block, 4) if glibc else None,
+                "total_vs_glibc": round(r.total_per_block / glibc.total_per_block, 4) if glibc else None,
                 "rounds": len(r.free_ns),
             })
     return rows
@@ -193,7 +193,8 @@ def results_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> Table:
     ]
     return Table(columns=columns, rows=rows, title="free cost per block (median of rounds)",
                  frames=lambda r: [str(r["strategy"]).replace(" ", "_"), str(r["blocks"])],
-                 value_key="free_ns_per_block", meta=meta)
+                 value_key="free_ns_per_block", meta=meta,
+                 json_extra=["family", "kind", "rounds"])
 
 
 def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from audit import gate, output, reports
 from audit.commands._common import positive_int
+from audit.errors import AuditError
 from audit.formatters import Column, Table
 
 
@@ -38,10 +39,10 @@ class DiffCommand:
         output.check_output(args)
         old, new = reports.load_all([args.old, args.new])
         if old.kind != new.kind:
-            raise reports.AuditError(f"cannot compare {old.path} ({old.kind}) with {new.path} ({new.kind})")
+            raise AuditError(f"cannot compare {old.path} ({old.kind}) with {new.path} ({new.kind})")
         if old.kind == "snapshot":
             if args.by is not None or args.suppressions is not None:
-                raise reports.AuditError("--by and --suppressions apply to interposer reports only")
+                raise AuditError("--by and --suppressions apply to interposer reports only")
             rows = _snapshot_diff(old, new)
         else:
             rows = _preload_diff(old, new, args.by or "site", args.suppressions)
@@ -136,14 +137,14 @@ def _snapshot_diff(old: reports.Report, new: reports.Report) -> list[dict[str, A
 
 def _preload_diff(old: reports.Report, new: reports.Report, by: str,
                   suppressions: str | None) -> list[dict[str, Any]]:
-    old_rows = {r["key"]: r for r in reports.preload_rows([old], by, suppressions)}
-    new_rows = {r["key"]: r for r in reports.preload_rows([new], by, suppressions)}
+    old_rows = {(r["key"], r["suppressed"]): r for r in reports.preload_rows([old], by, suppressions)}
+    new_rows = {(r["key"], r["suppressed"]): r for r in reports.preload_rows([new], by, suppressions)}
     rows = []
     for key in list(new_rows) + [k for k in old_rows if k not in new_rows]:
         o, n = old_rows.get(key), new_rows.get(key)
         ob, obytes = (int(o["blocks"]), int(o["bytes"])) if o else (0, 0)
         nb, nbytes = (int(n["blocks"]), int(n["bytes"])) if n else (0, 0)
-        rows.append({"pool": "", "key": key, "blocks": nb, "blocks_diff": nb - ob, "bytes": nbytes,
+        rows.append({"pool": "", "key": key[0], "blocks": nb, "blocks_diff": nb - ob, "bytes": nbytes,
                      "bytes_diff": nbytes - obytes, "status": _status(o is not None, n is not None),
                      "suppressed": bool((n or o or {}).get("suppressed"))})
     return rows

@@ -52,9 +52,12 @@ class RunCommand:
             raise AuditError("run: no command given (usage: run [options] -- CMD ARGS...)")
         env = dict(os.environ)
         if args.preload:
-            library = reports.preload_module().library_path()
-            if not os.path.exists(library):
-                raise AuditError(f"{library}: the interposer library is not built")
+            try:
+                library = str(reports.preload_module().library_path())
+            except FileNotFoundError as exc:
+                raise AuditError(str(exc)) from exc
+            if not os.path.isfile(library):
+                raise AuditError(f"{library}: the interposer library is not built (make preload)")
             previous = env.get("LD_PRELOAD")
             env["LD_PRELOAD"] = library if not previous else f"{library}:{previous}"
         temporary = args.report_dir is None
@@ -89,8 +92,9 @@ class RunCommand:
         status_text = _describe_status(status)
         written = sorted(p for p, stamp in _json_files(report_dir).items() if before.get(p) != stamp)
         if not written:
-            output.summary(f"{cmd[0]} {status_text}; it wrote no report (does it link libringpool "
-                           "and create a pool?)")
+            hint = ("is the interposer loaded? a statically linked program cannot be interposed"
+                    if args.preload else "does it link libringpool and create a pool?")
+            output.summary(f"{cmd[0]} {status_text}; it wrote no report ({hint})")
             return gate.EXIT_ERROR
         loaded = reports.load_all(written)
         if args.preload:
