@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any, Callable, NoReturn
 
 from . import _ringpool
-from ._errors import OutOfMemory, RingpoolError, error_class
-from ._ringpool import ffi, lib
+from ._errors import error_class
+from ._ringpool import ffi as ffi
+from ._ringpool import lib as lib
 
 CData = Any  # a cffi pointer
 
@@ -33,7 +34,6 @@ lib.rpy_install_handlers()
 if not hasattr(_ringpool, "_BlockBuffer"):
     if lib.rpy_register_block_type(b"allocator._ringpool") != 0:
         raise ImportError("allocator._ringpool: cannot create the block buffer type")
-BlockBuffer: type[_ringpool._BlockBuffer] = _ringpool._BlockBuffer
 
 
 def strerror(code: int) -> str:
@@ -112,6 +112,7 @@ def pool_check(pool: CData) -> tuple[int, str]:
 
 
 def intern_tag(pool: CData, tag: bytes) -> CData:
+    lib.rpy_clear_error()
     return _checked_ptr(lib.rp_pool_intern_tag(pool, tag), "rp_pool_intern_tag")
 
 
@@ -309,8 +310,3 @@ def debug_fail_after(n: int, sticky: bool = False) -> None:
 def debug_alloc_count() -> int:
     return int(lib.rp_debug_alloc_count())
 
-
-__all__ = [
-    "CData", "NULL", "BlockBuffer", "OutOfMemory", "RingpoolError",
-    "strerror", "error_name", "last_error", "raise_error", "failed",
-]

@@ -263,14 +263,21 @@ class Pool:
         if not self._state.alive:
             raise PoolDestroyedError(f"pool {self._name!r} was destroyed")
 
-    def _tag(self, tag: str | None, depth: int) -> tuple[ll.CData, str]:
+    def _tag(self, tag: str | None, depth: int, raise_on_oom: bool) -> tuple[ll.CData, str]:
+        """The pool-owned copy of the tag (``rp_pool_intern_tag``), cached;
+        NULL when out of memory and not raise_on_oom."""
         if tag is None:
             tag = _caller_tag(depth + 1)
         elif not isinstance(tag, str):
             raise TypeError(f"tag must be a str or None, not {type(tag).__name__}")
         ptr = self._tags.get(tag)
         if ptr is None:
-            ptr = ll.intern_tag(self._ptr, ll.encode(tag, "tag"))
+            try:
+                ptr = ll.intern_tag(self._ptr, ll.encode(tag, "tag"))
+            except OutOfMemory:
+                if raise_on_oom:
+                    raise
+                return ll.NULL, tag
             self._tags[tag] = ptr
         return ptr, tag
 
@@ -281,13 +288,13 @@ class Pool:
             block._begin_free()
         return block
 
-    def _failed(self, what: str, raise_on_oom: bool) -> None:
+    def _failed(self, what: str, raise_on_oom: bool) -> Block | None:
         code, _, _ = ll.last_error()
         if code in (0, -1, -4) and not raise_on_oom:
             return None
         ll.failed(what)
 
-    def _too_big(self, what: str, size: int, raise_on_oom: bool) -> None:
+    def _too_big(self, what: str, size: int, raise_on_oom: bool) -> Block | None:
         if raise_on_oom:
             raise OutOfMemory(f"{what}: {size} bytes cannot be addressed on this machine")
         return None
@@ -433,7 +440,9 @@ class Pool:
         size = _check_size(size, "size")
         with self._lock:
             self._live()
-            tptr, tstr = self._tag(tag, 1)
+            tptr, tstr = self._tag(tag, 1, raise_on_oom)
+            if tptr == ll.NULL:
+                return None
             if size > ll.SIZE_MAX:
                 return self._too_big("alloc", size, raise_on_oom)
             ptr = ll.alloc(self._ptr, size, tptr)
@@ -455,7 +464,9 @@ class Pool:
         size = _check_size(size, "size")
         with self._lock:
             self._live()
-            tptr, tstr = self._tag(tag, 1)
+            tptr, tstr = self._tag(tag, 1, raise_on_oom)
+            if tptr == ll.NULL:
+                return None
             if n > ll.SIZE_MAX or size > ll.SIZE_MAX:
                 return self._too_big("calloc", max(n, size), raise_on_oom)
             ptr = ll.calloc(self._ptr, n, size, tptr)
@@ -478,7 +489,9 @@ class Pool:
         data = ll.encode(s, "string")
         with self._lock:
             self._live()
-            tptr, tstr = self._tag(tag, 1)
+            tptr, tstr = self._tag(tag, 1, raise_on_oom)
+            if tptr == ll.NULL:
+                return None
             ptr = ll.strdup(self._ptr, data, tptr)
             if ptr == ll.NULL:
                 return self._failed("strdup", raise_on_oom)
@@ -500,7 +513,9 @@ class Pool:
         data = [ll.encode(p, "string") for p in parts]
         with self._lock:
             self._live()
-            tptr, tstr = self._tag(tag, 1)
+            tptr, tstr = self._tag(tag, 1, raise_on_oom)
+            if tptr == ll.NULL:
+                return None
             ptr = ll.strconcat(self._ptr, tptr, data)
             if ptr == ll.NULL:
                 return self._failed("strconcat", raise_on_oom)
@@ -524,7 +539,9 @@ class Pool:
         try:
             with self._lock:
                 self._live()
-                tptr, tstr = self._tag(tag, 1)
+                tptr, tstr = self._tag(tag, 1, raise_on_oom)
+                if tptr == ll.NULL:
+                    return None
                 ptr = ll.memdup(self._ptr, src, size, tptr)
                 if ptr == ll.NULL:
                     return self._failed("memdup", raise_on_oom)
@@ -550,7 +567,9 @@ class Pool:
         size = _check_size(size, "size")
         with self._lock:
             self._live()
-            tptr, tstr = self._tag(tag, 1)
+            tptr, tstr = self._tag(tag, 1, raise_on_oom)
+            if tptr == ll.NULL:
+                return None
             if size > ll.SIZE_MAX:
                 return self._too_big("alloc_aligned", size, raise_on_oom)
             ptr = ll.alloc_aligned(self._ptr, align, size, tptr)
@@ -659,7 +678,7 @@ class Pool:
         listed: list[tuple[int, int, str]] | None = None
         if blocks:
             listed = []
-            ll.walk(self._ptr, lambda a, s, t: listed.append((a, s, t)))  # type: ignore[union-attr]
+            ll.walk(self._ptr, lambda a, s, t: listed.append((a, s, t)))
         kids = ([c._snapshot(blocks, True) for c in self._live_children()]
                 if children else [])
         return Snapshot._from_counters(
