@@ -13,20 +13,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from allocator import Snapshot
+
 from audit.errors import AuditError
 
 SNAPSHOT_FORMAT = "ringpool-snapshot"
 PRELOAD_FORMAT = "ringpool-preload"
 BY_CHOICES = ("site", "function", "file", "module")
-
-
-def snapshot_class() -> Any:
-    import importlib
-
-    try:  # TEMPORARY until the bindings land
-        return getattr(importlib.import_module("allocator"), "Snapshot")
-    except (ImportError, AttributeError):
-        return importlib.import_module("audit._tmp_snapshot").Snapshot
 
 
 def preload_module() -> Any:
@@ -89,11 +82,9 @@ def load(path: str) -> Report:
         except ValueError as exc:
             raise AuditError(_name_file(path, exc)) from exc
     try:
-        snap = snapshot_class().load(path)
+        snap = Snapshot.from_dict(doc, source=path)
     except ValueError as exc:
         raise AuditError(_name_file(path, exc)) from exc
-    except OSError as exc:
-        raise AuditError(f"{path}: cannot read: {exc}") from exc
     return Report(path, "snapshot", snap)
 
 
@@ -123,11 +114,11 @@ def _assign_labels(reports: list[Report]) -> None:
         report.label = stem if names.count(name) == 1 else report.path
 
 
-def walk_pools(snapshot: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+def walk_pools(snapshot: Snapshot, prefix: str = "") -> Iterator[tuple[str, Snapshot]]:
     """(pool path, snapshot) for a snapshot and its children, depth first."""
-    path = f"{prefix}/{snapshot.pool}" if prefix else str(snapshot.pool)
+    path = f"{prefix}/{snapshot.pool}" if prefix else snapshot.pool
     yield path, snapshot
-    for child in getattr(snapshot, "children", None) or []:
+    for child in snapshot.children:
         yield from walk_pools(child, path)
 
 
