@@ -3,6 +3,7 @@
    pool handed from thread to thread; child pools created concurrently.
    Built and run in a TSan build too. */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "testutil.h"
 
@@ -179,11 +180,22 @@ typedef struct kid_arg {
     rp_pool *kept;
 } kid_arg;
 
+static atomic_int cleanups_run;
+static void count_cleanup(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&cleanups_run, 1);
+}
+
 static void *kid_worker(void *arg)
 {
     kid_arg *k = arg;
     int i;
     for (i = 0; i < k->iters; i++) {
+        /* cleanups registered and removed from several threads at once */
+        CHECK_INT(rp_pool_add_cleanup(k->parent, count_cleanup, &k->iters), 0);
+        if (i % 2 == 0)
+            CHECK_INT(rp_pool_remove_cleanup(k->parent, count_cleanup, &k->iters), 0);
         rp_pool *c = rp_pool_create_child(k->parent, "kid");
         void *b;
         CHECK(c != NULL);
@@ -219,8 +231,11 @@ static void test_children_threads(void)
     CHECK_EQ(info.children, NTHREADS);
     CHECK_EQ(info.blocks, (size_t)NTHREADS * (size_t)iters);
     CHECK_INT(rp_pool_check(parent), 0);
-    /* reset takes the kept children and every block; the pool stays */
+    /* reset runs the cleanups left registered (once each), takes the kept
+       children and every block; the pool stays */
+    atomic_store(&cleanups_run, 0);
     CHECK_INT(rp_pool_reset(parent), 0);
+    CHECK_INT(atomic_load(&cleanups_run), NTHREADS * (iters / 2));
     CHECK_INT(rp_pool_get_info(parent, &info), 0);
     CHECK_EQ(info.children, 0);
     tu_end_pool(parent);
