@@ -84,7 +84,10 @@ rpi_tag *rpi_tag_lookup_slow(rp_pool *pool, const char *tag)
 
 const char *rp_pool_intern_tag(rp_pool *pool, const char *s)
 {
-    if (!pool || !s) return NULL;
+    if (!pool || !s) {
+        rpi_report_error(RP_EINVAL, NULL, "rp_pool_intern_tag: %s is NULL", pool ? "tag" : "pool");
+        return NULL;
+    }
     rpi_pool_lock(pool);
     rpi_tag *t = tag_find_or_add(pool, s, true);
     rpi_pool_unlock(pool);
@@ -177,15 +180,22 @@ rp_pool *rp_pool_create_ex(const char *name, const rp_pool_options *opts)
 {
     return pool_new(NULL, name, opts);
 }
+static bool check_parent(rp_pool *parent, const char *call)
+{
+    if (parent) return true;
+    rpi_report_error(RP_EINVAL, NULL, "%s: parent pool is NULL", call);
+    return false;
+}
+
 rp_pool *rp_pool_create_child(rp_pool *parent, const char *name)
 {
-    if (!parent) return NULL;
+    if (!check_parent(parent, "rp_pool_create_child")) return NULL;
     rp_pool_options o = {.flags = parent->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED)};
     return pool_new(parent, name, &o);
 }
 rp_pool *rp_pool_create_child_ex(rp_pool *parent, const char *name, const rp_pool_options *opts)
 {
-    if (!parent) return NULL;
+    if (!check_parent(parent, "rp_pool_create_child_ex")) return NULL;
     return pool_new(parent, name, opts);
 }
 
@@ -235,11 +245,7 @@ static void pool_teardown(rp_pool *pool, const char *report_reason)
     }
 }
 
-static void *raw_of(rpi_hdr *h)
-{
-    if (h->word & RPI_F_ALIGNED) return ((void **)h)[-1];
-    return h;
-}
+static void *raw_of(rpi_hdr *h);
 
 /* Frees every block (lock held by caller or pool private). */
 static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
@@ -343,83 +349,77 @@ enum { WHY_OOM = 1, WHY_MISUSE = 2 };
 static bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
 static unsigned log2_of(size_t x) { return (unsigned)__builtin_ctzll(x); }
 
-/* Allocates a linked, counted block; NULL with *why set on failure. */
+/* Memory for one unlinked block of the pool's backing (lock held): word holds
+   the backing flags, alignment or class, and size. NULL on OOM. */
+static rpi_hdr *raw_new(rp_pool *pool, size_t align, size_t size)
+{
+    rpi_hdr *h;
+    if (pool->arena) {
+        h = align > _Alignof(max_align_t) ? rpi_arena_alloc_aligned(pool, align, size)
+                                          : rpi_arena_alloc(pool, size);
+        if (!h) return NULL;
+        if (h->word & RPI_F_BIG)
+            h->word |= (uint64_t)log2_of(align > 16 ? align : 16) << RPI_ALIGN_SHIFT;
+    } else if (align > _Alignof(max_align_t)) {
+        size_t slack = sizeof(void *) + (align - 1);
+        void *raw = rpi_sys_malloc(RPI_HDR + slack + size);
+        if (!raw) return NULL;
+        uintptr_t p = ((uintptr_t)raw + RPI_HDR + slack) & ~(uintptr_t)(align - 1);
+        h = rpi_hdr_of((void *)p);
+        ((void **)h)[-1] = raw;
+        h->word = RPI_F_ALIGNED | ((uint64_t)log2_of(align) << RPI_ALIGN_SHIFT);
+        pool->reserved += slack;
+    } else {
+        h = rpi_sys_malloc(RPI_HDR + size);
+        if (!h) return NULL;
+        h->word = 0;
+    }
+    h->word |= size;
+    return h;
+}
+
+static void *raw_of(rpi_hdr *h)
+{
+    if (h->word & RPI_F_ALIGNED) return ((void **)h)[-1];
+    return h;
+}
+
+/* Gives back the memory of an unlinked block (lock held). */
+static void raw_release(rp_pool *pool, rpi_hdr *h)
+{
+    if (h->word & (RPI_F_ARENA | RPI_F_BIG)) {
+        rpi_arena_free(pool, h);
+        return;
+    }
+    if (h->word & RPI_F_ALIGNED) {
+        size_t align = (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT);
+        pool->reserved -= sizeof(void *) + (align - 1);
+    }
+    rpi_sys_free(raw_of(h));
+}
+
+static inline void lock_both(rp_pool *pool, bool checked)
+{
+    if (checked) rpi_registry_lock();
+    rpi_pool_lock(pool);
+}
+
+static inline void unlock_both(rp_pool *pool, bool checked)
+{
+    rpi_pool_unlock(pool);
+    if (checked) rpi_registry_unlock();
+}
+
+/* The general allocation path: any pool, any alignment. NULL on OOM. */
 static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *tag, int *why)
 {
     const bool checked = pool->flags & RP_POOL_CHECKED;
     if (RPI_UNLIKELY(size > RP_MAX_SIZE)) { *why = WHY_OOM; return NULL; }
-    rpi_hdr *h;
-    void *raw;
-    uint64_t word = size;
-
-    if (RPI_LIKELY(align <= _Alignof(max_align_t))) {
-        if (pool->arena) {
-            if (checked) rpi_registry_lock();
-            rpi_pool_lock(pool);
-            rpi_tag *t = rpi_tag_lookup(pool, tag);
-            if (RPI_UNLIKELY(!t) || (checked && rpi_registry_reserve() != 0) ||
-                !(h = rpi_arena_alloc(pool, size))) {
-                rpi_pool_unlock(pool);
-                if (checked) rpi_registry_unlock();
-                *why = WHY_OOM;
-                return NULL;
-            }
-            h->origin = t;
-            h->word |= word | (checked ? RPI_F_CHECKED : 0); /* arena set ARENA/BIG */
-            rpi_ring_insert(pool, h);
-            rpi_count_new(t, size);
-            if (checked) rpi_registry_insert(h, h);
-            rpi_pool_unlock(pool);
-            if (checked) rpi_registry_unlock();
-            return rpi_payload(h);
-        }
-        raw = h = rpi_sys_malloc(RPI_HDR + size);
-        if (RPI_UNLIKELY(!h)) { *why = WHY_OOM; return NULL; }
-    } else {
-        if (pool->arena) {
-            if (checked) rpi_registry_lock();
-            rpi_pool_lock(pool);
-            h = rpi_arena_alloc_aligned(pool, align, size);
-            raw = h ? ((rpi_big *)h - 1)->raw : NULL;
-        } else {
-            size_t total = RPI_HDR + sizeof(void *) + (align - 1) + size;
-            raw = rpi_sys_malloc(total);
-            h = NULL;
-            if (raw) {
-                uintptr_t p = ((uintptr_t)raw + RPI_HDR + sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
-                h = rpi_hdr_of((void *)p);
-                ((void **)h)[-1] = raw;
-                h->word = RPI_F_ALIGNED;
-            }
-            if (checked) rpi_registry_lock();
-            rpi_pool_lock(pool);
-            if (h) pool->reserved += total - RPI_HDR - size;
-        }
-        if (!h) {
-            rpi_pool_unlock(pool);
-            if (checked) rpi_registry_unlock();
-            *why = WHY_OOM;
-            return NULL;
-        }
-        h->word |= word | ((uint64_t)log2_of(align) << RPI_ALIGN_SHIFT);
-        goto link_locked;
-    }
-    h->word = word;
-    if (checked) rpi_registry_lock();
-    rpi_pool_lock(pool);
-link_locked:;
+    lock_both(pool, checked);
     rpi_tag *t = rpi_tag_lookup(pool, tag);
-    if (RPI_UNLIKELY(!t) || (checked && rpi_registry_reserve() != 0)) {
-        if (pool->arena) {
-            rpi_arena_free(pool, h);
-            rpi_pool_unlock(pool);
-            if (checked) rpi_registry_unlock();
-        } else {
-            if (h->word & RPI_F_ALIGNED) pool->reserved -= sizeof(void *) + (align - 1);
-            rpi_pool_unlock(pool);
-            if (checked) rpi_registry_unlock();
-            rpi_sys_free(raw);
-        }
+    rpi_hdr *h = NULL;
+    if (!t || (checked && rpi_registry_reserve() != 0) || !(h = raw_new(pool, align, size))) {
+        unlock_both(pool, checked);
         *why = WHY_OOM;
         return NULL;
     }
@@ -427,9 +427,8 @@ link_locked:;
     if (checked) h->word |= RPI_F_CHECKED;
     rpi_ring_insert(pool, h);
     rpi_count_new(t, size);
-    if (checked) rpi_registry_insert(h, raw);
-    rpi_pool_unlock(pool);
-    if (checked) rpi_registry_unlock();
+    if (checked) rpi_registry_insert(h, raw_of(h));
+    unlock_both(pool, checked);
     return rpi_payload(h);
 }
 
@@ -698,29 +697,12 @@ static void free_trusted(rpi_hdr *h, bool checked)
 {
     rp_pool *pool = h->origin->pool;
     if (RPI_UNLIKELY(h->word & RPI_F_DTOR)) run_block_dtor(pool, rpi_payload(h));
-    if (checked) rpi_registry_lock();
-    rpi_pool_lock(pool);
+    lock_both(pool, checked);
     rpi_ring_unlink(h);
-    size_t size = rpi_size(h);
-    rpi_counters_sub(h->origin, size);
+    rpi_counters_sub(h->origin, rpi_size(h));
     if (checked) rpi_registry_retire(h, RPI_FREED);
-    void *raw;
-    if (h->word & (RPI_F_ARENA | RPI_F_BIG)) {
-        rpi_arena_free(pool, h);
-        rpi_pool_unlock(pool);
-        if (checked) rpi_registry_unlock();
-        return;
-    }
-    if (h->word & RPI_F_ALIGNED) {
-        size_t align = (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT);
-        pool->reserved -= sizeof(void *) + (align - 1);
-        raw = ((void **)h)[-1];
-    } else {
-        raw = h;
-    }
-    rpi_pool_unlock(pool);
-    if (checked) rpi_registry_unlock();
-    rpi_sys_free(raw);
+    raw_release(pool, h);
+    unlock_both(pool, checked);
 }
 
 /* Checked path shared by free/resize/accessors: 1 = checked block validated,
@@ -797,80 +779,59 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
     const bool checked = c == 1;
     size_t old = rpi_size(h);
     if (size > RP_MAX_SIZE) goto fail;
-
+    lock_both(pool, checked);
+    if (checked && rpi_registry_reserve() != 0) goto fail_locked;
     if (!(h->word & (RPI_F_ALIGNED | RPI_F_BIG | RPI_F_ARENA))) {
-        /* malloc backing: realloc the header and payload, relink. */
-        if (checked) rpi_registry_lock();
-        rpi_pool_lock(pool);
-        if (checked && rpi_registry_reserve() != 0) {
-            rpi_pool_unlock(pool);
-            rpi_registry_unlock();
-            goto fail;
-        }
+        /* malloc backing: realloc header and payload together, relink. */
         rpi_hdr *n = rpi_sys_realloc(h, RPI_HDR + size);
-        if (!n) {
-            rpi_pool_unlock(pool);
-            if (checked) rpi_registry_unlock();
-            goto fail;
-        }
+        if (!n) goto fail_locked;
         if (n != h) {
             n->prev->next = n;
             n->next->prev = n;
+            if (n->word & RPI_F_DTOR) {
+                rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
+                d->block = rpi_payload(n);
+                rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* reuses the slot: cannot fail */
+            }
         }
-        n->word = (n->word & ~RPI_SIZE_MASK) | size;
-        rpi_counters_sub(n->origin, old);
-        rpi_counters_add(n->origin, size);
-        if (checked) rpi_registry_move(h, n, n);
-        rpi_pool_unlock(pool);
-        if (checked) rpi_registry_unlock();
-        return rpi_payload(n);
-    }
-    if ((h->word & RPI_F_ARENA) && rpi_arena_fits(h, size)) {
-        if (checked) rpi_registry_lock();
-        rpi_pool_lock(pool);
+        h = n;
         h->word = (h->word & ~RPI_SIZE_MASK) | size;
-        rpi_counters_sub(h->origin, old);
-        rpi_counters_add(h->origin, size);
-        if (checked) rpi_registry_move(h, h, h);
-        rpi_pool_unlock(pool);
-        if (checked) rpi_registry_unlock();
-        return block;
-    }
-    /* Move: a new block with the same tag and alignment, then free the old. */
-    {
+    } else if (rpi_arena_fits(h, size)) {
+        h->word = (h->word & ~RPI_SIZE_MASK) | size;
+    } else {
+        /* Move: new memory of the same kind, the payload copied, and the new
+           header takes the old one's place in the ring: one block throughout. */
         size_t align = !(h->word & RPI_F_ARENA) && (h->word & RPI_ALIGN_MASK)
             ? (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT) : 0;
-        void *n = alloc_impl(pool, align, size, h->origin->name, &why);
-        if (!n) goto fail;
-        memcpy(n, block, old < size ? old : size);
-        /* carry the counters: the move is one block, not an allocation */
-        rpi_pool_lock(pool);
-        rpi_tag *t = rpi_hdr_of(n)->origin;
-        t->allocs--;
-        rpi_pool_unlock(pool);
-        if (h->word & RPI_F_DTOR) {
-            rpi_pool_lock(pool);
+        if ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
+        rpi_hdr *n = raw_new(pool, align, size);
+        if (!n) goto fail_locked;
+        memcpy(rpi_payload(n), block, old < size ? old : size);
+        n->origin = h->origin;
+        n->word |= h->word & (RPI_F_DTOR | RPI_F_CHECKED);
+        n->prev = h->prev;
+        n->next = h->next;
+        n->prev->next = n;
+        n->next->prev = n;
+        if (n->word & RPI_F_DTOR) {
             rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
-            int rc = d ? rpi_ptrmap_put(&pool->dtor_map, n, d) : 0;
-            if (d && rc == 0) {
-                d->block = n;
-                rpi_hdr_of(n)->word |= RPI_F_DTOR;
-                h->word &= ~RPI_F_DTOR;
-            } else if (d) {
-                rpi_ptrmap_put(&pool->dtor_map, block, d); /* slot just freed: cannot fail */
-            }
-            rpi_pool_unlock(pool);
-            if (d && rc != 0) {
-                rpi_pool_lock(pool);
-                t->allocs++;
-                rpi_pool_unlock(pool);
-                free_trusted(rpi_hdr_of(n), checked);
-                goto fail;
-            }
+            d->block = rpi_payload(n);
+            rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
         }
-        free_trusted(h, checked);
-        return n;
+        if (checked) rpi_registry_move(h, n, raw_of(n));
+        raw_release(pool, h);
+        rpi_counters_sub(n->origin, old);
+        rpi_counters_add(n->origin, size);
+        unlock_both(pool, checked);
+        return rpi_payload(n);
     }
+    rpi_counters_sub(h->origin, old);
+    rpi_counters_add(h->origin, size);
+    if (checked) rpi_registry_move(rpi_hdr_of(block), h, raw_of(h));
+    unlock_both(pool, checked);
+    return rpi_payload(h);
+fail_locked:
+    unlock_both(pool, checked);
 fail:
     if (plain) rpi_oom(call, size, h->origin->name);
     return NULL;
@@ -1047,6 +1008,13 @@ int rp_pool_check(rp_pool *pool)
                 break;
             }
             sz = (size_t)(v.word & RPI_SIZE_MASK);
+            if (h->origin != v.origin || (h->word & ~RPI_F_DTOR) != v.word) {
+                /* counted with the side table's size; the header stays as it is */
+                rpi_report_error(RP_ECORRUPT, rpi_payload(h),
+                                 "rp_pool_check: pool '%s': header of block %p (tag %s, %zu bytes) "
+                                 "was overwritten", pool->name, rpi_payload(h), v.origin->name, sz);
+                rc = RP_ECORRUPT;
+            }
         } else if (h->origin == NULL || h->origin->pool != pool) {
             rpi_report_error(RP_ECORRUPT, rpi_payload(h),
                              "rp_pool_check: pool '%s': block %p has a foreign origin",
@@ -1056,7 +1024,7 @@ int rp_pool_check(rp_pool *pool)
         }
         bytes += sz;
     }
-    if (rc == 0 && (blocks != limit || bytes != pool->bytes || tag_blocks != limit ||
+    if ((rc == 0 || checked) && (blocks != limit || bytes != pool->bytes || tag_blocks != limit ||
                     tag_bytes != pool->bytes || pool->ring.prev->next != &pool->ring)) {
         rpi_report_error(RP_ECORRUPT, NULL,
                          "rp_pool_check: pool '%s': ring has %zu blocks/%zu bytes, counters say "

@@ -34,6 +34,7 @@ static void default_oom(const char *call, size_t size, const char *tag)
 {
     fprintf(stderr, "ringpool: out of memory in %s(size=%zu, tag=%s)\n", call, size,
             tag ? tag : "(untagged)");
+    abort();
 }
 
 static void default_error(int error, const char *message, const void *block)
