@@ -1,0 +1,147 @@
+"""The pytest plugin: ringpool_no_leaks marker and fixture, run inside pytester."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def _run(pytester: pytest.Pytester, source: str) -> pytest.RunResult:
+    pytester.makepyfile(source)
+    return pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider")
+
+
+def test_marker_fails_a_leaking_test_naming_pool_and_tags(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        import pytest
+        from allocator import Pool
+
+        KEEP = []
+
+        @pytest.mark.ringpool_no_leaks
+        def test_leaks():
+            pool = Pool("parser")
+            KEEP.append(pool)
+            KEEP.append(pool.alloc(24, tag="tokens"))
+            KEEP.append(pool.alloc(8, tag="tokens"))
+            pool.free(pool.alloc(100, tag="scratch"))
+
+        @pytest.mark.ringpool_no_leaks
+        def test_clean():
+            with Pool("clean") as pool:
+                pool.alloc(10, tag="tokens")   # freed by the destroy at the end of with
+
+        @pytest.mark.ringpool_no_leaks
+        def test_freed():
+            pool = Pool("freed")
+            KEEP.append(pool)
+            b = pool.alloc(10, tag="tokens")
+            pool.free(b)
+    """)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*ringpool_no_leaks: outstanding blocks at the end of the test:*",
+                                 "*pool 'parser': tokens (2 blocks, 32 bytes)*"])
+    assert "scratch" not in result.stdout.str()
+
+
+def test_allow_patterns_in_marker_and_fixture(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        import pytest
+        from allocator import Pool
+
+        KEEP = []
+
+        @pytest.mark.ringpool_no_leaks(allow=["cache*"])
+        def test_allowed():
+            pool = Pool("p")
+            KEEP.extend([pool, pool.alloc(5, tag="cache-entry")])
+
+        @pytest.mark.ringpool_no_leaks("cache*")
+        def test_positional_and_other_tag():
+            pool = Pool("q")
+            KEEP.extend([pool, pool.alloc(5, tag="cache-entry"), pool.alloc(7, tag="session")])
+
+        def test_fixture(ringpool_no_leaks):
+            ringpool_no_leaks.allow("log-*")
+            pool = Pool("r")
+            KEEP.extend([pool, pool.alloc(5, tag="log-line"), pool.alloc(9, tag="buffer")])
+
+        def test_fixture_clean(ringpool_no_leaks):
+            pool = Pool("s")
+            KEEP.extend([pool, pool.alloc(5, tag="log-line")])
+            pool.destroy()
+    """)
+    result.assert_outcomes(passed=2, failed=2)
+    out = result.stdout.str()
+    assert "pool 'q': session (1 blocks, 7 bytes)" in out and "cache-entry" not in out
+    assert "pool 'r': buffer (1 blocks, 9 bytes)" in out and "log-line" not in out
+
+
+def test_child_pools_and_preexisting_pools(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        import pytest
+        from allocator import Pool
+
+        OLD = Pool("module-level")
+        OLD_BLOCK = OLD.alloc(3, tag="old")    # created before the test: not its business
+        KEEP = []
+
+        @pytest.mark.ringpool_no_leaks
+        def test_child_leak():
+            parent = Pool("parent")
+            kid = parent.child("kid")
+            KEEP.extend([parent, kid, kid.alloc(11, tag="kid-tag")])
+    """)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "pool 'kid': kid-tag (1 blocks, 11 bytes)" in out
+    assert "old" not in out.replace("module-level", "")
+
+
+def test_inert_without_marker_or_fixture(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        from allocator import Pool
+        KEEP = []
+
+        def test_leaks_but_unchecked():
+            pool = Pool("p")
+            KEEP.extend([pool, pool.alloc(5, tag="t")])
+    """)
+    result.assert_outcomes(passed=1)
+
+
+def test_marker_is_registered_and_bad_arguments_are_errors(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.ringpool_no_leaks(allow=[3])
+        def test_bad():
+            pass
+
+        @pytest.mark.ringpool_no_leaks(permit=["x"])
+        def test_unknown():
+            pass
+    """)
+    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "--strict-markers")
+    out = result.stdout.str()
+    assert "tag patterns are non-empty strings, not 3" in out
+    assert "unknown argument(s) permit" in out
+    markers = pytester.runpytest_inprocess("--markers")
+    markers.stdout.fnmatch_lines(["*ringpool_no_leaks(allow=*"])
+
+
+def test_failing_test_is_not_masked(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        import pytest
+        from allocator import Pool
+        KEEP = []
+
+        @pytest.mark.ringpool_no_leaks
+        def test_raises():
+            pool = Pool("p")
+            KEEP.extend([pool, pool.alloc(5, tag="t")])
+            assert 1 == 2, "the test's own failure"
+    """)
+    result.assert_outcomes(failed=1)
+    assert "the test's own failure" in result.stdout.str()
