@@ -1,0 +1,44 @@
+"""The default-pool facade (rp_stat_*)."""
+
+from __future__ import annotations
+
+import pytest
+
+import allocator
+from allocator import BlockFreedError, InvalidBlock, NoDefaultPool, Pool
+
+
+def test_facade_lifecycle() -> None:
+    assert allocator.stat_pool() is None
+    with pytest.raises(NoDefaultPool, match="stat_create_pool"):
+        allocator.stat_alloc(10)
+    pool = allocator.stat_create_pool()
+    try:
+        assert allocator.stat_create_pool() is pool and allocator.stat_pool() is pool
+        a = allocator.stat_alloc(10)
+        z = allocator.stat_calloc(4, 4)
+        s = allocator.stat_strdup("hi")
+        c = allocator.stat_strconcat("a", b"b")
+        assert (a.tag, bytes(z), bytes(s), bytes(c)) == ("rp_stat", bytes(16), b"hi\0", b"ab\0")
+        a2 = allocator.stat_resize(a, 100)
+        assert a.freed and a2.size == 100
+        allocator.stat_free(z)
+        assert z.freed
+        with pytest.raises(BlockFreedError):
+            allocator.stat_free(z)
+        assert pool.outstanding() == (3, 100 + 3 + 3)
+        with Pool("other") as other:
+            with pytest.raises(InvalidBlock):
+                allocator.stat_free(other.alloc(1))
+        with pytest.raises(TypeError):
+            allocator.stat_free("x")  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            allocator.stat_alloc(-1)
+        with pytest.raises(MemoryError):
+            allocator.stat_alloc(1 << 62)
+    finally:
+        allocator.stat_destroy_pool()
+    assert allocator.stat_pool() is None and pool.destroyed and s.freed
+    with pytest.raises(NoDefaultPool):
+        allocator.stat_strdup("x")
+    allocator.stat_destroy_pool()      # no-op without a pool

@@ -1,0 +1,161 @@
+"""Child pools, reset, cleanups and info, on both backings."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from allocator import (BlockFreedError, CleanupError, Pool, PoolBusy, PoolDestroyedError)
+
+
+def test_child_dies_with_parent(pool: Pool) -> None:
+    kid = pool.child("kid")
+    grandkid = kid.child("grandkid", backing="arena")
+    assert kid.parent is pool and grandkid.backing == "arena"
+    b, c = kid.alloc(10, tag="k"), grandkid.alloc(20, tag="g")
+    assert pool.info().children == 1 and kid.info().children == 1
+    pool.destroy()
+    assert kid.destroyed and grandkid.destroyed and b.freed and c.freed
+    with pytest.raises(BlockFreedError, match="destroy"):
+        bytes(c)
+    with pytest.raises(PoolDestroyedError):
+        kid.alloc(1)
+    with pytest.raises(PoolDestroyedError):
+        kid.child("late")
+
+
+def test_child_destroyed_alone(pool: Pool) -> None:
+    kid = pool.child("kid")
+    kid.alloc(10)
+    kid.destroy()
+    assert not pool.destroyed and pool.info().children == 0
+    pool.alloc(5).free()
+
+
+def test_child_inherits_options(backing: str) -> None:
+    with Pool("p", backing=backing, checked=True, thread_safe=False) as p:
+        kid = p.child("kid")
+        assert (kid.backing, kid.checked, kid.thread_safe) == (backing, True, False)
+
+
+def test_reset_frees_blocks_keeps_pool_and_totals(pool: Pool) -> None:
+    kid = pool.child("kid")
+    kb = kid.alloc(5, tag="kid")
+    blocks = [pool.alloc(100, tag="r") for _ in range(10)]
+    pool.reset()
+    assert all(b.freed for b in blocks) and kb.freed and kid.destroyed
+    assert not pool.destroyed and pool.outstanding() == (0, 0)
+    stat = {t.tag: t for t in pool.snapshot().tags}["r"]
+    assert (stat.blocks, stat.allocs, stat.peak_bytes) == (0, 10, 1000)
+    with pytest.raises(BlockFreedError, match="reset"):
+        blocks[0].free()
+    again = pool.alloc(100, tag="r")
+    assert {t.tag: t for t in pool.snapshot().tags}["r"].allocs == 11
+    again.free()
+    pool.check()
+
+
+def test_arena_reset_keeps_chunks_up_to_keep_bytes() -> None:
+    with Pool("arena", backing="arena", chunk_size=1 << 16, keep_bytes=1 << 16) as p:
+        for _ in range(200):
+            p.alloc(1000)
+        assert p.info().chunks > 1
+        p.reset()
+        info = p.info()
+        assert info.chunks <= 1 and info.blocks == 0
+
+
+def test_cleanups_run_lifo_before_blocks_go(pool: Pool) -> None:
+    seen: list[str] = []
+    b = pool.alloc(4, tag="data")
+    b.write(b"abcd")
+    kid = pool.child("kid")
+    kid.add_cleanup(lambda: seen.append("kid"))
+    pool.add_cleanup(lambda: seen.append("first"))
+    pool.add_cleanup(lambda: seen.append("second:" + b.tobytes().decode()))
+    pool.destroy()
+    assert seen == ["second:abcd", "first", "kid"]
+
+
+def test_cleanup_cannot_export_buffers_but_can_allocate(pool: Pool) -> None:
+    b = pool.alloc(4)
+    got: list[object] = []
+
+    def cleanup() -> None:
+        try:
+            memoryview(b)
+        except BufferError as exc:
+            got.append(exc)
+        extra = pool.alloc(10, tag="from-cleanup")
+        got.append(extra)
+
+    pool.add_cleanup(cleanup)
+    pool.destroy()
+    assert isinstance(got[0], BufferError)
+    assert got[1].freed  # type: ignore[attr-defined]
+
+
+def test_cleanup_exception_is_reported_after_destroy(pool: Pool) -> None:
+    ran: list[int] = []
+    pool.add_cleanup(lambda: ran.append(1))
+    pool.add_cleanup(lambda: 1 / 0)
+    b = pool.alloc(3)
+    with pytest.raises(CleanupError) as info:
+        pool.destroy()
+    assert isinstance(info.value.__cause__, ZeroDivisionError) and len(info.value.errors) == 1
+    assert ran == [1] and pool.destroyed and b.freed
+
+
+def test_cleanup_on_reset_and_remove(pool: Pool) -> None:
+    seen: list[str] = []
+
+    def a() -> None:
+        seen.append("a")
+
+    def b() -> None:
+        seen.append("b")
+
+    pool.add_cleanup(a)
+    pool.add_cleanup(b)
+    assert pool.remove_cleanup(b) is True
+    assert pool.remove_cleanup(b) is False
+    pool.reset()
+    assert seen == ["a"]
+    pool.reset()                       # consumed by the first reset
+    assert seen == ["a"]
+    with pytest.raises(TypeError):
+        pool.add_cleanup(42)  # type: ignore[arg-type]
+
+
+def test_destroy_from_cleanup_is_refused(pool: Pool) -> None:
+    errors: list[BaseException] = []
+
+    def cleanup() -> None:
+        try:
+            pool.destroy()
+        except PoolBusy as exc:
+            errors.append(exc)
+
+    pool.add_cleanup(cleanup)
+    pool.destroy()
+    assert len(errors) == 1 and pool.destroyed
+
+
+def test_cleanup_runs_when_pool_is_collected(backing: str) -> None:
+    seen: list[str] = []
+    p = Pool("collected", backing=backing)
+    p.add_cleanup(lambda: seen.append("ran"))
+    del p
+    gc.collect()
+    assert seen == ["ran"]
+
+
+def test_child_collected_before_parent(pool: Pool) -> None:
+    kid = pool.child("kid")
+    kid.alloc(3, tag="kid-leak")
+    with pytest.warns(ResourceWarning, match="kid-leak"):
+        del kid
+        gc.collect()
+    assert pool.info().children == 0
+    pool.alloc(1).free()
