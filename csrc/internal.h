@@ -190,6 +190,7 @@ struct rp_pool {
     rpi_dtor     dtors;         /* sentinel */
     rpi_ptrmap   dtor_map;      /* block -> rpi_dtor */
     rpi_arena   *arena;
+    rpi_arena   *fast_arena;    /* arena of an unchecked pool: the call-free path */
     rp_pool     *live_prev, *live_next;
 };
 
@@ -228,10 +229,15 @@ static inline void rpi_counters_add(rpi_tag *t, size_t size)
     p->bytes += size;
     if (p->bytes > p->peak) p->peak = p->bytes;
 }
-static inline void rpi_count_new(rpi_tag *t, size_t size)
+/* A new block of size bytes under t, in pool (t->pool), lock held. */
+static inline void rpi_count_new(rp_pool *p, rpi_tag *t, size_t size)
 {
     t->allocs++;
-    rpi_counters_add(t, size);
+    t->blocks++;
+    t->bytes += size;
+    if (t->bytes > t->peak) t->peak = t->bytes;
+    p->bytes += size;
+    if (p->bytes > p->peak) p->peak = p->bytes;
 }
 static inline void rpi_counters_sub(rpi_tag *t, size_t size)
 {

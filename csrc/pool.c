@@ -157,6 +157,7 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
         rpi_sys_free(pool);
         return NULL;
     }
+    if (!(flags & RP_POOL_CHECKED)) pool->fast_arena = pool->arena;
     if (parent) {
         rpi_pool_lock(parent);
         pool->parent = parent;
@@ -295,6 +296,7 @@ void rp_pool_destroy(rp_pool *pool)
     pool_free_blocks(pool, false);
     rpi_pool_unlock(pool);
     if (pool->arena) rpi_arena_fini(pool);
+    pool->fast_arena = NULL;
     rpi_ptrmap_free(&pool->dtor_map);
     tags_free(pool);
     atomic_fetch_sub((pool->flags & RP_POOL_CHECKED) ? &rpi_checked_pools : &rpi_unchecked_pools, 1);
@@ -426,7 +428,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     h->origin = t;
     if (checked) h->word |= RPI_F_CHECKED;
     rpi_ring_insert(pool, h);
-    rpi_count_new(t, size);
+    rpi_count_new(pool, t, size);
     if (checked) rpi_registry_insert(h, raw_of(h));
     unlock_both(pool, checked);
     return rpi_payload(h);
@@ -463,7 +465,7 @@ static inline void *link_new(rp_pool *pool, rpi_hdr *h, rpi_tag *t, size_t size)
 {
     h->origin = t;
     rpi_ring_insert(pool, h);
-    rpi_count_new(t, size);
+    rpi_count_new(pool, t, size);
     rpi_pool_unlock(pool);
     return rpi_payload(h);
 }
@@ -491,23 +493,41 @@ __attribute__((noinline)) static void *alloc_malloc_fast(rp_pool *pool, size_t s
 static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, size_t size,
                                                               const char *tag, bool plain)
 {
-    if (RPI_UNLIKELY(!pool || (pool->flags & RP_POOL_CHECKED)))
+    if (RPI_UNLIKELY(!pool)) return alloc_general(pool, size, tag, plain);
+    rpi_arena *a = pool->fast_arena;
+    if (!a) {
+        if (RPI_UNLIKELY(pool->flags & RP_POOL_CHECKED)) return alloc_general(pool, size, tag, plain);
+        return alloc_malloc_fast(pool, size, tag, plain);
+    }
+    size_t total = RPI_HDR + size, cs;
+    unsigned c;
+    if (RPI_LIKELY(size <= 1024 - RPI_HDR)) {
+        c = (unsigned)((total - 1) >> 4);
+        cs = (total + 15) & ~(size_t)15;
+    } else if (size <= RPI_BIG_LIMIT - RPI_HDR) {
+        c = rpi_class_of(total);
+        cs = rpi_class_size(c);
+    } else {
         return alloc_general(pool, size, tag, plain);
-    rpi_arena *a = pool->arena;
-    if (!a) return alloc_malloc_fast(pool, size, tag, plain);
-    if (RPI_UNLIKELY(size > RPI_BIG_LIMIT - RPI_HDR)) return alloc_general(pool, size, tag, plain);
-    unsigned c = rpi_class_of(RPI_HDR + size);
+    }
     size_t slot = rpi_tag_slot(tag);
     if (RPI_UNLIKELY(!try_lock(pool))) return alloc_general(pool, size, tag, plain);
     rpi_tag *t = pool->tag_cache[slot].rec;
+    if (RPI_UNLIKELY(pool->tag_cache[slot].key != tag)) goto general_locked;
     rpi_hdr *h = a->free[c];
-    if (RPI_UNLIKELY(pool->tag_cache[slot].key != tag || !h)) {
-        rpi_pool_unlock(pool);
-        return alloc_general(pool, size, tag, plain);
+    if (RPI_LIKELY(h != NULL)) {
+        a->free[c] = h->next;
+    } else {
+        /* carve from the current chunk */
+        if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general_locked;
+        h = (rpi_hdr *)a->cur;
+        a->cur += cs;
     }
-    a->free[c] = h->next;
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
     return link_new(pool, h, t, size);
+general_locked:
+    rpi_pool_unlock(pool);
+    return alloc_general(pool, size, tag, plain);
 }
 
 void *rp_alloc_noexc(rp_pool *pool, size_t size, const char *tag)

@@ -443,10 +443,18 @@ static void before_fork(void)
         rpp_table_lock_all();
 }
 
-static void after_fork(void)
+static void after_fork_parent(void)
 {
     if (tracking)
         rpp_table_unlock_all();
+}
+
+static void after_fork_child(void)
+{
+    if (tracking) {
+        rpp_table_unlock_all();
+        rpp_counts_after_fork_child();
+    }
 }
 
 __attribute__((constructor(101))) static void rpp_start(void)
@@ -514,7 +522,7 @@ __attribute__((constructor(101))) static void rpp_start(void)
     rpp_cfg.all_sites = parse_flag("RINGPOOL_PRELOAD_ALL_SITES", 0);
     rpp_cfg.enabled = 1;
     fix_ld_preload(parse_flag("RINGPOOL_PRELOAD_INHERIT", 1));
-    pthread_atfork(before_fork, after_fork, after_fork);
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     tls_busy = 0;
 }
 

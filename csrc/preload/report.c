@@ -345,12 +345,12 @@ int rpp_write_report(const char *reason)
     int64_t blocks = 0, bytes = 0;
     uint64_t allocs = 0, live_sites = 0;
     for (uint32_t i = 0; i < ns; i++) {
-        rpp_site *s = rpp_site_get(i);
-        int64_t b = atomic_load_explicit(&s->blocks, memory_order_relaxed);
-        blocks += b;
-        bytes += atomic_load_explicit(&s->bytes, memory_order_relaxed);
-        allocs += atomic_load_explicit(&s->allocs, memory_order_relaxed);
-        live_sites += b != 0;
+        rpp_site_counts c;
+        rpp_site_read(i, &c);
+        blocks += c.blocks;
+        bytes += c.bytes;
+        allocs += c.allocs;
+        live_sites += c.blocks != 0;
     }
     puts_(w, ",\n  \"totals\": {\"blocks\": ");
     put_i64(w, blocks);
@@ -390,27 +390,28 @@ int rpp_write_report(const char *reason)
     puts_(w, nmods ? "\n  ],\n  \"sites\": [" : "],\n  \"sites\": [");
     int first = 1;
     for (uint32_t i = 0; i < ns; i++) {
-        rpp_site *s = rpp_site_get(i);
-        int64_t b = atomic_load_explicit(&s->blocks, memory_order_relaxed);
-        uint64_t a = atomic_load_explicit(&s->allocs, memory_order_relaxed);
+        rpp_site_counts c;
+        rpp_site_read(i, &c);
+        int64_t b = c.blocks;
+        uint64_t a = c.allocs;
         if (a == 0 || (b == 0 && !rpp_cfg.all_sites))
             continue;
-        const module *m = i ? module_of(s->pc) : NULL;
+        const module *m = i ? module_of(c.pc) : NULL;
         puts_(w, first ? "\n    {" : ",\n    {");
         first = 0;
         put_key(w, "module");
         put_str(w, i == 0 ? "(overflow)" : m ? m->path : "?");
         puts_(w, ", \"offset\": \"");
-        put_hex(w, i == 0 ? 0 : m ? s->pc - m->base : s->pc);
+        put_hex(w, i == 0 ? 0 : m ? c.pc - m->base : c.pc);
         puts_(w, "\", \"blocks\": ");
         put_i64(w, b);
         puts_(w, ", \"bytes\": ");
-        put_i64(w, atomic_load_explicit(&s->bytes, memory_order_relaxed));
+        put_i64(w, c.bytes);
         puts_(w, ", \"allocs\": ");
         put_u64(w, a);
         /* nearest dynamic symbol: a name even where no debug info exists */
         Dl_info info;
-        if (i && m && dladdr((void *)(s->pc - 1), &info) && info.dli_sname) {
+        if (i && m && dladdr((void *)(c.pc - 1), &info) && info.dli_sname) {
             puts_(w, ", \"symbol\": ");
             put_str(w, info.dli_sname);
         }

@@ -36,7 +36,9 @@
 /* ------------------------------------------------------------ table.c */
 /* A call site: the return address into the caller of malloc & co. Sites live
    in one mmap'd array and never move; site 0 collects allocations made once
-   the array is full (reported as module "(overflow)"). */
+   the array is full (reported as module "(overflow)"). The counters here are
+   the shared part: threads keep pending deltas of their own (table.c), so
+   read them with rpp_site_read. */
 typedef struct rpp_site {
     uintptr_t pc;
     _Atomic int64_t blocks;   /* outstanding */
@@ -67,7 +69,15 @@ RPP_HIDDEN void rpp_count_alloc(uint32_t site, size_t size);
 RPP_HIDDEN void rpp_count_free(const rpp_block *b);
 /* Number of site ids handed out (some may still be initialising). */
 RPP_HIDDEN uint32_t rpp_site_count(void);
-RPP_HIDDEN rpp_site *rpp_site_get(uint32_t id);
+/* A site's counters: the shared record plus every thread's pending deltas. */
+typedef struct rpp_site_counts {
+    uintptr_t pc;
+    int64_t blocks, bytes;
+    uint64_t allocs;
+} rpp_site_counts;
+RPP_HIDDEN void rpp_site_read(uint32_t id, rpp_site_counts *out);
+/* In a fork child: hand back the counter blocks of threads that are gone. */
+RPP_HIDDEN void rpp_counts_after_fork_child(void);
 /* Fork protection: take every table lock / release them. */
 RPP_HIDDEN void rpp_table_lock_all(void);
 RPP_HIDDEN void rpp_table_unlock_all(void);

@@ -14,6 +14,7 @@
 #include "rpp.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -84,6 +85,9 @@ static ptr_shard ptr_shards[PTR_SHARDS];
 static site_shard site_shards[SITE_SHARDS];
 static rpp_site *sites;                 /* RPP_MAX_SITES records, reserved */
 static _Atomic uint32_t nsites = 1;     /* id 0 = overflow */
+static pthread_key_t counts_key;         /* hands a thread's counter block back */
+static int counts_key_ok;
+static void release_counts(void *arg);
 
 typedef struct cache_entry {
     uintptr_t pc;
@@ -121,6 +125,7 @@ int rpp_table_init(void)
     sites = map_zeroed((size_t)RPP_MAX_SITES * sizeof(rpp_site));
     if (!sites)
         return -1;
+    counts_key_ok = pthread_key_create(&counts_key, release_counts) == 0;
     return 0;
 }
 
@@ -202,21 +207,139 @@ uint32_t rpp_site_count(void)
     return n > RPP_MAX_SITES ? RPP_MAX_SITES : n;
 }
 
-rpp_site *rpp_site_get(uint32_t id) { return &sites[id]; }
+/* --------------------------------------------------- site counters
+ * Counting with atomic read-modify-writes on the shared site records cost
+ * more than the rest of the bookkeeping together (five locked instructions
+ * per malloc/free pair). So each thread keeps deltas for the sites it
+ * touches in its own block: a direct-mapped array indexed by site id, updated
+ * with plain loads and stores by the owner only. A slot taken over by another
+ * site first adds its deltas to the shared record. Readers (the report) add
+ * the shared record and every block's slot for that site.
+ *
+ * Blocks come from mmap, are linked into one list forever (lock-free push)
+ * and are handed back when their thread exits (pthread key destructor) so the
+ * next new thread reuses one, deltas included: a delta is just a count, it
+ * does not belong to a thread. After the destructor the thread counts on the
+ * shared records directly. In a fork child, every block but the forking
+ * thread's is handed back the same way. */
+#define DELTA_SLOTS 128u
 
-void rpp_count_alloc(uint32_t site, size_t size)
+typedef struct delta {
+    _Atomic uint32_t site;
+    _Atomic int64_t blocks, bytes;
+    _Atomic uint64_t allocs;
+} delta;
+
+typedef struct counts_block {
+    struct counts_block *next;
+    atomic_int in_use;
+    delta slot[DELTA_SLOTS];
+} counts_block;
+
+static _Atomic(counts_block *) all_blocks;
+static __thread counts_block *tls_counts __attribute__((tls_model("initial-exec")));
+static __thread int tls_counts_done __attribute__((tls_model("initial-exec")));
+static void release_counts(void *arg)
 {
-    rpp_site *s = &sites[site];
-    atomic_fetch_add_explicit(&s->blocks, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->bytes, (int64_t)size, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->allocs, 1, memory_order_relaxed);
+    counts_block *b = arg;
+    tls_counts = NULL;
+    tls_counts_done = 1;
+    if (b)
+        atomic_store_explicit(&b->in_use, 0, memory_order_release);
 }
 
-void rpp_count_free(const rpp_block *b)
+static counts_block *claim_counts(void)
 {
-    rpp_site *s = &sites[b->site];
-    atomic_fetch_sub_explicit(&s->blocks, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&s->bytes, (int64_t)b->size, memory_order_relaxed);
+    if (tls_counts_done || !counts_key_ok)
+        return NULL;
+    counts_block *b;
+    for (b = atomic_load_explicit(&all_blocks, memory_order_acquire); b; b = b->next) {
+        int idle = 0;
+        if (atomic_load_explicit(&b->in_use, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&b->in_use, &idle, 1))
+            break;
+    }
+    if (!b) {
+        b = map_zeroed(sizeof *b);
+        if (!b) {
+            tls_counts_done = 1;      /* count on the shared records */
+            return NULL;
+        }
+        b->in_use = 1;
+        counts_block *head = atomic_load_explicit(&all_blocks, memory_order_relaxed);
+        do
+            b->next = head;
+        while (!atomic_compare_exchange_weak(&all_blocks, &head, b));
+    }
+    tls_counts = b;
+    pthread_setspecific(counts_key, b);
+    return b;
+}
+
+static inline void add_relaxed_i(_Atomic int64_t *v, int64_t d)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
+static void count(uint32_t site, int64_t dblocks, int64_t dbytes, uint64_t dallocs)
+{
+    counts_block *b = tls_counts;
+    if (RPP_UNLIKELY(!b) && !(b = claim_counts())) {
+        rpp_site *s = &sites[site];
+        atomic_fetch_add_explicit(&s->blocks, dblocks, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->bytes, dbytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->allocs, dallocs, memory_order_relaxed);
+        return;
+    }
+    delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
+    uint32_t held = atomic_load_explicit(&d->site, memory_order_relaxed);
+    if (RPP_UNLIKELY(held != site)) {
+        /* hand the old site's deltas to its shared record, then retarget */
+        rpp_site *s = &sites[held];
+        atomic_fetch_add_explicit(&s->blocks, atomic_load_explicit(&d->blocks, memory_order_relaxed),
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->bytes, atomic_load_explicit(&d->bytes, memory_order_relaxed),
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->allocs, atomic_load_explicit(&d->allocs, memory_order_relaxed),
+                                  memory_order_relaxed);
+        atomic_store_explicit(&d->blocks, 0, memory_order_relaxed);
+        atomic_store_explicit(&d->bytes, 0, memory_order_relaxed);
+        atomic_store_explicit(&d->allocs, 0, memory_order_relaxed);
+        atomic_store_explicit(&d->site, site, memory_order_release);
+    }
+    add_relaxed_i(&d->blocks, dblocks);
+    add_relaxed_i(&d->bytes, dbytes);
+    atomic_store_explicit(&d->allocs, atomic_load_explicit(&d->allocs, memory_order_relaxed) + dallocs,
+                          memory_order_relaxed);
+}
+
+void rpp_count_alloc(uint32_t site, size_t size) { count(site, 1, (int64_t)size, 1); }
+
+void rpp_count_free(const rpp_block *b) { count(b->site, -1, -(int64_t)b->size, 0); }
+
+void rpp_site_read(uint32_t id, rpp_site_counts *out)
+{
+    rpp_site *s = &sites[id];
+    out->pc = s->pc;
+    out->blocks = atomic_load_explicit(&s->blocks, memory_order_relaxed);
+    out->bytes = atomic_load_explicit(&s->bytes, memory_order_relaxed);
+    out->allocs = atomic_load_explicit(&s->allocs, memory_order_relaxed);
+    for (counts_block *b = atomic_load_explicit(&all_blocks, memory_order_acquire); b; b = b->next) {
+        delta *d = &b->slot[id & (DELTA_SLOTS - 1)];
+        if (atomic_load_explicit(&d->site, memory_order_acquire) != id)
+            continue;
+        out->blocks += atomic_load_explicit(&d->blocks, memory_order_relaxed);
+        out->bytes += atomic_load_explicit(&d->bytes, memory_order_relaxed);
+        out->allocs += atomic_load_explicit(&d->allocs, memory_order_relaxed);
+    }
+}
+
+void rpp_counts_after_fork_child(void)
+{
+    for (counts_block *b = atomic_load_explicit(&all_blocks, memory_order_acquire); b; b = b->next)
+        if (b != tls_counts)
+            atomic_store_explicit(&b->in_use, 0, memory_order_release);
 }
 
 /* ------------------------------------------------------------ blocks */
