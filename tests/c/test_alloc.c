@@ -35,7 +35,26 @@ static void test_alignment(void)
         rp_free(b[i]);
     for (i = 1; i < 300; i += 2)
         rp_free(b[i]);
+    /* every allocating call, not only rp_alloc */
+    for (i = 1; i < 40; i++) {
+        char *s = rp_strdup(pool, &"abcdefghijklmnopqrstuvwxyz0123456789abcd"[40 - i], "s");
+        char *c = rp_strconcat(pool, "c", 2, s, "x");
+        void *m = rp_memdup(pool, s, i, "m");
+        void *z = rp_calloc(pool, i, 3, "z");
+        void *r = rp_resize(pool, NULL, i);
+        CHECK(is_aligned(s, MAXA) && is_aligned(c, MAXA) && is_aligned(m, MAXA));
+        CHECK(is_aligned(z, MAXA) && is_aligned(r, MAXA));
+        r = rp_resize(pool, r, i * 1000);
+        CHECK(is_aligned(r, MAXA));
+        rp_free(s); rp_free(c); rp_free(m); rp_free(z); rp_free(r);
+    }
     tu_end_pool(pool);
+}
+
+static int find_block(void *block, size_t size, const char *tag, void *arg)
+{
+    (void)size; (void)tag;
+    return block == arg;
 }
 
 static void test_aligned(void)
@@ -203,6 +222,7 @@ static void test_resize_failure(void)
         CHECK_EQ(b[i], (unsigned char)(i * 3));
     CHECK_COUNTS(pool, 2, 110);
     CHECK_INT(rp_pool_check(pool), 0);
+    CHECK_INT(rp_pool_walk(pool, find_block, b), 1); /* still in the ring */
     /* beyond the largest block: no injection needed */
     CHECK(rp_resize_noexc(pool, b, RP_MAX_SIZE + 1) == NULL);
     CHECK(rp_resize_noexc(pool, b, SIZE_MAX) == NULL);
