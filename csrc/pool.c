@@ -470,20 +470,25 @@ static inline void *link_new(rp_pool *pool, rpi_hdr *h, rpi_tag *t, size_t size)
     return rpi_payload(h);
 }
 
-/* Malloc backing, tag already in the pointer cache. */
+/* Malloc backing: one malloc, then the bookkeeping under the lock. */
 __attribute__((noinline)) static void *alloc_malloc_fast(rp_pool *pool, size_t size,
                                                          const char *tag, bool plain)
 {
-    size_t slot = rpi_tag_slot(tag);
-    rpi_tag *t = pool->tag_cache[slot].rec;
-    if (RPI_UNLIKELY(pool->tag_cache[slot].key != tag || size > RP_MAX_SIZE))
-        return alloc_general(pool, size, tag, plain);
+    if (RPI_UNLIKELY(size > RP_MAX_SIZE)) return alloc_general(pool, size, tag, plain);
     rpi_hdr *h = rpi_sys_malloc(RPI_HDR + size);
-    if (RPI_UNLIKELY(!h)) return alloc_general(pool, size, tag, plain);
+    if (RPI_UNLIKELY(!h)) goto oom;
     h->word = size;
-    /* cache entries are never removed while the pool lives: t stays valid */
     rpi_pool_lock(pool);
+    rpi_tag *t = rpi_tag_lookup(pool, tag);
+    if (RPI_UNLIKELY(!t)) {
+        rpi_pool_unlock(pool);
+        rpi_sys_free(h);
+        goto oom;
+    }
     return link_new(pool, h, t, size);
+oom:
+    if (plain) rpi_oom("rp_alloc", size, tag);
+    return NULL;
 }
 
 /* The hot path: an unchecked pool and default alignment. The arena case runs
