@@ -204,27 +204,31 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise AuditError(f"--plot needs matplotlib (pip install matplotlib): {exc}") from exc
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.2), sharex=True)
+    palette = {"ringpool/malloc": "tab:blue", "ringpool/arena": "tab:red", "glibc": "black",
+               "talloc": "tab:brown", "apr": "tab:gray", "mimalloc": "tab:green"}
     names = list(dict.fromkeys(str(r["strategy"]) for r in rows))
     for name in names:
         mine = [r for r in rows if r["strategy"] == name]
         xs = [r["blocks"] for r in mine]
         bulk = mine[0]["kind"] == "bulk"
-        style = dict(marker="o" if bulk else "s", linestyle="-" if bulk else "--", linewidth=1.8)
+        # One colour per allocator family: per-block free dashed with squares, bulk solid with dots.
+        style: dict[str, Any] = dict(color=palette.get(str(mine[0]["family"]), "tab:purple"),
+                                     marker="o" if bulk else "s", linestyle="-" if bulk else "--",
+                                     linewidth=2.0 if bulk else 1.4)
         axes[0].plot(xs, [max(r["free_ns_per_block"], 1e-3) for r in mine], label=name, **style)
-        axes[1].plot(xs, [r["fill_ns_per_block"] + r["free_ns_per_block"] for r in mine],
-                     label=name, **style)
+        axes[1].plot(xs, [r["fill_ns_per_block"] + r["free_ns_per_block"] for r in mine], **style)
     axes[0].set_title("free phase: ns per block (lower is better)")
-    axes[1].set_title("fill + free: ns per block")
+    axes[1].set_title("fill + free: ns per block (lower is better)")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("blocks in the pool")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("ns per block (median)")
-    axes[1].legend(fontsize=8, loc="best")
+    fig.legend(loc="lower center", ncol=4, fontsize=9, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     try:
         fig.savefig(path, dpi=110)
     except OSError as exc:

@@ -124,3 +124,19 @@ def test_report_written_directly_by_the_library(leaky: str, tmp_path: Path,
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("pool,key,blocks,bytes,peak_bytes,allocs,percent")
     assert any(line.startswith("app,cache,3,3000,3000,3,") for line in out)
+
+
+def test_python_program_using_allocator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "uses_allocator.py"
+    script.write_text(
+        "from allocator import Pool\n"
+        "pool = Pool('pyapp')\n"
+        "kept = [pool.alloc(10, tag='py-leak') for _ in range(3)]\n"
+        "with Pool('scoped') as scoped:\n"
+        "    scoped.alloc(5, tag='scoped-tag')\n"
+    )
+    assert main(["run", "--format", "json", "--", sys.executable, str(script)]) == 0
+    doc, _ = _json_out(capsys)
+    rows = {(r["pool"], r["key"]): r for r in doc["rows"]}  # type: ignore[union-attr,index]
+    assert rows[("pyapp", "py-leak")]["blocks"] == 3 and rows[("pyapp", "py-leak")]["bytes"] == 30
+    assert rows[("scoped", "scoped-tag")]["blocks"] == 1
