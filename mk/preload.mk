@@ -5,7 +5,7 @@ PRELOAD_SO    := $(BUILD)/libringpool-preload.so
 PRELOAD_SRCS  := $(sort $(wildcard csrc/preload/*.c))
 PRELOAD_HDRS  := $(wildcard csrc/preload/*.h)
 PRELOAD_CFLAGS := $(WARN) -O2 -g -fPIC -ftls-model=initial-exec -fvisibility=hidden \
-                  -fno-builtin -D_GNU_SOURCE
+                  -fno-builtin -flto -D_GNU_SOURCE
 # Test programs: -O0 so every call site stays a call (no inlining, no tail
 # calls), -g so addr2line can name function and file:line.
 PRELOAD_TEST_DIR  := $(BUILD)/preload-tests

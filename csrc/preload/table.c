@@ -18,6 +18,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/single_threaded.h>
 
 rpp_stats rpp_stat;
 
@@ -38,6 +39,13 @@ typedef struct spin {
 
 static inline void spin_lock(spin *l)
 {
+    /* A single-threaded process needs no lock: glibc clears the flag in
+       pthread_create, which cannot run while this thread is inside a
+       critical section, and never sets it again in a running process. The
+       release below is an unconditional plain store, so a lock taken while
+       threads existed is always dropped. */
+    if (__libc_single_threaded)
+        return;
     for (unsigned n = 0;; n++) {
         if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
             !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
@@ -56,11 +64,22 @@ static inline void spin_unlock(spin *l)
     atomic_store_explicit(&l->held, 0, memory_order_release);
 }
 
+/* 16 bytes, four to a cache line: the pointer, and the requested size (low
+   40 bits) with the site id (high 24 bits). Blocks of 1 TiB or more do not
+   fit and are left untracked (counted in rpp_stat.dropped). */
 typedef struct ptr_slot {
     uintptr_t ptr;   /* 0 = empty */
-    size_t size;
-    uint32_t site;
+    uint64_t meta;
 } ptr_slot;
+
+#define SIZE_BITS 40
+#define SIZE_MASK ((UINT64_C(1) << SIZE_BITS) - 1)
+_Static_assert(RPP_MAX_SITES <= (1u << (64 - SIZE_BITS)), "site ids must fit the slot");
+_Static_assert(sizeof(ptr_slot) == 16, "slot is 16 bytes");
+
+static inline uint64_t pack(size_t size, uint32_t site) { return (uint64_t)size | ((uint64_t)site << SIZE_BITS); }
+static inline size_t slot_size(const ptr_slot *s) { return (size_t)(s->meta & SIZE_MASK); }
+static inline uint32_t slot_site(const ptr_slot *s) { return (uint32_t)(s->meta >> SIZE_BITS); }
 
 typedef struct ptr_shard {
     spin lock;
@@ -371,6 +390,10 @@ static int ptr_grow(ptr_shard *s)
 int rpp_track(void *p, size_t size, uint32_t site, int count)
 {
     uintptr_t key = (uintptr_t)p;
+    if (RPP_UNLIKELY((uint64_t)size > SIZE_MASK)) {
+        atomic_fetch_add_explicit(&rpp_stat.dropped, 1, memory_order_relaxed);
+        return -1;
+    }
     ptr_shard *s = shard_of(key);
     spin_lock(&s->lock);
     if ((!s->slots || (s->count + 1) * 2 > s->mask + 1) && ptr_grow(s) != 0) {
@@ -384,14 +407,13 @@ int rpp_track(void *p, size_t size, uint32_t site, int count)
     if (s->slots[j].ptr == key) {
         /* The real allocator handed out an address we still hold: a block
            freed behind our back (e.g. by a direct __libc_free). Replace it. */
-        rpp_block old = {s->slots[j].size, s->slots[j].site};
+        rpp_block old = {slot_size(&s->slots[j]), slot_site(&s->slots[j])};
         rpp_count_free(&old);
     } else {
         s->count++;
     }
     s->slots[j].ptr = key;
-    s->slots[j].size = size;
-    s->slots[j].site = site;
+    s->slots[j].meta = pack(size, site);
     spin_unlock(&s->lock);
     if (count)
         rpp_count_alloc(site, size);
@@ -416,8 +438,8 @@ int rpp_untrack(void *p, rpp_block *out)
         }
         i = (i + 1) & mask;
     }
-    out->size = s->slots[i].size;
-    out->site = s->slots[i].site;
+    out->size = slot_size(&s->slots[i]);
+    out->site = slot_site(&s->slots[i]);
     /* Backward-shift deletion: pull later members of the probe run into the
        hole when their home position allows it. */
     for (size_t j = i;;) {
