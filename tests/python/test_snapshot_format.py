@@ -229,3 +229,25 @@ def test_dump_escapes_like_the_c_writer(tmp_path: Path) -> None:
     text = snap.dumps()
     assert '"ctl\\u0001\\u000a\\"q\\"\\\\"' in text
     assert Snapshot.from_dict(json.loads(text)) == snap
+
+
+def test_snapshot_cost_does_not_grow_with_blocks(backing: str) -> None:
+    """snapshot() reads per-tag counters (O(tags)); a walk of 1e5 blocks from
+    Python would take ~100 ms, far above the bound."""
+    import time
+
+    def best_of(pool: Pool) -> float:
+        best = float("inf")
+        for _ in range(15):
+            t0 = time.perf_counter()
+            pool.snapshot()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    times = []
+    for n in (100, 100_000):
+        with Pool("flat", backing=backing) as p:
+            keep = [p.alloc(16, tag=f"t{i % 8}") for i in range(n)]
+            times.append(best_of(p))
+            del keep
+    assert times[1] < 5 * times[0] + 0.002, times
