@@ -96,8 +96,12 @@ measure() {
     [[ $LOOP =~ ^[0-9]+$ ]] || die "callgrind_annotate failed on $f"
 }
 
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+div() {   # a / b, with more decimals for small values
+    awk -v a="$1" -v b="$2" 'BEGIN { v = a / b; f = v >= 10 ? "%.1f" : v >= 1 ? "%.2f" : "%.3f"; printf f, v }'
+}
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "n/a"; else { v = a / b; printf (v >= 100 ? "%.0fx" : "%.2fx"), v } }'
+}
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 <= t + 0) ? "met" : "MISSED" }'; }
 
 echo "## Instruction counts (valgrind --tool=callgrind --toggle-collect=rpb_measured)"
