@@ -94,9 +94,13 @@ def _report_meta(report: Report) -> dict[str, Any]:
 def totals_line(merged: Merged, reports: list[Report]) -> str:
     blocks = sum(int(r["blocks"]) for r in merged.rows)
     nbytes = sum(int(r["bytes"]) for r in merged.rows)
-    what = "keys" if merged.kind == "preload" else "tags"
-    nreports = f"{len(reports)} report" + ("s" if len(reports) != 1 else "")
-    return f"{nreports}: {blocks} blocks, {nbytes} bytes outstanding in {len(merged.rows)} {what}"
+    what = "key" if merged.kind == "preload" else "tag"
+    return (f"{plural(len(reports), 'report')}: {blocks} blocks, {nbytes} bytes outstanding "
+            f"in {plural(len(merged.rows), what)}")
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def require_files(paths: list[str]) -> None:

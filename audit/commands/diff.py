@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from audit import gate, output, reports
-from audit.commands._common import positive_int
+from audit.commands._common import plural, positive_int
 from audit.errors import AuditError
 from audit.formatters import Column, Table
 
@@ -72,7 +72,7 @@ class DiffCommand:
         shrunk = -sum(int(r["bytes_diff"]) for r in rows if int(r["bytes_diff"]) < 0)
         n_new = sum(1 for r in rows if r["status"] == "new")
         n_gone = sum(1 for r in rows if r["status"] == "gone")
-        line = (f"{len(rows)} tags: +{grown} / -{shrunk} bytes, net {grown - shrunk:+d}; "
+        line = (f"{plural(len(rows), 'tag')}: +{grown} / -{shrunk} bytes, net {grown - shrunk:+d}; "
                 f"{n_new} new, {n_gone} gone")
         if verdict.active:
             line += "; " + verdict.describe()
