@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Overhead of libringpool-preload.so beside heaptrack and valgrind.
+
+Runs each workload uninstrumented, under the interposer, under heaptrack and
+under valgrind (memcheck, --leak-check=full), side by side in one run, each
+as a whole process measured by /usr/bin/time -v: median wall time of
+--repeat runs and the largest peak RSS. Checks that every instrumented run
+printed what the uninstrumented run printed and that the interposer wrote its
+report. Prints a Markdown table (ratios to uninstrumented) and, with --json,
+writes the raw numbers.
+
+    make bench-preload                     # installs the programs, then runs this
+    python3 benches/preload/overhead.py --alloc-loop build/preload-bench/alloc_loop \
+        [--repeat 3] [--valgrind-repeat 1] [--only python3,sort] [--json out.json]
+
+Standard library only: it runs with the system python3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[2]
+
+PY_WORKLOAD = r"""
+import json, re, collections
+docs = [{"id": i, "name": "item-%d" % i, "tags": ["t%d" % (i % 7), "x" * (i % 13)],
+         "nested": {"a": [i, i * 2, str(i)], "b": None}} for i in range(60000)]
+total = 0
+for _ in range(3):
+    text = json.dumps(docs)
+    back = json.loads(text)
+    words = collections.Counter(re.findall(r"item-(\d*7)\b", text))
+    total += len(back) + len(words) + sum(len(m) for m in re.findall(r'"t[0-6]"', text))
+print(total)
+"""
+
+
+@dataclass
+class Workload:
+    name: str
+    describe: str
+    argv: list[str]
+    prepare: Callable[[Path], None] = lambda d: None
+    before_each: Callable[[Path], None] = lambda d: None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Measure:
+    wall: list[float] = field(default_factory=list)
+    rss_kb: int = 0
+    digest: str = ""
+    failure: str = ""
+
+
+def sqlite_script(work: Path, rows: int) -> None:
+    with open(work / "inserts.sql", "w") as f:
+        f.write("PRAGMA journal_mode=OFF;\nCREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, "
+                "score REAL, tag TEXT);\nCREATE INDEX t_tag ON t(tag);\nBEGIN;\n")
+        for i in range(rows):
+            f.write(f"INSERT INTO t(name, score, tag) VALUES('name-{i * 7919 % 1000003}', "
+                    f"{i * 0.5}, 'tag{i % 97}');\n")
+        f.write("COMMIT;\nSELECT count(*), sum(score), count(DISTINCT tag) FROM t;\n"
+                "SELECT tag, count(*) FROM t GROUP BY tag ORDER BY 2 DESC, 1 LIMIT 3;\n")
+
+
+def sqlite_fresh(work: Path) -> None:
+    (work / "bench.db").unlink(missing_ok=True)
+
+
+def git_repo(work: Path, commits: int) -> None:
+    repo = work / "repo"
+    env = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.invalid",
+               GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.invalid",
+               GIT_AUTHOR_DATE="2026-01-01T00:00:00Z", GIT_COMMITTER_DATE="2026-01-01T00:00:00Z")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, env=env)
+    files = 200
+    for f in range(files):
+        (repo / f"file{f:03d}.txt").write_text("".join(f"line {i} of file {f}\n" for i in range(200)))
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True, env=env)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "initial"], check=True, env=env)
+    for c in range(commits):
+        for k in range(5):
+            f = (c * 37 + k * 11) % files
+            path = repo / f"file{f:03d}.txt"
+            lines = path.read_text().splitlines(keepends=True)
+            lines[(c * 13 + k) % len(lines)] = f"changed in commit {c} ({k})\n"
+            path.write_text("".join(lines))
+        subprocess.run(["git", "-C", str(repo), "commit", "-qam", f"commit {c}"], check=True, env=env)
+
+
+def sort_input(work: Path, lines: int) -> None:
+    with open(work / "sort-input.txt", "w") as f:
+        for i in range(lines):
+            f.write(f"{(i * 2654435761) % 4294967296:010d} row {i} {'abcdefgh'[i % 8] * (i % 17)}\n")
+
+
+def workloads(args: argparse.Namespace, work: Path) -> list[Workload]:
+    python = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+    return [
+        Workload("python3", "python3: JSON dump/load and regex over 60k records, 3 rounds",
+                 [python, "-c", PY_WORKLOAD]),
+        Workload("sqlite3", f"sqlite3: {args.sqlite_rows} INSERTs in one transaction, indexed",
+                 ["sh", "-c", f"sqlite3 {work}/bench.db < {work}/inserts.sql"],
+                 prepare=lambda d: sqlite_script(d, args.sqlite_rows), before_each=sqlite_fresh),
+        Workload("git", f"git: log -p --stat over a generated repo ({args.git_commits} commits)",
+                 ["git", "--no-pager", "-C", str(work / "repo"), "log", "-p", "--stat"],
+                 prepare=lambda d: git_repo(d, args.git_commits),
+                 env={"GIT_PAGER": "cat", "PAGER": "cat"}),
+        Workload("sort", f"sort: {args.sort_lines} lines (~{args.sort_lines * 30 // 1000000} MB)",
+                 ["sort", str(work / "sort-input.txt")],
+                 prepare=lambda d: sort_input(d, args.sort_lines)),
+        Workload("alloc-loop", f"alloc_loop: {args.loop_rounds} free/malloc pairs over 4096 live blocks",
+                 [args.alloc_loop, str(args.loop_rounds), "4096"]),
+    ]
+
+
+def tool_argv(tool: str, argv: list[str], work: Path, run: int) -> tuple[list[str], dict[str, str]]:
+    if tool == "native":
+        return argv, {}
+    if tool == "preload":
+        return argv, {"LD_PRELOAD": os.environ["RINGPOOL_PRELOAD_LIB"],
+                      "RINGPOOL_PRELOAD_REPORT": str(work / "reports" / f"r{run}.%p.json")}
+    if tool == "heaptrack":
+        return ["heaptrack", "-o", str(work / "heaptrack" / f"h{run}")] + argv, {}
+    if tool == "valgrind":
+        return ["valgrind", "-q", "--leak-check=full", "--trace-children=yes",
+                f"--log-file={work / 'valgrind' / f'v{run}.%p.log'}"] + argv, {}
+    raise ValueError(tool)
+
+
+def measure_once(tool: str, wl: Workload, work: Path, run: int, m: Measure) -> None:
+    wl.before_each(work)
+    argv, extra = tool_argv(tool, wl.argv, work, run)
+    env = dict(os.environ, **wl.env, **extra)
+    env.pop("RINGPOOL_REPORT", None)
+    if tool != "preload":
+        env.pop("LD_PRELOAD", None)
+    timing = work / "time.txt"
+    proc = subprocess.run(["/usr/bin/time", "-v", "-o", str(timing)] + argv, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    text = timing.read_text()
+    if proc.returncode != 0:
+        m.failure = f"exit {proc.returncode}: {proc.stderr.decode(errors='replace')[-300:]}"
+        return
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    if not wall or not rss:
+        m.failure = "no /usr/bin/time output"
+        return
+    seconds = int(wall[1] or 0) * 3600 + int(wall[2]) * 60 + float(wall[3])
+    m.wall.append(seconds)
+    m.rss_kb = max(m.rss_kb, int(rss[1]))
+    stdout = proc.stdout
+    if tool == "heaptrack":   # heaptrack prints its own lines on stdout
+        noise = (b"heaptrack", b"Heaptrack", b"starting application, this might take some time")
+        stdout = b"\n".join(l for l in stdout.split(b"\n")
+                            if l.strip() and not any(n in l for n in noise))
+    else:
+        stdout = b"\n".join(l for l in stdout.split(b"\n") if l.strip())
+    m.digest = hashlib.sha256(stdout).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--alloc-loop", required=True, help="path of the built alloc_loop program")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per tool (median wall time)")
+    ap.add_argument("--valgrind-repeat", type=int, default=1, help="runs under valgrind")
+    ap.add_argument("--tools", default="native,preload,heaptrack,valgrind")
+    ap.add_argument("--only", default="", help="comma-separated workload names")
+    ap.add_argument("--sqlite-rows", type=int, default=300000)
+    ap.add_argument("--git-commits", type=int, default=300)
+    ap.add_argument("--sort-lines", type=int, default=1500000)
+    ap.add_argument("--loop-rounds", type=int, default=10000000)
+    ap.add_argument("--json", help="also write the raw numbers here")
+    args = ap.parse_args(argv)
+    for name in ("repeat", "valgrind_repeat", "sqlite_rows", "git_commits", "sort_lines", "loop_rounds"):
+        if getattr(args, name) <= 0:
+            ap.error(f"--{name.replace('_', '-')} must be a positive integer")
+    lib = os.environ.get("RINGPOOL_PRELOAD_LIB", str(REPO / "build" / "libringpool-preload.so"))
+    if not os.path.isfile(lib):
+        ap.error(f"{lib}: interposer not built (run `make preload`)")
+    os.environ["RINGPOOL_PRELOAD_LIB"] = os.path.abspath(lib)
+    if not os.access(args.alloc_loop, os.X_OK):
+        ap.error(f"{args.alloc_loop}: not an executable (run `make bench-preload`)")
+    tools = [t for t in args.tools.split(",") if t]
+    for t in tools:
+        if t not in ("native", "preload", "heaptrack", "valgrind"):
+            ap.error(f"unknown tool {t!r}")
+        if t in ("heaptrack", "valgrind") and not shutil.which(t):
+            ap.error(f"{t} is not installed (make bench-preload installs it)")
+    if "native" not in tools:
+        tools.insert(0, "native")
+
+    results: dict[str, dict[str, Measure]] = {}
+    with tempfile.TemporaryDirectory(prefix="rp-preload-bench-") as tmp:
+        work = Path(tmp)
+        for sub in ("reports", "heaptrack", "valgrind"):
+            (work / sub).mkdir()
+        chosen = workloads(args, work)
+        if args.only:
+            names = set(args.only.split(","))
+            unknown = names - {w.name for w in chosen}
+            if unknown:
+                ap.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
+            chosen = [w for w in chosen if w.name in names]
+        for wl in chosen:
+            print(f"[{wl.name}] preparing", file=sys.stderr, flush=True)
+            wl.prepare(work)
+            results[wl.name] = {t: Measure() for t in tools}
+            run = 0
+            for t in tools:
+                reps = args.valgrind_repeat if t == "valgrind" else args.repeat
+                for _ in range(reps):
+                    run += 1
+                    m = results[wl.name][t]
+                    measure_once(t, wl, work, run, m)
+                    if m.failure:
+                        break
+                m = results[wl.name][t]
+                med = statistics.median(m.wall) if m.wall else float("nan")
+                print(f"[{wl.name}] {t:9s} median {med:7.2f} s  peak RSS {m.rss_kb / 1024:7.1f} MiB"
+                      + (f"  FAILED {m.failure}" if m.failure else ""), file=sys.stderr, flush=True)
+            native = results[wl.name]["native"]
+            for t, m in results[wl.name].items():
+                if not m.failure and m.digest != native.digest:
+                    m.failure = "output differs from the uninstrumented run"
+            if "preload" in tools and not any((work / "reports").iterdir()):
+                results[wl.name]["preload"].failure = "no interposer report written"
+            for f in (work / "reports").iterdir():
+                f.unlink()
+
+    print_table(results, tools, chosen)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "repeat": args.repeat,
+                       "results": {w: {t: {"wall": m.wall, "rss_kb": m.rss_kb, "failure": m.failure}
+                                       for t, m in r.items()} for w, r in results.items()}},
+                      f, indent=2)
+    ours_failed = False
+    for w, r in results.items():
+        for t, m in r.items():
+            if m.failure:
+                print(f"FAILED {w}/{t}: {m.failure}", file=sys.stderr)
+                ours_failed = ours_failed or t in ("native", "preload")
+    return 1 if ours_failed else 0
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def print_table(results: dict[str, dict[str, Measure]], tools: list[str],
+                chosen: list[Workload]) -> None:
+    print(f"\nMachine: {machine()}\n")
+    head = ["workload", "native wall (s)"] + [f"{t} wall" for t in tools if t != "native"] \
+        + ["native peak RSS (MiB)"] + [f"{t} RSS" for t in tools if t != "native"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for wl in chosen:
+        r = results[wl.name]
+        nat = r["native"]
+        nw = statistics.median(nat.wall) if nat.wall else float("nan")
+        cells = [wl.name, f"{nw:.2f}"]
+        for t in tools:
+            if t == "native":
+                continue
+            m = r[t]
+            cells.append("failed" if m.failure else f"{statistics.median(m.wall) / nw:.2f}x")
+        cells.append(f"{nat.rss_kb / 1024:.1f}")
+        for t in tools:
+            if t == "native":
+                continue
+            m = r[t]
+            cells.append("failed" if m.failure else f"{m.rss_kb / max(nat.rss_kb, 1):.2f}x")
+        print("| " + " | ".join(cells) + " |")
+    print()
+    for wl in chosen:
+        print(f"- {wl.name}: {wl.describe}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
