@@ -282,7 +282,7 @@ def print_table(results: dict[str, dict[str, Measure]], tools: list[str],
     for wl in chosen:
         r = results[wl.name]
         nat = r["native"]
-        nw = statistics.median(nat.wall) if nat.wall else float("nan")
+        nw = max(statistics.median(nat.wall), 0.005) if nat.wall else float("nan")
         cells = [wl.name, f"{nw:.2f}"]
         for t in tools:
             if t == "native":
