@@ -15,8 +15,16 @@ test-audit: setup-sys setup-py lib preload
 	RINGPOOL_LIB_A=$(abspath $(LIB_A)) $(PY) -m pytest -q -p no:cacheprovider tests/audit
 	$(PY) -m pytest -q -p no:cacheprovider benches/test_bench_bulk.py --benchmark-disable
 
-demo: setup-py
-	@if [ -x $(BUILD)/examples/hello ]; then $(BUILD)/examples/hello; fi
+# The C example, when present, runs first under `ringpool-audit run`.
+AUDIT_DEMO_HELLO := $(BUILD)/demo/hello
+$(AUDIT_DEMO_HELLO): examples/hello.c csrc/include/ringpool.h $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O2 -Icsrc/include $< $(LIB_A) -lpthread -o $@
+
+demo: setup-py $(if $(wildcard examples/hello.c),$(AUDIT_DEMO_HELLO))
+	@if [ -x $(AUDIT_DEMO_HELLO) ]; then \
+	  echo "== 0. examples/hello.c, run under: ringpool-audit run -- $(AUDIT_DEMO_HELLO)"; echo; \
+	  $(PY) -m audit run -- $(AUDIT_DEMO_HELLO); fi
 	$(PY) -m audit demo
 
 bench-audit: setup-py

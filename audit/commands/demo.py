@@ -132,7 +132,9 @@ def _handled(lib: object, server: object) -> int:
 
 
 def _short(path: str) -> str:
-    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+    parent = os.path.basename(os.path.dirname(path))
+    name = os.path.basename(path)
+    return os.path.join(parent, name) if parent == "at-destroy" else name
 
 
 def _heading(text: str) -> None:
