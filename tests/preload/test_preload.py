@@ -402,3 +402,23 @@ def test_library_path_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("RINGPOOL_PRELOAD_LIB", str(tmp_path / "nope.so"))
     with pytest.raises(FileNotFoundError, match="make preload"):
         preload.library_path()
+
+
+# ------------------------------------------------------------ the CLI
+def test_cli_run_preload_groups_and_gates(lib: str, tmp_path: Path,
+                                          capfd: pytest.CaptureFixture[str]) -> None:
+    """`ringpool-audit run --preload` finds the report, symbolizes, groups, gates."""
+    cli = pytest.importorskip("audit.cli", reason="the audit CLI is not in this tree")
+    status = cli.main(["run", "--preload", "--by", "function", "--format", "json",
+                       "--report-dir", str(tmp_path), "--fail-on-leak", "--", program("gt_leaks")])
+    out = capfd.readouterr().out
+    assert status == 2
+    doc = json.loads(out[out.index("{"):])
+    got = {r["key"]: (r["blocks"], r["bytes"]) for r in doc["rows"]}
+    assert got == {"leak_small": (7, 168), "leak_table": (3, 600), "leak_grown": (2, 2000)}
+    supp = tmp_path / "supp.txt"
+    supp.write_text("leak:leak_\n")
+    status = cli.main(["run", "--preload", "--suppressions", str(supp), "--fail-on-leak",
+                       "--format", "csv", "--", program("gt_leaks")])
+    capfd.readouterr()
+    assert status == 0
