@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Literal, NoReturn, overload
 
 from . import _lowlevel as ll
 from ._errors import BlockFreedError
+from ._ringpool import _BlockBuffer  # created by _lowlevel at import
 
 if TYPE_CHECKING:
     from ._pool import Pool
 
 
-class Block(ll.BlockBuffer):
+class Block(_BlockBuffer):
     """A block of native memory owned by a :class:`Pool`.
 
     ``memoryview(block)`` and ``bytes(block)`` see the payload (read-write).
@@ -25,10 +26,9 @@ class Block(ll.BlockBuffer):
     Python object can reach freed memory.
     """
 
-    __slots__ = ("_pool", "_ptr", "_addr", "_size", "_tag", "_why", "__weakref__")
+    __slots__ = ("_pool", "_addr", "_size", "_tag", "_why", "__weakref__")
 
     _pool: Pool
-    _ptr: ll.CData
     _addr: int
     _size: int
     _tag: str
@@ -38,12 +38,9 @@ class Block(ll.BlockBuffer):
         raise TypeError("Blocks are made by a Pool (pool.alloc(), pool.calloc(), ...)")
 
     @classmethod
-    def _make(cls, pool: Pool, ptr: ll.CData, size: int, tag: str) -> Block:
-        addr = ll.address(ptr)
-        self = ll.BlockBuffer.__new__(cls, addr, size)
-        assert isinstance(self, Block)
+    def _make(cls, pool: Pool, addr: int, size: int, tag: str) -> Block:
+        self: Block = _BlockBuffer.__new__(cls, addr, size)  # type: ignore[assignment]
         self._pool = pool
-        self._ptr = ptr
         self._addr = addr
         self._size = size
         self._tag = tag
@@ -104,7 +101,7 @@ class Block(ll.BlockBuffer):
         """A copy of the payload."""
         with self._pool._lock:
             self._live()
-            return bytes(ll.ffi.buffer(self._ptr, self._size))
+            return bytes(ll.ffi.buffer(ll.pointer(self._addr), self._size))
 
     def write(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
         """Copies ``data`` into the payload at ``offset`` (bounds-checked)."""
@@ -116,7 +113,7 @@ class Block(ll.BlockBuffer):
             if offset < 0 or offset + len(view) > self._size:
                 raise ValueError(f"write of {len(view)} bytes at offset {offset} "
                                  f"exceeds the block's {self._size} bytes")
-            ll.ffi.buffer(self._ptr, self._size)[offset:offset + len(view)] = view
+            ll.ffi.buffer(ll.pointer(self._addr), self._size)[offset:offset + len(view)] = view
 
     # -- lifetime -------------------------------------------------------------
     def free(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import os
 
-from cffi import FFI
+from cffi import FFI  # type: ignore[import-untyped]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

@@ -201,54 +201,47 @@ def remove_cleanup(pool: CData, handle: CData) -> bool:
 
 
 # ------------------------------------------------------------ allocation
-def alloc(pool: CData, size: int, tag: CData) -> CData:
-    return lib.rpy_alloc(pool, size, tag)
+# Blocks are integer addresses here (0 = failure: read last_error()).
+def alloc(pool: CData, size: int, tag: CData) -> int:
+    return int(lib.rpy_alloc(pool, size, tag))
 
 
-def calloc(pool: CData, n: int, size: int, tag: CData) -> CData:
-    return lib.rpy_calloc(pool, n, size, tag)
+def calloc(pool: CData, n: int, size: int, tag: CData) -> int:
+    return int(lib.rpy_calloc(pool, n, size, tag))
 
 
-def resize(pool: CData, block: CData, size: int) -> CData:
-    return lib.rpy_resize(pool, block, size)
+def resize(pool: CData, block: int, size: int) -> int:
+    return int(lib.rpy_resize(pool, block, size))
 
 
-def strdup(pool: CData, s: bytes, tag: CData) -> CData:
-    return lib.rpy_strdup(pool, s, tag)
+def strdup(pool: CData, s: bytes, tag: CData) -> int:
+    return int(lib.rpy_strdup(pool, s, tag))
 
 
-def memdup(pool: CData, data: CData, size: int, tag: CData) -> CData:
-    return lib.rpy_memdup(pool, data, size, tag)
+def memdup(pool: CData, data: CData, size: int, tag: CData) -> int:
+    return int(lib.rpy_memdup(pool, data, size, tag))
 
 
-def alloc_aligned(pool: CData, align: int, size: int, tag: CData) -> CData:
-    return lib.rpy_alloc_aligned(pool, align, size, tag)
+def alloc_aligned(pool: CData, align: int, size: int, tag: CData) -> int:
+    return int(lib.rpy_alloc_aligned(pool, align, size, tag))
 
 
-def strconcat(pool: CData, tag: CData, parts: list[bytes]) -> CData:
-    lib.rpy_clear_error()
+def strconcat(pool: CData, tag: CData, parts: list[bytes]) -> int:
     args = [ffi.new("char[]", p) for p in parts]
-    return lib.rp_strconcat_noexc(pool, tag, len(args), *args)
+    lib.rpy_clear_error()
+    return address(lib.rp_strconcat_noexc(pool, tag, len(args), *args))
 
 
-def free(block: CData) -> None:
+def free(block: int) -> None:
     code = int(lib.rpy_free(block))
     if code:
         raise_error(code, "rp_free")
 
 
 def failed(what: str) -> NoReturn:
-    """Raise for a NULL result of the last allocating call (OutOfMemory by default)."""
+    """Raise for a failed (0/NULL) result of the last call (OutOfMemory by default)."""
     code, _, _ = last_error()
     raise_error(code or -1, what)
-
-
-def block_size(block: CData) -> int:
-    return int(lib.rp_block_size(block))
-
-
-def block_tag(block: CData) -> str:
-    return decode(lib.rp_block_tag(block))
 
 
 def address(ptr: CData) -> int:
@@ -256,7 +249,8 @@ def address(ptr: CData) -> int:
 
 
 def pointer(address: int) -> CData:
-    return ffi.cast("void *", address)
+    """A ``char *`` cdata for an address (for ffi.buffer)."""
+    return ffi.cast("char *", address)
 
 
 # ----------------------------------------------------------- default pool
@@ -273,29 +267,29 @@ def stat_destroy_pool() -> None:
     lib.rpy_stat_destroy_pool()
 
 
-def stat_alloc(size: int) -> CData:
-    return lib.rpy_stat_alloc(size)
+def stat_alloc(size: int) -> int:
+    return int(lib.rpy_stat_alloc(size))
 
 
-def stat_calloc(n: int, size: int) -> CData:
-    return lib.rpy_stat_calloc(n, size)
+def stat_calloc(n: int, size: int) -> int:
+    return int(lib.rpy_stat_calloc(n, size))
 
 
-def stat_resize(block: CData, size: int) -> CData:
-    return lib.rpy_stat_resize(block, size)
+def stat_resize(block: int, size: int) -> int:
+    return int(lib.rpy_stat_resize(block, size))
 
 
-def stat_strdup(s: bytes) -> CData:
-    return lib.rpy_stat_strdup(s)
+def stat_strdup(s: bytes) -> int:
+    return int(lib.rpy_stat_strdup(s))
 
 
-def stat_strconcat(parts: list[bytes]) -> CData:
-    lib.rpy_clear_error()
+def stat_strconcat(parts: list[bytes]) -> int:
     args = [ffi.new("char[]", p) for p in parts]
-    return lib.rp_stat_strconcat_noexc(len(args), *args)
+    lib.rpy_clear_error()
+    return address(lib.rp_stat_strconcat_noexc(len(args), *args))
 
 
-def stat_free(block: CData) -> None:
+def stat_free(block: int) -> None:
     code = int(lib.rpy_stat_free(block))
     if code:
         raise_error(code, "rp_stat_free")

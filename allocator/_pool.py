@@ -19,6 +19,10 @@ from ._snapshot import Snapshot
 
 _BACKINGS = {"malloc": 0, "arena": ll.POOL_ARENA}
 
+_lib = ll.lib
+_SIZE_MAX = ll.SIZE_MAX
+_make_block = Block._make
+
 #: ``keep_bytes`` value that keeps every arena chunk on reset.
 KEEP_ALL: int = ll.SIZE_MAX
 
@@ -281,9 +285,9 @@ class Pool:
             self._tags[tag] = ptr
         return ptr, tag
 
-    def _adopt(self, ptr: ll.CData, size: int, tag: str) -> Block:
-        block = Block._make(self, ptr, size, tag)
-        self._blocks[block._addr] = block
+    def _adopt(self, addr: int, size: int, tag: str) -> Block:
+        block = Block._make(self, addr, size, tag)
+        self._blocks[addr] = block
         if self._closing:
             block._begin_free()
         return block
@@ -437,18 +441,28 @@ class Pool:
     def alloc(self, size: int, tag: str | None = None, *,
               raise_on_oom: bool = True) -> Block | None:
         """``size`` bytes (uninitialised) tagged ``tag`` (default: the caller's "file:line")."""
-        size = _check_size(size, "size")
+        # The hot path of the bindings: kept flat (see benches/python).
+        if type(size) is not int or size < 0:
+            size = _check_size(size, "size")
         with self._lock:
-            self._live()
-            tptr, tstr = self._tag(tag, 1, raise_on_oom)
-            if tptr == ll.NULL:
-                return None
-            if size > ll.SIZE_MAX:
+            if not self._state.alive:
+                self._live()
+            tptr = self._tags.get(tag) if type(tag) is str else None
+            if tptr is None:
+                tptr, tag = self._tag(tag, 1, raise_on_oom)
+                if tptr == ll.NULL:
+                    return None
+            assert tag is not None
+            if size > _SIZE_MAX:
                 return self._too_big("alloc", size, raise_on_oom)
-            ptr = ll.alloc(self._ptr, size, tptr)
-            if ptr == ll.NULL:
+            addr = _lib.rpy_alloc(self._ptr, size, tptr)
+            if not addr:
                 return self._failed("alloc", raise_on_oom)
-            return self._adopt(ptr, size, tstr)
+            block = _make_block(self, addr, size, tag)
+            self._blocks[addr] = block
+            if self._closing:
+                block._begin_free()
+            return block
 
     @overload
     def calloc(self, n: int, size: int, tag: str | None = None, *,
@@ -469,10 +483,10 @@ class Pool:
                 return None
             if n > ll.SIZE_MAX or size > ll.SIZE_MAX:
                 return self._too_big("calloc", max(n, size), raise_on_oom)
-            ptr = ll.calloc(self._ptr, n, size, tptr)
-            if ptr == ll.NULL:
+            addr = ll.calloc(self._ptr, n, size, tptr)
+            if not addr:
                 return self._failed("calloc", raise_on_oom)
-            return self._adopt(ptr, n * size, tstr)
+            return self._adopt(addr, n * size, tstr)
 
     @overload
     def strdup(self, s: str | bytes, tag: str | None = None, *,
@@ -492,10 +506,10 @@ class Pool:
             tptr, tstr = self._tag(tag, 1, raise_on_oom)
             if tptr == ll.NULL:
                 return None
-            ptr = ll.strdup(self._ptr, data, tptr)
-            if ptr == ll.NULL:
+            addr = ll.strdup(self._ptr, data, tptr)
+            if not addr:
                 return self._failed("strdup", raise_on_oom)
-            return self._adopt(ptr, len(data) + 1, tstr)
+            return self._adopt(addr, len(data) + 1, tstr)
 
     @overload
     def strconcat(self, *parts: str | bytes, tag: str | None = None,
@@ -516,10 +530,10 @@ class Pool:
             tptr, tstr = self._tag(tag, 1, raise_on_oom)
             if tptr == ll.NULL:
                 return None
-            ptr = ll.strconcat(self._ptr, tptr, data)
-            if ptr == ll.NULL:
+            addr = ll.strconcat(self._ptr, tptr, data)
+            if not addr:
                 return self._failed("strconcat", raise_on_oom)
-            return self._adopt(ptr, sum(map(len, data)) + 1, tstr)
+            return self._adopt(addr, sum(map(len, data)) + 1, tstr)
 
     @overload
     def memdup(self, data: bytes | bytearray | memoryview, tag: str | None = None, *,
@@ -542,10 +556,10 @@ class Pool:
                 tptr, tstr = self._tag(tag, 1, raise_on_oom)
                 if tptr == ll.NULL:
                     return None
-                ptr = ll.memdup(self._ptr, src, size, tptr)
-                if ptr == ll.NULL:
+                addr = ll.memdup(self._ptr, src, size, tptr)
+                if not addr:
                     return self._failed("memdup", raise_on_oom)
-                return self._adopt(ptr, size, tstr)
+                return self._adopt(addr, size, tstr)
         finally:
             ll.ffi.release(src)
 
@@ -572,10 +586,10 @@ class Pool:
                 return None
             if size > ll.SIZE_MAX:
                 return self._too_big("alloc_aligned", size, raise_on_oom)
-            ptr = ll.alloc_aligned(self._ptr, align, size, tptr)
-            if ptr == ll.NULL:
+            addr = ll.alloc_aligned(self._ptr, align, size, tptr)
+            if not addr:
                 return self._failed("alloc_aligned", raise_on_oom)
-            return self._adopt(ptr, size, tstr)
+            return self._adopt(addr, size, tstr)
 
     def free(self, block: Block) -> None:
         """Frees ``block``, which must belong to this pool (InvalidBlock otherwise)."""
@@ -589,12 +603,12 @@ class Pool:
     def _free_block(self, block: Block) -> None:
         with self._lock:
             block._detach()      # BlockFreedError / BufferError; atomic under the GIL
-            del self._blocks[block._addr]
-            block._why = "was freed"
-            if self._state.owner == "stat":
-                ll.stat_free(block._ptr)
-            else:
-                ll.free(block._ptr)
+            addr = block._addr
+            del self._blocks[addr]
+            code = (_lib.rpy_stat_free(addr) if self._state.owner == "stat"
+                    else _lib.rpy_free(addr))
+            if code:
+                ll.raise_error(code, "rp_free")
 
     def _resize_block(self, block: Block, size: int, raise_on_oom: bool) -> Block | None:
         size = _check_size(size, "size")
@@ -606,10 +620,10 @@ class Pool:
                     block._abort_free()
                     return None
                 if self._state.owner == "stat":
-                    ptr = ll.stat_resize(block._ptr, size)
+                    addr = ll.stat_resize(block._addr, size)
                 else:
-                    ptr = ll.resize(self._ptr, block._ptr, size)
-                if ptr == ll.NULL:
+                    addr = ll.resize(self._ptr, block._addr, size)
+                if not addr:
                     self._failed("resize", raise_on_oom)
                     block._abort_free()
                     return None
@@ -619,7 +633,7 @@ class Pool:
             block._why = "was resized (use the Block that resize() returned)"
             block._kill()
             del self._blocks[block._addr]
-            return self._adopt(ptr, size, block._tag)
+            return self._adopt(addr, size, block._tag)
 
     # -- audit --------------------------------------------------------------------
     def outstanding(self) -> tuple[int, int]:
@@ -657,7 +671,7 @@ class Pool:
             for addr, size, tag in found:
                 block = self._blocks.get(addr)
                 if block is None:  # allocated by C code sharing the pool
-                    block = self._adopt(ll.pointer(addr), size, tag)
+                    block = self._adopt(addr, size, tag)
                 out.append(block)
         return iter(out)
 

@@ -86,13 +86,14 @@ int rpy_error_count(void);
 size_t rpy_error_text(char *buf, size_t cap);
 int rpy_register_block_type(const char *module);
 
-void *rpy_alloc(rp_pool *pool, size_t size, const char *tag);
-void *rpy_calloc(rp_pool *pool, size_t n, size_t size, const char *tag);
-void *rpy_resize(rp_pool *pool, void *block, size_t size);
-void *rpy_strdup(rp_pool *pool, const char *s, const char *tag);
-void *rpy_memdup(rp_pool *pool, const void *p, size_t size, const char *tag);
-void *rpy_alloc_aligned(rp_pool *pool, size_t align, size_t size, const char *tag);
-int rpy_free(void *block);
+/* Blocks as integer addresses (0 = NULL). */
+uintptr_t rpy_alloc(rp_pool *pool, size_t size, const char *tag);
+uintptr_t rpy_calloc(rp_pool *pool, size_t n, size_t size, const char *tag);
+uintptr_t rpy_resize(rp_pool *pool, uintptr_t block, size_t size);
+uintptr_t rpy_strdup(rp_pool *pool, const char *s, const char *tag);
+uintptr_t rpy_memdup(rp_pool *pool, const void *p, size_t size, const char *tag);
+uintptr_t rpy_alloc_aligned(rp_pool *pool, size_t align, size_t size, const char *tag);
+int rpy_free(uintptr_t block);
 rp_pool *rpy_pool_create(rp_pool *parent, const char *name, const rp_pool_options *opts);
 void rpy_pool_destroy(rp_pool *pool);
 int rpy_pool_reset(rp_pool *pool);
@@ -103,11 +104,11 @@ int rpy_pool_walk(rp_pool *pool, void *arg);
 int rpy_pool_add_cleanup(rp_pool *pool, void *arg);
 int rpy_pool_remove_cleanup(rp_pool *pool, void *arg);
 
-void *rpy_stat_alloc(size_t size);
-void *rpy_stat_calloc(size_t n, size_t size);
-void *rpy_stat_resize(void *block, size_t size);
-void *rpy_stat_strdup(const char *s);
-int rpy_stat_free(void *block);
+uintptr_t rpy_stat_alloc(size_t size);
+uintptr_t rpy_stat_calloc(size_t n, size_t size);
+uintptr_t rpy_stat_resize(uintptr_t block, size_t size);
+uintptr_t rpy_stat_strdup(const char *s);
+int rpy_stat_free(uintptr_t block);
 void rpy_stat_destroy_pool(void);
 
 /* Callbacks into Python (the walk visitor and pool cleanups). */

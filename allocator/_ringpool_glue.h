@@ -76,46 +76,51 @@ static size_t rpy_error_text(char *buf, size_t cap)
 }
 
 /* -------------------------------------------------- checked wrappers */
-static void *rpy_alloc(rp_pool *pool, size_t size, const char *tag)
+/* Blocks cross the boundary as integers (uintptr_t, 0 = NULL): Python keeps
+   addresses, and needs no pointer cast per call. */
+#define RPY_ADDR(p) ((uintptr_t)(void *)(p))
+#define RPY_PTR(a) ((void *)(a))
+
+static uintptr_t rpy_alloc(rp_pool *pool, size_t size, const char *tag)
 {
     rpy_clear_error();
-    return rp_alloc_noexc(pool, size, tag);
+    return RPY_ADDR(rp_alloc_noexc(pool, size, tag));
 }
 
-static void *rpy_calloc(rp_pool *pool, size_t n, size_t size, const char *tag)
+static uintptr_t rpy_calloc(rp_pool *pool, size_t n, size_t size, const char *tag)
 {
     rpy_clear_error();
-    return rp_calloc_noexc(pool, n, size, tag);
+    return RPY_ADDR(rp_calloc_noexc(pool, n, size, tag));
 }
 
-static void *rpy_resize(rp_pool *pool, void *block, size_t size)
+static uintptr_t rpy_resize(rp_pool *pool, uintptr_t block, size_t size)
 {
     rpy_clear_error();
-    return rp_resize_noexc(pool, block, size);
+    return RPY_ADDR(rp_resize_noexc(pool, RPY_PTR(block), size));
 }
 
-static void *rpy_strdup(rp_pool *pool, const char *s, const char *tag)
+static uintptr_t rpy_strdup(rp_pool *pool, const char *s, const char *tag)
 {
     rpy_clear_error();
-    return rp_strdup_noexc(pool, s, tag);
+    return RPY_ADDR(rp_strdup_noexc(pool, s, tag));
 }
 
-static void *rpy_memdup(rp_pool *pool, const void *p, size_t size, const char *tag)
+static uintptr_t rpy_memdup(rp_pool *pool, const void *p, size_t size, const char *tag)
 {
     rpy_clear_error();
-    return rp_memdup_noexc(pool, p, size, tag);
+    return RPY_ADDR(rp_memdup_noexc(pool, p, size, tag));
 }
 
-static void *rpy_alloc_aligned(rp_pool *pool, size_t align, size_t size, const char *tag)
+static uintptr_t rpy_alloc_aligned(rp_pool *pool, size_t align, size_t size, const char *tag)
 {
     rpy_clear_error();
-    return rp_alloc_aligned_noexc(pool, align, size, tag);
+    return RPY_ADDR(rp_alloc_aligned_noexc(pool, align, size, tag));
 }
 
-static int rpy_free(void *block)
+static int rpy_free(uintptr_t block)
 {
     rpy_clear_error();
-    rp_free(block);
+    rp_free(RPY_PTR(block));
     return rpy_err.code;
 }
 
@@ -181,34 +186,34 @@ static int rpy_pool_remove_cleanup(rp_pool *pool, void *arg)
     return rp_pool_remove_cleanup(pool, rpy_py_cleanup, arg);
 }
 
-static void *rpy_stat_alloc(size_t size)
+static uintptr_t rpy_stat_alloc(size_t size)
 {
     rpy_clear_error();
-    return rp_stat_alloc_noexc(size);
+    return RPY_ADDR(rp_stat_alloc_noexc(size));
 }
 
-static void *rpy_stat_calloc(size_t n, size_t size)
+static uintptr_t rpy_stat_calloc(size_t n, size_t size)
 {
     rpy_clear_error();
-    return rp_stat_calloc_noexc(n, size);
+    return RPY_ADDR(rp_stat_calloc_noexc(n, size));
 }
 
-static void *rpy_stat_resize(void *block, size_t size)
+static uintptr_t rpy_stat_resize(uintptr_t block, size_t size)
 {
     rpy_clear_error();
-    return rp_stat_resize_noexc(block, size);
+    return RPY_ADDR(rp_stat_resize_noexc(RPY_PTR(block), size));
 }
 
-static void *rpy_stat_strdup(const char *s)
+static uintptr_t rpy_stat_strdup(const char *s)
 {
     rpy_clear_error();
-    return rp_stat_strdup_noexc(s);
+    return RPY_ADDR(rp_stat_strdup_noexc(s));
 }
 
-static int rpy_stat_free(void *block)
+static int rpy_stat_free(uintptr_t block)
 {
     rpy_clear_error();
-    rp_stat_free(block);
+    rp_stat_free(RPY_PTR(block));
     return rpy_err.code;
 }
 
@@ -233,8 +238,11 @@ static PyObject *rpy_block_new(PyTypeObject *type, PyObject *args, PyObject *kwd
 {
     unsigned long long address;
     Py_ssize_t size;
-    static char *kwlist[] = {"address", "size", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Kn", kwlist, &address, &size))
+    if (kwds != NULL && PyDict_Size(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError, "_BlockBuffer(address, size) takes no keywords");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "Kn", &address, &size))
         return NULL;
     if (size < 0) {
         PyErr_SetString(PyExc_ValueError, "size must be non-negative");

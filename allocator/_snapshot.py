@@ -136,7 +136,7 @@ class Snapshot:
                 raise bad(where + name, f"expected an integer, got {value!r}")
             if value < 0:
                 raise bad(where + name, f"expected a non-negative count, got {value}")
-            return value
+            return int(value)
 
         pool = text(d, "pool")
         pid = count(d, "pid")

@@ -54,14 +54,14 @@ def _pool() -> Pool:
     return pool
 
 
-def _alloc(what: str, size: int, call: Callable[[], ll.CData]) -> Block:
+def _alloc(what: str, size: int, call: Callable[[], int]) -> Block:
     pool = _pool()
     with pool._lock:
         pool._live()
-        ptr = call()
-        if ptr == ll.NULL:
+        addr = call()
+        if not addr:
             ll.failed(what)
-        return pool._adopt(ptr, size, _TAG)
+        return pool._adopt(addr, size, _TAG)
 
 
 def stat_alloc(size: int) -> Block:

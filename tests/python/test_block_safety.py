@@ -240,8 +240,9 @@ def test_gc_of_empty_pool_is_silent(backing: str) -> None:
 
 def test_checked_mode_misuse_recorded_not_aborted(checked_pool: Pool) -> None:
     """The C error handler records; a foreign pointer never aborts the process."""
+    foreign = ll.ffi.new("char[64]")
     with pytest.raises(InvalidBlock, match="RP_EFOREIGN"):
-        ll.free(ll.ffi.new("char[64]") + 16)
+        ll.free(ll.address(foreign) + 16)
     checked_pool.check()
 
 
