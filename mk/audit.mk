@@ -11,7 +11,7 @@ AUDIT_BENCH_ARGS ?= --blocks 1e3,1e4,1e5,1e6 --repeat 5
 TEST_TARGETS += test-audit
 
 test-audit: setup-sys setup-py lib preload
-	$(PY) -m mypy --strict --follow-imports=silent audit
+	MYPYPATH=tests/audit $(PY) -m mypy --strict --follow-imports=silent audit tests/audit benches/test_bench_bulk.py
 	RINGPOOL_LIB_A=$(abspath $(LIB_A)) $(PY) -m pytest -q -p no:cacheprovider tests/audit
 	$(PY) -m pytest -q -p no:cacheprovider benches/test_bench_bulk.py --benchmark-disable
 

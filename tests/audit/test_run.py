@@ -6,13 +6,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from audit.cli import main
 
 
-def _json_out(capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, object], str]:
+def _json_out(capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], str]:
     out, err = capsys.readouterr()
     return json.loads(out), err
 
@@ -21,11 +22,11 @@ def test_reports_of_destroy_and_exit(leaky: str, tmp_path: Path, capsys: pytest.
     reports = tmp_path / "reports"
     assert main(["run", "--report-dir", str(reports), "--format", "json", "--", leaky]) == 0
     doc, err = _json_out(capsys)
-    rows = {(r["pool"], r["key"]): r for r in doc["rows"]}  # type: ignore[union-attr,index]
+    rows = {(r["pool"], r["key"]): r for r in doc["rows"]}
     assert rows[("app", "cache")]["blocks"] == 3 and rows[("app", "cache")]["bytes"] == 3000
     assert rows[("worker", "pending")]["blocks"] == 1 and rows[("worker", "pending")]["bytes"] == 48
     assert rows[("app", "frames")]["blocks"] == 0 and rows[("app", "frames")]["allocs"] == 10
-    reasons = {r["pool"]: r["reason"] for r in doc["reports"]}  # type: ignore[union-attr,index]
+    reasons = {r["pool"]: r["reason"] for r in doc["reports"]}
     assert reasons == {"app": "exit", "worker": "destroy"}
     names = sorted(p.name for p in reports.iterdir())
     assert len(names) == 2 and names[0].startswith("app.") and names[1].startswith("worker.")
@@ -63,10 +64,10 @@ def test_forked_children_write_their_own_reports(leaky: str, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--report-dir", str(tmp_path), "--format", "json", "--", leaky, "0", "fork"]) == 0
     doc, _ = _json_out(capsys)
-    pids = {r["pool"]: r["pid"] for r in doc["reports"]}  # type: ignore[union-attr,index]
+    pids = {r["pool"]: r["pid"] for r in doc["reports"]}
     assert set(pids) == {"app", "worker", "forked"}
     assert pids["forked"] != pids["app"]
-    assert any(r["key"] == "forked" and r["blocks"] == 1 for r in doc["rows"])  # type: ignore[union-attr]
+    assert any(r["key"] == "forked" and r["blocks"] == 1 for r in doc["rows"])
 
 
 def test_blocks_are_listed_on_request(leaky: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,6 +138,13 @@ def test_python_program_using_allocator(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert main(["run", "--format", "json", "--", sys.executable, str(script)]) == 0
     doc, _ = _json_out(capsys)
-    rows = {(r["pool"], r["key"]): r for r in doc["rows"]}  # type: ignore[union-attr,index]
+    rows = {(r["pool"], r["key"]): r for r in doc["rows"]}
     assert rows[("pyapp", "py-leak")]["blocks"] == 3 and rows[("pyapp", "py-leak")]["bytes"] == 30
     assert rows[("scoped", "scoped-tag")]["blocks"] == 1
+
+
+def test_options_after_the_separator_belong_to_the_program(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--", "sh", "-c", "exit 0", "--format", "nonsense", "--help"]) == 1
+    err = capsys.readouterr().err
+    assert "sh exited with status 0; it wrote no report" in err
+    assert "invalid choice" not in err
