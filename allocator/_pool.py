@@ -80,10 +80,11 @@ class _PoolState:
     """
 
     __slots__ = ("name", "ptr", "alive", "owner", "parent", "children",
-                 "cleanups", "cleanup_errors", "__weakref__")
+                 "cleanups", "cleanup_errors", "lock", "__weakref__")
 
     def __init__(self, name: str, ptr: ll.CData, owner: str,
-                 parent: _PoolState | None) -> None:
+                 parent: _PoolState | None, lock: threading.RLock) -> None:
+        self.lock = lock                     # the family's lock (shared with the Pool)
         self.name = name
         self.ptr = ptr
         self.alive = True
@@ -105,6 +106,10 @@ class _PoolState:
 
     def finalize(self, ptr: ll.CData) -> None:
         """ffi.gc finalizer of the handle: the Pool object was collected."""
+        with self.lock:                      # a parent may be destroyed in another thread
+            self._finalize(ptr)
+
+    def _finalize(self, ptr: ll.CData) -> None:
         if not self.alive:
             return
         blocks, nbytes = ll.outstanding(ptr)
@@ -192,7 +197,7 @@ class Pool:
             ptr = ll.pool_create(bname, flags, chunk_size or 0, keep_bytes or 0,
                                  parent._ptr if parent is not None else ll.NULL)
             state = _PoolState(name, ptr, "child" if parent else "python",
-                               parent._state if parent else None)
+                               parent._state if parent else None, self._lock)
             self._init_common(ptr, state)
             if parent is not None:
                 parent._state.children.append(state)
@@ -219,7 +224,7 @@ class Pool:
         self._checked = bool(info.flags & ll.POOL_CHECKED)
         self._parent = None
         self._lock = threading.RLock()
-        self._init_common(ptr, _PoolState(name, ptr, "stat", None))
+        self._init_common(ptr, _PoolState(name, ptr, "stat", None, self._lock))
         self._gc = None
         return self
 
