@@ -14,7 +14,7 @@ from __future__ import annotations
 import glob
 import os
 
-from cffi import FFI
+from cffi import FFI  # type: ignore[import-untyped, unused-ignore]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_HERE)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from tabulate import tabulate
+from tabulate import tabulate  # type: ignore[import-untyped, unused-ignore]
 
 Row = dict[str, Any]
 
@@ -38,6 +38,8 @@ class Table:
     value_key: str = "bytes"
     # Extra top-level fields for ``json`` (e.g. the reports that were read).
     meta: dict[str, Any] = field(default_factory=dict)
+    # ``json`` row fields beyond the columns (keys absent from a row are skipped).
+    json_extra: list[str] = field(default_factory=list)
 
 
 class Formatter(Protocol):
@@ -60,7 +62,7 @@ class _Tabulated:
     def render(self, table: Table) -> str:
         headers = [c.header for c in table.columns]
         body = [[_cell(row.get(c.key), c.fmt) for c in table.columns] for row in table.rows]
-        text = tabulate(body, headers=headers, tablefmt=self._tablefmt, disable_numparse=True)
+        text = str(tabulate(body, headers=headers, tablefmt=self._tablefmt, disable_numparse=True))
         heading = self._heading(table.title) if table.title else ""
         return heading + text + "\n"
 
@@ -70,7 +72,10 @@ class _Json:
         doc: dict[str, Any] = dict(table.meta)
         if table.title:
             doc["title"] = table.title
-        doc["rows"] = [{c.key: row.get(c.key) for c in table.columns} for row in table.rows]
+        columns = [c.key for c in table.columns]
+        doc["rows"] = [{**{k: row.get(k) for k in columns},
+                        **{k: row[k] for k in table.json_extra if k in row}}
+                       for row in table.rows]
         return json.dumps(doc, indent=2, sort_keys=False) + "\n"
 
 
