@@ -191,7 +191,12 @@ static bool check_parent(rp_pool *parent, const char *call)
 rp_pool *rp_pool_create_child(rp_pool *parent, const char *name)
 {
     if (!check_parent(parent, "rp_pool_create_child")) return NULL;
-    rp_pool_options o = {.flags = parent->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED)};
+    /* the child inherits the parent's options: thread rule, checks, backing */
+    rp_pool_options o = {.flags = parent->flags};
+    if (parent->arena) {
+        o.chunk_size = parent->arena->chunk_size;
+        o.keep_bytes = parent->arena->keep_bytes;
+    }
     return pool_new(parent, name, &o);
 }
 rp_pool *rp_pool_create_child_ex(rp_pool *parent, const char *name, const rp_pool_options *opts)

@@ -196,11 +196,15 @@ int rpi_report_from_env(rp_pool *pool, const char *reason)
     if (!pattern || !*pattern) return 0;
     char path[4096];
     int saved = errno;
-    int rc = expand(pattern, pool->name, path, sizeof path)
-        ? rpi_write_report(pool, path, env_flags(), reason) : RP_EIO;
-    if (rc != 0)
-        fprintf(stderr, "ringpool: could not write the report of pool '%s' to '%s'\n",
-                pool->name, pattern);
+    int rc;
+    if (!expand(pattern, pool->name, path, sizeof path)) {
+        rc = RP_EIO;
+        fprintf(stderr, "ringpool: RINGPOOL_REPORT='%s' expands to a path longer than %zu bytes\n",
+                pattern, sizeof path - 1);
+    } else if ((rc = rpi_write_report(pool, path, env_flags(), reason)) != 0) {
+        fprintf(stderr, "ringpool: could not write the report of pool '%s' to '%s': %s\n",
+                pool->name, path, rp_strerror(rc));
+    }
     errno = saved;
     return rc;
 }
