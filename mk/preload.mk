@@ -21,6 +21,15 @@ $(PRELOAD_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
 	$(CC) $(PRELOAD_CFLAGS) -shared -Wl,-soname,libringpool-preload.so -Wl,-z,nodelete \
 	    -o $@ $(PRELOAD_SRCS) -ldl -lpthread
 
+# The same sources with UBSan, every finding fatal: run by the tests on the
+# C programs (valgrind, ASan and TSan replace malloc themselves and cannot
+# host an interposer).
+PRELOAD_UBSAN_SO := $(BUILD)/libringpool-preload-ubsan.so
+$(PRELOAD_UBSAN_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O1 -g -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -D_GNU_SOURCE \
+	    -fsanitize=undefined -fno-sanitize-recover=all -shared -o $@ $(PRELOAD_SRCS) -ldl -lpthread
+
 $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $< -lpthread
@@ -29,12 +38,12 @@ $(BUILD)/preload-bench/%: benches/preload/%.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -o $@ $<
 
-preload-test-bins: $(PRELOAD_SO) $(PRELOAD_TEST_BINS)
+preload-test-bins: $(PRELOAD_SO) $(PRELOAD_UBSAN_SO) $(PRELOAD_TEST_BINS)
 
 TEST_TARGETS += test-preload
 test-preload: setup-sys setup-py preload-test-bins
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) RINGPOOL_PRELOAD_TESTBIN=$(abspath $(PRELOAD_TEST_DIR)) \
-	    PYTHONPATH=. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest -q -p no:cacheprovider tests/preload
+	    RINGPOOL_PRELOAD_UBSAN_LIB=$(abspath $(PRELOAD_UBSAN_SO)) PYTHONPATH=. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest -q -p no:cacheprovider tests/preload
 
 # Overhead benches (not part of `make test`): installs the workloads' programs
 # with apt-get only when dpkg says they are missing, then measures.

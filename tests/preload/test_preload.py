@@ -422,3 +422,16 @@ def test_cli_run_preload_groups_and_gates(lib: str, tmp_path: Path,
                        "--format", "csv", "--", program("gt_leaks")])
     capfd.readouterr()
     assert status == 0
+
+
+# --------------------------------------------------------------- UBSan
+@pytest.mark.parametrize("name", ["gt_leaks", "threads", "forks", "api"])
+def test_ubsan_build_is_clean(tmp_path: Path, name: str) -> None:
+    ubsan = os.environ.get("RINGPOOL_PRELOAD_UBSAN_LIB",
+                           str(REPO / "build" / "libringpool-preload-ubsan.so"))
+    if not os.path.isfile(ubsan):
+        pytest.fail(f"{ubsan} is missing: run `make preload-test-bins`")
+    proc = run(ubsan, [program(name)], tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"runtime error" not in proc.stderr
+    assert reports(tmp_path)
