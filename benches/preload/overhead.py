@@ -62,6 +62,7 @@ class Workload:
 @dataclass
 class Measure:
     wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)   # user + system seconds
     rss_kb: int = 0
     digest: str = ""
     failure: str = ""
@@ -164,6 +165,10 @@ def measure_once(tool: str, wl: Workload, work: Path, run: int, m: Measure) -> N
         return
     seconds = int(wall[1] or 0) * 3600 + int(wall[2]) * 60 + float(wall[3])
     m.wall.append(seconds)
+    user = re.search(r"User time \(seconds\): ([\d.]+)", text)
+    system = re.search(r"System time \(seconds\): ([\d.]+)", text)
+    if user and system:
+        m.cpu.append(float(user[1]) + float(system[1]))
     m.rss_kb = max(m.rss_kb, int(rss[1]))
     stdout = proc.stdout
     if tool == "heaptrack":   # heaptrack prints its own lines on stdout
@@ -188,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop-rounds", type=int, default=10000000)
     ap.add_argument("--json", help="also write the raw numbers here")
     args = ap.parse_args(argv)
+    load_at_start = os.getloadavg()[0]
     for name in ("repeat", "valgrind_repeat", "sqlite_rows", "git_commits", "sort_lines", "loop_rounds"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be a positive integer")
@@ -244,11 +250,12 @@ def main(argv: list[str] | None = None) -> int:
             for f in (work / "reports").iterdir():
                 f.unlink()
 
-    print_table(results, tools, chosen)
+    print_table(results, tools, chosen, load_at_start)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "repeat": args.repeat,
-                       "results": {w: {t: {"wall": m.wall, "rss_kb": m.rss_kb, "failure": m.failure}
+            json.dump({"machine": machine(), "load_at_start": load_at_start, "repeat": args.repeat,
+                       "results": {w: {t: {"wall": m.wall, "cpu": m.cpu, "rss_kb": m.rss_kb,
+                                           "failure": m.failure}
                                        for t, m in r.items()} for w, r in results.items()}},
                       f, indent=2)
     ours_failed = False
@@ -273,10 +280,14 @@ def machine() -> str:
 
 
 def print_table(results: dict[str, dict[str, Measure]], tools: list[str],
-                chosen: list[Workload]) -> None:
-    print(f"\nMachine: {machine()}\n")
-    head = ["workload", "native wall (s)"] + [f"{t} wall" for t in tools if t != "native"] \
-        + ["native peak RSS (MiB)"] + [f"{t} RSS" for t in tools if t != "native"]
+                chosen: list[Workload], load_at_start: float) -> None:
+    print(f"\nMachine: {machine()}; load average at the start: {load_at_start:.2f}\n")
+    print("Ratios to the uninstrumented run: wall = median elapsed time, CPU = median user+system "
+          "time (all processes the tool starts), RSS = largest peak resident set of one process.\n")
+    others = [t for t in tools if t != "native"]
+    head = ["workload", "native wall (s)"] + [f"{t} wall" for t in others] \
+        + [f"{t} CPU" for t in others] \
+        + ["native peak RSS (MiB)"] + [f"{t} RSS" for t in others]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for wl in chosen:
@@ -289,6 +300,10 @@ def print_table(results: dict[str, dict[str, Measure]], tools: list[str],
                 continue
             m = r[t]
             cells.append("failed" if m.failure else f"{statistics.median(m.wall) / nw:.2f}x")
+        nc = max(statistics.median(nat.cpu), 0.005) if nat.cpu else float("nan")
+        for t in others:
+            m = r[t]
+            cells.append("failed" if m.failure or not m.cpu else f"{statistics.median(m.cpu) / nc:.2f}x")
         cells.append(f"{nat.rss_kb / 1024:.1f}")
         for t in tools:
             if t == "native":
