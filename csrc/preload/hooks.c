@@ -135,6 +135,22 @@ static void resolve(void)
 #define ENSURE_READY() \
     (RPP_UNLIKELY(atomic_load_explicit(&resolve_state, memory_order_acquire) != 2) ? (resolve(), 0) : 0)
 
+/* C++ operator new: the hooks below note their caller here before calling
+   the real operator new, whose malloc then takes this origin instead of its
+   own return address (inside libstdc++). Consumed by the first use. */
+static __thread void *tls_origin __attribute__((tls_model("initial-exec")));
+
+static inline void *origin(void *ret)
+{
+    void *o = tls_origin;
+    if (RPP_UNLIKELY(o != NULL)) {
+        tls_origin = NULL;
+        return o;
+    }
+    return ret;
+}
+#define ORIGIN() origin(__builtin_return_address(0))
+
 /* The table code calls nothing that allocates and keeps errno (see
    table.c), so no guard or errno save is needed around it. */
 static inline void record(void *p, size_t size, void *pc)
@@ -158,9 +174,10 @@ RPP_EXPORT void *malloc(size_t size)
     if (RPP_UNLIKELY(tls_resolving))
         return boot_alloc(size, 16);
     ENSURE_READY();
+    void *pc = ORIGIN();   /* taken before the call: consumed even on failure */
     void *p = real.malloc(size);
     if (RPP_LIKELY(p != NULL) && tracking && !tls_busy)
-        record(p, size, __builtin_return_address(0));
+        record(p, size, pc);
     return p;
 }
 
@@ -175,9 +192,10 @@ RPP_EXPORT void *calloc(size_t n, size_t size)
         return boot_alloc(total, 16);
     }
     ENSURE_READY();
+    void *pc = ORIGIN();
     void *p = real.calloc(n, size);
     if (RPP_LIKELY(p != NULL) && tracking && !tls_busy)
-        record(p, n * size, __builtin_return_address(0));
+        record(p, n * size, pc);
     return p;
 }
 
@@ -237,7 +255,7 @@ static void *do_realloc(void *p, size_t size, void *pc)
 
 RPP_EXPORT void *realloc(void *p, size_t size)
 {
-    return do_realloc(p, size, __builtin_return_address(0));
+    return do_realloc(p, size, ORIGIN());
 }
 
 RPP_EXPORT void *reallocarray(void *p, size_t n, size_t size)
@@ -247,7 +265,7 @@ RPP_EXPORT void *reallocarray(void *p, size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return do_realloc(p, total, __builtin_return_address(0));
+    return do_realloc(p, total, ORIGIN());
 }
 
 static int bad_alignment(size_t align)
@@ -267,11 +285,12 @@ RPP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
         return 0;
     }
     ENSURE_READY();
+    void *pc = ORIGIN();
     if (!real.posix_memalign)
         return ENOMEM;
     int rc = real.posix_memalign(out, align, size);
     if (rc == 0 && tracking && !tls_busy)
-        record(*out, size, __builtin_return_address(0));
+        record(*out, size, pc);
     return rc;
 }
 
@@ -281,13 +300,14 @@ RPP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
         if (RPP_UNLIKELY(tls_resolving))                                     \
             return boot_alloc(size_expr, align_expr);                        \
         ENSURE_READY();                                                      \
+        void *pc = ORIGIN();                                                 \
         if (!real.name) {                                                    \
             errno = ENOMEM;                                                  \
             return NULL;                                                     \
         }                                                                    \
         void *p = real.name args;                                            \
         if (p && tracking && !tls_busy)                                      \
-            record(p, size_expr, __builtin_return_address(0));               \
+            record(p, size_expr, pc);                                        \
         return p;                                                            \
     }
 
@@ -305,6 +325,42 @@ RPP_EXPORT size_t malloc_usable_size(void *p)
     ENSURE_READY();
     return real.malloc_usable_size ? real.malloc_usable_size(p) : 0;
 }
+
+/* ------------------------------------------------- C++ operator new
+ * Interposed only to name the right caller: each hook records its return
+ * address as the origin and calls the next definition (libstdc++'s), which
+ * allocates through the hooked malloc/aligned_alloc. An enclosing hook's
+ * origin wins (libstdc++'s new[] calls new through the PLT). Exceptions from
+ * the real operator new pass through these frames (unwind tables are on by
+ * default on x86-64). operator delete is not needed: it calls free. */
+#define CXX_NEW(sym, params, args)                                              \
+    RPP_EXPORT void *sym params                                                 \
+    {                                                                           \
+        static void *(*next) params;                                            \
+        if (RPP_UNLIKELY(!next)) {                                              \
+            ENSURE_READY();                                                     \
+            *(void **)&next = dlsym(RTLD_NEXT, #sym);                           \
+            if (!next)                                                          \
+                die(#sym);                                                      \
+        }                                                                       \
+        int outer = tls_origin == NULL;                                         \
+        if (outer)                                                              \
+            tls_origin = __builtin_return_address(0);                           \
+        void *p = next args;                                                    \
+        if (outer)                                                              \
+            tls_origin = NULL;                                                  \
+        return p;                                                               \
+    }
+
+typedef struct cxx_nothrow cxx_nothrow;   /* std::nothrow_t, passed by reference */
+CXX_NEW(_Znwm, (size_t n), (n))
+CXX_NEW(_Znam, (size_t n), (n))
+CXX_NEW(_ZnwmRKSt9nothrow_t, (size_t n, const cxx_nothrow *t), (n, t))
+CXX_NEW(_ZnamRKSt9nothrow_t, (size_t n, const cxx_nothrow *t), (n, t))
+CXX_NEW(_ZnwmSt11align_val_t, (size_t n, size_t a), (n, a))
+CXX_NEW(_ZnamSt11align_val_t, (size_t n, size_t a), (n, a))
+CXX_NEW(_ZnwmSt11align_val_tRKSt9nothrow_t, (size_t n, size_t a, const cxx_nothrow *t), (n, a, t))
+CXX_NEW(_ZnamSt11align_val_tRKSt9nothrow_t, (size_t n, size_t a, const cxx_nothrow *t), (n, a, t))
 
 /* -------------------------------------------------- configuration */
 rpp_config rpp_cfg;

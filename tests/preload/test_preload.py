@@ -182,6 +182,18 @@ def test_malloc_family_errno_alignment_usable_size(lib: str, tmp_path: Path) -> 
     assert plain.returncode == 0 and plain.stdout == b"api ok\n"
 
 
+def test_cxx_new_attributed_to_its_caller(lib: str, tmp_path: Path) -> None:
+    proc = run(lib, [program("cxx")], tmp_path)
+    if proc.returncode == 77:
+        pytest.skip("libstdc++.so.6 is not installed")
+    assert proc.returncode == 0 and proc.stdout == b"cxx ok\n", proc.stderr
+    rows = program_rows(only_report(tmp_path), "cxx")
+    got = {k: (r["blocks"], r["bytes"], r["allocs"]) for k, r in rows.items() if r["blocks"]}
+    assert got == {site_key("main", "cxx.c", marker_line("cxx.c", "LEAK-NEW")): (1, 40, 1),
+                   site_key("main", "cxx.c", marker_line("cxx.c", "LEAK-NEWARR")): (1, 80, 1),
+                   site_key("main", "cxx.c", marker_line("cxx.c", "LEAK-AFTER")): (1, 11, 1)}
+
+
 def test_output_and_exit_status_unchanged(lib: str, tmp_path: Path) -> None:
     plain = subprocess.run([program("behave"), "3"], capture_output=True, timeout=60)
     under = run(lib, [program("behave"), "3"], tmp_path)
