@@ -10,7 +10,7 @@ every call made here.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 from . import _ringpool
 from ._errors import error_class
@@ -148,35 +148,36 @@ def write_report(pool: CData, path: bytes, flags: int) -> None:
         raise_error(rc, f"rp_pool_write_report({path.decode(errors='replace')!r})")
 
 
-_Visitor = Callable[[int, int, str], None]
-
-
-@ffi.def_extern(onerror=lambda *exc: None)  # type: ignore[misc]
+@ffi.def_extern()  # type: ignore[misc]
 def rpy_py_visit(block: CData, size: int, tag: CData, arg: CData) -> int:
-    # Runs with the pool locked: must not call into the pool.  An exception
-    # (onerror) returns 0 from cffi... so catch it here and stop the walk.
-    state = ffi.from_handle(arg)
+    # Runs inside rp_pool_walk with the pool locked: no call into the pool,
+    # as little work as possible; the caller converts the records afterwards.
     try:
-        state[0](int(ffi.cast("uintptr_t", block)), int(size),
-                 decode(tag) if tag != NULL else "(untagged)")
-    except BaseException as exc:  # noqa: BLE001 -- must not escape into C
-        state[1].append(exc)
+        ffi.from_handle(arg).append((block, size, tag))
+    except BaseException:  # noqa: BLE001 -- must not escape into C; stop the walk
         return 1
     return 0
 
 
-def walk(pool: CData, visit: _Visitor) -> None:
-    """Calls visit(address, size, tag) for every outstanding block."""
-    errors: list[BaseException] = []
-    handle = ffi.new_handle((visit, errors))
+def walk(pool: CData) -> list[tuple[int, int, str]]:
+    """(address, size, tag) of every outstanding block, in ring order."""
+    records: list[tuple[CData, int, CData]] = []
+    handle = ffi.new_handle(records)
     rc = int(lib.rpy_pool_walk(pool, handle))
-    if errors:
-        raise errors[0]
-    if rc < 0:
-        raise_error(rc, "rp_pool_walk")
+    if rc != 0:
+        raise_error(rc if rc < 0 else -1, "rp_pool_walk")
+    tags: dict[int, str] = {}        # tags are pool-owned: one pointer per tag
+    out = []
+    for block, size, tag in records:
+        key = int(ffi.cast("uintptr_t", tag))
+        name = tags.get(key)
+        if name is None:
+            name = tags[key] = decode(tag) if key else "(untagged)"
+        out.append((int(ffi.cast("uintptr_t", block)), int(size), name))
+    return out
 
 
-@ffi.def_extern(onerror=lambda *exc: None)  # type: ignore[misc]
+@ffi.def_extern()  # type: ignore[misc]
 def rpy_py_cleanup(arg: CData) -> None:
     entry = ffi.from_handle(arg)
     try:

@@ -668,10 +668,9 @@ class Pool:
 
     def blocks(self) -> Iterator[Block]:
         """The live blocks, from a walk of the ring (``rp_pool_walk``)."""
-        found: list[tuple[int, int, str]] = []
         with self._lock:
             self._live()
-            ll.walk(self._ptr, lambda addr, size, tag: found.append((addr, size, tag)))
+            found = ll.walk(self._ptr)
             out: list[Block] = []
             for addr, size, tag in found:
                 block = self._blocks.get(addr)
@@ -694,10 +693,7 @@ class Pool:
     def _snapshot(self, blocks: bool, children: bool) -> Snapshot:
         info = ll.pool_info(self._ptr)
         tags = ll.tag_stats(self._ptr)
-        listed: list[tuple[int, int, str]] | None = None
-        if blocks:
-            listed = []
-            ll.walk(self._ptr, lambda a, s, t: listed.append((a, s, t)))
+        listed = ll.walk(self._ptr) if blocks else None
         kids = ([c._snapshot(blocks, True) for c in self._live_children()]
                 if children else [])
         return Snapshot._from_counters(

@@ -107,11 +107,12 @@ ll.alloc(pool, 8, tag)
 in_walk = threading.Event()
 order = []
 
-def visit(addr, size, tag_):
-    # Runs inside rp_pool_walk, with the pool's C lock held.
-    in_walk.set()
-    time.sleep(0.3)          # Python code while the other thread waits in C
-    order.append("walk done")
+class Visitor:
+    def append(self, record):
+        # Called by the walk visitor inside rp_pool_walk, with the pool's C lock held.
+        in_walk.set()
+        time.sleep(0.3)      # Python code while the other thread waits in C
+        order.append("walk done")
 
 def other():
     in_walk.wait()
@@ -120,7 +121,8 @@ def other():
 
 t = threading.Thread(target=other)
 t.start()
-ll.walk(pool, visit)
+visitor = Visitor()
+assert ll.lib.rpy_pool_walk(pool, ll.ffi.new_handle(visitor)) == 0
 t.join()
 ll.pool_destroy(pool)
 print(",".join(order))
