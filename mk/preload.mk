@@ -30,6 +30,11 @@ $(PRELOAD_UBSAN_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
 	$(CC) $(WARN) -O1 -g -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -D_GNU_SOURCE \
 	    -fsanitize=undefined -fno-sanitize-recover=all -shared -o $@ $(PRELOAD_SRCS) -ldl -lpthread
 
+$(PRELOAD_TEST_DIR)/pools: tests/preload/pools.c $(LIB_SO)
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -Icsrc/include -o $@ $< -L$(BUILD) -lringpool \
+	    -Wl,-rpath,$(abspath $(BUILD))
+
 $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $< -lpthread

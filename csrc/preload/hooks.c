@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define RPP_EXPORT __attribute__((visibility("default")))
@@ -91,7 +92,9 @@ static size_t boot_size(const void *p)
 static void die(const char *what)
 {
     rpp_say("cannot resolve ", what, " (is glibc's malloc reachable with RTLD_NEXT?)");
-    _exit(127);
+    /* not _exit: that is our hook, and it may need what failed to resolve */
+    syscall(SYS_exit_group, 127);
+    __builtin_trap();
 }
 
 #define RESOLVE(name)                                                   \

@@ -194,6 +194,27 @@ def test_cxx_new_attributed_to_its_caller(lib: str, tmp_path: Path) -> None:
                    site_key("main", "cxx.c", marker_line("cxx.c", "LEAK-AFTER")): (1, 11, 1)}
 
 
+def test_pool_blocks_not_counted_twice(lib: str, tmp_path: Path) -> None:
+    pool_report = tmp_path / "pool.json.out"
+    proc = run(lib, [program("pools"), str(pool_report)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rep = only_report(tmp_path)
+    # the interposer's rows: the plain malloc, and no site inside libringpool
+    # (the pool's name, copied with strdup, shows at strdup's call of malloc)
+    table = preload.rows(rep, by="module")
+    assert all("libringpool.so" not in r["key"] for r in table)
+    rows = program_rows(rep, "pools")
+    assert [(k, r["blocks"], r["bytes"]) for k, r in rows.items()] == \
+        [(site_key("main", "pools.c", marker_line("pools.c", "LEAK-D")), 1, 64)]
+    assert any(s.module.endswith("libringpool.so.0") for s in rep.sites)
+    # ...because libringpool made them, and the pool's report has them by tag
+    blocks, nbytes = preload.pool_sites(rep)
+    assert blocks >= 5 and nbytes >= 500
+    doc = json.loads(pool_report.read_text())
+    tags = {t["tag"]: (t["blocks"], t["bytes"]) for t in doc["tags"]}
+    assert tags["tokens"] == (5, 500) and tags["scratch"] == (0, 0)
+
+
 def test_output_and_exit_status_unchanged(lib: str, tmp_path: Path) -> None:
     plain = subprocess.run([program("behave"), "3"], capture_output=True, timeout=60)
     under = run(lib, [program("behave"), "3"], tmp_path)
