@@ -607,13 +607,15 @@ class Pool:
 
     def _free_block(self, block: Block) -> None:
         with self._lock:
-            block._detach()      # BlockFreedError / BufferError; atomic under the GIL
+            block._begin_free()  # BlockFreedError / BufferError; atomic under the GIL
             addr = block._addr
-            del self._blocks[addr]
             code = (_lib.rpy_stat_free(addr) if self._state.owner == "stat"
                     else _lib.rpy_free(addr))
-            if code:
+            if code:             # reported (checked pools): the block stays where it is
+                block._abort_free()
                 ll.raise_error(code, "rp_free")
+            block._kill()
+            del self._blocks[addr]
 
     def _resize_block(self, block: Block, size: int, raise_on_oom: bool) -> Block | None:
         size = _check_size(size, "size")

@@ -258,3 +258,27 @@ def test_misuse_never_kills_the_interpreter(tmp_path: object) -> None:
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "alive"
+
+
+def test_corrupt_header_reported_and_block_kept(backing: str) -> None:
+    """A header overwritten behind the library's back (here through a raw
+    pointer: the safe API cannot reach it) is reported as CorruptPool by
+    check() and by free(); the block stays live and counted, as in C."""
+    from allocator import CorruptPool
+    with Pool("corrupt", backing=backing, checked=True) as p:
+        b = p.alloc(16, tag="victim")
+        p.alloc(8, tag="bystander")
+        word = ll.ffi.cast("unsigned char *", b.address - 8)
+        saved = bytes(word[0:8])
+        for i in range(8):
+            word[i] = 0xAB
+        with pytest.raises(CorruptPool, match="victim"):
+            p.check()
+        with pytest.raises(CorruptPool, match="overwritten"):
+            b.free()
+        assert not b.freed and p.outstanding() == (2, 24)
+        for i, v in enumerate(saved):
+            word[i] = v
+        p.check()
+        b.free()
+        assert p.outstanding() == (1, 8)

@@ -251,3 +251,10 @@ def test_snapshot_cost_does_not_grow_with_blocks(backing: str) -> None:
             times.append(best_of(p))
             del keep
     assert times[1] < 5 * times[0] + 0.002, times
+
+
+def test_report_to_unwritable_path(pool: Pool, tmp_path: Path) -> None:
+    from allocator import ReportError
+    with pytest.raises(ReportError, match="RP_EIO") as info:
+        pool.write_report(tmp_path / "no" / "such" / "dir.json")
+    assert isinstance(info.value, OSError)
