@@ -580,7 +580,12 @@ __attribute__((constructor(101))) static void rpp_start(void)
     }
     rpp_cfg.all_sites = parse_flag("RINGPOOL_PRELOAD_ALL_SITES", 0);
     rpp_cfg.enabled = 1;
-    fix_ld_preload(parse_flag("RINGPOOL_PRELOAD_INHERIT", 1));
+    int inherit = parse_flag("RINGPOOL_PRELOAD_INHERIT", 1);
+    fix_ld_preload(inherit);
+    /* exec'd children inherit the anchored pattern, not a relative one they
+       would resolve against wherever they start */
+    if (inherit && getenv("RINGPOOL_PRELOAD_REPORT") && pattern[0] != '/')
+        setenv("RINGPOOL_PRELOAD_REPORT", rpp_cfg.report_pattern, 1);
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     tls_busy = 0;
 }

@@ -253,6 +253,16 @@ def test_exec_children_inherit_absolute_path(lib: str, tmp_path: Path) -> None:
     assert reports(off) == {}
 
 
+def test_relative_report_path_survives_chdir_and_exec(lib: str, tmp_path: Path) -> None:
+    env = dict(os.environ, LD_PRELOAD=lib, RINGPOOL_PRELOAD_REPORT="rel.%p.json")
+    env.pop("RINGPOOL_REPORT", None)
+    proc = subprocess.run([program("behave"), "0", "exec"], env=env, cwd=tmp_path,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (path,) = tmp_path.glob("rel.*.json")      # written by the shell, after chdir("/")
+    assert os.path.basename(preload.load(str(path)).exe) in ("dash", "bash", "sh")
+
+
 def test_direct_exit_calls_write_report(lib: str, tmp_path: Path) -> None:
     """dash ends with _exit(): the report is written all the same."""
     proc = run(lib, ["/bin/sh", "-c", "echo hi"], tmp_path)
