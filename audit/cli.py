@@ -9,6 +9,7 @@ Exit codes (part of the interface):
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from typing import NoReturn, Protocol
 
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, command in _commands().items():
         doc = type(command).__doc__
-        p = sub.add_parser(name, help=_summary_line(doc), description=(doc or "").strip(),
+        p = sub.add_parser(name, help=_summary_line(doc), description=inspect.cleandoc(doc or ""),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         command.prepare_parser(p)
         p.set_defaults(handler=command)
