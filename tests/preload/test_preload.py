@@ -280,6 +280,16 @@ def test_default_report_goes_beside_pool_reports(lib: str, tmp_path: Path) -> No
     assert preload.load(str(path)).totals["blocks"] == 12
 
 
+def test_strange_program_path_is_escaped(lib: str, tmp_path: Path) -> None:
+    odd = os.fsencode(tmp_path) + b'/we"ird\\ \x01 \xff name'
+    shutil.copy(program("gt_leaks"), odd)
+    proc = run(lib, [odd.decode("utf-8", "surrogateescape")], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rep = only_report(tmp_path)
+    assert rep.exe.endswith('/we"ird\\ \x01 \ufffd name')
+    assert rep.totals["blocks"] == 12
+
+
 def test_all_sites_lists_freed_sites(lib: str, tmp_path: Path) -> None:
     proc = run(lib, [program("gt_leaks")], tmp_path, env={"RINGPOOL_PRELOAD_ALL_SITES": "1"})
     assert proc.returncode == 0
