@@ -282,7 +282,7 @@ def test_default_report_goes_beside_pool_reports(lib: str, tmp_path: Path) -> No
 
 def test_strange_program_path_is_escaped(lib: str, tmp_path: Path) -> None:
     odd = os.fsencode(tmp_path) + b'/we"ird\\ \x01 \xff name'
-    shutil.copy(program("gt_leaks"), odd)
+    shutil.copy(os.fsencode(program("gt_leaks")), odd)
     proc = run(lib, [odd.decode("utf-8", "surrogateescape")], tmp_path)
     assert proc.returncode == 0, proc.stderr
     rep = only_report(tmp_path)
