@@ -39,11 +39,6 @@ class Report:
     data: Any
     label: str = ""
 
-    @property
-    def pid(self) -> int | None:
-        pid = getattr(self.data, "pid", None)
-        return pid if isinstance(pid, int) else None
-
 
 def _peek(path: str) -> Any:
     try:
