@@ -2,8 +2,9 @@
  * report.c -- the "ringpool-preload" JSON report (docs/preload.md).
  *
  * Written with open/write/rename from a static buffer: no malloc, no stdio,
- * none of the table locks. Counters are read with atomic loads, so a report
- * taken while other threads run is a consistent-per-site snapshot. Module
+ * none of the table locks. Counters are read with atomic loads; a report
+ * taken while other threads allocate (a signal report, or exit() with
+ * threads still running) can be off by the operations in flight. Module
  * map from dl_iterate_phdr: each site's return address becomes module path +
  * offset from the module's load bias, the address addr2line expects.
  */
