@@ -17,10 +17,10 @@ $(BENCH_C_BIN): benches/c/bench.c csrc/include/ringpool.h $(LIB_A)
 	$(CC) $(WARN) -O2 -g -Icsrc/include $< $(LIB_A) -o $@ -ldl -lpthread
 
 bench-c-wall: $(BENCH_C_BIN)
-	$(BENCH_C_BIN) $(BENCH_C_ARGS) | tee $(BENCH_C_DIR)/wall.md
+	set -o pipefail; $(BENCH_C_BIN) $(BENCH_C_ARGS) | tee $(BENCH_C_DIR)/wall.md
 
 bench-c-callgrind: $(BENCH_C_BIN) setup-sys
-	benches/c/callgrind.sh -b $(BENCH_C_BIN) $(CALLGRIND_ARGS) | tee $(BENCH_C_DIR)/callgrind.md
+	set -o pipefail; benches/c/callgrind.sh -b $(BENCH_C_BIN) $(CALLGRIND_ARGS) | tee $(BENCH_C_DIR)/callgrind.md
 
 bench-c: bench-c-wall bench-c-callgrind
 
