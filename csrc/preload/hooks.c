@@ -207,7 +207,9 @@ RPP_EXPORT void free(void *p)
     if (!p || RPP_UNLIKELY(in_boot(p) || tls_resolving))
         return;
     ENSURE_READY();
-    if (tracking && !tls_busy && !forget(p))
+    /* even while the interposer is busy on this thread: forgetting never
+       allocates, and a stale entry would outlive the block */
+    if (tracking && !forget(p))
         atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
     real.free(p);
 }
@@ -233,7 +235,7 @@ static void *do_realloc(void *p, size_t size, void *pc)
             record(n, size, pc);
         return n;
     }
-    if (!tracking || tls_busy)
+    if (!tracking)
         return real.realloc(p, size);
     rpp_block old;
     int had = p ? rpp_untrack(p, &old) : 0;
@@ -244,7 +246,8 @@ static void *do_realloc(void *p, size_t size, void *pc)
     if (n) {
         if (had)
             rpp_count_free(&old);
-        record(n, size, pc);
+        if (!tls_busy)                /* the interposer's own blocks stay out */
+            record(n, size, pc);
     } else if (p && size == 0) {
         if (had)                      /* glibc: realloc(p, 0) frees p */
             rpp_count_free(&old);
