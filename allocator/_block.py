@@ -86,6 +86,10 @@ class Block(_BlockBuffer):
         """The pool the block belongs (or belonged) to."""
         return self._pool
 
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a Block cannot be pickled or copied (it is native memory of "
+                        "one pool): use bytes(block) or pool.memdup(block)")
+
     def __len__(self) -> int:
         self._live()
         return self._size

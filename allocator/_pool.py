@@ -9,7 +9,7 @@ import warnings
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Callable, Iterator, Literal, overload
+from typing import Callable, Iterator, Literal, NoReturn, overload
 
 from . import _lowlevel as ll
 from ._block import Block
@@ -258,6 +258,10 @@ class Pool:
     def __repr__(self) -> str:
         state = "destroyed" if self.destroyed else f"{len(self._blocks)} blocks"
         return f"<Pool {self._name!r} {self._backing} {state}>"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a Pool cannot be pickled or copied (it owns native memory): "
+                        "dump a snapshot instead")
 
     def __enter__(self) -> Pool:
         self._live()

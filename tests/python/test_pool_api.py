@@ -219,3 +219,16 @@ def test_tobytes_and_write(pool: Pool) -> None:
         b.write(b"a", -1)
     with pytest.raises(TypeError):
         b.write(b"a", 1.0)  # type: ignore[arg-type]
+
+
+def test_pools_and_blocks_cannot_be_pickled_or_copied(pool: Pool) -> None:
+    import copy
+    import pickle
+    b = pool.alloc(4)
+    for obj in (pool, b):
+        with pytest.raises(TypeError, match="cannot be pickled"):
+            pickle.dumps(obj)
+        with pytest.raises(TypeError):
+            copy.copy(obj)
+        with pytest.raises(TypeError):
+            copy.deepcopy(obj)
