@@ -3,11 +3,13 @@
 #                     mypy --strict on audit/, and a one-round smoke of the benches
 #   make demo         the bundled showcase (`python -m audit demo`)
 #   make bench-audit  the pytest-benchmark suite and the CLI bench table
+#   make bench-audit-callgrind   instructions per block of fill and release, per strategy
 # The peers (talloc, APR, mimalloc) are measured when installed: `make bench-peers`.
 
 AUDIT_BENCH_ARGS ?= --blocks 1e3,1e4,1e5,1e6 --repeat 5
+AUDIT_CALLGRIND_BLOCKS ?= 100000
 
-.PHONY: test-audit bench-audit
+.PHONY: test-audit bench-audit bench-audit-callgrind
 TEST_TARGETS += test-audit
 
 test-audit: setup-sys setup-py lib preload
@@ -33,3 +35,6 @@ bench-audit: setup-py
 	$(PY) -m audit bench $(AUDIT_BENCH_ARGS) --plot $(BUILD)/bench-bulk.png --force
 
 bench: bench-audit
+
+bench-audit-callgrind: setup-sys
+	BUILD=$(BUILD) CC=$(CC) benches/audit/callgrind_bulk.sh $(AUDIT_CALLGRIND_BLOCKS)

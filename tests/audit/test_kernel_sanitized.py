@@ -56,3 +56,19 @@ def test_valgrind(tmp_path: Path) -> None:
                             env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     _check_report(report)
+
+
+def test_callgrind_driver_builds_and_checks_its_arguments(tmp_path: Path) -> None:
+    """benches/audit/callgrind_bulk.c, the program the instruction counts come from."""
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    assert cc is not None
+    exe = tmp_path / "callgrind_bulk"
+    subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-D_GNU_SOURCE", "-DRP_BUILDING",
+                    f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'audit'}",
+                    str(ROOT / "benches" / "audit" / "callgrind_bulk.c"), *map(str, SOURCES),
+                    "-o", str(exe), "-ldl", "-lpthread"], check=True)
+    ok = subprocess.run([str(exe), "rp-destroy", "1e3", "arena"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "rp-destroy 1000 blocks: fill" in ok.stdout
+    for argv in (["rp-destroy"], ["nope", "10"], ["glibc", "0"], ["glibc", "10", "huge"]):
+        bad = subprocess.run([str(exe), *argv], capture_output=True, text=True)
+        assert bad.returncode == 2 and bad.stderr
