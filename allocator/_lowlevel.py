@@ -1,7 +1,7 @@
 """Typed thin wrappers over ``allocator._ringpool``: C results -> exceptions.
 
-Every function here takes and returns cffi pointers (``CData``) and plain
-Python values; it knows nothing of Pool or Block objects.  Allocation always
+Pool handles are cffi pointers (``CData``), blocks are integer addresses
+(0 for a failed allocation); nothing here knows Pool or Block objects.  Allocation always
 uses the ``_noexc`` twins (the plain forms abort when the out-of-memory
 handler returns), and misuse reported through the C error handler is turned
 into the matching exception (see ``_errors``).  cffi releases the GIL around
