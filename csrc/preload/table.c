@@ -301,10 +301,21 @@ static inline void add_relaxed_i(_Atomic int64_t *v, int64_t d)
                           memory_order_relaxed);
 }
 
-static void count(uint32_t site, int64_t dblocks, int64_t dbytes, uint64_t dallocs)
+static inline void add_delta(delta *d, int64_t dblocks, int64_t dbytes, uint64_t dallocs)
+{
+    add_relaxed_i(&d->blocks, dblocks);
+    add_relaxed_i(&d->bytes, dbytes);
+    atomic_store_explicit(&d->allocs, atomic_load_explicit(&d->allocs, memory_order_relaxed) + dallocs,
+                          memory_order_relaxed);
+}
+
+/* Off the hot path: the thread has no block yet, or the slot holds another
+   site (its deltas go to that site's shared record first). */
+static __attribute__((noinline)) void count_slow(uint32_t site, int64_t dblocks, int64_t dbytes,
+                                                 uint64_t dallocs)
 {
     counts_block *b = tls_counts;
-    if (RPP_UNLIKELY(!b) && !(b = claim_counts())) {
+    if (!b && !(b = claim_counts())) {
         rpp_site *s = &sites[site];
         atomic_fetch_add_explicit(&s->blocks, dblocks, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->bytes, dbytes, memory_order_relaxed);
@@ -313,8 +324,7 @@ static void count(uint32_t site, int64_t dblocks, int64_t dbytes, uint64_t dallo
     }
     delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
     uint32_t held = atomic_load_explicit(&d->site, memory_order_relaxed);
-    if (RPP_UNLIKELY(held != site)) {
-        /* hand the old site's deltas to its shared record, then retarget */
+    if (held != site) {
         rpp_site *s = &sites[held];
         atomic_fetch_add_explicit(&s->blocks, atomic_load_explicit(&d->blocks, memory_order_relaxed),
                                   memory_order_relaxed);
@@ -327,10 +337,21 @@ static void count(uint32_t site, int64_t dblocks, int64_t dbytes, uint64_t dallo
         atomic_store_explicit(&d->allocs, 0, memory_order_relaxed);
         atomic_store_explicit(&d->site, site, memory_order_release);
     }
-    add_relaxed_i(&d->blocks, dblocks);
-    add_relaxed_i(&d->bytes, dbytes);
-    atomic_store_explicit(&d->allocs, atomic_load_explicit(&d->allocs, memory_order_relaxed) + dallocs,
-                          memory_order_relaxed);
+    add_delta(d, dblocks, dbytes, dallocs);
+}
+
+static inline __attribute__((always_inline)) void count(uint32_t site, int64_t dblocks,
+                                                        int64_t dbytes, uint64_t dallocs)
+{
+    counts_block *b = tls_counts;
+    if (RPP_LIKELY(b != NULL)) {
+        delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
+        if (RPP_LIKELY(atomic_load_explicit(&d->site, memory_order_relaxed) == site)) {
+            add_delta(d, dblocks, dbytes, dallocs);
+            return;
+        }
+    }
+    count_slow(site, dblocks, dbytes, dallocs);
 }
 
 void rpp_count_alloc(uint32_t site, size_t size) { count(site, 1, (int64_t)size, 1); }
