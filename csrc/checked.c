@@ -185,6 +185,20 @@ int rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
     return -1;
 }
 
+void rpi_registry_drop_pool(rp_pool *pool, bool free_blocks)
+{
+    /* Walks the table, not the ring: a header found corrupt may have broken
+       links, and the table holds the truth for every checked block. */
+    for (size_t i = 0; i < reg.cap; i++) {
+        void *k = reg.keys[i];
+        if (!k || k == (void *)1) continue;
+        entry *e = reg.vals[i];
+        if (e->state != RPI_LIVE || e->pool != pool) continue;
+        if (free_blocks) rpi_sys_free(e->raw);
+        rpi_registry_retire(rpi_hdr_of(e->payload), RPI_DESTROYED);
+    }
+}
+
 void rpi_registry_fini(void)
 {
     rpi_registry_lock();

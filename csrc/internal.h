@@ -313,6 +313,9 @@ RPI_HIDDEN int  rpi_registry_find(const void *payload, rpi_entry_view *out);
    error if it is not a live, intact block of expected (NULL = any pool). */
 RPI_HIDDEN int  rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
                                      rpi_entry_view *out);
+/* Retires every live block of pool as destroyed; frees their memory when
+   free_blocks (malloc backing: an arena frees its chunks itself). */
+RPI_HIDDEN void rpi_registry_drop_pool(rp_pool *pool, bool free_blocks);
 RPI_HIDDEN void rpi_registry_fini(void);
 
 /* ---- report.c */

@@ -127,6 +127,18 @@ static void tags_free(rp_pool *pool)
     tag_cache_clear(pool);
 }
 
+static inline void lock_both(rp_pool *pool, bool checked)
+{
+    if (checked) rpi_registry_lock();
+    rpi_pool_lock(pool);
+}
+
+static inline void unlock_both(rp_pool *pool, bool checked)
+{
+    rpi_pool_unlock(pool);
+    if (checked) rpi_registry_unlock();
+}
+
 static void ring_reset(rp_pool *pool)
 {
     pool->ring.prev = pool->ring.next = &pool->ring;
@@ -254,24 +266,21 @@ static void pool_teardown(rp_pool *pool, const char *report_reason)
 static void *raw_of(rpi_hdr *h);
 
 /* Frees every block (lock held by caller or pool private). */
+/* Frees every block; registry (checked pools) and pool locks held. */
 static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
 {
-    bool checked = pool->flags & RP_POOL_CHECKED;
-    if (checked) {
-        rpi_registry_lock();
-        for (rpi_hdr *h = pool->ring.next; h != &pool->ring; h = h->next)
-            rpi_registry_retire(h, RPI_DESTROYED);
-        rpi_registry_unlock();
-    }
-    if (pool->arena) {
+    if (pool->flags & RP_POOL_CHECKED) {
+        rpi_registry_drop_pool(pool, pool->arena == NULL);
+        if (pool->arena) rpi_arena_release(pool, keep_chunks);
+    } else if (pool->arena) {
         rpi_arena_release(pool, keep_chunks);
     } else {
         for (rpi_hdr *h = pool->ring.next, *n; h != &pool->ring; h = n) {
             n = h->next;
             rpi_sys_free(raw_of(h));
         }
-        pool->reserved = 0;
     }
+    if (!pool->arena) pool->reserved = 0;
     ring_reset(pool);
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) t->blocks = t->bytes = 0;
     pool->bytes = 0;
@@ -297,9 +306,10 @@ void rp_pool_destroy(rp_pool *pool)
     if (pool->live_next) pool->live_next->live_prev = pool->live_prev;
     rpi_live_unlock();
 
-    rpi_pool_lock(pool);
+    const bool checked = pool->flags & RP_POOL_CHECKED;
+    lock_both(pool, checked);
     pool_free_blocks(pool, false);
-    rpi_pool_unlock(pool);
+    unlock_both(pool, checked);
     if (pool->arena) rpi_arena_fini(pool);
     pool->fast_arena = NULL;
     rpi_ptrmap_free(&pool->dtor_map);
@@ -313,9 +323,10 @@ int rp_pool_reset(rp_pool *pool)
 {
     if (!pool) return RP_EINVAL;
     pool_teardown(pool, NULL);
-    rpi_pool_lock(pool);
+    const bool checked = pool->flags & RP_POOL_CHECKED;
+    lock_both(pool, checked);
     pool_free_blocks(pool, true);
-    rpi_pool_unlock(pool);
+    unlock_both(pool, checked);
     return 0;
 }
 
@@ -403,18 +414,6 @@ static void raw_release(rp_pool *pool, rpi_hdr *h)
         pool->reserved -= sizeof(void *) + (align - 1);
     }
     rpi_sys_free(raw_of(h));
-}
-
-static inline void lock_both(rp_pool *pool, bool checked)
-{
-    if (checked) rpi_registry_lock();
-    rpi_pool_lock(pool);
-}
-
-static inline void unlock_both(rp_pool *pool, bool checked)
-{
-    rpi_pool_unlock(pool);
-    if (checked) rpi_registry_unlock();
 }
 
 /* The general allocation path: any pool, any alignment. NULL on OOM. */
