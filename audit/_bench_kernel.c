@@ -438,7 +438,6 @@ int rpb_release(rpb_work *w)
     }
     w->release_ns = now_ns() - t0;
     w->container = NULL;
-    w->strategy = -1;
-    memset(blocks, 0, n * sizeof *blocks);
+    w->strategy = -1; /* the next fill overwrites every entry of blocks */
     return 0;
 }
