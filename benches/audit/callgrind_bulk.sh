@@ -21,7 +21,7 @@ count() { # strategy function [options...] -> instructions in function per block
     local ir
     ir=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
     rm -f "$file" "$file.err"
-    awk -v ir="$ir" -v n="$BLOCKS" 'BEGIN { printf "%.1f", ir / n }'
+    awk -v ir="$ir" -v n="$BLOCKS" 'BEGIN { v = ir / n; printf (v >= 10 ? "%.1f" : "%.3f"), v }'
 }
 
 printf '| strategy (%s blocks, mixed sizes, random order) | fill instr/block | release instr/block |\n' "$BLOCKS"
