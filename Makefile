@@ -65,7 +65,8 @@ $(STAMPS)/sys:
 	@touch $@
 
 setup-py: $(STAMPS)/py
-$(STAMPS)/py: requirements-dev.txt pyproject.toml setup.py $(wildcard allocator/*.py allocator/*.h) $(LIB_SRCS)
+$(STAMPS)/py: requirements-dev.txt pyproject.toml setup.py $(wildcard allocator/*.py allocator/*.h) \
+             $(wildcard audit/_bench_build.py audit/*.c audit/*.h) $(LIB_SRCS) $(wildcard csrc/*.h)
 	@mkdir -p $(@D)
 	[ -x $(PY) ] || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt

@@ -31,13 +31,80 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
     return 0;
 }
 
+/* ------------------------------------------------ process chunk cache
+   Chunks given back by destroyed arena pools are kept, up to a cap, for the
+   next arena pool: a new pool then starts on memory that is already mapped
+   and touched (as APR's allocator and mimalloc's segment cache do). The cap
+   is $RINGPOOL_CHUNK_CACHE bytes (default 16 MiB, 0 disables), read once.
+   Everything cached is freed when the library is unloaded or the process
+   exits. */
+#define DEFAULT_CACHE ((size_t)16 << 20)
+static rpi_lock cache_lock;
+static rpi_chunk *cache_head;
+static size_t cache_bytes;
+static size_t cache_cap = SIZE_MAX;   /* SIZE_MAX: not read yet */
+
+static size_t cache_limit(void)
+{
+    if (cache_cap == SIZE_MAX) {
+        const char *e = getenv("RINGPOOL_CHUNK_CACHE");
+        char *end;
+        unsigned long long v = e && *e ? strtoull(e, &end, 10) : 0;
+        cache_cap = e && *e && *end == '\0' ? (size_t)v : DEFAULT_CACHE;
+    }
+    return cache_cap;
+}
+
+static rpi_chunk *cache_take(size_t size)
+{
+    rpi_chunk *got = NULL;
+    rpi_lock_acquire(&cache_lock);
+    for (rpi_chunk **pc = &cache_head; *pc; pc = &(*pc)->next) {
+        if ((*pc)->size == size) {
+            got = *pc;
+            *pc = got->next;
+            cache_bytes -= size;
+            break;
+        }
+    }
+    rpi_lock_release(&cache_lock);
+    return got;
+}
+
+static bool cache_give(rpi_chunk *c)
+{
+    bool kept = false;
+    rpi_lock_acquire(&cache_lock);
+    if (cache_bytes + c->size <= cache_limit()) {
+        c->next = cache_head;
+        cache_head = c;
+        cache_bytes += c->size;
+        kept = true;
+    }
+    rpi_lock_release(&cache_lock);
+    return kept;
+}
+
+void rpi_chunk_cache_fini(void)
+{
+    rpi_lock_acquire(&cache_lock);
+    for (rpi_chunk *c = cache_head, *n; c; c = n) {
+        n = c->next;
+        rpi_sys_free(c);
+    }
+    cache_head = NULL;
+    cache_bytes = 0;
+    rpi_lock_release(&cache_lock);
+}
+
 static bool new_chunk(rp_pool *pool, rpi_arena *a)
 {
     rpi_chunk *c = a->spare;
     if (c) {
         a->spare = c->next;
     } else {
-        c = rpi_sys_malloc(a->chunk_size);
+        c = cache_take(a->chunk_size);
+        if (!c) c = rpi_sys_malloc(a->chunk_size);
         if (!c) return false;
         c->size = a->chunk_size;
         a->nchunks++;
@@ -149,7 +216,9 @@ void rpi_arena_release(rp_pool *pool, bool keep)
         } else {
             pool->reserved -= c->size;
             a->nchunks--;
-            rpi_sys_free(c);
+            /* destroy hands chunks to the process cache; reset's excess goes back
+               to the system */
+            if (keep || !cache_give(c)) rpi_sys_free(c);
         }
     }
     a->chunks = NULL;

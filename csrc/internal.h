@@ -293,6 +293,7 @@ RPI_HIDDEN void rpi_arena_free(rp_pool *pool, rpi_hdr *h);          /* lock held
 RPI_HIDDEN bool rpi_arena_fits(const rpi_hdr *h, size_t new_size); /* same class */
 RPI_HIDDEN void rpi_arena_release(rp_pool *pool, bool keep);       /* destroy/reset */
 RPI_HIDDEN void rpi_arena_fini(rp_pool *pool);
+RPI_HIDDEN void rpi_chunk_cache_fini(void);   /* frees the process chunk cache */
 
 /* ---- checked.c: registry of blocks from checked pools (global lock) */
 RPI_HIDDEN extern atomic_int rpi_checked_pools;   /* live checked pools */

@@ -222,9 +222,11 @@ int rp_report_live_pools(void)
 }
 
 /* At process exit and at dlclose: report what is still alive, then release
-   the checked-mode registry so an unloaded library leaves nothing behind. */
+   the checked-mode registry and the chunk cache, so an unloaded library
+   leaves nothing behind. */
 __attribute__((destructor)) static void rpi_at_unload(void)
 {
     rp_report_live_pools();
     rpi_registry_fini();
+    rpi_chunk_cache_fini();
 }
