@@ -60,3 +60,5 @@ bench-preload: $(PRELOAD_SO) $(PRELOAD_BENCH_BINS)
 	fi
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) $(PYTHON_SYS) benches/preload/overhead.py \
 	    --alloc-loop $(abspath $(BUILD)/preload-bench/alloc_loop) $(PRELOAD_BENCH_ARGS)
+	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) $(PYTHON_SYS) benches/preload/instructions.py \
+	    --alloc-loop $(abspath $(BUILD)/preload-bench/alloc_loop)

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Instructions executed with and without the interposer, by callgrind.
+
+Wall time on a shared machine moves by tens of percent from run to run;
+`valgrind --tool=callgrind` counts the same instructions for the same binary
+and input whatever else runs. This runs smaller versions of the overhead
+workloads (see overhead.py) once uninstrumented and once with
+libringpool-preload.so preloaded, and prints instructions and their ratio.
+Instructions are not time (a cache miss costs more than an add), so read the
+ratio as a floor-independent check beside the wall-time table.
+
+    python3 benches/preload/instructions.py --alloc-loop build/preload-bench/alloc_loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import overhead  # noqa: E402  (the workloads' generators)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def instructions(argv: list[str], env: dict[str, str], work: Path) -> int:
+    out = work / "callgrind.out"
+    proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + argv,
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed under callgrind: {proc.stderr[-400:]}")
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if not found:
+        raise RuntimeError("no instruction count in callgrind's output")
+    out.unlink(missing_ok=True)
+    return int(found[1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--alloc-loop", required=True)
+    args = ap.parse_args()
+    lib = os.path.abspath(os.environ.get("RINGPOOL_PRELOAD_LIB",
+                                         str(REPO / "build" / "libringpool-preload.so")))
+    if not os.path.isfile(lib):
+        ap.error(f"{lib}: interposer not built (run `make preload`)")
+    if not shutil.which("valgrind"):
+        ap.error("valgrind is not installed")
+    python = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+    with tempfile.TemporaryDirectory(prefix="rp-preload-insn-") as tmp:
+        work = Path(tmp)
+        overhead.sqlite_script(work, 20000)
+        overhead.git_repo(work, 40)
+        overhead.sort_input(work, 200000)
+        cases = [
+            ("python3", [python, "-c", overhead.PY_WORKLOAD.replace("range(3)", "range(1)")
+                         .replace("60000", "10000")]),
+            ("sqlite3", ["sqlite3", str(work / "bench.db"), f".read {work / 'inserts.sql'}"]),
+            ("git", ["git", "--no-pager", "-C", str(work / "repo"), "log", "-p", "--stat"]),
+            ("sort", ["sort", str(work / "sort-input.txt")]),
+            ("alloc-loop", [args.alloc_loop, "1000000", "4096"]),
+        ]
+        print("| workload | native instructions | with interposer | ratio |")
+        print("|---|---|---|---|")
+        for name, argv in cases:
+            counts = []
+            for preload in (False, True):
+                (work / "bench.db").unlink(missing_ok=True)
+                env = dict(os.environ, GIT_PAGER="cat")
+                env.pop("LD_PRELOAD", None)
+                if preload:
+                    env["LD_PRELOAD"] = lib
+                    env["RINGPOOL_PRELOAD_REPORT"] = str(work / "r.%p.json")
+                counts.append(instructions(argv, env, work))
+            print(f"| {name} | {counts[0]:,} | {counts[1]:,} | {counts[1] / counts[0]:.2f}x |",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
