@@ -54,7 +54,7 @@ install: lib
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ringpool.pc
 
 # ---- setup: system packages (Debian) and the Python environment, pinned.
-SYS_PACKAGES := valgrind pkg-config binutils gcc make
+SYS_PACKAGES := valgrind pkg-config binutils gcc make libc6-dbg
 setup-sys: $(STAMPS)/sys
 $(STAMPS)/sys:
 	@mkdir -p $(@D)

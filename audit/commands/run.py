@@ -76,6 +76,9 @@ class RunCommand:
             raise AuditError(f"{report_dir}: cannot create the report directory: {exc.strerror}") from exc
         before = _json_files(report_dir)
         env["RINGPOOL_REPORT"] = os.path.join(os.path.abspath(report_dir), "%n.%p.json")
+        if args.preload:
+            env["RINGPOOL_PRELOAD_REPORT"] = os.path.join(os.path.abspath(report_dir),
+                                                         "ringpool-preload.%p.json")
         if args.blocks:
             env["RINGPOOL_REPORT_BLOCKS"] = "1"
         else:
