@@ -177,7 +177,8 @@ struct rp_pool {
     rpi_hdr      ring;          /* sentinel; must stay first */
     unsigned     flags;
     rpi_lock     lock;
-    struct { const char *key; rpi_tag *rec; } tag_cache[RPI_TAG_CACHE];
+    const char  *tag_key[RPI_TAG_CACHE];   /* pointer cache of tag records: */
+    rpi_tag     *tag_rec[RPI_TAG_CACHE];   /* key[i] == tag => rec[i] is its record */
     size_t       bytes, peak;
     size_t       reserved;      /* arena: chunks + big blocks; malloc: alignment slack only */
     rpi_tag    **tag_buckets;
@@ -214,7 +215,7 @@ static inline size_t rpi_tag_slot(const char *key)
 static inline rpi_tag *rpi_tag_lookup(rp_pool *pool, const char *tag)
 {
     size_t s = rpi_tag_slot(tag);
-    if (RPI_LIKELY(pool->tag_cache[s].key == tag)) return pool->tag_cache[s].rec;
+    if (RPI_LIKELY(pool->tag_key[s] == tag)) return pool->tag_rec[s];
     return rpi_tag_lookup_slow(pool, tag);
 }
 

@@ -76,8 +76,8 @@ rpi_tag *rpi_tag_lookup_slow(rp_pool *pool, const char *tag)
     rpi_tag *t = tag_find_or_add(pool, name, false);
     if (t && (t->name == tag || !tag)) {
         size_t s = rpi_tag_slot(tag);
-        pool->tag_cache[s].key = tag;
-        pool->tag_cache[s].rec = t;
+        pool->tag_key[s] = tag;
+        pool->tag_rec[s] = t;
     }
     return t;
 }
@@ -109,8 +109,8 @@ size_t rpi_pool_totals(rp_pool *pool, uint64_t *allocs)
 static void tag_cache_clear(rp_pool *pool)
 {
     for (size_t i = 0; i < RPI_TAG_CACHE; i++) {
-        pool->tag_cache[i].key = RPI_NO_TAG;
-        pool->tag_cache[i].rec = NULL;
+        pool->tag_key[i] = RPI_NO_TAG;
+        pool->tag_rec[i] = NULL;
     }
 }
 
@@ -521,8 +521,8 @@ static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, siz
     }
     size_t slot = rpi_tag_slot(tag);
     if (RPI_UNLIKELY(!try_lock(pool))) return alloc_general(pool, size, tag, plain);
-    rpi_tag *t = pool->tag_cache[slot].rec;
-    if (RPI_UNLIKELY(pool->tag_cache[slot].key != tag)) goto general_locked;
+    rpi_tag *t = pool->tag_rec[slot];
+    if (RPI_UNLIKELY(pool->tag_key[slot] != tag)) goto general_locked;
     rpi_hdr *h = a->free[c];
     if (RPI_LIKELY(h != NULL)) {
         a->free[c] = h->next;
