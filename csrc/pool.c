@@ -362,7 +362,6 @@ int rp_pool_remove_cleanup(rp_pool *pool, rp_cleanup_fn fn, void *arg)
 }
 
 /* --------------------------------------------------------- allocation */
-enum { WHY_OOM = 1, WHY_MISUSE = 2 };
 
 static bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
 static unsigned log2_of(size_t x) { return (unsigned)__builtin_ctzll(x); }
@@ -417,16 +416,15 @@ static void raw_release(rp_pool *pool, rpi_hdr *h)
 }
 
 /* The general allocation path: any pool, any alignment. NULL on OOM. */
-static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *tag, int *why)
+static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *tag)
 {
     const bool checked = pool->flags & RP_POOL_CHECKED;
-    if (RPI_UNLIKELY(size > RP_MAX_SIZE)) { *why = WHY_OOM; return NULL; }
+    if (RPI_UNLIKELY(size > RP_MAX_SIZE)) return NULL;
     lock_both(pool, checked);
     rpi_tag *t = rpi_tag_lookup(pool, tag);
     rpi_hdr *h = NULL;
     if (!t || (checked && rpi_registry_reserve() != 0) || !(h = raw_new(pool, align, size))) {
         unlock_both(pool, checked);
-        *why = WHY_OOM;
         return NULL;
     }
     h->origin = t;
@@ -451,9 +449,8 @@ static bool check_pool_arg(rp_pool *pool, const char *call)
 __attribute__((noinline)) static void *alloc_general(rp_pool *pool, size_t size, const char *tag,
                                                      bool plain)
 {
-    int why = 0;
     if (!check_pool_arg(pool, plain ? "rp_alloc" : "rp_alloc_noexc")) return NULL;
-    void *p = alloc_impl(pool, 0, size, tag, &why);
+    void *p = alloc_impl(pool, 0, size, tag);
     if (RPI_UNLIKELY(!p) && plain) rpi_oom("rp_alloc", size, tag);
     return p;
 }
@@ -552,14 +549,13 @@ void *rp_alloc(rp_pool *pool, size_t size, const char *tag)
 static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, const char *call,
                          bool plain)
 {
-    int why = 0;
     if (!check_pool_arg(pool, call)) return NULL;
     size_t total;
     void *p = NULL;
     if (__builtin_mul_overflow(n, size, &total)) {
         total = SIZE_MAX;
     } else {
-        p = alloc_impl(pool, 0, total, tag, &why);
+        p = alloc_impl(pool, 0, total, tag);
         if (p) memset(p, 0, total);
     }
     if (!p && plain) rpi_oom(call, total, tag);
@@ -578,14 +574,13 @@ void *rp_calloc_noexc(rp_pool *pool, size_t n, size_t size, const char *tag)
 static void *aligned_impl(rp_pool *pool, size_t align, size_t size, const char *tag,
                           const char *call, bool plain)
 {
-    int why = 0;
     if (!check_pool_arg(pool, call)) return NULL;
     if (!is_pow2(align) || align > RP_MAX_ALIGN) {
         rpi_report_error(RP_EALIGN, NULL, "%s: alignment %zu is not a power of two up to %zu",
                          call, align, (size_t)RP_MAX_ALIGN);
         return NULL;
     }
-    void *p = alloc_impl(pool, align, size, tag, &why);
+    void *p = alloc_impl(pool, align, size, tag);
     if (!p && plain) rpi_oom(call, size, tag);
     return p;
 }
@@ -602,13 +597,12 @@ void *rp_alloc_aligned_noexc(rp_pool *pool, size_t align, size_t size, const cha
 static void *memdup_impl(rp_pool *pool, const void *src, size_t size, size_t extra,
                          const char *tag, const char *call, bool plain)
 {
-    int why = 0;
     if (!check_pool_arg(pool, call)) return NULL;
     if (!src && size) {
         rpi_report_error(RP_EINVAL, NULL, "%s: source is NULL", call);
         return NULL;
     }
-    void *p = size + extra < size ? NULL : alloc_impl(pool, 0, size + extra, tag, &why);
+    void *p = size + extra < size ? NULL : alloc_impl(pool, 0, size + extra, tag);
     if (!p) {
         if (plain) rpi_oom(call, size + extra, tag);
         return NULL;
@@ -648,7 +642,6 @@ char *rp_strdup_noexc(rp_pool *pool, const char *s, const char *tag)
 static char *strconcat_v(rp_pool *pool, const char *tag, int n, va_list ap, const char *call,
                          bool plain)
 {
-    int why = 0;
     if (!check_pool_arg(pool, call)) return NULL;
     if (n < 0) {
         rpi_report_error(RP_EINVAL, NULL, "%s: negative string count %d", call, n);
@@ -670,7 +663,7 @@ static char *strconcat_v(rp_pool *pool, const char *tag, int n, va_list ap, cons
         rpi_report_error(RP_EINVAL, NULL, "%s: string argument is NULL", call);
         return NULL;
     }
-    char *out = total == SIZE_MAX ? NULL : alloc_impl(pool, 0, total + 1, tag, &why);
+    char *out = total == SIZE_MAX ? NULL : alloc_impl(pool, 0, total + 1, tag);
     if (!out) {
         if (plain) rpi_oom(call, total, tag);
         return NULL;
@@ -788,10 +781,9 @@ void rp_free(void *block)
 /* ------------------------------------------------------------- resize */
 static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *call, bool plain)
 {
-    int why = 0;
     if (!block) {
         if (!check_pool_arg(pool, call)) return NULL;
-        void *p = alloc_impl(pool, 0, size, NULL, &why);
+        void *p = alloc_impl(pool, 0, size, NULL);
         if (!p && plain) rpi_oom(call, size, NULL);
         return p;
     }
