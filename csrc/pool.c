@@ -496,15 +496,12 @@ oom:
    here without any call when the lock is free, the tag is in the pointer
    cache and the size class has a free block; anything else goes to the
    general path (same effect, slower). */
-static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, size_t size,
-                                                              const char *tag, bool plain)
+/* The arena case, specialised at compile time for locked and unsynchronised
+   pools so that neither tests the flag again. */
+static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *pool, rpi_arena *a,
+                                                                    size_t size, const char *tag,
+                                                                    bool plain, const bool locked)
 {
-    if (RPI_UNLIKELY(!pool)) return alloc_general(pool, size, tag, plain);
-    rpi_arena *a = pool->fast_arena;
-    if (!a) {
-        if (RPI_UNLIKELY(pool->flags & RP_POOL_CHECKED)) return alloc_general(pool, size, tag, plain);
-        return alloc_malloc_fast(pool, size, tag, plain);
-    }
     size_t total = RPI_HDR + size, cs;
     unsigned c;
     if (RPI_LIKELY(size <= 1024 - RPI_HDR)) {
@@ -517,7 +514,8 @@ static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, siz
         return alloc_general(pool, size, tag, plain);
     }
     size_t slot = rpi_tag_slot(tag);
-    if (RPI_UNLIKELY(!try_lock(pool))) return alloc_general(pool, size, tag, plain);
+    if (locked && RPI_UNLIKELY(atomic_exchange_explicit(&pool->lock.held, 1, memory_order_acquire)))
+        return alloc_general(pool, size, tag, plain);
     rpi_tag *t = pool->tag_rec[slot];
     if (RPI_UNLIKELY(pool->tag_key[slot] != tag)) goto general_locked;
     rpi_hdr *h = a->free[c];
@@ -530,10 +528,27 @@ static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, siz
         a->cur += cs;
     }
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
-    return link_new(pool, h, t, size);
+    h->origin = t;
+    rpi_ring_insert(pool, h);
+    rpi_count_new(pool, t, size);
+    if (locked) rpi_lock_release(&pool->lock);
+    return rpi_payload(h);
 general_locked:
-    rpi_pool_unlock(pool);
+    if (locked) rpi_lock_release(&pool->lock);
     return alloc_general(pool, size, tag, plain);
+}
+
+static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, size_t size,
+                                                              const char *tag, bool plain)
+{
+    if (RPI_UNLIKELY(!pool)) return alloc_general(pool, size, tag, plain);
+    rpi_arena *a = pool->fast_arena;
+    if (!a) {
+        if (RPI_UNLIKELY(pool->flags & RP_POOL_CHECKED)) return alloc_general(pool, size, tag, plain);
+        return alloc_malloc_fast(pool, size, tag, plain);
+    }
+    if (pool->flags & RP_POOL_UNSYNC) return alloc_arena_fast(pool, a, size, tag, plain, false);
+    return alloc_arena_fast(pool, a, size, tag, plain, true);
 }
 
 void *rp_alloc_noexc(rp_pool *pool, size_t size, const char *tag)
@@ -747,19 +762,13 @@ __attribute__((noinline)) static void free_general(void *block)
     free_trusted(rpi_hdr_of(block), c == 1);
 }
 
-void rp_free(void *block)
+/* The trusted fast path of rp_free, specialised for locked and unsynchronised
+   pools. */
+static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr *h, uint64_t w,
+                                                            rpi_tag *t, rp_pool *pool,
+                                                            const bool locked)
 {
-    if (RPI_UNLIKELY(!block)) return;
-    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_checked_pools, memory_order_relaxed) != 0)) {
-        free_general(block);
-        return;
-    }
-    /* The hot path: no checked pool exists, so the header is trusted. */
-    rpi_hdr *h = rpi_hdr_of(block);
-    uint64_t w = h->word;
-    rpi_tag *t = h->origin;
-    rp_pool *pool = t->pool;
-    if (RPI_UNLIKELY(w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG)) || RPI_UNLIKELY(!try_lock(pool))) {
+    if (locked && RPI_UNLIKELY(atomic_exchange_explicit(&pool->lock.held, 1, memory_order_acquire))) {
         free_general(block);
         return;
     }
@@ -767,15 +776,36 @@ void rp_free(void *block)
     rpi_ring_unlink(h);
     rpi_counters_sub(t, size);
     if (w & RPI_F_ARENA) {
+        /* back onto its class's free list */
         unsigned c = (unsigned)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
         rpi_arena *a = pool->arena;
         h->next = a->free[c];
         a->free[c] = h;
-        rpi_pool_unlock(pool);
+        if (locked) rpi_lock_release(&pool->lock);
         return;
     }
-    rpi_pool_unlock(pool);
+    if (locked) rpi_lock_release(&pool->lock);
     rpi_sys_free(h);
+}
+
+void rp_free(void *block)
+{
+    if (RPI_UNLIKELY(!block)) return;
+    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_checked_pools, memory_order_relaxed) != 0)) {
+        free_general(block);
+        return;
+    }
+    /* No checked pool exists, so the header is trusted. */
+    rpi_hdr *h = rpi_hdr_of(block);
+    uint64_t w = h->word;
+    rpi_tag *t = h->origin;
+    rp_pool *pool = t->pool;
+    if (RPI_UNLIKELY(w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG))) {
+        free_general(block);
+        return;
+    }
+    if (pool->flags & RP_POOL_UNSYNC) free_fast(block, h, w, t, pool, false);
+    else free_fast(block, h, w, t, pool, true);
 }
 
 /* ------------------------------------------------------------- resize */
