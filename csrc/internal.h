@@ -171,6 +171,22 @@ typedef struct rpi_arena {
     size_t     nchunks;
 } rpi_arena;
 
+/* Malloc backing: freed blocks of up to RPI_RECYCLE_MAX bytes, up to
+   RPI_RECYCLE_BYTES in all per pool, are kept on per-16-byte-class lists and
+   handed out again (as glibc's own per-thread cache does), so an alloc after
+   a free skips malloc and free. Such blocks are allocated rounded up to their
+   class, so any block of a class fits any request of it. Off for checked
+   pools, in ASan builds, under valgrind's memcheck and with
+   RINGPOOL_RECYCLE=0; destroy and reset give the lists back to the system. */
+#define RPI_RECYCLE_MAX     4096u
+#define RPI_RECYCLE_CLASSES (RPI_RECYCLE_MAX / 16 + 1)
+#define RPI_RECYCLE_BYTES   ((size_t)64 << 10)
+#define RPI_POOL_RECYCLE    (1u << 16)   /* internal flag: recycling is on */
+static inline size_t rpi_malloc_size(size_t size)
+{
+    return RPI_HDR + (size <= RPI_RECYCLE_MAX ? (size + 15) & ~(size_t)15 : size);
+}
+
 #define RPI_TAG_CACHE 64
 #define RPI_NO_TAG ((const char *)1)   /* key of an empty tag-cache slot */
 struct rp_pool {
@@ -192,6 +208,8 @@ struct rp_pool {
     rpi_ptrmap   dtor_map;      /* block -> rpi_dtor */
     rpi_arena   *arena;
     rpi_arena   *fast_arena;    /* arena of an unchecked pool: the call-free path */
+    size_t       recycled;      /* bytes on the recycle lists */
+    rpi_hdr     *recycle[RPI_RECYCLE_CLASSES];  /* malloc backing: freed blocks by class */
     rp_pool     *live_prev, *live_next;
 };
 

@@ -251,6 +251,18 @@ static void test_arena_reuse(void)
         CHECK_EQ(i1.chunks, 0);
         rp_free(b[0]);
         get_info(pool, &i2);
+        /* the freed block either went back to the system or waits on the
+           pool's recycle list (header + size rounded to 16), until reset */
+        CHECK(i2.reserved_bytes == i0.reserved_bytes ||
+              i2.reserved_bytes == i0.reserved_bytes + 32 + 1008);
+        b[1] = rp_alloc(pool, 1000, "x");
+        if (i2.reserved_bytes != i0.reserved_bytes)
+            CHECK(b[1] == b[0]); /* recycled: the same block again */
+        get_info(pool, &i2);
+        CHECK_EQ(i2.reserved_bytes, i1.reserved_bytes);
+        rp_free(b[1]);
+        CHECK_INT(rp_pool_reset(pool), 0);
+        get_info(pool, &i2);
         CHECK_EQ(i2.reserved_bytes, i0.reserved_bytes);
         tu_end_pool(pool);
         return;
