@@ -29,47 +29,14 @@ def _rel(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-CDEF = """
-enum {
-    RPB_RP_FREE = 0,        /* ringpool pool, rp_free of every block */
-    RPB_RP_DESTROY = 1,     /* ringpool pool, one rp_pool_destroy */
-    RPB_GLIBC_FREE = 2,     /* malloc + free of every block */
-    RPB_TALLOC_FREE = 3,    /* talloc children, talloc_free of every block */
-    RPB_TALLOC_DESTROY = 4, /* talloc children, talloc_free of the parent */
-    RPB_APR_DESTROY = 5,    /* apr_palloc, apr_pool_destroy */
-    RPB_MI_FREE = 6,        /* mimalloc heap, mi_free of every block */
-    RPB_MI_DESTROY = 7,     /* mimalloc heap, mi_heap_destroy */
-    RPB_STRATEGIES = 8
-};
-enum { RPB_ORDER_RANDOM = 0, RPB_ORDER_LIFO = 1, RPB_ORDER_FIFO = 2 };
-enum { RPB_POOL_UNSYNC = 1, RPB_POOL_ARENA = 4 };
+def _cdef_of(header: str) -> str:
+    """A header's declarations for cffi: the same file the C side compiles,
+    without its preprocessor lines (cffi's cdef takes no #include or #ifndef)."""
+    with open(os.path.join(_HERE, header), encoding="utf-8") as f:
+        return "".join(line for line in f if not line.lstrip().startswith("#"))
 
-typedef struct rpb_work rpb_work;
 
-rpb_work *rpb_work_new(size_t n, size_t size, int order, uint64_t seed);
-void rpb_work_delete(rpb_work *w);
-size_t rpb_work_blocks(const rpb_work *w);
-size_t rpb_work_bytes(const rpb_work *w);
-size_t rpb_work_size_at(const rpb_work *w, size_t i);
-size_t rpb_work_order_at(const rpb_work *w, size_t i);
-
-int rpb_available(int strategy);
-const char *rpb_unavailable_reason(int strategy);
-
-int rpb_fill(rpb_work *w, int strategy, unsigned pool_flags);
-int rpb_release(rpb_work *w);
-int rpb_filled(const rpb_work *w);
-size_t rpb_outstanding(const rpb_work *w);
-uint64_t rpb_fill_ns(const rpb_work *w);
-uint64_t rpb_release_ns(const rpb_work *w);
-const char *rpb_last_error(const rpb_work *w);
-
-typedef struct rpd_server rpd_server;
-rpd_server *rpd_start(void);
-long rpd_serve(rpd_server *s, long n);
-int rpd_snapshot(rpd_server *s, const char *path);
-void rpd_shutdown(rpd_server *s);
-"""
+CDEF = _cdef_of("bench_kernel.h") + _cdef_of("demo_workload.h")
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
