@@ -239,24 +239,24 @@ static inline rpi_tag *rpi_tag_lookup(rp_pool *pool, const char *tag)
 
 /* Counter updates (lock held). The pool keeps bytes and peak; its block and
    allocation totals are sums over the tags (rpi_pool_totals), O(tags). */
-static inline void rpi_counters_add(rpi_tag *t, size_t size)
+/* size more bytes in one more block under t, in pool p (t->pool). */
+static inline void rpi_counters_add_in(rp_pool *p, rpi_tag *t, size_t size)
 {
-    rp_pool *p = t->pool;
     t->blocks++;
     t->bytes += size;
     if (t->bytes > t->peak) t->peak = t->bytes;
     p->bytes += size;
     if (p->bytes > p->peak) p->peak = p->bytes;
 }
-/* A new block of size bytes under t, in pool (t->pool), lock held. */
+static inline void rpi_counters_add(rpi_tag *t, size_t size)
+{
+    rpi_counters_add_in(t->pool, t, size);
+}
+/* A new block of size bytes under t, in pool p (t->pool): also an allocation. */
 static inline void rpi_count_new(rp_pool *p, rpi_tag *t, size_t size)
 {
     t->allocs++;
-    t->blocks++;
-    t->bytes += size;
-    if (t->bytes > t->peak) t->peak = t->bytes;
-    p->bytes += size;
-    if (p->bytes > p->peak) p->peak = p->bytes;
+    rpi_counters_add_in(p, t, size);
 }
 static inline void rpi_counters_sub(rpi_tag *t, size_t size)
 {

@@ -497,13 +497,6 @@ __attribute__((noinline)) static void *alloc_general(rp_pool *pool, size_t size,
     return p;
 }
 
-/* Takes the pool lock without waiting; false if it is held by another thread. */
-static inline bool try_lock(rp_pool *pool)
-{
-    return (pool->flags & RP_POOL_UNSYNC) ||
-           !atomic_exchange_explicit(&pool->lock.held, 1, memory_order_acquire);
-}
-
 static inline void *link_new(rp_pool *pool, rpi_hdr *h, rpi_tag *t, size_t size)
 {
     h->origin = t;
