@@ -197,13 +197,20 @@ def results_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> Table:
                  json_extra=["family", "kind", "rounds"])
 
 
-def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
+def require_matplotlib() -> None:
+    """Fails before any measuring when --plot cannot be drawn."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError as exc:
-        raise AuditError(f"--plot needs matplotlib (pip install matplotlib): {exc}") from exc
+        raise AuditError("--plot needs matplotlib, which is not installed: "
+                         "pip install 'ringpool[plot]' (or pip install matplotlib)") from exc
+
+
+def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
+    require_matplotlib()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(13, 6.2), sharex=True)
     palette = {"ringpool/malloc": "tab:blue", "ringpool/arena": "tab:red", "glibc": "black",
                "talloc": "tab:brown", "apr": "tab:gray", "mimalloc": "tab:green"}
@@ -320,6 +327,7 @@ class BenchCommand:
                 raise AuditError(f"{args.plot}: --plot writes .png (or .svg, .pdf) files")
             if os.path.exists(args.plot) and not args.force:
                 raise AuditError(f"{args.plot}: already exists; pass --force to overwrite it")
+            require_matplotlib()
         k = kernel()
         strats = strategies(k, args.backing, args.unsync, not args.no_peers, output.summary)
         progress = _Progress()

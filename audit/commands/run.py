@@ -24,9 +24,10 @@ class RunCommand:
     program also runs under the malloc interposer (LD_PRELOAD) and its call-site
     report is shown instead (--by picks the grouping).
 
-    Exit status: 2 when the leak gate fails (whatever the program's status);
-    otherwise 1 when the program failed (non-zero exit or killed by a signal, the
-    status is printed) or no report could be read; otherwise 0.
+    Exit status: the program's own (128+N when killed by signal N), as valgrind
+    and heaptrack keep it; 2 when the leak gate fails, which wins over the
+    program's status (valgrind's --error-exitcode); 1 when the program exited 0
+    but no report could be read.
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
@@ -98,7 +99,7 @@ class RunCommand:
             hint = ("is the interposer loaded? a statically linked program cannot be interposed"
                     if args.preload else "does it link libringpool and create a pool?")
             output.summary(f"{cmd[0]} {status_text}; it wrote no report ({hint})")
-            return gate.EXIT_ERROR
+            return _exit_status(status) if failed else gate.EXIT_ERROR
         loaded = reports.load_all(written)
         if args.preload:
             kept = [r for r in loaded if r.kind == "preload"]
@@ -119,7 +120,7 @@ class RunCommand:
         output.summary(line)
         if verdict.failed:
             return gate.EXIT_LEAKS
-        return gate.EXIT_ERROR if failed else gate.EXIT_OK
+        return _exit_status(status) if failed else gate.EXIT_OK
 
 
 def _json_files(directory: str) -> dict[str, tuple[int, int]]:
@@ -133,6 +134,11 @@ def _json_files(directory: str) -> dict[str, tuple[int, int]]:
                 continue
             found[path] = (st.st_mtime_ns, st.st_size)
     return found
+
+
+def _exit_status(status: int) -> int:
+    """The program's status as a shell reports it: 128+N for death by signal N."""
+    return 128 - status if status < 0 else status
 
 
 def _describe_status(status: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,21 @@ def test_plot_is_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "already exists" in capsys.readouterr().err
     assert main([*SMALL, "--no-peers", "--plot", str(tmp_path / "bench.txt")]) == 1
     assert "--plot writes .png" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_fails_before_measuring(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import now raises ImportError
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the bench ran although --plot could not be drawn")
+
+    monkeypatch.setattr(bench, "measure", must_not_run)
+    png = tmp_path / "bench.png"
+    assert main([*SMALL, "--no-peers", "--plot", str(png)]) == 1
+    err = capsys.readouterr().err
+    assert "matplotlib" in err and "ringpool[plot]" in err
+    assert not png.exists()
 
 
 def test_peers_when_installed(capsys: pytest.CaptureFixture[str]) -> None:

@@ -53,11 +53,22 @@ def test_gate_and_allowed_tags(leaky: str, capsys: pytest.CaptureFixture[str]) -
     assert main(["run", "--max-leak-bytes", "3047", "--", leaky]) == 2
 
 
-def test_child_failure_is_reported(leaky: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--", leaky, "3"]) == 1
-    assert "FAILED: exited with status 3" in capsys.readouterr().err
+def test_run_keeps_the_programs_exit_status(leaky: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--", leaky, "7"]) == 7
+    assert "FAILED: exited with status 7" in capsys.readouterr().err
+    assert main(["run", "--max-leak-bytes", "1000000", "--", leaky, "3"]) == 3
     # A failing gate wins over a failing program: exit 2.
     assert main(["run", "--fail-on-leak", "--", leaky, "3"]) == 2
+
+
+def test_run_reports_death_by_signal_as_128_plus_signal(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--", "sh", "-c", "kill -TERM $$"]) == 128 + 15
+    assert "killed by SIGTERM" in capsys.readouterr().err
+
+
+def test_failing_program_without_report_keeps_its_status(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--", "sh", "-c", "exit 5"]) == 5
+    assert "exited with status 5; it wrote no report" in capsys.readouterr().err
 
 
 def test_forked_children_write_their_own_reports(leaky: str, tmp_path: Path,
