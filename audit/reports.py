@@ -1,20 +1,22 @@
 """Reading report files and turning them into rows.
 
-There is one reader for ringpool snapshots, :class:`allocator.Snapshot`; files in
-the interposer's format (``"format": "ringpool-preload"``) go to
-:mod:`audit.preload`. This module only dispatches, flattens child pools and
-merges several reports into one table.
+Every file is read and checked by :mod:`audit.schema` (regular files or ``-``,
+size and nesting limits, strict JSON); ringpool snapshots become
+:class:`allocator.Snapshot` records, files in the interposer's format
+(``"format": "ringpool-preload"``) go to :mod:`audit.preload`. This module only
+dispatches, flattens child pools and merges several reports into one table.
 """
 
 from __future__ import annotations
 
-import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from allocator import Snapshot
 
+from audit import schema
 from audit.errors import AuditError
 
 SNAPSHOT_FORMAT = "ringpool-snapshot"
@@ -40,54 +42,27 @@ class Report:
     label: str = ""
 
 
-def _peek(path: str) -> Any:
+def load(path: str, limits: schema.Limits = schema.DEFAULT_LIMITS) -> Report:
+    """Loads one report file (``-``: standard input) through :mod:`audit.schema`;
+    AuditError names the file and what is wrong, in one line."""
+    source = "<stdin>" if path == "-" else path
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise AuditError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise AuditError(f"{path}: is a directory, not a report file") from None
-    except OSError as exc:
-        raise AuditError(f"{path}: cannot read: {exc.strerror}") from exc
-    if not raw.strip():
-        raise AuditError(f"{path}: empty file, not a report")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise AuditError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        # A report cut short (a crash while writing, a full disk) does not end its object.
-        cut = text.lstrip().startswith("{") and not text.rstrip().endswith("}")
-        what = "truncated JSON (the object never closes)" if cut else "invalid JSON"
-        raise AuditError(f"{path}: {what}: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
-
-
-def load(path: str) -> Report:
-    """Loads one report file; AuditError names the file and what is wrong."""
-    doc = _peek(path)
-    if not isinstance(doc, dict):
-        raise AuditError(f"{path}: a report is a JSON object, found {type(doc).__name__}")
-    if doc.get("format") != SNAPSHOT_FORMAT and _claims_preload(doc):
-        preload = preload_module()
-        try:
-            return Report(path, "preload", preload.load(path))
-        except ValueError as exc:
-            raise AuditError(_name_file(path, exc)) from exc
-    try:
-        snap = Snapshot.from_dict(doc, source=path)
+        doc = schema.read_json(path, limits=limits)
+        if schema.report_format(doc) != SNAPSHOT_FORMAT and _claims_preload(doc):
+            preload = preload_module()
+            schema.check_json_values(doc, source, "", limits)
+            return Report(path, "preload", preload.parse(doc, source))
+        return Report(path, "snapshot", schema.parse_snapshot(doc, source, limits=limits,
+                                                              cls=Snapshot))
     except ValueError as exc:
-        raise AuditError(_name_file(path, exc)) from exc
-    return Report(path, "snapshot", snap)
+        raise AuditError(_name_file(source, exc)) from exc
 
 
-def _claims_preload(doc: dict[str, Any]) -> bool:
+def _claims_preload(doc: Any) -> bool:
     try:
         preload = preload_module()
     except AuditError:
-        return doc.get("format") == PRELOAD_FORMAT  # load() then explains what is missing
+        return schema.report_format(doc) == PRELOAD_FORMAT  # load() then explains what is missing
     return bool(preload.is_preload_report(doc))
 
 
@@ -96,25 +71,26 @@ def _name_file(path: str, exc: Exception) -> str:
     return text if path in text else f"{path}: {text}"
 
 
-def load_all(paths: list[str]) -> list[Report]:
-    reports = [load(p) for p in paths]
+def load_all(paths: list[str], limits: schema.Limits = schema.DEFAULT_LIMITS) -> list[Report]:
+    if paths.count("-") > 1:
+        raise AuditError("- (standard input) can be given only once")
+    reports = [load(p, limits) for p in paths]
     _assign_labels(reports)
     return reports
 
 
 def _assign_labels(reports: list[Report]) -> None:
-    names = [os.path.basename(r.path) for r in reports]
+    names = ["stdin" if r.path == "-" else os.path.basename(r.path) for r in reports]
+    counts = Counter(names)
     for report, name in zip(reports, names):
         stem = name[:-5] if name.endswith(".json") else name
-        report.label = stem if names.count(name) == 1 else report.path
+        report.label = stem if counts[name] == 1 else report.path
 
 
 def walk_pools(snapshot: Snapshot, prefix: str = "") -> Iterator[tuple[str, Snapshot]]:
     """(pool path, snapshot) for a snapshot and its children, depth first."""
-    path = f"{prefix}/{snapshot.pool}" if prefix else snapshot.pool
-    yield path, snapshot
-    for child in snapshot.children:
-        yield from walk_pools(child, path)
+    for path, pool in snapshot.walk(prefix):
+        yield path, pool  # type: ignore[misc]  # the children of a Snapshot are Snapshots
 
 
 @dataclass

@@ -201,7 +201,8 @@ def test_malformed_reports_name_file_and_field(tmp_path: Path, mutate: Mutator,
 
 
 @pytest.mark.parametrize("content,match", [
-    (b"", "not valid JSON"), (b'{"format": "ringpool-snapshot", "vers', "not valid JSON"),
+    (b"", "empty file"), (b"nonsense", "invalid JSON"),
+    (b'{"format": "ringpool-snapshot", "vers', "truncated JSON"),
     (b"[1, 2]", "must be a JSON object"), (b"\xff\xfe{}", "not UTF-8"),
 ])
 def test_unreadable_reports(tmp_path: Path, content: bytes, match: str) -> None:

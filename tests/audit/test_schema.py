@@ -1,0 +1,236 @@
+"""audit.schema: the one reader of report files (limits, one-line errors, extras kept)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _audit_testlib import report_doc, tag
+from audit import schema
+from audit.schema import Limits, PoolReport, ReportFormatError, TagStat
+
+
+def _one_line(exc: BaseException, source: str) -> str:
+    text = str(exc)
+    assert "\n" not in text
+    assert text.startswith(source + ": "), text
+    return text
+
+
+def test_importable_without_the_c_extension() -> None:
+    # A finder that refuses cffi and the compiled module: the schema must not need them.
+    code = (
+        "import sys\n"
+        "class Refuse:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name in ('cffi', '_cffi_backend', 'allocator._ringpool'):\n"
+        "            raise ImportError('refused ' + name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        "from audit import schema\n"
+        "import json\n"
+        f"r = schema.parse_snapshot(json.loads({json.dumps(report_doc())!r}), 'x')\n"
+        "assert r.tags[0].tag == 'tokens'\n"
+        "assert 'allocator' not in sys.modules and 'cffi' not in sys.modules\n"
+        "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_records_are_typed_and_children_walked() -> None:
+    doc = report_doc(children=[report_doc(pool="kid", children=[report_doc(pool="grandkid")])])
+    for child in doc["children"]:
+        del child["format"], child["version"]
+    del doc["children"][0]["children"][0]["format"], doc["children"][0]["children"][0]["version"]
+    r = schema.parse_snapshot(doc, "src")
+    assert isinstance(r, PoolReport) and r.source == "src"
+    assert r.tags[0] == TagStat("tokens", 2, 64, 4000, 12)
+    assert r.totals.reserved_bytes is None and r.extra == {}
+    assert [p for p, _ in r.walk()] == ["parser", "parser/kid", "parser/kid/grandkid"]
+
+
+def test_unknown_optional_fields_pass_through_and_round_trip() -> None:
+    doc = report_doc()
+    doc["sampling"] = {"rate": 0.0001, "estimated": True}
+    doc["stacks"] = [{"id": 1, "frames": [["libfoo.so", "0x1a2b"], ["main", "x.c:3"]]}]
+    doc["totals"]["estimated_bytes"] = 960000
+    doc["tags"][0]["stack"] = 1
+    doc["blocks"] = [{"address": "0x10", "size": 32, "tag": "tokens", "stack": 1},
+                     {"address": "0x20", "size": 32, "tag": "tokens"},
+                     {"address": "0x30", "size": 32, "tag": "(untagged)"}]
+    r = schema.parse_snapshot(copy.deepcopy(doc), "x")
+    assert r.extra == {"sampling": doc["sampling"], "stacks": doc["stacks"]}
+    assert r.totals.extra == {"estimated_bytes": 960000}
+    assert r.tags[0].extra == {"stack": 1} and r.tags[1].extra is None
+    assert r.blocks is not None and r.blocks[0].extra == {"stack": 1}
+    assert schema.to_dict(r) == doc
+    assert json.loads(schema.dumps(r)) == doc
+    assert schema.parse_snapshot(json.loads(schema.dumps(r)), "y") == r
+
+
+def test_c_layout_is_kept_without_extras() -> None:
+    r = schema.parse_snapshot(report_doc(), "x")
+    text = schema.dumps(r)
+    assert text.startswith('{"format": "ringpool-snapshot", "version": 1,\n  "pool": "parser"')
+    assert json.loads(text) == report_doc()
+
+
+@pytest.mark.parametrize("mutate, field, needle", [
+    (lambda d: d["tags"][0].__setitem__("bytes", 10**400), "tags[0].bytes", "401 digits"),
+    (lambda d: d["tags"][0].__setitem__("blocks", 2**64), "tags[0].blocks",
+     "largest count"),
+    (lambda d: d["totals"].__setitem__("bytes", 2**64), "totals.bytes", "largest count"),
+    (lambda d: d["tags"][0].__setitem__("tag", "\ud800x"), "tags[0].tag", "lone surrogate"),
+    (lambda d: d.__setitem__("pool", "\udfff"), "pool", "lone surrogate"),
+    (lambda d: d["tags"][0].__setitem__("allocs", 1.5), "tags[0].allocs", "an integer"),
+    (lambda d: d.__setitem__("stacks", [float("inf")]), "stacks[0]", "finite"),
+    (lambda d: d.__setitem__("stacks", 2**70), "stacks", "out of range"),
+    (lambda d: d.__setitem__("note", "\ud83d"), "note", "lone surrogate"),
+    (lambda d: d["tags"][1].__setitem__("site", {"x": "\udc80"}), "tags[1].site.x",
+     "lone surrogate"),
+])
+def test_out_of_range_values_name_the_field(mutate: Any, field: str, needle: str) -> None:
+    doc = report_doc()
+    mutate(doc)
+    with pytest.raises(ReportFormatError) as info:
+        schema.parse_snapshot(doc, "r.json")
+    text = _one_line(info.value, "r.json")
+    assert info.value.field == field and needle in text
+
+
+def test_long_strings_and_deep_extras_are_refused() -> None:
+    limits = Limits(max_text=100, max_nesting=5)
+    doc = report_doc(pool="p" * 101)
+    with pytest.raises(ReportFormatError, match="'pool': a string of 101 characters"):
+        schema.parse_snapshot(doc, "r.json", limits=limits)
+    deep: Any = 1
+    for _ in range(10):
+        deep = [deep]
+    with pytest.raises(ReportFormatError, match="nested deeper than 5"):
+        schema.parse_snapshot(report_doc(stacks=deep), "r.json", limits=limits)
+
+
+def _chain(depth: int) -> dict[str, Any]:
+    doc = report_doc()
+    node = doc
+    for i in range(depth):
+        child = report_doc(pool=f"c{i}")
+        del child["format"], child["version"]
+        node["children"] = [child]
+        node = child
+    return doc
+
+
+def test_children_deeper_than_the_limit_are_refused() -> None:
+    schema.parse_snapshot(_chain(100), "ok.json")
+    with pytest.raises(ReportFormatError, match="nested deeper than 100 levels"):
+        schema.parse_snapshot(_chain(101), "deep.json")
+
+
+def test_a_3000_level_children_chain_is_one_line(tmp_path: Path) -> None:
+    text = "".join('{"pool": "p", "children": [' for _ in range(3000)) + "]}" * 3000
+    path = tmp_path / "chain.json"
+    path.write_text(text)
+    with pytest.raises(ReportFormatError) as info:
+        schema.load_snapshot(path)
+    assert "nested too deeply" in _one_line(info.value, str(path))
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    ('{"a": ' + "9" * 5000 + "}", "more digits than this reader accepts"),
+    ('{"a": NaN}', "NaN is not a JSON number"),
+    ('{"a": -Infinity}', "-Infinity is not a JSON number"),
+    ("", "empty file"),
+    ("\n  \n", "empty file"),
+])
+def test_json_that_python_cannot_take_is_one_line(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ReportFormatError) as info:
+        schema.read_json(path)
+    assert needle in _one_line(info.value, str(path))
+
+
+def test_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    result: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            schema.read_bytes(fifo)
+        except BaseException as exc:  # noqa: BLE001 -- recorded for the assertion
+            result.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # unblock the reader before failing
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("reading a FIFO hangs")
+    assert isinstance(result[0], ReportFormatError)
+    assert "is a FIFO, not a regular file" in _one_line(result[0], str(fifo))
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_devices_are_refused(device: str) -> None:
+    with pytest.raises(ReportFormatError, match="is a character device, not a regular file"):
+        schema.read_bytes(device)
+
+
+def test_size_cap(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(report_doc()))
+    size = path.stat().st_size
+    assert schema.read_bytes(path, limits=Limits(max_bytes=size)) == path.read_bytes()
+    with pytest.raises(ReportFormatError) as info:
+        schema.read_bytes(path, limits=Limits(max_bytes=size - 1))
+    assert "larger than the" in _one_line(info.value, str(path))
+
+
+def test_stdin_is_read_with_the_cap(tmp_path: Path) -> None:
+    import io
+    data = json.dumps(report_doc()).encode()
+    assert schema.read_json("-", stdin=io.BytesIO(data)) == report_doc()
+    with pytest.raises(ReportFormatError, match="<stdin>: more than 10 bytes"):
+        schema.read_bytes("-", stdin=io.BytesIO(data), limits=Limits(max_bytes=10))
+
+
+def test_file_names_with_newlines_stay_on_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "a\nb.json"
+    path.write_text("{")
+    with pytest.raises(ReportFormatError) as info:
+        schema.read_json(path)
+    assert "\n" not in str(info.value) and "a\\nb.json" in str(info.value)
+
+
+def test_messages_cut_long_values() -> None:
+    doc = report_doc()
+    doc["tags"][0]["tag"] = ["x" * 10000]
+    with pytest.raises(ReportFormatError) as info:
+        schema.parse_snapshot(doc, "r.json")
+    assert len(str(info.value)) < 200
+
+
+def test_big_report_fast_path_matches_slow_path() -> None:
+    tags = [tag(f"t{i}", i % 3, i * 8) for i in range(2000)]
+    tags[1500]["site"] = "x.c:1"
+    doc = report_doc(tags=tags)
+    r = schema.parse_snapshot(doc, "x")
+    assert len(r.tags) == 2000 and r.tags[1500].extra == {"site": "x.c:1"}
+    assert schema.to_dict(r) == doc
+    doc["tags"][1999]["tag"] = "t3"
+    with pytest.raises(ReportFormatError, match=r"'tags\[1999\].tag': tag 't3' is listed twice"):
+        schema.parse_snapshot(doc, "x")
