@@ -2,10 +2,10 @@
 # its test programs, tests and overhead benches. See docs/preload.md.
 
 PRELOAD_SO    := $(BUILD)/libringpool-preload.so
-PRELOAD_SRCS  := $(sort $(wildcard csrc/preload/*.c))
-PRELOAD_HDRS  := $(wildcard csrc/preload/*.h)
+PRELOAD_SRCS  := $(sort $(wildcard csrc/preload/*.c)) csrc/stack/stack.c
+PRELOAD_HDRS  := $(wildcard csrc/preload/*.h) csrc/stack/stack.h
 PRELOAD_CFLAGS := $(WARN) -O2 -g -fPIC -ftls-model=initial-exec -fvisibility=hidden \
-                  -fno-builtin -flto -D_GNU_SOURCE
+                  -fno-builtin -flto -D_GNU_SOURCE -Icsrc/stack
 # Test programs: -O0 so every call site stays a call (no inlining, no tail
 # calls), -g so addr2line can name function and file:line.
 PRELOAD_TEST_DIR  := $(BUILD)/preload-tests
@@ -19,7 +19,7 @@ preload: $(PRELOAD_SO)
 $(PRELOAD_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
 	@mkdir -p $(@D)
 	$(CC) $(PRELOAD_CFLAGS) -shared -Wl,-soname,libringpool-preload.so -Wl,-z,nodelete \
-	    -o $@ $(PRELOAD_SRCS) -ldl -lpthread
+	    -o $@ $(PRELOAD_SRCS) -lunwind -ldl -lpthread
 
 # The same sources with UBSan, every finding fatal: run by the tests on the
 # C programs (valgrind, ASan and TSan replace malloc themselves and cannot
@@ -27,8 +27,8 @@ $(PRELOAD_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
 PRELOAD_UBSAN_SO := $(BUILD)/libringpool-preload-ubsan.so
 $(PRELOAD_UBSAN_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
 	@mkdir -p $(@D)
-	$(CC) $(WARN) -O1 -g -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -D_GNU_SOURCE \
-	    -fsanitize=undefined -fno-sanitize-recover=all -shared -o $@ $(PRELOAD_SRCS) -ldl -lpthread
+	$(CC) $(WARN) -O1 -g -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -D_GNU_SOURCE -Icsrc/stack \
+	    -fsanitize=undefined -fno-sanitize-recover=all -shared -o $@ $(PRELOAD_SRCS) -lunwind -ldl -lpthread
 
 $(PRELOAD_TEST_DIR)/pools: tests/preload/pools.c $(LIB_SO)
 	@mkdir -p $(@D)

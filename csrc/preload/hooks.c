@@ -14,6 +14,7 @@
  * while the interposer itself runs code that may allocate.
  */
 #include "rpp.h"
+#include "stack.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -125,6 +126,8 @@ static void resolve(void)
         tracking = rpp_table_init() == 0;
         if (!tracking)
             rpp_say("cannot map the side tables: ", "running without tracking", "");
+        if (tracking)
+            rpp_stacks_init();
         tls_resolving = 0;
         atomic_store(&resolve_state, 2);
         return;
@@ -155,10 +158,16 @@ static inline void *origin(void *ret)
 #define ORIGIN() origin(__builtin_return_address(0))
 
 /* The table code calls nothing that allocates and keeps errno (see
-   table.c), so no guard or errno save is needed around it. */
+   table.c), so no guard or errno save is needed around it. With
+   RINGPOOL_PRELOAD_STACK_DEPTH > 1 a site is a whole stack (stack.h), keyed
+   by RPP_STACK_KEY(id); a capture that cannot be made (re-entered from a
+   signal handler, table full) falls back to the one-frame site of pc. */
 static inline void record(void *p, size_t size, void *pc)
 {
-    rpp_track(p, size, rpp_site_for((uintptr_t)pc), 1);
+    uintptr_t key = (uintptr_t)pc;
+    if (rpp_stack_depth > 1)
+        key = rpp_stack_key(key);
+    rpp_track(p, size, rpp_site_for(key), 1);
 }
 
 /* Removes p from the table and its site's counters; 0 when p was not ours. */
@@ -501,20 +510,25 @@ static void fix_ld_preload(int inherit)
 
 static void before_fork(void)
 {
-    if (tracking)
+    if (tracking) {
+        rpi_stack_lock();
         rpp_table_lock_all();
+    }
 }
 
 static void after_fork_parent(void)
 {
-    if (tracking)
+    if (tracking) {
         rpp_table_unlock_all();
+        rpi_stack_unlock();
+    }
 }
 
 static void after_fork_child(void)
 {
     if (tracking) {
         rpp_table_unlock_all();
+        rpi_stack_unlock();
         rpp_counts_after_fork_child();
     }
 }
@@ -582,6 +596,7 @@ __attribute__((constructor(101))) static void rpp_start(void)
         sigaction(s, &sa, NULL);
     }
     rpp_cfg.all_sites = parse_flag("RINGPOOL_PRELOAD_ALL_SITES", 0);
+    rpp_stacks_init();
     rpp_cfg.enabled = 1;
     int inherit = parse_flag("RINGPOOL_PRELOAD_INHERIT", 1);
     fix_ld_preload(inherit);

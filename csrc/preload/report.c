@@ -16,6 +16,7 @@
 #include <stdio.h> /* rename(2) only: no stream is used */
 #include <link.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -263,6 +264,80 @@ static const module *module_of(uintptr_t pc)
     return NULL;
 }
 
+/* ------------------------------------------------------------ stacks
+ * "stack_depth", then "stacks": the frames of each written site, leaf first,
+ * as indexes into "frames": each distinct return address once, as [module
+ * index, "0xoffset"] (-1 and the absolute address when no module holds it).
+ * Scratch memory comes from mmap, so this may run in a signal handler. */
+static void *map_scratch(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+typedef struct frame_slot {
+    uintptr_t pc;      /* 0 = empty */
+    size_t index;
+} frame_slot;
+
+static void put_stacks(out *w, const uintptr_t *keys, size_t nkeys)
+{
+    puts_(w, ",\n  \"stack_depth\": ");
+    put_u64(w, (uint64_t)rpp_stack_depth);
+    size_t total = 0;
+    for (size_t k = 0; k < nkeys; k++) {
+        const uintptr_t *f;
+        uintptr_t one;
+        total += rpp_site_frames(keys[k], &f, &one);
+    }
+    size_t cap = 16;
+    while (cap < 2 * total)
+        cap *= 2;
+    size_t map_bytes = cap * sizeof(frame_slot), order_bytes = total * sizeof(uintptr_t) + 1;
+    frame_slot *map = map_scratch(map_bytes);
+    uintptr_t *order = map_scratch(order_bytes);
+    size_t nframes = 0;
+    puts_(w, ",\n  \"stacks\": [");
+    for (size_t k = 0; k < nkeys && map && order; k++) {
+        const uintptr_t *f;
+        uintptr_t one;
+        size_t n = rpp_site_frames(keys[k], &f, &one);
+        puts_(w, k ? ",\n    [" : "\n    [");
+        for (size_t i = 0; i < n; i++) {
+            uintptr_t pc = f[i] ? f[i] : 1;   /* 0 marks an empty slot */
+            size_t j = (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+            while (map[j].pc && map[j].pc != pc)
+                j = (j + 1) & (cap - 1);
+            if (!map[j].pc) {
+                map[j].pc = pc;
+                map[j].index = nframes;
+                order[nframes++] = f[i];
+            }
+            if (i)
+                put(w, ",", 1);
+            put_u64(w, map[j].index);
+        }
+        put(w, "]", 1);
+    }
+    puts_(w, nkeys && map && order ? "\n  ],\n  \"frames\": [" : "],\n  \"frames\": [");
+    for (size_t i = 0; i < nframes; i++) {
+        const module *m = module_of(order[i]);
+        puts_(w, i ? ",\n    [" : "\n    [");
+        if (m)
+            put_u64(w, (uint64_t)(m - mods));
+        else
+            puts_(w, "-1");
+        puts_(w, ", \"");
+        put_hex(w, m ? order[i] - m->base : order[i]);
+        puts_(w, "\"]");
+    }
+    puts_(w, nframes ? "\n  ]" : "]");
+    if (map)
+        munmap(map, map_bytes);
+    if (order)
+        munmap(order, order_bytes);
+}
+
 /* ------------------------------------------------------------ report */
 int rpp_expand_pattern(const char *pattern, const char *reason, char *outp, size_t cap)
 {
@@ -390,6 +465,10 @@ int rpp_write_report(const char *reason)
     }
     puts_(w, nmods ? "\n  ],\n  \"sites\": [" : "],\n  \"sites\": [");
     int first = 1;
+    /* the keys of the sites written, in order: site k has stack k */
+    size_t keys_bytes = (size_t)ns * sizeof(uintptr_t) + 1;
+    uintptr_t *keys = map_scratch(keys_bytes);
+    size_t nkeys = 0;
     for (uint32_t i = 0; i < ns; i++) {
         rpp_site_counts c;
         rpp_site_read(i, &c);
@@ -397,6 +476,10 @@ int rpp_write_report(const char *reason)
         uint64_t a = c.allocs;
         if (a == 0 || (b == 0 && !rpp_cfg.all_sites))
             continue;
+        uintptr_t key = c.pc, one;
+        const uintptr_t *frames;
+        rpp_site_frames(key, &frames, &one);
+        c.pc = frames[0];           /* a whole stack's site is its first frame */
         const module *m = i ? module_of(c.pc) : NULL;
         puts_(w, first ? "\n    {" : ",\n    {");
         first = 0;
@@ -410,6 +493,11 @@ int rpp_write_report(const char *reason)
         put_i64(w, c.bytes);
         puts_(w, ", \"allocs\": ");
         put_u64(w, a);
+        if (keys) {
+            puts_(w, ", \"stack\": ");
+            put_u64(w, nkeys);
+            keys[nkeys++] = key;
+        }
         /* nearest dynamic symbol: a name even where no debug info exists */
         Dl_info info;
         if (i && m && dladdr((void *)(c.pc - 1), &info) && info.dli_sname) {
@@ -418,7 +506,12 @@ int rpp_write_report(const char *reason)
         }
         puts_(w, "}");
     }
-    puts_(w, first ? "]\n}\n" : "\n  ]\n}\n");
+    puts_(w, first ? "]" : "\n  ]");
+    if (keys) {
+        put_stacks(w, keys, nkeys);
+        munmap(keys, keys_bytes);
+    }
+    puts_(w, "\n}\n");
     flush(w);
     if (close(o.fd) != 0)
         o.failed = 1;

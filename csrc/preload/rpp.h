@@ -90,6 +90,24 @@ typedef struct rpp_stats {
 } rpp_stats;
 RPP_HIDDEN extern rpp_stats rpp_stat;
 
+/* ------------------------------------------------------------ stacks.c */
+/* Whole stacks (csrc/stack): sites keyed by a stack id carry this bit, which
+   no user-space return address has. */
+#define RPP_STACK_BIT ((uintptr_t)1 << 63)
+#define RPP_STACK_KEY(id) (RPP_STACK_BIT | (uintptr_t)(id))
+/* Frames recorded per block (RINGPOOL_PRELOAD_STACK_DEPTH); 1 = the caller only. */
+#ifndef RPP_DEFAULT_STACK_DEPTH
+#define RPP_DEFAULT_STACK_DEPTH 1
+#endif
+RPP_HIDDEN extern int rpp_stack_depth;
+/* Reads RINGPOOL_PRELOAD_STACK_DEPTH and maps the stack table (on failure,
+   one line on stderr and depth 1). */
+RPP_HIDDEN void rpp_stacks_init(void);
+/* Site key of the current stack starting at return address pc. */
+RPP_HIDDEN uintptr_t rpp_stack_key(uintptr_t pc);
+/* A site key's frames (leaf first): a stack key's stack, or the key itself. */
+RPP_HIDDEN size_t rpp_site_frames(uintptr_t key, const uintptr_t **frames, uintptr_t *one);
+
 /* ----------------------------------------------------------- report.c */
 typedef struct rpp_config {
     char report_pattern[4096];   /* absolute; %p pid, %r reason, %% */

@@ -1,0 +1,92 @@
+/*
+ * stacks.c -- whole stacks for the interposer: configuration and the glue
+ * between the hooks and the stack table (csrc/stack/stack.h).
+ *
+ * A site is keyed by a return address (one-frame mode) or by a stack id with
+ * RPP_STACK_BIT set; both kinds may meet in one report (a signal handler's
+ * allocation that interrupted a capture is recorded under its caller alone).
+ */
+#include "rpp.h"
+#include "stack.h"
+
+#include <elf.h>
+#include <link.h>
+#include <stdlib.h>
+
+int rpp_stack_depth = RPP_DEFAULT_STACK_DEPTH;
+
+/* The interposer's own code, whose frames never start a stack. The linker
+   defines __ehdr_start at this object's ELF header, so the range is read
+   without calling the loader. */
+extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
+static uintptr_t self_lo, self_hi;
+
+static void find_self(void)
+{
+    const ElfW(Ehdr) *eh = &__ehdr_start;
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(const void *)((const char *)eh + eh->e_phoff);
+    uintptr_t base = (uintptr_t)eh, lo = UINTPTR_MAX, hi = 0;
+    uintptr_t first = UINTPTR_MAX;
+    for (int i = 0; i < eh->e_phnum; i++)
+        if (ph[i].p_type == PT_LOAD && ph[i].p_vaddr < first)
+            first = ph[i].p_vaddr;
+    for (int i = 0; i < eh->e_phnum; i++) {
+        if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X))
+            continue;
+        uintptr_t a = base + ph[i].p_vaddr - first;
+        if (a < lo)
+            lo = a;
+        if (a + ph[i].p_memsz > hi)
+            hi = a + ph[i].p_memsz;
+    }
+    self_lo = lo;
+    self_hi = hi;
+}
+
+void rpp_stacks_init(void)
+{
+    /* getenv may run before the C library set up the environment (the first
+       malloc can come from another library's start-up): then the variable
+       is read again from the interposer's constructor. */
+    const char *v = getenv("RINGPOOL_PRELOAD_STACK_DEPTH");
+    int depth = rpp_stack_depth;
+    if (v && *v) {
+        long n = 0;
+        const char *c = v;
+        for (; *c >= '0' && *c <= '9' && n <= RPI_STACK_MAX_DEPTH; c++)
+            n = n * 10 + (*c - '0');
+        if (*c || n < 1 || n > RPI_STACK_MAX_DEPTH) {
+            rpp_say("RINGPOOL_PRELOAD_STACK_DEPTH=", v,
+                    ": expected a number of frames from 1 to 256; recording 1 frame");
+            depth = 1;
+        } else {
+            depth = (int)n;
+        }
+    }
+    if (depth > 1 && !self_hi) {
+        find_self();
+        if (rpi_stack_init() != 0) {
+            rpp_say("cannot map the stack table: ", "recording 1 frame per block", "");
+            depth = 1;
+        }
+    }
+    rpp_stack_depth = depth;
+}
+
+uintptr_t rpp_stack_key(uintptr_t pc)
+{
+    uint32_t id = rpi_stack_here(rpp_stack_depth, pc, self_lo, self_hi);
+    return id ? RPP_STACK_KEY(id) : pc;
+}
+
+size_t rpp_site_frames(uintptr_t key, const uintptr_t **frames, uintptr_t *one)
+{
+    if (key & RPP_STACK_BIT) {
+        size_t n = rpi_stack_get((uint32_t)(key & ~RPP_STACK_BIT), frames);
+        if (n)
+            return n;
+    }
+    *one = key;
+    *frames = one;
+    return 1;
+}

@@ -1,0 +1,274 @@
+/*
+ * stack.c -- whole call stacks: capture with libunwind, a table of distinct
+ * stacks (see stack.h for the rules).
+ *
+ * Table: an open-addressed array of 64-bit slots (high half: the top 32 bits
+ * of the stack's hash; low half: its id), linear probing, load at most 1/2.
+ * Readers probe it without a lock; a miss takes the lock, probes again and
+ * inserts. Growth publishes a new array twice the size and leaves the old one
+ * mapped, so a reader still probing it stays safe (it can only miss, and a
+ * miss is re-checked under the lock). Records (hash, depth, frames) are carved
+ * from 1 MiB mmap'd chunks and found by id through one array that is reserved
+ * for RPI_STACK_MAX_STACKS ids and touched only as ids are handed out.
+ */
+#include "stack.h"
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/single_threaded.h>
+
+/* Frames above `from` that may belong to the capture and the hooks. */
+#define SKIP_WINDOW 16
+#define CHUNK_BYTES ((size_t)1 << 20)
+#define TABLE_INITIAL 4096u
+
+typedef struct record {
+    uint64_t hash;
+    uint32_t n;
+    uint32_t pad;
+    uintptr_t frame[];
+} record;
+
+typedef struct table {
+    size_t mask;
+    _Atomic uint64_t slot[];
+} table;
+
+static _Atomic(table *) current;
+static _Atomic(record *) *records;      /* by id; reserved, touched lazily */
+static _Atomic uint32_t next_id = 1;
+static unsigned char *chunk;            /* under the lock */
+static size_t chunk_left;
+static atomic_int lock_held;
+static int ready;
+
+static __thread int tls_in_stack __attribute__((tls_model("initial-exec")));
+
+static void *map_zeroed(size_t bytes)
+{
+    int saved = errno;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Test-and-test-and-set; nothing to do while the process has one thread
+   (glibc clears __libc_single_threaded in pthread_create, never inside a
+   critical section of this thread). */
+static void lock(void)
+{
+    if (__libc_single_threaded)
+        return;
+    for (unsigned n = 0;; n++) {
+        if (!atomic_load_explicit(&lock_held, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&lock_held, 1, memory_order_acquire))
+            return;
+        if (n >= 100)
+            sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+        else
+            __builtin_ia32_pause();
+#endif
+    }
+}
+
+static void unlock(void)
+{
+    atomic_store_explicit(&lock_held, 0, memory_order_release);
+}
+
+void rpi_stack_lock(void) { lock(); }
+void rpi_stack_unlock(void) { unlock(); }
+
+static table *table_new(size_t cap)
+{
+    table *t = map_zeroed(sizeof(table) + cap * sizeof(uint64_t));
+    if (t)
+        t->mask = cap - 1;
+    return t;
+}
+
+int rpi_stack_init(void)
+{
+    if (ready)
+        return 0;
+    records = map_zeroed((size_t)RPI_STACK_MAX_STACKS * sizeof *records);
+    table *t = table_new(TABLE_INITIAL);
+    if (!records || !t)
+        return -1;
+    atomic_store_explicit(&current, t, memory_order_release);
+    ready = 1;
+    return 0;
+}
+
+static inline uint64_t hash_frames(const uintptr_t *f, size_t n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (uint64_t)f[i]) * 0xff51afd7ed558ccdull;
+        h ^= h >> 29;
+    }
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 32);
+}
+
+static inline int same(const record *r, const uintptr_t *f, size_t n)
+{
+    return r->n == n && memcmp(r->frame, f, n * sizeof *f) == 0;
+}
+
+/* id of the stack in t, or 0. */
+static uint32_t probe(const table *t, uint64_t h, const uintptr_t *f, size_t n)
+{
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (size_t i = (size_t)h & t->mask;; i = (i + 1) & t->mask) {
+        uint64_t v = atomic_load_explicit(&t->slot[i], memory_order_acquire);
+        if (!v)
+            return 0;
+        if ((uint32_t)(v >> 32) == tag) {
+            uint32_t id = (uint32_t)v;
+            record *r = atomic_load_explicit(&records[id], memory_order_acquire);
+            if (same(r, f, n))
+                return id;
+        }
+    }
+}
+
+static void place(table *t, uint64_t h, uint32_t id)
+{
+    size_t i = (size_t)h & t->mask;
+    while (atomic_load_explicit(&t->slot[i], memory_order_relaxed))
+        i = (i + 1) & t->mask;
+    atomic_store_explicit(&t->slot[i], (h >> 32 << 32) | id, memory_order_release);
+}
+
+/* Under the lock: a bigger table holding every id, published. */
+static table *grow(table *t)
+{
+    table *n = table_new((t->mask + 1) * 2);
+    if (!n)
+        return NULL;
+    uint32_t count = atomic_load_explicit(&next_id, memory_order_relaxed);
+    for (uint32_t id = 1; id < count; id++)
+        place(n, atomic_load_explicit(&records[id], memory_order_relaxed)->hash, id);
+    atomic_store_explicit(&current, n, memory_order_release);
+    return n;
+}
+
+static uint32_t insert_locked(uint64_t h, const uintptr_t *f, size_t n)
+{
+    table *t = atomic_load_explicit(&current, memory_order_acquire);
+    uint32_t id = probe(t, h, f, n);
+    if (id)
+        return id;
+    id = atomic_load_explicit(&next_id, memory_order_relaxed);
+    if (id >= RPI_STACK_MAX_STACKS)
+        return 0;
+    if ((size_t)id * 2 > t->mask + 1 && !(t = grow(t)))
+        return 0;
+    size_t bytes = sizeof(record) + n * sizeof *f;
+    if (bytes > chunk_left) {
+        unsigned char *c = map_zeroed(CHUNK_BYTES);
+        if (!c)
+            return 0;
+        chunk = c;
+        chunk_left = CHUNK_BYTES;
+    }
+    record *r = (record *)(void *)chunk;
+    chunk += bytes;
+    chunk_left -= bytes;
+    r->hash = h;
+    r->n = (uint32_t)n;
+    memcpy(r->frame, f, n * sizeof *f);
+    atomic_store_explicit(&records[id], r, memory_order_release);
+    atomic_store_explicit(&next_id, id + 1, memory_order_release);
+    place(t, h, id);
+    return id;
+}
+
+static uint32_t intern(const uintptr_t *f, size_t n)
+{
+    if (!ready || n < 1 || n > RPI_STACK_MAX_DEPTH)
+        return 0;
+    uint64_t h = hash_frames(f, n);
+    uint32_t id = probe(atomic_load_explicit(&current, memory_order_acquire), h, f, n);
+    if (id)
+        return id;
+    lock();
+    id = insert_locked(h, f, n);
+    unlock();
+    return id;
+}
+
+uint32_t rpi_stack_intern(const uintptr_t *frames, size_t n)
+{
+    if (tls_in_stack)
+        return 0;
+    tls_in_stack = 1;
+    uint32_t id = intern(frames, n);
+    tls_in_stack = 0;
+    return id;
+}
+
+uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t self_hi)
+{
+    if (tls_in_stack || depth < 1 || !ready)
+        return 0;
+    tls_in_stack = 1;
+    int saved = errno;
+    if (depth > RPI_STACK_MAX_DEPTH)
+        depth = RPI_STACK_MAX_DEPTH;
+    /* one spare slot before the frames, for `from` in the fallback below */
+    uintptr_t space[1 + RPI_STACK_MAX_DEPTH + SKIP_WINDOW];
+    uintptr_t *buf = space + 1;
+    int got = unw_backtrace((void **)buf, depth + SKIP_WINDOW);
+    int start = -1;
+    for (int i = 0; i < got && i < SKIP_WINDOW; i++)
+        if (buf[i] == from) {
+            start = i;
+            break;
+        }
+    uintptr_t *f;
+    size_t n;
+    if (start >= 0) {
+        f = buf + start;
+        n = (size_t)(got - start);
+    } else {
+        /* `from` was not seen (an unwinder that stopped early, or frames
+           without unwind tables): `from`, then whatever lies below the
+           frames of the interposer itself. */
+        int i = 0;
+        while (i < got && buf[i] >= self_lo && buf[i] < self_hi)
+            i++;
+        f = buf + i - 1;
+        n = (size_t)(got - i) + 1;
+        f[0] = from;
+    }
+    if (n > (size_t)depth)
+        n = (size_t)depth;
+    uint32_t id = intern(f, n);
+    errno = saved;
+    tls_in_stack = 0;
+    return id;
+}
+
+size_t rpi_stack_get(uint32_t id, const uintptr_t **frames)
+{
+    if (!ready || id == 0 || id >= atomic_load_explicit(&next_id, memory_order_acquire))
+        return 0;
+    record *r = atomic_load_explicit(&records[id], memory_order_acquire);
+    *frames = r->frame;
+    return r->n;
+}
+
+uint32_t rpi_stack_count(void)
+{
+    return atomic_load_explicit(&next_id, memory_order_acquire);
+}

@@ -1,0 +1,63 @@
+/*
+ * stack.h -- whole call stacks: capture and a table of distinct stacks.
+ *
+ * Used by the malloc interposer (and meant for pools that record stacks, the
+ * sampler and the Python hooks). Capture uses libunwind's unw_backtrace, which
+ * reads the unwind tables (.eh_frame), so it works on binaries built without
+ * frame pointers, and caches the frame layout per return address, so a warm
+ * capture costs about 100 instructions per frame.
+ *
+ * The table stores each distinct stack once and names it by an id (1, 2, ...;
+ * 0 means "none"). Ids never change and records never move, so a reader (the
+ * report writer) may walk them while other threads add more.
+ *
+ * Safety rules, each kept by the code:
+ *   - no malloc: every byte comes from mmap, so this can run inside malloc;
+ *   - lookups are lock-free; an insertion takes one short spin lock, and the
+ *     unwind itself always runs outside it;
+ *   - re-entrancy: a capture interrupted on its own thread (a signal handler
+ *     that allocates, or an allocation made by the unwinder itself) makes the
+ *     inner call return 0 at once instead of unwinding or locking, and the
+ *     caller falls back to its one-frame origin.
+ */
+#ifndef RPI_STACK_H
+#define RPI_STACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RPI_STACK_HIDDEN __attribute__((visibility("hidden")))
+
+/* Most frames a stack may hold (--stack-depth is capped to this). */
+#define RPI_STACK_MAX_DEPTH 256
+/* Most distinct stacks; past it rpi_stack_here returns 0. */
+#define RPI_STACK_MAX_STACKS (1u << 22)
+
+/* Maps the table; 0, or -1 when mmap fails (then every call returns 0). */
+RPI_STACK_HIDDEN int rpi_stack_init(void);
+
+/* The id of the current thread's stack: at most depth frames, leaf first,
+   starting at the frame whose return address is `from` (the caller of the
+   allocating function; the frames of the capture itself and of the hooks
+   above `from` are dropped). When `from` is not among the first frames the
+   stack starts with `from` followed by the frames below the caller's own
+   module's frames. 0 when re-entered on this thread, when the table is full,
+   or when depth < 1: the caller then records `from` alone. */
+RPI_STACK_HIDDEN uint32_t rpi_stack_here(int depth, uintptr_t from,
+                                         uintptr_t self_lo, uintptr_t self_hi);
+
+/* The id of frames[0..n) (n >= 1, n <= RPI_STACK_MAX_DEPTH), adding it when
+   new; 0 when the table is full or n is out of range. */
+RPI_STACK_HIDDEN uint32_t rpi_stack_intern(const uintptr_t *frames, size_t n);
+
+/* Frames of stack id (leaf first): their number, 0 for an unknown id. */
+RPI_STACK_HIDDEN size_t rpi_stack_get(uint32_t id, const uintptr_t **frames);
+
+/* One past the largest id handed out (ids 1 .. count-1 are readable). */
+RPI_STACK_HIDDEN uint32_t rpi_stack_count(void);
+
+/* Fork protection: hold the insertion lock across fork(). */
+RPI_STACK_HIDDEN void rpi_stack_lock(void);
+RPI_STACK_HIDDEN void rpi_stack_unlock(void);
+
+#endif /* RPI_STACK_H */
