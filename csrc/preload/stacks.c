@@ -12,32 +12,42 @@
 #include <elf.h>
 #include <link.h>
 #include <stdlib.h>
+#include <string.h>
 
 int rpp_stack_depth = RPP_DEFAULT_STACK_DEPTH;
 
 /* The interposer's own code, whose frames never start a stack. The linker
    defines __ehdr_start at this object's ELF header, so the range is read
    without calling the loader. */
-extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
+extern const char __ehdr_start[] __attribute__((visibility("hidden")));
 static uintptr_t self_lo, self_hi;
 
 static void find_self(void)
 {
-    const ElfW(Ehdr) *eh = &__ehdr_start;
-    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(const void *)((const char *)eh + eh->e_phoff);
-    uintptr_t base = (uintptr_t)eh, lo = UINTPTR_MAX, hi = 0;
+    /* copied out: the linker gives the symbol no size of its own */
+    ElfW(Ehdr) eh;
+    memcpy(&eh, __ehdr_start, sizeof eh);
+    uintptr_t base = (uintptr_t)__ehdr_start, lo = UINTPTR_MAX, hi = 0;
     uintptr_t first = UINTPTR_MAX;
-    for (int i = 0; i < eh->e_phnum; i++)
-        if (ph[i].p_type == PT_LOAD && ph[i].p_vaddr < first)
-            first = ph[i].p_vaddr;
-    for (int i = 0; i < eh->e_phnum; i++) {
-        if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X))
-            continue;
-        uintptr_t a = base + ph[i].p_vaddr - first;
-        if (a < lo)
-            lo = a;
-        if (a + ph[i].p_memsz > hi)
-            hi = a + ph[i].p_memsz;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < eh.e_phnum; i++) {
+            ElfW(Phdr) ph;
+            memcpy(&ph, __ehdr_start + eh.e_phoff + (size_t)i * sizeof ph, sizeof ph);
+            if (ph.p_type != PT_LOAD)
+                continue;
+            if (pass == 0) {
+                if (ph.p_vaddr < first)
+                    first = ph.p_vaddr;
+                continue;
+            }
+            if (!(ph.p_flags & PF_X))
+                continue;
+            uintptr_t a = base + ph.p_vaddr - first;
+            if (a < lo)
+                lo = a;
+            if (a + ph.p_memsz > hi)
+                hi = a + ph.p_memsz;
+        }
     }
     self_lo = lo;
     self_hi = hi;
