@@ -2,12 +2,14 @@
 
 The interposer writes one JSON file per process (``"format": "ringpool-preload"``,
 ``"version": 1``, see docs/preload.md): outstanding blocks and bytes per call
-site, each site a module path and an offset from the module's load address.
-This module loads and checks those files, symbolizes sites to function and
-``file:line`` with binutils' ``addr2line`` (one batch per module), applies
-suppressions (a default list for the C library's exit-time buffers, plus user
-files in LeakSanitizer's ``leak:PATTERN`` format) and groups the sites into
-rows for the CLI.
+site, each site a module path and an offset from the module's load address,
+and (with a stack depth above 1) the whole stack of each site through the
+report's ``frames`` and ``stacks`` tables. This module loads and checks those
+files, symbolizes every frame to function and ``file:line`` with binutils'
+``addr2line`` (one batch per module, cached), finds each stack's first frame
+that is not an allocation wrapper, applies suppressions (a default list for
+the C library's exit-time buffers, plus user files in LeakSanitizer's
+``leak:PATTERN`` format) and groups the sites into rows for the CLI.
 """
 
 from __future__ import annotations
@@ -19,11 +21,39 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 FORMAT = "ringpool-preload"
 VERSION = 1
-BY_CHOICES = ("site", "function", "file", "module")
+BY_CHOICES = ("site", "stack", "function", "file", "module")
+
+# Allocation wrappers: functions that only pass an allocation on. A row is
+# credited to the first frame of its stack that matches none of these
+# (fnmatch patterns on the demangled function name); --wrapper adds more.
+DEFAULT_WRAPPERS: tuple[str, ...] = (
+    # the C library's malloc family and its string/printf allocators
+    "malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign",
+    "aligned_alloc", "memalign", "valloc", "pvalloc", "__libc_malloc", "__libc_calloc",
+    "__libc_realloc", "__libc_memalign", "strdup", "strndup", "__strdup", "__strndup",
+    "wcsdup", "asprintf", "vasprintf", "__asprintf*", "__vasprintf*", "___asprintf*",
+    "open_memstream", "getline", "getdelim", "__getdelim", "realpath", "__realpath*",
+    # C++: operator new and the standard library's allocating members
+    "operator new*", "operator new[]*", "std::*", "__gnu_cxx::*",
+    # libiberty, git, gnulib, glib and friends
+    "xmalloc", "xcalloc", "xrealloc", "xstrdup", "xstrndup", "xmemdup", "xmemdupz",
+    "xmallocz", "xmallocz_gently", "xzalloc", "xnmalloc", "xnrealloc", "x2realloc",
+    "x2nrealloc", "xcharalloc", "ximalloc", "xicalloc", "xirealloc", "xizalloc",
+    "xreallocarray", "xstrcat", "xasprintf", "xvasprintf", "xstrvprintf",
+    "xstrprintf", "concat", "reconcat", "do_xmalloc", "do_xrealloc", "xmem*",
+    "g_malloc*", "g_malloc0*", "g_realloc*", "g_try_malloc*", "g_try_realloc*",
+    "g_strdup*", "g_strndup", "g_memdup*", "g_new*", "g_slice_alloc*", "g_slice_*alloc*",
+    "g_strconcat", "g_strjoin*", "g_string_sized_new", "g_array_*", "g_ptr_array_*",
+    "PyMem_*Malloc", "PyMem_*Calloc", "PyMem_*Realloc", "PyObject_Malloc",
+    "PyObject_Calloc", "PyObject_Realloc", "_PyObject_Malloc", "_PyMem_*",
+    "sqlite3Malloc*", "sqlite3_malloc*", "sqlite3_realloc*", "sqlite3Realloc",
+    "sqlite3MemMalloc", "sqlite3MemRealloc", "sqlite3DbMalloc*", "sqlite3DbRealloc*",
+    "sqlite3DbStrDup", "sqlite3DbStrNDup",
+)
 LIBRARY_NAME = "libringpool-preload.so"
 
 # Allocations the C library and the dynamic loader make for themselves and
@@ -64,6 +94,9 @@ class Module:
     build_id: str | None
 
 
+Frame = tuple[str, int]   # (module path, return address minus its load bias)
+
+
 @dataclass(frozen=True)
 class Site:
     module: str
@@ -72,6 +105,12 @@ class Site:
     bytes: int
     allocs: int
     symbol: str | None   # nearest dynamic symbol, when the interposer found one
+    # the whole stack, leaf first: stack[0] is (module, offset); one frame
+    # when the report was written with a stack depth of 1 (or has no stacks)
+    stack: tuple[Frame, ...] = ()
+
+    def frames(self) -> tuple[Frame, ...]:
+        return self.stack if self.stack else ((self.module, self.offset),)
 
 
 @dataclass(frozen=True)
@@ -84,6 +123,7 @@ class PreloadReport:
     totals: dict[str, int]
     modules: tuple[Module, ...]
     sites: tuple[Site, ...]
+    stack_depth: int = 1
 
 
 @dataclass(frozen=True)
@@ -178,6 +218,7 @@ def parse(doc: Any, path: str) -> PreloadReport:
         if build_id is not None and not isinstance(build_id, str):
             raise ValueError(f"{where}: field 'build_id' must be str")
         modules.append(Module(_field(where, m, "path", str), _hex(where, m, "base"), build_id))
+    stacks = _stacks(path, doc, modules)
     sites = []
     for i, s in enumerate(_field(path, doc, "sites", list)):
         where = f"{path}: sites[{i}]"
@@ -186,10 +227,47 @@ def parse(doc: Any, path: str) -> PreloadReport:
         symbol = s.get("symbol")
         if symbol is not None and not isinstance(symbol, str):
             raise ValueError(f"{where}: field 'symbol' must be str")
+        stack: tuple[Frame, ...] = ()
+        if stacks is not None and "stack" in s:
+            index = _count(where, s, "stack")
+            if index >= len(stacks):
+                raise ValueError(f"{where}: field 'stack' is {index}, but the report has "
+                                 f"{len(stacks)} stacks")
+            stack = stacks[index]
         sites.append(Site(_field(where, s, "module", str), _hex(where, s, "offset"),
                           _count(where, s, "blocks"), _count(where, s, "bytes"),
-                          _count(where, s, "allocs"), symbol))
-    return PreloadReport(path, pid, exe, taken_at, reason, totals, tuple(modules), tuple(sites))
+                          _count(where, s, "allocs"), symbol, stack))
+    depth = _count(path, doc, "stack_depth") if "stack_depth" in doc else 1
+    return PreloadReport(path, pid, exe, taken_at, reason, totals, tuple(modules), tuple(sites),
+                         depth)
+
+
+def _stacks(path: str, doc: dict[str, Any], modules: list[Module]) -> list[tuple[Frame, ...]] | None:
+    """The report's stacks as frame tuples, or None when it has no stack table."""
+    if "stacks" not in doc:
+        return None
+    frames: list[Frame] = []
+    for i, f in enumerate(_field(path, doc, "frames", list)):
+        where = f"{path}: frames[{i}]"
+        if (not isinstance(f, list) or len(f) != 2 or not isinstance(f[0], int)
+                or isinstance(f[0], bool) or not isinstance(f[1], str)):
+            raise ValueError(f"{where}: must be [MODULE_INDEX, \"0xOFFSET\"]")
+        if not -1 <= f[0] < len(modules):
+            raise ValueError(f"{where}: module index {f[0]} is not in modules "
+                             f"(0..{len(modules) - 1}, or -1)")
+        if not re.fullmatch(r"0x[0-9a-fA-F]+", f[1]):
+            raise ValueError(f"{where}: offset must be a hex string like \"0x1a2b\", found {f[1]!r}")
+        frames.append((modules[f[0]].path if f[0] >= 0 else "?", int(f[1], 16)))
+    stacks = []
+    for i, st in enumerate(_field(path, doc, "stacks", list)):
+        where = f"{path}: stacks[{i}]"
+        if not isinstance(st, list) or not st:
+            raise ValueError(f"{where}: must be a non-empty list of frame indexes")
+        for k in st:
+            if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < len(frames):
+                raise ValueError(f"{where}: frame index {k!r} is not in frames (0..{len(frames) - 1})")
+        stacks.append(tuple(frames[k] for k in st))
+    return stacks
 
 
 def load(path: str) -> PreloadReport:
@@ -249,23 +327,28 @@ def _addr2line(module: str, offsets: list[int]) -> list[Symbol]:
 def symbolize(report: PreloadReport) -> dict[tuple[str, int], Symbol]:
     """Function and file:line for every site of report, keyed by (module, offset).
 
-    One addr2line process per module; results are cached for the process.
-    Where addr2line knows no function, the interposer's dynamic symbol is used.
+    Covers every frame of every site's stack. One addr2line process per module
+    for all its addresses; results are cached for the process. Where
+    addr2line knows no function for a site's first frame, the interposer's
+    dynamic symbol is used.
     """
-    wanted: dict[str, list[int]] = {}
+    wanted: dict[str, set[int]] = {}
     for site in report.sites:
-        if (site.module, site.offset) not in _cache:
-            wanted.setdefault(site.module, []).append(site.offset)
+        for module, offset in site.frames():
+            if (module, offset) not in _cache:
+                wanted.setdefault(module, set()).add(offset)
     for module, offsets in wanted.items():
-        unique = sorted(set(offsets))
+        unique = sorted(offsets)
         for off, sym in zip(unique, _addr2line(module, unique)):
             _cache[(module, off)] = sym
     out: dict[tuple[str, int], Symbol] = {}
     for site in report.sites:
-        sym = _cache[(site.module, site.offset)]
+        for frame in site.frames():
+            out[frame] = _cache[frame]
+    for site in report.sites:
+        sym = out[(site.module, site.offset)]
         if sym.function == "??" and site.symbol:
-            sym = Symbol(site.symbol, sym.file, sym.line)
-        out[(site.module, site.offset)] = sym
+            out[(site.module, site.offset)] = Symbol(site.symbol, sym.file, sym.line)
     return out
 
 
@@ -326,30 +409,106 @@ def is_pool_module(module: str) -> bool:
     return os.path.basename(module).startswith("libringpool.so")
 
 
-def _key(by: str, site: Site, sym: Symbol) -> str:
-    where = f"{os.path.basename(site.module)}+{site.offset:#x}"
-    if by == "module":
-        return site.module
-    if by == "file":
-        return sym.file if sym.file else f"?? ({os.path.basename(site.module)})"
-    if by == "function":
+def _frame_name(frame: Frame, sym: Symbol, with_line: bool = True) -> str:
+    where = f"{os.path.basename(frame[0])}+{frame[1]:#x}"
+    if not with_line:
         return sym.function if sym.function != "??" else f"?? ({where})"
     loc = f"{sym.file}:{sym.line}" if sym.file and sym.line else where
     return f"{sym.function} ({loc})"
 
 
+def _key(by: str, frame: Frame, sym: Symbol) -> str:
+    if by == "module":
+        return frame[0]
+    if by == "file":
+        return sym.file if sym.file else f"?? ({os.path.basename(frame[0])})"
+    return _frame_name(frame, sym, with_line=by != "function")
+
+
+def base_name(function: str) -> str:
+    """A demangled name without its return type, parameter list and glibc's
+    internal-alias prefix: 'void std::vector<int>::push_back(int const&)' ->
+    'std::vector<int>::push_back', '__GI___strdup' -> '__strdup'."""
+    text = function
+    if text.endswith(")"):                      # drop the parameter list
+        depth = 0
+        for i in range(len(text) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(text[i], 0)
+            if depth == 0:
+                if not text.startswith("operator") or " " in text[:i]:
+                    text = text[:i]
+                break
+    depth, cut = 0, 0                           # drop a return type before the name
+    for i, c in enumerate(text):
+        if c in "<(":
+            depth += 1
+        elif c in ">)":
+            depth -= 1
+        elif c == " " and depth == 0 and not text[i + 1:].startswith(("const", "[]")) \
+                and not text[:i].endswith("operator"):
+            cut = i + 1
+    text = text[cut:]
+    if text.startswith("__GI_"):
+        text = text[len("__GI_"):]
+    return text
+
+
+def is_wrapper(function: str, wrappers: Sequence[str]) -> bool:
+    """True when a demangled function name, whole or as :func:`base_name`,
+    matches one of the wrapper patterns (fnmatch: '*' any run of characters,
+    '?' one character)."""
+    if function == "??":
+        return False
+    base = base_name(function)
+    return any(fnmatch.fnmatchcase(function, w) or fnmatch.fnmatchcase(base, w) for w in wrappers)
+
+
+def attributed(stack: Sequence[Frame], symbols: dict[Frame, Symbol],
+               wrappers: Sequence[str]) -> int:
+    """Index of the first frame of stack that is not an allocation wrapper
+    (0 when every frame is one: the caller of malloc is then all we have)."""
+    for i, frame in enumerate(stack):
+        if not is_wrapper(symbols[frame].function, wrappers):
+            return i
+    return 0
+
+
+def wrapper_list(extra: Sequence[str] | None = None, defaults: bool = True) -> list[str]:
+    """The default wrapper patterns (unless defaults is False) plus extra."""
+    found = list(DEFAULT_WRAPPERS) if defaults else []
+    for pattern in extra or ():
+        if not pattern.strip():
+            raise ValueError("empty --wrapper pattern")
+        found.append(pattern.strip())
+    return found
+
+
+def stack_text(stack: Sequence[Frame], symbols: dict[Frame, Symbol]) -> str:
+    """One line per stack: 'f (file:line) < caller (file:line) < ...'."""
+    return " < ".join(_frame_name(f, symbols[f]) for f in stack)
+
+
 def rows(report: PreloadReport, by: str = "site",
-         suppressions: str | None = None) -> list[dict[str, Any]]:
-    """Sites grouped by ``by`` (site, function, file or module).
+         suppressions: str | None = None,
+         wrappers: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Sites grouped by ``by`` (site, stack, function, file or module).
+
+    Each site is credited to its stack's first frame that is not an
+    allocation wrapper (``wrappers``: fnmatch patterns on function names,
+    default :data:`DEFAULT_WRAPPERS`; pass ``[]`` to credit the caller of
+    malloc itself). ``site``, ``function``, ``file`` and ``module`` group by
+    that frame; ``stack`` by the stack from that frame down.
 
     Each row: ``{"key", "blocks", "bytes", "allocs", "suppressed"}``; a key
     whose sites are partly suppressed gives two rows. Sorted by bytes, then
     blocks, descending. suppressions is a path to a LeakSanitizer-style file,
-    applied on top of the default list. Sites inside libringpool (pool blocks)
-    are left out: see :func:`pool_sites`.
+    applied on top of the default list, matched against the frames up to and
+    including the credited one. Sites inside libringpool (pool blocks) are
+    left out: see :func:`pool_sites`.
     """
     if by not in BY_CHOICES:
         raise ValueError(f"unknown grouping {by!r}: choose one of {', '.join(BY_CHOICES)}")
+    wrap = list(DEFAULT_WRAPPERS) if wrappers is None else list(wrappers)
     rules = default_suppressions()
     if suppressions is not None:
         rules += read_suppressions(suppressions)
@@ -358,9 +517,14 @@ def rows(report: PreloadReport, by: str = "site",
     for site in report.sites:
         if is_pool_module(site.module):
             continue
-        sym = symbols[(site.module, site.offset)]
-        suppressed = any(r.matches(sym.function, sym.file, site.module) for r in rules)
-        key = _key(by, site, sym)
+        stack = site.frames()
+        at = attributed(stack, symbols, wrap)
+        suppressed = any(r.matches(symbols[f].function, symbols[f].file, f[0])
+                         for f in stack[: at + 1] for r in rules)
+        if by == "stack":
+            key = stack_text(stack[at:], symbols)
+        else:
+            key = _key(by, stack[at], symbols[stack[at]])
         row = grouped.setdefault((key, suppressed), {
             "key": key, "blocks": 0, "bytes": 0, "allocs": 0, "suppressed": suppressed})
         row["blocks"] += site.blocks

@@ -21,7 +21,7 @@ from audit.errors import AuditError
 
 SNAPSHOT_FORMAT = "ringpool-snapshot"
 PRELOAD_FORMAT = "ringpool-preload"
-BY_CHOICES = ("site", "function", "file", "module")
+BY_CHOICES = ("site", "stack", "function", "file", "module")
 
 
 def preload_module() -> Any:
@@ -123,12 +123,16 @@ def snapshot_rows(reports: list[Report]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def preload_rows(reports: list[Report], by: str, suppressions: str | None) -> list[dict[str, Any]]:
+def preload_rows(reports: list[Report], by: str, suppressions: str | None,
+                 wrappers: list[str] | None = None) -> list[dict[str, Any]]:
+    """Interposer rows summed over reports; wrappers: extra patterns (--wrapper)
+    on top of audit.preload's default allocation wrappers."""
     preload = preload_module()
     merged: dict[tuple[str, bool], dict[str, Any]] = {}
     for report in reports:
         try:
-            rows = preload.rows(report.data, by=by, suppressions=suppressions)
+            rows = preload.rows(report.data, by=by, suppressions=suppressions,
+                                wrappers=preload.wrapper_list(wrappers))
         except ValueError as exc:
             where = suppressions if suppressions is not None and suppressions in str(exc) else report.path
             raise AuditError(_name_file(where, exc)) from exc
@@ -151,7 +155,8 @@ def preload_rows(reports: list[Report], by: str, suppressions: str | None) -> li
     return list(merged.values())
 
 
-def rows_for(reports: list[Report], by: str | None, suppressions: str | None) -> Merged:
+def rows_for(reports: list[Report], by: str | None, suppressions: str | None,
+             wrappers: list[str] | None = None) -> Merged:
     kinds = {r.kind for r in reports}
     if len(kinds) > 1:
         preload_paths = [r.path for r in reports if r.kind == "preload"]
@@ -159,9 +164,9 @@ def rows_for(reports: list[Report], by: str | None, suppressions: str | None) ->
                          "ringpool snapshots in one table; show them separately")
     kind = kinds.pop() if kinds else "snapshot"
     if kind == "preload":
-        return Merged(kind, preload_rows(reports, by or "site", suppressions))
-    if by is not None or suppressions is not None:
-        flag = "--by" if by is not None else "--suppressions"
+        return Merged(kind, preload_rows(reports, by or "site", suppressions, wrappers))
+    if by is not None or suppressions is not None or wrappers:
+        flag = "--by" if by is not None else "--suppressions" if suppressions is not None else "--wrapper"
         raise AuditError(f"{flag} applies to interposer reports only; "
                          f"{reports[0].path} is a ringpool snapshot (rows are origin tags)")
     return Merged(kind, snapshot_rows(reports))

@@ -1,3 +1,27 @@
 # mk/stack.mk -- whole call stacks (csrc/stack/): captured with libunwind,
 # which the interposer links (see mk/preload.mk and docs/preload.md).
 SYS_PACKAGES += libunwind-dev
+SYS_PACKAGES += g++
+
+# Test programs with leaks behind allocation wrappers: -O0 -g so every call
+# stays a call and addr2line can name each frame.
+STACKS_TEST_DIR  := $(BUILD)/stacks-tests
+STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx
+CXX ?= g++
+
+.PHONY: stacks-test-bins test-stacks
+$(STACKS_TEST_DIR)/wrappers: tests/stacks/wrappers.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $<
+
+$(STACKS_TEST_DIR)/wrappers_cxx: tests/stacks/wrappers_cxx.cpp
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -O0 -g -o $@ $<
+
+stacks-test-bins: $(STACKS_TEST_BINS)
+
+TEST_TARGETS += test-stacks
+test-stacks: setup-sys setup-py $(PRELOAD_SO) stacks-test-bins
+	MYPYPATH=tests/stacks $(PY) -m mypy --strict --follow-imports=silent tests/stacks
+	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) RINGPOOL_STACKS_TESTBIN=$(abspath $(STACKS_TEST_DIR)) \
+	    PYTHONPATH=. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest -q -p no:cacheprovider tests/stacks

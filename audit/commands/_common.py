@@ -25,6 +25,12 @@ def positive_int(text: str) -> int:
     return value
 
 
+def wrapper_pattern(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty pattern would match nothing")
+    return text.strip()
+
+
 def add_table_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("table")
     group.add_argument("--top", type=positive_int, metavar="N", help="show only the first N rows")
@@ -33,8 +39,12 @@ def add_table_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-bytes", type=gate.non_negative_int, default=0, metavar="N",
                        help="hide rows with fewer than N outstanding bytes")
     group.add_argument("--by", choices=BY_CHOICES, default=None,
-                       help="interposer reports: group rows by call site (default), function, "
-                            "source file or module")
+                       help="interposer reports: group rows by call site (default), whole stack, "
+                            "function, source file or module; each block is credited to the "
+                            "first frame of its stack that is not an allocation wrapper")
+    group.add_argument("--wrapper", action="append", metavar="PATTERN", type=wrapper_pattern,
+                       help="interposer reports: also treat functions matching PATTERN (fnmatch, "
+                            "e.g. 'my_alloc*') as allocation wrappers; repeatable")
     group.add_argument("--suppressions", metavar="FILE",
                        help="interposer reports: a suppressions file; suppressed rows never fail the gate")
 

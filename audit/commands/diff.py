@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from audit import gate, output, reports
-from audit.commands._common import plural, positive_int
+from audit.commands._common import plural, positive_int, wrapper_pattern
 from audit.errors import AuditError
 from audit.formatters import Column, Table
 
@@ -30,6 +30,9 @@ class DiffCommand:
                             help="hide tags whose blocks and bytes did not change")
         parser.add_argument("--by", choices=reports.BY_CHOICES, default=None,
                             help="interposer reports: group by call site, function, file or module")
+        parser.add_argument("--wrapper", action="append", metavar="PATTERN", type=wrapper_pattern,
+                            help="interposer reports: also treat functions matching PATTERN as "
+                                 "allocation wrappers; repeatable")
         parser.add_argument("--suppressions", metavar="FILE",
                             help="interposer reports: a suppressions file")
         gate.add_gate_options(parser)
@@ -41,11 +44,11 @@ class DiffCommand:
         if old.kind != new.kind:
             raise AuditError(f"cannot compare {old.path} ({old.kind}) with {new.path} ({new.kind})")
         if old.kind == "snapshot":
-            if args.by is not None or args.suppressions is not None:
-                raise AuditError("--by and --suppressions apply to interposer reports only")
+            if args.by is not None or args.suppressions is not None or args.wrapper:
+                raise AuditError("--by, --wrapper and --suppressions apply to interposer reports only")
             rows = _snapshot_diff(old, new)
         else:
-            rows = _preload_diff(old, new, args.by or "site", args.suppressions)
+            rows = _preload_diff(old, new, args.by or "site", args.suppressions, args.wrapper)
         rows.sort(key=lambda r: (-abs(int(r["bytes_diff"])), str(r["pool"]), str(r["key"])))
         gate_rows = [{"key": r["key"], "blocks": r["blocks_diff"], "bytes": r["bytes_diff"],
                       "suppressed": r.get("suppressed", False)} for r in rows]
@@ -136,9 +139,9 @@ def _snapshot_diff(old: reports.Report, new: reports.Report) -> list[dict[str, A
 
 
 def _preload_diff(old: reports.Report, new: reports.Report, by: str,
-                  suppressions: str | None) -> list[dict[str, Any]]:
-    old_rows = {(r["key"], r["suppressed"]): r for r in reports.preload_rows([old], by, suppressions)}
-    new_rows = {(r["key"], r["suppressed"]): r for r in reports.preload_rows([new], by, suppressions)}
+                  suppressions: str | None, wrappers: list[str] | None = None) -> list[dict[str, Any]]:
+    old_rows = {(r["key"], r["suppressed"]): r for r in reports.preload_rows([old], by, suppressions, wrappers)}
+    new_rows = {(r["key"], r["suppressed"]): r for r in reports.preload_rows([new], by, suppressions, wrappers)}
     rows = []
     for key in list(new_rows) + [k for k in old_rows if k not in new_rows]:
         o, n = old_rows.get(key), new_rows.get(key)

@@ -29,7 +29,7 @@ class ShowCommand:
         output.check_output(args)
         require_files(args.reports)
         loaded = reports.load_all(args.reports)
-        merged = reports.rows_for(loaded, args.by, args.suppressions)
+        merged = reports.rows_for(loaded, args.by, args.suppressions, args.wrapper)
         table = by_tag_table(merged, loaded, args)
         output.emit(args, table)
         verdict = gate.evaluate(args, merged.rows)

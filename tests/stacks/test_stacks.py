@@ -1,0 +1,189 @@
+"""Whole call stacks from the interposer: leaks behind allocation wrappers are
+credited to the user's function and file:line (`--by site`, `--by stack`),
+with counts and bytes identical to the one-frame mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from audit import preload
+from audit.cli import main
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(os.environ.get("RINGPOOL_STACKS_TESTBIN", str(HERE.parents[1] / "build" / "stacks-tests")))
+SOURCES = {"wrappers": "wrappers.c", "wrappers_cxx": "wrappers_cxx.cpp"}
+
+
+def program(name: str) -> str:
+    path = BIN / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run `make stacks-test-bins`")
+    return str(path)
+
+
+def marker_line(source: str, marker: str) -> int:
+    for n, line in enumerate((HERE / source).read_text().splitlines(), 1):
+        if re.search(rf"\b{re.escape(marker)}\s*(\*/)?$", line):
+            return n
+    raise AssertionError(f"{marker} not in {source}")
+
+
+def own_counts(name: str) -> dict[str, tuple[int, int]]:
+    """What the program says it leaks: marker -> (blocks, bytes)."""
+    out = subprocess.run([program(name)], check=True, capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        _, marker, blocks, nbytes = line.split()
+        found[marker] = (int(blocks), int(nbytes))
+    return found
+
+
+def function_of(source: str, line: int) -> str:
+    """The name of the function whose body holds line (a C/C++ definition at
+    column 0 followed by its body)."""
+    name = "?"
+    for n, text in enumerate((HERE / source).read_text().splitlines(), 1):
+        m = re.match(r"^(?:static\s+)?[\w:<>\*\s]+?\**\b(\w+)\(.*\)\s*$", text)
+        if m and not text.startswith((" ", "\t")):
+            name = m.group(1)
+        if n == line:
+            return name
+    raise AssertionError(line)
+
+
+def run_rows(name: str, by: str, depth: int, capsys: pytest.CaptureFixture[str],
+             extra: tuple[str, ...] = ()) -> dict[str, dict[str, object]]:
+    argv = ["run", "--preload", "--stack-depth", str(depth), "--by", by, *extra,
+            "--format", "json", "--", program(name)]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    return {str(r["key"]): r for r in doc["rows"] if not r["suppressed"]}
+
+
+def own_rows(rows: dict[str, dict[str, object]], source: str) -> dict[str, tuple[int, int]]:
+    return {k: (int(r["blocks"]), int(r["bytes"]))  # type: ignore[call-overload]
+            for k, r in rows.items() if f"{source}:" in k}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_by_site_names_the_caller_past_the_wrappers(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    source = SOURCES[name]
+    expected = {}
+    for marker, counts in own_counts(name).items():
+        line = marker_line(source, marker)
+        fn = function_of(source, line)
+        expected[(fn, line)] = counts
+    got = {}
+    for key, counts in own_rows(run_rows(name, "site", 64, capsys), source).items():
+        m = re.fullmatch(rf"(\w+)(\(.*\))? \({re.escape(str(HERE / source))}:(\d+)\)", key)
+        assert m, key
+        got[(m.group(1), int(m.group(3)))] = counts
+    assert got == expected
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_by_stack_starts_at_the_caller_and_reaches_main(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    source = SOURCES[name]
+    rows = run_rows(name, "stack", 64, capsys)
+    for marker, counts in own_counts(name).items():
+        line = marker_line(source, marker)
+        head = rf"{function_of(source, line)}(\(.*?\))? \({re.escape(str(HERE / source))}:{line}\) < "
+        mine = {k: r for k, r in rows.items() if re.match(head, k)}
+        assert mine, (marker, list(rows))
+        assert all(re.search(rf"< main(\(\))? \({re.escape(str(HERE / source))}:", k) for k in mine), list(mine)
+        assert (sum(int(r["blocks"]) for r in mine.values()),  # type: ignore[call-overload]
+                sum(int(r["bytes"]) for r in mine.values())) == counts  # type: ignore[call-overload]
+
+
+def test_deep_stack_lists_every_recursive_frame(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = run_rows("wrappers", "stack", 64, capsys)
+    line = marker_line("wrappers.c", "LEAK-DEEP")
+    (key,) = [k for k in rows if k.startswith(f"inner ({HERE / 'wrappers.c'}:{line}) < ")]
+    assert key.count("inner (") == 6 and "make_deep (" in key
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_counts_and_bytes_unchanged_from_one_frame_mode(name: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    totals = {}
+    for depth in (1, 64):
+        rdir = tmp_path / f"d{depth}"
+        assert main(["run", "--preload", "--stack-depth", str(depth), "--report-dir", str(rdir),
+                     "--format", "json", "--", program(name)]) == 0
+        capsys.readouterr()
+        (path,) = rdir.glob("ringpool-preload.*.json")
+        report = preload.load(str(path))
+        assert report.stack_depth == depth
+        mine = [s for s in report.sites if s.module == program(name)
+                or any(f[0] == program(name) for f in s.frames())]
+        totals[depth] = (report.totals["blocks"], report.totals["bytes"], report.totals["allocs"],
+                         sum(s.blocks for s in mine), sum(s.bytes for s in mine))
+        if depth == 1:
+            assert all(len(s.frames()) == 1 for s in report.sites)
+    assert totals[1][:3] == totals[64][:3]
+
+
+def test_one_frame_mode_credits_the_wrapper(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = run_rows("wrappers", "function", 1, capsys)
+    assert "xmalloc" in rows and "make_table" not in rows
+
+
+def test_user_wrapper_pattern(capsys: pytest.CaptureFixture[str]) -> None:
+    plain = run_rows("wrappers", "function", 64, capsys)
+    assert "make_table" in plain and "make_deep" not in plain
+    rows = run_rows("wrappers", "function", 64, capsys, ("--wrapper", "inner", "--wrapper", "make_t*"))
+    assert "inner" not in rows and "make_deep" in rows
+    assert "make_table" not in rows and int(rows["main"]["bytes"]) == 300  # type: ignore[call-overload]
+
+
+def test_bad_stack_depth_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("0", "257", "x"):
+        assert main(["run", "--preload", "--stack-depth", bad, "--", "true"]) == 1
+        err = capsys.readouterr().err
+        assert "--stack-depth" in err and ("from 1 to 256" in err or "not a number of frames" in err)
+
+
+def test_stack_depth_needs_preload(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--stack-depth", "4", "--", "true"]) == 1
+    assert "--stack-depth applies to --preload" in capsys.readouterr().err
+
+
+def test_empty_wrapper_pattern_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--preload", "--wrapper", " ", "--", "true"]) == 1
+    assert "empty pattern" in capsys.readouterr().err
+
+
+def test_bad_stack_depth_variable_falls_back_to_one_frame(tmp_path: Path) -> None:
+    env = dict(os.environ, LD_PRELOAD=preload.library_path(), RINGPOOL_PRELOAD_STACK_DEPTH="lots",
+               RINGPOOL_PRELOAD_REPORT=str(tmp_path / "r.json"))
+    proc = subprocess.run([program("wrappers")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "RINGPOOL_PRELOAD_STACK_DEPTH=lots" in proc.stderr
+    assert preload.load(str(tmp_path / "r.json")).stack_depth == 1
+
+
+def test_malformed_stack_tables_are_named(tmp_path: Path) -> None:
+    doc = {"format": "ringpool-preload", "version": 1, "pid": 1, "exe": "/bin/x",
+           "taken_at": "2026-01-01T00:00:00Z", "reason": "exit",
+           "totals": {"blocks": 1, "bytes": 8, "allocs": 1},
+           "modules": [{"path": "/bin/x", "base": "0x1000"}],
+           "sites": [{"module": "/bin/x", "offset": "0x10", "blocks": 1, "bytes": 8, "allocs": 1,
+                      "stack": 0}],
+           "stack_depth": 64, "stacks": [[0, 1]], "frames": [[0, "0x10"], [0, "0x20"]]}
+    ok = preload.parse(doc, "r.json")
+    assert ok.sites[0].stack == (("/bin/x", 0x10), ("/bin/x", 0x20))
+    for field, value, message in (
+            ("stacks", [[0, 2]], "frame index 2 is not in frames"),
+            ("stacks", [[]], "non-empty list"),
+            ("frames", [[3, "0x10"], [0, "0x20"]], "module index 3"),
+            ("frames", [[0, "16"], [0, "0x20"]], "hex string"),
+            ("stacks", [], "field 'stack' is 0, but the report has 0 stacks")):
+        bad = dict(doc, **{field: value})
+        with pytest.raises(ValueError, match=re.escape(message)):
+            preload.parse(bad, "r.json")
