@@ -40,10 +40,12 @@ class Table:
     meta: dict[str, Any] = field(default_factory=dict)
     # ``json`` row fields beyond the columns (keys absent from a row are skipped).
     json_extra: list[str] = field(default_factory=list)
+    # The reports the rows came from (an audit.export.source.Source), for the profile formats.
+    source: Any = None
 
 
 class Formatter(Protocol):
-    def render(self, table: Table) -> str: ...
+    def render(self, table: Table) -> str | bytes: ...  # bytes: a binary format (pprof)
 
 
 def _cell(value: Any, fmt: str | None) -> Any:
@@ -112,10 +114,14 @@ FORMATTERS: dict[str, Formatter] = {
     "csv": _Csv(),
     "folded": _Folded(),
 }
+# pprof, speedscope, html, and whole-stack folded: audit/export.
+from audit.export import register as _register_profile_formats  # noqa: E402
+
+_register_profile_formats(FORMATTERS)
 FORMAT_NAMES = list(FORMATTERS)
 
 
-def render(table: Table, fmt: str) -> str:
+def render(table: Table, fmt: str) -> str | bytes:
     try:
         formatter = FORMATTERS[fmt]
     except KeyError:

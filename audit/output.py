@@ -14,7 +14,9 @@ def add_output_options(parser: argparse.ArgumentParser, default: str = "table") 
     group = parser.add_argument_group("output")
     group.add_argument("--format", choices=FORMAT_NAMES, default=default,
                        help=f"data format (default: {default}); 'folded' gives "
-                            "'frame;frame value' lines for flamegraph tools")
+                            "'frame;frame value' lines for flamegraph tools; 'pprof' (gzipped "
+                            "profile.proto), 'speedscope' (JSON) and 'html' (a flame graph page) "
+                            "are profiles other tools open")
     group.add_argument("--output", "-o", metavar="FILE",
                        help="write the data to FILE instead of stdout")
     group.add_argument("--force", action="store_true",
@@ -35,14 +37,25 @@ def check_output(args: argparse.Namespace) -> None:
         raise AuditError(f"{path}: directory {parent} does not exist")
 
 
-def emit_text(args: argparse.Namespace, text: str) -> None:
+def emit_text(args: argparse.Namespace, text: str | bytes) -> None:
     path = getattr(args, "output", None)
     if path is None:
+        if isinstance(text, bytes):
+            if sys.stdout.isatty():
+                raise AuditError(f"--format {args.format} is binary: pass --output FILE or redirect stdout")
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text)
+            sys.stdout.buffer.flush()
+            return
         sys.stdout.write(text)
         sys.stdout.flush()
         return
     check_output(args)
     try:
+        if isinstance(text, bytes):
+            with open(path, "wb") as fh:
+                fh.write(text)
+            return
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
     except OSError as exc:

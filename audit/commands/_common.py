@@ -7,6 +7,7 @@ from typing import Any
 
 from audit import gate
 from audit.errors import AuditError
+from audit.export.source import Source
 from audit.formatters import Column, Table
 from audit.reports import BY_CHOICES, Merged, Report
 
@@ -88,7 +89,9 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
         return str(row["pool"]).split("/") + [str(row["key"])]
 
     title = "outstanding by " + ((args.by or "site") if preload else "tag")
-    return Table(columns=columns, rows=rows, title=title, frames=frames, value_key="bytes", meta=meta)
+    source = Source(reports, args.by, args.suppressions)
+    return Table(columns=columns, rows=rows, title=title, frames=frames, value_key="bytes", meta=meta,
+                 source=source)
 
 
 def _report_meta(report: Report) -> dict[str, Any]:

@@ -1,0 +1,118 @@
+"""The neutral profile every exporter writes: stacks of frames with four values.
+
+A :class:`Profile` is what pprof, speedscope, the HTML flame graph and folded
+text are rendered from. It is built from loaded reports by
+:mod:`audit.export.source`, or from the rows of any table (``diff``, ``bench``)
+by :func:`from_rows`. Stacks are stored innermost frame first, as pprof stores
+them; the text formats reverse them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+# The sample types, in pprof's names and units (the order of Sample.values).
+VALUE_TYPES: tuple[tuple[str, str], ...] = (
+    ("inuse_objects", "count"),
+    ("inuse_space", "bytes"),
+    ("alloc_objects", "count"),
+    ("alloc_space", "bytes"),
+)
+INUSE_OBJECTS, INUSE_SPACE, ALLOC_OBJECTS, ALLOC_SPACE = range(4)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a stack.
+
+    ``kind`` is ``"native"`` for a code address in a module, ``"pool"`` for a
+    pool name and ``"tag"`` for an origin tag (the frames of a pool report), or
+    ``"row"`` for the key of a table row.
+    """
+
+    function: str
+    file: str | None = None
+    line: int | None = None
+    module: str | None = None      # the module's path (native frames)
+    offset: int | None = None      # return address minus the module's load bias
+    build_id: str | None = None
+    module_base: int | None = None  # the module's load address in the process, when known
+    kind: str = "native"
+
+    def label(self, by: str = "site") -> str:
+        """The frame's text in folded, speedscope and HTML output."""
+        if self.kind != "native":
+            return self.function
+        if self.offset is None:
+            where = ""
+        else:
+            where = f"{_basename(self.module)}+{self.offset:#x}" if self.module else f"{self.offset:#x}"
+        if by == "module":
+            return self.module or "??"
+        if by == "file":
+            return self.file or (f"?? ({_basename(self.module)})" if self.module else "??")
+        known = self.function and self.function != "??"
+        if by == "function":
+            return self.function if known else (f"?? ({where})" if where else "??")
+        loc = f"{self.file}:{self.line}" if self.file and self.line else where
+        name = self.function if known else "??"
+        return f"{name} ({loc})" if loc else name
+
+
+def _basename(path: str | None) -> str:
+    return (path or "").rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass
+class Sample:
+    stack: tuple[Frame, ...]              # innermost first
+    values: list[float]                   # one per VALUE_TYPES entry
+
+
+@dataclass
+class Profile:
+    """Samples plus what a reader needs to interpret them."""
+
+    samples: list[Sample] = field(default_factory=list)
+    # Which of VALUE_TYPES the reports recorded (alloc_space needs bytes ever allocated).
+    known: tuple[bool, bool, bool, bool] = (True, True, True, False)
+    # Per-byte sampling rate of a sampled report; None when every block was counted.
+    sample_rate: float | None = None
+    time_nanos: int | None = None
+    comments: list[str] = field(default_factory=list)
+    name: str = "ringpool"
+    by: str = "site"                      # how native frames are labelled in text formats
+
+    def value_types(self) -> list[tuple[int, str, str]]:
+        """(index into Sample.values, type, unit) for the recorded value types."""
+        return [(i, t, u) for i, (t, u) in enumerate(VALUE_TYPES) if self.known[i]]
+
+    def add(self, stack: Iterable[Frame], values: list[float]) -> None:
+        self.samples.append(Sample(tuple(stack), list(values)))
+
+    def merged(self) -> "Profile":
+        """The same profile with equal stacks summed into one sample (first-seen order)."""
+        by_stack: dict[tuple[Frame, ...], Sample] = {}
+        for s in self.samples:
+            seen = by_stack.get(s.stack)
+            if seen is None:
+                by_stack[s.stack] = Sample(s.stack, list(s.values))
+            else:
+                seen.values = [a + b for a, b in zip(seen.values, s.values)]
+        return Profile(list(by_stack.values()), self.known, self.sample_rate, self.time_nanos,
+                       list(self.comments), self.name, self.by)
+
+
+def from_rows(rows: Iterable[dict[str, Any]], frames: Callable[[dict[str, Any]], list[str]],
+              value_key: str, name: str = "ringpool") -> Profile:
+    """A profile of any table: a row's frames (outermost first) carry its numeric value
+    as the outstanding bytes. Rows without a number in value_key are left out."""
+    profile = Profile(known=(False, True, False, False), name=name, by="function")
+    for row in rows:
+        value = row.get(value_key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        stack = [Frame(str(f), kind="row") for f in frames(row)]
+        profile.add(reversed(stack), [0, float(value), 0, 0])
+    return profile

@@ -1,0 +1,68 @@
+"""``--format speedscope``: speedscope's JSON file format (one file, several profiles).
+
+One sampled profile per recorded value: outstanding bytes (unit ``bytes``),
+outstanding blocks, allocations (unit ``none``) and, when recorded, allocated
+bytes. Frames are shared; each sample is a stack of frame indices from the
+outermost frame to the innermost, weighted by the value. Samples of weight
+zero are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from audit import __version__
+from audit.export.model import Frame
+
+SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
+TITLES = {
+    "inuse_space": ("outstanding bytes", "bytes"),
+    "inuse_objects": ("outstanding blocks", "none"),
+    "alloc_objects": ("allocations", "none"),
+    "alloc_space": ("allocated bytes", "bytes"),
+}
+ORDER = ("inuse_space", "inuse_objects", "alloc_space", "alloc_objects")
+
+
+class SpeedscopeFormatter:
+    def render(self, table: Any) -> str:
+        from audit.export import profile_of
+
+        prof = profile_of(table)
+        frames: list[dict[str, Any]] = []
+        index: dict[Frame, int] = {}
+
+        def frame_index(frame: Frame) -> int:
+            i = index.get(frame)
+            if i is None:
+                i = index[frame] = len(frames)
+                entry: dict[str, Any] = {"name": frame.label(prof.by)}
+                if frame.file:
+                    entry["file"] = frame.file
+                if frame.line:
+                    entry["line"] = frame.line
+                frames.append(entry)
+            return i
+
+        stacks = [[frame_index(f) for f in reversed(s.stack)] for s in prof.samples]
+        known = {name: i for i, name, _ in prof.value_types()}
+        suffix = f" (estimated, sampled at {prof.sample_rate:g}/byte)" if prof.sample_rate else ""
+        profiles = []
+        for name in ORDER:
+            if name not in known:
+                continue
+            title, unit = TITLES[name]
+            samples, weights = [], []
+            for stack, sample in zip(stacks, prof.samples):
+                weight = sample.values[known[name]]
+                if weight > 0:
+                    samples.append(stack)
+                    weights.append(int(weight) if float(weight).is_integer() else weight)
+            profiles.append({"type": "sampled", "name": f"{prof.name}: {title}{suffix}", "unit": unit,
+                             "startValue": 0, "endValue": sum(weights),
+                             "samples": samples, "weights": weights})
+        doc = {"$schema": SCHEMA_URL, "shared": {"frames": frames}, "profiles": profiles,
+               "name": prof.name, "activeProfileIndex": 0,
+               "exporter": f"ringpool-audit {__version__}"}
+        return json.dumps(doc, separators=(",", ":")) + "\n"

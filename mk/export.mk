@@ -1,0 +1,32 @@
+# mk/export.mk -- profiles other tools read (audit/export/: pprof, speedscope, html, folded).
+#   make setup-export  the Debian packages the export tests read the outputs with: Go and
+#                      pprof's Go sources (for `pprof -top`), Chromium (opens the HTML page
+#                      headless), protoc (compiles the test's own profile.proto schema)
+#   make pprof-tool    builds Google's pprof offline from Debian's source package
+#                      (golang-github-google-pprof-dev) into build/tools/pprof
+# The export tests live in tests/audit/test_export_*.py and run with `make test-audit`; they
+# skip the pprof and Chromium checks, saying why, only where those tools are absent.
+
+EXPORT_SYS_PACKAGES := golang-go golang-github-google-pprof-dev chromium protobuf-compiler
+PPROF_TOOL := $(BUILD)/tools/pprof
+
+.PHONY: setup-export pprof-tool
+setup: setup-export
+setup-export: $(STAMPS)/export-sys
+$(STAMPS)/export-sys:
+	@mkdir -p $(@D)
+	@missing=""; for p in $(EXPORT_SYS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq -o DPkg::Lock::Timeout=900 $$missing; \
+	fi
+	@touch $@
+
+pprof-tool: $(PPROF_TOOL)
+$(PPROF_TOOL): $(STAMPS)/export-sys
+	@mkdir -p $(@D)
+	GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOPROXY=off GOTOOLCHAIN=local \
+	  GOCACHE=$(abspath $(BUILD))/go-cache go build -o $@ github.com/google/pprof
+
+test-audit: setup-export pprof-tool
+test-audit: export RINGPOOL_PPROF := $(abspath $(PPROF_TOOL))

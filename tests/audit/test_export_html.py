@@ -1,0 +1,125 @@
+"""--format html: one self-contained page, opened in headless Chromium to check what it draws."""
+
+from __future__ import annotations
+
+import html.parser
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _audit_testlib import report_doc, tag
+from _export_testlib import stack_report, write_json
+from audit.cli import main
+
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+
+
+@pytest.fixture(scope="module")
+def plain_leaks(tmp_path_factory: pytest.TempPathFactory) -> str:
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    assert cc is not None
+    out = tmp_path_factory.mktemp("export") / "plain_leaks"
+    subprocess.run([cc, "-std=c11", "-O0", "-g", str(PROGRAMS / "plain_leaks.c"), "-o", str(out)], check=True)
+    return str(out)
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("chromium is absent (make setup-export installs it)")
+    raise AssertionError  # not reached
+
+
+class _Frames(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[dict[str, str]] = []
+        self.summary = ""
+        self._in_summary = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "g" and "frame" in a.get("class", "").split():
+            self.frames.append(a)
+        self._in_summary = tag == "p" and a.get("id") == "summary"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_summary:
+            self.summary += data
+
+
+def rendered(page: Path, fragment: str = "") -> _Frames:
+    """The DOM after the page's script ran, as headless Chromium dumps it."""
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+             "--dump-dom", page.resolve().as_uri() + fragment],
+            capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'data-rendered="yes"' in proc.stdout, "the page's script did not finish"
+    parser = _Frames()
+    parser.feed(proc.stdout)
+    return parser
+
+
+def page_of(tmp_path: Path, *argv: str) -> Path:
+    out = tmp_path / "flame.html"
+    assert main(["show", *argv, "--format", "html", "--output", str(out), "--force"]) == 0
+    return out
+
+
+def by_name(frames: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {f["data-name"]: f for f in frames}
+
+
+def test_the_page_needs_no_network(plain_leaks: str, tmp_path: Path) -> None:
+    text = page_of(tmp_path, write_json(tmp_path / "r.json", stack_report(plain_leaks))).read_text(encoding="utf-8")
+    assert "default-src 'none'" in text
+    assert not re.search(r"\b(src|href)\s*=", text) and "url(" not in text and "@import" not in text
+    assert set(re.findall(r"https?://[^\s\"'<>]+", text)) <= {"http://www.w3.org/2000/svg"}
+
+
+def test_chromium_draws_the_pool_frames(write_report: Any, tmp_path: Path) -> None:
+    child = report_doc("lexer", [tag("buf", 1, 10)])
+    del child["format"], child["version"]
+    page = page_of(tmp_path, write_report("a.json", report_doc(children=[child])))
+    dom = rendered(page)
+    frames = by_name(dom.frames)
+    assert {k: int(v["data-value"]) for k, v in frames.items()} == {
+        "all": 106, "parser": 106, "tokens": 64, "(untagged)": 32, "lexer": 10, "buf": 10}
+    assert frames["parser"]["data-depth"] == "1" and frames["buf"]["data-depth"] == "3"
+    assert "106 bytes in total (exact counts)" in dom.summary
+
+
+def test_chromium_draws_whole_stacks_with_search_and_zoom(plain_leaks: str, tmp_path: Path) -> None:
+    page = page_of(tmp_path, write_json(tmp_path / "r.json", stack_report(plain_leaks)), "--by", "function")
+    dom = rendered(page, "#search=MAKE_")
+    frames = by_name(dom.frames)
+    assert {k: int(v["data-value"]) for k, v in frames.items()} == {
+        "all": 420, "main": 420, "make_table": 400, "make_name": 20}
+    matched = sorted(f["data-name"] for f in dom.frames if "match" in f["class"].split())
+    assert matched == ["make_name", "make_table"]
+    assert "matching \u201cmake_\u201d: 420 bytes, 100.0%" in dom.summary
+    zoomed = rendered(page, "#zoom=main;make_name")
+    frames = by_name(zoomed.frames)
+    assert set(frames) == {"all", "main", "make_name"}
+    assert "ancestor" in frames["main"]["class"] and "zoomed into main > make_name: 4.8%" in zoomed.summary
+    allocs = by_name(rendered(page, "#value=2").frames)
+    assert int(allocs["scratch"]["data-value"]) == 10 and int(allocs["all"]["data-value"]) == 16
+
+
+def test_frame_names_are_text_not_markup(write_report: Any, tmp_path: Path) -> None:
+    evil = "</script><img src=x onerror=alert(1)>&amp;"
+    page = page_of(tmp_path, write_report("a.json", report_doc(tags=[tag(evil, 1, 8)])))
+    assert "</script><img" not in page.read_text(encoding="utf-8")
+    names = [f["data-name"] for f in rendered(page).frames]
+    assert evil in names

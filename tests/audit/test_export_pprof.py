@@ -1,0 +1,206 @@
+"""--format pprof: decoded with the protobuf package and a schema of our own, and read by
+Go's pprof tool where go is installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _audit_testlib import report_doc, tag
+from _export_testlib import (BASE, BUILD_ID, decode_pprof, pprof_stacks, pprof_tool, pprof_top, stack_report,
+                             write_json)
+from audit.cli import main
+
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+
+
+@pytest.fixture(scope="module")
+def plain_leaks(tmp_path_factory: pytest.TempPathFactory) -> str:
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    assert cc is not None
+    out = tmp_path_factory.mktemp("export") / "plain_leaks"
+    subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", str(PROGRAMS / "plain_leaks.c"),
+                    "-o", str(out)], check=True)
+    return str(out)
+
+
+def export(tmp_path: Path, *argv: str) -> bytes:
+    out = tmp_path / "out.pb.gz"
+    assert main(["show", *argv, "--format", "pprof", "--output", str(out), "--force"]) == 0
+    return out.read_bytes()
+
+
+def names(prof: Any, items: Any) -> list[str]:
+    return [prof.string_table[i] for i in items]
+
+
+def test_stack_report_decodes_with_whole_stacks_and_deduplicated_tables(plain_leaks: str, tmp_path: Path) -> None:
+    path = write_json(tmp_path / "r.json", stack_report(plain_leaks))
+    prof = decode_pprof(export(tmp_path, path), tmp_path)
+    strings = list(prof.string_table)
+    assert strings[0] == "" and len(strings) == len(set(strings))
+    assert [(strings[t.type], strings[t.unit]) for t in prof.sample_type] == [
+        ("inuse_objects", "count"), ("inuse_space", "bytes"), ("alloc_objects", "count")]
+    assert strings[prof.default_sample_type] == "inuse_space"
+    assert (strings[prof.period_type.type], strings[prof.period_type.unit], prof.period) == ("space", "bytes", 1)
+    stacks = pprof_stacks(prof)
+    assert stacks[("make_table", "main")] == [4, 400, 4]
+    assert stacks[("make_name", "main")] == [2, 20, 2]
+    scratch = [v for k, v in stacks.items() if k[0] == "scratch"]
+    assert scratch == [[0, 0, 10]]
+    # Each function, location and mapping once; ids are 1..n and every reference resolves.
+    assert len({(f.name, f.system_name, f.filename) for f in prof.function}) == len(prof.function)
+    assert sorted(f.id for f in prof.function) == list(range(1, len(prof.function) + 1))
+    assert sorted(loc.id for loc in prof.location) == list(range(1, len(prof.location) + 1))
+    assert len({(loc.mapping_id, loc.address) for loc in prof.location}) == len(prof.location)
+    used = Counter(i for s in prof.sample for i in s.location_id)
+    assert used[next(loc.id for loc in prof.location if names(prof, [prof.function[loc.line[0].function_id - 1].name]) == ["main"])] == 3
+    (mapping,) = prof.mapping
+    assert strings[mapping.filename] == plain_leaks and strings[mapping.build_id] == BUILD_ID
+    assert mapping.memory_start == BASE and mapping.has_functions and mapping.has_line_numbers
+    for loc in prof.location:
+        if loc.mapping_id:
+            assert mapping.memory_start <= loc.address < mapping.memory_limit
+    main_fn = next(f for f in prof.function if strings[f.name] == "main")
+    assert strings[main_fn.filename].endswith("plain_leaks.c")
+    table_loc = next(loc for loc in prof.location if strings[prof.function[loc.line[0].function_id - 1].name] == "make_table")
+    assert table_loc.line[0].line == 9
+
+
+def test_pool_report_tags_become_frames_under_the_pool(write_report: Any, tmp_path: Path) -> None:
+    child = report_doc("lexer", [tag("buf", 1, 10, allocs=7)])
+    del child["format"], child["version"]
+    path = write_report("pool.json", report_doc(children=[child]))
+    prof = decode_pprof(export(tmp_path, path), tmp_path)
+    assert pprof_stacks(prof) == {
+        ("tokens", "parser"): [2, 64, 12],
+        ("(untagged)", "parser"): [1, 32, 5],
+        ("buf", "lexer", "parser"): [1, 10, 7],
+    }
+    assert len(prof.mapping) == 0 and prof.time_nanos == 1795666800 * 10**9
+
+
+def test_sampled_report_carries_estimates_and_the_period(plain_leaks: str, tmp_path: Path) -> None:
+    est = {"make_table": {"est_blocks": 3.6, "est_bytes": 402.4, "est_allocs": 4.2, "est_alloc_bytes": 420.5},
+           "make_name": {"est_blocks": 0.9, "est_bytes": 18.0, "est_allocs": 2.1, "est_alloc_bytes": 21.0},
+           "scratch": {"est_blocks": 0, "est_bytes": 0, "est_allocs": 9.6, "est_alloc_bytes": 48000.0}}
+    path = write_json(tmp_path / "s.json", stack_report(plain_leaks, sample_rate=1e-3, site_extra=est))
+    prof = decode_pprof(export(tmp_path, path), tmp_path)
+    strings = list(prof.string_table)
+    assert [strings[t.type] for t in prof.sample_type] == ["inuse_objects", "inuse_space", "alloc_objects",
+                                                           "alloc_space"]
+    assert prof.period == 1000 and strings[prof.period_type.type] == "space"
+    stacks = pprof_stacks(prof)
+    assert stacks[("make_table", "main")] == [4, 402, 4, 420]
+    assert stacks[("make_name", "main")] == [1, 18, 2, 21]
+    assert any("sampled at 0.001 per byte" in strings[c] for c in prof.comment)
+
+
+def test_exact_counters_fill_alloc_space_when_the_report_has_them(plain_leaks: str, tmp_path: Path) -> None:
+    extra: dict[str, dict[str, Any]] = {"make_table": {"alloc_bytes": 400}, "make_name": {"alloc_bytes": 20}, "scratch": {"alloc_bytes": 50000}}
+    path = write_json(tmp_path / "a.json", stack_report(plain_leaks, site_extra=extra))
+    prof = decode_pprof(export(tmp_path, path), tmp_path)
+    assert len(prof.sample_type) == 4
+    assert [v for k, v in pprof_stacks(prof).items() if k[0] == "scratch"] == [[0, 0, 10, 50000]]
+
+
+def test_suppressed_stacks_and_pool_blocks_are_left_out(plain_leaks: str, tmp_path: Path) -> None:
+    doc = stack_report(plain_leaks)
+    doc["modules"].append({"path": "/opt/x/libringpool.so.0", "base": "0x7f0000000000", "build_id": None})
+    doc["frames"].append([1, "0x1000"])
+    doc["stacks"].append([5, 3])
+    doc["sites"].append({"module": "/opt/x/libringpool.so.0", "offset": "0x1000", "stack": 3, "blocks": 9,
+                         "bytes": 900, "allocs": 9})
+    path = write_json(tmp_path / "r.json", doc)
+    supp = tmp_path / "supp.txt"
+    supp.write_text("leak:make_name\n")
+    prof = decode_pprof(export(tmp_path, path, "--suppressions", str(supp)), tmp_path)
+    assert {k[0] for k in pprof_stacks(prof)} == {"make_table", "scratch"}
+
+
+def test_pprof_goes_to_stdout_as_bytes(plain_leaks: str, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    path = write_json(tmp_path / "r.json", stack_report(plain_leaks))
+    assert main(["show", path, "--format", "pprof"]) == 0
+    data = capsysbinary.readouterr().out
+    assert data[:2] == b"\x1f\x8b"
+    assert pprof_stacks(decode_pprof(data, tmp_path))[("make_table", "main")] == [4, 400, 4]
+
+
+def test_pprof_to_a_terminal_is_refused(plain_leaks: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_json(tmp_path / "r.json", stack_report(plain_leaks))
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert main(["show", path, "--format", "pprof"]) == 1
+    assert "--format pprof is binary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["stacks"].__setitem__(0, [0, 99]), "stacks[0]: frame index 99 is not in 'frames'"),
+    (lambda d: d["frames"].__setitem__(1, [7, "0x10"]), "frames[1]: module index 7 is not in 'modules'"),
+    (lambda d: d["frames"].__setitem__(1, [0, "12"]), "frames[1]: offset must be a hex string"),
+    (lambda d: d["sites"][1].__setitem__("stack", 5), "sites[1]: field 'stack' 5 is not in 'stacks'"),
+    (lambda d: d.__setitem__("stacks", {}), "field 'stacks' must be a list"),
+    (lambda d: d.__setitem__("sample_rate", 0), "field 'sample_rate' must be a number in (0, 1]"),
+    (lambda d: d.__setitem__("sample_rate", 0.5), "sites[0]: field 'est_blocks' must be a non-negative number"),
+])
+def test_malformed_stack_tables_are_named(plain_leaks: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          change: Any, message: str) -> None:
+    doc = stack_report(plain_leaks)
+    change(doc)
+    path = write_json(tmp_path / "bad.json", doc)
+    out = tmp_path / "out.pb.gz"
+    assert main(["show", path, "--format", "pprof", "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert path in err and message in err
+    assert not out.exists()
+
+
+def test_a_diff_table_exports_its_rows(write_report: Any, tmp_path: Path) -> None:
+    old = write_report("old.json", report_doc(tags=[tag("a", 1, 10)]))
+    new = write_report("new.json", report_doc(tags=[tag("a", 3, 70)]))
+    out = tmp_path / "d.pb.gz"
+    assert main(["diff", old, new, "--format", "pprof", "--output", str(out)]) == 0
+    prof = decode_pprof(out.read_bytes(), tmp_path)
+    assert [prof.string_table[t.type] for t in prof.sample_type] == ["inuse_space"]
+    assert 60 in [v[0] for v in pprof_stacks(prof).values()]
+
+
+# ------------------------------------------------------------- Go's pprof
+def test_pprof_top_lists_the_same_sites_and_bytes_as_show(plain_leaks: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    tool = pprof_tool()
+    kept = tmp_path / "reports"
+    assert main(["run", "--preload", "--report-dir", str(kept), "--", plain_leaks]) == 0
+    (report,) = [str(p) for p in kept.glob("ringpool-preload.*.json")]
+    capsys.readouterr()
+    assert main(["show", report, "--by", "function", "--format", "json"]) == 0
+    rows = {r["key"]: r for r in json.loads(capsys.readouterr().out)["rows"] if not r["suppressed"]}
+    out = tmp_path / "p.pb.gz"
+    assert main(["show", report, "--format", "pprof", "--output", str(out)]) == 0
+    top = pprof_top(tool, str(out))
+    assert {k: v for k, v in top.items() if v} == {k: r["bytes"] for k, r in rows.items() if r["bytes"]}
+    assert top["make_table"] == 400 and top["make_name"] == 20
+    objects = pprof_top(tool, str(out), "-sample_index=inuse_objects")
+    assert objects["make_table"] == 4 and objects["make_name"] == 2
+
+
+def test_pprof_top_reads_pool_reports_and_whole_stacks(plain_leaks: str, write_report: Any, tmp_path: Path) -> None:
+    tool = pprof_tool()
+    pool = write_report("pool.json", report_doc(tags=[tag("tokens", 3, 3000), tag("names", 1, 24)]))
+    out = tmp_path / "pool.pb.gz"
+    assert main(["show", pool, "--format", "pprof", "--output", str(out)]) == 0
+    assert pprof_top(tool, str(out)) == {"tokens": 3000, "names": 24, "parser": 0}
+    stacks = write_json(tmp_path / "s.json", stack_report(plain_leaks))
+    out2 = tmp_path / "s.pb.gz"
+    assert main(["show", stacks, "--format", "pprof", "--output", str(out2)]) == 0
+    cum = subprocess.run([tool, "-top", "-cum", "-symbolize=none", "-unit=B", str(out2)], capture_output=True,
+                         text=True, check=True, env={**os.environ, "HOME": str(tmp_path)}).stdout
+    main_line = next(line for line in cum.splitlines() if line.rstrip().endswith(" main"))
+    assert main_line.split()[3] == "420B"  # main's cumulative bytes: both leaking stacks pass through it

@@ -1,0 +1,97 @@
+"""--format speedscope checked against the format's JSON schema; whole-stack --format folded."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+from _audit_testlib import report_doc, tag
+from _export_testlib import FIXTURES, stack_report, write_json
+from audit.cli import main
+
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+SCHEMA = json.loads((FIXTURES / "speedscope-file-format-schema.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def plain_leaks(tmp_path_factory: pytest.TempPathFactory) -> str:
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    assert cc is not None
+    out = tmp_path_factory.mktemp("export") / "plain_leaks"
+    subprocess.run([cc, "-std=c11", "-O0", "-g", str(PROGRAMS / "plain_leaks.c"), "-o", str(out)], check=True)
+    return str(out)
+
+
+def speedscope(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    assert main(["show", *argv, "--format", "speedscope"]) == 0
+    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+    jsonschema.validate(doc, SCHEMA)
+    return doc
+
+
+def stacks_of(doc: dict[str, Any], index: int) -> dict[tuple[str, ...], float]:
+    frames = [f["name"] for f in doc["shared"]["frames"]]
+    prof = doc["profiles"][index]
+    return {tuple(frames[i] for i in s): w for s, w in zip(prof["samples"], prof["weights"])}
+
+
+def test_the_schema_rejects_what_speedscope_would() -> None:
+    good: dict[str, Any] = {"$schema": "https://www.speedscope.app/file-format-schema.json", "shared": {"frames": [{"name": "a"}]},
+            "profiles": [{"type": "sampled", "name": "p", "unit": "bytes", "startValue": 0, "endValue": 1,
+                          "samples": [[0]], "weights": [1]}]}
+    jsonschema.validate(good, SCHEMA)
+    for bad in ({**good, "shared": {}}, {**good, "profiles": [{**good["profiles"][0], "unit": "kilobytes"}]},
+                {**good, "profiles": [{**good["profiles"][0], "weights": None}]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, SCHEMA)
+
+
+def test_pool_report_is_valid_speedscope_with_tags_under_pools(write_report: Any,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    child = report_doc("lexer", [tag("buf", 1, 10)])
+    del child["format"], child["version"]
+    doc = speedscope(capsys, write_report("a.json", report_doc(children=[child])))
+    assert [p["name"] for p in doc["profiles"]] == ["a: outstanding bytes", "a: outstanding blocks", "a: allocations"]
+    assert doc["profiles"][0]["unit"] == "bytes" and doc["profiles"][1]["unit"] == "none"
+    assert stacks_of(doc, 0) == {("parser", "tokens"): 64, ("parser", "(untagged)"): 32,
+                                 ("parser", "lexer", "buf"): 10}
+    assert doc["profiles"][0]["endValue"] == 106
+    assert stacks_of(doc, 2)[("parser", "tokens")] == 12
+
+
+def test_whole_stacks_go_root_first_with_file_and_line(plain_leaks: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_json(tmp_path / "r.json", stack_report(plain_leaks))
+    doc = speedscope(capsys, path, "--by", "function")
+    stacks = stacks_of(doc, 0)
+    assert stacks == {("main", "make_table"): 400, ("main", "make_name"): 20}
+    table = next(f for f in doc["shared"]["frames"] if f["name"] == "make_table")
+    assert table["file"].endswith("plain_leaks.c") and table["line"] == 9
+    assert stacks_of(doc, 2)[("?? (0x7f0000001234)", "main", "scratch")] == 10
+
+
+def test_sampled_profiles_say_they_are_estimates(plain_leaks: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    est = {n: {"est_blocks": 1.0, "est_bytes": 1000.0, "est_allocs": 1.0} for n in ("make_table", "make_name", "scratch")}
+    path = write_json(tmp_path / "s.json", stack_report(plain_leaks, sample_rate=1e-3, site_extra=est))
+    doc = speedscope(capsys, path, "--by", "function")
+    assert "estimated, sampled at 0.001/byte" in doc["profiles"][0]["name"]
+    assert stacks_of(doc, 0)[("main", "make_table")] == 1000
+
+
+def test_folded_gives_the_whole_stack_outermost_first(plain_leaks: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_json(tmp_path / "r.json", stack_report(plain_leaks))
+    assert main(["show", path, "--by", "function", "--format", "folded"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["main;make_table 400", "main;make_name 20"]
+    assert main(["show", path, "--format", "folded"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    outer, inner = first.rsplit(" ", 1)[0].split(";")
+    assert outer.startswith("main_(") and inner.startswith("make_table_(") and "plain_leaks.c:9)" in inner
