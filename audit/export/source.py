@@ -97,13 +97,16 @@ def _add_snapshot(prof: Profile, snap: Any, outer: tuple[Frame, ...] = ()) -> No
 
 
 # ------------------------------------------------------------ interposer
-def _raw(path: str) -> dict[str, Any]:
-    """The report's JSON object (already checked by the loader for its base fields)."""
-    with open(path, "rb") as fh:
-        doc = json.loads(fh.read().decode("utf-8"))
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: a report is a JSON object")
-    return doc
+def _raw(report: Any) -> dict[str, Any]:
+    """The report's JSON object, for the fields its parsed form does not carry yet (the
+    stack table, sampling estimates). Read again through audit.schema; a report read from
+    standard input cannot be read twice and gives its parsed fields only."""
+    from audit import schema
+
+    if report.path == "-":
+        return {}
+    doc = schema.read_json(report.path)
+    return doc if isinstance(doc, dict) else {}
 
 
 def _number(where: str, obj: dict[str, Any], name: str) -> float:
@@ -186,7 +189,7 @@ def _add_preload(prof: Profile, report: Any, suppressions: str | None) -> bool:
     import audit.preload as preload
 
     data = report.data
-    doc = _raw(report.path)
+    doc = _raw(report)
     rate = doc.get("sample_rate")
     sampled = rate is not None
     if sampled:
