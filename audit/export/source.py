@@ -27,7 +27,6 @@ pprof's ``alloc_space``.
 from __future__ import annotations
 
 import calendar
-import dataclasses
 import json
 import math
 import time
@@ -125,62 +124,17 @@ def _values(where: str, entry: dict[str, Any], sampled: bool) -> tuple[list[floa
     return values, has_alloc
 
 
-def _hex(where: str, text: Any) -> int:
-    if isinstance(text, str) and text.startswith("0x"):
-        try:
-            return int(text, 16)
-        except ValueError:
-            pass
-    raise ValueError(f"{where}: offset must be a hex string like \"0x1a2b\", found {text!r}")
-
-
 RawFrame = tuple[str, int, "str | None"]   # module path ("" when none), offset, dynamic symbol
 
 
-def _site_stacks(path: str, doc: dict[str, Any], data: Any) -> list[list[RawFrame]]:
+def _site_stacks(data: Any) -> list[list[RawFrame]]:
     """Per site of data, its frames innermost first: the whole stack when the report has a
-    stack table (``frames``, ``stacks`` and ``sites[i].stack``), else the site alone."""
-    one = [[(s.module, s.offset, s.symbol)] for s in data.sites]
-    parsed: list[Any] = [getattr(s, "stack", None) for s in data.sites]
-    if parsed and all(p for p in parsed):
-        return [[(str(f.module), int(f.offset), s.symbol if n == 0 else None) for n, f in enumerate(p)]
-                for s, p in zip(data.sites, parsed)]
-    if "stacks" not in doc:
-        return one
-    table, stacks, sites = doc.get("frames"), doc.get("stacks"), doc.get("sites")
-    modules = [m.path for m in data.modules]
-    if not isinstance(table, list):
-        raise ValueError(f"{path}: field 'frames' must be a list when 'stacks' is present")
-    if not isinstance(stacks, list):
-        raise ValueError(f"{path}: field 'stacks' must be a list")
-    frames: list[RawFrame] = []
-    for i, f in enumerate(table):
-        where = f"{path}: frames[{i}]"
-        if not (isinstance(f, list) and len(f) == 2 and isinstance(f[0], int) and not isinstance(f[0], bool)):
-            raise ValueError(f"{where}: must be [MODULE_INDEX, \"0xOFFSET\"]")
-        if not -1 <= f[0] < len(modules):
-            raise ValueError(f"{where}: module index {f[0]} is not in 'modules' (0..{len(modules) - 1}, or -1)")
-        frames.append((modules[f[0]] if f[0] >= 0 else "", _hex(where, f[1]), None))
-    resolved: list[list[RawFrame]] = []
-    for i, st in enumerate(stacks):
-        where = f"{path}: stacks[{i}]"
-        if not isinstance(st, list) or not st:
-            raise ValueError(f"{where}: must be a non-empty list of frame indices")
-        for j in st:
-            if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < len(frames):
-                raise ValueError(f"{where}: frame index {j!r} is not in 'frames' (0..{len(frames) - 1})")
-        resolved.append([frames[j] for j in st])
+    stack table, the site alone otherwise (audit.preload parses both)."""
     out = []
-    for i, site in enumerate(data.sites):
-        raw = sites[i] if isinstance(sites, list) and i < len(sites) and isinstance(sites[i], dict) else {}
-        k = raw.get("stack")
-        if k is None:
-            out.append(one[i])
-            continue
-        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(resolved):
-            raise ValueError(f"{path}: sites[{i}]: field 'stack' {k!r} is not in 'stacks' (0..{len(resolved) - 1})")
-        # Frame 0 is the site itself; keep the site's dynamic symbol for it.
-        out.append([(m, o, site.symbol if n == 0 else None) for n, (m, o, _) in enumerate(resolved[k])])
+    for site in data.sites:
+        frames = site.frames() if hasattr(site, "frames") else ((site.module, site.offset),)
+        out.append([("" if m == "?" else str(m), int(o), site.symbol if n == 0 else None)
+                    for n, (m, o) in enumerate(frames)])
     return out
 
 
@@ -204,16 +158,14 @@ def _add_preload(prof: Profile, report: Any, suppressions: str | None) -> bool:
 
     raw_sites = doc.get("sites")
     entries: list[tuple[list[RawFrame], dict[str, Any], str]] = []
-    for i, (site, frames) in enumerate(zip(data.sites, _site_stacks(report.path, doc, data))):
+    for i, (site, frames) in enumerate(zip(data.sites, _site_stacks(data))):
         raw = raw_sites[i] if isinstance(raw_sites, list) and i < len(raw_sites) else {}
         entry = dict(raw) if isinstance(raw, dict) else {}
         entry.update(blocks=site.blocks, bytes=site.bytes, allocs=site.allocs)
         entries.append((frames, entry, f"{report.path}: sites[{i}]"))
 
-    # Symbolize every distinct frame, one batch per module (audit.preload does the batching).
-    distinct = {(m, o): s for fr, _, _ in entries for (m, o, s) in fr}
-    fake = tuple(preload.Site(m, o, 0, 0, 0, s) for (m, o), s in distinct.items())
-    symbols = preload.symbolize(dataclasses.replace(data, sites=fake)) if fake else {}
+    # Every frame of every stack, one addr2line batch per module (audit.preload caches them).
+    symbols = preload.symbolize(data)
     modules = {m.path: m for m in data.modules}
     rules = preload.default_suppressions()
     if suppressions is not None:
@@ -225,7 +177,7 @@ def _add_preload(prof: Profile, report: Any, suppressions: str | None) -> bool:
             continue
         stack = []
         for module, offset, _ in frames:
-            sym = symbols[(module, offset)]
+            sym = symbols[(module or "?", offset)]
             mod = modules.get(module)
             stack.append(Frame(sym.function, sym.file, sym.line, module or None, offset,
                                mod.build_id if mod else None, mod.base if mod else (0 if not module else None)))
