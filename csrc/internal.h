@@ -21,7 +21,8 @@
  *   BIG      own allocation, preceded by an rpi_big record (arena pools);
  *   ALIGNED  payload offset for alignment: raw pointer kept before the header;
  *   DTOR     has a destructor record in pool->dtors;
- *   CHECKED  belongs to a checked pool: the registry (checked.c) holds the truth.
+ *   CHECKED  belongs to a checked pool: the registry (checked.c) holds the truth;
+ *   SAMPLED  (bit 51) tracked by the running or a stopped sampling profile.
  * bits 52..58 hold log2 of the alignment of aligned and big blocks, or the
  * size class of arena blocks.
  *
@@ -67,6 +68,7 @@ _Static_assert(sizeof(rpi_hdr) % _Alignof(max_align_t) == 0,
 #define RPI_F_ALIGNED   (UINT64_C(1) << 61)
 #define RPI_F_DTOR      (UINT64_C(1) << 60)
 #define RPI_F_CHECKED   (UINT64_C(1) << 59)
+#define RPI_F_SAMPLED   (UINT64_C(1) << 51)  /* tracked by the sampler (memprof.c) */
 #define RPI_ALIGN_SHIFT 52   /* aligned and big blocks: log2 of the alignment */
 #define RPI_ALIGN_MASK  (UINT64_C(63) << RPI_ALIGN_SHIFT)
 #define RPI_CLASS_SHIFT 52   /* arena blocks: size class (the same bits) */
@@ -211,6 +213,9 @@ struct rp_pool {
     size_t       recycled;      /* bytes on the recycle lists */
     rpi_hdr     *recycle[RPI_RECYCLE_CLASSES];  /* malloc backing: freed blocks by class */
     rp_pool     *live_prev, *live_next;
+    int64_t      mp_left;       /* sampler: bytes before the next point (memprof.h) */
+    uint64_t     mp_gen;        /* profile generation mp_left belongs to */
+    bool         mp_real;       /* the next point is a sample, not a check point */
 };
 
 static inline void rpi_pool_lock(rp_pool *p)

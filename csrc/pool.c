@@ -6,6 +6,7 @@
 #pragma GCC optimize("no-tree-slp-vectorize")
 
 #include "internal.h"
+#include "memprof.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -302,6 +303,7 @@ static void pool_teardown(rp_pool *pool, const char *report_reason)
         if (!fn) break;
         fn(block);
     }
+    rpi_memprof_release_pool(pool);
 }
 
 static void *raw_of(rpi_hdr *h);
@@ -474,6 +476,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     rpi_ring_insert(pool, h);
     rpi_count_new(pool, t, size);
     if (checked) rpi_registry_insert(h, raw_of(h));
+    if (rpi_memprof_due(pool, size)) return rpi_memprof_slow(pool, h, size, checked);
     unlock_both(pool, checked);
     return rpi_payload(h);
 }
@@ -502,6 +505,7 @@ static inline void *link_new(rp_pool *pool, rpi_hdr *h, rpi_tag *t, size_t size)
     h->origin = t;
     rpi_ring_insert(pool, h);
     rpi_count_new(pool, t, size);
+    if (rpi_memprof_due(pool, size)) return rpi_memprof_slow(pool, h, size, false);
     rpi_pool_unlock(pool);
     return rpi_payload(h);
 }
@@ -566,6 +570,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     h->origin = t;
     rpi_ring_insert(pool, h);
     rpi_count_new(pool, t, size);
+    if (rpi_memprof_due(pool, size)) return rpi_memprof_slow(pool, h, size, false);
     if (locked) rpi_lock_release(&pool->lock);
     return rpi_payload(h);
 general_locked:
@@ -595,6 +600,7 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
     h->origin = t;
     rpi_ring_insert(pool, h);
     rpi_count_new(pool, t, size);
+    if (rpi_memprof_due(pool, size)) return rpi_memprof_slow(pool, h, size, false);
     if (locked) rpi_lock_release(&pool->lock);
     return rpi_payload(h);
 }
@@ -800,12 +806,17 @@ static void free_trusted(rpi_hdr *h, bool checked)
 {
     rp_pool *pool = h->origin->pool;
     if (RPI_UNLIKELY(h->word & RPI_F_DTOR)) run_block_dtor(pool, rpi_payload(h));
+    rpi_memprof_pending pend = { 0 };
     lock_both(pool, checked);
+    if (RPI_UNLIKELY(h->word & RPI_F_SAMPLED) ||
+        (checked && atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed)))
+        pend = rpi_memprof_untrack(rpi_payload(h));
     rpi_ring_unlink(h);
     rpi_counters_sub(h->origin, rpi_size(h));
     if (checked) rpi_registry_retire(h, RPI_FREED);
     raw_release(pool, h);
     unlock_both(pool, checked);
+    rpi_memprof_run_pending(pend);
 }
 
 /* Checked path shared by free/resize/accessors: 1 = checked block validated,
@@ -877,7 +888,7 @@ void rp_free(void *block)
     uint64_t w = h->word;
     rpi_tag *t = h->origin;
     rp_pool *pool = t->pool;
-    if (RPI_UNLIKELY(w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG))) {
+    if (RPI_UNLIKELY(w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG | RPI_F_SAMPLED))) {
         free_general(block);
         return;
     }
@@ -886,6 +897,26 @@ void rp_free(void *block)
 }
 
 /* ------------------------------------------------------------- resize */
+/* The end of a successful resize (locks held): a tracked old block is a
+   dealloc for the sampler, and the new one is sampled as a fresh allocation
+   of size bytes (docs/memprof.md). */
+static void *resize_done(rp_pool *pool, void *old_block, rpi_hdr *h, size_t size, bool checked,
+                         bool sampled)
+{
+    rpi_memprof_pending pend = { 0 };
+    if (RPI_UNLIKELY(sampled) ||
+        (checked && atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed))) {
+        pend = rpi_memprof_untrack(old_block);
+        h->word &= ~RPI_F_SAMPLED;
+    }
+    rpi_memprof_sample sample = { 0 };
+    if (rpi_memprof_due(pool, size)) rpi_memprof_draw(pool, &sample);
+    unlock_both(pool, checked);
+    rpi_memprof_run_pending(pend);
+    if (RPI_UNLIKELY(sample.k)) return rpi_memprof_offer(pool, rpi_payload(h), size, &sample);
+    return rpi_payload(h);
+}
+
 static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *call, bool plain)
 {
     if (!block) {
@@ -947,17 +978,16 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
             rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
         }
         if (checked) rpi_registry_move(h, n, raw_of(n));
+        bool sampled = (h->word & RPI_F_SAMPLED) != 0;
         raw_release(pool, h);
         rpi_counters_sub(n->origin, old);
         rpi_counters_add(n->origin, size);
-        unlock_both(pool, checked);
-        return rpi_payload(n);
+        return resize_done(pool, block, n, size, checked, sampled);
     }
     rpi_counters_sub(h->origin, old);
     rpi_counters_add(h->origin, size);
     if (checked) rpi_registry_move(rpi_hdr_of(block), h, raw_of(h));
-    unlock_both(pool, checked);
-    return rpi_payload(h);
+    return resize_done(pool, block, h, size, checked, (h->word & RPI_F_SAMPLED) != 0);
 fail_locked:
     unlock_both(pool, checked);
 fail:

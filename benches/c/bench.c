@@ -786,10 +786,32 @@ static void arena_note(void)
                "with malloc backing.\n");
 }
 
+/* $RPB_MEMPROF_RATE: a sampling profile runs during the whole run, with a
+   tracker that counts its offers and tracks nothing (docs/memprof.md). */
+static size_t memprof_offers;
+static void *memprof_count(const rp_memprof_allocation *a, void *data)
+{
+    (void)a; (void)data;
+    memprof_offers++;
+    return NULL;
+}
+
+static void memprof_from_env(void)
+{
+    const char *r = getenv("RPB_MEMPROF_RATE");
+    if (!r || !*r) return;
+    char *end;
+    rp_memprof_params p = { .rate = strtod(r, &end), .seed = 42,
+                            .tracker = { memprof_count, NULL, NULL } };
+    rp_memprof *prof;
+    if (*end || rp_memprof_start(&p, &prof) != 0) die("RPB_MEMPROF_RATE: bad rate '%s'", r);
+}
+
 int main(int argc, char **argv)
 {
     opts o;
     parse_args(argc, argv, &o);
+    memprof_from_env();
     for (int t = 0; t < NTAGS; t++) snprintf(tag_names[t], sizeof tag_names[t], "tag%02d", t);
 
     if (o.one && !strcmp(o.one, "list")) {

@@ -259,6 +259,63 @@ RP_API const char *rp_pool_intern_tag(rp_pool *pool, const char *s);
    pattern; nothing when unset). Returns the number of reports written. */
 RP_API int rp_report_live_pools(void);
 
+/* ---------------------------------------------------- Sampling (memprof) */
+/* Statistical allocation profiling after OCaml's Gc.Memprof; the model, the
+   estimator and the rules are in docs/memprof.md. Each allocated byte is
+   sampled with probability rate; an allocation of n bytes receives
+   k ~ Binomial(n, rate) samples, and those with k >= 1 are offered to the
+   tracker; k / rate estimates the block's bytes without bias. One profile
+   runs at a time, for every pool and every thread. */
+typedef struct rp_memprof rp_memprof;
+
+typedef struct rp_memprof_allocation {
+    void        *block;          /* the payload handed to the caller */
+    size_t       size;           /* requested bytes */
+    size_t       samples;        /* k >= 1 */
+    const char  *tag;            /* "(untagged)" for NULL tags */
+    rp_pool     *pool;
+    void *const *callstack;      /* return addresses, innermost first; valid
+                                    during the callback only */
+    size_t       callstack_len;  /* <= params.callstack_size */
+} rp_memprof_allocation;
+
+typedef struct rp_memprof_tracker {
+    /* Runs on the allocating thread, under no ringpool lock, with sampling
+       off on that thread; may allocate and free through ringpool. Returns the
+       user value kept for the block, or NULL not to track it. */
+    void *(*alloc)(const rp_memprof_allocation *allocation, void *data);
+    /* A tracked block went: rp_free, a resize (a resize is a dealloc of the
+       old block, then the new block is sampled as a fresh allocation),
+       or the bulk free of its pool's destroy or reset. Also called once, at
+       once, with the user value of a sample whose profile was stopped or
+       replaced while its alloc callback ran (that sample is discarded).
+       May be NULL. */
+    void  (*dealloc)(void *user, void *data);
+    void  *data;                 /* passed to both */
+} rp_memprof_tracker;
+
+typedef struct rp_memprof_params {
+    double             rate;            /* per byte, 0 < rate <= 1 */
+    size_t             callstack_size;  /* frames to capture, 0..RP_MEMPROF_MAX_STACK */
+    uint64_t           seed;            /* 0: $RINGPOOL_MEMPROF_SEED, else random */
+    rp_memprof_tracker tracker;
+} rp_memprof_params;
+#define RP_MEMPROF_MAX_STACK 256
+
+/* Starts a profile: 0 and *out set, RP_EINVAL (bad rate, stack size or NULL
+   argument), RP_EBUSY (a profile is running) or RP_ENOMEM. */
+RP_API int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out);
+/* Stops the running profile: no new samples; its tracked blocks still get
+   their dealloc calls until it is discarded. RP_ENOTFOUND if none runs. */
+RP_API int rp_memprof_stop(void);
+/* Forgets a stopped profile's tracked blocks without calling the tracker and
+   frees it. RP_EBUSY if it is still running, RP_EINVAL for NULL. */
+RP_API int rp_memprof_discard(rp_memprof *profile);
+/* The running profile, or NULL. */
+RP_API rp_memprof *rp_memprof_running(void);
+/* Blocks a profile tracks now. */
+RP_API size_t rp_memprof_tracked(const rp_memprof *profile);
+
 /* ------------------------------------------------------------- Testing */
 /* Fault injection: arms a countdown so that the nth underlying allocation
    from now (1 = the next one) fails, and, if sticky, every one after it.
