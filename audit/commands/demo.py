@@ -25,7 +25,8 @@ class DemoCommand:
     and cache entries that are never evicted. The demo prints the by-tag
     snapshot after 1000 requests, the diff between request 200 and request 1000,
     the leak report written by the library when the pool is destroyed (with the
-    leak gate, which exits 2), and a short bulk-destroy vs per-block-free table.
+    leak gate, which exits 2), a short bulk-destroy vs per-block-free table, and
+    (with --html or --keep) an HTML flame graph of the leaks.
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
@@ -41,6 +42,10 @@ class DemoCommand:
                             help="write the demo's reports into DIR (created if missing) and keep them")
         parser.add_argument("--format", choices=["table", "github", "markdown"], default="table",
                             help="table style of every section (default: table)")
+        parser.add_argument("--html", metavar="FILE",
+                            help="end with a flame graph of what the pools held at destroy, written to "
+                                 "FILE (a page any browser opens offline; default: leaks.html in the "
+                                 "--keep directory, none without --keep)")
 
     def run(self, args: argparse.Namespace) -> int:
         if args.keep is not None:
@@ -122,6 +127,19 @@ class DemoCommand:
                     "--repeat", str(args.repeat), *fmt]
             if main(argv) != EXIT_OK:
                 return 1
+        page = args.html or (os.path.join(workdir, "leaks.html") if args.keep else None)
+        if page is not None:
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(page)), exist_ok=True)
+            except OSError as exc:
+                raise AuditError(f"{page}: cannot create its directory: {exc.strerror}") from exc
+            _heading("5. Flame graph of what the pools held at destroy, by pool and tag\n"
+                     f"   (ringpool-audit show --format html --output {page} "
+                     + " ".join(_short(p) for p in at_destroy) + ")")
+            if main(["show", *at_destroy, "--format", "html", "--output", page, "--force"]) != EXIT_OK:
+                return 1
+            print(f"open file://{os.path.abspath(page)} in a browser: click a box to zoom, "
+                  "type in the search box to highlight frames.", flush=True)
         output.summary(f"demo: done; reports in {workdir}" if args.keep else "demo: done")
         return 0
 

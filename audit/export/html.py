@@ -33,13 +33,16 @@ def page_data(table: Any) -> dict[str, Any]:
 
     prof = profile_of(table)
     frames: list[dict[str, str]] = []
-    index: dict[Frame, int] = {}
+    index: dict[tuple[str, str], int] = {}
 
     def frame_index(frame: Frame) -> int:
-        i = index.get(frame)
+        # Frames with the same text are one box: with --by function, every call site
+        # in main is "main".
+        key = (frame.label(prof.by), frame.kind)
+        i = index.get(key)
         if i is None:
-            i = index[frame] = len(frames)
-            frames.append({"n": frame.label(prof.by), "k": frame.kind})
+            i = index[key] = len(frames)
+            frames.append({"n": key[0], "k": key[1]})
         return i
 
     known = {name: i for i, name, _ in prof.value_types()}

@@ -31,17 +31,22 @@ class SpeedscopeFormatter:
 
         prof = profile_of(table)
         frames: list[dict[str, Any]] = []
-        index: dict[Frame, int] = {}
+        index: dict[tuple[str, str | None, int | None], int] = {}
+        # A frame is as fine as --by: a line only for sites and stacks, a file down to functions.
+        with_file = prof.by in ("site", "stack", "function", "file")
+        with_line = prof.by in ("site", "stack")
 
         def frame_index(frame: Frame) -> int:
-            i = index.get(frame)
+            key = (frame.label(prof.by), frame.file if with_file else None,
+                   frame.line if with_line else None)
+            i = index.get(key)
             if i is None:
-                i = index[frame] = len(frames)
-                entry: dict[str, Any] = {"name": frame.label(prof.by)}
-                if frame.file:
-                    entry["file"] = frame.file
-                if frame.line:
-                    entry["line"] = frame.line
+                i = index[key] = len(frames)
+                entry: dict[str, Any] = {"name": key[0]}
+                if key[1]:
+                    entry["file"] = key[1]
+                if key[2]:
+                    entry["line"] = key[2]
                 frames.append(entry)
             return i
 

@@ -29,20 +29,32 @@ def function_offsets(binary: str) -> dict[str, int]:
     return found
 
 
+def return_address(binary: str, caller: str, callee: str) -> int:
+    """The address after caller's call of callee (objdump), as an unwinder would record it."""
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", binary], capture_output=True, text=True,
+                         check=True).stdout
+    body = out.split(f"<{caller}>:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    for i, line in enumerate(body):
+        if "call" in line and f"<{callee}>" in line:
+            return int(body[i + 1].split(":", 1)[0].strip(), 16)
+    raise AssertionError(f"{caller} does not call {callee} in {binary}")
+
+
 def stack_report(binary: str, sample_rate: float | None = None,
                  site_extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """An interposer report in the stack-table shape (docs/preload.md) whose frames lie in
     binary (tests/audit/programs/plain_leaks.c built with -g), so addr2line names them:
 
     make_table <- main   4 blocks, 400 bytes, 4 allocs
-    make_name  <- main   2 blocks,  20 bytes, 2 allocs
+    make_name  <- main   2 blocks,  20 bytes, 2 allocs (called from another line of main)
     scratch    <- main   (freed: 0 blocks, 0 bytes, 10 allocs)
     and one stack whose outer frame is in no module (an absolute address).
     """
     fn = function_offsets(binary)
     frames = [[0, hex(fn["make_table"] + 8)], [0, hex(fn["make_name"] + 8)], [0, hex(fn["scratch"] + 8)],
-              [0, hex(fn["main"] + 20)], [-1, "0x7f0000001234"]]
-    stacks = [[0, 3], [1, 3], [2, 3, 4]]
+              [0, hex(return_address(binary, "main", "make_table"))], [-1, "0x7f0000001234"],
+              [0, hex(return_address(binary, "main", "make_name"))]]
+    stacks = [[0, 3], [1, 5], [2, 3, 4]]
     sites: list[dict[str, Any]] = [
         {"module": binary, "offset": frames[0][1], "stack": 0, "blocks": 4, "bytes": 400, "allocs": 4},
         {"module": binary, "offset": frames[1][1], "stack": 1, "blocks": 2, "bytes": 20, "allocs": 2},

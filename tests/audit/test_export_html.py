@@ -106,6 +106,7 @@ def test_chromium_draws_whole_stacks_with_search_and_zoom(plain_leaks: str, tmp_
     frames = by_name(dom.frames)
     assert {k: int(v["data-value"]) for k, v in frames.items()} == {
         "all": 420, "main": 420, "make_table": 400, "make_name": 20}
+    assert [f["data-name"] for f in dom.frames].count("main") == 1  # two call sites, one function
     matched = sorted(f["data-name"] for f in dom.frames if "match" in f["class"].split())
     assert matched == ["make_name", "make_table"]
     assert "matching \u201cmake_\u201d: 420 bytes, 100.0%" in dom.summary
@@ -115,6 +116,23 @@ def test_chromium_draws_whole_stacks_with_search_and_zoom(plain_leaks: str, tmp_
     assert "ancestor" in frames["main"]["class"] and "zoomed into main > make_name: 4.8%" in zoomed.summary
     allocs = by_name(rendered(page, "#value=2").frames)
     assert int(allocs["scratch"]["data-value"]) == 10 and int(allocs["all"]["data-value"]) == 16
+
+
+def test_by_site_keeps_call_sites_apart(plain_leaks: str, tmp_path: Path) -> None:
+    page = page_of(tmp_path, write_json(tmp_path / "r.json", stack_report(plain_leaks)))
+    mains = sorted(int(f["data-value"]) for f in rendered(page).frames if f["data-name"].startswith("main ("))
+    assert mains == [20, 400]
+
+
+def test_demo_ends_with_a_flame_graph_of_its_leaks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "out" / "leaks.html"
+    assert main(["demo", "--requests", "50", "--no-bench", "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("type in the search box to highlight frames.")
+    assert f"file://{page}" in out
+    frames = by_name(rendered(page).frames)
+    assert frames["session"]["data-depth"] == "2" and frames["cache-entry"]["data-depth"] == "2"
+    assert int(frames["session"]["data-value"]) > 0 and int(frames["cache-entry"]["data-value"]) > 0
 
 
 def test_frame_names_are_text_not_markup(write_report: Any, tmp_path: Path) -> None:

@@ -72,9 +72,15 @@ def test_whole_stacks_go_root_first_with_file_and_line(plain_leaks: str, tmp_pat
     doc = speedscope(capsys, path, "--by", "function")
     stacks = stacks_of(doc, 0)
     assert stacks == {("main", "make_table"): 400, ("main", "make_name"): 20}
+    assert [f["name"] for f in doc["shared"]["frames"]].count("main") == 1  # one frame per function
     table = next(f for f in doc["shared"]["frames"] if f["name"] == "make_table")
-    assert table["file"].endswith("plain_leaks.c") and table["line"] == 9
+    assert table["file"].endswith("plain_leaks.c") and "line" not in table
     assert stacks_of(doc, 2)[("?? (0x7f0000001234)", "main", "scratch")] == 10
+    by_site = speedscope(capsys, path)
+    sites = [f for f in by_site["shared"]["frames"] if f["name"].startswith("main (")]
+    assert len(sites) == 2 and all(f["file"].endswith("plain_leaks.c") and f["line"] > 0 for f in sites)
+    table = next(f for f in by_site["shared"]["frames"] if f["name"].startswith("make_table ("))
+    assert table["line"] == 9
 
 
 def test_sampled_profiles_say_they_are_estimates(plain_leaks: str, tmp_path: Path,
