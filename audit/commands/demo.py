@@ -26,7 +26,7 @@ class DemoCommand:
     snapshot after 1000 requests, the diff between request 200 and request 1000,
     the leak report written by the library when the pool is destroyed (with the
     leak gate, which exits 2), a short bulk-destroy vs per-block-free table, and
-    (with --html or --keep) an HTML flame graph of the leaks.
+    (with --html FILE) an HTML flame graph of the leaks.
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
@@ -44,8 +44,8 @@ class DemoCommand:
                             help="table style of every section (default: table)")
         parser.add_argument("--html", metavar="FILE",
                             help="end with a flame graph of what the pools held at destroy, written to "
-                                 "FILE (a page any browser opens offline; default: leaks.html in the "
-                                 "--keep directory, none without --keep)")
+                                 "FILE (one page any browser opens offline; `make demo` writes "
+                                 "build/demo/leaks.html)")
 
     def run(self, args: argparse.Namespace) -> int:
         if args.keep is not None:
@@ -127,7 +127,7 @@ class DemoCommand:
                     "--repeat", str(args.repeat), *fmt]
             if main(argv) != EXIT_OK:
                 return 1
-        page = args.html or (os.path.join(workdir, "leaks.html") if args.keep else None)
+        page = args.html
         if page is not None:
             try:
                 os.makedirs(os.path.dirname(os.path.abspath(page)), exist_ok=True)
