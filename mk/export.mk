@@ -30,3 +30,21 @@ $(PPROF_TOOL): $(STAMPS)/export-sys
 
 test-audit: setup-export pprof-tool
 test-audit: export RINGPOOL_PPROF := $(abspath $(PPROF_TOOL))
+
+# docs/flamegraph.png and the `pprof -top` listing of docs/cli.md, made again from a real run:
+# the C++ leak program of tests/stacks under the interposer with whole stacks.
+DOCS_FLAME_DIR := $(BUILD)/docs-flamegraph
+CHROMIUM ?= chromium
+.PHONY: docs-flamegraph
+docs-flamegraph: setup-py $(PRELOAD_SO) stacks-test-bins pprof-tool
+	rm -rf $(DOCS_FLAME_DIR) && mkdir -p $(DOCS_FLAME_DIR)
+	$(PY) -m audit run --preload --report-dir $(DOCS_FLAME_DIR) -- $(STACKS_TEST_DIR)/wrappers_cxx > /dev/null
+	$(PY) -m audit show $(DOCS_FLAME_DIR)/ringpool-preload.*.json --by function --format html \
+	    --output $(DOCS_FLAME_DIR)/leaks.html
+	$(PY) -m audit show $(DOCS_FLAME_DIR)/ringpool-preload.*.json --format pprof \
+	    --output $(DOCS_FLAME_DIR)/leaks.pb.gz
+	cd $(DOCS_FLAME_DIR) && $(abspath $(PPROF_TOOL)) -top -symbolize=none leaks.pb.gz
+	$(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-background-networking \
+	    --disable-component-update --disable-sync --no-first-run --user-data-dir=$$(mktemp -d) \
+	    --hide-scrollbars --window-size=1100,330 --screenshot=$(abspath docs/flamegraph.png) \
+	    "file://$(abspath $(DOCS_FLAME_DIR))/leaks.html#search=make_"
