@@ -158,6 +158,9 @@ class Pool:
     (bad sizes, alignments, freed blocks) always raises.
     """
 
+    _closing: bool      # destroy()/reset() under way: a second one is PoolBusy
+    _seal_new: bool     # the library is about to free this pool's blocks
+
     def __init__(self, name: str, thread_safe: bool = True, checked: bool = False,
                  backing: str = "malloc", chunk_size: int | None = None,
                  keep_bytes: int | None = None) -> None:
@@ -202,6 +205,10 @@ class Pool:
             if parent is not None:
                 parent._state.children.append(state)
                 parent._children.add(self)
+                # Made by a cleanup while an ancestor is being destroyed or
+                # reset: the library frees this pool in the same call, so its
+                # blocks must never export a view that could outlive them.
+                self._seal_new = parent._seal_new
             self._gc = ll.ffi.gc(ptr, state.finalize)
 
     def _init_common(self, ptr: ll.CData, state: _PoolState) -> None:
@@ -210,7 +217,8 @@ class Pool:
         self._blocks: dict[int, Block] = {}
         self._tags: dict[str, ll.CData] = {}
         self._children: weakref.WeakSet[Pool] = weakref.WeakSet()
-        self._closing = False
+        self._closing = False    # destroy()/reset() under way: a second one is PoolBusy
+        self._seal_new = False   # the library is about to free this pool's blocks
 
     @classmethod
     def _wrap_default(cls, ptr: ll.CData) -> Pool:
@@ -297,7 +305,7 @@ class Pool:
     def _adopt(self, addr: int, size: int, tag: str) -> Block:
         block = Block._make(self, addr, size, tag)
         self._blocks[addr] = block
-        if self._closing:
+        if self._seal_new:
             block._begin_free()
         return block
 
@@ -318,6 +326,17 @@ class Pool:
         for child in list(self._children):
             if child._state.alive:
                 out.extend(child._family())
+        return out
+
+    def _subtree(self) -> list[Pool]:
+        """This pool and every Python pool below it, destroyed or not,
+        including pools that cleanups created during a destroy or reset."""
+        out: list[Pool] = []
+        stack: list[Pool] = [self]
+        while stack:
+            pool = stack.pop()
+            out.append(pool)
+            stack.extend(pool._children)
         return out
 
     def _seal_family(self) -> list[Block]:
@@ -363,16 +382,18 @@ class Pool:
             family = self._family()
             self._seal_family()
             for pool in family:
-                pool._closing = True
+                pool._closing = pool._seal_new = True
             try:
                 if self._state.owner == "stat":
                     ll.stat_destroy_pool()
                 else:
                     ll.pool_destroy(self._ptr)
             finally:
-                for pool in family:
+                # Every pool below this one is gone now, with the ones the
+                # cleanups created meanwhile.
+                for pool in self._subtree():
                     pool._kill_blocks(f"was bulk-freed by destroy() of pool {self._name!r}")
-                    pool._closing = False
+                    pool._closing = pool._seal_new = False
                 self._state.mark_dead()
                 if self._gc is not None:
                     self._gc = ll.ffi.gc(self._gc, None)  # detach the finalizer
@@ -389,15 +410,16 @@ class Pool:
             family = self._family()
             self._seal_family()
             for pool in family:
-                pool._closing = True
-            children = list(self._state.children)
+                pool._closing = pool._seal_new = True
             try:
                 ll.pool_reset(self._ptr)
             finally:
-                for pool in family:
+                # The children (with those the cleanups created meanwhile) are
+                # destroyed, every block of the family is freed.
+                for pool in self._subtree():
                     pool._kill_blocks(f"was bulk-freed by reset() of pool {self._name!r}")
-                    pool._closing = False
-                for child in children:
+                    pool._closing = pool._seal_new = False
+                for child in list(self._state.children):
                     child.mark_dead()
                 self._state.cleanups = []
             self._raise_cleanup_errors()
@@ -469,7 +491,7 @@ class Pool:
                 return self._failed("alloc", raise_on_oom)
             block = _make_block(self, addr, size, tag)
             self._blocks[addr] = block
-            if self._closing:
+            if self._seal_new:
                 block._begin_free()
             return block
 

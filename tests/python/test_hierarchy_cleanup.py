@@ -6,7 +6,8 @@ import gc
 
 import pytest
 
-from allocator import (BlockFreedError, CleanupError, Pool, PoolBusy, PoolDestroyedError)
+from allocator import (Block, BlockFreedError, CleanupError, Pool, PoolBusy,
+                       PoolDestroyedError)
 
 
 def test_child_dies_with_parent(pool: Pool) -> None:
@@ -159,3 +160,76 @@ def test_child_collected_before_parent(pool: Pool) -> None:
         gc.collect()
     assert pool.info().children == 0
     pool.alloc(1).free()
+
+
+# -- blocks made while a destroy or reset is under way ---------------------------
+def _cleanup_that_allocates(pool: Pool, made: list[Block], depth: int = 1) -> None:
+    """Registers a cleanup that creates a chain of ``depth`` child pools and
+    allocates one block from each, trying a buffer view on every block."""
+    def cleanup() -> None:
+        parent = pool
+        for i in range(depth):
+            parent = parent.child(f"made-in-cleanup-{i}")
+            block = parent.alloc(64, tag=f"late{i}")
+            made.append(block)
+            block.write(b"ok")             # a copy works while the pool is closing
+            with pytest.raises(BufferError):
+                memoryview(block)          # a view could outlive the memory: refused
+    pool.add_cleanup(cleanup)
+
+
+def _assert_sealed(blocks: list[Block]) -> None:
+    assert blocks, "the cleanup did not run"
+    for block in blocks:
+        assert block.freed and block.pool.destroyed
+        with pytest.raises(BlockFreedError):
+            memoryview(block)
+        with pytest.raises(BlockFreedError):
+            block.tobytes()
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_blocks_of_child_pools_made_in_a_cleanup_are_sealed_by_destroy(
+        backing: str, depth: int) -> None:
+    made: list[Block] = []
+    pool = Pool("parent", backing=backing)
+    _cleanup_that_allocates(pool, made, depth)
+    pool.destroy()
+    _assert_sealed(made)
+    assert len(made) == depth
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_blocks_of_child_pools_made_in_a_cleanup_are_sealed_by_reset(
+        pool: Pool, depth: int) -> None:
+    made: list[Block] = []
+    _cleanup_that_allocates(pool, made, depth)
+    pool.reset()
+    _assert_sealed(made)
+    assert not pool.destroyed and pool.info().children == 0
+    fresh = pool.alloc(8)
+    memoryview(fresh)[0] = 1                  # the pool works normally again
+    fresh.free()
+
+
+def test_blocks_made_in_a_cleanup_of_a_child_are_sealed_by_the_parents_destroy(
+        backing: str) -> None:
+    made: list[Block] = []
+    pool = Pool("parent", backing=backing)
+    kid = pool.child("kid")
+    _cleanup_that_allocates(kid, made, 2)
+    pool.destroy()
+    _assert_sealed(made)
+
+
+def test_child_made_in_a_cleanup_can_be_destroyed_there(backing: str) -> None:
+    seen: list[Block] = []
+    pool = Pool("parent", backing=backing)
+
+    def cleanup() -> None:
+        kid = pool.child("short-lived")
+        seen.append(kid.alloc(16))
+        kid.destroy()
+    pool.add_cleanup(cleanup)
+    pool.destroy()
+    _assert_sealed(seen)
