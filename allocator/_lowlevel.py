@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from . import _ringpool
-from ._errors import error_class
+from ._errors import InvalidArgument, error_class
 from ._ringpool import ffi as ffi
 from ._ringpool import lib as lib
 
@@ -74,10 +74,20 @@ def _checked_ptr(ptr: CData, what: str) -> CData:
 
 
 def encode(text: str | bytes, what: str) -> bytes:
-    """UTF-8 bytes of ``text`` without NUL (C strings end at the first NUL)."""
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    """UTF-8 bytes of ``text`` without NUL (C strings end at the first NUL);
+    InvalidArgument (a ValueError) naming ``what`` otherwise."""
+    if isinstance(text, str):
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = ord(text[exc.start])
+            raise InvalidArgument(f"{what} must be valid Unicode: it contains the lone "
+                                  f"surrogate \\u{bad:04x} at index {exc.start}, which has "
+                                  "no UTF-8 encoding") from None
+    else:
+        data = bytes(text)
     if b"\0" in data:
-        raise ValueError(f"{what} must not contain NUL characters")
+        raise InvalidArgument(f"{what} must not contain NUL characters")
     return data
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 from . import _lowlevel as ll
 from ._block import Block
-from ._errors import InvalidBlock, NoDefaultPool
+from ._errors import InvalidBlock, NoDefaultPool, OutOfMemory
 from ._pool import Pool, _check_size
 
 _TAG = "rp_stat"
@@ -54,6 +54,13 @@ def _pool() -> Pool:
     return pool
 
 
+def _addressable(what: str, *sizes: int) -> None:
+    """OutOfMemory (as the C call would give) for a size no size_t can hold."""
+    for size in sizes:
+        if size > ll.SIZE_MAX:
+            raise OutOfMemory(f"{what}: {size} bytes cannot be addressed on this machine")
+
+
 def _alloc(what: str, size: int, call: Callable[[], int]) -> Block:
     pool = _pool()
     with pool._lock:
@@ -67,6 +74,7 @@ def _alloc(what: str, size: int, call: Callable[[], int]) -> Block:
 def stat_alloc(size: int) -> Block:
     """``size`` bytes from the default pool (``rp_stat_alloc``)."""
     size = _check_size(size, "size")
+    _addressable("rp_stat_alloc", size)
     return _alloc("rp_stat_alloc", size, lambda: ll.stat_alloc(size))
 
 
@@ -74,6 +82,7 @@ def stat_calloc(n: int, size: int) -> Block:
     """``n * size`` zeroed bytes from the default pool."""
     n = _check_size(n, "n")
     size = _check_size(size, "size")
+    _addressable("rp_stat_calloc", n, size)
     return _alloc("rp_stat_calloc", n * size, lambda: ll.stat_calloc(n, size))
 
 
