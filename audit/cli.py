@@ -89,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ringpool-audit: interrupted", file=sys.stderr)
         return EXIT_ERROR
+    except RecursionError:
+        print("ringpool-audit: error: input nested too deeply to process", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print("ringpool-audit: error: out of memory", file=sys.stderr)
+        return EXIT_ERROR
     except SystemExit as exc:  # --help and --version
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_ERROR)

@@ -47,7 +47,7 @@ def emit_text(args: argparse.Namespace, text: str | bytes) -> None:
             sys.stdout.buffer.write(text)
             sys.stdout.buffer.flush()
             return
-        sys.stdout.write(text)
+        sys.stdout.write(_encodable(text, getattr(sys.stdout, "encoding", None) or "utf-8"))
         sys.stdout.flush()
         return
     check_output(args)
@@ -56,10 +56,22 @@ def emit_text(args: argparse.Namespace, text: str | bytes) -> None:
             with open(path, "wb") as fh:
                 fh.write(text)
             return
-        with open(path, "w", encoding="utf-8") as fh:
+        with open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write(text)
     except OSError as exc:
         raise AuditError(f"{path}: cannot write: {exc.strerror}") from exc
+
+
+def _encodable(text: str, encoding: str) -> str:
+    """``text``, with what ``encoding`` cannot represent written as escapes
+    (a tag in Chinese on an ASCII terminal) instead of failing half-way."""
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        pass
+    return text
 
 
 def emit(args: argparse.Namespace, table: Table) -> None:

@@ -67,8 +67,9 @@ def _claims_preload(doc: Any) -> bool:
 
 
 def _name_file(path: str, exc: Exception) -> str:
-    text = str(exc)
-    return text if path in text else f"{path}: {text}"
+    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+    shown = schema.display(path)
+    return text if shown in text else f"{shown}: {text}"
 
 
 def load_all(paths: list[str], limits: schema.Limits = schema.DEFAULT_LIMITS) -> list[Report]:

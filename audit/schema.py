@@ -93,6 +93,8 @@ class Limits:
     max_depth: int = 100
     max_text: int = 1 << 20
     max_nesting: int = 64
+    #: Appended to the message of a file over ``max_bytes`` (how to raise the limit).
+    size_hint: str = ""
 
 
 DEFAULT_LIMITS = Limits()
@@ -229,7 +231,8 @@ def read_bytes(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
             raise ReportFormatError("<stdin>", f"cannot read: {exc.strerror or exc}") from None
         if len(data) > cap:
             raise ReportFormatError("<stdin>", f"more than {cap} bytes: larger than the "
-                                               f"{_size(cap)} a report may have")
+                                               f"{_size(cap)} a report may have"
+                                               f"{limits.size_hint}")
         return data
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked next.
@@ -249,7 +252,7 @@ def read_bytes(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
                                           "regular file (use - to read standard input)")
         if st.st_size > cap:
             raise ReportFormatError(name, f"{st.st_size} bytes: larger than the "
-                                          f"{_size(cap)} a report may have")
+                                          f"{_size(cap)} a report may have{limits.size_hint}")
         os.set_blocking(fd, True)
         chunks = []
         left = cap + 1
@@ -266,7 +269,7 @@ def read_bytes(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
         os.close(fd)
     if len(data) > cap:
         raise ReportFormatError(name, f"more than {cap} bytes: larger than the "
-                                      f"{_size(cap)} a report may have")
+                                      f"{_size(cap)} a report may have{limits.size_hint}")
     return data
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
-from audit import gate
+from audit import gate, schema
 from audit.errors import AuditError
 from audit.export.source import Source
 from audit.formatters import Column, Table
@@ -30,6 +31,21 @@ def wrapper_pattern(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty pattern would match nothing")
     return text.strip()
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input")
+    group.add_argument("--max-report-bytes", type=gate.non_negative_int, metavar="N",
+                       default=schema.DEFAULT_LIMITS.max_bytes,
+                       help="refuse report files larger than N bytes (default: "
+                            f"{schema.DEFAULT_LIMITS.max_bytes}); a report is a regular file, "
+                            "or - for standard input")
+
+
+def input_limits(args: argparse.Namespace) -> schema.Limits:
+    """The reader's limits for the options of add_input_options."""
+    return dataclasses.replace(schema.DEFAULT_LIMITS, max_bytes=args.max_report_bytes,
+                               size_hint="; --max-report-bytes N raises the limit")
 
 
 def add_table_options(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from audit import gate, output, reports
-from audit.commands._common import plural, positive_int, wrapper_pattern
+from audit.commands._common import (add_input_options, input_limits, plural, positive_int,
+                                    wrapper_pattern)
 from audit.errors import AuditError
 from audit.formatters import Column, Table
 
@@ -24,7 +25,8 @@ class DiffCommand:
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("old", metavar="OLD", help="the earlier report")
-        parser.add_argument("new", metavar="NEW", help="the later report")
+        parser.add_argument("new", metavar="NEW", help="the later report (- reads standard input)")
+        add_input_options(parser)
         parser.add_argument("--top", type=positive_int, metavar="N", help="show only the first N rows")
         parser.add_argument("--changed-only", action="store_true",
                             help="hide tags whose blocks and bytes did not change")
@@ -40,7 +42,7 @@ class DiffCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         output.check_output(args)
-        old, new = reports.load_all([args.old, args.new])
+        old, new = reports.load_all([args.old, args.new], input_limits(args))
         if old.kind != new.kind:
             raise AuditError(f"cannot compare {old.path} ({old.kind}) with {new.path} ({new.kind})")
         if old.kind == "snapshot":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from audit import gate, output, reports
-from audit.commands._common import add_table_options, by_tag_table, require_files, totals_line
+from audit.commands._common import (add_input_options, add_table_options, by_tag_table,
+                                    input_limits, require_files, totals_line)
 
 
 class ShowCommand:
@@ -20,7 +21,9 @@ class ShowCommand:
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("reports", nargs="+", metavar="REPORT", help="report files (JSON)")
+        parser.add_argument("reports", nargs="+", metavar="REPORT",
+                            help="report files (JSON); - reads one from standard input")
+        add_input_options(parser)
         add_table_options(parser)
         gate.add_gate_options(parser)
         output.add_output_options(parser)
@@ -28,7 +31,7 @@ class ShowCommand:
     def run(self, args: argparse.Namespace) -> int:
         output.check_output(args)
         require_files(args.reports)
-        loaded = reports.load_all(args.reports)
+        loaded = reports.load_all(args.reports, input_limits(args))
         merged = reports.rows_for(loaded, args.by, args.suppressions, args.wrapper)
         table = by_tag_table(merged, loaded, args)
         output.emit(args, table)

@@ -1,0 +1,185 @@
+"""Reports built to break a reader: each ends in exit 1 and one line naming the file."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from _audit_testlib import report_doc, tag
+from audit.cli import main
+from audit.formatters import FORMAT_NAMES
+
+WriteReport = Callable[..., str]
+
+
+def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("ringpool-audit: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def _chain(depth: int) -> dict[str, Any]:
+    doc = report_doc()
+    node = doc
+    for i in range(depth):
+        child = report_doc(pool=f"c{i}")
+        del child["format"], child["version"]
+        node["children"] = [child]
+        node = child
+    return doc
+
+
+@pytest.mark.parametrize("command", ["show", "diff"])
+@pytest.mark.parametrize("name, text, needle", [
+    ("deep-arrays", "[" * 100000 + "]" * 100000, "nested too deeply"),
+    ("deep-objects", '{"a": ' * 100000 + "1" + "}" * 100000, "nested too deeply"),
+    ("digits", '{"format": "ringpool-snapshot", "version": 1, "pid": ' + "7" * 5000 + "}",
+     "more digits than this reader accepts"),
+    ("nan", '{"format": "ringpool-snapshot", "version": NaN}', "NaN is not a JSON number"),
+])
+def test_json_python_cannot_take(command: str, name: str, text: str, needle: str,
+                                 write_report: WriteReport,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_report(f"{name}.json", text)
+    argv = ["show", bad] if command == "show" else ["diff", write_report("good.json"), bad]
+    _one_line_error(argv, capsys, bad, needle)
+
+
+def test_children_chain_of_3000_levels(write_report: WriteReport,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    inner = json.dumps(report_doc(pool="leaf"))
+    text = '{"pool": "p", "children": [' * 3000 + inner + "]}" * 3000
+    bad = write_report("chain.json", text)
+    _one_line_error(["show", bad], capsys, bad, "nested too deeply")
+
+
+def test_children_nested_beyond_the_limit(write_report: WriteReport,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_report("chain.json", _chain(150))
+    _one_line_error(["show", bad], capsys, bad, "'children", "nested deeper than 100 levels")
+    ok = write_report("ok.json", _chain(100))
+    assert main(["show", ok, "--format", "csv"]) == 0
+    assert "c99" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("field", ["blocks", "bytes", "peak_bytes", "allocs"])
+def test_counts_of_10_to_the_400(field: str, write_report: WriteReport,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    big = tag("huge", 1, 8)
+    big[field] = 10**400
+    doc = report_doc(tags=[big, tag("small", 1, 8)])
+    doc["totals"] = {"blocks": 2, "bytes": 16, "peak_bytes": 8, "allocs": 2}
+    bad = write_report("huge.json", json.dumps(doc))
+    _one_line_error(["show", bad], capsys, bad, f"'tags[0].{field}'", "401 digits",
+                    "largest count")
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+@pytest.mark.parametrize("command", ["show", "diff"])
+def test_lone_surrogate_tag_in_every_format(fmt: str, command: str, write_report: WriteReport,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    text = json.dumps(report_doc(tags=[tag("\ud800", 1, 8), tag("fine", 1, 8)]))
+    assert "\\ud800" in text
+    bad = write_report("surrogate.json", text)
+    argv = ([command, bad] if command == "show" else [command, write_report("good.json"), bad])
+    _one_line_error(argv + ["--format", fmt], capsys, bad, "'tags[0].tag'", "lone surrogate")
+
+
+def test_escaped_surrogate_pairs_are_fine(write_report: WriteReport,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("pair.json", json.dumps(report_doc(tags=[tag("\U0001f600 emoji", 1, 8)])))
+    for fmt in FORMAT_NAMES:
+        assert main(["show", path, "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        if fmt == "json":
+            out = json.loads(out)["rows"][0]["key"]
+        assert "\U0001f600" in out
+
+
+def test_fifo_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    codes: list[int] = []
+    worker = threading.Thread(target=lambda: codes.append(main(["show", str(fifo)])),
+                              daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("show hangs on a FIFO")
+    assert codes == [1]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(fifo) in err and "FIFO, not a regular file" in err
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null", "/dev/stdin"])
+def test_devices_are_refused(device: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if not os.path.exists(device):
+        pytest.skip(f"{device} is missing")
+    if device == "/dev/stdin" and os.path.isfile(device):
+        pytest.skip("stdin is a regular file here")
+    assert main(["show", device]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and device in err and "not a regular file" in err
+
+
+def test_stdin_is_read_with_dash(monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.dumps(report_doc()).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert main(["show", "-", "--format", "csv"]) == 0
+    assert "tokens" in capsys.readouterr().out
+
+
+def test_stdin_only_once(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_error(["diff", "-", "-"], capsys, "standard input")
+
+
+def test_size_cap_is_named(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json")
+    size = os.path.getsize(path)
+    _one_line_error(["show", path, "--max-report-bytes", str(size - 1)], capsys, path,
+                    "larger than the", "--max-report-bytes")
+    assert main(["show", path, "--max-report-bytes", str(size)]) == 0
+
+
+def test_file_name_with_a_newline_stays_one_line(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "two\nlines.json"
+    path.write_text("{")
+    err = _one_line_error(["show", str(path)], capsys, "two\\nlines.json")
+    assert "truncated JSON" in err
+
+
+def test_huge_values_in_error_messages_are_cut(write_report: WriteReport,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    doc = report_doc()
+    doc["pool"] = ["x" * 100000]
+    path = write_report("long.json", doc)
+    err = _one_line_error(["show", path], capsys, "'pool'")
+    assert len(err) < 300
+
+
+def test_table_output_that_the_terminal_cannot_encode(write_report: WriteReport,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("cjk.json", report_doc(tags=[tag("\u6f22\u5b57", 1, 8)]))
+    raw = io.BytesIO()
+    stdout = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["show", path]) == 0
+    stdout.flush()
+    assert b"\\u6f22\\u5b57" in raw.getvalue()
