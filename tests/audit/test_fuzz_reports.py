@@ -63,7 +63,8 @@ def snapshot_docs(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
                    "peak_bytes": draw(counts), "allocs": sum(t["allocs"] for t in tags)},
         "tags": tags,
     }
-    if tags and draw(st.booleans()) and doc["totals"]["blocks"] < 50:
+    with_blocks: bool = draw(st.booleans())
+    if tags and with_blocks and doc["totals"]["blocks"] < 50:
         doc["blocks"] = [{"address": f"{0x1000 + 16 * i:#x}", "size": 8, "tag": t["tag"]}
                          for i, t in enumerate(x for x in tags for _ in range(x["blocks"]))]
     if depth < 2 and draw(st.booleans()):
