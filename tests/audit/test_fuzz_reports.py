@@ -177,14 +177,17 @@ def _time_bound(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-def _run(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
+def _run(argv: list[str]) -> tuple[int, bytes, str]:
+    # stdout like a pipe's (binary formats write to its buffer), stderr as text.
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    err = io.StringIO()
     start = time.monotonic()
     with _time_bound(CASE_SECONDS), contextlib.redirect_stdout(out), \
             contextlib.redirect_stderr(err):
         code = main(argv)
     assert time.monotonic() - start < CASE_SECONDS
-    return code, out.getvalue(), err.getvalue()
+    out.flush()
+    return code, out.buffer.getvalue(), err.getvalue()
 
 
 def _check(code: int, err: str, bad: str) -> None:

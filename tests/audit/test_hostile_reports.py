@@ -17,6 +17,7 @@ from audit.cli import main
 from audit.formatters import FORMAT_NAMES
 
 WriteReport = Callable[..., str]
+TEXT_FORMATS = [f for f in FORMAT_NAMES if f != "pprof"]   # pprof is gzipped protobuf
 
 
 def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
@@ -100,11 +101,13 @@ def test_lone_surrogate_tag_in_every_format(fmt: str, command: str, write_report
 def test_escaped_surrogate_pairs_are_fine(write_report: WriteReport,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     path = write_report("pair.json", json.dumps(report_doc(tags=[tag("\U0001f600 emoji", 1, 8)])))
-    for fmt in FORMAT_NAMES:
+    for fmt in TEXT_FORMATS:
         assert main(["show", path, "--format", fmt]) == 0
         out = capsys.readouterr().out
-        if fmt == "json":
-            out = json.loads(out)["rows"][0]["key"]
+        if fmt == "html":       # the data sits escaped inside the page's script
+            continue
+        if fmt in ("json", "speedscope"):
+            out = json.dumps(json.loads(out), ensure_ascii=False)
         assert "\U0001f600" in out
 
 
