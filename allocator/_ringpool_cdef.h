@@ -72,6 +72,37 @@ typedef struct rp_pool_info {
 } rp_pool_info;
 typedef int (*rp_visit_fn)(void *block, size_t size, const char *tag, void *arg);
 
+/* ---- sampling (memprof) */
+typedef struct rp_memprof rp_memprof;
+typedef struct rp_memprof_allocation {
+    void        *block;
+    size_t       size;
+    size_t       samples;
+    const char  *tag;
+    rp_pool     *pool;
+    void *const *callstack;
+    size_t       callstack_len;
+} rp_memprof_allocation;
+typedef struct rp_memprof_tracker {
+    void *(*alloc)(const rp_memprof_allocation *allocation, void *data);
+    void  (*dealloc)(void *user, void *data);
+    void  *data;
+} rp_memprof_tracker;
+typedef struct rp_memprof_params {
+    double             rate;
+    size_t             callstack_size;
+    uint64_t           seed;
+    rp_memprof_tracker tracker;
+} rp_memprof_params;
+#define RP_MEMPROF_MAX_STACK ...
+int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out);
+int rp_memprof_stop(void);
+int rp_memprof_discard(rp_memprof *profile);
+rp_memprof *rp_memprof_running(void);
+size_t rp_memprof_tracked(const rp_memprof *profile);
+extern "Python" void *rpy_py_memprof_alloc(const rp_memprof_allocation *allocation, void *data);
+extern "Python" void rpy_py_memprof_dealloc(void *user, void *data);
+
 /* ---- testing */
 void rp_debug_fail_after(long n, int sticky);
 unsigned long rp_debug_alloc_count(void);

@@ -55,7 +55,7 @@
 #define RPI_MEMPROF_CHECK ((int64_t)64 << 10)
 #define RPI_MEMPROF_IDLE  (INT64_MAX / 4)
 
-_Thread_local rpi_memprof_thread rpi_memprof_tls __attribute__((tls_model("initial-exec")));
+_Thread_local rpi_memprof_thread rpi_memprof_tls;
 atomic_size_t rpi_memprof_entries;
 
 struct rp_memprof {

@@ -18,8 +18,9 @@ typedef struct rpi_memprof_thread {
     bool busy;              /* inside a tracker callback: no sampling */
 } rpi_memprof_thread;
 
-RPI_HIDDEN extern _Thread_local rpi_memprof_thread rpi_memprof_tls
-    __attribute__((tls_model("initial-exec")));
+/* Default TLS model: the library is also loaded with dlopen (plugins, the
+   Python extension), where static TLS may be exhausted; only slow paths read it. */
+RPI_HIDDEN extern _Thread_local rpi_memprof_thread rpi_memprof_tls;
 
 /* Counts size bytes of a block just linked and counted in pool (lock held).
    True when a point falls inside them: the caller then hands over to
