@@ -35,7 +35,12 @@ def page_data(table: Any) -> dict[str, Any]:
     frames: list[dict[str, str]] = []
     index: dict[tuple[str, str], int] = {}
 
+    seen: dict[Frame, int] = {}
+
     def frame_index(frame: Frame) -> int:
+        i = seen.get(frame)
+        if i is not None:
+            return i
         # Frames with the same text are one box: with --by function, every call site
         # in main is "main".
         key = (frame.label(prof.by), frame.kind)
@@ -43,6 +48,7 @@ def page_data(table: Any) -> dict[str, Any]:
         if i is None:
             i = index[key] = len(frames)
             frames.append({"n": key[0], "k": key[1]})
+        seen[frame] = i
         return i
 
     known = {name: i for i, name, _ in prof.value_types()}

@@ -109,7 +109,15 @@ def encode(profile: Profile) -> bytes:
             info[4] = True
         return mid
 
+    seen: dict[Frame, int] = {}
+
     def location_id(frame: Frame) -> int:
+        lid = seen.get(frame)
+        if lid is None:
+            lid = seen[frame] = new_location(frame)
+        return lid
+
+    def new_location(frame: Frame) -> int:
         if frame.kind == "native" and frame.offset is not None:
             key: tuple[object, ...] = ("native", frame.module or "", frame.offset)
         else:

@@ -36,7 +36,12 @@ class SpeedscopeFormatter:
         with_file = prof.by in ("site", "stack", "function", "file")
         with_line = prof.by in ("site", "stack")
 
+        seen: dict[Frame, int] = {}
+
         def frame_index(frame: Frame) -> int:
+            i = seen.get(frame)
+            if i is not None:
+                return i
             key = (frame.label(prof.by), frame.file if with_file else None,
                    frame.line if with_line else None)
             i = index.get(key)
@@ -48,6 +53,7 @@ class SpeedscopeFormatter:
                 if key[2]:
                     entry["line"] = key[2]
                 frames.append(entry)
+            seen[frame] = i
             return i
 
         stacks = [[frame_index(f) for f in reversed(s.stack)] for s in prof.samples]

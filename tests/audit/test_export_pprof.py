@@ -208,3 +208,28 @@ def test_pprof_top_reads_pool_reports_and_whole_stacks(plain_leaks: str, write_r
                          text=True, check=True, env={**os.environ, "HOME": str(tmp_path)}).stdout
     main_line = next(line for line in cum.splitlines() if line.rstrip().endswith(" main"))
     assert main_line.split()[3] == "420B"  # main's cumulative bytes: both leaking stacks pass through it
+
+
+def test_sampled_and_exact_reports_do_not_mix(plain_leaks: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    est = {n: {"est_blocks": 1.0, "est_bytes": 10.0, "est_allocs": 1.0} for n in ("make_table", "make_name", "scratch")}
+    sampled = write_json(tmp_path / "s.json", stack_report(plain_leaks, sample_rate=1e-3, site_extra=est))
+    other = write_json(tmp_path / "t.json", stack_report(plain_leaks, sample_rate=1e-4, site_extra=est))
+    exact = write_json(tmp_path / "e.json", stack_report(plain_leaks))
+    out = str(tmp_path / "x.pb.gz")
+    assert main(["show", sampled, exact, "--format", "pprof", "--output", out]) == 1
+    assert "cannot join sampled ones" in capsys.readouterr().err
+    assert main(["show", sampled, other, "--format", "pprof", "--output", out]) == 1
+    assert "sampled at 0.0001 per byte, another report at 0.001" in capsys.readouterr().err
+    assert not os.path.exists(out)
+
+
+def test_a_pool_report_on_standard_input_exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    raw = json.dumps(report_doc(tags=[tag("tokens", 2, 64)])).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    out = tmp_path / "stdin.pb.gz"
+    assert main(["show", "-", "--format", "pprof", "--output", str(out)]) == 0
+    assert pprof_stacks(decode_pprof(out.read_bytes(), tmp_path)) == {("tokens", "parser"): [2, 64, 2]}
