@@ -5,7 +5,8 @@ Each format is one module with a formatter behind the interface of
 :mod:`audit.formatters`; :func:`register` adds them to its table. A formatter
 turns the table into a :class:`~audit.export.model.Profile` with
 :func:`profile_of`: from the reports the table was built from when it carries
-them (``Table.source``, set by ``show`` and ``run``), else from its rows.
+them (``Table.source``, set by ``show`` and ``run``) and knows their kind, else
+from its rows.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from audit.export.model import Profile, from_rows
 
 def profile_of(table: Any) -> Profile:
     src = getattr(table, "source", None)
-    if isinstance(src, source.Source):
+    if isinstance(src, source.Source) and source.readable(src):
         try:
             return source.profile(src)
         except ValueError as exc:

@@ -23,7 +23,8 @@ class FoldedFormatter:
     def render(self, table: Any) -> str:
         from audit.export import profile_of, source
 
-        if self._rows is not None and not isinstance(getattr(table, "source", None), source.Source):
+        src = getattr(table, "source", None)
+        if self._rows is not None and not (isinstance(src, source.Source) and source.readable(src)):
             return str(self._rows.render(table))
         prof = profile_of(table)
         lines = []

@@ -48,6 +48,15 @@ class Source:
     suppressions: str | None = None   # --suppressions FILE
 
 
+KINDS = ("snapshot", "preload")
+
+
+def readable(source: Source) -> bool:
+    """True when every report of source is of a kind this module turns into stacks
+    (other kinds export the rows of their table)."""
+    return bool(source.reports) and all(r.kind in KINDS for r in source.reports)
+
+
 def profile(source: Source) -> Profile:
     """The profile of every report of source; ValueError names the file and the field."""
     kinds = {r.kind for r in source.reports}

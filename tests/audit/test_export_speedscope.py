@@ -101,3 +101,18 @@ def test_folded_gives_the_whole_stack_outermost_first(plain_leaks: str, tmp_path
     first = capsys.readouterr().out.splitlines()[0]
     outer, inner = first.rsplit(" ", 1)[0].split(";")
     assert outer.startswith("main_(") and inner.startswith("make_table_(") and "plain_leaks.c:9)" in inner
+
+
+def test_reports_of_other_kinds_export_their_rows(write_report: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from audit.export.source import Source
+    from audit.formatters import Column, Table, render
+    from audit.reports import Report
+
+    other = Report("x.json", "python", None, "x")
+    table = Table(columns=[Column("key", "key"), Column("bytes", "bytes")],
+                  rows=[{"key": "parse (a.py:3)", "bytes": 300}, {"key": "load (b.py:9)", "bytes": 0}],
+                  frames=lambda row: [str(row["key"])], source=Source([other]))
+    doc = json.loads(str(render(table, "speedscope")))
+    jsonschema.validate(doc, SCHEMA)
+    assert stacks_of(doc, 0) == {("parse (a.py:3)",): 300}
+    assert render(table, "folded") == "parse_(a.py:3) 300\nload_(b.py:9) 0\n"
