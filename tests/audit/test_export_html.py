@@ -141,3 +141,12 @@ def test_frame_names_are_text_not_markup(write_report: Any, tmp_path: Path) -> N
     assert "</script><img" not in page.read_text(encoding="utf-8")
     names = [f["data-name"] for f in rendered(page).frames]
     assert evil in names
+
+
+def test_a_diff_draws_what_grew(write_report: Any, tmp_path: Path) -> None:
+    old = write_report("old.json", report_doc(tags=[tag("grows", 1, 10), tag("shrinks", 5, 500)]))
+    new = write_report("new.json", report_doc(tags=[tag("grows", 4, 90), tag("shrinks", 1, 100)]))
+    page = tmp_path / "diff.html"
+    assert main(["diff", old, new, "--format", "html", "--output", str(page)]) == 0
+    frames = by_name(rendered(page).frames)
+    assert int(frames["grows"]["data-value"]) == 80 and "shrinks" not in frames
