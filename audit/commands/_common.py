@@ -105,7 +105,7 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
         return str(row["pool"]).split("/") + [str(row["key"])]
 
     title = "outstanding by " + ((args.by or "site") if preload else "tag")
-    source = Source(reports, args.by, args.suppressions)
+    source = Source(reports, args.by, args.suppressions, getattr(args, "wrapper", None))
     return Table(columns=columns, rows=rows, title=title, frames=frames, value_key="bytes", meta=meta,
                  source=source)
 

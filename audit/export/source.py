@@ -6,8 +6,8 @@ interposer reports become native stacks: the whole stack when the report has a
 ``stacks`` table, the call site alone otherwise. Sites inside libringpool
 (pool blocks, shown by the pools' own reports) and suppressed stacks (the
 default list plus ``--suppressions``; a stack is suppressed when any of its
-frames matches, LeakSanitizer's rule) are left out, as the leak gate leaves
-them out.
+frames up to the first one that is not an allocation wrapper matches, as for
+the table) are left out, as the leak gate leaves them out.
 
 The interposer's stack table (docs/preload.md): each distinct return address
 once, each distinct stack once (innermost frame first), and per site the
@@ -46,6 +46,7 @@ class Source:
     reports: Sequence[Any]            # audit.reports.Report
     by: str | None = None             # --by (labels of native frames in text formats)
     suppressions: str | None = None   # --suppressions FILE
+    wrappers: Sequence[str] | None = None  # --wrapper PATTERN (on top of the default list)
 
 
 KINDS = ("snapshot", "preload")
@@ -68,7 +69,7 @@ def profile(source: Source) -> Profile:
     alloc_known = bool(source.reports)
     for report in source.reports:
         if report.kind == "preload":
-            alloc_known = _add_preload(prof, report, source.suppressions) and alloc_known
+            alloc_known = _add_preload(prof, report, source) and alloc_known
         else:
             alloc_known = False
             _add_snapshot(prof, report.data)
@@ -147,7 +148,7 @@ def _site_stacks(data: Any) -> list[list[RawFrame]]:
     return out
 
 
-def _add_preload(prof: Profile, report: Any, suppressions: str | None) -> bool:
+def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
     """Adds report's stacks to prof; True when every entry gave its allocated bytes."""
     import audit.preload as preload
 
@@ -177,8 +178,9 @@ def _add_preload(prof: Profile, report: Any, suppressions: str | None) -> bool:
     symbols = preload.symbolize(data)
     modules = {m.path: m for m in data.modules}
     rules = preload.default_suppressions()
-    if suppressions is not None:
-        rules += preload.read_suppressions(suppressions)
+    if source.suppressions is not None:
+        rules += preload.read_suppressions(source.suppressions)
+    wrappers = preload.wrapper_list(source.wrappers)
 
     alloc_known = True
     for frames, entry, where in entries:
@@ -190,7 +192,11 @@ def _add_preload(prof: Profile, report: Any, suppressions: str | None) -> bool:
             mod = modules.get(module)
             stack.append(Frame(sym.function, sym.file, sym.line, module or None, offset,
                                mod.build_id if mod else None, mod.base if mod else (0 if not module else None)))
-        if any(r.matches(f.function, f.file, f.module) for f in stack for r in rules):
+        # Suppressed as the table and the leak gate decide: a rule matches one of the frames
+        # up to and including the first that is not an allocation wrapper.
+        raw = [(module or "?", offset) for module, offset, _ in frames]
+        at = preload.attributed(raw, symbols, wrappers)
+        if any(r.matches(f.function, f.file, f.module) for f in stack[: at + 1] for r in rules):
             continue
         values, has_alloc = _values(where, entry, sampled)
         alloc_known = alloc_known and has_alloc

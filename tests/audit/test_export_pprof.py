@@ -233,3 +233,15 @@ def test_a_pool_report_on_standard_input_exports(tmp_path: Path, monkeypatch: py
     out = tmp_path / "stdin.pb.gz"
     assert main(["show", "-", "--format", "pprof", "--output", str(out)]) == 0
     assert pprof_stacks(decode_pprof(out.read_bytes(), tmp_path)) == {("tokens", "parser"): [2, 64, 2]}
+
+
+def test_suppressions_match_up_to_the_first_frame_past_the_wrappers(plain_leaks: str, tmp_path: Path) -> None:
+    path = write_json(tmp_path / "r.json", stack_report(plain_leaks))
+    supp = tmp_path / "supp.txt"
+    supp.write_text("leak:^main$\n")
+    # main is an outer frame: the table credits make_table and make_name, so nothing is suppressed ...
+    prof = decode_pprof(export(tmp_path, path, "--suppressions", str(supp)), tmp_path)
+    assert {k[0] for k in pprof_stacks(prof)} == {"make_table", "make_name", "scratch"}
+    # ... unless they are declared wrappers: then main is the credited frame and the rule holds.
+    prof = decode_pprof(export(tmp_path, path, "--suppressions", str(supp), "--wrapper", "make_*"), tmp_path)
+    assert {k[0] for k in pprof_stacks(prof)} == {"scratch"}
