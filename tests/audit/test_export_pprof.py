@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from _audit_testlib import report_doc, tag
-from _export_testlib import (BASE, BUILD_ID, decode_pprof, pprof_stacks, pprof_tool, pprof_top, stack_report,
+from _export_testlib import (BASE, BUILD_ID, ROOT, decode_pprof, pprof_stacks, pprof_tool, pprof_top, stack_report,
                              write_json)
 from audit.cli import main
 
@@ -245,3 +245,42 @@ def test_suppressions_match_up_to_the_first_frame_past_the_wrappers(plain_leaks:
     # ... unless they are declared wrappers: then main is the credited frame and the rule holds.
     prof = decode_pprof(export(tmp_path, path, "--suppressions", str(supp), "--wrapper", "make_*"), tmp_path)
     assert {k[0] for k in pprof_stacks(prof)} == {"scratch"}
+
+
+def pprof_cum(tool: str, path: str) -> dict[str, int]:
+    proc = subprocess.run([tool, "-top", "-cum", "-symbolize=none", "-unit=B", "-nodecount=1000", path],
+                          capture_output=True, text=True, check=True, timeout=120,
+                          env={**os.environ, "HOME": str(Path(path).parent)})
+    cum: dict[str, int] = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[3].endswith("B") and parts[3][:-1].isdigit():
+            cum[parts[5]] = int(parts[3][:-1])
+    return cum
+
+
+def test_pprof_whole_stacks_reach_the_functions_the_table_credits(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Leaks behind xmalloc, xcalloc, xrealloc and strdup: pprof's leaves are the wrappers, and the
+    cumulative bytes of each function the table credits (the first frame past the wrappers) are
+    the table's bytes, so the whole stack made it into the profile."""
+    tool = pprof_tool()
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    assert cc is not None
+    program = tmp_path / "wrappers"
+    subprocess.run([cc, "-std=c11", "-D_GNU_SOURCE", "-O0", "-g", str(ROOT / "tests" / "stacks" / "wrappers.c"),
+                    "-o", str(program)], check=True)
+    kept = tmp_path / "reports"
+    assert main(["run", "--preload", "--stack-depth", "64", "--report-dir", str(kept), "--", str(program)]) == 0
+    (report,) = [str(p) for p in kept.glob("ringpool-preload.*.json")]
+    capsys.readouterr()
+    assert main(["show", report, "--by", "function", "--format", "json"]) == 0
+    rows = {r["key"]: r["bytes"] for r in json.loads(capsys.readouterr().out)["rows"] if not r["suppressed"]}
+    assert {"make_table", "make_zeroed", "make_growing"} <= set(rows)
+    out = tmp_path / "w.pb.gz"
+    assert main(["show", report, "--format", "pprof", "--output", str(out)]) == 0
+    cum = pprof_cum(tool, str(out))
+    assert {k: cum.get(k) for k in rows} == rows
+    flat = pprof_top(tool, str(out))
+    assert flat["xmalloc"] > 0 and flat["xcalloc"] == rows["make_zeroed"]
+    assert flat.get("make_table", 0) == 0  # make_table's bytes sit in the xmalloc it called
