@@ -28,8 +28,22 @@
  *     failing generated input there (replay it with the file argument).
  *
  * Known defects of the library not yet fixed are avoided by compile-time
- * switches FUZZ_SKIP_<NAME> (mk/fuzz.mk lists the ones in force); every
- * switch names the one operation or check it removes.
+ * switches FUZZ_SKIP_<NAME> (mk/fuzz.mk lists the ones in force); each
+ * removes one operation or check:
+ *   CHUNK_OVERFLOW      arena chunk_size whose rounding overflows (must be
+ *                       refused with RP_EINVAL);
+ *   DTOR_RESIZE_OOM     under injection, moving resize of a malloc block that
+ *                       has a destructor (the destructor must survive);
+ *   CHECKED_MIX         checked and unchecked pools alive together (each
+ *                       input then uses one kind only);
+ *   STALE_LAST_CHECKED  use of a destroyed checked pool's block when no
+ *                       checked pool is left (must be RP_EDESTROYED);
+ *   REPORT_UTF8         reports must be valid UTF-8 whatever the tag bytes;
+ *   TAG_BUFFER          a tag in a reused buffer (checked pools report the
+ *                       change and count under the content);
+ *   RESERVED_MISMATCH   the report's reserved_bytes equals rp_pool_get_info's;
+ *   NOEXC_TAG           a failed call lists no new tag (tolerated when set);
+ *   INFO_FLAGS          rp_pool_get_info().flags holds only RP_POOL_* bits.
  */
 #include <dirent.h>
 #include <errno.h>
