@@ -63,7 +63,7 @@ def profile(source: Source) -> Profile:
     kinds = {r.kind for r in source.reports}
     if len(kinds) > 1:
         raise ValueError("cannot export interposer reports and ringpool snapshots as one profile")
-    labels = [getattr(r, "label", "") or str(r.path).rsplit("/", 1)[-1] for r in source.reports]
+    labels = [_label(r) for r in source.reports]
     prof = Profile(name=", ".join(labels) or "ringpool", by=source.by or "site")
     times: list[int] = []
     alloc_known = bool(source.reports)
@@ -84,6 +84,14 @@ def profile(source: Source) -> Profile:
         prof.comments.append(f"ringpool-audit: sampled at {prof.sample_rate:g} per byte; "
                              "values are unbiased estimates")
     return prof.merged()
+
+
+def _label(report: Any) -> str:
+    """An interposer report is named after its program and pid, any other after its file."""
+    exe = getattr(report.data, "exe", None) if report.kind == "preload" else None
+    if isinstance(exe, str) and exe:
+        return f"{exe.rstrip('/').rsplit('/', 1)[-1]} (pid {report.data.pid})"
+    return getattr(report, "label", "") or str(report.path).rsplit("/", 1)[-1]
 
 
 def _time_nanos(taken_at: Any) -> int | None:
