@@ -11,6 +11,10 @@ PRELOAD_CFLAGS := $(WARN) -O2 -g -fPIC -ftls-model=initial-exec -fvisibility=hid
 PRELOAD_TEST_DIR  := $(BUILD)/preload-tests
 PRELOAD_TEST_SRCS := $(sort $(wildcard tests/preload/*.c))
 PRELOAD_TEST_BINS := $(patsubst tests/preload/%.c,$(PRELOAD_TEST_DIR)/%,$(PRELOAD_TEST_SRCS))
+# Shared objects the tests load (an async-signal-safe allocator, plugins for
+# dlopen): tests/preload/libs/NAME.c -> libNAME.so
+PRELOAD_TEST_LIBS := $(patsubst tests/preload/libs/%.c,$(PRELOAD_TEST_DIR)/lib%.so,\
+                       $(sort $(wildcard tests/preload/libs/*.c)))
 PRELOAD_BENCH_BINS := $(BUILD)/preload-bench/alloc_loop
 
 .PHONY: preload test-preload bench-preload preload-test-bins
@@ -39,11 +43,24 @@ $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $< -lpthread
 
+$(PRELOAD_TEST_DIR)/lib%.so: tests/preload/libs/%.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -fPIC -shared -o $@ $<
+
+# A statically linked program and a static-pie, which no LD_PRELOAD reaches.
+PRELOAD_TEST_STATIC := $(PRELOAD_TEST_DIR)/static_hello $(PRELOAD_TEST_DIR)/static_pie_hello
+$(PRELOAD_TEST_DIR)/static_hello: tests/preload/static/hello.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O0 -static -o $@ $<
+$(PRELOAD_TEST_DIR)/static_pie_hello: tests/preload/static/hello.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O0 -static-pie -o $@ $<
+
 $(BUILD)/preload-bench/%: benches/preload/%.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -o $@ $<
 
-preload-test-bins: $(PRELOAD_SO) $(PRELOAD_UBSAN_SO) $(PRELOAD_TEST_BINS)
+preload-test-bins: $(PRELOAD_SO) $(PRELOAD_UBSAN_SO) $(PRELOAD_TEST_BINS) $(PRELOAD_TEST_LIBS) $(PRELOAD_TEST_STATIC)
 
 TEST_TARGETS += test-preload
 test-preload: setup-sys setup-py preload-test-bins
@@ -62,3 +79,11 @@ bench-preload: $(PRELOAD_SO) $(PRELOAD_BENCH_BINS)
 	    --alloc-loop $(abspath $(BUILD)/preload-bench/alloc_loop) $(PRELOAD_BENCH_ARGS)
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) $(PYTHON_SYS) benches/preload/instructions.py \
 	    --alloc-loop $(abspath $(BUILD)/preload-bench/alloc_loop)
+
+# Signal soak (not part of `make test`): an allocating SIGALRM handler,
+# 200 runs per variant; fails on any hang, crash or miscount.
+PRELOAD_SOAK_RUNS ?= 200
+.PHONY: soak-preload
+soak-preload: preload-test-bins
+	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) PYTHONPATH=. $(PY) benches/preload/signal_soak.py \
+	    --runs $(PRELOAD_SOAK_RUNS) --bin $(abspath $(PRELOAD_TEST_DIR)) --glibc

@@ -6,12 +6,15 @@ import argparse
 import os
 import shutil
 import signal
+import struct
 import subprocess
+import sys
 import tempfile
 
 from audit import gate, output, reports
 from audit.commands._common import add_table_options, by_tag_table, totals_line
 from audit.errors import AuditError
+from audit.formatters import render
 
 
 class RunCommand:
@@ -22,7 +25,8 @@ class RunCommand:
     and every pool still alive at exit writes one then; then shows the merged
     by-tag table of the reports written during the run. With --preload the
     program also runs under the malloc interposer (LD_PRELOAD) and its call-site
-    report is shown instead (--by picks the grouping).
+    report is shown instead (--by picks the grouping); the program's stdout is
+    the program's: without --output the table goes to stderr.
 
     Exit status: the program's own (128+N when killed by signal N), as valgrind
     and heaptrack keep it; 2 when the leak gate fails, which wins over the
@@ -58,6 +62,7 @@ class RunCommand:
             raise AuditError("run: no command given (usage: run [options] -- CMD ARGS...)")
         env = dict(os.environ)
         if args.preload:
+            _refuse_static(cmd[0], env)
             try:
                 library = str(reports.preload_module().library_path())
             except FileNotFoundError as exc:
@@ -81,11 +86,12 @@ class RunCommand:
         except OSError as exc:
             raise AuditError(f"{report_dir}: cannot create the report directory: {exc.strerror}") from exc
         before = _json_files(report_dir)
-        env["RINGPOOL_REPORT"] = os.path.join(os.path.abspath(report_dir), "%n.%p.json")
+        # '%' in the directory is literal: both patterns read '%%' as '%'
+        literal_dir = os.path.abspath(report_dir).replace("%", "%%")
+        env["RINGPOOL_REPORT"] = os.path.join(literal_dir, "%n.%p.json")
         if args.preload:
             env["RINGPOOL_PRELOAD_STACK_DEPTH"] = str(args.stack_depth or DEFAULT_STACK_DEPTH)
-            env["RINGPOOL_PRELOAD_REPORT"] = os.path.join(os.path.abspath(report_dir),
-                                                         "ringpool-preload.%p.json")
+            env["RINGPOOL_PRELOAD_REPORT"] = os.path.join(literal_dir, "ringpool-preload.%p.json")
         if args.blocks:
             env["RINGPOOL_REPORT_BLOCKS"] = "1"
         else:
@@ -102,7 +108,7 @@ class RunCommand:
         status_text = _describe_status(status)
         written = sorted(p for p, stamp in _json_files(report_dir).items() if before.get(p) != stamp)
         if not written:
-            hint = ("is the interposer loaded? a statically linked program cannot be interposed"
+            hint = ("the interposer wrote none: see its messages above"
                     if args.preload else "does it link libringpool and create a pool?")
             output.summary(f"{cmd[0]} {status_text}; it wrote no report ({hint})")
             return _exit_status(status) if failed else gate.EXIT_ERROR
@@ -116,7 +122,18 @@ class RunCommand:
             loaded = [r for r in loaded if r.kind == "snapshot"]
         merged = reports.rows_for(loaded, args.by, args.suppressions, args.wrapper)
         table = by_tag_table(merged, loaded, args)
-        output.emit(args, table)
+        if args.preload and args.output is None:
+            # the program's stdout may be a file or a pipe it was writing
+            data = render(table, args.format)
+            sys.stderr.flush()
+            if isinstance(data, bytes):
+                sys.stderr.buffer.write(data)
+                sys.stderr.buffer.flush()
+            else:
+                sys.stderr.write(data)
+                sys.stderr.flush()
+        else:
+            output.emit(args, table)
         verdict = gate.evaluate(args, merged.rows)
         line = f"{cmd[0]} {status_text}; " + totals_line(merged, loaded)
         if args.report_dir is not None:
@@ -127,6 +144,73 @@ class RunCommand:
         if verdict.failed:
             return gate.EXIT_LEAKS
         return _exit_status(status) if failed else gate.EXIT_OK
+
+
+def _refuse_static(program: str, env: dict[str, str]) -> None:
+    """A program without an ELF interpreter (PT_INTERP) never loads LD_PRELOAD:
+    refuse it before running rather than report nothing afterwards."""
+    path = program if os.sep in program else shutil.which(program, path=env.get("PATH"))
+    if not path:
+        return                       # subprocess reports "command not found"
+    if _elf_without_interpreter(path):
+        raise AuditError(
+            f"{program}: statically linked (no ELF interpreter), so the interposer cannot "
+            "be loaded into it; link the program with libringpool (pkg-config ringpool) "
+            "and set RINGPOOL_REPORT, or run it under valgrind --leak-check=full")
+
+
+def _elf_without_interpreter(path: str) -> bool:
+    """True for an ELF executable that has no PT_INTERP program header: a static
+    executable (ET_EXEC), or a static-pie (ET_DYN flagged DF_1_PIE, or without a
+    dynamic section). False for anything else: scripts, unreadable files,
+    dynamic executables, the dynamic loader run as a program."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) \
+                    or head[5] not in (1, 2):
+                return False
+            is64 = head[4] == 2
+            end = "<" if head[5] == 1 else ">"
+            word = "Q" if is64 else "I"
+            e_type, = struct.unpack_from(end + "H", head, 16)
+            phoff, = struct.unpack_from(end + word, head, 32 if is64 else 28)
+            phentsize, phnum = struct.unpack_from(end + "HH", head, 54 if is64 else 42)
+            if e_type not in (2, 3) or phnum == 0 or phentsize < (56 if is64 else 32):
+                return False
+            fh.seek(phoff)
+            table = fh.read(phentsize * phnum)
+            if len(table) < phentsize * phnum:
+                return False
+            dynamic: tuple[int, int] | None = None
+            for i in range(phnum):
+                at = i * phentsize
+                p_type, = struct.unpack_from(end + "I", table, at)
+                if p_type == 3:                       # PT_INTERP
+                    return False
+                if p_type == 2:                       # PT_DYNAMIC: offset, size
+                    if is64:
+                        off, = struct.unpack_from(end + "Q", table, at + 8)
+                        size, = struct.unpack_from(end + "Q", table, at + 32)
+                    else:
+                        off, = struct.unpack_from(end + "I", table, at + 4)
+                        size, = struct.unpack_from(end + "I", table, at + 16)
+                    dynamic = (off, min(size, 1 << 20))
+            if e_type == 2 or dynamic is None:        # ET_EXEC, or nothing to link
+                return True
+            fh.seek(dynamic[0])
+            raw = fh.read(dynamic[1])
+    except OSError:
+        return False
+    entry = 16 if is64 else 8
+    DT_FLAGS_1, DF_1_PIE = 0x6FFFFFFB, 0x08000000
+    for at in range(0, len(raw) - entry + 1, entry):
+        tag, value = struct.unpack_from(end + word * 2, raw, at)
+        if tag == 0:
+            break
+        if tag == DT_FLAGS_1:
+            return bool(value & DF_1_PIE)
+    return False
 
 
 def _json_files(directory: str) -> dict[str, tuple[int, int]]:

@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -45,11 +46,10 @@ typedef struct real_fns {
 } real_fns;
 
 static real_fns real;
+__thread unsigned rpp_tls_state __attribute__((tls_model("initial-exec")));
 static _Atomic int resolve_state;     /* 0 not yet, 1 resolving, 2 done */
 static int tracking;                  /* 0 until the tables are mapped */
 
-static __thread int tls_busy __attribute__((tls_model("initial-exec")));
-static __thread int tls_resolving __attribute__((tls_model("initial-exec")));
 
 /* ---------------------------------------------------------- bootstrap */
 #define BOOT_BYTES (256u * 1024u)
@@ -107,7 +107,7 @@ static void resolve(void)
 {
     int expected = 0;
     if (atomic_compare_exchange_strong(&resolve_state, &expected, 1)) {
-        tls_resolving = 1;
+        __atomic_fetch_or(&rpp_tls_state, RPP_RESOLVING, __ATOMIC_RELAXED);
         RESOLVE(malloc);
         RESOLVE(calloc);
         RESOLVE(realloc);
@@ -128,7 +128,7 @@ static void resolve(void)
             rpp_say("cannot map the side tables: ", "running without tracking", "");
         if (tracking)
             rpp_stacks_init();
-        tls_resolving = 0;
+        __atomic_fetch_and(&rpp_tls_state, ~RPP_RESOLVING, __ATOMIC_RELAXED);
         atomic_store(&resolve_state, 2);
         return;
     }
@@ -157,11 +157,106 @@ static inline void *origin(void *ret)
 }
 #define ORIGIN() origin(__builtin_return_address(0))
 
+/* ------------------------------------------------ deferred operations
+ * A hook that runs in a signal handler which interrupted this thread's
+ * bookkeeping (rpp_tls_state has IN or pending units) queues its table work
+ * here instead of doing it: the interrupted code runs the queue, in order,
+ * when it leaves the bookkeeping. A deferred free keeps the block allocated
+ * until then, so its address cannot be handed to another thread while the
+ * table still holds it. The queue is per thread, mmap'd on first use;
+ * indexes only grow (a slot is claimed with one atomic add, so nested
+ * handlers get distinct slots). More than DEFER_SLOTS operations queued at
+ * once (one handler invocation doing thousands of allocations while it
+ * interrupts the bookkeeping): the excess blocks are left untracked and
+ * counted in totals.dropped; a free among them keeps its block. */
+#define DEFER_SLOTS 4096u
+enum { OP_TRACK = 1, OP_FREE = 2 };
+typedef struct deferred {
+    void *p;
+    size_t size;
+    void *pc;
+    unsigned op;
+} deferred;
+
+static __thread deferred *tls_q __attribute__((tls_model("initial-exec")));
+static __thread uint64_t tls_q_head __attribute__((tls_model("initial-exec")));
+static __thread uint64_t tls_q_tail __attribute__((tls_model("initial-exec")));
+
+static int defer(unsigned op, void *p, size_t size, void *pc)
+{
+    if (!tls_q) {
+        int saved = errno;
+        void *m = mmap(NULL, DEFER_SLOTS * sizeof(deferred), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        errno = saved;
+        if (m == MAP_FAILED)
+            return -1;
+        deferred *none = NULL;
+        /* a nested handler may have mapped one meanwhile */
+        if (!__atomic_compare_exchange_n(&tls_q, &none, (deferred *)m, 0, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+            munmap(m, DEFER_SLOTS * sizeof(deferred));
+    }
+    uint64_t i = __atomic_fetch_add(&tls_q_tail, 1, __ATOMIC_RELAXED);
+    if (i - __atomic_load_n(&tls_q_head, __ATOMIC_RELAXED) >= DEFER_SLOTS) {
+        __atomic_fetch_sub(&tls_q_tail, 1, __ATOMIC_RELAXED);  /* nested claims are gone by now */
+        return -1;
+    }
+    deferred *d = &tls_q[i % DEFER_SLOTS];
+    d->p = p;
+    d->size = size;
+    d->pc = pc;
+    d->op = op;
+    atomic_signal_fence(memory_order_seq_cst);
+    __atomic_fetch_add(&rpp_tls_state, RPP_PEND, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void defer_track(void *p, size_t size, void *pc)
+{
+    if (defer(OP_TRACK, p, size, pc) != 0)
+        atomic_fetch_add_explicit(&rpp_stat.dropped, 1, memory_order_relaxed);
+}
+
+static inline void record(void *p, size_t size, void *pc);
+static inline int forget(void *p);
+
+/* Runs with IN set: handlers that interrupt it queue behind. Out of line
+   and calling the table out of line, so the hooks' inlining is unchanged. */
+static __attribute__((noinline, cold)) void run_deferred(const deferred *d)
+{
+    if (d->op == OP_TRACK) {
+        rpp_track(d->p, d->size, rpp_site_for((uintptr_t)d->pc), 1);
+    } else {
+        if (!forget(d->p))
+            atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+        real.free(d->p);
+    }
+}
+
+void rpp_leave_slow(void)
+{
+    /* IN has just been dropped; what is left is BUSY and pending units */
+    while (__atomic_load_n(&rpp_tls_state, __ATOMIC_RELAXED) >= RPP_PEND) {
+        __atomic_fetch_add(&rpp_tls_state, RPP_IN, __ATOMIC_RELAXED);
+        while (__atomic_load_n(&rpp_tls_state, __ATOMIC_RELAXED) >= RPP_PEND) {
+            deferred d = tls_q[tls_q_head % DEFER_SLOTS];
+            __atomic_fetch_add(&tls_q_head, 1, __ATOMIC_RELAXED);
+            __atomic_fetch_sub(&rpp_tls_state, RPP_PEND, __ATOMIC_RELAXED);
+            run_deferred(&d);
+        }
+        __atomic_fetch_sub(&rpp_tls_state, RPP_IN, __ATOMIC_RELAXED);
+    }
+}
+
+/* 1 when the hook must queue its table work (see above). */
+#define MUST_DEFER(st) RPP_UNLIKELY((st) & ~(RPP_BUSY | RPP_RESOLVING))
+
 /* The table code calls nothing that allocates and keeps errno (see
-   table.c), so no guard or errno save is needed around it. With
-   RINGPOOL_PRELOAD_STACK_DEPTH > 1 a site is a whole stack (stack.h), keyed
-   by RPP_STACK_KEY(id); a capture that cannot be made (re-entered from a
-   signal handler, table full) falls back to the one-frame site of pc. */
+   table.c), so no errno save is needed around it; both run with IN set.
+   With RINGPOOL_PRELOAD_STACK_DEPTH > 1 a site is a whole stack
+   (stack.h), keyed by RPP_STACK_KEY(id); a capture that cannot be made
+   (table full) falls back to the one-frame site of pc. */
 static inline void record(void *p, size_t size, void *pc)
 {
     uintptr_t key = (uintptr_t)pc;
@@ -180,22 +275,55 @@ static inline int forget(void *p)
     return 1;
 }
 
+/* After the real allocator returned p: record it, or queue it when this
+   call interrupted the bookkeeping. The interposer's own blocks (BUSY)
+   stay out. */
+static inline void after_alloc(void *p, size_t size, void *pc)
+{
+    unsigned st = rpp_tls_state;
+    if (RPP_LIKELY(st == 0)) {
+        rpp_enter(0);
+        record(p, size, pc);
+        rpp_leave();
+    } else if (MUST_DEFER(st)) {
+        defer_track(p, size, pc);
+    }
+}
+
 /* -------------------------------------------------------------- hooks */
+/* Every case but the common one: bootstrap, the interposer busy, a
+   handler that interrupted the bookkeeping. */
+static __attribute__((noinline)) void *malloc_slow(size_t size, unsigned st, void *ret)
+{
+    if (st & RPP_RESOLVING)
+        return boot_alloc(size, 16);
+    ENSURE_READY();
+    void *pc = origin(ret);
+    void *p = real.malloc(size);
+    if (p && tracking && MUST_DEFER(st))
+        defer_track(p, size, pc);
+    return p;
+}
+
 RPP_EXPORT void *malloc(size_t size)
 {
-    if (RPP_UNLIKELY(tls_resolving))
-        return boot_alloc(size, 16);
+    unsigned st = rpp_tls_state;
+    if (RPP_UNLIKELY(st != 0))
+        return malloc_slow(size, st, __builtin_return_address(0));
     ENSURE_READY();
     void *pc = ORIGIN();   /* taken before the call: consumed even on failure */
     void *p = real.malloc(size);
-    if (RPP_LIKELY(p != NULL) && tracking && !tls_busy)
+    if (RPP_LIKELY(p != NULL) && tracking) {
+        rpp_enter(0);
         record(p, size, pc);
+        rpp_leave();
+    }
     return p;
 }
 
 RPP_EXPORT void *calloc(size_t n, size_t size)
 {
-    if (RPP_UNLIKELY(tls_resolving)) {
+    if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING)) {
         size_t total;
         if (__builtin_mul_overflow(n, size, &total)) {
             errno = ENOMEM;
@@ -206,21 +334,79 @@ RPP_EXPORT void *calloc(size_t n, size_t size)
     ENSURE_READY();
     void *pc = ORIGIN();
     void *p = real.calloc(n, size);
-    if (RPP_LIKELY(p != NULL) && tracking && !tls_busy)
-        record(p, n * size, pc);
+    if (RPP_LIKELY(p != NULL) && tracking)
+        after_alloc(p, n * size, pc);
     return p;
+}
+
+static __attribute__((noinline)) void free_slow(void *p, unsigned st)
+{
+    if ((st & RPP_RESOLVING) || in_boot(p))
+        return;
+    ENSURE_READY();
+    if (tracking) {
+        if (MUST_DEFER(st)) {
+            /* the block stays allocated until the queue runs */
+            if (defer(OP_FREE, p, 0, NULL) != 0)   /* cannot untrack now: keep it */
+                atomic_fetch_add_explicit(&rpp_stat.dropped, 1, memory_order_relaxed);
+            return;
+        }
+        /* the interposer is busy on this thread: forgetting never
+           allocates, and a stale entry would outlive the block */
+        rpp_enter(st);
+        int had = forget(p);
+        rpp_leave();
+        if (!had)
+            atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+    }
+    real.free(p);
 }
 
 RPP_EXPORT void free(void *p)
 {
-    if (!p || RPP_UNLIKELY(in_boot(p) || tls_resolving))
+    if (!p)
+        return;
+    unsigned st = rpp_tls_state;
+    if (RPP_UNLIKELY(st != 0)) {
+        free_slow(p, st);
+        return;
+    }
+    if (RPP_UNLIKELY(in_boot(p)))
         return;
     ENSURE_READY();
-    /* even while the interposer is busy on this thread: forgetting never
-       allocates, and a stale entry would outlive the block */
-    if (tracking && !forget(p))
-        atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+    if (tracking) {
+        rpp_enter(0);
+        int had = forget(p);
+        rpp_leave();
+        if (!had)
+            atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+    }
     real.free(p);
+}
+
+/* realloc from a handler that interrupted the bookkeeping: the old block
+   cannot leave the table now, so this is malloc + copy + deferred free. */
+static void *deferred_realloc(void *p, size_t size, void *pc)
+{
+    if (!p) {
+        void *n = real.malloc(size);
+        if (n)
+            defer_track(n, size, pc);
+        return n;
+    }
+    if (size == 0) {            /* glibc: realloc(p, 0) frees p */
+        free(p);
+        return NULL;
+    }
+    void *n = real.malloc(size);
+    if (!n)
+        return NULL;
+    size_t old = in_boot(p) ? boot_size(p)
+               : real.malloc_usable_size ? real.malloc_usable_size(p) : size;
+    memcpy(n, p, old < size ? old : size);
+    defer_track(n, size, pc);
+    free(p);
+    return n;
 }
 
 /* realloc and reallocarray: the old block leaves the table before the real
@@ -228,7 +414,7 @@ RPP_EXPORT void free(void *p)
    and comes back if the call fails. The result is counted at this call site. */
 static void *do_realloc(void *p, size_t size, void *pc)
 {
-    if (RPP_UNLIKELY(tls_resolving)) {
+    if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING)) {
         void *n = boot_alloc(size, 16);
         if (n && p)
             memcpy(n, p, boot_size(p) < size ? boot_size(p) : size);
@@ -240,22 +426,31 @@ static void *do_realloc(void *p, size_t size, void *pc)
         if (!n)
             return NULL;
         memcpy(n, p, boot_size(p) < size ? boot_size(p) : size);
-        if (tracking && !tls_busy)
-            record(n, size, pc);
+        if (tracking)
+            after_alloc(n, size, pc);
         return n;
     }
     if (!tracking)
         return real.realloc(p, size);
+    unsigned st = rpp_tls_state;
+    if (MUST_DEFER(st))
+        return deferred_realloc(p, size, pc);
     rpp_block old;
-    int had = p ? rpp_untrack(p, &old) : 0;
-    if (p && !had)
-        atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+    int had = 0;
+    if (p) {
+        rpp_enter(st);
+        had = rpp_untrack(p, &old);
+        rpp_leave();
+        if (!had)
+            atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+    }
     void *n = real.realloc(p, size);
     int after = errno;
+    rpp_enter(st);
     if (n) {
         if (had)
             rpp_count_free(&old);
-        if (!tls_busy)                /* the interposer's own blocks stay out */
+        if (!(st & RPP_BUSY))         /* the interposer's own blocks stay out */
             record(n, size, pc);
     } else if (p && size == 0) {
         if (had)                      /* glibc: realloc(p, 0) frees p */
@@ -264,6 +459,7 @@ static void *do_realloc(void *p, size_t size, void *pc)
         if (rpp_track(p, old.size, old.site, 0) != 0)
             rpp_count_free(&old);     /* could not re-insert: now dropped */
     }
+    rpp_leave();
     errno = after;
     return n;
 }
@@ -290,7 +486,7 @@ static int bad_alignment(size_t align)
 
 RPP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
-    if (RPP_UNLIKELY(tls_resolving)) {
+    if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING)) {
         if (bad_alignment(align) || align % sizeof(void *) != 0)
             return EINVAL;
         void *p = boot_alloc(size, align);
@@ -304,15 +500,15 @@ RPP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     if (!real.posix_memalign)
         return ENOMEM;
     int rc = real.posix_memalign(out, align, size);
-    if (rc == 0 && tracking && !tls_busy)
-        record(*out, size, pc);
+    if (rc == 0 && tracking)
+        after_alloc(*out, size, pc);
     return rc;
 }
 
 #define ALIGNED_HOOK(name, params, args, size_expr, align_expr)              \
     RPP_EXPORT void *name params                                             \
     {                                                                        \
-        if (RPP_UNLIKELY(tls_resolving))                                     \
+        if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING))                                     \
             return boot_alloc(size_expr, align_expr);                        \
         ENSURE_READY();                                                      \
         void *pc = ORIGIN();                                                 \
@@ -321,8 +517,8 @@ RPP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
             return NULL;                                                     \
         }                                                                    \
         void *p = real.name args;                                            \
-        if (p && tracking && !tls_busy)                                      \
-            record(p, size_expr, pc);                                        \
+        if (p && tracking)                                                   \
+            after_alloc(p, size_expr, pc);                                   \
         return p;                                                            \
     }
 
@@ -380,11 +576,15 @@ CXX_NEW(_ZnamSt11align_val_tRKSt9nothrow_t, (size_t n, size_t a, const cxx_nothr
 /* -------------------------------------------------- configuration */
 rpp_config rpp_cfg;
 
-static void fatal_config(const char *var, const char *value, const char *why)
+/* A bad RINGPOOL_PRELOAD_* value must not change what the program does: one
+   line on stderr naming the variable, the value, what is wrong and what
+   happens instead, and the program runs on. */
+static void bad_config(const char *var, const char *value, const char *why,
+                       const char *instead)
 {
     char line[900];
     size_t n = 0;
-    const char *parts[] = {var, "=", value, ": ", why};
+    const char *parts[] = {var, "=", value, ": ", why, "; ", instead};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         size_t k = 0;
         for (const char *c = parts[i]; *c && n < sizeof line - 4; c++, k++) {
@@ -398,8 +598,9 @@ static void fatal_config(const char *var, const char *value, const char *why)
     }
     line[n] = '\0';
     rpp_say(line, "", "");
-    real._exit(127);
 }
+
+#define NO_REPORT "running without a report"
 
 static const struct { const char *name; int sig; } signal_names[] = {
     {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
@@ -437,18 +638,21 @@ static int parse_flag(const char *var, int dflt)
         return 1;
     if (strcmp(v, "0") == 0 || strcmp(v, "no") == 0 || strcmp(v, "false") == 0)
         return 0;
-    fatal_config(var, v, "expected 1/yes/true or 0/no/false");
+    bad_config(var, v, "expected 1/yes/true or 0/no/false",
+               dflt ? "using the default, 1" : "using the default, 0");
     return dflt;
 }
 
 static void on_report_signal(int sig)
 {
     (void)sig;
+    if (!rpp_cfg.enabled)
+        return;
     int saved = errno;
-    int busy = tls_busy;
-    tls_busy = 1;
+    unsigned busy = __atomic_fetch_or(&rpp_tls_state, RPP_BUSY, __ATOMIC_RELAXED) & RPP_BUSY;
     rpp_write_report("signal");
-    tls_busy = busy;
+    if (!busy)
+        __atomic_fetch_and(&rpp_tls_state, ~RPP_BUSY, __ATOMIC_RELAXED);
     errno = saved;
 }
 
@@ -508,9 +712,12 @@ static void fix_ld_preload(int inherit)
     }
 }
 
+/* The forking thread holds every table lock across fork, inside the
+   bookkeeping (IN), so its own signal handlers queue instead of waiting. */
 static void before_fork(void)
 {
     if (tracking) {
+        rpp_enter(rpp_tls_state & RPP_BUSY);
         rpi_stack_lock();
         rpp_table_lock_all();
     }
@@ -521,6 +728,7 @@ static void after_fork_parent(void)
     if (tracking) {
         rpp_table_unlock_all();
         rpi_stack_unlock();
+        rpp_leave();
     }
 }
 
@@ -530,13 +738,61 @@ static void after_fork_child(void)
         rpp_table_unlock_all();
         rpi_stack_unlock();
         rpp_counts_after_fork_child();
+        rpp_leave();
     }
+}
+
+/* Checks the report pattern and stores it, anchored, in rpp_cfg; 0 (with
+   one line on stderr) when there will be no report. */
+static int configure_report(const char *pattern)
+{
+    static const char var[] = "RINGPOOL_PRELOAD_REPORT";
+    if (!*pattern) {
+        bad_config(var, "", "empty report path", NO_REPORT);
+        return 0;
+    }
+    for (const char *c = pattern; *c; c++) {
+        if (*c != '%')
+            continue;
+        c++;
+        if (*c != 'p' && *c != 'r' && *c != '%') {
+            bad_config(var, pattern,
+                       "unknown %-escape (use %p for the pid, %r for the reason, %% for %)",
+                       NO_REPORT);
+            return 0;
+        }
+    }
+    /* Relative patterns are anchored at the starting directory: programs
+       such as git chdir before they exit. */
+    size_t n = 0;
+    if (pattern[0] != '/') {
+        if (!getcwd(rpp_cfg.report_pattern, sizeof rpp_cfg.report_pattern - 2)) {
+            bad_config(var, pattern, "relative path and the working directory is unreadable",
+                       NO_REPORT);
+            return 0;
+        }
+        n = strlen(rpp_cfg.report_pattern);
+        rpp_cfg.report_pattern[n++] = '/';
+    }
+    size_t plen = strlen(pattern);
+    if (n + plen >= sizeof rpp_cfg.report_pattern) {
+        bad_config(var, pattern, "path too long", NO_REPORT);
+        return 0;
+    }
+    memcpy(rpp_cfg.report_pattern + n, pattern, plen + 1);
+    char probe[4096];
+    if (rpp_expand_pattern(rpp_cfg.report_pattern, "signal", probe, sizeof probe) != 0) {
+        bad_config(var, pattern, "expanded path too long", NO_REPORT);
+        return 0;
+    }
+    return 1;
 }
 
 __attribute__((constructor(101))) static void rpp_start(void)
 {
     ENSURE_READY();
-    tls_busy = 1;   /* allocations by the calls below are the interposer's */
+    /* allocations by the calls below are the interposer's */
+    __atomic_fetch_or(&rpp_tls_state, RPP_BUSY, __ATOMIC_RELAXED);
     /* Default: beside the pool reports when $RINGPOOL_REPORT names a
        directory (so one report directory collects both), else the cwd. */
     static char dflt[4096];
@@ -553,59 +809,35 @@ __attribute__((constructor(101))) static void rpp_start(void)
     }
     if (!pattern)
         pattern = base_name;
-    if (!*pattern)
-        fatal_config("RINGPOOL_PRELOAD_REPORT", "", "empty report path");
-    /* Relative patterns are anchored at the starting directory: programs
-       such as git chdir before they exit. */
-    size_t n = 0;
-    if (pattern[0] != '/') {
-        if (!getcwd(rpp_cfg.report_pattern, sizeof rpp_cfg.report_pattern - 2))
-            fatal_config("RINGPOOL_PRELOAD_REPORT", pattern,
-                         "relative path and the working directory is unreadable");
-        n = strlen(rpp_cfg.report_pattern);
-        rpp_cfg.report_pattern[n++] = '/';
-    }
-    size_t plen = strlen(pattern);
-    if (n + plen >= sizeof rpp_cfg.report_pattern)
-        fatal_config("RINGPOOL_PRELOAD_REPORT", pattern, "path too long");
-    memcpy(rpp_cfg.report_pattern + n, pattern, plen + 1);
-    for (const char *c = pattern; *c; c++) {
-        if (*c != '%')
-            continue;
-        c++;
-        if (*c != 'p' && *c != 'r' && *c != '%')
-            fatal_config("RINGPOOL_PRELOAD_REPORT", pattern,
-                         "unknown %-escape (use %p for the pid, %r for the reason, %% for %)");
-    }
-    char probe[4096];
-    if (rpp_expand_pattern(rpp_cfg.report_pattern, "signal", probe, sizeof probe) != 0)
-        fatal_config("RINGPOOL_PRELOAD_REPORT", pattern, "expanded path too long");
+    rpp_cfg.enabled = configure_report(pattern);
 
     const char *sig = getenv("RINGPOOL_PRELOAD_SIGNAL");
     if (sig && *sig) {
         int s = parse_signal(sig);
-        if (s < 0)
-            fatal_config("RINGPOOL_PRELOAD_SIGNAL", sig,
-                         "unknown signal (use a name such as USR2 or a number; not KILL or STOP)");
-        rpp_cfg.report_signal = s;
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_report_signal;
-        sa.sa_flags = SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        sigaction(s, &sa, NULL);
+        if (s < 0) {
+            bad_config("RINGPOOL_PRELOAD_SIGNAL", sig,
+                       "unknown signal (use a name such as USR2 or a number; not KILL or STOP)",
+                       "no report on demand");
+        } else {
+            rpp_cfg.report_signal = s;
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = on_report_signal;
+            sa.sa_flags = SA_RESTART;
+            sigemptyset(&sa.sa_mask);
+            sigaction(s, &sa, NULL);
+        }
     }
     rpp_cfg.all_sites = parse_flag("RINGPOOL_PRELOAD_ALL_SITES", 0);
     rpp_stacks_init();
-    rpp_cfg.enabled = 1;
     int inherit = parse_flag("RINGPOOL_PRELOAD_INHERIT", 1);
     fix_ld_preload(inherit);
     /* exec'd children inherit the anchored pattern, not a relative one they
        would resolve against wherever they start */
-    if (inherit && getenv("RINGPOOL_PRELOAD_REPORT") && pattern[0] != '/')
+    if (inherit && rpp_cfg.enabled && getenv("RINGPOOL_PRELOAD_REPORT") && pattern[0] != '/')
         setenv("RINGPOOL_PRELOAD_REPORT", rpp_cfg.report_pattern, 1);
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-    tls_busy = 0;
+    __atomic_fetch_and(&rpp_tls_state, ~RPP_BUSY, __ATOMIC_RELAXED);
 }
 
 /* The exit report, once per process: from our destructor on a normal exit,
@@ -620,9 +852,9 @@ static void report_at_exit(void)
     if (atomic_exchange(&reported_pid, self) == self)
         return;
     int saved = errno;
-    tls_busy = 1;
+    __atomic_fetch_or(&rpp_tls_state, RPP_BUSY, __ATOMIC_RELAXED);
     rpp_write_report("exit");
-    tls_busy = 0;
+    __atomic_fetch_and(&rpp_tls_state, ~RPP_BUSY, __ATOMIC_RELAXED);
     errno = saved;
 }
 

@@ -33,6 +33,56 @@
 #define RPP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RPP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* ------------------------------------------------- per-thread state
+ * One word per thread, changed only by that thread and by signal handlers
+ * running on it:
+ *   RPP_IN    the thread is inside the side-table bookkeeping (table.c);
+ *   RPP_BUSY  the interposer itself is running code that may allocate (its
+ *             constructor, the report writer): allocations pass through;
+ *   RPP_RESOLVING  this thread is resolving the real functions (dlsym):
+ *             allocations come from the bootstrap buffer;
+ *   RPP_PEND  one unit per operation a signal handler deferred because it
+ *             interrupted the bookkeeping (hooks.c queues them).
+ * One word, so the hooks' fast path tests a single value for all of it.
+ * A hook that finds IN or pending work does not touch the tables: it queues
+ * the operation, and the interrupted code runs it when it leaves the
+ * bookkeeping (rpp_leave), so a handler never waits for a lock its own
+ * thread holds and never edits a table or a counter half-way through an
+ * update. Pending units are added and IN is removed by single
+ * read-modify-write instructions, which a signal cannot split. */
+#define RPP_IN 1u
+#define RPP_BUSY 2u
+#define RPP_RESOLVING 4u
+#define RPP_PEND 8u
+
+RPP_HIDDEN extern __thread unsigned rpp_tls_state __attribute__((tls_model("initial-exec")));
+/* Runs the operations handlers queued, then drops IN (hooks.c). */
+RPP_HIDDEN void rpp_leave_slow(void);
+
+/* Enter the bookkeeping; st is the state read at the hook's start (0 or
+   RPP_BUSY: hooks defer when IN or pending units are set). */
+static inline void rpp_enter(unsigned st)
+{
+    rpp_tls_state = st | RPP_IN;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void rpp_leave(void)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+#if defined(__x86_64__)
+    /* one instruction: a handler's pending unit cannot slip in between the
+       read and the write, as it could with a plain load and store */
+    __asm__ goto("subl $1, %0\n\tjnz %l[slow]" : : "m"(rpp_tls_state) : "memory", "cc" : slow);
+    return;
+slow:
+    rpp_leave_slow();
+#else
+    if (__atomic_sub_fetch(&rpp_tls_state, RPP_IN, __ATOMIC_RELAXED) != 0)
+        rpp_leave_slow();
+#endif
+}
+
 /* ------------------------------------------------------------ table.c */
 /* A call site: the return address into the caller of malloc & co. Sites live
    in one mmap'd array and never move; site 0 collects allocations made once
@@ -55,8 +105,31 @@ typedef struct rpp_block {
 
 /* Maps the tables; 0 or -1 when mmap fails. */
 RPP_HIDDEN int rpp_table_init(void);
-/* Site id for a return address (creates it). */
-RPP_HIDDEN uint32_t rpp_site_for(uintptr_t pc);
+/* Site id for a return address (creates it): a per-thread direct-mapped
+   cache, inline here, in front of the shared map (table.c). */
+#define RPP_TLS_CACHE 256u
+typedef struct rpp_cache_entry {
+    uintptr_t pc;
+    uint32_t id;
+} rpp_cache_entry;
+RPP_HIDDEN extern __thread rpp_cache_entry rpp_tls_cache[RPP_TLS_CACHE]
+    __attribute__((tls_model("initial-exec")));
+RPP_HIDDEN uint32_t rpp_site_for_slow(uintptr_t pc, uint64_t h);
+
+static inline uint64_t rpp_mix(uintptr_t x)
+{
+    uint64_t h = (uint64_t)x * 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 31);
+}
+
+static inline uint32_t rpp_site_for(uintptr_t pc)
+{
+    uint64_t h = rpp_mix(pc);
+    const rpp_cache_entry *c = &rpp_tls_cache[h & (RPP_TLS_CACHE - 1)];
+    if (RPP_LIKELY(c->pc == pc))
+        return c->id;
+    return rpp_site_for_slow(pc, h);
+}
 /* Records block p (size bytes) under site and, when count is non-zero, adds
    it to the site's counters (0 re-inserts a block whose counters were never
    taken off). 0, or -1 when the table could not grow: then the block stays

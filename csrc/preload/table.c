@@ -26,7 +26,6 @@ rpp_stats rpp_stat;
 #define SITE_SHARDS 16u
 #define PTR_INITIAL 64u
 #define SITE_INITIAL 64u
-#define TLS_CACHE 256u
 
 /* Test-and-test-and-set lock: one atomic exchange to take, a plain release
    store to drop (a pthread mutex costs a second atomic and two PLT calls on
@@ -108,18 +107,10 @@ static pthread_key_t counts_key;         /* hands a thread's counter block back 
 static int counts_key_ok;
 static void release_counts(void *arg);
 
-typedef struct cache_entry {
-    uintptr_t pc;
-    uint32_t id;
-} cache_entry;
-static __thread cache_entry tls_cache[TLS_CACHE]
+__thread rpp_cache_entry rpp_tls_cache[RPP_TLS_CACHE]
     __attribute__((tls_model("initial-exec")));
 
-static inline uint64_t mix(uintptr_t x)
-{
-    uint64_t h = (uint64_t)x * 0x9E3779B97F4A7C15ull;
-    return h ^ (h >> 31);
-}
+static inline uint64_t mix(uintptr_t x) { return rpp_mix(x); }
 
 /* The only calls out of this file are mmap/munmap, on growth: errno is kept
    across them so the hooks need not save it on the hot path. */
@@ -206,12 +197,9 @@ out:
     return id;
 }
 
-uint32_t rpp_site_for(uintptr_t pc)
+uint32_t rpp_site_for_slow(uintptr_t pc, uint64_t h)
 {
-    uint64_t h = mix(pc);
-    cache_entry *c = &tls_cache[h & (TLS_CACHE - 1)];
-    if (RPP_LIKELY(c->pc == pc))
-        return c->id;
+    rpp_cache_entry *c = &rpp_tls_cache[h & (RPP_TLS_CACHE - 1)];
     uint32_t id = site_lookup_locked(pc, h);
     if (id) {
         c->pc = pc;
@@ -261,10 +249,13 @@ static __thread int tls_counts_done __attribute__((tls_model("initial-exec")));
 static void release_counts(void *arg)
 {
     counts_block *b = arg;
+    unsigned st = rpp_tls_state & RPP_BUSY;
+    rpp_enter(st);
     tls_counts = NULL;
     tls_counts_done = 1;
     if (b)
         atomic_store_explicit(&b->in_use, 0, memory_order_release);
+    rpp_leave();
 }
 
 static counts_block *claim_counts(void)
