@@ -28,7 +28,9 @@ def plain_leaks(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _rows(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
-    doc = json.loads(capsys.readouterr().out)
+    # run --preload writes its table to stderr (stdout is the program's), then
+    # the summary line
+    doc, _ = json.JSONDecoder().raw_decode(capsys.readouterr().err)
     assert doc["kind"] == "preload"
     return {str(r["key"]): r for r in doc["rows"]}
 
@@ -65,8 +67,8 @@ def test_gate_allow_and_suppressions(plain_leaks: str, tmp_path: Path, capsys: p
     supp.write_text("leak:make_table\nleak:make_name\n")
     capsys.readouterr()
     assert main([*base, "--fail-on-leak", "--suppressions", str(supp), "--format", "csv", "--", plain_leaks]) == 0
-    out = capsys.readouterr().out
-    assert "make_table,4,400,4," in out and out.count("True") >= 2
+    err = capsys.readouterr().err
+    assert "make_table,4,400,4," in err and err.count("True") >= 2
 
 
 def test_show_and_diff_of_kept_reports(plain_leaks: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

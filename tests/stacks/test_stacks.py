@@ -62,7 +62,8 @@ def run_rows(name: str, by: str, depth: int, capsys: pytest.CaptureFixture[str],
     argv = ["run", "--preload", "--stack-depth", str(depth), "--by", by, *extra,
             "--format", "json", "--", program(name)]
     assert main(argv) == 0
-    doc = json.loads(capsys.readouterr().out)
+    # run --preload: the table goes to stderr (stdout is the program's), then the summary
+    doc, _ = json.JSONDecoder().raw_decode(capsys.readouterr().err)
     return {str(r["key"]): r for r in doc["rows"] if not r["suppressed"]}
 
 
