@@ -43,12 +43,14 @@ def expected(stdout: bytes) -> tuple[int, int, int]:
     return kept_h + kept_m, kept_h * 40 + m_bytes, iters + 16 * handler
 
 
-def one(argv: list[str], preload_list: str, interposed: bool, timeout: float) -> str:
+def one(argv: list[str], preload_list: str, interposed: bool, timeout: float,
+        depth: int = 1) -> str:
     """'ok', 'hang', 'crash', 'miscount' or 'error'."""
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RINGPOOL_")}
         env["LD_PRELOAD"] = preload_list
         env["RINGPOOL_PRELOAD_REPORT"] = os.path.join(tmp, "r.%p.json")
+        env["RINGPOOL_PRELOAD_STACK_DEPTH"] = str(depth)
         try:
             proc = subprocess.run(argv, env=env, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -95,18 +97,20 @@ def main() -> int:
     binary = os.path.abspath(os.path.join(args.bin, "sigalloc"))
     safe = os.path.abspath(os.path.join(args.bin, "libsigsafe.so"))
     lib = os.path.abspath(args.lib)
-    cases = [("single, lock-free allocator", "single", f"{lib}:{safe}", True),
-             ("threads, lock-free allocator", "threads", f"{lib}:{safe}", True)]
+    cases = [("single, lock-free allocator", "single", f"{lib}:{safe}", True, 1),
+             ("threads, lock-free allocator", "threads", f"{lib}:{safe}", True, 1),
+             ("single, lock-free allocator, 64-frame stacks", "single", f"{lib}:{safe}", True, 64),
+             ("threads, lock-free allocator, 64-frame stacks", "threads", f"{lib}:{safe}", True, 64)]
     if args.glibc:
-        cases += [("single, glibc, no interposer", "single", "", False),
-                  ("single, glibc, interposer", "single", lib, True)]
+        cases += [("single, glibc, no interposer", "single", "", False, 1),
+                  ("single, glibc, interposer", "single", lib, True, 1)]
     failed = False
     print("| variant | runs | ok | hang | crash | miscount | error |")
     print("|---|---|---|---|---|---|---|")
-    for title, variant, pl, interposed in cases:
+    for title, variant, pl, interposed, depth in cases:
         tally = {k: 0 for k in ("ok", "hang", "crash", "miscount", "error")}
         for _ in range(args.runs):
-            tally[one([binary, variant, str(args.iters)], pl, interposed, args.timeout)] += 1
+            tally[one([binary, variant, str(args.iters)], pl, interposed, args.timeout, depth)] += 1
         print(f"| {title} | {args.runs} | " + " | ".join(str(tally[k]) for k in
               ("ok", "hang", "crash", "miscount", "error")) + " |", flush=True)
         if pl.endswith(safe) and tally["ok"] != args.runs:

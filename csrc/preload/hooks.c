@@ -785,6 +785,35 @@ static int configure_report(const char *pattern)
         bad_config(var, pattern, "expanded path too long", NO_REPORT);
         return 0;
     }
+    /* A fixed name: the first process of the run owns it (exec'd children
+       learn its pid from the environment); the others write beside it. */
+    int has_pid = 0;
+    for (const char *c = pattern; *c; c++)
+        if (*c == '%') {
+            has_pid |= c[1] == 'p';
+            c++;
+        }
+    if (!has_pid) {
+        rpp_cfg.fixed_name = 1;
+        const char *owner = getenv("RINGPOOL_PRELOAD_REPORT_OWNER");
+        long v = 0;
+        for (const char *c = owner; c && *c >= '0' && *c <= '9' && v < 100000000; c++)
+            v = v * 10 + (*c - '0');
+        if (v > 0) {
+            rpp_cfg.owner_pid = v;
+        } else {
+            char num[24];
+            size_t i = sizeof num - 1;
+            unsigned long p = (unsigned long)getpid();
+            num[i] = '\0';
+            do {
+                num[--i] = (char)('0' + p % 10);
+                p /= 10;
+            } while (p);
+            rpp_cfg.owner_pid = (long)getpid();
+            setenv("RINGPOOL_PRELOAD_REPORT_OWNER", num + i, 1);
+        }
+    }
     return 1;
 }
 

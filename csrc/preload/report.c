@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h> /* rename(2) only: no stream is used */
+#include <sys/types.h>
 #include <link.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -375,6 +376,172 @@ int rpp_expand_pattern(const char *pattern, const char *reason, char *outp, size
 
 static _Atomic int writing;
 
+/* ------------------------------------------------------ report files
+ * Rules (the same as the library's own reports):
+ *   - a path that names a character device or a FIFO (/dev/null, a pipe)
+ *     is written straight through; /dev/stdout, /dev/stderr, /dev/fd/N and
+ *     /proc/self/fd/N write to that descriptor of this process;
+ *   - otherwise the report goes to a new file created exclusively beside
+ *     the path (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, then the umask's
+ *     mode) and is renamed over the path, but only when nothing or a
+ *     regular file is there: a symbolic link, directory or socket at the
+ *     path is left alone and the report is not written (one line says so).
+ */
+static int own_fd_path(const char *path)
+{
+    if (strcmp(path, "/dev/stdout") == 0)
+        return 1;
+    if (strcmp(path, "/dev/stderr") == 0)
+        return 2;
+    const char *num = NULL;
+    if (strncmp(path, "/dev/fd/", 8) == 0)
+        num = path + 8;
+    else if (strncmp(path, "/proc/self/fd/", 14) == 0)
+        num = path + 14;
+    if (!num || !*num)
+        return -1;
+    long v = 0;
+    for (const char *c = num; *c; c++) {
+        if (*c < '0' || *c > '9' || v > 100000000)
+            return -1;
+        v = v * 10 + (*c - '0');
+    }
+    return (int)v;
+}
+
+/* The process's umask, without changing it (umask(2) would race with
+   other threads creating files): /proc/self/status, else 022. */
+static mode_t current_umask(void)
+{
+    char buf[2048];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 022;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 022;
+    buf[n] = '\0';
+    const char *u = strstr(buf, "\nUmask:");
+    if (!u)
+        return 022;
+    u += 8;
+    while (*u == ' ' || *u == '\t')
+        u++;
+    mode_t m = 0;
+    for (; *u >= '0' && *u <= '7'; u++)
+        m = (mode_t)(m * 8 + (mode_t)(*u - '0'));
+    return m & 0777;
+}
+
+/* Opens where the report goes. *direct is 1 when fd writes the final
+   destination itself; else fd is the temporary file tmp, to be renamed over
+   path. -1 (one line said why) when the report cannot be written. */
+static int open_destination(const char *path, char *tmp, size_t tmpcap, int *direct)
+{
+    *direct = 0;
+    int own = own_fd_path(path);
+    if (own >= 0) {
+        int fd = fcntl(own, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+            rpp_say("cannot write report to ", path, ": that descriptor is not open");
+        *direct = 1;
+        return fd;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        struct stat target;
+        if (stat(path, &target) == 0 && (S_ISCHR(target.st_mode) || S_ISFIFO(target.st_mode))) {
+            int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+            if (fd < 0) {
+                rpp_say("cannot write report to ", path,
+                        errno == ENXIO ? ": a FIFO with no reader" : ": open failed");
+                return -1;
+            }
+            int fl = fcntl(fd, F_GETFL);
+            if (fl >= 0)
+                fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+            *direct = 1;
+            return fd;
+        }
+        rpp_say("not writing report over ", path,
+                S_ISLNK(st.st_mode) ? ": it is a symbolic link (left as it is)"
+                : S_ISDIR(st.st_mode) ? ": it is a directory"
+                                      : ": it is not a regular file (left as it is)");
+        return -1;
+    }
+    size_t pl = strlen(path);
+    char pid[24];
+    size_t il = sizeof pid;
+    unsigned long v = (unsigned long)getpid();
+    do {
+        pid[--il] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (unsigned attempt = 0; attempt < 100; attempt++) {
+        if (pl + 1 + (sizeof pid - il) + 8 >= tmpcap) {
+            rpp_say("report path too long: ", path, "");
+            return -1;
+        }
+        size_t n = pl;
+        memcpy(tmp, path, pl);
+        tmp[n++] = '.';
+        memcpy(tmp + n, pid + il, sizeof pid - il);
+        n += sizeof pid - il;
+        tmp[n++] = '.';
+        tmp[n++] = (char)('0' + attempt / 10);
+        tmp[n++] = (char)('0' + attempt % 10);
+        memcpy(tmp + n, ".tmp", 5);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            fchmod(fd, 0666 & ~current_umask());
+            return fd;
+        }
+        if (errno != EEXIST) {
+            rpp_say("cannot write report ", tmp, errno == ENOENT ? ": no such directory"
+                                                 : errno == EACCES ? ": permission denied"
+                                                                   : ": open failed");
+            return -1;
+        }
+    }
+    rpp_say("cannot write report ", path, ": no free temporary name beside it");
+    return -1;
+}
+
+/* A fixed report name (no %p) in a process that is not its owner (a fork or
+   an exec'd child): PATH becomes PATH with ".PID" before the extension, and
+   one line says where the report went, so no process's report replaces
+   another's silently. */
+static void name_for_this_process(char *path, size_t cap)
+{
+    long self = (long)getpid();
+    if (!rpp_cfg.fixed_name || self == rpp_cfg.owner_pid || own_fd_path(path) >= 0)
+        return;
+    struct stat st;
+    if (stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)))
+        return;
+    size_t pl = strlen(path);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    size_t at = dot && dot != base ? (size_t)(dot - path) : pl;
+    char pid[24];
+    size_t il = sizeof pid;
+    unsigned long v = (unsigned long)self;
+    do {
+        pid[--il] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t add = 1 + sizeof pid - il;
+    if (pl + add + 1 > cap)
+        return;
+    memmove(path + at + add, path + at, pl - at + 1);
+    path[at] = '.';
+    memcpy(path + at + 1, pid + il, sizeof pid - il);
+    rpp_say("RINGPOOL_PRELOAD_REPORT has no %p and this process did not start the run: its report is ",
+            path, "");
+}
+
 int rpp_write_report(const char *reason)
 {
     int expected = 0;
@@ -386,16 +553,11 @@ int rpp_write_report(const char *reason)
         rpp_say("report path too long: ", rpp_cfg.report_pattern, "");
         goto done;
     }
-    size_t pl = strlen(path);
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp", 5);
-    o.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (o.fd < 0) {
-        rpp_say("cannot write report ", tmp, errno == ENOENT ? ": no such directory"
-                                             : errno == EACCES ? ": permission denied"
-                                                               : ": open failed");
+    name_for_this_process(path, sizeof path);
+    int direct;
+    o.fd = open_destination(path, tmp, sizeof tmp, &direct);
+    if (o.fd < 0)
         goto done;
-    }
     o.failed = 0;
     o.len = 0;
 
@@ -516,14 +678,23 @@ int rpp_write_report(const char *reason)
     if (close(o.fd) != 0)
         o.failed = 1;
     if (o.failed) {
-        rpp_say("cannot write report ", tmp, ": write failed (disk full?)");
-        unlink(tmp);
+        rpp_say("cannot write report ", direct ? path : tmp, ": write failed (disk full?)");
+        if (!direct)
+            unlink(tmp);
         goto done;
     }
-    if (rename(tmp, path) != 0) {
-        rpp_say("cannot rename report to ", path, "");
-        unlink(tmp);
-        goto done;
+    if (!direct) {
+        struct stat st;
+        if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {   /* appeared meanwhile */
+            rpp_say("not writing report over ", path, ": it is not a regular file (left as it is)");
+            unlink(tmp);
+            goto done;
+        }
+        if (rename(tmp, path) != 0) {
+            rpp_say("cannot rename report to ", path, "");
+            unlink(tmp);
+            goto done;
+        }
     }
     rc = 0;
 done:

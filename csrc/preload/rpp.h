@@ -187,6 +187,8 @@ typedef struct rpp_config {
     int report_signal;           /* 0 = none */
     int all_sites;               /* list sites with nothing outstanding too */
     int enabled;                 /* 0: no report at exit */
+    int fixed_name;              /* the pattern has no %p */
+    long owner_pid;              /* with a fixed name: the process that owns it */
 } rpp_config;
 RPP_HIDDEN extern rpp_config rpp_cfg;
 
