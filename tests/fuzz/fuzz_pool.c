@@ -195,7 +195,7 @@ static bool inj_active, inj_sticky;
 static int inj_fired0;
 static unsigned long inj_count0;
 static int force_backing = -1;      /* -1, 0 (malloc) or RP_POOL_ARENA */
-static bool oom_scenario;           /* the decoding used by the injection runs */
+static bool oom_scenario;           /* decoding of generated injection scenarios */
 
 /* ---------------------------------------------------------------- handlers */
 static void on_error(int error, const char *message, const void *block)
@@ -1684,7 +1684,7 @@ static int oom_runs(int backing, uint64_t seed, size_t len, const char *file)
     saved_len = len;
     save_on_fail = true;
     force_backing = backing;
-    oom_scenario = true;
+    oom_scenario = file == NULL;
     inj_active = false;
     rp_debug_fail_after(LONG_MAX, 0);          /* counts without failing */
     run_input(buf, len);

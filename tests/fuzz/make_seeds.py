@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Writes the hand-made inputs of the C fuzzer (tests/fuzz/fuzz_pool.c).
+
+Any byte string is a valid input; these are spelled in the harness's
+decoding, one operation at a time, so that each one reaches a situation a
+random input rarely builds:
+
+  corpus/seed-*      libFuzzer seeds, replayed by ``make test-fuzz``;
+  scenarios/*        fixed scenarios of the out-of-memory injection
+                     (``fuzz_pool --oom BACKING --scenario FILE``).
+
+Run it again after changing the decoding in fuzz_pool.c:
+``python3 tests/fuzz/make_seeds.py``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# Operation codes: the first value of each range in run_input().
+CREATE, DESTROY, RESET, ALLOC = 0, 34, 40, 45
+CALLOC, ALIGNED, RESIZE, FREE = 100, 110, 120, 150
+STRINGS, DESTRUCTOR, CLEANUP, CHECK = 190, 202, 212, 222
+REPORT, INTERN, MISUSE, BUFFER_TAG = 228, 233, 239, 246
+
+UNSYNC, CHECKED, ARENA = 1, 2, 4
+
+
+def u16(v: int) -> list[int]:
+    return [v & 0xFF, (v >> 8) & 0xFF]
+
+
+def create(flags: int, chunk: int = 3, keep: int = 0) -> list[int]:
+    """A root pool; chunk indexes the harness's chunk sizes, keep its caps."""
+    return [CREATE, flags, chunk | (keep << 3)]
+
+
+def create_huge_chunk(which: int) -> list[int]:
+    """An arena pool whose chunk_size rounding overflows."""
+    return [CREATE, ARENA | (which << 6), 7 << 5]
+
+
+def alloc(pool: int, size: int, tag: int = 0, plain: bool = False) -> list[int]:
+    """size < 65 or < 5000; tag indexes the static tags."""
+    how = 2 | int(plain)
+    if size < 65:
+        return [ALLOC, pool, how, tag, 0, size]
+    return [ALLOC, pool, how, tag, 215, *u16(size)]
+
+
+def destructor(block: int, fn: int = 1) -> list[int]:
+    return [DESTRUCTOR, *u16(block), fn]
+
+
+def resize(block: int, size: int) -> list[int]:
+    """resize_noexc(NULL, block, size), size < 5000."""
+    return [RESIZE, 4, *u16(block), 0, 215, *u16(size)]
+
+
+def free(block: int, twice: bool = False) -> list[int]:
+    return [FREE, *u16(block), 6 if twice else 1]
+
+
+def destroy(pool: int, probe_stale: bool = False, report: bool = False) -> list[int]:
+    return [DESTROY, pool, (6 if probe_stale else 0) | int(report)]
+
+
+def report(pool: int, flags: int = 1) -> list[int]:
+    return [REPORT, pool, flags]
+
+
+def intern(pool: int, raw: bytes) -> list[int]:
+    # the harness maps each byte b to 1 + b % 255
+    return [INTERN, pool, len(raw), *[(c - 1) % 255 for c in raw]]
+
+
+def alloc_interned(pool: int, size: int, which: int, count: int) -> list[int]:
+    """A block tagged with the pool's interned tag number which (of count)."""
+    b = next(v for v in range(225, 256) if v % count == which)
+    return [ALLOC, pool, 2, b, 0, size]
+
+
+def buffer_tag(pool: int, content: int) -> list[int]:
+    return [BUFFER_TAG, pool, content]
+
+
+def write(path: Path, ops: list[list[int]], checked_mode: bool = False) -> None:
+    data = bytes([int(checked_mode)] + [b for op in ops for b in op])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def main() -> None:
+    corpus, scenarios = HERE / "corpus", HERE / "scenarios"
+
+    # Destructors on many malloc blocks, then moving resizes: the destructor
+    # map loses and gains keys and must grow while blocks move (the OOM
+    # injection fails that growth).
+    ops = [create(0)]
+    ops += [alloc(0, 16 + i) for i in range(24)]
+    ops += [destructor(i, 1 + i % 2) for i in range(24)]
+    for rnd in range(3):
+        ops += [resize(i, 300 + 40 * i + 1000 * rnd) for i in range(24)]
+    ops += [free(i) for i in range(0, 24, 3)]
+    write(scenarios / "destructors-resized", ops)
+
+    # Every kind of pool alive together, with children, cleanups and reports.
+    ops = [create(0), create(CHECKED), create(ARENA, 4), create(ARENA | CHECKED, 2, 1),
+           create(UNSYNC), create(UNSYNC | ARENA | CHECKED, 5, 3)]
+    for p in range(6):
+        ops += [alloc(p, 8 * p, p % 8), alloc(p, 1000 + p, (p + 1) % 8), alloc(p, 40, 2, True)]
+    ops += [[CLEANUP, p, 2 * (p % 4)] for p in range(6)]
+    ops += [destructor(b) for b in range(0, 18, 4)]
+    ops += [report(p, 3) for p in range(6)]
+    ops += [[CHECK], destroy(1, report=True), [RESET, 0, 0], [CHECK]]
+    write(scenarios / "every-pool", ops)
+    write(corpus / "seed-every-pool", ops)
+
+    # Known defects of the issue, one input each (they trip the harness only
+    # when the matching FUZZ_SKIP_* switch is off).
+    # A checked block's address reused by an unchecked pool: a valid free must
+    # not be reported.
+    write(corpus / "seed-checked-then-unchecked",
+          [create(CHECKED), alloc(0, 48), free(0), create(0), alloc(1, 48), free(0), [CHECK]])
+    # A destroyed checked pool's block used when no checked pool is left.
+    write(corpus / "seed-stale-after-last-checked",
+          [create(CHECKED), alloc(0, 32), destroy(0, probe_stale=True)], checked_mode=True)
+    # Tag bytes that are not UTF-8 (F5..FF leads), then a report.
+    write(corpus / "seed-report-utf8",
+          [create(0), intern(0, b"\xf5\x80\x80"), alloc_interned(0, 8, 0, 1), intern(0, b"\xff\xbf\xbf"),
+           alloc_interned(0, 8, 1, 2), report(0, 1)])
+    # A reused tag buffer in a checked pool.
+    write(corpus / "seed-tag-buffer",
+          [create(CHECKED), buffer_tag(0, 1), buffer_tag(0, 2), buffer_tag(0, 2), [CHECK]],
+          checked_mode=True)
+    # Recycled malloc blocks: the report's reserved_bytes against rp_pool_get_info.
+    write(corpus / "seed-reserved-bytes",
+          [create(0)] + [alloc(0, 100) for _ in range(50)] + [free(0) for _ in range(40)]
+          + [report(0, 0)])
+    # Arena chunk sizes whose rounding overflows.
+    write(corpus / "seed-huge-chunk", [create_huge_chunk(w) for w in range(4)]
+          + [alloc(0, 16), [CHECK]])
+
+
+if __name__ == "__main__":
+    main()
