@@ -124,6 +124,9 @@ class PreloadReport:
     modules: tuple[Module, ...]
     sites: tuple[Site, ...]
     stack_depth: int = 1
+    # sampling mode: each byte sampled with this probability; the counts of
+    # the sites and totals are then estimates (docs/memprof.md)
+    sample_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -238,8 +241,12 @@ def parse(doc: Any, path: str) -> PreloadReport:
                           _count(where, s, "blocks"), _count(where, s, "bytes"),
                           _count(where, s, "allocs"), symbol, stack))
     depth = _count(path, doc, "stack_depth") if "stack_depth" in doc else 1
+    rate = doc.get("sample_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                             or not 0.0 < float(rate) <= 1.0):
+        raise ValueError(f"{path}: field 'sample_rate' must be a number in (0, 1], found {rate!r}")
     return PreloadReport(path, pid, exe, taken_at, reason, totals, tuple(modules), tuple(sites),
-                         depth)
+                         depth, None if rate is None else float(rate))
 
 
 def _stacks(path: str, doc: dict[str, Any], modules: list[Module]) -> list[tuple[Frame, ...]] | None:

@@ -82,10 +82,12 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
     if not preload and (has_children or several_pools):
         columns.append(Column("pool", "pool"))
     columns.append(Column("key", (args.by or "site") if preload else "tag"))
-    columns += [Column("blocks", "blocks"), Column("bytes", "bytes")]
+    rate = sample_rate(reports)
+    est = "~" if rate is not None else ""          # sampled: the counts are estimates
+    columns += [Column("blocks", est + "blocks"), Column("bytes", est + "bytes")]
     if not preload:
         columns.append(Column("peak_bytes", "peak"))
-    columns += [Column("allocs", "allocs"), Column("percent", "% bytes", ".1f")]
+    columns += [Column("allocs", est + "allocs"), Column("percent", "% bytes", ".1f")]
     if preload:
         columns.append(Column("suppressed", "suppressed"))
     if len(reports) > 1:
@@ -105,6 +107,10 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
         return str(row["pool"]).split("/") + [str(row["key"])]
 
     title = "outstanding by " + ((args.by or "site") if preload else "tag")
+    if rate is not None:
+        meta["sample_rate"] = rate
+        title += f" (estimates: each byte sampled with probability {rate:g})"
+
     source = Source(reports, args.by, args.suppressions, getattr(args, "wrapper", None))
     return Table(columns=columns, rows=rows, title=title, frames=frames, value_key="bytes", meta=meta,
                  source=source)
@@ -120,11 +126,19 @@ def _report_meta(report: Report) -> dict[str, Any]:
     return meta
 
 
+def sample_rate(reports: list[Report]) -> float | None:
+    """The sampling rate of sampled interposer reports among reports, else None."""
+    rates = [r.data.sample_rate for r in reports if getattr(r.data, "sample_rate", None)]
+    return min(rates) if rates else None
+
+
 def totals_line(merged: Merged, reports: list[Report]) -> str:
     blocks = sum(int(r["blocks"]) for r in merged.rows)
     nbytes = sum(int(r["bytes"]) for r in merged.rows)
     what = "key" if merged.kind == "preload" else "tag"
-    return (f"{plural(len(reports), 'report')}: {blocks} blocks, {nbytes} bytes outstanding "
+    rate = sample_rate(reports)
+    est = f"estimated (sampled at {rate:g}) " if rate is not None else ""
+    return (f"{plural(len(reports), 'report')}: {est}{blocks} blocks, {nbytes} bytes outstanding "
             f"in {plural(len(merged.rows), what)}")
 
 

@@ -45,6 +45,12 @@ class RunCommand:
         parser.add_argument("--stack-depth", type=stack_depth, default=None, metavar="N",
                             help="with --preload: frames of call stack recorded per block, 1 to 256 "
                                  "(default 64; 1 records the caller of malloc only, the cheapest)")
+        parser.add_argument("--sample-rate", type=sample_rate, default=None, metavar="RATE",
+                            help="with --preload: sample each allocated byte with probability RATE "
+                                 "(0 < RATE <= 1, e.g. 1e-4) and track the sampled blocks only; the "
+                                 "report gives estimates (docs/memprof.md)")
+        parser.add_argument("--sample-seed", type=sample_seed, default=None, metavar="N",
+                            help="with --sample-rate: fix the random stream (reproducible runs)")
         add_table_options(parser)
         gate.add_gate_options(parser)
         output.add_output_options(parser)
@@ -55,6 +61,11 @@ class RunCommand:
         output.check_output(args)
         if args.stack_depth is not None and not args.preload:
             raise AuditError("--stack-depth applies to --preload runs only")
+        if args.sample_rate is not None and not args.preload:
+            raise AuditError("--sample-rate applies to --preload runs only (pools: allocator.memprof, "
+                             "rp_memprof_start)")
+        if args.sample_seed is not None and args.sample_rate is None:
+            raise AuditError("--sample-seed needs --sample-rate")
         cmd = list(args.cmd)
         if cmd and cmd[0] == "--":
             cmd = cmd[1:]
@@ -91,6 +102,12 @@ class RunCommand:
         env["RINGPOOL_REPORT"] = os.path.join(literal_dir, "%n.%p.json")
         if args.preload:
             env["RINGPOOL_PRELOAD_STACK_DEPTH"] = str(args.stack_depth or DEFAULT_STACK_DEPTH)
+            env.pop("RINGPOOL_PRELOAD_SAMPLE_RATE", None)
+            env.pop("RINGPOOL_PRELOAD_SAMPLE_SEED", None)
+            if args.sample_rate is not None:
+                env["RINGPOOL_PRELOAD_SAMPLE_RATE"] = repr(args.sample_rate)
+            if args.sample_seed is not None:
+                env["RINGPOOL_PRELOAD_SAMPLE_SEED"] = str(args.sample_seed)
             env["RINGPOOL_PRELOAD_REPORT"] = os.path.join(literal_dir, "ringpool-preload.%p.json")
         if args.blocks:
             env["RINGPOOL_REPORT_BLOCKS"] = "1"
@@ -248,6 +265,26 @@ def _describe_status(status: int) -> str:
 # it finds, not by this cap (docs/preload.md has the measurements).
 DEFAULT_STACK_DEPTH = 64
 MAX_STACK_DEPTH = 256
+
+
+def sample_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the sample rate must be in (0, 1]")
+    return value
+
+
+def sample_seed(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (a whole number)") from None
+    if not 0 < value < 2 ** 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: the seed must be from 1 to 2**64-1")
+    return value
 
 
 def stack_depth(text: str) -> int:

@@ -126,8 +126,10 @@ static void resolve(void)
         tracking = rpp_table_init() == 0;
         if (!tracking)
             rpp_say("cannot map the side tables: ", "running without tracking", "");
-        if (tracking)
+        if (tracking) {
             rpp_stacks_init();
+            rpp_sample_init();
+        }
         __atomic_fetch_and(&rpp_tls_state, ~RPP_RESOLVING, __ATOMIC_RELAXED);
         atomic_store(&resolve_state, 2);
         return;
@@ -226,9 +228,15 @@ static inline int forget(void *p);
 static __attribute__((noinline, cold)) void run_deferred(const deferred *d)
 {
     if (d->op == OP_TRACK) {
-        rpp_track(d->p, d->size, rpp_site_for((uintptr_t)d->pc), 1);
+        if (RPP_UNLIKELY(rpp_sampling)) {
+            size_t k = rpp_sample_take(d->size);
+            if (k)
+                rpp_sample_track(d->p, d->size, k, rpp_site_for((uintptr_t)d->pc));
+        } else {
+            rpp_track(d->p, d->size, rpp_site_for((uintptr_t)d->pc), 1);
+        }
     } else {
-        if (!forget(d->p))
+        if (!forget(d->p) && !rpp_sampling)
             atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
         real.free(d->p);
     }
@@ -259,16 +267,24 @@ void rpp_leave_slow(void)
    (table full) falls back to the one-frame site of pc. */
 static inline void record(void *p, size_t size, void *pc)
 {
+    size_t k = 0;
+    if (RPP_UNLIKELY(rpp_sampling) && !(k = rpp_sample_take(size)))
+        return;                       /* sampling mode: this block got no sample */
     uintptr_t key = (uintptr_t)pc;
     if (rpp_stack_depth > 1)
         key = rpp_stack_key(key);
-    rpp_track(p, size, rpp_site_for(key), 1);
+    if (RPP_UNLIKELY(k))
+        rpp_sample_track(p, size, k, rpp_site_for(key));
+    else
+        rpp_track(p, size, rpp_site_for(key), 1);
 }
 
 /* Removes p from the table and its site's counters; 0 when p was not ours. */
 static inline int forget(void *p)
 {
     rpp_block b;
+    if (RPP_UNLIKELY(rpp_sampling))
+        return rpp_sample_forget(p);
     if (!rpp_untrack(p, &b))
         return 0;
     rpp_count_free(&b);
@@ -356,7 +372,7 @@ static __attribute__((noinline)) void free_slow(void *p, unsigned st)
         rpp_enter(st);
         int had = forget(p);
         rpp_leave();
-        if (!had)
+        if (!had && !rpp_sampling)
             atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
     }
     real.free(p);
@@ -378,7 +394,7 @@ RPP_EXPORT void free(void *p)
         rpp_enter(0);
         int had = forget(p);
         rpp_leave();
-        if (!had)
+        if (!had && !rpp_sampling)
             atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
     }
     real.free(p);
@@ -435,6 +451,29 @@ static void *do_realloc(void *p, size_t size, void *pc)
     unsigned st = rpp_tls_state;
     if (MUST_DEFER(st))
         return deferred_realloc(p, size, pc);
+    if (RPP_UNLIKELY(rpp_sampling)) {
+        /* the old block leaves the sample table before the call (after
+           it, its address may be another thread's), and returns on failure */
+        rpp_sample_block sb;
+        int had = 0;
+        if (p) {
+            rpp_enter(st);
+            had = rpp_sample_take_out(p, &sb);
+            rpp_leave();
+        }
+        void *n = real.realloc(p, size);
+        int after = errno;
+        rpp_enter(st);
+        if (n) {
+            if (!(st & RPP_BUSY))
+                record(n, size, pc);
+        } else if (had && size != 0) {
+            rpp_sample_put_back(p, &sb);
+        }
+        rpp_leave();
+        errno = after;
+        return n;
+    }
     rpp_block old;
     int had = 0;
     if (p) {
@@ -720,12 +759,14 @@ static void before_fork(void)
         rpp_enter(rpp_tls_state & RPP_BUSY);
         rpi_stack_lock();
         rpp_table_lock_all();
+        rpp_sample_lock();
     }
 }
 
 static void after_fork_parent(void)
 {
     if (tracking) {
+        rpp_sample_unlock();
         rpp_table_unlock_all();
         rpi_stack_unlock();
         rpp_leave();
@@ -735,6 +776,7 @@ static void after_fork_parent(void)
 static void after_fork_child(void)
 {
     if (tracking) {
+        rpp_sample_unlock();
         rpp_table_unlock_all();
         rpi_stack_unlock();
         rpp_counts_after_fork_child();

@@ -96,6 +96,76 @@ static void put_i64(out *w, int64_t v)
     }
 }
 
+/* A non-negative estimate, with three decimals (negatives from rounding
+   drift are written as 0). */
+static void put_est(out *w, double v)
+{
+    if (!(v > 0.0))
+        v = 0.0;
+    if (v >= 1.8e19)
+        v = 1.8e19;
+    uint64_t whole = (uint64_t)v;
+    uint64_t milli = (uint64_t)((v - (double)whole) * 1000.0 + 0.5);
+    if (milli >= 1000) {
+        whole++;
+        milli -= 1000;
+    }
+    put_u64(w, whole);
+    char frac[4] = {'.', (char)('0' + milli / 100), (char)('0' + milli / 10 % 10),
+                    (char)('0' + milli % 10)};
+    put(w, frac, 4);
+}
+
+/* A rate in (0, 1] as d.ddddddddde-N (JSON; no stdio here). */
+static void put_rate(out *w, double v)
+{
+    int e = 0;
+    while (v < 1.0 && e > -300) {
+        v *= 10.0;
+        e--;
+    }
+    uint64_t m = (uint64_t)(v * 1e9 + 0.5);   /* 10 significant digits */
+    if (m >= UINT64_C(10000000000)) {
+        m /= 10;
+        e++;
+    }
+    char d[12];
+    d[0] = (char)('0' + m / UINT64_C(1000000000));
+    d[1] = '.';
+    uint64_t rest = m % UINT64_C(1000000000);
+    for (int i = 10; i >= 2; i--) {
+        d[i] = (char)('0' + rest % 10);
+        rest /= 10;
+    }
+    put(w, d, 11);
+    puts_(w, "e");
+    if (e < 0) {
+        puts_(w, "-");
+        put_u64(w, (uint64_t)-e);
+    } else {
+        put_u64(w, (uint64_t)e);
+    }
+}
+
+static uint64_t round_est(double v) { return v > 0.0 ? (uint64_t)(v + 0.5) : 0; }
+
+/* A site's counters; in sampling mode the exact fields carry the rounded
+   estimates (so every reader sees a count) and *sc the estimates. */
+static void read_site(uint32_t i, rpp_site_counts *c, rpp_sample_counts *sc)
+{
+    rpp_site_read(i, c);
+    if (!rpp_sampling)
+        return;
+    rpp_sample_read(i, sc);
+    c->blocks = (int64_t)round_est(sc->est_blocks);
+    c->bytes = (int64_t)round_est(sc->est_bytes);
+    c->allocs = round_est(sc->est_allocs);
+    if (sc->sampled_blocks == 0) {      /* nothing sampled outstanding */
+        c->blocks = 0;
+        c->bytes = 0;
+    }
+}
+
 static void put_hex(out *w, uint64_t v)
 {
     char tmp[20];
@@ -578,13 +648,21 @@ int rpp_write_report(const char *reason)
     puts_(w, ",\n  ");
     put_key(w, "reason");
     put_str(w, reason);
+    if (rpp_sampling) {
+        /* the rate, then its inverse (pprof's period) */
+        puts_(w, ",\n  \"sample_rate\": ");
+        put_rate(w, rpp_sample_rate);
+        puts_(w, ",\n  \"sample_period\": ");
+        put_est(w, 1.0 / rpp_sample_rate);
+    }
 
     uint32_t ns = rpp_site_count();
     int64_t blocks = 0, bytes = 0;
     uint64_t allocs = 0, live_sites = 0;
     for (uint32_t i = 0; i < ns; i++) {
         rpp_site_counts c;
-        rpp_site_read(i, &c);
+        rpp_sample_counts sc;
+        read_site(i, &c, &sc);
         blocks += c.blocks;
         bytes += c.bytes;
         allocs += c.allocs;
@@ -633,9 +711,12 @@ int rpp_write_report(const char *reason)
     size_t nkeys = 0;
     for (uint32_t i = 0; i < ns; i++) {
         rpp_site_counts c;
-        rpp_site_read(i, &c);
+        rpp_sample_counts sc;
+        read_site(i, &c, &sc);
         int64_t b = c.blocks;
         uint64_t a = c.allocs;
+        if (rpp_sampling && sc.est_allocs > 0.0 && a == 0)
+            a = 1;                  /* an estimate below one allocation: keep the site */
         if (a == 0 || (b == 0 && !rpp_cfg.all_sites))
             continue;
         uintptr_t key = c.pc, one;
@@ -655,6 +736,20 @@ int rpp_write_report(const char *reason)
         put_i64(w, c.bytes);
         puts_(w, ", \"allocs\": ");
         put_u64(w, a);
+        if (rpp_sampling) {
+            puts_(w, ", \"sampled_blocks\": ");
+            put_i64(w, sc.sampled_blocks);
+            puts_(w, ", \"samples\": ");
+            put_i64(w, sc.samples);
+            puts_(w, ", \"est_blocks\": ");
+            put_est(w, sc.est_blocks);
+            puts_(w, ", \"est_bytes\": ");
+            put_est(w, sc.est_bytes);
+            puts_(w, ", \"est_allocs\": ");
+            put_est(w, sc.est_allocs);
+            puts_(w, ", \"est_alloc_bytes\": ");
+            put_est(w, sc.est_alloc_bytes);
+        }
         if (keys) {
             puts_(w, ", \"stack\": ");
             put_u64(w, nkeys);

@@ -181,6 +181,39 @@ RPP_HIDDEN uintptr_t rpp_stack_key(uintptr_t pc);
 /* A site key's frames (leaf first): a stack key's stack, or the key itself. */
 RPP_HIDDEN size_t rpp_site_frames(uintptr_t key, const uintptr_t **frames, uintptr_t *one);
 
+/* ------------------------------------------------------------ sample.c */
+/* Sampling mode (RINGPOOL_PRELOAD_SAMPLE_RATE): only blocks that receive at
+   least one sample are tracked, in sample.c's own table. */
+RPP_HIDDEN extern int rpp_sampling;          /* 0: exact mode */
+RPP_HIDDEN extern double rpp_sample_rate;
+RPP_HIDDEN extern __thread int64_t rpp_sample_left __attribute__((tls_model("initial-exec")));
+RPP_HIDDEN void rpp_sample_init(void);       /* reads the environment */
+RPP_HIDDEN size_t rpp_sample_slow(size_t size);
+/* Samples in a new block of size bytes: one subtraction and one branch
+   unless a sampled byte falls inside it. */
+static inline size_t rpp_sample_take(size_t size)
+{
+    if (RPP_LIKELY((rpp_sample_left -= (int64_t)size) > 0))
+        return 0;
+    return rpp_sample_slow(size);
+}
+RPP_HIDDEN void rpp_sample_track(void *p, size_t size, size_t k, uint32_t site);
+/* 1 when p was a sampled block (now forgotten), 0 otherwise. */
+RPP_HIDDEN int rpp_sample_forget(const void *p);
+RPP_HIDDEN int rpp_sample_maybe_tracked(const void *p);
+/* realloc: takes p out (1 and *out filled when it was sampled), and puts it
+   back unchanged when the real call failed. */
+typedef struct rpp_sample_block { uint64_t size, k; uint32_t site; } rpp_sample_block;
+RPP_HIDDEN int rpp_sample_take_out(const void *p, rpp_sample_block *out);
+RPP_HIDDEN void rpp_sample_put_back(void *p, const rpp_sample_block *b);
+typedef struct rpp_sample_counts {
+    int64_t sampled_blocks, samples;
+    double est_blocks, est_bytes, est_allocs, est_alloc_bytes;
+} rpp_sample_counts;
+RPP_HIDDEN void rpp_sample_read(uint32_t site, rpp_sample_counts *out);
+RPP_HIDDEN void rpp_sample_lock(void);       /* fork */
+RPP_HIDDEN void rpp_sample_unlock(void);
+
 /* ----------------------------------------------------------- report.c */
 typedef struct rpp_config {
     char report_pattern[4096];   /* absolute; %p pid, %r reason, %% */
