@@ -26,9 +26,10 @@ INUSE_OBJECTS, INUSE_SPACE, ALLOC_OBJECTS, ALLOC_SPACE = range(4)
 class Frame:
     """One frame of a stack.
 
-    ``kind`` is ``"native"`` for a code address in a module, ``"pool"`` for a
-    pool name and ``"tag"`` for an origin tag (the frames of a pool report), or
-    ``"row"`` for the key of a table row.
+    ``kind`` is ``"native"`` for a code address in a module, ``"python"`` for a
+    Python frame (function, file, line), ``"pool"`` for a pool name and ``"tag"``
+    for an origin tag (the frames of a pool report), or ``"row"`` for the key
+    of a table row.
     """
 
     function: str
@@ -42,6 +43,12 @@ class Frame:
 
     def label(self, by: str = "site") -> str:
         """The frame's text in folded, speedscope and HTML output."""
+        if self.kind == "python" and self.file:
+            if by == "function":
+                return f"{self.function} ({self.file})"
+            if by == "file":
+                return self.file
+            return f"{self.file}:{self.line} ({self.function})"
         if self.kind != "native":
             return self.function
         if self.offset is None:

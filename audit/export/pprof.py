@@ -88,7 +88,7 @@ def encode(profile: Profile) -> bytes:
     location_msgs: list[bytes] = []
 
     def function_id(frame: Frame) -> int:
-        system = frame.function if frame.kind == "native" else f"{frame.kind}:{frame.function}"
+        system = frame.function if frame.kind in ("native", "python") else f"{frame.kind}:{frame.function}"
         key = (frame.function, system, frame.file or "")
         fid = functions.get(key)
         if fid is None:

@@ -2,6 +2,7 @@
 
 This is the one place the exporters read reports. Pool snapshots become
 stacks ``tag <- child pool <- pool`` (tags are frames under their pool's name);
+reports of the Python hooks give their stacks of Python frames;
 interposer reports become native stacks: the whole stack when the report has a
 ``stacks`` table, the call site alone otherwise. Sites inside libringpool
 (pool blocks, shown by the pools' own reports) and suppressed stacks (the
@@ -47,9 +48,10 @@ class Source:
     by: str | None = None             # --by (labels of native frames in text formats)
     suppressions: str | None = None   # --suppressions FILE
     wrappers: Sequence[str] | None = None  # --wrapper PATTERN (on top of the default list)
+    finalization: bool = False        # Python reports: what finalization left, not what preceded it
 
 
-KINDS = ("snapshot", "preload")
+KINDS = ("snapshot", "preload", "python")
 
 
 def readable(source: Source) -> bool:
@@ -70,6 +72,9 @@ def profile(source: Source) -> Profile:
     for report in source.reports:
         if report.kind == "preload":
             alloc_known = _add_preload(prof, report, source) and alloc_known
+        elif report.kind == "python":
+            alloc_known = False
+            _add_python(prof, report.data, source.finalization)
         else:
             alloc_known = False
             _add_snapshot(prof, report.data)
@@ -111,6 +116,20 @@ def _add_snapshot(prof: Profile, snap: Any, outer: tuple[Frame, ...] = ()) -> No
                  [stat.blocks, stat.bytes, stat.allocs, 0])
     for child in snap.children:
         _add_snapshot(prof, child, here)
+
+
+# ---------------------------------------------------------------- Python
+def _add_python(prof: Profile, data: Any, finalization: bool) -> None:
+    """A report of the Python allocator hooks (audit.pyreport): each site is a stack of
+    Python frames, innermost first; a site without a Python frame is one frame saying so."""
+    section = data.after if finalization else data.before
+    if section is None:
+        return
+    for site in section.sites:
+        stack = [Frame(str(f.function), str(f.file), int(f.line), kind="python") for f in site.frames]
+        if not stack:
+            stack = [Frame("(no Python frame)", kind="python")]
+        prof.add(stack, [site.blocks, site.bytes, site.allocs or 0, 0])
 
 
 # ------------------------------------------------------------ interposer

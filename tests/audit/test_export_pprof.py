@@ -284,3 +284,55 @@ def test_pprof_whole_stacks_reach_the_functions_the_table_credits(tmp_path: Path
     flat = pprof_top(tool, str(out))
     assert flat["xmalloc"] > 0 and flat["xcalloc"] == rows["make_zeroed"]
     assert flat.get("make_table", 0) == 0  # make_table's bytes sit in the xmalloc it called
+
+
+def test_python_frames_carry_function_file_and_line(tmp_path: Path) -> None:
+    """A report of the Python allocator hooks: each site a stack of Python frames, innermost first."""
+    from dataclasses import dataclass
+
+    from audit.export.source import Source
+    from audit.formatters import Table, render
+    from audit.reports import Report
+
+    @dataclass
+    class PyFrame:
+        file: str
+        line: int
+        function: str
+
+    @dataclass
+    class PySite:
+        frames: tuple[PyFrame, ...]
+        blocks: int
+        bytes: int
+        allocs: int | None
+
+    @dataclass
+    class PySection:
+        sites: tuple[PySite, ...]
+
+    @dataclass
+    class PyReport:
+        before: PySection
+        after: PySection | None
+        pid: int = 7
+        taken_at: str = "2026-11-26T04:20:00Z"
+
+    main_frame = PyFrame("app.py", 30, "main")
+    before = PySection((PySite((PyFrame("parse.py", 12, "parse"), main_frame), 3, 300, 5),
+                        PySite((), 1, 16, None)))
+    after = PySection((PySite((PyFrame("cache.py", 4, "fill"), main_frame), 2, 64, 2),))
+    report = Report("py.json", "python", PyReport(before, after), "py")
+    for finalization, expected in ((False, {("parse", "main"): [3, 300, 5], ("(no Python frame)",): [1, 16, 0]}),
+                                   (True, {("fill", "main"): [2, 64, 2]})):
+        table = Table(columns=[], rows=[], source=Source([report], finalization=finalization))
+        data = render(table, "pprof")
+        assert isinstance(data, bytes)
+        prof = decode_pprof(data, tmp_path)
+        assert pprof_stacks(prof) == expected
+    strings = list(prof.string_table)
+    fill = next(f for f in prof.function if strings[f.name] == "fill")
+    assert strings[fill.filename] == "cache.py" and strings[fill.system_name] == "fill"
+    assert {loc.line[0].line for loc in prof.location} == {4, 30}
+    table = Table(columns=[], rows=[], source=Source([report]))
+    assert render(table, "folded") == "app.py:30_(main);parse.py:12_(parse) 300\n(no_Python_frame) 16\n"
