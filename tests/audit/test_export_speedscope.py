@@ -108,7 +108,7 @@ def test_reports_of_other_kinds_export_their_rows(write_report: Any, capsys: pyt
     from audit.formatters import Column, Table, render
     from audit.reports import Report
 
-    other = Report("x.json", "python", None, "x")
+    other = Report("x.json", "some-future-kind", None, "x")
     table = Table(columns=[Column("key", "key"), Column("bytes", "bytes")],
                   rows=[{"key": "parse (a.py:3)", "bytes": 300}, {"key": "load (b.py:9)", "bytes": 0}],
                   frames=lambda row: [str(row["key"])], source=Source([other]))
