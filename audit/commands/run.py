@@ -14,7 +14,7 @@ import tempfile
 from audit import gate, output, reports
 from audit.commands._common import add_table_options, by_tag_table, totals_line
 from audit.errors import AuditError
-from audit.formatters import render
+from audit.formatters import FORMATTERS, render
 
 
 class RunCommand:
@@ -66,6 +66,9 @@ class RunCommand:
                              "rp_memprof_start)")
         if args.sample_seed is not None and args.sample_rate is None:
             raise AuditError("--sample-seed needs --sample-rate")
+        if args.preload and args.output is None and getattr(FORMATTERS.get(args.format), "binary", False):
+            raise AuditError(f"run --preload --format {args.format}: the format is binary and the table "
+                             "would go to stderr (the program owns stdout); pass --output FILE")
         cmd = list(args.cmd)
         if cmd and cmd[0] == "--":
             cmd = cmd[1:]

@@ -336,3 +336,17 @@ def test_python_frames_carry_function_file_and_line(tmp_path: Path) -> None:
     assert {loc.line[0].line for loc in prof.location} == {4, 30}
     table = Table(columns=[], rows=[], source=Source([report]))
     assert render(table, "folded") == "app.py:30_(main);parse.py:12_(parse) 300\n(no_Python_frame) 16\n"
+
+
+def test_run_preload_wants_an_output_file_for_pprof(plain_leaks: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    kept = tmp_path / "reports"
+    assert main(["run", "--preload", "--report-dir", str(kept), "--format", "pprof", "--", plain_leaks]) == 1
+    assert "pass --output FILE" in capsys.readouterr().err
+    assert not kept.exists()  # refused before the program ran
+    out = tmp_path / "run.pb.gz"
+    assert main(["run", "--preload", "--format", "pprof", "--output", str(out), "--", plain_leaks]) == 0
+    stacks = pprof_stacks(decode_pprof(out.read_bytes(), tmp_path))
+    # the whole stack: make_table, called by main, called by the C library's start-up code
+    (table,) = [(k, v) for k, v in stacks.items() if k[:2] == ("make_table", "main")]
+    assert len(table[0]) > 2 and table[1] == [4, 400, 4]
