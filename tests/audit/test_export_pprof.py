@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from _audit_testlib import report_doc, tag
-from _export_testlib import (BASE, BUILD_ID, ROOT, decode_pprof, pprof_stacks, pprof_tool, pprof_top, stack_report,
+from _export_testlib import (BASE, BUILD_ID, ROOT, decode_pprof, function_offsets, pprof_stacks, pprof_tool, pprof_top, stack_report,
                              write_json)
 from audit.cli import main
 
@@ -350,3 +350,33 @@ def test_run_preload_wants_an_output_file_for_pprof(plain_leaks: str, tmp_path: 
     # the whole stack: make_table, called by main, called by the C library's start-up code
     (table,) = [(k, v) for k, v in stacks.items() if k[:2] == ("make_table", "main")]
     assert len(table[0]) > 2 and table[1] == [4, 400, 4]
+
+
+def test_a_sampled_interposer_run_exports_its_estimates(plain_leaks: str, tmp_path: Path) -> None:
+    kept = tmp_path / "reports"
+    out = tmp_path / "sampled.pb.gz"
+    assert main(["run", "--preload", "--sample-rate", "0.05", "--sample-seed", "7", "--report-dir", str(kept),
+                 "--format", "pprof", "--output", str(out), "--", plain_leaks]) == 0
+    (report,) = kept.glob("ringpool-preload.*.json")
+    doc = json.loads(report.read_text())
+    assert doc["sample_rate"] == 0.05
+    prof = decode_pprof(out.read_bytes(), tmp_path)
+    strings = list(prof.string_table)
+    assert [strings[t.type] for t in prof.sample_type] == ["inuse_objects", "inuse_space", "alloc_objects",
+                                                           "alloc_space"]
+    assert prof.period == 20 and (strings[prof.period_type.type], strings[prof.period_type.unit]) == ("space", "bytes")
+    assert any("values are unbiased estimates" in strings[c] for c in prof.comment)
+    # Each stack's values are the report's estimates for its site, rounded.
+    starts = sorted((addr, name) for name, addr in function_offsets(plain_leaks).items())
+    expected: dict[str, list[int]] = {}
+    for site in doc["sites"]:
+        if site["module"] != plain_leaks:
+            continue
+        offset = int(site["offset"], 16)
+        leaf = max((a, n) for a, n in starts if a <= offset)[1]
+        expected[leaf] = [round(site[k]) for k in ("est_blocks", "est_bytes", "est_allocs", "est_alloc_bytes")]
+    got = {k[0]: v for k, v in pprof_stacks(prof).items()}
+    assert "make_table" in expected
+    for leaf, values in expected.items():
+        assert got[leaf] == values
+    assert got["make_table"][1] > 0  # 400 bytes at 1/20 per byte: sampled for sure with this seed
