@@ -18,10 +18,10 @@ import fnmatch
 import json
 import os
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
+
+from audit import elfsym
 
 FORMAT = "ringpool-preload"
 VERSION = 1
@@ -296,67 +296,70 @@ def load(path: str) -> PreloadReport:
 
 
 # ------------------------------------------------------------- symbolizing
-_cache: dict[tuple[str, int], Symbol] = {}
-_DISCRIMINATOR = re.compile(r"\s*\(discriminator \d+\)$")
+_cache: dict[tuple[str, str | None, int], Symbol] = {}
+_modules: dict[tuple[str, str | None], elfsym.ModuleSymbols] = {}
 
 
-def _parse_location(text: str) -> tuple[str | None, int | None]:
-    text = _DISCRIMINATOR.sub("", text.strip())
-    path, _, line = text.rpartition(":")
-    if not path or path == "??" or not line.isdigit() or line == "0":
-        return (None if not path or path == "??" else os.path.normpath(path)), None
-    return os.path.normpath(path), int(line)
+def _module_info(path: str, build_id: str | None) -> elfsym.ModuleSymbols:
+    key = (path, build_id)
+    if key not in _modules:
+        _modules[key] = elfsym.load_module(path, build_id)
+    return _modules[key]
 
 
-def _addr2line(module: str, offsets: list[int]) -> list[Symbol]:
-    tool = shutil.which("addr2line")
-    unknown = [Symbol("??", None, None)] * len(offsets)
-    if tool is None or not os.path.isfile(module):
-        return unknown
-    # The offsets are return addresses: the call instruction ends just before.
-    query = "".join(f"{max(off - 1, 0):#x}\n" for off in offsets)
-    try:
-        proc = subprocess.run([tool, "-f", "-C", "-e", module], input=query,
-                              capture_output=True, text=True, check=False, timeout=300)
-    except (OSError, subprocess.TimeoutExpired):
-        return unknown
-    lines = proc.stdout.splitlines()
-    if proc.returncode != 0 or len(lines) != 2 * len(offsets):
-        return unknown
-    result = []
-    for i in range(len(offsets)):
-        function = lines[2 * i].strip() or "??"
-        file, line = _parse_location(lines[2 * i + 1])
-        result.append(Symbol(function, file, line))
-    return result
+def _build_ids(report: PreloadReport) -> dict[str, str | None]:
+    return {m.path: m.build_id for m in report.modules}
 
 
 def symbolize(report: PreloadReport) -> dict[tuple[str, int], Symbol]:
     """Function and file:line for every site of report, keyed by (module, offset).
 
-    Covers every frame of every site's stack. One addr2line process per module
-    for all its addresses; results are cached for the process. Where
-    addr2line knows no function for a site's first frame, the interposer's
-    dynamic symbol is used.
+    Covers every frame of every site's stack. A name is given only where it
+    is right (see :mod:`audit.elfsym`: DWARF, a symbol whose extent contains
+    the address, or the .eh_frame function that starts at a symbol), else
+    the function is ``"??"`` and rows show ``module+offset``. Separate debug
+    files are found by build id. One pass per module; cached per process.
     """
+    ids = _build_ids(report)
     wanted: dict[str, set[int]] = {}
     for site in report.sites:
         for module, offset in site.frames():
-            if (module, offset) not in _cache:
+            if (module, ids.get(module), offset) not in _cache:
                 wanted.setdefault(module, set()).add(offset)
     for module, offsets in wanted.items():
         unique = sorted(offsets)
-        for off, sym in zip(unique, _addr2line(module, unique)):
-            _cache[(module, off)] = sym
+        info = _module_info(module, ids.get(module))
+        # the offsets are return addresses: the call instruction ends just before
+        names = elfsym.name_addresses(info, [max(off - 1, 0) for off in unique])
+        for off, name in zip(unique, names):
+            _cache[(module, ids.get(module), off)] = Symbol(name.function, name.file, name.line)
     out: dict[tuple[str, int], Symbol] = {}
     for site in report.sites:
         for frame in site.frames():
-            out[frame] = _cache[frame]
+            out[frame] = _cache[(frame[0], ids.get(frame[0]), frame[1])]
     for site in report.sites:
         sym = out[(site.module, site.offset)]
-        if sym.function == "??" and site.symbol:
+        # the interposer's dladdr name (glibc checks the symbol's size) stands
+        # in only when the object cannot be read any more
+        if sym.function == "??" and site.symbol and \
+                not _module_info(site.module, ids.get(site.module)).found:
             out[(site.module, site.offset)] = Symbol(site.symbol, sym.file, sym.line)
     return out
+
+
+def modules_without_symbols(report: PreloadReport) -> list[str]:
+    """Modules with outstanding sites whose names come from the dynamic symbol
+    table at most: no full symbol table and no DWARF, in the object or in a
+    debug file found by build id or debuglink."""
+    ids = _build_ids(report)
+    seen: dict[str, bool] = {}
+    for site in report.sites:
+        if site.blocks == 0 or site.module in seen or site.module.startswith("("):
+            continue
+        if site.module == "?":
+            continue
+        seen[site.module] = _module_info(site.module, ids.get(site.module)).has_names
+    return sorted(m for m, named in seen.items() if not named)
 
 
 # ------------------------------------------------------------- suppressions

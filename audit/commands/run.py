@@ -161,9 +161,23 @@ class RunCommand:
         if verdict.active:
             line += "; " + verdict.describe()
         output.summary(line)
+        if args.preload:
+            _say_missing_symbols(loaded)
         if verdict.failed:
             return gate.EXIT_LEAKS
         return _exit_status(status) if failed else gate.EXIT_OK
+
+
+def _say_missing_symbols(loaded: list[reports.Report]) -> None:
+    preload = reports.preload_module()
+    missing: set[str] = set()
+    for report in loaded:
+        missing.update(preload.modules_without_symbols(report.data))
+    if missing:
+        names = ", ".join(sorted(os.path.basename(m) for m in missing))
+        output.summary(f"no symbols for {names}: sites there show as module+offset "
+                       "(install the debug files, e.g. the -dbgsym package; they are "
+                       "found by build id under /usr/lib/debug/.build-id)")
 
 
 def _refuse_static(program: str, env: dict[str, str]) -> None:

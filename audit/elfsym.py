@@ -1,0 +1,452 @@
+"""Function names for code addresses that are right or say they are unknown.
+
+A stripped program still has a dynamic symbol table and ``.eh_frame``; its
+full symbol table and DWARF may live in a separate debug file found by build
+id (``/usr/lib/debug/.build-id/xx/yyyy.debug``, what ``-dbgsym`` and ``-dbg``
+packages install) or by ``.gnu_debuglink``. Naming an address by the nearest
+preceding symbol, as ``addr2line`` does without DWARF, credits code to a
+function that does not contain it. Here an address gets a name only when:
+
+- DWARF (in the object or its debug file) places it in a function and line
+  (``addr2line`` then answers); or
+- a symbol's extent contains it (``st_value <= a < st_value + st_size``, what
+  ``nm -S`` shows); or
+- the ``.eh_frame`` entry (FDE) containing it starts exactly at a symbol.
+
+Anything else is unknown (``??``), shown by the caller as ``module+offset``.
+Addresses are offsets from the module's load bias (ELF virtual addresses).
+This module reads ELF files itself (pure Python, no extra dependency); one
+``addr2line`` process per module answers DWARF lines in one batch.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import shutil
+import struct
+import subprocess
+from dataclasses import dataclass, field
+from typing import Iterable
+
+DEBUG_DIRS_ENV = "RINGPOOL_DEBUG_DIRS"
+DEFAULT_DEBUG_DIR = "/usr/lib/debug"
+
+SHT_SYMTAB, SHT_NOBITS, SHT_DYNSYM = 2, 8, 11
+STT_NOTYPE, STT_FUNC, STT_GNU_IFUNC = 0, 2, 10
+PT_NOTE = 4
+NT_GNU_BUILD_ID = 3
+
+
+class ElfError(ValueError):
+    """Not an ELF file this reader understands."""
+
+
+@dataclass
+class Section:
+    name: str
+    type: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    entsize: int
+
+
+@dataclass
+class ElfFile:
+    path: str
+    data: bytes
+    is64: bool
+    end: str
+    sections: list[Section] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, path: str) -> "ElfFile":
+        with open(path, "rb") as fh:
+            data = fh.read()
+        if len(data) < 52 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
+            raise ElfError(f"{path}: not an ELF file")
+        elf = cls(path, data, data[4] == 2, "<" if data[5] == 1 else ">")
+        elf._read_sections()
+        return elf
+
+    def _u(self, fmt: str, at: int) -> tuple[int, ...]:
+        return struct.unpack_from(self.end + fmt, self.data, at)
+
+    def _read_sections(self) -> None:
+        if self.is64:
+            shoff, = self._u("Q", 40)
+            shentsize, shnum, shstrndx = self._u("HHH", 58)
+        else:
+            shoff, = self._u("I", 32)
+            shentsize, shnum, shstrndx = self._u("HHH", 46)
+        if shoff == 0 or shnum == 0 or shoff + shnum * shentsize > len(self.data):
+            return
+        raw = []
+        for i in range(shnum):
+            at = shoff + i * shentsize
+            if self.is64:
+                name, typ, _flags, addr, off, size, link, _info, _align, ent = self._u("IIQQQQIIQQ", at)
+            else:
+                name, typ, _flags, addr, off, size, link, _info, _align, ent = self._u("IIIIIIIIII", at)
+            raw.append((name, typ, addr, off, size, link, ent))
+        names = raw[shstrndx] if shstrndx < len(raw) else None
+        for name, typ, addr, off, size, link, ent in raw:
+            text = self._cstr(names[3] + name) if names else ""
+            self.sections.append(Section(text, typ, addr, off, size, link, ent))
+
+    def _cstr(self, at: int) -> str:
+        end = self.data.find(b"\0", at)
+        return self.data[at:end if end >= 0 else len(self.data)].decode("utf-8", "replace")
+
+    def section(self, name: str) -> Section | None:
+        for s in self.sections:
+            if s.name == name:
+                return s
+        return None
+
+    def has_dwarf(self) -> bool:
+        s = self.section(".debug_info")
+        return s is not None and s.type != SHT_NOBITS and s.size > 0
+
+    def has_symtab(self) -> bool:
+        return any(s.type == SHT_SYMTAB and s.size > 0 for s in self.sections)
+
+    def build_id(self) -> str | None:
+        for s in self.sections:
+            if s.name == ".note.gnu.build-id" and s.type != SHT_NOBITS:
+                return self._note_build_id(s.offset, s.size)
+        return None
+
+    def _note_build_id(self, at: int, size: int) -> str | None:
+        end = at + size
+        while at + 12 <= end:
+            namesz, descsz, typ = self._u("III", at)
+            name_at = at + 12
+            desc_at = name_at + ((namesz + 3) & ~3)
+            if typ == NT_GNU_BUILD_ID and self.data[name_at:name_at + namesz] == b"GNU\0":
+                return self.data[desc_at:desc_at + descsz].hex()
+            at = desc_at + ((descsz + 3) & ~3)
+        return None
+
+    def debuglink(self) -> str | None:
+        s = self.section(".gnu_debuglink")
+        if s is None or s.type == SHT_NOBITS:
+            return None
+        return self._cstr(s.offset) or None
+
+    def function_symbols(self) -> list[tuple[int, int, str, bool]]:
+        """(value, size, name, global) of code symbols in .symtab and .dynsym."""
+        found = []
+        for s in self.sections:
+            if s.type not in (SHT_SYMTAB, SHT_DYNSYM) or s.link >= len(self.sections):
+                continue
+            strtab = self.sections[s.link]
+            ent = 24 if self.is64 else 16
+            for at in range(s.offset, s.offset + s.size - ent + 1, ent):
+                if self.is64:
+                    name, info, _other, shndx, value, size = self._u("IBBHQQ", at)
+                else:
+                    name, value, size, info, _other, shndx = self._u("IIIBBH", at)
+                kind = info & 0xF
+                if shndx == 0 or name == 0 or kind not in (STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE):
+                    continue
+                if kind == STT_NOTYPE and size == 0 and not self._in_code(value):
+                    continue
+                found.append((value, size, self._cstr(strtab.offset + name), (info >> 4) != 0))
+        return found
+
+    def _in_code(self, addr: int) -> bool:
+        text = self.section(".text")
+        return text is not None and text.addr <= addr < text.addr + text.size
+
+    # ------------------------------------------------------------ .eh_frame
+    def fde_ranges(self) -> list[tuple[int, int]]:
+        """Sorted (start, end) of every function .eh_frame describes."""
+        s = self.section(".eh_frame")
+        if s is None or s.type == SHT_NOBITS or s.size == 0:
+            return []
+        ranges = []
+        cies: dict[int, int | None] = {}
+        at, end = s.offset, s.offset + s.size
+        while at + 4 <= end:
+            length, = self._u("I", at)
+            head = 4
+            if length == 0:
+                break
+            if length == 0xFFFFFFFF:
+                length, = self._u("Q", at + 4)
+                head = 12
+            body = at + head
+            nxt = body + length
+            if nxt > end:
+                break
+            cie_id, = self._u("I", body)
+            if cie_id != 0:
+                cie_at = body - cie_id
+                enc = cies.get(cie_at)
+                if enc is None:
+                    enc = self._cie_encoding(cie_at)
+                    cies[cie_at] = enc
+                if enc is not None:
+                    ptr_at = body + 4
+                    vaddr = s.addr + (ptr_at - s.offset)
+                    start, used = self._read_encoded(ptr_at, enc, vaddr)
+                    span, _ = self._read_encoded(ptr_at + used, enc & 0x0F, 0)
+                    if span > 0:
+                        ranges.append((start, start + span))
+            at = nxt
+        ranges.sort()
+        return ranges
+
+    def _cie_encoding(self, at: int) -> int | None:
+        length, = self._u("I", at)
+        body = at + (12 if length == 0xFFFFFFFF else 4)
+        body += 8 if length == 0xFFFFFFFF else 4          # CIE id
+        version = self.data[body]
+        aug_end = self.data.find(b"\0", body + 1)
+        aug = self.data[body + 1:aug_end].decode("ascii", "replace")
+        p = aug_end + 1
+        if "eh" in aug:
+            p += 8 if self.is64 else 4
+        _, p = _uleb(self.data, p)                          # code alignment
+        _, p = _sleb(self.data, p)                          # data alignment
+        if version == 1:
+            p += 1
+        else:
+            _, p = _uleb(self.data, p)
+        if not aug.startswith("z"):
+            return 0x00                                     # absolute pointers
+        _, p = _uleb(self.data, p)
+        for ch in aug[1:]:
+            if ch == "R":
+                return self.data[p]
+            if ch == "P":
+                enc = self.data[p]
+                _, used = self._read_encoded(p + 1, enc & 0x7F, 0)
+                p += 1 + used
+            elif ch == "L":
+                p += 1
+            elif ch in "SB":
+                continue
+            else:
+                return None
+        return 0x00
+
+    def _read_encoded(self, at: int, enc: int, vaddr: int) -> tuple[int, int]:
+        fmt = enc & 0x0F
+        if fmt == 0x00:
+            value, = self._u("Q" if self.is64 else "I", at)
+            used = 8 if self.is64 else 4
+        elif fmt == 0x01:
+            value, nxt = _uleb(self.data, at)
+            used = nxt - at
+        elif fmt == 0x09:
+            value, nxt = _sleb(self.data, at)
+            used = nxt - at
+        else:
+            code, used = {0x02: ("H", 2), 0x03: ("I", 4), 0x04: ("Q", 8),
+                          0x0A: ("h", 2), 0x0B: ("i", 4), 0x0C: ("q", 8)}.get(fmt, ("I", 4))
+            value, = self._u(code, at)
+        if enc & 0x70 == 0x10:                              # pc-relative
+            value += vaddr
+        mask = (1 << 64) - 1 if self.is64 else (1 << 32) - 1
+        return value & mask, used
+
+
+def _uleb(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = data[at]
+        at += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, at
+
+
+def _sleb(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = data[at]
+        at += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            if b & 0x40:
+                value -= 1 << shift
+            return value, at
+
+
+def debug_dirs() -> list[str]:
+    extra = [d for d in os.environ.get(DEBUG_DIRS_ENV, "").split(":") if d]
+    return extra + [DEFAULT_DEBUG_DIR]
+
+
+def find_debug_file(path: str, build_id: str | None, debuglink: str | None) -> str | None:
+    """The separate debug file of an object: by build id under each debug
+    directory's ``.build-id/``, then by ``.gnu_debuglink`` name (gdb's order)."""
+    dirs = debug_dirs()
+    if build_id and len(build_id) > 2:
+        for d in dirs:
+            cand = os.path.join(d, ".build-id", build_id[:2], build_id[2:] + ".debug")
+            if os.path.isfile(cand):
+                return cand
+    if debuglink:
+        here = os.path.dirname(os.path.realpath(path)) if path else ""
+        for cand in [os.path.join(here, debuglink), os.path.join(here, ".debug", debuglink)] + \
+                [os.path.join(d, here.lstrip("/"), debuglink) for d in dirs]:
+            if os.path.isfile(cand) and os.path.realpath(cand) != os.path.realpath(path):
+                return cand
+    return None
+
+
+@dataclass(frozen=True)
+class Name:
+    function: str               # "??" when unknown
+    file: str | None
+    line: int | None
+
+
+@dataclass
+class ModuleSymbols:
+    """What is known about one object: where its names come from."""
+
+    path: str
+    found: bool = False         # the object (or its debug file) could be read
+    debug_file: str | None = None
+    dwarf_file: str | None = None
+    has_symtab: bool = False
+    symbols: list[tuple[int, int, str, bool]] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    fdes: list[tuple[int, int]] = field(default_factory=list)
+    fde_starts: list[int] = field(default_factory=list)
+    by_start: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def has_names(self) -> bool:
+        """True when more than the dynamic symbol table is known."""
+        return self.dwarf_file is not None or self.has_symtab
+
+    def function_at(self, addr: int) -> str | None:
+        """The name of the function whose extent contains addr, or None."""
+        i = bisect.bisect_right(self.starts, addr)
+        best: tuple[int, int, str, bool] | None = None
+        # symbols can nest (aliases, local labels): look back over a few
+        for value, size, name, glob in reversed(self.symbols[max(0, i - 64):i]):
+            if size > 0 and value <= addr < value + size:
+                if best is None or value > best[0] or (value == best[0] and _better(name, glob, best)):
+                    best = (value, size, name, glob)
+        if best is not None:
+            return best[2]
+        j = bisect.bisect_right(self.fde_starts, addr) - 1
+        if j >= 0 and self.fdes[j][0] <= addr < self.fdes[j][1]:
+            return self.by_start.get(self.fdes[j][0])
+        return None
+
+
+def _better(name: str, glob: bool, than: tuple[int, int, str, bool]) -> bool:
+    return (glob, -len(name)) > (than[3], -len(than[2]))
+
+
+def load_module(path: str, build_id: str | None) -> ModuleSymbols:
+    """Reads an object (if it is still the one the report saw: same build id)
+    and its separate debug file."""
+    info = ModuleSymbols(path)
+    elf: ElfFile | None = None
+    try:
+        elf = ElfFile.open(path)
+        if build_id and elf.build_id() not in (None, build_id):
+            elf = None                     # replaced on disk since the run
+    except (OSError, ElfError, struct.error, IndexError):
+        elf = None
+    debug_path = find_debug_file(path, build_id or (elf.build_id() if elf else None),
+                                 elf.debuglink() if elf else None)
+    debug: ElfFile | None = None
+    if debug_path:
+        try:
+            debug = ElfFile.open(debug_path)
+        except (OSError, ElfError, struct.error, IndexError):
+            debug = None
+    info.found = elf is not None or debug is not None
+    info.debug_file = debug_path if debug else None
+    symbols: list[tuple[int, int, str, bool]] = []
+    for obj in (debug, elf):
+        if obj is None:
+            continue
+        try:
+            symbols += obj.function_symbols()
+            info.has_symtab = info.has_symtab or obj.has_symtab()
+            if info.dwarf_file is None and obj.has_dwarf():
+                info.dwarf_file = obj.path
+            if not info.fdes:
+                info.fdes = obj.fde_ranges()
+        except (struct.error, IndexError):
+            continue
+    symbols.sort()
+    info.symbols = symbols
+    info.starts = [s[0] for s in symbols]
+    info.fde_starts = [f[0] for f in info.fdes]
+    for value, _size, name, glob in symbols:
+        old = info.by_start.get(value)
+        if old is None or (glob and old.startswith("_")):
+            info.by_start[value] = name
+    return info
+
+
+def _demangle(names: Iterable[str]) -> dict[str, str]:
+    wanted = sorted({n for n in names if n.startswith("_Z")})
+    tool = shutil.which("c++filt")
+    if not wanted or tool is None:
+        return {}
+    try:
+        proc = subprocess.run([tool], input="\n".join(wanted) + "\n", capture_output=True,
+                              text=True, check=False, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out = proc.stdout.splitlines()
+    return dict(zip(wanted, out)) if len(out) == len(wanted) else {}
+
+
+def _addr2line(path: str, addrs: list[int]) -> list[tuple[str, str]] | None:
+    tool = shutil.which("addr2line")
+    if tool is None:
+        return None
+    query = "".join(f"{a:#x}\n" for a in addrs)
+    try:
+        proc = subprocess.run([tool, "-f", "-C", "-e", path], input=query, capture_output=True,
+                              text=True, check=False, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0 or len(lines) != 2 * len(addrs):
+        return None
+    return [(lines[2 * i].strip(), lines[2 * i + 1]) for i in range(len(addrs))]
+
+
+def parse_location(text: str) -> tuple[str | None, int | None]:
+    import re
+    text = re.sub(r"\s*\(discriminator \d+\)$", "", text.strip())
+    path, _, line = text.rpartition(":")
+    if not path or path == "??" or not line.isdigit() or line == "0":
+        return (None if not path or path == "??" else os.path.normpath(path)), None
+    return os.path.normpath(path), int(line)
+
+
+def name_addresses(info: ModuleSymbols, addrs: list[int]) -> list[Name]:
+    """A Name for every address of one module (addresses inside the call:
+    a return address minus one)."""
+    own = [info.function_at(a) for a in addrs]
+    names = _demangle(n for n in own if n)
+    result = [Name(names.get(n, n) if n else "??", None, None) for n in own]
+    if info.dwarf_file is not None and addrs:
+        answers = _addr2line(info.dwarf_file, addrs)
+        if answers is not None:
+            for i, (function, location) in enumerate(answers):
+                file, line = parse_location(location)
+                if file is not None and line is not None:
+                    # DWARF placed it: a real function and line
+                    fn = function if function and function != "??" else result[i].function
+                    result[i] = Name(fn, file, line)
+    return result
