@@ -51,6 +51,7 @@ def one(argv: list[str], preload_list: str, interposed: bool, timeout: float,
         env["LD_PRELOAD"] = preload_list
         env["RINGPOOL_PRELOAD_REPORT"] = os.path.join(tmp, "r.%p.json")
         env["RINGPOOL_PRELOAD_STACK_DEPTH"] = str(depth)
+        env["RINGPOOL_PRELOAD_ALL_SITES"] = "1"   # with stacks, fully freed sites count too
         try:
             proc = subprocess.run(argv, env=env, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
