@@ -28,6 +28,7 @@ demo: setup-py $(if $(wildcard examples/hello.c),$(AUDIT_DEMO_HELLO))
 	  echo "== 0. examples/hello.c, run under: ringpool-audit run -- $(AUDIT_DEMO_HELLO)"; echo; \
 	  $(PY) -m audit run -- $(AUDIT_DEMO_HELLO); fi
 	$(PY) -m audit demo --html $(BUILD)/demo/leaks.html
+	@$(MAKE) --no-print-directory demo-sampling
 
 bench-audit: setup-py
 	$(PY) -m pytest -q -p no:cacheprovider benches/test_bench_bulk.py --benchmark-group-by=group \
