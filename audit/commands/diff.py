@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from audit import gate, output, reports
-from audit.commands._common import (add_input_options, input_limits, plural, positive_int,
+from audit.commands._common import (add_input_options, input_limits, plural, positive_int, sample_rate,
                                     wrapper_pattern)
 from audit.errors import AuditError
 from audit.formatters import Column, Table
@@ -59,17 +59,22 @@ class DiffCommand:
         if args.top is not None:
             shown = shown[: args.top]
         several_pools = len({str(r["pool"]) for r in rows}) > 1
+        rate = sample_rate([old, new])
+        est = "~" if rate is not None else ""          # sampled: the counts are estimates
         columns = ([Column("pool", "pool")] if several_pools else []) + [
             Column("key", "tag" if old.kind == "snapshot" else (args.by or "site")),
-            Column("blocks", "blocks"), Column("blocks_diff", "blocks +/-", "+d"),
-            Column("bytes", "bytes"), Column("bytes_diff", "bytes +/-", "+d"),
+            Column("blocks", est + "blocks"), Column("blocks_diff", est + "blocks +/-", "+d"),
+            Column("bytes", est + "bytes"), Column("bytes_diff", est + "bytes +/-", "+d"),
             Column("status", "status"),
         ]
 
         def frames(row: dict[str, Any]) -> list[str]:
             return [p for p in str(row["pool"]).split("/") if p] + [str(row["key"])]
 
-        table = Table(columns=columns, rows=shown, title=f"{new.label} compared to {old.label}",
+        title = f"{new.label} compared to {old.label}"
+        if rate is not None:
+            title += f" (estimates: each byte sampled with probability {rate:g})"
+        table = Table(columns=columns, rows=shown, title=title,
                       frames=frames, value_key="bytes_diff",
                       meta={"old": args.old, "new": args.new, "kind": old.kind})
         output.emit(args, table)
@@ -77,7 +82,8 @@ class DiffCommand:
         shrunk = -sum(int(r["bytes_diff"]) for r in rows if int(r["bytes_diff"]) < 0)
         n_new = sum(1 for r in rows if r["status"] == "new")
         n_gone = sum(1 for r in rows if r["status"] == "gone")
-        line = (f"{plural(len(rows), 'tag')}: +{grown} / -{shrunk} bytes, net {grown - shrunk:+d}; "
+        line = (("estimated: " if rate is not None else "")
+                + f"{plural(len(rows), 'tag')}: +{grown} / -{shrunk} bytes, net {grown - shrunk:+d}; "
                 f"{n_new} new, {n_gone} gone")
         if verdict.active:
             line += "; " + verdict.describe()

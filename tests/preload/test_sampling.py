@@ -159,3 +159,18 @@ def test_cli_rejects_bad_rates(value: str, capsys: pytest.CaptureFixture[str]) -
     err = capsys.readouterr().err
     assert "--sample-rate" in err and repr(value) in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_diff_of_sampled_reports_marks_estimates(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    paths = []
+    for seed in ("1", "2"):
+        _, docs = _run([_program("sample_gt")], tmp_path,
+                       {"RINGPOOL_PRELOAD_SAMPLE_RATE": "1e-3", "RINGPOOL_PRELOAD_SAMPLE_SEED": seed})
+        path = tmp_path / f"s{seed}.json"
+        path.write_text(json.dumps(docs[0]))
+        paths.append(str(path))
+    assert main(["diff", *paths]) == 0
+    out, err = capsys.readouterr()
+    assert "~bytes +/-" in out and "sampled with probability 0.001" in out
+    assert err.startswith("estimated: ")
