@@ -4,7 +4,8 @@
 #                      deterministic driver: FUZZ_RUNS random inputs from seed
 #                      FUZZ_SEED, the committed corpus replayed, and out-of-memory
 #                      injection at every allocation of fixed scenarios for both
-#                      backings; once plain, once with ASan+UBSan.
+#                      backings; once plain, once with ASan+UBSan; then a short
+#                      pass and the scenarios' injection under valgrind.
 #   make fuzz          libFuzzer (clang) for FUZZ_SECONDS (default 600), niced, on
 #                      tests/fuzz/corpus/ (new inputs are added there); a crash
 #                      is saved under build/fuzz/artifacts/.
@@ -25,6 +26,7 @@ FUZZ_DEFS     := $(addprefix -DFUZZ_SKIP_,$(FUZZ_SKIPS))
 FUZZ_SEED     ?= 1
 FUZZ_RUNS     ?= 4000
 FUZZ_ASAN_RUNS ?= 1500
+FUZZ_VALGRIND_RUNS ?= 100
 FUZZ_OOM_LEN  ?= 2500
 FUZZ_OOM_SEEDS ?= 1
 FUZZ_SECONDS  ?= 600
@@ -77,6 +79,10 @@ endef
 test-fuzz: setup-sys $(FUZZ_BIN) $(FUZZ_ASAN_BIN)
 	$(call fuzz_pass,$(FUZZ_BIN),,$(FUZZ_RUNS))
 	$(call fuzz_pass,$(FUZZ_ASAN_BIN),$(FUZZ_ASAN_ENV),$(FUZZ_ASAN_RUNS))
+	$(FUZZ_ENV) $(CTEST_VALGRIND) $(FUZZ_BIN) --runs $(FUZZ_VALGRIND_RUNS) --seed $(FUZZ_SEED)
+	@set -e; for b in malloc arena; do for f in $(wildcard tests/fuzz/scenarios/*); do \
+	  echo "valgrind: $(FUZZ_BIN) --oom $$b --scenario $$f"; \
+	  $(FUZZ_ENV) $(CTEST_VALGRIND) $(FUZZ_BIN) --oom $$b --scenario $$f; done; done
 	@echo "test-fuzz: passed (skipped known defects: $(or $(FUZZ_SKIPS),none))"
 
 # ---------------------------------------------------------------- libFuzzer

@@ -1263,6 +1263,7 @@ static void op_strings(void)
     bool plain = how & 1;
     char parts[4][24], want[100];
     int n = (int)(u8() % 5);
+    memset(parts, 0, sizeof parts);
     want[0] = '\0';
     for (int k = 0; k < 4; k++) {
         int len = (int)(u8() % 20);
