@@ -1,82 +1,162 @@
 # ringpool -- top-level build. `make demo` and `make test` set up everything.
 # Each part adds its rules in mk/*.mk and appends its test targets to TEST_TARGETS.
+#   make lib        build/libringpool.so (SONAME libringpool.so.0), .a, ringpool.pc
+#   make install    PREFIX=/usr/local (DESTDIR for staging); make uninstall removes it
+#   make demo       Debian build packages + runtime Python requirements, then the demo
+#   make test       everything (Debian packages, dev requirements), then every suite
 
 SHELL := /bin/bash
 BUILD  ?= build
 PREFIX ?= /usr/local
 CC     ?= gcc
+LD     ?= ld
+OBJCOPY ?= objcopy
 PYTHON_SYS ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMPS := $(BUILD)/.stamps
 
-WARN    := -std=c11 -Wall -Wextra -Werror
+# The flags of the native libraries live in csrc/flags.mk (setup.py reads them too).
+include csrc/flags.mk
+# The version lives in one place: the RINGPOOL_VERSION_* macros of the public header.
+VERSION := $(shell sed -n 's/^[#]define RINGPOOL_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' \
+                       csrc/include/ringpool.h | paste -sd.)
+
+WARN    := $(RP_WARN)
 CPPFLAGS_LIB := -D_GNU_SOURCE -DRP_BUILDING -Icsrc/include -Icsrc
-OPT     ?= -O2 -g
-CFLAGS_LIB := $(WARN) $(OPT) -fPIC -fvisibility=hidden $(CPPFLAGS_LIB)
+OPT     ?= $(RP_OPT)
+CFLAGS_LIB := $(WARN) $(OPT) $(RP_LIB_CFLAGS)
 
 SOVERSION := 0
 LIB_SRCS  := $(sort $(wildcard csrc/*.c))
 LIB_OBJS  := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_SO    := $(BUILD)/libringpool.so
 LIB_A     := $(BUILD)/libringpool.a
+LIB_REL   := $(BUILD)/obj/ringpool-all.o
 LIB_PC    := $(BUILD)/ringpool.pc
 
 TEST_TARGETS :=
 
-.PHONY: all lib test demo install setup setup-sys setup-py clean bench bench-peers
+.PHONY: all lib test demo install uninstall setup setup-sys setup-sys-build setup-py setup-run \
+        clean bench bench-peers
 all: lib
 
 lib: $(LIB_SO) $(LIB_A) $(LIB_PC)
 
-$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) csrc/include/ringpool.h
+$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) csrc/include/ringpool.h csrc/flags.mk
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
 
 $(LIB_SO): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libringpool.so.$(SOVERSION) -o $@.$(SOVERSION) $^ -lpthread
+	$(CC) -shared -Wl,-soname,libringpool.so.$(SOVERSION) -o $@.$(SOVERSION) $^ $(RP_LIB_LIBS)
 	ln -sf libringpool.so.$(SOVERSION) $@
 
-$(LIB_A): $(LIB_OBJS)
-	rm -f $@ && ar rcs $@ $^
+# The static library is one relocatable object whose hidden symbols (the rpi_
+# internals) are made local, so they never meet the program's own names at link
+# time; only the rp_ API stays global.
+$(LIB_REL): $(LIB_OBJS)
+	$(LD) -r -o $@ $^
+	$(OBJCOPY) --localize-hidden $@
 
-$(LIB_PC): ringpool.pc.in
+$(LIB_A): $(LIB_REL)
+	rm -f $@ && $(AR) rcs $@ $^
+
+# $(call ringpool_pc,PREFIX,EXTRA_LIBS): ringpool.pc for a prefix on stdout
+ringpool_pc = sed -e 's|@PREFIX@|$(1)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@RPATH@|$(2)|g' ringpool.pc.in
+
+$(LIB_PC): ringpool.pc.in csrc/include/ringpool.h
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' $< > $@
+	$(call ringpool_pc,$(PREFIX),) > $@
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 csrc/include/ringpool.h $(DESTDIR)$(PREFIX)/include/
-	install -m 755 $(LIB_SO).$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libringpool.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libringpool.so
-	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' ringpool.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ringpool.pc
+# ---- install / uninstall: a C user's whole kit under PREFIX (DESTDIR stages it).
+PRELOAD_SO ?= $(BUILD)/libringpool-preload.so
+DOCS       := README.md LICENSE $(sort $(wildcard docs/*.md))
+DEST       := $(DESTDIR)$(PREFIX)
+# Every file `make install` writes, relative to PREFIX: `make uninstall` removes these.
+INSTALLED  := include/ringpool.h lib/libringpool.so.$(SOVERSION) lib/libringpool.so lib/libringpool.a \
+              lib/ringpool/libringpool-preload.so lib/pkgconfig/ringpool.pc \
+              lib/cmake/ringpool/ringpoolConfig.cmake lib/cmake/ringpool/ringpoolConfigVersion.cmake \
+              $(addprefix share/doc/ringpool/,$(notdir $(DOCS)))
+# Directories that belong to ringpool alone: removed by uninstall when empty.
+INSTALLED_DIRS := lib/ringpool lib/cmake/ringpool share/doc/ringpool
+
+install: lib $(PRELOAD_SO)
+	@echo "installing ringpool $(VERSION) into $(DEST)"
+	install -d $(DEST)/include $(DEST)/lib/pkgconfig $(DEST)/lib/ringpool \
+	    $(DEST)/lib/cmake/ringpool $(DEST)/share/doc/ringpool
+	install -m 644 csrc/include/ringpool.h $(DEST)/include/
+	install -m 755 $(LIB_SO).$(SOVERSION) $(DEST)/lib/
+	ln -sf libringpool.so.$(SOVERSION) $(DEST)/lib/libringpool.so
+	install -m 644 $(LIB_A) $(DEST)/lib/
+	install -m 755 $(PRELOAD_SO) $(DEST)/lib/ringpool/
+	$(call ringpool_pc,$(PREFIX),) > $(DEST)/lib/pkgconfig/ringpool.pc
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@SOVERSION@|$(SOVERSION)|g' cmake/ringpoolConfig.cmake.in \
+	    > $(DEST)/lib/cmake/ringpool/ringpoolConfig.cmake
+	sed -e 's|@VERSION@|$(VERSION)|g' cmake/ringpoolConfigVersion.cmake.in \
+	    > $(DEST)/lib/cmake/ringpool/ringpoolConfigVersion.cmake
+	install -m 644 $(DOCS) $(DEST)/share/doc/ringpool/
+
+uninstall:
+	@echo "removing ringpool from $(DEST)"
+	rm -f $(addprefix $(DEST)/,$(INSTALLED))
+	-@for d in $(INSTALLED_DIRS); do [ ! -d $(DEST)/$$d ] || rmdir --ignore-fail-on-non-empty $(DEST)/$$d; done
 
 # ---- setup: system packages (Debian) and the Python environment, pinned.
-SYS_PACKAGES := valgrind pkg-config binutils gcc make libc6-dbg
+# $(call apt_install,PACKAGES): installs those dpkg does not report installed.
+define apt_install
+@missing=""; for p in $(1); do \
+  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+  echo "installing Debian packages (apt-get):$$missing"; \
+  $$sudo apt-get update -qq -o DPkg::Lock::Timeout=900 && \
+  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq -o DPkg::Lock::Timeout=900 $$missing; \
+fi
+endef
+
+# What building the library and the Python package needs (make demo) ...
+# (libunwind-dev: the interposer unwinds stacks with libunwind.)
+SYS_PACKAGES_BUILD := gcc make binutils pkg-config python3-venv python3-dev libunwind-dev
+# ... and what the test suites add (make test).
+SYS_PACKAGES := $(SYS_PACKAGES_BUILD) valgrind libc6-dbg cmake meson ninja-build
+setup-sys-build: $(STAMPS)/sys-build
+$(STAMPS)/sys-build:
+	$(call apt_install,$(SYS_PACKAGES_BUILD))
+	@mkdir -p $(@D) && touch $@
 setup-sys: $(STAMPS)/sys
 $(STAMPS)/sys:
+	$(call apt_install,$(SYS_PACKAGES))
+	@mkdir -p $(@D) && touch $(STAMPS)/sys-build $@
+
+# The editable install builds the extensions and the native libraries (setup.py).
+PY_INSTALL_DEPS := pyproject.toml setup.py csrc/flags.mk ringpool.pc.in \
+                   $(wildcard allocator/*.py allocator/*.h allocator/*.c audit/_bench_build.py audit/*.c audit/*.h) \
+                   $(LIB_SRCS) $(wildcard csrc/*.h csrc/include/*.h csrc/preload/*.c csrc/preload/*.h)
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+
+# setup-run: what `make demo` needs (the runtime requirements, pinned).
+setup-run: $(STAMPS)/py-run
+$(STAMPS)/py-run: requirements.txt $(PY_INSTALL_DEPS) | setup-sys-build
 	@mkdir -p $(@D)
-	@missing=""; for p in $(SYS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	@[ -x $(PY) ] || { echo "creating the virtual environment $(VENV)"; $(PYTHON_SYS) -m venv $(VENV); }
+	@echo "installing the pinned runtime requirements (requirements.txt) into $(VENV)"
+	$(PIP) -r requirements.txt
+	@echo "building ringpool into $(VENV) (pip install -e .: cffi extensions, libringpool.so, the interposer)"
+	$(PIP) --no-build-isolation -e .
 	@touch $@
 
+# setup-py: what `make test` needs (adds the test and benchmark tools, pinned).
 setup-py: $(STAMPS)/py
-$(STAMPS)/py: requirements-dev.txt pyproject.toml setup.py $(wildcard allocator/*.py allocator/*.h) \
-             $(wildcard audit/_bench_build.py audit/*.c audit/*.h) $(LIB_SRCS) $(wildcard csrc/*.h)
-	@mkdir -p $(@D)
-	[ -x $(PY) ] || $(PYTHON_SYS) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e .
+$(STAMPS)/py: requirements-dev.txt $(STAMPS)/py-run
+	@echo "installing the pinned development requirements (requirements-dev.txt) into $(VENV)"
+	$(PIP) -r requirements-dev.txt
 	@touch $@
 
 setup: setup-sys setup-py
 
 clean:
-	rm -rf $(BUILD) *.egg-info allocator/_ringpool*.so allocator/_ringpool.c
+	rm -rf $(BUILD) dist *.egg-info allocator/_ringpool*.so allocator/_ringpool.c allocator/include allocator/lib
 
 -include $(sort $(wildcard mk/*.mk))
 

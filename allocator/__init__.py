@@ -21,7 +21,10 @@ from ._snapshot import BlockRecord, Snapshot, TagDiff, TagStat, Totals
 from ._stat import (stat_alloc, stat_calloc, stat_create_pool, stat_destroy_pool,
                     stat_free, stat_pool, stat_resize, stat_strconcat, stat_strdup)
 
-__version__ = "0.1.0"
+from ._ringpool import lib as _lib
+
+#: The C library's version (RINGPOOL_VERSION_* in ringpool.h), which is the package's.
+__version__ = f"{_lib.RINGPOOL_VERSION_MAJOR}.{_lib.RINGPOOL_VERSION_MINOR}.{_lib.RINGPOOL_VERSION_PATCH}"
 
 __all__ = [
     "Pool", "PoolInfo", "Block", "Snapshot", "TagStat", "TagDiff", "Totals",

@@ -1,5 +1,4 @@
-"""ringpool-audit: snapshots by origin tag, diffs, leak gates and the bulk-free bench."""
+"""ringpool-audit: snapshots by origin tag, diffs, leak gates and the bulk-free bench.
 
-__all__ = ["__version__"]
-
-__version__ = "0.1.0"
+The package's version is ``allocator.__version__`` (the C library's).
+"""

@@ -13,7 +13,7 @@ import inspect
 import sys
 from typing import NoReturn, Protocol
 
-from audit import __version__
+from allocator import __version__
 from audit.errors import AuditError, UsageError
 from audit.gate import EXIT_ERROR
 
@@ -32,6 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _commands() -> dict[str, Command]:
     from audit.commands.bench import BenchCommand
+    from audit.commands.config import ConfigCommand
     from audit.commands.demo import DemoCommand
     from audit.commands.diff import DiffCommand
     from audit.commands.run import RunCommand
@@ -43,6 +44,7 @@ def _commands() -> dict[str, Command]:
         "run": RunCommand(),
         "bench": BenchCommand(),
         "demo": DemoCommand(),
+        "config": ConfigCommand(),
     }
 
 

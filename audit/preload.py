@@ -137,24 +137,15 @@ class Symbol:
 
 
 def library_path() -> str:
-    """Absolute path of libringpool-preload.so.
+    """Absolute path of libringpool-preload.so: ``$RINGPOOL_PRELOAD_LIB``, else
+    (in a source checkout) ``build/``, else the copy installed in the package.
 
-    ``$RINGPOOL_PRELOAD_LIB`` if set, else ``<repo>/build/libringpool-preload.so``.
-    Raises FileNotFoundError, with a hint, when the file does not exist.
+    Raises FileNotFoundError, saying how to get it for the way ringpool was
+    installed, when the file does not exist (see allocator.config.preload_library).
     """
-    env = os.environ.get("RINGPOOL_PRELOAD_LIB")
-    if env:
-        path = os.path.abspath(env)
-        where = "$RINGPOOL_PRELOAD_LIB"
-    else:
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = os.path.join(repo, "build", LIBRARY_NAME)
-        where = "the build directory"
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path}: the interposer library is missing ({where}); "
-            "build it with `make preload` in the repository")
-    return path
+    from allocator.config import preload_library
+
+    return preload_library()
 
 
 def is_preload_report(doc: dict[str, Any]) -> bool:

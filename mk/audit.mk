@@ -23,7 +23,7 @@ $(AUDIT_DEMO_HELLO): examples/hello.c csrc/include/ringpool.h $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -Icsrc/include $< $(LIB_A) -lpthread -o $@
 
-demo: setup-py $(if $(wildcard examples/hello.c),$(AUDIT_DEMO_HELLO))
+demo: setup-run $(if $(wildcard examples/hello.c),$(AUDIT_DEMO_HELLO))
 	@if [ -x $(AUDIT_DEMO_HELLO) ]; then \
 	  echo "== 0. examples/hello.c, run under: ringpool-audit run -- $(AUDIT_DEMO_HELLO)"; echo; \
 	  $(PY) -m audit run -- $(AUDIT_DEMO_HELLO); fi

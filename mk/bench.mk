@@ -27,10 +27,7 @@ bench-c: bench-c-wall bench-c-callgrind
 bench-peers: $(STAMPS)/peers
 $(STAMPS)/peers:
 	@mkdir -p $(@D)
-	@missing=""; for p in $(PEER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_install,$(PEER_PACKAGES))
 	@touch $@
 
 bench: bench-c

@@ -132,7 +132,7 @@ $(CTEST_DIR)/examples/hello: examples/hello.c $(CTEST_DIR)/.installed
 test-c-install: setup-sys $(CTEST_DIR)/examples/hello
 	@test -f $(CTEST_PREFIX)/include/ringpool.h
 	@test -f $(CTEST_PREFIX)/lib/libringpool.a
-	@test "$$($(CTEST_PKG) --modversion ringpool)" = 0.1.0
+	@test "$$($(CTEST_PKG) --modversion ringpool)" = $(VERSION)
 	@ldd $(CTEST_DIR)/examples/hello | grep -q '$(CTEST_PREFIX)/lib/libringpool.so.0' || \
 	  { echo "hello is not linked against the installed library"; ldd $(CTEST_DIR)/examples/hello; exit 1; }
 	@rm -rf $(CTEST_DIR)/tmp/hello && mkdir -p $(CTEST_DIR)/tmp/hello

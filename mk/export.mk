@@ -15,11 +15,7 @@ setup: setup-export
 setup-export: $(STAMPS)/export-sys
 $(STAMPS)/export-sys:
 	@mkdir -p $(@D)
-	@missing=""; for p in $(EXPORT_SYS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq -o DPkg::Lock::Timeout=900 $$missing; \
-	fi
+	$(call apt_install,$(EXPORT_SYS_PACKAGES))
 	@touch $@
 
 pprof-tool: $(PPROF_TOOL)

@@ -2,10 +2,10 @@
 # its test programs, tests and overhead benches. See docs/preload.md.
 
 PRELOAD_SO    := $(BUILD)/libringpool-preload.so
-PRELOAD_SRCS  := $(sort $(wildcard csrc/preload/*.c)) csrc/stack/stack.c
+# Sources, flags and libraries are csrc/flags.mk's, which setup.py uses for the wheel's copy too.
+PRELOAD_SRCS  := $(sort $(wildcard $(RP_PRELOAD_SRCS)))
 PRELOAD_HDRS  := $(wildcard csrc/preload/*.h) csrc/stack/stack.h
-PRELOAD_CFLAGS := $(WARN) -O2 -g -fPIC -ftls-model=initial-exec -fvisibility=hidden \
-                  -fno-builtin -flto -D_GNU_SOURCE -Icsrc/stack
+PRELOAD_CFLAGS := $(WARN) $(RP_OPT) $(RP_PRELOAD_CFLAGS)
 # Test programs: -O0 so every call site stays a call (no inlining, no tail
 # calls), -g so addr2line can name function and file:line.
 PRELOAD_TEST_DIR  := $(BUILD)/preload-tests
@@ -20,10 +20,10 @@ PRELOAD_BENCH_BINS := $(BUILD)/preload-bench/alloc_loop
 .PHONY: preload test-preload bench-preload preload-test-bins
 preload: $(PRELOAD_SO)
 
-$(PRELOAD_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
+$(PRELOAD_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk csrc/flags.mk
 	@mkdir -p $(@D)
-	$(CC) $(PRELOAD_CFLAGS) -shared -Wl,-soname,libringpool-preload.so -Wl,-z,nodelete \
-	    -o $@ $(PRELOAD_SRCS) -lunwind -ldl -lpthread
+	$(CC) $(PRELOAD_CFLAGS) -shared -Wl,-soname,libringpool-preload.so $(RP_PRELOAD_LDFLAGS) \
+	    -o $@ $(PRELOAD_SRCS) $(RP_PRELOAD_LIBS)
 
 # The same sources with UBSan, every finding fatal: run by the tests on the
 # C programs (valgrind, ASan and TSan replace malloc themselves and cannot
@@ -71,10 +71,7 @@ test-preload: setup-sys setup-py preload-test-bins
 # with apt-get only when dpkg says they are missing, then measures.
 PRELOAD_BENCH_PACKAGES := heaptrack sqlite3 git valgrind python3 coreutils time
 bench-preload: $(PRELOAD_SO) $(PRELOAD_BENCH_BINS)
-	@missing=""; for p in $(PRELOAD_BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_install,$(PRELOAD_BENCH_PACKAGES))
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) $(PYTHON_SYS) benches/preload/overhead.py \
 	    --alloc-loop $(abspath $(BUILD)/preload-bench/alloc_loop) $(PRELOAD_BENCH_ARGS)
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) $(PYTHON_SYS) benches/preload/instructions.py \

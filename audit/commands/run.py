@@ -81,8 +81,6 @@ class RunCommand:
                 library = str(reports.preload_module().library_path())
             except FileNotFoundError as exc:
                 raise AuditError(str(exc)) from exc
-            if not os.path.isfile(library):
-                raise AuditError(f"{library}: the interposer library is not built (make preload)")
             previous = env.get("LD_PRELOAD")
             env["LD_PRELOAD"] = library if not previous else f"{library}:{previous}"
         temporary = args.report_dir is None

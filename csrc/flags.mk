@@ -1,0 +1,14 @@
+# Compiler flags of the native libraries, in one place for both builds: the
+# Makefile includes this file and setup.py reads it (the wheel's libringpool.so
+# and libringpool-preload.so). Keep to plain `NAME := words` lines: setup.py
+# parses them without make (source lists are glob patterns, expanded by both).
+# setup.py leaves out -Werror, so that a warning a newer compiler adds cannot
+# break a user's `pip install`; the Makefile's builds and CI keep it.
+RP_WARN            := -std=c11 -Wall -Wextra -Werror
+RP_OPT             := -O2 -g
+RP_LIB_CFLAGS      := -fPIC -fvisibility=hidden -D_GNU_SOURCE -DRP_BUILDING -Icsrc/include -Icsrc
+RP_LIB_LIBS        := -lpthread
+RP_PRELOAD_SRCS    := csrc/preload/*.c csrc/stack/stack.c
+RP_PRELOAD_CFLAGS  := -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -flto -D_GNU_SOURCE -Icsrc/stack
+RP_PRELOAD_LDFLAGS := -Wl,-z,nodelete
+RP_PRELOAD_LIBS    := -lunwind -ldl -lpthread

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The installed product, used the way a user would, far from the repository:
+#   check_installed.sh DIST_DIR
+# DIST_DIR holds the sdist and the wheel (`python -m build`). The wheel goes into
+# a fresh venv in a temporary directory; from there: ringpool-audit --help, demo,
+# a C program built with the bundled header and library writing reports for
+# show/diff, run --preload on a leaking C program (exact sites, exit status),
+# a throwaway pytest project using the ringpool_no_leaks marker, and the errors
+# when the interposer is missing. Then the sdist is installed once into a second
+# venv (pip builds it) and checked again, more briefly.
+# Environment: PYTHON_SYS (python3), CC (cc), VERSION (expected version).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+dist=$(cd "$1" && pwd)
+python=${PYTHON_SYS:-python3}
+cc=${CC:-cc}
+version=${VERSION:?VERSION must be set}
+
+step() { echo "== test-install: $*"; }
+fail() { echo "test-install: FAILED: $*" >&2; exit 1; }
+# expect STATUS CMD...: runs CMD, fails unless it exits with STATUS; its stdout
+# is then in $out, its stderr in $err, both in $all.
+expect() {
+    local want=$1 got=0; shift
+    "$@" >"$work/.stdout" 2>"$work/.stderr" || got=$?
+    out=$(<"$work/.stdout") err=$(<"$work/.stderr") all=$out$'\n'$err
+    [ "$got" = "$want" ] || { printf '%s\n' "$all" >&2; fail "$* exited $got, expected $want"; }
+}
+
+shopt -s nullglob
+wheels=("$dist"/ringpool-"$version"-*.whl)
+sdists=("$dist"/ringpool-"$version".tar.gz)
+[ ${#wheels[@]} = 1 ] || fail "expected one ringpool $version wheel in $dist, found ${#wheels[@]}"
+[ ${#sdists[@]} = 1 ] || fail "expected the ringpool $version sdist in $dist"
+wheel=${wheels[0]} sdist=${sdists[0]}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ringpool-install.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+case "$work/" in "$repo"/*) fail "$work is inside the repository";; esac
+cd "$work"
+# Nothing from the repository may leak in: no PYTHONPATH, no interposer override.
+unset PYTHONPATH RINGPOOL_PRELOAD_LIB RINGPOOL_REPORT PYTEST_DISABLE_PLUGIN_AUTOLOAD VIRTUAL_ENV
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# Dependencies (and the sdist's build requirements) at the pinned versions.
+export PIP_CONSTRAINT="$repo/requirements.txt"
+
+# ------------------------------------------------------------ what was built
+step "the wheel's tags and contents: $(basename "$wheel")"
+case "$(basename "$wheel")" in
+    *-none-any.whl|*-manylinux*) fail "the wheel carries native code: its tag must name the platform";;
+    *-linux_"$(uname -m)".whl) ;;
+    *) fail "unexpected platform tag on $(basename "$wheel")";;
+esac
+"$python" - "$wheel" "$sdist" "$version" <<'EOF'
+import sys, tarfile, zipfile
+wheel, sdist, version = sys.argv[1:]
+names = set(zipfile.ZipFile(wheel).namelist())
+need = ["allocator/__init__.py", "allocator/config.py", "allocator/py.typed",
+        "allocator/include/ringpool.h", "allocator/lib/libringpool.so", "allocator/lib/libringpool.so.0",
+        "allocator/lib/ringpool/libringpool-preload.so", "allocator/lib/pkgconfig/ringpool.pc",
+        "audit/__init__.py", "audit/cli.py", "audit/commands/__init__.py", "audit/commands/run.py",
+        "audit/commands/config.py", "audit/pytest_plugin.py", "audit/py.typed",
+        f"ringpool-{version}.dist-info/licenses/LICENSE"]
+missing = [n for n in need if n not in names]
+assert not missing, f"wheel lacks {missing}"
+stray = sorted(n for n in names if n.startswith(("tests/", "csrc/", "benches/", "build/")) or n.endswith((".o", ".c")))
+assert not stray, f"wheel carries files that are not the product: {stray}"
+meta = zipfile.ZipFile(wheel).read(f"ringpool-{version}.dist-info/METADATA").decode()
+for line in ("License-Expression: MIT", "Classifier: Typing :: Typed", f"Version: {version}"):
+    assert line in meta.splitlines(), f"METADATA lacks {line!r}"
+top = f"ringpool-{version}/"
+snames = {n[len(top):] for n in tarfile.open(sdist).getnames() if n.startswith(top)}
+need = ["setup.py", "pyproject.toml", "LICENSE", "README.md", "Makefile", "requirements.txt",
+        "ringpool.pc.in", "csrc/flags.mk", "csrc/include/ringpool.h", "csrc/pool.c",
+        "csrc/preload/hooks.c", "csrc/preload/rpp.h", "csrc/stack/stack.c", "mk/preload.mk", "cmake/ringpoolConfig.cmake.in",
+        "allocator/_build.py", "allocator/_ringpool_cdef.h", "audit/_bench_build.py",
+        "audit/_bench_kernel.c", "audit/commands/run.py"]
+missing = [n for n in need if n not in snames]
+assert not missing, f"sdist lacks {missing}"
+stray = sorted(n for n in snames if n.endswith((".so", ".o")) or n.startswith(("allocator/lib/", "build/")))
+assert not stray, f"sdist carries build products: {stray}"
+print(f"wheel: {len(names)} files; sdist: {len(snames)} files")
+EOF
+
+# ------------------------------------------------------------ the wheel
+step "a fresh venv in $work, pip install $(basename "$wheel")"
+"$python" -m venv venv
+venv/bin/python -m pip install -q "$wheel"
+bin=$work/venv/bin
+
+# check_c VENV_BIN: builds and runs the C programs against that install.
+check_c() {
+    local bin=$1 flags
+    step "build a C program with \`ringpool-audit config --cflags --libs\`"
+    flags=$("$bin"/ringpool-audit config --cflags --libs)
+    [ "$flags" = "$("$bin"/python -m allocator --cflags --libs)" ] || fail "python -m allocator disagrees with config"
+    case "$flags" in *"$work"/*) ;; *) fail "flags do not point into the venv: $flags";; esac
+    "$cc" -std=c11 -Wall -Wextra -Werror "$here/reports.c" $flags -o reports
+    grep -q "libringpool.so.0 => $work/.*/allocator/lib/libringpool.so.0" <<< "$(ldd ./reports)" ||
+        { ldd ./reports; fail "reports is not linked against the wheel's libringpool.so.0"; }
+    rm -rf out && mkdir out
+    expect 0 ./reports out
+    step "show and diff on its reports"
+    expect 0 "$bin"/ringpool-audit show out/after.json --format json
+    "$bin"/python - "$out" <<'EOF'
+import json, sys
+rows = {r["key"]: r for r in json.loads(sys.argv[1])["rows"]}
+assert (rows["cache"]["blocks"], rows["cache"]["bytes"]) == (3, 300), rows
+assert (rows["session"]["blocks"], rows["session"]["bytes"]) == (1, 48), rows
+assert rows["scratch"]["blocks"] == 0, rows
+EOF
+    expect 2 "$bin"/ringpool-audit show out/after.json --fail-on-leak --allow-tag cache
+    grep -q "session" <<< "$err" || fail "the leak gate does not name the leaking tag"
+    expect 0 "$bin"/ringpool-audit diff out/before.json out/after.json --format json
+    "$bin"/python - "$out" <<'EOF'
+import json, sys
+rows = {r["key"]: r for r in json.loads(sys.argv[1])["rows"]}
+assert rows["cache"]["bytes_diff"] == 100 and rows["session"]["bytes_diff"] == 48, rows
+assert rows["session"]["status"] == "new", rows
+EOF
+    step "the same program through the bundled ringpool.pc"
+    if command -v pkg-config >/dev/null; then
+        flags=$(PKG_CONFIG_PATH=$("$bin"/ringpool-audit config --pkgconfigdir) pkg-config --cflags --libs ringpool)
+        "$cc" -std=c11 -Wall -Wextra -Werror "$here/reports.c" $flags -o reports-pc
+        expect 0 ./reports-pc out
+    fi
+
+    step "run --preload on a leaking C program: exact sites and its exit status"
+    "$cc" -std=c11 -O0 -g "$here/leaky.c" -o leaky
+    local entry name
+    entry=$(grep -n 'SITE-ENTRY' "$here/leaky.c" | cut -d: -f1)
+    name=$(grep -n 'SITE-NAME' "$here/leaky.c" | cut -d: -f1)
+    expect 3 "$bin"/ringpool-audit run --preload --format json -- ./leaky
+    "$bin"/python - "$out" "$entry" "$name" <<'EOF'
+import json, sys
+text, entry, name = sys.argv[1], sys.argv[2], sys.argv[3]
+doc = json.loads(text)
+rows = [r for r in doc["rows"] if not r["suppressed"]]
+def site(line):
+    found = [r for r in rows if r["key"].endswith(f"leaky.c:{line})")]
+    assert len(found) == 1, (line, rows)
+    return found[0]["blocks"], found[0]["bytes"]
+assert site(entry) == (3, 300), site(entry)
+assert site(name) == (1, 7), site(name)
+assert sum(r["bytes"] for r in rows) == 307, rows
+EOF
+    expect 2 "$bin"/ringpool-audit run --preload --fail-on-leak -- ./leaky
+}
+
+step "ringpool-audit --help, --version"
+expect 0 "$bin"/ringpool-audit --help
+for c in show diff run bench demo config; do grep -qw "$c" <<< "$out" || fail "--help lists no $c"; done
+expect 0 "$bin"/ringpool-audit --version
+[ "$out" = "ringpool-audit $version" ] || fail "--version says '$out'"
+expect 0 "$bin"/python -m audit --version
+
+step "ringpool-audit demo"
+expect 0 "$bin"/ringpool-audit demo
+grep -q "cache-entry" <<< "$all" || fail "the demo shows no leaking tag"
+
+check_c "$bin"
+
+step "the interposer missing: the errors say how to get it"
+lib=$("$bin"/ringpool-audit config --preload)
+case "$lib" in "$work"/venv/*/allocator/lib/ringpool/libringpool-preload.so) ;; *) fail "interposer at $lib";; esac
+expect 1 env RINGPOOL_PRELOAD_LIB="$work/none.so" "$bin"/ringpool-audit run --preload -- ./leaky
+grep -q 'RINGPOOL_PRELOAD_LIB names a file that does not exist' <<< "$err" || fail "no hint for \$RINGPOOL_PRELOAD_LIB"
+mv "$lib" "$work/preload.so"
+expect 1 "$bin"/ringpool-audit run --preload -- ./leaky
+grep -q 'missing from the installed ringpool package; reinstall' <<< "$err" || fail "no reinstall hint: $err"
+expect 3 env RINGPOOL_PRELOAD_LIB="$work/preload.so" "$bin"/ringpool-audit run --preload -- ./leaky
+mv "$work/preload.so" "$lib"
+
+step "a throwaway pytest project using the ringpool_no_leaks marker"
+pytest_pin=$(grep -E '^pytest==' "$repo/requirements-dev.txt")
+"$bin"/python -m pip install -q "$pytest_pin"
+cp -r "$here/pytest_project" project
+expect 1 "$bin"/python -m pytest -q project
+grep -q "1 failed, 2 passed" <<< "$out" || { echo "$all"; fail "pytest project: unexpected outcome"; }
+grep -q "FAILED project/test_pools.py::test_forgotten_pool" <<< "$out" || fail "the wrong test failed"
+grep -q "forgetful" <<< "$out" && grep -q "never-freed" <<< "$out" ||
+    { echo "$out"; fail "the failure does not name the pool and its tag"; }
+
+# ------------------------------------------------------------ the sdist
+step "a second fresh venv, pip install $(basename "$sdist") (pip builds it)"
+"$python" -m venv venv-sdist
+venv-sdist/bin/python -m pip install -q "$sdist"
+bin=$work/venv-sdist/bin
+expect 0 "$bin"/ringpool-audit --version
+[ "$out" = "ringpool-audit $version" ] || fail "--version says '$out' (sdist)"
+check_c "$bin"
+
+echo "test-install: the wheel and the sdist install and work outside the repository"
