@@ -13,7 +13,7 @@ import inspect
 import sys
 from typing import NoReturn, Protocol
 
-from allocator import __version__
+from audit import __version__
 from audit.errors import AuditError, UsageError
 from audit.gate import EXIT_ERROR
 

@@ -45,6 +45,8 @@ def test_version_is_the_headers() -> None:
     parts = [line.split()[2] for line in header.splitlines()
              if line.startswith("#define RINGPOOL_VERSION_")]
     assert allocator.__version__ == ".".join(parts)
+    import audit
+    assert audit.__version__ == allocator.__version__
 
 
 def test_nothing_asked_for_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
