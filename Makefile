@@ -156,7 +156,7 @@ $(STAMPS)/py: requirements-dev.txt $(STAMPS)/py-run
 setup: setup-sys setup-py
 
 clean:
-	rm -rf $(BUILD) dist *.egg-info allocator/_ringpool*.so allocator/_ringpool.c allocator/include allocator/lib
+	rm -rf $(BUILD) dist *.egg-info allocator/_ringpool*.so allocator/_ringpool.c audit/_bench*.so allocator/include allocator/lib
 
 -include $(sort $(wildcard mk/*.mk))
 
