@@ -132,11 +132,13 @@ EOF
     local entry name
     entry=$(grep -n 'SITE-ENTRY' "$here/leaky.c" | cut -d: -f1)
     name=$(grep -n 'SITE-NAME' "$here/leaky.c" | cut -d: -f1)
-    expect 3 "$bin"/ringpool-audit run --preload --format json -- ./leaky
-    "$bin"/python - "$out" "$entry" "$name" <<'EOF'
+    rm -f preload.json
+    expect 3 "$bin"/ringpool-audit run --preload --format json --output preload.json -- ./leaky
+    "$bin"/python - preload.json "$entry" "$name" <<'EOF'
 import json, sys
-text, entry, name = sys.argv[1], sys.argv[2], sys.argv[3]
-doc = json.loads(text)
+path, entry, name = sys.argv[1], sys.argv[2], sys.argv[3]
+with open(path, encoding="utf-8") as f:
+    doc = json.load(f)
 rows = [r for r in doc["rows"] if not r["suppressed"]]
 def site(line):
     found = [r for r in rows if r["key"].endswith(f"leaky.c:{line})")]
