@@ -18,7 +18,7 @@ $(MEMPROF_DEMO): examples/sampling/leaky.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O0 -g -o $@ $<
 
-demo-sampling: setup-py preload $(MEMPROF_DEMO)
+demo-sampling: setup-run preload $(MEMPROF_DEMO)
 	@echo; echo "== sampling: $(MEMPROF_DEMO) with every block counted"; echo
 	$(PY) -m audit run --preload --stack-depth 1 -- $(MEMPROF_DEMO)
 	@echo; echo "== the same program sampled at 1e-3 (each byte with probability 1/1000): estimates"; echo
