@@ -19,6 +19,9 @@
 
 int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
 {
+    /* A chunk larger than the largest block could never be allocated, and
+       near SIZE_MAX rounding it up to 16 would wrap to 0. */
+    if (opts && opts->chunk_size > RPI_MAX_CHUNK) return RP_EINVAL;
     rpi_arena *a = rpi_sys_malloc(sizeof *a);
     if (!a) return RP_ENOMEM;
     memset(a, 0, sizeof *a);
@@ -121,7 +124,7 @@ static rpi_hdr *big_alloc(rp_pool *pool, size_t align, size_t size)
 {
     rpi_arena *a = pool->arena;
     if (align < _Alignof(max_align_t)) align = _Alignof(max_align_t);
-    size_t total = sizeof(rpi_big) + RPI_HDR + (align - _Alignof(max_align_t)) + size;
+    size_t total = rpi_big_total(align, size);
     void *raw = rpi_sys_malloc(total);
     if (!raw) return NULL;
     uintptr_t p = ((uintptr_t)raw + sizeof(rpi_big) + RPI_HDR + align - 1) & ~(uintptr_t)(align - 1);
@@ -189,13 +192,23 @@ bool rpi_arena_fits(const rpi_hdr *h, size_t new_size)
     return rpi_class_of(RPI_HDR + new_size) == (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
 }
 
+void rpi_arena_unlink_big(rp_pool *pool, rpi_hdr *h)
+{
+    rpi_big *b = (rpi_big *)h - 1;
+    b->prev->next = b->next;
+    b->next->prev = b->prev;
+    pool->reserved -= (size_t)(uintptr_t)b->pad;
+}
+
 void rpi_arena_release(rp_pool *pool, bool keep)
 {
     rpi_arena *a = pool->arena;
+    /* a checked pool's big blocks stay with their registry records */
+    const bool checked = pool->flags & RP_POOL_CHECKED;
     for (rpi_big *b = a->bigs.next, *n; b != &a->bigs; b = n) {
         n = b->next;
         pool->reserved -= (size_t)(uintptr_t)b->pad;
-        rpi_sys_free(b->raw);
+        if (!checked) rpi_sys_free(b->raw);
     }
     a->bigs.prev = a->bigs.next = &a->bigs;
     /* every chunk, in use or spare, is either kept (up to keep_bytes) or freed */
@@ -209,7 +222,10 @@ void rpi_arena_release(rp_pool *pool, bool keep)
     size_t kept_bytes = 0;
     for (rpi_chunk *c = all, *n; c; c = n) {
         n = c->next;
-        if (keep && (a->keep_bytes == SIZE_MAX || kept_bytes + c->size <= a->keep_bytes)) {
+        /* Checked pools keep every chunk: retired records keep their
+           addresses, reused only by this pool (reset) or held by the
+           registry (destroy). */
+        if (checked || (keep && (a->keep_bytes == SIZE_MAX || kept_bytes + c->size <= a->keep_bytes))) {
             kept_bytes += c->size;
             c->next = kept;
             kept = c;
@@ -225,6 +241,19 @@ void rpi_arena_release(rp_pool *pool, bool keep)
     a->spare = kept;
     a->cur = a->end = NULL;
     memset(a->free, 0, sizeof a->free);
+}
+
+void rpi_arena_free_chunks(rpi_arena *a)
+{
+    for (rpi_chunk *c = a->chunks, *n; c; c = n) {
+        n = c->next;
+        rpi_sys_free(c);
+    }
+    for (rpi_chunk *c = a->spare, *n; c; c = n) {
+        n = c->next;
+        rpi_sys_free(c);
+    }
+    rpi_sys_free(a);
 }
 
 void rpi_arena_fini(rp_pool *pool)

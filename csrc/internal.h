@@ -81,6 +81,9 @@ static inline size_t rpi_size(const rpi_hdr *h) { return (size_t)(h->word & RPI_
 /* ---- lock.c / util.c */
 typedef struct rpi_lock { atomic_int held; } rpi_lock;
 RPI_HIDDEN void rpi_lock_slow(rpi_lock *l);
+/* Takes l unless it stays held for about a second (then false): for paths
+   such as the at-exit report, which must never wait forever. */
+RPI_HIDDEN bool rpi_lock_try_for(rpi_lock *l);
 static inline void rpi_lock_acquire(rpi_lock *l)
 {
     if (RPI_LIKELY(!atomic_exchange_explicit(&l->held, 1, memory_order_acquire)))
@@ -171,7 +174,12 @@ typedef struct rpi_arena {
     size_t     chunk_size;
     size_t     keep_bytes;
     size_t     nchunks;
+    size_t     hold_refs;           /* destroyed checked pool: records inside */
 } rpi_arena;
+static inline size_t rpi_big_total(size_t align, size_t size)  /* align >= 16 */
+{
+    return sizeof(rpi_big) + sizeof(rpi_hdr) + (align - _Alignof(max_align_t)) + size;
+}
 
 /* Malloc backing: freed blocks of up to RPI_RECYCLE_MAX bytes, up to
    RPI_RECYCLE_BYTES in all per pool, are kept on per-16-byte-class lists and
@@ -188,6 +196,14 @@ static inline size_t rpi_malloc_size(size_t size)
 {
     return RPI_HDR + (size <= RPI_RECYCLE_MAX ? (size + 15) & ~(size_t)15 : size);
 }
+
+/* A walk's place in the ring while its visitor runs without the lock: a
+   header with no origin (like the sentinel), on the pool's list of marks so
+   that checked mode recognises it as a legitimate neighbour. */
+typedef struct rpi_mark {
+    rpi_hdr          h;
+    struct rpi_mark *next;
+} rpi_mark;
 
 #define RPI_TAG_CACHE 64
 #define RPI_NO_TAG ((const char *)1)   /* key of an empty tag-cache slot */
@@ -216,6 +232,7 @@ struct rp_pool {
     int64_t      mp_left;       /* sampler: bytes before the next point (memprof.h) */
     uint64_t     mp_gen;        /* profile generation mp_left belongs to */
     bool         mp_real;       /* the next point is a sample, not a check point */
+    rpi_mark    *marks;         /* walks in progress (their visitors run unlocked) */
 };
 
 static inline void rpi_pool_lock(rp_pool *p)
@@ -288,13 +305,22 @@ static inline void rpi_ring_unlink(rpi_hdr *h)
     n->prev = p;
 }
 
+static inline bool rpi_is_mark(const rp_pool *pool, const rpi_hdr *h)
+{
+    for (const rpi_mark *m = pool->marks; m; m = m->next)
+        if (&m->h == h) return true;
+    return false;
+}
+
 /* live-pool list (for at-exit reports) */
 RPI_HIDDEN void rpi_live_lock(void);
+RPI_HIDDEN bool rpi_live_lock_for_exit(void);   /* bounded wait */
 RPI_HIDDEN void rpi_live_unlock(void);
 RPI_HIDDEN extern rp_pool *rpi_live_head;
 
 /* ---- arena.c: size classes (header included) */
 #define RPI_BIG_LIMIT 32768u
+#define RPI_MAX_CHUNK (RP_MAX_SIZE & ~(size_t)15)   /* largest arena chunk_size */
 static inline unsigned rpi_class_of(size_t total)
 {
     if (total <= 1024) return (unsigned)((total - 1) >> 4);
@@ -317,30 +343,46 @@ RPI_HIDDEN void rpi_arena_free(rp_pool *pool, rpi_hdr *h);          /* lock held
 RPI_HIDDEN bool rpi_arena_fits(const rpi_hdr *h, size_t new_size); /* same class */
 RPI_HIDDEN void rpi_arena_release(rp_pool *pool, bool keep);       /* destroy/reset */
 RPI_HIDDEN void rpi_arena_fini(rp_pool *pool);
+RPI_HIDDEN void rpi_arena_free_chunks(rpi_arena *a);  /* every chunk, then a */
+RPI_HIDDEN void rpi_arena_unlink_big(rp_pool *pool, rpi_hdr *h); /* checked free: memory kept */
 RPI_HIDDEN void rpi_chunk_cache_fini(void);   /* frees the process chunk cache */
 
 /* ---- checked.c: registry of blocks from checked pools (global lock) */
-RPI_HIDDEN extern atomic_int rpi_checked_pools;   /* live checked pools */
+/* Non-zero while the registry must be consulted: live checked pools, plus
+   one while it holds any record (a stale pointer stays recognisable). */
+RPI_HIDDEN extern atomic_int rpi_checked_gate;
 RPI_HIDDEN extern atomic_int rpi_unchecked_pools; /* live unchecked pools */
 RPI_HIDDEN void rpi_registry_lock(void);
 RPI_HIDDEN void rpi_registry_unlock(void);
+RPI_HIDDEN bool rpi_registry_lock_for_exit(void);   /* bounded wait */
 /* registry lock held for all below */
 RPI_HIDDEN int  rpi_registry_reserve(void);  /* room for one insert; 0 or RP_ENOMEM */
 RPI_HIDDEN void rpi_registry_insert(rpi_hdr *h, void *raw);
-RPI_HIDDEN void rpi_registry_retire(rpi_hdr *h, int state);   /* state: RPI_FREED/RPI_DESTROYED */
+RPI_HIDDEN void rpi_registry_update(rpi_hdr *h);  /* copies a live block's new word */
+/* state: RPI_FREED; a malloc-backed or big block's memory is kept by the
+   record (freed when the record goes): the caller does not free it. */
+RPI_HIDDEN void rpi_registry_retire(const void *payload, int state);
 RPI_HIDDEN void rpi_registry_move(rpi_hdr *old_h, rpi_hdr *new_h, void *raw);
 enum { RPI_UNKNOWN = 0, RPI_LIVE = 1, RPI_FREED = 2, RPI_DESTROYED = 3 };
 typedef struct rpi_entry_view {
     int state; rp_pool *pool; rpi_tag *origin; uint64_t word; void *raw;
 } rpi_entry_view;
 RPI_HIDDEN int  rpi_registry_find(const void *payload, rpi_entry_view *out);
+/* h, reached through a ring link of pool, is a live block of pool whose
+   header, links and the records below it are intact; else false and why. */
+RPI_HIDDEN bool rpi_registry_block_ok(rp_pool *pool, rpi_hdr *h, char *why, size_t cap);
+/* Live blocks of pool and their bytes, from the table. */
+RPI_HIDDEN void rpi_registry_live_totals(rp_pool *pool, size_t *blocks, size_t *bytes);
 /* Validates a checked block for op (a call name); reports and returns the
    error if it is not a live, intact block of expected (NULL = any pool). */
 RPI_HIDDEN int  rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
                                      rpi_entry_view *out);
-/* Retires every live block of pool as destroyed; frees their memory when
-   free_blocks (malloc backing: an arena frees its chunks itself). */
-RPI_HIDDEN void rpi_registry_drop_pool(rp_pool *pool, bool free_blocks);
+/* Retires every live block of pool as destroyed (their memory stays with
+   the records: malloc-backed and big blocks). */
+RPI_HIDDEN void rpi_registry_drop_pool(rp_pool *pool);
+/* Destroy of a checked arena pool: takes its arena (pool->arena becomes
+   NULL); the chunks are freed when the last record inside them goes. */
+RPI_HIDDEN void rpi_registry_hold_arena(rp_pool *pool);
 RPI_HIDDEN void rpi_registry_fini(void);
 
 /* ---- report.c */

@@ -9,6 +9,7 @@
 #include "memprof.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char untagged[] = "(untagged)";
@@ -18,6 +19,7 @@ rp_pool *rpi_live_head;
 static rpi_lock live_lock;
 void rpi_live_lock(void) { rpi_lock_acquire(&live_lock); }
 void rpi_live_unlock(void) { rpi_lock_release(&live_lock); }
+bool rpi_live_lock_for_exit(void) { return rpi_lock_try_for(&live_lock); }
 
 /* ---------------------------------------------------------------- tags */
 static uint32_t hash_str(const char *s)
@@ -72,10 +74,12 @@ static rpi_tag *tag_find_or_add(rp_pool *pool, const char *name, bool copy)
 rpi_tag *rpi_tag_lookup_slow(rp_pool *pool, const char *tag)
 {
     const char *name = tag ? tag : untagged;
-    /* A string that is not the record's own name may change later (a stack
-       buffer): only pointers equal to the stored name are cached by address. */
-    rpi_tag *t = tag_find_or_add(pool, name, false);
-    if (t && (t->name == tag || !tag)) {
+    /* The record keeps its own copy of the name (a tag may sit in a buffer
+       that is reused or freed); the caller's pointer is cached, so later
+       calls with it skip the lookup by content (see the contract: a tag
+       must not change while the pool may see its pointer). */
+    rpi_tag *t = tag_find_or_add(pool, name, tag != NULL);
+    if (t) {
         size_t s = rpi_tag_slot(tag);
         pool->tag_key[s] = tag;
         pool->tag_rec[s] = t;
@@ -204,10 +208,17 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
     tag_cache_clear(pool);
     ring_reset(pool);
     pool->dtors.prev = pool->dtors.next = &pool->dtors;
-    if ((flags & RP_POOL_ARENA) && rpi_arena_init(pool, opts) != 0) {
-        rpi_sys_free(pool->name);
-        rpi_sys_free(pool);
-        return NULL;
+    if (flags & RP_POOL_ARENA) {
+        int rc = rpi_arena_init(pool, opts);
+        if (rc != 0) {
+            rpi_sys_free(pool->name);
+            rpi_sys_free(pool);
+            if (rc == RP_EINVAL)
+                rpi_report_error(RP_EINVAL, NULL,
+                                 "rp_pool_create: chunk_size %zu is larger than the largest "
+                                 "block (%zu)", opts->chunk_size, (size_t)RPI_MAX_CHUNK);
+            return NULL;
+        }
     }
     if (!(flags & RP_POOL_CHECKED)) pool->fast_arena = pool->arena;
     if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && recycle_allowed())
@@ -221,7 +232,7 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
         parent->nchildren++;
         rpi_pool_unlock(parent);
     }
-    atomic_fetch_add((flags & RP_POOL_CHECKED) ? &rpi_checked_pools : &rpi_unchecked_pools, 1);
+    atomic_fetch_add((flags & RP_POOL_CHECKED) ? &rpi_checked_gate : &rpi_unchecked_pools, 1);
     rpi_live_lock();
     pool->live_next = rpi_live_head;
     if (rpi_live_head) rpi_live_head->live_prev = pool;
@@ -285,8 +296,9 @@ static void pool_teardown(rp_pool *pool, const char *report_reason)
     }
     /* What is still outstanding now is what leaked: report it before it goes. */
     if (report_reason) rpi_report_from_env(pool, report_reason);
+    const bool checked = pool->flags & RP_POOL_CHECKED;
     for (;;) {
-        rpi_pool_lock(pool);
+        lock_both(pool, checked);
         rpi_dtor *d = pool->dtors.prev;   /* last registered first */
         rp_destructor_fn fn = NULL;
         void *block = NULL;
@@ -295,11 +307,12 @@ static void pool_teardown(rp_pool *pool, const char *report_reason)
             d->next->prev = d->prev;
             rpi_ptrmap_del(&pool->dtor_map, d->block);
             rpi_hdr_of(d->block)->word &= ~RPI_F_DTOR;
+            if (checked) rpi_registry_update(rpi_hdr_of(d->block));
             fn = d->fn;
             block = d->block;
             rpi_sys_free(d);
         }
-        rpi_pool_unlock(pool);
+        unlock_both(pool, checked);
         if (!fn) break;
         fn(block);
     }
@@ -313,14 +326,18 @@ static void *raw_of(rpi_hdr *h);
 static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
 {
     if (pool->flags & RP_POOL_CHECKED) {
-        rpi_registry_drop_pool(pool, pool->arena == NULL);
-        if (pool->arena) rpi_arena_release(pool, keep_chunks);
+        /* the blocks' memory stays with their retired records */
+        rpi_registry_drop_pool(pool);
+        if (pool->arena) {
+            rpi_arena_release(pool, keep_chunks);
+            if (!keep_chunks) rpi_registry_hold_arena(pool);
+        }
     } else if (pool->arena) {
         rpi_arena_release(pool, keep_chunks);
     } else {
         for (rpi_hdr *h = pool->ring.next, *n; h != &pool->ring; h = n) {
             n = h->next;
-            rpi_sys_free(raw_of(h));
+            if (!rpi_is_mark(pool, h)) rpi_sys_free(raw_of(h));
         }
     }
     if (!pool->arena) pool->reserved = 0;
@@ -330,9 +347,24 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
     pool->bytes = 0;
 }
 
+/* A walk's visitor runs unlocked; destroying or resetting the pool it walks
+   would pull the ring from under the walk. */
+static bool walk_in_progress(rp_pool *pool)
+{
+    rpi_pool_lock(pool);
+    bool busy = pool->marks != NULL;
+    rpi_pool_unlock(pool);
+    return busy;
+}
+
 void rp_pool_destroy(rp_pool *pool)
 {
     if (!pool) return;
+    if (walk_in_progress(pool)) {
+        rpi_report_error(RP_EBUSY, NULL, "rp_pool_destroy: pool '%s' is being walked (call from "
+                         "a walk visitor?)", pool->name);
+        return;
+    }
     pool_teardown(pool, "destroy");
 
     if (pool->parent) {
@@ -358,7 +390,7 @@ void rp_pool_destroy(rp_pool *pool)
     pool->fast_arena = NULL;
     rpi_ptrmap_free(&pool->dtor_map);
     tags_free(pool);
-    atomic_fetch_sub((pool->flags & RP_POOL_CHECKED) ? &rpi_checked_pools : &rpi_unchecked_pools, 1);
+    atomic_fetch_sub((pool->flags & RP_POOL_CHECKED) ? &rpi_checked_gate : &rpi_unchecked_pools, 1);
     rpi_sys_free(pool->name);
     rpi_sys_free(pool);
 }
@@ -366,6 +398,7 @@ void rp_pool_destroy(rp_pool *pool)
 int rp_pool_reset(rp_pool *pool)
 {
     if (!pool) return RP_EINVAL;
+    if (walk_in_progress(pool)) return RP_EBUSY;
     pool_teardown(pool, NULL);
     const bool checked = pool->flags & RP_POOL_CHECKED;
     lock_both(pool, checked);
@@ -442,6 +475,7 @@ static rpi_hdr *raw_new(rp_pool *pool, size_t align, size_t size)
 static void *raw_of(rpi_hdr *h)
 {
     if (h->word & RPI_F_ALIGNED) return ((void **)h)[-1];
+    if (h->word & RPI_F_BIG) return ((rpi_big *)h - 1)->raw;
     return h;
 }
 
@@ -466,9 +500,21 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     if (RPI_UNLIKELY(size > RP_MAX_SIZE)) return NULL;
     lock_both(pool, checked);
     rpi_tag *t = rpi_tag_lookup(pool, tag);
+    char changed[300];
+    changed[0] = '\0';
+    if (checked && t && tag && RPI_UNLIKELY(strcmp(t->name, tag) != 0)) {
+        /* the content changed under a cached pointer: reported, and the
+           block counted under what the tag says now */
+        snprintf(changed, sizeof changed, "tag at %p changed from \"%.100s\" to \"%.100s\" "
+                 "while the pool uses it (tags are not copied: use rp_pool_intern_tag)",
+                 (const void *)tag, t->name, tag);
+        pool->tag_key[rpi_tag_slot(tag)] = RPI_NO_TAG;
+        t = rpi_tag_lookup_slow(pool, tag);
+    }
     rpi_hdr *h = NULL;
     if (!t || (checked && rpi_registry_reserve() != 0) || !(h = raw_new(pool, align, size))) {
         unlock_both(pool, checked);
+        if (changed[0]) rpi_report_error(RP_EINVAL, NULL, "rp_alloc: %s", changed);
         return NULL;
     }
     h->origin = t;
@@ -476,9 +522,15 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     rpi_ring_insert(pool, h);
     rpi_count_new(pool, t, size);
     if (checked) rpi_registry_insert(h, raw_of(h));
-    if (rpi_memprof_due(pool, size)) return rpi_memprof_slow(pool, h, size, checked);
-    unlock_both(pool, checked);
-    return rpi_payload(h);
+    void *p;
+    if (rpi_memprof_due(pool, size)) {
+        p = rpi_memprof_slow(pool, h, size, checked);   /* unlocks */
+    } else {
+        unlock_both(pool, checked);
+        p = rpi_payload(h);
+    }
+    if (RPI_UNLIKELY(changed[0])) rpi_report_error(RP_EINVAL, NULL, "rp_alloc: %s", changed);
+    return p;
 }
 
 static bool check_pool_arg(rp_pool *pool, const char *call)
@@ -785,36 +837,60 @@ char *rp_strconcat_noexc(rp_pool *pool, const char *tag, int n, ...)
 }
 
 /* --------------------------------------------------------------- free */
-static void run_block_dtor(rp_pool *pool, void *block)
+static void run_block_dtor(rp_pool *pool, void *block, bool checked)
 {
-    rpi_pool_lock(pool);
+    lock_both(pool, checked);
     rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
     if (d) {
         d->prev->next = d->next;
         d->next->prev = d->prev;
     }
     rpi_hdr_of(block)->word &= ~RPI_F_DTOR;
-    rpi_pool_unlock(pool);
+    if (checked) rpi_registry_update(rpi_hdr_of(block));
+    unlock_both(pool, checked);
     if (d) {
         d->fn(block);
         rpi_sys_free(d);
     }
 }
 
-/* Unlinks and frees a block whose header is trusted. */
+/* Unlinks and frees a block whose header is trusted (checked: validated). */
 static void free_trusted(rpi_hdr *h, bool checked)
 {
     rp_pool *pool = h->origin->pool;
-    if (RPI_UNLIKELY(h->word & RPI_F_DTOR)) run_block_dtor(pool, rpi_payload(h));
+    void *block = rpi_payload(h);
     rpi_memprof_pending pend = { 0 };
     lock_both(pool, checked);
+    if (checked) {
+        /* validated before the lock: another thread may have freed it since */
+        rpi_entry_view v;
+        if (RPI_UNLIKELY(rpi_registry_find(block, &v) != RPI_LIVE)) {
+            unlock_both(pool, checked);
+            rpi_report_error(RP_EDOUBLEFREE, block,
+                             "rp_free: block %p was already freed (double free)", block);
+            return;
+        }
+    }
     if (RPI_UNLIKELY(h->word & RPI_F_SAMPLED) ||
         (checked && atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed)))
-        pend = rpi_memprof_untrack(rpi_payload(h));
+        pend = rpi_memprof_untrack(block);
     rpi_ring_unlink(h);
     rpi_counters_sub(h->origin, rpi_size(h));
-    if (checked) rpi_registry_retire(h, RPI_FREED);
-    raw_release(pool, h);
+    if (!checked) {
+        raw_release(pool, h);
+    } else {
+        /* arena blocks go back to their class list; the memory of malloc and
+           big blocks stays with the retired record (quarantine) */
+        if (h->word & RPI_F_ARENA) {
+            rpi_arena_free(pool, h);
+        } else if (h->word & RPI_F_BIG) {
+            rpi_arena_unlink_big(pool, h);
+        } else if (h->word & RPI_F_ALIGNED) {
+            size_t align = (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT);
+            pool->reserved -= sizeof(void *) + (align - 1);
+        }
+        rpi_registry_retire(block, RPI_FREED);
+    }
     unlock_both(pool, checked);
     rpi_memprof_run_pending(pend);
 }
@@ -823,7 +899,7 @@ static void free_trusted(rpi_hdr *h, bool checked)
    0 = not a checked block (use the header), -1 = misuse reported. */
 static int resolve_checked(const void *block, rp_pool *expected, const char *op)
 {
-    if (RPI_LIKELY(atomic_load_explicit(&rpi_checked_pools, memory_order_relaxed) == 0))
+    if (RPI_LIKELY(atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) == 0))
         return 0;
     rpi_entry_view v;
     int rc = rpi_checked_validate(block, expected, op, &v);
@@ -836,7 +912,13 @@ __attribute__((noinline)) static void free_general(void *block)
 {
     int c = resolve_checked(block, NULL, "rp_free");
     if (RPI_UNLIKELY(c < 0)) return;
-    free_trusted(rpi_hdr_of(block), c == 1);
+    rpi_hdr *h = rpi_hdr_of(block);
+    if (RPI_UNLIKELY(h->word & RPI_F_DTOR)) {
+        run_block_dtor(h->origin->pool, block, c == 1);
+        /* the destructor is user code: a checked block is validated again */
+        if (c == 1 && resolve_checked(block, NULL, "rp_free") != 1) return;
+    }
+    free_trusted(h, c == 1);
 }
 
 /* The trusted fast path of rp_free, specialised for locked and unsynchronised
@@ -879,7 +961,7 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
 void rp_free(void *block)
 {
     if (RPI_UNLIKELY(!block)) return;
-    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_checked_pools, memory_order_relaxed) != 0)) {
+    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) != 0)) {
         free_general(block);
         return;
     }
@@ -941,7 +1023,10 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
     lock_both(pool, checked);
     if (checked && rpi_registry_reserve() != 0) goto fail_locked;
     if (!(h->word & (RPI_F_ALIGNED | RPI_F_BIG | RPI_F_ARENA))) {
-        /* malloc backing: realloc header and payload together, relink. */
+        /* malloc backing: realloc header and payload together, relink. A
+           moved block's destructor entry is re-keyed: room for it first, as
+           realloc cannot be undone. */
+        if ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
         rpi_hdr *n = rpi_sys_realloc(h, rpi_malloc_size(size));
         if (!n) goto fail_locked;
         if (n != h) {
@@ -950,7 +1035,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
             if (n->word & RPI_F_DTOR) {
                 rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
                 d->block = rpi_payload(n);
-                rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* reuses the slot: cannot fail */
+                rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
             }
         }
         h = n;
@@ -1029,7 +1114,8 @@ int rp_set_destructor(void *block, rp_destructor_fn fn)
     if (resolve_checked(block, NULL, "rp_set_destructor") < 0) return RP_EINVAL;
     rpi_hdr *h = rpi_hdr_of(block);
     rp_pool *pool = h->origin->pool;
-    rpi_pool_lock(pool);
+    const bool checked = pool->flags & RP_POOL_CHECKED;
+    lock_both(pool, checked);
     rpi_dtor *d = rpi_ptrmap_get(&pool->dtor_map, block);
     if (!fn) {
         if (d) {
@@ -1037,19 +1123,20 @@ int rp_set_destructor(void *block, rp_destructor_fn fn)
             d->prev->next = d->next;
             d->next->prev = d->prev;
             h->word &= ~RPI_F_DTOR;
+            if (checked) rpi_registry_update(h);
         }
-        rpi_pool_unlock(pool);
+        unlock_both(pool, checked);
         rpi_sys_free(d);
         return d ? 0 : RP_ENOTFOUND;
     }
     if (d) {
         d->fn = fn;
-        rpi_pool_unlock(pool);
+        unlock_both(pool, checked);
         return 0;
     }
     d = rpi_sys_malloc(sizeof *d);
     if (!d || rpi_ptrmap_put(&pool->dtor_map, block, d) != 0) {
-        rpi_pool_unlock(pool);
+        unlock_both(pool, checked);
         rpi_sys_free(d);
         return RP_ENOMEM;
     }
@@ -1060,7 +1147,8 @@ int rp_set_destructor(void *block, rp_destructor_fn fn)
     pool->dtors.prev->next = d;
     pool->dtors.prev = d;
     h->word |= RPI_F_DTOR;
-    rpi_pool_unlock(pool);
+    if (checked) rpi_registry_update(h);
+    unlock_both(pool, checked);
     return 0;
 }
 
@@ -1112,27 +1200,83 @@ int rp_pool_get_info(rp_pool *pool, rp_pool_info *info)
     return 0;
 }
 
+/* The visitor runs without the pool's lock (it may exit, or use the pool):
+   a mark kept in the ring just after the block being visited holds the
+   walk's place, so blocks freed or allocated meanwhile are handled. */
 int rp_pool_walk(rp_pool *pool, rp_visit_fn visit, void *arg)
 {
     if (!pool || !visit) return RP_EINVAL;
-    rpi_pool_lock(pool);
+    const bool checked = pool->flags & RP_POOL_CHECKED;
+    rpi_mark m;
+    memset(&m, 0, sizeof m);
+    lock_both(pool, checked);
+    m.next = pool->marks;
+    pool->marks = &m;
+    m.h.prev = &pool->ring;
+    m.h.next = pool->ring.next;
+    m.h.next->prev = &m.h;
+    pool->ring.next = &m.h;
     int rc = 0;
-    for (rpi_hdr *h = pool->ring.next, *n; h != &pool->ring; h = n) {
-        n = h->next;
-        rc = visit(rpi_payload(h), rpi_size(h), h->origin->name, arg);
+    char why[256];
+    why[0] = '\0';
+    for (;;) {
+        rpi_hdr *h = m.h.next;
+        /* other walks' marks are not blocks */
+        while (h != &pool->ring && rpi_is_mark(pool, h)) h = h->next;
+        if (h == &pool->ring) break;
+        if (checked && !rpi_registry_block_ok(pool, h, why, sizeof why)) {
+            rc = RP_ECORRUPT;
+            break;
+        }
+        rpi_ring_unlink(&m.h);
+        m.h.prev = h;
+        m.h.next = h->next;
+        h->next->prev = &m.h;
+        h->next = &m.h;
+        void *payload = rpi_payload(h);
+        size_t size = rpi_size(h);
+        const char *tag = h->origin->name;
+        unlock_both(pool, checked);
+        rc = visit(payload, size, tag, arg);
+        lock_both(pool, checked);
         if (rc) break;
     }
-    rpi_pool_unlock(pool);
+    rpi_ring_unlink(&m.h);
+    for (rpi_mark **pm = &pool->marks; *pm; pm = &(*pm)->next)
+        if (*pm == &m) { *pm = m.next; break; }
+    unlock_both(pool, checked);
+    if (rc == RP_ECORRUPT && why[0])
+        rpi_report_error(RP_ECORRUPT, NULL, "rp_pool_walk: pool '%s': %s", pool->name, why);
     return rc;
+}
+
+/* Findings of a check, reported once the locks are released: the error
+   handler is user code and may exit or call back into the library. */
+#define CHECK_NOTES 8
+typedef struct check_notes {
+    int  n;
+    char msg[CHECK_NOTES][300];
+    const void *block[CHECK_NOTES];
+} check_notes;
+
+__attribute__((format(printf, 3, 4)))
+static void note(check_notes *cn, const void *block, const char *fmt, ...)
+{
+    if (cn->n >= CHECK_NOTES) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cn->msg[cn->n], sizeof cn->msg[0], fmt, ap);
+    va_end(ap);
+    cn->block[cn->n++] = block;
 }
 
 int rp_pool_check(rp_pool *pool)
 {
     if (!pool) return RP_EINVAL;
     const bool checked = pool->flags & RP_POOL_CHECKED;
-    if (checked) rpi_registry_lock();
-    rpi_pool_lock(pool);
-    int rc = 0;
+    check_notes cn;
+    cn.n = 0;
+    lock_both(pool, checked);
     size_t blocks = 0, bytes = 0, limit = rpi_pool_totals(pool, NULL);
     /* Pool totals are compared with the ring and with the sum of the tags. */
     size_t tag_blocks = 0, tag_bytes = 0;
@@ -1140,60 +1284,53 @@ int rp_pool_check(rp_pool *pool)
         tag_blocks += t->blocks;
         tag_bytes += t->bytes;
     }
+    bool ring_whole = true;
     rpi_hdr *prev = &pool->ring;
     for (rpi_hdr *h = pool->ring.next; h != &pool->ring; prev = h, h = h->next) {
+        char why[256];
+        /* checked: a link is followed only to a block known live in this
+           pool; a header that disagrees with the table ends the walk */
+        if (checked && !rpi_is_mark(pool, h) && !rpi_registry_block_ok(pool, h, why, sizeof why)) {
+            note(&cn, rpi_payload(h), "rp_pool_check: pool '%s': %s", pool->name, why);
+            ring_whole = false;
+            break;
+        }
         if (h->prev != prev) {
-            rpi_report_error(RP_ECORRUPT, rpi_payload(h),
-                             "rp_pool_check: pool '%s': ring link broken at block %p",
-                             pool->name, rpi_payload(h));
-            rc = RP_ECORRUPT;
+            note(&cn, rpi_payload(h), "rp_pool_check: pool '%s': ring link broken at block %p",
+                 pool->name, rpi_payload(h));
+            ring_whole = false;
             break;
         }
+        if (rpi_is_mark(pool, h)) continue;
         if (++blocks > limit) {
-            rpi_report_error(RP_ECORRUPT, NULL,
-                             "rp_pool_check: pool '%s': ring holds more blocks than counted (%zu)",
-                             pool->name, limit);
-            rc = RP_ECORRUPT;
+            note(&cn, NULL, "rp_pool_check: pool '%s': ring holds more blocks than counted (%zu)",
+                 pool->name, limit);
+            ring_whole = false;
             break;
         }
-        size_t sz = rpi_size(h);
-        if (checked) {
-            rpi_entry_view v;
-            if (rpi_registry_find(rpi_payload(h), &v) != RPI_LIVE || v.pool != pool) {
-                rpi_report_error(RP_ECORRUPT, rpi_payload(h),
-                                 "rp_pool_check: pool '%s': block %p in the ring is not live",
-                                 pool->name, rpi_payload(h));
-                rc = RP_ECORRUPT;
-                break;
-            }
-            sz = (size_t)(v.word & RPI_SIZE_MASK);
-            if (h->origin != v.origin || (h->word & ~RPI_F_DTOR) != v.word) {
-                /* counted with the side table's size; the header stays as it is */
-                rpi_report_error(RP_ECORRUPT, rpi_payload(h),
-                                 "rp_pool_check: pool '%s': header of block %p (tag %s, %zu bytes) "
-                                 "was overwritten", pool->name, rpi_payload(h), v.origin->name, sz);
-                rc = RP_ECORRUPT;
-            }
-        } else if (h->origin == NULL || h->origin->pool != pool) {
-            rpi_report_error(RP_ECORRUPT, rpi_payload(h),
-                             "rp_pool_check: pool '%s': block %p has a foreign origin",
-                             pool->name, rpi_payload(h));
-            rc = RP_ECORRUPT;
+        if (!checked && (h->origin == NULL || h->origin->pool != pool)) {
+            note(&cn, rpi_payload(h), "rp_pool_check: pool '%s': block %p has a foreign origin",
+                 pool->name, rpi_payload(h));
+            ring_whole = false;
             break;
         }
-        bytes += sz;
+        bytes += rpi_size(h);
     }
-    if ((rc == 0 || checked) && (blocks != limit || bytes != pool->bytes || tag_blocks != limit ||
-                    tag_bytes != pool->bytes || pool->ring.prev->next != &pool->ring)) {
-        rpi_report_error(RP_ECORRUPT, NULL,
-                         "rp_pool_check: pool '%s': ring has %zu blocks/%zu bytes, counters say "
-                         "%zu/%zu (tags %zu/%zu)",
-                         pool->name, blocks, bytes, limit, pool->bytes, tag_blocks, tag_bytes);
-        rc = RP_ECORRUPT;
+    if (checked && !ring_whole) {
+        /* the counters are still compared, with the table's truth */
+        rpi_registry_live_totals(pool, &blocks, &bytes);
+        ring_whole = true;
     }
-    rpi_pool_unlock(pool);
-    if (checked) rpi_registry_unlock();
-    return rc;
+    if (ring_whole && (blocks != limit || bytes != pool->bytes || tag_blocks != limit ||
+                       tag_bytes != pool->bytes || (cn.n == 0 && pool->ring.prev->next != &pool->ring))) {
+        note(&cn, NULL,
+             "rp_pool_check: pool '%s': ring has %zu blocks/%zu bytes, counters say "
+             "%zu/%zu (tags %zu/%zu)",
+             pool->name, blocks, bytes, limit, pool->bytes, tag_blocks, tag_bytes);
+    }
+    unlock_both(pool, checked);
+    for (int i = 0; i < cn.n; i++) rpi_report_error(RP_ECORRUPT, cn.block[i], "%s", cn.msg[i]);
+    return cn.n ? RP_ECORRUPT : 0;
 }
 
 /* ------------------------------------------------------- default pool */

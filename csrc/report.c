@@ -3,10 +3,39 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not valid;
+   then *bad is the length of its maximal valid prefix (at least 1), which
+   is replaced by one U+FFFD, as Python's decode(errors="replace") does. */
+static int utf8_seq(const unsigned char *p, int *bad)
+{
+    unsigned char c = p[0];
+    int n;
+    unsigned char lo = 0x80, hi = 0xbf;    /* range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf) n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0) lo = 0xa0;          /* no overlong forms */
+        if (c == 0xed) hi = 0x9f;          /* no surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0) lo = 0x90;
+        if (c == 0xf4) hi = 0x8f;          /* nothing above U+10FFFF */
+    } else {
+        *bad = 1;                          /* 80-C1, F5-FF: never a lead byte */
+        return 0;
+    }
+    if (p[1] < lo || p[1] > hi) { *bad = 1; return 0; }
+    for (int i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf) { *bad = i; return 0; }
+    return n;
+}
 
 /* Writes s as a JSON string: escapes, and U+FFFD for invalid UTF-8. */
 static void put_str(FILE *f, const char *s)
@@ -26,22 +55,13 @@ static void put_str(FILE *f, const char *s)
             fputc(c, f);
             p++;
         } else {
-            int n = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 && c < 0xe0 ? 1 : -1;
-            bool ok = n > 0;
-            for (int i = 1; ok && i <= n; i++) ok = (p[i] & 0xc0) == 0x80;
-            if (ok && n == 2) {
-                unsigned cp = ((c & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
-                ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
-            } else if (ok && n == 3) {
-                unsigned cp = ((c & 0x07u) << 18) | ((p[1] & 0x3fu) << 12) | ((p[2] & 0x3fu) << 6);
-                ok = cp >= 0x10000 && cp <= 0x10ffff;
-            }
-            if (ok) {
-                fwrite(p, 1, (size_t)n + 1, f);
-                p += n + 1;
+            int bad = 0, n = utf8_seq(p, &bad);
+            if (n) {
+                fwrite(p, 1, (size_t)n, f);
+                p += n;
             } else {
                 fputs("\xef\xbf\xbd", f);
-                p++;
+                p += bad;
             }
         }
     }
@@ -51,7 +71,18 @@ static void put_str(FILE *f, const char *s)
 typedef struct walk_ctx { FILE *f; bool first; } walk_ctx;
 
 /* Body of one pool's report (lock held by the caller). */
-static void put_pool(FILE *f, rp_pool *pool, unsigned flags, const char *reason, int depth)
+/* Pool locks for a report: at exit the wait is bounded (a lock still held
+   after about a second is given up and the report not written). */
+static bool report_lock(rp_pool *pool, bool at_exit)
+{
+    if (pool->flags & RP_POOL_UNSYNC) return true;
+    if (at_exit) return rpi_lock_try_for(&pool->lock);
+    rpi_lock_acquire(&pool->lock);
+    return true;
+}
+
+static void put_pool(FILE *f, rp_pool *pool, unsigned flags, const char *reason, int depth,
+                     bool at_exit)
 {
     char when[32];
     time_t now = time(NULL);
@@ -81,7 +112,12 @@ static void put_pool(FILE *f, rp_pool *pool, unsigned flags, const char *reason,
     if (flags & RP_REPORT_BLOCKS) {
         fputs(",\n  \"blocks\": [", f);
         bool first = true;
+        const bool checked = pool->flags & RP_POOL_CHECKED;
         for (rpi_hdr *h = pool->ring.next; h != &pool->ring; h = h->next) {
+            if (rpi_is_mark(pool, h)) continue;
+            /* checked: a link is followed only to a block known intact */
+            char why[256];
+            if (checked && !rpi_registry_block_ok(pool, h, why, sizeof why)) break;
             fprintf(f, "%s\n    {\"address\": \"%p\", \"size\": %zu, \"tag\": ",
                     first ? "" : ",", rpi_payload(h), rpi_size(h));
             put_str(f, h->origin->name);
@@ -94,45 +130,217 @@ static void put_pool(FILE *f, rp_pool *pool, unsigned flags, const char *reason,
         fputs(",\n  \"children\": [", f);
         for (rp_pool *c = pool->first_child; c; c = c->next_sibling) {
             fputs(c == pool->first_child ? "\n  {" : ",\n  {", f);
-            rpi_pool_lock(c);
-            put_pool(f, c, flags, reason, depth + 1);
-            rpi_pool_unlock(c);
+            if (report_lock(c, at_exit)) {
+                put_pool(f, c, flags, reason, depth + 1, at_exit);
+                rpi_pool_unlock(c);
+            } else {
+                fputs("\"pool\": ", f);
+                put_str(f, c->name);
+                fputs(", \"error\": \"busy at exit\"", f);
+            }
             fputc('}', f);
         }
         fputs("\n  ]", f);
     }
 }
 
+/* ------------------------------------------------------------ files
+   Where a report may go, and how (the same rules as the interposer's):
+   - "-" and /dev/stdout are stdout, /dev/stderr and /dev/fd/N that
+     descriptor: written straight in, whatever it is (tty, pipe, file);
+   - a character device or FIFO (also through a symbolic link: /dev/tty) is
+     opened and written straight in, never replaced; a FIFO without a
+     reader is an error, not a hang;
+   - a regular file, or nothing, is replaced atomically: the report goes to
+     a new temporary file beside it, created exclusively (O_EXCL|O_NOFOLLOW,
+     so a link planted at that name is never followed) with mode 0600, given
+     the umask's mode once complete, then renamed over the path -- only if
+     the path is still a regular file or nothing;
+   - anything else (a symbolic link to a regular file, a directory) is
+     refused: a link planted at the path is never followed nor replaced. */
+typedef struct sink {
+    FILE *f;
+    bool  replace;          /* tmp is renamed over the path at the end */
+    bool  own;              /* f is closed at the end (else: stdout) */
+    char  tmp[4200];
+} sink;
+
+static mode_t file_mode(void)
+{
+    /* the umask without changing it (umask(2) is process-wide) */
+    mode_t mask = 022;
+    FILE *st = fopen("/proc/self/status", "re");
+    if (st) {
+        char line[256];
+        unsigned m;
+        while (fgets(line, sizeof line, st))
+            if (sscanf(line, "Umask: %o", &m) == 1) { mask = (mode_t)m; break; }
+        fclose(st);
+    }
+    return 0666 & ~mask;
+}
+
+static int fd_sink(int fd, sink *k, char *why, size_t cap)
+{
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (d < 0 || !(k->f = fdopen(d, "w"))) {
+        if (d >= 0) close(d);
+        snprintf(why, cap, "descriptor %d: %s", fd, strerror(errno));
+        return RP_EIO;
+    }
+    k->own = true;
+    return 0;
+}
+
+static int sink_open(const char *path, sink *k, char *why, size_t cap)
+{
+    memset(k, 0, sizeof *k);
+    if (strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0) {
+        k->f = stdout;
+        return 0;
+    }
+    if (strcmp(path, "/dev/stderr") == 0) {
+        fflush(stderr);
+        return fd_sink(2, k, why, cap);
+    }
+    if (strncmp(path, "/dev/fd/", 8) == 0 && path[8]) {
+        char *end;
+        long fd = strtol(path + 8, &end, 10);
+        if (*end == '\0' && fd >= 0 && fd < 1 << 20) {
+            fflush(NULL);
+            return fd_sink((int)fd, k, why, cap);
+        }
+    }
+    struct stat st;
+    bool exists = lstat(path, &st) == 0;
+    if (!exists && errno != ENOENT) {
+        snprintf(why, cap, "%s", strerror(errno));
+        return RP_EIO;
+    }
+    if (exists && S_ISLNK(st.st_mode)) {
+        struct stat t;
+        if (stat(path, &t) != 0 || !(S_ISCHR(t.st_mode) || S_ISFIFO(t.st_mode))) {
+            snprintf(why, cap, "it is a symbolic link (not followed but to a character device or "
+                     "FIFO); name the file itself");
+            return RP_EIO;
+        }
+        st = t;
+    }
+    if (exists && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
+        int fd = open(path, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+        struct stat t;
+        if (fd < 0) {
+            snprintf(why, cap, "%s", errno == ENXIO ? "FIFO without a reader" : strerror(errno));
+            return RP_EIO;
+        }
+        if (fstat(fd, &t) != 0 || !(S_ISCHR(t.st_mode) || S_ISFIFO(t.st_mode))) {
+            close(fd);
+            snprintf(why, cap, "it changed while being opened");
+            return RP_EIO;
+        }
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        if (!(k->f = fdopen(fd, "w"))) {
+            close(fd);
+            snprintf(why, cap, "%s", strerror(errno));
+            return RP_EIO;
+        }
+        k->own = true;
+        return 0;
+    }
+    if (exists && !S_ISREG(st.st_mode)) {
+        snprintf(why, cap, "it is not a regular file, character device or FIFO");
+        return RP_EIO;
+    }
+    static atomic_uint serial;
+    for (int tries = 0; tries < 100; tries++) {
+        int n = snprintf(k->tmp, sizeof k->tmp, "%s.tmp.%ld.%u", path, (long)getpid(),
+                         atomic_fetch_add(&serial, 1));
+        if (n < 0 || (size_t)n >= sizeof k->tmp) {
+            snprintf(why, cap, "path too long");
+            return RP_EIO;
+        }
+        int fd = open(k->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == EEXIST) continue;
+        if (fd < 0) {
+            snprintf(why, cap, "cannot create its temporary file: %s", strerror(errno));
+            return RP_EIO;
+        }
+        if (!(k->f = fdopen(fd, "w"))) {
+            close(fd);
+            unlink(k->tmp);
+            snprintf(why, cap, "%s", strerror(errno));
+            return RP_EIO;
+        }
+        k->own = k->replace = true;
+        return 0;
+    }
+    snprintf(why, cap, "no free temporary name beside it");
+    return RP_EIO;
+}
+
+static int sink_close(const char *path, sink *k, char *why, size_t cap)
+{
+    int rc = 0;
+    if (fflush(k->f) != 0 || ferror(k->f)) {
+        snprintf(why, cap, "write failed: %s", strerror(errno));
+        rc = RP_EIO;
+    }
+    if (rc == 0 && k->replace && fchmod(fileno(k->f), file_mode()) != 0) {
+        snprintf(why, cap, "chmod failed: %s", strerror(errno));
+        rc = RP_EIO;
+    }
+    if (k->own && fclose(k->f) != 0 && rc == 0) {
+        snprintf(why, cap, "write failed: %s", strerror(errno));
+        rc = RP_EIO;
+    }
+    if (!k->replace) return rc;
+    struct stat st;
+    if (rc == 0 && lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(why, cap, "it was replaced by something other than a regular file meanwhile");
+        rc = RP_EIO;
+    }
+    if (rc == 0 && rename(k->tmp, path) != 0) {
+        snprintf(why, cap, "rename failed: %s", strerror(errno));
+        rc = RP_EIO;
+    }
+    if (rc != 0) unlink(k->tmp);
+    return rc;
+}
+
+static int write_report(rp_pool *pool, const char *path, unsigned flags, const char *reason,
+                        bool at_exit, char *why, size_t cap)
+{
+    why[0] = '\0';
+    if (!pool || !path || !*path) return RP_EINVAL;
+    sink k;
+    int rc = sink_open(path, &k, why, cap);
+    if (rc != 0) return rc;
+    /* the registry first (checked pools' links are validated), then the pool */
+    const bool reg = atomic_load(&rpi_checked_gate) != 0;
+    bool locked = false;
+    if (reg) {
+        if (at_exit) locked = rpi_registry_lock_for_exit();
+        else { rpi_registry_lock(); locked = true; }
+    }
+    if ((!reg || locked) && report_lock(pool, at_exit)) {
+        fputs("{\"format\": \"ringpool-snapshot\", \"version\": 1,\n  ", k.f);
+        put_pool(k.f, pool, flags, reason, 0, at_exit);
+        fputs("\n}\n", k.f);
+        rpi_pool_unlock(pool);
+    } else {
+        snprintf(why, cap, "the pool stayed locked");
+        rc = RP_EBUSY;
+    }
+    if (locked) rpi_registry_unlock();
+    if (rc != 0 && k.replace) k.replace = false, fclose(k.f), unlink(k.tmp);
+    else rc = sink_close(path, &k, why, cap);
+    return rc;
+}
+
 int rpi_write_report(rp_pool *pool, const char *path, unsigned flags, const char *reason)
 {
-    if (!pool || !path || !*path) return RP_EINVAL;
-    bool to_stdout = strcmp(path, "-") == 0;
-    char tmp[4096];
-    FILE *f;
-    if (to_stdout) {
-        f = stdout;
-    } else {
-        int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-        if (n < 0 || (size_t)n >= sizeof tmp) return RP_EIO;
-        f = fopen(tmp, "w");
-        if (!f) return RP_EIO;
-    }
-    rpi_pool_lock(pool);
-    fputs("{\"format\": \"ringpool-snapshot\", \"version\": 1,\n  ", f);
-    put_pool(f, pool, flags, reason, 0);
-    fputs("\n}\n", f);
-    rpi_pool_unlock(pool);
-    if (to_stdout) return fflush(f) == 0 ? 0 : RP_EIO;
-    int err = ferror(f);
-    if (fclose(f) != 0 || err) {
-        unlink(tmp);
-        return RP_EIO;
-    }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        return RP_EIO;
-    }
-    return 0;
+    char why[512];
+    return write_report(pool, path, flags, reason, false, why, sizeof why);
 }
 
 static unsigned env_flags(void)
@@ -151,8 +359,10 @@ int rp_pool_write_report_ex(rp_pool *pool, const char *path, unsigned report_fla
     return rpi_write_report(pool, path, report_flags, "request");
 }
 
-/* Expands %p, %n, %% of pattern into out; false if it does not fit. */
-static bool expand(const char *pattern, const char *name, char *out, size_t cap)
+/* Expands %p, %n, %% of pattern into out; any other escape is refused
+   (else two pools could silently share one file). 0, or -1 with why. */
+static int expand(const char *pattern, const char *name, char *out, size_t cap, char *why,
+                  size_t wcap)
 {
     size_t o = 0;
     char num[32];
@@ -168,7 +378,7 @@ static bool expand(const char *pattern, const char *name, char *out, size_t cap)
                 char c = *s;
                 bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-                if (o + 1 >= cap) return false;
+                if (o + 1 >= cap) goto too_long;
                 out[o++] = ok ? c : '_';
             }
             p++;
@@ -177,56 +387,84 @@ static bool expand(const char *pattern, const char *name, char *out, size_t cap)
             one[0] = '%';
             add = one;
             p++;
+        } else if (*p == '%') {
+            if (p[1])
+                snprintf(why, wcap, "unknown %%-escape '%%%c' (use %%p for the pid, %%n for the "
+                         "pool name, %%%% for %%)", p[1]);
+            else
+                snprintf(why, wcap, "a lone '%%' at the end (use %%%% for a literal %%)");
+            return -1;
         } else {
             one[0] = *p;
             add = one;
         }
         size_t l = strlen(add);
-        if (o + l >= cap) return false;
+        if (o + l >= cap) goto too_long;
         memcpy(out + o, add, l);
         o += l;
     }
     out[o] = '\0';
-    return true;
+    return 0;
+too_long:
+    snprintf(why, wcap, "expands to a path longer than %zu bytes", cap - 1);
+    return -1;
 }
 
-int rpi_report_from_env(rp_pool *pool, const char *reason)
+static int report_from_env(rp_pool *pool, const char *reason, bool at_exit)
 {
     const char *pattern = getenv("RINGPOOL_REPORT");
     if (!pattern || !*pattern) return 0;
-    char path[4096];
+    char path[4096], why[512];
     int saved = errno;
     int rc;
-    if (!expand(pattern, pool->name, path, sizeof path)) {
-        rc = RP_EIO;
-        fprintf(stderr, "ringpool: RINGPOOL_REPORT='%s' expands to a path longer than %zu bytes\n",
-                pattern, sizeof path - 1);
-    } else if ((rc = rpi_write_report(pool, path, env_flags(), reason)) != 0) {
-        fprintf(stderr, "ringpool: could not write the report of pool '%s' to '%s': %s\n",
-                pool->name, path, rp_strerror(rc));
+    if (expand(pattern, pool->name, path, sizeof path, why, sizeof why) != 0) {
+        rc = RP_EINVAL;
+        fprintf(stderr, "ringpool: RINGPOOL_REPORT='%s': %s\n", pattern, why);
+    } else if ((rc = write_report(pool, path, env_flags(), reason, at_exit, why, sizeof why)) != 0) {
+        fprintf(stderr, "ringpool: could not write the report of pool '%s' to '%s': %s%s%s\n",
+                pool->name, path, rp_strerror(rc), why[0] ? ": " : "", why);
     }
     errno = saved;
     return rc;
 }
 
-int rp_report_live_pools(void)
+int rpi_report_from_env(rp_pool *pool, const char *reason)
+{
+    return report_from_env(pool, reason, false);
+}
+
+static int report_live(bool at_exit)
 {
     const char *pattern = getenv("RINGPOOL_REPORT");
     if (!pattern || !*pattern) return 0;
     int n = 0;
-    rpi_live_lock();
+    if (at_exit) {
+        if (!rpi_live_lock_for_exit()) return 0;
+    } else {
+        rpi_live_lock();
+    }
     for (rp_pool *p = rpi_live_head; p; p = p->live_next)
-        if (rpi_report_from_env(p, "exit") == 0) n++;
+        if (report_from_env(p, "exit", at_exit) == 0) n++;
     rpi_live_unlock();
     return n;
 }
 
+int rp_report_live_pools(void)
+{
+    return report_live(false);
+}
+
 /* At process exit and at dlclose: report what is still alive, then release
    the checked-mode registry and the chunk cache, so an unloaded library
-   leaves nothing behind. */
+   leaves nothing behind. No lock is waited for without bound here: exit()
+   may be called from anywhere, and the library never calls user code with
+   a lock held, but another thread may hold one. */
 __attribute__((destructor)) static void rpi_at_unload(void)
 {
-    rp_report_live_pools();
-    rpi_registry_fini();
+    report_live(true);
+    if (rpi_registry_lock_for_exit()) {
+        rpi_registry_fini();
+        rpi_registry_unlock();
+    }
     rpi_chunk_cache_fini();
 }

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------ errors */
 const char *rp_strerror(int error)
@@ -87,6 +88,22 @@ void rpi_lock_slow(rpi_lock *l)
             __builtin_ia32_pause();
 #endif
         } else {
+            sched_yield();
+        }
+    }
+}
+
+bool rpi_lock_try_for(rpi_lock *l)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned spins = 0;; spins++) {
+        if (atomic_load_explicit(&l->held, memory_order_relaxed) == 0 &&
+            !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
+            return true;
+        if (spins % 64 == 63) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - t0.tv_sec >= 2) return false;
             sched_yield();
         }
     }

@@ -1,0 +1,332 @@
+/* test_checked_guard.c -- what checked mode must detect without reading
+   foreign memory or following a link it has not validated, and what it must
+   never report: a correct program mixing checked and unchecked pools. */
+#include <stdint.h>
+
+#include "testutil.h"
+
+/* ---------------------------------------- checked and unchecked together */
+
+/* Valid frees and resizes of unchecked blocks are never reported, even when
+   a checked block once lived at the same address (freed, or dropped by a
+   destroy); double frees of checked blocks are still detected. */
+static void test_mixed_pools_no_false_positive(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool *keeper = tu_pool_ex("keeper", RP_POOL_CHECKED);  /* a checked pool stays alive */
+    rp_pool *plain = tu_pool("plain");
+    int round, i;
+    void *c[64], *u[64];
+    tu_errors_reset();
+    for (round = 0; round < 6; round++) {
+        rp_pool *chk = tu_pool_ex("checked", RP_POOL_CHECKED);
+        for (i = 0; i < 64; i++) c[i] = rp_alloc(chk, (size_t)(16 + (i % 4) * 48), "c");
+        if (round % 2 == 0) {
+            for (i = 0; i < 64; i++) rp_free(c[i]);
+            /* still a double free */
+            rp_free(c[5]);
+            CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+            rp_pool_destroy(chk);
+        } else {
+            rp_pool_destroy(chk);   /* its blocks are dropped */
+        }
+        /* the unchecked pool takes memory of the same sizes now */
+        for (i = 0; i < 64; i++) u[i] = rp_alloc(plain, (size_t)(16 + (i % 4) * 48), "u");
+        for (i = 0; i < 64; i += 2) u[i] = rp_resize(plain, u[i], 40);
+        CHECK_INT(tu_err_count, 0);
+        for (i = 0; i < 64; i++) rp_free(u[i]);
+        CHECK_INT(tu_err_count, 0);
+        CHECK_COUNTS(plain, 0, 0);
+    }
+    /* a checked arena pool's chunks are not handed to an unchecked one
+       while its records remain */
+    {
+        rp_pool_options o;
+        rp_pool *chk, *un;
+        memset(&o, 0, sizeof o);
+        o.flags = RP_POOL_CHECKED | RP_POOL_ARENA;
+        chk = rp_pool_create_ex("checked-arena", &o);
+        for (i = 0; i < 64; i++) c[i] = rp_alloc(chk, 48, "c");
+        rp_pool_destroy(chk);
+        o.flags = RP_POOL_ARENA;
+        un = rp_pool_create_ex("plain-arena", &o);
+        for (i = 0; i < 64; i++) u[i] = rp_alloc(un, 48, "u");
+        for (i = 0; i < 64; i++) rp_free(u[i]);
+        CHECK_INT(tu_err_count, 0);
+        /* the stale checked pointers are still recognised */
+        rp_free(c[3]);
+        CHECK_ONE_ERROR(RP_EDESTROYED);
+        rp_pool_destroy(un);
+    }
+    rp_set_error_handler(prev);
+    tu_end_pool(plain);
+    tu_end_pool(keeper);
+}
+
+/* Use after destroy stays detected after the last checked pool is gone
+   (no other pool alive, and with an unchecked one alive). */
+static void test_stale_pointer_after_last_checked_pool(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    int with_plain;
+    for (with_plain = 0; with_plain < 2; with_plain++) {
+        rp_pool *plain = with_plain ? tu_pool("plain") : NULL;
+        rp_pool *chk = tu_pool_ex("last-checked", RP_POOL_CHECKED);
+        void *stale = rp_alloc(chk, 48, "stale");
+        void *big = rp_alloc(chk, 100000, "big");
+        void *freed = rp_alloc(chk, 24, "freed");
+        rp_free(freed);
+        tu_watched = plain;
+        rp_pool_destroy(chk);
+        tu_errors_reset();
+        CHECK_EQ(rp_block_size(stale), 0);
+        CHECK_ONE_ERROR(RP_EDESTROYED);
+        rp_free(stale);
+        CHECK_ONE_ERROR(RP_EDESTROYED);
+        rp_free(big);
+        CHECK_ONE_ERROR(RP_EDESTROYED);
+        CHECK(rp_resize_noexc(NULL, stale, 10) == NULL);
+        CHECK_ONE_ERROR(RP_EDESTROYED);
+        rp_free(freed);
+        CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+        if (plain) {
+            void *b = rp_alloc(plain, 48, "b");
+            rp_free(b);
+            CHECK_INT(tu_err_count, 0);
+            tu_end_pool(plain);
+        }
+    }
+    rp_set_error_handler(prev);
+}
+
+/* ------------------------------------------------- corrupt links */
+
+/* Underflow into the `next` link (bytes p[-24..-17]): the free is refused,
+   and check, walk and the block listing never follow the corrupt link. */
+static int count_visit(void *block, size_t size, const char *tag, void *arg)
+{
+    (void)block; (void)size; (void)tag;
+    ++*(int *)arg;
+    return 0;
+}
+
+static void test_corrupt_next_link_not_followed(void)
+{
+    rp_pool *pool = tu_pool_ex("next-link", RP_POOL_CHECKED);
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    unsigned char *a = rp_alloc(pool, 32, "a");
+    unsigned char *b = rp_alloc(pool, 32, "b");
+    unsigned char *c = rp_alloc(pool, 32, "c");
+    unsigned char saved[8];
+    static const unsigned char garbage[3][8] = {
+        {0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41},   /* unmapped */
+        {0x10, 0, 0, 0, 0, 0, 0, 0},                        /* NULL page */
+        {0, 0, 0, 0, 0, 0, 0, 0},                           /* NULL */
+    };
+    int g, visited;
+    char path[512];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/next-link-%d.json", tmp ? tmp : "/tmp", (int)getpid());
+    memcpy(saved, b - 24, 8);
+    for (g = 0; g < 3; g++) {
+        memcpy(b - 24, garbage[g], 8);
+        tu_errors_reset();
+        rp_free(b);
+        CHECK_ONE_ERROR(RP_ECORRUPT);
+        CHECK_INT(rp_pool_check(pool), RP_ECORRUPT);
+        CHECK(tu_err_count >= 1);
+        CHECK_INT(tu_err_code[0], RP_ECORRUPT);
+        tu_errors_reset();
+        visited = 0;
+        CHECK_INT(rp_pool_walk(pool, count_visit, &visited), RP_ECORRUPT);
+        CHECK(visited <= 2);
+        CHECK_ONE_ERROR(RP_ECORRUPT);
+        CHECK_INT(rp_pool_write_report_ex(pool, path, RP_REPORT_BLOCKS), 0);
+        CHECK_INT(tu_err_count, 0);
+        /* the rest of the pool still works */
+        {
+            void *d = rp_alloc(pool, 32, "d");
+            rp_free(d);
+        }
+        CHECK_INT(tu_err_count, 0);
+    }
+    memcpy(b - 24, saved, 8);
+    CHECK_INT(rp_pool_check(pool), 0);
+    visited = 0;
+    CHECK_INT(rp_pool_walk(pool, count_visit, &visited), 0);
+    CHECK_INT(visited, 3);
+    rp_free(a);
+    rp_free(b);
+    rp_free(c);
+    CHECK_INT(tu_err_count, 0);
+    unlink(path);
+    rp_set_error_handler(prev);
+    tu_end_pool(pool);
+}
+
+/* ---------------------------------------- what lies below the header */
+
+/* An underflow reaching the raw pointer kept below the header of an aligned
+   block (p[-40]), or the big-block record of an arena pool (p[-64..-33]),
+   is detected: the block is left alone, nothing is freed through it. */
+static void test_underflow_below_header_detected(void)
+{
+    rp_pool *pool = tu_pool_ex("below", RP_POOL_CHECKED);
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    unsigned char *al = rp_alloc_aligned(pool, 256, 100, "aligned");
+    unsigned char *big = rp_alloc(pool, 40000, "big");
+    unsigned char *big2 = rp_alloc(pool, 50000, "big2");
+    unsigned char *victims[3];
+    int v, off, detected = 0, tried = 0;
+    victims[0] = al;
+    victims[1] = big;
+    victims[2] = big2;
+    for (v = 0; v < 3; v++) {
+        /* malloc backing: only aligned blocks keep something below the
+           header (the raw pointer at p[-40]); arena backing: big and
+           aligned blocks keep a 32-byte record at p[-64..-33] */
+        int lo = tu_backing ? 64 : 40, hi = 33;
+        if (!tu_backing && v > 0) continue;
+        for (off = lo; off >= hi; off -= 8) {
+            unsigned char keep = victims[v][-off];
+            victims[v][-off] ^= 0x20;
+            tu_errors_reset();
+            rp_free(victims[v]);
+            tried++;
+            detected += tu_err_count == 1 && tu_err_code[0] == RP_ECORRUPT;
+            CHECK_INT(rp_pool_check(pool), RP_ECORRUPT);
+            tu_errors_reset();
+            victims[v][-off] = keep;
+        }
+    }
+    CHECK(tried > 0);
+    CHECK_INT(detected, tried);
+    CHECK_INT(rp_pool_check(pool), 0);
+    rp_free(al);
+    rp_free(big);
+    rp_free(big2);
+    CHECK_INT(tu_err_count, 0);
+    rp_set_error_handler(prev);
+    tu_end_pool(pool);
+}
+
+/* Flipping only the destructor flag (p[-1] ^= 0x10) is detected, in both
+   directions; the destructor still runs exactly once. */
+static int dtor_runs;
+static void count_dtor(void *b)
+{
+    (void)b;
+    dtor_runs++;
+}
+
+static void test_destructor_flag_flip_detected(void)
+{
+    rp_pool *pool = tu_pool_ex("dtor-flag", RP_POOL_CHECKED);
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    unsigned char *with = rp_alloc(pool, 40, "with");
+    unsigned char *without = rp_alloc(pool, 40, "without");
+    dtor_runs = 0;
+    CHECK_INT(rp_set_destructor(with, count_dtor), 0);
+    tu_errors_reset();
+    with[-1] ^= 0x10;
+    rp_free(with);
+    CHECK_ONE_ERROR(RP_ECORRUPT);
+    CHECK_INT(dtor_runs, 0);
+    CHECK_INT(rp_pool_check(pool), RP_ECORRUPT);
+    tu_errors_reset();
+    with[-1] ^= 0x10;
+    without[-1] ^= 0x10;
+    rp_free(without);
+    CHECK_ONE_ERROR(RP_ECORRUPT);
+    without[-1] ^= 0x10;
+    CHECK_INT(rp_pool_check(pool), 0);
+    /* set and removed through the API, the flag is no finding */
+    CHECK_INT(rp_set_destructor(without, count_dtor), 0);
+    CHECK_INT(rp_set_destructor(without, NULL), 0);
+    CHECK_INT(rp_pool_check(pool), 0);
+    rp_free(without);
+    rp_free(with);
+    CHECK_INT(dtor_runs, 1);
+    CHECK_INT(tu_err_count, 0);
+    /* and a destructor left for destroy runs once, on live memory */
+    with = rp_alloc(pool, 40, "with");
+    CHECK_INT(rp_set_destructor(with, count_dtor), 0);
+    rp_free(with);
+    CHECK_INT(dtor_runs, 2);
+    rp_set_error_handler(prev);
+    tu_end_pool(pool);
+}
+
+/* ------------------------------------------------------------- tags */
+
+/* A tag passed in a reused buffer: each record keeps its own copy of the
+   content it was created with, so a count never changes name; a checked
+   pool reports a content that changed under a pointer it has cached, and
+   counts the block under the current content. */
+static void test_tag_in_reused_buffer(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    int checked;
+    for (checked = 0; checked < 2; checked++) {
+        rp_pool *pool = tu_pool_ex("reused-tag", checked ? RP_POOL_CHECKED : 0);
+        static const char *names[3] = {"first", "second", "third"};
+        char buf[32];
+        void *b[3];
+        rp_tag_stat st[8];
+        size_t n, i, total = 0;
+        int k;
+        tu_errors_reset();
+        for (k = 0; k < 3; k++) {
+            snprintf(buf, sizeof buf, "%s", names[k]);
+            b[k] = rp_alloc(pool, 8, buf);
+            CHECK(b[k] != NULL);
+            if (checked && k > 0) {
+                CHECK_ONE_ERROR(RP_EINVAL);
+                CHECK(strstr(tu_err_msg[0], names[k - 1]) != NULL);
+                CHECK(strstr(tu_err_msg[0], names[k]) != NULL);
+                CHECK_STR(rp_block_tag(b[k]), names[k]);
+            }
+        }
+        CHECK_INT(tu_err_count, 0);
+        /* whatever was counted is counted under a name that was the
+           buffer's content at the time, and that name does not change */
+        snprintf(buf, sizeof buf, "clobbered");
+        n = rp_pool_stats(pool, st, 8);
+        for (i = 0; i < n; i++) {
+            CHECK(strcmp(st[i].tag, "first") == 0 || strcmp(st[i].tag, "second") == 0 ||
+                  strcmp(st[i].tag, "third") == 0);
+            if (checked) CHECK_EQ(st[i].blocks, 1);
+            total += st[i].blocks;
+        }
+        CHECK_EQ(total, 3);
+        CHECK_EQ(n, checked ? 3 : 1);
+        CHECK_STR(rp_block_tag(b[0]), "first");
+        /* with distinct strings, or interned ones, every count is exact */
+        {
+            const char *t2 = rp_pool_intern_tag(pool, "second");
+            void *x = rp_alloc(pool, 8, t2);
+            void *y = rp_alloc(pool, 8, "third");
+            CHECK_STR(rp_block_tag(x), "second");
+            CHECK_STR(rp_block_tag(y), "third");
+            rp_free(x);
+            rp_free(y);
+        }
+        for (k = 0; k < 3; k++) rp_free(b[k]);
+        CHECK_INT(tu_err_count, 0);
+        tu_end_pool(pool);
+    }
+    rp_set_error_handler(prev);
+}
+
+int main(int argc, char **argv)
+{
+    static const tu_case cases[] = {
+        {"mixed_pools_no_false_positive", test_mixed_pools_no_false_positive},
+        {"stale_pointer_after_last_checked_pool", test_stale_pointer_after_last_checked_pool},
+        {"corrupt_next_link_not_followed", test_corrupt_next_link_not_followed},
+        {"underflow_below_header_detected", test_underflow_below_header_detected},
+        {"destructor_flag_flip_detected", test_destructor_flag_flip_detected},
+        {"tag_in_reused_buffer", test_tag_in_reused_buffer},
+    };
+    return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
+}
