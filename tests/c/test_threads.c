@@ -241,9 +241,78 @@ static void test_children_threads(void)
     tu_end_pool(parent);
 }
 
+/* Walks while other threads allocate and free: the visitor runs without
+   the pool's lock, so it may itself allocate from and free to the pool, and
+   every walk sees a consistent ring (each block once, no block twice). */
+typedef struct walk_arg { rp_pool *pool; int visits; int bad; } walk_arg;
+
+static int walk_visit(void *block, size_t size, const char *tag, void *arg)
+{
+    walk_arg *a = arg;
+    void *extra = rp_alloc(a->pool, 16, "walker");   /* into the walked pool */
+    a->visits++;
+    /* other threads may free the block meanwhile: only what was passed is read */
+    (void)block;
+    if (tag == NULL || (strncmp(tag, "traffic-", 8) != 0 && strcmp(tag, "walker") != 0) ||
+        size > 8 + SLOTS)
+        a->bad++;
+    rp_free(extra);
+    return 0;
+}
+
+static atomic_int walking_done;
+
+static void *traffic(void *arg)
+{
+    worker *w = arg;
+    while (!atomic_load(&walking_done)) {
+        int i;
+        for (i = 0; i < SLOTS; i++) {
+            rp_free(w->slot[i]);
+            w->slot[i] = rp_alloc(w->pool, (size_t)(8 + i), w->tag);
+        }
+    }
+    return NULL;
+}
+
+static void run_walk_during_traffic(unsigned flags)
+{
+    rp_pool *pool = tu_pool_ex("walked", flags);
+    pthread_t th[NTHREADS - 1];
+    worker w[NTHREADS - 1];
+    walk_arg a;
+    int t, i, walks = tu_quick() ? 20 : 200;
+    memset(w, 0, sizeof w);
+    for (t = 0; t < NTHREADS - 1; t++) {
+        w[t].pool = pool;
+        snprintf(w[t].tag, sizeof w[t].tag, "traffic-%d", t);
+        for (i = 0; i < SLOTS; i++) w[t].slot[i] = rp_alloc(pool, 8, w[t].tag);
+    }
+    atomic_store(&walking_done, 0);
+    for (t = 0; t < NTHREADS - 1; t++) CHECK(pthread_create(&th[t], NULL, traffic, &w[t]) == 0);
+    memset(&a, 0, sizeof a);
+    a.pool = pool;
+    for (i = 0; i < walks; i++) CHECK_INT(rp_pool_walk(pool, walk_visit, &a), 0);
+    atomic_store(&walking_done, 1);
+    for (t = 0; t < NTHREADS - 1; t++) pthread_join(th[t], NULL);
+    CHECK_INT(a.bad, 0);
+    CHECK(a.visits > 0);
+    CHECK_INT(rp_pool_check(pool), 0);
+    CHECK_COUNTS(pool, (size_t)((NTHREADS - 1) * SLOTS),
+                 (size_t)((NTHREADS - 1) * (SLOTS * 8 + SLOTS * (SLOTS - 1) / 2)));
+    for (t = 0; t < NTHREADS - 1; t++)
+        for (i = 0; i < SLOTS; i++) rp_free(w[t].slot[i]);
+    tu_end_pool(pool);
+}
+
+static void test_walk_during_traffic(void) { run_walk_during_traffic(0); }
+static void test_walk_during_traffic_checked(void) { run_walk_during_traffic(RP_POOL_CHECKED); }
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
+        {"walk_during_traffic", test_walk_during_traffic},
+        {"walk_during_traffic_checked", test_walk_during_traffic_checked},
         {"hammer", test_hammer},
         {"hammer_checked", test_hammer_checked},
         {"unsync", test_unsync},
