@@ -248,7 +248,7 @@ static bool intact(entry *e, rpi_hdr *h, char *why, size_t cap)
 {
     rp_pool *pool = e->pool;
     const char *what = NULL;
-    if (h->origin != e->origin || h->word != e->word) {
+    if (h->origin != e->origin || ((h->word ^ e->word) & ~RPI_WORD_FREE_BITS) != 0) {
         what = "header";
     } else if (!neighbour_ok(pool, h->prev) || !neighbour_ok(pool, h->next) ||
                h->prev->next != h || h->next->prev != h) {

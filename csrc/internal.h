@@ -69,6 +69,9 @@ _Static_assert(sizeof(rpi_hdr) % _Alignof(max_align_t) == 0,
 #define RPI_F_DTOR      (UINT64_C(1) << 60)
 #define RPI_F_CHECKED   (UINT64_C(1) << 59)
 #define RPI_F_SAMPLED   (UINT64_C(1) << 51)  /* tracked by the sampler (memprof.c) */
+/* Bits 48..51 belong to other subsystems (the sampler) that may set them
+   after an allocation: checked mode does not compare them. */
+#define RPI_WORD_FREE_BITS (UINT64_C(15) << 48)
 #define RPI_ALIGN_SHIFT 52   /* aligned and big blocks: log2 of the alignment */
 #define RPI_ALIGN_MASK  (UINT64_C(63) << RPI_ALIGN_SHIFT)
 #define RPI_CLASS_SHIFT 52   /* arena blocks: size class (the same bits) */
@@ -287,6 +290,12 @@ static inline void rpi_counters_sub(rpi_tag *t, size_t size)
     t->pool->bytes -= size;
 }
 RPI_HIDDEN size_t rpi_pool_totals(rp_pool *pool, uint64_t *allocs); /* lock held; blocks */
+/* Bytes held from the system for the pool (lock held): rp_pool_info's
+   reserved_bytes and the report's, one definition. */
+RPI_HIDDEN size_t rpi_pool_reserved(rp_pool *pool);
+/* Tag records never used by a successful allocation (interned only, or
+   looked up by a call that then failed) are not listed anywhere. */
+static inline bool rpi_tag_listed(const rpi_tag *t) { return t->allocs != 0; }
 
 static inline void rpi_ring_insert(rp_pool *pool, rpi_hdr *h)
 {

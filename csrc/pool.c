@@ -111,6 +111,14 @@ size_t rpi_pool_totals(rp_pool *pool, uint64_t *allocs)
     return blocks;
 }
 
+size_t rpi_pool_reserved(rp_pool *pool)
+{
+    if (pool->arena) return pool->reserved;
+    /* malloc backing: headers and payloads of live blocks, alignment slack,
+       and the freed blocks kept on the recycle lists */
+    return pool->bytes + rpi_pool_totals(pool, NULL) * RPI_HDR + pool->reserved + pool->recycled;
+}
+
 static void tag_cache_clear(rp_pool *pool)
 {
     for (size_t i = 0; i < RPI_TAG_CACHE; i++) {
@@ -1158,7 +1166,8 @@ size_t rp_pool_stats(rp_pool *pool, rp_tag_stat *out, size_t cap)
     if (!pool) return 0;
     rpi_pool_lock(pool);
     size_t i = 0;
-    for (rpi_tag *t = pool->tag_first; t; t = t->lnext, i++) {
+    for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
+        if (!rpi_tag_listed(t)) continue;
         if (i < cap && out) {
             out[i].tag = t->name;
             out[i].blocks = t->blocks;
@@ -1166,6 +1175,7 @@ size_t rp_pool_stats(rp_pool *pool, rp_tag_stat *out, size_t cap)
             out[i].peak_bytes = t->peak;
             out[i].allocs = t->allocs;
         }
+        i++;
     }
     rpi_pool_unlock(pool);
     return i;
@@ -1190,11 +1200,10 @@ int rp_pool_get_info(rp_pool *pool, rp_pool_info *info)
     info->blocks = rpi_pool_totals(pool, &info->allocs);
     info->bytes = pool->bytes;
     info->peak_bytes = pool->peak;
-    info->tags = pool->ntags;
+    info->tags = 0;
+    for (rpi_tag *t = pool->tag_first; t; t = t->lnext) info->tags += rpi_tag_listed(t);
     info->children = pool->nchildren;
-    info->reserved_bytes = pool->arena ? pool->reserved
-                                       : pool->bytes + info->blocks * RPI_HDR + pool->reserved +
-                                             pool->recycled;
+    info->reserved_bytes = rpi_pool_reserved(pool);
     info->chunks = pool->arena ? pool->arena->nchunks : 0;
     rpi_pool_unlock(pool);
     return 0;

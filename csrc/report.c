@@ -100,15 +100,18 @@ static void put_pool(FILE *f, rp_pool *pool, unsigned flags, const char *reason,
     fprintf(f, "  \"totals\": {\"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, "
                "\"allocs\": %llu, \"reserved_bytes\": %zu},\n",
             blocks, pool->bytes, pool->peak, (unsigned long long)allocs,
-            pool->arena ? pool->reserved : pool->bytes + blocks * RPI_HDR + pool->reserved);
+            rpi_pool_reserved(pool));
     fputs("  \"tags\": [", f);
+    bool any = false;
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
-        fputs(t == pool->tag_first ? "\n    {\"tag\": " : ",\n    {\"tag\": ", f);
+        if (!rpi_tag_listed(t)) continue;
+        fputs(!any ? "\n    {\"tag\": " : ",\n    {\"tag\": ", f);
+        any = true;
         put_str(f, t->name);
         fprintf(f, ", \"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, \"allocs\": %llu}",
                 t->blocks, t->bytes, t->peak, (unsigned long long)t->allocs);
     }
-    fputs(pool->tag_first ? "\n  ]" : "]", f);
+    fputs(any ? "\n  ]" : "]", f);
     if (flags & RP_REPORT_BLOCKS) {
         fputs(",\n  \"blocks\": [", f);
         bool first = true;

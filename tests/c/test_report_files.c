@@ -357,6 +357,32 @@ static void test_report_strings_match_python_decoder(void)
     tu_end_pool(p);
 }
 
+/* The report's reserved_bytes is rp_pool_info's: one definition (the
+   malloc backing's recycled blocks included). */
+static void test_report_reserved_bytes_match_info(void)
+{
+    rp_pool *p = tu_pool("reserved");
+    char path[600], buf[16384], want[64];
+    void *b[50];
+    rp_pool_info info;
+    int i;
+    fresh_dir("reserved");
+    snprintf(path, sizeof path, "%s/r.json", dir);
+    for (i = 0; i < 50; i++) b[i] = rp_alloc(p, 100, "x");
+    for (i = 0; i < 40; i++) rp_free(b[i]);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK_INT(rp_pool_get_info(p, &info), 0);
+    CHECK_INT(rp_pool_write_report(p, path), 0);
+    slurp(path, buf, sizeof buf);
+    snprintf(want, sizeof want, "\"reserved_bytes\": %zu}", info.reserved_bytes);
+    if (strstr(buf, want) == NULL)
+        tu_fail(__FILE__, __LINE__, "%s not in the report:\n%s", want, buf);
+    for (i = 40; i < 50; i++) rp_free(b[i]);
+    drop_dir();
+    tu_end_pool(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -368,6 +394,7 @@ int main(int argc, char **argv)
         {"unknown_escape_refused", test_unknown_escape_refused},
         {"report_strings_exact_utf8", test_report_strings_exact_utf8},
         {"report_strings_match_python_decoder", test_report_strings_match_python_decoder},
+        {"report_reserved_bytes_match_info", test_report_reserved_bytes_match_info},
     };
     static const tu_child children[] = {
         {"to-stderr", child_report_to_stderr},

@@ -139,6 +139,55 @@ static void test_second_move_keeps_destructor(void)
     }
 }
 
+/* ------------------------------------------ failed calls change nothing */
+
+/* A _noexc call that fails (out of memory) leaves no trace in the
+   statistics: no new tag, in rp_pool_stats, rp_pool_info or the report;
+   nor does a tag that was only interned. */
+static void test_failed_noexc_adds_no_tag(void)
+{
+    rp_pool *pool = tu_pool("no-new-tag");
+    rp_tag_stat st[8];
+    rp_pool_info info;
+    const char *tmp = getenv("TMPDIR");
+    char path[512], buf[8192];
+    FILE *f;
+    size_t n;
+    int k;
+    void *keep = rp_alloc(pool, 10, "kept");
+    snprintf(path, sizeof path, "%s/no-new-tag-%d.json", tmp ? tmp : "/tmp", (int)getpid());
+    (void)rp_pool_intern_tag(pool, "only-interned");
+    for (k = 1; k <= 4; k++) {
+        void *r;
+        rp_debug_fail_after(k, 1);
+        r = rp_alloc_noexc(pool, 5000, "never-allocated");
+        rp_debug_fail_after(0, 0);
+        if (r != NULL) { rp_free(r); break; }
+    }
+    CHECK(k > 1);
+    n = rp_pool_stats(pool, st, 8);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK_INT(rp_pool_get_info(pool, &info), 0);
+    CHECK_STR(st[0].tag, "kept");
+    if (k <= 4) {   /* the last try succeeded: that tag is real now */
+        CHECK_EQ(n, 2);
+        CHECK_STR(st[1].tag, "never-allocated");
+    } else {
+        CHECK_EQ(n, 1);
+    }
+    CHECK_EQ(info.tags, n);
+    CHECK_INT(rp_pool_write_report(pool, path), 0);
+    f = fopen(path, "r");
+    CHECK(f != NULL);
+    buf[fread(buf, 1, sizeof buf - 1, f)] = '\0';
+    fclose(f);
+    unlink(path);
+    CHECK(strstr(buf, "only-interned") == NULL);
+    rp_free(keep);
+    tu_end_pool(pool);
+}
+
 /* ------------------------------------------------ exit from user code */
 
 static void exit_handler(int error, const char *message, const void *block)
@@ -246,6 +295,7 @@ int main(int argc, char **argv)
         {"resize_keeps_destructor_under_oom", test_resize_keeps_destructor_under_oom},
         {"second_move_keeps_destructor", test_second_move_keeps_destructor},
         {"exit_from_user_code_does_not_hang", test_exit_from_user_code_does_not_hang},
+        {"failed_noexc_adds_no_tag", test_failed_noexc_adds_no_tag},
     };
     static const tu_child children[] = {
         {"exit-check", child_exit_from_check_handler},

@@ -265,13 +265,13 @@ static atomic_int walking_done;
 static void *traffic(void *arg)
 {
     worker *w = arg;
-    while (!atomic_load(&walking_done)) {
+    do {   /* at least one full round: every slot ends at 8 + i bytes */
         int i;
         for (i = 0; i < SLOTS; i++) {
             rp_free(w->slot[i]);
             w->slot[i] = rp_alloc(w->pool, (size_t)(8 + i), w->tag);
         }
-    }
+    } while (!atomic_load(&walking_done));
     return NULL;
 }
 
