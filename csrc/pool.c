@@ -343,9 +343,10 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
     } else if (pool->arena) {
         rpi_arena_release(pool, keep_chunks);
     } else {
+        /* no walk is in progress (destroy and reset refuse then): no marks */
         for (rpi_hdr *h = pool->ring.next, *n; h != &pool->ring; h = n) {
             n = h->next;
-            if (!rpi_is_mark(pool, h)) rpi_sys_free(raw_of(h));
+            rpi_sys_free(raw_of(h));
         }
     }
     if (!pool->arena) pool->reserved = 0;

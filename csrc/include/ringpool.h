@@ -23,8 +23,10 @@
  *   - calls returning int return 0 on success and a negative rp_error code;
  *   - misuse (bad alignment, double free, foreign or corrupt blocks) goes to
  *     the error handler (rp_set_error_handler), never to the OOM handler.
- *   - tags are not copied: pass literals (the RP_* macros do) or strings that
- *     live as long as the pool; rp_pool_intern_tag() makes a pool-owned copy.
+ *   - a tag's content is copied once, and its pointer cached: pass literals
+ *     (the RP_* macros do), strings that neither change nor die while the
+ *     pool may see them, or rp_pool_intern_tag()'s pool-owned copy; checked
+ *     pools report a tag buffer whose content changed (RP_EINVAL).
  */
 #ifndef RINGPOOL_H
 #define RINGPOOL_H
@@ -101,12 +103,14 @@ enum {
 
 typedef struct rp_pool_options {
     unsigned flags;            /* RP_POOL_* */
-    size_t   chunk_size;       /* arena: bytes per chunk; 0 = 1 MiB */
+    size_t   chunk_size;       /* arena: bytes per chunk; 0 = 1 MiB; above
+                                  RP_MAX_SIZE & ~15: RP_EINVAL at creation */
     size_t   keep_bytes;       /* arena: chunk bytes kept by rp_pool_reset; 0 = 4 MiB,
                                   SIZE_MAX = keep all */
 } rp_pool_options;
 
-/* A new empty pool named name (copied; NULL = "(unnamed)"). NULL only on OOM. */
+/* A new empty pool named name (copied; NULL = "(unnamed)"). NULL on OOM, or
+   after an RP_EINVAL report for options that cannot work. */
 RP_API rp_pool *rp_pool_create(const char *name);
 RP_API rp_pool *rp_pool_create_ex(const char *name, const rp_pool_options *opts);
 /* A pool destroyed or reset together with parent (children go first). */
@@ -236,21 +240,24 @@ typedef struct rp_pool_info {
 } rp_pool_info;
 RP_API int rp_pool_get_info(rp_pool *pool, rp_pool_info *info);
 
-/* Visits every outstanding block; stops at the first non-zero return and
-   returns it (0 after a full walk). The visitor must not call into the same
-   pool (on thread-safe pools the lock is held: it would deadlock or return
-   RP_EBUSY). */
+/* Visits every outstanding block once; stops at the first non-zero return
+   and returns it (0 after a full walk). The visitor runs without the pool's
+   lock: it may allocate from and free to the pool (not destroy or reset it:
+   RP_EBUSY), and may exit(). Checked pools: RP_ECORRUPT at a corrupt link. */
 typedef int (*rp_visit_fn)(void *block, size_t size, const char *tag, void *arg);
 RP_API int rp_pool_walk(rp_pool *pool, rp_visit_fn visit, void *arg);
 
 /* JSON report (docs/report-format.md) to path ("-" = stdout). Blocks are
-   listed when $RINGPOOL_REPORT_BLOCKS=1. 0 or RP_EIO/RP_ENOMEM. */
+   listed when $RINGPOOL_REPORT_BLOCKS=1. 0 or RP_EIO/RP_ENOMEM. Devices and
+   FIFOs (/dev/stderr too) are written straight in; a regular file is
+   replaced atomically; a symbolic link to anything else is refused. */
 RP_API int rp_pool_write_report(rp_pool *pool, const char *path);
 /* Same, with "children" nested and blocks listed or not, explicitly. */
 enum { RP_REPORT_BLOCKS = 1u << 0, RP_REPORT_CHILDREN = 1u << 1 };
 RP_API int rp_pool_write_report_ex(rp_pool *pool, const char *path, unsigned report_flags);
 /* Walks the ring and compares it with the counters; 0 when consistent, else
-   RP_ECORRUPT (each finding also goes to the error handler). */
+   RP_ECORRUPT (each finding also goes to the error handler, called after the
+   locks are released). Checked pools: never follows an unvalidated link. */
 RP_API int rp_pool_check(rp_pool *pool);
 /* A pool-owned copy of s (one per distinct content); NULL on OOM. */
 RP_API const char *rp_pool_intern_tag(rp_pool *pool, const char *s);
