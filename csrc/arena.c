@@ -200,15 +200,36 @@ void rpi_arena_unlink_big(rp_pool *pool, rpi_hdr *h)
     pool->reserved -= (size_t)(uintptr_t)b->pad;
 }
 
+/* Checked pools keep every chunk: retired records keep their addresses,
+   reused only by this pool (reset) or held by the registry (destroy); their
+   big blocks stay with their records. */
+__attribute__((noinline)) static void checked_release(rp_pool *pool, rpi_arena *a)
+{
+    for (rpi_big *b = a->bigs.next; b != &a->bigs; b = b->next)
+        pool->reserved -= (size_t)(uintptr_t)b->pad;
+    a->bigs.prev = a->bigs.next = &a->bigs;
+    if (a->chunks) {
+        rpi_chunk *t = a->chunks;
+        while (t->next) t = t->next;
+        t->next = a->spare;
+        a->spare = a->chunks;
+    }
+    a->chunks = NULL;
+    a->cur = a->end = NULL;
+    memset(a->free, 0, sizeof a->free);
+}
+
 void rpi_arena_release(rp_pool *pool, bool keep)
 {
     rpi_arena *a = pool->arena;
-    /* a checked pool's big blocks stay with their registry records */
-    const bool checked = pool->flags & RP_POOL_CHECKED;
+    if (pool->flags & RP_POOL_CHECKED) {
+        checked_release(pool, a);
+        return;
+    }
     for (rpi_big *b = a->bigs.next, *n; b != &a->bigs; b = n) {
         n = b->next;
         pool->reserved -= (size_t)(uintptr_t)b->pad;
-        if (!checked) rpi_sys_free(b->raw);
+        rpi_sys_free(b->raw);
     }
     a->bigs.prev = a->bigs.next = &a->bigs;
     /* every chunk, in use or spare, is either kept (up to keep_bytes) or freed */
@@ -222,10 +243,7 @@ void rpi_arena_release(rp_pool *pool, bool keep)
     size_t kept_bytes = 0;
     for (rpi_chunk *c = all, *n; c; c = n) {
         n = c->next;
-        /* Checked pools keep every chunk: retired records keep their
-           addresses, reused only by this pool (reset) or held by the
-           registry (destroy). */
-        if (checked || (keep && (a->keep_bytes == SIZE_MAX || kept_bytes + c->size <= a->keep_bytes))) {
+        if (keep && (a->keep_bytes == SIZE_MAX || kept_bytes + c->size <= a->keep_bytes)) {
             kept_bytes += c->size;
             c->next = kept;
             kept = c;

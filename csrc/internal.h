@@ -195,6 +195,7 @@ static inline size_t rpi_big_total(size_t align, size_t size)  /* align >= 16 */
 #define RPI_RECYCLE_CLASSES (RPI_RECYCLE_MAX / 16 + 1)
 #define RPI_RECYCLE_BYTES   ((size_t)64 << 10)
 #define RPI_POOL_RECYCLE    (1u << 16)   /* internal flag: recycling is on */
+#define RPI_POOL_UNLISTED   (1u << 17)   /* internal flag: may hold unlisted tag records */
 static inline size_t rpi_malloc_size(size_t size)
 {
     return RPI_HDR + (size <= RPI_RECYCLE_MAX ? (size + 15) & ~(size_t)15 : size);

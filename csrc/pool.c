@@ -95,6 +95,7 @@ const char *rp_pool_intern_tag(rp_pool *pool, const char *s)
     }
     rpi_pool_lock(pool);
     rpi_tag *t = tag_find_or_add(pool, s, true);
+    if (t && !t->allocs) pool->flags |= RPI_POOL_UNLISTED;
     rpi_pool_unlock(pool);
     return t ? t->name : NULL;
 }
@@ -265,7 +266,7 @@ rp_pool *rp_pool_create_child(rp_pool *parent, const char *name)
 {
     if (!check_parent(parent, "rp_pool_create_child")) return NULL;
     /* the child inherits the parent's options: thread rule, checks, backing */
-    rp_pool_options o = {.flags = parent->flags & ~RPI_POOL_RECYCLE};
+    rp_pool_options o = {.flags = parent->flags & ~(RPI_POOL_RECYCLE | RPI_POOL_UNLISTED)};
     if (parent->arena) {
         o.chunk_size = parent->arena->chunk_size;
         o.keep_bytes = parent->arena->keep_bytes;
@@ -343,10 +344,11 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
     } else if (pool->arena) {
         rpi_arena_release(pool, keep_chunks);
     } else {
-        /* no walk is in progress (destroy and reset refuse then): no marks */
+        /* no walk is in progress (destroy and reset refuse then): no marks;
+           malloc backing: no big blocks */
         for (rpi_hdr *h = pool->ring.next, *n; h != &pool->ring; h = n) {
             n = h->next;
-            rpi_sys_free(raw_of(h));
+            rpi_sys_free(h->word & RPI_F_ALIGNED ? ((void **)h)[-1] : (void *)h);
         }
     }
     if (!pool->arena) pool->reserved = 0;
@@ -522,6 +524,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     }
     rpi_hdr *h = NULL;
     if (!t || (checked && rpi_registry_reserve() != 0) || !(h = raw_new(pool, align, size))) {
+        if (t && !t->allocs) pool->flags |= RPI_POOL_UNLISTED;
         unlock_both(pool, checked);
         if (changed[0]) rpi_report_error(RP_EINVAL, NULL, "rp_alloc: %s", changed);
         return NULL;
@@ -1167,16 +1170,31 @@ size_t rp_pool_stats(rp_pool *pool, rp_tag_stat *out, size_t cap)
     if (!pool) return 0;
     rpi_pool_lock(pool);
     size_t i = 0;
-    for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
-        if (!rpi_tag_listed(t)) continue;
-        if (i < cap && out) {
-            out[i].tag = t->name;
-            out[i].blocks = t->blocks;
-            out[i].bytes = t->bytes;
-            out[i].peak_bytes = t->peak;
-            out[i].allocs = t->allocs;
+    if (RPI_UNLIKELY(pool->flags & RPI_POOL_UNLISTED)) {
+        /* interned or failed-call records (allocs 0) are left out */
+        size_t unlisted = 0;
+        for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
+            if (!rpi_tag_listed(t)) { unlisted++; continue; }
+            if (i < cap && out) {
+                out[i].tag = t->name;
+                out[i].blocks = t->blocks;
+                out[i].bytes = t->bytes;
+                out[i].peak_bytes = t->peak;
+                out[i].allocs = t->allocs;
+            }
+            i++;
         }
-        i++;
+        if (!unlisted) pool->flags &= ~RPI_POOL_UNLISTED;
+    } else {
+        for (rpi_tag *t = pool->tag_first; t; t = t->lnext, i++) {
+            if (i < cap && out) {
+                out[i].tag = t->name;
+                out[i].blocks = t->blocks;
+                out[i].bytes = t->bytes;
+                out[i].peak_bytes = t->peak;
+                out[i].allocs = t->allocs;
+            }
+        }
     }
     rpi_pool_unlock(pool);
     return i;

@@ -98,43 +98,53 @@ def test_threads_destroying_while_others_free(backing: str) -> None:
 
 
 GIL_PROBE = r"""
-import threading, time
+import os, select, tempfile, threading, time
 from allocator import _lowlevel as ll
 
-pool = ll.pool_create(b"gil", 0, 0, 0)          # thread-safe: one lock per call
+pool = ll.pool_create(b"gil", 0, 0, 0)
 tag = ll.intern_tag(pool, b"t")
-ll.alloc(pool, 8, tag)
-in_walk = threading.Event()
-order = []
+for _ in range(4000):
+    ll.alloc(pool, 8, tag)
+fifo = os.path.join(tempfile.mkdtemp(), "report")
+os.mkfifo(fifo)
+rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+result = []
 
-class Visitor:
-    def append(self, record):
-        # Called by the walk visitor inside rp_pool_walk, with the pool's C lock held.
-        in_walk.set()
-        time.sleep(0.3)      # Python code while the other thread waits in C
-        order.append("walk done")
+def writer():
+    # a report of 4000 blocks is larger than the pipe: the C call blocks in
+    # write() until this process's main thread drains the FIFO
+    result.append(int(ll.lib.rpy_pool_write_report(pool, fifo.encode(), ll.lib.RP_REPORT_BLOCKS)))
 
-def other():
-    in_walk.wait()
-    ll.alloc(pool, 8, tag)   # blocks in C on the pool lock until the walk ends
-    order.append("alloc returned")
-
-t = threading.Thread(target=other)
+t = threading.Thread(target=writer)
 t.start()
-visitor = Visitor()
-assert ll.lib.rpy_pool_walk(pool, ll.ffi.new_handle(visitor)) == 0
+chunks = []
+while True:
+    select.select([rfd], [], [], 0.05)
+    try:
+        data = os.read(rfd, 65536)
+    except BlockingIOError:
+        data = None
+    if data:
+        chunks.append(data)
+    elif not t.is_alive():
+        break
+    else:
+        time.sleep(0.005)
 t.join()
+os.close(rfd)
+report = b"".join(chunks)
 ll.pool_destroy(pool)
-print(",".join(order))
+print(result[0], len(report) > 65536, report.count(b'"address"'))
 """
 
 
 def test_c_calls_release_the_gil() -> None:
-    """One thread blocks inside a C call (rp_alloc waiting for the pool lock)
-    while the thread holding that lock runs Python code in a walk visitor.
-    If cffi kept the GIL during the C call, the visitor could never run again:
-    the process would deadlock (hence the subprocess and its timeout)."""
+    """One thread blocks inside a C call (writing a report into a full FIFO)
+    while the main thread runs Python code that drains the FIFO. If cffi kept
+    the GIL during the C call, the reader could never run: the process would
+    deadlock (hence the subprocess and its timeout). (Walk visitors no longer
+    run under the pool lock, so they cannot serve as the blocking call.)"""
     out = subprocess.run([sys.executable, "-c", GIL_PROBE], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "walk done,alloc returned"
+    assert out.stdout.strip() == "0 True 4000"
