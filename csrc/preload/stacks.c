@@ -80,6 +80,16 @@ void rpp_stacks_init(void)
             depth = 1;
         }
     }
+    /* the cached walker unless RINGPOOL_PRELOAD_UNWINDER=libunwind */
+    const char *u = getenv("RINGPOOL_PRELOAD_UNWINDER");
+    if (u && *u) {
+        if (strcmp(u, "libunwind") == 0)
+            rpi_stack_use_fast_unwinder(0);
+        else if (strcmp(u, "cached") == 0)
+            rpi_stack_use_fast_unwinder(1);
+        else
+            rpp_say("RINGPOOL_PRELOAD_UNWINDER=", u, ": expected cached or libunwind; using cached");
+    }
     rpp_stack_depth = depth;
 }
 

@@ -47,8 +47,17 @@ static unsigned char *chunk;            /* under the lock */
 static size_t chunk_left;
 static atomic_int lock_held;
 static int ready;
+static int fast_unwinder = 1;
 
 static __thread int tls_in_stack __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t tls_frames[1 + RPI_STACK_MAX_DEPTH + SKIP_WINDOW]
+    __attribute__((tls_model("initial-exec")));
+/* What this thread's last walk by unwind.c gave (id 0: nothing to reuse). */
+static __thread struct {
+    uint32_t id;
+    int depth;
+    uintptr_t from;
+} tls_last __attribute__((tls_model("initial-exec")));
 
 static void *map_zeroed(size_t bytes)
 {
@@ -103,6 +112,8 @@ int rpi_stack_init(void)
     table *t = table_new(TABLE_INITIAL);
     if (!records || !t)
         return -1;
+    if (rpi_unwind_init() != 0)
+        fast_unwinder = 0;
     atomic_store_explicit(&current, t, memory_order_release);
     ready = 1;
     return 0;
@@ -225,10 +236,23 @@ uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t 
     int saved = errno;
     if (depth > RPI_STACK_MAX_DEPTH)
         depth = RPI_STACK_MAX_DEPTH;
-    /* one spare slot before the frames, for `from` in the fallback below */
-    uintptr_t space[1 + RPI_STACK_MAX_DEPTH + SKIP_WINDOW];
-    uintptr_t *buf = space + 1;
-    int got = unw_backtrace((void **)buf, depth + SKIP_WINDOW);
+    /* one spare slot before the frames, for `from` in the fallback below;
+       per-thread, not on the C stack, which may be a small signal stack */
+    uintptr_t *buf = tls_frames + 1;
+    /* The previous capture of this thread, when the walker can tell that
+       the stack is unchanged: same frames, same `from` and depth, same id. */
+    int same = 0;
+    int reuse = tls_last.id && tls_last.from == from && tls_last.depth == depth;
+    int got = fast_unwinder ? rpi_unwind_fast(buf, depth + SKIP_WINDOW, reuse ? &same : NULL) : -1;
+    if (same) {
+        errno = saved;
+        tls_in_stack = 0;
+        return tls_last.id;
+    }
+    tls_last.id = 0;
+    int fast = got >= 0;
+    if (got < 0)
+        got = unw_backtrace((void **)buf, depth + SKIP_WINDOW);
     int start = -1;
     for (int i = 0; i < got && i < SKIP_WINDOW; i++)
         if (buf[i] == from) {
@@ -254,9 +278,19 @@ uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t 
     if (n > (size_t)depth)
         n = (size_t)depth;
     uint32_t id = intern(f, n);
+    if (fast) {
+        tls_last.id = id;
+        tls_last.from = from;
+        tls_last.depth = depth;
+    }
     errno = saved;
     tls_in_stack = 0;
     return id;
+}
+
+void rpi_stack_use_fast_unwinder(int on)
+{
+    fast_unwinder = on;
 }
 
 size_t rpi_stack_get(uint32_t id, const uintptr_t **frames)

@@ -2,10 +2,11 @@
  * stack.h -- whole call stacks: capture and a table of distinct stacks.
  *
  * Used by the malloc interposer (and meant for pools that record stacks, the
- * sampler and the Python hooks). Capture uses libunwind's unw_backtrace, which
- * reads the unwind tables (.eh_frame), so it works on binaries built without
- * frame pointers, and caches the frame layout per return address, so a warm
- * capture costs about 100 instructions per frame.
+ * sampler and the Python hooks). Capture reads the unwind tables (.eh_frame),
+ * so it works on binaries built without frame pointers: unwind.c keeps the
+ * frame rule of each return address in a cache (a warm walk costs a few
+ * instructions per frame) and hands the frames it cannot follow (signal
+ * frames, DWARF-expression CFAs) to libunwind's unw_backtrace.
  *
  * The table stores each distinct stack once and names it by an id (1, 2, ...;
  * 0 means "none"). Ids never change and records never move, so a reader (the
@@ -55,6 +56,20 @@ RPI_STACK_HIDDEN size_t rpi_stack_get(uint32_t id, const uintptr_t **frames);
 
 /* One past the largest id handed out (ids 1 .. count-1 are readable). */
 RPI_STACK_HIDDEN uint32_t rpi_stack_count(void);
+
+/* Which walker rpi_stack_here uses: 1 (default) the cached walker of
+   unwind.c, falling back to libunwind for frames it does not handle; 0
+   libunwind's unw_backtrace for every capture. */
+RPI_STACK_HIDDEN void rpi_stack_use_fast_unwinder(int on);
+
+/* unwind.c: the cached x86-64 walker. Frames from its caller's caller down
+   (leaf first), at most max; -1 when a frame needs the general unwinder (or
+   on other architectures). With same non-NULL, *same = 1 means "exactly the
+   frames of this thread's previous successful walk" and out is left as it
+   was (the caller keeps what it derived from that walk). rpi_unwind_init
+   maps its cache (0, or -1). */
+RPI_STACK_HIDDEN int rpi_unwind_init(void);
+RPI_STACK_HIDDEN int rpi_unwind_fast(uintptr_t *out, int max, int *same);
 
 /* Fork protection: hold the insertion lock across fork(). */
 RPI_STACK_HIDDEN void rpi_stack_lock(void);
