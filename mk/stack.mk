@@ -6,13 +6,18 @@ SYS_PACKAGES += g++
 # Test programs with leaks behind allocation wrappers: -O0 -g so every call
 # stays a call and addr2line can name each frame.
 STACKS_TEST_DIR  := $(BUILD)/stacks-tests
-STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx
+STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx \
+                    $(STACKS_TEST_DIR)/threads_signals
 CXX ?= g++
 
 .PHONY: stacks-test-bins test-stacks
 $(STACKS_TEST_DIR)/wrappers: tests/stacks/wrappers.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $<
+
+$(STACKS_TEST_DIR)/threads_signals: tests/stacks/threads_signals.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $< -lpthread
 
 $(STACKS_TEST_DIR)/wrappers_cxx: tests/stacks/wrappers_cxx.cpp
 	@mkdir -p $(@D)

@@ -34,6 +34,20 @@ def marker_line(source: str, marker: str) -> int:
     raise AssertionError(f"{marker} not in {source}")
 
 
+@pytest.mark.parametrize("name", ["threads_signals"])
+def test_by_site_past_wrappers_in_threads_and_signal_handlers(name: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    source = name + ".c"
+    expected = {(function_of(source, marker_line(source, m)), marker_line(source, m)): c
+                for m, c in own_counts(name).items()}
+    got = {}
+    for key, counts in own_rows(run_rows(name, "site", 64, capsys), source).items():
+        m = re.fullmatch(rf"(\w+) \({re.escape(str(HERE / source))}:(\d+)\)", key)
+        assert m, key
+        got[(m.group(1), int(m.group(2)))] = counts
+    assert got == expected
+
+
 def own_counts(name: str) -> dict[str, tuple[int, int]]:
     """What the program says it leaks: marker -> (blocks, bytes)."""
     out = subprocess.run([program(name)], check=True, capture_output=True, text=True).stdout
@@ -188,3 +202,44 @@ def test_malformed_stack_tables_are_named(tmp_path: Path) -> None:
         bad = dict(doc, **{field: value})
         with pytest.raises(ValueError, match=re.escape(message)):
             preload.parse(bad, "r.json")
+
+
+def stack_multiset(argv: list[str], tmp: Path, unwinder: str) -> dict[tuple[tuple[str, int], ...], int]:
+    env = dict(os.environ, LD_PRELOAD=preload.library_path(), RINGPOOL_PRELOAD_STACK_DEPTH="64",
+               RINGPOOL_PRELOAD_UNWINDER=unwinder, RINGPOOL_PRELOAD_ALL_SITES="1",
+               RINGPOOL_PRELOAD_REPORT=str(tmp / f"{unwinder}.%p.json"), PYTHONHASHSEED="0")
+    proc = subprocess.run(argv, env=env, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    found: dict[tuple[tuple[str, int], ...], int] = {}
+    for path in tmp.glob(f"{unwinder}.*.json"):
+        for site in preload.load(str(path)).sites:
+            found[site.frames()] = found.get(site.frames(), 0) + site.allocs
+    return found
+
+
+@pytest.mark.parametrize("argv", [["wrappers_cxx"], ["wrappers"],
+                                  ["/usr/bin/python3", "-c", "import json, re, decimal; "
+                                   "json.loads(json.dumps([{'a': str(i)} for i in range(2000)]))"]],
+                         ids=["c++", "c", "python3"])
+def test_cached_walker_gives_libunwind_stacks(argv: list[str], tmp_path: Path) -> None:
+    if "/" not in argv[0]:
+        argv = [program(argv[0])]
+    elif not os.path.isfile(argv[0]):
+        pytest.skip(f"{argv[0]} is not installed")
+    cached = stack_multiset(argv, tmp_path, "cached")
+    general = stack_multiset(argv, tmp_path, "libunwind")
+    assert cached == general
+    assert max(len(s) for s in cached) > 5
+
+
+def test_threads_and_signal_handlers_get_whole_stacks(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = run_rows("threads_signals", "stack", 64, capsys)
+    src = re.escape(str(HERE / "threads_signals.c"))
+    thread = marker_line("threads_signals.c", "LEAK-THREAD")
+    signal = marker_line("threads_signals.c", "LEAK-SIGNAL")
+    mine = {k: r for k, r in rows.items() if re.match(rf"worker_leak \({src}:{thread}\) < worker ", k)}
+    assert sum(int(r["blocks"]) for r in mine.values()) == 100  # type: ignore[call-overload]
+    assert sum(int(r["bytes"]) for r in mine.values()) == 4000  # type: ignore[call-overload]
+    # the handler's stack goes on through the signal frame into the interrupted main
+    (key,) = [k for k in rows if re.match(rf"on_alarm \({src}:{signal}\) < ", k)]
+    assert "< main (" in key and int(rows[key]["bytes"]) == 56  # type: ignore[call-overload]
