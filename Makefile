@@ -132,7 +132,7 @@ $(STAMPS)/sys:
 # The editable install builds the extensions and the native libraries (setup.py).
 PY_INSTALL_DEPS := pyproject.toml setup.py csrc/flags.mk ringpool.pc.in \
                    $(wildcard allocator/*.py allocator/*.h allocator/*.c audit/_bench_build.py audit/*.c audit/*.h) \
-                   $(LIB_SRCS) $(wildcard csrc/*.h csrc/include/*.h csrc/preload/*.c csrc/preload/*.h)
+                   $(LIB_SRCS) $(wildcard csrc/*.h csrc/include/*.h csrc/preload/*.c csrc/preload/*.h csrc/stack/*.c csrc/stack/*.h)
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 
 # setup-run: what `make demo` needs (the runtime requirements, pinned).

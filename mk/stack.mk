@@ -1,6 +1,5 @@
 # mk/stack.mk -- whole call stacks (csrc/stack/): captured with libunwind,
-# which the interposer links (see mk/preload.mk and docs/preload.md).
-SYS_PACKAGES += libunwind-dev
+# which the interposer links (csrc/flags.mk; libunwind-dev is a build package).
 SYS_PACKAGES += g++
 
 # Test programs with leaks behind allocation wrappers: -O0 -g so every call
