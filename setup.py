@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -87,4 +87,7 @@ setup(
     version=_version(),
     cffi_modules=["allocator/_build.py:ffibuilder", "audit/_bench_build.py:ffibuilder"],
     cmdclass={"build_ext": BuildNative},
+    # CPython's allocator hooks (Python-level attribution): plain C API, no cffi.
+    ext_modules=[Extension("allocator._pyhooks", ["allocator/_pyhooks.c"],
+                           extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"])],
 )

@@ -1,0 +1,1312 @@
+/* allocator._pyhooks: CPython's allocator domains routed through ringpool's
+ * accounting, each allocation tagged by the Python frame that made it.
+ *
+ * Design (after CPython's Modules/_tracemalloc.c, written anew):
+ *  - PyMem_SetAllocator wrappers for the MEM and OBJ domains (and RAW, which
+ *    may be called without the GIL).  The memory itself always comes from the
+ *    previous allocator (pymalloc, or glibc): the program's heap layout does
+ *    not change, only the accounting is added.
+ *  - A per-thread re-entrancy guard: allocations made while this module is at
+ *    work (building a location, a report, a Python object for a caller) go
+ *    straight to the previous allocator and are not recorded.
+ *  - Frames are read from the thread state only for recorded allocations, and
+ *    only when the thread holds the GIL: RAW calls made without it are
+ *    recorded under the site "(no Python frame)", like every allocation made
+ *    while no Python code runs (interpreter start-up and finalization).
+ *  - Tables, all allocated from libc (never from a Python domain):
+ *      traces     pointer -> (size, site); open addressing, backward-shift
+ *                 deletion, so no tombstones;
+ *      code cache (code object, instruction offset) -> location; the key is
+ *                 checked against the code's file name, qualified name and
+ *                 first line, so a code object freed and another one made at
+ *                 the same address is not confused with the first;
+ *      locations  (file, function, line), each distinct one once;
+ *      sites      a stack of N locations (innermost first), each once, with
+ *                 its counters: outstanding blocks and bytes, peak bytes,
+ *                 allocations ever.  The counters are updated at every
+ *                 allocation and free, so a report costs O(sites) and never
+ *                 walks the blocks.
+ *    One spin lock guards them; Python code is never called while it is held
+ *    (a free made from inside such a call would take it again).
+ *  - fork: the child resets the lock and keeps the tables (its heap is a copy
+ *    of the parent's); reports are named by the pid at the time of writing.
+ *  - Finalization: a report written before Py_FinalizeEx (from an atexit
+ *    callback) keeps its counters; a libc atexit handler, which runs after
+ *    Py_FinalizeEx returned, rewrites the file with what finalization left.
+ *
+ * Only CPython 3.11 is supported: the running frame is read from the 3.11
+ * frame layout, as tracemalloc does; other versions are refused at import.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
+#error "allocator._pyhooks reads CPython 3.11's frame layout; this interpreter is another version"
+#endif
+
+#define Py_BUILD_CORE 1
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_DEPTH 64
+#define NO_FRAME_SITE 0u
+#define NONE32 UINT32_MAX
+
+/* ------------------------------------------------------------------ lock */
+static atomic_flag tables_lock = ATOMIC_FLAG_INIT;
+
+static inline void lock_tables(void)
+{
+    unsigned spins = 0;
+    while (atomic_flag_test_and_set_explicit(&tables_lock, memory_order_acquire)) {
+        if (++spins > 64) {
+            sched_yield();
+            spins = 0;
+        }
+    }
+}
+
+static inline void unlock_tables(void)
+{
+    atomic_flag_clear_explicit(&tables_lock, memory_order_release);
+}
+
+/* Per-thread re-entrancy guard. */
+static _Thread_local int in_hook;
+
+/* --------------------------------------------------------------- strings */
+typedef struct {
+    char **text;        /* owned copies, UTF-8 */
+    uint32_t len, cap;
+    uint32_t *slots;    /* hash -> index + 1, 0 empty */
+    uint32_t nslots;    /* power of two */
+} strtab;
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;            /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
+
+/* ------------------------------------------------------------- the tables */
+typedef struct {
+    uintptr_t ptr;      /* 0: empty slot */
+    size_t size;
+    uint32_t site;
+} trace_t;
+
+typedef struct {
+    const void *code;   /* NULL: empty slot */
+    const void *file_obj;
+    const void *name_obj;
+    int lasti;
+    int firstlineno;
+    uint32_t loc;
+} ccache_t;
+
+typedef struct {
+    uint32_t file, func;
+    int line;
+    uint32_t site1;     /* the depth-1 site of this location, or NONE32 */
+} loc_t;
+
+typedef struct {
+    uint64_t hash;
+    uint32_t nframes;
+    uint32_t frames_off;    /* into site_frames */
+    uint64_t blocks, bytes, peak, allocs;
+} site_t;
+
+static struct {
+    trace_t *traces;
+    size_t traces_cap, traces_len;      /* cap: power of two */
+    ccache_t *cc;
+    size_t cc_cap, cc_len;
+    loc_t *locs;
+    uint32_t locs_len, locs_cap;
+    uint32_t *loc_slots;                /* (file, func, line) -> loc + 1 */
+    uint32_t loc_nslots;
+    site_t *sites;
+    uint32_t sites_len, sites_cap;
+    uint32_t *site_slots;               /* frames -> site + 1 */
+    uint32_t site_nslots;
+    uint32_t *site_frames;
+    size_t site_frames_len, site_frames_cap;
+    strtab strings;
+    uint64_t blocks, bytes, peak, allocs, untracked;
+} T;
+
+typedef struct {
+    PyMemAllocatorDomain domain;
+    const char *name;
+    PyMemAllocatorEx prev;
+    bool installed;
+} domain_t;
+
+static domain_t domains[3] = {
+    {PYMEM_DOMAIN_RAW, "raw", {0}, false},
+    {PYMEM_DOMAIN_MEM, "mem", {0}, false},
+    {PYMEM_DOMAIN_OBJ, "obj", {0}, false},
+};
+
+static bool tracing;
+static int depth = 1;
+
+/* Grows an array of elem-size items to hold at least need; false on overflow or OOM. */
+static bool grow_array(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t ncap = *cap ? *cap : 64;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2)
+            return false;
+        ncap *= 2;
+    }
+    if (ncap > SIZE_MAX / elem)
+        return false;
+    void *p = realloc(*arr, ncap * elem);
+    if (p == NULL)
+        return false;
+    *arr = p;
+    *cap = ncap;
+    return true;
+}
+
+static bool grow_array32(void **arr, uint32_t *cap, size_t need, size_t elem)
+{
+    size_t c = *cap;
+    if (need > UINT32_MAX - 1)
+        return false;
+    if (!grow_array(arr, &c, need, elem))
+        return false;
+    *cap = c > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)c;
+    return true;
+}
+
+/* Index slots (uint32 index + 1) of an open-addressing table, sized for one
+ * more member than count; rehashes members 0..count-1 with key(i). */
+static bool rehash_slots(uint32_t **slots, uint32_t *nslots, uint32_t count,
+                         uint64_t (*key)(uint32_t))
+{
+    uint32_t n = *nslots ? *nslots : 256;
+    while (((uint64_t)count + 1) * 2 >= n) {
+        if (n > (UINT32_MAX >> 1))
+            return false;
+        n *= 2;
+    }
+    if (n == *nslots)
+        return true;
+    uint32_t *fresh = calloc(n, sizeof *fresh);
+    if (fresh == NULL)
+        return false;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t j = (uint32_t)key(i) & (n - 1);
+        while (fresh[j] != 0)
+            j = (j + 1) & (n - 1);
+        fresh[j] = i + 1;
+    }
+    free(*slots);
+    *slots = fresh;
+    *nslots = n;
+    return true;
+}
+
+/* --- strings */
+static uint64_t string_key(uint32_t i)
+{
+    const char *s = T.strings.text[i];
+    return hash_bytes(s, strlen(s));
+}
+
+/* Index of text (n bytes) in the string table, adding a copy; NONE32 on OOM. */
+static uint32_t intern_string(const char *text, size_t n)
+{
+    strtab *st = &T.strings;
+    if (!rehash_slots(&st->slots, &st->nslots, st->len, string_key))
+        return NONE32;
+    uint64_t h = hash_bytes(text, n);
+    uint32_t j = (uint32_t)h & (st->nslots - 1);
+    while (st->slots[j] != 0) {
+        const char *s = st->text[st->slots[j] - 1];
+        if (strlen(s) == n && memcmp(s, text, n) == 0)
+            return st->slots[j] - 1;
+        j = (j + 1) & (st->nslots - 1);
+    }
+    if (!grow_array32((void **)&st->text, &st->cap, (size_t)st->len + 1, sizeof(char *)))
+        return NONE32;
+    char *copy = malloc(n + 1);
+    if (copy == NULL)
+        return NONE32;
+    memcpy(copy, text, n);
+    copy[n] = '\0';
+    st->text[st->len] = copy;
+    st->slots[j] = st->len + 1;
+    return st->len++;
+}
+
+/* --- locations */
+static uint64_t loc_hash(uint32_t file, uint32_t func, int line)
+{
+    return mix64(((uint64_t)file << 32 | func) ^ ((uint64_t)(uint32_t)line * 0x9E3779B97F4A7C15ull));
+}
+
+static uint64_t loc_key(uint32_t i)
+{
+    return loc_hash(T.locs[i].file, T.locs[i].func, T.locs[i].line);
+}
+
+static uint32_t intern_loc(uint32_t file, uint32_t func, int line)
+{
+    if (!rehash_slots(&T.loc_slots, &T.loc_nslots, T.locs_len, loc_key))
+        return NONE32;
+    uint32_t mask = T.loc_nslots - 1;
+    uint32_t j = (uint32_t)loc_hash(file, func, line) & mask;
+    while (T.loc_slots[j] != 0) {
+        loc_t *l = &T.locs[T.loc_slots[j] - 1];
+        if (l->file == file && l->func == func && l->line == line)
+            return T.loc_slots[j] - 1;
+        j = (j + 1) & mask;
+    }
+    if (!grow_array32((void **)&T.locs, &T.locs_cap, (size_t)T.locs_len + 1, sizeof(loc_t)))
+        return NONE32;
+    T.locs[T.locs_len] = (loc_t){file, func, line, NONE32};
+    T.loc_slots[j] = T.locs_len + 1;
+    return T.locs_len++;
+}
+
+/* --- sites */
+static uint64_t frames_hash(const uint32_t *locs, uint32_t n)
+{
+    uint64_t h = 0x84222325cbf29ce4ull ^ n;
+    for (uint32_t i = 0; i < n; i++)
+        h = mix64(h ^ locs[i]) + i;
+    return h;
+}
+
+static uint64_t site_key(uint32_t i)
+{
+    return T.sites[i].hash;
+}
+
+static uint32_t intern_site(const uint32_t *locs, uint32_t n)
+{
+    if (!rehash_slots(&T.site_slots, &T.site_nslots, T.sites_len, site_key))
+        return NONE32;
+    uint64_t h = frames_hash(locs, n);
+    uint32_t mask = T.site_nslots - 1;
+    uint32_t j = (uint32_t)h & mask;
+    while (T.site_slots[j] != 0) {
+        site_t *s = &T.sites[T.site_slots[j] - 1];
+        if (s->hash == h && s->nframes == n &&
+            memcmp(&T.site_frames[s->frames_off], locs, n * sizeof *locs) == 0)
+            return T.site_slots[j] - 1;
+        j = (j + 1) & mask;
+    }
+    if (!grow_array32((void **)&T.sites, &T.sites_cap, (size_t)T.sites_len + 1, sizeof(site_t)))
+        return NONE32;
+    if (!grow_array((void **)&T.site_frames, &T.site_frames_cap, T.site_frames_len + n + 1,
+                    sizeof(uint32_t)))
+        return NONE32;
+    if (T.site_frames_len > UINT32_MAX - n - 1)
+        return NONE32;
+    memcpy(&T.site_frames[T.site_frames_len], locs, n * sizeof *locs);
+    T.sites[T.sites_len] = (site_t){h, n, (uint32_t)T.site_frames_len, 0, 0, 0, 0};
+    T.site_frames_len += n;
+    T.site_slots[j] = T.sites_len + 1;
+    return T.sites_len++;
+}
+
+/* --- code cache */
+static inline size_t cc_index(const void *code, int lasti, size_t cap)
+{
+    return (size_t)(mix64((uint64_t)(uintptr_t)code ^ ((uint64_t)(uint32_t)lasti << 40))) & (cap - 1);
+}
+
+static bool cc_grow(void)
+{
+    if (T.cc_len * 2 < T.cc_cap)
+        return true;
+    size_t ncap = T.cc_cap ? T.cc_cap * 2 : 4096;
+    if (ncap > SIZE_MAX / sizeof(ccache_t))
+        return false;
+    ccache_t *fresh = calloc(ncap, sizeof *fresh);
+    if (fresh == NULL)
+        return false;
+    for (size_t i = 0; i < T.cc_cap; i++) {
+        ccache_t *e = &T.cc[i];
+        if (e->code == NULL)
+            continue;
+        size_t j = cc_index(e->code, e->lasti, ncap);
+        while (fresh[j].code != NULL)
+            j = (j + 1) & (ncap - 1);
+        fresh[j] = *e;
+    }
+    free(T.cc);
+    T.cc = fresh;
+    T.cc_cap = ncap;
+    return true;
+}
+
+/* Looks the frame up; returns its slot when present and current, else NULL. */
+static inline ccache_t *cc_find(PyCodeObject *code, int lasti)
+{
+    if (T.cc_cap == 0)
+        return NULL;
+    size_t mask = T.cc_cap - 1;
+    size_t j = cc_index(code, lasti, T.cc_cap);
+    for (;;) {
+        ccache_t *e = &T.cc[j];
+        if (e->code == NULL)
+            return NULL;
+        if (e->code == code && e->lasti == lasti) {
+            if (e->file_obj == code->co_filename && e->name_obj == code->co_qualname &&
+                e->firstlineno == code->co_firstlineno)
+                return e;
+            return NULL;
+        }
+        j = (j + 1) & mask;
+    }
+}
+
+static void cc_store(PyCodeObject *code, int lasti, uint32_t loc)
+{
+    if (!cc_grow())
+        return;
+    size_t mask = T.cc_cap - 1;
+    size_t j = cc_index(code, lasti, T.cc_cap);
+    while (T.cc[j].code != NULL && !(T.cc[j].code == code && T.cc[j].lasti == lasti))
+        j = (j + 1) & mask;
+    if (T.cc[j].code == NULL)
+        T.cc_len++;
+    T.cc[j] = (ccache_t){code, code->co_filename, code->co_qualname, lasti,
+                         code->co_firstlineno, loc};
+}
+
+/* --- traces */
+static inline size_t ptr_index(uintptr_t p, size_t cap)
+{
+    return (size_t)(((uint64_t)p * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+}
+
+static bool traces_grow(void)
+{
+    if ((T.traces_len + 1) * 10 < T.traces_cap * 7)
+        return true;
+    size_t ncap = T.traces_cap ? T.traces_cap * 2 : (size_t)1 << 16;
+    if (ncap > SIZE_MAX / sizeof(trace_t))
+        return false;
+    trace_t *fresh = calloc(ncap, sizeof *fresh);
+    if (fresh == NULL)
+        return false;
+    for (size_t i = 0; i < T.traces_cap; i++) {
+        trace_t *e = &T.traces[i];
+        if (e->ptr == 0)
+            continue;
+        size_t j = ptr_index(e->ptr, ncap);
+        while (fresh[j].ptr != 0)
+            j = (j + 1) & (ncap - 1);
+        fresh[j] = *e;
+    }
+    free(T.traces);
+    T.traces = fresh;
+    T.traces_cap = ncap;
+    return true;
+}
+
+static inline void uncount(const trace_t *t)
+{
+    site_t *s = &T.sites[t->site];
+    s->blocks--;
+    s->bytes -= t->size;
+    T.blocks--;
+    T.bytes -= t->size;
+}
+
+/* Removes p's trace (if any) into *out; true when found. */
+static bool trace_remove(uintptr_t p, trace_t *out)
+{
+    if (T.traces_cap == 0)
+        return false;
+    size_t mask = T.traces_cap - 1;
+    size_t j = ptr_index(p, T.traces_cap);
+    for (;;) {
+        if (T.traces[j].ptr == 0)
+            return false;
+        if (T.traces[j].ptr == p)
+            break;
+        j = (j + 1) & mask;
+    }
+    if (out)
+        *out = T.traces[j];
+    uncount(&T.traces[j]);
+    /* backward-shift deletion: move later members of the cluster into the hole */
+    size_t hole = j;
+    size_t k = (j + 1) & mask;
+    while (T.traces[k].ptr != 0) {
+        size_t home = ptr_index(T.traces[k].ptr, T.traces_cap);
+        /* k may move into hole when home is not cyclically within (hole, k] */
+        bool stays = (hole <= k) ? (hole < home && home <= k) : (hole < home || home <= k);
+        if (!stays) {
+            T.traces[hole] = T.traces[k];
+            hole = k;
+        }
+        k = (k + 1) & mask;
+    }
+    T.traces[hole].ptr = 0;
+    T.traces_len--;
+    return true;
+}
+
+static void trace_add(uintptr_t p, size_t size, uint32_t site)
+{
+    if (!traces_grow()) {
+        T.untracked++;
+        return;
+    }
+    size_t mask = T.traces_cap - 1;
+    size_t j = ptr_index(p, T.traces_cap);
+    while (T.traces[j].ptr != 0) {
+        if (T.traces[j].ptr == p) {     /* a stale record (freed behind our back) */
+            uncount(&T.traces[j]);
+            T.traces_len--;
+            break;
+        }
+        j = (j + 1) & mask;
+    }
+    T.traces[j] = (trace_t){p, size, site};
+    T.traces_len++;
+    site_t *s = &T.sites[site];
+    s->blocks++;
+    s->bytes += size;
+    s->allocs++;
+    if (s->bytes > s->peak)
+        s->peak = s->bytes;
+    T.blocks++;
+    T.bytes += size;
+    T.allocs++;
+    if (T.bytes > T.peak)
+        T.peak = T.bytes;
+}
+
+/* ------------------------------------------------------------ frame walk */
+typedef struct {
+    PyCodeObject *code;
+    int lasti;
+} rawframe;
+
+/* Builds the location of one frame: calls into Python, so the lock is NOT held. */
+static bool describe_frame(const rawframe *f, const char **file, Py_ssize_t *nfile,
+                           const char **func, Py_ssize_t *nfunc, int *line)
+{
+    *line = PyCode_Addr2Line(f->code, f->lasti * (int)sizeof(_Py_CODEUNIT));
+    if (*line < 0)
+        *line = 0;
+    *file = NULL;
+    *func = NULL;
+    if (PyUnicode_Check(f->code->co_filename))
+        *file = PyUnicode_AsUTF8AndSize(f->code->co_filename, nfile);
+    if (PyUnicode_Check(f->code->co_qualname))
+        *func = PyUnicode_AsUTF8AndSize(f->code->co_qualname, nfunc);
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    if (*file == NULL) {
+        *file = "<unknown>";
+        *nfile = 9;
+    }
+    if (*func == NULL) {
+        *func = "<unknown>";
+        *nfunc = 9;
+    }
+    return true;
+}
+
+/* Location of a frame, interned; called with the lock held, returns with it held. */
+static uint32_t frame_loc(const rawframe *f)
+{
+    ccache_t *e = cc_find(f->code, f->lasti);
+    if (e != NULL)
+        return e->loc;
+    unlock_tables();
+    const char *file, *func;
+    Py_ssize_t nfile = 0, nfunc = 0;
+    int line;
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    describe_frame(f, &file, &nfile, &func, &nfunc, &line);
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    lock_tables();
+    uint32_t fi = intern_string(file, (size_t)nfile);
+    uint32_t fu = intern_string(func, (size_t)nfunc);
+    if (fi == NONE32 || fu == NONE32)
+        return NONE32;
+    uint32_t loc = intern_loc(fi, fu, line);
+    if (loc != NONE32)
+        cc_store(f->code, f->lasti, loc);
+    return loc;
+}
+
+/* Collects up to depth frames of the running thread (GIL held). */
+static int collect_frames(rawframe *out, bool raw_domain)
+{
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+    if (ts == NULL || ts->cframe == NULL)
+        return 0;
+    /* RAW may be called without the GIL: read frames only when this thread holds it. */
+    if (raw_domain && PyGILState_GetThisThreadState() != ts)
+        return 0;
+    int n = 0;
+    for (_PyInterpreterFrame *fr = ts->cframe->current_frame; fr != NULL && n < depth;
+         fr = fr->previous) {
+        out[n].code = fr->f_code;
+        out[n].lasti = _PyInterpreterFrame_LASTI(fr);
+        n++;
+    }
+    return n;
+}
+
+/* Site for the given frames; lock held on entry and exit. */
+static uint32_t site_for(const rawframe *frames, int n)
+{
+    if (n == 0)
+        return NO_FRAME_SITE;
+    if (n == 1) {
+        uint32_t loc = frame_loc(&frames[0]);
+        if (loc == NONE32)
+            return NO_FRAME_SITE;
+        if (T.locs[loc].site1 == NONE32)
+            T.locs[loc].site1 = intern_site(&loc, 1);
+        return T.locs[loc].site1 == NONE32 ? NO_FRAME_SITE : T.locs[loc].site1;
+    }
+    uint32_t locs[MAX_DEPTH];
+    for (int i = 0; i < n; i++) {
+        locs[i] = frame_loc(&frames[i]);
+        if (locs[i] == NONE32)
+            return NO_FRAME_SITE;
+    }
+    uint32_t s = intern_site(locs, (uint32_t)n);
+    return s == NONE32 ? NO_FRAME_SITE : s;
+}
+
+static void record(domain_t *d, void *p, size_t size)
+{
+    rawframe frames[MAX_DEPTH];
+    int n = collect_frames(frames, d->domain == PYMEM_DOMAIN_RAW);
+    lock_tables();
+    uint32_t site = site_for(frames, n);
+    trace_add((uintptr_t)p, size, site);
+    unlock_tables();
+}
+
+/* ----------------------------------------------------------------- hooks */
+static void *hook_malloc(void *ctx, size_t size)
+{
+    domain_t *d = ctx;
+    if (in_hook)
+        return d->prev.malloc(d->prev.ctx, size);
+    in_hook = 1;
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    if (p != NULL)
+        record(d, p, size);
+    in_hook = 0;
+    return p;
+}
+
+static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    domain_t *d = ctx;
+    if (in_hook)
+        return d->prev.calloc(d->prev.ctx, nelem, elsize);
+    in_hook = 1;
+    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
+    size_t size;
+    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size))
+        record(d, p, size);
+    in_hook = 0;
+    return p;
+}
+
+static void *hook_realloc(void *ctx, void *ptr, size_t size)
+{
+    domain_t *d = ctx;
+    trace_t old;
+    bool had = false;
+    if (ptr != NULL) {
+        /* Forget the old block before it can be freed and reused by another thread. */
+        lock_tables();
+        had = trace_remove((uintptr_t)ptr, &old);
+        unlock_tables();
+    }
+    void *p = d->prev.realloc(d->prev.ctx, ptr, size);
+    if (p == NULL) {
+        if (had) {                      /* the old block is still valid: put it back */
+            lock_tables();
+            trace_add((uintptr_t)ptr, old.size, old.site);
+            T.allocs--;
+            T.sites[old.site].allocs--;
+            unlock_tables();
+        }
+        return NULL;
+    }
+    if (in_hook)
+        return p;
+    in_hook = 1;
+    record(d, p, size);
+    in_hook = 0;
+    return p;
+}
+
+static void hook_free(void *ctx, void *ptr)
+{
+    domain_t *d = ctx;
+    if (ptr != NULL) {
+        lock_tables();
+        trace_remove((uintptr_t)ptr, NULL);
+        unlock_tables();
+    }
+    d->prev.free(d->prev.ctx, ptr);
+}
+
+/* --------------------------------------------------------------- reports */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char c = *p;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void iso_now(char *buf, size_t n)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Expands %p (pid) and %% in pattern; false when it does not fit. */
+static bool expand_path(const char *pattern, char *out, size_t n)
+{
+    size_t o = 0;
+    for (const char *p = pattern; *p; p++) {
+        char tmp[32];
+        const char *add = tmp;
+        if (p[0] == '%' && p[1] == 'p') {
+            snprintf(tmp, sizeof tmp, "%ld", (long)getpid());
+            p++;
+        } else if (p[0] == '%' && p[1] == '%') {
+            tmp[0] = '%';
+            tmp[1] = '\0';
+            p++;
+        } else {
+            tmp[0] = *p;
+            tmp[1] = '\0';
+        }
+        size_t k = strlen(add);
+        if (o + k + 1 > n)
+            return false;
+        memcpy(out + o, add, k);
+        o += k;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* Counters of the report taken before finalization, kept for the final rewrite. */
+static struct {
+    bool saved;
+    char taken_at[32];
+    char reason[16];
+    uint64_t blocks, bytes, peak, allocs, untracked;
+    uint32_t nsites;
+    uint64_t *site_blocks, *site_bytes, *site_peak, *site_allocs;
+} before;
+
+static char *final_pattern;     /* report path pattern for the after-finalization rewrite */
+static char *program_name;
+static char python_version[32];
+
+static void write_frames(FILE *f, uint32_t site)
+{
+    site_t *s = &T.sites[site];
+    fputs("\"frames\": [", f);
+    for (uint32_t i = 0; i < s->nframes; i++) {
+        loc_t *l = &T.locs[T.site_frames[s->frames_off + i]];
+        fputs(i ? ", {\"file\": " : "{\"file\": ", f);
+        json_string(f, T.strings.text[l->file]);
+        fprintf(f, ", \"line\": %d, \"function\": ", l->line);
+        json_string(f, T.strings.text[l->func]);
+        fputc('}', f);
+    }
+    fputc(']', f);
+}
+
+/* Writes the sites section from the given per-site counters (lock held). */
+static void write_sites(FILE *f, uint32_t nsites, const uint64_t *blocks, const uint64_t *bytes,
+                        const uint64_t *peak, const uint64_t *allocs)
+{
+    fputs("[", f);
+    bool first = true;
+    for (uint32_t i = 0; i < nsites; i++) {
+        if (blocks[i] == 0)
+            continue;
+        fputs(first ? "\n    {" : ",\n    {", f);
+        first = false;
+        write_frames(f, i);
+        fprintf(f, ", \"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64, blocks[i], bytes[i]);
+        if (peak)
+            fprintf(f, ", \"peak_bytes\": %" PRIu64, peak[i]);
+        if (allocs)
+            fprintf(f, ", \"allocs\": %" PRIu64, allocs[i]);
+        fputc('}', f);
+    }
+    fputs(first ? "]" : "\n  ]", f);
+}
+
+/* Column arrays of the live site counters (lock held); false on OOM. */
+static bool copy_counters(uint32_t n, uint64_t **b, uint64_t **by, uint64_t **pk, uint64_t **al)
+{
+    size_t sz = (size_t)(n ? n : 1) * sizeof(uint64_t);
+    *b = malloc(sz);
+    *by = malloc(sz);
+    *pk = malloc(sz);
+    *al = malloc(sz);
+    if (!*b || !*by || !*pk || !*al) {
+        free(*b); free(*by); free(*pk); free(*al);
+        *b = *by = *pk = *al = NULL;
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        (*b)[i] = T.sites[i].blocks;
+        (*by)[i] = T.sites[i].bytes;
+        (*pk)[i] = T.sites[i].peak;
+        (*al)[i] = T.sites[i].allocs;
+    }
+    return true;
+}
+
+/* Writes a report to the expanded pattern (via a temporary file and rename).
+ * With final set, the saved before-finalization counters are the main section
+ * and the current counters are "after_finalization".  Lock held.
+ * Returns 0, or an errno value. */
+static int write_report_locked(const char *pattern, const char *reason, bool final)
+{
+    char path[4096], tmp[4200];
+    if (!expand_path(pattern, path, sizeof path))
+        return ENAMETOOLONG;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return errno ? errno : EIO;
+    char now[32];
+    iso_now(now, sizeof now);
+    bool use_before = final && before.saved;
+    fputs("{\n  \"format\": \"ringpool-python\",\n  \"version\": 1,\n", f);
+    fprintf(f, "  \"pid\": %ld,\n  \"program\": ", (long)getpid());
+    json_string(f, program_name ? program_name : "");
+    fputs(",\n  \"python\": ", f);
+    json_string(f, python_version);
+    fprintf(f, ",\n  \"taken_at\": \"%s\",\n  \"reason\": ", use_before ? before.taken_at : now);
+    json_string(f, use_before ? before.reason : reason);
+    fprintf(f, ",\n  \"depth\": %d,\n  \"domains\": [", depth);
+    bool firstd = true;
+    for (int i = 0; i < 3; i++) {
+        if (!domains[i].installed)
+            continue;
+        fprintf(f, "%s\"%s\"", firstd ? "" : ", ", domains[i].name);
+        firstd = false;
+    }
+    fputs("],\n", f);
+    if (use_before) {
+        fprintf(f, "  \"totals\": {\"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64
+                   ", \"peak_bytes\": %" PRIu64 ", \"allocs\": %" PRIu64
+                   ", \"untracked\": %" PRIu64 "},\n  \"sites\": ",
+                before.blocks, before.bytes, before.peak, before.allocs, before.untracked);
+        write_sites(f, before.nsites, before.site_blocks, before.site_bytes, before.site_peak,
+                    before.site_allocs);
+        fprintf(f, ",\n  \"after_finalization\": {\"taken_at\": \"%s\", \"totals\": {\"blocks\": %"
+                   PRIu64 ", \"bytes\": %" PRIu64 "}, \"sites\": ", now, T.blocks, T.bytes);
+    } else {
+        fprintf(f, "  \"totals\": {\"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64
+                   ", \"peak_bytes\": %" PRIu64 ", \"allocs\": %" PRIu64
+                   ", \"untracked\": %" PRIu64 "},\n  \"sites\": ",
+                T.blocks, T.bytes, T.peak, T.allocs, T.untracked);
+    }
+    uint64_t *b, *by, *pk, *al;
+    if (!copy_counters(T.sites_len, &b, &by, &pk, &al)) {
+        fclose(f);
+        unlink(tmp);
+        return ENOMEM;
+    }
+    if (use_before)
+        write_sites(f, T.sites_len, b, by, NULL, al);
+    else
+        write_sites(f, T.sites_len, b, by, pk, al);
+    free(b); free(by); free(pk); free(al);
+    fputs(use_before ? "}\n}\n" : "\n}\n", f);
+    int err = ferror(f) ? EIO : 0;
+    if (fclose(f) != 0 && err == 0)
+        err = errno ? errno : EIO;
+    if (err == 0 && rename(tmp, path) != 0)
+        err = errno ? errno : EIO;
+    if (err != 0)
+        unlink(tmp);
+    return err;
+}
+
+static void save_before_locked(const char *reason)
+{
+    free(before.site_blocks); free(before.site_bytes); free(before.site_peak); free(before.site_allocs);
+    before.saved = false;
+    if (!copy_counters(T.sites_len, &before.site_blocks, &before.site_bytes, &before.site_peak,
+                       &before.site_allocs))
+        return;
+    before.nsites = T.sites_len;
+    before.blocks = T.blocks;
+    before.bytes = T.bytes;
+    before.peak = T.peak;
+    before.allocs = T.allocs;
+    before.untracked = T.untracked;
+    iso_now(before.taken_at, sizeof before.taken_at);
+    snprintf(before.reason, sizeof before.reason, "%s", reason);
+    before.saved = true;
+}
+
+/* libc atexit: runs after Py_FinalizeEx has returned. */
+static void final_report_atexit(void)
+{
+    if (final_pattern == NULL || !before.saved || !tracing)
+        return;
+    in_hook = 1;
+    lock_tables();
+    int err = write_report_locked(final_pattern, "exit", true);
+    unlock_tables();
+    in_hook = 0;
+    if (err != 0)
+        fprintf(stderr, "ringpool: cannot write the Python report %s: %s\n", final_pattern,
+                strerror(err));
+}
+
+static void atfork_child(void)
+{
+    atomic_flag_clear(&tables_lock);
+}
+
+/* ------------------------------------------------------- Python interface */
+static bool in_main_interpreter(void)
+{
+    return PyInterpreterState_Get() == PyInterpreterState_Main();
+}
+
+static PyObject *refuse_subinterpreter(void)
+{
+    PyErr_SetString(PyExc_RuntimeError,
+                    "ringpool Python hooks: subinterpreters are not supported; "
+                    "start and query the hooks from the main interpreter");
+    return NULL;
+}
+
+static bool tables_init(void)
+{
+    if (T.sites_len > 0)
+        return true;
+    static const uint32_t none = 0;
+    /* site 0: allocations with no Python frame */
+    return intern_site(&none, 0) == NO_FRAME_SITE;
+}
+
+static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *kwlist[] = {"depth", "raw", NULL};
+    int d = 1, raw = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|ip:start", kwlist, &d, &raw))
+        return NULL;
+    if (!in_main_interpreter())
+        return refuse_subinterpreter();
+    if (d < 1 || d > MAX_DEPTH)
+        return PyErr_Format(PyExc_ValueError, "depth must be between 1 and %d, not %d", MAX_DEPTH, d);
+    if (tracing)
+        return PyErr_Format(PyExc_RuntimeError, "the Python allocator hooks are already running");
+    lock_tables();
+    bool ok = tables_init() && traces_grow() && cc_grow();
+    unlock_tables();
+    if (!ok)
+        return PyErr_NoMemory();
+    depth = d;
+    static bool atfork_done;
+    if (!atfork_done) {
+        if (pthread_atfork(NULL, NULL, atfork_child) != 0)
+            return PyErr_Format(PyExc_OSError, "pthread_atfork failed");
+        if (atexit(final_report_atexit) != 0)
+            return PyErr_Format(PyExc_OSError, "atexit registration failed");
+        atfork_done = true;
+    }
+    for (int i = 0; i < 3; i++) {
+        domain_t *dm = &domains[i];
+        if (dm->domain == PYMEM_DOMAIN_RAW && !raw)
+            continue;
+        PyMem_GetAllocator(dm->domain, &dm->prev);
+        PyMemAllocatorEx mine = {dm, hook_malloc, hook_calloc, hook_realloc, hook_free};
+        PyMem_SetAllocator(dm->domain, &mine);
+        dm->installed = true;
+    }
+    tracing = true;
+    Py_RETURN_NONE;
+}
+
+static void clear_tables_locked(void)
+{
+    free(T.traces);
+    T.traces = NULL;
+    T.traces_cap = T.traces_len = 0;
+    for (uint32_t i = 0; i < T.sites_len; i++)
+        T.sites[i].blocks = T.sites[i].bytes = T.sites[i].peak = T.sites[i].allocs = 0;
+    T.blocks = T.bytes = T.peak = T.allocs = T.untracked = 0;
+}
+
+static PyObject *py_stop(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    if (!in_main_interpreter())
+        return refuse_subinterpreter();
+    if (!tracing)
+        Py_RETURN_NONE;
+    for (int i = 0; i < 3; i++) {
+        PyMemAllocatorEx cur;
+        if (!domains[i].installed)
+            continue;
+        PyMem_GetAllocator(domains[i].domain, &cur);
+        if (cur.malloc != hook_malloc || cur.ctx != &domains[i])
+            return PyErr_Format(PyExc_RuntimeError,
+                                "another allocator hook (tracemalloc?) was installed on the %s "
+                                "domain after ringpool's; stop it first", domains[i].name);
+    }
+    for (int i = 2; i >= 0; i--) {
+        domain_t *dm = &domains[i];
+        if (!dm->installed)
+            continue;
+        PyMem_SetAllocator(dm->domain, &dm->prev);
+        dm->installed = false;
+    }
+    tracing = false;
+    lock_tables();
+    clear_tables_locked();
+    before.saved = false;
+    unlock_tables();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_is_tracing(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    return PyBool_FromLong(tracing);
+}
+
+static PyObject *py_totals(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    lock_tables();
+    uint64_t v[5] = {T.blocks, T.bytes, T.peak, T.allocs, T.untracked};
+    unlock_tables();
+    in_hook++;
+    PyObject *r = Py_BuildValue("(KKKKK)", (unsigned long long)v[0], (unsigned long long)v[1],
+                                (unsigned long long)v[2], (unsigned long long)v[3],
+                                (unsigned long long)v[4]);
+    in_hook--;
+    return r;
+}
+
+static PyObject *py_reset_peak(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    lock_tables();
+    T.peak = T.bytes;
+    for (uint32_t i = 0; i < T.sites_len; i++)
+        T.sites[i].peak = T.sites[i].bytes;
+    unlock_tables();
+    Py_RETURN_NONE;
+}
+
+/* frames tuple of a site: ((file, line, function), ...); lock NOT held, but the
+ * location and string tables only grow, and are read under the lock. */
+static PyObject *frames_tuple(uint32_t site)
+{
+    lock_tables();
+    uint32_t n = T.sites[site].nframes, off = T.sites[site].frames_off;
+    uint32_t locs[MAX_DEPTH];
+    const char *files[MAX_DEPTH], *funcs[MAX_DEPTH];
+    int lines[MAX_DEPTH];
+    for (uint32_t i = 0; i < n && i < MAX_DEPTH; i++) {
+        locs[i] = T.site_frames[off + i];
+        files[i] = T.strings.text[T.locs[locs[i]].file];
+        funcs[i] = T.strings.text[T.locs[locs[i]].func];
+        lines[i] = T.locs[locs[i]].line;
+    }
+    unlock_tables();
+    /* the strings are never freed while the module is loaded */
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL)
+        return NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        PyObject *fr = Py_BuildValue("(NiN)",
+                                     PyUnicode_DecodeUTF8(files[i], (Py_ssize_t)strlen(files[i]), "replace"),
+                                     lines[i],
+                                     PyUnicode_DecodeUTF8(funcs[i], (Py_ssize_t)strlen(funcs[i]), "replace"));
+        if (fr == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, fr);
+    }
+    return t;
+}
+
+/* sites(): [(frames, blocks, bytes, peak_bytes, allocs)] for sites with outstanding blocks. */
+static PyObject *py_sites(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    in_hook++;
+    lock_tables();
+    uint32_t n = T.sites_len;
+    uint64_t *b, *by, *pk, *al;
+    bool ok = copy_counters(n, &b, &by, &pk, &al);
+    unlock_tables();
+    PyObject *list = NULL;
+    if (!ok) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    list = PyList_New(0);
+    for (uint32_t i = 0; list != NULL && i < n; i++) {
+        if (b[i] == 0)
+            continue;
+        PyObject *fr = frames_tuple(i);
+        PyObject *row = fr ? Py_BuildValue("(NKKKK)", fr, (unsigned long long)b[i],
+                                           (unsigned long long)by[i], (unsigned long long)pk[i],
+                                           (unsigned long long)al[i]) : NULL;
+        if (row == NULL || PyList_Append(list, row) < 0) {
+            Py_XDECREF(row);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(row);
+    }
+    free(b); free(by); free(pk); free(al);
+out:
+    in_hook--;
+    return list;
+}
+
+/* mark(): an opaque bytes object holding every site's (blocks, bytes) now. */
+static PyObject *py_mark(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    in_hook++;
+    lock_tables();
+    uint32_t n = T.sites_len;
+    size_t sz = (size_t)n * 2 * sizeof(uint64_t);
+    uint64_t *buf = malloc(sz ? sz : 1);
+    if (buf != NULL)
+        for (uint32_t i = 0; i < n; i++) {
+            buf[2 * i] = T.sites[i].blocks;
+            buf[2 * i + 1] = T.sites[i].bytes;
+        }
+    unlock_tables();
+    PyObject *r = buf ? PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)sz) : PyErr_NoMemory();
+    free(buf);
+    in_hook--;
+    return r;
+}
+
+/* since(mark): [(frames, blocks, bytes)] for sites whose outstanding bytes or
+ * blocks grew since the mark (counts are the growth). */
+static PyObject *py_since(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    if (!PyBytes_Check(arg) || PyBytes_GET_SIZE(arg) % (2 * (Py_ssize_t)sizeof(uint64_t)) != 0)
+        return PyErr_Format(PyExc_TypeError, "since() takes a value returned by mark()");
+    const uint64_t *old = (const uint64_t *)PyBytes_AS_STRING(arg);
+    uint32_t nold = (uint32_t)(PyBytes_GET_SIZE(arg) / (Py_ssize_t)(2 * sizeof(uint64_t)));
+    in_hook++;
+    PyObject *list = PyList_New(0);
+    lock_tables();
+    uint32_t n = T.sites_len;
+    unlock_tables();
+    for (uint32_t i = 0; list != NULL && i < n; i++) {
+        lock_tables();
+        uint64_t blocks = T.sites[i].blocks, bytes = T.sites[i].bytes;
+        unlock_tables();
+        uint64_t ob = i < nold ? old[2 * i] : 0, oby = i < nold ? old[2 * i + 1] : 0;
+        if (bytes <= oby && blocks <= ob)
+            continue;
+        long long db = (long long)(blocks - ob), dby = (long long)(bytes - oby);
+        PyObject *fr = frames_tuple(i);
+        PyObject *row = fr ? Py_BuildValue("(NLL)", fr, db, dby) : NULL;
+        if (row == NULL || PyList_Append(list, row) < 0) {
+            Py_XDECREF(row);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(row);
+    }
+    in_hook--;
+    return list;
+}
+
+static PyObject *py_write_report(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *kwlist[] = {"path", "reason", NULL};
+    const char *path, *reason = "request";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|s:write_report", kwlist, &path, &reason))
+        return NULL;
+    if (!in_main_interpreter())
+        return refuse_subinterpreter();
+    if (!tracing)
+        return PyErr_Format(PyExc_RuntimeError, "the Python allocator hooks are not running");
+    in_hook++;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    lock_tables();
+    err = write_report_locked(path, reason, false);
+    unlock_tables();
+    Py_END_ALLOW_THREADS
+    in_hook--;
+    if (err != 0) {
+        errno = err;
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+    }
+    Py_RETURN_NONE;
+}
+
+/* exit_report(path, program): writes the before-finalization report now and
+ * arranges for the rewrite with what finalization leaves. */
+static PyObject *py_exit_report(PyObject *self, PyObject *args)
+{
+    (void)self;
+    const char *path, *program, *reason = "exit";
+    if (!PyArg_ParseTuple(args, "ss|s:exit_report", &path, &program, &reason))
+        return NULL;
+    if (!tracing)
+        return PyErr_Format(PyExc_RuntimeError, "the Python allocator hooks are not running");
+    char *p = strdup(path), *g = strdup(program);
+    if (p == NULL || g == NULL) {
+        free(p);
+        free(g);
+        return PyErr_NoMemory();
+    }
+    in_hook++;
+    int err;
+    lock_tables();
+    free(final_pattern);
+    free(program_name);
+    final_pattern = p;
+    program_name = g;
+    save_before_locked(reason);
+    err = write_report_locked(path, reason, false);
+    unlock_tables();
+    in_hook--;
+    if (err != 0) {
+        errno = err;
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_set_program(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    const char *s = PyUnicode_AsUTF8(arg);
+    if (s == NULL)
+        return NULL;
+    char *g = strdup(s);
+    if (g == NULL)
+        return PyErr_NoMemory();
+    lock_tables();
+    free(program_name);
+    program_name = g;
+    unlock_tables();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"start", (PyCFunction)(void (*)(void))py_start, METH_VARARGS | METH_KEYWORDS,
+     "start(depth=1, raw=True): route the allocator domains through the hooks."},
+    {"stop", py_stop, METH_NOARGS, "stop(): restore the previous allocators and clear the tables."},
+    {"is_tracing", py_is_tracing, METH_NOARGS, "is_tracing() -> bool"},
+    {"totals", py_totals, METH_NOARGS,
+     "totals() -> (blocks, bytes, peak_bytes, allocs, untracked) of recorded allocations."},
+    {"reset_peak", py_reset_peak, METH_NOARGS, "reset_peak(): peaks restart from the current bytes."},
+    {"sites", py_sites, METH_NOARGS,
+     "sites() -> [(frames, blocks, bytes, peak_bytes, allocs)], sites with outstanding blocks."},
+    {"mark", py_mark, METH_NOARGS, "mark() -> bytes: the outstanding counters of every site."},
+    {"since", py_since, METH_O, "since(mark) -> [(frames, blocks, bytes)]: growth per site."},
+    {"write_report", (PyCFunction)(void (*)(void))py_write_report, METH_VARARGS | METH_KEYWORDS,
+     "write_report(path, reason='request'): write a ringpool-python report (%p is the pid)."},
+    {"exit_report", py_exit_report, METH_VARARGS,
+     "exit_report(path, program, reason='exit'): report before finalization; rewritten after it."},
+    {"set_program", py_set_program, METH_O, "set_program(name): the program named in reports."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "allocator._pyhooks",
+    "CPython allocator hooks attributing allocations to Python frames.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__pyhooks(void)
+{
+    if (!in_main_interpreter()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "allocator._pyhooks: subinterpreters are not supported; "
+                        "import it from the main interpreter");
+        return NULL;
+    }
+    snprintf(python_version, sizeof python_version, "%d.%d.%d", PY_MAJOR_VERSION,
+             PY_MINOR_VERSION, PY_MICRO_VERSION);
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
