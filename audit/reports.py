@@ -21,7 +21,8 @@ from audit.errors import AuditError
 
 SNAPSHOT_FORMAT = "ringpool-snapshot"
 PRELOAD_FORMAT = "ringpool-preload"
-BY_CHOICES = ("site", "stack", "function", "file", "module")
+BY_CHOICES = ("site", "stack", "function", "file", "module", "line")
+PYTHON_FORMAT = "ringpool-python"
 
 
 def preload_module() -> Any:
@@ -48,6 +49,10 @@ def load(path: str, limits: schema.Limits = schema.DEFAULT_LIMITS) -> Report:
     source = "<stdin>" if path == "-" else path
     try:
         doc = schema.read_json(path, limits=limits)
+        if schema.report_format(doc) == PYTHON_FORMAT:
+            from audit import pyreport
+            schema.check_json_values(doc, source, "", limits)
+            return Report(path, "python", pyreport.parse(doc, source))
         if schema.report_format(doc) != SNAPSHOT_FORMAT and _claims_preload(doc):
             preload = preload_module()
             schema.check_json_values(doc, source, "", limits)
@@ -156,14 +161,49 @@ def preload_rows(reports: list[Report], by: str, suppressions: str | None,
     return list(merged.values())
 
 
+def python_rows(reports: list[Report], by: str | None,
+                finalization: bool = False) -> list[dict[str, Any]]:
+    """Rows of Python-attributed reports (audit.pyreport), summed over reports."""
+    from audit import pyreport
+    merged: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        try:
+            rows = pyreport.rows(report.data, by or "line", finalization)
+        except ValueError as exc:
+            raise AuditError(str(exc)) from exc
+        for r in rows:
+            row = merged.get(r["key"])
+            if row is None:
+                row = merged[r["key"]] = {**r, "pool": "", "tag": r["key"], "suppressed": False,
+                                          "per_report": {}}
+            else:
+                row["blocks"] += r["blocks"]
+                row["bytes"] += r["bytes"]
+                row["allocs"] = None if row["allocs"] is None else row["allocs"] + (r["allocs"] or 0)
+                row["peak_bytes"] = None
+            per = row["per_report"]
+            per[report.label] = per.get(report.label, 0) + int(r["bytes"])
+    return list(merged.values())
+
+
 def rows_for(reports: list[Report], by: str | None, suppressions: str | None,
              wrappers: list[str] | None = None) -> Merged:
     kinds = {r.kind for r in reports}
+    if len(kinds) > 1 and "python" in kinds:
+        python_paths = [r.path for r in reports if r.kind == "python"]
+        raise AuditError(f"cannot merge Python reports ({', '.join(python_paths)}) with other "
+                         "kinds of report in one table; show them separately")
     if len(kinds) > 1:
         preload_paths = [r.path for r in reports if r.kind == "preload"]
         raise AuditError(f"cannot merge interposer reports ({', '.join(preload_paths)}) with "
                          "ringpool snapshots in one table; show them separately")
     kind = kinds.pop() if kinds else "snapshot"
+    if kind == "python":
+        from audit import pyreport
+        if suppressions is not None or wrappers:
+            flag = "--suppressions" if suppressions is not None else "--wrapper"
+            raise AuditError(f"{flag} applies to interposer reports only")
+        return Merged(kind, python_rows(reports, by))
     if kind == "preload":
         return Merged(kind, preload_rows(reports, by or "site", suppressions, wrappers))
     if by is not None or suppressions is not None or wrappers:

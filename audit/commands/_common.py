@@ -58,7 +58,8 @@ def add_table_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--by", choices=BY_CHOICES, default=None,
                        help="interposer reports: group rows by call site (default), whole stack, "
                             "function, source file or module; each block is credited to the "
-                            "first frame of its stack that is not an allocation wrapper")
+                            "first frame of its stack that is not an allocation wrapper; Python "
+                            "reports: by line (default), function, file or stack")
     group.add_argument("--wrapper", action="append", metavar="PATTERN", type=wrapper_pattern,
                        help="interposer reports: also treat functions matching PATTERN (fnmatch, "
                             "e.g. 'my_alloc*') as allocation wrappers; repeatable")
@@ -76,12 +77,14 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
     if args.top is not None:
         rows = rows[: args.top]
     preload = merged.kind == "preload"
+    python = merged.kind == "python"
+    key_header = _key_header(merged.kind, args.by)
     has_children = any("/" in str(r["pool"]) for r in rows)
     several_pools = len({str(r["pool"]) for r in rows}) > 1
     columns: list[Column] = []
-    if not preload and (has_children or several_pools):
+    if not preload and not python and (has_children or several_pools):
         columns.append(Column("pool", "pool"))
-    columns.append(Column("key", (args.by or "site") if preload else "tag"))
+    columns.append(Column("key", key_header))
     rate = sample_rate(reports)
     est = "~" if rate is not None else ""          # sampled: the counts are estimates
     columns += [Column("blocks", est + "blocks"), Column("bytes", est + "bytes")]
@@ -104,9 +107,11 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
     def frames(row: dict[str, Any]) -> list[str]:
         if preload:
             return [str(row["key"])]
+        if python:
+            return [str(f) for f in reversed(row["frames"])]   # outermost first
         return str(row["pool"]).split("/") + [str(row["key"])]
 
-    title = "outstanding by " + ((args.by or "site") if preload else "tag")
+    title = "outstanding by " + key_header
     if rate is not None:
         meta["sample_rate"] = rate
         title += f" (estimates: each byte sampled with probability {rate:g})"
@@ -114,6 +119,18 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
     source = Source(reports, args.by, args.suppressions, getattr(args, "wrapper", None))
     return Table(columns=columns, rows=rows, title=title, frames=frames, value_key="bytes", meta=meta,
                  source=source)
+
+
+def _key_header(kind: str, by: str | None) -> str:
+    if kind == "preload":
+        return by or "site"
+    if kind == "python":
+        from audit import pyreport
+        try:
+            return pyreport.normalize_by(by)
+        except ValueError as exc:
+            raise AuditError(str(exc)) from exc
+    return "tag"
 
 
 def _report_meta(report: Report) -> dict[str, Any]:
@@ -135,7 +152,7 @@ def sample_rate(reports: list[Report]) -> float | None:
 def totals_line(merged: Merged, reports: list[Report]) -> str:
     blocks = sum(int(r["blocks"]) for r in merged.rows)
     nbytes = sum(int(r["bytes"]) for r in merged.rows)
-    what = "key" if merged.kind == "preload" else "tag"
+    what = "key" if merged.kind in ("preload", "python") else "tag"
     rate = sample_rate(reports)
     est = f"estimated (sampled at {rate:g}) " if rate is not None else ""
     return (f"{plural(len(reports), 'report')}: {est}{blocks} blocks, {nbytes} bytes outstanding "

@@ -49,6 +49,10 @@ class DiffCommand:
             if args.by is not None or args.suppressions is not None or args.wrapper:
                 raise AuditError("--by, --wrapper and --suppressions apply to interposer reports only")
             rows = _snapshot_diff(old, new)
+        elif old.kind == "python":
+            if args.suppressions is not None:
+                raise AuditError("--suppressions applies to interposer reports only")
+            rows = _python_diff(old, new, args.by)
         else:
             rows = _preload_diff(old, new, args.by or "site", args.suppressions, args.wrapper)
         rows.sort(key=lambda r: (-abs(int(r["bytes_diff"])), str(r["pool"]), str(r["key"])))
@@ -62,7 +66,8 @@ class DiffCommand:
         rate = sample_rate([old, new])
         est = "~" if rate is not None else ""          # sampled: the counts are estimates
         columns = ([Column("pool", "pool")] if several_pools else []) + [
-            Column("key", "tag" if old.kind == "snapshot" else (args.by or "site")),
+            Column("key", "tag" if old.kind == "snapshot" else
+                   (args.by or ("line" if old.kind == "python" else "site"))),
             Column("blocks", est + "blocks"), Column("blocks_diff", est + "blocks +/-", "+d"),
             Column("bytes", est + "bytes"), Column("bytes_diff", est + "bytes +/-", "+d"),
             Column("status", "status"),
@@ -158,4 +163,17 @@ def _preload_diff(old: reports.Report, new: reports.Report, by: str,
         rows.append({"pool": "", "key": key[0], "blocks": nb, "blocks_diff": nb - ob, "bytes": nbytes,
                      "bytes_diff": nbytes - obytes, "status": _status(o is not None, n is not None),
                      "suppressed": bool((n or o or {}).get("suppressed"))})
+    return rows
+
+
+def _python_diff(old: reports.Report, new: reports.Report, by: str | None) -> list[dict[str, Any]]:
+    old_rows = {r["key"]: r for r in reports.python_rows([old], by)}
+    new_rows = {r["key"]: r for r in reports.python_rows([new], by)}
+    rows = []
+    for key in list(new_rows) + [k for k in old_rows if k not in new_rows]:
+        o, n = old_rows.get(key), new_rows.get(key)
+        ob, obytes = (int(o["blocks"]), int(o["bytes"])) if o else (0, 0)
+        nb, nbytes = (int(n["blocks"]), int(n["bytes"])) if n else (0, 0)
+        rows.append({"pool": "", "key": key, "blocks": nb, "blocks_diff": nb - ob, "bytes": nbytes,
+                     "bytes_diff": nbytes - obytes, "status": _status(o is not None, n is not None)})
     return rows

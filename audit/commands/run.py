@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from audit import gate, output, reports
+from audit import gate, output, pyrun, reports
 from audit.commands._common import add_table_options, by_tag_table, totals_line
 from audit.errors import AuditError
 from audit.formatters import FORMATTERS, render
@@ -26,7 +26,9 @@ class RunCommand:
     by-tag table of the reports written during the run. With --preload the
     program also runs under the malloc interposer (LD_PRELOAD) and its call-site
     report is shown instead (--by picks the grouping); the program's stdout is
-    the program's: without --output the table goes to stderr.
+    the program's: without --output the table goes to stderr. With --python
+    the program is a Python script whose allocations are attributed to Python
+    lines (CPython's allocator hooks); see docs/python-programs.md.
 
     Exit status: the program's own (128+N when killed by signal N), as valgrind
     and heaptrack keep it; 2 when the leak gate fails, which wins over the
@@ -51,6 +53,7 @@ class RunCommand:
                                  "report gives estimates (docs/memprof.md)")
         parser.add_argument("--sample-seed", type=sample_seed, default=None, metavar="N",
                             help="with --sample-rate: fix the random stream (reproducible runs)")
+        pyrun.add_python_options(parser)
         add_table_options(parser)
         gate.add_gate_options(parser)
         output.add_output_options(parser)
@@ -74,6 +77,9 @@ class RunCommand:
             cmd = cmd[1:]
         if not cmd:
             raise AuditError("run: no command given (usage: run [options] -- CMD ARGS...)")
+        if args.python:
+            return pyrun.run(args, cmd)
+        pyrun.hint(cmd)
         env = dict(os.environ)
         if args.preload:
             _refuse_static(cmd[0], env)

@@ -1,0 +1,176 @@
+"""``run --python``: run a Python program with its allocations attributed to Python lines.
+
+The program runs under ``python -m audit._pyboot`` (the interpreter given as
+the command's first word when it is one, else the interpreter running the
+CLI), with :mod:`allocator._pyhooks` routing CPython's allocator domains
+through the hooks.  Every process writes one ``ringpool-python`` report (see
+:mod:`audit.pyreport`); the table shows what was outstanding before
+finalization, and a second table what finalization left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+from audit import gate, output, reports
+from audit.commands._common import by_tag_table, plural, positive_int, totals_line
+from audit.errors import AuditError
+from audit.formatters import render
+
+_PYTHON_NAME = re.compile(r"(python|pypy)(\d+(\.\d+)*)?[dmu]*(\.exe)?\Z")
+TEXT_FORMATS = ("table", "github", "markdown")
+
+
+def looks_like_python(program: str) -> bool:
+    """True when program names a Python interpreter (python, python3, python3.11, ...)."""
+    return bool(_PYTHON_NAME.match(os.path.basename(program)))
+
+
+def add_python_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Python programs")
+    group.add_argument("--python", action="store_true",
+                       help="CMD is a Python script (or -m MODULE, -c CODE, or a python "
+                            "interpreter and its arguments): attribute its allocations to "
+                            "Python lines through CPython's allocator hooks")
+    group.add_argument("--python-depth", type=positive_int, default=1, metavar="N",
+                       help="with --python: Python frames kept per allocation (default 1; "
+                            "--by stack shows them)")
+
+
+def hint(cmd: list[str]) -> None:
+    """Suggests --python when a Python interpreter is run without it."""
+    if cmd and looks_like_python(cmd[0]):
+        output.summary(f"hint: {cmd[0]} is a Python interpreter; `ringpool-audit run --python -- "
+                       f"{' '.join(cmd[1:]) or 'SCRIPT'}` attributes its memory to Python lines")
+
+
+def _interpreter(cmd: list[str]) -> tuple[str, list[str]]:
+    if looks_like_python(cmd[0]):
+        found = shutil.which(cmd[0])
+        if found is None:
+            raise AuditError(f"{cmd[0]}: command not found")
+        if not cmd[1:]:
+            raise AuditError("run --python: give the script to run after the interpreter "
+                             f"(run --python -- {cmd[0]} SCRIPT ARGS)")
+        return found, cmd[1:]
+    return sys.executable, cmd
+
+
+def run(args: argparse.Namespace, cmd: list[str]) -> int:
+    if args.preload:
+        raise AuditError("run: --python and --preload are exclusive (--python attributes by "
+                         "Python line, --preload by native call site)")
+    if args.blocks:
+        raise AuditError("run: --blocks applies to pool reports, not to --python")
+    from audit import pyreport
+    from allocator import _pyhooks
+    if args.python_depth > _pyhooks.MAX_DEPTH:
+        raise AuditError(f"--python-depth {args.python_depth}: at most {_pyhooks.MAX_DEPTH}")
+    try:
+        pyreport.normalize_by(args.by)
+    except ValueError as exc:
+        raise AuditError(str(exc)) from exc
+    interpreter, rest = _interpreter(cmd)
+    if rest[0] not in ("-m", "-c") and not os.path.isfile(rest[0]):
+        raise AuditError(f"{rest[0]}: no such file (run --python takes a Python script, "
+                         "-m MODULE or -c CODE)")
+    temporary = args.report_dir is None
+    report_dir = tempfile.mkdtemp(prefix="ringpool-run-") if temporary else args.report_dir
+    try:
+        return _run_in(args, interpreter, rest, report_dir)
+    finally:
+        if temporary:
+            shutil.rmtree(report_dir, ignore_errors=True)
+
+
+def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_dir: str) -> int:
+    try:
+        os.makedirs(report_dir, exist_ok=True)
+    except OSError as exc:
+        raise AuditError(f"{report_dir}: cannot create the report directory: {exc.strerror}") from exc
+    before = _json_files(report_dir)
+    env = dict(os.environ)
+    env["RINGPOOL_PYTHON_REPORT"] = os.path.join(os.path.abspath(report_dir), "python.%p.json")
+    env["RINGPOOL_PYTHON_DEPTH"] = str(args.python_depth)
+    if os.path.realpath(interpreter) != os.path.realpath(sys.executable):
+        # Another interpreter finds this package where this one found it.
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    try:
+        status = subprocess.run([interpreter, "-m", "audit._pyboot", *rest], env=env,
+                                check=False).returncode
+    except OSError as exc:
+        raise AuditError(f"{interpreter}: cannot run: {exc.strerror}") from exc
+    name = rest[0] if rest[0] not in ("-m", "-c") else " ".join(rest[:2])
+    status_text = _describe_status(status)
+    written = sorted(p for p, stamp in _json_files(report_dir).items() if before.get(p) != stamp)
+    loaded = [r for r in reports.load_all(written) if r.kind == "python"] if written else []
+    if not loaded:
+        output.summary(f"{name} {status_text}; it wrote no Python report "
+                       "(did it end with os._exit or a signal?)")
+        return _exit_status(status) if status != 0 else gate.EXIT_ERROR
+    merged = reports.rows_for(loaded, args.by, None)
+    table = by_tag_table(merged, loaded, args)
+    table.title = "outstanding before finalization, by " + table.title.split(" by ", 1)[1]
+    final = reports.Merged("python", reports.python_rows(loaded, args.by, finalization=True))
+    has_final = any(r.data.after is not None for r in loaded)
+    final_table = by_tag_table(final, loaded, args)
+    final_table.title = "left by finalization, by " + final_table.title.split(" by ", 1)[1]
+    if has_final and args.format == "json":
+        table.meta["after_finalization"] = [{c.key: row.get(c.key) for c in final_table.columns}
+                                            for row in final_table.rows]
+    text = render(table, args.format)
+    if has_final and args.format in TEXT_FORMATS:
+        text += "\n" + render(final_table, args.format)
+    output.emit_text(args, text)
+    verdict = gate.evaluate(args, merged.rows)
+    line = f"{name} {status_text}; " + totals_line(merged, loaded).replace(
+        "outstanding", "outstanding before finalization")
+    if has_final:
+        fb = sum(int(r["blocks"]) for r in final.rows)
+        fn = sum(int(r["bytes"]) for r in final.rows)
+        line += f"; finalization left {fb} blocks, {fn} bytes in {plural(len(final.rows), 'key')}"
+    if args.report_dir is not None:
+        line += f" (in {report_dir})"
+    if verdict.active:
+        line += "; " + verdict.describe()
+    output.summary(line)
+    if verdict.failed:
+        return gate.EXIT_LEAKS
+    return _exit_status(status) if status != 0 else gate.EXIT_OK
+
+
+def _json_files(directory: str) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for name in os.listdir(directory):
+        if name.endswith(".json"):
+            path = os.path.join(directory, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            found[path] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
+def _exit_status(status: int) -> int:
+    return 128 - status if status < 0 else status
+
+
+def _describe_status(status: int) -> str:
+    if status == 0:
+        return "exited with status 0"
+    if status < 0:
+        try:
+            sig = signal.Signals(-status).name
+        except ValueError:
+            sig = f"signal {-status}"
+        return f"FAILED: killed by {sig}"
+    return f"FAILED: exited with status {status}"
