@@ -13,9 +13,12 @@ before an ``os.exec*`` replaces the process.
 from __future__ import annotations
 
 import atexit
+import builtins
+import io
 import os
 import runpy
 import sys
+import types
 from typing import Any
 
 REPORT_ENV = "RINGPOOL_PYTHON_REPORT"
@@ -67,19 +70,27 @@ def main(argv: list[str]) -> int:
 
     atexit.register(at_exit)
     sys.addaudithook(on_audit)
+    # Like `python SCRIPT`: the program runs in a fresh __main__ module that
+    # stays in sys.modules, so its globals live until finalization.
+    main_module = types.ModuleType("__main__")
+    main_module.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main_module
     if argv[0] == "-m":
         sys.argv = [argv[1], *argv[2:]]
         sys.path[0] = os.getcwd()
-        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        runpy._run_module_as_main(argv[1], alter_argv=True)  # type: ignore[attr-defined]
     elif argv[0] == "-c":
         sys.argv = ["-c", *argv[2:]]
         sys.path[0] = ""
-        namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
-        exec(compile(argv[1], "<string>", "exec"), namespace)
+        exec(compile(argv[1], "<string>", "exec", dont_inherit=True), main_module.__dict__)
     else:
+        path = argv[0]
         sys.argv = list(argv)
-        sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
-        runpy.run_path(argv[0], run_name="__main__")
+        sys.path[0] = os.path.dirname(os.path.abspath(path))
+        with io.open_code(path) as fh:
+            source = fh.read()
+        main_module.__dict__.update({"__file__": path, "__cached__": None})
+        exec(compile(source, path, "exec", dont_inherit=True), main_module.__dict__)
     return 0
 
 

@@ -1,0 +1,264 @@
+"""allocator._pyhooks through its Python interface, each case in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from conftest import line_of, load, run_python
+
+Script = Callable[[str, str], Path]
+
+
+def test_allocations_are_counted_at_the_line_that_made_them(script: Script, tmp_path: Path) -> None:
+    s = script("alloc.py", """
+        from allocator import _pyhooks
+        _pyhooks.start()
+        keep = [bytearray(1000) for _ in range(50)]   # ALLOC
+        rows = {f[0]: (b, n) for (f, b, n, _p, _a) in _pyhooks.sites() if f}
+        print(rows[(__file__, 3, "<listcomp>")][0] >= 50)
+        print(sum(n for (b, n) in rows.values()) >= 50 * 1000)
+        _pyhooks.stop()
+        print(_pyhooks.is_tracing(), _pyhooks.totals())
+    """)
+    assert line_of(s, "# ALLOC") == 3
+    r = run_python(str(s))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == ["True", "True", "False (0, 0, 0, 0, 0)"]
+
+
+def test_freed_blocks_leave_the_counts(script: Script) -> None:
+    s = script("free.py", """
+        from allocator import _pyhooks
+        _pyhooks.start()
+        before = _pyhooks.totals()
+        junk = [bytearray(4096) for _ in range(100)]
+        mid = _pyhooks.totals()
+        del junk
+        after = _pyhooks.totals()
+        print(mid[1] - before[1] >= 409600, after[1] - before[1] < 4096, after[2] >= mid[1])
+    """)
+    r = run_python(str(s))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True True True"
+
+
+def test_bad_depth_and_double_start_are_refused(script: Script) -> None:
+    s = script("bad.py", """
+        from allocator import _pyhooks
+        for d in (0, -1, _pyhooks.MAX_DEPTH + 1):
+            try:
+                _pyhooks.start(depth=d)
+            except ValueError as e:
+                print("ValueError", e)
+        _pyhooks.start(depth=2)
+        try:
+            _pyhooks.start()
+        except RuntimeError as e:
+            print("RuntimeError", e)
+        _pyhooks.stop()
+        _pyhooks.stop()     # a second stop does nothing
+        try:
+            _pyhooks.write_report("x.json")
+        except RuntimeError as e:
+            print("RuntimeError", e)
+        try:
+            _pyhooks.since(b"abc")
+        except TypeError as e:
+            print("TypeError", e)
+    """)
+    r = run_python(str(s))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "ValueError depth must be between 1 and 64, not 0"
+    assert lines[2] == "ValueError depth must be between 1 and 64, not 65"
+    assert lines[3] == "RuntimeError the Python allocator hooks are already running"
+    assert lines[4] == "RuntimeError the Python allocator hooks are not running"
+    assert lines[5].startswith("TypeError since() takes a value returned by mark()")
+
+
+def test_stop_refuses_when_another_hook_was_installed_on_top(script: Script) -> None:
+    s = script("stack.py", """
+        import tracemalloc
+        from allocator import _pyhooks
+        _pyhooks.start()
+        tracemalloc.start()
+        try:
+            _pyhooks.stop()
+        except RuntimeError as e:
+            print(e)
+        tracemalloc.stop()
+        _pyhooks.stop()
+        print(_pyhooks.is_tracing())
+    """)
+    r = run_python(str(s))
+    assert r.returncode == 0, r.stderr
+    assert "another allocator hook (tracemalloc?) was installed" in r.stdout
+    assert r.stdout.splitlines()[-1] == "False"
+
+
+def test_depth_keeps_the_calling_frames(script: Script) -> None:
+    s = script("deep.py", """
+        from allocator import _pyhooks
+        def inner():
+            return bytearray(10000)
+        def outer():
+            return inner()
+        _pyhooks.start(depth=3)
+        keep = outer()
+        for frames, blocks, nbytes, _p, _a in _pyhooks.sites():
+            if frames and frames[0][2] == "inner":
+                print([(f[1], f[2]) for f in frames], nbytes >= 10000)
+    """)
+    r = run_python(str(s))
+    assert r.returncode == 0, r.stderr
+    want = [(line_of(s, "return bytearray"), "inner"), (line_of(s, "return inner()"), "outer"),
+            (line_of(s, "keep = outer()"), "<module>")]
+    assert r.stdout.strip() == f"{want} True"
+
+
+def test_threads_allocating_at_once_are_counted_exactly(script: Script) -> None:
+    s = script("threads.py", """
+        import threading
+        from allocator import _pyhooks
+        _pyhooks.start()
+        keep = []
+        lock = threading.Lock()
+        def work():
+            mine = [bytearray(1000) for _ in range(2000)]   # PER THREAD
+            junk = [bytes(300) for _ in range(2000)]
+            del junk
+            with lock:
+                keep.append(mine)
+        ts = [threading.Thread(target=work) for _ in range(4)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+        for frames, blocks, nbytes, _p, _a in _pyhooks.sites():
+            if frames and frames[0][1] == 7 and frames[0][2] == "work.<locals>.<listcomp>":
+                # each bytearray: its object and its 1001-byte buffer
+                print(blocks >= 4 * 2000 * 2, nbytes >= 4 * 2000 * 1001)
+        _pyhooks.stop()
+    """)
+    assert line_of(s, "# PER THREAD") == 7
+    r = run_python(str(s))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True True"
+
+
+def test_fork_child_writes_its_own_report(script: Script, tmp_path: Path) -> None:
+    s = script("forky.py", """
+        import os, sys
+        from allocator import _pyhooks
+        _pyhooks.start()
+        parent_data = [bytearray(2000) for _ in range(10)]
+        pid = os.fork()
+        if pid == 0:
+            child_data = [bytearray(3000) for _ in range(7)]   # CHILD
+            _pyhooks.write_report(sys.argv[1])
+            os._exit(0)
+        os.waitpid(pid, 0)
+        _pyhooks.write_report(sys.argv[1])
+        print(pid)
+    """)
+    pattern = str(tmp_path / "r.%p.json")
+    r = run_python(str(s), pattern)
+    assert r.returncode == 0, r.stderr
+    child = int(r.stdout.strip())
+    doc = load(tmp_path / f"r.{child}.json")
+    assert doc["pid"] == child
+    lines = {(site["frames"][0]["line"], site["frames"][0]["function"]): site["bytes"]
+             for site in doc["sites"] if site["frames"]}
+    assert lines[(7, "<listcomp>")] >= 7 * 3000
+    assert lines[(4, "<listcomp>")] >= 10 * 2000      # inherited from the parent
+    parent = [p for p in tmp_path.glob("r.*.json") if p.name != f"r.{child}.json"]
+    assert len(parent) == 1
+    assert all(site["frames"][0]["line"] != 7 for site in load(parent[0])["sites"] if site["frames"])
+
+
+SUBINTERPRETER = r"""
+import sys
+import importlib.util
+import _xxsubinterpreters as interpreters
+origin = importlib.util.find_spec("allocator._pyhooks").origin
+if sys.argv[1] == "imported":
+    import allocator._pyhooks
+code = (
+    "import importlib.util\n"
+    f"spec = importlib.util.spec_from_file_location('allocator._pyhooks', {origin!r})\n"
+    "m = importlib.util.module_from_spec(spec)\n"
+    "m.start()\n"
+)
+try:
+    interpreters.run_string(interpreters.create(), code)
+except Exception as e:
+    print(type(e).__name__, e)
+"""
+
+
+def test_subinterpreters_are_refused_clearly(script: Script) -> None:
+    s = script("sub.py", SUBINTERPRETER)
+    # first loaded by a subinterpreter: the import fails
+    r = run_python(str(s), "fresh")
+    assert r.returncode == 0, r.stderr
+    assert "ImportError" in r.stdout and "subinterpreters are not supported" in r.stdout
+    # already loaded by the main interpreter: the subinterpreter's copy refuses to start
+    r = run_python(str(s), "imported")
+    assert r.returncode == 0, r.stderr
+    assert "RuntimeError" in r.stdout and "subinterpreters are not supported" in r.stdout
+
+
+def test_report_is_written_before_exec(script: Script, tmp_path: Path) -> None:
+    s = script("execer.py", """
+        import os, sys
+        keep = [bytearray(5000) for _ in range(3)]   # BEFORE EXEC
+        os.execv(sys.executable, [sys.executable, "-c", "print('replaced')"])
+    """)
+    pattern = str(tmp_path / "python.%p.json")
+    r = run_python("-m", "audit._pyboot", str(s), env={"RINGPOOL_PYTHON_REPORT": pattern})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "replaced"
+    [path] = list(tmp_path.glob("python.*.json"))
+    doc = load(path)
+    assert doc["reason"] == "exec"
+    assert any(site["frames"] and site["frames"][0]["line"] == 2 and site["bytes"] >= 15000
+               for site in doc["sites"])
+
+
+def test_exit_report_has_a_finalization_section(script: Script, tmp_path: Path) -> None:
+    s = script("fin.py", """
+        import json
+        data = bytes(range(256)) * 20   # KEPT
+    """)
+    pattern = str(tmp_path / "python.%p.json")
+    r = run_python("-m", "audit._pyboot", str(s), env={"RINGPOOL_PYTHON_REPORT": pattern})
+    assert r.returncode == 0, r.stderr
+    [path] = list(tmp_path.glob("python.*.json"))
+    doc = load(path)
+    assert doc["format"] == "ringpool-python" and doc["reason"] == "exit"
+    assert doc["program"] == str(s)
+    kept = [site for site in doc["sites"] if site["frames"] and site["frames"][0]["line"] == 2]
+    assert kept and kept[0]["bytes"] >= 256 * 20
+    after = doc["after_finalization"]
+    assert after["totals"]["bytes"] < doc["totals"]["bytes"]
+    # the module's globals are cleared by finalization: the string is gone
+    assert not [site for site in after["sites"] if site["frames"]
+                and site["frames"][0]["file"] == str(s) and site["frames"][0]["line"] == 2]
+    json.dumps(doc)
+
+
+def test_boot_errors_are_one_line(script: Script, tmp_path: Path) -> None:
+    r = run_python("-m", "audit._pyboot", "x.py")
+    assert r.returncode == 1 and "RINGPOOL_PYTHON_REPORT is not set" in r.stderr
+    env = {"RINGPOOL_PYTHON_REPORT": str(tmp_path / "p.json")}
+    r = run_python("-m", "audit._pyboot", str(tmp_path / "missing.py"), env=env)
+    assert r.returncode == 1 and "missing.py: no such file" in r.stderr
+    r = run_python("-m", "audit._pyboot", "-m", env=env)
+    assert r.returncode == 1 and "usage:" in r.stderr
+    r = run_python("-m", "audit._pyboot", "-c", "pass", env={**env, "RINGPOOL_PYTHON_DEPTH": "x"})
+    assert r.returncode == 1 and "must be an integer" in r.stderr
+    r = run_python("-m", "audit._pyboot", "-c", "pass", env={**env, "RINGPOOL_PYTHON_DEPTH": "0"})
+    assert r.returncode == 1 and "depth must be between 1 and 64" in r.stderr
+    r = run_python("-m", "audit._pyboot", "-c", "pass",
+                   env={"RINGPOOL_PYTHON_REPORT": str(tmp_path / "nodir" / "p.json")})
+    assert "cannot write the report" in r.stderr and "nodir" in r.stderr
