@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -183,3 +184,21 @@ def test_run_python_accepts_an_interpreter_and_module(script: Script,
 def test_run_without_python_suggests_it(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(["run", "--", sys.executable, "-c", "pass"], capsys)
     assert "hint:" in err and "run --python -- -c pass" in err
+
+
+@pytest.mark.parametrize("fmt", ["speedscope", "html", "pprof"])
+def test_run_python_profiles_name_python_lines(script: Script, capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path, fmt: str) -> None:
+    s = script("leaky.py", LEAKY)
+    out_file = tmp_path / f"profile.{fmt}"
+    code, _, err = run_cli(["run", "--python", "--python-depth", "2", "--format", fmt, "--output",
+                            str(out_file), "--", str(s)], capsys)
+    assert code == 0, err
+    data = out_file.read_bytes()
+    if fmt == "pprof":
+        data = gzip.decompress(data)     # profile.proto, gzipped
+    assert str(s).encode() in data and b"grow" in data
+    if fmt == "speedscope":
+        doc = json.loads(data)
+        names = {f["name"] for f in doc["shared"]["frames"]}
+        assert any(n.startswith("grow (") and n.endswith(f":{line_of(s, '# GROW')})") for n in names), names
