@@ -127,8 +127,8 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
         table.meta["after_finalization"] = [{c.key: row.get(c.key) for c in final_table.columns}
                                             for row in final_table.rows]
     text = render(table, args.format)
-    if has_final and args.format in TEXT_FORMATS:
-        text += "\n" + render(final_table, args.format)
+    if has_final and args.format in TEXT_FORMATS and isinstance(text, str):
+        text += "\n" + str(render(final_table, args.format))
     output.emit_text(args, text)
     verdict = gate.evaluate(args, merged.rows)
     line = f"{name} {status_text}; " + totals_line(merged, loaded).replace(

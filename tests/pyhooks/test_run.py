@@ -65,7 +65,7 @@ def test_run_python_stack_depth_and_folded(script: Script, capsys: pytest.Captur
     assert code == 0, err
     n = line_of(s, "# GROW")
     call = line_of(s, "grow(int(")
-    want = f"{s}:{call}_(<module>);{s}:{n}_(grow) "
+    want = f"<module>_({s}:{call});grow_({s}:{n}) "
     assert any(line.startswith(want) or f";{want}" in line for line in out.splitlines()), out
 
 
