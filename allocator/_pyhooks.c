@@ -1154,11 +1154,10 @@ static PyObject *py_mark(PyObject *self, PyObject *noargs)
     return r;
 }
 
-/* since(mark): [(frames, blocks, bytes)] for sites whose outstanding bytes or
- * blocks grew since the mark (counts are the growth). */
-static PyObject *py_since(PyObject *self, PyObject *arg)
+/* Growth per site since a mark: outstanding bytes (or, with peak, the site's
+ * peak since reset_peak) above the bytes at the mark. */
+static PyObject *growth_since(PyObject *arg, bool peak)
 {
-    (void)self;
     if (!PyBytes_Check(arg) || PyBytes_GET_SIZE(arg) % (2 * (Py_ssize_t)sizeof(uint64_t)) != 0)
         return PyErr_Format(PyExc_TypeError, "since() takes a value returned by mark()");
     const uint64_t *old = (const uint64_t *)PyBytes_AS_STRING(arg);
@@ -1170,7 +1169,7 @@ static PyObject *py_since(PyObject *self, PyObject *arg)
     unlock_tables();
     for (uint32_t i = 0; list != NULL && i < n; i++) {
         lock_tables();
-        uint64_t blocks = T.sites[i].blocks, bytes = T.sites[i].bytes;
+        uint64_t blocks = T.sites[i].blocks, bytes = peak ? T.sites[i].peak : T.sites[i].bytes;
         unlock_tables();
         uint64_t ob = i < nold ? old[2 * i] : 0, oby = i < nold ? old[2 * i + 1] : 0;
         if (bytes <= oby && blocks <= ob)
@@ -1187,6 +1186,22 @@ static PyObject *py_since(PyObject *self, PyObject *arg)
     }
     in_hook--;
     return list;
+}
+
+/* since(mark): [(frames, blocks, bytes)] for sites whose outstanding bytes or
+ * blocks grew since the mark (counts are the growth). */
+static PyObject *py_since(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    return growth_since(arg, false);
+}
+
+/* peaks_since(mark): [(frames, blocks, bytes)]: per site, its peak since
+ * reset_peak() above its bytes at the mark (blocks: the growth now). */
+static PyObject *py_peaks_since(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    return growth_since(arg, true);
 }
 
 static PyObject *py_write_report(PyObject *self, PyObject *args, PyObject *kw)
@@ -1277,6 +1292,8 @@ static PyMethodDef methods[] = {
      "sites() -> [(frames, blocks, bytes, peak_bytes, allocs)], sites with outstanding blocks."},
     {"mark", py_mark, METH_NOARGS, "mark() -> bytes: the outstanding counters of every site."},
     {"since", py_since, METH_O, "since(mark) -> [(frames, blocks, bytes)]: growth per site."},
+    {"peaks_since", py_peaks_since, METH_O,
+     "peaks_since(mark) -> [(frames, blocks, bytes)]: per site, its peak above its bytes at the mark."},
     {"write_report", (PyCFunction)(void (*)(void))py_write_report, METH_VARARGS | METH_KEYWORDS,
      "write_report(path, reason='request'): write a ringpool-python report (%p is the pid)."},
     {"exit_report", py_exit_report, METH_VARARGS,

@@ -1,0 +1,129 @@
+"""The pytest plugin's limit_memory / limit_leaks markers and --ringpool, run inside pytester."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def _run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(source)
+    return pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", *args)
+
+
+def test_limit_memory_fails_over_the_peak_and_names_the_line(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_big_peak():
+            data = [bytearray(100_000) for _ in range(30)]   # 3 MB at the peak, then freed
+            del data
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_small():
+            data = [bytearray(1000) for _ in range(30)]
+
+        @pytest.mark.limit_memory("4 MB")
+        def test_under_a_larger_limit():
+            data = [bytearray(100_000) for _ in range(30)]
+    """)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*Test was limited to 1.0MiB but allocated 2.9MiB*",
+                                 "*- <listcomp>:*test_limit_memory_fails_over_the_peak_and_names_the_line.py:5 -> 2.9MiB*"])
+
+
+def test_limit_leaks_per_call_stack_and_filter(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        import pytest
+
+        KEEP = []
+
+        def keep(n):
+            KEEP.append(bytearray(n))                        # KEEP LINE
+
+        @pytest.mark.limit_leaks("100 KB")
+        def test_leaks():
+            for _ in range(200):
+                keep(1000)
+
+        @pytest.mark.limit_leaks("100 KB")
+        def test_freed():
+            for _ in range(200):
+                bytearray(1000)
+
+        @pytest.mark.limit_leaks("100 KB", filter_fn=lambda stack: stack.frames[0].function != "keep")
+        def test_filtered():
+            for _ in range(200):
+                keep(1000)
+    """)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*Test was allowed to leak 100.0KiB per location*",
+                                 "*- keep:*test_limit_leaks_per_call_stack_and_filter.py:6 -> 19*KiB*"])
+
+
+@pytest.mark.parametrize("marker, message", [
+    ('limit_memory("lots")', "'lots' is not a size like '24 MB'"),
+    ('limit_memory("1 XB")', "is not a size"),
+    ("limit_memory()", "takes one size"),
+    ('limit_leaks("1 MB", filter_fn=3)', "filter_fn must be callable"),
+    ('limit_leaks("1 MB", warmups=2)', "unknown argument(s) warmups"),
+    ('limit_memory("1 MB", current_thread_only=True)', "current_thread_only=True is not supported"),
+])
+def test_bad_marker_arguments_are_usage_errors(pytester: pytest.Pytester, marker: str,
+                                               message: str) -> None:
+    result = _run(pytester, f"""
+        import pytest
+
+        @pytest.mark.{marker}
+        def test_x():
+            pass
+    """)
+    assert message in result.stdout.str() + result.stderr.str()
+    assert result.ret != 0
+
+
+def test_ringpool_switch_prints_top_lines_of_failing_tests(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        KEEP = []
+
+        def test_ok():
+            KEEP.append(bytearray(50_000))
+
+        def test_fails():
+            KEEP.append(bytearray(70_000))                   # FAILING LINE
+            assert False
+    """, "--ringpool")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "ringpool: top Python lines" in out
+    section = out.split("ringpool: top Python lines", 1)[1]
+    assert "test_fails:" in section and ".py:7 -> 68.4KiB" in section
+    assert "test_ok:" not in section
+
+
+def test_no_leaks_marker_does_not_scan_the_heap(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        import gc
+        import pytest
+        from allocator import Pool
+
+        KEEP = []
+
+        def forbidden(*args, **kwargs):
+            raise AssertionError("gc.get_objects() called")
+
+        @pytest.fixture(autouse=True)
+        def no_heap_scan(monkeypatch):
+            monkeypatch.setattr(gc, "get_objects", forbidden)
+
+        @pytest.mark.ringpool_no_leaks
+        def test_child_pool_leak():
+            parent = Pool("parent")
+            KEEP.append(parent)
+            child = parent.child("kid")
+            KEEP.append(child.alloc(16, tag="kid-tag"))
+    """)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*pool 'kid': kid-tag (1 blocks, 16 bytes)*"])
