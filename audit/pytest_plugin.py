@@ -200,9 +200,9 @@ class Measurement:
             h.stop()
 
     def lines(self, rows: list[tuple[tuple[tuple[str, int, str], ...], int, int]],
-              top: int = TOP) -> list[str]:
-        return [f"- {_where(frames)} -> {format_size(nbytes)} ({blocks} blocks)"
-                for frames, blocks, nbytes in rows[:top] if nbytes > 0]
+              top: int = TOP, blocks: bool = True) -> list[str]:
+        return [f"- {_where(frames)} -> {format_size(nbytes)}" + (f" ({n} blocks)" if blocks else "")
+                for frames, n, nbytes in rows[:top] if nbytes > 0]
 
 
 def _depth(config: pytest.Config) -> int:
@@ -216,7 +216,7 @@ def _check_limit_memory(marker: pytest.Mark, m: Measurement) -> str | None:
         return None
     return "\n".join([f"Test was limited to {format_size(limit)} but allocated {format_size(m.peak)}",
                       "Python lines at the peak (bytes above the start of the test):",
-                      *m.lines(m.at_peak)])
+                      *m.lines(m.at_peak, blocks=False)])
 
 
 def _check_limit_leaks(marker: pytest.Mark, m: Measurement) -> str | None:
@@ -368,6 +368,6 @@ def pytest_runtest_makereport(item: pytest.Item,
             and item.config.getoption("ringpool", False):
         text = [f"peak of the test's Python allocations: {format_size(measure.peak)}",
                 "left when the test returned:", *(measure.lines(measure.left) or ["- nothing"]),
-                "at the peak:", *(measure.lines(measure.at_peak) or ["- nothing"])]
+                "at the peak:", *(measure.lines(measure.at_peak, blocks=False) or ["- nothing"])]
         report.sections.append(("ringpool: top Python lines", "\n".join(text)))
     return report
