@@ -41,9 +41,17 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
-#error "allocator._pyhooks reads CPython 3.11's frame layout; this interpreter is another version"
-#endif
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000 || defined(Py_LIMITED_API)
+/* Another interpreter: the package still builds and installs; importing the
+ * hooks says why they are not available. */
+PyMODINIT_FUNC PyInit__pyhooks(void)
+{
+    PyErr_Format(PyExc_ImportError,
+                 "allocator._pyhooks reads CPython 3.11's frame layout; this is Python %d.%d",
+                 PY_MAJOR_VERSION, PY_MINOR_VERSION);
+    return NULL;
+}
+#else
 
 #define Py_BUILD_CORE 1
 #include "internal/pycore_frame.h"
@@ -1327,3 +1335,5 @@ PyMODINIT_FUNC PyInit__pyhooks(void)
     }
     return m;
 }
+
+#endif /* CPython 3.11 */
