@@ -92,6 +92,7 @@ class Module:
     path: str
     base: int
     build_id: str | None
+    unloaded: bool = False   # dlclose'd before the report; its sites are still its own
 
 
 Frame = tuple[str, int]   # (module path, return address minus its load bias)
@@ -211,7 +212,11 @@ def parse(doc: Any, path: str) -> PreloadReport:
         build_id = m.get("build_id")
         if build_id is not None and not isinstance(build_id, str):
             raise ValueError(f"{where}: field 'build_id' must be str")
-        modules.append(Module(_field(where, m, "path", str), _hex(where, m, "base"), build_id))
+        unloaded = m.get("unloaded", False)
+        if not isinstance(unloaded, bool):
+            raise ValueError(f"{where}: field 'unloaded' must be true or false")
+        modules.append(Module(_field(where, m, "path", str), _hex(where, m, "base"), build_id,
+                              unloaded))
     stacks = _stacks(path, doc, modules)
     sites = []
     for i, s in enumerate(_field(path, doc, "sites", list)):

@@ -231,9 +231,9 @@ static __attribute__((noinline, cold)) void run_deferred(const deferred *d)
         if (RPP_UNLIKELY(rpp_sampling)) {
             size_t k = rpp_sample_take(d->size);
             if (k)
-                rpp_sample_track(d->p, d->size, k, rpp_site_for((uintptr_t)d->pc));
+                rpp_sample_track(d->p, d->size, k, rpp_site_for((uintptr_t)d->pc | atomic_load(&rpp_gen_bits)));
         } else {
-            rpp_track(d->p, d->size, rpp_site_for((uintptr_t)d->pc), 1);
+            rpp_track(d->p, d->size, rpp_site_for((uintptr_t)d->pc | atomic_load(&rpp_gen_bits)), 1);
         }
     } else {
         if (!forget(d->p) && !rpp_sampling)
@@ -273,6 +273,7 @@ static inline void record(void *p, size_t size, void *pc)
     uintptr_t key = (uintptr_t)pc;
     if (rpp_stack_depth > 1)
         key = rpp_stack_key(key);
+    key |= atomic_load_explicit(&rpp_gen_bits, memory_order_relaxed);
     if (RPP_UNLIKELY(k))
         rpp_sample_track(p, size, k, rpp_site_for(key));
     else
@@ -387,15 +388,21 @@ RPP_EXPORT void free(void *p)
         free_slow(p, st);
         return;
     }
-    if (RPP_UNLIKELY(in_boot(p)))
-        return;
     ENSURE_READY();
-    if (tracking) {
+    if (RPP_LIKELY(tracking)) {
         rpp_enter(0);
         int had = forget(p);
         rpp_leave();
-        if (!had && !rpp_sampling)
-            atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+        if (RPP_UNLIKELY(!had)) {
+            /* never tracked: the bootstrap buffer's blocks are among these,
+               so the check costs nothing on the common path */
+            if (in_boot(p))
+                return;
+            if (!rpp_sampling)
+                atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+        }
+    } else if (in_boot(p)) {
+        return;
     }
     real.free(p);
 }

@@ -278,10 +278,11 @@ typedef struct module {
     uintptr_t base, lo, hi;
     const unsigned char *build_id;
     size_t build_id_len;
+    int unloaded;            /* a dlclose'd module (modules.c) */
 } module;
 
 static module mods[MAX_MODULES];
-static size_t nmods;
+static size_t nmods, nlive;
 static char exe_path[4096];
 
 static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
@@ -327,13 +328,46 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-static const module *module_of(uintptr_t pc)
+/* Appends the dlclose'd modules after the live ones. */
+static void add_unloaded(void)
 {
-    for (size_t i = 0; i < nmods; i++)
+    nlive = nmods;
+    uint32_t n = rpp_unloaded_count();
+    for (uint32_t i = 0; i < n && nmods < MAX_MODULES; i++) {
+        const rpp_unloaded *r = rpp_unloaded_get(i);
+        module *m = &mods[nmods++];
+        m->path = r->path;
+        m->base = r->base;
+        m->lo = r->lo;
+        m->hi = r->hi;
+        m->build_id = r->build_id_len ? r->build_id : NULL;
+        m->build_id_len = r->build_id_len;
+        m->unloaded = 1;
+    }
+}
+
+/* The module that held pc when a site of generation gen was recorded: the
+   unloaded module that covered pc and was unloaded first at or after gen,
+   else a module mapped now. NULL: none (or an unloaded one past the list). */
+static const module *module_of(uintptr_t pc, uint32_t gen)
+{
+    uint32_t n = rpp_unloaded_count();
+    uint32_t best = n;
+    for (uint32_t i = 0; i < n; i++) {
+        const rpp_unloaded *r = rpp_unloaded_get(i);
+        if (r->gen_end >= gen && pc >= r->lo && pc < r->hi &&
+            (best == n || r->gen_end < rpp_unloaded_get(best)->gen_end))
+            best = i;
+    }
+    if (best < n)
+        return nlive + best < nmods ? &mods[nlive + best] : NULL;
+    for (size_t i = 0; i < nlive; i++)
         if (pc >= mods[i].lo && pc < mods[i].hi)
             return &mods[i];
     return NULL;
 }
+
+static uint32_t gen_of(uintptr_t key) { return (uint32_t)((key & RPP_GEN_MASK) >> RPP_GEN_SHIFT); }
 
 /* ------------------------------------------------------------ stacks
  * "stack_depth", then "stacks": the frames of each written site, leaf first,
@@ -359,7 +393,7 @@ static void put_stacks(out *w, const uintptr_t *keys, size_t nkeys)
     for (size_t k = 0; k < nkeys; k++) {
         const uintptr_t *f;
         uintptr_t one;
-        total += rpp_site_frames(keys[k], &f, &one);
+        total += rpp_site_frames(keys[k] & ~RPP_GEN_MASK, &f, &one);
     }
     size_t cap = 16;
     while (cap < 2 * total)
@@ -372,17 +406,19 @@ static void put_stacks(out *w, const uintptr_t *keys, size_t nkeys)
     for (size_t k = 0; k < nkeys && map && order; k++) {
         const uintptr_t *f;
         uintptr_t one;
-        size_t n = rpp_site_frames(keys[k], &f, &one);
+        size_t n = rpp_site_frames(keys[k] & ~RPP_GEN_MASK, &f, &one);
+        uintptr_t gen = keys[k] & RPP_GEN_MASK;
         puts_(w, k ? ",\n    [" : "\n    [");
         for (size_t i = 0; i < n; i++) {
-            uintptr_t pc = f[i] ? f[i] : 1;   /* 0 marks an empty slot */
+            /* a frame is an address in a generation; 0 marks an empty slot */
+            uintptr_t pc = (f[i] | gen) ? (f[i] | gen) : 1;
             size_t j = (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
             while (map[j].pc && map[j].pc != pc)
                 j = (j + 1) & (cap - 1);
             if (!map[j].pc) {
                 map[j].pc = pc;
                 map[j].index = nframes;
-                order[nframes++] = f[i];
+                order[nframes++] = f[i] | gen;
             }
             if (i)
                 put(w, ",", 1);
@@ -392,14 +428,15 @@ static void put_stacks(out *w, const uintptr_t *keys, size_t nkeys)
     }
     puts_(w, nkeys && map && order ? "\n  ],\n  \"frames\": [" : "],\n  \"frames\": [");
     for (size_t i = 0; i < nframes; i++) {
-        const module *m = module_of(order[i]);
+        uintptr_t pc = order[i] & ~RPP_GEN_MASK;
+        const module *m = module_of(pc, gen_of(order[i]));
         puts_(w, i ? ",\n    [" : "\n    [");
         if (m)
             put_u64(w, (uint64_t)(m - mods));
         else
             puts_(w, "-1");
         puts_(w, ", \"");
-        put_hex(w, m ? order[i] - m->base : order[i]);
+        put_hex(w, m ? pc - m->base : pc);
         puts_(w, "\"]");
     }
     puts_(w, nframes ? "\n  ]" : "]");
@@ -635,6 +672,7 @@ int rpp_write_report(const char *reason)
     exe_path[el > 0 ? el : 0] = '\0';
     nmods = 0;
     dl_iterate_phdr(add_module, NULL);
+    add_unloaded();
 
     out *w = &o;
     puts_(w, "{\n  \"format\": \"ringpool-preload\",\n  \"version\": 1,\n  \"pid\": ");
@@ -701,6 +739,8 @@ int rpp_write_report(const char *reason)
             }
             puts_(w, "\"");
         }
+        if (mods[i].unloaded)
+            puts_(w, ", \"unloaded\": true");
         puts_(w, "}");
     }
     puts_(w, nmods ? "\n  ],\n  \"sites\": [" : "],\n  \"sites\": [");
@@ -721,9 +761,9 @@ int rpp_write_report(const char *reason)
             continue;
         uintptr_t key = c.pc, one;
         const uintptr_t *frames;
-        rpp_site_frames(key, &frames, &one);
+        rpp_site_frames(key & ~RPP_GEN_MASK, &frames, &one);
         c.pc = frames[0];           /* a whole stack's site is its first frame */
-        const module *m = i ? module_of(c.pc) : NULL;
+        const module *m = i ? module_of(c.pc, gen_of(key)) : NULL;
         puts_(w, first ? "\n    {" : ",\n    {");
         first = 0;
         put_key(w, "module");
@@ -757,7 +797,7 @@ int rpp_write_report(const char *reason)
         }
         /* nearest dynamic symbol: a name even where no debug info exists */
         Dl_info info;
-        if (i && m && dladdr((void *)(c.pc - 1), &info) && info.dli_sname) {
+        if (i && m && !m->unloaded && dladdr((void *)(c.pc - 1), &info) && info.dli_sname) {
             puts_(w, ", \"symbol\": ");
             put_str(w, info.dli_sname);
         }

@@ -214,6 +214,29 @@ RPP_HIDDEN void rpp_sample_read(uint32_t site, rpp_sample_counts *out);
 RPP_HIDDEN void rpp_sample_lock(void);       /* fork */
 RPP_HIDDEN void rpp_sample_unlock(void);
 
+/* ---------------------------------------------------------- modules.c */
+/* Site keys carry the module-map generation they were recorded in: bits
+   RPP_GEN_SHIFT..62 (user-space addresses stay below 2^47; bit 63 marks a
+   stack key). An unloading dlclose starts a new generation. */
+#define RPP_GEN_SHIFT 47
+#define RPP_GEN_MAX 0xFFFFu
+#define RPP_GEN_MASK ((uintptr_t)RPP_GEN_MAX << RPP_GEN_SHIFT)
+RPP_HIDDEN extern _Atomic uintptr_t rpp_gen_bits;   /* generation << RPP_GEN_SHIFT */
+
+/* A module dlclose unmapped: what the report needs to name its addresses. */
+typedef struct rpp_unloaded {
+    const char *path;
+    uintptr_t base, lo, hi;
+    unsigned char build_id[64];
+    size_t build_id_len;
+    uint32_t gen_end;       /* the last generation in which it was mapped */
+} rpp_unloaded;
+RPP_HIDDEN uint32_t rpp_unloaded_count(void);
+RPP_HIDDEN const rpp_unloaded *rpp_unloaded_get(uint32_t i);
+struct dl_phdr_info;
+/* Load bias, address range and build id of a loaded object (path unset). */
+RPP_HIDDEN void rpp_module_describe(struct dl_phdr_info *info, rpp_unloaded *m);
+
 /* ----------------------------------------------------------- report.c */
 typedef struct rpp_config {
     char report_pattern[4096];   /* absolute; %p pid, %r reason, %% */

@@ -1,0 +1,63 @@
+"""dlclose, then another library at the same address: blocks from the first
+keep its name, its build id and its offsets; the two never merge."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from audit import cli, elfsym, preload
+from preload_helpers import marker_line, only_report, program, run, site_key
+
+PLUGIN_A_SRC = "libs/plugin_a.c"
+PLUGIN_B_SRC = "libs/plugin_b.c"
+
+
+def swap(lib: str, tmp: Path, depth: str) -> tuple[preload.PreloadReport, str, str]:
+    a, b = program("libplugin_a.so"), program("libplugin_b.so")
+    proc = run(lib, [program("dlswap"), a, b], tmp, env={"RINGPOOL_PRELOAD_STACK_DEPTH": depth})
+    assert proc.returncode == 0, proc.stderr
+    m = re.fullmatch(rb"a (0x[0-9a-f]+) b (0x[0-9a-f]+)\n", proc.stdout)
+    assert m, proc.stdout
+    # the scenario itself: the second library took the first one's addresses
+    assert m[1] == m[2]
+    return only_report(tmp), a, b
+
+
+@pytest.mark.parametrize("depth", ["1", "64"])
+def test_unloaded_module_keeps_its_sites(lib: str, tmp_path: Path, depth: str) -> None:
+    rep, a, b = swap(lib, tmp_path, depth)
+    mods = {m.path: m for m in rep.modules}
+    assert mods[a].unloaded and not mods[b].unloaded
+    assert mods[a].build_id == elfsym.ElfFile.open(a).build_id()
+    plugin = preload.PreloadReport(rep.path, rep.pid, rep.exe, rep.taken_at, rep.reason,
+                                   rep.totals, rep.modules,
+                                   tuple(s for s in rep.sites if s.module in (a, b)))
+    got = {r["key"]: (r["blocks"], r["bytes"]) for r in preload.rows(plugin, by="site")}
+    assert got == {
+        site_key("plugin_a_leak", PLUGIN_A_SRC, marker_line(PLUGIN_A_SRC, "LEAK-PLUGIN-A")): (3, 300),
+        site_key("plugin_b_leak", PLUGIN_B_SRC, marker_line(PLUGIN_B_SRC, "LEAK-PLUGIN-B")): (5, 35),
+    }
+    by_module = {r["key"]: r["bytes"] for r in preload.rows(plugin, by="module")}
+    assert by_module == {a: 300, b: 35}
+
+
+def test_cli_names_the_unloaded_module(capfd: pytest.CaptureFixture[str]) -> None:
+    a, b = program("libplugin_a.so"), program("libplugin_b.so")
+    assert cli.main(["run", "--preload", "--by", "function", "--", program("dlswap"), a, b]) == 0
+    err = capfd.readouterr().err
+    rows = {line.split()[0] for line in err.splitlines() if line.startswith("plugin_")}
+    assert rows == {"plugin_a_leak", "plugin_b_leak"}
+
+
+def test_unloaded_flag_is_checked(tmp_path: Path) -> None:
+    doc = ('{"format": "ringpool-preload", "version": 1, "pid": 1, "exe": "/x", '
+           '"taken_at": "2026-01-01T00:00:00Z", "reason": "exit", '
+           '"totals": {"blocks": 0, "bytes": 0, "allocs": 0}, '
+           '"modules": [{"path": "/x", "base": "0x0", "unloaded": "yes"}], "sites": []}')
+    path = tmp_path / "r.json"
+    path.write_text(doc)
+    with pytest.raises(ValueError, match=r"modules\[0\]: field 'unloaded'"):
+        preload.load(str(path))
