@@ -38,7 +38,7 @@ LIB_PC    := $(BUILD)/ringpool.pc
 TEST_TARGETS :=
 
 .PHONY: all lib test demo install uninstall setup setup-sys setup-sys-build setup-py setup-run \
-        clean bench bench-peers
+        sys-packages clean bench bench-peers
 all: lib
 
 lib: $(LIB_SO) $(LIB_A) $(LIB_PC)
@@ -154,6 +154,10 @@ $(STAMPS)/py: requirements-dev.txt $(STAMPS)/py-run
 	@touch $@
 
 setup: setup-sys setup-py
+
+# Every list of Debian packages the targets install (mk/*.mk add theirs).
+sys-packages:
+	@$(foreach v,$(sort $(filter %PACKAGES %PACKAGES_BUILD,$(.VARIABLES))),echo "$(v): $(sort $($(v)))";)
 
 clean:
 	rm -rf $(BUILD) dist *.egg-info allocator/_ringpool*.so allocator/_ringpool.c audit/_bench*.so allocator/include allocator/lib

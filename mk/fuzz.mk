@@ -89,11 +89,7 @@ test-fuzz: setup-sys $(FUZZ_BIN) $(FUZZ_ASAN_BIN)
 setup-fuzz: $(STAMPS)/fuzz-sys
 $(STAMPS)/fuzz-sys:
 	@mkdir -p $(@D)
-	@missing=""; for p in $(FUZZ_SYS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=900 $$missing; \
-	fi
+	$(call apt_install,$(FUZZ_SYS_PACKAGES))
 	@touch $@
 
 $(FUZZ_DIR)/lf-obj/%.o: csrc/%.c $(wildcard csrc/*.h) csrc/include/ringpool.h | $(STAMPS)/fuzz-sys
