@@ -157,6 +157,29 @@ class ElfFile:
                 found.append((value, size, self._cstr(strtab.offset + name), (info >> 4) != 0))
         return found
 
+    def init_functions(self) -> set[int]:
+        """Addresses in .init_array: the object's static initializers (read
+        from the section, or from its R_*_RELATIVE relocations when the
+        object is position independent and the section holds zeros)."""
+        arr = self.section(".init_array")
+        if arr is None or arr.type == SHT_NOBITS or arr.size == 0:
+            return set()
+        word = 8 if self.is64 else 4
+        found = set()
+        for at in range(arr.offset, arr.offset + arr.size - word + 1, word):
+            value, = self._u("Q" if self.is64 else "I", at)
+            if value not in (0, (1 << (8 * word)) - 1):
+                found.add(value)
+        relative = 8                          # R_X86_64_RELATIVE
+        for sec in self.sections:
+            if sec.name != ".rela.dyn" or sec.type == SHT_NOBITS or not self.is64:
+                continue
+            for at in range(sec.offset, sec.offset + sec.size - 24 + 1, 24):
+                r_offset, r_info, r_addend = self._u("QQq", at)
+                if (r_info & 0xFFFFFFFF) == relative and arr.addr <= r_offset < arr.addr + arr.size:
+                    found.add(r_addend)
+        return found
+
     def _in_code(self, addr: int) -> bool:
         text = self.section(".text")
         return text is not None and text.addr <= addr < text.addr + text.size
@@ -323,6 +346,7 @@ class ModuleSymbols:
     fdes: list[tuple[int, int]] = field(default_factory=list)
     fde_starts: list[int] = field(default_factory=list)
     by_start: dict[int, str] = field(default_factory=dict)
+    inits: set[int] = field(default_factory=set)
 
     @property
     def has_names(self) -> bool:
@@ -342,7 +366,12 @@ class ModuleSymbols:
             return best[2]
         j = bisect.bisect_right(self.fde_starts, addr) - 1
         if j >= 0 and self.fdes[j][0] <= addr < self.fdes[j][1]:
-            return self.by_start.get(self.fdes[j][0])
+            start = self.fdes[j][0]
+            if start in self.by_start:
+                return self.by_start[start]
+            if start in self.inits:
+                # a function .init_array calls: the object's own start-up code
+                return f"static initializer ({os.path.basename(self.path)})"
         return None
 
 
@@ -382,6 +411,8 @@ def load_module(path: str, build_id: str | None) -> ModuleSymbols:
                 info.dwarf_file = obj.path
             if not info.fdes:
                 info.fdes = obj.fde_ranges()
+            if not info.inits:
+                info.inits = obj.init_functions()
         except (struct.error, IndexError):
             continue
     symbols.sort()

@@ -82,6 +82,24 @@ DEFAULT_SUPPRESSIONS: tuple[str, ...] = (
     "allocate_dtv",
     "__libc_setup_tls",
     "__libc_alloc_buffer_allocate",
+    # glibc's non-reentrant lookups keep one static buffer each
+    "^getpwuid$",
+    "^getgrgid$",
+    "^getpwnam$",
+    "^getgrnam$",
+    "^getpwent$",
+    "^getgrent$",
+    "^getspnam$",
+    "^gethostbyname$",
+    "^gethostbyname2$",
+    "^gethostbyaddr$",
+    "^getservbyname$",
+    "^getprotobyname$",
+    # libstdc++'s emergency exception pool (72,704 bytes on x86-64), allocated
+    # once by its static initializer: by source file where debug files say,
+    # else the initializer the .eh_frame and .init_array of libstdc++ give
+    "libsupc++/eh_alloc.cc$",
+    "^static initializer (libstdc++.so",
     "*/ld-linux-x86-64.so.2$",
     "*/ld-linux*.so*$",
 )

@@ -47,7 +47,34 @@ def readelf_fdes(module: str) -> list[tuple[int, int]]:
                   for m in re.finditer(r"FDE cie=\w+ pc=([0-9a-f]+)\.\.([0-9a-f]+)", proc.stdout))
 
 
+@lru_cache(maxsize=None)
+def readelf_init_array(module: str) -> set[int]:
+    """Functions .init_array names, from readelf: its words, or the
+    R_X86_64_RELATIVE relocations that fill it."""
+    sections = subprocess.run(["readelf", "-SW", module], capture_output=True, text=True).stdout
+    m = re.search(r"\.init_array\s+INIT_ARRAY\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)", sections)
+    if not m:
+        return set()
+    lo, size = int(m[1], 16), int(m[2], 16)
+    found = set()
+    relocs = subprocess.run(["readelf", "-rW", module], capture_output=True, text=True).stdout
+    for r in re.finditer(r"^([0-9a-f]+)\s+[0-9a-f]+\s+R_X86_64_RELATIVE\s+([0-9a-f]+)", relocs, re.M):
+        if lo <= int(r[1], 16) < lo + size:
+            found.add(int(r[2], 16))
+    dump = subprocess.run(["readelf", "-x", ".init_array", module], capture_output=True, text=True).stdout
+    raw = bytes.fromhex("".join("".join(line.split()[1:5]) for line in dump.splitlines()
+                                if line.strip().startswith("0x")))
+    for i in range(0, len(raw) - 7, 8):
+        value = int.from_bytes(raw[i:i + 8], "little")
+        if value:
+            found.add(value)
+    return found
+
+
 def name_is_right(module: str, addr: int, function: str) -> bool:
+    if function == f"static initializer ({os.path.basename(module)})":
+        return any(lo <= addr < hi and lo in readelf_init_array(module)
+                   for lo, hi in readelf_fdes(module))
     extents = nm_extents(module).get(function, [])
     if any(start <= addr < start + size for start, size in extents):
         return True
