@@ -67,7 +67,7 @@
 #define NCLEAN   32
 #define NEVENTS  256
 #define MAXSTAT  64
-#define LIVE_BYTES_CAP ((size_t)12 << 20)   /* keeps one input's memory bounded */
+#define LIVE_BYTES_CAP ((size_t)4 << 20)   /* keeps one input's memory bounded */
 
 /* ---------------------------------------------------------------- input */
 static const uint8_t *in_data;
@@ -265,24 +265,43 @@ static bool inj_allowed(void)
 }
 
 /* ---------------------------------------------------------------- contents */
-static inline uint8_t pat(uint32_t seed, size_t i)
+/* Each block holds a stretch of one pattern, starting at an offset given by
+   its seed; fill and check go by memcpy/memcmp in PERIOD-byte pieces (byte
+   loops in the harness would dominate a coverage-instrumented build). */
+#define PERIOD 4096u
+static uint8_t pattern[PERIOD + 256];
+
+static void pattern_init(void)
 {
-    return (uint8_t)(seed ^ (uint32_t)(i * 131u) ^ (uint32_t)(i >> 7));
+    for (size_t j = 0; j < sizeof pattern; j++)
+        pattern[j] = (uint8_t)((j * 131u) ^ (j >> 5) ^ 0x5au);
+}
+
+static inline const uint8_t *pat_at(uint32_t seed, size_t i)
+{
+    return pattern + (seed & 255u) + i % PERIOD;
 }
 
 static void fill(mblock *b)
 {
     uint8_t *p = b->p;
-    for (size_t i = 0; i < b->size; i++) p[i] = pat(b->seed, i);
+    for (size_t i = 0; i < b->size; i += PERIOD) {
+        size_t n = b->size - i < PERIOD ? b->size - i : PERIOD;
+        memcpy(p + i, pat_at(b->seed, i), n);
+    }
 }
 
 static void verify_prefix(const mblock *b, const void *p, size_t n, const char *what)
 {
     const uint8_t *q = p;
-    for (size_t i = 0; i < n; i++)
-        if (q[i] != pat(b->seed, i))
-            FAIL("%s: byte %zu of a %zu-byte block (tag %s) changed", what, i, b->size,
-                 pools[b->pool].tags[b->tag].name);
+    for (size_t i = 0; i < n; i += PERIOD) {
+        size_t m = n - i < PERIOD ? n - i : PERIOD;
+        if (memcmp(q + i, pat_at(b->seed, i), m) == 0) continue;
+        for (size_t k = i; k < i + m; k++)
+            if (q[k] != *pat_at(b->seed, k))
+                FAIL("%s: byte %zu of a %zu-byte block (tag %s) changed", what, k, b->size,
+                     pools[b->pool].tags[b->tag].name);
+    }
 }
 
 /* ---------------------------------------------------------------- model ops */
@@ -1006,6 +1025,21 @@ static void op_create(int parent_mode)
     model_add_pool(s, p, parent, o.flags, may_oom);
 }
 
+/* The default pool (rp_stat_*): its model slot, or -1. */
+static int stat_slot = -1;
+
+static void destroy_pool(int i)
+{
+    if (i == stat_slot) {
+        ENSURE(rp_stat_pool() == pools[i].p, "rp_stat_pool() is not the default pool");
+        rp_stat_destroy_pool();
+        ENSURE(rp_stat_pool() == NULL, "the default pool is still there after its destroy");
+        stat_slot = -1;
+    } else {
+        rp_pool_destroy(pools[i].p);
+    }
+}
+
 static void op_destroy(bool reset)
 {
     int i = pick_pool();
@@ -1035,7 +1069,7 @@ static void op_destroy(bool reset)
     if (reset) {
         ENSURE(rp_pool_reset(pools[i].p) == 0, "rp_pool_reset failed");
     } else {
-        rp_pool_destroy(pools[i].p);
+        destroy_pool(i);
     }
     teardown_root = -1;
     if (report) unsetenv("RINGPOOL_REPORT");
@@ -1476,6 +1510,119 @@ static void op_buffer_tag(void)
 }
 #endif
 
+/* The caml_stat_* facade: plain malloc before the default pool exists (each
+   block freed within the step, as blocks from before the pool must not meet
+   it), the default pool's blocks afterwards, and its destroy. */
+static void op_stat(void)
+{
+    unsigned how = u8();
+    size_t size = pick_size();
+    void *r;
+    bool oomed;
+#ifdef FUZZ_SKIP_CHECKED_MIX
+    if (mode_checked) return;   /* the default pool is unchecked */
+#endif
+    if (stat_slot < 0) {
+        size %= 4096;
+        ENSURE(rp_stat_pool() == NULL, "a default pool nobody created");
+        inj_begin();
+        char *a = rp_stat_alloc_noexc(size);
+        char *b = rp_stat_strconcat_noexc(2, "ab", "cd");
+        char *c = rp_stat_calloc_noexc(3, size);
+        ENSURE((a && b && c) || inj_allowed(), "rp_stat_* failed before the default pool");
+        if (a) memset(a, 0x3c, size);
+        if (b) ENSURE(strcmp(b, "abcd") == 0, "rp_stat_strconcat_noexc: wrong string");
+        for (size_t k = 0; c && k < 3 * size; k++) ENSURE(c[k] == 0, "rp_stat_calloc: not zero");
+        char *a2 = a ? rp_stat_resize_noexc(a, size * 2 + 1) : NULL;
+        if (a2) {
+            for (size_t k = 0; k < size; k++) ENSURE(a2[k] == 0x3c, "rp_stat_resize lost bytes");
+            a = a2;
+        }
+        rp_stat_free(a);
+        rp_stat_free(b);
+        rp_stat_free(c);
+        if (how & 1) return;
+        int s = add_pool_slot();
+        if (s < 0) return;
+        inj_begin();
+        rp_pool *volatile made = NULL;
+        PLAIN(made, oomed, (rp_stat_create_pool(), rp_stat_pool()));
+        TRACE("rp_stat_create_pool() -> %p", (void *)made);
+        if (!made) {
+            ENSURE(oomed && inj_allowed(), "rp_stat_create_pool failed without cause");
+            return;
+        }
+        model_add_pool(s, made, -1, 0, false);
+        stat_slot = s;
+        rp_stat_create_pool();                  /* twice is a no-op */
+        ENSURE(rp_stat_pool() == made, "rp_stat_create_pool twice made another pool");
+        return;
+    }
+    int i = stat_slot;
+    bool plain = how & 1;
+    const char *volatile call;
+    inj_begin();
+    switch ((how >> 1) % 5) {
+    case 0:
+        call = "rp_stat_alloc";
+        if (plain) PLAIN(r, oomed, rp_stat_alloc(size));
+        else { r = rp_stat_alloc_noexc(size); oomed = false; }
+        break;
+    case 1:
+        call = "rp_stat_calloc";
+        size = size % 64;
+        if (plain) PLAIN(r, oomed, rp_stat_calloc(2, size));
+        else { r = rp_stat_calloc_noexc(2, size); oomed = false; }
+        size *= 2;
+        break;
+    case 2:
+        call = "rp_stat_strdup";
+        if (plain) PLAIN(r, oomed, rp_stat_strdup("default"));
+        else { r = rp_stat_strdup_noexc("default"); oomed = false; }
+        size = 8;
+        break;
+    case 3:
+        call = "rp_stat_strconcat";
+        if (plain) PLAIN(r, oomed, rp_stat_strconcat(3, "de", "fa", "ult"));
+        else { r = rp_stat_strconcat_noexc(3, "de", "fa", "ult"); oomed = false; }
+        size = 8;
+        break;
+    default: {                                  /* resize or free a default-pool block */
+        int k = pick_block(i, false);
+        if (k < 0) return;
+        mblock *b = &blocks[k];
+        if (how & 0x40) {
+            verify_prefix(b, b->p, b->size, "contents before rp_stat_free");
+            nevents = nexpected = 0;
+            if (b->dtor) expected[nexpected++] = (event){EV_DTOR, b->p, b->dtor};
+            rp_stat_free(b->p);
+            compare_events("rp_stat_free");
+            model_drop_block(k);
+            return;
+        }
+        if (plain) PLAIN(r, oomed, rp_stat_resize(b->p, size));
+        else { r = rp_stat_resize_noexc(b->p, size); oomed = false; }
+        TRACE("rp_stat_resize(%p [%zu], %zu) -> %p", b->p, b->size, size, r);
+        if (!took(r, oomed, plain, false, i, "rp_stat_resize")) return;
+        verify_prefix(b, r, size < b->size ? size : b->size, "contents kept by rp_stat_resize");
+        ENSURE(b->align == 0 || (uintptr_t)r % b->align == 0, "alignment lost");
+        b->p = r;
+        counters_sub(i, b->tag, b->size, false);
+        counters_add(i, b->tag, size, false);
+        b->size = size;
+        fill(b);
+        return;
+    }
+    }
+    TRACE("%s%s -> %p", call, plain ? "" : "_noexc", r);
+    if (!took(r, oomed, plain, false, i, call)) return;
+    if ((how >> 1) % 5 == 1)
+        for (size_t k = 0; k < size; k++) ENSURE(((uint8_t *)r)[k] == 0, "calloc: not zero");
+    if ((how >> 1) % 5 >= 2) ENSURE(strcmp(r, "default") == 0, "%s: wrong string", call);
+    ENSURE(rp_block_pool(r) == pools[i].p, "%s: block outside the default pool", call);
+    model_new_block(i, r, size, 0, "rp_stat");
+}
+
 /* ---------------------------------------------------------------- one input */
 static void destroy_all(void)
 {
@@ -1485,7 +1632,7 @@ static void destroy_all(void)
         expect_teardown(i, true);
         TRACE("final destroy of %s", pools[i].name);
         teardown_root = i;
-        rp_pool_destroy(pools[i].p);
+        destroy_pool(i);
         teardown_root = -1;
         compare_events("final destroy");
         model_teardown(i, false);
@@ -1508,6 +1655,7 @@ static void run_input(const uint8_t *data, size_t len)
     err_count = 0;
     step_no = 0;
     mode_checked = u8() & 1;
+    stat_slot = -1;
     while (more()) {
         unsigned op = u8();
         /* injection scenarios: more destructors and resizes, whose
@@ -1536,6 +1684,7 @@ static void run_input(const uint8_t *data, size_t len)
 #ifndef FUZZ_SKIP_TAG_BUFFER
         else if (op < 252) { step_name = "buffer_tag"; op_buffer_tag(); }
 #endif
+        else if (op >= 253) { step_name = "stat"; op_stat(); }
         else { step_name = "alloc"; op_alloc(); }
         expect_error(0);
         check_all_counters();
@@ -1554,6 +1703,7 @@ static void setup_once(void)
     done = true;
     rp_set_error_handler(on_error);
     rp_set_oom_handler(on_oom);
+    pattern_init();
     const char *t = getenv("FUZZ_TRACE");
     tracing = t && *t && strcmp(t, "0") != 0;
     artifact_dir = getenv("FUZZ_ARTIFACTS");
