@@ -6,23 +6,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static void *use(const char *path, const char *sym, size_t n, int times, int close_it)
+static void *open_sym(const char *path, const char *sym, void **handle)
 {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         fprintf(stderr, "dlopen %s: %s\n", path, dlerror());
         exit(2);
     }
-    void *(*leak)(size_t) = (void *(*)(size_t))dlsym(h, sym);
-    if (!leak)
+    void *f = dlsym(h, sym);
+    if (!f)
         exit(3);
-    for (int i = 0; i < times; i++)
-        leak(n);
+    *handle = h;
+    return f;
+}
+
+static void *base_of(void *f)
+{
     Dl_info info;
-    void *base = dladdr((void *)leak, &info) ? info.dli_fbase : NULL;
-    if (close_it && dlclose(h) != 0)
-        exit(4);
-    return base;
+    return dladdr(f, &info) ? info.dli_fbase : NULL;
 }
 
 int main(int argc, char **argv)
@@ -36,8 +37,27 @@ int main(int argc, char **argv)
         warm[i] = malloc(16);
     for (int i = 0; i < 20000; i++)
         free(warm[i]);
-    void *a = use(argv[1], "plugin_a_leak", 100, 3, 1);
-    void *b = use(argv[2], "plugin_b_leak", 7, 5, 0);
-    printf("a %p b %p\n", a, b);
+    /* The kernel usually maps B where A was; when something else took part
+       of the hole first, unload B and go round again (A leaks each time). */
+    void *a = NULL, *b = NULL, *hb = NULL, *(*leak_b)(size_t) = NULL;
+    int tries = 0;
+    while (tries < 20) {
+        void *ha;
+        void *(*leak_a)(size_t) = (void *(*)(size_t))open_sym(argv[1], "plugin_a_leak", &ha);
+        for (int i = 0; i < 3; i++)
+            leak_a(100);
+        a = base_of((void *)leak_a);
+        if (dlclose(ha) != 0)
+            return 4;
+        tries++;
+        leak_b = (void *(*)(size_t))open_sym(argv[2], "plugin_b_leak", &hb);
+        b = base_of((void *)leak_b);
+        if (a == b)
+            break;
+        dlclose(hb);
+    }
+    for (int i = 0; i < 5; i++)
+        leak_b(7);
+    printf("a %p b %p tries %d\n", a, b, tries);
     return 0;
 }
