@@ -64,7 +64,8 @@ def profile(source: Source) -> Profile:
     """The profile of every report of source; ValueError names the file and the field."""
     kinds = {r.kind for r in source.reports}
     if len(kinds) > 1:
-        raise ValueError("cannot export interposer reports and ringpool snapshots as one profile")
+        raise ValueError("cannot export reports of different kinds (" + ", ".join(sorted(kinds))
+                         + ") as one profile; export them separately")
     labels = [_label(r) for r in source.reports]
     prof = Profile(name=", ".join(labels) or "ringpool", by=source.by or "site")
     times: list[int] = []
@@ -109,13 +110,15 @@ def _time_nanos(taken_at: Any) -> int | None:
 
 
 # ----------------------------------------------------------------- pools
-def _add_snapshot(prof: Profile, snap: Any, outer: tuple[Frame, ...] = ()) -> None:
-    here = (Frame(str(snap.pool), kind="pool"),) + outer
-    for stat in snap.tags:
-        prof.add((Frame(str(stat.tag), kind="tag"),) + here,
-                 [stat.blocks, stat.bytes, stat.allocs, 0])
-    for child in snap.children:
-        _add_snapshot(prof, child, here)
+def _add_snapshot(prof: Profile, snap: Any) -> None:
+    """Each tag of each pool, child pools included, as the stack tag <- pool <- parents."""
+    todo: list[tuple[Any, tuple[Frame, ...]]] = [(snap, ())]
+    while todo:
+        pool, outer = todo.pop()
+        here = (Frame(str(pool.pool), kind="pool"),) + outer
+        for stat in pool.tags:
+            prof.add((Frame(str(stat.tag), kind="tag"),) + here, [stat.blocks, stat.bytes, stat.allocs, 0])
+        todo.extend((child, here) for child in reversed(pool.children))
 
 
 # ---------------------------------------------------------------- Python

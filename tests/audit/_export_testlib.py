@@ -15,7 +15,6 @@ import pytest
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
 BASE = 0x555555554000
-BUILD_ID = "0123456789abcdef0123456789abcdef01234567"
 
 
 def function_offsets(binary: str) -> dict[str, int]:
@@ -27,6 +26,15 @@ def function_offsets(binary: str) -> dict[str, int]:
         if len(parts) == 3 and parts[1] in "tT":
             found[parts[2]] = int(parts[0], 16)
     return found
+
+
+def build_id(binary: str) -> str:
+    """The GNU build id of binary (readelf), which the symbolizer checks against the report's."""
+    out = subprocess.run(["readelf", "-n", binary], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if "Build ID:" in line:
+            return line.split("Build ID:", 1)[1].strip()
+    raise AssertionError(f"{binary} has no build id")
 
 
 def return_address(binary: str, caller: str, callee: str) -> int:
@@ -67,7 +75,7 @@ def stack_report(binary: str, sample_rate: float | None = None,
         "format": "ringpool-preload", "version": 1, "pid": 99, "exe": binary,
         "taken_at": "2026-11-26T04:20:00Z", "reason": "exit",
         "totals": {"blocks": 6, "bytes": 420, "allocs": 16},
-        "modules": [{"path": binary, "base": hex(BASE), "build_id": BUILD_ID}],
+        "modules": [{"path": binary, "base": hex(BASE), "build_id": build_id(binary)}],
         "stack_depth": 64, "frames": frames, "stacks": stacks, "sites": sites,
     }
     if sample_rate is not None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from _audit_testlib import report_doc, tag
-from _export_testlib import (BASE, BUILD_ID, ROOT, decode_pprof, function_offsets, pprof_stacks, pprof_tool, pprof_top, stack_report,
+from _export_testlib import (BASE, ROOT, build_id, decode_pprof, function_offsets, pprof_stacks, pprof_tool, pprof_top, stack_report,
                              write_json)
 from audit.cli import main
 
@@ -67,7 +67,7 @@ def test_stack_report_decodes_with_whole_stacks_and_deduplicated_tables(plain_le
     assert len(main_locations) == 2 and sorted(used[i] for i in main_locations) == [1, 2]
     assert len({loc.line[0].function_id for loc in prof.location if loc.id in main_locations}) == 1
     (mapping,) = prof.mapping
-    assert strings[mapping.filename] == plain_leaks and strings[mapping.build_id] == BUILD_ID
+    assert strings[mapping.filename] == plain_leaks and strings[mapping.build_id] == build_id(plain_leaks)
     assert mapping.memory_start == BASE and mapping.has_functions and mapping.has_line_numbers
     for loc in prof.location:
         if loc.mapping_id:
