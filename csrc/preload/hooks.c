@@ -49,6 +49,10 @@ static real_fns real;
 __thread unsigned rpp_tls_state __attribute__((tls_model("initial-exec")));
 static _Atomic int resolve_state;     /* 0 not yet, 1 resolving, 2 done */
 static int tracking;                  /* 0 until the tables are mapped */
+/* Sampling mode, resolved and tracking: malloc and free take the short
+   paths below for blocks without a sample (set once, before resolve_state
+   becomes 2; a thread that reads 0 takes the general path, which is right too). */
+static int sampling_fast;
 
 
 /* ---------------------------------------------------------- bootstrap */
@@ -129,6 +133,7 @@ static void resolve(void)
         if (tracking) {
             rpp_stacks_init();
             rpp_sample_init();
+            sampling_fast = rpp_sampling;
         }
         __atomic_fetch_and(&rpp_tls_state, ~RPP_RESOLVING, __ATOMIC_RELAXED);
         atomic_store(&resolve_state, 2);
@@ -299,6 +304,8 @@ static inline void after_alloc(void *p, size_t size, void *pc)
 {
     unsigned st = rpp_tls_state;
     if (RPP_LIKELY(st == 0)) {
+        if (RPP_UNLIKELY(rpp_sampling) && rpp_sample_skip(size))
+            return;
         rpp_enter(0);
         record(p, size, pc);
         rpp_leave();
@@ -322,20 +329,48 @@ static __attribute__((noinline)) void *malloc_slow(size_t size, unsigned st, voi
     return p;
 }
 
-RPP_EXPORT void *malloc(size_t size)
+/* Sampling mode, after the real malloc, when the block got a sample (or the
+   allocation failed): the general bookkeeping. */
+static __attribute__((noinline)) void *malloc_sampled(void *p, size_t size, void *ret)
+{
+    if (p) {
+        rpp_enter(0);
+        record(p, size, ret);
+        rpp_leave();
+    }
+    return p;
+}
+
+/* The exact mode's malloc (and sampling mode's rarer cases). */
+static __attribute__((noinline)) void *malloc_general(size_t size, void *ret)
 {
     unsigned st = rpp_tls_state;
     if (RPP_UNLIKELY(st != 0))
-        return malloc_slow(size, st, __builtin_return_address(0));
+        return malloc_slow(size, st, ret);
     ENSURE_READY();
-    void *pc = ORIGIN();   /* taken before the call: consumed even on failure */
+    void *pc = origin(ret);   /* taken before the call: consumed even on failure */
     void *p = real.malloc(size);
     if (RPP_LIKELY(p != NULL) && tracking) {
+        if (RPP_UNLIKELY(rpp_sampling) && rpp_sample_skip(size))
+            return p;                 /* sampling mode: no sample in this block */
         rpp_enter(0);
         record(p, size, pc);
         rpp_leave();
     }
     return p;
+}
+
+RPP_EXPORT void *malloc(size_t size)
+{
+    if (RPP_LIKELY(sampling_fast) && RPP_LIKELY(rpp_tls_state == 0) && RPP_LIKELY(tls_origin == NULL)) {
+        /* sampling mode: one subtraction and one branch unless a sampled
+           byte falls in this block */
+        void *p = real.malloc(size);
+        if (RPP_LIKELY(p != NULL) && rpp_sample_skip(size))
+            return p;
+        return malloc_sampled(p, size, __builtin_return_address(0));
+    }
+    return malloc_general(size, __builtin_return_address(0));
 }
 
 RPP_EXPORT void *calloc(size_t n, size_t size)
@@ -379,7 +414,8 @@ static __attribute__((noinline)) void free_slow(void *p, unsigned st)
     real.free(p);
 }
 
-RPP_EXPORT void free(void *p)
+/* The exact mode's free (and sampling mode's rarer cases). */
+static __attribute__((noinline)) void free_general(void *p)
 {
     if (!p)
         return;
@@ -405,6 +441,16 @@ RPP_EXPORT void free(void *p)
         return;
     }
     real.free(p);
+}
+
+RPP_EXPORT void free(void *p)
+{
+    if (RPP_LIKELY(sampling_fast) && RPP_LIKELY(rpp_tls_state == 0) &&
+        !rpp_sample_maybe_tracked(p) && !in_boot(p)) {
+        real.free(p);                 /* sampling mode: certainly not a sampled block */
+        return;
+    }
+    free_general(p);
 }
 
 /* realloc from a handler that interrupted the bookkeeping: the old block

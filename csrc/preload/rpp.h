@@ -185,6 +185,7 @@ RPP_HIDDEN size_t rpp_site_frames(uintptr_t key, const uintptr_t **frames, uintp
 /* Sampling mode (RINGPOOL_PRELOAD_SAMPLE_RATE): only blocks that receive at
    least one sample are tracked, in sample.c's own table. */
 RPP_HIDDEN extern int rpp_sampling;          /* 0: exact mode */
+#define RPP_SAMPLE_FILTER_BITS 20
 RPP_HIDDEN extern double rpp_sample_rate;
 RPP_HIDDEN extern __thread int64_t rpp_sample_left __attribute__((tls_model("initial-exec")));
 RPP_HIDDEN void rpp_sample_init(void);       /* reads the environment */
@@ -197,10 +198,30 @@ static inline size_t rpp_sample_take(size_t size)
         return 0;
     return rpp_sample_slow(size);
 }
+/* The hooks' fast path: true when a block of size bytes gets no sample
+   (the countdown is then already charged); false means record() must run,
+   whose rpp_sample_take draws the samples. One subtraction, one branch. */
+static inline int rpp_sample_skip(size_t size)
+{
+    int64_t left = rpp_sample_left - (int64_t)size;
+    if (RPP_LIKELY(left > 0)) {
+        rpp_sample_left = left;
+        return 1;
+    }
+    return 0;
+}
 RPP_HIDDEN void rpp_sample_track(void *p, size_t size, size_t k, uint32_t site);
 /* 1 when p was a sampled block (now forgotten), 0 otherwise. */
 RPP_HIDDEN int rpp_sample_forget(const void *p);
-RPP_HIDDEN int rpp_sample_maybe_tracked(const void *p);
+/* The counting filter: 0 means p is certainly not a sampled block. */
+RPP_HIDDEN extern _Atomic uint8_t *rpp_sample_filter;
+static inline int rpp_sample_maybe_tracked(const void *p)
+{
+    uint64_t h = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+    return atomic_load_explicit(&rpp_sample_filter[h >> (64 - RPP_SAMPLE_FILTER_BITS)],
+                                memory_order_relaxed) != 0;
+}
 /* realloc: takes p out (1 and *out filled when it was sampled), and puts it
    back unchanged when the real call failed. */
 typedef struct rpp_sample_block { uint64_t size, k; uint32_t site; } rpp_sample_block;

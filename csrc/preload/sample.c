@@ -66,16 +66,33 @@ static double exp_neg(double y)   /* e^y for y <= 0 */
 {
     if (y < -745.0)
         return 0.0;
-    int halvings = 0;
-    while (y < -0.5) { y *= 0.5; halvings++; }
+    /* y = -k ln 2 + r with r in (-ln 2, 0]: e^y = 2^-k e^r */
+    int k = (int)(-y * 1.4426950408889634);
+    double r = y + k * 0.6931471805599453;
     double term = 1.0, sum = 1.0;
-    for (int i = 1; i < 30; i++) {
-        term *= y / i;
+    for (int i = 1; i < 18; i++) {
+        term *= r / i;
         sum += term;
     }
-    while (halvings--)
-        sum *= sum;
-    return sum;
+    while (k >= 60) {
+        sum *= 0x1.0p-60;
+        k -= 60;
+    }
+    return sum / (double)((uint64_t)1 << k);
+}
+
+/* 1 - e^y for y <= 0, without cancellation for small |y|. */
+static double one_minus_exp(double y)
+{
+    if (y > -0.01) {
+        double term = -y, sum = 0.0;
+        for (int i = 1; i < 12; i++) {     /* -y - y^2/2! - ... alternating */
+            sum += term;
+            term *= y / (i + 1);
+        }
+        return sum;
+    }
+    return 1.0 - exp_neg(y);
 }
 
 /* P(an n-byte block gets at least one sample) = 1 - (1 - r)^n */
@@ -83,7 +100,7 @@ static double p_sampled(size_t n)
 {
     if (inv_log == 0.0)
         return 1.0;
-    return 1.0 - exp_neg((double)n * log1m);
+    return one_minus_exp((double)n * log1m);
 }
 
 static uint64_t splitmix(uint64_t *x)
@@ -124,11 +141,10 @@ typedef struct entry {
     uintptr_t ptr;     /* 0 empty, 1 deleted */
     uint64_t size;
     uint64_t k;
+    double inv_p;      /* 1 / p(size), the block's weight in est_blocks */
     uint32_t site;
-    uint32_t pad;
 } entry;
 
-#define FILTER_BITS 20
 typedef struct site_est {
     int64_t blocks, samples;      /* outstanding tracked blocks, their samples */
     double est_blocks;            /* outstanding: sum of 1 / p(n) */
@@ -139,7 +155,8 @@ typedef struct site_est {
 static atomic_int lock;
 static entry *table;
 static size_t cap, used, live;    /* used counts deleted slots too */
-static _Atomic uint8_t *filter;   /* counting filter, saturates at 255 */
+_Atomic uint8_t *rpp_sample_filter;   /* counting filter, saturates at 255 */
+#define filter rpp_sample_filter
 static site_est *ests;            /* RPP_MAX_SITES, reserved */
 
 static void lock_take(void)
@@ -163,16 +180,15 @@ static void *map(size_t bytes)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* The same hash as rpp_sample_maybe_tracked's. */
 static inline uint64_t mix(uintptr_t x)
 {
     uint64_t h = (uint64_t)x * 0x9E3779B97F4A7C15ull;
     return h ^ (h >> 29);
 }
-static inline size_t filter_slot(const void *p) { return (size_t)(mix((uintptr_t)p) >> (64 - FILTER_BITS)); }
-
-int rpp_sample_maybe_tracked(const void *p)
+static inline size_t filter_slot(const void *p)
 {
-    return atomic_load_explicit(&filter[filter_slot(p)], memory_order_relaxed) != 0;
+    return (size_t)(mix((uintptr_t)p) >> (64 - RPP_SAMPLE_FILTER_BITS));
 }
 
 static int grow(void)
@@ -213,7 +229,10 @@ size_t rpp_sample_slow(size_t size)
         if (rpp_sample_left > 0)
             return 0;
     }
-    /* left <= 0: the point is at byte size + left (1-based); bytes after it: */
+    /* left <= 0: the point is at byte size + left (1-based); bytes after it
+       (a signal handler's allocation may have drawn meanwhile: then no point) */
+    if (rpp_sample_left > 0)
+        return 0;
     int64_t rest = -rpp_sample_left;
     size_t k = 1;
     for (;;) {
@@ -242,7 +261,7 @@ static void insert(void *p, size_t size, size_t k, uint32_t site, int new_alloc)
     if (!table[j].ptr)
         used++;
     live++;
-    table[j] = (entry){ (uintptr_t)p, size, k, site, 0 };
+    table[j] = (entry){ (uintptr_t)p, size, k, inv_p, site };
     site_est *e = &ests[site];
     e->blocks++;
     e->samples += (int64_t)k;
@@ -275,7 +294,7 @@ static int remove_entry(const void *p, rpp_sample_block *out)
     site_est *s = &ests[e.site];
     s->blocks--;
     s->samples -= (int64_t)e.k;
-    s->est_blocks -= 1.0 / p_sampled(e.size);
+    s->est_blocks -= e.inv_p;
     if (s->blocks == 0)
         s->est_blocks = 0.0;       /* no drift left behind by rounding */
     _Atomic uint8_t *f = &filter[filter_slot(p)];
@@ -365,7 +384,7 @@ void rpp_sample_init(void)
                 "': not a rate in (0, 1]; counting every block instead");
         return;
     }
-    filter = map(sizeof *filter << FILTER_BITS);
+    filter = map(sizeof *filter << RPP_SAMPLE_FILTER_BITS);
     ests = map(sizeof *ests * RPP_MAX_SITES);
     if (!filter || !ests) {
         rpp_say("cannot map the sampling tables: ", "counting every block instead", "");
