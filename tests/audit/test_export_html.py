@@ -150,3 +150,15 @@ def test_a_diff_draws_what_grew(write_report: Any, tmp_path: Path) -> None:
     assert main(["diff", old, new, "--format", "html", "--output", str(page)]) == 0
     frames = by_name(rendered(page).frames)
     assert int(frames["grows"]["data-value"]) == 80 and "shrinks" not in frames
+
+
+def test_a_sampled_report_is_drawn_as_estimates(plain_leaks: str, tmp_path: Path) -> None:
+    est = {"make_table": {"est_blocks": 4.0, "est_bytes": 1000.0, "est_allocs": 4.0},
+           "make_name": {"est_blocks": 0.0, "est_bytes": 0.0, "est_allocs": 2.0},
+           "scratch": {"est_blocks": 0.0, "est_bytes": 0.0, "est_allocs": 10.0}}
+    page = page_of(tmp_path, write_json(tmp_path / "s.json", stack_report(plain_leaks, sample_rate=1e-3,
+                                                                          site_extra=est)), "--by", "function")
+    dom = rendered(page)
+    assert "(estimates from sampling at 0.001 per byte)" in dom.summary
+    assert {k: int(v["data-value"]) for k, v in by_name(dom.frames).items()} == {
+        "all": 1000, "main": 1000, "make_table": 1000}
