@@ -6,7 +6,8 @@ SYS_PACKAGES += g++
 # stays a call and addr2line can name each frame.
 STACKS_TEST_DIR  := $(BUILD)/stacks-tests
 STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx \
-                    $(STACKS_TEST_DIR)/threads_signals
+                    $(STACKS_TEST_DIR)/threads_signals $(STACKS_TEST_DIR)/dlcycle \
+                    $(STACKS_TEST_DIR)/plugin1.so $(STACKS_TEST_DIR)/plugin2.so
 CXX ?= g++
 
 .PHONY: stacks-test-bins test-stacks
@@ -17,6 +18,14 @@ $(STACKS_TEST_DIR)/wrappers: tests/stacks/wrappers.c
 $(STACKS_TEST_DIR)/threads_signals: tests/stacks/threads_signals.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $< -lpthread
+
+$(STACKS_TEST_DIR)/dlcycle: tests/stacks/dlcycle.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $< -ldl
+
+$(STACKS_TEST_DIR)/plugin%.so: tests/stacks/plugin.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -DVARIANT=$* -O1 -g -fPIC -shared -o $@ $<
 
 $(STACKS_TEST_DIR)/wrappers_cxx: tests/stacks/wrappers_cxx.cpp
 	@mkdir -p $(@D)

@@ -70,6 +70,9 @@ RPI_STACK_HIDDEN void rpi_stack_use_fast_unwinder(int on);
    maps its cache (0, or -1). */
 RPI_STACK_HIDDEN int rpi_unwind_init(void);
 RPI_STACK_HIDDEN int rpi_unwind_fast(uintptr_t *out, int max, int *same);
+/* Code may have been unmapped (dlclose): forget the cached frame rules,
+   which are keyed by address, and every thread's memo. */
+RPI_STACK_HIDDEN void rpi_unwind_forget_code(void);
 
 /* Fork protection: hold the insertion lock across fork(). */
 RPI_STACK_HIDDEN void rpi_stack_lock(void);

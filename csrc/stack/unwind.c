@@ -58,6 +58,8 @@ typedef struct cache {
 #define CACHE_INITIAL 4096u
 static _Atomic(cache *) rules;
 static atomic_int growing;
+/* Bumped when code may have been unmapped: memos of older walks are void. */
+static _Atomic unsigned code_generation;
 
 static cache *cache_new(size_t cap)
 {
@@ -437,6 +439,21 @@ static uint64_t compute_rule(uintptr_t pc)
                 (int16_t)(st.rbp_saved ? st.rbp_off : 0));
 }
 
+void rpi_unwind_forget_code(void)
+{
+    atomic_fetch_add_explicit(&code_generation, 1, memory_order_release);
+    cache *c = atomic_load_explicit(&rules, memory_order_acquire);
+    if (!c)
+        return;
+    /* Finished entries are emptied; one being written right now may keep a
+       rule computed before the unload (a walk racing dlclose). */
+    for (size_t i = 0; i <= c->mask; i++) {
+        uintptr_t k = atomic_load_explicit(&c->s[i].pc, memory_order_relaxed);
+        if (k > 1 && atomic_compare_exchange_strong(&c->s[i].pc, &k, 0))
+            atomic_fetch_sub_explicit(&c->used, 1, memory_order_relaxed);
+    }
+}
+
 int rpi_unwind_init(void)
 {
     if (atomic_load_explicit(&rules, memory_order_acquire))
@@ -460,6 +477,7 @@ int rpi_unwind_init(void)
 #define MEMO_FRAMES 64
 typedef struct memo {
     int valid;
+    unsigned generation;                 /* code_generation of the walk */
     int need_bp;                         /* the walk used the starting rbp */
     int n;                               /* frames the walk returned */
     int nreads;
@@ -488,9 +506,10 @@ int rpi_unwind_fast(uintptr_t *out, int max, int *same)
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), bp = fp[0];
     memo *m = &tls_memo;
+    unsigned generation = atomic_load_explicit(&code_generation, memory_order_acquire);
     if (same) {
         *same = 0;
-        if (m->valid && m->pc == pc && m->sp == sp && (!m->need_bp || m->bp == bp) && m->n <= max) {
+        if (m->valid && m->generation == generation && m->pc == pc && m->sp == sp && (!m->need_bp || m->bp == bp) && m->n <= max) {
             int i = 0;
             while (i < m->nreads && *(const uintptr_t *)m->addr[i] == m->value[i])
                 i++;
@@ -501,6 +520,7 @@ int rpi_unwind_fast(uintptr_t *out, int max, int *same)
         }
     }
     m->valid = 0;
+    m->generation = generation;
     m->pc = pc;
     m->sp = sp;
     m->bp = bp;
@@ -555,6 +575,7 @@ int rpi_unwind_fast(uintptr_t *out, int max, int *same)
 #else /* not x86-64 Linux: always the general unwinder */
 
 int rpi_unwind_init(void) { return 0; }
+void rpi_unwind_forget_code(void) {}
 int rpi_unwind_fast(uintptr_t *out, int max, int *same)
 {
     (void)out;

@@ -243,3 +243,22 @@ def test_threads_and_signal_handlers_get_whole_stacks(capsys: pytest.CaptureFixt
     # the handler's stack goes on through the signal frame into the interrupted main
     (key,) = [k for k in rows if re.match(rf"on_alarm \({src}:{signal}\) < ", k)]
     assert "< main (" in key and int(rows[key]["bytes"]) == 56  # type: ignore[call-overload]
+
+
+def test_unloaded_and_reloaded_code_is_walked_with_its_own_rules(tmp_path: Path) -> None:
+    env = dict(os.environ, LD_PRELOAD=preload.library_path(), RINGPOOL_PRELOAD_STACK_DEPTH="64",
+               RINGPOOL_PRELOAD_REPORT=str(tmp_path / "r.json"))
+    proc = subprocess.run([program("dlcycle"), str(BIN)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    report = preload.load(str(tmp_path / "r.json"))
+    leaks = {11: [0, 0], 22: [0, 0]}
+    for site in report.sites:
+        if not site.blocks or site.bytes // site.blocks not in leaks:
+            continue
+        modules = [os.path.basename(m) for m, _ in site.frames()]
+        # inner and plugin_leak in the (unloaded) plugin, then load_and_leak
+        # and main: reached only if the plugin's frames were read right
+        assert modules[2:4] == ["dlcycle", "dlcycle"], modules
+        leaks[site.bytes // site.blocks][0] += site.blocks
+        leaks[site.bytes // site.blocks][1] += site.bytes
+    assert leaks == {11: [50, 550], 22: [50, 1100]}
