@@ -17,6 +17,7 @@
  * generation stops advancing (docs/preload.md).
  */
 #include "rpp.h"
+#include "stack.h"
 
 #include <dlfcn.h>
 #include <link.h>
@@ -171,6 +172,10 @@ RPP_EXPORT int dlclose(void *handle)
         atomic_store(&records_lock, 0);
     }
     int rc = next(handle);
+    /* code mapped later at these addresses needs its own frame rules: the
+       stack walker caches them by return address (csrc/stack/unwind.c) */
+    if (rc == 0)
+        rpi_unwind_forget_code();
     if (rc == 0 && before.found) {
         finding after;
         memset(&after, 0, sizeof after);

@@ -9,10 +9,8 @@
 #include "rpp.h"
 #include "stack.h"
 
-#include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,21 +109,4 @@ size_t rpp_site_frames(uintptr_t key, const uintptr_t **frames, uintptr_t *one)
     *one = key;
     *frames = one;
     return 1;
-}
-
-/* dlclose: once a library is unmapped, another may be mapped at its
-   addresses, and the walker's frame rules (cached by return address) would
-   describe the old code. Interposed here only to drop them afterwards. */
-__attribute__((visibility("default"))) int dlclose(void *handle)
-{
-    static int (*next)(void *);
-    if (!next)
-        *(void **)&next = dlsym(RTLD_NEXT, "dlclose");
-    if (!next)
-        return -1;
-    int rc = next(handle);
-    int saved = errno;
-    rpi_unwind_forget_code();
-    errno = saved;
-    return rc;
 }
