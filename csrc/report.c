@@ -3,12 +3,67 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* ------------------------------------------------------------ output
+   Reports are written with write(2) from a buffer of their own, not stdio:
+   exit() flushes every stdio stream, and must never block on a report that
+   another thread is writing into a stalled pipe. */
+typedef struct rpi_out {
+    int    fd;
+    bool   failed;
+    int    err;          /* errno of the failure */
+    size_t len;
+    char   buf[8192];
+} rpi_out;
+
+static void out_flush(rpi_out *o)
+{
+    size_t done = 0;
+    while (done < o->len && !o->failed) {
+        ssize_t n = write(o->fd, o->buf + done, o->len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            o->failed = true;
+            o->err = n < 0 ? errno : EIO;
+        } else {
+            done += (size_t)n;
+        }
+    }
+    o->len = 0;
+}
+
+static void out_write(rpi_out *o, const void *p, size_t n)
+{
+    const char *s = p;
+    while (n) {
+        if (o->len == sizeof o->buf) out_flush(o);
+        size_t k = sizeof o->buf - o->len < n ? sizeof o->buf - o->len : n;
+        memcpy(o->buf + o->len, s, k);
+        o->len += k;
+        s += k;
+        n -= k;
+    }
+}
+
+static void out_puts(rpi_out *o, const char *s) { out_write(o, s, strlen(s)); }
+static void out_putc(rpi_out *o, char c) { out_write(o, &c, 1); }
+
+__attribute__((format(printf, 2, 3))) static void out_printf(rpi_out *o, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0) out_write(o, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
 
 /* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not valid;
    then *bad is the length of its maximal valid prefix (at least 1), which
@@ -38,37 +93,35 @@ static int utf8_seq(const unsigned char *p, int *bad)
 }
 
 /* Writes s as a JSON string: escapes, and U+FFFD for invalid UTF-8. */
-static void put_str(FILE *f, const char *s)
+static void put_str(rpi_out *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    fputc('"', f);
+    out_putc(f, '"');
     while (*p) {
         unsigned char c = *p;
         if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc(c, f);
+            out_putc(f, '\\');
+            out_putc(f, c);
             p++;
         } else if (c < 0x20) {
-            fprintf(f, "\\u%04x", c);
+            out_printf(f, "\\u%04x", c);
             p++;
         } else if (c < 0x80) {
-            fputc(c, f);
+            out_putc(f, c);
             p++;
         } else {
             int bad = 0, n = utf8_seq(p, &bad);
             if (n) {
-                fwrite(p, 1, (size_t)n, f);
+                out_write(f, p, (size_t)n);
                 p += n;
             } else {
-                fputs("\xef\xbf\xbd", f);
+                out_puts(f, "\xef\xbf\xbd");
                 p += bad;
             }
         }
     }
-    fputc('"', f);
+    out_putc(f, '"');
 }
-
-typedef struct walk_ctx { FILE *f; bool first; } walk_ctx;
 
 /* Body of one pool's report (lock held by the caller). */
 /* Pool locks for a report: at exit the wait is bounded (a lock still held
@@ -81,7 +134,7 @@ static bool report_lock(rp_pool *pool, bool at_exit)
     return true;
 }
 
-static void put_pool(FILE *f, rp_pool *pool, unsigned flags, const char *reason, int depth,
+static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reason, int depth,
                      bool at_exit)
 {
     char when[32];
@@ -90,30 +143,30 @@ static void put_pool(FILE *f, rp_pool *pool, unsigned flags, const char *reason,
     gmtime_r(&now, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
 
-    fputs("\"pool\": ", f);
+    out_puts(f, "\"pool\": ");
     put_str(f, pool->name);
-    fprintf(f, ", \"pid\": %ld, \"taken_at\": \"%s\", \"reason\": ", (long)getpid(), when);
+    out_printf(f, ", \"pid\": %ld, \"taken_at\": \"%s\", \"reason\": ", (long)getpid(), when);
     put_str(f, reason);
-    fprintf(f, ", \"backing\": \"%s\",\n", pool->arena ? "arena" : "malloc");
+    out_printf(f, ", \"backing\": \"%s\",\n", pool->arena ? "arena" : "malloc");
     uint64_t allocs;
     size_t blocks = rpi_pool_totals(pool, &allocs);
-    fprintf(f, "  \"totals\": {\"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, "
+    out_printf(f, "  \"totals\": {\"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, "
                "\"allocs\": %llu, \"reserved_bytes\": %zu},\n",
             blocks, pool->bytes, pool->peak, (unsigned long long)allocs,
             rpi_pool_reserved(pool));
-    fputs("  \"tags\": [", f);
+    out_puts(f, "  \"tags\": [");
     bool any = false;
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
         if (!rpi_tag_listed(t)) continue;
-        fputs(!any ? "\n    {\"tag\": " : ",\n    {\"tag\": ", f);
+        out_puts(f, !any ? "\n    {\"tag\": " : ",\n    {\"tag\": ");
         any = true;
         put_str(f, t->name);
-        fprintf(f, ", \"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, \"allocs\": %llu}",
+        out_printf(f, ", \"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, \"allocs\": %llu}",
                 t->blocks, t->bytes, t->peak, (unsigned long long)t->allocs);
     }
-    fputs(any ? "\n  ]" : "]", f);
+    out_puts(f, any ? "\n  ]" : "]");
     if (flags & RP_REPORT_BLOCKS) {
-        fputs(",\n  \"blocks\": [", f);
+        out_puts(f, ",\n  \"blocks\": [");
         bool first = true;
         const bool checked = pool->flags & RP_POOL_CHECKED;
         for (rpi_hdr *h = pool->ring.next; h != &pool->ring; h = h->next) {
@@ -121,29 +174,29 @@ static void put_pool(FILE *f, rp_pool *pool, unsigned flags, const char *reason,
             /* checked: a link is followed only to a block known intact */
             char why[256];
             if (checked && !rpi_registry_block_ok(pool, h, why, sizeof why)) break;
-            fprintf(f, "%s\n    {\"address\": \"%p\", \"size\": %zu, \"tag\": ",
+            out_printf(f, "%s\n    {\"address\": \"%p\", \"size\": %zu, \"tag\": ",
                     first ? "" : ",", rpi_payload(h), rpi_size(h));
             put_str(f, h->origin->name);
-            fputc('}', f);
+            out_putc(f, '}');
             first = false;
         }
-        fputs(first ? "]" : "\n  ]", f);
+        out_puts(f, first ? "]" : "\n  ]");
     }
     if ((flags & RP_REPORT_CHILDREN) && pool->first_child) {
-        fputs(",\n  \"children\": [", f);
+        out_puts(f, ",\n  \"children\": [");
         for (rp_pool *c = pool->first_child; c; c = c->next_sibling) {
-            fputs(c == pool->first_child ? "\n  {" : ",\n  {", f);
+            out_puts(f, c == pool->first_child ? "\n  {" : ",\n  {");
             if (report_lock(c, at_exit)) {
                 put_pool(f, c, flags, reason, depth + 1, at_exit);
                 rpi_pool_unlock(c);
             } else {
-                fputs("\"pool\": ", f);
+                out_puts(f, "\"pool\": ");
                 put_str(f, c->name);
-                fputs(", \"error\": \"busy at exit\"", f);
+                out_puts(f, ", \"error\": \"busy at exit\"");
             }
-            fputc('}', f);
+            out_putc(f, '}');
         }
-        fputs("\n  ]", f);
+        out_puts(f, "\n  ]");
     }
 }
 
@@ -162,57 +215,52 @@ static void put_pool(FILE *f, rp_pool *pool, unsigned flags, const char *reason,
    - anything else (a symbolic link to a regular file, a directory) is
      refused: a link planted at the path is never followed nor replaced. */
 typedef struct sink {
-    FILE *f;
-    bool  replace;          /* tmp is renamed over the path at the end */
-    bool  own;              /* f is closed at the end (else: stdout) */
-    char  tmp[4200];
+    rpi_out o;
+    bool    replace;        /* tmp is renamed over the path at the end */
+    bool    own;            /* o.fd is closed at the end */
+    char    tmp[4200];
 } sink;
 
 static mode_t file_mode(void)
 {
     /* the umask without changing it (umask(2) is process-wide) */
     mode_t mask = 022;
-    FILE *st = fopen("/proc/self/status", "re");
-    if (st) {
-        char line[256];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[4096];
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        const char *u = strstr(buf, "\nUmask:");
         unsigned m;
-        while (fgets(line, sizeof line, st))
-            if (sscanf(line, "Umask: %o", &m) == 1) { mask = (mode_t)m; break; }
-        fclose(st);
+        if (u && sscanf(u + 7, " %o", &m) == 1) mask = (mode_t)m;
     }
     return 0666 & ~mask;
 }
 
-static int fd_sink(int fd, sink *k, char *why, size_t cap)
-{
-    int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (d < 0 || !(k->f = fdopen(d, "w"))) {
-        if (d >= 0) close(d);
-        snprintf(why, cap, "descriptor %d: %s", fd, strerror(errno));
-        return RP_EIO;
-    }
-    k->own = true;
-    return 0;
-}
-
 static int sink_open(const char *path, sink *k, char *why, size_t cap)
 {
-    memset(k, 0, sizeof *k);
-    if (strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0) {
-        k->f = stdout;
-        return 0;
-    }
-    if (strcmp(path, "/dev/stderr") == 0) {
-        fflush(stderr);
-        return fd_sink(2, k, why, cap);
-    }
-    if (strncmp(path, "/dev/fd/", 8) == 0 && path[8]) {
+    k->o.fd = -1;
+    k->o.failed = false;
+    k->o.len = 0;
+    k->replace = k->own = false;
+    k->tmp[0] = '\0';
+    int std = strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0 ? 1
+            : strcmp(path, "/dev/stderr") == 0 ? 2 : -1;
+    if (std < 0 && strncmp(path, "/dev/fd/", 8) == 0 && path[8]) {
         char *end;
         long fd = strtol(path + 8, &end, 10);
-        if (*end == '\0' && fd >= 0 && fd < 1 << 20) {
-            fflush(NULL);
-            return fd_sink((int)fd, k, why, cap);
+        if (*end == '\0' && fd >= 0 && fd < 1 << 20) std = (int)fd;
+    }
+    if (std >= 0) {
+        /* what the program wrote to its streams goes first */
+        fflush(std == 1 ? stdout : std == 2 ? stderr : NULL);
+        if (fcntl(std, F_GETFD) < 0) {
+            snprintf(why, cap, "descriptor %d: %s", std, strerror(errno));
+            return RP_EIO;
         }
+        k->o.fd = std;
+        return 0;
     }
     struct stat st;
     bool exists = lstat(path, &st) == 0;
@@ -242,11 +290,7 @@ static int sink_open(const char *path, sink *k, char *why, size_t cap)
             return RP_EIO;
         }
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-        if (!(k->f = fdopen(fd, "w"))) {
-            close(fd);
-            snprintf(why, cap, "%s", strerror(errno));
-            return RP_EIO;
-        }
+        k->o.fd = fd;
         k->own = true;
         return 0;
     }
@@ -268,12 +312,7 @@ static int sink_open(const char *path, sink *k, char *why, size_t cap)
             snprintf(why, cap, "cannot create its temporary file: %s", strerror(errno));
             return RP_EIO;
         }
-        if (!(k->f = fdopen(fd, "w"))) {
-            close(fd);
-            unlink(k->tmp);
-            snprintf(why, cap, "%s", strerror(errno));
-            return RP_EIO;
-        }
+        k->o.fd = fd;
         k->own = k->replace = true;
         return 0;
     }
@@ -281,32 +320,35 @@ static int sink_open(const char *path, sink *k, char *why, size_t cap)
     return RP_EIO;
 }
 
-static int sink_close(const char *path, sink *k, char *why, size_t cap)
+/* Ends the report: flush, close, and for a regular file the rename; or,
+   with abandon, drops it (nothing renamed). */
+static int sink_close(const char *path, sink *k, bool abandon, char *why, size_t cap)
 {
     int rc = 0;
-    if (fflush(k->f) != 0 || ferror(k->f)) {
-        snprintf(why, cap, "write failed: %s", strerror(errno));
+    if (!abandon) out_flush(&k->o);
+    if (!abandon && k->o.failed) {
+        snprintf(why, cap, "write failed: %s", strerror(k->o.err));
         rc = RP_EIO;
     }
-    if (rc == 0 && k->replace && fchmod(fileno(k->f), file_mode()) != 0) {
+    if (!abandon && rc == 0 && k->replace && fchmod(k->o.fd, file_mode()) != 0) {
         snprintf(why, cap, "chmod failed: %s", strerror(errno));
         rc = RP_EIO;
     }
-    if (k->own && fclose(k->f) != 0 && rc == 0) {
+    if (k->own && close(k->o.fd) != 0 && rc == 0 && !abandon) {
         snprintf(why, cap, "write failed: %s", strerror(errno));
         rc = RP_EIO;
     }
     if (!k->replace) return rc;
     struct stat st;
-    if (rc == 0 && lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (!abandon && rc == 0 && lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
         snprintf(why, cap, "it was replaced by something other than a regular file meanwhile");
         rc = RP_EIO;
     }
-    if (rc == 0 && rename(k->tmp, path) != 0) {
+    if (!abandon && rc == 0 && rename(k->tmp, path) != 0) {
         snprintf(why, cap, "rename failed: %s", strerror(errno));
         rc = RP_EIO;
     }
-    if (rc != 0) unlink(k->tmp);
+    if (abandon || rc != 0) unlink(k->tmp);
     return rc;
 }
 
@@ -326,18 +368,18 @@ static int write_report(rp_pool *pool, const char *path, unsigned flags, const c
         else { rpi_registry_lock(); locked = true; }
     }
     if ((!reg || locked) && report_lock(pool, at_exit)) {
-        fputs("{\"format\": \"ringpool-snapshot\", \"version\": 1,\n  ", k.f);
-        put_pool(k.f, pool, flags, reason, 0, at_exit);
-        fputs("\n}\n", k.f);
+        out_puts(&k.o, "{\"format\": \"ringpool-snapshot\", \"version\": 1,\n  ");
+        put_pool(&k.o, pool, flags, reason, 0, at_exit);
+        out_puts(&k.o, "\n}\n");
         rpi_pool_unlock(pool);
     } else {
-        snprintf(why, cap, "the pool stayed locked");
-        rc = RP_EBUSY;
+        snprintf(why, cap, "the pool stayed locked by another thread for a second at exit; "
+                 "report given up");
+        rc = RP_EIO;
     }
     if (locked) rpi_registry_unlock();
-    if (rc != 0 && k.replace) k.replace = false, fclose(k.f), unlink(k.tmp);
-    else rc = sink_close(path, &k, why, cap);
-    return rc;
+    int rc2 = sink_close(path, &k, rc != 0, why, cap);
+    return rc ? rc : rc2;
 }
 
 int rpi_write_report(rp_pool *pool, const char *path, unsigned flags, const char *reason)

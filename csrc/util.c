@@ -103,7 +103,8 @@ bool rpi_lock_try_for(rpi_lock *l)
             return true;
         if (spins % 64 == 63) {
             clock_gettime(CLOCK_MONOTONIC, &now);
-            if (now.tv_sec - t0.tv_sec >= 2) return false;
+            if ((now.tv_sec - t0.tv_sec) * 1000000000L + (now.tv_nsec - t0.tv_nsec) >= 1000000000L)
+                return false;
             sched_yield();
         }
     }

@@ -1,7 +1,10 @@
 /* test_safety.c -- options that cannot work are refused at creation, a
    _noexc call that cannot keep every invariant fails and changes nothing,
    and exit() from user code called by the library never hangs. */
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "testutil.h"
 
@@ -246,6 +249,54 @@ static void child_exit_from_cleanup(const char *arg)
     _exit(3);
 }
 
+/* exit() while another thread holds the pool's lock and keeps it (its
+   report is stuck writing into a FIFO nobody reads): the at-exit report of
+   that pool is given up after a bounded wait, and the process ends. */
+static void *stuck_writer(void *arg)
+{
+    rp_pool *pool = arg;
+    char path[600];
+    snprintf(path, sizeof path, "%s/stuck.fifo", getenv("RP_TEST_FIFO_DIR"));
+    rp_pool_write_report_ex(pool, path, RP_REPORT_BLOCKS);   /* blocks */
+    return NULL;
+}
+
+static void child_exit_while_locked(const char *arg)
+{
+    rp_pool *pool = tu_pool("stuck");
+    char path[600];
+    pthread_t th;
+    int i, fd;
+    (void)arg;
+    alarm(20);
+    for (i = 0; i < 4000; i++) (void)rp_alloc(pool, 8, "fill");
+    snprintf(path, sizeof path, "%s/stuck.fifo", getenv("RP_TEST_FIFO_DIR"));
+    unlink(path);
+    if (mkfifo(path, 0600) != 0) _exit(5);
+    fd = open(path, O_RDONLY | O_NONBLOCK);   /* a reader that never reads */
+    if (fd < 0) _exit(5);
+    pthread_create(&th, NULL, stuck_writer, pool);
+    usleep(300000);
+    exit(7);
+}
+
+static void test_exit_while_other_thread_holds_lock(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    char env[800], dirv[600], path[700];
+    tu_result r;
+    snprintf(dirv, sizeof dirv, "%s", tmp ? tmp : "/tmp");
+    setenv("RP_TEST_FIFO_DIR", dirv, 1);
+    snprintf(env, sizeof env, "RINGPOOL_REPORT=%s/stuck-%d-%%n.json", dirv, (int)getpid());
+    tu_spawn("exit-locked", "", env, &r);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 7)
+        tu_fail(__FILE__, __LINE__, "status 0x%x (signal %d), stderr:\n%s", r.status,
+                WIFSIGNALED(r.status) ? WTERMSIG(r.status) : 0, r.err);
+    CHECK(strstr(r.err, "stuck") != NULL);   /* one line says the report was given up */
+    snprintf(path, sizeof path, "%s/stuck.fifo", dirv);
+    unlink(path);
+}
+
 static void file_has(const char *path, const char *what)
 {
     char buf[8192];
@@ -296,11 +347,13 @@ int main(int argc, char **argv)
         {"second_move_keeps_destructor", test_second_move_keeps_destructor},
         {"exit_from_user_code_does_not_hang", test_exit_from_user_code_does_not_hang},
         {"failed_noexc_adds_no_tag", test_failed_noexc_adds_no_tag},
+        {"exit_while_other_thread_holds_lock", test_exit_while_other_thread_holds_lock},
     };
     static const tu_child children[] = {
         {"exit-check", child_exit_from_check_handler},
         {"exit-walk", child_exit_from_walk},
         {"exit-cleanup", child_exit_from_cleanup},
+        {"exit-locked", child_exit_while_locked},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }
