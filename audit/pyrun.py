@@ -128,7 +128,10 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
                                             for row in final_table.rows]
     text = render(table, args.format)
     if has_final and args.format in TEXT_FORMATS and isinstance(text, str):
-        text += "\n" + str(render(final_table, args.format))
+        if final_table.rows:
+            text += "\n" + str(render(final_table, args.format))
+        else:
+            text += "\nleft by finalization: nothing\n"
     output.emit_text(args, text)
     verdict = gate.evaluate(args, merged.rows)
     line = f"{name} {status_text}; " + totals_line(merged, loaded).replace(

@@ -15,3 +15,8 @@ test-pyhooks: setup-py
 	MYPYPATH=tests/pyhooks $(PY) -m mypy --strict --follow-imports=silent audit/pyrun.py \
 	    audit/pyreport.py audit/_pyboot.py audit/pytest_plugin.py tests/pyhooks
 	$(PY) -m pytest -q -p no:cacheprovider tests/pyhooks
+
+# memray is pinned in benches/pyhooks/requirements.txt and installed only here.
+bench-pyhooks: setup-py setup-sys
+	$(PIP) -r benches/pyhooks/requirements.txt
+	$(PY) benches/pyhooks/bench.py --callgrind --markdown $(PYHOOKS_BENCH_ARGS)
