@@ -5,7 +5,8 @@ the command's first word when it is one, else the interpreter running the
 CLI), with :mod:`allocator._pyhooks` routing CPython's allocator domains
 through the hooks.  Every process writes one ``ringpool-python`` report (see
 :mod:`audit.pyreport`); the table shows what was outstanding before
-finalization, and a second table what finalization left.
+finalization, and a second table what finalization left.  The tables go to
+``--output FILE``, else to stderr: the program's stdout stays the program's.
 """
 
 from __future__ import annotations
@@ -132,7 +133,18 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
             text += "\n" + str(render(final_table, args.format))
         else:
             text += "\nleft by finalization: nothing\n"
-    output.emit_text(args, text)
+    if args.output is None:
+        # the program's stdout is the program's (a file or a pipe it was writing)
+        sys.stdout.flush()
+        if isinstance(text, bytes):
+            sys.stderr.flush()
+            sys.stderr.buffer.write(text)
+            sys.stderr.buffer.flush()
+        else:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+    else:
+        output.emit_text(args, text)
     verdict = gate.evaluate(args, merged.rows)
     line = f"{name} {status_text}; " + totals_line(merged, loaded).replace(
         "outstanding", "outstanding before finalization")

@@ -55,3 +55,12 @@ def line_of(path: Path, marker: str) -> int:
 
 def load(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_cli_out(argv: list[str], capsys: pytest.CaptureFixture[str],
+                tmp_path: Path) -> tuple[int, str, str]:
+    """run_cli with ``--output FILE`` added after the command: (code, the file's text, stderr)."""
+    out_file = tmp_path / "cli-output.txt"
+    out_file.unlink(missing_ok=True)
+    code, _, err = run_cli([argv[0], "--output", str(out_file), *argv[1:]], capsys)
+    return code, out_file.read_text(encoding="utf-8") if out_file.exists() else "", err

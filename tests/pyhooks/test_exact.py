@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import line_of, run_cli, run_python
+from conftest import line_of, run_cli_out, run_python
 
 Script = Callable[[str, str], Path]
 
@@ -62,8 +62,8 @@ def test_by_line_matches_tracemalloc(script: Script, capsys: pytest.CaptureFixtu
     r = run_python("-X", "tracemalloc=1", str(s), env={"TRACEMALLOC_OUT": str(out_path)})
     assert r.returncode == 0, r.stderr
     theirs = json.loads(out_path.read_text())
-    code, out, err = run_cli(["run", "--python", "--by", "line", "--format", "json", "--", str(s)],
-                             capsys)
+    code, out, err = run_cli_out(["run", "--python", "--by", "line", "--format", "json", "--", str(s)],
+                             capsys, tmp_path)
     assert code == 0, err
     ours = {r["key"].rsplit(" (", 1)[0]: r["bytes"] for r in json.loads(out)["rows"]}
     for marker in MARKERS:

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import line_of, run_cli
+from conftest import line_of, run_cli, run_cli_out
 
 Script = Callable[[str, str], Path]
 
@@ -29,7 +29,7 @@ LEAKY = """
 def test_run_python_names_the_leaking_line(script: Script, capsys: pytest.CaptureFixture[str],
                                            tmp_path: Path) -> None:
     s = script("leaky.py", LEAKY)
-    code, out, err = run_cli(["run", "--python", "--format", "json", "--", str(s), "200"], capsys)
+    code, out, err = run_cli_out(["run", "--python", "--format", "json", "--", str(s), "200"], capsys, tmp_path)
     assert code == 0, err
     doc = json.loads(out)
     rows = {r["key"]: r for r in doc["rows"]}
@@ -41,9 +41,9 @@ def test_run_python_names_the_leaking_line(script: Script, capsys: pytest.Captur
     assert err.startswith(f"{s} exited with status 0")
 
 
-def test_run_python_text_shows_both_tables(script: Script, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_python_text_shows_both_tables(script: Script, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     s = script("leaky.py", LEAKY)
-    code, out, err = run_cli(["run", "--python", "--top", "3", "--", str(s)], capsys)
+    code, out, err = run_cli_out(["run", "--python", "--top", "3", "--", str(s)], capsys, tmp_path)
     assert code == 0, err
     assert out.startswith("outstanding before finalization, by line\n")
     assert "\nleft by finalization: nothing\n" in out     # a global list is freed at finalization
@@ -51,14 +51,14 @@ def test_run_python_text_shows_both_tables(script: Script, capsys: pytest.Captur
 
 
 def test_run_python_shows_what_finalization_leaves(script: Script,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                   capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # ctypes' function-pointer types are cached in a dict of the C extension that
     # finalization does not empty
     s = script("ctypes_user.py", """
         import ctypes
         proto = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_double)   # CACHED
     """)
-    code, out, err = run_cli(["run", "--python", "--", str(s)], capsys)
+    code, out, err = run_cli_out(["run", "--python", "--", str(s)], capsys, tmp_path)
     assert code == 0, err
     assert "\nleft by finalization, by line\n" in out
     left = out.split("left by finalization, by line")[1]
@@ -69,17 +69,17 @@ def test_run_python_shows_what_finalization_leaves(script: Script,
 
 @pytest.mark.parametrize("by, want", [("function", "grow ({s})"), ("file", "{s}"),
                                       ("line", "{s}:{n} (grow)"), ("site", "{s}:{n} (grow)")])
-def test_run_python_by(script: Script, capsys: pytest.CaptureFixture[str], by: str, want: str) -> None:
+def test_run_python_by(script: Script, capsys: pytest.CaptureFixture[str], by: str, want: str, tmp_path: Path) -> None:
     s = script("leaky.py", LEAKY)
-    code, out, err = run_cli(["run", "--python", "--by", by, "--format", "csv", "--", str(s)], capsys)
+    code, out, err = run_cli_out(["run", "--python", "--by", by, "--format", "csv", "--", str(s)], capsys, tmp_path)
     assert code == 0, err
     assert want.format(s=s, n=line_of(s, "# GROW")) in out
 
 
-def test_run_python_stack_depth_and_folded(script: Script, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_python_stack_depth_and_folded(script: Script, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     s = script("leaky.py", LEAKY)
-    code, out, err = run_cli(["run", "--python", "--python-depth", "4", "--by", "stack",
-                              "--format", "folded", "--", str(s)], capsys)
+    code, out, err = run_cli_out(["run", "--python", "--python-depth", "4", "--by", "stack",
+                              "--format", "folded", "--", str(s)], capsys, tmp_path)
     assert code == 0, err
     n = line_of(s, "# GROW")
     call = line_of(s, "grow(int(")
@@ -189,13 +189,13 @@ def test_run_python_bad_arguments(script: Script, capsys: pytest.CaptureFixture[
 
 
 def test_run_python_accepts_an_interpreter_and_module(script: Script,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+                                                      capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     s = script("leaky.py", LEAKY)
-    code, out, err = run_cli(["run", "--python", "--format", "csv", "--", sys.executable, str(s)], capsys)
+    code, out, err = run_cli_out(["run", "--python", "--format", "csv", "--", sys.executable, str(s)], capsys, tmp_path)
     assert code == 0, err
     assert f"{s}:{line_of(s, '# GROW')} (grow)" in out
-    code, out, err = run_cli(["run", "--python", "--format", "csv", "--", "-c",
-                              "keep = [bytes(100000) for _ in range(3)]"], capsys)
+    code, out, err = run_cli_out(["run", "--python", "--format", "csv", "--", "-c",
+                              "keep = [bytes(100000) for _ in range(3)]"], capsys, tmp_path)
     assert code == 0, err
     assert "<string>:1 (<listcomp>)" in out
 
@@ -221,3 +221,18 @@ def test_run_python_profiles_name_python_lines(script: Script, capsys: pytest.Ca
         doc = json.loads(data)
         names = {f["name"] for f in doc["shared"]["frames"]}
         assert any("grow" in n and f"{s}:{line_of(s, '# GROW')}" in n for n in names), names
+
+
+
+def test_run_python_leaves_the_programs_stdout_alone(script: Script,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    s = script("talker.py", """
+        print("program output")
+        KEEP = [bytearray(2000) for _ in range(50)]   # KEEP
+    """)
+    from audit.cli import main
+    code = main(["run", "--python", "--format", "csv", "--", str(s)])
+    out, err = capfd.readouterr()
+    assert code == 0
+    assert out == "program output\n"
+    assert f"{s}:{line_of(s, '# KEEP')} (<listcomp>)" in err
