@@ -123,4 +123,7 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", "--help"]) == 0
     assert "Show the by-tag table" in capsys.readouterr().out
     assert main(["--version"]) == 0
-    assert "ringpool-audit 0.1.0" in capsys.readouterr().out
+    header = (Path(__file__).resolve().parents[2] / "csrc" / "include" / "ringpool.h").read_text()
+    version = ".".join(line.split()[2] for line in header.splitlines()
+                       if line.startswith("#define RINGPOOL_VERSION_"))
+    assert f"ringpool-audit {version}\n" == capsys.readouterr().out
