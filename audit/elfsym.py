@@ -190,6 +190,9 @@ class ElfFile:
         s = self.section(".eh_frame")
         if s is None or s.type == SHT_NOBITS or s.size == 0:
             return []
+        fast = self._fde_ranges_from_hdr(s)
+        if fast is not None:
+            return fast
         ranges = []
         cies: dict[int, int | None] = {}
         at, end = s.offset, s.offset + s.size
@@ -220,6 +223,55 @@ class ElfFile:
                     if span > 0:
                         ranges.append((start, start + span))
             at = nxt
+        ranges.sort()
+        return ranges
+
+    def _fde_ranges_from_hdr(self, s: Section) -> list[tuple[int, int]] | None:
+        """The same list from .eh_frame_hdr's sorted search table (the one the
+        unwinder uses), reading one range field per FDE instead of walking
+        every record: a few times faster on a large program (cc1). None when
+        the table is absent or in a layout this does not read (then the full
+        walk of .eh_frame runs)."""
+        h = self.section(".eh_frame_hdr")
+        if h is None or h.type == SHT_NOBITS or h.size < 12 or not self.is64 or self.end != "<":
+            return None
+        d, o = self.data, h.offset
+        if d[o] != 1 or d[o + 3] != 0x3B:                   # version 1, datarel sdata4 table
+            return None
+        try:
+            _ptr, used = self._read_encoded(o + 4, d[o + 1], h.addr + 4)
+            count, used2 = self._read_encoded(o + 4 + used, d[o + 2], h.addr + 4 + used)
+        except struct.error:
+            return None
+        table = o + 4 + used + used2
+        if table + 8 * count > o + h.size:
+            return None
+        pairs = struct.unpack_from(f"<{2 * count}i", d, table)
+        delta = s.offset - s.addr                          # file offset of a .eh_frame address
+        cies: dict[int, int | None] = {}
+        ranges = []
+        lo, hi = s.offset, s.offset + s.size
+        unpack = struct.Struct("<IIii").unpack_from
+        for k in range(count):
+            start = (h.addr + pairs[2 * k]) & ((1 << 64) - 1)
+            fde = h.addr + pairs[2 * k + 1] + delta         # file offset of the FDE
+            if not lo <= fde < hi - 16:
+                return None
+            length, cie_id, _begin, span = unpack(d, fde)
+            if length == 0xFFFFFFFF:
+                return None
+            cie_at = fde + 4 - cie_id
+            enc = cies.get(cie_at, -1)
+            if enc == -1:
+                enc = self._cie_encoding(cie_at)
+                cies[cie_at] = enc
+            if enc is None:
+                return None
+            if enc & 0x0F != 0x0B:                          # not sdata4: read it the long way
+                _b, used = self._read_encoded(fde + 8, enc, 0)
+                span, _ = self._read_encoded(fde + 8 + used, enc & 0x0F, 0)
+            if span > 0:
+                ranges.append((start, start + span))
         ranges.sort()
         return ranges
 

@@ -15,6 +15,7 @@ the C library's exit-time buffers, plus user files in LeakSanitizer's
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -389,11 +390,18 @@ class Suppression:
 def _lsan_match(pattern: str, text: str) -> bool:
     """LeakSanitizer's rule: '*' is any run of characters, a leading '^' or a
     trailing '$' anchors; otherwise the pattern may match anywhere."""
+    return _lsan_regex(pattern).match(text) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _lsan_regex(pattern: str) -> re.Pattern[str]:
+    """The pattern as the regular expression fnmatchcase would build, compiled
+    once (rows test every frame against every rule)."""
     start = pattern.startswith("^")
     end = pattern.endswith("$") and not pattern.endswith("\\$")
     core = pattern[1 if start else 0: len(pattern) - (1 if end else 0)]
     glob = ("" if start else "*") + core.replace("[", "[[]") + ("" if end else "*")
-    return fnmatch.fnmatchcase(text, glob)
+    return re.compile(fnmatch.translate(glob))
 
 
 def read_suppressions(path: str) -> list[Suppression]:
@@ -433,8 +441,13 @@ def is_pool_module(module: str) -> bool:
     return os.path.basename(module).startswith("libringpool.so")
 
 
+@functools.lru_cache(maxsize=1024)
+def _basename(path: str) -> str:
+    return os.path.basename(path)
+
+
 def _frame_name(frame: Frame, sym: Symbol, with_line: bool = True) -> str:
-    where = f"{os.path.basename(frame[0])}+{frame[1]:#x}"
+    where = f"{_basename(frame[0])}+{frame[1]:#x}"
     if not with_line:
         return sym.function if sym.function != "??" else f"?? ({where})"
     loc = f"{sym.file}:{sym.line}" if sym.file and sym.line else where
@@ -483,8 +496,17 @@ def is_wrapper(function: str, wrappers: Sequence[str]) -> bool:
     '?' one character)."""
     if function == "??":
         return False
-    base = base_name(function)
-    return any(fnmatch.fnmatchcase(function, w) or fnmatch.fnmatchcase(base, w) for w in wrappers)
+    matcher = _wrapper_matcher(tuple(wrappers))
+    return bool(matcher.match(function) or matcher.match(base_name(function)))
+
+
+@functools.lru_cache(maxsize=64)
+def _wrapper_matcher(wrappers: tuple[str, ...]) -> re.Pattern[str]:
+    """The wrapper patterns as one regular expression (fnmatch's translation:
+    one pass per name, whatever the number of patterns)."""
+    if not wrappers:
+        return re.compile(r"(?!x)x")
+    return re.compile("|".join(f"(?:{fnmatch.translate(w)})" for w in wrappers))
 
 
 def attributed(stack: Sequence[Frame], symbols: dict[Frame, Symbol],
@@ -537,14 +559,32 @@ def rows(report: PreloadReport, by: str = "site",
     if suppressions is not None:
         rules += read_suppressions(suppressions)
     symbols = symbolize(report)
+    # a frame's verdicts are the same in every stack it appears in
+    wrapper_of: dict[str, bool] = {}
+    suppressed_at: dict[Frame, bool] = {}
+
+    def credited(stack: tuple[Frame, ...]) -> int:
+        for i, frame in enumerate(stack):
+            fn = symbols[frame].function
+            if fn not in wrapper_of:
+                wrapper_of[fn] = is_wrapper(fn, wrap)
+            if not wrapper_of[fn]:
+                return i
+        return 0
+
+    def frame_suppressed(frame: Frame) -> bool:
+        if frame not in suppressed_at:
+            sym = symbols[frame]
+            suppressed_at[frame] = any(r.matches(sym.function, sym.file, frame[0]) for r in rules)
+        return suppressed_at[frame]
+
     grouped: dict[tuple[str, bool], dict[str, Any]] = {}
     for site in report.sites:
         if is_pool_module(site.module):
             continue
         stack = site.frames()
-        at = attributed(stack, symbols, wrap)
-        suppressed = any(r.matches(symbols[f].function, symbols[f].file, f[0])
-                         for f in stack[: at + 1] for r in rules)
+        at = credited(stack)
+        suppressed = any(frame_suppressed(f) for f in stack[: at + 1])
         if by == "stack":
             key = stack_text(stack[at:], symbols)
         else:

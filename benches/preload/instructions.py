@@ -9,7 +9,7 @@ libringpool-preload.so preloaded, and prints instructions and their ratio.
 Instructions are not time (a cache miss costs more than an add), so read the
 ratio as a floor-independent check beside the wall-time table.
 
-    python3 benches/preload/instructions.py --alloc-loop build/preload-bench/alloc_loop
+    python3 benches/preload/instructions.py --alloc-loop build/preload-bench/alloc_loop [--depths 1,16,64]
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def instructions(argv: list[str], env: dict[str, str], work: Path) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--alloc-loop", required=True)
+    ap.add_argument("--depths", default="1,64",
+                    help="stack depths to run the interposer with (1 = the caller of malloc only)")
     args = ap.parse_args()
     lib = os.path.abspath(os.environ.get("RINGPOOL_PRELOAD_LIB",
                                          str(REPO / "build" / "libringpool-preload.so")))
@@ -58,6 +60,7 @@ def main() -> int:
         overhead.sqlite_script(work, 20000)
         overhead.git_repo(work, 40)
         overhead.sort_input(work, 200000)
+        overhead.c_source(work, 5000)
         cases = [
             ("python3", [python, "-c", overhead.PY_WORKLOAD.replace("range(3)", "range(1)")
                          .replace("60000", "10000")]),
@@ -66,20 +69,26 @@ def main() -> int:
             ("sort", ["sort", str(work / "sort-input.txt")]),
             ("alloc-loop", [args.alloc_loop, "1000000", "4096"]),
         ]
-        print("| workload | native instructions | with interposer | ratio |")
-        print("|---|---|---|---|")
+        cc1 = overhead.cc1_path()
+        if cc1:
+            cases.append(("cc1", [cc1, "-quiet", "-O2", str(work / "big.c"), "-o", str(work / "big.s")]))
+        depths = [int(d) for d in args.depths.split(",")]
+        print("| workload | native instructions | "
+              + " | ".join(f"{'one frame' if d == 1 else f'stacks ({d} frames)'}" for d in depths) + " |")
+        print("|---|---|" + "---|" * len(depths))
         for name, argv in cases:
             counts = []
-            for preload in (False, True):
+            for depth in [0] + depths:
                 (work / "bench.db").unlink(missing_ok=True)
                 env = dict(os.environ, GIT_PAGER="cat")
                 env.pop("LD_PRELOAD", None)
-                if preload:
+                if depth:
                     env["LD_PRELOAD"] = lib
                     env["RINGPOOL_PRELOAD_REPORT"] = str(work / "r.%p.json")
+                    env["RINGPOOL_PRELOAD_STACK_DEPTH"] = str(depth)
                 counts.append(instructions(argv, env, work))
-            print(f"| {name} | {counts[0]:,} | {counts[1]:,} | {counts[1] / counts[0]:.2f}x |",
-                  flush=True)
+            print(f"| {name} | {counts[0]:,} | "
+                  + " | ".join(f"{c / counts[0]:.2f}x" for c in counts[1:]) + " |", flush=True)
     return 0
 
 

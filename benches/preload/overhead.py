@@ -11,7 +11,11 @@ writes the raw numbers.
 
     make bench-preload                     # installs the programs, then runs this
     python3 benches/preload/overhead.py --alloc-loop build/preload-bench/alloc_loop \
-        [--repeat 3] [--valgrind-repeat 1] [--only python3,sort] [--json out.json]
+        [--repeat 3] [--valgrind-repeat 1] [--only python3,sort,cc1] [--stack-depth 64] [--json out.json]
+
+Tools: native, preload (whole stacks, --stack-depth frames), preload-1 (the
+caller of malloc only), heaptrack, valgrind; runs are interleaved (round r
+runs each tool once).
 
 Standard library only: it runs with the system python3.
 """
@@ -104,6 +108,38 @@ def git_repo(work: Path, commits: int) -> None:
         subprocess.run(["git", "-C", str(repo), "commit", "-qam", f"commit {c}"], check=True, env=env)
 
 
+def c_source(work: Path, lines: int) -> None:
+    """A C file of about `lines` lines for cc1: structs, loops, switches and
+    calls between a few hundred functions (enough work for the optimiser)."""
+    out = ["#include <stdio.h>", "#include <string.h>"]
+    i = 0
+    while len(out) < lines - 4:
+        prev = max(i - 1, 0)
+        out += [f"struct s{i} {{ int a; double b[{i % 7 + 1}]; char *name; }};",
+                f"static int f{i}(struct s{i} *p, int n)", "{", "    int t = 0;",
+                f"    for (int k = 0; k < n; k++) {{ t += p->a * k + (int)p->b[k % {i % 7 + 1}]; "
+                f"if (t > {i * 13}) t -= n; }}",
+                f"    if (p->name && strlen(p->name) > {i % 11}) t += f{prev}((struct s{prev} *)0, 0);"
+                if i else "    if (p->name) t += 1;",
+                f"    switch (n & 3) {{ case 0: t ^= {i}; break; case 1: t += {i * 3}; break; "
+                "default: t -= 1; }",
+                "    return t;", "}", ""]
+        i += 1
+    out += ["int main(void)", "{", "    int t = 0;"]
+    out += [f"    {{ struct s{k} v = {{0}}; t += f{k}(&v, {k % 5}); }}" for k in range(0, i, 3)]
+    out += ["    printf(\"%d\\n\", t);", "    return 0;", "}"]
+    (work / "big.c").write_text("\n".join(out) + "\n")
+
+
+def cc1_path() -> str | None:
+    """gcc's compiler proper (cc1), or None without gcc."""
+    gcc = shutil.which("gcc")
+    if not gcc:
+        return None
+    path = subprocess.run([gcc, "-print-prog-name=cc1"], capture_output=True, text=True).stdout.strip()
+    return path if os.path.isabs(path) and os.access(path, os.X_OK) else None
+
+
 def sort_input(work: Path, lines: int) -> None:
     with open(work / "sort-input.txt", "w") as f:
         for i in range(lines):
@@ -127,14 +163,21 @@ def workloads(args: argparse.Namespace, work: Path) -> list[Workload]:
                  prepare=lambda d: sort_input(d, args.sort_lines)),
         Workload("alloc-loop", f"alloc_loop: {args.loop_rounds} free/malloc pairs over 4096 live blocks",
                  [args.alloc_loop, str(args.loop_rounds), "4096"]),
-    ]
+    ] + ([Workload("cc1", f"cc1: gcc's compiler proper, -O2 on a generated {args.cc1_lines}-line C file "
+                          "(what gcc -O2 -c runs)",
+                   [cc1, "-quiet", "-O2", str(work / "big.c"), "-o", str(work / "big.s")],
+                   prepare=lambda d: c_source(d, args.cc1_lines))] if (cc1 := cc1_path()) else [])
 
 
 def tool_argv(tool: str, argv: list[str], work: Path, run: int) -> tuple[list[str], dict[str, str]]:
     if tool == "native":
         return argv, {}
-    if tool == "preload":
+    if tool in ("preload", "preload-1"):
+        # preload: whole stacks (--stack-depth, default 64, as `ringpool-audit
+        # run --preload`); preload-1: the caller of malloc only
+        depth = "1" if tool == "preload-1" else os.environ.get("RP_BENCH_STACK_DEPTH", "64")
         return argv, {"LD_PRELOAD": os.environ["RINGPOOL_PRELOAD_LIB"],
+                      "RINGPOOL_PRELOAD_STACK_DEPTH": depth,
                       "RINGPOOL_PRELOAD_REPORT": str(work / "reports" / f"r{run}.%p.json")}
     if tool == "heaptrack":
         return ["heaptrack", "-o", str(work / "heaptrack" / f"h{run}")] + argv, {}
@@ -149,7 +192,7 @@ def measure_once(tool: str, wl: Workload, work: Path, run: int, m: Measure) -> N
     argv, extra = tool_argv(tool, wl.argv, work, run)
     env = dict(os.environ, **wl.env, **extra)
     env.pop("RINGPOOL_REPORT", None)
-    if tool != "preload":
+    if tool not in ("preload", "preload-1"):
         env.pop("LD_PRELOAD", None)
     timing = work / "time.txt"
     proc = subprocess.run(["/usr/bin/time", "-v", "-o", str(timing)] + argv, env=env,
@@ -185,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alloc-loop", required=True, help="path of the built alloc_loop program")
     ap.add_argument("--repeat", type=int, default=3, help="runs per tool (median wall time)")
     ap.add_argument("--valgrind-repeat", type=int, default=1, help="runs under valgrind")
-    ap.add_argument("--tools", default="native,preload,heaptrack,valgrind")
+    ap.add_argument("--tools", default="native,preload-1,preload,heaptrack,valgrind",
+                    help="preload = whole stacks (--stack-depth), preload-1 = one frame")
+    ap.add_argument("--stack-depth", type=int, default=64, help="frames per block for the preload tool")
+    ap.add_argument("--cc1-lines", type=int, default=5000)
     ap.add_argument("--only", default="", help="comma-separated workload names")
     ap.add_argument("--sqlite-rows", type=int, default=300000)
     ap.add_argument("--git-commits", type=int, default=300)
@@ -194,18 +240,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the raw numbers here")
     args = ap.parse_args(argv)
     load_at_start = os.getloadavg()[0]
-    for name in ("repeat", "valgrind_repeat", "sqlite_rows", "git_commits", "sort_lines", "loop_rounds"):
+    for name in ("repeat", "valgrind_repeat", "sqlite_rows", "git_commits", "sort_lines", "loop_rounds",
+                 "stack_depth", "cc1_lines"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be a positive integer")
     lib = os.environ.get("RINGPOOL_PRELOAD_LIB", str(REPO / "build" / "libringpool-preload.so"))
     if not os.path.isfile(lib):
         ap.error(f"{lib}: interposer not built (run `make preload`)")
     os.environ["RINGPOOL_PRELOAD_LIB"] = os.path.abspath(lib)
+    os.environ["RP_BENCH_STACK_DEPTH"] = str(args.stack_depth)
     if not os.access(args.alloc_loop, os.X_OK):
         ap.error(f"{args.alloc_loop}: not an executable (run `make bench-preload`)")
     tools = [t for t in args.tools.split(",") if t]
     for t in tools:
-        if t not in ("native", "preload", "heaptrack", "valgrind"):
+        if t not in ("native", "preload", "preload-1", "heaptrack", "valgrind"):
             ap.error(f"unknown tool {t!r}")
         if t in ("heaptrack", "valgrind") and not shutil.which(t):
             ap.error(f"{t} is not installed (make bench-preload installs it)")
@@ -229,14 +277,17 @@ def main(argv: list[str] | None = None) -> int:
             wl.prepare(work)
             results[wl.name] = {t: Measure() for t in tools}
             run = 0
-            for t in tools:
-                reps = args.valgrind_repeat if t == "valgrind" else args.repeat
-                for _ in range(reps):
-                    run += 1
+            # interleaved: round r runs every tool once, so a change in the
+            # machine's load falls on all of them alike
+            for r in range(max(args.repeat, args.valgrind_repeat)):
+                for t in tools:
+                    reps = args.valgrind_repeat if t == "valgrind" else args.repeat
                     m = results[wl.name][t]
+                    if r >= reps or m.failure:
+                        continue
+                    run += 1
                     measure_once(t, wl, work, run, m)
-                    if m.failure:
-                        break
+            for t in tools:
                 m = results[wl.name][t]
                 med = statistics.median(m.wall) if m.wall else float("nan")
                 print(f"[{wl.name}] {t:9s} median {med:7.2f} s  peak RSS {m.rss_kb / 1024:7.1f} MiB"
@@ -245,8 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             for t, m in results[wl.name].items():
                 if not m.failure and m.digest != native.digest:
                     m.failure = "output differs from the uninstrumented run"
-            if "preload" in tools and not any((work / "reports").iterdir()):
-                results[wl.name]["preload"].failure = "no interposer report written"
+            if any(t.startswith("preload") for t in tools) and not any((work / "reports").iterdir()):
+                for t in tools:
+                    if t.startswith("preload"):
+                        results[wl.name][t].failure = "no interposer report written"
             for f in (work / "reports").iterdir():
                 f.unlink()
 
@@ -263,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         for t, m in r.items():
             if m.failure:
                 print(f"FAILED {w}/{t}: {m.failure}", file=sys.stderr)
-                ours_failed = ours_failed or t in ("native", "preload")
+                ours_failed = ours_failed or t in ("native", "preload", "preload-1")
     return 1 if ours_failed else 0
 
 

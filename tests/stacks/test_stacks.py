@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -262,3 +263,18 @@ def test_unloaded_and_reloaded_code_is_walked_with_its_own_rules(tmp_path: Path)
         leaks[site.bytes // site.blocks][0] += site.blocks
         leaks[site.bytes // site.blocks][1] += site.bytes
     assert leaks == {11: [50, 550], 22: [50, 1100]}
+
+
+@pytest.mark.parametrize("path", ["/usr/bin/git", "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                                  "/usr/lib/gcc/x86_64-linux-gnu/12/cc1", "/usr/bin/python3"])
+def test_function_extents_from_the_unwind_table_agree_with_readelf(path: str) -> None:
+    """The symbolizer reads .eh_frame's function extents through .eh_frame_hdr's
+    search table (fast on large programs); readelf walks .eh_frame itself."""
+    from audit import elfsym
+    if not os.path.isfile(path) or not shutil.which("readelf"):
+        pytest.skip(f"{path} or readelf missing")
+    out = subprocess.run(["readelf", "--debug-dump=frames", path], capture_output=True, text=True).stdout
+    expected = sorted({(int(a, 16), int(b, 16))
+                       for a, b in re.findall(r"FDE cie=\w+ pc=([0-9a-f]+)\.\.([0-9a-f]+)", out)
+                       if int(b, 16) > int(a, 16)})
+    assert sorted(set(elfsym.ElfFile.open(os.path.realpath(path)).fde_ranges())) == expected
