@@ -84,17 +84,41 @@ class Snapshot(PoolReport):
             f.write(self.dumps())
 
     # -- analysis -------------------------------------------------------------
-    def statistics(self) -> list[TagStat]:
-        """Per-tag counters, largest outstanding bytes first."""
-        return sorted(self.tags, key=lambda t: (-t.bytes, -t.blocks, t.tag))
+    def _by_tag(self, children: bool) -> list[TagStat]:
+        """This pool's tags, or (children and the snapshot holds child pools)
+        the whole family's summed by tag, in first-seen order."""
+        if not children or not self.children:
+            return self.tags
+        merged: dict[str, list[int]] = {}
+        for _, pool in self.walk():
+            for t in pool.tags:
+                m = merged.get(t.tag)
+                if m is None:
+                    merged[t.tag] = [t.blocks, t.bytes, t.peak_bytes, t.allocs]
+                else:
+                    m[0] += t.blocks
+                    m[1] += t.bytes
+                    m[2] = max(m[2], t.peak_bytes)
+                    m[3] += t.allocs
+        return [TagStat(tag, m[0], m[1], m[2], m[3]) for tag, m in merged.items()]
 
-    def compare_to(self, older: Snapshot) -> list[TagDiff]:
+    def statistics(self, *, children: bool = True) -> list[TagStat]:
+        """Per-tag counters, largest outstanding bytes first.
+
+        When the snapshot holds child pools (``snapshot(children=True)``, or a
+        report with children), their tags count too, summed by tag: blocks,
+        bytes and allocs add up, ``peak_bytes`` is the largest of the pools'
+        peaks.  ``children=False``: this pool's own tags only."""
+        return sorted(self._by_tag(children), key=lambda t: (-t.bytes, -t.blocks, t.tag))
+
+    def compare_to(self, older: Snapshot, *, children: bool = True) -> list[TagDiff]:
         """Per-tag differences from ``older`` to this snapshot (tags of either),
-        largest absolute byte change first (tracemalloc's ``compare_to``)."""
+        largest absolute byte change first (tracemalloc's ``compare_to``).
+        Child pools count as in :meth:`statistics`."""
         if not isinstance(older, Snapshot):
             raise TypeError(f"compare_to takes a Snapshot, not {type(older).__name__}")
-        new = {t.tag: t for t in self.tags}
-        old = {t.tag: t for t in older.tags}
+        new = {t.tag: t for t in self._by_tag(children)}
+        old = {t.tag: t for t in older._by_tag(children)}
         diffs = []
         for tag in list(new) + [t for t in old if t not in new]:
             n, o = new.get(tag), old.get(tag)
@@ -104,21 +128,33 @@ class Snapshot(PoolReport):
         return sorted(diffs, key=lambda d: (-abs(d.bytes_diff), -d.bytes,
                                             -abs(d.blocks_diff), d.tag))
 
-    def table(self, fmt: str = "github", *, top: int | None = None) -> str:
-        """The per-tag statistics as a text table (tabulate's ``tablefmt``)."""
+    def table(self, fmt: str = "github", *, top: int | None = None,
+              children: bool = True) -> str:
+        """The per-tag statistics as a text table (tabulate's ``tablefmt``),
+        numbers right-aligned, largest outstanding bytes first.  When the
+        snapshot holds child pools with tags, each pool's tags get their own
+        rows and a ``pool`` column gives the pool's path (``parent/child``);
+        ``children=False`` shows this pool's tags only."""
         from tabulate import tabulate, tabulate_formats  # type: ignore[import-untyped]
 
         if fmt not in tabulate_formats:
             raise ValueError(f"unknown table format {fmt!r}; one of: "
                              f"{', '.join(sorted(tabulate_formats))}")
-        stats = self.statistics()
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
+            raise ValueError(f"top must be a non-negative int, got {top!r}")
+        headers = ["tag", "blocks", "bytes", "peak_bytes", "allocs"]
+        if children and any(c.tags for _, c in self.walk() if c is not self):
+            family = [(path, t) for path, pool in self.walk() for t in pool.tags]
+            family.sort(key=lambda pt: (-pt[1].bytes, -pt[1].blocks, pt[1].tag, pt[0]))
+            rows: list[list[object]] = [[path, t.tag, t.blocks, t.bytes, t.peak_bytes, t.allocs]
+                                        for path, t in family]
+            headers.insert(0, "pool")
+        else:
+            rows = [[t.tag, t.blocks, t.bytes, t.peak_bytes, t.allocs]
+                    for t in self.statistics(children=False)]
         if top is not None:
-            if isinstance(top, bool) or not isinstance(top, int) or top < 0:
-                raise ValueError(f"top must be a non-negative int, got {top!r}")
-            stats = stats[:top]
-        rows = [[t.tag, t.blocks, t.bytes, t.peak_bytes, t.allocs] for t in stats]
-        return str(tabulate(rows, headers=["tag", "blocks", "bytes", "peak_bytes", "allocs"],
-                            tablefmt=fmt))
+            rows = rows[:top]
+        return str(tabulate(rows, headers=headers, tablefmt=fmt))
 
 
 __all__ = ["Snapshot", "TagStat", "TagDiff", "Totals", "BlockRecord"]

@@ -11,10 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Callable, Protocol
-
-from tabulate import tabulate  # type: ignore[import-untyped, unused-ignore]
 
 Row = dict[str, Any]
 
@@ -48,25 +49,114 @@ class Formatter(Protocol):
     def render(self, table: Table) -> str | bytes: ...  # bytes: a binary format (pprof)
 
 
-def _cell(value: Any, fmt: str | None) -> Any:
+def _cell(value: Any, fmt: str | None) -> str:
     if value is None:
         return ""
     if fmt is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
         return format(value, fmt)
-    return value
+    return str(value)
 
 
-class _Tabulated:
-    def __init__(self, tablefmt: str, heading: Callable[[str], str]) -> None:
-        self._tablefmt = tablefmt
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _escape(text: str, pipe: bool) -> str:
+    """One line per row: control characters as escapes (and ``|`` in markdown tables)."""
+    if _CONTROL.search(text) is not None:
+        text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return text.replace("|", "\\|") if pipe and "|" in text else text
+
+
+def _width(text: str) -> int:
+    """Terminal columns of text: East Asian wide characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(ch) else
+               2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+_NUMBER_TYPES = {int, float}
+
+
+def _text_cells(values: list[Any], fmt: str | None, pipe: bool) -> list[str]:
+    cells = values if set(map(type, values)) == {str} else [_cell(v, fmt) for v in values]
+    joined = "".join(cells)
+    if not joined.isprintable() or (pipe and "|" in joined):
+        cells = [_escape(c, pipe) for c in cells]
+    return cells
+
+
+class _Aligned:
+    """A text table: numbers right-aligned, text left-aligned, one line per row.
+
+    ``style`` is "simple" (columns two spaces apart, a dashed rule under the
+    header), "github" or "pipe" (Markdown tables whose rule carries the
+    alignment). Linear in the number of cells, with the loops in C: each row
+    is one ``str.format`` call, so a million rows take a few seconds."""
+
+    def __init__(self, style: str, heading: Callable[[str], str]) -> None:
+        self._style = style
         self._heading = heading
 
     def render(self, table: Table) -> str:
-        headers = [c.header for c in table.columns]
-        body = [[_cell(row.get(c.key), c.fmt) for c in table.columns] for row in table.rows]
-        text = str(tabulate(body, headers=headers, tablefmt=self._tablefmt, disable_numparse=True))
+        pipe = self._style != "simple"
+        rows = table.rows
+        specs: list[str] = []          # one str.format field per column
+        args: list[list[Any]] = []     # the values each field formats
+        headers: list[str] = []
+        right: list[bool] = []
+        widths: list[int] = []
+        for col in table.columns:
+            try:
+                values = list(map(itemgetter(col.key), rows))
+            except KeyError:
+                values = [row.get(col.key) for row in rows]
+            kinds = set(map(type, values))
+            numeric = bool(kinds - {type(None)}) and kinds <= _NUMBER_TYPES | {type(None)}
+            header = _escape(col.header, pipe)
+            least = max(_width(header), 3 if pipe else 0)
+            if numeric and type(None) not in kinds:
+                # Formatted length grows with magnitude: the extremes give the width.
+                spec = col.fmt or ""
+                width = max(least, len(format(min(values), spec)), len(format(max(values), spec)))
+                sign = spec[:1] if spec[:1] in ("+", "-", " ") else ""
+                field = f"{{:>{sign}{width}{spec[len(sign):]}}}"
+            elif numeric:
+                values = [_cell(v, col.fmt) for v in values]
+                width = max(least, max(map(len, values)))
+                field = f"{{:>{width}}}"
+            else:
+                values = _text_cells(values, col.fmt, pipe)
+                if "".join(values).isascii():
+                    width = max(least, max(map(len, values), default=0))
+                    field = f"{{:<{width}}}"
+                else:                  # wide characters: pad by display width
+                    width = max(least, max(map(_width, values), default=0))
+                    values = [v + " " * (width - _width(v)) for v in values]
+                    field = "{}"
+            specs.append(field)
+            args.append(values)
+            headers.append(header.rjust(width) if numeric
+                           else header + " " * (width - _width(header)))
+            right.append(numeric)
+            widths.append(width)
+        if self._style == "simple":
+            line = "  ".join(specs)
+            lines = ["  ".join(headers), "  ".join("-" * w for w in widths)]
+            lines += map(line.format, *args) if args else []
+            if right and not right[-1]:                  # no trailing blanks
+                lines = list(map(str.rstrip, lines))
+        else:
+            def rule(width: int, numeric: bool) -> str:
+                if numeric:
+                    return "-" * (width + 1) + ":"
+                return (":" if self._style == "pipe" else "-") + "-" * (width + 1)
+            line = "| " + " | ".join(specs) + " |"
+            lines = ["| " + " | ".join(headers) + " |",
+                     "|" + "|".join(rule(w, r) for w, r in zip(widths, right)) + "|"]
+            lines += map(line.format, *args) if args else []
         heading = self._heading(table.title) if table.title else ""
-        return heading + text + "\n"
+        return heading + "\n".join(lines) + "\n"
 
 
 class _Json:
@@ -107,9 +197,9 @@ class _Folded:
 
 
 FORMATTERS: dict[str, Formatter] = {
-    "table": _Tabulated("simple", lambda t: f"{t}\n\n"),
-    "github": _Tabulated("github", lambda t: f"### {t}\n\n"),
-    "markdown": _Tabulated("pipe", lambda t: f"**{t}**\n\n"),
+    "table": _Aligned("simple", lambda t: f"{t}\n\n"),
+    "github": _Aligned("github", lambda t: f"### {t}\n\n"),
+    "markdown": _Aligned("pipe", lambda t: f"**{t}**\n\n"),
     "json": _Json(),
     "csv": _Csv(),
     "folded": _Folded(),

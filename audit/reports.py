@@ -108,24 +108,38 @@ class Merged:
 
 
 def snapshot_rows(reports: list[Report]) -> list[dict[str, Any]]:
-    """Merged rows: pool, tag, blocks, bytes, peak_bytes, allocs and per-report bytes."""
+    """Merged rows: pool, tag, blocks, bytes, peak_bytes, allocs and per-report bytes.
+
+    One dict per (pool path, tag), in the order first seen; linear in the tags
+    (the reader already checked every count). ``per_report`` (bytes by report
+    label) is there when there are several reports."""
+    if len(reports) == 1:
+        # Tags are unique within a pool (the reader checked): nothing to merge.
+        return [{"pool": pool, "tag": t.tag, "key": t.tag, "blocks": t.blocks,
+                 "bytes": t.bytes, "peak_bytes": t.peak_bytes, "allocs": t.allocs,
+                 "suppressed": False}
+                for pool, snap in walk_pools(reports[0].data) for t in snap.tags]
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for report in reports:
+        label = report.label
         for pool, snap in walk_pools(report.data):
-            for stat in snap.statistics():
-                key = (pool, str(stat.tag))
-                row = merged.get(key)
+            for stat in snap.tags:
+                tag = stat.tag
+                row = merged.get((pool, tag))
                 if row is None:
-                    row = {"pool": pool, "tag": str(stat.tag), "key": str(stat.tag), "blocks": 0,
-                           "bytes": 0, "peak_bytes": 0, "allocs": 0, "suppressed": False,
-                           "per_report": {}}
-                    merged[key] = row
-                row["blocks"] += int(stat.blocks)
-                row["bytes"] += int(stat.bytes)
-                row["peak_bytes"] = max(row["peak_bytes"], int(stat.peak_bytes))
-                row["allocs"] += int(stat.allocs)
+                    merged[(pool, tag)] = {
+                        "pool": pool, "tag": tag, "key": tag, "blocks": stat.blocks,
+                        "bytes": stat.bytes, "peak_bytes": stat.peak_bytes,
+                        "allocs": stat.allocs, "suppressed": False,
+                        "per_report": {label: stat.bytes}}
+                    continue
+                row["blocks"] += stat.blocks
+                row["bytes"] += stat.bytes
+                if stat.peak_bytes > row["peak_bytes"]:
+                    row["peak_bytes"] = stat.peak_bytes
+                row["allocs"] += stat.allocs
                 per = row["per_report"]
-                per[report.label] = per.get(report.label, 0) + int(stat.bytes)
+                per[label] = per.get(label, 0) + stat.bytes
     return list(merged.values())
 
 

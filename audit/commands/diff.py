@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from audit import gate, output, reports
+from audit import gate, output, reports, schema
 from audit.commands._common import (add_input_options, input_limits, plural, positive_int, sample_rate,
                                     wrapper_pattern)
 from audit.errors import AuditError
@@ -41,6 +41,10 @@ class DiffCommand:
         output.add_output_options(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        with schema.gc_paused():   # millions of rows, no cycles: see audit.schema
+            return self._run(args)
+
+    def _run(self, args: argparse.Namespace) -> int:
         output.check_output(args)
         old, new = reports.load_all([args.old, args.new], input_limits(args))
         if old.kind != new.kind:
@@ -125,10 +129,10 @@ def _snapshot_diff(old: reports.Report, new: reports.Report) -> list[dict[str, A
             pairs.append((new_root + rel, snap, None))
     rows: list[dict[str, Any]] = []
     for path, old_snap, new_snap in pairs:
-        old_tags = {str(s.tag) for s in old_snap.statistics()} if old_snap is not None else set()
-        new_tags = {str(s.tag) for s in new_snap.statistics()} if new_snap is not None else set()
+        old_tags = {str(s.tag) for s in old_snap.statistics(children=False)} if old_snap is not None else set()
+        new_tags = {str(s.tag) for s in new_snap.statistics(children=False)} if new_snap is not None else set()
         if old_snap is not None and new_snap is not None:
-            diffs = new_snap.compare_to(old_snap)
+            diffs = new_snap.compare_to(old_snap, children=False)
             for d in diffs:
                 tag = str(d.tag)
                 rows.append({"pool": path, "key": tag, "blocks": int(d.blocks),
@@ -138,7 +142,7 @@ def _snapshot_diff(old: reports.Report, new: reports.Report) -> list[dict[str, A
         else:
             only = new_snap if new_snap is not None else old_snap
             sign = 1 if new_snap is not None else -1
-            for s in only.statistics():
+            for s in only.statistics(children=False):
                 rows.append({"pool": path, "key": str(s.tag),
                              "blocks": int(s.blocks) if sign > 0 else 0,
                              "blocks_diff": sign * int(s.blocks),

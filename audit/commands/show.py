@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from audit import gate, output, reports
+from audit import gate, output, reports, schema
 from audit.commands._common import (add_input_options, add_table_options, by_tag_table,
                                     input_limits, require_files, totals_line)
 
@@ -29,6 +29,10 @@ class ShowCommand:
         output.add_output_options(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        with schema.gc_paused():   # millions of rows, no cycles: see audit.schema
+            return self._run(args)
+
+    def _run(self, args: argparse.Namespace) -> int:
         output.check_output(args)
         require_files(args.reports)
         loaded = reports.load_all(args.reports, input_limits(args))

@@ -92,3 +92,15 @@ def test_child_pools_are_matched_by_path(write_report: WriteReport, capsys: pyte
 def test_diff_needs_two_reports(pair: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diff", pair[0]]) == 1
     assert "required: NEW" in capsys.readouterr().err
+
+
+def test_diff_table_right_aligns_signed_changes(write_report: WriteReport,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    old = write_report("old.json", report_doc(tags=[tag("grows", 1, 8), tag("shrinks", 5, 5000)]))
+    new = write_report("new.json", report_doc(tags=[tag("grows", 3, 12008), tag("shrinks", 1, 50)]))
+    assert main(["diff", old, new]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    grows = next(line for line in lines if line.startswith("grows"))
+    shrinks = next(line for line in lines if line.startswith("shrinks"))
+    assert "+12000" in grows and "-4950" in shrinks
+    assert grows.index("+12000") + 6 == shrinks.index("-4950") + 5

@@ -178,3 +178,35 @@ def test_output_into_missing_directory(write_report: WriteReport, tmp_path: Path
     path = write_report("a.json")
     assert main(["show", path, "--output", str(tmp_path / "no" / "such.txt")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["table", "github", "markdown"])
+def test_numbers_are_right_aligned_in_text_tables(fmt: str, write_report: WriteReport,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json", report_doc(tags=[tag("wide", 1, 123456, allocs=7),
+                                                   tag("narrow", 22, 8, allocs=1000)]))
+    assert main(["show", path, "--format", fmt]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "wide" in line or "narrow" in line]
+    wide, narrow = lines
+    # Each number ends where its column ends, whatever its width.
+    for a, b in (("123456", "8"), ("7", "1000"), ("1", "22")):
+        assert wide.index(f" {a} ") + len(a) == narrow.index(f" {b} ") + len(b), (wide, narrow)
+
+
+def test_markdown_rule_says_numbers_are_right_aligned(write_report: WriteReport,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json")
+    assert main(["show", path, "--format", "markdown"]) == 0
+    rule = capsys.readouterr().out.splitlines()[3]
+    cells = rule.strip("|").split("|")
+    assert cells[0].startswith(":") and not cells[0].endswith(":")      # tag: left
+    assert all(c.endswith(":") for c in cells[1:])                      # numbers: right
+
+
+def test_tags_with_newlines_and_pipes_stay_in_their_row(write_report: WriteReport,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("a.json", report_doc(tags=[tag("a|b\nc", 1, 8)]))
+    assert main(["show", path, "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "a\\|b\\nc" in line)
+    assert row.count("|") - row.count("\\|") == 7

@@ -259,3 +259,49 @@ def test_report_to_unwritable_path(pool: Pool, tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="RP_EIO") as info:
         pool.write_report(tmp_path / "no" / "such" / "dir.json")
     assert isinstance(info.value, OSError)
+
+
+# -- child pools in statistics(), compare_to() and table() ------------------------
+def test_statistics_and_table_include_child_pools(pool: Pool) -> None:
+    kid = pool.child("kid")
+    grandkid = kid.child("grandkid")
+    pool.alloc(10, tag="shared")
+    kid.alloc(100, tag="shared")
+    kid.alloc(1000, tag="kid-only")
+    grandkid.alloc(5, tag="deep")
+    snap = pool.snapshot(children=True)
+    stats = {t.tag: t for t in snap.statistics()}
+    assert set(stats) == {"shared", "kid-only", "deep"}
+    assert (stats["shared"].blocks, stats["shared"].bytes) == (2, 110)
+    assert stats["shared"].peak_bytes == 100            # the largest pool's peak
+    assert [t.tag for t in snap.statistics()] == ["kid-only", "shared", "deep"]
+    assert [t.tag for t in snap.statistics(children=False)] == ["shared"]
+    table = snap.table("plain")
+    lines = table.splitlines()
+    assert lines[0].split() == ["pool", "tag", "blocks", "bytes", "peak_bytes", "allocs"]
+    assert lines[1].split()[:4] == ["test/kid", "kid-only", "1", "1000"]
+    assert any(line.split()[:2] == ["test/kid/grandkid", "deep"] for line in lines)
+    assert "kid-only" not in snap.table("plain", children=False)
+    assert len(snap.table("plain", top=2).splitlines()) == 3
+    # Without children in the snapshot, nothing changes.
+    assert [t.tag for t in pool.snapshot().statistics()] == ["shared"]
+
+
+def test_compare_to_counts_child_pools(pool: Pool) -> None:
+    kid = pool.child("kid")
+    before = pool.snapshot(children=True)
+    kid.alloc(64, tag="grown")
+    diff = pool.snapshot(children=True).compare_to(before)
+    assert diff == [TagDiff("grown", 1, 1, 64, 64)]
+    assert pool.snapshot(children=True).compare_to(before, children=False) == []
+
+
+def test_table_right_aligns_numbers() -> None:
+    d = sample_dict()
+    del d["children"]
+    snap = Snapshot.from_dict(d)
+    lines = snap.table("plain").splitlines()
+    # The numbers end in the same column whatever their width (4000 and 32).
+    assert lines[1].endswith("12") and lines[2].endswith(" 5")
+    assert [line.split()[3] for line in lines[1:]] == ["4000", "32"]
+    assert lines[1].index("4000") + 4 == lines[2].rindex("32") + 2
