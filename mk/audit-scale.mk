@@ -13,4 +13,4 @@ bench-audit-show: setup-py
 
 test-audit-scale: setup-py
 	$(PY) -m pytest -q -p no:cacheprovider benches/audit/test_bench_show_scale.py \
-	    -k "1e+04 or linear" --benchmark-disable
+	    -k "10k or linear" --benchmark-disable
