@@ -160,8 +160,8 @@ def write_report(pool: CData, path: bytes, flags: int) -> None:
 
 @ffi.def_extern()  # type: ignore[misc]
 def rpy_py_visit(block: CData, size: int, tag: CData, arg: CData) -> int:
-    # Runs inside rp_pool_walk with the pool locked: no call into the pool,
-    # as little work as possible; the caller converts the records afterwards.
+    # Runs inside rp_pool_walk (the library holds no pool lock across the
+    # visitor); it only records, the caller converts the records afterwards.
     try:
         ffi.from_handle(arg).append((block, size, tag))
     except BaseException:  # noqa: BLE001 -- must not escape into C; stop the walk

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
@@ -69,3 +71,43 @@ def test_lone_surrogate_in_string_data_names_it(pool: Pool) -> None:
     with pytest.raises(InvalidArgument, match="^string must be valid Unicode"):
         pool.strconcat("ok", "\udc00")
     assert pool.outstanding() == (0, 0)
+
+
+# -- a failed call changes nothing; one reserved_bytes everywhere ---------------
+def _everything(pool: Pool, tmp_path: Path) -> tuple[object, ...]:
+    report = tmp_path / "r.json"
+    pool.write_report(str(report))
+    doc = json.loads(report.read_text())
+    info = pool.info()
+    return (pool.outstanding(), pool.snapshot().tags, info.tags, info.blocks, info.allocs,
+            [t["tag"] for t in doc["tags"]])
+
+
+def test_failed_noexc_calls_leave_no_new_tag(pool: Pool, tmp_path: Path) -> None:
+    pool.alloc(8, tag="kept").free()
+    before = _everything(pool, tmp_path)
+    huge = 1 << 60
+    assert pool.alloc(huge, tag="never-1", raise_on_oom=False) is None
+    assert pool.calloc(1 << 40, 1 << 40, tag="never-2", raise_on_oom=False) is None
+    assert pool.alloc_aligned(64, huge, tag="never-3", raise_on_oom=False) is None
+    with pytest.raises(OutOfMemory):
+        pool.alloc(huge, tag="never-4")
+    assert _everything(pool, tmp_path) == before
+    # The tag works normally once an allocation under it succeeds.
+    pool.alloc(8, tag="never-1").free()
+    assert "never-1" in [t.tag for t in pool.snapshot().tags]
+
+
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+def test_reserved_bytes_is_the_same_in_info_snapshot_and_report(backing: str,
+                                                                tmp_path: Path) -> None:
+    with Pool("reserve", backing=backing) as pool:
+        blocks = [pool.alloc(100, tag="r") for _ in range(50)]
+        for block in blocks[:40]:
+            block.free()                   # the malloc backing keeps some for reuse
+        report = tmp_path / "r.json"
+        pool.write_report(str(report))
+        from_report = json.loads(report.read_text())["totals"]["reserved_bytes"]
+        assert pool.info().reserved_bytes == from_report
+        assert pool.snapshot().totals.reserved_bytes == from_report
+        assert from_report >= 10 * 100
