@@ -5,8 +5,8 @@
 # a fresh venv in a temporary directory; from there: ringpool-audit --help, demo,
 # a C program built with the bundled header and library writing reports for
 # show/diff, run --preload on a leaking C program (exact sites, exit status),
-# a throwaway pytest project using the ringpool_no_leaks marker, and the errors
-# when the interposer is missing. Then the sdist is installed once into a second
+# a throwaway pytest project using the ringpool_no_leaks marker, the errors
+# when the interposer is missing, and run --python on a small script. Then the sdist is installed once into a second
 # venv (pip builds it) and checked again, more briefly.
 # Environment: PYTHON_SYS (python3), CC (cc), VERSION (expected version).
 set -euo pipefail
@@ -61,9 +61,12 @@ need = ["allocator/__init__.py", "allocator/config.py", "allocator/py.typed",
         "allocator/include/ringpool.h", "allocator/lib/libringpool.so", "allocator/lib/libringpool.so.0",
         "allocator/lib/ringpool/libringpool-preload.so", "allocator/lib/pkgconfig/ringpool.pc",
         "audit/__init__.py", "audit/cli.py", "audit/commands/__init__.py", "audit/commands/run.py",
-        "audit/commands/config.py", "audit/pytest_plugin.py", "audit/py.typed",
+        "audit/commands/config.py", "audit/pytest_plugin.py", "audit/py.typed", "audit/_pyboot.py",
         f"ringpool-{version}.dist-info/licenses/LICENSE"]
 missing = [n for n in need if n not in names]
+for ext in ("allocator/_ringpool", "allocator/_pyhooks", "audit/_bench"):
+    if not any(n.startswith(ext + ".") and n.endswith(".so") for n in names):
+        missing.append(ext + ".*.so")
 assert not missing, f"wheel lacks {missing}"
 stray = sorted(n for n in names if n.startswith(("tests/", "csrc/", "benches/", "build/")) or n.endswith((".o", ".c")))
 assert not stray, f"wheel carries files that are not the product: {stray}"
@@ -75,7 +78,7 @@ snames = {n[len(top):] for n in tarfile.open(sdist).getnames() if n.startswith(t
 need = ["setup.py", "pyproject.toml", "LICENSE", "README.md", "Makefile", "requirements.txt",
         "ringpool.pc.in", "csrc/flags.mk", "csrc/include/ringpool.h", "csrc/pool.c",
         "csrc/preload/hooks.c", "csrc/preload/rpp.h", "csrc/stack/stack.c", "mk/preload.mk", "cmake/ringpoolConfig.cmake.in",
-        "allocator/_build.py", "allocator/_ringpool_cdef.h", "audit/_bench_build.py",
+        "allocator/_build.py", "allocator/_ringpool_cdef.h", "allocator/_pyhooks.c", "audit/_bench_build.py",
         "audit/_bench_kernel.c", "audit/commands/run.py"]
 missing = [n for n in need if n not in snames]
 assert not missing, f"sdist lacks {missing}"
@@ -184,6 +187,19 @@ grep -q "1 failed, 2 passed" <<< "$out" || { echo "$all"; fail "pytest project: 
 grep -q "FAILED project/test_pools.py::test_forgotten_pool" <<< "$out" || fail "the wrong test failed"
 grep -q "forgetful" <<< "$out" && grep -q "never-freed" <<< "$out" ||
     { echo "$out"; fail "the failure does not name the pool and its tag"; }
+
+step "run --python: a script's memory by Python line"
+printf 'KEEP = []\nfor i in range(3):\n    KEEP.append(bytearray(100000))\nprint("done")\n' > app.py
+rm -f py.json
+expect 0 "$bin"/ringpool-audit run --python --by line --format json --output py.json -- app.py
+[ "$out" = done ] || fail "run --python changed the script's output: $out"
+"$bin"/python - py.json <<'EOF'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as f:
+    rows = {r["key"]: r for r in json.load(f)["rows"]}
+line = rows["app.py:3 (<module>)"]
+assert 300000 <= line["bytes"] < 301000, line   # three 100000-byte buffers and their objects
+EOF
 
 # ------------------------------------------------------------ the sdist
 step "a second fresh venv, pip install $(basename "$sdist") (pip builds it)"
