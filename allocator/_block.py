@@ -26,13 +26,12 @@ class Block(_BlockBuffer):
     Python object can reach freed memory.
     """
 
-    __slots__ = ("_pool", "_addr", "_size", "_tag", "_why", "__weakref__")
+    # Every field (the payload's address and size, _pool, _tag, _why, the
+    # export count) lives in the C base type (_ringpool_glue.h), which also
+    # makes the hot-path Blocks itself (_BlockBuffer._alloc).
+    __slots__ = ()
 
     _pool: Pool
-    _addr: int
-    _size: int
-    _tag: str
-    _why: str
 
     def __new__(cls, *args: object, **kwargs: object) -> Block:
         raise TypeError("Blocks are made by a Pool (pool.alloc(), pool.calloc(), ...)")
@@ -41,10 +40,7 @@ class Block(_BlockBuffer):
     def _make(cls, pool: Pool, addr: int, size: int, tag: str) -> Block:
         self: Block = _BlockBuffer.__new__(cls, addr, size)  # type: ignore[assignment]
         self._pool = pool
-        self._addr = addr
-        self._size = size
         self._tag = tag
-        self._why = ""
         return self
 
     # -- state ----------------------------------------------------------------

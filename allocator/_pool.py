@@ -21,7 +21,7 @@ _BACKINGS = {"malloc": 0, "arena": ll.POOL_ARENA}
 
 _lib = ll.lib
 _SIZE_MAX = ll.SIZE_MAX
-_make_block = Block._make
+_fast_alloc = Block._alloc
 
 #: ``keep_bytes`` value that keeps every arena chunk on reset.
 KEEP_ALL: int = ll.SIZE_MAX
@@ -213,9 +213,11 @@ class Pool:
 
     def _init_common(self, ptr: ll.CData, state: _PoolState) -> None:
         self._ptr = ptr
+        self._address = ll.address(ptr)   # for the GIL-holding hot path (Block._alloc)
         self._state = state
         self._blocks: dict[int, Block] = {}
         self._tags: dict[str, ll.CData] = {}
+        self._tag_addresses: dict[str, int] = {}
         self._children: weakref.WeakSet[Pool] = weakref.WeakSet()
         self._closing = False    # destroy()/reset() under way: a second one is PoolBusy
         self._seal_new = False   # the library is about to free this pool's blocks
@@ -300,6 +302,7 @@ class Pool:
                     raise
                 return ll.NULL, tag
             self._tags[tag] = ptr
+            self._tag_addresses[tag] = ll.address(ptr)
         return ptr, tag
 
     def _adopt(self, addr: int, size: int, tag: str) -> Block:
@@ -478,19 +481,20 @@ class Pool:
         with self._lock:
             if not self._state.alive:
                 self._live()
-            tptr = self._tags.get(tag) if type(tag) is str else None
-            if tptr is None:
+            taddr = self._tag_addresses.get(tag) if type(tag) is str else None
+            if taddr is None:
                 tptr, tag = self._tag(tag, 1, raise_on_oom)
                 if tptr == ll.NULL:
                     return None
+                taddr = self._tag_addresses[tag]
             assert tag is not None
             if size > _SIZE_MAX:
                 return self._too_big("alloc", size, raise_on_oom)
-            addr = _lib.rpy_alloc(self._ptr, size, tptr)
-            if not addr:
+            # rp_alloc_noexc with the GIL held, the Block made in C (see the glue).
+            block = _fast_alloc(self, self._address, size, taddr, tag)
+            if block is None:
                 return self._failed("alloc", raise_on_oom)
-            block = _make_block(self, addr, size, tag)
-            self._blocks[addr] = block
+            self._blocks[block._addr] = block
             if self._seal_new:
                 block._begin_free()
             return block
@@ -633,14 +637,21 @@ class Pool:
 
     def _free_block(self, block: Block) -> None:
         with self._lock:
-            block._begin_free()  # BlockFreedError / BufferError; atomic under the GIL
             addr = block._addr
-            code = (_lib.rpy_stat_free(addr) if self._state.owner == "stat"
-                    else _lib.rpy_free(addr))
-            if code:             # reported (checked pools): the block stays where it is
-                block._abort_free()
-                ll.raise_error(code, "rp_free")
-            block._kill()
+            if self._state.owner == "stat":
+                block._begin_free()  # BlockFreedError / BufferError; atomic under the GIL
+                code = _lib.rpy_stat_free(addr)
+                if code:
+                    block._abort_free()
+                    ll.raise_error(code, "rp_free")
+                block._kill()
+            else:
+                # Checks, rp_free and the state change in one C call with the
+                # GIL held: BlockFreedError / BufferError, or the library's
+                # report (checked pools), after which the block stays live.
+                code = block._free()
+                if code:
+                    ll.raise_error(code, "rp_free")
             del self._blocks[addr]
 
     def _resize_block(self, block: Block, size: int, raise_on_oom: bool) -> Block | None:

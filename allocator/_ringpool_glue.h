@@ -13,11 +13,15 @@
  *    block with exports alive raises BufferError, so no memoryview ever
  *    outlives the memory it shows; a block that was freed refuses new
  *    exports.  (PEP 688's __buffer__ would do this in Python, but only from
- *    3.12 on; the buffer slots are in the limited API of 3.11.)
+ *    3.12 on; the buffer slots are in the limited API of 3.11.)  It also
+ *    makes the bindings' hot path cheap: _alloc and _free call the library
+ *    with the GIL held and build or retire the Block in C.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <structmember.h>
 #include "ringpool.h"
 
 /* ------------------------------------------------------------ errors */
@@ -226,13 +230,41 @@ static void rpy_stat_destroy_pool(void)
 /* ------------------------------------------------------- _BlockBuffer */
 enum { RPY_LIVE = 0, RPY_SEALED = 1, RPY_DEAD = 2 };
 
+/* The whole Block lives here (the Python subclass adds methods only): the
+   payload, its export count and state, and the Python fields _pool, _tag and
+   _why.  _pool makes a cycle with the pool's table of blocks, so the type
+   takes part in cyclic GC. */
 typedef struct rpy_block {
     PyObject_HEAD
     char      *ptr;
     Py_ssize_t size;
     Py_ssize_t exports;   /* live Py_buffer views of this block */
     int        state;     /* RPY_LIVE, RPY_SEALED (no new exports), RPY_DEAD */
+    PyObject  *pool;      /* the allocator.Pool (owned reference) */
+    PyObject  *tag;       /* the tag, a str (owned) */
+    PyObject  *why;       /* why it died, a str or NULL */
+    PyObject  *weakrefs;
 } rpy_block;
+
+static rpy_block *rpy_block_alloc(PyTypeObject *type, char *ptr, Py_ssize_t size,
+                                  PyObject *pool, PyObject *tag)
+{
+    allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
+    rpy_block *self = (rpy_block *)alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->ptr = ptr;
+    self->size = size;
+    self->exports = 0;
+    self->state = RPY_LIVE;
+    Py_XINCREF(pool);
+    self->pool = pool;
+    Py_XINCREF(tag);
+    self->tag = tag;
+    self->why = NULL;
+    self->weakrefs = NULL;
+    return self;
+}
 
 static PyObject *rpy_block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -248,20 +280,35 @@ static PyObject *rpy_block_new(PyTypeObject *type, PyObject *args, PyObject *kwd
         PyErr_SetString(PyExc_ValueError, "size must be non-negative");
         return NULL;
     }
-    allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
-    rpy_block *self = (rpy_block *)alloc(type, 0);
-    if (self == NULL)
-        return NULL;
-    self->ptr = (char *)(uintptr_t)address;
-    self->size = size;
-    self->exports = 0;
-    self->state = RPY_LIVE;
-    return (PyObject *)self;
+    return (PyObject *)rpy_block_alloc(type, (char *)(uintptr_t)address, size, NULL, NULL);
+}
+
+static int rpy_block_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    rpy_block *b = (rpy_block *)self;
+    Py_VISIT(b->pool);
+    Py_VISIT(b->tag);
+    Py_VISIT(b->why);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int rpy_block_clear(PyObject *self)
+{
+    rpy_block *b = (rpy_block *)self;
+    Py_CLEAR(b->pool);
+    Py_CLEAR(b->tag);
+    Py_CLEAR(b->why);
+    return 0;
 }
 
 static void rpy_block_dealloc(PyObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (((rpy_block *)self)->weakrefs != NULL)
+        PyObject_ClearWeakRefs(self);
+    rpy_block_clear(self);
     freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
     tp_free(self);
     Py_DECREF(type);
@@ -361,6 +408,62 @@ static PyObject *rpy_block_kill(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* The two calls of the bindings' hot path, made WITH the GIL held: an
+   allocation or a free is a short critical section in the library that never
+   waits for Python, so releasing and re-taking the GIL (what cffi does around
+   every call) would cost more than the call.  Calls that may run Python
+   (cleanups, walks), write files or take long (destroy, reset, reports) stay
+   on the cffi path, which releases the GIL. */
+
+/* Block._alloc(pool, pool_address, size, tag_address, tag) -> Block or None
+   (None: the allocation failed; rpy_error_code() says why). */
+static PyObject *rpy_block_fast_alloc(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "_alloc(pool, pool_address, size, tag_address, tag)");
+        return NULL;
+    }
+    void *pool = PyLong_AsVoidPtr(args[1]);
+    size_t size = PyLong_AsSize_t(args[2]);
+    void *tag = PyLong_AsVoidPtr(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (size > (size_t)PY_SSIZE_T_MAX) {
+        rpy_clear_error();
+        Py_RETURN_NONE;
+    }
+    rpy_clear_error();
+    char *p = rp_alloc_noexc((rp_pool *)pool, size, (const char *)tag);
+    if (p == NULL)
+        Py_RETURN_NONE;
+    rpy_block *b = rpy_block_alloc((PyTypeObject *)cls, p, (Py_ssize_t)size, args[0], args[4]);
+    if (b == NULL) {            /* no Block: give the memory back at once */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        rp_free(p);
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    return (PyObject *)b;
+}
+
+/* block._free() -> 0, or the rp_error code the library reported (the block
+   then stays live, as the library leaves it).  BlockFreedError / BufferError
+   as _detach. */
+static PyObject *rpy_block_fast_free(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    rpy_block *b = (rpy_block *)self;
+    if (rpy_block_check_free(b) < 0)
+        return NULL;
+    rpy_clear_error();
+    rp_free(b->ptr);
+    if (rpy_err.code != 0)
+        return PyLong_FromLong(rpy_err.code);
+    b->state = RPY_DEAD;
+    return PyLong_FromLong(0);
+}
+
 static PyObject *rpy_block_get_exports(PyObject *self, void *closure)
 {
     (void)closure;
@@ -373,25 +476,119 @@ static PyObject *rpy_block_get_alive(PyObject *self, void *closure)
     return PyBool_FromLong(((rpy_block *)self)->state != RPY_DEAD);
 }
 
+static PyObject *rpy_block_get_addr(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)((rpy_block *)self)->ptr);
+}
+
+static PyObject *rpy_block_get_size(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(((rpy_block *)self)->size);
+}
+
+static PyObject *rpy_block_get_field(PyObject *field)
+{
+    if (field == NULL)
+        return PyUnicode_FromString("");
+    Py_INCREF(field);
+    return field;
+}
+
+static PyObject *rpy_block_get_pool(PyObject *self, void *closure)
+{
+    (void)closure;
+    PyObject *pool = ((rpy_block *)self)->pool;
+    if (pool == NULL)
+        Py_RETURN_NONE;
+    Py_INCREF(pool);
+    return pool;
+}
+
+static PyObject *rpy_block_get_tag(PyObject *self, void *closure)
+{
+    (void)closure;
+    return rpy_block_get_field(((rpy_block *)self)->tag);
+}
+
+static PyObject *rpy_block_get_why(PyObject *self, void *closure)
+{
+    (void)closure;
+    return rpy_block_get_field(((rpy_block *)self)->why);
+}
+
+static int rpy_block_set_str(PyObject **slot, PyObject *value, const char *name)
+{
+    if (value == NULL || !PyUnicode_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a str", name);
+        return -1;
+    }
+    Py_INCREF(value);
+    Py_XSETREF(*slot, value);
+    return 0;
+}
+
+static int rpy_block_set_why(PyObject *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    return rpy_block_set_str(&((rpy_block *)self)->why, value, "_why");
+}
+
+static int rpy_block_set_tag(PyObject *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    return rpy_block_set_str(&((rpy_block *)self)->tag, value, "_tag");
+}
+
+static int rpy_block_set_pool(PyObject *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "_pool cannot be deleted");
+        return -1;
+    }
+    Py_INCREF(value);
+    Py_XSETREF(((rpy_block *)self)->pool, value);
+    return 0;
+}
+
 static PyMethodDef rpy_block_methods[] = {
     {"_detach", rpy_block_detach, METH_NOARGS, "Mark freed; BufferError while exported."},
     {"_begin_free", rpy_block_begin_free, METH_NOARGS, "Check as _detach, then refuse new views."},
     {"_abort_free", rpy_block_abort_free, METH_NOARGS, "Undo _begin_free."},
     {"_kill", rpy_block_kill, METH_NOARGS, "Mark freed unconditionally."},
+    {"_alloc", (PyCFunction)(void (*)(void))rpy_block_fast_alloc, METH_FASTCALL | METH_CLASS,
+     "rp_alloc_noexc with the GIL held: a Block, or None on failure."},
+    {"_free", rpy_block_fast_free, METH_NOARGS,
+     "rp_free with the GIL held: 0, or the error the library reported."},
     {NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef rpy_block_getset[] = {
     {"_exports", rpy_block_get_exports, NULL, "live buffer views", NULL},
     {"_alive", rpy_block_get_alive, NULL, "not yet freed", NULL},
+    {"_addr", rpy_block_get_addr, NULL, "the payload's address", NULL},
+    {"_size", rpy_block_get_size, NULL, "the requested size", NULL},
+    {"_pool", rpy_block_get_pool, rpy_block_set_pool, "the owning Pool", NULL},
+    {"_tag", rpy_block_get_tag, rpy_block_set_tag, "the origin tag", NULL},
+    {"_why", rpy_block_get_why, rpy_block_set_why, "why the block died", NULL},
     {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyMemberDef rpy_block_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(rpy_block, weakrefs), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL}
 };
 
 static PyType_Slot rpy_block_slots[] = {
     {Py_tp_new, (void *)rpy_block_new},
     {Py_tp_dealloc, (void *)rpy_block_dealloc},
+    {Py_tp_traverse, (void *)rpy_block_traverse},
+    {Py_tp_clear, (void *)rpy_block_clear},
     {Py_tp_methods, rpy_block_methods},
     {Py_tp_getset, rpy_block_getset},
+    {Py_tp_members, rpy_block_members},
     {Py_bf_getbuffer, (void *)rpy_block_getbuffer},
     {Py_bf_releasebuffer, (void *)rpy_block_releasebuffer},
     {Py_tp_doc, (void *)"Buffer exporter over one pool block (base of allocator.Block)."},
@@ -402,7 +599,7 @@ static PyType_Spec rpy_block_spec = {
     "allocator._ringpool._BlockBuffer",
     sizeof(rpy_block),
     0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     rpy_block_slots
 };
 
