@@ -105,6 +105,23 @@ class _Checker:
         return self.count(obj, name, where) if name in obj else None
 
 
+_BOOT = os.sep + os.path.join("audit", "_pyboot.py")
+
+
+def _is_boot(frame: Frame) -> bool:
+    return frame.file.endswith(_BOOT) or frame.file == "<frozen runpy>"
+
+
+def _trim(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
+    """Drops the launcher's frames (audit/_pyboot.py and runpy below it) from the
+    outer end of a stack: they are not the program's.  A stack made only of them
+    (the launcher compiling the script) keeps its innermost frame."""
+    end = len(frames)
+    while end > 1 and _is_boot(frames[end - 1]):
+        end -= 1
+    return frames[:end]
+
+
 def _sites(c: _Checker, raw: Any, where: str, depth: int) -> tuple[Site, ...]:
     if not isinstance(raw, list):
         raise c.fail(where, f"must be list, found {type(raw).__name__}")
@@ -123,7 +140,7 @@ def _sites(c: _Checker, raw: Any, where: str, depth: int) -> tuple[Site, ...]:
                 raise c.fail(wf, "must be an object")
             frames.append(Frame(c.get(f, "file", str, wf), c.count(f, "line", wf),
                                 c.get(f, "function", str, wf)))
-        out.append(Site(tuple(frames), c.count(s, "blocks", w), c.count(s, "bytes", w),
+        out.append(Site(_trim(tuple(frames)), c.count(s, "blocks", w), c.count(s, "bytes", w),
                         c.optional_count(s, "allocs", w), c.optional_count(s, "peak_bytes", w)))
     return tuple(out)
 

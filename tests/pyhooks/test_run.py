@@ -236,3 +236,13 @@ def test_run_python_leaves_the_programs_stdout_alone(script: Script,
     assert code == 0
     assert out == "program output\n"
     assert f"{s}:{line_of(s, '# KEEP')} (<listcomp>)" in err
+
+
+def test_stacks_do_not_show_the_launcher(script: Script, capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    s = script("leaky.py", LEAKY)
+    code, out, err = run_cli_out(["run", "--python", "--python-depth", "16", "--by", "stack",
+                                  "--format", "csv", "--", str(s)], capsys, tmp_path)
+    assert code == 0, err
+    grow = [ln for ln in out.splitlines() if f"{s}:{line_of(s, '# GROW')} (grow)" in ln]
+    assert grow and all("_pyboot.py" not in ln and "runpy" not in ln for ln in grow), grow
