@@ -237,6 +237,7 @@ struct rp_pool {
     uint64_t     mp_gen;        /* profile generation mp_left belongs to */
     bool         mp_real;       /* the next point is a sample, not a check point */
     rpi_mark    *marks;         /* walks in progress (their visitors run unlocked) */
+    rpi_ptrmap   tag_seen;      /* checked pools: tag pointer -> record of its last content */
 };
 
 static inline void rpi_pool_lock(rp_pool *p)

@@ -400,6 +400,7 @@ void rp_pool_destroy(rp_pool *pool)
     if (pool->arena) rpi_arena_fini(pool);
     pool->fast_arena = NULL;
     rpi_ptrmap_free(&pool->dtor_map);
+    rpi_ptrmap_free(&pool->tag_seen);
     tags_free(pool);
     atomic_fetch_sub((pool->flags & RP_POOL_CHECKED) ? &rpi_checked_gate : &rpi_unchecked_pools, 1);
     rpi_sys_free(pool->name);
@@ -513,14 +514,20 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     rpi_tag *t = rpi_tag_lookup(pool, tag);
     char changed[300];
     changed[0] = '\0';
-    if (checked && t && tag && RPI_UNLIKELY(strcmp(t->name, tag) != 0)) {
-        /* the content changed under a cached pointer: reported, and the
-           block counted under what the tag says now */
-        snprintf(changed, sizeof changed, "tag at %p changed from \"%.100s\" to \"%.100s\" "
-                 "while the pool uses it (tags are not copied: use rp_pool_intern_tag)",
-                 (const void *)tag, t->name, tag);
-        pool->tag_key[rpi_tag_slot(tag)] = RPI_NO_TAG;
-        t = rpi_tag_lookup_slow(pool, tag);
+    if (checked && t && tag) {
+        /* the content this pointer had when the pool last saw it (whether
+           or not the pointer cache still holds it) must be the content now;
+           a change is reported, and the block counted under the content now */
+        rpi_tag *seen = rpi_ptrmap_get(&pool->tag_seen, tag);
+        const char *was = seen ? seen->name : t->name;
+        if (RPI_UNLIKELY(strcmp(was, tag) != 0))
+            snprintf(changed, sizeof changed, "tag at %p changed from \"%.100s\" to \"%.100s\" "
+                     "while the pool uses it (tags are not copied: use rp_pool_intern_tag)",
+                     (const void *)tag, was, tag);
+        if (RPI_UNLIKELY(strcmp(t->name, tag) != 0)) {
+            pool->tag_key[rpi_tag_slot(tag)] = RPI_NO_TAG;
+            t = rpi_tag_lookup_slow(pool, tag);
+        }
     }
     rpi_hdr *h = NULL;
     if (!t || (checked && rpi_registry_reserve() != 0) || !(h = raw_new(pool, align, size))) {
@@ -533,7 +540,13 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     if (checked) h->word |= RPI_F_CHECKED;
     rpi_ring_insert(pool, h);
     rpi_count_new(pool, t, size);
-    if (checked) rpi_registry_insert(h, raw_of(h));
+    if (checked) {
+        rpi_registry_insert(h, raw_of(h));
+        /* remembered for the comparison above; without room, later calls
+           compare with the pointer cache only */
+        if (tag && rpi_ptrmap_get(&pool->tag_seen, tag) != t)
+            (void)rpi_ptrmap_put(&pool->tag_seen, (void *)(uintptr_t)tag, t);
+    }
     void *p;
     if (rpi_memprof_due(pool, size)) {
         p = rpi_memprof_slow(pool, h, size, checked);   /* unlocks */
@@ -1215,7 +1228,7 @@ int rp_pool_get_info(rp_pool *pool, rp_pool_info *info)
     if (!pool || !info || info->struct_size < sizeof(rp_pool_info)) return RP_EINVAL;
     rpi_pool_lock(pool);
     info->version = 1;
-    info->flags = pool->flags;
+    info->flags = pool->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA);
     info->blocks = rpi_pool_totals(pool, &info->allocs);
     info->bytes = pool->bytes;
     info->peak_bytes = pool->peak;

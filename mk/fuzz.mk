@@ -20,7 +20,7 @@
 FUZZ_DIR      := $(BUILD)/fuzz
 FUZZ_SRC      := tests/fuzz/fuzz_pool.c
 FUZZ_CORPUS   := tests/fuzz/corpus
-FUZZ_SKIPS    ?= INFO_FLAGS TAG_EVICTED
+FUZZ_SKIPS    ?=
 FUZZ_DEFS     := $(addprefix -DFUZZ_SKIP_,$(FUZZ_SKIPS))
 FUZZ_SEED     ?= 1
 FUZZ_RUNS     ?= 4000

@@ -191,6 +191,26 @@ static void test_failed_noexc_adds_no_tag(void)
     tu_end_pool(pool);
 }
 
+/* rp_pool_info.flags holds exactly the RP_POOL_* flags the pool was made
+   with: no internal bit (the malloc backing's recycling, unlisted tags). */
+static void test_info_flags_are_the_public_flags(void)
+{
+    static const unsigned variants[] = {0, RP_POOL_UNSYNC, RP_POOL_CHECKED,
+                                        RP_POOL_UNSYNC | RP_POOL_CHECKED};
+    size_t i;
+    for (i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        rp_pool *p = tu_pool_ex("flags", variants[i]);
+        rp_pool_info info;
+        (void)rp_pool_intern_tag(p, "interned-only");
+        rp_free(rp_alloc(p, 10, "t"));
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        CHECK_INT(rp_pool_get_info(p, &info), 0);
+        CHECK_EQ(info.flags, variants[i] | tu_backing);
+        tu_end_pool(p);
+    }
+}
+
 /* ------------------------------------------------ exit from user code */
 
 static void exit_handler(int error, const char *message, const void *block)
@@ -347,6 +367,7 @@ int main(int argc, char **argv)
         {"second_move_keeps_destructor", test_second_move_keeps_destructor},
         {"exit_from_user_code_does_not_hang", test_exit_from_user_code_does_not_hang},
         {"failed_noexc_adds_no_tag", test_failed_noexc_adds_no_tag},
+        {"info_flags_are_the_public_flags", test_info_flags_are_the_public_flags},
         {"exit_while_other_thread_holds_lock", test_exit_while_other_thread_holds_lock},
     };
     static const tu_child children[] = {
