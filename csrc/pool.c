@@ -530,7 +530,11 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
         }
     }
     rpi_hdr *h = NULL;
-    if (!t || (checked && rpi_registry_reserve() != 0) || !(h = raw_new(pool, align, size))) {
+    /* checked: room to remember the tag pointer's content (below) first */
+    bool remember = checked && t && tag && rpi_ptrmap_get(&pool->tag_seen, tag) != t;
+    if (!t || (checked && rpi_registry_reserve() != 0) ||
+        (remember && rpi_ptrmap_reserve(&pool->tag_seen, 1) != 0) ||
+        !(h = raw_new(pool, align, size))) {
         if (t && !t->allocs) pool->flags |= RPI_POOL_UNLISTED;
         unlock_both(pool, checked);
         if (changed[0]) rpi_report_error(RP_EINVAL, NULL, "rp_alloc: %s", changed);
@@ -542,10 +546,8 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     rpi_count_new(pool, t, size);
     if (checked) {
         rpi_registry_insert(h, raw_of(h));
-        /* remembered for the comparison above; without room, later calls
-           compare with the pointer cache only */
-        if (tag && rpi_ptrmap_get(&pool->tag_seen, tag) != t)
-            (void)rpi_ptrmap_put(&pool->tag_seen, (void *)(uintptr_t)tag, t);
+        /* remembered for the comparison above (room reserved) */
+        if (remember) (void)rpi_ptrmap_put(&pool->tag_seen, (void *)(uintptr_t)tag, t);
     }
     void *p;
     if (rpi_memprof_due(pool, size)) {
