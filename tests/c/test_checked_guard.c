@@ -295,7 +295,7 @@ static void test_tag_in_reused_buffer(void)
             void *o[128];
             int j;
             for (j = 0; j < 128; j++) {
-                snprintf(others[j], sizeof others[j], "o%d", j);
+                snprintf(others[j], sizeof others[j], "o%u", (unsigned)j % 1000u);
                 o[j] = rp_alloc(pool, 1, others[j]);
             }
             snprintf(buf, sizeof buf, "fourth");
