@@ -62,3 +62,14 @@ def test_unloaded_flag_is_checked(tmp_path: Path) -> None:
     path.write_text(doc)
     with pytest.raises(ValueError, match=r"modules\[0\]: field 'unloaded'"):
         preload.load(str(path))
+
+
+def test_unload_path_is_ubsan_clean(tmp_path: Path) -> None:
+    import os
+    from preload_helpers import REPO
+    ubsan = os.environ.get("RINGPOOL_PRELOAD_UBSAN_LIB",
+                           str(REPO / "build" / "libringpool-preload-ubsan.so"))
+    proc = run(ubsan, [program("dlswap"), program("libplugin_a.so"), program("libplugin_b.so")],
+               tmp_path, env={"RINGPOOL_PRELOAD_STACK_DEPTH": "64"})
+    assert proc.returncode == 0 and b"runtime error" not in proc.stderr, proc.stderr
+    assert any(m.unloaded for m in only_report(tmp_path).modules)

@@ -59,3 +59,15 @@ def test_allocating_signal_handler_neither_hangs_nor_miscounts(lib: str, tmp_pat
     handled = sum(check_one(lib, tmp_path, variant, 300000) for _ in range(RUNS))
     # the timer fires every 200 us: the handler ran thousands of times in all
     assert handled > 100
+
+
+@pytest.mark.parametrize("variant", ["single", "threads"])
+def test_deferred_path_is_ubsan_clean(tmp_path: Path, variant: str) -> None:
+    import os
+    from preload_helpers import REPO
+    ubsan = os.environ.get("RINGPOOL_PRELOAD_UBSAN_LIB",
+                           str(REPO / "build" / "libringpool-preload-ubsan.so"))
+    proc = run(ubsan, [program("sigalloc"), variant, "100000"], tmp_path, timeout=60,
+               env={"LD_PRELOAD": f"{ubsan}:{program('libsigsafe.so')}"})
+    assert proc.returncode == 0 and b"runtime error" not in proc.stderr, proc.stderr
+    assert only_report(tmp_path).totals["dropped"] == 0
