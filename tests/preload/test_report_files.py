@@ -9,7 +9,6 @@ import os
 import re
 import stat
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -57,14 +56,24 @@ def test_report_to_dev_stderr_and_fd(lib: str, tmp_path: Path) -> None:
 def test_report_into_a_fifo(lib: str, tmp_path: Path) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
-    reader.start()
-    proc = run_to(lib, [program("gt_leaks")], str(fifo))
-    reader.join(timeout=60)
-    assert proc.returncode == 0
+    # the read end is open before the program runs: a reader exists
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        proc = run_to(lib, [program("gt_leaks")], str(fifo))
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    assert proc.returncode == 0, proc.stderr
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
-    assert json.loads(got[0])["totals"]["bytes"] == 2768
+    assert json.loads(b"".join(chunks))["totals"]["bytes"] == 2768
 
 
 def test_fifo_without_reader_does_not_hang(lib: str, tmp_path: Path) -> None:
