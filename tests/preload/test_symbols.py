@@ -190,3 +190,20 @@ def test_run_says_which_modules_had_no_symbols(tmp_path: Path,
                      str(stripped)]) == 0
     err = capfd.readouterr().err
     assert "no symbols for gt_nosyms" in err and "?? (gt_nosyms+0x" in err
+
+
+def test_installed_debug_package_gives_real_names_and_lines(lib: str, tmp_path: Path) -> None:
+    """libc6-dbg (installed by make setup-sys) puts libc's debug file under
+    /usr/lib/debug/.build-id: found by build id, it gives functions and lines."""
+    reps = tmp_path / "reports"
+    reps.mkdir()
+    assert run(lib, [program("startup")], reps).returncode == 0
+    (rep,) = reports(reps).values()
+    libc = next(m for m in rep.modules if os.path.basename(m.path).startswith("libc.so"))
+    assert libc.build_id
+    if elfsym.find_debug_file(libc.path, libc.build_id, None) is None:
+        pytest.skip("libc's debug file (libc6-dbg) is not installed")
+    symbols = preload.symbolize(rep)
+    named = [symbols[(s.module, s.offset)] for s in rep.sites if s.module == libc.path]
+    assert named and all(sym.file and sym.line for sym in named)
+    assert libc.path not in preload.modules_without_symbols(rep)
