@@ -45,6 +45,7 @@ def instructions(argv: list[str], env: dict[str, str], work: Path) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--alloc-loop", required=True)
+    ap.add_argument("--only", default="", help="comma-separated workload names")
     ap.add_argument("--depths", default="1,64",
                     help="stack depths to run the interposer with (1 = the caller of malloc only)")
     args = ap.parse_args()
@@ -72,6 +73,8 @@ def main() -> int:
         cc1 = overhead.cc1_path()
         if cc1:
             cases.append(("cc1", [cc1, "-quiet", "-O2", str(work / "big.c"), "-o", str(work / "big.s")]))
+        if args.only:
+            cases = [c for c in cases if c[0] in set(args.only.split(","))]
         depths = [int(d) for d in args.depths.split(",")]
         print("| workload | native instructions | "
               + " | ".join(f"{'one frame' if d == 1 else f'stacks ({d} frames)'}" for d in depths) + " |")

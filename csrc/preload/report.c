@@ -369,6 +369,24 @@ static const module *module_of(uintptr_t pc, uint32_t gen)
 
 static uint32_t gen_of(uintptr_t key) { return (uint32_t)((key & RPP_GEN_MASK) >> RPP_GEN_SHIFT); }
 
+/* dladdr's name for return address pc, cached (direct-mapped, per report;
+   the names belong to loaded objects, which stay while the report is
+   written). */
+#define SYMBOL_CACHE 4096
+static struct { uintptr_t pc; const char *name; } symbol_cache[SYMBOL_CACHE];
+
+static const char *symbol_of(uintptr_t pc)
+{
+    size_t slot = (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 52) & (SYMBOL_CACHE - 1);
+    if (symbol_cache[slot].pc == pc)
+        return symbol_cache[slot].name;
+    Dl_info info;
+    const char *name = dladdr((void *)(pc - 1), &info) ? info.dli_sname : NULL;
+    symbol_cache[slot].pc = pc;
+    symbol_cache[slot].name = name;
+    return name;
+}
+
 /* ------------------------------------------------------------ stacks
  * "stack_depth", then "stacks": the frames of each written site, leaf first,
  * as indexes into "frames": each distinct return address once, as [module
@@ -656,6 +674,7 @@ int rpp_write_report(const char *reason)
         return -1;
     static char path[4096], tmp[4200];
     int rc = -1;
+    memset(symbol_cache, 0, sizeof symbol_cache);   /* modules may have changed */
     if (rpp_expand_pattern(rpp_cfg.report_pattern, reason, path, sizeof path) != 0) {
         rpp_say("report path too long: ", rpp_cfg.report_pattern, "");
         goto done;
@@ -795,11 +814,16 @@ int rpp_write_report(const char *reason)
             put_u64(w, nkeys);
             keys[nkeys++] = key;
         }
-        /* nearest dynamic symbol: a name even where no debug info exists */
-        Dl_info info;
-        if (i && m && !m->unloaded && dladdr((void *)(c.pc - 1), &info) && info.dli_sname) {
+        /* nearest dynamic symbol: a name even where no debug info exists.
+           dladdr scans the module's symbols (tens of thousands in a program
+           linked with -rdynamic, such as cc1), and whole stacks give many
+           sites one first frame: the answer is kept per return address. */
+        const char *sname = NULL;
+        if (i && m && !m->unloaded)
+            sname = symbol_of(c.pc);
+        if (sname) {
             puts_(w, ", \"symbol\": ");
-            put_str(w, info.dli_sname);
+            put_str(w, sname);
         }
         puts_(w, "}");
     }
