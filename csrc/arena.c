@@ -6,8 +6,11 @@
  * the header's next field) and is reused by the next allocation of that
  * class. Larger or over-aligned blocks get their own allocation, preceded by
  * an rpi_big record on a list of their own. Destroy frees the chunk list and
- * the big list and never touches a block: O(chunks + big blocks). The class
- * of a block is derived from its size, so in-place resizes stay in a class.
+ * the big list and never touches a block: O(chunks + big blocks). A block's
+ * class is kept in its header: a shrink keeps the class, and the block carved
+ * last from the current chunk grows in place into the chunk's rest. Big
+ * blocks (not over-aligned) are resized with realloc, which moves large
+ * allocations by remapping their pages rather than copying them.
  */
 #include "internal.h"
 
@@ -186,10 +189,46 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
     a->free[c] = h;
 }
 
-bool rpi_arena_fits(const rpi_hdr *h, size_t new_size)
+bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
 {
-    if (!(h->word & RPI_F_ARENA) || RPI_HDR + new_size > RPI_BIG_LIMIT) return false;
-    return rpi_class_of(RPI_HDR + new_size) == (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+    if (!(h->word & RPI_F_ARENA)) return false;
+    unsigned c = (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+    size_t cs = rpi_class_size(c);
+    size_t total = RPI_HDR + new_size;     /* new_size <= RP_MAX_SIZE: no wrap */
+    if (total > cs) {
+        /* growth: only the block carved last from the current chunk, into
+           the chunk's uncarved rest */
+        rpi_arena *a = pool->arena;
+        if (total > RPI_BIG_LIMIT || (char *)h + cs != a->cur) return false;
+        c = rpi_class_of(total);
+        cs = rpi_class_size(c);
+        if ((size_t)(a->end - (char *)h) < cs) return false;
+        a->cur = (char *)h + cs;
+    }
+    /* a shrink keeps the class: free, walk and destroy go by the class bits */
+    h->word = (h->word & ~(RPI_CLASS_MASK | RPI_SIZE_MASK)) | ((uint64_t)c << RPI_CLASS_SHIFT) | new_size;
+    return true;
+}
+
+rpi_hdr *rpi_arena_big_resize(rp_pool *pool, rpi_hdr *h, size_t new_size)
+{
+    rpi_big *b = (rpi_big *)h - 1;
+    size_t off = (size_t)((char *)b - (char *)b->raw);
+    size_t old_total = (size_t)(uintptr_t)b->pad;
+    size_t total = rpi_big_total(_Alignof(max_align_t), new_size);  /* <= RP_MAX_SIZE + 64 */
+    /* malloc aligns to max_align_t, so the record keeps its offset in the
+       raw allocation and realloc carries it along with the payload */
+    char *raw = rpi_sys_realloc(b->raw, total);
+    if (!raw) return NULL;
+    b = (rpi_big *)(raw + off);
+    b->raw = raw;
+    b->pad = (void *)(uintptr_t)total;
+    b->prev->next = b;
+    b->next->prev = b;
+    pool->reserved = pool->reserved - old_total + total;
+    h = (rpi_hdr *)(b + 1);
+    h->word = (h->word & ~RPI_SIZE_MASK) | new_size;
+    return h;
 }
 
 void rpi_arena_unlink_big(rp_pool *pool, rpi_hdr *h)

@@ -17,7 +17,7 @@
  * origin is NULL, which is how a walk recognises it.
  *
  * hdr->word holds the requested size in its low 48 bits and flags above:
- *   ARENA    carved from an arena chunk (size class derived from the size);
+ *   ARENA    carved from an arena chunk (size class in bits 52..58);
  *   BIG      own allocation, preceded by an rpi_big record (arena pools);
  *   ALIGNED  payload offset for alignment: raw pointer kept before the header;
  *   DTOR     has a destructor record in pool->dtors;
@@ -351,7 +351,14 @@ RPI_HIDDEN int  rpi_arena_init(rp_pool *pool, const rp_pool_options *opts);
 RPI_HIDDEN rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size);  /* lock held */
 RPI_HIDDEN rpi_hdr *rpi_arena_alloc_aligned(rp_pool *pool, size_t align, size_t size);
 RPI_HIDDEN void rpi_arena_free(rp_pool *pool, rpi_hdr *h);          /* lock held, unlinked */
-RPI_HIDDEN bool rpi_arena_fits(const rpi_hdr *h, size_t new_size); /* same class */
+/* Lock held. An arena block resized without moving (a shrink, a size its
+   class holds, or the last carved block grown into its chunk): true, and
+   the header word updated; false: nothing changed. */
+RPI_HIDDEN bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size);
+/* Lock held. A big block (alignment <= max_align_t) resized by realloc of
+   its raw allocation: the new header (relinked on the big list, not on the
+   ring; size updated), or NULL with nothing changed. */
+RPI_HIDDEN rpi_hdr *rpi_arena_big_resize(rp_pool *pool, rpi_hdr *h, size_t new_size);
 RPI_HIDDEN void rpi_arena_release(rp_pool *pool, bool keep);       /* destroy/reset */
 RPI_HIDDEN void rpi_arena_fini(rp_pool *pool);
 RPI_HIDDEN void rpi_arena_free_chunks(rpi_arena *a);  /* every chunk, then a */

@@ -1067,8 +1067,24 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         }
         h = n;
         h->word = (h->word & ~RPI_SIZE_MASK) | size;
-    } else if (rpi_arena_fits(h, size)) {
-        h->word = (h->word & ~RPI_SIZE_MASK) | size;
+    } else if (rpi_arena_resize_in_place(pool, h, size)) {
+        /* same address; the word (class, size) is updated */
+    } else if ((h->word & RPI_F_BIG) &&
+               ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT) <= 4 /* max_align_t */) {
+        /* big block: realloc of its own allocation, relink (as above) */
+        if ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
+        rpi_hdr *n = rpi_arena_big_resize(pool, h, size);
+        if (!n) goto fail_locked;
+        if (n != h) {
+            n->prev->next = n;
+            n->next->prev = n;
+            if (n->word & RPI_F_DTOR) {
+                rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
+                d->block = rpi_payload(n);
+                rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
+            }
+        }
+        h = n;
     } else {
         /* Move: new memory of the same kind, the payload copied, and the new
            header takes the old one's place in the ring: one block throughout. */
