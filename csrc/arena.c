@@ -185,6 +185,12 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
         return;
     }
     unsigned c = (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+    if ((char *)h + rpi_class_size(c) == a->cur) {
+        /* the block carved last (e.g. a buffer that outgrew the arena):
+           the chunk takes its space back rather than its class list */
+        a->cur = (char *)h;
+        return;
+    }
     h->next = a->free[c];
     a->free[c] = h;
 }

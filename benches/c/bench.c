@@ -352,22 +352,24 @@ typedef struct opts {
     /* --one */
     const char *one;
     int      impl;
+    const char *impl_str;
     size_t   count;
     size_t   size;      /* 0 = mixed */
 } opts;
 
-enum { S_PAIR = 1, S_BULK = 2, S_CHURN = 4, S_STATS = 8, S_ALL = 15 };
+enum { S_PAIR = 1, S_BULK = 2, S_CHURN = 4, S_STATS = 8, S_REALLOC = 16, S_ALL = 31 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
 "usage: bench [--quick] [--repeats R] [--pair-count N] [--max-blocks N]\n"
 "             [--churn-ws W] [--churn-ops N] [--no-peers]\n"
-"             [--section pair|bulk|churn|stats]...\n"
+"             [--section pair|bulk|churn|stats|realloc]...\n"
 "       bench --one WORKLOAD --impl IMPL --count N [--size BYTES|mixed]\n"
 "             [--churn-ws W]\n"
 "       bench --list-impls\n"
-"WORKLOAD: pair fill free-each destroy churn stats\n"
+"WORKLOAD: pair fill free-each destroy churn stats realloc-step realloc-double\n"
+"          (realloc-*: --count is the number of rounds; IMPL may also be jemalloc)\n"
 "IMPL: glibc rp-unsync rp-locked arena-unsync arena-locked\n"
 "      mimalloc-heap talloc apr-pool (peers: when their libraries load)\n");
 }
@@ -421,7 +423,10 @@ static void parse_args(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--churn-ws")) o->churn_ws = parse_count(k, v, 1, (size_t)1 << 28);
         else if (!strcmp(k, "--churn-ops")) o->churn_ops = parse_count(k, v, 1, (size_t)1 << 40);
         else if (!strcmp(k, "--count")) o->count = parse_count(k, v, 1, (size_t)1 << 31);
-        else if (!strcmp(k, "--impl")) o->impl = parse_impl(v);
+        else if (!strcmp(k, "--impl")) {
+            o->impl_str = v;
+            o->impl = v && !strcmp(v, "jemalloc") ? I_COUNT : parse_impl(v);
+        }
         else if (!strcmp(k, "--one")) {
             if (!v) die("%s", "--one needs a workload");
             o->one = v;
@@ -432,8 +437,9 @@ static void parse_args(int argc, char **argv, opts *o)
         } else if (!strcmp(k, "--section")) {
             if (!v) die("%s", "--section needs a value");
             unsigned s = !strcmp(v, "pair") ? S_PAIR : !strcmp(v, "bulk") ? S_BULK
-                       : !strcmp(v, "churn") ? S_CHURN : !strcmp(v, "stats") ? S_STATS : 0;
-            if (!s) die("unknown section '%s' (pair, bulk, churn, stats)", v);
+                       : !strcmp(v, "churn") ? S_CHURN : !strcmp(v, "stats") ? S_STATS
+                       : !strcmp(v, "realloc") ? S_REALLOC : 0;
+            if (!s) die("unknown section '%s' (pair, bulk, churn, stats, realloc)", v);
             o->sections |= s;
         } else {
             usage(stderr);
@@ -770,6 +776,155 @@ static void section_stats(const opts *o)
     free(b); free(sizes);
 }
 
+/* ------------------------------------------------------------ realloc */
+/* Growing one buffer, as string builders and growable arrays do:
+     realloc-step    16 B, then +16 B per resize up to 64 KiB (4095 resizes)
+     realloc-double  16 B, doubled per resize up to 1 MiB (16 resizes)
+   One round allocates the buffer, resizes it all the way (writing its last
+   byte after each resize) and frees it; times are per resize, the round's
+   alloc and free included. Peers: glibc realloc, mi_heap_realloc and
+   jemalloc's rallocx (when libjemalloc.so.2 loads). */
+enum { RZ_GLIBC, RZ_RP_UNSYNC, RZ_RP_LOCKED, RZ_ARENA_UNSYNC, RZ_ARENA_LOCKED, RZ_MI, RZ_JE,
+       RZ_COUNT };
+static const char *const rz_name[RZ_COUNT] = {
+    "glibc", "rp-unsync", "rp-locked", "arena-unsync", "arena-locked", "mimalloc-heap", "jemalloc"
+};
+static const enum impl rz_impl[RZ_COUNT] = {
+    I_GLIBC, I_RP_UNSYNC, I_RP_LOCKED, I_ARENA_UNSYNC, I_ARENA_LOCKED, I_MIMALLOC, I_GLIBC
+};
+static struct {
+    int    mi_ok, je_ok;
+    void *(*mi_heap_realloc)(mi_heap_t *, void *, size_t);
+    void *(*je_mallocx)(size_t, int);
+    void *(*je_rallocx)(void *, size_t, int);
+    void  (*je_dallocx)(void *, int);
+} rz;
+
+static void load_realloc_peers(void)
+{
+    load_mimalloc();
+    void *h = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+    int ok = peer.mi_ok && h != NULL;
+    void *f = sym(h, "mi_heap_realloc", &ok);
+    memcpy(&rz.mi_heap_realloc, &f, sizeof f);
+    rz.mi_ok = ok;
+    h = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+    ok = h != NULL;
+    f = sym(h, "mallocx", &ok);  memcpy(&rz.je_mallocx, &f, sizeof f);
+    f = sym(h, "rallocx", &ok);  memcpy(&rz.je_rallocx, &f, sizeof f);
+    f = sym(h, "dallocx", &ok);  memcpy(&rz.je_dallocx, &f, sizeof f);
+    rz.je_ok = ok;
+    if (!h)   /* its initial-exec TLS needs room that only a tunable gives */
+        fprintf(stderr, "bench: jemalloc not loaded (%s); for it run with "
+                "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384\n", dlerror());
+}
+
+static int rz_available(int k)
+{
+    return k == RZ_MI ? rz.mi_ok : k == RZ_JE ? rz.je_ok : 1;
+}
+
+/* one round; returns the number of resizes */
+#define RZ_ROUND(ALLOC, RESIZE, FREE, dbl)                                     \
+    do {                                                                       \
+        size_t lim = (dbl) ? (size_t)1 << 20 : (size_t)64 << 10;               \
+        char *p = ALLOC(16);                                                   \
+        for (size_t s = 32; s <= lim; s = (dbl) ? s * 2 : s + 16) {            \
+            p = RESIZE(p, s);                                                  \
+            p[s - 1] = (char)s;                                                \
+            ESCAPE(p);                                                         \
+        }                                                                      \
+        FREE(p);                                                               \
+    } while (0)
+#define RZ_LOOP(name, ALLOC, RESIZE, FREE)                                     \
+    static NOINLINE void rz_##name(ctx *c, int dbl, size_t rounds)             \
+    {                                                                          \
+        (void)c;                                                               \
+        for (size_t r = 0; r < rounds; r++) RZ_ROUND(ALLOC, RESIZE, FREE, dbl); \
+    }
+#define RZ_A_GLIBC(s)    malloc(s)
+#define RZ_R_GLIBC(p, s) realloc((p), (s))
+#define RZ_A_RP(s)       rp_alloc(c->pool, (s), TAG)
+#define RZ_R_RP(p, s)    rp_resize(c->pool, (p), (s))
+#define RZ_A_MI(s)       peer.mi_heap_malloc(c->heap, (s))
+#define RZ_R_MI(p, s)    rz.mi_heap_realloc(c->heap, (p), (s))
+#define RZ_A_JE(s)       rz.je_mallocx((s), 0)
+#define RZ_R_JE(p, s)    rz.je_rallocx((p), (s), 0)
+#define RZ_F_JE(p)       rz.je_dallocx((p), 0)
+RZ_LOOP(glibc, RZ_A_GLIBC, RZ_R_GLIBC, free)
+RZ_LOOP(rp, RZ_A_RP, RZ_R_RP, rp_free)
+RZ_LOOP(mi, RZ_A_MI, RZ_R_MI, peer.mi_free)
+RZ_LOOP(je, RZ_A_JE, RZ_R_JE, RZ_F_JE)
+
+static size_t rz_resizes(int dbl) { return dbl ? 16 : ((size_t)64 << 10) / 16 - 1; }
+
+static void rz_run(int k, ctx *c, int dbl, size_t rounds)
+{
+    switch (k) {
+    case RZ_GLIBC: rz_glibc(c, dbl, rounds); break;
+    case RZ_MI:    rz_mi(c, dbl, rounds); break;
+    case RZ_JE:    rz_je(c, dbl, rounds); break;
+    default:       rz_rp(c, dbl, rounds); break;
+    }
+}
+
+static void section_realloc(const opts *o)
+{
+    static const char *const wl[2] = { "realloc-step", "realloc-double" };
+    load_realloc_peers();
+    printf("\n### realloc: ns per resize (median of %d interleaved repeats; ratio to glibc)\n",
+           o->repeats);
+    for (int dbl = 0; dbl < 2; dbl++) {
+        size_t rounds = dbl ? (o->quick ? 200 : 20000) : (o->quick ? 5 : 300);
+        double t[RZ_COUNT][1001];
+        for (int r = 0; r < o->repeats; r++) {
+            for (int k = 0; k < RZ_COUNT; k++) {
+                if (!rz_available(k) || (rz_impl[k] == I_MIMALLOC && !peer.mi_ok)) continue;
+                ctx c;
+                ctx_open(&c, rz_impl[k]);
+                double t0 = now_ns();
+                rz_run(k, &c, dbl, rounds);
+                t[k][r] = (now_ns() - t0) / (double)(rounds * rz_resizes(dbl));
+                expect_outstanding(&c, 0, wl[dbl]);
+                ctx_close(&c);
+            }
+        }
+        printf("\n%s (%zu rounds)\n\n| impl | ns/resize | vs glibc |\n|---|---:|---:|\n",
+               wl[dbl], rounds);
+        double g = median(t[RZ_GLIBC], (size_t)o->repeats);
+        for (int k = 0; k < RZ_COUNT; k++) {
+            if (!rz_available(k)) continue;
+            double m = median(t[k], (size_t)o->repeats);
+            printf("| %s | %.1f | %.2fx |\n", rz_name[k], m, m / g);
+        }
+    }
+}
+
+/* --one realloc-step|realloc-double --impl NAME --count ROUNDS */
+NOINLINE void rpb_measured_realloc(int k, ctx *c, int dbl, size_t rounds);
+NOINLINE void rpb_measured_realloc(int k, ctx *c, int dbl, size_t rounds)
+{
+    rz_run(k, c, dbl, rounds);
+}
+
+static int run_realloc_one(const opts *o)
+{
+    int dbl = !strcmp(o->one, "realloc-double"), k = -1;
+    load_realloc_peers();
+    for (int i = 0; i < RZ_COUNT; i++)
+        if (!strcmp(o->impl_str, rz_name[i])) k = i;
+    if (k < 0) die("realloc workloads run glibc, rp-*, arena-*, mimalloc-heap, jemalloc; not '%s'",
+                   o->impl_str);
+    if (!rz_available(k)) die("%s is not available (library not installed?)", rz_name[k]);
+    ctx c;
+    ctx_open(&c, rz_impl[k]);
+    rpb_measured_realloc(k, &c, dbl, o->count);
+    expect_outstanding(&c, 0, o->one);
+    ctx_close(&c);
+    printf("resizes %zu\n", o->count * rz_resizes(dbl));
+    return 0;
+}
+
 static void arena_note(void)
 {
     ctx c;
@@ -820,6 +975,7 @@ int main(int argc, char **argv)
             if (impl_available((enum impl)i)) printf("%s\n", impl_name[i]);
         return 0;
     }
+    if (o.one && !strncmp(o.one, "realloc-", 8)) return run_realloc_one(&o);
     if (o.one) {
         if (o.impl == I_MIMALLOC) load_mimalloc();
         if (o.impl == I_TALLOC) load_talloc();
@@ -840,6 +996,7 @@ int main(int argc, char **argv)
     if (o.sections & S_BULK) section_bulk(&o);
     if (o.sections & S_CHURN) section_churn(&o);
     if (o.sections & S_STATS) section_stats(&o);
+    if (o.sections & S_REALLOC) section_realloc(&o);
     if (peer.apr_ok) peer.apr_terminate();
     return 0;
 }

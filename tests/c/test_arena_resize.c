@@ -127,7 +127,9 @@ static void shrink_keeps_the_address(void)
     CHECK_COUNTS(pool, 2, 4016);
     CHECK_INT(rp_pool_check(pool), 0);
     /* freed by its class: a new block of the original class takes the slot */
-    rp_resize(pool, g, 1);
+    g = rp_resize(pool, g, 1);
+    if (is_arena())
+        CHECK(g == p);
     rp_free(g);
     unsigned char *n = rp_alloc(pool, 4000, "again");
     if (is_arena())
