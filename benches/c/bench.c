@@ -800,7 +800,7 @@ static struct {
     void  (*je_dallocx)(void *, int);
 } rz;
 
-static void load_realloc_peers(void)
+static void load_realloc_peers(int note)
 {
     load_mimalloc();
     void *h = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL);
@@ -814,7 +814,7 @@ static void load_realloc_peers(void)
     f = sym(h, "rallocx", &ok);  memcpy(&rz.je_rallocx, &f, sizeof f);
     f = sym(h, "dallocx", &ok);  memcpy(&rz.je_dallocx, &f, sizeof f);
     rz.je_ok = ok;
-    if (!h)   /* its initial-exec TLS needs room that only a tunable gives */
+    if (!h && note)   /* its initial-exec TLS needs room that only a tunable gives */
         fprintf(stderr, "bench: jemalloc not loaded (%s); for it run with "
                 "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384\n", dlerror());
 }
@@ -871,7 +871,7 @@ static void rz_run(int k, ctx *c, int dbl, size_t rounds)
 static void section_realloc(const opts *o)
 {
     static const char *const wl[2] = { "realloc-step", "realloc-double" };
-    load_realloc_peers();
+    load_realloc_peers(1);
     printf("\n### realloc: ns per resize (median of %d interleaved repeats; ratio to glibc)\n",
            o->repeats);
     for (int dbl = 0; dbl < 2; dbl++) {
@@ -910,7 +910,7 @@ NOINLINE void rpb_measured_realloc(int k, ctx *c, int dbl, size_t rounds)
 static int run_realloc_one(const opts *o)
 {
     int dbl = !strcmp(o->one, "realloc-double"), k = -1;
-    load_realloc_peers();
+    load_realloc_peers(o->impl_str && !strcmp(o->impl_str, "jemalloc"));
     for (int i = 0; i < RZ_COUNT; i++)
         if (!strcmp(o->impl_str, rz_name[i])) k = i;
     if (k < 0) die("realloc workloads run glibc, rp-*, arena-*, mimalloc-heap, jemalloc; not '%s'",

@@ -12,7 +12,8 @@ trap 'rm -f "$out"' EXIT
 # 1. the tables, tiny counts
 "$BENCH" --quick --max-blocks 1000 --repeats 1 >"$out" || fail "bench --quick exited $?"
 for want in "alloc+free pairs" "| mixed |" "bulk: N mixed-size blocks" "| 1000 | arena-unsync |" \
-            "churn: working set" "rp_pool_stats with 1000 outstanding"; do
+            "churn: working set" "rp_pool_stats with 1000 outstanding" \
+            "realloc-step (5 rounds)" "realloc-double (200 rounds)"; do
     grep -qF -- "$want" "$out" || { cat "$out"; fail "bench --quick output lacks '$want'"; }
 done
 grep -q "MISSED" "$out" && { cat "$out"; fail "rp_pool_stats over 1 ms with 1000 blocks"; }
@@ -28,6 +29,12 @@ for impl in glibc rp-unsync rp-locked arena-unsync arena-locked; do
     "$BENCH" --one stats --impl $impl --count 500 >/dev/null || fail "stats $impl"
 done
 
+for impl in glibc rp-unsync rp-locked arena-unsync arena-locked; do
+    for w in realloc-step realloc-double; do
+        "$BENCH" --one $w --impl $impl --count 2 | grep -q "^resizes " || fail "$w $impl"
+    done
+done
+
 # 3. bad inputs: exit status 2 and a message naming the problem
 expect_error() {   # expect_error 'message part' args...
     local msg=$1; shift
@@ -38,6 +45,7 @@ expect_error() {   # expect_error 'message part' args...
 }
 expect_error "unknown option '--frobnicate'" --frobnicate
 expect_error "unknown workload 'juggle'" --one juggle --impl glibc --count 10
+expect_error "not 'talloc'" --one realloc-step --impl talloc --count 1
 expect_error "unknown implementation 'jemalloc-xyz'" --one pair --impl jemalloc-xyz --count 10
 expect_error "--one needs --count" --one pair --impl glibc
 expect_error "--one needs --impl" --one pair --count 10
