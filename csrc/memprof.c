@@ -43,6 +43,7 @@
  * threads started later join the running profile.
  */
 #include "memprof.h"
+#include "geometric.h"
 
 #include <dlfcn.h>
 #include <execinfo.h>
@@ -87,66 +88,6 @@ static uint64_t    mp_rng[4];              /* xoshiro256** state (mp_lock) */
 static inline bool mp_running_hint(void)
 {
     return atomic_load_explicit(&mp_active, memory_order_acquire);
-}
-
-/* ------------------------------------------------------------- numbers */
-/* ln(1 + x) for x > -1 and ln(x) without libm: 2 atanh(s) with s small. */
-static double atanh2(double s)
-{
-    double s2 = s * s, term = s, sum = 0.0;
-    for (int i = 1; i < 80; i += 2) {
-        double add = term / i;
-        sum += add;
-        if (add == 0.0 || (add > 0 ? add : -add) < 1e-18 * (sum > 0 ? sum : -sum)) break;
-        term *= s2;
-    }
-    return 2.0 * sum;
-}
-
-static double ln_pos(double x)   /* x > 0, finite */
-{
-    int e = 0;
-    while (x >= 1.4142135623730951) { x *= 0.5; e++; }
-    while (x < 0.7071067811865476) { x *= 2.0; e--; }
-    return atanh2((x - 1.0) / (x + 1.0)) + e * 0.6931471805599453;
-}
-
-static double ln1p_neg(double r)   /* ln(1 - r), 0 < r < 1 */
-{
-    if (r < 0.25) return atanh2(-r / (2.0 - r));
-    return ln_pos(1.0 - r);
-}
-
-static uint64_t splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t next_u64(uint64_t s[4])   /* xoshiro256** */
-{
-    uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
-/* Distance to the next sampled byte (>= 1), capped by the caller. */
-static int64_t draw(uint64_t rng[4], double inv_log)
-{
-    if (inv_log == 0.0) return 1;                       /* rate 1: every byte */
-    double u = (double)((next_u64(rng) >> 11) + 1) * 0x1.0p-53;   /* (0, 1] */
-    double g = ln_pos(u) * inv_log;                      /* >= 0 */
-    if (!(g < (double)RPI_MEMPROF_IDLE)) return RPI_MEMPROF_IDLE;
-    return (int64_t)g + 1;
 }
 
 /* ----------------------------------------------------------- the stack */
@@ -230,7 +171,7 @@ void rpi_memprof_draw(rp_pool *pool, rpi_memprof_sample *s)
     }
     size_t k = pool->mp_real ? 1 : 0;
     for (;;) {
-        int64_t g = draw(mp_rng, p->inv_log);
+        int64_t g = rpg_draw(mp_rng, p->inv_log);
         bool real = g <= RPI_MEMPROF_CHECK;
         int64_t step = real ? g : RPI_MEMPROF_CHECK;
         if (step <= rest) {
@@ -371,7 +312,7 @@ int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out)
     rp_memprof *p = rpi_sys_calloc(1, sizeof *p);
     if (!p) return RP_ENOMEM;
     p->params = *params;
-    p->inv_log = r >= 1.0 ? 0.0 : 1.0 / ln1p_neg(r);
+    p->inv_log = r >= 1.0 ? 0.0 : 1.0 / rpg_ln1m(r);
     uint64_t seed = params->seed;
     const char *env = seed ? NULL : getenv("RINGPOOL_MEMPROF_SEED");
     if (env && *env) {
@@ -393,8 +334,7 @@ int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out)
     }
     p->running = true;
     p->gen = atomic_fetch_add_explicit(&mp_gen, 1, memory_order_acq_rel) + 1;
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++) mp_rng[i] = splitmix(&x);
+    rpg_seed(mp_rng, seed, 0);
     mp_running = p;
     atomic_store_explicit(&mp_active, true, memory_order_release);
     rpi_lock_release(&mp_lock);

@@ -42,6 +42,28 @@ def instructions(argv: list[str], env: dict[str, str], work: Path) -> int:
     return int(found[1])
 
 
+def small_workloads(work: Path, alloc_loop: str) -> list[tuple[str, list[str]]]:
+    """The overhead workloads at sizes callgrind runs in minutes, their inputs
+    written into work: (name, argv) pairs."""
+    python = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+    overhead.sqlite_script(work, 20000)
+    overhead.git_repo(work, 40)
+    overhead.sort_input(work, 200000)
+    overhead.c_source(work, 5000)
+    cases = [
+        ("python3", [python, "-c", overhead.PY_WORKLOAD.replace("range(3)", "range(1)")
+                     .replace("60000", "10000")]),
+        ("sqlite3", ["sqlite3", str(work / "bench.db"), f".read {work / 'inserts.sql'}"]),
+        ("git", ["git", "--no-pager", "-C", str(work / "repo"), "log", "-p", "--stat"]),
+        ("sort", ["sort", str(work / "sort-input.txt")]),
+        ("alloc-loop", [alloc_loop, "1000000", "4096"]),
+    ]
+    cc1 = overhead.cc1_path()
+    if cc1:
+        cases.append(("cc1", [cc1, "-quiet", "-O2", str(work / "big.c"), "-o", str(work / "big.s")]))
+    return cases
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--alloc-loop", required=True)
@@ -55,24 +77,9 @@ def main() -> int:
         ap.error(f"{lib}: interposer not built (run `make preload`)")
     if not shutil.which("valgrind"):
         ap.error("valgrind is not installed")
-    python = shutil.which("python3", path="/usr/bin:/bin") or "python3"
     with tempfile.TemporaryDirectory(prefix="rp-preload-insn-") as tmp:
         work = Path(tmp)
-        overhead.sqlite_script(work, 20000)
-        overhead.git_repo(work, 40)
-        overhead.sort_input(work, 200000)
-        overhead.c_source(work, 5000)
-        cases = [
-            ("python3", [python, "-c", overhead.PY_WORKLOAD.replace("range(3)", "range(1)")
-                         .replace("60000", "10000")]),
-            ("sqlite3", ["sqlite3", str(work / "bench.db"), f".read {work / 'inserts.sql'}"]),
-            ("git", ["git", "--no-pager", "-C", str(work / "repo"), "log", "-p", "--stat"]),
-            ("sort", ["sort", str(work / "sort-input.txt")]),
-            ("alloc-loop", [args.alloc_loop, "1000000", "4096"]),
-        ]
-        cc1 = overhead.cc1_path()
-        if cc1:
-            cases.append(("cc1", [cc1, "-quiet", "-O2", str(work / "big.c"), "-o", str(work / "big.s")]))
+        cases = small_workloads(work, args.alloc_loop)
         if args.only:
             cases = [c for c in cases if c[0] in set(args.only.split(","))]
         depths = [int(d) for d in args.depths.split(",")]

@@ -24,8 +24,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import overhead  # noqa: E402  (the workloads' generators)
-from instructions import instructions  # noqa: E402
+from instructions import instructions, small_workloads  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,20 +64,9 @@ def main() -> int:
                                          str(REPO / "build" / "libringpool-preload.so")))
     if not os.path.isfile(lib):
         ap.error(f"{lib}: interposer not built (run `make preload`)")
-    python = shutil.which("python3", path="/usr/bin:/bin") or "python3"
     with tempfile.TemporaryDirectory(prefix="rp-sampling-") as tmp:
         work = Path(tmp)
-        overhead.sqlite_script(work, 20000)
-        overhead.git_repo(work, 40)
-        overhead.sort_input(work, 200000)
-        cases = [
-            ("python3", [python, "-c", overhead.PY_WORKLOAD.replace("range(3)", "range(1)")
-                         .replace("60000", "10000")]),
-            ("sqlite3", ["sqlite3", str(work / "bench.db"), f".read {work / 'inserts.sql'}"]),
-            ("git", ["git", "--no-pager", "-C", str(work / "repo"), "log", "-p", "--stat"]),
-            ("sort", ["sort", str(work / "sort-input.txt")]),
-            ("alloc-loop", [args.alloc_loop, "1000000", "4096"]),
-        ]
+        cases = small_workloads(work, args.alloc_loop)
         table = modes(lib, args.rate, work)
         names = list(table)
         if not args.no_callgrind:

@@ -20,6 +20,7 @@
  * Like the rest of the interposer: no malloc, no stdio; memory from mmap.
  */
 #include "rpp.h"
+#include "../geometric.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -41,27 +42,6 @@ static __thread uint64_t tls_rng[4] __attribute__((tls_model("initial-exec")));
 static __thread int tls_seeded __attribute__((tls_model("initial-exec")));
 
 /* ------------------------------------------------------------- numbers */
-static double atanh2(double s)   /* 2 atanh(s), |s| small */
-{
-    double s2 = s * s, term = s, sum = 0.0;
-    for (int i = 1; i < 80; i += 2) {
-        double add = term / i;
-        sum += add;
-        if (add == 0.0 || (add > 0 ? add : -add) < 1e-18 * (sum > 0 ? sum : -sum))
-            break;
-        term *= s2;
-    }
-    return 2.0 * sum;
-}
-
-static double ln_pos(double x)
-{
-    int e = 0;
-    while (x >= 1.4142135623730951) { x *= 0.5; e++; }
-    while (x < 0.7071067811865476) { x *= 2.0; e--; }
-    return atanh2((x - 1.0) / (x + 1.0)) + e * 0.6931471805599453;
-}
-
 static double exp_neg(double y)   /* e^y for y <= 0 */
 {
     if (y < -745.0)
@@ -103,37 +83,9 @@ static double p_sampled(size_t n)
     return one_minus_exp((double)n * log1m);
 }
 
-static uint64_t splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t next_u64(uint64_t s[4])   /* xoshiro256** */
-{
-    uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
 static int64_t draw(void)
 {
-    if (inv_log == 0.0)
-        return 1;
-    double u = (double)((next_u64(tls_rng) >> 11) + 1) * 0x1.0p-53;
-    double g = ln_pos(u) * inv_log;
-    if (!(g < 4.0e18))
-        return INT64_MAX / 2;
-    return (int64_t)g + 1;
+    return rpg_draw(tls_rng, inv_log);
 }
 
 /* ------------------------------------------------------------ the table */
@@ -219,9 +171,7 @@ static int grow(void)
 size_t rpp_sample_slow(size_t size)
 {
     if (!tls_seeded) {
-        uint64_t x = seed ^ (UINT64_C(0x632BE59BD9B4E019) * (atomic_fetch_add(&thread_serial, 1) + 1));
-        for (int i = 0; i < 4; i++)
-            tls_rng[i] = splitmix(&x);
+        rpg_seed(tls_rng, seed, atomic_fetch_add(&thread_serial, 1));
         tls_seeded = 1;
         /* the thread's stream starts with this block: its first sampled
            byte is G bytes in */
@@ -406,7 +356,7 @@ void rpp_sample_init(void)
         seed = (uint64_t)t.tv_nsec ^ ((uint64_t)t.tv_sec << 32) ^ ((uint64_t)getpid() << 16);
     }
     rpp_sample_rate = r;
-    log1m = r >= 1.0 ? 0.0 : (r < 0.25 ? atanh2(-r / (2.0 - r)) : ln_pos(1.0 - r));
+    log1m = r >= 1.0 ? 0.0 : rpg_ln1m(r);
     inv_log = r >= 1.0 ? 0.0 : 1.0 / log1m;
     rpp_sampling = 1;
 }

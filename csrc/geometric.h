@@ -1,0 +1,89 @@
+/*
+ * geometric.h -- the sampler's arithmetic, shared by the library's sampler
+ * (memprof.c) and the interposer's (preload/sample.c): a seeded
+ * xoshiro256** stream and the geometric draw of the distance to the next
+ * sampled byte. Header-only (static functions), free of libm, malloc and
+ * locks, so the interposer can use it anywhere.
+ *
+ * With U uniform on (0, 1], G = 1 + floor(ln U / ln(1 - r)) has
+ * P(G > g) = (1 - r)^g: G is the distance to the first success of
+ * independent Bernoulli(r) trials (the derivation is in memprof.c).
+ */
+#ifndef RP_GEOMETRIC_H
+#define RP_GEOMETRIC_H
+
+#include <stdint.h>
+
+/* 2 atanh(s) for |s| small: ln((1 + s) / (1 - s)). */
+static inline double rpg_atanh2(double s)
+{
+    double s2 = s * s, term = s, sum = 0.0;
+    for (int i = 1; i < 80; i += 2) {
+        double add = term / i;
+        sum += add;
+        if (add == 0.0 || (add > 0 ? add : -add) < 1e-18 * (sum > 0 ? sum : -sum))
+            break;
+        term *= s2;
+    }
+    return 2.0 * sum;
+}
+
+/* ln x for finite x > 0. */
+static inline double rpg_ln(double x)
+{
+    int e = 0;
+    while (x >= 1.4142135623730951) { x *= 0.5; e++; }
+    while (x < 0.7071067811865476) { x *= 2.0; e--; }
+    return rpg_atanh2((x - 1.0) / (x + 1.0)) + e * 0.6931471805599453;
+}
+
+/* ln(1 - r) for 0 < r < 1, accurate for small r. */
+static inline double rpg_ln1m(double r)
+{
+    return r < 0.25 ? rpg_atanh2(-r / (2.0 - r)) : rpg_ln(1.0 - r);
+}
+
+static inline uint64_t rpg_splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* Seeds a stream: seed and a stream number (a thread's) give four words. */
+static inline void rpg_seed(uint64_t s[4], uint64_t seed, uint64_t stream)
+{
+    uint64_t x = seed ^ (UINT64_C(0x632BE59BD9B4E019) * (stream + 1));
+    for (int i = 0; i < 4; i++)
+        s[i] = rpg_splitmix(&x);
+}
+
+static inline uint64_t rpg_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t rpg_next(uint64_t s[4])   /* xoshiro256** */
+{
+    uint64_t out = rpg_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rpg_rotl(s[3], 45);
+    return out;
+}
+
+/* Distance (>= 1) to the next sampled byte; inv_log = 1 / ln(1 - r), or 0
+   for r = 1 (every byte). Capped at INT64_MAX / 4. */
+static inline int64_t rpg_draw(uint64_t s[4], double inv_log)
+{
+    if (inv_log == 0.0)
+        return 1;
+    double u = (double)((rpg_next(s) >> 11) + 1) * 0x1.0p-53;   /* (0, 1] */
+    double g = rpg_ln(u) * inv_log;                               /* >= 0 */
+    if (!(g < (double)(INT64_MAX / 4)))
+        return INT64_MAX / 4;
+    return (int64_t)g + 1;
+}
+
+#endif /* RP_GEOMETRIC_H */
