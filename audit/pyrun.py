@@ -15,13 +15,13 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 
 from audit import gate, output, reports
 from audit.commands._common import by_tag_table, plural, positive_int, totals_line
+from audit._process import describe_status, exit_status, json_files
 from audit.errors import AuditError
 from audit.formatters import render
 
@@ -96,7 +96,7 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
         os.makedirs(report_dir, exist_ok=True)
     except OSError as exc:
         raise AuditError(f"{report_dir}: cannot create the report directory: {exc.strerror}") from exc
-    before = _json_files(report_dir)
+    before = json_files(report_dir)
     env = dict(os.environ)
     env["RINGPOOL_PYTHON_REPORT"] = os.path.join(os.path.abspath(report_dir), "python.%p.json")
     env["RINGPOOL_PYTHON_DEPTH"] = str(args.python_depth)
@@ -110,13 +110,13 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
     except OSError as exc:
         raise AuditError(f"{interpreter}: cannot run: {exc.strerror}") from exc
     name = rest[0] if rest[0] not in ("-m", "-c") else " ".join(rest[:2])
-    status_text = _describe_status(status)
-    written = sorted(p for p, stamp in _json_files(report_dir).items() if before.get(p) != stamp)
+    status_text = describe_status(status)
+    written = sorted(p for p, stamp in json_files(report_dir).items() if before.get(p) != stamp)
     loaded = [r for r in reports.load_all(written) if r.kind == "python"] if written else []
     if not loaded:
         output.summary(f"{name} {status_text}; it wrote no Python report "
                        "(did it end with os._exit or a signal?)")
-        return _exit_status(status) if status != 0 else gate.EXIT_ERROR
+        return exit_status(status) if status != 0 else gate.EXIT_ERROR
     merged = reports.rows_for(loaded, args.by, None)
     table = by_tag_table(merged, loaded, args)
     table.title = "outstanding before finalization, by " + table.title.split(" by ", 1)[1]
@@ -159,33 +159,4 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
     output.summary(line)
     if verdict.failed:
         return gate.EXIT_LEAKS
-    return _exit_status(status) if status != 0 else gate.EXIT_OK
-
-
-def _json_files(directory: str) -> dict[str, tuple[int, int]]:
-    found: dict[str, tuple[int, int]] = {}
-    for name in os.listdir(directory):
-        if name.endswith(".json"):
-            path = os.path.join(directory, name)
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            found[path] = (st.st_mtime_ns, st.st_size)
-    return found
-
-
-def _exit_status(status: int) -> int:
-    return 128 - status if status < 0 else status
-
-
-def _describe_status(status: int) -> str:
-    if status == 0:
-        return "exited with status 0"
-    if status < 0:
-        try:
-            sig = signal.Signals(-status).name
-        except ValueError:
-            sig = f"signal {-status}"
-        return f"FAILED: killed by {sig}"
-    return f"FAILED: exited with status {status}"
+    return exit_status(status) if status != 0 else gate.EXIT_OK

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import tempfile
 
 from audit import gate, output, pyrun, reports
 from audit.commands._common import add_table_options, by_tag_table, totals_line
+from audit._process import describe_status, exit_status, json_files
 from audit.errors import AuditError
 from audit.formatters import FORMATTERS, render
 
@@ -103,7 +103,7 @@ class RunCommand:
             os.makedirs(report_dir, exist_ok=True)
         except OSError as exc:
             raise AuditError(f"{report_dir}: cannot create the report directory: {exc.strerror}") from exc
-        before = _json_files(report_dir)
+        before = json_files(report_dir)
         # '%' in the directory is literal: both patterns read '%%' as '%'
         literal_dir = os.path.abspath(report_dir).replace("%", "%%")
         env["RINGPOOL_REPORT"] = os.path.join(literal_dir, "%n.%p.json")
@@ -129,13 +129,13 @@ class RunCommand:
         except OSError as exc:
             raise AuditError(f"{cmd[0]}: cannot run: {exc.strerror}") from exc
         failed = status != 0
-        status_text = _describe_status(status)
-        written = sorted(p for p, stamp in _json_files(report_dir).items() if before.get(p) != stamp)
+        status_text = describe_status(status)
+        written = sorted(p for p, stamp in json_files(report_dir).items() if before.get(p) != stamp)
         if not written:
             hint = ("the interposer wrote none: see its messages above"
                     if args.preload else "does it link libringpool and create a pool?")
             output.summary(f"{cmd[0]} {status_text}; it wrote no report ({hint})")
-            return _exit_status(status) if failed else gate.EXIT_ERROR
+            return exit_status(status) if failed else gate.EXIT_ERROR
         loaded = reports.load_all(written)
         if args.preload:
             kept = [r for r in loaded if r.kind == "preload"]
@@ -169,7 +169,7 @@ class RunCommand:
             _say_missing_symbols(loaded)
         if verdict.failed:
             return gate.EXIT_LEAKS
-        return _exit_status(status) if failed else gate.EXIT_OK
+        return exit_status(status) if failed else gate.EXIT_OK
 
 
 def _say_missing_symbols(loaded: list[reports.Report]) -> None:
@@ -251,34 +251,7 @@ def _elf_without_interpreter(path: str) -> bool:
     return False
 
 
-def _json_files(directory: str) -> dict[str, tuple[int, int]]:
-    found: dict[str, tuple[int, int]] = {}
-    for name in os.listdir(directory):
-        if name.endswith(".json"):
-            path = os.path.join(directory, name)
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            found[path] = (st.st_mtime_ns, st.st_size)
-    return found
 
-
-def _exit_status(status: int) -> int:
-    """The program's status as a shell reports it: 128+N for death by signal N."""
-    return 128 - status if status < 0 else status
-
-
-def _describe_status(status: int) -> str:
-    if status == 0:
-        return "exited with status 0"
-    if status < 0:
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            name = f"signal {-status}"
-        return f"FAILED: killed by {name}"
-    return f"FAILED: exited with status {status}"
 
 
 # Frames per block when --stack-depth is not given: deep enough for the

@@ -1,0 +1,39 @@
+"""What `run` and `run --python` share about the program they run: the report
+files it wrote, and its exit status as a shell reports it."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+
+def json_files(directory: str) -> dict[str, tuple[int, int]]:
+    """The .json files in directory, each with (mtime_ns, size), to tell new
+    or rewritten reports from those that were there before the run."""
+    found: dict[str, tuple[int, int]] = {}
+    for name in os.listdir(directory):
+        if name.endswith(".json"):
+            path = os.path.join(directory, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            found[path] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
+def exit_status(status: int) -> int:
+    """The program's status as a shell reports it: 128+N for death by signal N."""
+    return 128 - status if status < 0 else status
+
+
+def describe_status(status: int) -> str:
+    if status == 0:
+        return "exited with status 0"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"FAILED: killed by {name}"
+    return f"FAILED: exited with status {status}"
