@@ -25,10 +25,11 @@
  * bytes and marked "not real". Reaching a check point means only that the
  * bytes before it were not sampled; the pool then looks at the global
  * profile and draws again (memorylessness makes the cut invisible in the
- * law). With no profile running every point is a check point, so the cost of
- * the idle sampler is one short call per RPI_MEMPROF_CHECK bytes a pool
- * hands out. Starting a profile resets the countdown of every thread-safe
- * pool whose lock is free; the others join within RPI_MEMPROF_CHECK bytes.
+ * law). With no profile running every point is a check point, spaced
+ * RPI_MEMPROF_IDLE_CHECK bytes apart, so the cost of the idle sampler is one
+ * short call per MiB a pool hands out. Starting a profile resets the
+ * countdown of every thread-safe pool whose lock is free; the others join
+ * within RPI_MEMPROF_IDLE_CHECK bytes.
  *
  * Why per pool and not per thread: a pool's allocations are already a
  * sequence (under its lock, or one thread at a time for unsynchronised
@@ -54,6 +55,7 @@
 #include <time.h>
 
 #define RPI_MEMPROF_CHECK ((int64_t)64 << 10)
+#define RPI_MEMPROF_IDLE_CHECK ((int64_t)1 << 20)   /* no profile running */
 #define RPI_MEMPROF_IDLE  (INT64_MAX / 4)
 
 _Thread_local rpi_memprof_thread rpi_memprof_tls;
@@ -153,11 +155,11 @@ void rpi_memprof_draw(rp_pool *pool, rpi_memprof_sample *s)
         pool->mp_gen = gen;
         pool->mp_real = false;
         if (!mp_running_hint()) {
-            pool->mp_left = RPI_MEMPROF_CHECK;
+            pool->mp_left = RPI_MEMPROF_IDLE_CHECK;
             return;
         }
     } else if (!pool->mp_real && !mp_running_hint()) {
-        pool->mp_left = RPI_MEMPROF_CHECK;
+        pool->mp_left = RPI_MEMPROF_IDLE_CHECK;
         return;
     }
     rpi_lock_acquire(&mp_lock);
@@ -339,7 +341,7 @@ int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out)
     atomic_store_explicit(&mp_active, true, memory_order_release);
     rpi_lock_release(&mp_lock);
     /* Live thread-safe pools whose lock is free look at the new profile at
-       their next allocation; the others within RPI_MEMPROF_CHECK bytes. */
+       their next allocation; the others within RPI_MEMPROF_IDLE_CHECK bytes. */
     rpi_live_lock();
     for (rp_pool *q = rpi_live_head; q; q = q->live_next) {
         if (q->flags & RP_POOL_UNSYNC) continue;
