@@ -276,8 +276,8 @@ static void put_time(out *w, time_t t)
 typedef struct module {
     const char *path;
     uintptr_t base, lo, hi;
-    const unsigned char *build_id;
-    size_t build_id_len;
+    unsigned char build_id[64];
+    size_t build_id_len;     /* 0: none */
     int unloaded;            /* a dlclose'd module (modules.c) */
 } module;
 
@@ -294,35 +294,13 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
     module *m = &mods[nmods];
     memset(m, 0, sizeof *m);
     m->path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : exe_path;
-    m->base = info->dlpi_addr;
-    m->lo = UINTPTR_MAX;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD) {
-            uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-            if (lo < m->lo)
-                m->lo = lo;
-            if (lo + ph->p_memsz > m->hi)
-                m->hi = lo + ph->p_memsz;
-        } else if (ph->p_type == PT_NOTE && !m->build_id) {
-            const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
-            const unsigned char *end = p + ph->p_memsz;
-            while (p + sizeof(ElfW(Nhdr)) <= end) {
-                const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)(const void *)p;
-                size_t name = (nh->n_namesz + 3u) & ~3u, desc = (nh->n_descsz + 3u) & ~3u;
-                const unsigned char *d = p + sizeof *nh + name;
-                if (d + nh->n_descsz > end)
-                    break;
-                if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
-                    memcmp(p + sizeof *nh, "GNU", 4) == 0) {
-                    m->build_id = d;
-                    m->build_id_len = nh->n_descsz;
-                    break;
-                }
-                p = d + desc;
-            }
-        }
-    }
+    rpp_unloaded d;
+    rpp_module_describe(info, &d);
+    m->base = d.base;
+    m->lo = d.lo;
+    m->hi = d.hi;
+    memcpy(m->build_id, d.build_id, d.build_id_len);
+    m->build_id_len = d.build_id_len;
     if (m->lo < m->hi && m->path[0])   /* skip the vDSO-like entries without a file */
         nmods++;
     return 0;
@@ -340,7 +318,7 @@ static void add_unloaded(void)
         m->base = r->base;
         m->lo = r->lo;
         m->hi = r->hi;
-        m->build_id = r->build_id_len ? r->build_id : NULL;
+        memcpy(m->build_id, r->build_id, r->build_id_len);
         m->build_id_len = r->build_id_len;
         m->unloaded = 1;
     }
@@ -749,7 +727,7 @@ int rpp_write_report(const char *reason)
         puts_(w, ", \"base\": \"");
         put_hex(w, mods[i].base);
         puts_(w, "\"");
-        if (mods[i].build_id) {
+        if (mods[i].build_id_len) {
             puts_(w, ", \"build_id\": \"");
             for (size_t k = 0; k < mods[i].build_id_len; k++) {
                 char h[2] = {"0123456789abcdef"[mods[i].build_id[k] >> 4],
