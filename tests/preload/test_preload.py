@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from audit import preload
+from preload_helpers import marker_line, only_report, program, reports, run
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-BIN = Path(os.environ.get("RINGPOOL_PRELOAD_TESTBIN", REPO / "build" / "preload-tests"))
 
 
 @pytest.fixture(scope="session")
@@ -31,47 +31,9 @@ def lib() -> str:
     return preload.library_path()
 
 
-def program(name: str) -> str:
-    path = BIN / name
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run `make preload-test-bins`")
-    return str(path)
-
-
-def marker_line(source: str, marker: str) -> int:
-    lines = (HERE / source).read_text().splitlines()
-    hits = [i + 1 for i, text in enumerate(lines) if re.search(rf"/\* {marker}\b", text)]
-    assert len(hits) >= 1, f"{marker} not in {source}"
-    return hits[0]
-
-
 def marker_lines(source: str, marker: str) -> list[int]:
     lines = (HERE / source).read_text().splitlines()
     return [i + 1 for i, text in enumerate(lines) if re.search(rf"/\* {marker}\b", text)]
-
-
-def run(lib: str, argv: list[str], tmp: Path, env: dict[str, str] | None = None,
-        pattern: str = "r.%p.json", cwd: str | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    full = dict(os.environ)
-    full.pop("RINGPOOL_REPORT", None)
-    full.update({"LD_PRELOAD": lib, "RINGPOOL_PRELOAD_REPORT": str(tmp / pattern)})
-    full.update(env or {})
-    return subprocess.run(argv, env=full, capture_output=True, timeout=timeout, cwd=cwd)
-
-
-def reports(tmp: Path) -> dict[int, preload.PreloadReport]:
-    found = {}
-    for path in tmp.glob("*.json"):
-        r = preload.load(str(path))
-        found[r.pid] = r
-    return found
-
-
-def only_report(tmp: Path) -> preload.PreloadReport:
-    found = reports(tmp)
-    assert len(found) == 1, f"expected one report, found {sorted(found)}"
-    return next(iter(found.values()))
 
 
 def program_rows(report: preload.PreloadReport, name: str, by: str = "site") -> dict[str, Any]:
