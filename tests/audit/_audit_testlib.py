@@ -36,3 +36,15 @@ def tag(name: str, blocks: int, nbytes: int, peak: int | None = None, allocs: in
     return {"tag": name, "blocks": blocks, "bytes": nbytes,
             "peak_bytes": nbytes if peak is None else peak,
             "allocs": blocks if allocs is None else allocs}
+
+
+def chain_doc(depth: int) -> dict[str, Any]:
+    """A snapshot whose children nest depth levels deep, one child per level."""
+    doc = report_doc()
+    node = doc
+    for i in range(depth):
+        child = report_doc(pool=f"c{i}")
+        del child["format"], child["version"]
+        node["children"] = [child]
+        node = child
+    return doc

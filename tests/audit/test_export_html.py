@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html.parser
-import os
 import re
 import shutil
 import subprocess
@@ -14,19 +13,14 @@ from typing import Any
 import pytest
 
 from _audit_testlib import report_doc, tag
-from _export_testlib import stack_report, write_json
+from _export_testlib import build_plain_leaks, stack_report, write_json
 from audit.cli import main
 
-PROGRAMS = Path(__file__).resolve().parent / "programs"
 
 
 @pytest.fixture(scope="module")
 def plain_leaks(tmp_path_factory: pytest.TempPathFactory) -> str:
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None
-    out = tmp_path_factory.mktemp("export") / "plain_leaks"
-    subprocess.run([cc, "-std=c11", "-O0", "-g", str(PROGRAMS / "plain_leaks.c"), "-o", str(out)], check=True)
-    return str(out)
+    return build_plain_leaks(tmp_path_factory)
 
 
 def chromium() -> str:

@@ -14,21 +14,15 @@ from typing import Any
 import pytest
 
 from _audit_testlib import report_doc, tag
-from _export_testlib import (BASE, ROOT, build_id, decode_pprof, function_offsets, pprof_stacks, pprof_tool, pprof_top, stack_report,
+from _export_testlib import (BASE, ROOT, build_plain_leaks, build_id, decode_pprof, function_offsets, pprof_stacks, pprof_tool, pprof_top, stack_report,
                              write_json)
 from audit.cli import main
 
-PROGRAMS = Path(__file__).resolve().parent / "programs"
 
 
 @pytest.fixture(scope="module")
 def plain_leaks(tmp_path_factory: pytest.TempPathFactory) -> str:
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None
-    out = tmp_path_factory.mktemp("export") / "plain_leaks"
-    subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", str(PROGRAMS / "plain_leaks.c"),
-                    "-o", str(out)], check=True)
-    return str(out)
+    return build_plain_leaks(tmp_path_factory)
 
 
 def export(tmp_path: Path, *argv: str) -> bytes:

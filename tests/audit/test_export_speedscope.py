@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +10,15 @@ import jsonschema  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from _audit_testlib import report_doc, tag
-from _export_testlib import FIXTURES, stack_report, write_json
+from _export_testlib import build_plain_leaks, FIXTURES, stack_report, write_json
 from audit.cli import main
 
-PROGRAMS = Path(__file__).resolve().parent / "programs"
 SCHEMA = json.loads((FIXTURES / "speedscope-file-format-schema.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
 def plain_leaks(tmp_path_factory: pytest.TempPathFactory) -> str:
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None
-    out = tmp_path_factory.mktemp("export") / "plain_leaks"
-    subprocess.run([cc, "-std=c11", "-O0", "-g", str(PROGRAMS / "plain_leaks.c"), "-o", str(out)], check=True)
-    return str(out)
+    return build_plain_leaks(tmp_path_factory)
 
 
 def speedscope(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:

@@ -8,11 +8,11 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 
-from _audit_testlib import report_doc, tag
+from _audit_testlib import chain_doc, report_doc, tag
 from audit.cli import main
 from audit.formatters import FORMAT_NAMES
 
@@ -29,17 +29,6 @@ def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], *needle
     for needle in needles:
         assert needle in err, err
     return err
-
-
-def _chain(depth: int) -> dict[str, Any]:
-    doc = report_doc()
-    node = doc
-    for i in range(depth):
-        child = report_doc(pool=f"c{i}")
-        del child["format"], child["version"]
-        node["children"] = [child]
-        node = child
-    return doc
 
 
 @pytest.mark.parametrize("command", ["show", "diff"])
@@ -68,9 +57,9 @@ def test_children_chain_of_3000_levels(write_report: WriteReport,
 
 def test_children_nested_beyond_the_limit(write_report: WriteReport,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    bad = write_report("chain.json", _chain(150))
+    bad = write_report("chain.json", chain_doc(150))
     _one_line_error(["show", bad], capsys, bad, "'children", "nested deeper than 100 levels")
-    ok = write_report("ok.json", _chain(100))
+    ok = write_report("ok.json", chain_doc(100))
     assert main(["show", ok, "--format", "csv"]) == 0
     assert "c99" in capsys.readouterr().out
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from _audit_testlib import report_doc, tag
+from _audit_testlib import chain_doc, report_doc, tag
 from audit import schema
 from audit.schema import Limits, PoolReport, ReportFormatError, TagStat
 
@@ -120,21 +120,10 @@ def test_long_strings_and_deep_extras_are_refused() -> None:
         schema.parse_snapshot(report_doc(stacks=deep), "r.json", limits=limits)
 
 
-def _chain(depth: int) -> dict[str, Any]:
-    doc = report_doc()
-    node = doc
-    for i in range(depth):
-        child = report_doc(pool=f"c{i}")
-        del child["format"], child["version"]
-        node["children"] = [child]
-        node = child
-    return doc
-
-
 def test_children_deeper_than_the_limit_are_refused() -> None:
-    schema.parse_snapshot(_chain(100), "ok.json")
+    schema.parse_snapshot(chain_doc(100), "ok.json")
     with pytest.raises(ReportFormatError, match="nested deeper than 100 levels"):
-        schema.parse_snapshot(_chain(101), "deep.json")
+        schema.parse_snapshot(chain_doc(101), "deep.json")
 
 
 def test_a_3000_level_children_chain_is_one_line(tmp_path: Path) -> None:
