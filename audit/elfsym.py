@@ -330,7 +330,8 @@ class ElfFile:
         return value & mask, used
 
 
-def _uleb(data: bytes, at: int) -> tuple[int, int]:
+def _leb128(data: bytes, at: int, signed: bool) -> tuple[int, int]:
+    """The LEB128 number at data[at:], and the offset just past it."""
     value = shift = 0
     while True:
         b = data[at]
@@ -338,20 +339,17 @@ def _uleb(data: bytes, at: int) -> tuple[int, int]:
         value |= (b & 0x7F) << shift
         shift += 7
         if b < 0x80:
+            if signed and b & 0x40:
+                value -= 1 << shift
             return value, at
+
+
+def _uleb(data: bytes, at: int) -> tuple[int, int]:
+    return _leb128(data, at, False)
 
 
 def _sleb(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = data[at]
-        at += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            if b & 0x40:
-                value -= 1 << shift
-            return value, at
+    return _leb128(data, at, True)
 
 
 def debug_dirs() -> list[str]:

@@ -185,6 +185,11 @@ def _field(where: str, obj: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
+def _optional(where: str, obj: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    """obj[name] when present (checked as _field does), else default."""
+    return _field(where, obj, name, kind) if obj.get(name) is not None else default
+
+
 def _count(where: str, obj: dict[str, Any], name: str) -> int:
     value: int = _field(where, obj, name, int)
     if value < 0:
@@ -228,23 +233,16 @@ def parse(doc: Any, path: str) -> PreloadReport:
         where = f"{path}: modules[{i}]"
         if not isinstance(m, dict):
             raise ValueError(f"{where}: must be an object")
-        build_id = m.get("build_id")
-        if build_id is not None and not isinstance(build_id, str):
-            raise ValueError(f"{where}: field 'build_id' must be str")
-        unloaded = m.get("unloaded", False)
-        if not isinstance(unloaded, bool):
-            raise ValueError(f"{where}: field 'unloaded' must be true or false")
-        modules.append(Module(_field(where, m, "path", str), _hex(where, m, "base"), build_id,
-                              unloaded))
+        modules.append(Module(_field(where, m, "path", str), _hex(where, m, "base"),
+                              _optional(where, m, "build_id", str),
+                              _optional(where, m, "unloaded", bool, False)))
     stacks = _stacks(path, doc, modules)
     sites = []
     for i, s in enumerate(_field(path, doc, "sites", list)):
         where = f"{path}: sites[{i}]"
         if not isinstance(s, dict):
             raise ValueError(f"{where}: must be an object")
-        symbol = s.get("symbol")
-        if symbol is not None and not isinstance(symbol, str):
-            raise ValueError(f"{where}: field 'symbol' must be str")
+        symbol = _optional(where, s, "symbol", str)
         stack: tuple[Frame, ...] = ()
         if stacks is not None and "stack" in s:
             index = _count(where, s, "stack")
