@@ -20,6 +20,7 @@
  * Like the rest of the interposer: no malloc, no stdio; memory from mmap.
  */
 #include "rpp.h"
+#include "rawmem.h"
 #include "../geometric.h"
 
 #include <errno.h>
@@ -111,26 +112,8 @@ _Atomic uint8_t *rpp_sample_filter;   /* counting filter, saturates at 255 */
 #define filter rpp_sample_filter
 static site_est *ests;            /* RPP_MAX_SITES, reserved */
 
-static void lock_take(void)
-{
-    for (unsigned n = 0;; n++) {
-        if (!atomic_load_explicit(&lock, memory_order_relaxed) &&
-            !atomic_exchange_explicit(&lock, 1, memory_order_acquire))
-            return;
-        if (n >= 100)
-            sched_yield();
-    }
-}
-static void lock_drop(void) { atomic_store_explicit(&lock, 0, memory_order_release); }
-
-static void *map(size_t bytes)
-{
-    int saved = errno;
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    errno = saved;
-    return p == MAP_FAILED ? NULL : p;
-}
+static void lock_take(void) { rpi_spin_lock(&lock); }
+static void lock_drop(void) { rpi_spin_unlock(&lock); }
 
 /* The same hash as rpp_sample_maybe_tracked's. */
 static inline uint64_t mix(uintptr_t x)
@@ -146,7 +129,7 @@ static inline size_t filter_slot(const void *p)
 static int grow(void)
 {
     size_t ncap = cap ? cap * 2 : 1024;
-    entry *n = map(ncap * sizeof *n);
+    entry *n = rpi_map_zeroed(ncap * sizeof *n);
     if (!n)
         return -1;
     for (size_t i = 0; i < cap; i++) {
@@ -334,8 +317,8 @@ void rpp_sample_init(void)
                 "': not a rate in (0, 1]; counting every block instead");
         return;
     }
-    filter = map(sizeof *filter << RPP_SAMPLE_FILTER_BITS);
-    ests = map(sizeof *ests * RPP_MAX_SITES);
+    filter = rpi_map_zeroed(sizeof *filter << RPP_SAMPLE_FILTER_BITS);
+    ests = rpi_map_zeroed(sizeof *ests * RPP_MAX_SITES);
     if (!filter || !ests) {
         rpp_say("cannot map the sampling tables: ", "counting every block instead", "");
         return;

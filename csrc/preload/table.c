@@ -12,6 +12,7 @@
  * the common case (a site seen before by this thread) lock-free.
  */
 #include "rpp.h"
+#include "rawmem.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,41 +28,14 @@ rpp_stats rpp_stat;
 #define PTR_INITIAL 64u
 #define SITE_INITIAL 64u
 
-/* Test-and-test-and-set lock: one atomic exchange to take, a plain release
-   store to drop (a pthread mutex costs a second atomic and two PLT calls on
-   a path that runs for every malloc and free). Critical sections are a few
-   dozen instructions and never call out, so spinning briefly is right;
-   after that the waiter yields. */
+/* The shards' locks: see rawmem.h (the critical sections here are a few dozen
+   instructions and never call out). */
 typedef struct spin {
     atomic_int held;
 } spin;
 
-static inline void spin_lock(spin *l)
-{
-    /* A single-threaded process needs no lock: glibc clears the flag in
-       pthread_create, which cannot run while this thread is inside a
-       critical section, and never sets it again in a running process. The
-       release below is an unconditional plain store, so a lock taken while
-       threads existed is always dropped. */
-    if (__libc_single_threaded)
-        return;
-    for (unsigned n = 0;; n++) {
-        if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
-            !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
-            return;
-        if (n >= 100)
-            sched_yield();
-#if defined(__x86_64__) || defined(__i386__)
-        else
-            __builtin_ia32_pause();
-#endif
-    }
-}
-
-static inline void spin_unlock(spin *l)
-{
-    atomic_store_explicit(&l->held, 0, memory_order_release);
-}
+static inline void spin_lock(spin *l) { rpi_spin_lock(&l->held); }
+static inline void spin_unlock(spin *l) { rpi_spin_unlock(&l->held); }
 
 /* 16 bytes, four to a cache line: the pointer, and the requested size (low
    40 bits) with the site id (high 24 bits). Blocks of 1 TiB or more do not
@@ -114,14 +88,6 @@ static inline uint64_t mix(uintptr_t x) { return rpp_mix(x); }
 
 /* The only calls out of this file are mmap/munmap, on growth: errno is kept
    across them so the hooks need not save it on the hot path. */
-static void *map_zeroed(size_t bytes)
-{
-    int saved = errno;
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    errno = saved;
-    return p == MAP_FAILED ? NULL : p;
-}
 
 static void unmap(void *p, size_t bytes)
 {
@@ -132,7 +98,7 @@ static void unmap(void *p, size_t bytes)
 
 int rpp_table_init(void)
 {
-    sites = map_zeroed((size_t)RPP_MAX_SITES * sizeof(rpp_site));
+    sites = rpi_map_zeroed((size_t)RPP_MAX_SITES * sizeof(rpp_site));
     if (!sites)
         return -1;
     counts_key_ok = pthread_key_create(&counts_key, release_counts) == 0;
@@ -143,7 +109,7 @@ int rpp_table_init(void)
 static int site_grow(site_shard *s)
 {
     size_t ncap = s->slots ? (s->mask + 1) * 2 : SITE_INITIAL;
-    site_slot *n = map_zeroed(ncap * sizeof(site_slot));
+    site_slot *n = rpi_map_zeroed(ncap * sizeof(site_slot));
     if (!n)
         return -1;
     if (s->slots) {
@@ -270,7 +236,7 @@ static counts_block *claim_counts(void)
             break;
     }
     if (!b) {
-        b = map_zeroed(sizeof *b);
+        b = rpi_map_zeroed(sizeof *b);
         if (!b) {
             tls_counts_done = 1;      /* count on the shared records */
             return NULL;
@@ -380,7 +346,7 @@ static inline ptr_shard *shard_of(uintptr_t p) { return &ptr_shards[mix(p >> 4) 
 static int ptr_grow(ptr_shard *s)
 {
     size_t ncap = s->slots ? (s->mask + 1) * 2 : PTR_INITIAL;
-    ptr_slot *n = map_zeroed(ncap * sizeof(ptr_slot));
+    ptr_slot *n = rpi_map_zeroed(ncap * sizeof(ptr_slot));
     if (!n)
         return -1;
     if (s->slots) {

@@ -12,6 +12,7 @@
  * for RPI_STACK_MAX_STACKS ids and touched only as ids are handed out.
  */
 #include "stack.h"
+#include "rawmem.h"
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -59,46 +60,15 @@ static __thread struct {
     uintptr_t from;
 } tls_last __attribute__((tls_model("initial-exec")));
 
-static void *map_zeroed(size_t bytes)
-{
-    int saved = errno;
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    errno = saved;
-    return p == MAP_FAILED ? NULL : p;
-}
-
-/* Test-and-test-and-set; nothing to do while the process has one thread
-   (glibc clears __libc_single_threaded in pthread_create, never inside a
-   critical section of this thread). */
-static void lock(void)
-{
-    if (__libc_single_threaded)
-        return;
-    for (unsigned n = 0;; n++) {
-        if (!atomic_load_explicit(&lock_held, memory_order_relaxed) &&
-            !atomic_exchange_explicit(&lock_held, 1, memory_order_acquire))
-            return;
-        if (n >= 100)
-            sched_yield();
-#if defined(__x86_64__) || defined(__i386__)
-        else
-            __builtin_ia32_pause();
-#endif
-    }
-}
-
-static void unlock(void)
-{
-    atomic_store_explicit(&lock_held, 0, memory_order_release);
-}
+static void lock(void) { rpi_spin_lock(&lock_held); }
+static void unlock(void) { rpi_spin_unlock(&lock_held); }
 
 void rpi_stack_lock(void) { lock(); }
 void rpi_stack_unlock(void) { unlock(); }
 
 static table *table_new(size_t cap)
 {
-    table *t = map_zeroed(sizeof(table) + cap * sizeof(uint64_t));
+    table *t = rpi_map_zeroed(sizeof(table) + cap * sizeof(uint64_t));
     if (t)
         t->mask = cap - 1;
     return t;
@@ -108,7 +78,7 @@ int rpi_stack_init(void)
 {
     if (ready)
         return 0;
-    records = map_zeroed((size_t)RPI_STACK_MAX_STACKS * sizeof *records);
+    records = rpi_map_zeroed((size_t)RPI_STACK_MAX_STACKS * sizeof *records);
     table *t = table_new(TABLE_INITIAL);
     if (!records || !t)
         return -1;
@@ -186,7 +156,7 @@ static uint32_t insert_locked(uint64_t h, const uintptr_t *f, size_t n)
         return 0;
     size_t bytes = sizeof(record) + n * sizeof *f;
     if (bytes > chunk_left) {
-        unsigned char *c = map_zeroed(CHUNK_BYTES);
+        unsigned char *c = rpi_map_zeroed(CHUNK_BYTES);
         if (!c)
             return 0;
         chunk = c;
