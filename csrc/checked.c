@@ -13,15 +13,26 @@
  *     left where it is; ring links are followed only once the block they
  *     lead to is known to be live in the same pool.
  *
+ * Cost. The table is a chained hash table of intrusive records (no
+ * tombstones, so a long quarantine never slows a lookup down), with a
+ * one-record cache for the lookups of one call (validate, then free). Each
+ * checked pool has its own part, a "cpool": the list of its live records in
+ * ring order (so a block's ring links are checked against the records of
+ * its neighbours, with no lookup, and destroy, reset and the live totals
+ * visit the pool's own records only), and the count of all its records.
+ * Records come from slabs and are reused; the slabs go when the library is
+ * unloaded.
+ *
  * Quarantine. The memory of a retired block is not given back while its
  * record exists: a freed malloc-backed or big block is kept by its record,
- * and the chunks of a destroyed checked arena pool are kept (their arena
- * struct becomes a "hold" counting the records inside it). So no other
- * pool, checked or not, can be handed an address that still has a retired
- * record, and a valid free of an unchecked block is never mistaken for a
- * double free. Records are retired into a FIFO of at most RETIRED_CAP
- * entries and RETIRED_BYTES bytes of kept memory; the oldest go first, and
- * their memory with them.
+ * and the chunks of a destroyed checked arena pool are kept by its cpool
+ * until the pool's last record goes (the cpool outlives the pool for that).
+ * So no other pool, checked or not, can be handed an address that still
+ * has a retired record, and a valid free of an unchecked block is never
+ * mistaken for a double free. Records are retired into a FIFO of at most
+ * RETIRED_CAP entries and RETIRED_BYTES bytes of kept memory; the oldest go
+ * first, and their memory with them. Every operation is O(1) but destroy
+ * and reset, which are O(the pool's live blocks).
  *
  * The registry is consulted (rpi_checked_gate != 0) while a checked pool is
  * alive or any record is left, so a stale pointer is still recognised after
@@ -35,6 +46,8 @@
 
 #define RETIRED_CAP   65536
 #define RETIRED_BYTES ((size_t)64 << 20)
+#define MIN_BUCKETS   256
+#define SLAB_ENTRIES  255
 
 typedef struct entry {
     void         *payload;
@@ -43,18 +56,36 @@ typedef struct entry {
     uint64_t      word;
     void         *raw;
     size_t        kept;        /* retired: bytes of raw kept (freed with the record) */
-    rpi_arena    *hold;        /* retired arena block of a destroyed pool */
     int           state;
+    struct rpi_cpool *cp;      /* the pool's part (outlives the pool) */
+    struct entry *hnext;       /* hash chain */
     struct entry *qprev, *qnext;   /* retired FIFO */
+    struct entry *lprev, *lnext;   /* live: the pool's records in ring order */
 } entry;
+
+struct rpi_cpool {
+    entry             live;    /* sentinel of the live records (lprev/lnext) */
+    rp_pool          *pool;    /* NULL once the pool is destroyed */
+    rpi_arena        *held;    /* destroyed arena pool: its chunks */
+    size_t            refs;    /* records with cp == this */
+    struct rpi_cpool *prev, *next;   /* every cpool (for fini) */
+};
+typedef struct rpi_cpool cpool;
 
 atomic_int rpi_checked_gate;
 atomic_int rpi_unchecked_pools;
 
 static rpi_lock reg_lock;
-static rpi_ptrmap reg;
-static entry *spare;
+static entry **buckets;
+static size_t nbuckets;        /* power of two, or 0 */
+/* Records come from slabs of SLAB_ENTRIES, kept until the library is
+   unloaded; free records wait on a list (linked through hnext). */
+typedef struct slab { struct slab *next; } slab;
+static slab *slabs;
+static entry *free_entries;
+static entry *last;            /* the record looked up last (or NULL) */
 static entry retired = {.qprev = &retired, .qnext = &retired};
+static cpool cpools = {.prev = &cpools, .next = &cpools};
 static size_t nretired, nentries, kept_bytes;
 static bool gate_on;
 
@@ -70,12 +101,112 @@ static void gate_update(void)
     atomic_fetch_add(&rpi_checked_gate, on ? 1 : -1);
 }
 
-int rpi_registry_reserve(void)
+/* ---------------------------------------------------------- the table */
+static inline size_t bucket_of(const void *key, size_t n)
 {
-    if (!spare && !(spare = rpi_sys_malloc(sizeof *spare))) return RP_ENOMEM;
-    return rpi_ptrmap_reserve(&reg, 1);
+    uint64_t x = (uint64_t)(uintptr_t)key;
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    return (size_t)x & (n - 1);
 }
 
+static inline entry *lookup(const void *key)
+{
+    if (last && last->payload == key) return last;
+    if (!nbuckets) return NULL;
+    for (entry *e = buckets[bucket_of(key, nbuckets)]; e; e = e->hnext)
+        if (e->payload == key) return last = e;
+    return NULL;
+}
+
+static void hash_add(entry *e)   /* room reserved */
+{
+    size_t b = bucket_of(e->payload, nbuckets);
+    e->hnext = buckets[b];
+    buckets[b] = e;
+}
+
+static void hash_del(entry *e)
+{
+    entry **pe = &buckets[bucket_of(e->payload, nbuckets)];
+    while (*pe != e) pe = &(*pe)->hnext;
+    *pe = e->hnext;
+    if (last == e) last = NULL;
+}
+
+static int grow(size_t need)
+{
+    if (need <= nbuckets) return 0;
+    size_t n = nbuckets ? nbuckets : MIN_BUCKETS;
+    while (n < need) n *= 2;
+    entry **nb = rpi_sys_calloc(n, sizeof *nb);
+    if (!nb) return RP_ENOMEM;
+    for (size_t i = 0; i < nbuckets; i++) {
+        for (entry *e = buckets[i], *next; e; e = next) {
+            next = e->hnext;
+            size_t b = bucket_of(e->payload, n);
+            e->hnext = nb[b];
+            nb[b] = e;
+        }
+    }
+    rpi_sys_free(buckets);
+    buckets = nb;
+    nbuckets = n;
+    return 0;
+}
+
+/* ---------------------------------------------------------- cpools */
+static cpool *cpool_of(rp_pool *pool)
+{
+    return pool->checked;
+}
+
+static void cpool_free(cpool *cp)
+{
+    cp->prev->next = cp->next;
+    cp->next->prev = cp->prev;
+    if (cp->held) {
+        kept_bytes -= cp->held->nchunks * cp->held->chunk_size;
+        rpi_arena_free_chunks(cp->held);
+    }
+    rpi_sys_free(cp);
+}
+
+static void cpool_unref(cpool *cp)
+{
+    if (--cp->refs == 0 && !cp->pool) cpool_free(cp);
+}
+
+int rpi_registry_reserve(rp_pool *pool)
+{
+    if (!pool->checked) {
+        cpool *cp = rpi_sys_malloc(sizeof *cp);
+        if (!cp) return RP_ENOMEM;
+        memset(cp, 0, sizeof *cp);
+        cp->live.lprev = cp->live.lnext = &cp->live;
+        cp->pool = pool;
+        cp->next = &cpools;
+        cp->prev = cpools.prev;
+        cpools.prev->next = cp;
+        cpools.prev = cp;
+        pool->checked = cp;
+    }
+    if (!free_entries) {
+        slab *sl = rpi_sys_malloc(sizeof(entry) * (SLAB_ENTRIES + 1));
+        if (!sl) return RP_ENOMEM;
+        sl->next = slabs;
+        slabs = sl;
+        entry *es = (entry *)sl + 1;
+        for (size_t i = 0; i < SLAB_ENTRIES; i++) {
+            es[i].hnext = free_entries;
+            free_entries = &es[i];
+        }
+    }
+    return nentries + 1 > nbuckets ? grow(nentries + 1) : 0;
+}
+
+/* ---------------------------------------------------------- records */
 static void fifo_unlink(entry *e)
 {
     e->qprev->qnext = e->qnext;
@@ -84,14 +215,14 @@ static void fifo_unlink(entry *e)
     nretired--;
 }
 
-static void hold_unref(rpi_arena *a)
+static void live_unlink(entry *e)
 {
-    if (--a->hold_refs) return;
-    kept_bytes -= a->nchunks * a->chunk_size;
-    rpi_arena_free_chunks(a);
+    e->lprev->lnext = e->lnext;
+    e->lnext->lprev = e->lprev;
+    e->lprev = e->lnext = NULL;
 }
 
-/* Gives back what a record keeps; the record itself stays. */
+/* Gives back what a retired record keeps; the record itself stays. */
 static void entry_release(entry *e)
 {
     if (e->qnext) fifo_unlink(e);
@@ -100,10 +231,19 @@ static void entry_release(entry *e)
         kept_bytes -= e->kept;
         e->kept = 0;
     }
-    if (e->hold) {
-        hold_unref(e->hold);
-        e->hold = NULL;
-    }
+}
+
+/* A record leaves the table, with what it keeps. */
+static void evict(entry *e)
+{
+    if (e->lnext) live_unlink(e);
+    entry_release(e);
+    hash_del(e);
+    cpool *cp = e->cp;
+    nentries--;
+    e->hnext = free_entries;
+    free_entries = e;
+    cpool_unref(cp);
 }
 
 static void fill(entry *e, rpi_hdr *h, void *raw)
@@ -114,49 +254,57 @@ static void fill(entry *e, rpi_hdr *h, void *raw)
     e->word = h->word;
     e->raw = raw;
     e->kept = 0;
-    e->hold = NULL;
     e->state = RPI_LIVE;
 }
 
 void rpi_registry_insert(rpi_hdr *h, void *raw)
 {
-    entry *e = rpi_ptrmap_get(&reg, rpi_payload(h));
-    if (e) {                    /* address reused by its own pool */
+    cpool *cp = cpool_of(h->origin->pool);
+    entry *e = lookup(rpi_payload(h));
+    if (e) {                    /* address reused by its own pool: a retired record */
+        if (e->lnext) live_unlink(e);
         entry_release(e);
+        if (e->cp != cp) {
+            cp->refs++;
+            cpool_unref(e->cp);
+        }
     } else {
-        e = spare;
-        spare = NULL;
+        e = free_entries;
+        free_entries = e->hnext;
         e->qprev = e->qnext = NULL;
-        rpi_ptrmap_put(&reg, rpi_payload(h), e);   /* room reserved */
+        e->payload = rpi_payload(h);
+        hash_add(e);            /* room reserved */
+        cp->refs++;
         nentries++;
         gate_update();
     }
+    e->cp = cp;
     fill(e, h, raw);
+    /* ring order: the block was inserted at the ring's tail */
+    e->lnext = &cp->live;
+    e->lprev = cp->live.lprev;
+    cp->live.lprev->lnext = e;
+    cp->live.lprev = e;
+    last = e;
 }
 
 void rpi_registry_update(rpi_hdr *h)
 {
-    entry *e = rpi_ptrmap_get(&reg, rpi_payload(h));
+    entry *e = lookup(rpi_payload(h));
     if (e && e->state == RPI_LIVE) e->word = h->word;
 }
 
-static void evict(entry *e)
+static inline void trim(void)
 {
-    entry_release(e);
-    rpi_ptrmap_del(&reg, e->payload);
-    rpi_sys_free(e);
-    nentries--;
-}
-
-static void trim(void)
-{
+    if (RPI_LIKELY(nretired <= RETIRED_CAP && kept_bytes <= RETIRED_BYTES)) return;
     while (nretired > RETIRED_CAP || (kept_bytes > RETIRED_BYTES && nretired > 0))
         evict(retired.qnext);
-    gate_update();
+    gate_update();   /* the table may be empty now */
 }
 
 static void retire(entry *e, int state, size_t kept)
 {
+    if (e->lnext) live_unlink(e);
     e->state = state;
     if (kept) {
         e->kept = kept;
@@ -184,7 +332,7 @@ static size_t raw_bytes(uint64_t word)
 
 void rpi_registry_retire(const void *payload, int state)
 {
-    entry *e = rpi_ptrmap_get(&reg, payload);
+    entry *e = lookup(payload);
     if (!e) return;
     retire(e, state, raw_bytes(e->word));
     trim();
@@ -192,24 +340,22 @@ void rpi_registry_retire(const void *payload, int state)
 
 void rpi_registry_move(rpi_hdr *old_h, rpi_hdr *new_h, void *raw)
 {
-    entry *e = rpi_ptrmap_get(&reg, rpi_payload(old_h));
+    entry *e = lookup(rpi_payload(old_h));
     if (!e) return;
     if (old_h != new_h) {
-        rpi_ptrmap_del(&reg, rpi_payload(old_h));
-        entry *stale = rpi_ptrmap_get(&reg, rpi_payload(new_h));
-        if (stale) {            /* a retired record at the new address */
-            entry_release(stale);
-            rpi_sys_free(stale);
-            nentries--;
-        }
-        rpi_ptrmap_put(&reg, rpi_payload(new_h), e);  /* reuses a slot: room reserved */
+        hash_del(e);
+        entry *stale = lookup(rpi_payload(new_h));
+        if (stale) evict(stale);   /* a retired record at the new address */
+        e->payload = rpi_payload(new_h);
+        hash_add(e);            /* reuses the slot it left: room reserved */
     }
-    fill(e, new_h, raw);
+    fill(e, new_h, raw);        /* keeps its place in the live list */
+    last = e;
 }
 
 int rpi_registry_find(const void *payload, rpi_entry_view *out)
 {
-    entry *e = rpi_ptrmap_get(&reg, payload);
+    entry *e = lookup(payload);
     if (!e) return RPI_UNKNOWN;
     out->state = e->state;
     out->pool = e->pool;
@@ -221,15 +367,15 @@ int rpi_registry_find(const void *payload, rpi_entry_view *out)
 
 static entry *live_in(rp_pool *pool, const void *payload)
 {
-    entry *e = rpi_ptrmap_get(&reg, payload);
+    entry *e = lookup(payload);
     return e && e->state == RPI_LIVE && e->pool == pool ? e : NULL;
 }
 
-/* n may be followed from a block of pool: the sentinel, a walk's mark, or
-   a live block of the same pool. Reads nothing at n. */
-static bool neighbour_ok(rp_pool *pool, rpi_hdr *n)
+/* The header a live record's ring neighbour must be: the block of the
+   neighbouring record, or the pool's sentinel at either end. */
+static inline rpi_hdr *ring_of(rp_pool *pool, const entry *sentinel, const entry *n)
 {
-    return n == &pool->ring || rpi_is_mark(pool, n) || live_in(pool, rpi_payload(n)) != NULL;
+    return n == sentinel ? &pool->ring : rpi_hdr_of(n->payload);
 }
 
 /* The big-block record at b may be followed: the pool's list sentinel or
@@ -242,28 +388,31 @@ static bool big_neighbour_ok(rp_pool *pool, rpi_big *b)
 }
 
 /* Everything below and in the header that free, resize and walks trust
-   agrees with the registry's copy, and the links lead to blocks that are
-   live in the same pool and link back. Registry lock held. */
+   agrees with the registry's copy, and the links lead to the blocks of the
+   neighbouring live records (or a walk's mark: known memory) and link back.
+   Registry lock held. */
 static bool intact(entry *e, rpi_hdr *h, char *why, size_t cap)
 {
     rp_pool *pool = e->pool;
+    const entry *s = &e->cp->live;
     const char *what = NULL;
     if (h->origin != e->origin || ((h->word ^ e->word) & ~RPI_WORD_FREE_BITS) != 0) {
         what = "header";
-    } else if (!neighbour_ok(pool, h->prev) || !neighbour_ok(pool, h->next) ||
+    } else if ((h->prev != ring_of(pool, s, e->lprev) && !rpi_is_mark(pool, h->prev)) ||
+               (h->next != ring_of(pool, s, e->lnext) && !rpi_is_mark(pool, h->next)) ||
                h->prev->next != h || h->next->prev != h) {
         what = "ring links";
-    } else if (e->word & RPI_F_BIG) {
+    } else if (RPI_UNLIKELY(e->word & RPI_F_BIG)) {
         rpi_big *b = (rpi_big *)h - 1;
         size_t align = (size_t)1 << ((e->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT);
         if (b->raw != e->raw || (size_t)(uintptr_t)b->pad != rpi_big_total(align, rpi_size(h)) ||
             !big_neighbour_ok(pool, b->prev) || !big_neighbour_ok(pool, b->next) ||
             b->prev->next != b || b->next->prev != b)
             what = "big-block record below the header";
-    } else if (e->word & RPI_F_ALIGNED) {
+    } else if (RPI_UNLIKELY(e->word & RPI_F_ALIGNED)) {
         if (((void **)h)[-1] != e->raw) what = "raw pointer below the header";
     }
-    if (!what) return true;
+    if (RPI_LIKELY(!what)) return true;
     if (why)
         snprintf(why, cap, "%s of block %p (tag %s, %zu bytes) was overwritten", what,
                  e->payload, e->origin->name, (size_t)(e->word & RPI_SIZE_MASK));
@@ -281,13 +430,13 @@ bool rpi_registry_block_ok(rp_pool *pool, rpi_hdr *h, char *why, size_t cap)
     return intact(e, h, why, cap);
 }
 
-int rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
-                         rpi_entry_view *out)
+/* The misuse a failed validation found, reported after the lock is let go:
+   0 when the pointer may be an unchecked pool's block. */
+__attribute__((noinline, cold)) static int validate_failed(entry *e, const void *payload,
+                                                          rp_pool *expected, const char *op)
 {
     char msg[400];
-    int err = 0;
-    rpi_registry_lock();
-    entry *e = rpi_ptrmap_get(&reg, payload);
+    int err;
     if (!e) {
         if (atomic_load(&rpi_unchecked_pools) > 0) {
             rpi_registry_unlock();
@@ -309,85 +458,102 @@ int rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
                  e->pool->name, expected->name);
     } else {
         char why[300];
-        if (!intact(e, rpi_hdr_of(payload), why, sizeof why)) {
-            err = RP_ECORRUPT;
-            snprintf(msg, sizeof msg, "%s: pool '%s': %s", op, e->pool->name, why);
-        } else if (out) {
-            out->state = e->state;
-            out->pool = e->pool;
-            out->origin = e->origin;
-            out->word = e->word;
-            out->raw = e->raw;
-        }
+        (void)intact(e, rpi_hdr_of(payload), why, sizeof why);
+        err = RP_ECORRUPT;
+        snprintf(msg, sizeof msg, "%s: pool '%s': %s", op, e->pool->name, why);
     }
     rpi_registry_unlock();
-    if (!err) return 1;
     rpi_report_error(err, payload, "%s", msg);
     return -1;
+}
+
+int rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
+                         rpi_entry_view *out)
+{
+    rpi_registry_lock();
+    entry *e = lookup(payload);
+    if (RPI_UNLIKELY(!e || e->state != RPI_LIVE || (expected && e->pool != expected) ||
+                     !intact(e, rpi_hdr_of(payload), NULL, 0)))
+        return validate_failed(e, payload, expected, op);
+    if (out) {
+        out->state = e->state;
+        out->pool = e->pool;
+        out->origin = e->origin;
+        out->word = e->word;
+        out->raw = e->raw;
+    }
+    rpi_registry_unlock();
+    return 1;
 }
 
 void rpi_registry_live_totals(rp_pool *pool, size_t *blocks, size_t *bytes)
 {
     size_t n = 0, b = 0;
-    for (size_t i = 0; i < reg.cap; i++) {
-        void *k = reg.keys[i];
-        if (!k || k == (void *)1) continue;
-        entry *e = reg.vals[i];
-        if (e->state != RPI_LIVE || e->pool != pool) continue;
-        n++;
-        b += (size_t)(e->word & RPI_SIZE_MASK);
+    cpool *cp = cpool_of(pool);
+    if (cp) {
+        for (entry *e = cp->live.lnext; e != &cp->live; e = e->lnext) {
+            n++;
+            b += (size_t)(e->word & RPI_SIZE_MASK);
+        }
     }
     *blocks = n;
     *bytes = b;
 }
 
-void rpi_registry_drop_pool(rp_pool *pool)
+void rpi_registry_drop_pool(rp_pool *pool, bool destroy)
 {
-    /* Walks the table, not the ring: a header found corrupt may have broken
-       links, and the table holds the truth for every checked block. The
-       memory of malloc-backed and big blocks stays with their records. */
-    for (size_t i = 0; i < reg.cap; i++) {
-        void *k = reg.keys[i];
-        if (!k || k == (void *)1) continue;
-        entry *e = reg.vals[i];
-        if (e->state != RPI_LIVE || e->pool != pool) continue;
-        retire(e, RPI_DESTROYED, raw_bytes(e->word));
+    /* Walks the pool's live records, not the ring: a header found corrupt
+       may have broken links, and the records hold the truth for every
+       checked block. The memory of malloc-backed and big blocks stays with
+       their records. */
+    cpool *cp = cpool_of(pool);
+    if (cp) {
+        while (cp->live.lnext != &cp->live) {
+            entry *e = cp->live.lnext;
+            retire(e, RPI_DESTROYED, raw_bytes(e->word));
+        }
     }
-    trim();
-}
-
-void rpi_registry_hold_arena(rp_pool *pool)
-{
-    rpi_arena *a = pool->arena;
-    pool->arena = NULL;
-    a->hold_refs = 1;           /* ours, until the records are counted */
-    kept_bytes += a->nchunks * a->chunk_size;
-    for (size_t i = 0; i < reg.cap; i++) {
-        void *k = reg.keys[i];
-        if (!k || k == (void *)1) continue;
-        entry *e = reg.vals[i];
-        if (e->pool != pool || !(e->word & RPI_F_ARENA) || e->hold || e->state == RPI_LIVE)
-            continue;
-        e->hold = a;
-        a->hold_refs++;
+    if (destroy) {
+        rpi_arena *a = pool->arena;
+        pool->arena = NULL;
+        pool->checked = NULL;
+        if (cp) cp->pool = NULL;
+        if (a && cp && cp->refs > 0) {
+            /* its chunks stay until the pool's last record goes */
+            cp->held = a;
+            kept_bytes += a->nchunks * a->chunk_size;
+        } else if (a) {
+            rpi_arena_free_chunks(a);
+        }
+        if (cp && cp->refs == 0) cpool_free(cp);
     }
-    hold_unref(a);
     trim();
 }
 
 void rpi_registry_fini(void)
 {
-    for (size_t i = 0; i < reg.cap; i++) {
-        void *k = reg.keys[i];
-        if (k && k != (void *)1) {
-            entry *e = reg.vals[i];
+    for (size_t i = 0; i < nbuckets; i++) {
+        for (entry *e = buckets[i], *next; e; e = next) {
+            next = e->hnext;
             entry_release(e);
-            rpi_sys_free(e);
         }
     }
-    rpi_ptrmap_free(&reg);
-    rpi_sys_free(spare);
-    spare = NULL;
+    rpi_sys_free(buckets);
+    buckets = NULL;
+    nbuckets = 0;
+    last = NULL;
+    for (slab *sl = slabs, *next; sl; sl = next) {
+        next = sl->next;
+        rpi_sys_free(sl);
+    }
+    slabs = NULL;
+    free_entries = NULL;
+    for (cpool *cp = cpools.next, *next; cp != &cpools; cp = next) {
+        next = cp->next;
+        cp->refs = 0;
+        cp->live.lprev = cp->live.lnext = &cp->live;
+        if (!cp->pool) cpool_free(cp);   /* a live pool keeps its (now empty) part */
+    }
     retired.qprev = retired.qnext = &retired;
     nretired = nentries = 0;
     gate_update();

@@ -177,7 +177,6 @@ typedef struct rpi_arena {
     size_t     chunk_size;
     size_t     keep_bytes;
     size_t     nchunks;
-    size_t     hold_refs;           /* destroyed checked pool: records inside */
 } rpi_arena;
 static inline size_t rpi_big_total(size_t align, size_t size)  /* align >= 16 */
 {
@@ -238,6 +237,7 @@ struct rp_pool {
     bool         mp_real;       /* the next point is a sample, not a check point */
     rpi_mark    *marks;         /* walks in progress (their visitors run unlocked) */
     rpi_ptrmap   tag_seen;      /* checked pools: tag pointer -> record of its last content */
+    struct rpi_cpool *checked;  /* checked pools: their part of the registry (checked.c) */
 };
 
 static inline void rpi_pool_lock(rp_pool *p)
@@ -374,7 +374,8 @@ RPI_HIDDEN void rpi_registry_lock(void);
 RPI_HIDDEN void rpi_registry_unlock(void);
 RPI_HIDDEN bool rpi_registry_lock_for_exit(void);   /* bounded wait */
 /* registry lock held for all below */
-RPI_HIDDEN int  rpi_registry_reserve(void);  /* room for one insert; 0 or RP_ENOMEM */
+/* room for one insert of a block of pool; 0 or RP_ENOMEM */
+RPI_HIDDEN int  rpi_registry_reserve(rp_pool *pool);
 RPI_HIDDEN void rpi_registry_insert(rpi_hdr *h, void *raw);
 RPI_HIDDEN void rpi_registry_update(rpi_hdr *h);  /* copies a live block's new word */
 /* state: RPI_FREED; a malloc-backed or big block's memory is kept by the
@@ -396,11 +397,11 @@ RPI_HIDDEN void rpi_registry_live_totals(rp_pool *pool, size_t *blocks, size_t *
 RPI_HIDDEN int  rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
                                      rpi_entry_view *out);
 /* Retires every live block of pool as destroyed (their memory stays with
-   the records: malloc-backed and big blocks). */
-RPI_HIDDEN void rpi_registry_drop_pool(rp_pool *pool);
-/* Destroy of a checked arena pool: takes its arena (pool->arena becomes
-   NULL); the chunks are freed when the last record inside them goes. */
-RPI_HIDDEN void rpi_registry_hold_arena(rp_pool *pool);
+   the records: malloc-backed and big blocks), O(its live blocks). With
+   destroy, also forgets the pool and takes its arena, if any (pool->arena
+   becomes NULL; the chunks, already released by rpi_arena_release, are
+   freed when the pool's last record goes). */
+RPI_HIDDEN void rpi_registry_drop_pool(rp_pool *pool, bool destroy);
 RPI_HIDDEN void rpi_registry_fini(void);
 
 /* ---- report.c */

@@ -336,11 +336,8 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
 {
     if (pool->flags & RP_POOL_CHECKED) {
         /* the blocks' memory stays with their retired records */
-        rpi_registry_drop_pool(pool);
-        if (pool->arena) {
-            rpi_arena_release(pool, keep_chunks);
-            if (!keep_chunks) rpi_registry_hold_arena(pool);
-        }
+        if (pool->arena) rpi_arena_release(pool, keep_chunks);
+        rpi_registry_drop_pool(pool, !keep_chunks);
     } else if (pool->arena) {
         rpi_arena_release(pool, keep_chunks);
     } else {
@@ -514,25 +511,27 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     rpi_tag *t = rpi_tag_lookup(pool, tag);
     char changed[300];
     changed[0] = '\0';
+    rpi_tag *seen = NULL;
     if (checked && t && tag) {
         /* the content this pointer had when the pool last saw it (whether
            or not the pointer cache still holds it) must be the content now;
            a change is reported, and the block counted under the content now */
-        rpi_tag *seen = rpi_ptrmap_get(&pool->tag_seen, tag);
+        seen = rpi_ptrmap_get(&pool->tag_seen, tag);
         const char *was = seen ? seen->name : t->name;
-        if (RPI_UNLIKELY(strcmp(was, tag) != 0))
+        bool same = strcmp(t->name, tag) == 0;
+        if (RPI_UNLIKELY(was == t->name ? !same : strcmp(was, tag) != 0))
             snprintf(changed, sizeof changed, "tag at %p changed from \"%.100s\" to \"%.100s\" "
                      "while the pool uses it (tags are not copied: use rp_pool_intern_tag)",
                      (const void *)tag, was, tag);
-        if (RPI_UNLIKELY(strcmp(t->name, tag) != 0)) {
+        if (RPI_UNLIKELY(!same)) {
             pool->tag_key[rpi_tag_slot(tag)] = RPI_NO_TAG;
             t = rpi_tag_lookup_slow(pool, tag);
         }
     }
     rpi_hdr *h = NULL;
     /* checked: room to remember the tag pointer's content (below) first */
-    bool remember = checked && t && tag && rpi_ptrmap_get(&pool->tag_seen, tag) != t;
-    if (!t || (checked && rpi_registry_reserve() != 0) ||
+    bool remember = checked && t && tag && seen != t;
+    if (!t || (checked && rpi_registry_reserve(pool) != 0) ||
         (remember && rpi_ptrmap_reserve(&pool->tag_seen, 1) != 0) ||
         !(h = raw_new(pool, align, size))) {
         if (t && !t->allocs) pool->flags |= RPI_POOL_UNLISTED;
@@ -928,8 +927,7 @@ static int resolve_checked(const void *block, rp_pool *expected, const char *op)
 {
     if (RPI_LIKELY(atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) == 0))
         return 0;
-    rpi_entry_view v;
-    int rc = rpi_checked_validate(block, expected, op, &v);
+    int rc = rpi_checked_validate(block, expected, op, NULL);
     if (rc == 1) return 1;
     if (rc == 0) return 0;
     return -1;
@@ -1048,7 +1046,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
     size_t old = rpi_size(h);
     if (size > RP_MAX_SIZE) goto fail;
     lock_both(pool, checked);
-    if (checked && rpi_registry_reserve() != 0) goto fail_locked;
+    if (checked && rpi_registry_reserve(pool) != 0) goto fail_locked;
     if (!(h->word & (RPI_F_ALIGNED | RPI_F_BIG | RPI_F_ARENA))) {
         /* malloc backing: realloc header and payload together, relink. A
            moved block's destructor entry is re-keyed: room for it first, as

@@ -110,19 +110,28 @@ static void load_apr(void)
 }
 
 /* ------------------------------------------------------------ implementations */
+/* The checked pools (RP_POOL_CHECKED) come last and run only in --one mode
+   and in the checked section: once a checked pool has existed, every
+   rp_free of the process consults the checked registry, so they must not
+   share a process with the other tables' ringpool measurements. */
 enum impl {
     I_GLIBC, I_RP_UNSYNC, I_RP_LOCKED, I_ARENA_UNSYNC, I_ARENA_LOCKED,
-    I_MIMALLOC, I_TALLOC, I_APR, I_COUNT
+    I_MIMALLOC, I_TALLOC, I_APR, I_RP_CHECKED, I_ARENA_CHECKED, I_COUNT
 };
+#define I_TABLE_COUNT I_RP_CHECKED   /* implementations of the main tables */
 static const char *const impl_name[I_COUNT] = {
     "glibc", "rp-unsync", "rp-locked", "arena-unsync", "arena-locked",
-    "mimalloc-heap", "talloc", "apr-pool"
+    "mimalloc-heap", "talloc", "apr-pool", "rp-checked", "arena-checked"
 };
 static const unsigned impl_flags[I_COUNT] = {
-    0, RP_POOL_UNSYNC, 0, RP_POOL_ARENA | RP_POOL_UNSYNC, RP_POOL_ARENA, 0, 0, 0
+    0, RP_POOL_UNSYNC, 0, RP_POOL_ARENA | RP_POOL_UNSYNC, RP_POOL_ARENA, 0, 0, 0,
+    RP_POOL_CHECKED, RP_POOL_CHECKED | RP_POOL_ARENA
 };
 
-static int is_rp(enum impl i) { return i >= I_RP_UNSYNC && i <= I_ARENA_LOCKED; }
+static int is_rp(enum impl i)
+{
+    return (i >= I_RP_UNSYNC && i <= I_ARENA_LOCKED) || i == I_RP_CHECKED || i == I_ARENA_CHECKED;
+}
 static int can_free(enum impl i) { return i != I_APR; }
 static int can_destroy(enum impl i) { return i != I_GLIBC; }
 
@@ -371,7 +380,8 @@ static void usage(FILE *f)
 "WORKLOAD: pair fill free-each destroy churn stats realloc-step realloc-double\n"
 "          (realloc-*: --count is the number of rounds; IMPL may also be jemalloc)\n"
 "IMPL: glibc rp-unsync rp-locked arena-unsync arena-locked\n"
-"      mimalloc-heap talloc apr-pool (peers: when their libraries load)\n");
+"      mimalloc-heap talloc apr-pool (peers: when their libraries load)\n"
+"      rp-checked arena-checked (RP_POOL_CHECKED; --one mode only)\n");
 }
 
 static size_t parse_count(const char *opt, const char *s, size_t min, size_t max)
@@ -983,7 +993,7 @@ int main(int argc, char **argv)
         return run_one(&o);
     }
     if (o.peers) { load_mimalloc(); load_talloc(); load_apr(); }
-    for (int i = 0; i < I_COUNT; i++) {
+    for (int i = 0; i < I_TABLE_COUNT; i++) {
         enabled[i] = impl_available((enum impl)i);
         if (enabled[i]) order[nimpl++] = (enum impl)i;
     }

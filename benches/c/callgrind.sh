@@ -8,7 +8,10 @@
 #   2. instructions per block for allocating N mixed-size blocks;
 #   3. instructions per block for freeing N mixed-size blocks: bulk destroy
 #      vs one by one in random order;
-#   4. instructions of one rp_pool_stats call with N outstanding blocks.
+#   4. instructions of one rp_pool_stats call with N outstanding blocks;
+#   5. checked pools (RP_POOL_CHECKED: rp-checked, arena-checked) against the
+#      same backing unchecked and locked (rp-locked, arena-locked): pair,
+#      fill and destroy, with the ratio (target: a pair <= 2x unchecked).
 # "allocator" columns leave out the instructions of the benchmark's own loop
 # (everything callgrind attributes to bench.c), "total" columns include them.
 # Callgrind counts are deterministic: the same binary and arguments give the
@@ -144,6 +147,7 @@ for impl in glibc $IMPLS; do
 done
 
 # ---- 2. allocation of BLOCKS mixed-size blocks
+declare -A FILL DESTROY
 echo
 echo "### Instructions per block: allocating $BLOCKS mixed-size blocks into a fresh pool"
 echo
@@ -153,7 +157,8 @@ for impl in $IMPLS; do
     measure fill "$impl" "$BLOCKS" mixed; total=$TOTAL; loop=$LOOP
     a=$(div $((total - loop)) "$BLOCKS")
     tgt=""
-    case $impl in arena-*) tgt="<= 70: $(verdict "$a" 70)" ;; esac
+    case $impl in arena-unsync|arena-locked) tgt="<= 70: $(verdict "$a" 70)" ;; esac
+    FILL[$impl]=$a
     echo "| $impl | $a | $(div "$total" "$BLOCKS") | $tgt |"
 done
 
@@ -174,7 +179,8 @@ for impl in $IMPLS; do
         a=$(div $((total - loop)) "$BLOCKS")
         label="free each, random order"; [ "$how" = destroy ] && label="bulk destroy"
         tgt=""
-        case $impl,$how in arena-*,destroy) tgt="<= 5: $(verdict "$a" 5)" ;; esac
+        case $impl,$how in arena-unsync,destroy|arena-locked,destroy) tgt="<= 5: $(verdict "$a" 5)" ;; esac
+        [ "$how" = destroy ] && DESTROY[$impl]=$a
         echo "| $impl | $label | $a | $(div "$total" "$BLOCKS") | $(ratio "$ga" "$a") | $tgt |"
     done
 done
@@ -190,5 +196,26 @@ for impl in $IMPLS; do
     measure stats "$impl" "$BLOCKS" mixed; total=$TOTAL; loop=$LOOP
     echo "| $impl | $((total - loop)) |"
 done
+
+# ---- 5. checked pools against the same pools unchecked
+if has rp-checked || has arena-checked; then
+    echo
+    echo "### Checked pools: instructions per operation, ratio to the same backing unchecked (locked)"
+    echo
+    echo "| pool | vs | pair ($SIZES) | fill per block | destroy per block | target |"
+    echo "|---|---|---|---:|---:|---|"
+    for pair in rp-checked:rp-locked arena-checked:arena-locked; do
+        c=${pair%%:*}; u=${pair##*:}
+        has "$c" && has "$u" || continue
+        cells=""; worst=0
+        for s in $SIZES; do
+            r=$(ratio "${PAIR[$c,$s]}" "${PAIR[$u,$s]}")
+            cells="$cells${cells:+, }${PAIR[$c,$s]} (${r})"
+            worst=$(awk -v w="$worst" -v r="${r%x}" 'BEGIN { print (r > w) ? r : w }')
+        done
+        echo "| $c | $u | $cells | ${FILL[$c]} ($(ratio "${FILL[$c]}" "${FILL[$u]}")) |" \
+             "${DESTROY[$c]} | pair <= 2x: $(verdict "$worst" 2) (worst ${worst}x) |"
+    done
+fi
 [ "$KEEP" = 1 ] && echo && echo "callgrind output files kept in $OUT"
 exit 0

@@ -1,0 +1,164 @@
+/* test_checked_scale.c -- checked pools with many records in the process:
+   what one pool's destroy, reset, check and frees cost does not grow with
+   the records of other pools, and every detection still holds with many
+   records and after the oldest have left the quarantine. */
+#include "testutil.h"
+
+/* Seconds for `cycles` rounds of: create a checked pool, allocate and free a
+   block, allocate another, destroy the pool (which drops the live one). */
+static double small_pool_cycles(int cycles)
+{
+    double t0 = tu_now();
+    for (int i = 0; i < cycles; i++) {
+        rp_pool_options o = {.flags = RP_POOL_CHECKED | tu_backing};
+        rp_pool *p = rp_pool_create_ex("small", &o);
+        CHECK(p != NULL);
+        void *a = rp_alloc(p, 40, "a");
+        rp_free(a);
+        (void)rp_alloc(p, 40, "b");
+        rp_pool_destroy(p);
+    }
+    return tu_now() - t0;
+}
+
+/* A checked pool's destroy visits its own records, not the whole table:
+   with 60,000 live and retired checked blocks elsewhere, create + destroy
+   of a one-block pool costs what it costs with none (it walked every record
+   of the process before, thousands of times slower). */
+static void test_destroy_visits_own_blocks_only(void)
+{
+    int cycles = tu_quick() ? 50 : 300;
+    size_t n = tu_quick() ? 20000 : 60000;
+    double best_alone = 1e9, best_crowded = 1e9;
+    for (int round = 0; round < 3; round++) {
+        double t = small_pool_cycles(cycles);
+        if (t < best_alone) best_alone = t;
+    }
+    rp_pool *big = tu_pool_ex("big", RP_POOL_CHECKED);   /* watched from here */
+    void **b = malloc(n * sizeof *b);
+    CHECK(b != NULL);
+    for (size_t i = 0; i < n; i++) b[i] = rp_alloc(big, 16 + i % 200, "many");
+    for (size_t i = 0; i < n; i += 2) rp_free(b[i]);   /* retired records too */
+    for (int round = 0; round < 3; round++) {
+        double t = small_pool_cycles(cycles);
+        if (t < best_crowded) best_crowded = t;
+    }
+    printf("     %d small checked pools: %.3f ms alone, %.3f ms beside %zu records\n", cycles,
+           best_alone * 1e3, best_crowded * 1e3, n);
+    CHECK(best_crowded < 10 * best_alone + 0.005);
+    for (size_t i = 1; i < n; i += 2) rp_free(b[i]);
+    free(b);
+    tu_end_pool(big);
+}
+
+/* Detection with a crowded table: double free, use after destroy, a
+   corrupt header and a corrupt ring link are each reported once, for
+   blocks in the middle of a pool of thousands, then the pool still works. */
+static void test_detection_among_many_records(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    size_t n = tu_quick() ? 3000 : 20000;
+    rp_pool *p = tu_pool_ex("crowded", RP_POOL_CHECKED);
+    void **b = malloc(n * sizeof *b);
+    CHECK(b != NULL);
+    for (size_t i = 0; i < n; i++) b[i] = rp_alloc(p, 24 + i % 100, "c");
+    tu_errors_reset();
+
+    size_t mid = n / 2;
+    rp_free(b[mid]);
+    CHECK_INT(tu_err_count, 0);
+    rp_free(b[mid]);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+
+    /* the ring link of a block points at another live block of the same
+       pool (not its neighbour): refused, the block stays */
+    size_t victim = mid + 10;
+    void **links = (void **)((char *)b[victim] - 32);
+    void *saved = links[1];
+    links[1] = (char *)b[victim + 5] - 32;
+    rp_free(b[victim]);
+    CHECK_ONE_ERROR(RP_ECORRUPT);
+    CHECK(rp_pool_check(p) == RP_ECORRUPT);
+    tu_errors_reset();
+    links[1] = saved;
+    CHECK(rp_pool_check(p) == 0);
+    CHECK_INT(tu_err_count, 0);
+
+    /* a header's size overwritten */
+    uint64_t *word = (uint64_t *)((char *)b[victim] - 8);
+    uint64_t w = *word;
+    *word = w + 1;
+    rp_free(b[victim]);
+    CHECK_ONE_ERROR(RP_ECORRUPT);
+    *word = w;
+
+    size_t live = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == mid) continue;
+        if (i % 3 == 0) { rp_free(b[i]); b[i] = NULL; } else live++;
+    }
+    CHECK_EQ(rp_pool_outstanding(p, NULL), live);
+    CHECK(rp_pool_check(p) == 0);
+    void *stale = b[1];
+    CHECK(rp_pool_reset(p) == 0);
+    CHECK_EQ(rp_pool_outstanding(p, NULL), 0);
+    CHECK_EQ(rp_block_size(stale), 0);
+    CHECK_ONE_ERROR(RP_EDESTROYED);
+    void *again = rp_alloc(p, 24, "after-reset");
+    CHECK(again != NULL);
+    rp_free(again);
+    CHECK_INT(tu_err_count, 0);
+    free(b);
+    rp_set_error_handler(prev);
+    tu_end_pool(p);
+}
+
+/* More retirements than the quarantine holds: the oldest records (and the
+   destroyed arena pools' chunks they hold) leave, the newest are still
+   recognised, and a pool destroyed long ago never confuses a new one. */
+static void test_quarantine_turns_over(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    int pools = tu_quick() ? 4 : 12;
+    size_t per = 10000;   /* 12 x 10,000 > 65,536 retired records */
+    void *first_stale = NULL, *last_stale = NULL, *last_freed = NULL;
+    for (int k = 0; k < pools; k++) {
+        rp_pool_options o = {.flags = RP_POOL_CHECKED | tu_backing};
+        rp_pool *p = rp_pool_create_ex("turnover", &o);
+        CHECK(p != NULL);
+        void *keep = NULL;
+        for (size_t i = 0; i < per; i++) {
+            void *x = rp_alloc(p, 32 + i % 64, "t");
+            if (i % 2) rp_free(x);
+            else keep = x;
+            if (i % 2) last_freed = x;
+        }
+        if (!first_stale) first_stale = keep;
+        last_stale = keep;
+        rp_pool_destroy(p);
+    }
+    tu_errors_reset();
+    rp_free(last_stale);
+    CHECK_ONE_ERROR(RP_EDESTROYED);
+    rp_free(last_freed);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    (void)first_stale;   /* may have left the quarantine: its use is undefined */
+    rp_pool *fresh = tu_pool_ex("fresh", RP_POOL_CHECKED);
+    for (int i = 0; i < 1000; i++) {
+        void *x = rp_alloc(fresh, 48, "f");
+        rp_free(x);
+    }
+    CHECK_INT(tu_err_count, 0);
+    rp_set_error_handler(prev);
+    tu_end_pool(fresh);
+}
+
+int main(int argc, char **argv)
+{
+    static const tu_case cases[] = {
+        {"destroy_visits_own_blocks_only", test_destroy_visits_own_blocks_only},
+        {"detection_among_many_records", test_detection_among_many_records},
+        {"quarantine_turns_over", test_quarantine_turns_over},
+    };
+    return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
+}
