@@ -160,6 +160,7 @@ static void read_site(uint32_t i, rpp_site_counts *c, rpp_sample_counts *sc)
     c->blocks = (int64_t)round_est(sc->est_blocks);
     c->bytes = (int64_t)round_est(sc->est_bytes);
     c->allocs = round_est(sc->est_allocs);
+    c->alloc_bytes = round_est(sc->est_alloc_bytes);
     if (sc->sampled_blocks == 0) {      /* nothing sampled outstanding */
         c->blocks = 0;
         c->bytes = 0;
@@ -773,6 +774,8 @@ int rpp_write_report(const char *reason)
         put_i64(w, c.bytes);
         puts_(w, ", \"allocs\": ");
         put_u64(w, a);
+        puts_(w, ", \"alloc_bytes\": ");
+        put_u64(w, c.alloc_bytes);
         if (rpp_sampling) {
             puts_(w, ", \"sampled_blocks\": ");
             put_i64(w, sc.sampled_blocks);

@@ -94,6 +94,7 @@ typedef struct rpp_site {
     _Atomic int64_t blocks;   /* outstanding */
     _Atomic int64_t bytes;    /* outstanding, requested sizes */
     _Atomic uint64_t allocs;  /* blocks ever allocated here (realloc included) */
+    _Atomic uint64_t alloc_bytes;  /* their requested sizes, summed */
 } rpp_site;
 
 #define RPP_MAX_SITES (1u << 20)
@@ -146,7 +147,7 @@ RPP_HIDDEN uint32_t rpp_site_count(void);
 typedef struct rpp_site_counts {
     uintptr_t pc;
     int64_t blocks, bytes;
-    uint64_t allocs;
+    uint64_t allocs, alloc_bytes;
 } rpp_site_counts;
 RPP_HIDDEN void rpp_site_read(uint32_t id, rpp_site_counts *out);
 /* In a fork child: hand back the counter blocks of threads that are gone. */

@@ -200,7 +200,7 @@ uint32_t rpp_site_count(void)
 typedef struct delta {
     _Atomic uint32_t site;
     _Atomic int64_t blocks, bytes;
-    _Atomic uint64_t allocs;
+    _Atomic uint64_t allocs, alloc_bytes;
 } delta;
 
 typedef struct counts_block {
@@ -258,12 +258,21 @@ static inline void add_relaxed_i(_Atomic int64_t *v, int64_t d)
                           memory_order_relaxed);
 }
 
+static inline void add_relaxed_u(_Atomic uint64_t *v, uint64_t d)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
+/* dallocs is 1 for an allocation (whose dbytes is its size) and 0 for a free. */
 static inline void add_delta(delta *d, int64_t dblocks, int64_t dbytes, uint64_t dallocs)
 {
     add_relaxed_i(&d->blocks, dblocks);
     add_relaxed_i(&d->bytes, dbytes);
-    atomic_store_explicit(&d->allocs, atomic_load_explicit(&d->allocs, memory_order_relaxed) + dallocs,
-                          memory_order_relaxed);
+    if (dallocs) {
+        add_relaxed_u(&d->allocs, dallocs);
+        add_relaxed_u(&d->alloc_bytes, (uint64_t)dbytes);
+    }
 }
 
 /* Off the hot path: the thread has no block yet, or the slot holds another
@@ -276,7 +285,10 @@ static __attribute__((noinline)) void count_slow(uint32_t site, int64_t dblocks,
         rpp_site *s = &sites[site];
         atomic_fetch_add_explicit(&s->blocks, dblocks, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->bytes, dbytes, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->allocs, dallocs, memory_order_relaxed);
+        if (dallocs) {
+            atomic_fetch_add_explicit(&s->allocs, dallocs, memory_order_relaxed);
+            atomic_fetch_add_explicit(&s->alloc_bytes, (uint64_t)dbytes, memory_order_relaxed);
+        }
         return;
     }
     delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
@@ -289,9 +301,12 @@ static __attribute__((noinline)) void count_slow(uint32_t site, int64_t dblocks,
                                   memory_order_relaxed);
         atomic_fetch_add_explicit(&s->allocs, atomic_load_explicit(&d->allocs, memory_order_relaxed),
                                   memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->alloc_bytes, atomic_load_explicit(&d->alloc_bytes, memory_order_relaxed),
+                                  memory_order_relaxed);
         atomic_store_explicit(&d->blocks, 0, memory_order_relaxed);
         atomic_store_explicit(&d->bytes, 0, memory_order_relaxed);
         atomic_store_explicit(&d->allocs, 0, memory_order_relaxed);
+        atomic_store_explicit(&d->alloc_bytes, 0, memory_order_relaxed);
         atomic_store_explicit(&d->site, site, memory_order_release);
     }
     add_delta(d, dblocks, dbytes, dallocs);
@@ -322,6 +337,7 @@ void rpp_site_read(uint32_t id, rpp_site_counts *out)
     out->blocks = atomic_load_explicit(&s->blocks, memory_order_relaxed);
     out->bytes = atomic_load_explicit(&s->bytes, memory_order_relaxed);
     out->allocs = atomic_load_explicit(&s->allocs, memory_order_relaxed);
+    out->alloc_bytes = atomic_load_explicit(&s->alloc_bytes, memory_order_relaxed);
     for (counts_block *b = atomic_load_explicit(&all_blocks, memory_order_acquire); b; b = b->next) {
         delta *d = &b->slot[id & (DELTA_SLOTS - 1)];
         if (atomic_load_explicit(&d->site, memory_order_acquire) != id)
@@ -329,6 +345,7 @@ void rpp_site_read(uint32_t id, rpp_site_counts *out)
         out->blocks += atomic_load_explicit(&d->blocks, memory_order_relaxed);
         out->bytes += atomic_load_explicit(&d->bytes, memory_order_relaxed);
         out->allocs += atomic_load_explicit(&d->allocs, memory_order_relaxed);
+        out->alloc_bytes += atomic_load_explicit(&d->alloc_bytes, memory_order_relaxed);
     }
 }
 

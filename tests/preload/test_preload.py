@@ -264,6 +264,22 @@ def test_all_sites_lists_freed_sites(lib: str, tmp_path: Path) -> None:
     assert rows["leak_grown"]["allocs"] == 4   # 2 mallocs + 2 reallocs
 
 
+def test_alloc_bytes_sum_the_requested_sizes_of_every_allocation(lib: str, tmp_path: Path) -> None:
+    proc = run(lib, [program("gt_leaks")], tmp_path, env={"RINGPOOL_PRELOAD_ALL_SITES": "1"})
+    assert proc.returncode == 0
+    rep = only_report(tmp_path)
+    with open(rep.path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    mine = [s for s in doc["sites"] if s["module"].endswith("/gt_leaks")]
+    # churn(), twice: malloc(i % 97 + 1), calloc(3, i + 1), the reallocs to
+    # (i % 13) * 100 that did not free, aligned_alloc(64, 128), posix_memalign(96)
+    churn = sum(i % 97 + 1 + 3 * (i + 1) + (i % 13) * 100 for i in range(1000)) + 128 + 96
+    leaks = 7 * 24 + 3 * 200 + 2 * 10 + 2 * 1000     # leak_grown: malloc(10), realloc to 1000
+    assert sum(s["alloc_bytes"] for s in mine) == 2 * churn + leaks
+    for s in mine:
+        assert s["alloc_bytes"] >= s["bytes"] and (s["alloc_bytes"] > 0) == (s["allocs"] > 0)
+
+
 @pytest.mark.parametrize("var, value, words, reported", [
     ("RINGPOOL_PRELOAD_SIGNAL", "BOGUS", "unknown signal", True),
     ("RINGPOOL_PRELOAD_SIGNAL", "9", "unknown signal", True),
