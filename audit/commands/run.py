@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 
-from audit import gate, output, pyrun, reports
+from audit import cycles, gate, output, pyrun, reports
 from audit.commands._common import add_table_options, by_tag_table, totals_line
 from audit._process import describe_status, exit_status, json_files
 from audit.errors import AuditError
@@ -54,6 +54,7 @@ class RunCommand:
         parser.add_argument("--sample-seed", type=sample_seed, default=None, metavar="N",
                             help="with --sample-rate: fix the random stream (reproducible runs)")
         pyrun.add_python_options(parser)
+        cycles.add_cycles_option(parser)
         add_table_options(parser)
         gate.add_gate_options(parser)
         output.add_output_options(parser)
@@ -77,6 +78,8 @@ class RunCommand:
             cmd = cmd[1:]
         if not cmd:
             raise AuditError("run: no command given (usage: run [options] -- CMD ARGS...)")
+        if args.cycles is not None:
+            cycles.check(args, cmd)
         if args.python:
             return pyrun.run(args, cmd)
         pyrun.hint(cmd)
@@ -99,6 +102,25 @@ class RunCommand:
 
     def _run_in(self, args: argparse.Namespace, cmd: list[str], env: dict[str, str],
                 report_dir: str) -> int:
+        if args.cycles is not None:
+            def launch(command: list[str], where: str) -> tuple[str, bool, list[str]]:
+                status, written = self._launch(args, command, dict(env), where)
+                return describe_status(status), status != 0, written
+            return cycles.run(args, cmd, report_dir, launch)
+        status, written = self._launch(args, cmd, env, report_dir)
+        failed = status != 0
+        status_text = describe_status(status)
+        if not written:
+            hint = ("the interposer wrote none: see its messages above"
+                    if args.preload else "does it link libringpool and create a pool?")
+            output.summary(f"{cmd[0]} {status_text}; it wrote no report ({hint})")
+            return exit_status(status) if failed else gate.EXIT_ERROR
+        return self._show(args, cmd, report_dir, status, written)
+
+    def _launch(self, args: argparse.Namespace, cmd: list[str], env: dict[str, str],
+                report_dir: str) -> tuple[int, list[str]]:
+        """Runs cmd once with the report variables pointing into report_dir:
+        its exit status and the report files it wrote."""
         try:
             os.makedirs(report_dir, exist_ok=True)
         except OSError as exc:
@@ -128,14 +150,12 @@ class RunCommand:
             raise AuditError(f"{cmd[0]}: permission denied") from None
         except OSError as exc:
             raise AuditError(f"{cmd[0]}: cannot run: {exc.strerror}") from exc
+        return status, sorted(p for p, stamp in json_files(report_dir).items() if before.get(p) != stamp)
+
+    def _show(self, args: argparse.Namespace, cmd: list[str], report_dir: str, status: int,
+              written: list[str]) -> int:
         failed = status != 0
         status_text = describe_status(status)
-        written = sorted(p for p, stamp in json_files(report_dir).items() if before.get(p) != stamp)
-        if not written:
-            hint = ("the interposer wrote none: see its messages above"
-                    if args.preload else "does it link libringpool and create a pool?")
-            output.summary(f"{cmd[0]} {status_text}; it wrote no report ({hint})")
-            return exit_status(status) if failed else gate.EXIT_ERROR
         loaded = reports.load_all(written)
         if args.preload:
             kept = [r for r in loaded if r.kind == "preload"]
