@@ -88,6 +88,6 @@ setup(
     cffi_modules=["allocator/_build.py:ffibuilder", "audit/_bench_build.py:ffibuilder"],
     cmdclass={"build_ext": BuildNative},
     # CPython's allocator hooks (Python-level attribution): plain C API, no cffi.
-    ext_modules=[Extension("allocator._pyhooks", ["allocator/_pyhooks.c"],
+    ext_modules=[Extension("allocator._pyhooks", ["allocator/_pyhooks.c"], libraries=["m"],
                            extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"])],
 )

@@ -55,10 +55,19 @@ PyMODINIT_FUNC PyInit__pyhooks(void)
 
 #define Py_BUILD_CORE 1
 #include "internal/pycore_frame.h"
+/* The thread state of the GIL holder is read inline (_PyThreadState_GET), not
+ * through a call; pycore_gc.h redefines the public alias objimpl.h made. */
+#undef _PyGC_FINALIZED
+#include "internal/pycore_pystate.h"
 #undef Py_BUILD_CORE
+
+/* The sampler's arithmetic (xoshiro256** stream, geometric draw), shared with
+ * the library's and the interposer's samplers. */
+#include "../csrc/geometric.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -93,8 +102,13 @@ static inline void unlock_tables(void)
     atomic_flag_clear_explicit(&tables_lock, memory_order_release);
 }
 
+/* Thread-local state, initial-exec: a plain %fs-relative access, no
+ * __tls_get_addr call per allocation (a few dozen bytes of the static TLS
+ * surplus that the loader keeps for dlopen'ed modules). */
+#define TLS __thread __attribute__((tls_model("initial-exec")))
+
 /* Per-thread re-entrancy guard. */
-static _Thread_local int in_hook;
+static TLS int in_hook;
 
 /* --------------------------------------------------------------- strings */
 typedef struct {
@@ -129,6 +143,7 @@ typedef struct {
     uintptr_t ptr;      /* 0: empty slot */
     size_t size;
     uint32_t site;
+    uint32_t k;         /* sampled mode: the block's samples; 0 in exact mode */
 } trace_t;
 
 typedef struct {
@@ -150,12 +165,20 @@ typedef struct {
     uint64_t hash;
     uint32_t nframes;
     uint32_t frames_off;    /* into site_frames */
+    /* exact mode: outstanding blocks and bytes, peak bytes, allocations ever;
+     * sampled mode: the same of the sampled blocks (not the program's) */
     uint64_t blocks, bytes, peak, allocs;
+    /* sampled mode: outstanding samples and their peak, samples ever; the
+     * Horvitz-Thompson sums (1 / P(an n-byte block is sampled)) of the
+     * outstanding sampled blocks and of every sampled allocation */
+    uint64_t samples, peak_samples, alloc_samples;
+    double est_blocks, est_allocs;
 } site_t;
 
 static struct {
     trace_t *traces;
     size_t traces_cap, traces_len;      /* cap: power of two */
+    size_t traces_limit;                /* grow beyond this many (load factor 0.7) */
     ccache_t *cc;
     size_t cc_cap, cc_len;
     loc_t *locs;
@@ -169,24 +192,94 @@ static struct {
     uint32_t *site_frames;
     size_t site_frames_len, site_frames_cap;
     strtab strings;
-    uint64_t blocks, bytes, peak, allocs, untracked;
+    uint64_t bytes, peak, untracked;    /* blocks and allocs: the sites' sums */
+    uint64_t samples, peak_samples;     /* sampled mode */
 } T;
 
 typedef struct {
     PyMemAllocatorDomain domain;
     const char *name;
     PyMemAllocatorEx prev;
+    PyMemAllocatorEx mine;      /* the hooks installed (exact or sampled) */
     bool installed;
 } domain_t;
 
 static domain_t domains[3] = {
-    {PYMEM_DOMAIN_RAW, "raw", {0}, false},
-    {PYMEM_DOMAIN_MEM, "mem", {0}, false},
-    {PYMEM_DOMAIN_OBJ, "obj", {0}, false},
+    {PYMEM_DOMAIN_RAW, "raw", {0}, {0}, false},
+    {PYMEM_DOMAIN_MEM, "mem", {0}, {0}, false},
+    {PYMEM_DOMAIN_OBJ, "obj", {0}, {0}, false},
 };
 
 static bool tracing;
 static int depth = 1;
+
+/* ---------------------------------------------------------------- sampling
+ * The model of the library's sampler (docs/memprof.md): each allocated byte
+ * is sampled with probability rate; an allocation of n bytes receives
+ * k ~ Binomial(n, rate) samples through a per-thread geometric countdown of
+ * the bytes to the next sampled one.  Only blocks with k >= 1 are recorded
+ * (frames read, site counted, pointer table); the others cost a subtraction
+ * and a branch.  Estimates: bytes k / rate; blocks and allocations 1 / p(n)
+ * per sampled block, p(n) = 1 - (1 - rate)^n (Horvitz-Thompson), so both are
+ * unbiased.  A free asks a counting filter of the sampled blocks' addresses
+ * first: freeing an unsampled block costs a shift, a load and a branch (a
+ * false positive takes the locked table lookup; there are no false
+ * negatives, as every tracked block holds its slot's count up). */
+static double sample_rate;      /* 0: exact mode */
+static double inv_log1m;        /* 1 / ln(1 - rate); 0 for rate = 1 */
+static double log1m_rate;       /* ln(1 - rate) */
+static uint64_t sample_seed;
+static uint64_t stream_salt;    /* a forked child's streams differ from its parent's */
+static _Atomic uint64_t stream_serial;
+static _Atomic uint32_t sample_generation;  /* bumped by every start() */
+static TLS int64_t tls_left;                /* bytes to the next sampled byte */
+static TLS uint64_t tls_rng[4];
+static TLS uint32_t tls_generation;         /* 0: this thread has not drawn yet */
+
+#define FILTER_BITS 18
+static _Atomic uint8_t sample_filter[(size_t)1 << FILTER_BITS];   /* counts, saturate at 255 */
+
+static inline size_t filter_slot(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    /* blocks are 16-byte aligned; nearby blocks get nearby counters */
+    return (size_t)((a >> 4) ^ (a >> (4 + FILTER_BITS))) & (((size_t)1 << FILTER_BITS) - 1);
+}
+
+static inline bool maybe_sampled(const void *p)
+{
+    return atomic_load_explicit(&sample_filter[filter_slot(p)], memory_order_relaxed) != 0;
+}
+
+static void filter_add(const void *p)          /* lock held */
+{
+    _Atomic uint8_t *c = &sample_filter[filter_slot(p)];
+    uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+    if (v < 255)
+        atomic_store_explicit(c, (uint8_t)(v + 1), memory_order_relaxed);
+}
+
+static void filter_remove(const void *p)       /* lock held */
+{
+    _Atomic uint8_t *c = &sample_filter[filter_slot(p)];
+    uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+    if (v != 0 && v < 255)                      /* a saturated count stays (false positives) */
+        atomic_store_explicit(c, (uint8_t)(v - 1), memory_order_relaxed);
+}
+
+/* 1 / P(an n-byte block receives at least one sample) */
+static double inv_p_sampled(size_t n)
+{
+    if (inv_log1m == 0.0)
+        return 1.0;
+    double p = -expm1((double)n * log1m_rate);
+    return p > 0.0 ? 1.0 / p : 0.0;
+}
+
+static inline uint64_t round_est(double x)
+{
+    return x <= 0.0 ? 0 : x >= 1.8e19 ? UINT64_MAX : (uint64_t)(x + 0.5);
+}
 
 /* Grows an array of elem-size items to hold at least need; false on overflow or OOM. */
 static bool grow_array(void **arr, size_t *cap, size_t need, size_t elem)
@@ -347,7 +440,8 @@ static uint32_t intern_site(const uint32_t *locs, uint32_t n)
     if (T.site_frames_len > UINT32_MAX - n - 1)
         return NONE32;
     memcpy(&T.site_frames[T.site_frames_len], locs, n * sizeof *locs);
-    T.sites[T.sites_len] = (site_t){h, n, (uint32_t)T.site_frames_len, 0, 0, 0, 0};
+    T.sites[T.sites_len] = (site_t){.hash = h, .nframes = n,
+                                      .frames_off = (uint32_t)T.site_frames_len};
     T.site_frames_len += n;
     T.site_slots[j] = T.sites_len + 1;
     return T.sites_len++;
@@ -427,9 +521,7 @@ static inline size_t ptr_index(uintptr_t p, size_t cap)
 
 static bool traces_grow(void)
 {
-    if ((T.traces_len + 1) * 10 < T.traces_cap * 7)
-        return true;
-    size_t ncap = T.traces_cap ? T.traces_cap * 2 : (size_t)1 << 16;
+    size_t ncap = T.traces_cap ? T.traces_cap * 2 : (size_t)1 << (sample_rate > 0.0 ? 10 : 16);
     if (ncap > SIZE_MAX / sizeof(trace_t))
         return false;
     trace_t *fresh = calloc(ncap, sizeof *fresh);
@@ -447,20 +539,34 @@ static bool traces_grow(void)
     free(T.traces);
     T.traces = fresh;
     T.traces_cap = ncap;
+    T.traces_limit = ncap / 10 * 7;
     return true;
 }
 
-static inline void uncount(const trace_t *t)
+/* Room for one more trace (load factor below 0.7). */
+static inline bool traces_room(void)
+{
+    return T.traces_len < T.traces_limit || traces_grow();
+}
+
+#define HOT static inline __attribute__((always_inline))
+
+HOT void uncount(const trace_t *t)
 {
     site_t *s = &T.sites[t->site];
     s->blocks--;
     s->bytes -= t->size;
-    T.blocks--;
     T.bytes -= t->size;
+    if (t->k != 0) {
+        s->samples -= t->k;
+        T.samples -= t->k;
+        s->est_blocks = s->blocks ? s->est_blocks - inv_p_sampled(t->size) : 0.0;
+        filter_remove((const void *)t->ptr);
+    }
 }
 
 /* Removes p's trace (if any) into *out; true when found. */
-static bool trace_remove(uintptr_t p, trace_t *out)
+HOT bool trace_remove(uintptr_t p, trace_t *out)
 {
     if (T.traces_cap == 0)
         return false;
@@ -494,9 +600,12 @@ static bool trace_remove(uintptr_t p, trace_t *out)
     return true;
 }
 
-static void trace_add(uintptr_t p, size_t size, uint32_t site)
+/* Records p (size bytes, k samples: 0 in exact mode) for site.  A fresh
+ * allocation also counts in the allocations ever; a block put back (a failed
+ * realloc) does not. */
+HOT void trace_add(uintptr_t p, size_t size, uint32_t site, uint32_t k, bool fresh_alloc)
 {
-    if (!traces_grow()) {
+    if (!traces_room()) {
         T.untracked++;
         return;
     }
@@ -510,19 +619,34 @@ static void trace_add(uintptr_t p, size_t size, uint32_t site)
         }
         j = (j + 1) & mask;
     }
-    T.traces[j] = (trace_t){p, size, site};
+    T.traces[j] = (trace_t){p, size, site, k};
     T.traces_len++;
     site_t *s = &T.sites[site];
     s->blocks++;
     s->bytes += size;
-    s->allocs++;
-    if (s->bytes > s->peak)
-        s->peak = s->bytes;
-    T.blocks++;
     T.bytes += size;
-    T.allocs++;
-    if (T.bytes > T.peak)
-        T.peak = T.bytes;
+    if (fresh_alloc)
+        s->allocs++;
+    if (k == 0) {
+        if (s->bytes > s->peak)
+            s->peak = s->bytes;
+        if (T.bytes > T.peak)
+            T.peak = T.bytes;
+        return;
+    }
+    double w = inv_p_sampled(size);
+    filter_add((const void *)p);
+    s->samples += k;
+    s->est_blocks += w;
+    if (s->samples > s->peak_samples)
+        s->peak_samples = s->samples;
+    T.samples += k;
+    if (T.samples > T.peak_samples)
+        T.peak_samples = T.samples;
+    if (fresh_alloc) {
+        s->alloc_samples += k;
+        s->est_allocs += w;
+    }
 }
 
 /* ------------------------------------------------------------ frame walk */
@@ -582,18 +706,25 @@ static uint32_t frame_loc(const rawframe *f)
     return loc;
 }
 
-/* Collects up to depth frames of the running thread (GIL held). */
-static int collect_frames(rawframe *out, bool raw_domain)
+/* The innermost Python frame of the thread making d's call, or NULL.  MEM
+ * and OBJ are called with the GIL held (the C API's rule), so the thread
+ * state is the one CPython keeps for the GIL holder; RAW may be called
+ * without the GIL: its frames are read only when this thread holds it. */
+static inline _PyInterpreterFrame *current_frame(const domain_t *d)
 {
-    PyThreadState *ts = _PyThreadState_UncheckedGet();
+    PyThreadState *ts = _PyThreadState_GET();
     if (ts == NULL || ts->cframe == NULL)
-        return 0;
-    /* RAW may be called without the GIL: read frames only when this thread holds it. */
-    if (raw_domain && PyGILState_GetThisThreadState() != ts)
-        return 0;
+        return NULL;
+    if (d->domain == PYMEM_DOMAIN_RAW && PyGILState_GetThisThreadState() != ts)
+        return NULL;
+    return ts->cframe->current_frame;
+}
+
+/* Collects up to depth frames from fr outwards. */
+static int collect_frames(_PyInterpreterFrame *fr, rawframe *out)
+{
     int n = 0;
-    for (_PyInterpreterFrame *fr = ts->cframe->current_frame; fr != NULL && n < depth;
-         fr = fr->previous) {
+    for (; fr != NULL && n < depth; fr = fr->previous) {
         out[n].code = fr->f_code;
         out[n].lasti = _PyInterpreterFrame_LASTI(fr);
         n++;
@@ -624,17 +755,57 @@ static uint32_t site_for(const rawframe *frames, int n)
     return s == NONE32 ? NO_FRAME_SITE : s;
 }
 
-static void record(domain_t *d, void *p, size_t size)
+/* This thread's last one-frame site: consecutive allocations mostly come from
+ * the same instruction (a C call that allocates several times), and then the
+ * site is found with five compares, without the code cache's hash.  The key
+ * is checked as the code cache checks it; sites are never removed, so an
+ * entry stays valid across stop() and start(). */
+static TLS struct {
+    const PyCodeObject *code;
+    const void *file, *name;
+    int lasti, firstline;
+    uint32_t site;
+} tls_last;
+
+/* The site of frames from fr outwards (fr may be NULL), without this
+ * thread's last-site entry: takes the lock and returns with it held. */
+static __attribute__((noinline)) uint32_t site_slow(_PyInterpreterFrame *fr)
 {
     rawframe frames[MAX_DEPTH];
-    int n = collect_frames(frames, d->domain == PYMEM_DOMAIN_RAW);
+    int n = collect_frames(fr, frames);
     lock_tables();
     uint32_t site = site_for(frames, n);
-    trace_add((uintptr_t)p, size, site);
+    if (n == 1 && depth == 1 && site != NO_FRAME_SITE) {
+        PyCodeObject *code = frames[0].code;
+        tls_last.code = code;
+        tls_last.file = code->co_filename;
+        tls_last.name = code->co_qualname;
+        tls_last.lasti = frames[0].lasti;
+        tls_last.firstline = code->co_firstlineno;
+        tls_last.site = site;
+    }
+    return site;
+}
+
+/* Records p (size bytes, k samples; 0: exact mode) under its Python site. */
+HOT void record(const domain_t *d, void *p, size_t size, uint32_t k)
+{
+    _PyInterpreterFrame *fr = current_frame(d);
+    uint32_t site;
+    PyCodeObject *code;
+    if (fr != NULL && depth == 1 && tls_last.code == (code = fr->f_code) &&
+        tls_last.lasti == _PyInterpreterFrame_LASTI(fr) && tls_last.file == code->co_filename &&
+        tls_last.name == code->co_qualname && tls_last.firstline == code->co_firstlineno) {
+        site = tls_last.site;
+        lock_tables();
+    } else {
+        site = site_slow(fr);
+    }
+    trace_add((uintptr_t)p, size, site, k, true);
     unlock_tables();
 }
 
-/* ----------------------------------------------------------------- hooks */
+/* ----------------------------------------------------------- exact hooks */
 static void *hook_malloc(void *ctx, size_t size)
 {
     domain_t *d = ctx;
@@ -643,7 +814,7 @@ static void *hook_malloc(void *ctx, size_t size)
     in_hook = 1;
     void *p = d->prev.malloc(d->prev.ctx, size);
     if (p != NULL)
-        record(d, p, size);
+        record(d, p, size, 0);
     in_hook = 0;
     return p;
 }
@@ -657,37 +828,44 @@ static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
     void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
     size_t size;
     if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size))
-        record(d, p, size);
+        record(d, p, size, 0);
     in_hook = 0;
     return p;
+}
+
+/* Forgets ptr's trace (if any) before the block can be freed and reused by
+ * another thread; true (and the trace in *old) when it had one. */
+static inline bool forget(void *ptr, trace_t *old)
+{
+    lock_tables();
+    bool had = trace_remove((uintptr_t)ptr, old);
+    unlock_tables();
+    return had;
+}
+
+/* A failed realloc: the old block is still valid, its trace goes back. */
+static void put_back(void *ptr, const trace_t *old)
+{
+    lock_tables();
+    trace_add((uintptr_t)ptr, old->size, old->site, old->k, false);
+    unlock_tables();
 }
 
 static void *hook_realloc(void *ctx, void *ptr, size_t size)
 {
     domain_t *d = ctx;
     trace_t old;
-    bool had = false;
-    if (ptr != NULL) {
-        /* Forget the old block before it can be freed and reused by another thread. */
-        lock_tables();
-        had = trace_remove((uintptr_t)ptr, &old);
-        unlock_tables();
-    }
+    bool had = ptr != NULL && forget(ptr, &old);
     void *p = d->prev.realloc(d->prev.ctx, ptr, size);
     if (p == NULL) {
-        if (had) {                      /* the old block is still valid: put it back */
-            lock_tables();
-            trace_add((uintptr_t)ptr, old.size, old.site);
-            T.allocs--;
-            T.sites[old.site].allocs--;
-            unlock_tables();
-        }
+        if (had)
+            put_back(ptr, &old);
         return NULL;
     }
     if (in_hook)
         return p;
     in_hook = 1;
-    record(d, p, size);
+    record(d, p, size, 0);
     in_hook = 0;
     return p;
 }
@@ -700,6 +878,109 @@ static void hook_free(void *ctx, void *ptr)
         trace_remove((uintptr_t)ptr, NULL);
         unlock_tables();
     }
+    d->prev.free(d->prev.ctx, ptr);
+}
+
+/* --------------------------------------------------------- sampled hooks */
+/* The countdown crossed zero in an allocation of size bytes (p, or NULL when
+ * it failed): counts its samples, draws the next distance, and records p. */
+static __attribute__((noinline)) void sample_slow(const domain_t *d, void *p, size_t size)
+{
+    uint32_t gen = atomic_load_explicit(&sample_generation, memory_order_relaxed);
+    if (tls_generation != gen) {
+        /* this thread's first draw (of this profile): its stream starts here,
+         * the first sampled byte G bytes into this block */
+        rpg_seed(tls_rng, sample_seed ^ stream_salt,
+                 atomic_fetch_add_explicit(&stream_serial, 1, memory_order_relaxed));
+        tls_generation = gen;
+        tls_left = rpg_draw(tls_rng, inv_log1m) - (int64_t)size;
+        if (tls_left > 0)
+            return;
+    }
+    uint64_t k;
+    if (inv_log1m == 0.0) {             /* rate 1: every byte */
+        k = size;
+        tls_left = 1;
+    } else {
+        /* the sampled byte is at size + tls_left (1-based); count those after it */
+        int64_t rest = -tls_left;
+        k = 1;
+        for (;;) {
+            int64_t g = rpg_draw(tls_rng, inv_log1m);
+            if (g <= rest) {
+                rest -= g;
+                k++;
+                continue;
+            }
+            tls_left = g - rest;
+            break;
+        }
+    }
+    if (p == NULL || k == 0)
+        return;
+    in_hook = 1;
+    record(d, p, size, k > UINT32_MAX ? UINT32_MAX : (uint32_t)k);
+    in_hook = 0;
+}
+
+/* In the sampled hooks, in_hook marks the previous allocator's own calls:
+ * pymalloc hands blocks above 512 bytes to the RAW domain, whose hook must
+ * not count their bytes a second time. */
+static void *hook_malloc_s(void *ctx, size_t size)
+{
+    domain_t *d = ctx;
+    if (in_hook)
+        return d->prev.malloc(d->prev.ctx, size);
+    in_hook = 1;
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    in_hook = 0;
+    /* the API refuses sizes above PY_SSIZE_T_MAX before calling a hook */
+    if (__builtin_expect((tls_left -= (int64_t)size) <= 0, 0))
+        sample_slow(d, p, size);
+    return p;
+}
+
+static void *hook_calloc_s(void *ctx, size_t nelem, size_t elsize)
+{
+    domain_t *d = ctx;
+    if (in_hook)
+        return d->prev.calloc(d->prev.ctx, nelem, elsize);
+    in_hook = 1;
+    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
+    in_hook = 0;
+    size_t size;
+    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size) &&
+        __builtin_expect((tls_left -= (int64_t)size) <= 0, 0))
+        sample_slow(d, p, size);
+    return p;
+}
+
+static void *hook_realloc_s(void *ctx, void *ptr, size_t size)
+{
+    domain_t *d = ctx;
+    if (in_hook)                        /* the outer call forgot ptr already */
+        return d->prev.realloc(d->prev.ctx, ptr, size);
+    trace_t old;
+    bool had = ptr != NULL && maybe_sampled(ptr) && forget(ptr, &old);
+    in_hook = 1;
+    void *p = d->prev.realloc(d->prev.ctx, ptr, size);
+    in_hook = 0;
+    if (p == NULL) {
+        if (had)
+            put_back(ptr, &old);
+        return NULL;
+    }
+    /* a resize is a fresh allocation of its new size (the sampler's rule) */
+    if (__builtin_expect((tls_left -= (int64_t)size) <= 0, 0))
+        sample_slow(d, p, size);
+    return p;
+}
+
+static void hook_free_s(void *ctx, void *ptr)
+{
+    domain_t *d = ctx;
+    if (ptr != NULL && maybe_sampled(ptr))
+        forget(ptr, NULL);
     d->prev.free(d->prev.ctx, ptr);
 }
 
@@ -755,23 +1036,27 @@ static bool expand_path(const char *pattern, char *out, size_t n)
     return true;
 }
 
+/* The totals of a report section. */
+typedef struct {
+    uint64_t blocks, bytes, peak, allocs, untracked, peak_samples;
+} totals_t;
+
 /* Counters of the report taken before finalization, kept for the final rewrite. */
 static struct {
     bool saved;
     char taken_at[32];
     char reason[16];
-    uint64_t blocks, bytes, peak, allocs, untracked;
+    totals_t totals;
     uint32_t nsites;
-    uint64_t *site_blocks, *site_bytes, *site_peak, *site_allocs;
+    site_t *sites;              /* a copy of the site table's counters */
 } before;
 
 static char *final_pattern;     /* report path pattern for the after-finalization rewrite */
 static char *program_name;
 static char python_version[32];
 
-static void write_frames(FILE *f, uint32_t site)
+static void write_frames(FILE *f, const site_t *s)
 {
-    site_t *s = &T.sites[site];
     fputs("\"frames\": [", f);
     for (uint32_t i = 0; i < s->nframes; i++) {
         loc_t *l = &T.locs[T.site_frames[s->frames_off + i]];
@@ -784,48 +1069,91 @@ static void write_frames(FILE *f, uint32_t site)
     fputc(']', f);
 }
 
+/* Sampled mode: the site's estimates, rounded as the report's integer fields
+ * carry them (the interposer's sampled reports do the same). */
+static inline uint64_t est_blocks_of(const site_t *s) { return round_est(s->est_blocks); }
+static inline uint64_t est_bytes_of(const site_t *s) { return round_est((double)s->samples / sample_rate); }
+static inline uint64_t est_allocs_of(const site_t *s) { return round_est(s->est_allocs); }
+
+/* The section's totals: the live ones in exact mode; in sampled mode, the sums
+ * of the rounded estimates of the sites (so that they add up as a report's
+ * totals must). */
+static totals_t section_totals(uint32_t n, const site_t *sites, const totals_t *live)
+{
+    totals_t t = *live;
+    if (sample_rate <= 0.0)
+        return t;
+    t.blocks = t.bytes = t.allocs = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (sites[i].blocks != 0) {
+            t.blocks += est_blocks_of(&sites[i]);
+            t.bytes += est_bytes_of(&sites[i]);
+        }
+        t.allocs += est_allocs_of(&sites[i]);
+    }
+    t.peak = round_est((double)live->peak_samples / sample_rate);
+    return t;
+}
+
+static void write_est(FILE *f, const char *name, double v)
+{
+    fprintf(f, ", \"%s\": %.17g", name, v);
+}
+
 /* Writes the sites section from the given per-site counters (lock held). */
-static void write_sites(FILE *f, uint32_t nsites, const uint64_t *blocks, const uint64_t *bytes,
-                        const uint64_t *peak, const uint64_t *allocs)
+static void write_sites(FILE *f, uint32_t nsites, const site_t *sites, bool with_peak)
 {
     fputs("[", f);
     bool first = true;
     for (uint32_t i = 0; i < nsites; i++) {
-        if (blocks[i] == 0)
+        const site_t *s = &sites[i];
+        if (s->blocks == 0)
             continue;
         fputs(first ? "\n    {" : ",\n    {", f);
         first = false;
-        write_frames(f, i);
-        fprintf(f, ", \"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64, blocks[i], bytes[i]);
-        if (peak)
-            fprintf(f, ", \"peak_bytes\": %" PRIu64, peak[i]);
-        if (allocs)
-            fprintf(f, ", \"allocs\": %" PRIu64, allocs[i]);
+        write_frames(f, s);
+        if (sample_rate > 0.0) {
+            fprintf(f, ", \"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64, est_blocks_of(s),
+                    est_bytes_of(s));
+            if (with_peak)
+                fprintf(f, ", \"peak_bytes\": %" PRIu64,
+                        round_est((double)s->peak_samples / sample_rate));
+            fprintf(f, ", \"allocs\": %" PRIu64 ", \"sampled_blocks\": %" PRIu64
+                       ", \"samples\": %" PRIu64, est_allocs_of(s), s->blocks, s->samples);
+            write_est(f, "est_blocks", s->est_blocks);
+            write_est(f, "est_bytes", (double)s->samples / sample_rate);
+            write_est(f, "est_allocs", s->est_allocs);
+            write_est(f, "est_alloc_bytes", (double)s->alloc_samples / sample_rate);
+        } else {
+            fprintf(f, ", \"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64, s->blocks, s->bytes);
+            if (with_peak)
+                fprintf(f, ", \"peak_bytes\": %" PRIu64, s->peak);
+            fprintf(f, ", \"allocs\": %" PRIu64, s->allocs);
+        }
         fputc('}', f);
     }
     fputs(first ? "]" : "\n  ]", f);
 }
 
-/* Column arrays of the live site counters (lock held); false on OOM. */
-static bool copy_counters(uint32_t n, uint64_t **b, uint64_t **by, uint64_t **pk, uint64_t **al)
+/* A copy of the site table (lock held); NULL on OOM. */
+static site_t *copy_sites(uint32_t n)
 {
-    size_t sz = (size_t)(n ? n : 1) * sizeof(uint64_t);
-    *b = malloc(sz);
-    *by = malloc(sz);
-    *pk = malloc(sz);
-    *al = malloc(sz);
-    if (!*b || !*by || !*pk || !*al) {
-        free(*b); free(*by); free(*pk); free(*al);
-        *b = *by = *pk = *al = NULL;
-        return false;
+    site_t *c = malloc((size_t)(n ? n : 1) * sizeof *c);
+    if (c != NULL && n != 0)
+        memcpy(c, T.sites, (size_t)n * sizeof *c);
+    return c;
+}
+
+static totals_t live_totals(void)
+{
+    /* blocks and allocations are summed from the sites: the hot path updates
+     * only the totals that have a peak */
+    totals_t t = {0, T.bytes, T.peak, 0, T.untracked, T.peak_samples};
+    for (uint32_t i = 0; i < T.sites_len; i++) {
+        t.blocks += T.sites[i].blocks;
+        t.allocs += T.sites[i].allocs;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        (*b)[i] = T.sites[i].blocks;
-        (*by)[i] = T.sites[i].bytes;
-        (*pk)[i] = T.sites[i].peak;
-        (*al)[i] = T.sites[i].allocs;
-    }
-    return true;
+    return t;
 }
 
 /* Writes a report to the expanded pattern (via a temporary file and rename).
@@ -837,13 +1165,20 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
     char path[4096], tmp[4200];
     if (!expand_path(pattern, path, sizeof path))
         return ENAMETOOLONG;
+    uint32_t n = T.sites_len;
+    site_t *now_sites = copy_sites(n);
+    if (now_sites == NULL)
+        return ENOMEM;
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
-    if (f == NULL)
+    if (f == NULL) {
+        free(now_sites);
         return errno ? errno : EIO;
+    }
     char now[32];
     iso_now(now, sizeof now);
     bool use_before = final && before.saved;
+    totals_t live = live_totals();
     fputs("{\n  \"format\": \"ringpool-python\",\n  \"version\": 1,\n", f);
     fprintf(f, "  \"pid\": %ld,\n  \"program\": ", (long)getpid());
     json_string(f, program_name ? program_name : "");
@@ -860,33 +1195,26 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
         firstd = false;
     }
     fputs("],\n", f);
+    if (sample_rate > 0.0)
+        fprintf(f, "  \"sample_rate\": %.17g,\n  \"sample_period\": %.17g,\n", sample_rate,
+                1.0 / sample_rate);
+    const site_t *main_sites = use_before ? before.sites : now_sites;
+    uint32_t main_n = use_before ? before.nsites : n;
+    totals_t t = section_totals(main_n, main_sites, use_before ? &before.totals : &live);
+    fprintf(f, "  \"totals\": {\"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64
+               ", \"peak_bytes\": %" PRIu64 ", \"allocs\": %" PRIu64
+               ", \"untracked\": %" PRIu64 "},\n  \"sites\": ",
+            t.blocks, t.bytes, t.peak, t.allocs, t.untracked);
+    write_sites(f, main_n, main_sites, true);
     if (use_before) {
-        fprintf(f, "  \"totals\": {\"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64
-                   ", \"peak_bytes\": %" PRIu64 ", \"allocs\": %" PRIu64
-                   ", \"untracked\": %" PRIu64 "},\n  \"sites\": ",
-                before.blocks, before.bytes, before.peak, before.allocs, before.untracked);
-        write_sites(f, before.nsites, before.site_blocks, before.site_bytes, before.site_peak,
-                    before.site_allocs);
+        totals_t after = section_totals(n, now_sites, &live);
         fprintf(f, ",\n  \"after_finalization\": {\"taken_at\": \"%s\", \"totals\": {\"blocks\": %"
-                   PRIu64 ", \"bytes\": %" PRIu64 "}, \"sites\": ", now, T.blocks, T.bytes);
-    } else {
-        fprintf(f, "  \"totals\": {\"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64
-                   ", \"peak_bytes\": %" PRIu64 ", \"allocs\": %" PRIu64
-                   ", \"untracked\": %" PRIu64 "},\n  \"sites\": ",
-                T.blocks, T.bytes, T.peak, T.allocs, T.untracked);
+                   PRIu64 ", \"bytes\": %" PRIu64 "}, \"sites\": ", now, after.blocks, after.bytes);
+        write_sites(f, n, now_sites, false);
+        fputs("}", f);
     }
-    uint64_t *b, *by, *pk, *al;
-    if (!copy_counters(T.sites_len, &b, &by, &pk, &al)) {
-        fclose(f);
-        unlink(tmp);
-        return ENOMEM;
-    }
-    if (use_before)
-        write_sites(f, T.sites_len, b, by, NULL, al);
-    else
-        write_sites(f, T.sites_len, b, by, pk, al);
-    free(b); free(by); free(pk); free(al);
-    fputs(use_before ? "}\n}\n" : "\n}\n", f);
+    free(now_sites);
+    fputs("\n}\n", f);
     int err = ferror(f) ? EIO : 0;
     if (fclose(f) != 0 && err == 0)
         err = errno ? errno : EIO;
@@ -899,17 +1227,13 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
 
 static void save_before_locked(const char *reason)
 {
-    free(before.site_blocks); free(before.site_bytes); free(before.site_peak); free(before.site_allocs);
+    free(before.sites);
     before.saved = false;
-    if (!copy_counters(T.sites_len, &before.site_blocks, &before.site_bytes, &before.site_peak,
-                       &before.site_allocs))
+    before.sites = copy_sites(T.sites_len);
+    if (before.sites == NULL)
         return;
     before.nsites = T.sites_len;
-    before.blocks = T.blocks;
-    before.bytes = T.bytes;
-    before.peak = T.peak;
-    before.allocs = T.allocs;
-    before.untracked = T.untracked;
+    before.totals = live_totals();
     iso_now(before.taken_at, sizeof before.taken_at);
     snprintf(before.reason, sizeof before.reason, "%s", reason);
     before.saved = true;
@@ -933,6 +1257,13 @@ static void final_report_atexit(void)
 static void atfork_child(void)
 {
     atomic_flag_clear(&tables_lock);
+    /* The child's one thread draws from a stream of its own from now on. */
+    stream_salt = rpg_splitmix(&(uint64_t){stream_salt ^ (uint64_t)getpid()});
+    if (sample_rate > 0.0 && tls_generation != 0) {
+        rpg_seed(tls_rng, sample_seed ^ stream_salt,
+                 atomic_fetch_add_explicit(&stream_serial, 1, memory_order_relaxed));
+        tls_left = rpg_draw(tls_rng, inv_log1m);
+    }
 }
 
 /* ------------------------------------------------------- Python interface */
@@ -958,21 +1289,64 @@ static bool tables_init(void)
     return intern_site(&none, 0) == NO_FRAME_SITE;
 }
 
+static uint64_t random_seed(void)
+{
+    uint64_t x = 0;
+    if (getentropy(&x, sizeof x) != 0 || x == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 16) ^
+            (uint64_t)(uintptr_t)&x;
+    }
+    return x;
+}
+
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    static char *kwlist[] = {"depth", "raw", NULL};
+    static char *kwlist[] = {"depth", "raw", "sample_rate", "seed", NULL};
     int d = 1, raw = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|ip:start", kwlist, &d, &raw))
+    double rate = 0.0;
+    PyObject *seed_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|ipdO:start", kwlist, &d, &raw, &rate, &seed_obj))
         return NULL;
     if (!in_main_interpreter())
         return refuse_subinterpreter();
     if (d < 1 || d > MAX_DEPTH)
         return PyErr_Format(PyExc_ValueError, "depth must be between 1 and %d, not %d", MAX_DEPTH, d);
+    if (!(rate >= 0.0 && rate <= 1.0))
+        return PyErr_Format(PyExc_ValueError,
+                            "sample_rate must be in (0, 1] (0: exact, every allocation), not %R",
+                            PyTuple_GET_SIZE(args) > 2 ? PyTuple_GET_ITEM(args, 2)
+                                                       : PyDict_GetItemString(kw, "sample_rate"));
+    uint64_t seed = 0;
+    if (seed_obj != Py_None) {
+        if (!PyLong_Check(seed_obj))
+            return PyErr_Format(PyExc_TypeError, "seed must be an int or None, not %.100s",
+                                Py_TYPE(seed_obj)->tp_name);
+        seed = PyLong_AsUnsignedLongLong(seed_obj);
+        if (seed == (uint64_t)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return PyErr_Format(PyExc_ValueError, "seed must be an integer from 0 to 2**64 - 1");
+        }
+        if (rate == 0.0)
+            return PyErr_Format(PyExc_ValueError, "seed applies to sampling (give sample_rate)");
+    } else if (rate > 0.0) {
+        seed = random_seed();
+    }
     if (tracing)
         return PyErr_Format(PyExc_RuntimeError, "the Python allocator hooks are already running");
+    /* the mode is set before the tables are sized (the sampled table starts small) */
+    sample_rate = rate;
+    log1m_rate = rate > 0.0 && rate < 1.0 ? log1p(-rate) : 0.0;
+    inv_log1m = rate > 0.0 && rate < 1.0 ? 1.0 / log1m_rate : 0.0;
+    sample_seed = seed;
+    atomic_store(&stream_serial, 0);
+    /* generation 0 means "never drew": skip it when the counter wraps */
+    if (atomic_fetch_add(&sample_generation, 1) + 1 == 0)
+        atomic_fetch_add(&sample_generation, 1);
     lock_tables();
-    bool ok = tables_init() && traces_grow() && cc_grow();
+    bool ok = tables_init() && traces_room() && cc_grow();
     unlock_tables();
     if (!ok)
         return PyErr_NoMemory();
@@ -990,8 +1364,11 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
         if (dm->domain == PYMEM_DOMAIN_RAW && !raw)
             continue;
         PyMem_GetAllocator(dm->domain, &dm->prev);
-        PyMemAllocatorEx mine = {dm, hook_malloc, hook_calloc, hook_realloc, hook_free};
-        PyMem_SetAllocator(dm->domain, &mine);
+        if (rate > 0.0)
+            dm->mine = (PyMemAllocatorEx){dm, hook_malloc_s, hook_calloc_s, hook_realloc_s, hook_free_s};
+        else
+            dm->mine = (PyMemAllocatorEx){dm, hook_malloc, hook_calloc, hook_realloc, hook_free};
+        PyMem_SetAllocator(dm->domain, &dm->mine);
         dm->installed = true;
     }
     tracing = true;
@@ -1002,10 +1379,17 @@ static void clear_tables_locked(void)
 {
     free(T.traces);
     T.traces = NULL;
-    T.traces_cap = T.traces_len = 0;
-    for (uint32_t i = 0; i < T.sites_len; i++)
-        T.sites[i].blocks = T.sites[i].bytes = T.sites[i].peak = T.sites[i].allocs = 0;
-    T.blocks = T.bytes = T.peak = T.allocs = T.untracked = 0;
+    T.traces_cap = T.traces_len = T.traces_limit = 0;
+    for (uint32_t i = 0; i < T.sites_len; i++) {
+        site_t *s = &T.sites[i];
+        s->blocks = s->bytes = s->peak = s->allocs = 0;
+        s->samples = s->peak_samples = s->alloc_samples = 0;
+        s->est_blocks = s->est_allocs = 0.0;
+    }
+    T.bytes = T.peak = T.untracked = 0;
+    T.samples = T.peak_samples = 0;
+    if (sample_rate > 0.0)
+        memset((void *)sample_filter, 0, sizeof sample_filter);
 }
 
 static PyObject *py_stop(PyObject *self, PyObject *noargs)
@@ -1020,7 +1404,7 @@ static PyObject *py_stop(PyObject *self, PyObject *noargs)
         if (!domains[i].installed)
             continue;
         PyMem_GetAllocator(domains[i].domain, &cur);
-        if (cur.malloc != hook_malloc || cur.ctx != &domains[i])
+        if (cur.malloc != domains[i].mine.malloc || cur.ctx != &domains[i])
             return PyErr_Format(PyExc_RuntimeError,
                                 "another allocator hook (tracemalloc?) was installed on the %s "
                                 "domain after ringpool's; stop it first", domains[i].name);
@@ -1050,7 +1434,9 @@ static PyObject *py_totals(PyObject *self, PyObject *noargs)
 {
     (void)self; (void)noargs;
     lock_tables();
-    uint64_t v[5] = {T.blocks, T.bytes, T.peak, T.allocs, T.untracked};
+    totals_t live = live_totals();
+    totals_t t = section_totals(T.sites_len, T.sites, &live);   /* sampled: estimates */
+    uint64_t v[5] = {t.blocks, t.bytes, t.peak, t.allocs, t.untracked};
     unlock_tables();
     in_hook++;
     PyObject *r = Py_BuildValue("(KKKKK)", (unsigned long long)v[0], (unsigned long long)v[1],
@@ -1060,13 +1446,22 @@ static PyObject *py_totals(PyObject *self, PyObject *noargs)
     return r;
 }
 
+static PyObject *py_sample_rate(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    return PyFloat_FromDouble(sample_rate);
+}
+
 static PyObject *py_reset_peak(PyObject *self, PyObject *noargs)
 {
     (void)self; (void)noargs;
     lock_tables();
     T.peak = T.bytes;
-    for (uint32_t i = 0; i < T.sites_len; i++)
+    T.peak_samples = T.samples;
+    for (uint32_t i = 0; i < T.sites_len; i++) {
         T.sites[i].peak = T.sites[i].bytes;
+        T.sites[i].peak_samples = T.sites[i].samples;
+    }
     unlock_tables();
     Py_RETURN_NONE;
 }
@@ -1105,29 +1500,38 @@ static PyObject *frames_tuple(uint32_t site)
     return t;
 }
 
-/* sites(): [(frames, blocks, bytes, peak_bytes, allocs)] for sites with outstanding blocks. */
+/* sites(): [(frames, blocks, bytes, peak_bytes, allocs)] for sites with
+ * outstanding blocks (sampled mode: the rounded estimates). */
 static PyObject *py_sites(PyObject *self, PyObject *noargs)
 {
     (void)self; (void)noargs;
     in_hook++;
     lock_tables();
     uint32_t n = T.sites_len;
-    uint64_t *b, *by, *pk, *al;
-    bool ok = copy_counters(n, &b, &by, &pk, &al);
+    site_t *c = copy_sites(n);
     unlock_tables();
     PyObject *list = NULL;
-    if (!ok) {
+    if (c == NULL) {
         PyErr_NoMemory();
         goto out;
     }
+    bool sampled = sample_rate > 0.0;
     list = PyList_New(0);
     for (uint32_t i = 0; list != NULL && i < n; i++) {
-        if (b[i] == 0)
+        const site_t *s = &c[i];
+        if (s->blocks == 0)
             continue;
+        uint64_t v[4] = {s->blocks, s->bytes, s->peak, s->allocs};
+        if (sampled) {
+            v[0] = est_blocks_of(s);
+            v[1] = est_bytes_of(s);
+            v[2] = round_est((double)s->peak_samples / sample_rate);
+            v[3] = est_allocs_of(s);
+        }
         PyObject *fr = frames_tuple(i);
-        PyObject *row = fr ? Py_BuildValue("(NKKKK)", fr, (unsigned long long)b[i],
-                                           (unsigned long long)by[i], (unsigned long long)pk[i],
-                                           (unsigned long long)al[i]) : NULL;
+        PyObject *row = fr ? Py_BuildValue("(NKKKK)", fr, (unsigned long long)v[0],
+                                           (unsigned long long)v[1], (unsigned long long)v[2],
+                                           (unsigned long long)v[3]) : NULL;
         if (row == NULL || PyList_Append(list, row) < 0) {
             Py_XDECREF(row);
             Py_CLEAR(list);
@@ -1135,7 +1539,7 @@ static PyObject *py_sites(PyObject *self, PyObject *noargs)
         }
         Py_DECREF(row);
     }
-    free(b); free(by); free(pk); free(al);
+    free(c);
 out:
     in_hook--;
     return list;
@@ -1290,7 +1694,11 @@ static PyObject *py_set_program(PyObject *self, PyObject *arg)
 
 static PyMethodDef methods[] = {
     {"start", (PyCFunction)(void (*)(void))py_start, METH_VARARGS | METH_KEYWORDS,
-     "start(depth=1, raw=True): route the allocator domains through the hooks."},
+     "start(depth=1, raw=True, sample_rate=0.0, seed=None): route the allocator domains "
+     "through the hooks; a sample_rate in (0, 1] records only sampled allocations "
+     "(each byte sampled with that probability) and reports estimates."},
+    {"sample_rate", py_sample_rate, METH_NOARGS,
+     "sample_rate() -> float: the rate of the running (or last) sampled run; 0.0: exact."},
     {"stop", py_stop, METH_NOARGS, "stop(): restore the previous allocators and clear the tables."},
     {"is_tracing", py_is_tracing, METH_NOARGS, "is_tracing() -> bool"},
     {"totals", py_totals, METH_NOARGS,

@@ -3,7 +3,9 @@
 Started by ``ringpool-audit run --python``; the arguments are what ``python``
 would get (``SCRIPT ARGS``, ``-m MODULE ARGS`` or ``-c CODE ARGS``).  The
 environment names the report (``RINGPOOL_PYTHON_REPORT``, ``%p`` the pid) and
-the frames kept per allocation (``RINGPOOL_PYTHON_DEPTH``).  The report is
+the frames kept per allocation (``RINGPOOL_PYTHON_DEPTH``) and, for sampling,
+the rate per byte and the seed (``RINGPOOL_PYTHON_SAMPLE_RATE``,
+``RINGPOOL_PYTHON_SAMPLE_SEED``).  The report is
 written when the program ends, before the interpreter's finalization (an
 ``atexit`` callback registered before the program runs, so it runs after the
 program's own), rewritten after finalization with what it left, and written
@@ -23,12 +25,64 @@ from typing import Any
 
 REPORT_ENV = "RINGPOOL_PYTHON_REPORT"
 DEPTH_ENV = "RINGPOOL_PYTHON_DEPTH"
+RATE_ENV = "RINGPOOL_PYTHON_SAMPLE_RATE"
+SEED_ENV = "RINGPOOL_PYTHON_SAMPLE_SEED"
 USAGE = "usage: python -m audit._pyboot (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
 
 
 def _fail(message: str) -> int:
     print(f"ringpool python hooks: {message}", file=sys.stderr)
     return 1
+
+
+def _load_hooks() -> types.ModuleType:
+    """allocator._pyhooks without running allocator/__init__.py (the bindings,
+    cffi and the report reader: tens of milliseconds of start-up the audited
+    program would pay).  A later ``from allocator import _pyhooks`` finds the
+    same module in sys.modules."""
+    import importlib.machinery
+    import importlib.util
+
+    name = "allocator._pyhooks"
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        return loaded
+    package = importlib.util.find_spec("allocator")
+    locations = package.submodule_search_locations if package is not None else None
+    spec = importlib.machinery.PathFinder.find_spec(name, list(locations or []))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{name} is not installed beside the allocator package")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _sampling() -> tuple[float, int | None]:
+    """(rate, seed) from the environment; rate 0.0: exact mode."""
+    text = os.environ.get(RATE_ENV)
+    if not text:
+        return 0.0, None
+    try:
+        rate = float(text)
+    except ValueError:
+        raise ValueError(f"${RATE_ENV} must be a number in (0, 1], not {text!r}") from None
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"${RATE_ENV} must be a number in (0, 1], not {text!r}")
+    seed_text = os.environ.get(SEED_ENV)
+    if not seed_text:
+        return rate, None
+    try:
+        seed = int(seed_text, 0)
+    except ValueError:
+        raise ValueError(f"${SEED_ENV} must be an integer, not {seed_text!r}") from None
+    if not 0 <= seed < 2 ** 64:
+        raise ValueError(f"${SEED_ENV} must be from 0 to 2**64-1, not {seed_text!r}")
+    return rate, seed
 
 
 def main(argv: list[str]) -> int:
@@ -39,10 +93,14 @@ def main(argv: list[str]) -> int:
         depth = int(os.environ.get(DEPTH_ENV, "1"))
     except ValueError:
         return _fail(f"${DEPTH_ENV} must be an integer, not {os.environ[DEPTH_ENV]!r}")
+    try:
+        rate, seed = _sampling()
+    except ValueError as exc:
+        return _fail(str(exc))
     if not argv or (argv[0] in ("-m", "-c") and len(argv) < 2):
         return _fail(USAGE)
     try:
-        from allocator import _pyhooks
+        _pyhooks = _load_hooks()
     except ImportError as exc:
         return _fail(f"cannot load the hooks into {sys.executable} "
                      f"(Python {sys.version.split()[0]}): {exc}")
@@ -51,7 +109,10 @@ def main(argv: list[str]) -> int:
         return _fail(f"{argv[0]}: no such file")
     try:
         _pyhooks.set_program(program)
-        _pyhooks.start(depth=depth)
+        if rate:
+            _pyhooks.start(depth=depth, sample_rate=rate, seed=seed)
+        else:
+            _pyhooks.start(depth=depth)
     except (ValueError, RuntimeError) as exc:
         return _fail(str(exc))
 

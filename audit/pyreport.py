@@ -12,10 +12,18 @@ This module checks those files (pure Python, one-line errors naming the file
 and the field) and groups sites into rows for the CLI: ``--by line``
 (``file:line (function)`` of the innermost frame, the default), ``function``,
 ``file`` or ``stack`` (every recorded frame).
+
+A sampled report (``run --python --sample-rate R``) states ``sample_rate``
+(per byte); its sites' ``blocks``, ``bytes``, ``peak_bytes`` and ``allocs``
+are the rounded estimates, and each site also carries the estimates as
+numbers (``est_blocks``, ``est_bytes``, ``est_allocs``, ``est_alloc_bytes``)
+and what was sampled (``sampled_blocks``, ``samples``), as the interposer's
+sampled reports do.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -38,12 +46,25 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class Estimates:
+    """A sampled site's unbiased estimates (floats; blocks/bytes/allocs of the
+    site carry them rounded) and what was sampled."""
+    blocks: float
+    bytes: float
+    allocs: float
+    alloc_bytes: float
+    sampled_blocks: int
+    samples: int
+
+
+@dataclass(frozen=True)
 class Site:
     frames: tuple[Frame, ...]   # innermost first; empty: no Python frame
     blocks: int
     bytes: int
     allocs: int | None
     peak_bytes: int | None
+    estimates: Estimates | None = None      # sampled reports only
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,7 @@ class PythonReport:
     domains: tuple[str, ...]
     before: Section                 # outstanding before finalization (or at the request)
     after: Section | None           # left by finalization, when written after it
+    sample_rate: float | None = None    # per byte; None: exact counts
 
     # Fields the CLI's report metadata reads, like a snapshot's.
     @property
@@ -104,6 +126,17 @@ class _Checker:
     def optional_count(self, obj: dict[str, Any], name: str, where: str) -> int | None:
         return self.count(obj, name, where) if name in obj else None
 
+    def number(self, obj: dict[str, Any], name: str, where: str) -> float:
+        field = f"{where}.{name}" if where else name
+        if name not in obj:
+            raise self.fail(field, "missing")
+        value = obj[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(field, f"must be a number, found {type(value).__name__}")
+        if not math.isfinite(value) or value < 0:
+            raise self.fail(field, f"must be a finite number >= 0, found {value!r}")
+        return float(value)
+
 
 _BOOT = os.sep + os.path.join("audit", "_pyboot.py")
 
@@ -122,7 +155,14 @@ def _trim(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
     return frames[:end]
 
 
-def _sites(c: _Checker, raw: Any, where: str, depth: int) -> tuple[Site, ...]:
+def _estimates(c: _Checker, s: dict[str, Any], w: str) -> Estimates:
+    return Estimates(c.number(s, "est_blocks", w), c.number(s, "est_bytes", w),
+                     c.number(s, "est_allocs", w),
+                     c.number(s, "est_alloc_bytes", w) if "est_alloc_bytes" in s else 0.0,
+                     c.count(s, "sampled_blocks", w), c.count(s, "samples", w))
+
+
+def _sites(c: _Checker, raw: Any, where: str, depth: int, sampled: bool) -> tuple[Site, ...]:
     if not isinstance(raw, list):
         raise c.fail(where, f"must be list, found {type(raw).__name__}")
     out = []
@@ -141,11 +181,12 @@ def _sites(c: _Checker, raw: Any, where: str, depth: int) -> tuple[Site, ...]:
             frames.append(Frame(c.get(f, "file", str, wf), c.count(f, "line", wf),
                                 c.get(f, "function", str, wf)))
         out.append(Site(_trim(tuple(frames)), c.count(s, "blocks", w), c.count(s, "bytes", w),
-                        c.optional_count(s, "allocs", w), c.optional_count(s, "peak_bytes", w)))
+                        c.optional_count(s, "allocs", w), c.optional_count(s, "peak_bytes", w),
+                        _estimates(c, s, w) if sampled else None))
     return tuple(out)
 
 
-def _section(c: _Checker, obj: dict[str, Any], where: str, depth: int) -> Section:
+def _section(c: _Checker, obj: dict[str, Any], where: str, depth: int, sampled: bool) -> Section:
     taken_at = c.get(obj, "taken_at", str, where)
     raw_totals = c.get(obj, "totals", dict, where)
     tw = f"{where}.totals" if where else "totals"
@@ -153,7 +194,8 @@ def _section(c: _Checker, obj: dict[str, Any], where: str, depth: int) -> Sectio
     for k in raw_totals:
         if k not in totals:
             totals[k] = c.count(raw_totals, k, tw)
-    sites = _sites(c, c.get(obj, "sites", list, where), f"{where}.sites" if where else "sites", depth)
+    sites = _sites(c, c.get(obj, "sites", list, where), f"{where}.sites" if where else "sites", depth,
+                   sampled)
     blocks = sum(s.blocks for s in sites)
     nbytes = sum(s.bytes for s in sites)
     if (blocks, nbytes) != (totals["blocks"], totals["bytes"]):
@@ -181,14 +223,20 @@ def parse(doc: Any, source: str) -> PythonReport:
     domains = c.get(doc, "domains", list, "")
     if not all(d in ("raw", "mem", "obj") for d in domains):
         raise c.fail("domains", f"must name raw, mem or obj, found {domains!r}")
-    before = _section(c, doc, "", depth)
+    rate = None
+    if "sample_rate" in doc:
+        rate = c.number(doc, "sample_rate", "")
+        if not 0.0 < rate <= 1.0:
+            raise c.fail("sample_rate", f"must be in (0, 1], found {doc['sample_rate']!r}")
+    before = _section(c, doc, "", depth, rate is not None)
     after = None
     if "after_finalization" in doc:
         raw_after = c.get(doc, "after_finalization", dict, "")
-        after = _section(c, raw_after, "after_finalization", depth)
+        after = _section(c, raw_after, "after_finalization", depth, rate is not None)
     return PythonReport(path=source, pid=c.count(doc, "pid", ""),
                         program=c.get(doc, "program", str, ""), python=c.get(doc, "python", str, ""),
-                        reason=reason, depth=depth, domains=tuple(domains), before=before, after=after)
+                        reason=reason, depth=depth, domains=tuple(domains), before=before, after=after,
+                        sample_rate=rate)
 
 
 # --------------------------------------------------------------------- rows

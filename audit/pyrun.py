@@ -100,6 +100,12 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
     env = dict(os.environ)
     env["RINGPOOL_PYTHON_REPORT"] = os.path.join(os.path.abspath(report_dir), "python.%p.json")
     env["RINGPOOL_PYTHON_DEPTH"] = str(args.python_depth)
+    for name in ("RINGPOOL_PYTHON_SAMPLE_RATE", "RINGPOOL_PYTHON_SAMPLE_SEED"):
+        env.pop(name, None)
+    if getattr(args, "sample_rate", None) is not None:
+        env["RINGPOOL_PYTHON_SAMPLE_RATE"] = repr(args.sample_rate)
+    if getattr(args, "sample_seed", None) is not None:
+        env["RINGPOOL_PYTHON_SAMPLE_SEED"] = str(args.sample_seed)
     if os.path.realpath(interpreter) != os.path.realpath(sys.executable):
         # Another interpreter finds this package where this one found it.
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -100,7 +100,7 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
     est = "~" if rate is not None else ""          # sampled: the counts are estimates
     columns += [Column("blocks", est + "blocks"), Column("bytes", est + "bytes")]
     if not preload:
-        columns.append(Column("peak_bytes", "peak"))
+        columns.append(Column("peak_bytes", est + "peak"))
     columns += [Column("allocs", est + "allocs"), Column("percent", "% bytes", ".1f")]
     if preload:
         columns.append(Column("suppressed", "suppressed"))

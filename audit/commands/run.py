@@ -48,9 +48,9 @@ class RunCommand:
                             help="with --preload: frames of call stack recorded per block, 1 to 256 "
                                  "(default 64; 1 records the caller of malloc only, the cheapest)")
         parser.add_argument("--sample-rate", type=sample_rate, default=None, metavar="RATE",
-                            help="with --preload: sample each allocated byte with probability RATE "
-                                 "(0 < RATE <= 1, e.g. 1e-4) and track the sampled blocks only; the "
-                                 "report gives estimates (docs/memprof.md)")
+                            help="with --preload or --python: sample each allocated byte with "
+                                 "probability RATE (0 < RATE <= 1, e.g. 1e-4) and track the sampled "
+                                 "blocks only; the report gives estimates (docs/memprof.md)")
         parser.add_argument("--sample-seed", type=sample_seed, default=None, metavar="N",
                             help="with --sample-rate: fix the random stream (reproducible runs)")
         pyrun.add_python_options(parser)
@@ -65,9 +65,9 @@ class RunCommand:
         output.check_output(args)
         if args.stack_depth is not None and not args.preload:
             raise AuditError("--stack-depth applies to --preload runs only")
-        if args.sample_rate is not None and not args.preload:
-            raise AuditError("--sample-rate applies to --preload runs only (pools: allocator.memprof, "
-                             "rp_memprof_start)")
+        if args.sample_rate is not None and not (args.preload or args.python):
+            raise AuditError("--sample-rate applies to --preload and --python runs only (pools: "
+                             "allocator.memprof, rp_memprof_start)")
         if args.sample_seed is not None and args.sample_rate is None:
             raise AuditError("--sample-seed needs --sample-rate")
         if args.preload and args.output is None and getattr(FORMATTERS.get(args.format), "binary", False):

@@ -75,7 +75,7 @@ def profile(source: Source) -> Profile:
             alloc_known = _add_preload(prof, report, source) and alloc_known
         elif report.kind == "python":
             alloc_known = False
-            _add_python(prof, report.data, source.finalization)
+            _add_python(prof, report, source.finalization)
         else:
             alloc_known = False
             _add_snapshot(prof, report.data)
@@ -122,9 +122,28 @@ def _add_snapshot(prof: Profile, snap: Any) -> None:
 
 
 # ---------------------------------------------------------------- Python
-def _add_python(prof: Profile, data: Any, finalization: bool) -> None:
+def _join_rate(prof: Profile, path: str, rate: Any) -> None:
+    """Sets the profile's sampling rate from a report's (None: exact); reports sampled at
+    different rates, or exact and sampled ones, do not make one profile."""
+    if rate is not None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise ValueError(f"{path}: field 'sample_rate' must be a number in (0, 1], found {rate!r}")
+        if prof.sample_rate not in (None, float(rate)):
+            raise ValueError(f"{path}: sampled at {rate:g} per byte, another report at "
+                             f"{prof.sample_rate:g}; export them separately")
+        if prof.sample_rate is None and prof.samples:
+            raise ValueError(f"{path}: a sampled report cannot join exact ones in one profile")
+        prof.sample_rate = float(rate)
+    elif prof.sample_rate is not None:
+        raise ValueError(f"{path}: an exact report cannot join sampled ones in one profile")
+
+
+def _add_python(prof: Profile, report: Any, finalization: bool) -> None:
     """A report of the Python allocator hooks (audit.pyreport): each site is a stack of
-    Python frames, innermost first; a site without a Python frame is one frame saying so."""
+    Python frames, innermost first; a site without a Python frame is one frame saying so.
+    A sampled report gives its estimates."""
+    data = report.data
+    _join_rate(prof, str(report.path), getattr(data, "sample_rate", None))
     section = data.after if finalization else data.before
     if section is None:
         return
@@ -132,7 +151,11 @@ def _add_python(prof: Profile, data: Any, finalization: bool) -> None:
         stack = [Frame(str(f.function), str(f.file), int(f.line), kind="python") for f in site.frames]
         if not stack:
             stack = [Frame("(no Python frame)", kind="python")]
-        prof.add(stack, [site.blocks, site.bytes, site.allocs or 0, 0])
+        est = getattr(site, "estimates", None)
+        if est is not None:
+            prof.add(stack, [est.blocks, est.bytes, est.allocs, 0])
+        else:
+            prof.add(stack, [site.blocks, site.bytes, site.allocs or 0, 0])
 
 
 # ------------------------------------------------------------ interposer
