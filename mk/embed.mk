@@ -5,8 +5,10 @@
 #                             object on the C heap) and with pymalloc, N = EMBED_CYCLES
 #   make embed-residue-sites  ringpool-audit run --preload --cycles EMBED_SITE_CYCLES: the
 #                             residue per cycle by EMBED_BY (function, module, ...), under the
-#                             interposer, from one run per count
+#                             interposer (EMBED_STACK_DEPTH frames), from one run per count
 #   make embed-residue-pool   the same through the pool of the RAW domain, by module (--tag module)
+# (libmpdec, inside libpython, warns "mpd_setminalloc: ignoring request..." on stderr
+# from the second cycle on: _decimal's initialization runs again in the same process.)
 # Built against the system's CPython (python3-dev: python3-config --embed) and libringpool.so.
 PYTHON_CONFIG ?= /usr/bin/python3-config
 EMBED_HOST    := $(BUILD)/embed/host
@@ -14,6 +16,7 @@ EMBED_CYCLES  ?= 1000
 EMBED_SITE_CYCLES ?= 1,100,1000
 EMBED_BY      ?= function
 EMBED_TOP     ?= 12
+EMBED_STACK_DEPTH ?= 64
 
 .PHONY: test-embed embed-residue embed-residue-sites embed-residue-pool setup-embed
 TEST_TARGETS += test-embed
@@ -47,9 +50,10 @@ embed-residue: $(EMBED_HOST)
 # One run per count under the interposer (whole stacks, 64 frames), every object on the C heap.
 embed-residue-sites: $(EMBED_HOST) preload setup-py
 	rm -rf $(BUILD)/embed/sites
-	PYTHONMALLOC=malloc $(PY) -m audit run --preload --cycles $(EMBED_SITE_CYCLES) --by $(EMBED_BY) \
+	PYTHONMALLOC=malloc $(PY) -m audit run --preload --stack-depth $(EMBED_STACK_DEPTH) \
+	  --cycles $(EMBED_SITE_CYCLES) --by $(EMBED_BY) \
 	  --top $(EMBED_TOP) --report-dir $(BUILD)/embed/sites --output $(BUILD)/embed/sites.txt --force \
-	  -- $(EMBED_HOST) examples/embed/cycle.py '{cycles}' 2>&1 | grep -v mpd_setminalloc | grep -v '^$$'
+	  -- $(EMBED_HOST) examples/embed/cycle.py '{cycles}'
 	@cat $(BUILD)/embed/sites.txt
 
 # The pool of the RAW domain (and of every domain: EMBED_POOL=all), tagged by importing module.
@@ -58,6 +62,5 @@ embed-residue-pool: $(EMBED_HOST) setup-py
 	rm -rf $(BUILD)/embed/pool
 	env -u PYTHONMALLOC $(PY) -m audit run --cycles $(EMBED_SITE_CYCLES) --top $(EMBED_TOP) \
 	  --report-dir $(BUILD)/embed/pool --output $(BUILD)/embed/pool.txt --force \
-	  -- $(EMBED_HOST) --pool $(EMBED_POOL) --tag module examples/embed/cycle.py '{cycles}' \
-	  2>&1 | grep -v mpd_setminalloc | grep -v '^$$'
+	  -- $(EMBED_HOST) --pool $(EMBED_POOL) --tag module examples/embed/cycle.py '{cycles}'
 	@cat $(BUILD)/embed/pool.txt
