@@ -32,6 +32,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#define RPI_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RPI_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
 enum { RULE_RSP = 1, RULE_RBP = 2, RULE_END = 3, RULE_OTHER = 4 };
 
 /* kind (8 bits) | rbp saved at CFA+rbp_off (16 bits, 0 = not saved) | cfa_off (32) */
@@ -487,15 +490,26 @@ typedef struct memo {
 } memo;
 static __thread memo tls_memo __attribute__((tls_model("initial-exec")));
 
-static inline uintptr_t read_word(memo *m, uintptr_t addr)
+/* A return address the cache does not hold yet: its rule from the unwind
+   tables, remembered. Out of line: the walk's loop stays small. */
+static __attribute__((noinline, cold)) uint64_t rule_miss(uintptr_t pc)
 {
-    uintptr_t v = *(const uintptr_t *)addr;
-    if (m->nreads < 2 * MEMO_FRAMES) {
-        m->addr[m->nreads] = addr;
-        m->value[m->nreads] = v;
-    }
-    m->nreads++;
-    return v;
+    uint64_t rule = compute_rule(pc);
+    remember(pc, rule);
+    return rule;
+}
+
+static inline uint64_t rule_of(uintptr_t pc)
+{
+    const cache *c = atomic_load_explicit(&rules, memory_order_acquire);
+    size_t i = home(pc, c->mask);
+    /* the first probe inline: nearly every lookup ends there */
+    if (RPI_LIKELY(atomic_load_explicit(&c->s[i].pc, memory_order_acquire) == pc))
+        return atomic_load_explicit(&c->s[i].rule, memory_order_relaxed);
+    uint64_t rule;
+    if (lookup(c, pc, &rule))
+        return rule;
+    return rule_miss(pc);
 }
 
 /* Frame pointer kept so that this function's own frame is known: the walk
@@ -524,31 +538,34 @@ int rpi_unwind_fast(uintptr_t *out, int max, int *same)
     m->pc = pc;
     m->sp = sp;
     m->bp = bp;
-    m->nreads = 0;
     m->need_bp = 0;
+    if (!atomic_load_explicit(&rules, memory_order_acquire))
+        return -1;
+    /* Every word read is logged while the walk is within MEMO_FRAMES frames
+       (at most two reads a frame, so the log cannot overflow there); a
+       deeper walk is not memoized. */
+    uintptr_t *log_addr = m->addr, *log_value = m->value;
     uintptr_t bp_at = 0;       /* where the caller's rbp is saved; 0: in bp */
     int bp_is_start = 1;
-    int n = 0;
-    cache *c = atomic_load_explicit(&rules, memory_order_acquire);
-    if (!c)
-        return -1;
+    int n = 0, logged = 1;
     while (n < max) {
+        if (n == MEMO_FRAMES)
+            logged = 0;
         out[n++] = pc;
-        uint64_t rule;
-        if (!lookup(c, pc, &rule)) {
-            rule = compute_rule(pc);
-            remember(pc, rule);
-            c = atomic_load_explicit(&rules, memory_order_acquire);
-        }
+        uint64_t rule = rule_of(pc);
         unsigned kind = rule_kind(rule);
-        if (kind == RULE_END)
-            break;
-        if (kind == RULE_OTHER)
-            return -1;
         uintptr_t base = sp;
-        if (kind == RULE_RBP) {
+        if (RPI_UNLIKELY(kind != RULE_RSP)) {
+            if (kind == RULE_END)
+                break;
+            if (kind != RULE_RBP)
+                return -1;
             if (bp_at) {
-                bp = read_word(m, bp_at);
+                bp = *(const uintptr_t *)bp_at;
+                if (logged) {
+                    *log_addr++ = bp_at;
+                    *log_value++ = bp;
+                }
                 bp_at = 0;
                 bp_is_start = 0;
             } else if (bp_is_start) {
@@ -557,18 +574,23 @@ int rpi_unwind_fast(uintptr_t *out, int max, int *same)
             base = bp;
         }
         uintptr_t cfa = base + (uintptr_t)(intptr_t)rule_cfa(rule);
-        if (cfa <= sp || cfa - sp > ((uintptr_t)1 << 24))
-            return -1;       /* not a plausible frame: let libunwind decide */
+        if (cfa - sp - 1 >= ((uintptr_t)1 << 24))
+            return -1;       /* not a plausible frame (cfa <= sp, or too far): let libunwind decide */
         int16_t rbp_off = rule_rbp(rule);
         if (rbp_off)
             bp_at = cfa + (uintptr_t)(intptr_t)rbp_off;
-        pc = read_word(m, cfa - 8);
+        pc = *(const uintptr_t *)(cfa - 8);
+        if (logged) {
+            *log_addr++ = cfa - 8;
+            *log_value++ = pc;
+        }
         sp = cfa;
         if (pc == 0)
             break;
     }
     m->n = n;
-    m->valid = m->nreads <= 2 * MEMO_FRAMES;
+    m->nreads = (int)(log_addr - m->addr);
+    m->valid = logged;
     return n;
 }
 

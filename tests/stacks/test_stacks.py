@@ -220,8 +220,12 @@ def stack_multiset(argv: list[str], tmp: Path, unwinder: str) -> dict[tuple[tupl
 
 @pytest.mark.parametrize("argv", [["wrappers_cxx"], ["wrappers"],
                                   ["/usr/bin/python3", "-c", "import json, re, decimal; "
-                                   "json.loads(json.dumps([{'a': str(i)} for i in range(2000)]))"]],
-                         ids=["c++", "c", "python3"])
+                                   "json.loads(json.dumps([{'a': str(i)} for i in range(2000)]))"],
+                                  ["/usr/bin/sqlite3", ":memory:",
+                                   "create table t(a, b); "
+                                   + " ".join(f"insert into t values({i}, 'row {i}');" for i in range(300))
+                                   + " create index i on t(b); select count(*), sum(length(b)) from t;"]],
+                         ids=["c++", "c", "python3", "sqlite3"])
 def test_cached_walker_gives_libunwind_stacks(argv: list[str], tmp_path: Path) -> None:
     if "/" not in argv[0]:
         argv = [program(argv[0])]
