@@ -37,7 +37,8 @@ mkdir -p "$OUT/work"
 OUT=$(cd "$OUT" && pwd)
 W=$OUT/work
 
-# record NAME command...: runs the command under the recorder, output to NAME.log
+# record NAME [VAR=VALUE...] command...: runs the command under the recorder
+# (through env, which is not itself recorded), output to NAME.log
 record() {
     local name=$1; shift
     rm -f "$OUT/$name.trace"
@@ -60,7 +61,7 @@ overhead.c_source(pathlib.Path(sys.argv[2]), 5000)" "$REPO/benches/preload" "$W"
         record cc1 "$cc1" -quiet -O2 "$W/big.c" -o "$W/big.s" ;;
     python3)
         py=$(command -v /usr/bin/python3 || command -v python3) || die "python3 not found"
-        record python3 env PYTHONMALLOC=malloc PYTHONHASHSEED=0 "$py" -I "$HERE/pywork.py" 10000 2 ;;
+        record python3 PYTHONMALLOC=malloc PYTHONHASHSEED=0 "$py" -s "$HERE/pywork.py" 10000 2 ;;
     sqlite3)
         command -v sqlite3 >/dev/null || die "sqlite3 not found (make bench-traces installs it)"
         awk 'BEGIN {
