@@ -720,7 +720,7 @@ static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, 
     if (__builtin_mul_overflow(n, size, &total)) {
         total = SIZE_MAX;
     } else {
-        p = alloc_impl(pool, 0, total, tag);
+        p = alloc_fast(pool, total, tag, false);   /* rp_alloc's fast paths */
         if (p) memset(p, 0, total);
     }
     if (!p && plain) rpi_oom(call, total, tag);
