@@ -22,7 +22,8 @@
  *   ALIGNED  payload offset for alignment: raw pointer kept before the header;
  *   DTOR     has a destructor record in pool->dtors;
  *   CHECKED  belongs to a checked pool: the registry (checked.c) holds the truth;
- *   SAMPLED  (bit 51) tracked by the running or a stopped sampling profile.
+ *   SAMPLED  (bit 51) tracked by the running or a stopped sampling profile;
+ *   STACK    (bit 50) its allocation stack is in pool->stacks (poolstack.h).
  * bits 52..58 hold log2 of the alignment of aligned and big blocks, or the
  * size class of arena blocks.
  *
@@ -238,6 +239,7 @@ struct rp_pool {
     rpi_mark    *marks;         /* walks in progress (their visitors run unlocked) */
     rpi_ptrmap   tag_seen;      /* checked pools: tag pointer -> record of its last content */
     struct rpi_cpool *checked;  /* checked pools: their part of the registry (checked.c) */
+    struct rpi_poolstacks *stacks;  /* RP_POOL_STACKS: blocks' stacks (poolstack.h), or NULL */
 };
 
 static inline void rpi_pool_lock(rp_pool *p)

@@ -6,6 +6,7 @@
 #pragma GCC optimize("no-tree-slp-vectorize")
 
 #include "internal.h"
+#include "poolstack.h"
 #include "memprof.h"
 
 #include <stdarg.h>
@@ -201,7 +202,7 @@ static void recycle_release(rp_pool *pool)
 static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_options *opts)
 {
     unsigned flags = opts ? opts->flags : 0;
-    if (flags & ~(unsigned)(RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA)) {
+    if (flags & ~(unsigned)(RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA | RP_POOL_STACKS)) {
         rpi_report_error(RP_EINVAL, NULL, "rp_pool_create: unknown option flags 0x%x", flags);
         return NULL;
     }
@@ -229,7 +230,14 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
             return NULL;
         }
     }
-    if (!(flags & RP_POOL_CHECKED)) pool->fast_arena = pool->arena;
+    if (rpi_poolstack_setup(pool, opts, parent) != 0) {
+        if (pool->arena) rpi_arena_fini(pool);
+        rpi_sys_free(pool->name);
+        rpi_sys_free(pool);
+        return NULL;
+    }
+    /* checked and stack pools take the general paths */
+    if (!(pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS))) pool->fast_arena = pool->arena;
     if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && recycle_allowed())
         pool->flags |= RPI_POOL_RECYCLE;
     if (parent) {
@@ -353,6 +361,7 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
     ring_reset(pool);
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) t->blocks = t->bytes = 0;
     pool->bytes = 0;
+    rpi_poolstack_clear(pool);
 }
 
 /* A walk's visitor runs unlocked; destroying or resetting the pool it walks
@@ -398,6 +407,7 @@ void rp_pool_destroy(rp_pool *pool)
     pool->fast_arena = NULL;
     rpi_ptrmap_free(&pool->dtor_map);
     rpi_ptrmap_free(&pool->tag_seen);
+    rpi_poolstack_fini(pool);
     tags_free(pool);
     atomic_fetch_sub((pool->flags & RP_POOL_CHECKED) ? &rpi_checked_gate : &rpi_unchecked_pools, 1);
     rpi_sys_free(pool->name);
@@ -507,6 +517,10 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
 {
     const bool checked = pool->flags & RP_POOL_CHECKED;
     if (RPI_UNLIKELY(size > RP_MAX_SIZE)) return NULL;
+    /* stack pools: the stack is taken before any lock */
+    const bool stacks = pool->flags & RP_POOL_STACKS;
+    uint32_t stack_id = stacks ? rpi_poolstack_capture(pool) : 0;
+    rpi_srec *srec = NULL;
     lock_both(pool, checked);
     rpi_tag *t = rpi_tag_lookup(pool, tag);
     char changed[300];
@@ -533,6 +547,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     bool remember = checked && t && tag && seen != t;
     if (!t || (checked && rpi_registry_reserve(pool) != 0) ||
         (remember && rpi_ptrmap_reserve(&pool->tag_seen, 1) != 0) ||
+        (stacks && !(srec = rpi_poolstack_prepare(pool, t, stack_id))) ||
         !(h = raw_new(pool, align, size))) {
         if (t && !t->allocs) pool->flags |= RPI_POOL_UNLISTED;
         unlock_both(pool, checked);
@@ -543,6 +558,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     if (checked) h->word |= RPI_F_CHECKED;
     rpi_ring_insert(pool, h);
     rpi_count_new(pool, t, size);
+    if (srec) rpi_poolstack_link(pool, h, srec);
     if (checked) {
         rpi_registry_insert(h, raw_of(h));
         /* remembered for the comparison above (room reserved) */
@@ -690,7 +706,8 @@ static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, siz
     rpi_arena *a = pool->fast_arena;
     if (!a) {
         unsigned f = pool->flags;
-        if (RPI_UNLIKELY(f & RP_POOL_CHECKED)) return alloc_general(pool, size, tag, plain);
+        if (RPI_UNLIKELY(f & (RP_POOL_CHECKED | RP_POOL_STACKS)))
+            return alloc_general(pool, size, tag, plain);
         if ((f & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX) {
             if (f & RP_POOL_UNSYNC) return alloc_recycled_fast(pool, size, tag, plain, false);
             return alloc_recycled_fast(pool, size, tag, plain, true);
@@ -902,6 +919,7 @@ static void free_trusted(rpi_hdr *h, bool checked)
         pend = rpi_memprof_untrack(block);
     rpi_ring_unlink(h);
     rpi_counters_sub(h->origin, rpi_size(h));
+    if (h->word & RPI_F_STACK) rpi_poolstack_unlink(pool, block, rpi_size(h));
     if (!checked) {
         raw_release(pool, h);
     } else {
@@ -995,7 +1013,7 @@ void rp_free(void *block)
     uint64_t w = h->word;
     rpi_tag *t = h->origin;
     rp_pool *pool = t->pool;
-    if (RPI_UNLIKELY(w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG | RPI_F_SAMPLED))) {
+    if (RPI_UNLIKELY(w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG | RPI_F_SAMPLED | RPI_F_STACK))) {
         free_general(block);
         return;
     }
@@ -1007,9 +1025,10 @@ void rp_free(void *block)
 /* The end of a successful resize (locks held): a tracked old block is a
    dealloc for the sampler, and the new one is sampled as a fresh allocation
    of size bytes (docs/memprof.md). */
-static void *resize_done(rp_pool *pool, void *old_block, rpi_hdr *h, size_t size, bool checked,
-                         bool sampled)
+static void *resize_done(rp_pool *pool, void *old_block, rpi_hdr *h, size_t old, size_t size,
+                         bool checked, bool sampled)
 {
+    if (h->word & RPI_F_STACK) rpi_poolstack_resized(pool, old_block, rpi_payload(h), old, size);
     rpi_memprof_pending pend = { 0 };
     if (RPI_UNLIKELY(sampled) ||
         (checked && atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed))) {
@@ -1047,6 +1066,8 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
     if (size > RP_MAX_SIZE) goto fail;
     lock_both(pool, checked);
     if (checked && rpi_registry_reserve(pool) != 0) goto fail_locked;
+    /* a stack block keeps its stack: room to re-key it first */
+    if ((h->word & RPI_F_STACK) && rpi_poolstack_reserve(pool) != 0) goto fail_locked;
     if (!(h->word & (RPI_F_ALIGNED | RPI_F_BIG | RPI_F_ARENA))) {
         /* malloc backing: realloc header and payload together, relink. A
            moved block's destructor entry is re-keyed: room for it first, as
@@ -1093,7 +1114,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         if (!n) goto fail_locked;
         memcpy(rpi_payload(n), block, old < size ? old : size);
         n->origin = h->origin;
-        n->word |= h->word & (RPI_F_DTOR | RPI_F_CHECKED);
+        n->word |= h->word & (RPI_F_DTOR | RPI_F_CHECKED | RPI_F_STACK);
         n->prev = h->prev;
         n->next = h->next;
         n->prev->next = n;
@@ -1108,12 +1129,12 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         raw_release(pool, h);
         rpi_counters_sub(n->origin, old);
         rpi_counters_add(n->origin, size);
-        return resize_done(pool, block, n, size, checked, sampled);
+        return resize_done(pool, block, n, old, size, checked, sampled);
     }
     rpi_counters_sub(h->origin, old);
     rpi_counters_add(h->origin, size);
     if (checked) rpi_registry_move(rpi_hdr_of(block), h, raw_of(h));
-    return resize_done(pool, block, h, size, checked, (h->word & RPI_F_SAMPLED) != 0);
+    return resize_done(pool, block, h, old, size, checked, (h->word & RPI_F_SAMPLED) != 0);
 fail_locked:
     unlock_both(pool, checked);
 fail:
@@ -1244,7 +1265,7 @@ int rp_pool_get_info(rp_pool *pool, rp_pool_info *info)
     if (!pool || !info || info->struct_size < sizeof(rp_pool_info)) return RP_EINVAL;
     rpi_pool_lock(pool);
     info->version = 1;
-    info->flags = pool->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA);
+    info->flags = pool->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA | RP_POOL_STACKS);
     info->blocks = rpi_pool_totals(pool, &info->allocs);
     info->bytes = pool->bytes;
     info->peak_bytes = pool->peak;

@@ -1,6 +1,7 @@
 /* report.c -- the JSON report (docs/report-format.md), the $RINGPOOL_REPORT
    pattern, and the reports written for pools still alive at exit/unload. */
 #include "internal.h"
+#include "poolstack.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -123,6 +124,9 @@ static void put_str(rpi_out *f, const char *s)
     out_putc(f, '"');
 }
 
+static void json_raw(void *ctx, const char *s, size_t n) { out_write(ctx, s, n); }
+static void json_str(void *ctx, const char *s) { put_str(ctx, s); }
+
 /* Body of one pool's report (lock held by the caller). */
 /* Pool locks for a report: at exit the wait is bounded (a lock still held
    after about a second is given up and the report not written). */
@@ -155,16 +159,22 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
             blocks, pool->bytes, pool->peak, (unsigned long long)allocs,
             rpi_pool_reserved(pool));
     out_puts(f, "  \"tags\": [");
+    /* stack pools: each tag's stacks, then the stack tables (poolstack.h) */
+    rpi_psreport *stacks = rpi_poolstack_report_begin(pool);
+    const rpi_json_out jo = {f, json_raw, json_str};
     bool any = false;
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
         if (!rpi_tag_listed(t)) continue;
         out_puts(f, !any ? "\n    {\"tag\": " : ",\n    {\"tag\": ");
         any = true;
         put_str(f, t->name);
-        out_printf(f, ", \"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, \"allocs\": %llu}",
+        out_printf(f, ", \"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, \"allocs\": %llu",
                 t->blocks, t->bytes, t->peak, (unsigned long long)t->allocs);
+        rpi_poolstack_report_tag(stacks, t, &jo);
+        out_putc(f, '}');
     }
     out_puts(f, any ? "\n  ]" : "]");
+    rpi_poolstack_report_end(stacks, &jo);
     if (flags & RP_REPORT_BLOCKS) {
         out_puts(f, ",\n  \"blocks\": [");
         bool first = true;

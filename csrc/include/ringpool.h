@@ -98,7 +98,10 @@ typedef struct rp_pool rp_pool;
 enum {
     RP_POOL_UNSYNC  = 1u << 0,  /* no lock: one thread at a time (caller's duty) */
     RP_POOL_CHECKED = 1u << 1,  /* detect double free, foreign and corrupt blocks */
-    RP_POOL_ARENA   = 1u << 2   /* carve blocks from chunks; O(chunks) destroy */
+    RP_POOL_ARENA   = 1u << 2,  /* carve blocks from chunks; O(chunks) destroy */
+    RP_POOL_STACKS  = 1u << 3   /* each block records its allocation stack; reports
+                                   open every tag into the stacks that reached it
+                                   ($RINGPOOL_POOL_STACKS sets it for every pool) */
 };
 
 typedef struct rp_pool_options {
@@ -107,6 +110,9 @@ typedef struct rp_pool_options {
                                   RP_MAX_SIZE & ~15: RP_EINVAL at creation */
     size_t   keep_bytes;       /* arena: chunk bytes kept by rp_pool_reset; 0 = 4 MiB,
                                   SIZE_MAX = keep all */
+    unsigned stack_depth;      /* RP_POOL_STACKS: frames per stack, 1..256 (larger is
+                                  capped); 0 = $RINGPOOL_POOL_STACKS's depth, else the
+                                  parent's, else 64 */
 } rp_pool_options;
 
 /* A new empty pool named name (copied; NULL = "(unnamed)"). NULL on OOM, or

@@ -14,8 +14,16 @@
 #include "stack.h"
 #include "rawmem.h"
 
+#ifdef RPI_STACK_NO_LIBUNWIND
+/* libringpool: glibc's backtrace (libgcc's unwinder) for the frames the
+   cached walker does not follow, so the library links nothing new. */
+#include <execinfo.h>
+#define general_backtrace(buf, n) backtrace((void **)(buf), (n))
+#else
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#define general_backtrace(buf, n) unw_backtrace((void **)(buf), (n))
+#endif
 
 #include <errno.h>
 #include <sched.h>
@@ -50,15 +58,15 @@ static atomic_int lock_held;
 static int ready;
 static int fast_unwinder = 1;
 
-static __thread int tls_in_stack __attribute__((tls_model("initial-exec")));
+static __thread int tls_in_stack RPI_STACK_TLS;
 static __thread uintptr_t tls_frames[1 + RPI_STACK_MAX_DEPTH + SKIP_WINDOW]
-    __attribute__((tls_model("initial-exec")));
+    RPI_STACK_TLS;
 /* What this thread's last walk by unwind.c gave (id 0: nothing to reuse). */
 static __thread struct {
     uint32_t id;
     int depth;
     uintptr_t from;
-} tls_last __attribute__((tls_model("initial-exec")));
+} tls_last RPI_STACK_TLS;
 
 static void lock(void) { rpi_spin_lock(&lock_held); }
 static void unlock(void) { rpi_spin_unlock(&lock_held); }
@@ -222,7 +230,7 @@ uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t 
     tls_last.id = 0;
     int fast = got >= 0;
     if (got < 0)
-        got = unw_backtrace((void **)buf, depth + SKIP_WINDOW);
+        got = general_backtrace(buf, depth + SKIP_WINDOW);
     int start = -1;
     for (int i = 0; i < got && i < SKIP_WINDOW; i++)
         if (buf[i] == from) {
@@ -251,6 +259,46 @@ uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t 
     if (fast) {
         tls_last.id = id;
         tls_last.from = from;
+        tls_last.depth = depth;
+    }
+    errno = saved;
+    tls_in_stack = 0;
+    return id;
+}
+
+uint32_t rpi_stack_capture(int depth, uintptr_t skip_lo, uintptr_t skip_hi)
+{
+    if (tls_in_stack || depth < 1 || !ready)
+        return 0;
+    tls_in_stack = 1;
+    int saved = errno;
+    if (depth > RPI_STACK_MAX_DEPTH)
+        depth = RPI_STACK_MAX_DEPTH;
+    uintptr_t *buf = tls_frames + 1;
+    /* `from` 0 marks this kind of capture in the memo (the interposer,
+       the only caller of rpi_stack_here, is a separate copy of this file) */
+    int same = 0;
+    int reuse = tls_last.id && tls_last.from == 0 && tls_last.depth == depth;
+    int got = fast_unwinder ? rpi_unwind_fast(buf, depth + SKIP_WINDOW, reuse ? &same : NULL) : -1;
+    if (same) {
+        errno = saved;
+        tls_in_stack = 0;
+        return tls_last.id;
+    }
+    tls_last.id = 0;
+    int fast = got >= 0;
+    if (got < 0)
+        got = general_backtrace(buf, depth + SKIP_WINDOW);
+    int i = 0;
+    while (i < got && i < SKIP_WINDOW && buf[i] >= skip_lo && buf[i] < skip_hi)
+        i++;
+    size_t n = (size_t)(got - i);
+    if (n > (size_t)depth)
+        n = (size_t)depth;
+    uint32_t id = n ? intern(buf + i, n) : 0;
+    if (fast) {
+        tls_last.id = id;
+        tls_last.from = 0;
         tls_last.depth = depth;
     }
     errno = saved;

@@ -29,6 +29,14 @@
 
 #define RPI_STACK_HIDDEN __attribute__((visibility("hidden")))
 
+/* The per-thread state is initial-exec TLS in the interposer (no call, safe
+   inside malloc); libringpool, which may be dlopen'ed (the Python extension)
+   where static TLS is scarce, builds these files with RPI_STACK_TLS defined
+   empty (csrc/poolstack.c). */
+#ifndef RPI_STACK_TLS
+#define RPI_STACK_TLS __attribute__((tls_model("initial-exec")))
+#endif
+
 /* Most frames a stack may hold (--stack-depth is capped to this). */
 #define RPI_STACK_MAX_DEPTH 256
 /* Most distinct stacks; past it rpi_stack_here returns 0. */
@@ -46,6 +54,12 @@ RPI_STACK_HIDDEN int rpi_stack_init(void);
    or when depth < 1: the caller then records `from` alone. */
 RPI_STACK_HIDDEN uint32_t rpi_stack_here(int depth, uintptr_t from,
                                          uintptr_t self_lo, uintptr_t self_hi);
+
+/* For pools that record stacks (csrc/poolstack.c): the id of the current
+   thread's stack, at most depth frames, leaf first, starting at the first
+   frame whose return address lies outside [skip_lo, skip_hi) (the
+   library's own code). 0 as for rpi_stack_here. */
+RPI_STACK_HIDDEN uint32_t rpi_stack_capture(int depth, uintptr_t skip_lo, uintptr_t skip_hi);
 
 /* The id of frames[0..n) (n >= 1, n <= RPI_STACK_MAX_DEPTH), adding it when
    new; 0 when the table is full or n is out of range. */
@@ -73,6 +87,8 @@ RPI_STACK_HIDDEN int rpi_unwind_fast(uintptr_t *out, int max, int *same);
 /* Code may have been unmapped (dlclose): forget the cached frame rules,
    which are keyed by address, and every thread's memo. */
 RPI_STACK_HIDDEN void rpi_unwind_forget_code(void);
+/* The function (FDE) containing address pc: 0 and [*lo, *hi), or -1. */
+RPI_STACK_HIDDEN int rpi_unwind_function_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi);
 
 /* Fork protection: hold the insertion lock across fork(). */
 RPI_STACK_HIDDEN void rpi_stack_lock(void);

@@ -117,7 +117,7 @@ static void put(cache *c, uintptr_t pc, uint64_t rule)
 
 /* A table twice the size with every finished entry of c; one grower at a
    time, the others skip caching meanwhile. */
-static void grow(cache *c)
+static void cache_grow(cache *c)
 {
     int idle = 0;
     if (!atomic_compare_exchange_strong(&growing, &idle, 1))
@@ -142,7 +142,7 @@ static void remember(uintptr_t pc, uint64_t rule)
     if (!c)
         return;
     if ((atomic_load_explicit(&c->used, memory_order_relaxed) + 1) * 2 > c->mask + 1) {
-        grow(c);
+        cache_grow(c);
         c = atomic_load_explicit(&rules, memory_order_acquire);
         if ((atomic_load_explicit(&c->used, memory_order_relaxed) + 1) * 2 > c->mask + 1)
             return;
@@ -362,20 +362,27 @@ static void run_program(reader *r, uintptr_t loc, uintptr_t target, uint64_t cod
         st->other = 1;
 }
 
-/* The rule for return address pc (the call is at pc - 1). */
-static uint64_t compute_rule(uintptr_t pc)
+/* The FDE covering target, its CIE read up to the initial instructions and
+   the FDE up to its own: 0, or RULE_END / RULE_OTHER. */
+typedef struct fde_loc {
+    reader c, r;                /* CIE and FDE instructions */
+    uintptr_t start, range;     /* the function's code */
+    uint64_t code_align;
+    int64_t data_align;
+} fde_loc;
+
+static unsigned locate_fde(uintptr_t target, fde_loc *out)
 {
     struct dl_find_object obj;
-    uintptr_t target = pc - 1;
     if (_dl_find_object((void *)target, &obj) != 0)
-        return pack(RULE_END, 0, 0);
+        return RULE_END;
     const unsigned char *fde = find_fde(obj.dlfo_eh_frame, target);
     if (!fde)
-        return pack(RULE_END, 0, 0);
+        return RULE_END;
     reader r = {fde, fde + 8, 0};
     uint32_t len = (uint32_t)fixed(&r, 4);
     if (len == 0 || len == 0xffffffffu)
-        return pack(RULE_OTHER, 0, 0);
+        return RULE_OTHER;
     const unsigned char *fde_end = fde + 4 + len;
     r.end = fde_end;
     const unsigned char *id_at = r.p;
@@ -386,10 +393,10 @@ static uint64_t compute_rule(uintptr_t pc)
     reader c = {cie, cie + 4, 0};
     uint32_t clen = (uint32_t)fixed(&c, 4);
     if (clen == 0 || clen == 0xffffffffu)
-        return pack(RULE_OTHER, 0, 0);
+        return RULE_OTHER;
     c.end = cie + 4 + clen;
     if (fixed(&c, 4) != 0)
-        return pack(RULE_OTHER, 0, 0);
+        return RULE_OTHER;
     unsigned version = (unsigned)fixed(&c, 1);
     const char *aug = (const char *)c.p;
     size_t aug_len = strnlen(aug, (size_t)(c.end - c.p));
@@ -406,27 +413,57 @@ static uint64_t compute_rule(uintptr_t pc)
             if (aug[i] == 'R') fde_enc = (unsigned)fixed(&c, 1);
             else if (aug[i] == 'L') fixed(&c, 1);
             else if (aug[i] == 'P') { unsigned e = (unsigned)fixed(&c, 1); encoded(&c, e & 0x7f, 0); }
-            else return pack(RULE_OTHER, 0, 0);     /* 'S' signal frame, 'B', ... */
+            else return RULE_OTHER;     /* 'S' signal frame, 'B', ... */
         }
         c.p = after;
     } else if (aug_len) {
-        return pack(RULE_OTHER, 0, 0);
+        return RULE_OTHER;
     }
     if (c.bad || ra_reg != REG_RA || c.p > c.end)
-        return pack(RULE_OTHER, 0, 0);
+        return RULE_OTHER;
 
     /* the FDE's range */
     uintptr_t start = encoded(&r, fde_enc, 0);
     uintptr_t range = encoded(&r, fde_enc & 0x0f, 0);
     if (r.bad || target < start || target - start >= range)
-        return pack(RULE_END, 0, 0);
+        return RULE_END;
     if (has_z) {
         uint64_t alen = uleb(&r);
         if (alen > (uint64_t)(r.end - r.p))
-            return pack(RULE_OTHER, 0, 0);
+            return RULE_OTHER;
         r.p += alen;
     }
+    out->c = c;
+    out->r = r;
+    out->start = start;
+    out->range = range;
+    out->code_align = code_align;
+    out->data_align = data_align;
+    return 0;
+}
 
+int rpi_unwind_function_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi)
+{
+    fde_loc f;
+    if (locate_fde(pc, &f) != 0)
+        return -1;
+    *lo = f.start;
+    *hi = f.start + f.range;
+    return 0;
+}
+
+/* The rule for return address pc (the call is at pc - 1). */
+static uint64_t compute_rule(uintptr_t pc)
+{
+    uintptr_t target = pc - 1;
+    fde_loc f;
+    unsigned kind = locate_fde(target, &f);
+    if (kind)
+        return pack(kind, 0, 0);
+    reader c = f.c, r = f.r;
+    uintptr_t start = f.start;
+    uint64_t code_align = f.code_align;
+    int64_t data_align = f.data_align;
     cfa_state st = {REG_RSP, 8, 0, 0, 0, 0};
     run_program(&c, start, target, code_align, data_align, &st, &st);
     cfa_state initial = st;
@@ -488,7 +525,7 @@ typedef struct memo {
     uintptr_t addr[2 * MEMO_FRAMES];
     uintptr_t value[2 * MEMO_FRAMES];
 } memo;
-static __thread memo tls_memo __attribute__((tls_model("initial-exec")));
+static __thread memo tls_memo RPI_STACK_TLS;
 
 /* A return address the cache does not hold yet: its rule from the unwind
    tables, remembered. Out of line: the walk's loop stays small. */
@@ -598,6 +635,13 @@ int rpi_unwind_fast(uintptr_t *out, int max, int *same)
 
 int rpi_unwind_init(void) { return 0; }
 void rpi_unwind_forget_code(void) {}
+int rpi_unwind_function_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi)
+{
+    (void)pc;
+    (void)lo;
+    (void)hi;
+    return -1;
+}
 int rpi_unwind_fast(uintptr_t *out, int max, int *same)
 {
     (void)out;
