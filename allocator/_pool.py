@@ -53,6 +53,21 @@ def _check_size(value: object, what: str) -> int:
     return value
 
 
+#: Most frames a pool's stacks may hold (``Pool(stacks=N)``).
+MAX_STACK_DEPTH = 256
+
+
+def _stack_depth(stacks: object) -> int | None:
+    """``stacks`` as the C option: None (no flag), 0 (the flag, default depth) or a depth."""
+    if isinstance(stacks, bool):
+        return 0 if stacks else None
+    if not isinstance(stacks, int):
+        raise TypeError(f"stacks must be a bool or an int depth, not {type(stacks).__name__}")
+    if not 1 <= stacks <= MAX_STACK_DEPTH:
+        raise ValueError(f"stacks depth must be in 1..{MAX_STACK_DEPTH}, got {stacks}")
+    return stacks
+
+
 def _check_name(name: object) -> bytes:
     if not isinstance(name, str):
         raise TypeError(f"pool name must be a str, not {type(name).__name__}")
@@ -97,7 +112,8 @@ class _PoolState:
     def mark_dead(self) -> None:
         """The C pool is gone (with its children)."""
         self.alive = False
-        for child in self.children:
+        # a copy: each child's mark_dead removes it from self.children
+        for child in list(self.children):
             child.mark_dead()
         self.children = []
         self.cleanups = []
@@ -163,14 +179,15 @@ class Pool:
 
     def __init__(self, name: str, thread_safe: bool = True, checked: bool = False,
                  backing: str = "malloc", chunk_size: int | None = None,
-                 keep_bytes: int | None = None) -> None:
-        self._setup(name, thread_safe, checked, backing, chunk_size, keep_bytes, None)
+                 keep_bytes: int | None = None, stacks: bool | int = False) -> None:
+        self._setup(name, thread_safe, checked, backing, chunk_size, keep_bytes, None, stacks)
 
     # -- construction ---------------------------------------------------------
     def _setup(self, name: str, thread_safe: bool, checked: bool, backing: str,
                chunk_size: int | None, keep_bytes: int | None,
-               parent: Pool | None) -> None:
+               parent: Pool | None, stacks: bool | int = False) -> None:
         bname = _check_name(name)
+        depth = _stack_depth(stacks)
         if backing not in _BACKINGS:
             raise ValueError(f"backing must be 'malloc' or 'arena', not {backing!r}")
         for what, value in (("chunk_size", chunk_size), ("keep_bytes", keep_bytes)):
@@ -185,6 +202,8 @@ class Pool:
             flags |= ll.POOL_UNSYNC
         if checked:
             flags |= ll.POOL_CHECKED
+        if depth is not None:
+            flags |= ll.POOL_STACKS
         self._name = name
         self._backing = backing
         self._thread_safe = bool(thread_safe)
@@ -198,7 +217,7 @@ class Pool:
             if parent is not None:
                 parent._live()
             ptr = ll.pool_create(bname, flags, chunk_size or 0, keep_bytes or 0,
-                                 parent._ptr if parent is not None else ll.NULL)
+                                 parent._ptr if parent is not None else ll.NULL, depth or 0)
             state = _PoolState(name, ptr, "child" if parent else "python",
                                parent._state if parent else None, self._lock)
             self._init_common(ptr, state)
@@ -255,6 +274,14 @@ class Pool:
     @property
     def checked(self) -> bool:
         return self._checked
+
+    @property
+    def stacks(self) -> bool:
+        """True when every block records its allocation stack: ``Pool(stacks=...)``,
+        or ``$RINGPOOL_POOL_STACKS`` for every pool (docs/python.md)."""
+        with self._lock:
+            self._live()
+            return bool(ll.pool_info(self._ptr).flags & ll.POOL_STACKS)
 
     @property
     def parent(self) -> Pool | None:
@@ -429,14 +456,16 @@ class Pool:
 
     def child(self, name: str, *, thread_safe: bool | None = None,
               checked: bool | None = None, backing: str | None = None,
-              chunk_size: int | None = None, keep_bytes: int | None = None) -> Pool:
+              chunk_size: int | None = None, keep_bytes: int | None = None,
+              stacks: bool | int | None = None) -> Pool:
         """A child pool, destroyed (or reset away) with this one.  Options
-        default to this pool's."""
+        default to this pool's (``stacks``: a child of a pool that records
+        stacks records them too, at its parent's depth)."""
         child = Pool.__new__(Pool)
         child._setup(name, self._thread_safe if thread_safe is None else thread_safe,
                      self._checked if checked is None else checked,
                      self._backing if backing is None else backing,
-                     chunk_size, keep_bytes, self)
+                     chunk_size, keep_bytes, self, self.stacks if stacks is None else stacks)
         return child
 
     def add_cleanup(self, fn: Callable[[], object]) -> None:
@@ -731,6 +760,8 @@ class Pool:
 
     def _snapshot(self, blocks: bool, children: bool) -> Snapshot:
         info = ll.pool_info(self._ptr)
+        if info.flags & ll.POOL_STACKS:
+            return self._report_snapshot(blocks, children)
         tags = ll.tag_stats(self._ptr)
         listed = ll.walk(self._ptr) if blocks else None
         kids = ([c._snapshot(blocks, True) for c in self._live_children()]
@@ -740,6 +771,28 @@ class Pool:
             totals=(int(info.blocks), int(info.bytes), int(info.peak_bytes),
                     int(info.allocs), int(info.reserved_bytes)),
             tags=tags, blocks=listed, children=kids)
+
+    def _report_snapshot(self, blocks: bool, children: bool) -> Snapshot:
+        """A pool that records stacks: the library's report, which carries them
+        (each tag's ``extra["stacks"]``, the tables in ``extra``), read back."""
+        import tempfile
+        flags = (ll.REPORT_BLOCKS if blocks else 0) | (ll.REPORT_CHILDREN if children else 0)
+        fd, path = tempfile.mkstemp(prefix="ringpool-snapshot-", suffix=".json")
+        os.close(fd)
+        try:
+            ll.write_report(self._ptr, os.fsencode(path), flags)
+            snap = Snapshot.load(path)
+        finally:
+            os.unlink(path)
+        # the library lists children newest first; snapshots in creation order
+        todo = [snap]
+        while todo:
+            s = todo.pop()
+            s.reason = "request"
+            s.source = None
+            s.children.reverse()
+            todo.extend(s.children)
+        return snap
 
     def _live_children(self) -> list[Pool]:
         order = {id(s): i for i, s in enumerate(self._state.children)}

@@ -200,6 +200,23 @@ def python_rows(reports: list[Report], by: str | None,
     return list(merged.values())
 
 
+def pool_stack_rows(reports: list[Report], by: str,
+                    wrappers: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows (pool, tag, frame) of pool reports with stacks (RP_POOL_STACKS), for --by."""
+    from audit import poolstacks
+    without = [r.path for r in reports if not poolstacks.has_stacks(r.data)]
+    if len(without) == len(reports):
+        raise AuditError(f"--by applies to interposer reports and to reports of pools that record "
+                         f"stacks (RP_POOL_STACKS, $RINGPOOL_POOL_STACKS); {without[0]} has no stacks "
+                         "(rows are origin tags)")
+    if by not in poolstacks.BY_CHOICES:
+        raise AuditError(f"--by {by}: pool stacks group by one of {', '.join(poolstacks.BY_CHOICES)}")
+    try:
+        return poolstacks.rows(reports, by, wrappers)
+    except ValueError as exc:
+        raise AuditError(str(exc)) from exc
+
+
 def rows_for(reports: list[Report], by: str | None, suppressions: str | None,
              wrappers: list[str] | None = None) -> Merged:
     kinds = {r.kind for r in reports}
@@ -220,6 +237,8 @@ def rows_for(reports: list[Report], by: str | None, suppressions: str | None,
         return Merged(kind, python_rows(reports, by))
     if kind == "preload":
         return Merged(kind, preload_rows(reports, by or "site", suppressions, wrappers))
+    if by is not None and suppressions is None:
+        return Merged(kind, pool_stack_rows(reports, by, wrappers))
     if by is not None or suppressions is not None or wrappers:
         flag = "--by" if by is not None else "--suppressions" if suppressions is not None else "--wrapper"
         raise AuditError(f"{flag} applies to interposer reports only; "

@@ -67,10 +67,11 @@ def add_table_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--by", choices=BY_CHOICES, default=None,
                        help="interposer reports: group rows by call site (default), whole stack, "
                             "function, source file or module; each block is credited to the "
-                            "first frame of its stack that is not an allocation wrapper; Python "
+                            "first frame of its stack that is not an allocation wrapper; reports "
+                            "of pools that record stacks: each tag opened the same way; Python "
                             "reports: by line (default), function, file or stack")
     group.add_argument("--wrapper", action="append", metavar="PATTERN", type=wrapper_pattern,
-                       help="interposer reports: also treat functions matching PATTERN (fnmatch, "
+                       help="interposer and pool-stack reports: also treat functions matching PATTERN (fnmatch, "
                             "e.g. 'my_alloc*') as allocation wrappers; repeatable")
     group.add_argument("--suppressions", metavar="FILE",
                        help="interposer reports: a suppressions file; suppressed rows never fail the gate")
@@ -88,13 +89,17 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
         rows = rows[: args.top]
     preload = merged.kind == "preload"
     python = merged.kind == "python"
-    key_header = _key_header(merged.kind, args.by)
+    # pool reports with stacks (--by): each tag opened into its frames
+    pool_stacks = merged.kind == "snapshot" and args.by is not None
+    key_header = args.by if pool_stacks else _key_header(merged.kind, args.by)
     pools = set(map(itemgetter("pool"), rows))
     has_children = any("/" in str(p) for p in pools)
     several_pools = len(pools) > 1
     columns: list[Column] = []
     if not preload and not python and (has_children or several_pools):
         columns.append(Column("pool", "pool"))
+    if pool_stacks:
+        columns.append(Column("tag", "tag"))
     columns.append(Column("key", key_header))
     rate = sample_rate(reports)
     est = "~" if rate is not None else ""          # sampled: the counts are estimates
@@ -120,6 +125,8 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
             return [str(row["key"])]
         if python:
             return [str(f) for f in reversed(row["frames"])]   # outermost first
+        if pool_stacks:
+            return str(row["pool"]).split("/") + [str(row["tag"]), str(row["key"])]
         return str(row["pool"]).split("/") + [str(row["key"])]
 
     title = "outstanding by " + key_header

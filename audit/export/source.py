@@ -78,7 +78,7 @@ def profile(source: Source) -> Profile:
             _add_python(prof, report, source.finalization)
         else:
             alloc_known = False
-            _add_snapshot(prof, report.data)
+            _add_snapshot(prof, report.data, report.path)
         stamp = _time_nanos(getattr(report.data, "taken_at", None))
         if stamp is not None:
             times.append(stamp)
@@ -110,15 +110,48 @@ def _time_nanos(taken_at: Any) -> int | None:
 
 
 # ----------------------------------------------------------------- pools
-def _add_snapshot(prof: Profile, snap: Any) -> None:
-    """Each tag of each pool, child pools included, as the stack tag <- pool <- parents."""
-    todo: list[tuple[Any, tuple[Frame, ...]]] = [(snap, ())]
+def _add_snapshot(prof: Profile, snap: Any, path: str = "") -> None:
+    """Each tag of each pool, child pools included, as the stack tag <- pool <- parents;
+    a pool that recorded stacks (RP_POOL_STACKS) opens each tag into the native stacks
+    that reached it: frames <- tag <- pool <- parents."""
+    opened = _pool_stacks(snap, path)
+    todo: list[tuple[Any, tuple[Frame, ...], str]] = [(snap, (), "")]
     while todo:
-        pool, outer = todo.pop()
+        pool, outer, parent = todo.pop()
+        name = f"{parent}/{pool.pool}" if parent else str(pool.pool)
         here = (Frame(str(pool.pool), kind="pool"),) + outer
         for stat in pool.tags:
-            prof.add((Frame(str(stat.tag), kind="tag"),) + here, [stat.blocks, stat.bytes, stat.allocs, 0])
-        todo.extend((child, here) for child in reversed(pool.children))
+            tag = (Frame(str(stat.tag), kind="tag"),) + here
+            left = [stat.blocks, stat.bytes, stat.allocs]
+            for frames, values in opened.get((name, stat.tag), ()):
+                prof.add(tuple(frames) + tag, [float(v) for v in values] + [0.0])
+                left = [max(a - b, 0) for a, b in zip(left, values)]
+            if (name, stat.tag) not in opened or any(left):
+                prof.add(tag, [float(v) for v in left] + [0.0])
+        todo.extend((child, here, name) for child in reversed(pool.children))
+
+
+def _pool_stacks(snap: Any, path: str) -> dict[tuple[str, str], list[tuple[list[Frame], list[int]]]]:
+    """(pool path, tag) -> [(native frames innermost first, [blocks, bytes, allocs])]."""
+    from audit import poolstacks
+
+    if not poolstacks.has_stacks(snap):
+        return {}
+    stacks = poolstacks.parse(snap, path or None)
+    symbols = poolstacks.symbolize(stacks)
+    modules = {m.path: m for m in stacks.modules}
+    out: dict[tuple[str, str], list[tuple[list[Frame], list[int]]]] = {}
+    for e in stacks.entries:
+        frames = []
+        for module, offset in e.stack:
+            sym = symbols[(module, offset)]
+            mod = modules.get(module)
+            frames.append(Frame(sym.function, sym.file, sym.line, None if module == "?" else module,
+                                offset, mod.build_id if mod else None, mod.base if mod else None))
+        if not frames:
+            frames = [Frame("(no stack)", kind="tag")]
+        out.setdefault((e.pool, e.tag), []).append((frames, [e.blocks, e.bytes, e.allocs]))
+    return out
 
 
 # ---------------------------------------------------------------- Python

@@ -233,3 +233,17 @@ def test_child_made_in_a_cleanup_can_be_destroyed_there(backing: str) -> None:
     pool.add_cleanup(cleanup)
     pool.destroy()
     _assert_sealed(seen)
+
+
+def test_destroying_a_parent_marks_every_child_destroyed(backing: str) -> None:
+    pool = Pool("parent", backing=backing)
+    kids = [pool.child(f"kid{i}") for i in range(4)]
+    blocks = [k.alloc(8) for k in kids]
+    pool.destroy()
+    assert [k.destroyed for k in kids] == [True] * 4
+    for b in blocks:
+        with pytest.raises(BlockFreedError):
+            b.tobytes()
+    # their finalizers must not destroy the pools again
+    del kids, blocks
+    gc.collect()
