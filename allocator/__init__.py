@@ -16,7 +16,7 @@ from ._block import Block
 from ._errors import (BlockFreedError, CleanupError, CorruptPool, InvalidArgument,
                       InvalidBlock, NoDefaultPool, OutOfMemory, PoolBusy,
                       PoolDestroyedError, ReportError, RingpoolError)
-from ._pool import KEEP_ALL, Pool, PoolInfo
+from ._pool import KEEP_ALL, MAX_STACK_DEPTH, Pool, PoolInfo
 from ._snapshot import BlockRecord, Snapshot, TagDiff, TagStat, Totals
 from ._stat import (stat_alloc, stat_calloc, stat_create_pool, stat_destroy_pool,
                     stat_free, stat_pool, stat_resize, stat_strconcat, stat_strdup)
@@ -28,7 +28,7 @@ __version__ = f"{_lib.RINGPOOL_VERSION_MAJOR}.{_lib.RINGPOOL_VERSION_MINOR}.{_li
 
 __all__ = [
     "Pool", "PoolInfo", "Block", "Snapshot", "TagStat", "TagDiff", "Totals",
-    "BlockRecord", "KEEP_ALL",
+    "BlockRecord", "KEEP_ALL", "MAX_STACK_DEPTH",
     "RingpoolError", "OutOfMemory", "BlockFreedError", "InvalidBlock",
     "PoolDestroyedError", "InvalidArgument", "PoolBusy", "CorruptPool",
     "ReportError", "CleanupError", "NoDefaultPool",

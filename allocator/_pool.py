@@ -808,4 +808,4 @@ class Pool:
             ll.write_report(self._ptr, os.fsencode(path), flags)
 
 
-__all__ = ["Pool", "PoolInfo", "KEEP_ALL", "BlockFreedError"]
+__all__ = ["Pool", "PoolInfo", "KEEP_ALL", "MAX_STACK_DEPTH", "BlockFreedError"]

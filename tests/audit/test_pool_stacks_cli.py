@@ -13,9 +13,8 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from _export_testlib import FIXTURES, decode_pprof, pprof_stacks, pprof_tool, pprof_top
+from _export_testlib import FIXTURES, PROGRAMS, ROOT, decode_pprof, pprof_stacks, pprof_tool, pprof_top
 from audit.cli import main
-from conftest import PROGRAMS, ROOT, lib_a
 
 SCHEMA = json.loads((FIXTURES / "speedscope-file-format-schema.json").read_text(encoding="utf-8"))
 
@@ -26,7 +25,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> str:
     its report (pool "app" with the child "strings")."""
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     assert cc is not None
-    library = lib_a()
+    library = Path(os.environ.get("RINGPOOL_LIB_A", ROOT / "build" / "libringpool.a"))
     assert library.exists(), f"{library} is missing: run `make lib` first"
     out = tmp_path_factory.mktemp("pool-stacks")
     binary = out / "pool_stacks"
