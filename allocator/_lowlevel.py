@@ -24,6 +24,8 @@ POOL_UNSYNC: int = lib.RP_POOL_UNSYNC
 POOL_CHECKED: int = lib.RP_POOL_CHECKED
 POOL_ARENA: int = lib.RP_POOL_ARENA
 POOL_STACKS: int = lib.RP_POOL_STACKS
+POOL_STACK_DEPTH_SHIFT = 20   # RP_POOL_STACK_DEPTH(n): n << 20 within the mask
+POOL_STACK_DEPTH_MASK: int = lib.RP_POOL_STACK_DEPTH_MASK
 MAX_ALIGN: int = lib.RP_MAX_ALIGN
 MAX_SIZE: int = lib.RP_MAX_SIZE
 REPORT_BLOCKS: int = lib.RP_REPORT_BLOCKS
@@ -100,8 +102,9 @@ def decode(ptr: CData) -> str:
 # ----------------------------------------------------------------- pools
 def pool_create(name: bytes, flags: int, chunk_size: int, keep_bytes: int,
                 parent: CData = NULL, stack_depth: int = 0) -> CData:
+    flags |= (stack_depth << POOL_STACK_DEPTH_SHIFT) & POOL_STACK_DEPTH_MASK
     opts = ffi.new("rp_pool_options *", {"flags": flags, "chunk_size": chunk_size,
-                                         "keep_bytes": keep_bytes, "stack_depth": stack_depth})
+                                         "keep_bytes": keep_bytes})
     return _checked_ptr(lib.rpy_pool_create(parent, name, opts), "rp_pool_create")
 
 

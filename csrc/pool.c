@@ -202,7 +202,8 @@ static void recycle_release(rp_pool *pool)
 static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_options *opts)
 {
     unsigned flags = opts ? opts->flags : 0;
-    if (flags & ~(unsigned)(RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA | RP_POOL_STACKS)) {
+    if (flags & ~(unsigned)(RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA | RP_POOL_STACKS |
+                            RP_POOL_STACK_DEPTH_MASK)) {
         rpi_report_error(RP_EINVAL, NULL, "rp_pool_create: unknown option flags 0x%x", flags);
         return NULL;
     }
@@ -214,7 +215,7 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
     pool->name = rpi_sys_malloc(nlen + 1);
     if (!pool->name) { rpi_sys_free(pool); return NULL; }
     memcpy(pool->name, name, nlen + 1);
-    pool->flags = flags;
+    pool->flags = flags & ~RP_POOL_STACK_DEPTH_MASK;   /* the depth goes to poolstack.c */
     tag_cache_clear(pool);
     ring_reset(pool);
     pool->dtors.prev = pool->dtors.next = &pool->dtors;

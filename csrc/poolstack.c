@@ -120,13 +120,13 @@ static void skip_init(void)
 
 int rpi_poolstack_setup(rp_pool *pool, const rp_pool_options *opts, rp_pool *parent)
 {
-    /* the flag: the options' depth, else the parent's (a child made by
+    /* the flag: its depth (RP_POOL_STACK_DEPTH), else the parent's (a child made by
        rp_pool_create_child), else the variable's, else the default; no
        flag: the variable's (0: none) */
     int depth;
     if (opts && (opts->flags & RP_POOL_STACKS)) {
-        depth = opts->stack_depth > RPI_STACK_MAX_DEPTH ? RPI_STACK_MAX_DEPTH
-                                                        : (int)opts->stack_depth;
+        unsigned asked = (opts->flags & RP_POOL_STACK_DEPTH_MASK) >> 20;
+        depth = asked > RPI_STACK_MAX_DEPTH ? RPI_STACK_MAX_DEPTH : (int)asked;
         if (!depth && parent && parent->stacks) depth = state(parent)->depth;
         if (!depth) depth = env_stack_depth();
         if (!depth) depth = DEFAULT_DEPTH;

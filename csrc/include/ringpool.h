@@ -103,6 +103,11 @@ enum {
                                    open every tag into the stacks that reached it
                                    ($RINGPOOL_POOL_STACKS sets it for every pool) */
 };
+/* With RP_POOL_STACKS: at most n frames per stack (1..256, larger is capped),
+   or'ed into the flags. Without it the depth is the parent's (a child pool),
+   else $RINGPOOL_POOL_STACKS's, else 64. */
+#define RP_POOL_STACK_DEPTH(n)   (((unsigned)(n) & 511u) << 20)
+#define RP_POOL_STACK_DEPTH_MASK (511u << 20)
 
 typedef struct rp_pool_options {
     unsigned flags;            /* RP_POOL_* */
@@ -110,9 +115,6 @@ typedef struct rp_pool_options {
                                   RP_MAX_SIZE & ~15: RP_EINVAL at creation */
     size_t   keep_bytes;       /* arena: chunk bytes kept by rp_pool_reset; 0 = 4 MiB,
                                   SIZE_MAX = keep all */
-    unsigned stack_depth;      /* RP_POOL_STACKS: frames per stack, 1..256 (larger is
-                                  capped); 0 = $RINGPOOL_POOL_STACKS's depth, else the
-                                  parent's, else 64 */
 } rp_pool_options;
 
 /* A new empty pool named name (copied; NULL = "(unnamed)"). NULL on OOM, or

@@ -111,7 +111,7 @@ def test_bad_arguments(argv: list[str], needle: str, capsys: pytest.CaptureFixtu
 
 def test_by_on_a_snapshot_is_an_error(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_report("a.json")
-    _fails(["show", path, "--by", "function"], capsys, "--by", "interposer reports only")
+    _fails(["show", path, "--by", "function"], capsys, "--by", "has no stacks")
 
 
 def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -354,8 +354,7 @@ static void test_depth_and_children(void)
 {
     rp_pool_options o;
     memset(&o, 0, sizeof o);
-    o.flags = RP_POOL_STACKS | tu_backing;
-    o.stack_depth = 2;
+    o.flags = RP_POOL_STACKS | RP_POOL_STACK_DEPTH(2) | tu_backing;
     rp_pool *pool = rp_pool_create_ex("shallow", &o);
     CHECK(pool != NULL);
     rp_pool *child = rp_pool_create_child(pool, "child");
@@ -372,7 +371,7 @@ static void test_depth_and_children(void)
     rp_free(p);
     tu_end_pool(child);
     /* a depth over the largest is capped */
-    o.stack_depth = 100000;
+    o.flags = RP_POOL_STACKS | RP_POOL_STACK_DEPTH(500) | tu_backing;
     rp_pool *deep = rp_pool_create_ex("deep", &o);
     CHECK(deep != NULL);
     p = alloc_in_eval(deep, 1);
