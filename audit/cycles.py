@@ -135,6 +135,11 @@ def run(args: argparse.Namespace, cmd: list[str], report_dir: str, launch: Launc
         parts.append(f"cycles {a} to {b}: {t['blocks_per_cycle']:.1f} blocks, "
                      f"{t['bytes_per_cycle']:.1f} bytes per cycle")
     line = "residue per cycle: " + "; ".join(parts)
+    if len(intervals) >= 2:
+        before = _interval_totals(rows, *intervals[-2])
+        after = _interval_totals(rows, *intervals[-1])
+        line += (f"; last two intervals differ by {after['blocks_per_cycle'] - before['blocks_per_cycle']:+.1f} "
+                 f"blocks, {after['bytes_per_cycle'] - before['bytes_per_cycle']:+.1f} bytes per cycle")
     if verdict.active:
         line += "; per cycle " + verdict.describe()
     output.summary(line)

@@ -56,6 +56,7 @@ def test_residue_per_cycle_by_function_is_exact(cycles: str, capsys: pytest.Capt
     assert "scratch" not in rows
     assert doc["cycles"] == [2, 5, 9]
     assert [t["bytes_per_cycle"] for t in doc["totals"]] == [96.0, 96.0]
+    assert "last two intervals differ by +0.0 blocks, +0.0 bytes per cycle" in err
 
 
 def test_summary_gives_the_total_per_cycle(cycles: str, capsys: pytest.CaptureFixture[str]) -> None:
