@@ -343,7 +343,12 @@ def test_run_preload_wants_an_output_file_for_pprof(plain_leaks: str, tmp_path: 
     stacks = pprof_stacks(decode_pprof(out.read_bytes(), tmp_path))
     # the whole stack: make_table, called by main, called by the C library's start-up code
     (table,) = [(k, v) for k, v in stacks.items() if k[:2] == ("make_table", "main")]
-    assert len(table[0]) > 2 and table[1] == [4, 400, 4]
+    # inuse objects and bytes, alloc objects and bytes: all four blocks still held
+    assert len(table[0]) > 2 and table[1] == [4, 400, 4, 400]
+    prof = decode_pprof(out.read_bytes(), tmp_path)
+    strings = list(prof.string_table)
+    assert [strings[t.type] for t in prof.sample_type] == ["inuse_objects", "inuse_space", "alloc_objects",
+                                                           "alloc_space"]
 
 
 def test_a_sampled_interposer_run_exports_its_estimates(plain_leaks: str, tmp_path: Path) -> None:
