@@ -4,7 +4,8 @@
  *
  *   replay --impl IMPL TRACE     replay once; prints one line of key=value:
  *                                ns per operation, peak RSS added by the
- *                                replay, and the trace's own figures
+ *                                replay (and the chunks an arena pool held
+ *                                at the end), and the trace's own figures
  *   replay --info TRACE          the trace's figures only
  *   replay --dump TRACE          the records as text, one per line
  *   replay --list-impls          the implementations that load here
@@ -547,10 +548,15 @@ int main(int argc, char **argv)
     double ns = now_ns() - t0;
     long peak = have_peak ? status_kb("VmHWM") : -1;
 
+    rp_pool_info pi = { .struct_size = sizeof pi };
+    if (c.pool && rp_pool_get_info(c.pool, &pi) != 0) pi.reserved_bytes = 0;
     ctx_close(&c, &o, t.max_id);
     print_info(path, &t);
-    printf(" impl=%s ns_per_op=%.2f peak_rss_kb=%ld bad_blocks=%zu\n", impl_name[impl],
-           t.n ? ns / (double)t.n : 0.0, peak >= 0 && base >= 0 ? peak - base : -1L, o.bad);
+    printf(" impl=%s ns_per_op=%.2f peak_rss_kb=%ld", impl_name[impl],
+           t.n ? ns / (double)t.n : 0.0, peak >= 0 && base >= 0 ? peak - base : -1L);
+    if (c.impl != I_GLIBC && impl_flags[impl] & RP_POOL_ARENA)
+        printf(" arena_chunks=%zu", pi.chunks);
+    printf(" bad_blocks=%zu\n", o.bad);
     if (o.bad) {
         fprintf(stderr, "replay: %s: %zu blocks did not keep what was written to them\n",
                 impl_name[impl], o.bad);

@@ -80,7 +80,7 @@ OUT=$(mktemp -d "${TMPDIR:-/tmp}/rp-traces.XXXXXX")
 field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 fmt() { awk -v v="$1" 'BEGIN { if (v == "n/a" || v == "") print "n/a"; else printf (v >= 100 ? "%.0f" : v >= 10 ? "%.1f" : "%.2f"), v }'; }
-mib() { awk -v k="$1" 'BEGIN { printf (k >= 10240 ? "%.1f" : "%.2f"), k / 1024 }'; }
+mib() { awk -v k="$1" 'BEGIN { if (k == "n/a" || k < 0) print "n/a"; else printf (k >= 10240 ? "%.1f" : "%.2f"), k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b <= 0) print "n/a"; else printf "%.2fx", a / b }'; }
 
 echo "## Allocation traces replayed"
