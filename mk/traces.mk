@@ -31,8 +31,8 @@ $(TRACE_CHURN) $(TRACE_TINY): $(BENCH_C_DIR)/%: benches/c/trace/%.c
 
 # Recorded again when the recorder or a workload changes (not committed: about
 # 40 MB in all, a minute to record).
-$(TRACE_DIR)/.recorded: $(RPTRACE_SO) $(TRACE_CHURN) $(REPLAY_BIN) benches/c/trace/record.sh \
-                        benches/c/trace/pywork.py benches/preload/overhead.py
+$(TRACE_DIR)/.recorded: $(RPTRACE_SO) $(TRACE_CHURN) benches/c/trace/record.sh \
+                        benches/c/trace/pywork.py benches/preload/overhead.py | $(REPLAY_BIN)
 	$(call apt_install,$(TRACE_PACKAGES))
 	benches/c/trace/record.sh -o $(TRACE_DIR) -l $(RPTRACE_SO) -c $(TRACE_CHURN) -r $(REPLAY_BIN)
 	@touch $@
