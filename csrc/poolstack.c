@@ -284,6 +284,8 @@ struct rpi_psreport {
     size_t *frame_module;     /* frame index -> module (SIZE_MAX: none) */
     size_t nframes;
     rpi_ptrmap findex;        /* address -> frame index + 1 */
+    rpi_ptrmap sindex;        /* id key -> stack index + 1 */
+    rpi_poolstacks *state;
     psmodule *mods;
     size_t nmods, nmods_cap;
     psmodule **used;          /* module index -> module */
@@ -362,6 +364,7 @@ static void report_free(rpi_psreport *r)
     rpi_sys_free(r->mods);
     rpi_sys_free(r->used);
     rpi_ptrmap_free(&r->findex);
+    rpi_ptrmap_free(&r->sindex);
     rpi_sys_free(r->rows);
     rpi_sys_free(r->ids);
     rpi_sys_free(r->frames);
@@ -467,9 +470,8 @@ rpi_psreport *rpi_poolstack_report_begin(rp_pool *pool)
     rpi_psreport *r = rpi_sys_calloc(1, sizeof *r);
     if (!r) return NULL;
     r->depth = s->depth;
-    rpi_ptrmap stack_index = {0};
-    bool ok = !s->nrecs || make_rows(pool, r, &stack_index);
-    rpi_ptrmap_free(&stack_index);
+    r->state = s;
+    bool ok = !s->nrecs || make_rows(pool, r, &r->sindex);
     if (!ok || !make_frames(r)) {
         report_free(r);
         return NULL;
@@ -502,6 +504,14 @@ void rpi_poolstack_report_tag(rpi_psreport *r, const rpi_tag *t, const rpi_json_
         first = false;
     }
     put_raw(o, "]");
+}
+
+void rpi_poolstack_report_block(rpi_psreport *r, const void *payload, const rpi_json_out *o)
+{
+    if (!r) return;
+    rpi_srec *q = rpi_ptrmap_get(&r->state->blocks, payload);
+    void *v = q ? rpi_ptrmap_get(&r->sindex, id_key(q->id)) : NULL;
+    if (v) put_fmt(o, ", \"stack\": %zu", (size_t)(uintptr_t)v - 1);
 }
 
 void rpi_poolstack_report_end(rpi_psreport *r, const rpi_json_out *o)

@@ -49,7 +49,8 @@ RPI_HIDDEN void rpi_poolstack_fini(rp_pool *pool);
 /* Report writing (docs/report-format.md, "Stacks of pool blocks"), lock
    held throughout: begin (NULL when the pool records no stacks, or on
    OOM: then the report carries none), one call per listed tag in
-   first-use order (writes the tag's `, "stacks": [...]`), then end (writes
+   first-use order (writes the tag's `, "stacks": [...]`), one per listed
+   block of a stack pool (its stack's index), then end (writes
    the pool's tables and frees). */
 typedef struct rpi_json_out {
     void *ctx;
@@ -59,6 +60,8 @@ typedef struct rpi_json_out {
 typedef struct rpi_psreport rpi_psreport;
 RPI_HIDDEN rpi_psreport *rpi_poolstack_report_begin(rp_pool *pool);
 RPI_HIDDEN void rpi_poolstack_report_tag(rpi_psreport *r, const rpi_tag *t, const rpi_json_out *o);
+/* In the block list (after the tags, before end): `, "stack": INDEX`. */
+RPI_HIDDEN void rpi_poolstack_report_block(rpi_psreport *r, const void *payload, const rpi_json_out *o);
 RPI_HIDDEN void rpi_poolstack_report_end(rpi_psreport *r, const rpi_json_out *o);
 
 #endif /* RP_POOLSTACK_H */

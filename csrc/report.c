@@ -174,7 +174,6 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
         out_putc(f, '}');
     }
     out_puts(f, any ? "\n  ]" : "]");
-    rpi_poolstack_report_end(stacks, &jo);
     if (flags & RP_REPORT_BLOCKS) {
         out_puts(f, ",\n  \"blocks\": [");
         bool first = true;
@@ -187,11 +186,13 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
             out_printf(f, "%s\n    {\"address\": \"%p\", \"size\": %zu, \"tag\": ",
                     first ? "" : ",", rpi_payload(h), rpi_size(h));
             put_str(f, h->origin->name);
+            if (h->word & RPI_F_STACK) rpi_poolstack_report_block(stacks, rpi_payload(h), &jo);
             out_putc(f, '}');
             first = false;
         }
         out_puts(f, first ? "]" : "\n  ]");
     }
+    rpi_poolstack_report_end(stacks, &jo);
     if ((flags & RP_REPORT_CHILDREN) && pool->first_child) {
         out_puts(f, ",\n  \"children\": [");
         for (rp_pool *c = pool->first_child; c; c = c->next_sibling) {

@@ -156,3 +156,20 @@ def test_damaged_stack_tables_are_one_line_errors(report: str, tmp_path: Path, c
         assert main(["show", str(path), *argv]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0] and str(path) in err[0], err
+
+
+def test_chromium_draws_the_stacks_under_tag_and_pool(report: str, tmp_path: Path) -> None:
+    from test_export_html import page_of, rendered
+    dom = rendered(page_of(tmp_path, report, "--by", "function"), "#search=make_node")
+    values: dict[str, list[int]] = {}
+    depth: dict[str, set[int]] = {}
+    for f in dom.frames:
+        values.setdefault(f["data-name"], []).append(int(f["data-value"]))
+        depth.setdefault(f["data-name"], set()).add(int(f["data-depth"]))
+    assert values["app"] == [347] and values["node"] == [340] and values["strings"] == [7]
+    assert values["load_tree"] == [300] and values["parse_expr"] == [40]
+    assert sorted(values["make_node"]) == [40, 300] and values["name_it"] == [7]
+    # pool, then tag, then the stack from its outermost frame
+    assert depth["app"] == {1} and depth["node"] == {2} and min(depth["main"]) > 2
+    matched = [f for f in dom.frames if "match" in f["class"].split()]
+    assert sorted(int(f["data-value"]) for f in matched) == [40, 300]

@@ -112,3 +112,15 @@ def test_write_report_carries_stacks(tmp_path: Path) -> None:
         doc = json.loads(path.read_text(encoding="utf-8"))
         assert doc["tags"][0]["stacks"][0]["blocks"] == 1
         b.free()
+
+
+def test_listed_blocks_name_their_stack() -> None:
+    with Pool("b", stacks=True) as pool:
+        one = [pool.alloc(8, tag="t") for _ in range(2)]
+        snap = pool.snapshot(blocks=True)
+        assert snap.blocks is not None and len(snap.blocks) == 2
+        (row,) = tag_stacks(snap, "t")           # one call site: one stack
+        for b in snap.blocks:
+            assert b.extra is not None and b.extra["stack"] == row["stack"]
+        for b in one:
+            b.free()
