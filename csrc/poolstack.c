@@ -43,6 +43,7 @@ typedef struct rpi_poolstacks {
     rpi_srec **buckets;
     size_t     nbuckets, nrecs;
     rpi_srec  *first, *last;
+    rpi_srec  *recent;      /* the record used last: a loop allocates from one place */
 } rpi_poolstacks;
 
 static inline rpi_poolstacks *state(const rp_pool *pool) { return pool->stacks; }
@@ -183,9 +184,11 @@ rpi_srec *rpi_poolstack_prepare(rp_pool *pool, rpi_tag *t, uint32_t id)
 {
     rpi_poolstacks *s = state(pool);
     if (rpi_ptrmap_reserve(&s->blocks, 1) != 0) return NULL;
+    rpi_srec *recent = s->recent;
+    if (recent && recent->tag == t && recent->id == id) return recent;
     if (s->nbuckets) {
         for (rpi_srec *r = s->buckets[bucket_of(t, id, s->nbuckets)]; r; r = r->hnext)
-            if (r->tag == t && r->id == id) return r;
+            if (r->tag == t && r->id == id) return s->recent = r;
     }
     if (s->nrecs >= s->nbuckets && grow_buckets(s) != 0) return NULL;
     rpi_srec *r = rpi_sys_calloc(1, sizeof *r);
@@ -198,7 +201,7 @@ rpi_srec *rpi_poolstack_prepare(rp_pool *pool, rpi_tag *t, uint32_t id)
     if (s->last) s->last->lnext = r; else s->first = r;
     s->last = r;
     s->nrecs++;
-    return r;
+    return s->recent = r;
 }
 
 void rpi_poolstack_link(rp_pool *pool, rpi_hdr *h, rpi_srec *rec)

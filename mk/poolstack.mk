@@ -3,3 +3,8 @@
 # every C test; threads share a stack pool there, so it runs under TSan too.
 test-c-tsan: $(TSAN_DIR)/test_pool_stacks
 TSAN_BINS += $(TSAN_DIR)/test_pool_stacks
+
+# csrc/poolstack.c #includes csrc/stack/*.c: rebuild it when they change.
+POOLSTACK_DEPS := $(wildcard csrc/stack/*.c csrc/stack/*.h)
+$(BUILD)/obj/poolstack.o $(ASAN_DIR)/obj/poolstack.o $(TSAN_DIR)/obj/poolstack.o \
+    $(FUZZ_DIR)/lf-obj/poolstack.o: $(POOLSTACK_DEPS)
