@@ -260,6 +260,26 @@ void rpi_poolstack_fini(rp_pool *pool)
     pool->stacks = NULL;
 }
 
+size_t rp_pool_stack_stats(rp_pool *pool, rp_stack_stat *out, size_t cap)
+{
+    if (!pool) return 0;
+    rpi_pool_lock(pool);
+    size_t n = 0;
+    rpi_poolstacks *s = state(pool);
+    for (rpi_srec *r = s ? s->first : NULL; r; r = r->lnext) {
+        if (!r->allocs) continue;   /* prepared for an allocation that failed */
+        if (out && n < cap) {
+            const uintptr_t *f = NULL;
+            size_t depth = rpi_stack_get(r->id, &f);
+            out[n] = (rp_stack_stat){r->tag->name, depth ? (const void *const *)(const void *)f : NULL,
+                                     depth, r->blocks, r->bytes, r->allocs};
+        }
+        n++;
+    }
+    rpi_pool_unlock(pool);
+    return n;
+}
+
 /* ------------------------------------------------------------ reports */
 typedef struct rpi_psrow {
     const rpi_tag *tag;

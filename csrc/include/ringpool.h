@@ -232,6 +232,20 @@ typedef struct rp_tag_stat {
 /* Fills up to cap entries (in first-use order); returns the number of tags.
    O(tags): never walks the blocks. */
 RP_API size_t rp_pool_stats(rp_pool *pool, rp_tag_stat *out, size_t cap);
+/* Pools that record stacks (RP_POOL_STACKS): one entry per (tag, stack)
+   that allocated, in the order each first did; frames are return
+   addresses, innermost first (the caller of rp_alloc first), valid for the
+   life of the process; tag valid while the pool lives. Fills up to cap
+   entries and returns their number (0 for a pool without stacks). O(entries). */
+typedef struct rp_stack_stat {
+    const char        *tag;
+    const void *const *frames;   /* NULL when no stack could be taken */
+    size_t             depth;    /* frames */
+    size_t             blocks;   /* outstanding */
+    size_t             bytes;    /* outstanding, requested sizes */
+    uint64_t           allocs;   /* blocks ever allocated from this stack */
+} rp_stack_stat;
+RP_API size_t rp_pool_stack_stats(rp_pool *pool, rp_stack_stat *out, size_t cap);
 /* Outstanding blocks; bytes (requested) if non-NULL. O(1). */
 RP_API size_t rp_pool_outstanding(rp_pool *pool, size_t *bytes);
 

@@ -274,6 +274,39 @@ static void test_tags_open_into_stacks(void)
     tu_end_pool(pool);
 }
 
+static void test_stack_stats_through_the_api(void)
+{
+    rp_pool *pool = tu_pool_ex("api", RP_POOL_STACKS);
+    rp_stack_stat st[8];
+    CHECK_EQ(rp_pool_stack_stats(pool, st, 8), 0);
+    void *a = alloc_in_parse(pool, 10), *bc[2];
+    volatile int two = 2;   /* one call site */
+    for (int i = 0; i < two; i++) bc[i] = alloc_in_eval(pool, 20 + 10 * (size_t)i);
+    rp_free(a);
+    CHECK_EQ(rp_pool_stack_stats(pool, NULL, 0), 2);
+    CHECK_EQ(rp_pool_stack_stats(pool, st, 1), 2);   /* fills only what fits */
+    CHECK_EQ(rp_pool_stack_stats(pool, st, 8), 2);
+    CHECK_STR(st[0].tag, "node");
+    CHECK(st[0].depth >= 1 && st[0].frames != NULL);
+    CHECK(in_function((uintptr_t)st[0].frames[0] - 1, (void *)alloc_in_parse));
+    CHECK_EQ(st[0].blocks, 0);
+    CHECK_EQ(st[0].allocs, 1);
+    CHECK(in_function((uintptr_t)st[1].frames[0] - 1, (void *)alloc_in_eval));
+    CHECK_EQ(st[1].blocks, 2);
+    CHECK_EQ(st[1].bytes, 50);
+    CHECK_EQ(st[1].allocs, 2);
+    rp_free(bc[0]);
+    rp_free(bc[1]);
+    tu_end_pool(pool);
+    /* a pool without stacks has none */
+    rp_pool *plain = tu_pool("no-stacks");
+    void *p = alloc_in_parse(plain, 1);
+    CHECK_EQ(rp_pool_stack_stats(plain, st, 8), 0);
+    CHECK_EQ(rp_pool_stack_stats(NULL, st, 8), 0);
+    rp_free(p);
+    tu_end_pool(plain);
+}
+
 static void test_resize_keeps_the_stack(void)
 {
     rp_pool *pool = tu_pool_ex("resize", RP_POOL_STACKS);
@@ -550,6 +583,7 @@ int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
         {"tags_open_into_stacks", test_tags_open_into_stacks},
+        {"stack_stats_through_the_api", test_stack_stats_through_the_api},
         {"resize_keeps_the_stack", test_resize_keeps_the_stack},
         {"reset_keeps_allocation_totals", test_reset_keeps_allocation_totals},
         {"pools_without_the_flag_record_nothing", test_pools_without_the_flag_record_nothing},
