@@ -218,6 +218,8 @@ struct rp_pool {
     const char  *tag_key[RPI_TAG_CACHE];   /* pointer cache of tag records: */
     rpi_tag     *tag_rec[RPI_TAG_CACHE];   /* key[i] == tag => rec[i] is its record */
     size_t       bytes, peak;
+    int64_t      mp_left;       /* sampler: bytes before the next point (memprof.h),
+                                   beside the counters the fast path updates */
     size_t       reserved;      /* arena: chunks + big blocks; malloc: alignment slack only */
     rpi_tag    **tag_buckets;
     size_t       tag_nbuckets, ntags;
@@ -233,7 +235,6 @@ struct rp_pool {
     size_t       recycled;      /* bytes on the recycle lists */
     rpi_hdr     *recycle[RPI_RECYCLE_CLASSES];  /* malloc backing: freed blocks by class */
     rp_pool     *live_prev, *live_next;
-    int64_t      mp_left;       /* sampler: bytes before the next point (memprof.h) */
     uint64_t     mp_gen;        /* profile generation mp_left belongs to */
     bool         mp_real;       /* the next point is a sample, not a check point */
     rpi_mark    *marks;         /* walks in progress (their visitors run unlocked) */

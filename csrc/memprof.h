@@ -39,6 +39,18 @@ due:
     return RPI_UNLIKELY((pool->mp_left -= (int64_t)size) <= 0);
 #endif
 }
+/* rpi_count_new and rpi_memprof_due in one: the countdown first, while size
+   is still in a register (after the counters it would cost a copy). */
+static inline __attribute__((always_inline)) bool rpi_memprof_count(rp_pool *pool, rpi_tag *t,
+                                                                    size_t size)
+{
+    if (rpi_memprof_due(pool, size)) {
+        rpi_count_new(pool, t, size);
+        return true;
+    }
+    rpi_count_new(pool, t, size);
+    return false;
+}
 RPI_HIDDEN void *rpi_memprof_slow(rp_pool *pool, rpi_hdr *h, size_t size, bool checked);
 
 /* The two halves of rpi_memprof_slow, for callers with more to do between

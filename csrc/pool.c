@@ -599,8 +599,7 @@ static inline void *link_new(rp_pool *pool, rpi_hdr *h, rpi_tag *t, size_t size)
 {
     h->origin = t;
     rpi_ring_insert(pool, h);
-    rpi_count_new(pool, t, size);
-    if (rpi_memprof_due(pool, size)) return rpi_memprof_slow(pool, h, size, false);
+    if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, false);
     rpi_pool_unlock(pool);
     return rpi_payload(h);
 }
@@ -636,17 +635,13 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
                                                                     size_t size, const char *tag,
                                                                     bool plain, const bool locked)
 {
-    size_t total = RPI_HDR + size, cs;
-    unsigned c;
-    if (RPI_LIKELY(size <= 1024 - RPI_HDR)) {
-        c = (unsigned)((total - 1) >> 4);
-        cs = (total + 15) & ~(size_t)15;
-    } else if (size <= RPI_BIG_LIMIT - RPI_HDR) {
-        c = rpi_class_of(total);
-        cs = rpi_class_size(c);
-    } else {
+    size_t c;   /* size_t, not unsigned: no zero extension before indexing */
+    if (RPI_LIKELY(size <= 1024 - RPI_HDR))
+        c = (RPI_HDR + size - 1) >> 4;
+    else if (size <= RPI_BIG_LIMIT - RPI_HDR)
+        c = rpi_class_of(RPI_HDR + size);
+    else
         return alloc_general(pool, size, tag, plain);
-    }
     size_t slot = rpi_tag_slot(tag);
     if (locked && RPI_UNLIKELY(atomic_exchange_explicit(&pool->lock.held, 1, memory_order_acquire)))
         return alloc_general(pool, size, tag, plain);
@@ -656,7 +651,9 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     if (RPI_LIKELY(h != NULL)) {
         a->free[c] = h->next;
     } else {
-        /* carve from the current chunk */
+        /* carve from the current chunk (the class size only here: a free
+           list hit does not compute it) */
+        size_t cs = rpi_class_size((unsigned)c);
         if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general_locked;
         h = (rpi_hdr *)a->cur;
         a->cur += cs;
@@ -664,8 +661,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
     h->origin = t;
     rpi_ring_insert(pool, h);
-    rpi_count_new(pool, t, size);
-    if (rpi_memprof_due(pool, size)) return rpi_memprof_slow(pool, h, size, false);
+    if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, false);
     if (locked) rpi_lock_release(&pool->lock);
     return rpi_payload(h);
 general_locked:
@@ -679,7 +675,7 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
                                                                        const char *tag, bool plain,
                                                                        const bool locked)
 {
-    unsigned c = (unsigned)((size + 15) >> 4);
+    size_t c = (size + 15) >> 4;
     size_t slot = rpi_tag_slot(tag);
     if (locked && RPI_UNLIKELY(atomic_exchange_explicit(&pool->lock.held, 1, memory_order_acquire)))
         return alloc_malloc_fast(pool, size, tag, plain);
@@ -694,8 +690,7 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
     h->word = size;
     h->origin = t;
     rpi_ring_insert(pool, h);
-    rpi_count_new(pool, t, size);
-    if (rpi_memprof_due(pool, size)) return rpi_memprof_slow(pool, h, size, false);
+    if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, false);
     if (locked) rpi_lock_release(&pool->lock);
     return rpi_payload(h);
 }
