@@ -86,4 +86,48 @@ static inline int64_t rpg_draw(uint64_t s[4], double inv_log)
     return (int64_t)g + 1;
 }
 
+/* ln(m 2^-53) for 1 <= m <= 2^53, without a loop: the library's sampler
+   draws with it (a draw per sample, so its cost is per sample). m converts
+   to a double exactly; with x = m = 2^e f, f in [sqrt(1/2), sqrt(2)),
+   ln x = e ln 2 + ln f and ln f = 2 atanh(s), s = (f - 1) / (f + 1),
+   |s| <= 0.1716: the series s + s^3/3 + ... + s^21/21 leaves out less than
+   s^23/23 < 1e-18 (below a double's rounding of the result). */
+static inline double rpg_ln_unit(uint64_t m)
+{
+    double x = (double)m;
+    uint64_t bits;
+    __builtin_memcpy(&bits, &x, sizeof bits);
+    int e = (int)(bits >> 52) - 1023;
+    bits = (bits & UINT64_C(0x000FFFFFFFFFFFFF)) | UINT64_C(0x3FF0000000000000);
+    double f;
+    __builtin_memcpy(&f, &bits, sizeof f);   /* x = 2^e f, f in [1, 2) */
+    if (f >= 1.4142135623730951) {
+        f *= 0.5;
+        e++;
+    }
+    double t = (f - 1.0) / (f + 1.0), t2 = t * t;
+    double p = 1.0 / 21;
+    p = p * t2 + 1.0 / 19;
+    p = p * t2 + 1.0 / 17;
+    p = p * t2 + 1.0 / 15;
+    p = p * t2 + 1.0 / 13;
+    p = p * t2 + 1.0 / 11;
+    p = p * t2 + 1.0 / 9;
+    p = p * t2 + 1.0 / 7;
+    p = p * t2 + 1.0 / 5;
+    p = p * t2 + 1.0 / 3;
+    return 2.0 * t + 2.0 * t * (t2 * p) + (double)(e - 53) * 0.6931471805599453;
+}
+
+/* rpg_draw for a splitmix64 stream in one word (*x): the same law. */
+static inline int64_t rpg_draw1(uint64_t *x, double inv_log)
+{
+    if (inv_log == 0.0)
+        return 1;
+    double g = rpg_ln_unit((rpg_splitmix(x) >> 11) + 1) * inv_log;   /* >= 0 */
+    if (!(g < (double)(INT64_MAX / 4)))
+        return INT64_MAX / 4;
+    return (int64_t)g + 1;
+}
+
 #endif /* RP_GEOMETRIC_H */

@@ -209,6 +209,18 @@ typedef struct rpi_mark {
     struct rpi_mark *next;
 } rpi_mark;
 
+/* The sampler's state in a pool, under the pool's lock (memprof.c): what the
+   pool needs to draw and offer samples without the sampler's global lock. */
+typedef struct rpi_memprof_pool {
+    uint64_t           gen;       /* profile generation this state belongs to */
+    uint64_t           rng;       /* the pool's random stream (splitmix64) */
+    double             inv_log;   /* that profile's 1 / ln(1 - rate); 0 for rate 1 */
+    rp_memprof        *profile;   /* that profile, NULL for none (compared, not read) */
+    rp_memprof_tracker tracker;   /* its tracker and callstack size */
+    size_t             stack;
+    bool               real;      /* the next point is a sample, not a check point */
+} rpi_memprof_pool;
+
 #define RPI_TAG_CACHE 64
 #define RPI_NO_TAG ((const char *)1)   /* key of an empty tag-cache slot */
 struct rp_pool {
@@ -235,8 +247,7 @@ struct rp_pool {
     size_t       recycled;      /* bytes on the recycle lists */
     rpi_hdr     *recycle[RPI_RECYCLE_CLASSES];  /* malloc backing: freed blocks by class */
     rp_pool     *live_prev, *live_next;
-    uint64_t     mp_gen;        /* profile generation mp_left belongs to */
-    bool         mp_real;       /* the next point is a sample, not a check point */
+    rpi_memprof_pool mp;        /* sampler: the rest of its state (memprof.c) */
     rpi_mark    *marks;         /* walks in progress (their visitors run unlocked) */
     rpi_ptrmap   tag_seen;      /* checked pools: tag pointer -> record of its last content */
     struct rpi_cpool *checked;  /* checked pools: their part of the registry (checked.c) */

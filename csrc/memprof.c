@@ -66,6 +66,7 @@ struct rp_memprof {
     uint64_t          gen;        /* generation while it runs */
     double            inv_log;    /* 1 / ln(1 - rate) (negative; -0.0 for rate 1) */
     uint64_t          seed;
+    uint64_t          streams;    /* pools that joined it (mp_lock) */
     size_t            tracked;    /* entries (mp_lock) */
     bool              running;
 };
@@ -85,7 +86,6 @@ static rpi_ptrmap  mp_map;                 /* block -> mp_entry (mp_lock) */
 static rp_memprof *mp_running;             /* mp_lock */
 static atomic_uint_least64_t mp_gen = 1;   /* changes at every start and stop */
 static atomic_bool mp_active;              /* a profile runs (a hint; mp_lock decides) */
-static uint64_t    mp_rng[4];              /* xoshiro256** state (mp_lock) */
 
 static inline bool mp_running_hint(void)
 {
@@ -141,6 +141,36 @@ static void flag_sampled(void *p)
     if (!(h->word & RPI_F_CHECKED)) h->word |= RPI_F_SAMPLED;
 }
 
+/* The pool looks at the profile of generation gen (pool lock held): it
+   copies what drawing and offering need, and takes a random stream of its
+   own, so that its later draws need no global lock. */
+static __attribute__((noinline)) void join(rp_pool *pool, uint64_t gen)
+{
+    rpi_memprof_pool *m = &pool->mp;
+    m->real = false;
+    if (!mp_running_hint()) {
+        m->gen = gen;
+        m->profile = NULL;
+        return;
+    }
+    rpi_lock_acquire(&mp_lock);
+    rp_memprof *p = mp_running;
+    if (p && p->gen == gen) {
+        m->gen = gen;
+        m->profile = p;
+        m->inv_log = p->inv_log;
+        m->tracker = p->params.tracker;
+        m->stack = p->params.callstack_size;
+        /* streams in the order pools join: reproducible for a fixed seed */
+        uint64_t x = p->seed ^ (UINT64_C(0x632BE59BD9B4E019) * ++p->streams);
+        m->rng = rpg_splitmix(&x);
+    } else {
+        m->gen = 0;                 /* stopped or replaced meanwhile: look again */
+        m->profile = NULL;
+    }
+    rpi_lock_release(&mp_lock);
+}
+
 void rpi_memprof_draw(rp_pool *pool, rpi_memprof_sample *s)
 {
     /* mp_left <= 0: the point lies at byte size + mp_left (1-based) of the
@@ -148,51 +178,41 @@ void rpi_memprof_draw(rp_pool *pool, rpi_memprof_sample *s)
        started at 0), before it. Bytes after the point: */
     int64_t rest = -pool->mp_left;
     uint64_t gen = atomic_load_explicit(&mp_gen, memory_order_acquire);
+    rpi_memprof_pool *m = &pool->mp;
+    size_t k = 0;
     s->k = 0;
-    if (pool->mp_gen != gen) {
+    if (RPI_LIKELY(m->gen == gen)) {
+        k = m->real;
+    } else {
         /* another profile (or none) since the pool last looked: the point was
            a check point, and the pool's next draw belongs to the new state */
-        pool->mp_gen = gen;
-        pool->mp_real = false;
-        if (!mp_running_hint()) {
-            pool->mp_left = RPI_MEMPROF_IDLE_CHECK;
-            return;
-        }
-    } else if (!pool->mp_real && !mp_running_hint()) {
-        pool->mp_left = RPI_MEMPROF_IDLE_CHECK;
+        join(pool, gen);
+    }
+    if (!m->profile) {
+        m->real = false;
+        pool->mp_left = m->gen ? RPI_MEMPROF_IDLE_CHECK : RPI_MEMPROF_CHECK;
         return;
     }
-    rpi_lock_acquire(&mp_lock);
-    rp_memprof *p = mp_running;
-    if (!p || p->gen != gen) {               /* stopped or replaced meanwhile */
-        rpi_lock_release(&mp_lock);
-        pool->mp_gen = 0;                    /* look again at the next point */
-        pool->mp_left = RPI_MEMPROF_CHECK;
-        pool->mp_real = false;
-        return;
-    }
-    size_t k = pool->mp_real ? 1 : 0;
     for (;;) {
-        int64_t g = rpg_draw(mp_rng, p->inv_log);
+        int64_t g = rpg_draw1(&m->rng, m->inv_log);
         bool real = g <= RPI_MEMPROF_CHECK;
         int64_t step = real ? g : RPI_MEMPROF_CHECK;
         if (step <= rest) {
             rest -= step;
-            if (real) k++;
+            k += real;
             continue;
         }
         pool->mp_left = step - rest;
-        pool->mp_real = real;
+        m->real = real;
         break;
     }
     if (k && !rpi_memprof_tls.busy) {        /* no samples inside callbacks */
         s->k = k;
         s->gen = gen;
-        s->profile = p;
-        s->stack = p->params.callstack_size;
-        s->tracker = p->params.tracker;
+        s->profile = m->profile;
+        s->stack = m->stack;
+        s->tracker = m->tracker;
     }
-    rpi_lock_release(&mp_lock);
 }
 
 void *rpi_memprof_slow(rp_pool *pool, rpi_hdr *h, size_t size, bool checked)
@@ -335,10 +355,11 @@ int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out)
         return RP_EBUSY;
     }
     p->running = true;
-    p->gen = atomic_fetch_add_explicit(&mp_gen, 1, memory_order_acq_rel) + 1;
-    rpg_seed(mp_rng, seed, 0);
     mp_running = p;
+    /* the hint before the generation: a pool that sees the new generation
+       (acquire) also sees the hint set, and joins */
     atomic_store_explicit(&mp_active, true, memory_order_release);
+    p->gen = atomic_fetch_add_explicit(&mp_gen, 1, memory_order_acq_rel) + 1;
     rpi_lock_release(&mp_lock);
     /* Live thread-safe pools whose lock is free look at the new profile at
        their next allocation; the others within RPI_MEMPROF_IDLE_CHECK bytes. */
@@ -347,7 +368,7 @@ int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out)
         if (q->flags & RP_POOL_UNSYNC) continue;
         if (atomic_exchange_explicit(&q->lock.held, 1, memory_order_acquire)) continue;
         q->mp_left = 0;
-        q->mp_real = false;
+        q->mp.real = false;
         rpi_lock_release(&q->lock);
     }
     rpi_live_unlock();

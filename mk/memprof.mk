@@ -10,6 +10,11 @@
 
 MEMPROF_DEMO := $(BUILD)/demo/leaky
 MEMPROF_RATE ?= 1e-4
+# The last commit before the sampler: its pairs are the "before" column of
+# docs/memprof.md, built from `git archive` in a temporary directory.
+MEMPROF_BEFORE ?= e12484e
+MEMPROF_PAIR_TABLE = awk '/^\#\#\# /{p = /alloc\+free pair/} p'
+MEMPROF_PAIRS   = -i glibc,rp-unsync,rp-locked,arena-unsync,arena-locked -s "64 mixed"
 
 .PHONY: demo-sampling bench-memprof
 
@@ -25,9 +30,14 @@ demo-sampling: setup-run preload $(MEMPROF_DEMO)
 	$(PY) -m audit run --preload --stack-depth 1 --sample-rate 1e-3 --sample-seed 1 -- $(MEMPROF_DEMO)
 
 bench-memprof: $(BENCH_C_BIN) $(PRELOAD_SO) $(BUILD)/preload-bench/alloc_loop bench-peers
+	@echo "== alloc+free pairs, the library before the sampler ($(MEMPROF_BEFORE))"
+	set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	    git archive $(MEMPROF_BEFORE) | tar -x -C "$$d"; \
+	    $(MAKE) -s -C "$$d" build/bench-c/bench >/dev/null; \
+	    benches/c/callgrind.sh -b "$$d/build/bench-c/bench" -N 2000 $(MEMPROF_PAIRS) | $(MEMPROF_PAIR_TABLE)
 	@echo "== alloc+free pairs, no profile running"
-	benches/c/callgrind.sh -b $(BENCH_C_BIN) -i glibc,rp-unsync,rp-locked,arena-unsync,arena-locked -s "64 mixed" | sed -n '/alloc+free pair/,/^$$/p'
+	benches/c/callgrind.sh -b $(BENCH_C_BIN) -N 2000 $(MEMPROF_PAIRS) | $(MEMPROF_PAIR_TABLE)
 	@echo "== alloc+free pairs, a profile at $(MEMPROF_RATE) with a counting tracker"
-	RPB_MEMPROF_RATE=$(MEMPROF_RATE) benches/c/callgrind.sh -b $(BENCH_C_BIN) -i glibc,rp-unsync,rp-locked,arena-unsync,arena-locked -s "64 mixed" | sed -n '/alloc+free pair/,/^$$/p'
+	RPB_MEMPROF_RATE=$(MEMPROF_RATE) benches/c/callgrind.sh -b $(BENCH_C_BIN) -N 2000 $(MEMPROF_PAIRS) | $(MEMPROF_PAIR_TABLE)
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) $(PYTHON_SYS) benches/preload/sampling.py \
 	    --alloc-loop $(abspath $(BUILD)/preload-bench/alloc_loop) --rate $(MEMPROF_RATE)
