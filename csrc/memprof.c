@@ -38,6 +38,14 @@
  * sampled with probability r independently of every other byte, whichever
  * thread allocates it.
  *
+ * No global lock per sample: when a pool first meets a profile (its
+ * generation changed) it copies the rate and the tracker under the
+ * sampler's lock and takes a random stream of its own (splitmix64, seeded
+ * from the profile's seed and the number of pools that joined before it);
+ * later draws and offers use that copy under the pool's lock only. The
+ * sampler's lock is taken again only when a tracker keeps a block (the map
+ * of tracked blocks), where the profile is checked to be still the same.
+ *
  * Rules (from OCaml's experience): callbacks run on the allocating thread
  * with sampling off on that thread and no ringpool lock held; a sample whose
  * profile was stopped or replaced while its alloc callback ran is discarded;
