@@ -151,6 +151,78 @@ static void test_samples_per_allocation_are_binomial(void)
     tu_end_pool(pool);
 }
 
+/* Pools draw from streams of their own: allocations spread over three
+   thread-safe pools (one of them checked) still get Binomial(n, rate) samples,
+   and two pools given the same allocations sample independently of each
+   other (equal streams would agree on every allocation). */
+static rp_pool *pair_pool[3];
+static unsigned char *pair_sampled[3];
+static size_t pair_at[3];
+static void *pools_alloc(const rp_memprof_allocation *a, void *data)
+{
+    rec *r = data;
+    r->sampled_allocs++;
+    r->hist[a->samples < 7 ? a->samples : 7]++;
+    for (int i = 0; i < 3; i++)
+        if (a->pool == pair_pool[i]) pair_sampled[i][pair_at[i]] = 1;
+    return NULL;
+}
+
+static void test_pools_sample_independently(void)
+{
+    const unsigned n = 1000;
+    const double rate = 1e-3;
+    const size_t per_pool = 60000 / (size_t)quick_div();
+    pair_pool[0] = tu_pool("streams-a");
+    pair_pool[1] = tu_pool("streams-b");
+    pair_pool[2] = tu_pool_ex("streams-checked", RP_POOL_CHECKED);
+    for (int i = 0; i < 3; i++) {
+        pair_sampled[i] = calloc(per_pool, 1);
+        CHECK(pair_sampled[i] != NULL);
+        pair_at[i] = 0;
+    }
+    rec r = { 0 };
+    rp_memprof_params p = { .rate = rate, .seed = 424242,
+                            .tracker = { pools_alloc, NULL, &r } };
+    rp_memprof *prof = NULL;
+    CHECK_INT(rp_memprof_start(&p, &prof), 0);
+    for (size_t j = 0; j < per_pool; j++)
+        for (int i = 0; i < 3; i++) {
+            rp_free(rp_alloc(pair_pool[i], n, "x"));
+            pair_at[i]++;
+        }
+    finish(prof);
+    const size_t allocs = 3 * per_pool;
+    size_t obs[5] = { allocs - r.sampled_allocs, r.hist[1], r.hist[2], r.hist[3], 0 };
+    for (int k = 4; k < 8; k++) obs[4] += r.hist[k];
+    double chi2 = 0, tail = 1.0;
+    for (unsigned k = 0; k < 5; k++) {
+        double pk = k < 4 ? binom_pmf(n, rate, k) : tail;
+        if (k < 4) tail -= pk;
+        double e = pk * (double)allocs;
+        chi2 += ((double)obs[k] - e) * ((double)obs[k] - e) / e;
+    }
+    if (!(chi2 < 18.47))   /* 4 degrees of freedom, P = 0.001 */
+        tu_fail(__FILE__, __LINE__, "chi2 %.2f over bins %zu %zu %zu %zu %zu", chi2, obs[0],
+                obs[1], obs[2], obs[3], obs[4]);
+    /* the same sampled-or-not for the j-th allocation of a and of b:
+       probability q^2 + (1 - q)^2 when independent, q = P(k >= 1) */
+    double q = 1.0 - binom_pmf(n, rate, 0), want = q * q + (1 - q) * (1 - q);
+    for (int i = 1; i < 3; i++) {
+        size_t same = 0;
+        for (size_t j = 0; j < per_pool; j++) same += pair_sampled[0][j] == pair_sampled[i][j];
+        double f = (double)same / (double)per_pool;
+        double var = want * (1 - want) / (double)per_pool;
+        if ((f - want) * (f - want) > 36 * var)   /* 6 standard deviations */
+            tu_fail(__FILE__, __LINE__, "pools a and %d agree on %.4f of allocations, "
+                    "independent streams: %.4f", i, f, want);
+    }
+    for (int i = 0; i < 3; i++) {
+        free(pair_sampled[i]);
+        tu_end_pool(pair_pool[i]);
+    }
+}
+
 /* k / rate is unbiased per site: the mean over many seeds is within 2% of
    the truth, and single runs of sites of 8 MB are within 5%. */
 static void test_estimates_are_unbiased(void)
@@ -451,6 +523,7 @@ int main(int argc, char **argv)
         {"bad_arguments", test_bad_arguments},
         {"rate_one_counts_every_byte", test_rate_one_counts_every_byte},
         {"samples_per_allocation_are_binomial", test_samples_per_allocation_are_binomial},
+        {"pools_sample_independently", test_pools_sample_independently},
         {"estimates_are_unbiased", test_estimates_are_unbiased},
         {"fixed_seed_reproduces", test_fixed_seed_reproduces},
         {"callbacks_allocate_and_stop", test_callbacks_allocate_and_stop},
