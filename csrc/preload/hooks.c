@@ -49,10 +49,6 @@ static real_fns real;
 __thread unsigned rpp_tls_state __attribute__((tls_model("initial-exec")));
 static _Atomic int resolve_state;     /* 0 not yet, 1 resolving, 2 done */
 static int tracking;                  /* 0 until the tables are mapped */
-/* Sampling mode, resolved and tracking: malloc and free take the short
-   paths below for blocks without a sample (set once, before resolve_state
-   becomes 2; a thread that reads 0 takes the general path, which is right too). */
-static int sampling_fast;
 
 
 /* ---------------------------------------------------------- bootstrap */
@@ -133,7 +129,9 @@ static void resolve(void)
         if (tracking) {
             rpp_stacks_init();
             rpp_sample_init();
-            sampling_fast = rpp_sampling;
+            /* the last bootstrap block is behind us: the sampling mode's
+               short paths may start (rpp.h) */
+            rpp_sample_publish(boot_buf, boot_buf + atomic_load(&boot_used));
         }
         __atomic_fetch_and(&rpp_tls_state, ~RPP_RESOLVING, __ATOMIC_RELAXED);
         atomic_store(&resolve_state, 2);
@@ -221,8 +219,16 @@ static int defer(unsigned op, void *p, size_t size, void *pc)
 
 static void defer_track(void *p, size_t size, void *pc)
 {
-    if (defer(OP_TRACK, p, size, pc) != 0)
+    /* sampling mode: whether p gets a sample is decided when the queue
+       runs; until then the free filter must send a free of p to the queue
+       too, behind this insertion, not straight to the real free */
+    if (rpp_sampling)
+        rpp_sample_mark(p, 1);
+    if (defer(OP_TRACK, p, size, pc) != 0) {
+        if (rpp_sampling)
+            rpp_sample_mark(p, -1);
         atomic_fetch_add_explicit(&rpp_stat.dropped, 1, memory_order_relaxed);
+    }
 }
 
 static inline void record(void *p, size_t size, void *pc);
@@ -237,6 +243,7 @@ static __attribute__((noinline, cold)) void run_deferred(const deferred *d)
             size_t k = rpp_sample_take(d->size);
             if (k)
                 rpp_sample_track(d->p, d->size, k, rpp_site_for((uintptr_t)d->pc | atomic_load(&rpp_gen_bits)));
+            rpp_sample_mark(d->p, -1);   /* defer_track's mark */
         } else {
             rpp_track(d->p, d->size, rpp_site_for((uintptr_t)d->pc | atomic_load(&rpp_gen_bits)), 1);
         }
@@ -329,19 +336,8 @@ static __attribute__((noinline)) void *malloc_slow(size_t size, unsigned st, voi
     return p;
 }
 
-/* Sampling mode, after the real malloc, when the block got a sample (or the
-   allocation failed): the general bookkeeping. */
-static __attribute__((noinline)) void *malloc_sampled(void *p, size_t size, void *ret)
-{
-    if (p) {
-        rpp_enter(0);
-        record(p, size, ret);
-        rpp_leave();
-    }
-    return p;
-}
-
-/* The exact mode's malloc (and sampling mode's rarer cases). */
+/* The exact mode's malloc, and the sampling mode's for blocks with a
+   sample (or a thread whose countdown is not seeded yet). */
 static __attribute__((noinline)) void *malloc_general(size_t size, void *ret)
 {
     unsigned st = rpp_tls_state;
@@ -351,29 +347,32 @@ static __attribute__((noinline)) void *malloc_general(size_t size, void *ret)
     void *pc = origin(ret);   /* taken before the call: consumed even on failure */
     void *p = real.malloc(size);
     if (RPP_LIKELY(p != NULL) && tracking) {
-        if (RPP_UNLIKELY(rpp_sampling) && rpp_sample_skip(size))
-            return p;                 /* sampling mode: no sample in this block */
         rpp_enter(0);
-        record(p, size, pc);
+        record(p, size, pc);          /* sampling mode: draws the samples */
         rpp_leave();
     }
     return p;
 }
 
+/* The sampling mode's short paths (malloc, calloc, realloc, free) touch no
+   per-thread state but the countdown and tail-call the real function: a
+   block without a sampled byte needs no bookkeeping, whatever the thread is
+   doing (inside the interposer, in a signal handler that interrupted it),
+   so none of that is looked at. A block is charged to the countdown before
+   the real call; when that call fails the bytes stay charged, which changes
+   nothing (the distance to the next sampled byte is memoryless). The
+   countdown is 0 in the exact mode and before a thread's first sampled
+   allocation, so there the test fails and the general path runs; it is
+   non-zero only on threads that already went through the general path
+   after the real functions were resolved. */
 RPP_EXPORT void *malloc(size_t size)
 {
-    if (RPP_LIKELY(sampling_fast) && RPP_LIKELY(rpp_tls_state == 0) && RPP_LIKELY(tls_origin == NULL)) {
-        /* sampling mode: one subtraction and one branch unless a sampled
-           byte falls in this block */
-        void *p = real.malloc(size);
-        if (RPP_LIKELY(p != NULL) && rpp_sample_skip(size))
-            return p;
-        return malloc_sampled(p, size, __builtin_return_address(0));
-    }
+    if (RPP_LIKELY(rpp_sample_skip(size)))
+        return real.malloc(size);
     return malloc_general(size, __builtin_return_address(0));
 }
 
-RPP_EXPORT void *calloc(size_t n, size_t size)
+static __attribute__((noinline)) void *calloc_general(size_t n, size_t size, void *ret)
 {
     if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING)) {
         size_t total;
@@ -384,11 +383,19 @@ RPP_EXPORT void *calloc(size_t n, size_t size)
         return boot_alloc(total, 16);
     }
     ENSURE_READY();
-    void *pc = ORIGIN();
+    void *pc = origin(ret);
     void *p = real.calloc(n, size);
     if (RPP_LIKELY(p != NULL) && tracking)
         after_alloc(p, n * size, pc);
     return p;
+}
+
+RPP_EXPORT void *calloc(size_t n, size_t size)
+{
+    size_t total;
+    if (RPP_LIKELY(!__builtin_mul_overflow(n, size, &total)) && RPP_LIKELY(rpp_sample_skip(total)))
+        return real.calloc(n, size);  /* sampling mode, no sample (see malloc) */
+    return calloc_general(n, size, __builtin_return_address(0));
 }
 
 static __attribute__((noinline)) void free_slow(void *p, unsigned st)
@@ -445,9 +452,10 @@ static __attribute__((noinline)) void free_general(void *p)
 
 RPP_EXPORT void free(void *p)
 {
-    if (RPP_LIKELY(sampling_fast) && RPP_LIKELY(rpp_tls_state == 0) &&
-        !rpp_sample_maybe_tracked(p) && !in_boot(p)) {
-        real.free(p);                 /* sampling mode: certainly not a sampled block */
+    /* sampling mode: certainly not a sampled block (nor NULL, nor a
+       bootstrap block: the filter says "maybe" for those) */
+    if (RPP_LIKELY(!rpp_sample_maybe_tracked(p))) {
+        real.free(p);
         return;
     }
     free_general(p);
@@ -556,9 +564,23 @@ static void *do_realloc(void *p, size_t size, void *pc)
     return n;
 }
 
+static __attribute__((noinline)) void *realloc_general(void *p, size_t size, void *ret)
+{
+    return do_realloc(p, size, origin(ret));
+}
+
+/* The sampling mode's short path (see malloc): p is NULL or certainly not
+   a sampled block (checked first: it changes nothing), and the new block
+   gets no sample. glibc's realloc allocates and frees internally, not
+   through these hooks. */
+#define REALLOC_SHORT(p, size) \
+    (((p) == NULL || !rpp_sample_maybe_tracked(p)) && rpp_sample_skip(size))
+
 RPP_EXPORT void *realloc(void *p, size_t size)
 {
-    return do_realloc(p, size, ORIGIN());
+    if (RPP_LIKELY(REALLOC_SHORT(p, size)))
+        return real.realloc(p, size);
+    return realloc_general(p, size, __builtin_return_address(0));
 }
 
 RPP_EXPORT void *reallocarray(void *p, size_t n, size_t size)
@@ -568,7 +590,9 @@ RPP_EXPORT void *reallocarray(void *p, size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return do_realloc(p, total, ORIGIN());
+    if (RPP_LIKELY(REALLOC_SHORT(p, total)))
+        return real.realloc(p, total);
+    return realloc_general(p, total, __builtin_return_address(0));
 }
 
 static int bad_alignment(size_t align)

@@ -186,42 +186,71 @@ RPP_HIDDEN size_t rpp_site_frames(uintptr_t key, const uintptr_t **frames, uintp
 /* Sampling mode (RINGPOOL_PRELOAD_SAMPLE_RATE): only blocks that receive at
    least one sample are tracked, in sample.c's own table. */
 RPP_HIDDEN extern int rpp_sampling;          /* 0: exact mode */
-#define RPP_SAMPLE_FILTER_BITS 20
 RPP_HIDDEN extern double rpp_sample_rate;
-RPP_HIDDEN extern __thread int64_t rpp_sample_left __attribute__((tls_model("initial-exec")));
+/* The thread's countdown: bytes until (and including) its next sampled byte,
+   >= 1 once the thread's stream is seeded; 0 before that, and always in the
+   exact mode, so that every hook's countdown test fails there and the hook
+   takes its general path. Changed only by the thread and its signal
+   handlers. */
+RPP_HIDDEN extern __thread uint64_t rpp_sample_left __attribute__((tls_model("initial-exec")));
 RPP_HIDDEN void rpp_sample_init(void);       /* reads the environment */
-RPP_HIDDEN size_t rpp_sample_slow(size_t size);
-/* Samples in a new block of size bytes: one subtraction and one branch
-   unless a sampled byte falls inside it. */
-static inline size_t rpp_sample_take(size_t size)
-{
-    if (RPP_LIKELY((rpp_sample_left -= (int64_t)size) > 0))
-        return 0;
-    return rpp_sample_slow(size);
-}
-/* The hooks' fast path: true when a block of size bytes gets no sample
-   (the countdown is then already charged); false means record() must run,
-   whose rpp_sample_take draws the samples. One subtraction, one branch. */
+/* Makes the free filter live (sampling mode, at the end of the resolution):
+   the granules of [boot_lo, boot_hi) stay marked for good, so the hooks'
+   short paths never hand a bootstrap block to the real allocator. */
+RPP_HIDDEN void rpp_sample_publish(const void *boot_lo, const void *boot_hi);
+/* Charges a block of size bytes to the countdown when none of its bytes is
+   sampled: 1 (charged), else 0 (nothing changed). One compare and branch:
+   an unseeded thread (0) always gets 0. */
 static inline int rpp_sample_skip(size_t size)
 {
-    int64_t left = rpp_sample_left - (int64_t)size;
-    if (RPP_LIKELY(left > 0)) {
-        rpp_sample_left = left;
+    uint64_t left = rpp_sample_left;
+    if (RPP_LIKELY((uint64_t)size < left)) {
+        rpp_sample_left = left - (uint64_t)size;
         return 1;
     }
     return 0;
 }
+/* The samples of a block of size bytes whose countdown test failed: seeds
+   the thread's stream on first use, then draws. */
+RPP_HIDDEN size_t rpp_sample_slow(size_t size);
+/* Samples in a new block of size bytes (0 for most). */
+static inline size_t rpp_sample_take(size_t size)
+{
+    if (RPP_LIKELY(rpp_sample_skip(size)))
+        return 0;
+    return rpp_sample_slow(size);
+}
 RPP_HIDDEN void rpp_sample_track(void *p, size_t size, size_t k, uint32_t site);
 /* 1 when p was a sampled block (now forgotten), 0 otherwise. */
 RPP_HIDDEN int rpp_sample_forget(const void *p);
-/* The counting filter: 0 means p is certainly not a sampled block. */
-RPP_HIDDEN extern _Atomic uint8_t *rpp_sample_filter;
+/* The free filter: a counting filter of one byte per 16-byte granule of a
+   16 MiB window (address bits 4..23), so a block's slot is its address's
+   bits, no hash: 0 means p is certainly not a sampled block (glibc's blocks
+   start on 16-byte boundaries, so two live blocks never share a granule;
+   blocks 16 MiB apart share a slot, and a count that reached 255 stays).
+   Until sampling is published, and always in the exact mode, the mask is 0
+   and the filter a single byte that is not 0: every lookup says "maybe",
+   and the hooks take their general paths. The mask is published with
+   release after the array, so a reader that sees the mask sees the array
+   (and the resolved functions, set before). */
+#define RPP_SAMPLE_FILTER_BITS 20
+#define RPP_SAMPLE_GRANULE_SHIFT 4
+RPP_HIDDEN extern _Atomic uintptr_t rpp_sample_mask;
+RPP_HIDDEN extern _Atomic(_Atomic uint8_t *) rpp_sample_filter;
+static inline size_t rpp_sample_slot(const void *p, uintptr_t mask)
+{
+    return (size_t)(((uintptr_t)p >> RPP_SAMPLE_GRANULE_SHIFT) & mask);
+}
+/* A block whose bookkeeping a signal handler deferred (hooks.c) is marked
+   (+1) until the deferred operation ran (-1): a free of it meanwhile must
+   not take the short path, but queue behind its insertion. */
+RPP_HIDDEN void rpp_sample_mark(const void *p, int delta);
+/* 0 means p is certainly not a sampled block and the sampling mode is live. */
 static inline int rpp_sample_maybe_tracked(const void *p)
 {
-    uint64_t h = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
-    h ^= h >> 29;
-    return atomic_load_explicit(&rpp_sample_filter[h >> (64 - RPP_SAMPLE_FILTER_BITS)],
-                                memory_order_relaxed) != 0;
+    uintptr_t mask = atomic_load_explicit(&rpp_sample_mask, memory_order_acquire);
+    _Atomic uint8_t *f = atomic_load_explicit(&rpp_sample_filter, memory_order_relaxed);
+    return atomic_load_explicit(&f[rpp_sample_slot(p, mask)], memory_order_relaxed) != 0;
 }
 /* realloc: takes p out (1 and *out filled when it was sampled), and puts it
    back unchanged when the real call failed. */

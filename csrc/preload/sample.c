@@ -5,9 +5,10 @@
  * receives k ~ Binomial(n, r) samples through a per-thread geometric
  * countdown (the derivation is in csrc/memprof.c and docs/memprof.md). Only
  * blocks with k >= 1 are tracked, here, in a table of their own; the exact
- * side tables (table.c) stay empty. A free first asks a counting filter
- * whether the pointer may be tracked, so freeing an unsampled block costs a
- * hash and one load, not a locked table lookup.
+ * side tables (table.c) stay empty. A free first asks a counting filter,
+ * indexed by the pointer's own address bits, whether the pointer may be
+ * tracked, so freeing an unsampled block costs one load and one branch, not
+ * a locked table lookup (rpp.h has both short paths).
  *
  * Estimates per site, all unbiased:
  *   bytes (outstanding, or ever allocated): sum of k / r;
@@ -33,7 +34,7 @@
 
 double rpp_sample_rate;
 int rpp_sampling;
-__thread int64_t rpp_sample_left __attribute__((tls_model("initial-exec")));
+__thread uint64_t rpp_sample_left __attribute__((tls_model("initial-exec")));
 
 static double inv_log;           /* 1 / ln(1 - r); 0 for r = 1 */
 static double log1m;             /* ln(1 - r) */
@@ -43,6 +44,39 @@ static __thread uint64_t tls_rng[4] __attribute__((tls_model("initial-exec")));
 static __thread int tls_seeded __attribute__((tls_model("initial-exec")));
 
 /* ------------------------------------------------------------- numbers */
+/* A double's bits and back (the library builds with -fno-builtin, where
+   memcpy would be a call). */
+static inline uint64_t bits_of(double d)
+{
+    union { double d; uint64_t u; } x = { .d = d };
+    return x.u;
+}
+static inline double double_of(uint64_t u)
+{
+    union { double d; uint64_t u; } x = { .u = u };
+    return x.d;
+}
+
+/* 1/k!, k = 0..18 */
+static const double inv_fact[19] = {
+    1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664, 0.008333333333333333,
+    0.001388888888888889, 0.0001984126984126984, 2.48015873015873e-05,
+    2.7557319223985893e-06, 2.755731922398589e-07, 2.505210838544172e-08,
+    2.08767569878681e-09, 1.6059043836821613e-10, 1.1470745597729725e-11,
+    7.647163731819816e-13, 4.779477332387385e-14, 2.8114572543455206e-15,
+    1.5619206968586225e-16,
+};
+
+/* sum of y^k / k! for k = from..18, by Horner: for |y| <= ln 2 the terms
+   left out are below 1e-20 of the result */
+static double exp_tail(double y, int from)
+{
+    double s = inv_fact[18];
+    for (int k = 17; k >= from; k--)
+        s = s * y + inv_fact[k];
+    return s;
+}
+
 static double exp_neg(double y)   /* e^y for y <= 0 */
 {
     if (y < -745.0)
@@ -50,29 +84,20 @@ static double exp_neg(double y)   /* e^y for y <= 0 */
     /* y = -k ln 2 + r with r in (-ln 2, 0]: e^y = 2^-k e^r */
     int k = (int)(-y * 1.4426950408889634);
     double r = y + k * 0.6931471805599453;
-    double term = 1.0, sum = 1.0;
-    for (int i = 1; i < 18; i++) {
-        term *= r / i;
-        sum += term;
+    double e = exp_tail(r, 0);
+    if (k > 1000) {
+        e *= 0x1.0p-1000;
+        k -= 1000;
     }
-    while (k >= 60) {
-        sum *= 0x1.0p-60;
-        k -= 60;
-    }
-    return sum / (double)((uint64_t)1 << k);
+    return e * double_of((uint64_t)(1023 - k) << 52);
 }
 
-/* 1 - e^y for y <= 0, without cancellation for small |y|. */
+/* 1 - e^y for y <= 0, without cancellation for small |y|: -(y + y^2/2! +
+   ...) for |y| < 1/2. */
 static double one_minus_exp(double y)
 {
-    if (y > -0.01) {
-        double term = -y, sum = 0.0;
-        for (int i = 1; i < 12; i++) {     /* -y - y^2/2! - ... alternating */
-            sum += term;
-            term *= y / (i + 1);
-        }
-        return sum;
-    }
+    if (y > -0.5)
+        return -y * exp_tail(y, 1);
     return 1.0 - exp_neg(y);
 }
 
@@ -84,9 +109,59 @@ static double p_sampled(size_t n)
     return one_minus_exp((double)n * log1m);
 }
 
+/* ln u for u in (0, 1]: the exponent from the bits, then u = 2^e m with m
+   in [1/sqrt 2, sqrt 2), ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <=
+   0.1716, as one fixed polynomial in s^2 (the series to s^21: what is left
+   is below 1e-18 of the result). The same value as geometric.h's rpg_ln to
+   the last bit or two, in a tenth of its instructions (no loop, one
+   division), which matters for large blocks: they take one draw per sample. */
+static double ln_unit(double u)
+{
+    uint64_t b = bits_of(u);
+    int e = (int)((b >> 52) & 0x7FF) - 1023;
+    double m = double_of((b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull);
+    if (m > 1.4142135623730951) {
+        m *= 0.5;
+        e++;
+    }
+    double s = (m - 1.0) / (m + 1.0), z = s * s;
+    double poly = 1.0 + z * (1.0 / 3 + z * (1.0 / 5 + z * (1.0 / 7 + z * (1.0 / 9 +
+                  z * (1.0 / 11 + z * (1.0 / 13 + z * (1.0 / 15 + z * (1.0 / 17 +
+                  z * (1.0 / 19 + z * (1.0 / 21))))))))));
+    return 2.0 * s * poly + e * 0.6931471805599453;
+}
+
+/* Distance (>= 1) to the next sampled byte: G = 1 + floor(ln U / ln(1 - r))
+   with U uniform on (0, 1] from the thread's stream, as rpg_draw. */
 static int64_t draw(void)
 {
-    return rpg_draw(tls_rng, inv_log);
+    if (inv_log == 0.0)
+        return 1;
+    double u = (double)((rpg_next(tls_rng) >> 11) + 1) * 0x1.0p-53;
+    double g = ln_unit(u) * inv_log;
+    if (!(g < (double)(INT64_MAX / 4)))
+        return INT64_MAX / 4;
+    return (int64_t)g + 1;
+}
+
+/* 1 / p(n), the weight of a sampled n-byte block, computed once per size
+   for the sizes most blocks have (the series behind p(n) is a few hundred
+   instructions). Entries hold the double's bits; 0 = not computed yet (a
+   race computes the same value twice). */
+#define INV_P_SIZES 16384u
+static _Atomic uint64_t inv_p_memo[INV_P_SIZES];
+
+static double inv_p_of(size_t n)
+{
+    if (n < INV_P_SIZES) {
+        uint64_t bits = atomic_load_explicit(&inv_p_memo[n], memory_order_relaxed);
+        if (bits)
+            return double_of(bits);
+    }
+    double v = 1.0 / p_sampled(n);
+    if (n < INV_P_SIZES)
+        atomic_store_explicit(&inv_p_memo[n], bits_of(v), memory_order_relaxed);
+    return v;
 }
 
 /* ------------------------------------------------------------ the table */
@@ -108,14 +183,19 @@ typedef struct site_est {
 static atomic_int lock;
 static entry *table;
 static size_t cap, used, live;    /* used counts deleted slots too */
-_Atomic uint8_t *rpp_sample_filter;   /* counting filter, saturates at 255 */
-#define filter rpp_sample_filter
+/* The free filter (rpp.h): until published, the mask is 0 and the filter
+   this one byte, which says "maybe" for every pointer. */
+static _Atomic uint8_t filter_unpublished = 255;
+_Atomic(_Atomic uint8_t *) rpp_sample_filter = &filter_unpublished;
+_Atomic uintptr_t rpp_sample_mask;
+#define FILTER_MASK (((uintptr_t)1 << RPP_SAMPLE_FILTER_BITS) - 1)
+static _Atomic uint8_t *filter;   /* the array, counts saturate at 255 */
 static site_est *ests;            /* RPP_MAX_SITES, reserved */
 
 static void lock_take(void) { rpi_spin_lock(&lock); }
 static void lock_drop(void) { rpi_spin_unlock(&lock); }
 
-/* The same hash as rpp_sample_maybe_tracked's. */
+/* The table's hash. */
 static inline uint64_t mix(uintptr_t x)
 {
     uint64_t h = (uint64_t)x * 0x9E3779B97F4A7C15ull;
@@ -123,7 +203,25 @@ static inline uint64_t mix(uintptr_t x)
 }
 static inline size_t filter_slot(const void *p)
 {
-    return (size_t)(mix((uintptr_t)p) >> (64 - RPP_SAMPLE_FILTER_BITS));
+    return rpp_sample_slot(p, FILTER_MASK);
+}
+
+/* Adds delta (+1 or -1) to p's filter count unless it reached 255, which
+   stays. A compare-and-swap: besides the table (under its lock), a signal
+   handler's deferred allocation marks its block here (rpp_sample_mark). */
+static void filter_add(const void *p, int delta)
+{
+    _Atomic uint8_t *f = &filter[filter_slot(p)];
+    uint8_t v = atomic_load_explicit(f, memory_order_relaxed);
+    while (v != 255 && !atomic_compare_exchange_weak_explicit(
+                           f, &v, (uint8_t)(v + delta), memory_order_relaxed,
+                           memory_order_relaxed))
+        ;
+}
+
+void rpp_sample_mark(const void *p, int delta)
+{
+    filter_add(p, delta);
 }
 
 static int grow(void)
@@ -158,18 +256,21 @@ size_t rpp_sample_slow(size_t size)
         tls_seeded = 1;
         /* the thread's stream starts with this block: its first sampled
            byte is G bytes in */
-        rpp_sample_left = draw() - (int64_t)size;
-        if (rpp_sample_left > 0)
-            return 0;
+        rpp_sample_left = (uint64_t)draw();
     }
-    /* left <= 0: the point is at byte size + left (1-based); bytes after it
-       (a signal handler's allocation may have drawn meanwhile: then no point) */
-    if (rpp_sample_left > 0)
+    /* Read again: a signal handler's allocation may have drawn meanwhile
+       (then there may be no point in this block any more). */
+    uint64_t left = rpp_sample_left;
+    if ((uint64_t)size < left) {
+        rpp_sample_left = left - (uint64_t)size;
         return 0;
-    int64_t rest = -rpp_sample_left;
+    }
+    /* The first point is byte `left` of the block (1-based); rest = the
+       bytes after it, where the next draws may put more. */
+    uint64_t rest = (uint64_t)size - left;
     size_t k = 1;
     for (;;) {
-        int64_t g = draw();
+        uint64_t g = (uint64_t)draw();
         if (g <= rest) {
             rest -= g;
             k++;
@@ -183,7 +284,7 @@ size_t rpp_sample_slow(size_t size)
 /* Inserts p (lock held); a new allocation also adds to the totals. */
 static void insert(void *p, size_t size, size_t k, uint32_t site, int new_alloc)
 {
-    double inv_p = 1.0 / p_sampled(size);
+    double inv_p = inv_p_of(size);
     if ((used + 1) * 4 > cap * 3 && grow() != 0) {
         atomic_fetch_add_explicit(&rpp_stat.dropped, 1, memory_order_relaxed);
         return;
@@ -204,9 +305,7 @@ static void insert(void *p, size_t size, size_t k, uint32_t site, int new_alloc)
         e->alloc_samples += k;
         e->est_allocs += inv_p;
     }
-    _Atomic uint8_t *f = &filter[filter_slot(p)];
-    if (atomic_load_explicit(f, memory_order_relaxed) != 255)
-        atomic_fetch_add_explicit(f, 1, memory_order_relaxed);
+    filter_add(p, 1);
 }
 
 /* Removes p (lock held); 1 and *out filled when it was there. */
@@ -230,9 +329,7 @@ static int remove_entry(const void *p, rpp_sample_block *out)
     s->est_blocks -= e.inv_p;
     if (s->blocks == 0)
         s->est_blocks = 0.0;       /* no drift left behind by rounding */
-    _Atomic uint8_t *f = &filter[filter_slot(p)];
-    if (atomic_load_explicit(f, memory_order_relaxed) != 255)
-        atomic_fetch_sub_explicit(f, 1, memory_order_relaxed);
+    filter_add(p, -1);
     *out = (rpp_sample_block){ e.size, e.k, e.site };
     return 1;
 }
@@ -323,6 +420,9 @@ void rpp_sample_init(void)
         rpp_say("cannot map the sampling tables: ", "counting every block instead", "");
         return;
     }
+    /* Slot 0 says "maybe" for good: a reader that still sees the mask 0
+       may already see this array (free(NULL) takes the general path). */
+    atomic_store_explicit(&filter[0], 255, memory_order_relaxed);
     const char *s = getenv("RINGPOOL_PRELOAD_SAMPLE_SEED");
     if (s && *s) {
         char *end;
@@ -342,4 +442,17 @@ void rpp_sample_init(void)
     log1m = r >= 1.0 ? 0.0 : rpg_ln1m(r);
     inv_log = r >= 1.0 ? 0.0 : 1.0 / log1m;
     rpp_sampling = 1;
+}
+
+void rpp_sample_publish(const void *boot_lo, const void *boot_hi)
+{
+    if (!rpp_sampling)
+        return;
+    uintptr_t lo = (uintptr_t)boot_lo >> RPP_SAMPLE_GRANULE_SHIFT;
+    uintptr_t hi = ((uintptr_t)boot_hi + ((uintptr_t)1 << RPP_SAMPLE_GRANULE_SHIFT) - 1) >>
+                   RPP_SAMPLE_GRANULE_SHIFT;
+    for (uintptr_t g = lo; g < hi && g - lo <= FILTER_MASK; g++)
+        atomic_store_explicit(&filter[g & FILTER_MASK], 255, memory_order_relaxed);
+    atomic_store_explicit(&rpp_sample_filter, filter, memory_order_relaxed);
+    atomic_store_explicit(&rpp_sample_mask, FILTER_MASK, memory_order_release);
 }
