@@ -109,36 +109,13 @@ static double p_sampled(size_t n)
     return one_minus_exp((double)n * log1m);
 }
 
-/* ln u for u in (0, 1]: the exponent from the bits, then u = 2^e m with m
-   in [1/sqrt 2, sqrt 2), ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <=
-   0.1716, as one fixed polynomial in s^2 (the series to s^21: what is left
-   is below 1e-18 of the result). The same value as geometric.h's rpg_ln to
-   the last bit or two, in a tenth of its instructions (no loop, one
-   division), which matters for large blocks: they take one draw per sample. */
-static double ln_unit(double u)
-{
-    uint64_t b = bits_of(u);
-    int e = (int)((b >> 52) & 0x7FF) - 1023;
-    double m = double_of((b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull);
-    if (m > 1.4142135623730951) {
-        m *= 0.5;
-        e++;
-    }
-    double s = (m - 1.0) / (m + 1.0), z = s * s;
-    double poly = 1.0 + z * (1.0 / 3 + z * (1.0 / 5 + z * (1.0 / 7 + z * (1.0 / 9 +
-                  z * (1.0 / 11 + z * (1.0 / 13 + z * (1.0 / 15 + z * (1.0 / 17 +
-                  z * (1.0 / 19 + z * (1.0 / 21))))))))));
-    return 2.0 * s * poly + e * 0.6931471805599453;
-}
-
 /* Distance (>= 1) to the next sampled byte: G = 1 + floor(ln U / ln(1 - r))
    with U uniform on (0, 1] from the thread's stream, as rpg_draw. */
 static int64_t draw(void)
 {
     if (inv_log == 0.0)
         return 1;
-    double u = (double)((rpg_next(tls_rng) >> 11) + 1) * 0x1.0p-53;
-    double g = ln_unit(u) * inv_log;
+    double g = rpg_ln_unit((rpg_next(tls_rng) >> 11) + 1) * inv_log;   /* loop-free ln */
     if (!(g < (double)(INT64_MAX / 4)))
         return INT64_MAX / 4;
     return (int64_t)g + 1;
