@@ -3,6 +3,7 @@
    reached it, with blocks, bytes and allocations that follow frees,
    resizes, resets and threads; pools without the flag carry no stacks. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "testutil.h"
@@ -519,6 +520,92 @@ static void test_threads_share_a_stack_pool(void)
     tu_end_pool(pool);
 }
 
+/* Threads keep adding new stacks (recursion of varying depth) while the
+   main thread forks: each child allocates with a new stack in a pool of
+   its own and must neither hang (the stack table's lock is held across
+   fork) nor crash. */
+typedef struct forker { rp_pool *pool; atomic_int stop; } forker;
+
+/* 2^16 distinct stacks: each level calls down through one of two sites */
+__attribute__((noinline)) static void *pick(rp_pool *p, unsigned bits, int depth);
+__attribute__((noinline)) static void *go_left(rp_pool *p, unsigned bits, int depth)
+{
+    void *b = pick(p, bits >> 1, depth - 1);
+    __asm__ volatile("" ::: "memory");
+    return b;
+}
+__attribute__((noinline)) static void *go_right(rp_pool *p, unsigned bits, int depth)
+{
+    void *b = pick(p, bits >> 1, depth - 1);
+    __asm__ volatile("" ::: "memory");
+    return b;
+}
+__attribute__((noinline)) static void *pick(rp_pool *p, unsigned bits, int depth)
+{
+    void *b = depth == 0 ? rp_alloc(p, 8, "deep")
+                         : (bits & 1) ? go_left(p, bits, depth) : go_right(p, bits, depth);
+    __asm__ volatile("" ::: "memory");
+    return b;
+}
+
+static void *forker_body(void *arg)
+{
+    forker *f = arg;
+    for (unsigned i = 0; !atomic_load(&f->stop); i++)
+        rp_free(pick(f->pool, i * 2654435761u >> 16, 16));
+    return NULL;
+}
+
+static void test_fork_while_threads_add_stacks(void)
+{
+    /* ThreadSanitizer's runtime may itself hang in the child of a fork of
+       a multithreaded process: the plain, valgrind and ASan runs cover it */
+    if (getenv("RP_TEST_TSAN"))
+        return;
+    rp_pool *pool = tu_pool_ex("fork", RP_POOL_STACKS);
+    forker f = {pool, 0};
+    atomic_init(&f.stop, 0);
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++)
+        CHECK(pthread_create(&th[t], NULL, forker_body, &f) == 0);
+    int rounds = tu_quick() ? 5 : 40;
+    for (int i = 0; i < rounds; i++) {
+        int fd[2];
+        CHECK(pipe(fd) == 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            /* a malloc-backed pool of its own: the parent's pool lock, or the
+               arena chunk cache's, may have been held by another thread at
+               the fork (no pool promises more) */
+            alarm(10);
+            rp_pool_options o = {.flags = RP_POOL_STACKS};
+            rp_pool *mine = rp_pool_create_ex("child", &o);
+            void *b = pick(mine, (unsigned)i, 16);
+            char verdict = rp_pool_stack_stats(mine, NULL, 0) == 1 ? 'y' : 'n';
+            rp_free(b);
+            rp_pool_destroy(mine);
+            /* the answer goes through the pipe, then SIGKILL: no exit
+               handlers, and no leak check of the parent's memory when the
+               tests run under valgrind */
+            if (write(fd[1], &verdict, 1) != 1) _exit(4);
+            kill(getpid(), SIGKILL);
+        }
+        close(fd[1]);
+        char verdict = 0;
+        CHECK(read(fd[0], &verdict, 1) == 1);
+        close(fd[0]);
+        CHECK(verdict == 'y');
+        int status;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    }
+    atomic_store(&f.stop, 1);
+    for (int t = 0; t < 2; t++)
+        CHECK(pthread_join(th[t], NULL) == 0);
+    tu_end_pool(pool);
+}
+
 /* $RINGPOOL_POOL_STACKS is read once per process: each value in a child. */
 static void child_env(const char *arg)
 {
@@ -592,6 +679,7 @@ int main(int argc, char **argv)
         {"out_of_memory_changes_nothing", test_out_of_memory_changes_nothing},
         {"threads_share_a_stack_pool", test_threads_share_a_stack_pool},
         {"environment_variable", test_environment_variable},
+        {"fork_while_threads_add_stacks", test_fork_while_threads_add_stacks},
     };
     static const tu_child children[] = {
         {"env", child_env},
