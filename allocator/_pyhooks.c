@@ -107,8 +107,15 @@ static inline void unlock_tables(void)
  * surplus that the loader keeps for dlopen'ed modules). */
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 
-/* Per-thread re-entrancy guard. */
-static TLS int in_hook;
+/* The per-thread state of the hot paths, in one block (one address load):
+ * the re-entrancy guard, and the sampler's countdown of the bytes to the next
+ * sampled byte. */
+static TLS struct {
+    int in_hook;
+    int64_t left;
+} tls_hot;
+#define in_hook (tls_hot.in_hook)
+#define tls_left (tls_hot.left)
 
 /* --------------------------------------------------------------- strings */
 typedef struct {
@@ -232,11 +239,11 @@ static uint64_t sample_seed;
 static uint64_t stream_salt;    /* a forked child's streams differ from its parent's */
 static _Atomic uint64_t stream_serial;
 static _Atomic uint32_t sample_generation;  /* bumped by every start() */
-static TLS int64_t tls_left;                /* bytes to the next sampled byte */
 static TLS uint64_t tls_rng[4];
 static TLS uint32_t tls_generation;         /* 0: this thread has not drawn yet */
 
 #define FILTER_BITS 18
+#define SMALL_LIMIT 512     /* pymalloc's largest small request (3.11) */
 static _Atomic uint8_t sample_filter[(size_t)1 << FILTER_BITS];   /* counts, saturate at 255 */
 
 static inline size_t filter_slot(const void *p)
@@ -916,72 +923,151 @@ static __attribute__((noinline)) void sample_slow(const domain_t *d, void *p, si
             break;
         }
     }
-    if (p == NULL || k == 0)
+    /* a failed allocation, or one the hooks made for themselves (they run
+     * with in_hook set; their bytes consumed a stretch of this thread's
+     * stream, which leaves the program's bytes sampled with probability rate:
+     * the law is memoryless) */
+    if (p == NULL || k == 0 || in_hook)
         return;
     in_hook = 1;
     record(d, p, size, k > UINT32_MAX ? UINT32_MAX : (uint32_t)k);
     in_hook = 0;
 }
 
-/* In the sampled hooks, in_hook marks the previous allocator's own calls:
- * pymalloc hands blocks above 512 bytes to the RAW domain, whose hook must
- * not count their bytes a second time. */
-static void *hook_malloc_s(void *ctx, size_t size)
+/* In the sampled hooks, in_hook also marks the previous allocator's own
+ * calls: pymalloc hands requests above 512 bytes to the RAW domain, whose
+ * hook must not count their bytes a second time.  MEM and OBJ are never
+ * called from inside each other's allocator, so only the RAW hooks look at
+ * the flag (the hooks' own allocations, made with it set, are skipped the
+ * same way). */
+#define SAMPLED_HOOKS(SUFFIX, NESTED_CHECK)                                             \
+static void *hook_malloc_##SUFFIX(void *ctx, size_t size)                               \
+{                                                                                       \
+    domain_t *d = ctx;                                                                  \
+    NESTED_CHECK(d->prev.malloc(d->prev.ctx, size));                                    \
+    in_hook = 1;                                                                        \
+    void *p = d->prev.malloc(d->prev.ctx, size);                                        \
+    in_hook = 0;                                                                        \
+    /* the API refuses sizes above PY_SSIZE_T_MAX before calling a hook */              \
+    if (__builtin_expect((tls_left -= (int64_t)size) <= 0, 0))                          \
+        sample_slow(d, p, size);                                                        \
+    return p;                                                                           \
+}                                                                                       \
+                                                                                        \
+static void *hook_calloc_##SUFFIX(void *ctx, size_t nelem, size_t elsize)               \
+{                                                                                       \
+    domain_t *d = ctx;                                                                  \
+    NESTED_CHECK(d->prev.calloc(d->prev.ctx, nelem, elsize));                           \
+    in_hook = 1;                                                                        \
+    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);                               \
+    in_hook = 0;                                                                        \
+    size_t size;                                                                        \
+    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size) &&                   \
+        __builtin_expect((tls_left -= (int64_t)size) <= 0, 0))                          \
+        sample_slow(d, p, size);                                                        \
+    return p;                                                                           \
+}                                                                                       \
+                                                                                        \
+static void *hook_realloc_##SUFFIX(void *ctx, void *ptr, size_t size)                   \
+{                                                                                       \
+    domain_t *d = ctx;                                                                  \
+    NESTED_CHECK(d->prev.realloc(d->prev.ctx, ptr, size)); /* the outer call forgot ptr */ \
+    trace_t old;                                                                        \
+    bool had = ptr != NULL && maybe_sampled(ptr) && forget(ptr, &old);                  \
+    in_hook = 1;                                                                        \
+    void *p = d->prev.realloc(d->prev.ctx, ptr, size);                                  \
+    in_hook = 0;                                                                        \
+    if (p == NULL) {                                                                    \
+        if (had)                                                                        \
+            put_back(ptr, &old);                                                        \
+        return NULL;                                                                    \
+    }                                                                                   \
+    /* a resize is a fresh allocation of its new size (the sampler's rule) */           \
+    if (__builtin_expect((tls_left -= (int64_t)size) <= 0, 0))                          \
+        sample_slow(d, p, size);                                                        \
+    return p;                                                                           \
+}
+
+#define NESTED_RETURN(call) do { if (in_hook) return call; } while (0)
+#define NOT_NESTED(call) do { } while (0)
+SAMPLED_HOOKS(raw_s, NESTED_RETURN)
+SAMPLED_HOOKS(s, NOT_NESTED)
+
+/* MEM and OBJ over pymalloc (checked at start: pymalloc_forwards): requests
+ * above 512 bytes reach the RAW hook, which counts them, so these count the
+ * small ones only and need no flag around the call.  (Resizes keep the flag:
+ * pymalloc moves a large block to the RAW domain whatever its new size.) */
+static bool pymalloc_forwards;
+
+static void *hook_malloc_small_s(void *ctx, size_t size)
 {
     domain_t *d = ctx;
-    if (in_hook)
-        return d->prev.malloc(d->prev.ctx, size);
-    in_hook = 1;
     void *p = d->prev.malloc(d->prev.ctx, size);
-    in_hook = 0;
-    /* the API refuses sizes above PY_SSIZE_T_MAX before calling a hook */
-    if (__builtin_expect((tls_left -= (int64_t)size) <= 0, 0))
+    if (size <= SMALL_LIMIT && __builtin_expect((tls_left -= (int64_t)size) <= 0, 0))
         sample_slow(d, p, size);
     return p;
 }
 
-static void *hook_calloc_s(void *ctx, size_t nelem, size_t elsize)
+static void *hook_calloc_small_s(void *ctx, size_t nelem, size_t elsize)
 {
     domain_t *d = ctx;
-    if (in_hook)
-        return d->prev.calloc(d->prev.ctx, nelem, elsize);
-    in_hook = 1;
     void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
-    in_hook = 0;
     size_t size;
-    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size) &&
+    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size) && size <= SMALL_LIMIT &&
         __builtin_expect((tls_left -= (int64_t)size) <= 0, 0))
         sample_slow(d, p, size);
     return p;
 }
 
-static void *hook_realloc_s(void *ctx, void *ptr, size_t size)
+/* A free whose block may be sampled: forget it, then free it. */
+static __attribute__((noinline)) void free_maybe_sampled(domain_t *d, void *ptr)
 {
-    domain_t *d = ctx;
-    if (in_hook)                        /* the outer call forgot ptr already */
-        return d->prev.realloc(d->prev.ctx, ptr, size);
-    trace_t old;
-    bool had = ptr != NULL && maybe_sampled(ptr) && forget(ptr, &old);
-    in_hook = 1;
-    void *p = d->prev.realloc(d->prev.ctx, ptr, size);
-    in_hook = 0;
-    if (p == NULL) {
-        if (had)
-            put_back(ptr, &old);
-        return NULL;
-    }
-    /* a resize is a fresh allocation of its new size (the sampler's rule) */
-    if (__builtin_expect((tls_left -= (int64_t)size) <= 0, 0))
-        sample_slow(d, p, size);
-    return p;
+    if (ptr != NULL)
+        forget(ptr, NULL);
+    d->prev.free(d->prev.ctx, ptr);
 }
 
+/* Freeing an unsampled block: a shift, a load and a branch before the
+ * previous allocator's free (a tail call, no stack frame). */
 static void hook_free_s(void *ctx, void *ptr)
 {
     domain_t *d = ctx;
-    if (ptr != NULL && maybe_sampled(ptr))
-        forget(ptr, NULL);
+    if (__builtin_expect(maybe_sampled(ptr), 0)) {
+        free_maybe_sampled(d, ptr);
+        return;
+    }
     d->prev.free(d->prev.ctx, ptr);
+}
+
+/* True when the previous OBJ allocator hands requests above SMALL_LIMIT, and
+ * only those, to the RAW domain (pymalloc does; PYTHONMALLOC=malloc or the
+ * debug hooks do not): probed with the RAW hooks installed. */
+static TLS int probe_seen;
+static void *probe_malloc(void *ctx, size_t size)
+{
+    domain_t *d = ctx;
+    probe_seen = 1;
+    return d->prev.malloc(d->prev.ctx, size);
+}
+
+static bool probe_pymalloc(domain_t *raw, domain_t *obj)
+{
+    PyMemAllocatorEx saved;
+    PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &saved);
+    PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &raw->prev);
+    PyMemAllocatorEx probe = {raw, probe_malloc, raw->prev.calloc, raw->prev.realloc, raw->prev.free};
+    PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &probe);
+    bool ok = true;
+    size_t sizes[2] = {SMALL_LIMIT, SMALL_LIMIT + 1};
+    for (int i = 0; i < 2 && ok; i++) {
+        probe_seen = 0;
+        void *p = obj->prev.malloc(obj->prev.ctx, sizes[i]);
+        ok = p != NULL && probe_seen == (i == 1);
+        if (p != NULL)
+            obj->prev.free(obj->prev.ctx, p);
+    }
+    PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &saved);
+    return ok;
 }
 
 /* --------------------------------------------------------------- reports */
@@ -1359,12 +1445,26 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
             return PyErr_Format(PyExc_OSError, "atexit registration failed");
         atfork_done = true;
     }
+    if (rate > 0.0 && raw) {
+        PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &domains[1].prev);
+        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &domains[2].prev);
+        pymalloc_forwards = probe_pymalloc(&domains[0], &domains[2]) &&
+                            probe_pymalloc(&domains[0], &domains[1]);
+    } else {
+        pymalloc_forwards = false;
+    }
     for (int i = 0; i < 3; i++) {
         domain_t *dm = &domains[i];
         if (dm->domain == PYMEM_DOMAIN_RAW && !raw)
             continue;
         PyMem_GetAllocator(dm->domain, &dm->prev);
-        if (rate > 0.0)
+        if (rate > 0.0 && dm->domain == PYMEM_DOMAIN_RAW)
+            dm->mine = (PyMemAllocatorEx){dm, hook_malloc_raw_s, hook_calloc_raw_s, hook_realloc_raw_s,
+                                          hook_free_s};
+        else if (rate > 0.0 && pymalloc_forwards)
+            dm->mine = (PyMemAllocatorEx){dm, hook_malloc_small_s, hook_calloc_small_s, hook_realloc_s,
+                                          hook_free_s};
+        else if (rate > 0.0)
             dm->mine = (PyMemAllocatorEx){dm, hook_malloc_s, hook_calloc_s, hook_realloc_s, hook_free_s};
         else
             dm->mine = (PyMemAllocatorEx){dm, hook_malloc, hook_calloc, hook_realloc, hook_free};
@@ -1676,6 +1776,43 @@ static PyObject *py_exit_report(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* compile_source(source, filename): the code of a module's source (bytes:
+ * the coding cookie applies; str), as compile(source, filename, "exec",
+ * dont_inherit=True) makes it, through the C compiler entry point: the
+ * builtin compile() first initializes the ast module's classes (about 9 M
+ * instructions) that a program run by `python app.py` never pays for.
+ * Sources holding a NUL byte go to the builtin, which refuses them. */
+static PyObject *py_compile_source(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *source, *filename;
+    if (!PyArg_ParseTuple(args, "OU:compile_source", &source, &filename))
+        return NULL;
+    const char *text;
+    Py_ssize_t n;
+    PyCompilerFlags flags = _PyCompilerFlags_INIT;
+    if (PyBytes_Check(source)) {
+        text = PyBytes_AS_STRING(source);
+        n = PyBytes_GET_SIZE(source);
+    } else if (PyUnicode_Check(source)) {
+        text = PyUnicode_AsUTF8AndSize(source, &n);
+        if (text == NULL)
+            return NULL;
+        flags.cf_flags |= PyCF_IGNORE_COOKIE;
+    } else {
+        return PyErr_Format(PyExc_TypeError, "compile_source() takes bytes or str, not %.100s",
+                            Py_TYPE(source)->tp_name);
+    }
+    if (memchr(text, '\0', (size_t)n) != NULL) {
+        PyObject *builtins = PyEval_GetBuiltins();
+        PyObject *compile = builtins ? PyDict_GetItemString(builtins, "compile") : NULL;
+        if (compile == NULL)
+            return PyErr_Format(PyExc_RuntimeError, "no builtin compile()");
+        return PyObject_CallFunction(compile, "OOsii", source, filename, "exec", 0, 1);
+    }
+    return Py_CompileStringObject(text, filename, Py_file_input, &flags, -1);
+}
+
 static PyObject *py_set_program(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -1715,6 +1852,9 @@ static PyMethodDef methods[] = {
     {"exit_report", py_exit_report, METH_VARARGS,
      "exit_report(path, program, reason='exit'): report before finalization; rewritten after it."},
     {"set_program", py_set_program, METH_O, "set_program(name): the program named in reports."},
+    {"compile_source", py_compile_source, METH_VARARGS,
+     "compile_source(source, filename) -> code: compile(source, filename, 'exec', dont_inherit=True) "
+     "without initializing the ast module."},
     {NULL, NULL, 0, NULL},
 };
 

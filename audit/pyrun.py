@@ -1,6 +1,6 @@
 """``run --python``: run a Python program with its allocations attributed to Python lines.
 
-The program runs under ``python -m audit._pyboot`` (the interpreter given as
+The program runs under ``python audit/_pyboot.py`` (the interpreter given as
 the command's first word when it is one, else the interpreter running the
 CLI), with :mod:`allocator._pyhooks` routing CPython's allocator domains
 through the hooks.  Every process writes one ``ringpool-python`` report (see
@@ -27,6 +27,8 @@ from audit.formatters import render
 
 _PYTHON_NAME = re.compile(r"(python|pypy)(\d+(\.\d+)*)?[dmu]*(\.exe)?\Z")
 TEXT_FORMATS = ("table", "github", "markdown")
+#: The launcher, run by its path (what ``python -m audit._pyboot`` runs).
+BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pyboot.py")
 
 
 def looks_like_python(program: str) -> bool:
@@ -111,8 +113,7 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
     try:
-        status = subprocess.run([interpreter, "-m", "audit._pyboot", *rest], env=env,
-                                check=False).returncode
+        status = subprocess.run([interpreter, BOOT, *rest], env=env, check=False).returncode
     except OSError as exc:
         raise AuditError(f"{interpreter}: cannot run: {exc.strerror}") from exc
     name = rest[0] if rest[0] not in ("-m", "-c") else " ".join(rest[:2])

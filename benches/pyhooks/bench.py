@@ -1,7 +1,8 @@
 """Cost of auditing a Python program, side by side in one run: plain, tracemalloc
 (1 frame), memray run (default, and --trace-python-allocators) and ringpool's
-CPython hooks (what ``ringpool-audit run --python`` runs: python -m
-audit._pyboot, report written at exit and after finalization).
+CPython hooks, exact and sampled at 1e-4 per byte (what ``ringpool-audit run
+--python [--sample-rate 1e-4]`` runs: python audit/_pyboot.py, report written
+at exit and after finalization).
 
 Two measurements, both of whole processes:
 
@@ -13,8 +14,9 @@ Two measurements, both of whole processes:
 
 Each workload also runs with N = 0 (the interpreter, the imports and the
 tool's own start-up and exit) in every mode; "work" figures subtract that
-baseline of the same mode, so they are the cost of the workload itself.
-Ratios are against the plain run of the same workload.
+baseline of the same mode, so they are the cost of the workload itself;
+"whole" figures are the whole process, start-up and exit included.  Ratios
+are against the plain run of the same workload.
 
     python benches/pyhooks/bench.py [--repeat 5] [--callgrind] [--markdown]
 """
@@ -33,7 +35,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = {"json": 400, "regex": 150, "dictlist": 150, "objects": 200}
-MODES = ["plain", "tracemalloc-1", "memray", "memray-pyalloc", "ringpool"]
+MODES = ["plain", "tracemalloc-1", "memray", "memray-pyalloc", "ringpool", "ringpool-1e-4"]
+ROOT = HERE.parents[1]
+BOOT = ROOT / "audit" / "_pyboot.py"
 
 
 def command(mode: str, workload: str, n: int, tmp: str) -> tuple[list[str], dict[str, str]]:
@@ -50,9 +54,13 @@ def command(mode: str, workload: str, n: int, tmp: str) -> tuple[list[str], dict
     if mode == "memray-pyalloc":
         return [py, "-m", "memray", "run", "-q", "-f", "--trace-python-allocators", "-o",
                 f"{tmp}/memray.bin", *script], env
-    if mode == "ringpool":
+    if mode in ("ringpool", "ringpool-1e-4"):
         env["RINGPOOL_PYTHON_REPORT"] = f"{tmp}/python.%p.json"
-        return [py, "-m", "audit._pyboot", *script], env
+        env.pop("RINGPOOL_PYTHON_SAMPLE_RATE", None)
+        env.pop("RINGPOOL_PYTHON_SAMPLE_SEED", None)
+        if mode == "ringpool-1e-4":
+            env["RINGPOOL_PYTHON_SAMPLE_RATE"] = "1e-4"
+        return [py, str(BOOT), *script], env
     raise ValueError(mode)
 
 
@@ -111,7 +119,7 @@ def main(argv: list[str]) -> int:
     out: list[str] = [f"python {sys.version.split()[0]}; {args.repeat} interleaved runs per mode; "
                       f"modes: {', '.join(MODES)}", ""]
     with tempfile.TemporaryDirectory(prefix="rp-pybench-") as tmp:
-        cpu_rows, cpu_abs = [], []
+        cpu_rows, cpu_abs, cpu_whole = [], [], []
         for w in chosen:
             n = max(1, int(WORKLOADS[w] * args.scale))
             work: dict[str, list[float]] = {m: [] for m in MODES}
@@ -124,21 +132,25 @@ def main(argv: list[str]) -> int:
             net = {m: max(med[m] - statistics.median(base[m]), 1e-9) for m in MODES}
             cpu_abs.append([f"{w} (N={n})"] + [f"{med[m]:.3f} s" for m in MODES])
             cpu_rows.append([w] + [f"{net[m] / net['plain']:.2f}x" for m in MODES])
+            cpu_whole.append([w] + [f"{med[m] / med['plain']:.2f}x" for m in MODES])
             print(f"{w}: " + ", ".join(f"{m} {med[m]:.3f}s" for m in MODES), file=sys.stderr)
         out.append(table("CPU seconds (user+sys), whole process, median", cpu_abs, args.markdown))
+        out.append(table("whole-process ratio to plain (CPU)", cpu_whole, args.markdown))
         out.append(table("work ratio to plain (CPU, minus each mode's N=0 run)", cpu_rows, args.markdown))
         if args.callgrind:
-            cg_rows, cg_abs = [], []
+            cg_rows, cg_abs, cg_whole = [], [], []
             for w in chosen:
                 n = max(1, int(WORKLOADS[w] * args.scale * args.callgrind_scale))
                 full = {m: instructions(*command(m, w, n, tmp)) for m in MODES}
                 zero = {m: instructions(*command(m, w, 0, tmp)) for m in MODES}
                 net = {m: max(full[m] - zero[m], 1) for m in MODES}
                 cg_abs.append([f"{w} (N={n})"] + [f"{full[m] / 1e6:.0f} M" for m in MODES])
-                cg_rows.append([w] + [f"{net[m] / net['plain']:.2f}x" for m in MODES])
+                cg_rows.append([w] + [f"{net[m] / net['plain']:.3f}x" for m in MODES])
+                cg_whole.append([w] + [f"{full[m] / full['plain']:.3f}x" for m in MODES])
                 print(f"{w} callgrind: " + ", ".join(f"{m} {net[m] / 1e6:.0f}M" for m in MODES),
                       file=sys.stderr)
             out.append(table("instructions (callgrind), whole process", cg_abs, args.markdown))
+            out.append(table("whole-process ratio to plain (instructions)", cg_whole, args.markdown))
             out.append(table("work ratio to plain (instructions, minus each mode's N=0 run)",
                              cg_rows, args.markdown))
     print("\n".join(out))
