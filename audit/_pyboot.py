@@ -1,8 +1,8 @@
-"""Runs a Python program with the allocator hooks on: ``python audit/_pyboot.py``
-(or ``python -m audit._pyboot``).
+"""Runs a Python program with the allocator hooks on: ``python -m audit._pyboot``.
 
-Started by ``ringpool-audit run --python`` (by its path: the audited program
-pays neither ``-m``'s machinery nor the ``audit`` package's import); the arguments are what ``python``
+Started by ``ringpool-audit run --python`` through ``audit/_pystart.py`` (run
+by its path, it loads this module's cached bytecode: the audited program pays
+neither ``-m``'s machinery nor the ``audit`` package's import); the arguments are what ``python``
 would get (``SCRIPT ARGS``, ``-m MODULE ARGS`` or ``-c CODE ARGS``).  The
 environment names the report (``RINGPOOL_PYTHON_REPORT``, ``%p`` the pid) and
 the frames kept per allocation (``RINGPOOL_PYTHON_DEPTH``) and, for sampling,

@@ -138,7 +138,7 @@ class _Checker:
         return float(value)
 
 
-_BOOT = os.sep + os.path.join("audit", "_pyboot.py")
+_BOOT = tuple(os.sep + os.path.join("audit", name) for name in ("_pyboot.py", "_pystart.py"))
 
 
 def _is_boot(frame: Frame) -> bool:

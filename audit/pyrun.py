@@ -1,6 +1,6 @@
 """``run --python``: run a Python program with its allocations attributed to Python lines.
 
-The program runs under ``python audit/_pyboot.py`` (the interpreter given as
+The program runs under ``python audit/_pystart.py`` (:mod:`audit._pyboot`; the interpreter given as
 the command's first word when it is one, else the interpreter running the
 CLI), with :mod:`allocator._pyhooks` routing CPython's allocator domains
 through the hooks.  Every process writes one ``ringpool-python`` report (see
@@ -27,8 +27,8 @@ from audit.formatters import render
 
 _PYTHON_NAME = re.compile(r"(python|pypy)(\d+(\.\d+)*)?[dmu]*(\.exe)?\Z")
 TEXT_FORMATS = ("table", "github", "markdown")
-#: The launcher, run by its path (what ``python -m audit._pyboot`` runs).
-BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pyboot.py")
+#: The launcher, run by its path: audit._pyboot from its cached bytecode.
+BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pystart.py")
 
 
 def looks_like_python(program: str) -> bool:

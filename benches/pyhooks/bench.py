@@ -1,7 +1,7 @@
 """Cost of auditing a Python program, side by side in one run: plain, tracemalloc
 (1 frame), memray run (default, and --trace-python-allocators) and ringpool's
 CPython hooks, exact and sampled at 1e-4 per byte (what ``ringpool-audit run
---python [--sample-rate 1e-4]`` runs: python audit/_pyboot.py, report written
+--python [--sample-rate 1e-4]`` runs: python audit/_pystart.py, report written
 at exit and after finalization).
 
 Two measurements, both of whole processes:
@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 WORKLOADS = {"json": 400, "regex": 150, "dictlist": 150, "objects": 200}
 MODES = ["plain", "tracemalloc-1", "memray", "memray-pyalloc", "ringpool", "ringpool-1e-4"]
 ROOT = HERE.parents[1]
-BOOT = ROOT / "audit" / "_pyboot.py"
+BOOT = ROOT / "audit" / "_pystart.py"
 
 
 def command(mode: str, workload: str, n: int, tmp: str) -> tuple[list[str], dict[str, str]]:

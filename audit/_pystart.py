@@ -1,0 +1,18 @@
+"""What ``ringpool-audit run --python`` starts: ``python audit/_pystart.py ARGS``.
+
+It runs :mod:`audit._pyboot` from its cached bytecode (a script given by path
+is compiled from source at every start, which costs the audited program
+millions of instructions for the launcher's own code) and without importing
+the ``audit`` package.
+"""
+
+import importlib.util
+import os
+import sys
+
+_spec = importlib.util.spec_from_file_location(
+    "audit._pyboot", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pyboot.py"))
+assert _spec is not None and _spec.loader is not None
+_boot = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_boot)
+sys.exit(_boot.main(sys.argv[1:]))
