@@ -999,13 +999,23 @@ SAMPLED_HOOKS(s, NOT_NESTED)
  * pymalloc moves a large block to the RAW domain whatever its new size.) */
 static bool pymalloc_forwards;
 
+/* The countdown crossed zero: allocate, then count the samples. */
+static __attribute__((noinline)) void *malloc_sampled(domain_t *d, size_t size)
+{
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    sample_slow(d, p, size);
+    return p;
+}
+
+/* The countdown is taken before the call (a failed allocation still spends
+ * its bytes of the stream, which leaves the law of the others unchanged), so
+ * the unsampled path is a subtraction, a branch and a tail call. */
 static void *hook_malloc_small_s(void *ctx, size_t size)
 {
     domain_t *d = ctx;
-    void *p = d->prev.malloc(d->prev.ctx, size);
     if (size <= SMALL_LIMIT && __builtin_expect((tls_left -= (int64_t)size) <= 0, 0))
-        sample_slow(d, p, size);
-    return p;
+        return malloc_sampled(d, size);
+    return d->prev.malloc(d->prev.ctx, size);
 }
 
 static void *hook_calloc_small_s(void *ctx, size_t nelem, size_t elsize)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import py_compile
 import re
 import shutil
 import statistics
@@ -109,13 +110,25 @@ def main(argv: list[str]) -> int:
                     help="work under callgrind, as a fraction of the timed work (default 0.1)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
     ap.add_argument("--markdown", action="store_true", help="markdown tables")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma-separated subset of the modes (plain is always run)")
     args = ap.parse_args(argv)
     if args.repeat < 1 or args.scale <= 0 or args.callgrind_scale <= 0:
         ap.error("--repeat, --scale and --callgrind-scale must be positive")
+    modes = ["plain"] + [m.strip() for m in args.modes.split(",") if m.strip() and m.strip() != "plain"]
+    bad_modes = [m for m in modes if m not in MODES]
+    if bad_modes:
+        ap.error(f"unknown mode(s) {', '.join(bad_modes)}: choose from {', '.join(MODES)}")
+    MODES[:] = modes
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in chosen if w not in WORKLOADS]
     if unknown:
         ap.error(f"unknown workload(s) {', '.join(unknown)}: choose from {', '.join(WORKLOADS)}")
+    # The launcher runs audit._pyboot from its cached bytecode, as an installed
+    # package has it (pip compiles it); a checkout may hold none, or a stale one
+    # (PYTHONDONTWRITEBYTECODE), and compiling it at every start is not the cost
+    # of the hooks.
+    py_compile.compile(str(ROOT / "audit" / "_pyboot.py"), doraise=True)
     out: list[str] = [f"python {sys.version.split()[0]}; {args.repeat} interleaved runs per mode; "
                       f"modes: {', '.join(MODES)}", ""]
     with tempfile.TemporaryDirectory(prefix="rp-pybench-") as tmp:
