@@ -43,6 +43,7 @@
 #include <stdlib.h>
 
 #define RPI_HIDDEN __attribute__((visibility("hidden")))
+#include "lock.h"
 #define RPI_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define RPI_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -82,23 +83,7 @@ static inline rpi_hdr *rpi_hdr_of(const void *p) { return (rpi_hdr *)((char *)p 
 static inline void *rpi_payload(rpi_hdr *h) { return (char *)h + RPI_HDR; }
 static inline size_t rpi_size(const rpi_hdr *h) { return (size_t)(h->word & RPI_SIZE_MASK); }
 
-/* ---- lock.c / util.c */
-typedef struct rpi_lock { atomic_int held; } rpi_lock;
-RPI_HIDDEN void rpi_lock_slow(rpi_lock *l);
-/* Takes l unless it stays held for about a second (then false): for paths
-   such as the at-exit report, which must never wait forever. */
-RPI_HIDDEN bool rpi_lock_try_for(rpi_lock *l);
-static inline void rpi_lock_acquire(rpi_lock *l)
-{
-    if (RPI_LIKELY(!atomic_exchange_explicit(&l->held, 1, memory_order_acquire)))
-        return;
-    rpi_lock_slow(l);
-}
-static inline void rpi_lock_release(rpi_lock *l)
-{
-    atomic_store_explicit(&l->held, 0, memory_order_release);
-}
-
+/* ---- lock.c: rpi_lock (lock.h) */
 /* Underlying allocations, all through these so fault injection sees them. */
 RPI_HIDDEN extern atomic_int rpi_fail_armed;
 RPI_HIDDEN bool rpi_fail_now(void);
@@ -299,11 +284,15 @@ static inline void rpi_count_new(rp_pool *p, rpi_tag *t, size_t size)
     t->allocs++;
     rpi_counters_add_in(p, t, size);
 }
-static inline void rpi_counters_sub(rpi_tag *t, size_t size)
+static inline void rpi_counters_sub_in(rp_pool *p, rpi_tag *t, size_t size)
 {
     t->blocks--;
     t->bytes -= size;
-    t->pool->bytes -= size;
+    p->bytes -= size;
+}
+static inline void rpi_counters_sub(rpi_tag *t, size_t size)
+{
+    rpi_counters_sub_in(t->pool, t, size);
 }
 RPI_HIDDEN size_t rpi_pool_totals(rp_pool *pool, uint64_t *allocs); /* lock held; blocks */
 /* Bytes held from the system for the pool (lock held): rp_pool_info's

@@ -600,8 +600,17 @@ static inline void *link_new(rp_pool *pool, rpi_hdr *h, rpi_tag *t, size_t size)
     h->origin = t;
     rpi_ring_insert(pool, h);
     if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, false);
-    rpi_pool_unlock(pool);
-    return rpi_payload(h);
+    if (pool->flags & RP_POOL_UNSYNC) return rpi_payload(h);
+    return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
+}
+
+/* Cold exits of the fast paths after their lock is given back with a
+   sleeper to wake: out of line, so the fast paths save no register for it. */
+__attribute__((noinline)) static void *wake_then_general(rp_pool *pool, size_t size,
+                                                        const char *tag, bool plain)
+{
+    rpi_lock_wake(&pool->lock);
+    return alloc_general(pool, size, tag, plain);
 }
 
 /* Malloc backing: one malloc, then the bookkeeping under the lock. */
@@ -643,7 +652,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     else
         return alloc_general(pool, size, tag, plain);
     size_t slot = rpi_tag_slot(tag);
-    if (locked && RPI_UNLIKELY(atomic_exchange_explicit(&pool->lock.held, 1, memory_order_acquire)))
+    if (locked && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
         return alloc_general(pool, size, tag, plain);
     rpi_tag *t = pool->tag_rec[slot];
     if (RPI_UNLIKELY(pool->tag_key[slot] != tag)) goto general_locked;
@@ -662,11 +671,19 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     h->origin = t;
     rpi_ring_insert(pool, h);
     if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, false);
-    if (locked) rpi_lock_release(&pool->lock);
+    if (locked) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
     return rpi_payload(h);
 general_locked:
-    if (locked) rpi_lock_release(&pool->lock);
+    if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
+        return wake_then_general(pool, size, tag, plain);
     return alloc_general(pool, size, tag, plain);
+}
+
+__attribute__((noinline)) static void *wake_then_malloc(rp_pool *pool, size_t size,
+                                                       const char *tag, bool plain)
+{
+    rpi_lock_wake(&pool->lock);
+    return alloc_malloc_fast(pool, size, tag, plain);
 }
 
 /* Malloc backing, a recycled block of the size's class (size <= RPI_RECYCLE_MAX),
@@ -677,12 +694,13 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
 {
     size_t c = (size + 15) >> 4;
     size_t slot = rpi_tag_slot(tag);
-    if (locked && RPI_UNLIKELY(atomic_exchange_explicit(&pool->lock.held, 1, memory_order_acquire)))
+    if (locked && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
         return alloc_malloc_fast(pool, size, tag, plain);
     rpi_tag *t = pool->tag_rec[slot];
     rpi_hdr *h = pool->recycle[c];
     if (RPI_UNLIKELY(pool->tag_key[slot] != tag || !h)) {
-        if (locked) rpi_lock_release(&pool->lock);
+        if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
+            return wake_then_malloc(pool, size, tag, plain);
         return alloc_malloc_fast(pool, size, tag, plain);
     }
     pool->recycle[c] = h->next;
@@ -691,7 +709,7 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
     h->origin = t;
     rpi_ring_insert(pool, h);
     if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, false);
-    if (locked) rpi_lock_release(&pool->lock);
+    if (locked) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
     return rpi_payload(h);
 }
 
@@ -966,13 +984,13 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
                                                             rpi_tag *t, rp_pool *pool,
                                                             const bool locked)
 {
-    if (locked && RPI_UNLIKELY(atomic_exchange_explicit(&pool->lock.held, 1, memory_order_acquire))) {
+    if (locked && RPI_UNLIKELY(!rpi_lock_try(&pool->lock))) {
         free_general(block);
         return;
     }
     size_t size = (size_t)(w & RPI_SIZE_MASK);
     rpi_ring_unlink(h);
-    rpi_counters_sub(t, size);
+    rpi_counters_sub_in(pool, t, size);   /* pool is t->pool */
     if (w & RPI_F_ARENA) {
         /* back onto its class's free list */
         unsigned c = (unsigned)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
@@ -993,7 +1011,7 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
             return;
         }
     }
-    if (locked) rpi_lock_release(&pool->lock);
+    if (locked) h = rpi_lock_release_ret(&pool->lock, h);
     rpi_sys_free(h);
 }
 

@@ -1,4 +1,4 @@
-/* util.c -- errors and handlers, the spin lock, underlying allocation with
+/* util.c -- errors and handlers, underlying allocation with
    fault injection, and the pointer map used by destructors and checked mode. */
 #include "internal.h"
 
@@ -74,40 +74,6 @@ _Noreturn void rpi_oom(const char *call, size_t size, const char *tag)
     /* The handler returned: it declined to escape. */
     fprintf(stderr, "ringpool: out-of-memory handler returned from %s; aborting\n", call);
     abort();
-}
-
-/* --------------------------------------------------------------- lock */
-void rpi_lock_slow(rpi_lock *l)
-{
-    for (unsigned spins = 0;; spins++) {
-        if (atomic_load_explicit(&l->held, memory_order_relaxed) == 0 &&
-            !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
-            return;
-        if (spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        } else {
-            sched_yield();
-        }
-    }
-}
-
-bool rpi_lock_try_for(rpi_lock *l)
-{
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (unsigned spins = 0;; spins++) {
-        if (atomic_load_explicit(&l->held, memory_order_relaxed) == 0 &&
-            !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
-            return true;
-        if (spins % 64 == 63) {
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            if ((now.tv_sec - t0.tv_sec) * 1000000000L + (now.tv_nsec - t0.tv_nsec) >= 1000000000L)
-                return false;
-            sched_yield();
-        }
-    }
 }
 
 /* ----------------------------------------------------- fault injection */

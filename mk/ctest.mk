@@ -34,7 +34,7 @@ ASAN_ENV     := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=98:allocat
 TSAN_DIR     := $(BUILD)/tsan
 TSAN_FLAGS   := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_OBJS    := $(patsubst csrc/%.c,$(TSAN_DIR)/obj/%.o,$(CTEST_SAN_LIB))
-TSAN_BINS    := $(TSAN_DIR)/test_threads $(TSAN_DIR)/test_memprof
+TSAN_BINS    := $(TSAN_DIR)/test_threads $(TSAN_DIR)/test_memprof $(TSAN_DIR)/test_contention
 # (kept between runs: they are rebuilt only when csrc/ changes)
 .SECONDARY: $(ASAN_OBJS) $(TSAN_OBJS)
 TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:exitcode=97:second_deadlock_stack=1 RP_TEST_TSAN=1

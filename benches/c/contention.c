@@ -1,0 +1,355 @@
+/*
+ * contention.c -- several threads doing alloc+free pairs on ONE shared
+ * thread-safe pool, side by side with glibc malloc, mimalloc (mi_malloc) and
+ * jemalloc (mallocx), and with a pool per thread.
+ *
+ *   contention [--threads T]... [--pairs N] [--repeats R] [--size BYTES|mixed]
+ *              [--only IMPL]... [--quick] [--no-peers]
+ *
+ * Each thread runs N pairs { p = alloc(size); free(p); } (sizes from the same
+ * fixed-seed mixed distribution as bench.c, or one size), all threads
+ * released together by a barrier; the throughput is all threads' pairs over
+ * the wall time from the release to the last join, in millions of pairs per
+ * second (Mops/s). Every implementation runs once per round, in the same
+ * order, rounds interleaved, and the table shows the median of the rounds
+ * (and the lowest and highest), with the ratio of medians to glibc's.
+ *
+ * Rows:
+ *   glibc, mimalloc, jemalloc   the process allocators (per-thread caches)
+ *   rp-locked, arena-locked     one shared thread-safe pool (malloc / arena
+ *                               backing), every thread allocating from it
+ *   rp-locked/thread, arena-locked/thread
+ *                               one thread-safe pool per thread
+ * After each ringpool run the pool must hold no block and count exactly
+ * T*N allocations: a run that lost blocks would measure nothing.
+ *
+ * jemalloc is loaded with dlopen; its initial-exec TLS needs
+ * GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 (make bench-c sets it).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ringpool.h"
+
+#define ESCAPE(p) __asm__ volatile("" : : "r"(p) : "memory")
+static const char *const TAG = "contention";
+
+static void die(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "contention: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+/* ------------------------------------------------------------ peers */
+static struct {
+    int   mi_ok, je_ok;
+    void *(*mi_malloc)(size_t);
+    void  (*mi_free)(void *);
+    void *(*je_mallocx)(size_t, int);
+    void  (*je_dallocx)(void *, int);
+} peer;
+
+static void *load_sym(void *h, const char *name, int *ok)
+{
+    void *p = h ? dlsym(h, name) : NULL;
+    if (!p) *ok = 0;
+    return p;
+}
+#define LOAD(h, field, name, ok)                                               \
+    do {                                                                       \
+        void *p_ = load_sym((h), (name), (ok));                                \
+        memcpy(&peer.field, &p_, sizeof p_);                                   \
+    } while (0)
+
+static void load_peers(void)
+{
+    void *h = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+    int ok = h != NULL;
+    LOAD(h, mi_malloc, "mi_malloc", &ok);
+    LOAD(h, mi_free, "mi_free", &ok);
+    peer.mi_ok = ok;
+    h = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        fprintf(stderr, "contention: jemalloc not loaded (%s); for it run with "
+                "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384\n", dlerror());
+    ok = h != NULL;
+    LOAD(h, je_mallocx, "mallocx", &ok);
+    LOAD(h, je_dallocx, "dallocx", &ok);
+    peer.je_ok = ok;
+}
+
+/* ------------------------------------------------------------ implementations */
+enum impl { C_GLIBC, C_MI, C_JE, C_RP, C_ARENA, C_RP_EACH, C_ARENA_EACH, C_COUNT };
+static const char *const impl_name[C_COUNT] = {
+    "glibc", "mimalloc", "jemalloc", "rp-locked", "arena-locked",
+    "rp-locked/thread", "arena-locked/thread"
+};
+static const char *const impl_what[C_COUNT] = {
+    "malloc/free", "mi_malloc/mi_free", "mallocx/dallocx", "one shared pool",
+    "one shared pool", "a pool per thread", "a pool per thread"
+};
+static int is_rp(enum impl i) { return i >= C_RP; }
+static int per_thread(enum impl i) { return i == C_RP_EACH || i == C_ARENA_EACH; }
+static unsigned rp_flags(enum impl i) { return (i == C_ARENA || i == C_ARENA_EACH) ? RP_POOL_ARENA : 0; }
+static unsigned only;   /* --only: bit per impl; 0 = all */
+static int available(enum impl i)
+{
+    if (only && !(only & (1u << i))) return 0;
+    return i == C_MI ? peer.mi_ok : i == C_JE ? peer.je_ok : 1;
+}
+
+/* ------------------------------------------------------------ inputs */
+#define SIZES_LEN ((size_t)1 << 16)
+#define SIZES_MASK (SIZES_LEN - 1)
+static uint64_t rng_state;
+static uint64_t rng(void)   /* splitmix64, fixed seed */
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* size 0: mixed, the distribution of bench.c (40% 8..32, 30% 33..128,
+   20% 129..512, 8% 513..2048, 2% 2049..4096 bytes) */
+static size_t *make_sizes(size_t size)
+{
+    size_t *s = malloc(SIZES_LEN * sizeof *s);
+    if (!s) die("%s", "out of memory for the size table");
+    rng_state = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < SIZES_LEN; i++) {
+        if (size) { s[i] = size; continue; }
+        unsigned r = (unsigned)(rng() % 100);
+        size_t lo, hi;
+        if (r < 40)      { lo = 8;    hi = 32; }
+        else if (r < 70) { lo = 33;   hi = 128; }
+        else if (r < 90) { lo = 129;  hi = 512; }
+        else if (r < 98) { lo = 513;  hi = 2048; }
+        else             { lo = 2049; hi = 4096; }
+        s[i] = lo + (size_t)(rng() % (hi - lo + 1));
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------ one run */
+typedef struct worker {
+    pthread_t  tid;
+    enum impl  impl;
+    rp_pool   *pool;
+    const size_t *sizes;
+    size_t     offset;   /* where in the size table this thread starts */
+    size_t     n;
+    pthread_barrier_t *start;
+} worker;
+
+#define LOOP(ALLOC, FREE)                                                      \
+    for (size_t k = 0; k < n; k++) {                                           \
+        void *p = ALLOC(sz[(k + off) & SIZES_MASK]);                           \
+        ESCAPE(p);                                                             \
+        FREE(p);                                                               \
+    }
+#define A_GLIBC(s) malloc(s)
+#define A_MI(s)    peer.mi_malloc(s)
+#define F_MI(p)    peer.mi_free(p)
+#define A_JE(s)    peer.je_mallocx((s), 0)
+#define F_JE(p)    peer.je_dallocx((p), 0)
+#define A_RP(s)    rp_alloc(pool, (s), TAG)
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    const size_t *sz = w->sizes;
+    size_t n = w->n, off = w->offset;
+    rp_pool *pool = w->pool;
+    pthread_barrier_wait(w->start);
+    switch (w->impl) {
+    case C_GLIBC: LOOP(A_GLIBC, free); break;
+    case C_MI:    LOOP(A_MI, F_MI); break;
+    case C_JE:    LOOP(A_JE, F_JE); break;
+    default:      LOOP(A_RP, rp_free); break;
+    }
+    return NULL;
+}
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* A pool after a run: empty, and exactly want allocations counted. */
+static void expect_exact(rp_pool *pool, uint64_t want, const char *impl)
+{
+    rp_pool_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    if (rp_pool_get_info(pool, &info) != 0 || info.blocks != 0 || info.bytes != 0 ||
+        info.allocs != want) {
+        fprintf(stderr, "contention: %s: pool holds %zu blocks / %zu bytes and counts %llu "
+                "allocations, expected 0 / 0 / %llu\n", impl, info.blocks, info.bytes,
+                (unsigned long long)info.allocs, (unsigned long long)want);
+        exit(1);
+    }
+}
+
+/* Mops/s of one run of impl with t threads, n pairs each. */
+static double run(enum impl impl, int t, size_t n, const size_t *sizes)
+{
+    worker w[64];
+    pthread_barrier_t start;
+    if (pthread_barrier_init(&start, NULL, (unsigned)t + 1) != 0) die("%s", "pthread_barrier_init");
+    rp_pool *shared = NULL;
+    if (is_rp(impl) && !per_thread(impl)) {
+        rp_pool_options o = { .flags = rp_flags(impl), .chunk_size = 0, .keep_bytes = 0 };
+        shared = rp_pool_create_ex(impl_name[impl], &o);
+        if (!shared) die("rp_pool_create_ex failed for %s", impl_name[impl]);
+    }
+    for (int i = 0; i < t; i++) {
+        w[i].impl = impl;
+        w[i].sizes = sizes;
+        w[i].offset = (size_t)i * 4099;
+        w[i].n = n;
+        w[i].start = &start;
+        w[i].pool = shared;
+        if (per_thread(impl)) {
+            rp_pool_options o = { .flags = rp_flags(impl), .chunk_size = 0, .keep_bytes = 0 };
+            w[i].pool = rp_pool_create_ex(impl_name[impl], &o);
+            if (!w[i].pool) die("rp_pool_create_ex failed for %s", impl_name[impl]);
+        }
+        if (pthread_create(&w[i].tid, NULL, work, &w[i]) != 0) die("%s", "pthread_create failed");
+    }
+    pthread_barrier_wait(&start);
+    double t0 = now_ns();
+    for (int i = 0; i < t; i++) pthread_join(w[i].tid, NULL);
+    double dt = now_ns() - t0;
+    pthread_barrier_destroy(&start);
+    if (shared) {
+        expect_exact(shared, (uint64_t)t * n, impl_name[impl]);
+        rp_pool_destroy(shared);
+    }
+    if (per_thread(impl)) {
+        for (int i = 0; i < t; i++) {
+            expect_exact(w[i].pool, n, impl_name[impl]);
+            rp_pool_destroy(w[i].pool);
+        }
+    }
+    return (double)t * (double)n / dt * 1e3;   /* pairs per us = Mops/s */
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* ------------------------------------------------------------ options */
+static size_t parse_count(const char *opt, const char *s, size_t min, size_t max)
+{
+    if (!s) die("%s needs a value", opt);
+    errno = 0;
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || v != v || v < (double)min || v > (double)max ||
+        v != (double)(size_t)v) {
+        fprintf(stderr, "contention: %s: '%s' is not a whole number in [%zu, %zu]\n", opt, s,
+                min, max);
+        exit(2);
+    }
+    return (size_t)v;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: contention [--threads T]... [--pairs N] [--repeats R]\n"
+               "                  [--size BYTES|mixed] [--only IMPL]... [--quick] [--no-peers]\n"
+               "IMPL: glibc mimalloc jemalloc rp-locked arena-locked rp-locked/thread\n"
+               "      arena-locked/thread (glibc always runs: ratios are to it)\n"
+               "defaults: --threads 2 --threads 4 --pairs 2000000 --repeats 7 --size 64\n");
+}
+
+int main(int argc, char **argv)
+{
+    int threads[8], nthreads = 0, repeats = 7, peers = 1, quick = 0;
+    size_t pairs = 2000000, size = 64;
+    for (int a = 1; a < argc; a++) {
+        const char *k = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
+        if (!strcmp(k, "--quick")) { quick = 1; continue; }
+        if (!strcmp(k, "--no-peers")) { peers = 0; continue; }
+        if (!strcmp(k, "--help") || !strcmp(k, "-h")) { usage(stdout); return 0; }
+        a++;
+        if (!strcmp(k, "--threads")) {
+            if (nthreads == 8) die("%s", "at most 8 --threads options");
+            threads[nthreads++] = (int)parse_count(k, v, 1, 64);
+        } else if (!strcmp(k, "--pairs")) {
+            pairs = parse_count(k, v, 1, (size_t)1 << 36);
+        } else if (!strcmp(k, "--repeats")) {
+            repeats = (int)parse_count(k, v, 1, 101);
+        } else if (!strcmp(k, "--only")) {
+            int f = -1;
+            for (int i = 0; i < C_COUNT; i++)
+                if (v && !strcmp(v, impl_name[i])) f = i;
+            if (f < 0) die("--only: unknown implementation '%s'", v ? v : "");
+            only |= 1u << f;
+        } else if (!strcmp(k, "--size")) {
+            size = v && !strcmp(v, "mixed") ? 0 : parse_count(k, v, 1, (size_t)1 << 20);
+        } else {
+            usage(stderr);
+            die("unknown option '%s'", k);
+        }
+    }
+    if (!nthreads) { threads[0] = 2; threads[1] = 4; nthreads = 2; }
+    if (only) only |= 1u << C_GLIBC;
+    if (quick) { pairs = pairs < 20000 ? pairs : 20000; repeats = repeats < 3 ? repeats : 3; }
+    if (peers) load_peers();
+    size_t *sizes = make_sizes(size);
+
+    double *res = calloc((size_t)C_COUNT * (size_t)nthreads * (size_t)repeats, sizeof *res);
+    if (!res) die("%s", "out of memory");
+#define RES(i, ti, r) res[((size_t)(i) * (size_t)nthreads + (size_t)(ti)) * (size_t)repeats + (size_t)(r)]
+    for (int r = 0; r < repeats; r++)
+        for (int ti = 0; ti < nthreads; ti++)
+            for (int i = 0; i < C_COUNT; i++)
+                if (available((enum impl)i)) RES(i, ti, r) = run((enum impl)i, threads[ti], pairs, sizes);
+
+    char sizestr[32];
+    if (size) snprintf(sizestr, sizeof sizestr, "%zu B", size);
+    else snprintf(sizestr, sizeof sizestr, "mixed sizes");
+    printf("\n### contention: T threads x %zu alloc+free pairs (%s), Mops/s, median of %d "
+           "interleaved rounds [lowest..highest], ratio of medians to glibc\n\n",
+           pairs, sizestr, repeats);
+    printf("| impl | what |");
+    for (int ti = 0; ti < nthreads; ti++) printf(" %d threads | vs glibc |", threads[ti]);
+    printf("\n|---|---|");
+    for (int ti = 0; ti < nthreads; ti++) printf("---:|---:|");
+    printf("\n");
+    double g[8];
+    for (int ti = 0; ti < nthreads; ti++) g[ti] = median(&RES(C_GLIBC, ti, 0), (size_t)repeats);
+    for (int i = 0; i < C_COUNT; i++) {
+        if (!available((enum impl)i)) continue;
+        printf("| %s | %s |", impl_name[i], impl_what[i]);
+        for (int ti = 0; ti < nthreads; ti++) {
+            double *v = &RES(i, ti, 0);
+            double m = median(v, (size_t)repeats);   /* sorts v */
+            printf(" %.1f [%.1f..%.1f] | %.2fx |", m, v[0], v[repeats - 1], m / g[ti]);
+        }
+        printf("\n");
+    }
+    free(res);
+    free(sizes);
+    return 0;
+}
