@@ -52,7 +52,7 @@ typedef struct producer {
     rp_pool   *pool;
     queue     *q;
     int        id, iters;
-    char       tag[16];
+    char       tag[24];
     uint64_t   allocs;     /* this thread's allocations under its tag */
     size_t     bytes;      /* bytes it handed to the consumers */
 } producer;
