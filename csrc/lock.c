@@ -11,10 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SPINS 100   /* polls of the word before yielding */
-#ifndef YIELDS
-#define YIELDS 16   /* yields before sleeping */
-#endif
+#define SPINS 100             /* polls of the word before yielding */
+#define YIELD_NS 100000000L   /* then yields for up to 100 ms before sleeping */
 
 static inline void cpu_relax(void)
 {
@@ -75,6 +73,13 @@ void *rpi_lock_wake_ret(rpi_lock *l, void *ret)
     return ret;
 }
 
+static long elapsed_ns(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t0->tv_sec) * 1000000000L + (now.tv_nsec - t0->tv_nsec);
+}
+
 void rpi_lock_slow(rpi_lock *l)
 {
     for (;;) {
@@ -82,22 +87,21 @@ void rpi_lock_slow(rpi_lock *l)
             if (try_take(l)) return;
             cpu_relax();
         }
-        /* a holder that is not running: let it run before sleeping */
-        for (unsigned i = 0; i < YIELDS; i++) {
+        /* a holder that is not running (more threads than cores): let it
+           run; sleeping and being woken would cost more than it holds */
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do {
             sched_yield();
             if (try_take(l)) return;
-        }
+        } while (elapsed_ns(&t0) < YIELD_NS);
+        /* held for long (a report into a slow pipe, a holder descheduled):
+           sleep until it is given back */
         sleep_on(l, 50000000L);
         if (try_take(l)) return;
     }
 }
 
-static long elapsed_ns(const struct timespec *t0)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t0->tv_sec) * 1000000000L + (now.tv_nsec - t0->tv_nsec);
-}
 
 bool rpi_lock_try_for(rpi_lock *l)
 {
