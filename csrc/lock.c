@@ -82,23 +82,27 @@ static long elapsed_ns(const struct timespec *t0)
 
 void rpi_lock_slow(rpi_lock *l)
 {
+    for (unsigned i = 0; i < SPINS; i++) {
+        if (try_take(l)) return;
+        cpu_relax();
+    }
+    /* a holder that is not running (more threads than cores): let it run;
+       sleeping and being woken would cost more than it holds */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        sched_yield();
+        if (try_take(l)) return;
+    } while (elapsed_ns(&t0) < YIELD_NS);
+    /* held for long (a report into a slow pipe, a holder descheduled): sleep
+       until it is given back (each sleep bounded: see lock.h), then poll a
+       little before sleeping again */
     for (;;) {
+        sleep_on(l, 50000000L);
         for (unsigned i = 0; i < SPINS; i++) {
             if (try_take(l)) return;
             cpu_relax();
         }
-        /* a holder that is not running (more threads than cores): let it
-           run; sleeping and being woken would cost more than it holds */
-        struct timespec t0;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        do {
-            sched_yield();
-            if (try_take(l)) return;
-        } while (elapsed_ns(&t0) < YIELD_NS);
-        /* held for long (a report into a slow pipe, a holder descheduled):
-           sleep until it is given back */
-        sleep_on(l, 50000000L);
-        if (try_take(l)) return;
     }
 }
 
