@@ -25,7 +25,7 @@ $(REPLAY_BIN): benches/c/replay.c benches/c/trace/trace.h csrc/include/ringpool.
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g -Icsrc/include -Ibenches/c $< $(LIB_A) -o $@ -ldl -lpthread
 
-$(TRACE_CHURN) $(TRACE_TINY): $(BENCH_C_DIR)/%: benches/c/trace/%.c
+$(TRACE_CHURN) $(TRACE_TINY): $(BENCH_C_DIR)/%: benches/c/trace/%.c benches/c/sizes.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g $< -o $@ -lpthread
 

@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "ringpool.h"
+#include "sizes.h"
 
 /* Keeps the compiler from proving a block unused (and eliding malloc/free
    pairs) without adding an instruction. */
@@ -263,14 +264,8 @@ DEFINE_LOOPS(apr, A_APR, F_APR)
     } while (0)
 
 /* ------------------------------------------------------------ inputs */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng(void)   /* splitmix64, fixed seed: same inputs every run */
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_state = RPB_SEED;
+static uint64_t rng(void) { return rpb_rng(&rng_state); }   /* fixed seed: same inputs every run */
 
 #define SIZES_LEN ((size_t)1 << 16)
 #define SIZES_MASK (SIZES_LEN - 1)
@@ -281,18 +276,9 @@ static size_t *make_sizes(size_t size)
 {
     size_t *s = malloc(SIZES_LEN * sizeof *s);
     if (!s) die("%s", "out of memory for the size table");
-    rng_state = 0x9e3779b97f4a7c15ull;
-    for (size_t i = 0; i < SIZES_LEN; i++) {
-        if (size) { s[i] = size; continue; }
-        unsigned r = (unsigned)(rng() % 100);
-        size_t lo, hi;
-        if (r < 40)      { lo = 8;    hi = 32; }
-        else if (r < 70) { lo = 33;   hi = 128; }
-        else if (r < 90) { lo = 129;  hi = 512; }
-        else if (r < 98) { lo = 513;  hi = 2048; }
-        else             { lo = 2049; hi = 4096; }
-        s[i] = lo + (size_t)(rng() % (hi - lo + 1));
-    }
+    rng_state = RPB_SEED;
+    for (size_t i = 0; i < SIZES_LEN; i++)
+        s[i] = size ? size : rpb_mixed_size(&rng_state);
     return s;
 }
 

@@ -11,26 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng(void)   /* splitmix64 */
-{
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+#include "../sizes.h"
 
-static size_t mixed(void)
-{
-    unsigned r = (unsigned)(rng() % 100);
-    size_t lo, hi;
-    if (r < 40)      { lo = 8;    hi = 32; }
-    else if (r < 70) { lo = 33;   hi = 128; }
-    else if (r < 90) { lo = 129;  hi = 512; }
-    else if (r < 98) { lo = 513;  hi = 2048; }
-    else             { lo = 2049; hi = 4096; }
-    return lo + (size_t)(rng() % (hi - lo + 1));
-}
+static uint64_t state = RPB_SEED;
+static uint64_t rng(void) { return rpb_rng(&state); }
+static size_t mixed(void) { return rpb_mixed_size(&state); }
 
 static size_t arg(const char *s, size_t dflt, size_t max)
 {
