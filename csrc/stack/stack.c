@@ -206,6 +206,38 @@ uint32_t rpi_stack_intern(const uintptr_t *frames, size_t n)
     return id;
 }
 
+/* Walks this thread's stack into buf (depth frames and the window to skip).
+   When the cached walker finds the stack as the last capture of the same
+   kind (`from`) and depth left it, *last_id is that capture's id and buf is
+   not filled; otherwise *last_id is 0, the frames are returned, and *fast
+   says whether the cached walker made them. Inlined: the walk starts at the
+   caller of the function the walker is called from. */
+static inline __attribute__((always_inline)) int walk(uintptr_t *buf, int depth, uintptr_t from,
+                                                       uint32_t *last_id, int *fast)
+{
+    int same = 0;
+    int reuse = tls_last.id && tls_last.from == from && tls_last.depth == depth;
+    int got = fast_unwinder ? rpi_unwind_fast(buf, depth + SKIP_WINDOW, reuse ? &same : NULL) : -1;
+    *last_id = same ? tls_last.id : 0;
+    *fast = 0;
+    if (same)
+        return 0;
+    tls_last.id = 0;
+    *fast = got >= 0;
+    return got >= 0 ? got : general_backtrace(buf, depth + SKIP_WINDOW);
+}
+
+/* What the next capture may reuse: only a walk the cached walker made can
+   be recognised as unchanged. */
+static inline void remember_capture(uint32_t id, uintptr_t from, int depth, int fast)
+{
+    if (fast) {
+        tls_last.id = id;
+        tls_last.from = from;
+        tls_last.depth = depth;
+    }
+}
+
 uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t self_hi)
 {
     if (tls_in_stack || depth < 1 || !ready)
@@ -217,20 +249,14 @@ uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t 
     /* one spare slot before the frames, for `from` in the fallback below;
        per-thread, not on the C stack, which may be a small signal stack */
     uintptr_t *buf = tls_frames + 1;
-    /* The previous capture of this thread, when the walker can tell that
-       the stack is unchanged: same frames, same `from` and depth, same id. */
-    int same = 0;
-    int reuse = tls_last.id && tls_last.from == from && tls_last.depth == depth;
-    int got = fast_unwinder ? rpi_unwind_fast(buf, depth + SKIP_WINDOW, reuse ? &same : NULL) : -1;
-    if (same) {
+    uint32_t last_id;
+    int fast = 0;
+    int got = walk(buf, depth, from, &last_id, &fast);
+    if (last_id) {
         errno = saved;
         tls_in_stack = 0;
-        return tls_last.id;
+        return last_id;
     }
-    tls_last.id = 0;
-    int fast = got >= 0;
-    if (got < 0)
-        got = general_backtrace(buf, depth + SKIP_WINDOW);
     int start = -1;
     for (int i = 0; i < got && i < SKIP_WINDOW; i++)
         if (buf[i] == from) {
@@ -256,11 +282,7 @@ uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t 
     if (n > (size_t)depth)
         n = (size_t)depth;
     uint32_t id = intern(f, n);
-    if (fast) {
-        tls_last.id = id;
-        tls_last.from = from;
-        tls_last.depth = depth;
-    }
+    remember_capture(id, from, depth, fast);
     errno = saved;
     tls_in_stack = 0;
     return id;
@@ -277,18 +299,14 @@ uint32_t rpi_stack_capture(int depth, uintptr_t skip_lo, uintptr_t skip_hi)
     uintptr_t *buf = tls_frames + 1;
     /* `from` 0 marks this kind of capture in the memo (the interposer,
        the only caller of rpi_stack_here, is a separate copy of this file) */
-    int same = 0;
-    int reuse = tls_last.id && tls_last.from == 0 && tls_last.depth == depth;
-    int got = fast_unwinder ? rpi_unwind_fast(buf, depth + SKIP_WINDOW, reuse ? &same : NULL) : -1;
-    if (same) {
+    uint32_t last_id;
+    int fast = 0;
+    int got = walk(buf, depth, 0, &last_id, &fast);
+    if (last_id) {
         errno = saved;
         tls_in_stack = 0;
-        return tls_last.id;
+        return last_id;
     }
-    tls_last.id = 0;
-    int fast = got >= 0;
-    if (got < 0)
-        got = general_backtrace(buf, depth + SKIP_WINDOW);
     int i = 0;
     while (i < got && i < SKIP_WINDOW && buf[i] >= skip_lo && buf[i] < skip_hi)
         i++;
@@ -296,11 +314,7 @@ uint32_t rpi_stack_capture(int depth, uintptr_t skip_lo, uintptr_t skip_hi)
     if (n > (size_t)depth)
         n = (size_t)depth;
     uint32_t id = n ? intern(buf + i, n) : 0;
-    if (fast) {
-        tls_last.id = id;
-        tls_last.from = 0;
-        tls_last.depth = depth;
-    }
+    remember_capture(id, 0, depth, fast);
     errno = saved;
     tls_in_stack = 0;
     return id;
