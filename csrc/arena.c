@@ -40,15 +40,28 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
 /* ------------------------------------------------ process chunk cache
    Chunks given back by destroyed arena pools are kept, up to a cap, for the
    next arena pool: a new pool then starts on memory that is already mapped
-   and touched (as APR's allocator and mimalloc's segment cache do). The cap
-   is $RINGPOOL_CHUNK_CACHE bytes (default 16 MiB, 0 disables), read once.
-   Everything cached is freed when the library is unloaded or the process
-   exits. */
+   and touched (as APR's allocator and mimalloc's segment cache do), and the
+   destroy pays no kernel work per page (unmapping or trimming 1 MiB chunks
+   costs the kernel about 35 ns per 4 KiB page, and the next pool faults
+   them in again). The cap adapts: it is the largest pool (in chunk bytes)
+   among the last ADAPT_WINDOW destroyed arena pools, at least 16 MiB and at
+   most ADAPT_MAX; when it shrinks, the excess is freed at that destroy. So
+   a program that builds and drops big pools again and again keeps about one
+   big pool's chunks, and one that drops a big pool and then only small
+   ones gives the memory back ADAPT_WINDOW destroys later.
+   $RINGPOOL_CHUNK_CACHE=N sets a fixed cap of N bytes instead (0 disables
+   the cache), read once. Everything cached is freed when the library is
+   unloaded or the process exits. */
 #define DEFAULT_CACHE ((size_t)16 << 20)
+#define ADAPT_WINDOW  8
+#define ADAPT_MAX     ((size_t)1 << 30)
 static rpi_lock cache_lock;
 static rpi_chunk *cache_head;
 static size_t cache_bytes;
 static size_t cache_cap = SIZE_MAX;   /* SIZE_MAX: not read yet */
+static bool cache_fixed;              /* $RINGPOOL_CHUNK_CACHE given */
+static size_t recent[ADAPT_WINDOW];   /* chunk bytes of the last destroyed pools */
+static unsigned recent_next;
 
 static size_t cache_limit(void)
 {
@@ -56,9 +69,37 @@ static size_t cache_limit(void)
         const char *e = getenv("RINGPOOL_CHUNK_CACHE");
         char *end;
         unsigned long long v = e && *e ? strtoull(e, &end, 10) : 0;
-        cache_cap = e && *e && *end == '\0' ? (size_t)v : DEFAULT_CACHE;
+        cache_fixed = e && *e && *end == '\0';
+        cache_cap = cache_fixed ? (size_t)v : DEFAULT_CACHE;
     }
     return cache_cap;
+}
+
+/* A pool holding bytes of chunks is being destroyed: the adaptive cap
+   follows the window, and what the cache holds above a lowered cap goes
+   back to the system (the caller frees the returned list, unlocked). */
+static rpi_chunk *cache_adapt(size_t bytes)
+{
+    rpi_chunk *excess = NULL;
+    rpi_lock_acquire(&cache_lock);
+    (void)cache_limit();
+    if (!cache_fixed) {
+        recent[recent_next] = bytes < ADAPT_MAX ? bytes : ADAPT_MAX;
+        recent_next = (recent_next + 1) % ADAPT_WINDOW;
+        size_t cap = DEFAULT_CACHE;
+        for (unsigned i = 0; i < ADAPT_WINDOW; i++)
+            if (recent[i] > cap) cap = recent[i];
+        cache_cap = cap;
+        while (cache_bytes > cache_cap && cache_head) {
+            rpi_chunk *c = cache_head;
+            cache_head = c->next;
+            cache_bytes -= c->size;
+            c->next = excess;
+            excess = c;
+        }
+    }
+    rpi_lock_release(&cache_lock);
+    return excess;
 }
 
 static rpi_chunk *cache_take(size_t size)
@@ -286,6 +327,12 @@ void rpi_arena_release(rp_pool *pool, bool keep)
         all = a->spare;
     }
     size_t kept_bytes = 0;
+    if (!keep) {
+        for (rpi_chunk *c = cache_adapt(a->nchunks * a->chunk_size), *n; c; c = n) {
+            n = c->next;
+            rpi_sys_free(c);
+        }
+    }
     for (rpi_chunk *c = all, *n; c; c = n) {
         n = c->next;
         if (keep && (a->keep_bytes == SIZE_MAX || kept_bytes + c->size <= a->keep_bytes)) {

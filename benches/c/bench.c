@@ -24,6 +24,10 @@
  *              mi_heap_destroy, talloc_free of the parent, apr_pool_destroy)
  *   churn      a working set of W blocks, N random replacements
  *   stats      rp_pool_stats with N outstanding blocks (ringpool only)
+ * Section "cold" (wall time only): each measurement in a fresh child process,
+ * as a program that builds one big pool (or heap, or arena) and drops it:
+ * fill N mixed blocks, destroy (ns per block), fill a new pool of the same
+ * size (ns per block) and the process's resident memory after the destroy.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -34,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ringpool.h"
 #include "sizes.h"
@@ -342,6 +348,7 @@ typedef struct opts {
     size_t   max_blocks;
     size_t   churn_ws;
     size_t   churn_ops;
+    size_t   cold_blocks;
     int      peers;
     unsigned sections;
     /* --one */
@@ -352,14 +359,14 @@ typedef struct opts {
     size_t   size;      /* 0 = mixed */
 } opts;
 
-enum { S_PAIR = 1, S_BULK = 2, S_CHURN = 4, S_STATS = 8, S_REALLOC = 16, S_ALL = 31 };
+enum { S_PAIR = 1, S_BULK = 2, S_CHURN = 4, S_STATS = 8, S_REALLOC = 16, S_COLD = 32, S_ALL = 63 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
 "usage: bench [--quick] [--repeats R] [--pair-count N] [--max-blocks N]\n"
 "             [--churn-ws W] [--churn-ops N] [--no-peers]\n"
-"             [--section pair|bulk|churn|stats|realloc]...\n"
+"             [--section pair|bulk|churn|stats|realloc|cold]... [--cold-blocks N]\n"
 "       bench --one WORKLOAD --impl IMPL --count N [--size BYTES|mixed]\n"
 "             [--churn-ws W]\n"
 "       bench --list-impls\n"
@@ -402,6 +409,7 @@ static void parse_args(int argc, char **argv, opts *o)
     o->max_blocks = 1000000;
     o->churn_ws = 100000;
     o->churn_ops = 2000000;
+    o->cold_blocks = 100000;
     o->peers = 1;
     o->impl = -1;
     o->count = 0;
@@ -418,6 +426,7 @@ static void parse_args(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--max-blocks")) o->max_blocks = parse_count(k, v, 10, (size_t)1 << 30);
         else if (!strcmp(k, "--churn-ws")) o->churn_ws = parse_count(k, v, 1, (size_t)1 << 28);
         else if (!strcmp(k, "--churn-ops")) o->churn_ops = parse_count(k, v, 1, (size_t)1 << 40);
+        else if (!strcmp(k, "--cold-blocks")) o->cold_blocks = parse_count(k, v, 10, (size_t)1 << 26);
         else if (!strcmp(k, "--count")) o->count = parse_count(k, v, 1, (size_t)1 << 31);
         else if (!strcmp(k, "--impl")) {
             o->impl_str = v;
@@ -434,8 +443,8 @@ static void parse_args(int argc, char **argv, opts *o)
             if (!v) die("%s", "--section needs a value");
             unsigned s = !strcmp(v, "pair") ? S_PAIR : !strcmp(v, "bulk") ? S_BULK
                        : !strcmp(v, "churn") ? S_CHURN : !strcmp(v, "stats") ? S_STATS
-                       : !strcmp(v, "realloc") ? S_REALLOC : 0;
-            if (!s) die("unknown section '%s' (pair, bulk, churn, stats, realloc)", v);
+                       : !strcmp(v, "realloc") ? S_REALLOC : !strcmp(v, "cold") ? S_COLD : 0;
+            if (!s) die("unknown section '%s' (pair, bulk, churn, stats, realloc, cold)", v);
             o->sections |= s;
         } else {
             usage(stderr);
@@ -455,6 +464,7 @@ static void parse_args(int argc, char **argv, opts *o)
         o->max_blocks = o->max_blocks < 10000 ? o->max_blocks : 10000;
         o->churn_ws = 1000;
         o->churn_ops = 20000;
+        o->cold_blocks = o->cold_blocks < 10000 ? o->cold_blocks : 10000;
     }
 }
 
@@ -921,6 +931,145 @@ static int run_realloc_one(const opts *o)
     return 0;
 }
 
+/* ------------------------------------------------------------ cold destroy */
+/* jemalloc's explicit arenas (mallctl "arenas.create" / "arena.<i>.destroy"),
+   the counterpart of a pool or a heap; loaded in the child only. */
+static struct {
+    int   ok;
+    int  (*mallctl)(const char *, void *, size_t *, void *, size_t);
+    void *(*mallocx)(size_t, int);
+} cj;
+
+static void load_je_arenas(void)
+{
+    void *h = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+    int ok = h != NULL;
+    void *f = sym(h, "mallctl", &ok);  memcpy(&cj.mallctl, &f, sizeof f);
+    f = sym(h, "mallocx", &ok);        memcpy(&cj.mallocx, &f, sizeof f);
+    cj.ok = ok;
+}
+
+static size_t rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &pages, &res) != 2) res = 0;
+        fclose(f);
+    }
+    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+enum { CD_ARENA_UNSYNC, CD_ARENA_LOCKED, CD_ARENA_CHECKED, CD_MI, CD_JE, CD_APR, CD_GLIBC, CD_COUNT };
+static const char *const cd_name[CD_COUNT] = {
+    "arena-unsync", "arena-locked", "arena-checked", "mimalloc-heap", "jemalloc-arena",
+    "apr-pool", "glibc (free each)"
+};
+
+/* In a fresh child: fill n, destroy, fill n again; writes 3 doubles
+   (destroy ns/block, second fill ns/block, RSS KiB after the destroy). */
+static void cold_child(int k, size_t n, const size_t *sizes, int fd)
+{
+    double out[3] = { -1, -1, -1 };
+    void **b = malloc(n * sizeof *b);
+    if (!b) _exit(3);
+    for (int round = 0; round < 2; round++) {
+        double t0 = 0, t1 = 0;
+        if (k == CD_MI || k == CD_APR || k == CD_GLIBC || k <= CD_ARENA_CHECKED) {
+            static const enum impl im[CD_COUNT] = {
+                I_ARENA_UNSYNC, I_ARENA_LOCKED, I_ARENA_CHECKED, I_MIMALLOC, I_GLIBC, I_APR, I_GLIBC
+            };
+            ctx c;
+            ctx_open(&c, im[k]);
+            t0 = now_ns();
+            DISPATCH(&c, fill, b, sizes, SIZES_MASK, n);
+            t1 = now_ns();
+            if (round == 0) {
+                double t2 = now_ns();
+                if (k == CD_GLIBC) for (size_t i = 0; i < n; i++) free(b[i]);
+                else ctx_close(&c);
+                out[0] = (now_ns() - t2) / (double)n;
+                out[2] = (double)rss_kib();
+            }
+        } else {   /* jemalloc arena */
+            unsigned ind = 0;
+            size_t sz = sizeof ind;
+            if (cj.mallctl("arenas.create", &ind, &sz, NULL, 0) != 0) _exit(4);
+            int flags = (int)(((ind + 1) << 20) | (1 << 8));  /* MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE */
+            t0 = now_ns();
+            for (size_t i = 0; i < n; i++) { b[i] = cj.mallocx(sizes[i & SIZES_MASK], flags); ESCAPE(b[i]); }
+            t1 = now_ns();
+            if (round == 0) {
+                char name[64];
+                snprintf(name, sizeof name, "arena.%u.destroy", ind);
+                double t2 = now_ns();
+                if (cj.mallctl(name, NULL, NULL, NULL, 0) != 0) _exit(5);
+                out[0] = (now_ns() - t2) / (double)n;
+                out[2] = (double)rss_kib();
+            }
+        }
+        if (round == 1) out[1] = (t1 - t0) / (double)n;
+    }
+    if (write(fd, out, sizeof out) != (ssize_t)sizeof out) _exit(6);
+    _exit(0);
+}
+
+static void section_cold(const opts *o)
+{
+    size_t n = o->cold_blocks, nr = (size_t)o->repeats;
+    size_t *sizes = make_sizes(0);
+    int avail[CD_COUNT];
+    for (int k = 0; k < CD_COUNT; k++) avail[k] = 1;
+    avail[CD_MI] = peer.mi_ok;
+    avail[CD_APR] = peer.apr_ok;
+    load_je_arenas();
+    avail[CD_JE] = cj.ok;
+    if (!cj.ok)
+        fprintf(stderr, "bench: jemalloc not loaded for the cold section; for it run with "
+                "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384\n");
+    double (*t)[3] = calloc(CD_COUNT * nr, sizeof *t);
+    if (!t) die("%s", "out of memory");
+    printf("\n### cold destroy: %zu mixed-size blocks, each run in a fresh process\n"
+           "(fill, destroy, fill a new pool; medians of %d interleaved repeats;\n"
+           "RINGPOOL_CHUNK_CACHE=%s)\n\n", n, o->repeats,
+           getenv("RINGPOOL_CHUNK_CACHE") ? getenv("RINGPOOL_CHUNK_CACHE") : "(unset)");
+    printf("| impl | destroy ns/block | next fill ns/block | RSS after destroy MiB |\n"
+           "|---|---:|---:|---:|\n");
+    fflush(stdout);
+    for (size_t r = 0; r < nr; r++) {
+        for (int k = 0; k < CD_COUNT; k++) {
+            if (!avail[k]) continue;
+            int fd[2];
+            if (pipe(fd) != 0) die("%s", "pipe failed");
+            pid_t pid = fork();
+            if (pid < 0) die("%s", "fork failed");
+            if (pid == 0) { close(fd[0]); cold_child(k, n, sizes, fd[1]); }
+            close(fd[1]);
+            double got[3];
+            ssize_t m = read(fd[0], got, sizeof got);
+            close(fd[0]);
+            int st = 0;
+            waitpid(pid, &st, 0);
+            if (m != (ssize_t)sizeof got || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                fprintf(stderr, "bench: cold %s failed (status %d)\n", cd_name[k], st);
+                avail[k] = 0;
+                continue;
+            }
+            memcpy(t[(size_t)k * nr + r], got, sizeof got);
+        }
+    }
+    for (int k = 0; k < CD_COUNT; k++) {
+        if (!avail[k]) continue;
+        double v[3][1001];
+        for (int c = 0; c < 3; c++)
+            for (size_t r = 0; r < nr; r++) v[c][r] = t[(size_t)k * nr + r][c];
+        printf("| %s | %.2f | %.1f | %.1f |\n", cd_name[k], median(v[0], nr), median(v[1], nr),
+               median(v[2], nr) / 1024);
+    }
+    free(t);
+    free(sizes);
+}
+
 static void arena_note(void)
 {
     ctx c;
@@ -993,6 +1142,7 @@ int main(int argc, char **argv)
     if (o.sections & S_CHURN) section_churn(&o);
     if (o.sections & S_STATS) section_stats(&o);
     if (o.sections & S_REALLOC) section_realloc(&o);
+    if (o.sections & S_COLD) section_cold(&o);
     if (peer.apr_ok) peer.apr_terminate();
     return 0;
 }

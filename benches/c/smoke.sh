@@ -10,16 +10,17 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
 # 1. the tables, tiny counts
-"$BENCH" --quick --max-blocks 1000 --repeats 1 >"$out" || fail "bench --quick exited $?"
+"$BENCH" --quick --max-blocks 1000 --cold-blocks 1000 --repeats 1 >"$out" || fail "bench --quick exited $?"
 for want in "alloc+free pairs" "| mixed |" "bulk: N mixed-size blocks" "| 1000 | arena-unsync |" \
             "churn: working set" "rp_pool_stats with 1000 outstanding" \
-            "realloc-step (5 rounds)" "realloc-double (200 rounds)"; do
+            "realloc-step (5 rounds)" "realloc-double (200 rounds)" \
+            "cold destroy: 1000 mixed-size blocks" "| arena-locked |" "| arena-checked |"; do
     grep -qF -- "$want" "$out" || { cat "$out"; fail "bench --quick output lacks '$want'"; }
 done
 grep -q "MISSED" "$out" && { cat "$out"; fail "rp_pool_stats over 1 ms with 1000 blocks"; }
 
 # 2. every workload once per ringpool pool kind (and glibc where it applies)
-for impl in glibc rp-unsync rp-locked arena-unsync arena-locked; do
+for impl in glibc rp-unsync rp-locked arena-unsync arena-locked rp-checked arena-checked; do
     for w in pair fill free-each churn; do
         "$BENCH" --one $w --impl $impl --count 500 --size mixed --churn-ws 100 >/dev/null \
             || fail "bench --one $w --impl $impl"
@@ -55,6 +56,7 @@ expect_error "--count: '1.5' is not a whole number" --one pair --impl glibc --co
 expect_error "--size: '-3' is not a whole number" --one pair --impl glibc --count 10 --size -3
 expect_error "--repeats needs a value" --repeats
 expect_error "unknown section 'nope'" --section nope
+expect_error "--cold-blocks: '5' is not a whole number" --cold-blocks 5
 expect_error "glibc has no bulk destroy" --one destroy --impl glibc --count 10
 expect_error "glibc has no per-tag stats" --one stats --impl glibc --count 10
 expect_error "go with --one" --count 10
@@ -64,9 +66,10 @@ fi
 
 # 4. the callgrind driver, two pools and glibc, tiny counts
 if command -v valgrind >/dev/null; then
-    "$DIR/callgrind.sh" -q -b "$BENCH" -i glibc,rp-unsync,arena-unsync >"$out" \
+    "$DIR/callgrind.sh" -q -b "$BENCH" -i glibc,rp-unsync,arena-unsync,arena-locked,arena-checked >"$out" \
         || fail "callgrind.sh exited $?"
-    for want in "| glibc |" "| rp-unsync |" "| arena-unsync | bulk destroy |" "rp_pool_stats call"; do
+    for want in "| glibc |" "| rp-unsync |" "| arena-unsync | bulk destroy |" "rp_pool_stats call" \
+                "| arena-checked | arena-locked |"; do
         grep -qF -- "$want" "$out" || { cat "$out"; fail "callgrind.sh output lacks '$want'"; }
     done
     # a per-pair count of zero or below would mean the measured region is empty
