@@ -374,7 +374,7 @@ static void usage(FILE *f)
 "          (realloc-*: --count is the number of rounds; IMPL may also be jemalloc)\n"
 "IMPL: glibc rp-unsync rp-locked arena-unsync arena-locked\n"
 "      mimalloc-heap talloc apr-pool (peers: when their libraries load)\n"
-"      rp-checked arena-checked (RP_POOL_CHECKED; --one mode only)\n");
+"      rp-checked arena-checked (RP_POOL_CHECKED; --one mode and the cold section)\n");
 }
 
 static size_t parse_count(const char *opt, const char *s, size_t min, size_t max)
