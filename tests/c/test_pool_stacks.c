@@ -580,7 +580,7 @@ static void test_fork_while_threads_add_stacks(void)
             /* a malloc-backed pool of its own: the parent's pool lock, or the
                arena chunk cache's, may have been held by another thread at
                the fork (no pool promises more) */
-            alarm(10);
+            alarm(120);      /* a hang is the failure; valgrind on a loaded machine is slow */
             rp_pool_options o = {.flags = RP_POOL_STACKS};
             rp_pool *mine = rp_pool_create_ex("child", &o);
             void *b = pick(mine, (unsigned)i, 16);
