@@ -1,4 +1,4 @@
-# mk/audit.mk -- the audit CLI (issue 4): its tests, `make demo`, and its benches.
+# mk/audit.mk -- the audit CLI: its tests, `make demo`, and its benches.
 #   make test-audit   pytest tests/audit (CLI, formats, exit codes, plugin, demo),
 #                     mypy --strict on audit/, and a one-round smoke of the benches
 #   make demo         the bundled showcase (`python -m audit demo`)

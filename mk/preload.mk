@@ -1,4 +1,4 @@
-# mk/preload.mk -- libringpool-preload.so, the malloc interposer (issue 6),
+# mk/preload.mk -- libringpool-preload.so, the malloc interposer,
 # its test programs, tests and overhead benches. See docs/preload.md.
 
 PRELOAD_SO    := $(BUILD)/libringpool-preload.so

@@ -1,4 +1,4 @@
-# mk/python.mk -- the Python bindings (issue 3): the `allocator` package.
+# mk/python.mk -- the Python bindings: the `allocator` package.
 #   make test-py    pytest tests/python (both backings, safety, Hypothesis model)
 #                   and mypy --strict on allocator/
 #   make bench-py   pytest-benchmark suites of benches/python (not part of make test)

@@ -1,4 +1,4 @@
-"""Python can never reach freed memory or crash the process (issue 3, Safety)."""
+"""Python can never reach freed memory or crash the process."""
 
 from __future__ import annotations
 
