@@ -1057,6 +1057,22 @@ static void *resize_done(rp_pool *pool, void *old_block, rpi_hdr *h, size_t old,
     return rpi_payload(h);
 }
 
+/* A block that realloc moved from block's address to n: its ring neighbours
+   point at it again, and its destructor entry, if any, is re-keyed (the
+   caller reserved room for the entry before the move, which cannot be
+   undone). */
+static void relink_moved(rp_pool *pool, rpi_hdr *n, void *block)
+{
+    n->prev->next = n;
+    n->next->prev = n;
+    if (n->word & RPI_F_DTOR) {
+        rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
+        d->block = rpi_payload(n);
+        rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
+    }
+}
+
+
 static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *call, bool plain)
 {
     if (!block) {
@@ -1089,15 +1105,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         if ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
         rpi_hdr *n = rpi_sys_realloc(h, rpi_malloc_size(size));
         if (!n) goto fail_locked;
-        if (n != h) {
-            n->prev->next = n;
-            n->next->prev = n;
-            if (n->word & RPI_F_DTOR) {
-                rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
-                d->block = rpi_payload(n);
-                rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
-            }
-        }
+        if (n != h) relink_moved(pool, n, block);
         h = n;
         h->word = (h->word & ~RPI_SIZE_MASK) | size;
     } else if (rpi_arena_resize_in_place(pool, h, size)) {
@@ -1108,15 +1116,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         if ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
         rpi_hdr *n = rpi_arena_big_resize(pool, h, size);
         if (!n) goto fail_locked;
-        if (n != h) {
-            n->prev->next = n;
-            n->next->prev = n;
-            if (n->word & RPI_F_DTOR) {
-                rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
-                d->block = rpi_payload(n);
-                rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
-            }
-        }
+        if (n != h) relink_moved(pool, n, block);
         h = n;
     } else {
         /* Move: new memory of the same kind, the payload copied, and the new
