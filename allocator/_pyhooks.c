@@ -108,8 +108,9 @@ static inline void unlock_tables(void)
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 
 /* The per-thread state of the hot paths, in one block (one address load):
- * the re-entrancy guard, and the sampler's countdown of the bytes to the next
- * sampled byte. */
+ * the re-entrancy guard, and the sampler's countdown: the bytes before the
+ * next sampled byte (an allocation of n bytes holds a sampled byte when it
+ * takes the countdown below zero: the subtraction's sign flag, no compare). */
 static TLS struct {
     int in_hook;
     int64_t left;
@@ -248,9 +249,9 @@ static _Atomic uint8_t sample_filter[(size_t)1 << FILTER_BITS];   /* counts, sat
 
 static inline size_t filter_slot(const void *p)
 {
-    uintptr_t a = (uintptr_t)p;
-    /* blocks are 16-byte aligned; nearby blocks get nearby counters */
-    return (size_t)((a >> 4) ^ (a >> (4 + FILTER_BITS))) & (((size_t)1 << FILTER_BITS) - 1);
+    /* blocks are 16-byte aligned; nearby blocks get nearby counters (a shift
+     * and a mask: the free of an unsampled block is one more load) */
+    return (size_t)((uintptr_t)p >> 4) & (((size_t)1 << FILTER_BITS) - 1);
 }
 
 static inline bool maybe_sampled(const void *p)
@@ -900,17 +901,17 @@ static __attribute__((noinline)) void sample_slow(const domain_t *d, void *p, si
         rpg_seed(tls_rng, sample_seed ^ stream_salt,
                  atomic_fetch_add_explicit(&stream_serial, 1, memory_order_relaxed));
         tls_generation = gen;
-        tls_left = rpg_draw(tls_rng, inv_log1m) - (int64_t)size;
-        if (tls_left > 0)
+        tls_left = rpg_draw(tls_rng, inv_log1m) - 1 - (int64_t)size;
+        if (tls_left >= 0)
             return;
     }
     uint64_t k;
     if (inv_log1m == 0.0) {             /* rate 1: every byte */
         k = size;
-        tls_left = 1;
+        tls_left = 0;
     } else {
-        /* the sampled byte is at size + tls_left (1-based); count those after it */
-        int64_t rest = -tls_left;
+        /* the sampled byte is at size + tls_left + 1 (1-based); count those after it */
+        int64_t rest = -tls_left - 1;
         k = 1;
         for (;;) {
             int64_t g = rpg_draw(tls_rng, inv_log1m);
@@ -919,7 +920,7 @@ static __attribute__((noinline)) void sample_slow(const domain_t *d, void *p, si
                 k++;
                 continue;
             }
-            tls_left = g - rest;
+            tls_left = g - rest - 1;
             break;
         }
     }
@@ -934,64 +935,104 @@ static __attribute__((noinline)) void sample_slow(const domain_t *d, void *p, si
     in_hook = 0;
 }
 
-/* In the sampled hooks, in_hook also marks the previous allocator's own
+/* A free whose block may be sampled: forget it, then free it. */
+static __attribute__((noinline)) void free_maybe_sampled(const domain_t *d, void *ptr)
+{
+    if (ptr != NULL)
+        forget(ptr, NULL);
+    d->prev.free(d->prev.ctx, ptr);
+}
+
+/* A resize whose block may be sampled (ptr may be NULL): its trace is taken
+ * out before the call (the block may be freed and reused by another thread
+ * at once), and put back if the resize fails. */
+static __attribute__((noinline)) void *realloc_maybe_sampled(const domain_t *d, void *ptr, size_t size)
+{
+    trace_t old;
+    bool had = ptr != NULL && forget(ptr, &old);
+    in_hook = 1;
+    void *p = d->prev.realloc(d->prev.ctx, ptr, size);
+    in_hook = 0;
+    if (p == NULL) {
+        if (had)
+            put_back(ptr, &old);
+        return NULL;
+    }
+    if (__builtin_expect((tls_left -= (int64_t)size) < 0, 0))
+        sample_slow(d, p, size);
+    return p;
+}
+
+/* The sampled hooks are specialised per domain (D: its index in domains[])
+ * and installed with the previous allocator's own ctx: the previous
+ * functions are read from the global domains[D], so an unsampled call passes
+ * its arguments on untouched and ends in a tail call through one global
+ * pointer (no ctx to load, no stack frame).
+ *
+ * In the sampled hooks, in_hook also marks the previous allocator's own
  * calls: pymalloc hands requests above 512 bytes to the RAW domain, whose
  * hook must not count their bytes a second time.  MEM and OBJ are never
  * called from inside each other's allocator, so only the RAW hooks look at
  * the flag (the hooks' own allocations, made with it set, are skipped the
- * same way). */
-#define SAMPLED_HOOKS(SUFFIX, NESTED_CHECK)                                             \
+ * same way).  Freeing an unsampled block costs one filter probe before the
+ * previous allocator's free. */
+#define SAMPLED_HOOKS(SUFFIX, D, NESTED_CHECK)                                          \
 static void *hook_malloc_##SUFFIX(void *ctx, size_t size)                               \
 {                                                                                       \
-    domain_t *d = ctx;                                                                  \
-    NESTED_CHECK(d->prev.malloc(d->prev.ctx, size));                                    \
+    const domain_t *d = &domains[D];                                                    \
+    NESTED_CHECK(d->prev.malloc(ctx, size));                                            \
     in_hook = 1;                                                                        \
-    void *p = d->prev.malloc(d->prev.ctx, size);                                        \
+    void *p = d->prev.malloc(ctx, size);                                                \
     in_hook = 0;                                                                        \
     /* the API refuses sizes above PY_SSIZE_T_MAX before calling a hook */              \
-    if (__builtin_expect((tls_left -= (int64_t)size) <= 0, 0))                          \
+    if (__builtin_expect((tls_left -= (int64_t)size) < 0, 0))                          \
         sample_slow(d, p, size);                                                        \
     return p;                                                                           \
 }                                                                                       \
                                                                                         \
 static void *hook_calloc_##SUFFIX(void *ctx, size_t nelem, size_t elsize)               \
 {                                                                                       \
-    domain_t *d = ctx;                                                                  \
-    NESTED_CHECK(d->prev.calloc(d->prev.ctx, nelem, elsize));                           \
+    const domain_t *d = &domains[D];                                                    \
+    NESTED_CHECK(d->prev.calloc(ctx, nelem, elsize));                                   \
     in_hook = 1;                                                                        \
-    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);                               \
+    void *p = d->prev.calloc(ctx, nelem, elsize);                                       \
     in_hook = 0;                                                                        \
     size_t size;                                                                        \
     if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size) &&                   \
-        __builtin_expect((tls_left -= (int64_t)size) <= 0, 0))                          \
+        __builtin_expect((tls_left -= (int64_t)size) < 0, 0))                          \
         sample_slow(d, p, size);                                                        \
     return p;                                                                           \
 }                                                                                       \
                                                                                         \
 static void *hook_realloc_##SUFFIX(void *ctx, void *ptr, size_t size)                   \
 {                                                                                       \
-    domain_t *d = ctx;                                                                  \
-    NESTED_CHECK(d->prev.realloc(d->prev.ctx, ptr, size)); /* the outer call forgot ptr */ \
-    trace_t old;                                                                        \
-    bool had = ptr != NULL && maybe_sampled(ptr) && forget(ptr, &old);                  \
+    const domain_t *d = &domains[D];                                                    \
+    NESTED_CHECK(d->prev.realloc(ctx, ptr, size)); /* the outer call forgot ptr */      \
+    if (__builtin_expect(maybe_sampled(ptr), 0))                                        \
+        return realloc_maybe_sampled(d, ptr, size);                                     \
     in_hook = 1;                                                                        \
-    void *p = d->prev.realloc(d->prev.ctx, ptr, size);                                  \
+    void *p = d->prev.realloc(ctx, ptr, size);                                          \
     in_hook = 0;                                                                        \
-    if (p == NULL) {                                                                    \
-        if (had)                                                                        \
-            put_back(ptr, &old);                                                        \
-        return NULL;                                                                    \
-    }                                                                                   \
     /* a resize is a fresh allocation of its new size (the sampler's rule) */           \
-    if (__builtin_expect((tls_left -= (int64_t)size) <= 0, 0))                          \
+    if (p != NULL && __builtin_expect((tls_left -= (int64_t)size) < 0, 0))              \
         sample_slow(d, p, size);                                                        \
     return p;                                                                           \
+}                                                                                       \
+                                                                                        \
+static void hook_free_##SUFFIX(void *ctx, void *ptr)                                    \
+{                                                                                       \
+    if (__builtin_expect(maybe_sampled(ptr), 0)) {                                      \
+        free_maybe_sampled(&domains[D], ptr);                                           \
+        return;                                                                         \
+    }                                                                                   \
+    domains[D].prev.free(ctx, ptr);                                                     \
 }
 
 #define NESTED_RETURN(call) do { if (in_hook) return call; } while (0)
 #define NOT_NESTED(call) do { } while (0)
-SAMPLED_HOOKS(raw_s, NESTED_RETURN)
-SAMPLED_HOOKS(s, NOT_NESTED)
+SAMPLED_HOOKS(raw_s, 0, NESTED_RETURN)
+SAMPLED_HOOKS(mem_s, 1, NOT_NESTED)
+SAMPLED_HOOKS(obj_s, 2, NOT_NESTED)
 
 /* MEM and OBJ over pymalloc (checked at start: pymalloc_forwards): requests
  * above 512 bytes reach the RAW hook, which counts them, so these count the
@@ -1000,7 +1041,7 @@ SAMPLED_HOOKS(s, NOT_NESTED)
 static bool pymalloc_forwards;
 
 /* The countdown crossed zero: allocate, then count the samples. */
-static __attribute__((noinline)) void *malloc_sampled(domain_t *d, size_t size)
+static __attribute__((noinline)) void *malloc_sampled(const domain_t *d, size_t size)
 {
     void *p = d->prev.malloc(d->prev.ctx, size);
     sample_slow(d, p, size);
@@ -1009,45 +1050,40 @@ static __attribute__((noinline)) void *malloc_sampled(domain_t *d, size_t size)
 
 /* The countdown is taken before the call (a failed allocation still spends
  * its bytes of the stream, which leaves the law of the others unchanged), so
- * the unsampled path is a subtraction, a branch and a tail call. */
-static void *hook_malloc_small_s(void *ctx, size_t size)
-{
-    domain_t *d = ctx;
-    if (size <= SMALL_LIMIT && __builtin_expect((tls_left -= (int64_t)size) <= 0, 0))
-        return malloc_sampled(d, size);
-    return d->prev.malloc(d->prev.ctx, size);
+ * the unsampled path is a compare, a subtraction, a branch and a tail call. */
+#define SMALL_HOOKS(SUFFIX, D)                                                          \
+static void *hook_malloc_small_##SUFFIX(void *ctx, size_t size)                         \
+{                                                                                       \
+    if (size <= SMALL_LIMIT && __builtin_expect((tls_left -= (int64_t)size) < 0, 0))   \
+        return malloc_sampled(&domains[D], size);                                       \
+    return domains[D].prev.malloc(ctx, size);                                           \
+}                                                                                       \
+                                                                                        \
+static void *hook_calloc_small_##SUFFIX(void *ctx, size_t nelem, size_t elsize)         \
+{                                                                                       \
+    void *p = domains[D].prev.calloc(ctx, nelem, elsize);                               \
+    size_t size;                                                                        \
+    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size) &&                   \
+        size <= SMALL_LIMIT && __builtin_expect((tls_left -= (int64_t)size) < 0, 0))   \
+        sample_slow(&domains[D], p, size);                                              \
+    return p;                                                                           \
 }
 
-static void *hook_calloc_small_s(void *ctx, size_t nelem, size_t elsize)
-{
-    domain_t *d = ctx;
-    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
-    size_t size;
-    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size) && size <= SMALL_LIMIT &&
-        __builtin_expect((tls_left -= (int64_t)size) <= 0, 0))
-        sample_slow(d, p, size);
-    return p;
-}
+SMALL_HOOKS(mem_s, 1)
+SMALL_HOOKS(obj_s, 2)
 
-/* A free whose block may be sampled: forget it, then free it. */
-static __attribute__((noinline)) void free_maybe_sampled(domain_t *d, void *ptr)
-{
-    if (ptr != NULL)
-        forget(ptr, NULL);
-    d->prev.free(d->prev.ctx, ptr);
-}
-
-/* Freeing an unsampled block: a shift, a load and a branch before the
- * previous allocator's free (a tail call, no stack frame). */
-static void hook_free_s(void *ctx, void *ptr)
-{
-    domain_t *d = ctx;
-    if (__builtin_expect(maybe_sampled(ptr), 0)) {
-        free_maybe_sampled(d, ptr);
-        return;
-    }
-    d->prev.free(d->prev.ctx, ptr);
-}
+/* The sampled hooks of each domain (ctx: set to the previous allocator's at
+ * installation); SMALL_SAMPLED when pymalloc_forwards. */
+static const PyMemAllocatorEx SAMPLED[3] = {
+    {NULL, hook_malloc_raw_s, hook_calloc_raw_s, hook_realloc_raw_s, hook_free_raw_s},
+    {NULL, hook_malloc_mem_s, hook_calloc_mem_s, hook_realloc_mem_s, hook_free_mem_s},
+    {NULL, hook_malloc_obj_s, hook_calloc_obj_s, hook_realloc_obj_s, hook_free_obj_s},
+};
+static const PyMemAllocatorEx SMALL_SAMPLED[3] = {
+    {NULL, hook_malloc_raw_s, hook_calloc_raw_s, hook_realloc_raw_s, hook_free_raw_s},
+    {NULL, hook_malloc_small_mem_s, hook_calloc_small_mem_s, hook_realloc_mem_s, hook_free_mem_s},
+    {NULL, hook_malloc_small_obj_s, hook_calloc_small_obj_s, hook_realloc_obj_s, hook_free_obj_s},
+};
 
 /* True when the previous OBJ allocator hands requests above SMALL_LIMIT, and
  * only those, to the RAW domain (pymalloc does; PYTHONMALLOC=malloc or the
@@ -1358,7 +1394,7 @@ static void atfork_child(void)
     if (sample_rate > 0.0 && tls_generation != 0) {
         rpg_seed(tls_rng, sample_seed ^ stream_salt,
                  atomic_fetch_add_explicit(&stream_serial, 1, memory_order_relaxed));
-        tls_left = rpg_draw(tls_rng, inv_log1m);
+        tls_left = rpg_draw(tls_rng, inv_log1m) - 1;
     }
 }
 
@@ -1468,16 +1504,12 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
         if (dm->domain == PYMEM_DOMAIN_RAW && !raw)
             continue;
         PyMem_GetAllocator(dm->domain, &dm->prev);
-        if (rate > 0.0 && dm->domain == PYMEM_DOMAIN_RAW)
-            dm->mine = (PyMemAllocatorEx){dm, hook_malloc_raw_s, hook_calloc_raw_s, hook_realloc_raw_s,
-                                          hook_free_s};
-        else if (rate > 0.0 && pymalloc_forwards)
-            dm->mine = (PyMemAllocatorEx){dm, hook_malloc_small_s, hook_calloc_small_s, hook_realloc_s,
-                                          hook_free_s};
-        else if (rate > 0.0)
-            dm->mine = (PyMemAllocatorEx){dm, hook_malloc_s, hook_calloc_s, hook_realloc_s, hook_free_s};
-        else
+        if (rate > 0.0) {
+            dm->mine = pymalloc_forwards ? SMALL_SAMPLED[i] : SAMPLED[i];
+            dm->mine.ctx = dm->prev.ctx;
+        } else {
             dm->mine = (PyMemAllocatorEx){dm, hook_malloc, hook_calloc, hook_realloc, hook_free};
+        }
         PyMem_SetAllocator(dm->domain, &dm->mine);
         dm->installed = true;
     }
@@ -1514,7 +1546,7 @@ static PyObject *py_stop(PyObject *self, PyObject *noargs)
         if (!domains[i].installed)
             continue;
         PyMem_GetAllocator(domains[i].domain, &cur);
-        if (cur.malloc != domains[i].mine.malloc || cur.ctx != &domains[i])
+        if (cur.malloc != domains[i].mine.malloc || cur.ctx != domains[i].mine.ctx)
             return PyErr_Format(PyExc_RuntimeError,
                                 "another allocator hook (tracemalloc?) was installed on the %s "
                                 "domain after ringpool's; stop it first", domains[i].name);

@@ -298,3 +298,44 @@ def test_scripts_compile_as_python_compiles_them(script: Script, tmp_path: Path)
     bad.write_bytes(b"x = 1\x00\n")
     r = run_python("-m", "audit._pyboot", str(bad), env=env)
     assert r.returncode != 0 and "null bytes" in r.stderr
+
+
+@pytest.mark.parametrize("size, rate, count", [
+    (16, 0.05, 200_000),     # 49-byte objects: the object domain's small-block hooks
+    (2000, 0.001, 60_000),   # 2033 bytes: pymalloc hands them to the raw domain's hooks
+])
+def test_sampled_blocks_follow_the_per_byte_law(script: Script, size: int, rate: float,
+                                                count: int) -> None:
+    # count blocks of n bytes, each byte sampled with probability rate: a block is
+    # sampled with probability P = 1 - (1 - rate)^n and holds n * rate samples on
+    # average.  The numbers of sampled blocks and of samples are checked against
+    # their binomial means, within 5 standard deviations, for three seeds.  (A
+    # countdown off by one byte moves P for the 49-byte blocks by 7 deviations, or
+    # their samples by 36.)
+    s = script("law.py", f"""
+        import sys
+        from allocator import _pyhooks
+        keep = [None] * {count}
+        n = sys.getsizeof(bytes({size}))
+        for seed in (1, 2, 3):
+            _pyhooks.start(sample_rate={rate}, seed=seed)
+            for i in range({count}):
+                keep[i] = bytes({size})      # BLOCKS
+            rows = [r for r in _pyhooks.sites() if r[0] and r[0][0][:2] == (__file__, 8)]
+            _pyhooks.stop()
+            print(n, rows[0][1], rows[0][2])
+    """)
+    assert line_of(s, "# BLOCKS") == 8
+    r = run_python(str(s), env={"PYTHONHASHSEED": "0"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split()
+    assert len(lines) == 9, r.stdout
+    for n, est_blocks, est_bytes in zip(*[iter(int(x) for x in lines)] * 3):
+        assert n == size + 33
+        p = 1 - (1 - rate) ** n
+        sampled = est_blocks * p                   # the estimate weighs each by 1 / P
+        want = count * p
+        assert abs(sampled - want) < 5 * (count * p * (1 - p)) ** 0.5 + 1, (n, sampled, want)
+        samples = est_bytes * rate                 # the estimate weighs each by 1 / rate
+        want = count * n * rate
+        assert abs(samples - want) < 5 * (count * n * rate * (1 - rate)) ** 0.5 + 1, (n, samples, want)
