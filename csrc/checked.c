@@ -21,7 +21,10 @@
  * its neighbours, with no lookup, and destroy, reset and the live totals
  * visit the pool's own records only), and the count of all its records.
  * Records come from slabs and are reused; the slabs go when the library is
- * unloaded.
+ * unloaded. The common allocation and free (rpi_checked_alloc/_free) do
+ * their whole work in one pass under the two locks, with the record's
+ * lookup, the header and ring-link comparison and the retirement inline;
+ * whatever they do not handle goes to the general path unchanged.
  *
  * Quarantine. The memory of a retired block is not given back while its
  * record exists: a freed malloc-backed or big block is kept by its record,
@@ -31,8 +34,9 @@
  * has a retired record, and a valid free of an unchecked block is never
  * mistaken for a double free. Records are retired into a FIFO of at most
  * RETIRED_CAP entries and RETIRED_BYTES bytes of kept memory; the oldest go
- * first, and their memory with them. Every operation is O(1) but destroy
- * and reset, which are O(the pool's live blocks).
+ * first, and their memory with them (small malloc-backed blocks to the
+ * reuse lists below, for the next checked allocations). Every operation is
+ * O(1) but destroy and reset, which are O(the pool's live blocks).
  *
  * The registry is consulted (rpi_checked_gate != 0) while a checked pool is
  * alive or any record is left, so a stale pointer is still recognised after
@@ -40,6 +44,8 @@
  * they are for debugging.
  */
 #include "internal.h"
+#include "memprof.h"
+#include "poolstack.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -48,6 +54,7 @@
 #define RETIRED_BYTES ((size_t)64 << 20)
 #define MIN_BUCKETS   256
 #define SLAB_ENTRIES  255
+#define REUSE_BYTES   ((size_t)1 << 20)
 
 typedef struct entry {
     void         *payload;
@@ -65,6 +72,12 @@ typedef struct entry {
 
 struct rpi_cpool {
     entry             live;    /* sentinel of the live records (lprev/lnext) */
+    /* Tag pointers whose remembered content (pool->tag_seen) is the record
+       the pool's pointer cache holds: seen_key[s] == tag implies
+       tag_seen[tag] == seen_rec[s] (slots as the pointer cache's). Lets the
+       fast allocation compare the content with one strcmp, no map lookup. */
+    const char       *seen_key[RPI_TAG_CACHE];
+    rpi_tag          *seen_rec[RPI_TAG_CACHE];
     rp_pool          *pool;    /* NULL once the pool is destroyed */
     rpi_arena        *held;    /* destroyed arena pool: its chunks */
     size_t            refs;    /* records with cp == this */
@@ -88,6 +101,29 @@ static entry retired = {.qprev = &retired, .qnext = &retired};
 static cpool cpools = {.prev = &cpools, .next = &cpools};
 static size_t nretired, nentries, kept_bytes;
 static bool gate_on;
+
+/* Memory that has left the quarantine, for the next checked allocations of
+   its class (malloc backing, blocks of up to RPI_RECYCLE_MAX bytes, rounded
+   to their class as the pools' own recycle lists are): a checked pair then
+   costs no malloc and free once the quarantine is full. At most
+   REUSE_BYTES in all; off where pools do not recycle (ASan builds,
+   valgrind's memcheck, RINGPOOL_RECYCLE=0), so memory checkers see every
+   block freed when it leaves the quarantine. */
+static rpi_hdr *reuse[RPI_RECYCLE_CLASSES];
+static size_t reuse_bytes;
+static bool reuse_on;
+
+static void reuse_release(void)
+{
+    for (size_t c = 0; c < RPI_RECYCLE_CLASSES; c++) {
+        for (rpi_hdr *h = reuse[c], *n; h; h = n) {
+            n = h->next;
+            rpi_sys_free(h);
+        }
+        reuse[c] = NULL;
+    }
+    reuse_bytes = 0;
+}
 
 void rpi_registry_lock(void) { rpi_lock_acquire(&reg_lock); }
 void rpi_registry_unlock(void) { rpi_lock_release(&reg_lock); }
@@ -186,6 +222,8 @@ int rpi_registry_reserve(rp_pool *pool)
         memset(cp, 0, sizeof *cp);
         cp->live.lprev = cp->live.lnext = &cp->live;
         cp->pool = pool;
+        reuse_on = rpi_recycle_allowed();
+        if (!reuse_on) reuse_release();
         cp->next = &cpools;
         cp->prev = cpools.prev;
         cpools.prev->next = cp;
@@ -222,16 +260,33 @@ static void live_unlink(entry *e)
     e->lprev = e->lnext = NULL;
 }
 
-/* Gives back what a retired record keeps; the record itself stays. */
-static void entry_release(entry *e)
+/* The memory a retired record kept goes: to the reuse lists or the system. */
+__attribute__((noinline)) static void release_kept(entry *e)
 {
-    if (e->qnext) fifo_unlink(e);
-    if (e->kept) {
-        rpi_sys_free(e->raw);
+    {
         kept_bytes -= e->kept;
+        if (reuse_on && e->kept <= RPI_HDR + RPI_RECYCLE_MAX &&
+            !(e->word & (RPI_F_ARENA | RPI_F_BIG | RPI_F_ALIGNED)) &&
+            reuse_bytes + e->kept <= REUSE_BYTES) {
+            rpi_hdr *h = e->raw;
+            size_t c = (e->kept - RPI_HDR) >> 4;
+            h->next = reuse[c];
+            reuse[c] = h;
+            reuse_bytes += e->kept;
+        } else {
+            rpi_sys_free(e->raw);
+        }
         e->kept = 0;
     }
 }
+
+/* Gives back what a retired record keeps; the record itself stays. */
+static inline void entry_release(entry *e)
+{
+    if (e->qnext) fifo_unlink(e);
+    if (RPI_UNLIKELY(e->kept != 0)) release_kept(e);
+}
+
 
 /* A record leaves the table, with what it keeps. */
 static void evict(entry *e)
@@ -302,7 +357,7 @@ static inline void trim(void)
     gate_update();   /* the table may be empty now */
 }
 
-static void retire(entry *e, int state, size_t kept)
+static inline __attribute__((always_inline)) void retire(entry *e, int state, size_t kept)
 {
     if (e->lnext) live_unlink(e);
     e->state = state;
@@ -486,6 +541,148 @@ int rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
     return 1;
 }
 
+/* ------------------------------------------------- the fast paths
+   The common checked allocation and free in one pass under the two locks
+   (registry, then pool), with no call but the backing's and strcmp: a
+   block of default alignment, a tag in the pointer cache whose content is
+   the one remembered, room for a record; a free of a live, intact block
+   with nothing else attached (destructor, stack, sampler, alignment or big
+   record). Anything else, misuse included, returns to the general path
+   having changed nothing, and the general path decides and reports. */
+
+/* What intact() finds on its common path, without the walk marks and the
+   records below the header (such blocks take the general path). */
+static inline bool intact_fast(const entry *e, const rpi_hdr *h)
+{
+    const entry *s = &e->cp->live;
+    rp_pool *pool = e->pool;
+    return h->origin == e->origin && ((h->word ^ e->word) & ~RPI_WORD_FREE_BITS) == 0 &&
+           h->prev == ring_of(pool, s, e->lprev) && h->next == ring_of(pool, s, e->lnext) &&
+           h->prev->next == h && h->next->prev == h;
+}
+
+void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t)
+{
+    cpool *cp = cpool_of(pool);
+    size_t s = rpi_tag_slot(tag);
+    cp->seen_key[s] = tag;
+    cp->seen_rec[s] = t;
+}
+
+void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag)
+{
+    rpi_registry_lock();
+    rpi_pool_lock(pool);
+    cpool *cp = cpool_of(pool);
+    size_t s = rpi_tag_slot(tag);
+    rpi_tag *t = pool->tag_rec[s];
+    if (RPI_UNLIKELY(!cp || !free_entries || nentries >= nbuckets || pool->tag_key[s] != tag))
+        goto general;
+    if (tag && RPI_UNLIKELY(cp->seen_key[s] != tag || cp->seen_rec[s] != t ||
+                            strcmp(t->name, tag) != 0))
+        goto general;
+    rpi_hdr *h;
+    rpi_arena *a = pool->arena;
+    if (a) {
+        /* a class's free list, else the current chunk (else the general
+           path takes a new one) */
+        if (RPI_UNLIKELY(size > RPI_BIG_LIMIT - RPI_HDR)) goto general;
+        size_t c = rpi_class_of(RPI_HDR + size);
+        h = a->free[c];
+        if (RPI_LIKELY(h != NULL)) {
+            a->free[c] = h->next;
+        } else {
+            size_t cs = rpi_class_size((unsigned)c);
+            if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general;
+            h = (rpi_hdr *)a->cur;
+            a->cur += cs;
+        }
+        h->word = RPI_F_ARENA | RPI_F_CHECKED | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
+    } else {
+        size_t c = (size + 15) >> 4;
+        if (size <= RPI_RECYCLE_MAX && (h = reuse[c]) != NULL) {
+            reuse[c] = h->next;
+            reuse_bytes -= RPI_HDR + 16 * c;
+        } else if (RPI_UNLIKELY(size > RP_MAX_SIZE) ||
+                   !(h = rpi_sys_malloc(rpi_malloc_size(size)))) {
+            goto general;
+        }
+        h->word = RPI_F_CHECKED | size;
+    }
+    h->origin = t;
+    rpi_ring_insert(pool, h);
+    /* the record (room checked above) */
+    void *payload = rpi_payload(h);
+    entry *e = lookup(payload);
+    if (RPI_UNLIKELY(e != NULL)) {   /* a retired record of this address */
+        if (e->lnext) live_unlink(e);
+        entry_release(e);
+        if (e->cp != cp) {
+            cp->refs++;
+            cpool_unref(e->cp);
+        }
+    } else {
+        e = free_entries;
+        free_entries = e->hnext;
+        e->qprev = e->qnext = NULL;
+        e->payload = payload;
+        hash_add(e);
+        cp->refs++;
+        if (nentries++ == 0) gate_update();
+    }
+    e->cp = cp;
+    e->pool = pool;
+    e->origin = t;
+    e->word = h->word;
+    e->raw = h;
+    e->kept = 0;
+    e->state = RPI_LIVE;
+    e->lnext = &cp->live;
+    e->lprev = cp->live.lprev;
+    cp->live.lprev->lnext = e;
+    cp->live.lprev = e;
+    last = e;
+    if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, true);
+    rpi_pool_unlock(pool);
+    rpi_registry_unlock();
+    return payload;
+general:
+    rpi_pool_unlock(pool);
+    rpi_registry_unlock();
+    return NULL;
+}
+
+bool rpi_checked_free(void *block)
+{
+    rpi_registry_lock();
+    entry *e = lookup(block);
+    rpi_hdr *h = rpi_hdr_of(block);
+    if (RPI_UNLIKELY(!e || e->state != RPI_LIVE ||
+                     (e->word & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG)) ||
+                     atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed) ||
+                     !intact_fast(e, h) || (h->word & (RPI_F_SAMPLED | RPI_F_STACK)))) {
+        rpi_registry_unlock();
+        return false;
+    }
+    rp_pool *pool = e->pool;
+    rpi_pool_lock(pool);
+    rpi_ring_unlink(h);
+    size_t size = rpi_size(h);
+    rpi_counters_sub_in(pool, e->origin, size);
+    size_t kept = 0;
+    if (h->word & RPI_F_ARENA) {   /* back on its class list */
+        size_t c = (size_t)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+        h->next = pool->arena->free[c];
+        pool->arena->free[c] = h;
+    } else
+        kept = rpi_malloc_size(size);   /* the memory stays with the record */
+    retire(e, RPI_FREED, kept);
+    trim();
+    rpi_pool_unlock(pool);
+    rpi_registry_unlock();
+    return true;
+}
+
 void rpi_registry_live_totals(rp_pool *pool, size_t *blocks, size_t *bytes)
 {
     size_t n = 0, b = 0;
@@ -532,6 +729,7 @@ void rpi_registry_drop_pool(rp_pool *pool, bool destroy)
 
 void rpi_registry_fini(void)
 {
+    reuse_on = false;
     for (size_t i = 0; i < nbuckets; i++) {
         for (entry *e = buckets[i], *next; e; e = next) {
             next = e->hnext;
@@ -554,6 +752,7 @@ void rpi_registry_fini(void)
         cp->live.lprev = cp->live.lnext = &cp->live;
         if (!cp->pool) cpool_free(cp);   /* a live pool keeps its (now empty) part */
     }
+    reuse_release();
     retired.qprev = retired.qnext = &retired;
     nretired = nentries = 0;
     gate_update();

@@ -406,6 +406,16 @@ RPI_HIDDEN int  rpi_checked_validate(const void *payload, rp_pool *expected, con
    freed when the pool's last record goes). */
 RPI_HIDDEN void rpi_registry_drop_pool(rp_pool *pool, bool destroy);
 RPI_HIDDEN void rpi_registry_fini(void);
+/* The fast paths of a checked pool (no lock held on entry; checked.c):
+   NULL / false when the general path must do the call (nothing changed). */
+RPI_HIDDEN void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag);
+RPI_HIDDEN bool rpi_checked_free(void *block);
+/* Whether freed malloc memory may be kept for reuse (pool.c: not in ASan
+   builds, under valgrind's memcheck, or with RINGPOOL_RECYCLE=0). */
+RPI_HIDDEN bool rpi_recycle_allowed(void);
+/* Registry and pool locks held: tag_seen[tag] is t now (after a successful
+   checked allocation). */
+RPI_HIDDEN void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t);
 
 /* ---- report.c */
 RPI_HIDDEN int  rpi_write_report(rp_pool *pool, const char *path, unsigned flags,

@@ -186,6 +186,8 @@ static bool recycle_allowed(void)
 #endif
 }
 
+bool rpi_recycle_allowed(void) { return recycle_allowed(); }
+
 /* Gives the recycled blocks back to the system (lock held). */
 static void recycle_release(rp_pool *pool)
 {
@@ -564,6 +566,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
         rpi_registry_insert(h, raw_of(h));
         /* remembered for the comparison above (room reserved) */
         if (remember) (void)rpi_ptrmap_put(&pool->tag_seen, (void *)(uintptr_t)tag, t);
+        if (t && tag) rpi_checked_saw_tag(pool, tag, t);
     }
     void *p;
     if (rpi_memprof_due(pool, size)) {
@@ -593,6 +596,17 @@ __attribute__((noinline)) static void *alloc_general(rp_pool *pool, size_t size,
     void *p = alloc_impl(pool, 0, size, tag);
     if (RPI_UNLIKELY(!p) && plain) rpi_oom("rp_alloc", size, tag);
     return p;
+}
+
+/* Checked and stack pools: a checked pool's fast path first. */
+__attribute__((noinline)) static void *alloc_checked(rp_pool *pool, size_t size, const char *tag,
+                                                     bool plain)
+{
+    void *p;
+    if ((pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS)) == RP_POOL_CHECKED &&
+        (p = rpi_checked_alloc(pool, size, tag)))
+        return p;
+    return alloc_general(pool, size, tag, plain);
 }
 
 static inline void *link_new(rp_pool *pool, rpi_hdr *h, rpi_tag *t, size_t size)
@@ -721,7 +735,7 @@ static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, siz
     if (!a) {
         unsigned f = pool->flags;
         if (RPI_UNLIKELY(f & (RP_POOL_CHECKED | RP_POOL_STACKS)))
-            return alloc_general(pool, size, tag, plain);
+            return alloc_checked(pool, size, tag, plain);
         if ((f & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX) {
             if (f & RP_POOL_UNSYNC) return alloc_recycled_fast(pool, size, tag, plain, false);
             return alloc_recycled_fast(pool, size, tag, plain, true);
@@ -978,6 +992,12 @@ __attribute__((noinline)) static void free_general(void *block)
     free_trusted(h, c == 1);
 }
 
+/* A checked pool exists: a checked pool's fast path first. */
+__attribute__((noinline)) static void free_checked(void *block)
+{
+    if (!rpi_checked_free(block)) free_general(block);
+}
+
 /* The trusted fast path of rp_free, specialised for locked and unsynchronised
    pools. */
 static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr *h, uint64_t w,
@@ -1019,7 +1039,7 @@ void rp_free(void *block)
 {
     if (RPI_UNLIKELY(!block)) return;
     if (RPI_UNLIKELY(atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) != 0)) {
-        free_general(block);
+        free_checked(block);
         return;
     }
     /* No checked pool exists, so the header is trusted. */
