@@ -950,9 +950,9 @@ static __attribute__((noinline)) void *realloc_maybe_sampled(const domain_t *d, 
 {
     trace_t old;
     bool had = ptr != NULL && forget(ptr, &old);
-    in_hook = 1;
+    in_hook++;
     void *p = d->prev.realloc(d->prev.ctx, ptr, size);
-    in_hook = 0;
+    in_hook--;
     if (p == NULL) {
         if (had)
             put_back(ptr, &old);
@@ -974,16 +974,18 @@ static __attribute__((noinline)) void *realloc_maybe_sampled(const domain_t *d, 
  * hook must not count their bytes a second time.  MEM and OBJ are never
  * called from inside each other's allocator, so only the RAW hooks look at
  * the flag (the hooks' own allocations, made with it set, are skipped the
- * same way).  Freeing an unsampled block costs one filter probe before the
+ * same way).  The flag is raised and lowered by one, not set and cleared: the
+ * hooks' own code (a report, sites()) calls them with it already raised, and
+ * must find it raised when they return.  Freeing an unsampled block costs one filter probe before the
  * previous allocator's free. */
 #define SAMPLED_HOOKS(SUFFIX, D, NESTED_CHECK)                                          \
 static void *hook_malloc_##SUFFIX(void *ctx, size_t size)                               \
 {                                                                                       \
     const domain_t *d = &domains[D];                                                    \
     NESTED_CHECK(d->prev.malloc(ctx, size));                                            \
-    in_hook = 1;                                                                        \
+    in_hook++;                                                                          \
     void *p = d->prev.malloc(ctx, size);                                                \
-    in_hook = 0;                                                                        \
+    in_hook--;                                                                          \
     /* the API refuses sizes above PY_SSIZE_T_MAX before calling a hook */              \
     if (__builtin_expect((tls_left -= (int64_t)size) < 0, 0))                          \
         sample_slow(d, p, size);                                                        \
@@ -994,9 +996,9 @@ static void *hook_calloc_##SUFFIX(void *ctx, size_t nelem, size_t elsize)       
 {                                                                                       \
     const domain_t *d = &domains[D];                                                    \
     NESTED_CHECK(d->prev.calloc(ctx, nelem, elsize));                                   \
-    in_hook = 1;                                                                        \
+    in_hook++;                                                                          \
     void *p = d->prev.calloc(ctx, nelem, elsize);                                       \
-    in_hook = 0;                                                                        \
+    in_hook--;                                                                          \
     size_t size;                                                                        \
     if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size) &&                   \
         __builtin_expect((tls_left -= (int64_t)size) < 0, 0))                          \
@@ -1010,9 +1012,9 @@ static void *hook_realloc_##SUFFIX(void *ctx, void *ptr, size_t size)           
     NESTED_CHECK(d->prev.realloc(ctx, ptr, size)); /* the outer call forgot ptr */      \
     if (__builtin_expect(maybe_sampled(ptr), 0))                                        \
         return realloc_maybe_sampled(d, ptr, size);                                     \
-    in_hook = 1;                                                                        \
+    in_hook++;                                                                          \
     void *p = d->prev.realloc(ctx, ptr, size);                                          \
-    in_hook = 0;                                                                        \
+    in_hook--;                                                                          \
     /* a resize is a fresh allocation of its new size (the sampler's rule) */           \
     if (p != NULL && __builtin_expect((tls_left -= (int64_t)size) < 0, 0))              \
         sample_slow(d, p, size);                                                        \

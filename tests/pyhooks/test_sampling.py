@@ -339,3 +339,25 @@ def test_sampled_blocks_follow_the_per_byte_law(script: Script, size: int, rate:
         samples = est_bytes * rate                 # the estimate weighs each by 1 / rate
         want = count * n * rate
         assert abs(samples - want) < 5 * (count * n * rate * (1 - rate)) ** 0.5 + 1, (n, samples, want)
+
+
+def test_sampled_hooks_keep_the_guard_of_the_calls_they_serve(script: Script) -> None:
+    # sites() builds its list with the guard raised; the sampled resize hook it
+    # reaches must leave the guard raised, or the allocations after sites()
+    # returns are taken for the hooks' own (at rate 1 every byte is sampled)
+    s = script("guard.py", """
+        from allocator import _pyhooks
+        _pyhooks.start(sample_rate=1.0, seed=1)
+        junk = [bytes(100 + i) for i in range(20)]
+        for _ in range(3):
+            rows = _pyhooks.sites()
+        buf = bytes(100000)                      # AFTER
+        rows = {r[0][0][1]: r[2] for r in _pyhooks.sites() if r[0] and r[0][0][0] == __file__}
+        _pyhooks.stop()
+        print(rows.get(6, 0), rows.get(5, 0))
+    """)
+    assert line_of(s, "# AFTER") == 6
+    r = run_python(str(s))
+    assert r.returncode == 0, r.stderr
+    after, own = (int(x) for x in r.stdout.split())
+    assert after == 100000 + 33 and own == 0, r.stdout
