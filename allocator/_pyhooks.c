@@ -946,7 +946,9 @@ static __attribute__((noinline)) void free_maybe_sampled(const domain_t *d, void
 /* A resize whose block may be sampled (ptr may be NULL): its trace is taken
  * out before the call (the block may be freed and reused by another thread
  * at once), and put back if the resize fails. */
-static __attribute__((noinline)) void *realloc_maybe_sampled(const domain_t *d, void *ptr, size_t size)
+static void *resized_small_sampled(const domain_t *d, void *p, size_t size);
+static __attribute__((noinline)) void *realloc_maybe_sampled(const domain_t *d, void *ptr, size_t size,
+                                                             bool small_raw)
 {
     trace_t old;
     bool had = ptr != NULL && forget(ptr, &old);
@@ -958,8 +960,11 @@ static __attribute__((noinline)) void *realloc_maybe_sampled(const domain_t *d, 
             put_back(ptr, &old);
         return NULL;
     }
-    if (__builtin_expect((tls_left -= (int64_t)size) < 0, 0))
+    if (__builtin_expect((tls_left -= (int64_t)size) < 0, 0)) {
+        if (small_raw)
+            return resized_small_sampled(d, p, size);
         sample_slow(d, p, size);
+    }
     return p;
 }
 
@@ -1011,7 +1016,7 @@ static void *hook_realloc_##SUFFIX(void *ctx, void *ptr, size_t size)           
     const domain_t *d = &domains[D];                                                    \
     NESTED_CHECK(d->prev.realloc(ctx, ptr, size)); /* the outer call forgot ptr */      \
     if (__builtin_expect(maybe_sampled(ptr), 0))                                        \
-        return realloc_maybe_sampled(d, ptr, size);                                     \
+        return realloc_maybe_sampled(d, ptr, size, false);                              \
     in_hook++;                                                                          \
     void *p = d->prev.realloc(ctx, ptr, size);                                          \
     in_hook--;                                                                          \
@@ -1039,13 +1044,63 @@ SAMPLED_HOOKS(obj_s, 2, NOT_NESTED)
 /* MEM and OBJ over pymalloc (checked at start: pymalloc_forwards): requests
  * above 512 bytes reach the RAW hook, which counts them, so these count the
  * small ones only and need no flag around the call.  (Resizes keep the flag:
- * pymalloc moves a large block to the RAW domain whatever its new size.) */
+ * pymalloc moves a large block to the RAW domain whatever its new size.)
+ *
+ * Every sampled block is a raw block: a small one is asked of pymalloc at 513
+ * bytes (pymalloc hands it to the RAW domain and counts it among its raw
+ * blocks, as sys.getallocatedblocks() reports) and shrunk to its size by the
+ * RAW domain's allocator.  pymalloc's free hands a block that is not its own
+ * to the RAW domain's free, whose hook forgets the sampled ones: so the MEM
+ * and OBJ domains keep pymalloc's own free, with no hook at all, and freeing
+ * a block costs what it costs without the hooks. */
 static bool pymalloc_forwards;
 
-/* The countdown crossed zero: allocate, then count the samples. */
-static __attribute__((noinline)) void *malloc_sampled(const domain_t *d, size_t size)
+/* A raw block of size bytes (zeroed when zero), as pymalloc makes them;
+ * NULL when out of memory. */
+static void *small_as_raw(const domain_t *d, size_t size, bool zero)
 {
-    void *p = d->prev.malloc(d->prev.ctx, size);
+    in_hook++;          /* the RAW hook lets the 513-byte request pass, uncounted */
+    void *p = zero ? d->prev.calloc(d->prev.ctx, 1, SMALL_LIMIT + 1)
+                   : d->prev.malloc(d->prev.ctx, SMALL_LIMIT + 1);
+    in_hook--;
+    if (p != NULL && size < SMALL_LIMIT + 1) {
+        const domain_t *raw = &domains[PYMEM_DOMAIN_RAW];
+        void *q = raw->prev.realloc(raw->prev.ctx, p, size != 0 ? size : 1);
+        if (q != NULL)
+            p = q;
+    }
+    return p;
+}
+
+/* The countdown crossed zero on a small request: make it a raw block, then
+ * count the samples (the hooks' own requests, made with the flag raised, are
+ * never recorded: they stay pymalloc's). */
+static __attribute__((noinline)) void *small_sampled(const domain_t *d, size_t size, bool zero)
+{
+    void *p;
+    if (in_hook)
+        p = zero ? d->prev.calloc(d->prev.ctx, 1, size) : d->prev.malloc(d->prev.ctx, size);
+    else
+        p = small_as_raw(d, size, zero);
+    sample_slow(d, p, size);
+    return p;
+}
+
+/* A resize to size bytes (p, not NULL) took the countdown below zero: a small
+ * result may be pymalloc's own block, whose free no hook sees, so a sampled
+ * one moves to a raw block (only when it is to be recorded). */
+static __attribute__((noinline)) void *resized_small_sampled(const domain_t *d, void *p, size_t size)
+{
+    if (size <= SMALL_LIMIT && !in_hook) {
+        void *q = small_as_raw(d, size, false);
+        if (q == NULL) {
+            sample_slow(d, NULL, size);     /* out of memory: its samples go unrecorded */
+            return p;
+        }
+        memcpy(q, p, size);
+        d->prev.free(d->prev.ctx, p);
+        p = q;
+    }
     sample_slow(d, p, size);
     return p;
 }
@@ -1057,17 +1112,29 @@ static __attribute__((noinline)) void *malloc_sampled(const domain_t *d, size_t 
 static void *hook_malloc_small_##SUFFIX(void *ctx, size_t size)                         \
 {                                                                                       \
     if (size <= SMALL_LIMIT && __builtin_expect((tls_left -= (int64_t)size) < 0, 0))   \
-        return malloc_sampled(&domains[D], size);                                       \
+        return small_sampled(&domains[D], size, false);                                 \
     return domains[D].prev.malloc(ctx, size);                                           \
 }                                                                                       \
                                                                                         \
 static void *hook_calloc_small_##SUFFIX(void *ctx, size_t nelem, size_t elsize)         \
 {                                                                                       \
-    void *p = domains[D].prev.calloc(ctx, nelem, elsize);                               \
     size_t size;                                                                        \
-    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size) &&                   \
-        size <= SMALL_LIMIT && __builtin_expect((tls_left -= (int64_t)size) < 0, 0))   \
-        sample_slow(&domains[D], p, size);                                              \
+    if (!__builtin_mul_overflow(nelem, elsize, &size) && size <= SMALL_LIMIT &&         \
+        __builtin_expect((tls_left -= (int64_t)size) < 0, 0))                           \
+        return small_sampled(&domains[D], size, true);                                  \
+    return domains[D].prev.calloc(ctx, nelem, elsize);                                  \
+}                                                                                       \
+                                                                                        \
+static void *hook_realloc_small_##SUFFIX(void *ctx, void *ptr, size_t size)             \
+{                                                                                       \
+    const domain_t *d = &domains[D];                                                    \
+    if (__builtin_expect(maybe_sampled(ptr), 0))                                        \
+        return realloc_maybe_sampled(d, ptr, size, true);                               \
+    in_hook++;                                                                          \
+    void *p = d->prev.realloc(ctx, ptr, size);                                          \
+    in_hook--;                                                                          \
+    if (p != NULL && __builtin_expect((tls_left -= (int64_t)size) < 0, 0))              \
+        return resized_small_sampled(d, p, size);                                       \
     return p;                                                                           \
 }
 
@@ -1075,7 +1142,8 @@ SMALL_HOOKS(mem_s, 1)
 SMALL_HOOKS(obj_s, 2)
 
 /* The sampled hooks of each domain (ctx: set to the previous allocator's at
- * installation); SMALL_SAMPLED when pymalloc_forwards. */
+ * installation); SMALL_SAMPLED when pymalloc_forwards, whose free is
+ * pymalloc's own (set at installation). */
 static const PyMemAllocatorEx SAMPLED[3] = {
     {NULL, hook_malloc_raw_s, hook_calloc_raw_s, hook_realloc_raw_s, hook_free_raw_s},
     {NULL, hook_malloc_mem_s, hook_calloc_mem_s, hook_realloc_mem_s, hook_free_mem_s},
@@ -1083,14 +1151,16 @@ static const PyMemAllocatorEx SAMPLED[3] = {
 };
 static const PyMemAllocatorEx SMALL_SAMPLED[3] = {
     {NULL, hook_malloc_raw_s, hook_calloc_raw_s, hook_realloc_raw_s, hook_free_raw_s},
-    {NULL, hook_malloc_small_mem_s, hook_calloc_small_mem_s, hook_realloc_mem_s, hook_free_mem_s},
-    {NULL, hook_malloc_small_obj_s, hook_calloc_small_obj_s, hook_realloc_obj_s, hook_free_obj_s},
+    {NULL, hook_malloc_small_mem_s, hook_calloc_small_mem_s, hook_realloc_small_mem_s, NULL},
+    {NULL, hook_malloc_small_obj_s, hook_calloc_small_obj_s, hook_realloc_small_obj_s, NULL},
 };
 
 /* True when the previous OBJ allocator hands requests above SMALL_LIMIT, and
- * only those, to the RAW domain (pymalloc does; PYTHONMALLOC=malloc or the
- * debug hooks do not): probed with the RAW hooks installed. */
+ * only those, to the RAW domain, and the free of a block it did not make too
+ * (pymalloc does; PYTHONMALLOC=malloc or the debug hooks do not): probed with
+ * the RAW hooks installed. */
 static TLS int probe_seen;
+static TLS void *probe_freed;
 static void *probe_malloc(void *ctx, size_t size)
 {
     domain_t *d = ctx;
@@ -1098,12 +1168,19 @@ static void *probe_malloc(void *ctx, size_t size)
     return d->prev.malloc(d->prev.ctx, size);
 }
 
+static void probe_free(void *ctx, void *p)
+{
+    domain_t *d = ctx;
+    probe_freed = p;
+    d->prev.free(d->prev.ctx, p);
+}
+
 static bool probe_pymalloc(domain_t *raw, domain_t *obj)
 {
     PyMemAllocatorEx saved;
     PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &saved);
     PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &raw->prev);
-    PyMemAllocatorEx probe = {raw, probe_malloc, raw->prev.calloc, raw->prev.realloc, raw->prev.free};
+    PyMemAllocatorEx probe = {raw, probe_malloc, raw->prev.calloc, raw->prev.realloc, probe_free};
     PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &probe);
     bool ok = true;
     size_t sizes[2] = {SMALL_LIMIT, SMALL_LIMIT + 1};
@@ -1113,6 +1190,15 @@ static bool probe_pymalloc(domain_t *raw, domain_t *obj)
         ok = p != NULL && probe_seen == (i == 1);
         if (p != NULL)
             obj->prev.free(obj->prev.ctx, p);
+    }
+    /* a block of the RAW domain's, freed through this domain */
+    void *q = ok ? raw->prev.malloc(raw->prev.ctx, 64) : NULL;
+    if (q != NULL) {
+        probe_freed = NULL;
+        obj->prev.free(obj->prev.ctx, q);
+        ok = probe_freed == q;      /* freed either way */
+    } else {
+        ok = false;
     }
     PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &saved);
     return ok;
@@ -1509,6 +1595,8 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
         if (rate > 0.0) {
             dm->mine = pymalloc_forwards ? SMALL_SAMPLED[i] : SAMPLED[i];
             dm->mine.ctx = dm->prev.ctx;
+            if (dm->mine.free == NULL)
+                dm->mine.free = dm->prev.free;
         } else {
             dm->mine = (PyMemAllocatorEx){dm, hook_malloc, hook_calloc, hook_realloc, hook_free};
         }

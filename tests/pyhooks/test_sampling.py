@@ -361,3 +361,26 @@ def test_sampled_hooks_keep_the_guard_of_the_calls_they_serve(script: Script) ->
     assert r.returncode == 0, r.stderr
     after, own = (int(x) for x in r.stdout.split())
     assert after == 100000 + 33 and own == 0, r.stdout
+
+
+def test_sampled_small_blocks_keep_sys_getallocatedblocks(script: Script) -> None:
+    # the sampled small blocks are raw blocks that pymalloc made and counted, so
+    # what sys.getallocatedblocks() says after they are freed is what it said before
+    s = script("blocks.py", """
+        import sys
+        from allocator import _pyhooks
+        junk = [bytes(20) for _ in range(1000)]
+        del junk
+        before = sys.getallocatedblocks()
+        _pyhooks.start(sample_rate=0.01, seed=3)
+        for _ in range(5):
+            junk = [bytes(20) for _ in range(100000)]
+            del junk
+        during = sys.getallocatedblocks()
+        _pyhooks.stop()
+        print(before, during)
+    """)
+    r = run_python(str(s))
+    assert r.returncode == 0, r.stderr
+    before, during = (int(x) for x in r.stdout.split())
+    assert abs(during - before) < 200, (before, during)
