@@ -32,8 +32,7 @@
 #include <sys/mman.h>
 #include <sys/single_threaded.h>
 
-/* Frames above `from` that may belong to the capture and the hooks. */
-#define SKIP_WINDOW 16
+#define SKIP_WINDOW RPI_STACK_SKIP_WINDOW
 #define CHUNK_BYTES ((size_t)1 << 20)
 #define TABLE_INITIAL 4096u
 
@@ -61,12 +60,9 @@ static int fast_unwinder = 1;
 static __thread int tls_in_stack RPI_STACK_TLS;
 static __thread uintptr_t tls_frames[1 + RPI_STACK_MAX_DEPTH + SKIP_WINDOW]
     RPI_STACK_TLS;
-/* What this thread's last walk by unwind.c gave (id 0: nothing to reuse). */
-static __thread struct {
-    uint32_t id;
-    int depth;
-    uintptr_t from;
-} tls_last RPI_STACK_TLS;
+/* The id derived from this thread's last walk by unwind.c (0: nothing to
+   reuse); the walker itself knows whether the next walk would be the same. */
+static __thread uint32_t tls_last_id RPI_STACK_TLS;
 
 static void lock(void) { rpi_spin_lock(&lock_held); }
 static void unlock(void) { rpi_spin_unlock(&lock_held); }
@@ -99,13 +95,10 @@ int rpi_stack_init(void)
 
 static inline uint64_t hash_frames(const uintptr_t *f, size_t n)
 {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (uint64_t)f[i]) * 0xff51afd7ed558ccdull;
-        h ^= h >> 29;
-    }
-    h *= 0xc4ceb9fe1a85ec53ull;
-    return h ^ (h >> 32);
+    uint64_t h = RPI_STACK_HASH_SEED;
+    for (size_t i = 0; i < n; i++)
+        h = rpi_stack_hash_step(h, f[i]);
+    return rpi_stack_hash_final(h, n);
 }
 
 static inline int same(const record *r, const uintptr_t *f, size_t n)
@@ -182,18 +175,25 @@ static uint32_t insert_locked(uint64_t h, const uintptr_t *f, size_t n)
     return id;
 }
 
+/* The id of f[0..n) whose hash is h. */
+static uint32_t intern_hashed(const uintptr_t *f, size_t n, uint64_t h)
+{
+    uint32_t id = probe(atomic_load_explicit(&current, memory_order_acquire), h, f, n);
+    if (id)
+        return id;
+    int saved = errno;
+    lock();
+    id = insert_locked(h, f, n);
+    unlock();
+    errno = saved;
+    return id;
+}
+
 static uint32_t intern(const uintptr_t *f, size_t n)
 {
     if (!ready || n < 1 || n > RPI_STACK_MAX_DEPTH)
         return 0;
-    uint64_t h = hash_frames(f, n);
-    uint32_t id = probe(atomic_load_explicit(&current, memory_order_acquire), h, f, n);
-    if (id)
-        return id;
-    lock();
-    id = insert_locked(h, f, n);
-    unlock();
-    return id;
+    return intern_hashed(f, n, hash_frames(f, n));
 }
 
 uint32_t rpi_stack_intern(const uintptr_t *frames, size_t n)
@@ -206,36 +206,35 @@ uint32_t rpi_stack_intern(const uintptr_t *frames, size_t n)
     return id;
 }
 
-/* Walks this thread's stack into buf (depth frames and the window to skip).
-   When the cached walker finds the stack as the last capture of the same
-   kind (`from`) and depth left it, *last_id is that capture's id and buf is
-   not filled; otherwise *last_id is 0, the frames are returned, and *fast
-   says whether the cached walker made them. Inlined: the walk starts at the
-   caller of the function the walker is called from. */
-static inline __attribute__((always_inline)) int walk(uintptr_t *buf, int depth, uintptr_t from,
-                                                       uint32_t *last_id, int *fast)
+/* The general unwinder's frames, into this thread's buffer (one spare slot
+   before them). errno kept: libunwind may touch it. */
+static int general_walk(uintptr_t *buf, int depth)
 {
-    int same = 0;
-    int reuse = tls_last.id && tls_last.from == from && tls_last.depth == depth;
-    int got = fast_unwinder ? rpi_unwind_fast(buf, depth + SKIP_WINDOW, reuse ? &same : NULL) : -1;
-    *last_id = same ? tls_last.id : 0;
-    *fast = 0;
-    if (same)
-        return 0;
-    tls_last.id = 0;
-    *fast = got >= 0;
-    return got >= 0 ? got : general_backtrace(buf, depth + SKIP_WINDOW);
+    int saved = errno;
+    int got = general_backtrace(buf, depth + SKIP_WINDOW);
+    errno = saved;
+    return got < 0 ? 0 : got;
 }
 
-/* What the next capture may reuse: only a walk the cached walker made can
-   be recognised as unchanged. */
-static inline void remember_capture(uint32_t id, uintptr_t from, int depth, int fast)
+/* The stack below `from` out of frames buf[0..got) that do not show
+   where it starts: `from`, then whatever lies below the frames in
+   [self_lo, self_hi) (an unwinder that stopped early, or frames without
+   unwind tables). buf[-1] must be writable. */
+static uint32_t intern_from(uintptr_t *buf, int got, int depth, uintptr_t from, uintptr_t self_lo,
+                            uintptr_t self_hi)
 {
-    if (fast) {
-        tls_last.id = id;
-        tls_last.from = from;
-        tls_last.depth = depth;
-    }
+    for (int i = 0; i < got && i < SKIP_WINDOW; i++)
+        if (buf[i] == from) {
+            size_t n = (size_t)(got - i);
+            return intern(buf + i, n > (size_t)depth ? (size_t)depth : n);
+        }
+    int i = 0;
+    while (i < got && buf[i] >= self_lo && buf[i] < self_hi)
+        i++;
+    uintptr_t *f = buf + i - 1;
+    size_t n = (size_t)(got - i) + 1;
+    f[0] = from;
+    return intern(f, n > (size_t)depth ? (size_t)depth : n);
 }
 
 uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t self_hi)
@@ -243,47 +242,29 @@ uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t 
     if (tls_in_stack || depth < 1 || !ready)
         return 0;
     tls_in_stack = 1;
-    int saved = errno;
     if (depth > RPI_STACK_MAX_DEPTH)
         depth = RPI_STACK_MAX_DEPTH;
-    /* one spare slot before the frames, for `from` in the fallback below;
-       per-thread, not on the C stack, which may be a small signal stack */
-    uintptr_t *buf = tls_frames + 1;
-    uint32_t last_id;
-    int fast = 0;
-    int got = walk(buf, depth, from, &last_id, &fast);
-    if (last_id) {
-        errno = saved;
-        tls_in_stack = 0;
-        return last_id;
-    }
-    int start = -1;
-    for (int i = 0; i < got && i < SKIP_WINDOW; i++)
-        if (buf[i] == from) {
-            start = i;
-            break;
-        }
-    uintptr_t *f;
-    size_t n;
-    if (start >= 0) {
-        f = buf + start;
-        n = (size_t)(got - start);
+    uint32_t id;
+    rpi_walk w;
+    int r = fast_unwinder ? rpi_unwind_fast(&w, from, 0, 0, depth, tls_last_id != 0) : -1;
+    if (r > 0) {
+        id = tls_last_id;
+    } else if (r == 0 && w.start >= 0) {
+        id = intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash);
+        tls_last_id = id;
     } else {
-        /* `from` was not seen (an unwinder that stopped early, or frames
-           without unwind tables): `from`, then whatever lies below the
-           frames of the interposer itself. */
-        int i = 0;
-        while (i < got && buf[i] >= self_lo && buf[i] < self_hi)
-            i++;
-        f = buf + i - 1;
-        n = (size_t)(got - i) + 1;
-        f[0] = from;
+        /* per-thread, not on the C stack, which may be a small signal stack */
+        uintptr_t *buf = tls_frames + 1;
+        int got;
+        if (r == 0) {
+            got = w.n;
+            memcpy(buf, w.frames, (size_t)got * sizeof *buf);
+        } else {
+            got = general_walk(buf, depth);
+        }
+        id = intern_from(buf, got, depth, from, self_lo, self_hi);
+        tls_last_id = r == 0 ? id : 0;
     }
-    if (n > (size_t)depth)
-        n = (size_t)depth;
-    uint32_t id = intern(f, n);
-    remember_capture(id, from, depth, fast);
-    errno = saved;
     tls_in_stack = 0;
     return id;
 }
@@ -293,29 +274,28 @@ uint32_t rpi_stack_capture(int depth, uintptr_t skip_lo, uintptr_t skip_hi)
     if (tls_in_stack || depth < 1 || !ready)
         return 0;
     tls_in_stack = 1;
-    int saved = errno;
     if (depth > RPI_STACK_MAX_DEPTH)
         depth = RPI_STACK_MAX_DEPTH;
-    uintptr_t *buf = tls_frames + 1;
-    /* `from` 0 marks this kind of capture in the memo (the interposer,
-       the only caller of rpi_stack_here, is a separate copy of this file) */
-    uint32_t last_id;
-    int fast = 0;
-    int got = walk(buf, depth, 0, &last_id, &fast);
-    if (last_id) {
-        errno = saved;
-        tls_in_stack = 0;
-        return last_id;
+    uint32_t id;
+    rpi_walk w;
+    int r = fast_unwinder ? rpi_unwind_fast(&w, 0, skip_lo, skip_hi, depth, tls_last_id != 0) : -1;
+    if (r > 0) {
+        id = tls_last_id;
+    } else if (r == 0) {
+        id = w.kept ? intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash) : 0;
+        tls_last_id = id;
+    } else {
+        uintptr_t *buf = tls_frames + 1;
+        int got = general_walk(buf, depth);
+        int i = 0;
+        while (i < got && i < SKIP_WINDOW && buf[i] >= skip_lo && buf[i] < skip_hi)
+            i++;
+        size_t n = (size_t)(got - i);
+        if (n > (size_t)depth)
+            n = (size_t)depth;
+        id = n ? intern(buf + i, n) : 0;
+        tls_last_id = 0;
     }
-    int i = 0;
-    while (i < got && i < SKIP_WINDOW && buf[i] >= skip_lo && buf[i] < skip_hi)
-        i++;
-    size_t n = (size_t)(got - i);
-    if (n > (size_t)depth)
-        n = (size_t)depth;
-    uint32_t id = n ? intern(buf + i, n) : 0;
-    remember_capture(id, 0, depth, fast);
-    errno = saved;
     tls_in_stack = 0;
     return id;
 }

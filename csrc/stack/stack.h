@@ -76,14 +76,49 @@ RPI_STACK_HIDDEN uint32_t rpi_stack_count(void);
    libunwind's unw_backtrace for every capture. */
 RPI_STACK_HIDDEN void rpi_stack_use_fast_unwinder(int on);
 
-/* unwind.c: the cached x86-64 walker. Frames from its caller's caller down
-   (leaf first), at most max; -1 when a frame needs the general unwinder (or
-   on other architectures). With same non-NULL, *same = 1 means "exactly the
-   frames of this thread's previous successful walk" and out is left as it
-   was (the caller keeps what it derived from that walk). rpi_unwind_init
-   maps its cache (0, or -1). */
+/* Frames above the first kept one that may belong to the capture and the
+   hooks (the caller's `from`, or the frames in its skip range). */
+#define RPI_STACK_SKIP_WINDOW 16
+
+/* The hash of a stack, folded one frame at a time (the walker hashes the
+   frames it keeps as it reads them; the table hashes the same way). */
+#define RPI_STACK_HASH_SEED 0x9E3779B97F4A7C15ull
+static inline uint64_t rpi_stack_hash_step(uint64_t h, uintptr_t pc)
+{
+    return (h ^ (uint64_t)pc) * 0xff51afd7ed558ccdull;
+}
+static inline uint64_t rpi_stack_hash_final(uint64_t h, size_t n)
+{
+    h ^= n;
+    h ^= h >> 29;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 32);
+}
+
+/* What a walk of unwind.c found. */
+typedef struct rpi_walk {
+    const uintptr_t *frames;    /* every frame walked, leaf first (per-thread storage) */
+    int n;                      /* their number */
+    int start;                  /* the first frame kept; -1: `from` was not found */
+    int kept;                   /* frames kept from start on (at most depth) */
+    uint64_t hash;              /* rpi_stack_hash_final of the kept frames */
+} rpi_walk;
+
+/* unwind.c: the cached x86-64 walker, from its caller's caller down (leaf
+   first). The frames kept start at the first one whose return address is
+   `from` (from != 0), or outside [skip_lo, skip_hi) (from == 0), looked for
+   among the first RPI_STACK_SKIP_WINDOW frames; at most depth (1 ..
+   RPI_STACK_MAX_DEPTH) are kept, hashed as they are read. When `from` is
+   not found the walk goes on to depth + RPI_STACK_SKIP_WINDOW frames,
+   start is -1 and nothing is hashed. Returns 0 with *w filled; 1 when
+   `reuse` is set and this thread's previous walk, made with the same
+   arguments, would read exactly the same words (the caller reuses what it
+   derived from that walk; *w is left alone); -1 when a frame needs the
+   general unwinder (or on other architectures). rpi_unwind_init maps its
+   cache (0, or -1). */
 RPI_STACK_HIDDEN int rpi_unwind_init(void);
-RPI_STACK_HIDDEN int rpi_unwind_fast(uintptr_t *out, int max, int *same);
+RPI_STACK_HIDDEN int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo,
+                                     uintptr_t skip_hi, int depth, int reuse);
 /* Code may have been unmapped (dlclose): forget the cached frame rules,
    which are keyed by address, and every thread's memo. */
 RPI_STACK_HIDDEN void rpi_unwind_forget_code(void);

@@ -37,19 +37,36 @@
 
 enum { RULE_RSP = 1, RULE_RBP = 2, RULE_END = 3, RULE_OTHER = 4 };
 
-/* kind (8 bits) | rbp saved at CFA+rbp_off (16 bits, 0 = not saved) | cfa_off (32) */
-static inline uint64_t pack(unsigned kind, int32_t cfa_off, int16_t rbp_off)
+/* A rule is stored as two 32-bit words, so that the common frame -- a CFA
+   at a fixed offset from rsp -- needs one load and one test:
+     fast: CFA - rsp for an rsp-based rule (8 .. RPI_FRAME_MAX), else 0;
+     meta: kind (4 bits) | CFA - rbp for an rbp-based rule (12 bits)
+           | where rbp was saved, CFA + rbp_off (16 bits, 0 = not saved). */
+#define RPI_FRAME_MAX ((int32_t)1 << 24)
+typedef struct rule {
+    int32_t fast;
+    uint32_t meta;
+} rule;
+
+static inline rule pack(unsigned kind, int32_t cfa_off, int16_t rbp_off)
 {
-    return (uint64_t)kind | ((uint64_t)(uint16_t)rbp_off << 8) | ((uint64_t)(uint32_t)cfa_off << 32);
+    rule r = {kind == RULE_RSP ? cfa_off : 0,
+              (uint32_t)kind | (kind == RULE_RBP ? (uint32_t)cfa_off << 4 : 0) |
+                  ((uint32_t)(uint16_t)rbp_off << 16)};
+    return r;
 }
-static inline unsigned rule_kind(uint64_t r) { return (unsigned)(r & 0xff); }
-static inline int16_t rule_rbp(uint64_t r) { return (int16_t)(uint16_t)(r >> 8); }
-static inline int32_t rule_cfa(uint64_t r) { return (int32_t)(uint32_t)(r >> 32); }
+static inline unsigned rule_kind(rule r) { return r.meta & 0xf; }
+static inline int16_t rule_rbp(rule r) { return (int16_t)(uint16_t)(r.meta >> 16); }
+static inline int32_t rule_cfa(rule r)
+{
+    return rule_kind(r) == RULE_RSP ? r.fast : (int32_t)((r.meta >> 4) & 0xfff);
+}
 
 /* ------------------------------------------------------------ the cache */
 typedef struct slot {
     _Atomic uintptr_t pc;   /* 0 empty, 1 being written */
-    _Atomic uint64_t rule;
+    _Atomic int32_t fast;
+    _Atomic uint32_t meta;
 } slot;
 
 typedef struct cache {
@@ -83,12 +100,19 @@ static inline size_t home(uintptr_t pc, size_t mask)
     return (size_t)(h >> 24) & mask;
 }
 
-static inline int lookup(const cache *c, uintptr_t pc, uint64_t *rule)
+static inline rule slot_rule(const slot *e)
+{
+    rule r = {atomic_load_explicit(&e->fast, memory_order_relaxed),
+              atomic_load_explicit(&e->meta, memory_order_relaxed)};
+    return r;
+}
+
+static inline int lookup(const cache *c, uintptr_t pc, rule *out)
 {
     for (size_t i = home(pc, c->mask), n = 0; n <= c->mask; i = (i + 1) & c->mask, n++) {
         uintptr_t k = atomic_load_explicit(&c->s[i].pc, memory_order_acquire);
         if (k == pc) {
-            *rule = atomic_load_explicit(&c->s[i].rule, memory_order_relaxed);
+            *out = slot_rule(&c->s[i]);
             return 1;
         }
         if (k == 0)
@@ -97,7 +121,7 @@ static inline int lookup(const cache *c, uintptr_t pc, uint64_t *rule)
     return 0;
 }
 
-static void put(cache *c, uintptr_t pc, uint64_t rule)
+static void put(cache *c, uintptr_t pc, rule r)
 {
     for (size_t i = home(pc, c->mask), n = 0; n <= c->mask; i = (i + 1) & c->mask, n++) {
         uintptr_t k = atomic_load_explicit(&c->s[i].pc, memory_order_acquire);
@@ -108,7 +132,8 @@ static void put(cache *c, uintptr_t pc, uint64_t rule)
         uintptr_t empty = 0;
         if (!atomic_compare_exchange_strong(&c->s[i].pc, &empty, 1))
             continue;   /* taken meanwhile: probe on */
-        atomic_store_explicit(&c->s[i].rule, rule, memory_order_relaxed);
+        atomic_store_explicit(&c->s[i].fast, r.fast, memory_order_relaxed);
+        atomic_store_explicit(&c->s[i].meta, r.meta, memory_order_relaxed);
         atomic_store_explicit(&c->s[i].pc, pc, memory_order_release);
         atomic_fetch_add_explicit(&c->used, 1, memory_order_relaxed);
         return;
@@ -128,7 +153,7 @@ static void cache_grow(cache *c)
             for (size_t i = 0; i <= c->mask; i++) {
                 uintptr_t k = atomic_load_explicit(&c->s[i].pc, memory_order_acquire);
                 if (k > 1)
-                    put(n, k, atomic_load_explicit(&c->s[i].rule, memory_order_relaxed));
+                    put(n, k, slot_rule(&c->s[i]));
             }
             atomic_store_explicit(&rules, n, memory_order_release);
         }
@@ -136,7 +161,7 @@ static void cache_grow(cache *c)
     atomic_store(&growing, 0);
 }
 
-static void remember(uintptr_t pc, uint64_t rule)
+static void remember(uintptr_t pc, rule r)
 {
     cache *c = atomic_load_explicit(&rules, memory_order_acquire);
     if (!c)
@@ -147,7 +172,7 @@ static void remember(uintptr_t pc, uint64_t rule)
         if ((atomic_load_explicit(&c->used, memory_order_relaxed) + 1) * 2 > c->mask + 1)
             return;
     }
-    put(c, pc, rule);
+    put(c, pc, r);
 }
 
 /* --------------------------------------------------- reading .eh_frame */
@@ -453,7 +478,7 @@ int rpi_unwind_function_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi)
 }
 
 /* The rule for return address pc (the call is at pc - 1). */
-static uint64_t compute_rule(uintptr_t pc)
+static rule compute_rule(uintptr_t pc)
 {
     uintptr_t target = pc - 1;
     fde_loc f;
@@ -472,8 +497,10 @@ static uint64_t compute_rule(uintptr_t pc)
         return pack(RULE_OTHER, 0, 0);
     if (st.ra_undefined)
         return pack(RULE_END, 0, 0);
+    /* an rsp-based CFA at 8 .. RPI_FRAME_MAX from rsp (so the walk needs no
+       check of its own for it), an rbp-based one within 12 bits of rbp */
     if ((st.cfa_reg != REG_RSP && st.cfa_reg != REG_RBP) || st.cfa_off < 8 ||
-        st.cfa_off > INT32_MAX || (st.rbp_saved && (st.rbp_off >= 0 || st.rbp_off < INT16_MIN)))
+        st.cfa_off > (st.cfa_reg == REG_RSP ? RPI_FRAME_MAX : 0xfff) || (st.rbp_saved && (st.rbp_off >= 0 || st.rbp_off < INT16_MIN)))
         return pack(RULE_OTHER, 0, 0);
     return pack(st.cfa_reg == REG_RSP ? RULE_RSP : RULE_RBP, (int32_t)st.cfa_off,
                 (int16_t)(st.rbp_saved ? st.rbp_off : 0));
@@ -505,130 +532,233 @@ int rpi_unwind_init(void)
     return 0;
 }
 
-/* The last walk of this thread, to answer "same stack as last time" without
-   walking: a walk is a function of its starting registers and of the stack
-   words it read (the rules depend only on the return addresses, which are
-   among those words), so when the start and every word read are unchanged,
-   the frames are too. Re-reading the words costs a load and a compare each,
-   against a rule lookup and a dozen instructions per frame for a walk. rbp
-   is read lazily (only by a frame whose CFA is rbp-based), so saved rbp
-   values that no frame uses do not spoil the comparison. Per-thread
-   storage, not the C stack, which may be a small signal stack. */
-#define MEMO_FRAMES 64
-typedef struct memo {
-    int valid;
-    unsigned generation;                 /* code_generation of the walk */
-    int need_bp;                         /* the walk used the starting rbp */
-    int n;                               /* frames the walk returned */
-    int nreads;
-    uintptr_t pc, sp, bp;                /* starting registers */
-    uintptr_t addr[2 * MEMO_FRAMES];
-    uintptr_t value[2 * MEMO_FRAMES];
-} memo;
-static __thread memo tls_memo RPI_STACK_TLS;
-
 /* A return address the cache does not hold yet: its rule from the unwind
    tables, remembered. Out of line: the walk's loop stays small. */
-static __attribute__((noinline, cold)) uint64_t rule_miss(uintptr_t pc)
+static __attribute__((noinline, cold)) rule rule_miss(uintptr_t pc)
 {
-    uint64_t rule = compute_rule(pc);
-    remember(pc, rule);
-    return rule;
+    rule r = compute_rule(pc);
+    remember(pc, r);
+    return r;
 }
 
-static inline uint64_t rule_of(uintptr_t pc)
+static rule rule_of(uintptr_t pc)
 {
     const cache *c = atomic_load_explicit(&rules, memory_order_acquire);
-    size_t i = home(pc, c->mask);
-    /* the first probe inline: nearly every lookup ends there */
-    if (RPI_LIKELY(atomic_load_explicit(&c->s[i].pc, memory_order_acquire) == pc))
-        return atomic_load_explicit(&c->s[i].rule, memory_order_relaxed);
-    uint64_t rule;
-    if (lookup(c, pc, &rule))
-        return rule;
+    rule r;
+    if (lookup(c, pc, &r))
+        return r;
     return rule_miss(pc);
 }
+
+/* This thread's walk: the frames and the CFA of each frame (the word at
+   CFA - 8 is the next frame's return address), kept after the walk as a
+   memo to answer "same stack as last time" without walking. A walk is a
+   function of its arguments, its starting registers and the stack words it
+   read (the rules depend only on the return addresses, which are among
+   those words), so when all of them are unchanged the frames are too.
+   Re-reading the words costs a load and a compare each. rbp is read
+   lazily (only by a frame whose CFA is rbp-based), so saved rbp values
+   that no frame uses do not spoil the comparison. Per-thread storage, not
+   the C stack, which may be a small signal stack. */
+#define WALK_MAX (RPI_STACK_MAX_DEPTH + RPI_STACK_SKIP_WINDOW)
+#define WALK_BP_READS 32
+typedef struct walk_state {
+    int valid;                           /* the memo describes the last walk */
+    int memo_ok;                         /* every rbp read was logged */
+    unsigned generation;                 /* code_generation of the walk */
+    int need_bp;                         /* the walk used the starting rbp */
+    int n;                               /* frames walked */
+    int nreads;                          /* return addresses read: n - 1, or n when the last read 0 */
+    int nbp;                             /* saved rbp values read */
+    int start, kept;
+    uint64_t hash;
+    uintptr_t pc, sp, bp;                /* starting registers */
+    uintptr_t from, lo, hi;
+    int depth;
+    uintptr_t bp_addr[WALK_BP_READS], bp_value[WALK_BP_READS];
+    uintptr_t frame[WALK_MAX];
+    uintptr_t cfa[WALK_MAX];
+} walk_state;
+static __thread walk_state tls_walk RPI_STACK_TLS;
+
+/* rbp as frame k ran: the value saved by the nearest frame below it that
+   saved rbp, else the starting rbp. */
+static uintptr_t rbp_in_frame(walk_state *m, int k)
+{
+    for (int j = k - 1; j >= 0; j--) {
+        int16_t off = rule_rbp(rule_of(m->frame[j]));
+        if (off) {
+            uintptr_t at = m->cfa[j] + (uintptr_t)(intptr_t)off;
+            uintptr_t v = *(const uintptr_t *)at;
+            if (m->nbp < WALK_BP_READS) {
+                m->bp_addr[m->nbp] = at;
+                m->bp_value[m->nbp] = v;
+                m->nbp++;
+            } else {
+                m->memo_ok = 0;
+            }
+            return v;
+        }
+    }
+    m->need_bp = 1;
+    return m->bp;
+}
+
+/* The CFA of frame k (return address pc, stack pointer sp) when the
+   inline probe did not give it: 0 and *cfa, 1 at the outermost frame, -1
+   for the general unwinder. */
+static __attribute__((noinline)) int slow_step(walk_state *m, int k, uintptr_t pc, uintptr_t sp,
+                                               uintptr_t *cfa)
+{
+    rule r = rule_of(pc);
+    switch (rule_kind(r)) {
+    case RULE_RSP:
+        *cfa = sp + (uintptr_t)(intptr_t)r.fast;
+        return 0;
+    case RULE_RBP: {
+        uintptr_t c = rbp_in_frame(m, k) + (uintptr_t)(intptr_t)rule_cfa(r);
+        if (c - sp - 1 >= (uintptr_t)RPI_FRAME_MAX)
+            return -1;  /* not a plausible frame (cfa <= sp, or too far): let libunwind decide */
+        *cfa = c;
+        return 0;
+    }
+    case RULE_END:
+        return 1;
+    default:
+        return -1;
+    }
+}
+
+/* The words the last walk read, read again: all unchanged? */
+static int same_reads(const walk_state *m)
+{
+    int n = m->n;
+    for (int k = 0; k + 1 < n; k++)
+        if (*(const uintptr_t *)(m->cfa[k] - 8) != m->frame[k + 1])
+            return 0;
+    if (m->nreads == n && *(const uintptr_t *)(m->cfa[n - 1] - 8) != 0)
+        return 0;
+    for (int b = 0; b < m->nbp; b++)
+        if (*(const uintptr_t *)m->bp_addr[b] != m->bp_value[b])
+            return 0;
+    return 1;
+}
+
+/* One frame: frame[n - 1] = pc has been stored; its CFA from the cached
+   rule (inline: one probe, one test), then the caller's return address.
+   Leaves the loop for `ended` at the outermost frame, returns -1 when the
+   general unwinder must take over. */
+#define WALK_STEP(ended)                                                              \
+    do {                                                                              \
+        const slot *e_ = &s[home(pc, mask)];                                          \
+        uintptr_t cfa_;                                                               \
+        int32_t off_;                                                                 \
+        if (RPI_LIKELY(atomic_load_explicit(&e_->pc, memory_order_acquire) == pc &&  \
+                       (off_ = atomic_load_explicit(&e_->fast, memory_order_relaxed)))) { \
+            cfa_ = sp + (uintptr_t)(intptr_t)off_;                                    \
+        } else {                                                                      \
+            int r_ = slow_step(m, n - 1, pc, sp, &cfa_);                              \
+            if (r_ < 0)                                                               \
+                return -1;                                                            \
+            if (r_ > 0) {                                                             \
+                nreads = n - 1;                                                       \
+                goto ended;                                                           \
+            }                                                                         \
+            const cache *c_ = atomic_load_explicit(&rules, memory_order_acquire);     \
+            s = c_->s;                                                                \
+            mask = c_->mask;                                                          \
+        }                                                                             \
+        cfas[n - 1] = cfa_;                                                           \
+        pc = *(const uintptr_t *)(cfa_ - 8);                                          \
+        sp = cfa_;                                                                    \
+        if (pc == 0) {                                                                \
+            nreads = n;                                                               \
+            goto ended;                                                               \
+        }                                                                             \
+    } while (0)
 
 /* Frame pointer kept so that this function's own frame is known: the walk
    starts at its caller with rsp = our CFA, rbp = the saved rbp. */
 __attribute__((noinline, optimize("no-omit-frame-pointer")))
-int rpi_unwind_fast(uintptr_t *out, int max, int *same)
+int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo, uintptr_t skip_hi, int depth,
+                    int reuse)
 {
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), bp = fp[0];
-    memo *m = &tls_memo;
+    walk_state *m = &tls_walk;
     unsigned generation = atomic_load_explicit(&code_generation, memory_order_acquire);
-    if (same) {
-        *same = 0;
-        if (m->valid && m->generation == generation && m->pc == pc && m->sp == sp && (!m->need_bp || m->bp == bp) && m->n <= max) {
-            int i = 0;
-            while (i < m->nreads && *(const uintptr_t *)m->addr[i] == m->value[i])
-                i++;
-            if (i == m->nreads) {
-                *same = 1;
-                return m->n;
-            }
-        }
-    }
+    if (reuse && m->valid && m->generation == generation && m->pc == pc && m->sp == sp &&
+        (!m->need_bp || m->bp == bp) && m->from == from && m->lo == skip_lo &&
+        m->hi == skip_hi && m->depth == depth && same_reads(m))
+        return 1;
     m->valid = 0;
+    if (depth < 1 || depth > RPI_STACK_MAX_DEPTH)
+        return -1;
+    const cache *c = atomic_load_explicit(&rules, memory_order_acquire);
+    if (!c)
+        return -1;
     m->generation = generation;
     m->pc = pc;
     m->sp = sp;
     m->bp = bp;
     m->need_bp = 0;
-    if (!atomic_load_explicit(&rules, memory_order_acquire))
-        return -1;
-    /* Every word read is logged while the walk is within MEMO_FRAMES frames
-       (at most two reads a frame, so the log cannot overflow there); a
-       deeper walk is not memoized. */
-    uintptr_t *log_addr = m->addr, *log_value = m->value;
-    uintptr_t bp_at = 0;       /* where the caller's rbp is saved; 0: in bp */
-    int bp_is_start = 1;
-    int n = 0, logged = 1;
-    while (n < max) {
-        if (n == MEMO_FRAMES)
-            logged = 0;
-        out[n++] = pc;
-        uint64_t rule = rule_of(pc);
-        unsigned kind = rule_kind(rule);
-        uintptr_t base = sp;
-        if (RPI_UNLIKELY(kind != RULE_RSP)) {
-            if (kind == RULE_END)
-                break;
-            if (kind != RULE_RBP)
-                return -1;
-            if (bp_at) {
-                bp = *(const uintptr_t *)bp_at;
-                if (logged) {
-                    *log_addr++ = bp_at;
-                    *log_value++ = bp;
-                }
-                bp_at = 0;
-                bp_is_start = 0;
-            } else if (bp_is_start) {
-                m->need_bp = 1;
-            }
-            base = bp;
-        }
-        uintptr_t cfa = base + (uintptr_t)(intptr_t)rule_cfa(rule);
-        if (cfa - sp - 1 >= ((uintptr_t)1 << 24))
-            return -1;       /* not a plausible frame (cfa <= sp, or too far): let libunwind decide */
-        int16_t rbp_off = rule_rbp(rule);
-        if (rbp_off)
-            bp_at = cfa + (uintptr_t)(intptr_t)rbp_off;
-        pc = *(const uintptr_t *)(cfa - 8);
-        if (logged) {
-            *log_addr++ = cfa - 8;
-            *log_value++ = pc;
-        }
-        sp = cfa;
-        if (pc == 0)
+    m->nbp = 0;
+    m->memo_ok = 1;
+    m->from = from;
+    m->lo = skip_lo;
+    m->hi = skip_hi;
+    m->depth = depth;
+    const slot *s = c->s;
+    size_t mask = c->mask;
+    uintptr_t *frame = m->frame, *cfas = m->cfa;
+    int n = 0, start = -1, nreads = 0;
+    /* the frames above the first one kept: the capture's and the hooks' */
+    for (;;) {
+        if (from ? pc == from : (pc < skip_lo || pc >= skip_hi)) {
+            start = n;
             break;
+        }
+        if (n == RPI_STACK_SKIP_WINDOW) {
+            if (!from)
+                start = n;
+            break;
+        }
+        frame[n++] = pc;
+        WALK_STEP(ended_early);
     }
+    /* the frames kept, hashed as they are read; without a start, as many
+       as the caller may want for its own choice */
+    uint64_t h = RPI_STACK_HASH_SEED;
+    int limit = start >= 0 ? start + depth : RPI_STACK_SKIP_WINDOW + depth;
+    for (;;) {
+        frame[n++] = pc;
+        h = rpi_stack_hash_step(h, pc);
+        if (n == limit) {
+            nreads = n - 1;
+            break;
+        }
+        WALK_STEP(ended);
+    }
+ended:
+    m->start = start;
+    m->kept = start >= 0 ? n - start : 0;
+    m->hash = rpi_stack_hash_final(h, (size_t)m->kept);
+    goto done;
+ended_early:
+    /* the walk ended among the skipped frames: nothing kept */
+    m->start = from ? -1 : n;
+    m->kept = 0;
+    m->hash = 0;
+done:
     m->n = n;
-    m->nreads = (int)(log_addr - m->addr);
-    m->valid = logged;
-    return n;
+    m->nreads = nreads;
+    m->valid = m->memo_ok;
+    w->frames = frame;
+    w->n = n;
+    w->start = m->start;
+    w->kept = m->kept;
+    w->hash = m->hash;
+    return 0;
 }
 
 #else /* not x86-64 Linux: always the general unwinder */
@@ -642,12 +772,15 @@ int rpi_unwind_function_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi)
     (void)hi;
     return -1;
 }
-int rpi_unwind_fast(uintptr_t *out, int max, int *same)
+int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo, uintptr_t skip_hi, int depth,
+                    int reuse)
 {
-    (void)out;
-    (void)max;
-    if (same)
-        *same = 0;
+    (void)w;
+    (void)from;
+    (void)skip_lo;
+    (void)skip_hi;
+    (void)depth;
+    (void)reuse;
     return -1;
 }
 
