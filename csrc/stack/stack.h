@@ -85,7 +85,7 @@ RPI_STACK_HIDDEN void rpi_stack_use_fast_unwinder(int on);
 #define RPI_STACK_HASH_SEED 0x9E3779B97F4A7C15ull
 static inline uint64_t rpi_stack_hash_step(uint64_t h, uintptr_t pc)
 {
-    return (h ^ (uint64_t)pc) * 0xff51afd7ed558ccdull;
+    return (h ^ (uint64_t)pc) * 0x5bd1e995ull;     /* odd, a 32-bit immediate */
 }
 static inline uint64_t rpi_stack_hash_final(uint64_t h, size_t n)
 {

@@ -94,9 +94,12 @@ static cache *cache_new(size_t cap)
     return c;
 }
 
+/* A multiplier that fits an instruction's 32-bit immediate, so the walk
+   keeps no 64-bit constant in a register. */
+#define HOME_MUL 0x7feb352dull
 static inline size_t home(uintptr_t pc, size_t mask)
 {
-    uint64_t h = (uint64_t)pc * 0x9E3779B97F4A7C15ull;
+    uint64_t h = (uint64_t)pc * HOME_MUL;
     return (size_t)(h >> 24) & mask;
 }
 
@@ -604,12 +607,13 @@ static uintptr_t rbp_in_frame(walk_state *m, int k)
     return m->bp;
 }
 
-/* The CFA of frame k (return address pc, stack pointer sp) when the
+/* The CFA of frame n - 1 (return address pc, stack pointer sp) when the
    inline probe did not give it: 0 and *cfa, 1 at the outermost frame, -1
    for the general unwinder. */
-static __attribute__((noinline)) int slow_step(walk_state *m, int k, uintptr_t pc, uintptr_t sp,
+static __attribute__((noinline)) int slow_step(walk_state *m, int n, uintptr_t pc, uintptr_t sp,
                                                uintptr_t *cfa)
 {
+    int k = n - 1;
     rule r = rule_of(pc);
     switch (rule_kind(r)) {
     case RULE_RSP:
@@ -650,14 +654,15 @@ static int same_reads(const walk_state *m)
    general unwinder must take over. */
 #define WALK_STEP(ended)                                                              \
     do {                                                                              \
-        const slot *e_ = &s[home(pc, mask)];                                          \
+        const slot *e_ = (const slot *)(const void *)(s_bytes +                      \
+            (((uint64_t)pc * HOME_MUL >> (24 - 4)) & mask16));                         \
         uintptr_t cfa_;                                                               \
         int32_t off_;                                                                 \
         if (RPI_LIKELY(atomic_load_explicit(&e_->pc, memory_order_acquire) == pc &&  \
                        (off_ = atomic_load_explicit(&e_->fast, memory_order_relaxed)))) { \
             cfa_ = sp + (uintptr_t)(intptr_t)off_;                                    \
         } else {                                                                      \
-            int r_ = slow_step(m, n - 1, pc, sp, &cfa_);                              \
+            int r_ = slow_step(m, n, pc, sp, &cfa_);                                  \
             if (r_ < 0)                                                               \
                 return -1;                                                            \
             if (r_ > 0) {                                                             \
@@ -665,8 +670,8 @@ static int same_reads(const walk_state *m)
                 goto ended;                                                           \
             }                                                                         \
             const cache *c_ = atomic_load_explicit(&rules, memory_order_acquire);     \
-            s = c_->s;                                                                \
-            mask = c_->mask;                                                          \
+            s_bytes = (const char *)c_->s;                                            \
+            mask16 = c_->mask << 4;                                                   \
         }                                                                             \
         cfas[n - 1] = cfa_;                                                           \
         pc = *(const uintptr_t *)(cfa_ - 8);                                          \
@@ -708,8 +713,9 @@ int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo, uintptr_t sk
     m->lo = skip_lo;
     m->hi = skip_hi;
     m->depth = depth;
-    const slot *s = c->s;
-    size_t mask = c->mask;
+    _Static_assert(sizeof(slot) == 16, "slot index scaled by 16");
+    const char *s_bytes = (const char *)c->s;
+    size_t mask16 = c->mask << 4;
     uintptr_t *frame = m->frame, *cfas = m->cfa;
     int n = 0, start = -1, nreads = 0;
     /* the frames above the first one kept: the capture's and the hooks' */
