@@ -634,13 +634,13 @@ static __attribute__((noinline)) int slow_step(walk_state *m, int n, uintptr_t p
 }
 
 /* The words the last walk read, read again: all unchanged? */
-static int same_reads(const walk_state *m)
+static inline int same_reads(const walk_state *m)
 {
-    int n = m->n;
-    for (int k = 0; k + 1 < n; k++)
-        if (*(const uintptr_t *)(m->cfa[k] - 8) != m->frame[k + 1])
+    const uintptr_t *f = m->frame + 1, *c = m->cfa, *end = m->cfa + (m->n - 1);
+    for (; c < end; c++, f++)
+        if (*(const uintptr_t *)(*c - 8) != *f)
             return 0;
-    if (m->nreads == n && *(const uintptr_t *)(m->cfa[n - 1] - 8) != 0)
+    if (m->nreads == m->n && *(const uintptr_t *)(*c - 8) != 0)
         return 0;
     for (int b = 0; b < m->nbp; b++)
         if (*(const uintptr_t *)m->bp_addr[b] != m->bp_value[b])
@@ -682,21 +682,13 @@ static int same_reads(const walk_state *m)
         }                                                                             \
     } while (0)
 
-/* Frame pointer kept so that this function's own frame is known: the walk
-   starts at its caller with rsp = our CFA, rbp = the saved rbp. */
-__attribute__((noinline, optimize("no-omit-frame-pointer")))
-int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo, uintptr_t skip_hi, int depth,
-                    int reuse)
+/* The walk proper, from the starting registers, with m's arguments. */
+static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintptr_t pc,
+                                               uintptr_t sp, uintptr_t bp, unsigned generation)
 {
-    const uintptr_t *fp = __builtin_frame_address(0);
-    uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), bp = fp[0];
-    walk_state *m = &tls_walk;
-    unsigned generation = atomic_load_explicit(&code_generation, memory_order_acquire);
-    if (reuse && m->valid && m->generation == generation && m->pc == pc && m->sp == sp &&
-        (!m->need_bp || m->bp == bp) && m->from == from && m->lo == skip_lo &&
-        m->hi == skip_hi && m->depth == depth && same_reads(m))
-        return 1;
     m->valid = 0;
+    uintptr_t from = m->from, skip_lo = m->lo, skip_hi = m->hi;
+    int depth = m->depth;
     if (depth < 1 || depth > RPI_STACK_MAX_DEPTH)
         return -1;
     const cache *c = atomic_load_explicit(&rules, memory_order_acquire);
@@ -709,10 +701,6 @@ int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo, uintptr_t sk
     m->need_bp = 0;
     m->nbp = 0;
     m->memo_ok = 1;
-    m->from = from;
-    m->lo = skip_lo;
-    m->hi = skip_hi;
-    m->depth = depth;
     _Static_assert(sizeof(slot) == 16, "slot index scaled by 16");
     const char *s_bytes = (const char *)c->s;
     size_t mask16 = c->mask << 4;
@@ -765,6 +753,29 @@ done:
     w->kept = m->kept;
     w->hash = m->hash;
     return 0;
+}
+
+/* Frame pointer kept so that this function's own frame is known: the walk
+   starts at its caller with rsp = our CFA, rbp = the saved rbp. The memo's
+   test runs here, with the walk out of line, so that a repeated stack
+   costs no more than the test. */
+__attribute__((noinline, optimize("no-omit-frame-pointer")))
+int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo, uintptr_t skip_hi, int depth,
+                    int reuse)
+{
+    const uintptr_t *fp = __builtin_frame_address(0);
+    uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), bp = fp[0];
+    walk_state *m = &tls_walk;
+    unsigned generation = atomic_load_explicit(&code_generation, memory_order_acquire);
+    if (reuse && m->valid && m->pc == pc && m->sp == sp && m->from == from &&
+        m->generation == generation && (!m->need_bp || m->bp == bp) && m->lo == skip_lo &&
+        m->hi == skip_hi && m->depth == depth && same_reads(m))
+        return 1;
+    m->from = from;
+    m->lo = skip_lo;
+    m->hi = skip_hi;
+    m->depth = depth;
+    return walk_from(m, w, pc, sp, bp, generation);
 }
 
 #else /* not x86-64 Linux: always the general unwinder */
