@@ -360,7 +360,7 @@ void rpp_counts_after_fork_child(void)
 static inline size_t home(uintptr_t p, size_t mask) { return (mix(p >> 4) >> 8) & mask; }
 static inline ptr_shard *shard_of(uintptr_t p) { return &ptr_shards[mix(p >> 4) >> 58]; }
 
-static int ptr_grow(ptr_shard *s)
+static __attribute__((noinline, cold)) int ptr_grow(ptr_shard *s)
 {
     size_t ncap = s->slots ? (s->mask + 1) * 2 : PTR_INITIAL;
     ptr_slot *n = rpi_map_zeroed(ncap * sizeof(ptr_slot));
@@ -382,76 +382,139 @@ static int ptr_grow(ptr_shard *s)
     return 0;
 }
 
-int rpp_track(void *p, size_t size, uint32_t site, int count)
+/* Under s's lock, with room for one more: p's slot set to (size, site). */
+static inline void insert_locked(ptr_shard *s, uintptr_t key, uint64_t h, size_t size, uint32_t site)
 {
-    uintptr_t key = (uintptr_t)p;
-    if (RPP_UNLIKELY((uint64_t)size > SIZE_MASK)) {
-        atomic_fetch_add_explicit(&rpp_stat.dropped, 1, memory_order_relaxed);
-        return -1;
-    }
-    ptr_shard *s = shard_of(key);
-    spin_lock(&s->lock);
-    if ((!s->slots || (s->count + 1) * 2 > s->mask + 1) && ptr_grow(s) != 0) {
-        spin_unlock(&s->lock);
-        atomic_fetch_add_explicit(&rpp_stat.dropped, 1, memory_order_relaxed);
-        return -1;
-    }
-    size_t j = home(key, s->mask);
-    while (s->slots[j].ptr && s->slots[j].ptr != key)
-        j = (j + 1) & s->mask;
-    if (s->slots[j].ptr == key) {
+    ptr_slot *slots = s->slots;
+    size_t mask = s->mask;
+    size_t j = (h >> 8) & mask;
+    while (slots[j].ptr && slots[j].ptr != key)
+        j = (j + 1) & mask;
+    if (RPP_UNLIKELY(slots[j].ptr == key)) {
         /* The real allocator handed out an address we still hold: a block
            freed behind our back (e.g. by a direct __libc_free). Replace it. */
-        rpp_block old = {slot_size(&s->slots[j]), slot_site(&s->slots[j])};
+        rpp_block old = {slot_size(&slots[j]), slot_site(&slots[j])};
         rpp_count_free(&old);
     } else {
         s->count++;
     }
-    s->slots[j].ptr = key;
-    s->slots[j].meta = pack(size, site);
+    slots[j].ptr = key;
+    slots[j].meta = pack(size, site);
+}
+
+static __attribute__((noinline, cold)) int track_dropped(void)
+{
+    atomic_fetch_add_explicit(&rpp_stat.dropped, 1, memory_order_relaxed);
+    return -1;
+}
+
+/* rpp_track's every case but the common one: the lock taken by another
+   thread (locked 0), the shard must grow, or p is in it already (locked
+   1: the lock is held). Out of line and called only in tail position, so
+   that the common path saves no registers. */
+static __attribute__((noinline, cold)) int track_slow(ptr_shard *s, uintptr_t key, uint64_t h,
+                                                      size_t size, uint32_t site, int count,
+                                                      int locked)
+{
+    if (!locked)
+        rpi_spin_wait(&s->lock.held);
+    if ((!s->slots || (s->count + 1) * 2 > s->mask + 1) && ptr_grow(s) != 0) {
+        spin_unlock(&s->lock);
+        return track_dropped();
+    }
+    insert_locked(s, key, h, size, site);
     spin_unlock(&s->lock);
     if (count)
         rpp_count_alloc(site, size);
     return 0;
 }
 
-int rpp_untrack(void *p, rpp_block *out)
+int rpp_track(void *p, size_t size, uint32_t site, int count)
 {
     uintptr_t key = (uintptr_t)p;
-    ptr_shard *s = shard_of(key);
-    spin_lock(&s->lock);
-    if (!s->slots) {
+    if (RPP_UNLIKELY((uint64_t)size > SIZE_MASK))
+        return track_dropped();
+    uint64_t h = mix(key >> 4);
+    ptr_shard *s = &ptr_shards[h >> 58];
+    if (RPP_UNLIKELY(!rpi_spin_try(&s->lock.held)))
+        return track_slow(s, key, h, size, site, count, 0);
+    ptr_slot *slots = s->slots;
+    size_t mask = s->mask;
+    if (RPP_UNLIKELY(!slots || (s->count + 1) * 2 > mask + 1))
+        return track_slow(s, key, h, size, site, count, 1);
+    size_t j = (h >> 8) & mask;
+    uintptr_t at;
+    while ((at = slots[j].ptr) != 0) {
+        if (RPP_UNLIKELY(at == key))
+            return track_slow(s, key, h, size, site, count, 1);
+        j = (j + 1) & mask;
+    }
+    s->count++;
+    slots[j].ptr = key;
+    slots[j].meta = pack(size, site);
+    spin_unlock(&s->lock);
+    if (count)
+        rpp_count_alloc(site, size);
+    return 0;
+}
+
+/* Under s's lock: p taken out (1, *out filled) or not there (0); drops
+   the lock. */
+static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, uintptr_t key,
+                                                                uint64_t h, rpp_block *out)
+{
+    ptr_slot *slots = s->slots;
+    if (!slots) {
         spin_unlock(&s->lock);
         return 0;
     }
     size_t mask = s->mask;
-    size_t i = home(key, mask);
-    while (s->slots[i].ptr != key) {
-        if (!s->slots[i].ptr) {
+    size_t i = (h >> 8) & mask;
+    uintptr_t at;
+    while ((at = slots[i].ptr) != key) {
+        if (!at) {
             spin_unlock(&s->lock);
             return 0;
         }
         i = (i + 1) & mask;
     }
-    out->size = slot_size(&s->slots[i]);
-    out->site = slot_site(&s->slots[i]);
+    out->size = slot_size(&slots[i]);
+    out->site = slot_site(&slots[i]);
     /* Backward-shift deletion: pull later members of the probe run into the
        hole when their home position allows it. */
     for (size_t j = i;;) {
         j = (j + 1) & mask;
-        if (!s->slots[j].ptr)
+        if (!slots[j].ptr)
             break;
-        size_t k = home(s->slots[j].ptr, mask);
+        size_t k = home(slots[j].ptr, mask);
         int stays = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
         if (stays)
             continue;
-        s->slots[i] = s->slots[j];
+        slots[i] = slots[j];
         i = j;
     }
-    s->slots[i].ptr = 0;
+    slots[i].ptr = 0;
     s->count--;
     spin_unlock(&s->lock);
     return 1;
+}
+
+/* rpp_untrack when another thread holds the shard's lock. */
+static __attribute__((noinline, cold)) int untrack_slow(ptr_shard *s, uintptr_t key, uint64_t h,
+                                                        rpp_block *out)
+{
+    rpi_spin_wait(&s->lock.held);
+    return untrack_locked(s, key, h, out);
+}
+
+int rpp_untrack(void *p, rpp_block *out)
+{
+    uintptr_t key = (uintptr_t)p;
+    uint64_t h = mix(key >> 4);
+    ptr_shard *s = &ptr_shards[h >> 58];
+    if (RPP_UNLIKELY(!rpi_spin_try(&s->lock.held)))
+        return untrack_slow(s, key, h, out);
+    return untrack_locked(s, key, h, out);
 }
 
 void rpp_table_lock_all(void)

@@ -37,10 +37,10 @@ static inline void *rpi_map_zeroed(size_t bytes)
    section, and never sets it again in a running process. The release is an
    unconditional store, so a lock taken while threads existed is always
    dropped. */
-static inline void rpi_spin_lock(atomic_int *held)
+/* The contended case, out of line so that the callers' fast paths stay
+   small (no registers to save for a loop that rarely runs). */
+static __attribute__((noinline, cold, unused)) void rpi_spin_wait(atomic_int *held)
 {
-    if (__libc_single_threaded)
-        return;
     for (unsigned n = 0;; n++) {
         if (!atomic_load_explicit(held, memory_order_relaxed) &&
             !atomic_exchange_explicit(held, 1, memory_order_acquire))
@@ -52,6 +52,21 @@ static inline void rpi_spin_lock(atomic_int *held)
             __builtin_ia32_pause();
 #endif
     }
+}
+
+/* 1 when the lock is now held (or not needed: one thread), 0 when
+   another thread holds it (then wait with rpi_spin_wait). */
+static inline int rpi_spin_try(atomic_int *held)
+{
+    return __libc_single_threaded ||
+           (!atomic_load_explicit(held, memory_order_relaxed) &&
+            !atomic_exchange_explicit(held, 1, memory_order_acquire));
+}
+
+static inline void rpi_spin_lock(atomic_int *held)
+{
+    if (__builtin_expect(!rpi_spin_try(held), 0))
+        rpi_spin_wait(held);
 }
 
 static inline void rpi_spin_unlock(atomic_int *held)
