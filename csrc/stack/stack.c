@@ -107,7 +107,7 @@ static inline int same(const record *r, const uintptr_t *f, size_t n)
 }
 
 /* id of the stack in t, or 0. */
-static uint32_t probe(const table *t, uint64_t h, const uintptr_t *f, size_t n)
+static inline uint32_t probe(const table *t, uint64_t h, const uintptr_t *f, size_t n)
 {
     uint32_t tag = (uint32_t)(h >> 32);
     for (size_t i = (size_t)h & t->mask;; i = (i + 1) & t->mask) {
@@ -175,18 +175,22 @@ static uint32_t insert_locked(uint64_t h, const uintptr_t *f, size_t n)
     return id;
 }
 
-/* The id of f[0..n) whose hash is h. */
-static uint32_t intern_hashed(const uintptr_t *f, size_t n, uint64_t h)
+/* A stack the table did not hold at the lock-free probe: added. */
+static __attribute__((noinline, cold)) uint32_t insert(const uintptr_t *f, size_t n, uint64_t h)
 {
-    uint32_t id = probe(atomic_load_explicit(&current, memory_order_acquire), h, f, n);
-    if (id)
-        return id;
     int saved = errno;
     lock();
-    id = insert_locked(h, f, n);
+    uint32_t id = insert_locked(h, f, n);
     unlock();
     errno = saved;
     return id;
+}
+
+/* The id of f[0..n) whose hash is h. */
+static inline uint32_t intern_hashed(const uintptr_t *f, size_t n, uint64_t h)
+{
+    uint32_t id = probe(atomic_load_explicit(&current, memory_order_acquire), h, f, n);
+    return id ? id : insert(f, n, h);
 }
 
 static uint32_t intern(const uintptr_t *f, size_t n)

@@ -39,10 +39,12 @@ enum { RULE_RSP = 1, RULE_RBP = 2, RULE_END = 3, RULE_OTHER = 4 };
 
 /* A rule is stored as two 32-bit words, so that the common frame -- a CFA
    at a fixed offset from rsp -- needs one load and one test:
-     fast: CFA - rsp for an rsp-based rule (8 .. RPI_FRAME_MAX), else 0;
+     fast: CFA - rsp for an rsp-based rule (8 .. RPI_FRAME_MAX), FAST_END
+           at the outermost frame, else 0;
      meta: kind (4 bits) | CFA - rbp for an rbp-based rule (12 bits)
            | where rbp was saved, CFA + rbp_off (16 bits, 0 = not saved). */
 #define RPI_FRAME_MAX ((int32_t)1 << 24)
+#define FAST_END (-1)
 typedef struct rule {
     int32_t fast;
     uint32_t meta;
@@ -50,7 +52,7 @@ typedef struct rule {
 
 static inline rule pack(unsigned kind, int32_t cfa_off, int16_t rbp_off)
 {
-    rule r = {kind == RULE_RSP ? cfa_off : 0,
+    rule r = {kind == RULE_RSP ? cfa_off : kind == RULE_END ? FAST_END : 0,
               (uint32_t)kind | (kind == RULE_RBP ? (uint32_t)cfa_off << 4 : 0) |
                   ((uint32_t)(uint16_t)rbp_off << 16)};
     return r;
@@ -658,9 +660,12 @@ static inline int same_reads(const walk_state *m)
             (((uint64_t)pc * HOME_MUL >> (24 - 4)) & mask16));                         \
         uintptr_t cfa_;                                                               \
         int32_t off_;                                                                 \
-        if (RPI_LIKELY(atomic_load_explicit(&e_->pc, memory_order_acquire) == pc &&  \
-                       (off_ = atomic_load_explicit(&e_->fast, memory_order_relaxed)))) { \
+        int hit_ = atomic_load_explicit(&e_->pc, memory_order_acquire) == pc;         \
+        if (RPI_LIKELY(hit_ && (off_ = atomic_load_explicit(&e_->fast, memory_order_relaxed)) > 0)) { \
             cfa_ = sp + (uintptr_t)(intptr_t)off_;                                    \
+        } else if (hit_ && off_ == FAST_END) {                                        \
+            nreads = n - 1;                                                           \
+            goto ended;                                                               \
         } else {                                                                      \
             int r_ = slow_step(m, n, pc, sp, &cfa_);                                  \
             if (r_ < 0)                                                               \
