@@ -654,7 +654,7 @@ static inline int same_reads(const walk_state *m)
    rule (inline: one probe, one test), then the caller's return address.
    Leaves the loop for `ended` at the outermost frame, returns -1 when the
    general unwinder must take over. */
-#define WALK_STEP(ended)                                                              \
+#define WALK_STEP(ended_at_rule, ended_at_zero)                                                              \
     do {                                                                              \
         const slot *e_ = (const slot *)(const void *)(s_bytes +                      \
             (((uint64_t)pc * HOME_MUL >> (24 - 4)) & mask16));                         \
@@ -664,16 +664,13 @@ static inline int same_reads(const walk_state *m)
         if (RPI_LIKELY(hit_ && (off_ = atomic_load_explicit(&e_->fast, memory_order_relaxed)) > 0)) { \
             cfa_ = sp + (uintptr_t)(intptr_t)off_;                                    \
         } else if (hit_ && off_ == FAST_END) {                                        \
-            nreads = n - 1;                                                           \
-            goto ended;                                                               \
+            goto ended_at_rule;                                                       \
         } else {                                                                      \
             int r_ = slow_step(m, n, pc, sp, &cfa_);                                  \
             if (r_ < 0)                                                               \
                 return -1;                                                            \
-            if (r_ > 0) {                                                             \
-                nreads = n - 1;                                                       \
-                goto ended;                                                           \
-            }                                                                         \
+            if (r_ > 0)                                                               \
+                goto ended_at_rule;                                                   \
             const cache *c_ = atomic_load_explicit(&rules, memory_order_acquire);     \
             s_bytes = (const char *)c_->s;                                            \
             mask16 = c_->mask << 4;                                                   \
@@ -681,14 +678,12 @@ static inline int same_reads(const walk_state *m)
         cfas[n - 1] = cfa_;                                                           \
         pc = *(const uintptr_t *)(cfa_ - 8);                                          \
         sp = cfa_;                                                                    \
-        if (pc == 0) {                                                                \
-            nreads = n;                                                               \
-            goto ended;                                                               \
-        }                                                                             \
+        if (pc == 0)                                                                  \
+            goto ended_at_zero;                                                       \
     } while (0)
 
 /* The walk proper, from the starting registers, with m's arguments. */
-static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintptr_t pc,
+static __attribute__((noinline, noclone)) int walk_from(walk_state *m, rpi_walk *w, uintptr_t pc,
                                                uintptr_t sp, uintptr_t bp, unsigned generation)
 {
     m->valid = 0;
@@ -723,7 +718,7 @@ static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintp
             break;
         }
         frame[n++] = pc;
-        WALK_STEP(ended_early);
+        WALK_STEP(early_at_rule, early_at_zero);
     }
     /* the frames kept, hashed as they are read; without a start, as many
        as the caller may want for its own choice */
@@ -732,18 +727,26 @@ static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintp
     for (;;) {
         frame[n++] = pc;
         h = rpi_stack_hash_step(h, pc);
-        if (n == limit) {
-            nreads = n - 1;
+        if (n == limit)
             break;
-        }
-        WALK_STEP(ended);
+        WALK_STEP(ended, ended_at_zero);
     }
 ended:
+    nreads = n - 1;
+    goto kept;
+ended_at_zero:
+    nreads = n;
+kept:
     m->start = start;
     m->kept = start >= 0 ? n - start : 0;
     m->hash = rpi_stack_hash_final(h, (size_t)m->kept);
     goto done;
-ended_early:
+early_at_rule:
+    nreads = n - 1;
+    goto early;
+early_at_zero:
+    nreads = n;
+early:
     /* the walk ended among the skipped frames: nothing kept */
     m->start = from ? -1 : n;
     m->kept = 0;
