@@ -7,6 +7,7 @@ SYS_PACKAGES += g++
 STACKS_TEST_DIR  := $(BUILD)/stacks-tests
 STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx \
                     $(STACKS_TEST_DIR)/threads_signals $(STACKS_TEST_DIR)/dlcycle \
+                    $(STACKS_TEST_DIR)/memo \
                     $(STACKS_TEST_DIR)/plugin1.so $(STACKS_TEST_DIR)/plugin2.so
 CXX ?= g++
 
@@ -14,6 +15,10 @@ CXX ?= g++
 $(STACKS_TEST_DIR)/wrappers: tests/stacks/wrappers.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $<
+
+$(STACKS_TEST_DIR)/memo: tests/stacks/memo.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -fno-omit-frame-pointer -o $@ $<
 
 $(STACKS_TEST_DIR)/threads_signals: tests/stacks/threads_signals.c
 	@mkdir -p $(@D)

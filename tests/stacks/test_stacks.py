@@ -218,14 +218,14 @@ def stack_multiset(argv: list[str], tmp: Path, unwinder: str) -> dict[tuple[tupl
     return found
 
 
-@pytest.mark.parametrize("argv", [["wrappers_cxx"], ["wrappers"],
+@pytest.mark.parametrize("argv", [["wrappers_cxx"], ["wrappers"], ["memo"],
                                   ["/usr/bin/python3", "-c", "import json, re, decimal; "
                                    "json.loads(json.dumps([{'a': str(i)} for i in range(2000)]))"],
                                   ["/usr/bin/sqlite3", ":memory:",
                                    "create table t(a, b); "
                                    + " ".join(f"insert into t values({i}, 'row {i}');" for i in range(300))
                                    + " create index i on t(b); select count(*), sum(length(b)) from t;"]],
-                         ids=["c++", "c", "python3", "sqlite3"])
+                         ids=["c++", "c", "one-word-apart", "python3", "sqlite3"])
 def test_cached_walker_gives_libunwind_stacks(argv: list[str], tmp_path: Path) -> None:
     if "/" not in argv[0]:
         argv = [program(argv[0])]
@@ -235,6 +235,23 @@ def test_cached_walker_gives_libunwind_stacks(argv: list[str], tmp_path: Path) -
     general = stack_multiset(argv, tmp_path, "libunwind")
     assert cached == general
     assert max(len(s) for s in cached) > 5
+
+
+def test_stacks_one_return_address_apart_are_told_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each allocation's stack differs from the one before in a single
+    return address (two callers with identical frames, a recursion one
+    level deeper or shallower): every stack is counted on its own."""
+    rows = own_rows(run_rows("memo", "stack", 64, capsys), "memo.c")
+    leaf = rf"leaf \({re.escape(str(HERE / 'memo.c'))}:{marker_line('memo.c', 'LEAK-LEAF')}\) < "
+    got: dict[str, tuple[int, int]] = {}
+    for key, counts in rows.items():
+        assert re.match(leaf, key), key
+        callers = [frame.split(" (")[0] for frame in key.split(" < ")[1:]]
+        name = callers[0] if callers[0] != "down" else f"down{callers.count('down')}"
+        assert name not in got, (name, list(rows))
+        assert "main" in callers, key
+        got[name] = counts
+    assert got == own_counts("memo")
 
 
 def test_threads_and_signal_handlers_get_whole_stacks(capsys: pytest.CaptureFixture[str]) -> None:
