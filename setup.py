@@ -89,5 +89,8 @@ setup(
     cmdclass={"build_ext": BuildNative},
     # CPython's allocator hooks (Python-level attribution): plain C API, no cffi.
     ext_modules=[Extension("allocator._pyhooks", ["allocator/_pyhooks.c"], libraries=["m"],
+                           extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"]),
+                 # the native stacks of run --python --native (csrc/stack/)
+                 Extension("allocator._pystack", ["allocator/_pystack.c"],
                            extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"])],
 )

@@ -34,6 +34,11 @@
  *    callback) keeps its counters; a libc atexit handler, which runs after
  *    Py_FinalizeEx returned, rewrites the file with what finalization left.
  *
+ *  - Native stacks (start(native=N), run --python --native): the recording
+ *    path also takes the native call stack (csrc/stack/, in the module
+ *    allocator._pystack) and the Python frames its eval-loop frames ran; a
+ *    site is then the pair.  See "native stacks" below.
+ *
  * Only CPython 3.11 is supported: the running frame is read from the 3.11
  * frame layout, as tracemalloc does; other versions are refused at import.
  */
@@ -78,6 +83,16 @@ PyMODINIT_FUNC PyInit__pyhooks(void)
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The native stacks of run --python --native: csrc/stack/'s unwinder and
+ * stack table, in the extension module allocator._pystack (_pystack.c says
+ * why it is a module of its own), reached through its capsule. */
+#include "../csrc/stack/stack.h"
+#include "_pystack.h"
+#include <dlfcn.h>
+#include <limits.h>
+#include <link.h>
+#include <sys/mman.h>
 
 #define MAX_DEPTH 64
 #define NO_FRAME_SITE 0u
@@ -173,6 +188,7 @@ typedef struct {
     uint64_t hash;
     uint32_t nframes;
     uint32_t frames_off;    /* into site_frames */
+    uint32_t native;        /* run --native: the native stack's id (csrc/stack), 0: none */
     /* exact mode: outstanding blocks and bytes, peak bytes, allocations ever;
      * sampled mode: the same of the sampled blocks (not the program's) */
     uint64_t blocks, bytes, peak, allocs;
@@ -426,16 +442,20 @@ static uint64_t site_key(uint32_t i)
     return T.sites[i].hash;
 }
 
-static uint32_t intern_site(const uint32_t *locs, uint32_t n)
+/* The site of Python locations locs[0..n) (innermost first; in native mode
+ * a location may carry ENTRY_LOC) and native stack id native (0: none). */
+static uint32_t intern_site_native(const uint32_t *locs, uint32_t n, uint32_t native)
 {
     if (!rehash_slots(&T.site_slots, &T.site_nslots, T.sites_len, site_key))
         return NONE32;
     uint64_t h = frames_hash(locs, n);
+    if (native != 0)
+        h = mix64(h ^ ((uint64_t)native << 32 | 0x9E3779B9u));
     uint32_t mask = T.site_nslots - 1;
     uint32_t j = (uint32_t)h & mask;
     while (T.site_slots[j] != 0) {
         site_t *s = &T.sites[T.site_slots[j] - 1];
-        if (s->hash == h && s->nframes == n &&
+        if (s->hash == h && s->nframes == n && s->native == native &&
             memcmp(&T.site_frames[s->frames_off], locs, n * sizeof *locs) == 0)
             return T.site_slots[j] - 1;
         j = (j + 1) & mask;
@@ -449,10 +469,16 @@ static uint32_t intern_site(const uint32_t *locs, uint32_t n)
         return NONE32;
     memcpy(&T.site_frames[T.site_frames_len], locs, n * sizeof *locs);
     T.sites[T.sites_len] = (site_t){.hash = h, .nframes = n,
-                                      .frames_off = (uint32_t)T.site_frames_len};
+                                      .frames_off = (uint32_t)T.site_frames_len,
+                                      .native = native};
     T.site_frames_len += n;
     T.site_slots[j] = T.sites_len + 1;
     return T.sites_len++;
+}
+
+static uint32_t intern_site(const uint32_t *locs, uint32_t n)
+{
+    return intern_site_native(locs, n, 0);
 }
 
 /* --- code cache */
@@ -690,7 +716,7 @@ static bool describe_frame(const rawframe *f, const char **file, Py_ssize_t *nfi
 }
 
 /* Location of a frame, interned; called with the lock held, returns with it held. */
-static uint32_t frame_loc(const rawframe *f)
+HOT uint32_t frame_loc(const rawframe *f)
 {
     ccache_t *e = cc_find(f->code, f->lasti);
     if (e != NULL)
@@ -813,6 +839,221 @@ HOT void record(const domain_t *d, void *p, size_t size, uint32_t k)
     unlock_tables();
 }
 
+/* ------------------------------------------------------- native stacks
+ * run --python --native: each recorded allocation also records its native
+ * call stack (csrc/stack/'s cached walker and table of distinct stacks: the
+ * site holds the stack's id), and the Python frames that the stack's
+ * evaluation-loop frames were running.  In CPython 3.11 one C call of
+ * _PyEval_EvalFrameDefault runs a chain of _PyInterpreterFrames: Python
+ * calls Python without a new C frame, and the chain's outermost frame, the
+ * one the C call started with, has is_entry set.  So the Python frames from
+ * the running one outwards split into chains, each ending at an entry frame,
+ * one chain per eval frame of the native stack, innermost first; the report
+ * marks the entry frames and the eval frames, and the reader puts each
+ * chain in place of its eval frame (audit/pyreport.py).  Only as many
+ * Python frames are read as the captured native stack has eval frames.
+ * Everything here runs on the recording path (exact mode: every
+ * allocation; sampled mode: the sampled ones); the hooks of a run without
+ * native stacks are the ones above, unchanged. */
+#define ENTRY_LOC 0x80000000u           /* a site's location: the frame is an entry frame */
+#define LOC_MASK 0x7fffffffu
+
+/* Frames of our own a capture may start with (record_native, a hook, the
+ * sampler's slow path): captured beyond the depth asked, then dropped. */
+#define SELF_FRAMES 4
+
+static const rp_pystack_api *stk;       /* allocator._pystack's calls */
+static int native_depth;                /* 0: no native stacks */
+static uintptr_t self_lo, self_hi;      /* this extension's code */
+static uintptr_t stk_lo, stk_hi;        /* allocator._pystack's code */
+static uintptr_t eval_lo, eval_hi;      /* _PyEval_EvalFrameDefault (its FDE) */
+/* eval frames per stack id: 0 not counted yet, else count + 1 (mmap'd,
+ * touched as ids are handed out) */
+static _Atomic uint8_t *eval_counts;
+
+static inline bool is_eval_frame(uintptr_t ret)
+{
+    /* a return address: the call lies just before it */
+    return ret - 1 >= eval_lo && ret - 1 < eval_hi;
+}
+
+/* The frames of stack id that the report shows: without the leading
+ * frames of this extension, at most native_depth. */
+static size_t native_frames(uint32_t id, const uintptr_t **frames)
+{
+    const uintptr_t *f;
+    size_t n = stk->get(id, &f);
+    size_t i = 0;
+    while (i < n && i < SELF_FRAMES && f[i] >= self_lo && f[i] < self_hi)
+        i++;
+    n -= i;
+    *frames = f + i;
+    return n > (size_t)native_depth ? (size_t)native_depth : n;
+}
+
+static uint32_t eval_frames_of(uint32_t id)
+{
+    if (id == 0 || id >= RPI_STACK_MAX_STACKS)
+        return 0;
+    uint8_t c = atomic_load_explicit(&eval_counts[id], memory_order_relaxed);
+    if (c != 0)
+        return c - 1u;
+    const uintptr_t *f;
+    size_t n = native_frames(id, &f);
+    uint32_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += is_eval_frame(f[i]);
+    if (count > 254)
+        count = 254;
+    atomic_store_explicit(&eval_counts[id], (uint8_t)(count + 1), memory_order_relaxed);
+    return count;
+}
+
+typedef struct {
+    PyCodeObject *code;
+    int lasti;
+    bool entry;
+} nframe_t;
+
+/* The site of the native stack id and the Python frames from fr outwards
+ * that its eval frames ran (all of depth frames when id is 0: no native
+ * stack could be taken).  Takes the lock and returns with it held. */
+static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id)
+{
+    nframe_t frames[MAX_DEPTH];
+    int n = 0;
+    uint32_t chains = id ? eval_frames_of(id) : 0, seen = 0;
+    int limit = id ? MAX_DEPTH : depth;
+    for (; fr != NULL && n < limit && (id == 0 || seen < chains); fr = fr->previous) {
+        frames[n].code = fr->f_code;
+        frames[n].lasti = _PyInterpreterFrame_LASTI(fr);
+        frames[n].entry = id != 0 && fr->is_entry;
+        seen += frames[n].entry;
+        n++;
+    }
+    lock_tables();
+    uint32_t locs[MAX_DEPTH + 1];
+    for (int i = 0; i < n; i++) {
+        rawframe raw = {frames[i].code, frames[i].lasti};
+        uint32_t loc = frame_loc(&raw);
+        if (loc == NONE32)
+            return NO_FRAME_SITE;
+        locs[i] = loc | (frames[i].entry ? ENTRY_LOC : 0u);
+    }
+    if (n == 0 && id == 0)
+        return NO_FRAME_SITE;
+    uint32_t site = intern_site_native(locs, (uint32_t)n, id);
+    return site == NONE32 ? NO_FRAME_SITE : site;
+}
+
+/* record() with the native stack: the capture runs before the lock. */
+static __attribute__((noinline)) void record_native(const domain_t *d, void *p, size_t size,
+                                                    uint32_t k)
+{
+    uint32_t id = stk->capture(native_depth + SELF_FRAMES, stk_lo, stk_hi);
+    uint32_t site = site_native(current_frame(d), id);
+    trace_add((uintptr_t)p, size, site, k, true);
+    unlock_tables();
+}
+
+/* The code range of the loaded object that contains want (its PT_LOAD
+ * segments), for dl_iterate_phdr. */
+typedef struct {
+    uintptr_t want, lo, hi;
+} range_query;
+
+static int find_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    range_query *q = arg;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    bool has = false;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+        if (a < lo)
+            lo = a;
+        if (a + ph->p_memsz > hi)
+            hi = a + ph->p_memsz;
+        if (q->want >= a && q->want - a < ph->p_memsz)
+            has = true;
+    }
+    if (!has)
+        return 0;
+    q->lo = lo;
+    q->hi = hi;
+    return 1;
+}
+
+/* Loads allocator._pystack (from sys.modules when the launcher loaded it
+ * there), maps the stack table and finds the code ranges; -1 with an
+ * exception set when it cannot. */
+static int native_init(void)
+{
+    static bool done;
+    if (done)
+        return 0;
+    PyObject *name = PyUnicode_FromString("allocator._pystack");
+    if (name == NULL)
+        return -1;
+    PyObject *mod = PyImport_GetModule(name);
+    if (mod == NULL && !PyErr_Occurred())
+        mod = PyImport_Import(name);
+    Py_DECREF(name);
+    if (mod == NULL)
+        return -1;
+    PyObject *capsule = PyObject_GetAttrString(mod, "_api");
+    Py_DECREF(mod);                     /* sys.modules keeps it (and its code) */
+    if (capsule == NULL)
+        return -1;
+    const rp_pystack_api *api = PyCapsule_GetPointer(capsule, RP_PYSTACK_CAPSULE);
+    Py_DECREF(capsule);
+    if (api == NULL)
+        return -1;
+    if (api->version != RP_PYSTACK_API_VERSION) {
+        PyErr_Format(PyExc_ImportError, "allocator._pystack is version %d, the hooks need %d "
+                     "(rebuild the package)", api->version, RP_PYSTACK_API_VERSION);
+        return -1;
+    }
+    if (api->init() != 0) {
+        PyErr_SetString(PyExc_OSError, "native stacks: cannot map the stack table");
+        return -1;
+    }
+    eval_counts = mmap(NULL, RPI_STACK_MAX_STACKS, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (eval_counts == MAP_FAILED) {
+        eval_counts = NULL;
+        PyErr_SetString(PyExc_OSError, "native stacks: cannot map the stack table");
+        return -1;
+    }
+    range_query self = {(uintptr_t)&record_native, 0, 0};
+    range_query other = {(uintptr_t)api->capture, 0, 0};
+    if (dl_iterate_phdr(find_object, &self) == 0 || dl_iterate_phdr(find_object, &other) == 0) {
+        PyErr_SetString(PyExc_OSError, "native stacks: cannot find the extensions' code");
+        return -1;
+    }
+    self_lo = self.lo;
+    self_hi = self.hi;
+    stk_lo = other.lo;
+    stk_hi = other.hi;
+    uintptr_t eval = (uintptr_t)&_PyEval_EvalFrameDefault;
+    if (api->function_range(eval, &eval_lo, &eval_hi) != 0) {
+        /* no unwind entry: the eval frames cannot be told apart; the stacks
+         * keep them as native frames */
+        eval_lo = eval_hi = 0;
+    }
+    /* a fork never copies the stack table's lock held by another thread */
+    if (pthread_atfork(api->lock, api->unlock, api->unlock) != 0) {
+        PyErr_SetString(PyExc_OSError, "native stacks: pthread_atfork failed");
+        return -1;
+    }
+    stk = api;
+    done = true;
+    return 0;
+}
+
 /* ----------------------------------------------------------- exact hooks */
 static void *hook_malloc(void *ctx, size_t size)
 {
@@ -889,6 +1130,54 @@ static void hook_free(void *ctx, void *ptr)
     d->prev.free(d->prev.ctx, ptr);
 }
 
+/* The exact hooks of a run with native stacks: the ones above, recording
+ * through record_native (the free is hook_free). */
+static void *hook_malloc_n(void *ctx, size_t size)
+{
+    domain_t *d = ctx;
+    if (in_hook)
+        return d->prev.malloc(d->prev.ctx, size);
+    in_hook = 1;
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    if (p != NULL)
+        record_native(d, p, size, 0);
+    in_hook = 0;
+    return p;
+}
+
+static void *hook_calloc_n(void *ctx, size_t nelem, size_t elsize)
+{
+    domain_t *d = ctx;
+    if (in_hook)
+        return d->prev.calloc(d->prev.ctx, nelem, elsize);
+    in_hook = 1;
+    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
+    size_t size;
+    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size))
+        record_native(d, p, size, 0);
+    in_hook = 0;
+    return p;
+}
+
+static void *hook_realloc_n(void *ctx, void *ptr, size_t size)
+{
+    domain_t *d = ctx;
+    trace_t old;
+    bool had = ptr != NULL && forget(ptr, &old);
+    void *p = d->prev.realloc(d->prev.ctx, ptr, size);
+    if (p == NULL) {
+        if (had)
+            put_back(ptr, &old);
+        return NULL;
+    }
+    if (in_hook)
+        return p;
+    in_hook = 1;
+    record_native(d, p, size, 0);
+    in_hook = 0;
+    return p;
+}
+
 /* --------------------------------------------------------- sampled hooks */
 /* The countdown crossed zero in an allocation of size bytes (p, or NULL when
  * it failed): counts its samples, draws the next distance, and records p. */
@@ -931,7 +1220,10 @@ static __attribute__((noinline)) void sample_slow(const domain_t *d, void *p, si
     if (p == NULL || k == 0 || in_hook)
         return;
     in_hook = 1;
-    record(d, p, size, k > UINT32_MAX ? UINT32_MAX : (uint32_t)k);
+    if (native_depth != 0)
+        record_native(d, p, size, k > UINT32_MAX ? UINT32_MAX : (uint32_t)k);
+    else
+        record(d, p, size, k > UINT32_MAX ? UINT32_MAX : (uint32_t)k);
     in_hook = 0;
 }
 
@@ -1279,15 +1571,306 @@ static void write_frames(FILE *f, const site_t *s)
 {
     fputs("\"frames\": [", f);
     for (uint32_t i = 0; i < s->nframes; i++) {
-        loc_t *l = &T.locs[T.site_frames[s->frames_off + i]];
+        uint32_t raw = T.site_frames[s->frames_off + i];
+        loc_t *l = &T.locs[raw & LOC_MASK];
         fputs(i ? ", {\"file\": " : "{\"file\": ", f);
         json_string(f, T.strings.text[l->file]);
         fprintf(f, ", \"line\": %d, \"function\": ", l->line);
         json_string(f, T.strings.text[l->func]);
+        if (raw & ENTRY_LOC)
+            fputs(", \"entry\": true", f);
         fputc('}', f);
     }
     fputc(']', f);
 }
+
+/* The native stacks of a report (run --native): the stack table of the
+ * sites written, with the tables of the interposer's and the pools'
+ * reports (docs/report-format.md): "modules" (path, load bias, build id),
+ * "frames" ([module index, offset from the module's load bias]) and
+ * "stacks" (frame indexes, innermost first); "eval_frames" lists the frames
+ * that lie in CPython's evaluation loop.  Built with the lock held, from
+ * libc memory. */
+typedef struct {
+    uintptr_t lo, hi, base;
+    char *path;
+    unsigned char build_id[64];
+    size_t build_id_len;
+    long index;                 /* in the report's modules; -1: no frame in it */
+} nmodule_t;
+
+typedef struct {
+    bool on, failed;
+    uint32_t *ids;              /* stack index -> id */
+    size_t nids, ids_cap;
+    uint32_t *id_slots;         /* id -> stack index + 1 (open addressing) */
+    size_t id_nslots;
+    uintptr_t *frames;          /* frame index -> return address */
+    long *frame_module;         /* frame index -> report module index, -1: none */
+    size_t nframes, frames_cap;
+    size_t *frame_slots;        /* address -> frame index + 1 */
+    size_t frame_nslots;
+    nmodule_t *mods;
+    size_t nmods, mods_cap;
+    nmodule_t **used;           /* report module index -> module */
+    size_t nused;
+} nreport_t;
+
+static inline size_t nr_hash(uint64_t x, size_t nslots)
+{
+    return (size_t)mix64(x) & (nslots - 1);
+}
+
+/* Adds the native stacks of the sites with outstanding blocks. */
+static void nreport_add_sites(nreport_t *r, uint32_t nsites, const site_t *sites)
+{
+    for (uint32_t i = 0; i < nsites && !r->failed; i++) {
+        uint32_t id = sites[i].native;
+        if (id == 0 || sites[i].blocks == 0)
+            continue;
+        if ((r->nids + 1) * 2 > r->id_nslots) {
+            size_t ns = r->id_nslots ? r->id_nslots * 2 : 256;
+            uint32_t *fresh = calloc(ns, sizeof *fresh);
+            if (fresh == NULL) {
+                r->failed = true;
+                return;
+            }
+            for (size_t k = 0; k < r->nids; k++) {
+                size_t j = nr_hash(r->ids[k], ns);
+                while (fresh[j] != 0)
+                    j = (j + 1) & (ns - 1);
+                fresh[j] = (uint32_t)k + 1;
+            }
+            free(r->id_slots);
+            r->id_slots = fresh;
+            r->id_nslots = ns;
+        }
+        size_t j = nr_hash(id, r->id_nslots);
+        while (r->id_slots[j] != 0 && r->ids[r->id_slots[j] - 1] != id)
+            j = (j + 1) & (r->id_nslots - 1);
+        if (r->id_slots[j] != 0)
+            continue;
+        if (!grow_array((void **)&r->ids, &r->ids_cap, r->nids + 1, sizeof *r->ids)) {
+            r->failed = true;
+            return;
+        }
+        r->ids[r->nids] = id;
+        r->id_slots[j] = (uint32_t)++r->nids;
+    }
+}
+
+/* The stack index of id in the report, or -1. */
+static long nreport_stack(const nreport_t *r, uint32_t id)
+{
+    if (!r->on || r->failed || id == 0 || r->id_nslots == 0)
+        return -1;
+    size_t j = nr_hash(id, r->id_nslots);
+    while (r->id_slots[j] != 0) {
+        if (r->ids[r->id_slots[j] - 1] == id)
+            return (long)r->id_slots[j] - 1;
+        j = (j + 1) & (r->id_nslots - 1);
+    }
+    return -1;
+}
+
+static long nreport_frame(const nreport_t *r, uintptr_t a)
+{
+    size_t j = nr_hash(a, r->frame_nslots);
+    while (r->frame_slots[j] != 0) {
+        if (r->frames[r->frame_slots[j] - 1] == a)
+            return (long)r->frame_slots[j] - 1;
+        j = (j + 1) & (r->frame_nslots - 1);
+    }
+    return -1;
+}
+
+static void nmodule_describe(struct dl_phdr_info *info, nmodule_t *m)
+{
+    m->base = info->dlpi_addr;
+    m->lo = UINTPTR_MAX;
+    m->hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD) {
+            uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+            if (lo < m->lo)
+                m->lo = lo;
+            if (lo + ph->p_memsz > m->hi)
+                m->hi = lo + ph->p_memsz;
+        } else if (ph->p_type == PT_NOTE && m->build_id_len == 0) {
+            /* the GNU build id: the symbolizer checks the file on disk against it */
+            const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
+            const unsigned char *end = p + ph->p_memsz;
+            while ((size_t)(end - p) >= sizeof(ElfW(Nhdr))) {
+                const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)(const void *)p;
+                size_t name = ((size_t)nh->n_namesz + 3u) & ~(size_t)3u;
+                size_t desc = ((size_t)nh->n_descsz + 3u) & ~(size_t)3u;
+                if (name > (size_t)(end - p) - sizeof *nh ||
+                    desc > (size_t)(end - p) - sizeof *nh - name)
+                    break;
+                const unsigned char *d = p + sizeof *nh + name;
+                if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+                    memcmp(p + sizeof *nh, "GNU", 4) == 0 && nh->n_descsz <= sizeof m->build_id) {
+                    memcpy(m->build_id, d, nh->n_descsz);
+                    m->build_id_len = nh->n_descsz;
+                    break;
+                }
+                p = d + desc;
+            }
+        }
+    }
+}
+
+static int nmodule_collect(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    nreport_t *r = arg;
+    if (!grow_array((void **)&r->mods, &r->mods_cap, r->nmods + 1, sizeof *r->mods)) {
+        r->failed = true;
+        return 1;
+    }
+    nmodule_t *m = &r->mods[r->nmods];
+    memset(m, 0, sizeof *m);
+    m->index = -1;
+    nmodule_describe(info, m);
+    const char *name = info->dlpi_name;
+    char exe[PATH_MAX];
+    if (name == NULL || *name == '\0') {
+        /* the main program (listed first) */
+        ssize_t n = r->nmods == 0 ? readlink("/proc/self/exe", exe, sizeof exe - 1) : -1;
+        if (n <= 0)
+            return 0;
+        exe[n] = '\0';
+        name = exe;
+    }
+    m->path = strdup(name);
+    if (m->path == NULL) {
+        r->failed = true;
+        return 1;
+    }
+    r->nmods++;
+    return 0;
+}
+
+/* The frames of the stacks, each once, with its module. */
+static void nreport_finish(nreport_t *r)
+{
+    if (r->failed)
+        return;
+    size_t total = 0;
+    for (size_t i = 0; i < r->nids; i++) {
+        const uintptr_t *f;
+        total += native_frames(r->ids[i], &f);
+    }
+    size_t ns = 256;
+    while (ns < total * 2 + 2)
+        ns *= 2;
+    r->frames = calloc(total + 1, sizeof *r->frames);
+    r->frame_module = calloc(total + 1, sizeof *r->frame_module);
+    r->frame_slots = calloc(ns, sizeof *r->frame_slots);
+    if (r->frames == NULL || r->frame_module == NULL || r->frame_slots == NULL) {
+        r->failed = true;
+        return;
+    }
+    r->frame_nslots = ns;
+    for (size_t i = 0; i < r->nids; i++) {
+        const uintptr_t *f;
+        size_t n = native_frames(r->ids[i], &f);
+        for (size_t k = 0; k < n; k++) {
+            size_t j = nr_hash(f[k], ns);
+            while (r->frame_slots[j] != 0 && r->frames[r->frame_slots[j] - 1] != f[k])
+                j = (j + 1) & (ns - 1);
+            if (r->frame_slots[j] != 0)
+                continue;
+            r->frames[r->nframes] = f[k];
+            r->frame_slots[j] = ++r->nframes;
+        }
+    }
+    dl_iterate_phdr(nmodule_collect, r);
+    r->used = calloc(r->nmods + 1, sizeof *r->used);
+    if (r->failed || r->used == NULL) {
+        r->failed = true;
+        return;
+    }
+    for (size_t i = 0; i < r->nframes; i++) {
+        r->frame_module[i] = -1;
+        uintptr_t a = r->frames[i] - 1;
+        for (size_t k = 0; k < r->nmods; k++) {
+            nmodule_t *m = &r->mods[k];
+            if (a >= m->lo && a < m->hi) {
+                if (m->index < 0) {
+                    m->index = (long)r->nused;
+                    r->used[r->nused++] = m;
+                }
+                r->frame_module[i] = m->index;
+                break;
+            }
+        }
+    }
+}
+
+static void nreport_write(FILE *f, const nreport_t *r)
+{
+    if (!r->on)
+        return;
+    if (r->failed) {
+        /* the sites were written without "native"; the report says why */
+        fputs(",\n  \"native_error\": \"out of memory building the native stack table\"", f);
+        return;
+    }
+    fputs(",\n  \"modules\": [", f);
+    for (size_t i = 0; i < r->nused; i++) {
+        const nmodule_t *m = r->used[i];
+        fputs(i ? ",\n    {\"path\": " : "\n    {\"path\": ", f);
+        json_string(f, m->path);
+        fprintf(f, ", \"base\": \"0x%" PRIxPTR "\"", m->base);
+        if (m->build_id_len) {
+            fputs(", \"build_id\": \"", f);
+            for (size_t b = 0; b < m->build_id_len; b++)
+                fprintf(f, "%02x", m->build_id[b]);
+            fputc('"', f);
+        }
+        fputc('}', f);
+    }
+    fputs(r->nused ? "\n  ],\n  \"frames\": [" : "],\n  \"frames\": [", f);
+    for (size_t i = 0; i < r->nframes; i++) {
+        long mi = r->frame_module[i];
+        uintptr_t off = r->frames[i] - (mi < 0 ? 0 : r->used[mi]->base);
+        fprintf(f, "%s[%ld, \"0x%" PRIxPTR "\"]", i ? ", " : "", mi, off);
+    }
+    fputs("],\n  \"eval_frames\": [", f);
+    bool first = true;
+    for (size_t i = 0; i < r->nframes; i++) {
+        if (!is_eval_frame(r->frames[i]))
+            continue;
+        fprintf(f, "%s%zu", first ? "" : ", ", i);
+        first = false;
+    }
+    fputs("],\n  \"stacks\": [", f);
+    for (size_t i = 0; i < r->nids; i++) {
+        const uintptr_t *fr;
+        size_t n = native_frames(r->ids[i], &fr);
+        fputs(i ? ", [" : "[", f);
+        for (size_t k = 0; k < n; k++)
+            fprintf(f, "%s%ld", k ? ", " : "", nreport_frame(r, fr[k]));
+        fputc(']', f);
+    }
+    fputc(']', f);
+}
+
+static void nreport_free(nreport_t *r)
+{
+    for (size_t i = 0; i < r->nmods; i++)
+        free(r->mods[i].path);
+    free(r->mods);
+    free(r->used);
+    free(r->ids);
+    free(r->id_slots);
+    free(r->frames);
+    free(r->frame_module);
+    free(r->frame_slots);
+}
+
 
 /* Sampled mode: the site's estimates, rounded as the report's integer fields
  * carry them (the interposer's sampled reports do the same). */
@@ -1321,7 +1904,8 @@ static void write_est(FILE *f, const char *name, double v)
 }
 
 /* Writes the sites section from the given per-site counters (lock held). */
-static void write_sites(FILE *f, uint32_t nsites, const site_t *sites, bool with_peak)
+static void write_sites(FILE *f, uint32_t nsites, const site_t *sites, bool with_peak,
+                        const nreport_t *nr)
 {
     fputs("[", f);
     bool first = true;
@@ -1332,6 +1916,9 @@ static void write_sites(FILE *f, uint32_t nsites, const site_t *sites, bool with
         fputs(first ? "\n    {" : ",\n    {", f);
         first = false;
         write_frames(f, s);
+        long stack = nreport_stack(nr, s->native);
+        if (stack >= 0)
+            fprintf(f, ", \"native\": %ld", stack);
         if (sample_rate > 0.0) {
             fprintf(f, ", \"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64, est_blocks_of(s),
                     est_bytes_of(s));
@@ -1406,7 +1993,9 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
     json_string(f, python_version);
     fprintf(f, ",\n  \"taken_at\": \"%s\",\n  \"reason\": ", use_before ? before.taken_at : now);
     json_string(f, use_before ? before.reason : reason);
-    fprintf(f, ",\n  \"depth\": %d,\n  \"domains\": [", depth);
+    /* with native stacks, the Python frames are those the native stack's
+     * eval frames ran, up to MAX_DEPTH */
+    fprintf(f, ",\n  \"depth\": %d,\n  \"domains\": [", native_depth ? MAX_DEPTH : depth);
     bool firstd = true;
     for (int i = 0; i < 3; i++) {
         if (!domains[i].installed)
@@ -1420,19 +2009,29 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
                 1.0 / sample_rate);
     const site_t *main_sites = use_before ? before.sites : now_sites;
     uint32_t main_n = use_before ? before.nsites : n;
+    nreport_t nr = {.on = native_depth != 0};
+    if (nr.on) {
+        fprintf(f, "  \"native_depth\": %d,\n", native_depth);
+        nreport_add_sites(&nr, main_n, main_sites);
+        if (use_before)
+            nreport_add_sites(&nr, n, now_sites);
+        nreport_finish(&nr);
+    }
     totals_t t = section_totals(main_n, main_sites, use_before ? &before.totals : &live);
     fprintf(f, "  \"totals\": {\"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64
                ", \"peak_bytes\": %" PRIu64 ", \"allocs\": %" PRIu64
                ", \"untracked\": %" PRIu64 "},\n  \"sites\": ",
             t.blocks, t.bytes, t.peak, t.allocs, t.untracked);
-    write_sites(f, main_n, main_sites, true);
+    write_sites(f, main_n, main_sites, true, &nr);
     if (use_before) {
         totals_t after = section_totals(n, now_sites, &live);
         fprintf(f, ",\n  \"after_finalization\": {\"taken_at\": \"%s\", \"totals\": {\"blocks\": %"
                    PRIu64 ", \"bytes\": %" PRIu64 "}, \"sites\": ", now, after.blocks, after.bytes);
-        write_sites(f, n, now_sites, false);
+        write_sites(f, n, now_sites, false, &nr);
         fputs("}", f);
     }
+    nreport_write(f, &nr);
+    nreport_free(&nr);
     free(now_sites);
     fputs("\n}\n", f);
     int err = ferror(f) ? EIO : 0;
@@ -1524,11 +2123,12 @@ static uint64_t random_seed(void)
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    static char *kwlist[] = {"depth", "raw", "sample_rate", "seed", NULL};
-    int d = 1, raw = 1;
+    static char *kwlist[] = {"depth", "raw", "sample_rate", "seed", "native", NULL};
+    int d = 1, raw = 1, native = 0;
     double rate = 0.0;
     PyObject *seed_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|ipdO:start", kwlist, &d, &raw, &rate, &seed_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|ipdOi:start", kwlist, &d, &raw, &rate, &seed_obj,
+                                     &native))
         return NULL;
     if (!in_main_interpreter())
         return refuse_subinterpreter();
@@ -1554,8 +2154,15 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
     } else if (rate > 0.0) {
         seed = random_seed();
     }
+    if (native < 0 || native > RPI_STACK_MAX_DEPTH)
+        return PyErr_Format(PyExc_ValueError,
+                            "native must be a number of native frames from 1 to %d (0: none), not %d",
+                            RPI_STACK_MAX_DEPTH, native);
     if (tracing)
         return PyErr_Format(PyExc_RuntimeError, "the Python allocator hooks are already running");
+    if (native != 0 && native_init() < 0)
+        return NULL;
+    native_depth = native;
     /* the mode is set before the tables are sized (the sampled table starts small) */
     sample_rate = rate;
     log1m_rate = rate > 0.0 && rate < 1.0 ? log1p(-rate) : 0.0;
@@ -1597,6 +2204,8 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
             dm->mine.ctx = dm->prev.ctx;
             if (dm->mine.free == NULL)
                 dm->mine.free = dm->prev.free;
+        } else if (native != 0) {
+            dm->mine = (PyMemAllocatorEx){dm, hook_malloc_n, hook_calloc_n, hook_realloc_n, hook_free};
         } else {
             dm->mine = (PyMemAllocatorEx){dm, hook_malloc, hook_calloc, hook_realloc, hook_free};
         }
@@ -1708,7 +2317,7 @@ static PyObject *frames_tuple(uint32_t site)
     const char *files[MAX_DEPTH], *funcs[MAX_DEPTH];
     int lines[MAX_DEPTH];
     for (uint32_t i = 0; i < n && i < MAX_DEPTH; i++) {
-        locs[i] = T.site_frames[off + i];
+        locs[i] = T.site_frames[off + i] & LOC_MASK;
         files[i] = T.strings.text[T.locs[locs[i]].file];
         funcs[i] = T.strings.text[T.locs[locs[i]].func];
         lines[i] = T.locs[locs[i]].line;
@@ -1963,9 +2572,11 @@ static PyObject *py_set_program(PyObject *self, PyObject *arg)
 
 static PyMethodDef methods[] = {
     {"start", (PyCFunction)(void (*)(void))py_start, METH_VARARGS | METH_KEYWORDS,
-     "start(depth=1, raw=True, sample_rate=0.0, seed=None): route the allocator domains "
-     "through the hooks; a sample_rate in (0, 1] records only sampled allocations "
-     "(each byte sampled with that probability) and reports estimates."},
+     "start(depth=1, raw=True, sample_rate=0.0, seed=None, native=0): route the allocator "
+     "domains through the hooks; a sample_rate in (0, 1] records only sampled allocations "
+     "(each byte sampled with that probability) and reports estimates; native=N also records "
+     "N frames of native stack per recorded allocation, with the Python frames its "
+     "evaluation-loop frames ran."},
     {"sample_rate", py_sample_rate, METH_NOARGS,
      "sample_rate() -> float: the rate of the running (or last) sampled run; 0.0: exact."},
     {"stop", py_stop, METH_NOARGS, "stop(): restore the previous allocators and clear the tables."},
@@ -2009,7 +2620,8 @@ PyMODINIT_FUNC PyInit__pyhooks(void)
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0) {
+    if (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_NATIVE_DEPTH", RPI_STACK_MAX_DEPTH) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -7,7 +7,8 @@ would get (``SCRIPT ARGS``, ``-m MODULE ARGS`` or ``-c CODE ARGS``).  The
 environment names the report (``RINGPOOL_PYTHON_REPORT``, ``%p`` the pid) and
 the frames kept per allocation (``RINGPOOL_PYTHON_DEPTH``) and, for sampling,
 the rate per byte and the seed (``RINGPOOL_PYTHON_SAMPLE_RATE``,
-``RINGPOOL_PYTHON_SAMPLE_SEED``).  The report is
+``RINGPOOL_PYTHON_SAMPLE_SEED``), and, for native stacks, the native frames
+per stack (``RINGPOOL_PYTHON_NATIVE``, 1 to 256; unset or 0: none).  The report is
 written when the program ends, before the interpreter's finalization (an
 ``atexit`` callback registered before the program runs, so it runs after the
 program's own), rewritten after finalization with what it left, and written
@@ -33,6 +34,7 @@ REPORT_ENV = "RINGPOOL_PYTHON_REPORT"
 DEPTH_ENV = "RINGPOOL_PYTHON_DEPTH"
 RATE_ENV = "RINGPOOL_PYTHON_SAMPLE_RATE"
 SEED_ENV = "RINGPOOL_PYTHON_SAMPLE_SEED"
+NATIVE_ENV = "RINGPOOL_PYTHON_NATIVE"
 USAGE = "usage: python -m audit._pyboot (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
 
 
@@ -41,15 +43,15 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _load_hooks() -> types.ModuleType:
-    """allocator._pyhooks without running allocator/__init__.py (the bindings,
-    cffi and the report reader: tens of milliseconds of start-up the audited
-    program would pay).  A later ``from allocator import _pyhooks`` finds the
-    same module in sys.modules."""
+def _load_hooks(name: str = "allocator._pyhooks") -> types.ModuleType:
+    """allocator._pyhooks (or another extension module of the package: the
+    native stacks' allocator._pystack) without running allocator/__init__.py
+    (the bindings, cffi and the report reader: tens of milliseconds of
+    start-up the audited program would pay).  A later ``from allocator import
+    _pyhooks`` finds the same module in sys.modules."""
     import importlib.machinery
     import importlib.util
 
-    name = "allocator._pyhooks"
     loaded = sys.modules.get(name)
     if loaded is not None:
         return loaded
@@ -91,6 +93,21 @@ def _sampling() -> tuple[float, int | None]:
     return rate, seed
 
 
+def _native() -> int:
+    """Native frames per stack from the environment; 0: none."""
+    text = os.environ.get(NATIVE_ENV, "")
+    if not text:
+        return 0
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ValueError(f"${NATIVE_ENV} must be a number of native frames (1 to 256, 0: none), "
+                         f"not {text!r}") from None
+    if not 0 <= value <= 256:
+        raise ValueError(f"${NATIVE_ENV} must be from 1 to 256 (0: none), not {text!r}")
+    return value
+
+
 def main(argv: list[str]) -> int:
     pattern = os.environ.get(REPORT_ENV)
     if not pattern:
@@ -101,12 +118,15 @@ def main(argv: list[str]) -> int:
         return _fail(f"${DEPTH_ENV} must be an integer, not {os.environ[DEPTH_ENV]!r}")
     try:
         rate, seed = _sampling()
+        native = _native()
     except ValueError as exc:
         return _fail(str(exc))
     if not argv or (argv[0] in ("-m", "-c") and len(argv) < 2):
         return _fail(USAGE)
     try:
         _pyhooks = _load_hooks()
+        if native:
+            _load_hooks("allocator._pystack")
     except ImportError as exc:
         return _fail(f"cannot load the hooks into {sys.executable} "
                      f"(Python {sys.version.split()[0]}): {exc}")
@@ -115,11 +135,13 @@ def main(argv: list[str]) -> int:
         return _fail(f"{argv[0]}: no such file")
     try:
         _pyhooks.set_program(program)
+        options: dict[str, Any] = {"depth": depth}
         if rate:
-            _pyhooks.start(depth=depth, sample_rate=rate, seed=seed)
-        else:
-            _pyhooks.start(depth=depth)
-    except (ValueError, RuntimeError) as exc:
+            options.update(sample_rate=rate, seed=seed)
+        if native:
+            options["native"] = native
+        _pyhooks.start(**options)
+    except (ValueError, RuntimeError, OSError) as exc:
         return _fail(str(exc))
 
     def at_exit() -> None:

@@ -13,6 +13,19 @@ and the field) and groups sites into rows for the CLI: ``--by line``
 (``file:line (function)`` of the innermost frame, the default), ``function``,
 ``file`` or ``stack`` (every recorded frame).
 
+A report with native stacks (``run --python --native``) also holds the stack
+table of the interposer's and the pools' reports (``modules``, ``frames``,
+``stacks``; ``native_depth``), ``eval_frames`` (the frames that lie in
+CPython's evaluation loop), a ``native`` stack index per site and ``entry``
+on the Python frames that started a C call of the evaluation loop.  Each
+site's frames are then one hybrid stack: its native frames, innermost
+first, with each evaluation-loop frame replaced by the chain of Python
+frames it was running (up to and including the next entry frame), and
+without the leading frames of CPython's allocator functions
+(``PyObject_Malloc``, ...).  Native frames are named by the interposer's
+symbolizer (:func:`audit.preload.symbolize`): ``file:line`` where DWARF has
+it, else ``module+offset``.
+
 A sampled report (``run --python --sample-rate R``) states ``sample_rate``
 (per byte); its sites' ``blocks``, ``bytes``, ``peak_bytes`` and ``allocs``
 are the rounded estimates, and each site also carries the estimates as
@@ -40,9 +53,21 @@ REASONS = ("exit", "request", "exec")
 
 @dataclass(frozen=True)
 class Frame:
+    """A Python frame, or (``module`` set) a native frame of a report with native
+    stacks: its function (``"??"`` when unknown), ``file`` and ``line`` where DWARF
+    places it (else ``""`` and 0), the module and the return address's offset from
+    the module's load bias."""
     file: str
     line: int
     function: str
+    module: str | None = None
+    offset: int | None = None
+    build_id: str | None = None
+    module_base: int | None = None
+
+    @property
+    def native(self) -> bool:
+        return self.module is not None
 
 
 @dataclass(frozen=True)
@@ -86,6 +111,7 @@ class PythonReport:
     before: Section                 # outstanding before finalization (or at the request)
     after: Section | None           # left by finalization, when written after it
     sample_rate: float | None = None    # per byte; None: exact counts
+    native_depth: int | None = None     # native frames per stack (run --native); None: none
 
     # Fields the CLI's report metadata reads, like a snapshot's.
     @property
@@ -148,11 +174,125 @@ def _is_boot(frame: Frame) -> bool:
 def _trim(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
     """Drops the launcher's frames (audit/_pyboot.py and runpy below it) from the
     outer end of a stack: they are not the program's.  A stack made only of them
-    (the launcher compiling the script) keeps its innermost frame."""
+    (the launcher compiling the script) keeps its innermost frame.  In a hybrid
+    stack the cut is after the program's outermost Python frame below the
+    launcher's (the native frames that ran the launcher go with it)."""
+    if any(f.native for f in frames):
+        boot = next((i for i, f in enumerate(frames) if not f.native and _is_boot(f)), None)
+        if boot is None:
+            return frames
+        program = [i for i in range(boot) if not frames[i].native]
+        return frames[:program[-1] + 1 if program else boot + 1]
     end = len(frames)
     while end > 1 and _is_boot(frames[end - 1]):
         end -= 1
     return frames[:end]
+
+
+# CPython's allocator functions: the leading frames of a native stack that
+# only pass the request on to the hooks (a hybrid stack starts below them).
+_ALLOCATOR_API: tuple[str, ...] = ("PyMem_*Malloc", "PyMem_*Calloc", "PyMem_*Realloc",
+                                   "PyObject_Malloc", "PyObject_Calloc", "PyObject_Realloc",
+                                   "_PyObject_Malloc", "_PyMem_*", "_PyObject_Calloc",
+                                   "_PyObject_Realloc", "_PyMem_Raw*")
+
+
+# CPython's call machinery around its evaluation loop: the frames that set
+# up a C call of the loop (_PyEval_Vector, and the loop's inlined entry
+# _PyEval_EvalFrame as DWARF names it), and those the loop calls a callable
+# through (PyObject_Vectorcall, the builtin-function and method trampolines).
+# Next to a Python frame of a hybrid stack they say nothing the Python frame
+# does not, and go with the eval frame; elsewhere they stay.
+_EVAL_GLUE: tuple[str, ...] = (
+    "_PyEval_EvalFrameDefault*", "_PyEval_EvalFrame", "_PyEval_Vector", "PyEval_EvalCode",
+    "PyEval_EvalCodeEx", "_PyFunction_Vectorcall", "PyObject_Vectorcall", "PyObject_VectorcallDict",
+    "_PyObject_VectorcallTstate", "_PyObject_VectorcallDictTstate", "PyObject_Call",
+    "_PyObject_Call", "PyObject_CallOneArg", "PyObject_CallNoArgs", "_PyObject_CallNoArgs*",
+    "_PyObject_FastCall*", "_PyObject_MakeTpCall", "PyVectorcall_Call", "_PyVectorcall_Call",
+    "cfunction_vectorcall_*", "cfunction_call", "method_vectorcall*", "vectorcall_method",
+    "_PyObject_Call_Prepend", "slot_tp_call", "method_vectorcall_*", "call_unbound*",
+)
+
+
+@dataclass(frozen=True)
+class _Native:
+    """The stack table of a report with native stacks, symbolized."""
+    stacks: tuple[tuple[Frame, ...], ...]     # native frames, innermost first
+    evals: tuple[frozenset[int], ...]         # per stack: indexes of its eval-loop frames
+
+
+def _native(c: _Checker, doc: dict[str, Any]) -> _Native:
+    from audit import poolstacks, preload
+
+    try:
+        modules, stacks = poolstacks._tables(f"{c.source}: ", doc)
+    except ValueError as exc:
+        raise ReportFormatError(c.source, str(exc).split(": ", 1)[-1]) from None
+    raw_frames = c.get(doc, "frames", list, "")
+    evals_raw = c.get(doc, "eval_frames", list, "")
+    evals = set()
+    for i, k in enumerate(evals_raw):
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(raw_frames):
+            raise c.fail(f"eval_frames[{i}]", f"is not a frame index (0..{len(raw_frames) - 1})")
+        f = raw_frames[k]
+        evals.add((modules[f[0]].path if f[0] >= 0 else "?", int(f[1], 16)))
+    distinct = {st for st in stacks if st}
+    sites = tuple(preload.Site(st[0][0], st[0][1], 0, 0, 0, None, st) for st in distinct)
+    symbols = preload.symbolize(preload.PreloadReport(c.source, 0, "", "", "exit", {},
+                                                      tuple(modules), sites))
+    by_path = {m.path: m for m in modules}
+    out, out_evals = [], []
+    for st in stacks:
+        frames = []
+        for module, offset in st:
+            sym = symbols[(module, offset)]
+            mod = by_path.get(module)
+            frames.append(Frame(sym.file or "", sym.line or 0, sym.function, module, offset,
+                                mod.build_id if mod else None, mod.base if mod else None))
+        lead = preload.attributed(st, symbols, _ALLOCATOR_API) if st else 0
+        if lead == 0 and st and preload.is_wrapper(symbols[st[0]].function, _ALLOCATOR_API):
+            lead = len(st)          # nothing but allocator functions: keep none of them
+        out.append(tuple(frames[lead:]))
+        out_evals.append(frozenset(i - lead for i, fr in enumerate(st) if fr in evals and i >= lead))
+    return _Native(tuple(out), tuple(out_evals))
+
+
+def _hybrid(python: list[tuple[Frame, bool]], native: tuple[Frame, ...],
+            evals: frozenset[int]) -> tuple[Frame, ...]:
+    """The native frames with each evaluation-loop frame replaced by the chain of
+    Python frames it was running: from the next unused one up to and including
+    the next entry frame.  An eval frame left with no Python frame stays as it is;
+    Python frames left over (a native stack cut short) go at the outer end."""
+    out: list[Frame] = []
+    i = 0
+    for k, frame in enumerate(native):
+        if k in evals and i < len(python):
+            while i < len(python):
+                out.append(python[i][0])
+                i += 1
+                if python[i - 1][1]:
+                    break
+            continue
+        out.append(frame)
+    out.extend(f for f, _ in python[i:])
+    return _without_glue(out)
+
+
+def _without_glue(frames: list[Frame]) -> tuple[Frame, ...]:
+    """Drops the runs of call-machinery frames (_EVAL_GLUE) that touch a Python frame."""
+    from audit import preload
+
+    glue = [f.native and preload.is_wrapper(f.function, _EVAL_GLUE) for f in frames]
+    drop = [False] * len(frames)
+    for p, f in enumerate(frames):
+        if f.native:
+            continue
+        for step in (-1, 1):
+            j = p + step
+            while 0 <= j < len(frames) and glue[j]:
+                drop[j] = True
+                j += step
+    return tuple(f for f, d in zip(frames, drop) if not d)
 
 
 def _estimates(c: _Checker, s: dict[str, Any], w: str) -> Estimates:
@@ -162,7 +302,8 @@ def _estimates(c: _Checker, s: dict[str, Any], w: str) -> Estimates:
                      c.count(s, "sampled_blocks", w), c.count(s, "samples", w))
 
 
-def _sites(c: _Checker, raw: Any, where: str, depth: int, sampled: bool) -> tuple[Site, ...]:
+def _sites(c: _Checker, raw: Any, where: str, depth: int, sampled: bool,
+           native: _Native | None = None) -> tuple[Site, ...]:
     if not isinstance(raw, list):
         raise c.fail(where, f"must be list, found {type(raw).__name__}")
     out = []
@@ -178,15 +319,27 @@ def _sites(c: _Checker, raw: Any, where: str, depth: int, sampled: bool) -> tupl
             wf = f"{w}.frames[{j}]"
             if not isinstance(f, dict):
                 raise c.fail(wf, "must be an object")
-            frames.append(Frame(c.get(f, "file", str, wf), c.count(f, "line", wf),
-                                c.get(f, "function", str, wf)))
-        out.append(Site(_trim(tuple(frames)), c.count(s, "blocks", w), c.count(s, "bytes", w),
+            entry = f.get("entry", False)
+            if not isinstance(entry, bool):
+                raise c.fail(f"{wf}.entry", f"must be bool, found {type(entry).__name__}")
+            frames.append((Frame(c.get(f, "file", str, wf), c.count(f, "line", wf),
+                                 c.get(f, "function", str, wf)), entry))
+        if native is not None and "native" in s:
+            index = c.count(s, "native", w)
+            if index >= len(native.stacks):
+                raise c.fail(f"{w}.native", f"is {index}, but the report has "
+                                            f"{len(native.stacks)} stacks")
+            stack = _hybrid(frames, native.stacks[index], native.evals[index])
+        else:
+            stack = tuple(f for f, _ in frames)
+        out.append(Site(_trim(stack), c.count(s, "blocks", w), c.count(s, "bytes", w),
                         c.optional_count(s, "allocs", w), c.optional_count(s, "peak_bytes", w),
                         _estimates(c, s, w) if sampled else None))
     return tuple(out)
 
 
-def _section(c: _Checker, obj: dict[str, Any], where: str, depth: int, sampled: bool) -> Section:
+def _section(c: _Checker, obj: dict[str, Any], where: str, depth: int, sampled: bool,
+             native: _Native | None = None) -> Section:
     taken_at = c.get(obj, "taken_at", str, where)
     raw_totals = c.get(obj, "totals", dict, where)
     tw = f"{where}.totals" if where else "totals"
@@ -195,7 +348,7 @@ def _section(c: _Checker, obj: dict[str, Any], where: str, depth: int, sampled: 
         if k not in totals:
             totals[k] = c.count(raw_totals, k, tw)
     sites = _sites(c, c.get(obj, "sites", list, where), f"{where}.sites" if where else "sites", depth,
-                   sampled)
+                   sampled, native)
     blocks = sum(s.blocks for s in sites)
     nbytes = sum(s.bytes for s in sites)
     if (blocks, nbytes) != (totals["blocks"], totals["bytes"]):
@@ -228,20 +381,43 @@ def parse(doc: Any, source: str) -> PythonReport:
         rate = c.number(doc, "sample_rate", "")
         if not 0.0 < rate <= 1.0:
             raise c.fail("sample_rate", f"must be in (0, 1], found {doc['sample_rate']!r}")
-    before = _section(c, doc, "", depth, rate is not None)
+    native_depth = None
+    native = None
+    if "native_depth" in doc:
+        native_depth = c.count(doc, "native_depth", "")
+        if not 1 <= native_depth <= 256:
+            raise c.fail("native_depth", f"must be from 1 to 256, found {native_depth}")
+        if "native_error" not in doc:
+            native = _native(c, doc)
+    before = _section(c, doc, "", depth, rate is not None, native)
     after = None
     if "after_finalization" in doc:
         raw_after = c.get(doc, "after_finalization", dict, "")
-        after = _section(c, raw_after, "after_finalization", depth, rate is not None)
+        after = _section(c, raw_after, "after_finalization", depth, rate is not None, native)
     return PythonReport(path=source, pid=c.count(doc, "pid", ""),
                         program=c.get(doc, "program", str, ""), python=c.get(doc, "python", str, ""),
                         reason=reason, depth=depth, domains=tuple(domains), before=before, after=after,
-                        sample_rate=rate)
+                        sample_rate=rate, native_depth=native_depth)
 
 
 # --------------------------------------------------------------------- rows
+def _where(frame: Frame) -> str:
+    """A native frame's place: its source file:line (DWARF), else module+offset."""
+    if frame.file and frame.line:
+        return f"{frame.file}:{frame.line}"
+    return f"{os.path.basename(frame.module or '?')}+{frame.offset or 0:#x}"
+
+
 def frame_text(frame: Frame) -> str:
+    if frame.native:
+        return f"{_where(frame)} ({frame.function})"
     return f"{frame.file}:{frame.line} ({frame.function})"
+
+
+def _file(frame: Frame) -> str:
+    if frame.native:
+        return frame.file or (frame.module or "?")
+    return frame.file
 
 
 def key(site: Site, by: str) -> str:
@@ -251,9 +427,11 @@ def key(site: Site, by: str) -> str:
     if by == "line":
         return frame_text(top)
     if by == "function":
-        return f"{top.function} ({top.file})"
+        if top.native and not top.file:
+            return f"{top.function} ({os.path.basename(top.module or '?')})"
+        return f"{top.function} ({_file(top)})"
     if by == "file":
-        return top.file
+        return _file(top)
     return " <- ".join(frame_text(f) for f in site.frames)
 
 

@@ -27,6 +27,8 @@ from audit.formatters import render
 
 _PYTHON_NAME = re.compile(r"(python|pypy)(\d+(\.\d+)*)?[dmu]*(\.exe)?\Z")
 TEXT_FORMATS = ("table", "github", "markdown")
+#: Native frames per stack with --native when --stack-depth is not given (as --preload's).
+NATIVE_DEPTH = 64
 #: The launcher, run by its path: audit._pyboot from its cached bytecode.
 BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pystart.py")
 
@@ -42,9 +44,14 @@ def add_python_options(parser: argparse.ArgumentParser) -> None:
                        help="CMD is a Python script (or -m MODULE, -c CODE, or a python "
                             "interpreter and its arguments): attribute its allocations to "
                             "Python lines through CPython's allocator hooks")
-    group.add_argument("--python-depth", type=positive_int, default=1, metavar="N",
+    group.add_argument("--python-depth", type=positive_int, default=None, metavar="N",
                        help="with --python: Python frames kept per allocation (default 1; "
                             "--by stack shows them)")
+    group.add_argument("--native", action="store_true",
+                       help="with --python: also record the native call stack of each tracked "
+                            "allocation (--stack-depth frames, default 64) and show one stack "
+                            "per site, native frames with each CPython evaluation-loop frame "
+                            "replaced by the Python frames it ran (like memray's --native)")
 
 
 def hint(cmd: list[str]) -> None:
@@ -74,6 +81,13 @@ def run(args: argparse.Namespace, cmd: list[str]) -> int:
         raise AuditError("run: --blocks applies to pool reports, not to --python")
     from audit import pyreport
     from allocator import _pyhooks
+    native = getattr(args, "native", False)
+    if native and args.python_depth is not None:
+        raise AuditError("--python-depth and --native are exclusive (with --native, the Python "
+                         "frames are those the native stack's evaluation-loop frames ran; "
+                         "--stack-depth N bounds the native frames)")
+    if args.python_depth is None:
+        args.python_depth = 1
     if args.python_depth > _pyhooks.MAX_DEPTH:
         raise AuditError(f"--python-depth {args.python_depth}: at most {_pyhooks.MAX_DEPTH}")
     try:
@@ -102,8 +116,11 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
     env = dict(os.environ)
     env["RINGPOOL_PYTHON_REPORT"] = os.path.join(os.path.abspath(report_dir), "python.%p.json")
     env["RINGPOOL_PYTHON_DEPTH"] = str(args.python_depth)
-    for name in ("RINGPOOL_PYTHON_SAMPLE_RATE", "RINGPOOL_PYTHON_SAMPLE_SEED"):
+    for name in ("RINGPOOL_PYTHON_SAMPLE_RATE", "RINGPOOL_PYTHON_SAMPLE_SEED",
+                 "RINGPOOL_PYTHON_NATIVE"):
         env.pop(name, None)
+    if getattr(args, "native", False):
+        env["RINGPOOL_PYTHON_NATIVE"] = str(args.stack_depth or NATIVE_DEPTH)
     if getattr(args, "sample_rate", None) is not None:
         env["RINGPOOL_PYTHON_SAMPLE_RATE"] = repr(args.sample_rate)
     if getattr(args, "sample_seed", None) is not None:

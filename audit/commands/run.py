@@ -45,8 +45,9 @@ class RunCommand:
         parser.add_argument("--preload", action="store_true",
                             help="audit an unmodified program: interpose malloc with libringpool-preload.so")
         parser.add_argument("--stack-depth", type=stack_depth, default=None, metavar="N",
-                            help="with --preload: frames of call stack recorded per block, 1 to 256 "
-                                 "(default 64; 1 records the caller of malloc only, the cheapest)")
+                            help="with --preload (or --python --native): frames of call stack "
+                                 "recorded per block, 1 to 256 (default 64; 1 records the caller "
+                                 "of malloc only, the cheapest)")
         parser.add_argument("--sample-rate", type=sample_rate, default=None, metavar="RATE",
                             help="with --preload or --python: sample each allocated byte with "
                                  "probability RATE (0 < RATE <= 1, e.g. 1e-4) and track the sampled "
@@ -63,8 +64,11 @@ class RunCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         output.check_output(args)
-        if args.stack_depth is not None and not args.preload:
-            raise AuditError("--stack-depth applies to --preload runs only")
+        if args.stack_depth is not None and not (args.preload or getattr(args, "native", False)):
+            raise AuditError("--stack-depth applies to --preload and --python --native runs only")
+        if getattr(args, "native", False) and not args.python:
+            raise AuditError("--native applies to --python runs (--preload records native "
+                             "stacks of its own)")
         if args.sample_rate is not None and not (args.preload or args.python):
             raise AuditError("--sample-rate applies to --preload and --python runs only (pools: "
                              "allocator.memprof, rp_memprof_start)")

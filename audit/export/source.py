@@ -171,9 +171,19 @@ def _join_rate(prof: Profile, path: str, rate: Any) -> None:
         raise ValueError(f"{path}: an exact report cannot join sampled ones in one profile")
 
 
+def _python_frame(f: Any) -> Frame:
+    """A frame of a Python report's site: a Python frame, or a native one (run --native)."""
+    if getattr(f, "module", None) is not None:
+        return Frame(str(f.function), f.file or None, f.line or None,
+                     None if f.module == "?" else f.module, f.offset, f.build_id, f.module_base)
+    return Frame(str(f.function), str(f.file), int(f.line), kind="python")
+
+
 def _add_python(prof: Profile, report: Any, finalization: bool) -> None:
     """A report of the Python allocator hooks (audit.pyreport): each site is a stack of
-    Python frames, innermost first; a site without a Python frame is one frame saying so.
+    Python frames, innermost first (with --native, a hybrid stack: native frames with
+    the Python ones in place of the evaluation loop's); a site without a frame is one
+    frame saying so.
     A sampled report gives its estimates."""
     data = report.data
     _join_rate(prof, str(report.path), getattr(data, "sample_rate", None))
@@ -181,7 +191,7 @@ def _add_python(prof: Profile, report: Any, finalization: bool) -> None:
     if section is None:
         return
     for site in section.sites:
-        stack = [Frame(str(f.function), str(f.file), int(f.line), kind="python") for f in site.frames]
+        stack = [_python_frame(f) for f in site.frames]
         if not stack:
             stack = [Frame("(no Python frame)", kind="python")]
         est = getattr(site, "estimates", None)

@@ -37,6 +37,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORKLOADS = {"json": 400, "regex": 150, "dictlist": 150, "objects": 200}
 MODES = ["plain", "tracemalloc-1", "memray", "memray-pyalloc", "ringpool", "ringpool-1e-4"]
+#: Also measured when asked (--modes): run --python --native, exact and sampled.
+EXTRA_MODES = ["ringpool-native", "ringpool-native-1e-4"]
 ROOT = HERE.parents[1]
 BOOT = ROOT / "audit" / "_pystart.py"
 
@@ -58,12 +60,15 @@ def command(mode: str, workload: str, n: int, tmp: str) -> tuple[list[str], dict
     if mode == "memray-pyalloc":
         return [py, "-m", "memray", "run", "-q", "-f", "--trace-python-allocators", "-o",
                 f"{tmp}/memray.bin", *script], env
-    if mode in ("ringpool", "ringpool-1e-4"):
+    if mode in ("ringpool", "ringpool-1e-4", "ringpool-native", "ringpool-native-1e-4"):
         env["RINGPOOL_PYTHON_REPORT"] = f"{tmp}/python.%p.json"
         env.pop("RINGPOOL_PYTHON_SAMPLE_RATE", None)
         env.pop("RINGPOOL_PYTHON_SAMPLE_SEED", None)
-        if mode == "ringpool-1e-4":
+        env.pop("RINGPOOL_PYTHON_NATIVE", None)
+        if mode.endswith("-1e-4"):
             env["RINGPOOL_PYTHON_SAMPLE_RATE"] = "1e-4"
+        if "native" in mode:
+            env["RINGPOOL_PYTHON_NATIVE"] = "64"     # run --python --native
         return [py, str(BOOT), *script], env
     raise ValueError(mode)
 
@@ -119,9 +124,10 @@ def main(argv: list[str]) -> int:
     if args.repeat < 1 or args.scale <= 0 or args.callgrind_scale <= 0:
         ap.error("--repeat, --scale and --callgrind-scale must be positive")
     modes = ["plain"] + [m.strip() for m in args.modes.split(",") if m.strip() and m.strip() != "plain"]
-    bad_modes = [m for m in modes if m not in MODES]
+    bad_modes = [m for m in modes if m not in MODES + EXTRA_MODES]
     if bad_modes:
-        ap.error(f"unknown mode(s) {', '.join(bad_modes)}: choose from {', '.join(MODES)}")
+        ap.error(f"unknown mode(s) {', '.join(bad_modes)}: choose from "
+                 f"{', '.join(MODES + EXTRA_MODES)}")
     MODES[:] = modes
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in chosen if w not in WORKLOADS]

@@ -64,7 +64,7 @@ need = ["allocator/__init__.py", "allocator/config.py", "allocator/py.typed",
         "audit/commands/config.py", "audit/pytest_plugin.py", "audit/py.typed", "audit/_pyboot.py",
         f"ringpool-{version}.dist-info/licenses/LICENSE"]
 missing = [n for n in need if n not in names]
-for ext in ("allocator/_ringpool", "allocator/_pyhooks", "audit/_bench"):
+for ext in ("allocator/_ringpool", "allocator/_pyhooks", "allocator/_pystack", "audit/_bench"):
     if not any(n.startswith(ext + ".") and n.endswith(".so") for n in names):
         missing.append(ext + ".*.so")
 assert not missing, f"wheel lacks {missing}"
@@ -78,7 +78,8 @@ snames = {n[len(top):] for n in tarfile.open(sdist).getnames() if n.startswith(t
 need = ["setup.py", "pyproject.toml", "LICENSE", "README.md", "Makefile", "requirements.txt",
         "ringpool.pc.in", "csrc/flags.mk", "csrc/include/ringpool.h", "csrc/pool.c",
         "csrc/preload/hooks.c", "csrc/preload/rpp.h", "csrc/stack/stack.c", "mk/preload.mk", "cmake/ringpoolConfig.cmake.in",
-        "allocator/_build.py", "allocator/_ringpool_cdef.h", "allocator/_pyhooks.c", "audit/_bench_build.py",
+        "allocator/_build.py", "allocator/_ringpool_cdef.h", "allocator/_pyhooks.c", "allocator/_pystack.c",
+        "allocator/_pystack.h", "audit/_bench_build.py",
         "audit/_bench_kernel.c", "audit/commands/run.py"]
 missing = [n for n in need if n not in snames]
 assert not missing, f"sdist lacks {missing}"
@@ -199,6 +200,19 @@ with open(sys.argv[1], encoding="utf-8") as f:
     rows = {r["key"]: r for r in json.load(f)["rows"]}
 line = rows["app.py:3 (<module>)"]
 assert 300000 <= line["bytes"] < 301000, line   # three 100000-byte buffers and their objects
+EOF
+
+step "run --python --native: a C function of the stdlib under the Python line that called it"
+printf 'import zlib\nKEEP = []\nfor i in range(20):\n    KEEP.append(zlib.compress(bytes(range(256)) * 400, 1))\n' > native_app.py
+rm -f native.json
+expect 0 "$bin"/ringpool-audit run --python --native --by stack --format json --output native.json -- native_app.py
+"$bin"/python - native.json <<'EOF'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as f:
+    rows = json.load(f)["rows"]
+# hybrid stacks: native frames (zlib's, CPython's), then the Python line that called zlib.compress
+hybrid = [r for r in rows if " <- native_app.py:4 (<module>)" in r["key"]]
+assert hybrid and sum(r["blocks"] for r in hybrid) >= 20, [r["key"] for r in rows][:10]
 EOF
 
 # ------------------------------------------------------------ the sdist
