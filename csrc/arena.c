@@ -8,9 +8,13 @@
  * an rpi_big record on a list of their own. Destroy frees the chunk list and
  * the big list and never touches a block: O(chunks + big blocks). A block's
  * class is kept in its header: a shrink keeps the class, and the block carved
- * last from the current chunk grows in place into the chunk's rest. Big
- * blocks (not over-aligned) are resized with realloc, which moves large
- * allocations by remapping their pages rather than copying them.
+ * last from the current chunk grows in place into the chunk's rest, up to
+ * RPI_GROW_LIMIT; a block that a resize grows past that leaves the arena for
+ * an allocation of its own, while it is small enough to copy cheaply. Big
+ * blocks resize in place within their allocation (growth by small steps
+ * leaves a quarter of headroom); otherwise those not over-aligned are
+ * resized with realloc, which moves large allocations by remapping their
+ * pages rather than copying them.
  */
 #include "internal.h"
 
@@ -164,11 +168,24 @@ static bool new_chunk(rp_pool *pool, rpi_arena *a)
     return true;
 }
 
-static rpi_hdr *big_alloc(rp_pool *pool, size_t align, size_t size)
+/* rpi_class_size(c) for every class, as constants. */
+#define CLASS_BYTES(c) ((c) < 64 ? ((c) + 1) * 16u \
+                        : (1u << (10 + ((c) - 64) / 4)) + ((((c) - 64) % 4 + 1) << (8 + ((c) - 64) / 4)))
+#define CLASS_BYTES4(c) CLASS_BYTES(c), CLASS_BYTES(c + 1), CLASS_BYTES(c + 2), CLASS_BYTES(c + 3)
+#define CLASS_BYTES16(c) CLASS_BYTES4(c), CLASS_BYTES4(c + 4), CLASS_BYTES4(c + 8), CLASS_BYTES4(c + 12)
+const uint32_t rpi_class_bytes[RPI_NCLASSES] = {
+    CLASS_BYTES16(0), CLASS_BYTES16(16), CLASS_BYTES16(32), CLASS_BYTES16(48), CLASS_BYTES16(64),
+    CLASS_BYTES4(80),
+};
+_Static_assert(CLASS_BYTES(RPI_NCLASSES - 1) == RPI_BIG_LIMIT, "the last class is RPI_BIG_LIMIT");
+
+/* A big block whose allocation holds room payload bytes (word: RPI_F_BIG;
+   the caller adds the alignment and size). */
+static rpi_hdr *big_alloc(rp_pool *pool, size_t align, size_t room)
 {
     rpi_arena *a = pool->arena;
     if (align < _Alignof(max_align_t)) align = _Alignof(max_align_t);
-    size_t total = rpi_big_total(align, size);
+    size_t total = rpi_big_total(align, room);
     void *raw = rpi_sys_malloc(total);
     if (!raw) return NULL;
     uintptr_t p = ((uintptr_t)raw + sizeof(rpi_big) + RPI_HDR + align - 1) & ~(uintptr_t)(align - 1);
@@ -238,15 +255,25 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
 
 bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
 {
+    if (h->word & RPI_F_BIG) {
+        /* within its own allocation, unless that would keep more than twice
+           what the block holds (then realloc gives the rest back); checked
+           pools keep every big allocation at its block's exact size */
+        if (pool->flags & RP_POOL_CHECKED) return false;
+        size_t cap = rpi_big_cap(h);
+        if (new_size > cap || new_size < cap / 2) return false;
+        h->word = (h->word & ~RPI_SIZE_MASK) | new_size;
+        return true;
+    }
     if (!(h->word & RPI_F_ARENA)) return false;
     unsigned c = (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
     size_t cs = rpi_class_size(c);
     size_t total = RPI_HDR + new_size;     /* new_size <= RP_MAX_SIZE: no wrap */
     if (total > cs) {
         /* growth: only the block carved last from the current chunk, into
-           the chunk's uncarved rest */
+           the chunk's uncarved rest, and only up to RPI_GROW_LIMIT */
         rpi_arena *a = pool->arena;
-        if (total > RPI_BIG_LIMIT || (char *)h + cs != a->cur) return false;
+        if (total > RPI_GROW_LIMIT || (char *)h + cs != a->cur) return false;
         c = rpi_class_of(total);
         cs = rpi_class_size(c);
         if ((size_t)(a->end - (char *)h) < cs) return false;
@@ -257,24 +284,19 @@ bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
     return true;
 }
 
-rpi_hdr *rpi_arena_big_resize(rp_pool *pool, rpi_hdr *h, size_t new_size)
+rpi_hdr *rpi_arena_alloc_moved(rp_pool *pool, size_t old, size_t new_size)
 {
-    rpi_big *b = (rpi_big *)h - 1;
-    size_t off = (size_t)((char *)b - (char *)b->raw);
-    size_t old_total = (size_t)(uintptr_t)b->pad;
-    size_t total = rpi_big_total(_Alignof(max_align_t), new_size);  /* <= RP_MAX_SIZE + 64 */
-    /* malloc aligns to max_align_t, so the record keeps its offset in the
-       raw allocation and realloc carries it along with the payload */
-    char *raw = rpi_sys_realloc(b->raw, total);
-    if (!raw) return NULL;
-    b = (rpi_big *)(raw + off);
-    b->raw = raw;
-    b->pad = (void *)(uintptr_t)total;
-    b->prev->next = b;
-    b->next->prev = b;
-    pool->reserved = pool->reserved - old_total + total;
-    h = (rpi_hdr *)(b + 1);
-    h->word = (h->word & ~RPI_SIZE_MASK) | new_size;
+    rpi_hdr *h;
+    if (new_size <= old || RPI_HDR + new_size <= RPI_GROW_LIMIT) {
+        h = rpi_arena_alloc(pool, new_size);
+    } else {
+        size_t want = pool->flags & RP_POOL_CHECKED ? new_size : rpi_grow_want(old, new_size);
+        h = big_alloc(pool, 0, want);
+        if (!h && want != new_size) h = big_alloc(pool, 0, new_size);
+    }
+    if (!h) return NULL;
+    if (h->word & RPI_F_BIG) h->word |= (uint64_t)4 << RPI_ALIGN_SHIFT;   /* log2(16) */
+    h->word |= new_size;
     return h;
 }
 

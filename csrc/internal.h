@@ -168,6 +168,12 @@ static inline size_t rpi_big_total(size_t align, size_t size)  /* align >= 16 */
 {
     return sizeof(rpi_big) + sizeof(rpi_hdr) + (align - _Alignof(max_align_t)) + size;
 }
+/* Payload bytes a big block's allocation holds (its size or more). */
+static inline size_t rpi_big_cap(rpi_hdr *h)
+{
+    rpi_big *b = (rpi_big *)h - 1;
+    return (size_t)(uintptr_t)b->pad - (size_t)((char *)(h + 1) - (char *)b->raw);
+}
 
 /* Malloc backing: freed blocks of up to RPI_RECYCLE_MAX bytes, up to
    RPI_RECYCLE_BYTES in all per pool, are kept on per-16-byte-class lists and
@@ -334,6 +340,9 @@ RPI_HIDDEN extern rp_pool *rpi_live_head;
 
 /* ---- arena.c: size classes (header included) */
 #define RPI_BIG_LIMIT 32768u
+/* A resize grows an arena block in place up to this total (header included);
+   past it the block moves to an allocation of its own (arena.c). */
+#define RPI_GROW_LIMIT 4096u
 #define RPI_MAX_CHUNK (RP_MAX_SIZE & ~(size_t)15)   /* largest arena chunk_size */
 static inline unsigned rpi_class_of(size_t total)
 {
@@ -349,19 +358,64 @@ static inline size_t rpi_class_size(unsigned c)
     return ((size_t)1 << lg) + ((size_t)(k % 4 + 1) << (lg - 2));
 }
 RPI_HIDDEN rpi_hdr *rpi_arena_refill(rp_pool *pool, unsigned cls); /* lock held; new chunk */
+/* rpi_class_size as a table, for paths where one load beats the arithmetic. */
+RPI_HIDDEN extern const uint32_t rpi_class_bytes[RPI_NCLASSES];
 
 RPI_HIDDEN int  rpi_arena_init(rp_pool *pool, const rp_pool_options *opts);
 RPI_HIDDEN rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size);  /* lock held */
 RPI_HIDDEN rpi_hdr *rpi_arena_alloc_aligned(rp_pool *pool, size_t align, size_t size);
 RPI_HIDDEN void rpi_arena_free(rp_pool *pool, rpi_hdr *h);          /* lock held, unlinked */
 /* Lock held. An arena block resized without moving (a shrink, a size its
-   class holds, or the last carved block grown into its chunk): true, and
-   the header word updated; false: nothing changed. */
+   class holds, or the last carved block grown into its chunk), or a big
+   block within its allocation (not in checked pools): true, and the header
+   word updated; false: nothing changed. */
 RPI_HIDDEN bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size);
-/* Lock held. A big block (alignment <= max_align_t) resized by realloc of
-   its raw allocation: the new header (relinked on the big list, not on the
-   ring; size updated), or NULL with nothing changed. */
-RPI_HIDDEN rpi_hdr *rpi_arena_big_resize(rp_pool *pool, rpi_hdr *h, size_t new_size);
+/* Payload bytes to ask for when a block holding cap bytes must grow to size
+   (> cap): a growth by small steps gets a quarter more than it asks for, so
+   the next steps stay in place; a jump of more than that (doubling) gets
+   exactly its size. */
+static inline size_t rpi_grow_want(size_t cap, size_t size)
+{
+    if (size - cap >= cap / 4) return size;
+    size_t want = cap + cap / 4;     /* cap <= RP_MAX_SIZE + 48: no wrap */
+    return want < RP_MAX_SIZE ? want : RP_MAX_SIZE;
+}
+/* Lock held. A big block (alignment max_align_t) resized by realloc of its
+   raw allocation: the new header (relinked on the big list, not on the
+   ring; size updated), or NULL with nothing changed. exact: no headroom
+   (checked pools, whose registry knows each allocation by the block's
+   size). Inline: the resize fast path (pool.c) calls it. */
+static inline rpi_hdr *rpi_arena_big_resize(rp_pool *pool, rpi_hdr *h, size_t new_size, bool exact)
+{
+    rpi_big *b = (rpi_big *)h - 1;
+    size_t off = (size_t)((char *)b - (char *)b->raw);
+    size_t old_total = (size_t)(uintptr_t)b->pad;
+    size_t cap = rpi_big_cap(h);
+    size_t want = new_size > cap && !exact ? rpi_grow_want(cap, new_size) : new_size;
+    /* malloc aligns to max_align_t, so the record keeps its offset in the
+       raw allocation and realloc carries it along with the payload */
+    size_t total = rpi_big_total(_Alignof(max_align_t), want);  /* <= RP_MAX_SIZE + 64 */
+    char *raw = rpi_sys_realloc(b->raw, total);
+    if (RPI_UNLIKELY(!raw) && want != new_size) {   /* no room for the headroom: exactly */
+        total = rpi_big_total(_Alignof(max_align_t), new_size);
+        raw = rpi_sys_realloc(b->raw, total);
+    }
+    if (RPI_UNLIKELY(!raw)) return NULL;
+    b = (rpi_big *)(raw + off);
+    b->raw = raw;
+    b->pad = (void *)(uintptr_t)total;
+    b->prev->next = b;
+    b->next->prev = b;
+    pool->reserved = pool->reserved - old_total + total;
+    h = (rpi_hdr *)(b + 1);
+    h->word = (h->word & ~RPI_SIZE_MASK) | new_size;
+    return h;
+}
+/* Lock held. Memory for a block that a resize moves from old to new_size
+   bytes (full word set): a growth past RPI_GROW_LIMIT gets a big block
+   (with headroom for a small step, except in checked pools), anything else
+   what rpi_arena_alloc gives. NULL on OOM. */
+RPI_HIDDEN rpi_hdr *rpi_arena_alloc_moved(rp_pool *pool, size_t old, size_t new_size);
 RPI_HIDDEN void rpi_arena_release(rp_pool *pool, bool keep);       /* destroy/reset */
 RPI_HIDDEN void rpi_arena_fini(rp_pool *pool);
 RPI_HIDDEN void rpi_arena_free_chunks(rpi_arena *a);  /* every chunk, then a */

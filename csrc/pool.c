@@ -9,6 +9,7 @@
 #include "poolstack.h"
 #include "memprof.h"
 
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -1134,7 +1135,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
                ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT) <= 4 /* max_align_t */) {
         /* big block: realloc of its own allocation, relink (as above) */
         if ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
-        rpi_hdr *n = rpi_arena_big_resize(pool, h, size);
+        rpi_hdr *n = rpi_arena_big_resize(pool, h, size, checked);
         if (!n) goto fail_locked;
         if (n != h) relink_moved(pool, n, block);
         h = n;
@@ -1144,7 +1145,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         size_t align = !(h->word & RPI_F_ARENA) && (h->word & RPI_ALIGN_MASK)
             ? (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT) : 0;
         if ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
-        rpi_hdr *n = raw_new(pool, align, size);
+        rpi_hdr *n = align ? raw_new(pool, align, size) : rpi_arena_alloc_moved(pool, old, size);
         if (!n) goto fail_locked;
         memcpy(rpi_payload(n), block, old < size ? old : size);
         n->origin = h->origin;
@@ -1176,13 +1177,190 @@ fail:
     return NULL;
 }
 
+/* The fast paths of rp_resize: a block of an unchecked pool, not sampled,
+   without a pool stack or over-alignment, that stays where it is (an arena
+   block within its class or, carved last, the chunk's uncarved rest; a big
+   block within its allocation) or is a big block realloc'd. The counters
+   move by the difference and the sampler counts size new bytes, as in
+   resize_done. Every exit is a return or a tail call, so the in-place path
+   saves no register. */
+static inline __attribute__((always_inline)) void *resize_counted(rp_pool *pool, rpi_hdr *h,
+                                                                  rpi_tag *t, size_t old,
+                                                                  size_t size, const bool locked)
+{
+    t->bytes += size - old;               /* modulo 2^64: the difference either way */
+    if (t->bytes > t->peak) t->peak = t->bytes;
+    pool->bytes += size - old;
+    if (pool->bytes > pool->peak) pool->peak = pool->bytes;
+    if (rpi_memprof_due(pool, size)) return rpi_memprof_slow(pool, h, size, false);
+    if (locked) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
+    return rpi_payload(h);
+}
+
+/* A big block grown or shrunk by realloc of its own allocation (lock held;
+   no destructor, alignment max_align_t). */
+static inline __attribute__((always_inline)) void *resize_big(rp_pool *pool, rpi_hdr *h,
+                                                              size_t size, const char *call,
+                                                              bool plain, const bool locked)
+{
+    rpi_tag *t = h->origin;
+    size_t old = rpi_size(h);
+    rpi_hdr *n = rpi_arena_big_resize(pool, h, size, false);
+    if (RPI_UNLIKELY(!n)) {
+        if (locked) rpi_lock_release(&pool->lock);
+        if (plain) rpi_oom(call, size, t->name);
+        return NULL;
+    }
+    n->prev->next = n;                    /* the ring follows a moved header */
+    n->next->prev = n;
+    return resize_counted(pool, n, t, old, size, locked);
+}
+
+static __attribute__((noinline)) void *resize_big_unsync(rp_pool *pool, rpi_hdr *h, size_t size,
+                                                         const char *call, bool plain)
+{
+    return resize_big(pool, h, size, call, plain, false);
+}
+static __attribute__((noinline)) void *resize_big_locked(rp_pool *pool, rpi_hdr *h, size_t size,
+                                                         const char *call, bool plain)
+{
+    return resize_big(pool, h, size, call, plain, true);
+}
+
+/* Malloc backing: realloc of header and payload together (lock held; no
+   destructor, not aligned). */
+static inline __attribute__((always_inline)) void *resize_malloc(rp_pool *pool, rpi_hdr *h,
+                                                                 size_t size, const char *call,
+                                                                 bool plain, const bool locked)
+{
+    rpi_tag *t = h->origin;
+    uint64_t w = h->word;
+    size_t old = (size_t)(w & RPI_SIZE_MASK);
+    rpi_hdr *n = h;
+    size_t need = rpi_malloc_size(size);
+    if (need != rpi_malloc_size(old)) {
+        size_t ask = need;
+        if (size > old && size - old < old / 4 && (pool->flags & RPI_POOL_RECYCLE)) {
+            /* growth by a small step: within the headroom of an earlier
+               one, or realloc with a quarter of headroom. Not where
+               recycling is off (ASan, memcheck, checked pools): there
+               every block ends where its size says. */
+            if (malloc_usable_size(h) >= need) goto counted;
+            ask = rpi_malloc_size(rpi_grow_want(old, size));
+        }
+        n = rpi_sys_realloc(h, ask);
+        if (RPI_UNLIKELY(!n) && ask != need) n = rpi_sys_realloc(h, need);
+        if (RPI_UNLIKELY(!n)) {
+            if (locked) rpi_lock_release(&pool->lock);
+            if (plain) rpi_oom(call, size, t->name);
+            return NULL;
+        }
+        if (n != h) {
+            n->prev->next = n;            /* the ring follows a moved header */
+            n->next->prev = n;
+        }
+    }
+counted:
+    n->word = (w & ~RPI_SIZE_MASK) | size;
+    return resize_counted(pool, n, t, old, size, locked);
+}
+
+static __attribute__((noinline)) void *resize_malloc_unsync(rp_pool *pool, rpi_hdr *h,
+                                                            size_t size, const char *call,
+                                                            bool plain)
+{
+    return resize_malloc(pool, h, size, call, plain, false);
+}
+static __attribute__((noinline)) void *resize_malloc_locked(rp_pool *pool, rpi_hdr *h,
+                                                            size_t size, const char *call,
+                                                            bool plain)
+{
+    if (RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
+        return resize_impl(pool, rpi_payload(h), size, call, plain);
+    return resize_malloc(pool, h, size, call, plain, true);
+}
+
+static __attribute__((noinline)) void *resize_wake_then_impl(rp_pool *pool, void *block,
+                                                             size_t size, const char *call,
+                                                             bool plain)
+{
+    rpi_lock_wake(&pool->lock);
+    return resize_impl(pool, block, size, call, plain);
+}
+
+static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool, void *block,
+                                                                  uint64_t w, rpi_tag *t,
+                                                                  size_t size, const char *call,
+                                                                  bool plain, const bool locked)
+{
+    if (locked && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
+        return resize_impl(pool, block, size, call, plain);
+    rpi_hdr *h = rpi_hdr_of(block);
+    size_t old = (size_t)(w & RPI_SIZE_MASK);
+    if (RPI_LIKELY(w & RPI_F_ARENA)) {
+        size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+        size_t cs = rpi_class_bytes[c];
+        size_t total = RPI_HDR + size;      /* size <= RP_MAX_SIZE: no wrap */
+        if (total > cs) {
+            rpi_arena *a = pool->arena;
+            if (RPI_UNLIKELY(total > RPI_GROW_LIMIT || (char *)h + cs != a->cur)) goto general;
+            c = rpi_class_of(total);
+            cs = rpi_class_bytes[c];
+            if (RPI_UNLIKELY((size_t)(a->end - (char *)h) < cs)) goto general;
+            a->cur = (char *)h + cs;
+            w = (w & ~RPI_CLASS_MASK) | ((uint64_t)c << RPI_CLASS_SHIFT);
+        }
+    } else {
+        size_t cap = rpi_big_cap(h);
+        if (size > cap || size < cap / 2) {
+            /* realloc; a destructor's entry would need re-keying, and an
+               over-aligned block a move */
+            if ((w & (RPI_F_DTOR | RPI_ALIGN_MASK)) != ((uint64_t)4 << RPI_ALIGN_SHIFT)) goto general;
+            if (locked) return resize_big_locked(pool, h, size, call, plain);
+            return resize_big_unsync(pool, h, size, call, plain);
+        }
+    }
+    h->word = (w & ~RPI_SIZE_MASK) | size;
+    return resize_counted(pool, h, t, old, size, locked);
+general:
+    if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
+        return resize_wake_then_impl(pool, block, size, call, plain);
+    return resize_impl(pool, block, size, call, plain);
+}
+
+static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, void *block,
+                                                               size_t size, const char *call,
+                                                               bool plain)
+{
+    if (RPI_UNLIKELY(!block || size > RP_MAX_SIZE ||
+                     atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) != 0))
+        return resize_impl(pool, block, size, call, plain);
+    /* No checked pool exists, so the header is trusted. */
+    uint64_t w = rpi_hdr_of(block)->word;
+    rpi_tag *t = rpi_hdr_of(block)->origin;
+    rp_pool *owner = t->pool;
+    if (RPI_UNLIKELY((w & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK)) ||
+                     (pool && pool != owner)))
+        return resize_impl(pool, block, size, call, plain);
+    if (!(w & (RPI_F_ARENA | RPI_F_BIG))) {
+        /* malloc backing; a destructor's entry would need re-keying */
+        if (RPI_UNLIKELY(w & RPI_F_DTOR)) return resize_impl(pool, block, size, call, plain);
+        if (owner->flags & RP_POOL_UNSYNC)
+            return resize_malloc_unsync(owner, rpi_hdr_of(block), size, call, plain);
+        return resize_malloc_locked(owner, rpi_hdr_of(block), size, call, plain);
+    }
+    if (owner->flags & RP_POOL_UNSYNC)
+        return resize_fast_in(owner, block, w, t, size, call, plain, false);
+    return resize_fast_in(owner, block, w, t, size, call, plain, true);
+}
+
 void *rp_resize(rp_pool *pool, void *block, size_t size)
 {
-    return resize_impl(pool, block, size, "rp_resize", true);
+    return resize_fast(pool, block, size, "rp_resize", true);
 }
 void *rp_resize_noexc(rp_pool *pool, void *block, size_t size)
 {
-    return resize_impl(pool, block, size, "rp_resize_noexc", false);
+    return resize_fast(pool, block, size, "rp_resize_noexc", false);
 }
 
 /* ------------------------------------------------------------- blocks */

@@ -1,6 +1,6 @@
 /* test_arena_resize.c -- resizing blocks: contents survive every path; in the
-   arena a shrink never moves, the block carved last grows in place, big blocks
-   are resized with realloc; a failed _noexc resize leaves the old block valid
+   arena a shrink never moves, the block carved last grows in place up to
+   4 KiB, big blocks are resized with realloc; a failed _noexc resize leaves the old block valid
    and counted; checked pools and destructors follow the block. Runs for both
    backings (the address checks only for the arena). */
 #include "testutil.h"
@@ -60,8 +60,9 @@ static void last_carved_block_grows_in_place(void)
     unsigned char *first = p;
     size_t r0 = reserved(pool);
     fill(p, 16, 3);
-    /* up to the largest class: the default chunk (1 MiB) has room for all */
-    for (size_t n = 32; n <= 32000; n += 16) {
+    /* up to the growth limit, 4 KiB with the 32-byte header: the default
+       chunk (1 MiB) has room for all */
+    for (size_t n = 32; n <= 4096 - 32; n += 16) {
         p = rp_resize(pool, p, n);
         if (is_arena())
             CHECK(p == first);
@@ -70,12 +71,21 @@ static void last_carved_block_grows_in_place(void)
     }
     if (is_arena())
         CHECK_EQ(reserved(pool), r0);
-    CHECK_COUNTS(pool, 2, 100 + 32000);
+    CHECK_COUNTS(pool, 2, 100 + 4064);
     CHECK_INT(rp_pool_check(pool), 0);
     /* the next allocation is carved after the grown block, not inside it */
     unsigned char *q = rp_alloc(pool, 64, "after");
     fill(q, 64, 9);
-    CHECK(q + 64 <= p || q >= p + 32000);
+    CHECK(q + 64 <= p || q >= p + 4064);
+    CHECK(intact(p, 4064, 3));
+    /* past the limit the block has an allocation of its own */
+    for (size_t n = 4080; n <= 32000; n += 16) {
+        p = rp_resize(pool, p, n);
+        CHECK(intact(p, n - 16, 3));
+        fill(p, n, 3);
+    }
+    CHECK_COUNTS(pool, 3, 100 + 64 + 32000);
+    CHECK(intact(q, 64, 9));
     CHECK(intact(p, 32000, 3));
     rp_free(q);
     rp_free(p);

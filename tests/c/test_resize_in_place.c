@@ -1,0 +1,475 @@
+/* test_resize_in_place.c -- resizes that keep the block where it is: growth
+   within the size class, shrink, the class boundary, the block carved last
+   growing up to its chunk's end, big blocks growing inside their headroom;
+   a block that grows out of the arena leaves the chunk's rest to the next
+   allocation; counters move by the difference only (peaks kept); an
+   out-of-memory resize changes nothing; a resize of a sampled block (and of
+   a block the running profile has not seen) reaches the tracker; checked
+   pools keep big allocations exact. Most cases run on a thread-safe and an
+   unsynchronised pool; the address checks only for the arena. */
+#include "testutil.h"
+
+static int is_arena(void) { return tu_backing == RP_POOL_ARENA; }
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(i * 29u + seed);
+}
+
+static int intact(const unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(i * 29u + seed))
+            return 0;
+    return 1;
+}
+
+static rp_pool_info info_of(rp_pool *pool)
+{
+    rp_pool_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK_INT(rp_pool_get_info(pool, &info), 0);
+    return info;
+}
+
+/* The stats of the one tag named tag. */
+static rp_tag_stat tag_stat(rp_pool *pool, const char *tag)
+{
+    rp_tag_stat st[16];
+    size_t n = rp_pool_stats(pool, st, 16);
+    for (size_t i = 0; i < n && i < 16; i++)
+        if (strcmp(st[i].tag, tag) == 0)
+            return st[i];
+    tu_fail(__FILE__, __LINE__, "no tag '%s'", tag);
+}
+
+static rp_pool *pool_of_kind(const char *name, int unsync, size_t chunk)
+{
+    rp_pool_options o;
+    memset(&o, 0, sizeof o);
+    o.flags = tu_backing | (unsync ? RP_POOL_UNSYNC : 0);
+    o.chunk_size = chunk;
+    rp_pool *p = rp_pool_create_ex(name, &o);
+    CHECK(p != NULL);
+    tu_watched = p;
+    return p;
+}
+
+/* A 20-byte arena block sits in the 64-byte class (32-byte header): up to 32
+   bytes it stays, one more moves it when another block follows it. The same
+   at a larger class, (1024, 1280]. Counters follow, allocations do not. */
+static void growth_within_the_class_stays(void)
+{
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = pool_of_kind("class", unsync, 0);
+        unsigned char *a = rp_alloc(pool, 20, "a");
+        void *after = rp_alloc(pool, 8, "after");   /* a is not carved last */
+        fill(a, 20, 1);
+        unsigned char *r = rp_resize(pool, a, 32);
+        if (is_arena())
+            CHECK(r == a);
+        CHECK(intact(r, 20, 1));
+        fill(r, 32, 1);
+        CHECK_EQ(rp_block_size(r), 32);
+        CHECK_COUNTS(pool, 2, 32 + 8);
+        rp_tag_stat st = tag_stat(pool, "a");
+        CHECK_EQ(st.blocks, 1);
+        CHECK_EQ(st.bytes, 32);
+        CHECK_EQ(st.peak_bytes, 32);
+        CHECK_EQ(st.allocs, 1);                     /* a resize is not an allocation */
+        unsigned char *m = rp_resize(pool, r, 33);  /* past the class: moves */
+        if (is_arena())
+            CHECK(m != r);
+        CHECK(intact(m, 32, 1));
+        CHECK_COUNTS(pool, 2, 33 + 8);
+
+        unsigned char *b = rp_alloc(pool, 1100, "b");
+        void *after_b = rp_alloc(pool, 8, "after");
+        fill(b, 1100, 2);
+        unsigned char *rb = rp_resize(pool, b, 1248);   /* 1280 with the header */
+        if (is_arena())
+            CHECK(rb == b);
+        CHECK(intact(rb, 1100, 2));
+        fill(rb, 1248, 2);
+        unsigned char *mb = rp_resize(pool, rb, 1249);
+        if (is_arena())
+            CHECK(mb != rb);
+        CHECK(intact(mb, 1248, 2));
+        CHECK_COUNTS(pool, 4, 33 + 8 + 1249 + 8);
+        CHECK_INT(rp_pool_check(pool), 0);
+        rp_free(m);
+        rp_free(mb);
+        rp_free(after);
+        rp_free(after_b);
+        tu_end_pool(pool);
+    }
+}
+
+/* A shrink keeps the address, arena and big blocks alike (a big block down
+   to half its allocation); the pool's bytes drop, the peaks stay. */
+static void shrink_keeps_the_block(void)
+{
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = pool_of_kind("shrink", unsync, 0);
+        unsigned char *a = rp_alloc(pool, 3000, "a");
+        fill(a, 3000, 3);
+        unsigned char *r = rp_resize(pool, a, 10);
+        if (is_arena())
+            CHECK(r == a);
+        CHECK(intact(r, 10, 3));
+        rp_tag_stat st = tag_stat(pool, "a");
+        CHECK_EQ(st.bytes, 10);
+        CHECK_EQ(st.peak_bytes, 3000);
+        r = rp_resize(pool, r, 0);                  /* a valid 0-byte block */
+        CHECK(r != NULL);
+        CHECK_EQ(rp_block_size(r), 0);
+        CHECK_COUNTS(pool, 1, 0);
+
+        unsigned char *big = rp_alloc(pool, 100000, "big");
+        fill(big, 100000, 4);
+        size_t res0 = info_of(pool).reserved_bytes;
+        unsigned char *rb = rp_resize(pool, big, 60000);
+        if (is_arena()) {
+            CHECK(rb == big);
+            CHECK_EQ(info_of(pool).reserved_bytes, res0);
+        }
+        CHECK(intact(rb, 60000, 4));
+        CHECK_COUNTS(pool, 2, 60000);
+        /* far below half: the allocation shrinks with it */
+        rb = rp_resize(pool, rb, 1000);
+        CHECK(intact(rb, 1000, 4));
+        if (is_arena())
+            CHECK(info_of(pool).reserved_bytes < res0 - 90000);
+        st = tag_stat(pool, "big");
+        CHECK_EQ(st.bytes, 1000);
+        CHECK_EQ(st.peak_bytes, 100000);
+        CHECK_INT(rp_pool_check(pool), 0);
+        rp_free(r);
+        rp_free(rb);
+        tu_end_pool(pool);
+    }
+}
+
+/* In a 64 KiB chunk, 15 blocks of 4096 bytes (header included) leave 4080
+   bytes after the chunk's 16-byte header. A block carved there grows in
+   place while its class fits the rest (up to the 3584-byte class) and moves
+   at the next class (4096): never past the chunk's end. */
+static void last_carved_grows_to_the_chunk_end(void)
+{
+    if (!is_arena())
+        return;
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = pool_of_kind("chunk-end", unsync, (size_t)64 << 10);
+        unsigned char *fillers[15];
+        for (int i = 0; i < 15; i++) {
+            fillers[i] = rp_alloc(pool, 4064, "filler");
+            fill(fillers[i], 4064, (unsigned)i);
+        }
+        CHECK_EQ(info_of(pool).chunks, 1);
+        unsigned char *p = rp_alloc(pool, 16, "buf");
+        unsigned char *first = p;
+        fill(p, 16, 99);
+        size_t n;
+        for (n = 32; n <= 4064; n += 16) {
+            p = rp_resize(pool, p, n);
+            CHECK(intact(p, n - 16, 99));
+            fill(p, n, 99);
+            if (p != first)
+                break;
+        }
+        CHECK_EQ(n, 3584 - 32 + 16);                /* the first size of the 4096 class */
+        CHECK_EQ(info_of(pool).chunks, 2);          /* it went to a new chunk */
+        for (int i = 0; i < 15; i++)
+            CHECK(intact(fillers[i], 4064, (unsigned)i));
+        /* its old place went to its class's list (3584 with the header) */
+        unsigned char *q = rp_alloc(pool, 3552, "q");
+        CHECK(q == first);
+        fill(q, 3552, 5);
+        CHECK(intact(p, n, 99));
+        CHECK_INT(rp_pool_check(pool), 0);
+        for (int i = 0; i < 15; i++)
+            rp_free(fillers[i]);
+        rp_free(p);
+        rp_free(q);
+        tu_end_pool(pool);
+    }
+}
+
+/* Past 4 KiB (header included) a growing arena block gets an allocation of
+   its own: the chunk takes its place back for the next allocation. Growing
+   by small steps then stays mostly in place (a quarter of headroom per
+   realloc), and the headroom is reserved bytes. */
+static void big_block_growth_stays_in_place(void)
+{
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = pool_of_kind("big-grow", unsync, 0);
+        unsigned char *p = rp_alloc(pool, 4000, "buf");
+        unsigned char *first = p;
+        fill(p, 4000, 7);
+        p = rp_resize(pool, p, 4100);
+        CHECK(intact(p, 4000, 7));
+        fill(p, 4100, 7);
+        if (is_arena()) {
+            CHECK(p != first);
+            unsigned char *q = rp_alloc(pool, 16, "q");
+            CHECK(q == first);                      /* the chunk's rest came back */
+            rp_free(q);
+        }
+        unsigned moves = 0;
+        for (size_t n = 4116; n <= 200004; n += 16) {
+            unsigned char *r = rp_resize(pool, p, n);
+            moves += r != p;
+            p = r;
+            CHECK(p[0] == 7 && p[n - 32] == (unsigned char)((n - 32) * 29u + 7));
+            p[n - 16] = (unsigned char)((n - 16) * 29u + 7);
+            for (size_t i = n - 15; i < n; i++) p[i] = (unsigned char)(i * 29u + 7);
+            CHECK_EQ(rp_block_size(p), n);
+        }
+        CHECK(intact(p, 200004, 7));
+        CHECK_COUNTS(pool, 1, 200004);
+        rp_tag_stat st = tag_stat(pool, "buf");
+        CHECK_EQ(st.peak_bytes, 200004);
+        CHECK_EQ(st.allocs, 1);
+        if (is_arena()) {
+            /* 4100 -> 200004 by 1.25x steps: 18 reallocs at most, whatever moved */
+            CHECK(moves <= 18);
+            size_t res = info_of(pool).reserved_bytes;
+            CHECK(res >= 200004 + 64);
+            CHECK(res <= info_of(pool).chunks * ((size_t)1 << 20) + 200004 + 200004 / 4 + 64);
+        }
+        CHECK_INT(rp_pool_check(pool), 0);
+        rp_free(p);
+        tu_end_pool(pool);
+    }
+}
+
+/* A destructor stays with a big block that realloc moves (and with one that
+   stays). */
+static int dtor_calls;
+static void *dtor_block;
+static void dtor(void *block)
+{
+    dtor_calls++;
+    dtor_block = block;
+}
+
+static void destructor_follows_a_growing_big_block(void)
+{
+    rp_pool *pool = pool_of_kind("dtor", 0, 0);
+    unsigned char *p = rp_alloc(pool, 40000, "buf");
+    CHECK_INT(rp_set_destructor(p, dtor), 0);
+    for (size_t n = 40016; n <= 400000; n = n < 100000 ? n + 16 : n * 2)
+        p = rp_resize(pool, p, n);
+    dtor_calls = 0;
+    rp_free(p);
+    CHECK_INT(dtor_calls, 1);
+    CHECK(dtor_block == p);
+    tu_end_pool(pool);
+}
+
+/* Out of memory during a resize (every underlying allocation failing): the
+   _noexc twin returns NULL and the block keeps its address, contents and
+   counters; the plain one calls the OOM handler with the call, size and
+   tag. In the arena a single failure of the headroom realloc is retried
+   at the exact size. */
+static void expect_oom_resize(rp_pool *pool, void *block, size_t size)
+{
+    EXPECT_OOM(rp_resize(pool, block, size));
+}
+
+static void oom_during_resize_keeps_the_block(void)
+{
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = pool_of_kind("oom", unsync, 0);
+        unsigned char *big = rp_alloc(pool, 40000, "big");
+        unsigned char *small = rp_alloc(pool, 3000, "small");   /* grows past 4 KiB: leaves */
+        fill(big, 40000, 8);
+        fill(small, 3000, 9);
+        size_t res0 = info_of(pool).reserved_bytes;
+        rp_debug_fail_after(1, 1);
+        CHECK(rp_resize_noexc(pool, big, 40016) == NULL);
+        CHECK(rp_resize_noexc(pool, big, 400000) == NULL);
+        CHECK(rp_resize_noexc(pool, small, 5000) == NULL);
+        rp_debug_fail_after(0, 0);
+        CHECK(intact(big, 40000, 8));
+        CHECK(intact(small, 3000, 9));
+        CHECK_EQ(rp_block_size(big), 40000);
+        CHECK_EQ(rp_block_size(small), 3000);
+        CHECK_COUNTS(pool, 2, 43000);
+        CHECK_EQ(tag_stat(pool, "big").peak_bytes, 40000);
+        if (is_arena())
+            CHECK_EQ(info_of(pool).reserved_bytes, res0);
+        CHECK_INT(rp_pool_check(pool), 0);
+
+        rp_debug_fail_after(1, 1);
+        expect_oom_resize(pool, big, 40016);
+        rp_debug_fail_after(0, 0);
+        CHECK_STR(tu_oom_call, "rp_resize");
+        CHECK_EQ(tu_oom_size, 40016);
+        CHECK_STR(tu_oom_tag, "big");
+        CHECK(intact(big, 40000, 8));
+        CHECK_COUNTS(pool, 2, 43000);
+
+        /* arena: one failure, of the realloc with headroom; the exact one
+           succeeds */
+        if (is_arena()) {
+            rp_debug_fail_after(1, 0);
+            big = rp_resize_noexc(pool, big, 40016);
+            rp_debug_fail_after(0, 0);
+            CHECK(big != NULL);
+            CHECK(intact(big, 40000, 8));
+            CHECK_COUNTS(pool, 2, 43016);
+            CHECK_INT(rp_pool_check(pool), 0);
+        }
+        rp_free(big);
+        rp_free(small);
+        tu_end_pool(pool);
+    }
+}
+
+/* The tracker sees every resize as the model says: a sampled block's resize
+   is a dealloc and a fresh sample of the new size, in place or not; a block
+   allocated before the profile started is offered when a resize counts its
+   new bytes (rate 1: every byte is sampled). */
+typedef struct trk {
+    int allocs, deallocs;
+    void *last_block;
+    size_t last_size;
+} trk;
+
+static void *trk_alloc(const rp_memprof_allocation *a, void *data)
+{
+    trk *t = data;
+    t->allocs++;
+    t->last_block = a->block;
+    t->last_size = a->size;
+    return t;
+}
+
+static void trk_dealloc(void *user, void *data)
+{
+    CHECK(user == data);
+    ((trk *)data)->deallocs++;
+}
+
+static void sampled_block_resized(void)
+{
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = pool_of_kind("sampled", unsync, 0);
+        unsigned char *early = rp_alloc(pool, 20, "early");   /* before the profile */
+        void *after = rp_alloc(pool, 8, "after");
+        trk t = { 0, 0, NULL, 0 };
+        rp_memprof_params prm = { .rate = 1.0, .seed = 11,
+                                  .tracker = { trk_alloc, trk_dealloc, &t } };
+        rp_memprof *prof = NULL;
+        CHECK_INT(rp_memprof_start(&prm, &prof), 0);
+        if (unsync) {
+            /* an unsynchronised pool looks at the new profile within its
+               idle check distance: allocate until it does */
+            for (int i = 0; i < 100000 && t.allocs == 0; i++)
+                rp_free(rp_alloc(pool, 4096, "warm"));
+            CHECK(t.allocs > 0);
+            t.allocs = t.deallocs = 0;
+        }
+        unsigned char *r = rp_resize(pool, early, 28);    /* in place, not tracked yet */
+        if (is_arena())
+            CHECK(r == early);
+        CHECK_INT(t.allocs, 1);
+        CHECK_INT(t.deallocs, 0);
+        CHECK(t.last_block == r);
+        CHECK_EQ(t.last_size, 28);
+        CHECK_EQ(rp_memprof_tracked(prof), 1);
+        r = rp_resize(pool, r, 30);                        /* tracked, in place */
+        CHECK_INT(t.allocs, 2);
+        CHECK_INT(t.deallocs, 1);
+        CHECK_EQ(t.last_size, 30);
+        CHECK(t.last_block == r);
+        r = rp_resize(pool, r, 50000);                     /* tracked, moves to a big block */
+        CHECK_INT(t.allocs, 3);
+        CHECK_INT(t.deallocs, 2);
+        CHECK(t.last_block == r);
+        r = rp_resize(pool, r, 50016);                     /* tracked big, headroom */
+        CHECK_INT(t.allocs, 4);
+        CHECK_INT(t.deallocs, 3);
+        CHECK_EQ(rp_memprof_tracked(prof), 1);
+        rp_free(r);
+        CHECK_INT(t.deallocs, 4);
+        CHECK_EQ(rp_memprof_tracked(prof), 0);
+        CHECK_INT(rp_memprof_stop(), 0);
+        CHECK_INT(rp_memprof_discard(prof), 0);
+        rp_free(after);
+        CHECK_COUNTS(pool, 0, 0);
+        tu_end_pool(pool);
+    }
+}
+
+/* Resizing through a pool that does not own the block is refused and
+   changes nothing, on the in-place path too. */
+static void wrong_pool_is_refused(void)
+{
+    rp_pool *a = pool_of_kind("owner", 0, 0);
+    rp_pool *b = pool_of_kind("other", 1, 0);
+    tu_watched = a;
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    tu_errors_reset();
+    unsigned char *p = rp_alloc(a, 20, "p");
+    fill(p, 20, 6);
+    CHECK(rp_resize_noexc(b, p, 24) == NULL);
+    CHECK_ONE_ERROR(RP_EWRONGPOOL);
+    rp_set_error_handler(prev);
+    CHECK_EQ(rp_block_size(p), 20);
+    CHECK(intact(p, 20, 6));
+    CHECK_COUNTS(a, 1, 20);
+    CHECK_COUNTS(b, 0, 0);
+    rp_free(p);
+    tu_end_pool(b);
+    tu_end_pool(a);
+}
+
+/* Checked pools keep every big allocation at its block's size (their
+   registry checks the record below the header against it): small steps,
+   shrinks and an over-aligned block grown into its alignment slack leave a
+   pool that rp_pool_check finds intact. */
+static void checked_big_blocks_stay_exact(void)
+{
+    rp_pool *pool = tu_pool_ex("checked-big", RP_POOL_CHECKED);
+    unsigned char *big = rp_alloc(pool, 40000, "big");
+    fill(big, 40000, 1);
+    for (size_t n = 40016; n <= 41600; n += 16) {
+        big = rp_resize(pool, big, n);
+        CHECK_INT(rp_pool_check(pool), 0);
+    }
+    big = rp_resize(pool, big, 30000);
+    CHECK_INT(rp_pool_check(pool), 0);
+    CHECK(intact(big, 30000, 1));
+    unsigned char *al = rp_alloc_aligned(pool, 4096, 204, "aligned");
+    fill(al, 204, 2);
+    al = rp_resize(pool, al, 61);
+    CHECK_INT(rp_pool_check(pool), 0);
+    al = rp_resize(pool, al, 429);
+    CHECK_INT(rp_pool_check(pool), 0);
+    CHECK((uintptr_t)al % 4096 == 0);
+    CHECK(intact(al, 61, 2));
+    rp_free(big);
+    rp_free(al);
+    tu_end_pool(pool);
+}
+
+static const tu_case cases[] = {
+    { "checked_big_blocks_stay_exact", checked_big_blocks_stay_exact },
+    { "growth_within_the_class_stays", growth_within_the_class_stays },
+    { "shrink_keeps_the_block", shrink_keeps_the_block },
+    { "last_carved_grows_to_the_chunk_end", last_carved_grows_to_the_chunk_end },
+    { "big_block_growth_stays_in_place", big_block_growth_stays_in_place },
+    { "destructor_follows_a_growing_big_block", destructor_follows_a_growing_big_block },
+    { "oom_during_resize_keeps_the_block", oom_during_resize_keeps_the_block },
+    { "sampled_block_resized", sampled_block_resized },
+    { "wrong_pool_is_refused", wrong_pool_is_refused },
+};
+
+int main(int argc, char **argv)
+{
+    return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
+}
