@@ -138,13 +138,12 @@ static void gate_update(void)
 }
 
 /* ---------------------------------------------------------- the table */
+/* Fibonacci hashing: the top log2(n) bits of the address times 2^64/phi
+   (every bit of the address reaches them; payloads are 16-byte aligned). */
 static inline size_t bucket_of(const void *key, size_t n)
 {
-    uint64_t x = (uint64_t)(uintptr_t)key;
-    x ^= x >> 33;
-    x *= UINT64_C(0xff51afd7ed558ccd);
-    x ^= x >> 33;
-    return (size_t)x & (n - 1);
+    unsigned shift = (unsigned)__builtin_clzll((unsigned long long)n) + 1u;   /* 64 - log2 n */
+    return (size_t)(((uint64_t)(uintptr_t)key * UINT64_C(0x9e3779b97f4a7c15)) >> shift);
 }
 
 static inline entry *lookup(const void *key)
@@ -569,8 +568,9 @@ void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t)
     cp->seen_rec[s] = t;
 }
 
-void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag)
+void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain)
 {
+    if (RPI_UNLIKELY(pool->flags & RP_POOL_STACKS)) return rpi_alloc_general(pool, size, tag, plain);
     rpi_registry_lock();
     rpi_pool_lock(pool);
     cpool *cp = cpool_of(pool);
@@ -649,7 +649,7 @@ void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag)
 general:
     rpi_pool_unlock(pool);
     rpi_registry_unlock();
-    return NULL;
+    return rpi_alloc_general(pool, size, tag, plain);
 }
 
 bool rpi_checked_free(void *block)

@@ -460,9 +460,13 @@ RPI_HIDDEN int  rpi_checked_validate(const void *payload, rp_pool *expected, con
    freed when the pool's last record goes). */
 RPI_HIDDEN void rpi_registry_drop_pool(rp_pool *pool, bool destroy);
 RPI_HIDDEN void rpi_registry_fini(void);
-/* The fast paths of a checked pool (no lock held on entry; checked.c):
-   NULL / false when the general path must do the call (nothing changed). */
-RPI_HIDDEN void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag);
+/* The fast paths of checked pools (no lock held on entry; checked.c).
+   rpi_checked_alloc is rp_alloc for a checked or stack pool: what it does
+   not handle goes to rpi_alloc_general (pool.c), the general path of
+   rp_alloc. rpi_checked_free: false when the general path must do the
+   free (nothing changed). */
+RPI_HIDDEN void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain);
+RPI_HIDDEN void *rpi_alloc_general(rp_pool *pool, size_t size, const char *tag, bool plain);
 RPI_HIDDEN bool rpi_checked_free(void *block);
 /* Whether freed malloc memory may be kept for reuse (pool.c: not in ASan
    builds, under valgrind's memcheck, or with RINGPOOL_RECYCLE=0). */

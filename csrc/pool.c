@@ -599,14 +599,8 @@ __attribute__((noinline)) static void *alloc_general(rp_pool *pool, size_t size,
     return p;
 }
 
-/* Checked and stack pools: a checked pool's fast path first. */
-__attribute__((noinline)) static void *alloc_checked(rp_pool *pool, size_t size, const char *tag,
-                                                     bool plain)
+void *rpi_alloc_general(rp_pool *pool, size_t size, const char *tag, bool plain)
 {
-    void *p;
-    if ((pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS)) == RP_POOL_CHECKED &&
-        (p = rpi_checked_alloc(pool, size, tag)))
-        return p;
     return alloc_general(pool, size, tag, plain);
 }
 
@@ -736,7 +730,7 @@ static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, siz
     if (!a) {
         unsigned f = pool->flags;
         if (RPI_UNLIKELY(f & (RP_POOL_CHECKED | RP_POOL_STACKS)))
-            return alloc_checked(pool, size, tag, plain);
+            return rpi_checked_alloc(pool, size, tag, plain);
         if ((f & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX) {
             if (f & RP_POOL_UNSYNC) return alloc_recycled_fast(pool, size, tag, plain, false);
             return alloc_recycled_fast(pool, size, tag, plain, true);
