@@ -652,7 +652,7 @@ general:
     return rpi_alloc_general(pool, size, tag, plain);
 }
 
-bool rpi_checked_free(void *block)
+void rpi_checked_free(void *block)
 {
     rpi_registry_lock();
     entry *e = lookup(block);
@@ -662,7 +662,8 @@ bool rpi_checked_free(void *block)
                      atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed) ||
                      !intact_fast(e, h) || (h->word & (RPI_F_SAMPLED | RPI_F_STACK)))) {
         rpi_registry_unlock();
-        return false;
+        rpi_free_general(block);
+        return;
     }
     rp_pool *pool = e->pool;
     rpi_pool_lock(pool);
@@ -680,7 +681,6 @@ bool rpi_checked_free(void *block)
     trim();
     rpi_pool_unlock(pool);
     rpi_registry_unlock();
-    return true;
 }
 
 void rpi_registry_live_totals(rp_pool *pool, size_t *blocks, size_t *bytes)

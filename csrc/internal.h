@@ -463,11 +463,12 @@ RPI_HIDDEN void rpi_registry_fini(void);
 /* The fast paths of checked pools (no lock held on entry; checked.c).
    rpi_checked_alloc is rp_alloc for a checked or stack pool: what it does
    not handle goes to rpi_alloc_general (pool.c), the general path of
-   rp_alloc. rpi_checked_free: false when the general path must do the
-   free (nothing changed). */
+   rp_alloc. rpi_checked_free is rp_free while the registry is consulted;
+   it leaves what it does not handle to rpi_free_general, likewise. */
 RPI_HIDDEN void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain);
 RPI_HIDDEN void *rpi_alloc_general(rp_pool *pool, size_t size, const char *tag, bool plain);
-RPI_HIDDEN bool rpi_checked_free(void *block);
+RPI_HIDDEN void  rpi_checked_free(void *block);
+RPI_HIDDEN void  rpi_free_general(void *block);
 /* Whether freed malloc memory may be kept for reuse (pool.c: not in ASan
    builds, under valgrind's memcheck, or with RINGPOOL_RECYCLE=0). */
 RPI_HIDDEN bool rpi_recycle_allowed(void);

@@ -987,10 +987,9 @@ __attribute__((noinline)) static void free_general(void *block)
     free_trusted(h, c == 1);
 }
 
-/* A checked pool exists: a checked pool's fast path first. */
-__attribute__((noinline)) static void free_checked(void *block)
+void rpi_free_general(void *block)
 {
-    if (!rpi_checked_free(block)) free_general(block);
+    free_general(block);
 }
 
 /* The trusted fast path of rp_free, specialised for locked and unsynchronised
@@ -1034,7 +1033,7 @@ void rp_free(void *block)
 {
     if (RPI_UNLIKELY(!block)) return;
     if (RPI_UNLIKELY(atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) != 0)) {
-        free_checked(block);
+        rpi_checked_free(block);
         return;
     }
     /* No checked pool exists, so the header is trusted. */
