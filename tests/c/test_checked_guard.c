@@ -344,6 +344,43 @@ static void test_tag_in_reused_buffer(void)
     rp_set_error_handler(prev);
 }
 
+/* A tag buffer whose content goes back and forth between allocations that
+   take the checked fast path (the same pointer many times in a row): every
+   change is reported, also the change back to a content seen before, and
+   each block is counted under the content at its allocation. */
+static void test_tag_buffer_changed_back_reported(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool *pool = tu_pool_ex("tag-back", RP_POOL_CHECKED);
+    static const char *names[4] = {"alpha", "beta", "alpha", "beta"};
+    char buf[16];
+    void *b[4][5];
+    tu_errors_reset();
+    for (int k = 0; k < 4; k++) {
+        snprintf(buf, sizeof buf, "%s", names[k]);
+        for (int i = 0; i < 5; i++) {
+            b[k][i] = rp_alloc(pool, 8, buf);
+            CHECK(b[k][i] != NULL);
+            if (k > 0 && i == 0) {
+                CHECK_ONE_ERROR(RP_EINVAL);
+                CHECK(strstr(tu_err_msg[0], names[k - 1]) != NULL);
+                CHECK(strstr(tu_err_msg[0], names[k]) != NULL);
+            }
+            CHECK_INT(tu_err_count, 0);
+            CHECK_STR(rp_block_tag(b[k][i]), names[k]);
+        }
+    }
+    rp_tag_stat st[8];
+    size_t n = rp_pool_stats(pool, st, 8);
+    CHECK_EQ(n, 2);
+    for (size_t i = 0; i < n; i++) CHECK_EQ(st[i].blocks, 10);
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 5; i++) rp_free(b[k][i]);
+    CHECK_INT(tu_err_count, 0);
+    rp_set_error_handler(prev);
+    tu_end_pool(pool);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -353,6 +390,7 @@ int main(int argc, char **argv)
         {"underflow_below_header_detected", test_underflow_below_header_detected},
         {"destructor_flag_flip_detected", test_destructor_flag_flip_detected},
         {"tag_in_reused_buffer", test_tag_in_reused_buffer},
+        {"tag_buffer_changed_back_reported", test_tag_buffer_changed_back_reported},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
