@@ -915,11 +915,82 @@ typedef struct {
     bool entry;
 } nframe_t;
 
+/* This thread's last native site: the stack id and the Python frames it
+ * was found for.  Consecutive allocations mostly come from one place, and
+ * then the site is found by comparing the frames, without the code cache's
+ * hash per frame and the site table's hash of the stack.  Each frame is
+ * checked as tls_last checks its one (code object, instruction offset, and
+ * the code's file name, qualified name and first line, so a code object
+ * freed and another made at its address is not taken for it); sites are
+ * never removed.  Allocated from libc per thread (the thread-local words of
+ * this module must stay few: they live in the static TLS reserve), freed
+ * at thread exit. */
+typedef struct {
+    const PyCodeObject *code;
+    const void *file, *name;
+    int lasti, firstline;
+    bool entry;
+} memo_frame;
+
+typedef struct {
+    uint32_t id, site, seen;
+    int n;
+    memo_frame f[MAX_DEPTH];
+    uint32_t loc[MAX_DEPTH];    /* each frame's location (with ENTRY_LOC) */
+} native_memo;
+
+static TLS native_memo *tls_memo;
+static pthread_key_t memo_key;
+
+static void memo_free(void *m)
+{
+    /* runs in the exiting thread: an allocation it still makes takes a new one */
+    tls_memo = NULL;
+    free(m);
+}
+
+static native_memo *memo_get(void)
+{
+    native_memo *m = tls_memo;
+    if (m != NULL)
+        return m;
+    m = calloc(1, sizeof *m);
+    if (m != NULL && pthread_setspecific(memo_key, m) != 0) {
+        free(m);
+        m = NULL;
+    }
+    tls_memo = m;
+    return m;
+}
+
+static inline bool memo_frame_is(const memo_frame *e, const _PyInterpreterFrame *fr)
+{
+    const PyCodeObject *code = fr->f_code;
+    return e->code == code && e->lasti == _PyInterpreterFrame_LASTI(fr) &&
+           e->entry == fr->is_entry && e->file == code->co_filename &&
+           e->name == code->co_qualname && e->firstline == code->co_firstlineno;
+}
+
+/* True when the frames from fr outwards are the memo's (for the same id):
+ * the same n frames, and the walk would stop after them as it did. */
+static bool memo_matches(const native_memo *m, const _PyInterpreterFrame *fr, uint32_t chains)
+{
+    for (int i = 0; i < m->n; i++, fr = fr->previous)
+        if (fr == NULL || !memo_frame_is(&m->f[i], fr))
+            return false;
+    return m->seen >= chains || m->n >= MAX_DEPTH || fr == NULL;
+}
+
 /* The site of the native stack id and the Python frames from fr outwards
  * that its eval frames ran (all of depth frames when id is 0: no native
  * stack could be taken).  Takes the lock and returns with it held. */
 static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id)
 {
+    native_memo *m = id ? memo_get() : NULL;
+    if (m != NULL && m->id == id && memo_matches(m, fr, eval_frames_of(id))) {
+        lock_tables();
+        return m->site;
+    }
     nframe_t frames[MAX_DEPTH];
     int n = 0;
     uint32_t chains = id ? eval_frames_of(id) : 0, seen = 0;
@@ -934,6 +1005,17 @@ static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id)
     lock_tables();
     uint32_t locs[MAX_DEPTH + 1];
     for (int i = 0; i < n; i++) {
+        /* the outer frames mostly are the memo's (counted from the outer end:
+         * a deeper or shallower call moves the inner ones) */
+        int j = m != NULL && m->id != 0 ? m->n - n + i : -1;
+        if (j >= 0 && j < m->n && m->f[j].code == frames[i].code &&
+            m->f[j].lasti == frames[i].lasti && m->f[j].entry == frames[i].entry &&
+            m->f[j].file == frames[i].code->co_filename &&
+            m->f[j].name == frames[i].code->co_qualname &&
+            m->f[j].firstline == frames[i].code->co_firstlineno) {
+            locs[i] = m->loc[j];
+            continue;
+        }
         rawframe raw = {frames[i].code, frames[i].lasti};
         uint32_t loc = frame_loc(&raw);
         if (loc == NONE32)
@@ -943,7 +1025,21 @@ static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id)
     if (n == 0 && id == 0)
         return NO_FRAME_SITE;
     uint32_t site = intern_site_native(locs, (uint32_t)n, id);
-    return site == NONE32 ? NO_FRAME_SITE : site;
+    if (site == NONE32)
+        return NO_FRAME_SITE;
+    if (m != NULL) {
+        for (int i = 0; i < n; i++) {
+            PyCodeObject *code = frames[i].code;
+            m->f[i] = (memo_frame){code, code->co_filename, code->co_qualname, frames[i].lasti,
+                                   code->co_firstlineno, frames[i].entry};
+            m->loc[i] = locs[i];
+        }
+        m->n = n;
+        m->seen = seen;
+        m->id = id;
+        m->site = site;
+    }
+    return site;
 }
 
 /* record() with the native stack: the capture runs before the lock. */
@@ -1043,6 +1139,10 @@ static int native_init(void)
         /* no unwind entry: the eval frames cannot be told apart; the stacks
          * keep them as native frames */
         eval_lo = eval_hi = 0;
+    }
+    if (pthread_key_create(&memo_key, memo_free) != 0) {
+        PyErr_SetString(PyExc_OSError, "native stacks: pthread_key_create failed");
+        return -1;
     }
     /* a fork never copies the stack table's lock held by another thread */
     if (pthread_atfork(api->lock, api->unlock, api->unlock) != 0) {

@@ -373,3 +373,38 @@ def test_hooks_refuse_a_bad_native_depth() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("refused native must be a number of native frames from 1 to 256") == 2
     assert proc.stdout.strip().endswith("False 256")
+
+
+def test_same_native_stack_from_two_python_lines_is_told_apart(script: Script, extension: tuple[Path, Path],
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               tmp_path: Path) -> None:
+    # both calls reach make_buffer through the same native frames (the same
+    # eval-loop instruction handler): only the Python frames differ, and each
+    # allocation follows one from the other line
+    s = script("alternate.py", """
+        import rpnative
+        KEEP = []
+
+        def first():
+            KEEP.append(rpnative.make_buffer(700))    # FIRST
+
+        def second():
+            KEEP.append(rpnative.make_buffer(900))    # SECOND
+
+        for _ in range(50):
+            first()
+            second()
+    """)
+    shutil.copy(extension[0], s.parent / extension[0].name)
+    d = tmp_path / "r"
+    code, _, err = run_cli(["run", "--python", "--native", "--report-dir", str(d), "--", str(s)], capsys)
+    assert code == 0, err
+    report = _report(d)
+    made: dict[int, list[int]] = {}
+    for site in report.before.sites:
+        if any(f.function == "make_buffer" for f in site.frames):
+            caller = _under(site.frames, "make_buffer")
+            if caller.file == str(s):
+                made.setdefault(caller.line, []).append(site.blocks)
+    assert {line: sum(b) for line, b in made.items()} == {line_of(s, "# FIRST"): 50,
+                                                          line_of(s, "# SECOND"): 50}, made
