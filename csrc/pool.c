@@ -1220,15 +1220,27 @@ static __attribute__((noinline)) void *resize_big_locked(rp_pool *pool, rpi_hdr 
     return resize_big(pool, h, size, call, plain, true);
 }
 
-/* Malloc backing: realloc of header and payload together (lock held; no
-   destructor, not aligned). */
-static inline __attribute__((always_inline)) void *resize_malloc(rp_pool *pool, rpi_hdr *h,
-                                                                 size_t size, const char *call,
-                                                                 bool plain, const bool locked)
+static const char *resize_call(bool plain) { return plain ? "rp_resize" : "rp_resize_noexc"; }
+
+/* Out of memory in resize_malloc: the block is unchanged. */
+static __attribute__((noinline, cold)) void *resize_malloc_oom(rp_pool *pool, rpi_hdr *h,
+                                                              size_t size, bool plain,
+                                                              bool locked)
 {
-    rpi_tag *t = h->origin;
-    uint64_t w = h->word;
-    size_t old = (size_t)(w & RPI_SIZE_MASK);
+    const char *tag = h->origin->name;
+    if (locked) rpi_lock_release(&pool->lock);
+    if (plain) rpi_oom(resize_call(plain), size, tag);
+    return NULL;
+}
+
+/* Malloc backing: realloc of header and payload together (lock held; no
+   destructor, not aligned). Specialised for the twin and the lock, so that
+   only pool, h and size live across the realloc. */
+static inline __attribute__((always_inline)) void *resize_malloc(rp_pool *pool, rpi_hdr *h,
+                                                                 size_t size, const bool plain,
+                                                                 const bool locked)
+{
+    size_t old = rpi_size(h);
     rpi_hdr *n = h;
     size_t need = rpi_malloc_size(size);
     if (need != rpi_malloc_size(old)) {
@@ -1243,35 +1255,36 @@ static inline __attribute__((always_inline)) void *resize_malloc(rp_pool *pool, 
         }
         n = rpi_sys_realloc(h, ask);
         if (RPI_UNLIKELY(!n) && ask != need) n = rpi_sys_realloc(h, need);
-        if (RPI_UNLIKELY(!n)) {
-            if (locked) rpi_lock_release(&pool->lock);
-            if (plain) rpi_oom(call, size, t->name);
-            return NULL;
-        }
+        if (RPI_UNLIKELY(!n)) return resize_malloc_oom(pool, h, size, plain, locked);
         if (n != h) {
             n->prev->next = n;            /* the ring follows a moved header */
             n->next->prev = n;
         }
     }
-counted:
+counted:;
+    uint64_t w = n->word;                 /* realloc copied the header */
     n->word = (w & ~RPI_SIZE_MASK) | size;
-    return resize_counted(pool, n, t, old, size, locked);
+    return resize_counted(pool, n, n->origin, (size_t)(w & RPI_SIZE_MASK), size, locked);
 }
 
-static __attribute__((noinline)) void *resize_malloc_unsync(rp_pool *pool, rpi_hdr *h,
-                                                            size_t size, const char *call,
-                                                            bool plain)
-{
-    return resize_malloc(pool, h, size, call, plain, false);
-}
-static __attribute__((noinline)) void *resize_malloc_locked(rp_pool *pool, rpi_hdr *h,
-                                                            size_t size, const char *call,
-                                                            bool plain)
-{
-    if (RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
-        return resize_impl(pool, rpi_payload(h), size, call, plain);
-    return resize_malloc(pool, h, size, call, plain, true);
-}
+/* The malloc backing's whole fast path, out of line so that rp_resize
+   saves no register for it; NULL: resize_impl. */
+#define RESIZE_MALLOC(name, plain)                                                            \
+    static __attribute__((noinline)) void *name(rp_pool *pool, void *block, size_t size)     \
+    {                                                                                        \
+        rpi_hdr *h = rpi_hdr_of(block);                                                      \
+        rp_pool *owner = h->origin->pool;                                                    \
+        /* a destructor's entry would need re-keying */                                      \
+        if (RPI_UNLIKELY((h->word & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK | RPI_F_DTOR)) || \
+                         (pool && pool != owner)))                                           \
+            return resize_impl(pool, block, size, resize_call(plain), (plain));              \
+        if (owner->flags & RP_POOL_UNSYNC) return resize_malloc(owner, h, size, (plain), false); \
+        if (RPI_UNLIKELY(!rpi_lock_try(&owner->lock)))                                       \
+            return resize_impl(pool, block, size, resize_call(plain), (plain));              \
+        return resize_malloc(owner, h, size, (plain), true);                                 \
+    }
+RESIZE_MALLOC(resize_malloc_plain, true)
+RESIZE_MALLOC(resize_malloc_noexc, false)
 
 static __attribute__((noinline)) void *resize_wake_then_impl(rp_pool *pool, void *block,
                                                              size_t size, const char *call,
@@ -1330,18 +1343,13 @@ static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, vo
         return resize_impl(pool, block, size, call, plain);
     /* No checked pool exists, so the header is trusted. */
     uint64_t w = rpi_hdr_of(block)->word;
+    if (!(w & (RPI_F_ARENA | RPI_F_BIG)))
+        return plain ? resize_malloc_plain(pool, block, size) : resize_malloc_noexc(pool, block, size);
     rpi_tag *t = rpi_hdr_of(block)->origin;
     rp_pool *owner = t->pool;
     if (RPI_UNLIKELY((w & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK)) ||
                      (pool && pool != owner)))
         return resize_impl(pool, block, size, call, plain);
-    if (!(w & (RPI_F_ARENA | RPI_F_BIG))) {
-        /* malloc backing; a destructor's entry would need re-keying */
-        if (RPI_UNLIKELY(w & RPI_F_DTOR)) return resize_impl(pool, block, size, call, plain);
-        if (owner->flags & RP_POOL_UNSYNC)
-            return resize_malloc_unsync(owner, rpi_hdr_of(block), size, call, plain);
-        return resize_malloc_locked(owner, rpi_hdr_of(block), size, call, plain);
-    }
     if (owner->flags & RP_POOL_UNSYNC)
         return resize_fast_in(owner, block, w, t, size, call, plain, false);
     return resize_fast_in(owner, block, w, t, size, call, plain, true);

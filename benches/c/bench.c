@@ -788,19 +788,23 @@ static void section_stats(const opts *o)
      realloc-double  16 B, doubled per resize up to 1 MiB (16 resizes)
    One round allocates the buffer, resizes it all the way (writing its last
    byte after each resize) and frees it; times are per resize, the round's
-   alloc and free included. Peers: glibc realloc, mi_heap_realloc and
-   jemalloc's rallocx (when libjemalloc.so.2 loads). */
-enum { RZ_GLIBC, RZ_RP_UNSYNC, RZ_RP_LOCKED, RZ_ARENA_UNSYNC, RZ_ARENA_LOCKED, RZ_MI, RZ_JE,
-       RZ_COUNT };
+   alloc and free included. Peers: glibc realloc, mi_heap_realloc, talloc's
+   _talloc_realloc (the buffer a child of the round's context, as
+   talloc_realloc_size makes it) and jemalloc's rallocx, when their
+   libraries load. */
+enum { RZ_GLIBC, RZ_RP_UNSYNC, RZ_RP_LOCKED, RZ_ARENA_UNSYNC, RZ_ARENA_LOCKED, RZ_MI, RZ_TA,
+       RZ_JE, RZ_COUNT };
 static const char *const rz_name[RZ_COUNT] = {
-    "glibc", "rp-unsync", "rp-locked", "arena-unsync", "arena-locked", "mimalloc-heap", "jemalloc"
+    "glibc", "rp-unsync", "rp-locked", "arena-unsync", "arena-locked", "mimalloc-heap",
+    "talloc", "jemalloc"
 };
 static const enum impl rz_impl[RZ_COUNT] = {
-    I_GLIBC, I_RP_UNSYNC, I_RP_LOCKED, I_ARENA_UNSYNC, I_ARENA_LOCKED, I_MIMALLOC, I_GLIBC
+    I_GLIBC, I_RP_UNSYNC, I_RP_LOCKED, I_ARENA_UNSYNC, I_ARENA_LOCKED, I_MIMALLOC, I_TALLOC, I_GLIBC
 };
 static struct {
-    int    mi_ok, je_ok;
+    int    mi_ok, ta_ok, je_ok;
     void *(*mi_heap_realloc)(mi_heap_t *, void *, size_t);
+    void *(*ta_realloc)(const void *, void *, size_t, const char *);
     void *(*je_mallocx)(size_t, int);
     void *(*je_rallocx)(void *, size_t, int);
     void  (*je_dallocx)(void *, int);
@@ -814,6 +818,12 @@ static void load_realloc_peers(int note)
     void *f = sym(h, "mi_heap_realloc", &ok);
     memcpy(&rz.mi_heap_realloc, &f, sizeof f);
     rz.mi_ok = ok;
+    load_talloc();
+    h = dlopen("libtalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+    ok = peer.talloc_ok && h != NULL;
+    f = sym(h, "_talloc_realloc", &ok);
+    memcpy(&rz.ta_realloc, &f, sizeof f);
+    rz.ta_ok = ok;
     h = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_LOCAL);
     ok = h != NULL;
     f = sym(h, "mallocx", &ok);  memcpy(&rz.je_mallocx, &f, sizeof f);
@@ -827,7 +837,7 @@ static void load_realloc_peers(int note)
 
 static int rz_available(int k)
 {
-    return k == RZ_MI ? rz.mi_ok : k == RZ_JE ? rz.je_ok : 1;
+    return k == RZ_MI ? rz.mi_ok : k == RZ_TA ? rz.ta_ok : k == RZ_JE ? rz.je_ok : 1;
 }
 
 /* one round; returns the number of resizes */
@@ -854,12 +864,16 @@ static int rz_available(int k)
 #define RZ_R_RP(p, s)    rp_resize(c->pool, (p), (s))
 #define RZ_A_MI(s)       peer.mi_heap_malloc(c->heap, (s))
 #define RZ_R_MI(p, s)    rz.mi_heap_realloc(c->heap, (p), (s))
+#define RZ_A_TA(s)       peer.talloc_named_const(c->tctx, (s), TAG)
+#define RZ_R_TA(p, s)    rz.ta_realloc(c->tctx, (p), (s), TAG)
+#define RZ_F_TA(p)       peer.talloc_free((p), TAG)
 #define RZ_A_JE(s)       rz.je_mallocx((s), 0)
 #define RZ_R_JE(p, s)    rz.je_rallocx((p), (s), 0)
 #define RZ_F_JE(p)       rz.je_dallocx((p), 0)
 RZ_LOOP(glibc, RZ_A_GLIBC, RZ_R_GLIBC, free)
 RZ_LOOP(rp, RZ_A_RP, RZ_R_RP, rp_free)
 RZ_LOOP(mi, RZ_A_MI, RZ_R_MI, peer.mi_free)
+RZ_LOOP(ta, RZ_A_TA, RZ_R_TA, RZ_F_TA)
 RZ_LOOP(je, RZ_A_JE, RZ_R_JE, RZ_F_JE)
 
 static size_t rz_resizes(int dbl) { return dbl ? 16 : ((size_t)64 << 10) / 16 - 1; }
@@ -869,6 +883,7 @@ static void rz_run(int k, ctx *c, int dbl, size_t rounds)
     switch (k) {
     case RZ_GLIBC: rz_glibc(c, dbl, rounds); break;
     case RZ_MI:    rz_mi(c, dbl, rounds); break;
+    case RZ_TA:    rz_ta(c, dbl, rounds); break;
     case RZ_JE:    rz_je(c, dbl, rounds); break;
     default:       rz_rp(c, dbl, rounds); break;
     }
@@ -919,7 +934,8 @@ static int run_realloc_one(const opts *o)
     load_realloc_peers(o->impl_str && !strcmp(o->impl_str, "jemalloc"));
     for (int i = 0; i < RZ_COUNT; i++)
         if (!strcmp(o->impl_str, rz_name[i])) k = i;
-    if (k < 0) die("realloc workloads run glibc, rp-*, arena-*, mimalloc-heap, jemalloc; not '%s'",
+    if (k < 0) die("realloc workloads run glibc, rp-*, arena-*, mimalloc-heap, talloc, jemalloc; "
+                   "not '%s'",
                    o->impl_str);
     if (!rz_available(k)) die("%s is not available (library not installed?)", rz_name[k]);
     ctx c;

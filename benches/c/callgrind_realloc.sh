@@ -15,7 +15,7 @@ command -v valgrind >/dev/null || { echo "$0: valgrind is not installed" >&2; ex
 export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.rtld.optional_static_tls=16384}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-impls="glibc rp-unsync rp-locked arena-unsync arena-locked mimalloc-heap jemalloc"
+impls="glibc rp-unsync rp-locked arena-unsync arena-locked mimalloc-heap talloc jemalloc"
 echo "| workload | impl | instructions/resize |"
 echo "|---|---|---:|"
 for w in realloc-step realloc-double; do
