@@ -1286,6 +1286,62 @@ counted:;
 RESIZE_MALLOC(resize_malloc_plain, true)
 RESIZE_MALLOC(resize_malloc_noexc, false)
 
+/* An arena block whose growth needs another class (lock held; the new
+   total within RPI_GROW_LIMIT; no destructor): a block of the new class
+   from its list or the current chunk, the payload copied, the new header
+   in the old one's place in the ring, the old block back to its list (or to
+   the chunk, if carved last), the counters by the difference. What
+   resize_impl does for it, without its general checks; with no room in the
+   current chunk it is resize_impl (which takes a new chunk). */
+static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *pool, rpi_hdr *h,
+                                                                     size_t size, bool plain,
+                                                                     const bool locked)
+{
+    rpi_arena *a = pool->arena;
+    size_t c2 = rpi_class_of(RPI_HDR + size);
+    rpi_hdr *n = a->free[c2];
+    if (n) {
+        a->free[c2] = n->next;
+    } else {
+        size_t cs2 = rpi_class_bytes[c2];
+        if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs2)) {
+            if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock))) rpi_lock_wake(&pool->lock);
+            return resize_impl(pool, rpi_payload(h), size, resize_call(plain), plain);
+        }
+        n = (rpi_hdr *)a->cur;
+        a->cur += cs2;
+    }
+    uint64_t w = h->word;
+    size_t old = (size_t)(w & RPI_SIZE_MASK);
+    memcpy(rpi_payload(n), rpi_payload(h), old);   /* a growth: old < size */
+    rpi_tag *t = h->origin;
+    n->origin = t;
+    n->word = RPI_F_ARENA | ((uint64_t)c2 << RPI_CLASS_SHIFT) | size;
+    n->prev = h->prev;
+    n->next = h->next;
+    n->prev->next = n;
+    n->next->prev = n;
+    size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+    if ((char *)h + rpi_class_bytes[c] == a->cur) {
+        a->cur = (char *)h;               /* carved last: back to the chunk */
+    } else {
+        h->next = a->free[c];
+        a->free[c] = h;
+    }
+    return resize_counted(pool, n, t, old, size, locked);
+}
+
+static __attribute__((noinline)) void *resize_arena_move_unsync(rp_pool *pool, rpi_hdr *h,
+                                                                size_t size, bool plain)
+{
+    return resize_arena_move(pool, h, size, plain, false);
+}
+static __attribute__((noinline)) void *resize_arena_move_locked(rp_pool *pool, rpi_hdr *h,
+                                                                size_t size, bool plain)
+{
+    return resize_arena_move(pool, h, size, plain, true);
+}
+
 static __attribute__((noinline)) void *resize_wake_then_impl(rp_pool *pool, void *block,
                                                              size_t size, const char *call,
                                                              bool plain)
@@ -1309,7 +1365,14 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
         size_t total = RPI_HDR + size;      /* size <= RP_MAX_SIZE: no wrap */
         if (total > cs) {
             rpi_arena *a = pool->arena;
-            if (RPI_UNLIKELY(total > RPI_GROW_LIMIT || (char *)h + cs != a->cur)) goto general;
+            if (RPI_UNLIKELY(total > RPI_GROW_LIMIT)) goto general;
+            if ((char *)h + cs != a->cur) {
+                /* a move to the new class; a destructor's entry would need
+                   re-keying */
+                if (RPI_UNLIKELY(w & RPI_F_DTOR)) goto general;
+                if (locked) return resize_arena_move_locked(pool, h, size, plain);
+                return resize_arena_move_unsync(pool, h, size, plain);
+            }
             c = rpi_class_of(total);
             cs = rpi_class_bytes[c];
             if (RPI_UNLIKELY((size_t)(a->end - (char *)h) < cs)) goto general;

@@ -107,6 +107,61 @@ static void growth_within_the_class_stays(void)
     }
 }
 
+/* A block that is not carved last moves to its new class when it grows:
+   the moved block keeps its place in the ring (walks and reports list it
+   where it was), its contents and tag; its old place goes to its class's
+   list, where the next allocation of that class finds it. */
+static int dtor_calls;
+static void *dtor_block;
+static void dtor(void *block);
+typedef struct order { const void *seen[8]; int n; } order;
+static int note_block(void *block, size_t size, const char *tag, void *arg)
+{
+    (void)size; (void)tag;
+    order *o = arg;
+    if (o->n < 8) o->seen[o->n] = block;
+    o->n++;
+    return 0;
+}
+
+static void growth_moves_keeping_the_ring_order(void)
+{
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = pool_of_kind("move", unsync, 0);
+        unsigned char *a = rp_alloc(pool, 40, "a");
+        unsigned char *b = rp_alloc(pool, 40, "b");
+        unsigned char *c = rp_alloc(pool, 40, "c");
+        fill(b, 40, 4);
+        unsigned char *b2 = rp_resize(pool, b, 600);
+        CHECK(intact(b2, 40, 4));
+        fill(b2, 600, 4);
+        if (is_arena())
+            CHECK(b2 != b);
+        CHECK_STR(rp_block_tag(b2), "b");
+        CHECK_COUNTS(pool, 3, 40 + 600 + 40);
+        order o = { { 0 }, 0 };
+        CHECK_INT(rp_pool_walk(pool, note_block, &o), 0);
+        CHECK_INT(o.n, 3);
+        CHECK(o.seen[0] == a && o.seen[1] == b2 && o.seen[2] == c);
+        unsigned char *d = rp_alloc(pool, 40, "d");
+        if (is_arena())
+            CHECK(d == b);                          /* b's old place, from its class's list */
+        /* with a destructor the block moves too (and keeps it) */
+        CHECK_INT(rp_set_destructor(a, dtor), 0);
+        unsigned char *a2 = rp_resize(pool, a, 700);
+        dtor_calls = 0;
+        rp_free(a2);
+        CHECK_INT(dtor_calls, 1);
+        CHECK(dtor_block == a2);
+        CHECK(intact(b2, 600, 4));
+        CHECK_INT(rp_pool_check(pool), 0);
+        rp_free(b2);
+        rp_free(c);
+        rp_free(d);
+        tu_end_pool(pool);
+    }
+}
+
 /* A shrink keeps the address, arena and big blocks alike (a big block down
    to half its allocation); the pool's bytes drop, the peaks stay. */
 static void shrink_keeps_the_block(void)
@@ -247,8 +302,6 @@ static void big_block_growth_stays_in_place(void)
 
 /* A destructor stays with a big block that realloc moves (and with one that
    stays). */
-static int dtor_calls;
-static void *dtor_block;
 static void dtor(void *block)
 {
     dtor_calls++;
@@ -460,6 +513,7 @@ static void checked_big_blocks_stay_exact(void)
 static const tu_case cases[] = {
     { "checked_big_blocks_stay_exact", checked_big_blocks_stay_exact },
     { "growth_within_the_class_stays", growth_within_the_class_stays },
+    { "growth_moves_keeping_the_ring_order", growth_moves_keeping_the_ring_order },
     { "shrink_keeps_the_block", shrink_keeps_the_block },
     { "last_carved_grows_to_the_chunk_end", last_carved_grows_to_the_chunk_end },
     { "big_block_growth_stays_in_place", big_block_growth_stays_in_place },
