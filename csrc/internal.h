@@ -129,6 +129,11 @@ struct rpi_tag {
     rpi_tag    *lnext;      /* first-use order */
     uint32_t    hash;
     bool        owned;      /* name is a pool-owned copy */
+    /* sharded pools (shard.c), valid during a fold only: the record whose
+       entry this one's counters go to, and a master's folded counters */
+    rpi_tag    *master;
+    size_t      f_blocks, f_bytes, f_peak;
+    uint64_t    f_allocs;
 };
 
 typedef struct rpi_cleanup {
@@ -140,6 +145,7 @@ typedef struct rpi_cleanup {
 typedef struct rpi_dtor {
     void            *block;
     rp_destructor_fn fn;
+    uint64_t         seq;           /* registration order across a pool's shards */
     struct rpi_dtor *prev, *next;   /* registration order */
 } rpi_dtor;
 
@@ -218,6 +224,9 @@ struct rp_pool {
     rpi_hdr      ring;          /* sentinel; must stay first */
     unsigned     flags;
     rpi_lock     lock;
+    void        *owner;         /* shardable pools: the thread (its thread pointer)
+                                   whose calls use the pool itself; others use
+                                   their shard (shard.c) */
     const char  *tag_key[RPI_TAG_CACHE];   /* pointer cache of tag records: */
     rpi_tag     *tag_rec[RPI_TAG_CACHE];   /* key[i] == tag => rec[i] is its record */
     size_t       bytes, peak;
@@ -243,6 +252,13 @@ struct rp_pool {
     rpi_ptrmap   tag_seen;      /* checked pools: tag pointer -> record of its last content */
     struct rpi_cpool *checked;  /* checked pools: their part of the registry (checked.c) */
     struct rpi_poolstacks *stacks;  /* RP_POOL_STACKS: blocks' stacks (poolstack.h), or NULL */
+    /* shards (shard.c) */
+    uint64_t     gen;           /* unique per pool created in the process */
+    rp_pool     *front;         /* a shard: the pool it belongs to; NULL for a pool */
+    rp_pool     *shards;        /* a pool: its shards, newest first (its lock) */
+    rp_pool     *shard_next;    /* a shard: the next of its pool's shards (fixed) */
+    struct rpi_sthread *shard_thread;   /* a shard: the thread using it, NULL once */
+    rp_pool     *thr_prev, *thr_next;   /* that thread exited (shard.c's lock) */
 };
 
 static inline void rpi_pool_lock(rp_pool *p)
@@ -475,6 +491,38 @@ RPI_HIDDEN bool rpi_recycle_allowed(void);
 /* Registry and pool locks held: tag_seen[tag] is t now (after a successful
    checked allocation). */
 RPI_HIDDEN void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t);
+
+/* ---- shard.c: one shard per thread of a shared thread-safe pool */
+/* Pools that threads other than their creator use through shards:
+   thread-safe, unchecked, without stacks. */
+#define RPI_SHARDABLE(flags) (!((flags) & (RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_STACKS)))
+static inline void *rpi_thread_self(void) { return __builtin_thread_pointer(); }
+RPI_HIDDEN uint64_t rpi_pool_gen_next(void);
+/* The calling thread's shard of pool (created on first use), or pool itself
+   when no shard can be made (out of memory). */
+RPI_HIDDEN rp_pool *rpi_shard_of(rp_pool *pool);
+/* pool.c: a new, empty shard of front (front's lock held), NULL on OOM;
+   everything a shard holds freed (no lock held, nobody uses it). */
+RPI_HIDDEN rp_pool *rpi_shard_new(rp_pool *front);
+RPI_HIDDEN void rpi_shard_free(rp_pool *shard);
+RPI_HIDDEN void rpi_shard_trim(rp_pool *shard);   /* gives back its recycle lists */
+/* Front's lock held: takes every shard's lock (bounded: false if one stays
+   held for about a second, with none taken), gives them back. */
+RPI_HIDDEN void rpi_shards_lock(rp_pool *front);
+RPI_HIDDEN bool rpi_shards_lock_bounded(rp_pool *front);
+RPI_HIDDEN void rpi_shards_unlock(rp_pool *front);
+/* Every lock held: the pool's counters summed over the pool and its shards.
+   Tag records with the same name are folded into one master (the pool's own
+   record when it has one), whose f_* fields hold the sums. */
+typedef struct rpi_fold {
+    size_t   blocks, bytes, peak, reserved, chunks, tags;
+    uint64_t allocs;
+} rpi_fold;
+RPI_HIDDEN void rpi_shards_fold(rp_pool *front, rpi_fold *out);
+/* Masters after a fold: the pool's records, then the shards' own masters. */
+RPI_HIDDEN rpi_tag *rpi_fold_next(rp_pool *front, rpi_tag *t);   /* t NULL: first */
+/* No lock held: the shards lose their threads (before the pool frees them). */
+RPI_HIDDEN void rpi_shards_unbind(rp_pool *front);
 
 /* ---- report.c */
 RPI_HIDDEN int  rpi_write_report(rp_pool *pool, const char *path, unsigned flags,

@@ -243,7 +243,7 @@ __attribute__((noinline)) void *rpi_memprof_offer(rp_pool *pool, void *p, size_t
     size_t depth = s->stack ? capture(stack, s->stack) : 0;
     rp_memprof_allocation a = {
         .block = p, .size = size, .samples = s->k,
-        .tag = rpi_hdr_of(p)->origin->name, .pool = pool,
+        .tag = rpi_hdr_of(p)->origin->name, .pool = pool->front ? pool->front : pool,
         .callstack = stack, .callstack_len = depth,
     };
     void *user = s->tracker.alloc ? s->tracker.alloc(&a, s->tracker.data) : NULL;

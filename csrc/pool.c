@@ -202,7 +202,8 @@ static void recycle_release(rp_pool *pool)
     pool->recycled = 0;
 }
 
-static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_options *opts)
+static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_options *opts,
+                            rp_pool *front)
 {
     unsigned flags = opts ? opts->flags : 0;
     if (flags & ~(unsigned)(RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA | RP_POOL_STACKS |
@@ -234,7 +235,7 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
             return NULL;
         }
     }
-    if (rpi_poolstack_setup(pool, opts, parent) != 0) {
+    if (!front && rpi_poolstack_setup(pool, opts, parent) != 0) {
         if (pool->arena) rpi_arena_fini(pool);
         rpi_sys_free(pool->name);
         rpi_sys_free(pool);
@@ -242,8 +243,15 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
     }
     /* checked and stack pools take the general paths */
     if (!(pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS))) pool->fast_arena = pool->arena;
-    if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && recycle_allowed())
+    if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && (front ? (front->flags & RPI_POOL_RECYCLE)
+                                                                : recycle_allowed()))
         pool->flags |= RPI_POOL_RECYCLE;
+    pool->gen = rpi_pool_gen_next();
+    if (front) {
+        pool->front = front;   /* used by front's other threads (shard.c) */
+        return pool;
+    }
+    if (RPI_SHARDABLE(pool->flags)) pool->owner = rpi_thread_self();
     if (parent) {
         rpi_pool_lock(parent);
         pool->parent = parent;
@@ -260,6 +268,21 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
     rpi_live_head = pool;
     rpi_live_unlock();
     return pool;
+}
+
+static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_options *opts)
+{
+    return pool_new_in(parent, name, opts, NULL);
+}
+
+rp_pool *rpi_shard_new(rp_pool *front)
+{
+    rp_pool_options o = {.flags = front->flags & RP_POOL_ARENA};
+    if (front->arena) {
+        o.chunk_size = front->arena->chunk_size;
+        o.keep_bytes = front->arena->keep_bytes;
+    }
+    return pool_new_in(NULL, front->name, &o, front);
 }
 
 rp_pool *rp_pool_create(const char *name) { return pool_new(NULL, name, NULL); }
@@ -294,6 +317,18 @@ rp_pool *rp_pool_create_child_ex(rp_pool *parent, const char *name, const rp_poo
 const char *rp_pool_name(const rp_pool *pool) { return pool ? pool->name : NULL; }
 rp_pool *rp_pool_parent(const rp_pool *pool) { return pool ? pool->parent : NULL; }
 
+/* The pool's shards (read under its lock: the list only grows until the
+   pool is destroyed, and a shard's link never changes). */
+static rp_pool *shards_of(rp_pool *pool)
+{
+    if (pool->flags & RP_POOL_UNSYNC) return NULL;
+    rpi_pool_lock(pool);
+    rp_pool *s = pool->shards;
+    rpi_pool_unlock(pool);
+    return s;
+}
+static void pool_free_blocks(rp_pool *pool, bool keep_chunks);
+
 /* Runs cleanups (LIFO, consumed), destroys children, writes the report (if
    report_reason and $RINGPOOL_REPORT), runs block destructors (LIFO).
    Called without the pool lock: all of these may call back into the pool. */
@@ -321,23 +356,59 @@ static void pool_teardown(rp_pool *pool, const char *report_reason)
     for (;;) {
         lock_both(pool, checked);
         rpi_dtor *d = pool->dtors.prev;   /* last registered first */
+        rp_pool *in = pool;
+        if (pool->shards) {
+            /* the last registered over the pool and its shards */
+            rpi_shards_lock(pool);
+            for (rp_pool *sh = pool->shards; sh; sh = sh->shard_next) {
+                rpi_dtor *e = sh->dtors.prev;
+                if (e != &sh->dtors && (d == &in->dtors || e->seq > d->seq)) {
+                    d = e;
+                    in = sh;
+                }
+            }
+        }
         rp_destructor_fn fn = NULL;
         void *block = NULL;
-        if (d != &pool->dtors) {
+        if (d != &in->dtors) {
             d->prev->next = d->next;
             d->next->prev = d->prev;
-            rpi_ptrmap_del(&pool->dtor_map, d->block);
+            rpi_ptrmap_del(&in->dtor_map, d->block);
             rpi_hdr_of(d->block)->word &= ~RPI_F_DTOR;
             if (checked) rpi_registry_update(rpi_hdr_of(d->block));
             fn = d->fn;
             block = d->block;
             rpi_sys_free(d);
         }
+        if (pool->shards) rpi_shards_unlock(pool);
         unlock_both(pool, checked);
         if (!fn) break;
         fn(block);
     }
     rpi_memprof_release_pool(pool);
+    for (rp_pool *sh = shards_of(pool); sh; sh = sh->shard_next) rpi_memprof_release_pool(sh);
+}
+
+/* Gives back a shard's recycle lists (a thread that used it exited). */
+void rpi_shard_trim(rp_pool *shard)
+{
+    rpi_lock_acquire(&shard->lock);
+    recycle_release(shard);
+    rpi_lock_release(&shard->lock);
+}
+
+/* Frees every block of a shard, then the shard (no lock held, nobody else
+   uses it: its pool is being destroyed). */
+void rpi_shard_free(rp_pool *shard)
+{
+    rpi_lock_acquire(&shard->lock);
+    pool_free_blocks(shard, false);
+    rpi_lock_release(&shard->lock);
+    if (shard->arena) rpi_arena_fini(shard);
+    rpi_ptrmap_free(&shard->dtor_map);
+    tags_free(shard);
+    rpi_sys_free(shard->name);
+    rpi_sys_free(shard);
 }
 
 static void *raw_of(rpi_hdr *h);
@@ -374,7 +445,13 @@ static bool walk_in_progress(rp_pool *pool)
 {
     rpi_pool_lock(pool);
     bool busy = pool->marks != NULL;
+    rp_pool *shards = pool->shards;
     rpi_pool_unlock(pool);
+    for (rp_pool *sh = shards; sh && !busy; sh = sh->shard_next) {
+        rpi_lock_acquire(&sh->lock);
+        busy = sh->marks != NULL;
+        rpi_lock_release(&sh->lock);
+    }
     return busy;
 }
 
@@ -407,6 +484,15 @@ void rp_pool_destroy(rp_pool *pool)
     lock_both(pool, checked);
     pool_free_blocks(pool, false);
     unlock_both(pool, checked);
+    rp_pool *shards = shards_of(pool);
+    if (shards) {
+        rpi_shards_unbind(pool);
+        for (rp_pool *sh = shards, *next; sh; sh = next) {
+            next = sh->shard_next;
+            rpi_shard_free(sh);
+        }
+        pool->shards = NULL;
+    }
     if (pool->arena) rpi_arena_fini(pool);
     pool->fast_arena = NULL;
     rpi_ptrmap_free(&pool->dtor_map);
@@ -426,6 +512,11 @@ int rp_pool_reset(rp_pool *pool)
     const bool checked = pool->flags & RP_POOL_CHECKED;
     lock_both(pool, checked);
     pool_free_blocks(pool, true);
+    if (pool->shards) {
+        rpi_shards_lock(pool);
+        for (rp_pool *sh = pool->shards; sh; sh = sh->shard_next) pool_free_blocks(sh, true);
+        rpi_shards_unlock(pool);
+    }
     unlock_both(pool, checked);
     return 0;
 }
@@ -623,10 +714,16 @@ __attribute__((noinline)) static void *wake_then_general(rp_pool *pool, size_t s
 }
 
 /* Malloc backing: one malloc, then the bookkeeping under the lock. */
+static void *alloc_other_thread(rp_pool *pool, size_t size, const char *tag, bool plain);
 __attribute__((noinline)) static void *alloc_malloc_fast(rp_pool *pool, size_t size,
                                                          const char *tag, bool plain)
 {
     if (RPI_UNLIKELY(size > RP_MAX_SIZE)) return alloc_general(pool, size, tag, plain);
+    /* another thread than the creator of a shardable pool: its shard
+       (shards and unsynchronised pools have no owner) */
+    void *owner = pool->owner;
+    if (RPI_UNLIKELY(owner != rpi_thread_self()) && owner)
+        return alloc_other_thread(pool, size, tag, plain);
     rpi_hdr *h = rpi_sys_malloc(rpi_malloc_size(size));
     if (RPI_UNLIKELY(!h)) goto oom;
     h->word = size;
@@ -722,8 +819,12 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
     return rpi_payload(h);
 }
 
-static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, size_t size,
-                                                              const char *tag, bool plain)
+/* mine: pool is the calling thread's own (a shard it was given), else a
+   thread-safe pool is used directly only by the thread that created it and
+   through their shards by the others (shard.c). */
+static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, size_t size,
+                                                                 const char *tag, bool plain,
+                                                                 const bool mine)
 {
     if (RPI_UNLIKELY(!pool)) return alloc_general(pool, size, tag, plain);
     rpi_arena *a = pool->fast_arena;
@@ -733,12 +834,32 @@ static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, siz
             return rpi_checked_alloc(pool, size, tag, plain);
         if ((f & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX) {
             if (f & RP_POOL_UNSYNC) return alloc_recycled_fast(pool, size, tag, plain, false);
+            if (!mine && RPI_UNLIKELY(pool->owner != rpi_thread_self()))
+                return alloc_other_thread(pool, size, tag, plain);
             return alloc_recycled_fast(pool, size, tag, plain, true);
         }
-        return alloc_malloc_fast(pool, size, tag, plain);
+        return alloc_malloc_fast(pool, size, tag, plain);   /* checks the owner */
     }
     if (pool->flags & RP_POOL_UNSYNC) return alloc_arena_fast(pool, a, size, tag, plain, false);
+    if (!mine && RPI_UNLIKELY(pool->owner != rpi_thread_self()))
+        return alloc_other_thread(pool, size, tag, plain);
     return alloc_arena_fast(pool, a, size, tag, plain, true);
+}
+
+static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, size_t size,
+                                                              const char *tag, bool plain)
+{
+    return alloc_fast_in(pool, size, tag, plain, false);
+}
+
+/* A thread other than the pool's creator: its shard (or the pool itself if
+   none can be made). */
+__attribute__((noinline)) static void *alloc_other_thread(rp_pool *pool, size_t size,
+                                                         const char *tag, bool plain)
+{
+    rp_pool *shard = rpi_shard_of(pool);
+    if (RPI_UNLIKELY(shard == pool)) return alloc_general(pool, size, tag, plain);
+    return alloc_fast_in(shard, size, tag, plain, true);
 }
 
 void *rp_alloc_noexc(rp_pool *pool, size_t size, const char *tag)
@@ -1099,7 +1220,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
     if (c < 0) return NULL;
     rpi_hdr *h = rpi_hdr_of(block);
     rp_pool *owner = h->origin->pool;
-    if (pool && pool != owner) {
+    if (pool && pool != owner && pool != owner->front) {
         rpi_report_error(RP_EWRONGPOOL, block, "%s: block %p belongs to pool '%s', not '%s'",
                          call, block, owner->name, pool->name);
         return NULL;
@@ -1443,8 +1564,11 @@ const char *rp_block_tag(const void *block)
 rp_pool *rp_block_pool(const void *block)
 {
     if (!block || resolve_checked(block, NULL, "rp_block_pool") < 0) return NULL;
-    return rpi_hdr_of(block)->origin->pool;
+    rp_pool *pool = rpi_hdr_of(block)->origin->pool;
+    return pool->front ? pool->front : pool;
 }
+
+static atomic_uint_fast64_t dtor_seq;   /* registration order of destructors */
 
 int rp_set_destructor(void *block, rp_destructor_fn fn)
 {
@@ -1480,6 +1604,7 @@ int rp_set_destructor(void *block, rp_destructor_fn fn)
     }
     d->block = block;
     d->fn = fn;
+    d->seq = atomic_fetch_add_explicit(&dtor_seq, 1, memory_order_relaxed);
     d->next = &pool->dtors;
     d->prev = pool->dtors.prev;
     pool->dtors.prev->next = d;
@@ -1491,12 +1616,36 @@ int rp_set_destructor(void *block, rp_destructor_fn fn)
 }
 
 /* -------------------------------------------------------------- audit */
+/* A pool with shards (its lock held): the folded tags. */
+static size_t stats_folded(rp_pool *pool, rp_tag_stat *out, size_t cap)
+{
+    rpi_fold fo;
+    rpi_shards_lock(pool);
+    rpi_shards_fold(pool, &fo);
+    size_t i = 0;
+    for (rpi_tag *t = rpi_fold_next(pool, NULL); t; t = rpi_fold_next(pool, t)) {
+        if (!t->f_allocs) continue;
+        if (i < cap && out) {
+            out[i].tag = t->name;
+            out[i].blocks = t->f_blocks;
+            out[i].bytes = t->f_bytes;
+            out[i].peak_bytes = t->f_peak;
+            out[i].allocs = t->f_allocs;
+        }
+        i++;
+    }
+    rpi_shards_unlock(pool);
+    return i;
+}
+
 size_t rp_pool_stats(rp_pool *pool, rp_tag_stat *out, size_t cap)
 {
     if (!pool) return 0;
     rpi_pool_lock(pool);
     size_t i = 0;
-    if (RPI_UNLIKELY(pool->flags & RPI_POOL_UNLISTED)) {
+    if (RPI_UNLIKELY(pool->shards != NULL)) {
+        i = stats_folded(pool, out, cap);
+    } else if (RPI_UNLIKELY(pool->flags & RPI_POOL_UNLISTED)) {
         /* interned or failed-call records (allocs 0) are left out */
         size_t unlisted = 0;
         for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
@@ -1532,6 +1681,14 @@ size_t rp_pool_outstanding(rp_pool *pool, size_t *bytes)
     rpi_pool_lock(pool);
     size_t n = rpi_pool_totals(pool, NULL);
     if (bytes) *bytes = pool->bytes;
+    if (pool->shards) {
+        rpi_fold fo;
+        rpi_shards_lock(pool);
+        rpi_shards_fold(pool, &fo);
+        rpi_shards_unlock(pool);
+        n = fo.blocks;
+        if (bytes) *bytes = fo.bytes;
+    }
     rpi_pool_unlock(pool);
     return n;
 }
@@ -1550,6 +1707,19 @@ int rp_pool_get_info(rp_pool *pool, rp_pool_info *info)
     info->children = pool->nchildren;
     info->reserved_bytes = rpi_pool_reserved(pool);
     info->chunks = pool->arena ? pool->arena->nchunks : 0;
+    if (pool->shards) {
+        rpi_fold fo;
+        rpi_shards_lock(pool);
+        rpi_shards_fold(pool, &fo);
+        rpi_shards_unlock(pool);
+        info->blocks = fo.blocks;
+        info->allocs = fo.allocs;
+        info->bytes = fo.bytes;
+        info->peak_bytes = fo.peak;
+        info->tags = fo.tags;
+        info->reserved_bytes = fo.reserved;
+        info->chunks = fo.chunks;
+    }
     rpi_pool_unlock(pool);
     return 0;
 }
@@ -1557,9 +1727,20 @@ int rp_pool_get_info(rp_pool *pool, rp_pool_info *info)
 /* The visitor runs without the pool's lock (it may exit, or use the pool):
    a mark kept in the ring just after the block being visited holds the
    walk's place, so blocks freed or allocated meanwhile are handled. */
+static int walk_one(rp_pool *pool, rp_visit_fn visit, void *arg);
+
 int rp_pool_walk(rp_pool *pool, rp_visit_fn visit, void *arg)
 {
     if (!pool || !visit) return RP_EINVAL;
+    int rc = walk_one(pool, visit, arg);
+    /* then each shard's blocks (a block never changes shards) */
+    for (rp_pool *sh = rc ? NULL : shards_of(pool); sh && !rc; sh = sh->shard_next)
+        rc = walk_one(sh, visit, arg);
+    return rc;
+}
+
+static int walk_one(rp_pool *pool, rp_visit_fn visit, void *arg)
+{
     const bool checked = pool->flags & RP_POOL_CHECKED;
     rpi_mark m;
     memset(&m, 0, sizeof m);
@@ -1624,9 +1805,20 @@ static void note(check_notes *cn, const void *block, const char *fmt, ...)
     cn->block[cn->n++] = block;
 }
 
+static int check_one(rp_pool *pool);
+
 int rp_pool_check(rp_pool *pool)
 {
     if (!pool) return RP_EINVAL;
+    int rc = check_one(pool);
+    /* each shard is a ring with counters of its own */
+    for (rp_pool *sh = shards_of(pool); sh; sh = sh->shard_next)
+        if (check_one(sh) != 0) rc = RP_ECORRUPT;
+    return rc;
+}
+
+static int check_one(rp_pool *pool)
+{
     const bool checked = pool->flags & RP_POOL_CHECKED;
     check_notes cn;
     cn.n = 0;

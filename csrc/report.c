@@ -154,22 +154,35 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
     out_printf(f, ", \"backing\": \"%s\",\n", pool->arena ? "arena" : "malloc");
     uint64_t allocs;
     size_t blocks = rpi_pool_totals(pool, &allocs);
+    rpi_fold fo = {.blocks = blocks, .bytes = pool->bytes, .peak = pool->peak, .allocs = allocs};
+    /* a pool with shards (shard.c): every shard's lock, the counters folded
+       (at exit, a shard held for over a second leaves the shards out) */
+    bool folded = pool->shards && (at_exit ? rpi_shards_lock_bounded(pool)
+                                           : (rpi_shards_lock(pool), true));
+    if (folded) rpi_shards_fold(pool, &fo);
+    else fo.reserved = rpi_pool_reserved(pool);
     out_printf(f, "  \"totals\": {\"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, "
                "\"allocs\": %llu, \"reserved_bytes\": %zu},\n",
-            blocks, pool->bytes, pool->peak, (unsigned long long)allocs,
-            rpi_pool_reserved(pool));
+            fo.blocks, fo.bytes, fo.peak, (unsigned long long)fo.allocs, fo.reserved);
     out_puts(f, "  \"tags\": [");
     /* stack pools: each tag's stacks, then the stack tables (poolstack.h) */
     rpi_psreport *stacks = rpi_poolstack_report_begin(pool);
     const rpi_json_out jo = {f, json_raw, json_str};
     bool any = false;
-    for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
-        if (!rpi_tag_listed(t)) continue;
+    for (rpi_tag *t = folded ? rpi_fold_next(pool, NULL) : pool->tag_first; t;
+         t = folded ? rpi_fold_next(pool, t) : t->lnext) {
+        if (folded ? !t->f_allocs : !rpi_tag_listed(t)) continue;
         out_puts(f, !any ? "\n    {\"tag\": " : ",\n    {\"tag\": ");
         any = true;
         put_str(f, t->name);
-        out_printf(f, ", \"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, \"allocs\": %llu",
-                t->blocks, t->bytes, t->peak, (unsigned long long)t->allocs);
+        if (folded)
+            out_printf(f, ", \"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, "
+                       "\"allocs\": %llu", t->f_blocks, t->f_bytes, t->f_peak,
+                       (unsigned long long)t->f_allocs);
+        else
+            out_printf(f, ", \"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, "
+                       "\"allocs\": %llu", t->blocks, t->bytes, t->peak,
+                       (unsigned long long)t->allocs);
         rpi_poolstack_report_tag(stacks, t, &jo);
         out_putc(f, '}');
     }
@@ -178,8 +191,9 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
         out_puts(f, ",\n  \"blocks\": [");
         bool first = true;
         const bool checked = pool->flags & RP_POOL_CHECKED;
-        for (rpi_hdr *h = pool->ring.next; h != &pool->ring; h = h->next) {
-            if (rpi_is_mark(pool, h)) continue;
+        for (rp_pool *p = pool; p; p = !folded ? NULL : p == pool ? pool->shards : p->shard_next)
+        for (rpi_hdr *h = p->ring.next; h != &p->ring; h = h->next) {
+            if (rpi_is_mark(p, h)) continue;
             /* checked: a link is followed only to a block known intact */
             char why[256];
             if (checked && !rpi_registry_block_ok(pool, h, why, sizeof why)) break;
@@ -192,6 +206,7 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
         }
         out_puts(f, first ? "]" : "\n  ]");
     }
+    if (folded) rpi_shards_unlock(pool);
     rpi_poolstack_report_end(stacks, &jo);
     if ((flags & RP_REPORT_CHILDREN) && pool->first_child) {
         out_puts(f, ",\n  \"children\": [");

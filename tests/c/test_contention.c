@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
 #include <sys/stat.h>
 
 #include "testutil.h"
@@ -287,11 +288,376 @@ static void test_waiter_sleeps_while_lock_held(void)
     tu_end_pool(pool);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Threads other than a pool's creator allocate from shards of it (per-thread
+   state, docs/concurrency.md); what a user sees is one pool. */
+
+static void in_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, fn, arg) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+}
+
+static size_t info_of(rp_pool *pool, rp_pool_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+    CHECK_INT(rp_pool_get_info(pool, info), 0);
+    return info->blocks;
+}
+
+typedef struct holder {
+    rp_pool *pool;
+    int      n;
+    size_t   size;
+    char     tag[24];
+    void    *b[64];
+} holder;
+
+static void *hold_blocks(void *arg)
+{
+    holder *h = arg;
+    for (int i = 0; i < h->n; i++) {
+        h->b[i] = rp_alloc(h->pool, h->size, h->tag);
+        memset(h->b[i], 0x5a, h->size);
+    }
+    return NULL;
+}
+
+static void *free_blocks(void *arg)
+{
+    holder *h = arg;
+    for (int i = 0; i < h->n; i++) rp_free(h->b[i]);
+    return NULL;
+}
+
+static void *hold_then_free(void *arg)
+{
+    hold_blocks(arg);
+    return free_blocks(arg);
+}
+
+/* Blocks allocated by other threads are the pool's: counted in its stats
+   under their tags (folded with the creator's), owned by it (rp_block_pool,
+   rp_resize through it), visited by its walk and listed by its report, and
+   freed by any thread. */
+static int count_visit(void *p, size_t size, const char *tag, void *arg)
+{
+    (void)p; (void)size; (void)tag;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+static void test_other_threads_blocks_are_the_pools(void)
+{
+    rp_pool *pool = tu_pool("shared");
+    holder a = {.pool = pool, .n = 10, .size = 40}, b = {.pool = pool, .n = 7, .size = 24};
+    strcpy(a.tag, "same");
+    strcpy(b.tag, "worker-b");
+    void *mine = rp_alloc(pool, 100, "same");
+    in_thread(hold_blocks, &a);
+    in_thread(hold_blocks, &b);
+    CHECK(rp_block_pool(a.b[0]) == pool);
+    CHECK(rp_block_pool(b.b[3]) == pool);
+    CHECK_COUNTS(pool, 18, 100 + 400 + 168);
+    rp_tag_stat st[8];
+    size_t n = rp_pool_stats(pool, st, 8);
+    CHECK_EQ(n, 2);
+    CHECK_STR(st[0].tag, "same");       /* one entry per tag, first use first */
+    CHECK_EQ(st[0].blocks, 11);
+    CHECK_EQ(st[0].bytes, 500);
+    CHECK_EQ(st[0].allocs, 11);
+    CHECK_STR(st[1].tag, "worker-b");
+    CHECK_EQ(st[1].blocks, 7);
+    CHECK_EQ(st[1].bytes, 168);
+    rp_pool_info info;
+    CHECK_EQ(info_of(pool, &info), 18);
+    CHECK_EQ(info.bytes, 668);
+    CHECK_EQ(info.allocs, 18);
+    CHECK_EQ(info.tags, 2);
+    CHECK(info.peak_bytes >= 668);
+    CHECK(info.reserved_bytes >= 668 + 18 * 32);
+    size_t seen = 0;
+    CHECK_INT(rp_pool_walk(pool, count_visit, &seen), 0);
+    CHECK_EQ(seen, 18);
+    CHECK_INT(rp_pool_check(pool), 0);
+    /* the report lists every block once */
+    char path[256];
+    snprintf(path, sizeof path, "%s/shards-%d.json", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    CHECK_INT(rp_pool_write_report_ex(pool, path, RP_REPORT_BLOCKS), 0);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    char line[512];
+    size_t listed = 0, tag_same = 0;
+    while (fgets(line, sizeof line, f)) {
+        listed += strstr(line, "\"address\"") != NULL;
+        tag_same += strstr(line, "{\"tag\": \"same\", \"blocks\": 11, \"bytes\": 500") != NULL;
+    }
+    fclose(f);
+    unlink(path);
+    CHECK_EQ(listed, 18);
+    CHECK_EQ(tag_same, 1);
+    /* resize through the pool keeps the block in it; frees from here */
+    a.b[0] = rp_resize(pool, a.b[0], 4000);
+    CHECK_EQ(rp_block_size(a.b[0]), 4000);
+    CHECK_COUNTS(pool, 18, 100 + 400 + 168 + 3960);
+    for (int i = 0; i < a.n; i++) rp_free(a.b[i]);
+    in_thread(free_blocks, &b);   /* b's blocks freed by yet another thread */
+    rp_free(mine);
+    CHECK_COUNTS(pool, 0, 0);
+    n = rp_pool_stats(pool, st, 8);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(st[0].allocs, 11);
+    CHECK_EQ(st[1].allocs, 7);
+    tu_end_pool(pool);
+}
+
+/* Reset frees the blocks of every thread; destroy frees them while the
+   threads that allocated them are still alive (with their bindings), and a
+   new pool, even one at the same address, starts empty. */
+typedef struct sleeper {
+    rp_pool         *pool[2];
+    void            *b[2];
+    pthread_mutex_t  mu;
+    pthread_cond_t   cv;
+    int              step;
+} sleeper;
+
+static void wait_step(sleeper *s, int step)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->step < step) pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void set_step(sleeper *s, int step)
+{
+    pthread_mutex_lock(&s->mu);
+    s->step = step;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *alloc_then_wait(void *arg)
+{
+    sleeper *s = arg;
+    s->b[0] = rp_alloc(s->pool[0], 64, "worker");
+    set_step(s, 1);
+    wait_step(s, 2);          /* the pool is destroyed meanwhile */
+    s->b[1] = rp_alloc(s->pool[1], 48, "worker");
+    set_step(s, 3);
+    wait_step(s, 4);
+    rp_free(s->b[1]);
+    return NULL;
+}
+
+static void test_destroy_while_threads_hold_shards(void)
+{
+    sleeper s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    s.pool[0] = tu_pool("first");
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, alloc_then_wait, &s) == 0);
+    wait_step(&s, 1);
+    CHECK_COUNTS(s.pool[0], 1, 64);
+    rp_pool *gone = s.pool[0];
+    rp_pool_destroy(gone);    /* the worker's block and shard go with it */
+    /* a new pool, at the old one's address if the allocator gives it back */
+    rp_pool *tries[32];
+    int ntries = 0;
+    rp_pool *p = NULL;
+    while (ntries < 32) {
+        p = tu_pool("second");
+        if (p == gone) break;
+        tries[ntries++] = p;
+        p = NULL;
+    }
+    for (int i = 0; i < ntries - (p ? 0 : 1); i++) rp_pool_destroy(tries[i]);
+    if (!p) p = tries[ntries - 1];
+    s.pool[1] = p;
+    set_step(&s, 2);
+    wait_step(&s, 3);
+    CHECK_COUNTS(p, 1, 48);
+    rp_tag_stat st[4];
+    CHECK_EQ(rp_pool_stats(p, st, 4), 1);
+    CHECK_EQ(st[0].allocs, 1);
+    /* reset takes the worker's block too; its thread may allocate again */
+    CHECK_INT(rp_pool_reset(p), 0);
+    CHECK_COUNTS(p, 0, 0);
+    s.b[1] = NULL;
+    set_step(&s, 4);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK_INT(rp_pool_check(p), 0);
+    tu_end_pool(p);
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cv);
+}
+
+/* A thread that exits leaves its blocks to the pool (they stay counted and
+   may be freed by anyone); the next threads take its place over, so a pool
+   used by many short-lived threads holds as many shards as threads ran at
+   the same time, and the exited thread's cached free blocks are given back. */
+static void test_thread_exit_returns_its_cache(void)
+{
+    rp_pool *pool = tu_pool("exits");
+    holder h = {.pool = pool, .n = 40, .size = 100};
+    strcpy(h.tag, "left");
+    in_thread(hold_blocks, &h);
+    CHECK_COUNTS(pool, 40, 4000);
+    for (int i = 0; i < 40; i += 2) rp_free(h.b[i]);
+    CHECK_COUNTS(pool, 20, 2000);
+    for (int round = 0; round < 30; round++) {
+        holder w = {.pool = pool, .n = 16, .size = 64 + (size_t)round};
+        strcpy(w.tag, "short-lived");
+        in_thread(hold_then_free, &w);
+    }
+    CHECK_COUNTS(pool, 20, 2000);
+    rp_pool_info info;
+    info_of(pool, &info);
+    if (info.chunks) {
+        /* arena: the threads ran one at a time, and so used one shard: the
+           first worker's chunk (and the pool's, if it had one) */
+        CHECK(info.chunks <= 2);
+    } else {
+        /* malloc backing: nothing waits on recycle lists of exited threads */
+        CHECK_EQ(info.reserved_bytes, 2000 + 20 * 32);
+    }
+    rp_tag_stat st[4];
+    CHECK_EQ(rp_pool_stats(pool, st, 4), 2);
+    CHECK_EQ(st[1].allocs, 30 * 16);
+    CHECK_EQ(st[1].blocks, 0);
+    for (int i = 1; i < 40; i += 2) rp_free(h.b[i]);
+    tu_end_pool(pool);
+}
+
+/* Destructors run last registered first, whichever thread allocated the
+   blocks. */
+static char dtor_order[8];
+static int dtor_n;
+static void dtor_note(void *p) { dtor_order[dtor_n++] = *(char *)p; }
+
+typedef struct dtor_job { rp_pool *pool; char c; } dtor_job;
+static void *alloc_with_dtor(void *arg)
+{
+    dtor_job *j = arg;
+    char *p = rp_alloc(j->pool, 1, "d");
+    *p = j->c;
+    CHECK_INT(rp_set_destructor(p, dtor_note), 0);
+    return NULL;
+}
+
+static void test_destructors_in_order_across_threads(void)
+{
+    rp_pool *pool = tu_pool("dtors");
+    dtor_job j1 = {pool, 'a'}, j2 = {pool, 'b'}, j3 = {pool, 'c'}, j4 = {pool, 'd'};
+    in_thread(alloc_with_dtor, &j1);
+    alloc_with_dtor(&j2);
+    in_thread(alloc_with_dtor, &j3);
+    alloc_with_dtor(&j4);
+    dtor_n = 0;
+    rp_pool_destroy(pool);
+    CHECK_EQ(dtor_n, 4);
+    CHECK(memcmp(dtor_order, "dcba", 4) == 0);
+}
+
+/* Snapshots taken while threads allocate and free are exact at one instant:
+   each worker keeps K blocks of its own size (K+1 while it swaps one), so
+   every snapshot has per tag K or K+1 blocks and bytes = blocks * size, and
+   the totals are the sums. */
+#define SNAP_WORKERS 3
+#define SNAP_K 4
+static atomic_int snap_stop, snap_ready;
+
+typedef struct swapper {
+    rp_pool *pool;
+    size_t   size;
+    char     tag[24];
+    long     swaps;
+} swapper;
+
+static void *swap_blocks(void *arg)
+{
+    swapper *w = arg;
+    void *b[SNAP_K];
+    for (int i = 0; i < SNAP_K; i++) b[i] = rp_alloc(w->pool, w->size, w->tag);
+    atomic_fetch_add(&snap_ready, 1);
+    for (long i = 0; !atomic_load_explicit(&snap_stop, memory_order_relaxed); i++) {
+        void *n = rp_alloc(w->pool, w->size, w->tag);
+        rp_free(b[i % SNAP_K]);
+        b[i % SNAP_K] = n;
+        w->swaps++;
+    }
+    for (int i = 0; i < SNAP_K; i++) rp_free(b[i]);
+    return NULL;
+}
+
+static void test_snapshot_exact_while_threads_run(void)
+{
+    rp_pool *pool = tu_pool("snap");
+    swapper w[SNAP_WORKERS];
+    pthread_t t[SNAP_WORKERS];
+    atomic_store(&snap_stop, 0);
+    atomic_store(&snap_ready, 0);
+    for (int i = 0; i < SNAP_WORKERS; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].pool = pool;
+        w[i].size = 16 * (size_t)(i + 1) + 3;
+        snprintf(w[i].tag, sizeof w[i].tag, "swap-%d", i);
+        CHECK(pthread_create(&t[i], NULL, swap_blocks, &w[i]) == 0);
+    }
+    while (atomic_load(&snap_ready) < SNAP_WORKERS) sched_yield();
+    int rounds = tu_quick() ? 50 : 400;
+    for (int r = 0; r < rounds; r++) {
+        rp_tag_stat st[8];
+        size_t n = rp_pool_stats(pool, st, 8), blocks = 0, bytes = 0;
+        CHECK_EQ(n, SNAP_WORKERS);
+        for (size_t k = 0; k < n; k++) {
+            int i = st[k].tag[5] - '0';
+            CHECK(i >= 0 && i < SNAP_WORKERS);
+            CHECK(st[k].blocks == SNAP_K || st[k].blocks == SNAP_K + 1);
+            CHECK_EQ(st[k].bytes, st[k].blocks * w[i].size);
+            blocks += st[k].blocks;
+            bytes += st[k].bytes;
+        }
+        rp_pool_info info;
+        info_of(pool, &info);
+        CHECK(blocks >= n * SNAP_K && blocks <= n * (SNAP_K + 1));
+        /* the info is another instant, with the same bounds */
+        CHECK(info.blocks >= n * SNAP_K && info.blocks <= n * (SNAP_K + 1));
+        CHECK_EQ(info.tags, SNAP_WORKERS);
+        CHECK(info.bytes <= info.peak_bytes);
+        size_t ob = 0, on = rp_pool_outstanding(pool, &ob);
+        CHECK(on >= n * SNAP_K && on <= n * (SNAP_K + 1));
+        (void)bytes;
+        sched_yield();
+    }
+    atomic_store(&snap_stop, 1);
+    uint64_t total = 0;
+    for (int i = 0; i < SNAP_WORKERS; i++) {
+        CHECK(pthread_join(t[i], NULL) == 0);
+        total += (uint64_t)w[i].swaps + SNAP_K;
+    }
+    rp_pool_info info;
+    info_of(pool, &info);
+    CHECK_EQ(info.allocs, total);
+    CHECK_COUNTS(pool, 0, 0);
+    tu_end_pool(pool);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
         {"cross_thread_free_exact", test_cross_thread_free_exact},
         {"waiter_sleeps_while_lock_held", test_waiter_sleeps_while_lock_held},
+        {"other_threads_blocks_are_the_pools", test_other_threads_blocks_are_the_pools},
+        {"destroy_while_threads_hold_shards", test_destroy_while_threads_hold_shards},
+        {"thread_exit_returns_its_cache", test_thread_exit_returns_its_cache},
+        {"destructors_in_order_across_threads", test_destructors_in_order_across_threads},
+        {"snapshot_exact_while_threads_run", test_snapshot_exact_while_threads_run},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }

@@ -1,0 +1,288 @@
+/*
+ * shard.c -- one shard per thread of a thread-safe pool shared by threads.
+ *
+ * A thread-safe pool (unchecked, without stacks) serves the thread that
+ * created it from its own state, as it always did. Any other thread that
+ * allocates from it gets a shard: an internal pool of the same backing with
+ * its own lock, ring, tag records, free lists (arena) or recycle lists
+ * (malloc backing), found through a small per-thread table. A block belongs
+ * to the shard it was allocated from for its whole life: its header's tag
+ * record names the shard, so rp_free and rp_resize from any thread lock that
+ * shard, and a thread allocating and freeing its own blocks touches only its
+ * own cache lines (no lock word, ring sentinel or counter moves between the
+ * cores).
+ *
+ * Readers (stats, info, reports, walk, check) and destroy/reset hold the
+ * pool's lock and then every shard's lock (that order everywhere; a shard's
+ * lock is never held while taking its pool's), and fold the counters: blocks,
+ * bytes and allocations are exact sums; peak bytes are summed too, which is
+ * exact while only one thread has allocated from the pool and an upper bound
+ * after that (docs/concurrency.md).
+ *
+ * Bindings thread -> shard: each thread that has a shard keeps a record with
+ * a direct-mapped table (pool, pool generation) -> shard. The generation is
+ * unique per pool, so a table entry of a destroyed pool never matches a new
+ * pool at the same address. The entries are written under `bind_lock` and
+ * read by their thread without it (relaxed atomics); a destroyed pool's
+ * shards are cleared from their threads' tables first. A thread that exits
+ * leaves its shards to its pool (blocks, counters, chunks stay), gives back
+ * their recycle lists, and the next thread that needs a shard of that pool
+ * takes one over.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#define TSLOTS 8   /* bindings per thread (direct-mapped by pool generation) */
+
+typedef struct rpi_sthread {
+    _Atomic(rp_pool *)  key[TSLOTS];
+    _Atomic(uint64_t)   gen[TSLOTS];
+    _Atomic(rp_pool *)  shard[TSLOTS];
+    rp_pool            *owned;          /* its shards (thr_next links) */
+    struct rpi_sthread *prev, *next;    /* every record (bind_lock) */
+} rpi_sthread;
+
+static __thread rpi_sthread *tls_thread __attribute__((tls_model("initial-exec")));
+static rpi_lock bind_lock;        /* records, their tables, shards' threads */
+static rpi_sthread *threads;
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static bool exit_key_ok;
+static atomic_uint_fast64_t gen_counter;
+
+uint64_t rpi_pool_gen_next(void)
+{
+    return atomic_fetch_add_explicit(&gen_counter, 1, memory_order_relaxed) + 1;
+}
+
+static void owned_unlink(rpi_sthread *r, rp_pool *s)   /* bind_lock held */
+{
+    if (s->thr_prev) s->thr_prev->thr_next = s->thr_next;
+    else r->owned = s->thr_next;
+    if (s->thr_next) s->thr_next->thr_prev = s->thr_prev;
+    s->thr_prev = s->thr_next = NULL;
+    s->shard_thread = NULL;
+    for (size_t i = 0; i < TSLOTS; i++) {
+        if (atomic_load_explicit(&r->shard[i], memory_order_relaxed) == s) {
+            atomic_store_explicit(&r->key[i], NULL, memory_order_relaxed);
+            atomic_store_explicit(&r->shard[i], NULL, memory_order_relaxed);
+        }
+    }
+}
+
+/* A thread exits: its shards stay with their pools, unowned. */
+static void thread_exit(void *arg)
+{
+    rpi_sthread *r = arg;
+    rpi_lock_acquire(&bind_lock);
+    while (r->owned) {
+        rp_pool *s = r->owned;
+        owned_unlink(r, s);
+        rpi_shard_trim(s);   /* takes s's lock: bind_lock -> shard lock */
+    }
+    if (r->prev) r->prev->next = r->next;
+    else threads = r->next;
+    if (r->next) r->next->prev = r->prev;
+    rpi_lock_release(&bind_lock);
+    tls_thread = NULL;
+    rpi_sys_free(r);
+}
+
+static void exit_key_make(void)
+{
+    exit_key_ok = pthread_key_create(&exit_key, thread_exit) == 0;
+}
+
+static rpi_sthread *thread_record(void)
+{
+    rpi_sthread *r = tls_thread;
+    if (r) return r;
+    pthread_once(&exit_once, exit_key_make);
+    if (!exit_key_ok) return NULL;
+    r = rpi_sys_calloc(1, sizeof *r);
+    if (!r) return NULL;
+    if (pthread_setspecific(exit_key, r) != 0) {
+        rpi_sys_free(r);
+        return NULL;
+    }
+    rpi_lock_acquire(&bind_lock);
+    r->next = threads;
+    if (threads) threads->prev = r;
+    threads = r;
+    rpi_lock_release(&bind_lock);
+    tls_thread = r;
+    return r;
+}
+
+static rp_pool *bind(rp_pool *pool)
+{
+    rpi_sthread *r = thread_record();
+    if (!r) return pool;
+    rpi_lock_acquire(&pool->lock);
+    rpi_lock_acquire(&bind_lock);
+    rp_pool *s;
+    for (s = pool->shards; s; s = s->shard_next)
+        if (s->shard_thread == r) break;
+    if (!s)
+        for (s = pool->shards; s; s = s->shard_next)
+            if (!s->shard_thread) break;    /* left by a thread that exited */
+    if (!s) {
+        s = rpi_shard_new(pool);
+        if (!s) {
+            rpi_lock_release(&bind_lock);
+            rpi_lock_release(&pool->lock);
+            return pool;
+        }
+        s->shard_next = pool->shards;
+        pool->shards = s;
+    }
+    if (s->shard_thread != r) {
+        s->shard_thread = r;
+        s->thr_prev = NULL;
+        s->thr_next = r->owned;
+        if (r->owned) r->owned->thr_prev = s;
+        r->owned = s;
+    }
+    size_t i = pool->gen & (TSLOTS - 1);
+    atomic_store_explicit(&r->key[i], pool, memory_order_relaxed);
+    atomic_store_explicit(&r->gen[i], pool->gen, memory_order_relaxed);
+    atomic_store_explicit(&r->shard[i], s, memory_order_relaxed);
+    rpi_lock_release(&bind_lock);
+    rpi_lock_release(&pool->lock);
+    return s;
+}
+
+rp_pool *rpi_shard_of(rp_pool *pool)
+{
+    rpi_sthread *r = tls_thread;
+    if (RPI_LIKELY(r != NULL)) {
+        size_t i = pool->gen & (TSLOTS - 1);
+        if (atomic_load_explicit(&r->key[i], memory_order_relaxed) == pool &&
+            atomic_load_explicit(&r->gen[i], memory_order_relaxed) == pool->gen) {
+            rp_pool *s = atomic_load_explicit(&r->shard[i], memory_order_relaxed);
+            if (RPI_LIKELY(s != NULL)) return s;
+        }
+    }
+    return bind(pool);
+}
+
+void rpi_shards_unbind(rp_pool *front)
+{
+    rpi_lock_acquire(&bind_lock);
+    for (rp_pool *s = front->shards; s; s = s->shard_next)
+        if (s->shard_thread) owned_unlink(s->shard_thread, s);
+    rpi_lock_release(&bind_lock);
+}
+
+/* ------------------------------------------------------------ readers */
+void rpi_shards_lock(rp_pool *front)
+{
+    for (rp_pool *s = front->shards; s; s = s->shard_next) rpi_lock_acquire(&s->lock);
+}
+
+bool rpi_shards_lock_bounded(rp_pool *front)
+{
+    for (rp_pool *s = front->shards; s; s = s->shard_next) {
+        if (!rpi_lock_try_for(&s->lock)) {
+            for (rp_pool *u = front->shards; u != s; u = u->shard_next) rpi_lock_release(&u->lock);
+            return false;
+        }
+    }
+    return true;
+}
+
+void rpi_shards_unlock(rp_pool *front)
+{
+    for (rp_pool *s = front->shards; s; s = s->shard_next) rpi_lock_release(&s->lock);
+}
+
+static rpi_tag *find_tag(rp_pool *pool, const rpi_tag *like)
+{
+    if (!pool->tag_nbuckets) return NULL;
+    for (rpi_tag *t = pool->tag_buckets[like->hash & (pool->tag_nbuckets - 1)]; t; t = t->hnext)
+        if (t->hash == like->hash && strcmp(t->name, like->name) == 0) return t;
+    return NULL;
+}
+
+static void fold_add(rpi_tag *m, const rpi_tag *t)
+{
+    m->f_blocks += t->blocks;
+    m->f_bytes += t->bytes;
+    m->f_peak += t->peak;
+    m->f_allocs += t->allocs;
+}
+
+void rpi_shards_fold(rp_pool *front, rpi_fold *out)
+{
+    memset(out, 0, sizeof *out);
+    for (rpi_tag *t = front->tag_first; t; t = t->lnext) {
+        t->master = t;
+        t->f_blocks = t->f_bytes = t->f_peak = 0;
+        t->f_allocs = 0;
+    }
+    for (rp_pool *s = front->shards; s; s = s->shard_next) {
+        for (rpi_tag *t = s->tag_first; t; t = t->lnext) {
+            /* the pool's record of that name, else the first shard's */
+            rpi_tag *m = find_tag(front, t);
+            for (rp_pool *e = front->shards; !m && e != s; e = e->shard_next) {
+                rpi_tag *x = find_tag(e, t);
+                if (x) m = x->master;
+            }
+            if (!m) {
+                m = t;
+                t->f_blocks = t->f_bytes = t->f_peak = 0;
+                t->f_allocs = 0;
+            }
+            t->master = m;
+        }
+    }
+    for (rp_pool *p = front; p; p = p == front ? front->shards : p->shard_next) {
+        for (rpi_tag *t = p->tag_first; t; t = t->lnext) {
+            fold_add(t->master, t);
+            out->blocks += t->blocks;
+            out->allocs += t->allocs;
+        }
+        out->bytes += p->bytes;
+        out->peak += p->peak;
+        out->reserved += rpi_pool_reserved(p);
+        out->chunks += p->arena ? p->arena->nchunks : 0;
+    }
+    for (rpi_tag *t = rpi_fold_next(front, NULL); t; t = rpi_fold_next(front, t))
+        out->tags += t->f_allocs != 0;
+}
+
+rpi_tag *rpi_fold_next(rp_pool *front, rpi_tag *t)
+{
+    rp_pool *p;
+    if (!t) {
+        p = front;
+        t = front->tag_first;
+    } else {
+        p = t->pool;
+        t = t->lnext;
+    }
+    for (;;) {
+        for (; t; t = t->lnext)
+            if (t->master == t) return t;
+        p = p == front ? front->shards : p->shard_next;
+        if (!p) return NULL;
+        t = p->tag_first;
+    }
+}
+
+/* At unload: the calling thread's record (other threads' records go when
+   they exit), and the exit hook, which must not outlive the code. */
+__attribute__((destructor)) static void shard_at_unload(void)
+{
+    rpi_sthread *r = tls_thread;
+    if (r) {
+        (void)pthread_setspecific(exit_key, NULL);
+        thread_exit(r);
+    }
+    if (exit_key_ok) {
+        (void)pthread_key_delete(exit_key);
+        exit_key_ok = false;
+    }
+}
