@@ -44,7 +44,7 @@ typedef struct rpi_sthread {
     struct rpi_sthread *prev, *next;    /* every record (bind_lock) */
 } rpi_sthread;
 
-static __thread rpi_sthread *tls_thread __attribute__((tls_model("initial-exec")));
+static __thread rpi_sthread *tls_thread;   /* default model: the library may be dlopened */
 static rpi_lock bind_lock;        /* records, their tables, shards' threads */
 static rpi_sthread *threads;
 static pthread_key_t exit_key;
