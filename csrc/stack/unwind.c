@@ -683,7 +683,7 @@ static inline int same_reads(const walk_state *m)
     } while (0)
 
 /* The walk proper, from the starting registers, with m's arguments. */
-static __attribute__((noinline, noclone)) int walk_from(walk_state *m, rpi_walk *w, uintptr_t pc,
+static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintptr_t pc,
                                                uintptr_t sp, uintptr_t bp, unsigned generation)
 {
     m->valid = 0;
