@@ -295,13 +295,9 @@ static inline void record(void *p, size_t size, void *pc)
 /* Removes p from the table and its site's counters; 0 when p was not ours. */
 static inline int forget(void *p)
 {
-    rpp_block b;
     if (RPP_UNLIKELY(rpp_sampling))
         return rpp_sample_forget(p);
-    if (!rpp_untrack(p, &b))
-        return 0;
-    rpp_count_free(&b);
-    return 1;
+    return rpp_forget(p);
 }
 
 /* After the real allocator returned p: record it, or queue it when this

@@ -141,6 +141,8 @@ RPP_HIDDEN int rpp_track(void *p, size_t size, uint32_t site, int count);
 RPP_HIDDEN int rpp_untrack(void *p, rpp_block *out);
 RPP_HIDDEN void rpp_count_alloc(uint32_t site, size_t size);
 RPP_HIDDEN void rpp_count_free(const rpp_block *b);
+/* rpp_untrack and rpp_count_free in one: 1 when p was tracked. */
+RPP_HIDDEN int rpp_forget(void *p);
 /* Number of site ids handed out (some may still be initialising). */
 RPP_HIDDEN uint32_t rpp_site_count(void);
 /* A site's counters: the shared record plus every thread's pending deltas. */

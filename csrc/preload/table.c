@@ -517,6 +517,19 @@ int rpp_untrack(void *p, rpp_block *out)
     return untrack_locked(s, key, h, out);
 }
 
+int rpp_forget(void *p)
+{
+    rpp_block b;
+    uintptr_t key = (uintptr_t)p;
+    uint64_t h = mix(key >> 4);
+    ptr_shard *s = &ptr_shards[h >> 58];
+    int had = RPP_LIKELY(rpi_spin_try(&s->lock.held)) ? untrack_locked(s, key, h, &b)
+                                                      : untrack_slow(s, key, h, &b);
+    if (had)
+        count(b.site, -1, -(int64_t)b.size, 0);
+    return had;
+}
+
 void rpp_table_lock_all(void)
 {
     for (unsigned i = 0; i < SITE_SHARDS; i++)
