@@ -172,15 +172,18 @@ static void cache_grow(cache *c)
     atomic_store(&growing, 0);
 }
 
+/* The table is kept at most a quarter full: a walk probes two slots
+   inline, and at that load nearly every rule is in one of them (a large
+   program, gcc's cc1, has thousands of return addresses). */
 static void remember(uintptr_t pc, rule r)
 {
     cache *c = atomic_load_explicit(&rules, memory_order_acquire);
     if (!c)
         return;
-    if ((atomic_load_explicit(&c->used, memory_order_relaxed) + 1) * 2 > c->mask + 1) {
+    if ((atomic_load_explicit(&c->used, memory_order_relaxed) + 1) * 4 > c->mask + 1) {
         cache_grow(c);
         c = atomic_load_explicit(&rules, memory_order_acquire);
-        if ((atomic_load_explicit(&c->used, memory_order_relaxed) + 1) * 2 > c->mask + 1)
+        if ((atomic_load_explicit(&c->used, memory_order_relaxed) + 1) * 4 > c->mask + 1)
             return;
     }
     put(c, pc, r);
@@ -662,11 +665,17 @@ static inline int same_reads(const walk_state *m)
    general unwinder must take over. */
 #define WALK_STEP(ended_at_rule, ended_at_zero)                                                              \
     do {                                                                              \
-        const slot *e_ = (const slot *)(const void *)(s_bytes +                      \
-            (((uint64_t)pc * HOME_MUL >> (24 - 4)) & mask16));                         \
+        size_t i_ = ((uint64_t)pc * HOME_MUL >> (24 - 4)) & mask16;                   \
+        const slot *e_ = (const slot *)(const void *)(s_bytes + i_);                  \
+        uintptr_t k_ = atomic_load_explicit(&e_->pc, memory_order_acquire);           \
+        if (RPI_UNLIKELY(k_ != pc)) {                                                 \
+            /* linear probing: a displaced rule is most often next door */            \
+            e_ = (const slot *)(const void *)(s_bytes + ((i_ + sizeof(slot)) & mask16)); \
+            k_ = atomic_load_explicit(&e_->pc, memory_order_acquire);                 \
+        }                                                                             \
         uintptr_t cfa_;                                                               \
         int32_t off_;                                                                 \
-        int hit_ = atomic_load_explicit(&e_->pc, memory_order_acquire) == pc;         \
+        int hit_ = k_ == pc;                                                          \
         if (RPI_LIKELY(hit_ && (off_ = atomic_load_explicit(&e_->fast, memory_order_relaxed)) > 0)) { \
             cfa_ = sp + (uintptr_t)(intptr_t)off_;                                    \
         } else if (hit_ && off_ == FAST_END) {                                        \
