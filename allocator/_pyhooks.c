@@ -292,12 +292,22 @@ static void filter_remove(const void *p)       /* lock held */
 }
 
 /* 1 / P(an n-byte block receives at least one sample) */
-static double inv_p_sampled(size_t n)
+static double inv_p_of(size_t n)
 {
     if (inv_log1m == 0.0)
         return 1.0;
     double p = -expm1((double)n * log1m_rate);
     return p > 0.0 ? 1.0 / p : 0.0;
+}
+
+/* inv_p_of for the small sizes, filled at start: most sampled blocks are
+ * small, and an expm1 at each one's record and forget costs more cycles than
+ * the rest of the arithmetic */
+static double inv_p_small[SMALL_LIMIT + 1];
+
+static inline double inv_p_sampled(size_t n)
+{
+    return n <= SMALL_LIMIT ? inv_p_small[n] : inv_p_of(n);
 }
 
 static inline uint64_t round_est(double x)
@@ -1438,30 +1448,39 @@ SAMPLED_HOOKS(obj_s, 2, NOT_NESTED)
  * small ones only and need no flag around the call.  (Resizes keep the flag:
  * pymalloc moves a large block to the RAW domain whatever its new size.)
  *
- * Every sampled block is a raw block: a small one is asked of pymalloc at 513
+ * Every sampled block is a raw block: a small one is asked of pymalloc at 0
  * bytes (pymalloc hands it to the RAW domain and counts it among its raw
- * blocks, as sys.getallocatedblocks() reports) and shrunk to its size by the
+ * blocks, as sys.getallocatedblocks() reports) and resized to its size by the
  * RAW domain's allocator.  pymalloc's free hands a block that is not its own
  * to the RAW domain's free, whose hook forgets the sampled ones: so the MEM
  * and OBJ domains keep pymalloc's own free, with no hook at all, and freeing
  * a block costs what it costs without the hooks. */
 static bool pymalloc_forwards;
 
-/* A raw block of size bytes (zeroed when zero), as pymalloc makes them;
- * NULL when out of memory. */
+/* A raw block of size bytes (zeroed when zero), as pymalloc makes them: a
+ * request of 0 bytes, which pymalloc hands to the RAW domain (a 1-byte block)
+ * and counts among its raw blocks, resized by the RAW domain's allocator
+ * (two calls that glibc serves from its per-thread caches); NULL when out of
+ * memory. */
 static void *small_as_raw(const domain_t *d, size_t size, bool zero)
 {
-    in_hook++;          /* the RAW hook lets the 513-byte request pass, uncounted */
-    void *p = zero ? d->prev.calloc(d->prev.ctx, 1, SMALL_LIMIT + 1)
-                   : d->prev.malloc(d->prev.ctx, SMALL_LIMIT + 1);
+    in_hook++;          /* the RAW hook lets the request pass, uncounted */
+    void *p = d->prev.malloc(d->prev.ctx, 0);
     in_hook--;
-    if (p != NULL && size < SMALL_LIMIT + 1) {
-        const domain_t *raw = &domains[PYMEM_DOMAIN_RAW];
-        void *q = raw->prev.realloc(raw->prev.ctx, p, size != 0 ? size : 1);
-        if (q != NULL)
-            p = q;
+    if (p == NULL || size <= 1) {
+        if (p != NULL && zero)
+            memset(p, 0, 1);
+        return p;
     }
-    return p;
+    const domain_t *raw = &domains[PYMEM_DOMAIN_RAW];
+    void *q = raw->prev.realloc(raw->prev.ctx, p, size);
+    if (q == NULL) {
+        d->prev.free(d->prev.ctx, p);
+        return NULL;
+    }
+    if (zero)
+        memset(q, 0, size);
+    return q;
 }
 
 /* The countdown crossed zero on a small request: make it a raw block, then
@@ -1547,8 +1566,9 @@ static const PyMemAllocatorEx SMALL_SAMPLED[3] = {
     {NULL, hook_malloc_small_obj_s, hook_calloc_small_obj_s, hook_realloc_small_obj_s, NULL},
 };
 
-/* True when the previous OBJ allocator hands requests above SMALL_LIMIT, and
- * only those, to the RAW domain, and the free of a block it did not make too
+/* True when the previous OBJ allocator hands requests above SMALL_LIMIT and
+ * of 0 bytes, and only those, to the RAW domain, and the free of a block it
+ * did not make too
  * (pymalloc does; PYTHONMALLOC=malloc or the debug hooks do not): probed with
  * the RAW hooks installed. */
 static TLS int probe_seen;
@@ -1575,11 +1595,11 @@ static bool probe_pymalloc(domain_t *raw, domain_t *obj)
     PyMemAllocatorEx probe = {raw, probe_malloc, raw->prev.calloc, raw->prev.realloc, probe_free};
     PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &probe);
     bool ok = true;
-    size_t sizes[2] = {SMALL_LIMIT, SMALL_LIMIT + 1};
-    for (int i = 0; i < 2 && ok; i++) {
+    size_t sizes[3] = {SMALL_LIMIT, SMALL_LIMIT + 1, 0};
+    for (int i = 0; i < 3 && ok; i++) {
         probe_seen = 0;
         void *p = obj->prev.malloc(obj->prev.ctx, sizes[i]);
-        ok = p != NULL && probe_seen == (i == 1);
+        ok = p != NULL && probe_seen == (sizes[i] != SMALL_LIMIT);
         if (p != NULL)
             obj->prev.free(obj->prev.ctx, p);
     }
@@ -2267,6 +2287,8 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
     sample_rate = rate;
     log1m_rate = rate > 0.0 && rate < 1.0 ? log1p(-rate) : 0.0;
     inv_log1m = rate > 0.0 && rate < 1.0 ? 1.0 / log1m_rate : 0.0;
+    for (size_t n = 0; n <= SMALL_LIMIT; n++)
+        inv_p_small[n] = inv_p_of(n);
     sample_seed = seed;
     atomic_store(&stream_serial, 0);
     /* generation 0 means "never drew": skip it when the counter wraps */

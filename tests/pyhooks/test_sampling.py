@@ -384,3 +384,31 @@ def test_sampled_small_blocks_keep_sys_getallocatedblocks(script: Script) -> Non
     assert r.returncode == 0, r.stderr
     before, during = (int(x) for x in r.stdout.split())
     assert abs(during - before) < 200, (before, during)
+
+
+def test_sampled_mode_over_pymalloc_keeps_pymallocs_free(script: Script) -> None:
+    # over pymalloc the object domains are installed with pymalloc's own free (the
+    # sampled blocks are raw blocks, forgotten by the RAW domain's free hook); over
+    # the C allocator every domain's free is hooked
+    s = script("free.py", """
+        import ctypes
+        from allocator import _pyhooks
+        class Allocator(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_void_p) for name in ("ctx", "malloc", "calloc", "realloc", "free")]
+        def get(domain):
+            a = Allocator()
+            ctypes.pythonapi.PyMem_GetAllocator(ctypes.c_int(domain), ctypes.byref(a))
+            return a
+        before = [get(d) for d in (0, 1, 2)]
+        _pyhooks.start(sample_rate=1e-4, seed=1)
+        during = [get(d) for d in (0, 1, 2)]
+        _pyhooks.stop()
+        print(*[int(b.free == d.free) for b, d in zip(before, during)],
+              *[int(b.malloc == d.malloc) for b, d in zip(before, during)])
+    """)
+    r = run_python(str(s))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "1", "1", "0", "0", "0"], r.stdout
+    r = run_python(str(s), env={"PYTHONMALLOC": "malloc"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "0", "0", "0", "0", "0"], r.stdout
