@@ -43,6 +43,21 @@ ROOT = HERE.parents[1]
 BOOT = ROOT / "audit" / "_pystart.py"
 
 
+def ringpool_rate(mode: str) -> str | None:
+    """"1e-3" for ringpool-1e-3 (or ringpool-native-1e-3): --modes takes any
+    rate in (0, 1], e.g. ringpool-1e-9 (hooks installed, almost nothing
+    sampled: the cost of the unsampled paths alone); None for other modes."""
+    for prefix in ("ringpool-native-", "ringpool-"):
+        if mode.startswith(prefix):
+            rate = mode[len(prefix):]
+            try:
+                ok = 0.0 < float(rate) <= 1.0
+            except ValueError:
+                return None
+            return rate if ok else None
+    return None
+
+
 def command(mode: str, workload: str, n: int, tmp: str) -> tuple[list[str], dict[str, str]]:
     py = sys.executable
     script = [str(HERE / "workloads.py"), workload, str(n)]
@@ -60,13 +75,14 @@ def command(mode: str, workload: str, n: int, tmp: str) -> tuple[list[str], dict
     if mode == "memray-pyalloc":
         return [py, "-m", "memray", "run", "-q", "-f", "--trace-python-allocators", "-o",
                 f"{tmp}/memray.bin", *script], env
-    if mode in ("ringpool", "ringpool-1e-4", "ringpool-native", "ringpool-native-1e-4"):
+    if mode in ("ringpool", "ringpool-native") or ringpool_rate(mode) is not None:
         env["RINGPOOL_PYTHON_REPORT"] = f"{tmp}/python.%p.json"
         env.pop("RINGPOOL_PYTHON_SAMPLE_RATE", None)
         env.pop("RINGPOOL_PYTHON_SAMPLE_SEED", None)
         env.pop("RINGPOOL_PYTHON_NATIVE", None)
-        if mode.endswith("-1e-4"):
-            env["RINGPOOL_PYTHON_SAMPLE_RATE"] = "1e-4"
+        rate = ringpool_rate(mode)
+        if rate is not None:
+            env["RINGPOOL_PYTHON_SAMPLE_RATE"] = rate
         if "native" in mode:
             env["RINGPOOL_PYTHON_NATIVE"] = "64"     # run --python --native
         return [py, str(BOOT), *script], env
@@ -124,10 +140,10 @@ def main(argv: list[str]) -> int:
     if args.repeat < 1 or args.scale <= 0 or args.callgrind_scale <= 0:
         ap.error("--repeat, --scale and --callgrind-scale must be positive")
     modes = ["plain"] + [m.strip() for m in args.modes.split(",") if m.strip() and m.strip() != "plain"]
-    bad_modes = [m for m in modes if m not in MODES + EXTRA_MODES]
+    bad_modes = [m for m in modes if m not in MODES + EXTRA_MODES and ringpool_rate(m) is None]
     if bad_modes:
         ap.error(f"unknown mode(s) {', '.join(bad_modes)}: choose from "
-                 f"{', '.join(MODES + EXTRA_MODES)}")
+                 f"{', '.join(MODES + EXTRA_MODES)}, or ringpool-RATE")
     MODES[:] = modes
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in chosen if w not in WORKLOADS]
