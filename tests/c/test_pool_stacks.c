@@ -580,7 +580,7 @@ static void test_fork_while_threads_add_stacks(void)
             /* a malloc-backed pool of its own: the parent's pool lock, or the
                arena chunk cache's, may have been held by another thread at
                the fork (no pool promises more) */
-            alarm(120);      /* a hang is the failure; valgrind on a loaded machine is slow */
+            alarm(300);      /* a hang is the failure; valgrind on a loaded machine is slow */
             rp_pool_options o = {.flags = RP_POOL_STACKS};
             rp_pool *mine = rp_pool_create_ex("child", &o);
             void *b = pick(mine, (unsigned)i, 16);
@@ -595,11 +595,17 @@ static void test_fork_while_threads_add_stacks(void)
         }
         close(fd[1]);
         char verdict = 0;
-        CHECK(read(fd[0], &verdict, 1) == 1);
+        ssize_t got;
+        do got = read(fd[0], &verdict, 1); while (got < 0 && errno == EINTR);
         close(fd[0]);
-        CHECK(verdict == 'y');
         int status;
         CHECK(waitpid(pid, &status, 0) == pid);
+        if (got != 1)   /* say how the child ended: a hang (SIGALRM), a crash or an exit */
+            fprintf(stderr, "fork round %d: the child wrote nothing and %s %d\n", i,
+                    WIFSIGNALED(status) ? "died of signal" : "exited with",
+                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        CHECK(got == 1);
+        CHECK(verdict == 'y');
         CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     }
     atomic_store(&f.stop, 1);
