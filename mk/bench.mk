@@ -22,6 +22,7 @@ bench-c-wall: $(BENCH_C_BIN)
 
 bench-c-callgrind: $(BENCH_C_BIN) setup-sys
 	set -o pipefail; benches/c/callgrind.sh -b $(BENCH_C_BIN) $(CALLGRIND_ARGS) | tee $(BENCH_C_DIR)/callgrind.md
+	set -o pipefail; benches/c/callgrind_realloc.sh -b $(BENCH_C_BIN) | tee $(BENCH_C_DIR)/callgrind_realloc.md
 
 bench-c: bench-c-wall bench-c-callgrind
 
