@@ -1397,7 +1397,7 @@ counted:;
         rp_pool *owner = h->origin->pool;                                                    \
         /* a destructor's entry would need re-keying */                                      \
         if (RPI_UNLIKELY((h->word & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK | RPI_F_DTOR)) || \
-                         (pool && pool != owner)))                                           \
+                         (pool && pool != owner && pool != owner->front)))                   \
             return resize_impl(pool, block, size, resize_call(plain), (plain));              \
         if (owner->flags & RP_POOL_UNSYNC) return resize_malloc(owner, h, size, (plain), false); \
         if (RPI_UNLIKELY(!rpi_lock_try(&owner->lock)))                                       \
@@ -1532,7 +1532,7 @@ static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, vo
     rpi_tag *t = rpi_hdr_of(block)->origin;
     rp_pool *owner = t->pool;
     if (RPI_UNLIKELY((w & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK)) ||
-                     (pool && pool != owner)))
+                     (pool && pool != owner && pool != owner->front)))
         return resize_impl(pool, block, size, call, plain);
     if (owner->flags & RP_POOL_UNSYNC)
         return resize_fast_in(owner, block, w, t, size, call, plain, false);

@@ -9,6 +9,8 @@
    unsynchronised pool; the address checks only for the arena. */
 #include "testutil.h"
 
+#include <pthread.h>
+
 static int is_arena(void) { return tu_backing == RP_POOL_ARENA; }
 
 static void fill(unsigned char *p, size_t n, unsigned seed)
@@ -510,7 +512,46 @@ static void checked_big_blocks_stay_exact(void)
     tu_end_pool(pool);
 }
 
+/* A thread-safe pool shared by threads: a block another thread allocated
+   (it lives in that thread's part of the pool) is resized through the pool
+   like any other, and the pool's counters follow. */
+typedef struct xthread { rp_pool *pool; unsigned char *small, *big; } xthread;
+static void *alloc_elsewhere(void *arg)
+{
+    xthread *x = arg;
+    x->small = rp_alloc(x->pool, 20, "small");
+    x->big = rp_alloc(x->pool, 50000, "big");
+    fill(x->small, 20, 3);
+    fill(x->big, 50000, 4);
+    return NULL;
+}
+
+static void block_of_another_thread_resized(void)
+{
+    rp_pool *pool = pool_of_kind("shared", 0, 0);
+    xthread x = { pool, NULL, NULL };
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, alloc_elsewhere, &x) == 0);
+    CHECK(pthread_join(th, NULL) == 0);
+    CHECK(x.small != NULL && x.big != NULL);
+    CHECK(rp_block_pool(x.small) == pool);
+    unsigned char *s = rp_resize(pool, x.small, 28);
+    unsigned char *b = rp_resize(pool, x.big, 50016);
+    CHECK(s != NULL && b != NULL);
+    CHECK(intact(s, 20, 3));
+    CHECK(intact(b, 50000, 4));
+    CHECK_COUNTS(pool, 2, 28 + 50016);
+    s = rp_resize(pool, s, 3000);                    /* a move */
+    CHECK(intact(s, 20, 3));
+    CHECK_COUNTS(pool, 2, 3000 + 50016);
+    CHECK_INT(rp_pool_check(pool), 0);
+    rp_free(s);
+    rp_free(b);
+    tu_end_pool(pool);
+}
+
 static const tu_case cases[] = {
+    { "block_of_another_thread_resized", block_of_another_thread_resized },
     { "checked_big_blocks_stay_exact", checked_big_blocks_stay_exact },
     { "growth_within_the_class_stays", growth_within_the_class_stays },
     { "growth_moves_keeping_the_ring_order", growth_moves_keeping_the_ring_order },
