@@ -193,6 +193,7 @@ static inline size_t rpi_big_cap(rpi_hdr *h)
 #define RPI_RECYCLE_BYTES   ((size_t)64 << 10)
 #define RPI_POOL_RECYCLE    (1u << 16)   /* internal flag: recycling is on */
 #define RPI_POOL_UNLISTED   (1u << 17)   /* internal flag: may hold unlisted tag records */
+#define RPI_POOL_BIASED     (1u << 18)   /* internal flag: a shard whose owner takes no lock */
 static inline size_t rpi_malloc_size(size_t size)
 {
     return RPI_HDR + (size <= RPI_RECYCLE_MAX ? (size + 15) & ~(size_t)15 : size);
@@ -259,6 +260,11 @@ struct rp_pool {
     rp_pool     *shard_next;    /* a shard: the next of its pool's shards (fixed) */
     struct rpi_sthread *shard_thread;   /* a shard: the thread using it, NULL once */
     rp_pool     *thr_prev, *thr_next;   /* that thread exited (shard.c's lock) */
+    /* a biased shard (RPI_POOL_BIASED, shard.c): its owner's fast paths take
+       no lock; anyone else takes the lock and waits out the owner */
+    atomic_int   busy;          /* the owner is in a fast section */
+    _Atomic(void *) bias_owner; /* the owner's thread pointer, NULL when none */
+    _Atomic(rpi_hdr *) remote;  /* blocks freed by other threads (link in the payload) */
 };
 
 static inline void rpi_pool_lock(rp_pool *p)
@@ -523,6 +529,32 @@ RPI_HIDDEN void rpi_shards_fold(rp_pool *front, rpi_fold *out);
 RPI_HIDDEN rpi_tag *rpi_fold_next(rp_pool *front, rpi_tag *t);   /* t NULL: first */
 /* No lock held: the shards lose their threads (before the pool frees them). */
 RPI_HIDDEN void rpi_shards_unbind(rp_pool *front);
+/* A biased shard's owner enters a fast section: false (and not entered)
+   when someone holds the shard's lock or blocks freed by other threads wait
+   to be taken in (then the caller takes the general, locked path). The
+   store of busy and the load of the lock word are ordered for the lock's
+   holder by its membarrier (rpi_shard_exclude): no atomic read-modify-write
+   here. */
+static inline bool rpi_bias_enter(rp_pool *s)
+{
+    atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (RPI_LIKELY(!atomic_load_explicit(&s->lock.held, memory_order_acquire) &&
+                   !atomic_load_explicit(&s->remote, memory_order_relaxed)))
+        return true;
+    atomic_store_explicit(&s->busy, 0, memory_order_release);
+    return false;
+}
+static inline void rpi_bias_exit(rp_pool *s)
+{
+    atomic_store_explicit(&s->busy, 0, memory_order_release);
+}
+/* A biased shard's lock just taken: waits until its owner (unless that is
+   the caller) is out of any fast section, then takes in the blocks other
+   threads freed. */
+RPI_HIDDEN void rpi_shard_exclude(rp_pool *s);
+RPI_HIDDEN void rpi_shard_wait_owner(rp_pool *s);   /* after a fence: the wait alone */
+RPI_HIDDEN void rpi_shard_drain(rp_pool *s);        /* the taking in alone */
 
 /* ---- report.c */
 RPI_HIDDEN int  rpi_write_report(rp_pool *pool, const char *path, unsigned flags,

@@ -44,6 +44,14 @@ static bool heavy_fence(void)
     return fence_ready() && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
+bool rpi_lock_fence_ok(void) { return fence_ready(); }
+bool rpi_lock_fence(void) { return heavy_fence(); }
+void rpi_lock_backoff(unsigned step)
+{
+    if (step % 128 == 127) sched_yield();
+    else cpu_relax();
+}
+
 static bool try_take(rpi_lock *l)
 {
     return atomic_load_explicit(&l->held, memory_order_relaxed) == 0 &&

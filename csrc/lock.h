@@ -44,6 +44,12 @@ RPI_HIDDEN void rpi_lock_wake(rpi_lock *l);
 /* Takes l unless it stays held for about a second (then false): for paths
    such as the at-exit report, which must never wait forever. */
 RPI_HIDDEN bool rpi_lock_try_for(rpi_lock *l);
+/* membarrier(2)'s expedited barrier: whether it works in this process, and
+   one (false if it failed). */
+RPI_HIDDEN bool rpi_lock_fence_ok(void);
+RPI_HIDDEN bool rpi_lock_fence(void);
+/* One step of a wait: a pause, and every 128th step a yield. */
+RPI_HIDDEN void rpi_lock_backoff(unsigned step);
 
 /* After the store of 0 in an unlock: whether anyone sleeps on l. The read
    stays after the store in the compiled code (the CPU may still perform it

@@ -147,6 +147,7 @@ static inline void lock_both(rp_pool *pool, bool checked)
 {
     if (checked) rpi_registry_lock();
     rpi_pool_lock(pool);
+    if (RPI_UNLIKELY(pool->flags & RPI_POOL_BIASED)) rpi_shard_exclude(pool);
 }
 
 static inline void unlock_both(rp_pool *pool, bool checked)
@@ -275,6 +276,12 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
     return pool_new_in(parent, name, opts, NULL);
 }
 
+static bool shard_bias_allowed(void)
+{
+    const char *e = getenv("RINGPOOL_SHARD_BIAS");
+    return !(e && strcmp(e, "0") == 0);
+}
+
 rp_pool *rpi_shard_new(rp_pool *front)
 {
     rp_pool_options o = {.flags = front->flags & RP_POOL_ARENA};
@@ -282,7 +289,12 @@ rp_pool *rpi_shard_new(rp_pool *front)
         o.chunk_size = front->arena->chunk_size;
         o.keep_bytes = front->arena->keep_bytes;
     }
-    return pool_new_in(NULL, front->name, &o, front);
+    rp_pool *s = pool_new_in(NULL, front->name, &o, front);
+    /* the owner's paths without an atomic instruction need the fence that
+       orders them for everyone else (and memory checkers see the pool as
+       it is: recycling off there means a checker runs) */
+    if (s && rpi_lock_fence_ok() && shard_bias_allowed()) s->flags |= RPI_POOL_BIASED;
+    return s;
 }
 
 rp_pool *rp_pool_create(const char *name) { return pool_new(NULL, name, NULL); }
@@ -393,6 +405,7 @@ static void pool_teardown(rp_pool *pool, const char *report_reason)
 void rpi_shard_trim(rp_pool *shard)
 {
     rpi_lock_acquire(&shard->lock);
+    if (shard->flags & RPI_POOL_BIASED) rpi_shard_drain(shard);   /* its owner is gone */
     recycle_release(shard);
     rpi_lock_release(&shard->lock);
 }
@@ -704,6 +717,19 @@ static inline void *link_new(rp_pool *pool, rpi_hdr *h, rpi_tag *t, size_t size)
     return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
 }
 
+/* How a fast path synchronises: not at all (unsynchronised pool), with the
+   pool's lock, or as the owner of a biased shard (no lock: rpi_bias_enter). */
+enum { RPI_SYNC_NONE = 0, RPI_SYNC_LOCK = 1, RPI_SYNC_BIASED = 2 };
+
+/* A biased shard's allocation that is due for the sampler: the draw takes
+   the lock (the owner needs no exclusion from itself). */
+__attribute__((noinline)) static void *biased_memprof_slow(rp_pool *pool, rpi_hdr *h, size_t size)
+{
+    rpi_bias_exit(pool);
+    rpi_lock_acquire(&pool->lock);
+    return rpi_memprof_slow(pool, h, size, false);
+}
+
 /* Cold exits of the fast paths after their lock is given back with a
    sleeper to wake: out of line, so the fast paths save no register for it. */
 __attribute__((noinline)) static void *wake_then_general(rp_pool *pool, size_t size,
@@ -748,7 +774,7 @@ oom:
    pools so that neither tests the flag again. */
 static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *pool, rpi_arena *a,
                                                                     size_t size, const char *tag,
-                                                                    bool plain, const bool locked)
+                                                                    bool plain, const int locked)
 {
     size_t c;   /* size_t, not unsigned: no zero extension before indexing */
     if (RPI_LIKELY(size <= 1024 - RPI_HDR))
@@ -758,7 +784,9 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     else
         return alloc_general(pool, size, tag, plain);
     size_t slot = rpi_tag_slot(tag);
-    if (locked && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
+    if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
+        return alloc_general(pool, size, tag, plain);
+    if (locked == RPI_SYNC_BIASED && RPI_UNLIKELY(!rpi_bias_enter(pool)))
         return alloc_general(pool, size, tag, plain);
     rpi_tag *t = pool->tag_rec[slot];
     if (RPI_UNLIKELY(pool->tag_key[slot] != tag)) goto general_locked;
@@ -776,12 +804,17 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
     h->origin = t;
     rpi_ring_insert(pool, h);
-    if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, false);
-    if (locked) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
+    if (rpi_memprof_count(pool, t, size)) {
+        if (locked == RPI_SYNC_BIASED) return biased_memprof_slow(pool, h, size);
+        return rpi_memprof_slow(pool, h, size, false);
+    }
+    if (locked == RPI_SYNC_LOCK) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
+    if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
     return rpi_payload(h);
 general_locked:
-    if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
+    if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
         return wake_then_general(pool, size, tag, plain);
+    if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
     return alloc_general(pool, size, tag, plain);
 }
 
@@ -796,17 +829,20 @@ __attribute__((noinline)) static void *wake_then_malloc(rp_pool *pool, size_t si
    specialised like the arena case. */
 static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *pool, size_t size,
                                                                        const char *tag, bool plain,
-                                                                       const bool locked)
+                                                                       const int locked)
 {
     size_t c = (size + 15) >> 4;
     size_t slot = rpi_tag_slot(tag);
-    if (locked && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
+    if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
         return alloc_malloc_fast(pool, size, tag, plain);
+    if (locked == RPI_SYNC_BIASED && RPI_UNLIKELY(!rpi_bias_enter(pool)))
+        return alloc_general(pool, size, tag, plain);
     rpi_tag *t = pool->tag_rec[slot];
     rpi_hdr *h = pool->recycle[c];
     if (RPI_UNLIKELY(pool->tag_key[slot] != tag || !h)) {
-        if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
+        if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
             return wake_then_malloc(pool, size, tag, plain);
+        if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return alloc_malloc_fast(pool, size, tag, plain);
     }
     pool->recycle[c] = h->next;
@@ -814,8 +850,12 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
     h->word = size;
     h->origin = t;
     rpi_ring_insert(pool, h);
-    if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, false);
-    if (locked) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
+    if (rpi_memprof_count(pool, t, size)) {
+        if (locked == RPI_SYNC_BIASED) return biased_memprof_slow(pool, h, size);
+        return rpi_memprof_slow(pool, h, size, false);
+    }
+    if (locked == RPI_SYNC_LOCK) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
+    if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
     return rpi_payload(h);
 }
 
@@ -859,6 +899,13 @@ __attribute__((noinline)) static void *alloc_other_thread(rp_pool *pool, size_t 
 {
     rp_pool *shard = rpi_shard_of(pool);
     if (RPI_UNLIKELY(shard == pool)) return alloc_general(pool, size, tag, plain);
+    if (RPI_LIKELY(shard->flags & RPI_POOL_BIASED)) {
+        /* its owner: no lock (internal.h, rpi_bias_enter) */
+        rpi_arena *a = shard->fast_arena;
+        if (a) return alloc_arena_fast(shard, a, size, tag, plain, RPI_SYNC_BIASED);
+        if ((shard->flags & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX)
+            return alloc_recycled_fast(shard, size, tag, plain, RPI_SYNC_BIASED);
+    }
     return alloc_fast_in(shard, size, tag, plain, true);
 }
 
@@ -1117,9 +1164,10 @@ void rpi_free_general(void *block)
    pools. */
 static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr *h, uint64_t w,
                                                             rpi_tag *t, rp_pool *pool,
-                                                            const bool locked)
+                                                            const int locked)
 {
-    if (locked && RPI_UNLIKELY(!rpi_lock_try(&pool->lock))) {
+    /* RPI_SYNC_BIASED: the caller entered the owner's fast section */
+    if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(!rpi_lock_try(&pool->lock))) {
         free_general(block);
         return;
     }
@@ -1132,7 +1180,8 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
         rpi_arena *a = pool->arena;
         h->next = a->free[c];
         a->free[c] = h;
-        if (locked) rpi_lock_release(&pool->lock);
+        if (locked == RPI_SYNC_LOCK) rpi_lock_release(&pool->lock);
+        if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return;
     }
     if ((pool->flags & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX) {
@@ -1142,12 +1191,74 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
             h->next = pool->recycle[c];
             pool->recycle[c] = h;
             pool->recycled += cap;
-            if (locked) rpi_lock_release(&pool->lock);
+            if (locked == RPI_SYNC_LOCK) rpi_lock_release(&pool->lock);
+            if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
             return;
         }
     }
-    if (locked) h = rpi_lock_release_ret(&pool->lock, h);
+    if (locked == RPI_SYNC_LOCK) h = rpi_lock_release_ret(&pool->lock, h);
+    if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
     rpi_sys_free(h);
+}
+
+/* A block of a biased shard: its owner frees it without a lock; another
+   thread pushes it on the shard's list of remote frees (the link in its
+   payload: every block of size 1 or more has at least 16 bytes), taken in
+   by the owner's next locked call or by anyone who takes the shard's lock.
+   Until then it stays on the ring and in the counters, which only lock
+   holders read, and they take it in first. */
+__attribute__((noinline)) static void free_biased(void *block, rpi_hdr *h, uint64_t w,
+                                                  rpi_tag *t, rp_pool *pool)
+{
+    if (atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) == rpi_thread_self()) {
+        if (RPI_UNLIKELY(!rpi_bias_enter(pool))) {
+            free_general(block);
+            return;
+        }
+        free_fast(block, h, w, t, pool, RPI_SYNC_BIASED);
+        return;
+    }
+    if (RPI_UNLIKELY((w & RPI_SIZE_MASK) == 0)) {
+        free_general(block);   /* no room for the link: the lock */
+        return;
+    }
+    rpi_hdr *head = atomic_load_explicit(&pool->remote, memory_order_relaxed);
+    do {
+        *(rpi_hdr **)block = head;
+    } while (!atomic_compare_exchange_weak_explicit(&pool->remote, &head, h,
+                                                    memory_order_release, memory_order_relaxed));
+}
+
+/* Takes in the blocks other threads freed (the shard's lock held and its
+   owner out of its fast sections). */
+void rpi_shard_drain(rp_pool *s)
+{
+    if (!atomic_load_explicit(&s->remote, memory_order_relaxed)) return;
+    rpi_hdr *h = atomic_exchange_explicit(&s->remote, NULL, memory_order_acquire);
+    while (h) {
+        rpi_hdr *next = *(rpi_hdr **)rpi_payload(h);
+        rpi_ring_unlink(h);
+        rpi_counters_sub(h->origin, rpi_size(h));
+        raw_release(s, h);
+        h = next;
+    }
+}
+
+void rpi_shard_wait_owner(rp_pool *s)
+{
+    for (unsigned i = 0; atomic_load_explicit(&s->busy, memory_order_acquire); i++)
+        rpi_lock_backoff(i);
+}
+
+void rpi_shard_exclude(rp_pool *s)
+{
+    if (atomic_load_explicit(&s->bias_owner, memory_order_relaxed) != rpi_thread_self()) {
+        /* after it, the owner either sees the lock held and stays out, or
+           its busy flag is visible here */
+        (void)rpi_lock_fence();
+        rpi_shard_wait_owner(s);
+    }
+    rpi_shard_drain(s);
 }
 
 void rp_free(void *block)
@@ -1166,8 +1277,13 @@ void rp_free(void *block)
         free_general(block);
         return;
     }
-    if (pool->flags & RP_POOL_UNSYNC) free_fast(block, h, w, t, pool, false);
-    else free_fast(block, h, w, t, pool, true);
+    unsigned f = pool->flags;
+    if (f & (RP_POOL_UNSYNC | RPI_POOL_BIASED)) {
+        if (f & RPI_POOL_BIASED) free_biased(block, h, w, t, pool);
+        else free_fast(block, h, w, t, pool, RPI_SYNC_NONE);
+    } else {
+        free_fast(block, h, w, t, pool, RPI_SYNC_LOCK);
+    }
 }
 
 /* ------------------------------------------------------------- resize */
@@ -1399,7 +1515,11 @@ counted:;
         if (RPI_UNLIKELY((h->word & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK | RPI_F_DTOR)) || \
                          (pool && pool != owner && pool != owner->front)))                   \
             return resize_impl(pool, block, size, resize_call(plain), (plain));              \
-        if (owner->flags & RP_POOL_UNSYNC) return resize_malloc(owner, h, size, (plain), false); \
+        if (owner->flags & (RP_POOL_UNSYNC | RPI_POOL_BIASED)) {                            \
+            if (owner->flags & RPI_POOL_BIASED) /* a shard: its lock waits out the owner */ \
+                return resize_impl(pool, block, size, resize_call(plain), (plain));          \
+            return resize_malloc(owner, h, size, (plain), false);                            \
+        }                                                                                    \
         if (RPI_UNLIKELY(!rpi_lock_try(&owner->lock)))                                       \
             return resize_impl(pool, block, size, resize_call(plain), (plain));              \
         return resize_malloc(owner, h, size, (plain), true);                                 \
@@ -1534,8 +1654,11 @@ static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, vo
     if (RPI_UNLIKELY((w & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK)) ||
                      (pool && pool != owner && pool != owner->front)))
         return resize_impl(pool, block, size, call, plain);
-    if (owner->flags & RP_POOL_UNSYNC)
+    if (owner->flags & (RP_POOL_UNSYNC | RPI_POOL_BIASED)) {
+        if (owner->flags & RPI_POOL_BIASED)   /* a shard: its lock waits out the owner */
+            return resize_impl(pool, block, size, call, plain);
         return resize_fast_in(owner, block, w, t, size, call, plain, false);
+    }
     return resize_fast_in(owner, block, w, t, size, call, plain, true);
 }
 

@@ -64,6 +64,7 @@ static void owned_unlink(rpi_sthread *r, rp_pool *s)   /* bind_lock held */
     if (s->thr_next) s->thr_next->thr_prev = s->thr_prev;
     s->thr_prev = s->thr_next = NULL;
     s->shard_thread = NULL;
+    atomic_store_explicit(&s->bias_owner, NULL, memory_order_relaxed);
     for (size_t i = 0; i < TSLOTS; i++) {
         if (atomic_load_explicit(&r->shard[i], memory_order_relaxed) == s) {
             atomic_store_explicit(&r->key[i], NULL, memory_order_relaxed);
@@ -140,6 +141,7 @@ static rp_pool *bind(rp_pool *pool)
     }
     if (s->shard_thread != r) {
         s->shard_thread = r;
+        atomic_store_explicit(&s->bias_owner, rpi_thread_self(), memory_order_relaxed);
         s->thr_prev = NULL;
         s->thr_next = r->owned;
         if (r->owned) r->owned->thr_prev = s;
@@ -177,9 +179,29 @@ void rpi_shards_unbind(rp_pool *front)
 }
 
 /* ------------------------------------------------------------ readers */
+/* Every shard's lock taken: one fence for all the biased ones whose owner
+   is another thread, then each owner waited out and the remote frees taken
+   in. */
+static void shards_exclude(rp_pool *front)
+{
+    bool fence = false;
+    void *self = rpi_thread_self();
+    for (rp_pool *s = front->shards; s; s = s->shard_next)
+        fence |= (s->flags & RPI_POOL_BIASED) &&
+                 atomic_load_explicit(&s->bias_owner, memory_order_relaxed) != self;
+    if (fence) (void)rpi_lock_fence();
+    for (rp_pool *s = front->shards; s; s = s->shard_next) {
+        if (!(s->flags & RPI_POOL_BIASED)) continue;
+        if (atomic_load_explicit(&s->bias_owner, memory_order_relaxed) != self)
+            rpi_shard_wait_owner(s);
+        rpi_shard_drain(s);
+    }
+}
+
 void rpi_shards_lock(rp_pool *front)
 {
     for (rp_pool *s = front->shards; s; s = s->shard_next) rpi_lock_acquire(&s->lock);
+    shards_exclude(front);
 }
 
 bool rpi_shards_lock_bounded(rp_pool *front)
@@ -190,6 +212,7 @@ bool rpi_shards_lock_bounded(rp_pool *front)
             return false;
         }
     }
+    shards_exclude(front);
     return true;
 }
 

@@ -648,6 +648,85 @@ static void test_snapshot_exact_while_threads_run(void)
     tu_end_pool(pool);
 }
 
+/* Blocks freed by another thread than the one that allocated them (which is
+   still running and allocating) leave the counters at once: the freeing
+   thread's own next snapshot no longer counts them, zero-size blocks
+   included. */
+typedef struct owner_job {
+    rp_pool        *pool;
+    void           *b[32];
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int             step;
+} owner_job;
+
+static void owner_wait(owner_job *j, int step)
+{
+    pthread_mutex_lock(&j->mu);
+    while (j->step < step) pthread_cond_wait(&j->cv, &j->mu);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void owner_set(owner_job *j, int step)
+{
+    pthread_mutex_lock(&j->mu);
+    j->step = step;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void *owner_body(void *arg)
+{
+    owner_job *j = arg;
+    for (int i = 0; i < 32; i++) j->b[i] = rp_alloc(j->pool, (size_t)(i % 4) * 8, "owner");
+    owner_set(j, 1);
+    owner_wait(j, 2);    /* the main thread frees the even ones */
+    for (int i = 0; i < 32; i += 2) j->b[i] = rp_alloc(j->pool, 24, "owner-again");
+    owner_set(j, 3);
+    owner_wait(j, 4);
+    for (int i = 0; i < 32; i++) rp_free(j->b[i]);
+    return NULL;
+}
+
+static void test_frees_from_other_threads_counted_at_once(void)
+{
+    rp_pool *pool = tu_pool("remote");
+    owner_job j;
+    memset(&j, 0, sizeof j);
+    j.pool = pool;
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_cond_init(&j.cv, NULL);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, owner_body, &j) == 0);
+    owner_wait(&j, 1);
+    /* sizes 0, 8, 16, 24 repeating: 8 blocks of each, 384 bytes */
+    CHECK_COUNTS(pool, 32, 384);
+    size_t left = 32, bytes = 384;
+    for (int i = 0; i < 32; i += 2) {
+        rp_free(j.b[i]);
+        left--;
+        bytes -= (size_t)(i % 4) * 8;
+        CHECK_COUNTS(pool, left, bytes);
+    }
+    CHECK_INT(rp_pool_check(pool), 0);
+    owner_set(&j, 2);
+    owner_wait(&j, 3);
+    CHECK_COUNTS(pool, 32, bytes + 16 * 24);
+    size_t seen = 0;
+    CHECK_INT(rp_pool_walk(pool, count_visit, &seen), 0);
+    CHECK_EQ(seen, 32);
+    owner_set(&j, 4);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK_COUNTS(pool, 0, 0);
+    rp_tag_stat st[4];
+    CHECK_EQ(rp_pool_stats(pool, st, 4), 2);
+    CHECK_EQ(st[0].allocs, 32);
+    CHECK_EQ(st[1].allocs, 16);
+    pthread_mutex_destroy(&j.mu);
+    pthread_cond_destroy(&j.cv);
+    tu_end_pool(pool);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -658,6 +737,7 @@ int main(int argc, char **argv)
         {"thread_exit_returns_its_cache", test_thread_exit_returns_its_cache},
         {"destructors_in_order_across_threads", test_destructors_in_order_across_threads},
         {"snapshot_exact_while_threads_run", test_snapshot_exact_while_threads_run},
+        {"frees_from_other_threads_counted_at_once", test_frees_from_other_threads_counted_at_once},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
