@@ -504,9 +504,36 @@ RPI_HIDDEN void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t);
 #define RPI_SHARDABLE(flags) (!((flags) & (RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_STACKS)))
 static inline void *rpi_thread_self(void) { return __builtin_thread_pointer(); }
 RPI_HIDDEN uint64_t rpi_pool_gen_next(void);
+/* A thread's bindings pool -> its shard: a direct-mapped table by pool
+   generation, written under shard.c's lock, read by its thread without it. */
+#define RPI_TSLOTS 8
+typedef struct rpi_sthread {
+    _Atomic(rp_pool *)  key[RPI_TSLOTS];
+    _Atomic(uint64_t)   gen[RPI_TSLOTS];
+    _Atomic(rp_pool *)  shard[RPI_TSLOTS];
+    rp_pool            *owned;          /* its shards (thr_next links) */
+    struct rpi_sthread *prev, *next;    /* every record (shard.c's lock) */
+    void               *tp;             /* its thread's thread pointer */
+} rpi_sthread;
+RPI_HIDDEN extern __thread rpi_sthread *rpi_tls_thread;
+/* The slow way: finds or makes the calling thread's shard of pool and binds
+   it; pool itself when no shard can be made (out of memory). */
+RPI_HIDDEN rp_pool *rpi_shard_bind(rp_pool *pool);
 /* The calling thread's shard of pool (created on first use), or pool itself
-   when no shard can be made (out of memory). */
-RPI_HIDDEN rp_pool *rpi_shard_of(rp_pool *pool);
+   when no shard can be made. */
+static inline rp_pool *rpi_shard_of(rp_pool *pool)
+{
+    rpi_sthread *r = rpi_tls_thread;
+    if (RPI_LIKELY(r != NULL)) {
+        size_t i = pool->gen & (RPI_TSLOTS - 1);
+        if (atomic_load_explicit(&r->key[i], memory_order_relaxed) == pool &&
+            atomic_load_explicit(&r->gen[i], memory_order_relaxed) == pool->gen) {
+            rp_pool *s = atomic_load_explicit(&r->shard[i], memory_order_relaxed);
+            if (RPI_LIKELY(s != NULL)) return s;
+        }
+    }
+    return rpi_shard_bind(pool);
+}
 /* pool.c: a new, empty shard of front (front's lock held), NULL on OOM;
    everything a shard holds freed (no lock held, nobody uses it). */
 RPI_HIDDEN rp_pool *rpi_shard_new(rp_pool *front);

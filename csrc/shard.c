@@ -34,17 +34,9 @@
 #include <pthread.h>
 #include <string.h>
 
-#define TSLOTS 8   /* bindings per thread (direct-mapped by pool generation) */
-
-typedef struct rpi_sthread {
-    _Atomic(rp_pool *)  key[TSLOTS];
-    _Atomic(uint64_t)   gen[TSLOTS];
-    _Atomic(rp_pool *)  shard[TSLOTS];
-    rp_pool            *owned;          /* its shards (thr_next links) */
-    struct rpi_sthread *prev, *next;    /* every record (bind_lock) */
-} rpi_sthread;
-
-static __thread rpi_sthread *tls_thread;   /* default model: the library may be dlopened */
+#define TSLOTS RPI_TSLOTS
+#define tls_thread rpi_tls_thread
+__thread rpi_sthread *rpi_tls_thread;   /* default model: the library may be dlopened */
 static rpi_lock bind_lock;        /* records, their tables, shards' threads */
 static rpi_sthread *threads;
 static pthread_key_t exit_key;
@@ -73,10 +65,9 @@ static void owned_unlink(rpi_sthread *r, rp_pool *s)   /* bind_lock held */
     }
 }
 
-/* A thread exits: its shards stay with their pools, unowned. */
-static void thread_exit(void *arg)
+/* A thread's record goes: its shards stay with their pools, unowned. */
+static void record_free(rpi_sthread *r)
 {
-    rpi_sthread *r = arg;
     rpi_lock_acquire(&bind_lock);
     while (r->owned) {
         rp_pool *s = r->owned;
@@ -87,8 +78,14 @@ static void thread_exit(void *arg)
     else threads = r->next;
     if (r->next) r->next->prev = r->prev;
     rpi_lock_release(&bind_lock);
-    tls_thread = NULL;
     rpi_sys_free(r);
+}
+
+/* A thread exits (its key's destructor). */
+static void thread_exit(void *arg)
+{
+    record_free(arg);
+    tls_thread = NULL;
 }
 
 static void exit_key_make(void)
@@ -104,6 +101,7 @@ static rpi_sthread *thread_record(void)
     if (!exit_key_ok) return NULL;
     r = rpi_sys_calloc(1, sizeof *r);
     if (!r) return NULL;
+    r->tp = rpi_thread_self();
     if (pthread_setspecific(exit_key, r) != 0) {
         rpi_sys_free(r);
         return NULL;
@@ -117,7 +115,7 @@ static rpi_sthread *thread_record(void)
     return r;
 }
 
-static rp_pool *bind(rp_pool *pool)
+rp_pool *rpi_shard_bind(rp_pool *pool)
 {
     rpi_sthread *r = thread_record();
     if (!r) return pool;
@@ -156,19 +154,6 @@ static rp_pool *bind(rp_pool *pool)
     return s;
 }
 
-rp_pool *rpi_shard_of(rp_pool *pool)
-{
-    rpi_sthread *r = tls_thread;
-    if (RPI_LIKELY(r != NULL)) {
-        size_t i = pool->gen & (TSLOTS - 1);
-        if (atomic_load_explicit(&r->key[i], memory_order_relaxed) == pool &&
-            atomic_load_explicit(&r->gen[i], memory_order_relaxed) == pool->gen) {
-            rp_pool *s = atomic_load_explicit(&r->shard[i], memory_order_relaxed);
-            if (RPI_LIKELY(s != NULL)) return s;
-        }
-    }
-    return bind(pool);
-}
 
 void rpi_shards_unbind(rp_pool *front)
 {
@@ -296,13 +281,20 @@ rpi_tag *rpi_fold_next(rp_pool *front, rpi_tag *t)
 }
 
 /* At unload: the calling thread's record (other threads' records go when
-   they exit), and the exit hook, which must not outlive the code. */
+   they exit), and the exit hook, which must not outlive the code. The
+   record is found by thread pointer, not through the thread-local variable:
+   touching the library's TLS at dlclose would make the loader allocate it
+   then (and keep it). */
 __attribute__((destructor)) static void shard_at_unload(void)
 {
-    rpi_sthread *r = tls_thread;
+    void *self = rpi_thread_self();
+    rpi_lock_acquire(&bind_lock);
+    rpi_sthread *r = threads;
+    while (r && r->tp != self) r = r->next;
+    rpi_lock_release(&bind_lock);
     if (r) {
         (void)pthread_setspecific(exit_key, NULL);
-        thread_exit(r);
+        record_free(r);
     }
     if (exit_key_ok) {
         (void)pthread_key_delete(exit_key);
