@@ -377,6 +377,14 @@ int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out)
         if (atomic_exchange_explicit(&q->lock.held, 1, memory_order_acquire)) continue;
         q->mp_left = 0;
         q->mp.real = false;
+        /* and its shards (shard.c) whose lock is free */
+        for (rp_pool *sh = q->shards; sh; sh = sh->shard_next) {
+            if (atomic_exchange_explicit(&sh->lock.held, 1, memory_order_acquire)) continue;
+            if (sh->flags & RPI_POOL_BIASED) rpi_shard_exclude(sh);
+            sh->mp_left = 0;
+            sh->mp.real = false;
+            rpi_lock_release(&sh->lock);
+        }
         rpi_lock_release(&q->lock);
     }
     rpi_live_unlock();
