@@ -60,6 +60,7 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
 #define ADAPT_WINDOW  8
 #define ADAPT_MAX     ((size_t)1 << 30)
 static rpi_lock cache_lock;
+rpi_lock *rpi_chunk_cache_lockp(void) { return &cache_lock; }
 static rpi_chunk *cache_head;
 static size_t cache_bytes;
 static size_t cache_cap = SIZE_MAX;   /* SIZE_MAX: not read yet */

@@ -126,6 +126,7 @@ static void reuse_release(void)
 }
 
 void rpi_registry_lock(void) { rpi_lock_acquire(&reg_lock); }
+rpi_lock *rpi_registry_lockp(void) { return &reg_lock; }
 void rpi_registry_unlock(void) { rpi_lock_release(&reg_lock); }
 bool rpi_registry_lock_for_exit(void) { return rpi_lock_try_for(&reg_lock); }
 

@@ -356,6 +356,7 @@ static inline bool rpi_is_mark(const rp_pool *pool, const rpi_hdr *h)
 
 /* live-pool list (for at-exit reports) */
 RPI_HIDDEN void rpi_live_lock(void);
+RPI_HIDDEN rpi_lock *rpi_live_lockp(void);        /* for fork.c */
 RPI_HIDDEN bool rpi_live_lock_for_exit(void);   /* bounded wait */
 RPI_HIDDEN void rpi_live_unlock(void);
 RPI_HIDDEN extern rp_pool *rpi_live_head;
@@ -450,6 +451,7 @@ RPI_HIDDEN void rpi_chunk_cache_fini(void);   /* frees the process chunk cache *
 RPI_HIDDEN extern atomic_int rpi_checked_gate;
 RPI_HIDDEN extern atomic_int rpi_unchecked_pools; /* live unchecked pools */
 RPI_HIDDEN void rpi_registry_lock(void);
+RPI_HIDDEN rpi_lock *rpi_registry_lockp(void);    /* for fork.c */
 RPI_HIDDEN void rpi_registry_unlock(void);
 RPI_HIDDEN bool rpi_registry_lock_for_exit(void);   /* bounded wait */
 /* registry lock held for all below */
@@ -538,6 +540,9 @@ static inline rp_pool *rpi_shard_of(rp_pool *pool)
    everything a shard holds freed (no lock held, nobody uses it). */
 RPI_HIDDEN rp_pool *rpi_shard_new(rp_pool *front);
 RPI_HIDDEN void rpi_shard_free(rp_pool *shard);
+RPI_HIDDEN rpi_lock *rpi_shard_bind_lockp(void);  /* for fork.c */
+RPI_HIDDEN rpi_lock *rpi_memprof_lockp(void);     /* for fork.c */
+RPI_HIDDEN rpi_lock *rpi_chunk_cache_lockp(void); /* for fork.c */
 RPI_HIDDEN void rpi_shard_trim(rp_pool *shard);   /* gives back its recycle lists */
 /* Front's lock held: takes every shard's lock (bounded: false if one stays
    held for about a second, with none taken), gives them back. */

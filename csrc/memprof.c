@@ -90,6 +90,7 @@ typedef struct mp_entry {
 } mp_entry;
 
 static rpi_lock    mp_lock;
+rpi_lock *rpi_memprof_lockp(void) { return &mp_lock; }
 static rpi_ptrmap  mp_map;                 /* block -> mp_entry (mp_lock) */
 static rp_memprof *mp_running;             /* mp_lock */
 static atomic_uint_least64_t mp_gen = 1;   /* changes at every start and stop */

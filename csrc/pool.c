@@ -20,6 +20,7 @@ static const char untagged[] = "(untagged)";
 rp_pool *rpi_live_head;
 static rpi_lock live_lock;
 void rpi_live_lock(void) { rpi_lock_acquire(&live_lock); }
+rpi_lock *rpi_live_lockp(void) { return &live_lock; }
 void rpi_live_unlock(void) { rpi_lock_release(&live_lock); }
 bool rpi_live_lock_for_exit(void) { return rpi_lock_try_for(&live_lock); }
 

@@ -115,8 +115,6 @@ static void skip_init(void)
             (uintptr_t)rpi_ptrmap_get, (uintptr_t)rpi_ptrmap_free, (uintptr_t)rpi_lock_slow,
         };
         for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) skip_add(fns[i]);
-        /* a fork never copies the stack table's lock held by another thread */
-        (void)pthread_atfork(rpi_stack_lock, rpi_stack_unlock, rpi_stack_unlock);
         atomic_store_explicit(&skip_ready, 1, memory_order_release);
     }
     rpi_live_unlock();

@@ -38,6 +38,7 @@
 #define tls_thread rpi_tls_thread
 __thread rpi_sthread *rpi_tls_thread;   /* default model: the library may be dlopened */
 static rpi_lock bind_lock;        /* records, their tables, shards' threads */
+rpi_lock *rpi_shard_bind_lockp(void) { return &bind_lock; }
 static rpi_sthread *threads;
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;

@@ -308,6 +308,85 @@ static void run_walk_during_traffic(unsigned flags)
 static void test_walk_during_traffic(void) { run_walk_during_traffic(0); }
 static void test_walk_during_traffic_checked(void) { run_walk_during_traffic(RP_POOL_CHECKED); }
 
+/* Threads busy in every process-wide lock of the library (the checked-mode
+   registry, the live-pool list, the arena chunk cache, the shard bindings of
+   a shared pool) while the main thread forks: each child creates pools of
+   both backings, checked and not, allocates, frees and destroys, and must
+   not wait on a lock a parent thread held at the fork. */
+typedef struct {
+    rp_pool *shared;
+    atomic_int stop;
+} fork_traffic;
+
+static void *fork_traffic_body(void *arg)
+{
+    fork_traffic *f = arg;
+    for (unsigned i = 0; !atomic_load(&f->stop); i++) {
+        rp_free(rp_alloc_noexc(f->shared, 16 + i % 200, "shared"));
+        rp_pool_options o = {.flags = (i & 1 ? RP_POOL_ARENA : 0) | (i & 2 ? RP_POOL_CHECKED : 0)};
+        rp_pool *p = rp_pool_create_ex("churn", &o);
+        if (p) {
+            for (int k = 0; k < 8; k++) (void)rp_alloc_noexc(p, 4000, "churn");
+            rp_pool_destroy(p);
+        }
+    }
+    return NULL;
+}
+
+static void test_fork_while_threads_hold_process_locks(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return;   /* the sanitizers' own runtimes may hang in such a child */
+#endif
+    rp_pool_options co = {.flags = RP_POOL_CHECKED};
+    rp_pool *keep = rp_pool_create_ex("keeps-the-registry-on", &co);
+    CHECK(keep != NULL);
+    fork_traffic f = {tu_pool("shared"), 0};
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) CHECK(pthread_create(&th[t], NULL, fork_traffic_body, &f) == 0);
+    int rounds = tu_quick() ? 10 : 100;
+    for (int i = 0; i < rounds; i++) {
+        int fd[2];
+        CHECK(pipe(fd) == 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            alarm(300);   /* a hang is the failure */
+            char verdict = 'y';
+            for (unsigned flags = 0; flags < 4; flags++) {
+                rp_pool_options o = {.flags = (flags & 1 ? RP_POOL_ARENA : 0) |
+                                              (flags & 2 ? RP_POOL_CHECKED : 0)};
+                rp_pool *mine = rp_pool_create_ex("child", &o);
+                void *b = mine ? rp_alloc_noexc(mine, 100000, "big") : NULL;
+                void *s = mine ? rp_alloc_noexc(mine, 24, "small") : NULL;
+                if (!b || !s) verdict = 'n';
+                rp_free(s);
+                rp_free(b);
+                if (mine) rp_pool_destroy(mine);
+            }
+            if (write(fd[1], &verdict, 1) != 1) _exit(4);
+            kill(getpid(), SIGKILL);   /* no exit handlers, no leak check of the parent's memory */
+        }
+        close(fd[1]);
+        char verdict = 0;
+        ssize_t got;
+        do got = read(fd[0], &verdict, 1); while (got < 0 && errno == EINTR);
+        close(fd[0]);
+        int status;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        if (got != 1)
+            fprintf(stderr, "fork round %d: the child wrote nothing and %s %d\n", i,
+                    WIFSIGNALED(status) ? "died of signal" : "exited with",
+                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        CHECK(got == 1);
+        CHECK(verdict == 'y');
+    }
+    atomic_store(&f.stop, 1);
+    for (int t = 0; t < 2; t++) CHECK(pthread_join(th[t], NULL) == 0);
+    rp_pool_destroy(keep);
+    tu_end_pool(f.shared);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -317,6 +396,7 @@ int main(int argc, char **argv)
         {"hammer_checked", test_hammer_checked},
         {"unsync", test_unsync},
         {"children_threads", test_children_threads},
+        {"fork_while_threads_hold_process_locks", test_fork_while_threads_hold_process_locks},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
