@@ -312,11 +312,13 @@ static void fill(entry *e, rpi_hdr *h, void *raw)
     e->state = RPI_LIVE;
 }
 
-void rpi_registry_insert(rpi_hdr *h, void *raw)
+/* The record of payload, a new block of cp's pool: a retired record of the
+   same address (reused by its own pool) is taken over, else a free one is
+   hashed in (room reserved by the caller). */
+static inline __attribute__((always_inline)) entry *claim_entry(cpool *cp, void *payload)
 {
-    cpool *cp = cpool_of(h->origin->pool);
-    entry *e = lookup(rpi_payload(h));
-    if (e) {                    /* address reused by its own pool: a retired record */
+    entry *e = lookup(payload);
+    if (RPI_UNLIKELY(e != NULL)) {
         if (e->lnext) live_unlink(e);
         entry_release(e);
         if (e->cp != cp) {
@@ -327,20 +329,32 @@ void rpi_registry_insert(rpi_hdr *h, void *raw)
         e = free_entries;
         free_entries = e->hnext;
         e->qprev = e->qnext = NULL;
-        e->payload = rpi_payload(h);
-        hash_add(e);            /* room reserved */
+        e->payload = payload;
+        hash_add(e);
         cp->refs++;
-        nentries++;
-        gate_update();
+        if (nentries++ == 0) gate_update();
     }
     e->cp = cp;
-    fill(e, h, raw);
-    /* ring order: the block was inserted at the ring's tail */
+    return e;
+}
+
+/* e at the tail of cp's live list (the ring order: a new block is inserted
+   at the ring's tail), and the record looked up last. */
+static inline __attribute__((always_inline)) void live_append(cpool *cp, entry *e)
+{
     e->lnext = &cp->live;
     e->lprev = cp->live.lprev;
     cp->live.lprev->lnext = e;
     cp->live.lprev = e;
     last = e;
+}
+
+void rpi_registry_insert(rpi_hdr *h, void *raw)
+{
+    cpool *cp = cpool_of(h->origin->pool);
+    entry *e = claim_entry(cp, rpi_payload(h));
+    fill(e, h, raw);
+    live_append(cp, e);
 }
 
 void rpi_registry_update(rpi_hdr *h)
@@ -614,35 +628,14 @@ void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain)
     rpi_ring_insert(pool, h);
     /* the record (room checked above) */
     void *payload = rpi_payload(h);
-    entry *e = lookup(payload);
-    if (RPI_UNLIKELY(e != NULL)) {   /* a retired record of this address */
-        if (e->lnext) live_unlink(e);
-        entry_release(e);
-        if (e->cp != cp) {
-            cp->refs++;
-            cpool_unref(e->cp);
-        }
-    } else {
-        e = free_entries;
-        free_entries = e->hnext;
-        e->qprev = e->qnext = NULL;
-        e->payload = payload;
-        hash_add(e);
-        cp->refs++;
-        if (nentries++ == 0) gate_update();
-    }
-    e->cp = cp;
+    entry *e = claim_entry(cp, payload);
     e->pool = pool;
     e->origin = t;
     e->word = h->word;
     e->raw = h;
     e->kept = 0;
     e->state = RPI_LIVE;
-    e->lnext = &cp->live;
-    e->lprev = cp->live.lprev;
-    cp->live.lprev->lnext = e;
-    cp->live.lprev = e;
-    last = e;
+    live_append(cp, e);
     if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, true);
     rpi_pool_unlock(pool);
     rpi_registry_unlock();
