@@ -593,19 +593,8 @@ static void test_fork_while_threads_add_stacks(void)
             if (write(fd[1], &verdict, 1) != 1) _exit(4);
             kill(getpid(), SIGKILL);
         }
-        close(fd[1]);
-        char verdict = 0;
-        ssize_t got;
-        do got = read(fd[0], &verdict, 1); while (got < 0 && errno == EINTR);
-        close(fd[0]);
         int status;
-        CHECK(waitpid(pid, &status, 0) == pid);
-        if (got != 1)   /* say how the child ended: a hang (SIGALRM), a crash or an exit */
-            fprintf(stderr, "fork round %d: the child wrote nothing and %s %d\n", i,
-                    WIFSIGNALED(status) ? "died of signal" : "exited with",
-                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        CHECK(got == 1);
-        CHECK(verdict == 'y');
+        CHECK(tu_child_verdict(pid, fd[0], fd[1], i, &status) == 'y');
         CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     }
     atomic_store(&f.stop, 1);

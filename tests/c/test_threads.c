@@ -367,19 +367,8 @@ static void test_fork_while_threads_hold_process_locks(void)
             if (write(fd[1], &verdict, 1) != 1) _exit(4);
             kill(getpid(), SIGKILL);   /* no exit handlers, no leak check of the parent's memory */
         }
-        close(fd[1]);
-        char verdict = 0;
-        ssize_t got;
-        do got = read(fd[0], &verdict, 1); while (got < 0 && errno == EINTR);
-        close(fd[0]);
         int status;
-        CHECK(waitpid(pid, &status, 0) == pid);
-        if (got != 1)
-            fprintf(stderr, "fork round %d: the child wrote nothing and %s %d\n", i,
-                    WIFSIGNALED(status) ? "died of signal" : "exited with",
-                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        CHECK(got == 1);
-        CHECK(verdict == 'y');
+        CHECK(tu_child_verdict(pid, fd[0], fd[1], i, &status) == 'y');
     }
     atomic_store(&f.stop, 1);
     for (int t = 0; t < 2; t++) CHECK(pthread_join(th[t], NULL) == 0);

@@ -112,6 +112,27 @@ static inline _Noreturn void tu_fail(const char *file, int line, const char *fmt
         CHECK_EQ(by_, (nbytes));                                               \
     } while (0)
 
+/* ------------------------------------------------------------ forks */
+/* The byte a forked child (pid) wrote to fd before it ended, read after
+   closing the write end wfd; waits for the child and stores how it ended in
+   *status. A child that wrote nothing fails the test, with how it ended (a
+   hang's alarm, a crash or an exit) on stderr. */
+static inline char tu_child_verdict(pid_t pid, int fd, int wfd, int round, int *status)
+{
+    close(wfd);
+    char verdict = 0;
+    ssize_t got;
+    do got = read(fd, &verdict, 1); while (got < 0 && errno == EINTR);
+    close(fd);
+    CHECK(waitpid(pid, status, 0) == pid);
+    if (got != 1)
+        fprintf(stderr, "fork round %d: the child wrote nothing and %s %d\n", round,
+                WIFSIGNALED(*status) ? "died of signal" : "exited with",
+                WIFSIGNALED(*status) ? WTERMSIG(*status) : WEXITSTATUS(*status));
+    CHECK(got == 1);
+    return verdict;
+}
+
 /* ------------------------------------------------------------ pools */
 static inline int tu_quick(void)
 {
