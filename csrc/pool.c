@@ -1740,6 +1740,19 @@ int rp_set_destructor(void *block, rp_destructor_fn fn)
 }
 
 /* -------------------------------------------------------------- audit */
+/* rp_pool_stats' entry i, when out has room for it. */
+static inline void stat_put(rp_tag_stat *out, size_t cap, size_t i, const rpi_tag *t, size_t blocks,
+                            size_t bytes, size_t peak, uint64_t allocs)
+{
+    if (i < cap && out) {
+        out[i].tag = t->name;
+        out[i].blocks = blocks;
+        out[i].bytes = bytes;
+        out[i].peak_bytes = peak;
+        out[i].allocs = allocs;
+    }
+}
+
 /* A pool with shards (its lock held): the folded tags. */
 static size_t stats_folded(rp_pool *pool, rp_tag_stat *out, size_t cap)
 {
@@ -1749,14 +1762,7 @@ static size_t stats_folded(rp_pool *pool, rp_tag_stat *out, size_t cap)
     size_t i = 0;
     for (rpi_tag *t = rpi_fold_next(pool, NULL); t; t = rpi_fold_next(pool, t)) {
         if (!t->f_allocs) continue;
-        if (i < cap && out) {
-            out[i].tag = t->name;
-            out[i].blocks = t->f_blocks;
-            out[i].bytes = t->f_bytes;
-            out[i].peak_bytes = t->f_peak;
-            out[i].allocs = t->f_allocs;
-        }
-        i++;
+        stat_put(out, cap, i++, t, t->f_blocks, t->f_bytes, t->f_peak, t->f_allocs);
     }
     rpi_shards_unlock(pool);
     return i;
@@ -1774,26 +1780,12 @@ size_t rp_pool_stats(rp_pool *pool, rp_tag_stat *out, size_t cap)
         size_t unlisted = 0;
         for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
             if (!rpi_tag_listed(t)) { unlisted++; continue; }
-            if (i < cap && out) {
-                out[i].tag = t->name;
-                out[i].blocks = t->blocks;
-                out[i].bytes = t->bytes;
-                out[i].peak_bytes = t->peak;
-                out[i].allocs = t->allocs;
-            }
-            i++;
+            stat_put(out, cap, i++, t, t->blocks, t->bytes, t->peak, t->allocs);
         }
         if (!unlisted) pool->flags &= ~RPI_POOL_UNLISTED;
     } else {
-        for (rpi_tag *t = pool->tag_first; t; t = t->lnext, i++) {
-            if (i < cap && out) {
-                out[i].tag = t->name;
-                out[i].blocks = t->blocks;
-                out[i].bytes = t->bytes;
-                out[i].peak_bytes = t->peak;
-                out[i].allocs = t->allocs;
-            }
-        }
+        for (rpi_tag *t = pool->tag_first; t; t = t->lnext, i++)
+            stat_put(out, cap, i, t, t->blocks, t->bytes, t->peak, t->allocs);
     }
     rpi_pool_unlock(pool);
     return i;
