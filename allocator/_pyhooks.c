@@ -1165,7 +1165,12 @@ static int native_init(void)
 }
 
 /* ----------------------------------------------------------- exact hooks */
-static void *hook_malloc(void *ctx, size_t size)
+/* One body per call for both kinds of exact run, inlined into each hook with
+ * its recorder: record (Python frames) or record_native (the native stack
+ * too), a constant there, so each hook calls or inlines its own directly. */
+typedef void recorder(const domain_t *d, void *p, size_t size, uint32_t k);
+
+HOT void *exact_malloc(void *ctx, size_t size, recorder *rec)
 {
     domain_t *d = ctx;
     if (in_hook)
@@ -1173,12 +1178,12 @@ static void *hook_malloc(void *ctx, size_t size)
     in_hook = 1;
     void *p = d->prev.malloc(d->prev.ctx, size);
     if (p != NULL)
-        record(d, p, size, 0);
+        rec(d, p, size, 0);
     in_hook = 0;
     return p;
 }
 
-static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
+HOT void *exact_calloc(void *ctx, size_t nelem, size_t elsize, recorder *rec)
 {
     domain_t *d = ctx;
     if (in_hook)
@@ -1187,7 +1192,7 @@ static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
     void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
     size_t size;
     if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size))
-        record(d, p, size, 0);
+        rec(d, p, size, 0);
     in_hook = 0;
     return p;
 }
@@ -1210,7 +1215,7 @@ static void put_back(void *ptr, const trace_t *old)
     unlock_tables();
 }
 
-static void *hook_realloc(void *ctx, void *ptr, size_t size)
+HOT void *exact_realloc(void *ctx, void *ptr, size_t size, recorder *rec)
 {
     domain_t *d = ctx;
     trace_t old;
@@ -1224,9 +1229,19 @@ static void *hook_realloc(void *ctx, void *ptr, size_t size)
     if (in_hook)
         return p;
     in_hook = 1;
-    record(d, p, size, 0);
+    rec(d, p, size, 0);
     in_hook = 0;
     return p;
+}
+
+static void *hook_malloc(void *ctx, size_t size) { return exact_malloc(ctx, size, record); }
+static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    return exact_calloc(ctx, nelem, elsize, record);
+}
+static void *hook_realloc(void *ctx, void *ptr, size_t size)
+{
+    return exact_realloc(ctx, ptr, size, record);
 }
 
 static void hook_free(void *ctx, void *ptr)
@@ -1240,52 +1255,15 @@ static void hook_free(void *ctx, void *ptr)
     d->prev.free(d->prev.ctx, ptr);
 }
 
-/* The exact hooks of a run with native stacks: the ones above, recording
- * through record_native (the free is hook_free). */
-static void *hook_malloc_n(void *ctx, size_t size)
-{
-    domain_t *d = ctx;
-    if (in_hook)
-        return d->prev.malloc(d->prev.ctx, size);
-    in_hook = 1;
-    void *p = d->prev.malloc(d->prev.ctx, size);
-    if (p != NULL)
-        record_native(d, p, size, 0);
-    in_hook = 0;
-    return p;
-}
-
+/* The exact hooks of a run with native stacks (the free is hook_free). */
+static void *hook_malloc_n(void *ctx, size_t size) { return exact_malloc(ctx, size, record_native); }
 static void *hook_calloc_n(void *ctx, size_t nelem, size_t elsize)
 {
-    domain_t *d = ctx;
-    if (in_hook)
-        return d->prev.calloc(d->prev.ctx, nelem, elsize);
-    in_hook = 1;
-    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
-    size_t size;
-    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size))
-        record_native(d, p, size, 0);
-    in_hook = 0;
-    return p;
+    return exact_calloc(ctx, nelem, elsize, record_native);
 }
-
 static void *hook_realloc_n(void *ctx, void *ptr, size_t size)
 {
-    domain_t *d = ctx;
-    trace_t old;
-    bool had = ptr != NULL && forget(ptr, &old);
-    void *p = d->prev.realloc(d->prev.ctx, ptr, size);
-    if (p == NULL) {
-        if (had)
-            put_back(ptr, &old);
-        return NULL;
-    }
-    if (in_hook)
-        return p;
-    in_hook = 1;
-    record_native(d, p, size, 0);
-    in_hook = 0;
-    return p;
+    return exact_realloc(ctx, ptr, size, record_native);
 }
 
 /* --------------------------------------------------------- sampled hooks */
