@@ -88,6 +88,7 @@ PyMODINIT_FUNC PyInit__pyhooks(void)
  * stack table, in the extension module allocator._pystack (_pystack.c says
  * why it is a module of its own), reached through its capsule. */
 #include "../csrc/stack/stack.h"
+#include "../csrc/stack/module.h"
 #include "_pystack.h"
 #include <dlfcn.h>
 #include <limits.h>
@@ -1690,10 +1691,8 @@ static void write_frames(FILE *f, const site_t *s)
  * that lie in CPython's evaluation loop.  Built with the lock held, from
  * libc memory. */
 typedef struct {
-    uintptr_t lo, hi, base;
+    rpi_module obj;             /* load bias, address range, build id */
     char *path;
-    unsigned char build_id[64];
-    size_t build_id_len;
     long index;                 /* in the report's modules; -1: no frame in it */
 } nmodule_t;
 
@@ -1782,43 +1781,6 @@ static long nreport_frame(const nreport_t *r, uintptr_t a)
     return -1;
 }
 
-static void nmodule_describe(struct dl_phdr_info *info, nmodule_t *m)
-{
-    m->base = info->dlpi_addr;
-    m->lo = UINTPTR_MAX;
-    m->hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD) {
-            uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-            if (lo < m->lo)
-                m->lo = lo;
-            if (lo + ph->p_memsz > m->hi)
-                m->hi = lo + ph->p_memsz;
-        } else if (ph->p_type == PT_NOTE && m->build_id_len == 0) {
-            /* the GNU build id: the symbolizer checks the file on disk against it */
-            const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
-            const unsigned char *end = p + ph->p_memsz;
-            while ((size_t)(end - p) >= sizeof(ElfW(Nhdr))) {
-                const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)(const void *)p;
-                size_t name = ((size_t)nh->n_namesz + 3u) & ~(size_t)3u;
-                size_t desc = ((size_t)nh->n_descsz + 3u) & ~(size_t)3u;
-                if (name > (size_t)(end - p) - sizeof *nh ||
-                    desc > (size_t)(end - p) - sizeof *nh - name)
-                    break;
-                const unsigned char *d = p + sizeof *nh + name;
-                if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
-                    memcmp(p + sizeof *nh, "GNU", 4) == 0 && nh->n_descsz <= sizeof m->build_id) {
-                    memcpy(m->build_id, d, nh->n_descsz);
-                    m->build_id_len = nh->n_descsz;
-                    break;
-                }
-                p = d + desc;
-            }
-        }
-    }
-}
-
 static int nmodule_collect(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
@@ -1830,17 +1792,11 @@ static int nmodule_collect(struct dl_phdr_info *info, size_t size, void *arg)
     nmodule_t *m = &r->mods[r->nmods];
     memset(m, 0, sizeof *m);
     m->index = -1;
-    nmodule_describe(info, m);
-    const char *name = info->dlpi_name;
+    rpi_module_describe(info, &m->obj);
     char exe[PATH_MAX];
-    if (name == NULL || *name == '\0') {
-        /* the main program (listed first) */
-        ssize_t n = r->nmods == 0 ? readlink("/proc/self/exe", exe, sizeof exe - 1) : -1;
-        if (n <= 0)
-            return 0;
-        exe[n] = '\0';
-        name = exe;
-    }
+    const char *name = rpi_module_path(info, r->nmods == 0, exe, sizeof exe);
+    if (name == NULL)
+        return 0;
     m->path = strdup(name);
     if (m->path == NULL) {
         r->failed = true;
@@ -1895,7 +1851,7 @@ static void nreport_finish(nreport_t *r)
         uintptr_t a = r->frames[i] - 1;
         for (size_t k = 0; k < r->nmods; k++) {
             nmodule_t *m = &r->mods[k];
-            if (a >= m->lo && a < m->hi) {
+            if (a >= m->obj.lo && a < m->obj.hi) {
                 if (m->index < 0) {
                     m->index = (long)r->nused;
                     r->used[r->nused++] = m;
@@ -1921,19 +1877,16 @@ static void nreport_write(FILE *f, const nreport_t *r)
         const nmodule_t *m = r->used[i];
         fputs(i ? ",\n    {\"path\": " : "\n    {\"path\": ", f);
         json_string(f, m->path);
-        fprintf(f, ", \"base\": \"0x%" PRIxPTR "\"", m->base);
-        if (m->build_id_len) {
-            fputs(", \"build_id\": \"", f);
-            for (size_t b = 0; b < m->build_id_len; b++)
-                fprintf(f, "%02x", m->build_id[b]);
-            fputc('"', f);
-        }
+        fprintf(f, ", \"base\": \"0x%" PRIxPTR "\"", m->obj.base);
+        char hex[2 * sizeof m->obj.build_id + 1];
+        if (rpi_module_build_id_hex(&m->obj, hex))
+            fprintf(f, ", \"build_id\": \"%s\"", hex);
         fputc('}', f);
     }
     fputs(r->nused ? "\n  ],\n  \"frames\": [" : "],\n  \"frames\": [", f);
     for (size_t i = 0; i < r->nframes; i++) {
         long mi = r->frame_module[i];
-        uintptr_t off = r->frames[i] - (mi < 0 ? 0 : r->used[mi]->base);
+        uintptr_t off = r->frames[i] - (mi < 0 ? 0 : r->used[mi]->obj.base);
         fprintf(f, "%s[%ld, \"0x%" PRIxPTR "\"]", i ? ", " : "", mi, off);
     }
     fputs("],\n  \"eval_frames\": [", f);

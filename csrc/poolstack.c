@@ -15,6 +15,7 @@
 #define RPI_STACK_NO_LIBUNWIND
 #include "stack/stack.c"
 #include "stack/unwind.c"
+#include "stack/module.h"
 
 #include "memprof.h"
 #include "poolstack.h"
@@ -290,10 +291,8 @@ typedef struct rpi_psrow {
 } rpi_psrow;
 
 typedef struct psmodule {
-    uintptr_t lo, hi, base;
+    rpi_module obj;           /* load bias, address range, build id */
     char *path;
-    unsigned char build_id[64];
-    size_t build_id_len;
     bool used;
     size_t index;
 } psmodule;
@@ -319,38 +318,6 @@ struct rpi_psreport {
 
 static inline void *id_key(uint32_t id) { return (void *)(((uintptr_t)id + 1) << 4); }
 
-static void describe(struct dl_phdr_info *info, psmodule *m)
-{
-    m->base = info->dlpi_addr;
-    m->lo = UINTPTR_MAX;
-    m->hi = 0;
-    m->build_id_len = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD) {
-            uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-            if (lo < m->lo) m->lo = lo;
-            if (lo + ph->p_memsz > m->hi) m->hi = lo + ph->p_memsz;
-        } else if (ph->p_type == PT_NOTE && !m->build_id_len) {
-            const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
-            const unsigned char *end = p + ph->p_memsz;
-            while (p + sizeof(ElfW(Nhdr)) <= end) {
-                const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)(const void *)p;
-                size_t name = (nh->n_namesz + 3u) & ~3u, desc = (nh->n_descsz + 3u) & ~3u;
-                const unsigned char *d = p + sizeof *nh + name;
-                if (d + nh->n_descsz > end) break;
-                if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
-                    memcmp(p + sizeof *nh, "GNU", 4) == 0 && nh->n_descsz <= sizeof m->build_id) {
-                    memcpy(m->build_id, d, nh->n_descsz);
-                    m->build_id_len = nh->n_descsz;
-                    break;
-                }
-                p = d + desc;
-            }
-        }
-    }
-}
-
 static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
@@ -364,16 +331,10 @@ static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
     }
     psmodule *m = &r->mods[r->nmods];
     memset(m, 0, sizeof *m);
-    describe(info, m);
-    const char *name = info->dlpi_name;
+    rpi_module_describe(info, &m->obj);
     char exe[PATH_MAX];
-    if (!name || !*name) {
-        /* the main program */
-        ssize_t n = r->nmods == 0 ? readlink("/proc/self/exe", exe, sizeof exe - 1) : -1;
-        if (n <= 0) return 0;
-        exe[n] = '\0';
-        name = exe;
-    }
+    const char *name = rpi_module_path(info, r->nmods == 0, exe, sizeof exe);
+    if (!name) return 0;
     size_t len = strlen(name);
     m->path = rpi_sys_malloc(len + 1);
     if (!m->path) { r->failed = true; return 1; }
@@ -473,7 +434,7 @@ static bool make_frames(rpi_psreport *r)
         /* a return address: the call lies just before it */
         uintptr_t a = r->frames[i] - 1;
         for (size_t k = 0; k < r->nmods; k++) {
-            if (a >= r->mods[k].lo && a < r->mods[k].hi) {
+            if (a >= r->mods[k].obj.lo && a < r->mods[k].obj.hi) {
                 if (!r->mods[k].used) {
                     r->mods[k].used = true;
                     r->mods[k].index = r->nused;
@@ -546,10 +507,11 @@ void rpi_poolstack_report_end(rpi_psreport *r, const rpi_json_out *o)
         const psmodule *m = r->used[i];
         put_raw(o, i ? ",\n    {\"path\": " : "\n    {\"path\": ");
         o->str(o->ctx, m->path);
-        put_fmt(o, ", \"base\": \"0x%lx\"", (unsigned long)m->base);
-        if (m->build_id_len) {
+        put_fmt(o, ", \"base\": \"0x%lx\"", (unsigned long)m->obj.base);
+        char hex[2 * sizeof m->obj.build_id + 1];
+        if (rpi_module_build_id_hex(&m->obj, hex)) {
             put_raw(o, ", \"build_id\": \"");
-            for (size_t b = 0; b < m->build_id_len; b++) put_fmt(o, "%02x", m->build_id[b]);
+            put_raw(o, hex);
             put_raw(o, "\"");
         }
         put_raw(o, "}");
@@ -558,7 +520,7 @@ void rpi_poolstack_report_end(rpi_psreport *r, const rpi_json_out *o)
     for (size_t i = 0; i < r->nframes; i++) {
         size_t mi = r->frame_module[i];
         /* offsets from the module's load bias, as the interposer's */
-        uintptr_t off = r->frames[i] - (mi == SIZE_MAX ? 0 : r->used[mi]->base);
+        uintptr_t off = r->frames[i] - (mi == SIZE_MAX ? 0 : r->used[mi]->obj.base);
         put_fmt(o, "%s[%ld, \"0x%lx\"]", i ? ", " : "", mi == SIZE_MAX ? -1L : (long)mi,
                 (unsigned long)off);
     }

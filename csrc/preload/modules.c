@@ -53,41 +53,6 @@ const rpp_unloaded *rpp_unloaded_get(uint32_t i)
     return &records[i];
 }
 
-void rpp_module_describe(struct dl_phdr_info *info, rpp_unloaded *m)
-{
-    m->base = info->dlpi_addr;
-    m->lo = UINTPTR_MAX;
-    m->hi = 0;
-    m->build_id_len = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD) {
-            uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-            if (lo < m->lo)
-                m->lo = lo;
-            if (lo + ph->p_memsz > m->hi)
-                m->hi = lo + ph->p_memsz;
-        } else if (ph->p_type == PT_NOTE && !m->build_id_len) {
-            const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
-            const unsigned char *end = p + ph->p_memsz;
-            while (p + sizeof(ElfW(Nhdr)) <= end) {
-                const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)(const void *)p;
-                size_t name = (nh->n_namesz + 3u) & ~3u, desc = (nh->n_descsz + 3u) & ~3u;
-                const unsigned char *d = p + sizeof *nh + name;
-                if (d + nh->n_descsz > end)
-                    break;
-                if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
-                    memcmp(p + sizeof *nh, "GNU", 4) == 0 && nh->n_descsz <= sizeof m->build_id) {
-                    memcpy(m->build_id, d, nh->n_descsz);
-                    m->build_id_len = nh->n_descsz;
-                    break;
-                }
-                p = d + desc;
-            }
-        }
-    }
-}
-
 typedef struct finding {
     uintptr_t base;
     const char *name;
@@ -102,7 +67,7 @@ static int find_loaded(struct dl_phdr_info *info, size_t size, void *arg)
     if (info->dlpi_addr != f->base || !info->dlpi_name || strcmp(info->dlpi_name, f->name) != 0)
         return 0;
     f->found = 1;
-    rpp_module_describe(info, &f->m);
+    rpi_module_describe(info, &f->m.obj);
     return 1;
 }
 

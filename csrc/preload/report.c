@@ -276,9 +276,7 @@ static void put_time(out *w, time_t t)
 #define MAX_MODULES 2048
 typedef struct module {
     const char *path;
-    uintptr_t base, lo, hi;
-    unsigned char build_id[64];
-    size_t build_id_len;     /* 0: none */
+    rpi_module obj;          /* load bias, address range, build id */
     int unloaded;            /* a dlclose'd module (modules.c) */
 } module;
 
@@ -295,14 +293,8 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
     module *m = &mods[nmods];
     memset(m, 0, sizeof *m);
     m->path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : exe_path;
-    rpp_unloaded d;
-    rpp_module_describe(info, &d);
-    m->base = d.base;
-    m->lo = d.lo;
-    m->hi = d.hi;
-    memcpy(m->build_id, d.build_id, d.build_id_len);
-    m->build_id_len = d.build_id_len;
-    if (m->lo < m->hi && m->path[0])   /* skip the vDSO-like entries without a file */
+    rpi_module_describe(info, &m->obj);
+    if (m->obj.lo < m->obj.hi && m->path[0])   /* skip the vDSO-like entries without a file */
         nmods++;
     return 0;
 }
@@ -316,11 +308,7 @@ static void add_unloaded(void)
         const rpp_unloaded *r = rpp_unloaded_get(i);
         module *m = &mods[nmods++];
         m->path = r->path;
-        m->base = r->base;
-        m->lo = r->lo;
-        m->hi = r->hi;
-        memcpy(m->build_id, r->build_id, r->build_id_len);
-        m->build_id_len = r->build_id_len;
+        m->obj = r->obj;
         m->unloaded = 1;
     }
 }
@@ -334,14 +322,14 @@ static const module *module_of(uintptr_t pc, uint32_t gen)
     uint32_t best = n;
     for (uint32_t i = 0; i < n; i++) {
         const rpp_unloaded *r = rpp_unloaded_get(i);
-        if (r->gen_end >= gen && pc >= r->lo && pc < r->hi &&
+        if (r->gen_end >= gen && pc >= r->obj.lo && pc < r->obj.hi &&
             (best == n || r->gen_end < rpp_unloaded_get(best)->gen_end))
             best = i;
     }
     if (best < n)
         return nlive + best < nmods ? &mods[nlive + best] : NULL;
     for (size_t i = 0; i < nlive; i++)
-        if (pc >= mods[i].lo && pc < mods[i].hi)
+        if (pc >= mods[i].obj.lo && pc < mods[i].obj.hi)
             return &mods[i];
     return NULL;
 }
@@ -433,7 +421,7 @@ static void put_stacks(out *w, const uintptr_t *keys, size_t nkeys)
         else
             puts_(w, "-1");
         puts_(w, ", \"");
-        put_hex(w, m ? pc - m->base : pc);
+        put_hex(w, m ? pc - m->obj.base : pc);
         puts_(w, "\"]");
     }
     puts_(w, nframes ? "\n  ]" : "]");
@@ -726,15 +714,13 @@ int rpp_write_report(const char *reason)
         put_key(w, "path");
         put_str(w, mods[i].path);
         puts_(w, ", \"base\": \"");
-        put_hex(w, mods[i].base);
+        put_hex(w, mods[i].obj.base);
         puts_(w, "\"");
-        if (mods[i].build_id_len) {
+        char hex[2 * sizeof mods[i].obj.build_id + 1];
+        size_t nhex = rpi_module_build_id_hex(&mods[i].obj, hex);
+        if (nhex) {
             puts_(w, ", \"build_id\": \"");
-            for (size_t k = 0; k < mods[i].build_id_len; k++) {
-                char h[2] = {"0123456789abcdef"[mods[i].build_id[k] >> 4],
-                             "0123456789abcdef"[mods[i].build_id[k] & 15]};
-                put(w, h, 2);
-            }
+            put(w, hex, nhex);
             puts_(w, "\"");
         }
         if (mods[i].unloaded)
@@ -767,7 +753,7 @@ int rpp_write_report(const char *reason)
         put_key(w, "module");
         put_str(w, i == 0 ? "(overflow)" : m ? m->path : "?");
         puts_(w, ", \"offset\": \"");
-        put_hex(w, i == 0 ? 0 : m ? c.pc - m->base : c.pc);
+        put_hex(w, i == 0 ? 0 : m ? c.pc - m->obj.base : c.pc);
         puts_(w, "\", \"blocks\": ");
         put_i64(w, b);
         puts_(w, ", \"bytes\": ");

@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "module.h"
+
 #define RPP_HIDDEN __attribute__((visibility("hidden")))
 #define RPP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RPP_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -279,16 +281,11 @@ RPP_HIDDEN extern _Atomic uintptr_t rpp_gen_bits;   /* generation << RPP_GEN_SHI
 /* A module dlclose unmapped: what the report needs to name its addresses. */
 typedef struct rpp_unloaded {
     const char *path;
-    uintptr_t base, lo, hi;
-    unsigned char build_id[64];
-    size_t build_id_len;
+    rpi_module obj;         /* load bias, address range, build id */
     uint32_t gen_end;       /* the last generation in which it was mapped */
 } rpp_unloaded;
 RPP_HIDDEN uint32_t rpp_unloaded_count(void);
 RPP_HIDDEN const rpp_unloaded *rpp_unloaded_get(uint32_t i);
-struct dl_phdr_info;
-/* Load bias, address range and build id of a loaded object (path unset). */
-RPP_HIDDEN void rpp_module_describe(struct dl_phdr_info *info, rpp_unloaded *m);
 
 /* ----------------------------------------------------------- report.c */
 typedef struct rpp_config {
