@@ -93,7 +93,9 @@ void rpp_stacks_init(void)
     rpp_stack_depth = depth;
 }
 
-uintptr_t rpp_stack_key(uintptr_t pc)
+/* Out of line: inlined, the capture's registers and frame would be saved
+   and set up on every allocation, one-frame mode included. */
+__attribute__((noinline)) uintptr_t rpp_stack_key(uintptr_t pc)
 {
     uint32_t id = rpi_stack_here(rpp_stack_depth, pc, self_lo, self_hi);
     return id ? RPP_STACK_KEY(id) : pc;

@@ -59,6 +59,7 @@ typedef struct ptr_shard {
     ptr_slot *slots;
     size_t mask;     /* capacity - 1; capacity is a power of two */
     size_t count;
+    size_t limit;    /* grow before count reaches it: capacity / 2 (0: no table yet) */
 } __attribute__((aligned(64))) ptr_shard;
 
 typedef struct site_slot {
@@ -74,6 +75,10 @@ typedef struct site_shard {
 } __attribute__((aligned(64))) site_shard;
 
 static ptr_shard ptr_shards[PTR_SHARDS];
+/* What a shard without a table of its own points at (limit 0, mask 0): a
+   lookup finds the empty slot at once; an insertion grows the shard first.
+   Never written. */
+static ptr_slot no_slots[1];
 static site_shard site_shards[SITE_SHARDS];
 static rpp_site *sites;                 /* RPP_MAX_SITES records, reserved */
 static _Atomic uint32_t nsites = 1;     /* id 0 = overflow */
@@ -102,6 +107,9 @@ int rpp_table_init(void)
     if (!sites)
         return -1;
     counts_key_ok = pthread_key_create(&counts_key, release_counts) == 0;
+    for (unsigned i = 0; i < PTR_SHARDS; i++)
+        if (!ptr_shards[i].limit)
+            ptr_shards[i].slots = no_slots;
     return 0;
 }
 
@@ -163,7 +171,8 @@ out:
     return id;
 }
 
-uint32_t rpp_site_for_slow(uintptr_t pc, uint64_t h)
+/* Out of line (rpp.h): the callers' fast path saves no registers for it. */
+__attribute__((noinline)) uint32_t rpp_site_for_slow(uintptr_t pc, uint64_t h)
 {
     rpp_cache_entry *c = &rpp_tls_cache[h & (RPP_TLS_CACHE - 1)];
     uint32_t id = site_lookup_locked(pc, h);
@@ -197,10 +206,12 @@ uint32_t rpp_site_count(void)
  * thread's is handed back the same way. */
 #define DELTA_SLOTS 128u
 
+/* A thread's counts for one site, all only ever growing: an allocation adds
+   to the first two, a free to the last two (two additions per operation;
+   outstanding blocks and bytes are the differences). */
 typedef struct delta {
     _Atomic uint32_t site;
-    _Atomic int64_t blocks, bytes;
-    _Atomic uint64_t allocs, alloc_bytes;
+    _Atomic uint64_t allocs, alloc_bytes, frees, free_bytes;
 } delta;
 
 typedef struct counts_block {
@@ -252,83 +263,84 @@ static counts_block *claim_counts(void)
     return b;
 }
 
-static inline void add_relaxed_i(_Atomic int64_t *v, int64_t d)
+/* The owner's addition: a plain load and store (readers load atomically). */
+static inline void add_relaxed(_Atomic uint64_t *v, uint64_t d)
 {
     atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
                           memory_order_relaxed);
 }
 
-static inline void add_relaxed_u(_Atomic uint64_t *v, uint64_t d)
+/* alloc is 1 for an allocation of size bytes, 0 for a free. */
+static inline void add_delta(delta *d, int alloc, uint64_t size)
 {
-    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
-                          memory_order_relaxed);
-}
-
-/* dallocs is 1 for an allocation (whose dbytes is its size) and 0 for a free. */
-static inline void add_delta(delta *d, int64_t dblocks, int64_t dbytes, uint64_t dallocs)
-{
-    add_relaxed_i(&d->blocks, dblocks);
-    add_relaxed_i(&d->bytes, dbytes);
-    if (dallocs) {
-        add_relaxed_u(&d->allocs, dallocs);
-        add_relaxed_u(&d->alloc_bytes, (uint64_t)dbytes);
+    if (alloc) {
+        add_relaxed(&d->allocs, 1);
+        add_relaxed(&d->alloc_bytes, size);
+    } else {
+        add_relaxed(&d->frees, 1);
+        add_relaxed(&d->free_bytes, size);
     }
+}
+
+/* Adds a delta's counts to its site's shared record and zeroes it. */
+static void flush_delta(delta *d, uint32_t held)
+{
+    rpp_site *s = &sites[held];
+    uint64_t a = atomic_load_explicit(&d->allocs, memory_order_relaxed);
+    uint64_t ab = atomic_load_explicit(&d->alloc_bytes, memory_order_relaxed);
+    uint64_t f = atomic_load_explicit(&d->frees, memory_order_relaxed);
+    uint64_t fb = atomic_load_explicit(&d->free_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->blocks, (int64_t)(a - f), memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->bytes, (int64_t)(ab - fb), memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->allocs, a, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->alloc_bytes, ab, memory_order_relaxed);
+    atomic_store_explicit(&d->allocs, 0, memory_order_relaxed);
+    atomic_store_explicit(&d->alloc_bytes, 0, memory_order_relaxed);
+    atomic_store_explicit(&d->frees, 0, memory_order_relaxed);
+    atomic_store_explicit(&d->free_bytes, 0, memory_order_relaxed);
 }
 
 /* Off the hot path: the thread has no block yet, or the slot holds another
    site (its deltas go to that site's shared record first). */
-static __attribute__((noinline)) void count_slow(uint32_t site, int64_t dblocks, int64_t dbytes,
-                                                 uint64_t dallocs)
+static __attribute__((noinline)) void count_slow(uint32_t site, int alloc, uint64_t size)
 {
     counts_block *b = tls_counts;
     if (!b && !(b = claim_counts())) {
         rpp_site *s = &sites[site];
-        atomic_fetch_add_explicit(&s->blocks, dblocks, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->bytes, dbytes, memory_order_relaxed);
-        if (dallocs) {
-            atomic_fetch_add_explicit(&s->allocs, dallocs, memory_order_relaxed);
-            atomic_fetch_add_explicit(&s->alloc_bytes, (uint64_t)dbytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->blocks, alloc ? 1 : -1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->bytes, alloc ? (int64_t)size : -(int64_t)size,
+                                  memory_order_relaxed);
+        if (alloc) {
+            atomic_fetch_add_explicit(&s->allocs, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&s->alloc_bytes, size, memory_order_relaxed);
         }
         return;
     }
     delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
     uint32_t held = atomic_load_explicit(&d->site, memory_order_relaxed);
     if (held != site) {
-        rpp_site *s = &sites[held];
-        atomic_fetch_add_explicit(&s->blocks, atomic_load_explicit(&d->blocks, memory_order_relaxed),
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->bytes, atomic_load_explicit(&d->bytes, memory_order_relaxed),
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->allocs, atomic_load_explicit(&d->allocs, memory_order_relaxed),
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->alloc_bytes, atomic_load_explicit(&d->alloc_bytes, memory_order_relaxed),
-                                  memory_order_relaxed);
-        atomic_store_explicit(&d->blocks, 0, memory_order_relaxed);
-        atomic_store_explicit(&d->bytes, 0, memory_order_relaxed);
-        atomic_store_explicit(&d->allocs, 0, memory_order_relaxed);
-        atomic_store_explicit(&d->alloc_bytes, 0, memory_order_relaxed);
+        flush_delta(d, held);
         atomic_store_explicit(&d->site, site, memory_order_release);
     }
-    add_delta(d, dblocks, dbytes, dallocs);
+    add_delta(d, alloc, size);
 }
 
-static inline __attribute__((always_inline)) void count(uint32_t site, int64_t dblocks,
-                                                        int64_t dbytes, uint64_t dallocs)
+static inline __attribute__((always_inline)) void count(uint32_t site, int alloc, uint64_t size)
 {
     counts_block *b = tls_counts;
     if (RPP_LIKELY(b != NULL)) {
         delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
         if (RPP_LIKELY(atomic_load_explicit(&d->site, memory_order_relaxed) == site)) {
-            add_delta(d, dblocks, dbytes, dallocs);
+            add_delta(d, alloc, size);
             return;
         }
     }
-    count_slow(site, dblocks, dbytes, dallocs);
+    count_slow(site, alloc, size);
 }
 
-void rpp_count_alloc(uint32_t site, size_t size) { count(site, 1, (int64_t)size, 1); }
+void rpp_count_alloc(uint32_t site, size_t size) { count(site, 1, size); }
 
-void rpp_count_free(const rpp_block *b) { count(b->site, -1, -(int64_t)b->size, 0); }
+void rpp_count_free(const rpp_block *b) { count(b->site, 0, b->size); }
 
 void rpp_site_read(uint32_t id, rpp_site_counts *out)
 {
@@ -342,10 +354,14 @@ void rpp_site_read(uint32_t id, rpp_site_counts *out)
         delta *d = &b->slot[id & (DELTA_SLOTS - 1)];
         if (atomic_load_explicit(&d->site, memory_order_acquire) != id)
             continue;
-        out->blocks += atomic_load_explicit(&d->blocks, memory_order_relaxed);
-        out->bytes += atomic_load_explicit(&d->bytes, memory_order_relaxed);
-        out->allocs += atomic_load_explicit(&d->allocs, memory_order_relaxed);
-        out->alloc_bytes += atomic_load_explicit(&d->alloc_bytes, memory_order_relaxed);
+        uint64_t a = atomic_load_explicit(&d->allocs, memory_order_relaxed);
+        uint64_t ab = atomic_load_explicit(&d->alloc_bytes, memory_order_relaxed);
+        uint64_t f = atomic_load_explicit(&d->frees, memory_order_relaxed);
+        uint64_t fb = atomic_load_explicit(&d->free_bytes, memory_order_relaxed);
+        out->blocks += (int64_t)(a - f);
+        out->bytes += (int64_t)(ab - fb);
+        out->allocs += a;
+        out->alloc_bytes += ab;
     }
 }
 
@@ -356,17 +372,23 @@ void rpp_counts_after_fork_child(void)
             atomic_store_explicit(&b->in_use, 0, memory_order_release);
 }
 
-/* ------------------------------------------------------------ blocks */
-static inline size_t home(uintptr_t p, size_t mask) { return (mix(p >> 4) >> 8) & mask; }
-static inline ptr_shard *shard_of(uintptr_t p) { return &ptr_shards[mix(p >> 4) >> 58]; }
+/* ------------------------------------------------------------ blocks
+ * A block's hash is one multiplication (Fibonacci hashing): its top six
+ * bits pick the shard, bits 20 and up the home slot. Both depend on every
+ * address bit below them, and the home slot of an entry met during a
+ * deletion costs three instructions to recompute. */
+static inline uint64_t ptr_hash(uintptr_t p) { return (uint64_t)p * 0x9E3779B97F4A7C15ull; }
+#define HOME_SHIFT 20
+static inline size_t home_of(uint64_t h, size_t mask) { return (size_t)(h >> HOME_SHIFT) & mask; }
+static inline size_t home(uintptr_t p, size_t mask) { return home_of(ptr_hash(p), mask); }
 
 static __attribute__((noinline, cold)) int ptr_grow(ptr_shard *s)
 {
-    size_t ncap = s->slots ? (s->mask + 1) * 2 : PTR_INITIAL;
+    size_t ncap = s->limit ? (s->mask + 1) * 2 : PTR_INITIAL;
     ptr_slot *n = rpi_map_zeroed(ncap * sizeof(ptr_slot));
     if (!n)
         return -1;
-    if (s->slots) {
+    if (s->limit) {
         for (size_t i = 0; i <= s->mask; i++) {
             if (!s->slots[i].ptr)
                 continue;
@@ -379,6 +401,7 @@ static __attribute__((noinline, cold)) int ptr_grow(ptr_shard *s)
     }
     s->slots = n;
     s->mask = ncap - 1;
+    s->limit = ncap / 2;
     return 0;
 }
 
@@ -387,7 +410,7 @@ static inline void insert_locked(ptr_shard *s, uintptr_t key, uint64_t h, size_t
 {
     ptr_slot *slots = s->slots;
     size_t mask = s->mask;
-    size_t j = (h >> 8) & mask;
+    size_t j = home_of(h, mask);
     while (slots[j].ptr && slots[j].ptr != key)
         j = (j + 1) & mask;
     if (RPP_UNLIKELY(slots[j].ptr == key)) {
@@ -418,7 +441,7 @@ static __attribute__((noinline, cold)) int track_slow(ptr_shard *s, uintptr_t ke
 {
     if (!locked)
         rpi_spin_wait(&s->lock.held);
-    if ((!s->slots || (s->count + 1) * 2 > s->mask + 1) && ptr_grow(s) != 0) {
+    if (s->count >= s->limit && ptr_grow(s) != 0) {
         spin_unlock(&s->lock);
         return track_dropped();
     }
@@ -429,47 +452,43 @@ static __attribute__((noinline, cold)) int track_slow(ptr_shard *s, uintptr_t ke
     return 0;
 }
 
-int rpp_track(void *p, size_t size, uint32_t site, int count)
+int rpp_track(void *p, size_t size, uint32_t site, int counted)
 {
     uintptr_t key = (uintptr_t)p;
     if (RPP_UNLIKELY((uint64_t)size > SIZE_MASK))
         return track_dropped();
-    uint64_t h = mix(key >> 4);
+    uint64_t h = ptr_hash(key);
     ptr_shard *s = &ptr_shards[h >> 58];
     if (RPP_UNLIKELY(!rpi_spin_try(&s->lock.held)))
-        return track_slow(s, key, h, size, site, count, 0);
+        return track_slow(s, key, h, size, site, counted, 0);
     ptr_slot *slots = s->slots;
     size_t mask = s->mask;
-    if (RPP_UNLIKELY(!slots || (s->count + 1) * 2 > mask + 1))
-        return track_slow(s, key, h, size, site, count, 1);
-    size_t j = (h >> 8) & mask;
+    if (RPP_UNLIKELY(s->count >= s->limit))
+        return track_slow(s, key, h, size, site, counted, 1);
+    size_t j = home_of(h, mask);
     uintptr_t at;
     while ((at = slots[j].ptr) != 0) {
         if (RPP_UNLIKELY(at == key))
-            return track_slow(s, key, h, size, site, count, 1);
+            return track_slow(s, key, h, size, site, counted, 1);
         j = (j + 1) & mask;
     }
     s->count++;
     slots[j].ptr = key;
     slots[j].meta = pack(size, site);
     spin_unlock(&s->lock);
-    if (count)
-        rpp_count_alloc(site, size);
+    if (counted)
+        count(site, 1, size);
     return 0;
 }
 
-/* Under s's lock: p taken out (1, *out filled) or not there (0); drops
-   the lock. */
+/* Under s's lock: p taken out (1, its slot's meta in *meta) or not there
+   (0); drops the lock. */
 static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, uintptr_t key,
-                                                                uint64_t h, rpp_block *out)
+                                                                uint64_t h, uint64_t *meta)
 {
     ptr_slot *slots = s->slots;
-    if (!slots) {
-        spin_unlock(&s->lock);
-        return 0;
-    }
     size_t mask = s->mask;
-    size_t i = (h >> 8) & mask;
+    size_t i = home_of(h, mask);
     uintptr_t at;
     while ((at = slots[i].ptr) != key) {
         if (!at) {
@@ -478,20 +497,15 @@ static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, ui
         }
         i = (i + 1) & mask;
     }
-    out->size = slot_size(&slots[i]);
-    out->site = slot_site(&slots[i]);
-    /* Backward-shift deletion: pull later members of the probe run into the
-       hole when their home position allows it. */
-    for (size_t j = i;;) {
-        j = (j + 1) & mask;
-        if (!slots[j].ptr)
-            break;
-        size_t k = home(slots[j].ptr, mask);
-        int stays = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
-        if (stays)
-            continue;
-        slots[i] = slots[j];
-        i = j;
+    *meta = slots[i].meta;
+    /* Backward-shift deletion: a later member of the probe run moves into
+       the hole when the hole is not before its home slot (its distance
+       from home is at least the hole's distance). */
+    for (size_t j = (i + 1) & mask; (at = slots[j].ptr) != 0; j = (j + 1) & mask) {
+        if (((j - home(at, mask)) & mask) >= ((j - i) & mask)) {
+            slots[i] = slots[j];
+            i = j;
+        }
     }
     slots[i].ptr = 0;
     s->count--;
@@ -501,33 +515,38 @@ static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, ui
 
 /* rpp_untrack when another thread holds the shard's lock. */
 static __attribute__((noinline, cold)) int untrack_slow(ptr_shard *s, uintptr_t key, uint64_t h,
-                                                        rpp_block *out)
+                                                        uint64_t *meta)
 {
     rpi_spin_wait(&s->lock.held);
-    return untrack_locked(s, key, h, out);
+    return untrack_locked(s, key, h, meta);
+}
+
+static inline __attribute__((always_inline)) int untrack(uintptr_t key, uint64_t *meta)
+{
+    uint64_t h = ptr_hash(key);
+    ptr_shard *s = &ptr_shards[h >> 58];
+    if (RPP_UNLIKELY(!rpi_spin_try(&s->lock.held)))
+        return untrack_slow(s, key, h, meta);
+    return untrack_locked(s, key, h, meta);
 }
 
 int rpp_untrack(void *p, rpp_block *out)
 {
-    uintptr_t key = (uintptr_t)p;
-    uint64_t h = mix(key >> 4);
-    ptr_shard *s = &ptr_shards[h >> 58];
-    if (RPP_UNLIKELY(!rpi_spin_try(&s->lock.held)))
-        return untrack_slow(s, key, h, out);
-    return untrack_locked(s, key, h, out);
+    uint64_t meta;
+    if (!untrack((uintptr_t)p, &meta))
+        return 0;
+    out->size = (size_t)(meta & SIZE_MASK);
+    out->site = (uint32_t)(meta >> SIZE_BITS);
+    return 1;
 }
 
 int rpp_forget(void *p)
 {
-    rpp_block b;
-    uintptr_t key = (uintptr_t)p;
-    uint64_t h = mix(key >> 4);
-    ptr_shard *s = &ptr_shards[h >> 58];
-    int had = RPP_LIKELY(rpi_spin_try(&s->lock.held)) ? untrack_locked(s, key, h, &b)
-                                                      : untrack_slow(s, key, h, &b);
-    if (had)
-        count(b.site, -1, -(int64_t)b.size, 0);
-    return had;
+    uint64_t meta;
+    if (!untrack((uintptr_t)p, &meta))
+        return 0;
+    count((uint32_t)(meta >> SIZE_BITS), 0, meta & SIZE_MASK);
+    return 1;
 }
 
 void rpp_table_lock_all(void)

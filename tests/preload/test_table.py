@@ -1,0 +1,46 @@
+"""The block table and the per-thread counters under churn: every site's
+outstanding blocks and bytes, allocations and allocated bytes in the report
+equal what the program itself counted, in the one-frame mode and with whole
+stacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from audit import preload
+
+from preload_helpers import only_report, program, run
+
+
+def expected_counts(stdout: bytes) -> dict[str, tuple[int, int, int, int]]:
+    out = {}
+    for line in stdout.decode().splitlines():
+        name, blocks, nbytes, allocs, abytes = line.split()
+        out[name] = (int(blocks), int(nbytes), int(allocs), int(abytes))
+    return out
+
+
+@pytest.mark.parametrize("depth", ["1", "64"])
+def test_churn_counts_exact_per_site(lib: str, tmp_path: Path, depth: str) -> None:
+    proc = run(lib, [program("table_churn"), "60000", "6000"], tmp_path,
+               env={"RINGPOOL_PRELOAD_STACK_DEPTH": depth, "RINGPOOL_PRELOAD_ALL_SITES": "1"})
+    assert proc.returncode == 0, proc.stderr
+    want = expected_counts(proc.stdout)
+    assert len(want) > 128          # more sites than a thread's counter slots
+    rep = only_report(tmp_path)
+    mine = preload.PreloadReport(rep.path, rep.pid, rep.exe, rep.taken_at, rep.reason,
+                                 rep.totals, rep.modules,
+                                 tuple(s for s in rep.sites if s.module.endswith("/table_churn")))
+    got: dict[str, tuple[int, int, int]] = {}
+    for row in preload.rows(mine, by="function"):
+        name = str(row["key"]).split(" ")[0]
+        b, n, a = got.get(name, (0, 0, 0))
+        got[name] = (b + int(row["blocks"]), n + int(row["bytes"]), a + int(row["allocs"]))
+    assert got == {k: v[:3] for k, v in want.items()}
+    with open(rep.path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    alloc_bytes = sum(s["alloc_bytes"] for s in doc["sites"] if s["module"].endswith("/table_churn"))
+    assert alloc_bytes == sum(v[3] for v in want.values())
