@@ -5,47 +5,22 @@
    backings (the address checks only for the arena). */
 #include "testutil.h"
 
-static int is_arena(void) { return tu_backing == RP_POOL_ARENA; }
-
-static void fill(unsigned char *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (unsigned char)(i * 31u + seed);
-}
-
-static int intact(const unsigned char *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != (unsigned char)(i * 31u + seed))
-            return 0;
-    return 1;
-}
-
-static size_t reserved(rp_pool *pool)
-{
-    rp_pool_info info;
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    CHECK_INT(rp_pool_get_info(pool, &info), 0);
-    return info.reserved_bytes;
-}
-
 static void contents_survive_step_growth(void)
 {
     rp_pool *pool = tu_pool("step");
     unsigned char *p = rp_alloc(pool, 16, "buf");
-    fill(p, 16, 7);
+    tu_fill(p, 16, 7);
     for (size_t n = 32; n <= 65536; n += 16) {
         p = rp_resize(pool, p, n);
-        CHECK(intact(p, n - 16, 7));
-        fill(p, n, 7);
+        CHECK(tu_intact(p, n - 16, 7));
+        tu_fill(p, n, 7);
         CHECK_COUNTS(pool, 1, n);
         CHECK_EQ(rp_block_size(p), n);
     }
     CHECK_INT(rp_pool_check(pool), 0);
     for (size_t n = 65536; n >= 16; n /= 2) {
         p = rp_resize(pool, p, n);
-        CHECK(intact(p, n, 7));
+        CHECK(tu_intact(p, n, 7));
         CHECK_COUNTS(pool, 1, n);
     }
     rp_free(p);
@@ -58,35 +33,35 @@ static void last_carved_block_grows_in_place(void)
     void *keep = rp_alloc(pool, 100, "keep");
     unsigned char *p = rp_alloc(pool, 16, "buf");
     unsigned char *first = p;
-    size_t r0 = reserved(pool);
-    fill(p, 16, 3);
+    size_t r0 = tu_info(pool).reserved_bytes;
+    tu_fill(p, 16, 3);
     /* up to the growth limit, 4 KiB with the 32-byte header: the default
        chunk (1 MiB) has room for all */
     for (size_t n = 32; n <= 4096 - 32; n += 16) {
         p = rp_resize(pool, p, n);
-        if (is_arena())
+        if (tu_is_arena())
             CHECK(p == first);
-        CHECK(intact(p, n - 16, 3));
-        fill(p, n, 3);
+        CHECK(tu_intact(p, n - 16, 3));
+        tu_fill(p, n, 3);
     }
-    if (is_arena())
-        CHECK_EQ(reserved(pool), r0);
+    if (tu_is_arena())
+        CHECK_EQ(tu_info(pool).reserved_bytes, r0);
     CHECK_COUNTS(pool, 2, 100 + 4064);
     CHECK_INT(rp_pool_check(pool), 0);
     /* the next allocation is carved after the grown block, not inside it */
     unsigned char *q = rp_alloc(pool, 64, "after");
-    fill(q, 64, 9);
+    tu_fill(q, 64, 9);
     CHECK(q + 64 <= p || q >= p + 4064);
-    CHECK(intact(p, 4064, 3));
+    CHECK(tu_intact(p, 4064, 3));
     /* past the limit the block has an allocation of its own */
     for (size_t n = 4080; n <= 32000; n += 16) {
         p = rp_resize(pool, p, n);
-        CHECK(intact(p, n - 16, 3));
-        fill(p, n, 3);
+        CHECK(tu_intact(p, n - 16, 3));
+        tu_fill(p, n, 3);
     }
     CHECK_COUNTS(pool, 3, 100 + 64 + 32000);
-    CHECK(intact(q, 64, 9));
-    CHECK(intact(p, 32000, 3));
+    CHECK(tu_intact(q, 64, 9));
+    CHECK(tu_intact(p, 32000, 3));
     rp_free(q);
     rp_free(p);
     rp_free(keep);
@@ -98,17 +73,17 @@ static void growth_of_an_inner_block_moves(void)
     rp_pool *pool = tu_pool("inner");
     unsigned char *a = rp_alloc(pool, 40, "a");
     unsigned char *b = rp_alloc(pool, 40, "b");
-    fill(a, 40, 1);
-    fill(b, 40, 2);
+    tu_fill(a, 40, 1);
+    tu_fill(b, 40, 2);
     unsigned char *a2 = rp_resize(pool, a, 400);
-    if (is_arena())
+    if (tu_is_arena())
         CHECK(a2 != a);     /* b follows a: no room */
-    CHECK(intact(a2, 40, 1));
-    CHECK(intact(b, 40, 2));
+    CHECK(tu_intact(a2, 40, 1));
+    CHECK(tu_intact(b, 40, 2));
     CHECK_COUNTS(pool, 2, 440);
     /* the freed slot is reused by its class */
     unsigned char *c = rp_alloc(pool, 40, "c");
-    if (is_arena())
+    if (tu_is_arena())
         CHECK(c == a);
     rp_free(c);
     rp_free(b);
@@ -121,30 +96,30 @@ static void shrink_keeps_the_address(void)
     rp_pool *pool = tu_pool("shrink");
     unsigned char *p = rp_alloc(pool, 4000, "buf");
     void *after = rp_alloc(pool, 16, "after");   /* p is not the last block */
-    fill(p, 4000, 5);
+    tu_fill(p, 4000, 5);
     unsigned char *s = rp_resize(pool, p, 10);
-    if (is_arena())
+    if (tu_is_arena())
         CHECK(s == p);
-    CHECK(intact(s, 10, 5));
+    CHECK(tu_intact(s, 10, 5));
     CHECK_COUNTS(pool, 2, 26);
     CHECK_EQ(rp_block_size(s), 10);
     /* its class still holds the old size: growing back stays in place */
-    fill(s, 10, 5);
+    tu_fill(s, 10, 5);
     unsigned char *g = rp_resize(pool, s, 4000);
-    if (is_arena())
+    if (tu_is_arena())
         CHECK(g == p);
-    CHECK(intact(g, 10, 5));
+    CHECK(tu_intact(g, 10, 5));
     CHECK_COUNTS(pool, 2, 4016);
     CHECK_INT(rp_pool_check(pool), 0);
     /* freed by its class: a new block of the original class takes the slot */
     g = rp_resize(pool, g, 1);
-    if (is_arena())
+    if (tu_is_arena())
         CHECK(g == p);
     rp_free(g);
     unsigned char *n = rp_alloc(pool, 4000, "again");
-    if (is_arena())
+    if (tu_is_arena())
         CHECK(n == p);
-    fill(n, 4000, 6);
+    tu_fill(n, 4000, 6);
     rp_free(n);
     rp_free(after);
     tu_end_pool(pool);
@@ -156,7 +131,7 @@ static void big_blocks_resize(void)
     unsigned char *b[3];
     for (int i = 0; i < 3; i++) {
         b[i] = rp_alloc(pool, 40000, "big");
-        fill(b[i], 40000, (unsigned)i);
+        tu_fill(b[i], 40000, (unsigned)i);
     }
     size_t sizes[] = { 80000, 1 << 20, 4 << 20, 50000, 33000, 100, 0, 300000 };
     size_t prev = 40000;
@@ -164,24 +139,24 @@ static void big_blocks_resize(void)
         size_t n = sizes[k];
         unsigned char *r = rp_resize(pool, b[1], n);
         CHECK(r != NULL);
-        CHECK(intact(r, prev < n ? prev : n, 1));
-        fill(r, n, 1);
+        CHECK(tu_intact(r, prev < n ? prev : n, 1));
+        tu_fill(r, n, 1);
         b[1] = r;
         prev = n;
         CHECK_COUNTS(pool, 3, 80000 + n);
-        CHECK(reserved(pool) >= (is_arena() ? 80000 + n : 0));
+        CHECK(tu_info(pool).reserved_bytes >= (tu_is_arena() ? 80000 + n : 0));
         CHECK_INT(rp_pool_check(pool), 0);
-        CHECK(intact(b[0], 40000, 0));
-        CHECK(intact(b[2], 40000, 2));
+        CHECK(tu_intact(b[0], 40000, 0));
+        CHECK(tu_intact(b[2], 40000, 2));
     }
     /* walk order and tags follow the block */
     CHECK_STR(rp_block_tag(b[1]), "big");
     rp_free(b[0]);
     rp_free(b[2]);
-    size_t r1 = reserved(pool);
+    size_t r1 = tu_info(pool).reserved_bytes;
     b[1] = rp_resize(pool, b[1], 2 << 20);
-    if (is_arena())
-        CHECK_EQ(reserved(pool), r1 - 300000 + (2 << 20));
+    if (tu_is_arena())
+        CHECK_EQ(tu_info(pool).reserved_bytes, r1 - 300000 + (2 << 20));
     rp_free(b[1]);
     tu_end_pool(pool);
 }
@@ -190,11 +165,11 @@ static void over_aligned_blocks_resize(void)
 {
     rp_pool *pool = tu_pool("aligned");
     unsigned char *p = rp_alloc_aligned(pool, 256, 1000, "al");
-    fill(p, 1000, 4);
+    tu_fill(p, 1000, 4);
     for (size_t n = 2000; n <= 200000; n *= 3) {
         p = rp_resize(pool, p, n);
         CHECK(((uintptr_t)p & 255) == 0);
-        CHECK(intact(p, 1000, 4));
+        CHECK(tu_intact(p, 1000, 4));
     }
     rp_free(p);
     tu_end_pool(pool);
@@ -234,30 +209,30 @@ static void checked_pools_resize(void)
 {
     rp_pool *pool = tu_pool_ex("checked", RP_POOL_CHECKED);
     unsigned char *p = rp_alloc(pool, 16, "buf");
-    fill(p, 16, 8);
+    tu_fill(p, 16, 8);
     for (size_t n = 32; n <= 2048; n += 16) {       /* in place */
         p = rp_resize(pool, p, n);
-        CHECK(intact(p, n - 16, 8));
-        fill(p, n, 8);
+        CHECK(tu_intact(p, n - 16, 8));
+        tu_fill(p, n, 8);
     }
     CHECK_INT(rp_pool_check(pool), 0);
     p = rp_resize(pool, p, 100);                    /* shrink */
-    CHECK(intact(p, 100, 8));
+    CHECK(tu_intact(p, 100, 8));
     void *other = rp_alloc(pool, 16, "other");
     p = rp_resize(pool, p, 5000);                   /* grows past its class: moves */
-    CHECK(intact(p, 100, 8));
+    CHECK(tu_intact(p, 100, 8));
     CHECK_INT(rp_set_destructor(p, dtor), 0);
-    fill(p, 5000, 8);
+    tu_fill(p, 5000, 8);
     p = rp_resize(pool, p, 40000);                  /* becomes big */
-    CHECK(intact(p, 5000, 8));
-    fill(p, 40000, 8);
+    CHECK(tu_intact(p, 5000, 8));
+    tu_fill(p, 40000, 8);
     for (size_t n = 80000; n <= (4u << 20); n *= 2) {   /* big realloc */
         p = rp_resize(pool, p, n);
-        CHECK(intact(p, 40000, 8));
+        CHECK(tu_intact(p, 40000, 8));
         CHECK_INT(rp_pool_check(pool), 0);
     }
     p = rp_resize(pool, p, 1000);                   /* big shrink */
-    CHECK(intact(p, 1000, 8));
+    CHECK(tu_intact(p, 1000, 8));
     CHECK_COUNTS(pool, 2, 1016);
     CHECK_INT(rp_pool_check(pool), 0);
     dtor_calls = 0;
@@ -282,17 +257,17 @@ static void resize_under_oom(rp_pool *pool, unsigned char **pp, size_t n, unsign
             if (r == NULL) {
                 (*failed)++;
                 CHECK_EQ(rp_block_size(*pp), old);
-                CHECK(intact(*pp, old, seed));
+                CHECK(tu_intact(*pp, old, seed));
                 CHECK_EQ(rp_pool_outstanding(pool, &by1), bl0);
                 CHECK_EQ(by1, by0);
                 CHECK_INT(rp_pool_check(pool), 0);
                 continue;
             }
-            CHECK(intact(r, old < n ? old : n, seed));
+            CHECK(tu_intact(r, old < n ? old : n, seed));
             /* back to the old size (without injection) for the next round */
             r = rp_resize(pool, r, old);
-            CHECK(intact(r, old < n ? old : n, seed));
-            fill(r, old, seed);
+            CHECK(tu_intact(r, old < n ? old : n, seed));
+            tu_fill(r, old, seed);
             *pp = r;
         }
     }
@@ -307,9 +282,9 @@ static void failed_resize_changes_nothing(void)
         void *after = rp_alloc(pool, 8, "after");
         unsigned char *big = rp_alloc(pool, 50000, "big");
         unsigned char *last = rp_alloc(pool, 40, "last");
-        fill(inner, 40, 1);
-        fill(big, 50000, 2);
-        fill(last, 40, 3);
+        tu_fill(inner, 40, 1);
+        tu_fill(big, 50000, 2);
+        tu_fill(last, 40, 3);
         CHECK_INT(rp_set_destructor(big, dtor), 0);
         resize_under_oom(pool, &inner, 3000, 1, &failed);   /* move */
         resize_under_oom(pool, &inner, 20, 1, &failed);     /* shrink */

@@ -11,31 +11,6 @@
 
 #include <pthread.h>
 
-static int is_arena(void) { return tu_backing == RP_POOL_ARENA; }
-
-static void fill(unsigned char *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (unsigned char)(i * 29u + seed);
-}
-
-static int intact(const unsigned char *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != (unsigned char)(i * 29u + seed))
-            return 0;
-    return 1;
-}
-
-static rp_pool_info info_of(rp_pool *pool)
-{
-    rp_pool_info info;
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    CHECK_INT(rp_pool_get_info(pool, &info), 0);
-    return info;
-}
-
 /* The stats of the one tag named tag. */
 static rp_tag_stat tag_stat(rp_pool *pool, const char *tag)
 {
@@ -68,12 +43,12 @@ static void growth_within_the_class_stays(void)
         rp_pool *pool = pool_of_kind("class", unsync, 0);
         unsigned char *a = rp_alloc(pool, 20, "a");
         void *after = rp_alloc(pool, 8, "after");   /* a is not carved last */
-        fill(a, 20, 1);
+        tu_fill(a, 20, 1);
         unsigned char *r = rp_resize(pool, a, 32);
-        if (is_arena())
+        if (tu_is_arena())
             CHECK(r == a);
-        CHECK(intact(r, 20, 1));
-        fill(r, 32, 1);
+        CHECK(tu_intact(r, 20, 1));
+        tu_fill(r, 32, 1);
         CHECK_EQ(rp_block_size(r), 32);
         CHECK_COUNTS(pool, 2, 32 + 8);
         rp_tag_stat st = tag_stat(pool, "a");
@@ -82,23 +57,23 @@ static void growth_within_the_class_stays(void)
         CHECK_EQ(st.peak_bytes, 32);
         CHECK_EQ(st.allocs, 1);                     /* a resize is not an allocation */
         unsigned char *m = rp_resize(pool, r, 33);  /* past the class: moves */
-        if (is_arena())
+        if (tu_is_arena())
             CHECK(m != r);
-        CHECK(intact(m, 32, 1));
+        CHECK(tu_intact(m, 32, 1));
         CHECK_COUNTS(pool, 2, 33 + 8);
 
         unsigned char *b = rp_alloc(pool, 1100, "b");
         void *after_b = rp_alloc(pool, 8, "after");
-        fill(b, 1100, 2);
+        tu_fill(b, 1100, 2);
         unsigned char *rb = rp_resize(pool, b, 1248);   /* 1280 with the header */
-        if (is_arena())
+        if (tu_is_arena())
             CHECK(rb == b);
-        CHECK(intact(rb, 1100, 2));
-        fill(rb, 1248, 2);
+        CHECK(tu_intact(rb, 1100, 2));
+        tu_fill(rb, 1248, 2);
         unsigned char *mb = rp_resize(pool, rb, 1249);
-        if (is_arena())
+        if (tu_is_arena())
             CHECK(mb != rb);
-        CHECK(intact(mb, 1248, 2));
+        CHECK(tu_intact(mb, 1248, 2));
         CHECK_COUNTS(pool, 4, 33 + 8 + 1249 + 8);
         CHECK_INT(rp_pool_check(pool), 0);
         rp_free(m);
@@ -133,11 +108,11 @@ static void growth_moves_keeping_the_ring_order(void)
         unsigned char *a = rp_alloc(pool, 40, "a");
         unsigned char *b = rp_alloc(pool, 40, "b");
         unsigned char *c = rp_alloc(pool, 40, "c");
-        fill(b, 40, 4);
+        tu_fill(b, 40, 4);
         unsigned char *b2 = rp_resize(pool, b, 600);
-        CHECK(intact(b2, 40, 4));
-        fill(b2, 600, 4);
-        if (is_arena())
+        CHECK(tu_intact(b2, 40, 4));
+        tu_fill(b2, 600, 4);
+        if (tu_is_arena())
             CHECK(b2 != b);
         CHECK_STR(rp_block_tag(b2), "b");
         CHECK_COUNTS(pool, 3, 40 + 600 + 40);
@@ -146,7 +121,7 @@ static void growth_moves_keeping_the_ring_order(void)
         CHECK_INT(o.n, 3);
         CHECK(o.seen[0] == a && o.seen[1] == b2 && o.seen[2] == c);
         unsigned char *d = rp_alloc(pool, 40, "d");
-        if (is_arena())
+        if (tu_is_arena())
             CHECK(d == b);                          /* b's old place, from its class's list */
         /* with a destructor the block moves too (and keeps it) */
         CHECK_INT(rp_set_destructor(a, dtor), 0);
@@ -155,7 +130,7 @@ static void growth_moves_keeping_the_ring_order(void)
         rp_free(a2);
         CHECK_INT(dtor_calls, 1);
         CHECK(dtor_block == a2);
-        CHECK(intact(b2, 600, 4));
+        CHECK(tu_intact(b2, 600, 4));
         CHECK_INT(rp_pool_check(pool), 0);
         rp_free(b2);
         rp_free(c);
@@ -171,11 +146,11 @@ static void shrink_keeps_the_block(void)
     for (int unsync = 0; unsync <= 1; unsync++) {
         rp_pool *pool = pool_of_kind("shrink", unsync, 0);
         unsigned char *a = rp_alloc(pool, 3000, "a");
-        fill(a, 3000, 3);
+        tu_fill(a, 3000, 3);
         unsigned char *r = rp_resize(pool, a, 10);
-        if (is_arena())
+        if (tu_is_arena())
             CHECK(r == a);
-        CHECK(intact(r, 10, 3));
+        CHECK(tu_intact(r, 10, 3));
         rp_tag_stat st = tag_stat(pool, "a");
         CHECK_EQ(st.bytes, 10);
         CHECK_EQ(st.peak_bytes, 3000);
@@ -185,20 +160,20 @@ static void shrink_keeps_the_block(void)
         CHECK_COUNTS(pool, 1, 0);
 
         unsigned char *big = rp_alloc(pool, 100000, "big");
-        fill(big, 100000, 4);
-        size_t res0 = info_of(pool).reserved_bytes;
+        tu_fill(big, 100000, 4);
+        size_t res0 = tu_info(pool).reserved_bytes;
         unsigned char *rb = rp_resize(pool, big, 60000);
-        if (is_arena()) {
+        if (tu_is_arena()) {
             CHECK(rb == big);
-            CHECK_EQ(info_of(pool).reserved_bytes, res0);
+            CHECK_EQ(tu_info(pool).reserved_bytes, res0);
         }
-        CHECK(intact(rb, 60000, 4));
+        CHECK(tu_intact(rb, 60000, 4));
         CHECK_COUNTS(pool, 2, 60000);
         /* far below half: the allocation shrinks with it */
         rb = rp_resize(pool, rb, 1000);
-        CHECK(intact(rb, 1000, 4));
-        if (is_arena())
-            CHECK(info_of(pool).reserved_bytes < res0 - 90000);
+        CHECK(tu_intact(rb, 1000, 4));
+        if (tu_is_arena())
+            CHECK(tu_info(pool).reserved_bytes < res0 - 90000);
         st = tag_stat(pool, "big");
         CHECK_EQ(st.bytes, 1000);
         CHECK_EQ(st.peak_bytes, 100000);
@@ -215,36 +190,36 @@ static void shrink_keeps_the_block(void)
    at the next class (4096): never past the chunk's end. */
 static void last_carved_grows_to_the_chunk_end(void)
 {
-    if (!is_arena())
+    if (!tu_is_arena())
         return;
     for (int unsync = 0; unsync <= 1; unsync++) {
         rp_pool *pool = pool_of_kind("chunk-end", unsync, (size_t)64 << 10);
         unsigned char *fillers[15];
         for (int i = 0; i < 15; i++) {
             fillers[i] = rp_alloc(pool, 4064, "filler");
-            fill(fillers[i], 4064, (unsigned)i);
+            tu_fill(fillers[i], 4064, (unsigned)i);
         }
-        CHECK_EQ(info_of(pool).chunks, 1);
+        CHECK_EQ(tu_info(pool).chunks, 1);
         unsigned char *p = rp_alloc(pool, 16, "buf");
         unsigned char *first = p;
-        fill(p, 16, 99);
+        tu_fill(p, 16, 99);
         size_t n;
         for (n = 32; n <= 4064; n += 16) {
             p = rp_resize(pool, p, n);
-            CHECK(intact(p, n - 16, 99));
-            fill(p, n, 99);
+            CHECK(tu_intact(p, n - 16, 99));
+            tu_fill(p, n, 99);
             if (p != first)
                 break;
         }
         CHECK_EQ(n, 3584 - 32 + 16);                /* the first size of the 4096 class */
-        CHECK_EQ(info_of(pool).chunks, 2);          /* it went to a new chunk */
+        CHECK_EQ(tu_info(pool).chunks, 2);          /* it went to a new chunk */
         for (int i = 0; i < 15; i++)
-            CHECK(intact(fillers[i], 4064, (unsigned)i));
+            CHECK(tu_intact(fillers[i], 4064, (unsigned)i));
         /* its old place went to its class's list (3584 with the header) */
         unsigned char *q = rp_alloc(pool, 3552, "q");
         CHECK(q == first);
-        fill(q, 3552, 5);
-        CHECK(intact(p, n, 99));
+        tu_fill(q, 3552, 5);
+        CHECK(tu_intact(p, n, 99));
         CHECK_INT(rp_pool_check(pool), 0);
         for (int i = 0; i < 15; i++)
             rp_free(fillers[i]);
@@ -264,11 +239,11 @@ static void big_block_growth_stays_in_place(void)
         rp_pool *pool = pool_of_kind("big-grow", unsync, 0);
         unsigned char *p = rp_alloc(pool, 4000, "buf");
         unsigned char *first = p;
-        fill(p, 4000, 7);
+        tu_fill(p, 4000, 7);
         p = rp_resize(pool, p, 4100);
-        CHECK(intact(p, 4000, 7));
-        fill(p, 4100, 7);
-        if (is_arena()) {
+        CHECK(tu_intact(p, 4000, 7));
+        tu_fill(p, 4100, 7);
+        if (tu_is_arena()) {
             CHECK(p != first);
             unsigned char *q = rp_alloc(pool, 16, "q");
             CHECK(q == first);                      /* the chunk's rest came back */
@@ -279,22 +254,22 @@ static void big_block_growth_stays_in_place(void)
             unsigned char *r = rp_resize(pool, p, n);
             moves += r != p;
             p = r;
-            CHECK(p[0] == 7 && p[n - 32] == (unsigned char)((n - 32) * 29u + 7));
-            p[n - 16] = (unsigned char)((n - 16) * 29u + 7);
-            for (size_t i = n - 15; i < n; i++) p[i] = (unsigned char)(i * 29u + 7);
+            CHECK(p[0] == tu_byte(0, 7) && p[n - 32] == tu_byte(n - 32, 7));
+            p[n - 16] = tu_byte(n - 16, 7);
+            for (size_t i = n - 15; i < n; i++) p[i] = tu_byte(i, 7);
             CHECK_EQ(rp_block_size(p), n);
         }
-        CHECK(intact(p, 200004, 7));
+        CHECK(tu_intact(p, 200004, 7));
         CHECK_COUNTS(pool, 1, 200004);
         rp_tag_stat st = tag_stat(pool, "buf");
         CHECK_EQ(st.peak_bytes, 200004);
         CHECK_EQ(st.allocs, 1);
-        if (is_arena()) {
+        if (tu_is_arena()) {
             /* 4100 -> 200004 by 1.25x steps: 18 reallocs at most, whatever moved */
             CHECK(moves <= 18);
-            size_t res = info_of(pool).reserved_bytes;
+            size_t res = tu_info(pool).reserved_bytes;
             CHECK(res >= 200004 + 64);
-            CHECK(res <= info_of(pool).chunks * ((size_t)1 << 20) + 200004 + 200004 / 4 + 64);
+            CHECK(res <= tu_info(pool).chunks * ((size_t)1 << 20) + 200004 + 200004 / 4 + 64);
         }
         CHECK_INT(rp_pool_check(pool), 0);
         rp_free(p);
@@ -340,22 +315,22 @@ static void oom_during_resize_keeps_the_block(void)
         rp_pool *pool = pool_of_kind("oom", unsync, 0);
         unsigned char *big = rp_alloc(pool, 40000, "big");
         unsigned char *small = rp_alloc(pool, 3000, "small");   /* grows past 4 KiB: leaves */
-        fill(big, 40000, 8);
-        fill(small, 3000, 9);
-        size_t res0 = info_of(pool).reserved_bytes;
+        tu_fill(big, 40000, 8);
+        tu_fill(small, 3000, 9);
+        size_t res0 = tu_info(pool).reserved_bytes;
         rp_debug_fail_after(1, 1);
         CHECK(rp_resize_noexc(pool, big, 40016) == NULL);
         CHECK(rp_resize_noexc(pool, big, 400000) == NULL);
         CHECK(rp_resize_noexc(pool, small, 5000) == NULL);
         rp_debug_fail_after(0, 0);
-        CHECK(intact(big, 40000, 8));
-        CHECK(intact(small, 3000, 9));
+        CHECK(tu_intact(big, 40000, 8));
+        CHECK(tu_intact(small, 3000, 9));
         CHECK_EQ(rp_block_size(big), 40000);
         CHECK_EQ(rp_block_size(small), 3000);
         CHECK_COUNTS(pool, 2, 43000);
         CHECK_EQ(tag_stat(pool, "big").peak_bytes, 40000);
-        if (is_arena())
-            CHECK_EQ(info_of(pool).reserved_bytes, res0);
+        if (tu_is_arena())
+            CHECK_EQ(tu_info(pool).reserved_bytes, res0);
         CHECK_INT(rp_pool_check(pool), 0);
 
         rp_debug_fail_after(1, 1);
@@ -364,17 +339,17 @@ static void oom_during_resize_keeps_the_block(void)
         CHECK_STR(tu_oom_call, "rp_resize");
         CHECK_EQ(tu_oom_size, 40016);
         CHECK_STR(tu_oom_tag, "big");
-        CHECK(intact(big, 40000, 8));
+        CHECK(tu_intact(big, 40000, 8));
         CHECK_COUNTS(pool, 2, 43000);
 
         /* arena: one failure, of the realloc with headroom; the exact one
            succeeds */
-        if (is_arena()) {
+        if (tu_is_arena()) {
             rp_debug_fail_after(1, 0);
             big = rp_resize_noexc(pool, big, 40016);
             rp_debug_fail_after(0, 0);
             CHECK(big != NULL);
-            CHECK(intact(big, 40000, 8));
+            CHECK(tu_intact(big, 40000, 8));
             CHECK_COUNTS(pool, 2, 43016);
             CHECK_INT(rp_pool_check(pool), 0);
         }
@@ -429,7 +404,7 @@ static void sampled_block_resized(void)
             t.allocs = t.deallocs = 0;
         }
         unsigned char *r = rp_resize(pool, early, 28);    /* in place, not tracked yet */
-        if (is_arena())
+        if (tu_is_arena())
             CHECK(r == early);
         CHECK_INT(t.allocs, 1);
         CHECK_INT(t.deallocs, 0);
@@ -470,12 +445,12 @@ static void wrong_pool_is_refused(void)
     rp_error_handler prev = rp_set_error_handler(tu_record_error);
     tu_errors_reset();
     unsigned char *p = rp_alloc(a, 20, "p");
-    fill(p, 20, 6);
+    tu_fill(p, 20, 6);
     CHECK(rp_resize_noexc(b, p, 24) == NULL);
     CHECK_ONE_ERROR(RP_EWRONGPOOL);
     rp_set_error_handler(prev);
     CHECK_EQ(rp_block_size(p), 20);
-    CHECK(intact(p, 20, 6));
+    CHECK(tu_intact(p, 20, 6));
     CHECK_COUNTS(a, 1, 20);
     CHECK_COUNTS(b, 0, 0);
     rp_free(p);
@@ -491,22 +466,22 @@ static void checked_big_blocks_stay_exact(void)
 {
     rp_pool *pool = tu_pool_ex("checked-big", RP_POOL_CHECKED);
     unsigned char *big = rp_alloc(pool, 40000, "big");
-    fill(big, 40000, 1);
+    tu_fill(big, 40000, 1);
     for (size_t n = 40016; n <= 41600; n += 16) {
         big = rp_resize(pool, big, n);
         CHECK_INT(rp_pool_check(pool), 0);
     }
     big = rp_resize(pool, big, 30000);
     CHECK_INT(rp_pool_check(pool), 0);
-    CHECK(intact(big, 30000, 1));
+    CHECK(tu_intact(big, 30000, 1));
     unsigned char *al = rp_alloc_aligned(pool, 4096, 204, "aligned");
-    fill(al, 204, 2);
+    tu_fill(al, 204, 2);
     al = rp_resize(pool, al, 61);
     CHECK_INT(rp_pool_check(pool), 0);
     al = rp_resize(pool, al, 429);
     CHECK_INT(rp_pool_check(pool), 0);
     CHECK((uintptr_t)al % 4096 == 0);
-    CHECK(intact(al, 61, 2));
+    CHECK(tu_intact(al, 61, 2));
     rp_free(big);
     rp_free(al);
     tu_end_pool(pool);
@@ -521,8 +496,8 @@ static void *alloc_elsewhere(void *arg)
     xthread *x = arg;
     x->small = rp_alloc(x->pool, 20, "small");
     x->big = rp_alloc(x->pool, 50000, "big");
-    fill(x->small, 20, 3);
-    fill(x->big, 50000, 4);
+    tu_fill(x->small, 20, 3);
+    tu_fill(x->big, 50000, 4);
     return NULL;
 }
 
@@ -538,11 +513,11 @@ static void block_of_another_thread_resized(void)
     unsigned char *s = rp_resize(pool, x.small, 28);
     unsigned char *b = rp_resize(pool, x.big, 50016);
     CHECK(s != NULL && b != NULL);
-    CHECK(intact(s, 20, 3));
-    CHECK(intact(b, 50000, 4));
+    CHECK(tu_intact(s, 20, 3));
+    CHECK(tu_intact(b, 50000, 4));
     CHECK_COUNTS(pool, 2, 28 + 50016);
     s = rp_resize(pool, s, 3000);                    /* a move */
-    CHECK(intact(s, 20, 3));
+    CHECK(tu_intact(s, 20, 3));
     CHECK_COUNTS(pool, 2, 3000 + 50016);
     CHECK_INT(rp_pool_check(pool), 0);
     rp_free(s);

@@ -166,6 +166,41 @@ static inline rp_pool *tu_pool(const char *name) { return tu_pool_ex(name, 0); }
         rp_pool_destroy(ep_);                                                  \
     } while (0)
 
+/* The pools of this run are arena pools. */
+static inline int tu_is_arena(void) { return tu_backing == RP_POOL_ARENA; }
+
+/* rp_pool_get_info of pool (which must succeed). */
+static inline rp_pool_info tu_info(rp_pool *pool)
+{
+    rp_pool_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK_INT(rp_pool_get_info(pool, &info), 0);
+    return info;
+}
+
+/* ------------------------------------------------------------ contents */
+/* Byte i of the pattern of seed; tu_fill writes it to n bytes, tu_intact
+   checks they still hold it. */
+static inline unsigned char tu_byte(size_t i, unsigned seed)
+{
+    return (unsigned char)(i * 31u + seed);
+}
+
+static inline void tu_fill(unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = tu_byte(i, seed);
+}
+
+static inline int tu_intact(const unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != tu_byte(i, seed))
+            return 0;
+    return 1;
+}
+
 /* ------------------------------------------------------------ handlers */
 /* Recording error handler: remembers every report, returns (call is a no-op). */
 #define TU_MAX_ERRORS 16
