@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ringpool.h"
+#include "peers.h"
 
 struct rpb_work {
     size_t n;
@@ -58,42 +59,15 @@ static struct {
     mi_heap_delete_fn heap_delete;
 } mi_api;
 
-/* dlsym returns void*; converting it to a function pointer through memcpy
-   keeps -Wpedantic quiet and is what POSIX guarantees to work. */
-static int sym(void *handle, const char *name, void *fnptr, size_t fnsize, char *why, size_t whysize)
-{
-    void *p = dlsym(handle, name);
-    if (p == NULL) {
-        snprintf(why, whysize, "symbol %s not found", name);
-        return -1;
-    }
-    memcpy(fnptr, &p, fnsize);
-    return 0;
-}
-
-#define SYM(h, name, field, peer)                                                  \
-    sym((h), (name), &(field), sizeof(field), (peer).why, sizeof((peer).why))
-
-static void *open_lib(const char *soname, char *why, size_t whysize)
-{
-    void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-    if (h == NULL) {
-        const char *e = dlerror();
-        snprintf(why, whysize, "%s: %s", soname, e ? e : "cannot be opened");
-    }
-    return h;
-}
-
 static int load_talloc(void)
 {
     if (!peer_talloc.tried) {
         peer_talloc.tried = 1;
-        void *h = open_lib("libtalloc.so.2", peer_talloc.why, sizeof peer_talloc.why);
-        if (h != NULL && SYM(h, "talloc_named_const", talloc_api.named_const, peer_talloc) == 0 &&
-            SYM(h, "_talloc_free", talloc_api.free_, peer_talloc) == 0) {
-            peer_talloc.ok = 1;
-            peer_talloc.handle = h;
-        }
+        const rpi_peer_sym syms[] = {{"talloc_named_const", &talloc_api.named_const},
+                                     {"_talloc_free", &talloc_api.free_}};
+        peer_talloc.handle = rpi_peer_open("libtalloc.so.2", syms, RPI_PEER_NSYMS(syms),
+                                           peer_talloc.why, sizeof peer_talloc.why);
+        peer_talloc.ok = peer_talloc.handle != NULL;
     }
     return peer_talloc.ok;
 }
@@ -103,11 +77,13 @@ static int load_apr(void)
     if (!peer_apr.tried) {
         peer_apr.tried = 1;
         apr_initialize_fn init = NULL;
-        void *h = open_lib("libapr-1.so.0", peer_apr.why, sizeof peer_apr.why);
-        if (h != NULL && SYM(h, "apr_initialize", init, peer_apr) == 0 &&
-            SYM(h, "apr_pool_create_ex", apr_api.create, peer_apr) == 0 &&
-            SYM(h, "apr_palloc", apr_api.palloc, peer_apr) == 0 &&
-            SYM(h, "apr_pool_destroy", apr_api.destroy, peer_apr) == 0) {
+        const rpi_peer_sym syms[] = {{"apr_initialize", &init},
+                                     {"apr_pool_create_ex", &apr_api.create},
+                                     {"apr_palloc", &apr_api.palloc},
+                                     {"apr_pool_destroy", &apr_api.destroy}};
+        void *h = rpi_peer_open("libapr-1.so.0", syms, RPI_PEER_NSYMS(syms), peer_apr.why,
+                                sizeof peer_apr.why);
+        if (h != NULL) {
             if (init() != 0) {
                 snprintf(peer_apr.why, sizeof peer_apr.why, "apr_initialize failed");
             } else {
@@ -123,15 +99,14 @@ static int load_mi(void)
 {
     if (!peer_mi.tried) {
         peer_mi.tried = 1;
-        void *h = open_lib("libmimalloc.so.2", peer_mi.why, sizeof peer_mi.why);
-        if (h != NULL && SYM(h, "mi_heap_new", mi_api.heap_new, peer_mi) == 0 &&
-            SYM(h, "mi_heap_malloc", mi_api.heap_malloc, peer_mi) == 0 &&
-            SYM(h, "mi_free", mi_api.free_, peer_mi) == 0 &&
-            SYM(h, "mi_heap_destroy", mi_api.heap_destroy, peer_mi) == 0 &&
-            SYM(h, "mi_heap_delete", mi_api.heap_delete, peer_mi) == 0) {
-            peer_mi.ok = 1;
-            peer_mi.handle = h;
-        }
+        const rpi_peer_sym syms[] = {{"mi_heap_new", &mi_api.heap_new},
+                                     {"mi_heap_malloc", &mi_api.heap_malloc},
+                                     {"mi_free", &mi_api.free_},
+                                     {"mi_heap_destroy", &mi_api.heap_destroy},
+                                     {"mi_heap_delete", &mi_api.heap_delete}};
+        peer_mi.handle = rpi_peer_open("libmimalloc.so.2", syms, RPI_PEER_NSYMS(syms), peer_mi.why,
+                                       sizeof peer_mi.why);
+        peer_mi.ok = peer_mi.handle != NULL;
     }
     return peer_mi.ok;
 }

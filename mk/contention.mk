@@ -12,7 +12,7 @@ CONTENTION_ENV  := GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384
 .PHONY: bench-c-contention test-bench-contention
 TEST_TARGETS += test-bench-contention
 
-$(CONTENTION_BIN): benches/c/contention.c benches/c/sizes.h csrc/include/ringpool.h $(LIB_A)
+$(CONTENTION_BIN): benches/c/contention.c benches/c/sizes.h csrc/peers.h csrc/include/ringpool.h $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g -Icsrc/include $< $(LIB_A) -o $@ -ldl -lpthread
 

@@ -43,6 +43,7 @@
 
 #include "ringpool.h"
 #include "sizes.h"
+#include "../../csrc/peers.h"
 
 /* Keeps the compiler from proving a block unused (and eliding malloc/free
    pairs) without adding an instruction. */
@@ -68,52 +69,29 @@ static struct {
     void       (*apr_pool_destroy)(void *);
 } peer;
 
-static void *sym(void *h, const char *name, int *ok)
-{
-    void *p = h ? dlsym(h, name) : NULL;
-    if (!p) *ok = 0;
-    return p;
-}
-
-/* Function pointers are stored through memcpy: ISO C has no cast between
-   object and function pointers. */
-#define LOAD(h, field, name, ok)                                               \
-    do {                                                                       \
-        void *p_ = sym((h), (name), (ok));                                     \
-        memcpy(&peer.field, &p_, sizeof p_);                                   \
-    } while (0)
-
 static void load_mimalloc(void)
 {
-    void *h = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL);
-    int ok = h != NULL;
-    LOAD(h, mi_heap_new, "mi_heap_new", &ok);
-    LOAD(h, mi_heap_malloc, "mi_heap_malloc", &ok);
-    LOAD(h, mi_free, "mi_free", &ok);
-    LOAD(h, mi_heap_destroy, "mi_heap_destroy", &ok);
-    peer.mi_ok = ok;
+    const rpi_peer_sym syms[] = {
+        {"mi_heap_new", &peer.mi_heap_new}, {"mi_heap_malloc", &peer.mi_heap_malloc},
+        {"mi_free", &peer.mi_free}, {"mi_heap_destroy", &peer.mi_heap_destroy}};
+    peer.mi_ok = rpi_peer_open("libmimalloc.so.2", syms, RPI_PEER_NSYMS(syms), NULL, 0) != NULL;
 }
 
 static void load_talloc(void)
 {
-    void *h = dlopen("libtalloc.so.2", RTLD_NOW | RTLD_LOCAL);
-    int ok = h != NULL;
-    LOAD(h, talloc_named_const, "talloc_named_const", &ok);
-    LOAD(h, talloc_free, "_talloc_free", &ok);
-    peer.talloc_ok = ok;
+    const rpi_peer_sym syms[] = {
+        {"talloc_named_const", &peer.talloc_named_const}, {"_talloc_free", &peer.talloc_free}};
+    peer.talloc_ok = rpi_peer_open("libtalloc.so.2", syms, RPI_PEER_NSYMS(syms), NULL, 0) != NULL;
 }
 
 static void load_apr(void)
 {
-    void *h = dlopen("libapr-1.so.0", RTLD_NOW | RTLD_LOCAL);
-    int ok = h != NULL;
-    LOAD(h, apr_initialize, "apr_initialize", &ok);
-    LOAD(h, apr_terminate, "apr_terminate", &ok);
-    LOAD(h, apr_pool_create_ex, "apr_pool_create_ex", &ok);
-    LOAD(h, apr_palloc, "apr_palloc", &ok);
-    LOAD(h, apr_pool_destroy, "apr_pool_destroy", &ok);
-    if (ok && peer.apr_initialize() != 0) ok = 0;
-    peer.apr_ok = ok;
+    const rpi_peer_sym syms[] = {
+        {"apr_initialize", &peer.apr_initialize}, {"apr_terminate", &peer.apr_terminate},
+        {"apr_pool_create_ex", &peer.apr_pool_create_ex}, {"apr_palloc", &peer.apr_palloc},
+        {"apr_pool_destroy", &peer.apr_pool_destroy}};
+    peer.apr_ok = rpi_peer_open("libapr-1.so.0", syms, RPI_PEER_NSYMS(syms), NULL, 0) != NULL &&
+                  peer.apr_initialize() == 0;
 }
 
 /* ------------------------------------------------------------ implementations */
@@ -813,24 +791,17 @@ static struct {
 static void load_realloc_peers(int note)
 {
     load_mimalloc();
-    void *h = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL);
-    int ok = peer.mi_ok && h != NULL;
-    void *f = sym(h, "mi_heap_realloc", &ok);
-    memcpy(&rz.mi_heap_realloc, &f, sizeof f);
-    rz.mi_ok = ok;
+    const rpi_peer_sym mi[] = {{"mi_heap_realloc", &rz.mi_heap_realloc}};
+    rz.mi_ok = peer.mi_ok &&
+               rpi_peer_open("libmimalloc.so.2", mi, RPI_PEER_NSYMS(mi), NULL, 0) != NULL;
     load_talloc();
-    h = dlopen("libtalloc.so.2", RTLD_NOW | RTLD_LOCAL);
-    ok = peer.talloc_ok && h != NULL;
-    f = sym(h, "_talloc_realloc", &ok);
-    memcpy(&rz.ta_realloc, &f, sizeof f);
-    rz.ta_ok = ok;
-    h = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_LOCAL);
-    ok = h != NULL;
-    f = sym(h, "mallocx", &ok);  memcpy(&rz.je_mallocx, &f, sizeof f);
-    f = sym(h, "rallocx", &ok);  memcpy(&rz.je_rallocx, &f, sizeof f);
-    f = sym(h, "dallocx", &ok);  memcpy(&rz.je_dallocx, &f, sizeof f);
-    rz.je_ok = ok;
-    if (!h && note)   /* its initial-exec TLS needs room that only a tunable gives */
+    const rpi_peer_sym ta[] = {{"_talloc_realloc", &rz.ta_realloc}};
+    rz.ta_ok = peer.talloc_ok &&
+               rpi_peer_open("libtalloc.so.2", ta, RPI_PEER_NSYMS(ta), NULL, 0) != NULL;
+    const rpi_peer_sym je[] = {
+        {"mallocx", &rz.je_mallocx}, {"rallocx", &rz.je_rallocx}, {"dallocx", &rz.je_dallocx}};
+    rz.je_ok = rpi_peer_open("libjemalloc.so.2", je, RPI_PEER_NSYMS(je), NULL, 0) != NULL;
+    if (!rz.je_ok && note)   /* its initial-exec TLS needs room that only a tunable gives */
         fprintf(stderr, "bench: jemalloc not loaded (%s); for it run with "
                 "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384\n", dlerror());
 }
@@ -958,11 +929,8 @@ static struct {
 
 static void load_je_arenas(void)
 {
-    void *h = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_LOCAL);
-    int ok = h != NULL;
-    void *f = sym(h, "mallctl", &ok);  memcpy(&cj.mallctl, &f, sizeof f);
-    f = sym(h, "mallocx", &ok);        memcpy(&cj.mallocx, &f, sizeof f);
-    cj.ok = ok;
+    const rpi_peer_sym je[] = {{"mallctl", &cj.mallctl}, {"mallocx", &cj.mallocx}};
+    cj.ok = rpi_peer_open("libjemalloc.so.2", je, RPI_PEER_NSYMS(je), NULL, 0) != NULL;
 }
 
 static size_t rss_kib(void)

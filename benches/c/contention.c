@@ -38,6 +38,7 @@
 
 #include "ringpool.h"
 #include "sizes.h"
+#include "../../csrc/peers.h"
 
 #define ESCAPE(p) __asm__ volatile("" : : "r"(p) : "memory")
 static const char *const TAG = "contention";
@@ -59,33 +60,15 @@ static struct {
     void  (*je_dallocx)(void *, int);
 } peer;
 
-static void *load_sym(void *h, const char *name, int *ok)
-{
-    void *p = h ? dlsym(h, name) : NULL;
-    if (!p) *ok = 0;
-    return p;
-}
-#define LOAD(h, field, name, ok)                                               \
-    do {                                                                       \
-        void *p_ = load_sym((h), (name), (ok));                                \
-        memcpy(&peer.field, &p_, sizeof p_);                                   \
-    } while (0)
-
 static void load_peers(void)
 {
-    void *h = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL);
-    int ok = h != NULL;
-    LOAD(h, mi_malloc, "mi_malloc", &ok);
-    LOAD(h, mi_free, "mi_free", &ok);
-    peer.mi_ok = ok;
-    h = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (!h)
+    const rpi_peer_sym mi[] = {{"mi_malloc", &peer.mi_malloc}, {"mi_free", &peer.mi_free}};
+    peer.mi_ok = rpi_peer_open("libmimalloc.so.2", mi, RPI_PEER_NSYMS(mi), NULL, 0) != NULL;
+    const rpi_peer_sym je[] = {{"mallocx", &peer.je_mallocx}, {"dallocx", &peer.je_dallocx}};
+    peer.je_ok = rpi_peer_open("libjemalloc.so.2", je, RPI_PEER_NSYMS(je), NULL, 0) != NULL;
+    if (!peer.je_ok)
         fprintf(stderr, "contention: jemalloc not loaded (%s); for it run with "
                 "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384\n", dlerror());
-    ok = h != NULL;
-    LOAD(h, je_mallocx, "mallocx", &ok);
-    LOAD(h, je_dallocx, "dallocx", &ok);
-    peer.je_ok = ok;
 }
 
 /* ------------------------------------------------------------ implementations */

@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "ringpool.h"
+#include "../../csrc/peers.h"
 #include "trace/trace.h"
 
 #define NOINLINE __attribute__((noinline))
@@ -208,36 +209,29 @@ static struct {
     int        (*talloc_free)(void *, const char *);
 } peer;
 
-static int load_syms(const char *lib, const char *const *names, void **slots, size_t n)
-{
-    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
-    if (!h) return 0;
-    for (size_t i = 0; i < n; i++) {
-        void *p = dlsym(h, names[i]);
-        if (!p) return 0;
-        memcpy(&slots[i], &p, sizeof p);   /* no cast between object and function pointers */
-    }
-    return 1;
-}
-
 static int load_mimalloc(void)
 {
-    static const char *const names[] = { "mi_heap_new", "mi_heap_malloc", "mi_heap_calloc",
-        "mi_heap_realloc", "mi_heap_malloc_aligned", "mi_free", "mi_heap_destroy" };
-    return load_syms("libmimalloc.so.2", names, (void **)&peer.mi_heap_new, 7);
+    const rpi_peer_sym syms[] = {
+        {"mi_heap_new", &peer.mi_heap_new}, {"mi_heap_malloc", &peer.mi_heap_malloc},
+        {"mi_heap_calloc", &peer.mi_heap_calloc}, {"mi_heap_realloc", &peer.mi_heap_realloc},
+        {"mi_heap_malloc_aligned", &peer.mi_heap_malloc_aligned}, {"mi_free", &peer.mi_free},
+        {"mi_heap_destroy", &peer.mi_heap_destroy}};
+    return rpi_peer_open("libmimalloc.so.2", syms, RPI_PEER_NSYMS(syms), NULL, 0) != NULL;
 }
 
 static int load_jemalloc(void)
 {
-    static const char *const names[] = { "mallocx", "rallocx", "dallocx" };
-    return load_syms("libjemalloc.so.2", names, (void **)&peer.mallocx, 3);
+    const rpi_peer_sym syms[] = {
+        {"mallocx", &peer.mallocx}, {"rallocx", &peer.rallocx}, {"dallocx", &peer.dallocx}};
+    return rpi_peer_open("libjemalloc.so.2", syms, RPI_PEER_NSYMS(syms), NULL, 0) != NULL;
 }
 
 static int load_talloc(void)
 {
-    static const char *const names[] = { "talloc_named_const", "_talloc_zero", "_talloc_realloc",
-                                         "_talloc_free" };
-    return load_syms("libtalloc.so.2", names, (void **)&peer.talloc_named_const, 4);
+    const rpi_peer_sym syms[] = {
+        {"talloc_named_const", &peer.talloc_named_const}, {"_talloc_zero", &peer.talloc_zero},
+        {"_talloc_realloc", &peer.talloc_realloc}, {"_talloc_free", &peer.talloc_free}};
+    return rpi_peer_open("libtalloc.so.2", syms, RPI_PEER_NSYMS(syms), NULL, 0) != NULL;
 }
 
 /* ------------------------------------------------------------ implementations */
