@@ -103,7 +103,7 @@ static void die(const char *what)
         *(void **)&real.name = dlsym(RTLD_NEXT, #name);                 \
     } while (0)
 
-static void resolve(void)
+static __attribute__((noinline, cold)) void resolve(void)
 {
     int expected = 0;
     if (atomic_compare_exchange_strong(&resolve_state, &expected, 1)) {
@@ -277,26 +277,42 @@ void rpp_leave_slow(void)
    With RINGPOOL_PRELOAD_STACK_DEPTH > 1 a site is a whole stack
    (stack.h), keyed by RPP_STACK_KEY(id); a capture that cannot be made
    (table full) falls back to the one-frame site of pc. */
-static inline void record(void *p, size_t size, void *pc)
+static inline uintptr_t site_key(void *pc)
 {
-    size_t k = 0;
-    if (RPP_UNLIKELY(rpp_sampling) && !(k = rpp_sample_take(size)))
-        return;                       /* sampling mode: this block got no sample */
     uintptr_t key = (uintptr_t)pc;
     if (rpp_stack_depth > 1)
         key = rpp_stack_key(key);
-    key |= atomic_load_explicit(&rpp_gen_bits, memory_order_relaxed);
-    if (RPP_UNLIKELY(k))
-        rpp_sample_track(p, size, k, rpp_site_for(key));
-    else
-        rpp_track(p, size, rpp_site_for(key), 1);
+    return key | atomic_load_explicit(&rpp_gen_bits, memory_order_relaxed);
+}
+
+/* The sampling mode's record, out of line: the exact mode's hooks inline
+   everything they call (flatten) but this. */
+static __attribute__((noinline)) void record_sampled(void *p, size_t size, void *pc)
+{
+    size_t k = rpp_sample_take(size);
+    if (k)
+        rpp_sample_track(p, size, k, rpp_site_for(site_key(pc)));
+}
+
+static inline void record(void *p, size_t size, void *pc)
+{
+    if (RPP_UNLIKELY(rpp_sampling)) {
+        record_sampled(p, size, pc);
+        return;
+    }
+    rpp_track(p, size, rpp_site_for(site_key(pc)), 1);
+}
+
+static __attribute__((noinline)) int forget_sampled(void *p)
+{
+    return rpp_sample_forget(p);
 }
 
 /* Removes p from the table and its site's counters; 0 when p was not ours. */
 static inline int forget(void *p)
 {
     if (RPP_UNLIKELY(rpp_sampling))
-        return rpp_sample_forget(p);
+        return forget_sampled(p);
     return rpp_forget(p);
 }
 
@@ -334,7 +350,7 @@ static __attribute__((noinline)) void *malloc_slow(size_t size, unsigned st, voi
 
 /* The exact mode's malloc, and the sampling mode's for blocks with a
    sample (or a thread whose countdown is not seeded yet). */
-static __attribute__((noinline)) void *malloc_general(size_t size, void *ret)
+static __attribute__((noinline, flatten)) void *malloc_general(size_t size, void *ret)
 {
     unsigned st = rpp_tls_state;
     if (RPP_UNLIKELY(st != 0))
@@ -368,7 +384,7 @@ RPP_EXPORT void *malloc(size_t size)
     return malloc_general(size, __builtin_return_address(0));
 }
 
-static __attribute__((noinline)) void *calloc_general(size_t n, size_t size, void *ret)
+static __attribute__((noinline, flatten)) void *calloc_general(size_t n, size_t size, void *ret)
 {
     if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING)) {
         size_t total;
@@ -418,7 +434,7 @@ static __attribute__((noinline)) void free_slow(void *p, unsigned st)
 }
 
 /* The exact mode's free (and sampling mode's rarer cases). */
-static __attribute__((noinline)) void free_general(void *p)
+static __attribute__((noinline, flatten)) void free_general(void *p)
 {
     if (!p)
         return;
@@ -459,7 +475,7 @@ RPP_EXPORT void free(void *p)
 
 /* realloc from a handler that interrupted the bookkeeping: the old block
    cannot leave the table now, so this is malloc + copy + deferred free. */
-static void *deferred_realloc(void *p, size_t size, void *pc)
+static __attribute__((noinline, cold)) void *deferred_realloc(void *p, size_t size, void *pc)
 {
     if (!p) {
         void *n = real.malloc(size);
@@ -479,6 +495,32 @@ static void *deferred_realloc(void *p, size_t size, void *pc)
     memcpy(n, p, old < size ? old : size);
     defer_track(n, size, pc);
     free(p);
+    return n;
+}
+
+/* The sampling mode's realloc (out of line: see record_sampled): the old
+   block leaves the sample table before the call (after it, its address
+   may be another thread's), and returns on failure. */
+static __attribute__((noinline)) void *realloc_sampled(void *p, size_t size, void *pc, unsigned st)
+{
+    rpp_sample_block sb = {0, 0, 0};
+    int had = 0;
+    if (p) {
+        rpp_enter(st);
+        had = rpp_sample_take_out(p, &sb);
+        rpp_leave();
+    }
+    void *n = real.realloc(p, size);
+    int after = errno;
+    rpp_enter(st);
+    if (n) {
+        if (!(st & RPP_BUSY))
+            record(n, size, pc);
+    } else if (had && size != 0) {
+        rpp_sample_put_back(p, &sb);
+    }
+    rpp_leave();
+    errno = after;
     return n;
 }
 
@@ -508,29 +550,8 @@ static void *do_realloc(void *p, size_t size, void *pc)
     unsigned st = rpp_tls_state;
     if (MUST_DEFER(st))
         return deferred_realloc(p, size, pc);
-    if (RPP_UNLIKELY(rpp_sampling)) {
-        /* the old block leaves the sample table before the call (after
-           it, its address may be another thread's), and returns on failure */
-        rpp_sample_block sb;
-        int had = 0;
-        if (p) {
-            rpp_enter(st);
-            had = rpp_sample_take_out(p, &sb);
-            rpp_leave();
-        }
-        void *n = real.realloc(p, size);
-        int after = errno;
-        rpp_enter(st);
-        if (n) {
-            if (!(st & RPP_BUSY))
-                record(n, size, pc);
-        } else if (had && size != 0) {
-            rpp_sample_put_back(p, &sb);
-        }
-        rpp_leave();
-        errno = after;
-        return n;
-    }
+    if (RPP_UNLIKELY(rpp_sampling))
+        return realloc_sampled(p, size, pc, st);
     rpp_block old;
     int had = 0;
     if (p) {
@@ -560,7 +581,7 @@ static void *do_realloc(void *p, size_t size, void *pc)
     return n;
 }
 
-static __attribute__((noinline)) void *realloc_general(void *p, size_t size, void *ret)
+static __attribute__((noinline, flatten)) void *realloc_general(void *p, size_t size, void *ret)
 {
     return do_realloc(p, size, origin(ret));
 }

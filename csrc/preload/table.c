@@ -235,7 +235,7 @@ static void release_counts(void *arg)
     rpp_leave();
 }
 
-static counts_block *claim_counts(void)
+static __attribute__((noinline, cold)) counts_block *claim_counts(void)
 {
     if (tls_counts_done || !counts_key_ok)
         return NULL;
