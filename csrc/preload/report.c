@@ -75,14 +75,23 @@ static void put(out *w, const char *s, size_t n)
 
 static void puts_(out *w, const char *s) { put(w, s, strlen(s)); }
 
-static void put_u64(out *w, uint64_t v)
+/* v in decimal at the end of buf (DECIMAL_MAX bytes, no NUL): the index
+   of its first digit. */
+#define DECIMAL_MAX 24
+static size_t decimal(char *buf, uint64_t v)
 {
-    char tmp[24];
-    size_t i = sizeof tmp;
+    size_t i = DECIMAL_MAX;
     do {
-        tmp[--i] = (char)('0' + v % 10);
+        buf[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
+    return i;
+}
+
+static void put_u64(out *w, uint64_t v)
+{
+    char tmp[DECIMAL_MAX];
+    size_t i = decimal(tmp, v);
     put(w, tmp + i, sizeof tmp - i);
 }
 
@@ -435,19 +444,10 @@ static void put_stacks(out *w, const uintptr_t *keys, size_t nkeys)
 int rpp_expand_pattern(const char *pattern, const char *reason, char *outp, size_t cap)
 {
     size_t n = 0;
-    char pid[24];
-    size_t pl = 0;
-    {
-        char tmp[24];
-        size_t i = sizeof tmp;
-        unsigned long v = (unsigned long)getpid();
-        do {
-            tmp[--i] = (char)('0' + v % 10);
-            v /= 10;
-        } while (v);
-        pl = sizeof tmp - i;
-        memcpy(pid, tmp + i, pl);
-    }
+    char digits[DECIMAL_MAX];
+    size_t at = decimal(digits, (unsigned long)getpid());
+    const char *pid = digits + at;
+    size_t pl = sizeof digits - at;
     for (const char *c = pattern; *c; c++) {
         const char *s = c;
         size_t len = 1;
@@ -563,13 +563,8 @@ static int open_destination(const char *path, char *tmp, size_t tmpcap, int *dir
         return -1;
     }
     size_t pl = strlen(path);
-    char pid[24];
-    size_t il = sizeof pid;
-    unsigned long v = (unsigned long)getpid();
-    do {
-        pid[--il] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    char pid[DECIMAL_MAX];
+    size_t il = decimal(pid, (unsigned long)getpid());
     for (unsigned attempt = 0; attempt < 100; attempt++) {
         if (pl + 1 + (sizeof pid - il) + 8 >= tmpcap) {
             rpp_say("report path too long: ", path, "");
@@ -617,13 +612,8 @@ static void name_for_this_process(char *path, size_t cap)
     base = base ? base + 1 : path;
     const char *dot = strrchr(base, '.');
     size_t at = dot && dot != base ? (size_t)(dot - path) : pl;
-    char pid[24];
-    size_t il = sizeof pid;
-    unsigned long v = (unsigned long)self;
-    do {
-        pid[--il] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    char pid[DECIMAL_MAX];
+    size_t il = decimal(pid, (unsigned long)self);
     size_t add = 1 + sizeof pid - il;
     if (pl + add + 1 > cap)
         return;
