@@ -62,6 +62,19 @@ def emit_text(args: argparse.Namespace, text: str | bytes) -> None:
         raise AuditError(f"{path}: cannot write: {exc.strerror}") from exc
 
 
+def to_stderr(data: str | bytes) -> None:
+    """``data`` on stderr, after what either stream holds: for a run whose
+    stdout is the program's (a file or a pipe it was writing)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if isinstance(data, bytes):
+        sys.stderr.buffer.write(data)
+        sys.stderr.buffer.flush()
+    else:
+        sys.stderr.write(data)
+        sys.stderr.flush()
+
+
 def _encodable(text: str, encoding: str) -> str:
     """``text``, with what ``encoding`` cannot represent written as escapes
     (a tag in Chinese on an ASCII terminal) instead of failing half-way."""

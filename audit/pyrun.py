@@ -158,15 +158,7 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
         else:
             text += "\nleft by finalization: nothing\n"
     if args.output is None:
-        # the program's stdout is the program's (a file or a pipe it was writing)
-        sys.stdout.flush()
-        if isinstance(text, bytes):
-            sys.stderr.flush()
-            sys.stderr.buffer.write(text)
-            sys.stderr.buffer.flush()
-        else:
-            sys.stderr.write(text)
-            sys.stderr.flush()
+        output.to_stderr(text)
     else:
         output.emit_text(args, text)
     verdict = gate.evaluate(args, merged.rows)

@@ -171,15 +171,7 @@ class RunCommand:
         merged = reports.rows_for(loaded, args.by, args.suppressions, args.wrapper)
         table = by_tag_table(merged, loaded, args)
         if args.preload and args.output is None:
-            # the program's stdout may be a file or a pipe it was writing
-            data = render(table, args.format)
-            sys.stderr.flush()
-            if isinstance(data, bytes):
-                sys.stderr.buffer.write(data)
-                sys.stderr.buffer.flush()
-            else:
-                sys.stderr.write(data)
-                sys.stderr.flush()
+            output.to_stderr(render(table, args.format))
         else:
             output.emit(args, table)
         verdict = gate.evaluate(args, merged.rows)
