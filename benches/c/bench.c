@@ -293,18 +293,6 @@ static double now_ns(void)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* Sanity checks outside the timed parts: a benchmark that silently lost its
    blocks would measure nothing. */
 static void expect_outstanding(const ctx *c, size_t want, const char *when)
@@ -598,7 +586,7 @@ static void section_pair(const opts *o)
         }
         for (int k = 0; k < nimpl; k++) {
             enum impl i = order[k];
-            if (can_free(i)) med[i] = median(t + (size_t)i * (size_t)o->repeats, (size_t)o->repeats);
+            if (can_free(i)) med[i] = rpb_median(t + (size_t)i * (size_t)o->repeats, (size_t)o->repeats);
         }
         if (fixed[s]) printf("| %zu |", fixed[s]); else printf("| mixed |");
         for (int k = 0; k < nimpl; k++)
@@ -667,12 +655,12 @@ static void section_bulk(const opts *o)
                 td[(size_t)i * nr + r] = sd / per;
             }
         }
-        double glibc_free = median(tf + (size_t)I_GLIBC * nr, nr);
+        double glibc_free = rpb_median(tf + (size_t)I_GLIBC * nr, nr);
         for (int k = 0; k < nimpl; k++) {
             enum impl i = order[k];
-            double ma = median(ta + (size_t)i * nr, nr);
-            double mf = median(tf + (size_t)i * nr, nr);
-            double md = median(td + (size_t)i * nr, nr);
+            double ma = rpb_median(ta + (size_t)i * nr, nr);
+            double mf = rpb_median(tf + (size_t)i * nr, nr);
+            double md = rpb_median(td + (size_t)i * nr, nr);
             printf("| %zu | %s | %.1f |", n, impl_name[i], ma);
             if (can_free(i)) printf(" %.1f |", mf); else printf(" n/a |");
             if (can_destroy(i)) printf(" %.2f | %.0fx |\n", md, md > 0 ? glibc_free / md : 0.0);
@@ -714,7 +702,7 @@ static void section_churn(const opts *o)
     }
     double med[I_COUNT] = { 0 };
     for (int k = 0; k < nimpl; k++)
-        if (can_free(order[k])) med[order[k]] = median(t + (size_t)order[k] * nr, nr);
+        if (can_free(order[k])) med[order[k]] = rpb_median(t + (size_t)order[k] * nr, nr);
     printf("| %zu |", ws);
     for (int k = 0; k < nimpl; k++)
         print_cell(med[order[k]], order[k] == I_GLIBC ? 0 : med[I_GLIBC], can_free(order[k]));
@@ -752,7 +740,7 @@ static void section_stats(const opts *o)
                 exit(1);
             }
         }
-        double med = median(t, 101), worst = t[100];
+        double med = rpb_median(t, 101), worst = t[100];
         printf("| %s | %.2f | %.2f | %s |\n", impl_name[i], med, worst,
                med < 1000 ? "met" : "MISSED");
         ctx_close(&c);
@@ -883,10 +871,10 @@ static void section_realloc(const opts *o)
         }
         printf("\n%s (%zu rounds)\n\n| impl | ns/resize | vs glibc |\n|---|---:|---:|\n",
                wl[dbl], rounds);
-        double g = median(t[RZ_GLIBC], (size_t)o->repeats);
+        double g = rpb_median(t[RZ_GLIBC], (size_t)o->repeats);
         for (int k = 0; k < RZ_COUNT; k++) {
             if (!rz_available(k)) continue;
-            double m = median(t[k], (size_t)o->repeats);
+            double m = rpb_median(t[k], (size_t)o->repeats);
             printf("| %s | %.1f | %.2fx |\n", rz_name[k], m, m / g);
         }
     }
@@ -1047,8 +1035,8 @@ static void section_cold(const opts *o)
         double v[3][1001];
         for (int c = 0; c < 3; c++)
             for (size_t r = 0; r < nr; r++) v[c][r] = t[(size_t)k * nr + r][c];
-        printf("| %s | %.2f | %.1f | %.1f |\n", cd_name[k], median(v[0], nr), median(v[1], nr),
-               median(v[2], nr) / 1024);
+        printf("| %s | %.2f | %.1f | %.1f |\n", cd_name[k], rpb_median(v[0], nr), rpb_median(v[1], nr),
+               rpb_median(v[2], nr) / 1024);
     }
     free(t);
     free(sizes);

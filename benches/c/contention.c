@@ -213,17 +213,6 @@ static double run(enum impl impl, int t, size_t n, const size_t *sizes)
     return (double)t * (double)n / dt * 1e3;   /* pairs per us = Mops/s */
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* ------------------------------------------------------------ options */
 static size_t parse_count(const char *opt, const char *s, size_t min, size_t max)
 {
@@ -305,13 +294,13 @@ int main(int argc, char **argv)
     for (int ti = 0; ti < nthreads; ti++) printf("---:|---:|");
     printf("\n");
     double g[8];
-    for (int ti = 0; ti < nthreads; ti++) g[ti] = median(&RES(C_GLIBC, ti, 0), (size_t)repeats);
+    for (int ti = 0; ti < nthreads; ti++) g[ti] = rpb_median(&RES(C_GLIBC, ti, 0), (size_t)repeats);
     for (int i = 0; i < C_COUNT; i++) {
         if (!available((enum impl)i)) continue;
         printf("| %s | %s |", impl_name[i], impl_what[i]);
         for (int ti = 0; ti < nthreads; ti++) {
             double *v = &RES(i, ti, 0);
-            double m = median(v, (size_t)repeats);   /* sorts v */
+            double m = rpb_median(v, (size_t)repeats);   /* sorts v */
             printf(" %.1f [%.1f..%.1f] | %.2fx |", m, v[0], v[repeats - 1], m / g[ti]);
         }
         printf("\n");

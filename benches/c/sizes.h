@@ -2,13 +2,15 @@
  * sizes.h -- the benchmarks' fixed-seed random numbers and their "mixed"
  * block sizes, shared by bench.c, contention.c and the churn workload, so
  * that every "mixed" figure means the same distribution: 40 % 8-32 B,
- * 30 % 33-128, 20 % 129-512, 8 % 513-2048, 2 % 2049-4096 (mean about 260 B).
+ * 30 % 33-128, 20 % 129-512, 8 % 513-2048, 2 % 2049-4096 (mean about 260 B);
+ * and the median their tables report.
  */
 #ifndef RPB_SIZES_H
 #define RPB_SIZES_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define RPB_SEED 0x9e3779b97f4a7c15ull
 
@@ -31,6 +33,19 @@ static inline size_t rpb_mixed_size(uint64_t *state)
     else if (r < 98) { lo = 513;  hi = 2048; }
     else             { lo = 2049; hi = 4096; }
     return lo + (size_t)(rpb_rng(state) % (hi - lo + 1));
+}
+
+static inline int rpb_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of v[0..n) (n >= 1), which it sorts. */
+static inline double rpb_median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, rpb_cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 #endif
