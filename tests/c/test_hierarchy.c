@@ -50,9 +50,7 @@ static void test_children(void)
     (void)rp_alloc(child, 10, "c");
     (void)rp_strdup(grand, "in grandchild", "g");
     (void)rp_alloc(other, 1000, "o");
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    CHECK_INT(rp_pool_get_info(parent, &info), 0);
+    info = tu_info(parent);
     CHECK_EQ(info.children, 2);
     CHECK_EQ(info.blocks, 0); /* counters are per pool */
     CHECK_INT(rp_pool_get_info(grand, &info), 0);
@@ -195,9 +193,7 @@ static void test_reset(void)
     CHECK_EQ(st[0].allocs, 100);
     CHECK_EQ(st[0].peak_bytes, 10000);
     CHECK_EQ(st[0].blocks, 0);
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    CHECK_INT(rp_pool_get_info(pool, &info), 0);
+    info = tu_info(pool);
     CHECK_EQ(info.children, 0);
     CHECK_EQ(info.allocs, 100);
     /* usable again; cleanups were consumed */

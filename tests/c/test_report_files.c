@@ -370,9 +370,7 @@ static void test_report_reserved_bytes_match_info(void)
     snprintf(path, sizeof path, "%s/r.json", dir);
     for (i = 0; i < 50; i++) b[i] = rp_alloc(p, 100, "x");
     for (i = 0; i < 40; i++) rp_free(b[i]);
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    CHECK_INT(rp_pool_get_info(p, &info), 0);
+    info = tu_info(p);
     CHECK_INT(rp_pool_write_report(p, path), 0);
     slurp(path, buf, sizeof buf);
     snprintf(want, sizeof want, "\"reserved_bytes\": %zu}", info.reserved_bytes);

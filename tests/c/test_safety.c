@@ -169,9 +169,7 @@ static void test_failed_noexc_adds_no_tag(void)
     }
     CHECK(k > 1);
     n = rp_pool_stats(pool, st, 8);
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    CHECK_INT(rp_pool_get_info(pool, &info), 0);
+    info = tu_info(pool);
     CHECK_STR(st[0].tag, "kept");
     if (k <= 4) {   /* the last try succeeded: that tag is real now */
         CHECK_EQ(n, 2);
@@ -203,9 +201,7 @@ static void test_info_flags_are_the_public_flags(void)
         rp_pool_info info;
         (void)rp_pool_intern_tag(p, "interned-only");
         rp_free(rp_alloc(p, 10, "t"));
-        memset(&info, 0, sizeof info);
-        info.struct_size = sizeof info;
-        CHECK_INT(rp_pool_get_info(p, &info), 0);
+        info = tu_info(p);
         CHECK_EQ(info.flags, variants[i] | tu_backing);
         tu_end_pool(p);
     }

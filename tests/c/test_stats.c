@@ -63,9 +63,7 @@ static void check_model(rp_pool *pool)
         allocs += model[i].allocs;
     }
     CHECK_COUNTS(pool, blocks, bytes);
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    CHECK_INT(rp_pool_get_info(pool, &info), 0);
+    info = tu_info(pool);
     CHECK_EQ(info.version, 1);
     CHECK_EQ(info.blocks, blocks);
     CHECK_EQ(info.bytes, bytes);
@@ -131,9 +129,7 @@ static void test_counters(void)
     check_model(pool);
     {
         rp_pool_info info;
-        memset(&info, 0, sizeof info);
-        info.struct_size = sizeof info;
-        CHECK_INT(rp_pool_get_info(pool, &info), 0);
+        info = tu_info(pool);
         CHECK_EQ(info.peak_bytes, peak_total);
     }
     /* a short buffer: the count is the number of tags, cap entries filled */
@@ -287,9 +283,7 @@ static void test_info(void)
     rp_pool_info info;
     void *b[100];
     size_t i, reserved0;
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    CHECK_INT(rp_pool_get_info(pool, &info), 0);
+    info = tu_info(pool);
     CHECK_EQ(info.version, 1);
     CHECK_EQ(info.flags & (RP_POOL_CHECKED | RP_POOL_ARENA), RP_POOL_CHECKED | tu_backing);
     CHECK_EQ(info.blocks, 0);
