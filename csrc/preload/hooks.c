@@ -49,6 +49,9 @@ static real_fns real;
 __thread unsigned rpp_tls_state __attribute__((tls_model("initial-exec")));
 static _Atomic int resolve_state;     /* 0 not yet, 1 resolving, 2 done */
 static int tracking;                  /* 0 until the tables are mapped */
+/* 1 once the real functions are resolved, the tables mapped and the mode
+   is exact: the hooks' common path tests this one flag. */
+static _Atomic int exact_live;
 
 
 /* ---------------------------------------------------------- bootstrap */
@@ -134,6 +137,7 @@ static __attribute__((noinline, cold)) void resolve(void)
             rpp_sample_publish(boot_buf, boot_buf + atomic_load(&boot_used));
         }
         __atomic_fetch_and(&rpp_tls_state, ~RPP_RESOLVING, __ATOMIC_RELAXED);
+        atomic_store_explicit(&exact_live, tracking && !rpp_sampling, memory_order_release);
         atomic_store(&resolve_state, 2);
         return;
     }
@@ -353,6 +357,16 @@ static __attribute__((noinline)) void *malloc_slow(size_t size, unsigned st, voi
 static __attribute__((noinline, flatten)) void *malloc_general(size_t size, void *ret)
 {
     unsigned st = rpp_tls_state;
+    if (RPP_LIKELY(st == 0) && RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_acquire))) {
+        void *pc = origin(ret);
+        void *p = real.malloc(size);
+        if (RPP_LIKELY(p != NULL)) {
+            rpp_enter(0);
+            rpp_track(p, size, rpp_site_for(site_key(pc)), 1);
+            rpp_leave();
+        }
+        return p;
+    }
     if (RPP_UNLIKELY(st != 0))
         return malloc_slow(size, st, ret);
     ENSURE_READY();
@@ -439,6 +453,18 @@ static __attribute__((noinline, flatten)) void free_general(void *p)
     if (!p)
         return;
     unsigned st = rpp_tls_state;
+    if (RPP_LIKELY(st == 0) && RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_acquire))) {
+        rpp_enter(0);
+        int had = rpp_forget(p);
+        rpp_leave();
+        if (RPP_UNLIKELY(!had)) {
+            if (in_boot(p))           /* see below */
+                return;
+            atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+        }
+        real.free(p);
+        return;
+    }
     if (RPP_UNLIKELY(st != 0)) {
         free_slow(p, st);
         return;
