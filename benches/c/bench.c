@@ -286,13 +286,6 @@ static uint32_t *make_indices(size_t len, size_t range)
     return p;
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 /* Sanity checks outside the timed parts: a benchmark that silently lost its
    blocks would measure nothing. */
 static void expect_outstanding(const ctx *c, size_t want, const char *when)
@@ -577,9 +570,9 @@ static void section_pair(const opts *o)
                 ctx c;
                 ctx_open(&c, i);
                 DISPATCH(&c, pair, sizes, SIZES_MASK, 1000);       /* warm-up */
-                double t0 = now_ns();
+                double t0 = rpb_now_ns();
                 DISPATCH(&c, pair, sizes, SIZES_MASK, o->pair_count);
-                t[(size_t)i * (size_t)o->repeats + (size_t)r] = (now_ns() - t0) / (double)o->pair_count;
+                t[(size_t)i * (size_t)o->repeats + (size_t)r] = (rpb_now_ns() - t0) / (double)o->pair_count;
                 expect_outstanding(&c, 0, "after pairs");
                 ctx_close(&c);
             }
@@ -626,25 +619,25 @@ static void section_bulk(const opts *o)
                     /* free-each (where the implementation has it) */
                     if (can_free(i)) {
                         ctx_open(&c, i);
-                        double t0 = now_ns();
+                        double t0 = rpb_now_ns();
                         DISPATCH(&c, fill, b, sizes, SIZES_MASK, n);
-                        double t1 = now_ns();
+                        double t1 = rpb_now_ns();
                         expect_outstanding(&c, n, "after fill");
                         DISPATCH(&c, free_each, b, perm, n);
-                        double t2 = now_ns();
+                        double t2 = rpb_now_ns();
                         expect_outstanding(&c, 0, "after free-each");
                         ctx_close(&c);
                         sa += t1 - t0; sf += t2 - t1;
                     }
                     if (can_destroy(i)) {
                         ctx_open(&c, i);
-                        double t0 = now_ns();
+                        double t0 = rpb_now_ns();
                         DISPATCH(&c, fill, b, sizes, SIZES_MASK, n);
-                        double t1 = now_ns();
+                        double t1 = rpb_now_ns();
                         expect_outstanding(&c, n, "after fill");
-                        double t2 = now_ns();
+                        double t2 = rpb_now_ns();
                         ctx_close(&c);
-                        double t3 = now_ns();
+                        double t3 = rpb_now_ns();
                         if (!can_free(i)) sa += t1 - t0;
                         sd += t3 - t2;
                     }
@@ -692,9 +685,9 @@ static void section_churn(const opts *o)
             ctx c;
             ctx_open(&c, i);
             DISPATCH(&c, fill, slot, sizes, SIZES_MASK, ws);
-            double t0 = now_ns();
+            double t0 = rpb_now_ns();
             DISPATCH(&c, churn, slot, idx, sizes, SIZES_MASK, o->churn_ops);
-            t[(size_t)i * nr + r] = (now_ns() - t0) / (double)o->churn_ops;
+            t[(size_t)i * nr + r] = (rpb_now_ns() - t0) / (double)o->churn_ops;
             expect_outstanding(&c, ws, "after churn");
             if (i == I_GLIBC) for (size_t q = 0; q < ws; q++) free(slot[q]);
             ctx_close(&c);
@@ -729,9 +722,9 @@ static void section_stats(const opts *o)
         expect_outstanding(&c, n, "after fill");
         double t[101];
         for (int r = 0; r < 101; r++) {
-            double t0 = now_ns();
+            double t0 = rpb_now_ns();
             size_t got = rp_pool_stats(c.pool, st, NTAGS);
-            t[r] = (now_ns() - t0) / 1e3;
+            t[r] = (rpb_now_ns() - t0) / 1e3;
             size_t sum = 0;
             for (size_t q = 0; q < got && q < NTAGS; q++) sum += st[q].blocks;
             if (got != NTAGS || sum != n) {
@@ -862,9 +855,9 @@ static void section_realloc(const opts *o)
                 if (!rz_available(k) || (rz_impl[k] == I_MIMALLOC && !peer.mi_ok)) continue;
                 ctx c;
                 ctx_open(&c, rz_impl[k]);
-                double t0 = now_ns();
+                double t0 = rpb_now_ns();
                 rz_run(k, &c, dbl, rounds);
-                t[k][r] = (now_ns() - t0) / (double)(rounds * rz_resizes(dbl));
+                t[k][r] = (rpb_now_ns() - t0) / (double)(rounds * rz_resizes(dbl));
                 expect_outstanding(&c, 0, wl[dbl]);
                 ctx_close(&c);
             }
@@ -953,14 +946,14 @@ static void cold_child(int k, size_t n, const size_t *sizes, int fd)
             };
             ctx c;
             ctx_open(&c, im[k]);
-            t0 = now_ns();
+            t0 = rpb_now_ns();
             DISPATCH(&c, fill, b, sizes, SIZES_MASK, n);
-            t1 = now_ns();
+            t1 = rpb_now_ns();
             if (round == 0) {
-                double t2 = now_ns();
+                double t2 = rpb_now_ns();
                 if (k == CD_GLIBC) for (size_t i = 0; i < n; i++) free(b[i]);
                 else ctx_close(&c);
-                out[0] = (now_ns() - t2) / (double)n;
+                out[0] = (rpb_now_ns() - t2) / (double)n;
                 out[2] = (double)rss_kib();
             }
         } else {   /* jemalloc arena */
@@ -968,15 +961,15 @@ static void cold_child(int k, size_t n, const size_t *sizes, int fd)
             size_t sz = sizeof ind;
             if (cj.mallctl("arenas.create", &ind, &sz, NULL, 0) != 0) _exit(4);
             int flags = (int)(((ind + 1) << 20) | (1 << 8));  /* MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE */
-            t0 = now_ns();
+            t0 = rpb_now_ns();
             for (size_t i = 0; i < n; i++) { b[i] = cj.mallocx(sizes[i & SIZES_MASK], flags); ESCAPE(b[i]); }
-            t1 = now_ns();
+            t1 = rpb_now_ns();
             if (round == 0) {
                 char name[64];
                 snprintf(name, sizeof name, "arena.%u.destroy", ind);
-                double t2 = now_ns();
+                double t2 = rpb_now_ns();
                 if (cj.mallctl(name, NULL, NULL, NULL, 0) != 0) _exit(5);
-                out[0] = (now_ns() - t2) / (double)n;
+                out[0] = (rpb_now_ns() - t2) / (double)n;
                 out[2] = (double)rss_kib();
             }
         }

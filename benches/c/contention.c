@@ -147,13 +147,6 @@ static void *work(void *arg)
     return NULL;
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 /* A pool after a run: empty, and exactly want allocations counted. */
 static void expect_exact(rp_pool *pool, uint64_t want, const char *impl)
 {
@@ -196,9 +189,9 @@ static double run(enum impl impl, int t, size_t n, const size_t *sizes)
         if (pthread_create(&w[i].tid, NULL, work, &w[i]) != 0) die("%s", "pthread_create failed");
     }
     pthread_barrier_wait(&start);
-    double t0 = now_ns();
+    double t0 = rpb_now_ns();
     for (int i = 0; i < t; i++) pthread_join(w[i].tid, NULL);
-    double dt = now_ns() - t0;
+    double dt = rpb_now_ns() - t0;
     pthread_barrier_destroy(&start);
     if (shared) {
         expect_exact(shared, (uint64_t)t * n, impl_name[impl]);

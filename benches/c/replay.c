@@ -52,6 +52,7 @@
 
 #include "ringpool.h"
 #include "../../csrc/peers.h"
+#include "sizes.h"
 #include "trace/trace.h"
 
 #define NOINLINE __attribute__((noinline))
@@ -449,13 +450,6 @@ static int reset_peak(void)
     return ok ? 0 : -1;
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 /* ------------------------------------------------------------ main */
 static void usage(FILE *f)
 {
@@ -537,9 +531,9 @@ int main(int argc, char **argv)
 
     int have_peak = reset_peak() == 0;
     long base = status_kb("VmRSS");
-    double t0 = now_ns();
+    double t0 = rpb_now_ns();
     rpr_measured(&j);
-    double ns = now_ns() - t0;
+    double ns = rpb_now_ns() - t0;
     long peak = have_peak ? status_kb("VmHWM") : -1;
 
     rp_pool_info pi = { .struct_size = sizeof pi };

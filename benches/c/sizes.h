@@ -3,7 +3,7 @@
  * block sizes, shared by bench.c, contention.c and the churn workload, so
  * that every "mixed" figure means the same distribution: 40 % 8-32 B,
  * 30 % 33-128, 20 % 129-512, 8 % 513-2048, 2 % 2049-4096 (mean about 260 B);
- * and the median their tables report.
+ * and the clock and the median their tables report (replay.c's too).
  */
 #ifndef RPB_SIZES_H
 #define RPB_SIZES_H
@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define RPB_SEED 0x9e3779b97f4a7c15ull
 
@@ -33,6 +34,14 @@ static inline size_t rpb_mixed_size(uint64_t *state)
     else if (r < 98) { lo = 513;  hi = 2048; }
     else             { lo = 2049; hi = 4096; }
     return lo + (size_t)(rpb_rng(state) % (hi - lo + 1));
+}
+
+/* CLOCK_MONOTONIC in nanoseconds */
+static inline double rpb_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
 static inline int rpb_cmp_double(const void *a, const void *b)

@@ -6,6 +6,7 @@
  * 20 % 129-512, 8 % 513-2048, 2 % 2049-4096; fixed seed.
  *   churn [LIVE [OPS]]      (defaults 10000 and 1000000)
  */
+#define _POSIX_C_SOURCE 200809L   /* sizes.h reads CLOCK_MONOTONIC */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
