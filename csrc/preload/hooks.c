@@ -490,6 +490,10 @@ static __attribute__((noinline, flatten)) void free_general(void *p)
 
 RPP_EXPORT void free(void *p)
 {
+    if (RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_relaxed))) {
+        free_general(p);
+        return;
+    }
     /* sampling mode: certainly not a sampled block (nor NULL, nor a
        bootstrap block: the filter says "maybe" for those) */
     if (RPP_LIKELY(!rpp_sample_maybe_tracked(p))) {

@@ -119,16 +119,19 @@ RPP_HIDDEN extern __thread rpp_cache_entry rpp_tls_cache[RPP_TLS_CACHE]
     __attribute__((tls_model("initial-exec")));
 RPP_HIDDEN uint32_t rpp_site_for_slow(uintptr_t pc, uint64_t h);
 
+/* One multiplication (Fibonacci hashing): the cache slot is the top 8
+   bits, the shared map uses the bits from 20 up (table.c). */
 static inline uint64_t rpp_mix(uintptr_t x)
 {
-    uint64_t h = (uint64_t)x * 0x9E3779B97F4A7C15ull;
-    return h ^ (h >> 31);
+    return (uint64_t)x * 0x9E3779B97F4A7C15ull;
 }
+_Static_assert(RPP_TLS_CACHE == 256u, "the cache slot is the hash's top 8 bits");
+static inline size_t rpp_cache_slot(uint64_t h) { return (size_t)(h >> 56); }
 
 static inline uint32_t rpp_site_for(uintptr_t pc)
 {
     uint64_t h = rpp_mix(pc);
-    const rpp_cache_entry *c = &rpp_tls_cache[h & (RPP_TLS_CACHE - 1)];
+    const rpp_cache_entry *c = &rpp_tls_cache[rpp_cache_slot(h)];
     if (RPP_LIKELY(c->pc == pc))
         return c->id;
     return rpp_site_for_slow(pc, h);

@@ -124,7 +124,7 @@ static int site_grow(site_shard *s)
         for (size_t i = 0; i <= s->mask; i++) {
             if (!s->slots[i].pc)
                 continue;
-            size_t j = (mix(s->slots[i].pc) >> 8) & (ncap - 1);
+            size_t j = (mix(s->slots[i].pc) >> 20) & (ncap - 1);
             while (n[j].pc)
                 j = (j + 1) & (ncap - 1);
             n[j] = s->slots[i];
@@ -142,7 +142,7 @@ static uint32_t site_lookup_locked(uintptr_t pc, uint64_t h)
     uint32_t id = 0;
     spin_lock(&s->lock);
     if (s->slots) {
-        for (size_t j = (h >> 8) & s->mask;; j = (j + 1) & s->mask) {
+        for (size_t j = (h >> 20) & s->mask;; j = (j + 1) & s->mask) {
             if (s->slots[j].pc == pc) {
                 id = s->slots[j].id;
                 goto out;
@@ -160,7 +160,7 @@ static uint32_t site_lookup_locked(uintptr_t pc, uint64_t h)
         goto out;
     }
     sites[id].pc = pc;
-    size_t j = (h >> 8) & s->mask;
+    size_t j = (h >> 20) & s->mask;
     while (s->slots[j].pc)
         j = (j + 1) & s->mask;
     s->slots[j].pc = pc;
@@ -174,7 +174,7 @@ out:
 /* Out of line (rpp.h): the callers' fast path saves no registers for it. */
 __attribute__((noinline)) uint32_t rpp_site_for_slow(uintptr_t pc, uint64_t h)
 {
-    rpp_cache_entry *c = &rpp_tls_cache[h & (RPP_TLS_CACHE - 1)];
+    rpp_cache_entry *c = &rpp_tls_cache[rpp_cache_slot(h)];
     uint32_t id = site_lookup_locked(pc, h);
     if (id) {
         c->pc = pc;
