@@ -94,7 +94,12 @@ static inline void *rpi_sys_malloc(size_t n)
     return malloc(n);
 }
 RPI_HIDDEN void *rpi_sys_calloc(size_t n, size_t size);
-RPI_HIDDEN void *rpi_sys_realloc(void *p, size_t n);
+static inline void *rpi_sys_realloc(void *p, size_t n)
+{
+    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_fail_armed, memory_order_relaxed)) && rpi_fail_now())
+        return NULL;
+    return realloc(p, n);
+}
 static inline void rpi_sys_free(void *p)
 {
     free(p);

@@ -1460,40 +1460,73 @@ static __attribute__((noinline)) void *resize_big_locked(rp_pool *pool, rpi_hdr 
 
 static const char *resize_call(bool plain) { return plain ? "rp_resize" : "rp_resize_noexc"; }
 
-/* Out of memory in resize_malloc: the block is unchanged. */
-static __attribute__((noinline, cold)) void *resize_malloc_oom(rp_pool *pool, rpi_hdr *h,
-                                                              size_t size, bool plain,
-                                                              bool locked)
+/* Out of memory in resize_malloc: the block is unchanged. A growth by a
+   small step asked realloc for headroom: exactly the new size is tried
+   once more first (the block is intact, so the step test gives what it
+   gave). NULL after the OOM handler; else the moved or grown header. */
+static __attribute__((noinline, cold)) rpi_hdr *resize_malloc_failed(rpi_hdr *h, size_t size,
+                                                                     bool plain, bool locked)
 {
+    size_t old = rpi_size(h);
+    rp_pool *pool = h->origin->pool;
+    if (size > old && size - old < old / 4 && (pool->flags & RPI_POOL_RECYCLE)) {
+        /* headroom was asked for */
+        rpi_hdr *n = rpi_sys_realloc(h, rpi_malloc_size(size));
+        if (n) return n;
+    }
     const char *tag = h->origin->name;
     if (locked) rpi_lock_release(&pool->lock);
     if (plain) rpi_oom(resize_call(plain), size, tag);
     return NULL;
 }
 
+/* A size over RP_MAX_SIZE, found by resize_malloc (lock held): resize_impl
+   refuses it. */
+static __attribute__((noinline, cold)) void *resize_malloc_too_big(rp_pool *pool, rpi_hdr *h,
+                                                                   size_t size, bool plain,
+                                                                   bool locked)
+{
+    if (locked) rpi_lock_release(&pool->lock);
+    return resize_impl(pool, rpi_payload(h), size, resize_call(plain), plain);
+}
+
 /* Malloc backing: realloc of header and payload together (lock held; no
-   destructor, not aligned). Specialised for the twin and the lock, so that
-   only pool, h and size live across the realloc. */
+   destructor, not aligned). Specialised for the twin and the lock. Only the
+   header and size live across the realloc: the pool, tag and old size are
+   read again from the header realloc copied. */
 static inline __attribute__((always_inline)) void *resize_malloc(rp_pool *pool, rpi_hdr *h,
                                                                  size_t size, const bool plain,
                                                                  const bool locked)
 {
     size_t old = rpi_size(h);
     rpi_hdr *n = h;
-    size_t need = rpi_malloc_size(size);
-    if (need != rpi_malloc_size(old)) {
-        size_t ask = need;
-        if (size > old && size - old < old / 4 && (pool->flags & RPI_POOL_RECYCLE)) {
-            /* growth by a small step: within the headroom of an earlier
-               one, or realloc with a quarter of headroom. Not where
-               recycling is off (ASan, memcheck, checked pools): there
-               every block ends where its size says. */
-            if (malloc_usable_size(h) >= need) goto counted;
-            ask = rpi_malloc_size(rpi_grow_want(old, size));
+    /* the allocation holds rpi_malloc_size(old) bytes, which are
+       rpi_malloc_size(size) when both are in one 16-byte class within
+       RPI_RECYCLE_MAX (then old is within it too) or equal */
+    bool moves;
+    if (size <= RPI_RECYCLE_MAX) {
+        moves = ((size + 15) ^ (old + 15)) > 15;
+    } else {
+        if (RPI_UNLIKELY(size > RP_MAX_SIZE)) return resize_malloc_too_big(pool, h, size, plain, locked);
+        moves = size != old;
+    }
+    if (RPI_LIKELY(moves)) {
+        size_t need = rpi_malloc_size(size);
+        if (size - old - 1 < old / 4 && (pool->flags & RPI_POOL_RECYCLE)) {
+            /* growth by a small step (size > old: the wrap makes a shrink
+               fail the test): within the headroom of an earlier one, or
+               realloc with a quarter of headroom. Not where recycling is
+               off (ASan, memcheck, checked pools): there every block ends
+               where its size says. */
+            if (malloc_usable_size(h) >= rpi_malloc_size(size)) goto counted;
+            __asm__("" : "+r"(h));        /* read the size through h, kept anyway */
+            need = rpi_malloc_size(rpi_grow_want(rpi_size(h), size));
         }
-        n = rpi_sys_realloc(h, ask);
-        if (RPI_UNLIKELY(!n) && ask != need) n = rpi_sys_realloc(h, need);
-        if (RPI_UNLIKELY(!n)) return resize_malloc_oom(pool, h, size, plain, locked);
+        n = rpi_sys_realloc(h, need);
+        if (RPI_UNLIKELY(!n)) {
+            n = resize_malloc_failed(h, size, plain, locked);
+            if (!n) return NULL;
+        }
         if (n != h) {
             n->prev->next = n;            /* the ring follows a moved header */
             n->next->prev = n;
@@ -1501,8 +1534,10 @@ static inline __attribute__((always_inline)) void *resize_malloc(rp_pool *pool, 
     }
 counted:;
     uint64_t w = n->word;                 /* realloc copied the header */
-    n->word = (w & ~RPI_SIZE_MASK) | size;
-    return resize_counted(pool, n, n->origin, (size_t)(w & RPI_SIZE_MASK), size, locked);
+    size_t was = (size_t)(w & RPI_SIZE_MASK);
+    n->word = w + (size - was);           /* the size field: size (< 2^48) */
+    rpi_tag *t = n->origin;
+    return resize_counted(t->pool, n, t, was, size, locked);
 }
 
 /* The malloc backing's whole fast path, out of line so that rp_resize
@@ -1639,20 +1674,16 @@ general:
     return resize_impl(pool, block, size, call, plain);
 }
 
-static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, void *block,
-                                                               size_t size, const char *call,
-                                                               bool plain)
+/* The arena's (and big blocks') fast path, out of line like the malloc
+   backing's so that rp_resize itself saves no register. */
+static inline __attribute__((always_inline)) void *resize_fast_arena(rp_pool *pool, void *block,
+                                                                     size_t size, const char *call,
+                                                                     bool plain)
 {
-    if (RPI_UNLIKELY(!block || size > RP_MAX_SIZE ||
-                     atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) != 0))
-        return resize_impl(pool, block, size, call, plain);
-    /* No checked pool exists, so the header is trusted. */
     uint64_t w = rpi_hdr_of(block)->word;
-    if (!(w & (RPI_F_ARENA | RPI_F_BIG)))
-        return plain ? resize_malloc_plain(pool, block, size) : resize_malloc_noexc(pool, block, size);
     rpi_tag *t = rpi_hdr_of(block)->origin;
     rp_pool *owner = t->pool;
-    if (RPI_UNLIKELY((w & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK)) ||
+    if (RPI_UNLIKELY(size > RP_MAX_SIZE || (w & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK)) ||
                      (pool && pool != owner && pool != owner->front)))
         return resize_impl(pool, block, size, call, plain);
     if (owner->flags & (RP_POOL_UNSYNC | RPI_POOL_BIASED)) {
@@ -1661,6 +1692,27 @@ static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, vo
         return resize_fast_in(owner, block, w, t, size, call, plain, false);
     }
     return resize_fast_in(owner, block, w, t, size, call, plain, true);
+}
+static __attribute__((noinline)) void *resize_arena_plain(rp_pool *pool, void *block, size_t size)
+{
+    return resize_fast_arena(pool, block, size, "rp_resize", true);
+}
+static __attribute__((noinline)) void *resize_arena_noexc(rp_pool *pool, void *block, size_t size)
+{
+    return resize_fast_arena(pool, block, size, "rp_resize_noexc", false);
+}
+
+static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, void *block,
+                                                               size_t size, const char *call,
+                                                               bool plain)
+{
+    if (RPI_UNLIKELY(!block || atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) != 0))
+        return resize_impl(pool, block, size, call, plain);
+    /* No checked pool exists, so the header is trusted. Sizes over
+       RP_MAX_SIZE: each path sends them to resize_impl. */
+    if (!(rpi_hdr_of(block)->word & (RPI_F_ARENA | RPI_F_BIG)))
+        return plain ? resize_malloc_plain(pool, block, size) : resize_malloc_noexc(pool, block, size);
+    return plain ? resize_arena_plain(pool, block, size) : resize_arena_noexc(pool, block, size);
 }
 
 void *rp_resize(rp_pool *pool, void *block, size_t size)

@@ -113,13 +113,6 @@ void *rpi_sys_calloc(size_t n, size_t size)
     return calloc(n, size);
 }
 
-void *rpi_sys_realloc(void *p, size_t n)
-{
-    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_fail_armed, memory_order_relaxed)) && rpi_fail_now())
-        return NULL;
-    return realloc(p, n);
-}
-
 /* --------------------------------------------------------- pointer map */
 #define TOMB ((void *)1)
 
