@@ -359,6 +359,153 @@ static void oom_during_resize_keeps_the_block(void)
     }
 }
 
+/* A buffer doubled from 16 B to 1 MiB between two neighbours (each
+   resize a realloc that may move it): after every step the ring lists a,
+   the buffer, c in that order, the contents, tag and size follow, and the
+   counters and peaks are exact; halving it back keeps them. */
+static void doubling_keeps_ring_counters_and_peaks(void)
+{
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = pool_of_kind("double", unsync, 0);
+        unsigned char *a = rp_alloc(pool, 24, "a");
+        unsigned char *p = rp_alloc(pool, 16, "buf");
+        unsigned char *c = rp_alloc(pool, 24, "c");
+        tu_fill(p, 16, 6);
+        size_t n;
+        for (n = 32; n <= ((size_t)1 << 20); n *= 2) {
+            p = rp_resize(pool, p, n);
+            CHECK(tu_intact(p, n / 2, 6));
+            tu_fill(p, n, 6);
+            CHECK_EQ(rp_block_size(p), n);
+            CHECK_STR(rp_block_tag(p), "buf");
+            CHECK_COUNTS(pool, 3, 48 + n);
+            rp_tag_stat st = tag_stat(pool, "buf");
+            CHECK_EQ(st.bytes, n);
+            CHECK_EQ(st.peak_bytes, n);
+            CHECK_EQ(st.allocs, 1);
+            order o = { { 0 }, 0 };
+            CHECK_INT(rp_pool_walk(pool, note_block, &o), 0);
+            CHECK_INT(o.n, 3);
+            CHECK(o.seen[0] == a && o.seen[1] == p && o.seen[2] == c);
+        }
+        for (n = (size_t)1 << 19; n >= 16; n /= 2) {
+            p = rp_resize(pool, p, n);
+            CHECK(tu_intact(p, n, 6));
+            CHECK_COUNTS(pool, 3, 48 + n);
+        }
+        CHECK_EQ(tag_stat(pool, "buf").peak_bytes, (size_t)1 << 20);
+        CHECK_EQ(tu_info(pool).peak_bytes, 48 + ((size_t)1 << 20));
+        CHECK_INT(rp_pool_check(pool), 0);
+        rp_free(a);
+        rp_free(p);
+        rp_free(c);
+        tu_end_pool(pool);
+    }
+}
+
+/* Malloc backing: a growth by a small step asks realloc for a quarter of
+   headroom where the pool recycles blocks; when that realloc fails the
+   exact size is tried once more, so one failure costs nothing. Where the
+   pool does not recycle (memcheck, ASan) the first realloc is the exact
+   one and its failure leaves the block as it was. */
+static int pool_recycles(rp_pool *pool)
+{
+    size_t r0 = tu_info(pool).reserved_bytes;
+    void *x = rp_alloc(pool, 1000, "probe");
+    rp_free(x);
+    return tu_info(pool).reserved_bytes != r0;    /* kept on a recycle list */
+}
+
+static void failed_headroom_realloc_retried_exactly(void)
+{
+    if (tu_is_arena())
+        return;                                     /* oom_during_resize_keeps_the_block */
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = pool_of_kind("step-oom", unsync, 0);
+        int recycles = pool_recycles(pool);
+        unsigned char *a = rp_alloc(pool, 24, "a");
+        unsigned char *p = rp_alloc(pool, 40000, "buf");
+        unsigned char *c = rp_alloc(pool, 24, "c");
+        tu_fill(p, 40000, 3);
+        size_t base = 48;
+        rp_debug_fail_after(1, 0);                  /* the next allocation fails, once */
+        unsigned char *r = rp_resize_noexc(pool, p, 40016);
+        rp_debug_fail_after(0, 0);
+        if (recycles) {
+            CHECK(r != NULL);
+            p = r;
+            CHECK_EQ(rp_block_size(p), 40016);
+            CHECK_COUNTS(pool, 3, base + 40016);
+        } else {
+            CHECK(r == NULL);
+            CHECK_EQ(rp_block_size(p), 40000);
+            CHECK_COUNTS(pool, 3, base + 40000);
+        }
+        CHECK(tu_intact(p, 40000, 3));
+        order o = { { 0 }, 0 };
+        CHECK_INT(rp_pool_walk(pool, note_block, &o), 0);
+        CHECK(o.n == 3 && o.seen[0] == a && o.seen[1] == p && o.seen[2] == c);
+        /* both failing: the plain twin reports, the block stays */
+        size_t was = rp_block_size(p);
+        rp_debug_fail_after(1, 1);
+        expect_oom_resize(pool, p, was + 16);
+        rp_debug_fail_after(0, 0);
+        CHECK_STR(tu_oom_call, "rp_resize");
+        CHECK_EQ(tu_oom_size, was + 16);
+        CHECK_STR(tu_oom_tag, "buf");
+        CHECK_EQ(rp_block_size(p), was);
+        CHECK(tu_intact(p, 40000, 3));
+        CHECK_COUNTS(pool, 3, base + was);
+        p = rp_resize(pool, p, was + 16);           /* the lock was released */
+        CHECK_EQ(rp_block_size(p), was + 16);
+        CHECK_INT(rp_pool_check(pool), 0);
+        rp_free(a);
+        rp_free(p);
+        rp_free(c);
+        tu_end_pool(pool);
+    }
+}
+
+/* A size over RP_MAX_SIZE is refused for every kind of block (small,
+   big) on both kinds of pool: the _noexc twin returns NULL, the plain one
+   calls the OOM handler, and the block, the counters and the pool's lock
+   are as they were. */
+static void sizes_over_the_maximum_refused(void)
+{
+    const size_t bad[] = { RP_MAX_SIZE + 1, SIZE_MAX, SIZE_MAX - 16, SIZE_MAX - 31 };
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = pool_of_kind("too-big", unsync, 0);
+        unsigned char *small = rp_alloc(pool, 5000, "small");   /* past RPI_RECYCLE_MAX */
+        unsigned char *tiny = rp_alloc(pool, 24, "tiny");
+        unsigned char *big = rp_alloc(pool, 70000, "big");
+        tu_fill(small, 5000, 1);
+        tu_fill(tiny, 24, 2);
+        tu_fill(big, 70000, 3);
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            CHECK(rp_resize_noexc(pool, small, bad[i]) == NULL);
+            CHECK(rp_resize_noexc(pool, tiny, bad[i]) == NULL);
+            CHECK(rp_resize_noexc(pool, big, bad[i]) == NULL);
+            expect_oom_resize(pool, small, bad[i]);
+            CHECK_STR(tu_oom_call, "rp_resize");
+            CHECK_EQ(tu_oom_size, bad[i]);
+            CHECK_STR(tu_oom_tag, "small");
+            expect_oom_resize(pool, big, bad[i]);
+            CHECK_STR(tu_oom_tag, "big");
+        }
+        CHECK(tu_intact(small, 5000, 1) && tu_intact(tiny, 24, 2) && tu_intact(big, 70000, 3));
+        CHECK_COUNTS(pool, 3, 5000 + 24 + 70000);
+        CHECK_INT(rp_pool_check(pool), 0);
+        small = rp_resize(pool, small, 5016);       /* the lock was let go */
+        big = rp_resize(pool, big, 140000);
+        CHECK(tu_intact(small, 5000, 1) && tu_intact(big, 70000, 3));
+        CHECK_COUNTS(pool, 3, 5016 + 24 + 140000);
+        rp_free(small);
+        rp_free(tiny);
+        rp_free(big);
+        tu_end_pool(pool);
+    }
+}
+
 /* The tracker sees every resize as the model says: a sampled block's resize
    is a dealloc and a fresh sample of the new size, in place or not; a block
    allocated before the profile started is offered when a resize counts its
@@ -535,6 +682,9 @@ static const tu_case cases[] = {
     { "big_block_growth_stays_in_place", big_block_growth_stays_in_place },
     { "destructor_follows_a_growing_big_block", destructor_follows_a_growing_big_block },
     { "oom_during_resize_keeps_the_block", oom_during_resize_keeps_the_block },
+    { "doubling_keeps_ring_counters_and_peaks", doubling_keeps_ring_counters_and_peaks },
+    { "failed_headroom_realloc_retried_exactly", failed_headroom_realloc_retried_exactly },
+    { "sizes_over_the_maximum_refused", sizes_over_the_maximum_refused },
     { "sampled_block_resized", sampled_block_resized },
     { "wrong_pool_is_refused", wrong_pool_is_refused },
 };
