@@ -225,14 +225,17 @@ typedef struct rpi_memprof_pool {
 } rpi_memprof_pool;
 
 #define RPI_TAG_CACHE 64
+#define RPI_TSLOTS_LOG2 4   /* pool->tslot: 16 slots */
+#define RPI_TSLOTS (1u << RPI_TSLOTS_LOG2)
 #define RPI_NO_TAG ((const char *)1)   /* key of an empty tag-cache slot */
 struct rp_pool {
     rpi_hdr      ring;          /* sentinel; must stay first */
     unsigned     flags;
     rpi_lock     lock;
-    void        *owner;         /* shardable pools: the thread (its thread pointer)
-                                   whose calls use the pool itself; others use
-                                   their shard (shard.c) */
+    /* a biased shard (RPI_POOL_BIASED, shard.c): its owner is in a fast
+       section; beside the lock word, in the line the owner writes anyway */
+    atomic_int   busy;
+    _Atomic(void *) bias_owner; /* its owner's thread pointer, NULL when none */
     const char  *tag_key[RPI_TAG_CACHE];   /* pointer cache of tag records: */
     rpi_tag     *tag_rec[RPI_TAG_CACHE];   /* key[i] == tag => rec[i] is its record */
     size_t       bytes, peak;
@@ -249,7 +252,16 @@ struct rp_pool {
     rpi_dtor     dtors;         /* sentinel */
     rpi_ptrmap   dtor_map;      /* block -> rpi_dtor */
     rpi_arena   *arena;
+    /* Read by every thread that allocates from the pool, written only when
+       a thread binds to a shard: between pads, so that no field a call
+       writes shares their cache line. */
+    char         rd_pad0[64];
     rpi_arena   *fast_arena;    /* arena of an unchecked pool: the call-free path */
+    void        *owner;         /* shardable pools: the thread (its thread pointer)
+                                   whose calls use the pool itself; others use
+                                   their shard (shard.c) */
+    _Atomic(rp_pool *) tslot[RPI_TSLOTS];   /* shards by their thread (rpi_tslot_of) */
+    char         rd_pad1[64];
     size_t       recycled;      /* bytes on the recycle lists */
     rpi_hdr     *recycle[RPI_RECYCLE_CLASSES];  /* malloc backing: freed blocks by class */
     rp_pool     *live_prev, *live_next;
@@ -259,16 +271,15 @@ struct rp_pool {
     struct rpi_cpool *checked;  /* checked pools: their part of the registry (checked.c) */
     struct rpi_poolstacks *stacks;  /* RP_POOL_STACKS: blocks' stacks (poolstack.h), or NULL */
     /* shards (shard.c) */
-    uint64_t     gen;           /* unique per pool created in the process */
     rp_pool     *front;         /* a shard: the pool it belongs to; NULL for a pool */
-    rp_pool     *shards;        /* a pool: its shards, newest first (its lock) */
+    rp_pool     *shards;        /* a pool: its shards, newest first (added under
+                                   its lock with a release store: shard.c reads
+                                   the list without it) */
     rp_pool     *shard_next;    /* a shard: the next of its pool's shards (fixed) */
     struct rpi_sthread *shard_thread;   /* a shard: the thread using it, NULL once */
     rp_pool     *thr_prev, *thr_next;   /* that thread exited (shard.c's lock) */
     /* a biased shard (RPI_POOL_BIASED, shard.c): its owner's fast paths take
-       no lock; anyone else takes the lock and waits out the owner */
-    atomic_int   busy;          /* the owner is in a fast section */
-    _Atomic(void *) bias_owner; /* the owner's thread pointer, NULL when none */
+       no lock; anyone else takes the lock and waits out the owner (busy) */
     _Atomic(rpi_hdr *) remote;  /* blocks freed by other threads (link in the payload) */
 };
 
@@ -510,37 +521,22 @@ RPI_HIDDEN void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t);
    thread-safe, unchecked, without stacks. */
 #define RPI_SHARDABLE(flags) (!((flags) & (RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_STACKS)))
 static inline void *rpi_thread_self(void) { return __builtin_thread_pointer(); }
-RPI_HIDDEN uint64_t rpi_pool_gen_next(void);
-/* A thread's bindings pool -> its shard: a direct-mapped table by pool
-   generation, written under shard.c's lock, read by its thread without it. */
-#define RPI_TSLOTS 8
+/* A pool's slot for a thread's shard (pool->tslot: a hint, the shard's
+   bias_owner says whose it is). */
+static inline size_t rpi_tslot_of(const void *tp)
+{
+    return (size_t)(((uintptr_t)tp * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - RPI_TSLOTS_LOG2));
+}
+/* A thread that has shards: its record (their list, and the exit hook). */
 typedef struct rpi_sthread {
-    _Atomic(rp_pool *)  key[RPI_TSLOTS];
-    _Atomic(uint64_t)   gen[RPI_TSLOTS];
-    _Atomic(rp_pool *)  shard[RPI_TSLOTS];
     rp_pool            *owned;          /* its shards (thr_next links) */
     struct rpi_sthread *prev, *next;    /* every record (shard.c's lock) */
     void               *tp;             /* its thread's thread pointer */
 } rpi_sthread;
-RPI_HIDDEN extern __thread rpi_sthread *rpi_tls_thread;
-/* The slow way: finds or makes the calling thread's shard of pool and binds
-   it; pool itself when no shard can be made (out of memory). */
+/* The calling thread's shard of pool when the pool's slot does not name it:
+   found among the pool's shards, else made (or an unowned one taken over)
+   and bound; pool itself when no shard can be made (out of memory). */
 RPI_HIDDEN rp_pool *rpi_shard_bind(rp_pool *pool);
-/* The calling thread's shard of pool (created on first use), or pool itself
-   when no shard can be made. */
-static inline rp_pool *rpi_shard_of(rp_pool *pool)
-{
-    rpi_sthread *r = rpi_tls_thread;
-    if (RPI_LIKELY(r != NULL)) {
-        size_t i = pool->gen & (RPI_TSLOTS - 1);
-        if (atomic_load_explicit(&r->key[i], memory_order_relaxed) == pool &&
-            atomic_load_explicit(&r->gen[i], memory_order_relaxed) == pool->gen) {
-            rp_pool *s = atomic_load_explicit(&r->shard[i], memory_order_relaxed);
-            if (RPI_LIKELY(s != NULL)) return s;
-        }
-    }
-    return rpi_shard_bind(pool);
-}
 /* pool.c: a new, empty shard of front (front's lock held), NULL on OOM;
    everything a shard holds freed (no lock held, nobody uses it). */
 RPI_HIDDEN rp_pool *rpi_shard_new(rp_pool *front);
@@ -567,18 +563,18 @@ RPI_HIDDEN rpi_tag *rpi_fold_next(rp_pool *front, rpi_tag *t);   /* t NULL: firs
 /* No lock held: the shards lose their threads (before the pool frees them). */
 RPI_HIDDEN void rpi_shards_unbind(rp_pool *front);
 /* A biased shard's owner enters a fast section: false (and not entered)
-   when someone holds the shard's lock or blocks freed by other threads wait
-   to be taken in (then the caller takes the general, locked path). The
-   store of busy and the load of the lock word are ordered for the lock's
-   holder by its membarrier (rpi_shard_exclude): no atomic read-modify-write
-   here. */
+   when someone holds the shard's lock (then the caller takes the general,
+   locked path). The store of busy and the load of the lock word are ordered
+   for the lock's holder by its membarrier (rpi_shard_exclude): no atomic
+   read-modify-write here. Blocks other threads freed (pool->remote) are not
+   looked at here: the owner takes them in when a free list it allocates
+   from is empty (before carving or calling malloc), and every lock holder
+   takes them in first, so counters read under the lock stay exact. */
 static inline bool rpi_bias_enter(rp_pool *s)
 {
     atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
-    if (RPI_LIKELY(!atomic_load_explicit(&s->lock.held, memory_order_acquire) &&
-                   !atomic_load_explicit(&s->remote, memory_order_relaxed)))
-        return true;
+    if (RPI_LIKELY(!atomic_load_explicit(&s->lock.held, memory_order_acquire))) return true;
     atomic_store_explicit(&s->busy, 0, memory_order_release);
     return false;
 }

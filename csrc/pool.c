@@ -248,7 +248,6 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
     if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && (front ? (front->flags & RPI_POOL_RECYCLE)
                                                                 : recycle_allowed()))
         pool->flags |= RPI_POOL_RECYCLE;
-    pool->gen = rpi_pool_gen_next();
     if (front) {
         pool->front = front;   /* used by front's other threads (shard.c) */
         return pool;
@@ -741,7 +740,12 @@ __attribute__((noinline)) static void *wake_then_general(rp_pool *pool, size_t s
 }
 
 /* Malloc backing: one malloc, then the bookkeeping under the lock. */
-static void *alloc_other_thread(rp_pool *pool, size_t size, const char *tag, bool plain);
+__attribute__((noinline)) static void *alloc_other_plain(rp_pool *pool, size_t size,
+                                                        const char *tag);
+__attribute__((noinline)) static void *alloc_other_noexc(rp_pool *pool, size_t size,
+                                                        const char *tag);
+static inline __attribute__((always_inline)) void *alloc_other_thread(rp_pool *pool, size_t size,
+                                                                      const char *tag, bool plain);
 __attribute__((noinline)) static void *alloc_malloc_fast(rp_pool *pool, size_t size,
                                                          const char *tag, bool plain)
 {
@@ -749,8 +753,11 @@ __attribute__((noinline)) static void *alloc_malloc_fast(rp_pool *pool, size_t s
     /* another thread than the creator of a shardable pool: its shard
        (shards and unsynchronised pools have no owner) */
     void *owner = pool->owner;
-    if (RPI_UNLIKELY(owner != rpi_thread_self()) && owner)
-        return alloc_other_thread(pool, size, tag, plain);
+    if (RPI_UNLIKELY(owner != rpi_thread_self())) {
+        if (owner)
+            return plain ? alloc_other_plain(pool, size, tag) : alloc_other_noexc(pool, size, tag);
+        __asm__("" ::: "memory");   /* keeps the creator's test first: one compare */
+    }
     rpi_hdr *h = rpi_sys_malloc(rpi_malloc_size(size));
     if (RPI_UNLIKELY(!h)) goto oom;
     h->word = size;
@@ -795,6 +802,11 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     if (RPI_LIKELY(h != NULL)) {
         a->free[c] = h->next;
     } else {
+        /* a biased shard's owner takes in the blocks other threads freed
+           before it carves (rpi_bias_enter) */
+        if (locked == RPI_SYNC_BIASED &&
+            RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL))
+            goto general_locked;
         /* carve from the current chunk (the class size only here: a free
            list hit does not compute it) */
         size_t cs = rpi_class_size((unsigned)c);
@@ -843,7 +855,12 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
     if (RPI_UNLIKELY(pool->tag_key[slot] != tag || !h)) {
         if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
             return wake_then_malloc(pool, size, tag, plain);
-        if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
+        if (locked == RPI_SYNC_BIASED) {
+            rpi_bias_exit(pool);
+            /* blocks other threads freed are taken in before a malloc */
+            if (RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL))
+                return alloc_general(pool, size, tag, plain);
+        }
         return alloc_malloc_fast(pool, size, tag, plain);
     }
     pool->recycle[c] = h->next;
@@ -893,21 +910,62 @@ static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, siz
     return alloc_fast_in(pool, size, tag, plain, false);
 }
 
-/* A thread other than the pool's creator: its shard (or the pool itself if
-   none can be made). */
-__attribute__((noinline)) static void *alloc_other_thread(rp_pool *pool, size_t size,
-                                                         const char *tag, bool plain)
+/* An allocation in the calling thread's own shard s: as its owner, without
+   a lock when the shard is biased. */
+/* An allocation in the calling thread's own shard s: as its owner, without
+   a lock when the shard is biased. */
+static inline __attribute__((always_inline)) void *alloc_in_shard(rp_pool *s, size_t size,
+                                                                  const char *tag, bool plain)
 {
-    rp_pool *shard = rpi_shard_of(pool);
-    if (RPI_UNLIKELY(shard == pool)) return alloc_general(pool, size, tag, plain);
-    if (RPI_LIKELY(shard->flags & RPI_POOL_BIASED)) {
+    if (RPI_LIKELY(s->flags & RPI_POOL_BIASED)) {
         /* its owner: no lock (internal.h, rpi_bias_enter) */
-        rpi_arena *a = shard->fast_arena;
-        if (a) return alloc_arena_fast(shard, a, size, tag, plain, RPI_SYNC_BIASED);
-        if ((shard->flags & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX)
-            return alloc_recycled_fast(shard, size, tag, plain, RPI_SYNC_BIASED);
+        rpi_arena *a = s->fast_arena;
+        if (a) return alloc_arena_fast(s, a, size, tag, plain, RPI_SYNC_BIASED);
+        if ((s->flags & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX)
+            return alloc_recycled_fast(s, size, tag, plain, RPI_SYNC_BIASED);
     }
-    return alloc_fast_in(shard, size, tag, plain, true);
+    return alloc_fast_in(s, size, tag, plain, true);
+}
+
+/* The pool's slot does not name the calling thread's shard: found or made
+   (shard.c), or the pool itself if none can be made. */
+__attribute__((noinline)) static void *alloc_bind(rp_pool *pool, size_t size, const char *tag,
+                                                  bool plain)
+{
+    rp_pool *shard = rpi_shard_bind(pool);
+    if (RPI_UNLIKELY(shard == pool)) return alloc_general(pool, size, tag, plain);
+    return alloc_in_shard(shard, size, tag, plain);
+}
+
+/* A thread other than the pool's creator: its shard, found through the
+   pool's slot for the thread pointer and checked against the shard's owner
+   (shard.c). No call and no thread-local variable on the way, so every exit
+   is a return or a tail call; specialised for plain, so that it saves no
+   register either. */
+static inline __attribute__((always_inline)) void *alloc_other_in(rp_pool *pool, size_t size,
+                                                                  const char *tag,
+                                                                  const bool plain)
+{
+    void *tp = rpi_thread_self();
+    rp_pool *s = atomic_load_explicit(&pool->tslot[rpi_tslot_of(tp)], memory_order_acquire);
+    if (RPI_UNLIKELY(!s || atomic_load_explicit(&s->bias_owner, memory_order_relaxed) != tp))
+        return alloc_bind(pool, size, tag, plain);
+    return alloc_in_shard(s, size, tag, plain);
+}
+__attribute__((noinline)) static void *alloc_other_plain(rp_pool *pool, size_t size,
+                                                        const char *tag)
+{
+    return alloc_other_in(pool, size, tag, true);
+}
+__attribute__((noinline)) static void *alloc_other_noexc(rp_pool *pool, size_t size,
+                                                        const char *tag)
+{
+    return alloc_other_in(pool, size, tag, false);
+}
+static inline __attribute__((always_inline)) void *alloc_other_thread(rp_pool *pool, size_t size,
+                                                                      const char *tag, bool plain)
+{
+    return plain ? alloc_other_plain(pool, size, tag) : alloc_other_noexc(pool, size, tag);
 }
 
 void *rp_alloc_noexc(rp_pool *pool, size_t size, const char *tag)
@@ -1186,8 +1244,8 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
         return;
     }
     if ((pool->flags & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX) {
-        unsigned c = (unsigned)((size + 15) >> 4);
-        size_t cap = RPI_HDR + 16 * (size_t)c;
+        size_t c = (size + 15) >> 4;   /* size_t: no zero extension before indexing */
+        size_t cap = RPI_HDR + 16 * c;
         if (pool->recycled + cap <= RPI_RECYCLE_BYTES) {
             h->next = pool->recycle[c];
             pool->recycle[c] = h;
@@ -1202,27 +1260,20 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
     rpi_sys_free(h);
 }
 
-/* A block of a biased shard: its owner frees it without a lock; another
-   thread pushes it on the shard's list of remote frees (the link in its
-   payload: every block of size 1 or more has at least 16 bytes), taken in
-   by the owner's next locked call or by anyone who takes the shard's lock.
-   Until then it stays on the ring and in the counters, which only lock
-   holders read, and they take it in first. */
-__attribute__((noinline)) static void free_biased(void *block, rpi_hdr *h, uint64_t w,
-                                                  rpi_tag *t, rp_pool *pool)
+/* A block of a biased shard freed by another thread than its owner (or by
+   the owner while someone holds the shard's lock): pushed on the shard's
+   list of remote frees (the link in its payload: every block of size 1 or
+   more has at least 16 bytes), taken in by the owner's next locked call or
+   by anyone who takes the shard's lock. Until then it stays on the ring and
+   in the counters, which only lock holders read, and they take it in first. */
+__attribute__((noinline)) static void free_remote(void *block, uint64_t w, rp_pool *pool)
 {
-    if (atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) == rpi_thread_self()) {
-        if (RPI_UNLIKELY(!rpi_bias_enter(pool))) {
-            free_general(block);
-            return;
-        }
-        free_fast(block, h, w, t, pool, RPI_SYNC_BIASED);
+    if (RPI_UNLIKELY((w & RPI_SIZE_MASK) == 0) ||
+        atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) == rpi_thread_self()) {
+        free_general(block);   /* no room for the link, or the owner: the lock */
         return;
     }
-    if (RPI_UNLIKELY((w & RPI_SIZE_MASK) == 0)) {
-        free_general(block);   /* no room for the link: the lock */
-        return;
-    }
+    rpi_hdr *h = rpi_hdr_of(block);
     rpi_hdr *head = atomic_load_explicit(&pool->remote, memory_order_relaxed);
     do {
         *(rpi_hdr **)block = head;
@@ -1280,8 +1331,16 @@ void rp_free(void *block)
     }
     unsigned f = pool->flags;
     if (f & (RP_POOL_UNSYNC | RPI_POOL_BIASED)) {
-        if (f & RPI_POOL_BIASED) free_biased(block, h, w, t, pool);
-        else free_fast(block, h, w, t, pool, RPI_SYNC_NONE);
+        if (f & RPI_POOL_BIASED) {
+            /* a biased shard's owner frees without a lock (rpi_bias_enter) */
+            if (RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
+                           rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool)))
+                free_fast(block, h, w, t, pool, RPI_SYNC_BIASED);
+            else
+                free_remote(block, w, pool);
+        } else {
+            free_fast(block, h, w, t, pool, RPI_SYNC_NONE);
+        }
     } else {
         free_fast(block, h, w, t, pool, RPI_SYNC_LOCK);
     }

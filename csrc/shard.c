@@ -19,36 +19,31 @@
  * exact while only one thread has allocated from the pool and an upper bound
  * after that (docs/concurrency.md).
  *
- * Bindings thread -> shard: each thread that has a shard keeps a record with
- * a direct-mapped table (pool, pool generation) -> shard. The generation is
- * unique per pool, so a table entry of a destroyed pool never matches a new
- * pool at the same address. The entries are written under `bind_lock` and
- * read by their thread without it (relaxed atomics); a destroyed pool's
- * shards are cleared from their threads' tables first. A thread that exits
- * leaves its shards to its pool (blocks, counters, chunks stay), gives back
- * their recycle lists, and the next thread that needs a shard of that pool
- * takes one over.
+ * Finding a thread's shard: the pool has a small table of shards indexed by
+ * a hash of the thread pointer (pool->tslot), read without a lock and
+ * checked against the shard's owner (bias_owner), so no thread-local
+ * variable (a call in a dlopened library) is read on the way. Two threads
+ * whose slots collide find theirs in the pool's list of shards (read without
+ * a lock: it only grows, by release stores), and only a thread without a
+ * shard takes the pool's lock to make one (or to take over one left by a
+ * thread that exited). Each thread with shards has a record listing them,
+ * with an exit hook: a thread that exits leaves its shards to its pool
+ * (blocks, counters, chunks stay), unowned, and gives back their recycle
+ * lists; the next thread that needs a shard of that pool takes one over.
+ * A destroyed pool's shards lose their threads first.
  */
 #include "internal.h"
 
 #include <pthread.h>
 #include <string.h>
 
-#define TSLOTS RPI_TSLOTS
-#define tls_thread rpi_tls_thread
-__thread rpi_sthread *rpi_tls_thread;   /* default model: the library may be dlopened */
-static rpi_lock bind_lock;        /* records, their tables, shards' threads */
+static __thread rpi_sthread *tls_thread;   /* default model: the library may be dlopened */
+static rpi_lock bind_lock;        /* records, their lists, shards' threads */
 rpi_lock *rpi_shard_bind_lockp(void) { return &bind_lock; }
 static rpi_sthread *threads;
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 static bool exit_key_ok;
-static atomic_uint_fast64_t gen_counter;
-
-uint64_t rpi_pool_gen_next(void)
-{
-    return atomic_fetch_add_explicit(&gen_counter, 1, memory_order_relaxed) + 1;
-}
 
 static void owned_unlink(rpi_sthread *r, rp_pool *s)   /* bind_lock held */
 {
@@ -57,13 +52,7 @@ static void owned_unlink(rpi_sthread *r, rp_pool *s)   /* bind_lock held */
     if (s->thr_next) s->thr_next->thr_prev = s->thr_prev;
     s->thr_prev = s->thr_next = NULL;
     s->shard_thread = NULL;
-    atomic_store_explicit(&s->bias_owner, NULL, memory_order_relaxed);
-    for (size_t i = 0; i < TSLOTS; i++) {
-        if (atomic_load_explicit(&r->shard[i], memory_order_relaxed) == s) {
-            atomic_store_explicit(&r->key[i], NULL, memory_order_relaxed);
-            atomic_store_explicit(&r->shard[i], NULL, memory_order_relaxed);
-        }
-    }
+    atomic_store_explicit(&s->bias_owner, NULL, memory_order_relaxed);   /* its slot: stale */
 }
 
 /* A thread's record goes: its shards stay with their pools, unowned. */
@@ -116,8 +105,25 @@ static rpi_sthread *thread_record(void)
     return r;
 }
 
+/* The slot of tp in pool names shard s, unless it names another thread's
+   shard (then that thread keeps it, and tp finds s by the list). */
+static void slot_offer(rp_pool *pool, void *tp, rp_pool *s)
+{
+    _Atomic(rp_pool *) *slot = &pool->tslot[rpi_tslot_of(tp)];
+    rp_pool *o = atomic_load_explicit(slot, memory_order_acquire);
+    if (!o || !atomic_load_explicit(&o->bias_owner, memory_order_relaxed))
+        atomic_store_explicit(slot, s, memory_order_release);
+}
+
 rp_pool *rpi_shard_bind(rp_pool *pool)
 {
+    void *tp = rpi_thread_self();
+    for (rp_pool *s = __atomic_load_n(&pool->shards, __ATOMIC_ACQUIRE); s; s = s->shard_next) {
+        if (atomic_load_explicit(&s->bias_owner, memory_order_relaxed) == tp) {
+            slot_offer(pool, tp, s);
+            return s;
+        }
+    }
     rpi_sthread *r = thread_record();
     if (!r) return pool;
     rpi_lock_acquire(&pool->lock);
@@ -136,25 +142,21 @@ rp_pool *rpi_shard_bind(rp_pool *pool)
             return pool;
         }
         s->shard_next = pool->shards;
-        pool->shards = s;
+        __atomic_store_n(&pool->shards, s, __ATOMIC_RELEASE);
     }
     if (s->shard_thread != r) {
         s->shard_thread = r;
-        atomic_store_explicit(&s->bias_owner, rpi_thread_self(), memory_order_relaxed);
+        atomic_store_explicit(&s->bias_owner, tp, memory_order_relaxed);
         s->thr_prev = NULL;
         s->thr_next = r->owned;
         if (r->owned) r->owned->thr_prev = s;
         r->owned = s;
     }
-    size_t i = pool->gen & (TSLOTS - 1);
-    atomic_store_explicit(&r->key[i], pool, memory_order_relaxed);
-    atomic_store_explicit(&r->gen[i], pool->gen, memory_order_relaxed);
-    atomic_store_explicit(&r->shard[i], s, memory_order_relaxed);
+    slot_offer(pool, tp, s);
     rpi_lock_release(&bind_lock);
     rpi_lock_release(&pool->lock);
     return s;
 }
-
 
 void rpi_shards_unbind(rp_pool *front)
 {

@@ -12,14 +12,22 @@
  * the wall time from the release to the last join, in millions of pairs per
  * second (Mops/s). Every implementation runs once per round, in the same
  * order, rounds interleaved, and the table shows the median of the rounds
- * (and the lowest and highest), with the ratio of medians to glibc's.
+ * (and the lowest and highest), with the ratio of medians to glibc's. A
+ * second table gives, for the same runs, the threads' CPU time per pair
+ * (their CPU clocks over the loop): what a pair costs while its thread
+ * runs, which a busy machine disturbs far less than the wall time.
  *
  * Rows:
  *   glibc, mimalloc, jemalloc   the process allocators (per-thread caches)
  *   rp-locked, arena-locked     one shared thread-safe pool (malloc / arena
- *                               backing), every thread allocating from it
+ *                               backing) made by the main thread, every
+ *                               thread allocating from it
  *   rp-locked/thread, arena-locked/thread
- *                               one thread-safe pool per thread
+ *                               one thread-safe pool per thread, made by it
+ *   rp-unsync/thread, arena-unsync/thread
+ *                               one unsynchronised pool per thread, made by
+ *                               it: the cost of a pool without any
+ *                               synchronisation
  * After each ringpool run the pool must hold no block and count exactly
  * T*N allocations: a run that lost blocks would measure nothing.
  *
@@ -72,18 +80,24 @@ static void load_peers(void)
 }
 
 /* ------------------------------------------------------------ implementations */
-enum impl { C_GLIBC, C_MI, C_JE, C_RP, C_ARENA, C_RP_EACH, C_ARENA_EACH, C_COUNT };
+enum impl { C_GLIBC, C_MI, C_JE, C_RP, C_ARENA, C_RP_EACH, C_ARENA_EACH, C_RP_UNSYNC_EACH,
+            C_ARENA_UNSYNC_EACH, C_COUNT };
 static const char *const impl_name[C_COUNT] = {
     "glibc", "mimalloc", "jemalloc", "rp-locked", "arena-locked",
-    "rp-locked/thread", "arena-locked/thread"
+    "rp-locked/thread", "arena-locked/thread", "rp-unsync/thread", "arena-unsync/thread"
 };
 static const char *const impl_what[C_COUNT] = {
     "malloc/free", "mi_malloc/mi_free", "mallocx/dallocx", "one shared pool",
-    "one shared pool", "a pool per thread", "a pool per thread"
+    "one shared pool", "a pool per thread", "a pool per thread",
+    "an unsynchronised pool per thread", "an unsynchronised pool per thread"
 };
 static int is_rp(enum impl i) { return i >= C_RP; }
-static int per_thread(enum impl i) { return i == C_RP_EACH || i == C_ARENA_EACH; }
-static unsigned rp_flags(enum impl i) { return (i == C_ARENA || i == C_ARENA_EACH) ? RP_POOL_ARENA : 0; }
+static int per_thread(enum impl i) { return i >= C_RP_EACH; }
+static unsigned rp_flags(enum impl i)
+{
+    unsigned f = (i == C_ARENA || i == C_ARENA_EACH || i == C_ARENA_UNSYNC_EACH) ? RP_POOL_ARENA : 0;
+    return f | ((i == C_RP_UNSYNC_EACH || i == C_ARENA_UNSYNC_EACH) ? RP_POOL_UNSYNC : 0);
+}
 static unsigned only;   /* --only: bit per impl; 0 = all */
 static int available(enum impl i)
 {
@@ -116,6 +130,7 @@ typedef struct worker {
     size_t     offset;   /* where in the size table this thread starts */
     size_t     n;
     pthread_barrier_t *start;
+    double     cpu_ns;   /* the thread's CPU time in its loop */
 } worker;
 
 #define LOOP(ALLOC, FREE)                                                      \
@@ -131,19 +146,36 @@ typedef struct worker {
 #define F_JE(p)    peer.je_dallocx((p), 0)
 #define A_RP(s)    rp_alloc(pool, (s), TAG)
 
+static double cpu_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
 static void *work(void *arg)
 {
     worker *w = arg;
     const size_t *sz = w->sizes;
     size_t n = w->n, off = w->offset;
+    if (per_thread(w->impl)) {
+        /* a pool per thread, created by that thread (the pool's own
+           thread takes its fast paths; a shared pool's other threads take
+           their shards') */
+        rp_pool_options o = { .flags = rp_flags(w->impl), .chunk_size = 0, .keep_bytes = 0 };
+        w->pool = rp_pool_create_ex(impl_name[w->impl], &o);
+        if (!w->pool) die("rp_pool_create_ex failed for %s", impl_name[w->impl]);
+    }
     rp_pool *pool = w->pool;
     pthread_barrier_wait(w->start);
+    double c0 = cpu_now_ns();
     switch (w->impl) {
     case C_GLIBC: LOOP(A_GLIBC, free); break;
     case C_MI:    LOOP(A_MI, F_MI); break;
     case C_JE:    LOOP(A_JE, F_JE); break;
     default:      LOOP(A_RP, rp_free); break;
     }
+    w->cpu_ns = cpu_now_ns() - c0;
     return NULL;
 }
 
@@ -162,8 +194,9 @@ static void expect_exact(rp_pool *pool, uint64_t want, const char *impl)
     }
 }
 
-/* Mops/s of one run of impl with t threads, n pairs each. */
-static double run(enum impl impl, int t, size_t n, const size_t *sizes)
+/* Mops/s of one run of impl with t threads, n pairs each; *cpu: the
+   threads' CPU time per pair, in ns. */
+static double run(enum impl impl, int t, size_t n, const size_t *sizes, double *cpu)
 {
     worker w[64];
     pthread_barrier_t start;
@@ -180,12 +213,7 @@ static double run(enum impl impl, int t, size_t n, const size_t *sizes)
         w[i].offset = (size_t)i * 4099;
         w[i].n = n;
         w[i].start = &start;
-        w[i].pool = shared;
-        if (per_thread(impl)) {
-            rp_pool_options o = { .flags = rp_flags(impl), .chunk_size = 0, .keep_bytes = 0 };
-            w[i].pool = rp_pool_create_ex(impl_name[impl], &o);
-            if (!w[i].pool) die("rp_pool_create_ex failed for %s", impl_name[impl]);
-        }
+        w[i].pool = shared;   /* per-thread pools: made by their thread */
         if (pthread_create(&w[i].tid, NULL, work, &w[i]) != 0) die("%s", "pthread_create failed");
     }
     pthread_barrier_wait(&start);
@@ -193,6 +221,9 @@ static double run(enum impl impl, int t, size_t n, const size_t *sizes)
     for (int i = 0; i < t; i++) pthread_join(w[i].tid, NULL);
     double dt = rpb_now_ns() - t0;
     pthread_barrier_destroy(&start);
+    double cpu_sum = 0;
+    for (int i = 0; i < t; i++) cpu_sum += w[i].cpu_ns;
+    *cpu = cpu_sum / ((double)t * (double)n);
     if (shared) {
         expect_exact(shared, (uint64_t)t * n, impl_name[impl]);
         rp_pool_destroy(shared);
@@ -227,7 +258,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: contention [--threads T]... [--pairs N] [--repeats R]\n"
                "                  [--size BYTES|mixed] [--only IMPL]... [--quick] [--no-peers]\n"
                "IMPL: glibc mimalloc jemalloc rp-locked arena-locked rp-locked/thread\n"
-               "      arena-locked/thread (glibc always runs: ratios are to it)\n"
+               "      arena-locked/thread rp-unsync/thread arena-unsync/thread\n"
+               "      (glibc always runs: ratios are to it)\n"
                "defaults: --threads 2 --threads 4 --pairs 2000000 --repeats 7 --size 64\n");
 }
 
@@ -267,37 +299,58 @@ int main(int argc, char **argv)
     if (peers) load_peers();
     size_t *sizes = make_sizes(size);
 
-    double *res = calloc((size_t)C_COUNT * (size_t)nthreads * (size_t)repeats, sizeof *res);
-    if (!res) die("%s", "out of memory");
-#define RES(i, ti, r) res[((size_t)(i) * (size_t)nthreads + (size_t)(ti)) * (size_t)repeats + (size_t)(r)]
+    size_t nres = (size_t)C_COUNT * (size_t)nthreads * (size_t)repeats;
+    double *res = calloc(nres, sizeof *res), *cpu = calloc(nres, sizeof *cpu);
+    if (!res || !cpu) die("%s", "out of memory");
+#define AT(i, ti, r) (((size_t)(i) * (size_t)nthreads + (size_t)(ti)) * (size_t)repeats + (size_t)(r))
     for (int r = 0; r < repeats; r++)
         for (int ti = 0; ti < nthreads; ti++)
             for (int i = 0; i < C_COUNT; i++)
-                if (available((enum impl)i)) RES(i, ti, r) = run((enum impl)i, threads[ti], pairs, sizes);
+                if (available((enum impl)i))
+                    res[AT(i, ti, r)] = run((enum impl)i, threads[ti], pairs, sizes, &cpu[AT(i, ti, r)]);
 
     char sizestr[32];
     if (size) snprintf(sizestr, sizeof sizestr, "%zu B", size);
     else snprintf(sizestr, sizeof sizestr, "mixed sizes");
-    printf("\n### contention: T threads x %zu alloc+free pairs (%s), Mops/s, median of %d "
-           "interleaved rounds [lowest..highest], ratio of medians to glibc\n\n",
-           pairs, sizestr, repeats);
-    printf("| impl | what |");
-    for (int ti = 0; ti < nthreads; ti++) printf(" %d threads | vs glibc |", threads[ti]);
-    printf("\n|---|---|");
-    for (int ti = 0; ti < nthreads; ti++) printf("---:|---:|");
-    printf("\n");
-    double g[8];
-    for (int ti = 0; ti < nthreads; ti++) g[ti] = rpb_median(&RES(C_GLIBC, ti, 0), (size_t)repeats);
-    for (int i = 0; i < C_COUNT; i++) {
-        if (!available((enum impl)i)) continue;
-        printf("| %s | %s |", impl_name[i], impl_what[i]);
-        for (int ti = 0; ti < nthreads; ti++) {
-            double *v = &RES(i, ti, 0);
-            double m = rpb_median(v, (size_t)repeats);   /* sorts v */
-            printf(" %.1f [%.1f..%.1f] | %.2fx |", m, v[0], v[repeats - 1], m / g[ti]);
-        }
+    /* two tables: throughput (wall), and CPU time per pair (the threads'
+       own CPU clocks: what a pair costs when its thread runs, which a busy
+       machine disturbs much less than the wall time) */
+    for (int table = 0; table < 2; table++) {
+        double *tab = table ? cpu : res;
+        if (table == 0)
+            printf("\n### contention: T threads x %zu alloc+free pairs (%s), Mops/s, median of %d "
+                   "interleaved rounds [lowest..highest], ratio of medians to glibc\n\n",
+                   pairs, sizestr, repeats);
+        else
+            printf("\n### the same runs: CPU time per pair in ns (threads' CPU clocks), median "
+                   "[lowest..highest], glibc's median over this one (above 1: cheaper)\n\n");
+        printf("| impl | what |");
+        for (int ti = 0; ti < nthreads; ti++) printf(" %d threads | vs glibc |", threads[ti]);
+        printf("\n|---|---|");
+        for (int ti = 0; ti < nthreads; ti++) printf("---:|---:|");
         printf("\n");
+        double g[8];
+        for (int ti = 0; ti < nthreads; ti++) {
+            double *v = &tab[AT(C_GLIBC, ti, 0)];
+            double *tmp = malloc((size_t)repeats * sizeof *tmp);
+            if (!tmp) die("%s", "out of memory");
+            memcpy(tmp, v, (size_t)repeats * sizeof *tmp);
+            g[ti] = rpb_median(tmp, (size_t)repeats);
+            free(tmp);
+        }
+        for (int i = 0; i < C_COUNT; i++) {
+            if (!available((enum impl)i)) continue;
+            printf("| %s | %s |", impl_name[i], impl_what[i]);
+            for (int ti = 0; ti < nthreads; ti++) {
+                double *v = &tab[AT(i, ti, 0)];
+                double m = rpb_median(v, (size_t)repeats);   /* sorts v */
+                printf(table ? " %.2f [%.2f..%.2f] | %.2fx |" : " %.1f [%.1f..%.1f] | %.2fx |", m,
+                       v[0], v[repeats - 1], table ? g[ti] / m : m / g[ti]);
+            }
+            printf("\n");
+        }
     }
+    free(cpu);
     free(res);
     free(sizes);
     return 0;

@@ -727,6 +727,176 @@ static void test_frees_from_other_threads_counted_at_once(void)
     tu_end_pool(pool);
 }
 
+/* More threads than the pool has slots for them (pool->tslot, found by a
+   hash of the thread pointer): threads whose slots collide find their own
+   shard in the pool's list, so each thread keeps exactly one shard however
+   many calls it makes (with the arena, one chunk per shard: the count of
+   chunks does not grow), and the counters stay exact. Under TSan, two
+   threads sharing a shard's lock-free path would be reported. */
+#define MANY 40
+#define MANY_BLOCKS 50
+typedef struct many_job {
+    rp_pool           *pool;
+    pthread_barrier_t *bar;
+    char               tag[16];
+    void              *b[MANY_BLOCKS];
+} many_job;
+
+static void *many_body(void *arg)
+{
+    many_job *j = arg;
+    for (int i = 0; i < MANY_BLOCKS; i++) j->b[i] = rp_alloc(j->pool, 32, j->tag);
+    pthread_barrier_wait(j->bar);   /* 1: all hold their blocks */
+    pthread_barrier_wait(j->bar);   /* 2: counted */
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < MANY_BLOCKS; i++) rp_free(j->b[i]);
+        for (int i = 0; i < MANY_BLOCKS; i++) j->b[i] = rp_alloc(j->pool, 32 + (size_t)round, j->tag);
+    }
+    pthread_barrier_wait(j->bar);   /* 3: counted again */
+    pthread_barrier_wait(j->bar);   /* 4 */
+    for (int i = 0; i < MANY_BLOCKS; i++) rp_free(j->b[i]);
+    return NULL;
+}
+
+static void test_many_threads_each_keep_one_shard(void)
+{
+    rp_pool_options o = {.flags = tu_backing, .chunk_size = 64 << 10, .keep_bytes = 0};
+    rp_pool *pool = rp_pool_create_ex("many", &o);
+    CHECK(pool != NULL);
+    pthread_barrier_t bar;
+    CHECK(pthread_barrier_init(&bar, NULL, MANY + 1) == 0);
+    static many_job jobs[MANY];
+    pthread_t t[MANY];
+    for (int i = 0; i < MANY; i++) {
+        jobs[i].pool = pool;
+        jobs[i].bar = &bar;
+        snprintf(jobs[i].tag, sizeof jobs[i].tag, "t%d", i);
+        CHECK(pthread_create(&t[i], NULL, many_body, &jobs[i]) == 0);
+    }
+    pthread_barrier_wait(&bar);
+    rp_pool_info info;
+    CHECK_EQ(info_of(pool, &info), (size_t)MANY * MANY_BLOCKS);
+    CHECK_EQ(info.bytes, (size_t)MANY * MANY_BLOCKS * 32);
+    CHECK_EQ(info.tags, MANY);
+    size_t chunks = info.chunks;
+    if (tu_backing) CHECK_EQ(chunks, MANY);   /* one shard, one chunk each */
+    pthread_barrier_wait(&bar);
+    pthread_barrier_wait(&bar);
+    CHECK_EQ(info_of(pool, &info), (size_t)MANY * MANY_BLOCKS);
+    CHECK_EQ(info.bytes, (size_t)MANY * MANY_BLOCKS * (32 + 19));
+    CHECK_EQ(info.allocs, (uint64_t)MANY * MANY_BLOCKS * 21);
+    CHECK_EQ(info.chunks, chunks);
+    rp_tag_stat st[MANY];
+    CHECK_EQ(rp_pool_stats(pool, st, MANY), MANY);
+    for (int i = 0; i < MANY; i++) {
+        CHECK_EQ(st[i].blocks, MANY_BLOCKS);
+        CHECK_EQ(st[i].allocs, (uint64_t)MANY_BLOCKS * 21);
+    }
+    pthread_barrier_wait(&bar);
+    for (int i = 0; i < MANY; i++) CHECK(pthread_join(t[i], NULL) == 0);
+    CHECK_COUNTS(pool, 0, 0);
+    CHECK_INT(rp_pool_check(pool), 0);
+    pthread_barrier_destroy(&bar);
+    tu_end_pool(pool);
+}
+
+/* A thread that allocates blocks another thread frees (producer and
+   consumer): the frees go on the producer's shard's list of remote frees,
+   and the producer takes them in as soon as a free list it allocates from
+   runs dry, before it carves new blocks or calls malloc: from the second
+   round on, nearly every block it gets is one the consumer freed in the
+   round before (same addresses), the arena's chunks do not grow, and the
+   counters are exact at the end. */
+typedef struct relay {
+    rp_pool        *pool;
+    void           *b[500], *prev[500];
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int             made, freed;   /* rounds */
+    int             fewest_reused; /* of the blocks of a round after the first */
+} relay;
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return (x > y) - (x < y);
+}
+
+static void *relay_produce(void *arg)
+{
+    relay *r = arg;
+    for (int round = 1; round <= 60; round++) {
+        pthread_mutex_lock(&r->mu);
+        while (r->freed < round - 1) pthread_cond_wait(&r->cv, &r->mu);
+        pthread_mutex_unlock(&r->mu);
+        for (int i = 0; i < 500; i++) r->b[i] = rp_alloc(r->pool, 64, "relay");
+        if (round > 1) {
+            int reused = 0;
+            for (int i = 0; i < 500; i++)
+                reused += bsearch(&r->b[i], r->prev, 500, sizeof r->prev[0], cmp_ptr) != NULL;
+            if (reused < r->fewest_reused) r->fewest_reused = reused;
+        }
+        memcpy(r->prev, r->b, sizeof r->b);
+        qsort(r->prev, 500, sizeof r->prev[0], cmp_ptr);
+        pthread_mutex_lock(&r->mu);
+        r->made = round;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+    return NULL;
+}
+
+static void *relay_consume(void *arg)
+{
+    relay *r = arg;
+    for (int round = 1; round <= 60; round++) {
+        pthread_mutex_lock(&r->mu);
+        while (r->made < round) pthread_cond_wait(&r->cv, &r->mu);
+        pthread_mutex_unlock(&r->mu);
+        for (int i = 0; i < 500; i++) rp_free(r->b[i]);
+        pthread_mutex_lock(&r->mu);
+        r->freed = round;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+    return NULL;
+}
+
+static void test_producer_reuses_blocks_a_consumer_frees(void)
+{
+    rp_pool_options o = {.flags = tu_backing, .chunk_size = 64 << 10, .keep_bytes = 0};
+    rp_pool *pool = rp_pool_create_ex("relay", &o);
+    CHECK(pool != NULL);
+    static relay r;
+    memset(&r, 0, sizeof r);
+    r.pool = pool;
+    r.fewest_reused = 500;
+    /* memory checkers (valgrind's memcheck, ASan) keep freed memory from
+       being handed out again: the malloc backing then does not recycle */
+    void *probe = rp_alloc(pool, 64, "probe");
+    rp_free(probe);
+    void *again = rp_alloc(pool, 64, "probe");
+    int reuses = again == probe;
+    rp_free(again);
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    pthread_t p, c;
+    CHECK(pthread_create(&p, NULL, relay_produce, &r) == 0);
+    CHECK(pthread_create(&c, NULL, relay_consume, &r) == 0);
+    CHECK(pthread_join(p, NULL) == 0);
+    CHECK(pthread_join(c, NULL) == 0);
+    CHECK_COUNTS(pool, 0, 0);
+    rp_pool_info info;
+    CHECK_EQ(info_of(pool, &info), 0);
+    CHECK_EQ(info.allocs, 60 * 500 + 2);
+    if (tu_backing) CHECK(info.chunks <= 2);
+    if (tu_backing || reuses) CHECK(r.fewest_reused >= 450);
+    CHECK_INT(rp_pool_check(pool), 0);
+    pthread_mutex_destroy(&r.mu);
+    pthread_cond_destroy(&r.cv);
+    tu_end_pool(pool);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -738,6 +908,8 @@ int main(int argc, char **argv)
         {"destructors_in_order_across_threads", test_destructors_in_order_across_threads},
         {"snapshot_exact_while_threads_run", test_snapshot_exact_while_threads_run},
         {"frees_from_other_threads_counted_at_once", test_frees_from_other_threads_counted_at_once},
+        {"many_threads_each_keep_one_shard", test_many_threads_each_keep_one_shard},
+        {"producer_reuses_blocks_a_consumer_frees", test_producer_reuses_blocks_a_consumer_frees},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
