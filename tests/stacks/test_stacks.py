@@ -205,8 +205,9 @@ def test_malformed_stack_tables_are_named(tmp_path: Path) -> None:
             preload.parse(bad, "r.json")
 
 
-def stack_multiset(argv: list[str], tmp: Path, unwinder: str) -> dict[tuple[tuple[str, int], ...], int]:
-    env = dict(os.environ, LD_PRELOAD=preload.library_path(), RINGPOOL_PRELOAD_STACK_DEPTH="64",
+def stack_multiset(argv: list[str], tmp: Path, unwinder: str,
+                   depth: int = 64) -> dict[tuple[tuple[str, int], ...], int]:
+    env = dict(os.environ, LD_PRELOAD=preload.library_path(), RINGPOOL_PRELOAD_STACK_DEPTH=str(depth),
                RINGPOOL_PRELOAD_UNWINDER=unwinder, RINGPOOL_PRELOAD_ALL_SITES="1",
                RINGPOOL_PRELOAD_REPORT=str(tmp / f"{unwinder}.%p.json"), PYTHONHASHSEED="0")
     proc = subprocess.run(argv, env=env, capture_output=True)
@@ -235,6 +236,23 @@ def test_cached_walker_gives_libunwind_stacks(argv: list[str], tmp_path: Path) -
     general = stack_multiset(argv, tmp_path, "libunwind")
     assert cached == general
     assert max(len(s) for s in cached) > 5
+
+
+@pytest.mark.parametrize("name", ["splice", "splice_o2"])
+@pytest.mark.parametrize("depth", [64, 9])
+def test_stacks_sharing_their_callers_are_walked_as_libunwind_walks_them(name: str, depth: int,
+                                                                      tmp_path: Path) -> None:
+    """Consecutive stacks that share their outer frames and differ below
+    (recursion of changing depth, twin callers, alloca frames at and around
+    the point where the stacks meet, signal handlers on the thread's and on
+    an alternate stack, threads, stacks deeper than recorded): the walker
+    that takes shared frames over from its previous walk records, allocation
+    for allocation, the stacks libunwind finds."""
+    cached = stack_multiset([program(name)], tmp_path, "cached", depth)
+    general = stack_multiset([program(name)], tmp_path, "libunwind", depth)
+    assert cached == general
+    assert max(len(s) for s in cached) == depth
+    assert sum(cached.values()) > 10 * 300
 
 
 def test_stacks_one_return_address_apart_are_told_apart(capsys: pytest.CaptureFixture[str]) -> None:
