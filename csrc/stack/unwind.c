@@ -591,10 +591,11 @@ static rule rule_of(uintptr_t pc)
    about half of a warm frame's cost (more for an rbp-based frame) on each
    frame taken over: it pays on deep stacks whose allocations share most of
    their callers (gcc's cc1, CPython) and not on stacks that share a few
-   (sqlite3's inserts: ~11 shared, ~9 not). A thread splices while its
-   last walk that tried gained by it, by the estimates below (callgrind,
-   instructions), and tries again every SPLICE_SAMPLE-th walk. */
-#define SPLICE_SAMPLE 8
+   (sqlite3's inserts: ~11 shared, ~9 not). A thread splices while the
+   walks that tried gained by it on average (estimated in instructions
+   with the weights below, from callgrind), and else tries again every
+   SPLICE_SAMPLE-th walk. */
+#define SPLICE_SAMPLE 16
 #define SPLICE_SAVES 10
 #define SPLICE_MERGE 7
 #define SPLICE_CALL 70
@@ -611,9 +612,10 @@ typedef struct walk_buf {
     int16_t bp_user[WALK_BP_READS];      /* the frame whose CFA needed it */
     int16_t bp_saver[WALK_BP_READS];     /* the frame that saved it */
     uintptr_t bp_addr[WALK_BP_READS], bp_value[WALK_BP_READS];
-    /* frame k at fc[k], its CFA at fc[CFA_AT + k] (cfa[ncfa] = UINTPTR_MAX,
-       an end mark): one array, so that the return address read at a CFA
-       lies at a fixed distance from it, at fc[k + 1] */
+    /* frame k at fc[k], its CFA at fc[CFA_AT + k] (and an end mark,
+       UINTPTR_MAX, after the last while a walk follows them): one array,
+       so that the return address read at a CFA lies at a fixed distance
+       from it, at fc[k + 1] */
     uintptr_t fc[2 * (WALK_MAX + 1)];
 } walk_buf;
 #define CFA_AT (WALK_MAX + 1)
@@ -631,8 +633,8 @@ typedef struct walk_state {
     uintptr_t pc, sp, bp;                /* starting registers */
     uintptr_t from, lo, hi;
     int depth;
-    int splice_gain;                     /* instructions splicing saved on the last walk that
-                                            tried it (estimated), < 0: it cost */
+    int splice_gain;                     /* instructions splicing saved on the walks that
+                                            tried it (estimated, a moving average); < 0: cost */
     unsigned walks;
     walk_buf buf[2];
 } walk_state;
@@ -869,7 +871,7 @@ static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintp
         m->next = &m->buf[1];
     }
     walk_buf *b = m->next;
-    const walk_buf *o = m->last;
+    walk_buf *o = m->last;
     b->ok = 0;
     b->generation = generation;
     b->nbp = 0;
@@ -881,7 +883,7 @@ static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintp
     _Static_assert(sizeof(slot) == 16, "slot index scaled by 16");
     const char *s_bytes = (const char *)c->s;
     size_t mask16 = c->mask << 4;
-    uintptr_t *frame = b->fc, *cfas = b->fc + CFA_AT;
+    uintptr_t *frame = b->fc;           /* CFAs at frame + CFA_AT */
     uintptr_t *f = frame;               /* frame[n]: the next frame */
     int n, start = -1, cut = 0, ncfa;
     /* the frames above the first one kept: the capture's and the hooks' */
@@ -904,7 +906,11 @@ static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintp
        the first at or above sp, or past the ones where splicing failed. */
     const uintptr_t *ocfa = o->fc + CFA_AT;
     int merge = m->splice_gain >= 0 || !(++m->walks % SPLICE_SAMPLE);
-    const uintptr_t *op = merge && o->ok && o->generation == generation && o->ncfa ? ocfa : &no_cfa;
+    const uintptr_t *op = &no_cfa;
+    if (merge && o->ok && o->generation == generation && o->ncfa) {
+        o->fc[CFA_AT + o->ncfa] = UINTPTR_MAX;     /* the end mark */
+        op = ocfa;
+    }
     int first_kept = (int)(f - frame), spliced = 0, splices = 0;
     uint64_t h = RPI_STACK_HASH_SEED;
     int limit = start >= 0 ? start + depth : RPI_STACK_SKIP_WINDOW + depth;
@@ -962,8 +968,8 @@ ended_at_zero:
     frame[n] = 0;
 kept:
     if (merge)
-        m->splice_gain = SPLICE_SAVES * spliced - SPLICE_MERGE * (n - first_kept - spliced) -
-                         SPLICE_CALL * splices;
+        m->splice_gain = (m->splice_gain + SPLICE_SAVES * spliced -
+                          SPLICE_MERGE * (n - first_kept - spliced) - SPLICE_CALL * splices) / 2;
     m->start = start;
     m->kept = start >= 0 ? n - start : 0;
     m->hash = rpi_stack_hash_final(h, (size_t)m->kept);
@@ -984,7 +990,6 @@ early:
 done:
     b->n = n;
     b->ncfa = ncfa;
-    cfas[ncfa] = UINTPTR_MAX;
     b->cut = cut;
     b->ok = b->nbp <= WALK_BP_READS;
     m->next = m->last;
