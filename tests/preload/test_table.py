@@ -44,3 +44,13 @@ def test_churn_counts_exact_per_site(lib: str, tmp_path: Path, depth: str) -> No
         doc = json.load(fh)
     alloc_bytes = sum(s["alloc_bytes"] for s in doc["sites"] if s["module"].endswith("/table_churn"))
     assert alloc_bytes == sum(v[3] for v in want.values())
+
+
+def test_frees_of_blocks_never_seen_are_counted_and_freed(lib: str, tmp_path: Path) -> None:
+    # the first operations meet shards that have no table yet
+    proc = run(lib, [program("table_churn"), "foreign", "500"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"foreign 500\n"
+    rep = only_report(tmp_path)
+    assert rep.totals["untracked_frees"] == 500
+    assert rep.totals["dropped"] == 0
