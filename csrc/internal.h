@@ -198,7 +198,8 @@ static inline size_t rpi_big_cap(rpi_hdr *h)
 #define RPI_RECYCLE_BYTES   ((size_t)64 << 10)
 #define RPI_POOL_RECYCLE    (1u << 16)   /* internal flag: recycling is on */
 #define RPI_POOL_UNLISTED   (1u << 17)   /* internal flag: may hold unlisted tag records */
-#define RPI_POOL_BIASED     (1u << 18)   /* internal flag: a shard whose owner takes no lock */
+#define RPI_POOL_BIASED     (1u << 18)   /* internal flag: a pool or shard whose owner
+                                            (creator / thread) takes no lock */
 static inline size_t rpi_malloc_size(size_t size)
 {
     return RPI_HDR + (size <= RPI_RECYCLE_MAX ? (size + 15) & ~(size_t)15 : size);
@@ -227,6 +228,7 @@ typedef struct rpi_memprof_pool {
 #define RPI_TAG_CACHE 64
 #define RPI_TSLOTS_LOG2 4   /* pool->tslot: 16 slots */
 #define RPI_TSLOTS (1u << RPI_TSLOTS_LOG2)
+#define RPI_NO_OWNER ((void *)1)       /* pool->owner matching no thread */
 #define RPI_NO_TAG ((const char *)1)   /* key of an empty tag-cache slot */
 struct rp_pool {
     rpi_hdr      ring;          /* sentinel; must stay first */
@@ -235,7 +237,8 @@ struct rp_pool {
     /* a biased shard (RPI_POOL_BIASED, shard.c): its owner is in a fast
        section; beside the lock word, in the line the owner writes anyway */
     atomic_int   busy;
-    _Atomic(void *) bias_owner; /* its owner's thread pointer, NULL when none */
+    _Atomic(void *) bias_owner; /* its owner's thread pointer (a pool's: its
+                                   creator), NULL when none */
     const char  *tag_key[RPI_TAG_CACHE];   /* pointer cache of tag records: */
     rpi_tag     *tag_rec[RPI_TAG_CACHE];   /* key[i] == tag => rec[i] is its record */
     size_t       bytes, peak;
@@ -258,8 +261,12 @@ struct rp_pool {
     char         rd_pad0[64];
     rpi_arena   *fast_arena;    /* arena of an unchecked pool: the call-free path */
     void        *owner;         /* shardable pools: the thread (its thread pointer)
-                                   whose calls use the pool itself; others use
-                                   their shard (shard.c) */
+                                   whose calls use the pool itself without a
+                                   lock (biased); others use their shard
+                                   (shard.c). RPI_NO_OWNER where the creator
+                                   locks (no fence): every thread then comes
+                                   by alloc_other, which knows the creator by
+                                   bias_owner */
     _Atomic(rp_pool *) tslot[RPI_TSLOTS];   /* shards by their thread (rpi_tslot_of) */
     char         rd_pad1[64];
     size_t       recycled;      /* bytes on the recycle lists */
@@ -283,7 +290,19 @@ struct rp_pool {
     _Atomic(rpi_hdr *) remote;  /* blocks freed by other threads (link in the payload) */
 };
 
+RPI_HIDDEN void rpi_shard_exclude(rp_pool *s);
+/* The pool's lock, and for a biased pool or shard (RPI_POOL_BIASED) its
+   owner waited out (unless the caller is the owner) and the blocks other
+   threads freed taken in: after it, nothing touches the pool's state. */
 static inline void rpi_pool_lock(rp_pool *p)
+{
+    if (p->flags & RP_POOL_UNSYNC) return;
+    rpi_lock_acquire(&p->lock);
+    if (RPI_UNLIKELY(p->flags & RPI_POOL_BIASED)) rpi_shard_exclude(p);
+}
+/* The pool's lock taken by its owner (a biased pool's creator, a shard's
+   thread), or for an unbiased or unsynchronised pool: nobody to wait out. */
+static inline void rpi_pool_lock_owner(rp_pool *p)
 {
     if (!(p->flags & RP_POOL_UNSYNC)) rpi_lock_acquire(&p->lock);
 }

@@ -376,6 +376,7 @@ int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out)
     for (rp_pool *q = rpi_live_head; q; q = q->live_next) {
         if (q->flags & RP_POOL_UNSYNC) continue;
         if (atomic_exchange_explicit(&q->lock.held, 1, memory_order_acquire)) continue;
+        if (q->flags & RPI_POOL_BIASED) rpi_shard_exclude(q);   /* its creator, lock-free */
         q->mp_left = 0;
         q->mp.real = false;
         /* and its shards (shard.c) whose lock is free */

@@ -147,8 +147,7 @@ static void tags_free(rp_pool *pool)
 static inline void lock_both(rp_pool *pool, bool checked)
 {
     if (checked) rpi_registry_lock();
-    rpi_pool_lock(pool);
-    if (RPI_UNLIKELY(pool->flags & RPI_POOL_BIASED)) rpi_shard_exclude(pool);
+    rpi_pool_lock(pool);   /* a biased pool's owner waited out */
 }
 
 static inline void unlock_both(rp_pool *pool, bool checked)
@@ -204,6 +203,13 @@ static void recycle_release(rp_pool *pool)
     pool->recycled = 0;
 }
 
+static bool shard_bias_allowed(void)
+{
+    const char *e = getenv("RINGPOOL_SHARD_BIAS");
+    return !(e && strcmp(e, "0") == 0);
+}
+static bool bias_allowed(void) { return rpi_lock_fence_ok() && shard_bias_allowed(); }
+
 static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_options *opts,
                             rp_pool *front)
 {
@@ -252,7 +258,19 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
         pool->front = front;   /* used by front's other threads (shard.c) */
         return pool;
     }
-    if (RPI_SHARDABLE(pool->flags)) pool->owner = rpi_thread_self();
+    if (RPI_SHARDABLE(pool->flags)) {
+        /* its creator allocates and frees without a lock, as a shard's
+           owner does (biased), where the fence that orders that for the
+           other threads works; else every call of the creator locks */
+        void *self = rpi_thread_self();
+        atomic_store_explicit(&pool->bias_owner, self, memory_order_relaxed);
+        if (bias_allowed()) {
+            pool->flags |= RPI_POOL_BIASED;
+            pool->owner = self;
+        } else {
+            pool->owner = RPI_NO_OWNER;
+        }
+    }
     if (parent) {
         rpi_pool_lock(parent);
         pool->parent = parent;
@@ -276,12 +294,6 @@ static rp_pool *pool_new(rp_pool *parent, const char *name, const rp_pool_option
     return pool_new_in(parent, name, opts, NULL);
 }
 
-static bool shard_bias_allowed(void)
-{
-    const char *e = getenv("RINGPOOL_SHARD_BIAS");
-    return !(e && strcmp(e, "0") == 0);
-}
-
 rp_pool *rpi_shard_new(rp_pool *front)
 {
     rp_pool_options o = {.flags = front->flags & RP_POOL_ARENA};
@@ -293,7 +305,7 @@ rp_pool *rpi_shard_new(rp_pool *front)
     /* the owner's paths without an atomic instruction need the fence that
        orders them for everyone else (and memory checkers see the pool as
        it is: recycling off there means a checker runs) */
-    if (s && rpi_lock_fence_ok() && shard_bias_allowed()) s->flags |= RPI_POOL_BIASED;
+    if (s && bias_allowed()) s->flags |= RPI_POOL_BIASED;
     return s;
 }
 
@@ -313,7 +325,7 @@ rp_pool *rp_pool_create_child(rp_pool *parent, const char *name)
 {
     if (!check_parent(parent, "rp_pool_create_child")) return NULL;
     /* the child inherits the parent's options: thread rule, checks, backing */
-    rp_pool_options o = {.flags = parent->flags & ~(RPI_POOL_RECYCLE | RPI_POOL_UNLISTED)};
+    rp_pool_options o = {.flags = parent->flags & ~(RPI_POOL_RECYCLE | RPI_POOL_UNLISTED | RPI_POOL_BIASED)};
     if (parent->arena) {
         o.chunk_size = parent->arena->chunk_size;
         o.keep_bytes = parent->arena->keep_bytes;
@@ -754,14 +766,16 @@ __attribute__((noinline)) static void *alloc_malloc_fast(rp_pool *pool, size_t s
        (shards and unsynchronised pools have no owner) */
     void *owner = pool->owner;
     if (RPI_UNLIKELY(owner != rpi_thread_self())) {
-        if (owner)
+        if (owner && !(owner == RPI_NO_OWNER && atomic_load_explicit(&pool->bias_owner,
+                                                                     memory_order_relaxed) ==
+                                                    rpi_thread_self()))
             return plain ? alloc_other_plain(pool, size, tag) : alloc_other_noexc(pool, size, tag);
         __asm__("" ::: "memory");   /* keeps the creator's test first: one compare */
     }
     rpi_hdr *h = rpi_sys_malloc(rpi_malloc_size(size));
     if (RPI_UNLIKELY(!h)) goto oom;
     h->word = size;
-    rpi_pool_lock(pool);
+    rpi_pool_lock_owner(pool);   /* past the owner check: the pool's own thread */
     rpi_tag *t = rpi_tag_lookup(pool, tag);
     if (RPI_UNLIKELY(!t)) {
         rpi_pool_unlock(pool);
@@ -877,9 +891,10 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
     return rpi_payload(h);
 }
 
-/* mine: pool is the calling thread's own (a shard it was given), else a
-   thread-safe pool is used directly only by the thread that created it and
-   through their shards by the others (shard.c). */
+/* mine: pool is the calling thread's own and locked (a shard without bias,
+   or the pool for its creator where there is no bias); else a thread-safe
+   pool is used directly, without a lock, only by the thread that created it
+   (its owner, biased), and through their shards by the others (shard.c). */
 static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, size_t size,
                                                                  const char *tag, bool plain,
                                                                  const bool mine)
@@ -892,16 +907,18 @@ static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, 
             return rpi_checked_alloc(pool, size, tag, plain);
         if ((f & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX) {
             if (f & RP_POOL_UNSYNC) return alloc_recycled_fast(pool, size, tag, plain, false);
-            if (!mine && RPI_UNLIKELY(pool->owner != rpi_thread_self()))
+            if (mine) return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_LOCK);
+            if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
                 return alloc_other_thread(pool, size, tag, plain);
-            return alloc_recycled_fast(pool, size, tag, plain, true);
+            return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_BIASED);
         }
         return alloc_malloc_fast(pool, size, tag, plain);   /* checks the owner */
     }
     if (pool->flags & RP_POOL_UNSYNC) return alloc_arena_fast(pool, a, size, tag, plain, false);
-    if (!mine && RPI_UNLIKELY(pool->owner != rpi_thread_self()))
+    if (mine) return alloc_arena_fast(pool, a, size, tag, plain, RPI_SYNC_LOCK);
+    if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
         return alloc_other_thread(pool, size, tag, plain);
-    return alloc_arena_fast(pool, a, size, tag, plain, true);
+    return alloc_arena_fast(pool, a, size, tag, plain, RPI_SYNC_BIASED);
 }
 
 static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, size_t size,
@@ -932,6 +949,10 @@ static inline __attribute__((always_inline)) void *alloc_in_shard(rp_pool *s, si
 __attribute__((noinline)) static void *alloc_bind(rp_pool *pool, size_t size, const char *tag,
                                                   bool plain)
 {
+    /* the creator of a pool without bias (pool->owner is RPI_NO_OWNER): the
+       pool itself, locked */
+    if (atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) == rpi_thread_self())
+        return alloc_fast_in(pool, size, tag, plain, true);
     rp_pool *shard = rpi_shard_bind(pool);
     if (RPI_UNLIKELY(shard == pool)) return alloc_general(pool, size, tag, plain);
     return alloc_in_shard(shard, size, tag, plain);
@@ -1599,6 +1620,17 @@ counted:;
     return resize_counted(t->pool, n, t, was, size, locked);
 }
 
+/* Whether the fast paths may resize a block of the thread-safe pool or
+   shard p by taking p's lock alone: not a biased one's block from another
+   thread than its owner (resize_impl's lock then waits the owner out). Its
+   owner has no fast section to wait for, and the blocks other threads freed
+   may wait on their list. */
+static inline bool resize_may_lock(rp_pool *p)
+{
+    return !(p->flags & RPI_POOL_BIASED) ||
+           atomic_load_explicit(&p->bias_owner, memory_order_relaxed) == rpi_thread_self();
+}
+
 /* The malloc backing's whole fast path, out of line so that rp_resize
    saves no register for it; NULL: resize_impl. */
 #define RESIZE_MALLOC(name, plain)                                                            \
@@ -1610,11 +1642,9 @@ counted:;
         if (RPI_UNLIKELY((h->word & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK | RPI_F_DTOR)) || \
                          (pool && pool != owner && pool != owner->front)))                   \
             return resize_impl(pool, block, size, resize_call(plain), (plain));              \
-        if (owner->flags & (RP_POOL_UNSYNC | RPI_POOL_BIASED)) {                            \
-            if (owner->flags & RPI_POOL_BIASED) /* a shard: its lock waits out the owner */ \
-                return resize_impl(pool, block, size, resize_call(plain), (plain));          \
-            return resize_malloc(owner, h, size, (plain), false);                            \
-        }                                                                                    \
+        if (owner->flags & RP_POOL_UNSYNC) return resize_malloc(owner, h, size, (plain), false); \
+        if (RPI_UNLIKELY(!resize_may_lock(owner)))                                           \
+            return resize_impl(pool, block, size, resize_call(plain), (plain));              \
         if (RPI_UNLIKELY(!rpi_lock_try(&owner->lock)))                                       \
             return resize_impl(pool, block, size, resize_call(plain), (plain));              \
         return resize_malloc(owner, h, size, (plain), true);                                 \
@@ -1745,11 +1775,8 @@ static inline __attribute__((always_inline)) void *resize_fast_arena(rp_pool *po
     if (RPI_UNLIKELY(size > RP_MAX_SIZE || (w & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK)) ||
                      (pool && pool != owner && pool != owner->front)))
         return resize_impl(pool, block, size, call, plain);
-    if (owner->flags & (RP_POOL_UNSYNC | RPI_POOL_BIASED)) {
-        if (owner->flags & RPI_POOL_BIASED)   /* a shard: its lock waits out the owner */
-            return resize_impl(pool, block, size, call, plain);
-        return resize_fast_in(owner, block, w, t, size, call, plain, false);
-    }
+    if (owner->flags & RP_POOL_UNSYNC) return resize_fast_in(owner, block, w, t, size, call, plain, false);
+    if (RPI_UNLIKELY(!resize_may_lock(owner))) return resize_impl(pool, block, size, call, plain);
     return resize_fast_in(owner, block, w, t, size, call, plain, true);
 }
 static __attribute__((noinline)) void *resize_arena_plain(rp_pool *pool, void *block, size_t size)

@@ -133,8 +133,12 @@ static void json_str(void *ctx, const char *s) { put_str(ctx, s); }
 static bool report_lock(rp_pool *pool, bool at_exit)
 {
     if (pool->flags & RP_POOL_UNSYNC) return true;
-    if (at_exit) return rpi_lock_try_for(&pool->lock);
-    rpi_lock_acquire(&pool->lock);
+    if (at_exit) {
+        if (!rpi_lock_try_for(&pool->lock)) return false;
+    } else {
+        rpi_lock_acquire(&pool->lock);
+    }
+    if (pool->flags & RPI_POOL_BIASED) rpi_shard_exclude(pool);   /* its creator, lock-free */
     return true;
 }
 

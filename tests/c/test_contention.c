@@ -897,6 +897,107 @@ static void test_producer_reuses_blocks_a_consumer_frees(void)
     tu_end_pool(pool);
 }
 
+/* The pool's creator allocates and frees without a lock while other threads
+   use their shards, free the creator's blocks (onto its list of remote
+   frees), resize them (the general path, which waits the creator out) and
+   take snapshots: every snapshot is consistent and the counters exact at the
+   end. Run as is (the creator biased) and with RINGPOOL_SHARD_BIAS=0 (every
+   call of the creator locks). */
+#define CREATOR_GIFTS 64
+typedef struct creator_job {
+    rp_pool          *pool;
+    void            **gifts;     /* the creator's blocks this thread frees */
+    int               ngifts;
+    pthread_barrier_t *bar;
+    void             *kept[16];
+} creator_job;
+
+static void *creator_helper(void *arg)
+{
+    creator_job *j = arg;
+    int pairs = tu_quick() ? 2000 : 20000;
+    for (int i = 0; i < 16; i++) j->kept[i] = rp_alloc(j->pool, 48, "helper");
+    pthread_barrier_wait(j->bar);
+    for (int i = 0; i < pairs; i++) {
+        void *p = rp_alloc(j->pool, (size_t)(i % 200) + 1, "helper");
+        if (i < j->ngifts) {
+            /* the first gifts resized here, then freed */
+            if (i % 4 == 0) {
+                j->gifts[i] = rp_resize(j->pool, j->gifts[i], 100);
+                CHECK(j->gifts[i] != NULL);
+                CHECK(rp_block_pool(j->gifts[i]) == j->pool);
+            }
+            rp_free(j->gifts[i]);
+        }
+        if (i % 1000 == 0) {
+            size_t bytes = 0;
+            size_t n = rp_pool_outstanding(j->pool, &bytes);
+            CHECK(n >= 16 && bytes >= 16 * 48);
+        }
+        rp_free(p);
+    }
+    pthread_barrier_wait(j->bar);
+    return NULL;
+}
+
+static void *free_kept(void *arg)
+{
+    creator_job *j = arg;
+    for (int i = 0; i < 16; i++) rp_free(j->kept[i]);
+    return NULL;
+}
+
+static void creator_shares_pool(void)
+{
+    rp_pool *pool = tu_pool("creator");
+    void *gifts[3][CREATOR_GIFTS];
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < CREATOR_GIFTS; i++) gifts[t][i] = rp_alloc(pool, 24, "gift");
+    void *mine[32];
+    for (int i = 0; i < 32; i++) mine[i] = rp_alloc(pool, 16, "mine");
+    pthread_barrier_t bar;
+    CHECK(pthread_barrier_init(&bar, NULL, 4) == 0);
+    creator_job jobs[3];
+    pthread_t th[3];
+    for (int t = 0; t < 3; t++) {
+        jobs[t] = (creator_job){.pool = pool, .gifts = gifts[t], .ngifts = CREATOR_GIFTS, .bar = &bar};
+        CHECK(pthread_create(&th[t], NULL, creator_helper, &jobs[t]) == 0);
+    }
+    pthread_barrier_wait(&bar);
+    int pairs = tu_quick() ? 2000 : 20000;
+    for (int i = 0; i < pairs; i++) {
+        void *p = rp_alloc(pool, (size_t)(i % 300) + 1, "mine");
+        if (i % 64 == 0) {
+            mine[i / 64 % 32] = rp_resize(pool, mine[i / 64 % 32], (size_t)(i % 500) + 16);
+            CHECK(mine[i / 64 % 32] != NULL);
+        }
+        rp_free(p);
+    }
+    pthread_barrier_wait(&bar);
+    for (int t = 0; t < 3; t++) CHECK(pthread_join(th[t], NULL) == 0);
+    pthread_barrier_destroy(&bar);
+    size_t mine_bytes = 0;
+    for (int i = 0; i < 32; i++) mine_bytes += rp_block_size(mine[i]);
+    CHECK_COUNTS(pool, 32 + 3 * 16, mine_bytes + 3 * 16 * 48);
+    rp_pool_info info;
+    CHECK_EQ(info_of(pool, &info), 32 + 3 * 16);
+    CHECK_EQ(info.allocs, (uint64_t)(3 * CREATOR_GIFTS + 32 + pairs) + 3 * (uint64_t)(16 + pairs));
+    CHECK_INT(rp_pool_check(pool), 0);
+    for (int t = 0; t < 3; t++) in_thread(free_kept, &jobs[t]);
+    for (int i = 0; i < 32; i++) rp_free(mine[i]);
+    CHECK_COUNTS(pool, 0, 0);
+    tu_end_pool(pool);
+}
+
+static void test_creator_shares_pool_lock_free(void) { creator_shares_pool(); }
+
+static void test_creator_shares_pool_without_bias(void)
+{
+    CHECK(setenv("RINGPOOL_SHARD_BIAS", "0", 1) == 0);
+    creator_shares_pool();
+    CHECK(unsetenv("RINGPOOL_SHARD_BIAS") == 0);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -910,6 +1011,8 @@ int main(int argc, char **argv)
         {"frees_from_other_threads_counted_at_once", test_frees_from_other_threads_counted_at_once},
         {"many_threads_each_keep_one_shard", test_many_threads_each_keep_one_shard},
         {"producer_reuses_blocks_a_consumer_frees", test_producer_reuses_blocks_a_consumer_frees},
+        {"creator_shares_pool_lock_free", test_creator_shares_pool_lock_free},
+        {"creator_shares_pool_without_bias", test_creator_shares_pool_without_bias},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
