@@ -1620,15 +1620,15 @@ counted:;
     return resize_counted(t->pool, n, t, was, size, locked);
 }
 
-/* Whether the fast paths may resize a block of the thread-safe pool or
-   shard p by taking p's lock alone: not a biased one's block from another
-   thread than its owner (resize_impl's lock then waits the owner out). Its
-   owner has no fast section to wait for, and the blocks other threads freed
-   may wait on their list. */
-static inline bool resize_may_lock(rp_pool *p)
+/* Whether the calling thread owns the thread-safe pool or shard p (a
+   biased pool's creator, a shard's thread): then the fast paths resize its
+   block by taking p's lock alone (the owner has no fast section to wait
+   for, and blocks other threads freed may wait on their list). Anyone else
+   resizes a biased one's block on the general path, whose lock waits the
+   owner out. Tested first: the owner's resize pays one compare. */
+static inline bool resize_owner(rp_pool *p)
 {
-    return !(p->flags & RPI_POOL_BIASED) ||
-           atomic_load_explicit(&p->bias_owner, memory_order_relaxed) == rpi_thread_self();
+    return atomic_load_explicit(&p->bias_owner, memory_order_relaxed) == rpi_thread_self();
 }
 
 /* The malloc backing's whole fast path, out of line so that rp_resize
@@ -1642,9 +1642,12 @@ static inline bool resize_may_lock(rp_pool *p)
         if (RPI_UNLIKELY((h->word & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK | RPI_F_DTOR)) || \
                          (pool && pool != owner && pool != owner->front)))                   \
             return resize_impl(pool, block, size, resize_call(plain), (plain));              \
-        if (owner->flags & RP_POOL_UNSYNC) return resize_malloc(owner, h, size, (plain), false); \
-        if (RPI_UNLIKELY(!resize_may_lock(owner)))                                           \
-            return resize_impl(pool, block, size, resize_call(plain), (plain));              \
+        if (!resize_owner(owner)) {                                                          \
+            if (owner->flags & RP_POOL_UNSYNC)                                               \
+                return resize_malloc(owner, h, size, (plain), false);                        \
+            if (RPI_UNLIKELY(owner->flags & RPI_POOL_BIASED))                                \
+                return resize_impl(pool, block, size, resize_call(plain), (plain));          \
+        }                                                                                    \
         if (RPI_UNLIKELY(!rpi_lock_try(&owner->lock)))                                       \
             return resize_impl(pool, block, size, resize_call(plain), (plain));              \
         return resize_malloc(owner, h, size, (plain), true);                                 \
@@ -1775,8 +1778,12 @@ static inline __attribute__((always_inline)) void *resize_fast_arena(rp_pool *po
     if (RPI_UNLIKELY(size > RP_MAX_SIZE || (w & (RPI_F_ALIGNED | RPI_F_SAMPLED | RPI_F_STACK)) ||
                      (pool && pool != owner && pool != owner->front)))
         return resize_impl(pool, block, size, call, plain);
-    if (owner->flags & RP_POOL_UNSYNC) return resize_fast_in(owner, block, w, t, size, call, plain, false);
-    if (RPI_UNLIKELY(!resize_may_lock(owner))) return resize_impl(pool, block, size, call, plain);
+    if (!resize_owner(owner)) {
+        if (owner->flags & RP_POOL_UNSYNC)
+            return resize_fast_in(owner, block, w, t, size, call, plain, false);
+        if (RPI_UNLIKELY(owner->flags & RPI_POOL_BIASED))
+            return resize_impl(pool, block, size, call, plain);
+    }
     return resize_fast_in(owner, block, w, t, size, call, plain, true);
 }
 static __attribute__((noinline)) void *resize_arena_plain(rp_pool *pool, void *block, size_t size)
