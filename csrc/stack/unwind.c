@@ -593,8 +593,8 @@ static rule rule_of(uintptr_t pc)
    their callers (gcc's cc1, CPython) and not on stacks that share a few
    (sqlite3's inserts: ~11 shared, ~9 not). A thread splices while the
    walks that tried gained by it on average (estimated in instructions
-   with the weights below, from callgrind), and else tries again every
-   SPLICE_SAMPLE-th walk. */
+   with the weights below, from callgrind), and else waits SPLICE_SAMPLE
+   - 1 walks before trying again. */
 #define SPLICE_SAMPLE 16
 #define SPLICE_SAVES 10
 #define SPLICE_MERGE 7
@@ -635,7 +635,7 @@ typedef struct walk_state {
     int depth;
     int splice_gain;                     /* instructions splicing saved on the walks that
                                             tried it (estimated, a moving average); < 0: cost */
-    unsigned walks;
+    int splice_wait;                     /* walks to make before trying again */
     walk_buf buf[2];
 } walk_state;
 static __thread walk_state tls_walk RPI_STACK_TLS;
@@ -789,20 +789,24 @@ static __attribute__((noinline)) int splice(walk_buf *b, const walk_buf *o, int 
         int stop = bi < o_nbp ? o->bp_user[bi] : o_last;
         if (stop > k + (limit - n))
             stop = k + (limit - n);
-        const uintptr_t *oc = ocfa + k, *oend = ocfa + stop;
-        uintptr_t *nc = cfas + k + d;
-        for (; oc < oend; oc++, nc++) {
-            uintptr_t cfa = *oc;
-            *nc = cfa;
+        /* indexed from the end, counting up to 0: one add and one branch
+           per frame for the loop */
+        const uintptr_t *oend = ocfa + stop;
+        uintptr_t *nend = cfas + stop + d;
+        ptrdiff_t i = k - stop;
+        for (; i < 0; i++) {
+            uintptr_t cfa = oend[i];
+            nend[i] = cfa;
             pc = *(const uintptr_t *)(cfa - 8);
-            if (pc != RA_READ_AT(oc))
+            if (pc != RA_READ_AT(oend + i))
                 break;
-            RA_READ_AT(nc) = pc;
+            RA_READ_AT(nend + i) = pc;
             h = rpi_stack_hash_step(h, pc);
         }
+        const uintptr_t *oc = oend + i;
         n += (int)(oc - (ocfa + k));
         k = (int)(oc - ocfa);
-        if (oc < oend) {
+        if (i < 0) {
             /* a different caller: walk on from it */
             p->sp = *oc;
             p->op = oc + 1;
@@ -905,9 +909,11 @@ static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintp
        (increasing, then an end mark) are followed alongside: op points at
        the first at or above sp, or past the ones where splicing failed. */
     const uintptr_t *ocfa = o->fc + CFA_AT;
-    int merge = m->splice_gain >= 0 || !(++m->walks % SPLICE_SAMPLE);
+    int merge = !m->splice_wait;
     const uintptr_t *op = &no_cfa;
-    if (merge && o->ok && o->generation == generation && o->ncfa) {
+    if (!merge)
+        m->splice_wait--;
+    else if (o->ok && o->generation == generation && o->ncfa) {
         o->fc[CFA_AT + o->ncfa] = UINTPTR_MAX;     /* the end mark */
         op = ocfa;
     }
@@ -967,9 +973,12 @@ ended_at_zero:
     ncfa = n;
     frame[n] = 0;
 kept:
-    if (merge)
+    if (merge) {
         m->splice_gain = (m->splice_gain + SPLICE_SAVES * spliced -
                           SPLICE_MERGE * (n - first_kept - spliced) - SPLICE_CALL * splices) / 2;
+        if (m->splice_gain < 0)
+            m->splice_wait = SPLICE_SAMPLE - 1;
+    }
     m->start = start;
     m->kept = start >= 0 ? n - start : 0;
     m->hash = rpi_stack_hash_final(h, (size_t)m->kept);
