@@ -588,17 +588,18 @@ static rule rule_of(uintptr_t pc)
 #define WALK_BP_READS 32
 /* Splicing costs instructions on every frame walked before the splice
    point (following the previous walk's CFAs) and per splice, and saves
-   about half of a warm frame's cost (more for an rbp-based frame) on each
-   frame taken over: it pays on deep stacks whose allocations share most of
-   their callers (gcc's cc1, CPython) and not on stacks that share a few
-   (sqlite3's inserts: ~11 shared, ~9 not). A thread splices while the
+   part of a warm frame's cost (more for an rbp-based frame) on each frame
+   taken over: it pays on deep stacks whose allocations share most of
+   their callers (gcc's cc1, CPython) and not on stacks that share fewer
+   (sqlite3's inserts: ~11 shared, ~9 not; git log -p: ~13 and ~7). A thread splices while the
    walks that tried gained by it on average (estimated in instructions
    with the weights below, from callgrind), and else waits SPLICE_SAMPLE
    - 1 walks before trying again. */
 #define SPLICE_SAMPLE 16
-#define SPLICE_SAVES 10
-#define SPLICE_MERGE 7
-#define SPLICE_CALL 70
+#define SPLICE_SAVES 6          /* a frame taken over */
+#define SPLICE_SAVES_BP 40      /* more for an rbp-based one (a rule lookup per frame below it) */
+#define SPLICE_MERGE 7          /* a frame walked while following the previous walk's CFAs */
+#define SPLICE_CALL 100         /* a splice */
 typedef struct walk_buf {
     int ok;                              /* a whole walk of this walker, every rbp read logged */
     unsigned generation;                 /* code_generation of the walk */
@@ -917,7 +918,7 @@ static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintp
         o->fc[CFA_AT + o->ncfa] = UINTPTR_MAX;     /* the end mark */
         op = ocfa;
     }
-    int first_kept = (int)(f - frame), spliced = 0, splices = 0;
+    int first_kept = (int)(f - frame), spliced = 0, splices = 0, bp_taken = 0;
     uint64_t h = RPI_STACK_HASH_SEED;
     int limit = start >= 0 ? start + depth : RPI_STACK_SKIP_WINDOW + depth;
     const uintptr_t *flimit = frame + limit;
@@ -936,8 +937,10 @@ static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintp
             op++;
         if (*op == sp && RA_READ_AT(op) == pc) {
             walk_pos p = {pc, sp, h, (int)(f - frame), op};
+            int nbp = b->nbp;
             int how = splice(b, o, limit, &p);
             spliced += p.n - (int)(f - frame);
+            bp_taken += b->nbp - nbp;
             splices++;
             pc = p.pc;
             sp = p.sp;
@@ -974,7 +977,7 @@ ended_at_zero:
     frame[n] = 0;
 kept:
     if (merge) {
-        m->splice_gain = (m->splice_gain + SPLICE_SAVES * spliced -
+        m->splice_gain = (m->splice_gain + SPLICE_SAVES * spliced + SPLICE_SAVES_BP * bp_taken -
                           SPLICE_MERGE * (n - first_kept - spliced) - SPLICE_CALL * splices) / 2;
         if (m->splice_gain < 0)
             m->splice_wait = SPLICE_SAMPLE - 1;
