@@ -599,7 +599,7 @@ static rule rule_of(uintptr_t pc)
 #define SPLICE_SAVES 6          /* a frame taken over */
 #define SPLICE_SAVES_BP 40      /* more for an rbp-based one (a rule lookup per frame below it) */
 #define SPLICE_MERGE 7          /* a frame walked while following the previous walk's CFAs */
-#define SPLICE_CALL 100         /* a splice */
+#define SPLICE_CALL 80          /* a splice */
 typedef struct walk_buf {
     int ok;                              /* a whole walk of this walker, every rbp read logged */
     unsigned generation;                 /* code_generation of the walk */
