@@ -7,7 +7,7 @@ SYS_PACKAGES += g++
 STACKS_TEST_DIR  := $(BUILD)/stacks-tests
 STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx \
                     $(STACKS_TEST_DIR)/threads_signals $(STACKS_TEST_DIR)/dlcycle \
-                    $(STACKS_TEST_DIR)/memo $(STACKS_TEST_DIR)/splice $(STACKS_TEST_DIR)/splice_o2 \
+                    $(STACKS_TEST_DIR)/memo $(STACKS_TEST_DIR)/memo_fork $(STACKS_TEST_DIR)/splice $(STACKS_TEST_DIR)/splice_o2 \
                     $(STACKS_TEST_DIR)/plugin1.so $(STACKS_TEST_DIR)/plugin2.so
 CXX ?= g++
 
@@ -19,6 +19,10 @@ $(STACKS_TEST_DIR)/wrappers: tests/stacks/wrappers.c
 $(STACKS_TEST_DIR)/memo: tests/stacks/memo.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -fno-omit-frame-pointer -o $@ $<
+
+$(STACKS_TEST_DIR)/memo_fork: tests/stacks/memo_fork.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $<
 
 # Stacks that share their outer frames: with frame pointers (every CFA
 # rbp-based) and optimised without them (rsp-based, rbp-based where alloca).

@@ -57,7 +57,7 @@ static atomic_int lock_held;
 static int ready;
 static int fast_unwinder = 1;
 
-static __thread int tls_in_stack RPI_STACK_TLS;
+__thread int rpi_stack_busy RPI_STACK_TLS;
 static __thread uintptr_t tls_frames[1 + RPI_STACK_MAX_DEPTH + SKIP_WINDOW]
     RPI_STACK_TLS;
 /* The id derived from this thread's last walk by unwind.c (0: nothing to
@@ -202,11 +202,11 @@ static uint32_t intern(const uintptr_t *f, size_t n)
 
 uint32_t rpi_stack_intern(const uintptr_t *frames, size_t n)
 {
-    if (tls_in_stack)
+    if (rpi_stack_busy)
         return 0;
-    tls_in_stack = 1;
+    rpi_stack_busy = 1;
     uint32_t id = intern(frames, n);
-    tls_in_stack = 0;
+    rpi_stack_busy = 0;
     return id;
 }
 
@@ -241,21 +241,24 @@ static uint32_t intern_from(uintptr_t *buf, int got, int depth, uintptr_t from, 
     return intern(f, n > (size_t)depth ? (size_t)depth : n);
 }
 
-uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t self_hi)
+/* Out of line (also under LTO): inlined into rpi_stack_here, its registers
+   and frame would be set up on the memo's hits too. */
+__attribute__((noinline)) uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t self_hi,
+                             uintptr_t sp, uintptr_t bp)
 {
-    if (tls_in_stack || depth < 1 || !ready)
+    if (depth < 1 || !ready) {
+        rpi_stack_busy = 0;
         return 0;
-    tls_in_stack = 1;
+    }
     if (depth > RPI_STACK_MAX_DEPTH)
         depth = RPI_STACK_MAX_DEPTH;
+    tls_last_id = 0;    /* rpi_stack_capture's memo: the walk below replaces it */
     uint32_t id;
     rpi_walk w;
-    int r = fast_unwinder ? rpi_unwind_fast(&w, from, 0, 0, depth, tls_last_id != 0) : -1;
-    if (r > 0) {
-        id = tls_last_id;
-    } else if (r == 0 && w.start >= 0) {
+    int r = fast_unwinder && sp ? rpi_unwind_from(&w, sp, bp, from, depth) : -1;
+    if (r == 0 && w.start >= 0) {
         id = intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash);
-        tls_last_id = id;
+        rpi_unwind_keep_id(id);
     } else {
         /* per-thread, not on the C stack, which may be a small signal stack */
         uintptr_t *buf = tls_frames + 1;
@@ -267,17 +270,18 @@ uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t 
             got = general_walk(buf, depth);
         }
         id = intern_from(buf, got, depth, from, self_lo, self_hi);
-        tls_last_id = r == 0 ? id : 0;
+        if (r == 0)
+            rpi_unwind_keep_id(id);
     }
-    tls_in_stack = 0;
+    rpi_stack_busy = 0;
     return id;
 }
 
 uint32_t rpi_stack_capture(int depth, uintptr_t skip_lo, uintptr_t skip_hi)
 {
-    if (tls_in_stack || depth < 1 || !ready)
+    if (rpi_stack_busy || depth < 1 || !ready)
         return 0;
-    tls_in_stack = 1;
+    rpi_stack_busy = 1;
     if (depth > RPI_STACK_MAX_DEPTH)
         depth = RPI_STACK_MAX_DEPTH;
     uint32_t id;
@@ -300,13 +304,14 @@ uint32_t rpi_stack_capture(int depth, uintptr_t skip_lo, uintptr_t skip_hi)
         id = n ? intern(buf + i, n) : 0;
         tls_last_id = 0;
     }
-    tls_in_stack = 0;
+    rpi_stack_busy = 0;
     return id;
 }
 
 void rpi_stack_use_fast_unwinder(int on)
 {
     fast_unwinder = on;
+    rpi_unwind_forget_walks();
 }
 
 size_t rpi_stack_get(uint32_t id, const uintptr_t **frames)

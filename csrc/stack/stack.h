@@ -119,6 +119,25 @@ typedef struct rpi_walk {
 RPI_STACK_HIDDEN int rpi_unwind_init(void);
 RPI_STACK_HIDDEN int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo,
                                      uintptr_t skip_hi, int depth, int reuse);
+/* rpi_stack_here's walk (stack.c), entered from unwind.c's memo check
+   with the re-entrancy flag rpi_stack_busy set (it clears it): walks from
+   the frame whose stack pointer (after the return) is sp and whose rbp is
+   bp, i.e. rpi_stack_here's caller. */
+RPI_STACK_HIDDEN uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr_t self_lo,
+                                              uintptr_t self_hi, uintptr_t sp, uintptr_t bp);
+/* Set while this thread captures (stack.c). */
+extern __thread int rpi_stack_busy RPI_STACK_TLS RPI_STACK_HIDDEN;
+/* The walk from the frame at sp (its return address at sp - 8) with rbp
+   bp, keeping the frames from `from` on as rpi_unwind_fast does; no memo
+   check. 0, or -1 for the general unwinder. */
+RPI_STACK_HIDDEN int rpi_unwind_from(rpi_walk *w, uintptr_t sp, uintptr_t bp, uintptr_t from,
+                                     int depth);
+/* The stack id derived from this thread's walk just made by rpi_unwind_from:
+   rpi_stack_here returns it while the memo holds (same arguments, same words
+   read, same code generation), without walking. */
+RPI_STACK_HIDDEN void rpi_unwind_keep_id(uint32_t id);
+/* Every thread's memo void (the walker was switched). */
+RPI_STACK_HIDDEN void rpi_unwind_forget_walks(void);
 /* Code may have been unmapped (dlclose): forget the cached frame rules,
    which are keyed by address, and every thread's memo. */
 RPI_STACK_HIDDEN void rpi_unwind_forget_code(void);

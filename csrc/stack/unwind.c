@@ -637,6 +637,8 @@ typedef struct walk_state {
     int splice_gain;                     /* instructions splicing saved on the walks that
                                             tried it (estimated, a moving average); < 0: cost */
     int splice_wait;                     /* walks to make before trying again */
+    uint32_t id;                         /* the stack id rpi_stack_here derived from *last
+                                            (0: none); cleared by every walk */
     walk_buf buf[2];
 } walk_state;
 static __thread walk_state tls_walk RPI_STACK_TLS;
@@ -863,6 +865,7 @@ static __attribute__((noinline)) int splice(walk_buf *b, const walk_buf *o, int 
 static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintptr_t pc,
                                                uintptr_t sp, uintptr_t bp, unsigned generation)
 {
+    m->id = 0;
     m->valid = 0;
     uintptr_t from = m->from, skip_lo = m->lo, skip_hi = m->hi;
     int depth = m->depth;
@@ -1038,7 +1041,74 @@ int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo, uintptr_t sk
     return walk_from(m, w, pc, sp, bp, generation);
 }
 
+int rpi_unwind_from(rpi_walk *w, uintptr_t sp, uintptr_t bp, uintptr_t from, int depth)
+{
+    walk_state *m = &tls_walk;
+    unsigned generation = atomic_load_explicit(&code_generation, memory_order_acquire);
+    m->from = from;
+    m->lo = 0;
+    m->hi = 0;
+    m->depth = depth;
+    return walk_from(m, w, ((const uintptr_t *)sp)[-1], sp, bp, generation);
+}
+
+void rpi_unwind_keep_id(uint32_t id)
+{
+    walk_state *m = &tls_walk;
+    m->id = m->valid ? id : 0;
+}
+
+void rpi_unwind_forget_walks(void)
+{
+    atomic_fetch_add_explicit(&code_generation, 1, memory_order_release);
+}
+
+/* The memo's check with the id kept: a repeated stack costs the check and
+   a return. The walk, on a miss, starts at this function's caller (pc, sp,
+   bp as after the call returns), so its registers are known here from the
+   frame pointer and passed on. */
+__attribute__((noinline, optimize("no-omit-frame-pointer")))
+uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t self_hi)
+{
+    const uintptr_t *fp = __builtin_frame_address(0);
+    uintptr_t sp = (uintptr_t)(fp + 2), bp = fp[0];
+    if (rpi_stack_busy)
+        return 0;
+    rpi_stack_busy = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    walk_state *m = &tls_walk;
+    uint32_t id = m->id;
+    if (id && m->sp == sp && m->pc == fp[1] && m->from == from && m->depth == depth &&
+        !m->lo && !m->hi &&
+        m->last->generation == atomic_load_explicit(&code_generation, memory_order_acquire) &&
+        (!m->need_bp || m->bp == bp) && same_reads(m->last)) {
+        atomic_signal_fence(memory_order_seq_cst);
+        rpi_stack_busy = 0;
+        return id;
+    }
+    return rpi_stack_walk_here(depth, from, self_lo, self_hi, sp, bp);
+}
+
 #else /* not x86-64 Linux: always the general unwinder */
+
+int rpi_unwind_from(rpi_walk *w, uintptr_t sp, uintptr_t bp, uintptr_t from, int depth)
+{
+    (void)w;
+    (void)sp;
+    (void)bp;
+    (void)from;
+    (void)depth;
+    return -1;
+}
+void rpi_unwind_keep_id(uint32_t id) { (void)id; }
+void rpi_unwind_forget_walks(void) {}
+uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t self_hi)
+{
+    if (rpi_stack_busy)
+        return 0;
+    rpi_stack_busy = 1;
+    return rpi_stack_walk_here(depth, from, self_lo, self_hi, 0, 0);
+}
 
 int rpi_unwind_init(void) { return 0; }
 void rpi_unwind_forget_code(void) {}

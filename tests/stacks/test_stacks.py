@@ -219,14 +219,14 @@ def stack_multiset(argv: list[str], tmp: Path, unwinder: str,
     return found
 
 
-@pytest.mark.parametrize("argv", [["wrappers_cxx"], ["wrappers"], ["memo"],
+@pytest.mark.parametrize("argv", [["wrappers_cxx"], ["wrappers"], ["memo"], ["memo_fork"],
                                   ["/usr/bin/python3", "-c", "import json, re, decimal; "
                                    "json.loads(json.dumps([{'a': str(i)} for i in range(2000)]))"],
                                   ["/usr/bin/sqlite3", ":memory:",
                                    "create table t(a, b); "
                                    + " ".join(f"insert into t values({i}, 'row {i}');" for i in range(300))
                                    + " create index i on t(b); select count(*), sum(length(b)) from t;"]],
-                         ids=["c++", "c", "one-word-apart", "python3", "sqlite3"])
+                         ids=["c++", "c", "one-word-apart", "repeated-across-fork", "python3", "sqlite3"])
 def test_cached_walker_gives_libunwind_stacks(argv: list[str], tmp_path: Path) -> None:
     if "/" not in argv[0]:
         argv = [program(argv[0])]
