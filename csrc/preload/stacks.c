@@ -75,6 +75,7 @@ void rpp_stacks_init(void)
     }
     if (depth > 1 && !self_hi) {
         find_self();
+        rpi_stack_set_self(self_lo, self_hi);
         if (rpi_stack_init() != 0) {
             rpp_say("cannot map the stack table: ", "recording 1 frame per block", "");
             depth = 1;
@@ -97,7 +98,7 @@ void rpp_stacks_init(void)
    and set up on every allocation, one-frame mode included. */
 __attribute__((noinline)) uintptr_t rpp_stack_key(uintptr_t pc)
 {
-    uint32_t id = rpi_stack_here(rpp_stack_depth, pc, self_lo, self_hi);
+    uint32_t id = rpi_stack_here(rpp_stack_depth, pc);
     return id ? RPP_STACK_KEY(id) : pc;
 }
 

@@ -243,8 +243,16 @@ static uint32_t intern_from(uintptr_t *buf, int got, int depth, uintptr_t from, 
 
 /* Out of line (also under LTO): inlined into rpi_stack_here, its registers
    and frame would be set up on the memo's hits too. */
-__attribute__((noinline)) uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t self_hi,
-                             uintptr_t sp, uintptr_t bp)
+static uintptr_t self_lo, self_hi;
+
+void rpi_stack_set_self(uintptr_t lo, uintptr_t hi)
+{
+    self_lo = lo;
+    self_hi = hi;
+}
+
+__attribute__((noinline)) uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr_t sp,
+                                                       uintptr_t bp)
 {
     if (depth < 1 || !ready) {
         rpi_stack_busy = 0;

@@ -50,10 +50,11 @@ RPI_STACK_HIDDEN int rpi_stack_init(void);
    allocating function; the frames of the capture itself and of the hooks
    above `from` are dropped). When `from` is not among the first frames the
    stack starts with `from` followed by the frames below the caller's own
-   module's frames. 0 when re-entered on this thread, when the table is full,
-   or when depth < 1: the caller then records `from` alone. */
-RPI_STACK_HIDDEN uint32_t rpi_stack_here(int depth, uintptr_t from,
-                                         uintptr_t self_lo, uintptr_t self_hi);
+   module's frames, [self_lo, self_hi) as given to rpi_stack_set_self (once,
+   before the first capture). 0 when re-entered on this thread, when the
+   table is full, or when depth < 1: the caller then records `from` alone. */
+RPI_STACK_HIDDEN uint32_t rpi_stack_here(int depth, uintptr_t from);
+RPI_STACK_HIDDEN void rpi_stack_set_self(uintptr_t self_lo, uintptr_t self_hi);
 
 /* For pools that record stacks (csrc/poolstack.c): the id of the current
    thread's stack, at most depth frames, leaf first, starting at the first
@@ -123,8 +124,7 @@ RPI_STACK_HIDDEN int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip
    with the re-entrancy flag rpi_stack_busy set (it clears it): walks from
    the frame whose stack pointer (after the return) is sp and whose rbp is
    bp, i.e. rpi_stack_here's caller. */
-RPI_STACK_HIDDEN uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr_t self_lo,
-                                              uintptr_t self_hi, uintptr_t sp, uintptr_t bp);
+RPI_STACK_HIDDEN uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr_t sp, uintptr_t bp);
 /* Set while this thread captures (stack.c). */
 extern __thread int rpi_stack_busy RPI_STACK_TLS RPI_STACK_HIDDEN;
 /* The walk from the frame at sp (its return address at sp - 8) with rbp

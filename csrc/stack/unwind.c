@@ -1068,7 +1068,7 @@ void rpi_unwind_forget_walks(void)
    bp as after the call returns), so its registers are known here from the
    frame pointer and passed on. */
 __attribute__((noinline, optimize("no-omit-frame-pointer")))
-uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t self_hi)
+uint32_t rpi_stack_here(int depth, uintptr_t from)
 {
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t sp = (uintptr_t)(fp + 2), bp = fp[0];
@@ -1086,7 +1086,7 @@ uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t 
         rpi_stack_busy = 0;
         return id;
     }
-    return rpi_stack_walk_here(depth, from, self_lo, self_hi, sp, bp);
+    return rpi_stack_walk_here(depth, from, sp, bp);
 }
 
 #else /* not x86-64 Linux: always the general unwinder */
@@ -1102,12 +1102,12 @@ int rpi_unwind_from(rpi_walk *w, uintptr_t sp, uintptr_t bp, uintptr_t from, int
 }
 void rpi_unwind_keep_id(uint32_t id) { (void)id; }
 void rpi_unwind_forget_walks(void) {}
-uint32_t rpi_stack_here(int depth, uintptr_t from, uintptr_t self_lo, uintptr_t self_hi)
+uint32_t rpi_stack_here(int depth, uintptr_t from)
 {
     if (rpi_stack_busy)
         return 0;
     rpi_stack_busy = 1;
-    return rpi_stack_walk_here(depth, from, self_lo, self_hi, 0, 0);
+    return rpi_stack_walk_here(depth, from, 0, 0);
 }
 
 int rpi_unwind_init(void) { return 0; }
