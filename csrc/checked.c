@@ -35,7 +35,9 @@
  * mistaken for a double free. Records are retired into a FIFO of at most
  * RETIRED_CAP entries and RETIRED_BYTES bytes of kept memory; the oldest go
  * first, and their memory with them (small malloc-backed blocks to the
- * reuse lists below, for the next checked allocations). Every operation is
+ * reuse lists below, for the next checked allocations, keeping their
+ * records until then: a stale pointer there is still a double free, and
+ * the allocation takes the record over). Every operation is
  * O(1) but destroy and reset, which are O(the pool's live blocks).
  *
  * The registry is consulted (rpi_checked_gate != 0) while a checked pool is
@@ -113,16 +115,26 @@ static rpi_hdr *reuse[RPI_RECYCLE_CLASSES];
 static size_t reuse_bytes;
 static bool reuse_on;
 
+static entry *lookup(const void *key);
+static void evict_record(entry *e);
+static void gate_update(void);
+
+/* The reuse lists' memory goes to the system, and the records that wait
+   with it leave the table (no address the system may hand out again keeps
+   a record). */
 static void reuse_release(void)
 {
     for (size_t c = 0; c < RPI_RECYCLE_CLASSES; c++) {
         for (rpi_hdr *h = reuse[c], *n; h; h = n) {
             n = h->next;
+            entry *e = lookup(rpi_payload(h));
+            if (e) evict_record(e);
             rpi_sys_free(h);
         }
         reuse[c] = NULL;
     }
     reuse_bytes = 0;
+    gate_update();   /* the table may be empty now */
 }
 
 void rpi_registry_lock(void) { rpi_lock_acquire(&reg_lock); }
@@ -147,7 +159,7 @@ static inline size_t bucket_of(const void *key, size_t n)
     return (size_t)(((uint64_t)(uintptr_t)key * UINT64_C(0x9e3779b97f4a7c15)) >> shift);
 }
 
-static inline entry *lookup(const void *key)
+static inline entry *lookup(const void *key)   /* (declared above) */
 {
     if (last && last->payload == key) return last;
     if (!nbuckets) return NULL;
@@ -260,24 +272,26 @@ static void live_unlink(entry *e)
     e->lprev = e->lnext = NULL;
 }
 
-/* The memory a retired record kept goes: to the reuse lists or the system. */
-__attribute__((noinline)) static void release_kept(entry *e)
+/* The memory a retired record kept goes: to the reuse lists (true) or the
+   system. */
+__attribute__((noinline)) static bool release_kept(entry *e)
 {
-    {
-        kept_bytes -= e->kept;
-        if (reuse_on && e->kept <= RPI_HDR + RPI_RECYCLE_MAX &&
-            !(e->word & (RPI_F_ARENA | RPI_F_BIG | RPI_F_ALIGNED)) &&
-            reuse_bytes + e->kept <= REUSE_BYTES) {
-            rpi_hdr *h = e->raw;
-            size_t c = (e->kept - RPI_HDR) >> 4;
-            h->next = reuse[c];
-            reuse[c] = h;
-            reuse_bytes += e->kept;
-        } else {
-            rpi_sys_free(e->raw);
-        }
-        e->kept = 0;
+    bool reused = false;
+    kept_bytes -= e->kept;
+    if (reuse_on && e->kept <= RPI_HDR + RPI_RECYCLE_MAX &&
+        !(e->word & (RPI_F_ARENA | RPI_F_BIG | RPI_F_ALIGNED)) &&
+        reuse_bytes + e->kept <= REUSE_BYTES) {
+        rpi_hdr *h = e->raw;
+        size_t c = (e->kept - RPI_HDR) >> 4;
+        h->next = reuse[c];
+        reuse[c] = h;
+        reuse_bytes += e->kept;
+        reused = true;
+    } else {
+        rpi_sys_free(e->raw);
     }
+    e->kept = 0;
+    return reused;
 }
 
 /* Gives back what a retired record keeps; the record itself stays. */
@@ -287,18 +301,34 @@ static inline void entry_release(entry *e)
     if (RPI_UNLIKELY(e->kept != 0)) release_kept(e);
 }
 
-
 /* A record leaves the table, with what it keeps. */
-static void evict(entry *e)
+static void evict_record(entry *e)
 {
-    if (e->lnext) live_unlink(e);
-    entry_release(e);
     hash_del(e);
     cpool *cp = e->cp;
     nentries--;
     e->hnext = free_entries;
     free_entries = e;
-    cpool_unref(cp);
+    if (cp) cpool_unref(cp);
+}
+
+/* A retired record leaves the quarantine, with what it keeps. Memory that
+   goes to a reuse list keeps its record (retired, off the quarantine, tied
+   to no pool's part) until a checked allocation takes the memory and the
+   record with it (claim_entry): a stale pointer to it is still recognised,
+   and the next allocation there finds its record instead of hashing one in.
+   reuse_release drops such records when their memory goes to the system. */
+static void evict(entry *e)
+{
+    if (e->lnext) live_unlink(e);
+    if (e->qnext) fifo_unlink(e);
+    if (RPI_UNLIKELY(e->kept != 0) && release_kept(e)) {
+        cpool *cp = e->cp;
+        e->cp = NULL;
+        cpool_unref(cp);
+        return;
+    }
+    evict_record(e);
 }
 
 static void fill(entry *e, rpi_hdr *h, void *raw)
@@ -323,7 +353,7 @@ static inline __attribute__((always_inline)) entry *claim_entry(cpool *cp, void 
         entry_release(e);
         if (e->cp != cp) {
             cp->refs++;
-            cpool_unref(e->cp);
+            if (e->cp) cpool_unref(e->cp);   /* NULL: memory from a reuse list */
         }
     } else {
         e = free_entries;

@@ -205,6 +205,71 @@ static void test_reuse_after_quarantine_keeps_live_blocks(void)
     tu_end_pool(p);
 }
 
+/* Memory that left the quarantine for a reuse list (where pools recycle:
+   not under memcheck or ASan) keeps its record until a checked allocation
+   takes it: freeing the stale pointer then is a double free (it was an
+   unknown, "foreign" pointer, and with an unchecked pool alive it would
+   have been trusted). The next allocation of that size, by another
+   checked pool, gets the memory and the record; when recycling is turned
+   off the lists go to the system and their records with them. Malloc
+   backing whatever the run's backing (arena blocks keep no memory). */
+static void test_stale_pointer_in_reused_memory_recognised(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool_options uo = {.flags = 0};
+    rp_pool *probe = rp_pool_create_ex("probe", &uo);
+    CHECK(probe != NULL);
+    size_t r0 = tu_info(probe).reserved_bytes;
+    rp_free(rp_alloc(probe, 1000, "probe"));
+    int recycles = tu_info(probe).reserved_bytes != r0;   /* kept on its recycle list */
+    rp_pool_destroy(probe);
+    rp_pool_options co = {.flags = RP_POOL_CHECKED};
+    rp_pool *p = rp_pool_create_ex("stale", &co);
+    rp_pool *q = rp_pool_create_ex("next", &co);
+    CHECK(p != NULL && q != NULL);
+    tu_watched = p;
+    rp_free(rp_alloc(q, 40, "y"));                /* q's part and tag, for its fast path */
+    unsigned char *x = rp_alloc(p, 3000, "x");    /* a class the churn never uses */
+    memset(x, 0x3C, 3000);
+    rp_free(x);
+    tu_errors_reset();
+    for (size_t i = 0; i < 70000; i++)            /* > 65,536 retirements: x leaves */
+        rp_free(rp_alloc(p, 40, "churn"));
+    CHECK_INT(tu_err_count, 0);
+    if (recycles) {
+        rp_free(x);
+        CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+        unsigned char *y = rp_alloc(q, 3000, "y");   /* the reuse list's block */
+        CHECK(y == x);
+        memset(y, 0x7E, 3000);
+        CHECK_EQ(rp_block_size(y), 3000);
+        CHECK_INT(rp_pool_check(q), 0);
+        rp_free(y);
+        CHECK_INT(tu_err_count, 0);
+        rp_free(y);
+        CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+        /* recycling off: the next checked pool sends the lists to the
+           system, and the records of their memory go */
+        unsigned char *z = rp_alloc(p, 3000, "z");
+        rp_free(z);
+        for (size_t i = 0; i < 70000; i++)
+            rp_free(rp_alloc(p, 40, "churn"));
+        CHECK_INT(tu_err_count, 0);
+        setenv("RINGPOOL_RECYCLE", "0", 1);
+        rp_pool *off = rp_pool_create_ex("off", &co);
+        CHECK(off != NULL);
+        rp_free(rp_alloc(off, 40, "a"));          /* its part: the lists go */
+        unsetenv("RINGPOOL_RECYCLE");
+        rp_free(z);                                /* no record left: foreign */
+        CHECK_ONE_ERROR(RP_EFOREIGN);
+        rp_pool_destroy(off);
+    }
+    CHECK_INT(tu_err_count, 0);
+    rp_set_error_handler(prev);
+    tu_end_pool(q);
+    tu_end_pool(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -212,6 +277,7 @@ int main(int argc, char **argv)
         {"detection_among_many_records", test_detection_among_many_records},
         {"quarantine_turns_over", test_quarantine_turns_over},
         {"reuse_after_quarantine_keeps_live_blocks", test_reuse_after_quarantine_keeps_live_blocks},
+        {"stale_pointer_in_reused_memory_recognised", test_stale_pointer_in_reused_memory_recognised},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
