@@ -49,8 +49,11 @@
 #include "memprof.h"
 #include "poolstack.h"
 
+#include <elf.h>
+#include <link.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #define RETIRED_CAP   65536
 #define RETIRED_BYTES ((size_t)64 << 20)
@@ -68,24 +71,32 @@ typedef struct entry {
     int           state;
     struct rpi_cpool *cp;      /* the pool's part (outlives the pool) */
     struct entry *hnext;       /* hash chain */
-    struct entry *qprev, *qnext;   /* retired FIFO */
-    struct entry *lprev, *lnext;   /* live: the pool's records in ring order */
+    /* One pair of links, as a record is on one list at most: live, its
+       pool's live records in ring order; retired, the quarantine FIFO
+       (next == NULL: on no list, its memory waits on a reuse list). */
+    struct entry *prev, *next;
 } entry;
 
 struct rpi_cpool {
-    entry             live;    /* sentinel of the live records (lprev/lnext) */
+    /* sentinel of the live records; its payload is the pool's ring
+       sentinel's, so a record's ring neighbour is always the header below
+       the neighbouring record's payload */
+    entry             live;
     /* Tag pointers whose remembered content (pool->tag_seen) is the record
        the pool's pointer cache holds: seen_key[s] == tag implies
        tag_seen[tag] == seen_rec[s] (slots as the pointer cache's). Lets the
        fast allocation compare the content with one strcmp, no map lookup. */
     const char       *seen_key[RPI_TAG_CACHE];
-    rpi_tag          *seen_rec[RPI_TAG_CACHE];
+    uintptr_t         seen_rec[RPI_TAG_CACHE];   /* rpi_tag *, | SEEN_FIXED */
     rp_pool          *pool;    /* NULL once the pool is destroyed */
     rpi_arena        *held;    /* destroyed arena pool: its chunks */
     size_t            refs;    /* records with cp == this */
     struct rpi_cpool *prev, *next;   /* every cpool (for fini) */
 };
 typedef struct rpi_cpool cpool;
+/* seen_rec[s] bit: the tag is a literal of the program (read-only memory),
+   its content needs no comparison */
+#define SEEN_FIXED ((uintptr_t)1)
 
 atomic_int rpi_checked_gate;
 atomic_int rpi_unchecked_pools;
@@ -99,7 +110,7 @@ typedef struct slab { struct slab *next; } slab;
 static slab *slabs;
 static entry *free_entries;
 static entry *last;            /* the record looked up last (or NULL) */
-static entry retired = {.qprev = &retired, .qnext = &retired};
+static entry retired = {.prev = &retired, .next = &retired};
 static cpool cpools = {.prev = &cpools, .next = &cpools};
 static size_t nretired, nentries, kept_bytes;
 static bool gate_on;
@@ -232,7 +243,8 @@ int rpi_registry_reserve(rp_pool *pool)
         cpool *cp = rpi_sys_malloc(sizeof *cp);
         if (!cp) return RP_ENOMEM;
         memset(cp, 0, sizeof *cp);
-        cp->live.lprev = cp->live.lnext = &cp->live;
+        cp->live.prev = cp->live.next = &cp->live;
+        cp->live.payload = rpi_payload(&pool->ring);
         cp->pool = pool;
         reuse_on = rpi_recycle_allowed();
         if (!reuse_on) reuse_release();
@@ -257,19 +269,31 @@ int rpi_registry_reserve(rp_pool *pool)
 }
 
 /* ---------------------------------------------------------- records */
-static void fifo_unlink(entry *e)
+static inline void list_unlink(entry *e)
 {
-    e->qprev->qnext = e->qnext;
-    e->qnext->qprev = e->qprev;
-    e->qprev = e->qnext = NULL;
-    nretired--;
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
 }
 
-static void live_unlink(entry *e)
+static inline void fifo_append(entry *e)
 {
-    e->lprev->lnext = e->lnext;
-    e->lnext->lprev = e->lprev;
-    e->lprev = e->lnext = NULL;
+    e->prev = retired.prev;
+    e->next = &retired;
+    retired.prev->next = e;
+    retired.prev = e;
+    nretired++;
+}
+
+/* e leaves the list it is on (live or quarantine), if any. */
+static inline void detach(entry *e)
+{
+    if (e->state == RPI_LIVE) {
+        list_unlink(e);
+    } else if (e->next) {
+        list_unlink(e);
+        nretired--;
+    }
+    e->next = NULL;
 }
 
 /* The memory a retired record kept goes: to the reuse lists (true) or the
@@ -294,12 +318,6 @@ __attribute__((noinline)) static bool release_kept(entry *e)
     return reused;
 }
 
-/* Gives back what a retired record keeps; the record itself stays. */
-static inline void entry_release(entry *e)
-{
-    if (e->qnext) fifo_unlink(e);
-    if (RPI_UNLIKELY(e->kept != 0)) release_kept(e);
-}
 
 /* A record leaves the table, with what it keeps. */
 static void evict_record(entry *e)
@@ -320,8 +338,7 @@ static void evict_record(entry *e)
    reuse_release drops such records when their memory goes to the system. */
 static void evict(entry *e)
 {
-    if (e->lnext) live_unlink(e);
-    if (e->qnext) fifo_unlink(e);
+    detach(e);
     if (RPI_UNLIKELY(e->kept != 0) && release_kept(e)) {
         cpool *cp = e->cp;
         e->cp = NULL;
@@ -349,8 +366,11 @@ static inline __attribute__((always_inline)) entry *claim_entry(cpool *cp, void 
 {
     entry *e = lookup(payload);
     if (RPI_UNLIKELY(e != NULL)) {
-        if (e->lnext) live_unlink(e);
-        entry_release(e);
+        if (e->state == RPI_LIVE || e->next) {   /* off its list (live: not expected) */
+            list_unlink(e);
+            nretired -= e->state != RPI_LIVE;
+        }
+        if (RPI_UNLIKELY(e->kept != 0)) release_kept(e);
         if (e->cp != cp) {
             cp->refs++;
             if (e->cp) cpool_unref(e->cp);   /* NULL: memory from a reuse list */
@@ -358,7 +378,6 @@ static inline __attribute__((always_inline)) entry *claim_entry(cpool *cp, void 
     } else {
         e = free_entries;
         free_entries = e->hnext;
-        e->qprev = e->qnext = NULL;
         e->payload = payload;
         hash_add(e);
         cp->refs++;
@@ -372,10 +391,10 @@ static inline __attribute__((always_inline)) entry *claim_entry(cpool *cp, void 
    at the ring's tail), and the record looked up last. */
 static inline __attribute__((always_inline)) void live_append(cpool *cp, entry *e)
 {
-    e->lnext = &cp->live;
-    e->lprev = cp->live.lprev;
-    cp->live.lprev->lnext = e;
-    cp->live.lprev = e;
+    e->next = &cp->live;
+    e->prev = cp->live.prev;
+    cp->live.prev->next = e;
+    cp->live.prev = e;
     last = e;
 }
 
@@ -397,25 +416,20 @@ static inline void trim(void)
 {
     if (RPI_LIKELY(nretired <= RETIRED_CAP && kept_bytes <= RETIRED_BYTES)) return;
     while (nretired > RETIRED_CAP || (kept_bytes > RETIRED_BYTES && nretired > 0))
-        evict(retired.qnext);
+        evict(retired.next);
     gate_update();   /* the table may be empty now */
 }
 
+/* A live record retires to the quarantine's tail. */
 static inline __attribute__((always_inline)) void retire(entry *e, int state, size_t kept)
 {
-    if (e->lnext) live_unlink(e);
+    list_unlink(e);
     e->state = state;
     if (kept) {
         e->kept = kept;
         kept_bytes += kept;
     }
-    if (!e->qnext) {
-        e->qprev = retired.qprev;
-        e->qnext = &retired;
-        retired.qprev->qnext = e;
-        retired.qprev = e;
-        nretired++;
-    }
+    fifo_append(e);
 }
 
 /* Bytes a retired block's raw memory takes (malloc and big blocks). */
@@ -432,7 +446,7 @@ static size_t raw_bytes(uint64_t word)
 void rpi_registry_retire(const void *payload, int state)
 {
     entry *e = lookup(payload);
-    if (!e) return;
+    if (!e || e->state != RPI_LIVE) return;
     retire(e, state, raw_bytes(e->word));
     trim();
 }
@@ -471,10 +485,11 @@ static entry *live_in(rp_pool *pool, const void *payload)
 }
 
 /* The header a live record's ring neighbour must be: the block of the
-   neighbouring record, or the pool's sentinel at either end. */
-static inline rpi_hdr *ring_of(rp_pool *pool, const entry *sentinel, const entry *n)
+   neighbouring record, or the pool's sentinel at either end (the live
+   list's sentinel has the ring sentinel's payload). */
+static inline rpi_hdr *ring_of(const entry *n)
 {
-    return n == sentinel ? &pool->ring : rpi_hdr_of(n->payload);
+    return rpi_hdr_of(n->payload);
 }
 
 /* The big-block record at b may be followed: the pool's list sentinel or
@@ -493,12 +508,11 @@ static bool big_neighbour_ok(rp_pool *pool, rpi_big *b)
 static bool intact(entry *e, rpi_hdr *h, char *why, size_t cap)
 {
     rp_pool *pool = e->pool;
-    const entry *s = &e->cp->live;
     const char *what = NULL;
     if (h->origin != e->origin || ((h->word ^ e->word) & ~RPI_WORD_FREE_BITS) != 0) {
         what = "header";
-    } else if ((h->prev != ring_of(pool, s, e->lprev) && !rpi_is_mark(pool, h->prev)) ||
-               (h->next != ring_of(pool, s, e->lnext) && !rpi_is_mark(pool, h->next)) ||
+    } else if ((h->prev != ring_of(e->prev) && !rpi_is_mark(pool, h->prev)) ||
+               (h->next != ring_of(e->next) && !rpi_is_mark(pool, h->next)) ||
                h->prev->next != h || h->next->prev != h) {
         what = "ring links";
     } else if (RPI_UNLIKELY(e->word & RPI_F_BIG)) {
@@ -598,11 +612,50 @@ int rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
    records below the header (such blocks take the general path). */
 static inline bool intact_fast(const entry *e, const rpi_hdr *h)
 {
-    const entry *s = &e->cp->live;
-    rp_pool *pool = e->pool;
     return h->origin == e->origin && ((h->word ^ e->word) & ~RPI_WORD_FREE_BITS) == 0 &&
-           h->prev == ring_of(pool, s, e->lprev) && h->next == ring_of(pool, s, e->lnext) &&
+           h->prev == ring_of(e->prev) && h->next == ring_of(e->next) &&
            h->prev->next == h && h->next->prev == h;
+}
+
+/* The main program's read-only segments (text, constants): a tag there
+   is a literal whose content cannot change, so the fast allocation need
+   not compare it again once it was seen (found from the auxiliary vector:
+   no loader lock, so it is safe under the registry lock). */
+#define RO_MAX 4
+static uintptr_t ro_lo[RO_MAX], ro_hi[RO_MAX];
+static int ro_n = -1;
+
+static void ro_init(void)
+{
+    ro_n = 0;
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)getauxval(AT_PHDR);
+    size_t n = (size_t)getauxval(AT_PHNUM);
+    if (!ph) return;
+    uintptr_t bias = 0;
+    bool known = false;
+    for (size_t i = 0; i < n; i++) {
+        if (ph[i].p_type == PT_PHDR) {
+            bias = (uintptr_t)ph - (uintptr_t)ph[i].p_vaddr;
+            known = true;
+        }
+    }
+    if (!known) return;   /* no PT_PHDR: the load address is unknown, compare always */
+    for (size_t i = 0; i < n && ro_n < RO_MAX; i++) {
+        if (ph[i].p_type != PT_LOAD || (ph[i].p_flags & PF_W)) continue;
+        ro_lo[ro_n] = bias + (uintptr_t)ph[i].p_vaddr;
+        ro_hi[ro_n] = ro_lo[ro_n] + (uintptr_t)ph[i].p_memsz;
+        ro_n++;
+    }
+}
+
+/* Whether the len bytes at p lie in one read-only segment of the program. */
+static bool read_only(const char *p, size_t len)
+{
+    if (ro_n < 0) ro_init();
+    uintptr_t a = (uintptr_t)p;
+    for (int i = 0; i < ro_n; i++)
+        if (a >= ro_lo[i] && a < ro_hi[i] && len <= ro_hi[i] - a) return true;
+    return false;
 }
 
 void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t)
@@ -610,7 +663,138 @@ void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t)
     cpool *cp = cpool_of(pool);
     size_t s = rpi_tag_slot(tag);
     cp->seen_key[s] = tag;
-    cp->seen_rec[s] = t;
+    /* t->name is the content seen at tag (the caller compared them) */
+    cp->seen_rec[s] = (uintptr_t)t | (read_only(tag, strlen(t->name) + 1) ? SEEN_FIXED : 0);
+}
+
+/* The record for a new block at payload of cp's pool: a retired record of
+   that address taken over, or a free one hashed in (one hash for the
+   lookup and the insert). NULL, having changed nothing, when the general
+   path must do it (no room reserved, the table's first record, a record
+   still keeping memory or tied to another pool). */
+static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *payload)
+{
+    entry *e = last;
+    if (RPI_UNLIKELY(!e || e->payload != payload)) {
+        if (RPI_UNLIKELY(!nbuckets)) return NULL;
+        entry **b = &buckets[bucket_of(payload, nbuckets)];
+        for (e = *b; e; e = e->hnext)
+            if (e->payload == payload) break;
+        if (!e) {
+            e = free_entries;
+            if (RPI_UNLIKELY(!e || nentries == 0 || nentries >= nbuckets)) return NULL;
+            free_entries = e->hnext;
+            e->payload = payload;
+            e->hnext = *b;
+            *b = e;
+            nentries++;
+            cp->refs++;
+            e->cp = cp;
+            return e;
+        }
+    }
+    if (RPI_UNLIKELY(e->state == RPI_LIVE || e->kept != 0 || (e->cp != cp && e->cp != NULL)))
+        return NULL;
+    if (e->next) {   /* in the quarantine (NULL: memory from a reuse list) */
+        list_unlink(e);
+        nretired--;
+    }
+    if (e->cp != cp) {
+        cp->refs++;
+        e->cp = cp;
+    }
+    return e;
+}
+
+/* The tail of a fast allocation: h (carved, header not written) gets its
+   header, ring place, record e and counts; both locks are let go. */
+static inline __attribute__((always_inline)) void *alloc_finish(rp_pool *pool, cpool *cp,
+                                                                entry *e, rpi_hdr *h,
+                                                                uint64_t word, rpi_tag *t,
+                                                                size_t size)
+{
+    h->word = word;
+    h->origin = t;
+    rpi_ring_insert(pool, h);
+    e->pool = pool;
+    e->origin = t;
+    e->word = word;
+    e->raw = h;
+    e->kept = 0;
+    e->state = RPI_LIVE;
+    live_append(cp, e);
+    if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, true);
+    rpi_pool_unlock(pool);
+    return rpi_lock_release_ret(&reg_lock, rpi_payload(h));
+}
+
+static __attribute__((noinline)) void *alloc_general_unlock(rp_pool *pool, size_t size,
+                                                            const char *tag, bool plain)
+{
+    rpi_pool_unlock(pool);
+    rpi_registry_unlock();
+    return rpi_alloc_general(pool, size, tag, plain);
+}
+
+static __attribute__((noinline)) void *alloc_arena(rp_pool *pool, cpool *cp, rpi_tag *t,
+                                                   size_t size, const char *tag, bool plain)
+{
+    /* a class's free list, else the current chunk (else the general path
+       takes a new one); the record is claimed before the block is taken */
+    rpi_arena *a = pool->arena;
+    if (RPI_UNLIKELY(size > RPI_BIG_LIMIT - RPI_HDR)) goto general;
+    size_t c = rpi_class_of(RPI_HDR + size);
+    rpi_hdr *h = a->free[c];
+    entry *e;
+    if (RPI_LIKELY(h != NULL)) {
+        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h))))) goto general;
+        a->free[c] = h->next;
+    } else {
+        size_t cs = rpi_class_size((unsigned)c);
+        if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general;
+        h = (rpi_hdr *)a->cur;
+        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h))))) goto general;
+        a->cur += cs;
+    }
+    return alloc_finish(pool, cp, e, h,
+                        RPI_F_ARENA | RPI_F_CHECKED | ((uint64_t)c << RPI_CLASS_SHIFT) | size, t,
+                        size);
+general:
+    return alloc_general_unlock(pool, size, tag, plain);
+}
+
+static __attribute__((noinline)) void *alloc_malloc(rp_pool *pool, cpool *cp, rpi_tag *t,
+                                                    size_t size, const char *tag, bool plain)
+{
+    size_t c = (size + 15) >> 4;
+    rpi_hdr *h;
+    entry *e;
+    if (size <= RPI_RECYCLE_MAX && (h = reuse[c]) != NULL) {
+        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h))))) goto general;
+        reuse[c] = h->next;
+        reuse_bytes -= RPI_HDR + 16 * c;
+    } else {
+        if (RPI_UNLIKELY(size > RP_MAX_SIZE) || !(h = rpi_sys_malloc(rpi_malloc_size(size))))
+            goto general;
+        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h))))) {
+            rpi_sys_free(h);
+            goto general;
+        }
+    }
+    return alloc_finish(pool, cp, e, h, RPI_F_CHECKED | size, t, size);
+general:
+    return alloc_general_unlock(pool, size, tag, plain);
+}
+
+/* The tag pointer's content is the one remembered: compared here. */
+static __attribute__((noinline)) void *alloc_compare(rp_pool *pool, cpool *cp, rpi_tag *t,
+                                                     size_t size, const char *tag, bool plain)
+{
+    if (RPI_UNLIKELY(cp->seen_rec[rpi_tag_slot(tag)] != (uintptr_t)t ||
+                     strcmp(t->name, tag) != 0))
+        return alloc_general_unlock(pool, size, tag, plain);
+    if (pool->arena) return alloc_arena(pool, cp, t, size, tag, plain);
+    return alloc_malloc(pool, cp, t, size, tag, plain);
 }
 
 void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain)
@@ -621,59 +805,16 @@ void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain)
     cpool *cp = cpool_of(pool);
     size_t s = rpi_tag_slot(tag);
     rpi_tag *t = pool->tag_rec[s];
-    if (RPI_UNLIKELY(!cp || !free_entries || nentries >= nbuckets || pool->tag_key[s] != tag))
-        goto general;
-    if (tag && RPI_UNLIKELY(cp->seen_key[s] != tag || cp->seen_rec[s] != t ||
-                            strcmp(t->name, tag) != 0))
-        goto general;
-    rpi_hdr *h;
-    rpi_arena *a = pool->arena;
-    if (a) {
-        /* a class's free list, else the current chunk (else the general
-           path takes a new one) */
-        if (RPI_UNLIKELY(size > RPI_BIG_LIMIT - RPI_HDR)) goto general;
-        size_t c = rpi_class_of(RPI_HDR + size);
-        h = a->free[c];
-        if (RPI_LIKELY(h != NULL)) {
-            a->free[c] = h->next;
-        } else {
-            size_t cs = rpi_class_size((unsigned)c);
-            if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general;
-            h = (rpi_hdr *)a->cur;
-            a->cur += cs;
-        }
-        h->word = RPI_F_ARENA | RPI_F_CHECKED | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
-    } else {
-        size_t c = (size + 15) >> 4;
-        if (size <= RPI_RECYCLE_MAX && (h = reuse[c]) != NULL) {
-            reuse[c] = h->next;
-            reuse_bytes -= RPI_HDR + 16 * c;
-        } else if (RPI_UNLIKELY(size > RP_MAX_SIZE) ||
-                   !(h = rpi_sys_malloc(rpi_malloc_size(size)))) {
-            goto general;
-        }
-        h->word = RPI_F_CHECKED | size;
+    if (RPI_UNLIKELY(!cp || pool->tag_key[s] != tag))
+        return alloc_general_unlock(pool, size, tag, plain);
+    if (tag) {
+        if (RPI_UNLIKELY(cp->seen_key[s] != tag))
+            return alloc_general_unlock(pool, size, tag, plain);
+        if (RPI_UNLIKELY(cp->seen_rec[s] != ((uintptr_t)t | SEEN_FIXED)))
+            return alloc_compare(pool, cp, t, size, tag, plain);
     }
-    h->origin = t;
-    rpi_ring_insert(pool, h);
-    /* the record (room checked above) */
-    void *payload = rpi_payload(h);
-    entry *e = claim_entry(cp, payload);
-    e->pool = pool;
-    e->origin = t;
-    e->word = h->word;
-    e->raw = h;
-    e->kept = 0;
-    e->state = RPI_LIVE;
-    live_append(cp, e);
-    if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, true);
-    rpi_pool_unlock(pool);
-    rpi_registry_unlock();
-    return payload;
-general:
-    rpi_pool_unlock(pool);
-    rpi_registry_unlock();
-    return rpi_alloc_general(pool, size, tag, plain);
+    if (pool->arena) return alloc_arena(pool, cp, t, size, tag, plain);
+    return alloc_malloc(pool, cp, t, size, tag, plain);
 }
 
 void rpi_checked_free(void *block)
@@ -681,10 +822,12 @@ void rpi_checked_free(void *block)
     rpi_registry_lock();
     entry *e = lookup(block);
     rpi_hdr *h = rpi_hdr_of(block);
-    if (RPI_UNLIKELY(!e || e->state != RPI_LIVE ||
-                     (e->word & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG)) ||
-                     atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed) ||
-                     !intact_fast(e, h) || (h->word & (RPI_F_SAMPLED | RPI_F_STACK)))) {
+    /* intact_fast: the header's word is the record's but for the free
+       bits, so one test of it covers both */
+    if (RPI_UNLIKELY(!e || e->state != RPI_LIVE || !intact_fast(e, h) ||
+                     (h->word & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG | RPI_F_SAMPLED |
+                                 RPI_F_STACK)) ||
+                     atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed))) {
         rpi_registry_unlock();
         rpi_free_general(block);
         return;
@@ -712,7 +855,7 @@ void rpi_registry_live_totals(rp_pool *pool, size_t *blocks, size_t *bytes)
     size_t n = 0, b = 0;
     cpool *cp = cpool_of(pool);
     if (cp) {
-        for (entry *e = cp->live.lnext; e != &cp->live; e = e->lnext) {
+        for (entry *e = cp->live.next; e != &cp->live; e = e->next) {
             n++;
             b += (size_t)(e->word & RPI_SIZE_MASK);
         }
@@ -729,8 +872,8 @@ void rpi_registry_drop_pool(rp_pool *pool, bool destroy)
        their records. */
     cpool *cp = cpool_of(pool);
     if (cp) {
-        while (cp->live.lnext != &cp->live) {
-            entry *e = cp->live.lnext;
+        while (cp->live.next != &cp->live) {
+            entry *e = cp->live.next;
             retire(e, RPI_DESTROYED, raw_bytes(e->word));
         }
     }
@@ -757,7 +900,7 @@ void rpi_registry_fini(void)
     for (size_t i = 0; i < nbuckets; i++) {
         for (entry *e = buckets[i], *next; e; e = next) {
             next = e->hnext;
-            entry_release(e);
+            if (e->kept) release_kept(e);
         }
     }
     rpi_sys_free(buckets);
@@ -773,11 +916,11 @@ void rpi_registry_fini(void)
     for (cpool *cp = cpools.next, *next; cp != &cpools; cp = next) {
         next = cp->next;
         cp->refs = 0;
-        cp->live.lprev = cp->live.lnext = &cp->live;
+        cp->live.prev = cp->live.next = &cp->live;
         if (!cp->pool) cpool_free(cp);   /* a live pool keeps its (now empty) part */
     }
     reuse_release();
-    retired.qprev = retired.qnext = &retired;
+    retired.prev = retired.next = &retired;
     nretired = nentries = 0;
     gate_update();
 }

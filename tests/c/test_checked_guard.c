@@ -381,6 +381,54 @@ static void test_tag_buffer_changed_back_reported(void)
     tu_end_pool(pool);
 }
 
+/* Checked pools skip comparing a tag that is a literal of the program
+   (read-only memory, whose content cannot change). A tag in the program's
+   writable data (an initialised static buffer, in the same executable as
+   the literals) is not one: its changes are reported like a stack
+   buffer's, on the fast path too. */
+static char static_tag[16] = "alpha";
+
+static void test_static_tag_buffer_changed_reported(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool *pool = tu_pool_ex("static-tag", RP_POOL_CHECKED);
+    static const char *names[3] = {"beta", "alpha", "gamma"};
+    void *b[4][5];
+    tu_errors_reset();
+    for (int k = 0; k < 4; k++) {
+        if (k > 0) snprintf(static_tag, sizeof static_tag, "%s", names[k - 1]);
+        for (int i = 0; i < 5; i++) {
+            b[k][i] = rp_alloc(pool, 8, static_tag);
+            CHECK(b[k][i] != NULL);
+            if (k > 0 && i == 0) {
+                CHECK_ONE_ERROR(RP_EINVAL);
+                CHECK(strstr(tu_err_msg[0], names[k - 1]) != NULL);
+            }
+            CHECK_INT(tu_err_count, 0);
+            CHECK_STR(rp_block_tag(b[k][i]), k == 0 ? "alpha" : names[k - 1]);
+        }
+    }
+    /* a literal: the same pointer many times, counted exactly, no report */
+    void *lit[5];
+    for (int i = 0; i < 5; i++) {
+        lit[i] = rp_alloc(pool, 8, "literal");
+        CHECK_STR(rp_block_tag(lit[i]), "literal");
+    }
+    CHECK_INT(tu_err_count, 0);
+    rp_tag_stat st[8];
+    size_t n = rp_pool_stats(pool, st, 8);
+    CHECK_EQ(n, 4);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ(st[i].blocks, strcmp(st[i].tag, "alpha") == 0 ? 10u : 5u);
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 5; i++) rp_free(b[k][i]);
+    for (int i = 0; i < 5; i++) rp_free(lit[i]);
+    CHECK_INT(tu_err_count, 0);
+    snprintf(static_tag, sizeof static_tag, "alpha");
+    rp_set_error_handler(prev);
+    tu_end_pool(pool);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -391,6 +439,7 @@ int main(int argc, char **argv)
         {"destructor_flag_flip_detected", test_destructor_flag_flip_detected},
         {"tag_in_reused_buffer", test_tag_in_reused_buffer},
         {"tag_buffer_changed_back_reported", test_tag_buffer_changed_back_reported},
+        {"static_tag_buffer_changed_reported", test_static_tag_buffer_changed_reported},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
