@@ -706,6 +706,14 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
     return e;
 }
 
+/* A sleeper on the pool's lock woken (the lock let go), then the
+   registry's lock let go: returns payload. */
+static __attribute__((noinline)) void *wake_then_unlock(rpi_lock *l, void *payload)
+{
+    rpi_lock_wake(l);
+    return rpi_lock_release_ret(&reg_lock, payload);
+}
+
 /* The tail of a fast allocation: h (carved, header not written) gets its
    header, ring place, record e and counts; both locks are let go. */
 static inline __attribute__((always_inline)) void *alloc_finish(rp_pool *pool, cpool *cp,
@@ -724,7 +732,8 @@ static inline __attribute__((always_inline)) void *alloc_finish(rp_pool *pool, c
     e->state = RPI_LIVE;
     live_append(cp, e);
     if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, true);
-    rpi_pool_unlock(pool);
+    if (!(pool->flags & RP_POOL_UNSYNC) && rpi_lock_release_check(&pool->lock))
+        return wake_then_unlock(&pool->lock, rpi_payload(h));
     return rpi_lock_release_ret(&reg_lock, rpi_payload(h));
 }
 
