@@ -61,6 +61,7 @@ class Workload:
     prepare: Callable[[Path], None] = lambda d: None
     before_each: Callable[[Path], None] = lambda d: None
     env: dict[str, str] = field(default_factory=dict)
+    stdin: str = ""        # a file in the work directory fed to the program's stdin
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Measure:
     rss_kb: int = 0
     digest: str = ""
     failure: str = ""
+    allocations: list[int] = field(default_factory=list)   # allocation calls the tool saw
 
 
 def sqlite_script(work: Path, rows: int) -> None:
@@ -150,10 +152,17 @@ def sort_input(work: Path, lines: int) -> None:
 def workloads(args: argparse.Namespace, work: Path) -> list[Workload]:
     python = shutil.which("python3", path="/usr/bin:/bin") or "python3"
     return [
+        # the script from a file: heaptrack writes the command line into its
+        # line-based trace, and a newline in a `-c` argument breaks the trace
+        # (its interpreter stops at the first bad line and records nothing)
         Workload("python3", "python3: JSON dump/load and regex over 60k records, 3 rounds",
-                 [python, "-c", PY_WORKLOAD]),
+                 [python, str(work / "workload.py")],
+                 prepare=lambda d: (d / "workload.py").write_text(PY_WORKLOAD)),
         Workload("sqlite3", f"sqlite3: {args.sqlite_rows} INSERTs in one transaction, indexed",
-                 ["sh", "-c", f"sqlite3 {work}/bench.db < {work}/inserts.sql"],
+                 # sqlite3 itself, its stdin from the file: under `sh -c` heaptrack
+                 # traces the shell alone (its library removes itself from
+                 # LD_PRELOAD for child processes) and sees no allocation
+                 ["sqlite3", str(work / "bench.db")], stdin="inserts.sql",
                  prepare=lambda d: sqlite_script(d, args.sqlite_rows), before_each=sqlite_fresh),
         Workload("git", f"git: log -p --stat over a generated repo ({args.git_commits} commits)",
                  ["git", "--no-pager", "-C", str(work / "repo"), "log", "-p", "--stat"],
@@ -196,8 +205,9 @@ def measure_once(tool: str, wl: Workload, work: Path, run: int, m: Measure) -> N
     if tool not in ("preload", "preload-1"):
         env.pop("LD_PRELOAD", None)
     timing = work / "time.txt"
-    proc = subprocess.run(["/usr/bin/time", "-v", "-o", str(timing)] + argv, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open(work / wl.stdin if wl.stdin else os.devnull, "rb") as stdin:
+        proc = subprocess.run(["/usr/bin/time", "-v", "-o", str(timing)] + argv, env=env,
+                              stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     text = timing.read_text()
     if proc.returncode != 0:
         m.failure = f"exit {proc.returncode}: {proc.stderr.decode(errors='replace')[-300:]}"
@@ -222,6 +232,32 @@ def measure_once(tool: str, wl: Workload, work: Path, run: int, m: Measure) -> N
     else:
         stdout = b"\n".join(l for l in stdout.split(b"\n") if l.strip())
     m.digest = hashlib.sha256(stdout).hexdigest()
+    seen = allocations_seen(tool, proc.stderr, work, run)
+    if seen is not None:
+        m.allocations.append(seen)
+        if seen == 0:
+            m.failure = "the tool saw no allocation (it did not trace the workload's process)"
+    if tool == "heaptrack" and b"failed to parse" in proc.stderr:
+        m.failure = "heaptrack could not read its own trace: " + \
+            proc.stderr.decode(errors="replace").strip().splitlines()[0][:200]
+
+
+def allocations_seen(tool: str, stderr: bytes, work: Path, run: int) -> int | None:
+    """Allocation calls the tool recorded in this run: heaptrack's own count
+    (its "allocations:" line), the interposer's reports' totals.allocs summed
+    over the run's processes; None for the other tools."""
+    if tool == "heaptrack":
+        found = re.findall(rb"^\s*allocations:\s*(\d+)", stderr, re.M)
+        return sum(int(n) for n in found) if found else 0
+    if tool in ("preload", "preload-1"):
+        total = 0
+        for f in (work / "reports").glob(f"r{run}.*.json"):
+            try:
+                total += int(json.loads(f.read_text())["totals"]["allocs"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        return total
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                 m = results[wl.name][t]
                 med = statistics.median(m.wall) if m.wall else float("nan")
                 print(f"[{wl.name}] {t:9s} median {med:7.2f} s  peak RSS {m.rss_kb / 1024:7.1f} MiB"
+                      + (f"  allocations seen {statistics.median(m.allocations):,.0f}"
+                         if m.allocations else "")
                       + (f"  FAILED {m.failure}" if m.failure else ""), file=sys.stderr, flush=True)
             native = results[wl.name]["native"]
             for t, m in results[wl.name].items():
@@ -309,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "load_at_start": load_at_start, "repeat": args.repeat,
                        "results": {w: {t: {"wall": m.wall, "cpu": m.cpu, "rss_kb": m.rss_kb,
-                                           "failure": m.failure}
+                                           "allocations": m.allocations, "failure": m.failure}
                                        for t, m in r.items()} for w, r in results.items()}},
                       f, indent=2)
     ours_failed = False
@@ -368,6 +406,17 @@ def print_table(results: dict[str, dict[str, Measure]], tools: list[str],
     print()
     for wl in chosen:
         print(f"- {wl.name}: {wl.describe}")
+    counted = [t for t in others if any(results[w.name][t].allocations for w in chosen)]
+    if counted:
+        print("\nAllocation calls each tool recorded (median per run; the interposer's "
+              "totals.allocs, heaptrack's own count):\n")
+        print("| workload | " + " | ".join(counted) + " |")
+        print("|---|" + "---:|" * len(counted))
+        for wl in chosen:
+            r = results[wl.name]
+            print(f"| {wl.name} | " + " | ".join(
+                f"{statistics.median(r[t].allocations):,.0f}" if r[t].allocations else "-"
+                for t in counted) + " |")
 
 
 if __name__ == "__main__":
