@@ -37,6 +37,8 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
     a->chunk_size = (a->chunk_size + 15) & ~(size_t)15;
     a->keep_bytes = opts && opts->keep_bytes ? opts->keep_bytes : DEFAULT_KEEP;
     a->bigs.prev = a->bigs.next = &a->bigs;
+    /* checked pools keep the full header: their registry checks the ring */
+    a->off = pool->flags & RP_POOL_CHECKED ? 0 : RPI_AOFF;
     pool->arena = a;
     return 0;
 }
@@ -162,6 +164,7 @@ static bool new_chunk(rp_pool *pool, rpi_arena *a)
         a->nchunks++;
         pool->reserved += a->chunk_size;
     }
+    if (a->chunks) a->chunks->used = a->cur;   /* no longer current: for walks */
     c->next = a->chunks;
     a->chunks = c;
     a->cur = (char *)(c + 1);
@@ -208,19 +211,42 @@ rpi_hdr *rpi_arena_refill(rp_pool *pool, unsigned cls)
     rpi_arena *a = pool->arena;
     size_t cs = rpi_class_size(cls);
     if ((size_t)(a->end - a->cur) < cs && !new_chunk(pool, a)) return NULL;
-    rpi_hdr *h = (rpi_hdr *)a->cur;
+    rpi_hdr *h = (rpi_hdr *)(a->cur - a->off);
     a->cur += cs;
     return h;
 }
 
+rpi_hdr *rpi_arena_next_live(rpi_arena *a, rpi_slots *it)
+{
+    if (!it->started) {
+        it->started = true;
+        it->c = a->chunks;
+        it->p = it->c ? (char *)(it->c + 1) : NULL;
+    } else if (it->c) {
+        rpi_hdr *last = (rpi_hdr *)(it->p - a->off);
+        it->p += rpi_class_bytes[(last->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT];
+    }
+    while (it->c) {
+        char *lim = it->c == a->chunks ? a->cur : it->c->used;
+        while (it->p < lim) {
+            rpi_hdr *h = (rpi_hdr *)(it->p - a->off);
+            if (h->word & RPI_F_ARENA) return h;
+            it->p += rpi_class_bytes[(h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT];
+        }
+        it->c = it->c->next;
+        it->p = it->c ? (char *)(it->c + 1) : NULL;
+    }
+    return NULL;
+}
+
 rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size)
 {
-    size_t total = RPI_HDR + size;
-    if (RPI_UNLIKELY(total > RPI_BIG_LIMIT)) return big_alloc(pool, 0, size);
     rpi_arena *a = pool->arena;
+    size_t total = RPI_HDR - a->off + size;
+    if (RPI_UNLIKELY(total > RPI_BIG_LIMIT)) return big_alloc(pool, 0, size);
     unsigned c = rpi_class_of(total);
     rpi_hdr *h = a->free[c];
-    if (RPI_LIKELY(h != NULL)) a->free[c] = h->next;
+    if (RPI_LIKELY(h != NULL)) a->free[c] = a->off ? h->link : h->next;
     else if (!(h = rpi_arena_refill(pool, c))) return NULL;
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT);
     return h;
@@ -244,13 +270,21 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
         return;
     }
     unsigned c = (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
-    if ((char *)h + rpi_class_size(c) == a->cur) {
+    char *slot = (char *)h + a->off;
+    if (slot + rpi_class_size(c) == a->cur && !pool->marks) {
         /* the block carved last (e.g. a buffer that outgrew the arena):
-           the chunk takes its space back rather than its class list */
-        a->cur = (char *)h;
+           the chunk takes its space back rather than its class list (not
+           while a walk holds a place in the chunk) */
+        a->cur = slot;
         return;
     }
-    h->next = a->free[c];
+    if (a->off) {
+        /* compact: the link in the origin field, the class kept for walks */
+        h->link = a->free[c];
+        h->word &= RPI_CLASS_MASK;
+    } else {
+        h->next = a->free[c];
+    }
     a->free[c] = h;
 }
 
@@ -269,16 +303,17 @@ bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
     if (!(h->word & RPI_F_ARENA)) return false;
     unsigned c = (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
     size_t cs = rpi_class_size(c);
-    size_t total = RPI_HDR + new_size;     /* new_size <= RP_MAX_SIZE: no wrap */
+    rpi_arena *a = pool->arena;
+    size_t total = RPI_HDR - a->off + new_size;     /* new_size <= RP_MAX_SIZE: no wrap */
     if (total > cs) {
         /* growth: only the block carved last from the current chunk, into
            the chunk's uncarved rest, and only up to RPI_GROW_LIMIT */
-        rpi_arena *a = pool->arena;
-        if (total > RPI_GROW_LIMIT || (char *)h + cs != a->cur) return false;
+        char *slot = (char *)h + a->off;
+        if (total > RPI_GROW_LIMIT || slot + cs != a->cur) return false;
         c = rpi_class_of(total);
         cs = rpi_class_size(c);
-        if ((size_t)(a->end - (char *)h) < cs) return false;
-        a->cur = (char *)h + cs;
+        if ((size_t)(a->end - slot) < cs) return false;
+        a->cur = slot + cs;
     }
     /* a shrink keeps the class: free, walk and destroy go by the class bits */
     h->word = (h->word & ~(RPI_CLASS_MASK | RPI_SIZE_MASK)) | ((uint64_t)c << RPI_CLASS_SHIFT) | new_size;
@@ -288,7 +323,7 @@ bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
 rpi_hdr *rpi_arena_alloc_moved(rp_pool *pool, size_t old, size_t new_size)
 {
     rpi_hdr *h;
-    if (new_size <= old || RPI_HDR + new_size <= RPI_GROW_LIMIT) {
+    if (new_size <= old || RPI_HDR - pool->arena->off + new_size <= RPI_GROW_LIMIT) {
         h = rpi_arena_alloc(pool, new_size);
     } else {
         size_t want = pool->flags & RP_POOL_CHECKED ? new_size : rpi_grow_want(old, new_size);

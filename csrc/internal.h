@@ -55,7 +55,10 @@ typedef struct rpi_tag rpi_tag;
 typedef struct rpi_hdr {
     struct rpi_hdr *prev;   /* ring links; sentinel lives in the pool */
     struct rpi_hdr *next;
-    rpi_tag        *origin; /* tag record: name, counters, pool */
+    union {
+        rpi_tag        *origin; /* tag record: name, counters, pool */
+        struct rpi_hdr *link;   /* a free compact arena slot: its class list */
+    };
     uint64_t        word;   /* size (low 48 bits) | flags */
 } rpi_hdr;
 
@@ -79,6 +82,18 @@ _Static_assert(sizeof(rpi_hdr) % _Alignof(max_align_t) == 0,
 #define RPI_CLASS_SHIFT 52   /* arena blocks: size class (the same bits) */
 #define RPI_CLASS_MASK  (UINT64_C(127) << RPI_CLASS_SHIFT)
 
+/* Small arena blocks of unchecked pools have a compact header: the last
+   two fields {origin, word}, RPI_AHDR bytes. Their rpi_hdr still starts 32
+   bytes before the payload, so h->origin and h->word are where they are for
+   every block, but h->prev and h->next are the previous slot's last bytes:
+   never read or written. Such blocks are not on the ring; walks go by the
+   arena's chunks. A slot starts RPI_AOFF bytes after its rpi_hdr. */
+#define RPI_AHDR 16u
+#define RPI_AOFF (RPI_HDR - RPI_AHDR)
+static inline bool rpi_compact(uint64_t w)
+{
+    return (w & (RPI_F_ARENA | RPI_F_CHECKED)) == RPI_F_ARENA;
+}
 static inline rpi_hdr *rpi_hdr_of(const void *p) { return (rpi_hdr *)((char *)p - RPI_HDR); }
 static inline void *rpi_payload(rpi_hdr *h) { return (char *)h + RPI_HDR; }
 static inline size_t rpi_size(const rpi_hdr *h) { return (size_t)(h->word & RPI_SIZE_MASK); }
@@ -162,7 +177,12 @@ typedef struct rpi_big {            /* before the header of a big arena block */
 _Static_assert(sizeof(rpi_big) % _Alignof(max_align_t) == 0, "big record keeps alignment");
 
 #define RPI_NCLASSES 84
-typedef struct rpi_chunk { struct rpi_chunk *next; size_t size; } rpi_chunk;
+typedef struct rpi_chunk {
+    struct rpi_chunk *next;
+    size_t            size;
+    char             *used;   /* end of the carved slots once no longer current */
+    void             *pad;
+} rpi_chunk;
 _Static_assert(sizeof(rpi_chunk) % _Alignof(max_align_t) == 0, "chunk header keeps alignment");
 
 typedef struct rpi_arena {
@@ -174,6 +194,8 @@ typedef struct rpi_arena {
     size_t     chunk_size;
     size_t     keep_bytes;
     size_t     nchunks;
+    size_t     off;                 /* a slot starts off bytes after its rpi_hdr:
+                                       RPI_AOFF (compact), 0 in checked pools */
 } rpi_arena;
 static inline size_t rpi_big_total(size_t align, size_t size)  /* align >= 16 */
 {
@@ -416,6 +438,11 @@ static inline size_t rpi_class_size(unsigned c)
     return ((size_t)1 << lg) + ((size_t)(k % 4 + 1) << (lg - 2));
 }
 RPI_HIDDEN rpi_hdr *rpi_arena_refill(rp_pool *pool, unsigned cls); /* lock held; new chunk */
+/* The live small blocks of a compact arena, chunk by chunk (lock held at
+   each call; between calls the lock may be dropped and the pool used: the
+   block returned last is stepped over by its class at the next call). */
+typedef struct rpi_slots { rpi_chunk *c; char *p; bool started; } rpi_slots;
+RPI_HIDDEN rpi_hdr *rpi_arena_next_live(rpi_arena *a, rpi_slots *it);
 /* rpi_class_size as a table, for paths where one load beats the arithmetic. */
 RPI_HIDDEN extern const uint32_t rpi_class_bytes[RPI_NCLASSES];
 

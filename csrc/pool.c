@@ -676,7 +676,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     }
     h->origin = t;
     if (checked) h->word |= RPI_F_CHECKED;
-    rpi_ring_insert(pool, h);
+    if (!rpi_compact(h->word)) rpi_ring_insert(pool, h);   /* compact: found by chunk */
     rpi_count_new(pool, t, size);
     if (srec) rpi_poolstack_link(pool, h, srec);
     if (checked) {
@@ -798,11 +798,12 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
                                                                     size_t size, const char *tag,
                                                                     bool plain, const int locked)
 {
+    /* an unchecked pool: compact header (internal.h) */
     size_t c;   /* size_t, not unsigned: no zero extension before indexing */
-    if (RPI_LIKELY(size <= 1024 - RPI_HDR))
-        c = (RPI_HDR + size - 1) >> 4;
-    else if (size <= RPI_BIG_LIMIT - RPI_HDR)
-        c = rpi_class_of(RPI_HDR + size);
+    if (RPI_LIKELY(size <= 1024 - RPI_AHDR))
+        c = (RPI_AHDR + size - 1) >> 4;
+    else if (size <= RPI_BIG_LIMIT - RPI_AHDR)
+        c = rpi_class_of(RPI_AHDR + size);
     else
         return alloc_general(pool, size, tag, plain);
     size_t slot = rpi_tag_slot(tag);
@@ -814,7 +815,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     if (RPI_UNLIKELY(pool->tag_key[slot] != tag)) goto general_locked;
     rpi_hdr *h = a->free[c];
     if (RPI_LIKELY(h != NULL)) {
-        a->free[c] = h->next;
+        a->free[c] = h->link;
     } else {
         /* a biased shard's owner takes in the blocks other threads freed
            before it carves (rpi_bias_enter) */
@@ -825,12 +826,11 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
            list hit does not compute it) */
         size_t cs = rpi_class_size((unsigned)c);
         if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general_locked;
-        h = (rpi_hdr *)a->cur;
+        h = (rpi_hdr *)(a->cur - RPI_AOFF);
         a->cur += cs;
     }
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
-    h->origin = t;
-    rpi_ring_insert(pool, h);
+    h->origin = t;   /* not on the ring: walks find it in its chunk */
     if (rpi_memprof_count(pool, t, size)) {
         if (locked == RPI_SYNC_BIASED) return biased_memprof_slow(pool, h, size);
         return rpi_memprof_slow(pool, h, size, false);
@@ -1188,7 +1188,7 @@ static void free_trusted(rpi_hdr *h, bool checked)
     if (RPI_UNLIKELY(h->word & RPI_F_SAMPLED) ||
         (checked && atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed)))
         pend = rpi_memprof_untrack(block);
-    rpi_ring_unlink(h);
+    if (!rpi_compact(h->word)) rpi_ring_unlink(h);
     rpi_counters_sub(h->origin, rpi_size(h));
     if (h->word & RPI_F_STACK) rpi_poolstack_unlink(pool, block, rpi_size(h));
     if (!checked) {
@@ -1252,18 +1252,20 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
         return;
     }
     size_t size = (size_t)(w & RPI_SIZE_MASK);
-    rpi_ring_unlink(h);
     rpi_counters_sub_in(pool, t, size);   /* pool is t->pool */
     if (w & RPI_F_ARENA) {
-        /* back onto its class's free list */
+        /* back onto its class's free list (compact: no checked pool exists;
+           not on the ring; the class kept for walks) */
         unsigned c = (unsigned)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
         rpi_arena *a = pool->arena;
-        h->next = a->free[c];
+        h->link = a->free[c];
+        h->word = w & RPI_CLASS_MASK;
         a->free[c] = h;
         if (locked == RPI_SYNC_LOCK) rpi_lock_release(&pool->lock);
         if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return;
     }
+    rpi_ring_unlink(h);
     if ((pool->flags & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX) {
         size_t c = (size + 15) >> 4;   /* size_t: no zero extension before indexing */
         size_t cap = RPI_HDR + 16 * c;
@@ -1310,7 +1312,7 @@ void rpi_shard_drain(rp_pool *s)
     rpi_hdr *h = atomic_exchange_explicit(&s->remote, NULL, memory_order_acquire);
     while (h) {
         rpi_hdr *next = *(rpi_hdr **)rpi_payload(h);
-        rpi_ring_unlink(h);
+        if (!rpi_compact(h->word)) rpi_ring_unlink(h);
         rpi_counters_sub(h->origin, rpi_size(h));
         raw_release(s, h);
         h = next;
@@ -1461,10 +1463,20 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         memcpy(rpi_payload(n), block, old < size ? old : size);
         n->origin = h->origin;
         n->word |= h->word & (RPI_F_DTOR | RPI_F_CHECKED | RPI_F_STACK);
-        n->prev = h->prev;
-        n->next = h->next;
-        n->prev->next = n;
-        n->next->prev = n;
+        /* the new block takes the old one's place in the ring; a compact
+           arena block (small, unchecked) is on no ring */
+        if (!rpi_compact(n->word)) {
+            if (rpi_compact(h->word)) {
+                rpi_ring_insert(pool, n);
+            } else {
+                n->prev = h->prev;
+                n->next = h->next;
+                n->prev->next = n;
+                n->next->prev = n;
+            }
+        } else if (!rpi_compact(h->word)) {
+            rpi_ring_unlink(h);
+        }
         if (n->word & RPI_F_DTOR) {
             rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
             d->block = rpi_payload(n);
@@ -1667,17 +1679,17 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
                                                                      const bool locked)
 {
     rpi_arena *a = pool->arena;
-    size_t c2 = rpi_class_of(RPI_HDR + size);
+    size_t c2 = rpi_class_of(RPI_AHDR + size);   /* unchecked: compact */
     rpi_hdr *n = a->free[c2];
     if (n) {
-        a->free[c2] = n->next;
+        a->free[c2] = n->link;
     } else {
         size_t cs2 = rpi_class_bytes[c2];
         if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs2)) {
             if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock))) rpi_lock_wake(&pool->lock);
             return resize_impl(pool, rpi_payload(h), size, resize_call(plain), plain);
         }
-        n = (rpi_hdr *)a->cur;
+        n = (rpi_hdr *)(a->cur - RPI_AOFF);
         a->cur += cs2;
     }
     uint64_t w = h->word;
@@ -1686,15 +1698,13 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     rpi_tag *t = h->origin;
     n->origin = t;
     n->word = RPI_F_ARENA | ((uint64_t)c2 << RPI_CLASS_SHIFT) | size;
-    n->prev = h->prev;
-    n->next = h->next;
-    n->prev->next = n;
-    n->next->prev = n;
     size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
-    if ((char *)h + rpi_class_bytes[c] == a->cur) {
-        a->cur = (char *)h;               /* carved last: back to the chunk */
+    char *slot = (char *)h + RPI_AOFF;
+    if (slot + rpi_class_bytes[c] == a->cur && !pool->marks) {
+        a->cur = slot;                    /* carved last: back to the chunk */
     } else {
-        h->next = a->free[c];
+        h->link = a->free[c];
+        h->word = w & RPI_CLASS_MASK;     /* free: the class kept for walks */
         a->free[c] = h;
     }
     return resize_counted(pool, n, t, old, size, locked);
@@ -1731,11 +1741,12 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
     if (RPI_LIKELY(w & RPI_F_ARENA)) {
         size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
         size_t cs = rpi_class_bytes[c];
-        size_t total = RPI_HDR + size;      /* size <= RP_MAX_SIZE: no wrap */
+        size_t total = RPI_AHDR + size;     /* size <= RP_MAX_SIZE: no wrap; compact */
         if (total > cs) {
             rpi_arena *a = pool->arena;
+            char *slot = (char *)h + RPI_AOFF;
             if (RPI_UNLIKELY(total > RPI_GROW_LIMIT)) goto general;
-            if ((char *)h + cs != a->cur) {
+            if (slot + cs != a->cur) {
                 /* a move to the new class; a destructor's entry would need
                    re-keying */
                 if (RPI_UNLIKELY(w & RPI_F_DTOR)) goto general;
@@ -1744,8 +1755,8 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
             }
             c = rpi_class_of(total);
             cs = rpi_class_bytes[c];
-            if (RPI_UNLIKELY((size_t)(a->end - (char *)h) < cs)) goto general;
-            a->cur = (char *)h + cs;
+            if (RPI_UNLIKELY((size_t)(a->end - slot) < cs)) goto general;
+            a->cur = slot + cs;
             w = (w & ~RPI_CLASS_MASK) | ((uint64_t)c << RPI_CLASS_SHIFT);
         }
     } else {
@@ -2037,6 +2048,21 @@ static int walk_one(rp_pool *pool, rp_visit_fn visit, void *arg)
         lock_both(pool, checked);
         if (rc) break;
     }
+    /* then the compact blocks, chunk by chunk: the mark on pool->marks
+       keeps every slot boundary in place meanwhile (no carve-back) */
+    if (!rc && pool->arena && pool->arena->off) {
+        rpi_slots it = { 0 };
+        rpi_hdr *h;
+        while ((h = rpi_arena_next_live(pool->arena, &it)) != NULL) {
+            void *payload = rpi_payload(h);
+            size_t size = rpi_size(h);
+            const char *tag = h->origin->name;
+            unlock_both(pool, checked);
+            rc = visit(payload, size, tag, arg);
+            lock_both(pool, checked);
+            if (rc) break;
+        }
+    }
     rpi_ring_unlink(&m.h);
     for (rpi_mark **pm = &pool->marks; *pm; pm = &(*pm)->next)
         if (*pm == &m) { *pm = m.next; break; }
@@ -2122,6 +2148,25 @@ static int check_one(rp_pool *pool)
             break;
         }
         bytes += rpi_size(h);
+    }
+    /* compact arena blocks (unchecked pools): by chunk */
+    if (ring_whole && pool->arena && pool->arena->off) {
+        rpi_slots it = { 0 };
+        for (rpi_hdr *h; (h = rpi_arena_next_live(pool->arena, &it)) != NULL;) {
+            if (++blocks > limit) {
+                note(&cn, NULL, "rp_pool_check: pool '%s': chunks hold more blocks than counted "
+                     "(%zu)", pool->name, limit);
+                ring_whole = false;
+                break;
+            }
+            if (h->origin == NULL || h->origin->pool != pool) {
+                note(&cn, rpi_payload(h), "rp_pool_check: pool '%s': block %p has a foreign origin",
+                     pool->name, rpi_payload(h));
+                ring_whole = false;
+                break;
+            }
+            bytes += rpi_size(h);
+        }
     }
     if (checked && !ring_whole) {
         /* the counters are still compared, with the table's truth */

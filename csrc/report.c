@@ -208,6 +208,19 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
             out_putc(f, '}');
             first = false;
         }
+        /* compact arena blocks (unchecked pools) are found by chunk */
+        for (rp_pool *p = pool; p; p = !folded ? NULL : p == pool ? pool->shards : p->shard_next) {
+            if (!p->arena || !p->arena->off) continue;
+            rpi_slots it = { 0 };
+            for (rpi_hdr *h; (h = rpi_arena_next_live(p->arena, &it)) != NULL;) {
+                out_printf(f, "%s\n    {\"address\": \"%p\", \"size\": %zu, \"tag\": ",
+                        first ? "" : ",", rpi_payload(h), rpi_size(h));
+                put_str(f, h->origin->name);
+                if (h->word & RPI_F_STACK) rpi_poolstack_report_block(stacks, rpi_payload(h), &jo);
+                out_putc(f, '}');
+                first = false;
+            }
+        }
         out_puts(f, first ? "]" : "\n  ]");
     }
     if (folded) rpi_shards_unlock(pool);

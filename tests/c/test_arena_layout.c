@@ -1,0 +1,464 @@
+/*
+ * test_arena_layout.c -- what sees the blocks of a pool sees each live block
+ * exactly once, whatever the layout: walks, reports, checks, destructors at
+ * destroy, per tag, after churn (frees, resizes across classes, big and
+ * aligned blocks), with visitors that use the pool, in stack and checked
+ * pools, across threads (shards) and in a forked child. With the arena
+ * backing, small blocks of unchecked pools have a 16-byte header and are
+ * found by chunk, big and aligned ones on the ring: a walk that skipped a
+ * chunk or a slot, or counted one twice, fails here. Run once per backing.
+ */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NTAGS 5
+static const char *const tags[NTAGS] = {"t0", "t1", "t2", "t3", "t4"};
+
+static rp_pool *pool_with(const char *name, unsigned flags)
+{
+    rp_pool_options o;
+    memset(&o, 0, sizeof o);
+    o.flags = flags | tu_backing;
+    o.chunk_size = (size_t)64 << 10;   /* many chunks */
+    rp_pool *p = rp_pool_create_ex(name, &o);
+    if (!p) tu_fail(__FILE__, __LINE__, "rp_pool_create_ex(%s) returned NULL", name);
+    tu_watched = p;
+    return p;
+}
+
+/* The live blocks a test expects: address, size, tag index. */
+typedef struct live { void *p; size_t size; int tag; } live;
+
+/* What a walk saw. */
+typedef struct seen {
+    void  **p;
+    size_t  n, cap;
+    size_t  blocks[NTAGS], bytes[NTAGS];
+    int     foreign;   /* tag not one of ours */
+} seen;
+
+static int tag_index(const char *tag)
+{
+    for (int i = 0; i < NTAGS; i++)
+        if (strcmp(tag, tags[i]) == 0) return i;
+    return -1;
+}
+
+static int note(void *block, size_t size, const char *tag, void *arg)
+{
+    seen *s = arg;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 1024;
+        s->p = realloc(s->p, s->cap * sizeof *s->p);
+        if (!s->p) abort();
+    }
+    s->p[s->n++] = block;
+    int t = tag_index(tag);
+    if (t < 0) {
+        s->foreign++;
+    } else {
+        s->blocks[t]++;
+        s->bytes[t] += size;
+    }
+    return 0;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The walk of pool saw exactly the n blocks of l, each once, and its per-tag
+   sums are rp_pool_stats' figures. */
+static void check_walk(rp_pool *pool, live *l, size_t n)
+{
+    seen s;
+    memset(&s, 0, sizeof s);
+    CHECK_INT(rp_pool_walk(pool, note, &s), 0);
+    CHECK_EQ(s.foreign, 0);
+    CHECK_EQ(s.n, n);
+    qsort(s.p, s.n, sizeof *s.p, cmp_ptr);
+    for (size_t i = 1; i < s.n; i++) CHECK(s.p[i] != s.p[i - 1]);   /* none twice */
+    void **want = malloc((n ? n : 1) * sizeof *want);
+    CHECK(want != NULL);
+    size_t blocks[NTAGS] = {0}, bytes[NTAGS] = {0};
+    for (size_t i = 0; i < n; i++) {
+        want[i] = l[i].p;
+        blocks[l[i].tag]++;
+        bytes[l[i].tag] += l[i].size;
+    }
+    qsort(want, n, sizeof *want, cmp_ptr);
+    for (size_t i = 0; i < n; i++) CHECK(s.p[i] == want[i]);        /* none skipped */
+    rp_tag_stat st[NTAGS + 1];
+    size_t nt = rp_pool_stats(pool, st, NTAGS + 1);
+    CHECK(nt <= NTAGS);
+    for (int t = 0; t < NTAGS; t++) {
+        CHECK_EQ(s.blocks[t], blocks[t]);
+        CHECK_EQ(s.bytes[t], bytes[t]);
+        size_t sb = 0, sy = 0;
+        for (size_t i = 0; i < nt; i++)
+            if (strcmp(st[i].tag, tags[t]) == 0) { sb = st[i].blocks; sy = st[i].bytes; }
+        CHECK_EQ(sb, blocks[t]);
+        CHECK_EQ(sy, bytes[t]);
+    }
+    CHECK_INT(rp_pool_check(pool), 0);
+    free(want);
+    free(s.p);
+}
+
+/* A report with blocks lists each live block once, with its size. */
+static void check_report(rp_pool *pool, live *l, size_t n)
+{
+    char path[256];
+    snprintf(path, sizeof path, "build/ctest/tmp/layout-%d-%s.json", (int)getpid(),
+             tu_backing_name);
+    CHECK_INT(rp_pool_write_report_ex(pool, path, RP_REPORT_BLOCKS), 0);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)len + 1);
+    CHECK(text != NULL);
+    CHECK_EQ(fread(text, 1, (size_t)len, f), (size_t)len);
+    text[len] = '\0';
+    fclose(f);
+    unlink(path);
+    size_t listed = 0;
+    for (const char *q = text; (q = strstr(q, "\"address\": ")) != NULL; q++) listed++;
+    CHECK_EQ(listed, n);
+    for (size_t i = 0; i < n; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "\"address\": \"%p\", \"size\": %zu, \"tag\": \"%s\"", l[i].p,
+                 l[i].size, tags[l[i].tag]);
+        const char *at = strstr(text, want);
+        CHECK(at != NULL);
+        CHECK(strstr(at + 1, want) == NULL);
+    }
+    free(text);
+}
+
+/* Sizes that cover the 16-byte steps, the larger classes, zero, big blocks. */
+static size_t size_of(unsigned i)
+{
+    switch (i % 11) {
+    case 0: return 0;
+    case 1: return 1;
+    case 2: return 16;
+    case 3: return 17;
+    case 4: return 100;
+    case 5: return 1000;
+    case 6: return 1008 + (i % 3) * 8;
+    case 7: return 3000;
+    case 8: return 20000;
+    case 9: return 40000;   /* big */
+    default: return 48;
+    }
+}
+
+/* A pool after churn: allocations of every kind, a third freed, some
+   resized across classes (both ways), some aligned. */
+static size_t churn(rp_pool *pool, live *l, unsigned n)
+{
+    size_t k = 0;
+    for (unsigned i = 0; i < n; i++) {
+        int t = (int)(i % NTAGS);
+        size_t size = size_of(i);
+        void *p = i % 97 == 5 ? rp_alloc_aligned(pool, 256, size, tags[t]) : rp_alloc(pool, size, tags[t]);
+        CHECK(p != NULL);
+        memset(p, (int)(i & 0xff), size);
+        l[k++] = (live){p, size, t};
+    }
+    /* free every third, newest first and oldest first alternately */
+    size_t m = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (i % 3 == 1) { rp_free(l[i].p); continue; }
+        l[m++] = l[i];
+    }
+    k = m;
+    for (size_t i = 0; i < k; i += 4) {
+        size_t to = i % 8 == 0 ? l[i].size * 2 + 40 : l[i].size / 3;
+        void *r = rp_resize(pool, l[i].p, to);
+        CHECK(r != NULL);
+        l[i].p = r;
+        l[i].size = to;
+    }
+    return k;
+}
+
+static void walk_report_check_after_churn(void)
+{
+    rp_pool *pool = pool_with("churn", 0);
+    unsigned n = tu_quick() ? 600 : 3000;
+    live *l = malloc(n * sizeof *l);
+    CHECK(l != NULL);
+    size_t k = churn(pool, l, n);
+    check_walk(pool, l, k);
+    check_report(pool, l, k);
+    /* allocate again into the freed slots: still each once */
+    for (size_t i = 0; i < 200; i++) {
+        void *p = rp_alloc(pool, size_of((unsigned)i), tags[i % NTAGS]);
+        CHECK(p != NULL);
+        l[k++] = (live){p, size_of((unsigned)i), (int)(i % NTAGS)};
+    }
+    check_walk(pool, l, k);
+    for (size_t i = 0; i < k; i++) rp_free(l[i].p);
+    check_walk(pool, l, 0);
+    free(l);
+    tu_end_pool(pool);
+}
+
+/* A visitor that frees the block it is given and allocates another of a
+   different size: the walk sees each block that was live when it began
+   exactly once, and then ends. */
+typedef struct churner { rp_pool *pool; seen s; void **fresh; size_t nfresh; } churner;
+static int free_and_alloc(void *block, size_t size, const char *tag, void *arg)
+{
+    churner *c = arg;
+    note(block, size, tag, &c->s);
+    if (strcmp(tag, "fresh") == 0) return 0;   /* made during the walk: kept */
+    rp_free(block);
+    void *p = rp_alloc(c->pool, size + 32, "fresh");
+    CHECK(p != NULL);
+    c->fresh[c->nfresh++] = p;
+    return 0;
+}
+
+static void visitor_frees_and_allocates(void)
+{
+    rp_pool *pool = pool_with("visit", 0);
+    enum { N = 1500 };
+    live l[N];
+    for (unsigned i = 0; i < N; i++) {
+        size_t size = size_of(i) % 2000;
+        l[i] = (live){rp_alloc(pool, size, tags[i % NTAGS]), size, (int)(i % NTAGS)};
+        CHECK(l[i].p != NULL);
+    }
+    churner c;
+    memset(&c, 0, sizeof c);
+    c.pool = pool;
+    c.fresh = malloc(4 * N * sizeof *c.fresh);
+    CHECK(c.fresh != NULL);
+    CHECK_INT(rp_pool_walk(pool, free_and_alloc, &c), 0);
+    /* every original once; blocks made during the walk may or may not be seen */
+    CHECK((size_t)c.s.foreign <= c.nfresh);
+    size_t originals = 0;
+    for (int t = 0; t < NTAGS; t++) originals += c.s.blocks[t];
+    CHECK_EQ(originals, N);
+    CHECK(c.nfresh >= N && c.nfresh <= 4 * N);
+    for (int t = 0; t < NTAGS; t++) {
+        size_t want = 0;
+        for (unsigned i = 0; i < N; i++) want += l[i].tag == t;
+        CHECK_EQ(c.s.blocks[t], want);
+    }
+    CHECK_EQ(rp_pool_outstanding(pool, NULL), c.nfresh);
+    CHECK_INT(rp_pool_check(pool), 0);
+    for (size_t i = 0; i < c.nfresh; i++) rp_free(c.fresh[i]);
+    free(c.fresh);
+    free(c.s.p);
+    tu_end_pool(pool);
+}
+
+/* Destroy runs the destructor of each live block that has one, once, also
+   for blocks resized across classes and for big ones; none of freed ones. */
+static void *dtor_seen[4096];
+static size_t ndtor;
+static void dtor(void *block)
+{
+    if (ndtor < 4096) dtor_seen[ndtor] = block;
+    ndtor++;
+}
+
+static void destroy_runs_each_destructor_once(void)
+{
+    rp_pool *pool = pool_with("dtors", 0);
+    enum { N = 1200 };
+    void *b[N];
+    void *want[N];
+    size_t nwant = 0;
+    for (unsigned i = 0; i < N; i++) {
+        b[i] = rp_alloc(pool, size_of(i), tags[i % NTAGS]);
+        CHECK(b[i] != NULL);
+        CHECK_INT(rp_set_destructor(b[i], dtor), 0);
+    }
+    for (unsigned i = 0; i < N; i++) {
+        if (i % 4 == 1) {
+            rp_free(b[i]);   /* runs its destructor now */
+            continue;
+        }
+        if (i % 4 == 2) b[i] = rp_resize(pool, b[i], size_of(i) + 200);
+        CHECK(b[i] != NULL);
+        want[nwant++] = b[i];
+    }
+    ndtor = 0;
+    tu_watched = NULL;
+    rp_pool_destroy(pool);
+    CHECK_EQ(ndtor, nwant);
+    qsort(dtor_seen, ndtor, sizeof *dtor_seen, cmp_ptr);
+    qsort(want, nwant, sizeof *want, cmp_ptr);
+    for (size_t i = 0; i < nwant; i++) CHECK(dtor_seen[i] == want[i]);
+}
+
+/* A block grown one class at a time between neighbours, then shrunk:
+   contents, tag, counters and the walk follow at every step. */
+static void resize_across_classes(void)
+{
+    rp_pool *pool = pool_with("classes", 0);
+    live l[3];
+    l[0] = (live){rp_alloc(pool, 24, "t0"), 24, 0};
+    l[1] = (live){rp_alloc(pool, 1, "t1"), 1, 1};
+    l[2] = (live){rp_alloc(pool, 24, "t2"), 24, 2};
+    tu_fill(l[1].p, 1, 9);
+    size_t n;
+    for (n = 8; n <= 40000; n += n / 2 + 8) {
+        void *r = rp_resize(pool, l[1].p, n);
+        CHECK(r != NULL);
+        CHECK(tu_intact(r, l[1].size, 9));
+        tu_fill(r, n, 9);
+        l[1].p = r;
+        l[1].size = n;
+        check_walk(pool, l, 3);
+    }
+    for (n = l[1].size / 3; n > 0; n /= 3) {
+        void *r = rp_resize(pool, l[1].p, n);
+        CHECK(r != NULL);
+        CHECK(tu_intact(r, n, 9));
+        l[1].p = r;
+        l[1].size = n;
+        check_walk(pool, l, 3);
+    }
+    for (int i = 0; i < 3; i++) rp_free(l[i].p);
+    tu_end_pool(pool);
+}
+
+/* Stack pools and checked pools see every block too. */
+static void stack_and_checked_pools(void)
+{
+    const unsigned kinds[] = {RP_POOL_STACKS, RP_POOL_CHECKED, RP_POOL_UNSYNC};
+    for (size_t j = 0; j < sizeof kinds / sizeof kinds[0]; j++) {
+        rp_pool *pool = pool_with("kinds", kinds[j]);
+        live l[400];
+        size_t k = churn(pool, l, 400);
+        check_walk(pool, l, k);
+        check_report(pool, l, k);
+        for (size_t i = 0; i < k; i++) rp_free(l[i].p);
+        tu_end_pool(pool);
+    }
+}
+
+/* Threads allocating from one shared pool (each through its shard) and
+   freeing each other's blocks: walks, stats and checks of the pool cover
+   every shard, each block once. */
+#define TH 4
+#define PER 700
+typedef struct thr { rp_pool *pool; int id; live l[PER]; } thr;
+static void *thread_alloc(void *arg)
+{
+    thr *t = arg;
+    for (unsigned i = 0; i < PER; i++) {
+        size_t size = size_of(i + (unsigned)t->id);
+        int tag = (t->id + (int)i) % NTAGS;
+        t->l[i] = (live){rp_alloc(t->pool, size, tags[tag]), size, tag};
+        if (!t->l[i].p) abort();
+    }
+    return NULL;
+}
+static void *thread_free_half(void *arg)
+{
+    thr *t = arg;   /* frees the even blocks of another thread */
+    for (unsigned i = 0; i < PER; i += 2) rp_free(t->l[i].p);
+    return NULL;
+}
+
+static void threads_share_a_pool(void)
+{
+    rp_pool *pool = pool_with("shared", 0);
+    static thr t[TH];
+    pthread_t id[TH];
+    for (int i = 0; i < TH; i++) {
+        t[i].pool = pool;
+        t[i].id = i;
+        CHECK_INT(pthread_create(&id[i], NULL, thread_alloc, &t[i]), 0);
+    }
+    for (int i = 0; i < TH; i++) CHECK_INT(pthread_join(id[i], NULL), 0);
+    static live all[TH * PER];
+    size_t k = 0;
+    for (int i = 0; i < TH; i++)
+        for (unsigned j = 0; j < PER; j++) all[k++] = t[i].l[j];
+    check_walk(pool, all, k);
+    for (int i = 0; i < TH; i++)
+        CHECK_INT(pthread_create(&id[i], NULL, thread_free_half, &t[(i + 1) % TH]), 0);
+    for (int i = 0; i < TH; i++) CHECK_INT(pthread_join(id[i], NULL), 0);
+    k = 0;
+    for (int i = 0; i < TH; i++)
+        for (unsigned j = 1; j < PER; j += 2) all[k++] = t[i].l[j];
+    check_walk(pool, all, k);
+    check_report(pool, all, k);
+    for (size_t i = 0; i < k; i++) rp_free(all[i].p);
+    tu_end_pool(pool);
+}
+
+/* A forked child sees the parent's blocks, walks them and frees them. */
+static void forked_child_walks(void)
+{
+    rp_pool *pool = pool_with("fork", 0);
+    live l[300];
+    size_t k = churn(pool, l, 300);
+    int fd[2];
+    CHECK_INT(pipe(fd), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(fd[0]);
+        check_walk(pool, l, k);
+        for (size_t i = 0; i < k; i++) rp_free(l[i].p);
+        char v = rp_pool_outstanding(pool, NULL) == 0 && rp_pool_check(pool) == 0 ? 'y' : 'n';
+        if (write(fd[1], &v, 1) != 1) _exit(3);
+        _exit(0);
+    }
+    int status;
+    CHECK(tu_child_verdict(pid, fd[0], fd[1], 0, &status) == 'y');
+    check_walk(pool, l, k);   /* the parent's pool is untouched */
+    for (size_t i = 0; i < k; i++) rp_free(l[i].p);
+    tu_end_pool(pool);
+}
+
+/* Bytes held per 16-byte block: with the arena, a 32-byte slot (16-byte
+   header) and a share of the chunks' own headers, so at most 2.05x. */
+static void bytes_per_small_block(void)
+{
+    if (!tu_is_arena()) return;
+    rp_pool *pool = pool_with("small", RP_POOL_UNSYNC);
+    enum { N = 100000 };
+    void **b = malloc(N * sizeof *b);
+    CHECK(b != NULL);
+    for (unsigned i = 0; i < N; i++) CHECK((b[i] = rp_alloc(pool, 16, "s")) != NULL);
+    rp_pool_info in = tu_info(pool);
+    printf("     %u blocks of 16 bytes: %zu bytes reserved (%.2fx)\n", (unsigned)N,
+           in.reserved_bytes, (double)in.reserved_bytes / (16.0 * N));
+    CHECK(in.reserved_bytes <= (size_t)N * 16 * 205 / 100);
+    for (unsigned i = 0; i < N; i++) CHECK(((uintptr_t)b[i] & 15) == 0);
+    for (unsigned i = 0; i < N; i++) rp_free(b[i]);
+    free(b);
+    tu_end_pool(pool);
+}
+
+int main(int argc, char **argv)
+{
+    static const tu_case cases[] = {
+        {"walk_report_check_after_churn", walk_report_check_after_churn},
+        {"visitor_frees_and_allocates", visitor_frees_and_allocates},
+        {"destroy_runs_each_destructor_once", destroy_runs_each_destructor_once},
+        {"resize_across_classes", resize_across_classes},
+        {"stack_and_checked_pools", stack_and_checked_pools},
+        {"threads_share_a_pool", threads_share_a_pool},
+        {"forked_child_walks", forked_child_walks},
+        {"bytes_per_small_block", bytes_per_small_block},
+    };
+    return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
+}
