@@ -28,6 +28,11 @@
  * as a program that builds one big pool (or heap, or arena) and drops it:
  * fill N mixed blocks, destroy (ns per block), fill a new pool of the same
  * size (ns per block) and the process's resident memory after the destroy.
+ * Section "bytes": memory per block. In a fresh child per implementation
+ * and size, N blocks (16 B, 64 B, mixed) are allocated and kept; the
+ * figure is the growth of the process's resident set (/proc/self/statm)
+ * over the fill divided by N, beside the bytes asked for, and for ringpool
+ * pools also rp_pool_get_info()'s reserved_bytes / N.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -308,6 +313,7 @@ typedef struct opts {
     size_t   churn_ws;
     size_t   churn_ops;
     size_t   cold_blocks;
+    size_t   bytes_blocks;
     int      peers;
     unsigned sections;
     /* --one */
@@ -318,14 +324,16 @@ typedef struct opts {
     size_t   size;      /* 0 = mixed */
 } opts;
 
-enum { S_PAIR = 1, S_BULK = 2, S_CHURN = 4, S_STATS = 8, S_REALLOC = 16, S_COLD = 32, S_ALL = 63 };
+enum { S_PAIR = 1, S_BULK = 2, S_CHURN = 4, S_STATS = 8, S_REALLOC = 16, S_COLD = 32, S_BYTES = 64,
+       S_ALL = 127 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
 "usage: bench [--quick] [--repeats R] [--pair-count N] [--max-blocks N]\n"
 "             [--churn-ws W] [--churn-ops N] [--no-peers]\n"
-"             [--section pair|bulk|churn|stats|realloc|cold]... [--cold-blocks N]\n"
+"             [--section pair|bulk|churn|stats|realloc|cold|bytes]... [--cold-blocks N]\n"
+"             [--bytes-blocks N]\n"
 "       bench --one WORKLOAD --impl IMPL --count N [--size BYTES|mixed]\n"
 "             [--churn-ws W]\n"
 "       bench --list-impls\n"
@@ -369,6 +377,7 @@ static void parse_args(int argc, char **argv, opts *o)
     o->churn_ws = 100000;
     o->churn_ops = 2000000;
     o->cold_blocks = 100000;
+    o->bytes_blocks = 1000000;
     o->peers = 1;
     o->impl = -1;
     o->count = 0;
@@ -386,6 +395,7 @@ static void parse_args(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--churn-ws")) o->churn_ws = parse_count(k, v, 1, (size_t)1 << 28);
         else if (!strcmp(k, "--churn-ops")) o->churn_ops = parse_count(k, v, 1, (size_t)1 << 40);
         else if (!strcmp(k, "--cold-blocks")) o->cold_blocks = parse_count(k, v, 10, (size_t)1 << 26);
+        else if (!strcmp(k, "--bytes-blocks")) o->bytes_blocks = parse_count(k, v, 10, (size_t)1 << 26);
         else if (!strcmp(k, "--count")) o->count = parse_count(k, v, 1, (size_t)1 << 31);
         else if (!strcmp(k, "--impl")) {
             o->impl_str = v;
@@ -402,8 +412,9 @@ static void parse_args(int argc, char **argv, opts *o)
             if (!v) die("%s", "--section needs a value");
             unsigned s = !strcmp(v, "pair") ? S_PAIR : !strcmp(v, "bulk") ? S_BULK
                        : !strcmp(v, "churn") ? S_CHURN : !strcmp(v, "stats") ? S_STATS
-                       : !strcmp(v, "realloc") ? S_REALLOC : !strcmp(v, "cold") ? S_COLD : 0;
-            if (!s) die("unknown section '%s' (pair, bulk, churn, stats, realloc, cold)", v);
+                       : !strcmp(v, "realloc") ? S_REALLOC : !strcmp(v, "cold") ? S_COLD
+                       : !strcmp(v, "bytes") ? S_BYTES : 0;
+            if (!s) die("unknown section '%s' (pair, bulk, churn, stats, realloc, cold, bytes)", v);
             o->sections |= s;
         } else {
             usage(stderr);
@@ -424,6 +435,7 @@ static void parse_args(int argc, char **argv, opts *o)
         o->churn_ws = 1000;
         o->churn_ops = 20000;
         o->cold_blocks = o->cold_blocks < 10000 ? o->cold_blocks : 10000;
+        o->bytes_blocks = o->bytes_blocks < 10000 ? o->bytes_blocks : 10000;
     }
 }
 
@@ -1035,6 +1047,108 @@ static void section_cold(const opts *o)
     free(sizes);
 }
 
+/* ------------------------------------------------------------ bytes per block */
+enum { BY_GLIBC, BY_RP_UNSYNC, BY_RP_LOCKED, BY_ARENA_UNSYNC, BY_ARENA_LOCKED, BY_MI, BY_JE,
+       BY_COUNT };
+static const char *const by_name[BY_COUNT] = {
+    "glibc", "rp-unsync", "rp-locked", "arena-unsync", "arena-locked", "mimalloc-heap", "jemalloc"
+};
+
+/* In a fresh child: n blocks of sizes[] kept; writes 3 doubles: resident
+   bytes per block, bytes asked for per block, reserved bytes per block
+   (ringpool; -1 for peers). */
+static void bytes_child(int k, size_t n, const size_t *sizes, int fd)
+{
+    double out[3] = { -1, -1, -1 };
+    void **b = malloc(n * sizeof *b);
+    if (!b) _exit(3);
+    memset(b, 1, n * sizeof *b);          /* resident before the baseline (not 0: that
+                                             may become a calloc, which touches nothing) */
+    double asked = 0;
+    for (size_t i = 0; i < n; i++) asked += (double)sizes[i & SIZES_MASK];
+    ctx c;
+    memset(&c, 0, sizeof c);
+    static const enum impl im[BY_COUNT] = {
+        I_GLIBC, I_RP_UNSYNC, I_RP_LOCKED, I_ARENA_UNSYNC, I_ARENA_LOCKED, I_MIMALLOC, I_GLIBC
+    };
+    if (k != BY_JE) ctx_open(&c, im[k]);
+    size_t before = rss_kib();
+    if (k == BY_JE) {
+        for (size_t i = 0; i < n; i++) { b[i] = cj.mallocx(sizes[i & SIZES_MASK], 0); ESCAPE(b[i]); }
+    } else {
+        DISPATCH(&c, fill, b, sizes, SIZES_MASK, n);
+    }
+    for (size_t i = 0; i < n; i++) {   /* used, as a program uses its blocks */
+        if (!b[i]) _exit(4);
+        memset(b[i], 0x5a, sizes[i & SIZES_MASK]);
+    }
+    size_t after = rss_kib();
+    out[0] = ((double)after - (double)before) * 1024.0 / (double)n;
+    out[1] = asked / (double)n;
+    if (c.pool) {
+        rp_pool_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        if (rp_pool_get_info(c.pool, &info) != 0) _exit(5);
+        out[2] = (double)info.reserved_bytes / (double)n;
+    }
+    if (write(fd, out, sizeof out) != (ssize_t)sizeof out) _exit(6);
+    _exit(0);
+}
+
+static void section_bytes(const opts *o)
+{
+    size_t n = o->bytes_blocks;
+    int nr = o->repeats < 3 ? o->repeats : 3;
+    int avail[BY_COUNT];
+    for (int k = 0; k < BY_COUNT; k++) avail[k] = 1;
+    avail[BY_MI] = peer.mi_ok;
+    load_je_arenas();
+    avail[BY_JE] = cj.ok;
+    static const size_t by_size[3] = { 16, 64, 0 };
+    printf("\n### bytes per block: %zu blocks kept, each fill in a fresh process\n"
+           "(resident set growth over the fill / blocks, from /proc/self/statm, median of %d;\n"
+           "x: that over the bytes asked for; ringpool pools: reserved_bytes / blocks in brackets)\n\n"
+           "| impl | 16 B | 64 B | mixed |\n|---|---:|---:|---:|\n", n, nr);
+    fflush(stdout);
+    for (int k = 0; k < BY_COUNT; k++) {
+        if (!avail[k]) continue;
+        printf("| %s |", by_name[k]);
+        for (int z = 0; z < 3; z++) {
+            size_t *sizes = make_sizes(by_size[z]);
+            double v[3][3];
+            int got_all = 1;
+            for (int r = 0; r < nr && got_all; r++) {
+                int fd[2];
+                if (pipe(fd) != 0) die("%s", "pipe failed");
+                fflush(stdout);
+                pid_t pid = fork();
+                if (pid < 0) die("%s", "fork failed");
+                if (pid == 0) { close(fd[0]); bytes_child(k, n, sizes, fd[1]); }
+                close(fd[1]);
+                double got[3];
+                ssize_t m = read(fd[0], got, sizeof got);
+                close(fd[0]);
+                int st = 0;
+                waitpid(pid, &st, 0);
+                if (m != (ssize_t)sizeof got || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                    got_all = 0;
+                    break;
+                }
+                for (int c = 0; c < 3; c++) v[c][r] = got[c];
+            }
+            free(sizes);
+            if (!got_all) { printf(" failed |"); continue; }
+            double res = rpb_median(v[0], (size_t)nr), asked = v[1][0];
+            printf(" %.1f (%.2fx)", res, res / asked);
+            if (v[2][0] >= 0) printf(" [%.1f]", rpb_median(v[2], (size_t)nr));
+            printf(" |");
+        }
+        printf("\n");
+        fflush(stdout);
+    }
+}
+
 static void arena_note(void)
 {
     ctx c;
@@ -1108,6 +1222,7 @@ int main(int argc, char **argv)
     if (o.sections & S_STATS) section_stats(&o);
     if (o.sections & S_REALLOC) section_realloc(&o);
     if (o.sections & S_COLD) section_cold(&o);
+    if (o.sections & S_BYTES) section_bytes(&o);
     if (peer.apr_ok) peer.apr_terminate();
     return 0;
 }

@@ -82,7 +82,7 @@ static void check_walk(rp_pool *pool, live *l, size_t n)
     CHECK_INT(rp_pool_walk(pool, note, &s), 0);
     CHECK_EQ(s.foreign, 0);
     CHECK_EQ(s.n, n);
-    qsort(s.p, s.n, sizeof *s.p, cmp_ptr);
+    if (s.n) qsort(s.p, s.n, sizeof *s.p, cmp_ptr);
     for (size_t i = 1; i < s.n; i++) CHECK(s.p[i] != s.p[i - 1]);   /* none twice */
     void **want = malloc((n ? n : 1) * sizeof *want);
     CHECK(want != NULL);
@@ -92,7 +92,7 @@ static void check_walk(rp_pool *pool, live *l, size_t n)
         blocks[l[i].tag]++;
         bytes[l[i].tag] += l[i].size;
     }
-    qsort(want, n, sizeof *want, cmp_ptr);
+    if (n) qsort(want, n, sizeof *want, cmp_ptr);
     for (size_t i = 0; i < n; i++) CHECK(s.p[i] == want[i]);        /* none skipped */
     rp_tag_stat st[NTAGS + 1];
     size_t nt = rp_pool_stats(pool, st, NTAGS + 1);

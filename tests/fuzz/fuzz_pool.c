@@ -163,6 +163,7 @@ typedef struct mblock {
     int      dtor;           /* 0 none, 1 dtor_a, 2 dtor_b */
     uint64_t dtor_seq;       /* registration order */
     uint64_t seq;            /* allocation order = ring order */
+    uint64_t walked;         /* the last walk that visited it */
 } mblock;
 
 typedef struct mclean {
@@ -514,9 +515,11 @@ static void check_counters(int i)
            m->name, info.flags, info.blocks, info.bytes, info.peak_bytes,
            (unsigned long long)info.allocs, info.tags, info.children, m->flags, bl, m->bytes,
            m->peak, (unsigned long long)allocs, (int)nlisted, m->nchildren);
-    ENSURE(info.reserved_bytes >= info.bytes + 32 * info.blocks,
-           "pool %s: reserved_bytes %zu below bytes + headers (%zu + 32 * %zu)", m->name,
-           info.reserved_bytes, info.bytes, info.blocks);
+    /* headers: 32 bytes, 16 for small blocks of unchecked arena pools */
+    size_t hdr = (m->flags & (RP_POOL_ARENA | RP_POOL_CHECKED)) == RP_POOL_ARENA ? 16 : 32;
+    ENSURE(info.reserved_bytes >= info.bytes + hdr * info.blocks,
+           "pool %s: reserved_bytes %zu below bytes + headers (%zu + %zu * %zu)", m->name,
+           info.reserved_bytes, info.bytes, hdr, info.blocks);
     ENSURE((m->flags & RP_POOL_ARENA) || info.chunks == 0, "malloc pool %s has %zu chunks",
            m->name, info.chunks);
 }
@@ -527,7 +530,10 @@ static void check_all_counters(void)
         if (pools[i].p) check_counters(i);
 }
 
-typedef struct walk_ctx { int pool; size_t seen; uint64_t last_seq; } walk_ctx;
+/* ordered: the ring holds every block (malloc backing, checked pools), so a
+   walk goes in allocation order; unchecked arena pools walk their small
+   blocks by chunk: each once, in no set order. */
+typedef struct walk_ctx { int pool; size_t seen; uint64_t last_seq; bool ordered; uint64_t gen; } walk_ctx;
 
 static int visit(void *block, size_t size, const char *tag, void *arg)
 {
@@ -540,7 +546,10 @@ static int visit(void *block, size_t size, const char *tag, void *arg)
     ENSURE(tag && strcmp(tag, pools[w->pool].tags[blocks[k].tag].name) == 0,
            "walk: block %p has tag \"%s\", model \"%s\"", block, tag ? tag : "(null)",
            pools[w->pool].tags[blocks[k].tag].name);
-    ENSURE(blocks[k].seq > w->last_seq, "walk: blocks out of allocation order");
+    if (w->ordered)
+        ENSURE(blocks[k].seq > w->last_seq, "walk: blocks out of allocation order");
+    ENSURE(blocks[k].walked != w->gen, "walk: block %p visited twice", block);
+    blocks[k].walked = w->gen;
     w->last_seq = blocks[k].seq;
     w->seen++;
     return 0;
@@ -559,7 +568,9 @@ static void check_everything(void)
     check_all_counters();
     for (int i = 0; i < NPOOLS; i++) {
         if (!pools[i].p) continue;
-        walk_ctx w = {i, 0, 0};
+        static uint64_t walks;
+        bool ordered = (pools[i].flags & (RP_POOL_ARENA | RP_POOL_CHECKED)) != RP_POOL_ARENA;
+        walk_ctx w = {i, 0, 0, ordered, ++walks};
         size_t bl = rp_pool_outstanding(pools[i].p, NULL);
         ENSURE(rp_pool_walk(pools[i].p, visit, &w) == 0, "rp_pool_walk failed");
         ENSURE(w.seen == bl, "walk of pool %s visits %zu blocks, %zu outstanding",
