@@ -54,6 +54,12 @@ RPI_STACK_HIDDEN int rpi_stack_init(void);
    before the first capture). 0 when re-entered on this thread, when the
    table is full, or when depth < 1: the caller then records `from` alone. */
 RPI_STACK_HIDDEN uint32_t rpi_stack_here(int depth, uintptr_t from);
+/* The same, for a caller that knows the frame `from` returns into: sp is
+   the stack pointer once that call has returned (the word below it holds
+   `from`) and bp rbp's value there. The walk starts at that frame, so the
+   capture's and the hooks' own frames cost nothing; when the word below
+   sp is not `from`, this is rpi_stack_here. */
+RPI_STACK_HIDDEN uint32_t rpi_stack_here_at(int depth, uintptr_t from, uintptr_t sp, uintptr_t bp);
 RPI_STACK_HIDDEN void rpi_stack_set_self(uintptr_t self_lo, uintptr_t self_hi);
 
 /* For pools that record stacks (csrc/poolstack.c): the id of the current

@@ -674,12 +674,13 @@ static uintptr_t rbp_in_frame(walk_state *m, walk_buf *b, int k)
 
 /* The CFA of frame n - 1 (return address pc, stack pointer sp) when the
    inline probe did not give it: 0 and *cfa, 1 at the outermost frame, -1
-   for the general unwinder. */
+   for the general unwinder. hit: the slot the inline probe found pc in
+   (a rule that is not rsp-based), or NULL after a miss. */
 static __attribute__((noinline)) int slow_step(walk_state *m, walk_buf *b, int n, uintptr_t pc,
-                                               uintptr_t sp, uintptr_t *cfa)
+                                               uintptr_t sp, uintptr_t *cfa, const slot *hit)
 {
     int k = n - 1;
-    rule r = rule_of(pc);
+    rule r = hit ? slot_rule(hit) : rule_of(pc);
     switch (rule_kind(r)) {
     case RULE_RSP:
         *cfa = sp + (uintptr_t)(intptr_t)r.fast;
@@ -734,7 +735,7 @@ static inline int same_reads(const walk_buf *b)
         } else if (hit_ && off_ == FAST_END) {                                        \
             goto ended_at_rule;                                                       \
         } else {                                                                      \
-            int r_ = slow_step(m, b, (int)(f - frame), pc, sp, &cfa_);                \
+            int r_ = slow_step(m, b, (int)(f - frame), pc, sp, &cfa_, hit_ ? e_ : NULL); \
             if (r_ < 0)                                                               \
                 return -1;                                                            \
             if (r_ > 0)                                                               \
@@ -1089,6 +1090,35 @@ uint32_t rpi_stack_here(int depth, uintptr_t from)
     return rpi_stack_walk_here(depth, from, sp, bp);
 }
 
+/* The same check and walk, started at the frame of `from` itself: sp is
+   where the stack pointer is once `from`'s call has returned, bp rbp's
+   value there (the caller's frame pointer knows both). The frames of the
+   capture and of the hooks above `from` are neither walked nor checked.
+   When the word below sp is not `from` (the hook was called, not jumped
+   to; `from` is not the return address there), the capture walks from
+   here as rpi_stack_here does. */
+__attribute__((noinline))
+uint32_t rpi_stack_here_at(int depth, uintptr_t from, uintptr_t sp, uintptr_t bp)
+{
+    if (RPI_UNLIKELY(((const uintptr_t *)sp)[-1] != from))
+        return rpi_stack_here(depth, from);
+    if (rpi_stack_busy)
+        return 0;
+    rpi_stack_busy = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    walk_state *m = &tls_walk;
+    uint32_t id = m->id;
+    if (id && m->sp == sp && m->pc == from && m->from == from && m->depth == depth &&
+        !m->lo && !m->hi &&
+        m->last->generation == atomic_load_explicit(&code_generation, memory_order_acquire) &&
+        (!m->need_bp || m->bp == bp) && same_reads(m->last)) {
+        atomic_signal_fence(memory_order_seq_cst);
+        rpi_stack_busy = 0;
+        return id;
+    }
+    return rpi_stack_walk_here(depth, from, sp, bp);
+}
+
 #else /* not x86-64 Linux: always the general unwinder */
 
 int rpi_unwind_from(rpi_walk *w, uintptr_t sp, uintptr_t bp, uintptr_t from, int depth)
@@ -1108,6 +1138,12 @@ uint32_t rpi_stack_here(int depth, uintptr_t from)
         return 0;
     rpi_stack_busy = 1;
     return rpi_stack_walk_here(depth, from, 0, 0);
+}
+uint32_t rpi_stack_here_at(int depth, uintptr_t from, uintptr_t sp, uintptr_t bp)
+{
+    (void)sp;
+    (void)bp;
+    return rpi_stack_here(depth, from);
 }
 
 int rpi_unwind_init(void) { return 0; }
