@@ -235,7 +235,7 @@ static void defer_track(void *p, size_t size, void *pc)
     }
 }
 
-static inline void record(void *p, size_t size, void *pc);
+static inline void record(void *p, size_t size, void *pc, const uintptr_t *fp);
 static inline int forget(void *p);
 
 /* Runs with IN set: handlers that interrupt it queue behind. Out of line
@@ -289,6 +289,16 @@ static inline uintptr_t site_key(void *pc)
     return key | atomic_load_explicit(&rpp_gen_bits, memory_order_relaxed);
 }
 
+/* The site of pc (or of its stack) in a hook whose frame pointer is fp:
+   when the hook was jumped to from the exported function, fp[1] is pc and
+   the walk starts at the program's frame (rpi_stack_here_at). */
+static inline uint32_t site_at(void *pc, const uintptr_t *fp)
+{
+    if (rpp_stack_depth > 1)
+        return rpp_stack_site_at((uintptr_t)pc, fp);
+    return rpp_site_for((uintptr_t)pc | atomic_load_explicit(&rpp_gen_bits, memory_order_relaxed));
+}
+
 /* The sampling mode's record, out of line: the exact mode's hooks inline
    everything they call (flatten) but this. */
 static __attribute__((noinline)) void record_sampled(void *p, size_t size, void *pc)
@@ -298,13 +308,15 @@ static __attribute__((noinline)) void record_sampled(void *p, size_t size, void 
         rpp_sample_track(p, size, k, rpp_site_for(site_key(pc)));
 }
 
-static inline void record(void *p, size_t size, void *pc)
+/* fp: the frame pointer of the hook the exported function jumped to (see
+   site_at), or NULL. */
+static inline void record(void *p, size_t size, void *pc, const uintptr_t *fp)
 {
     if (RPP_UNLIKELY(rpp_sampling)) {
         record_sampled(p, size, pc);
         return;
     }
-    rpp_track(p, size, rpp_site_for(site_key(pc)), 1);
+    rpp_track(p, size, fp ? site_at(pc, fp) : rpp_site_for(site_key(pc)), 1);
 }
 
 static __attribute__((noinline)) int forget_sampled(void *p)
@@ -323,14 +335,14 @@ static inline int forget(void *p)
 /* After the real allocator returned p: record it, or queue it when this
    call interrupted the bookkeeping. The interposer's own blocks (BUSY)
    stay out. */
-static inline void after_alloc(void *p, size_t size, void *pc)
+static inline void after_alloc(void *p, size_t size, void *pc, const uintptr_t *fp)
 {
     unsigned st = rpp_tls_state;
     if (RPP_LIKELY(st == 0)) {
         if (RPP_UNLIKELY(rpp_sampling) && rpp_sample_skip(size))
             return;
         rpp_enter(0);
-        record(p, size, pc);
+        record(p, size, pc, fp);
         rpp_leave();
     } else if (MUST_DEFER(st)) {
         defer_track(p, size, pc);
@@ -362,7 +374,7 @@ static __attribute__((noinline, flatten)) void *malloc_general(size_t size, void
         void *p = real.malloc(size);
         if (RPP_LIKELY(p != NULL)) {
             rpp_enter(0);
-            rpp_track(p, size, rpp_site_for(site_key(pc)), 1);
+            rpp_track(p, size, site_at(pc, __builtin_frame_address(0)), 1);
             rpp_leave();
         }
         return p;
@@ -374,7 +386,7 @@ static __attribute__((noinline, flatten)) void *malloc_general(size_t size, void
     void *p = real.malloc(size);
     if (RPP_LIKELY(p != NULL) && tracking) {
         rpp_enter(0);
-        record(p, size, pc);          /* sampling mode: draws the samples */
+        record(p, size, pc, NULL);    /* sampling mode: draws the samples */
         rpp_leave();
     }
     return p;
@@ -412,7 +424,7 @@ static __attribute__((noinline, flatten)) void *calloc_general(size_t n, size_t 
     void *pc = origin(ret);
     void *p = real.calloc(n, size);
     if (RPP_LIKELY(p != NULL) && tracking)
-        after_alloc(p, n * size, pc);
+        after_alloc(p, n * size, pc, __builtin_frame_address(0));
     return p;
 }
 
@@ -545,7 +557,7 @@ static __attribute__((noinline)) void *realloc_sampled(void *p, size_t size, voi
     rpp_enter(st);
     if (n) {
         if (!(st & RPP_BUSY))
-            record(n, size, pc);
+            record(n, size, pc, NULL);
     } else if (had && size != 0) {
         rpp_sample_put_back(p, &sb);
     }
@@ -557,7 +569,7 @@ static __attribute__((noinline)) void *realloc_sampled(void *p, size_t size, voi
 /* realloc and reallocarray: the old block leaves the table before the real
    call (after it, its address may already belong to another thread's block)
    and comes back if the call fails. The result is counted at this call site. */
-static void *do_realloc(void *p, size_t size, void *pc)
+static void *do_realloc(void *p, size_t size, void *pc, const uintptr_t *fp)
 {
     if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING)) {
         void *n = boot_alloc(size, 16);
@@ -572,7 +584,7 @@ static void *do_realloc(void *p, size_t size, void *pc)
             return NULL;
         memcpy(n, p, boot_size(p) < size ? boot_size(p) : size);
         if (tracking)
-            after_alloc(n, size, pc);
+            after_alloc(n, size, pc, fp);
         return n;
     }
     if (!tracking)
@@ -598,7 +610,7 @@ static void *do_realloc(void *p, size_t size, void *pc)
         if (had)
             rpp_count_free(&old);
         if (!(st & RPP_BUSY))         /* the interposer's own blocks stay out */
-            record(n, size, pc);
+            record(n, size, pc, fp);
     } else if (p && size == 0) {
         if (had)                      /* glibc: realloc(p, 0) frees p */
             rpp_count_free(&old);
@@ -613,7 +625,7 @@ static void *do_realloc(void *p, size_t size, void *pc)
 
 static __attribute__((noinline, flatten)) void *realloc_general(void *p, size_t size, void *ret)
 {
-    return do_realloc(p, size, origin(ret));
+    return do_realloc(p, size, origin(ret), __builtin_frame_address(0));
 }
 
 /* The sampling mode's short path (see malloc): p is NULL or certainly not
@@ -664,7 +676,7 @@ RPP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
         return ENOMEM;
     int rc = real.posix_memalign(out, align, size);
     if (rc == 0 && tracking)
-        after_alloc(*out, size, pc);
+        after_alloc(*out, size, pc, NULL);
     return rc;
 }
 
@@ -681,7 +693,7 @@ RPP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
         }                                                                    \
         void *p = real.name args;                                            \
         if (p && tracking)                                                   \
-            after_alloc(p, size_expr, pc);                                   \
+            after_alloc(p, size_expr, pc, NULL);                             \
         return p;                                                            \
     }
 

@@ -186,6 +186,9 @@ RPP_HIDDEN extern int rpp_stack_depth;
 RPP_HIDDEN void rpp_stacks_init(void);
 /* Site key of the current stack starting at return address pc. */
 RPP_HIDDEN uintptr_t rpp_stack_key(uintptr_t pc);
+/* The site of the current stack from a hook whose frame pointer is fp
+   (see stacks.c); the site of pc alone when no stack can be captured. */
+RPP_HIDDEN uint32_t rpp_stack_site_at(uintptr_t pc, const uintptr_t *fp);
 /* A site key's frames (leaf first): a stack key's stack, or the key itself. */
 RPP_HIDDEN size_t rpp_site_frames(uintptr_t key, const uintptr_t **frames, uintptr_t *one);
 

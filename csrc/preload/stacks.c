@@ -8,6 +8,7 @@
  */
 #include "rpp.h"
 #include "stack.h"
+#include "rawmem.h"
 
 #include <elf.h>
 #include <link.h>
@@ -15,6 +16,14 @@
 #include <string.h>
 
 int rpp_stack_depth = RPP_DEFAULT_STACK_DEPTH;
+
+/* The site of each stack id in the generation it was last seen in: the
+   site map (a per-thread cache of 256 keys in front of a locked shared
+   map) missed on most allocations of a program with thousands of stacks
+   (gcc's cc1: 10,000). One word per id, ((generation + 1) << 32) | site,
+   written whole (threads that race write the same value), 0 when unknown;
+   reserved for every id, touched as ids are handed out. */
+static _Atomic uint64_t *site_by_stack;
 
 /* The interposer's own code, whose frames never start a stack. The linker
    defines __ehdr_start at this object's ELF header, so the range is read
@@ -76,7 +85,8 @@ void rpp_stacks_init(void)
     if (depth > 1 && !self_hi) {
         find_self();
         rpi_stack_set_self(self_lo, self_hi);
-        if (rpi_stack_init() != 0) {
+        site_by_stack = rpi_map_zeroed((size_t)RPI_STACK_MAX_STACKS * sizeof *site_by_stack);
+        if (!site_by_stack || rpi_stack_init() != 0) {
             rpp_say("cannot map the stack table: ", "recording 1 frame per block", "");
             depth = 1;
         }
@@ -100,6 +110,28 @@ __attribute__((noinline)) uintptr_t rpp_stack_key(uintptr_t pc)
 {
     uint32_t id = rpi_stack_here(rpp_stack_depth, pc);
     return id ? RPP_STACK_KEY(id) : pc;
+}
+
+
+/* The same from a hook that knows its own frame: fp is its frame pointer
+   (fp[1] its return address, pc when the hook was jumped to from the
+   exported function), so the walk starts at pc's frame. Returns the site
+   id (rpp_site_for of the site key). */
+__attribute__((noinline)) uint32_t rpp_stack_site_at(uintptr_t pc, const uintptr_t *fp)
+{
+    uint32_t id = rpi_stack_here_at(rpp_stack_depth, pc, (uintptr_t)(fp + 2), fp[0]);
+    uintptr_t gen = atomic_load_explicit(&rpp_gen_bits, memory_order_relaxed);
+    if (!id)
+        return rpp_site_for(pc | gen);
+    uint64_t tag = ((uint64_t)(gen >> RPP_GEN_SHIFT) + 1) << 32;
+    _Atomic uint64_t *e = &site_by_stack[id];
+    uint64_t v = atomic_load_explicit(e, memory_order_relaxed);
+    if (RPP_LIKELY((v & ~(uint64_t)UINT32_MAX) == tag))
+        return (uint32_t)v;
+    uint32_t site = rpp_site_for(RPP_STACK_KEY(id) | gen);
+    if (site)
+        atomic_store_explicit(e, tag | site, memory_order_relaxed);
+    return site;
 }
 
 size_t rpp_site_frames(uintptr_t key, const uintptr_t **frames, uintptr_t *one)

@@ -204,7 +204,7 @@ uint32_t rpp_site_count(void)
  * does not belong to a thread. After the destructor the thread counts on the
  * shared records directly. In a fork child, every block but the forking
  * thread's is handed back the same way. */
-#define DELTA_SLOTS 128u
+#define DELTA_SLOTS 4096u
 
 /* A thread's counts for one site, all only ever growing: an allocation adds
    to the first two, a free to the last two (two additions per operation;
