@@ -11,7 +11,8 @@
      - a depth beyond the recorded one;
      - allocating signal handlers, on the thread's stack and on an
        alternate signal stack, raised at varying depths;
-     - threads doing all of the above at once.
+     - threads doing all of the above at once;
+     - by malloc, calloc and realloc.
    Deterministic (no timers), so that the test can compare the stacks
    recorded with the cached walker and with libunwind one for one. Built
    twice: -O0 with frame pointers (every CFA rbp-based) and -O2 without. */
@@ -28,10 +29,25 @@
 
 static void *volatile sink;
 
-/* the allocation: kept or freed, the stack is recorded either way */
+/* the allocation: kept or freed, the stack is recorded either way; by
+   malloc, calloc or realloc (the hooks start the walk at their caller's
+   frame, found from their own) */
 NOINLINE static void leaf(size_t n)
 {
-    char *p = malloc(n);
+    char *p;
+    switch (n % 3) {
+    case 0:
+        p = malloc(n);
+        break;
+    case 1:
+        p = calloc(1, n);
+        break;
+    default:
+        p = realloc(NULL, n);
+        if (p)
+            p = realloc(p, n + 8);
+        break;
+    }
     if (!p)
         abort();
     p[0] = (char)n;
