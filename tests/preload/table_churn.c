@@ -2,8 +2,9 @@
    THREADS threads each keep a large live set of blocks and replace random
    ones for ROUNDS rounds (mixed sizes, page-aligned blocks whose addresses
    share their low bits, calloc and realloc too), through SITES distinct
-   call sites (more than a thread's direct-mapped counter slots, so slots
-   change hands). Every other block a thread frees was allocated by the
+   call sites, each reached through a recursion 0 to VIA_MAX - 1 calls
+   deep (with whole stacks, SITES * VIA_MAX distinct stacks: more than a
+   thread's direct-mapped counter slots, so slots change hands). Every other block a thread frees was allocated by the
    next thread (frees from another thread). At the end each thread frees
    all but every seventh of its blocks.
    Prints, per function of this program that allocated, the exact counts
@@ -18,6 +19,7 @@
 
 #define THREADS 2
 #define SITES 192
+#define VIA_MAX 32
 
 typedef struct counts {
     long long blocks, bytes, allocs, alloc_bytes;
@@ -99,6 +101,17 @@ static void note(int site, long long dblocks, long long dbytes, long long allocs
     pthread_mutex_unlock(&counts_lock);
 }
 
+/* site_fns[site] called depth calls deep: another stack for each depth */
+static __attribute__((noinline)) void *via(int depth, int site, int kind, void *old, size_t size)
+{
+    if (depth > 0) {
+        void *p = via(depth - 1, site, kind, old, size);
+        __asm__ volatile("" : : "r"(p) : "memory");   /* not a tail call */
+        return p;
+    }
+    return site_fns[site](kind, old, size);
+}
+
 static void *run(void *arg)
 {
     worker *w = arg;
@@ -114,13 +127,14 @@ static void *run(void *arg)
         from->slot[k].p = NULL;
         pthread_mutex_unlock(&from->lock);
         int site = (int)(v % SITES);
+        int depth = (int)(next_rand(&x) % VIA_MAX);
         int kind = (v >> 8) % 16 == 0 ? 3 : (int)((v >> 12) % 3);
         size_t size = (v >> 16) % 7 == 0 ? 1 + (v >> 20) % 9000 : 1 + (v >> 20) % 300;
         void *p;
         if (kind == 2 && b.p) {
             /* realloc: the old block's counts leave its site, the new
                block is counted at this site */
-            p = site_fns[site](2, b.p, size);
+            p = via(depth, site, 2, b.p, size);
             if (!p)
                 abort();
             note(b.site, -1, -(long long)b.size, 0, 0);
@@ -129,7 +143,7 @@ static void *run(void *arg)
                 free(b.p);
                 note(b.site, -1, -(long long)b.size, 0, 0);
             }
-            p = site_fns[site](kind == 2 ? 0 : kind, NULL, size);
+            p = via(depth, site, kind == 2 ? 0 : kind, NULL, size);
             if (!p)
                 abort();
         }
