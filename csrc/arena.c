@@ -2,8 +2,15 @@
  *
  * Blocks, header included, are carved from chunks (default 1 MiB) in size
  * classes: 16-byte steps up to 1 KiB, then four classes per power of two up to
- * RPI_BIG_LIMIT. A freed block goes onto its class's free list (the link is
- * the header's next field) and is reused by the next allocation of that
+ * RPI_BIG_LIMIT. In unchecked pools a small block's header is 16 bytes
+ * {origin, word} (internal.h, RPI_AHDR): its slot starts a->off = 16 bytes
+ * after its rpi_hdr, slots lie end to end from the chunk's header to its
+ * carved end (a->cur, or chunk->used once another chunk is current), and a
+ * slot is live when its word has RPI_F_ARENA; a free slot keeps its class
+ * bits, so a walk steps from slot to slot (rpi_arena_next_live). Checked
+ * pools keep the full header on the ring (a->off = 0). A freed block goes
+ * onto its class's free list (the link is the header's origin field, or
+ * next in checked pools) and is reused by the next allocation of that
  * class. Larger or over-aligned blocks get their own allocation, preceded by
  * an rpi_big record on a list of their own. Destroy frees the chunk list and
  * the big list and never touches a block: O(chunks + big blocks). A block's

@@ -9,6 +9,10 @@
  * multiple of alignof(max_align_t), so a 16-aligned allocation gives a
  * 16-aligned payload (checked below at compile time).
  *
+ * Small arena blocks of unchecked pools use only the last two fields of
+ * the header (RPI_AHDR, below) and are not on the ring: walks find them in
+ * their chunks. Everything else is on the ring:
+ *
  * Each pool owns a sentinel header (pool->ring). Live blocks form a circular,
  * doubly linked list through prev/next that starts and ends at the sentinel:
  * an empty pool has ring.next == ring.prev == &ring. Insertion is at the tail
