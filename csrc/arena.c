@@ -4,8 +4,10 @@
  * classes: 16-byte steps up to 1 KiB, then four classes per power of two up to
  * RPI_BIG_LIMIT. In unchecked pools a small block's header is 16 bytes
  * {origin, word} (internal.h, RPI_AHDR): its slot starts a->off = 16 bytes
- * after its rpi_hdr, slots lie end to end from the chunk's header to its
- * carved end (a->cur, or chunk->used once another chunk is current), and a
+ * after its rpi_hdr (a->cur, a->end and chunk->used are rpi_hdr addresses,
+ * slot - off, so carving and the carved-last tests are the same for both
+ * layouts), slots lie end to end from the chunk's header to its carved end
+ * (a->cur, or chunk->used once another chunk is current), and a
  * slot is live when its word has RPI_F_ARENA; a free slot keeps its class
  * bits, so a walk steps from slot to slot (rpi_arena_next_live). Checked
  * pools keep the full header on the ring (a->off = 0). A freed block goes
@@ -174,8 +176,9 @@ static bool new_chunk(rp_pool *pool, rpi_arena *a)
     if (a->chunks) a->chunks->used = a->cur;   /* no longer current: for walks */
     c->next = a->chunks;
     a->chunks = c;
-    a->cur = (char *)(c + 1);
-    a->end = (char *)c + c->size;
+    /* cur and end are rpi_hdr addresses: a slot starts off bytes later */
+    a->cur = (char *)(c + 1) - a->off;
+    a->end = (char *)c + c->size - a->off;
     return true;
 }
 
@@ -218,7 +221,7 @@ rpi_hdr *rpi_arena_refill(rp_pool *pool, unsigned cls)
     rpi_arena *a = pool->arena;
     size_t cs = rpi_class_size(cls);
     if ((size_t)(a->end - a->cur) < cs && !new_chunk(pool, a)) return NULL;
-    rpi_hdr *h = (rpi_hdr *)(a->cur - a->off);
+    rpi_hdr *h = (rpi_hdr *)a->cur;
     a->cur += cs;
     return h;
 }
@@ -228,20 +231,21 @@ rpi_hdr *rpi_arena_next_live(rpi_arena *a, rpi_slots *it)
     if (!it->started) {
         it->started = true;
         it->c = a->chunks;
-        it->p = it->c ? (char *)(it->c + 1) : NULL;
+        it->p = it->c ? (char *)(it->c + 1) - a->off : NULL;
     } else if (it->c) {
-        rpi_hdr *last = (rpi_hdr *)(it->p - a->off);
+        rpi_hdr *last = (rpi_hdr *)it->p;
         it->p += rpi_class_bytes[(last->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT];
     }
+    /* p, cur and used are rpi_hdr addresses (slot - off) */
     while (it->c) {
         char *lim = it->c == a->chunks ? a->cur : it->c->used;
         while (it->p < lim) {
-            rpi_hdr *h = (rpi_hdr *)(it->p - a->off);
+            rpi_hdr *h = (rpi_hdr *)it->p;
             if (h->word & RPI_F_ARENA) return h;
             it->p += rpi_class_bytes[(h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT];
         }
         it->c = it->c->next;
-        it->p = it->c ? (char *)(it->c + 1) : NULL;
+        it->p = it->c ? (char *)(it->c + 1) - a->off : NULL;
     }
     return NULL;
 }
@@ -277,12 +281,11 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
         return;
     }
     unsigned c = (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
-    char *slot = (char *)h + a->off;
-    if (slot + rpi_class_size(c) == a->cur && !pool->marks) {
+    if ((char *)h + rpi_class_size(c) == a->cur && !pool->marks) {
         /* the block carved last (e.g. a buffer that outgrew the arena):
            the chunk takes its space back rather than its class list (not
            while a walk holds a place in the chunk) */
-        a->cur = slot;
+        a->cur = (char *)h;
         return;
     }
     if (a->off) {
@@ -315,12 +318,11 @@ bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
     if (total > cs) {
         /* growth: only the block carved last from the current chunk, into
            the chunk's uncarved rest, and only up to RPI_GROW_LIMIT */
-        char *slot = (char *)h + a->off;
-        if (total > RPI_GROW_LIMIT || slot + cs != a->cur) return false;
+        if (total > RPI_GROW_LIMIT || (char *)h + cs != a->cur) return false;
         c = rpi_class_of(total);
         cs = rpi_class_size(c);
-        if ((size_t)(a->end - slot) < cs) return false;
-        a->cur = slot + cs;
+        if ((size_t)(a->end - (char *)h) < cs) return false;
+        a->cur = (char *)h + cs;
     }
     /* a shrink keeps the class: free, walk and destroy go by the class bits */
     h->word = (h->word & ~(RPI_CLASS_MASK | RPI_SIZE_MASK)) | ((uint64_t)c << RPI_CLASS_SHIFT) | new_size;

@@ -184,14 +184,16 @@ _Static_assert(sizeof(rpi_big) % _Alignof(max_align_t) == 0, "big record keeps a
 typedef struct rpi_chunk {
     struct rpi_chunk *next;
     size_t            size;
-    char             *used;   /* end of the carved slots once no longer current */
+    char             *used;   /* end of the carved slots once no longer current
+                                 (as an rpi_hdr address, like rpi_arena's cur) */
     void             *pad;
 } rpi_chunk;
 _Static_assert(sizeof(rpi_chunk) % _Alignof(max_align_t) == 0, "chunk header keeps alignment");
 
 typedef struct rpi_arena {
     void      *free[RPI_NCLASSES];  /* per class free lists (link in the header) */
-    char      *cur, *end;           /* bump region of the current chunk */
+    char      *cur, *end;           /* bump region of the current chunk, as rpi_hdr
+                                       addresses (a slot starts off bytes later) */
     rpi_chunk *chunks;              /* in use */
     rpi_chunk *spare;               /* kept by reset, not yet in use */
     rpi_big    bigs;                /* sentinel of big blocks */

@@ -826,7 +826,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
            list hit does not compute it) */
         size_t cs = rpi_class_size((unsigned)c);
         if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general_locked;
-        h = (rpi_hdr *)(a->cur - RPI_AOFF);
+        h = (rpi_hdr *)a->cur;   /* an rpi_hdr address: the slot starts 16 bytes later */
         a->cur += cs;
     }
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
@@ -1689,7 +1689,7 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
             if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock))) rpi_lock_wake(&pool->lock);
             return resize_impl(pool, rpi_payload(h), size, resize_call(plain), plain);
         }
-        n = (rpi_hdr *)(a->cur - RPI_AOFF);
+        n = (rpi_hdr *)a->cur;
         a->cur += cs2;
     }
     uint64_t w = h->word;
@@ -1699,9 +1699,8 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     n->origin = t;
     n->word = RPI_F_ARENA | ((uint64_t)c2 << RPI_CLASS_SHIFT) | size;
     size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
-    char *slot = (char *)h + RPI_AOFF;
-    if (slot + rpi_class_bytes[c] == a->cur && !pool->marks) {
-        a->cur = slot;                    /* carved last: back to the chunk */
+    if ((char *)h + rpi_class_bytes[c] == a->cur && !pool->marks) {
+        a->cur = (char *)h;               /* carved last: back to the chunk */
     } else {
         h->link = a->free[c];
         h->word = w & RPI_CLASS_MASK;     /* free: the class kept for walks */
@@ -1744,9 +1743,8 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
         size_t total = RPI_AHDR + size;     /* size <= RP_MAX_SIZE: no wrap; compact */
         if (total > cs) {
             rpi_arena *a = pool->arena;
-            char *slot = (char *)h + RPI_AOFF;
             if (RPI_UNLIKELY(total > RPI_GROW_LIMIT)) goto general;
-            if (slot + cs != a->cur) {
+            if ((char *)h + cs != a->cur) {
                 /* a move to the new class; a destructor's entry would need
                    re-keying */
                 if (RPI_UNLIKELY(w & RPI_F_DTOR)) goto general;
@@ -1755,8 +1753,8 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
             }
             c = rpi_class_of(total);
             cs = rpi_class_bytes[c];
-            if (RPI_UNLIKELY((size_t)(a->end - slot) < cs)) goto general;
-            a->cur = slot + cs;
+            if (RPI_UNLIKELY((size_t)(a->end - (char *)h) < cs)) goto general;
+            a->cur = (char *)h + cs;
             w = (w & ~RPI_CLASS_MASK) | ((uint64_t)c << RPI_CLASS_SHIFT);
         }
     } else {
