@@ -1097,7 +1097,6 @@ uint32_t rpi_stack_here(int depth, uintptr_t from)
    When the word below sp is not `from` (the hook was called, not jumped
    to; `from` is not the return address there), the capture walks from
    here as rpi_stack_here does. */
-__attribute__((noinline))
 uint32_t rpi_stack_here_at(int depth, uintptr_t from, uintptr_t sp, uintptr_t bp)
 {
     if (RPI_UNLIKELY(((const uintptr_t *)sp)[-1] != from))
