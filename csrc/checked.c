@@ -197,7 +197,9 @@ static void hash_del(entry *e)
 static int grow(size_t need)
 {
     if (need <= nbuckets) return 0;
-    size_t n = nbuckets ? nbuckets : MIN_BUCKETS;
+    /* four times larger at each step: fewer rehashes while a quarantine
+       fills (load between 1/4 and 1) */
+    size_t n = nbuckets ? nbuckets * 4 : MIN_BUCKETS;
     while (n < need) n *= 2;
     entry **nb = rpi_sys_calloc(n, sizeof *nb);
     if (!nb) return RP_ENOMEM;
@@ -298,7 +300,7 @@ static inline void detach(entry *e)
 
 /* The memory a retired record kept goes: to the reuse lists (true) or the
    system. */
-__attribute__((noinline)) static bool release_kept(entry *e)
+static inline __attribute__((always_inline)) bool release_kept_in(entry *e)
 {
     bool reused = false;
     kept_bytes -= e->kept;
@@ -318,6 +320,8 @@ __attribute__((noinline)) static bool release_kept(entry *e)
     return reused;
 }
 
+__attribute__((noinline)) static bool release_kept(entry *e) { return release_kept_in(e); }
+
 
 /* A record leaves the table, with what it keeps. */
 static void evict_record(entry *e)
@@ -336,10 +340,10 @@ static void evict_record(entry *e)
    record with it (claim_entry): a stale pointer to it is still recognised,
    and the next allocation there finds its record instead of hashing one in.
    reuse_release drops such records when their memory goes to the system. */
-static void evict(entry *e)
+static inline __attribute__((always_inline)) void evict_in(entry *e)
 {
     detach(e);
-    if (RPI_UNLIKELY(e->kept != 0) && release_kept(e)) {
+    if (RPI_UNLIKELY(e->kept != 0) && release_kept_in(e)) {
         cpool *cp = e->cp;
         e->cp = NULL;
         cpool_unref(cp);
@@ -347,6 +351,8 @@ static void evict(entry *e)
     }
     evict_record(e);
 }
+
+static void evict(entry *e) { evict_in(e); }
 
 static void fill(entry *e, rpi_hdr *h, void *raw)
 {
@@ -412,12 +418,17 @@ void rpi_registry_update(rpi_hdr *h)
     if (e && e->state == RPI_LIVE) e->word = h->word;
 }
 
+/* The quarantine back within its bounds: the oldest records leave. */
+__attribute__((noinline)) static void trim_slow(void)
+{
+    while (nretired > RETIRED_CAP || (kept_bytes > RETIRED_BYTES && nretired > 0))
+        evict_in(retired.next);
+    gate_update();   /* the table may be empty now */
+}
+
 static inline void trim(void)
 {
-    if (RPI_LIKELY(nretired <= RETIRED_CAP && kept_bytes <= RETIRED_BYTES)) return;
-    while (nretired > RETIRED_CAP || (kept_bytes > RETIRED_BYTES && nretired > 0))
-        evict(retired.next);
-    gate_update();   /* the table may be empty now */
+    if (RPI_UNLIKELY(nretired > RETIRED_CAP || kept_bytes > RETIRED_BYTES)) trim_slow();
 }
 
 /* A live record retires to the quarantine's tail. */
@@ -745,13 +756,38 @@ static __attribute__((noinline)) void *alloc_general_unlock(rp_pool *pool, size_
     return rpi_alloc_general(pool, size, tag, plain);
 }
 
-static __attribute__((noinline)) void *alloc_arena(rp_pool *pool, cpool *cp, rpi_tag *t,
-                                                   size_t size, const char *tag, bool plain)
+/* Takes both locks; the tag record of tag and the pool's part when the
+   fast allocation may go on (the tag's pointer cached, its content the one
+   remembered: a literal of the program, or compared now), else NULL. */
+static inline __attribute__((always_inline)) rpi_tag *alloc_begin(rp_pool *pool, const char *tag,
+                                                                  cpool **cpp)
 {
+    rpi_registry_lock();
+    rpi_pool_lock(pool);
+    cpool *cp = cpool_of(pool);
+    size_t s = rpi_tag_slot(tag);
+    rpi_tag *t = pool->tag_rec[s];
+    if (RPI_UNLIKELY(!cp || pool->tag_key[s] != tag)) return NULL;
+    if (tag) {
+        if (RPI_UNLIKELY(cp->seen_key[s] != tag)) return NULL;
+        uintptr_t seen = cp->seen_rec[s];
+        if (RPI_UNLIKELY(seen != ((uintptr_t)t | SEEN_FIXED)) &&
+            (seen != (uintptr_t)t || strcmp(t->name, tag) != 0))
+            return NULL;
+    }
+    *cpp = cp;
+    return t;
+}
+
+static __attribute__((noinline)) void *alloc_arena(rp_pool *pool, size_t size, const char *tag,
+                                                   bool plain)
+{
+    cpool *cp;
+    rpi_tag *t = alloc_begin(pool, tag, &cp);
+    rpi_arena *a = pool->arena;
+    if (RPI_UNLIKELY(!t || !a || size > RPI_BIG_LIMIT - RPI_HDR)) goto general;
     /* a class's free list, else the current chunk (else the general path
        takes a new one); the record is claimed before the block is taken */
-    rpi_arena *a = pool->arena;
-    if (RPI_UNLIKELY(size > RPI_BIG_LIMIT - RPI_HDR)) goto general;
     size_t c = rpi_class_of(RPI_HDR + size);
     rpi_hdr *h = a->free[c];
     entry *e;
@@ -772,9 +808,12 @@ general:
     return alloc_general_unlock(pool, size, tag, plain);
 }
 
-static __attribute__((noinline)) void *alloc_malloc(rp_pool *pool, cpool *cp, rpi_tag *t,
-                                                    size_t size, const char *tag, bool plain)
+static __attribute__((noinline)) void *alloc_malloc(rp_pool *pool, size_t size, const char *tag,
+                                                    bool plain)
 {
+    cpool *cp;
+    rpi_tag *t = alloc_begin(pool, tag, &cp);
+    if (RPI_UNLIKELY(!t || pool->arena)) goto general;
     size_t c = (size + 15) >> 4;
     rpi_hdr *h;
     entry *e;
@@ -795,68 +834,50 @@ general:
     return alloc_general_unlock(pool, size, tag, plain);
 }
 
-/* The tag pointer's content is the one remembered: compared here. */
-static __attribute__((noinline)) void *alloc_compare(rp_pool *pool, cpool *cp, rpi_tag *t,
-                                                     size_t size, const char *tag, bool plain)
-{
-    if (RPI_UNLIKELY(cp->seen_rec[rpi_tag_slot(tag)] != (uintptr_t)t ||
-                     strcmp(t->name, tag) != 0))
-        return alloc_general_unlock(pool, size, tag, plain);
-    if (pool->arena) return alloc_arena(pool, cp, t, size, tag, plain);
-    return alloc_malloc(pool, cp, t, size, tag, plain);
-}
-
 void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain)
 {
-    if (RPI_UNLIKELY(pool->flags & RP_POOL_STACKS)) return rpi_alloc_general(pool, size, tag, plain);
-    rpi_registry_lock();
-    rpi_pool_lock(pool);
-    cpool *cp = cpool_of(pool);
-    size_t s = rpi_tag_slot(tag);
-    rpi_tag *t = pool->tag_rec[s];
-    if (RPI_UNLIKELY(!cp || pool->tag_key[s] != tag))
-        return alloc_general_unlock(pool, size, tag, plain);
-    if (tag) {
-        if (RPI_UNLIKELY(cp->seen_key[s] != tag))
-            return alloc_general_unlock(pool, size, tag, plain);
-        if (RPI_UNLIKELY(cp->seen_rec[s] != ((uintptr_t)t | SEEN_FIXED)))
-            return alloc_compare(pool, cp, t, size, tag, plain);
-    }
-    if (pool->arena) return alloc_arena(pool, cp, t, size, tag, plain);
-    return alloc_malloc(pool, cp, t, size, tag, plain);
+    /* the flags a pool is created with (ARENA, STACKS) never change */
+    unsigned f = pool->flags;
+    if (RPI_UNLIKELY(f & RP_POOL_STACKS)) return rpi_alloc_general(pool, size, tag, plain);
+    if (f & RP_POOL_ARENA) return alloc_arena(pool, size, tag, plain);
+    return alloc_malloc(pool, size, tag, plain);
 }
 
 void rpi_checked_free(void *block)
 {
     rpi_registry_lock();
     entry *e = lookup(block);
-    rpi_hdr *h = rpi_hdr_of(block);
-    /* intact_fast: the header's word is the record's but for the free
-       bits, so one test of it covers both */
-    if (RPI_UNLIKELY(!e || e->state != RPI_LIVE || !intact_fast(e, h) ||
-                     (h->word & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG | RPI_F_SAMPLED |
-                                 RPI_F_STACK)) ||
-                     atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed))) {
-        rpi_registry_unlock();
-        rpi_free_general(block);
-        return;
-    }
+    if (RPI_UNLIKELY(!e || e->state != RPI_LIVE)) goto general;
     rp_pool *pool = e->pool;
     rpi_pool_lock(pool);
+    rpi_hdr *h = rpi_hdr_of(block);
+    uint64_t w = h->word;
+    /* intact_fast: the header's word is the record's but for the free
+       bits, so one test of it covers both */
+    if (RPI_UNLIKELY(!intact_fast(e, h) ||
+                     (w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG | RPI_F_SAMPLED | RPI_F_STACK)) ||
+                     atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed))) {
+        rpi_pool_unlock(pool);
+        goto general;
+    }
     rpi_ring_unlink(h);
-    size_t size = rpi_size(h);
+    size_t size = (size_t)(w & RPI_SIZE_MASK);
     rpi_counters_sub_in(pool, e->origin, size);
-    size_t kept = 0;
-    if (h->word & RPI_F_ARENA) {   /* back on its class list */
-        size_t c = (size_t)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+    if (w & RPI_F_ARENA) {   /* back on its class list */
+        size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
         h->next = pool->arena->free[c];
         pool->arena->free[c] = h;
-    } else
-        kept = rpi_malloc_size(size);   /* the memory stays with the record */
-    retire(e, RPI_FREED, kept);
+        retire(e, RPI_FREED, 0);
+    } else {
+        retire(e, RPI_FREED, rpi_malloc_size(size));   /* the memory stays with the record */
+    }
     trim();
     rpi_pool_unlock(pool);
     rpi_registry_unlock();
+    return;
+general:
+    rpi_registry_unlock();
+    rpi_free_general(block);
 }
 
 void rpi_registry_live_totals(rp_pool *pool, size_t *blocks, size_t *bytes)
