@@ -22,7 +22,7 @@
  * visit the pool's own records only), and the count of all its records.
  * Records come from slabs and are reused; the slabs go when the library is
  * unloaded. The common allocation and free (rpi_checked_alloc/_free) do
- * their whole work in one pass under the two locks, with the record's
+ * their whole work in one pass under the registry's lock, with the record's
  * lookup, the header and ring-link comparison and the retirement inline;
  * whatever they do not handle goes to the general path unchanged.
  *
@@ -42,8 +42,10 @@
  *
  * The registry is consulted (rpi_checked_gate != 0) while a checked pool is
  * alive or any record is left, so a stale pointer is still recognised after
- * the last checked pool is gone. One global lock serialises checked pools:
- * they are for debugging.
+ * the last checked pool is gone. One global lock serialises checked pools
+ * (they are for debugging), and it is also each checked pool's own lock
+ * (rpi_pool_lock, internal.h): a checked call takes one lock, not the
+ * registry's and then the pool's.
  */
 #include "internal.h"
 #include "memprof.h"
@@ -611,8 +613,8 @@ int rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
 }
 
 /* ------------------------------------------------- the fast paths
-   The common checked allocation and free in one pass under the two locks
-   (registry, then pool), with no call but the backing's and strcmp: a
+   The common checked allocation and free in one pass under the registry's
+   lock (the pool's too), with no call but the backing's and strcmp: a
    block of default alignment, a tag in the pointer cache whose content is
    the one remembered, room for a record; a free of a live, intact block
    with nothing else attached (destructor, stack, sampler, alignment or big
@@ -717,16 +719,8 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
     return e;
 }
 
-/* A sleeper on the pool's lock woken (the lock let go), then the
-   registry's lock let go: returns payload. */
-static __attribute__((noinline)) void *wake_then_unlock(rpi_lock *l, void *payload)
-{
-    rpi_lock_wake(l);
-    return rpi_lock_release_ret(&reg_lock, payload);
-}
-
 /* The tail of a fast allocation: h (carved, header not written) gets its
-   header, ring place, record e and counts; both locks are let go. */
+   header, ring place, record e and counts; the lock is let go. */
 static inline __attribute__((always_inline)) void *alloc_finish(rp_pool *pool, cpool *cp,
                                                                 entry *e, rpi_hdr *h,
                                                                 uint64_t word, rpi_tag *t,
@@ -743,27 +737,23 @@ static inline __attribute__((always_inline)) void *alloc_finish(rp_pool *pool, c
     e->state = RPI_LIVE;
     live_append(cp, e);
     if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, true);
-    if (!(pool->flags & RP_POOL_UNSYNC) && rpi_lock_release_check(&pool->lock))
-        return wake_then_unlock(&pool->lock, rpi_payload(h));
     return rpi_lock_release_ret(&reg_lock, rpi_payload(h));
 }
 
 static __attribute__((noinline)) void *alloc_general_unlock(rp_pool *pool, size_t size,
                                                             const char *tag, bool plain)
 {
-    rpi_pool_unlock(pool);
     rpi_registry_unlock();
     return rpi_alloc_general(pool, size, tag, plain);
 }
 
-/* Takes both locks; the tag record of tag and the pool's part when the
+/* Takes the lock; the tag record of tag and the pool's part when the
    fast allocation may go on (the tag's pointer cached, its content the one
    remembered: a literal of the program, or compared now), else NULL. */
 static inline __attribute__((always_inline)) rpi_tag *alloc_begin(rp_pool *pool, const char *tag,
                                                                   cpool **cpp)
 {
-    rpi_registry_lock();
-    rpi_pool_lock(pool);
+    rpi_registry_lock();   /* the pool's lock too */
     cpool *cp = cpool_of(pool);
     size_t s = rpi_tag_slot(tag);
     rpi_tag *t = pool->tag_rec[s];
@@ -848,18 +838,15 @@ void rpi_checked_free(void *block)
     rpi_registry_lock();
     entry *e = lookup(block);
     if (RPI_UNLIKELY(!e || e->state != RPI_LIVE)) goto general;
-    rp_pool *pool = e->pool;
-    rpi_pool_lock(pool);
+    rp_pool *pool = e->pool;   /* a checked pool: its lock is the registry's */
     rpi_hdr *h = rpi_hdr_of(block);
     uint64_t w = h->word;
     /* intact_fast: the header's word is the record's but for the free
        bits, so one test of it covers both */
     if (RPI_UNLIKELY(!intact_fast(e, h) ||
                      (w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG | RPI_F_SAMPLED | RPI_F_STACK)) ||
-                     atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed))) {
-        rpi_pool_unlock(pool);
+                     atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed)))
         goto general;
-    }
     rpi_ring_unlink(h);
     size_t size = (size_t)(w & RPI_SIZE_MASK);
     rpi_counters_sub_in(pool, e->origin, size);
@@ -872,7 +859,6 @@ void rpi_checked_free(void *block)
         retire(e, RPI_FREED, rpi_malloc_size(size));   /* the memory stays with the record */
     }
     trim();
-    rpi_pool_unlock(pool);
     rpi_registry_unlock();
     return;
 general:

@@ -319,12 +319,19 @@ struct rp_pool {
 };
 
 RPI_HIDDEN void rpi_shard_exclude(rp_pool *s);
+RPI_HIDDEN void rpi_registry_lock(void);
+RPI_HIDDEN void rpi_registry_unlock(void);
 /* The pool's lock, and for a biased pool or shard (RPI_POOL_BIASED) its
    owner waited out (unless the caller is the owner) and the blocks other
-   threads freed taken in: after it, nothing touches the pool's state. */
+   threads freed taken in: after it, nothing touches the pool's state.
+   A checked pool's lock is the registry's (checked.c), unsynchronised or
+   not: its calls take that one lock, never two. */
 static inline void rpi_pool_lock(rp_pool *p)
 {
-    if (p->flags & RP_POOL_UNSYNC) return;
+    if (p->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED)) {
+        if (p->flags & RP_POOL_CHECKED) rpi_registry_lock();
+        return;
+    }
     rpi_lock_acquire(&p->lock);
     if (RPI_UNLIKELY(p->flags & RPI_POOL_BIASED)) rpi_shard_exclude(p);
 }
@@ -332,11 +339,25 @@ static inline void rpi_pool_lock(rp_pool *p)
    thread), or for an unbiased or unsynchronised pool: nobody to wait out. */
 static inline void rpi_pool_lock_owner(rp_pool *p)
 {
-    if (!(p->flags & RP_POOL_UNSYNC)) rpi_lock_acquire(&p->lock);
+    if (!(p->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED))) rpi_lock_acquire(&p->lock);
+    else if (p->flags & RP_POOL_CHECKED) rpi_registry_lock();
 }
 static inline void rpi_pool_unlock(rp_pool *p)
 {
-    if (!(p->flags & RP_POOL_UNSYNC)) rpi_lock_release(&p->lock);
+    if (!(p->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED))) rpi_lock_release(&p->lock);
+    else if (p->flags & RP_POOL_CHECKED) rpi_registry_unlock();
+}
+/* The locks for a block of pool and the registry when checked (a checked
+   block: the registry's lock, which is also its checked pool's). */
+static inline void rpi_lock_both(rp_pool *p, bool checked)
+{
+    if (checked && !(p->flags & RP_POOL_CHECKED)) rpi_registry_lock();
+    rpi_pool_lock(p);
+}
+static inline void rpi_unlock_both(rp_pool *p, bool checked)
+{
+    rpi_pool_unlock(p);
+    if (checked && !(p->flags & RP_POOL_CHECKED)) rpi_registry_unlock();
 }
 
 RPI_HIDDEN rpi_tag *rpi_tag_lookup_slow(rp_pool *pool, const char *tag); /* lock held; NULL on OOM */

@@ -228,8 +228,7 @@ void *rpi_memprof_slow(rp_pool *pool, rpi_hdr *h, size_t size, bool checked)
 {
     rpi_memprof_sample s;
     rpi_memprof_draw(pool, &s);
-    rpi_pool_unlock(pool);
-    if (checked) rpi_registry_unlock();
+    rpi_unlock_both(pool, checked);
     if (RPI_LIKELY(!s.k)) return rpi_payload(h);
     return rpi_memprof_offer(pool, rpi_payload(h), size, &s);
 }
@@ -375,7 +374,9 @@ int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out)
     rpi_live_lock();
     for (rp_pool *q = rpi_live_head; q; q = q->live_next) {
         if (q->flags & RP_POOL_UNSYNC) continue;
-        if (atomic_exchange_explicit(&q->lock.held, 1, memory_order_acquire)) continue;
+        /* a checked pool's lock is the registry's */
+        rpi_lock *ql = (q->flags & RP_POOL_CHECKED) ? rpi_registry_lockp() : &q->lock;
+        if (atomic_exchange_explicit(&ql->held, 1, memory_order_acquire)) continue;
         if (q->flags & RPI_POOL_BIASED) rpi_shard_exclude(q);   /* its creator, lock-free */
         q->mp_left = 0;
         q->mp.real = false;
@@ -387,7 +388,7 @@ int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out)
             sh->mp.real = false;
             rpi_lock_release(&sh->lock);
         }
-        rpi_lock_release(&q->lock);
+        rpi_lock_release(ql);
     }
     rpi_live_unlock();
     *out = p;

@@ -146,14 +146,12 @@ static void tags_free(rp_pool *pool)
 
 static inline void lock_both(rp_pool *pool, bool checked)
 {
-    if (checked) rpi_registry_lock();
-    rpi_pool_lock(pool);   /* a biased pool's owner waited out */
+    rpi_lock_both(pool, checked);   /* a biased pool's owner waited out */
 }
 
 static inline void unlock_both(rp_pool *pool, bool checked)
 {
-    rpi_pool_unlock(pool);
-    if (checked) rpi_registry_unlock();
+    rpi_unlock_both(pool, checked);
 }
 
 static void ring_reset(rp_pool *pool)

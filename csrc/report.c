@@ -132,7 +132,8 @@ static void json_str(void *ctx, const char *s) { put_str(ctx, s); }
    after about a second is given up and the report not written). */
 static bool report_lock(rp_pool *pool, bool at_exit)
 {
-    if (pool->flags & RP_POOL_UNSYNC) return true;
+    /* a checked pool's lock is the registry's: the caller holds it */
+    if (pool->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED)) return true;
     if (at_exit) {
         if (!rpi_lock_try_for(&pool->lock)) return false;
     } else {
@@ -140,6 +141,11 @@ static bool report_lock(rp_pool *pool, bool at_exit)
     }
     if (pool->flags & RPI_POOL_BIASED) rpi_shard_exclude(pool);   /* its creator, lock-free */
     return true;
+}
+
+static void report_unlock(rp_pool *pool)
+{
+    if (!(pool->flags & RP_POOL_CHECKED)) rpi_pool_unlock(pool);
 }
 
 static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reason, int depth,
@@ -231,7 +237,7 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
             out_puts(f, c == pool->first_child ? "\n  {" : ",\n  {");
             if (report_lock(c, at_exit)) {
                 put_pool(f, c, flags, reason, depth + 1, at_exit);
-                rpi_pool_unlock(c);
+                report_unlock(c);
             } else {
                 out_puts(f, "\"pool\": ");
                 put_str(f, c->name);
@@ -414,7 +420,7 @@ static int write_report(rp_pool *pool, const char *path, unsigned flags, const c
         out_puts(&k.o, "{\"format\": \"ringpool-snapshot\", \"version\": 1,\n  ");
         put_pool(&k.o, pool, flags, reason, 0, at_exit);
         out_puts(&k.o, "\n}\n");
-        rpi_pool_unlock(pool);
+        report_unlock(pool);
     } else {
         snprintf(why, cap, "the pool stayed locked by another thread for a second at exit; "
                  "report given up");

@@ -376,6 +376,119 @@ static void test_fork_while_threads_hold_process_locks(void)
     tu_end_pool(f.shared);
 }
 
+/* Two threads, each with its own checked pool, hand blocks to each other
+   through a queue and free the other's blocks, while each also reads the
+   stats, totals and info of both pools and checks its own: checked pools
+   share one lock (the registry's, which is also each checked pool's own),
+   so this must stay exact and free of races (TSan build). An unsynchronised
+   checked pool used by one thread only runs alongside. At the end a block
+   freed by the other thread is recognised as freed. */
+#define TRADE_Q 256
+typedef struct trade {
+    pthread_mutex_t mu;
+    void *q[2][TRADE_Q];   /* q[t]: blocks for thread t to free */
+    size_t n[2];
+    rp_pool *pool[2];
+    int iters;
+    atomic_int done;
+    void *last_freed[2];   /* the last block each thread freed */
+} trade;
+
+typedef struct trader {
+    trade *tr;
+    int id;
+    size_t freed, bytes_freed;   /* of the other's blocks */
+} trader;
+
+static void *trade_body(void *arg)
+{
+    trader *me = arg;
+    trade *tr = me->tr;
+    int other = 1 - me->id;
+    rp_pool *own = tu_pool_ex(me->id ? "trade-local-1" : "trade-local-0",
+                              RP_POOL_CHECKED | RP_POOL_UNSYNC);
+    uint64_t rng = 0x9e3779b97f4a7c15ull * (uint64_t)(me->id + 1);
+    for (int i = 0; i < tr->iters; i++) {
+        size_t sz = (size_t)(next_rand(&rng) % 300) + 1;
+        void *b = rp_alloc(tr->pool[me->id], sz, me->id ? "from-1" : "from-0");
+        CHECK(b != NULL);
+        memset(b, me->id + 1, sz);
+        void *l = rp_alloc(own, sz, "local");
+        rp_free(l);
+        void *take[8];
+        size_t k = 0;
+        pthread_mutex_lock(&tr->mu);
+        if (tr->n[other] < TRADE_Q) tr->q[other][tr->n[other]++] = b, b = NULL;
+        while (k < 8 && tr->n[me->id] > 0) take[k++] = tr->q[me->id][--tr->n[me->id]];
+        pthread_mutex_unlock(&tr->mu);
+        if (b) rp_free(b);   /* the queue was full: freed by its own thread */
+        for (size_t j = 0; j < k; j++) {
+            size_t n = rp_block_size(take[j]);
+            CHECK(n > 0);
+            CHECK_EQ(((unsigned char *)take[j])[n - 1], (unsigned)(other + 1));
+            CHECK(rp_block_pool(take[j]) == tr->pool[other]);
+            me->freed++;
+            me->bytes_freed += n;
+            rp_free(take[j]);
+            tr->last_freed[me->id] = take[j];
+        }
+        if ((i & 63) == 0) {
+            rp_tag_stat st[4];
+            CHECK(rp_pool_stats(tr->pool[other], st, 4) <= 1);
+            (void)rp_pool_outstanding(tr->pool[me->id], NULL);
+            rp_pool_info info = {.struct_size = sizeof info};
+            CHECK_INT(rp_pool_get_info(tr->pool[other], &info), 0);
+            CHECK_INT(rp_pool_check(tr->pool[me->id]), 0);
+            CHECK_INT(rp_pool_check(own), 0);
+        }
+    }
+    atomic_fetch_add(&tr->done, 1);
+    tu_end_pool(own);
+    return NULL;
+}
+
+static void test_checked_pools_trade_blocks(void)
+{
+    static trade tr;
+    memset(&tr, 0, sizeof tr);
+    pthread_mutex_init(&tr.mu, NULL);
+    tr.iters = tu_quick() ? 3000 : 30000;
+    const char *tsan = getenv("RP_TEST_TSAN");
+    if (tsan != NULL && *tsan == '1') tr.iters = 5000;
+    tr.pool[0] = tu_pool_ex("trade-0", RP_POOL_CHECKED);
+    tr.pool[1] = tu_pool_ex("trade-1", RP_POOL_CHECKED);
+    trader w[2] = {{.tr = &tr, .id = 0}, {.tr = &tr, .id = 1}};
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) CHECK(pthread_create(&th[t], NULL, trade_body, &w[t]) == 0);
+    for (int t = 0; t < 2; t++) CHECK(pthread_join(th[t], NULL) == 0);
+    CHECK_INT(atomic_load(&tr.done), 2);
+    /* what each pool still holds is what sits in the other's queue */
+    for (int t = 0; t < 2; t++) {
+        size_t bytes = 0, n = tr.n[1 - t];
+        for (size_t j = 0; j < n; j++) bytes += rp_block_size(tr.q[1 - t][j]);
+        CHECK_COUNTS(tr.pool[t], n, bytes);
+        CHECK_INT(rp_pool_check(tr.pool[t]), 0);
+    }
+    CHECK(w[0].freed + w[1].freed > 0);   /* the later thread takes the earlier's */
+    /* a block the other thread freed is a double free now */
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    tu_errors_reset();
+    for (int t = 0; t < 2; t++) {
+        int queued = 0;
+        for (size_t j = 0; j < tr.n[t]; j++) queued |= tr.q[t][j] == tr.last_freed[t];
+        /* none freed, or its address reused and handed out again */
+        if (!tr.last_freed[t] || queued) continue;
+        rp_free(tr.last_freed[t]);
+        CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    }
+    rp_set_error_handler(prev);
+    for (int t = 0; t < 2; t++) {
+        while (tr.n[t] > 0) rp_free(tr.q[t][--tr.n[t]]);
+    }
+    for (int t = 0; t < 2; t++) tu_end_pool(tr.pool[t]);
+    pthread_mutex_destroy(&tr.mu);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -383,6 +496,7 @@ int main(int argc, char **argv)
         {"walk_during_traffic_checked", test_walk_during_traffic_checked},
         {"hammer", test_hammer},
         {"hammer_checked", test_hammer_checked},
+        {"checked_pools_trade_blocks", test_checked_pools_trade_blocks},
         {"unsync", test_unsync},
         {"children_threads", test_children_threads},
         {"fork_while_threads_hold_process_locks", test_fork_while_threads_hold_process_locks},
