@@ -397,6 +397,7 @@ typedef struct trade {
 typedef struct trader {
     trade *tr;
     int id;
+    rp_pool *own;   /* unsynchronised checked pool of this thread alone */
     size_t freed, bytes_freed;   /* of the other's blocks */
 } trader;
 
@@ -405,8 +406,7 @@ static void *trade_body(void *arg)
     trader *me = arg;
     trade *tr = me->tr;
     int other = 1 - me->id;
-    rp_pool *own = tu_pool_ex(me->id ? "trade-local-1" : "trade-local-0",
-                              RP_POOL_CHECKED | RP_POOL_UNSYNC);
+    rp_pool *own = me->own;
     uint64_t rng = 0x9e3779b97f4a7c15ull * (uint64_t)(me->id + 1);
     for (int i = 0; i < tr->iters; i++) {
         size_t sz = (size_t)(next_rand(&rng) % 300) + 1;
@@ -443,7 +443,7 @@ static void *trade_body(void *arg)
         }
     }
     atomic_fetch_add(&tr->done, 1);
-    tu_end_pool(own);
+    CHECK_EQ(rp_pool_outstanding(own, NULL), 0);
     return NULL;
 }
 
@@ -458,6 +458,8 @@ static void test_checked_pools_trade_blocks(void)
     tr.pool[0] = tu_pool_ex("trade-0", RP_POOL_CHECKED);
     tr.pool[1] = tu_pool_ex("trade-1", RP_POOL_CHECKED);
     trader w[2] = {{.tr = &tr, .id = 0}, {.tr = &tr, .id = 1}};
+    w[0].own = tu_pool_ex("trade-local-0", RP_POOL_CHECKED | RP_POOL_UNSYNC);
+    w[1].own = tu_pool_ex("trade-local-1", RP_POOL_CHECKED | RP_POOL_UNSYNC);
     pthread_t th[2];
     for (int t = 0; t < 2; t++) CHECK(pthread_create(&th[t], NULL, trade_body, &w[t]) == 0);
     for (int t = 0; t < 2; t++) CHECK(pthread_join(th[t], NULL) == 0);
@@ -486,6 +488,7 @@ static void test_checked_pools_trade_blocks(void)
         while (tr.n[t] > 0) rp_free(tr.q[t][--tr.n[t]]);
     }
     for (int t = 0; t < 2; t++) tu_end_pool(tr.pool[t]);
+    for (int t = 0; t < 2; t++) tu_end_pool(w[t].own);
     pthread_mutex_destroy(&tr.mu);
 }
 
