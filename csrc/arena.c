@@ -317,9 +317,12 @@ bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
     size_t total = RPI_HDR - a->off + new_size;     /* new_size <= RP_MAX_SIZE: no wrap */
     if (total > cs) {
         /* growth: only the block carved last from the current chunk, into
-           the chunk's uncarved rest, and only up to RPI_GROW_LIMIT */
+           the chunk's uncarved rest, only up to RPI_GROW_LIMIT, and only
+           while no freed block of the new class waits for reuse (the move
+           takes that one and gives this space back to the chunk) */
         if (total > RPI_GROW_LIMIT || (char *)h + cs != a->cur) return false;
         c = rpi_class_of(total);
+        if (a->free[c]) return false;
         cs = rpi_class_size(c);
         if ((size_t)(a->end - (char *)h) < cs) return false;
         a->cur = (char *)h + cs;

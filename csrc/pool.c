@@ -997,6 +997,14 @@ void *rp_alloc(rp_pool *pool, size_t size, const char *tag)
     return alloc_fast(pool, size, tag, true);
 }
 
+/* rp_alloc_noexc's fast paths, out of line for calloc_impl: inlined there
+   they would be followed by the memset, so none of their exits could be a
+   tail call and every calloc would save and restore five registers. */
+__attribute__((noinline)) static void *alloc_for_calloc(rp_pool *pool, size_t size, const char *tag)
+{
+    return alloc_fast(pool, size, tag, false);
+}
+
 static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, const char *call,
                          bool plain)
 {
@@ -1006,11 +1014,11 @@ static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, 
     if (__builtin_mul_overflow(n, size, &total)) {
         total = SIZE_MAX;
     } else {
-        p = alloc_fast(pool, total, tag, false);   /* rp_alloc's fast paths */
-        if (p) memset(p, 0, total);
+        p = alloc_for_calloc(pool, total, tag);
+        if (RPI_LIKELY(p != NULL)) return memset(p, 0, total);   /* a tail call */
     }
-    if (!p && plain) rpi_oom(call, total, tag);
-    return p;
+    if (plain) rpi_oom(call, total, tag);
+    return NULL;
 }
 
 void *rp_calloc(rp_pool *pool, size_t n, size_t size, const char *tag)
@@ -1742,18 +1750,27 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
         if (total > cs) {
             rpi_arena *a = pool->arena;
             if (RPI_UNLIKELY(total > RPI_GROW_LIMIT)) goto general;
-            if ((char *)h + cs != a->cur) {
-                /* a move to the new class; a destructor's entry would need
-                   re-keying */
-                if (RPI_UNLIKELY(w & RPI_F_DTOR)) goto general;
-                if (locked) return resize_arena_move_locked(pool, h, size, plain);
-                return resize_arena_move_unsync(pool, h, size, plain);
+            if ((char *)h + cs == a->cur) {
+                /* carved last: grows into the chunk's uncarved rest, unless
+                   a freed block of the new class waits (then it moves there
+                   and gives its space back to the chunk: growing in place
+                   would leave that block unused, and a program that grows
+                   a new block step by step again and again would fill
+                   fresh memory while its freed ones pile up) */
+                size_t c2 = rpi_class_of(total);
+                if (!a->free[c2]) {
+                    cs = rpi_class_bytes[c2];
+                    if (RPI_UNLIKELY((size_t)(a->end - (char *)h) < cs)) goto general;
+                    a->cur = (char *)h + cs;
+                    w = (w & ~RPI_CLASS_MASK) | ((uint64_t)c2 << RPI_CLASS_SHIFT);
+                    goto in_place;
+                }
             }
-            c = rpi_class_of(total);
-            cs = rpi_class_bytes[c];
-            if (RPI_UNLIKELY((size_t)(a->end - (char *)h) < cs)) goto general;
-            a->cur = (char *)h + cs;
-            w = (w & ~RPI_CLASS_MASK) | ((uint64_t)c << RPI_CLASS_SHIFT);
+            /* a move to the new class; a destructor's entry would need
+               re-keying */
+            if (RPI_UNLIKELY(w & RPI_F_DTOR)) goto general;
+            if (locked) return resize_arena_move_locked(pool, h, size, plain);
+            return resize_arena_move_unsync(pool, h, size, plain);
         }
     } else {
         size_t cap = rpi_big_cap(h);
@@ -1765,6 +1782,7 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
             return resize_big_unsync(pool, h, size, call, plain);
         }
     }
+in_place:
     h->word = (w & ~RPI_SIZE_MASK) | size;
     return resize_counted(pool, h, t, old, size, locked);
 general:

@@ -68,6 +68,41 @@ static void last_carved_block_grows_in_place(void)
     tu_end_pool(pool);
 }
 
+/* A growth whose new class has a freed block waiting takes that block,
+   even for the block carved last: a program that grows each new block step
+   by step and frees it (a string builder) then keeps reusing the same
+   memory instead of growing into fresh chunk memory each time. */
+static void growth_reuses_a_freed_block_of_the_new_class(void)
+{
+    rp_pool *pool = tu_pool("regrow");
+    unsigned char *old = rp_alloc(pool, 136, "old");
+    unsigned char *p = rp_alloc(pool, 72, "buf");   /* carved last */
+    tu_fill(p, 72, 5);
+    rp_free(old);
+    unsigned char *q = rp_resize(pool, p, 136);
+    if (tu_is_arena())
+        CHECK(q == old);
+    CHECK(tu_intact(q, 72, 5));
+    CHECK_COUNTS(pool, 1, 136);
+    rp_free(q);
+    size_t r0 = tu_info(pool).reserved_bytes;
+    size_t rounds = tu_quick() ? 2000 : 20000;   /* 20000 x 176 B: more than a chunk */
+    for (size_t i = 0; i < rounds; i++) {
+        unsigned char *b = rp_alloc(pool, 72, "buf");
+        tu_fill(b, 72, (unsigned)i);
+        b = rp_resize(pool, b, 136);
+        CHECK(tu_intact(b, 72, (unsigned)i));
+        tu_fill(b, 136, (unsigned)i);
+        b = rp_resize(pool, b, 600);
+        CHECK(tu_intact(b, 136, (unsigned)i));
+        CHECK_COUNTS(pool, 1, 600);
+        rp_free(b);
+    }
+    if (tu_is_arena())
+        CHECK_EQ(tu_info(pool).reserved_bytes, r0);
+    tu_end_pool(pool);
+}
+
 static void growth_of_an_inner_block_moves(void)
 {
     rp_pool *pool = tu_pool("inner");
@@ -305,6 +340,8 @@ static void failed_resize_changes_nothing(void)
 static const tu_case cases[] = {
     { "contents_survive_step_growth", contents_survive_step_growth },
     { "last_carved_block_grows_in_place", last_carved_block_grows_in_place },
+    { "growth_reuses_a_freed_block_of_the_new_class",
+      growth_reuses_a_freed_block_of_the_new_class },
     { "growth_of_an_inner_block_moves", growth_of_an_inner_block_moves },
     { "shrink_keeps_the_address", shrink_keeps_the_address },
     { "big_blocks_resize", big_blocks_resize },
