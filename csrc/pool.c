@@ -1673,6 +1673,16 @@ static inline bool resize_owner(rp_pool *p)
 RESIZE_MALLOC(resize_malloc_plain, true)
 RESIZE_MALLOC(resize_malloc_noexc, false)
 
+/* resize_arena_move's unsynchronised copy when the sampler is due: the copy,
+   then the sampler's slow path (which may hand the block to a tracker). */
+static __attribute__((noinline, cold)) void *resize_move_sampled(rp_pool *pool, rpi_hdr *n,
+                                                                 rpi_hdr *h, size_t old,
+                                                                 size_t size)
+{
+    memcpy(rpi_payload(n), rpi_payload(h), old);
+    return rpi_memprof_slow(pool, n, size, false);
+}
+
 /* An arena block whose growth needs another class (lock held; the new
    total within RPI_GROW_LIMIT; no destructor): a block of the new class
    from its list or the current chunk, the payload copied, the new header
@@ -1700,7 +1710,9 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     }
     uint64_t w = h->word;
     size_t old = (size_t)(w & RPI_SIZE_MASK);
-    memcpy(rpi_payload(n), rpi_payload(h), old);   /* a growth: old < size */
+    /* a growth: old < size. Under the lock the copy comes first: once the
+       old block is on its list, another thread may take it. */
+    if (locked) memcpy(rpi_payload(n), rpi_payload(h), old);
     rpi_tag *t = h->origin;
     n->origin = t;
     n->word = RPI_F_ARENA | ((uint64_t)c2 << RPI_CLASS_SHIFT) | size;
@@ -1708,11 +1720,22 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     if ((char *)h + rpi_class_bytes[c] == a->cur && !pool->marks) {
         a->cur = (char *)h;               /* carved last: back to the chunk */
     } else {
+        /* the link and the class go in the compact header: the payload,
+           not yet copied when unsynchronised, stays as it is */
         h->link = a->free[c];
         h->word = w & RPI_CLASS_MASK;     /* free: the class kept for walks */
         a->free[c] = h;
     }
-    return resize_counted(pool, n, t, old, size, locked);
+    if (locked) return resize_counted(pool, n, t, old, size, locked);
+    /* Unsynchronised: nothing runs between here and the copy, so the copy
+       ends the call (a tail call: memcpy returns n's payload), and this
+       path saves no register. The sampler's slow path copies first. */
+    t->bytes += size - old;
+    if (t->bytes > t->peak) t->peak = t->bytes;
+    pool->bytes += size - old;
+    if (pool->bytes > pool->peak) pool->peak = pool->bytes;
+    if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) return resize_move_sampled(pool, n, h, old, size);
+    return memcpy(rpi_payload(n), rpi_payload(h), old);
 }
 
 static __attribute__((noinline)) void *resize_arena_move_unsync(rp_pool *pool, rpi_hdr *h,

@@ -403,6 +403,36 @@ static void test_resize_is_dealloc_then_alloc(void)
     tu_end_pool(pool);
 }
 
+/* A block allocated before the profile started is not tracked; a growth
+   that moves it to another class (the fast move of an unchecked pool, both
+   with and without the lock) hands the sampler the moved block as a fresh
+   allocation, its contents already copied. */
+static void test_moved_untracked_block_is_sampled_with_its_contents(void)
+{
+    for (int unsync = 0; unsync < 2; unsync++) {
+        rp_pool *pool = tu_pool_ex(unsync ? "move-unsync" : "move", unsync ? RP_POOL_UNSYNC : 0);
+        unsigned char *p = rp_alloc(pool, 40, "grow");
+        void *after = rp_alloc(pool, 40, "after");   /* p is not the block carved last */
+        tu_fill(p, 40, 21);
+        rec r = { .track = 1 };
+        rp_memprof *prof = start(1.0, 14, &r, 0);
+        /* an unsynchronised pool joins the profile within 1 MiB */
+        rp_free(rp_alloc(pool, (size_t)1 << 20, "join"));
+        CHECK_EQ(r.sampled_allocs, 1);
+        p = rp_resize(pool, p, 200);
+        CHECK(tu_intact(p, 40, 21));
+        CHECK_EQ(r.sampled_allocs, 2);
+        CHECK_EQ(r.deallocs, 1);
+        CHECK_EQ(r.live, 1);
+        CHECK_COUNTS(pool, 2, 240);
+        rp_free(p);
+        CHECK_EQ(r.live, 0);
+        rp_free(after);
+        finish(prof);
+        tu_end_pool(pool);
+    }
+}
+
 /* ---- call stacks */
 static void *stack_top;
 
@@ -529,6 +559,8 @@ int main(int argc, char **argv)
         {"callbacks_allocate_and_stop", test_callbacks_allocate_and_stop},
         {"bulk_free_deallocs_tracked_blocks", test_bulk_free_deallocs_tracked_blocks},
         {"resize_is_dealloc_then_alloc", test_resize_is_dealloc_then_alloc},
+        {"moved_untracked_block_is_sampled_with_its_contents",
+         test_moved_untracked_block_is_sampled_with_its_contents},
         {"callstack_starts_at_the_caller", test_callstack_starts_at_the_caller},
         {"threads_start_stop_restart", test_threads_start_stop_restart},
     };
