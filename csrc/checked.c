@@ -747,37 +747,19 @@ static __attribute__((noinline)) void *alloc_general_unlock(rp_pool *pool, size_
     return rpi_alloc_general(pool, size, tag, plain);
 }
 
-/* Takes the lock; the tag record of tag and the pool's part when the
-   fast allocation may go on (the tag's pointer cached, its content the one
-   remembered: a literal of the program, or compared now), else NULL. */
-static inline __attribute__((always_inline)) rpi_tag *alloc_begin(rp_pool *pool, const char *tag,
-                                                                  cpool **cpp)
-{
-    rpi_registry_lock();   /* the pool's lock too */
-    cpool *cp = cpool_of(pool);
-    size_t s = rpi_tag_slot(tag);
-    rpi_tag *t = pool->tag_rec[s];
-    if (RPI_UNLIKELY(!cp || pool->tag_key[s] != tag)) return NULL;
-    if (tag) {
-        if (RPI_UNLIKELY(cp->seen_key[s] != tag)) return NULL;
-        uintptr_t seen = cp->seen_rec[s];
-        if (RPI_UNLIKELY(seen != ((uintptr_t)t | SEEN_FIXED)) &&
-            (seen != (uintptr_t)t || strcmp(t->name, tag) != 0))
-            return NULL;
-    }
-    *cpp = cp;
-    return t;
-}
+/* The fast allocations are call-free on their common path (no register to
+   save on the way in): waiting for the lock, comparing a tag's content,
+   the general path, the sampler and waking a sleeper are all tail calls. */
 
-static __attribute__((noinline)) void *alloc_arena(rp_pool *pool, size_t size, const char *tag,
-                                                   bool plain)
+/* Lock held, the tag's content known to be the remembered one: the block
+   from a class's free list, else the current chunk (else the general path
+   takes a new one); the record is claimed before the block is taken. */
+static inline __attribute__((always_inline)) void *arena_locked(rp_pool *pool, cpool *cp,
+                                                                rpi_tag *t, size_t size,
+                                                                const char *tag, bool plain)
 {
-    cpool *cp;
-    rpi_tag *t = alloc_begin(pool, tag, &cp);
     rpi_arena *a = pool->arena;
-    if (RPI_UNLIKELY(!t || !a || size > RPI_BIG_LIMIT - RPI_HDR)) goto general;
-    /* a class's free list, else the current chunk (else the general path
-       takes a new one); the record is claimed before the block is taken */
+    if (RPI_UNLIKELY(!a || size > RPI_BIG_LIMIT - RPI_HDR)) goto general;
     size_t c = rpi_class_of(RPI_HDR + size);
     rpi_hdr *h = a->free[c];
     entry *e;
@@ -798,12 +780,11 @@ general:
     return alloc_general_unlock(pool, size, tag, plain);
 }
 
-static __attribute__((noinline)) void *alloc_malloc(rp_pool *pool, size_t size, const char *tag,
-                                                    bool plain)
+static inline __attribute__((always_inline)) void *malloc_locked(rp_pool *pool, cpool *cp,
+                                                                 rpi_tag *t, size_t size,
+                                                                 const char *tag, bool plain)
 {
-    cpool *cp;
-    rpi_tag *t = alloc_begin(pool, tag, &cp);
-    if (RPI_UNLIKELY(!t || pool->arena)) goto general;
+    if (RPI_UNLIKELY(pool->arena != NULL)) goto general;
     size_t c = (size + 15) >> 4;
     rpi_hdr *h;
     entry *e;
@@ -824,6 +805,63 @@ general:
     return alloc_general_unlock(pool, size, tag, plain);
 }
 
+/* The tag's content compared (its pointer is cached with the record t). */
+static __attribute__((noinline)) void *alloc_compare(rp_pool *pool, size_t size, const char *tag,
+                                                     bool plain)
+{
+    cpool *cp = cpool_of(pool);
+    rpi_tag *t = pool->tag_rec[rpi_tag_slot(tag)];
+    if (RPI_UNLIKELY(strcmp(t->name, tag) != 0)) return alloc_general_unlock(pool, size, tag, plain);
+    if (pool->arena) return arena_locked(pool, cp, t, size, tag, plain);
+    return malloc_locked(pool, cp, t, size, tag, plain);
+}
+
+/* Lock held: the tag's pointer cached and its content the one remembered
+   (a literal of the program, or compared by alloc_compare). */
+static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_t size,
+                                                            const char *tag, bool plain,
+                                                            bool arena)
+{
+    cpool *cp = cpool_of(pool);
+    size_t s = rpi_tag_slot(tag);
+    rpi_tag *t = pool->tag_rec[s];
+    if (RPI_UNLIKELY(!cp || !t || pool->tag_key[s] != tag)) goto general;
+    if (tag) {
+        if (RPI_UNLIKELY(cp->seen_key[s] != tag)) goto general;
+        uintptr_t seen = cp->seen_rec[s];
+        if (RPI_UNLIKELY(seen != ((uintptr_t)t | SEEN_FIXED))) {
+            if (seen != (uintptr_t)t) goto general;
+            return alloc_compare(pool, size, tag, plain);
+        }
+    }
+    if (arena) return arena_locked(pool, cp, t, size, tag, plain);
+    return malloc_locked(pool, cp, t, size, tag, plain);
+general:
+    return alloc_general_unlock(pool, size, tag, plain);
+}
+
+/* The lock waited for, then the allocation. */
+static __attribute__((noinline)) void *alloc_wait(rp_pool *pool, size_t size, const char *tag,
+                                                  bool plain)
+{
+    rpi_lock_slow(&reg_lock);
+    return alloc_in(pool, size, tag, plain, (pool->flags & RP_POOL_ARENA) != 0);
+}
+
+static __attribute__((noinline)) void *alloc_arena(rp_pool *pool, size_t size, const char *tag,
+                                                   bool plain)
+{
+    if (RPI_UNLIKELY(!rpi_lock_try(&reg_lock))) return alloc_wait(pool, size, tag, plain);
+    return alloc_in(pool, size, tag, plain, true);
+}
+
+static __attribute__((noinline)) void *alloc_malloc(rp_pool *pool, size_t size, const char *tag,
+                                                    bool plain)
+{
+    if (RPI_UNLIKELY(!rpi_lock_try(&reg_lock))) return alloc_wait(pool, size, tag, plain);
+    return alloc_in(pool, size, tag, plain, false);
+}
+
 void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain)
 {
     /* the flags a pool is created with (ARENA, STACKS) never change */
@@ -833,12 +871,24 @@ void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain)
     return alloc_malloc(pool, size, tag, plain);
 }
 
-void rpi_checked_free(void *block)
+static __attribute__((noinline)) void free_general_unlock(void *block)
 {
-    rpi_registry_lock();
+    rpi_registry_unlock();
+    rpi_free_general(block);
+}
+
+static __attribute__((noinline)) void trim_unlock(void)
+{
+    trim_slow();
+    rpi_registry_unlock();
+}
+
+/* Lock held (the registry's, which is the block's checked pool's too). */
+static inline __attribute__((always_inline)) void free_in(void *block)
+{
     entry *e = lookup(block);
-    if (RPI_UNLIKELY(!e || e->state != RPI_LIVE)) goto general;
-    rp_pool *pool = e->pool;   /* a checked pool: its lock is the registry's */
+    if (RPI_UNLIKELY(!e || e->state != RPI_LIVE)) return free_general_unlock(block);
+    rp_pool *pool = e->pool;
     rpi_hdr *h = rpi_hdr_of(block);
     uint64_t w = h->word;
     /* intact_fast: the header's word is the record's but for the free
@@ -846,7 +896,7 @@ void rpi_checked_free(void *block)
     if (RPI_UNLIKELY(!intact_fast(e, h) ||
                      (w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG | RPI_F_SAMPLED | RPI_F_STACK)) ||
                      atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed)))
-        goto general;
+        return free_general_unlock(block);
     rpi_ring_unlink(h);
     size_t size = (size_t)(w & RPI_SIZE_MASK);
     rpi_counters_sub_in(pool, e->origin, size);
@@ -858,12 +908,20 @@ void rpi_checked_free(void *block)
     } else {
         retire(e, RPI_FREED, rpi_malloc_size(size));   /* the memory stays with the record */
     }
-    trim();
-    rpi_registry_unlock();
-    return;
-general:
-    rpi_registry_unlock();
-    rpi_free_general(block);
+    if (RPI_UNLIKELY(nretired > RETIRED_CAP || kept_bytes > RETIRED_BYTES)) return trim_unlock();
+    rpi_lock_release(&reg_lock);
+}
+
+static __attribute__((noinline)) void free_wait(void *block)
+{
+    rpi_lock_slow(&reg_lock);
+    free_in(block);
+}
+
+void rpi_checked_free(void *block)
+{
+    if (RPI_UNLIKELY(!rpi_lock_try(&reg_lock))) return free_wait(block);
+    free_in(block);
 }
 
 void rpi_registry_live_totals(rp_pool *pool, size_t *blocks, size_t *bytes)
