@@ -1265,7 +1265,7 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
         unsigned c = (unsigned)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
         rpi_arena *a = pool->arena;
         h->link = a->free[c];
-        h->word = w & RPI_CLASS_MASK;
+        h->word = w ^ RPI_F_ARENA;   /* free: not live, the class kept */
         a->free[c] = h;
         if (locked == RPI_SYNC_LOCK) rpi_lock_release(&pool->lock);
         if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
@@ -1723,7 +1723,7 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
         /* the link and the class go in the compact header: the payload,
            not yet copied when unsynchronised, stays as it is */
         h->link = a->free[c];
-        h->word = w & RPI_CLASS_MASK;     /* free: the class kept for walks */
+        h->word = w ^ RPI_F_ARENA;        /* free: not live, the class kept */
         a->free[c] = h;
     }
     if (locked) return resize_counted(pool, n, t, old, size, locked);
