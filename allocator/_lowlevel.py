@@ -174,7 +174,7 @@ def rpy_py_visit(block: CData, size: int, tag: CData, arg: CData) -> int:
 
 
 def walk(pool: CData) -> list[tuple[int, int, str]]:
-    """(address, size, tag) of every outstanding block, in ring order."""
+    """(address, size, tag) of every outstanding block, in rp_pool_walk's order."""
     records: list[tuple[CData, int, CData]] = []
     handle = ffi.new_handle(records)
     rc = int(lib.rpy_pool_walk(pool, handle))

@@ -12,6 +12,8 @@
  *     size         the requested size (low 48 bits) and block flags
  *                  (backing, alignment, destructor, checked).
  *
+ * Small blocks of arena pools that are not checked keep only origin and
+ * size (16 bytes) and are found through their chunks instead of the ring.
  * Payloads are aligned to alignof(max_align_t).  The full contract -- size 0,
  * NULL, what a bulk destroy does to pointers still held, which calls are safe
  * from which threads -- is in docs/contract.md; this file is the index.
@@ -277,7 +279,8 @@ RP_API int rp_pool_write_report(rp_pool *pool, const char *path);
 /* Same, with "children" nested and blocks listed or not, explicitly. */
 enum { RP_REPORT_BLOCKS = 1u << 0, RP_REPORT_CHILDREN = 1u << 1 };
 RP_API int rp_pool_write_report_ex(rp_pool *pool, const char *path, unsigned report_flags);
-/* Walks the ring and compares it with the counters; 0 when consistent, else
+/* Walks the ring (and an arena pool's chunks) and compares what it finds with
+   the counters; 0 when consistent, else
    RP_ECORRUPT (each finding also goes to the error handler, called after the
    locks are released). Checked pools: never follows an unvalidated link. */
 RP_API int rp_pool_check(rp_pool *pool);
