@@ -22,6 +22,10 @@
  *   rp-locked, arena-locked     one shared thread-safe pool (malloc / arena
  *                               backing) made by the main thread, every
  *                               thread allocating from it
+ *   rp-locked/creator, arena-locked/creator
+ *                               the same, but the pool is made by the first
+ *                               thread, which allocates from it too (its
+ *                               creator's calls and the others' meet in it)
  *   rp-locked/thread, arena-locked/thread
  *                               one thread-safe pool per thread, made by it
  *   rp-unsync/thread, arena-unsync/thread
@@ -80,22 +84,25 @@ static void load_peers(void)
 }
 
 /* ------------------------------------------------------------ implementations */
-enum impl { C_GLIBC, C_MI, C_JE, C_RP, C_ARENA, C_RP_EACH, C_ARENA_EACH, C_RP_UNSYNC_EACH,
-            C_ARENA_UNSYNC_EACH, C_COUNT };
+enum impl { C_GLIBC, C_MI, C_JE, C_RP, C_ARENA, C_RP_CREATOR, C_ARENA_CREATOR, C_RP_EACH,
+            C_ARENA_EACH, C_RP_UNSYNC_EACH, C_ARENA_UNSYNC_EACH, C_COUNT };
 static const char *const impl_name[C_COUNT] = {
-    "glibc", "mimalloc", "jemalloc", "rp-locked", "arena-locked",
-    "rp-locked/thread", "arena-locked/thread", "rp-unsync/thread", "arena-unsync/thread"
+    "glibc", "mimalloc", "jemalloc", "rp-locked", "arena-locked", "rp-locked/creator",
+    "arena-locked/creator", "rp-locked/thread", "arena-locked/thread", "rp-unsync/thread", "arena-unsync/thread"
 };
 static const char *const impl_what[C_COUNT] = {
     "malloc/free", "mi_malloc/mi_free", "mallocx/dallocx", "one shared pool",
-    "one shared pool", "a pool per thread", "a pool per thread",
+    "one shared pool", "one shared pool, made by thread 1", "one shared pool, made by thread 1",
+    "a pool per thread", "a pool per thread",
     "an unsynchronised pool per thread", "an unsynchronised pool per thread"
 };
 static int is_rp(enum impl i) { return i >= C_RP; }
 static int per_thread(enum impl i) { return i >= C_RP_EACH; }
+static int by_worker(enum impl i) { return i == C_RP_CREATOR || i == C_ARENA_CREATOR; }
 static unsigned rp_flags(enum impl i)
 {
-    unsigned f = (i == C_ARENA || i == C_ARENA_EACH || i == C_ARENA_UNSYNC_EACH) ? RP_POOL_ARENA : 0;
+    unsigned f = (i == C_ARENA || i == C_ARENA_CREATOR || i == C_ARENA_EACH ||
+                  i == C_ARENA_UNSYNC_EACH) ? RP_POOL_ARENA : 0;
     return f | ((i == C_RP_UNSYNC_EACH || i == C_ARENA_UNSYNC_EACH) ? RP_POOL_UNSYNC : 0);
 }
 static unsigned only;   /* --only: bit per impl; 0 = all */
@@ -126,6 +133,8 @@ typedef struct worker {
     pthread_t  tid;
     enum impl  impl;
     rp_pool   *pool;
+    rp_pool  **made;     /* by_worker: where the first thread puts the pool */
+    int        first;    /* the first thread */
     const size_t *sizes;
     size_t     offset;   /* where in the size table this thread starts */
     size_t     n;
@@ -166,8 +175,14 @@ static void *work(void *arg)
         w->pool = rp_pool_create_ex(impl_name[w->impl], &o);
         if (!w->pool) die("rp_pool_create_ex failed for %s", impl_name[w->impl]);
     }
-    rp_pool *pool = w->pool;
+    if (by_worker(w->impl) && w->first) {
+        rp_pool_options o = { .flags = rp_flags(w->impl), .chunk_size = 0, .keep_bytes = 0 };
+        *w->made = rp_pool_create_ex(impl_name[w->impl], &o);
+        if (!*w->made) die("rp_pool_create_ex failed for %s", impl_name[w->impl]);
+    }
     pthread_barrier_wait(w->start);
+    if (by_worker(w->impl)) w->pool = *w->made;   /* made before the barrier */
+    rp_pool *pool = w->pool;
     double c0 = cpu_now_ns();
     switch (w->impl) {
     case C_GLIBC: LOOP(A_GLIBC, free); break;
@@ -202,7 +217,7 @@ static double run(enum impl impl, int t, size_t n, const size_t *sizes, double *
     pthread_barrier_t start;
     if (pthread_barrier_init(&start, NULL, (unsigned)t + 1) != 0) die("%s", "pthread_barrier_init");
     rp_pool *shared = NULL;
-    if (is_rp(impl) && !per_thread(impl)) {
+    if (is_rp(impl) && !per_thread(impl) && !by_worker(impl)) {
         rp_pool_options o = { .flags = rp_flags(impl), .chunk_size = 0, .keep_bytes = 0 };
         shared = rp_pool_create_ex(impl_name[impl], &o);
         if (!shared) die("rp_pool_create_ex failed for %s", impl_name[impl]);
@@ -214,6 +229,8 @@ static double run(enum impl impl, int t, size_t n, const size_t *sizes, double *
         w[i].n = n;
         w[i].start = &start;
         w[i].pool = shared;   /* per-thread pools: made by their thread */
+        w[i].made = &shared;
+        w[i].first = i == 0;
         if (pthread_create(&w[i].tid, NULL, work, &w[i]) != 0) die("%s", "pthread_create failed");
     }
     pthread_barrier_wait(&start);
@@ -257,8 +274,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: contention [--threads T]... [--pairs N] [--repeats R]\n"
                "                  [--size BYTES|mixed] [--only IMPL]... [--quick] [--no-peers]\n"
-               "IMPL: glibc mimalloc jemalloc rp-locked arena-locked rp-locked/thread\n"
-               "      arena-locked/thread rp-unsync/thread arena-unsync/thread\n"
+               "IMPL: glibc mimalloc jemalloc rp-locked arena-locked rp-locked/creator\n"
+               "      arena-locked/creator rp-locked/thread arena-locked/thread\n"
+               "      rp-unsync/thread arena-unsync/thread\n"
                "      (glibc always runs: ratios are to it)\n"
                "defaults: --threads 2 --threads 4 --pairs 2000000 --repeats 7 --size 64\n");
 }

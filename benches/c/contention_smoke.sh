@@ -7,6 +7,7 @@ fail() { echo "contention_smoke.sh: FAIL: $*" >&2; exit 1; }
 out=$(GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 "$BIN" --quick --pairs 5000 \
       --repeats 1 --threads 2 --threads 3 --size mixed) || fail "contention exited $?"
 for want in "| glibc |" "| rp-locked | one shared pool |" "| arena-locked | one shared pool |" \
+            "| rp-locked/creator |" "| arena-locked/creator |" \
             "| rp-locked/thread |" "| arena-locked/thread |" " 2 threads " " 3 threads "; do
     grep -qF -- "$want" <<<"$out" || { echo "$out"; fail "output lacks '$want'"; }
 done
