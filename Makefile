@@ -54,7 +54,16 @@ $(LIB_SO): $(LIB_OBJS)
 # The static library is one relocatable object whose hidden symbols (the rpi_
 # internals) are made local, so they never meet the program's own names at link
 # time; only the rp_ API stays global.
-$(LIB_REL): $(LIB_OBJS)
+# Its pool.o is compiled for linking into a program (RPI_STATIC_LIB): each
+# thread remembers its shard of a shared pool in thread-local storage, which a
+# program reaches at a constant offset (csrc/pool.c, "the calling thread's last
+# shard"); the shared library finds shards through the pool's slots.
+LIB_REL_OBJS := $(filter-out $(BUILD)/obj/pool.o,$(LIB_OBJS)) $(BUILD)/obj/pool-static.o
+$(BUILD)/obj/pool-static.o: csrc/pool.c $(wildcard csrc/*.h) csrc/include/ringpool.h csrc/flags.mk
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_LIB) -DRPI_STATIC_LIB -c $< -o $@
+
+$(LIB_REL): $(LIB_REL_OBJS)
 	$(LD) -r -o $@ $^
 	$(OBJCOPY) --localize-hidden $@
 

@@ -260,7 +260,6 @@ typedef struct rpi_memprof_pool {
 #define RPI_NO_TAG ((const char *)1)   /* key of an empty tag-cache slot */
 struct rp_pool {
     rpi_hdr      ring;          /* sentinel; must stay first */
-    unsigned     flags;
     rpi_lock     lock;
     /* a biased shard (RPI_POOL_BIASED, shard.c): its owner is in a fast
        section; beside the lock word, in the line the owner writes anyway */
@@ -287,6 +286,9 @@ struct rp_pool {
        a thread binds to a shard: between pads, so that no field a call
        writes shares their cache line. */
     char         rd_pad0[64];
+    unsigned     flags;         /* here, not beside the ring sentinel and the
+                                   busy mark its owner writes on every call:
+                                   other threads' allocations read it */
     rpi_arena   *fast_arena;    /* arena of an unchecked pool: the call-free path */
     void        *owner;         /* shardable pools: the thread (its thread pointer)
                                    whose calls use the pool itself without a
@@ -635,6 +637,12 @@ RPI_HIDDEN void rpi_shards_fold(rp_pool *front, rpi_fold *out);
 RPI_HIDDEN rpi_tag *rpi_fold_next(rp_pool *front, rpi_tag *t);   /* t NULL: first */
 /* No lock held: the shards lose their threads (before the pool frees them). */
 RPI_HIDDEN void rpi_shards_unbind(rp_pool *front);
+/* pool.c: each thread remembers the last shard it allocated from (the pool,
+   the shard, and the generation of bindings it saw). The generation moves
+   when shards lose their threads (a pool's destroy); a thread forgets its
+   shard when it exits. */
+RPI_HIDDEN void rpi_shard_gen_bump(void);
+RPI_HIDDEN void rpi_tcache_forget(void);
 /* A biased shard's owner enters a fast section: false (and not entered)
    when someone holds the shard's lock (then the caller takes the general,
    locked path). The store of busy and the load of the lock word are ordered

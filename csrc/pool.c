@@ -756,6 +756,12 @@ __attribute__((noinline)) static void *alloc_other_noexc(rp_pool *pool, size_t s
                                                         const char *tag);
 static inline __attribute__((always_inline)) void *alloc_other_thread(rp_pool *pool, size_t size,
                                                                       const char *tag, bool plain);
+static inline __attribute__((always_inline)) void *alloc_other_arena(rp_pool *pool, size_t size,
+                                                                     const char *tag, bool plain);
+static inline __attribute__((always_inline)) void *alloc_other_recycled(rp_pool *pool,
+                                                                        size_t size,
+                                                                        const char *tag,
+                                                                        bool plain);
 __attribute__((noinline)) static void *alloc_malloc_fast(rp_pool *pool, size_t size,
                                                          const char *tag, bool plain)
 {
@@ -907,7 +913,7 @@ static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, 
             if (f & RP_POOL_UNSYNC) return alloc_recycled_fast(pool, size, tag, plain, false);
             if (mine) return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_LOCK);
             if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
-                return alloc_other_thread(pool, size, tag, plain);
+                return alloc_other_recycled(pool, size, tag, plain);
             return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_BIASED);
         }
         return alloc_malloc_fast(pool, size, tag, plain);   /* checks the owner */
@@ -915,7 +921,7 @@ static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, 
     if (pool->flags & RP_POOL_UNSYNC) return alloc_arena_fast(pool, a, size, tag, plain, false);
     if (mine) return alloc_arena_fast(pool, a, size, tag, plain, RPI_SYNC_LOCK);
     if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
-        return alloc_other_thread(pool, size, tag, plain);
+        return alloc_other_arena(pool, size, tag, plain);
     return alloc_arena_fast(pool, a, size, tag, plain, RPI_SYNC_BIASED);
 }
 
@@ -942,6 +948,129 @@ static inline __attribute__((always_inline)) void *alloc_in_shard(rp_pool *s, si
     return alloc_fast_in(s, size, tag, plain, true);
 }
 
+/* ----------------------------------------- the calling thread's last shard
+   Every allocation by a thread other than a pool's creator needs that
+   thread's shard. The pool's slots (pool->tslot) find it without a
+   thread-local variable, but the slot's address comes from the thread
+   pointer and the shard's from the slot: loads in a row before the
+   allocation can start, which cost far more CPU time than their
+   instructions (docs/concurrency.md). Where a thread-local variable is
+   reached at a constant offset from the thread pointer (code in a program:
+   built into it, or the static library, through a TLS descriptor the
+   linker turns into that constant), each thread also remembers the last
+   (pool, shard) it allocated from, and the shard is one load away. The
+   record is trusted while the generation it was made in is current: the
+   generation moves whenever a pool's shards lose their threads (destroy),
+   and a thread forgets its record when it exits (before its shards can go
+   to other threads), so a remembered shard is always the thread's own.
+   The shared library keeps to the slots (there a thread-local variable is
+   a call, and a TLS descriptor's call measured slower than the slots). */
+typedef struct rpi_tcache {
+    rp_pool *front, *shard;
+    uint64_t gen;
+} rpi_tcache;
+static _Atomic uint64_t shard_gen = 1;
+
+void rpi_shard_gen_bump(void)
+{
+    atomic_fetch_add_explicit(&shard_gen, 1, memory_order_release);
+}
+
+#if !defined(__PIC__) || (defined(RPI_STATIC_LIB) && defined(__x86_64__))
+__attribute__((visibility("hidden"))) __thread rpi_tcache rpi_tcache_tls;
+
+void rpi_tcache_forget(void)
+{
+    rpi_tcache_tls.front = NULL;
+}
+#endif
+
+#if !defined(__PIC__)
+/* Code built into a program: the compiler reaches the record at a constant
+   offset from the thread pointer. Whether the calling thread remembers its
+   shard of pool (then in *s). */
+static inline __attribute__((always_inline)) bool tcache_shard(rp_pool *pool, rp_pool **s)
+{
+    if (RPI_LIKELY(rpi_tcache_tls.front == pool) &&
+        RPI_LIKELY(rpi_tcache_tls.gen == atomic_load_explicit(&shard_gen, memory_order_relaxed))) {
+        *s = rpi_tcache_tls.shard;
+        return true;
+    }
+    return false;
+}
+/* s is the calling thread's shard of pool (its owner is the caller), found
+   in generation gen (read before the lookup). */
+static void tcache_set(rp_pool *pool, rp_pool *s, uint64_t gen)
+{
+    rpi_tcache_tls.front = pool;
+    rpi_tcache_tls.shard = s;
+    rpi_tcache_tls.gen = gen;
+}
+#elif defined(RPI_STATIC_LIB) && defined(__x86_64__)
+/* The static library (position-independent code, which may also end up in
+   a shared object): the record's offset from the thread pointer, by its TLS
+   descriptor. Linked into a program, the linker makes it a constant (no
+   call is left); in a shared object the descriptor's function returns it,
+   changing no register but %rax, and may run C code (glibc's, the first
+   time a thread of a dlopened object gets here): the call is made past this
+   function's red zone on a 16-byte aligned stack (the old stack pointer
+   waits in %r11, which the call keeps), with the vector registers declared
+   clobbered (glibc before 2.40 does not keep them there). */
+static inline __attribute__((always_inline)) uintptr_t tcache_off(void)
+{
+    uintptr_t off;
+    __asm__("mov %%rsp, %%r11\n\t"
+            "lea -128(%%rsp), %%rsp\n\t"
+            "and $-16, %%rsp\n\t"
+            "lea rpi_tcache_tls@TLSDESC(%%rip), %%rax\n\t"
+            "call *rpi_tcache_tls@TLSCALL(%%rax)\n\t"
+            "mov %%r11, %%rsp"
+            : "=a"(off)
+            :
+            : "r11", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
+              "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+    return off;
+}
+/* One word of the record, by a %fs-relative load: its address is known
+   without loading the thread pointer first. */
+static inline __attribute__((always_inline)) uintptr_t tcache_word(uintptr_t off,
+                                                                   const size_t field)
+{
+    uintptr_t v;
+    __asm__ volatile("mov %%fs:%c2(%1), %0" : "=r"(v) : "r"(off), "i"(field * 8));
+    return v;
+}
+static inline __attribute__((always_inline)) bool tcache_shard(rp_pool *pool, rp_pool **s)
+{
+    uintptr_t off = tcache_off();
+    if (RPI_LIKELY(tcache_word(off, 0) == (uintptr_t)pool) &&
+        RPI_LIKELY(tcache_word(off, 2) == atomic_load_explicit(&shard_gen, memory_order_relaxed))) {
+        *s = (rp_pool *)tcache_word(off, 1);
+        return true;
+    }
+    return false;
+}
+static void tcache_set(rp_pool *pool, rp_pool *s, uint64_t gen)
+{
+    rpi_tcache *c = (rpi_tcache *)((char *)rpi_thread_self() + tcache_off());
+    c->front = pool;
+    c->shard = s;
+    c->gen = gen;
+}
+#else
+/* The shared library: the pool's slots alone. */
+void rpi_tcache_forget(void) {}
+static inline bool tcache_shard(rp_pool *pool, rp_pool **s)
+{
+    (void)pool, (void)s;
+    return false;
+}
+static void tcache_set(rp_pool *pool, rp_pool *s, uint64_t gen)
+{
+    (void)pool, (void)s, (void)gen;
+}
+#endif
+
 /* The pool's slot does not name the calling thread's shard: found or made
    (shard.c), or the pool itself if none can be made. */
 __attribute__((noinline)) static void *alloc_bind(rp_pool *pool, size_t size, const char *tag,
@@ -951,8 +1080,10 @@ __attribute__((noinline)) static void *alloc_bind(rp_pool *pool, size_t size, co
        pool itself, locked */
     if (atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) == rpi_thread_self())
         return alloc_fast_in(pool, size, tag, plain, true);
+    uint64_t gen = atomic_load_explicit(&shard_gen, memory_order_acquire);
     rp_pool *shard = rpi_shard_bind(pool);
     if (RPI_UNLIKELY(shard == pool)) return alloc_general(pool, size, tag, plain);
+    tcache_set(pool, shard, gen);
     return alloc_in_shard(shard, size, tag, plain);
 }
 
@@ -965,10 +1096,14 @@ static inline __attribute__((always_inline)) void *alloc_other_in(rp_pool *pool,
                                                                   const char *tag,
                                                                   const bool plain)
 {
+    rp_pool *s;
+    if (RPI_LIKELY(tcache_shard(pool, &s))) return alloc_in_shard(s, size, tag, plain);
+    uint64_t gen = atomic_load_explicit(&shard_gen, memory_order_acquire);
     void *tp = rpi_thread_self();
-    rp_pool *s = atomic_load_explicit(&pool->tslot[rpi_tslot_of(tp)], memory_order_acquire);
+    s = atomic_load_explicit(&pool->tslot[rpi_tslot_of(tp)], memory_order_acquire);
     if (RPI_UNLIKELY(!s || atomic_load_explicit(&s->bias_owner, memory_order_relaxed) != tp))
         return alloc_bind(pool, size, tag, plain);
+    tcache_set(pool, s, gen);
     return alloc_in_shard(s, size, tag, plain);
 }
 __attribute__((noinline)) static void *alloc_other_plain(rp_pool *pool, size_t size,
@@ -985,6 +1120,66 @@ static inline __attribute__((always_inline)) void *alloc_other_thread(rp_pool *p
                                                                       const char *tag, bool plain)
 {
     return plain ? alloc_other_plain(pool, size, tag) : alloc_other_noexc(pool, size, tag);
+}
+
+/* The same, specialised by what the pool's own dispatch already knows (its
+   shards have the pool's backing and recycling), so that the shard's flags
+   are tested once: the arena (a shard of an arena pool has a fast arena),
+   and the malloc backing's recycled classes (size <= RPI_RECYCLE_MAX). */
+static inline __attribute__((always_inline)) void *alloc_other_arena_in(rp_pool *pool, size_t size,
+                                                                        const char *tag,
+                                                                        const bool plain)
+{
+    rp_pool *s;
+    if (RPI_UNLIKELY(!tcache_shard(pool, &s))) return alloc_other_thread(pool, size, tag, plain);
+    if (RPI_LIKELY(s->flags & RPI_POOL_BIASED))
+        return alloc_arena_fast(s, s->fast_arena, size, tag, plain, RPI_SYNC_BIASED);
+    return alloc_fast_in(s, size, tag, plain, true);
+}
+__attribute__((noinline)) static void *alloc_other_arena_plain(rp_pool *pool, size_t size,
+                                                              const char *tag)
+{
+    return alloc_other_arena_in(pool, size, tag, true);
+}
+__attribute__((noinline)) static void *alloc_other_arena_noexc(rp_pool *pool, size_t size,
+                                                              const char *tag)
+{
+    return alloc_other_arena_in(pool, size, tag, false);
+}
+static inline __attribute__((always_inline)) void *alloc_other_arena(rp_pool *pool, size_t size,
+                                                                     const char *tag, bool plain)
+{
+    return plain ? alloc_other_arena_plain(pool, size, tag)
+                 : alloc_other_arena_noexc(pool, size, tag);
+}
+static inline __attribute__((always_inline)) void *alloc_other_recycled_in(rp_pool *pool,
+                                                                           size_t size,
+                                                                           const char *tag,
+                                                                           const bool plain)
+{
+    rp_pool *s;
+    if (RPI_UNLIKELY(!tcache_shard(pool, &s))) return alloc_other_thread(pool, size, tag, plain);
+    if (RPI_LIKELY(s->flags & RPI_POOL_BIASED))
+        return alloc_recycled_fast(s, size, tag, plain, RPI_SYNC_BIASED);
+    return alloc_fast_in(s, size, tag, plain, true);
+}
+__attribute__((noinline)) static void *alloc_other_recycled_plain(rp_pool *pool, size_t size,
+                                                                 const char *tag)
+{
+    return alloc_other_recycled_in(pool, size, tag, true);
+}
+__attribute__((noinline)) static void *alloc_other_recycled_noexc(rp_pool *pool, size_t size,
+                                                                 const char *tag)
+{
+    return alloc_other_recycled_in(pool, size, tag, false);
+}
+static inline __attribute__((always_inline)) void *alloc_other_recycled(rp_pool *pool,
+                                                                        size_t size,
+                                                                        const char *tag,
+                                                                        bool plain)
+{
+    return plain ? alloc_other_recycled_plain(pool, size, tag)
+                 : alloc_other_recycled_noexc(pool, size, tag);
 }
 
 void *rp_alloc_noexc(rp_pool *pool, size_t size, const char *tag)

@@ -74,6 +74,7 @@ static void record_free(rpi_sthread *r)
 /* A thread exits (its key's destructor). */
 static void thread_exit(void *arg)
 {
+    rpi_tcache_forget();   /* before its shards can go to another thread */
     record_free(arg);
     tls_thread = NULL;
 }
@@ -160,6 +161,7 @@ rp_pool *rpi_shard_bind(rp_pool *pool)
 
 void rpi_shards_unbind(rp_pool *front)
 {
+    rpi_shard_gen_bump();   /* no thread uses a remembered shard of front again */
     rpi_lock_acquire(&bind_lock);
     for (rp_pool *s = front->shards; s; s = s->shard_next)
         if (s->shard_thread) owned_unlink(s->shard_thread, s);
