@@ -3,6 +3,8 @@
 #                             beside glibc, mimalloc, jemalloc and a pool per
 #                             thread; Mops/s medians of interleaved rounds
 #                             (part of `make bench-c`)
+#   test-c-static             (in `make test`) the thread suites linked with the
+#                             static library, plain and under valgrind
 #   test-bench-contention     (in `make test`) a seconds-long run with tiny
 #                             counts and the bad inputs
 CONTENTION_BIN  := $(BENCH_C_DIR)/contention
@@ -25,3 +27,19 @@ bench-c: bench-c-contention
 
 test-bench-contention: $(CONTENTION_BIN)
 	benches/c/contention_smoke.sh $(CONTENTION_BIN)
+
+# The thread suites linked with the static library (test-c-plain links the
+# shared one): a program linked with it finds a thread's shard of a shared
+# pool through a thread-local record (csrc/pool.c), plain and under valgrind.
+CONTENTION_STATIC_DIR  := $(BUILD)/ctest-static
+CONTENTION_STATIC_BINS := $(CONTENTION_STATIC_DIR)/test_contention $(CONTENTION_STATIC_DIR)/test_threads
+.PHONY: test-c-static
+TEST_TARGETS += test-c-static
+
+$(CONTENTION_STATIC_DIR)/%: tests/c/%.c tests/c/testutil.h csrc/include/ringpool.h $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(CTEST_CFLAGS) $< $(LIB_A) -o $@
+
+test-c-static: setup-sys $(CONTENTION_STATIC_BINS)
+	$(call ctest_run,$(CONTENTION_STATIC_BINS),,static )
+	$(call ctest_run,$(CONTENTION_STATIC_BINS),RP_TEST_QUICK=1 $(CTEST_VALGRIND),static valgrind )

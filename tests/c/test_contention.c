@@ -998,6 +998,63 @@ static void test_creator_shares_pool_without_bias(void)
     CHECK(unsetenv("RINGPOOL_SHARD_BIAS") == 0);
 }
 
+/* A thread that allocates from two shared pools by turns (so that the shard
+   it remembered last is always the other pool's) puts every block in the
+   pool it asked, sizes below and above the recycled classes included, and
+   both pools count exactly what it did. */
+typedef struct alternator {
+    rp_pool *pool[2];
+    void    *b[2][120];
+} alternator;
+
+static void *alternate(void *arg)
+{
+    alternator *a = arg;
+    for (int i = 0; i < 120; i++) {
+        for (int k = 0; k < 2; k++) {
+            size_t size = (i % 3 == 2) ? 5000 + (size_t)i : 16 + (size_t)i;
+            void *p = rp_alloc(a->pool[k], size, k ? "second" : "first");
+            CHECK(p != NULL);
+            CHECK(rp_block_pool(p) == a->pool[k]);
+            a->b[k][i] = p;
+        }
+        if (i % 4 == 3) {   /* and frees, by turns too */
+            rp_free(a->b[0][i - 1]);
+            rp_free(a->b[1][i - 2]);
+            a->b[0][i - 1] = a->b[1][i - 2] = NULL;
+        }
+    }
+    return NULL;
+}
+
+static void test_thread_alternating_pools_keeps_each_shard(void)
+{
+    alternator a;
+    memset(&a, 0, sizeof a);
+    a.pool[0] = tu_pool("first");
+    a.pool[1] = tu_pool("second");
+    in_thread(alternate, &a);
+    for (int k = 0; k < 2; k++) {
+        size_t blocks = 0, bytes = 0;
+        for (int i = 0; i < 120; i++) {
+            if (!a.b[k][i]) continue;
+            blocks++;
+            bytes += rp_block_size(a.b[k][i]);
+        }
+        CHECK_EQ(blocks, 120 - 30);
+        CHECK_COUNTS(a.pool[k], blocks, bytes);
+        rp_tag_stat st[4];
+        CHECK_EQ(rp_pool_stats(a.pool[k], st, 4), 1);
+        CHECK_EQ(st[0].allocs, 120);
+        CHECK_INT(rp_pool_check(a.pool[k]), 0);
+    }
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 120; i++) rp_free(a.b[k][i]);
+        CHECK_COUNTS(a.pool[k], 0, 0);
+        tu_end_pool(a.pool[k]);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -1013,6 +1070,7 @@ int main(int argc, char **argv)
         {"producer_reuses_blocks_a_consumer_frees", test_producer_reuses_blocks_a_consumer_frees},
         {"creator_shares_pool_lock_free", test_creator_shares_pool_lock_free},
         {"creator_shares_pool_without_bias", test_creator_shares_pool_without_bias},
+        {"thread_alternating_pools_keeps_each_shard", test_thread_alternating_pools_keeps_each_shard},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
