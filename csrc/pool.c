@@ -986,6 +986,7 @@ void rpi_tcache_forget(void)
 #endif
 
 #if !defined(__PIC__)
+#define RPI_TCACHE 1
 /* Code built into a program: the compiler reaches the record at a constant
    offset from the thread pointer. Whether the calling thread remembers its
    shard of pool (then in *s). */
@@ -1007,6 +1008,7 @@ static void tcache_set(rp_pool *pool, rp_pool *s, uint64_t gen)
     rpi_tcache_tls.gen = gen;
 }
 #elif defined(RPI_STATIC_LIB) && defined(__x86_64__)
+#define RPI_TCACHE 1
 /* The static library (position-independent code, which may also end up in
    a shared object): the record's offset from the thread pointer, by its TLS
    descriptor. Linked into a program, the linker makes it a constant (no
@@ -1058,6 +1060,7 @@ static void tcache_set(rp_pool *pool, rp_pool *s, uint64_t gen)
     c->gen = gen;
 }
 #else
+#define RPI_TCACHE 0
 /* The shared library: the pool's slots alone. */
 void rpi_tcache_forget(void) {}
 static inline bool tcache_shard(rp_pool *pool, rp_pool **s)
@@ -1122,6 +1125,22 @@ static inline __attribute__((always_inline)) void *alloc_other_thread(rp_pool *p
     return plain ? alloc_other_plain(pool, size, tag) : alloc_other_noexc(pool, size, tag);
 }
 
+/* The calling thread's shard of pool by the quick way (its record, else the
+   pool's slot), or false. */
+static inline __attribute__((always_inline)) bool quick_shard(rp_pool *pool, rp_pool **s)
+{
+#if RPI_TCACHE
+    return tcache_shard(pool, s);
+#else
+    void *tp = rpi_thread_self();
+    rp_pool *x = atomic_load_explicit(&pool->tslot[rpi_tslot_of(tp)], memory_order_acquire);
+    if (RPI_UNLIKELY(!x || atomic_load_explicit(&x->bias_owner, memory_order_relaxed) != tp))
+        return false;
+    *s = x;
+    return true;
+#endif
+}
+
 /* The same, specialised by what the pool's own dispatch already knows (its
    shards have the pool's backing and recycling), so that the shard's flags
    are tested once: the arena (a shard of an arena pool has a fast arena),
@@ -1131,7 +1150,7 @@ static inline __attribute__((always_inline)) void *alloc_other_arena_in(rp_pool 
                                                                         const bool plain)
 {
     rp_pool *s;
-    if (RPI_UNLIKELY(!tcache_shard(pool, &s))) return alloc_other_thread(pool, size, tag, plain);
+    if (RPI_UNLIKELY(!quick_shard(pool, &s))) return alloc_other_thread(pool, size, tag, plain);
     if (RPI_LIKELY(s->flags & RPI_POOL_BIASED))
         return alloc_arena_fast(s, s->fast_arena, size, tag, plain, RPI_SYNC_BIASED);
     return alloc_fast_in(s, size, tag, plain, true);
@@ -1158,7 +1177,7 @@ static inline __attribute__((always_inline)) void *alloc_other_recycled_in(rp_po
                                                                            const bool plain)
 {
     rp_pool *s;
-    if (RPI_UNLIKELY(!tcache_shard(pool, &s))) return alloc_other_thread(pool, size, tag, plain);
+    if (RPI_UNLIKELY(!quick_shard(pool, &s))) return alloc_other_thread(pool, size, tag, plain);
     if (RPI_LIKELY(s->flags & RPI_POOL_BIASED))
         return alloc_recycled_fast(s, size, tag, plain, RPI_SYNC_BIASED);
     return alloc_fast_in(s, size, tag, plain, true);

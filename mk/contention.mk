@@ -18,6 +18,13 @@ $(CONTENTION_BIN): benches/c/contention.c benches/c/sizes.h csrc/peers.h csrc/in
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g -Icsrc/include $< $(LIB_A) -o $@ -ldl -lpthread
 
+# The same program linked with the shared library (which finds a thread's
+# shard through the pool's slots, not a thread-local record).
+CONTENTION_SO_BIN := $(BENCH_C_DIR)/contention-shared
+$(CONTENTION_SO_BIN): benches/c/contention.c benches/c/sizes.h csrc/peers.h csrc/include/ringpool.h $(LIB_SO)
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O2 -g -Icsrc/include $< -o $@ -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -lringpool -ldl -lpthread
+
 bench-c-contention: $(CONTENTION_BIN)
 	set -o pipefail; { $(CONTENTION_ENV) $(CONTENTION_BIN) --size 64 $(CONTENTION_ARGS) && \
 	  $(CONTENTION_ENV) $(CONTENTION_BIN) --size mixed $(CONTENTION_ARGS); } \
