@@ -232,14 +232,21 @@ def measure_once(tool: str, wl: Workload, work: Path, run: int, m: Measure) -> N
     else:
         stdout = b"\n".join(l for l in stdout.split(b"\n") if l.strip())
     m.digest = hashlib.sha256(stdout).hexdigest()
-    seen = allocations_seen(tool, proc.stderr, work, run)
+    note_allocations(tool, m, proc.stderr, work, run)
+
+
+def note_allocations(tool: str, m: Measure, stderr: bytes, work: Path, run: int) -> None:
+    """Adds the allocation calls the tool recorded in this run to m; a tool
+    that recorded none, or a heaptrack that could not read its own trace,
+    fails the measure (it did not do the work it is timed for)."""
+    seen = allocations_seen(tool, stderr, work, run)
     if seen is not None:
         m.allocations.append(seen)
         if seen == 0:
             m.failure = "the tool saw no allocation (it did not trace the workload's process)"
-    if tool == "heaptrack" and b"failed to parse" in proc.stderr:
+    if tool == "heaptrack" and b"failed to parse" in stderr:
         m.failure = "heaptrack could not read its own trace: " + \
-            proc.stderr.decode(errors="replace").strip().splitlines()[0][:200]
+            stderr.decode(errors="replace").strip().splitlines()[0][:200]
 
 
 def allocations_seen(tool: str, stderr: bytes, work: Path, run: int) -> int | None:
