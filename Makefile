@@ -58,7 +58,8 @@ $(LIB_SO): $(LIB_OBJS)
 # thread remembers its shard of a shared pool in thread-local storage, which a
 # program reaches at a constant offset (csrc/pool.c, "the calling thread's last
 # shard"); the shared library finds shards through the pool's slots.
-LIB_REL_OBJS := $(filter-out $(BUILD)/obj/pool.o,$(LIB_OBJS)) $(BUILD)/obj/pool-static.o
+# (in pool.o's place: csrc/poolstack.c knows the library's code by the order of its objects)
+LIB_REL_OBJS := $(patsubst $(BUILD)/obj/pool.o,$(BUILD)/obj/pool-static.o,$(LIB_OBJS))
 $(BUILD)/obj/pool-static.o: csrc/pool.c $(wildcard csrc/*.h) csrc/include/ringpool.h csrc/flags.mk
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_LIB) -DRPI_STATIC_LIB -c $< -o $@
