@@ -1064,6 +1064,31 @@ void rpi_unwind_forget_walks(void)
     atomic_fetch_add_explicit(&code_generation, 1, memory_order_release);
 }
 
+/* The memo's check with the id kept, for a walk that would start at pc
+   with the given sp and bp (the caller's registers after its call
+   returns): the id of a repeated stack, else the walk. Marks the thread
+   busy for the walk (rpi_stack_walk_here clears it). */
+static inline __attribute__((always_inline)) uint32_t memo_or_walk(int depth, uintptr_t from,
+                                                                   uintptr_t pc, uintptr_t sp,
+                                                                   uintptr_t bp)
+{
+    if (rpi_stack_busy)
+        return 0;
+    rpi_stack_busy = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    walk_state *m = &tls_walk;
+    uint32_t id = m->id;
+    if (id && m->sp == sp && m->pc == pc && m->from == from && m->depth == depth &&
+        !m->lo && !m->hi &&
+        m->last->generation == atomic_load_explicit(&code_generation, memory_order_acquire) &&
+        (!m->need_bp || m->bp == bp) && same_reads(m->last)) {
+        atomic_signal_fence(memory_order_seq_cst);
+        rpi_stack_busy = 0;
+        return id;
+    }
+    return rpi_stack_walk_here(depth, from, sp, bp);
+}
+
 /* The memo's check with the id kept: a repeated stack costs the check and
    a return. The walk, on a miss, starts at this function's caller (pc, sp,
    bp as after the call returns), so its registers are known here from the
@@ -1073,21 +1098,7 @@ uint32_t rpi_stack_here(int depth, uintptr_t from)
 {
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t sp = (uintptr_t)(fp + 2), bp = fp[0];
-    if (rpi_stack_busy)
-        return 0;
-    rpi_stack_busy = 1;
-    atomic_signal_fence(memory_order_seq_cst);
-    walk_state *m = &tls_walk;
-    uint32_t id = m->id;
-    if (id && m->sp == sp && m->pc == fp[1] && m->from == from && m->depth == depth &&
-        !m->lo && !m->hi &&
-        m->last->generation == atomic_load_explicit(&code_generation, memory_order_acquire) &&
-        (!m->need_bp || m->bp == bp) && same_reads(m->last)) {
-        atomic_signal_fence(memory_order_seq_cst);
-        rpi_stack_busy = 0;
-        return id;
-    }
-    return rpi_stack_walk_here(depth, from, sp, bp);
+    return memo_or_walk(depth, from, fp[1], sp, bp);
 }
 
 /* The same check and walk, started at the frame of `from` itself: sp is
@@ -1101,21 +1112,7 @@ uint32_t rpi_stack_here_at(int depth, uintptr_t from, uintptr_t sp, uintptr_t bp
 {
     if (RPI_UNLIKELY(((const uintptr_t *)sp)[-1] != from))
         return rpi_stack_here(depth, from);
-    if (rpi_stack_busy)
-        return 0;
-    rpi_stack_busy = 1;
-    atomic_signal_fence(memory_order_seq_cst);
-    walk_state *m = &tls_walk;
-    uint32_t id = m->id;
-    if (id && m->sp == sp && m->pc == from && m->from == from && m->depth == depth &&
-        !m->lo && !m->hi &&
-        m->last->generation == atomic_load_explicit(&code_generation, memory_order_acquire) &&
-        (!m->need_bp || m->bp == bp) && same_reads(m->last)) {
-        atomic_signal_fence(memory_order_seq_cst);
-        rpi_stack_busy = 0;
-        return id;
-    }
-    return rpi_stack_walk_here(depth, from, sp, bp);
+    return memo_or_walk(depth, from, from, sp, bp);
 }
 
 #else /* not x86-64 Linux: always the general unwinder */
