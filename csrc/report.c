@@ -148,6 +148,17 @@ static void report_unlock(rp_pool *pool)
     if (!(pool->flags & RP_POOL_CHECKED)) rpi_pool_unlock(pool);
 }
 
+/* One entry of a report's "blocks" list. */
+static void put_block(rpi_out *f, rpi_hdr *h, bool first, rpi_psreport *stacks,
+                      const rpi_json_out *jo)
+{
+    out_printf(f, "%s\n    {\"address\": \"%p\", \"size\": %zu, \"tag\": ",
+               first ? "" : ",", rpi_payload(h), rpi_size(h));
+    put_str(f, h->origin->name);
+    if (h->word & RPI_F_STACK) rpi_poolstack_report_block(stacks, rpi_payload(h), jo);
+    out_putc(f, '}');
+}
+
 static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reason, int depth,
                      bool at_exit)
 {
@@ -207,11 +218,7 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
             /* checked: a link is followed only to a block known intact */
             char why[256];
             if (checked && !rpi_registry_block_ok(pool, h, why, sizeof why)) break;
-            out_printf(f, "%s\n    {\"address\": \"%p\", \"size\": %zu, \"tag\": ",
-                    first ? "" : ",", rpi_payload(h), rpi_size(h));
-            put_str(f, h->origin->name);
-            if (h->word & RPI_F_STACK) rpi_poolstack_report_block(stacks, rpi_payload(h), &jo);
-            out_putc(f, '}');
+            put_block(f, h, first, stacks, &jo);
             first = false;
         }
         /* compact arena blocks (unchecked pools) are found by chunk */
@@ -219,11 +226,7 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
             if (!p->arena || !p->arena->off) continue;
             rpi_slots it = { 0 };
             for (rpi_hdr *h; (h = rpi_arena_next_live(p->arena, &it)) != NULL;) {
-                out_printf(f, "%s\n    {\"address\": \"%p\", \"size\": %zu, \"tag\": ",
-                        first ? "" : ",", rpi_payload(h), rpi_size(h));
-                put_str(f, h->origin->name);
-                if (h->word & RPI_F_STACK) rpi_poolstack_report_block(stacks, rpi_payload(h), &jo);
-                out_putc(f, '}');
+                put_block(f, h, first, stacks, &jo);
                 first = false;
             }
         }
