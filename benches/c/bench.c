@@ -945,6 +945,27 @@ static const char *const cd_name[CD_COUNT] = {
 
 /* In a fresh child: fill n, destroy, fill n again; writes 3 doubles
    (destroy ns/block, second fill ns/block, RSS KiB after the destroy). */
+/* Runs child(k, n, sizes, fd) in a fresh process, which writes three
+   doubles to fd and exits 0; they land in got. Returns 0, or the child's
+   wait status (-1 when it wrote fewer bytes). */
+static int in_child(void (*child)(int, size_t, const size_t *, int), int k, size_t n,
+                    const size_t *sizes, double got[3])
+{
+    int fd[2];
+    if (pipe(fd) != 0) die("%s", "pipe failed");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) die("%s", "fork failed");
+    if (pid == 0) { close(fd[0]); child(k, n, sizes, fd[1]); _exit(0); }
+    close(fd[1]);
+    ssize_t m = read(fd[0], got, 3 * sizeof *got);
+    close(fd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return st ? st : -1;
+    return m == (ssize_t)(3 * sizeof *got) ? 0 : -1;
+}
+
 static void cold_child(int k, size_t n, const size_t *sizes, int fd)
 {
     double out[3] = { -1, -1, -1 };
@@ -1016,18 +1037,9 @@ static void section_cold(const opts *o)
     for (size_t r = 0; r < nr; r++) {
         for (int k = 0; k < CD_COUNT; k++) {
             if (!avail[k]) continue;
-            int fd[2];
-            if (pipe(fd) != 0) die("%s", "pipe failed");
-            pid_t pid = fork();
-            if (pid < 0) die("%s", "fork failed");
-            if (pid == 0) { close(fd[0]); cold_child(k, n, sizes, fd[1]); }
-            close(fd[1]);
             double got[3];
-            ssize_t m = read(fd[0], got, sizeof got);
-            close(fd[0]);
-            int st = 0;
-            waitpid(pid, &st, 0);
-            if (m != (ssize_t)sizeof got || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            int st = in_child(cold_child, k, n, sizes, got);
+            if (st != 0) {
                 fprintf(stderr, "bench: cold %s failed (status %d)\n", cd_name[k], st);
                 avail[k] = 0;
                 continue;
@@ -1119,19 +1131,8 @@ static void section_bytes(const opts *o)
             double v[3][3];
             int got_all = 1;
             for (int r = 0; r < nr && got_all; r++) {
-                int fd[2];
-                if (pipe(fd) != 0) die("%s", "pipe failed");
-                fflush(stdout);
-                pid_t pid = fork();
-                if (pid < 0) die("%s", "fork failed");
-                if (pid == 0) { close(fd[0]); bytes_child(k, n, sizes, fd[1]); }
-                close(fd[1]);
                 double got[3];
-                ssize_t m = read(fd[0], got, sizeof got);
-                close(fd[0]);
-                int st = 0;
-                waitpid(pid, &st, 0);
-                if (m != (ssize_t)sizeof got || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                if (in_child(bytes_child, k, n, sizes, got) != 0) {
                     got_all = 0;
                     break;
                 }
