@@ -750,10 +750,6 @@ __attribute__((noinline)) static void *wake_then_general(rp_pool *pool, size_t s
 }
 
 /* Malloc backing: one malloc, then the bookkeeping under the lock. */
-__attribute__((noinline)) static void *alloc_other_plain(rp_pool *pool, size_t size,
-                                                        const char *tag);
-__attribute__((noinline)) static void *alloc_other_noexc(rp_pool *pool, size_t size,
-                                                        const char *tag);
 static inline __attribute__((always_inline)) void *alloc_other_thread(rp_pool *pool, size_t size,
                                                                       const char *tag, bool plain);
 static inline __attribute__((always_inline)) void *alloc_other_arena(rp_pool *pool, size_t size,
@@ -773,7 +769,7 @@ __attribute__((noinline)) static void *alloc_malloc_fast(rp_pool *pool, size_t s
         if (owner && !(owner == RPI_NO_OWNER && atomic_load_explicit(&pool->bias_owner,
                                                                      memory_order_relaxed) ==
                                                     rpi_thread_self()))
-            return plain ? alloc_other_plain(pool, size, tag) : alloc_other_noexc(pool, size, tag);
+            return alloc_other_thread(pool, size, tag, plain);
         __asm__("" ::: "memory");   /* keeps the creator's test first: one compare */
     }
     rpi_hdr *h = rpi_sys_malloc(rpi_malloc_size(size));
@@ -1090,6 +1086,37 @@ __attribute__((noinline)) static void *alloc_bind(rp_pool *pool, size_t size, co
     return alloc_in_shard(shard, size, tag, plain);
 }
 
+/* The calling thread's (tp's) shard of pool as the pool's slot for tp
+   names it, or NULL when the slot holds no shard of tp's. */
+static inline __attribute__((always_inline)) rp_pool *slot_shard(rp_pool *pool, void *tp)
+{
+    rp_pool *s = atomic_load_explicit(&pool->tslot[rpi_tslot_of(tp)], memory_order_acquire);
+    if (RPI_UNLIKELY(!s || atomic_load_explicit(&s->bias_owner, memory_order_relaxed) != tp))
+        return NULL;
+    return s;
+}
+
+/* For an always-inline body NAME_in(pool, size, tag, const bool plain):
+   its two out-of-line specialisations, NAME_plain and NAME_noexc, and the
+   always-inline DISPATCH(pool, size, tag, plain) that calls the one plain
+   asks for (so that neither saves a register for the other's case). */
+#define PLAIN_AND_NOEXC(name, dispatch)                                                      \
+    __attribute__((noinline)) static void *name##_plain(rp_pool *pool, size_t size,          \
+                                                        const char *tag)                     \
+    {                                                                                        \
+        return name##_in(pool, size, tag, true);                                             \
+    }                                                                                        \
+    __attribute__((noinline)) static void *name##_noexc(rp_pool *pool, size_t size,          \
+                                                        const char *tag)                     \
+    {                                                                                        \
+        return name##_in(pool, size, tag, false);                                            \
+    }                                                                                        \
+    static inline __attribute__((always_inline)) void *dispatch(rp_pool *pool, size_t size,  \
+                                                                const char *tag, bool plain) \
+    {                                                                                        \
+        return plain ? name##_plain(pool, size, tag) : name##_noexc(pool, size, tag);       \
+    }
+
 /* A thread other than the pool's creator: its shard, found through the
    pool's slot for the thread pointer and checked against the shard's owner
    (shard.c). No call and no thread-local variable on the way, so every exit
@@ -1102,28 +1129,12 @@ static inline __attribute__((always_inline)) void *alloc_other_in(rp_pool *pool,
     rp_pool *s;
     if (RPI_LIKELY(tcache_shard(pool, &s))) return alloc_in_shard(s, size, tag, plain);
     uint64_t gen = atomic_load_explicit(&shard_gen, memory_order_acquire);
-    void *tp = rpi_thread_self();
-    s = atomic_load_explicit(&pool->tslot[rpi_tslot_of(tp)], memory_order_acquire);
-    if (RPI_UNLIKELY(!s || atomic_load_explicit(&s->bias_owner, memory_order_relaxed) != tp))
-        return alloc_bind(pool, size, tag, plain);
+    s = slot_shard(pool, rpi_thread_self());
+    if (RPI_UNLIKELY(!s)) return alloc_bind(pool, size, tag, plain);
     tcache_set(pool, s, gen);
     return alloc_in_shard(s, size, tag, plain);
 }
-__attribute__((noinline)) static void *alloc_other_plain(rp_pool *pool, size_t size,
-                                                        const char *tag)
-{
-    return alloc_other_in(pool, size, tag, true);
-}
-__attribute__((noinline)) static void *alloc_other_noexc(rp_pool *pool, size_t size,
-                                                        const char *tag)
-{
-    return alloc_other_in(pool, size, tag, false);
-}
-static inline __attribute__((always_inline)) void *alloc_other_thread(rp_pool *pool, size_t size,
-                                                                      const char *tag, bool plain)
-{
-    return plain ? alloc_other_plain(pool, size, tag) : alloc_other_noexc(pool, size, tag);
-}
+PLAIN_AND_NOEXC(alloc_other, alloc_other_thread)
 
 /* The calling thread's shard of pool by the quick way (its record, else the
    pool's slot), or false. */
@@ -1132,10 +1143,8 @@ static inline __attribute__((always_inline)) bool quick_shard(rp_pool *pool, rp_
 #if RPI_TCACHE
     return tcache_shard(pool, s);
 #else
-    void *tp = rpi_thread_self();
-    rp_pool *x = atomic_load_explicit(&pool->tslot[rpi_tslot_of(tp)], memory_order_acquire);
-    if (RPI_UNLIKELY(!x || atomic_load_explicit(&x->bias_owner, memory_order_relaxed) != tp))
-        return false;
+    rp_pool *x = slot_shard(pool, rpi_thread_self());
+    if (RPI_UNLIKELY(!x)) return false;
     *s = x;
     return true;
 #endif
@@ -1155,22 +1164,7 @@ static inline __attribute__((always_inline)) void *alloc_other_arena_in(rp_pool 
         return alloc_arena_fast(s, s->fast_arena, size, tag, plain, RPI_SYNC_BIASED);
     return alloc_fast_in(s, size, tag, plain, true);
 }
-__attribute__((noinline)) static void *alloc_other_arena_plain(rp_pool *pool, size_t size,
-                                                              const char *tag)
-{
-    return alloc_other_arena_in(pool, size, tag, true);
-}
-__attribute__((noinline)) static void *alloc_other_arena_noexc(rp_pool *pool, size_t size,
-                                                              const char *tag)
-{
-    return alloc_other_arena_in(pool, size, tag, false);
-}
-static inline __attribute__((always_inline)) void *alloc_other_arena(rp_pool *pool, size_t size,
-                                                                     const char *tag, bool plain)
-{
-    return plain ? alloc_other_arena_plain(pool, size, tag)
-                 : alloc_other_arena_noexc(pool, size, tag);
-}
+PLAIN_AND_NOEXC(alloc_other_arena, alloc_other_arena)
 static inline __attribute__((always_inline)) void *alloc_other_recycled_in(rp_pool *pool,
                                                                            size_t size,
                                                                            const char *tag,
@@ -1182,24 +1176,7 @@ static inline __attribute__((always_inline)) void *alloc_other_recycled_in(rp_po
         return alloc_recycled_fast(s, size, tag, plain, RPI_SYNC_BIASED);
     return alloc_fast_in(s, size, tag, plain, true);
 }
-__attribute__((noinline)) static void *alloc_other_recycled_plain(rp_pool *pool, size_t size,
-                                                                 const char *tag)
-{
-    return alloc_other_recycled_in(pool, size, tag, true);
-}
-__attribute__((noinline)) static void *alloc_other_recycled_noexc(rp_pool *pool, size_t size,
-                                                                 const char *tag)
-{
-    return alloc_other_recycled_in(pool, size, tag, false);
-}
-static inline __attribute__((always_inline)) void *alloc_other_recycled(rp_pool *pool,
-                                                                        size_t size,
-                                                                        const char *tag,
-                                                                        bool plain)
-{
-    return plain ? alloc_other_recycled_plain(pool, size, tag)
-                 : alloc_other_recycled_noexc(pool, size, tag);
-}
+PLAIN_AND_NOEXC(alloc_other_recycled, alloc_other_recycled)
 
 void *rp_alloc_noexc(rp_pool *pool, size_t size, const char *tag)
 {
@@ -1460,6 +1437,17 @@ void rpi_free_general(void *block)
     free_general(block);
 }
 
+/* A live compact arena slot h (header word w) goes onto its class's free
+   list c: the link in the origin field, the word without RPI_F_ARENA (not
+   live; the class kept, so a walk steps over it: rpi_arena_next_live). */
+static inline __attribute__((always_inline)) void slot_free(rpi_arena *a, rpi_hdr *h, size_t c,
+                                                            uint64_t w)
+{
+    h->link = a->free[c];
+    h->word = w ^ RPI_F_ARENA;
+    a->free[c] = h;
+}
+
 /* The trusted fast path of rp_free, specialised for locked and unsynchronised
    pools. */
 static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr *h, uint64_t w,
@@ -1478,9 +1466,7 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
            not on the ring; the class kept for walks) */
         unsigned c = (unsigned)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
         rpi_arena *a = pool->arena;
-        h->link = a->free[c];
-        h->word = w ^ RPI_F_ARENA;   /* free: not live, the class kept */
-        a->free[c] = h;
+        slot_free(a, h, c, w);
         if (locked == RPI_SYNC_LOCK) rpi_lock_release(&pool->lock);
         if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return;
@@ -1720,6 +1706,17 @@ fail:
     return NULL;
 }
 
+/* A block of t's went from old to size bytes: the tag's and the pool's
+   byte counts and peaks follow (modulo 2^64: the difference either way). */
+static inline __attribute__((always_inline)) void counters_resize(rp_pool *pool, rpi_tag *t,
+                                                                  size_t old, size_t size)
+{
+    t->bytes += size - old;
+    if (t->bytes > t->peak) t->peak = t->bytes;
+    pool->bytes += size - old;
+    if (pool->bytes > pool->peak) pool->peak = pool->bytes;
+}
+
 /* The fast paths of rp_resize: a block of an unchecked pool, not sampled,
    without a pool stack or over-alignment, that stays where it is (an arena
    block within its class or, carved last, the chunk's uncarved rest; a big
@@ -1731,10 +1728,7 @@ static inline __attribute__((always_inline)) void *resize_counted(rp_pool *pool,
                                                                   rpi_tag *t, size_t old,
                                                                   size_t size, const bool locked)
 {
-    t->bytes += size - old;               /* modulo 2^64: the difference either way */
-    if (t->bytes > t->peak) t->peak = t->bytes;
-    pool->bytes += size - old;
-    if (pool->bytes > pool->peak) pool->peak = pool->bytes;
+    counters_resize(pool, t, old, size);
     if (rpi_memprof_due(pool, size)) return rpi_memprof_slow(pool, h, size, false);
     if (locked) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
     return rpi_payload(h);
@@ -1936,19 +1930,14 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     } else {
         /* the link and the class go in the compact header: the payload,
            not yet copied when unsynchronised, stays as it is */
-        h->link = a->free[c];
-        h->word = w ^ RPI_F_ARENA;        /* free: not live, the class kept */
-        a->free[c] = h;
+        slot_free(a, h, c, w);
     }
     if (locked) return resize_counted(pool, n, t, old, size, locked);
     /* Unsynchronised: nothing runs between here and the copy, so the copy
        ends the call (a tail call: memcpy returns n's payload) and this
        path saves three registers instead of six and spills nothing. The
        sampler's slow path copies first. */
-    t->bytes += size - old;
-    if (t->bytes > t->peak) t->peak = t->bytes;
-    pool->bytes += size - old;
-    if (pool->bytes > pool->peak) pool->peak = pool->bytes;
+    counters_resize(pool, t, old, size);
     if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) return resize_move_sampled(pool, n, h, old, size);
     return memcpy(rpi_payload(n), rpi_payload(h), old);
 }
@@ -2263,6 +2252,19 @@ int rp_pool_walk(rp_pool *pool, rp_visit_fn visit, void *arg)
     return rc;
 }
 
+/* visit(h's payload, size, tag) with the pool's locks let go meanwhile
+   (the visitor may call into the library), taken again after. */
+static int visit_unlocked(rp_pool *pool, bool checked, rpi_hdr *h, rp_visit_fn visit, void *arg)
+{
+    void *payload = rpi_payload(h);
+    size_t size = rpi_size(h);
+    const char *tag = h->origin->name;
+    unlock_both(pool, checked);
+    int rc = visit(payload, size, tag, arg);
+    lock_both(pool, checked);
+    return rc;
+}
+
 static int walk_one(rp_pool *pool, rp_visit_fn visit, void *arg)
 {
     const bool checked = pool->flags & RP_POOL_CHECKED;
@@ -2292,28 +2294,15 @@ static int walk_one(rp_pool *pool, rp_visit_fn visit, void *arg)
         m.h.next = h->next;
         h->next->prev = &m.h;
         h->next = &m.h;
-        void *payload = rpi_payload(h);
-        size_t size = rpi_size(h);
-        const char *tag = h->origin->name;
-        unlock_both(pool, checked);
-        rc = visit(payload, size, tag, arg);
-        lock_both(pool, checked);
-        if (rc) break;
+        if ((rc = visit_unlocked(pool, checked, h, visit, arg)) != 0) break;
     }
     /* then the compact blocks, chunk by chunk: the mark on pool->marks
        keeps every slot boundary in place meanwhile (no carve-back) */
     if (!rc && pool->arena && pool->arena->off) {
         rpi_slots it = { 0 };
         rpi_hdr *h;
-        while ((h = rpi_arena_next_live(pool->arena, &it)) != NULL) {
-            void *payload = rpi_payload(h);
-            size_t size = rpi_size(h);
-            const char *tag = h->origin->name;
-            unlock_both(pool, checked);
-            rc = visit(payload, size, tag, arg);
-            lock_both(pool, checked);
-            if (rc) break;
-        }
+        while ((h = rpi_arena_next_live(pool->arena, &it)) != NULL)
+            if ((rc = visit_unlocked(pool, checked, h, visit, arg)) != 0) break;
     }
     rpi_ring_unlink(&m.h);
     for (rpi_mark **pm = &pool->marks; *pm; pm = &(*pm)->next)
@@ -2356,6 +2345,26 @@ int rp_pool_check(rp_pool *pool)
     return rc;
 }
 
+/* A block the check found (in the ring or a chunk, `where` says which):
+   counted into *blocks and *bytes, or false with a note when there are more
+   than the counters say or (origin) its tag record is not pool's. */
+static bool check_counted(check_notes *cn, rp_pool *pool, rpi_hdr *h, const char *where,
+                          size_t limit, bool origin, size_t *blocks, size_t *bytes)
+{
+    if (++*blocks > limit) {
+        note(cn, NULL, "rp_pool_check: pool '%s': %s more blocks than counted (%zu)", pool->name,
+             where, limit);
+        return false;
+    }
+    if (origin && (h->origin == NULL || h->origin->pool != pool)) {
+        note(cn, rpi_payload(h), "rp_pool_check: pool '%s': block %p has a foreign origin",
+             pool->name, rpi_payload(h));
+        return false;
+    }
+    *bytes += rpi_size(h);
+    return true;
+}
+
 static int check_one(rp_pool *pool)
 {
     const bool checked = pool->flags & RP_POOL_CHECKED;
@@ -2387,37 +2396,19 @@ static int check_one(rp_pool *pool)
             break;
         }
         if (rpi_is_mark(pool, h)) continue;
-        if (++blocks > limit) {
-            note(&cn, NULL, "rp_pool_check: pool '%s': ring holds more blocks than counted (%zu)",
-                 pool->name, limit);
+        if (!check_counted(&cn, pool, h, "ring holds", limit, !checked, &blocks, &bytes)) {
             ring_whole = false;
             break;
         }
-        if (!checked && (h->origin == NULL || h->origin->pool != pool)) {
-            note(&cn, rpi_payload(h), "rp_pool_check: pool '%s': block %p has a foreign origin",
-                 pool->name, rpi_payload(h));
-            ring_whole = false;
-            break;
-        }
-        bytes += rpi_size(h);
     }
     /* compact arena blocks (unchecked pools): by chunk */
     if (ring_whole && pool->arena && pool->arena->off) {
         rpi_slots it = { 0 };
         for (rpi_hdr *h; (h = rpi_arena_next_live(pool->arena, &it)) != NULL;) {
-            if (++blocks > limit) {
-                note(&cn, NULL, "rp_pool_check: pool '%s': chunks hold more blocks than counted "
-                     "(%zu)", pool->name, limit);
+            if (!check_counted(&cn, pool, h, "chunks hold", limit, true, &blocks, &bytes)) {
                 ring_whole = false;
                 break;
             }
-            if (h->origin == NULL || h->origin->pool != pool) {
-                note(&cn, rpi_payload(h), "rp_pool_check: pool '%s': block %p has a foreign origin",
-                     pool->name, rpi_payload(h));
-                ring_whole = false;
-                break;
-            }
-            bytes += rpi_size(h);
         }
     }
     if (checked && !ring_whole) {
