@@ -289,7 +289,7 @@ static inline void fifo_append(entry *e)
 }
 
 /* e leaves the list it is on (live or quarantine), if any. */
-static inline void detach(entry *e)
+static inline __attribute__((always_inline)) void detach(entry *e)
 {
     if (e->state == RPI_LIVE) {
         list_unlink(e);
@@ -374,10 +374,7 @@ static inline __attribute__((always_inline)) entry *claim_entry(cpool *cp, void 
 {
     entry *e = lookup(payload);
     if (RPI_UNLIKELY(e != NULL)) {
-        if (e->state == RPI_LIVE || e->next) {   /* off its list (live: not expected) */
-            list_unlink(e);
-            nretired -= e->state != RPI_LIVE;
-        }
+        detach(e);   /* off its list (live: not expected) */
         if (RPI_UNLIKELY(e->kept != 0)) release_kept(e);
         if (e->cp != cp) {
             cp->refs++;
@@ -428,9 +425,15 @@ __attribute__((noinline)) static void trim_slow(void)
     gate_update();   /* the table may be empty now */
 }
 
+/* Whether the quarantine is over one of its bounds. */
+static inline bool over_bounds(void)
+{
+    return nretired > RETIRED_CAP || kept_bytes > RETIRED_BYTES;
+}
+
 static inline void trim(void)
 {
-    if (RPI_UNLIKELY(nretired > RETIRED_CAP || kept_bytes > RETIRED_BYTES)) trim_slow();
+    if (RPI_UNLIKELY(over_bounds())) trim_slow();
 }
 
 /* A live record retires to the quarantine's tail. */
@@ -908,7 +911,7 @@ static inline __attribute__((always_inline)) void free_in(void *block)
     } else {
         retire(e, RPI_FREED, rpi_malloc_size(size));   /* the memory stays with the record */
     }
-    if (RPI_UNLIKELY(nretired > RETIRED_CAP || kept_bytes > RETIRED_BYTES)) return trim_unlock();
+    if (RPI_UNLIKELY(over_bounds())) return trim_unlock();
     rpi_lock_release(&reg_lock);
 }
 
