@@ -241,8 +241,8 @@ static uint32_t intern_from(uintptr_t *buf, int got, int depth, uintptr_t from, 
     return intern(f, n > (size_t)depth ? (size_t)depth : n);
 }
 
-/* Out of line (also under LTO): inlined into rpi_stack_here, its registers
-   and frame would be set up on the memo's hits too. */
+/* The interposer's code (rpi_stack_set_self): its frames never start a
+   stack. */
 static uintptr_t self_lo, self_hi;
 
 void rpi_stack_set_self(uintptr_t lo, uintptr_t hi)
@@ -251,6 +251,8 @@ void rpi_stack_set_self(uintptr_t lo, uintptr_t hi)
     self_hi = hi;
 }
 
+/* Out of line (also under LTO): inlined into rpi_stack_here, its registers
+   and frame would be set up on the memo's hits too. */
 __attribute__((noinline)) uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr_t sp,
                                                        uintptr_t bp)
 {
