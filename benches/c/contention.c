@@ -105,6 +105,14 @@ static unsigned rp_flags(enum impl i)
                   i == C_ARENA_UNSYNC_EACH) ? RP_POOL_ARENA : 0;
     return f | ((i == C_RP_UNSYNC_EACH || i == C_ARENA_UNSYNC_EACH) ? RP_POOL_UNSYNC : 0);
 }
+/* A pool of implementation i, made by the calling thread. */
+static rp_pool *make_pool(enum impl i)
+{
+    rp_pool_options o = { .flags = rp_flags(i), .chunk_size = 0, .keep_bytes = 0 };
+    rp_pool *p = rp_pool_create_ex(impl_name[i], &o);
+    if (!p) die("rp_pool_create_ex failed for %s", impl_name[i]);
+    return p;
+}
 static unsigned only;   /* --only: bit per impl; 0 = all */
 static int available(enum impl i)
 {
@@ -171,14 +179,10 @@ static void *work(void *arg)
         /* a pool per thread, created by that thread (the pool's own
            thread takes its fast paths; a shared pool's other threads take
            their shards') */
-        rp_pool_options o = { .flags = rp_flags(w->impl), .chunk_size = 0, .keep_bytes = 0 };
-        w->pool = rp_pool_create_ex(impl_name[w->impl], &o);
-        if (!w->pool) die("rp_pool_create_ex failed for %s", impl_name[w->impl]);
+        w->pool = make_pool(w->impl);
     }
     if (by_worker(w->impl) && w->first) {
-        rp_pool_options o = { .flags = rp_flags(w->impl), .chunk_size = 0, .keep_bytes = 0 };
-        *w->made = rp_pool_create_ex(impl_name[w->impl], &o);
-        if (!*w->made) die("rp_pool_create_ex failed for %s", impl_name[w->impl]);
+        *w->made = make_pool(w->impl);
     }
     pthread_barrier_wait(w->start);
     if (by_worker(w->impl)) w->pool = *w->made;   /* made before the barrier */
@@ -218,9 +222,7 @@ static double run(enum impl impl, int t, size_t n, const size_t *sizes, double *
     if (pthread_barrier_init(&start, NULL, (unsigned)t + 1) != 0) die("%s", "pthread_barrier_init");
     rp_pool *shared = NULL;
     if (is_rp(impl) && !per_thread(impl) && !by_worker(impl)) {
-        rp_pool_options o = { .flags = rp_flags(impl), .chunk_size = 0, .keep_bytes = 0 };
-        shared = rp_pool_create_ex(impl_name[impl], &o);
-        if (!shared) die("rp_pool_create_ex failed for %s", impl_name[impl]);
+        shared = make_pool(impl);
     }
     for (int i = 0; i < t; i++) {
         w[i].impl = impl;
