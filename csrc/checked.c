@@ -84,10 +84,11 @@ struct rpi_cpool {
        sentinel's, so a record's ring neighbour is always the header below
        the neighbouring record's payload */
     entry             live;
-    /* Tag pointers whose remembered content (pool->tag_seen) is the record
-       the pool's pointer cache holds: seen_key[s] == tag implies
-       tag_seen[tag] == seen_rec[s] (slots as the pointer cache's). Lets the
-       fast allocation compare the content with one strcmp, no map lookup. */
+    /* Tag pointers and the record of the content last seen there:
+       seen_key[s] == tag implies that tag_seen[tag] == seen_rec[s] (no tag,
+       NULL: the untagged record), slots as the pointer cache's. The fast
+       allocation takes its record from here, with one strcmp of the
+       content (none for a literal of the program), no map lookup. */
     const char       *seen_key[RPI_TAG_CACHE];
     uintptr_t         seen_rec[RPI_TAG_CACHE];   /* rpi_tag *, | SEEN_FIXED */
     rp_pool          *pool;    /* NULL once the pool is destroyed */
@@ -679,8 +680,9 @@ void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t)
     cpool *cp = cpool_of(pool);
     size_t s = rpi_tag_slot(tag);
     cp->seen_key[s] = tag;
-    /* t->name is the content seen at tag (the caller compared them) */
-    cp->seen_rec[s] = (uintptr_t)t | (read_only(tag, strlen(t->name) + 1) ? SEEN_FIXED : 0);
+    /* t->name is the content seen at tag (the caller compared them); no
+       tag (NULL) has no content to change */
+    cp->seen_rec[s] = (uintptr_t)t | (!tag || read_only(tag, strlen(t->name) + 1) ? SEEN_FIXED : 0);
 }
 
 /* The record for a new block at payload of cp's pool: a retired record of
@@ -813,7 +815,7 @@ static __attribute__((noinline)) void *alloc_compare(rp_pool *pool, size_t size,
                                                      bool plain)
 {
     cpool *cp = cpool_of(pool);
-    rpi_tag *t = pool->tag_rec[rpi_tag_slot(tag)];
+    rpi_tag *t = (rpi_tag *)cp->seen_rec[rpi_tag_slot(tag)];
     if (RPI_UNLIKELY(strcmp(t->name, tag) != 0)) return alloc_general_unlock(pool, size, tag, plain);
     if (pool->arena) return arena_locked(pool, cp, t, size, tag, plain);
     return malloc_locked(pool, cp, t, size, tag, plain);
@@ -826,17 +828,17 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
                                                             bool arena)
 {
     cpool *cp = cpool_of(pool);
+    if (RPI_UNLIKELY(!cp)) goto general;
     size_t s = rpi_tag_slot(tag);
-    rpi_tag *t = pool->tag_rec[s];
-    if (RPI_UNLIKELY(!cp || !t || pool->tag_key[s] != tag)) goto general;
-    if (tag) {
-        if (RPI_UNLIKELY(cp->seen_key[s] != tag)) goto general;
-        uintptr_t seen = cp->seen_rec[s];
-        if (RPI_UNLIKELY(seen != ((uintptr_t)t | SEEN_FIXED))) {
-            if (seen != (uintptr_t)t) goto general;
-            return alloc_compare(pool, size, tag, plain);
-        }
+    /* the record remembered for this tag pointer (the pointer cache's
+       own slot need not hold it: records live as long as the pool) */
+    if (RPI_UNLIKELY(cp->seen_key[s] != tag)) goto general;
+    uintptr_t seen = cp->seen_rec[s];
+    if (RPI_UNLIKELY(!(seen & SEEN_FIXED))) {
+        if (!seen) goto general;
+        return alloc_compare(pool, size, tag, plain);
     }
+    rpi_tag *t = (rpi_tag *)(seen - SEEN_FIXED);
     if (arena) return arena_locked(pool, cp, t, size, tag, plain);
     return malloc_locked(pool, cp, t, size, tag, plain);
 general:
@@ -851,27 +853,28 @@ static __attribute__((noinline)) void *alloc_wait(rp_pool *pool, size_t size, co
     return alloc_in(pool, size, tag, plain, (pool->flags & RP_POOL_ARENA) != 0);
 }
 
-static __attribute__((noinline)) void *alloc_arena(rp_pool *pool, size_t size, const char *tag,
-                                                   bool plain)
-{
-    if (RPI_UNLIKELY(!rpi_lock_try(&reg_lock))) return alloc_wait(pool, size, tag, plain);
-    return alloc_in(pool, size, tag, plain, true);
-}
-
-static __attribute__((noinline)) void *alloc_malloc(rp_pool *pool, size_t size, const char *tag,
-                                                    bool plain)
-{
-    if (RPI_UNLIKELY(!rpi_lock_try(&reg_lock))) return alloc_wait(pool, size, tag, plain);
-    return alloc_in(pool, size, tag, plain, false);
-}
+/* One entry per backing and per plain/noexc (plain a constant: one
+   register fewer on the way through). */
+#define ALLOC_ENTRY(name, arena, plain)                                              \
+    static __attribute__((noinline)) void *name(rp_pool *pool, size_t size,           \
+                                                const char *tag)                      \
+    {                                                                                 \
+        if (RPI_UNLIKELY(!rpi_lock_try(&reg_lock))) return alloc_wait(pool, size, tag, plain); \
+        return alloc_in(pool, size, tag, plain, arena);                               \
+    }
+ALLOC_ENTRY(alloc_arena_plain, true, true)
+ALLOC_ENTRY(alloc_arena_noexc, true, false)
+ALLOC_ENTRY(alloc_malloc_plain, false, true)
+ALLOC_ENTRY(alloc_malloc_noexc, false, false)
 
 void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain)
 {
     /* the flags a pool is created with (ARENA, STACKS) never change */
     unsigned f = pool->flags;
     if (RPI_UNLIKELY(f & RP_POOL_STACKS)) return rpi_alloc_general(pool, size, tag, plain);
-    if (f & RP_POOL_ARENA) return alloc_arena(pool, size, tag, plain);
-    return alloc_malloc(pool, size, tag, plain);
+    if (f & RP_POOL_ARENA)
+        return plain ? alloc_arena_plain(pool, size, tag) : alloc_arena_noexc(pool, size, tag);
+    return plain ? alloc_malloc_plain(pool, size, tag) : alloc_malloc_noexc(pool, size, tag);
 }
 
 static __attribute__((noinline)) void free_general_unlock(void *block)

@@ -681,7 +681,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
         rpi_registry_insert(h, raw_of(h));
         /* remembered for the comparison above (room reserved) */
         if (remember) (void)rpi_ptrmap_put(&pool->tag_seen, (void *)(uintptr_t)tag, t);
-        if (t && tag) rpi_checked_saw_tag(pool, tag, t);
+        if (t) rpi_checked_saw_tag(pool, tag, t);
     }
     void *p;
     if (rpi_memprof_due(pool, size)) {

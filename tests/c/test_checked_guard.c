@@ -429,6 +429,45 @@ static void test_static_tag_buffer_changed_reported(void)
     tu_end_pool(pool);
 }
 
+/* Untagged blocks (tag NULL) in a checked pool, also after a tag whose
+   pointer shares their cache slot was used: counted under "(untagged)",
+   and every misuse of them reported like any checked block's. */
+static void test_untagged_blocks_checked(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool *pool = tu_pool_ex("untagged", RP_POOL_CHECKED);
+    rp_pool *other = tu_pool_ex("other", RP_POOL_CHECKED);
+    static char slot0[64] __attribute__((aligned(512))) = "slot-zero";
+    void *b[40];
+    tu_errors_reset();
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 40; i++) {
+            /* the NULL tag and slot0 take the same slot of the tag caches */
+            b[i] = rp_alloc(pool, 24, i % 3 == 2 ? slot0 : NULL);
+            CHECK(b[i] != NULL);
+            CHECK_STR(rp_block_tag(b[i]), i % 3 == 2 ? "slot-zero" : "(untagged)");
+        }
+        rp_tag_stat st[4];
+        size_t n = rp_pool_stats(pool, st, 4);
+        CHECK_EQ(n, 2);
+        for (size_t k = 0; k < n; k++)
+            CHECK_EQ(st[k].blocks, strcmp(st[k].tag, "(untagged)") == 0 ? 27u : 13u);
+        CHECK_INT(tu_err_count, 0);
+        rp_free(b[0]);
+        rp_free(b[0]);
+        CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+        CHECK(rp_resize(other, b[1], 48) == NULL);
+        CHECK_ONE_ERROR(RP_EWRONGPOOL);
+        CHECK_STR(rp_block_tag(b[1]), "(untagged)");
+        for (int i = 1; i < 40; i++) rp_free(b[i]);
+        CHECK_INT(tu_err_count, 0);
+        CHECK_COUNTS(pool, 0, 0);
+    }
+    rp_pool_destroy(other);
+    rp_set_error_handler(prev);
+    tu_end_pool(pool);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -440,6 +479,7 @@ int main(int argc, char **argv)
         {"tag_in_reused_buffer", test_tag_in_reused_buffer},
         {"tag_buffer_changed_back_reported", test_tag_buffer_changed_back_reported},
         {"static_tag_buffer_changed_reported", test_static_tag_buffer_changed_reported},
+        {"untagged_blocks_checked", test_untagged_blocks_checked},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
