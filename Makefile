@@ -56,8 +56,10 @@ $(LIB_SO): $(LIB_OBJS)
 # time; only the rp_ API stays global.
 # Its pool.o is compiled for linking into a program (RPI_STATIC_LIB): each
 # thread remembers its shard of a shared pool in thread-local storage, which a
-# program reaches at a constant offset (csrc/pool.c, "the calling thread's last
-# shard"); the shared library finds shards through the pool's slots.
+# program reaches at a constant offset through a TLS descriptor (csrc/pool.c,
+# "the calling thread's last shard"); the shared library reaches it in the
+# initial-exec model (an offset from the GOT; its thread-local data stays a
+# few words: test-shared-dlopen).
 # (in pool.o's place: csrc/poolstack.c knows the library's code by the order of its objects)
 LIB_REL_OBJS := $(patsubst $(BUILD)/obj/pool.o,$(BUILD)/obj/pool-static.o,$(LIB_OBJS))
 $(BUILD)/obj/pool-static.o: csrc/pool.c $(wildcard csrc/*.h) csrc/include/ringpool.h csrc/flags.mk

@@ -6,7 +6,9 @@
 # break a user's `pip install`; the Makefile's builds and CI keep it.
 RP_WARN            := -std=c11 -Wall -Wextra -Werror
 RP_OPT             := -O2 -g
-RP_LIB_CFLAGS      := -fPIC -fvisibility=hidden -D_GNU_SOURCE -DRP_BUILDING -Icsrc/include -Icsrc
+# RPI_INITIAL_EXEC: libringpool.so reaches a thread's record of its shard of
+# a shared pool in the initial-exec TLS model (csrc/pool.c, docs/concurrency.md).
+RP_LIB_CFLAGS      := -fPIC -fvisibility=hidden -D_GNU_SOURCE -DRP_BUILDING -DRPI_INITIAL_EXEC -Icsrc/include -Icsrc
 RP_LIB_LIBS        := -lpthread
 RP_PRELOAD_SRCS    := csrc/preload/*.c csrc/stack/*.c
 RP_PRELOAD_CFLAGS  := -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -flto -D_GNU_SOURCE -Icsrc/stack

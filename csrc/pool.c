@@ -950,17 +950,20 @@ static inline __attribute__((always_inline)) void *alloc_in_shard(rp_pool *s, si
    thread-local variable, but the slot's address comes from the thread
    pointer and the shard's from the slot: loads in a row before the
    allocation can start, which cost far more CPU time than their
-   instructions (docs/concurrency.md). Where a thread-local variable is
-   reached at a constant offset from the thread pointer (code in a program:
-   built into it, or the static library, through a TLS descriptor the
-   linker turns into that constant), each thread also remembers the last
-   (pool, shard) it allocated from, and the shard is one load away. The
-   record is trusted while the generation it was made in is current: the
-   generation moves whenever a pool's shards lose their threads (destroy),
-   and a thread forgets its record when it exits (before its shards can go
-   to other threads), so a remembered shard is always the thread's own.
-   The shared library keeps to the slots (there a thread-local variable is
-   a call, and a TLS descriptor's call measured slower than the slots). */
+   instructions (docs/concurrency.md). So each thread also remembers the
+   last (pool, shard) it allocated from, in a thread-local record read
+   %fs-relative: at a constant offset in a program (code built into it, or
+   the static library, through a TLS descriptor the linker turns into that
+   constant), at an offset read from the GOT in the shared library (the
+   initial-exec model, which puts the library's thread-local data in the
+   static TLS block, so it must stay a few words: csrc/stack/stack.h). The
+   record is trusted while the
+   generation it was made in is current: the generation moves whenever a
+   pool's shards lose their threads (destroy), and a thread forgets its
+   record when it exits (before its shards can go to other threads), so a
+   remembered shard is always the thread's own. Built with
+   RPI_NO_STATIC_TLS, the shared library keeps to the slots (and takes no
+   static TLS: docs/concurrency.md). */
 typedef struct rpi_tcache {
     rp_pool *front, *shard;
     uint64_t gen;
@@ -972,8 +975,27 @@ void rpi_shard_gen_bump(void)
     atomic_fetch_add_explicit(&shard_gen, 1, memory_order_release);
 }
 
-#if !defined(__PIC__) || (defined(RPI_STATIC_LIB) && defined(__x86_64__))
-__attribute__((visibility("hidden"))) __thread rpi_tcache rpi_tcache_tls;
+/* RPI_TCACHE: 1 the compiler reaches the record (a program, or the shared
+   library, built with RPI_INITIAL_EXEC: csrc/flags.mk), 2 a TLS descriptor
+   (the static library on x86-64), 0 no record (the slots alone: other
+   shared objects built from these files, such as the Python extension,
+   whose own thread-local data is too big for static TLS). */
+#if !defined(__PIC__)
+#define RPI_TCACHE 1
+#elif defined(RPI_STATIC_LIB) && defined(__x86_64__)
+#define RPI_TCACHE 2
+#elif defined(RPI_INITIAL_EXEC) && !defined(RPI_NO_STATIC_TLS) && !defined(RPI_STATIC_LIB)
+#define RPI_TCACHE 1
+#else
+#define RPI_TCACHE 0
+#endif
+
+#if RPI_TCACHE
+__attribute__((visibility("hidden"))) __thread rpi_tcache rpi_tcache_tls
+#if defined(__PIC__) && RPI_TCACHE == 1
+    __attribute__((tls_model("initial-exec")))
+#endif
+    ;
 
 void rpi_tcache_forget(void)
 {
@@ -981,11 +1003,10 @@ void rpi_tcache_forget(void)
 }
 #endif
 
-#if !defined(__PIC__)
-#define RPI_TCACHE 1
-/* Code built into a program: the compiler reaches the record at a constant
-   offset from the thread pointer. Whether the calling thread remembers its
-   shard of pool (then in *s). */
+#if RPI_TCACHE == 1
+/* The compiler's access: %fs-relative loads at a constant offset (a
+   program) or at an offset loaded from the GOT (a shared object). Whether
+   the calling thread remembers its shard of pool (then in *s). */
 static inline __attribute__((always_inline)) bool tcache_shard(rp_pool *pool, rp_pool **s)
 {
     if (RPI_LIKELY(rpi_tcache_tls.front == pool) &&
@@ -1003,8 +1024,7 @@ static void tcache_set(rp_pool *pool, rp_pool *s, uint64_t gen)
     rpi_tcache_tls.shard = s;
     rpi_tcache_tls.gen = gen;
 }
-#elif defined(RPI_STATIC_LIB) && defined(__x86_64__)
-#define RPI_TCACHE 1
+#elif RPI_TCACHE == 2
 /* The static library (position-independent code, which may also end up in
    a shared object): the record's offset from the thread pointer, by its TLS
    descriptor. Linked into a program, the linker makes it a constant (no
@@ -1056,8 +1076,7 @@ static void tcache_set(rp_pool *pool, rp_pool *s, uint64_t gen)
     c->gen = gen;
 }
 #else
-#define RPI_TCACHE 0
-/* The shared library: the pool's slots alone. */
+/* No record: the pool's slots alone. */
 void rpi_tcache_forget(void) {}
 static inline bool tcache_shard(rp_pool *pool, rp_pool **s)
 {

@@ -7,11 +7,13 @@
  * that every build of libringpool -- the Makefile's, setup.py's, the Python
  * extension's, the sanitizer tests' -- picks them up with csrc/ *.c). Two
  * differences from the interposer's copy: the per-thread state uses the
- * default TLS model (the library may be dlopen'ed), and frames the cached
- * walker cannot follow go to glibc's backtrace(), not libunwind, so the
- * library links nothing new.
+ * default TLS model and its big buffers are on the heap (the library may be
+ * dlopen'ed, and its static TLS must stay small: stack.h), and frames the
+ * cached walker cannot follow go to glibc's backtrace(), not libunwind, so
+ * the library links nothing new.
  */
 #define RPI_STACK_TLS
+#define RPI_STACK_HEAP_STATE   /* the library's static TLS stays small (stack.h) */
 #define RPI_STACK_NO_LIBUNWIND
 #include "stack/stack.c"
 #include "stack/unwind.c"

@@ -7,6 +7,11 @@
 #                             static library, plain and under valgrind
 #   test-bench-contention     (in `make test`) a seconds-long run with tiny
 #                             counts and the bad inputs
+#   test-shared-dlopen        (in `make test`) libringpool.so loaded with
+#                             dlopen under glibc's default static TLS
+#                             surplus: its thread-local data fits, shared
+#                             pools work from other threads, load/unload
+#                             cycles (plain and under valgrind)
 CONTENTION_BIN  := $(BENCH_C_DIR)/contention
 CONTENTION_ARGS ?=
 CONTENTION_ENV  := GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384
@@ -18,8 +23,8 @@ $(CONTENTION_BIN): benches/c/contention.c benches/c/sizes.h csrc/peers.h csrc/in
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g -Icsrc/include $< $(LIB_A) -o $@ -ldl -lpthread
 
-# The same program linked with the shared library (which finds a thread's
-# shard through the pool's slots, not a thread-local record).
+# The same program linked with the shared library (which reaches a thread's
+# record of its shard in the initial-exec TLS model: an offset from the GOT).
 CONTENTION_SO_BIN := $(BENCH_C_DIR)/contention-shared
 $(CONTENTION_SO_BIN): benches/c/contention.c benches/c/sizes.h csrc/peers.h csrc/include/ringpool.h $(LIB_SO)
 	@mkdir -p $(@D)
@@ -50,3 +55,24 @@ $(CONTENTION_STATIC_DIR)/%: tests/c/%.c tests/c/testutil.h csrc/include/ringpool
 test-c-static: setup-sys $(CONTENTION_STATIC_BINS)
 	$(call ctest_run,$(CONTENTION_STATIC_BINS),,static )
 	$(call ctest_run,$(CONTENTION_STATIC_BINS),RP_TEST_QUICK=1 $(CTEST_VALGRIND),static valgrind )
+
+# libringpool.so loaded with dlopen, without GLIBC_TUNABLES: the library's
+# code uses the initial-exec TLS model (csrc/pool.c, "the calling thread's
+# last shard"), so a dlopen'ed copy must fit all its thread-local data in
+# glibc's static TLS surplus (docs/concurrency.md).
+DLOPEN_SHARED_BIN := $(BUILD)/ctest-shared/dlopen_shared
+.PHONY: test-shared-dlopen
+TEST_TARGETS += test-shared-dlopen
+
+$(DLOPEN_SHARED_BIN): tests/c/dlopen_shared.c csrc/include/ringpool.h
+	@mkdir -p $(@D)
+	$(CC) $(CTEST_CFLAGS) $< -o $@ -ldl
+
+test-shared-dlopen: setup-sys $(LIB_SO) $(DLOPEN_SHARED_BIN)
+	@failed=""; for b in malloc arena; do \
+	  echo "== dlopen_shared $$b"; \
+	  env -u GLIBC_TUNABLES $(DLOPEN_SHARED_BIN) $(abspath $(LIB_SO)) $$b || failed="$$failed $$b"; \
+	  echo "== valgrind dlopen_shared $$b"; \
+	  env -u GLIBC_TUNABLES $(CTEST_VALGRIND) $(DLOPEN_SHARED_BIN) $(abspath $(LIB_SO)) $$b || failed="$$failed valgrind:$$b"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED (test-shared-dlopen):$$failed"; exit 1; fi

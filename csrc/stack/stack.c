@@ -31,6 +31,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/single_threaded.h>
+#ifdef RPI_STACK_HEAP_STATE
+#include <pthread.h>
+#include <stdlib.h>
+#endif
 
 #define SKIP_WINDOW RPI_STACK_SKIP_WINDOW
 #define CHUNK_BYTES ((size_t)1 << 20)
@@ -58,8 +62,52 @@ static int ready;
 static int fast_unwinder = 1;
 
 __thread int rpi_stack_busy RPI_STACK_TLS;
+#ifdef RPI_STACK_HEAP_STATE
+/* This thread's heap blocks (stack.h), freed by the key's destructor at its
+   exit (which clears them: a capture later in the exit makes them again). */
+enum { HEAP_FRAMES, HEAP_WALK, HEAP_N };
+static __thread void *tls_heap[HEAP_N];
+static pthread_key_t heap_key;
+static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
+static int heap_key_ok;
+
+static void heap_free(void *unused)
+{
+    (void)unused;
+    for (int i = 0; i < HEAP_N; i++) {
+        free(tls_heap[i]);
+        tls_heap[i] = NULL;
+    }
+}
+
+static void heap_key_make(void) { heap_key_ok = pthread_key_create(&heap_key, heap_free) == 0; }
+
+/* The thread that exits the process (or unloads the library) runs no key
+   destructor: its blocks go here. */
+__attribute__((destructor)) static void heap_at_exit(void) { heap_free(NULL); }
+
+__attribute__((noinline)) static void *heap_make(int which, size_t n)
+{
+    pthread_once(&heap_once, heap_key_make);
+    if (!heap_key_ok || pthread_setspecific(heap_key, tls_heap) != 0)
+        return NULL;
+    return tls_heap[which] = calloc(1, n);
+}
+
+/* This thread's zeroed block `which` of n bytes, or NULL. */
+static inline void *heap_block(int which, size_t n)
+{
+    void *p = tls_heap[which];
+    return __builtin_expect(p != NULL, 1) ? p : heap_make(which, n);
+}
+#define THREAD_FRAMES()                                                   \
+    ((uintptr_t *)heap_block(HEAP_FRAMES, sizeof(uintptr_t) *             \
+                                              (1 + RPI_STACK_MAX_DEPTH + SKIP_WINDOW)))
+#else
 static __thread uintptr_t tls_frames[1 + RPI_STACK_MAX_DEPTH + SKIP_WINDOW]
     RPI_STACK_TLS;
+#define THREAD_FRAMES() tls_frames
+#endif
 /* The id derived from this thread's last walk by unwind.c (0: nothing to
    reuse); the walker itself knows whether the next walk would be the same. */
 static __thread uint32_t tls_last_id RPI_STACK_TLS;
@@ -271,7 +319,12 @@ __attribute__((noinline)) uint32_t rpi_stack_walk_here(int depth, uintptr_t from
         rpi_unwind_keep_id(id);
     } else {
         /* per-thread, not on the C stack, which may be a small signal stack */
-        uintptr_t *buf = tls_frames + 1;
+        uintptr_t *frames = THREAD_FRAMES();
+        if (!frames) {
+            rpi_stack_busy = 0;
+            return 0;
+        }
+        uintptr_t *buf = frames + 1;
         int got;
         if (r == 0) {
             got = w.n;
@@ -303,7 +356,13 @@ uint32_t rpi_stack_capture(int depth, uintptr_t skip_lo, uintptr_t skip_hi)
         id = w.kept ? intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash) : 0;
         tls_last_id = id;
     } else {
-        uintptr_t *buf = tls_frames + 1;
+        uintptr_t *frames = THREAD_FRAMES();
+        if (!frames) {
+            rpi_stack_busy = 0;
+            tls_last_id = 0;
+            return 0;
+        }
+        uintptr_t *buf = frames + 1;
         int got = general_walk(buf, depth);
         int i = 0;
         while (i < got && i < SKIP_WINDOW && buf[i] >= skip_lo && buf[i] < skip_hi)

@@ -36,6 +36,14 @@
 #ifndef RPI_STACK_TLS
 #define RPI_STACK_TLS __attribute__((tls_model("initial-exec")))
 #endif
+/* RPI_STACK_HEAP_STATE (libringpool's copy, csrc/poolstack.c): the two big
+   per-thread buffers (the frames and the walker's memo, about 12 KiB) live
+   in heap blocks made at a thread's first capture and freed when it exits,
+   reached through thread-local pointers, so that the library's thread-local
+   data stays a few words: the library's code reaches one record of its own
+   in the initial-exec model, and a dlopen'ed object that does so must fit
+   ALL its thread-local data in glibc's small static TLS surplus
+   (docs/concurrency.md). A capture whose block cannot be made gives 0. */
 
 /* Most frames a stack may hold (--stack-depth is capped to this). */
 #define RPI_STACK_MAX_DEPTH 256

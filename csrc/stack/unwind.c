@@ -641,7 +641,12 @@ typedef struct walk_state {
                                             (0: none); cleared by every walk */
     walk_buf buf[2];
 } walk_state;
+#ifdef RPI_STACK_HEAP_STATE
+#define THREAD_WALK() ((walk_state *)heap_block(HEAP_WALK, sizeof(walk_state)))   /* or NULL */
+#else
 static __thread walk_state tls_walk RPI_STACK_TLS;
+#define THREAD_WALK() (&tls_walk)
+#endif
 
 static inline void log_bp(walk_buf *b, int user, int saver, uintptr_t at, uintptr_t v)
 {
@@ -1029,7 +1034,9 @@ int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo, uintptr_t sk
 {
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), bp = fp[0];
-    walk_state *m = &tls_walk;
+    walk_state *m = THREAD_WALK();
+    if (RPI_UNLIKELY(!m))
+        return -1;
     unsigned generation = atomic_load_explicit(&code_generation, memory_order_acquire);
     if (reuse && m->valid && m->pc == pc && m->sp == sp && m->from == from &&
         m->last->generation == generation && (!m->need_bp || m->bp == bp) &&
@@ -1044,7 +1051,9 @@ int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo, uintptr_t sk
 
 int rpi_unwind_from(rpi_walk *w, uintptr_t sp, uintptr_t bp, uintptr_t from, int depth)
 {
-    walk_state *m = &tls_walk;
+    walk_state *m = THREAD_WALK();
+    if (RPI_UNLIKELY(!m))
+        return -1;
     unsigned generation = atomic_load_explicit(&code_generation, memory_order_acquire);
     m->from = from;
     m->lo = 0;
@@ -1055,8 +1064,9 @@ int rpi_unwind_from(rpi_walk *w, uintptr_t sp, uintptr_t bp, uintptr_t from, int
 
 void rpi_unwind_keep_id(uint32_t id)
 {
-    walk_state *m = &tls_walk;
-    m->id = m->valid ? id : 0;
+    walk_state *m = THREAD_WALK();
+    if (m)
+        m->id = m->valid ? id : 0;
 }
 
 void rpi_unwind_forget_walks(void)
@@ -1076,8 +1086,8 @@ static inline __attribute__((always_inline)) uint32_t memo_or_walk(int depth, ui
         return 0;
     rpi_stack_busy = 1;
     atomic_signal_fence(memory_order_seq_cst);
-    walk_state *m = &tls_walk;
-    uint32_t id = m->id;
+    walk_state *m = THREAD_WALK();
+    uint32_t id = m ? m->id : 0;
     if (id && m->sp == sp && m->pc == pc && m->from == from && m->depth == depth &&
         !m->lo && !m->hi &&
         m->last->generation == atomic_load_explicit(&code_generation, memory_order_acquire) &&
