@@ -19,10 +19,11 @@
  * exact while only one thread has allocated from the pool and an upper bound
  * after that (docs/concurrency.md).
  *
- * Finding a thread's shard: the pool has a small table of shards indexed by
- * a hash of the thread pointer (pool->tslot), read without a lock and
- * checked against the shard's owner (bias_owner), so no thread-local
- * variable (a call in a dlopened library) is read on the way. Two threads
+ * Finding a thread's shard: pool.c first reads the thread's record of the
+ * last (pool, shard) it used ("the calling thread's last shard"); on a miss,
+ * the pool has a small table of shards indexed by a hash of the thread
+ * pointer (pool->tslot), read without a lock and checked against the
+ * shard's owner (bias_owner), which needs no thread-local variable. Two threads
  * whose slots collide find theirs in the pool's list of shards (read without
  * a lock: it only grows, by release stores), and only a thread without a
  * shard takes the pool's lock to make one (or to take over one left by a

@@ -12,6 +12,8 @@
 #                             surplus: its thread-local data fits, shared
 #                             pools work from other threads, load/unload
 #                             cycles (plain and under valgrind)
+#   test-c-shared-tsan        (in `make test`) the thread suites under TSan,
+#                             linked with a TSan build of the shared library
 CONTENTION_BIN  := $(BENCH_C_DIR)/contention
 CONTENTION_ARGS ?=
 CONTENTION_ENV  := GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384
@@ -76,3 +78,29 @@ test-shared-dlopen: setup-sys $(LIB_SO) $(DLOPEN_SHARED_BIN)
 	  env -u GLIBC_TUNABLES $(CTEST_VALGRIND) $(DLOPEN_SHARED_BIN) $(abspath $(LIB_SO)) $$b || failed="$$failed valgrind:$$b"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED (test-shared-dlopen):$$failed"; exit 1; fi
+
+# The thread suites under TSan against a shared library built with TSan (the
+# initial-exec record of csrc/pool.c, as in libringpool.so; test-c-tsan
+# compiles the sources into the tests, where the record is at a constant
+# offset).
+TSAN_SO_DIR  := $(BUILD)/tsan-shared
+TSAN_SO_OBJS := $(patsubst csrc/%.c,$(TSAN_SO_DIR)/obj/%.o,$(LIB_SRCS))
+TSAN_SO      := $(TSAN_SO_DIR)/libringpool-tsan.so
+TSAN_SO_BINS := $(TSAN_SO_DIR)/test_contention $(TSAN_SO_DIR)/test_threads
+.SECONDARY: $(TSAN_SO_OBJS)
+.PHONY: test-c-shared-tsan
+TEST_TARGETS += test-c-shared-tsan
+
+$(TSAN_SO_DIR)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) csrc/include/ringpool.h csrc/flags.mk
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O1 -g $(TSAN_FLAGS) $(RP_LIB_CFLAGS) -c $< -o $@
+
+$(TSAN_SO): $(TSAN_SO_OBJS)
+	$(CC) -shared $(TSAN_FLAGS) -Wl,-soname,libringpool-tsan.so -o $@ $^ $(RP_LIB_LIBS)
+
+$(TSAN_SO_DIR)/%: tests/c/%.c tests/c/testutil.h csrc/include/ringpool.h $(TSAN_SO)
+	$(CC) $(CTEST_CFLAGS) $(TSAN_FLAGS) $< -o $@ $(TSAN_SO) -Wl,-rpath,$(abspath $(TSAN_SO_DIR))
+
+test-c-shared-tsan: setup-sys $(TSAN_SO_BINS)
+	@readelf -d $(TSAN_SO) | grep -q STATIC_TLS || { echo "$(TSAN_SO): no initial-exec TLS"; exit 1; }
+	$(call ctest_run,$(TSAN_SO_BINS),$(TSAN_ENV),shared tsan )
