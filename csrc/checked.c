@@ -226,7 +226,7 @@ static cpool *cpool_of(rp_pool *pool)
     return pool->checked;
 }
 
-static void cpool_free(cpool *cp)
+__attribute__((noinline)) static void cpool_free(cpool *cp)
 {
     cp->prev->next = cp->next;
     cp->next->prev = cp->prev;
@@ -237,7 +237,7 @@ static void cpool_free(cpool *cp)
     rpi_sys_free(cp);
 }
 
-static void cpool_unref(cpool *cp)
+static inline void cpool_unref(cpool *cp)
 {
     if (--cp->refs == 0 && !cp->pool) cpool_free(cp);
 }
@@ -349,6 +349,7 @@ static inline __attribute__((always_inline)) void evict_in(entry *e)
     if (RPI_UNLIKELY(e->kept != 0) && release_kept_in(e)) {
         cpool *cp = e->cp;
         e->cp = NULL;
+        last = e;   /* its memory is the next to go out of its class's list */
         cpool_unref(cp);
         return;
     }
@@ -854,28 +855,18 @@ static __attribute__((noinline)) void *alloc_wait(rp_pool *pool, size_t size, co
 }
 
 /* One entry per backing and per plain/noexc (plain a constant: one
-   register fewer on the way through). */
+   register fewer on the way through); rpi_checked_alloc (internal.h)
+   chooses among them inline. */
 #define ALLOC_ENTRY(name, arena, plain)                                              \
-    static __attribute__((noinline)) void *name(rp_pool *pool, size_t size,           \
-                                                const char *tag)                      \
+    void *name(rp_pool *pool, size_t size, const char *tag)                          \
     {                                                                                 \
         if (RPI_UNLIKELY(!rpi_lock_try(&reg_lock))) return alloc_wait(pool, size, tag, plain); \
         return alloc_in(pool, size, tag, plain, arena);                               \
     }
-ALLOC_ENTRY(alloc_arena_plain, true, true)
-ALLOC_ENTRY(alloc_arena_noexc, true, false)
-ALLOC_ENTRY(alloc_malloc_plain, false, true)
-ALLOC_ENTRY(alloc_malloc_noexc, false, false)
-
-void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain)
-{
-    /* the flags a pool is created with (ARENA, STACKS) never change */
-    unsigned f = pool->flags;
-    if (RPI_UNLIKELY(f & RP_POOL_STACKS)) return rpi_alloc_general(pool, size, tag, plain);
-    if (f & RP_POOL_ARENA)
-        return plain ? alloc_arena_plain(pool, size, tag) : alloc_arena_noexc(pool, size, tag);
-    return plain ? alloc_malloc_plain(pool, size, tag) : alloc_malloc_noexc(pool, size, tag);
-}
+ALLOC_ENTRY(rpi_checked_alloc_arena_plain, true, true)
+ALLOC_ENTRY(rpi_checked_alloc_arena_noexc, true, false)
+ALLOC_ENTRY(rpi_checked_alloc_malloc_plain, false, true)
+ALLOC_ENTRY(rpi_checked_alloc_malloc_noexc, false, false)
 
 static __attribute__((noinline)) void free_general_unlock(void *block)
 {
@@ -883,8 +874,18 @@ static __attribute__((noinline)) void free_general_unlock(void *block)
     rpi_free_general(block);
 }
 
+/* The quarantine over a bound after a free; the lock is let go. Usually
+   one record over the cap: the oldest leaves (the table keeps the record
+   just retired, so it cannot become empty and the gate stays). */
 static __attribute__((noinline)) void trim_unlock(void)
 {
+    if (RPI_LIKELY(nretired == RETIRED_CAP + 1)) {
+        evict_in(retired.next);
+        if (RPI_LIKELY(!over_bounds())) {
+            rpi_lock_release(&reg_lock);
+            return;
+        }
+    }
     trim_slow();
     rpi_registry_unlock();
 }

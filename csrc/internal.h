@@ -580,8 +580,24 @@ RPI_HIDDEN void rpi_registry_fini(void);
    not handle goes to rpi_alloc_general (pool.c), the general path of
    rp_alloc. rpi_checked_free is rp_free while the registry is consulted;
    it leaves what it does not handle to rpi_free_general, likewise. */
-RPI_HIDDEN void *rpi_checked_alloc(rp_pool *pool, size_t size, const char *tag, bool plain);
 RPI_HIDDEN void *rpi_alloc_general(rp_pool *pool, size_t size, const char *tag, bool plain);
+/* one entry per backing and per plain/noexc, chosen inline */
+RPI_HIDDEN void *rpi_checked_alloc_arena_plain(rp_pool *pool, size_t size, const char *tag);
+RPI_HIDDEN void *rpi_checked_alloc_arena_noexc(rp_pool *pool, size_t size, const char *tag);
+RPI_HIDDEN void *rpi_checked_alloc_malloc_plain(rp_pool *pool, size_t size, const char *tag);
+RPI_HIDDEN void *rpi_checked_alloc_malloc_noexc(rp_pool *pool, size_t size, const char *tag);
+static inline __attribute__((always_inline)) void *rpi_checked_alloc(rp_pool *pool, size_t size,
+                                                                     const char *tag, bool plain)
+{
+    /* the flags a pool is created with (ARENA, STACKS) never change */
+    unsigned f = pool->flags;
+    if (RPI_UNLIKELY(f & RP_POOL_STACKS)) return rpi_alloc_general(pool, size, tag, plain);
+    if (f & RP_POOL_ARENA)
+        return plain ? rpi_checked_alloc_arena_plain(pool, size, tag)
+                     : rpi_checked_alloc_arena_noexc(pool, size, tag);
+    return plain ? rpi_checked_alloc_malloc_plain(pool, size, tag)
+                 : rpi_checked_alloc_malloc_noexc(pool, size, tag);
+}
 RPI_HIDDEN void  rpi_checked_free(void *block);
 RPI_HIDDEN void  rpi_free_general(void *block);
 /* Whether freed malloc memory may be kept for reuse (pool.c: not in ASan

@@ -270,6 +270,28 @@ static void test_stale_pointer_in_reused_memory_recognised(void)
     tu_end_pool(p);
 }
 
+/* The quarantine holds the last 65,536 retirements: a block freed, then
+   65,535 other checked frees (which, in the malloc backing, push the
+   oldest records out one by one), is still a double free. */
+static void test_quarantine_holds_last_65536(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool *p = tu_pool_ex("last-65536", RP_POOL_CHECKED);
+    for (size_t i = 0; i < 70000; i++)            /* a full quarantine first */
+        rp_free(rp_alloc(p, 40, "fill"));
+    void *x = rp_alloc(p, 3000, "x");             /* a class the churn never uses */
+    CHECK(x != NULL);
+    rp_free(x);
+    tu_errors_reset();
+    for (size_t i = 0; i < 65535; i++)
+        rp_free(rp_alloc(p, 40 + 16 * (i % 4), "churn"));
+    CHECK_INT(tu_err_count, 0);
+    rp_free(x);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    rp_set_error_handler(prev);
+    tu_end_pool(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -278,6 +300,7 @@ int main(int argc, char **argv)
         {"quarantine_turns_over", test_quarantine_turns_over},
         {"reuse_after_quarantine_keeps_live_blocks", test_reuse_after_quarantine_keeps_live_blocks},
         {"stale_pointer_in_reused_memory_recognised", test_stale_pointer_in_reused_memory_recognised},
+        {"quarantine_holds_last_65536", test_quarantine_holds_last_65536},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
