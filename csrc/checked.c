@@ -91,6 +91,10 @@ struct rpi_cpool {
        content (none for a literal of the program), no map lookup. */
     const char       *seen_key[RPI_TAG_CACHE];
     uintptr_t         seen_rec[RPI_TAG_CACHE];   /* rpi_tag *, | SEEN_FIXED */
+    /* Arena: the record of the block on top of each class's free list, as
+       the fast free left it (a hint: used only when its payload is that
+       block's; never NULL, no_rec when unknown) */
+    struct entry     *top_rec[RPI_NCLASSES];
     rp_pool          *pool;    /* NULL once the pool is destroyed */
     rpi_arena        *held;    /* destroyed arena pool: its chunks */
     size_t            refs;    /* records with cp == this */
@@ -128,6 +132,20 @@ static bool gate_on;
 static rpi_hdr *reuse[RPI_RECYCLE_CLASSES];
 static size_t reuse_bytes;
 static bool reuse_on;
+
+/* A record's payload is non-NULL exactly while the record is in the table
+   (evict_record clears it), so a hint pointing at a record is trusted only
+   when the record's payload is the block's: no_rec matches none. */
+static entry no_rec;
+/* the record of the block on top of each reuse list (a hint, as top_rec) */
+static entry *reuse_rec[RPI_RECYCLE_CLASSES];
+static bool hints_set;
+
+static void hints_reset(void)
+{
+    for (size_t c = 0; c < RPI_RECYCLE_CLASSES; c++) reuse_rec[c] = &no_rec;
+    hints_set = true;
+}
 
 static entry *lookup(const void *key);
 static void evict_record(entry *e);
@@ -250,6 +268,8 @@ int rpi_registry_reserve(rp_pool *pool)
         memset(cp, 0, sizeof *cp);
         cp->live.prev = cp->live.next = &cp->live;
         cp->live.payload = rpi_payload(&pool->ring);
+        for (size_t c = 0; c < RPI_NCLASSES; c++) cp->top_rec[c] = &no_rec;
+        if (!hints_set) hints_reset();
         cp->pool = pool;
         reuse_on = rpi_recycle_allowed();
         if (!reuse_on) reuse_release();
@@ -314,6 +334,7 @@ static inline __attribute__((always_inline)) bool release_kept_in(entry *e)
         size_t c = (e->kept - RPI_HDR) >> 4;
         h->next = reuse[c];
         reuse[c] = h;
+        reuse_rec[c] = e;
         reuse_bytes += e->kept;
         reused = true;
     } else {
@@ -330,6 +351,7 @@ __attribute__((noinline)) static bool release_kept(entry *e) { return release_ke
 static void evict_record(entry *e)
 {
     hash_del(e);
+    e->payload = NULL;   /* no hint leads to it any more */
     cpool *cp = e->cp;
     nentries--;
     e->hnext = free_entries;
@@ -727,19 +749,23 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
 
 /* The tail of a fast allocation: h (carved, header not written) gets its
    header, ring place, record e and counts; the lock is let go. */
+#define KNOWN_KEPT 1
+#define KNOWN_POOL 2
 static inline __attribute__((always_inline)) void *alloc_finish(rp_pool *pool, cpool *cp,
                                                                 entry *e, rpi_hdr *h,
                                                                 uint64_t word, rpi_tag *t,
-                                                                size_t size)
+                                                                size_t size, int known)
 {
     h->word = word;
     h->origin = t;
     rpi_ring_insert(pool, h);
-    e->pool = pool;
+    /* known: what the caller saw of e (KNOWN_KEPT: kept is 0; KNOWN_POOL:
+       e->cp was cp already, so e->pool is pool) */
+    if (!(known & KNOWN_POOL)) e->pool = pool;
     e->origin = t;
     e->word = word;
     e->raw = h;
-    e->kept = 0;
+    if (!(known & KNOWN_KEPT)) e->kept = 0;
     e->state = RPI_LIVE;
     live_append(cp, e);
     if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, true);
@@ -781,7 +807,7 @@ static inline __attribute__((always_inline)) void *arena_locked(rp_pool *pool, c
     }
     return alloc_finish(pool, cp, e, h,
                         RPI_F_ARENA | RPI_F_CHECKED | ((uint64_t)c << RPI_CLASS_SHIFT) | size, t,
-                        size);
+                        size, 0);
 general:
     return alloc_general_unlock(pool, size, tag, plain);
 }
@@ -806,9 +832,22 @@ static inline __attribute__((always_inline)) void *malloc_locked(rp_pool *pool, 
             goto general;
         }
     }
-    return alloc_finish(pool, cp, e, h, RPI_F_CHECKED | size, t, size);
+    return alloc_finish(pool, cp, e, h, RPI_F_CHECKED | size, t, size, 0);
 general:
     return alloc_general_unlock(pool, size, tag, plain);
+}
+
+/* The fast allocations past their usual case (alloc_in), out of line. */
+static __attribute__((noinline)) void *arena_slow(rp_pool *pool, cpool *cp, rpi_tag *t,
+                                                  size_t size, const char *tag, bool plain)
+{
+    return arena_locked(pool, cp, t, size, tag, plain);
+}
+
+static __attribute__((noinline)) void *malloc_slow(rp_pool *pool, cpool *cp, rpi_tag *t,
+                                                   size_t size, const char *tag, bool plain)
+{
+    return malloc_locked(pool, cp, t, size, tag, plain);
 }
 
 /* The tag's content compared (its pointer is cached with the record t). */
@@ -840,8 +879,52 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
         return alloc_compare(pool, size, tag, plain);
     }
     rpi_tag *t = (rpi_tag *)(seen - SEEN_FIXED);
-    if (arena) return arena_locked(pool, cp, t, size, tag, plain);
-    return malloc_locked(pool, cp, t, size, tag, plain);
+    /* The usual case: the block on top of its class's list has its record
+       in the hint beside the list (the block this pool freed there last,
+       or whose memory the quarantine's turnover put there): no table
+       lookup, and no register to save (anything else is a tail call). */
+    if (arena) {
+        rpi_arena *a = pool->arena;
+        if (RPI_LIKELY(a != NULL && size <= RPI_BIG_LIMIT - RPI_HDR)) {
+            size_t c = rpi_class_of(RPI_HDR + size);
+            rpi_hdr *h = a->free[c];
+            entry *e;
+            if (RPI_LIKELY(h != NULL) && (e = cp->top_rec[c])->payload == rpi_payload(h) &&
+                RPI_LIKELY(e->cp == cp && e->state != RPI_LIVE && e->kept == 0)) {
+                if (e->next) {   /* in the quarantine */
+                    list_unlink(e);
+                    nretired--;
+                }
+                a->free[c] = h->next;
+                return alloc_finish(pool, cp, e, h,
+                                    RPI_F_ARENA | RPI_F_CHECKED |
+                                        ((uint64_t)c << RPI_CLASS_SHIFT) | size,
+                                    t, size, KNOWN_KEPT | KNOWN_POOL);
+            }
+        }
+        return arena_slow(pool, cp, t, size, tag, plain);
+    }
+    if (RPI_LIKELY(pool->arena == NULL && size <= RPI_RECYCLE_MAX)) {
+        size_t c = (size + 15) >> 4;
+        rpi_hdr *h = reuse[c];
+        entry *e;
+        if (RPI_LIKELY(h != NULL) && (e = reuse_rec[c])->payload == rpi_payload(h) &&
+            RPI_LIKELY((e->cp == cp || e->cp == NULL) && e->state != RPI_LIVE &&
+                       e->kept == 0)) {
+            if (e->next) {   /* in the quarantine (NULL: waiting with its memory) */
+                list_unlink(e);
+                nretired--;
+            }
+            if (e->cp != cp) {
+                cp->refs++;
+                e->cp = cp;
+            }
+            reuse[c] = h->next;
+            reuse_bytes -= RPI_HDR + 16 * c;
+            return alloc_finish(pool, cp, e, h, RPI_F_CHECKED | size, t, size, KNOWN_KEPT);
+        }
+    }
+    return malloc_slow(pool, cp, t, size, tag, plain);
 general:
     return alloc_general_unlock(pool, size, tag, plain);
 }
@@ -911,6 +994,7 @@ static inline __attribute__((always_inline)) void free_in(void *block)
         size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
         h->next = pool->arena->free[c];
         pool->arena->free[c] = h;
+        e->cp->top_rec[c] = e;
         retire(e, RPI_FREED, 0);
     } else {
         retire(e, RPI_FREED, rpi_malloc_size(size));   /* the memory stays with the record */
@@ -998,9 +1082,11 @@ void rpi_registry_fini(void)
         next = cp->next;
         cp->refs = 0;
         cp->live.prev = cp->live.next = &cp->live;
+        for (size_t c = 0; c < RPI_NCLASSES; c++) cp->top_rec[c] = &no_rec;
         if (!cp->pool) cpool_free(cp);   /* a live pool keeps its (now empty) part */
     }
     reuse_release();
+    hints_reset();
     retired.prev = retired.next = &retired;
     nretired = nentries = 0;
     gate_update();

@@ -292,6 +292,44 @@ static void test_quarantine_holds_last_65536(void)
     tu_end_pool(p);
 }
 
+/* A block freed, then more than the quarantine's 65,536 retirements of
+   other blocks (its record leaves the table, and the record object is
+   reused or waits to be): the next allocation of its class, which gets
+   the same memory back, has a record of its own, so its free is valid and
+   a second free of it a double free. */
+static void test_record_left_quarantine_then_block_reused(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool *p = tu_pool_ex("turnover-reuse", RP_POOL_CHECKED);
+    size_t n = 70000;
+    void **many = malloc(n * sizeof *many);
+    CHECK(many != NULL);
+    void *x = rp_alloc(p, 3000, "x");
+    CHECK(x != NULL);
+    tu_errors_reset();
+    rp_free(x);
+    for (size_t i = 0; i < n; i++) many[i] = rp_alloc(p, 48, "many");
+    for (size_t i = 0; i < n; i++) rp_free(many[i]);   /* x's record leaves */
+    CHECK_INT(tu_err_count, 0);
+    for (int round = 0; round < 3; round++) {
+        void *y = rp_alloc(p, 3000, "x");   /* a tag seen: the fast path */
+        CHECK(y != NULL);
+        rp_free(rp_alloc(p, 48, "z"));   /* y's record is not the one looked up last */
+        CHECK_EQ(rp_block_size(y), 3000);
+        CHECK_STR(rp_block_tag(y), "x");
+        CHECK_COUNTS(p, 1, 3000);
+        CHECK_INT(rp_pool_check(p), 0);
+        rp_free(y);
+        CHECK_INT(tu_err_count, 0);
+        rp_free(y);
+        CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    }
+    CHECK_COUNTS(p, 0, 0);
+    free(many);
+    rp_set_error_handler(prev);
+    tu_end_pool(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -301,6 +339,7 @@ int main(int argc, char **argv)
         {"reuse_after_quarantine_keeps_live_blocks", test_reuse_after_quarantine_keeps_live_blocks},
         {"stale_pointer_in_reused_memory_recognised", test_stale_pointer_in_reused_memory_recognised},
         {"quarantine_holds_last_65536", test_quarantine_holds_last_65536},
+        {"record_left_quarantine_then_block_reused", test_record_left_quarantine_then_block_reused},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
