@@ -786,13 +786,26 @@ static __attribute__((noinline)) void *alloc_general_unlock(rp_pool *pool, size_
 /* Lock held, the tag's content known to be the remembered one: the block
    from a class's free list, else the current chunk (else the general path
    takes a new one); the record is claimed before the block is taken. */
+static inline __attribute__((always_inline)) void *arena_take(rp_pool *pool, cpool *cp,
+                                                              rpi_tag *t, size_t size,
+                                                              const char *tag, bool plain,
+                                                              rpi_arena *a, size_t c);
 static inline __attribute__((always_inline)) void *arena_locked(rp_pool *pool, cpool *cp,
                                                                 rpi_tag *t, size_t size,
                                                                 const char *tag, bool plain)
 {
     rpi_arena *a = pool->arena;
-    if (RPI_UNLIKELY(!a || size > RPI_BIG_LIMIT - RPI_HDR)) goto general;
-    size_t c = rpi_class_of(RPI_HDR + size);
+    if (RPI_UNLIKELY(!a || size > RPI_BIG_LIMIT - RPI_HDR))
+        return alloc_general_unlock(pool, size, tag, plain);
+    return arena_take(pool, cp, t, size, tag, plain, a, rpi_class_of(RPI_HDR + size));
+}
+
+/* arena_locked past its class: c, of a's, for size */
+static inline __attribute__((always_inline)) void *arena_take(rp_pool *pool, cpool *cp,
+                                                              rpi_tag *t, size_t size,
+                                                              const char *tag, bool plain,
+                                                              rpi_arena *a, size_t c)
+{
     rpi_hdr *h = a->free[c];
     entry *e;
     if (RPI_LIKELY(h != NULL)) {
@@ -812,12 +825,24 @@ general:
     return alloc_general_unlock(pool, size, tag, plain);
 }
 
+static inline __attribute__((always_inline)) void *malloc_take(rp_pool *pool, cpool *cp,
+                                                               rpi_tag *t, size_t size,
+                                                               const char *tag, bool plain,
+                                                               size_t c);
 static inline __attribute__((always_inline)) void *malloc_locked(rp_pool *pool, cpool *cp,
                                                                  rpi_tag *t, size_t size,
                                                                  const char *tag, bool plain)
 {
-    if (RPI_UNLIKELY(pool->arena != NULL)) goto general;
-    size_t c = (size + 15) >> 4;
+    if (RPI_UNLIKELY(pool->arena != NULL)) return alloc_general_unlock(pool, size, tag, plain);
+    return malloc_take(pool, cp, t, size, tag, plain, (size + 15) >> 4);
+}
+
+/* malloc_locked past its checks: c is size's reuse class if it has one */
+static inline __attribute__((always_inline)) void *malloc_take(rp_pool *pool, cpool *cp,
+                                                               rpi_tag *t, size_t size,
+                                                               const char *tag, bool plain,
+                                                               size_t c)
+{
     rpi_hdr *h;
     entry *e;
     if (size <= RPI_RECYCLE_MAX && (h = reuse[c]) != NULL) {
@@ -838,17 +863,23 @@ general:
 }
 
 /* The fast allocations past their usual case (alloc_in), out of line. */
-static __attribute__((noinline)) void *arena_slow(rp_pool *pool, cpool *cp, rpi_tag *t,
-                                                  size_t size, const char *tag, bool plain)
-{
-    return arena_locked(pool, cp, t, size, tag, plain);
-}
+#define ARENA_SLOW(name, plain)                                                        \
+    static __attribute__((noinline)) void *name(rp_pool *pool, cpool *cp, rpi_tag *t,   \
+                                                size_t size, const char *tag, size_t c) \
+    {                                                                                   \
+        return arena_take(pool, cp, t, size, tag, plain, pool->arena, c);               \
+    }
+ARENA_SLOW(arena_slow_plain, true)
+ARENA_SLOW(arena_slow_noexc, false)
 
-static __attribute__((noinline)) void *malloc_slow(rp_pool *pool, cpool *cp, rpi_tag *t,
-                                                   size_t size, const char *tag, bool plain)
-{
-    return malloc_locked(pool, cp, t, size, tag, plain);
-}
+#define MALLOC_SLOW(name, plain)                                                       \
+    static __attribute__((noinline)) void *name(rp_pool *pool, cpool *cp, rpi_tag *t,   \
+                                                size_t size, const char *tag, size_t c) \
+    {                                                                                   \
+        return malloc_take(pool, cp, t, size, tag, plain, c);                           \
+    }
+MALLOC_SLOW(malloc_slow_plain, true)
+MALLOC_SLOW(malloc_slow_noexc, false)
 
 /* The tag's content compared (its pointer is cached with the record t). */
 static __attribute__((noinline)) void *alloc_compare(rp_pool *pool, size_t size, const char *tag,
@@ -885,27 +916,29 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
        lookup, and no register to save (anything else is a tail call). */
     if (arena) {
         rpi_arena *a = pool->arena;
-        if (RPI_LIKELY(a != NULL && size <= RPI_BIG_LIMIT - RPI_HDR)) {
-            size_t c = rpi_class_of(RPI_HDR + size);
-            rpi_hdr *h = a->free[c];
-            entry *e;
-            if (RPI_LIKELY(h != NULL) && (e = cp->top_rec[c])->payload == rpi_payload(h) &&
-                RPI_LIKELY(e->cp == cp && e->state != RPI_LIVE && e->kept == 0)) {
-                if (e->next) {   /* in the quarantine */
-                    list_unlink(e);
-                    nretired--;
-                }
-                a->free[c] = h->next;
-                return alloc_finish(pool, cp, e, h,
-                                    RPI_F_ARENA | RPI_F_CHECKED |
-                                        ((uint64_t)c << RPI_CLASS_SHIFT) | size,
-                                    t, size, KNOWN_KEPT | KNOWN_POOL);
+        if (RPI_UNLIKELY(a == NULL || size > RPI_BIG_LIMIT - RPI_HDR))
+            return alloc_general_unlock(pool, size, tag, plain);
+        size_t c = rpi_class_of(RPI_HDR + size);
+        rpi_hdr *h = a->free[c];
+        entry *e;
+        if (RPI_LIKELY(h != NULL) && (e = cp->top_rec[c])->payload == rpi_payload(h) &&
+            RPI_LIKELY(e->cp == cp && e->state != RPI_LIVE && e->kept == 0)) {
+            if (e->next) {   /* in the quarantine */
+                list_unlink(e);
+                nretired--;
             }
+            a->free[c] = h->next;
+            return alloc_finish(pool, cp, e, h,
+                                RPI_F_ARENA | RPI_F_CHECKED | ((uint64_t)c << RPI_CLASS_SHIFT) |
+                                    size,
+                                t, size, KNOWN_KEPT | KNOWN_POOL);
         }
-        return arena_slow(pool, cp, t, size, tag, plain);
+        return plain ? arena_slow_plain(pool, cp, t, size, tag, c)
+                     : arena_slow_noexc(pool, cp, t, size, tag, c);
     }
-    if (RPI_LIKELY(pool->arena == NULL && size <= RPI_RECYCLE_MAX)) {
-        size_t c = (size + 15) >> 4;
+    if (RPI_UNLIKELY(pool->arena != NULL)) return alloc_general_unlock(pool, size, tag, plain);
+    size_t c = (size + 15) >> 4;
+    if (RPI_LIKELY(size <= RPI_RECYCLE_MAX)) {
         rpi_hdr *h = reuse[c];
         entry *e;
         if (RPI_LIKELY(h != NULL) && (e = reuse_rec[c])->payload == rpi_payload(h) &&
@@ -924,7 +957,8 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
             return alloc_finish(pool, cp, e, h, RPI_F_CHECKED | size, t, size, KNOWN_KEPT);
         }
     }
-    return malloc_slow(pool, cp, t, size, tag, plain);
+    return plain ? malloc_slow_plain(pool, cp, t, size, tag, c)
+                 : malloc_slow_noexc(pool, cp, t, size, tag, c);
 general:
     return alloc_general_unlock(pool, size, tag, plain);
 }
