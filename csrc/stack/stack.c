@@ -60,6 +60,7 @@ static size_t chunk_left;
 static atomic_int lock_held;
 static int ready;
 static int fast_unwinder = 1;
+int rpi_stack_fast_ready;
 
 __thread int rpi_stack_busy RPI_STACK_TLS;
 #ifdef RPI_STACK_HEAP_STATE
@@ -138,6 +139,7 @@ int rpi_stack_init(void)
         fast_unwinder = 0;
     atomic_store_explicit(&current, t, memory_order_release);
     ready = 1;
+    rpi_stack_fast_ready = fast_unwinder;
     return 0;
 }
 
@@ -241,6 +243,11 @@ static inline uint32_t intern_hashed(const uintptr_t *f, size_t n, uint64_t h)
     return id ? id : insert(f, n, h);
 }
 
+uint32_t rpi_stack_intern_hashed(const uintptr_t *f, size_t n, uint64_t h)
+{
+    return intern_hashed(f, n, h);
+}
+
 static uint32_t intern(const uintptr_t *f, size_t n)
 {
     if (!ready || n < 1 || n > RPI_STACK_MAX_DEPTH)
@@ -311,31 +318,36 @@ __attribute__((noinline)) uint32_t rpi_stack_walk_here(int depth, uintptr_t from
     if (depth > RPI_STACK_MAX_DEPTH)
         depth = RPI_STACK_MAX_DEPTH;
     tls_last_id = 0;    /* rpi_stack_capture's memo: the walk below replaces it */
-    uint32_t id;
     rpi_walk w;
     int r = fast_unwinder && sp ? rpi_unwind_from(&w, sp, bp, from, depth) : -1;
     if (r == 0 && w.start >= 0) {
-        id = intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash);
+        uint32_t id = intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash);
         rpi_unwind_keep_id(id);
-    } else {
-        /* per-thread, not on the C stack, which may be a small signal stack */
-        uintptr_t *frames = THREAD_FRAMES();
-        if (!frames) {
-            rpi_stack_busy = 0;
-            return 0;
-        }
-        uintptr_t *buf = frames + 1;
-        int got;
-        if (r == 0) {
-            got = w.n;
-            memcpy(buf, w.frames, (size_t)got * sizeof *buf);
-        } else {
-            got = general_walk(buf, depth);
-        }
-        id = intern_from(buf, got, depth, from, self_lo, self_hi);
-        if (r == 0)
-            rpi_unwind_keep_id(id);
+        rpi_stack_busy = 0;
+        return id;
     }
+    return rpi_stack_walk_rest(r, r == 0 ? w.frames : NULL, r == 0 ? w.n : 0, depth, from);
+}
+
+uint32_t rpi_stack_walk_rest(int r, const uintptr_t *frames, int n, int depth, uintptr_t from)
+{
+    /* per-thread, not on the C stack, which may be a small signal stack */
+    uintptr_t *thread_frames = THREAD_FRAMES();
+    if (!thread_frames) {
+        rpi_stack_busy = 0;
+        return 0;
+    }
+    uintptr_t *buf = thread_frames + 1;
+    int got;
+    if (r == 0) {
+        got = n;
+        memcpy(buf, frames, (size_t)got * sizeof *buf);
+    } else {
+        got = general_walk(buf, depth);
+    }
+    uint32_t id = intern_from(buf, got, depth, from, self_lo, self_hi);
+    if (r == 0)
+        rpi_unwind_keep_id(id);
     rpi_stack_busy = 0;
     return id;
 }
@@ -380,6 +392,7 @@ uint32_t rpi_stack_capture(int depth, uintptr_t skip_lo, uintptr_t skip_hi)
 void rpi_stack_use_fast_unwinder(int on)
 {
     fast_unwinder = on;
+    rpi_stack_fast_ready = ready && on;
     rpi_unwind_forget_walks();
 }
 

@@ -139,6 +139,16 @@ RPI_STACK_HIDDEN int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip
    the frame whose stack pointer (after the return) is sp and whose rbp is
    bp, i.e. rpi_stack_here's caller. */
 RPI_STACK_HIDDEN uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr_t sp, uintptr_t bp);
+/* stack.c, for unwind.c's capture (rpi_stack_here's walk when the cached
+   walker may run): the id of a walk's kept frames f[0..n) whose hash is h,
+   adding it when new (0: table full); and the rest of a capture whose walk
+   did not end at a kept frame (r == 0: frames[0..n) walked, `from` not
+   among them; r < 0: the general unwinder), which clears rpi_stack_busy.
+   rpi_stack_fast_ready: the table is ready and the cached walker chosen. */
+RPI_STACK_HIDDEN uint32_t rpi_stack_intern_hashed(const uintptr_t *f, size_t n, uint64_t h);
+RPI_STACK_HIDDEN uint32_t rpi_stack_walk_rest(int r, const uintptr_t *frames, int n, int depth,
+                                              uintptr_t from);
+extern int rpi_stack_fast_ready RPI_STACK_HIDDEN;
 /* Set while this thread captures (stack.c). */
 extern __thread int rpi_stack_busy RPI_STACK_TLS RPI_STACK_HIDDEN;
 /* The walk from the frame at sp (its return address at sp - 8) with rbp

@@ -555,13 +555,23 @@ static __attribute__((noinline, cold)) rule rule_miss(uintptr_t pc)
     return r;
 }
 
-static rule rule_of(uintptr_t pc)
+static __attribute__((noinline)) rule rule_of_probed(const cache *c, uintptr_t pc)
 {
-    const cache *c = atomic_load_explicit(&rules, memory_order_acquire);
     rule r;
     if (lookup(c, pc, &r))
         return r;
     return rule_miss(pc);
+}
+
+/* The rule of pc: its home slot tested inline (where nearly every rule
+   is), the rest of the probe and a miss out of line. */
+static inline rule rule_of(uintptr_t pc)
+{
+    const cache *c = atomic_load_explicit(&rules, memory_order_acquire);
+    const slot *e = &c->s[home(pc, c->mask)];
+    if (RPI_LIKELY(atomic_load_explicit(&e->pc, memory_order_acquire) == pc))
+        return slot_rule(e);
+    return rule_of_probed(c, pc);
 }
 
 /* This thread's walks: the frames and the CFA of each frame (the word at
@@ -867,9 +877,11 @@ static __attribute__((noinline)) int splice(walk_buf *b, const walk_buf *o, int 
 }
 
 /* The walk proper, from the starting registers, with m's arguments, into
-   the buffer the last walk did not use. */
-static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintptr_t pc,
-                                               uintptr_t sp, uintptr_t bp, unsigned generation)
+   the buffer the last walk did not use. Inlined into two callers: walk_from
+   (the walk alone) and walk_id (the walk and the stack's id). */
+static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_walk *w, uintptr_t pc,
+                                                           uintptr_t sp, uintptr_t bp,
+                                                           unsigned generation)
 {
     m->id = 0;
     m->valid = 0;
@@ -1024,6 +1036,45 @@ done:
     return 0;
 }
 
+static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintptr_t pc,
+                                               uintptr_t sp, uintptr_t bp, unsigned generation)
+{
+    return walk_body(m, w, pc, sp, bp, generation);
+}
+
+/* rpi_stack_here's walk and the id of the stack it found, in one frame:
+   the walk from the frame whose stack pointer (after its return) is sp,
+   with rbp bp, interned when it reached `from`; anything else is
+   stack.c's (rpi_stack_walk_here when the cached walker is off or the
+   arguments are out of its range, rpi_stack_walk_rest after a walk that
+   did not end at a kept frame). Entered with rpi_stack_busy set; clears
+   it. (rpi_stack_capture's memo, tls_last_id in stack.c, needs no reset
+   here: it is used only when this thread's last walk had its arguments,
+   and a walk made here has from != 0, which it never has.) */
+static __attribute__((noinline)) uint32_t walk_id(int depth, uintptr_t from, uintptr_t sp,
+                                                  uintptr_t bp)
+{
+    if (RPI_UNLIKELY(!rpi_stack_fast_ready || !sp || depth < 1 || depth > RPI_STACK_MAX_DEPTH))
+        return rpi_stack_walk_here(depth, from, sp, bp);
+    walk_state *m = THREAD_WALK();
+    if (RPI_UNLIKELY(!m))
+        return rpi_stack_walk_here(depth, from, sp, bp);
+    unsigned generation = atomic_load_explicit(&code_generation, memory_order_acquire);
+    m->from = from;
+    m->lo = 0;
+    m->hi = 0;
+    m->depth = depth;
+    rpi_walk w;
+    int r = walk_body(m, &w, ((const uintptr_t *)sp)[-1], sp, bp, generation);
+    if (RPI_LIKELY(r == 0 && w.start >= 0)) {
+        uint32_t id = rpi_stack_intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash);
+        m->id = m->valid ? id : 0;
+        rpi_stack_busy = 0;
+        return id;
+    }
+    return rpi_stack_walk_rest(r, r == 0 ? w.frames : NULL, r == 0 ? w.n : 0, depth, from);
+}
+
 /* Frame pointer kept so that this function's own frame is known: the walk
    starts at its caller with rsp = our CFA, rbp = the saved rbp. The memo's
    test runs here, with the walk out of line, so that a repeated stack
@@ -1096,7 +1147,7 @@ static inline __attribute__((always_inline)) uint32_t memo_or_walk(int depth, ui
         rpi_stack_busy = 0;
         return id;
     }
-    return rpi_stack_walk_here(depth, from, sp, bp);
+    return walk_id(depth, from, sp, bp);
 }
 
 /* The memo's check with the id kept: a repeated stack costs the check and
