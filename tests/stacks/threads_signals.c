@@ -58,9 +58,19 @@ int main(void)
     setitimer(ITIMER_REAL, &it, NULL);
     while (!alarms)         /* the first alarm (the leak) lands here: no malloc */
         ;
+    /* The alarms go to the main thread alone: the workers start with
+       SIGALRM blocked. A worker interrupted inside the C library's malloc
+       (holding its arena's lock, on a size its thread cache did not hold)
+       would deadlock in the handler's malloc; the main thread's malloc and
+       the handler's sizes are served from its thread cache. */
+    sigset_t alrm, was;
+    sigemptyset(&alrm);
+    sigaddset(&alrm, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &alrm, &was);
     pthread_t th[THREADS];
     for (long t = 0; t < THREADS; t++)
         pthread_create(&th[t], NULL, worker, (void *)t);
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
     while (alarms < 50) {
         void *p = malloc(100);
         free(p);
