@@ -1017,9 +1017,11 @@ static inline __attribute__((always_inline)) bool tcache_shard(rp_pool *pool, rp
     return false;
 }
 /* s is the calling thread's shard of pool (its owner is the caller), found
-   in generation gen (read before the lookup). */
+   in generation gen (read before the lookup): remembered if it is biased
+   (a flag a shard keeps for life). */
 static void tcache_set(rp_pool *pool, rp_pool *s, uint64_t gen)
 {
+    if (!(s->flags & RPI_POOL_BIASED)) return;   /* see alloc_other_arena_in */
     rpi_tcache_tls.front = pool;
     rpi_tcache_tls.shard = s;
     rpi_tcache_tls.gen = gen;
@@ -1070,6 +1072,7 @@ static inline __attribute__((always_inline)) bool tcache_shard(rp_pool *pool, rp
 }
 static void tcache_set(rp_pool *pool, rp_pool *s, uint64_t gen)
 {
+    if (!(s->flags & RPI_POOL_BIASED)) return;   /* see alloc_other_arena_in */
     rpi_tcache *c = (rpi_tcache *)((char *)rpi_thread_self() + tcache_off());
     c->front = pool;
     c->shard = s;
@@ -1155,30 +1158,25 @@ static inline __attribute__((always_inline)) void *alloc_other_in(rp_pool *pool,
 }
 PLAIN_AND_NOEXC(alloc_other, alloc_other_thread)
 
-/* The calling thread's shard of pool by the quick way (its record, else the
-   pool's slot), or false. */
-static inline __attribute__((always_inline)) bool quick_shard(rp_pool *pool, rp_pool **s)
-{
-#if RPI_TCACHE
-    return tcache_shard(pool, s);
-#else
-    rp_pool *x = slot_shard(pool, rpi_thread_self());
-    if (RPI_UNLIKELY(!x)) return false;
-    *s = x;
-    return true;
-#endif
-}
-
 /* The same, specialised by what the pool's own dispatch already knows (its
    shards have the pool's backing and recycling), so that the shard's flags
    are tested once: the arena (a shard of an arena pool has a fast arena),
-   and the malloc backing's recycled classes (size <= RPI_RECYCLE_MAX). */
+   and the malloc backing's recycled classes (size <= RPI_RECYCLE_MAX). The
+   calling thread's record names biased shards only (tcache_set), so a
+   shard found there goes straight to its owner's path; without a record,
+   the pool's slot, and the shard's flags. */
 static inline __attribute__((always_inline)) void *alloc_other_arena_in(rp_pool *pool, size_t size,
                                                                         const char *tag,
                                                                         const bool plain)
 {
     rp_pool *s;
-    if (RPI_UNLIKELY(!quick_shard(pool, &s))) return alloc_other_thread(pool, size, tag, plain);
+    if (RPI_TCACHE) {
+        if (RPI_LIKELY(tcache_shard(pool, &s)))
+            return alloc_arena_fast(s, s->fast_arena, size, tag, plain, RPI_SYNC_BIASED);
+        return alloc_other_thread(pool, size, tag, plain);
+    }
+    s = slot_shard(pool, rpi_thread_self());
+    if (RPI_UNLIKELY(!s)) return alloc_other_thread(pool, size, tag, plain);
     if (RPI_LIKELY(s->flags & RPI_POOL_BIASED))
         return alloc_arena_fast(s, s->fast_arena, size, tag, plain, RPI_SYNC_BIASED);
     return alloc_fast_in(s, size, tag, plain, true);
@@ -1190,7 +1188,13 @@ static inline __attribute__((always_inline)) void *alloc_other_recycled_in(rp_po
                                                                            const bool plain)
 {
     rp_pool *s;
-    if (RPI_UNLIKELY(!quick_shard(pool, &s))) return alloc_other_thread(pool, size, tag, plain);
+    if (RPI_TCACHE) {
+        if (RPI_LIKELY(tcache_shard(pool, &s)))
+            return alloc_recycled_fast(s, size, tag, plain, RPI_SYNC_BIASED);
+        return alloc_other_thread(pool, size, tag, plain);
+    }
+    s = slot_shard(pool, rpi_thread_self());
+    if (RPI_UNLIKELY(!s)) return alloc_other_thread(pool, size, tag, plain);
     if (RPI_LIKELY(s->flags & RPI_POOL_BIASED))
         return alloc_recycled_fast(s, size, tag, plain, RPI_SYNC_BIASED);
     return alloc_fast_in(s, size, tag, plain, true);
