@@ -62,6 +62,7 @@
 #define MIN_BUCKETS   256
 #define SLAB_ENTRIES  255
 #define REUSE_BYTES   ((size_t)1 << 20)
+#define PARK_CAP      65536
 
 typedef struct entry {
     void         *payload;
@@ -95,6 +96,11 @@ struct rpi_cpool {
        the fast free left it (a hint: used only when its payload is that
        block's; never NULL, no_rec when unknown) */
     struct entry     *top_rec[RPI_NCLASSES];
+    /* Arena: records of blocks freed by the fast path and waiting on the
+       pool's free lists, parked (retired, on no list) instead of entering
+       the quarantine's FIFO; at most PARK_CAP; the free lists lead to
+       them at destroy and reset (rpi_registry_unpark) */
+    size_t            parked;
     rp_pool          *pool;    /* NULL once the pool is destroyed */
     rpi_arena        *held;    /* destroyed arena pool: its chunks */
     size_t            refs;    /* records with cp == this */
@@ -309,7 +315,9 @@ static inline void fifo_append(entry *e)
     nretired++;
 }
 
-/* e leaves the list it is on (live or quarantine), if any. */
+/* e leaves the list it is on (live or quarantine), if any, or its
+   pool's parked records. A retired record on no list is parked when it
+   is tied to a pool's part, else its memory waits on a reuse list. */
 static inline __attribute__((always_inline)) void detach(entry *e)
 {
     if (e->state == RPI_LIVE) {
@@ -317,6 +325,8 @@ static inline __attribute__((always_inline)) void detach(entry *e)
     } else if (e->next) {
         list_unlink(e);
         nretired--;
+    } else if (e->cp) {
+        e->cp->parked--;
     }
     e->next = NULL;
 }
@@ -736,9 +746,11 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
     }
     if (RPI_UNLIKELY(e->state == RPI_LIVE || e->kept != 0 || (e->cp != cp && e->cp != NULL)))
         return NULL;
-    if (e->next) {   /* in the quarantine (NULL: memory from a reuse list) */
+    if (e->next) {   /* in the quarantine */
         list_unlink(e);
         nretired--;
+    } else if (e->cp) {   /* parked (NULL: memory from a reuse list) */
+        cp->parked--;
     }
     if (e->cp != cp) {
         cp->refs++;
@@ -923,9 +935,11 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
         entry *e;
         if (RPI_LIKELY(h != NULL) && (e = cp->top_rec[c])->payload == rpi_payload(h) &&
             RPI_LIKELY(e->cp == cp && e->state != RPI_LIVE && e->kept == 0)) {
-            if (e->next) {   /* in the quarantine */
+            if (RPI_UNLIKELY(e->next != NULL)) {   /* in the quarantine */
                 list_unlink(e);
                 nretired--;
+            } else {   /* parked */
+                cp->parked--;
             }
             a->free[c] = h->next;
             return alloc_finish(pool, cp, e, h,
@@ -1028,7 +1042,17 @@ static inline __attribute__((always_inline)) void free_in(void *block)
         size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
         h->next = pool->arena->free[c];
         pool->arena->free[c] = h;
-        e->cp->top_rec[c] = e;
+        cpool *cp = e->cp;
+        cp->top_rec[c] = e;
+        if (RPI_LIKELY(cp->parked < PARK_CAP)) {
+            /* parked: the free list leads to it (no quarantine step) */
+            list_unlink(e);
+            e->state = RPI_FREED;
+            e->next = NULL;
+            cp->parked++;
+            rpi_lock_release(&reg_lock);
+            return;
+        }
         retire(e, RPI_FREED, 0);
     } else {
         retire(e, RPI_FREED, rpi_malloc_size(size));   /* the memory stays with the record */
@@ -1061,6 +1085,36 @@ void rpi_registry_live_totals(rp_pool *pool, size_t *blocks, size_t *bytes)
     }
     *blocks = n;
     *bytes = b;
+}
+
+/* A parked record joins the quarantine's tail. */
+static void unpark(cpool *cp, entry *e)
+{
+    cp->parked--;
+    fifo_append(e);
+}
+
+void rpi_registry_unpark(rp_pool *pool)
+{
+    /* The pool's free lists lead to its parked records; a link is followed
+       only from a block the table knows as a retired block of this pool
+       (memory the pool still holds). A list whose link the records do not
+       vouch for (overwritten) is not followed further, and the table is
+       searched for what is left: O(the table), only then. */
+    cpool *cp = cpool_of(pool);
+    rpi_arena *a = pool->arena;
+    if (!cp || !cp->parked) return;
+    for (size_t c = 0; a && c < RPI_NCLASSES && cp->parked; c++) {
+        for (rpi_hdr *h = a->free[c]; h && cp->parked; h = h->next) {
+            entry *e = lookup(rpi_payload(h));
+            if (!e || e->cp != cp || e->state == RPI_LIVE) break;
+            if (!e->next) unpark(cp, e);
+        }
+    }
+    for (size_t i = 0; i < nbuckets && cp->parked; i++)
+        for (entry *e = buckets[i]; e; e = e->hnext)
+            if (e->cp == cp && e->state != RPI_LIVE && !e->next) unpark(cp, e);
+    trim();
 }
 
 void rpi_registry_drop_pool(rp_pool *pool, bool destroy)
@@ -1117,6 +1171,7 @@ void rpi_registry_fini(void)
         cp->refs = 0;
         cp->live.prev = cp->live.next = &cp->live;
         for (size_t c = 0; c < RPI_NCLASSES; c++) cp->top_rec[c] = &no_rec;
+        cp->parked = 0;
         if (!cp->pool) cpool_free(cp);   /* a live pool keeps its (now empty) part */
     }
     reuse_release();

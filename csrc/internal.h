@@ -573,6 +573,9 @@ RPI_HIDDEN int  rpi_checked_validate(const void *payload, rp_pool *expected, con
    destroy, also forgets the pool and takes its arena, if any (pool->arena
    becomes NULL; the chunks, already released by rpi_arena_release, are
    freed when the pool's last record goes). */
+/* Before a checked pool's destroy or reset empties its arena's free lists:
+   the records parked beside them join the quarantine (registry lock held). */
+RPI_HIDDEN void rpi_registry_unpark(rp_pool *pool);
 RPI_HIDDEN void rpi_registry_drop_pool(rp_pool *pool, bool destroy);
 RPI_HIDDEN void rpi_registry_fini(void);
 /* The fast paths of checked pools (no lock held on entry; checked.c).

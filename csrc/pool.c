@@ -442,6 +442,7 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
 {
     if (pool->flags & RP_POOL_CHECKED) {
         /* the blocks' memory stays with their retired records */
+        rpi_registry_unpark(pool);   /* before the arena's free lists go */
         if (pool->arena) rpi_arena_release(pool, keep_chunks);
         rpi_registry_drop_pool(pool, !keep_chunks);
     } else if (pool->arena) {

@@ -301,15 +301,25 @@ static void test_record_left_quarantine_then_block_reused(void)
 {
     rp_error_handler prev = rp_set_error_handler(tu_record_error);
     rp_pool *p = tu_pool_ex("turnover-reuse", RP_POOL_CHECKED);
+    rp_pool_options mo = {.flags = RP_POOL_CHECKED};   /* malloc backing */
+    rp_pool *churn = rp_pool_create_ex("churn", &mo);
+    CHECK(churn != NULL);
+    tu_watched = p;
     size_t n = 70000;
     void **many = malloc(n * sizeof *many);
     CHECK(many != NULL);
+    tu_errors_reset();
+    /* an arena pool parks the records of up to 65,536 freed blocks beside
+       its free lists; past that they enter the quarantine */
+    for (size_t i = 0; i < n; i++) many[i] = rp_alloc(p, 48, "many");
+    for (size_t i = 0; i < n; i++) rp_free(many[i]);
+    for (size_t i = 0; i < n; i++) many[i] = rp_alloc(churn, 40, "churn");
     void *x = rp_alloc(p, 3000, "x");
     CHECK(x != NULL);
-    tu_errors_reset();
     rp_free(x);
-    for (size_t i = 0; i < n; i++) many[i] = rp_alloc(p, 48, "many");
-    for (size_t i = 0; i < n; i++) rp_free(many[i]);   /* x's record leaves */
+    /* x's record leaves (and, nothing being allocated meanwhile, its
+       record object waits unused) */
+    for (size_t i = 0; i < n; i++) rp_free(many[i]);
     CHECK_INT(tu_err_count, 0);
     for (int round = 0; round < 3; round++) {
         void *y = rp_alloc(p, 3000, "x");   /* a tag seen: the fast path */
@@ -326,8 +336,101 @@ static void test_record_left_quarantine_then_block_reused(void)
     }
     CHECK_COUNTS(p, 0, 0);
     free(many);
+    rp_pool_destroy(churn);
     rp_set_error_handler(prev);
     tu_end_pool(p);
+}
+
+/* Freed blocks of an arena pool keep their records beside the pool's free
+   lists (parked, out of the quarantine's FIFO) until their memory is
+   allocated again or the pool is reset or destroyed, when they join the
+   quarantine: misuse of them is reported the same all along. */
+static void test_parked_records_outlive_reset_and_destroy(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool *p = tu_pool_ex("parked", RP_POOL_CHECKED);
+    enum { N = 300 };
+    void *b[N], *c[N];
+    tu_errors_reset();
+    for (int i = 0; i < N; i++) b[i] = rp_alloc(p, (size_t)(16 + (i * 37) % 400), "b");
+    for (int i = 0; i < N; i += 2) rp_free(b[i]);
+    CHECK_INT(tu_err_count, 0);
+    CHECK_INT(rp_pool_check(p), 0);
+    rp_free(b[10]);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    CHECK_INT(rp_pool_reset(p), 0);
+    rp_free(b[20]);                       /* freed before the reset */
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    rp_free(b[21]);                       /* live at the reset */
+    CHECK_ONE_ERROR(RP_EDESTROYED);
+    /* the memory again (an arena pool reuses its chunks): new records */
+    for (int i = 0; i < N; i++) c[i] = rp_alloc(p, (size_t)(16 + (i * 37) % 400), "c");
+    for (int i = 0; i < N; i += 3) rp_free(c[i]);
+    CHECK_INT(tu_err_count, 0);
+    size_t live = 0;
+    for (int i = 0; i < N; i++)
+        if (i % 3) live += (size_t)(16 + (i * 37) % 400);
+    CHECK_COUNTS(p, (size_t)(N - (N + 2) / 3), live);
+    CHECK_INT(rp_pool_check(p), 0);
+    rp_free(c[3]);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    rp_pool_destroy(p);
+    rp_free(c[6]);                        /* freed before the destroy */
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    rp_free(c[7]);                        /* live at the destroy */
+    CHECK_ONE_ERROR(RP_EDESTROYED);
+    CHECK(rp_block_size(c[9]) == 0);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    /* they joined the quarantine at the destroy, so they leave it too
+       (arena: with the memory; malloc backing: a record may then wait with
+       its memory on a reuse list, as in the test above) */
+    if (tu_is_arena()) {
+        rp_pool_options mo = {.flags = RP_POOL_CHECKED};
+        rp_pool *churn = rp_pool_create_ex("churn", &mo);
+        CHECK(churn != NULL);
+        for (size_t i = 0; i < 70000; i++) rp_free(rp_alloc(churn, 40, "churn"));
+        CHECK_INT(tu_err_count, 0);
+        rp_free(c[6]);                    /* no record left: foreign */
+        CHECK_ONE_ERROR(RP_EFOREIGN);
+        rp_pool_destroy(churn);
+    }
+    rp_set_error_handler(prev);
+}
+
+/* A free list's link overwritten (an underflow into a freed block's
+   header): destroying the pool does not follow it, and the records the
+   list no longer leads to still join the quarantine (found in the table),
+   so they leave it in turn like any other. */
+static void test_corrupt_free_list_link_not_followed(void)
+{
+    if (!tu_is_arena()) return;   /* the malloc backing has no free lists */
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool *p = tu_pool_ex("free-list", RP_POOL_CHECKED);
+    rp_pool_options mo = {.flags = RP_POOL_CHECKED};
+    rp_pool *churn = rp_pool_create_ex("churn", &mo);
+    CHECK(churn != NULL);
+    tu_watched = p;
+    void *keep = rp_alloc(p, 40, "keep");   /* the pool is not empty */
+    void *a = rp_alloc(p, 40, "a"), *b = rp_alloc(p, 40, "b");
+    tu_errors_reset();
+    rp_free(b);
+    rp_free(a);                             /* the list: a, then b */
+    ((void **)a)[-3] = (void *)(uintptr_t)0x1000;   /* a's header: its list link */
+    rp_pool_destroy(p);
+    CHECK_INT(tu_err_count, 0);
+    rp_free(a);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    rp_free(b);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    rp_free(keep);
+    CHECK_ONE_ERROR(RP_EDESTROYED);
+    for (size_t i = 0; i < 70000; i++)      /* > 65,536 retirements: a and b leave */
+        rp_free(rp_alloc(churn, 40, "churn"));
+    CHECK_INT(tu_err_count, 0);
+    rp_free(b);                              /* no record left: foreign */
+    CHECK_ONE_ERROR(RP_EFOREIGN);
+    rp_pool_destroy(churn);
+    rp_set_error_handler(prev);
 }
 
 int main(int argc, char **argv)
@@ -340,6 +443,8 @@ int main(int argc, char **argv)
         {"stale_pointer_in_reused_memory_recognised", test_stale_pointer_in_reused_memory_recognised},
         {"quarantine_holds_last_65536", test_quarantine_holds_last_65536},
         {"record_left_quarantine_then_block_reused", test_record_left_quarantine_then_block_reused},
+        {"parked_records_outlive_reset_and_destroy", test_parked_records_outlive_reset_and_destroy},
+        {"corrupt_free_list_link_not_followed", test_corrupt_free_list_link_not_followed},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
