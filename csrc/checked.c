@@ -37,8 +37,16 @@
  * first, and their memory with them (small malloc-backed blocks to the
  * reuse lists below, for the next checked allocations, keeping their
  * records until then: a stale pointer there is still a double free, and
- * the allocation takes the record over). Every operation is
- * O(1) but destroy and reset, which are O(the pool's live blocks).
+ * the allocation takes the record over). The record of a small block
+ * freed by an arena pool's fast path, whose memory is back on the pool's
+ * free list at once, is parked instead (retired, on no list, counted by
+ * its cpool, at most PARK_CAP): the free list leads to it, and destroy and
+ * reset hand it to the quarantine (rpi_registry_unpark). The usual
+ * allocation finds the record of the block on top of its class's list in
+ * a hint beside the list (top_rec, reuse_rec), trusted only when the
+ * record's payload is that block's (a record leaving the table clears its
+ * payload). Every operation is O(1) but destroy and reset, which are
+ * O(the pool's live blocks and parked records).
  *
  * The registry is consulted (rpi_checked_gate != 0) while a checked pool is
  * alive or any record is left, so a stale pointer is still recognised after
