@@ -83,9 +83,18 @@ static void heap_free(void *unused)
 
 static void heap_key_make(void) { heap_key_ok = pthread_key_create(&heap_key, heap_free) == 0; }
 
-/* The thread that exits the process (or unloads the library) runs no key
-   destructor: its blocks go here. */
-__attribute__((destructor)) static void heap_at_exit(void) { heap_free(NULL); }
+/* The library goes (dlclose, or the process's exit): the calling thread's
+   blocks go here (it runs no key destructor then), and the key goes, so
+   that a thread outliving the library does not call into it at its exit
+   (its blocks stay: memory of a library no longer there). */
+__attribute__((destructor)) static void heap_at_exit(void)
+{
+    heap_free(NULL);
+    if (heap_key_ok) {
+        (void)pthread_key_delete(heap_key);
+        heap_key_ok = 0;
+    }
+}
 
 __attribute__((noinline)) static void *heap_make(int which, size_t n)
 {

@@ -3,7 +3,7 @@
  * interpreter's extension would load it, with glibc's default static TLS
  * surplus (run without GLIBC_TUNABLES).
  *
- *   dlopen_shared LIBRARY malloc|arena
+ *   dlopen_shared LIBRARY malloc|arena [outlive]
  *
  * The shared library reaches its per-thread record of a thread's shard in
  * the initial-exec TLS model, so a dlopen'ed copy must fit ALL its
@@ -14,7 +14,11 @@
  * between two pools and after a destroy that frees their shards (a new
  * pool, possibly at the old one's address); and CYCLES rounds of dlopen,
  * use by a thread, dlclose leave dlopen working (the surplus is given back
- * when the library goes). Public API only, through dlsym.
+ * when the library goes); with `outlive`, a thread that used a shared pool
+ * and a pool recording stacks and outlives the library (dlclose) exits
+ * without calling into it (its per-thread memory of the library is then
+ * lost by design: not for valgrind's leak check). Public API only,
+ * through dlsym.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -150,6 +154,28 @@ static void run_threads(work *w, int n)
     for (int i = 0; i < n; i++) CHECK(pthread_join(t[i], NULL) == 0);
 }
 
+/* A thread that allocated from a shared pool waits until the library is
+   gone, then exits. */
+static pthread_mutex_t gone_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gone_cv = PTHREAD_COND_INITIALIZER;
+static int used, gone;
+
+static void *use_then_outlive(void *arg)
+{
+    rp_pool **p = arg;   /* a shared pool, and one that records stacks */
+    for (int k = 0; k < 2; k++) {
+        void *b = rp.alloc(p[k], 64, "outlives");
+        CHECK(b != NULL && rp.block_pool(b) == p[k]);
+        rp.free(b);
+    }
+    pthread_mutex_lock(&gone_mu);
+    used = 1;
+    pthread_cond_broadcast(&gone_cv);
+    while (!gone) pthread_cond_wait(&gone_cv, &gone_mu);
+    pthread_mutex_unlock(&gone_mu);
+    return NULL;
+}
+
 static void free_kept(work *w, int n)
 {
     for (int i = 0; i < n; i++)
@@ -158,8 +184,9 @@ static void free_kept(work *w, int n)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3 || (strcmp(argv[2], "malloc") && strcmp(argv[2], "arena"))) {
-        fprintf(stderr, "usage: dlopen_shared LIBRARY malloc|arena\n");
+    if (argc < 3 || argc > 4 || (strcmp(argv[2], "malloc") && strcmp(argv[2], "arena")) ||
+        (argc == 4 && strcmp(argv[3], "outlive"))) {
+        fprintf(stderr, "usage: dlopen_shared LIBRARY malloc|arena [outlive]\n");
         return 2;
     }
     backing = strcmp(argv[2], "arena") ? 0 : RP_POOL_ARENA;
@@ -211,6 +238,28 @@ int main(int argc, char **argv)
         rp.destroy(p);
         CHECK(dlclose(h) == 0);
     }
+    if (argc == 4) {
+        h = load(argv[1]);
+        rp_pool *p[2] = {make_pool("outlived"), NULL};
+        rp_pool_options so = {.flags = backing | RP_POOL_STACKS};
+        p[1] = rp.create_ex("outlived-stacks", &so);
+        CHECK(p[1] != NULL);
+        if (!p[1]) return 1;
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, use_then_outlive, p) == 0);
+        pthread_mutex_lock(&gone_mu);
+        while (!used) pthread_cond_wait(&gone_cv, &gone_mu);
+        pthread_mutex_unlock(&gone_mu);
+        rp.destroy(p[0]);
+        rp.destroy(p[1]);
+        CHECK(dlclose(h) == 0);
+        pthread_mutex_lock(&gone_mu);
+        gone = 1;
+        pthread_cond_broadcast(&gone_cv);
+        pthread_mutex_unlock(&gone_mu);
+        CHECK(pthread_join(th, NULL) == 0);
+    }
+
     if (failures) {
         fprintf(stderr, "dlopen_shared: %d checks failed\n", failures);
         return 1;
