@@ -28,6 +28,7 @@
 #include "internal.h"
 
 #include <string.h>
+#include <sys/mman.h>
 
 #define DEFAULT_CHUNK   ((size_t)1 << 20)
 #define MIN_CHUNK       ((size_t)64 << 10)
@@ -48,6 +49,7 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
     a->bigs.prev = a->bigs.next = &a->bigs;
     /* checked pools keep the full header: their registry checks the ring */
     a->off = pool->flags & RP_POOL_CHECKED ? 0 : RPI_AOFF;
+    a->hl_no = a->off == 0;   /* checked pools: every block on the ring */
     pool->arena = a;
     return 0;
 }
@@ -192,6 +194,14 @@ const uint32_t rpi_class_bytes[RPI_NCLASSES] = {
     CLASS_BYTES4(80),
 };
 _Static_assert(CLASS_BYTES(RPI_NCLASSES - 1) == RPI_BIG_LIMIT, "the last class is RPI_BIG_LIMIT");
+/* The same for carving in alloc_arena_fast (pool.c), except class 1 (1 to
+   16 bytes with the compact header): headerless blocks take those sizes, so
+   carving one never fits and that path looks for a headerless slot. */
+const uint32_t rpi_carve_bytes[RPI_NCLASSES] = {
+    CLASS_BYTES(0), UINT32_MAX, CLASS_BYTES(2), CLASS_BYTES(3), CLASS_BYTES4(4), CLASS_BYTES4(8),
+    CLASS_BYTES4(12), CLASS_BYTES16(16), CLASS_BYTES16(32), CLASS_BYTES16(48), CLASS_BYTES16(64),
+    CLASS_BYTES4(80),
+};
 
 /* A big block whose allocation holds room payload bytes (word: RPI_F_BIG;
    the caller adds the alignment and size). */
@@ -375,6 +385,8 @@ __attribute__((noinline)) static void checked_release(rp_pool *pool, rpi_arena *
     memset(a->free, 0, sizeof a->free);
 }
 
+static void hl_release(rp_pool *pool, rpi_arena *a);
+
 void rpi_arena_release(rp_pool *pool, bool keep)
 {
     rpi_arena *a = pool->arena;
@@ -382,6 +394,7 @@ void rpi_arena_release(rp_pool *pool, bool keep)
         checked_release(pool, a);
         return;
     }
+    hl_release(pool, a);   /* destroy and reset alike: to the region's spares */
     for (rpi_big *b = a->bigs.next, *n; b != &a->bigs; b = n) {
         n = b->next;
         pool->reserved -= (size_t)(uintptr_t)b->pad;
@@ -433,11 +446,193 @@ void rpi_arena_free_chunks(rpi_arena *a)
         n = c->next;
         rpi_sys_free(c);
     }
+    rpi_sys_free(a->hl_tags);
     rpi_sys_free(a);
 }
 
 void rpi_arena_fini(rp_pool *pool)
 {
+    rpi_sys_free(pool->arena->hl_tags);
     rpi_sys_free(pool->arena);
     pool->arena = NULL;
+}
+
+/* ------------------------------------------------- headerless blocks
+   One region of the address space is reserved (PROT_NONE) the first time a
+   pool wants a headerless chunk; chunks are committed from its start as
+   pools need them, and a destroyed pool's chunks go on a list of spares for
+   the next. The region's bounds and the spares are under the chunk cache's
+   lock (taken under pool locks; fork.c holds it across fork). */
+#define HL_REGION RPI_HL_REGION
+uintptr_t rpi_hl_base, rpi_hl_span, rpi_slow_base, rpi_slow_span;
+_Atomic(rp_pool *) rpi_hl_owners[RPI_HL_REGION >> RPI_HL_CHUNK_LOG2];
+static int hl_state;              /* 0: not reserved yet, 1: reserved, -1: none */
+static char *hl_top, *hl_lim;     /* next chunk to commit, the region's end */
+static rpi_hlchunk *hl_spares;
+static size_t hl_spare_bytes;      /* of the spares, those counted resident */
+#define HL_SPARES_KEPT ((size_t)16 << 20)
+
+/* cache_lock held: rp_free's test follows the region and the gate. */
+static void slow_set(void)
+{
+    bool gate = atomic_load(&rpi_checked_gate) != 0;
+    __atomic_store_n(&rpi_slow_base, gate ? 0 : rpi_hl_base, __ATOMIC_RELAXED);
+    __atomic_store_n(&rpi_slow_span, gate ? UINTPTR_MAX : rpi_hl_span, __ATOMIC_RELAXED);
+}
+
+void rpi_slow_sync(void)
+{
+    rpi_lock_acquire(&cache_lock);
+    slow_set();
+    rpi_lock_release(&cache_lock);
+}
+
+static bool hl_reserve(void)
+{
+    if (hl_state) return hl_state > 0;
+    hl_state = -1;
+    const char *e = getenv("RINGPOOL_HEADERLESS");
+    if (e && strcmp(e, "0") == 0) return false;
+    size_t len = HL_REGION + RPI_HL_CHUNK;
+    char *m = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return false;
+    uintptr_t b = ((uintptr_t)m + RPI_HL_CHUNK - 1) & ~(uintptr_t)(RPI_HL_CHUNK - 1);
+    if (b > (uintptr_t)m) munmap(m, b - (uintptr_t)m);
+    size_t tail = (size_t)((uintptr_t)m + len - (b + HL_REGION));
+    if (tail) munmap((char *)b + HL_REGION, tail);
+    hl_top = (char *)b;
+    hl_lim = (char *)b + HL_REGION;
+    __atomic_store_n(&rpi_hl_base, b, __ATOMIC_RELAXED);
+    __atomic_store_n(&rpi_hl_span, (uintptr_t)HL_REGION, __ATOMIC_RELAXED);
+    hl_state = 1;
+    slow_set();
+    return true;
+}
+
+static rpi_hlchunk *hl_chunk_new(rp_pool *pool)
+{
+    rpi_hlchunk *c = NULL;
+    bool fresh = false;
+    rpi_lock_acquire(&cache_lock);
+    if (hl_reserve()) {
+        if (hl_spares) {
+            c = hl_spares;
+            hl_spares = c->next;
+            if (hl_spare_bytes >= RPI_HL_CHUNK) hl_spare_bytes -= RPI_HL_CHUNK;
+        } else if (hl_top < hl_lim &&
+                   mprotect(hl_top, RPI_HL_CHUNK, PROT_READ | PROT_WRITE) == 0) {
+            c = (rpi_hlchunk *)hl_top;
+            hl_top += RPI_HL_CHUNK;
+            fresh = true;
+        }
+    }
+    rpi_lock_release(&cache_lock);
+    if (!c) return NULL;
+    if (!fresh) memset(c->meta, 0, sizeof c->meta);   /* no stale slot looks live */
+    c->next = NULL;
+    atomic_store_explicit(&rpi_hl_owners[((uintptr_t)c - rpi_hl_base) >> RPI_HL_CHUNK_LOG2], pool,
+                          memory_order_relaxed);
+    return c;
+}
+
+rp_pool *rpi_hl_owner(const void *p, const char **why)
+{
+    uintptr_t d = (uintptr_t)p - RPI_HL_READ(rpi_hl_base);
+    rp_pool *pool = rpi_hl_pool_at(d);
+    if (pool) return pool;
+    size_t off = (size_t)((uintptr_t)p & (RPI_HL_CHUNK - 1));
+    if (!atomic_load_explicit(&rpi_hl_owners[d >> RPI_HL_CHUNK_LOG2], memory_order_relaxed))
+        *why = "is not a block (no pool's memory)";
+    else if (off < RPI_HL_FIRST) *why = "is not a block (a chunk's header)";
+    else if (off & 15) *why = "points inside a block, not at its start";
+    else *why = "is not a block";
+    return NULL;
+}
+
+static bool hl_tag_index(rpi_arena *a, rpi_tag *t)
+{
+    if (a->hl_ntags == 0) a->hl_ntags = 1;   /* index 0: none */
+    if (a->hl_ntags >= RPI_HL_TAGS_MAX) return false;
+    if (a->hl_ntags >= a->hl_tcap) {
+        uint32_t cap = a->hl_tcap ? 2 * a->hl_tcap : 16;
+        rpi_tag **n = rpi_sys_realloc(a->hl_tags, (size_t)cap * sizeof *n);
+        if (!n) return false;
+        a->hl_tags = n;
+        a->hl_tcap = cap;
+    }
+    a->hl_tags[a->hl_ntags] = t;
+    t->hl_idx = a->hl_ntags++;
+    return true;
+}
+
+void *rpi_hl_refill(rp_pool *pool, rpi_tag *t)
+{
+    rpi_arena *a = pool->arena;
+    if (a->hl_no || (!t->hl_idx && !hl_tag_index(a, t))) return NULL;
+    void *p = a->hl_free;
+    if (p) {
+        a->hl_free = *(void **)p;
+        return p;
+    }
+    if (a->hl_cur >= a->hl_end) {
+        rpi_hlchunk *c = hl_chunk_new(pool);
+        if (!c) {
+            a->hl_no = true;   /* region used up: compact blocks from now on */
+            return NULL;
+        }
+        c->next = a->hl_chunks;
+        a->hl_chunks = c;
+        pool->reserved += RPI_HL_CHUNK;
+        a->hl_cur = (char *)c + RPI_HL_FIRST;
+        a->hl_end = (char *)c + RPI_HL_CHUNK;
+    }
+    p = a->hl_cur;
+    a->hl_cur += 16;
+    return p;
+}
+
+void *rpi_hl_next_live(rpi_arena *a, rpi_hlslots *it)
+{
+    if (!it->started) {
+        it->started = true;
+        it->c = a->hl_chunks;
+        it->p = it->c ? (char *)it->c + RPI_HL_FIRST : NULL;
+    } else if (it->c) {
+        it->p += 16;
+    }
+    while (it->c) {
+        /* the current chunk is carved up to hl_cur, the others fully */
+        char *lim = it->c == a->hl_chunks ? a->hl_cur : (char *)it->c + RPI_HL_CHUNK;
+        for (; it->p < lim; it->p += 16)
+            if (*rpi_hl_meta(it->p) & RPI_HL_SIZE) return it->p;
+        it->c = it->c->next;
+        it->p = it->c ? (char *)it->c + RPI_HL_FIRST : NULL;
+    }
+    return NULL;
+}
+
+/* destroy/reset: a pool's headerless chunks. Reset keeps them (emptied),
+   destroy gives them to the region's spares. */
+static void hl_release(rp_pool *pool, rpi_arena *a)
+{
+    a->hl_free = NULL;
+    a->hl_cur = a->hl_end = NULL;
+    if (!a->hl_chunks) return;
+    for (rpi_hlchunk *c = a->hl_chunks, *n; c; c = n) {
+        n = c->next;
+        atomic_store_explicit(&rpi_hl_owners[((uintptr_t)c - rpi_hl_base) >> RPI_HL_CHUNK_LOG2],
+                              NULL, memory_order_relaxed);
+        pool->reserved -= RPI_HL_CHUNK;
+        rpi_lock_acquire(&cache_lock);
+        /* up to HL_SPARES_KEPT bytes of spares stay resident; beyond it the
+           pages go back to the system (a later use faults them in again) */
+        if (hl_spare_bytes >= HL_SPARES_KEPT)
+            (void)madvise(c, RPI_HL_CHUNK, MADV_DONTNEED);
+        else
+            hl_spare_bytes += RPI_HL_CHUNK;
+        c->next = hl_spares;
+        hl_spares = c;
+        rpi_lock_release(&cache_lock);
+    }
+    a->hl_chunks = NULL;
 }

@@ -194,6 +194,7 @@ static void gate_update(void)
     if (on == gate_on) return;
     gate_on = on;
     atomic_fetch_add(&rpi_checked_gate, on ? 1 : -1);
+    rpi_slow_sync();   /* rp_free's one test (internal.h) */
 }
 
 /* ---------------------------------------------------------- the table */

@@ -158,6 +158,8 @@ struct rpi_tag {
     rpi_tag    *master;
     size_t      f_blocks, f_bytes, f_peak;
     uint64_t    f_allocs;
+    uint32_t    hl_idx;     /* index in the arena's table of tags of headerless
+                               blocks (rpi_arena.hl_tags), 0 for none yet */
 };
 
 typedef struct rpi_cleanup {
@@ -202,7 +204,98 @@ typedef struct rpi_arena {
     size_t     nchunks;
     size_t     off;                 /* a slot starts off bytes after its rpi_hdr:
                                        RPI_AOFF (compact), 0 in checked pools */
+    /* headerless blocks (below): the current chunk's carved end and end, the
+       free slots (the link in the slot), the chunks, the tag table */
+    char       *hl_cur, *hl_end;
+    void       *hl_free;
+    struct rpi_hlchunk *hl_chunks;
+    rpi_tag   **hl_tags;            /* [0] unused: index 0 means none */
+    uint32_t    hl_ntags, hl_tcap;
+    bool        hl_no;              /* no headerless blocks (checked pool, or
+                                       the region is used up) */
 } rpi_arena;
+
+/* Headerless blocks. Unchecked arena pools give requests of 1 to RPI_HL_MAX
+   bytes a 16-byte slot with no header, in chunks of RPI_HL_CHUNK bytes
+   (aligned to their size) carved from one reserved region of the address
+   space. A pointer is one of them when it lies in the region: one range test
+   (rpi_hl_in), which rp_free and rp_resize make together with the test for a
+   checked pool (rpi_slow_in). The chunk (the pointer with its low bits
+   cleared) starts with its owning pool and a 32-bit word per slot:
+   bits 0..4 the size (0: a free slot), bit 5 a destructor, bits 8..31 the
+   slot's tag as an index into the arena's table (rpi_arena.hl_tags). When
+   the region is used up (or with RINGPOOL_HEADERLESS=0) such requests get
+   compact-header blocks as before. */
+#define RPI_HL_MAX        16u
+#define RPI_HL_CHUNK_LOG2 16
+#define RPI_HL_CHUNK      ((size_t)1 << RPI_HL_CHUNK_LOG2)
+#define RPI_HL_SLOTS      3273u
+#define RPI_HL_FIRST      (RPI_HL_CHUNK - 16u * RPI_HL_SLOTS)   /* first slot's offset */
+#define RPI_HL_SIZE       31u
+#define RPI_HL_DTOR       32u
+#define RPI_HL_TAG_SHIFT  8
+#define RPI_HL_TAGS_MAX   (UINT32_C(1) << 24)
+typedef struct rpi_hlchunk {
+    struct rpi_hlchunk *next;       /* the pool's chunks, or the region's spares */
+    char                pad[56];
+    uint32_t            meta[RPI_HL_SLOTS];
+} rpi_hlchunk;
+_Static_assert(sizeof(rpi_hlchunk) <= RPI_HL_FIRST, "slot words fit before the first slot");
+/* The region (span 0 until it is reserved) and rp_free's and rp_resize's
+   one test: the region, or everything while a checked pool exists (base 0,
+   span UINTPTR_MAX). Written with atomic stores under the chunk cache's
+   lock, read with plain loads on the fast paths (one instruction each,
+   folded into the compare), atomically in TSan builds. */
+RPI_HIDDEN extern uintptr_t rpi_hl_base, rpi_hl_span, rpi_slow_base, rpi_slow_span;
+RPI_HIDDEN void rpi_slow_sync(void);   /* after each change of rpi_checked_gate */
+#if defined(__SANITIZE_THREAD__)
+#define RPI_HL_READ(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
+#else
+#define RPI_HL_READ(v) (v)
+#endif
+static inline bool rpi_hl_in(const void *p)
+{
+    return (uintptr_t)p - RPI_HL_READ(rpi_hl_base) < RPI_HL_READ(rpi_hl_span);
+}
+static inline bool rpi_slow_in(const void *p)
+{
+    return (uintptr_t)p - RPI_HL_READ(rpi_slow_base) < RPI_HL_READ(rpi_slow_span);
+}
+/* The owning pool of each chunk of the region, NULL while not in use. */
+#define RPI_HL_REGION ((size_t)1 << 30)
+RPI_HIDDEN extern _Atomic(rp_pool *) rpi_hl_owners[RPI_HL_REGION >> RPI_HL_CHUNK_LOG2];
+/* d = p - rpi_hl_base (< RPI_HL_REGION): p's pool if p is the start of a
+   slot of a chunk in use, else NULL. No lock needed: a chunk changes owner
+   only when its pool is destroyed. */
+static inline rp_pool *rpi_hl_pool_at(uintptr_t d)
+{
+    uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;   /* wraps below the first slot */
+    rp_pool *pool = atomic_load_explicit(&rpi_hl_owners[d >> RPI_HL_CHUNK_LOG2],
+                                         memory_order_relaxed);
+    return k & ~(uintptr_t)(RPI_HL_CHUNK - 16) ? NULL : pool;
+}
+static inline rpi_hlchunk *rpi_hl_chunk(const void *p)
+{
+    return (rpi_hlchunk *)((uintptr_t)p & ~(uintptr_t)(RPI_HL_CHUNK - 1));
+}
+static inline uint32_t *rpi_hl_meta(const void *p)
+{
+    return &rpi_hl_chunk(p)->meta[(((uintptr_t)p & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST) >> 4];
+}
+/* p in the region: its pool (rpi_hl_pool_at), else NULL and *why says what
+   p is. */
+RPI_HIDDEN rp_pool *rpi_hl_owner(const void *p, const char **why);
+/* Lock held: a slot for a block of t (t->hl_idx given if needed), NULL when
+   none can be had (the caller makes a compact block). */
+RPI_HIDDEN void *rpi_hl_refill(rp_pool *pool, rpi_tag *t);
+/* The live headerless blocks of an arena, chunk by chunk (lock held at each
+   call, which may be dropped between calls, as for rpi_arena_next_live). */
+typedef struct rpi_hlslots { rpi_hlchunk *c; char *p; bool started; } rpi_hlslots;
+RPI_HIDDEN void *rpi_hl_next_live(rpi_arena *a, rpi_hlslots *it);
+static inline rpi_tag *rpi_hl_tag(rpi_arena *a, uint32_t m)
+{
+    return a->hl_tags[m >> RPI_HL_TAG_SHIFT];
+}
 static inline size_t rpi_big_total(size_t align, size_t size)  /* align >= 16 */
 {
     return sizeof(rpi_big) + sizeof(rpi_hdr) + (align - _Alignof(max_align_t)) + size;
@@ -474,6 +567,9 @@ typedef struct rpi_slots { rpi_chunk *c; char *p; bool started; } rpi_slots;
 RPI_HIDDEN rpi_hdr *rpi_arena_next_live(rpi_arena *a, rpi_slots *it);
 /* rpi_class_size as a table, for paths where one load beats the arithmetic. */
 RPI_HIDDEN extern const uint32_t rpi_class_bytes[RPI_NCLASSES];
+/* The same, but UINT32_MAX for class 1 (alloc_arena_fast's carving: its
+   sizes are headerless blocks). */
+RPI_HIDDEN extern const uint32_t rpi_carve_bytes[RPI_NCLASSES];
 
 RPI_HIDDEN int  rpi_arena_init(rp_pool *pool, const rp_pool_options *opts);
 RPI_HIDDEN rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size);  /* lock held */

@@ -279,6 +279,7 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
         rpi_pool_unlock(parent);
     }
     atomic_fetch_add((flags & RP_POOL_CHECKED) ? &rpi_checked_gate : &rpi_unchecked_pools, 1);
+    if (flags & RP_POOL_CHECKED) rpi_slow_sync();
     rpi_live_lock();
     pool->live_next = rpi_live_head;
     if (rpi_live_head) rpi_live_head->live_prev = pool;
@@ -396,8 +397,12 @@ static void pool_teardown(rp_pool *pool, const char *report_reason)
             d->prev->next = d->next;
             d->next->prev = d->prev;
             rpi_ptrmap_del(&in->dtor_map, d->block);
-            rpi_hdr_of(d->block)->word &= ~RPI_F_DTOR;
-            if (checked) rpi_registry_update(rpi_hdr_of(d->block));
+            if (rpi_hl_in(d->block)) {
+                *rpi_hl_meta(d->block) &= ~RPI_HL_DTOR;
+            } else {
+                rpi_hdr_of(d->block)->word &= ~RPI_F_DTOR;
+                if (checked) rpi_registry_update(rpi_hdr_of(d->block));
+            }
             fn = d->fn;
             block = d->block;
             rpi_sys_free(d);
@@ -524,6 +529,7 @@ void rp_pool_destroy(rp_pool *pool)
     rpi_poolstack_fini(pool);
     tags_free(pool);
     atomic_fetch_sub((pool->flags & RP_POOL_CHECKED) ? &rpi_checked_gate : &rpi_unchecked_pools, 1);
+    if (pool->flags & RP_POOL_CHECKED) rpi_slow_sync();
     rpi_sys_free(pool->name);
     rpi_sys_free(pool);
 }
@@ -661,6 +667,19 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
             t = rpi_tag_lookup_slow(pool, tag);
         }
     }
+    /* a headerless slot (internal.h) while the sampler's countdown is not
+       due within it (a sampled block needs a header) */
+    if (t && !checked && !stacks && pool->arena && align <= _Alignof(max_align_t) &&
+        size - 1 < RPI_HL_MAX && pool->mp_left > (int64_t)size) {
+        char *p = rpi_hl_refill(pool, t);
+        if (p) {
+            *rpi_hl_meta(p) = t->hl_idx << RPI_HL_TAG_SHIFT | (uint32_t)size;
+            rpi_count_new(pool, t, size);
+            pool->mp_left -= (int64_t)size;
+            unlock_both(pool, checked);
+            return p;
+        }
+    }
     rpi_hdr *h = NULL;
     /* checked: room to remember the tag pointer's content (below) first */
     bool remember = checked && t && tag && seen != t;
@@ -789,6 +808,105 @@ oom:
     return NULL;
 }
 
+/* A headerless block (1 to RPI_HL_MAX bytes, internal.h) of an unchecked
+   arena pool: alloc_arena_fast below, entered (locked as it says) with the
+   tag's record, comes here when its class 1 list is empty. A free slot, or
+   one carved from the current chunk; anything else (a new chunk or tag
+   index: rpi_hl_refill) still under the lock; the general path when the
+   sampler is due (a sampled block has a header). */
+static inline __attribute__((always_inline)) void *alloc_hl_general(rp_pool *pool, size_t size,
+                                                                    const char *tag, bool plain,
+                                                                    const int locked)
+{
+    if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
+        return wake_then_general(pool, size, tag, plain);
+    if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
+    return alloc_general(pool, size, tag, plain);
+}
+/* The slot p (its word written) counted, the pool left. */
+static inline __attribute__((always_inline)) void *alloc_hl_done(rp_pool *pool, rpi_tag *t,
+                                                                 char *p, uint32_t idx,
+                                                                 size_t size, const int locked)
+{
+    *rpi_hl_meta(p) = idx << RPI_HL_TAG_SHIFT | (uint32_t)size;
+    rpi_count_new(pool, t, size);
+    if (locked == RPI_SYNC_LOCK) return rpi_lock_release_ret(&pool->lock, (void *)p);
+    if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
+    return p;
+}
+/* No free slot and none left to carve (or no tag index yet): out of line,
+   so that the common case saves no register. */
+static inline __attribute__((always_inline)) void *alloc_hl_refill(rp_pool *pool, rpi_tag *t,
+                                                                   size_t size, const char *tag,
+                                                                   bool plain, const int locked)
+{
+    char *p;
+    /* a biased shard's owner takes in the blocks other threads freed first
+       (rpi_bias_enter) */
+    if ((locked == RPI_SYNC_BIASED &&
+         RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL)) ||
+        !(p = rpi_hl_refill(pool, t))) {
+        pool->mp_left += (int64_t)size;   /* the general path counts it */
+        return alloc_hl_general(pool, size, tag, plain, locked);
+    }
+    return alloc_hl_done(pool, t, p, t->hl_idx, size, locked);
+}
+__attribute__((noinline)) static void *alloc_hl_refill_none(rp_pool *pool, rpi_tag *t, size_t size,
+                                                            const char *tag, bool plain)
+{
+    return alloc_hl_refill(pool, t, size, tag, plain, RPI_SYNC_NONE);
+}
+__attribute__((noinline)) static void *alloc_hl_refill_lock(rp_pool *pool, rpi_tag *t, size_t size,
+                                                            const char *tag, bool plain)
+{
+    return alloc_hl_refill(pool, t, size, tag, plain, RPI_SYNC_LOCK);
+}
+__attribute__((noinline)) static void *alloc_hl_refill_biased(rp_pool *pool, rpi_tag *t,
+                                                              size_t size, const char *tag,
+                                                              bool plain)
+{
+    return alloc_hl_refill(pool, t, size, tag, plain, RPI_SYNC_BIASED);
+}
+static inline __attribute__((always_inline)) void *alloc_hl(rp_pool *pool, rpi_arena *a,
+                                                            rpi_tag *t, size_t size,
+                                                            const char *tag, bool plain,
+                                                            const int locked)
+{
+    if (rpi_memprof_due(pool, size)) {   /* a sampled block has a header */
+        pool->mp_left += (int64_t)size;   /* the general path counts it */
+        return alloc_hl_general(pool, size, tag, plain, locked);
+    }
+    char *p = a->hl_free;
+    uint32_t idx = t->hl_idx;
+    if (RPI_LIKELY(p != NULL && idx != 0)) {
+        a->hl_free = *(void **)p;
+    } else if (idx != 0 && a->hl_cur < a->hl_end) {
+        p = a->hl_cur;
+        a->hl_cur += 16;
+    } else {
+        return locked == RPI_SYNC_LOCK     ? alloc_hl_refill_lock(pool, t, size, tag, plain)
+               : locked == RPI_SYNC_BIASED ? alloc_hl_refill_biased(pool, t, size, tag, plain)
+                                           : alloc_hl_refill_none(pool, t, size, tag, plain);
+    }
+    return alloc_hl_done(pool, t, p, idx, size, locked);
+}
+/* (parameters in the order rp_alloc holds them: few moves before the call) */
+__attribute__((noinline)) static void *alloc_hl_none(rp_pool *pool, size_t size, const char *tag,
+                                                     bool plain, rpi_tag *t, rpi_arena *a)
+{
+    return alloc_hl(pool, a, t, size, tag, plain, RPI_SYNC_NONE);
+}
+__attribute__((noinline)) static void *alloc_hl_lock(rp_pool *pool, size_t size, const char *tag,
+                                                     bool plain, rpi_tag *t, rpi_arena *a)
+{
+    return alloc_hl(pool, a, t, size, tag, plain, RPI_SYNC_LOCK);
+}
+__attribute__((noinline)) static void *alloc_hl_biased(rp_pool *pool, size_t size, const char *tag,
+                                                       bool plain, rpi_tag *t, rpi_arena *a)
+{
+    return alloc_hl(pool, a, t, size, tag, plain, RPI_SYNC_BIASED);
+}
+
 /* The hot path: an unchecked pool and default alignment. The arena case runs
    here without any call when the lock is free, the tag is in the pointer
    cache and the size class has a free block; anything else goes to the
@@ -824,9 +942,18 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
             RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL))
             goto general_locked;
         /* carve from the current chunk (the class size only here: a free
-           list hit does not compute it) */
-        size_t cs = rpi_class_size((unsigned)c);
-        if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general_locked;
+           list hit does not compute it). Class 1 (1 to RPI_HL_MAX bytes)
+           never fits: those sizes take headerless slots (class 1's list
+           holds only blocks with a header made when no headerless slot
+           could be had), so other sizes pay nothing for them here. */
+        size_t cs = rpi_carve_bytes[c];
+        if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) {
+            if (c == 1 && RPI_LIKELY(!a->hl_no))
+                return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
+                       : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
+                                                   : alloc_hl_none(pool, size, tag, plain, t, a);
+            goto general_locked;
+        }
         h = (rpi_hdr *)a->cur;   /* an rpi_hdr address: the slot starts 16 bytes later */
         a->cur += cs;
     }
@@ -1380,8 +1507,12 @@ static void run_block_dtor(rp_pool *pool, void *block, bool checked)
         d->prev->next = d->next;
         d->next->prev = d->prev;
     }
-    rpi_hdr_of(block)->word &= ~RPI_F_DTOR;
-    if (checked) rpi_registry_update(rpi_hdr_of(block));
+    if (rpi_hl_in(block)) {
+        *rpi_hl_meta(block) &= ~RPI_HL_DTOR;
+    } else {
+        rpi_hdr_of(block)->word &= ~RPI_F_DTOR;
+        if (checked) rpi_registry_update(rpi_hdr_of(block));
+    }
     unlock_both(pool, checked);
     if (d) {
         d->fn(block);
@@ -1566,11 +1697,132 @@ void rpi_shard_exclude(rp_pool *s)
     rpi_shard_drain(s);
 }
 
+/* Headerless blocks (internal.h): the owner's calls on a biased pool take
+   no lock, every other call on a thread-safe pool the pool's lock (which
+   waits out the owner). */
+static inline int hl_enter(rp_pool *pool)
+{
+    unsigned f = pool->flags;
+    if (f & RP_POOL_UNSYNC) return RPI_SYNC_NONE;
+    if ((f & RPI_POOL_BIASED) &&
+        atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) == rpi_thread_self() &&
+        rpi_bias_enter(pool))
+        return RPI_SYNC_BIASED;
+    rpi_pool_lock(pool);
+    return RPI_SYNC_LOCK;
+}
+static inline void hl_exit(rp_pool *pool, int how)
+{
+    if (how == RPI_SYNC_BIASED) rpi_bias_exit(pool);
+    else if (how == RPI_SYNC_LOCK) rpi_pool_unlock(pool);
+}
+
+/* The pool of a pointer into the headerless region, or NULL with the misuse
+   reported (call: the public function's name). */
+static rp_pool *hl_pool(const void *block, const char *call)
+{
+    const char *why = NULL;
+    rp_pool *pool = rpi_hl_owner(block, &why);
+    if (RPI_UNLIKELY(!pool))
+        rpi_report_error(RP_EFOREIGN, block, "%s: %p %s", call, block, why);
+    return pool;
+}
+
+/* A freed slot (the pool entered): its word cleared, onto the free list. */
+static inline void hl_put(rpi_arena *a, void *block, uint32_t *mp)
+{
+    *mp = 0;
+    *(void **)block = a->hl_free;
+    a->hl_free = block;
+}
+
+/* rp_free of a headerless block, the general case: the pool's lock (or the
+   owner's fast section), the slot checked under it, the destructor run. */
+__attribute__((noinline)) static void hl_free(void *block)
+{
+    rp_pool *pool = hl_pool(block, "rp_free");
+    if (!pool) return;
+    uint32_t *mp = rpi_hl_meta(block);
+    int how = hl_enter(pool);
+    uint32_t m = *mp;
+    if (RPI_UNLIKELY(m & RPI_HL_DTOR)) {
+        hl_exit(pool, how);
+        run_block_dtor(pool, block, false);
+        how = hl_enter(pool);
+        m = *mp;
+    }
+    if (RPI_UNLIKELY(!(m & RPI_HL_SIZE))) {
+        hl_exit(pool, how);
+        rpi_report_error(RP_EDOUBLEFREE, block,
+                         "rp_free: block %p is not live (already freed: double free; "
+                         "or never handed out)", block);
+        return;
+    }
+    rpi_arena *a = pool->arena;
+    rpi_counters_sub_in(pool, rpi_hl_tag(a, m), m & RPI_HL_SIZE);
+    hl_put(a, block, mp);
+    hl_exit(pool, how);
+}
+
+/* The slot's word m (live, no destructor) freed, the pool entered. */
+static inline __attribute__((always_inline)) void hl_free_in(rp_pool *pool, void *block,
+                                                             uint32_t *mp, uint32_t m)
+{
+    rpi_arena *a = pool->arena;
+    rpi_counters_sub_in(pool, rpi_hl_tag(a, m), m & RPI_HL_SIZE);
+    hl_put(a, block, mp);
+}
+
+/* rp_free of a pointer in the headerless region, or of any pointer while a
+   checked pool exists (rpi_slow_in). A headerless block of an
+   unsynchronised pool, or of a biased pool by its owner, is freed here
+   without a call; anything else (a destructor, a misuse, another thread)
+   goes to hl_free. */
+__attribute__((noinline)) static void free_slow(void *block)
+{
+    uintptr_t d = (uintptr_t)block - RPI_HL_READ(rpi_hl_base);
+    if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl_span))) {
+        rp_pool *pool = rpi_hl_pool_at(d);
+        if (RPI_UNLIKELY(!pool)) goto general;
+        /* the slot's word, from the offset rpi_hl_pool_at checked */
+        uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;
+        rpi_hlchunk *c = (rpi_hlchunk *)((char *)block - RPI_HL_FIRST - k);
+        uint32_t *mp = &c->meta[k >> 4];
+        unsigned f = pool->flags;
+        if (f & RP_POOL_UNSYNC) {
+            uint32_t m = *mp;
+            if (RPI_UNLIKELY(!(m & RPI_HL_SIZE) || (m & RPI_HL_DTOR))) goto general;
+            hl_free_in(pool, block, mp, m);
+            return;
+        }
+        if ((f & RPI_POOL_BIASED) &&
+            RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
+                       rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool))) {
+            uint32_t m = *mp;
+            if (RPI_LIKELY((m & RPI_HL_SIZE) && !(m & RPI_HL_DTOR))) {
+                hl_free_in(pool, block, mp, m);
+                rpi_bias_exit(pool);
+                return;
+            }
+            rpi_bias_exit(pool);
+        }
+    general:
+        hl_free(block);
+        return;
+    }
+    if (atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) != 0) {
+        rpi_checked_free(block);
+        return;
+    }
+    free_general(block);   /* the gate closed meanwhile */
+}
+
 void rp_free(void *block)
 {
     if (RPI_UNLIKELY(!block)) return;
-    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) != 0)) {
-        rpi_checked_free(block);
+    /* one test: a headerless block, or a checked pool exists */
+    if (RPI_UNLIKELY(rpi_slow_in(block))) {
+        free_slow(block);
         return;
     }
     /* No checked pool exists, so the header is trusted. */
@@ -1636,6 +1888,61 @@ static void relink_moved(rp_pool *pool, rpi_hdr *n, void *block)
     }
 }
 
+/* A headerless block resized: in place within its slot (1 to RPI_HL_MAX
+   bytes, unless the sampler is due: a sampled block has a header), else
+   moved to a block with a header (as rpi_arena_alloc_moved gives). */
+__attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, size_t size,
+                                                const char *call, bool plain)
+{
+    rp_pool *owner = hl_pool(block, call);
+    if (!owner) return NULL;
+    if (pool && pool != owner && pool != owner->front) {
+        rpi_report_error(RP_EWRONGPOOL, block, "%s: block %p belongs to pool '%s', not '%s'",
+                         call, block, owner->front ? owner->front->name : owner->name, pool->name);
+        return NULL;
+    }
+    pool = owner;
+    rpi_arena *a = pool->arena;
+    uint32_t *mp = rpi_hl_meta(block);
+    lock_both(pool, false);
+    uint32_t m = *mp;
+    if (RPI_UNLIKELY(!(m & RPI_HL_SIZE))) {
+        unlock_both(pool, false);
+        rpi_report_error(RP_EDOUBLEFREE, block, "%s: block %p was freed", call, block);
+        return NULL;
+    }
+    rpi_tag *t = rpi_hl_tag(a, m);
+    size_t old = m & RPI_HL_SIZE;
+    if (size > RP_MAX_SIZE) goto fail_locked;
+    if (size - 1 < RPI_HL_MAX && pool->mp_left > (int64_t)size) {
+        pool->mp_left -= (int64_t)size;   /* the sampler's countdown, as resize_done */
+        *mp = (m & ~RPI_HL_SIZE) | (uint32_t)size;
+        rpi_counters_sub_in(pool, t, old);
+        rpi_counters_add_in(pool, t, size);
+        unlock_both(pool, false);
+        return block;
+    }
+    if ((m & RPI_HL_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
+    rpi_hdr *n = rpi_arena_alloc_moved(pool, old, size);
+    if (!n) goto fail_locked;
+    memcpy(rpi_payload(n), block, old < size ? old : size);
+    n->origin = t;
+    if (!rpi_compact(n->word)) rpi_ring_insert(pool, n);
+    if (m & RPI_HL_DTOR) {
+        n->word |= RPI_F_DTOR;
+        rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
+        d->block = rpi_payload(n);
+        rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
+    }
+    hl_put(a, block, mp);
+    rpi_counters_sub_in(pool, t, old);
+    rpi_counters_add_in(pool, t, size);
+    return resize_done(pool, block, n, old, size, false, false);
+fail_locked:
+    unlock_both(pool, false);
+    if (plain) rpi_oom(call, size, t->name);
+    return NULL;
+}
 
 static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *call, bool plain)
 {
@@ -1645,6 +1952,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         if (!p && plain) rpi_oom(call, size, NULL);
         return p;
     }
+    if (rpi_hl_in(block)) return hl_resize(pool, block, size, call, plain);
     int c = resolve_checked(block, pool, call);
     if (c < 0) return NULL;
     rpi_hdr *h = rpi_hdr_of(block);
@@ -2075,7 +2383,8 @@ static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, vo
                                                                size_t size, const char *call,
                                                                bool plain)
 {
-    if (RPI_UNLIKELY(!block || atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) != 0))
+    /* one test: a headerless block, or a checked pool exists */
+    if (RPI_UNLIKELY(!block || rpi_slow_in(block)))
         return resize_impl(pool, block, size, call, plain);
     /* No checked pool exists, so the header is trusted. Sizes over
        RP_MAX_SIZE: each path sends them to resize_impl. */
@@ -2094,20 +2403,58 @@ void *rp_resize_noexc(rp_pool *pool, void *block, size_t size)
 }
 
 /* ------------------------------------------------------------- blocks */
+/* A headerless block's word for the queries below (the pool entered), 0
+   with the misuse reported when block is not a live one. */
+static uint32_t hl_word(const void *block, const char *call, rp_pool **pool, int *how)
+{
+    *pool = hl_pool(block, call);
+    if (!*pool) return 0;
+    *how = hl_enter(*pool);
+    uint32_t m = *rpi_hl_meta(block);
+    if (!(m & RPI_HL_SIZE)) {
+        hl_exit(*pool, *how);
+        rpi_report_error(RP_EDOUBLEFREE, block, "%s: block %p was freed", call, block);
+    }
+    return m;
+}
+
 size_t rp_block_size(const void *block)
 {
+    if (block && rpi_hl_in(block)) {
+        rp_pool *pool;
+        int how;
+        uint32_t m = hl_word(block, "rp_block_size", &pool, &how);
+        if (m) hl_exit(pool, how);
+        return m & RPI_HL_SIZE;
+    }
     if (!block || resolve_checked(block, NULL, "rp_block_size") < 0) return 0;
     return rpi_size(rpi_hdr_of(block));
 }
 
 const char *rp_block_tag(const void *block)
 {
+    if (block && rpi_hl_in(block)) {
+        rp_pool *pool;
+        int how;
+        uint32_t m = hl_word(block, "rp_block_tag", &pool, &how);
+        if (!m) return NULL;
+        const char *name = rpi_hl_tag(pool->arena, m)->name;
+        hl_exit(pool, how);
+        return name;
+    }
     if (!block || resolve_checked(block, NULL, "rp_block_tag") < 0) return NULL;
     return rpi_hdr_of(block)->origin->name;
 }
 
 rp_pool *rp_block_pool(const void *block)
 {
+    if (block && rpi_hl_in(block)) {
+        rp_pool *pool;
+        int how;
+        if (!hl_word(block, "rp_block_pool", &pool, &how)) return NULL;
+        hl_exit(pool, how);
+        return pool->front ? pool->front : pool;
+    }
     if (!block || resolve_checked(block, NULL, "rp_block_pool") < 0) return NULL;
     rp_pool *pool = rpi_hdr_of(block)->origin->pool;
     return pool->front ? pool->front : pool;
@@ -2118,19 +2465,40 @@ static atomic_uint_fast64_t dtor_seq;   /* registration order of destructors */
 int rp_set_destructor(void *block, rp_destructor_fn fn)
 {
     if (!block) return RP_EINVAL;
-    if (resolve_checked(block, NULL, "rp_set_destructor") < 0) return RP_EINVAL;
-    rpi_hdr *h = rpi_hdr_of(block);
-    rp_pool *pool = h->origin->pool;
+    const bool hl = rpi_hl_in(block);
+    rpi_hdr *h = NULL;
+    rp_pool *pool;
+    uint32_t *mp = NULL;
+    if (hl) {
+        /* a headerless block: its flag in the slot's word */
+        if (!(pool = hl_pool(block, "rp_set_destructor"))) return RP_EINVAL;
+        mp = rpi_hl_meta(block);
+        lock_both(pool, false);
+        if (!(*mp & RPI_HL_SIZE)) {
+            unlock_both(pool, false);
+            rpi_report_error(RP_EDOUBLEFREE, block, "rp_set_destructor: block %p was freed",
+                             block);
+            return RP_EINVAL;
+        }
+    } else {
+        if (resolve_checked(block, NULL, "rp_set_destructor") < 0) return RP_EINVAL;
+        h = rpi_hdr_of(block);
+        pool = h->origin->pool;
+    }
     const bool checked = pool->flags & RP_POOL_CHECKED;
-    lock_both(pool, checked);
+    if (!hl) lock_both(pool, checked);
     rpi_dtor *d = rpi_ptrmap_get(&pool->dtor_map, block);
     if (!fn) {
         if (d) {
             rpi_ptrmap_del(&pool->dtor_map, block);
             d->prev->next = d->next;
             d->next->prev = d->prev;
-            h->word &= ~RPI_F_DTOR;
-            if (checked) rpi_registry_update(h);
+            if (hl) {
+                *mp &= ~RPI_HL_DTOR;
+            } else {
+                h->word &= ~RPI_F_DTOR;
+                if (checked) rpi_registry_update(h);
+            }
         }
         unlock_both(pool, checked);
         rpi_sys_free(d);
@@ -2154,8 +2522,12 @@ int rp_set_destructor(void *block, rp_destructor_fn fn)
     d->prev = pool->dtors.prev;
     pool->dtors.prev->next = d;
     pool->dtors.prev = d;
-    h->word |= RPI_F_DTOR;
-    if (checked) rpi_registry_update(h);
+    if (hl) {
+        *mp |= RPI_HL_DTOR;
+    } else {
+        h->word |= RPI_F_DTOR;
+        if (checked) rpi_registry_update(h);
+    }
     unlock_both(pool, checked);
     return 0;
 }
@@ -2289,6 +2661,17 @@ static int visit_unlocked(rp_pool *pool, bool checked, rpi_hdr *h, rp_visit_fn v
     return rc;
 }
 
+/* The same for a headerless block p (unchecked pools). */
+static int visit_hl(rp_pool *pool, void *p, rp_visit_fn visit, void *arg)
+{
+    uint32_t m = *rpi_hl_meta(p);
+    const char *tag = rpi_hl_tag(pool->arena, m)->name;
+    unlock_both(pool, false);
+    int rc = visit(p, m & RPI_HL_SIZE, tag, arg);
+    lock_both(pool, false);
+    return rc;
+}
+
 static int walk_one(rp_pool *pool, rp_visit_fn visit, void *arg)
 {
     const bool checked = pool->flags & RP_POOL_CHECKED;
@@ -2327,6 +2710,13 @@ static int walk_one(rp_pool *pool, rp_visit_fn visit, void *arg)
         rpi_hdr *h;
         while ((h = rpi_arena_next_live(pool->arena, &it)) != NULL)
             if ((rc = visit_unlocked(pool, checked, h, visit, arg)) != 0) break;
+    }
+    /* then the headerless blocks, likewise */
+    if (!rc && pool->arena && pool->arena->hl_chunks) {
+        rpi_hlslots it = { 0 };
+        void *p;
+        while ((p = rpi_hl_next_live(pool->arena, &it)) != NULL)
+            if ((rc = visit_hl(pool, p, visit, arg)) != 0) break;
     }
     rpi_ring_unlink(&m.h);
     for (rpi_mark **pm = &pool->marks; *pm; pm = &(*pm)->next)
@@ -2433,6 +2823,27 @@ static int check_one(rp_pool *pool)
                 ring_whole = false;
                 break;
             }
+        }
+    }
+    /* headerless blocks (unchecked pools): by chunk */
+    if (ring_whole && pool->arena && pool->arena->hl_chunks) {
+        rpi_arena *a = pool->arena;
+        rpi_hlslots it = { 0 };
+        for (void *p; (p = rpi_hl_next_live(a, &it)) != NULL;) {
+            uint32_t m = *rpi_hl_meta(p), i = m >> RPI_HL_TAG_SHIFT;
+            if (++blocks > limit) {
+                note(&cn, NULL, "rp_pool_check: pool '%s': chunks hold more blocks than counted "
+                     "(%zu)", pool->name, limit);
+                ring_whole = false;
+                break;
+            }
+            if (i == 0 || i >= a->hl_ntags || a->hl_tags[i]->pool != pool) {
+                note(&cn, p, "rp_pool_check: pool '%s': block %p has a foreign origin",
+                     pool->name, p);
+                ring_whole = false;
+                break;
+            }
+            bytes += m & RPI_HL_SIZE;
         }
     }
     if (checked && !ring_whole) {

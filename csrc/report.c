@@ -229,6 +229,16 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
                 put_block(f, h, first, stacks, &jo);
                 first = false;
             }
+            /* headerless blocks (internal.h): their size and tag in the chunk */
+            rpi_hlslots hs = { 0 };
+            for (void *b; (b = rpi_hl_next_live(p->arena, &hs)) != NULL;) {
+                uint32_t m = *rpi_hl_meta(b);
+                out_printf(f, "%s\n    {\"address\": \"%p\", \"size\": %u, \"tag\": ",
+                           first ? "" : ",", b, (unsigned)(m & RPI_HL_SIZE));
+                put_str(f, rpi_hl_tag(p->arena, m)->name);
+                out_putc(f, '}');
+                first = false;
+            }
         }
         out_puts(f, first ? "]" : "\n  ]");
     }

@@ -42,7 +42,9 @@ static void growth_within_the_class_stays(void)
     for (int unsync = 0; unsync <= 1; unsync++) {
         rp_pool *pool = pool_of_kind("class", unsync, 0);
         unsigned char *a = rp_alloc(pool, 20, "a");
-        void *after = rp_alloc(pool, 8, "after");   /* a is not carved last */
+        /* a is not carved last (17 bytes or more: a block with a header,
+           in the same chunks as a) */
+        void *after = rp_alloc(pool, 24, "after");
         tu_fill(a, 20, 1);
         unsigned char *r = rp_resize(pool, a, 32);
         if (tu_is_arena())
@@ -50,7 +52,7 @@ static void growth_within_the_class_stays(void)
         CHECK(tu_intact(r, 20, 1));
         tu_fill(r, 32, 1);
         CHECK_EQ(rp_block_size(r), 32);
-        CHECK_COUNTS(pool, 2, 32 + 8);
+        CHECK_COUNTS(pool, 2, 32 + 24);
         rp_tag_stat st = tag_stat(pool, "a");
         CHECK_EQ(st.blocks, 1);
         CHECK_EQ(st.bytes, 32);
@@ -60,10 +62,10 @@ static void growth_within_the_class_stays(void)
         if (tu_is_arena())
             CHECK(m != r);
         CHECK(tu_intact(m, 32, 1));
-        CHECK_COUNTS(pool, 2, 33 + 8);
+        CHECK_COUNTS(pool, 2, 33 + 24);
 
         unsigned char *b = rp_alloc(pool, 1100, "b");
-        void *after_b = rp_alloc(pool, 8, "after");
+        void *after_b = rp_alloc(pool, 40, "after");   /* carved: no free slot of its class */
         tu_fill(b, 1100, 2);
         /* 1280 with the arena's 16-byte header */
         unsigned char *rb = rp_resize(pool, b, 1264);
@@ -75,7 +77,7 @@ static void growth_within_the_class_stays(void)
         if (tu_is_arena())
             CHECK(mb != rb);
         CHECK(tu_intact(mb, 1264, 2));
-        CHECK_COUNTS(pool, 4, 33 + 8 + 1265 + 8);
+        CHECK_COUNTS(pool, 4, 33 + 24 + 1265 + 40);
         CHECK_INT(rp_pool_check(pool), 0);
         rp_free(m);
         rp_free(mb);
@@ -218,11 +220,12 @@ static void last_carved_grows_to_the_chunk_end(void)
             tu_fill(fillers[i], 4064, (unsigned)i);
         }
         CHECK_EQ(tu_info(pool).chunks, 1);
-        unsigned char *p = rp_alloc(pool, 16, "buf");
+        /* 32 bytes: a block with a header (16 would be headerless) */
+        unsigned char *p = rp_alloc(pool, 32, "buf");
         unsigned char *first = p;
-        tu_fill(p, 16, 99);
+        tu_fill(p, 32, 99);
         size_t n;
-        for (n = 32; n <= 4064; n += 16) {
+        for (n = 48; n <= 4064; n += 16) {
             p = rp_resize(pool, p, n);
             CHECK(tu_intact(p, n - 16, 99));
             tu_fill(p, n, 99);
@@ -264,7 +267,7 @@ static void big_block_growth_stays_in_place(void)
         tu_fill(p, 4100, 7);
         if (tu_is_arena()) {
             CHECK(p != first);
-            unsigned char *q = rp_alloc(pool, 16, "q");
+            unsigned char *q = rp_alloc(pool, 17, "q");   /* with a header */
             CHECK(q == first);                      /* the chunk's rest came back */
             rp_free(q);
         }
