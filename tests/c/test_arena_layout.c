@@ -488,9 +488,9 @@ static void headerless_blocks_resize_and_query(void)
             /* in place within the slot, both ways */
             tu_fill(l[0].p, 1, 4);
             void *r = rp_resize(pool, l[0].p, 16);
-            CHECK(r == l[0].p);
+            if (tu_is_arena()) CHECK(r == l[0].p);
             CHECK(tu_intact(r, 1, 4));
-            l[0].size = 16;
+            l[0] = (live){r, 16, 0};
             CHECK_EQ(rp_block_size(r), 16);
             check_walk(pool, l, 4);
             /* out of the slot (a block with a header), then back to 5 bytes */
