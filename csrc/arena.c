@@ -24,6 +24,11 @@
  * leaves a quarter of headroom); otherwise those not over-aligned are
  * resized with realloc, which moves large allocations by remapping their
  * pages rather than copying them.
+ *
+ * Blocks of 1 to 16 bytes of unchecked pools are headerless (internal.h):
+ * 16-byte slots in 64 KiB chunks of one reserved region, a 32-bit word per
+ * slot at the chunk's start, their own free list and bump pointer in the
+ * arena (hl_*), walked by rpi_hl_next_live; see the end of this file.
  */
 #include "internal.h"
 

@@ -11,7 +11,9 @@
  *
  * Small arena blocks of unchecked pools use only the last two fields of
  * the header (RPI_AHDR, below) and are not on the ring: walks find them in
- * their chunks. Everything else is on the ring:
+ * their chunks. Blocks of 1 to 16 bytes there have no header at all (see
+ * "Headerless blocks" below): rp_free and the others recognise them by
+ * their address before reading anything. Everything else is on the ring:
  *
  * Each pool owns a sentinel header (pool->ring). Live blocks form a circular,
  * doubly linked list through prev/next that starts and ends at the sentinel:

@@ -13,7 +13,8 @@
  *                  (backing, alignment, destructor, checked).
  *
  * Small blocks of arena pools that are not checked keep only origin and
- * size (16 bytes) and are found through their chunks instead of the ring.
+ * size (16 bytes) and are found through their chunks instead of the ring;
+ * those of 1 to 16 bytes have no header (a 32-bit word in their chunk).
  * Payloads are aligned to alignof(max_align_t).  The full contract -- size 0,
  * NULL, what a bulk destroy does to pointers still held, which calls are safe
  * from which threads -- is in docs/contract.md; this file is the index.
@@ -260,7 +261,9 @@ typedef struct rp_pool_info {
     size_t   tags;
     size_t   children;
     size_t   reserved_bytes;  /* bytes obtained from the system: headers, chunks, slack */
-    size_t   chunks;          /* arena chunks held (0 for malloc backing) */
+    size_t   chunks;          /* arena chunks held (0 for malloc backing; the
+                                 64 KiB chunks of headerless blocks count in
+                                 reserved_bytes only) */
 } rp_pool_info;
 RP_API int rp_pool_get_info(rp_pool *pool, rp_pool_info *info);
 

@@ -515,8 +515,10 @@ static void check_counters(int i)
            m->name, info.flags, info.blocks, info.bytes, info.peak_bytes,
            (unsigned long long)info.allocs, info.tags, info.children, m->flags, bl, m->bytes,
            m->peak, (unsigned long long)allocs, (int)nlisted, m->nchildren);
-    /* headers: 32 bytes, 16 for small blocks of unchecked arena pools */
-    size_t hdr = (m->flags & (RP_POOL_ARENA | RP_POOL_CHECKED)) == RP_POOL_ARENA ? 16 : 32;
+    /* headers: 32 bytes; in unchecked arena pools 16 for small blocks, and
+       blocks of 1 to 16 bytes have none: a 16-byte slot and a 4-byte word
+       (so at least 4 bytes beyond each block's size) */
+    size_t hdr = (m->flags & (RP_POOL_ARENA | RP_POOL_CHECKED)) == RP_POOL_ARENA ? 4 : 32;
     ENSURE(info.reserved_bytes >= info.bytes + hdr * info.blocks,
            "pool %s: reserved_bytes %zu below bytes + headers (%zu + %zu * %zu)", m->name,
            info.reserved_bytes, info.bytes, hdr, info.blocks);
