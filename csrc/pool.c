@@ -2049,6 +2049,84 @@ static inline __attribute__((always_inline)) void counters_resize(rp_pool *pool,
     if (pool->bytes > pool->peak) pool->peak = pool->bytes;
 }
 
+/* rp_resize of a headerless block by an unsynchronised pool or a biased
+   pool's owner while the sampler is not due within size: in place within
+   the slot (1 to RPI_HL_MAX bytes), or moved to a small block with a header
+   (the slot's 16 bytes copied whole: the new block holds more). True and *out
+   set when done; false, nothing changed, for hl_resize (anything else:
+   misuse, another thread, a destructor, the sampler). */
+static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, void *block,
+                                                                size_t size, void **out)
+{
+    uintptr_t d = (uintptr_t)block - RPI_HL_READ(rpi_hl_base);
+    rp_pool *pool = rpi_hl_pool_at(d);
+    if (!pool || (arg && arg != pool && arg != pool->front) || size > RP_MAX_SIZE ||
+        pool->mp_left <= (int64_t)size)
+        return false;
+    unsigned f = pool->flags;
+    bool biased = false;
+    if (!(f & RP_POOL_UNSYNC)) {
+        if (!(f & RPI_POOL_BIASED) ||
+            atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) != rpi_thread_self() ||
+            !rpi_bias_enter(pool))
+            return false;
+        biased = true;
+    }
+    uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;
+    uint32_t *mp = &((rpi_hlchunk *)((char *)block - RPI_HL_FIRST - k))->meta[k >> 4];
+    uint32_t m = *mp;
+    if (!(m & RPI_HL_SIZE) || (m & RPI_HL_DTOR)) goto no;
+    rpi_arena *a = pool->arena;
+    rpi_tag *t = rpi_hl_tag(a, m);
+    size_t old = m & RPI_HL_SIZE;
+    void *r = block;
+    if (size - 1 < RPI_HL_MAX) {
+        *mp = (m & ~RPI_HL_SIZE) | (uint32_t)size;
+    } else {
+        /* a block with the compact header (up to 1 KiB here, as
+           rpi_arena_alloc gives it: its class's list or carved); a biased
+           owner takes in other threads' frees before it carves */
+        if (size > 1024 - RPI_AHDR || size == 0) goto no;   /* 0: no room for the copy */
+        size_t c = (RPI_AHDR + size - 1) >> 4;
+        rpi_hdr *n = a->free[c];
+        if (n) {
+            a->free[c] = n->link;
+        } else {
+            size_t cs = (c + 1) << 4;
+            if ((size_t)(a->end - a->cur) < cs ||
+                (biased && atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL))
+                goto no;
+            n = (rpi_hdr *)a->cur;
+            a->cur += cs;
+        }
+        n->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
+        n->origin = t;
+        memcpy(rpi_payload(n), block, 16);
+        hl_put(a, block, mp);
+        r = rpi_payload(n);
+    }
+    pool->mp_left -= (int64_t)size;   /* not due: checked above */
+    counters_resize(pool, t, old, size);
+    if (biased) rpi_bias_exit(pool);
+    *out = r;
+    return true;
+no:
+    if (biased) rpi_bias_exit(pool);
+    return false;
+}
+
+/* rp_resize when the block is headerless or a checked pool exists. */
+__attribute__((noinline)) static void *resize_slow(rp_pool *pool, void *block, size_t size,
+                                                  const char *call, bool plain)
+{
+    if (block && rpi_hl_in(block)) {
+        void *r;
+        if (hl_resize_try(pool, block, size, &r)) return r;
+        return hl_resize(pool, block, size, call, plain);
+    }
+    return resize_impl(pool, block, size, call, plain);
+}
+
 /* The fast paths of rp_resize: a block of an unchecked pool, not sampled,
    without a pool stack or over-alignment, that stays where it is (an arena
    block within its class or, carved last, the chunk's uncarved rest; a big
@@ -2385,7 +2463,7 @@ static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, vo
 {
     /* one test: a headerless block, or a checked pool exists */
     if (RPI_UNLIKELY(!block || rpi_slow_in(block)))
-        return resize_impl(pool, block, size, call, plain);
+        return resize_slow(pool, block, size, call, plain);
     /* No checked pool exists, so the header is trusted. Sizes over
        RP_MAX_SIZE: each path sends them to resize_impl. */
     if (!(rpi_hdr_of(block)->word & (RPI_F_ARENA | RPI_F_BIG)))
