@@ -2115,16 +2115,27 @@ no:
     return false;
 }
 
-/* rp_resize when the block is headerless or a checked pool exists. */
-__attribute__((noinline)) static void *resize_slow(rp_pool *pool, void *block, size_t size,
-                                                  const char *call, bool plain)
+/* rp_resize when the block is headerless or a checked pool exists;
+   specialised for rp_resize and rp_resize_noexc, so that only the pool, the
+   block and the size stay live (no register saved on the way through). */
+static inline __attribute__((always_inline)) void *resize_slow_in(rp_pool *pool, void *block,
+                                                                  size_t size, bool plain)
 {
+    const char *call = plain ? "rp_resize" : "rp_resize_noexc";
     if (block && rpi_hl_in(block)) {
         void *r;
         if (hl_resize_try(pool, block, size, &r)) return r;
         return hl_resize(pool, block, size, call, plain);
     }
     return resize_impl(pool, block, size, call, plain);
+}
+__attribute__((noinline)) static void *resize_slow_plain(rp_pool *pool, void *block, size_t size)
+{
+    return resize_slow_in(pool, block, size, true);
+}
+__attribute__((noinline)) static void *resize_slow_noexc(rp_pool *pool, void *block, size_t size)
+{
+    return resize_slow_in(pool, block, size, false);
 }
 
 /* The fast paths of rp_resize: a block of an unchecked pool, not sampled,
@@ -2458,12 +2469,11 @@ static __attribute__((noinline)) void *resize_arena_noexc(rp_pool *pool, void *b
 }
 
 static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, void *block,
-                                                               size_t size, const char *call,
-                                                               bool plain)
+                                                               size_t size, bool plain)
 {
     /* one test: a headerless block, or a checked pool exists */
     if (RPI_UNLIKELY(!block || rpi_slow_in(block)))
-        return resize_slow(pool, block, size, call, plain);
+        return plain ? resize_slow_plain(pool, block, size) : resize_slow_noexc(pool, block, size);
     /* No checked pool exists, so the header is trusted. Sizes over
        RP_MAX_SIZE: each path sends them to resize_impl. */
     if (!(rpi_hdr_of(block)->word & (RPI_F_ARENA | RPI_F_BIG)))
@@ -2473,11 +2483,11 @@ static inline __attribute__((always_inline)) void *resize_fast(rp_pool *pool, vo
 
 void *rp_resize(rp_pool *pool, void *block, size_t size)
 {
-    return resize_fast(pool, block, size, "rp_resize", true);
+    return resize_fast(pool, block, size, true);
 }
 void *rp_resize_noexc(rp_pool *pool, void *block, size_t size)
 {
-    return resize_fast(pool, block, size, "rp_resize_noexc", false);
+    return resize_fast(pool, block, size, false);
 }
 
 /* ------------------------------------------------------------- blocks */
