@@ -381,8 +381,10 @@ static void test_fork_while_threads_hold_process_locks(void)
    stats, totals and info of both pools and checks its own: checked pools
    share one lock (the registry's, which is also each checked pool's own),
    so this must stay exact and free of races (TSan build). An unsynchronised
-   checked pool used by one thread only runs alongside. At the end a block
-   freed by the other thread is recognised as freed. */
+   checked pool used by one thread only runs alongside. At the end each
+   thread frees one block of the other's, handed over once both are done
+   (so no other free can push its record out of the quarantine), and a
+   second free of it is recognised as a double free. */
 #define TRADE_Q 256
 typedef struct trade {
     pthread_mutex_t mu;
@@ -391,7 +393,9 @@ typedef struct trade {
     rp_pool *pool[2];
     int iters;
     atomic_int done;
-    void *last_freed[2];   /* the last block each thread freed */
+    pthread_barrier_t done_trading, handed_over;
+    void *handoff[2];      /* handoff[t]: the other's block for thread t */
+    void *last_freed[2];   /* the block each thread freed last */
 } trade;
 
 typedef struct trader {
@@ -430,7 +434,6 @@ static void *trade_body(void *arg)
             me->freed++;
             me->bytes_freed += n;
             rp_free(take[j]);
-            tr->last_freed[me->id] = take[j];
         }
         if ((i & 63) == 0) {
             rp_tag_stat st[4];
@@ -442,6 +445,12 @@ static void *trade_body(void *arg)
             CHECK_INT(rp_pool_check(own), 0);
         }
     }
+    pthread_barrier_wait(&tr->done_trading);
+    tr->handoff[other] = rp_alloc(tr->pool[me->id], 40, me->id ? "from-1" : "from-0");
+    CHECK(tr->handoff[other] != NULL);
+    pthread_barrier_wait(&tr->handed_over);
+    rp_free(tr->handoff[me->id]);
+    tr->last_freed[me->id] = tr->handoff[me->id];
     atomic_fetch_add(&tr->done, 1);
     CHECK_EQ(rp_pool_outstanding(own, NULL), 0);
     return NULL;
@@ -452,6 +461,8 @@ static void test_checked_pools_trade_blocks(void)
     static trade tr;
     memset(&tr, 0, sizeof tr);
     pthread_mutex_init(&tr.mu, NULL);
+    CHECK(pthread_barrier_init(&tr.done_trading, NULL, 2) == 0);
+    CHECK(pthread_barrier_init(&tr.handed_over, NULL, 2) == 0);
     tr.iters = tu_quick() ? 3000 : 30000;
     const char *tsan = getenv("RP_TEST_TSAN");
     if (tsan != NULL && *tsan == '1') tr.iters = 5000;
@@ -476,10 +487,6 @@ static void test_checked_pools_trade_blocks(void)
     rp_error_handler prev = rp_set_error_handler(tu_record_error);
     tu_errors_reset();
     for (int t = 0; t < 2; t++) {
-        int queued = 0;
-        for (size_t j = 0; j < tr.n[t]; j++) queued |= tr.q[t][j] == tr.last_freed[t];
-        /* none freed, or its address reused and handed out again */
-        if (!tr.last_freed[t] || queued) continue;
         rp_free(tr.last_freed[t]);
         CHECK_ONE_ERROR(RP_EDOUBLEFREE);
     }
@@ -489,6 +496,8 @@ static void test_checked_pools_trade_blocks(void)
     }
     for (int t = 0; t < 2; t++) tu_end_pool(tr.pool[t]);
     for (int t = 0; t < 2; t++) tu_end_pool(w[t].own);
+    pthread_barrier_destroy(&tr.done_trading);
+    pthread_barrier_destroy(&tr.handed_over);
     pthread_mutex_destroy(&tr.mu);
 }
 
