@@ -6,9 +6,11 @@
 # break a user's `pip install`; the Makefile's builds and CI keep it.
 RP_WARN            := -std=c11 -Wall -Wextra -Werror
 RP_OPT             := -O2 -g
+# -fno-semantic-interposition: calls between the library's own public
+# functions (rp_stat_alloc -> rp_alloc_noexc) are direct, not through the PLT.
 # RPI_INITIAL_EXEC: libringpool.so reaches a thread's record of its shard of
 # a shared pool in the initial-exec TLS model (csrc/pool.c, docs/concurrency.md).
-RP_LIB_CFLAGS      := -fPIC -fvisibility=hidden -D_GNU_SOURCE -DRP_BUILDING -DRPI_INITIAL_EXEC -Icsrc/include -Icsrc
+RP_LIB_CFLAGS      := -fPIC -fvisibility=hidden -fno-semantic-interposition -D_GNU_SOURCE -DRP_BUILDING -DRPI_INITIAL_EXEC -Icsrc/include -Icsrc
 RP_LIB_LIBS        := -lpthread
 RP_PRELOAD_SRCS    := csrc/preload/*.c csrc/stack/*.c
 RP_PRELOAD_CFLAGS  := -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -flto -D_GNU_SOURCE -Icsrc/stack
