@@ -941,19 +941,28 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
         if (locked == RPI_SYNC_BIASED &&
             RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL))
             goto general_locked;
-        /* carve from the current chunk (the class size only here: a free
-           list hit does not compute it). Class 1 (1 to RPI_HL_MAX bytes)
-           never fits: those sizes take headerless slots (class 1's list
-           holds only blocks with a header made when no headerless slot
-           could be had), so other sizes pay nothing for them here. */
-        size_t cs = rpi_carve_bytes[c];
-        if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) {
-            if (c == 1 && RPI_LIKELY(!a->hl_no))
-                return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
-                       : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
-                                                   : alloc_hl_none(pool, size, tag, plain, t, a);
-            goto general_locked;
+        if (c == 1) {
+            /* 1 to RPI_HL_MAX bytes: a headerless slot (class 1's list holds
+               only blocks with a header made when no headerless slot could
+               be had). The pool's free slots first, without a call; the
+               rest out of line: alloc_hl (a pool without headerless blocks,
+               rpi_arena.hl_no, has no free slot and nothing to carve, and
+               its refill fails over to the general path). */
+            char *p = a->hl_free;
+            uint32_t idx = t->hl_idx;
+            if (RPI_LIKELY(p != NULL && idx != 0) && RPI_LIKELY(!rpi_memprof_due(pool, size))) {
+                a->hl_free = *(void **)p;
+                return alloc_hl_done(pool, t, p, idx, size, locked);
+            }
+            if (p != NULL && idx != 0) pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
+            return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
+                   : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
+                                               : alloc_hl_none(pool, size, tag, plain, t, a);
         }
+        /* carve from the current chunk (the class size only here: a free
+           list hit does not compute it) */
+        size_t cs = rpi_carve_bytes[c];
+        if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general_locked;
         h = (rpi_hdr *)a->cur;   /* an rpi_hdr address: the slot starts 16 bytes later */
         a->cur += cs;
     }
