@@ -944,17 +944,26 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
         if (c == 1) {
             /* 1 to RPI_HL_MAX bytes: a headerless slot (class 1's list holds
                only blocks with a header made when no headerless slot could
-               be had). The pool's free slots first, without a call; the
-               rest out of line: alloc_hl (a pool without headerless blocks,
+               be had). A free slot of the pool's, or one carved from its
+               current chunk, without a call; the rest out of line: alloc_hl
+               (the sampler, a new chunk; a pool without headerless blocks,
                rpi_arena.hl_no, has no free slot and nothing to carve, and
                its refill fails over to the general path). */
             char *p = a->hl_free;
             uint32_t idx = t->hl_idx;
-            if (RPI_LIKELY(p != NULL && idx != 0) && RPI_LIKELY(!rpi_memprof_due(pool, size))) {
-                a->hl_free = *(void **)p;
-                return alloc_hl_done(pool, t, p, idx, size, locked);
+            if (RPI_LIKELY(idx != 0) && RPI_LIKELY(p != NULL || a->hl_cur < a->hl_end)) {
+                if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) {
+                    pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
+                } else {
+                    if (RPI_LIKELY(p != NULL)) {
+                        a->hl_free = *(void **)p;
+                    } else {
+                        p = a->hl_cur;
+                        a->hl_cur += 16;
+                    }
+                    return alloc_hl_done(pool, t, p, idx, size, locked);
+                }
             }
-            if (p != NULL && idx != 0) pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
             return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
                    : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
                                                : alloc_hl_none(pool, size, tag, plain, t, a);
