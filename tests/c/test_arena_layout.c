@@ -626,6 +626,65 @@ static void headerless_reset_and_reuse(void)
     tu_end_pool(pool);
 }
 
+/* Sampled allocations of 1 to 16 bytes while the pool has free headerless
+   slots and a chunk to carve from (the allocation path takes those without
+   a call, and hands a due sample to the general path: a block with a
+   header): every block and byte is counted once, the tracker sees every
+   sampled block go, and the free slots are taken again afterwards. */
+static size_t smp_allocs, smp_deallocs;
+static void *smp_alloc(const rp_memprof_allocation *a, void *data)
+{
+    (void)data;
+    smp_allocs++;
+    return a->block;
+}
+static void smp_dealloc(void *user, void *data)
+{
+    (void)user;
+    (void)data;
+    smp_deallocs++;
+}
+static void sampled_small_blocks_among_free_slots(void)
+{
+    rp_pool *pool = pool_with("hl-sampled", 0);
+    enum { N = 3000 };
+    static void *b[N];
+    size_t bytes = 0;
+    for (unsigned i = 0; i < N; i++) CHECK((b[i] = rp_alloc(pool, 1 + i % 16, "t0")) != NULL);
+    for (unsigned i = 0; i < N; i += 2) rp_free(b[i]);   /* free slots, every other one */
+    rp_memprof_params mp;
+    memset(&mp, 0, sizeof mp);
+    mp.rate = 1.0 / 64;
+    mp.seed = 12345;
+    mp.tracker.alloc = smp_alloc;
+    mp.tracker.dealloc = smp_dealloc;
+    rp_memprof *prof = NULL;
+    smp_allocs = smp_deallocs = 0;
+    CHECK_INT(rp_memprof_start(&mp, &prof), 0);
+    /* as many again as were freed, then as many beyond (carved) */
+    for (unsigned i = 0; i < N; i += 2) CHECK((b[i] = rp_alloc(pool, 1 + (i * 7) % 16, "t1")) != NULL);
+    for (unsigned i = 0; i < N; i++) {
+        size_t n = i % 2 ? 1 + i % 16 : 1 + (i * 7) % 16;
+        CHECK_EQ(rp_block_size(b[i]), n);
+        CHECK(strcmp(rp_block_tag(b[i]), i % 2 ? "t0" : "t1") == 0);
+        memset(b[i], 0x5a, n);
+        bytes += n;
+    }
+    CHECK(smp_allocs > 0 && smp_allocs < N / 2);   /* about 1 in 8 of 8-byte blocks */
+    CHECK_COUNTS(pool, N, bytes);
+    CHECK_INT(rp_pool_check(pool), 0);
+    for (unsigned i = 0; i < N; i++) rp_free(b[i]);
+    CHECK_COUNTS(pool, 0, 0);
+    CHECK_EQ(smp_deallocs, smp_allocs);
+    CHECK_INT(rp_memprof_stop(), 0);
+    CHECK_INT(rp_memprof_discard(prof), 0);
+    /* the slots come back without the sampler */
+    for (unsigned i = 0; i < N; i++) CHECK((b[i] = rp_alloc(pool, 16, "t2")) != NULL);
+    CHECK_COUNTS(pool, N, (size_t)N * 16);
+    for (unsigned i = 0; i < N; i++) rp_free(b[i]);
+    tu_end_pool(pool);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -641,6 +700,7 @@ int main(int argc, char **argv)
         {"headerless_blocks_resize_and_query", headerless_blocks_resize_and_query},
         {"headerless_bad_pointers", headerless_bad_pointers},
         {"headerless_reset_and_reuse", headerless_reset_and_reuse},
+        {"sampled_small_blocks_among_free_slots", sampled_small_blocks_among_free_slots},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
