@@ -522,7 +522,10 @@ static void test_threads_start_stop_restart(void)
         CHECK(pthread_create(&th[i], NULL, th_worker, i % 2 ? own[i] : shared) == 0);
     }
     const int rounds = getenv("RP_TEST_TSAN") ? 40 : 300 / quick_div();
-    for (int r = 0; r < rounds; r++) {
+    /* on a loaded machine the workers may not run inside any of the short
+       profiling windows: go on (up to 100 times as many rounds) until a
+       sample has been offered */
+    for (int r = 0; r < rounds || (atomic_load(&thread_offers) == 0 && r < 100 * rounds); r++) {
         rp_memprof_params p = { .rate = 1e-3, .callstack_size = r % 3 ? 0 : 4, .seed = (uint64_t)r + 1,
                                 .tracker = { th_alloc, th_dealloc, NULL } };
         rp_memprof *prof = NULL;
