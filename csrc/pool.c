@@ -1577,7 +1577,7 @@ static void free_trusted(rpi_hdr *h, bool checked)
         rpi_registry_retire(block, RPI_FREED);
     }
     unlock_both(pool, checked);
-    rpi_memprof_run_pending(pend);
+    if (RPI_UNLIKELY(pend.dealloc)) rpi_memprof_run_pending(pend);
 }
 
 /* Checked path shared by free/resize/accessors: 1 = checked block validated,
@@ -1886,7 +1886,7 @@ static void *resize_done(rp_pool *pool, void *old_block, rpi_hdr *h, size_t old,
     rpi_memprof_sample sample = { 0 };
     if (rpi_memprof_due(pool, size)) rpi_memprof_draw(pool, &sample);
     unlock_both(pool, checked);
-    rpi_memprof_run_pending(pend);
+    if (RPI_UNLIKELY(pend.dealloc)) rpi_memprof_run_pending(pend);
     if (RPI_UNLIKELY(sample.k)) return rpi_memprof_offer(pool, rpi_payload(h), size, &sample);
     return rpi_payload(h);
 }
@@ -1962,6 +1962,17 @@ fail_locked:
     return NULL;
 }
 
+/* Whether arena block h cannot stay in place at size bytes: it grows out
+   of its class past RPI_GROW_LIMIT (rpi_arena_resize_in_place would say
+   no; the test is inline so that such a growth skips the call). */
+static inline bool arena_grows_out(const rp_pool *pool, const rpi_hdr *h, size_t size)
+{
+    if (!(h->word & RPI_F_ARENA)) return false;
+    size_t total = RPI_HDR - pool->arena->off + size;   /* size <= RP_MAX_SIZE: no wrap */
+    unsigned c = (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+    return total > RPI_GROW_LIMIT && total > rpi_class_bytes[c];
+}
+
 static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *call, bool plain)
 {
     if (!block) {
@@ -1998,7 +2009,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         if (n != h) relink_moved(pool, n, block);
         h = n;
         h->word = (h->word & ~RPI_SIZE_MASK) | size;
-    } else if (rpi_arena_resize_in_place(pool, h, size)) {
+    } else if (!arena_grows_out(pool, h, size) && rpi_arena_resize_in_place(pool, h, size)) {
         /* same address; the word (class, size) is updated */
     } else if ((h->word & RPI_F_BIG) &&
                ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT) <= 4 /* max_align_t */) {
