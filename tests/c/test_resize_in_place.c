@@ -78,6 +78,26 @@ static void growth_within_the_class_stays(void)
             CHECK(mb != rb);
         CHECK(tu_intact(mb, 1264, 2));
         CHECK_COUNTS(pool, 4, 33 + 24 + 1265 + 40);
+        /* a class over 4 KiB: growth within it stays too (6144 bytes with
+           the header), growth past it moves */
+        unsigned char *c = rp_alloc(pool, 6000, "c");
+        void *after_c = rp_alloc(pool, 40, "after");
+        tu_fill(c, 6000, 3);
+        unsigned char *rc = rp_resize(pool, c, 6128);
+        if (tu_is_arena())
+            CHECK(rc == c);
+        CHECK(tu_intact(rc, 6000, 3));
+        tu_fill(rc, 6128, 3);
+        CHECK_EQ(rp_block_size(rc), 6128);
+        unsigned char *mc = rp_resize(pool, rc, 6129);
+        if (tu_is_arena())
+            CHECK(mc != rc);
+        CHECK(tu_intact(mc, 6128, 3));
+        CHECK_COUNTS(pool, 6, 33 + 24 + 1265 + 40 + 6129 + 40);
+        CHECK_INT(rp_pool_check(pool), 0);
+        rp_free(mc);
+        rp_free(after_c);
+        CHECK_COUNTS(pool, 4, 33 + 24 + 1265 + 40);
         CHECK_INT(rp_pool_check(pool), 0);
         rp_free(m);
         rp_free(mb);
