@@ -17,7 +17,9 @@ test-audit: setup-sys setup-py lib preload
 	RINGPOOL_LIB_A=$(abspath $(LIB_A)) $(PY) -m pytest -q -p no:cacheprovider tests/audit
 	$(PY) -m pytest -q -p no:cacheprovider benches/test_bench_bulk.py --benchmark-disable
 
-# The C example, when present, runs first under `ringpool-audit run`.
+# The C example, when present, runs first under `ringpool-audit run`, then the
+# sampling demo; the audit demo comes last, so the run ends with the path of
+# its HTML flame graph.
 AUDIT_DEMO_HELLO := $(BUILD)/demo/hello
 $(AUDIT_DEMO_HELLO): examples/hello.c csrc/include/ringpool.h $(LIB_A)
 	@mkdir -p $(@D)
@@ -27,8 +29,8 @@ demo: setup-run $(if $(wildcard examples/hello.c),$(AUDIT_DEMO_HELLO))
 	@if [ -x $(AUDIT_DEMO_HELLO) ]; then \
 	  echo "== 0. examples/hello.c, run under: ringpool-audit run -- $(AUDIT_DEMO_HELLO)"; echo; \
 	  $(PY) -m audit run -- $(AUDIT_DEMO_HELLO); fi
-	$(PY) -m audit demo --html $(BUILD)/demo/leaks.html
 	@$(MAKE) --no-print-directory demo-sampling
+	$(PY) -m audit demo --html $(BUILD)/demo/leaks.html
 
 bench-audit: setup-py
 	$(PY) -m pytest -q -p no:cacheprovider benches/test_bench_bulk.py --benchmark-group-by=group \
