@@ -276,6 +276,13 @@ static inline rp_pool *rpi_hl_pool_at(uintptr_t d)
                                          memory_order_relaxed);
     return k & ~(uintptr_t)(RPI_HL_CHUNK - 16) ? NULL : pool;
 }
+/* The slot word of p, given d = p - rpi_hl_base as rpi_hl_pool_at checked
+   it (the same word as rpi_hl_meta(p), from the offset already in hand). */
+static inline uint32_t *rpi_hl_meta_at(const void *p, uintptr_t d)
+{
+    uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;
+    return &((rpi_hlchunk *)((char *)p - RPI_HL_FIRST - k))->meta[k >> 4];
+}
 static inline rpi_hlchunk *rpi_hl_chunk(const void *p)
 {
     return (rpi_hlchunk *)((uintptr_t)p & ~(uintptr_t)(RPI_HL_CHUNK - 1));

@@ -355,6 +355,21 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks);
 /* Runs cleanups (LIFO, consumed), destroys children, writes the report (if
    report_reason and $RINGPOOL_REPORT), runs block destructors (LIFO).
    Called without the pool lock: all of these may call back into the pool. */
+/* block's destructor flag set (on) or cleared, the pool's lock held: in a
+   headerless slot's word, else in the header (and a checked block's
+   record). */
+static void block_dtor_flag(void *block, bool checked, bool on)
+{
+    if (rpi_hl_in(block)) {
+        uint32_t *mp = rpi_hl_meta(block);
+        *mp = on ? *mp | RPI_HL_DTOR : *mp & ~RPI_HL_DTOR;
+        return;
+    }
+    rpi_hdr *h = rpi_hdr_of(block);
+    h->word = on ? h->word | RPI_F_DTOR : h->word & ~RPI_F_DTOR;
+    if (checked) rpi_registry_update(h);
+}
+
 static void pool_teardown(rp_pool *pool, const char *report_reason)
 {
     for (;;) {
@@ -397,12 +412,7 @@ static void pool_teardown(rp_pool *pool, const char *report_reason)
             d->prev->next = d->next;
             d->next->prev = d->prev;
             rpi_ptrmap_del(&in->dtor_map, d->block);
-            if (rpi_hl_in(d->block)) {
-                *rpi_hl_meta(d->block) &= ~RPI_HL_DTOR;
-            } else {
-                rpi_hdr_of(d->block)->word &= ~RPI_F_DTOR;
-                if (checked) rpi_registry_update(rpi_hdr_of(d->block));
-            }
+            block_dtor_flag(d->block, checked, false);
             fn = d->fn;
             block = d->block;
             rpi_sys_free(d);
@@ -1525,12 +1535,7 @@ static void run_block_dtor(rp_pool *pool, void *block, bool checked)
         d->prev->next = d->next;
         d->next->prev = d->prev;
     }
-    if (rpi_hl_in(block)) {
-        *rpi_hl_meta(block) &= ~RPI_HL_DTOR;
-    } else {
-        rpi_hdr_of(block)->word &= ~RPI_F_DTOR;
-        if (checked) rpi_registry_update(rpi_hdr_of(block));
-    }
+    block_dtor_flag(block, checked, false);
     unlock_both(pool, checked);
     if (d) {
         d->fn(block);
@@ -1802,10 +1807,7 @@ __attribute__((noinline)) static void free_slow(void *block)
     if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl_span))) {
         rp_pool *pool = rpi_hl_pool_at(d);
         if (RPI_UNLIKELY(!pool)) goto general;
-        /* the slot's word, from the offset rpi_hl_pool_at checked */
-        uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;
-        rpi_hlchunk *c = (rpi_hlchunk *)((char *)block - RPI_HL_FIRST - k);
-        uint32_t *mp = &c->meta[k >> 4];
+        uint32_t *mp = rpi_hl_meta_at(block, d);
         unsigned f = pool->flags;
         if (f & RP_POOL_UNSYNC) {
             uint32_t m = *mp;
@@ -1895,15 +1897,21 @@ static void *resize_done(rp_pool *pool, void *old_block, rpi_hdr *h, size_t old,
    point at it again, and its destructor entry, if any, is re-keyed (the
    caller reserved room for the entry before the move, which cannot be
    undone). */
+/* A block with a destructor moved from block to n's payload: its entry
+   re-keyed (the caller reserved room for it before the move, which cannot
+   be undone). */
+static void dtor_rekey(rp_pool *pool, void *block, rpi_hdr *n)
+{
+    rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
+    d->block = rpi_payload(n);
+    rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
+}
+
 static void relink_moved(rp_pool *pool, rpi_hdr *n, void *block)
 {
     n->prev->next = n;
     n->next->prev = n;
-    if (n->word & RPI_F_DTOR) {
-        rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
-        d->block = rpi_payload(n);
-        rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
-    }
+    if (n->word & RPI_F_DTOR) dtor_rekey(pool, block, n);
 }
 
 /* A headerless block resized: in place within its slot (1 to RPI_HL_MAX
@@ -1948,9 +1956,7 @@ __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, siz
     if (!rpi_compact(n->word)) rpi_ring_insert(pool, n);
     if (m & RPI_HL_DTOR) {
         n->word |= RPI_F_DTOR;
-        rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
-        d->block = rpi_payload(n);
-        rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
+        dtor_rekey(pool, block, n);
     }
     hl_put(a, block, mp);
     rpi_counters_sub_in(pool, t, old);
@@ -2044,11 +2050,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         } else if (!rpi_compact(h->word)) {
             rpi_ring_unlink(h);
         }
-        if (n->word & RPI_F_DTOR) {
-            rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
-            d->block = rpi_payload(n);
-            rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
-        }
+        if (n->word & RPI_F_DTOR) dtor_rekey(pool, block, n);
         if (checked) rpi_registry_move(h, n, raw_of(n));
         bool sampled = (h->word & RPI_F_SAMPLED) != 0;
         raw_release(pool, h);
@@ -2101,8 +2103,7 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
             return false;
         biased = true;
     }
-    uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;
-    uint32_t *mp = &((rpi_hlchunk *)((char *)block - RPI_HL_FIRST - k))->meta[k >> 4];
+    uint32_t *mp = rpi_hl_meta_at(block, d);
     uint32_t m = *mp;
     if (!(m & RPI_HL_SIZE) || (m & RPI_HL_DTOR)) goto no;
     rpi_arena *a = pool->arena;
@@ -2582,16 +2583,13 @@ static atomic_uint_fast64_t dtor_seq;   /* registration order of destructors */
 int rp_set_destructor(void *block, rp_destructor_fn fn)
 {
     if (!block) return RP_EINVAL;
-    const bool hl = rpi_hl_in(block);
-    rpi_hdr *h = NULL;
     rp_pool *pool;
-    uint32_t *mp = NULL;
-    if (hl) {
-        /* a headerless block: its flag in the slot's word */
+    if (rpi_hl_in(block)) {
+        /* a headerless block (of an unchecked pool): its flag in the slot's
+           word */
         if (!(pool = hl_pool(block, "rp_set_destructor"))) return RP_EINVAL;
-        mp = rpi_hl_meta(block);
         lock_both(pool, false);
-        if (!(*mp & RPI_HL_SIZE)) {
+        if (!(*rpi_hl_meta(block) & RPI_HL_SIZE)) {
             unlock_both(pool, false);
             rpi_report_error(RP_EDOUBLEFREE, block, "rp_set_destructor: block %p was freed",
                              block);
@@ -2599,23 +2597,17 @@ int rp_set_destructor(void *block, rp_destructor_fn fn)
         }
     } else {
         if (resolve_checked(block, NULL, "rp_set_destructor") < 0) return RP_EINVAL;
-        h = rpi_hdr_of(block);
-        pool = h->origin->pool;
+        pool = rpi_hdr_of(block)->origin->pool;
+        lock_both(pool, pool->flags & RP_POOL_CHECKED);
     }
     const bool checked = pool->flags & RP_POOL_CHECKED;
-    if (!hl) lock_both(pool, checked);
     rpi_dtor *d = rpi_ptrmap_get(&pool->dtor_map, block);
     if (!fn) {
         if (d) {
             rpi_ptrmap_del(&pool->dtor_map, block);
             d->prev->next = d->next;
             d->next->prev = d->prev;
-            if (hl) {
-                *mp &= ~RPI_HL_DTOR;
-            } else {
-                h->word &= ~RPI_F_DTOR;
-                if (checked) rpi_registry_update(h);
-            }
+            block_dtor_flag(block, checked, false);
         }
         unlock_both(pool, checked);
         rpi_sys_free(d);
@@ -2639,12 +2631,7 @@ int rp_set_destructor(void *block, rp_destructor_fn fn)
     d->prev = pool->dtors.prev;
     pool->dtors.prev->next = d;
     pool->dtors.prev = d;
-    if (hl) {
-        *mp |= RPI_HL_DTOR;
-    } else {
-        h->word |= RPI_F_DTOR;
-        if (checked) rpi_registry_update(h);
-    }
+    block_dtor_flag(block, checked, true);
     unlock_both(pool, checked);
     return 0;
 }
