@@ -34,6 +34,33 @@ static rp_pool *pool_of_kind(const char *name, int unsync, size_t chunk)
     return p;
 }
 
+/* p (had bytes) filled with seed and resized to fits bytes, which its class
+   holds: with the arena at the same address; the contents kept, then
+   filled to fits. */
+static unsigned char *grows_in_place(rp_pool *pool, unsigned char *p, size_t had, size_t fits,
+                                     unsigned seed)
+{
+    tu_fill(p, had, seed);
+    unsigned char *r = rp_resize(pool, p, fits);
+    if (tu_is_arena())
+        CHECK(r == p);
+    CHECK(tu_intact(r, had, seed));
+    tu_fill(r, fits, seed);
+    CHECK_EQ(rp_block_size(r), fits);
+    return r;
+}
+
+/* r (fits bytes, filled with seed) resized one byte past its class: with
+   the arena it moves; the contents kept. */
+static unsigned char *grows_out(rp_pool *pool, unsigned char *r, size_t fits, unsigned seed)
+{
+    unsigned char *m = rp_resize(pool, r, fits + 1);
+    if (tu_is_arena())
+        CHECK(m != r);
+    CHECK(tu_intact(m, fits, seed));
+    return m;
+}
+
 /* A 20-byte arena block sits in the 48-byte class (16-byte header): up to 32
    bytes it stays, one more moves it when another block follows it. The same
    at a larger class, (1024, 1280]. Counters follow, allocations do not. */
@@ -45,54 +72,28 @@ static void growth_within_the_class_stays(void)
         /* a is not carved last (17 bytes or more: a block with a header,
            in the same chunks as a) */
         void *after = rp_alloc(pool, 24, "after");
-        tu_fill(a, 20, 1);
-        unsigned char *r = rp_resize(pool, a, 32);
-        if (tu_is_arena())
-            CHECK(r == a);
-        CHECK(tu_intact(r, 20, 1));
-        tu_fill(r, 32, 1);
-        CHECK_EQ(rp_block_size(r), 32);
+        unsigned char *r = grows_in_place(pool, a, 20, 32, 1);
         CHECK_COUNTS(pool, 2, 32 + 24);
         rp_tag_stat st = tag_stat(pool, "a");
         CHECK_EQ(st.blocks, 1);
         CHECK_EQ(st.bytes, 32);
         CHECK_EQ(st.peak_bytes, 32);
         CHECK_EQ(st.allocs, 1);                     /* a resize is not an allocation */
-        unsigned char *m = rp_resize(pool, r, 33);  /* past the class: moves */
-        if (tu_is_arena())
-            CHECK(m != r);
-        CHECK(tu_intact(m, 32, 1));
+        unsigned char *m = grows_out(pool, r, 32, 1);
         CHECK_COUNTS(pool, 2, 33 + 24);
 
         unsigned char *b = rp_alloc(pool, 1100, "b");
         void *after_b = rp_alloc(pool, 40, "after");   /* carved: no free slot of its class */
-        tu_fill(b, 1100, 2);
         /* 1280 with the arena's 16-byte header */
-        unsigned char *rb = rp_resize(pool, b, 1264);
-        if (tu_is_arena())
-            CHECK(rb == b);
-        CHECK(tu_intact(rb, 1100, 2));
-        tu_fill(rb, 1264, 2);
-        unsigned char *mb = rp_resize(pool, rb, 1265);
-        if (tu_is_arena())
-            CHECK(mb != rb);
-        CHECK(tu_intact(mb, 1264, 2));
+        unsigned char *rb = grows_in_place(pool, b, 1100, 1264, 2);
+        unsigned char *mb = grows_out(pool, rb, 1264, 2);
         CHECK_COUNTS(pool, 4, 33 + 24 + 1265 + 40);
         /* a class over 4 KiB: growth within it stays too (6144 bytes with
            the header), growth past it moves */
         unsigned char *c = rp_alloc(pool, 6000, "c");
         void *after_c = rp_alloc(pool, 40, "after");
-        tu_fill(c, 6000, 3);
-        unsigned char *rc = rp_resize(pool, c, 6128);
-        if (tu_is_arena())
-            CHECK(rc == c);
-        CHECK(tu_intact(rc, 6000, 3));
-        tu_fill(rc, 6128, 3);
-        CHECK_EQ(rp_block_size(rc), 6128);
-        unsigned char *mc = rp_resize(pool, rc, 6129);
-        if (tu_is_arena())
-            CHECK(mc != rc);
-        CHECK(tu_intact(mc, 6128, 3));
+        unsigned char *rc = grows_in_place(pool, c, 6000, 6128, 3);
+        unsigned char *mc = grows_out(pool, rc, 6128, 3);
         CHECK_COUNTS(pool, 6, 33 + 24 + 1265 + 40 + 6129 + 40);
         CHECK_INT(rp_pool_check(pool), 0);
         rp_free(mc);
