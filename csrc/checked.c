@@ -315,6 +315,13 @@ static inline void list_unlink(entry *e)
     e->next->prev = e->prev;
 }
 
+/* A retired record leaves the quarantine's FIFO (it is on it: e->next). */
+static inline __attribute__((always_inline)) void fifo_leave(entry *e)
+{
+    list_unlink(e);
+    nretired--;
+}
+
 static inline void fifo_append(entry *e)
 {
     e->prev = retired.prev;
@@ -332,8 +339,7 @@ static inline __attribute__((always_inline)) void detach(entry *e)
     if (e->state == RPI_LIVE) {
         list_unlink(e);
     } else if (e->next) {
-        list_unlink(e);
-        nretired--;
+        fifo_leave(e);
     } else if (e->cp) {
         e->cp->parked--;
     }
@@ -756,8 +762,7 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
     if (RPI_UNLIKELY(e->state == RPI_LIVE || e->kept != 0 || (e->cp != cp && e->cp != NULL)))
         return NULL;
     if (e->next) {   /* in the quarantine */
-        list_unlink(e);
-        nretired--;
+        fifo_leave(e);
     } else if (e->cp) {   /* parked (NULL: memory from a reuse list) */
         cp->parked--;
     }
@@ -945,8 +950,7 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
         if (RPI_LIKELY(h != NULL) && (e = cp->top_rec[c])->payload == rpi_payload(h) &&
             RPI_LIKELY(e->cp == cp && e->state != RPI_LIVE && e->kept == 0)) {
             if (RPI_UNLIKELY(e->next != NULL)) {   /* in the quarantine */
-                list_unlink(e);
-                nretired--;
+                fifo_leave(e);
             } else {   /* parked */
                 cp->parked--;
             }
@@ -967,10 +971,7 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
         if (RPI_LIKELY(h != NULL) && (e = reuse_rec[c])->payload == rpi_payload(h) &&
             RPI_LIKELY((e->cp == cp || e->cp == NULL) && e->state != RPI_LIVE &&
                        e->kept == 0)) {
-            if (e->next) {   /* in the quarantine (NULL: waiting with its memory) */
-                list_unlink(e);
-                nretired--;
-            }
+            if (e->next) fifo_leave(e);   /* in the quarantine (NULL: waiting with its memory) */
             if (e->cp != cp) {
                 cp->refs++;
                 e->cp = cp;
