@@ -148,15 +148,24 @@ static void report_unlock(rp_pool *pool)
     if (!(pool->flags & RP_POOL_CHECKED)) rpi_pool_unlock(pool);
 }
 
-/* One entry of a report's "blocks" list. */
-static void put_block(rpi_out *f, rpi_hdr *h, bool first, rpi_psreport *stacks,
-                      const rpi_json_out *jo)
+/* One entry of a report's "blocks" list: the block at payload, its size and
+   tag's name; stacks (NULL for a block without a stack) adds its stack. */
+static void put_block(rpi_out *f, bool first, const void *payload, size_t size,
+                      const char *tag, rpi_psreport *stacks, const rpi_json_out *jo)
 {
     out_printf(f, "%s\n    {\"address\": \"%p\", \"size\": %zu, \"tag\": ",
-               first ? "" : ",", rpi_payload(h), rpi_size(h));
-    put_str(f, h->origin->name);
-    if (h->word & RPI_F_STACK) rpi_poolstack_report_block(stacks, rpi_payload(h), jo);
+               first ? "" : ",", payload, size);
+    put_str(f, tag);
+    if (stacks) rpi_poolstack_report_block(stacks, payload, jo);
     out_putc(f, '}');
+}
+
+/* put_block for a block with a header. */
+static void put_hdr_block(rpi_out *f, bool first, rpi_hdr *h, rpi_psreport *stacks,
+                          const rpi_json_out *jo)
+{
+    put_block(f, first, rpi_payload(h), rpi_size(h), h->origin->name,
+              h->word & RPI_F_STACK ? stacks : NULL, jo);
 }
 
 static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reason, int depth,
@@ -218,7 +227,7 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
             /* checked: a link is followed only to a block known intact */
             char why[256];
             if (checked && !rpi_registry_block_ok(pool, h, why, sizeof why)) break;
-            put_block(f, h, first, stacks, &jo);
+            put_hdr_block(f, first, h, stacks, &jo);
             first = false;
         }
         /* compact arena blocks (unchecked pools) are found by chunk */
@@ -226,17 +235,14 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
             if (!p->arena || !p->arena->off) continue;
             rpi_slots it = { 0 };
             for (rpi_hdr *h; (h = rpi_arena_next_live(p->arena, &it)) != NULL;) {
-                put_block(f, h, first, stacks, &jo);
+                put_hdr_block(f, first, h, stacks, &jo);
                 first = false;
             }
             /* headerless blocks (internal.h): their size and tag in the chunk */
             rpi_hlslots hs = { 0 };
             for (void *b; (b = rpi_hl_next_live(p->arena, &hs)) != NULL;) {
                 uint32_t m = *rpi_hl_meta(b);
-                out_printf(f, "%s\n    {\"address\": \"%p\", \"size\": %u, \"tag\": ",
-                           first ? "" : ",", b, (unsigned)(m & RPI_HL_SIZE));
-                put_str(f, rpi_hl_tag(p->arena, m)->name);
-                out_putc(f, '}');
+                put_block(f, first, b, m & RPI_HL_SIZE, rpi_hl_tag(p->arena, m)->name, NULL, &jo);
                 first = false;
             }
         }
