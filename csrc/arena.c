@@ -477,6 +477,12 @@ static rpi_hlchunk *hl_spares;
 static size_t hl_spare_bytes;      /* of the spares, those counted resident */
 #define HL_SPARES_KEPT ((size_t)16 << 20)
 
+/* The entry of chunk c in the table of owners. */
+static _Atomic(rp_pool *) *hl_owner_of(const rpi_hlchunk *c)
+{
+    return &rpi_hl_owners[((uintptr_t)c - rpi_hl_base) >> RPI_HL_CHUNK_LOG2];
+}
+
 /* cache_lock held: rp_free's test follows the region and the gate. */
 static void slow_set(void)
 {
@@ -535,8 +541,7 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool)
     if (!c) return NULL;
     if (!fresh) memset(c->meta, 0, sizeof c->meta);   /* no stale slot looks live */
     c->next = NULL;
-    atomic_store_explicit(&rpi_hl_owners[((uintptr_t)c - rpi_hl_base) >> RPI_HL_CHUNK_LOG2], pool,
-                          memory_order_relaxed);
+    atomic_store_explicit(hl_owner_of(c), pool, memory_order_relaxed);
     return c;
 }
 
@@ -616,19 +621,17 @@ void *rpi_hl_next_live(rpi_arena *a, rpi_hlslots *it)
     return NULL;
 }
 
-/* destroy/reset: a pool's headerless chunks. Reset keeps them (emptied),
-   destroy gives them to the region's spares. */
+/* destroy/reset: a pool's headerless chunks go to the region's spares. */
 static void hl_release(rp_pool *pool, rpi_arena *a)
 {
     a->hl_free = NULL;
     a->hl_cur = a->hl_end = NULL;
     if (!a->hl_chunks) return;
+    rpi_lock_acquire(&cache_lock);
     for (rpi_hlchunk *c = a->hl_chunks, *n; c; c = n) {
         n = c->next;
-        atomic_store_explicit(&rpi_hl_owners[((uintptr_t)c - rpi_hl_base) >> RPI_HL_CHUNK_LOG2],
-                              NULL, memory_order_relaxed);
+        atomic_store_explicit(hl_owner_of(c), NULL, memory_order_relaxed);
         pool->reserved -= RPI_HL_CHUNK;
-        rpi_lock_acquire(&cache_lock);
         /* up to HL_SPARES_KEPT bytes of spares stay resident; beyond it the
            pages go back to the system (a later use faults them in again) */
         if (hl_spare_bytes >= HL_SPARES_KEPT)
@@ -637,7 +640,7 @@ static void hl_release(rp_pool *pool, rpi_arena *a)
             hl_spare_bytes += RPI_HL_CHUNK;
         c->next = hl_spares;
         hl_spares = c;
-        rpi_lock_release(&cache_lock);
     }
+    rpi_lock_release(&cache_lock);
     a->hl_chunks = NULL;
 }
