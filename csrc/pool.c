@@ -1722,17 +1722,25 @@ void rpi_shard_exclude(rp_pool *s)
 
 /* Headerless blocks (internal.h): the owner's calls on a biased pool take
    no lock, every other call on a thread-safe pool the pool's lock (which
-   waits out the owner). */
-static inline int hl_enter(rp_pool *pool)
+   waits out the owner). hl_enter_nolock enters without the lock where that
+   is allowed: RPI_SYNC_NONE (an unsynchronised pool), RPI_SYNC_BIASED (the
+   biased pool's owner, in its fast section), else RPI_SYNC_LOCK with
+   nothing taken. */
+static inline __attribute__((always_inline)) int hl_enter_nolock(rp_pool *pool)
 {
     unsigned f = pool->flags;
     if (f & RP_POOL_UNSYNC) return RPI_SYNC_NONE;
     if ((f & RPI_POOL_BIASED) &&
-        atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) == rpi_thread_self() &&
-        rpi_bias_enter(pool))
+        RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
+                   rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool)))
         return RPI_SYNC_BIASED;
-    rpi_pool_lock(pool);
     return RPI_SYNC_LOCK;
+}
+static inline int hl_enter(rp_pool *pool)
+{
+    int how = hl_enter_nolock(pool);
+    if (how == RPI_SYNC_LOCK) rpi_pool_lock(pool);
+    return how;
 }
 static inline void hl_exit(rp_pool *pool, int how)
 {
@@ -1796,6 +1804,19 @@ static inline __attribute__((always_inline)) void hl_free_in(rp_pool *pool, void
     hl_put(a, block, mp);
 }
 
+/* The pool entered as how says (not RPI_SYNC_LOCK): the block freed when its
+   slot is live without a destructor (true), else nothing done (false); the
+   pool left either way. */
+static inline __attribute__((always_inline)) bool hl_free_entered(rp_pool *pool, void *block,
+                                                                  uint32_t *mp, const int how)
+{
+    uint32_t m = *mp;
+    bool fast = (m & RPI_HL_SIZE) && !(m & RPI_HL_DTOR);
+    if (RPI_LIKELY(fast)) hl_free_in(pool, block, mp, m);
+    hl_exit(pool, how);
+    return fast;
+}
+
 /* rp_free of a pointer in the headerless region, or of any pointer while a
    checked pool exists (rpi_slow_in). A headerless block of an
    unsynchronised pool, or of a biased pool by its owner, is freed here
@@ -1808,23 +1829,12 @@ __attribute__((noinline)) static void free_slow(void *block)
         rp_pool *pool = rpi_hl_pool_at(d);
         if (RPI_UNLIKELY(!pool)) goto general;
         uint32_t *mp = rpi_hl_meta_at(block, d);
-        unsigned f = pool->flags;
-        if (f & RP_POOL_UNSYNC) {
-            uint32_t m = *mp;
-            if (RPI_UNLIKELY(!(m & RPI_HL_SIZE) || (m & RPI_HL_DTOR))) goto general;
-            hl_free_in(pool, block, mp, m);
-            return;
-        }
-        if ((f & RPI_POOL_BIASED) &&
-            RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
-                       rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool))) {
-            uint32_t m = *mp;
-            if (RPI_LIKELY((m & RPI_HL_SIZE) && !(m & RPI_HL_DTOR))) {
-                hl_free_in(pool, block, mp, m);
-                rpi_bias_exit(pool);
-                return;
-            }
-            rpi_bias_exit(pool);
+        /* each kind of entry its own copy (no register to tell them apart) */
+        int how = hl_enter_nolock(pool);
+        if (how == RPI_SYNC_NONE) {
+            if (RPI_LIKELY(hl_free_entered(pool, block, mp, RPI_SYNC_NONE))) return;
+        } else if (how == RPI_SYNC_BIASED) {
+            if (RPI_LIKELY(hl_free_entered(pool, block, mp, RPI_SYNC_BIASED))) return;
         }
     general:
         hl_free(block);
@@ -2094,15 +2104,9 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
     if (!pool || (arg && arg != pool && arg != pool->front) || size > RP_MAX_SIZE ||
         pool->mp_left <= (int64_t)size)
         return false;
-    unsigned f = pool->flags;
-    bool biased = false;
-    if (!(f & RP_POOL_UNSYNC)) {
-        if (!(f & RPI_POOL_BIASED) ||
-            atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) != rpi_thread_self() ||
-            !rpi_bias_enter(pool))
-            return false;
-        biased = true;
-    }
+    int how = hl_enter_nolock(pool);
+    if (how == RPI_SYNC_LOCK) return false;
+    bool biased = how == RPI_SYNC_BIASED;
     uint32_t *mp = rpi_hl_meta_at(block, d);
     uint32_t m = *mp;
     if (!(m & RPI_HL_SIZE) || (m & RPI_HL_DTOR)) goto no;
