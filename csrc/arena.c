@@ -451,37 +451,30 @@ void rpi_arena_free_chunks(rpi_arena *a)
         n = c->next;
         rpi_sys_free(c);
     }
-    rpi_sys_free(a->hl_tags);
     rpi_sys_free(a);
 }
 
 void rpi_arena_fini(rp_pool *pool)
 {
-    rpi_sys_free(pool->arena->hl_tags);
+    rpi_sys_free(pool->hl_tags);
+    pool->hl_tags = NULL;
     rpi_sys_free(pool->arena);
     pool->arena = NULL;
 }
 
 /* ------------------------------------------------- headerless blocks
-   One region of the address space is reserved (PROT_NONE) the first time a
-   pool wants a headerless chunk; chunks are committed from its start as
-   pools need them, and a destroyed pool's chunks go on a list of spares for
-   the next. The region's bounds and the spares are under the chunk cache's
+   One region of the address space is reserved (read-only, nothing
+   committed) the first time a pool wants a headerless chunk; chunks are made
+   writable from its start as pools need them, and a destroyed or reset
+   pool's chunks go on a list of spares for the next. The region's bounds and the spares are under the chunk cache's
    lock (taken under pool locks; fork.c holds it across fork). */
 #define HL_REGION RPI_HL_REGION
 uintptr_t rpi_hl_base, rpi_hl_span, rpi_slow_base, rpi_slow_span;
-_Atomic(rp_pool *) rpi_hl_owners[RPI_HL_REGION >> RPI_HL_CHUNK_LOG2];
 static int hl_state;              /* 0: not reserved yet, 1: reserved, -1: none */
 static char *hl_top, *hl_lim;     /* next chunk to commit, the region's end */
 static rpi_hlchunk *hl_spares;
 static size_t hl_spare_bytes;      /* of the spares, those counted resident */
 #define HL_SPARES_KEPT ((size_t)16 << 20)
-
-/* The entry of chunk c in the table of owners. */
-static _Atomic(rp_pool *) *hl_owner_of(const rpi_hlchunk *c)
-{
-    return &rpi_hl_owners[((uintptr_t)c - rpi_hl_base) >> RPI_HL_CHUNK_LOG2];
-}
 
 /* cache_lock held: rp_free's test follows the region and the gate. */
 static void slow_set(void)
@@ -505,7 +498,9 @@ static bool hl_reserve(void)
     const char *e = getenv("RINGPOOL_HEADERLESS");
     if (e && strcmp(e, "0") == 0) return false;
     size_t len = HL_REGION + RPI_HL_CHUNK;
-    char *m = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    /* readable: a chunk no pool took yet reads as zero (no owner), so a
+       stray pointer into the region is told apart without a fault */
+    char *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return false;
     uintptr_t b = ((uintptr_t)m + RPI_HL_CHUNK - 1) & ~(uintptr_t)(RPI_HL_CHUNK - 1);
     if (b > (uintptr_t)m) munmap(m, b - (uintptr_t)m);
@@ -541,17 +536,19 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool)
     if (!c) return NULL;
     if (!fresh) memset(c->meta, 0, sizeof c->meta);   /* no stale slot looks live */
     c->next = NULL;
-    atomic_store_explicit(hl_owner_of(c), pool, memory_order_relaxed);
+    uintptr_t kind = pool->flags & RP_POOL_UNSYNC    ? RPI_HL_OWN_UNSYNC
+                     : pool->flags & RPI_POOL_BIASED ? RPI_HL_OWN_BIASED
+                                                     : RPI_HL_OWN_LOCKED;
+    atomic_store_explicit(&c->owner, (uintptr_t)pool | kind, memory_order_relaxed);
     return c;
 }
 
 rp_pool *rpi_hl_owner(const void *p, const char **why)
 {
-    uintptr_t d = (uintptr_t)p - RPI_HL_READ(rpi_hl_base);
-    rp_pool *pool = rpi_hl_pool_at(d);
+    rp_pool *pool = rpi_hl_pool_of(p);
     if (pool) return pool;
     size_t off = (size_t)((uintptr_t)p & (RPI_HL_CHUNK - 1));
-    if (!atomic_load_explicit(&rpi_hl_owners[d >> RPI_HL_CHUNK_LOG2], memory_order_relaxed))
+    if (!(rpi_hl_own(p) & ~RPI_HL_OWN_KIND))
         *why = "is not a block (no pool's memory)";
     else if (off < RPI_HL_FIRST) *why = "is not a block (a chunk's header)";
     else if (off & 15) *why = "points inside a block, not at its start";
@@ -559,29 +556,30 @@ rp_pool *rpi_hl_owner(const void *p, const char **why)
     return NULL;
 }
 
-static bool hl_tag_index(rpi_arena *a, rpi_tag *t)
+bool rpi_hl_tag_index(rp_pool *pool, rpi_tag *t)
 {
+    rpi_arena *a = pool->arena;
     if (a->hl_ntags == 0) a->hl_ntags = 1;   /* index 0: none */
     if (a->hl_ntags >= RPI_HL_TAGS_MAX) return false;
     if (a->hl_ntags >= a->hl_tcap) {
         uint32_t cap = a->hl_tcap ? 2 * a->hl_tcap : 16;
-        rpi_tag **n = rpi_sys_realloc(a->hl_tags, (size_t)cap * sizeof *n);
+        rpi_tag **n = rpi_sys_realloc(pool->hl_tags, (size_t)cap * sizeof *n);
         if (!n) return false;
-        a->hl_tags = n;
+        pool->hl_tags = n;
         a->hl_tcap = cap;
     }
-    a->hl_tags[a->hl_ntags] = t;
-    t->hl_idx = a->hl_ntags++;
+    pool->hl_tags[a->hl_ntags] = t;
+    t->hl_word = a->hl_ntags++ << RPI_HL_TAG_SHIFT | RPI_HL_PLAIN;
     return true;
 }
 
 void *rpi_hl_refill(rp_pool *pool, rpi_tag *t)
 {
     rpi_arena *a = pool->arena;
-    if (a->hl_no || (!t->hl_idx && !hl_tag_index(a, t))) return NULL;
-    void *p = a->hl_free;
+    if (a->hl_no || (!t->hl_word && !rpi_hl_tag_index(pool, t))) return NULL;
+    void *p = pool->hl_free;
     if (p) {
-        a->hl_free = *(void **)p;
+        pool->hl_free = rpi_hl_link(p);
         return p;
     }
     if (a->hl_cur >= a->hl_end) {
@@ -624,13 +622,13 @@ void *rpi_hl_next_live(rpi_arena *a, rpi_hlslots *it)
 /* destroy/reset: a pool's headerless chunks go to the region's spares. */
 static void hl_release(rp_pool *pool, rpi_arena *a)
 {
-    a->hl_free = NULL;
+    pool->hl_free = NULL;
     a->hl_cur = a->hl_end = NULL;
     if (!a->hl_chunks) return;
     rpi_lock_acquire(&cache_lock);
     for (rpi_hlchunk *c = a->hl_chunks, *n; c; c = n) {
         n = c->next;
-        atomic_store_explicit(hl_owner_of(c), NULL, memory_order_relaxed);
+        atomic_store_explicit(&c->owner, RPI_HL_OWN_NONE, memory_order_relaxed);
         pool->reserved -= RPI_HL_CHUNK;
         /* up to HL_SPARES_KEPT bytes of spares stay resident; beyond it the
            pages go back to the system (a later use faults them in again) */

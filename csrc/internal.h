@@ -160,8 +160,10 @@ struct rpi_tag {
     rpi_tag    *master;
     size_t      f_blocks, f_bytes, f_peak;
     uint64_t    f_allocs;
-    uint32_t    hl_idx;     /* index in the arena's table of tags of headerless
-                               blocks (rpi_arena.hl_tags), 0 for none yet */
+    uint32_t    hl_word;    /* a headerless block's slot word but its size:
+                               the index in the pool's table of tags
+                               (rp_pool.hl_tags) << RPI_HL_TAG_SHIFT |
+                               RPI_HL_PLAIN; 0 for no index (yet) */
 };
 
 typedef struct rpi_cleanup {
@@ -207,11 +209,10 @@ typedef struct rpi_arena {
     size_t     off;                 /* a slot starts off bytes after its rpi_hdr:
                                        RPI_AOFF (compact), 0 in checked pools */
     /* headerless blocks (below): the current chunk's carved end and end, the
-       free slots (the link in the slot), the chunks, the tag table */
+       chunks, the size of the tag table (its free slots and the table are
+       the pool's: rp_pool.hl_free, rp_pool.hl_tags) */
     char       *hl_cur, *hl_end;
-    void       *hl_free;
     struct rpi_hlchunk *hl_chunks;
-    rpi_tag   **hl_tags;            /* [0] unused: index 0 means none */
     uint32_t    hl_ntags, hl_tcap;
     bool        hl_no;              /* no headerless blocks (checked pool, or
                                        the region is used up) */
@@ -223,11 +224,17 @@ typedef struct rpi_arena {
    space. A pointer is one of them when it lies in the region: one range test
    (rpi_hl_in), which rp_free and rp_resize make together with the test for a
    checked pool (rpi_slow_in). The chunk (the pointer with its low bits
-   cleared) starts with its owning pool and a 32-bit word per slot:
-   bits 0..4 the size (0: a free slot), bit 5 a destructor, bits 8..31 the
-   slot's tag as an index into the arena's table (rpi_arena.hl_tags). When
-   the region is used up (or with RINGPOOL_HEADERLESS=0) such requests get
-   compact-header blocks as before. */
+   cleared) starts with its owner word (the owning pool with its kind in the
+   low bits, RPI_HL_OWN_*; RPI_HL_OWN_NONE once no pool has it, 0 before any
+   had it) and a 32-bit word per slot:
+   bits 0..4 the size (0: a free slot), bit 5 a destructor, bit 6
+   RPI_HL_PLAIN (live without a destructor: all rp_free's fast path tests),
+   bits 8..31 the slot's tag as an index into the arena's table
+   (rp_pool.hl_tags). The region is reserved readable (PROT_READ, pages
+   not committed read as zero: no owner), so any pointer into it can be
+   checked; chunks are made writable as pools take them. When the region is
+   used up (or with RINGPOOL_HEADERLESS=0) such requests get compact-header
+   blocks as before. */
 #define RPI_HL_MAX        16u
 #define RPI_HL_CHUNK_LOG2 16
 #define RPI_HL_CHUNK      ((size_t)1 << RPI_HL_CHUNK_LOG2)
@@ -235,14 +242,25 @@ typedef struct rpi_arena {
 #define RPI_HL_FIRST      (RPI_HL_CHUNK - 16u * RPI_HL_SLOTS)   /* first slot's offset */
 #define RPI_HL_SIZE       31u
 #define RPI_HL_DTOR       32u
+#define RPI_HL_PLAIN      64u
 #define RPI_HL_TAG_SHIFT  8
 #define RPI_HL_TAGS_MAX   (UINT32_C(1) << 24)
+/* The low bits of a chunk's owner word: the pool's kind. An unsynchronised
+   pool's is 0, so its word is the pool itself; a chunk never taken reads 0
+   too (a pool NULL), but all its slot words are 0 (no live slot). */
+#define RPI_HL_OWN_UNSYNC ((uintptr_t)0)   /* an unsynchronised pool */
+#define RPI_HL_OWN_LOCKED ((uintptr_t)1)   /* a thread-safe pool without bias */
+#define RPI_HL_OWN_BIASED ((uintptr_t)2)   /* a biased pool (shard.c) */
+#define RPI_HL_OWN_NONE   ((uintptr_t)3)   /* given back: no pool has it */
+#define RPI_HL_OWN_KIND   ((uintptr_t)3)
 typedef struct rpi_hlchunk {
+    _Atomic(uintptr_t)  owner;      /* pool | RPI_HL_OWN_* (above) */
     struct rpi_hlchunk *next;       /* the pool's chunks, or the region's spares */
-    char                pad[56];
+    char                pad[48];
     uint32_t            meta[RPI_HL_SLOTS];
 } rpi_hlchunk;
 _Static_assert(sizeof(rpi_hlchunk) <= RPI_HL_FIRST, "slot words fit before the first slot");
+_Static_assert(RPI_HL_FIRST % 16 == 0 && (RPI_HL_FIRST / 4) % 4 == 0, "slot words by offset");
 /* The region (span 0 until it is reserved) and rp_free's and rp_resize's
    one test: the region, or everything while a checked pool exists (base 0,
    span UINTPTR_MAX). Written with atomic stores under the chunk cache's
@@ -263,48 +281,68 @@ static inline bool rpi_slow_in(const void *p)
 {
     return (uintptr_t)p - RPI_HL_READ(rpi_slow_base) < RPI_HL_READ(rpi_slow_span);
 }
-/* The owning pool of each chunk of the region, NULL while not in use. */
 #define RPI_HL_REGION ((size_t)1 << 30)
-RPI_HIDDEN extern _Atomic(rp_pool *) rpi_hl_owners[RPI_HL_REGION >> RPI_HL_CHUNK_LOG2];
-/* d = p - rpi_hl_base (< RPI_HL_REGION): p's pool if p is the start of a
-   slot of a chunk in use, else NULL. No lock needed: a chunk changes owner
-   only when its pool is destroyed. */
-static inline rp_pool *rpi_hl_pool_at(uintptr_t d)
-{
-    uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;   /* wraps below the first slot */
-    rp_pool *pool = atomic_load_explicit(&rpi_hl_owners[d >> RPI_HL_CHUNK_LOG2],
-                                         memory_order_relaxed);
-    return k & ~(uintptr_t)(RPI_HL_CHUNK - 16) ? NULL : pool;
-}
-/* The slot word of p, given d = p - rpi_hl_base as rpi_hl_pool_at checked
-   it (the same word as rpi_hl_meta(p), from the offset already in hand). */
-static inline uint32_t *rpi_hl_meta_at(const void *p, uintptr_t d)
-{
-    uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;
-    return &((rpi_hlchunk *)((char *)p - RPI_HL_FIRST - k))->meta[k >> 4];
-}
 static inline rpi_hlchunk *rpi_hl_chunk(const void *p)
 {
     return (rpi_hlchunk *)((uintptr_t)p & ~(uintptr_t)(RPI_HL_CHUNK - 1));
 }
+/* The slot word of p (a slot's start: offset RPI_HL_FIRST or more, a
+   multiple of 16): the word of slot i is at offset 64 + 4 * i, and
+   i = (offset - RPI_HL_FIRST) / 16, so it is at offset / 4 plus a constant. */
 static inline uint32_t *rpi_hl_meta(const void *p)
 {
-    return &rpi_hl_chunk(p)->meta[(((uintptr_t)p & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST) >> 4];
+    uintptr_t off = (uintptr_t)p & (RPI_HL_CHUNK - 1);
+    return (uint32_t *)((uintptr_t)p - off + (offsetof(rpi_hlchunk, meta) - RPI_HL_FIRST / 4) +
+                        (off >> 2));
 }
-/* p in the region: its pool (rpi_hl_pool_at), else NULL and *why says what
+/* The slot word of the slot at offset RPI_HL_FIRST + k of chunk c. */
+static inline uint32_t *rpi_hl_meta_k(rpi_hlchunk *c, uintptr_t k)
+{
+    return (uint32_t *)((char *)c->meta + (k >> 2));
+}
+/* k = the offset of p in its chunk minus RPI_HL_FIRST: true when p starts a
+   slot (k wraps below the first slot). */
+static inline bool rpi_hl_slot_ok(uintptr_t k)
+{
+    return !(k & ~(uintptr_t)(RPI_HL_CHUNK - 16));
+}
+/* A free slot on its pool's list (rp_pool.hl_free) holds the link to the
+   next and the address of its own slot word, which the allocation then
+   need not compute. */
+static inline void *rpi_hl_link(void *p) { return ((void **)p)[0]; }
+static inline uint32_t *rpi_hl_link_word(void *p) { return ((uint32_t **)p)[1]; }
+static inline void rpi_hl_link_put(void *p, void *next, uint32_t *mp)
+{
+    ((void **)p)[0] = next;
+    ((uint32_t **)p)[1] = mp;
+}
+/* p in the region and a slot's start: its chunk's owner word. */
+static inline uintptr_t rpi_hl_own(const void *p)
+{
+    return atomic_load_explicit(&rpi_hl_chunk(p)->owner, memory_order_relaxed);
+}
+/* p in the region: p's pool if p is the start of a slot of a chunk in use,
+   else NULL. No lock needed: a chunk changes owner only when its pool is
+   reset or destroyed. */
+static inline rp_pool *rpi_hl_pool_of(const void *p)
+{
+    uintptr_t k = ((uintptr_t)p & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;
+    if (!rpi_hl_slot_ok(k)) return NULL;
+    return (rp_pool *)(rpi_hl_own(p) & ~RPI_HL_OWN_KIND);
+}
+/* p in the region: its pool (rpi_hl_pool_of), else NULL and *why says what
    p is. */
 RPI_HIDDEN rp_pool *rpi_hl_owner(const void *p, const char **why);
-/* Lock held: a slot for a block of t (t->hl_idx given if needed), NULL when
+/* Gives t its index in a's table of tags (t->hl_word); false when it cannot
+   (no memory, or RPI_HL_TAGS_MAX tags). */
+RPI_HIDDEN bool rpi_hl_tag_index(rp_pool *pool, rpi_tag *t);
+/* Lock held: a slot for a block of t (t->hl_word given if needed), NULL when
    none can be had (the caller makes a compact block). */
 RPI_HIDDEN void *rpi_hl_refill(rp_pool *pool, rpi_tag *t);
 /* The live headerless blocks of an arena, chunk by chunk (lock held at each
    call, which may be dropped between calls, as for rpi_arena_next_live). */
 typedef struct rpi_hlslots { rpi_hlchunk *c; char *p; bool started; } rpi_hlslots;
 RPI_HIDDEN void *rpi_hl_next_live(rpi_arena *a, rpi_hlslots *it);
-static inline rpi_tag *rpi_hl_tag(rpi_arena *a, uint32_t m)
-{
-    return a->hl_tags[m >> RPI_HL_TAG_SHIFT];
-}
 static inline size_t rpi_big_total(size_t align, size_t size)  /* align >= 16 */
 {
     return sizeof(rpi_big) + sizeof(rpi_hdr) + (align - _Alignof(max_align_t)) + size;
@@ -373,6 +411,12 @@ struct rp_pool {
     size_t       bytes, peak;
     int64_t      mp_left;       /* sampler: bytes before the next point (memprof.h),
                                    beside the counters the fast path updates */
+    /* headerless blocks (internal.h, arena pools): the free slots (the link
+       in the slot) and the table of tags their words index ([0] unused:
+       index 0 means none); here, not in the arena, so that a free reads
+       neither through rpi_arena */
+    void        *hl_free;
+    rpi_tag    **hl_tags;
     size_t       reserved;      /* arena: chunks + big blocks; malloc: alignment slack only */
     rpi_tag    **tag_buckets;
     size_t       tag_nbuckets, ntags;
@@ -469,6 +513,12 @@ RPI_HIDDEN rpi_tag *rpi_tag_lookup_slow(rp_pool *pool, const char *tag); /* lock
 static inline size_t rpi_tag_slot(const char *key)
 {
     return (size_t)((uintptr_t)key >> 3) & (RPI_TAG_CACHE - 1);
+}
+
+/* The tag of a headerless block of pool from its slot word m. */
+static inline rpi_tag *rpi_hl_tag(rp_pool *pool, uint32_t m)
+{
+    return pool->hl_tags[m >> RPI_HL_TAG_SHIFT];
 }
 
 /* Tag record for tag (lock held): a pointer-cache hit, else a lookup by content. */

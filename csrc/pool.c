@@ -32,6 +32,12 @@ static uint32_t hash_str(const char *s)
     return h;
 }
 
+/* A pool that can have headerless blocks: an unchecked arena pool. */
+static bool hl_pool_kind(const rp_pool *pool)
+{
+    return pool->arena && pool->arena->off;
+}
+
 static rpi_tag *tag_find_or_add(rp_pool *pool, const char *name, bool copy)
 {
     uint32_t h = hash_str(name);
@@ -71,6 +77,9 @@ static rpi_tag *tag_find_or_add(rp_pool *pool, const char *name, bool copy)
     if (pool->tag_last) pool->tag_last->lnext = t; else pool->tag_first = t;
     pool->tag_last = t;
     pool->ntags++;
+    /* unchecked arena pools: the tag's index for headerless slots now (none
+       when the table cannot take it: rpi_tag_lookup_slow) */
+    if (hl_pool_kind(pool)) (void)rpi_hl_tag_index(pool, t);
     return t;
 }
 
@@ -82,7 +91,9 @@ rpi_tag *rpi_tag_lookup_slow(rp_pool *pool, const char *tag)
        calls with it skip the lookup by content (see the contract: a tag
        must not change while the pool may see its pointer). */
     rpi_tag *t = tag_find_or_add(pool, name, tag != NULL);
-    if (t) {
+    /* a record without its headerless index is not cached: alloc_arena_fast
+       takes a slot for any cached record without looking at the index */
+    if (t && (t->hl_word || !hl_pool_kind(pool))) {
         size_t s = rpi_tag_slot(tag);
         pool->tag_key[s] = tag;
         pool->tag_rec[s] = t;
@@ -362,7 +373,8 @@ static void block_dtor_flag(void *block, bool checked, bool on)
 {
     if (rpi_hl_in(block)) {
         uint32_t *mp = rpi_hl_meta(block);
-        *mp = on ? *mp | RPI_HL_DTOR : *mp & ~RPI_HL_DTOR;
+        /* RPI_HL_PLAIN: live without a destructor */
+        *mp = on ? (*mp | RPI_HL_DTOR) & ~RPI_HL_PLAIN : (*mp & ~RPI_HL_DTOR) | RPI_HL_PLAIN;
         return;
     }
     rpi_hdr *h = rpi_hdr_of(block);
@@ -683,7 +695,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
         size - 1 < RPI_HL_MAX && pool->mp_left > (int64_t)size) {
         char *p = rpi_hl_refill(pool, t);
         if (p) {
-            *rpi_hl_meta(p) = t->hl_idx << RPI_HL_TAG_SHIFT | (uint32_t)size;
+            *rpi_hl_meta(p) = t->hl_word | (uint32_t)size;
             rpi_count_new(pool, t, size);
             pool->mp_left -= (int64_t)size;
             unlock_both(pool, checked);
@@ -833,12 +845,14 @@ static inline __attribute__((always_inline)) void *alloc_hl_general(rp_pool *poo
     if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
     return alloc_general(pool, size, tag, plain);
 }
-/* The slot p (its word written) counted, the pool left. */
+/* The slot p (its word *mp written: word, t->hl_word, with the size)
+   counted, the pool left. */
 static inline __attribute__((always_inline)) void *alloc_hl_done(rp_pool *pool, rpi_tag *t,
-                                                                 char *p, uint32_t idx,
-                                                                 size_t size, const int locked)
+                                                                 char *p, uint32_t *mp,
+                                                                 uint32_t word, size_t size,
+                                                                 const int locked)
 {
-    *rpi_hl_meta(p) = idx << RPI_HL_TAG_SHIFT | (uint32_t)size;
+    *mp = word | (uint32_t)size;
     rpi_count_new(pool, t, size);
     if (locked == RPI_SYNC_LOCK) return rpi_lock_release_ret(&pool->lock, (void *)p);
     if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
@@ -859,7 +873,7 @@ static inline __attribute__((always_inline)) void *alloc_hl_refill(rp_pool *pool
         pool->mp_left += (int64_t)size;   /* the general path counts it */
         return alloc_hl_general(pool, size, tag, plain, locked);
     }
-    return alloc_hl_done(pool, t, p, t->hl_idx, size, locked);
+    return alloc_hl_done(pool, t, p, rpi_hl_meta(p), t->hl_word, size, locked);
 }
 __attribute__((noinline)) static void *alloc_hl_refill_none(rp_pool *pool, rpi_tag *t, size_t size,
                                                             const char *tag, bool plain)
@@ -886,11 +900,11 @@ static inline __attribute__((always_inline)) void *alloc_hl(rp_pool *pool, rpi_a
         pool->mp_left += (int64_t)size;   /* the general path counts it */
         return alloc_hl_general(pool, size, tag, plain, locked);
     }
-    char *p = a->hl_free;
-    uint32_t idx = t->hl_idx;
-    if (RPI_LIKELY(p != NULL && idx != 0)) {
-        a->hl_free = *(void **)p;
-    } else if (idx != 0 && a->hl_cur < a->hl_end) {
+    char *p = pool->hl_free;
+    uint32_t word = t->hl_word;
+    if (RPI_LIKELY(p != NULL && word != 0)) {
+        pool->hl_free = rpi_hl_link(p);
+    } else if (word != 0 && a->hl_cur < a->hl_end) {
         p = a->hl_cur;
         a->hl_cur += 16;
     } else {
@@ -898,7 +912,7 @@ static inline __attribute__((always_inline)) void *alloc_hl(rp_pool *pool, rpi_a
                : locked == RPI_SYNC_BIASED ? alloc_hl_refill_biased(pool, t, size, tag, plain)
                                            : alloc_hl_refill_none(pool, t, size, tag, plain);
     }
-    return alloc_hl_done(pool, t, p, idx, size, locked);
+    return alloc_hl_done(pool, t, p, rpi_hl_meta(p), word, size, locked);
 }
 /* (parameters in the order rp_alloc holds them: few moves before the call) */
 __attribute__((noinline)) static void *alloc_hl_none(rp_pool *pool, size_t size, const char *tag,
@@ -946,11 +960,6 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     if (RPI_LIKELY(h != NULL)) {
         a->free[c] = h->link;
     } else {
-        /* a biased shard's owner takes in the blocks other threads freed
-           before it carves (rpi_bias_enter) */
-        if (locked == RPI_SYNC_BIASED &&
-            RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL))
-            goto general_locked;
         if (c == 1) {
             /* 1 to RPI_HL_MAX bytes: a headerless slot (class 1's list holds
                only blocks with a header made when no headerless slot could
@@ -958,26 +967,39 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
                current chunk, without a call; the rest out of line: alloc_hl
                (the sampler, a new chunk; a pool without headerless blocks,
                rpi_arena.hl_no, has no free slot and nothing to carve, and
-               its refill fails over to the general path). */
-            char *p = a->hl_free;
-            uint32_t idx = t->hl_idx;
-            if (RPI_LIKELY(idx != 0) && RPI_LIKELY(p != NULL || a->hl_cur < a->hl_end)) {
+               its refill fails over to the general path). A tag in the
+               pointer cache has its index (rpi_tag_lookup_slow) whenever
+               the pool has headerless slots. Other threads free a biased
+               pool's headerless blocks under its lock, never through its
+               list of remote frees: a biased owner looks at that list only
+               before a new chunk (alloc_hl_refill). */
+            char *p = pool->hl_free;
+            uint32_t word = t->hl_word;
+            if (RPI_LIKELY(p != NULL || a->hl_cur < a->hl_end)) {
                 if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) {
                     pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
                 } else {
+                    uint32_t *mp;
                     if (RPI_LIKELY(p != NULL)) {
-                        a->hl_free = *(void **)p;
+                        pool->hl_free = rpi_hl_link(p);
+                        mp = rpi_hl_link_word(p);   /* hl_put left it there */
                     } else {
                         p = a->hl_cur;
                         a->hl_cur += 16;
+                        mp = rpi_hl_meta(p);
                     }
-                    return alloc_hl_done(pool, t, p, idx, size, locked);
+                    return alloc_hl_done(pool, t, p, mp, word, size, locked);
                 }
             }
             return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
                    : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
                                                : alloc_hl_none(pool, size, tag, plain, t, a);
         }
+        /* a biased shard's owner takes in the blocks other threads freed
+           before it carves (rpi_bias_enter) */
+        if (locked == RPI_SYNC_BIASED &&
+            RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL))
+            goto general_locked;
         /* carve from the current chunk (the class size only here: a free
            list hit does not compute it) */
         size_t cs = rpi_carve_bytes[c];
@@ -1722,23 +1744,36 @@ void rpi_shard_exclude(rp_pool *s)
 
 /* Headerless blocks (internal.h): the owner's calls on a biased pool take
    no lock, every other call on a thread-safe pool the pool's lock (which
-   waits out the owner). hl_enter_nolock enters without the lock where that
-   is allowed: RPI_SYNC_NONE (an unsynchronised pool), RPI_SYNC_BIASED (the
-   biased pool's owner, in its fast section), else RPI_SYNC_LOCK with
-   nothing taken. */
-static inline __attribute__((always_inline)) int hl_enter_nolock(rp_pool *pool)
+   waits out the owner). hl_enter_nolock enters the pool of owner word own
+   (a chunk's, internal.h: the pool and its RPI_HL_OWN_* bits; *pool set to
+   the pool) without the lock where that is allowed: RPI_SYNC_NONE (an
+   unsynchronised pool), RPI_SYNC_BIASED (the biased pool's owner, in its
+   fast section), else RPI_SYNC_LOCK with nothing taken. */
+static inline __attribute__((always_inline)) int hl_enter_nolock(uintptr_t own, rp_pool **pool)
 {
-    unsigned f = pool->flags;
-    if (f & RP_POOL_UNSYNC) return RPI_SYNC_NONE;
-    if ((f & RPI_POOL_BIASED) &&
-        RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
-                   rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool)))
+    if (!(own & RPI_HL_OWN_KIND)) {
+        /* NULL for a chunk never taken: its slot words are all 0, and the
+           callers look at the slot's word first */
+        *pool = (rp_pool *)own;
+        return RPI_SYNC_NONE;
+    }
+    *pool = (rp_pool *)(own & ~RPI_HL_OWN_KIND);
+    if (!(own & RPI_HL_OWN_LOCKED) &&   /* RPI_HL_OWN_BIASED */
+        RPI_LIKELY(atomic_load_explicit(&(*pool)->bias_owner, memory_order_relaxed) ==
+                   rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(*pool)))
         return RPI_SYNC_BIASED;
     return RPI_SYNC_LOCK;
 }
+/* The owner word of pool's chunks. */
+static inline uintptr_t hl_own_of(rp_pool *pool)
+{
+    return (uintptr_t)pool | (pool->flags & RP_POOL_UNSYNC    ? RPI_HL_OWN_UNSYNC
+                              : pool->flags & RPI_POOL_BIASED ? RPI_HL_OWN_BIASED
+                                                              : RPI_HL_OWN_LOCKED);
+}
 static inline int hl_enter(rp_pool *pool)
 {
-    int how = hl_enter_nolock(pool);
+    int how = hl_enter_nolock(hl_own_of(pool), &pool);
     if (how == RPI_SYNC_LOCK) rpi_pool_lock(pool);
     return how;
 }
@@ -1759,12 +1794,13 @@ static rp_pool *hl_pool(const void *block, const char *call)
     return pool;
 }
 
-/* A freed slot (the pool entered): its word cleared, onto the free list. */
-static inline void hl_put(rpi_arena *a, void *block, uint32_t *mp)
+/* A freed slot (the pool entered): its word *mp cleared, onto the free
+   list (rpi_hl_link_put: the word's address kept beside the link). */
+static inline void hl_put(rp_pool *pool, void *block, uint32_t *mp)
 {
     *mp = 0;
-    *(void **)block = a->hl_free;
-    a->hl_free = block;
+    rpi_hl_link_put(block, pool->hl_free, mp);
+    pool->hl_free = block;
 }
 
 /* rp_free of a headerless block, the general case: the pool's lock (or the
@@ -1789,9 +1825,8 @@ __attribute__((noinline)) static void hl_free(void *block)
                          "or never handed out)", block);
         return;
     }
-    rpi_arena *a = pool->arena;
-    rpi_counters_sub_in(pool, rpi_hl_tag(a, m), m & RPI_HL_SIZE);
-    hl_put(a, block, mp);
+    rpi_counters_sub_in(pool, rpi_hl_tag(pool, m), m & RPI_HL_SIZE);
+    hl_put(pool, block, mp);
     hl_exit(pool, how);
 }
 
@@ -1799,9 +1834,8 @@ __attribute__((noinline)) static void hl_free(void *block)
 static inline __attribute__((always_inline)) void hl_free_in(rp_pool *pool, void *block,
                                                              uint32_t *mp, uint32_t m)
 {
-    rpi_arena *a = pool->arena;
-    rpi_counters_sub_in(pool, rpi_hl_tag(a, m), m & RPI_HL_SIZE);
-    hl_put(a, block, mp);
+    rpi_counters_sub_in(pool, rpi_hl_tag(pool, m), m & RPI_HL_SIZE);
+    hl_put(pool, block, mp);
 }
 
 /* The pool entered as how says (not RPI_SYNC_LOCK): the block freed when its
@@ -1811,7 +1845,7 @@ static inline __attribute__((always_inline)) bool hl_free_entered(rp_pool *pool,
                                                                   uint32_t *mp, const int how)
 {
     uint32_t m = *mp;
-    bool fast = (m & RPI_HL_SIZE) && !(m & RPI_HL_DTOR);
+    bool fast = m & RPI_HL_PLAIN;   /* live, no destructor */
     if (RPI_LIKELY(fast)) hl_free_in(pool, block, mp, m);
     hl_exit(pool, how);
     return fast;
@@ -1826,11 +1860,15 @@ __attribute__((noinline)) static void free_slow(void *block)
 {
     uintptr_t d = (uintptr_t)block - RPI_HL_READ(rpi_hl_base);
     if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl_span))) {
-        rp_pool *pool = rpi_hl_pool_at(d);
-        if (RPI_UNLIKELY(!pool)) goto general;
-        uint32_t *mp = rpi_hl_meta_at(block, d);
+        uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;
+        if (RPI_UNLIKELY(!rpi_hl_slot_ok(k))) goto general;
+        /* the chunk's owner word: the pool and its kind (a chunk no pool
+           has: hl_free reports it) */
+        rpi_hlchunk *c = rpi_hl_chunk(block);
+        uint32_t *mp = rpi_hl_meta_k(c, k);
+        rp_pool *pool;
         /* each kind of entry its own copy (no register to tell them apart) */
-        int how = hl_enter_nolock(pool);
+        int how = hl_enter_nolock(atomic_load_explicit(&c->owner, memory_order_relaxed), &pool);
         if (how == RPI_SYNC_NONE) {
             if (RPI_LIKELY(hl_free_entered(pool, block, mp, RPI_SYNC_NONE))) return;
         } else if (how == RPI_SYNC_BIASED) {
@@ -1938,7 +1976,6 @@ __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, siz
         return NULL;
     }
     pool = owner;
-    rpi_arena *a = pool->arena;
     uint32_t *mp = rpi_hl_meta(block);
     lock_both(pool, false);
     uint32_t m = *mp;
@@ -1947,7 +1984,7 @@ __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, siz
         rpi_report_error(RP_EDOUBLEFREE, block, "%s: block %p was freed", call, block);
         return NULL;
     }
-    rpi_tag *t = rpi_hl_tag(a, m);
+    rpi_tag *t = rpi_hl_tag(pool, m);
     size_t old = m & RPI_HL_SIZE;
     if (size > RP_MAX_SIZE) goto fail_locked;
     if (size - 1 < RPI_HL_MAX && pool->mp_left > (int64_t)size) {
@@ -1968,7 +2005,7 @@ __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, siz
         n->word |= RPI_F_DTOR;
         dtor_rekey(pool, block, n);
     }
-    hl_put(a, block, mp);
+    hl_put(pool, block, mp);
     rpi_counters_sub_in(pool, t, old);
     rpi_counters_add_in(pool, t, size);
     return resize_done(pool, block, n, old, size, false, false);
@@ -2099,19 +2136,18 @@ static inline __attribute__((always_inline)) void counters_resize(rp_pool *pool,
 static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, void *block,
                                                                 size_t size, void **out)
 {
-    uintptr_t d = (uintptr_t)block - RPI_HL_READ(rpi_hl_base);
-    rp_pool *pool = rpi_hl_pool_at(d);
+    rp_pool *pool = rpi_hl_pool_of(block);
     if (!pool || (arg && arg != pool && arg != pool->front) || size > RP_MAX_SIZE ||
         pool->mp_left <= (int64_t)size)
         return false;
-    int how = hl_enter_nolock(pool);
+    int how = hl_enter_nolock(rpi_hl_own(block), &pool);
     if (how == RPI_SYNC_LOCK) return false;
     bool biased = how == RPI_SYNC_BIASED;
-    uint32_t *mp = rpi_hl_meta_at(block, d);
+    uint32_t *mp = rpi_hl_meta(block);
     uint32_t m = *mp;
-    if (!(m & RPI_HL_SIZE) || (m & RPI_HL_DTOR)) goto no;
+    if (!(m & RPI_HL_PLAIN)) goto no;   /* live without a destructor */
     rpi_arena *a = pool->arena;
-    rpi_tag *t = rpi_hl_tag(a, m);
+    rpi_tag *t = rpi_hl_tag(pool, m);
     size_t old = m & RPI_HL_SIZE;
     void *r = block;
     if (size - 1 < RPI_HL_MAX) {
@@ -2136,7 +2172,7 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
         n->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
         n->origin = t;
         memcpy(rpi_payload(n), block, 16);
-        hl_put(a, block, mp);
+        hl_put(pool, block, mp);
         r = rpi_payload(n);
     }
     pool->mp_left -= (int64_t)size;   /* not due: checked above */
@@ -2560,7 +2596,7 @@ const char *rp_block_tag(const void *block)
         int how;
         uint32_t m = hl_word(block, "rp_block_tag", &pool, &how);
         if (!m) return NULL;
-        const char *name = rpi_hl_tag(pool->arena, m)->name;
+        const char *name = rpi_hl_tag(pool, m)->name;
         hl_exit(pool, how);
         return name;
     }
@@ -2773,7 +2809,7 @@ static int visit_unlocked(rp_pool *pool, bool checked, rpi_hdr *h, rp_visit_fn v
 static int visit_hl(rp_pool *pool, void *p, rp_visit_fn visit, void *arg)
 {
     uint32_t m = *rpi_hl_meta(p);
-    const char *tag = rpi_hl_tag(pool->arena, m)->name;
+    const char *tag = rpi_hl_tag(pool, m)->name;
     unlock_both(pool, false);
     int rc = visit(p, m & RPI_HL_SIZE, tag, arg);
     lock_both(pool, false);
@@ -2945,7 +2981,7 @@ static int check_one(rp_pool *pool)
                 ring_whole = false;
                 break;
             }
-            if (i == 0 || i >= a->hl_ntags || a->hl_tags[i]->pool != pool) {
+            if (i == 0 || i >= a->hl_ntags || pool->hl_tags[i]->pool != pool) {
                 note(&cn, p, "rp_pool_check: pool '%s': block %p has a foreign origin",
                      pool->name, p);
                 ring_whole = false;

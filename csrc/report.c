@@ -242,7 +242,7 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
             rpi_hlslots hs = { 0 };
             for (void *b; (b = rpi_hl_next_live(p->arena, &hs)) != NULL;) {
                 uint32_t m = *rpi_hl_meta(b);
-                put_block(f, first, b, m & RPI_HL_SIZE, rpi_hl_tag(p->arena, m)->name, NULL, &jo);
+                put_block(f, first, b, m & RPI_HL_SIZE, rpi_hl_tag(p, m)->name, NULL, &jo);
                 first = false;
             }
         }
