@@ -685,6 +685,97 @@ static void sampled_small_blocks_among_free_slots(void)
     tu_end_pool(pool);
 }
 
+/* A destroyed pool's headerless chunks go to the region's spares with their
+   slot words as they were: a pointer still held into one is reported as
+   foreign (no pool has the chunk), for each kind of pool, and nothing
+   breaks. */
+static void stale_small_block_after_destroy(void)
+{
+    if (!tu_is_arena()) return;
+    const unsigned kinds[] = {RP_POOL_UNSYNC, 0};
+    for (size_t j = 0; j < 2; j++) {
+        rp_pool *pool = pool_with("hl-stale", kinds[j]);
+        void *first = rp_alloc(pool, 8, "t0");   /* the sampler's check point */
+        char *p = rp_alloc(pool, 8, "t0");
+        CHECK(first != NULL && p != NULL);
+        CHECK(rp_block_pool(p) == pool);
+        rp_free(first);
+        tu_watched = NULL;
+        rp_pool_destroy(pool);   /* p still live in it */
+        rp_error_handler prev = rp_set_error_handler(tu_record_error);
+        tu_errors_reset();
+        rp_free(p);
+        CHECK_ONE_ERROR(RP_EFOREIGN);
+        CHECK_EQ(rp_block_size(p), 0);
+        CHECK_ONE_ERROR(RP_EFOREIGN);
+        CHECK(rp_block_tag(p) == NULL);
+        CHECK_ONE_ERROR(RP_EFOREIGN);
+        rp_set_error_handler(prev);
+    }
+}
+
+/* Per-tag counters of one tag. */
+static void tag_counts(rp_pool *pool, const char *tag, size_t *blocks, size_t *bytes)
+{
+    rp_tag_stat st[32];
+    size_t n = rp_pool_stats(pool, st, 32);
+    *blocks = *bytes = SIZE_MAX;
+    for (size_t i = 0; i < n && i < 32; i++)
+        if (strcmp(st[i].tag, tag) == 0) {
+            *blocks = st[i].blocks;
+            *bytes = st[i].bytes;
+        }
+}
+
+/* A tag whose record could not get its index for headerless blocks (the
+   pool's table of tags could not grow: the 16th tag, an allocation made to
+   fail) while the pool has free slots: its small blocks still carry its
+   tag, size and counters exactly (the index is taken at the next small
+   allocation). */
+static void small_blocks_of_a_tag_without_index(void)
+{
+    if (!tu_is_arena()) return;
+    static const char *const names[15] = {"n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8",
+                                          "n9", "n10", "n11", "n12", "n13", "n14", "n15"};
+    const unsigned kinds[] = {RP_POOL_UNSYNC, 0};
+    for (size_t j = 0; j < 2; j++) {
+        int absorbed = 0;
+        for (long n = 1; n <= 6; n++) {
+            rp_pool *pool = pool_with("hl-noindex", kinds[j]);
+            void *keep[15];
+            for (int i = 0; i < 15; i++) CHECK((keep[i] = rp_alloc(pool, 8, names[i])) != NULL);
+            /* a free slot waits, so the next small block needs no call */
+            void *gap = rp_alloc(pool, 8, names[0]);
+            CHECK(gap != NULL);
+            rp_free(gap);
+            rp_debug_fail_after(n, 0);
+            void *big = rp_alloc_noexc(pool, 100, "late");   /* makes the tag's record */
+            int fired = rp_debug_fail_fired();
+            rp_debug_fail_after(0, 0);
+            if (big && fired) {
+                absorbed = 1;
+                void *s = rp_alloc(pool, 8, "late");
+                CHECK(s != NULL);
+                CHECK_EQ(rp_block_size(s), 8);
+                CHECK_STR(rp_block_tag(s), "late");
+                size_t blocks, bytes;
+                tag_counts(pool, "late", &blocks, &bytes);
+                CHECK_EQ(blocks, 2);
+                CHECK_EQ(bytes, 108);
+                CHECK_INT(rp_pool_check(pool), 0);
+                rp_free(s);
+                tag_counts(pool, "late", &blocks, &bytes);
+                CHECK_EQ(blocks, 1);
+                CHECK_EQ(bytes, 100);
+            }
+            if (big) rp_free(big);
+            for (int i = 0; i < 15; i++) rp_free(keep[i]);
+            tu_end_pool(pool);
+        }
+        CHECK(absorbed);   /* one of the failed allocations was the table's */
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -701,6 +792,8 @@ int main(int argc, char **argv)
         {"headerless_bad_pointers", headerless_bad_pointers},
         {"headerless_reset_and_reuse", headerless_reset_and_reuse},
         {"sampled_small_blocks_among_free_slots", sampled_small_blocks_among_free_slots},
+        {"stale_small_block_after_destroy", stale_small_block_after_destroy},
+        {"small_blocks_of_a_tag_without_index", small_blocks_of_a_tag_without_index},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
