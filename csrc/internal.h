@@ -13,7 +13,10 @@
  * the header (RPI_AHDR, below) and are not on the ring: walks find them in
  * their chunks. Blocks of 1 to 16 bytes there have no header at all (see
  * "Headerless blocks" below): rp_free and the others recognise them by
- * their address before reading anything. Everything else is on the ring:
+ * their address before reading anything. Blocks of checked pools are not
+ * on the ring either: their pool's records in the registry (checked.c) are
+ * their list, and their header's link words hold a guard. Everything else
+ * is on the ring:
  *
  * Each pool owns a sentinel header (pool->ring). Live blocks form a circular,
  * doubly linked list through prev/next that starts and ends at the sentinel:
@@ -99,6 +102,12 @@ _Static_assert(sizeof(rpi_hdr) % _Alignof(max_align_t) == 0,
 static inline bool rpi_compact(uint64_t w)
 {
     return (w & (RPI_F_ARENA | RPI_F_CHECKED)) == RPI_F_ARENA;
+}
+/* Whether the block is on its pool's ring: not a compact arena block, not
+   a checked block (its record is on its pool's list of live records). */
+static inline bool rpi_on_ring(uint64_t w)
+{
+    return !(w & (RPI_F_ARENA | RPI_F_CHECKED));
 }
 static inline rpi_hdr *rpi_hdr_of(const void *p) { return (rpi_hdr *)((char *)p - RPI_HDR); }
 static inline void *rpi_payload(rpi_hdr *h) { return (char *)h + RPI_HDR; }
@@ -714,9 +723,17 @@ typedef struct rpi_entry_view {
     int state; rp_pool *pool; rpi_tag *origin; uint64_t word; void *raw;
 } rpi_entry_view;
 RPI_HIDDEN int  rpi_registry_find(const void *payload, rpi_entry_view *out);
-/* h, reached through a ring link of pool, is a live block of pool whose
-   header, links and the records below it are intact; else false and why. */
-RPI_HIDDEN bool rpi_registry_block_ok(rp_pool *pool, rpi_hdr *h, char *why, size_t cap);
+/* A checked pool's blocks, which are on no ring, in allocation order:
+   the block after *cur (NULL: the first; *cur is then that block's place),
+   or NULL at the end. *ok says whether its header and what lies below it
+   agree with its record (else why is filled, if given: do not read the
+   block, and go no further). */
+RPI_HIDDEN rpi_hdr *rpi_registry_next(rp_pool *pool, void **cur, bool *ok, char *why, size_t cap);
+/* rp_pool_walk over a checked pool's blocks: visit runs with the lock let
+   go; RP_ECORRUPT (why filled) at a block whose header disagrees with its
+   record, else the first non-zero of visit, else 0. */
+RPI_HIDDEN int rpi_registry_walk(rp_pool *pool, rp_visit_fn visit, void *arg, char *why,
+                                 size_t cap);
 /* Live blocks of pool and their bytes, from the table. */
 RPI_HIDDEN void rpi_registry_live_totals(rp_pool *pool, size_t *blocks, size_t *bytes);
 /* Validates a checked block for op (a call name); reports and returns the

@@ -716,7 +716,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     }
     h->origin = t;
     if (checked) h->word |= RPI_F_CHECKED;
-    if (!rpi_compact(h->word)) rpi_ring_insert(pool, h);   /* compact: found by chunk */
+    if (rpi_on_ring(h->word)) rpi_ring_insert(pool, h);   /* else by chunk, or by record */
     rpi_count_new(pool, t, size);
     if (srec) rpi_poolstack_link(pool, h, srec);
     if (checked) {
@@ -1585,7 +1585,7 @@ static void free_trusted(rpi_hdr *h, bool checked)
     if (RPI_UNLIKELY(h->word & RPI_F_SAMPLED) ||
         (checked && atomic_load_explicit(&rpi_memprof_entries, memory_order_relaxed)))
         pend = rpi_memprof_untrack(block);
-    if (!rpi_compact(h->word)) rpi_ring_unlink(h);
+    if (rpi_on_ring(h->word)) rpi_ring_unlink(h);
     rpi_counters_sub(h->origin, rpi_size(h));
     if (h->word & RPI_F_STACK) rpi_poolstack_unlink(pool, block, rpi_size(h));
     if (!checked) {
@@ -1957,8 +1957,10 @@ static void dtor_rekey(rp_pool *pool, void *block, rpi_hdr *n)
 
 static void relink_moved(rp_pool *pool, rpi_hdr *n, void *block)
 {
-    n->prev->next = n;
-    n->next->prev = n;
+    if (rpi_on_ring(n->word)) {   /* a checked block: its record moves */
+        n->prev->next = n;
+        n->next->prev = n;
+    }
     if (n->word & RPI_F_DTOR) dtor_rekey(pool, block, n);
 }
 
@@ -2084,9 +2086,9 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         n->origin = h->origin;
         n->word |= h->word & (RPI_F_DTOR | RPI_F_CHECKED | RPI_F_STACK);
         /* the new block takes the old one's place in the ring; a compact
-           arena block (small, unchecked) is on no ring */
-        if (!rpi_compact(n->word)) {
-            if (rpi_compact(h->word)) {
+           arena block (small, unchecked) and a checked block are on none */
+        if (rpi_on_ring(n->word)) {
+            if (!rpi_on_ring(h->word)) {
                 rpi_ring_insert(pool, n);
             } else {
                 n->prev = h->prev;
@@ -2094,7 +2096,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
                 n->prev->next = n;
                 n->next->prev = n;
             }
-        } else if (!rpi_compact(h->word)) {
+        } else if (rpi_on_ring(h->word)) {
             rpi_ring_unlink(h);
         }
         if (n->word & RPI_F_DTOR) dtor_rekey(pool, block, n);
@@ -2836,10 +2838,6 @@ static int walk_one(rp_pool *pool, rp_visit_fn visit, void *arg)
         /* other walks' marks are not blocks */
         while (h != &pool->ring && rpi_is_mark(pool, h)) h = h->next;
         if (h == &pool->ring) break;
-        if (checked && !rpi_registry_block_ok(pool, h, why, sizeof why)) {
-            rc = RP_ECORRUPT;
-            break;
-        }
         rpi_ring_unlink(&m.h);
         m.h.prev = h;
         m.h.next = h->next;
@@ -2847,6 +2845,8 @@ static int walk_one(rp_pool *pool, rp_visit_fn visit, void *arg)
         h->next = &m.h;
         if ((rc = visit_unlocked(pool, checked, h, visit, arg)) != 0) break;
     }
+    /* a checked pool's blocks (on no ring): by their records */
+    if (!rc && checked) rc = rpi_registry_walk(pool, visit, arg, why, sizeof why);
     /* then the compact blocks, chunk by chunk: the mark on pool->marks
        keeps every slot boundary in place meanwhile (no carve-back) */
     if (!rc && pool->arena && pool->arena->off) {
@@ -2939,14 +2939,6 @@ static int check_one(rp_pool *pool)
     bool ring_whole = true;
     rpi_hdr *prev = &pool->ring;
     for (rpi_hdr *h = pool->ring.next; h != &pool->ring; prev = h, h = h->next) {
-        char why[256];
-        /* checked: a link is followed only to a block known live in this
-           pool; a header that disagrees with the table ends the walk */
-        if (checked && !rpi_is_mark(pool, h) && !rpi_registry_block_ok(pool, h, why, sizeof why)) {
-            note(&cn, rpi_payload(h), "rp_pool_check: pool '%s': %s", pool->name, why);
-            ring_whole = false;
-            break;
-        }
         if (h->prev != prev) {
             note(&cn, rpi_payload(h), "rp_pool_check: pool '%s': ring link broken at block %p",
                  pool->name, rpi_payload(h));
@@ -2954,9 +2946,27 @@ static int check_one(rp_pool *pool)
             break;
         }
         if (rpi_is_mark(pool, h)) continue;
-        if (!check_counted(&cn, pool, h, "ring holds", limit, !checked, &blocks, &bytes)) {
+        if (!check_counted(&cn, pool, h, "ring holds", limit, true, &blocks, &bytes)) {
             ring_whole = false;
             break;
+        }
+    }
+    /* checked blocks (on no ring): by their records; a header that
+       disagrees with its record ends the pass */
+    if (checked && ring_whole) {
+        char why[256];
+        void *cur = NULL;
+        bool ok;
+        for (rpi_hdr *h; (h = rpi_registry_next(pool, &cur, &ok, why, sizeof why)) != NULL;) {
+            if (!ok) {
+                note(&cn, rpi_payload(h), "rp_pool_check: pool '%s': %s", pool->name, why);
+                ring_whole = false;
+                break;
+            }
+            if (!check_counted(&cn, pool, h, "records hold", limit, false, &blocks, &bytes)) {
+                ring_whole = false;
+                break;
+            }
         }
     }
     /* compact arena blocks (unchecked pools): by chunk */

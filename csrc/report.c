@@ -224,9 +224,15 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
         for (rp_pool *p = pool; p; p = !folded ? NULL : p == pool ? pool->shards : p->shard_next)
         for (rpi_hdr *h = p->ring.next; h != &p->ring; h = h->next) {
             if (rpi_is_mark(p, h)) continue;
-            /* checked: a link is followed only to a block known intact */
-            char why[256];
-            if (checked && !rpi_registry_block_ok(pool, h, why, sizeof why)) break;
+            put_hdr_block(f, first, h, stacks, &jo);
+            first = false;
+        }
+        /* a checked pool's blocks (on no ring), up to one whose header
+           disagrees with its record */
+        bool ok;
+        for (void *cur = NULL; checked;) {
+            rpi_hdr *h = rpi_registry_next(pool, &cur, &ok, NULL, 0);
+            if (!h || !ok) break;
             put_hdr_block(f, first, h, stacks, &jo);
             first = false;
         }

@@ -468,6 +468,142 @@ static void test_untagged_blocks_checked(void)
     tu_end_pool(pool);
 }
 
+/* ------------------------------------------------- header guard, walks */
+
+/* A checked block's header copied over another's of the same tag and size
+   (origin and size word then agree) is still detected: the first 16 bytes
+   of a checked header are a guard of that block alone. Free, resize,
+   check and walk refuse it; restored, the block is whole again. */
+static void test_header_copied_from_another_block_detected(void)
+{
+    rp_pool *pool = tu_pool_ex("copied-header", RP_POOL_CHECKED);
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    unsigned char *a = rp_alloc(pool, 48, "same");
+    unsigned char *b = rp_alloc(pool, 48, "same");
+    unsigned char *c = rp_alloc(pool, 48, "same");
+    unsigned char saved[32];
+    int visited = 0;
+    memcpy(saved, b - 32, 32);
+    CHECK(memcmp(b - 16, a - 16, 16) == 0);   /* origin and word agree */
+    memcpy(b - 32, a - 32, 32);
+    tu_errors_reset();
+    rp_free(b);
+    CHECK_ONE_ERROR(RP_ECORRUPT);
+    CHECK(rp_resize_noexc(pool, b, 100) == NULL);
+    CHECK_ONE_ERROR(RP_ECORRUPT);
+    CHECK_INT(rp_pool_check(pool), RP_ECORRUPT);
+    CHECK(tu_err_count >= 1);
+    CHECK(tu_err_block[0] == b);
+    tu_errors_reset();
+    CHECK_INT(rp_pool_walk(pool, count_visit, &visited), RP_ECORRUPT);
+    CHECK_INT(visited, 1);   /* a, then b is refused */
+    CHECK_ONE_ERROR(RP_ECORRUPT);
+    /* a's own header is untouched: a is freed normally */
+    rp_free(a);
+    CHECK_INT(tu_err_count, 0);
+    memcpy(b - 32, saved, 32);
+    CHECK_INT(rp_pool_check(pool), 0);
+    visited = 0;
+    CHECK_INT(rp_pool_walk(pool, count_visit, &visited), 0);
+    CHECK_INT(visited, 2);
+    rp_free(b);
+    rp_free(c);
+    CHECK_INT(tu_err_count, 0);
+    rp_set_error_handler(prev);
+    tu_end_pool(pool);
+}
+
+/* A walk of a checked pool whose visitor frees blocks (the one visited,
+   one not yet visited), allocates new ones, checks the pool and walks it
+   again: every block is visited once if it is live when the walk reaches
+   it, never after it was freed, new blocks included; reset and destroy are
+   refused meanwhile. */
+#define WALK_N 40
+typedef struct walk_state {
+    rp_pool *pool;
+    void *b[WALK_N + 12];
+    int visits[WALK_N + 12];
+    int nb, nvisits, freed_ahead, added, inner_rc, check_rc, busy_rc;
+    size_t inner;
+} walk_state;
+
+static int inner_visit(void *block, size_t size, const char *tag, void *arg)
+{
+    (void)block; (void)size; (void)tag;
+    ++*(size_t *)arg;
+    return 0;
+}
+
+static int freeing_visit(void *block, size_t size, const char *tag, void *arg)
+{
+    walk_state *w = arg;
+    int i;
+    (void)tag;
+    for (i = 0; i < w->nb && w->b[i] != block; i++) {}
+    if (i == w->nb) return 1;   /* not a block of the pool (or freed) */
+    if (w->nvisits > 2 * (WALK_N + 12)) return 2;   /* the walk lost its place */
+    CHECK_EQ(size, (size_t)(16 + i));
+    w->visits[i]++;
+    w->nvisits++;
+    if (w->nvisits == 1) {
+        /* a walk inside the walk, and a check: the places of walks are
+           not blocks */
+        w->inner = 0;
+        w->inner_rc = rp_pool_walk(w->pool, inner_visit, &w->inner);
+        w->check_rc = rp_pool_check(w->pool);
+        w->busy_rc = rp_pool_reset(w->pool);
+    }
+    if (i % 5 == 0 && i + 1 < WALK_N && w->b[i + 1]) {   /* one not yet visited */
+        rp_free(w->b[i + 1]);
+        w->b[i + 1] = NULL;
+        w->freed_ahead++;
+    }
+    if (i % 2 == 0) {   /* the one visited */
+        rp_free(block);
+        w->b[i] = NULL;
+    }
+    if (w->added < 10) {   /* new blocks, after every one there */
+        int k = WALK_N + w->added++;
+        w->b[k] = rp_alloc(w->pool, (size_t)(16 + k), "new");
+        w->nb = k + 1;
+    }
+    return 0;
+}
+
+static void test_walk_survives_visitor_changes(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    walk_state *w = calloc(1, sizeof *w);
+    int i, live = 0;
+    CHECK(w != NULL);
+    w->pool = tu_pool_ex("walked", RP_POOL_CHECKED);
+    for (i = 0; i < WALK_N; i++) w->b[i] = rp_alloc(w->pool, (size_t)(16 + i), "old");
+    w->nb = WALK_N;
+    tu_errors_reset();
+    CHECK_INT(rp_pool_walk(w->pool, freeing_visit, w), 0);
+    CHECK_INT(tu_err_count, 0);
+    CHECK_INT(w->inner_rc, 0);
+    CHECK_EQ(w->inner, (size_t)WALK_N);   /* every block, the walk's place not counted */
+    CHECK_INT(w->check_rc, 0);
+    CHECK_INT(w->busy_rc, RP_EBUSY);
+    CHECK_INT(w->added, 10);
+    CHECK(w->freed_ahead > 0);
+    for (i = 0; i < w->nb; i++) {
+        /* a block freed before the walk reached it was never visited */
+        int freed_ahead = i < WALK_N && i % 5 == 1 && w->b[i] == NULL && w->visits[i] == 0;
+        if (!freed_ahead) CHECK_INT(w->visits[i], 1);
+        if (w->b[i]) live++;
+    }
+    CHECK_INT(w->nvisits, WALK_N + 10 - w->freed_ahead);
+    CHECK_EQ(rp_pool_outstanding(w->pool, NULL), (size_t)live);
+    CHECK_INT(rp_pool_check(w->pool), 0);
+    for (i = 0; i < w->nb; i++) rp_free(w->b[i]);
+    CHECK_INT(tu_err_count, 0);
+    rp_set_error_handler(prev);
+    tu_end_pool(w->pool);
+    free(w);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -480,6 +616,9 @@ int main(int argc, char **argv)
         {"tag_buffer_changed_back_reported", test_tag_buffer_changed_back_reported},
         {"static_tag_buffer_changed_reported", test_static_tag_buffer_changed_reported},
         {"untagged_blocks_checked", test_untagged_blocks_checked},
+        {"header_copied_from_another_block_detected",
+         test_header_copied_from_another_block_detected},
+        {"walk_survives_visitor_changes", test_walk_survives_visitor_changes},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }

@@ -532,8 +532,8 @@ static void check_all_counters(void)
         if (pools[i].p) check_counters(i);
 }
 
-/* ordered: the ring holds every block (malloc backing, checked pools), so a
-   walk goes in allocation order; unchecked arena pools walk their small
+/* ordered: the ring (malloc backing) or the pool's records (checked pools)
+   hold every block, so a walk goes in allocation order; unchecked arena pools walk their small
    blocks by chunk: each once, in no set order. */
 typedef struct walk_ctx { int pool; size_t seen; uint64_t last_seq; bool ordered; uint64_t gen; } walk_ctx;
 
