@@ -7,7 +7,7 @@ SYS_PACKAGES += g++
 STACKS_TEST_DIR  := $(BUILD)/stacks-tests
 STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx \
                     $(STACKS_TEST_DIR)/threads_signals $(STACKS_TEST_DIR)/dlcycle \
-                    $(STACKS_TEST_DIR)/memo $(STACKS_TEST_DIR)/memo_fork $(STACKS_TEST_DIR)/splice $(STACKS_TEST_DIR)/splice_o2 \
+                    $(STACKS_TEST_DIR)/memo $(STACKS_TEST_DIR)/memo_fork $(STACKS_TEST_DIR)/splice $(STACKS_TEST_DIR)/splice_o2 $(STACKS_TEST_DIR)/slots \
                     $(STACKS_TEST_DIR)/plugin1.so $(STACKS_TEST_DIR)/plugin2.so
 CXX ?= g++
 
@@ -31,6 +31,11 @@ $(STACKS_TEST_DIR)/splice: tests/stacks/splice.c
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -fno-omit-frame-pointer -o $@ $< -lpthread
 
 $(STACKS_TEST_DIR)/splice_o2: tests/stacks/splice.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -fomit-frame-pointer -o $@ $< -lpthread
+
+# Allocations that come back to the same places (the walks kept by place).
+$(STACKS_TEST_DIR)/slots: tests/stacks/slots.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -fomit-frame-pointer -o $@ $< -lpthread
 

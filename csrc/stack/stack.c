@@ -414,6 +414,11 @@ size_t rpi_stack_get(uint32_t id, const uintptr_t **frames)
     return r->n;
 }
 
+const uintptr_t *rpi_stack_frames_of(uint32_t id)
+{
+    return atomic_load_explicit(&records[id], memory_order_acquire)->frame;
+}
+
 uint32_t rpi_stack_count(void)
 {
     return atomic_load_explicit(&next_id, memory_order_acquire);

@@ -146,6 +146,8 @@ RPI_STACK_HIDDEN uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr
    among them; r < 0: the general unwinder), which clears rpi_stack_busy.
    rpi_stack_fast_ready: the table is ready and the cached walker chosen. */
 RPI_STACK_HIDDEN uint32_t rpi_stack_intern_hashed(const uintptr_t *f, size_t n, uint64_t h);
+/* The frames of a stack id the table handed out (no check of the id). */
+RPI_STACK_HIDDEN const uintptr_t *rpi_stack_frames_of(uint32_t id);
 RPI_STACK_HIDDEN uint32_t rpi_stack_walk_rest(int r, const uintptr_t *frames, int n, int depth,
                                               uintptr_t from);
 extern int rpi_stack_fast_ready RPI_STACK_HIDDEN;

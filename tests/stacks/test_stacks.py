@@ -255,6 +255,22 @@ def test_stacks_sharing_their_callers_are_walked_as_libunwind_walks_them(name: s
     assert sum(cached.values()) > 10 * 300
 
 
+@pytest.mark.parametrize("depth", [64, 9])
+def test_stacks_coming_back_to_the_same_places_are_walked_as_libunwind_walks_them(depth: int,
+                                                                                 tmp_path: Path) -> None:
+    """Allocations that return to the same places with others in between
+    (where the walker answers from the walk it kept for the place a capture
+    starts at), among them one place reached through twin callers whose
+    frames are identical, at one and at two levels further out, and one
+    below an alloca frame: allocation for allocation, the stacks libunwind
+    finds, and each twin's allocations under its own caller."""
+    cached = stack_multiset([program("slots")], tmp_path, "cached", depth)
+    general = stack_multiset([program("slots")], tmp_path, "libunwind", depth)
+    assert cached == general
+    assert sum(cached.values()) >= 4 * 400 * 10
+    assert max(len(s) for s in cached) == depth if depth == 9 else max(len(s) for s in cached) > 15
+
+
 def test_stacks_one_return_address_apart_are_told_apart(capsys: pytest.CaptureFixture[str]) -> None:
     """Each allocation's stack differs from the one before in a single
     return address (two callers with identical frames, a recursion one
