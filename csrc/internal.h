@@ -407,6 +407,10 @@ typedef struct rpi_memprof_pool {
 #define RPI_TSLOTS (1u << RPI_TSLOTS_LOG2)
 #define RPI_NO_OWNER ((void *)1)       /* pool->owner matching no thread */
 #define RPI_NO_TAG ((const char *)1)   /* key of an empty tag-cache slot */
+/* How a fast path synchronises: not at all (unsynchronised pool), with the
+   pool's lock, or as the owner of a biased shard (no lock: rpi_bias_enter). */
+enum { RPI_SYNC_NONE = 0, RPI_SYNC_LOCK = 1, RPI_SYNC_BIASED = 2 };
+
 struct rp_pool {
     rpi_hdr      ring;          /* sentinel; must stay first */
     rpi_lock     lock;
@@ -444,6 +448,11 @@ struct rp_pool {
     unsigned     flags;         /* here, not beside the ring sentinel and the
                                    busy mark its owner writes on every call:
                                    other threads' allocations read it */
+    signed char  sync;          /* how its owner's fast paths synchronise, from
+                                   flags (UNSYNC, RPI_POOL_BIASED: both fixed
+                                   once the pool is made): 0 not at all, -1
+                                   biased, 1 the lock (one test of the byte
+                                   tells them apart: rp_free) */
     rpi_arena   *fast_arena;    /* arena of an unchecked pool: the call-free path */
     void        *owner;         /* shardable pools: the thread (its thread pointer)
                                    whose calls use the pool itself without a

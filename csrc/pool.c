@@ -219,6 +219,14 @@ static bool shard_bias_allowed(void)
 }
 static bool bias_allowed(void) { return rpi_lock_fence_ok() && shard_bias_allowed(); }
 
+/* rp_pool.sync from the pool's flags (set again when RPI_POOL_BIASED is). */
+static signed char pool_sync(const rp_pool *pool)
+{
+    return pool->flags & RP_POOL_UNSYNC    ? 0
+           : pool->flags & RPI_POOL_BIASED ? -1
+                                           : 1;
+}
+
 static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_options *opts,
                             rp_pool *front)
 {
@@ -263,6 +271,7 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
     if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && (front ? (front->flags & RPI_POOL_RECYCLE)
                                                                 : recycle_allowed()))
         pool->flags |= RPI_POOL_RECYCLE;
+    pool->sync = pool_sync(pool);
     if (front) {
         pool->front = front;   /* used by front's other threads (shard.c) */
         return pool;
@@ -275,6 +284,7 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
         atomic_store_explicit(&pool->bias_owner, self, memory_order_relaxed);
         if (bias_allowed()) {
             pool->flags |= RPI_POOL_BIASED;
+            pool->sync = pool_sync(pool);
             pool->owner = self;
         } else {
             pool->owner = RPI_NO_OWNER;
@@ -315,7 +325,10 @@ rp_pool *rpi_shard_new(rp_pool *front)
     /* the owner's paths without an atomic instruction need the fence that
        orders them for everyone else (and memory checkers see the pool as
        it is: recycling off there means a checker runs) */
-    if (s && bias_allowed()) s->flags |= RPI_POOL_BIASED;
+    if (s && bias_allowed()) {
+        s->flags |= RPI_POOL_BIASED;
+        s->sync = pool_sync(s);
+    }
     return s;
 }
 
@@ -769,9 +782,6 @@ static inline void *link_new(rp_pool *pool, rpi_hdr *h, rpi_tag *t, size_t size)
     return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
 }
 
-/* How a fast path synchronises: not at all (unsynchronised pool), with the
-   pool's lock, or as the owner of a biased shard (no lock: rpi_bias_enter). */
-enum { RPI_SYNC_NONE = 0, RPI_SYNC_LOCK = 1, RPI_SYNC_BIASED = 2 };
 
 /* A biased shard's allocation that is due for the sampler: the draw takes
    the lock (the owner needs no exclusion from itself). */
@@ -1902,20 +1912,19 @@ void rp_free(void *block)
         free_general(block);
         return;
     }
-    unsigned f = pool->flags;
-    if (f & (RP_POOL_UNSYNC | RPI_POOL_BIASED)) {
-        if (f & RPI_POOL_BIASED) {
-            /* a biased shard's owner frees without a lock (rpi_bias_enter) */
-            if (RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
-                           rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool)))
-                free_fast(block, h, w, t, pool, RPI_SYNC_BIASED);
-            else
-                free_remote(block, w, pool);
-        } else {
-            free_fast(block, h, w, t, pool, RPI_SYNC_NONE);
-        }
-    } else {
+    /* one test of one byte tells the three kinds apart (rp_pool.sync) */
+    signed char sync = pool->sync;
+    if (sync == 0) {
+        free_fast(block, h, w, t, pool, RPI_SYNC_NONE);
+    } else if (sync > 0) {
         free_fast(block, h, w, t, pool, RPI_SYNC_LOCK);
+    } else {
+        /* a biased shard's owner frees without a lock (rpi_bias_enter) */
+        if (RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
+                       rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool)))
+            free_fast(block, h, w, t, pool, RPI_SYNC_BIASED);
+        else
+            free_remote(block, w, pool);
     }
 }
 
