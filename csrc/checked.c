@@ -35,9 +35,10 @@
  * until the pool's last record goes (the cpool outlives the pool for that).
  * So no other pool, checked or not, can be handed an address that still
  * has a retired record, and a valid free of an unchecked block is never
- * mistaken for a double free. Records are retired into a FIFO of at most
- * RETIRED_CAP entries and RETIRED_BYTES bytes of kept memory; the oldest go
- * first, and their memory with them (small malloc-backed blocks to the
+ * mistaken for a double free. Records are retired into a FIFO of the last
+ * RETIRED_CAP retirements (a ring of record pointers: one store in, one
+ * out; a record leaving early leaves a hole) and at most RETIRED_BYTES
+ * bytes of kept memory; the oldest go first, and their memory with them (small malloc-backed blocks to the
  * reuse lists below, for the next checked allocations, keeping their
  * records until then: a stale pointer there is still a double free, and
  * the allocation takes the record over). The record of a small block
@@ -91,11 +92,13 @@ typedef struct entry {
     int           state;
     struct rpi_cpool *cp;      /* the pool's part (outlives the pool) */
     struct entry *hnext;       /* hash chain */
-    /* One pair of links, as a record is on one list at most: live, its
-       pool's live records in allocation order (with the places of walks in
-       progress, state MARK); retired, the quarantine FIFO
-       (next == NULL: on no list, its memory waits on a reuse list). */
+    /* live: its pool's live records in allocation order (with the places
+       of walks in progress, state MARK) */
     struct entry *prev, *next;
+    /* retired: its slot in the quarantine (NULL: not there; then it is
+       parked when tied to a pool's part, else its memory waits on a
+       reuse list) */
+    struct entry **qslot;
 } entry;
 
 struct rpi_cpool {
@@ -153,9 +156,16 @@ typedef struct slab { struct slab *next; } slab;
 static slab *slabs;
 static entry *free_entries;
 static entry *last;            /* the record looked up last (or NULL) */
-static entry retired = {.prev = &retired, .next = &retired};
 static cpool cpools = {.prev = &cpools, .next = &cpools};
 static size_t nretired, nentries, kept_bytes;
+/* The quarantine: the last RETIRED_CAP retirements in order, a ring of
+   record pointers. Position q (counting every retirement) is slot
+   q % RETIRED_CAP, valid for q in [qhead - RETIRED_CAP, qhead); a record
+   that leaves early (its memory reused, a move) leaves a hole (NULL), so
+   leaving costs no relinking, and a retirement into a full ring pushes
+   out the record in its slot, the oldest. qtail: no record below it. */
+static entry *qring[RETIRED_CAP];
+static size_t qhead, qtail;
 static bool gate_on;
 
 /* Memory that has left the quarantine, for the next checked allocations of
@@ -322,6 +332,7 @@ int rpi_registry_reserve(rp_pool *pool)
         slabs = sl;
         entry *es = (entry *)sl + 1;
         for (size_t i = 0; i < SLAB_ENTRIES; i++) {
+            es[i].qslot = NULL;
             es[i].hnext = free_entries;
             free_entries = &es[i];
         }
@@ -336,35 +347,54 @@ static inline void list_unlink(entry *e)
     e->next->prev = e->prev;
 }
 
-/* A retired record leaves the quarantine's FIFO (it is on it: e->next). */
+/* A retired record leaves the quarantine early (it is there: e->qslot). */
 static inline __attribute__((always_inline)) void fifo_leave(entry *e)
 {
-    list_unlink(e);
+    *e->qslot = NULL;
+    e->qslot = NULL;
     nretired--;
 }
 
-static inline void fifo_append(entry *e)
+/* e enters the quarantine as its newest record; the record it pushed out
+   of a full ring (the oldest), off the quarantine but still to be evicted
+   by the caller, or NULL. */
+static inline __attribute__((always_inline)) entry *fifo_push(entry *e)
 {
-    e->prev = retired.prev;
-    e->next = &retired;
-    retired.prev->next = e;
-    retired.prev = e;
+    size_t q = qhead++;
+    entry **slot = &qring[q % RETIRED_CAP];
+    entry *o = *slot;
+    *slot = e;
+    e->qslot = slot;
+    if (o) {
+        o->qslot = NULL;
+        return o;
+    }
     nretired++;
+    return NULL;
 }
 
-/* e leaves the list it is on (live or quarantine), if any, or its
-   pool's parked records. A retired record on no list is parked when it
-   is tied to a pool's part, else its memory waits on a reuse list. */
+/* The oldest record of the quarantine, taken out (nretired > 0). */
+static entry *fifo_pop(void)
+{
+    if (qtail + RETIRED_CAP < qhead) qtail = qhead - RETIRED_CAP;
+    while (!qring[qtail % RETIRED_CAP]) qtail++;
+    entry *e = qring[qtail % RETIRED_CAP];
+    fifo_leave(e);
+    return e;
+}
+
+/* e leaves the list it is on (live), the quarantine, or its pool's
+   parked records. A retired record out of the quarantine is parked when
+   it is tied to a pool's part, else its memory waits on a reuse list. */
 static inline __attribute__((always_inline)) void detach(entry *e)
 {
     if (e->state == RPI_LIVE) {
         list_unlink(e);
-    } else if (e->next) {
+    } else if (e->qslot) {
         fifo_leave(e);
     } else if (e->cp) {
         e->cp->parked--;
     }
-    e->next = NULL;
 }
 
 /* The memory a retired record kept goes: to the reuse lists (true) or the
@@ -411,9 +441,16 @@ static void evict_record(entry *e)
    record with it (claim_entry): a stale pointer to it is still recognised,
    and the next allocation there finds its record instead of hashing one in.
    reuse_release drops such records when their memory goes to the system. */
+static inline __attribute__((always_inline)) void evict_out(entry *e);
 static inline __attribute__((always_inline)) void evict_in(entry *e)
 {
     detach(e);
+    evict_out(e);
+}
+
+/* evict_in for a record already out of the quarantine (fifo_push's). */
+static inline __attribute__((always_inline)) void evict_out(entry *e)
+{
     if (RPI_UNLIKELY(e->kept != 0) && release_kept_in(e)) {
         cpool *cp = e->cp;
         e->cp = NULL;
@@ -425,6 +462,14 @@ static inline __attribute__((always_inline)) void evict_in(entry *e)
 }
 
 static void evict(entry *e) { evict_in(e); }
+static __attribute__((noinline)) void evict_pushed(entry *e) { evict_out(e); }
+
+/* e into the quarantine, the record it pushed out evicted. */
+static void fifo_append(entry *e)
+{
+    entry *o = fifo_push(e);
+    if (o) evict_pushed(o);
+}
 
 static void fill(entry *e, rpi_hdr *h, void *raw)
 {
@@ -491,15 +536,15 @@ void rpi_registry_update(rpi_hdr *h)
 /* The quarantine back within its bounds: the oldest records leave. */
 __attribute__((noinline)) static void trim_slow(void)
 {
-    while (nretired > RETIRED_CAP || (kept_bytes > RETIRED_BYTES && nretired > 0))
-        evict_in(retired.next);
+    while (kept_bytes > RETIRED_BYTES && nretired > 0) evict_out(fifo_pop());
     gate_update();   /* the table may be empty now */
 }
 
-/* Whether the quarantine is over one of its bounds. */
+/* Whether the quarantine is over its bound of kept bytes (the ring bounds
+   the records). */
 static inline bool over_bounds(void)
 {
-    return nretired > RETIRED_CAP || kept_bytes > RETIRED_BYTES;
+    return kept_bytes > RETIRED_BYTES;
 }
 
 static inline void trim(void)
@@ -507,8 +552,9 @@ static inline void trim(void)
     if (RPI_UNLIKELY(over_bounds())) trim_slow();
 }
 
-/* A live record retires to the quarantine's tail. */
-static inline __attribute__((always_inline)) void retire(entry *e, int state, size_t kept)
+/* A live record retires to the quarantine as its newest record; the one
+   it pushed out of a full ring, to be evicted by the caller, or NULL. */
+static inline __attribute__((always_inline)) entry *retire_push(entry *e, int state, size_t kept)
 {
     list_unlink(e);
     e->state = state;
@@ -516,7 +562,13 @@ static inline __attribute__((always_inline)) void retire(entry *e, int state, si
         e->kept = kept;
         kept_bytes += kept;
     }
-    fifo_append(e);
+    return fifo_push(e);
+}
+
+static inline void retire(entry *e, int state, size_t kept)
+{
+    entry *o = retire_push(e, state, kept);
+    if (o) evict_pushed(o);
 }
 
 /* Bytes a retired block's raw memory takes (malloc and big blocks). */
@@ -761,7 +813,7 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
     }
     if (RPI_UNLIKELY(e->state == RPI_LIVE || e->kept != 0 || (e->cp != cp && e->cp != NULL)))
         return NULL;
-    if (e->next) {   /* in the quarantine */
+    if (e->qslot) {   /* in the quarantine */
         fifo_leave(e);
     } else if (e->cp) {   /* parked (NULL: memory from a reuse list) */
         cp->parked--;
@@ -949,7 +1001,7 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
         entry *e;
         if (RPI_LIKELY(h != NULL) && (e = cp->top_rec[c])->payload == rpi_payload(h) &&
             RPI_LIKELY(e->cp == cp && e->state != RPI_LIVE && e->kept == 0)) {
-            if (RPI_UNLIKELY(e->next != NULL)) {   /* in the quarantine */
+            if (RPI_UNLIKELY(e->qslot != NULL)) {   /* in the quarantine */
                 fifo_leave(e);
             } else {   /* parked */
                 cp->parked--;
@@ -971,7 +1023,7 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
         if (RPI_LIKELY(h != NULL) && (e = reuse_rec[c])->payload == rpi_payload(h) &&
             RPI_LIKELY((e->cp == cp || e->cp == NULL) && e->state != RPI_LIVE &&
                        e->kept == 0)) {
-            if (e->next) fifo_leave(e);   /* in the quarantine (NULL: waiting with its memory) */
+            if (e->qslot) fifo_leave(e);   /* in the quarantine (else waiting with its memory) */
             if (e->cp != cp) {
                 cp->refs++;
                 e->cp = cp;
@@ -1015,17 +1067,15 @@ static __attribute__((noinline)) void free_general_unlock(void *block)
     rpi_free_general(block);
 }
 
-/* The quarantine over a bound after a free; the lock is let go. Usually
-   one record over the cap: the oldest leaves (the table keeps the record
-   just retired, so it cannot become empty and the gate stays). */
-static __attribute__((noinline)) void trim_unlock(void)
+/* After a free: o, pushed out of the full quarantine, if any, is evicted
+   (the table keeps the record just retired, so it cannot become empty and
+   the gate stays), and the bytes' bound kept; the lock is let go. */
+static __attribute__((noinline)) void trim_unlock(entry *o)
 {
-    if (RPI_LIKELY(nretired == RETIRED_CAP + 1)) {
-        evict_in(retired.next);
-        if (RPI_LIKELY(!over_bounds())) {
-            rpi_lock_release(&reg_lock);
-            return;
-        }
+    if (o) evict_out(o);
+    if (RPI_LIKELY(!over_bounds())) {
+        rpi_lock_release(&reg_lock);
+        return;
     }
     trim_slow();
     rpi_registry_unlock();
@@ -1047,6 +1097,7 @@ static inline __attribute__((always_inline)) void free_in(void *block)
         return free_general_unlock(block);
     size_t size = (size_t)(w & RPI_SIZE_MASK);
     rpi_counters_sub_in(pool, e->origin, size);
+    entry *o;
     if (w & RPI_F_ARENA) {   /* back on its class list */
         size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
         h->next = pool->arena->free[c];
@@ -1057,16 +1108,15 @@ static inline __attribute__((always_inline)) void free_in(void *block)
             /* parked: the free list leads to it (no quarantine step) */
             list_unlink(e);
             e->state = RPI_FREED;
-            e->next = NULL;
             cp->parked++;
             rpi_lock_release(&reg_lock);
             return;
         }
-        retire(e, RPI_FREED, 0);
+        o = retire_push(e, RPI_FREED, 0);
     } else {
-        retire(e, RPI_FREED, rpi_malloc_size(size));   /* the memory stays with the record */
+        o = retire_push(e, RPI_FREED, rpi_malloc_size(size));   /* the memory stays with the record */
     }
-    if (RPI_UNLIKELY(over_bounds())) return trim_unlock();
+    if (RPI_UNLIKELY(o != NULL || over_bounds())) return trim_unlock(o);
     rpi_lock_release(&reg_lock);
 }
 
@@ -1179,12 +1229,12 @@ void rpi_registry_unpark(rp_pool *pool)
         for (rpi_hdr *h = a->free[c]; h && cp->parked; h = h->next) {
             entry *e = lookup(rpi_payload(h));
             if (!e || e->cp != cp || e->state == RPI_LIVE) break;
-            if (!e->next) unpark(cp, e);
+            if (!e->qslot) unpark(cp, e);
         }
     }
     for (size_t i = 0; i < nbuckets && cp->parked; i++)
         for (entry *e = buckets[i]; e; e = e->hnext)
-            if (e->cp == cp && e->state != RPI_LIVE && !e->next) unpark(cp, e);
+            if (e->cp == cp && e->state != RPI_LIVE && !e->qslot) unpark(cp, e);
     trim();
 }
 
@@ -1254,7 +1304,8 @@ void rpi_registry_fini(void)
     }
     reuse_release();
     hints_reset();
-    retired.prev = retired.next = &retired;
+    memset(qring, 0, (qhead < RETIRED_CAP ? qhead : RETIRED_CAP) * sizeof *qring);
+    qhead = qtail = 0;
     nretired = nentries = 0;
     gate_update();
 }
