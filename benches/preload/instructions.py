@@ -70,6 +70,8 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated workload names")
     ap.add_argument("--depths", default="1,64",
                     help="stack depths to run the interposer with (1 = the caller of malloc only)")
+    ap.add_argument("--counts", action="store_true",
+                    help="print each run's instruction count beside its ratio")
     args = ap.parse_args()
     lib = os.path.abspath(os.environ.get("RINGPOOL_PRELOAD_LIB",
                                          str(REPO / "build" / "libringpool-preload.so")))
@@ -98,7 +100,8 @@ def main() -> int:
                     env["RINGPOOL_PRELOAD_STACK_DEPTH"] = str(depth)
                 counts.append(instructions(argv, env, work))
             print(f"| {name} | {counts[0]:,} | "
-                  + " | ".join(f"{c / counts[0]:.2f}x" for c in counts[1:]) + " |", flush=True)
+                  + " | ".join(f"{c / counts[0]:.3f}x ({c:,})" if args.counts else f"{c / counts[0]:.2f}x"
+                               for c in counts[1:]) + " |", flush=True)
     return 0
 
 

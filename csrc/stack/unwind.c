@@ -620,6 +620,7 @@ static inline rule rule_of(uintptr_t pc)
 #define SPLICE_SAVES_BP 40      /* more for an rbp-based one (a rule lookup per frame below it) */
 #define SPLICE_MERGE 7          /* a frame walked while following the previous walk's CFAs */
 #define SPLICE_CALL 80          /* a splice */
+#define SPLICE_EVERY 4          /* the estimate takes one walk in SPLICE_EVERY (a power of 2) */
 typedef struct walk_buf {
     int ok;                              /* a whole walk of this walker, every rbp read logged */
     unsigned generation;                 /* code_generation of the walk */
@@ -706,6 +707,7 @@ typedef struct walk_state {
     int splice_gain;                     /* instructions splicing saved on the walks that
                                             tried it (estimated, a moving average); < 0: cost */
     int splice_wait;                     /* walks to make before trying again */
+    unsigned splice_tick;                /* walks that followed the previous one */
     uint32_t id;                         /* the stack id rpi_stack_here derived from *last
                                             (0: none); cleared by every walk */
     walk_buf buf[2];
@@ -936,20 +938,32 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
         int stop = bi < o_nbp ? o->bp_user[bi] : o_last;
         if (stop > k + (limit - n))
             stop = k + (limit - n);
-        /* indexed from the end, counting up to 0: one add and one branch
-           per frame for the loop */
+        /* indexed from the end, counting up to 0, two frames a round: one
+           add and one branch per two frames for the loop; i is left at the
+           frame whose word differs, or at 0 */
         const uintptr_t *oend = ocfa + stop;
         uintptr_t *nend = cfas + stop + d;
         ptrdiff_t i = k - stop;
-        for (; i < 0; i++) {
-            uintptr_t cfa = oend[i];
-            nend[i] = cfa;
-            pc = *(const uintptr_t *)(cfa - 8);
-            if (pc != RA_READ_AT(oend + i))
-                break;
-            RA_READ_AT(nend + i) = pc;
-            h = rpi_stack_hash_step(h, pc);
+#define TAKE_OVER(at, differs)                                                        \
+        do {                                                                          \
+            uintptr_t cfa_ = oend[at];                                                \
+            nend[at] = cfa_;                                                          \
+            pc = *(const uintptr_t *)(cfa_ - 8);                                      \
+            if (pc != RA_READ_AT(oend + (at)))                                        \
+                differs;                                                              \
+            RA_READ_AT(nend + (at)) = pc;                                             \
+            h = rpi_stack_hash_step(h, pc);                                           \
+        } while (0)
+        for (; i < -1; i += 2) {
+            TAKE_OVER(i, goto differs);
+            TAKE_OVER(i + 1, { i++; goto differs; });
         }
+        if (i < 0) {
+            TAKE_OVER(i, goto differs);
+            i++;
+        }
+#undef TAKE_OVER
+    differs:;
         const uintptr_t *oc = oend + i;
         n += (int)(oc - (ocfa + k));
         k = (int)(oc - ocfa);
@@ -1139,7 +1153,7 @@ ended_at_zero:
     ncfa = n;
     frame[n] = 0;
 kept:
-    if (merge) {
+    if (merge && !(++m->splice_tick & (SPLICE_EVERY - 1))) {
         m->splice_gain = (m->splice_gain + SPLICE_SAVES * spliced + SPLICE_SAVES_BP * bp_taken -
                           SPLICE_MERGE * (n - first_kept - spliced) - SPLICE_CALL * splices) / 2;
         if (m->splice_gain < 0)
