@@ -932,49 +932,49 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
         bi++;
     frame[n++] = pc;
     h = rpi_stack_hash_step(h, pc);
+    /* old frame k becomes frame k + d: the new CFAs and frames are the old
+       arrays' at a fixed distance; the limit is reached at old frame kmax */
+    uintptr_t *ncfa = cfas + d;
+    const int kmax = limit - 1 - d;
     for (;;) {
         /* frames k + 1 .. stop: up to the previous walk's last frame,
            this walk's limit, the next frame whose CFA needs a saved rbp */
         int stop = bi < o_nbp ? o->bp_user[bi] : o_last;
-        if (stop > k + (limit - n))
-            stop = k + (limit - n);
-        /* indexed from the end, counting up to 0, two frames a round: one
-           add and one branch per two frames for the loop; i is left at the
-           frame whose word differs, or at 0 */
-        const uintptr_t *oend = ocfa + stop;
-        uintptr_t *nend = cfas + stop + d;
-        ptrdiff_t i = k - stop;
+        if (stop > kmax)
+            stop = kmax;
+        /* CFAs k .. stop - 1, two a round (one odd one first); x is left at
+           the CFA whose word differs, or at stop */
+        int x = k;
 #define TAKE_OVER(at, differs)                                                        \
         do {                                                                          \
-            uintptr_t cfa_ = oend[at];                                                \
-            nend[at] = cfa_;                                                          \
+            uintptr_t cfa_ = ocfa[at];                                                \
+            ncfa[at] = cfa_;                                                          \
             pc = *(const uintptr_t *)(cfa_ - 8);                                      \
-            if (pc != RA_READ_AT(oend + (at)))                                        \
+            if (pc != RA_READ_AT(ocfa + (at)))                                        \
                 differs;                                                              \
-            RA_READ_AT(nend + (at)) = pc;                                             \
+            RA_READ_AT(ncfa + (at)) = pc;                                             \
             h = rpi_stack_hash_step(h, pc);                                           \
         } while (0)
-        for (; i < -1; i += 2) {
-            TAKE_OVER(i, goto differs);
-            TAKE_OVER(i + 1, { i++; goto differs; });
+        if ((stop - x) & 1) {
+            TAKE_OVER(x, goto differs);
+            x++;
         }
-        if (i < 0) {
-            TAKE_OVER(i, goto differs);
-            i++;
+        for (; x < stop; x += 2) {
+            TAKE_OVER(x, goto differs);
+            TAKE_OVER(x + 1, { x++; goto differs; });
         }
 #undef TAKE_OVER
-    differs:;
-        const uintptr_t *oc = oend + i;
-        n += (int)(oc - (ocfa + k));
-        k = (int)(oc - ocfa);
-        if (i < 0) {
+    differs:
+        n += x - k;
+        k = x;
+        if (x < stop) {
             /* a different caller: walk on from it */
-            p->sp = *oc;
-            p->op = oc + 1;
+            p->sp = ocfa[x];
+            p->op = ocfa + x + 1;
             how = pc == 0 ? SPLICE_ZERO : SPLICE_NEXT;
             break;
         }
-        p->sp = oc[-1];
+        p->sp = ocfa[x - 1];
         if (n == limit) {
             how = SPLICE_LIMIT;
             break;
