@@ -776,6 +776,50 @@ static void small_blocks_of_a_tag_without_index(void)
     }
 }
 
+/* Child: 200 blocks of 16 bytes in an unsynchronised arena pool; arg "on"
+   expects headerless slots (consecutive blocks 16 bytes apart), "off"
+   (RINGPOOL_HEADERLESS=0) blocks with a header (never 16 apart); either way
+   sizes, tags, walks and counters are exact. Exits 0 when all holds. */
+static void child_small_blocks(const char *arg)
+{
+    int on = strcmp(arg, "on") == 0;
+    rp_pool *pool = pool_with("hl-env", RP_POOL_UNSYNC);
+    enum { N = 200 };
+    static live l[N];
+    size_t apart = 0;
+    for (unsigned i = 0; i < N; i++) {
+        l[i] = (live){rp_alloc(pool, 16, tags[i % NTAGS]), 16, (int)(i % NTAGS)};
+        CHECK(l[i].p != NULL);
+        memset(l[i].p, (int)i, 16);
+        if (i > 0 && (char *)l[i].p - (char *)l[i - 1].p == 16) apart++;
+    }
+    for (unsigned i = 0; i < N; i++) {
+        CHECK_EQ(rp_block_size(l[i].p), 16);
+        CHECK_STR(rp_block_tag(l[i].p), tags[i % NTAGS]);
+    }
+    check_walk(pool, l, N);
+    CHECK_INT(rp_pool_check(pool), 0);
+    if (on && apart < N / 2) tu_fail(__FILE__, __LINE__, "on: %zu of %d blocks 16 bytes apart", apart, N);
+    if (!on && apart != 0) tu_fail(__FILE__, __LINE__, "off: %zu blocks 16 bytes apart", apart);
+    for (unsigned i = 0; i < N; i++) rp_free(l[i].p);
+    tu_end_pool(pool);
+    exit(0);
+}
+
+/* RINGPOOL_HEADERLESS=0 in the environment turns headerless blocks off (read
+   once per process: each setting in a process of its own). */
+static void headerless_can_be_turned_off(void)
+{
+    if (!tu_is_arena()) return;
+    tu_result r;
+    tu_spawn("small-blocks", "on", NULL, &r);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+        tu_fail(__FILE__, __LINE__, "child 'on' failed: %s", r.err);
+    tu_spawn("small-blocks", "off", "RINGPOOL_HEADERLESS=0", &r);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+        tu_fail(__FILE__, __LINE__, "child 'off' failed: %s", r.err);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -794,6 +838,10 @@ int main(int argc, char **argv)
         {"sampled_small_blocks_among_free_slots", sampled_small_blocks_among_free_slots},
         {"stale_small_block_after_destroy", stale_small_block_after_destroy},
         {"small_blocks_of_a_tag_without_index", small_blocks_of_a_tag_without_index},
+        {"headerless_can_be_turned_off", headerless_can_be_turned_off},
     };
-    return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
+    static const tu_child children[] = {
+        {"small-blocks", child_small_blocks},
+    };
+    return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }
