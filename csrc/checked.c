@@ -78,6 +78,7 @@
 #define RETIRED_CAP   65536
 #define RETIRED_BYTES ((size_t)64 << 20)
 #define MIN_BUCKETS   256
+#define FULL_BUCKETS  ((size_t)2 * RETIRED_CAP)
 #define SLAB_ENTRIES  255
 #define REUSE_BYTES   ((size_t)1 << 20)
 #define PARK_CAP      65536
@@ -265,9 +266,13 @@ static void hash_del(entry *e)
 static int grow(size_t need)
 {
     if (need <= nbuckets) return 0;
-    /* four times larger at each step: fewer rehashes while a quarantine
-       fills (load between 1/4 and 1) */
-    size_t n = nbuckets ? nbuckets * 4 : MIN_BUCKETS;
+    /* MIN_BUCKETS first; past it, straight to room for a full quarantine
+       and as many live blocks (FULL_BUCKETS): a program that frees that
+       many blocks gets there anyway, and the records of a filling
+       quarantine are then rehashed once (256), not at each step up to
+       it (~87,000 moves). Then four times larger at each step (load
+       between 1/4 and 1). */
+    size_t n = !nbuckets ? MIN_BUCKETS : nbuckets < FULL_BUCKETS ? FULL_BUCKETS : nbuckets * 4;
     while (n < need) n *= 2;
     entry **nb = rpi_sys_calloc(n, sizeof *nb);
     if (!nb) return RP_ENOMEM;

@@ -1888,11 +1888,10 @@ __attribute__((noinline)) static void free_slow(void *block)
         hl_free(block);
         return;
     }
-    if (atomic_load_explicit(&rpi_checked_gate, memory_order_relaxed) != 0) {
-        rpi_checked_free(block);
-        return;
-    }
-    free_general(block);   /* the gate closed meanwhile */
+    /* not headerless: here because a checked pool exists (if the gate
+       closed meanwhile, the registry finds no record and passes the block
+       on to rpi_free_general) */
+    rpi_checked_free(block);
 }
 
 void rp_free(void *block)

@@ -433,6 +433,48 @@ static void test_corrupt_free_list_link_not_followed(void)
     rp_set_error_handler(prev);
 }
 
+/* The table of records grows from its first size straight to room for a
+   full quarantine, then four times at a step: every record is found again
+   after each step (more live blocks than that room, so at least one step
+   happens whatever the process held before): each freed block is a double
+   free when freed again, each live one has its size and frees cleanly. */
+static void test_records_found_after_table_growth(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    size_t n = tu_quick() ? 3000 : 140000;
+    rp_pool *p = tu_pool_ex("growth", RP_POOL_CHECKED);
+    void **b = malloc(n * sizeof *b);
+    CHECK(b != NULL);
+    for (size_t i = 0; i < n; i++) {
+        b[i] = rp_alloc(p, 8 + i % 200, "g");
+        CHECK(b[i] != NULL);
+    }
+    tu_errors_reset();
+    size_t freed = 0;
+    for (size_t i = 0; i < n; i += 3) {   /* fewer than the quarantine holds */
+        rp_free(b[i]);
+        freed++;
+    }
+    CHECK_INT(tu_err_count, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (i % 3 == 0) {
+            rp_free(b[i]);
+        } else {
+            CHECK_EQ(rp_block_size(b[i]), 8 + i % 200);
+        }
+    }
+    CHECK_EQ((size_t)tu_err_count, freed);
+    for (int k = 0; k < TU_MAX_ERRORS; k++) CHECK_INT(tu_err_code[k], RP_EDOUBLEFREE);
+    tu_errors_reset();
+    for (size_t i = 0; i < n; i++)
+        if (i % 3 != 0) rp_free(b[i]);
+    CHECK_INT(tu_err_count, 0);
+    CHECK_EQ(rp_pool_outstanding(p, NULL), 0);
+    free(b);
+    rp_set_error_handler(prev);
+    tu_end_pool(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -445,6 +487,7 @@ int main(int argc, char **argv)
         {"record_left_quarantine_then_block_reused", test_record_left_quarantine_then_block_reused},
         {"parked_records_outlive_reset_and_destroy", test_parked_records_outlive_reset_and_destroy},
         {"corrupt_free_list_link_not_followed", test_corrupt_free_list_link_not_followed},
+        {"records_found_after_table_growth", test_records_found_after_table_growth},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
