@@ -97,8 +97,8 @@ typedef struct entry {
        of walks in progress, state MARK) */
     struct entry *prev, *next;
     /* retired: its slot in the quarantine (NULL: not there; then it is
-       parked when tied to a pool's part, else its memory waits on a
-       reuse list) */
+       parked when it is an arena block's, else its memory waits on a
+       reuse list; either way still tied to its pool's part) */
     struct entry **qslot;
 } entry;
 
@@ -390,14 +390,14 @@ static entry *fifo_pop(void)
 
 /* e leaves the list it is on (live), the quarantine, or its pool's
    parked records. A retired record out of the quarantine is parked when
-   it is tied to a pool's part, else its memory waits on a reuse list. */
+   it is an arena block's, else its memory waits on a reuse list. */
 static inline __attribute__((always_inline)) void detach(entry *e)
 {
     if (e->state == RPI_LIVE) {
         list_unlink(e);
     } else if (e->qslot) {
         fifo_leave(e);
-    } else if (e->cp) {
+    } else if (e->word & RPI_F_ARENA) {
         e->cp->parked--;
     }
 }
@@ -441,9 +441,10 @@ static void evict_record(entry *e)
 }
 
 /* A retired record leaves the quarantine, with what it keeps. Memory that
-   goes to a reuse list keeps its record (retired, off the quarantine, tied
-   to no pool's part) until a checked allocation takes the memory and the
-   record with it (claim_entry): a stale pointer to it is still recognised,
+   goes to a reuse list keeps its record (retired, off the quarantine, still
+   tied to its pool's part, which it keeps) until a checked allocation
+   takes the memory and the record with it (claim_entry, claim_fast, which
+   move it to the allocating pool's part): a stale pointer to it is still recognised,
    and the next allocation there finds its record instead of hashing one in.
    reuse_release drops such records when their memory goes to the system. */
 static inline __attribute__((always_inline)) void evict_out(entry *e);
@@ -457,10 +458,10 @@ static inline __attribute__((always_inline)) void evict_in(entry *e)
 static inline __attribute__((always_inline)) void evict_out(entry *e)
 {
     if (RPI_UNLIKELY(e->kept != 0) && release_kept_in(e)) {
-        cpool *cp = e->cp;
-        e->cp = NULL;
+        /* still tied to its pool's part (which it keeps: the next
+           allocation there, by the same pool as a rule, then changes no
+           count) */
         last = e;   /* its memory is the next to go out of its class's list */
-        cpool_unref(cp);
         return;
     }
     evict_record(e);
@@ -498,7 +499,7 @@ static inline __attribute__((always_inline)) entry *claim_entry(cpool *cp, void 
         if (RPI_UNLIKELY(e->kept != 0)) release_kept(e);
         if (e->cp != cp) {
             cp->refs++;
-            if (e->cp) cpool_unref(e->cp);   /* NULL: memory from a reuse list */
+            if (e->cp) cpool_unref(e->cp);
         }
     } else {
         e = free_entries;
@@ -816,16 +817,12 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
             return e;
         }
     }
-    if (RPI_UNLIKELY(e->state == RPI_LIVE || e->kept != 0 || (e->cp != cp && e->cp != NULL)))
-        return NULL;
+    /* (another pool's record: reuse_take_over, or the general path) */
+    if (RPI_UNLIKELY(e->state == RPI_LIVE || e->kept != 0 || e->cp != cp)) return NULL;
     if (e->qslot) {   /* in the quarantine */
         fifo_leave(e);
-    } else if (e->cp) {   /* parked (NULL: memory from a reuse list) */
+    } else if (e->word & RPI_F_ARENA) {   /* parked (else memory from a reuse list) */
         cp->parked--;
-    }
-    if (e->cp != cp) {
-        cp->refs++;
-        e->cp = cp;
     }
     return e;
 }
@@ -860,6 +857,27 @@ static __attribute__((noinline)) void *alloc_general_unlock(rp_pool *pool, size_
 {
     rpi_registry_unlock();
     return rpi_alloc_general(pool, size, tag, plain);
+}
+
+/* malloc_take's block on top of reuse list c whose record is another
+   pool's (it freed the memory): the record moves to this pool's part;
+   anything else goes to the general path. Out of line, so that the usual
+   claim (claim_fast) makes no call. */
+static __attribute__((noinline)) void *reuse_take_over(rp_pool *pool, cpool *cp, rpi_tag *t,
+                                                       size_t size, const char *tag, bool plain,
+                                                       size_t c)
+{
+    rpi_hdr *h = reuse[c];
+    entry *e = lookup(rpi_payload(h));
+    if (!e || e->state == RPI_LIVE || e->kept != 0 || e->qslot || (e->word & RPI_F_ARENA) ||
+        e->cp == cp)
+        return alloc_general_unlock(pool, size, tag, plain);
+    cp->refs++;
+    if (e->cp) cpool_unref(e->cp);   /* a destroyed pool's part may go with it */
+    e->cp = cp;
+    reuse[c] = h->next;
+    reuse_bytes -= RPI_HDR + 16 * c;
+    return alloc_finish(pool, cp, e, h, RPI_F_CHECKED | size, t, size, 0);
 }
 
 /* The fast allocations are call-free on their common path (no register to
@@ -929,7 +947,8 @@ static inline __attribute__((always_inline)) void *malloc_take(rp_pool *pool, cp
     rpi_hdr *h;
     entry *e;
     if (size <= RPI_RECYCLE_MAX && (h = reuse[c]) != NULL) {
-        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h))))) goto general;
+        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h)))))
+            return reuse_take_over(pool, cp, t, size, tag, plain, c);
         reuse[c] = h->next;
         reuse_bytes -= RPI_HDR + 16 * c;
     } else {
@@ -1026,16 +1045,13 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
         rpi_hdr *h = reuse[c];
         entry *e;
         if (RPI_LIKELY(h != NULL) && (e = reuse_rec[c])->payload == rpi_payload(h) &&
-            RPI_LIKELY((e->cp == cp || e->cp == NULL) && e->state != RPI_LIVE &&
-                       e->kept == 0)) {
+            RPI_LIKELY(e->cp == cp && e->state != RPI_LIVE && e->kept == 0)) {
+            /* this pool's record (another's: claim_fast moves it) */
             if (e->qslot) fifo_leave(e);   /* in the quarantine (else waiting with its memory) */
-            if (e->cp != cp) {
-                cp->refs++;
-                e->cp = cp;
-            }
             reuse[c] = h->next;
             reuse_bytes -= RPI_HDR + 16 * c;
-            return alloc_finish(pool, cp, e, h, RPI_F_CHECKED | size, t, size, KNOWN_KEPT);
+            return alloc_finish(pool, cp, e, h, RPI_F_CHECKED | size, t, size,
+                                KNOWN_KEPT | KNOWN_POOL);
         }
     }
     return plain ? malloc_slow_plain(pool, cp, t, size, tag, c)
@@ -1239,7 +1255,8 @@ void rpi_registry_unpark(rp_pool *pool)
     }
     for (size_t i = 0; i < nbuckets && cp->parked; i++)
         for (entry *e = buckets[i]; e; e = e->hnext)
-            if (e->cp == cp && e->state != RPI_LIVE && !e->qslot) unpark(cp, e);
+            if (e->cp == cp && e->state != RPI_LIVE && !e->qslot && (e->word & RPI_F_ARENA))
+                unpark(cp, e);
     trim();
 }
 

@@ -475,6 +475,48 @@ static void test_records_found_after_table_growth(void)
     tu_end_pool(p);
 }
 
+/* Memory on a reuse list keeps its record tied to the pool that freed
+   it, also once that pool is destroyed; the next checked pool to allocate
+   there takes the record over: its blocks, counts, walk and check are
+   its own, a second free is a double free and a free after its destroy
+   a use after destroy (malloc backing: only it keeps memory; where pools
+   recycle, not under memcheck or ASan, the reuse lists are used). */
+static void test_reuse_list_record_moves_to_next_pool(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool_options co = {.flags = RP_POOL_CHECKED};
+    enum { N = 512 };
+    for (int round = 0; round < 3; round++) {
+        rp_pool *a = rp_pool_create_ex("first", &co);
+        CHECK(a != NULL);
+        tu_errors_reset();
+        for (size_t i = 0; i < (tu_quick() ? 2000u : 70000u); i++)   /* the oldest leave for the reuse lists */
+            rp_free(rp_alloc(a, 24 + 16 * (i % 3), "churn"));
+        rp_pool_destroy(a);
+        rp_pool *b = rp_pool_create_ex("next", &co);
+        CHECK(b != NULL);
+        void *blk[N];
+        for (int i = 0; i < N; i++) {
+            blk[i] = rp_alloc(b, 24 + 16 * (size_t)(i % 3), "taken");
+            CHECK(blk[i] != NULL);
+            memset(blk[i], 0x42, 24);
+        }
+        CHECK_INT(tu_err_count, 0);
+        CHECK_EQ(rp_pool_outstanding(b, NULL), N);
+        CHECK_INT(rp_pool_check(b), 0);
+        for (int i = 0; i < N; i++) CHECK_EQ(rp_block_size(blk[i]), 24 + 16 * (size_t)(i % 3));
+        for (int i = 0; i < N; i += 2) rp_free(blk[i]);
+        CHECK_INT(tu_err_count, 0);
+        rp_free(blk[0]);
+        CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+        CHECK_EQ(rp_pool_outstanding(b, NULL), N / 2);
+        rp_pool_destroy(b);
+        rp_free(blk[1]);
+        CHECK_ONE_ERROR(RP_EDESTROYED);
+    }
+    rp_set_error_handler(prev);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -488,6 +530,7 @@ int main(int argc, char **argv)
         {"parked_records_outlive_reset_and_destroy", test_parked_records_outlive_reset_and_destroy},
         {"corrupt_free_list_link_not_followed", test_corrupt_free_list_link_not_followed},
         {"records_found_after_table_growth", test_records_found_after_table_growth},
+        {"reuse_list_record_moves_to_next_pool", test_reuse_list_record_moves_to_next_pool},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
