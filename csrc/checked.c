@@ -178,7 +178,9 @@ static bool gate_on;
    block freed when it leaves the quarantine. */
 static rpi_hdr *reuse[RPI_RECYCLE_CLASSES];
 static size_t reuse_bytes;
-static bool reuse_on;
+/* the reuse lists' bound: REUSE_BYTES, 0 while they are off (one test
+   for both) */
+static size_t reuse_cap;
 
 /* A record's payload is non-NULL exactly while the record is in the table
    (evict_record clears it), so a hint pointing at a record is trusted only
@@ -322,8 +324,8 @@ int rpi_registry_reserve(rp_pool *pool)
         for (size_t c = 0; c < RPI_NCLASSES; c++) cp->top_rec[c] = &no_rec;
         if (!hints_set) hints_reset();
         cp->pool = pool;
-        reuse_on = rpi_recycle_allowed();
-        if (!reuse_on) reuse_release();
+        reuse_cap = rpi_recycle_allowed() ? REUSE_BYTES : 0;
+        if (!reuse_cap) reuse_release();
         cp->next = &cpools;
         cp->prev = cpools.prev;
         cpools.prev->next = cp;
@@ -408,9 +410,9 @@ static inline __attribute__((always_inline)) bool release_kept_in(entry *e)
 {
     bool reused = false;
     kept_bytes -= e->kept;
-    if (reuse_on && e->kept <= RPI_HDR + RPI_RECYCLE_MAX &&
+    if (e->kept <= RPI_HDR + RPI_RECYCLE_MAX &&
         !(e->word & (RPI_F_ARENA | RPI_F_BIG | RPI_F_ALIGNED)) &&
-        reuse_bytes + e->kept <= REUSE_BYTES) {
+        reuse_bytes + e->kept <= reuse_cap) {
         rpi_hdr *h = e->raw;
         size_t c = (e->kept - RPI_HDR) >> 4;
         h->next = reuse[c];
@@ -1299,7 +1301,7 @@ void rpi_registry_fini(void)
        pools are through their pools). */
     for (cpool *cp = cpools.next; cp != &cpools; cp = cp->next)
         if (cp->pool && cp->live.next != &cp->live) return;
-    reuse_on = false;
+    reuse_cap = 0;
     for (size_t i = 0; i < nbuckets; i++) {
         for (entry *e = buckets[i], *next; e; e = next) {
             next = e->hnext;
