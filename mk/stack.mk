@@ -26,16 +26,16 @@ $(STACKS_TEST_DIR)/memo_fork: tests/stacks/memo_fork.c
 
 # Stacks that share their outer frames: with frame pointers (every CFA
 # rbp-based) and optimised without them (rsp-based, rbp-based where alloca).
-$(STACKS_TEST_DIR)/splice: tests/stacks/splice.c
+$(STACKS_TEST_DIR)/splice: tests/stacks/splice.c tests/stacks/leaf.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -fno-omit-frame-pointer -o $@ $< -lpthread
 
-$(STACKS_TEST_DIR)/splice_o2: tests/stacks/splice.c
+$(STACKS_TEST_DIR)/splice_o2: tests/stacks/splice.c tests/stacks/leaf.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -fomit-frame-pointer -o $@ $< -lpthread
 
 # Allocations that come back to the same places (the walks kept by place).
-$(STACKS_TEST_DIR)/slots: tests/stacks/slots.c
+$(STACKS_TEST_DIR)/slots: tests/stacks/slots.c tests/stacks/leaf.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -fomit-frame-pointer -o $@ $< -lpthread
 

@@ -23,35 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "leaf.h"
+
 #define NOINLINE __attribute__((noinline))
 #define ROUNDS 400
 #define THREADS 3
 
-static void *volatile sink;
 static volatile int knob;
 
-/* the allocation, by malloc, calloc or realloc; freed at once (the stack
-   is recorded either way) */
-NOINLINE static void leaf(size_t n)
-{
-    char *p;
-    switch (n % 3) {
-    case 0:
-        p = malloc(n);
-        break;
-    case 1:
-        p = calloc(1, n);
-        break;
-    default:
-        p = realloc(NULL, n);
-        break;
-    }
-    if (!p)
-        abort();
-    p[0] = (char)n;
-    sink = p;
-    free(p);
-}
+/* leaf(): the allocation, by malloc, calloc or realloc (leaf.h) */
 
 /* chains of distinct functions: place k calls leaf through k + 1 frames */
 NOINLINE static void a1(size_t n) { leaf(n); knob++; }

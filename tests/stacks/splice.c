@@ -23,37 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "leaf.h"
+
 #define NOINLINE __attribute__((noinline))
 #define ROUNDS 300
 #define THREADS 3
-
-static void *volatile sink;
-
-/* the allocation: kept or freed, the stack is recorded either way; by
-   malloc, calloc or realloc (the hooks start the walk at their caller's
-   frame, found from their own) */
-NOINLINE static void leaf(size_t n)
-{
-    char *p;
-    switch (n % 3) {
-    case 0:
-        p = malloc(n);
-        break;
-    case 1:
-        p = calloc(1, n);
-        break;
-    default:
-        p = realloc(NULL, n);
-        if (p)
-            p = realloc(p, n + 8);
-        break;
-    }
-    if (!p)
-        abort();
-    p[0] = (char)n;
-    sink = p;
-    free(p);
-}
 
 NOINLINE static void mid(size_t n)
 {
