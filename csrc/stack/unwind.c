@@ -835,18 +835,28 @@ static inline int slot_keep(walk_state *m, const walk_buf *b, uintptr_t pc, uint
 }
 
 /* The words slot e's walk read, read again in its order: all unchanged?
-   (the return address at CFA k against frame k + 1 of its stack) */
+   (the return address at CFA k against frame k + 1 of its stack; two a
+   round, counting an index up to 0, an odd one first) */
 static inline int slot_same(const memo_slot *e)
 {
-    const uintptr_t *f = rpi_stack_frames_of(e->id) + 1;
-    const uintptr_t *c = e->cfa, *end = c + e->shape.nra;
-    for (; c < end; c++, f++)
-        if (*(const uintptr_t *)(*c - 8) != *f)
+    intptr_t nra = e->shape.nra, i = -nra;
+    const uintptr_t *f = rpi_stack_frames_of(e->id) + 1 + nra;
+    const uintptr_t *c = e->cfa + nra;
+    if (i & 1) {
+        if (*(const uintptr_t *)(c[i] - 8) != f[i])
             return 0;
+        i++;
+    }
+    for (; i; i += 2) {
+        if (*(const uintptr_t *)(c[i] - 8) != f[i])
+            return 0;
+        if (*(const uintptr_t *)(c[i + 1] - 8) != f[i + 1])
+            return 0;
+    }
     if (e->shape.zero_end && *(const uintptr_t *)(*c - 8) != 0)
         return 0;
-    for (int i = 0; i < e->shape.nbp; i++)
-        if (*(const uintptr_t *)e->bp_addr[i] != e->bp_value[i])
+    for (int k = 0; k < e->shape.nbp; k++)
+        if (*(const uintptr_t *)e->bp_addr[k] != e->bp_value[k])
             return 0;
     return 1;
 }
