@@ -797,11 +797,14 @@ void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t)
    that address taken over, or a free one hashed in (one hash for the
    lookup and the insert). NULL, having changed nothing, when the general
    path must do it (no room reserved, the table's first record, a record
-   still keeping memory or tied to another pool). */
-static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *payload)
+   still keeping memory or tied to another pool). fresh (a constant): the
+   memory was just carved or malloc'd, so the record looked up last is not
+   its own (one is, rarely, in the table) and is not tried. */
+static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *payload,
+                                                               bool fresh)
 {
-    entry *e = last;
-    if (RPI_UNLIKELY(!e || e->payload != payload)) {
+    entry *e = fresh ? NULL : last;
+    if (fresh || RPI_UNLIKELY(!e || e->payload != payload)) {
         if (RPI_UNLIKELY(!nbuckets)) return NULL;
         entry **b = &buckets[bucket_of(payload, nbuckets)];
         for (e = *b; e; e = e->hnext)
@@ -912,13 +915,13 @@ static inline __attribute__((always_inline)) void *arena_take(rp_pool *pool, cpo
     rpi_hdr *h = a->free[c];
     entry *e;
     if (RPI_LIKELY(h != NULL)) {
-        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h))))) goto general;
+        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h), false)))) goto general;
         a->free[c] = h->next;
     } else {
         size_t cs = rpi_class_size((unsigned)c);
         if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general;
         h = (rpi_hdr *)a->cur;
-        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h))))) goto general;
+        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h), true)))) goto general;
         a->cur += cs;
     }
     return alloc_finish(pool, cp, e, h,
@@ -949,14 +952,14 @@ static inline __attribute__((always_inline)) void *malloc_take(rp_pool *pool, cp
     rpi_hdr *h;
     entry *e;
     if (size <= RPI_RECYCLE_MAX && (h = reuse[c]) != NULL) {
-        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h)))))
+        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h), false))))
             return reuse_take_over(pool, cp, t, size, tag, plain, c);
         reuse[c] = h->next;
         reuse_bytes -= RPI_HDR + 16 * c;
     } else {
         if (RPI_UNLIKELY(size > RP_MAX_SIZE) || !(h = rpi_sys_malloc(rpi_malloc_size(size))))
             goto general;
-        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h))))) {
+        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h), true)))) {
             rpi_sys_free(h);
             goto general;
         }
