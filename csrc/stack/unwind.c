@@ -846,8 +846,8 @@ static inline int slot_keep(walk_state *m, const walk_buf *b, uintptr_t pc, uint
 }
 
 /* The words slot e's walk read, read again in its order: all unchanged?
-   (the return address at CFA k against frame k + 1 of its stack; two a
-   round, counting an index up to 0, an odd one first) */
+   (the return address at CFA k against frame k + 1 of its stack; four a
+   round, counting an index up to 0, the odd one and pair first) */
 static inline int slot_same(const memo_slot *e)
 {
     intptr_t nra = e->shape.nra, i = -nra;
@@ -858,10 +858,21 @@ static inline int slot_same(const memo_slot *e)
             return 0;
         i++;
     }
-    for (; i; i += 2) {
+    if (i & 2) {
         if (*(const uintptr_t *)(c[i] - 8) != f[i])
             return 0;
         if (*(const uintptr_t *)(c[i + 1] - 8) != f[i + 1])
+            return 0;
+        i += 2;
+    }
+    for (; i; i += 4) {
+        if (*(const uintptr_t *)(c[i] - 8) != f[i])
+            return 0;
+        if (*(const uintptr_t *)(c[i + 1] - 8) != f[i + 1])
+            return 0;
+        if (*(const uintptr_t *)(c[i + 2] - 8) != f[i + 2])
+            return 0;
+        if (*(const uintptr_t *)(c[i + 3] - 8) != f[i + 3])
             return 0;
     }
     if (e->shape.zero_end && *(const uintptr_t *)(*c - 8) != 0)
