@@ -99,10 +99,6 @@ _Static_assert(sizeof(rpi_hdr) % _Alignof(max_align_t) == 0,
    arena's chunks. A slot starts RPI_AOFF bytes after its rpi_hdr. */
 #define RPI_AHDR 16u
 #define RPI_AOFF (RPI_HDR - RPI_AHDR)
-static inline bool rpi_compact(uint64_t w)
-{
-    return (w & (RPI_F_ARENA | RPI_F_CHECKED)) == RPI_F_ARENA;
-}
 /* Whether the block is on its pool's ring: not a compact arena block, not
    a checked block (its record is on its pool's list of live records). */
 static inline bool rpi_on_ring(uint64_t w)

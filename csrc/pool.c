@@ -376,9 +376,6 @@ static rp_pool *shards_of(rp_pool *pool)
 }
 static void pool_free_blocks(rp_pool *pool, bool keep_chunks);
 
-/* Runs cleanups (LIFO, consumed), destroys children, writes the report (if
-   report_reason and $RINGPOOL_REPORT), runs block destructors (LIFO).
-   Called without the pool lock: all of these may call back into the pool. */
 /* block's destructor flag set (on) or cleared, the pool's lock held: in a
    headerless slot's word, else in the header (and a checked block's
    record). */
@@ -395,6 +392,9 @@ static void block_dtor_flag(void *block, bool checked, bool on)
     if (checked) rpi_registry_update(h);
 }
 
+/* Runs cleanups (LIFO, consumed), destroys children, writes the report (if
+   report_reason and $RINGPOOL_REPORT), runs block destructors (LIFO).
+   Called without the pool lock: all of these may call back into the pool. */
 static void pool_teardown(rp_pool *pool, const char *report_reason)
 {
     for (;;) {
@@ -1728,7 +1728,7 @@ void rpi_shard_drain(rp_pool *s)
     rpi_hdr *h = atomic_exchange_explicit(&s->remote, NULL, memory_order_acquire);
     while (h) {
         rpi_hdr *next = *(rpi_hdr **)rpi_payload(h);
-        if (!rpi_compact(h->word)) rpi_ring_unlink(h);
+        if (rpi_on_ring(h->word)) rpi_ring_unlink(h);
         rpi_counters_sub(h->origin, rpi_size(h));
         raw_release(s, h);
         h = next;
@@ -1949,10 +1949,6 @@ static void *resize_done(rp_pool *pool, void *old_block, rpi_hdr *h, size_t old,
     return rpi_payload(h);
 }
 
-/* A block that realloc moved from block's address to n: its ring neighbours
-   point at it again, and its destructor entry, if any, is re-keyed (the
-   caller reserved room for the entry before the move, which cannot be
-   undone). */
 /* A block with a destructor moved from block to n's payload: its entry
    re-keyed (the caller reserved room for it before the move, which cannot
    be undone). */
@@ -1963,9 +1959,12 @@ static void dtor_rekey(rp_pool *pool, void *block, rpi_hdr *n)
     rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
 }
 
+/* A block that realloc moved from block's address to n: its ring neighbours
+   point at it again (a checked block is on no ring: its record moves), and
+   its destructor entry, if any, is re-keyed (dtor_rekey). */
 static void relink_moved(rp_pool *pool, rpi_hdr *n, void *block)
 {
-    if (rpi_on_ring(n->word)) {   /* a checked block: its record moves */
+    if (rpi_on_ring(n->word)) {
         n->prev->next = n;
         n->next->prev = n;
     }
@@ -2010,7 +2009,7 @@ __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, siz
     if (!n) goto fail_locked;
     memcpy(rpi_payload(n), block, old < size ? old : size);
     n->origin = t;
-    if (!rpi_compact(n->word)) rpi_ring_insert(pool, n);
+    if (rpi_on_ring(n->word)) rpi_ring_insert(pool, n);
     if (m & RPI_HL_DTOR) {
         n->word |= RPI_F_DTOR;
         dtor_rekey(pool, block, n);
