@@ -98,9 +98,15 @@ RPI_STACK_HIDDEN void rpi_stack_use_fast_unwinder(int on);
 /* The hash of a stack, folded one frame at a time (the walker hashes the
    frames it keeps as it reads them; the table hashes the same way). */
 #define RPI_STACK_HASH_SEED 0x9E3779B97F4A7C15ull
+#define RPI_STACK_HASH_MUL 0x5bd1e995ull   /* odd, a 32-bit immediate */
+/* RPI_STACK_HASH_MUL's inverse modulo 2^64: a step taken with pc 0 is
+   undone by multiplying with it. */
+#define RPI_STACK_HASH_MUL_INVERSE 0x39c9eb52e59b19bdull
+_Static_assert((uint64_t)(RPI_STACK_HASH_MUL * RPI_STACK_HASH_MUL_INVERSE) == 1,
+               "the hash step's inverse");
 static inline uint64_t rpi_stack_hash_step(uint64_t h, uintptr_t pc)
 {
-    return (h ^ (uint64_t)pc) * 0x5bd1e995ull;     /* odd, a 32-bit immediate */
+    return (h ^ (uint64_t)pc) * RPI_STACK_HASH_MUL;
 }
 static inline uint64_t rpi_stack_hash_final(uint64_t h, size_t n)
 {

@@ -925,10 +925,6 @@ static inline int slot_same(const memo_slot *e)
         sp = cfa_;                                                                    \
     } while (0)
 
-/* rpi_stack_hash_step's multiplier's inverse: (h ^ 0) * K * this == h. */
-#define HASH_STEP_INVERSE 0x39c9eb52e59b19bdull
-_Static_assert((uint64_t)(0x5bd1e995ull * HASH_STEP_INVERSE) == 1, "the hash step's inverse");
-
 /* A walk's state, handed to splice() and back. */
 typedef struct walk_pos {
     uintptr_t pc, sp;
@@ -1181,7 +1177,7 @@ ended:
 zero_stored:
     /* the 0 read last is not a frame: unstored, and out of the hash */
     f--;
-    h *= HASH_STEP_INVERSE;
+    h *= RPI_STACK_HASH_MUL_INVERSE;   /* the step of the 0 undone */
 ended_at_zero:
     n = (int)(f - frame);
     ncfa = n;
