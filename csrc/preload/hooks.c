@@ -46,7 +46,7 @@ typedef struct real_fns {
 } real_fns;
 
 static real_fns real;
-__thread unsigned rpp_tls_state __attribute__((tls_model("initial-exec")));
+__thread rpp_thread rpp_tls __attribute__((tls_model("initial-exec")));
 static _Atomic int resolve_state;     /* 0 not yet, 1 resolving, 2 done */
 static int tracking;                  /* 0 until the tables are mapped */
 /* 1 once the real functions are resolved, the tables mapped and the mode
@@ -153,7 +153,7 @@ static __attribute__((noinline, cold)) void resolve(void)
 /* C++ operator new: the hooks below note their caller here before calling
    the real operator new, whose malloc then takes this origin instead of its
    own return address (inside libstdc++). Consumed by the first use. */
-static __thread void *tls_origin __attribute__((tls_model("initial-exec")));
+#define tls_origin (rpp_tls.origin)
 
 static inline void *origin(void *ret)
 {

@@ -57,7 +57,27 @@
 #define RPP_RESOLVING 4u
 #define RPP_PEND 8u
 
-RPP_HIDDEN extern __thread unsigned rpp_tls_state __attribute__((tls_model("initial-exec")));
+#define rpp_tls_state (rpp_tls.state)
+/* The thread's words the hooks read on every call, in one initial-exec
+   TLS block: a shared object finds each TLS variable's offset in its GOT,
+   so one block costs one GOT load per hook instead of one per variable.
+   The fields are named by the macros beside their comments below. */
+#define RPP_TLS_CACHE 256u
+typedef struct rpp_cache_entry {
+    uintptr_t pc;
+    uint32_t id;
+} rpp_cache_entry;
+struct rpp_counts_block;
+typedef struct rpp_thread {
+    rpp_cache_entry cache[RPP_TLS_CACHE];   /* rpp_tls_cache (first: no offset to add) */
+    unsigned state;                 /* rpp_tls_state */
+    int counts_done;                /* table.c: counts on the shared records */
+    void *origin;                   /* hooks.c: operator new's caller */
+    uint64_t sample_left;           /* rpp_sample_left (sample.c) */
+    struct rpp_counts_block *counts;   /* table.c: the counter deltas */
+} rpp_thread;
+RPP_HIDDEN extern __thread rpp_thread rpp_tls __attribute__((tls_model("initial-exec")));
+
 /* Runs the operations handlers queued, then drops IN (hooks.c). */
 RPP_HIDDEN void rpp_leave_slow(void);
 
@@ -110,13 +130,7 @@ typedef struct rpp_block {
 RPP_HIDDEN int rpp_table_init(void);
 /* Site id for a return address (creates it): a per-thread direct-mapped
    cache, inline here, in front of the shared map (table.c). */
-#define RPP_TLS_CACHE 256u
-typedef struct rpp_cache_entry {
-    uintptr_t pc;
-    uint32_t id;
-} rpp_cache_entry;
-RPP_HIDDEN extern __thread rpp_cache_entry rpp_tls_cache[RPP_TLS_CACHE]
-    __attribute__((tls_model("initial-exec")));
+#define rpp_tls_cache (rpp_tls.cache)
 RPP_HIDDEN uint32_t rpp_site_for_slow(uintptr_t pc, uint64_t h);
 
 /* One multiplication (Fibonacci hashing): the cache slot is the top 8
@@ -202,7 +216,7 @@ RPP_HIDDEN extern double rpp_sample_rate;
    exact mode, so that every hook's countdown test fails there and the hook
    takes its general path. Changed only by the thread and its signal
    handlers. */
-RPP_HIDDEN extern __thread uint64_t rpp_sample_left __attribute__((tls_model("initial-exec")));
+#define rpp_sample_left (rpp_tls.sample_left)
 RPP_HIDDEN void rpp_sample_init(void);       /* reads the environment */
 /* Makes the free filter live (sampling mode, at the end of the resolution):
    the granules of [boot_lo, boot_hi) stay marked for good, so the hooks'

@@ -34,7 +34,6 @@
 
 double rpp_sample_rate;
 int rpp_sampling;
-__thread uint64_t rpp_sample_left __attribute__((tls_model("initial-exec")));
 
 static double inv_log;           /* 1 / ln(1 - r); 0 for r = 1 */
 static double log1m;             /* ln(1 - r) */
