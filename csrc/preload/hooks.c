@@ -607,17 +607,11 @@ static void *do_realloc(void *p, size_t size, void *pc, const uintptr_t *fp)
     int after = errno;
     rpp_enter(st);
     if (n) {
-        if (had)
-            rpp_count_free(&old);
         if (!(st & RPP_BUSY))         /* the interposer's own blocks stay out */
             record(n, size, pc, fp);
-    } else if (p && size == 0) {
-        if (had)                      /* glibc: realloc(p, 0) frees p */
-            rpp_count_free(&old);
-    } else if (had) {                 /* failed: p is still valid, still p's */
-        if (rpp_track(p, old.size, old.site, 0) != 0)
-            rpp_count_free(&old);     /* could not re-insert: now dropped */
-    }
+    } else if (had && size != 0) {    /* failed: p is still valid, still p's */
+        rpp_track(p, old.size, old.site, 0);   /* on failure: dropped, counted */
+    }                                 /* (glibc: realloc(p, 0) frees p) */
     rpp_leave();
     errno = after;
     return n;

@@ -670,6 +670,7 @@ int rpp_write_report(const char *reason)
         put_est(w, 1.0 / rpp_sample_rate);
     }
 
+    rpp_outstanding_begin();        /* the table's entries per site */
     uint32_t ns = rpp_site_count();
     int64_t blocks = 0, bytes = 0;
     uint64_t allocs = 0, live_sites = 0;
@@ -814,6 +815,7 @@ int rpp_write_report(const char *reason)
     }
     rc = 0;
 done:
+    rpp_outstanding_end();
     atomic_store(&writing, 0);
     return rc;
 }

@@ -15,9 +15,10 @@
  *     returned it until just before it is handed back to the real free (so
  *     an address can never be in the table twice, even when another thread
  *     gets the same address right after a free);
- *   - every tracked block is counted in exactly one site's counters, the
- *     site recorded in its table entry; the counters change only together
- *     with the table (insert adds, remove subtracts).
+ *   - a site's outstanding blocks and bytes are the table's entries that
+ *     name it, counted when a report is taken (rpp_outstanding_begin); only
+ *     what the table cannot tell, the allocations ever made at a site and
+ *     their bytes, is counted as blocks are recorded.
  *
  * Prefix: rpp_ for cross-file internals (hidden visibility), static for
  * file-local helpers.
@@ -110,11 +111,10 @@ slow:
    in one mmap'd array and never move; site 0 collects allocations made once
    the array is full (reported as module "(overflow)"). The counters here are
    the shared part: threads keep pending deltas of their own (table.c), so
-   read them with rpp_site_read. */
+   read them with rpp_site_read. Outstanding blocks and bytes are not
+   counters: they are read off the block table (rpp_outstanding_begin). */
 typedef struct rpp_site {
     uintptr_t pc;
-    _Atomic int64_t blocks;   /* outstanding */
-    _Atomic int64_t bytes;    /* outstanding, requested sizes */
     _Atomic uint64_t allocs;  /* blocks ever allocated here (realloc included) */
     _Atomic uint64_t alloc_bytes;  /* their requested sizes, summed */
 } rpp_site;
@@ -150,27 +150,37 @@ static inline uint32_t rpp_site_for(uintptr_t pc)
         return c->id;
     return rpp_site_for_slow(pc, h);
 }
-/* Records block p (size bytes) under site and, when count is non-zero, adds
-   it to the site's counters (0 re-inserts a block whose counters were never
-   taken off). 0, or -1 when the table could not grow: then the block stays
-   untracked, is not counted, and is added to rpp_stat.dropped. */
+/* Records block p (size bytes) under site and, when count is non-zero,
+   counts it among the site's allocations (0 puts back a block that a failed
+   realloc took out). 0, or -1 when the table could not grow: then the block
+   stays untracked, is not counted, and is added to rpp_stat.dropped. */
 RPP_HIDDEN int rpp_track(void *p, size_t size, uint32_t site, int count);
-/* Removes p; 1 and *out filled when it was tracked, 0 otherwise. Counters
-   are not touched: see rpp_count_free. */
+/* Removes p; 1 and *out filled when it was tracked, 0 otherwise. */
 RPP_HIDDEN int rpp_untrack(void *p, rpp_block *out);
 RPP_HIDDEN void rpp_count_alloc(uint32_t site, size_t size);
-RPP_HIDDEN void rpp_count_free(const rpp_block *b);
-/* rpp_untrack and rpp_count_free in one: 1 when p was tracked. */
+/* Removes p: 1 when it was tracked. Nothing else to do: a block that left
+   the table is no longer outstanding anywhere. */
 RPP_HIDDEN int rpp_forget(void *p);
 /* Number of site ids handed out (some may still be initialising). */
 RPP_HIDDEN uint32_t rpp_site_count(void);
-/* A site's counters: the shared record plus every thread's pending deltas. */
+/* A site's counters: allocations from the shared record plus every
+   thread's pending deltas, outstanding blocks and bytes from the count of
+   the table's entries that rpp_outstanding_begin took (0 without one). */
 typedef struct rpp_site_counts {
     uintptr_t pc;
     int64_t blocks, bytes;
     uint64_t allocs, alloc_bytes;
 } rpp_site_counts;
 RPP_HIDDEN void rpp_site_read(uint32_t id, rpp_site_counts *out);
+/* Counts the block table's entries per site, for the rpp_site_read calls
+   up to rpp_outstanding_end (the report writer; one at a time). Takes no
+   lock and calls nothing but mmap, so it may run in a signal handler: the
+   tables are read with atomic loads, and a table that grew is emptied but
+   never unmapped. Exact once the other threads are quiet; a report taken
+   while they allocate can be off by the calls in flight. 0, or -1 when the
+   count's memory could not be mapped (then every site reads 0). */
+RPP_HIDDEN int rpp_outstanding_begin(void);
+RPP_HIDDEN void rpp_outstanding_end(void);
 /* In a fork child: hand back the counter blocks of threads that are gone. */
 RPP_HIDDEN void rpp_counts_after_fork_child(void);
 /* Fork protection: take every table lock / release them. */

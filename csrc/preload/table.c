@@ -196,6 +196,10 @@ uint32_t rpp_site_count(void)
  * site first adds its deltas to the shared record. Readers (the report) add
  * the shared record and every block's slot for that site.
  *
+ * Only allocations are counted: a site's outstanding blocks and bytes are
+ * the block table's entries that name it, counted when a report is taken
+ * (rpp_outstanding_begin), so free and realloc count nothing.
+ *
  * Blocks come from mmap, are linked into one list forever (lock-free push)
  * and are handed back when their thread exits (pthread key destructor) so the
  * next new thread reuses one, deltas included: a delta is just a count, it
@@ -204,13 +208,14 @@ uint32_t rpp_site_count(void)
  * thread's is handed back the same way. */
 #define DELTA_SLOTS 4096u
 
-/* A thread's counts for one site, all only ever growing: an allocation adds
-   to the first two, a free to the last two (two additions per operation;
-   outstanding blocks and bytes are the differences). */
+/* A thread's counts for one site, both only ever growing: an allocation
+   adds to each (two additions per malloc). 32 bytes, so that a slot's
+   offset is one shift of the site id. */
 typedef struct delta {
     _Atomic uint32_t site;
-    _Atomic uint64_t allocs, alloc_bytes, frees, free_bytes;
-} delta;
+    _Atomic uint64_t allocs, alloc_bytes;
+} __attribute__((aligned(32))) delta;
+_Static_assert(sizeof(delta) == 32, "a delta slot is 32 bytes");
 
 typedef struct rpp_counts_block {
     struct rpp_counts_block *next;
@@ -278,16 +283,10 @@ static inline void add_relaxed(_Atomic uint64_t *v, uint64_t d)
 #endif
 }
 
-/* alloc is 1 for an allocation of size bytes, 0 for a free. */
-static inline void add_delta(delta *d, int alloc, uint64_t size)
+static inline void add_delta(delta *d, uint64_t size)
 {
-    if (alloc) {
-        add_relaxed(&d->allocs, 1);
-        add_relaxed(&d->alloc_bytes, size);
-    } else {
-        add_relaxed(&d->frees, 1);
-        add_relaxed(&d->free_bytes, size);
-    }
+    add_relaxed(&d->allocs, 1);
+    add_relaxed(&d->alloc_bytes, size);
 }
 
 /* Adds a delta's counts to its site's shared record and zeroes it. */
@@ -296,32 +295,21 @@ static void flush_delta(delta *d, uint32_t held)
     rpp_site *s = &sites[held];
     uint64_t a = atomic_load_explicit(&d->allocs, memory_order_relaxed);
     uint64_t ab = atomic_load_explicit(&d->alloc_bytes, memory_order_relaxed);
-    uint64_t f = atomic_load_explicit(&d->frees, memory_order_relaxed);
-    uint64_t fb = atomic_load_explicit(&d->free_bytes, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->blocks, (int64_t)(a - f), memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->bytes, (int64_t)(ab - fb), memory_order_relaxed);
     atomic_fetch_add_explicit(&s->allocs, a, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->alloc_bytes, ab, memory_order_relaxed);
     atomic_store_explicit(&d->allocs, 0, memory_order_relaxed);
     atomic_store_explicit(&d->alloc_bytes, 0, memory_order_relaxed);
-    atomic_store_explicit(&d->frees, 0, memory_order_relaxed);
-    atomic_store_explicit(&d->free_bytes, 0, memory_order_relaxed);
 }
 
 /* Off the hot path: the thread has no block yet, or the slot holds another
    site (its deltas go to that site's shared record first). */
-static __attribute__((noinline)) void count_slow(uint32_t site, int alloc, uint64_t size)
+static __attribute__((noinline)) void count_slow(uint32_t site, uint64_t size)
 {
     counts_block *b = tls_counts;
     if (!b && !(b = claim_counts())) {
         rpp_site *s = &sites[site];
-        atomic_fetch_add_explicit(&s->blocks, alloc ? 1 : -1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->bytes, alloc ? (int64_t)size : -(int64_t)size,
-                                  memory_order_relaxed);
-        if (alloc) {
-            atomic_fetch_add_explicit(&s->allocs, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&s->alloc_bytes, size, memory_order_relaxed);
-        }
+        atomic_fetch_add_explicit(&s->allocs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->alloc_bytes, size, memory_order_relaxed);
         return;
     }
     delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
@@ -330,46 +318,50 @@ static __attribute__((noinline)) void count_slow(uint32_t site, int alloc, uint6
         flush_delta(d, held);
         atomic_store_explicit(&d->site, site, memory_order_release);
     }
-    add_delta(d, alloc, size);
+    add_delta(d, size);
 }
 
-static inline __attribute__((always_inline)) void count(uint32_t site, int alloc, uint64_t size)
+static inline __attribute__((always_inline)) void count(uint32_t site, uint64_t size)
 {
     counts_block *b = tls_counts;
     if (RPP_LIKELY(b != NULL)) {
         delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
         if (RPP_LIKELY(atomic_load_explicit(&d->site, memory_order_relaxed) == site)) {
-            add_delta(d, alloc, size);
+            add_delta(d, size);
             return;
         }
     }
-    count_slow(site, alloc, size);
+    count_slow(site, size);
 }
 
-void rpp_count_alloc(uint32_t site, size_t size) { count(site, 1, size); }
+void rpp_count_alloc(uint32_t site, size_t size) { count(site, size); }
 
-void rpp_count_free(const rpp_block *b) { count(b->site, 0, b->size); }
+/* Outstanding blocks and bytes per site, counted off the block table by
+   rpp_outstanding_begin for the report (one writer at a time). */
+typedef struct outstanding {
+    int64_t blocks, bytes;
+} outstanding;
+static outstanding *out_counts;
+static uint32_t out_sites;
 
 void rpp_site_read(uint32_t id, rpp_site_counts *out)
 {
     rpp_site *s = &sites[id];
     out->pc = s->pc;
-    out->blocks = atomic_load_explicit(&s->blocks, memory_order_relaxed);
-    out->bytes = atomic_load_explicit(&s->bytes, memory_order_relaxed);
+    out->blocks = 0;
+    out->bytes = 0;
+    if (out_counts && id < out_sites) {
+        out->blocks = out_counts[id].blocks;
+        out->bytes = out_counts[id].bytes;
+    }
     out->allocs = atomic_load_explicit(&s->allocs, memory_order_relaxed);
     out->alloc_bytes = atomic_load_explicit(&s->alloc_bytes, memory_order_relaxed);
     for (counts_block *b = atomic_load_explicit(&all_blocks, memory_order_acquire); b; b = b->next) {
         delta *d = &b->slot[id & (DELTA_SLOTS - 1)];
         if (atomic_load_explicit(&d->site, memory_order_acquire) != id)
             continue;
-        uint64_t a = atomic_load_explicit(&d->allocs, memory_order_relaxed);
-        uint64_t ab = atomic_load_explicit(&d->alloc_bytes, memory_order_relaxed);
-        uint64_t f = atomic_load_explicit(&d->frees, memory_order_relaxed);
-        uint64_t fb = atomic_load_explicit(&d->free_bytes, memory_order_relaxed);
-        out->blocks += (int64_t)(a - f);
-        out->bytes += (int64_t)(ab - fb);
-        out->allocs += a;
-        out->alloc_bytes += ab;
+        out->allocs += atomic_load_explicit(&d->allocs, memory_order_relaxed);
+        out->alloc_bytes += atomic_load_explicit(&d->alloc_bytes, memory_order_relaxed);
     }
 }
 
@@ -384,7 +376,16 @@ void rpp_counts_after_fork_child(void)
  * A block's hash is one multiplication (Fibonacci hashing): its top six
  * bits pick the shard, bits 20 and up the home slot. Both depend on every
  * address bit below them, and the home slot of an entry met during a
- * deletion costs three instructions to recompute. */
+ * deletion costs three instructions to recompute.
+ *
+ * The writers hold the shard's lock; the report counts the entries without
+ * it (rpp_outstanding_begin). So slots are written with atomic stores (the
+ * pointer last, with release: a reader that sees it sees its size and site)
+ * and read under the lock with plain loads; a shard's table and mask are
+ * published with release, the table first, and a table that was replaced
+ * is emptied (MADV_DONTNEED: its pages read as zeros) but stays mapped, so
+ * a reader that loads the mask and then the table never reads past a
+ * table's end nor touches an unmapped page. */
 static inline uint64_t ptr_hash(uintptr_t p) { return (uint64_t)p * 0x9E3779B97F4A7C15ull; }
 #define HOME_SHIFT 20
 /* Slots are addressed by byte offset, and a shard's mask is a byte mask
@@ -404,6 +405,11 @@ static inline ptr_slot *slot_at(ptr_slot *slots, size_t off)
 {
     return (ptr_slot *)((char *)slots + off);
 }
+static inline void slot_set(ptr_slot *e, uintptr_t key, uint64_t meta)
+{
+    __atomic_store_n(&e->meta, meta, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->ptr, key, __ATOMIC_RELEASE);
+}
 
 static __attribute__((noinline, cold)) int ptr_grow(ptr_shard *s)
 {
@@ -413,20 +419,26 @@ static __attribute__((noinline, cold)) int ptr_grow(ptr_shard *s)
     ptr_slot *n = rpi_map_zeroed(ncap * sizeof(ptr_slot));
     if (!n)
         return -1;
+    ptr_slot *old = s->slots;
     if (s->limit) {
         for (size_t i = 0; i < cap; i++) {
-            if (!s->slots[i].ptr)
+            if (!old[i].ptr)
                 continue;
-            size_t j = home(s->slots[i].ptr, nmask);
+            size_t j = home(old[i].ptr, nmask);
             while (slot_at(n, j)->ptr)
                 j = next_off(j, nmask);
-            *slot_at(n, j) = s->slots[i];
+            *slot_at(n, j) = old[i];
         }
-        unmap(s->slots, cap * sizeof(ptr_slot));
     }
-    s->slots = n;
-    s->mask = nmask;
+    __atomic_store_n(&s->slots, n, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->mask, nmask, __ATOMIC_RELEASE);
     s->limit = ncap / 2;
+    if (old && old != no_slots) {
+        /* emptied, not unmapped: a report may be reading it (see above) */
+        int saved = errno;
+        madvise(old, cap * sizeof(ptr_slot), MADV_DONTNEED);
+        errno = saved;
+    }
     return 0;
 }
 
@@ -439,16 +451,12 @@ static inline void insert_locked(ptr_shard *s, uintptr_t key, uint64_t h, size_t
     while (slot_at(slots, j)->ptr && slot_at(slots, j)->ptr != key)
         j = next_off(j, mask);
     ptr_slot *e = slot_at(slots, j);
-    if (RPP_UNLIKELY(e->ptr == key)) {
-        /* The real allocator handed out an address we still hold: a block
-           freed behind our back (e.g. by a direct __libc_free). Replace it. */
-        rpp_block old = {slot_size(e), slot_site(e)};
-        rpp_count_free(&old);
-    } else {
+    /* e->ptr == key: the real allocator handed out an address we still
+       hold, a block freed behind our back (e.g. by a direct __libc_free);
+       the entry is replaced, and the old block is outstanding no more */
+    if (RPP_LIKELY(e->ptr != key))
         s->count++;
-    }
-    e->ptr = key;
-    e->meta = pack(size, site);
+    slot_set(e, key, pack(size, site));
 }
 
 static __attribute__((noinline, cold)) int track_dropped(void)
@@ -499,16 +507,15 @@ int rpp_track(void *p, size_t size, uint32_t site, int counted)
         j = next_off(j, mask);
     }
     s->count++;
-    slot_at(slots, j)->ptr = key;
-    slot_at(slots, j)->meta = pack(size, site);
+    slot_set(slot_at(slots, j), key, pack(size, site));
     spin_unlock(&s->lock);
     if (counted)
-        count(site, 1, size);
+        count(site, size);
     return 0;
 }
 
-/* Under s's lock: p taken out (1, its slot's meta in *meta) or not there
-   (0); drops the lock. */
+/* Under s's lock: p taken out (1, its slot's meta in *meta unless meta is
+   NULL) or not there (0); drops the lock. */
 static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, uintptr_t key,
                                                                 uint64_t h, uint64_t *meta)
 {
@@ -523,18 +530,19 @@ static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, ui
         }
         i = next_off(i, mask);
     }
-    *meta = slot_at(slots, i)->meta;
+    if (meta)                /* a constant where this is inlined */
+        *meta = slot_at(slots, i)->meta;
     /* Backward-shift deletion: a later member of the probe run moves into
        the hole when the hole is not before its home slot (its distance
        from home is at least the hole's distance; offsets and their
        differences are all multiples of the slot size). */
     for (size_t j = next_off(i, mask); (at = slot_at(slots, j)->ptr) != 0; j = next_off(j, mask)) {
         if (((j - home(at, mask)) & mask) >= ((j - i) & mask)) {
-            *slot_at(slots, i) = *slot_at(slots, j);
+            slot_set(slot_at(slots, i), at, slot_at(slots, j)->meta);
             i = j;
         }
     }
-    slot_at(slots, i)->ptr = 0;
+    __atomic_store_n(&slot_at(slots, i)->ptr, 0, __ATOMIC_RELAXED);
     s->count--;
     spin_unlock(&s->lock);
     return 1;
@@ -569,11 +577,48 @@ int rpp_untrack(void *p, rpp_block *out)
 
 int rpp_forget(void *p)
 {
-    uint64_t meta;
-    if (!untrack((uintptr_t)p, &meta))
-        return 0;
-    count((uint32_t)(meta >> SIZE_BITS), 0, meta & SIZE_MASK);
-    return 1;
+    return untrack((uintptr_t)p, NULL);
+}
+
+int rpp_outstanding_begin(void)
+{
+    uint32_t ns = rpp_site_count();
+    outstanding *c = rpi_map_zeroed((size_t)ns * sizeof *c);
+    if (!c) {
+        rpp_say("cannot map memory to count the blocks: ",
+                "the report's outstanding blocks and bytes read 0", "");
+        return -1;
+    }
+    for (unsigned k = 0; k < PTR_SHARDS; k++) {
+        ptr_shard *s = &ptr_shards[k];
+        /* the mask first: a table seen after it is at least that large */
+        size_t mask = __atomic_load_n(&s->mask, __ATOMIC_ACQUIRE);
+        ptr_slot *slots = __atomic_load_n(&s->slots, __ATOMIC_ACQUIRE);
+        if (!slots)
+            continue;
+        for (size_t off = 0; off <= mask; off += sizeof(ptr_slot)) {
+            ptr_slot *e = slot_at(slots, off);
+            if (!__atomic_load_n(&e->ptr, __ATOMIC_ACQUIRE))
+                continue;
+            uint64_t meta = __atomic_load_n(&e->meta, __ATOMIC_RELAXED);
+            uint32_t site = (uint32_t)(meta >> SIZE_BITS);
+            if (site >= ns)      /* a site newer than the count: in flight */
+                continue;
+            c[site].blocks++;
+            c[site].bytes += (int64_t)(meta & SIZE_MASK);
+        }
+    }
+    out_sites = ns;
+    out_counts = c;
+    return 0;
+}
+
+void rpp_outstanding_end(void)
+{
+    if (out_counts)
+        unmap(out_counts, (size_t)out_sites * sizeof *out_counts);
+    out_counts = NULL;
+    out_sites = 0;
 }
 
 void rpp_table_lock_all(void)

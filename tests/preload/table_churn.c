@@ -10,8 +10,12 @@
    Prints, per function of this program that allocated, the exact counts
    the report must show:  NAME BLOCKS BYTES ALLOCS ALLOC_BYTES
    usage: table_churn [ROUNDS] [LIVE]
-          table_churn foreign N   (N frees of blocks from __libc_malloc) */
+          table_churn foreign N   (N frees of blocks from __libc_malloc)
+          table_churn behind N    (N blocks freed by __libc_free, then reused)
+          table_churn realloc-fail
+          table_churn grow-signal N REPORTS */
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,10 +184,98 @@ static int foreign(long n)
     return 0;
 }
 
+/* Blocks freed behind the interposer's back (glibc's own entry point):
+   the table still holds each until the real allocator hands its address
+   out again, here at once (same size, same thread), to the next malloc;
+   that block replaces the stale entry, so behind_a ends with no block
+   outstanding (the report counts the table's entries) and behind_b with
+   all of them. Prints how many addresses came back. */
+extern void __libc_free(void *);
+
+static __attribute__((noinline)) void *behind_a(size_t n)
+{
+    void *p = malloc(n);
+    __asm__ volatile("" : : "r"(p) : "memory");
+    return p;
+}
+
+static __attribute__((noinline)) void *behind_b(size_t n)
+{
+    void *p = malloc(n);
+    __asm__ volatile("" : : "r"(p) : "memory");
+    return p;
+}
+
+static int behind(long n)
+{
+    long reused = 0;
+    for (long i = 0; i < n; i++) {
+        void *p = behind_a(48);
+        if (!p)
+            return 1;
+        __libc_free(p);
+        void *q = behind_b(48);
+        if (!q)
+            return 1;
+        reused += q == p;     /* q stays allocated */
+    }
+    printf("behind %ld reused %ld\n", n, reused);
+    return 0;
+}
+
+/* A realloc that fails leaves its block where it was: still outstanding
+   at its first site, nothing counted at the realloc's. */
+static __attribute__((noinline)) void *realloc_fails(void *p)
+{
+    void *q = realloc(p, (size_t)1 << 62);
+    __asm__ volatile("" : : "r"(q) : "memory");
+    return q;
+}
+
+static int realloc_fail(void)
+{
+    void *p = behind_a(64);
+    if (!p || realloc_fails(p) != NULL)
+        return 1;
+    printf("realloc-fail\n");
+    return 0;
+}
+
+/* Reports on demand (RINGPOOL_PRELOAD_SIGNAL=USR2, raised by the main
+   thread) while another thread grows the block table by N blocks: the
+   report counts the table's entries without its locks, so a table being
+   replaced must stay readable. The blocks stay allocated. */
+static void *grow_blocks(void *arg)
+{
+    long n = *(long *)arg;
+    for (long i = 0; i < n; i++)
+        if (!behind_b(24))
+            abort();
+    return NULL;
+}
+
+static int grow_signal(long n, int reports)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, grow_blocks, &n) != 0)
+        return 1;
+    for (int i = 0; i < reports; i++)
+        raise(SIGUSR2);
+    pthread_join(t, NULL);
+    printf("grow-signal %ld\n", n);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 2 && strcmp(argv[1], "foreign") == 0)
         return foreign(atol(argv[2]));
+    if (argc > 2 && strcmp(argv[1], "behind") == 0)
+        return behind(atol(argv[2]));
+    if (argc > 1 && strcmp(argv[1], "realloc-fail") == 0)
+        return realloc_fail();
+    if (argc > 3 && strcmp(argv[1], "grow-signal") == 0)
+        return grow_signal(atol(argv[2]), atoi(argv[3]));
     long rounds = argc > 1 ? atol(argv[1]) : 200000;
     long live = argc > 2 ? atol(argv[2]) : 20000;
     if (rounds <= 0 || live <= 0) {
