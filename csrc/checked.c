@@ -74,6 +74,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 
 #define RETIRED_CAP   65536
 #define RETIRED_BYTES ((size_t)64 << 20)
@@ -82,6 +83,7 @@
 #define SLAB_ENTRIES  255
 #define REUSE_BYTES   ((size_t)1 << 20)
 #define PARK_CAP      65536
+#define CARVE_SPAN    ((size_t)64 << 20)
 
 typedef struct entry {
     void         *payload;
@@ -182,6 +184,46 @@ static size_t reuse_bytes;
    for both) */
 static size_t reuse_cap;
 
+/* Memory no block has had yet, for the checked allocations of the reuse
+   lists' classes (malloc backing): carved in turn from one region of
+   CARVE_SPAN bytes reserved at the first checked pool, instead of a
+   malloc each (a filling quarantine needs new memory for every
+   allocation). Carved memory never goes back to the system one block at a
+   time: when its record leaves the quarantine it goes to its class's reuse
+   list whatever the lists' bound (with its record while the lists are
+   within REUSE_BYTES, else without), and the region is unmapped with the
+   registry (rpi_registry_fini). A carved block is told apart by its
+   address (carved()); resize moves it to malloc'd memory unless its class
+   stays the same (rpi_registry_realloc). Off, as the reuse lists are,
+   where memory checkers must see every block (carve_cur == carve_lim);
+   once the region is used up, blocks are malloc'd as before. */
+static uintptr_t carve_base, carve_span;   /* the region (span 0: none) */
+static char *carve_cur, *carve_lim;        /* carved up to cur; may carve to lim */
+static bool carve_failed;                  /* the reservation failed: not again */
+
+static inline bool carved(const void *raw)
+{
+    return (uintptr_t)raw - carve_base < carve_span;
+}
+
+/* The region reserved (first checked pool), and carving on or off with
+   the reuse lists. */
+static void carve_setup(void)
+{
+    if (reuse_cap && !carve_span && !carve_failed) {
+        void *m = mmap(NULL, CARVE_SPAN, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) {
+            carve_failed = true;
+            return;
+        }
+        carve_base = (uintptr_t)m;
+        carve_span = CARVE_SPAN;
+        carve_cur = m;
+    }
+    carve_lim = reuse_cap && carve_span ? (char *)(carve_base + carve_span) : carve_cur;
+}
+
 /* A record's payload is non-NULL exactly while the record is in the table
    (evict_record clears it), so a hint pointing at a record is trusted only
    when the record's payload is the block's: no_rec matches none. */
@@ -205,17 +247,38 @@ static void gate_update(void);
    a record). */
 static void reuse_release(void)
 {
+    /* carved memory cannot go back one block at a time: it stays on its
+       list, without a record (the region goes at rpi_registry_fini) */
+    reuse_bytes = 0;
     for (size_t c = 0; c < RPI_RECYCLE_CLASSES; c++) {
+        rpi_hdr *keep = NULL;
         for (rpi_hdr *h = reuse[c], *n; h; h = n) {
             n = h->next;
             entry *e = lookup(rpi_payload(h));
             if (e) evict_record(e);
-            rpi_sys_free(h);
+            if (carved(h)) {
+                h->next = keep;
+                keep = h;
+                reuse_bytes += RPI_HDR + 16 * c;
+            } else {
+                rpi_sys_free(h);
+            }
         }
-        reuse[c] = NULL;
+        reuse[c] = keep;
     }
-    reuse_bytes = 0;
     gate_update();   /* the table may be empty now */
+}
+
+/* The carved region goes (no record is left: rpi_registry_fini), and the
+   reuse lists' carved memory with it. */
+static void carve_drop(void)
+{
+    if (!carve_span) return;
+    for (size_t c = 0; c < RPI_RECYCLE_CLASSES; c++) reuse[c] = NULL;
+    reuse_bytes = 0;
+    munmap((void *)carve_base, carve_span);
+    carve_base = carve_span = 0;
+    carve_cur = carve_lim = NULL;
 }
 
 void rpi_registry_lock(void) { rpi_lock_acquire(&reg_lock); }
@@ -326,6 +389,7 @@ int rpi_registry_reserve(rp_pool *pool)
         cp->pool = pool;
         reuse_cap = rpi_recycle_allowed() ? REUSE_BYTES : 0;
         if (!reuse_cap) reuse_release();
+        carve_setup();
         cp->next = &cpools;
         cp->prev = cpools.prev;
         cpools.prev->next = cp;
@@ -420,6 +484,16 @@ static inline __attribute__((always_inline)) bool release_kept_in(entry *e)
         reuse_rec[c] = e;
         reuse_bytes += e->kept;
         reused = true;
+    } else if (RPI_UNLIKELY(carved(e->raw))) {
+        /* over the lists' bound: carved memory waits there without its
+           record (a plain malloc block of its class: carved() is only
+           true of those) */
+        rpi_hdr *h = e->raw;
+        size_t c = (e->kept - RPI_HDR) >> 4;
+        h->next = reuse[c];
+        reuse[c] = h;
+        reuse_rec[c] = &no_rec;
+        reuse_bytes += e->kept;
     } else {
         rpi_sys_free(e->raw);
     }
@@ -612,6 +686,25 @@ void rpi_registry_move(rpi_hdr *old_h, rpi_hdr *new_h, void *raw)
     fill(e, new_h, raw);        /* keeps its place in the live list */
     guard_set(new_h, e);
     last = e;
+}
+
+void *rpi_registry_realloc(rpi_hdr *h, size_t n)
+{
+    if (RPI_LIKELY(!carved(h))) return rpi_sys_realloc(h, n);
+    /* carved: in place within its class, else moved to malloc'd memory and
+       the old memory onto its class's reuse list (without a record: the
+       block's record moves with it, rpi_registry_move) */
+    size_t have = rpi_malloc_size(rpi_size(h));
+    if (n == have) return h;
+    rpi_hdr *nh = rpi_sys_malloc(n);
+    if (!nh) return NULL;
+    memcpy(nh, h, have < n ? have : n);
+    size_t c = (have - RPI_HDR) >> 4;
+    h->next = reuse[c];
+    reuse[c] = h;
+    reuse_rec[c] = &no_rec;
+    reuse_bytes += have;
+    return nh;
 }
 
 int rpi_registry_find(const void *payload, rpi_entry_view *out)
@@ -956,6 +1049,11 @@ static inline __attribute__((always_inline)) void *malloc_take(rp_pool *pool, cp
             return reuse_take_over(pool, cp, t, size, tag, plain, c);
         reuse[c] = h->next;
         reuse_bytes -= RPI_HDR + 16 * c;
+    } else if (size <= RPI_RECYCLE_MAX && (size_t)(carve_lim - carve_cur) >= RPI_HDR + 16 * c) {
+        /* memory no block has had (no record can be there) */
+        h = (rpi_hdr *)carve_cur;
+        if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h), true)))) goto general;
+        carve_cur += RPI_HDR + 16 * c;
     } else {
         if (RPI_UNLIKELY(size > RP_MAX_SIZE) || !(h = rpi_sys_malloc(rpi_malloc_size(size))))
             goto general;
@@ -1330,6 +1428,7 @@ void rpi_registry_fini(void)
         if (!cp->pool) cpool_free(cp);   /* a live pool keeps its (now empty) part */
     }
     reuse_release();
+    carve_drop();
     hints_reset();
     memset(qring, 0, (qhead < RETIRED_CAP ? qhead : RETIRED_CAP) * sizeof *qring);
     qhead = qtail = 0;

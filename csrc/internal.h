@@ -723,6 +723,10 @@ RPI_HIDDEN void rpi_registry_update(rpi_hdr *h);  /* copies a live block's new w
    record (freed when the record goes): the caller does not free it. */
 RPI_HIDDEN void rpi_registry_retire(const void *payload, int state);
 RPI_HIDDEN void rpi_registry_move(rpi_hdr *old_h, rpi_hdr *new_h, void *raw);
+/* realloc of a checked malloc-backed block's memory h to n bytes (the
+   registry may have carved it: then moved unless its class stays); lock
+   held. */
+RPI_HIDDEN void *rpi_registry_realloc(rpi_hdr *h, size_t n);
 enum { RPI_UNKNOWN = 0, RPI_LIVE = 1, RPI_FREED = 2, RPI_DESTROYED = 3 };
 typedef struct rpi_entry_view {
     int state; rp_pool *pool; rpi_tag *origin; uint64_t word; void *raw;

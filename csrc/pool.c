@@ -2066,7 +2066,8 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
            moved block's destructor entry is re-keyed: room for it first, as
            realloc cannot be undone. */
         if ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
-        rpi_hdr *n = rpi_sys_realloc(h, rpi_malloc_size(size));
+        rpi_hdr *n = checked ? rpi_registry_realloc(h, rpi_malloc_size(size))
+                             : rpi_sys_realloc(h, rpi_malloc_size(size));
         if (!n) goto fail_locked;
         if (n != h) relink_moved(pool, n, block);
         h = n;

@@ -517,6 +517,118 @@ static void test_reuse_list_record_moves_to_next_pool(void)
     rp_set_error_handler(prev);
 }
 
+/* Blocks of a checked malloc-backed pool's usual allocation may be carved
+   from the registry's own region (where pools recycle). A resize of such a
+   block within its 16-byte class stays in place; to another class it
+   moves to new memory with its content, tag and record: the new block's
+   free is valid and a second one a double free (a realloc of carved
+   memory would abort in the system allocator). */
+static void test_carved_block_resized(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool_options uo = {.flags = 0};
+    rp_pool *probe = rp_pool_create_ex("probe", &uo);
+    CHECK(probe != NULL);
+    size_t r0 = tu_info(probe).reserved_bytes;
+    rp_free(rp_alloc(probe, 1000, "probe"));
+    int recycles = tu_info(probe).reserved_bytes != r0;   /* so carving is on too */
+    rp_pool_destroy(probe);
+    rp_pool_options co = {.flags = RP_POOL_CHECKED};
+    rp_pool *p = rp_pool_create_ex("carved-resize", &co);
+    CHECK(p != NULL);
+    tu_watched = p;
+    tu_errors_reset();
+    rp_free(rp_alloc(p, 40, "r"));   /* the tag seen: the fast path from here */
+    enum { N = 64 };
+    unsigned char *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = rp_alloc(p, 40, "r");
+        CHECK(b[i] != NULL);
+        tu_fill(b[i], 40, (unsigned)i);
+    }
+    for (int i = 0; i < N; i++) {
+        size_t to = i % 4 == 0 ? 44 : i % 4 == 1 ? 300 : i % 4 == 2 ? 20 : 5000;
+        unsigned char *n = rp_resize(p, b[i], to);
+        CHECK(n != NULL);
+        if (i % 4 == 0 && recycles) CHECK(n == b[i]);   /* same class (48): in place */
+        size_t keep = to < 40 ? to : 40;
+        CHECK(tu_intact(n, keep, (unsigned)i));
+        CHECK_EQ(rp_block_size(n), to);
+        CHECK_STR(rp_block_tag(n), "r");
+        tu_fill(n, to, (unsigned)i + 100);
+        b[i] = n;
+    }
+    CHECK_EQ(rp_pool_outstanding(p, NULL), N);
+    CHECK_INT(rp_pool_check(p), 0);
+    CHECK_INT(tu_err_count, 0);
+    /* the memory they left is handed out again, once each */
+    unsigned char *c[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = rp_alloc(p, 40, "r");
+        CHECK(c[i] != NULL);
+        tu_fill(c[i], 40, (unsigned)i + 200);
+    }
+    for (int i = 0; i < N; i++) {
+        size_t to = i % 4 == 0 ? 44 : i % 4 == 1 ? 300 : i % 4 == 2 ? 20 : 5000;
+        CHECK(tu_intact(b[i], to, (unsigned)i + 100));
+        CHECK(tu_intact(c[i], 40, (unsigned)i + 200));
+        rp_free(b[i]);
+        rp_free(c[i]);
+    }
+    CHECK_INT(tu_err_count, 0);
+    rp_free(b[1]);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    CHECK_COUNTS(p, 0, 0);
+    rp_set_error_handler(prev);
+    tu_end_pool(p);
+}
+
+/* More freed checked blocks than the quarantine and the reuse lists'
+   bound hold: carved memory past the bound waits on its list without a
+   record and is handed out again, each block once (all live at once,
+   patterns intact), while the quarantine's last retirements are still
+   double frees and a destroyed pool's blocks uses after destroy. */
+static void test_carved_memory_past_reuse_bound(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool_options co = {.flags = RP_POOL_CHECKED};
+    size_t n = tu_quick() ? 20000 : 120000;
+    unsigned char **b = malloc(n * sizeof *b);
+    CHECK(b != NULL);
+    for (int round = 0; round < 2; round++) {
+        rp_pool *p = rp_pool_create_ex("carved-bound", &co);
+        CHECK(p != NULL);
+        tu_watched = p;
+        tu_errors_reset();
+        for (size_t i = 0; i < n; i++) {
+            b[i] = rp_alloc(p, 24 + 16 * (i % 3), "many");
+            CHECK(b[i] != NULL);
+            tu_fill(b[i], 24, (unsigned)i);
+        }
+        for (size_t i = 0; i < n; i++) {
+            CHECK(tu_intact(b[i], 24, (unsigned)i));
+            rp_free(b[i]);
+        }
+        CHECK_INT(tu_err_count, 0);
+        rp_free(b[n - 1]);   /* in the quarantine */
+        CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+        for (size_t i = 0; i < n; i++) {
+            b[i] = rp_alloc(p, 24 + 16 * (i % 3), "again");
+            CHECK(b[i] != NULL);
+            tu_fill(b[i], 24, (unsigned)i + 7);
+        }
+        for (size_t i = 0; i < n; i++) CHECK(tu_intact(b[i], 24, (unsigned)i + 7));
+        CHECK_EQ(rp_pool_outstanding(p, NULL), n);
+        CHECK_INT(rp_pool_check(p), 0);
+        CHECK_INT(tu_err_count, 0);
+        rp_pool_destroy(p);
+        rp_free(b[n - 1]);
+        CHECK_ONE_ERROR(RP_EDESTROYED);
+    }
+    free(b);
+    rp_set_error_handler(prev);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -531,6 +643,8 @@ int main(int argc, char **argv)
         {"corrupt_free_list_link_not_followed", test_corrupt_free_list_link_not_followed},
         {"records_found_after_table_growth", test_records_found_after_table_growth},
         {"reuse_list_record_moves_to_next_pool", test_reuse_list_record_moves_to_next_pool},
+        {"carved_block_resized", test_carved_block_resized},
+        {"carved_memory_past_reuse_bound", test_carved_memory_past_reuse_bound},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
