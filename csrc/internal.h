@@ -460,6 +460,9 @@ struct rp_pool {
     _Atomic(rp_pool *) tslot[RPI_TSLOTS];   /* shards by their thread (rpi_tslot_of) */
     char         rd_pad1[64];
     size_t       recycled;      /* bytes on the recycle lists */
+    size_t       recycle_cap;   /* their bound: RPI_RECYCLE_BYTES where recycling
+                                   is on (RPI_POOL_RECYCLE), 0 where it is off, so
+                                   a free tests the bound alone */
     rpi_hdr     *recycle[RPI_RECYCLE_CLASSES];  /* malloc backing: freed blocks by class */
     rp_pool     *live_prev, *live_next;
     rpi_memprof_pool mp;        /* sampler: the rest of its state (memprof.c) */

@@ -269,8 +269,10 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
     /* checked and stack pools take the general paths */
     if (!(pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS))) pool->fast_arena = pool->arena;
     if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && (front ? (front->flags & RPI_POOL_RECYCLE)
-                                                                : recycle_allowed()))
+                                                                : recycle_allowed())) {
         pool->flags |= RPI_POOL_RECYCLE;
+        pool->recycle_cap = RPI_RECYCLE_BYTES;
+    }
     pool->sync = pool_sync(pool);
     if (front) {
         pool->front = front;   /* used by front's other threads (shard.c) */
@@ -1682,10 +1684,11 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
         return;
     }
     rpi_ring_unlink(h);
-    if ((pool->flags & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX) {
+    if (size <= RPI_RECYCLE_MAX) {
         size_t c = (size + 15) >> 4;   /* size_t: no zero extension before indexing */
         size_t cap = RPI_HDR + 16 * c;
-        if (pool->recycled + cap <= RPI_RECYCLE_BYTES) {
+        /* the bound is 0 where recycling is off (RPI_POOL_RECYCLE) */
+        if (pool->recycled + cap <= pool->recycle_cap) {
             h->next = pool->recycle[c];
             pool->recycle[c] = h;
             pool->recycled += cap;
