@@ -794,6 +794,28 @@ __attribute__((noinline)) static void *biased_memprof_slow(rp_pool *pool, rpi_hd
     return rpi_memprof_slow(pool, h, size, false);
 }
 
+/* Malloc backing, a biased pool's owner in its fast section (busy marked)
+   whose recycle list of the size's class is empty, with the tag's record t:
+   the block from malloc and linked without leaving the section (no lock, no
+   second look at the owner or the tag; lock holders wait out the mark while
+   malloc runs, as they wait out any fast section). */
+__attribute__((noinline)) static void *alloc_malloc_biased(rp_pool *pool, size_t size,
+                                                           rpi_tag *t, const char *tag, bool plain)
+{
+    rpi_hdr *h = rpi_sys_malloc(rpi_malloc_size(size));
+    if (RPI_UNLIKELY(!h)) {
+        rpi_bias_exit(pool);
+        if (plain) rpi_oom("rp_alloc", size, tag);
+        return NULL;
+    }
+    h->word = size;
+    h->origin = t;
+    rpi_ring_insert(pool, h);
+    if (rpi_memprof_count(pool, t, size)) return biased_memprof_slow(pool, h, size);
+    rpi_bias_exit(pool);
+    return rpi_payload(h);
+}
+
 /* Cold exits of the fast paths after their lock is given back with a
    sleeper to wake: out of line, so the fast paths save no register for it. */
 __attribute__((noinline)) static void *wake_then_general(rp_pool *pool, size_t size,
@@ -1056,6 +1078,9 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
         return alloc_general(pool, size, tag, plain);
     rpi_tag *t = pool->tag_rec[slot];
     rpi_hdr *h = pool->recycle[c];
+    if (locked == RPI_SYNC_BIASED && pool->tag_key[slot] == tag && RPI_UNLIKELY(!h) &&
+        RPI_LIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) == NULL))
+        return alloc_malloc_biased(pool, size, t, tag, plain);   /* still in the section */
     if (RPI_UNLIKELY(pool->tag_key[slot] != tag || !h)) {
         if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
             return wake_then_malloc(pool, size, tag, plain);
