@@ -536,10 +536,7 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool)
     if (!c) return NULL;
     if (!fresh) memset(c->meta, 0, sizeof c->meta);   /* no stale slot looks live */
     c->next = NULL;
-    uintptr_t kind = pool->flags & RP_POOL_UNSYNC    ? RPI_HL_OWN_UNSYNC
-                     : pool->flags & RPI_POOL_BIASED ? RPI_HL_OWN_BIASED
-                                                     : RPI_HL_OWN_LOCKED;
-    atomic_store_explicit(&c->owner, (uintptr_t)pool | kind, memory_order_relaxed);
+    atomic_store_explicit(&c->owner, rpi_hl_own_of(pool), memory_order_relaxed);
     return c;
 }
 

@@ -794,6 +794,16 @@ RPI_HIDDEN bool rpi_recycle_allowed(void);
    checked allocation). */
 RPI_HIDDEN void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t);
 
+/* The owner word of pool's headerless chunks (RPI_HL_OWN_*): the pool and
+   its kind, read from rp_pool.sync (0 not synchronised, 1 the lock, -1
+   biased), the one field that holds it. */
+_Static_assert(RPI_HL_OWN_UNSYNC == 0 && RPI_HL_OWN_LOCKED == 1,
+               "rpi_hl_own_of: sync 0 and 1 are the kinds' own values");
+static inline uintptr_t rpi_hl_own_of(const rp_pool *pool)
+{
+    return (uintptr_t)pool | (pool->sync < 0 ? RPI_HL_OWN_BIASED : (uintptr_t)pool->sync);
+}
+
 /* ---- shard.c: one shard per thread of a shared thread-safe pool */
 /* Pools that threads other than their creator use through shards:
    thread-safe, unchecked, without stacks. */

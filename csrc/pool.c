@@ -1802,18 +1802,18 @@ static inline __attribute__((always_inline)) int hl_enter_nolock(uintptr_t own, 
         return RPI_SYNC_BIASED;
     return RPI_SYNC_LOCK;
 }
-/* The owner word of pool's chunks. */
-static inline uintptr_t hl_own_of(rp_pool *pool)
-{
-    return (uintptr_t)pool | (pool->flags & RP_POOL_UNSYNC    ? RPI_HL_OWN_UNSYNC
-                              : pool->flags & RPI_POOL_BIASED ? RPI_HL_OWN_BIASED
-                                                              : RPI_HL_OWN_LOCKED);
-}
+/* The pool entered, its kind read from rp_pool.sync (the chunk's owner word
+   holds the same: rpi_hl_own_of). */
 static inline int hl_enter(rp_pool *pool)
 {
-    int how = hl_enter_nolock(hl_own_of(pool), &pool);
-    if (how == RPI_SYNC_LOCK) rpi_pool_lock(pool);
-    return how;
+    signed char sync = pool->sync;
+    if (sync == 0) return RPI_SYNC_NONE;
+    if (sync < 0 &&
+        RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
+                   rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool)))
+        return RPI_SYNC_BIASED;
+    rpi_pool_lock(pool);
+    return RPI_SYNC_LOCK;
 }
 static inline void hl_exit(rp_pool *pool, int how)
 {
