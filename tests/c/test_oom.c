@@ -3,6 +3,8 @@
    either succeeds or returns NULL with nothing changed, the pool stays
    consistent, and everything is freed (the valgrind/ASan runs check that). */
 #include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
 
 #include "testutil.h"
 
@@ -159,12 +161,54 @@ static void test_create_fails(void)
     tu_end_pool(p);
 }
 
+/* Another thread's snapshot of the pool: it takes the pool's lock and waits
+   until the pool's own thread is out of its fast section. */
+static void *outstanding_elsewhere(void *arg)
+{
+    return (void *)(uintptr_t)(rp_pool_outstanding(arg, NULL) + 1);
+}
+
+/* A thread-safe pool's creator allocates without a lock (its busy mark);
+   where the malloc backing's list for the size is empty it calls malloc in
+   that section. A failure there returns NULL (or calls the OOM handler)
+   with nothing counted and the section left: another thread's snapshot
+   returns, and the pool works on. */
+static void test_owner_malloc_fails(void)
+{
+    rp_pool *p = tu_pool("owner");
+    void *keep = rp_alloc(p, 48, "t");   /* the tag known, the 64 B list empty */
+    rp_debug_fail_after(1, 1);
+    void *q = rp_alloc_noexc(p, 64, "t");
+    rp_debug_fail_after(0, 0);
+    if (!tu_is_arena()) CHECK(q == NULL);   /* the malloc backing called malloc */
+    if (q) rp_free(q);
+    CHECK_EQ(rp_pool_outstanding(p, NULL), 1);
+    if (!tu_is_arena()) {
+        rp_debug_fail_after(1, 1);
+        EXPECT_OOM(rp_alloc(p, 80, "t"));
+        rp_debug_fail_after(0, 0);
+        CHECK_STR(tu_oom_call, "rp_alloc");
+        CHECK_EQ(tu_oom_size, 80);
+    }
+    pthread_t th;
+    void *r;
+    CHECK(pthread_create(&th, NULL, outstanding_elsewhere, p) == 0);
+    CHECK(pthread_join(th, &r) == 0);
+    CHECK_EQ((uintptr_t)r, 2);
+    q = rp_alloc(p, 64, "t");
+    CHECK_EQ(rp_pool_outstanding(p, NULL), 2);
+    rp_free(q);
+    rp_free(keep);
+    tu_end_pool(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
         {"inject_once", test_inject_once},
         {"inject_sticky", test_inject_sticky},
         {"create_fails", test_create_fails},
+        {"owner_malloc_fails", test_owner_malloc_fails},
     };
     const char *base = getenv("TMPDIR");
     int rc;
