@@ -364,21 +364,92 @@ static __attribute__((noinline)) void *malloc_slow(size_t size, unsigned st, voi
     return p;
 }
 
+/* The exact mode's record of a block malloc got, in steps that are each
+   tail-called from the one before (so that the common path is a chain of
+   jumps that saves no registers: every call in it is in tail position).
+   Each returns p. Entered from malloc_general, inside the bookkeeping
+   (IN) but for malloc_record and malloc_record_stack. */
+static __attribute__((noinline, cold)) void *malloc_leave_slow(void *p)
+{
+    rpp_leave_slow();
+    return p;
+}
+
+/* The counters' slow path (the thread's first allocation, or the delta
+   slot is another site's), then the rest. */
+static __attribute__((noinline)) void *malloc_count_rest(void *p, size_t size, uint32_t site)
+{
+    rpp_count_alloc(site, size);
+    rpp_leave();
+    return p;
+}
+
+/* The table's and the counters' every case. */
+static __attribute__((noinline)) void *malloc_track_rest(void *p, size_t size, uint32_t site)
+{
+    rpp_track(p, size, site, 1);
+    rpp_leave();
+    return p;
+}
+
+static inline __attribute__((always_inline)) void *malloc_track(void *p, size_t size, uint32_t site)
+{
+    if (RPP_UNLIKELY(!rpp_track_try(p, size, site)))
+        return malloc_track_rest(p, size, site);
+    if (RPP_UNLIKELY(!rpp_count_try(site, size)))
+        return malloc_count_rest(p, size, site);
+    if (RPP_UNLIKELY(!rpp_leave_quick()))
+        return malloc_leave_slow(p);
+    return p;
+}
+
+/* The site cache missed. */
+static __attribute__((noinline, flatten)) void *malloc_site_rest(void *p, size_t size, uintptr_t key)
+{
+    return malloc_track(p, size, rpp_site_for(key));
+}
+
+/* Whole stacks: the walk starts at the program's frame. This function's
+   frame is where malloc_general's was (each step was jumped to), so its
+   return address is the program's, as rpp_stack_site_at wants (when it is
+   not, e.g. in a build without sibling calls, the walk starts here and
+   skips the interposer's frames). */
+static __attribute__((noinline, flatten)) void *malloc_record_stack(void *p, size_t size, void *pc)
+{
+    rpp_enter(0);
+    return malloc_track(p, size, rpp_stack_site_at((uintptr_t)pc, __builtin_frame_address(0)));
+}
+
+static __attribute__((noinline, flatten)) void *malloc_record(void *p, size_t size, void *pc)
+{
+    if (rpp_stack_depth > 1)
+        return malloc_record_stack(p, size, pc);
+    rpp_enter(0);
+    uintptr_t key = (uintptr_t)pc | atomic_load_explicit(&rpp_gen_bits, memory_order_relaxed);
+    const rpp_cache_entry *c = &rpp_tls_cache[rpp_cache_slot(rpp_mix(key))];
+    if (RPP_UNLIKELY(c->pc != key))
+        return malloc_site_rest(p, size, key);
+    return malloc_track(p, size, c->id);
+}
+
+/* The exact mode's malloc with the thread outside the interposer: of
+   its own, only size and the caller live across the real call. */
+static __attribute__((noinline, flatten)) void *malloc_exact(size_t size, void *ret)
+{
+    void *pc = origin(ret);
+    void *p = real.malloc(size);
+    if (RPP_LIKELY(p != NULL))
+        return malloc_record(p, size, pc);
+    return p;
+}
+
 /* The exact mode's malloc, and the sampling mode's for blocks with a
    sample (or a thread whose countdown is not seeded yet). */
 static __attribute__((noinline, flatten)) void *malloc_general(size_t size, void *ret)
 {
     unsigned st = rpp_tls_state;
-    if (RPP_LIKELY(st == 0) && RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_acquire))) {
-        void *pc = origin(ret);
-        void *p = real.malloc(size);
-        if (RPP_LIKELY(p != NULL)) {
-            rpp_enter(0);
-            rpp_track(p, size, site_at(pc, __builtin_frame_address(0)), 1);
-            rpp_leave();
-        }
-        return p;
-    }
+    if (RPP_LIKELY(st == 0) && RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_acquire)))
+        return malloc_exact(size, ret);
     if (RPP_UNLIKELY(st != 0))
         return malloc_slow(size, st, ret);
     ENSURE_READY();
@@ -407,6 +478,12 @@ RPP_EXPORT void *malloc(size_t size)
 {
     if (RPP_LIKELY(rpp_sample_skip(size)))
         return real.malloc(size);
+    /* the exact mode's common case is told apart here, in a function that
+       saves no registers: GCC saves a function's registers on entry,
+       whatever path then runs */
+    if (RPP_LIKELY(rpp_tls_state == 0) &&
+        RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_acquire)))
+        return malloc_exact(size, __builtin_return_address(0));
     return malloc_general(size, __builtin_return_address(0));
 }
 
@@ -500,10 +577,54 @@ static __attribute__((noinline, flatten)) void free_general(void *p)
     real.free(p);
 }
 
+/* The exact mode's free past free's test of the mode, whose common path,
+   like malloc_record's, makes calls only in tail position: every case but
+   a tracked block freed with the thread outside the interposer, the
+   shard's lock free and no handler's work queued goes to free_general or
+   free_rest. */
+static __attribute__((noinline, cold)) void free_rest(void *p, int had)
+{
+    if (had < 0)
+        had = rpp_forget(p);
+    rpp_leave();
+    if (!had) {
+        if (in_boot(p))               /* see free_general */
+            return;
+        atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+    }
+    real.free(p);
+}
+
+static __attribute__((noinline, cold)) void free_leave_slow(void *p)
+{
+    rpp_leave_slow();
+    real.free(p);
+}
+
+static __attribute__((noinline, flatten)) void free_exact(void *p)
+{
+    if (RPP_UNLIKELY(rpp_tls_state != 0) || RPP_UNLIKELY(p == NULL)) {
+        free_general(p);
+        return;
+    }
+    rpp_enter(0);
+    int had = rpp_forget_try(p);
+    if (RPP_UNLIKELY(had <= 0)) {
+        free_rest(p, had);
+        return;
+    }
+    if (RPP_UNLIKELY(!rpp_leave_quick())) {
+        free_leave_slow(p);
+        return;
+    }
+    real.free(p);
+}
+
 RPP_EXPORT void free(void *p)
 {
-    if (RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_relaxed))) {
-        free_general(p);
+    /* acquire: exact_live is published after the real functions */
+    if (RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_acquire))) {
+        free_exact(p);
         return;
     }
     /* sampling mode: certainly not a sampled block (nor NULL, nor a

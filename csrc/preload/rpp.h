@@ -106,6 +106,23 @@ slow:
 #endif
 }
 
+/* rpp_leave for a caller that runs the slow part itself, in tail position:
+   drops IN and returns 1, or 0 when operations queued by signal handlers
+   (or BUSY) are left, and then rpp_leave_slow must run (IN is dropped
+   already, as rpp_leave_slow expects). */
+static inline int rpp_leave_quick(void)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+#if defined(__x86_64__)
+    __asm__ goto("subl $1, %0\n\tjnz %l[slow]" : : "m"(rpp_tls_state) : "memory", "cc" : slow);
+    return 1;
+slow:
+    return 0;
+#else
+    return __atomic_sub_fetch(&rpp_tls_state, RPP_IN, __ATOMIC_RELAXED) == 0;
+#endif
+}
+
 /* ------------------------------------------------------------ table.c */
 /* A call site: the return address into the caller of malloc & co. Sites live
    in one mmap'd array and never move; site 0 collects allocations made once
@@ -161,6 +178,17 @@ RPP_HIDDEN void rpp_count_alloc(uint32_t site, size_t size);
 /* Removes p: 1 when it was tracked. Nothing else to do: a block that left
    the table is no longer outstanding anywhere. */
 RPP_HIDDEN int rpp_forget(void *p);
+/* The hooks' common cases, each done whole or not at all, so that a hook
+   calls the general function above only in tail position (then its fast
+   path saves no registers): rpp_track_try inserts p (1) or changes
+   nothing (0: the shard's lock is taken, it must grow, p is there, the
+   size does not fit); rpp_count_try counts an allocation in the thread's
+   delta slot (1) or not (0: no block yet, or the slot is another site's);
+   rpp_forget_try is rpp_forget (1, 0) or -1 when another thread holds the
+   shard's lock (nothing done). */
+RPP_HIDDEN int rpp_track_try(void *p, size_t size, uint32_t site);
+RPP_HIDDEN int rpp_count_try(uint32_t site, size_t size);
+RPP_HIDDEN int rpp_forget_try(void *p);
 /* Number of site ids handed out (some may still be initialising). */
 RPP_HIDDEN uint32_t rpp_site_count(void);
 /* A site's counters: allocations from the shared record plus every

@@ -405,6 +405,16 @@ static inline ptr_slot *slot_at(ptr_slot *slots, size_t off)
 {
     return (ptr_slot *)((char *)slots + off);
 }
+/* The shard of hash h, as one pointer: the empty asm keeps GCC from
+   splitting it back into the array's address and an index, two registers
+   live across the probe loop instead of one. */
+static inline ptr_shard *shard_of(uint64_t h)
+{
+    ptr_shard *s = &ptr_shards[h >> 58];
+    __asm__("" : "+r"(s));
+    return s;
+}
+
 static inline void slot_set(ptr_slot *e, uintptr_t key, uint64_t meta)
 {
     __atomic_store_n(&e->meta, meta, __ATOMIC_RELAXED);
@@ -492,7 +502,7 @@ int rpp_track(void *p, size_t size, uint32_t site, int counted)
     if (RPP_UNLIKELY((uint64_t)size > SIZE_MASK))
         return track_dropped();
     uint64_t h = ptr_hash(key);
-    ptr_shard *s = &ptr_shards[h >> 58];
+    ptr_shard *s = shard_of(h);
     if (RPP_UNLIKELY(!rpi_spin_try(&s->lock.held)))
         return track_slow(s, key, h, size, site, counted, 0);
     ptr_slot *slots = s->slots;
@@ -511,6 +521,52 @@ int rpp_track(void *p, size_t size, uint32_t site, int counted)
     spin_unlock(&s->lock);
     if (counted)
         count(site, size);
+    return 0;
+}
+
+/* The hooks' common case, with nothing to save around a call (rpp.h):
+   1 when p is in the table now, 0 when nothing was done (the lock is taken,
+   the shard must grow, p is there already, size does not fit): then
+   rpp_track does all of it. */
+int rpp_track_try(void *p, size_t size, uint32_t site)
+{
+    uintptr_t key = (uintptr_t)p;
+    if (RPP_UNLIKELY((uint64_t)size > SIZE_MASK))
+        return 0;
+    uint64_t h = ptr_hash(key);
+    ptr_shard *s = shard_of(h);
+    if (RPP_UNLIKELY(!rpi_spin_try(&s->lock.held)))
+        return 0;
+    ptr_slot *slots = s->slots;
+    size_t mask = s->mask;
+    if (RPP_UNLIKELY(s->count >= s->limit))
+        goto undo;
+    size_t j = home_of(h, mask);
+    uintptr_t at;
+    while ((at = slot_at(slots, j)->ptr) != 0) {
+        if (RPP_UNLIKELY(at == key))
+            goto undo;
+        j = next_off(j, mask);
+    }
+    s->count++;
+    slot_set(slot_at(slots, j), key, pack(size, site));
+    spin_unlock(&s->lock);
+    return 1;
+undo:
+    spin_unlock(&s->lock);
+    return 0;
+}
+
+int rpp_count_try(uint32_t site, size_t size)
+{
+    counts_block *b = tls_counts;
+    if (RPP_LIKELY(b != NULL)) {
+        delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
+        if (RPP_LIKELY(atomic_load_explicit(&d->site, memory_order_relaxed) == site)) {
+            add_delta(d, size);
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -559,7 +615,7 @@ static __attribute__((noinline, cold)) int untrack_slow(ptr_shard *s, uintptr_t 
 static inline __attribute__((always_inline)) int untrack(uintptr_t key, uint64_t *meta)
 {
     uint64_t h = ptr_hash(key);
-    ptr_shard *s = &ptr_shards[h >> 58];
+    ptr_shard *s = shard_of(h);
     if (RPP_UNLIKELY(!rpi_spin_try(&s->lock.held)))
         return untrack_slow(s, key, h, meta);
     return untrack_locked(s, key, h, meta);
@@ -578,6 +634,16 @@ int rpp_untrack(void *p, rpp_block *out)
 int rpp_forget(void *p)
 {
     return untrack((uintptr_t)p, NULL);
+}
+
+int rpp_forget_try(void *p)
+{
+    uintptr_t key = (uintptr_t)p;
+    uint64_t h = ptr_hash(key);
+    ptr_shard *s = shard_of(h);
+    if (RPP_UNLIKELY(!rpi_spin_try(&s->lock.held)))
+        return -1;
+    return untrack_locked(s, key, h, NULL);
 }
 
 int rpp_outstanding_begin(void)
