@@ -81,6 +81,7 @@
 #define MIN_BUCKETS   256
 #define FULL_BUCKETS  ((size_t)2 * RETIRED_CAP)
 #define SLAB_ENTRIES  255
+#define SLAB_ENTRIES_MORE 4095
 #define REUSE_BYTES   ((size_t)1 << 20)
 #define PARK_CAP      65536
 #define CARVE_SPAN    ((size_t)64 << 20)
@@ -153,11 +154,14 @@ atomic_int rpi_unchecked_pools;
 static rpi_lock reg_lock;
 static entry **buckets;
 static size_t nbuckets;        /* power of two, or 0 */
-/* Records come from slabs of SLAB_ENTRIES, kept until the library is
-   unloaded; free records wait on a list (linked through hnext). */
+/* Records come from slabs (the first of SLAB_ENTRIES, then of
+   SLAB_ENTRIES_MORE), kept until the library is unloaded; free records
+   wait on a list (linked through hnext), and the newest slab's records
+   never used yet are taken in turn from slab_cur (entry_new). */
 typedef struct slab { struct slab *next; } slab;
 static slab *slabs;
 static entry *free_entries;
+static entry *slab_cur, *slab_end;
 static entry *last;            /* the record looked up last (or NULL) */
 static cpool cpools = {.prev = &cpools, .next = &cpools};
 static size_t nretired, nentries, kept_bytes;
@@ -396,22 +400,34 @@ int rpi_registry_reserve(rp_pool *pool)
         cpools.prev = cp;
         pool->checked = cp;
     }
-    if (!free_entries) {
-        slab *sl = rpi_sys_malloc(sizeof(entry) * (SLAB_ENTRIES + 1));
+    if (!free_entries && slab_cur == slab_end) {
+        size_t n = slabs ? SLAB_ENTRIES_MORE : SLAB_ENTRIES;
+        slab *sl = rpi_sys_malloc(sizeof(entry) * (n + 1));
         if (!sl) return RP_ENOMEM;
         sl->next = slabs;
         slabs = sl;
-        entry *es = (entry *)sl + 1;
-        for (size_t i = 0; i < SLAB_ENTRIES; i++) {
-            es[i].qslot = NULL;
-            es[i].hnext = free_entries;
-            free_entries = &es[i];
-        }
+        slab_cur = (entry *)sl + 1;
+        slab_end = slab_cur + n;
     }
     return nentries + 1 > nbuckets ? grow(nentries + 1) : 0;
 }
 
 /* ---------------------------------------------------------- records */
+/* A free record (qslot NULL, the rest to be written), or NULL when there is
+   none (rpi_registry_reserve makes one). */
+static inline __attribute__((always_inline)) entry *entry_new(void)
+{
+    entry *e = free_entries;
+    if (RPI_LIKELY(e != NULL)) {
+        free_entries = e->hnext;
+        return e;
+    }
+    if (RPI_UNLIKELY(slab_cur == slab_end)) return NULL;
+    e = slab_cur++;
+    e->qslot = NULL;
+    return e;
+}
+
 static inline void list_unlink(entry *e)
 {
     e->prev->next = e->next;
@@ -578,8 +594,7 @@ static inline __attribute__((always_inline)) entry *claim_entry(cpool *cp, void 
             if (e->cp) cpool_unref(e->cp);
         }
     } else {
-        e = free_entries;
-        free_entries = e->hnext;
+        e = entry_new();   /* (reserved) */
         e->payload = payload;
         hash_add(e);
         cp->refs++;
@@ -903,9 +918,8 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
         for (e = *b; e; e = e->hnext)
             if (e->payload == payload) break;
         if (!e) {
-            e = free_entries;
-            if (RPI_UNLIKELY(!e || nentries == 0 || nentries >= nbuckets)) return NULL;
-            free_entries = e->hnext;
+            if (RPI_UNLIKELY(nentries == 0 || nentries >= nbuckets) || !(e = entry_new()))
+                return NULL;
             e->payload = payload;
             e->hnext = *b;
             *b = e;
@@ -931,10 +945,9 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
    nothing, as claim_fast. */
 static inline __attribute__((always_inline)) entry *claim_carved(cpool *cp, void *payload)
 {
-    entry *e = free_entries;
-    if (RPI_UNLIKELY(!e || nentries == 0 || nentries >= nbuckets)) return NULL;
+    entry *e;
+    if (RPI_UNLIKELY(nentries == 0 || nentries >= nbuckets) || !(e = entry_new())) return NULL;
     entry **b = &buckets[bucket_of(payload, nbuckets)];
-    free_entries = e->hnext;
     e->payload = payload;
     e->hnext = *b;
     *b = e;
@@ -1438,6 +1451,7 @@ void rpi_registry_fini(void)
     }
     slabs = NULL;
     free_entries = NULL;
+    slab_cur = slab_end = NULL;
     for (cpool *cp = cpools.next, *next; cp != &cpools; cp = next) {
         next = cp->next;
         cp->refs = 0;
