@@ -190,9 +190,9 @@ static size_t reuse_cap;
 
 /* Memory no block has had yet, for the checked allocations of the reuse
    lists' classes (malloc backing): carved in turn from one region of
-   CARVE_SPAN bytes reserved at the first checked pool, instead of a
-   malloc each (a filling quarantine needs new memory for every
-   allocation). Carved memory never goes back to the system one block at a
+   CARVE_SPAN bytes reserved at the first malloc-backed checked pool,
+   instead of a malloc each (a filling quarantine needs new memory for
+   every allocation). Carved memory never goes back to the system one block at a
    time: when its record leaves the quarantine it goes to its class's reuse
    list whatever the lists' bound (with its record while the lists are
    within REUSE_BYTES, else without), and the region is unmapped with the
@@ -210,11 +210,11 @@ static inline bool carved(const void *raw)
     return (uintptr_t)raw - carve_base < carve_span;
 }
 
-/* The region reserved (first checked pool), and carving on or off with
-   the reuse lists. */
-static void carve_setup(void)
+/* The region reserved (first checked malloc-backed pool: reserve), and
+   carving on or off with the reuse lists. */
+static void carve_setup(bool reserve)
 {
-    if (reuse_cap && !carve_span && !carve_failed) {
+    if (reserve && reuse_cap && !carve_span && !carve_failed) {
         void *m = mmap(NULL, CARVE_SPAN, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (m == MAP_FAILED) {
@@ -393,7 +393,7 @@ int rpi_registry_reserve(rp_pool *pool)
         cp->pool = pool;
         reuse_cap = rpi_recycle_allowed() ? REUSE_BYTES : 0;
         if (!reuse_cap) reuse_release();
-        carve_setup();
+        carve_setup(!(pool->flags & RP_POOL_ARENA));
         cp->next = &cpools;
         cp->prev = cpools.prev;
         cpools.prev->next = cp;
