@@ -13,6 +13,6 @@ RP_OPT             := -O2 -g
 RP_LIB_CFLAGS      := -fPIC -fvisibility=hidden -fno-semantic-interposition -D_GNU_SOURCE -DRP_BUILDING -DRPI_INITIAL_EXEC -Icsrc/include -Icsrc
 RP_LIB_LIBS        := -lpthread
 RP_PRELOAD_SRCS    := csrc/preload/*.c csrc/stack/*.c
-RP_PRELOAD_CFLAGS  := -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -flto -D_GNU_SOURCE -Icsrc/stack
+RP_PRELOAD_CFLAGS  := -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -flto -flto-partition=one -D_GNU_SOURCE -Icsrc/stack
 RP_PRELOAD_LDFLAGS := -Wl,-z,nodelete
 RP_PRELOAD_LIBS    := -lunwind -ldl -lpthread

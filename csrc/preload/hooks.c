@@ -505,11 +505,26 @@ static __attribute__((noinline, flatten)) void *calloc_general(size_t n, size_t 
     return p;
 }
 
+/* The exact mode's calloc with the thread outside the interposer (see
+   malloc_exact); n * size does not overflow. */
+static __attribute__((noinline, flatten)) void *calloc_exact(size_t n, size_t size, void *ret)
+{
+    void *pc = origin(ret);
+    void *p = real.calloc(n, size);
+    if (RPP_LIKELY(p != NULL))
+        return malloc_record(p, n * size, pc);
+    return p;
+}
+
 RPP_EXPORT void *calloc(size_t n, size_t size)
 {
     size_t total;
-    if (RPP_LIKELY(!__builtin_mul_overflow(n, size, &total)) && RPP_LIKELY(rpp_sample_skip(total)))
+    int overflow = __builtin_mul_overflow(n, size, &total);
+    if (RPP_LIKELY(!overflow) && RPP_LIKELY(rpp_sample_skip(total)))
         return real.calloc(n, size);  /* sampling mode, no sample (see malloc) */
+    if (RPP_LIKELY(!overflow) && RPP_LIKELY(rpp_tls_state == 0) &&
+        RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_acquire)))
+        return calloc_exact(n, size, __builtin_return_address(0));
     return calloc_general(n, size, __builtin_return_address(0));
 }
 
@@ -715,7 +730,7 @@ static void *do_realloc(void *p, size_t size, void *pc, const uintptr_t *fp)
         return deferred_realloc(p, size, pc);
     if (RPP_UNLIKELY(rpp_sampling))
         return realloc_sampled(p, size, pc, st);
-    rpp_block old;
+    rpp_block old = {0, 0};
     int had = 0;
     if (p) {
         rpp_enter(st);
@@ -743,17 +758,60 @@ static __attribute__((noinline, flatten)) void *realloc_general(void *p, size_t 
     return do_realloc(p, size, origin(ret), __builtin_frame_address(0));
 }
 
+/* A bootstrap block's realloc, from realloc_exact (out of line: it
+   inlines nothing of it). */
+static __attribute__((noinline, cold)) void *realloc_boot(void *p, size_t size, void *pc)
+{
+    return do_realloc(p, size, pc, NULL);
+}
+
+/* The exact mode's realloc with the thread outside the interposer, told
+   apart by realloc itself as malloc does: do_realloc's common case, with
+   the new block recorded by malloc_record, jumped to (so that a whole
+   stack starts at the program's frame). errno is as the real realloc left
+   it: the bookkeeping keeps it (see malloc). */
+static __attribute__((noinline, flatten)) void *realloc_exact(void *p, size_t size, void *ret)
+{
+    void *pc = origin(ret);
+    rpp_block old = {0, 0};
+    int had = 0;
+    if (p) {
+        if (RPP_UNLIKELY(in_boot(p)))
+            return realloc_boot(p, size, pc);
+        rpp_enter(0);
+        had = rpp_untrack(p, &old);
+        rpp_leave();
+        if (RPP_UNLIKELY(!had))
+            atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+    }
+    void *n = real.realloc(p, size);
+    if (RPP_LIKELY(n != NULL))
+        return malloc_record(n, size, pc);
+    if (had && size != 0) {           /* failed: p is still valid, still p's */
+        rpp_enter(0);                 /* (glibc: realloc(p, 0) frees p) */
+        rpp_track(p, old.size, old.site, 0);
+        rpp_leave();
+    }
+    return NULL;
+}
+
 /* The sampling mode's short path (see malloc): p is NULL or certainly not
    a sampled block (checked first: it changes nothing), and the new block
    gets no sample. glibc's realloc allocates and frees internally, not
    through these hooks. */
 #define REALLOC_SHORT(p, size) \
     (((p) == NULL || !rpp_sample_maybe_tracked(p)) && rpp_sample_skip(size))
+/* The exact mode's common case (see malloc). */
+#define EXACT_COMMON() \
+    (RPP_LIKELY(rpp_tls_state == 0) && \
+     RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_acquire)))
 
 RPP_EXPORT void *realloc(void *p, size_t size)
 {
     if (RPP_LIKELY(REALLOC_SHORT(p, size)))
         return real.realloc(p, size);
+    if (EXACT_COMMON())
+        return realloc_exact(p, size, __builtin_return_address(0));
     return realloc_general(p, size, __builtin_return_address(0));
 }
 
@@ -766,6 +824,8 @@ RPP_EXPORT void *reallocarray(void *p, size_t n, size_t size)
     }
     if (RPP_LIKELY(REALLOC_SHORT(p, total)))
         return real.realloc(p, total);
+    if (EXACT_COMMON())
+        return realloc_exact(p, total, __builtin_return_address(0));
     return realloc_general(p, total, __builtin_return_address(0));
 }
 
