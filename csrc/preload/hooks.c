@@ -616,6 +616,17 @@ static __attribute__((noinline, cold)) void free_leave_slow(void *p)
     real.free(p);
 }
 
+/* The removal's backward shift, then the rest of free_exact. */
+static __attribute__((noinline, flatten)) void free_shift(void *p, size_t hole)
+{
+    rpp_forget_finish(p, hole);
+    if (RPP_UNLIKELY(!rpp_leave_quick())) {
+        free_leave_slow(p);
+        return;
+    }
+    real.free(p);
+}
+
 static __attribute__((noinline, flatten)) void free_exact(void *p)
 {
     if (RPP_UNLIKELY(rpp_tls_state != 0) || RPP_UNLIKELY(p == NULL)) {
@@ -623,7 +634,12 @@ static __attribute__((noinline, flatten)) void free_exact(void *p)
         return;
     }
     rpp_enter(0);
-    int had = rpp_forget_try(p);
+    size_t hole;
+    int had = rpp_forget_try(p, &hole);
+    if (had == 2) {
+        free_shift(p, hole);
+        return;
+    }
     if (RPP_UNLIKELY(had <= 0)) {
         free_rest(p, had);
         return;

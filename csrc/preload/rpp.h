@@ -185,10 +185,14 @@ RPP_HIDDEN int rpp_forget(void *p);
    size does not fit); rpp_count_try counts an allocation in the thread's
    delta slot (1) or not (0: no block yet, or the slot is another site's);
    rpp_forget_try is rpp_forget (1, 0) or -1 when another thread holds the
-   shard's lock (nothing done). */
+   shard's lock (nothing done), or 2 when p's entry is not the last of its
+   probe run: then the shard's lock is held, and rpp_forget_finish(p, *hole)
+   closes the hole (the backward shift, out of the common path, which then
+   needs few registers). */
 RPP_HIDDEN int rpp_track_try(void *p, size_t size, uint32_t site);
 RPP_HIDDEN int rpp_count_try(uint32_t site, size_t size);
-RPP_HIDDEN int rpp_forget_try(void *p);
+RPP_HIDDEN int rpp_forget_try(void *p, size_t *hole);
+RPP_HIDDEN void rpp_forget_finish(void *p, size_t hole);
 /* Number of site ids handed out (some may still be initialising). */
 RPP_HIDDEN uint32_t rpp_site_count(void);
 /* A site's counters: allocations from the shared record plus every

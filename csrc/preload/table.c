@@ -570,6 +570,26 @@ int rpp_count_try(uint32_t site, size_t size)
     return 0;
 }
 
+/* Under s's lock, the entry at offset i taken out: backward-shift
+   deletion (a later member of the probe run moves into the hole when the
+   hole is not before its home slot, i.e. its distance from home is at
+   least the hole's distance; offsets and their differences are all
+   multiples of the slot size); drops the lock. */
+static inline __attribute__((always_inline)) void close_hole(ptr_shard *s, ptr_slot *slots,
+                                                             size_t mask, size_t i)
+{
+    uintptr_t at;
+    for (size_t j = next_off(i, mask); (at = slot_at(slots, j)->ptr) != 0; j = next_off(j, mask)) {
+        if (((j - home(at, mask)) & mask) >= ((j - i) & mask)) {
+            slot_set(slot_at(slots, i), at, slot_at(slots, j)->meta);
+            i = j;
+        }
+    }
+    __atomic_store_n(&slot_at(slots, i)->ptr, 0, __ATOMIC_RELAXED);
+    s->count--;
+    spin_unlock(&s->lock);
+}
+
 /* Under s's lock: p taken out (1, its slot's meta in *meta unless meta is
    NULL) or not there (0); drops the lock. */
 static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, uintptr_t key,
@@ -588,19 +608,7 @@ static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, ui
     }
     if (meta)                /* a constant where this is inlined */
         *meta = slot_at(slots, i)->meta;
-    /* Backward-shift deletion: a later member of the probe run moves into
-       the hole when the hole is not before its home slot (its distance
-       from home is at least the hole's distance; offsets and their
-       differences are all multiples of the slot size). */
-    for (size_t j = next_off(i, mask); (at = slot_at(slots, j)->ptr) != 0; j = next_off(j, mask)) {
-        if (((j - home(at, mask)) & mask) >= ((j - i) & mask)) {
-            slot_set(slot_at(slots, i), at, slot_at(slots, j)->meta);
-            i = j;
-        }
-    }
-    __atomic_store_n(&slot_at(slots, i)->ptr, 0, __ATOMIC_RELAXED);
-    s->count--;
-    spin_unlock(&s->lock);
+    close_hole(s, slots, mask, i);
     return 1;
 }
 
@@ -636,14 +644,38 @@ int rpp_forget(void *p)
     return untrack((uintptr_t)p, NULL);
 }
 
-int rpp_forget_try(void *p)
+int rpp_forget_try(void *p, size_t *hole)
 {
     uintptr_t key = (uintptr_t)p;
     uint64_t h = ptr_hash(key);
     ptr_shard *s = shard_of(h);
     if (RPP_UNLIKELY(!rpi_spin_try(&s->lock.held)))
         return -1;
-    return untrack_locked(s, key, h, NULL);
+    ptr_slot *slots = s->slots;
+    size_t mask = s->mask;
+    size_t i = home_of(h, mask);
+    uintptr_t at;
+    while ((at = slot_at(slots, i)->ptr) != key) {
+        if (!at) {
+            spin_unlock(&s->lock);
+            return 0;
+        }
+        i = next_off(i, mask);
+    }
+    if (RPP_UNLIKELY(slot_at(slots, next_off(i, mask))->ptr != 0)) {
+        *hole = i;             /* the run goes on: rpp_forget_finish */
+        return 2;
+    }
+    __atomic_store_n(&slot_at(slots, i)->ptr, 0, __ATOMIC_RELAXED);
+    s->count--;
+    spin_unlock(&s->lock);
+    return 1;
+}
+
+void rpp_forget_finish(void *p, size_t hole)
+{
+    ptr_shard *s = shard_of(ptr_hash((uintptr_t)p));
+    close_hole(s, s->slots, s->mask, hole);
 }
 
 int rpp_outstanding_begin(void)
