@@ -1118,6 +1118,26 @@ ARENA_SLOW(arena_slow_noexc, false)
 MALLOC_SLOW(malloc_slow_plain, true)
 MALLOC_SLOW(malloc_slow_noexc, false)
 
+/* The usual allocation when its class's reuse list is empty (a filling
+   quarantine): memory carved from the region with a free record, else
+   malloc_take. Out of line and call-free but for tail calls, so that it
+   saves no register. */
+#define MALLOC_CARVE(name, plain, slow)                                                \
+    static __attribute__((noinline)) void *name(rp_pool *pool, cpool *cp, rpi_tag *t,   \
+                                                size_t size, const char *tag, size_t c) \
+    {                                                                                   \
+        size_t need = RPI_HDR + 16 * c;                                                 \
+        rpi_hdr *h = (rpi_hdr *)carve_cur;                                              \
+        entry *e;                                                                       \
+        if (RPI_UNLIKELY((size_t)(carve_lim - carve_cur) < need) ||                     \
+            RPI_UNLIKELY(!(e = claim_carved(cp, rpi_payload(h)))))                      \
+            return slow(pool, cp, t, size, tag, c);                                     \
+        carve_cur += need;                                                              \
+        return alloc_finish(pool, cp, e, h, RPI_F_CHECKED | size, t, size, 0);          \
+    }
+MALLOC_CARVE(malloc_carve_plain, true, malloc_slow_plain)
+MALLOC_CARVE(malloc_carve_noexc, false, malloc_slow_noexc)
+
 /* The tag's content compared (its pointer is cached with the record t). */
 static __attribute__((noinline)) void *alloc_compare(rp_pool *pool, size_t size, const char *tag,
                                                      bool plain)
@@ -1188,6 +1208,9 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
             return alloc_finish(pool, cp, e, h, RPI_F_CHECKED | size, t, size,
                                 KNOWN_KEPT | KNOWN_POOL);
         }
+        if (h == NULL)
+            return plain ? malloc_carve_plain(pool, cp, t, size, tag, c)
+                         : malloc_carve_noexc(pool, cp, t, size, tag, c);
     }
     return plain ? malloc_slow_plain(pool, cp, t, size, tag, c)
                  : malloc_slow_noexc(pool, cp, t, size, tag, c);
