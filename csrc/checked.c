@@ -1293,7 +1293,11 @@ static inline __attribute__((always_inline)) void free_in(void *block)
         }
         o = retire_push(e, RPI_FREED, 0);
     } else {
-        o = retire_push(e, RPI_FREED, rpi_malloc_size(size));   /* the memory stays with the record */
+        /* the memory stays with the record: its bytes, rounded up to 16
+           whatever the size (rpi_malloc_size rounds blocks of up to 4 KiB
+           only, where the count decides a reuse class; a larger block's
+           count is at most 15 bytes over, for the quarantine's bound) */
+        o = retire_push(e, RPI_FREED, RPI_HDR + ((size + 15) & ~(size_t)15));
     }
     if (RPI_UNLIKELY(o != NULL || over_bounds())) return trim_unlock(o);
     rpi_lock_release(&reg_lock);
