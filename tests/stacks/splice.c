@@ -9,6 +9,8 @@
      - functions with alloca (their CFA is rbp-based) above, below and at the
        point where two stacks meet, with allocas of varying size;
      - a depth beyond the recorded one;
+     - stacks alike in their first frames that take frames over from the
+       same previous stack at different points;
      - allocating signal handlers, on the thread's stack and on an
        alternate signal stack, raised at varying depths;
      - threads doing all of the above at once;
@@ -94,6 +96,42 @@ NOINLINE static void framed_top(int round, size_t n)
     sink = NULL;
 }
 
+/* A chain of two functions, chosen level by level by the bits of a
+   pattern; at levels 0 and 1 (both fa) the chain below is walked twice
+   from one call site, with an allocation from that level in between, so
+   that two stacks that start alike (leaf < mid < fa) follow the same
+   previous stack (the chain's bottom) and take its frames over from two
+   different points: as many frames of it when the depth recorded cuts
+   them, other frames. */
+static volatile int twice = 2;
+NOINLINE static void fb(int level, unsigned bits, size_t n);
+NOINLINE static void fa(int level, unsigned bits, size_t n)
+{
+    int marked = level <= 1;
+    for (int r = 0; r < (marked ? twice : 1); r++) {
+        if (level == 0)
+            leaf(n);
+        else if (bits & 1)
+            fa(level - 1, bits >> 1, n);
+        else
+            fb(level - 1, bits >> 1, n);
+        if (marked && r == 0)
+            mid(n + 8);
+    }
+    sink = NULL;
+}
+
+NOINLINE static void fb(int level, unsigned bits, size_t n)
+{
+    if (level == 0)
+        leaf(n + 16);
+    else if (bits & 1)
+        fa(level - 1, bits >> 1, n);
+    else
+        fb(level - 1, bits >> 1, n);
+    sink = NULL;
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -122,6 +160,7 @@ static void rounds(int salt)
         recurse((r * 5) % 90, 48);         /* past the recorded 64 frames now and then */
         framed_top(r, 56);
         mid(64);
+        fa(10, 0x3C9, 96);
         if (r % 37 == 0)
             recurse(r % 3, 88);
     }
