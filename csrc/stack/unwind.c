@@ -650,8 +650,8 @@ static const uintptr_t no_cfa = UINTPTR_MAX;
    same stack, and takes its id without walking. The last walk alone (the
    memo above) misses whenever captures from two places alternate; these
    slots, in sets of MEMO_WAYS chosen by the starting return address and
-   stack pointer, keep a walk per place, two for a place reached by two
-   stacks in turn (replaying every capture of a run: sqlite3's
+   stack pointer, keep a walk per place, up to four for a place reached
+   by several stacks in turn (replaying every capture of a run: sqlite3's
    inserts, whose allocations repeat from the same few dozen places per
    statement, would find 70% of their stacks here against 10% by the last
    walk alone; gcc's cc1 24% against 9%, but those are mostly walks that
@@ -667,12 +667,19 @@ static const uintptr_t no_cfa = UINTPTR_MAX;
 #else
 #define MEMO_SLOTS 64
 #endif
-/* Two ways a set, the one not used last replaced: sqlite3's inserts,
-   20,000 at depth 64 by callgrind, 1,137.9 million instructions
-   direct-mapped, 1,100.5 million in 32 sets of two (the same 64 slots),
-   1,099.5 million in 64 sets of two; direct-mapped 128 and 256 slots
-   saved 2.7 and 3.0 million. */
-#define MEMO_WAYS 2
+/* Four ways a set, looked at in their order and replaced in turn (first
+   in, first out): sqlite3's inserts, 20,000 at depth 64 by callgrind,
+   1,137.9 million instructions direct-mapped, 1,100.5 million in 32 sets
+   of two (the same 64 slots), 1,099.5 million in 64 sets of two;
+   direct-mapped 128 and 256 slots saved 2.7 and 3.0 million. Since (the
+   hooks changed meanwhile): 1,050.5 million in 32 sets of two, the way not
+   used last replaced; 982.0 million in 16 sets of four (987.0 million with
+   the way after a hit replaced next, 988.4 million with a hit way skipped
+   by the replacement, 1,020.5 and 1,018.7 million looking at the newest
+   or the oldest way first); 989.8 million in 32 sets of four, 1,071.3
+   million in 8 sets of four, 1,023.7 million in 8 sets of eight: a place
+   is reached by up to four stacks in turn. */
+#define MEMO_WAYS 4
 #define MEMO_CFAS 32
 #define MEMO_BP 4
 /* The slots are used only while the thread does
@@ -728,7 +735,8 @@ typedef struct walk_state {
 #if MEMO_SLOTS
     int slot_keeps, slot_hits;           /* walks kept and found in the current window */
     int slot_wait;                       /* captures to let pass before looking again */
-    unsigned char slot_victim[MEMO_SLOTS / MEMO_WAYS];   /* the way a set replaces next */
+    unsigned char slot_victim[MEMO_SLOTS / MEMO_WAYS];   /* the way a set replaces next
+                                                            (in turn) */
     memo_slot slot[MEMO_SLOTS];
 #endif
 } walk_state;
@@ -1370,7 +1378,6 @@ static inline __attribute__((always_inline)) uint32_t slot_find(walk_state *m, u
         if (e->sp == sp && e->pc == pc && e->tag == tag && (!e->shape.need_bp || e->bp == bp) &&
             slot_same(e)) {
             m->slot_hits++;
-            m->slot_victim[set] = (unsigned char)((w + 1) & (MEMO_WAYS - 1));
             return e->id;
         }
     }
