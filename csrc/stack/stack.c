@@ -61,9 +61,9 @@ static _Atomic(table *) current;
    A stack found there is that one exactly (P's frames never change), with
    neither the whole stack's hash nor a compare of the frames taken over.
    Slots are written once (key 1 while written) and never moved; a probe
-   sequence found full adds nothing. 64 bytes a slot, 4 MiB reserved,
+   sequence found full adds nothing. 128 bytes a slot, 4 MiB reserved,
    touched as used. */
-#define SPLICED_SLOTS (1u << 16)
+#define SPLICED_SLOTS (1u << 15)
 #define SPLICED_PROBES 4
 typedef struct spliced_slot {
     _Atomic uint64_t key;

@@ -164,7 +164,7 @@ RPI_STACK_HIDDEN uint32_t rpi_stack_intern_hashed(const uintptr_t *f, size_t n, 
    (1 <= nw <= RPI_SPLICED_WALKED) the frames walked before the ones taken
    over. find: the id of the stack w followed by the frames taken over, as
    recorded by add, or 0. */
-#define RPI_SPLICED_WALKED 6
+#define RPI_SPLICED_WALKED 14
 #define RPI_SPLICED_KEY(prev_id, i, c, nw)                                        \
     ((uint64_t)(prev_id) | (uint64_t)(i) << 32 | (uint64_t)(c) << 42 |           \
      (uint64_t)(nw) << 52 | (uint64_t)1 << 63)
