@@ -154,7 +154,10 @@ RPI_HIDDEN void   rpi_ptrmap_free(rpi_ptrmap *m);
 struct rpi_tag {
     const char *name;       /* never NULL */
     rp_pool    *pool;
-    size_t      blocks, bytes, peak;
+    size_t      blocks;
+    size_t      room, peak; /* bytes = peak - room (rpi_tag_bytes): an
+                               allocation subtracts from room alone while
+                               it stays >= 0 (rpi_counters_add_in) */
     uint64_t    allocs;
     rpi_tag    *hnext;      /* hash chain */
     rpi_tag    *lnext;      /* first-use order */
@@ -417,7 +420,7 @@ struct rp_pool {
                                    creator), NULL when none */
     const char  *tag_key[RPI_TAG_CACHE];   /* pointer cache of tag records: */
     rpi_tag     *tag_rec[RPI_TAG_CACHE];   /* key[i] == tag => rec[i] is its record */
-    size_t       bytes, peak;
+    size_t       room, peak;    /* bytes = peak - room (rpi_pool_bytes), as a tag's */
     int64_t      mp_left;       /* sampler: bytes before the next point (memprof.h),
                                    beside the counters the fast path updates */
     /* headerless blocks (internal.h, arena pools): the free slots (the link
@@ -547,15 +550,45 @@ static inline rpi_tag *rpi_tag_lookup(rp_pool *pool, const char *tag)
 }
 
 /* Counter updates (lock held). The pool keeps bytes and peak; its block and
-   allocation totals are sums over the tags (rpi_pool_totals), O(tags). */
+   allocation totals are sums over the tags (rpi_pool_totals), O(tags).
+   Bytes are kept as room below the peak (bytes = peak - room): a growth
+   subtracts from room and only when that goes below 0 moves the peak up
+   (room back to 0), one subtraction and a sign test where bytes and peak
+   took a load, an add, a store, a compare and a branch. */
+static inline size_t rpi_tag_bytes(const rpi_tag *t) { return t->peak - t->room; }
+static inline size_t rpi_pool_bytes(const rp_pool *p) { return p->peak - p->room; }
+/* Both counters to zero bytes, the peaks kept. */
+static inline void rpi_tag_bytes_clear(rpi_tag *t) { t->room = t->peak; }
+static inline void rpi_pool_bytes_clear(rp_pool *p) { p->room = p->peak; }
+/* d more bytes (modulo 2^64: a negative d gives room back). */
+static inline __attribute__((always_inline)) void rpi_room_grow(size_t *room, size_t *peak,
+                                                                size_t d)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
+    !defined(__SANITIZE_THREAD__)
+    /* one read-modify-write and one branch (compilers emit load, copy,
+       subtract, branch and a store for the C below); TSan builds keep the
+       C, whose accesses it sees */
+    __asm__ goto("subq %1, %0\n\tjs %l[over]" : "+m"(*room) : "r"(d) : "cc" : over);
+    return;
+over:
+    *peak -= *room;   /* room < 0: the new bytes are peak - room */
+    *room = 0;
+#else
+    size_t r = *room - d;
+    if (RPI_UNLIKELY((int64_t)r < 0)) {
+        *peak -= r;   /* the new bytes: peak + (d - room) */
+        r = 0;
+    }
+    *room = r;
+#endif
+}
 /* size more bytes in one more block under t, in pool p (t->pool). */
 static inline void rpi_counters_add_in(rp_pool *p, rpi_tag *t, size_t size)
 {
     t->blocks++;
-    t->bytes += size;
-    if (t->bytes > t->peak) t->peak = t->bytes;
-    p->bytes += size;
-    if (p->bytes > p->peak) p->peak = p->bytes;
+    rpi_room_grow(&t->room, &t->peak, size);
+    rpi_room_grow(&p->room, &p->peak, size);
 }
 static inline void rpi_counters_add(rpi_tag *t, size_t size)
 {
@@ -570,8 +603,8 @@ static inline void rpi_count_new(rp_pool *p, rpi_tag *t, size_t size)
 static inline void rpi_counters_sub_in(rp_pool *p, rpi_tag *t, size_t size)
 {
     t->blocks--;
-    t->bytes -= size;
-    p->bytes -= size;
+    t->room += size;
+    p->room += size;
 }
 static inline void rpi_counters_sub(rpi_tag *t, size_t size)
 {

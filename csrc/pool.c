@@ -131,7 +131,7 @@ size_t rpi_pool_reserved(rp_pool *pool)
     if (pool->arena) return pool->reserved;
     /* malloc backing: headers and payloads of live blocks, alignment slack,
        and the freed blocks kept on the recycle lists */
-    return pool->bytes + rpi_pool_totals(pool, NULL) * RPI_HDR + pool->reserved + pool->recycled;
+    return rpi_pool_bytes(pool) + rpi_pool_totals(pool, NULL) * RPI_HDR + pool->reserved + pool->recycled;
 }
 
 static void tag_cache_clear(rp_pool *pool)
@@ -500,8 +500,11 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
     if (!pool->arena) pool->reserved = 0;
     recycle_release(pool);
     ring_reset(pool);
-    for (rpi_tag *t = pool->tag_first; t; t = t->lnext) t->blocks = t->bytes = 0;
-    pool->bytes = 0;
+    for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
+        t->blocks = 0;
+        rpi_tag_bytes_clear(t);
+    }
+    rpi_pool_bytes_clear(pool);
     rpi_poolstack_clear(pool);
 }
 
@@ -1037,9 +1040,12 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
         /* carve from the current chunk (the class size only here: a free
            list hit does not compute it) */
         size_t cs = rpi_carve_bytes[c];
-        if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs)) goto general_locked;
         h = (rpi_hdr *)a->cur;   /* an rpi_hdr address: the slot starts 16 bytes later */
-        a->cur += cs;
+        /* the new end compared (no overflow: cur and cs are far below 2^63;
+           class 1's UINT32_MAX never fits) */
+        char *next = (char *)h + cs;
+        if (RPI_UNLIKELY(next > a->end)) goto general_locked;
+        a->cur = next;
     }
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
     h->origin = t;   /* not on the ring: walks find it in its chunk */
@@ -2159,10 +2165,8 @@ fail:
 static inline __attribute__((always_inline)) void counters_resize(rp_pool *pool, rpi_tag *t,
                                                                   size_t old, size_t size)
 {
-    t->bytes += size - old;
-    if (t->bytes > t->peak) t->peak = t->bytes;
-    pool->bytes += size - old;
-    if (pool->bytes > pool->peak) pool->peak = pool->bytes;
+    rpi_room_grow(&t->room, &t->peak, size - old);
+    rpi_room_grow(&pool->room, &pool->peak, size - old);
 }
 
 /* rp_resize of a headerless block by an unsynchronised pool or a biased
@@ -2755,12 +2759,12 @@ size_t rp_pool_stats(rp_pool *pool, rp_tag_stat *out, size_t cap)
         size_t unlisted = 0;
         for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
             if (!rpi_tag_listed(t)) { unlisted++; continue; }
-            stat_put(out, cap, i++, t, t->blocks, t->bytes, t->peak, t->allocs);
+            stat_put(out, cap, i++, t, t->blocks, rpi_tag_bytes(t), t->peak, t->allocs);
         }
         if (!unlisted) pool->flags &= ~RPI_POOL_UNLISTED;
     } else {
         for (rpi_tag *t = pool->tag_first; t; t = t->lnext, i++)
-            stat_put(out, cap, i, t, t->blocks, t->bytes, t->peak, t->allocs);
+            stat_put(out, cap, i, t, t->blocks, rpi_tag_bytes(t), t->peak, t->allocs);
     }
     rpi_pool_unlock(pool);
     return i;
@@ -2771,7 +2775,7 @@ size_t rp_pool_outstanding(rp_pool *pool, size_t *bytes)
     if (!pool) { if (bytes) *bytes = 0; return 0; }
     rpi_pool_lock(pool);
     size_t n = rpi_pool_totals(pool, NULL);
-    if (bytes) *bytes = pool->bytes;
+    if (bytes) *bytes = rpi_pool_bytes(pool);
     if (pool->shards) {
         rpi_fold fo;
         rpi_shards_lock(pool);
@@ -2791,7 +2795,7 @@ int rp_pool_get_info(rp_pool *pool, rp_pool_info *info)
     info->version = 1;
     info->flags = pool->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA | RP_POOL_STACKS);
     info->blocks = rpi_pool_totals(pool, &info->allocs);
-    info->bytes = pool->bytes;
+    info->bytes = rpi_pool_bytes(pool);
     info->peak_bytes = pool->peak;
     info->tags = 0;
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) info->tags += rpi_tag_listed(t);
@@ -2970,7 +2974,7 @@ static int check_one(rp_pool *pool)
     size_t tag_blocks = 0, tag_bytes = 0;
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
         tag_blocks += t->blocks;
-        tag_bytes += t->bytes;
+        tag_bytes += rpi_tag_bytes(t);
     }
     bool ring_whole = true;
     rpi_hdr *prev = &pool->ring;
@@ -3041,12 +3045,12 @@ static int check_one(rp_pool *pool)
         rpi_registry_live_totals(pool, &blocks, &bytes);
         ring_whole = true;
     }
-    if (ring_whole && (blocks != limit || bytes != pool->bytes || tag_blocks != limit ||
-                       tag_bytes != pool->bytes || (cn.n == 0 && pool->ring.prev->next != &pool->ring))) {
+    if (ring_whole && (blocks != limit || bytes != rpi_pool_bytes(pool) || tag_blocks != limit ||
+                       tag_bytes != rpi_pool_bytes(pool) || (cn.n == 0 && pool->ring.prev->next != &pool->ring))) {
         note(&cn, NULL,
              "rp_pool_check: pool '%s': ring has %zu blocks/%zu bytes, counters say "
              "%zu/%zu (tags %zu/%zu)",
-             pool->name, blocks, bytes, limit, pool->bytes, tag_blocks, tag_bytes);
+             pool->name, blocks, bytes, limit, rpi_pool_bytes(pool), tag_blocks, tag_bytes);
     }
     unlock_both(pool, checked);
     for (int i = 0; i < cn.n; i++) rpi_report_error(RP_ECORRUPT, cn.block[i], "%s", cn.msg[i]);

@@ -184,7 +184,7 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
     out_printf(f, ", \"backing\": \"%s\",\n", pool->arena ? "arena" : "malloc");
     uint64_t allocs;
     size_t blocks = rpi_pool_totals(pool, &allocs);
-    rpi_fold fo = {.blocks = blocks, .bytes = pool->bytes, .peak = pool->peak, .allocs = allocs};
+    rpi_fold fo = {.blocks = blocks, .bytes = rpi_pool_bytes(pool), .peak = pool->peak, .allocs = allocs};
     /* a pool with shards (shard.c): every shard's lock, the counters folded
        (at exit, a shard held for over a second leaves the shards out) */
     bool folded = pool->shards && (at_exit ? rpi_shards_lock_bounded(pool)
@@ -211,7 +211,7 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
                        (unsigned long long)t->f_allocs);
         else
             out_printf(f, ", \"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, "
-                       "\"allocs\": %llu", t->blocks, t->bytes, t->peak,
+                       "\"allocs\": %llu", t->blocks, rpi_tag_bytes(t), t->peak,
                        (unsigned long long)t->allocs);
         rpi_poolstack_report_tag(stacks, t, &jo);
         out_putc(f, '}');

@@ -223,7 +223,7 @@ static rpi_tag *find_tag(rp_pool *pool, const rpi_tag *like)
 static void fold_add(rpi_tag *m, const rpi_tag *t)
 {
     m->f_blocks += t->blocks;
-    m->f_bytes += t->bytes;
+    m->f_bytes += rpi_tag_bytes(t);
     m->f_peak += t->peak;
     m->f_allocs += t->allocs;
 }
@@ -258,7 +258,7 @@ void rpi_shards_fold(rp_pool *front, rpi_fold *out)
             out->blocks += t->blocks;
             out->allocs += t->allocs;
         }
-        out->bytes += p->bytes;
+        out->bytes += rpi_pool_bytes(p);
         out->peak += p->peak;
         out->reserved += rpi_pool_reserved(p);
         out->chunks += p->arena ? p->arena->nchunks : 0;

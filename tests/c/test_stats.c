@@ -352,10 +352,56 @@ static void test_destroy_frees_all(void)
     rp_pool_destroy(NULL); /* no-op */
 }
 
+/* Bytes and peaks through shrinks, growths back to the peak and past it,
+   frees and a reset (bytes to 0, peaks kept), for the tag and the pool:
+   the counters keep bytes as room below the peak. */
+static void test_peaks(void)
+{
+    rp_pool *pool = tu_pool("peaks");
+    rp_tag_stat st[2];
+    rp_pool_info info;
+#define PEAKS(b, pk) do { \
+        CHECK_EQ(rp_pool_stats(pool, st, 2), 1); \
+        CHECK_EQ(st[0].bytes, (b)); \
+        CHECK_EQ(st[0].peak_bytes, (pk)); \
+        info = tu_info(pool); \
+        CHECK_EQ(info.bytes, (b)); \
+        CHECK_EQ(info.peak_bytes, (pk)); \
+    } while (0)
+    void *p = rp_alloc(pool, 100, "a"), *q = rp_alloc(pool, 50, "a");
+    PEAKS(150, 150);
+    rp_free(p);
+    PEAKS(50, 150);
+    q = rp_resize(pool, q, 150);
+    PEAKS(150, 150);
+    q = rp_resize(pool, q, 8);
+    PEAKS(8, 150);
+    q = rp_resize(pool, q, 200);
+    PEAKS(200, 200);
+    p = rp_calloc(pool, 3, 7, "a");
+    PEAKS(221, 221);
+    rp_free(q);
+    rp_free(p);
+    PEAKS(0, 221);
+    p = rp_alloc(pool, 5000, "a");
+    PEAKS(5000, 5000);
+    CHECK_INT(rp_pool_reset(pool), 0);
+    info = tu_info(pool);
+    CHECK_EQ(info.bytes, 0);
+    CHECK_EQ(info.peak_bytes, 5000);
+    p = rp_alloc(pool, 16, "a");
+    PEAKS(16, 5000);
+    p = rp_resize(pool, p, 5001);
+    PEAKS(5001, 5001);
+#undef PEAKS
+    rp_pool_destroy(pool);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
         {"counters", test_counters},
+        {"peaks", test_peaks},
         {"stats_cost", test_stats_cost},
         {"walk", test_walk},
         {"info", test_info},
