@@ -887,9 +887,13 @@ static inline __attribute__((always_inline)) void *alloc_hl_general(rp_pool *poo
 static inline __attribute__((always_inline)) void *alloc_hl_done(rp_pool *pool, rpi_tag *t,
                                                                  char *p, uint32_t *mp,
                                                                  uint32_t word, size_t size,
-                                                                 const int locked)
+                                                                 const int locked, const bool zero)
 {
     *mp = word | (uint32_t)size;
+    if (zero) {   /* rp_calloc: the slot's 16 bytes (its free-list words) */
+        ((uint64_t *)(void *)p)[0] = 0;
+        ((uint64_t *)(void *)p)[1] = 0;
+    }
     rpi_count_new(pool, t, size);
     if (locked == RPI_SYNC_LOCK) return rpi_lock_release_ret(&pool->lock, (void *)p);
     if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
@@ -910,7 +914,7 @@ static inline __attribute__((always_inline)) void *alloc_hl_refill(rp_pool *pool
         pool->mp_left += (int64_t)size;   /* the general path counts it */
         return alloc_hl_general(pool, size, tag, plain, locked);
     }
-    return alloc_hl_done(pool, t, p, rpi_hl_meta(p), t->hl_word, size, locked);
+    return alloc_hl_done(pool, t, p, rpi_hl_meta(p), t->hl_word, size, locked, false);
 }
 __attribute__((noinline)) static void *alloc_hl_refill_none(rp_pool *pool, rpi_tag *t, size_t size,
                                                             const char *tag, bool plain)
@@ -949,7 +953,7 @@ static inline __attribute__((always_inline)) void *alloc_hl(rp_pool *pool, rpi_a
                : locked == RPI_SYNC_BIASED ? alloc_hl_refill_biased(pool, t, size, tag, plain)
                                            : alloc_hl_refill_none(pool, t, size, tag, plain);
     }
-    return alloc_hl_done(pool, t, p, rpi_hl_meta(p), word, size, locked);
+    return alloc_hl_done(pool, t, p, rpi_hl_meta(p), word, size, locked, false);
 }
 /* (parameters in the order rp_alloc holds them: few moves before the call) */
 __attribute__((noinline)) static void *alloc_hl_none(rp_pool *pool, size_t size, const char *tag,
@@ -968,16 +972,52 @@ __attribute__((noinline)) static void *alloc_hl_biased(rp_pool *pool, size_t siz
     return alloc_hl(pool, a, t, size, tag, plain, RPI_SYNC_BIASED);
 }
 
+/* rp_calloc's exits from the arena's fast path (alloc_arena_fast_z with
+   zero): the same allocation as their rp_alloc counterparts, then the
+   memset; out of line, so that the fast path saves no register for them. */
+static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, const char *call,
+                         bool plain);
+__attribute__((noinline)) static void *calloc_general(rp_pool *pool, size_t size, const char *tag,
+                                                      bool plain)
+{
+    return calloc_impl(pool, 1, size, tag, plain ? "rp_calloc" : "rp_calloc_noexc", plain);
+}
+__attribute__((noinline)) static void *wake_then_calloc(rp_pool *pool, size_t size,
+                                                        const char *tag, bool plain)
+{
+    rpi_lock_wake(&pool->lock);
+    return calloc_general(pool, size, tag, plain);
+}
+__attribute__((noinline)) static void *calloc_memprof_slow(rp_pool *pool, rpi_hdr *h, size_t size,
+                                                           bool biased)
+{
+    void *p = biased ? biased_memprof_slow(pool, h, size) : rpi_memprof_slow(pool, h, size, false);
+    return memset(p, 0, size);
+}
+__attribute__((noinline)) static void *calloc_hl(rp_pool *pool, size_t size, const char *tag,
+                                                 bool plain, rpi_tag *t, rpi_arena *a, int locked)
+{
+    void *p = locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, false, t, a)
+              : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, false, t, a)
+                                          : alloc_hl_none(pool, size, tag, false, t, a);
+    if (RPI_LIKELY(p != NULL)) return memset(p, 0, size);
+    if (plain) rpi_oom("rp_calloc", size, tag);
+    return NULL;
+}
+
 /* The hot path: an unchecked pool and default alignment. The arena case runs
    here without any call when the lock is free, the tag is in the pointer
    cache and the size class has a free block; anything else goes to the
    general path (same effect, slower). */
 /* The arena case, specialised at compile time for locked and unsynchronised
    pools so that neither tests the flag again. */
-static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *pool, rpi_arena *a,
-                                                                    size_t size, const char *tag,
-                                                                    bool plain, const int locked)
+static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *pool, rpi_arena *a,
+                                                                      size_t size, const char *tag,
+                                                                      bool plain, const int locked,
+                                                                      const bool zero)
 {
+#define ARENA_GENERAL() \
+    (zero ? calloc_general(pool, size, tag, plain) : alloc_general(pool, size, tag, plain))
     /* an unchecked pool: compact header (internal.h) */
     size_t c;   /* size_t, not unsigned: no zero extension before indexing */
     if (RPI_LIKELY(size <= 1024 - RPI_AHDR))
@@ -985,12 +1025,12 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     else if (size <= RPI_BIG_LIMIT - RPI_AHDR)
         c = rpi_class_of(RPI_AHDR + size);
     else
-        return alloc_general(pool, size, tag, plain);
+        return ARENA_GENERAL();
     size_t slot = rpi_tag_slot(tag);
     if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
-        return alloc_general(pool, size, tag, plain);
+        return ARENA_GENERAL();
     if (locked == RPI_SYNC_BIASED && RPI_UNLIKELY(!rpi_bias_enter(pool)))
-        return alloc_general(pool, size, tag, plain);
+        return ARENA_GENERAL();
     rpi_tag *t = pool->tag_rec[slot];
     if (RPI_UNLIKELY(pool->tag_key[slot] != tag)) goto general_locked;
     rpi_hdr *h = a->free[c];
@@ -1025,9 +1065,10 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
                         a->hl_cur += 16;
                         mp = rpi_hl_meta(p);
                     }
-                    return alloc_hl_done(pool, t, p, mp, word, size, locked);
+                    return alloc_hl_done(pool, t, p, mp, word, size, locked, zero);
                 }
             }
+            if (zero) return calloc_hl(pool, size, tag, plain, t, a, locked);
             return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
                    : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
                                                : alloc_hl_none(pool, size, tag, plain, t, a);
@@ -1050,18 +1091,30 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast(rp_pool *poo
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
     h->origin = t;   /* not on the ring: walks find it in its chunk */
     if (rpi_memprof_count(pool, t, size)) {
+        if (zero) return calloc_memprof_slow(pool, h, size, locked == RPI_SYNC_BIASED);
         if (locked == RPI_SYNC_BIASED) return biased_memprof_slow(pool, h, size);
         return rpi_memprof_slow(pool, h, size, false);
+    }
+    if (zero) {
+        /* rp_calloc: the memset a tail call */
+        void *z = rpi_payload(h);
+        if (locked == RPI_SYNC_LOCK) z = rpi_lock_release_ret(&pool->lock, z);
+        if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
+        return memset(z, 0, size);
     }
     if (locked == RPI_SYNC_LOCK) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
     if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
     return rpi_payload(h);
 general_locked:
     if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
-        return wake_then_general(pool, size, tag, plain);
+        return zero ? wake_then_calloc(pool, size, tag, plain)
+                    : wake_then_general(pool, size, tag, plain);
     if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
-    return alloc_general(pool, size, tag, plain);
+    return ARENA_GENERAL();
+#undef ARENA_GENERAL
 }
+#define alloc_arena_fast(pool, a, size, tag, plain, locked) \
+    alloc_arena_fast_z(pool, a, size, tag, plain, locked, false)
 
 __attribute__((noinline)) static void *wake_then_malloc(rp_pool *pool, size_t size,
                                                        const char *tag, bool plain)
@@ -1456,13 +1509,32 @@ static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, 
     return NULL;
 }
 
+/* An unchecked arena pool, unsynchronised or used by its owner: the arena's
+   fast path with the memset as its tail call (alloc_arena_fast_z), no call
+   before it; anything else through calloc_impl. */
+static inline __attribute__((always_inline)) void *calloc_fast(rp_pool *pool, size_t n,
+                                                               size_t size, const char *tag,
+                                                               bool plain)
+{
+    size_t total;
+    rpi_arena *a;
+    if (RPI_LIKELY(pool != NULL) && !__builtin_mul_overflow(n, size, &total) &&
+        RPI_LIKELY((a = pool->fast_arena) != NULL)) {
+        if (pool->flags & RP_POOL_UNSYNC)
+            return alloc_arena_fast_z(pool, a, total, tag, plain, RPI_SYNC_NONE, true);
+        if (RPI_LIKELY(pool->owner == rpi_thread_self()))
+            return alloc_arena_fast_z(pool, a, total, tag, plain, RPI_SYNC_BIASED, true);
+    }
+    return calloc_impl(pool, n, size, tag, plain ? "rp_calloc" : "rp_calloc_noexc", plain);
+}
+
 void *rp_calloc(rp_pool *pool, size_t n, size_t size, const char *tag)
 {
-    return calloc_impl(pool, n, size, tag, "rp_calloc", true);
+    return calloc_fast(pool, n, size, tag, true);
 }
 void *rp_calloc_noexc(rp_pool *pool, size_t n, size_t size, const char *tag)
 {
-    return calloc_impl(pool, n, size, tag, "rp_calloc_noexc", false);
+    return calloc_fast(pool, n, size, tag, false);
 }
 
 static void *aligned_impl(rp_pool *pool, size_t align, size_t size, const char *tag,

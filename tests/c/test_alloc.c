@@ -490,6 +490,42 @@ static void test_bad_args(void)
     tu_end_pool(pool);
 }
 
+/* rp_calloc's memory is zero however the block is found: a freed block of
+   its class written all over (free-list hit), a freed headerless slot (its
+   free-list words), a carved block, a big block, in unsynchronised and
+   thread-safe pools; with the counters of an rp_alloc. */
+static void test_calloc_reused(void)
+{
+    static const size_t sizes[] = {1, 8, 16, 17, 24, 64, 100, 1000, 1008, 1009, 5000, 40000};
+    for (int unsync = 0; unsync < 2; unsync++) {
+        rp_pool *pool = tu_pool_ex("calloc_reused", unsync ? RP_POOL_UNSYNC : 0);
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            size_t n = sizes[k];
+            for (int round = 0; round < 3; round++) {
+                unsigned char *d[4];
+                for (int i = 0; i < 4; i++) {
+                    d[i] = rp_alloc(pool, n, "dirty");
+                    memset(d[i], 0xa5, n);
+                }
+                for (int i = 0; i < 4; i++) rp_free(d[i]);
+                unsigned char *z[5];
+                for (int i = 0; i < 5; i++) {
+                    z[i] = i & 1 ? rp_calloc_noexc(pool, n, 1, "zero")
+                                 : rp_calloc(pool, 1, n, "zero");
+                    CHECK(z[i] != NULL);
+                    for (size_t j = 0; j < n; j++) CHECK(z[i][j] == 0);
+                    CHECK_EQ(rp_block_size(z[i]), n);
+                    CHECK_STR(rp_block_tag(z[i]), "zero");
+                }
+                rp_pool_info info = tu_info(pool);
+                CHECK_EQ(info.bytes, 5 * n);
+                for (int i = 0; i < 5; i++) rp_free(z[i]);
+            }
+        }
+        tu_end_pool(pool);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -500,6 +536,7 @@ int main(int argc, char **argv)
         {"resize", test_resize},
         {"resize_failure", test_resize_failure},
         {"overflow", test_overflow},
+        {"calloc_reused", test_calloc_reused},
         {"default_oom_aborts", test_default_oom_aborts},
         {"tags", test_tags},
         {"macros", test_macros},

@@ -550,11 +550,41 @@ static void test_threads_start_stop_restart(void)
     tu_end_pool(shared);
 }
 
+/* rp_calloc of sampled blocks (rate 1: every call a sample) in pools with
+   dirty freed blocks of the size: zero, offered, and counted as an rp_alloc
+   (headerless and header sizes, unsynchronised and thread-safe pools). */
+static void test_sampled_calloc_is_zero(void)
+{
+    static const size_t sizes[] = {12, 100, 3000};
+    for (int unsync = 0; unsync < 2; unsync++) {
+        for (size_t k = 0; k < 3; k++) {
+            size_t n = sizes[k];
+            rp_pool *pool = tu_pool_ex("calloc1", unsync ? RP_POOL_UNSYNC : 0);
+            rec r = { .track = 1 };
+            rp_memprof *prof = start(1.0, 3, &r, 0);
+            unsigned char *d = rp_alloc(pool, n, "d");
+            memset(d, 0x5a, n);
+            rp_free(d);
+            unsigned char *z = rp_calloc(pool, n, 1, "d");   /* the tag cached: the fast path */
+            CHECK(z != NULL);
+            for (size_t j = 0; j < n; j++) CHECK(z[j] == 0);
+            CHECK_EQ(r.sampled_allocs, 2);
+            CHECK_EQ(r.samples, 2 * n);
+            CHECK_EQ(tu_info(pool).bytes, n);
+            rp_free(z);
+            CHECK_EQ(r.deallocs, 2);
+            finish(prof);
+            tu_end_pool(pool);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
         {"bad_arguments", test_bad_arguments},
         {"rate_one_counts_every_byte", test_rate_one_counts_every_byte},
+        {"sampled_calloc_is_zero", test_sampled_calloc_is_zero},
         {"samples_per_allocation_are_binomial", test_samples_per_allocation_are_binomial},
         {"pools_sample_independently", test_pools_sample_independently},
         {"estimates_are_unbiased", test_estimates_are_unbiased},
