@@ -43,6 +43,12 @@ extern "C" {
 
 #if defined(RP_BUILDING) && defined(__GNUC__)
 #define RP_API __attribute__((visibility("default")))
+#elif defined(__GNUC__) && !defined(__clang__) && defined(__PIC__) && !defined(RP_PLT)
+/* Position-independent callers (PIE programs, shared objects) call the
+   library through their GOT, not a PLT stub: one jump less per call with
+   libringpool.so; with libringpool.a the linker makes the calls direct.
+   Define RP_PLT to keep the PLT (lazy binding of these functions). */
+#define RP_API __attribute__((noplt))
 #else
 #define RP_API
 #endif
