@@ -372,6 +372,12 @@ static inline size_t rpi_big_cap(rpi_hdr *h)
 #define RPI_RECYCLE_MAX     4096u
 #define RPI_RECYCLE_CLASSES (RPI_RECYCLE_MAX / 16 + 1)
 #define RPI_RECYCLE_BYTES   ((size_t)64 << 10)
+/* A shard's bound (shard.c): a shard is its thread's cache of a shared
+   pool, as glibc's per-thread cache is of the heap (up to 7 blocks in each
+   of its 64 bins up to 1032 bytes: about 230 KiB). Mixed sizes use more
+   classes than 64 KiB holds a block of: with bench.c's sizes (257 classes)
+   8.5% of a shard's pairs went to malloc and free (docs/concurrency.md). */
+#define RPI_SHARD_RECYCLE_BYTES ((size_t)256 << 10)
 #define RPI_POOL_RECYCLE    (1u << 16)   /* internal flag: recycling is on */
 #define RPI_POOL_UNLISTED   (1u << 17)   /* internal flag: may hold unlisted tag records */
 #define RPI_POOL_BIASED     (1u << 18)   /* internal flag: a pool or shard whose owner
@@ -463,8 +469,9 @@ struct rp_pool {
     _Atomic(rp_pool *) tslot[RPI_TSLOTS];   /* shards by their thread (rpi_tslot_of) */
     char         rd_pad1[64];
     size_t       recycled;      /* bytes on the recycle lists */
-    size_t       recycle_cap;   /* their bound: RPI_RECYCLE_BYTES where recycling
-                                   is on (RPI_POOL_RECYCLE), 0 where it is off, so
+    size_t       recycle_cap;   /* their bound: RPI_RECYCLE_BYTES (a shard's:
+                                   RPI_SHARD_RECYCLE_BYTES) where recycling is on
+                                   (RPI_POOL_RECYCLE), 0 where it is off, so
                                    a free tests the bound alone */
     rpi_hdr     *recycle[RPI_RECYCLE_CLASSES];  /* malloc backing: freed blocks by class */
     rp_pool     *live_prev, *live_next;

@@ -271,7 +271,7 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
     if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && (front ? (front->flags & RPI_POOL_RECYCLE)
                                                                 : recycle_allowed())) {
         pool->flags |= RPI_POOL_RECYCLE;
-        pool->recycle_cap = RPI_RECYCLE_BYTES;
+        pool->recycle_cap = front ? RPI_SHARD_RECYCLE_BYTES : RPI_RECYCLE_BYTES;
     }
     pool->sync = pool_sync(pool);
     if (front) {
