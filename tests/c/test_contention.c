@@ -534,6 +534,45 @@ static void test_thread_exit_returns_its_cache(void)
     tu_end_pool(pool);
 }
 
+/* A thread's shard of a shared malloc-backed pool keeps more freed blocks
+   for reuse than a pool of its own (256 KiB against 64 KiB: a shard is its
+   thread's cache of the pool), and no more: every class up to 4 KiB
+   allocated and freed, twice over, leaves at most 256 KiB waiting. */
+typedef struct recycler { rp_pool *pool; size_t reserved; } recycler;
+static void *recycle_every_class(void *arg)
+{
+    recycler *r = arg;
+    enum { N = 2 * 257 };
+    void **b = malloc(N * sizeof *b);
+    CHECK(b != NULL);
+    for (int i = 0; i < N; i++) b[i] = rp_alloc(r->pool, (size_t)(i % 257) * 16 + 1, "every");
+    for (int i = 0; i < N; i++) rp_free(b[i]);
+    free(b);
+    rp_pool_info info;
+    info_of(r->pool, &info);
+    r->reserved = info.reserved_bytes;   /* before the exit gives them back */
+    return NULL;
+}
+static void test_shard_keeps_more_for_reuse(void)
+{
+    if (tu_is_arena()) return;
+    rp_pool *pool = tu_pool("recycling");
+    recycler own = {.pool = pool};
+    recycle_every_class(&own);   /* the creator: the pool's own lists */
+    recycler r = {.pool = pool};
+    in_thread(recycle_every_class, &r);
+    if (own.reserved) {
+        /* recycling on (not under memcheck or ASan) */
+        CHECK(own.reserved <= ((size_t)64 << 10));
+        CHECK(r.reserved - own.reserved > ((size_t)64 << 10));
+        CHECK(r.reserved - own.reserved <= ((size_t)256 << 10));
+    } else {
+        CHECK_EQ(r.reserved, 0);
+    }
+    CHECK_COUNTS(pool, 0, 0);
+    tu_end_pool(pool);
+}
+
 /* Destructors run last registered first, whichever thread allocated the
    blocks. */
 static char dtor_order[8];
@@ -1063,6 +1102,7 @@ int main(int argc, char **argv)
         {"other_threads_blocks_are_the_pools", test_other_threads_blocks_are_the_pools},
         {"destroy_while_threads_hold_shards", test_destroy_while_threads_hold_shards},
         {"thread_exit_returns_its_cache", test_thread_exit_returns_its_cache},
+        {"shard_keeps_more_for_reuse", test_shard_keeps_more_for_reuse},
         {"destructors_in_order_across_threads", test_destructors_in_order_across_threads},
         {"snapshot_exact_while_threads_run", test_snapshot_exact_while_threads_run},
         {"frees_from_other_threads_counted_at_once", test_frees_from_other_threads_counted_at_once},
