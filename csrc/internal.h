@@ -541,6 +541,20 @@ static inline size_t rpi_tag_slot(const char *key)
 {
     return (size_t)((uintptr_t)key >> 3) & (RPI_TAG_CACHE - 1);
 }
+/* The same slot as a byte offset into tag_key and tag_rec (rpi_tag_slot
+   times 8: one AND, no shift) and the two entries there. */
+static inline size_t rpi_tag_off(const char *key)
+{
+    return (size_t)((uintptr_t)key & ((RPI_TAG_CACHE - 1) * sizeof(void *)));
+}
+static inline const char *rpi_tag_key_at(const rp_pool *pool, size_t off)
+{
+    return *(const char *const *)(const void *)((const char *)pool->tag_key + off);
+}
+static inline rpi_tag *rpi_tag_rec_at(const rp_pool *pool, size_t off)
+{
+    return *(rpi_tag *const *)(const void *)((const char *)pool->tag_rec + off);
+}
 
 /* The tag of a headerless block of pool from its slot word m. */
 static inline rpi_tag *rpi_hl_tag(rp_pool *pool, uint32_t m)
@@ -551,8 +565,8 @@ static inline rpi_tag *rpi_hl_tag(rp_pool *pool, uint32_t m)
 /* Tag record for tag (lock held): a pointer-cache hit, else a lookup by content. */
 static inline rpi_tag *rpi_tag_lookup(rp_pool *pool, const char *tag)
 {
-    size_t s = rpi_tag_slot(tag);
-    if (RPI_LIKELY(pool->tag_key[s] == tag)) return pool->tag_rec[s];
+    size_t off = rpi_tag_off(tag);
+    if (RPI_LIKELY(rpi_tag_key_at(pool, off) == tag)) return rpi_tag_rec_at(pool, off);
     return rpi_tag_lookup_slow(pool, tag);
 }
 

@@ -1026,13 +1026,13 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
         c = rpi_class_of(RPI_AHDR + size);
     else
         return ARENA_GENERAL();
-    size_t slot = rpi_tag_slot(tag);
+    size_t toff = rpi_tag_off(tag);
     if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
         return ARENA_GENERAL();
     if (locked == RPI_SYNC_BIASED && RPI_UNLIKELY(!rpi_bias_enter(pool)))
         return ARENA_GENERAL();
-    rpi_tag *t = pool->tag_rec[slot];
-    if (RPI_UNLIKELY(pool->tag_key[slot] != tag)) goto general_locked;
+    rpi_tag *t = rpi_tag_rec_at(pool, toff);
+    if (RPI_UNLIKELY(rpi_tag_key_at(pool, toff) != tag)) goto general_locked;
     rpi_hdr *h = a->free[c];
     if (RPI_LIKELY(h != NULL)) {
         a->free[c] = h->link;
