@@ -1188,7 +1188,9 @@ static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, 
         }
         return alloc_malloc_fast(pool, size, tag, plain);   /* checks the owner */
     }
-    if (pool->flags & RP_POOL_UNSYNC) return alloc_arena_fast(pool, a, size, tag, plain, false);
+    /* the kind byte (rp_pool.sync, 0: unsynchronised): one compare where
+       the flags took a load and a test */
+    if (pool->sync == 0) return alloc_arena_fast(pool, a, size, tag, plain, false);
     if (mine) return alloc_arena_fast(pool, a, size, tag, plain, RPI_SYNC_LOCK);
     if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
         return alloc_other_arena(pool, size, tag, plain);
@@ -1520,7 +1522,7 @@ static inline __attribute__((always_inline)) void *calloc_fast(rp_pool *pool, si
     rpi_arena *a;
     if (RPI_LIKELY(pool != NULL) && !__builtin_mul_overflow(n, size, &total) &&
         RPI_LIKELY((a = pool->fast_arena) != NULL)) {
-        if (pool->flags & RP_POOL_UNSYNC)
+        if (pool->sync == 0)
             return alloc_arena_fast_z(pool, a, total, tag, plain, RPI_SYNC_NONE, true);
         if (RPI_LIKELY(pool->owner == rpi_thread_self()))
             return alloc_arena_fast_z(pool, a, total, tag, plain, RPI_SYNC_BIASED, true);
