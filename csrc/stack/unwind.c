@@ -1082,8 +1082,8 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
     m->spl = 0;
     uintptr_t from = m->from, skip_lo = m->lo, skip_hi = m->hi;
     int depth = m->depth;
-    if (depth < 1 || depth > RPI_STACK_MAX_DEPTH)
-        return -1;
+    if (!splice_inline && (depth < 1 || depth > RPI_STACK_MAX_DEPTH))
+        return -1;      /* walk_id checked it */
     const cache *c = atomic_load_explicit(&rules, memory_order_acquire);
     if (!c)
         return -1;
