@@ -901,6 +901,22 @@ void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t)
     cp->seen_rec[s] = (uintptr_t)t | (!tag || read_only(tag, strlen(t->name) + 1) ? SEEN_FIXED : 0);
 }
 
+/* A free record for a new block at payload of cp's pool, hashed in at the
+   head of its bucket b (no record of payload is in the table). NULL,
+   having changed nothing, when no record is free. */
+static inline __attribute__((always_inline)) entry *hash_in(cpool *cp, entry **b, void *payload)
+{
+    entry *e = entry_new();
+    if (RPI_UNLIKELY(!e)) return NULL;
+    e->payload = payload;
+    e->hnext = *b;
+    *b = e;
+    nentries++;
+    cp->refs++;
+    e->cp = cp;
+    return e;
+}
+
 /* The record for a new block at payload of cp's pool: a retired record of
    that address taken over, or a free one hashed in (one hash for the
    lookup and the insert). NULL, having changed nothing, when the general
@@ -918,15 +934,9 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
         for (e = *b; e; e = e->hnext)
             if (e->payload == payload) break;
         if (!e) {
-            if (RPI_UNLIKELY(nentries == 0 || nentries >= nbuckets) || !(e = entry_new()))
+            if (RPI_UNLIKELY(nentries == 0 || nentries >= nbuckets))
                 return NULL;
-            e->payload = payload;
-            e->hnext = *b;
-            *b = e;
-            nentries++;
-            cp->refs++;
-            e->cp = cp;
-            return e;
+            return hash_in(cp, b, payload);
         }
     }
     /* (another pool's record: reuse_take_over, or the general path) */
@@ -945,16 +955,8 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
    nothing, as claim_fast. */
 static inline __attribute__((always_inline)) entry *claim_carved(cpool *cp, void *payload)
 {
-    entry *e;
-    if (RPI_UNLIKELY(nentries == 0 || nentries >= nbuckets) || !(e = entry_new())) return NULL;
-    entry **b = &buckets[bucket_of(payload, nbuckets)];
-    e->payload = payload;
-    e->hnext = *b;
-    *b = e;
-    nentries++;
-    cp->refs++;
-    e->cp = cp;
-    return e;
+    if (RPI_UNLIKELY(nentries == 0 || nentries >= nbuckets)) return NULL;
+    return hash_in(cp, &buckets[bucket_of(payload, nbuckets)], payload);
 }
 
 /* The tail of a fast allocation: h (carved, header not written) gets its

@@ -590,13 +590,12 @@ static inline __attribute__((always_inline)) void close_hole(ptr_shard *s, ptr_s
     spin_unlock(&s->lock);
 }
 
-/* Under s's lock: p taken out (1, its slot's meta in *meta unless meta is
-   NULL) or not there (0); drops the lock. */
-static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, uintptr_t key,
-                                                                uint64_t h, uint64_t *meta)
+/* Under s's lock: the offset of key's slot in *at (1), or key is not in
+   the table (0, the lock dropped). */
+static inline __attribute__((always_inline)) int find_locked(ptr_shard *s, ptr_slot *slots,
+                                                             size_t mask, uintptr_t key,
+                                                             uint64_t h, size_t *at_off)
 {
-    ptr_slot *slots = s->slots;
-    size_t mask = s->mask;
     size_t i = home_of(h, mask);
     uintptr_t at;
     while ((at = slot_at(slots, i)->ptr) != key) {
@@ -606,6 +605,20 @@ static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, ui
         }
         i = next_off(i, mask);
     }
+    *at_off = i;
+    return 1;
+}
+
+/* Under s's lock: p taken out (1, its slot's meta in *meta unless meta is
+   NULL) or not there (0); drops the lock. */
+static inline __attribute__((always_inline)) int untrack_locked(ptr_shard *s, uintptr_t key,
+                                                                uint64_t h, uint64_t *meta)
+{
+    ptr_slot *slots = s->slots;
+    size_t mask = s->mask;
+    size_t i;
+    if (!find_locked(s, slots, mask, key, h, &i))
+        return 0;
     if (meta)                /* a constant where this is inlined */
         *meta = slot_at(slots, i)->meta;
     close_hole(s, slots, mask, i);
@@ -653,15 +666,9 @@ int rpp_forget_try(void *p, size_t *hole)
         return -1;
     ptr_slot *slots = s->slots;
     size_t mask = s->mask;
-    size_t i = home_of(h, mask);
-    uintptr_t at;
-    while ((at = slot_at(slots, i)->ptr) != key) {
-        if (!at) {
-            spin_unlock(&s->lock);
-            return 0;
-        }
-        i = next_off(i, mask);
-    }
+    size_t i;
+    if (!find_locked(s, slots, mask, key, h, &i))
+        return 0;
     if (RPP_UNLIKELY(slot_at(slots, next_off(i, mask))->ptr != 0)) {
         *hole = i;             /* the run goes on: rpp_forget_finish */
         return 2;
