@@ -53,25 +53,6 @@ typedef struct table {
 } table;
 
 static _Atomic(table *) current;
-/* Stacks made by a splice, by how they were made (unwind.c's walk_id):
-   the key (the previous stack's id P, the index i of its first frame taken
-   over, how many c, how many frames w were walked before them) and the
-   walked frames themselves pick a slot, which holds them and the id of the
-   stack they make: the walked frames followed by P's frames i .. i + c - 1.
-   A stack found there is that one exactly (P's frames never change), with
-   neither the whole stack's hash nor a compare of the frames taken over.
-   Slots are written once (key 1 while written) and never moved; a probe
-   sequence found full adds nothing. 128 bytes a slot, 4 MiB reserved,
-   touched as used. */
-#define SPLICED_SLOTS (1u << 15)
-#define SPLICED_PROBES 4
-typedef struct spliced_slot {
-    _Atomic uint64_t key;
-    uint32_t id;
-    uint32_t pad;
-    uintptr_t w[RPI_SPLICED_WALKED];
-} spliced_slot;
-static spliced_slot *spliced;
 static _Atomic(record *) *records;      /* by id; reserved, touched lazily */
 static _Atomic uint32_t next_id = 1;
 static unsigned char *chunk;            /* under the lock */
@@ -161,8 +142,7 @@ int rpi_stack_init(void)
         return 0;
     records = rpi_map_zeroed((size_t)RPI_STACK_MAX_STACKS * sizeof *records);
     table *t = table_new(TABLE_INITIAL);
-    spliced = rpi_map_zeroed((size_t)SPLICED_SLOTS * sizeof *spliced);
-    if (!records || !t || !spliced)
+    if (!records || !t)
         return -1;
     if (rpi_unwind_init() != 0)
         fast_unwinder = 0;
@@ -172,7 +152,13 @@ int rpi_stack_init(void)
     return 0;
 }
 
-#define hash_frames rpi_stack_hash_frames
+static inline uint64_t hash_frames(const uintptr_t *f, size_t n)
+{
+    uint64_t h = RPI_STACK_HASH_SEED;
+    for (size_t i = 0; i < n; i++)
+        h = rpi_stack_hash_step(h, f[i]);
+    return rpi_stack_hash_final(h, n);
+}
 
 static inline int same(const record *r, const uintptr_t *f, size_t n)
 {
@@ -269,48 +255,6 @@ static inline uint32_t intern_hashed(const uintptr_t *f, size_t n, uint64_t h)
 uint32_t rpi_stack_intern_hashed(const uintptr_t *f, size_t n, uint64_t h)
 {
     return intern_hashed(f, n, h);
-}
-
-static inline size_t spliced_home(uint64_t key, const uintptr_t *w, size_t nw)
-{
-    uint64_t h = (key ^ w[0] ^ (w[nw - 1] << 17)) * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> 40);
-}
-
-uint32_t rpi_stack_spliced_find(uint64_t key, const uintptr_t *w, size_t nw)
-{
-    size_t i = spliced_home(key, w, nw);
-    for (int probes = 0; probes < SPLICED_PROBES; probes++, i++) {
-        const spliced_slot *e = &spliced[i & (SPLICED_SLOTS - 1)];
-        uint64_t k = atomic_load_explicit(&e->key, memory_order_acquire);
-        if (k == key) {
-            size_t j = 0;
-            while (j < nw && e->w[j] == w[j])
-                j++;
-            if (j == nw)
-                return e->id;
-        } else if (k == 0) {
-            return 0;
-        }
-    }
-    return 0;
-}
-
-void rpi_stack_spliced_add(uint64_t key, const uintptr_t *w, size_t nw, uint32_t id)
-{
-    size_t i = spliced_home(key, w, nw);
-    for (int probes = 0; probes < SPLICED_PROBES; probes++, i++) {
-        spliced_slot *e = &spliced[i & (SPLICED_SLOTS - 1)];
-        uint64_t empty = 0;
-        if (atomic_load_explicit(&e->key, memory_order_relaxed) != 0 ||
-            !atomic_compare_exchange_strong(&e->key, &empty, 1))
-            continue;
-        e->id = id;
-        for (size_t j = 0; j < nw; j++)
-            e->w[j] = w[j];
-        atomic_store_explicit(&e->key, key, memory_order_release);
-        return;
-    }
 }
 
 static uint32_t intern(const uintptr_t *f, size_t n)

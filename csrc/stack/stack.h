@@ -116,14 +116,6 @@ static inline uint64_t rpi_stack_hash_final(uint64_t h, size_t n)
     return h ^ (h >> 32);
 }
 
-static inline uint64_t rpi_stack_hash_frames(const uintptr_t *f, size_t n)
-{
-    uint64_t h = RPI_STACK_HASH_SEED;
-    for (size_t i = 0; i < n; i++)
-        h = rpi_stack_hash_step(h, f[i]);
-    return rpi_stack_hash_final(h, n);
-}
-
 /* What a walk of unwind.c found. */
 typedef struct rpi_walk {
     const uintptr_t *frames;    /* every frame walked, leaf first (per-thread storage) */
@@ -160,17 +152,6 @@ RPI_STACK_HIDDEN uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr
    among them; r < 0: the general unwinder), which clears rpi_stack_busy.
    rpi_stack_fast_ready: the table is ready and the cached walker chosen. */
 RPI_STACK_HIDDEN uint32_t rpi_stack_intern_hashed(const uintptr_t *f, size_t n, uint64_t h);
-/* Stacks made by a splice (stack.c): key, see RPI_SPLICED_KEY; w[0..nw)
-   (1 <= nw <= RPI_SPLICED_WALKED) the frames walked before the ones taken
-   over. find: the id of the stack w followed by the frames taken over, as
-   recorded by add, or 0. */
-#define RPI_SPLICED_WALKED 14
-#define RPI_SPLICED_KEY(prev_id, i, c, nw)                                        \
-    ((uint64_t)(prev_id) | (uint64_t)(i) << 32 | (uint64_t)(c) << 42 |           \
-     (uint64_t)(nw) << 52 | (uint64_t)1 << 63)
-RPI_STACK_HIDDEN uint32_t rpi_stack_spliced_find(uint64_t key, const uintptr_t *w, size_t nw);
-RPI_STACK_HIDDEN void rpi_stack_spliced_add(uint64_t key, const uintptr_t *w, size_t nw,
-                                           uint32_t id);
 /* The frames of a stack id the table handed out (no check of the id). */
 RPI_STACK_HIDDEN const uintptr_t *rpi_stack_frames_of(uint32_t id);
 RPI_STACK_HIDDEN uint32_t rpi_stack_walk_rest(int r, const uintptr_t *frames, int n, int depth,

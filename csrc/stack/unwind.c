@@ -727,10 +727,6 @@ typedef struct walk_state {
     unsigned splice_tick;                /* walks that followed the previous one */
     uint32_t id;                         /* the stack id rpi_stack_here derived from *last
                                             (0: none); cleared by every walk */
-    uint64_t spl;                        /* a walk that ended taking over the last walk's
-                                            frames: the frame where it began taking them
-                                            over | the last walk's frame it took there << 32;
-                                            else 0 */
     walk_buf buf[2];
 #if MEMO_SLOTS
     int slot_keeps, slot_hits;           /* walks kept and found in the current window */
@@ -955,7 +951,7 @@ enum { SPLICE_NEXT, SPLICE_STEP, SPLICE_LIMIT, SPLICE_END, SPLICE_ZERO };
    order the walk itself would read it, and only after the words before it
    matched, so nothing is read that the walk would not read. What next: */
 static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const walk_buf *o, int limit,
-                                                             walk_pos *p, int hash)
+                                                             walk_pos *p)
 {
     uintptr_t *frame = b->fc, *cfas = b->fc + CFA_AT;
     const uintptr_t *ocfa = o->fc + CFA_AT;
@@ -973,8 +969,7 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
     while (bi < o_nbp && o->bp_user[bi] <= j)
         bi++;
     frame[n++] = pc;
-    if (hash)
-        h = rpi_stack_hash_step(h, pc);
+    h = rpi_stack_hash_step(h, pc);
     /* old frame k becomes frame k + d: the new CFAs and frames are the old
        arrays' at a fixed distance; the limit is reached at old frame kmax */
     uintptr_t *ncfa = cfas + d;
@@ -996,8 +991,7 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
             if (pc != RA_READ_AT(ocfa + (at)))                                        \
                 differs;                                                              \
             RA_READ_AT(ncfa + (at)) = pc;                                             \
-            if (hash)                                                                 \
-                h = rpi_stack_hash_step(h, pc);                                       \
+            h = rpi_stack_hash_step(h, pc);                                           \
         } while (0)
         if ((stop - x) & 1) {
             TAKE_OVER(x, goto differs);
@@ -1064,7 +1058,7 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
 
 static __attribute__((noinline)) int splice(walk_buf *b, const walk_buf *o, int limit, walk_pos *p)
 {
-    return splice_body(b, o, limit, p, 1);
+    return splice_body(b, o, limit, p);
 }
 
 /* The walk proper, from the starting registers, with m's arguments, into
@@ -1079,7 +1073,6 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
 {
     m->id = 0;
     m->valid = 0;
-    m->spl = 0;
     uintptr_t from = m->from, skip_lo = m->lo, skip_hi = m->hi;
     int depth = m->depth;
     if (!splice_inline && (depth < 1 || depth > RPI_STACK_MAX_DEPTH))
@@ -1154,8 +1147,7 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
         if (*op == sp && pc && RA_READ_AT(op) == pc) {
             walk_pos p = {pc, sp, h, (int)(f - frame), op};
             int nbp = b->nbp;
-            int how = splice_inline ? splice_body(b, o, limit, &p, 0) : splice(b, o, limit, &p);
-            uint64_t spl = (uint64_t)(f - frame) | (uint64_t)(op - ocfa + 1) << 32;
+            int how = splice_inline ? splice_body(b, o, limit, &p) : splice(b, o, limit, &p);
             spliced += p.n - (int)(f - frame);
             bp_taken += b->nbp - nbp;
             splices++;
@@ -1167,9 +1159,9 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
             switch (how) {
             case SPLICE_NEXT: continue;
             case SPLICE_STEP: goto step;
-            case SPLICE_LIMIT: m->spl = spl; goto ended_at_limit;
-            case SPLICE_END: m->spl = spl; goto ended;
-            default: m->spl = spl; goto ended_at_zero;
+            case SPLICE_LIMIT: goto ended_at_limit;
+            case SPLICE_END: goto ended;
+            default: goto ended_at_zero;
             }
         }
     }
@@ -1207,9 +1199,7 @@ kept:
     }
     m->start = start;
     m->kept = start >= 0 ? n - start : 0;
-    /* walk_id's walks that spliced are hashed only when their stack is not
-       found by how the splice made it (0) */
-    m->hash = splice_inline && splices ? 0 : rpi_stack_hash_final(h, (size_t)m->kept);
+    m->hash = rpi_stack_hash_final(h, (size_t)m->kept);
     goto done;
 early_at_rule:
     n = (int)(f - frame);
@@ -1247,10 +1237,6 @@ static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintp
     return walk_body(m, w, pc, sp, bp, generation, 0);
 }
 
-/* Walks that end taking over the previous walk's frames find their stack
-   by how they were made (stack.c's rpi_stack_spliced_find) when at most
-   RPI_SPLICED_WALKED frames were walked before. */
-
 /* rpi_stack_here's walk and the id of the stack it found, in one frame:
    the walk from the frame whose stack pointer (after its return) is sp,
    with rbp bp, interned when it reached `from`; anything else is
@@ -1277,27 +1263,9 @@ static __attribute__((noinline)) uint32_t walk_id(int depth, uintptr_t from, uin
 #if MEMO_SLOTS
     int keep = m->splice_wait && !m->slot_wait;
 #endif
-    uint32_t prev = m->id;
-    int prev_start = m->start;
     int r = walk_body(m, &w, ((const uintptr_t *)sp)[-1], sp, bp, generation, 1);
     if (RPI_LIKELY(r == 0 && w.start >= 0)) {
-        uint32_t id;
-        uint64_t spl = m->spl;
-        int s = (int)(uint32_t)spl, nw = s - w.start, i = (int)(spl >> 32) - prev_start;
-        if (spl && prev && prev_start >= 0 && i >= 0 && nw >= 1 && nw <= RPI_SPLICED_WALKED) {
-            /* the previous stack's frames from i on, after nw walked ones */
-            uint64_t key = RPI_SPLICED_KEY(prev, i, w.start + w.kept - s, nw);
-            id = rpi_stack_spliced_find(key, w.frames + w.start, (size_t)nw);
-            if (!id) {
-                id = rpi_stack_intern_hashed(w.frames + w.start, (size_t)w.kept,
-                                             w.hash ? w.hash : rpi_stack_hash_frames(w.frames + w.start, (size_t)w.kept));
-                if (id)
-                    rpi_stack_spliced_add(key, w.frames + w.start, (size_t)nw, id);
-            }
-        } else {
-            id = rpi_stack_intern_hashed(w.frames + w.start, (size_t)w.kept,
-                                         w.hash ? w.hash : rpi_stack_hash_frames(w.frames + w.start, (size_t)w.kept));
-        }
+        uint32_t id = rpi_stack_intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash);
         m->id = m->valid ? id : 0;
 #if MEMO_SLOTS
         if (keep && m->id && w.start == 0 &&
