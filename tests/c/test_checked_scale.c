@@ -205,6 +205,21 @@ static void test_reuse_after_quarantine_keeps_live_blocks(void)
     tu_end_pool(p);
 }
 
+/* Whether this build and environment keep freed malloc-backed blocks on
+   recycle lists (off under ASan, memcheck and RINGPOOL_RECYCLE=0): a
+   block freed into an unchecked pool stays in its reserved bytes. */
+static int recycling_on(void)
+{
+    rp_pool_options uo = {.flags = 0};
+    rp_pool *probe = rp_pool_create_ex("probe", &uo);
+    CHECK(probe != NULL);
+    size_t r0 = tu_info(probe).reserved_bytes;
+    rp_free(rp_alloc(probe, 1000, "probe"));
+    int recycles = tu_info(probe).reserved_bytes != r0;
+    rp_pool_destroy(probe);
+    return recycles;
+}
+
 /* Memory that left the quarantine for a reuse list (where pools recycle:
    not under memcheck or ASan) keeps its record until a checked allocation
    takes it: freeing the stale pointer then is a double free (it was an
@@ -216,13 +231,7 @@ static void test_reuse_after_quarantine_keeps_live_blocks(void)
 static void test_stale_pointer_in_reused_memory_recognised(void)
 {
     rp_error_handler prev = rp_set_error_handler(tu_record_error);
-    rp_pool_options uo = {.flags = 0};
-    rp_pool *probe = rp_pool_create_ex("probe", &uo);
-    CHECK(probe != NULL);
-    size_t r0 = tu_info(probe).reserved_bytes;
-    rp_free(rp_alloc(probe, 1000, "probe"));
-    int recycles = tu_info(probe).reserved_bytes != r0;   /* kept on its recycle list */
-    rp_pool_destroy(probe);
+    int recycles = recycling_on();
     rp_pool_options co = {.flags = RP_POOL_CHECKED};
     rp_pool *p = rp_pool_create_ex("stale", &co);
     rp_pool *q = rp_pool_create_ex("next", &co);
@@ -526,13 +535,7 @@ static void test_reuse_list_record_moves_to_next_pool(void)
 static void test_carved_block_resized(void)
 {
     rp_error_handler prev = rp_set_error_handler(tu_record_error);
-    rp_pool_options uo = {.flags = 0};
-    rp_pool *probe = rp_pool_create_ex("probe", &uo);
-    CHECK(probe != NULL);
-    size_t r0 = tu_info(probe).reserved_bytes;
-    rp_free(rp_alloc(probe, 1000, "probe"));
-    int recycles = tu_info(probe).reserved_bytes != r0;   /* so carving is on too */
-    rp_pool_destroy(probe);
+    int recycles = recycling_on();   /* so carving is on too */
     rp_pool_options co = {.flags = RP_POOL_CHECKED};
     rp_pool *p = rp_pool_create_ex("carved-resize", &co);
     CHECK(p != NULL);
