@@ -48,7 +48,11 @@ RPI_HIDDEN bool rpi_lock_try_for(rpi_lock *l);
    one (false if it failed). */
 RPI_HIDDEN bool rpi_lock_fence_ok(void);
 RPI_HIDDEN bool rpi_lock_fence(void);
-/* One step of a wait: a pause, and every 128th step a yield. */
+/* Step `step` (0, 1, 2, ...) of a wait for another thread's progress that
+   no one will wake: a pause for the first steps, then a few yields, then
+   sleeps of growing length (up to 1 ms), so a waiter never keeps the CPU
+   from the thread it waits for (more threads than cores; valgrind, which
+   runs one thread at a time). */
 RPI_HIDDEN void rpi_lock_backoff(unsigned step);
 
 /* After the store of 0 in an unlock: whether anyone sleeps on l. The read
