@@ -20,7 +20,12 @@ CTEST_CFLAGS := $(WARN) -O1 -g -D_GNU_SOURCE -Icsrc/include -Itests/c -pthread
 CTEST_BACKINGS := malloc arena
 # Reports are asked for by the tests themselves, never by the caller's shell.
 CTEST_ENV    := env -u RINGPOOL_REPORT -u RINGPOOL_REPORT_BLOCKS TMPDIR=$(abspath $(CTEST_DIR))/tmp
-CTEST_VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full \
+# --fair-sched: valgrind runs one thread at a time; with its default lock the
+# thread that gives the CPU up (end of its time slice, a syscall) mostly takes
+# it back at once, so a thread that never blocks (test_contention's loop of
+# snapshots, its swap workers) can keep a thread that waits for a lock from
+# running for seconds (minutes in a loaded run). The fair lock takes turns.
+CTEST_VALGRIND := valgrind -q --fair-sched=try --error-exitcode=99 --leak-check=full \
                   --show-leak-kinds=all --errors-for-leak-kinds=all
 
 # Sanitizer builds compile the library sources straight into the tests.
