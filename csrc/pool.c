@@ -1860,6 +1860,15 @@ void rpi_shard_exclude(rp_pool *s)
     rpi_shard_drain(s);
 }
 
+/* The calling thread, if it is the biased pool's owner, enters its fast
+   section (rpi_bias_enter): false when it is not the owner or someone holds
+   the lock (then it takes the lock, or frees remotely). */
+static inline __attribute__((always_inline)) bool bias_owner_enters(rp_pool *pool)
+{
+    return RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
+                      rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool));
+}
+
 /* Headerless blocks (internal.h): the owner's calls on a biased pool take
    no lock, every other call on a thread-safe pool the pool's lock (which
    waits out the owner). hl_enter_nolock enters the pool of owner word own
@@ -1876,9 +1885,7 @@ static inline __attribute__((always_inline)) int hl_enter_nolock(uintptr_t own, 
         return RPI_SYNC_NONE;
     }
     *pool = (rp_pool *)(own & ~RPI_HL_OWN_KIND);
-    if (!(own & RPI_HL_OWN_LOCKED) &&   /* RPI_HL_OWN_BIASED */
-        RPI_LIKELY(atomic_load_explicit(&(*pool)->bias_owner, memory_order_relaxed) ==
-                   rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(*pool)))
+    if (!(own & RPI_HL_OWN_LOCKED) && bias_owner_enters(*pool))   /* RPI_HL_OWN_BIASED */
         return RPI_SYNC_BIASED;
     return RPI_SYNC_LOCK;
 }
@@ -1888,10 +1895,7 @@ static inline int hl_enter(rp_pool *pool)
 {
     signed char sync = pool->sync;
     if (sync == 0) return RPI_SYNC_NONE;
-    if (sync < 0 &&
-        RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
-                   rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool)))
-        return RPI_SYNC_BIASED;
+    if (sync < 0 && bias_owner_enters(pool)) return RPI_SYNC_BIASED;
     rpi_pool_lock(pool);
     return RPI_SYNC_LOCK;
 }
@@ -2027,8 +2031,7 @@ void rp_free(void *block)
         free_fast(block, h, w, t, pool, RPI_SYNC_LOCK);
     } else {
         /* a biased shard's owner frees without a lock (rpi_bias_enter) */
-        if (RPI_LIKELY(atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) ==
-                       rpi_thread_self()) && RPI_LIKELY(rpi_bias_enter(pool)))
+        if (bias_owner_enters(pool))
             free_fast(block, h, w, t, pool, RPI_SYNC_BIASED);
         else
             free_remote(block, w, pool);
