@@ -378,7 +378,6 @@ static inline size_t rpi_big_cap(rpi_hdr *h)
    classes than 64 KiB holds a block of: with bench.c's sizes (257 classes)
    8.5% of a shard's pairs went to malloc and free (docs/concurrency.md). */
 #define RPI_SHARD_RECYCLE_BYTES ((size_t)256 << 10)
-#define RPI_POOL_RECYCLE    (1u << 16)   /* internal flag: recycling is on */
 #define RPI_POOL_UNLISTED   (1u << 17)   /* internal flag: may hold unlisted tag records */
 #define RPI_POOL_BIASED     (1u << 18)   /* internal flag: a pool or shard whose owner
                                             (creator / thread) takes no lock */
@@ -470,9 +469,9 @@ struct rp_pool {
     char         rd_pad1[64];
     size_t       recycled;      /* bytes on the recycle lists */
     size_t       recycle_cap;   /* their bound: RPI_RECYCLE_BYTES (a shard's:
-                                   RPI_SHARD_RECYCLE_BYTES) where recycling is on
-                                   (RPI_POOL_RECYCLE), 0 where it is off, so
-                                   a free tests the bound alone */
+                                   RPI_SHARD_RECYCLE_BYTES) where recycling is on,
+                                   0 where it is off (what says whether it is on;
+                                   a free tests the bound alone) */
     rpi_hdr     *recycle[RPI_RECYCLE_CLASSES];  /* malloc backing: freed blocks by class */
     rp_pool     *live_prev, *live_next;
     rpi_memprof_pool mp;        /* sampler: the rest of its state (memprof.c) */

@@ -268,11 +268,10 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
     }
     /* checked and stack pools take the general paths */
     if (!(pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS))) pool->fast_arena = pool->arena;
-    if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && (front ? (front->flags & RPI_POOL_RECYCLE)
-                                                                : recycle_allowed())) {
-        pool->flags |= RPI_POOL_RECYCLE;
+    /* recycling on: a non-zero bound (a shard recycles where its pool does) */
+    if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && (front ? front->recycle_cap != 0
+                                                                : recycle_allowed()))
         pool->recycle_cap = front ? RPI_SHARD_RECYCLE_BYTES : RPI_RECYCLE_BYTES;
-    }
     pool->sync = pool_sync(pool);
     if (front) {
         pool->front = front;   /* used by front's other threads (shard.c) */
@@ -350,7 +349,7 @@ rp_pool *rp_pool_create_child(rp_pool *parent, const char *name)
 {
     if (!check_parent(parent, "rp_pool_create_child")) return NULL;
     /* the child inherits the parent's options: thread rule, checks, backing */
-    rp_pool_options o = {.flags = parent->flags & ~(RPI_POOL_RECYCLE | RPI_POOL_UNLISTED | RPI_POOL_BIASED)};
+    rp_pool_options o = {.flags = parent->flags & ~(RPI_POOL_UNLISTED | RPI_POOL_BIASED)};
     if (parent->arena) {
         o.chunk_size = parent->arena->chunk_size;
         o.keep_bytes = parent->arena->keep_bytes;
@@ -1179,7 +1178,7 @@ static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, 
         unsigned f = pool->flags;
         if (RPI_UNLIKELY(f & (RP_POOL_CHECKED | RP_POOL_STACKS)))
             return rpi_checked_alloc(pool, size, tag, plain);
-        if ((f & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX) {
+        if (pool->recycle_cap && size <= RPI_RECYCLE_MAX) {
             if (f & RP_POOL_UNSYNC) return alloc_recycled_fast(pool, size, tag, plain, false);
             if (mine) return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_LOCK);
             if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
@@ -1214,7 +1213,7 @@ static inline __attribute__((always_inline)) void *alloc_in_shard(rp_pool *s, si
         /* its owner: no lock (internal.h, rpi_bias_enter) */
         rpi_arena *a = s->fast_arena;
         if (a) return alloc_arena_fast(s, a, size, tag, plain, RPI_SYNC_BIASED);
-        if ((s->flags & RPI_POOL_RECYCLE) && size <= RPI_RECYCLE_MAX)
+        if (s->recycle_cap && size <= RPI_RECYCLE_MAX)
             return alloc_recycled_fast(s, size, tag, plain, RPI_SYNC_BIASED);
     }
     return alloc_fast_in(s, size, tag, plain, true);
@@ -1792,7 +1791,7 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
     if (size <= RPI_RECYCLE_MAX) {
         size_t c = (size + 15) >> 4;   /* size_t: no zero extension before indexing */
         size_t cap = RPI_HDR + 16 * c;
-        /* the bound is 0 where recycling is off (RPI_POOL_RECYCLE) */
+        /* the bound is 0 where recycling is off */
         if (pool->recycled + cap <= pool->recycle_cap) {
             h->next = pool->recycle[c];
             pool->recycle[c] = h;
@@ -2385,7 +2384,7 @@ static __attribute__((noinline, cold)) rpi_hdr *resize_malloc_failed(rpi_hdr *h,
 {
     size_t old = rpi_size(h);
     rp_pool *pool = h->origin->pool;
-    if (size > old && size - old < old / 4 && (pool->flags & RPI_POOL_RECYCLE)) {
+    if (size > old && size - old < old / 4 && pool->recycle_cap) {
         /* headroom was asked for */
         rpi_hdr *n = rpi_sys_realloc(h, rpi_malloc_size(size));
         if (n) return n;
@@ -2428,7 +2427,7 @@ static inline __attribute__((always_inline)) void *resize_malloc(rp_pool *pool, 
     }
     if (RPI_LIKELY(moves)) {
         size_t need = rpi_malloc_size(size);
-        if (size - old - 1 < old / 4 && (pool->flags & RPI_POOL_RECYCLE)) {
+        if (size - old - 1 < old / 4 && pool->recycle_cap) {
             /* growth by a small step (size > old: the wrap makes a shrink
                fail the test): within the headroom of an earlier one, or
                realloc with a quarter of headroom. Not where recycling is
