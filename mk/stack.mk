@@ -8,6 +8,7 @@ STACKS_TEST_DIR  := $(BUILD)/stacks-tests
 STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx \
                     $(STACKS_TEST_DIR)/threads_signals $(STACKS_TEST_DIR)/dlcycle \
                     $(STACKS_TEST_DIR)/memo $(STACKS_TEST_DIR)/memo_fork $(STACKS_TEST_DIR)/splice $(STACKS_TEST_DIR)/splice_o2 $(STACKS_TEST_DIR)/slots \
+                    $(STACKS_TEST_DIR)/table \
                     $(STACKS_TEST_DIR)/plugin1.so $(STACKS_TEST_DIR)/plugin2.so
 CXX ?= g++
 
@@ -38,6 +39,12 @@ $(STACKS_TEST_DIR)/splice_o2: tests/stacks/splice.c tests/stacks/leaf.h
 $(STACKS_TEST_DIR)/slots: tests/stacks/slots.c tests/stacks/leaf.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -fomit-frame-pointer -o $@ $< -lpthread
+
+# The stack table on its own (stacks sharing outer frames, near misses).
+$(STACKS_TEST_DIR)/table: tests/stacks/table.c csrc/stack/stack.c csrc/stack/unwind.c csrc/stack/stack.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -Icsrc/stack -o $@ tests/stacks/table.c csrc/stack/stack.c \
+	    csrc/stack/unwind.c -lunwind -ldl
 
 $(STACKS_TEST_DIR)/threads_signals: tests/stacks/threads_signals.c
 	@mkdir -p $(@D)

@@ -271,6 +271,15 @@ def test_stacks_coming_back_to_the_same_places_are_walked_as_libunwind_walks_the
     assert max(len(s) for s in cached) == depth if depth == 9 else max(len(s) for s in cached) > 15
 
 
+def test_table_gives_each_stack_its_own_frames() -> None:
+    """The stack table alone: stacks sharing their outer frames with stacks
+    interned before them, at every length, and near misses (one frame
+    different, one more or fewer), interned twice: every id has exactly
+    the frames of the stack it was given for."""
+    proc = subprocess.run([program("table")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_stacks_one_return_address_apart_are_told_apart(capsys: pytest.CaptureFixture[str]) -> None:
     """Each allocation's stack differs from the one before in a single
     return address (two callers with identical frames, a recursion one
