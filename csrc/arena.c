@@ -25,10 +25,11 @@
  * resized with realloc, which moves large allocations by remapping their
  * pages rather than copying them.
  *
- * Blocks of 1 to 16 bytes of unchecked pools are headerless (internal.h):
- * 16-byte slots in 64 KiB chunks of one reserved region, a 32-bit word per
- * slot at the chunk's start, their own free list and bump pointer in the
- * arena (hl_*), walked by rpi_hl_next_live; see the end of this file.
+ * Blocks of 1 to 64 bytes of unchecked pools are headerless (internal.h):
+ * slots of 16, 32, 48 or 64 bytes in 64 KiB chunks of one reserved region
+ * (one slot size per chunk), a 32-bit word per 16 bytes at the chunk's
+ * start, a free list and bump pointer per class in the pool and arena
+ * (hl_*), walked by rpi_hl_next_live; see the end of this file.
  */
 #include "internal.h"
 
@@ -38,6 +39,22 @@
 #define DEFAULT_CHUNK   ((size_t)1 << 20)
 #define MIN_CHUNK       ((size_t)64 << 10)
 #define DEFAULT_KEEP    ((size_t)4 << 20)
+
+/* Headerless classes (rpi_arena.hl_ncls): RINGPOOL_HEADERLESS=64 in the
+   environment gives blocks up to 64 bytes headerless slots (less memory, a
+   few more instructions per free: docs/contract.md); otherwise blocks up to
+   16 bytes (none with RINGPOOL_HEADERLESS=0: hl_reserve). Read once. */
+static size_t hl_classes(void)
+{
+    static int mode;   /* 0: not read yet */
+    int m = __atomic_load_n(&mode, __ATOMIC_RELAXED);
+    if (!m) {
+        const char *e = getenv("RINGPOOL_HEADERLESS");
+        m = e && strcmp(e, "64") == 0 ? (int)RPI_HL_CLASSES : 1;
+        __atomic_store_n(&mode, m, __ATOMIC_RELAXED);
+    }
+    return (size_t)m;
+}
 
 int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
 {
@@ -55,6 +72,7 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
     /* checked pools keep the full header: their registry checks the ring */
     a->off = pool->flags & RP_POOL_CHECKED ? 0 : RPI_AOFF;
     a->hl_no = a->off == 0;   /* checked pools: every block on the ring */
+    a->hl_ncls = hl_classes();
     pool->arena = a;
     return 0;
 }
@@ -201,7 +219,8 @@ const uint32_t rpi_class_bytes[RPI_NCLASSES] = {
 _Static_assert(CLASS_BYTES(RPI_NCLASSES - 1) == RPI_BIG_LIMIT, "the last class is RPI_BIG_LIMIT");
 /* The same for carving in alloc_arena_fast (pool.c), except class 1 (1 to
    16 bytes with the compact header): headerless blocks take those sizes, so
-   carving one never fits and that path looks for a headerless slot. */
+   carving one never fits and that path looks for a headerless slot (so do
+   classes 2 to 4 with RINGPOOL_HEADERLESS=64, before they would carve). */
 const uint32_t rpi_carve_bytes[RPI_NCLASSES] = {
     CLASS_BYTES(0), UINT32_MAX, CLASS_BYTES(2), CLASS_BYTES(3), CLASS_BYTES4(4), CLASS_BYTES4(8),
     CLASS_BYTES4(12), CLASS_BYTES16(16), CLASS_BYTES16(32), CLASS_BYTES16(48), CLASS_BYTES16(64),
@@ -515,7 +534,10 @@ static bool hl_reserve(void)
     return true;
 }
 
-static rpi_hlchunk *hl_chunk_new(rp_pool *pool)
+/* log2 of the slot's bytes by class (1-16, 17-32, 33-48, 49-64 bytes) */
+static const uint8_t hl_shift[RPI_HL_CLASSES] = { 4, 5, 6, 6 };
+
+static rpi_hlchunk *hl_chunk_new(rp_pool *pool, size_t cls)
 {
     rpi_hlchunk *c = NULL;
     bool fresh = false;
@@ -534,8 +556,17 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool)
     }
     rpi_lock_release(&cache_lock);
     if (!c) return NULL;
-    if (!fresh) memset(c->meta, 0, sizeof c->meta);   /* no stale slot looks live */
     c->next = NULL;
+    c->cls = (uint32_t)cls;
+    c->shift = hl_shift[cls];
+    c->slot = 1u << c->shift;
+    /* as many slots as fit with their words after the header, ending at
+       the chunk's end */
+    c->nslots = (uint32_t)((RPI_HL_CHUNK - RPI_HL_HDR) / (c->slot + 4));
+    c->first = RPI_HL_CHUNK - (size_t)c->nslots * c->slot;
+    c->ok = RPI_HL_CHUNK - c->slot;
+    c->list = offsetof(rp_pool, hl_free) + cls * sizeof(void *);
+    if (!fresh) memset(c->meta, 0, (size_t)c->nslots * 4);   /* no stale slot looks live */
     atomic_store_explicit(&c->owner, rpi_hl_own_of(pool), memory_order_relaxed);
     return c;
 }
@@ -547,9 +578,8 @@ rp_pool *rpi_hl_owner(const void *p, const char **why)
     size_t off = (size_t)((uintptr_t)p & (RPI_HL_CHUNK - 1));
     if (!(rpi_hl_own(p) & ~RPI_HL_OWN_KIND))
         *why = "is not a block (no pool's memory)";
-    else if (off < RPI_HL_FIRST) *why = "is not a block (a chunk's header)";
-    else if (off & 15) *why = "points inside a block, not at its start";
-    else *why = "is not a block";
+    else if (off < rpi_hl_chunk(p)->first) *why = "is not a block (a chunk's header)";
+    else *why = "points inside a block, not at its start";
     return NULL;
 }
 
@@ -570,17 +600,17 @@ bool rpi_hl_tag_index(rp_pool *pool, rpi_tag *t)
     return true;
 }
 
-void *rpi_hl_refill(rp_pool *pool, rpi_tag *t)
+void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
 {
     rpi_arena *a = pool->arena;
     if (a->hl_no || (!t->hl_word && !rpi_hl_tag_index(pool, t))) return NULL;
-    void *p = pool->hl_free;
+    void *p = pool->hl_free[cls];
     if (p) {
-        pool->hl_free = rpi_hl_link(p);
+        pool->hl_free[cls] = rpi_hl_link(p);
         return p;
     }
-    if (a->hl_cur >= a->hl_end) {
-        rpi_hlchunk *c = hl_chunk_new(pool);
+    if (a->hl[cls].cur >= a->hl[cls].end) {
+        rpi_hlchunk *c = hl_chunk_new(pool, cls);
         if (!c) {
             a->hl_no = true;   /* region used up: compact blocks from now on */
             return NULL;
@@ -588,11 +618,14 @@ void *rpi_hl_refill(rp_pool *pool, rpi_tag *t)
         c->next = a->hl_chunks;
         a->hl_chunks = c;
         pool->reserved += RPI_HL_CHUNK;
-        a->hl_cur = (char *)c + RPI_HL_FIRST;
-        a->hl_end = (char *)c + RPI_HL_CHUNK;
+        a->hl[cls].cur = (char *)c + c->first;
+        a->hl[cls].end = (char *)c + RPI_HL_CHUNK;
+        a->hl[cls].mcur = c->meta;
+        a->hl[cls].step = c->slot;
     }
-    p = a->hl_cur;
-    a->hl_cur += 16;
+    p = a->hl[cls].cur;
+    a->hl[cls].cur += a->hl[cls].step;
+    a->hl[cls].mcur++;
     return p;
 }
 
@@ -601,17 +634,20 @@ void *rpi_hl_next_live(rpi_arena *a, rpi_hlslots *it)
     if (!it->started) {
         it->started = true;
         it->c = a->hl_chunks;
-        it->p = it->c ? (char *)it->c + RPI_HL_FIRST : NULL;
+        it->p = it->c ? (char *)it->c + it->c->first : NULL;
     } else if (it->c) {
-        it->p += 16;
+        it->p += it->c->slot;
     }
     while (it->c) {
-        /* the current chunk is carved up to hl_cur, the others fully */
-        char *lim = it->c == a->hl_chunks ? a->hl_cur : (char *)it->c + RPI_HL_CHUNK;
-        for (; it->p < lim; it->p += 16)
+        /* the current chunk of its class is carved up to hl[cls].cur, the
+           others fully */
+        uint32_t slot = it->c->slot;
+        char *lim = (char *)it->c + RPI_HL_CHUNK;
+        if (a->hl[it->c->cls].end == lim) lim = a->hl[it->c->cls].cur;
+        for (; it->p < lim; it->p += slot)
             if (*rpi_hl_meta(it->p) & RPI_HL_SIZE) return it->p;
         it->c = it->c->next;
-        it->p = it->c ? (char *)it->c + RPI_HL_FIRST : NULL;
+        it->p = it->c ? (char *)it->c + it->c->first : NULL;
     }
     return NULL;
 }
@@ -619,8 +655,8 @@ void *rpi_hl_next_live(rpi_arena *a, rpi_hlslots *it)
 /* destroy/reset: a pool's headerless chunks go to the region's spares. */
 static void hl_release(rp_pool *pool, rpi_arena *a)
 {
-    pool->hl_free = NULL;
-    a->hl_cur = a->hl_end = NULL;
+    memset(pool->hl_free, 0, sizeof pool->hl_free);
+    memset(a->hl, 0, sizeof a->hl);
     if (!a->hl_chunks) return;
     rpi_lock_acquire(&cache_lock);
     for (rpi_hlchunk *c = a->hl_chunks, *n; c; c = n) {

@@ -195,6 +195,7 @@ typedef struct rpi_big {            /* before the header of a big arena block */
 _Static_assert(sizeof(rpi_big) % _Alignof(max_align_t) == 0, "big record keeps alignment");
 
 #define RPI_NCLASSES 84
+#define RPI_HL_CLASSES 4u   /* headerless slots of 16, 32, 48, 64 bytes (below) */
 typedef struct rpi_chunk {
     struct rpi_chunk *next;
     size_t            size;
@@ -216,43 +217,56 @@ typedef struct rpi_arena {
     size_t     nchunks;
     size_t     off;                 /* a slot starts off bytes after its rpi_hdr:
                                        RPI_AOFF (compact), 0 in checked pools */
-    /* headerless blocks (below): the current chunk's carved end and end, the
-       chunks, the size of the tag table (its free slots and the table are
-       the pool's: rp_pool.hl_free, rp_pool.hl_tags) */
-    char       *hl_cur, *hl_end;
+    /* headerless blocks (below): by class, the current chunk's carved end
+       and the end of its slots; the chunks, the size of the tag table (its free slots and the table are
+       the pool's: rp_pool.hl_free[], rp_pool.hl_tags) */
+    struct {
+        char     *cur, *end;    /* carved end, end of the slots */
+        uint32_t *mcur;         /* the slot word of cur */
+        size_t    step;         /* the slot's bytes */
+    } hl[RPI_HL_CLASSES];       /* by class */
     struct rpi_hlchunk *hl_chunks;
+    size_t      hl_ncls;            /* classes given headerless slots: 1 (up to
+                                       16 bytes) or RPI_HL_CLASSES (up to
+                                       RPI_HL_MAX; RINGPOOL_HEADERLESS=64) */
     uint32_t    hl_ntags, hl_tcap;
     bool        hl_no;              /* no headerless blocks (checked pool, or
                                        the region is used up) */
 } rpi_arena;
 
-/* Headerless blocks. Unchecked arena pools give requests of 1 to RPI_HL_MAX
-   bytes a 16-byte slot with no header, in chunks of RPI_HL_CHUNK bytes
-   (aligned to their size) carved from one reserved region of the address
-   space. A pointer is one of them when it lies in the region: one range test
-   (rpi_hl_in), which rp_free and rp_resize make together with the test for a
-   checked pool (rpi_slow_in). The chunk (the pointer with its low bits
-   cleared) starts with its owner word (the owning pool with its kind in the
-   low bits, RPI_HL_OWN_*; RPI_HL_OWN_NONE once no pool has it, 0 before any
-   had it) and a 32-bit word per slot:
-   bits 0..4 the size (0: a free slot), bit 5 a destructor, bit 6
+/* Headerless blocks. Unchecked arena pools give requests of 1 to 16 bytes
+   (or, with RINGPOOL_HEADERLESS=64 in the environment, of 1 to RPI_HL_MAX
+   bytes: rpi_arena.hl_ncls) a slot with no header, in classes by the
+   request rounded up to 16 (1-16, 17-32, 33-48, 49-64 bytes) whose slots
+   are 16, 32, 64 and 64 bytes (powers of two: a slot's word is found by a
+   shift),
+   in chunks of RPI_HL_CHUNK bytes (aligned to their size) carved from one
+   reserved region of the address space; a chunk holds slots of one class
+   (rpi_hlchunk: its class, slot size, first slot's offset). A pointer is
+   one of them when it lies in the region: one range test (rpi_hl_in), which
+   rp_free and rp_resize make together with the test for a checked pool
+   (rpi_slow_in). The chunk (the pointer with its low bits cleared) starts
+   with its owner word (the owning pool with its kind in the low bits,
+   RPI_HL_OWN_*; RPI_HL_OWN_NONE once no pool has it, 0 before any had it),
+   its geometry, and a 32-bit word per slot:
+   bits 0..6 the size (0: a free slot), bit 7 a destructor, bit 8
    RPI_HL_PLAIN (live without a destructor: all rp_free's fast path tests),
-   bits 8..31 the slot's tag as an index into the arena's table
+   bits 9..31 the slot's tag as an index into the arena's table
    (rp_pool.hl_tags). The region is reserved readable (PROT_READ, pages
    not committed read as zero: no owner), so any pointer into it can be
    checked; chunks are made writable as pools take them. When the region is
    used up (or with RINGPOOL_HEADERLESS=0) such requests get compact-header
    blocks as before. */
-#define RPI_HL_MAX        16u
+#define RPI_HL_MAX        64u
 #define RPI_HL_CHUNK_LOG2 16
 #define RPI_HL_CHUNK      ((size_t)1 << RPI_HL_CHUNK_LOG2)
-#define RPI_HL_SLOTS      3273u
-#define RPI_HL_FIRST      (RPI_HL_CHUNK - 16u * RPI_HL_SLOTS)   /* first slot's offset */
-#define RPI_HL_SIZE       31u
-#define RPI_HL_DTOR       32u
-#define RPI_HL_PLAIN      64u
-#define RPI_HL_TAG_SHIFT  8
-#define RPI_HL_TAGS_MAX   (UINT32_C(1) << 24)
+#define RPI_HL_HDR        64u     /* the chunk's header: its slot words follow */
+#define RPI_HL_SIZE       127u
+#define RPI_HL_DTOR       128u
+#define RPI_HL_PLAIN      256u
+#define RPI_HL_TAG_SHIFT  9
+#define RPI_HL_TAGS_MAX   (UINT32_C(1) << 23)
+_Static_assert(RPI_HL_MAX <= RPI_HL_SIZE && RPI_HL_MAX == 16u * RPI_HL_CLASSES, "classes");
 /* The low bits of a chunk's owner word: the pool's kind. An unsynchronised
    pool's is 0, so its word is the pool itself; a chunk never taken reads 0
    too (a pool NULL), but all its slot words are 0 (no live slot). */
@@ -264,11 +278,22 @@ typedef struct rpi_arena {
 typedef struct rpi_hlchunk {
     _Atomic(uintptr_t)  owner;      /* pool | RPI_HL_OWN_* (above) */
     struct rpi_hlchunk *next;       /* the pool's chunks, or the region's spares */
-    char                pad[48];
-    uint32_t            meta[RPI_HL_SLOTS];
+    /* k = an offset in the chunk - first starts a slot when !(k & ~ok):
+       ok = RPI_HL_CHUNK - slot (k below the chunk's end, a multiple of the
+       slot; the slots end at the chunk's end). A chunk never taken reads
+       0 throughout: only k = 0 passes, whose word (meta[0]) is 0. */
+    uintptr_t           ok;
+    uintptr_t           first;      /* the first slot's offset */
+    uintptr_t           list;       /* the byte offset in rp_pool of the list
+                                       of its class: hl_free[cls] */
+    uint32_t            shift;      /* log2 of the slot's bytes */
+    uint32_t            slot;       /* the slot's bytes */
+    uint32_t            cls;        /* its class */
+    uint32_t            nslots;     /* slots it holds: word i is slot i's */
+    char                pad[8];
+    uint32_t            meta[];
 } rpi_hlchunk;
-_Static_assert(sizeof(rpi_hlchunk) <= RPI_HL_FIRST, "slot words fit before the first slot");
-_Static_assert(RPI_HL_FIRST % 16 == 0 && (RPI_HL_FIRST / 4) % 4 == 0, "slot words by offset");
+_Static_assert(sizeof(rpi_hlchunk) == RPI_HL_HDR, "slot words after the header");
 /* The region (span 0 until it is reserved) and rp_free's and rp_resize's
    one test: the region, or everything while a checked pool exists (base 0,
    span UINTPTR_MAX). Written with atomic stores under the chunk cache's
@@ -294,27 +319,26 @@ static inline rpi_hlchunk *rpi_hl_chunk(const void *p)
 {
     return (rpi_hlchunk *)((uintptr_t)p & ~(uintptr_t)(RPI_HL_CHUNK - 1));
 }
-/* The slot word of p (a slot's start: offset RPI_HL_FIRST or more, a
-   multiple of 16): the word of slot i is at offset 64 + 4 * i, and
-   i = (offset - RPI_HL_FIRST) / 16, so it is at offset / 4 plus a constant. */
-static inline uint32_t *rpi_hl_meta(const void *p)
-{
-    uintptr_t off = (uintptr_t)p & (RPI_HL_CHUNK - 1);
-    return (uint32_t *)((uintptr_t)p - off + (offsetof(rpi_hlchunk, meta) - RPI_HL_FIRST / 4) +
-                        (off >> 2));
-}
-/* The slot word of the slot at offset RPI_HL_FIRST + k of chunk c. */
+/* The slot word of the slot at offset first + k of chunk c. */
 static inline uint32_t *rpi_hl_meta_k(rpi_hlchunk *c, uintptr_t k)
 {
-    return (uint32_t *)((char *)c->meta + (k >> 2));
+    return c->meta + (k >> c->shift);
 }
-/* k = the offset of p in its chunk minus RPI_HL_FIRST: true when p starts a
-   slot (k wraps below the first slot). */
-static inline bool rpi_hl_slot_ok(uintptr_t k)
+/* The slot word of p (a slot's start in a chunk taken). */
+static inline uint32_t *rpi_hl_meta(const void *p)
 {
-    return !(k & ~(uintptr_t)(RPI_HL_CHUNK - 16));
+    rpi_hlchunk *c = rpi_hl_chunk(p);
+    return rpi_hl_meta_k(c, ((uintptr_t)p & (RPI_HL_CHUNK - 1)) - c->first);
 }
-/* A free slot on its pool's list (rp_pool.hl_free) holds the link to the
+/* k = the offset of p in chunk c minus c->first: true when p starts a slot
+   (k wraps below the first slot). */
+static inline bool rpi_hl_slot_ok(const rpi_hlchunk *c, uintptr_t k)
+{
+    return !(k & ~c->ok);
+}
+/* The bytes of the slots of the chunk of p (a slot's start). */
+static inline uint32_t rpi_hl_slot_bytes(const void *p) { return rpi_hl_chunk(p)->slot; }
+/* A free slot on its pool's list (rp_pool.hl_free[cls]) holds the link to the
    next and the address of its own slot word, which the allocation then
    need not compute. */
 static inline void *rpi_hl_link(void *p) { return ((void **)p)[0]; }
@@ -334,19 +358,21 @@ static inline uintptr_t rpi_hl_own(const void *p)
    reset or destroyed. */
 static inline rp_pool *rpi_hl_pool_of(const void *p)
 {
-    uintptr_t k = ((uintptr_t)p & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;
-    if (!rpi_hl_slot_ok(k)) return NULL;
+    const rpi_hlchunk *c = rpi_hl_chunk(p);
+    uintptr_t k = ((uintptr_t)p & (RPI_HL_CHUNK - 1)) - c->first;
+    if (!rpi_hl_slot_ok(c, k)) return NULL;
     return (rp_pool *)(rpi_hl_own(p) & ~RPI_HL_OWN_KIND);
 }
-/* p in the region: its pool (rpi_hl_pool_of), else NULL and *why says what
-   p is. */
+/* p in the region: its pool (rpi_hl_pool_of; p the start of a slot of its
+   chunk's class), else NULL and *why says what p is. */
 RPI_HIDDEN rp_pool *rpi_hl_owner(const void *p, const char **why);
 /* Gives t its index in a's table of tags (t->hl_word); false when it cannot
    (no memory, or RPI_HL_TAGS_MAX tags). */
 RPI_HIDDEN bool rpi_hl_tag_index(rp_pool *pool, rpi_tag *t);
-/* Lock held: a slot for a block of t (t->hl_word given if needed), NULL when
-   none can be had (the caller makes a compact block). */
-RPI_HIDDEN void *rpi_hl_refill(rp_pool *pool, rpi_tag *t);
+/* Lock held: a slot of class cls (its bytes 16 * (cls + 1)) for a block of t
+   (t->hl_word given if needed), NULL when none can be had (the caller makes
+   a compact block). */
+RPI_HIDDEN void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls);
 /* The live headerless blocks of an arena, chunk by chunk (lock held at each
    call, which may be dropped between calls, as for rpi_arena_next_live). */
 typedef struct rpi_hlslots { rpi_hlchunk *c; char *p; bool started; } rpi_hlslots;
@@ -432,7 +458,7 @@ struct rp_pool {
        in the slot) and the table of tags their words index ([0] unused:
        index 0 means none); here, not in the arena, so that a free reads
        neither through rpi_arena */
-    void        *hl_free;
+    void        *hl_free[RPI_HL_CLASSES];   /* by class */
     rpi_tag    **hl_tags;
     size_t       reserved;      /* arena: chunks + big blocks; malloc: alignment slack only */
     rpi_tag    **tag_buckets;

@@ -709,8 +709,8 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     /* a headerless slot (internal.h) while the sampler's countdown is not
        due within it (a sampled block needs a header) */
     if (t && !checked && !stacks && pool->arena && align <= _Alignof(max_align_t) &&
-        size - 1 < RPI_HL_MAX && pool->mp_left > (int64_t)size) {
-        char *p = rpi_hl_refill(pool, t);
+        size - 1 < 16 * pool->arena->hl_ncls && pool->mp_left > (int64_t)size) {
+        char *p = rpi_hl_refill(pool, t, (size - 1) >> 4);
         if (p) {
             *rpi_hl_meta(p) = t->hl_word | (uint32_t)size;
             rpi_count_new(pool, t, size);
@@ -889,13 +889,14 @@ static inline __attribute__((always_inline)) void *alloc_hl_done(rp_pool *pool, 
                                                                  const int locked, const bool zero)
 {
     *mp = word | (uint32_t)size;
-    if (zero) {   /* rp_calloc: the slot's 16 bytes (its free-list words) */
+    if (zero) {   /* rp_calloc: the slot's first 16 bytes (its free-list words) */
         ((uint64_t *)(void *)p)[0] = 0;
         ((uint64_t *)(void *)p)[1] = 0;
     }
     rpi_count_new(pool, t, size);
-    if (locked == RPI_SYNC_LOCK) return rpi_lock_release_ret(&pool->lock, (void *)p);
+    if (locked == RPI_SYNC_LOCK) p = rpi_lock_release_ret(&pool->lock, (void *)p);
     if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
+    if (zero && size > 16) return memset(p, 0, size);   /* the rest: a tail call */
     return p;
 }
 /* No free slot and none left to carve (or no tag index yet): out of line,
@@ -909,7 +910,7 @@ static inline __attribute__((always_inline)) void *alloc_hl_refill(rp_pool *pool
        (rpi_bias_enter) */
     if ((locked == RPI_SYNC_BIASED &&
          RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL)) ||
-        !(p = rpi_hl_refill(pool, t))) {
+        !(p = rpi_hl_refill(pool, t, (size - 1) >> 4))) {
         pool->mp_left += (int64_t)size;   /* the general path counts it */
         return alloc_hl_general(pool, size, tag, plain, locked);
     }
@@ -940,13 +941,15 @@ static inline __attribute__((always_inline)) void *alloc_hl(rp_pool *pool, rpi_a
         pool->mp_left += (int64_t)size;   /* the general path counts it */
         return alloc_hl_general(pool, size, tag, plain, locked);
     }
-    char *p = pool->hl_free;
+    size_t k = (size - 1) >> 4;   /* the class */
+    char *p = pool->hl_free[k];
     uint32_t word = t->hl_word;
     if (RPI_LIKELY(p != NULL && word != 0)) {
-        pool->hl_free = rpi_hl_link(p);
-    } else if (word != 0 && a->hl_cur < a->hl_end) {
-        p = a->hl_cur;
-        a->hl_cur += 16;
+        pool->hl_free[k] = rpi_hl_link(p);
+    } else if (word != 0 && a->hl[k].cur < a->hl[k].end) {
+        p = a->hl[k].cur;
+        a->hl[k].cur += a->hl[k].step;
+        a->hl[k].mcur++;
     } else {
         return locked == RPI_SYNC_LOCK     ? alloc_hl_refill_lock(pool, t, size, tag, plain)
                : locked == RPI_SYNC_BIASED ? alloc_hl_refill_biased(pool, t, size, tag, plain)
@@ -1036,10 +1039,10 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
     if (RPI_LIKELY(h != NULL)) {
         a->free[c] = h->link;
     } else {
-        if (c == 1) {
-            /* 1 to RPI_HL_MAX bytes: a headerless slot (class 1's list holds
-               only blocks with a header made when no headerless slot could
-               be had). A free slot of the pool's, or one carved from its
+        if (c - 1 < a->hl_ncls) {
+            /* 1 to 16 (or RPI_HL_MAX) bytes: a headerless slot of class
+               c - 1 (the lists of these classes hold only blocks with a
+               header made when no headerless slot could be had). A free slot of the pool's, or one carved from its
                current chunk, without a call; the rest out of line: alloc_hl
                (the sampler, a new chunk; a pool without headerless blocks,
                rpi_arena.hl_no, has no free slot and nothing to carve, and
@@ -1049,20 +1052,20 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
                pool's headerless blocks under its lock, never through its
                list of remote frees: a biased owner looks at that list only
                before a new chunk (alloc_hl_refill). */
-            char *p = pool->hl_free;
+            char *p = pool->hl_free[c - 1];
             uint32_t word = t->hl_word;
-            if (RPI_LIKELY(p != NULL || a->hl_cur < a->hl_end)) {
+            if (RPI_LIKELY(p != NULL || a->hl[c - 1].cur < a->hl[c - 1].end)) {
                 if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) {
                     pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
                 } else {
                     uint32_t *mp;
                     if (RPI_LIKELY(p != NULL)) {
-                        pool->hl_free = rpi_hl_link(p);
+                        pool->hl_free[c - 1] = rpi_hl_link(p);
                         mp = rpi_hl_link_word(p);   /* hl_put left it there */
                     } else {
-                        p = a->hl_cur;
-                        a->hl_cur += 16;
-                        mp = rpi_hl_meta(p);
+                        p = a->hl[c - 1].cur;
+                        a->hl[c - 1].cur = p + a->hl[c - 1].step;
+                        mp = a->hl[c - 1].mcur++;
                     }
                     return alloc_hl_done(pool, t, p, mp, word, size, locked, zero);
                 }
@@ -1920,8 +1923,9 @@ static rp_pool *hl_pool(const void *block, const char *call)
 static inline void hl_put(rp_pool *pool, void *block, uint32_t *mp)
 {
     *mp = 0;
-    rpi_hl_link_put(block, pool->hl_free, mp);
-    pool->hl_free = block;
+    void **head = (void **)((char *)pool + rpi_hl_chunk(block)->list);   /* its class's */
+    rpi_hl_link_put(block, *head, mp);
+    *head = block;
 }
 
 /* rp_free of a headerless block, the general case: the pool's lock (or the
@@ -1981,11 +1985,11 @@ __attribute__((noinline)) static void free_slow(void *block)
 {
     uintptr_t d = (uintptr_t)block - RPI_HL_READ(rpi_hl_base);
     if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl_span))) {
-        uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST;
-        if (RPI_UNLIKELY(!rpi_hl_slot_ok(k))) goto general;
+        rpi_hlchunk *c = rpi_hl_chunk(block);
+        uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - c->first;
+        if (RPI_UNLIKELY(!rpi_hl_slot_ok(c, k))) goto general;
         /* the chunk's owner word: the pool and its kind (a chunk no pool
            has: hl_free reports it) */
-        rpi_hlchunk *c = rpi_hl_chunk(block);
         uint32_t *mp = rpi_hl_meta_k(c, k);
         rp_pool *pool;
         /* each kind of entry its own copy (no register to tell them apart) */
@@ -2062,11 +2066,15 @@ static void *resize_done(rp_pool *pool, void *old_block, rpi_hdr *h, size_t old,
 /* A block with a destructor moved from block to n's payload: its entry
    re-keyed (the caller reserved room for it before the move, which cannot
    be undone). */
-static void dtor_rekey(rp_pool *pool, void *block, rpi_hdr *n)
+static void dtor_rekey_to(rp_pool *pool, void *block, void *to)
 {
     rpi_dtor *d = rpi_ptrmap_del(&pool->dtor_map, block);
-    d->block = rpi_payload(n);
+    d->block = to;
     rpi_ptrmap_put(&pool->dtor_map, d->block, d); /* room reserved */
+}
+static void dtor_rekey(rp_pool *pool, void *block, rpi_hdr *n)
+{
+    dtor_rekey_to(pool, block, rpi_payload(n));
 }
 
 /* A block that realloc moved from block's address to n: its ring neighbours
@@ -2081,9 +2089,10 @@ static void relink_moved(rp_pool *pool, rpi_hdr *n, void *block)
     if (n->word & RPI_F_DTOR) dtor_rekey(pool, block, n);
 }
 
-/* A headerless block resized: in place within its slot (1 to RPI_HL_MAX
+/* A headerless block resized: in place within its slot (1 to its slot's
    bytes, unless the sampler is due: a sampled block has a header), else
-   moved to a block with a header (as rpi_arena_alloc_moved gives). */
+   moved to a headerless slot of a larger class (up to RPI_HL_MAX bytes) or
+   to a block with a header (as rpi_arena_alloc_moved gives). */
 __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, size_t size,
                                                 const char *call, bool plain)
 {
@@ -2106,14 +2115,26 @@ __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, siz
     rpi_tag *t = rpi_hl_tag(pool, m);
     size_t old = m & RPI_HL_SIZE;
     if (size > RP_MAX_SIZE) goto fail_locked;
-    if (size - 1 < RPI_HL_MAX && pool->mp_left > (int64_t)size) {
+    if (size - 1 < 16 * pool->arena->hl_ncls && pool->mp_left > (int64_t)size) {
+        void *r = block;
+        if (size > rpi_hl_slot_bytes(block)) {
+            /* a slot of the size's class; none: a block with a header */
+            if ((m & RPI_HL_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0)
+                goto fail_locked;
+            if (!(r = rpi_hl_refill(pool, t, (size - 1) >> 4))) goto headed;
+            memcpy(r, block, old);
+            if (m & RPI_HL_DTOR) dtor_rekey_to(pool, block, r);
+            hl_put(pool, block, mp);
+            mp = rpi_hl_meta(r);
+        }
         pool->mp_left -= (int64_t)size;   /* the sampler's countdown, as resize_done */
         *mp = (m & ~RPI_HL_SIZE) | (uint32_t)size;
         rpi_counters_sub_in(pool, t, old);
         rpi_counters_add_in(pool, t, size);
         unlock_both(pool, false);
-        return block;
+        return r;
     }
+headed:
     if ((m & RPI_HL_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
     rpi_hdr *n = rpi_arena_alloc_moved(pool, old, size);
     if (!n) goto fail_locked;
@@ -2247,10 +2268,11 @@ static inline __attribute__((always_inline)) void counters_resize(rp_pool *pool,
 
 /* rp_resize of a headerless block by an unsynchronised pool or a biased
    pool's owner while the sampler is not due within size: in place within
-   the slot (1 to RPI_HL_MAX bytes), or moved to a small block with a header
-   (the slot's 16 bytes copied whole: the new block holds more). True and *out
-   set when done; false, nothing changed, for hl_resize (anything else:
-   misuse, another thread, a destructor, the sampler). */
+   the slot (1 to its bytes), or moved to a free or carved slot of the
+   size's class (up to RPI_HL_MAX bytes) or to a small block with a header.
+   True and *out set when done; false, nothing changed, for hl_resize
+   (anything else: misuse, another thread, a destructor, the sampler, a new
+   chunk). */
 static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, void *block,
                                                                 size_t size, void **out)
 {
@@ -2268,8 +2290,23 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
     rpi_tag *t = rpi_hl_tag(pool, m);
     size_t old = m & RPI_HL_SIZE;
     void *r = block;
-    if (size - 1 < RPI_HL_MAX) {
+    if (size - 1 < rpi_hl_slot_bytes(block)) {
         *mp = (m & ~RPI_HL_SIZE) | (uint32_t)size;
+    } else if (size - 1 < 16 * a->hl_ncls) {
+        size_t k = (size - 1) >> 4;
+        char *p = pool->hl_free[k];
+        if (p) {
+            pool->hl_free[k] = rpi_hl_link(p);
+        } else {
+            if (a->hl[k].cur >= a->hl[k].end) goto no;   /* a new chunk: hl_resize */
+            p = a->hl[k].cur;
+            a->hl[k].cur += a->hl[k].step;
+            a->hl[k].mcur++;
+        }
+        memcpy(p, block, old);
+        *rpi_hl_meta(p) = (m & ~RPI_HL_SIZE) | (uint32_t)size;
+        hl_put(pool, block, mp);
+        r = p;
     } else {
         /* a block with the compact header (up to 1 KiB here, as
            rpi_arena_alloc gives it: its class's list or carved); a biased
@@ -2289,7 +2326,7 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
         }
         n->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
         n->origin = t;
-        memcpy(rpi_payload(n), block, 16);
+        memcpy(rpi_payload(n), block, old);
         hl_put(pool, block, mp);
         r = rpi_payload(n);
     }

@@ -79,8 +79,21 @@ define ctest_run
 	if [ -n "$$failed" ]; then echo "FAILED ($(3)):$$failed"; exit 1; fi
 endef
 
+# The arena's suites again with headerless slots up to 64 bytes
+# (RINGPOOL_HEADERLESS=64: docs/contract.md).
+CTEST_HL64 := $(addprefix $(CTEST_DIR)/,test_alloc test_arena_layout test_arena_resize \
+              test_resize_in_place test_stats test_safety test_threads test_memprof test_report)
+define ctest_run_hl64
+	@failed=""; for t in $(1); do \
+	  echo "== $(3)$$t arena RINGPOOL_HEADERLESS=64"; \
+	  $(CTEST_ENV) RINGPOOL_HEADERLESS=64 $(2) $$t arena || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED ($(3)RINGPOOL_HEADERLESS=64):$$failed"; exit 1; fi
+endef
+
 test-c-plain: setup-sys lib $(CTEST_BINS)
 	$(call ctest_run,$(CTEST_BINS),,)
+	$(call ctest_run_hl64,$(CTEST_HL64),,)
 
 test-c-valgrind: setup-sys lib $(CTEST_BINS)
 	$(call ctest_run,$(CTEST_BINS),RP_TEST_QUICK=1 $(CTEST_VALGRIND),valgrind )
@@ -96,6 +109,7 @@ $(ASAN_DIR)/%: tests/c/%.c $(CTEST_HDRS) $(ASAN_OBJS)
 
 test-c-asan: setup-sys $(ASAN_BINS)
 	$(call ctest_run,$(ASAN_BINS),$(ASAN_ENV),asan )
+	$(call ctest_run_hl64,$(patsubst $(CTEST_DIR)/%,$(ASAN_DIR)/%,$(CTEST_HL64)),$(ASAN_ENV),asan )
 
 # ---------------------------------------------------------------- TSan
 $(TSAN_DIR)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) csrc/include/ringpool.h

@@ -820,6 +820,195 @@ static void headerless_can_be_turned_off(void)
         tu_fail(__FILE__, __LINE__, "child 'off' failed: %s", r.err);
 }
 
+/* Child (RINGPOOL_HEADERLESS=64): blocks of 17 to 64 bytes are headerless
+   slots of 32 and 64 bytes (a chunk per class, slots end to end), exact in
+   sizes, tags, counters, walks and checks; every bad pointer into a larger
+   slot is refused with its code and changes nothing; resizes across 16, 32,
+   48, 64 and 65 bytes both ways keep the contents and move only when the
+   slot is outgrown (a destructor moves with the block); reset and destroy
+   free them in bulk. arg: "unsync" or "locked". Exits 0 when all holds. */
+static void child_hl64(const char *arg)
+{
+    unsigned kind = strcmp(arg, "unsync") == 0 ? RP_POOL_UNSYNC : 0;
+    rp_pool *pool = pool_with("hl64", kind);
+    /* a pool's first allocation is a check point of the sampler: a block
+       with a header; the next small ones are headerless */
+    void *first = rp_alloc(pool, 40, "t0");
+    static const size_t sizes[] = {17, 24, 32, 33, 40, 48, 49, 60, 64};
+    static const size_t slot[] = {32, 32, 32, 64, 64, 64, 64, 64, 64};
+    enum { NS = sizeof sizes / sizeof sizes[0], NPER = 8 };
+    static live l[NS * NPER + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < NS; i++) {
+        char *prev = NULL;
+        for (int j = 0; j < NPER; j++) {
+            char *p = rp_alloc(pool, sizes[i], tags[(i + (size_t)j) % NTAGS]);
+            CHECK(p != NULL);
+            CHECK(((uintptr_t)p & 15) == 0);
+            memset(p, (int)(i * 16 + (size_t)j), sizes[i]);
+            /* a class's slots lie end to end (33-48 and 49-64 have chunks
+               of 64-byte slots each) */
+            if (prev) CHECK_EQ((size_t)(p - prev), slot[i]);
+            prev = p;
+            CHECK_EQ(rp_block_size(p), sizes[i]);
+            CHECK_STR(rp_block_tag(p), tags[(i + (size_t)j) % NTAGS]);
+            CHECK(rp_block_pool(p) == pool);
+            l[n++] = (live){p, sizes[i], (int)((i + (size_t)j) % NTAGS)};
+        }
+    }
+    l[n++] = (live){first, 40, 0};
+    check_walk(pool, l, n);
+    CHECK_INT(rp_pool_check(pool), 0);
+    for (size_t k = 0; k + 1 < n; k++) {
+        size_t i = k / NPER, j = k % NPER;
+        for (size_t b = 0; b < l[k].size; b++)
+            CHECK(((unsigned char *)l[k].p)[b] == (unsigned char)(i * 16 + j));
+    }
+
+    /* bad pointers: inside a 64-byte slot (each later 16 bytes) and a
+       32-byte one, a double free; each refused once, nothing changed */
+    size_t blocks0 = n, bytes0 = 0;
+    for (size_t k = 0; k < n; k++) bytes0 += l[k].size;
+    char *s64 = l[NPER * 8].p, *s32 = l[0].p;   /* 64 and 17 bytes */
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    tu_errors_reset();
+    for (int off = 16; off < 64; off += 16) {
+        rp_free(s64 + off);
+        CHECK_ONE_ERROR(RP_EFOREIGN);
+        CHECK(rp_resize(pool, s64 + off, 8) == NULL);
+        CHECK_ONE_ERROR(RP_EFOREIGN);
+        CHECK_EQ(rp_block_size(s64 + off), 0);
+        CHECK_ONE_ERROR(RP_EFOREIGN);
+        CHECK(rp_block_tag(s64 + off) == NULL);
+        CHECK_ONE_ERROR(RP_EFOREIGN);
+        CHECK_INT(rp_set_destructor(s64 + off, dtor), RP_EINVAL);
+        CHECK_ONE_ERROR(RP_EFOREIGN);
+    }
+    rp_free(s32 + 16);
+    CHECK_ONE_ERROR(RP_EFOREIGN);
+    rp_free(s32 + 8);
+    CHECK_ONE_ERROR(RP_EFOREIGN);
+    CHECK_COUNTS(pool, blocks0, bytes0);
+    /* a 64-byte slot freed, then freed again */
+    char *gone = l[NPER * 7].p;   /* 60 bytes */
+    rp_free(gone);
+    CHECK_INT(tu_err_count, 0);
+    rp_free(gone);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    CHECK(rp_resize(pool, gone, 4) == NULL);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    CHECK(rp_block_pool(gone) == NULL);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    CHECK_COUNTS(pool, blocks0 - 1, bytes0 - 60);
+    rp_set_error_handler(prev);
+    /* the freed slot is the next one of its class */
+    char *again = rp_alloc(pool, 50, "t1");
+    CHECK(again == gone);
+    rp_free(again);
+
+    /* resizes across the classes, up and down: 1 -> 16 -> 17 -> 32 -> 33
+       -> 48 -> 49 -> 64 -> 65 -> 64 -> 48 -> 33 -> 32 -> 17 -> 16 -> 1 */
+    static const size_t steps[] = {16, 17, 32, 33, 48, 49, 64, 65, 64, 48, 33, 32, 17, 16, 1};
+    unsigned char *r = rp_alloc(pool, 1, "t3");
+    r[0] = 0xa5;
+    size_t had = 1;
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        size_t want = steps[i];
+        unsigned char *q = rp_resize(pool, r, want);
+        CHECK(q != NULL);
+        size_t keep = had < want ? had : want;
+        for (size_t b = 0; b < keep; b++) CHECK(q[b] == (unsigned char)(0xa5 + b));
+        for (size_t b = 0; b < want; b++) q[b] = (unsigned char)(0xa5 + b);
+        CHECK_EQ(rp_block_size(q), want);
+        CHECK_STR(rp_block_tag(q), "t3");
+        /* in place while the slot holds it: 16 -> 17 and 32 -> 33 move
+           (16- and 32-byte slots), 33 -> 64 stays (a 64-byte slot), 64 ->
+           65 moves to a block with a header; shrinking stays (the block
+           with a header keeps it) */
+        if (want == 17 && had == 16) CHECK(q != r);
+        if (want == 33 && had == 32) CHECK(q != r);
+        if (had >= 33 && had < want && want <= 64) CHECK(q == r);
+        if (want == 65) CHECK(q != r);
+        if (want < had && had <= 64) CHECK(q == r);
+        r = q;
+        had = want;
+        CHECK_INT(rp_pool_check(pool), 0);
+    }
+    rp_tag_stat st[NTAGS + 2];
+    size_t nt = rp_pool_stats(pool, st, NTAGS + 2);
+    for (size_t i = 0; i < nt; i++)
+        if (strcmp(st[i].tag, "t3") == 0) {
+            size_t want_blocks = 1, want_bytes = 1;
+            for (size_t k = 0; k + 1 < n; k++)
+                if (l[k].tag == 3 && l[k].p != gone) {
+                    want_blocks++;
+                    want_bytes += l[k].size;
+                }
+            CHECK_EQ(st[i].blocks, want_blocks);
+            CHECK_EQ(st[i].bytes, want_bytes);
+        }
+    rp_free(r);
+
+    /* a destructor moves with its block (17 -> 40: a 64-byte slot) and
+       runs once, at the free */
+    ndtor = 0;
+    char *d = rp_alloc(pool, 17, "t2");
+    CHECK_INT(rp_set_destructor(d, dtor), 0);
+    char *d2 = rp_resize(pool, d, 40);
+    CHECK(d2 != NULL && d2 != d);
+    CHECK_EQ(ndtor, 0);
+    rp_free(d2);
+    CHECK_EQ(ndtor, 1);
+    CHECK(dtor_seen[0] == d2);
+    /* and at destroy: one per block */
+    ndtor = 0;
+    for (size_t k = 0; k + 1 < n; k += 3)
+        if (l[k].p != gone) CHECK_INT(rp_set_destructor(l[k].p, dtor), 0);
+    size_t want_dtors = 0;
+    for (size_t k = 0; k + 1 < n; k += 3) want_dtors += l[k].p != gone;
+
+    /* reset: nothing left, the slots taken again */
+    rp_pool *other = pool_with("hl64-reset", kind);
+    for (int round = 0; round < 2; round++) {
+        static live m[3000];
+        for (size_t k = 0; k < 3000; k++) {
+            size_t sz = 1 + k % 64;
+            m[k] = (live){rp_alloc(other, sz, tags[k % NTAGS]), sz, (int)(k % NTAGS)};
+            CHECK(m[k].p != NULL);
+            memset(m[k].p, 7, sz);
+        }
+        for (size_t k = 0; k < 3000; k += 4) rp_free(m[k].p);
+        size_t kept = 0;
+        for (size_t k = 0; k < 3000; k++)
+            if (k % 4) m[kept++] = m[k];
+        check_walk(other, m, kept);
+        CHECK_INT(rp_pool_check(other), 0);
+        CHECK_INT(rp_pool_reset(other), 0);
+        check_walk(other, m, 0);
+        CHECK_COUNTS(other, 0, 0);
+    }
+    rp_pool_destroy(other);
+    tu_watched = NULL;
+    rp_pool_destroy(pool);
+    CHECK_EQ(ndtor, want_dtors);
+    exit(0);
+}
+
+/* RINGPOOL_HEADERLESS=64: headerless slots for blocks up to 64 bytes
+   (child_hl64, in a process of its own: read once), thread-safe and
+   unsynchronised pools. */
+static void headerless_up_to_64_bytes(void)
+{
+    if (!tu_is_arena()) return;
+    tu_result r;
+    tu_spawn("hl64", "unsync", "RINGPOOL_HEADERLESS=64", &r);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+        tu_fail(__FILE__, __LINE__, "child 'hl64 unsync' failed: %s", r.err);
+    tu_spawn("hl64", "locked", "RINGPOOL_HEADERLESS=64", &r);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+        tu_fail(__FILE__, __LINE__, "child 'hl64 locked' failed: %s", r.err);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -839,9 +1028,11 @@ int main(int argc, char **argv)
         {"stale_small_block_after_destroy", stale_small_block_after_destroy},
         {"small_blocks_of_a_tag_without_index", small_blocks_of_a_tag_without_index},
         {"headerless_can_be_turned_off", headerless_can_be_turned_off},
+        {"headerless_up_to_64_bytes", headerless_up_to_64_bytes},
     };
     static const tu_child children[] = {
         {"small-blocks", child_small_blocks},
+        {"hl64", child_hl64},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }

@@ -31,15 +31,15 @@ static void last_carved_block_grows_in_place(void)
 {
     rp_pool *pool = tu_pool("grow");
     void *keep = rp_alloc(pool, 100, "keep");
-    /* 17 bytes or more: a block with a header (up to 16, a headerless
-       slot, which moves once to grow) */
-    unsigned char *p = rp_alloc(pool, 32, "buf");
+    /* 65 bytes or more: a block with a header (up to 64, a headerless
+       slot, which moves to grow out of it) */
+    unsigned char *p = rp_alloc(pool, 80, "buf");
     unsigned char *first = p;
     size_t r0 = tu_info(pool).reserved_bytes;
-    tu_fill(p, 32, 3);
+    tu_fill(p, 80, 3);
     /* up to the growth limit, 4 KiB with the 32-byte header: the default
        chunk (1 MiB) has room for all */
-    for (size_t n = 48; n <= 4096 - 32; n += 16) {
+    for (size_t n = 96; n <= 4096 - 32; n += 16) {
         p = rp_resize(pool, p, n);
         if (tu_is_arena())
             CHECK(p == first);
@@ -51,9 +51,9 @@ static void last_carved_block_grows_in_place(void)
     CHECK_COUNTS(pool, 2, 100 + 4064);
     CHECK_INT(rp_pool_check(pool), 0);
     /* the next allocation is carved after the grown block, not inside it */
-    unsigned char *q = rp_alloc(pool, 64, "after");
-    tu_fill(q, 64, 9);
-    CHECK(q + 64 <= p || q >= p + 4064);
+    unsigned char *q = rp_alloc(pool, 100, "after");
+    tu_fill(q, 100, 9);
+    CHECK(q + 100 <= p || q >= p + 4064);
     CHECK(tu_intact(p, 4064, 3));
     /* past the limit the block has an allocation of its own */
     for (size_t n = 4080; n <= 32000; n += 16) {
@@ -61,8 +61,8 @@ static void last_carved_block_grows_in_place(void)
         CHECK(tu_intact(p, n - 16, 3));
         tu_fill(p, n, 3);
     }
-    CHECK_COUNTS(pool, 3, 100 + 64 + 32000);
-    CHECK(tu_intact(q, 64, 9));
+    CHECK_COUNTS(pool, 3, 100 + 100 + 32000);
+    CHECK(tu_intact(q, 100, 9));
     CHECK(tu_intact(p, 32000, 3));
     rp_free(q);
     rp_free(p);
@@ -108,18 +108,19 @@ static void growth_reuses_a_freed_block_of_the_new_class(void)
 static void growth_of_an_inner_block_moves(void)
 {
     rp_pool *pool = tu_pool("inner");
-    unsigned char *a = rp_alloc(pool, 40, "a");
-    unsigned char *b = rp_alloc(pool, 40, "b");
-    tu_fill(a, 40, 1);
-    tu_fill(b, 40, 2);
+    /* over 64 bytes: blocks with a header (up to 64, headerless slots) */
+    unsigned char *a = rp_alloc(pool, 80, "a");
+    unsigned char *b = rp_alloc(pool, 80, "b");
+    tu_fill(a, 80, 1);
+    tu_fill(b, 80, 2);
     unsigned char *a2 = rp_resize(pool, a, 400);
     if (tu_is_arena())
         CHECK(a2 != a);     /* b follows a: no room */
-    CHECK(tu_intact(a2, 40, 1));
-    CHECK(tu_intact(b, 40, 2));
-    CHECK_COUNTS(pool, 2, 440);
+    CHECK(tu_intact(a2, 80, 1));
+    CHECK(tu_intact(b, 80, 2));
+    CHECK_COUNTS(pool, 2, 480);
     /* the freed slot is reused by its class */
-    unsigned char *c = rp_alloc(pool, 40, "c");
+    unsigned char *c = rp_alloc(pool, 80, "c");
     if (tu_is_arena())
         CHECK(c == a);
     rp_free(c);

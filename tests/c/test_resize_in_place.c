@@ -61,44 +61,46 @@ static unsigned char *grows_out(rp_pool *pool, unsigned char *r, size_t fits, un
     return m;
 }
 
-/* A 20-byte arena block sits in the 48-byte class (16-byte header): up to 32
+/* A 70-byte arena block sits in the 96-byte class (16-byte header): up to 80
    bytes it stays, one more moves it when another block follows it. The same
-   at a larger class, (1024, 1280]. Counters follow, allocations do not. */
+   at a larger class, (1024, 1280]. Counters follow, allocations do not.
+   (Up to 64 bytes blocks are headerless slots: test_arena_layout.) */
 static void growth_within_the_class_stays(void)
 {
     for (int unsync = 0; unsync <= 1; unsync++) {
         rp_pool *pool = pool_of_kind("class", unsync, 0);
-        unsigned char *a = rp_alloc(pool, 20, "a");
-        /* a is not carved last (17 bytes or more: a block with a header,
-           in the same chunks as a) */
-        void *after = rp_alloc(pool, 24, "after");
-        unsigned char *r = grows_in_place(pool, a, 20, 32, 1);
-        CHECK_COUNTS(pool, 2, 32 + 24);
+        unsigned char *a = rp_alloc(pool, 70, "a");
+        /* a is not carved last (over 64 bytes: a block with a header, in
+           the same chunks as a) */
+        void *after = rp_alloc(pool, 100, "after");
+        unsigned char *r = grows_in_place(pool, a, 70, 80, 1);
+        CHECK_COUNTS(pool, 2, 80 + 100);
         rp_tag_stat st = tag_stat(pool, "a");
         CHECK_EQ(st.blocks, 1);
-        CHECK_EQ(st.bytes, 32);
-        CHECK_EQ(st.peak_bytes, 32);
+        CHECK_EQ(st.bytes, 80);
+        CHECK_EQ(st.peak_bytes, 80);
         CHECK_EQ(st.allocs, 1);                     /* a resize is not an allocation */
-        unsigned char *m = grows_out(pool, r, 32, 1);
-        CHECK_COUNTS(pool, 2, 33 + 24);
+        unsigned char *m = grows_out(pool, r, 80, 1);
+        CHECK_COUNTS(pool, 2, 81 + 100);
 
         unsigned char *b = rp_alloc(pool, 1100, "b");
-        void *after_b = rp_alloc(pool, 40, "after");   /* carved: no free slot of its class */
+        /* carved: no free slot of its class (over 64 bytes: a header) */
+        void *after_b = rp_alloc(pool, 100, "after");
         /* 1280 with the arena's 16-byte header */
         unsigned char *rb = grows_in_place(pool, b, 1100, 1264, 2);
         unsigned char *mb = grows_out(pool, rb, 1264, 2);
-        CHECK_COUNTS(pool, 4, 33 + 24 + 1265 + 40);
+        CHECK_COUNTS(pool, 4, 81 + 100 + 1265 + 100);
         /* a class over 4 KiB: growth within it stays too (6144 bytes with
            the header), growth past it moves */
         unsigned char *c = rp_alloc(pool, 6000, "c");
-        void *after_c = rp_alloc(pool, 40, "after");
+        void *after_c = rp_alloc(pool, 100, "after");
         unsigned char *rc = grows_in_place(pool, c, 6000, 6128, 3);
         unsigned char *mc = grows_out(pool, rc, 6128, 3);
-        CHECK_COUNTS(pool, 6, 33 + 24 + 1265 + 40 + 6129 + 40);
+        CHECK_COUNTS(pool, 6, 81 + 100 + 1265 + 100 + 6129 + 100);
         CHECK_INT(rp_pool_check(pool), 0);
         rp_free(mc);
         rp_free(after_c);
-        CHECK_COUNTS(pool, 4, 33 + 24 + 1265 + 40);
+        CHECK_COUNTS(pool, 4, 81 + 100 + 1265 + 100);
         CHECK_INT(rp_pool_check(pool), 0);
         rp_free(m);
         rp_free(mb);
@@ -241,12 +243,12 @@ static void last_carved_grows_to_the_chunk_end(void)
             tu_fill(fillers[i], 4064, (unsigned)i);
         }
         CHECK_EQ(tu_info(pool).chunks, 1);
-        /* 32 bytes: a block with a header (16 would be headerless) */
-        unsigned char *p = rp_alloc(pool, 32, "buf");
+        /* 80 bytes: a block with a header (up to 64 would be headerless) */
+        unsigned char *p = rp_alloc(pool, 80, "buf");
         unsigned char *first = p;
-        tu_fill(p, 32, 99);
+        tu_fill(p, 80, 99);
         size_t n;
-        for (n = 48; n <= 4064; n += 16) {
+        for (n = 96; n <= 4064; n += 16) {
             p = rp_resize(pool, p, n);
             CHECK(tu_intact(p, n - 16, 99));
             tu_fill(p, n, 99);
@@ -288,7 +290,7 @@ static void big_block_growth_stays_in_place(void)
         tu_fill(p, 4100, 7);
         if (tu_is_arena()) {
             CHECK(p != first);
-            unsigned char *q = rp_alloc(pool, 17, "q");   /* with a header */
+            unsigned char *q = rp_alloc(pool, 65, "q");   /* with a header */
             CHECK(q == first);                      /* the chunk's rest came back */
             rp_free(q);
         }
