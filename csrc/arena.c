@@ -40,7 +40,7 @@
 #define MIN_CHUNK       ((size_t)64 << 10)
 #define DEFAULT_KEEP    ((size_t)4 << 20)
 
-/* Headerless classes (rpi_arena.hl_ncls): RINGPOOL_HEADERLESS=64 in the
+/* Headerless classes (rpi_arena.hl_cmax): RINGPOOL_HEADERLESS=64 in the
    environment gives blocks up to 64 bytes headerless slots (less memory, a
    few more instructions per free: docs/contract.md); otherwise blocks up to
    16 bytes (none with RINGPOOL_HEADERLESS=0: hl_reserve). Read once. */
@@ -72,7 +72,7 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
     /* checked pools keep the full header: their registry checks the ring */
     a->off = pool->flags & RP_POOL_CHECKED ? 0 : RPI_AOFF;
     a->hl_no = a->off == 0;   /* checked pools: every block on the ring */
-    a->hl_ncls = hl_classes();
+    a->hl_cmax = hl_classes();
     pool->arena = a;
     return 0;
 }
@@ -534,8 +534,9 @@ static bool hl_reserve(void)
     return true;
 }
 
-/* log2 of the slot's bytes by class (1-16, 17-32, 33-48, 49-64 bytes) */
-static const uint8_t hl_shift[RPI_HL_CLASSES] = { 4, 5, 6, 6 };
+/* log2 of the slot's bytes by class (1: 1-16, 2: 17-32, 3: 33-48, 4: 49-64
+   bytes) */
+static const uint8_t hl_shift[RPI_HL_CLASSES + 1] = { 0, 4, 5, 6, 6 };
 
 static rpi_hlchunk *hl_chunk_new(rp_pool *pool, size_t cls)
 {

@@ -224,11 +224,13 @@ typedef struct rpi_arena {
         char     *cur, *end;    /* carved end, end of the slots */
         uint32_t *mcur;         /* the slot word of cur */
         size_t    step;         /* the slot's bytes */
-    } hl[RPI_HL_CLASSES];       /* by class */
+    } hl[RPI_HL_CLASSES + 1];   /* by class (1 to 4: 16 * class bytes at
+                                   most; [0] stays empty, as hl_free[0]) */
     struct rpi_hlchunk *hl_chunks;
-    size_t      hl_ncls;            /* classes given headerless slots: 1 (up to
-                                       16 bytes) or RPI_HL_CLASSES (up to
-                                       RPI_HL_MAX; RINGPOOL_HEADERLESS=64) */
+    size_t      hl_cmax;            /* classes 1 to hl_cmax have headerless
+                                       slots: 1 (up to 16 bytes) or
+                                       RPI_HL_CLASSES (up to RPI_HL_MAX;
+                                       RINGPOOL_HEADERLESS=64) */
     uint32_t    hl_ntags, hl_tcap;
     bool        hl_no;              /* no headerless blocks (checked pool, or
                                        the region is used up) */
@@ -236,7 +238,7 @@ typedef struct rpi_arena {
 
 /* Headerless blocks. Unchecked arena pools give requests of 1 to 16 bytes
    (or, with RINGPOOL_HEADERLESS=64 in the environment, of 1 to RPI_HL_MAX
-   bytes: rpi_arena.hl_ncls) a slot with no header, in classes by the
+   bytes: rpi_arena.hl_cmax) a slot with no header, in classes by the
    request rounded up to 16 (1-16, 17-32, 33-48, 49-64 bytes) whose slots
    are 16, 32, 64 and 64 bytes (powers of two: a slot's word is found by a
    shift),
@@ -285,10 +287,10 @@ typedef struct rpi_hlchunk {
     uintptr_t           ok;
     uintptr_t           first;      /* the first slot's offset */
     uintptr_t           list;       /* the byte offset in rp_pool of the list
-                                       of its class: hl_free[cls] */
+                                       of its class: &hl_free[cls] */
     uint32_t            shift;      /* log2 of the slot's bytes */
     uint32_t            slot;       /* the slot's bytes */
-    uint32_t            cls;        /* its class */
+    uint32_t            cls;        /* its class, 1 to RPI_HL_CLASSES */
     uint32_t            nslots;     /* slots it holds: word i is slot i's */
     char                pad[8];
     uint32_t            meta[];
@@ -338,7 +340,7 @@ static inline bool rpi_hl_slot_ok(const rpi_hlchunk *c, uintptr_t k)
 }
 /* The bytes of the slots of the chunk of p (a slot's start). */
 static inline uint32_t rpi_hl_slot_bytes(const void *p) { return rpi_hl_chunk(p)->slot; }
-/* A free slot on its pool's list (rp_pool.hl_free[cls]) holds the link to the
+/* A free slot on its pool's list (rp_pool.hl_free[class]) holds the link to the
    next and the address of its own slot word, which the allocation then
    need not compute. */
 static inline void *rpi_hl_link(void *p) { return ((void **)p)[0]; }
@@ -369,9 +371,9 @@ RPI_HIDDEN rp_pool *rpi_hl_owner(const void *p, const char **why);
 /* Gives t its index in a's table of tags (t->hl_word); false when it cannot
    (no memory, or RPI_HL_TAGS_MAX tags). */
 RPI_HIDDEN bool rpi_hl_tag_index(rp_pool *pool, rpi_tag *t);
-/* Lock held: a slot of class cls (its bytes 16 * (cls + 1)) for a block of t
-   (t->hl_word given if needed), NULL when none can be had (the caller makes
-   a compact block). */
+/* Lock held: a slot of class cls (1 to RPI_HL_CLASSES: blocks of up to 16 *
+   cls bytes) for a block of t (t->hl_word given if needed), NULL when none
+   can be had (the caller makes a compact block). */
 RPI_HIDDEN void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls);
 /* The live headerless blocks of an arena, chunk by chunk (lock held at each
    call, which may be dropped between calls, as for rpi_arena_next_live). */
@@ -458,7 +460,7 @@ struct rp_pool {
        in the slot) and the table of tags their words index ([0] unused:
        index 0 means none); here, not in the arena, so that a free reads
        neither through rpi_arena */
-    void        *hl_free[RPI_HL_CLASSES];   /* by class */
+    void        *hl_free[RPI_HL_CLASSES + 1];   /* by class, 1 to 4 ([0] NULL) */
     rpi_tag    **hl_tags;
     size_t       reserved;      /* arena: chunks + big blocks; malloc: alignment slack only */
     rpi_tag    **tag_buckets;

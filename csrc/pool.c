@@ -709,8 +709,8 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
     /* a headerless slot (internal.h) while the sampler's countdown is not
        due within it (a sampled block needs a header) */
     if (t && !checked && !stacks && pool->arena && align <= _Alignof(max_align_t) &&
-        size - 1 < 16 * pool->arena->hl_ncls && pool->mp_left > (int64_t)size) {
-        char *p = rpi_hl_refill(pool, t, (size - 1) >> 4);
+        size - 1 < 16 * pool->arena->hl_cmax && pool->mp_left > (int64_t)size) {
+        char *p = rpi_hl_refill(pool, t, (size + 15) >> 4);
         if (p) {
             *rpi_hl_meta(p) = t->hl_word | (uint32_t)size;
             rpi_count_new(pool, t, size);
@@ -910,7 +910,7 @@ static inline __attribute__((always_inline)) void *alloc_hl_refill(rp_pool *pool
        (rpi_bias_enter) */
     if ((locked == RPI_SYNC_BIASED &&
          RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL)) ||
-        !(p = rpi_hl_refill(pool, t, (size - 1) >> 4))) {
+        !(p = rpi_hl_refill(pool, t, (size + 15) >> 4))) {
         pool->mp_left += (int64_t)size;   /* the general path counts it */
         return alloc_hl_general(pool, size, tag, plain, locked);
     }
@@ -941,7 +941,10 @@ static inline __attribute__((always_inline)) void *alloc_hl(rp_pool *pool, rpi_a
         pool->mp_left += (int64_t)size;   /* the general path counts it */
         return alloc_hl_general(pool, size, tag, plain, locked);
     }
-    size_t k = (size - 1) >> 4;   /* the class */
+    /* size 0 (class 0, which alloc_arena_fast sends here when its list is
+       empty): no headerless slot */
+    if (RPI_UNLIKELY(size == 0)) return alloc_hl_general(pool, size, tag, plain, locked);
+    size_t k = (size + 15) >> 4;   /* the class */
     char *p = pool->hl_free[k];
     uint32_t word = t->hl_word;
     if (RPI_LIKELY(p != NULL && word != 0)) {
@@ -1039,10 +1042,12 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
     if (RPI_LIKELY(h != NULL)) {
         a->free[c] = h->link;
     } else {
-        if (c - 1 < a->hl_ncls) {
-            /* 1 to 16 (or RPI_HL_MAX) bytes: a headerless slot of class
-               c - 1 (the lists of these classes hold only blocks with a
-               header made when no headerless slot could be had). A free slot of the pool's, or one carved from its
+        if (c <= a->hl_cmax) {
+            /* 1 to 16 (or RPI_HL_MAX) bytes: a headerless slot of class c
+               (the lists of these classes hold only blocks with a header
+               made when no headerless slot could be had; class 0, size 0,
+               finds no free slot nor one to carve, and alloc_hl sends it to
+               the general path). A free slot of the pool's, or one carved from its
                current chunk, without a call; the rest out of line: alloc_hl
                (the sampler, a new chunk; a pool without headerless blocks,
                rpi_arena.hl_no, has no free slot and nothing to carve, and
@@ -1052,20 +1057,20 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
                pool's headerless blocks under its lock, never through its
                list of remote frees: a biased owner looks at that list only
                before a new chunk (alloc_hl_refill). */
-            char *p = pool->hl_free[c - 1];
+            char *p = pool->hl_free[c];
             uint32_t word = t->hl_word;
-            if (RPI_LIKELY(p != NULL || a->hl[c - 1].cur < a->hl[c - 1].end)) {
+            if (RPI_LIKELY(p != NULL || a->hl[c].cur < a->hl[c].end)) {
                 if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) {
                     pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
                 } else {
                     uint32_t *mp;
                     if (RPI_LIKELY(p != NULL)) {
-                        pool->hl_free[c - 1] = rpi_hl_link(p);
+                        pool->hl_free[c] = rpi_hl_link(p);
                         mp = rpi_hl_link_word(p);   /* hl_put left it there */
                     } else {
-                        p = a->hl[c - 1].cur;
-                        a->hl[c - 1].cur = p + a->hl[c - 1].step;
-                        mp = a->hl[c - 1].mcur++;
+                        p = a->hl[c].cur;
+                        a->hl[c].cur = p + a->hl[c].step;
+                        mp = a->hl[c].mcur++;
                     }
                     return alloc_hl_done(pool, t, p, mp, word, size, locked, zero);
                 }
@@ -2115,13 +2120,13 @@ __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, siz
     rpi_tag *t = rpi_hl_tag(pool, m);
     size_t old = m & RPI_HL_SIZE;
     if (size > RP_MAX_SIZE) goto fail_locked;
-    if (size - 1 < 16 * pool->arena->hl_ncls && pool->mp_left > (int64_t)size) {
+    if (size - 1 < 16 * pool->arena->hl_cmax && pool->mp_left > (int64_t)size) {
         void *r = block;
         if (size > rpi_hl_slot_bytes(block)) {
             /* a slot of the size's class; none: a block with a header */
             if ((m & RPI_HL_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0)
                 goto fail_locked;
-            if (!(r = rpi_hl_refill(pool, t, (size - 1) >> 4))) goto headed;
+            if (!(r = rpi_hl_refill(pool, t, (size + 15) >> 4))) goto headed;
             memcpy(r, block, old);
             if (m & RPI_HL_DTOR) dtor_rekey_to(pool, block, r);
             hl_put(pool, block, mp);
@@ -2277,12 +2282,14 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
                                                                 size_t size, void **out)
 {
     rp_pool *pool = rpi_hl_pool_of(block);
-    if (!pool || (arg && arg != pool && arg != pool->front) || size > RP_MAX_SIZE ||
-        pool->mp_left <= (int64_t)size)
+    if (!pool || (arg && arg != pool && arg != pool->front) || size > RP_MAX_SIZE)
         return false;
     int how = hl_enter_nolock(rpi_hl_own(block), &pool);
     if (how == RPI_SYNC_LOCK) return false;
     bool biased = how == RPI_SYNC_BIASED;
+    /* the sampler's countdown read once entered (another thread than a
+       biased pool's owner must not read it: hl_resize takes the lock) */
+    if (pool->mp_left <= (int64_t)size) goto no;
     uint32_t *mp = rpi_hl_meta(block);
     uint32_t m = *mp;
     if (!(m & RPI_HL_PLAIN)) goto no;   /* live without a destructor */
@@ -2292,8 +2299,8 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
     void *r = block;
     if (size - 1 < rpi_hl_slot_bytes(block)) {
         *mp = (m & ~RPI_HL_SIZE) | (uint32_t)size;
-    } else if (size - 1 < 16 * a->hl_ncls) {
-        size_t k = (size - 1) >> 4;
+    } else if (size - 1 < 16 * a->hl_cmax) {
+        size_t k = (size + 15) >> 4;
         char *p = pool->hl_free[k];
         if (p) {
             pool->hl_free[k] = rpi_hl_link(p);

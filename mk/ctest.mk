@@ -122,6 +122,7 @@ $(TSAN_DIR)/%: tests/c/%.c $(CTEST_HDRS) $(TSAN_OBJS)
 
 test-c-tsan: setup-sys $(TSAN_BINS)
 	$(call ctest_run,$(TSAN_BINS),$(TSAN_ENV),tsan )
+	$(call ctest_run_hl64,$(TSAN_BINS),$(TSAN_ENV),tsan )
 
 # ---------------------------------------------------------------- exports
 test-c-exports: setup-sys lib
