@@ -7,8 +7,9 @@
  * at most 1/2. Readers probe it without a lock; a miss takes the lock, probes
  * again and inserts. Growth publishes a new array twice the size and leaves
  * the old one mapped, so a reader still probing it stays safe (it can only
- * miss, and a miss is re-checked under the lock). Records (hash, depth, id,
- * frames) are carved one after the other from 1 MiB mmap'd chunks. A
+ * miss, and a miss is re-checked under the lock). Records (depth, id,
+ * frames: the hash is computed again when the table grows) are carved one
+ * after the other from 1 MiB mmap'd chunks. A
  * record's place is its chunk's number and its offset in the chunk, in 32
  * bits, so that the probe goes from the slot to the record through the small
  * array of chunks, which stays in the cache, rather than through the array
@@ -61,7 +62,6 @@ _Static_assert((uint64_t)RPI_STACK_MAX_STACKS * (16 + 8 * RPI_STACK_MAX_DEPTH) <
 _Static_assert(((uint64_t)MAX_CHUNKS << UNIT_BITS) <= (uint64_t)UINT32_MAX + 1, "places fit 32 bits");
 
 typedef struct record {
-    uint64_t hash;
     uint32_t n;                         /* >= 1; 0: no more records in this chunk */
     uint32_t id;
     uintptr_t frame[];
@@ -229,7 +229,7 @@ static table *grow(table *t)
             const record *r = (const record *)(const void *)(chunks[c] + off);
             if (!r->n)
                 break;
-            place(n, r->hash, c << UNIT_BITS | (uint32_t)(off / UNIT_BYTES));
+            place(n, hash_frames(r->frame, r->n), c << UNIT_BITS | (uint32_t)(off / UNIT_BYTES));
             off += sizeof(record) + r->n * sizeof(uintptr_t);
         }
     }
@@ -261,7 +261,6 @@ static uint32_t insert_locked(uint64_t h, const uintptr_t *f, size_t n)
     uint32_t at = nchunks << UNIT_BITS | (uint32_t)(chunk_used / UNIT_BYTES);
     chunk_used += bytes;
     record *r = record_at(at);
-    r->hash = h;
     r->n = (uint32_t)n;
     r->id = id;
     memcpy(r->frame, f, n * sizeof *f);
