@@ -1144,20 +1144,16 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
         return alloc_general(pool, size, tag, plain);
     rpi_tag *t = pool->tag_rec[slot];
     rpi_hdr *h = pool->recycle[c];
-    if (locked == RPI_SYNC_BIASED && pool->tag_key[slot] == tag && RPI_UNLIKELY(!h) &&
-        RPI_LIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) == NULL))
-        return alloc_malloc_biased(pool, size, t, tag, plain);   /* still in the section */
-    if (RPI_UNLIKELY(pool->tag_key[slot] != tag || !h)) {
-        if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
-            return wake_then_malloc(pool, size, tag, plain);
-        if (locked == RPI_SYNC_BIASED) {
-            rpi_bias_exit(pool);
-            /* blocks other threads freed are taken in before a malloc */
-            if (RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL))
-                return alloc_general(pool, size, tag, plain);
-        }
-        return alloc_malloc_fast(pool, size, tag, plain);
+    /* the tag's key tested once on every way: the class's list empty is
+       malloc's, still in the section for a biased owner whose tag is in
+       the cache with nothing freed by other threads to take in */
+    if (RPI_UNLIKELY(!h)) {
+        if (locked == RPI_SYNC_BIASED && pool->tag_key[slot] == tag &&
+            RPI_LIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) == NULL))
+            return alloc_malloc_biased(pool, size, t, tag, plain);
+        goto miss;
     }
+    if (RPI_UNLIKELY(pool->tag_key[slot] != tag)) goto miss;
     pool->recycle[c] = h->next;
     pool->recycled -= RPI_HDR + 16 * (size_t)c;
     h->word = size;
@@ -1170,6 +1166,16 @@ static inline __attribute__((always_inline)) void *alloc_recycled_fast(rp_pool *
     if (locked == RPI_SYNC_LOCK) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
     if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
     return rpi_payload(h);
+miss:
+    if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
+        return wake_then_malloc(pool, size, tag, plain);
+    if (locked == RPI_SYNC_BIASED) {
+        rpi_bias_exit(pool);
+        /* blocks other threads freed are taken in before a malloc */
+        if (RPI_UNLIKELY(atomic_load_explicit(&pool->remote, memory_order_relaxed) != NULL))
+            return alloc_general(pool, size, tag, plain);
+    }
+    return alloc_malloc_fast(pool, size, tag, plain);
 }
 
 /* mine: pool is the calling thread's own and locked (a shard without bias,
