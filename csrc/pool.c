@@ -1089,11 +1089,12 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
            list hit does not compute it) */
         size_t cs = rpi_carve_bytes[c];
         h = (rpi_hdr *)a->cur;   /* an rpi_hdr address: the slot starts 16 bytes later */
-        /* the new end compared (no overflow: cur and cs are far below 2^63;
-           class 1's UINT32_MAX never fits) */
-        char *next = (char *)h + cs;
-        if (RPI_UNLIKELY(next > a->end)) goto general_locked;
-        a->cur = next;
+        /* the new end compared as an integer (a pointer past the chunk's
+           end is not one C may form; no overflow: cur and cs are far below
+           2^63, and class 1's UINT32_MAX never fits) */
+        uintptr_t next = (uintptr_t)h + cs;
+        if (RPI_UNLIKELY(next > (uintptr_t)a->end)) goto general_locked;
+        a->cur = (char *)next;
     }
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
     h->origin = t;   /* not on the ring: walks find it in its chunk */
