@@ -488,7 +488,7 @@ void rpi_arena_fini(rp_pool *pool)
    pool's chunks go on a list of spares for the next. The region's bounds and the spares are under the chunk cache's
    lock (taken under pool locks; fork.c holds it across fork). */
 #define HL_REGION RPI_HL_REGION
-uintptr_t rpi_hl_base, rpi_hl_span, rpi_slow_base, rpi_slow_span;
+uintptr_t rpi_hl_base, rpi_hl_span, rpi_hl1_span, rpi_slow_base, rpi_slow_span;
 static int hl_state;              /* 0: not reserved yet, 1: reserved, -1: none */
 static char *hl_top, *hl_lim;     /* next chunk to commit, the region's end */
 static rpi_hlchunk *hl_spares;
@@ -529,6 +529,9 @@ static bool hl_reserve(void)
     hl_lim = (char *)b + HL_REGION;
     __atomic_store_n(&rpi_hl_base, b, __ATOMIC_RELAXED);
     __atomic_store_n(&rpi_hl_span, (uintptr_t)HL_REGION, __ATOMIC_RELAXED);
+    /* chunks of the 16-byte class only: rp_free may use its constants */
+    __atomic_store_n(&rpi_hl1_span, hl_classes() == 1 ? (uintptr_t)HL_REGION : 0,
+                     __ATOMIC_RELAXED);
     hl_state = 1;
     slow_set();
     return true;
@@ -564,8 +567,8 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool, size_t cls)
     /* as many slots as fit with their words after the header, ending at
        the chunk's end */
     c->nslots = (uint32_t)((RPI_HL_CHUNK - RPI_HL_HDR) / (c->slot + 4));
-    c->first = RPI_HL_CHUNK - (size_t)c->nslots * c->slot;
-    c->ok = RPI_HL_CHUNK - c->slot;
+    c->first = RPI_HL_CHUNK - (size_t)c->nslots * c->slot;   /* class 1: RPI_HL_FIRST1 */
+    c->count = c->nslots;
     c->list = offsetof(rp_pool, hl_free) + cls * sizeof(void *);
     if (!fresh) memset(c->meta, 0, (size_t)c->nslots * 4);   /* no stale slot looks live */
     atomic_store_explicit(&c->owner, rpi_hl_own_of(pool), memory_order_relaxed);

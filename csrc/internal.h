@@ -280,11 +280,13 @@ _Static_assert(RPI_HL_MAX <= RPI_HL_SIZE && RPI_HL_MAX == 16u * RPI_HL_CLASSES, 
 typedef struct rpi_hlchunk {
     _Atomic(uintptr_t)  owner;      /* pool | RPI_HL_OWN_* (above) */
     struct rpi_hlchunk *next;       /* the pool's chunks, or the region's spares */
-    /* k = an offset in the chunk - first starts a slot when !(k & ~ok):
-       ok = RPI_HL_CHUNK - slot (k below the chunk's end, a multiple of the
-       slot; the slots end at the chunk's end). A chunk never taken reads
-       0 throughout: only k = 0 passes, whose word (meta[0]) is 0. */
-    uintptr_t           ok;
+    /* k = an offset in the chunk - first starts a slot when k rotated
+       right by shift is below count (k a multiple of the slot: its low
+       bits rotate in as 0, else the result is huge; k below the chunk's
+       end: the slots end there); the result is the slot's index. A chunk
+       never taken (or given back to the system) reads 0 throughout:
+       count 0, nothing passes. */
+    uintptr_t           count;      /* nslots, as a word */
     uintptr_t           first;      /* the first slot's offset */
     uintptr_t           list;       /* the byte offset in rp_pool of the list
                                        of its class: &hl_free[cls] */
@@ -296,12 +298,24 @@ typedef struct rpi_hlchunk {
     uint32_t            meta[];
 } rpi_hlchunk;
 _Static_assert(sizeof(rpi_hlchunk) == RPI_HL_HDR, "slot words after the header");
+/* The 16-byte class's chunk (the only class unless RINGPOOL_HEADERLESS=64)
+   as constants: its slots, its first slot's offset (hl_chunk_new's for
+   class 1). rp_free uses them, not the chunk's words, while no other class
+   exists (rpi_hl1_span), and finds the slot word as offset / 4 plus a
+   constant. */
+#define RPI_HL_SLOTS1 ((RPI_HL_CHUNK - RPI_HL_HDR) / (16u + 4u))
+#define RPI_HL_FIRST1 (RPI_HL_CHUNK - 16u * RPI_HL_SLOTS1)
+_Static_assert(RPI_HL_FIRST1 % 16 == 0, "slot words by offset / 4");
 /* The region (span 0 until it is reserved) and rp_free's and rp_resize's
    one test: the region, or everything while a checked pool exists (base 0,
    span UINTPTR_MAX). Written with atomic stores under the chunk cache's
    lock, read with plain loads on the fast paths (one instruction each,
    folded into the compare), atomically in TSan builds. */
 RPI_HIDDEN extern uintptr_t rpi_hl_base, rpi_hl_span, rpi_slow_base, rpi_slow_span;
+/* rp_free's test for the 16-byte class's chunks (their geometry as
+   constants, RPI_HL_FIRST1): rpi_hl_span while that is the only class, 0
+   with RINGPOOL_HEADERLESS=64 (other chunks then take the general test). */
+RPI_HIDDEN extern uintptr_t rpi_hl1_span;
 RPI_HIDDEN void rpi_slow_sync(void);   /* after each change of rpi_checked_gate */
 #if defined(__SANITIZE_THREAD__)
 #define RPI_HL_READ(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
@@ -332,11 +346,18 @@ static inline uint32_t *rpi_hl_meta(const void *p)
     rpi_hlchunk *c = rpi_hl_chunk(p);
     return rpi_hl_meta_k(c, ((uintptr_t)p & (RPI_HL_CHUNK - 1)) - c->first);
 }
-/* k = the offset of p in chunk c minus c->first: true when p starts a slot
-   (k wraps below the first slot). */
+/* k = the offset of p in chunk c minus c->first (k wraps below the first
+   slot): p's slot index when below c->count (p starts a slot), else not a
+   slot (rpi_hlchunk.count). One rotation: (k >> shift) with k's low bits
+   moved to the top. */
+static inline uintptr_t rpi_hl_index(const rpi_hlchunk *c, uintptr_t k)
+{
+    unsigned s = c->shift;
+    return (k >> s) | (k << (-s & 63u));
+}
 static inline bool rpi_hl_slot_ok(const rpi_hlchunk *c, uintptr_t k)
 {
-    return !(k & ~c->ok);
+    return rpi_hl_index(c, k) < c->count;
 }
 /* The bytes of the slots of the chunk of p (a slot's start). */
 static inline uint32_t rpi_hl_slot_bytes(const void *p) { return rpi_hl_chunk(p)->slot; }

@@ -1932,12 +1932,16 @@ static rp_pool *hl_pool(const void *block, const char *call)
 
 /* A freed slot (the pool entered): its word *mp cleared, onto the free
    list (rpi_hl_link_put: the word's address kept beside the link). */
-static inline void hl_put(rp_pool *pool, void *block, uint32_t *mp)
+static inline void hl_put_at(rp_pool *pool, void *block, uint32_t *mp, uintptr_t list)
 {
     *mp = 0;
-    void **head = (void **)((char *)pool + rpi_hl_chunk(block)->list);   /* its class's */
+    void **head = (void **)((char *)pool + list);   /* its class's */
     rpi_hl_link_put(block, *head, mp);
     *head = block;
+}
+static inline void hl_put(rp_pool *pool, void *block, uint32_t *mp)
+{
+    hl_put_at(pool, block, mp, rpi_hl_chunk(block)->list);
 }
 
 /* rp_free of a headerless block, the general case: the pool's lock (or the
@@ -1969,23 +1973,43 @@ __attribute__((noinline)) static void hl_free(void *block)
 
 /* The slot's word m (live, no destructor) freed, the pool entered. */
 static inline __attribute__((always_inline)) void hl_free_in(rp_pool *pool, void *block,
-                                                             uint32_t *mp, uint32_t m)
+                                                             uint32_t *mp, uint32_t m,
+                                                             const bool wide)
 {
     rpi_counters_sub_in(pool, rpi_hl_tag(pool, m), m & RPI_HL_SIZE);
-    hl_put(pool, block, mp);
+    /* its class's list: the 16-byte class's, or read from the chunk */
+    hl_put_at(pool, block, mp,
+              wide ? rpi_hl_chunk(block)->list : offsetof(rp_pool, hl_free) + sizeof(void *));
 }
 
 /* The pool entered as how says (not RPI_SYNC_LOCK): the block freed when its
    slot is live without a destructor (true), else nothing done (false); the
    pool left either way. */
 static inline __attribute__((always_inline)) bool hl_free_entered(rp_pool *pool, void *block,
-                                                                  uint32_t *mp, const int how)
+                                                                  uint32_t *mp, const bool wide,
+                                                                  const int how)
 {
     uint32_t m = *mp;
     bool fast = m & RPI_HL_PLAIN;   /* live, no destructor */
-    if (RPI_LIKELY(fast)) hl_free_in(pool, block, mp, m);
+    if (RPI_LIKELY(fast)) hl_free_in(pool, block, mp, m, wide);
     hl_exit(pool, how);
     return fast;
+}
+
+/* A headerless slot's free without a call, its chunk c and slot word *mp
+   found (wide: its class's list read from c, else the 16-byte class's).
+   True when done; false: hl_free has to. */
+static inline __attribute__((always_inline)) bool hl_free_fast(void *block, rpi_hlchunk *c,
+                                                               uint32_t *mp, const bool wide)
+{
+    /* the chunk's owner word: the pool and its kind (a chunk no pool
+       has: hl_free reports it) */
+    rp_pool *pool;
+    /* each kind of entry its own copy (no register to tell them apart) */
+    int how = hl_enter_nolock(atomic_load_explicit(&c->owner, memory_order_relaxed), &pool);
+    if (how == RPI_SYNC_NONE) return hl_free_entered(pool, block, mp, wide, RPI_SYNC_NONE);
+    if (how == RPI_SYNC_BIASED) return hl_free_entered(pool, block, mp, wide, RPI_SYNC_BIASED);
+    return false;
 }
 
 /* rp_free of a pointer in the headerless region, or of any pointer while a
@@ -1996,21 +2020,22 @@ static inline __attribute__((always_inline)) bool hl_free_entered(rp_pool *pool,
 __attribute__((noinline)) static void free_slow(void *block)
 {
     uintptr_t d = (uintptr_t)block - RPI_HL_READ(rpi_hl_base);
+    rpi_hlchunk *c = rpi_hl_chunk(block);
+    if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl1_span))) {
+        /* 16-byte slots only: their geometry as constants (a chunk never
+           taken reads 0: every slot word 0, none live) */
+        uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST1;
+        if (RPI_UNLIKELY(k & ~(uintptr_t)(RPI_HL_CHUNK - 16))) goto general;
+        uint32_t *mp = (uint32_t *)((char *)c->meta + (k >> 2));
+        if (RPI_LIKELY(hl_free_fast(block, c, mp, false))) return;
+        goto general;
+    }
     if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl_span))) {
-        rpi_hlchunk *c = rpi_hl_chunk(block);
+        /* RINGPOOL_HEADERLESS=64: the chunk's geometry */
         uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - c->first;
-        if (RPI_UNLIKELY(!rpi_hl_slot_ok(c, k))) goto general;
-        /* the chunk's owner word: the pool and its kind (a chunk no pool
-           has: hl_free reports it) */
-        uint32_t *mp = rpi_hl_meta_k(c, k);
-        rp_pool *pool;
-        /* each kind of entry its own copy (no register to tell them apart) */
-        int how = hl_enter_nolock(atomic_load_explicit(&c->owner, memory_order_relaxed), &pool);
-        if (how == RPI_SYNC_NONE) {
-            if (RPI_LIKELY(hl_free_entered(pool, block, mp, RPI_SYNC_NONE))) return;
-        } else if (how == RPI_SYNC_BIASED) {
-            if (RPI_LIKELY(hl_free_entered(pool, block, mp, RPI_SYNC_BIASED))) return;
-        }
+        uintptr_t i = rpi_hl_index(c, k);
+        if (RPI_UNLIKELY(i >= c->count)) goto general;
+        if (RPI_LIKELY(hl_free_fast(block, c, c->meta + i, true))) return;
     general:
         hl_free(block);
         return;

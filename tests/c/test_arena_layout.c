@@ -569,6 +569,12 @@ static void headerless_bad_pointers(void)
     CHECK_ONE_ERROR(RP_EFOREIGN);
     CHECK(rp_block_tag((void *)(chunk + ((size_t)256 << 20))) == NULL);
     CHECK_ONE_ERROR(RP_EFOREIGN);
+    /* a slot's place in a chunk no pool took (past any first slot: rp_free
+       reads its word, 0), and the last slot of this chunk (not carved) */
+    rp_free((void *)(chunk + ((size_t)256 << 20) + 0x8000));
+    CHECK_ONE_ERROR(RP_EFOREIGN);
+    rp_free((void *)(chunk + 0xfff0));
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
     /* a slot not carved yet, then a double free */
     rp_free(q + 16 * 40);
     CHECK_ONE_ERROR(RP_EDOUBLEFREE);
