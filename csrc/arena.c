@@ -25,11 +25,12 @@
  * resized with realloc, which moves large allocations by remapping their
  * pages rather than copying them.
  *
- * Blocks of 1 to 64 bytes of unchecked pools are headerless (internal.h):
- * slots of 16, 32, 48 or 64 bytes in 64 KiB chunks of one reserved region
- * (one slot size per chunk), a 32-bit word per 16 bytes at the chunk's
- * start, a free list and bump pointer per class in the pool and arena
- * (hl_*), walked by rpi_hl_next_live; see the end of this file.
+ * Blocks of 1 to 16 bytes of unchecked pools (1 to 64 with
+ * RINGPOOL_HEADERLESS=64) are headerless (internal.h): slots of 16, 32 or
+ * 64 bytes in 64 KiB chunks of one reserved region (one slot size per
+ * chunk), a 32-bit word per slot after the chunk's header, a free list and
+ * bump pointer per class in the pool and arena (hl_*), walked by
+ * rpi_hl_next_live; see the end of this file.
  */
 #include "internal.h"
 
@@ -566,11 +567,10 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool, size_t cls)
     c->slot = 1u << c->shift;
     /* as many slots as fit with their words after the header, ending at
        the chunk's end */
-    c->nslots = (uint32_t)((RPI_HL_CHUNK - RPI_HL_HDR) / (c->slot + 4));
-    c->first = RPI_HL_CHUNK - (size_t)c->nslots * c->slot;   /* class 1: RPI_HL_FIRST1 */
-    c->count = c->nslots;
+    c->count = (RPI_HL_CHUNK - RPI_HL_HDR) / (c->slot + 4);
+    c->first = RPI_HL_CHUNK - c->count * c->slot;   /* class 1: RPI_HL_FIRST1 */
     c->list = offsetof(rp_pool, hl_free) + cls * sizeof(void *);
-    if (!fresh) memset(c->meta, 0, (size_t)c->nslots * 4);   /* no stale slot looks live */
+    if (!fresh) memset(c->meta, 0, c->count * 4);   /* no stale slot looks live */
     atomic_store_explicit(&c->owner, rpi_hl_own_of(pool), memory_order_relaxed);
     return c;
 }
@@ -627,10 +627,8 @@ void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
         a->hl[cls].mcur = c->meta;
         a->hl[cls].step = c->slot;
     }
-    p = a->hl[cls].cur;
-    a->hl[cls].cur += a->hl[cls].step;
-    a->hl[cls].mcur++;
-    return p;
+    uint32_t *mp;
+    return rpi_hl_carve(a, cls, &mp);
 }
 
 void *rpi_hl_next_live(rpi_arena *a, rpi_hlslots *it)

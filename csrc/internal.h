@@ -286,15 +286,14 @@ typedef struct rpi_hlchunk {
        end: the slots end there); the result is the slot's index. A chunk
        never taken (or given back to the system) reads 0 throughout:
        count 0, nothing passes. */
-    uintptr_t           count;      /* nslots, as a word */
+    uintptr_t           count;      /* slots it holds: word i is slot i's */
     uintptr_t           first;      /* the first slot's offset */
     uintptr_t           list;       /* the byte offset in rp_pool of the list
                                        of its class: &hl_free[cls] */
     uint32_t            shift;      /* log2 of the slot's bytes */
     uint32_t            slot;       /* the slot's bytes */
     uint32_t            cls;        /* its class, 1 to RPI_HL_CLASSES */
-    uint32_t            nslots;     /* slots it holds: word i is slot i's */
-    char                pad[8];
+    char                pad[12];
     uint32_t            meta[];
 } rpi_hlchunk;
 _Static_assert(sizeof(rpi_hlchunk) == RPI_HL_HDR, "slot words after the header");
@@ -370,6 +369,15 @@ static inline void rpi_hl_link_put(void *p, void *next, uint32_t *mp)
 {
     ((void **)p)[0] = next;
     ((uint32_t **)p)[1] = mp;
+}
+/* The next slot of class k carved from the current chunk of its class (the
+   caller has checked cur < end); *mp set to its slot word. */
+static inline char *rpi_hl_carve(rpi_arena *a, size_t k, uint32_t **mp)
+{
+    char *p = a->hl[k].cur;
+    a->hl[k].cur = p + a->hl[k].step;
+    *mp = a->hl[k].mcur++;
+    return p;
 }
 /* p in the region and a slot's start: its chunk's owner word. */
 static inline uintptr_t rpi_hl_own(const void *p)

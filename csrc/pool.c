@@ -950,9 +950,8 @@ static inline __attribute__((always_inline)) void *alloc_hl(rp_pool *pool, rpi_a
     if (RPI_LIKELY(p != NULL && word != 0)) {
         pool->hl_free[k] = rpi_hl_link(p);
     } else if (word != 0 && a->hl[k].cur < a->hl[k].end) {
-        p = a->hl[k].cur;
-        a->hl[k].cur += a->hl[k].step;
-        a->hl[k].mcur++;
+        uint32_t *mp;
+        p = rpi_hl_carve(a, k, &mp);
     } else {
         return locked == RPI_SYNC_LOCK     ? alloc_hl_refill_lock(pool, t, size, tag, plain)
                : locked == RPI_SYNC_BIASED ? alloc_hl_refill_biased(pool, t, size, tag, plain)
@@ -1068,9 +1067,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
                         pool->hl_free[c] = rpi_hl_link(p);
                         mp = rpi_hl_link_word(p);   /* hl_put left it there */
                     } else {
-                        p = a->hl[c].cur;
-                        a->hl[c].cur = p + a->hl[c].step;
-                        mp = a->hl[c].mcur++;
+                        p = rpi_hl_carve(a, c, &mp);
                     }
                     return alloc_hl_done(pool, t, p, mp, word, size, locked, zero);
                 }
@@ -2338,9 +2335,8 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
             pool->hl_free[k] = rpi_hl_link(p);
         } else {
             if (a->hl[k].cur >= a->hl[k].end) goto no;   /* a new chunk: hl_resize */
-            p = a->hl[k].cur;
-            a->hl[k].cur += a->hl[k].step;
-            a->hl[k].mcur++;
+            uint32_t *mp_new;
+            p = rpi_hl_carve(a, k, &mp_new);
         }
         memcpy(p, block, old);
         *rpi_hl_meta(p) = (m & ~RPI_HL_SIZE) | (uint32_t)size;
