@@ -80,6 +80,11 @@ static unsigned char *chunks[MAX_CHUNKS];   /* by number; each written before a 
 static uint32_t nchunks;                /* the last chunk's number (under the lock) */
 static size_t chunk_used;               /* bytes of it used (under the lock) */
 
+/* The place of the record at byte off of chunk c, and back. */
+static inline uint32_t place_of(uint32_t c, size_t off)
+{
+    return c << UNIT_BITS | (uint32_t)(off / UNIT_BYTES);
+}
 static inline record *record_at(uint32_t place)
 {
     return (record *)(void *)(chunks[place >> UNIT_BITS] +
@@ -229,7 +234,7 @@ static table *grow(table *t)
             const record *r = (const record *)(const void *)(chunks[c] + off);
             if (!r->n)
                 break;
-            place(n, hash_frames(r->frame, r->n), c << UNIT_BITS | (uint32_t)(off / UNIT_BYTES));
+            place(n, hash_frames(r->frame, r->n), place_of(c, off));
             off += sizeof(record) + r->n * sizeof(uintptr_t);
         }
     }
@@ -258,7 +263,7 @@ static uint32_t insert_locked(uint64_t h, const uintptr_t *f, size_t n)
         chunks[++nchunks] = c;
         chunk_used = 0;
     }
-    uint32_t at = nchunks << UNIT_BITS | (uint32_t)(chunk_used / UNIT_BYTES);
+    uint32_t at = place_of(nchunks, chunk_used);
     chunk_used += bytes;
     record *r = record_at(at);
     r->n = (uint32_t)n;
