@@ -540,6 +540,21 @@ static void headerless_blocks_resize_and_query(void)
         }
 }
 
+/* p, a block of pool's already freed: freeing it again, resizing it,
+   asking for its pool and giving it a destructor each report one double
+   free and change nothing (errors recorded by tu_record_error). */
+static void check_freed_refused(rp_pool *pool, void *p)
+{
+    rp_free(p);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    CHECK(rp_resize(pool, p, 4) == NULL);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    CHECK(rp_block_pool(p) == NULL);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    CHECK_INT(rp_set_destructor(p, dtor), RP_EINVAL);
+    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+}
+
 /* Pointers a headerless block's neighbourhood offers: each is reported
    once with its code and changes nothing. */
 static void headerless_bad_pointers(void)
@@ -581,14 +596,7 @@ static void headerless_bad_pointers(void)
     CHECK_COUNTS(pool, 3, 40);
     rp_free(q);
     CHECK_INT(tu_err_count, 0);
-    rp_free(q);
-    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
-    CHECK(rp_resize(pool, q, 4) == NULL);
-    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
-    CHECK(rp_block_pool(q) == NULL);
-    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
-    CHECK_INT(rp_set_destructor(q, dtor), RP_EINVAL);
-    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    check_freed_refused(pool, q);
     CHECK_COUNTS(pool, 2, 32);
     CHECK_INT(rp_pool_check(pool), 0);
     rp_set_error_handler(prev);
@@ -899,12 +907,7 @@ static void child_hl64(const char *arg)
     char *gone = l[NPER * 7].p;   /* 60 bytes */
     rp_free(gone);
     CHECK_INT(tu_err_count, 0);
-    rp_free(gone);
-    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
-    CHECK(rp_resize(pool, gone, 4) == NULL);
-    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
-    CHECK(rp_block_pool(gone) == NULL);
-    CHECK_ONE_ERROR(RP_EDOUBLEFREE);
+    check_freed_refused(pool, gone);
     CHECK_COUNTS(pool, blocks0 - 1, bytes0 - 60);
     rp_set_error_handler(prev);
     /* the freed slot is the next one of its class */
