@@ -1,6 +1,7 @@
 /* lock.c -- the slow paths of the library's lock: bounded spinning, then
    sleeping on a futex. See lock.h for the protocol. */
 #include "lock.h"
+#include "stack/rawmem.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -13,11 +14,6 @@
 
 #define SPINS 100             /* polls of the word before yielding */
 #define YIELD_NS 100000000L   /* then yields for up to 100 ms before sleeping */
-/* A wait for another thread's progress (rpi_lock_backoff): SPINS polls,
-   then WAIT_YIELDS yields, then sleeps from 1 us, doubling up to 1 ms. */
-#define WAIT_YIELDS 16
-#define WAIT_NAP_NS 1000L
-#define WAIT_NAP_DOUBLINGS 10
 
 static inline void cpu_relax(void)
 {
@@ -52,24 +48,7 @@ static bool heavy_fence(void)
 bool rpi_lock_fence_ok(void) { return fence_ready(); }
 bool rpi_lock_fence(void) { return heavy_fence(); }
 
-/* Sleeps about ns nanoseconds (no wake-up needed: a timed sleep). */
-static void nap(long ns)
-{
-    struct timespec ts = { 0, ns };
-    nanosleep(&ts, NULL);
-}
-
-void rpi_lock_backoff(unsigned step)
-{
-    if (step < SPINS) {
-        cpu_relax();
-    } else if (step < SPINS + WAIT_YIELDS) {
-        sched_yield();
-    } else {
-        unsigned k = step - SPINS - WAIT_YIELDS;
-        nap(WAIT_NAP_NS << (k < WAIT_NAP_DOUBLINGS ? k : WAIT_NAP_DOUBLINGS));
-    }
-}
+void rpi_lock_backoff(unsigned step) { rpi_raw_backoff(step); }
 
 static bool try_take(rpi_lock *l)
 {

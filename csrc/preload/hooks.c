@@ -14,13 +14,13 @@
  * while the interposer itself runs code that may allocate.
  */
 #include "rpp.h"
+#include "rawmem.h"
 #include "stack.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,8 +141,8 @@ static __attribute__((noinline, cold)) void resolve(void)
         atomic_store(&resolve_state, 2);
         return;
     }
-    while (atomic_load(&resolve_state) != 2)
-        sched_yield();
+    for (unsigned n = 0; atomic_load(&resolve_state) != 2; n = rpi_raw_next(n))
+        rpi_raw_backoff(n);
 }
 
 /* 1 when the caller must not record (the interposer is busy on this thread

@@ -17,11 +17,11 @@
  * generation stops advancing (docs/preload.md).
  */
 #include "rpp.h"
+#include "rawmem.h"
 #include "stack.h"
 
 #include <dlfcn.h>
 #include <link.h>
-#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -74,9 +74,10 @@ static int find_loaded(struct dl_phdr_info *info, size_t size, void *arg)
 static void lock(void)
 {
     int expected = 0;
-    while (!atomic_compare_exchange_weak(&records_lock, &expected, 1)) {
+    for (unsigned n = 0; !atomic_compare_exchange_weak(&records_lock, &expected, 1);
+         n = rpi_raw_next(n)) {
         expected = 0;
-        sched_yield();
+        rpi_raw_backoff(n);
     }
 }
 

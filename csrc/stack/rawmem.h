@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/single_threaded.h>
+#include <time.h>
 
 /* Zeroed anonymous memory, reserved without swap accounting (pages are
    touched lazily), or NULL; errno is left as the caller had it, because the
@@ -26,11 +27,49 @@ static inline void *rpi_map_zeroed(size_t bytes)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* One step of a wait for another thread's progress (a lock's holder, a
+   first use another thread is finishing); step counts from 0. The first
+   RPI_RAW_SPINS steps poll (the other thread most likely runs on another
+   core and is nearly done), the next RPI_RAW_YIELDS yield (it may have been
+   preempted on this core), and later ones sleep, from 1 us doubling up to
+   1 ms: a waiter that only yielded would never let a holder of lower
+   priority run (a real-time waiter, or a scheduler that hands the core
+   straight back to a thread that never blocks, as valgrind's does).
+   nanosleep neither allocates nor takes a lock, so this stays usable inside
+   malloc and from a signal handler. */
+#define RPI_RAW_SPINS 100u
+#define RPI_RAW_YIELDS 16u
+#define RPI_RAW_NAP_NS 1000L
+#define RPI_RAW_NAP_DOUBLINGS 10u
+static inline void rpi_raw_backoff(unsigned step)
+{
+    if (step < RPI_RAW_SPINS) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ volatile("yield");
+#endif
+    } else if (step < RPI_RAW_SPINS + RPI_RAW_YIELDS) {
+        sched_yield();
+    } else {
+        unsigned k = step - RPI_RAW_SPINS - RPI_RAW_YIELDS;
+        struct timespec ts = {0, RPI_RAW_NAP_NS << (k < RPI_RAW_NAP_DOUBLINGS ? k : RPI_RAW_NAP_DOUBLINGS)};
+        int saved = errno;
+        nanosleep(&ts, NULL);
+        errno = saved;
+    }
+}
+/* The step after n, staying at the longest sleep once there. */
+static inline unsigned rpi_raw_next(unsigned n)
+{
+    return n + (n < RPI_RAW_SPINS + RPI_RAW_YIELDS + RPI_RAW_NAP_DOUBLINGS);
+}
+
 /* Test-and-test-and-set: one atomic exchange to take, a plain release store
    to drop (a pthread mutex costs a second atomic and two PLT calls on paths
    that run for every malloc and free). Critical sections are a few dozen
-   instructions and never call out, so spinning briefly is right; after 100
-   tries the waiter yields.
+   instructions and never call out, so spinning briefly is right; a waiter
+   then backs off as rpi_raw_backoff says.
 
    A single-threaded process takes no lock: glibc clears the flag in
    pthread_create, which cannot run while this thread is inside a critical
@@ -41,16 +80,11 @@ static inline void *rpi_map_zeroed(size_t bytes)
    small (no registers to save for a loop that rarely runs). */
 static __attribute__((noinline, cold, unused)) void rpi_spin_wait(atomic_int *held)
 {
-    for (unsigned n = 0;; n++) {
+    for (unsigned n = 0;; n = rpi_raw_next(n)) {
         if (!atomic_load_explicit(held, memory_order_relaxed) &&
             !atomic_exchange_explicit(held, 1, memory_order_acquire))
             return;
-        if (n >= 100)
-            sched_yield();
-#if defined(__x86_64__) || defined(__i386__)
-        else
-            __builtin_ia32_pause();
-#endif
+        rpi_raw_backoff(n);
     }
 }
 
