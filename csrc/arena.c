@@ -528,6 +528,14 @@ static bool hl_reserve(void)
     if (tail) munmap((char *)b + HL_REGION, tail);
     hl_top = (char *)b;
     hl_lim = (char *)b + HL_REGION;
+    /* a hook for tests only (tests/c/test_arena_layout.c): pools get no
+       more than the region's first $RINGPOOL_TEST_HL_CHUNKS chunks, so its
+       exhaustion comes after a few thousand blocks */
+    const char *t = getenv("RINGPOOL_TEST_HL_CHUNKS");
+    if (t && *t) {
+        unsigned long n = strtoul(t, NULL, 10);
+        if (n < HL_REGION / RPI_HL_CHUNK) hl_lim = (char *)b + n * RPI_HL_CHUNK;
+    }
     __atomic_store_n(&rpi_hl_base, b, __ATOMIC_RELAXED);
     __atomic_store_n(&rpi_hl_span, (uintptr_t)HL_REGION, __ATOMIC_RELAXED);
     /* chunks of the 16-byte class only: rp_free may use its constants */

@@ -1018,6 +1018,159 @@ static void headerless_up_to_64_bytes(void)
         tu_fail(__FILE__, __LINE__, "child 'hl64 locked' failed: %s", r.err);
 }
 
+/* Child (RINGPOOL_HEADERLESS=64, the region cut to 4 chunks by the
+   library's test hook $RINGPOOL_TEST_HL_CHUNKS): blocks of 8, 24, 40 and 56
+   bytes (the four classes) in turn until the region is used up; the blocks
+   of each class are headerless slots end to end (16, 32, 64, 64 bytes
+   apart) while a slot can be had, blocks with a header from then on (never
+   a slot's bytes apart); all exact in sizes, tags, counters, walks and
+   checks, through frees (the freed slots taken again), resizes (a
+   headerless block that outgrows its slot moves to a block with a header)
+   and a second pool that finds no chunk at all; once the first pool is
+   destroyed its chunks serve a third. arg: "unsync" or "locked". */
+static void child_hl_exhaust(const char *arg)
+{
+    setenv("RINGPOOL_TEST_HL_CHUNKS", "4", 1);   /* before the first slot */
+    unsigned kind = strcmp(arg, "unsync") == 0 ? RP_POOL_UNSYNC : 0;
+    rp_pool *pool = pool_with("hl-exhaust", kind);
+    /* the pool's first allocation has a header (the sampler's check point) */
+    void *first = rp_alloc(pool, 24, "t0");
+    static const size_t sizes[4] = {8, 24, 40, 56}, slot[4] = {16, 32, 64, 64};
+    /* 4 chunks hold 3273, 1818, 962 and 962 slots of the four classes: the
+       64-byte ones run out first, then no class gets a new chunk */
+    enum { EACH = 4000, NB = 4 * EACH + 1 };
+    static live l[NB];
+    size_t n = 0, bytes = 0, apart[4] = {0}, apart_late[4] = {0};
+    char *prev[4] = {NULL, NULL, NULL, NULL};
+    for (unsigned i = 0; i < 4 * EACH; i++) {
+        unsigned c = i % 4;
+        char *p = rp_alloc(pool, sizes[c], tags[i % NTAGS]);
+        CHECK(p != NULL);
+        memset(p, (int)(i & 0xff), sizes[c]);
+        if (prev[c] && (size_t)(p - prev[c]) == slot[c]) {
+            apart[c]++;
+            if (i / 4 >= EACH - 500) apart_late[c]++;
+        }
+        prev[c] = p;
+        l[n++] = (live){p, sizes[c], (int)(i % NTAGS)};
+        bytes += sizes[c];
+    }
+    l[n++] = (live){first, 24, 0};
+    bytes += 24;
+    for (unsigned c = 0; c < 4; c++) {
+        /* headerless slots end to end (a chunk's worth at least), and for
+           the 32- and 64-byte classes (whose chunks are used up) blocks
+           with a header at the end (the last 500 of each); the 16-byte
+           class's chunk still has slots to carve */
+        CHECK(apart[c] >= 900);
+        if (c > 0) CHECK_EQ(apart_late[c], 0);
+    }
+    for (size_t k = 0; k + 1 < n; k++) {
+        CHECK_EQ(rp_block_size(l[k].p), l[k].size);
+        CHECK_STR(rp_block_tag(l[k].p), tags[l[k].tag]);
+        CHECK(rp_block_pool(l[k].p) == pool);
+        for (size_t b = 0; b < l[k].size; b++)
+            CHECK(((unsigned char *)l[k].p)[b] == (unsigned char)(k & 0xff));
+    }
+    CHECK_COUNTS(pool, n, bytes);
+    check_walk(pool, l, n);
+
+    /* every other block freed (headerless and headed), then as many
+       allocated again: the freed slots are reused, counters stay exact */
+    for (size_t k = 0; k + 1 < n; k += 2) {
+        rp_free(l[k].p);
+        bytes -= l[k].size;
+        l[k].p = rp_alloc(pool, l[k].size, tags[l[k].tag]);
+        CHECK(l[k].p != NULL);
+        memset(l[k].p, (int)(k & 0xff), l[k].size);
+        bytes += l[k].size;
+    }
+    CHECK_COUNTS(pool, n, bytes);
+    check_walk(pool, l, n);
+
+    /* resizes: the first 24-byte block (a 32-byte slot) to 56 bytes finds
+       no 64-byte slot and moves to a block with a header; the block of 8
+       bytes grows within nothing either; both shrink back in place */
+    for (unsigned c = 0; c < 2; c++) {
+        size_t k = c == 0 ? 1 : 0;   /* l[1]: 24 bytes, l[0]: 8 bytes */
+        unsigned char *q = rp_resize(pool, l[k].p, 56);
+        CHECK(q != NULL);
+        for (size_t b = 0; b < l[k].size; b++) CHECK(q[b] == (unsigned char)(k & 0xff));
+        memset(q, (int)(k & 0xff), 56);
+        CHECK_EQ(rp_block_size(q), 56);
+        bytes += 56 - l[k].size;
+        l[k].p = q;
+        l[k].size = 56;
+        unsigned char *s2 = rp_resize(pool, q, 20);
+        CHECK(s2 == q);
+        bytes -= 56 - 20;
+        l[k].size = 20;
+    }
+    CHECK_COUNTS(pool, n, bytes);
+    check_walk(pool, l, n);
+
+    /* a second pool: no chunk left for it, every small block has a header
+       (never a slot's bytes apart), exact */
+    rp_pool *other = pool_with("hl-exhaust-2", kind);
+    {
+        enum { M = 400 };
+        static live m[M];
+        size_t mb = 0;
+        char *last[4] = {NULL, NULL, NULL, NULL};
+        for (unsigned i = 0; i < M; i++) {
+            unsigned c = i % 4;
+            char *p = rp_alloc(other, sizes[c], tags[i % NTAGS]);
+            CHECK(p != NULL);
+            if (last[c] && i >= 8) CHECK((size_t)(p - last[c]) != slot[c]);
+            last[c] = p;
+            m[i] = (live){p, sizes[c], (int)(i % NTAGS)};
+            mb += sizes[c];
+        }
+        CHECK_COUNTS(other, M, mb);
+        check_walk(other, m, M);
+        for (unsigned i = 0; i < M; i++) rp_free(m[i].p);
+        CHECK_COUNTS(other, 0, 0);
+    }
+    rp_pool_destroy(other);
+
+    /* everything freed: nothing left, nothing refused */
+    rp_error_handler prev_h = rp_set_error_handler(tu_record_error);
+    tu_errors_reset();
+    for (size_t k = 0; k < n; k++) rp_free(l[k].p);
+    CHECK_INT(tu_err_count, 0);
+    rp_set_error_handler(prev_h);
+    CHECK_COUNTS(pool, 0, 0);
+    check_walk(pool, l, 0);
+    tu_watched = NULL;
+    rp_pool_destroy(pool);
+
+    /* the destroyed pool's chunks serve the next pool: headerless again */
+    rp_pool *third = pool_with("hl-exhaust-3", kind);
+    (void)rp_alloc(third, 24, "t0");   /* the sampler's check point */
+    char *a = rp_alloc(third, 56, "t1"), *b = rp_alloc(third, 56, "t1");
+    char *c1 = rp_alloc(third, 24, "t2"), *c2 = rp_alloc(third, 24, "t2");
+    CHECK(a && b && c1 && c2);
+    CHECK_EQ((size_t)(b - a), 64);
+    CHECK_EQ((size_t)(c2 - c1), 32);
+    rp_pool_destroy(third);
+    exit(0);
+}
+
+/* The headerless region used up by the 32- and 64-byte classes
+   (child_hl_exhaust, in a process of its own: the settings are read once),
+   thread-safe and unsynchronised pools. */
+static void headerless_region_exhausted(void)
+{
+    if (!tu_is_arena()) return;
+    tu_result r;
+    tu_spawn("hl-exhaust", "unsync", "RINGPOOL_HEADERLESS=64", &r);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+        tu_fail(__FILE__, __LINE__, "child 'hl-exhaust unsync' failed: %s", r.err);
+    tu_spawn("hl-exhaust", "locked", "RINGPOOL_HEADERLESS=64", &r);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+        tu_fail(__FILE__, __LINE__, "child 'hl-exhaust locked' failed: %s", r.err);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -1038,10 +1191,12 @@ int main(int argc, char **argv)
         {"small_blocks_of_a_tag_without_index", small_blocks_of_a_tag_without_index},
         {"headerless_can_be_turned_off", headerless_can_be_turned_off},
         {"headerless_up_to_64_bytes", headerless_up_to_64_bytes},
+        {"headerless_region_exhausted", headerless_region_exhausted},
     };
     static const tu_child children[] = {
         {"small-blocks", child_small_blocks},
         {"hl64", child_hl64},
+        {"hl-exhaust", child_hl_exhaust},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }
