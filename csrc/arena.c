@@ -484,24 +484,31 @@ void rpi_arena_fini(rp_pool *pool)
 
 /* ------------------------------------------------- headerless blocks
    One region of the address space is reserved (read-only, nothing
-   committed) the first time a pool wants a headerless chunk; chunks are made
-   writable from its start as pools need them, and a destroyed or reset
-   pool's chunks go on a list of spares for the next. The region's bounds and the spares are under the chunk cache's
-   lock (taken under pool locks; fork.c holds it across fork). */
-#define HL_REGION RPI_HL_REGION
-uintptr_t rpi_hl_base, rpi_hl_span, rpi_hl1_span, rpi_slow_base, rpi_slow_span;
+   committed) the first time a pool wants a headerless chunk: a part of
+   RPI_HL_PART bytes per slot size (internal.h; one part, the 16-byte
+   slots', unless RINGPOOL_HEADERLESS=64). Chunks are made writable from
+   the start of their part as pools need them, and a destroyed or reset
+   pool's chunks go on their part's list of spares for the next. The
+   region's bounds and the spares are under the chunk cache's lock (taken
+   under pool locks; fork.c holds it across fork). */
+uintptr_t rpi_hl_base, rpi_hl_span, rpi_hl1_span, rpi_hl2_span, rpi_slow_lim;
 static int hl_state;              /* 0: not reserved yet, 1: reserved, -1: none */
-static char *hl_top, *hl_lim;     /* next chunk to commit, the region's end */
-static rpi_hlchunk *hl_spares;
+static struct {
+    char        *top, *lim;       /* next chunk to commit, the part's end */
+    rpi_hlchunk *spares;
+} hl_parts[RPI_HL_PARTS];
 static size_t hl_spare_bytes;      /* of the spares, those counted resident */
 #define HL_SPARES_KEPT ((size_t)16 << 20)
+
+/* The part of class cls's chunks: 0 (16-byte slots), 1 (32), 2 (64). */
+static unsigned hl_part(size_t cls) { return cls < 3 ? (unsigned)cls - 1 : 2; }
 
 /* cache_lock held: rp_free's test follows the region and the gate. */
 static void slow_set(void)
 {
     bool gate = atomic_load(&rpi_checked_gate) != 0;
-    __atomic_store_n(&rpi_slow_base, gate ? 0 : rpi_hl_base, __ATOMIC_RELAXED);
-    __atomic_store_n(&rpi_slow_span, gate ? UINTPTR_MAX : rpi_hl_span, __ATOMIC_RELAXED);
+    __atomic_store_n(&rpi_slow_lim, gate ? UINTPTR_MAX : rpi_hl_span ? rpi_hl_span - 1 : 0,
+                     __ATOMIC_RELAXED);
 }
 
 void rpi_slow_sync(void)
@@ -517,29 +524,33 @@ static bool hl_reserve(void)
     hl_state = -1;
     const char *e = getenv("RINGPOOL_HEADERLESS");
     if (e && strcmp(e, "0") == 0) return false;
-    size_t len = HL_REGION + RPI_HL_CHUNK;
+    unsigned parts = hl_classes() == 1 ? 1 : RPI_HL_PARTS;
+    size_t region = parts * RPI_HL_PART, len = region + RPI_HL_CHUNK;
     /* readable: a chunk no pool took yet reads as zero (no owner), so a
        stray pointer into the region is told apart without a fault */
     char *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return false;
     uintptr_t b = ((uintptr_t)m + RPI_HL_CHUNK - 1) & ~(uintptr_t)(RPI_HL_CHUNK - 1);
     if (b > (uintptr_t)m) munmap(m, b - (uintptr_t)m);
-    size_t tail = (size_t)((uintptr_t)m + len - (b + HL_REGION));
-    if (tail) munmap((char *)b + HL_REGION, tail);
-    hl_top = (char *)b;
-    hl_lim = (char *)b + HL_REGION;
+    size_t tail = (size_t)((uintptr_t)m + len - (b + region));
+    if (tail) munmap((char *)b + region, tail);
     /* a hook for tests only (tests/c/test_arena_layout.c): pools get no
-       more than the region's first $RINGPOOL_TEST_HL_CHUNKS chunks, so its
-       exhaustion comes after a few thousand blocks */
+       more than the first $RINGPOOL_TEST_HL_CHUNKS chunks of each part, so
+       its exhaustion comes after a few thousand blocks */
+    size_t part_len = RPI_HL_PART;
     const char *t = getenv("RINGPOOL_TEST_HL_CHUNKS");
     if (t && *t) {
         unsigned long n = strtoul(t, NULL, 10);
-        if (n < HL_REGION / RPI_HL_CHUNK) hl_lim = (char *)b + n * RPI_HL_CHUNK;
+        if (n < RPI_HL_PART / RPI_HL_CHUNK) part_len = n * RPI_HL_CHUNK;
+    }
+    for (unsigned i = 0; i < parts; i++) {
+        hl_parts[i].top = (char *)b + i * RPI_HL_PART;
+        hl_parts[i].lim = hl_parts[i].top + part_len;
     }
     __atomic_store_n(&rpi_hl_base, b, __ATOMIC_RELAXED);
-    __atomic_store_n(&rpi_hl_span, (uintptr_t)HL_REGION, __ATOMIC_RELAXED);
-    /* chunks of the 16-byte class only: rp_free may use its constants */
-    __atomic_store_n(&rpi_hl1_span, hl_classes() == 1 ? (uintptr_t)HL_REGION : 0,
+    __atomic_store_n(&rpi_hl_span, (uintptr_t)region, __ATOMIC_RELAXED);
+    __atomic_store_n(&rpi_hl1_span, (uintptr_t)RPI_HL_PART, __ATOMIC_RELAXED);
+    __atomic_store_n(&rpi_hl2_span, (uintptr_t)(parts > 1 ? 2 : 1) * RPI_HL_PART,
                      __ATOMIC_RELAXED);
     hl_state = 1;
     slow_set();
@@ -554,16 +565,17 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool, size_t cls)
 {
     rpi_hlchunk *c = NULL;
     bool fresh = false;
+    unsigned part = hl_part(cls);
     rpi_lock_acquire(&cache_lock);
     if (hl_reserve()) {
-        if (hl_spares) {
-            c = hl_spares;
-            hl_spares = c->next;
+        if (hl_parts[part].spares) {
+            c = hl_parts[part].spares;
+            hl_parts[part].spares = c->next;
             if (hl_spare_bytes >= RPI_HL_CHUNK) hl_spare_bytes -= RPI_HL_CHUNK;
-        } else if (hl_top < hl_lim &&
-                   mprotect(hl_top, RPI_HL_CHUNK, PROT_READ | PROT_WRITE) == 0) {
-            c = (rpi_hlchunk *)hl_top;
-            hl_top += RPI_HL_CHUNK;
+        } else if (hl_parts[part].top < hl_parts[part].lim &&
+                   mprotect(hl_parts[part].top, RPI_HL_CHUNK, PROT_READ | PROT_WRITE) == 0) {
+            c = (rpi_hlchunk *)hl_parts[part].top;
+            hl_parts[part].top += RPI_HL_CHUNK;
             fresh = true;
         }
     }
@@ -574,10 +586,10 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool, size_t cls)
     c->shift = hl_shift[cls];
     c->slot = 1u << c->shift;
     /* as many slots as fit with their words after the header, ending at
-       the chunk's end */
-    c->count = (RPI_HL_CHUNK - RPI_HL_HDR) / (c->slot + 4);
-    c->first = RPI_HL_CHUNK - c->count * c->slot;   /* class 1: RPI_HL_FIRST1 */
-    c->list = offsetof(rp_pool, hl_free) + cls * sizeof(void *);
+       the chunk's end (RPI_HL_SLOTS_S, RPI_HL_FIRST_S: rp_free's constants) */
+    c->count = RPI_HL_SLOTS_S(c->shift);
+    c->first = RPI_HL_FIRST_S(c->shift);
+    c->list = &pool->hl_free[cls];
     if (!fresh) memset(c->meta, 0, c->count * 4);   /* no stale slot looks live */
     atomic_store_explicit(&c->owner, rpi_hl_own_of(pool), memory_order_relaxed);
     return c;
@@ -675,12 +687,13 @@ static void hl_release(rp_pool *pool, rpi_arena *a)
         pool->reserved -= RPI_HL_CHUNK;
         /* up to HL_SPARES_KEPT bytes of spares stay resident; beyond it the
            pages go back to the system (a later use faults them in again) */
+        unsigned part = hl_part(c->cls);   /* (before madvise clears it) */
         if (hl_spare_bytes >= HL_SPARES_KEPT)
             (void)madvise(c, RPI_HL_CHUNK, MADV_DONTNEED);
         else
             hl_spare_bytes += RPI_HL_CHUNK;
-        c->next = hl_spares;
-        hl_spares = c;
+        c->next = hl_parts[part].spares;
+        hl_parts[part].spares = c;
     }
     rpi_lock_release(&cache_lock);
     a->hl_chunks = NULL;

@@ -288,8 +288,8 @@ typedef struct rpi_hlchunk {
        count 0, nothing passes. */
     uintptr_t           count;      /* slots it holds: word i is slot i's */
     uintptr_t           first;      /* the first slot's offset */
-    uintptr_t           list;       /* the byte offset in rp_pool of the list
-                                       of its class: &hl_free[cls] */
+    void              **list;       /* its class's list in its pool:
+                                       &hl_free[cls] (while it has one) */
     uint32_t            shift;      /* log2 of the slot's bytes */
     uint32_t            slot;       /* the slot's bytes */
     uint32_t            cls;        /* its class, 1 to RPI_HL_CLASSES */
@@ -297,24 +297,36 @@ typedef struct rpi_hlchunk {
     uint32_t            meta[];
 } rpi_hlchunk;
 _Static_assert(sizeof(rpi_hlchunk) == RPI_HL_HDR, "slot words after the header");
-/* The 16-byte class's chunk (the only class unless RINGPOOL_HEADERLESS=64)
-   as constants: its slots, its first slot's offset (hl_chunk_new's for
-   class 1). rp_free uses them, not the chunk's words, while no other class
-   exists (rpi_hl1_span), and finds the slot word as offset / 4 plus a
-   constant. */
-#define RPI_HL_SLOTS1 ((RPI_HL_CHUNK - RPI_HL_HDR) / (16u + 4u))
-#define RPI_HL_FIRST1 (RPI_HL_CHUNK - 16u * RPI_HL_SLOTS1)
-_Static_assert(RPI_HL_FIRST1 % 16 == 0, "slot words by offset / 4");
-/* The region (span 0 until it is reserved) and rp_free's and rp_resize's
-   one test: the region, or everything while a checked pool exists (base 0,
-   span UINTPTR_MAX). Written with atomic stores under the chunk cache's
-   lock, read with plain loads on the fast paths (one instruction each,
-   folded into the compare), atomically in TSan builds. */
-RPI_HIDDEN extern uintptr_t rpi_hl_base, rpi_hl_span, rpi_slow_base, rpi_slow_span;
-/* rp_free's test for the 16-byte class's chunks (their geometry as
-   constants, RPI_HL_FIRST1): rpi_hl_span while that is the only class, 0
-   with RINGPOOL_HEADERLESS=64 (other chunks then take the general test). */
-RPI_HIDDEN extern uintptr_t rpi_hl1_span;
+/* The region is cut in parts of RPI_HL_PART bytes, one per slot size: the
+   16-byte slots' chunks in the first (the only one reserved unless
+   RINGPOOL_HEADERLESS=64), the 32-byte slots' in the second, the 64-byte
+   slots' (classes 3 and 4) in the third. A chunk's geometry is then known
+   from its address alone: rp_free tests which part a pointer lies in
+   (rpi_hl1_span, rpi_hl2_span, rpi_hl_span) and uses the part's constants,
+   not the chunk's words: as many slots of 2^shift bytes as fit with their
+   words after the header, ending at the chunk's end (hl_chunk_new's), the
+   slot word at offset / 2^(shift - 2) plus a constant. */
+#define RPI_HL_PART       ((size_t)1 << 30)
+#define RPI_HL_PARTS      3u
+#define RPI_HL_SLOTS_S(s) ((RPI_HL_CHUNK - RPI_HL_HDR) / ((1u << (s)) + 4u))
+#define RPI_HL_FIRST_S(s) (RPI_HL_CHUNK - (1u << (s)) * RPI_HL_SLOTS_S(s))
+#define RPI_HL_FIRST1     RPI_HL_FIRST_S(4)
+_Static_assert(RPI_HL_FIRST_S(4) % 16 == 0 && RPI_HL_FIRST_S(5) % 32 == 0 &&
+               RPI_HL_FIRST_S(6) % 64 == 0, "slot words by offset / (slot / 4)");
+/* The region (base and span 0 until it is reserved) and rp_free's and
+   rp_resize's one test: p - rpi_hl_base <= rpi_slow_lim, true in the
+   region (rpi_slow_lim = its span - 1; 0 before it is reserved, and only
+   NULL, which the callers leave out, passes), or everywhere while a checked
+   pool exists (UINTPTR_MAX); rp_free hands the difference on (rpi_slow_d).
+   Written with atomic stores under the chunk cache's lock, read with plain
+   loads on the fast paths (one instruction each, folded into the compare),
+   atomically in TSan builds. */
+RPI_HIDDEN extern uintptr_t rpi_hl_base, rpi_hl_span, rpi_slow_lim;
+/* The ends of the parts of the 16-byte and 32-byte slots (as offsets from
+   rpi_hl_base, like rpi_hl_span, the end of the last part reserved): 0
+   until the region is reserved; without RINGPOOL_HEADERLESS=64 all three
+   are RPI_HL_PART. */
+RPI_HIDDEN extern uintptr_t rpi_hl1_span, rpi_hl2_span;
 RPI_HIDDEN void rpi_slow_sync(void);   /* after each change of rpi_checked_gate */
 #if defined(__SANITIZE_THREAD__)
 #define RPI_HL_READ(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
@@ -325,11 +337,12 @@ static inline bool rpi_hl_in(const void *p)
 {
     return (uintptr_t)p - RPI_HL_READ(rpi_hl_base) < RPI_HL_READ(rpi_hl_span);
 }
-static inline bool rpi_slow_in(const void *p)
+static inline uintptr_t rpi_slow_d(const void *p)
 {
-    return (uintptr_t)p - RPI_HL_READ(rpi_slow_base) < RPI_HL_READ(rpi_slow_span);
+    return (uintptr_t)p - RPI_HL_READ(rpi_hl_base);
 }
-#define RPI_HL_REGION ((size_t)1 << 30)
+static inline bool rpi_slow_in_d(uintptr_t d) { return d <= RPI_HL_READ(rpi_slow_lim); }
+static inline bool rpi_slow_in(const void *p) { return rpi_slow_in_d(rpi_slow_d(p)); }
 static inline rpi_hlchunk *rpi_hl_chunk(const void *p)
 {
     return (rpi_hlchunk *)((uintptr_t)p & ~(uintptr_t)(RPI_HL_CHUNK - 1));

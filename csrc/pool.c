@@ -1928,17 +1928,17 @@ static rp_pool *hl_pool(const void *block, const char *call)
 }
 
 /* A freed slot (the pool entered): its word *mp cleared, onto the free
-   list (rpi_hl_link_put: the word's address kept beside the link). */
-static inline void hl_put_at(rp_pool *pool, void *block, uint32_t *mp, uintptr_t list)
+   list head (its class's: rpi_hl_link_put, the word's address kept beside
+   the link). */
+static inline void hl_put_at(void *block, uint32_t *mp, void **head)
 {
     *mp = 0;
-    void **head = (void **)((char *)pool + list);   /* its class's */
     rpi_hl_link_put(block, *head, mp);
     *head = block;
 }
-static inline void hl_put(rp_pool *pool, void *block, uint32_t *mp)
+static inline void hl_put(void *block, uint32_t *mp)
 {
-    hl_put_at(pool, block, mp, rpi_hl_chunk(block)->list);
+    hl_put_at(block, mp, rpi_hl_chunk(block)->list);
 }
 
 /* rp_free of a headerless block, the general case: the pool's lock (or the
@@ -1964,91 +1964,84 @@ __attribute__((noinline)) static void hl_free(void *block)
         return;
     }
     rpi_counters_sub_in(pool, rpi_hl_tag(pool, m), m & RPI_HL_SIZE);
-    hl_put(pool, block, mp);
+    hl_put(block, mp);
     hl_exit(pool, how);
-}
-
-/* The slot's word m (live, no destructor) freed, the pool entered. */
-static inline __attribute__((always_inline)) void hl_free_in(rp_pool *pool, void *block,
-                                                             uint32_t *mp, uint32_t m,
-                                                             const bool wide)
-{
-    rpi_counters_sub_in(pool, rpi_hl_tag(pool, m), m & RPI_HL_SIZE);
-    /* its class's list: the 16-byte class's, or read from the chunk */
-    hl_put_at(pool, block, mp,
-              wide ? rpi_hl_chunk(block)->list : offsetof(rp_pool, hl_free) + sizeof(void *));
 }
 
 /* The pool entered as how says (not RPI_SYNC_LOCK): the block freed when its
    slot is live without a destructor (true), else nothing done (false); the
-   pool left either way. */
+   pool left either way. cls: its class's list, hl_free[cls] (1 or 2), or
+   the chunk's (0: classes 3 and 4 share a part). */
 static inline __attribute__((always_inline)) bool hl_free_entered(rp_pool *pool, void *block,
-                                                                  uint32_t *mp, const bool wide,
+                                                                  rpi_hlchunk *c, uint32_t *mp,
+                                                                  const unsigned cls,
                                                                   const int how)
 {
     uint32_t m = *mp;
     bool fast = m & RPI_HL_PLAIN;   /* live, no destructor */
-    if (RPI_LIKELY(fast)) hl_free_in(pool, block, mp, m, wide);
+    if (RPI_LIKELY(fast)) {
+        rpi_counters_sub_in(pool, rpi_hl_tag(pool, m), m & RPI_HL_SIZE);
+        hl_put_at(block, mp, cls ? &pool->hl_free[cls] : c->list);
+    }
     hl_exit(pool, how);
     return fast;
 }
 
-/* A headerless slot's free without a call, its chunk c and slot word *mp
-   found (wide: its class's list read from c, else the 16-byte class's).
-   True when done; false: hl_free has to. */
-static inline __attribute__((always_inline)) bool hl_free_fast(void *block, rpi_hlchunk *c,
-                                                               uint32_t *mp, const bool wide)
+/* A headerless slot's free without a call, in the part of slots of
+   2^shift bytes (d: block - rpi_hl_base; the part's geometry as constants,
+   internal.h; a chunk never taken reads 0: every slot word 0, none live).
+   True when done; false: hl_free has to (a misuse, a destructor, another
+   thread). */
+static inline __attribute__((always_inline)) bool hl_free_fast(void *block, uintptr_t d,
+                                                               const unsigned shift,
+                                                               const unsigned cls)
 {
+    rpi_hlchunk *c = rpi_hl_chunk(block);
+    /* a slot's start: below the chunk's end, a multiple of the slot from
+       the first */
+    uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST_S(shift);
+    if (RPI_UNLIKELY(k & ~(uintptr_t)(RPI_HL_CHUNK - (1u << shift)))) return false;
+    uint32_t *mp = (uint32_t *)((char *)c->meta + (k >> (shift - 2)));
     /* the chunk's owner word: the pool and its kind (a chunk no pool
        has: hl_free reports it) */
     rp_pool *pool;
     /* each kind of entry its own copy (no register to tell them apart) */
     int how = hl_enter_nolock(atomic_load_explicit(&c->owner, memory_order_relaxed), &pool);
-    if (how == RPI_SYNC_NONE) return hl_free_entered(pool, block, mp, wide, RPI_SYNC_NONE);
-    if (how == RPI_SYNC_BIASED) return hl_free_entered(pool, block, mp, wide, RPI_SYNC_BIASED);
+    if (how == RPI_SYNC_NONE) return hl_free_entered(pool, block, c, mp, cls, RPI_SYNC_NONE);
+    if (how == RPI_SYNC_BIASED) return hl_free_entered(pool, block, c, mp, cls, RPI_SYNC_BIASED);
     return false;
 }
 
 /* rp_free of a pointer in the headerless region, or of any pointer while a
-   checked pool exists (rpi_slow_in). A headerless block of an
-   unsynchronised pool, or of a biased pool by its owner, is freed here
-   without a call; anything else (a destructor, a misuse, another thread)
-   goes to hl_free. */
-__attribute__((noinline)) static void free_slow(void *block)
+   checked pool exists (rpi_slow_in; d = block - rpi_hl_base). A headerless
+   block of an unsynchronised pool, or of a biased pool by its owner, is
+   freed here without a call; anything else (a destructor, a misuse,
+   another thread) goes to hl_free. */
+__attribute__((noinline)) static void free_slow(void *block, uintptr_t d)
 {
-    uintptr_t d = (uintptr_t)block - RPI_HL_READ(rpi_hl_base);
-    rpi_hlchunk *c = rpi_hl_chunk(block);
     if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl1_span))) {
-        /* 16-byte slots only: their geometry as constants (a chunk never
-           taken reads 0: every slot word 0, none live) */
-        uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - RPI_HL_FIRST1;
-        if (RPI_UNLIKELY(k & ~(uintptr_t)(RPI_HL_CHUNK - 16))) goto general;
-        uint32_t *mp = (uint32_t *)((char *)c->meta + (k >> 2));
-        if (RPI_LIKELY(hl_free_fast(block, c, mp, false))) return;
-        goto general;
-    }
-    if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl_span))) {
-        /* RINGPOOL_HEADERLESS=64: the chunk's geometry */
-        uintptr_t k = (d & (RPI_HL_CHUNK - 1)) - c->first;
-        uintptr_t i = rpi_hl_index(c, k);
-        if (RPI_UNLIKELY(i >= c->count)) goto general;
-        if (RPI_LIKELY(hl_free_fast(block, c, c->meta + i, true))) return;
-    general:
-        hl_free(block);
+        if (RPI_LIKELY(hl_free_fast(block, d, 4, 1))) return;   /* 16-byte slots */
+    } else if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl2_span))) {
+        if (RPI_LIKELY(hl_free_fast(block, d, 5, 2))) return;   /* 32-byte slots */
+    } else if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl_span))) {
+        if (RPI_LIKELY(hl_free_fast(block, d, 6, 0))) return;   /* 64-byte slots */
+    } else {
+        /* not headerless: here because a checked pool exists (if the gate
+           closed meanwhile, the registry finds no record and passes the
+           block on to rpi_free_general) */
+        rpi_checked_free(block);
         return;
     }
-    /* not headerless: here because a checked pool exists (if the gate
-       closed meanwhile, the registry finds no record and passes the block
-       on to rpi_free_general) */
-    rpi_checked_free(block);
+    hl_free(block);
 }
 
 void rp_free(void *block)
 {
     if (RPI_UNLIKELY(!block)) return;
     /* one test: a headerless block, or a checked pool exists */
-    if (RPI_UNLIKELY(rpi_slow_in(block))) {
-        free_slow(block);
+    uintptr_t d = rpi_slow_d(block);
+    if (RPI_UNLIKELY(rpi_slow_in_d(d))) {
+        free_slow(block, d);
         return;
     }
     /* No checked pool exists, so the header is trusted. */
@@ -2158,7 +2151,7 @@ __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, siz
             if (!(r = rpi_hl_refill(pool, t, (size + 15) >> 4))) goto headed;
             memcpy(r, block, old);
             if (m & RPI_HL_DTOR) dtor_rekey_to(pool, block, r);
-            hl_put(pool, block, mp);
+            hl_put(block, mp);
             mp = rpi_hl_meta(r);
         }
         pool->mp_left -= (int64_t)size;   /* the sampler's countdown, as resize_done */
@@ -2179,7 +2172,7 @@ headed:
         n->word |= RPI_F_DTOR;
         dtor_rekey(pool, block, n);
     }
-    hl_put(pool, block, mp);
+    hl_put(block, mp);
     rpi_counters_sub_in(pool, t, old);
     rpi_counters_add_in(pool, t, size);
     return resize_done(pool, block, n, old, size, false, false);
@@ -2340,7 +2333,7 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
         }
         memcpy(p, block, old);
         *rpi_hl_meta(p) = (m & ~RPI_HL_SIZE) | (uint32_t)size;
-        hl_put(pool, block, mp);
+        hl_put(block, mp);
         r = p;
     } else {
         /* a block with the compact header (up to 1 KiB here, as
@@ -2362,7 +2355,7 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
         n->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
         n->origin = t;
         memcpy(rpi_payload(n), block, old);
-        hl_put(pool, block, mp);
+        hl_put(block, mp);
         r = rpi_payload(n);
     }
     pool->mp_left -= (int64_t)size;   /* not due: checked above */

@@ -1018,26 +1018,27 @@ static void headerless_up_to_64_bytes(void)
         tu_fail(__FILE__, __LINE__, "child 'hl64 locked' failed: %s", r.err);
 }
 
-/* Child (RINGPOOL_HEADERLESS=64, the region cut to 4 chunks by the
-   library's test hook $RINGPOOL_TEST_HL_CHUNKS): blocks of 8, 24, 40 and 56
+/* Child (RINGPOOL_HEADERLESS=64, the region cut to 2 chunks per slot
+   size by the library's test hook $RINGPOOL_TEST_HL_CHUNKS): blocks of 8, 24, 40 and 56
    bytes (the four classes) in turn until the region is used up; the blocks
    of each class are headerless slots end to end (16, 32, 64, 64 bytes
    apart) while a slot can be had, blocks with a header from then on (never
    a slot's bytes apart); all exact in sizes, tags, counters, walks and
    checks, through frees (the freed slots taken again), resizes (a
    headerless block that outgrows its slot moves to a block with a header)
-   and a second pool that finds no chunk at all; once the first pool is
+   and a second pool that finds no chunk of 64-byte slots; once the first pool is
    destroyed its chunks serve a third. arg: "unsync" or "locked". */
 static void child_hl_exhaust(const char *arg)
 {
-    setenv("RINGPOOL_TEST_HL_CHUNKS", "4", 1);   /* before the first slot */
+    setenv("RINGPOOL_TEST_HL_CHUNKS", "2", 1);   /* before the first slot */
     unsigned kind = strcmp(arg, "unsync") == 0 ? RP_POOL_UNSYNC : 0;
     rp_pool *pool = pool_with("hl-exhaust", kind);
     /* the pool's first allocation has a header (the sampler's check point) */
     void *first = rp_alloc(pool, 24, "t0");
     static const size_t sizes[4] = {8, 24, 40, 56}, slot[4] = {16, 32, 64, 64};
-    /* 4 chunks hold 3273, 1818, 962 and 962 slots of the four classes: the
-       64-byte ones run out first, then no class gets a new chunk */
+    /* a chunk holds 3273, 1818, 962 or 962 slots of the four classes: the
+       two chunks of 64-byte slots (one for 33-48 bytes, one for 49-64) run
+       out first, then no class gets a new chunk */
     enum { EACH = 4000, NB = 4 * EACH + 1 };
     static live l[NB];
     size_t n = 0, bytes = 0, apart[4] = {0}, apart_late[4] = {0};
@@ -1109,8 +1110,8 @@ static void child_hl_exhaust(const char *arg)
     CHECK_COUNTS(pool, n, bytes);
     check_walk(pool, l, n);
 
-    /* a second pool: no chunk left for it, every small block has a header
-       (never a slot's bytes apart), exact */
+    /* a second pool: no chunk of 64-byte slots left for it, its blocks of
+       40 and 56 bytes have a header (never a slot's bytes apart), exact */
     rp_pool *other = pool_with("hl-exhaust-2", kind);
     {
         enum { M = 400 };
@@ -1121,7 +1122,7 @@ static void child_hl_exhaust(const char *arg)
             unsigned c = i % 4;
             char *p = rp_alloc(other, sizes[c], tags[i % NTAGS]);
             CHECK(p != NULL);
-            if (last[c] && i >= 8) CHECK((size_t)(p - last[c]) != slot[c]);
+            if (c >= 2 && last[c]) CHECK((size_t)(p - last[c]) != slot[c]);
             last[c] = p;
             m[i] = (live){p, sizes[c], (int)(i % NTAGS)};
             mb += sizes[c];
