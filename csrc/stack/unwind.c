@@ -980,29 +980,35 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
         int stop = bi < o_nbp ? o->bp_user[bi] : o_last;
         if (stop > kmax)
             stop = kmax;
-        /* CFAs k .. stop - 1, two a round (one odd one first); x is left at
-           the CFA whose word differs, or at stop */
-        int x = k;
+        /* CFAs k .. stop - 1, two a round (one odd one first), by an index i
+           counting up to 0 from both arrays' ends at stop (one register, no
+           compare of its own: the add sets the flags); x is left at the CFA
+           whose word differs, or at stop */
+        const uintptr_t *oend = ocfa + stop;
+        uintptr_t *nend = ncfa + stop;
+        intptr_t i = (intptr_t)k - stop;
+        int x;
 #define TAKE_OVER(at, differs)                                                        \
         do {                                                                          \
-            uintptr_t cfa_ = ocfa[at];                                                \
-            ncfa[at] = cfa_;                                                          \
+            uintptr_t cfa_ = oend[at];                                                \
+            nend[at] = cfa_;                                                          \
             pc = *(const uintptr_t *)(cfa_ - 8);                                      \
-            if (pc != RA_READ_AT(ocfa + (at)))                                        \
+            if (pc != RA_READ_AT(oend + (at)))                                        \
                 differs;                                                              \
-            RA_READ_AT(ncfa + (at)) = pc;                                             \
+            RA_READ_AT(nend + (at)) = pc;                                             \
             h = rpi_stack_hash_step(h, pc);                                           \
         } while (0)
-        if ((stop - x) & 1) {
-            TAKE_OVER(x, goto differs);
-            x++;
+        if (i & 1) {
+            TAKE_OVER(i, goto differs_at_i);
+            i++;
         }
-        for (; x < stop; x += 2) {
-            TAKE_OVER(x, goto differs);
-            TAKE_OVER(x + 1, { x++; goto differs; });
+        for (; i; i += 2) {
+            TAKE_OVER(i, goto differs_at_i);
+            TAKE_OVER(i + 1, { i++; goto differs_at_i; });
         }
 #undef TAKE_OVER
-    differs:
+    differs_at_i:
+        x = stop + (int)i;
         n += x - k;
         k = x;
         if (x < stop) {
