@@ -802,14 +802,24 @@ static __attribute__((noinline)) int slow_step(walk_state *m, walk_buf *b, int n
     }
 }
 
-/* The words the last walk read, read again: all unchanged? (frame[ncfa]
-   is the 0 a walk ended at, or the last frame.) */
+/* The words the last walk read, read again in its order: all unchanged?
+   (frame[ncfa] is the 0 a walk ended at, or the last frame; two words a
+   round by an index counting up to 0, an odd one first) */
 static inline int same_reads(const walk_buf *b)
 {
-    const uintptr_t *c = b->fc + CFA_AT, *end = c + b->ncfa;
-    for (; c < end; c++)
-        if (*(const uintptr_t *)(*c - 8) != RA_READ_AT(c))
+    const uintptr_t *end = b->fc + CFA_AT + b->ncfa;
+    intptr_t i = -(intptr_t)b->ncfa;
+    if (i & 1) {
+        if (*(const uintptr_t *)(end[i] - 8) != RA_READ_AT(end + i))
             return 0;
+        i++;
+    }
+    for (; i; i += 2) {
+        if (*(const uintptr_t *)(end[i] - 8) != RA_READ_AT(end + i))
+            return 0;
+        if (*(const uintptr_t *)(end[i + 1] - 8) != RA_READ_AT(end + i + 1))
+            return 0;
+    }
     for (int i = 0; i < b->nbp; i++)
         if (*(const uintptr_t *)b->bp_addr[i] != b->bp_value[i])
             return 0;
@@ -918,7 +928,7 @@ static inline int slot_same(const memo_slot *e)
         } else {                                                                      \
             int r_ = slow_step(m, b, (int)(f - frame), pc, sp, &cfa_, hit_ ? e_ : NULL); \
             if (r_ < 0)                                                               \
-                return -1;                                                            \
+                goto failed;                                                          \
             if (r_ > 0) {                                                             \
                 if (r_ > 1)                                                           \
                     goto zero_stored;                                                 \
@@ -1077,22 +1087,21 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
                                                            uintptr_t sp, uintptr_t bp,
                                                            unsigned generation, int splice_inline)
 {
-    m->id = 0;
-    m->valid = 0;
+    /* m->id and m->valid are set at the end, or cleared where the walk
+       fails (until then nothing reads them: the thread is busy) */
     uintptr_t from = m->from, skip_lo = m->lo, skip_hi = m->hi;
     int depth = m->depth;
     if (!splice_inline && (depth < 1 || depth > RPI_STACK_MAX_DEPTH))
-        return -1;      /* walk_id checked it */
+        goto failed;    /* walk_id checked it */
     const cache *c = atomic_load_explicit(&rules, memory_order_acquire);
     if (!c)
-        return -1;
+        goto failed;
     if (!m->last) {
         m->last = &m->buf[0];
         m->next = &m->buf[1];
     }
     walk_buf *b = m->next;
     walk_buf *o = m->last;
-    b->ok = 0;
     b->generation = generation;
     b->nbp = 0;
     b->bp0_user = -1;
@@ -1235,11 +1244,16 @@ done:
     w->kept = m->kept;
     w->hash = m->hash;
     return 0;
+failed:
+    m->id = 0;
+    m->valid = 0;
+    return -1;
 }
 
 static __attribute__((noinline)) int walk_from(walk_state *m, rpi_walk *w, uintptr_t pc,
                                                uintptr_t sp, uintptr_t bp, unsigned generation)
 {
+    m->id = 0;      /* the caller keeps its own id (rpi_unwind_keep_id) */
     return walk_body(m, w, pc, sp, bp, generation, 0);
 }
 
