@@ -211,7 +211,12 @@ typedef struct reader {
     int bad;
 } reader;
 
-static uint64_t uleb(reader *r)
+/* The readers are inlined (also into the rule's computation, which is
+   cold and otherwise optimised for size), so that run_program keeps its
+   reader in registers. */
+#define READER_INLINE static inline __attribute__((always_inline))
+
+READER_INLINE uint64_t uleb(reader *r)
 {
     uint64_t v = 0;
     for (unsigned shift = 0; r->p < r->end && shift < 64; shift += 7) {
@@ -224,7 +229,7 @@ static uint64_t uleb(reader *r)
     return 0;
 }
 
-static int64_t sleb(reader *r)
+READER_INLINE int64_t sleb(reader *r)
 {
     int64_t v = 0;
     unsigned shift = 0;
@@ -242,14 +247,15 @@ static int64_t sleb(reader *r)
     return 0;
 }
 
-static uint64_t fixed(reader *r, size_t n)
+READER_INLINE uint64_t fixed(reader *r, size_t n)
 {
     if ((size_t)(r->end - r->p) < n) {
         r->bad = 1;
         return 0;
     }
     uint64_t v = 0;
-    memcpy(&v, r->p, n);    /* little-endian */
+    for (size_t i = 0; i < n; i++)     /* little-endian; no call to memcpy (-fno-builtin) */
+        v |= (uint64_t)r->p[i] << (8 * i);
     r->p += n;
     return v;
 }
@@ -319,12 +325,18 @@ typedef struct cfa_state {
     int other;              /* a rule this walker does not follow */
 } cfa_state;
 
-/* Runs a call-frame program until the location passes target. */
-static void run_program(reader *r, uintptr_t loc, uintptr_t target, uint64_t code_align,
-                        int64_t data_align, cfa_state *st, const cfa_state *initial)
+/* Runs a call-frame program until the location passes target. The reader
+   and the state are local copies, written back at the end, so that they
+   stay in registers (the rule of a return address is computed once, but
+   gcc's cc1 has some 6,000 of them, their programs run from the
+   function's start). */
+static void run_program(reader *r_out, uintptr_t loc, uintptr_t target, uint64_t code_align,
+                        int64_t data_align, cfa_state *st_out, const cfa_state *initial)
 {
     cfa_state saved[STATE_STACK];
     int depth = 0;
+    reader rd = *r_out, *r = &rd;
+    cfa_state cur = *st_out, *st = &cur;
     while (r->p < r->end && !r->bad && !st->other) {
         unsigned char op = *r->p++;
         unsigned hi = op & 0xc0, low = op & 0x3f;
@@ -404,11 +416,14 @@ static void run_program(reader *r, uintptr_t loc, uintptr_t target, uint64_t cod
             }
         }
         if (loc + delta > target)
-            return;
+            goto out;
         loc += delta;
     }
     if (r->bad)
         st->other = 1;
+out:
+    *r_out = rd;
+    *st_out = cur;
 }
 
 /* The FDE covering target, its CIE read up to the initial instructions and
