@@ -646,6 +646,7 @@ typedef struct walk_buf {
     int cut;                             /* ended at its frame limit (the last frame has a caller) */
     int bp0_user;                        /* the last frame that used the starting rbp, or -1 */
     int nbp;                             /* saved rbp values read, in walk order */
+    int nbp_walked;                      /* of them, read by the walk itself (not taken over) */
     int16_t bp_user[WALK_BP_READS];      /* the frame whose CFA needed it */
     int16_t bp_saver[WALK_BP_READS];     /* the frame that saved it */
     uintptr_t bp_addr[WALK_BP_READS], bp_value[WALK_BP_READS];
@@ -779,6 +780,7 @@ static uintptr_t rbp_in_frame(walk_state *m, walk_buf *b, int k)
             uintptr_t at = b->fc[CFA_AT + j] + (uintptr_t)(intptr_t)off;
             uintptr_t v = *(const uintptr_t *)at;
             log_bp(b, k, j, at, v);
+            b->nbp_walked++;
             return v;
         }
     }
@@ -1043,8 +1045,9 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
             how = pc == 0 ? SPLICE_ZERO : SPLICE_NEXT;
             break;
         }
-        p->sp = ocfa[x - 1];
+        /* the CFA of frame k - 1 (p->sp) is set where the splice stops */
         if (n == limit) {
+            p->sp = ocfa[k - 1];
             how = SPLICE_LIMIT;
             break;
         }
@@ -1057,6 +1060,7 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
             if (saver < j ||
                 (saver == j && at != ocfa[j] + (uintptr_t)(intptr_t)rule_rbp(rule_of(frame[j + d]))) ||
                 *(const uintptr_t *)at != o->bp_value[bi]) {
+                p->sp = ocfa[k - 1];
                 p->op = ocfa + k;
                 how = SPLICE_STEP;
                 break;
@@ -1077,6 +1081,7 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
             how = pc == 0 ? SPLICE_ZERO : SPLICE_NEXT;
         } else {
             /* its limit (walk on) or the outermost frame */
+            p->sp = ocfa[k - 1];
             how = o->cut ? SPLICE_STEP : SPLICE_END;
         }
         break;
@@ -1119,6 +1124,7 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
     walk_buf *o = m->last;
     b->generation = generation;
     b->nbp = 0;
+    b->nbp_walked = 0;
     b->bp0_user = -1;
     m->pc = pc;
     m->sp = sp;
@@ -1157,7 +1163,7 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
         o->fc[CFA_AT + o->ncfa] = UINTPTR_MAX;     /* the end mark */
         op = ocfa;
     }
-    int first_kept = (int)(f - frame), spliced = 0, splices = 0, bp_taken = 0;
+    int first_kept = (int)(f - frame), spliced = 0, splices = 0;
     uint64_t h = RPI_STACK_HASH_SEED;
     int limit = start >= 0 ? start + depth : RPI_STACK_SKIP_WINDOW + depth;
     const uintptr_t *flimit = frame + limit;
@@ -1176,10 +1182,8 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
             op++;
         if (*op == sp && pc && RA_READ_AT(op) == pc) {
             walk_pos p = {pc, sp, h, (int)(f - frame), op};
-            int nbp = b->nbp;
             int how = splice_inline ? splice_body(b, o, limit, &p) : splice(b, o, limit, &p);
             spliced += p.n - (int)(f - frame);
-            bp_taken += b->nbp - nbp;
             splices++;
             pc = p.pc;
             sp = p.sp;
@@ -1222,6 +1226,7 @@ ended_at_zero:
     frame[n] = 0;
 kept:
     if (merge && !(++m->splice_tick & (SPLICE_EVERY - 1))) {
+        int bp_taken = b->nbp - b->nbp_walked;     /* saved rbp reads taken over */
         m->splice_gain = (m->splice_gain + SPLICE_SAVES * spliced + SPLICE_SAVES_BP * bp_taken -
                           SPLICE_MERGE * (n - first_kept - spliced) - SPLICE_CALL * splices) / 2;
         if (m->splice_gain < 0)
