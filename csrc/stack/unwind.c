@@ -1308,8 +1308,10 @@ static __attribute__((noinline)) uint32_t walk_id(int depth, uintptr_t from, uin
         uint32_t id = rpi_stack_intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash);
         m->id = m->valid ? id : 0;
 #if MEMO_SLOTS
+        /* the walk's arguments and registers read back from m (as the walk
+           stored them), not kept live across it */
         if (keep && m->id && w.start == 0 &&
-            slot_keep(m, m->last, ((const uintptr_t *)sp)[-1], sp, bp, depth, id) &&
+            slot_keep(m, m->last, m->pc, m->sp, m->bp, m->depth, id) &&
             ++m->slot_keeps >= SLOT_WINDOW) {
             if (m->slot_hits * SLOT_KEEPS_PER_HIT < m->slot_keeps)
                 m->slot_wait = SLOT_PAUSE;
@@ -1320,7 +1322,7 @@ static __attribute__((noinline)) uint32_t walk_id(int depth, uintptr_t from, uin
         rpi_stack_busy = 0;
         return id;
     }
-    return rpi_stack_walk_rest(r, r == 0 ? w.frames : NULL, r == 0 ? w.n : 0, depth, from);
+    return rpi_stack_walk_rest(r, r == 0 ? w.frames : NULL, r == 0 ? w.n : 0, m->depth, m->from);
 }
 
 /* Frame pointer kept so that this function's own frame is known: the walk
