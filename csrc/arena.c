@@ -27,10 +27,11 @@
  *
  * Blocks of 1 to 16 bytes of unchecked pools (1 to 64 with
  * RINGPOOL_HEADERLESS=64) are headerless (internal.h): slots of 16, 32 or
- * 64 bytes in 64 KiB chunks of one reserved region (one slot size per
- * chunk), a 32-bit word per slot after the chunk's header, a free list and
- * bump pointer per class in the pool and arena (hl_*), walked by
- * rpi_hl_next_live; see the end of this file.
+ * 64 bytes in 64 KiB chunks of one reserved region (a part of it per slot
+ * size, one slot size per chunk), a 32-bit word per slot after the chunk's
+ * header, the free slots on their class's free list (beside the class's
+ * blocks with a header: rpi_hl_enc) and a bump pointer per class (hl[]),
+ * walked by rpi_hl_next_live; see the end of this file.
  */
 #include "internal.h"
 
@@ -292,7 +293,9 @@ rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size)
     if (RPI_UNLIKELY(total > RPI_BIG_LIMIT)) return big_alloc(pool, 0, size);
     unsigned c = rpi_class_of(total);
     rpi_hdr *h = a->free[c];
-    if (RPI_LIKELY(h != NULL)) a->free[c] = a->off ? h->link : h->next;
+    /* (a headerless slot at the head, rpi_hl_enc: this block needs a
+       header, so it is carved) */
+    if (RPI_LIKELY(rpi_list_hdr(h))) a->free[c] = a->off ? h->link : h->next;
     else if (!(h = rpi_arena_refill(pool, c))) return NULL;
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT);
     return h;
@@ -357,7 +360,7 @@ bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
            takes that one and gives this space back to the chunk) */
         if (total > RPI_GROW_LIMIT || (char *)h + cs != a->cur) return false;
         c = rpi_class_of(total);
-        if (a->free[c]) return false;
+        if (rpi_list_hdr(a->free[c])) return false;
         cs = rpi_class_size(c);
         if ((size_t)(a->end - (char *)h) < cs) return false;
         a->cur = (char *)h + cs;
@@ -589,7 +592,7 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool, size_t cls)
        the chunk's end (RPI_HL_SLOTS_S, RPI_HL_FIRST_S: rp_free's constants) */
     c->count = RPI_HL_SLOTS_S(c->shift);
     c->first = RPI_HL_FIRST_S(c->shift);
-    c->list = &pool->hl_free[cls];
+    c->list = &pool->arena->free[cls];
     if (!fresh) memset(c->meta, 0, c->count * 4);   /* no stale slot looks live */
     atomic_store_explicit(&c->owner, rpi_hl_own_of(pool), memory_order_relaxed);
     return c;
@@ -628,9 +631,10 @@ void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
 {
     rpi_arena *a = pool->arena;
     if (a->hl_no || (!t->hl_word && !rpi_hl_tag_index(pool, t))) return NULL;
-    void *p = pool->hl_free[cls];
-    if (p) {
-        pool->hl_free[cls] = rpi_hl_link(p);
+    void *h = a->free[cls];
+    if (rpi_hl_is_enc(h)) {
+        char *p = rpi_hl_dec(h);
+        a->free[cls] = rpi_hl_link(p);
         return p;
     }
     if (a->hl[cls].cur >= a->hl[cls].end) {
@@ -677,7 +681,7 @@ void *rpi_hl_next_live(rpi_arena *a, rpi_hlslots *it)
 /* destroy/reset: a pool's headerless chunks go to the region's spares. */
 static void hl_release(rp_pool *pool, rpi_arena *a)
 {
-    memset(pool->hl_free, 0, sizeof pool->hl_free);
+    /* (the free slots' lists, rpi_arena.free, are cleared by the caller) */
     memset(a->hl, 0, sizeof a->hl);
     if (!a->hl_chunks) return;
     rpi_lock_acquire(&cache_lock);

@@ -206,7 +206,9 @@ typedef struct rpi_chunk {
 _Static_assert(sizeof(rpi_chunk) % _Alignof(max_align_t) == 0, "chunk header keeps alignment");
 
 typedef struct rpi_arena {
-    void      *free[RPI_NCLASSES];  /* per class free lists (link in the header) */
+    void      *free[RPI_NCLASSES];  /* per class free lists (link in the header;
+                                       classes 1 to hl_cmax also hold free
+                                       headerless slots: rpi_hl_enc) */
     char      *cur, *end;           /* bump region of the current chunk, as rpi_hdr
                                        addresses (a slot starts off bytes later) */
     rpi_chunk *chunks;              /* in use */
@@ -218,14 +220,14 @@ typedef struct rpi_arena {
     size_t     off;                 /* a slot starts off bytes after its rpi_hdr:
                                        RPI_AOFF (compact), 0 in checked pools */
     /* headerless blocks (below): by class, the current chunk's carved end
-       and the end of its slots; the chunks, the size of the tag table (its free slots and the table are
-       the pool's: rp_pool.hl_free[], rp_pool.hl_tags) */
+       and the end of its slots; the chunks, the size of the tag table (the
+       table is the pool's: rp_pool.hl_tags; the free slots are on free[]) */
     struct {
         char     *cur, *end;    /* carved end, end of the slots */
         uint32_t *mcur;         /* the slot word of cur */
         size_t    step;         /* the slot's bytes */
     } hl[RPI_HL_CLASSES + 1];   /* by class (1 to 4: 16 * class bytes at
-                                   most; [0] stays empty, as hl_free[0]) */
+                                   most; [0] stays empty) */
     struct rpi_hlchunk *hl_chunks;
     size_t      hl_cmax;            /* classes 1 to hl_cmax have headerless
                                        slots: 1 (up to 16 bytes) or
@@ -288,8 +290,8 @@ typedef struct rpi_hlchunk {
        count 0, nothing passes. */
     uintptr_t           count;      /* slots it holds: word i is slot i's */
     uintptr_t           first;      /* the first slot's offset */
-    void              **list;       /* its class's list in its pool:
-                                       &hl_free[cls] (while it has one) */
+    void              **list;       /* its class's list in its pool's
+                                       arena: &free[cls] (while it has one) */
     uint32_t            shift;      /* log2 of the slot's bytes */
     uint32_t            slot;       /* the slot's bytes */
     uint32_t            cls;        /* its class, 1 to RPI_HL_CLASSES */
@@ -373,9 +375,21 @@ static inline bool rpi_hl_slot_ok(const rpi_hlchunk *c, uintptr_t k)
 }
 /* The bytes of the slots of the chunk of p (a slot's start). */
 static inline uint32_t rpi_hl_slot_bytes(const void *p) { return rpi_hl_chunk(p)->slot; }
-/* A free slot on its pool's list (rp_pool.hl_free[class]) holds the link to the
-   next and the address of its own slot word, which the allocation then
-   need not compute. */
+/* A free slot is on its class's list in its pool's arena
+   (rpi_arena.free[class]), which it shares with the class's blocks with a
+   header (made when no slot could be had): a slot is there as its address
+   inverted (rpi_hl_enc, a negative value: addresses are below 2^63), a
+   block with a header as itself, so the sign of the head (or of the link
+   that leads to it) tells which it is, in the test for NULL the list has
+   anyway. A free slot holds the link to the next (as the head would hold
+   it) and the address of its own slot word, which the allocation then need
+   not compute. */
+static inline void *rpi_hl_enc(void *p) { return (void *)~(uintptr_t)p; }
+static inline char *rpi_hl_dec(void *h) { return (char *)~(uintptr_t)h; }
+static inline bool rpi_hl_is_enc(const void *h) { return (intptr_t)h < 0; }
+/* A list head (rpi_arena.free[]) that is a block with a header (not NULL,
+   not a headerless slot). */
+static inline bool rpi_list_hdr(const void *h) { return (intptr_t)h > 0; }
 static inline void *rpi_hl_link(void *p) { return ((void **)p)[0]; }
 static inline uint32_t *rpi_hl_link_word(void *p) { return ((uint32_t **)p)[1]; }
 static inline void rpi_hl_link_put(void *p, void *next, uint32_t *mp)
@@ -498,11 +512,9 @@ struct rp_pool {
     size_t       room, peak;    /* bytes = peak - room (rpi_pool_bytes), as a tag's */
     int64_t      mp_left;       /* sampler: bytes before the next point (memprof.h),
                                    beside the counters the fast path updates */
-    /* headerless blocks (internal.h, arena pools): the free slots (the link
-       in the slot) and the table of tags their words index ([0] unused:
-       index 0 means none); here, not in the arena, so that a free reads
-       neither through rpi_arena */
-    void        *hl_free[RPI_HL_CLASSES + 1];   /* by class, 1 to 4 ([0] NULL) */
+    /* headerless blocks (internal.h, arena pools): the table of tags their
+       words index ([0] unused: index 0 means none); here, not in the arena,
+       so that a free reads it without going through rpi_arena */
     rpi_tag    **hl_tags;
     size_t       reserved;      /* arena: chunks + big blocks; malloc: alignment slack only */
     rpi_tag    **tag_buckets;

@@ -945,10 +945,12 @@ static inline __attribute__((always_inline)) void *alloc_hl(rp_pool *pool, rpi_a
        empty): no headerless slot */
     if (RPI_UNLIKELY(size == 0)) return alloc_hl_general(pool, size, tag, plain, locked);
     size_t k = (size + 15) >> 4;   /* the class */
-    char *p = pool->hl_free[k];
+    void *h = a->free[k];
+    char *p;
     uint32_t word = t->hl_word;
-    if (RPI_LIKELY(p != NULL && word != 0)) {
-        pool->hl_free[k] = rpi_hl_link(p);
+    if (RPI_LIKELY(rpi_hl_is_enc(h) && word != 0)) {   /* a free slot */
+        p = rpi_hl_dec(h);
+        a->free[k] = rpi_hl_link(p);
     } else if (word != 0 && a->hl[k].cur < a->hl[k].end) {
         uint32_t *mp;
         p = rpi_hl_carve(a, k, &mp);
@@ -1038,15 +1040,30 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
     rpi_tag *t = rpi_tag_rec_at(pool, toff);
     if (RPI_UNLIKELY(rpi_tag_key_at(pool, toff) != tag)) goto general_locked;
     rpi_hdr *h = a->free[c];
-    if (RPI_LIKELY(h != NULL)) {
+    if (RPI_LIKELY(rpi_list_hdr(h))) {
         a->free[c] = h->link;
+    } else if (h != NULL) {
+        /* a free headerless slot (rpi_hl_enc: classes 1 to hl_cmax only),
+           taken without a call unless the sampler is due (a sampled block
+           has a header: alloc_hl) */
+        if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) {
+            pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
+            if (zero) return calloc_hl(pool, size, tag, plain, t, a, locked);
+            return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
+                   : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
+                                               : alloc_hl_none(pool, size, tag, plain, t, a);
+        }
+        char *p = rpi_hl_dec(h);
+        a->free[c] = rpi_hl_link(p);
+        /* hl_put left the slot word's address there */
+        return alloc_hl_done(pool, t, p, rpi_hl_link_word(p), t->hl_word, size, locked, zero);
     } else {
         if (c <= a->hl_cmax) {
             /* 1 to 16 (or RPI_HL_MAX) bytes: a headerless slot of class c
-               (the lists of these classes hold only blocks with a header
-               made when no headerless slot could be had; class 0, size 0,
-               finds no free slot nor one to carve, and alloc_hl sends it to
-               the general path). A free slot of the pool's, or one carved from its
+               (its list is empty: free slots and blocks with a header made
+               when no slot could be had are taken above; class 0, size 0,
+               finds nothing to carve, and alloc_hl sends it to the general
+               path). A slot carved from its
                current chunk, without a call; the rest out of line: alloc_hl
                (the sampler, a new chunk; a pool without headerless blocks,
                rpi_arena.hl_no, has no free slot and nothing to carve, and
@@ -1056,20 +1073,13 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
                pool's headerless blocks under its lock, never through its
                list of remote frees: a biased owner looks at that list only
                before a new chunk (alloc_hl_refill). */
-            char *p = pool->hl_free[c];
-            uint32_t word = t->hl_word;
-            if (RPI_LIKELY(p != NULL || a->hl[c].cur < a->hl[c].end)) {
+            if (RPI_LIKELY(a->hl[c].cur < a->hl[c].end)) {
                 if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) {
                     pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
                 } else {
                     uint32_t *mp;
-                    if (RPI_LIKELY(p != NULL)) {
-                        pool->hl_free[c] = rpi_hl_link(p);
-                        mp = rpi_hl_link_word(p);   /* hl_put left it there */
-                    } else {
-                        p = rpi_hl_carve(a, c, &mp);
-                    }
-                    return alloc_hl_done(pool, t, p, mp, word, size, locked, zero);
+                    char *p = rpi_hl_carve(a, c, &mp);
+                    return alloc_hl_done(pool, t, p, mp, t->hl_word, size, locked, zero);
                 }
             }
             if (zero) return calloc_hl(pool, size, tag, plain, t, a, locked);
@@ -1934,7 +1944,7 @@ static inline void hl_put_at(void *block, uint32_t *mp, void **head)
 {
     *mp = 0;
     rpi_hl_link_put(block, *head, mp);
-    *head = block;
+    *head = rpi_hl_enc(block);
 }
 static inline void hl_put(void *block, uint32_t *mp)
 {
@@ -1970,18 +1980,16 @@ __attribute__((noinline)) static void hl_free(void *block)
 
 /* The pool entered as how says (not RPI_SYNC_LOCK): the block freed when its
    slot is live without a destructor (true), else nothing done (false); the
-   pool left either way. cls: its class's list, hl_free[cls] (1 or 2), or
-   the chunk's (0: classes 3 and 4 share a part). */
+   pool left either way (its class's list: the chunk's). */
 static inline __attribute__((always_inline)) bool hl_free_entered(rp_pool *pool, void *block,
                                                                   rpi_hlchunk *c, uint32_t *mp,
-                                                                  const unsigned cls,
                                                                   const int how)
 {
     uint32_t m = *mp;
     bool fast = m & RPI_HL_PLAIN;   /* live, no destructor */
     if (RPI_LIKELY(fast)) {
         rpi_counters_sub_in(pool, rpi_hl_tag(pool, m), m & RPI_HL_SIZE);
-        hl_put_at(block, mp, cls ? &pool->hl_free[cls] : c->list);
+        hl_put_at(block, mp, c->list);
     }
     hl_exit(pool, how);
     return fast;
@@ -1993,8 +2001,7 @@ static inline __attribute__((always_inline)) bool hl_free_entered(rp_pool *pool,
    True when done; false: hl_free has to (a misuse, a destructor, another
    thread). */
 static inline __attribute__((always_inline)) bool hl_free_fast(void *block, uintptr_t d,
-                                                               const unsigned shift,
-                                                               const unsigned cls)
+                                                               const unsigned shift)
 {
     rpi_hlchunk *c = rpi_hl_chunk(block);
     /* a slot's start: below the chunk's end, a multiple of the slot from
@@ -2007,8 +2014,8 @@ static inline __attribute__((always_inline)) bool hl_free_fast(void *block, uint
     rp_pool *pool;
     /* each kind of entry its own copy (no register to tell them apart) */
     int how = hl_enter_nolock(atomic_load_explicit(&c->owner, memory_order_relaxed), &pool);
-    if (how == RPI_SYNC_NONE) return hl_free_entered(pool, block, c, mp, cls, RPI_SYNC_NONE);
-    if (how == RPI_SYNC_BIASED) return hl_free_entered(pool, block, c, mp, cls, RPI_SYNC_BIASED);
+    if (how == RPI_SYNC_NONE) return hl_free_entered(pool, block, c, mp, RPI_SYNC_NONE);
+    if (how == RPI_SYNC_BIASED) return hl_free_entered(pool, block, c, mp, RPI_SYNC_BIASED);
     return false;
 }
 
@@ -2020,11 +2027,11 @@ static inline __attribute__((always_inline)) bool hl_free_fast(void *block, uint
 __attribute__((noinline)) static void free_slow(void *block, uintptr_t d)
 {
     if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl1_span))) {
-        if (RPI_LIKELY(hl_free_fast(block, d, 4, 1))) return;   /* 16-byte slots */
+        if (RPI_LIKELY(hl_free_fast(block, d, 4))) return;   /* 16-byte slots */
     } else if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl2_span))) {
-        if (RPI_LIKELY(hl_free_fast(block, d, 5, 2))) return;   /* 32-byte slots */
+        if (RPI_LIKELY(hl_free_fast(block, d, 5))) return;   /* 32-byte slots */
     } else if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl_span))) {
-        if (RPI_LIKELY(hl_free_fast(block, d, 6, 0))) return;   /* 64-byte slots */
+        if (RPI_LIKELY(hl_free_fast(block, d, 6))) return;   /* 64-byte slots */
     } else {
         /* not headerless: here because a checked pool exists (if the gate
            closed meanwhile, the registry finds no record and passes the
@@ -2323,9 +2330,11 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
         *mp = (m & ~RPI_HL_SIZE) | (uint32_t)size;
     } else if (size - 1 < 16 * a->hl_cmax) {
         size_t k = (size + 15) >> 4;
-        char *p = pool->hl_free[k];
-        if (p) {
-            pool->hl_free[k] = rpi_hl_link(p);
+        void *h = a->free[k];
+        char *p;
+        if (rpi_hl_is_enc(h)) {   /* a free slot */
+            p = rpi_hl_dec(h);
+            a->free[k] = rpi_hl_link(p);
         } else {
             if (a->hl[k].cur >= a->hl[k].end) goto no;   /* a new chunk: hl_resize */
             uint32_t *mp_new;
@@ -2342,7 +2351,7 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
         if (size > 1024 - RPI_AHDR || size == 0) goto no;   /* 0: no room for the copy */
         size_t c = (RPI_AHDR + size - 1) >> 4;
         rpi_hdr *n = a->free[c];
-        if (n) {
+        if (rpi_list_hdr(n)) {
             a->free[c] = n->link;
         } else {
             size_t cs = (c + 1) << 4;
@@ -2579,7 +2588,7 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     rpi_arena *a = pool->arena;
     size_t c2 = rpi_class_of(RPI_AHDR + size);   /* unchecked: compact */
     rpi_hdr *n = a->free[c2];
-    if (n) {
+    if (rpi_list_hdr(n)) {   /* (not a headerless slot: rpi_hl_enc) */
         a->free[c2] = n->link;
     } else {
         size_t cs2 = rpi_class_bytes[c2];
@@ -2659,7 +2668,7 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
                    a new block step by step again and again would fill
                    fresh memory while its freed ones pile up) */
                 size_t c2 = rpi_class_of(total);
-                if (!a->free[c2]) {
+                if (!rpi_list_hdr(a->free[c2])) {
                     cs = rpi_class_bytes[c2];
                     if (RPI_UNLIKELY((size_t)(a->end - (char *)h) < cs)) goto general;
                     a->cur = (char *)h + cs;

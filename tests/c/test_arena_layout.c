@@ -997,6 +997,53 @@ static void child_hl64(const char *arg)
         CHECK_COUNTS(other, 0, 0);
     }
     rp_pool_destroy(other);
+
+    /* a class's free list holds free slots and blocks with a header alike:
+       a block with a header (a pool's first allocation, the sampler's check
+       point) of 8 bytes grows to 40 while 40-byte slots wait on the list
+       (moved to a block with a header carved for it: a slot will not do),
+       then is freed on top of them; the next allocations (of a tag in the
+       pool's cache: the fast path) take it, then the slots, most recent
+       first; all exact (the blocks of 2000 bytes keep
+       each small one with a header from being the chunk's last carved) */
+    rp_pool *mix = pool_with("hl64-mixed", kind);
+    char *hd = rp_alloc(mix, 8, "t0");
+    char *big1 = rp_alloc(mix, 2000, "t0");
+    CHECK(big1 != NULL);
+    memset(hd, 0x5a, 8);
+    char *sl[4];
+    for (int i = 0; i < 4; i++) {
+        sl[i] = rp_alloc(mix, 40, "t1");
+        CHECK(sl[i] != NULL && sl[i] != hd);
+    }
+    CHECK_EQ((size_t)(sl[3] - sl[2]), 64);   /* headerless slots */
+    rp_free(sl[1]);
+    rp_free(sl[3]);
+    char *hd2 = rp_resize(mix, hd, 40);
+    CHECK(hd2 != NULL);
+    CHECK(hd2 != sl[1] && hd2 != sl[3]);
+    for (int b = 0; b < 8; b++) CHECK(hd2[b] == 0x5a);
+    CHECK_EQ(rp_block_size(hd2), 40);
+    char *big2 = rp_alloc(mix, 2000, "t0");
+    CHECK(big2 != NULL);
+    CHECK_COUNTS(mix, 5, 4120);
+    rp_free(hd2);
+    rp_free(big1);
+    rp_free(big2);
+    CHECK_COUNTS(mix, 2, 80);
+    char *g1 = rp_alloc(mix, 33, "t1"), *g2 = rp_alloc(mix, 48, "t1"), *g3 = rp_alloc(mix, 40, "t1");
+    CHECK(g1 == hd2);
+    CHECK(g2 == sl[3]);
+    CHECK(g3 == sl[1]);
+    CHECK_EQ(rp_block_size(g1), 33);
+    CHECK_EQ(rp_block_size(g2), 48);
+    CHECK_STR(rp_block_tag(g3), "t1");
+    CHECK_COUNTS(mix, 5, 80 + 33 + 48 + 40);
+    live ml[5] = {{sl[0], 40, 1}, {sl[2], 40, 1}, {g1, 33, 1}, {g2, 48, 1}, {g3, 40, 1}};
+    check_walk(mix, ml, 5);
+    for (int i = 0; i < 5; i++) rp_free(ml[i].p);
+    CHECK_COUNTS(mix, 0, 0);
+    rp_pool_destroy(mix);
     tu_watched = NULL;
     rp_pool_destroy(pool);
     CHECK_EQ(ndtor, want_dtors);
