@@ -637,6 +637,10 @@ void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
         a->free[cls] = rpi_hl_link(p);
         return p;
     }
+    /* a block with a header on top of the class's list: the caller's
+       general path takes it (rpi_arena_alloc), so that the free slots below
+       it are reached next, not left behind while new ones are carved */
+    if (h) return NULL;
     if (a->hl[cls].cur >= a->hl[cls].end) {
         rpi_hlchunk *c = hl_chunk_new(pool, cls);
         if (!c) {

@@ -429,7 +429,8 @@ RPI_HIDDEN rp_pool *rpi_hl_owner(const void *p, const char **why);
 RPI_HIDDEN bool rpi_hl_tag_index(rp_pool *pool, rpi_tag *t);
 /* Lock held: a slot of class cls (1 to RPI_HL_CLASSES: blocks of up to 16 *
    cls bytes) for a block of t (t->hl_word given if needed), NULL when none
-   can be had (the caller makes a compact block). */
+   can be had or a block with a header is on top of the class's list (the
+   caller makes a compact block: rpi_arena_alloc takes that one). */
 RPI_HIDDEN void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls);
 /* The live headerless blocks of an arena, chunk by chunk (lock held at each
    call, which may be dropped between calls, as for rpi_arena_next_live). */

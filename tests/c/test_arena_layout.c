@@ -1002,9 +1002,9 @@ static void child_hl64(const char *arg)
        a block with a header (a pool's first allocation, the sampler's check
        point) of 8 bytes grows to 40 while 40-byte slots wait on the list
        (moved to a block with a header carved for it: a slot will not do),
-       then is freed on top of them; the next allocations (of a tag in the
-       pool's cache: the fast path) take it, then the slots, most recent
-       first; all exact (the blocks of 2000 bytes keep
+       then is freed on top of them; the next allocation takes it, also on
+       the general path (a tag new to the pool), the next ones (the fast
+       path) the slots, most recent first; all exact (the blocks of 2000 bytes keep
        each small one with a header from being the chunk's last carved) */
     rp_pool *mix = pool_with("hl64-mixed", kind);
     char *hd = rp_alloc(mix, 8, "t0");
@@ -1031,7 +1031,7 @@ static void child_hl64(const char *arg)
     rp_free(big1);
     rp_free(big2);
     CHECK_COUNTS(mix, 2, 80);
-    char *g1 = rp_alloc(mix, 33, "t1"), *g2 = rp_alloc(mix, 48, "t1"), *g3 = rp_alloc(mix, 40, "t1");
+    char *g1 = rp_alloc(mix, 33, "t2"), *g2 = rp_alloc(mix, 48, "t1"), *g3 = rp_alloc(mix, 40, "t1");
     CHECK(g1 == hd2);
     CHECK(g2 == sl[3]);
     CHECK(g3 == sl[1]);
@@ -1039,7 +1039,8 @@ static void child_hl64(const char *arg)
     CHECK_EQ(rp_block_size(g2), 48);
     CHECK_STR(rp_block_tag(g3), "t1");
     CHECK_COUNTS(mix, 5, 80 + 33 + 48 + 40);
-    live ml[5] = {{sl[0], 40, 1}, {sl[2], 40, 1}, {g1, 33, 1}, {g2, 48, 1}, {g3, 40, 1}};
+    CHECK_STR(rp_block_tag(g1), "t2");
+    live ml[5] = {{sl[0], 40, 1}, {sl[2], 40, 1}, {g1, 33, 2}, {g2, 48, 1}, {g3, 40, 1}};
     check_walk(mix, ml, 5);
     for (int i = 0; i < 5; i++) rp_free(ml[i].p);
     CHECK_COUNTS(mix, 0, 0);
