@@ -339,6 +339,25 @@ static void run_program(reader *r_out, uintptr_t loc, uintptr_t target, uint64_t
     cfa_state cur = *st_out, *st = &cur;
     while (r->p < r->end && !r->bad && !st->other) {
         unsigned char op = *r->p++;
+        /* The commonest ops first, in a loop of their own (neither sets bad
+           or other): advance_loc and a one-byte def_cfa_offset, the pair a
+           push or a pop leaves (cc1's 6,352 computations ran 937,000 ops,
+           431,000 of each). */
+        for (;;) {
+            if ((op & 0xc0) == 0x40) {
+                uint64_t delta = (op & 0x3f) * code_align;
+                if (loc + delta > target)
+                    goto out;
+                loc += delta;
+            } else if (op == 0x0e && r->p < r->end && *r->p < 0x80) {
+                st->cfa_off = *r->p++;
+            } else {
+                break;
+            }
+            if (r->p >= r->end)
+                goto ended;
+            op = *r->p++;
+        }
         unsigned hi = op & 0xc0, low = op & 0x3f;
         uint64_t reg, delta = 0;
         int64_t off;
@@ -419,6 +438,7 @@ static void run_program(reader *r_out, uintptr_t loc, uintptr_t target, uint64_t
             goto out;
         loc += delta;
     }
+ended:
     if (r->bad)
         st->other = 1;
 out:
