@@ -123,11 +123,12 @@ __attribute__((noinline)) uint32_t rpp_stack_site_at(uintptr_t pc, const uintptr
     uintptr_t gen = atomic_load_explicit(&rpp_gen_bits, memory_order_relaxed);
     if (!id)
         return rpp_site_for(pc | gen);
-    uint64_t tag = ((uint64_t)(gen >> RPP_GEN_SHIFT) + 1) << 32;
+    uint64_t gen1 = (uint64_t)(gen >> RPP_GEN_SHIFT) + 1;
     _Atomic uint64_t *e = &site_by_stack[id];
     uint64_t v = atomic_load_explicit(e, memory_order_relaxed);
-    if (RPP_LIKELY((v & ~(uint64_t)UINT32_MAX) == tag))
+    if (RPP_LIKELY(v >> 32 == gen1))    /* the high half compared as it is */
         return (uint32_t)v;
+    uint64_t tag = gen1 << 32;
     uint32_t site = rpp_site_for(RPP_STACK_KEY(id) | gen);
     if (site)
         atomic_store_explicit(e, tag | site, memory_order_relaxed);
