@@ -245,8 +245,9 @@ typedef struct rpi_arena {
    are 16, 32, 64 and 64 bytes (powers of two: a slot's word is found by a
    shift),
    in chunks of RPI_HL_CHUNK bytes (aligned to their size) carved from one
-   reserved region of the address space; a chunk holds slots of one class
-   (rpi_hlchunk: its class, slot size, first slot's offset). A pointer is
+   reserved region of the address space, a part of it per slot size
+   (RPI_HL_PART, below); a chunk holds slots of one class (rpi_hlchunk: its
+   class, slot size, first slot's offset). A pointer is
    one of them when it lies in the region: one range test (rpi_hl_in), which
    rp_free and rp_resize make together with the test for a checked pool
    (rpi_slow_in). The chunk (the pointer with its low bits cleared) starts
@@ -312,7 +313,6 @@ _Static_assert(sizeof(rpi_hlchunk) == RPI_HL_HDR, "slot words after the header")
 #define RPI_HL_PARTS      3u
 #define RPI_HL_SLOTS_S(s) ((RPI_HL_CHUNK - RPI_HL_HDR) / ((1u << (s)) + 4u))
 #define RPI_HL_FIRST_S(s) (RPI_HL_CHUNK - (1u << (s)) * RPI_HL_SLOTS_S(s))
-#define RPI_HL_FIRST1     RPI_HL_FIRST_S(4)
 _Static_assert(RPI_HL_FIRST_S(4) % 16 == 0 && RPI_HL_FIRST_S(5) % 32 == 0 &&
                RPI_HL_FIRST_S(6) % 64 == 0, "slot words by offset / (slot / 4)");
 /* The region (base and span 0 until it is reserved) and rp_free's and
