@@ -108,11 +108,12 @@ static inline uint64_t rpi_stack_hash_step(uint64_t h, uintptr_t pc)
 {
     return (h ^ (uint64_t)pc) * RPI_STACK_HASH_MUL;
 }
+/* The table's slot comes from the low bits, its tag from the high half:
+   the steps' products carry every frame's bits up into the high half, so
+   folding it onto the low one is mix enough. */
 static inline uint64_t rpi_stack_hash_final(uint64_t h, size_t n)
 {
     h ^= n;
-    h ^= h >> 29;
-    h *= 0xc4ceb9fe1a85ec53ull;
     return h ^ (h >> 32);
 }
 
