@@ -632,11 +632,8 @@ void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
     rpi_arena *a = pool->arena;
     if (a->hl_no || (!t->hl_word && !rpi_hl_tag_index(pool, t))) return NULL;
     void *h = a->free[cls];
-    if (rpi_hl_is_enc(h)) {
-        char *p = rpi_hl_dec(h);
-        a->free[cls] = rpi_hl_link(p);
-        return p;
-    }
+    uint32_t *mp;
+    if (rpi_hl_is_enc(h)) return rpi_hl_pop(a, cls, h, &mp);
     /* a block with a header on top of the class's list: the caller's
        general path takes it (rpi_arena_alloc), so that the free slots below
        it are reached next, not left behind while new ones are carved */
@@ -655,7 +652,6 @@ void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
         a->hl[cls].mcur = c->meta;
         a->hl[cls].step = c->slot;
     }
-    uint32_t *mp;
     return rpi_hl_carve(a, cls, &mp);
 }
 

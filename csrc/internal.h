@@ -406,6 +406,15 @@ static inline char *rpi_hl_carve(rpi_arena *a, size_t k, uint32_t **mp)
     *mp = a->hl[k].mcur++;
     return p;
 }
+/* The free slot at the head h of class k's list (rpi_hl_is_enc(h)) taken
+   off it; *mp set to its slot word (hl_put left its address there). */
+static inline char *rpi_hl_pop(rpi_arena *a, size_t k, void *h, uint32_t **mp)
+{
+    char *p = rpi_hl_dec(h);
+    a->free[k] = rpi_hl_link(p);
+    *mp = rpi_hl_link_word(p);
+    return p;
+}
 /* p in the region and a slot's start: its chunk's owner word. */
 static inline uintptr_t rpi_hl_own(const void *p)
 {

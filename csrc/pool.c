@@ -947,19 +947,18 @@ static inline __attribute__((always_inline)) void *alloc_hl(rp_pool *pool, rpi_a
     size_t k = (size + 15) >> 4;   /* the class */
     void *h = a->free[k];
     char *p;
+    uint32_t *mp;
     uint32_t word = t->hl_word;
     if (RPI_LIKELY(rpi_hl_is_enc(h) && word != 0)) {   /* a free slot */
-        p = rpi_hl_dec(h);
-        a->free[k] = rpi_hl_link(p);
+        p = rpi_hl_pop(a, k, h, &mp);
     } else if (word != 0 && a->hl[k].cur < a->hl[k].end) {
-        uint32_t *mp;
         p = rpi_hl_carve(a, k, &mp);
     } else {
         return locked == RPI_SYNC_LOCK     ? alloc_hl_refill_lock(pool, t, size, tag, plain)
                : locked == RPI_SYNC_BIASED ? alloc_hl_refill_biased(pool, t, size, tag, plain)
                                            : alloc_hl_refill_none(pool, t, size, tag, plain);
     }
-    return alloc_hl_done(pool, t, p, rpi_hl_meta(p), word, size, locked, false);
+    return alloc_hl_done(pool, t, p, mp, word, size, locked, false);
 }
 /* (parameters in the order rp_alloc holds them: few moves before the call) */
 __attribute__((noinline)) static void *alloc_hl_none(rp_pool *pool, size_t size, const char *tag,
@@ -1053,10 +1052,9 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
                    : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
                                                : alloc_hl_none(pool, size, tag, plain, t, a);
         }
-        char *p = rpi_hl_dec(h);
-        a->free[c] = rpi_hl_link(p);
-        /* hl_put left the slot word's address there */
-        return alloc_hl_done(pool, t, p, rpi_hl_link_word(p), t->hl_word, size, locked, zero);
+        uint32_t *mp;
+        char *p = rpi_hl_pop(a, c, h, &mp);
+        return alloc_hl_done(pool, t, p, mp, t->hl_word, size, locked, zero);
     } else {
         if (c <= a->hl_cmax) {
             /* 1 to 16 (or RPI_HL_MAX) bytes: a headerless slot of class c
@@ -2332,16 +2330,15 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
         size_t k = (size + 15) >> 4;
         void *h = a->free[k];
         char *p;
+        uint32_t *mp_new;
         if (rpi_hl_is_enc(h)) {   /* a free slot */
-            p = rpi_hl_dec(h);
-            a->free[k] = rpi_hl_link(p);
+            p = rpi_hl_pop(a, k, h, &mp_new);
         } else {
             if (a->hl[k].cur >= a->hl[k].end) goto no;   /* a new chunk: hl_resize */
-            uint32_t *mp_new;
             p = rpi_hl_carve(a, k, &mp_new);
         }
         memcpy(p, block, old);
-        *rpi_hl_meta(p) = (m & ~RPI_HL_SIZE) | (uint32_t)size;
+        *mp_new = (m & ~RPI_HL_SIZE) | (uint32_t)size;
         hl_put(block, mp);
         r = p;
     } else {
