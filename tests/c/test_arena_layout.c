@@ -1054,16 +1054,24 @@ static void child_hl64(const char *arg)
 /* RINGPOOL_HEADERLESS=64: headerless slots for blocks up to 64 bytes
    (child_hl64, in a process of its own: read once), thread-safe and
    unsynchronised pools. */
+/* Child `child` run under RINGPOOL_HEADERLESS=64, with an unsynchronised
+   and with a thread-safe pool, each in a process of its own; a failure of
+   either fails the test. */
+static void spawn_hl64_children(const char *child)
+{
+    static const char *const kinds[] = {"unsync", "locked"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        tu_result r;
+        tu_spawn(child, kinds[i], "RINGPOOL_HEADERLESS=64", &r);
+        if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+            tu_fail(__FILE__, __LINE__, "child '%s %s' failed: %s", child, kinds[i], r.err);
+    }
+}
+
 static void headerless_up_to_64_bytes(void)
 {
     if (!tu_is_arena()) return;
-    tu_result r;
-    tu_spawn("hl64", "unsync", "RINGPOOL_HEADERLESS=64", &r);
-    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
-        tu_fail(__FILE__, __LINE__, "child 'hl64 unsync' failed: %s", r.err);
-    tu_spawn("hl64", "locked", "RINGPOOL_HEADERLESS=64", &r);
-    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
-        tu_fail(__FILE__, __LINE__, "child 'hl64 locked' failed: %s", r.err);
+    spawn_hl64_children("hl64");
 }
 
 /* Child (RINGPOOL_HEADERLESS=64, the region cut to 2 chunks per slot
@@ -1211,13 +1219,7 @@ static void child_hl_exhaust(const char *arg)
 static void headerless_region_exhausted(void)
 {
     if (!tu_is_arena()) return;
-    tu_result r;
-    tu_spawn("hl-exhaust", "unsync", "RINGPOOL_HEADERLESS=64", &r);
-    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
-        tu_fail(__FILE__, __LINE__, "child 'hl-exhaust unsync' failed: %s", r.err);
-    tu_spawn("hl-exhaust", "locked", "RINGPOOL_HEADERLESS=64", &r);
-    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
-        tu_fail(__FILE__, __LINE__, "child 'hl-exhaust locked' failed: %s", r.err);
+    spawn_hl64_children("hl-exhaust");
 }
 
 int main(int argc, char **argv)
