@@ -210,8 +210,8 @@ static bool new_chunk(rp_pool *pool, rpi_arena *a)
 }
 
 /* rpi_class_size(c) for every class, as constants. */
-#define CLASS_BYTES(c) ((c) < 64 ? ((c) + 1) * 16u \
-                        : (1u << (10 + ((c) - 64) / 4)) + ((((c) - 64) % 4 + 1) << (8 + ((c) - 64) / 4)))
+#define CLASS_BYTES(c) ((c) < 64 ? ((c) + 1) * 16u : CLASS_BYTES_BIG((c) < 64 ? 64 : (c)))
+#define CLASS_BYTES_BIG(c) ((1u << (10 + ((c) - 64) / 4)) + ((((c) - 64) % 4 + 1) << (8 + ((c) - 64) / 4)))
 #define CLASS_BYTES4(c) CLASS_BYTES(c), CLASS_BYTES(c + 1), CLASS_BYTES(c + 2), CLASS_BYTES(c + 3)
 #define CLASS_BYTES16(c) CLASS_BYTES4(c), CLASS_BYTES4(c + 4), CLASS_BYTES4(c + 8), CLASS_BYTES4(c + 12)
 const uint32_t rpi_class_bytes[RPI_NCLASSES] = {

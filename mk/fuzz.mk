@@ -96,7 +96,7 @@ $(STAMPS)/fuzz-sys:
 
 $(FUZZ_DIR)/lf-obj/%.o: csrc/%.c $(wildcard csrc/*.h) csrc/include/ringpool.h | $(STAMPS)/fuzz-sys
 	@mkdir -p $(@D)
-	$(FUZZ_CLANG) $(WARN) -Wno-unknown-pragmas -O1 -g -fsanitize=fuzzer-no-link $(FUZZ_LF_SAN) $(CPPFLAGS_LIB) -c $< -o $@
+	$(FUZZ_CLANG) $(WARN) -Wno-unknown-pragmas -Wno-unknown-attributes -O1 -g -fsanitize=fuzzer-no-link $(FUZZ_LF_SAN) $(CPPFLAGS_LIB) -c $< -o $@
 
 $(FUZZ_LF_BIN): $(FUZZ_DEPS) $(FUZZ_LF_OBJS) | $(STAMPS)/fuzz-sys
 	@mkdir -p $(@D)/tmp $(@D)/artifacts
