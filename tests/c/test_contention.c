@@ -417,38 +417,56 @@ static void test_other_threads_blocks_are_the_pools(void)
 /* Reset frees the blocks of every thread; destroy frees them while the
    threads that allocated them are still alive (with their bindings), and a
    new pool, even one at the same address, starts empty. */
+/* Two threads taking turns: each waits for the step the other sets. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int             step;
+} gate;
+
+static void gate_init(gate *g)
+{
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->step = 0;
+}
+
+static void gate_destroy(gate *g)
+{
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+}
+
+static void gate_wait(gate *g, int step)
+{
+    pthread_mutex_lock(&g->mu);
+    while (g->step < step) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_set(gate *g, int step)
+{
+    pthread_mutex_lock(&g->mu);
+    g->step = step;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
 typedef struct sleeper {
-    rp_pool         *pool[2];
-    void            *b[2];
-    pthread_mutex_t  mu;
-    pthread_cond_t   cv;
-    int              step;
+    rp_pool *pool[2];
+    void    *b[2];
+    gate     g;
 } sleeper;
-
-static void wait_step(sleeper *s, int step)
-{
-    pthread_mutex_lock(&s->mu);
-    while (s->step < step) pthread_cond_wait(&s->cv, &s->mu);
-    pthread_mutex_unlock(&s->mu);
-}
-
-static void set_step(sleeper *s, int step)
-{
-    pthread_mutex_lock(&s->mu);
-    s->step = step;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
 
 static void *alloc_then_wait(void *arg)
 {
     sleeper *s = arg;
     s->b[0] = rp_alloc(s->pool[0], 64, "worker");
-    set_step(s, 1);
-    wait_step(s, 2);          /* the pool is destroyed meanwhile */
+    gate_set(&s->g, 1);
+    gate_wait(&s->g, 2);          /* the pool is destroyed meanwhile */
     s->b[1] = rp_alloc(s->pool[1], 48, "worker");
-    set_step(s, 3);
-    wait_step(s, 4);
+    gate_set(&s->g, 3);
+    gate_wait(&s->g, 4);
     rp_free(s->b[1]);
     return NULL;
 }
@@ -457,12 +475,11 @@ static void test_destroy_while_threads_hold_shards(void)
 {
     sleeper s;
     memset(&s, 0, sizeof s);
-    pthread_mutex_init(&s.mu, NULL);
-    pthread_cond_init(&s.cv, NULL);
+    gate_init(&s.g);
     s.pool[0] = tu_pool("first");
     pthread_t t;
     CHECK(pthread_create(&t, NULL, alloc_then_wait, &s) == 0);
-    wait_step(&s, 1);
+    gate_wait(&s.g, 1);
     CHECK_COUNTS(s.pool[0], 1, 64);
     rp_pool *gone = s.pool[0];
     rp_pool_destroy(gone);    /* the worker's block and shard go with it */
@@ -479,8 +496,8 @@ static void test_destroy_while_threads_hold_shards(void)
     for (int i = 0; i < ntries - (p ? 0 : 1); i++) rp_pool_destroy(tries[i]);
     if (!p) p = tries[ntries - 1];
     s.pool[1] = p;
-    set_step(&s, 2);
-    wait_step(&s, 3);
+    gate_set(&s.g, 2);
+    gate_wait(&s.g, 3);
     CHECK_COUNTS(p, 1, 48);
     rp_tag_stat st[4];
     CHECK_EQ(rp_pool_stats(p, st, 4), 1);
@@ -489,12 +506,11 @@ static void test_destroy_while_threads_hold_shards(void)
     CHECK_INT(rp_pool_reset(p), 0);
     CHECK_COUNTS(p, 0, 0);
     s.b[1] = NULL;
-    set_step(&s, 4);
+    gate_set(&s.g, 4);
     CHECK(pthread_join(t, NULL) == 0);
     CHECK_INT(rp_pool_check(p), 0);
     tu_end_pool(p);
-    pthread_mutex_destroy(&s.mu);
-    pthread_cond_destroy(&s.cv);
+    gate_destroy(&s.g);
 }
 
 /* A thread that exits leaves its blocks to the pool (they stay counted and
@@ -692,37 +708,20 @@ static void test_snapshot_exact_while_threads_run(void)
    thread's own next snapshot no longer counts them, zero-size blocks
    included. */
 typedef struct owner_job {
-    rp_pool        *pool;
-    void           *b[32];
-    pthread_mutex_t mu;
-    pthread_cond_t  cv;
-    int             step;
+    rp_pool *pool;
+    void    *b[32];
+    gate     g;
 } owner_job;
-
-static void owner_wait(owner_job *j, int step)
-{
-    pthread_mutex_lock(&j->mu);
-    while (j->step < step) pthread_cond_wait(&j->cv, &j->mu);
-    pthread_mutex_unlock(&j->mu);
-}
-
-static void owner_set(owner_job *j, int step)
-{
-    pthread_mutex_lock(&j->mu);
-    j->step = step;
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-}
 
 static void *owner_body(void *arg)
 {
     owner_job *j = arg;
     for (int i = 0; i < 32; i++) j->b[i] = rp_alloc(j->pool, (size_t)(i % 4) * 8, "owner");
-    owner_set(j, 1);
-    owner_wait(j, 2);    /* the main thread frees the even ones */
+    gate_set(&j->g, 1);
+    gate_wait(&j->g, 2);    /* the main thread frees the even ones */
     for (int i = 0; i < 32; i += 2) j->b[i] = rp_alloc(j->pool, 24, "owner-again");
-    owner_set(j, 3);
-    owner_wait(j, 4);
+    gate_set(&j->g, 3);
+    gate_wait(&j->g, 4);
     for (int i = 0; i < 32; i++) rp_free(j->b[i]);
     return NULL;
 }
@@ -733,11 +732,10 @@ static void test_frees_from_other_threads_counted_at_once(void)
     owner_job j;
     memset(&j, 0, sizeof j);
     j.pool = pool;
-    pthread_mutex_init(&j.mu, NULL);
-    pthread_cond_init(&j.cv, NULL);
+    gate_init(&j.g);
     pthread_t t;
     CHECK(pthread_create(&t, NULL, owner_body, &j) == 0);
-    owner_wait(&j, 1);
+    gate_wait(&j.g, 1);
     /* sizes 0, 8, 16, 24 repeating: 8 blocks of each, 384 bytes */
     CHECK_COUNTS(pool, 32, 384);
     size_t left = 32, bytes = 384;
@@ -748,21 +746,20 @@ static void test_frees_from_other_threads_counted_at_once(void)
         CHECK_COUNTS(pool, left, bytes);
     }
     CHECK_INT(rp_pool_check(pool), 0);
-    owner_set(&j, 2);
-    owner_wait(&j, 3);
+    gate_set(&j.g, 2);
+    gate_wait(&j.g, 3);
     CHECK_COUNTS(pool, 32, bytes + 16 * 24);
     size_t seen = 0;
     CHECK_INT(rp_pool_walk(pool, count_visit, &seen), 0);
     CHECK_EQ(seen, 32);
-    owner_set(&j, 4);
+    gate_set(&j.g, 4);
     CHECK(pthread_join(t, NULL) == 0);
     CHECK_COUNTS(pool, 0, 0);
     rp_tag_stat st[4];
     CHECK_EQ(rp_pool_stats(pool, st, 4), 2);
     CHECK_EQ(st[0].allocs, 32);
     CHECK_EQ(st[1].allocs, 16);
-    pthread_mutex_destroy(&j.mu);
-    pthread_cond_destroy(&j.cv);
+    gate_destroy(&j.g);
     tu_end_pool(pool);
 }
 
