@@ -36,9 +36,10 @@
  * bits 52..58 hold log2 of the alignment of aligned and big blocks, or the
  * size class of arena blocks.
  *
- * Counters: every tag record keeps blocks/bytes/peak/allocs and the pool keeps
- * the same totals, all updated under the pool lock on each alloc, resize and
- * free, so statistics are O(tags) and never walk the ring.
+ * Counters: every tag record keeps bytes/peak/allocs/frees (its live blocks:
+ * allocs - frees, rpi_tag_blocks) and the pool keeps the same totals, all
+ * updated under the pool lock on each alloc, resize and free, so statistics
+ * are O(tags) and never walk the ring.
  */
 #ifndef RP_INTERNAL_H
 #define RP_INTERNAL_H
@@ -154,11 +155,13 @@ RPI_HIDDEN void   rpi_ptrmap_free(rpi_ptrmap *m);
 struct rpi_tag {
     const char *name;       /* never NULL */
     rp_pool    *pool;
-    size_t      blocks;
     size_t      room, peak; /* bytes = peak - room (rpi_tag_bytes): an
                                allocation subtracts from room alone while
-                               it stays >= 0 (rpi_counters_add_in) */
-    uint64_t    allocs;
+                               it stays >= 0 (rpi_room_grow) */
+    uint64_t    allocs;     /* allocations, cumulative */
+    uint64_t    frees;      /* blocks gone (freed, or dropped by a reset):
+                               live blocks = allocs - frees (rpi_tag_blocks),
+                               so an allocation counts one field, not two */
     rpi_tag    *hnext;      /* hash chain */
     rpi_tag    *lnext;      /* first-use order */
     uint32_t    hash;
@@ -695,26 +698,31 @@ over:
     *room = r;
 #endif
 }
-/* size more bytes in one more block under t, in pool p (t->pool). */
-static inline void rpi_counters_add_in(rp_pool *p, rpi_tag *t, size_t size)
-{
-    t->blocks++;
-    rpi_room_grow(&t->room, &t->peak, size);
-    rpi_room_grow(&p->room, &p->peak, size);
-}
-static inline void rpi_counters_add(rpi_tag *t, size_t size)
-{
-    rpi_counters_add_in(t->pool, t, size);
-}
-/* A new block of size bytes under t, in pool p (t->pool): also an allocation. */
+/* Live blocks under t. */
+static inline size_t rpi_tag_blocks(const rpi_tag *t) { return (size_t)(t->allocs - t->frees); }
+/* A new block of size bytes under t, in pool p (t->pool): an allocation. */
 static inline void rpi_count_new(rp_pool *p, rpi_tag *t, size_t size)
 {
     t->allocs++;
-    rpi_counters_add_in(p, t, size);
+    rpi_room_grow(&t->room, &t->peak, size);
+    rpi_room_grow(&p->room, &p->peak, size);
 }
+/* A block under t, in pool p (t->pool), from old to size bytes (resize:
+   the same block, no count changes). */
+static inline void rpi_counters_resize_in(rp_pool *p, rpi_tag *t, size_t old, size_t size)
+{
+    size_t d = size - old;   /* modulo 2^64: a shrink gives room back */
+    rpi_room_grow(&t->room, &t->peak, d);
+    rpi_room_grow(&p->room, &p->peak, d);
+}
+static inline void rpi_counters_resize(rpi_tag *t, size_t old, size_t size)
+{
+    rpi_counters_resize_in(t->pool, t, old, size);
+}
+/* A block of size bytes under t gone, in pool p (t->pool). */
 static inline void rpi_counters_sub_in(rp_pool *p, rpi_tag *t, size_t size)
 {
-    t->blocks--;
+    t->frees++;
     t->room += size;
     p->room += size;
 }

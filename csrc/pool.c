@@ -119,7 +119,7 @@ size_t rpi_pool_totals(rp_pool *pool, uint64_t *allocs)
     size_t blocks = 0;
     uint64_t n = 0;
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
-        blocks += t->blocks;
+        blocks += rpi_tag_blocks(t);
         n += t->allocs;
     }
     if (allocs) *allocs = n;
@@ -500,7 +500,7 @@ static void pool_free_blocks(rp_pool *pool, bool keep_chunks)
     recycle_release(pool);
     ring_reset(pool);
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
-        t->blocks = 0;
+        t->frees = t->allocs;
         rpi_tag_bytes_clear(t);
     }
     rpi_pool_bytes_clear(pool);
@@ -2161,8 +2161,7 @@ __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, siz
         }
         pool->mp_left -= (int64_t)size;   /* the sampler's countdown, as resize_done */
         *mp = (m & ~RPI_HL_SIZE) | (uint32_t)size;
-        rpi_counters_sub_in(pool, t, old);
-        rpi_counters_add_in(pool, t, size);
+        rpi_counters_resize_in(pool, t, old, size);
         unlock_both(pool, false);
         return r;
     }
@@ -2178,8 +2177,7 @@ headed:
         dtor_rekey(pool, block, n);
     }
     hl_put(block, mp);
-    rpi_counters_sub_in(pool, t, old);
-    rpi_counters_add_in(pool, t, size);
+    rpi_counters_resize_in(pool, t, old, size);
     return resize_done(pool, block, n, old, size, false, false);
 fail_locked:
     unlock_both(pool, false);
@@ -2274,12 +2272,10 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         if (checked) rpi_registry_move(h, n, raw_of(n));
         bool sampled = (h->word & RPI_F_SAMPLED) != 0;
         raw_release(pool, h);
-        rpi_counters_sub(n->origin, old);
-        rpi_counters_add(n->origin, size);
+        rpi_counters_resize(n->origin, old, size);
         return resize_done(pool, block, n, old, size, checked, sampled);
     }
-    rpi_counters_sub(h->origin, old);
-    rpi_counters_add(h->origin, size);
+    rpi_counters_resize(h->origin, old, size);
     if (checked) rpi_registry_move(rpi_hdr_of(block), h, raw_of(h));
     return resize_done(pool, block, h, old, size, checked, (h->word & RPI_F_SAMPLED) != 0);
 fail_locked:
@@ -2906,12 +2902,17 @@ size_t rp_pool_stats(rp_pool *pool, rp_tag_stat *out, size_t cap)
         size_t unlisted = 0;
         for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
             if (!rpi_tag_listed(t)) { unlisted++; continue; }
-            stat_put(out, cap, i++, t, t->blocks, rpi_tag_bytes(t), t->peak, t->allocs);
+            stat_put(out, cap, i++, t, rpi_tag_blocks(t), rpi_tag_bytes(t), t->peak, t->allocs);
         }
         if (!unlisted) pool->flags &= ~RPI_POOL_UNLISTED;
     } else {
-        for (rpi_tag *t = pool->tag_first; t; t = t->lnext, i++)
-            stat_put(out, cap, i, t, t->blocks, rpi_tag_bytes(t), t->peak, t->allocs);
+        /* the entries out has room for, then the count of the rest (the
+           tests of out and cap once per tag, not twice) */
+        rpi_tag *t = pool->tag_first;
+        if (out)
+            for (; t && i < cap; t = t->lnext, i++)
+                stat_put(out, cap, i, t, rpi_tag_blocks(t), rpi_tag_bytes(t), t->peak, t->allocs);
+        for (; t; t = t->lnext) i++;
     }
     rpi_pool_unlock(pool);
     return i;
@@ -3120,7 +3121,7 @@ static int check_one(rp_pool *pool)
     /* Pool totals are compared with the ring and with the sum of the tags. */
     size_t tag_blocks = 0, tag_bytes = 0;
     for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
-        tag_blocks += t->blocks;
+        tag_blocks += rpi_tag_blocks(t);
         tag_bytes += rpi_tag_bytes(t);
     }
     bool ring_whole = true;

@@ -211,7 +211,7 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
                        (unsigned long long)t->f_allocs);
         else
             out_printf(f, ", \"blocks\": %zu, \"bytes\": %zu, \"peak_bytes\": %zu, "
-                       "\"allocs\": %llu", t->blocks, rpi_tag_bytes(t), t->peak,
+                       "\"allocs\": %llu", rpi_tag_blocks(t), rpi_tag_bytes(t), t->peak,
                        (unsigned long long)t->allocs);
         rpi_poolstack_report_tag(stacks, t, &jo);
         out_putc(f, '}');

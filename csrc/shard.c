@@ -222,7 +222,7 @@ static rpi_tag *find_tag(rp_pool *pool, const rpi_tag *like)
 
 static void fold_add(rpi_tag *m, const rpi_tag *t)
 {
-    m->f_blocks += t->blocks;
+    m->f_blocks += rpi_tag_blocks(t);
     m->f_bytes += rpi_tag_bytes(t);
     m->f_peak += t->peak;
     m->f_allocs += t->allocs;
@@ -255,7 +255,7 @@ void rpi_shards_fold(rp_pool *front, rpi_fold *out)
     for (rp_pool *p = front; p; p = p == front ? front->shards : p->shard_next) {
         for (rpi_tag *t = p->tag_first; t; t = t->lnext) {
             fold_add(t->master, t);
-            out->blocks += t->blocks;
+            out->blocks += rpi_tag_blocks(t);
             out->allocs += t->allocs;
         }
         out->bytes += rpi_pool_bytes(p);
