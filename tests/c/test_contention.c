@@ -1098,6 +1098,112 @@ static void test_thread_alternating_pools_keeps_each_shard(void)
     }
 }
 
+/* The creator (a biased pool's owner, no lock) allocates small blocks of
+   every headerless class while another thread checks, resizes (to another
+   class, or within the slot) and frees them under the pool's lock, onto the
+   owner's class lists, from which the owner takes them again at once: every
+   block's contents intact, the counters exact. With RINGPOOL_HEADERLESS=64
+   all four classes are slots (test-c-tsan runs it so too). */
+typedef struct slot_relay {
+    rp_pool *pool;
+    queue    q;
+    uint64_t resized;
+} slot_relay;
+
+static void relay_fill(unsigned char *p, size_t size, uint32_t seq)
+{
+    memcpy(p, &seq, sizeof seq);
+    for (size_t i = sizeof seq; i < size; i++) p[i] = (unsigned char)(seq + i);
+}
+
+static void relay_check(const unsigned char *p, size_t size, uint32_t *seq)
+{
+    memcpy(seq, p, sizeof *seq);
+    for (size_t i = sizeof *seq; i < size; i++) CHECK(p[i] == (unsigned char)(*seq + i));
+}
+
+static void *slot_relay_free(void *arg)
+{
+    slot_relay *r = arg;
+    static const size_t to[] = {24, 40, 56, 8, 12, 30, 50, 64};
+    void *p;
+    while ((p = q_get(&r->q)) != NULL) {
+        size_t size = rp_block_size(p);
+        CHECK(size >= 8 && size <= 64);
+        CHECK(rp_block_pool(p) == r->pool);
+        uint32_t seq;
+        relay_check(p, size, &seq);
+        if (seq % 3 == 0) {
+            size_t want = to[seq / 3 % 8];
+            unsigned char *n = rp_resize(r->pool, p, want);
+            CHECK(n != NULL);
+            uint32_t again;
+            relay_check(n, size < want ? size : want, &again);
+            CHECK_EQ(again, seq);
+            CHECK_EQ(rp_block_size(n), want);
+            r->resized++;
+            p = n;
+        }
+        rp_free(p);
+    }
+    return NULL;
+}
+
+static void test_owner_reuses_slots_other_threads_free(void)
+{
+    static slot_relay r;
+    memset(&r, 0, sizeof r);
+    r.pool = tu_pool("slot-relay");
+    pthread_mutex_init(&r.q.mu, NULL);
+    pthread_cond_init(&r.q.not_full, NULL);
+    pthread_cond_init(&r.q.not_empty, NULL);
+    r.q.producers_left = 1;
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, slot_relay_free, &r) == 0);
+    static const size_t sizes[] = {8, 24, 40, 56, 16, 32, 48, 64};
+    uint32_t n = tu_quick() ? 20000 : 100000;
+    void *mine[8] = {NULL};
+    for (uint32_t seq = 0; seq < n; seq++) {
+        size_t size = sizes[seq % 8];
+        unsigned char *p = rp_alloc(r.pool, size, seq % 2 ? "relay-a" : "relay-b");
+        CHECK(p != NULL);
+        relay_fill(p, size, seq);
+        if (seq % 16 == 5) {   /* some the owner keeps a while and frees itself */
+            uint32_t old;
+            if (mine[seq / 16 % 8]) {
+                relay_check(mine[seq / 16 % 8], rp_block_size(mine[seq / 16 % 8]), &old);
+                rp_free(mine[seq / 16 % 8]);
+            }
+            mine[seq / 16 % 8] = p;
+            continue;
+        }
+        q_put(&r.q, p);
+    }
+    pthread_mutex_lock(&r.q.mu);
+    r.q.producers_left = 0;
+    pthread_cond_broadcast(&r.q.not_empty);
+    pthread_mutex_unlock(&r.q.mu);
+    CHECK(pthread_join(th, NULL) == 0);
+    size_t kept = 0, kept_bytes = 0;
+    for (int i = 0; i < 8; i++)
+        if (mine[i]) {
+            kept++;
+            kept_bytes += rp_block_size(mine[i]);
+        }
+    CHECK_COUNTS(r.pool, kept, kept_bytes);
+    rp_pool_info info;
+    CHECK_EQ(info_of(r.pool, &info), kept);
+    CHECK_EQ(info.allocs, n);
+    CHECK(r.resized > 0);
+    CHECK_INT(rp_pool_check(r.pool), 0);
+    for (int i = 0; i < 8; i++) rp_free(mine[i]);
+    CHECK_COUNTS(r.pool, 0, 0);
+    pthread_mutex_destroy(&r.q.mu);
+    pthread_cond_destroy(&r.q.not_full);
+    pthread_cond_destroy(&r.q.not_empty);
+    tu_end_pool(r.pool);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -1115,6 +1221,7 @@ int main(int argc, char **argv)
         {"creator_shares_pool_lock_free", test_creator_shares_pool_lock_free},
         {"creator_shares_pool_without_bias", test_creator_shares_pool_without_bias},
         {"thread_alternating_pools_keeps_each_shard", test_thread_alternating_pools_keeps_each_shard},
+        {"owner_reuses_slots_other_threads_free", test_owner_reuses_slots_other_threads_free},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }

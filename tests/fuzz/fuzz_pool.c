@@ -12,7 +12,13 @@
  * and allocation counts (rp_pool_stats), pool totals (rp_pool_outstanding,
  * rp_pool_get_info), the order of cleanups and destructors, and, at check
  * steps, every block's contents, alignment, the ring (rp_pool_walk,
- * rp_pool_check) and that no two live blocks overlap.
+ * rp_pool_check) and that no two live blocks overlap.  Also: bursts of
+ * small blocks of one class in unchecked arena pools (headerless slots and
+ * blocks with a header on one class's free list), misuse of the headerless
+ * region (pointers inside slots, slots just freed, places no block is at,
+ * blocks of a destroyed or reset pool: each must report its one error even
+ * in unchecked pools), and a sampling profile (rp_memprof_*) whose tracked
+ * blocks must stay within the live ones.
  *
  * One source, three programs (mk/fuzz.mk builds them):
  *   - a libFuzzer target (clang, -DFUZZ_LIBFUZZER, -fsanitize=fuzzer,...);
@@ -179,6 +185,28 @@ static mclean cleans[NCLEAN];
 static uint64_t seq_counter, pool_counter;
 static size_t live_bytes;
 static char tmpdir[4096];
+
+/* The headerless region of small arena blocks (the library's internals seen
+   from outside, for the misuse that must be reported there: probe_region):
+   its start and span (0: none found), the largest size given a slot, and
+   what the inputs reached in it (printed by the driver). */
+#define HL_PART  ((uintptr_t)1 << 30)
+static uintptr_t hl_lo, hl_span;
+static size_t hl_max;
+static unsigned long hl_seen[3], hl_moves[4], hl_misuse;   /* slots of 16/32/64 bytes */
+static bool is_hl(const void *p) { return (uintptr_t)p - hl_lo < hl_span; }
+/* A block handed out (new or moved from old, NULL for a new one): counted
+   by slot size, and a move by kind (0 slot to slot of another size, 1 slot
+   to a block with a header, 2 header to slot, 3 within its slot). */
+static void hl_note(const void *old, const void *p)
+{
+    if (!hl_span) return;
+    if (is_hl(p)) hl_seen[((uintptr_t)p - hl_lo) / HL_PART]++;
+    if (!old || (!is_hl(old) && !is_hl(p))) return;
+    if (is_hl(old) && is_hl(p))
+        hl_moves[old == p ? 3 : 0]++;
+    else hl_moves[is_hl(old) ? 1 : 2]++;
+}
 
 /* events recorded by the callbacks, compared with what the model expects */
 typedef struct event { int kind; const void *what; int fn; } event;
@@ -442,6 +470,7 @@ static int model_new_block(int pool, void *p, size_t size, size_t align, const c
     b->seq = ++seq_counter;
     counters_add(pool, b->tag, size, true);
     fill(b);
+    hl_note(NULL, p);
     return s;
 }
 
@@ -564,8 +593,109 @@ static int cmp_block_addr(const void *a, const void *b)
 }
 
 /* Everything: counters, the ring, every block's contents and placement. */
+/* ---------------------------------------------------------------- sampling */
+/* A profile (rp_memprof_start) whose tracker keeps each sampled block's
+   address as its user value: the set of tracked blocks must stay a subset
+   of the live ones (a block that goes, by free, a moving resize, reset or
+   destroy, has its dealloc call first), until the profile is discarded. */
+#define NTRACKED (2 * NBLOCKS)
+static rp_memprof *mp_profile;      /* started (running or stopped), not discarded */
+static bool mp_running;
+static void *mp_tracked[NTRACKED];
+static int mp_ntracked;
+static unsigned long mp_samples;
+
+static int mp_find(const void *p)
+{
+    for (int i = 0; i < mp_ntracked; i++)
+        if (mp_tracked[i] == p) return i;
+    return -1;
+}
+
+static void *mp_alloc_cb(const rp_memprof_allocation *a, void *data)
+{
+    ENSURE(data == &mp_profile, "tracker called with foreign data");
+    ENSURE(a->block && a->samples >= 1 && a->pool && a->tag, "a sample without its block");
+    ENSURE(mp_find(a->block) < 0, "block %p sampled while still tracked", a->block);
+    mp_samples++;
+    if (mp_ntracked == NTRACKED || (a->samples & 3) == 3) return NULL;   /* not tracked */
+    mp_tracked[mp_ntracked++] = a->block;
+    return a->block;
+}
+
+static void mp_dealloc_cb(void *user, void *data)
+{
+    ENSURE(data == &mp_profile, "tracker called with foreign data");
+    int i = mp_find(user);
+    ENSURE(i >= 0, "dealloc of %p, which is not tracked", user);
+    mp_tracked[i] = mp_tracked[--mp_ntracked];
+}
+
+/* After block p went (freed or moved away from): no longer tracked. */
+static void mp_gone(const void *p)
+{
+    ENSURE(mp_find(p) < 0, "block %p went without its dealloc call", p);
+}
+
+static void mp_check_live(void)
+{
+    for (int i = 0; i < mp_ntracked; i++)
+        ENSURE(find_block(mp_tracked[i]) >= 0, "tracked block %p is not live", mp_tracked[i]);
+}
+
+static void op_memprof(void)
+{
+    unsigned how = u8();
+    if (!mp_profile) {
+        static const double rates[] = {1.0 / 64, 1.0 / 512, 1.0 / 4096, 1.0};
+        rp_memprof_params pr;
+        memset(&pr, 0, sizeof pr);
+        pr.rate = rates[how % 4];
+        pr.callstack_size = (how >> 2) % 3;
+        pr.seed = 1 + (how >> 4);
+        pr.tracker.alloc = mp_alloc_cb;
+        pr.tracker.dealloc = mp_dealloc_cb;
+        pr.tracker.data = &mp_profile;
+        inj_begin();
+        int rc = rp_memprof_start(&pr, &mp_profile);
+        TRACE("rp_memprof_start(rate %g) -> %d", pr.rate, rc);
+        if (rc == RP_ENOMEM) {
+            ENSURE(inj_allowed(), "rp_memprof_start failed without cause");
+            mp_profile = NULL;
+            return;
+        }
+        ENSURE(rc == 0, "rp_memprof_start returned %d", rc);
+        ENSURE(rp_memprof_running() == mp_profile, "rp_memprof_running is not the profile");
+        mp_running = true;
+    } else if (mp_running) {
+        TRACE("rp_memprof_stop");
+        ENSURE(rp_memprof_stop() == 0, "rp_memprof_stop failed");
+        mp_running = false;
+        ENSURE(rp_memprof_running() == NULL, "a profile runs after its stop");
+    } else {
+        ENSURE(rp_memprof_tracked(mp_profile) == (size_t)mp_ntracked,
+               "rp_memprof_tracked %zu, tracker %d", rp_memprof_tracked(mp_profile), mp_ntracked);
+        TRACE("rp_memprof_discard (%d tracked)", mp_ntracked);
+        ENSURE(rp_memprof_discard(mp_profile) == 0, "rp_memprof_discard failed");
+        mp_profile = NULL;
+        mp_ntracked = 0;
+    }
+}
+
+/* The end of an input: no block is left, so nothing is tracked; the
+   profile stopped and discarded for the next input. */
+static void mp_end(void)
+{
+    ENSURE(mp_ntracked == 0, "%d blocks tracked after the last destroy", mp_ntracked);
+    if (mp_running) ENSURE(rp_memprof_stop() == 0, "rp_memprof_stop failed");
+    if (mp_profile) ENSURE(rp_memprof_discard(mp_profile) == 0, "rp_memprof_discard failed");
+    mp_profile = NULL;
+    mp_running = false;
+}
+
 static void check_everything(void)
 {
+    mp_check_live();
     int order[NBLOCKS], n = 0;
     check_all_counters();
     for (int i = 0; i < NPOOLS; i++) {
@@ -634,6 +764,7 @@ static const char *const TAGS[] = {"alpha", "beta", "gamma", "x.c:12", "x.c:13",
 static int add_pool_slot(void);
 static void empty_tmpdir(void);
 static void tolerate_zero_tag(int pool);
+static void misuse_one(void *q, int code, int owner);
 static void model_add_pool(int slot, rp_pool *p, int parent, unsigned flags, bool may_oom);
 
 /* A cleanup: records that it ran, then does what its record says, on its own
@@ -667,6 +798,7 @@ static void cleanup_fn(void *arg)
         if (b >= 0) {
             verify_prefix(&blocks[b], blocks[b].p, blocks[b].size, "contents before free");
             rp_free(blocks[b].p);
+            mp_gone(blocks[b].p);
             model_drop_block(b);
         }
         break;
@@ -1068,6 +1200,16 @@ static void op_destroy(bool reset)
         stale = pick_block(i, false);
         if (stale >= 0) stale_p = blocks[stale].p;
     }
+    /* a headerless block, to be used after the destroy or reset: its
+       chunk no pool's until a pool takes it again (so not with cleanups
+       registered, which may allocate during the teardown) */
+    void *stale_hl = NULL;
+    if ((b & 8) && hl_span) {
+        bool cleanups = false;
+        for (int c = 0; c < NCLEAN; c++) cleanups |= cleans[c].registered;
+        int k = cleanups ? -1 : pick_block(i, false);
+        if (k >= 0 && is_hl(blocks[k].p)) stale_hl = blocks[k].p;
+    }
     char names[NPOOLS][32];
     int nnames = 0;
     subtree_names(i, names, &nnames);
@@ -1105,11 +1247,13 @@ static void op_destroy(bool reset)
     /* a cleanup may have freed the block meant for the probe */
     if (stale >= 0 && !(blocks[stale].live && blocks[stale].p == stale_p)) stale_p = NULL;
     model_teardown(i, reset);
+    mp_check_live();
     if (reset) {
         for (int t = 0; t < pools[i].ntags; t++) pools[i].tags[t].blocks = pools[i].tags[t].bytes = 0;
         pools[i].bytes = 0;
     }
     expect_error(0);
+    if (stale_hl) misuse_one(stale_hl, RP_EFOREIGN, -1);
     if (stale_p) {
         bool other_checked = any_pool(true);
         (void)other_checked;
@@ -1143,6 +1287,44 @@ static void op_alloc(void)
     TRACE("%s(%s, %zu, \"%s\") -> %p", plain ? "rp_alloc" : "rp_alloc_noexc", pools[i].name,
           size, name, r);
     if (took(r, oomed, plain, must_fail, i, "rp_alloc")) model_new_block(i, r, size, 0, name);
+}
+
+/* A burst of small blocks of one size class in an unchecked arena pool
+   (where they are headerless slots, or blocks with a header once the
+   region is used up), then some freed: free slots and blocks with a header
+   on the same class's list, reused by the allocations that follow. */
+static void op_burst(void)
+{
+    int cand[NPOOLS], nc = 0;
+    for (int i = 0; i < NPOOLS; i++)
+        if (pools[i].p && (pools[i].flags & (RP_POOL_ARENA | RP_POOL_CHECKED)) == RP_POOL_ARENA)
+            cand[nc++] = i;
+    unsigned how = u8(), frees = u8();
+    if (nc == 0) return;
+    int i = cand[how % (unsigned)nc];
+    size_t cls = (how >> 3) % 4, n = 1 + u8() % 24;
+    const char *tag = pick_tag(i);
+    char name[48];
+    snprintf(name, sizeof name, "%s", tag_name(tag));
+    int made[24];
+    size_t nmade = 0;
+    for (size_t k = 0; k < n && free_block_slot() >= 0; k++) {
+        size_t size = 16 * cls + 1 + (u8() & 15);
+        inj_begin();
+        void *r = rp_alloc_noexc(pools[i].p, size, tag);
+        TRACE("burst rp_alloc_noexc(%s, %zu, \"%s\") -> %p", pools[i].name, size, name, r);
+        if (!took(r, false, false, false, i, "rp_alloc_noexc")) break;
+        made[nmade++] = model_new_block(i, r, size, 0, name);
+    }
+    for (size_t k = 0; k < nmade; k++) {
+        if (!((frees >> (k % 8)) & 1)) continue;
+        mblock *b = &blocks[made[k]];
+        verify_prefix(b, b->p, b->size, "contents before free");
+        TRACE("burst rp_free(%p [%zu])", b->p, b->size);
+        rp_free(b->p);
+        mp_gone(b->p);
+        model_drop_block(made[k]);
+    }
 }
 
 static void op_calloc(void)
@@ -1268,6 +1450,8 @@ static void op_resize(void)
     ENSURE(b->align == 0 || (uintptr_t)r % b->align == 0,
            "resized block %p lost its alignment %zu", r, b->align);
     verify_prefix(b, r, size < b->size ? size : b->size, "contents kept by resize");
+    hl_note(old, r);
+    if (r != old) mp_gone(old);
     b->p = r;
     counters_sub(owner, b->tag, b->size, false);
     counters_add(owner, b->tag, size, false);
@@ -1295,6 +1479,7 @@ static void op_free(void)
     TRACE("rp_free(%p [%zu, %s])%s", p, b->size, pools[b->pool].name, twice ? " twice" : "");
     rp_free(p);
     compare_events("rp_free");
+    mp_gone(p);
     model_drop_block(k);
     expect_error(0);
     if (twice) {
@@ -1451,9 +1636,81 @@ static void op_intern(void)
     if (pools[i].ninterned < 8) pools[i].interned[pools[i].ninterned++] = t;
 }
 
+/* One call that misuses pointer q; exactly error code must be reported
+   and nothing handed out (which: the next byte). */
+static void misuse_one(void *q, int code, int owner)
+{
+    unsigned which = u8() % 6;
+    rp_pool *arg = owner >= 0 && (which & 1) ? pools[owner].p : NULL;
+    TRACE("misuse %u of %p (expects %s)", which, q, rp_error_name(code));
+    hl_misuse++;
+    switch (which) {
+    case 0: rp_free(q); break;
+    case 1: case 2:
+        ENSURE(rp_resize_noexc(arg, q, u8() % 80) == NULL, "resize of %p succeeded", q);
+        break;
+    case 3: ENSURE(rp_block_size(q) == 0, "rp_block_size of %p is not 0", q); break;
+    case 4: ENSURE(rp_block_pool(q) == NULL, "rp_block_pool of %p is not NULL", q); break;
+    default:
+        ENSURE(rp_set_destructor(q, dtor_a) == RP_EINVAL, "rp_set_destructor of %p", q);
+        break;
+    }
+    expect_error(code);
+}
+
+/* Misuse of the headerless region (unchecked pools too: a slot is checked
+   there): a pointer inside a live slot, a slot just freed, and places of
+   the region no block is at, each reported with its code, nothing changed. */
+static void op_hostile(unsigned how)
+{
+    if (!hl_span) return;
+    switch ((how >> 1) % 3) {
+    case 0: {                                   /* inside a live slot */
+        int k = pick_block(-1, false);
+        if (k < 0 || !is_hl(blocks[k].p)) return;
+        mblock *b = &blocks[k];
+        size_t n16 = (b->size + 15) / 16;       /* its slot has at least n16 * 16 bytes */
+        unsigned r = u8();
+        size_t off = n16 > 1 && (r & 1) ? 16 * (1 + (r >> 1) % (n16 - 1)) : 1 + (r >> 1) % 15;
+        misuse_one((char *)b->p + off, RP_EFOREIGN, b->pool);
+        verify_prefix(b, b->p, b->size, "contents after a misuse inside the block");
+        break;
+    }
+    case 1: {                                   /* a slot just freed */
+        int k = pick_block(-1, true);
+        if (k < 0 || !is_hl(blocks[k].p)) return;
+        void *p = blocks[k].p;
+        int owner = blocks[k].pool;
+        TRACE("rp_free(%p [%zu, %s]) before its misuse", p, blocks[k].size, pools[owner].name);
+        rp_free(p);
+        mp_gone(p);
+        model_drop_block(k);
+        expect_error(0);
+        misuse_one(p, RP_EDOUBLEFREE, owner);
+        break;
+    }
+    default: {                                  /* where no block is */
+        unsigned r = u8();
+        uintptr_t part = hl_span / HL_PART, at;
+        switch (r % 4) {
+        case 0: at = hl_lo + hl_span - 16 * (1 + (r >> 2) % 4); break;   /* the last chunk */
+        case 1: at = hl_lo + (r >> 2) % part * HL_PART + 16 * (r >> 4 & 3); break;   /* a header */
+        case 2: at = hl_lo + (1 + (r >> 2) % part) * HL_PART - 0x10000 + 0x8000; break;
+        default: at = hl_lo + (r >> 2) % part * HL_PART + 0x100000 * (1 + u8()); break;
+        }
+        misuse_one((void *)at, RP_EFOREIGN, -1);
+        break;
+    }
+    }
+}
+
 static void op_misuse(void)
 {
     unsigned how = u8();
+    if (how & 0x80) {
+        op_hostile(how);
+        return;
+    }
     switch (how % 4) {
     case 0: {                                   /* NULL pool */
         void *r = rp_alloc_noexc(NULL, 8, "x");
@@ -1714,7 +1971,9 @@ static void run_input(const uint8_t *data, size_t len)
 #ifndef FUZZ_SKIP_TAG_BUFFER
         else if (op < 252) { step_name = "buffer_tag"; op_buffer_tag(); }
 #endif
-        else if (op >= 253) { step_name = "stat"; op_stat(); }
+        else if (op == 252) { step_name = "memprof"; op_memprof(); }
+        else if (op == 253) { step_name = "burst"; op_burst(); }
+        else if (op >= 254) { step_name = "stat"; op_stat(); }
         else { step_name = "alloc"; op_alloc(); }
         expect_error(0);
         check_all_counters();
@@ -1724,6 +1983,44 @@ static void run_input(const uint8_t *data, size_t len)
     check_everything();
     step_name = "final destroy";
     destroy_all();
+    mp_end();
+}
+
+/* Finds the headerless region: an unsynchronised arena pool's small blocks
+   16 bytes apart are slots, and the first chunk any pool takes starts the
+   region (its parts of 1 GiB: one, or three with RINGPOOL_HEADERLESS=64).
+   Runs before any other pool exists. */
+static void probe_region(void)
+{
+    rp_pool_options o;
+    memset(&o, 0, sizeof o);
+    o.flags = RP_POOL_UNSYNC | RP_POOL_ARENA;
+    rp_pool *p = rp_pool_create_ex("fuzz-probe", &o);
+    if (!p) return;
+    char *b[4];
+    for (int i = 0; i < 4; i++) b[i] = rp_alloc_noexc(p, 8, "probe");
+    if (b[1] && b[2] && b[3] && b[2] - b[1] == 16 && b[3] - b[2] == 16) {
+        const char *e = getenv("RINGPOOL_HEADERLESS");
+        bool wide = e && strcmp(e, "64") == 0;
+        hl_lo = (uintptr_t)b[1] & ~(uintptr_t)0xffff;
+        hl_span = (wide ? 3 : 1) * HL_PART;
+        hl_max = wide ? 64 : 16;
+    }
+    rp_pool_destroy(p);
+}
+
+/* What the inputs reached in the headerless region. */
+static __attribute__((unused)) void print_hl_reach(void)
+{
+    if (!hl_span) {
+        printf("fuzz_pool: no headerless region found\n");
+        return;
+    }
+    printf("fuzz_pool: headerless slots (1-%zu bytes) handed out: %lu of 16 bytes, %lu of 32, "
+           "%lu of 64; resizes: %lu slot to slot, %lu slot to header, %lu header to slot, "
+           "%lu within the slot; %lu misuses of the region; %lu blocks sampled\n", hl_max,
+           hl_seen[0], hl_seen[1], hl_seen[2], hl_moves[0], hl_moves[1], hl_moves[2],
+           hl_moves[3], hl_misuse, mp_samples);
 }
 
 static void setup_once(void)
@@ -1734,6 +2031,7 @@ static void setup_once(void)
     rp_set_error_handler(on_error);
     rp_set_oom_handler(on_oom);
     pattern_init();
+    probe_region();
     const char *t = getenv("FUZZ_TRACE");
     tracing = t && *t && strcmp(t, "0") != 0;
     artifact_dir = getenv("FUZZ_ARTIFACTS");
@@ -1843,6 +2141,7 @@ static int random_runs(unsigned long runs, uint64_t seed, size_t max_len)
     free(buf);
     printf("fuzz_pool: %lu random inputs (seed %llu, up to %zu bytes), %lu operations, "
            "no invariant broken\n", runs, (unsigned long long)seed, max_len, steps);
+    print_hl_reach();
     return 0;
 }
 
