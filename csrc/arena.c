@@ -175,6 +175,8 @@ static bool cache_give(rpi_chunk *c)
     return kept;
 }
 
+static void hl_fini(void);
+
 void rpi_chunk_cache_fini(void)
 {
     rpi_lock_acquire(&cache_lock);
@@ -184,6 +186,7 @@ void rpi_chunk_cache_fini(void)
     }
     cache_head = NULL;
     cache_bytes = 0;
+    hl_fini();
     rpi_lock_release(&cache_lock);
 }
 
@@ -558,6 +561,33 @@ static bool hl_reserve(void)
     hl_state = 1;
     slow_set();
     return true;
+}
+
+/* cache_lock held, at unload (rpi_chunk_cache_fini): the region goes when
+   no pool has a chunk of it (every chunk taken is a spare), as the checked
+   registry's carved memory does; else it stays, with the blocks in it.
+   Without this a library loaded and unloaded again and again (a plugin)
+   left 1 GiB (3 GiB) of address space reserved per load. A pool made
+   later reserves a region anew. */
+static void hl_fini(void)
+{
+    if (hl_state <= 0) return;
+    size_t taken = 0, spare = 0;
+    for (unsigned i = 0; i < RPI_HL_PARTS; i++) {
+        if (!hl_parts[i].top) continue;
+        taken += (size_t)(hl_parts[i].top - ((char *)rpi_hl_base + i * RPI_HL_PART)) / RPI_HL_CHUNK;
+        for (rpi_hlchunk *c = hl_parts[i].spares; c; c = c->next) spare++;
+    }
+    if (spare != taken) return;
+    munmap((void *)rpi_hl_base, rpi_hl_span);
+    memset(hl_parts, 0, sizeof hl_parts);
+    hl_spare_bytes = 0;
+    __atomic_store_n(&rpi_hl_span, (uintptr_t)0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rpi_hl1_span, (uintptr_t)0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rpi_hl2_span, (uintptr_t)0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rpi_hl_base, (uintptr_t)0, __ATOMIC_RELAXED);
+    hl_state = 0;
+    slow_set();
 }
 
 /* log2 of the slot's bytes by class (1: 1-16, 2: 17-32, 3: 33-48, 4: 49-64
