@@ -195,6 +195,7 @@ static uintptr_t hl_lo, hl_span;
 static size_t hl_max;
 static unsigned long hl_seen[3], hl_moves[4], hl_misuse;   /* slots of 16/32/64 bytes */
 static bool is_hl(const void *p) { return (uintptr_t)p - hl_lo < hl_span; }
+static void mp_gone(const void *p);
 /* A block handed out (new or moved from old, NULL for a new one): counted
    by slot size, and a move by kind (0 slot to slot of another size, 1 slot
    to a block with a header, 2 header to slot, 3 within its slot). */
@@ -445,8 +446,18 @@ static bool in_subtree(int a, int b)
 static int model_new_block(int pool, void *p, size_t size, size_t align, const char *name)
 {
     int s = free_block_slot();
-    ENSURE(s >= 0, "harness: no block slot");
     uintptr_t a = (uintptr_t)p;
+    if (s < 0) {
+        /* the model is full (NBLOCKS live blocks): the block goes at once,
+           as if never made (its pool counted it and uncounts it) */
+        TRACE("  model full: rp_free(%p)", p);
+        int t = tag_index(&pools[pool], name, true);
+        counters_add(pool, t, size, true);
+        rp_free(p);
+        mp_gone(p);
+        counters_sub(pool, t, size, true);
+        return -1;
+    }
     ENSURE(a % 16 == 0, "block %p is not aligned to max_align_t", p);
     ENSURE(align == 0 || a % align == 0, "block %p is not aligned to %zu", p, align);
     int old = find_block(p);
@@ -1308,13 +1319,16 @@ static void op_burst(void)
     snprintf(name, sizeof name, "%s", tag_name(tag));
     int made[24];
     size_t nmade = 0;
-    for (size_t k = 0; k < n && free_block_slot() >= 0; k++) {
+    size_t live = 0;   /* room left in the model for the other operations */
+    for (int k = 0; k < NBLOCKS; k++) live += blocks[k].live;
+    for (size_t k = 0; k < n && live + k < NBLOCKS / 2; k++) {
         size_t size = 16 * cls + 1 + (u8() & 15);
         inj_begin();
         void *r = rp_alloc_noexc(pools[i].p, size, tag);
         TRACE("burst rp_alloc_noexc(%s, %zu, \"%s\") -> %p", pools[i].name, size, name, r);
         if (!took(r, false, false, false, i, "rp_alloc_noexc")) break;
-        made[nmade++] = model_new_block(i, r, size, 0, name);
+        int m = model_new_block(i, r, size, 0, name);
+        if (m >= 0) made[nmade++] = m;
     }
     for (size_t k = 0; k < nmade; k++) {
         if (!((frees >> (k % 8)) & 1)) continue;
