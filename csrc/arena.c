@@ -604,7 +604,9 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool, size_t cls)
         if (hl_parts[part].spares) {
             c = hl_parts[part].spares;
             hl_parts[part].spares = c->next;
-            if (hl_spare_bytes >= RPI_HL_CHUNK) hl_spare_bytes -= RPI_HL_CHUNK;
+            /* a spare given back to the system (hl_release's madvise) reads
+               0 but its link, and was not counted */
+            if (c->slot) hl_spare_bytes -= RPI_HL_CHUNK;
         } else if (hl_parts[part].top < hl_parts[part].lim &&
                    mprotect(hl_parts[part].top, RPI_HL_CHUNK, PROT_READ | PROT_WRITE) == 0) {
             c = (rpi_hlchunk *)hl_parts[part].top;

@@ -1222,6 +1222,60 @@ static void headerless_region_exhausted(void)
     spawn_hl64_children("hl-exhaust");
 }
 
+/* The resident memory of this process, in KiB. */
+static long rss_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    CHECK(f != NULL);
+    CHECK(fscanf(f, "%ld %ld", &pages, &resident) == 2);
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* An unsynchronised arena pool holding `chunks` chunks' worth of 8-byte
+   headerless blocks (3273 slots a chunk), each written. */
+static rp_pool *fill_small_chunks(const char *name, long chunks)
+{
+    rp_pool *pool = pool_with(name, RP_POOL_UNSYNC);
+    for (long i = 0; i < chunks * 3273; i++) {
+        char *b = rp_alloc(pool, 8, "t0");
+        CHECK(b != NULL);
+        b[0] = 1;
+    }
+    return pool;
+}
+
+/* Child: destroyed pools' headerless chunks stay resident up to 16 MiB (256
+   chunks), the rest goes back to the system; those come first off the
+   spares when a pool needs chunks again, and after their second release
+   the resident spares are still within the bound (the spares taken back
+   were counted as resident ones: 100 chunks, 6 MiB, stayed beyond it). */
+static void child_spares_bound(const char *arg)
+{
+    (void)arg;
+    rp_pool *a = fill_small_chunks("spares-a", 356);
+    tu_watched = NULL;
+    rp_pool_destroy(a);   /* 256 chunks kept resident, 100 given back */
+    long kept = rss_kib();
+    rp_pool *b = fill_small_chunks("spares-b", 100);   /* the 100 given back */
+    tu_watched = NULL;
+    rp_pool_destroy(b);
+    long after = rss_kib();
+    if (after - kept > 2048)
+        tu_fail(__FILE__, __LINE__, "resident spares grew by %ld KiB past the bound", after - kept);
+    exit(0);
+}
+
+static void headerless_spares_stay_bounded(void)
+{
+    if (!tu_is_arena()) return;
+    tu_result r;
+    tu_spawn("spares-bound", NULL, NULL, &r);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+        tu_fail(__FILE__, __LINE__, "child 'spares-bound' failed: %s", r.err);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -1243,11 +1297,13 @@ int main(int argc, char **argv)
         {"headerless_can_be_turned_off", headerless_can_be_turned_off},
         {"headerless_up_to_64_bytes", headerless_up_to_64_bytes},
         {"headerless_region_exhausted", headerless_region_exhausted},
+        {"headerless_spares_stay_bounded", headerless_spares_stay_bounded},
     };
     static const tu_child children[] = {
         {"small-blocks", child_small_blocks},
         {"hl64", child_hl64},
         {"hl-exhaust", child_hl_exhaust},
+        {"spares-bound", child_spares_bound},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }
