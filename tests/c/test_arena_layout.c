@@ -1234,14 +1234,17 @@ static long rss_kib(void)
 }
 
 /* An unsynchronised arena pool holding `chunks` chunks' worth of 8-byte
-   headerless blocks (3273 slots a chunk), each written. */
-static rp_pool *fill_small_chunks(const char *name, long chunks)
+   headerless blocks (3273 slots a chunk), each written; *first set to the
+   first slot (the pool's first block is the sampler's check point, with a
+   header). */
+static rp_pool *fill_small_chunks(const char *name, long chunks, char **first)
 {
     rp_pool *pool = pool_with(name, RP_POOL_UNSYNC);
-    for (long i = 0; i < chunks * 3273; i++) {
+    for (long i = 0; i <= chunks * 3273; i++) {
         char *b = rp_alloc(pool, 8, "t0");
         CHECK(b != NULL);
         b[0] = 1;
+        if (i == 1) *first = b;
     }
     return pool;
 }
@@ -1250,15 +1253,26 @@ static rp_pool *fill_small_chunks(const char *name, long chunks)
    chunks), the rest goes back to the system; those come first off the
    spares when a pool needs chunks again, and after their second release
    the resident spares are still within the bound (the spares taken back
-   were counted as resident ones: 100 chunks, 6 MiB, stayed beyond it). */
+   were counted as resident ones: 100 chunks, 6 MiB, stayed beyond it). A
+   pointer into a chunk given back is refused as no pool's. */
 static void child_spares_bound(const char *arg)
 {
     (void)arg;
-    rp_pool *a = fill_small_chunks("spares-a", 356);
+    char *first, *other;
+    rp_pool *a = fill_small_chunks("spares-a", 356, &first);
     tu_watched = NULL;
-    rp_pool_destroy(a);   /* 256 chunks kept resident, 100 given back */
+    rp_pool_destroy(a);   /* its newest 256 chunks kept resident, the first 100 given back */
     long kept = rss_kib();
-    rp_pool *b = fill_small_chunks("spares-b", 100);   /* the 100 given back */
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    tu_errors_reset();
+    rp_free(first);
+    CHECK_ONE_ERROR(RP_EFOREIGN);
+    CHECK_EQ(rp_block_size(first), 0);
+    CHECK_ONE_ERROR(RP_EFOREIGN);
+    CHECK(rp_resize(NULL, first, 8) == NULL);
+    CHECK_ONE_ERROR(RP_EFOREIGN);
+    rp_set_error_handler(prev);
+    rp_pool *b = fill_small_chunks("spares-b", 100, &other);   /* the 100 given back */
     tu_watched = NULL;
     rp_pool_destroy(b);
     long after = rss_kib();
