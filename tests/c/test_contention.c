@@ -1149,7 +1149,22 @@ static void *slot_relay_free(void *arg)
     return NULL;
 }
 
-static void test_owner_reuses_slots_other_threads_free(void)
+static atomic_long relay_tracked, relay_samples;
+static void *relay_sampled(const rp_memprof_allocation *a, void *data)
+{
+    (void)data;
+    atomic_fetch_add(&relay_tracked, 1);
+    atomic_fetch_add(&relay_samples, 1);
+    return a->block;
+}
+static void relay_unsampled(void *user, void *data)
+{
+    (void)user;
+    (void)data;
+    atomic_fetch_sub(&relay_tracked, 1);
+}
+
+static void owner_reuses_slots(int sampled)
 {
     static slot_relay r;
     memset(&r, 0, sizeof r);
@@ -1158,6 +1173,16 @@ static void test_owner_reuses_slots_other_threads_free(void)
     pthread_cond_init(&r.q.not_full, NULL);
     pthread_cond_init(&r.q.not_empty, NULL);
     r.q.producers_left = 1;
+    /* sampled: some blocks get a header (the sampler's), which the other
+       thread frees and resizes with their profile's calls */
+    rp_memprof *prof = NULL;
+    atomic_store(&relay_tracked, 0);
+    if (sampled) {
+        rp_memprof_params mp = {.rate = 1.0 / 512, .seed = 7};
+        mp.tracker.alloc = relay_sampled;
+        mp.tracker.dealloc = relay_unsampled;
+        CHECK_INT(rp_memprof_start(&mp, &prof), 0);
+    }
     pthread_t th;
     CHECK(pthread_create(&th, NULL, slot_relay_free, &r) == 0);
     static const size_t sizes[] = {8, 24, 40, 56, 16, 32, 48, 64};
@@ -1198,11 +1223,21 @@ static void test_owner_reuses_slots_other_threads_free(void)
     CHECK_INT(rp_pool_check(r.pool), 0);
     for (int i = 0; i < 8; i++) rp_free(mine[i]);
     CHECK_COUNTS(r.pool, 0, 0);
+    if (sampled) {
+        CHECK_INT(rp_memprof_stop(), 0);
+        CHECK_EQ(rp_memprof_tracked(prof), 0);
+        CHECK_EQ(atomic_load(&relay_tracked), 0);
+        CHECK(atomic_load(&relay_samples) > 0);
+        CHECK_INT(rp_memprof_discard(prof), 0);
+    }
     pthread_mutex_destroy(&r.q.mu);
     pthread_cond_destroy(&r.q.not_full);
     pthread_cond_destroy(&r.q.not_empty);
     tu_end_pool(r.pool);
 }
+
+static void test_owner_reuses_slots_other_threads_free(void) { owner_reuses_slots(0); }
+static void test_owner_reuses_slots_while_sampled(void) { owner_reuses_slots(1); }
 
 int main(int argc, char **argv)
 {
@@ -1222,6 +1257,7 @@ int main(int argc, char **argv)
         {"creator_shares_pool_without_bias", test_creator_shares_pool_without_bias},
         {"thread_alternating_pools_keeps_each_shard", test_thread_alternating_pools_keeps_each_shard},
         {"owner_reuses_slots_other_threads_free", test_owner_reuses_slots_other_threads_free},
+        {"owner_reuses_slots_while_sampled", test_owner_reuses_slots_while_sampled},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
