@@ -511,6 +511,41 @@ typedef struct rpi_memprof_pool {
 /* How a fast path synchronises: not at all (unsynchronised pool), with the
    pool's lock, or as the owner of a biased shard (no lock: rpi_bias_enter). */
 enum { RPI_SYNC_NONE = 0, RPI_SYNC_LOCK = 1, RPI_SYNC_BIASED = 2 };
+/* rp_pool.fast_kind, which fast path rp_alloc and rp_calloc take: an
+   unchecked arena pool, unsynchronised (its path needs nothing else) or
+   thread-safe (its owner's, biased, or for a pool whose creator locks
+   nobody's: alloc_other_arena); an unchecked malloc-backed pool, likewise;
+   a checked or stack pool (their own paths). */
+enum {
+    RPI_FAST_UNSYNC = 0,
+    RPI_FAST_OWNED,
+    RPI_FAST_MALLOC_UNSYNC,
+    RPI_FAST_MALLOC_OWNED,
+    RPI_FAST_OTHER
+};
+/* Jumps to label u when pool's fast_kind is RPI_FAST_UNSYNC: one compare
+   of the byte in memory and a branch (an asm goto on x86-64 GCC, where the
+   C gave a load, a test and a branch). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
+    !defined(__SANITIZE_THREAD__)
+#define RPI_FAST_UNSYNC_GOTO(pool, u) \
+    __asm__ goto("cmpb $0, %0\n\tje %l[" #u "]" : : "m"((pool)->fast_kind) : "cc" : u)
+/* Not an unchecked arena pool (fast_kind RPI_FAST_MALLOC_UNSYNC or above):
+   to label u for RPI_FAST_MALLOC_UNSYNC, x for RPI_FAST_OTHER, on for
+   RPI_FAST_MALLOC_OWNED; one compare and two branches. */
+#define RPI_FAST_MALLOC_KIND(pool, u, x)                                     \
+    __asm__ goto("cmpb %1, %0\n\tjb %l[" #u "]\n\tjne %l[" #x "]"        \
+                 : : "m"((pool)->fast_kind), "i"(RPI_FAST_MALLOC_OWNED)    \
+                 : "cc" : u, x)
+#else
+#define RPI_FAST_MALLOC_KIND(pool, u, x)                                     \
+    do {                                                                     \
+        if ((pool)->fast_kind == RPI_FAST_MALLOC_UNSYNC) goto u;             \
+        if ((pool)->fast_kind != RPI_FAST_MALLOC_OWNED) goto x;              \
+    } while (0)
+#define RPI_FAST_UNSYNC_GOTO(pool, u) \
+    do { if ((pool)->fast_kind == RPI_FAST_UNSYNC) goto u; } while (0)
+#endif
 
 struct rp_pool {
     rpi_hdr      ring;          /* sentinel; must stay first */
@@ -552,6 +587,9 @@ struct rp_pool {
                                    once the pool is made): 0 not at all, -1
                                    biased, 1 the lock (one test of the byte
                                    tells them apart: rp_free) */
+    unsigned char fast_kind;    /* which call-free path rp_alloc and rp_calloc
+                                   take, one compare of the byte picking it
+                                   (RPI_FAST_*, from fast_arena and sync) */
     rpi_arena   *fast_arena;    /* arena of an unchecked pool: the call-free path */
     void        *owner;         /* shardable pools: the thread (its thread pointer)
                                    whose calls use the pool itself without a

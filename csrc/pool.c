@@ -226,6 +226,15 @@ static signed char pool_sync(const rp_pool *pool)
            : pool->flags & RPI_POOL_BIASED ? -1
                                            : 1;
 }
+/* pool->sync and pool->fast_kind from its flags and fast_arena. */
+static void pool_set_sync(rp_pool *pool)
+{
+    pool->sync = pool_sync(pool);
+    pool->fast_kind = pool->fast_arena ? (pool->sync == 0 ? RPI_FAST_UNSYNC : RPI_FAST_OWNED)
+                      : pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS) ? RPI_FAST_OTHER
+                      : pool->sync == 0 ? RPI_FAST_MALLOC_UNSYNC
+                                        : RPI_FAST_MALLOC_OWNED;
+}
 
 static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_options *opts,
                             rp_pool *front)
@@ -272,7 +281,7 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
     if (!(flags & (RP_POOL_CHECKED | RP_POOL_ARENA)) && (front ? front->recycle_cap != 0
                                                                 : recycle_allowed()))
         pool->recycle_cap = front ? RPI_SHARD_RECYCLE_BYTES : RPI_RECYCLE_BYTES;
-    pool->sync = pool_sync(pool);
+    pool_set_sync(pool);
     if (front) {
         pool->front = front;   /* used by front's other threads (shard.c) */
         return pool;
@@ -285,7 +294,7 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
         atomic_store_explicit(&pool->bias_owner, self, memory_order_relaxed);
         if (bias_allowed()) {
             pool->flags |= RPI_POOL_BIASED;
-            pool->sync = pool_sync(pool);
+            pool_set_sync(pool);
             pool->owner = self;
         } else {
             pool->owner = RPI_NO_OWNER;
@@ -328,7 +337,7 @@ rp_pool *rpi_shard_new(rp_pool *front)
        it is: recycling off there means a checker runs) */
     if (s && bias_allowed()) {
         s->flags |= RPI_POOL_BIASED;
-        s->sync = pool_sync(s);
+        pool_set_sync(s);
     }
     return s;
 }
@@ -1187,26 +1196,62 @@ miss:
 /* mine: pool is the calling thread's own and locked (a shard without bias,
    or the pool for its creator where there is no bias); else a thread-safe
    pool is used directly, without a lock, only by the thread that created it
-   (its owner, biased), and through their shards by the others (shard.c). */
-static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, size_t size,
-                                                                 const char *tag, bool plain,
-                                                                 const bool mine)
+   (its owner, biased), and through their shards by the others (shard.c).
+   Here not an unchecked arena pool (fast_arena NULL): the malloc backing's
+   fast paths, or the checked ones. */
+static inline __attribute__((always_inline)) void *alloc_fast_other(rp_pool *pool, size_t size,
+                                                                    const char *tag, bool plain,
+                                                                    const bool mine)
 {
-    if (RPI_UNLIKELY(!pool)) return alloc_general(pool, size, tag, plain);
-    rpi_arena *a = pool->fast_arena;
-    if (!a) {
-        unsigned f = pool->flags;
-        if (RPI_UNLIKELY(f & (RP_POOL_CHECKED | RP_POOL_STACKS)))
-            return rpi_checked_alloc(pool, size, tag, plain);
+    if (!mine) {
+        /* the kind byte (RPI_FAST_MALLOC_*), where the flags took a load
+           and two tests */
+        RPI_FAST_MALLOC_KIND(pool, unsync, other);
         if (pool->recycle_cap && size <= RPI_RECYCLE_MAX) {
-            if (f & RP_POOL_UNSYNC) return alloc_recycled_fast(pool, size, tag, plain, false);
-            if (mine) return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_LOCK);
             if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
                 return alloc_other_recycled(pool, size, tag, plain);
             return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_BIASED);
         }
         return alloc_malloc_fast(pool, size, tag, plain);   /* checks the owner */
+    unsync:
+        if (pool->recycle_cap && size <= RPI_RECYCLE_MAX)
+            return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_NONE);
+        return alloc_malloc_fast(pool, size, tag, plain);
+    other:
+        return rpi_checked_alloc(pool, size, tag, plain);
     }
+    unsigned f = pool->flags;
+    if (RPI_UNLIKELY(f & (RP_POOL_CHECKED | RP_POOL_STACKS)))
+        return rpi_checked_alloc(pool, size, tag, plain);
+    if (pool->recycle_cap && size <= RPI_RECYCLE_MAX) {
+        if (f & RP_POOL_UNSYNC) return alloc_recycled_fast(pool, size, tag, plain, false);
+        if (mine) return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_LOCK);
+        if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
+            return alloc_other_recycled(pool, size, tag, plain);
+        return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_BIASED);
+    }
+    return alloc_malloc_fast(pool, size, tag, plain);   /* checks the owner */
+}
+static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, size_t size,
+                                                                 const char *tag, bool plain,
+                                                                 const bool mine)
+{
+    if (RPI_UNLIKELY(!pool)) return alloc_general(pool, size, tag, plain);
+    if (!mine) {
+        /* an unsynchronised arena pool by one compare of the kind byte,
+           where the arena pointer took a load and a test and the sync
+           byte a compare (a thread-safe one's path costs the same) */
+        RPI_FAST_UNSYNC_GOTO(pool, unsync);
+        rpi_arena *a = pool->fast_arena;
+        if (!a) return alloc_fast_other(pool, size, tag, plain, false);
+        if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
+            return alloc_other_arena(pool, size, tag, plain);
+        return alloc_arena_fast(pool, a, size, tag, plain, RPI_SYNC_BIASED);
+    unsync:
+        return alloc_arena_fast(pool, pool->fast_arena, size, tag, plain, RPI_SYNC_NONE);
+    }
+    rpi_arena *a = pool->fast_arena;
+    if (!a) return alloc_fast_other(pool, size, tag, plain, mine);
     /* the kind byte (rp_pool.sync, 0: unsynchronised): one compare where
        the flags took a load and a test */
     if (pool->sync == 0) return alloc_arena_fast(pool, a, size, tag, plain, false);
@@ -1538,15 +1583,16 @@ static inline __attribute__((always_inline)) void *calloc_fast(rp_pool *pool, si
                                                                bool plain)
 {
     size_t total;
-    rpi_arena *a;
-    if (RPI_LIKELY(pool != NULL) && !__builtin_mul_overflow(n, size, &total) &&
-        RPI_LIKELY((a = pool->fast_arena) != NULL)) {
-        if (pool->sync == 0)
-            return alloc_arena_fast_z(pool, a, total, tag, plain, RPI_SYNC_NONE, true);
-        if (RPI_LIKELY(pool->owner == rpi_thread_self()))
+    if (RPI_LIKELY(pool != NULL) && !__builtin_mul_overflow(n, size, &total)) {
+        /* the kind byte as in alloc_fast_in */
+        RPI_FAST_UNSYNC_GOTO(pool, unsync);
+        rpi_arena *a = pool->fast_arena;
+        if (a && RPI_LIKELY(pool->owner == rpi_thread_self()))
             return alloc_arena_fast_z(pool, a, total, tag, plain, RPI_SYNC_BIASED, true);
     }
     return calloc_impl(pool, n, size, tag, plain ? "rp_calloc" : "rp_calloc_noexc", plain);
+unsync:
+    return alloc_arena_fast_z(pool, pool->fast_arena, total, tag, plain, RPI_SYNC_NONE, true);
 }
 
 void *rp_calloc(rp_pool *pool, size_t n, size_t size, const char *tag)
