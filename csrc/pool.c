@@ -1008,9 +1008,13 @@ __attribute__((noinline)) static void *calloc_memprof_slow(rp_pool *pool, rpi_hd
     void *p = biased ? biased_memprof_slow(pool, h, size) : rpi_memprof_slow(pool, h, size, false);
     return memset(p, 0, size);
 }
+/* how: RPI_SYNC_* << 1 | plain, one argument (six in registers: the fast
+   path's call is then a tail call, and rp_calloc keeps no frame) */
 __attribute__((noinline)) static void *calloc_hl(rp_pool *pool, size_t size, const char *tag,
-                                                 bool plain, rpi_tag *t, rpi_arena *a, int locked)
+                                                 rpi_tag *t, rpi_arena *a, int how)
 {
+    int locked = how >> 1;
+    bool plain = how & 1;
     void *p = locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, false, t, a)
               : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, false, t, a)
                                           : alloc_hl_none(pool, size, tag, false, t, a);
@@ -1056,7 +1060,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
            has a header: alloc_hl) */
         if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) {
             pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
-            if (zero) return calloc_hl(pool, size, tag, plain, t, a, locked);
+            if (zero) return calloc_hl(pool, size, tag, t, a, locked << 1 | plain);
             return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
                    : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
                                                : alloc_hl_none(pool, size, tag, plain, t, a);
@@ -1089,7 +1093,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
                     return alloc_hl_done(pool, t, p, mp, t->hl_word, size, locked, zero);
                 }
             }
-            if (zero) return calloc_hl(pool, size, tag, plain, t, a, locked);
+            if (zero) return calloc_hl(pool, size, tag, t, a, locked << 1 | plain);
             return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
                    : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
                                                : alloc_hl_none(pool, size, tag, plain, t, a);
