@@ -81,6 +81,8 @@ test-fuzz: setup-sys $(FUZZ_BIN) $(FUZZ_ASAN_BIN)
 	@# headerless slots up to 64 bytes (55% of the picked sizes are 0..64)
 	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 $(FUZZ_BIN) --runs $(FUZZ_RUNS) --seed $(FUZZ_SEED)
 	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) --runs $(FUZZ_ASAN_RUNS) --seed $(FUZZ_SEED)
+	@# the corpus too, with the region cut to one chunk per slot size (exhaustion)
+	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 RINGPOOL_TEST_HL_CHUNKS=1 $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) $(FUZZ_CORPUS)/*
 	$(FUZZ_ENV) $(CTEST_VALGRIND) $(FUZZ_BIN) --runs $(FUZZ_VALGRIND_RUNS) --seed $(FUZZ_SEED)
 	@set -e; for b in malloc arena; do for f in $(wildcard tests/fuzz/scenarios/*); do \
 	  echo "valgrind: $(FUZZ_BIN) --oom $$b --scenario $$f"; \
