@@ -2625,11 +2625,11 @@ static __attribute__((noinline, cold)) void *resize_move_sampled(rp_pool *pool, 
    resize_impl does for it, without its general checks; with no room in the
    current chunk it is resize_impl (which takes a new chunk). */
 static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *pool, rpi_hdr *h,
-                                                                     size_t size, bool plain,
-                                                                     const bool locked)
+                                                                     size_t size, size_t c2,
+                                                                     bool plain, const bool locked)
 {
     rpi_arena *a = pool->arena;
-    size_t c2 = rpi_class_of(RPI_AHDR + size);   /* unchecked: compact */
+    /* c2: the new class, rpi_class_of(RPI_AHDR + size) (unchecked: compact) */
     rpi_hdr *n = a->free[c2];
     if (rpi_list_hdr(n)) {   /* (not a headerless slot: rpi_hl_enc) */
         a->free[c2] = n->link;
@@ -2660,23 +2660,17 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     }
     if (locked) return resize_counted(pool, n, t, old, size, locked);
     /* Unsynchronised: nothing runs between here and the copy, so the copy
-       ends the call (a tail call: memcpy returns n's payload) and this
-       path saves three registers instead of six and spills nothing. The
-       sampler's slow path copies first. */
+       ends the call (a tail call: memcpy returns n's payload) and nothing
+       is kept across it. The sampler's slow path copies first. */
     counters_resize(pool, t, old, size);
     if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) return resize_move_sampled(pool, n, h, old, size);
     return memcpy(rpi_payload(n), rpi_payload(h), old);
 }
 
-static __attribute__((noinline)) void *resize_arena_move_unsync(rp_pool *pool, rpi_hdr *h,
-                                                                size_t size, bool plain)
-{
-    return resize_arena_move(pool, h, size, plain, false);
-}
 static __attribute__((noinline)) void *resize_arena_move_locked(rp_pool *pool, rpi_hdr *h,
-                                                                size_t size, bool plain)
+                                                                size_t size, size_t c2, bool plain)
 {
-    return resize_arena_move(pool, h, size, plain, true);
+    return resize_arena_move(pool, h, size, c2, plain, true);
 }
 
 static __attribute__((noinline)) void *resize_wake_then_impl(rp_pool *pool, void *block,
@@ -2703,6 +2697,7 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
         if (total > cs) {
             rpi_arena *a = pool->arena;
             if (RPI_UNLIKELY(total > RPI_GROW_LIMIT)) goto general;
+            size_t c2 = rpi_class_of(total);
             if ((char *)h + cs == a->cur) {
                 /* carved last: grows into the chunk's uncarved rest, unless
                    a freed block of the new class waits (then it moves there
@@ -2710,7 +2705,6 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
                    would leave that block unused, and a program that grows
                    a new block step by step again and again would fill
                    fresh memory while its freed ones pile up) */
-                size_t c2 = rpi_class_of(total);
                 if (!rpi_list_hdr(a->free[c2])) {
                     cs = rpi_class_bytes[c2];
                     if (RPI_UNLIKELY((size_t)(a->end - (char *)h) < cs)) goto general;
@@ -2722,8 +2716,10 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
             /* a move to the new class; a destructor's entry would need
                re-keying */
             if (RPI_UNLIKELY(w & RPI_F_DTOR)) goto general;
-            if (locked) return resize_arena_move_locked(pool, h, size, plain);
-            return resize_arena_move_unsync(pool, h, size, plain);
+            if (locked) return resize_arena_move_locked(pool, h, size, c2, plain);
+            /* unsynchronised: inline (no second call, nothing loaded or
+               computed twice) */
+            return resize_arena_move(pool, h, size, c2, plain, false);
         }
     } else {
         size_t cap = rpi_big_cap(h);
