@@ -1845,9 +1845,12 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
         free_general(block);
         return;
     }
-    size_t size = (size_t)(w & RPI_SIZE_MASK);
-    rpi_counters_sub_in(pool, t, size);   /* pool is t->pool */
     if (w & RPI_F_ARENA) {
+        /* an arena block's size is below RPI_BIG_LIMIT: its low 16 bits,
+           one zero extension where the 48-bit mask took a constant and an
+           and */
+        _Static_assert(RPI_BIG_LIMIT <= 65536, "arena block sizes fit in 16 bits");
+        rpi_counters_sub_rmw(pool, t, (uint16_t)w);   /* pool is t->pool */
         /* back onto its class's free list (compact: no checked pool exists;
            not on the ring; the class kept for walks) */
         unsigned c = (unsigned)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
@@ -1857,6 +1860,8 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
         if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return;
     }
+    size_t size = (size_t)(w & RPI_SIZE_MASK);
+    rpi_counters_sub_in(pool, t, size);
     rpi_ring_unlink(h);
     if (size <= RPI_RECYCLE_MAX) {
         size_t c = (size + 15) >> 4;   /* size_t: no zero extension before indexing */
