@@ -1075,7 +1075,17 @@ static inline bool rpi_bias_enter(rp_pool *s)
 {
     atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
+    !defined(__SANITIZE_THREAD__)
+    /* the acquire load as a compare with memory (a load is acquire on
+       x86-64; the clobber keeps the compiler's accesses after it, as the
+       C's order does): compilers emit a load, a test and a branch */
+    __asm__ goto("cmpl $0, %0\n\tjne %l[held]" : : "m"(s->lock.held) : "cc", "memory" : held);
+    return true;
+held:
+#else
     if (RPI_LIKELY(!atomic_load_explicit(&s->lock.held, memory_order_acquire))) return true;
+#endif
     atomic_store_explicit(&s->busy, 0, memory_order_release);
     return false;
 }
