@@ -1175,9 +1175,16 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
        lookup, and no register to save (anything else is a tail call). */
     if (arena) {
         rpi_arena *a = pool->arena;
-        if (RPI_UNLIKELY(a == NULL || size > RPI_BIG_LIMIT - RPI_HDR))
+        size_t c;
+        /* up to 1 KiB with the header, classes 16 bytes apart (as
+           rpi_class_of gives them, without its general case) */
+        if (RPI_LIKELY(size <= 1024 - RPI_HDR))
+            c = (RPI_HDR + size - 1) >> 4;
+        else if (size <= RPI_BIG_LIMIT - RPI_HDR)
+            c = rpi_class_of(RPI_HDR + size);
+        else
             return alloc_general_unlock(pool, size, tag, plain);
-        size_t c = rpi_class_of(RPI_HDR + size);
+        if (RPI_UNLIKELY(a == NULL)) return alloc_general_unlock(pool, size, tag, plain);
         rpi_hdr *h = a->free[c];
         entry *e;
         if (RPI_LIKELY(h != NULL) && (e = cp->top_rec[c])->payload == rpi_payload(h) &&

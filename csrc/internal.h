@@ -515,13 +515,17 @@ enum { RPI_SYNC_NONE = 0, RPI_SYNC_LOCK = 1, RPI_SYNC_BIASED = 2 };
    unchecked arena pool, unsynchronised (its path needs nothing else) or
    thread-safe (its owner's, biased, or for a pool whose creator locks
    nobody's: alloc_other_arena); an unchecked malloc-backed pool, likewise;
-   a checked or stack pool (their own paths). */
+   a checked or stack pool (their own paths), checked pools without stacks
+   by backing (rp_alloc goes straight to their entry, where the flags took
+   a load and two tests). */
 enum {
     RPI_FAST_UNSYNC = 0,
     RPI_FAST_OWNED,
     RPI_FAST_MALLOC_UNSYNC,
     RPI_FAST_MALLOC_OWNED,
-    RPI_FAST_OTHER
+    RPI_FAST_OTHER,
+    RPI_FAST_CHECKED_ARENA,
+    RPI_FAST_CHECKED_MALLOC
 };
 /* Jumps to label u when pool's fast_kind is RPI_FAST_UNSYNC: one compare
    of the byte in memory and a branch (an asm goto on x86-64 GCC, where the

@@ -231,6 +231,10 @@ static void pool_set_sync(rp_pool *pool)
 {
     pool->sync = pool_sync(pool);
     pool->fast_kind = pool->fast_arena ? (pool->sync == 0 ? RPI_FAST_UNSYNC : RPI_FAST_OWNED)
+                      : (pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS | RP_POOL_ARENA)) ==
+                              (RP_POOL_CHECKED | RP_POOL_ARENA) ? RPI_FAST_CHECKED_ARENA
+                      : (pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS)) == RP_POOL_CHECKED
+                          ? RPI_FAST_CHECKED_MALLOC
                       : pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS) ? RPI_FAST_OTHER
                       : pool->sync == 0 ? RPI_FAST_MALLOC_UNSYNC
                                         : RPI_FAST_MALLOC_OWNED;
@@ -1222,6 +1226,12 @@ static inline __attribute__((always_inline)) void *alloc_fast_other(rp_pool *poo
             return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_NONE);
         return alloc_malloc_fast(pool, size, tag, plain);
     other:
+        if (pool->fast_kind == RPI_FAST_CHECKED_ARENA)
+            return plain ? rpi_checked_alloc_arena_plain(pool, size, tag)
+                         : rpi_checked_alloc_arena_noexc(pool, size, tag);
+        if (pool->fast_kind == RPI_FAST_CHECKED_MALLOC)
+            return plain ? rpi_checked_alloc_malloc_plain(pool, size, tag)
+                         : rpi_checked_alloc_malloc_noexc(pool, size, tag);
         return rpi_checked_alloc(pool, size, tag, plain);
     }
     unsigned f = pool->flags;
