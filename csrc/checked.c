@@ -285,6 +285,26 @@ static void carve_drop(void)
     carve_cur = carve_lim = NULL;
 }
 
+/* The registry's lock let go on the common paths: a sleeper is woken out
+   of line, so the test of the sleepers' word reads it at its own address
+   (no register kept for the lock's address across the release). */
+static __attribute__((noinline, cold)) void reg_wake(void) { rpi_lock_wake(&reg_lock); }
+static __attribute__((noinline, cold)) void *reg_wake_ret(void *ret)
+{
+    return rpi_lock_wake_ret(&reg_lock, ret);
+}
+static inline __attribute__((always_inline)) void reg_release(void)
+{
+    atomic_store_explicit(&reg_lock.held, 0, memory_order_release);
+    if (RPI_LOCK_SLEEPERS(&reg_lock)) reg_wake();
+}
+static inline __attribute__((always_inline)) void *reg_release_ret(void *ret)
+{
+    atomic_store_explicit(&reg_lock.held, 0, memory_order_release);
+    if (RPI_LOCK_SLEEPERS(&reg_lock)) return reg_wake_ret(ret);
+    return ret;
+}
+
 void rpi_registry_lock(void) { rpi_lock_acquire(&reg_lock); }
 rpi_lock *rpi_registry_lockp(void) { return &reg_lock; }
 void rpi_registry_unlock(void) { rpi_lock_release(&reg_lock); }
@@ -981,7 +1001,7 @@ static inline __attribute__((always_inline)) void *alloc_finish(rp_pool *pool, c
     e->state = RPI_LIVE;
     live_append(cp, e);
     if (rpi_memprof_count(pool, t, size)) return rpi_memprof_slow(pool, h, size, true);
-    return rpi_lock_release_ret(&reg_lock, rpi_payload(h));
+    return reg_release_ret(rpi_payload(h));
 }
 
 static __attribute__((noinline)) void *alloc_general_unlock(rp_pool *pool, size_t size,
@@ -1297,7 +1317,7 @@ static inline __attribute__((always_inline)) void free_in(void *block)
             list_unlink(e);
             e->state = RPI_FREED;
             cp->parked++;
-            rpi_lock_release(&reg_lock);
+            reg_release();
             return;
         }
         o = retire_push(e, RPI_FREED, 0);
@@ -1309,7 +1329,7 @@ static inline __attribute__((always_inline)) void free_in(void *block)
         o = retire_push(e, RPI_FREED, RPI_HDR + ((size + 15) & ~(size_t)15));
     }
     if (RPI_UNLIKELY(o != NULL || over_bounds())) return trim_unlock(o);
-    rpi_lock_release(&reg_lock);
+    reg_release();
 }
 
 static __attribute__((noinline)) void free_wait(void *block)

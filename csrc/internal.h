@@ -525,7 +525,7 @@ enum {
     RPI_FAST_MALLOC_OWNED,
     RPI_FAST_OTHER,
     RPI_FAST_CHECKED_ARENA,
-    RPI_FAST_CHECKED_MALLOC
+    RPI_FAST_CHECKED_MALLOC   /* the largest: RPI_FAST_CHECKED_KIND */
 };
 /* Jumps to label u when pool's fast_kind is RPI_FAST_UNSYNC: one compare
    of the byte in memory and a branch (an asm goto on x86-64 GCC, where the
@@ -534,6 +534,13 @@ enum {
     !defined(__SANITIZE_THREAD__)
 #define RPI_FAST_UNSYNC_GOTO(pool, u) \
     __asm__ goto("cmpb $0, %0\n\tje %l[" #u "]" : : "m"((pool)->fast_kind) : "cc" : u)
+/* A checked or stack pool (fast_kind RPI_FAST_OTHER or above): to label a
+   for RPI_FAST_CHECKED_ARENA, m for RPI_FAST_CHECKED_MALLOC, on for
+   RPI_FAST_OTHER; one compare and two branches. */
+#define RPI_FAST_CHECKED_KIND(pool, a, m)                                    \
+    __asm__ goto("cmpb %1, %0\n\tje %l[" #a "]\n\tja %l[" #m "]"         \
+                 : : "m"((pool)->fast_kind), "i"(RPI_FAST_CHECKED_ARENA)   \
+                 : "cc" : a, m)
 /* Not an unchecked arena pool (fast_kind RPI_FAST_MALLOC_UNSYNC or above):
    to label u for RPI_FAST_MALLOC_UNSYNC, x for RPI_FAST_OTHER, on for
    RPI_FAST_MALLOC_OWNED; one compare and two branches. */
@@ -549,6 +556,11 @@ enum {
     } while (0)
 #define RPI_FAST_UNSYNC_GOTO(pool, u) \
     do { if ((pool)->fast_kind == RPI_FAST_UNSYNC) goto u; } while (0)
+#define RPI_FAST_CHECKED_KIND(pool, a, m)                                    \
+    do {                                                                     \
+        if ((pool)->fast_kind == RPI_FAST_CHECKED_ARENA) goto a;             \
+        if ((pool)->fast_kind == RPI_FAST_CHECKED_MALLOC) goto m;            \
+    } while (0)
 #endif
 
 struct rp_pool {

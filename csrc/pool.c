@@ -1226,13 +1226,14 @@ static inline __attribute__((always_inline)) void *alloc_fast_other(rp_pool *poo
             return alloc_recycled_fast(pool, size, tag, plain, RPI_SYNC_NONE);
         return alloc_malloc_fast(pool, size, tag, plain);
     other:
-        if (pool->fast_kind == RPI_FAST_CHECKED_ARENA)
-            return plain ? rpi_checked_alloc_arena_plain(pool, size, tag)
-                         : rpi_checked_alloc_arena_noexc(pool, size, tag);
-        if (pool->fast_kind == RPI_FAST_CHECKED_MALLOC)
-            return plain ? rpi_checked_alloc_malloc_plain(pool, size, tag)
-                         : rpi_checked_alloc_malloc_noexc(pool, size, tag);
+        RPI_FAST_CHECKED_KIND(pool, checked_arena, checked_malloc);
         return rpi_checked_alloc(pool, size, tag, plain);
+    checked_arena:
+        return plain ? rpi_checked_alloc_arena_plain(pool, size, tag)
+                     : rpi_checked_alloc_arena_noexc(pool, size, tag);
+    checked_malloc:
+        return plain ? rpi_checked_alloc_malloc_plain(pool, size, tag)
+                     : rpi_checked_alloc_malloc_noexc(pool, size, tag);
     }
     unsigned f = pool->flags;
     if (RPI_UNLIKELY(f & (RP_POOL_CHECKED | RP_POOL_STACKS)))
