@@ -820,18 +820,23 @@ static void child_small_blocks(const char *arg)
     exit(0);
 }
 
+/* Child `child` run with arg and env (either may be NULL) in a process of
+   its own; the test fails unless it exits 0. */
+static void expect_child(const char *child, const char *arg, const char *env)
+{
+    tu_result r;
+    tu_spawn(child, arg, env, &r);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+        tu_fail(__FILE__, __LINE__, "child '%s %s' failed: %s", child, arg ? arg : "", r.err);
+}
+
 /* RINGPOOL_HEADERLESS=0 in the environment turns headerless blocks off (read
    once per process: each setting in a process of its own). */
 static void headerless_can_be_turned_off(void)
 {
     if (!tu_is_arena()) return;
-    tu_result r;
-    tu_spawn("small-blocks", "on", NULL, &r);
-    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
-        tu_fail(__FILE__, __LINE__, "child 'on' failed: %s", r.err);
-    tu_spawn("small-blocks", "off", "RINGPOOL_HEADERLESS=0", &r);
-    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
-        tu_fail(__FILE__, __LINE__, "child 'off' failed: %s", r.err);
+    expect_child("small-blocks", "on", NULL);
+    expect_child("small-blocks", "off", "RINGPOOL_HEADERLESS=0");
 }
 
 /* Child (RINGPOOL_HEADERLESS=64): blocks of 17 to 64 bytes are headerless
@@ -1059,13 +1064,8 @@ static void child_hl64(const char *arg)
    either fails the test. */
 static void spawn_hl64_children(const char *child)
 {
-    static const char *const kinds[] = {"unsync", "locked"};
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-        tu_result r;
-        tu_spawn(child, kinds[i], "RINGPOOL_HEADERLESS=64", &r);
-        if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
-            tu_fail(__FILE__, __LINE__, "child '%s %s' failed: %s", child, kinds[i], r.err);
-    }
+    expect_child(child, "unsync", "RINGPOOL_HEADERLESS=64");
+    expect_child(child, "locked", "RINGPOOL_HEADERLESS=64");
 }
 
 static void headerless_up_to_64_bytes(void)
@@ -1284,10 +1284,7 @@ static void child_spares_bound(const char *arg)
 static void headerless_spares_stay_bounded(void)
 {
     if (!tu_is_arena()) return;
-    tu_result r;
-    tu_spawn("spares-bound", NULL, NULL, &r);
-    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
-        tu_fail(__FILE__, __LINE__, "child 'spares-bound' failed: %s", r.err);
+    expect_child("spares-bound", NULL, NULL);
 }
 
 int main(int argc, char **argv)
