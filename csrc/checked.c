@@ -307,7 +307,7 @@ static inline __attribute__((always_inline)) void *reg_release_ret(void *ret)
 
 void rpi_registry_lock(void) { rpi_lock_acquire(&reg_lock); }
 rpi_lock *rpi_registry_lockp(void) { return &reg_lock; }
-void rpi_registry_unlock(void) { rpi_lock_release(&reg_lock); }
+void rpi_registry_unlock(void) { reg_release(); }
 bool rpi_registry_lock_for_exit(void) { return rpi_lock_try_for(&reg_lock); }
 
 static void gate_update(void)
@@ -1196,15 +1196,8 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
     if (arena) {
         rpi_arena *a = pool->arena;
         size_t c;
-        /* up to 1 KiB with the header, classes 16 bytes apart (as
-           rpi_class_of gives them, without its general case) */
-        if (RPI_LIKELY(size <= 1024 - RPI_HDR))
-            c = (RPI_HDR + size - 1) >> 4;
-        else if (size <= RPI_BIG_LIMIT - RPI_HDR)
-            c = rpi_class_of(RPI_HDR + size);
-        else
+        if (RPI_UNLIKELY(!rpi_arena_class(size, RPI_HDR, &c) || a == NULL))
             return alloc_general_unlock(pool, size, tag, plain);
-        if (RPI_UNLIKELY(a == NULL)) return alloc_general_unlock(pool, size, tag, plain);
         rpi_hdr *h = a->free[c];
         entry *e;
         if (RPI_LIKELY(h != NULL) && (e = cp->top_rec[c])->payload == rpi_payload(h) &&
@@ -1282,7 +1275,7 @@ static __attribute__((noinline)) void trim_unlock(entry *o)
 {
     if (o) evict_out(o);
     if (RPI_LIKELY(!over_bounds())) {
-        rpi_lock_release(&reg_lock);
+        reg_release();
         return;
     }
     trim_slow();

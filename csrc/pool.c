@@ -230,14 +230,15 @@ static signed char pool_sync(const rp_pool *pool)
 static void pool_set_sync(rp_pool *pool)
 {
     pool->sync = pool_sync(pool);
-    pool->fast_kind = pool->fast_arena ? (pool->sync == 0 ? RPI_FAST_UNSYNC : RPI_FAST_OWNED)
-                      : (pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS | RP_POOL_ARENA)) ==
-                              (RP_POOL_CHECKED | RP_POOL_ARENA) ? RPI_FAST_CHECKED_ARENA
-                      : (pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS)) == RP_POOL_CHECKED
-                          ? RPI_FAST_CHECKED_MALLOC
-                      : pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS) ? RPI_FAST_OTHER
-                      : pool->sync == 0 ? RPI_FAST_MALLOC_UNSYNC
-                                        : RPI_FAST_MALLOC_OWNED;
+    unsigned f = pool->flags;
+    if (pool->fast_arena)
+        pool->fast_kind = pool->sync == 0 ? RPI_FAST_UNSYNC : RPI_FAST_OWNED;
+    else if (f & RP_POOL_STACKS)
+        pool->fast_kind = RPI_FAST_OTHER;
+    else if (f & RP_POOL_CHECKED)
+        pool->fast_kind = f & RP_POOL_ARENA ? RPI_FAST_CHECKED_ARENA : RPI_FAST_CHECKED_MALLOC;
+    else
+        pool->fast_kind = pool->sync == 0 ? RPI_FAST_MALLOC_UNSYNC : RPI_FAST_MALLOC_OWNED;
 }
 
 static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_options *opts,
@@ -1042,12 +1043,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
     (zero ? calloc_general(pool, size, tag, plain) : alloc_general(pool, size, tag, plain))
     /* an unchecked pool: compact header (internal.h) */
     size_t c;   /* size_t, not unsigned: no zero extension before indexing */
-    if (RPI_LIKELY(size <= 1024 - RPI_AHDR))
-        c = (RPI_AHDR + size - 1) >> 4;
-    else if (size <= RPI_BIG_LIMIT - RPI_AHDR)
-        c = rpi_class_of(RPI_AHDR + size);
-    else
-        return ARENA_GENERAL();
+    if (!rpi_arena_class(size, RPI_AHDR, &c)) return ARENA_GENERAL();
     size_t toff = rpi_tag_off(tag);
     if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
         return ARENA_GENERAL();
