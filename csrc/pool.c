@@ -1280,8 +1280,6 @@ static inline __attribute__((always_inline)) void *alloc_fast(rp_pool *pool, siz
 
 /* An allocation in the calling thread's own shard s: as its owner, without
    a lock when the shard is biased. */
-/* An allocation in the calling thread's own shard s: as its owner, without
-   a lock when the shard is biased. */
 static inline __attribute__((always_inline)) void *alloc_in_shard(rp_pool *s, size_t size,
                                                                   const char *tag, bool plain)
 {

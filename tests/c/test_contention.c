@@ -49,6 +49,32 @@ static void *q_get(queue *q)   /* NULL when every producer is done */
     return p;
 }
 
+static void q_init(queue *q, int producers)
+{
+    memset(q, 0, sizeof *q);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->not_full, NULL);
+    pthread_cond_init(&q->not_empty, NULL);
+    q->producers_left = producers;
+}
+
+/* one producer is done: the consumers stop once every producer is and the
+   queue is empty */
+static void q_done(queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->producers_left--;
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void q_destroy(queue *q)
+{
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->not_full);
+    pthread_cond_destroy(&q->not_empty);
+}
+
 typedef struct producer {
     rp_pool   *pool;
     queue     *q;
@@ -75,10 +101,7 @@ static void *produce(void *arg)
         w->bytes += sz + 1;
         q_put(w->q, b);
     }
-    pthread_mutex_lock(&w->q->mu);
-    w->q->producers_left--;
-    pthread_cond_broadcast(&w->q->not_empty);
-    pthread_mutex_unlock(&w->q->mu);
+    q_done(w->q);
     return NULL;
 }
 
@@ -145,11 +168,7 @@ static void test_cross_thread_free_exact(void)
     const char *tsan = getenv("RP_TEST_TSAN");
     if (tsan != NULL && *tsan == '1') iters = 5000;
     queue q;
-    memset(&q, 0, sizeof q);
-    pthread_mutex_init(&q.mu, NULL);
-    pthread_cond_init(&q.not_full, NULL);
-    pthread_cond_init(&q.not_empty, NULL);
-    q.producers_left = PRODUCERS;
+    q_init(&q, PRODUCERS);
     producer p[PRODUCERS];
     consumer c[2];
     pthread_t tp[PRODUCERS], tc[2], ts;
@@ -193,9 +212,7 @@ static void test_cross_thread_free_exact(void)
     }
     CHECK_COUNTS(pool, 0, 0);
     CHECK_INT(rp_pool_check(pool), 0);
-    pthread_mutex_destroy(&q.mu);
-    pthread_cond_destroy(&q.not_full);
-    pthread_cond_destroy(&q.not_empty);
+    q_destroy(&q);
     tu_end_pool(pool);
 }
 
@@ -1169,10 +1186,7 @@ static void owner_reuses_slots(int sampled)
     static slot_relay r;
     memset(&r, 0, sizeof r);
     r.pool = tu_pool("slot-relay");
-    pthread_mutex_init(&r.q.mu, NULL);
-    pthread_cond_init(&r.q.not_full, NULL);
-    pthread_cond_init(&r.q.not_empty, NULL);
-    r.q.producers_left = 1;
+    q_init(&r.q, 1);
     /* sampled: some blocks get a header (the sampler's), which the other
        thread frees and resizes with their profile's calls */
     rp_memprof *prof = NULL;
@@ -1204,10 +1218,7 @@ static void owner_reuses_slots(int sampled)
         }
         q_put(&r.q, p);
     }
-    pthread_mutex_lock(&r.q.mu);
-    r.q.producers_left = 0;
-    pthread_cond_broadcast(&r.q.not_empty);
-    pthread_mutex_unlock(&r.q.mu);
+    q_done(&r.q);
     CHECK(pthread_join(th, NULL) == 0);
     size_t kept = 0, kept_bytes = 0;
     for (int i = 0; i < 8; i++)
@@ -1230,9 +1241,7 @@ static void owner_reuses_slots(int sampled)
         CHECK(atomic_load(&relay_samples) > 0);
         CHECK_INT(rp_memprof_discard(prof), 0);
     }
-    pthread_mutex_destroy(&r.q.mu);
-    pthread_cond_destroy(&r.q.not_full);
-    pthread_cond_destroy(&r.q.not_empty);
+    q_destroy(&r.q);
     tu_end_pool(r.pool);
 }
 
