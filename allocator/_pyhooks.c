@@ -71,6 +71,7 @@ PyMODINIT_FUNC PyInit__pyhooks(void)
 #include "../csrc/geometric.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -94,6 +95,7 @@ PyMODINIT_FUNC PyInit__pyhooks(void)
 #include <limits.h>
 #include <link.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #define MAX_DEPTH 64
 #define NO_FRAME_SITE 0u
@@ -1666,6 +1668,58 @@ static char *final_pattern;     /* report path pattern for the after-finalizatio
 static char *program_name;
 static char python_version[32];
 
+/* Where a report may go: a regular file, or nothing yet, which is replaced
+ * atomically -- the report goes to a new temporary file beside it, created
+ * exclusively and without following a link (O_EXCL|O_NOFOLLOW: a link
+ * planted at the temporary name is never followed), then renamed over the
+ * path, only if the path is still a regular file or nothing.  Anything else
+ * at the path (a symbolic link, a directory, a FIFO, a device) is refused
+ * and left alone: the hooks never write through a path they did not make.
+ * report_why says why, for the caller's message (NULL: strerror's). */
+static const char *report_why;
+
+static FILE *open_report_tmp(const char *path, char *tmp, size_t cap, int *err)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            report_why = S_ISLNK(st.st_mode) ? "it is a symbolic link (not followed); name the file itself"
+                         : S_ISDIR(st.st_mode) ? "it is a directory"
+                         : "it is not a regular file (a FIFO, device or socket is never written)";
+            *err = S_ISDIR(st.st_mode) ? EISDIR : EEXIST;
+            return NULL;
+        }
+    } else if (errno != ENOENT) {
+        *err = errno;
+        return NULL;
+    }
+    static unsigned serial;
+    for (int tries = 0; tries < 100; tries++) {
+        int n = snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(), serial++);
+        if (n < 0 || (size_t)n >= cap) {
+            *err = ENAMETOOLONG;
+            return NULL;
+        }
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd < 0 && errno == EEXIST)
+            continue;
+        if (fd < 0) {
+            *err = errno;
+            return NULL;
+        }
+        FILE *f = fdopen(fd, "w");
+        if (f == NULL) {
+            *err = errno ? errno : ENOMEM;
+            close(fd);
+            unlink(tmp);
+        }
+        return f;
+    }
+    report_why = "no free temporary name beside it";
+    *err = EEXIST;
+    return NULL;
+}
+
 static void write_frames(FILE *f, const site_t *s)
 {
     fputs("\"frames\": [", f);
@@ -2021,17 +2075,18 @@ static totals_t live_totals(void)
 static int write_report_locked(const char *pattern, const char *reason, bool final)
 {
     char path[4096], tmp[4200];
+    int err;
+    report_why = NULL;
     if (!expand_path(pattern, path, sizeof path))
         return ENAMETOOLONG;
     uint32_t n = T.sites_len;
     site_t *now_sites = copy_sites(n);
     if (now_sites == NULL)
         return ENOMEM;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
+    FILE *f = open_report_tmp(path, tmp, sizeof tmp, &err);
     if (f == NULL) {
         free(now_sites);
-        return errno ? errno : EIO;
+        return err;
     }
     char now[32];
     iso_now(now, sizeof now);
@@ -2085,9 +2140,14 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
     nreport_free(&nr);
     free(now_sites);
     fputs("\n}\n", f);
-    int err = ferror(f) ? EIO : 0;
+    err = ferror(f) ? EIO : 0;
     if (fclose(f) != 0 && err == 0)
         err = errno ? errno : EIO;
+    struct stat st;
+    if (err == 0 && lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        report_why = "it was replaced by something other than a regular file meanwhile";
+        err = EEXIST;
+    }
     if (err == 0 && rename(tmp, path) != 0)
         err = errno ? errno : EIO;
     if (err != 0)
@@ -2117,11 +2177,12 @@ static void final_report_atexit(void)
     in_hook = 1;
     lock_tables();
     int err = write_report_locked(final_pattern, "exit", true);
+    const char *why = report_why;
     unlock_tables();
     in_hook = 0;
     if (err != 0)
         fprintf(stderr, "ringpool: cannot write the Python report %s: %s\n", final_pattern,
-                strerror(err));
+                why ? why : strerror(err));
 }
 
 static void atfork_child(void)
@@ -2510,6 +2571,21 @@ static PyObject *py_peaks_since(PyObject *self, PyObject *arg)
     return growth_since(arg, true);
 }
 
+/* OSError(err, why or strerror(err), path) for a report not written. */
+static PyObject *report_error(int err, const char *why, const char *path)
+{
+    if (why == NULL) {
+        errno = err;
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+    }
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iss", err, why, path);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
 static PyObject *py_write_report(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
@@ -2523,16 +2599,16 @@ static PyObject *py_write_report(PyObject *self, PyObject *args, PyObject *kw)
         return PyErr_Format(PyExc_RuntimeError, "the Python allocator hooks are not running");
     in_hook++;
     int err;
+    const char *why;
     Py_BEGIN_ALLOW_THREADS
     lock_tables();
     err = write_report_locked(path, reason, false);
+    why = report_why;
     unlock_tables();
     Py_END_ALLOW_THREADS
     in_hook--;
-    if (err != 0) {
-        errno = err;
-        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
-    }
+    if (err != 0)
+        return report_error(err, why, path);
     Py_RETURN_NONE;
 }
 
@@ -2561,12 +2637,11 @@ static PyObject *py_exit_report(PyObject *self, PyObject *args)
     program_name = g;
     save_before_locked(reason);
     err = write_report_locked(path, reason, false);
+    const char *why = report_why;
     unlock_tables();
     in_hook--;
-    if (err != 0) {
-        errno = err;
-        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
-    }
+    if (err != 0)
+        return report_error(err, why, path);
     Py_RETURN_NONE;
 }
 

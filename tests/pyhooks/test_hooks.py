@@ -262,3 +262,54 @@ def test_boot_errors_are_one_line(script: Script, tmp_path: Path) -> None:
     r = run_python("-m", "audit._pyboot", "-c", "pass",
                    env={"RINGPOOL_PYTHON_REPORT": str(tmp_path / "nodir" / "p.json")})
     assert "cannot write the report" in r.stderr and "nodir" in r.stderr
+
+
+def test_report_paths_never_write_through_what_the_hooks_did_not_make(
+        script: Script, tmp_path: Path) -> None:
+    # A link planted at the temporary name beside the report, a link, a FIFO
+    # and a device at the report's path: none is followed, written or
+    # replaced; the report itself still lands when the path is free.
+    s = script("paths.py", """
+        import os, stat, sys
+        from allocator import _pyhooks
+        d = sys.argv[1]
+        _pyhooks.start()
+        for name in ("victim", "victim2"):
+            with open(os.path.join(d, name), "w") as f:
+                f.write("keep me\\n")
+        os.symlink(os.path.join(d, "victim"), os.path.join(d, f"r.json.tmp.{os.getpid()}"))
+        _pyhooks.write_report(os.path.join(d, "r.json"))
+        print("r.json", os.path.isfile(os.path.join(d, "r.json")))
+        os.symlink(os.path.join(d, "victim2"), os.path.join(d, "link.json"))
+        os.mkfifo(os.path.join(d, "fifo.json"))
+        os.mkdir(os.path.join(d, "dir.json"))
+        names = ["link.json", "fifo.json", "dir.json"]
+        try:
+            os.mknod(os.path.join(d, "null.json"), stat.S_IFCHR | 0o666, os.makedev(1, 3))
+            names.append("null.json")
+        except PermissionError:
+            pass
+        for name in names:
+            try:
+                _pyhooks.write_report(os.path.join(d, name))
+                print(name, "written")
+            except OSError as e:
+                print(name, type(e).__name__, e.strerror)
+        _pyhooks.stop()
+    """)
+    r = run_python(str(s), str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "r.json True"
+    assert lines[1] == "link.json FileExistsError it is a symbolic link (not followed); name the file itself"
+    assert lines[2].startswith("fifo.json FileExistsError it is not a regular file")
+    assert lines[3] == "dir.json IsADirectoryError it is a directory"
+    assert all(line.startswith("null.json FileExistsError it is not a regular file")
+               for line in lines[4:])
+    for name in ("victim", "victim2"):
+        assert (tmp_path / name).read_text() == "keep me\n"
+    assert (tmp_path / "link.json").is_symlink() and (tmp_path / "fifo.json").is_fifo()
+    if len(lines) > 4:
+        assert (tmp_path / "null.json").is_char_device()
+    assert load(tmp_path / "r.json")["format"] == "ringpool-python"
+    assert not [p for p in tmp_path.iterdir() if ".tmp." in p.name and not p.is_symlink()]
