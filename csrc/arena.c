@@ -465,6 +465,10 @@ void rpi_arena_release(rp_pool *pool, bool keep)
     a->spare = kept;
     a->cur = a->end = NULL;
     memset(a->free, 0, sizeof a->free);
+    /* a pool that got no chunk of the headerless region (used up, or a
+       commit refused: hl_chunk_new) asks again after a reset: its own
+       chunks are spares now, and a limit may have been raised */
+    a->hl_no = false;
 }
 
 void rpi_arena_free_chunks(rpi_arena *a)
@@ -673,7 +677,9 @@ void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
     if (a->hl[cls].cur >= a->hl[cls].end) {
         rpi_hlchunk *c = hl_chunk_new(pool, cls);
         if (!c) {
-            a->hl_no = true;   /* region used up: compact blocks from now on */
+            /* region used up, or a commit refused: compact blocks from now
+               on (until a reset: rpi_arena_release) */
+            a->hl_no = true;
             return NULL;
         }
         c->next = a->hl_chunks;

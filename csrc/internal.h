@@ -238,7 +238,8 @@ typedef struct rpi_arena {
                                        RINGPOOL_HEADERLESS=64) */
     uint32_t    hl_ntags, hl_tcap;
     bool        hl_no;              /* no headerless blocks (checked pool, or
-                                       the region is used up) */
+                                       no chunk of the region could be had:
+                                       until a reset) */
 } rpi_arena;
 
 /* Headerless blocks. Unchecked arena pools give requests of 1 to 16 bytes

@@ -1,0 +1,544 @@
+/*
+ * test_limits.c -- the arena's headerless region and a pool's table of tags
+ * at their limits, reached for real in child processes of their own (the
+ * limits and RINGPOOL_HEADERLESS are a process's):
+ *   - the region's reservation refused: RLIMIT_AS (what `ulimit -v` sets)
+ *     below the 1 GiB (3 GiB) it needs;
+ *   - a chunk's commit refused: RLIMIT_DATA, past which Linux refuses to
+ *     make a private mapping writable (mprotect: ENOMEM), as strict
+ *     overcommit does;
+ *   - glibc's malloc failing under the same limits while the library's own
+ *     memory fails too: out-of-memory by the contract (NULL from _noexc,
+ *     the OOM handler from the plain forms), nothing changed;
+ *   - a pool's 8,388,608th tag and later ones, past what a headerless
+ *     slot's word can index.
+ * Every block stays exact throughout (sizes, tags, contents, counters,
+ * walks, reports, checks, resizes, reset, destroy), and what is refused
+ * comes back when the limit is raised. With the arena backing; the malloc
+ * backing runs the out-of-memory part. Under ASan the limits cannot be
+ * set (its shadow memory is terabytes of address space and of writable
+ * mappings): those children are skipped there, saying so.
+ */
+#include "testutil.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TL_ASAN 1
+#endif
+#endif
+#ifndef TL_ASAN
+#define TL_ASAN 0
+#endif
+
+#define NTAGS 5
+static const char *const tags[NTAGS] = {"t0", "t1", "t2", "t3", "t4"};
+#define CHUNK ((size_t)1 << 20)   /* the pools' chunks: room for headed blocks */
+#define HL_CHUNK ((size_t)64 << 10)
+
+/* The test's own memory is static: under the limits its malloc fails too. */
+typedef struct live { void *p; size_t size; int tag; unsigned seed; } live;
+#define MAXLIVE (1u << 20)
+static live L[MAXLIVE];
+static size_t nl;
+static void *walked[MAXLIVE];
+static size_t nwalked;
+static char text[8u << 20];
+
+static unsigned kind_of(const char *arg)
+{
+    if (strcmp(arg, "unsync") == 0) return RP_POOL_UNSYNC;
+    if (strcmp(arg, "checked") == 0) return RP_POOL_CHECKED;
+    CHECK(strcmp(arg, "locked") == 0);
+    return 0;
+}
+
+static rp_pool *pool_with(const char *name, unsigned flags)
+{
+    rp_pool_options o;
+    memset(&o, 0, sizeof o);
+    o.flags = flags | tu_backing;
+    o.chunk_size = CHUNK;
+    rp_pool *p = rp_pool_create_ex(name, &o);
+    if (!p) tu_fail(__FILE__, __LINE__, "rp_pool_create_ex(%s) returned NULL", name);
+    tu_watched = p;
+    return p;
+}
+
+/* A field of /proc/self/status ("VmSize", "VmData"), in bytes. */
+static size_t status_bytes(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    CHECK(f != NULL);
+    char line[256];
+    size_t len = strlen(field), kib = 0;
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, len) == 0 && line[len] == ':') {
+            kib = strtoul(line + len + 1, NULL, 10);
+            found = true;
+        }
+    fclose(f);
+    CHECK(found);
+    return kib << 10;
+}
+
+/* The soft limit of resource set to bytes (RLIM_INFINITY: back to none). */
+static void set_limit(int resource, rlim_t bytes)
+{
+    struct rlimit r;
+    CHECK(getrlimit(resource, &r) == 0);
+    r.rlim_cur = bytes;
+    CHECK(setrlimit(resource, &r) == 0);
+}
+
+/* The bytes of headerless chunks a pool holds: what it reserved beyond its
+   chunks (no big blocks where this is called). */
+static size_t hl_bytes(rp_pool *pool)
+{
+    rp_pool_info info = tu_info(pool);
+    if (!tu_is_arena()) return 0;
+    return info.reserved_bytes - info.chunks * CHUNK;
+}
+
+static void fill(live *b)
+{
+    tu_fill(b->p, b->size, b->seed);
+}
+
+/* A block of size and tag t recorded in L (NULL not recorded). */
+static void *take(rp_pool *pool, size_t size, int t, bool noexc)
+{
+    void *p = noexc ? rp_alloc_noexc(pool, size, tags[t]) : rp_alloc(pool, size, tags[t]);
+    if (!p) return NULL;
+    CHECK(nl < MAXLIVE);
+    L[nl] = (live){p, size, t, (unsigned)nl * 7u + 3u};
+    fill(&L[nl]);
+    nl++;
+    return p;
+}
+
+static int note(void *block, size_t size, const char *tag, void *arg)
+{
+    (void)size;
+    (void)tag;
+    (void)arg;
+    CHECK(nwalked < MAXLIVE);
+    walked[nwalked++] = block;
+    return 0;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The pool holds exactly the blocks of L: each intact, its size, tag and
+   pool; the counters, per tag too; a walk sees each once; the check
+   passes. Without a report (which needs memory of its own). */
+static void check_exact(rp_pool *pool)
+{
+    size_t bytes = 0, tb[NTAGS] = {0}, ty[NTAGS] = {0};
+    for (size_t i = 0; i < nl; i++) {
+        CHECK(tu_intact(L[i].p, L[i].size, L[i].seed));
+        CHECK_EQ(rp_block_size(L[i].p), L[i].size);
+        CHECK_STR(rp_block_tag(L[i].p), tags[L[i].tag]);
+        CHECK(rp_block_pool(L[i].p) == pool);
+        bytes += L[i].size;
+        tb[L[i].tag]++;
+        ty[L[i].tag] += L[i].size;
+    }
+    CHECK_COUNTS(pool, nl, bytes);
+    rp_tag_stat st[NTAGS + 8];
+    size_t n = rp_pool_stats(pool, st, NTAGS + 8);
+    CHECK(n <= NTAGS + 8);
+    for (int t = 0; t < NTAGS; t++) {
+        size_t sb = 0, sy = 0;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(st[i].tag, tags[t]) == 0) {
+                sb = st[i].blocks;
+                sy = st[i].bytes;
+            }
+        CHECK_EQ(sb, tb[t]);
+        CHECK_EQ(sy, ty[t]);
+    }
+    rp_pool_info info = tu_info(pool);
+    CHECK_EQ(info.blocks, nl);
+    CHECK_EQ(info.bytes, bytes);
+    nwalked = 0;
+    CHECK_INT(rp_pool_walk(pool, note, NULL), 0);
+    CHECK_EQ(nwalked, nl);
+    qsort(walked, nwalked, sizeof *walked, cmp_ptr);
+    for (size_t i = 1; i < nwalked; i++) CHECK(walked[i] != walked[i - 1]);
+    for (size_t i = 0; i < nl; i++) {
+        void *k = L[i].p;
+        CHECK(bsearch(&k, walked, nwalked, sizeof *walked, cmp_ptr) != NULL);
+    }
+    CHECK_INT(rp_pool_check(pool), 0);
+}
+
+/* A report with blocks lists each block of L once. */
+static void check_report(rp_pool *pool)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/limits-%d.json", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    CHECK_INT(rp_pool_write_report_ex(pool, path, RP_REPORT_BLOCKS), 0);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    CHECK(len < sizeof text - 1);
+    text[len] = '\0';
+    fclose(f);
+    unlink(path);
+    size_t listed = 0;
+    for (const char *q = text; (q = strstr(q, "\"address\": ")) != NULL; q++) listed++;
+    CHECK_EQ(listed, nl);
+    for (size_t i = 0; i < nl; i += 7) {
+        char want[128];
+        snprintf(want, sizeof want, "\"address\": \"%p\", \"size\": %zu, \"tag\": \"%s\"", L[i].p,
+                 L[i].size, tags[L[i].tag]);
+        CHECK(strstr(text, want) != NULL);
+    }
+}
+
+static void drop(size_t i)
+{
+    L[i] = L[--nl];
+}
+
+static void free_all(rp_pool *pool)
+{
+    while (nl) {
+        rp_free(L[nl - 1].p);
+        nl--;
+    }
+    CHECK_COUNTS(pool, 0, 0);
+}
+
+/* Sizes of every headerless class, either side of 16 and 64, and headed. */
+static const size_t sizes[] = {1, 8, 16, 17, 24, 32, 33, 48, 49, 64, 65, 100, 1000};
+#define NSIZES (sizeof sizes / sizeof sizes[0])
+
+/* Blocks of every size (a sampler's check point first), then frees,
+   allocations again, resizes across the classes both ways (contents kept),
+   callocs, and a reset: exact at each step. expect_hl: whether small
+   blocks are headerless (the pool holds chunks of the region). */
+static void exercise(rp_pool *pool, bool expect_hl, bool report)
+{
+    CHECK_EQ(nl, 0);
+    (void)take(pool, 24, 0, false);   /* the sampler's check point */
+    for (unsigned r = 0; r < 40; r++)
+        for (size_t s = 0; s < NSIZES; s++) CHECK(take(pool, sizes[s], (int)((r + s) % NTAGS), false));
+    bool checked = tu_info(pool).flags & RP_POOL_CHECKED;
+    CHECK_EQ(hl_bytes(pool) != 0, expect_hl && !checked);
+    check_exact(pool);
+    if (report) check_report(pool);
+    /* every third block freed, as many again */
+    for (size_t i = 0; i < nl; i += 3) {
+        rp_free(L[i].p);
+        drop(i);
+    }
+    for (unsigned r = 0; r < 10; r++)
+        for (size_t s = 0; s < NSIZES; s++) CHECK(take(pool, sizes[s], (int)(s % NTAGS), false));
+    check_exact(pool);
+    /* resizes: each small block to another size within 1..80, some back */
+    for (size_t i = 0; i < nl; i++) {
+        if (L[i].size > 80) continue;
+        size_t to = (L[i].size * 5 + i) % 80 + 1, keep = to < L[i].size ? to : L[i].size;
+        unsigned char *q = rp_resize(pool, L[i].p, to);
+        CHECK(q != NULL);
+        CHECK(tu_intact(q, keep, L[i].seed));
+        L[i].p = q;
+        L[i].size = to;
+        fill(&L[i]);
+    }
+    check_exact(pool);
+    for (unsigned i = 0; i < 50; i++) {
+        unsigned char *z = rp_calloc(pool, 1, sizes[i % NSIZES], tags[i % NTAGS]);
+        CHECK(z != NULL);
+        for (size_t b = 0; b < sizes[i % NSIZES]; b++) CHECK(z[b] == 0);
+        L[nl] = (live){z, sizes[i % NSIZES], (int)(i % NTAGS), (unsigned)nl};
+        fill(&L[nl]);
+        nl++;
+    }
+    check_exact(pool);
+    if (report) check_report(pool);
+    CHECK_EQ(hl_bytes(pool) != 0, expect_hl && !checked);
+    /* a reset drops every block; the pool serves again */
+    CHECK_INT(rp_pool_reset(pool), 0);
+    nl = 0;
+    check_exact(pool);
+    for (size_t s = 0; s < NSIZES; s++) CHECK(take(pool, sizes[s], (int)(s % NTAGS), false));
+    check_exact(pool);
+    free_all(pool);
+    check_exact(pool);
+}
+
+/* Pool reset: whether its blocks of 8 bytes are headerless (16 bytes
+   apart, the pool holding a chunk of the region) or have a header (32
+   bytes apart, no chunk of the region). */
+static void expect_small_kind(rp_pool *pool, bool headerless)
+{
+    CHECK_EQ(nl, 0);
+    CHECK_INT(rp_pool_reset(pool), 0);
+    (void)take(pool, 8, 0, false);   /* the sampler's check point: a header */
+    char *a = take(pool, 8, 1, false), *b = take(pool, 8, 1, false);
+    CHECK(a && b);
+    /* (a checked pool's blocks have the full header; the malloc backing's
+       are malloc's) */
+    if (tu_is_arena() && !(tu_info(pool).flags & RP_POOL_CHECKED)) {
+        CHECK_EQ((size_t)(b - a), headerless ? 16 : 32);
+        CHECK_EQ(hl_bytes(pool), headerless ? HL_CHUNK : 0);
+    }
+    check_exact(pool);
+    free_all(pool);
+}
+
+/* Out of memory for everything (the limit at what the process has): every
+   _noexc call returns NULL with nothing changed, every plain one calls the
+   OOM handler (with the call's name), blocks and counters stay exact, a
+   report fails cleanly, reset and destroy work. The caller raises the
+   limit afterwards. Returns the number of blocks the pool still got
+   after the limit (from its chunks' room and the library's caches). */
+static size_t exhaust(rp_pool *pool)
+{
+    volatile size_t got = 0;
+    size_t b0, y0, b1, y1;
+    for (;;) {
+        b0 = rp_pool_outstanding(pool, &y0);
+        size_t size = sizes[got % NSIZES];
+        void *p = take(pool, size, (int)(got % NTAGS), true);
+        if (!p) {
+            b1 = rp_pool_outstanding(pool, &y1);
+            CHECK_EQ(b1, b0);
+            CHECK_EQ(y1, y0);
+            /* a request of another size may still be served (a free slot
+               or the chunk's room): all sizes must fail before we stop */
+            bool any = false;
+            for (size_t s = 0; s < NSIZES && !any; s++) any = take(pool, sizes[s], 0, true) != NULL;
+            if (!any) break;
+        }
+        CHECK(++got < MAXLIVE / 2);
+    }
+    check_exact(pool);
+    EXPECT_OOM(rp_alloc(pool, 1000, "t1"));
+    CHECK_STR(tu_oom_call, "rp_alloc");
+    CHECK_EQ(tu_oom_size, 1000);
+    EXPECT_OOM(rp_calloc(pool, 10, 100, "t2"));
+    CHECK_STR(tu_oom_call, "rp_calloc");
+    CHECK(rp_calloc_noexc(pool, 10, 100, "t2") == NULL);
+    /* a block of 100 bytes resized to 1000 (a size just refused) and to 64
+       MiB: refused, the block unchanged */
+    volatile size_t k = SIZE_MAX;
+    for (size_t i = 0; i < nl && k == SIZE_MAX; i++)
+        if (L[i].size == 100) k = i;
+    CHECK(k != SIZE_MAX);
+    CHECK(rp_resize_noexc(pool, L[k].p, 1000) == NULL);
+    EXPECT_OOM(rp_resize(pool, L[k].p, 1000));
+    CHECK_STR(tu_oom_call, "rp_resize");
+    CHECK(rp_resize_noexc(pool, L[k].p, (size_t)64 << 20) == NULL);
+    EXPECT_OOM(rp_resize(pool, L[k].p, (size_t)64 << 20));
+    EXPECT_OOM(rp_alloc(pool, (size_t)64 << 20, "t4"));
+    CHECK(rp_strdup_noexc(pool, "a string of some length, past 16 bytes", "t3") == NULL);
+    check_exact(pool);
+    /* a report cannot be written without memory: an error code, no crash */
+    char path[256];
+    snprintf(path, sizeof path, "%s/limits-oom-%d.json",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    int r = rp_pool_write_report_ex(pool, path, RP_REPORT_BLOCKS);
+    CHECK(r == 0 || r == RP_EIO || r == RP_ENOMEM);
+    unlink(path);
+    check_exact(pool);
+    return got;
+}
+
+/* ------------------------------------------------ the region refused */
+
+/* Child (RLIMIT_AS 512 MiB above what the process maps: the region's 1 GiB,
+   3 GiB with RINGPOOL_HEADERLESS=64, cannot be reserved): pools of the
+   kind arg ("unsync", "locked", "checked") get blocks with a header only,
+   exact through the whole exercise; then out of memory for everything;
+   after the limit is raised the pool serves again (with headers: a region
+   refused is not asked for again). */
+static void child_no_region(const char *arg)
+{
+    unsigned kind = kind_of(arg);
+    set_limit(RLIMIT_AS, (rlim_t)(status_bytes("VmSize") + ((size_t)512 << 20)));
+    rp_pool *pool = pool_with("no-region", kind);
+    exercise(pool, false, true);
+    expect_small_kind(pool, false);
+    rp_pool_destroy(pool);
+    pool = pool_with("no-region-2", kind);
+    expect_small_kind(pool, false);
+    /* the default pool (malloc-backed) alongside */
+    rp_stat_create_pool();
+    char *s = rp_stat_alloc(8);
+    CHECK(s != NULL);
+    memset(s, 1, 8);
+    /* now nothing more can be mapped */
+    (void)take(pool, 24, 0, false);
+    set_limit(RLIMIT_AS, (rlim_t)status_bytes("VmSize"));
+    size_t got = exhaust(pool);
+    CHECK(rp_stat_alloc_noexc((size_t)64 << 20) == NULL);
+    set_limit(RLIMIT_AS, RLIM_INFINITY);
+    fprintf(stderr, "no-region %s: %zu blocks after the limit\n", arg, got);
+    for (size_t s2 = 0; s2 < NSIZES; s2++) CHECK(take(pool, sizes[s2], 4, false));
+    check_exact(pool);
+    char *s3 = rp_stat_resize(s, 100000);
+    CHECK(s3 != NULL);
+    rp_stat_free(s3);
+    rp_stat_destroy_pool();
+    free_all(pool);
+    rp_pool_destroy(pool);
+    pool = pool_with("no-region-3", kind);
+    expect_small_kind(pool, false);
+    tu_watched = NULL;
+    rp_pool_destroy(pool);
+    exit(0);
+}
+
+/* ------------------------------------------------ the commit refused */
+
+/* Child (RLIMIT_DATA at what the process has: no chunk of the region can
+   be made writable, and malloc gets no new memory): the pools' small
+   blocks get a header from the room of the chunk they have, exact through
+   the whole exercise; a pool that had a chunk of the region keeps its
+   slots, and its further blocks get a header; once that room is used up,
+   out of memory by the contract. After the limit is raised, a pool that
+   had not asked for a chunk gets headerless blocks, and one that had gets
+   them after a reset. arg: "unsync" or "locked". */
+static void child_no_commit(const char *arg)
+{
+    unsigned kind = kind_of(arg);
+    /* a: its first chunk (a block with a header: the sampler's check
+       point) and its tags' records; b: a chunk of the region too, with a
+       few slots; c: nothing yet */
+    rp_pool *a = pool_with("no-commit-a", kind);
+    (void)rp_alloc(a, 24, "t0");
+    for (int t = 0; t < NTAGS; t++) CHECK(rp_pool_intern_tag(a, tags[t]) != NULL);
+    rp_pool *b = pool_with("no-commit-b", kind);
+    void *b0 = rp_alloc(b, 24, "t0");
+    for (int t = 0; t < NTAGS; t++) CHECK(rp_pool_intern_tag(b, tags[t]) != NULL);
+    void *bs[10];
+    for (int i = 0; i < 10; i++) CHECK((bs[i] = rp_alloc(b, 8, "t1")) != NULL);
+    CHECK_EQ(hl_bytes(b), HL_CHUNK);
+    rp_pool *c = pool_with("no-commit-c", kind);
+    (void)rp_alloc(c, 24, "t0");
+    for (int t = 0; t < NTAGS; t++) CHECK(rp_pool_intern_tag(c, tags[t]) != NULL);
+    /* (the walks' and reports' own memory beforehand: a report once) */
+    tu_watched = a;
+    set_limit(RLIMIT_DATA, (rlim_t)status_bytes("VmData"));
+    /* a: small blocks with a header, from its chunk */
+    rp_pool_reset(a);
+    exercise(a, false, false);
+    expect_small_kind(a, false);
+    /* b: its chunk's slots first, then blocks with a header */
+    tu_watched = b;
+    for (int i = 0; i < 10; i++) rp_free(bs[i]);
+    rp_free(b0);
+    size_t apart16 = 0, apart32 = 0;
+    char *prev = NULL;
+    for (unsigned i = 0; i < 4000; i++) {
+        char *p = take(b, 8, (int)(i % NTAGS), false);
+        CHECK(p != NULL);
+        if (prev && p - prev == 16) apart16++;
+        if (prev && p - prev == 32) apart32++;
+        prev = p;
+    }
+    /* a chunk holds 3273 slots of 16 bytes */
+    CHECK(apart16 >= 3000);
+    CHECK(apart32 >= 600);
+    CHECK_EQ(hl_bytes(b), HL_CHUNK);
+    check_exact(b);
+    for (size_t i = 0; i < nl; i += 2) {
+        rp_free(L[i].p);
+        drop(i);
+    }
+    for (unsigned i = 0; i < 1000; i++) CHECK(take(b, 8 + i % 50, (int)(i % NTAGS), false));
+    check_exact(b);
+    /* out of memory once the chunk's room is used */
+    size_t got = exhaust(b);
+    fprintf(stderr, "no-commit %s: %zu blocks more before out of memory\n", arg, got);
+    free_all(b);
+    set_limit(RLIMIT_DATA, RLIM_INFINITY);
+    /* c asks for its first chunk of the region now: headerless */
+    tu_watched = c;
+    rp_pool_reset(c);
+    expect_small_kind(c, true);
+    exercise(c, true, true);
+    /* a and b: with a header until a reset, headerless after it */
+    tu_watched = a;
+    for (int i = 0; i < 100; i++) (void)take(a, 8, 0, false);
+    CHECK_EQ(hl_bytes(a), 0);
+    check_exact(a);
+    free_all(a);
+    expect_small_kind(a, true);
+    tu_watched = b;
+    expect_small_kind(b, true);
+    tu_watched = NULL;
+    rp_pool_destroy(a);
+    rp_pool_destroy(b);
+    rp_pool_destroy(c);
+    exit(0);
+}
+
+/* ------------------------------------------------ the cases */
+
+static void expect_child(const char *child, const char *arg, const char *env)
+{
+    tu_result r;
+    tu_spawn(child, arg, env, &r);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+        tu_fail(__FILE__, __LINE__, "child '%s %s' (%s) failed: %s", child, arg ? arg : "",
+                env ? env : "default environment", r.err);
+}
+
+static bool limits_settable(const char *what)
+{
+    if (!TL_ASAN) return true;
+    printf("  %s: skipped under ASan (its shadow memory is terabytes of address space "
+           "and of writable mappings: no RLIMIT_AS or RLIMIT_DATA can be set)\n",
+           what);
+    return false;
+}
+
+static void region_refused(void)
+{
+    if (!limits_settable("region_refused")) return;
+    static const char *const kinds[] = {"unsync", "locked", "checked"};
+    for (int k = 0; k < 3; k++) {
+        expect_child("no-region", kinds[k], NULL);
+        if (tu_is_arena()) expect_child("no-region", kinds[k], "RINGPOOL_HEADERLESS=64");
+    }
+}
+
+static void commit_refused(void)
+{
+    if (!tu_is_arena() || !limits_settable("commit_refused")) return;
+    expect_child("no-commit", "unsync", NULL);
+    expect_child("no-commit", "locked", NULL);
+    expect_child("no-commit", "unsync", "RINGPOOL_HEADERLESS=64");
+    expect_child("no-commit", "locked", "RINGPOOL_HEADERLESS=64");
+}
+
+int main(int argc, char **argv)
+{
+    static const tu_case cases[] = {
+        {"region_refused", region_refused},
+        {"commit_refused", commit_refused},
+    };
+    static const tu_child children[] = {
+        {"no-region", child_no_region},
+        {"no-commit", child_no_commit},
+    };
+    return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
+}
