@@ -438,7 +438,8 @@ static inline rp_pool *rpi_hl_pool_of(const void *p)
    chunk's class), else NULL and *why says what p is. */
 RPI_HIDDEN rp_pool *rpi_hl_owner(const void *p, const char **why);
 /* Gives t its index in a's table of tags (t->hl_word); false when it cannot
-   (no memory, or RPI_HL_TAGS_MAX tags). */
+   (no memory, or the table full: indexes 1 to RPI_HL_TAGS_MAX - 1, the
+   8,388,607 a slot word's 23 bits hold). */
 RPI_HIDDEN bool rpi_hl_tag_index(rp_pool *pool, rpi_tag *t);
 /* Lock held: a slot of class cls (1 to RPI_HL_CLASSES: blocks of up to 16 *
    cls bytes) for a block of t (t->hl_word given if needed), NULL when none

@@ -491,6 +491,179 @@ static void child_no_commit(const char *arg)
     exit(0);
 }
 
+/* ------------------------------------------------ the tag table full */
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A headerless slot's word holds its tag's index in the pool's table in 23
+   bits: a pool's tags 1 to 8,388,607 (in the order the pool first saw them)
+   can have headerless blocks, the later ones get blocks with a header. */
+#define TAGS_INDEXED 8388607u
+#define NKEEP 5u              /* the tags kept: TAGS_INDEXED - 1 to + 3 */
+#define LAST_TAG (TAGS_INDEXED + 3u)
+
+/* 8-byte blocks of tag are headerless: two in a row are a slot (16
+   bytes) apart, else a block with its 16-byte header (32); 24-byte ones
+   32 apart in slots (RINGPOOL_HEADERLESS=64), else 48. Both pairs
+   recorded (tag index t in names). */
+static const char *kept[NKEEP];
+
+static void pair_apart(rp_pool *pool, unsigned k, size_t size, size_t slot, size_t headed,
+                       bool indexed, live *out, size_t *n)
+{
+    char *a = rp_alloc(pool, size, kept[k]), *b = rp_alloc(pool, size, kept[k]);
+    CHECK(a && b);
+    size_t apart = (size_t)(b - a);
+    if (apart != (indexed ? slot : headed))
+        tu_fail(__FILE__, __LINE__, "tag %u: %zu-byte blocks %zu bytes apart, not %zu",
+                TAGS_INDEXED - 1 + k, size, apart, indexed ? slot : headed);
+    out[(*n)++] = (live){a, size, (int)k, 0};
+    out[(*n)++] = (live){b, size, (int)k, 0};
+}
+
+/* The blocks of out exactly: contents, size, tag; when full, counters per
+   tag, walk and check too (each of those goes over the pool's 8.4 million
+   tag records: half a second). */
+static void tags_exact(rp_pool *pool, live *out, size_t n, bool full)
+{
+    size_t bytes = 0, tb[NKEEP] = {0}, ty[NKEEP] = {0};
+    for (size_t i = 0; i < n; i++) {
+        CHECK(tu_intact(out[i].p, out[i].size, (unsigned)i));
+        CHECK_EQ(rp_block_size(out[i].p), out[i].size);
+        CHECK_STR(rp_block_tag(out[i].p), kept[out[i].tag]);
+        CHECK(rp_block_pool(out[i].p) == pool);
+        bytes += out[i].size;
+        tb[out[i].tag]++;
+        ty[out[i].tag] += out[i].size;
+    }
+    if (!full) return;
+    CHECK_COUNTS(pool, n, bytes);
+    rp_tag_stat st[16];
+    size_t nt = rp_pool_stats(pool, st, 16);
+    CHECK(nt <= 16);
+    for (unsigned k = 0; k < NKEEP; k++) {
+        size_t sb = 0, sy = 0;
+        for (size_t i = 0; i < nt; i++)
+            if (strcmp(st[i].tag, kept[k]) == 0) {
+                sb = st[i].blocks;
+                sy = st[i].bytes;
+            }
+        CHECK_EQ(sb, tb[k]);
+        CHECK_EQ(sy, ty[k]);
+    }
+    nwalked = 0;
+    CHECK_INT(rp_pool_walk(pool, note, NULL), 0);
+    CHECK_EQ(nwalked, n);
+    CHECK_INT(rp_pool_check(pool), 0);
+}
+
+/* Child (RINGPOOL_HEADERLESS=64): a pool with 8,388,610 tags, made for real
+   (rp_pool_intern_tag): blocks of its tags 8,388,606 and 8,388,607 are
+   headerless, of 8,388,608 to 8,388,610 have a header; all exact (sizes,
+   tags, contents, counters, walks, a report, checks) through resizes
+   across the classes, frees and the slots taken again, callocs and a
+   reset. arg: "unsync" or "locked". Prints its times. */
+static void child_tag_limit(const char *arg)
+{
+    unsigned kind = kind_of(arg);
+    double t0 = seconds();
+    rp_pool_options o;
+    memset(&o, 0, sizeof o);
+    o.flags = kind | tu_backing;
+    o.chunk_size = CHUNK;
+    rp_pool *pool = rp_pool_create_ex("tag-limit", &o);
+    CHECK(pool != NULL);
+    /* tag 1: the sampler's check point; tags 2 to LAST_TAG interned */
+    void *first = rp_alloc(pool, 24, "first");
+    char name[32];
+    for (uint32_t i = 2; i <= LAST_TAG; i++) {
+        snprintf(name, sizeof name, "tag-%u", i);
+        const char *s = rp_pool_intern_tag(pool, name);
+        CHECK(s != NULL);
+        if (i >= TAGS_INDEXED - 1) kept[i - (TAGS_INDEXED - 1)] = s;
+    }
+    double t1 = seconds();
+    static live out[64];
+    size_t n = 0;
+    for (int round = 0; round < 2; round++) {
+        for (unsigned k = 0; k < NKEEP; k++) {
+            bool indexed = TAGS_INDEXED - 1 + k <= TAGS_INDEXED;
+            pair_apart(pool, k, 8, 16, 32, indexed, out, &n);
+            pair_apart(pool, k, 24, 32, 48, indexed, out, &n);
+        }
+        rp_free(first);   /* (the pairs are made: no check point among them) */
+        for (size_t i = 0; i < n; i++) tu_fill(out[i].p, out[i].size, (unsigned)i);
+        tags_exact(pool, out, n, round == 0);
+        if (round == 0) {
+            /* a report lists them (the interned tags without blocks are
+               not listed) */
+            char path[256];
+            snprintf(path, sizeof path, "%s/limits-tags-%d.json",
+                     getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+            CHECK_INT(rp_pool_write_report_ex(pool, path, RP_REPORT_BLOCKS), 0);
+            FILE *f = fopen(path, "r");
+            CHECK(f != NULL);
+            size_t len = fread(text, 1, sizeof text - 1, f);
+            text[len] = '\0';
+            fclose(f);
+            unlink(path);
+            for (size_t i = 0; i < n; i++) {
+                char want[128];
+                snprintf(want, sizeof want, "\"address\": \"%p\", \"size\": %zu, \"tag\": \"%s\"",
+                         out[i].p, out[i].size, kept[out[i].tag]);
+                CHECK(strstr(text, want) != NULL);
+            }
+        }
+        /* resizes across the classes and back (the slot of an indexed
+           tag, a header past 64 bytes), contents kept */
+        static const size_t to[] = {12, 40, 60, 100, 8, 24};
+        for (size_t i = 0; i < n; i++) {
+            for (size_t j = 0; j < sizeof to / sizeof to[0]; j++) {
+                size_t keep = to[j] < out[i].size ? to[j] : out[i].size;
+                unsigned char *q = rp_resize(pool, out[i].p, to[j]);
+                CHECK(q != NULL);
+                CHECK(tu_intact(q, keep, (unsigned)i));
+                out[i].p = q;
+                out[i].size = to[j];
+                tu_fill(q, to[j], (unsigned)i);
+            }
+        }
+        tags_exact(pool, out, n, false);
+        /* half freed, callocs of every kept tag take their place */
+        for (size_t i = 0; i < n; i += 2) {
+            rp_free(out[i].p);
+            unsigned char *z = rp_calloc(pool, 1, 8 + i % 40, kept[out[i].tag]);
+            CHECK(z != NULL);
+            for (size_t b = 0; b < 8 + i % 40; b++) CHECK(z[b] == 0);
+            out[i].p = z;
+            out[i].size = 8 + i % 40;
+            tu_fill(z, out[i].size, (unsigned)i);
+        }
+        tags_exact(pool, out, n, true);
+        if (round == 0) {
+            /* a reset: the tags stay, and their indexes (none past the
+               table's end) */
+            CHECK_INT(rp_pool_reset(pool), 0);
+            n = 0;
+            CHECK_COUNTS(pool, 0, 0);
+            first = rp_alloc(pool, 24, "first");   /* a check point again */
+        }
+    }
+    for (size_t i = 0; i < n; i++) rp_free(out[i].p);
+    CHECK_COUNTS(pool, 0, 0);
+    double t2 = seconds();
+    rp_pool_destroy(pool);
+    double t3 = seconds();
+    printf("  tag-limit %s: %u tags interned in %.2f s, blocks %.2f s, destroy %.2f s\n", arg,
+           LAST_TAG, t1 - t0, t2 - t1, t3 - t2);
+    exit(0);
+}
+
 /* ------------------------------------------------ the cases */
 
 static void expect_child(const char *child, const char *arg, const char *env)
@@ -530,15 +703,32 @@ static void commit_refused(void)
     expect_child("no-commit", "locked", "RINGPOOL_HEADERLESS=64");
 }
 
+/* The tags past the table's end, made for real: about 1.5 GiB and several
+   seconds in a child; once (arena backing), not in the memcheck suite's
+   run (the child would run natively again) nor under ASan (its allocator
+   would take minutes and twice the memory for 8.4 million records). */
+static void tags_past_the_index(void)
+{
+    if (!tu_is_arena()) return;
+    if (tu_quick() || TL_ASAN) {
+        printf("  tags_past_the_index: skipped in %s (8.4 million tag records: run by the "
+               "plain suite)\n", TL_ASAN ? "ASan builds" : "quick runs");
+        return;
+    }
+    expect_child("tag-limit", "locked", "RINGPOOL_HEADERLESS=64");
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
         {"region_refused", region_refused},
         {"commit_refused", commit_refused},
+        {"tags_past_the_index", tags_past_the_index},
     };
     static const tu_child children[] = {
         {"no-region", child_no_region},
         {"no-commit", child_no_commit},
+        {"tag-limit", child_tag_limit},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }
