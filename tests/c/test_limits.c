@@ -22,6 +22,7 @@
 #include "testutil.h"
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -361,6 +362,83 @@ static size_t exhaust(rp_pool *pool)
     return got;
 }
 
+/* A second thread of a thread-safe pool (its shard, or the pool itself
+   when no shard can be made): started before a limit, it allocates when
+   told (_noexc: under the limit a request may fail, with nothing changed),
+   checks and frees half of what it got, and leaves the rest to the main
+   thread. */
+typedef struct worker {
+    pthread_t       th;
+    rp_pool        *pool;
+    int             go;          /* 1: allocate; 2: done */
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    size_t          got, failed;
+    void           *left[2048];
+    size_t          nleft, left_bytes;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    free(malloc(64));   /* its malloc arena made before the limit */
+    pthread_mutex_lock(&w->mu);
+    while (w->go != 1) pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    static const size_t wsizes[] = {8, 24, 40, 56, 100};
+    for (size_t i = 0; i < 4096; i++) {
+        size_t size = wsizes[i % 5];
+        unsigned char *p = rp_alloc_noexc(w->pool, size, tags[i % NTAGS]);
+        if (!p) {
+            w->failed++;
+            continue;
+        }
+        w->got++;
+        tu_fill(p, size, (unsigned)i);
+        if (rp_block_size(p) != size || strcmp(rp_block_tag(p), tags[i % NTAGS]) != 0 ||
+            rp_block_pool(p) != w->pool || !tu_intact(p, size, (unsigned)i)) {
+            fprintf(stderr, "worker: block %p of %zu bytes is not what was asked for\n",
+                    (void *)p, size);
+            abort();
+        }
+        if (i % 2 == 0 && w->nleft < sizeof w->left / sizeof w->left[0]) {
+            w->left[w->nleft++] = p;
+            w->left_bytes += size;
+        } else {
+            rp_free(p);
+        }
+    }
+    return NULL;
+}
+
+static void worker_start(worker *w, rp_pool *pool)
+{
+    memset(w, 0, sizeof *w);
+    w->pool = pool;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    CHECK(pthread_create(&w->th, NULL, worker_main, w) == 0);
+}
+
+/* The worker allocates and ends; the pool holds its blocks left besides
+   those of L. They are freed here (from this thread). */
+static void worker_run(worker *w, rp_pool *pool)
+{
+    pthread_mutex_lock(&w->mu);
+    w->go = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    CHECK(pthread_join(w->th, NULL) == 0);
+    size_t bytes = 0;
+    for (size_t i = 0; i < nl; i++) bytes += L[i].size;
+    CHECK_COUNTS(pool, nl + w->nleft, bytes + w->left_bytes);
+    CHECK_INT(rp_pool_check(pool), 0);
+    for (size_t i = 0; i < w->nleft; i++) rp_free(w->left[i]);
+    CHECK_COUNTS(pool, nl, bytes);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+}
+
 /* ------------------------------------------------ the region refused */
 
 /* Child (RLIMIT_AS 512 MiB above what the process maps: the region's 1 GiB,
@@ -384,15 +462,27 @@ static void child_no_region(const char *arg)
     char *s = rp_stat_alloc(8);
     CHECK(s != NULL);
     memset(s, 1, 8);
+    /* a thread-safe pool: a second thread allocates too */
+    bool threads = !(kind & RP_POOL_UNSYNC);
+    static worker w;
+    if (threads) worker_start(&w, pool);
     /* now nothing more can be mapped */
     (void)take(pool, 24, 0, false);
     set_limit(RLIMIT_AS, (rlim_t)status_bytes("VmSize"));
     size_t got = exhaust(pool);
     CHECK(rp_stat_alloc_noexc((size_t)64 << 20) == NULL);
+    if (threads) worker_run(&w, pool);
+    check_exact(pool);
     set_limit(RLIMIT_AS, RLIM_INFINITY);
     fprintf(stderr, "no-region %s: %zu blocks after the limit\n", arg, got);
     for (size_t s2 = 0; s2 < NSIZES; s2++) CHECK(take(pool, sizes[s2], 4, false));
     check_exact(pool);
+    if (threads) {
+        worker_start(&w, pool);
+        worker_run(&w, pool);
+        CHECK_EQ(w.failed, 0);
+        check_exact(pool);
+    }
     char *s3 = rp_stat_resize(s, 100000);
     CHECK(s3 != NULL);
     rp_stat_free(s3);
@@ -434,13 +524,23 @@ static void child_no_commit(const char *arg)
     rp_pool *c = pool_with("no-commit-c", kind);
     (void)rp_alloc(c, 24, "t0");
     for (int t = 0; t < NTAGS; t++) CHECK(rp_pool_intern_tag(c, tags[t]) != NULL);
-    /* (the walks' and reports' own memory beforehand: a report once) */
+    bool threads = !(kind & RP_POOL_UNSYNC);
+    static worker w;
+    if (threads) worker_start(&w, a);
     tu_watched = a;
     set_limit(RLIMIT_DATA, (rlim_t)status_bytes("VmData"));
     /* a: small blocks with a header, from its chunk */
     rp_pool_reset(a);
     exercise(a, false, false);
     expect_small_kind(a, false);
+    /* a second thread (its shard, if one can be made): out of memory or
+       blocks, exact either way */
+    if (threads) {
+        worker_run(&w, a);
+        check_exact(a);
+        fprintf(stderr, "no-commit %s: the worker got %zu blocks, %zu refused\n", arg, w.got,
+                w.failed);
+    }
     /* b: its chunk's slots first, then blocks with a header */
     tu_watched = b;
     for (int i = 0; i < 10; i++) rp_free(bs[i]);
@@ -480,6 +580,12 @@ static void child_no_commit(const char *arg)
     for (int i = 0; i < 100; i++) (void)take(a, 8, 0, false);
     CHECK_EQ(hl_bytes(a), 0);
     check_exact(a);
+    if (threads) {
+        worker_start(&w, a);
+        worker_run(&w, a);
+        CHECK_EQ(w.failed, 0);
+        check_exact(a);
+    }
     free_all(a);
     expect_small_kind(a, true);
     tu_watched = b;
