@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import stat
 import sys
 
 from audit.errors import AuditError
@@ -28,13 +30,69 @@ def check_output(args: argparse.Namespace) -> None:
     path = getattr(args, "output", None)
     if path is None:
         return
-    if os.path.isdir(path):
-        raise AuditError(f"{path}: --output names a directory")
-    if os.path.exists(path) and not args.force:
+    check_path(path, bool(getattr(args, "force", False)), "--output")
+
+
+def check_path(path: str, force: bool, option: str) -> None:
+    """Fails unless ``path`` is free, or (with ``force``) a regular file, a
+    character device or a FIFO: a symbolic link (even to nothing), a
+    directory, a socket or a block device at the path is refused, never
+    written through nor replaced."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise AuditError(f"{path}: directory {parent} does not exist") from None
+        return
+    except OSError as exc:
+        raise AuditError(f"{path}: {exc.strerror}") from exc
+    if stat.S_ISLNK(st.st_mode):
+        raise AuditError(f"{path}: {option} names a symbolic link, which is never written "
+                         "through; name the file itself")
+    if stat.S_ISDIR(st.st_mode):
+        raise AuditError(f"{path}: {option} names a directory")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise AuditError(f"{path}: {option} names a socket or block device; only regular files, "
+                         "character devices and FIFOs are written")
+    if not force:
         raise AuditError(f"{path}: already exists; pass --force to overwrite it")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise AuditError(f"{path}: directory {parent} does not exist")
+
+
+def write_file(path: str, data: bytes, force: bool, option: str = "--output") -> None:
+    """Writes ``data`` to ``path``: a new file, or with ``force`` an existing
+    regular file (truncated first), character device or FIFO (written
+    straight in; a FIFO without a reader is an error, not a hang).  The path
+    is opened without following a link and checked before anything is
+    truncated or written."""
+    check_path(path, force, option)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    if not force:
+        flags |= os.O_EXCL
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise AuditError(f"{path}: {option} names a FIFO without a reader") from exc
+        if exc.errno in (errno.ELOOP, errno.EEXIST):
+            check_path(path, force, option)     # it changed meanwhile: say what it is now
+        raise AuditError(f"{path}: cannot write: {exc.strerror}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+            raise AuditError(f"{path}: {option} names a socket or block device (it changed "
+                             "meanwhile)")
+        os.set_blocking(fd, True)
+        if stat.S_ISREG(mode):
+            os.ftruncate(fd, 0)
+        with os.fdopen(fd, "wb", closefd=True) as fh:
+            fd = -1
+            fh.write(data)
+    except OSError as exc:
+        raise AuditError(f"{path}: cannot write: {exc.strerror}") from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def emit_text(args: argparse.Namespace, text: str | bytes) -> None:
@@ -50,16 +108,8 @@ def emit_text(args: argparse.Namespace, text: str | bytes) -> None:
         sys.stdout.write(_encodable(text, getattr(sys.stdout, "encoding", None) or "utf-8"))
         sys.stdout.flush()
         return
-    check_output(args)
-    try:
-        if isinstance(text, bytes):
-            with open(path, "wb") as fh:
-                fh.write(text)
-            return
-        with open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise AuditError(f"{path}: cannot write: {exc.strerror}") from exc
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "backslashreplace")
+    write_file(path, data, bool(getattr(args, "force", False)))
 
 
 def to_stderr(data: str | bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import statistics
@@ -206,7 +207,7 @@ def require_matplotlib() -> None:
                          "pip install 'ringpool[plot]' (or pip install matplotlib)") from exc
 
 
-def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
+def plot(rows: list[dict[str, Any]], path: str, title: str, force: bool = False) -> None:
     require_matplotlib()
     import matplotlib
     matplotlib.use("Agg")
@@ -236,12 +237,13 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     fig.legend(loc="lower center", ncol=4, fontsize=9, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
+    # drawn in memory, then written as --output writes (never through a link)
+    image = io.BytesIO()
     try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise AuditError(f"{path}: cannot write the plot: {exc.strerror}") from exc
+        fig.savefig(image, dpi=110, format=os.path.splitext(path)[1][1:].lower())
     finally:
         plt.close(fig)
+    output.write_file(path, image.getvalue(), force, "--plot")
 
 
 def machine() -> str:
@@ -325,8 +327,7 @@ class BenchCommand:
         if args.plot is not None:
             if not args.plot.lower().endswith((".png", ".svg", ".pdf")):
                 raise AuditError(f"{args.plot}: --plot writes .png (or .svg, .pdf) files")
-            if os.path.exists(args.plot) and not args.force:
-                raise AuditError(f"{args.plot}: already exists; pass --force to overwrite it")
+            output.check_path(args.plot, args.force, "--plot")
             require_matplotlib()
         k = kernel()
         strats = strategies(k, args.backing, args.unsync, not args.no_peers, output.summary)
@@ -342,7 +343,7 @@ class BenchCommand:
         output.emit(args, results_table(rows, meta))
         if args.plot is not None:
             plot(rows, args.plot, f"ringpool bench: {sizes} sizes, {args.order} free order, "
-                                  f"median of {args.repeat}")
+                                  f"median of {args.repeat}", args.force)
         output.summary(summary_line(rows, args.plot))
         return 0
 

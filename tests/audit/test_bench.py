@@ -77,6 +77,12 @@ def test_plot_is_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "already exists" in capsys.readouterr().err
     assert main([*SMALL, "--no-peers", "--plot", str(tmp_path / "bench.txt")]) == 1
     assert "--plot writes .png" in capsys.readouterr().err
+    # a link at the plot's path, even to nothing, is refused, never written through
+    link = tmp_path / "link.png"
+    link.symlink_to(tmp_path / "elsewhere.png")
+    assert main([*SMALL, "--no-peers", "--backing", "arena", "--plot", str(link)]) == 1
+    assert "--plot names a symbolic link" in capsys.readouterr().err
+    assert link.is_symlink() and not (tmp_path / "elsewhere.png").exists()
 
 
 def test_plot_without_matplotlib_fails_before_measuring(tmp_path: Path, capsys: pytest.CaptureFixture[str],

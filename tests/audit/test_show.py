@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -178,6 +181,32 @@ def test_output_into_missing_directory(write_report: WriteReport, tmp_path: Path
     path = write_report("a.json")
     assert main(["show", path, "--output", str(tmp_path / "no" / "such.txt")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_output_never_writes_through_links_nor_waits_on_a_fifo(
+        write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A link to nothing (without --force) and a link to a file (with --force)
+    # are refused and left as they were; nothing is created at a link's target.
+    path = write_report("a.json")
+    dangling = tmp_path / "dangling.txt"
+    dangling.symlink_to(tmp_path / "elsewhere.txt")
+    assert main(["show", path, "--output", str(dangling)]) == 1
+    assert "names a symbolic link" in capsys.readouterr().err
+    assert dangling.is_symlink() and not (tmp_path / "elsewhere.txt").exists()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / "link.txt"
+    link.symlink_to(victim)
+    assert main(["show", path, "--output", str(link), "--force"]) == 1
+    assert "names a symbolic link" in capsys.readouterr().err
+    assert link.is_symlink() and victim.read_text() == "keep me"
+    fifo = tmp_path / "fifo.txt"
+    os.mkfifo(fifo)
+    # a FIFO without a reader is an error at once, not a hang
+    proc = subprocess.run([sys.executable, "-m", "audit", "show", path, "--output", str(fifo),
+                           "--force"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1 and "names a FIFO without a reader" in proc.stderr
+    assert fifo.is_fifo()
 
 
 @pytest.mark.parametrize("fmt", ["table", "github", "markdown"])
