@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any
 
 from audit.export.model import Frame
@@ -77,9 +78,10 @@ class HtmlFormatter:
         data = page_data(table)
         # "<" never appears raw inside the script element, so no "</script>" can end it early.
         payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c").replace("&", "\\u0026")
-        title = html.escape(f"{data['title']}: flame graph")
-        return (_PAGE.replace("@TITLE@", title).replace("@DATA@", payload)
-                .replace("@STYLE@", _STYLE).replace("@SCRIPT@", _SCRIPT))
+        parts = {"TITLE": html.escape(f"{data['title']}: flame graph"), "DATA": payload,
+                 "STYLE": _STYLE, "SCRIPT": _SCRIPT}
+        # One pass: a name holding "@SCRIPT@" or "@DATA@" stays text, never a slot.
+        return re.sub(r"@(TITLE|DATA|STYLE|SCRIPT)@", lambda m: parts[m[1]], _PAGE)
 
 
 _PAGE = """<!DOCTYPE html>
@@ -299,7 +301,8 @@ _SCRIPT = r"""
   var params = {};
   location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
     var at = kv.indexOf("=");
-    if (at > 0) { params[kv.slice(0, at)] = decodeURIComponent(kv.slice(at + 1)); }
+    if (at <= 0) { return; }
+    try { params[kv.slice(0, at)] = decodeURIComponent(kv.slice(at + 1)); } catch (e) { /* malformed: ignored */ }
   });
   var m = Number(params.value || 0);
   state.metric = m >= 0 && m < data.metrics.length ? m : 0;

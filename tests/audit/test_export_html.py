@@ -137,6 +137,20 @@ def test_frame_names_are_text_not_markup(write_report: Any, tmp_path: Path) -> N
     assert evil in names
 
 
+def test_names_that_look_like_the_page_template_stay_names(write_report: Any, tmp_path: Path) -> None:
+    # the page is filled from a template: a name spelling one of its slots is text, not a slot
+    names = ["@SCRIPT@", "@DATA@", "@STYLE@ @TITLE@"]
+    page = page_of(tmp_path, write_report("a.json", report_doc(tags=[tag(n, 1, 8) for n in names])))
+    assert page.read_text(encoding="utf-8").count("use strict") == 1
+    assert set(names) <= set(by_name(rendered(page).frames))
+
+
+def test_a_malformed_address_fragment_is_ignored(write_report: Any, tmp_path: Path) -> None:
+    page = page_of(tmp_path, write_report("a.json"))
+    frames = by_name(rendered(page, "#search=%E0%A4%A&value=1").frames)
+    assert int(frames["tokens"]["data-value"]) == 2        # the value the fragment chose; the search is dropped
+
+
 def test_a_diff_draws_what_grew(write_report: Any, tmp_path: Path) -> None:
     old = write_report("old.json", report_doc(tags=[tag("grows", 1, 10), tag("shrinks", 5, 500)]))
     new = write_report("new.json", report_doc(tags=[tag("grows", 4, 90), tag("shrinks", 1, 100)]))
