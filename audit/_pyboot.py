@@ -145,6 +145,10 @@ def main(argv: list[str]) -> int:
         return _fail(str(exc))
 
     def at_exit() -> None:
+        if not _pyhooks.is_tracing():
+            print("ringpool python hooks: the program stopped the hooks "
+                  "(allocator._pyhooks.stop()); no report is written", file=sys.stderr)
+            return
         try:
             _pyhooks.exit_report(pattern, program)
         except OSError as exc:

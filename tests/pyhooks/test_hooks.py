@@ -313,3 +313,13 @@ def test_report_paths_never_write_through_what_the_hooks_did_not_make(
         assert (tmp_path / "null.json").is_char_device()
     assert load(tmp_path / "r.json")["format"] == "ringpool-python"
     assert not [p for p in tmp_path.iterdir() if ".tmp." in p.name and not p.is_symlink()]
+
+
+def test_a_program_that_stops_the_hooks_gets_one_line_not_a_traceback(tmp_path: Path) -> None:
+    env = {"RINGPOOL_PYTHON_REPORT": str(tmp_path / "p.%p.json")}
+    r = run_python("-m", "audit._pyboot", "-c", "from allocator import _pyhooks; _pyhooks.stop()",
+                   env=env)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr == ("ringpool python hooks: the program stopped the hooks "
+                        "(allocator._pyhooks.stop()); no report is written\n")
+    assert not list(tmp_path.iterdir())
