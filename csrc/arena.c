@@ -666,15 +666,20 @@ bool rpi_hl_tag_index(rp_pool *pool, rpi_tag *t)
 void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
 {
     rpi_arena *a = pool->arena;
-    if (a->hl_no || (!t->hl_word && !rpi_hl_tag_index(pool, t))) return NULL;
+    /* (a checked pool, off 0, has none) */
+    if (!a->off || (!t->hl_word && !rpi_hl_tag_index(pool, t))) return NULL;
     void *h = a->free[cls];
     uint32_t *mp;
+    /* a free slot, and the current chunk's rest, serve also once the pool
+       can have no new chunk (hl_no), as on the fast path: the block with a
+       header the caller makes instead may need memory the system refuses */
     if (rpi_hl_is_enc(h)) return rpi_hl_pop(a, cls, h, &mp);
     /* a block with a header on top of the class's list: the caller's
        general path takes it (rpi_arena_alloc), so that the free slots below
        it are reached next, not left behind while new ones are carved */
     if (h) return NULL;
     if (a->hl[cls].cur >= a->hl[cls].end) {
+        if (a->hl_no) return NULL;   /* no chunk to be had, until a reset */
         rpi_hlchunk *c = hl_chunk_new(pool, cls);
         if (!c) {
             /* region used up, or a commit refused: compact blocks from now
