@@ -22,6 +22,7 @@
 #include "testutil.h"
 
 #include <stdbool.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -45,8 +46,18 @@
    its own: those parts run in the other builds. */
 #define OOM_REACHABLE (!TL_ASAN)
 
-#define NTAGS 5
-static const char *const tags[NTAGS] = {"t0", "t1", "t2", "t3", "t4"};
+#define NTAGS 5        /* the tags most blocks have */
+#define NTAGS_ALL 69   /* and tags first seen when malloc has nothing left */
+static const char *tags[NTAGS_ALL] = {"t0", "t1", "t2", "t3", "t4"};
+static char new_names[NTAGS_ALL - NTAGS][16];
+
+static void tags_init(void)
+{
+    for (int i = 0; i < NTAGS_ALL - NTAGS; i++) {
+        snprintf(new_names[i], sizeof new_names[i], "new-%d", i);
+        tags[NTAGS + i] = new_names[i];
+    }
+}
 #define CHUNK ((size_t)1 << 20)   /* the pools' chunks: room for headed blocks */
 #define HL_CHUNK ((size_t)64 << 10)
 
@@ -153,7 +164,7 @@ static int cmp_ptr(const void *a, const void *b)
    passes. Without a report (which needs memory of its own). */
 static void check_exact(rp_pool *pool)
 {
-    size_t bytes = 0, tb[NTAGS] = {0}, ty[NTAGS] = {0};
+    size_t bytes = 0, tb[NTAGS_ALL] = {0}, ty[NTAGS_ALL] = {0};
     for (size_t i = 0; i < nl; i++) {
         CHECK(tu_intact(L[i].p, L[i].size, L[i].seed));
         CHECK_EQ(rp_block_size(L[i].p), L[i].size);
@@ -164,10 +175,10 @@ static void check_exact(rp_pool *pool)
         ty[L[i].tag] += L[i].size;
     }
     CHECK_COUNTS(pool, nl, bytes);
-    rp_tag_stat st[NTAGS + 8];
-    size_t n = rp_pool_stats(pool, st, NTAGS + 8);
-    CHECK(n <= NTAGS + 8);
-    for (int t = 0; t < NTAGS; t++) {
+    rp_tag_stat st[NTAGS_ALL + 8];
+    size_t n = rp_pool_stats(pool, st, NTAGS_ALL + 8);
+    CHECK(n <= NTAGS_ALL + 8);
+    for (int t = 0; t < NTAGS_ALL; t++) {
         size_t sb = 0, sy = 0;
         for (size_t i = 0; i < n; i++)
             if (strcmp(st[i].tag, tags[t]) == 0) {
@@ -310,6 +321,35 @@ static void expect_small_kind(rp_pool *pool, bool headerless)
     free_all(pool);
 }
 
+/* What malloc still has, taken (a chain), and given back; and 256 KiB
+   set aside before a limit (reserve_take: malloc does not give it back to
+   the system, M_TRIM_THRESHOLD), given to malloc when the test needs it to
+   have memory again. */
+static void *hog, *reserve;
+static void reserve_take(void)
+{
+    CHECK(mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1);
+    CHECK(mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1);
+    reserve = malloc((size_t)256 << 10);
+    CHECK(reserve != NULL);
+}
+static void hog_all(void)
+{
+    for (size_t sz = 4096; sz >= 8; sz -= 8)
+        for (void **m; (m = malloc(sz)) != NULL;) {
+            *m = hog;
+            hog = m;
+        }
+}
+static void hog_free(void)
+{
+    while (hog) {
+        void **m = hog;
+        hog = *m;
+        free(m);
+    }
+}
+
 /* Out of memory for everything (the limit at what the process has): every
    _noexc call returns NULL with nothing changed, every plain one calls the
    OOM handler (with the call's name), blocks and counters stay exact, a
@@ -356,6 +396,51 @@ static size_t exhaust(rp_pool *pool)
     EXPECT_OOM(rp_resize(pool, L[k].p, (size_t)64 << 20));
     EXPECT_OOM(rp_alloc(pool, (size_t)64 << 20, "t4"));
     CHECK(rp_strdup_noexc(pool, "a string of some length, past 16 bytes", "t3") == NULL);
+    check_exact(pool);
+    /* blocks freed, and what 8-byte blocks the pool can give from them
+       (a block shrunk after a move keeps its class: not all can serve)
+       freed again: room; malloc drained of what it still had (kept in a
+       chain): requests with tags the pool has not seen fail (no record can
+       be made) with nothing changed; once malloc has memory again they
+       get records (and for headerless slots their index) and the room */
+    for (size_t i = 0, freed = 0; i < nl && freed < 20; i++)
+        if (L[i].size <= 16) {
+            rp_free(L[i].p);
+            drop(i);
+            freed++;
+        }
+    volatile size_t room = 0;
+    while (take(pool, 8, 0, true)) room++;
+    for (size_t i = 0; i < room; i++) rp_free(L[--nl].p);
+    hog_all();
+    for (int t = NTAGS; t < NTAGS + 8; t++) {
+        b0 = rp_pool_outstanding(pool, &y0);
+        CHECK(take(pool, 8, t, true) == NULL);
+        b1 = rp_pool_outstanding(pool, &y1);
+        CHECK_EQ(b1, b0);
+        CHECK_EQ(y1, y0);
+    }
+    EXPECT_OOM(rp_alloc(pool, 8, tags[NTAGS]));
+    CHECK_STR(tu_oom_call, "rp_alloc");
+    check_exact(pool);
+    hog_free();
+    free(reserve);
+    reserve = NULL;
+    size_t with_new = 0;
+    for (int t = NTAGS; t < NTAGS_ALL; t++) {
+        b0 = rp_pool_outstanding(pool, &y0);
+        if (take(pool, 8, t, true)) {
+            with_new++;
+        } else {
+            b1 = rp_pool_outstanding(pool, &y1);
+            CHECK_EQ(b1, b0);
+            CHECK_EQ(y1, y0);
+        }
+    }
+    /* (a checked pool's freed blocks wait in its quarantine: the room
+       measured is not there again at once) */
+    if (!(tu_info(pool).flags & RP_POOL_CHECKED))
+        CHECK(with_new >= (room < NTAGS_ALL - NTAGS ? room : NTAGS_ALL - NTAGS));
     check_exact(pool);
     /* a report cannot be written without memory: an error code, no crash */
     char path[256];
@@ -475,6 +560,7 @@ static void child_no_region(const char *arg)
     /* now nothing more can be mapped */
     (void)take(pool, 24, 0, false);
     if (OOM_REACHABLE) {
+        reserve_take();
         set_limit(RLIMIT_AS, (rlim_t)status_bytes("VmSize"));
         size_t got = exhaust(pool);
         CHECK(rp_stat_alloc_noexc((size_t)64 << 20) == NULL);
@@ -532,10 +618,19 @@ static void child_no_commit(const char *arg)
     rp_pool *c = pool_with("no-commit-c", kind);
     (void)rp_alloc(c, 24, "t0");
     for (int t = 0; t < NTAGS; t++) CHECK(rp_pool_intern_tag(c, tags[t]) != NULL);
+    /* d: a chunk of the region with 50 slots of "t1" */
+    rp_pool *d = pool_with("no-commit-d", kind);
+    void *d0 = rp_alloc(d, 24, "t0");
+    static char *dslots[50];
+    for (int i = 0; i < 50; i++) {
+        CHECK((dslots[i] = rp_alloc(d, 8, "t1")) != NULL);
+        if (i) CHECK_EQ((size_t)(dslots[i] - dslots[i - 1]), 16);
+    }
     bool threads = !(kind & RP_POOL_UNSYNC) && OOM_REACHABLE;
     static worker w;
     if (threads) worker_start(&w, a);
     tu_watched = a;
+    if (OOM_REACHABLE) reserve_take();
     set_limit(RLIMIT_DATA, (rlim_t)status_bytes("VmData"));
     /* a: small blocks with a header, from its chunk */
     rp_pool_reset(a);
@@ -596,6 +691,45 @@ static void child_no_commit(const char *arg)
         fprintf(stderr, "no-commit %s: %zu blocks more before out of memory\n", arg, got);
     }
     free_all(b);
+    /* d: its chunk's slots used up, a new chunk refused, its 1 MiB chunk
+       filled with blocks with a header, malloc refusing another: then
+       slots freed serve requests of their class whatever the tag's
+       pointer (a pointer the pool has not seen goes the general way,
+       which took no free slot once the pool had no chunk to carve: out
+       of memory with ten free slots) */
+    if (OOM_REACHABLE) {
+        tu_watched = d;
+        for (;;) {
+            void *p = rp_alloc_noexc(d, 8, "t2");
+            if (!p) break;
+            CHECK(nl < MAXLIVE);
+            L[nl++] = (live){p, 8, 2, 0};
+        }
+        char *freed[10];
+        for (int i = 0; i < 10; i++) rp_free(freed[i] = dslots[40 + i]);
+        for (int i = 0; i < 10; i++) {
+            char name[8];
+            memcpy(name, "t1", 3);   /* the content of a tag the pool has */
+            char *p = rp_alloc_noexc(d, 8, name);
+            if (!p) tu_fail(__FILE__, __LINE__, "no block of 8 bytes with %d free slots", 10 - i);
+            bool slot = false;
+            for (int j = 0; j < 10; j++) slot |= p == freed[j];
+            CHECK(slot);
+            CHECK_STR(rp_block_tag(p), "t1");
+            CHECK_EQ(rp_block_size(p), 8);
+            rp_free(p);
+            dslots[40 + i] = rp_alloc_noexc(d, 8, "t1");   /* (the fast way) */
+            CHECK(dslots[40 + i] != NULL);
+        }
+        for (size_t i = 0; i < nl; i++) rp_free(L[i].p);
+        nl = 0;
+    }
+    for (int i = 0; i < 50; i++) rp_free(dslots[i]);
+    rp_free(d0);
+    CHECK_COUNTS(d, 0, 0);
+    CHECK_INT(rp_pool_check(d), 0);
+    tu_watched = NULL;
+    rp_pool_destroy(d);
     set_limit(RLIMIT_DATA, RLIM_INFINITY);
     /* c asks for its first chunk of the region now: headerless */
     tu_watched = c;
@@ -865,5 +999,6 @@ int main(int argc, char **argv)
         {"no-commit", child_no_commit},
         {"tag-limit", child_tag_limit},
     };
+    tags_init();
     return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }
