@@ -114,7 +114,9 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
         raise AuditError(f"{report_dir}: cannot create the report directory: {exc.strerror}") from exc
     before = json_files(report_dir)
     env = dict(os.environ)
-    env["RINGPOOL_PYTHON_REPORT"] = os.path.join(os.path.abspath(report_dir), "python.%p.json")
+    # '%' in the directory is literal: the hooks read '%%' as '%'
+    literal_dir = os.path.abspath(report_dir).replace("%", "%%")
+    env["RINGPOOL_PYTHON_REPORT"] = os.path.join(literal_dir, "python.%p.json")
     env["RINGPOOL_PYTHON_DEPTH"] = str(args.python_depth)
     for name in ("RINGPOOL_PYTHON_SAMPLE_RATE", "RINGPOOL_PYTHON_SAMPLE_SEED",
                  "RINGPOOL_PYTHON_NATIVE"):

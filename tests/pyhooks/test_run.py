@@ -128,6 +128,16 @@ def test_reports_kept_work_with_show_and_diff(script: Script, capsys: pytest.Cap
     assert code == 1 and "--suppressions applies to interposer reports only" in err
 
 
+def test_a_percent_sign_in_the_report_dir_is_literal(script: Script, capsys: pytest.CaptureFixture[str],
+                                                      tmp_path: Path) -> None:
+    # the hooks expand %p in the report's path: the directory's own '%p' must stay as it is
+    s = script("leaky.py", LEAKY)
+    d = tmp_path / "r%p%%"
+    code, _, err = run_cli(["run", "--python", "--report-dir", str(d), "--", str(s), "1"], capsys)
+    assert code == 0, err
+    assert "cannot write" not in err and len(list(d.glob("python.*.json"))) == 1
+
+
 def test_python_reports_do_not_merge_with_snapshots(script: Script, capsys: pytest.CaptureFixture[str],
                                                     tmp_path: Path) -> None:
     s = script("leaky.py", LEAKY)
