@@ -218,9 +218,10 @@ def start(rate: float, callstack_size: int = 0, tracker: Tracker | None = None, 
         raise TypeError(f"callstack_size must be an int, not {type(callstack_size).__name__}")
     if not 0 <= callstack_size <= MAX_CALLSTACK:
         raise InvalidArgument(f"callstack_size must be in 0..{MAX_CALLSTACK}, got {callstack_size}")
+    # 0 is not a seed: the C side reads it as "none given" (then $RINGPOOL_MEMPROF_SEED, else random)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                             or not 0 <= seed < 2 ** 64):
-        raise InvalidArgument(f"seed must be an int in 0..2**64-1, got {seed!r}")
+                             or not 1 <= seed < 2 ** 64):
+        raise InvalidArgument(f"seed must be an int in 1..2**64-1 (None: random), got {seed!r}")
     profile = Profile(float(rate), callstack_size, tracker or Tracker())
     params = _ffi.new("rp_memprof_params *")
     params.rate = float(rate)

@@ -33,6 +33,8 @@ def test_bad_arguments_raise_value_or_type_errors() -> None:
         memprof.start(0.5, seed=-1)
     with pytest.raises(InvalidArgument):
         memprof.start(0.5, seed=2 ** 64)
+    with pytest.raises(InvalidArgument, match=r"seed must be an int in 1\.\.2\*\*64-1"):
+        memprof.start(0.5, seed=0)      # would have been a random stream, not a fixed one
     assert memprof.running() is None
     with pytest.raises(RingpoolError):
         memprof.stop()
