@@ -190,14 +190,23 @@ class Measurement:
         self.peak = 0
         self.left: list[tuple[tuple[tuple[str, int, str], ...], int, int]] = []
         self.at_peak: list[tuple[tuple[tuple[str, int, str], ...], int, int]] = []
+        self.lost: str | None = None     # why the test's allocations were not measured
 
     def finish(self) -> None:
         h = self.hooks
+        if not h.is_tracing():
+            # the counters went with the stop: a limit would pass on nothing
+            self.lost = ("the test stopped ringpool's allocator hooks (allocator._pyhooks.stop()): "
+                         "its Python allocations were not measured")
+            return
         self.peak = max(h.totals()[2] - self.base, 0)
         self.left = sorted(h.since(self.mark), key=lambda r: -r[2])
         self.at_peak = sorted(h.peaks_since(self.mark), key=lambda r: -r[2])
         if self.started:
-            h.stop()
+            try:
+                h.stop()
+            except RuntimeError as exc:
+                self.lost = f"ringpool's allocator hooks could not be stopped after the test: {exc}"
 
     def lines(self, rows: list[tuple[tuple[tuple[str, int, str], ...], int, int]],
               top: int = TOP, blocks: bool = True) -> list[str]:
@@ -352,6 +361,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         problems.append(_check_limit_memory(mem_marker, measure) or "")
     if measure is not None and leak_marker is not None:
         problems.append(_check_limit_leaks(leak_marker, measure) or "")
+    if measure is not None and measure.lost is not None:
+        problems.append(measure.lost)
     problems = [p for p in problems if p]
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)

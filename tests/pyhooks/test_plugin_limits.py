@@ -127,3 +127,35 @@ def test_no_leaks_marker_does_not_scan_the_heap(pytester: pytest.Pytester) -> No
     """)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*pool 'kid': kid-tag (1 blocks, 16 bytes)*"])
+
+
+def test_a_test_that_stops_or_covers_the_hooks_fails_clearly(pytester: pytest.Pytester) -> None:
+    # stopping the hooks inside the test would otherwise pass any limit on empty counters;
+    # a hook left on top of ours (tracemalloc) is named, not an internal error
+    result = _run(pytester, """
+        import tracemalloc
+        import pytest
+        from allocator import _pyhooks
+
+        @pytest.mark.limit_memory("1 KB")
+        def test_stops_the_hooks():
+            _pyhooks.stop()
+            data = [bytearray(100_000) for _ in range(30)]
+
+        @pytest.mark.limit_leaks("1 MB")
+        def test_leaves_tracemalloc_on_top():
+            tracemalloc.start()
+
+        def test_next():
+            tracemalloc.stop()
+            from allocator import _pyhooks
+            _pyhooks.stop()
+    """)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "*the test stopped ringpool's allocator hooks (allocator._pyhooks.stop()): its Python "
+        "allocations were not measured*"])
+    result.stdout.fnmatch_lines([
+        "*ringpool's allocator hooks could not be stopped after the test: another allocator hook "
+        "(tracemalloc?)*"])
+    assert "INTERNALERROR" not in result.stdout.str() and "RuntimeError" not in result.stdout.str()
