@@ -45,15 +45,17 @@
 /* Headerless classes (rpi_arena.hl_cmax): RINGPOOL_HEADERLESS=64 in the
    environment gives blocks up to 64 bytes headerless slots (less memory, a
    few more instructions per free: docs/contract.md); otherwise blocks up to
-   16 bytes (none with RINGPOOL_HEADERLESS=0: hl_reserve). Read once. */
+   16 bytes (none with RINGPOOL_HEADERLESS=0: hl_reserve). Read once; 1
+   again when only the 16-byte slots' part of the region could be reserved
+   (hl_reserve). */
+static int hl_mode;   /* 0: not read yet */
 static size_t hl_classes(void)
 {
-    static int mode;   /* 0: not read yet */
-    int m = __atomic_load_n(&mode, __ATOMIC_RELAXED);
+    int m = __atomic_load_n(&hl_mode, __ATOMIC_RELAXED);
     if (!m) {
         const char *e = getenv("RINGPOOL_HEADERLESS");
         m = e && strcmp(e, "64") == 0 ? (int)RPI_HL_CLASSES : 1;
-        __atomic_store_n(&mode, m, __ATOMIC_RELAXED);
+        __atomic_store_n(&hl_mode, m, __ATOMIC_RELAXED);
     }
     return (size_t)m;
 }
@@ -539,6 +541,17 @@ static bool hl_reserve(void)
     /* readable: a chunk no pool took yet reads as zero (no owner), so a
        stray pointer into the region is told apart without a fault */
     char *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED && parts > 1) {
+        /* 3 GiB refused (an address-space limit: ulimit -v): the 16-byte
+           slots' part alone, as without RINGPOOL_HEADERLESS=64; blocks of
+           17 to 64 bytes get a header (pools made from now on: hl_classes;
+           those made before, at their first such block: rpi_hl_refill) */
+        parts = 1;
+        region = RPI_HL_PART;
+        len = region + RPI_HL_CHUNK;
+        m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m != MAP_FAILED) __atomic_store_n(&hl_mode, 1, __ATOMIC_RELAXED);
+    }
     if (m == MAP_FAILED) return false;
     uintptr_t b = ((uintptr_t)m + RPI_HL_CHUNK - 1) & ~(uintptr_t)(RPI_HL_CHUNK - 1);
     if (b > (uintptr_t)m) munmap(m, b - (uintptr_t)m);
@@ -682,6 +695,14 @@ void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
         if (a->hl_no) return NULL;   /* no chunk to be had, until a reset */
         rpi_hlchunk *c = hl_chunk_new(pool, cls);
         if (!c) {
+            if (cls > hl_classes()) {
+                /* its part of the region is not reserved (hl_reserve got
+                   the 16-byte slots' alone): the pool's blocks of 17 to 64
+                   bytes get a header from now on (it has no slot of
+                   theirs), its 16-byte slots go on */
+                a->hl_cmax = hl_classes();
+                return NULL;
+            }
             /* region used up, or a commit refused: compact blocks from now
                on (until a reset: rpi_arena_release) */
             a->hl_no = true;

@@ -651,6 +651,39 @@ static void child_region_kept(const char *arg)
     exit(0);
 }
 
+/* Child (RINGPOOL_HEADERLESS=64, RLIMIT_AS 2 GiB above what the process
+   maps: the 3 GiB region cannot be reserved, its 16-byte slots' part of 1
+   GiB can): blocks of 1 to 16 bytes are headerless, of 17 to 64 bytes have
+   a header, in a pool made before the reservation and in one made after;
+   each exact through the whole exercise. arg: "unsync" or "locked". */
+static void child_one_part(const char *arg)
+{
+    unsigned kind = kind_of(arg);
+    set_limit(RLIMIT_AS, (rlim_t)(status_bytes("VmSize") + ((size_t)2 << 30)));
+    rp_pool *before = pool_with("one-part-a", kind);
+    for (int round = 0; round < 2; round++) {
+        rp_pool *pool = round == 0 ? before : pool_with("one-part-b", kind);
+        (void)take(pool, 100, 0, false);   /* the sampler's check point */
+        static const size_t sz[] = {8, 24, 56, 8}, slot[] = {16, 48, 80, 16};
+        for (int i = 0; i < 4; i++) {
+            char *x = take(pool, sz[i], 1, false), *y = take(pool, sz[i], 1, false);
+            CHECK(x && y);
+            if ((size_t)(y - x) != slot[i])
+                tu_fail(__FILE__, __LINE__, "%s: blocks of %zu bytes %zu apart, not %zu",
+                        rp_pool_name(pool), sz[i], (size_t)(y - x), slot[i]);
+        }
+        CHECK_EQ(hl_bytes(pool), HL_CHUNK);
+        check_exact(pool);
+        free_all(pool);
+        CHECK_INT(rp_pool_reset(pool), 0);
+        exercise(pool, true, true);
+        CHECK_EQ(hl_bytes(pool), HL_CHUNK);
+        tu_watched = NULL;
+        rp_pool_destroy(pool);
+    }
+    exit(0);
+}
+
 /* ------------------------------------------------ the commit refused */
 
 /* Child (RLIMIT_DATA at what the process has: no chunk of the region can
@@ -1106,6 +1139,14 @@ static void region_kept(void)
     expect_child("region-kept", "locked", "RINGPOOL_HEADERLESS=64");
 }
 
+/* RINGPOOL_HEADERLESS=64's 3 GiB refused, its first 1 GiB not. */
+static void region_in_part(void)
+{
+    if (!tu_is_arena()) return;
+    expect_child("one-part", "unsync", "RINGPOOL_HEADERLESS=64");
+    expect_child("one-part", "locked", "RINGPOOL_HEADERLESS=64");
+}
+
 static void commit_refused(void)
 {
     if (!tu_is_arena()) return;
@@ -1136,6 +1177,7 @@ int main(int argc, char **argv)
     static const tu_case cases[] = {
         {"region_refused", region_refused},
         {"region_kept", region_kept},
+        {"region_in_part", region_in_part},
         {"commit_refused", commit_refused},
         {"reports_at_the_limit", reports_at_the_limit},
         {"tags_past_the_index", tags_past_the_index},
@@ -1143,6 +1185,7 @@ int main(int argc, char **argv)
     static const tu_child children[] = {
         {"no-region", child_no_region},
         {"region-kept", child_region_kept},
+        {"one-part", child_one_part},
         {"no-commit", child_no_commit},
         {"tag-limit", child_tag_limit},
         {"report-at-limit", child_report_at_limit},
