@@ -335,8 +335,9 @@ def symbolize(report: PreloadReport) -> dict[tuple[str, int], Symbol]:
     """
     ids = _build_ids(report)
     wanted: dict[str, set[int]] = {}
+    # a site's own (module, offset) too: a report may give it a stack that does not start there
     for site in report.sites:
-        for module, offset in site.frames():
+        for module, offset in (*site.frames(), (site.module, site.offset)):
             if (module, ids.get(module), offset) not in _cache:
                 wanted.setdefault(module, set()).add(offset)
     for module, offsets in wanted.items():
@@ -348,7 +349,7 @@ def symbolize(report: PreloadReport) -> dict[tuple[str, int], Symbol]:
             _cache[(module, ids.get(module), off)] = Symbol(name.function, name.file, name.line)
     out: dict[tuple[str, int], Symbol] = {}
     for site in report.sites:
-        for frame in site.frames():
+        for frame in (*site.frames(), (site.module, site.offset)):
             out[frame] = _cache[(frame[0], ids.get(frame[0]), frame[1])]
     for site in report.sites:
         sym = out[(site.module, site.offset)]

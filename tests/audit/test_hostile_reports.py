@@ -175,3 +175,24 @@ def test_table_output_that_the_terminal_cannot_encode(write_report: WriteReport,
     assert main(["show", path]) == 0
     stdout.flush()
     assert b"\\u6f22\\u5b57" in raw.getvalue()
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_a_site_whose_stack_starts_elsewhere(fmt: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # the interposer writes a site's module+offset as its stack's first frame; a report
+    # where they differ is still read (the symbolizer looked the site's own frame up and
+    # raised KeyError)
+    frames = [[-1, "0x7f0000001000"], [-1, "0x7f0000002000"]]
+    doc = {"format": "ringpool-preload", "version": 1, "pid": 99, "exe": "/bin/true",
+           "taken_at": "2026-11-26T04:20:00Z", "reason": "exit",
+           "totals": {"blocks": 1, "bytes": 100, "allocs": 1}, "modules": [],
+           "stack_depth": 2, "frames": frames, "stacks": [[0, 1]],
+           "sites": [{"module": "?", "offset": "0x0", "stack": 0, "blocks": 1, "bytes": 100,
+                      "allocs": 1}]}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    assert main(["show", str(path), "--by", "stack", "--format", fmt, "--output", str(out)]) == 0
+    assert "100 bytes outstanding" in capsys.readouterr().err
+    assert out.stat().st_size > 0
