@@ -157,10 +157,13 @@ _SCRIPT = r"""
         node = child;
       });
     });
-    (function sortTree(n) {
+    // Loops, not recursion, over the tree: a stack may be deeper than the script's call stack.
+    var todo = [top];
+    while (todo.length) {
+      var n = todo.pop();
       n.children.sort(function (a, b) { return b.value - a.value || (a.name < b.name ? -1 : 1); });
-      n.children.forEach(sortTree);
-    })(top);
+      n.children.forEach(function (c) { todo.push(c); });
+    }
     return top;
   }
 
@@ -235,14 +238,17 @@ _SCRIPT = r"""
     var depth = 0, maxDepth = 0;
     chain.forEach(function (n) { box(n, 0, depth * ROW, width, "ancestor"); depth += 1; });
     var scale = zoom.value ? width / zoom.value : 0;
-    (function draw(node, x, d) {
+    var todo = [[zoom, 0, depth]];
+    while (todo.length) {
+      var item = todo.pop(), node = item[0], x = item[1], d = item[2];
       var w = node.value * scale;
-      if (w < 0.3) { return; }
+      if (w < 0.3) { continue; }
       box(node, x, d * ROW, w, node === zoom && zoom !== root ? "zoomed" : "");
       maxDepth = Math.max(maxDepth, d);
-      var cx = x;
-      node.children.forEach(function (c) { draw(c, cx, d + 1); cx += c.value * scale; });
-    })(zoom, 0, depth);
+      var cx = x, kids = [];
+      node.children.forEach(function (c) { kids.push([c, cx, d + 1]); cx += c.value * scale; });
+      while (kids.length) { todo.push(kids.pop()); }   // drawn in order, first child first
+    }
     svg.setAttribute("height", String((maxDepth + 1) * ROW));
     svg.setAttribute("viewBox", "0 0 " + width + " " + (maxDepth + 1) * ROW);
     summarize();
@@ -254,11 +260,12 @@ _SCRIPT = r"""
       text += "; zoomed into " + path(state.zoom).join(" > ") + ": " + pct(state.zoom.value);
     }
     if (state.query !== "") {
-      var found = 0;
-      (function walk(n) {
-        if (n !== root && matches(n)) { found += n.value; return; }
-        n.children.forEach(walk);
-      })(root);
+      var found = 0, todo = [root];
+      while (todo.length) {
+        var n = todo.pop();
+        if (n !== root && matches(n)) { found += n.value; continue; }
+        n.children.forEach(function (c) { todo.push(c); });
+      }
       text += "; matching \u201c" + state.query + "\u201d: " + human(found) + ", " + pct(found);
     }
     document.getElementById("summary").textContent = text;

@@ -151,6 +151,30 @@ def test_a_malformed_address_fragment_is_ignored(write_report: Any, tmp_path: Pa
     assert int(frames["tokens"]["data-value"]) == 2        # the value the fragment chose; the search is dropped
 
 
+def deep_report(depth: int) -> dict[str, Any]:
+    """An interposer report with one stack of depth frames (in no module) and a short one."""
+    frames = [[-1, hex(0x7F0000000000 + 16 * i)] for i in range(depth)]
+    return {"format": "ringpool-preload", "version": 1, "pid": 99, "exe": "/bin/true",
+            "taken_at": "2026-11-26T04:20:00Z", "reason": "exit",
+            "totals": {"blocks": 2, "bytes": 150, "allocs": 2},
+            "modules": [], "stack_depth": depth, "frames": frames,
+            "stacks": [list(range(depth)), [0, 1]],
+            "sites": [{"module": "?", "offset": frames[0][1], "stack": 0, "blocks": 1, "bytes": 100,
+                       "allocs": 1},
+                      {"module": "?", "offset": frames[0][1], "stack": 1, "blocks": 1, "bytes": 50,
+                       "allocs": 1}]}
+
+
+def test_a_stack_deeper_than_the_script_call_stack_is_drawn(tmp_path: Path) -> None:
+    # the tree is walked by loops: recursion over 6000 levels overflowed the
+    # script's call stack (RangeError) and left the page blank
+    page = page_of(tmp_path, write_json(tmp_path / "deep.json", deep_report(6000)), "--by", "stack")
+    dom = rendered(page, "#search=0x7f")
+    assert len(dom.frames) == 1 + 6000 + 2      # "all", the deep stack, the short one
+    assert max(int(f["data-depth"]) for f in dom.frames) == 6000
+    assert "matching" in dom.summary
+
+
 def test_a_diff_draws_what_grew(write_report: Any, tmp_path: Path) -> None:
     old = write_report("old.json", report_doc(tags=[tag("grows", 1, 10), tag("shrinks", 5, 500)]))
     new = write_report("new.json", report_doc(tags=[tag("grows", 4, 90), tag("shrinks", 1, 100)]))
