@@ -852,6 +852,33 @@ static void child_no_commit(const char *arg)
     exit(0);
 }
 
+/* Child: a checked pool made under RLIMIT_DATA (8 MiB of malloc's memory
+   set aside before, given back to it then): the malloc backing's carve
+   region (a writable mapping) is refused, blocks are malloc'd; exact
+   through the whole exercise, then out of memory by the contract. */
+static void child_checked_data(const char *arg)
+{
+    unsigned kind = kind_of(arg);
+    CHECK(mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1);
+    CHECK(mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1);
+    void *big = malloc((size_t)8 << 20);
+    CHECK(big != NULL);
+    set_limit(RLIMIT_DATA, (rlim_t)status_bytes("VmData"));
+    free(big);
+    rp_pool *pool = pool_with("checked-data", kind);
+    exercise(pool, false, false);
+    (void)take(pool, 24, 0, false);
+    size_t got = exhaust(pool);
+    fprintf(stderr, "checked-data %s: %zu blocks before out of memory\n", arg, got);
+    set_limit(RLIMIT_DATA, RLIM_INFINITY);
+    for (size_t s2 = 0; s2 < NSIZES; s2++) CHECK(take(pool, sizes[s2], 4, false));
+    check_exact(pool);
+    free_all(pool);
+    tu_watched = NULL;
+    rp_pool_destroy(pool);
+    exit(0);
+}
+
 /* ------------------------------------------------ reports at the limit */
 
 static void expect_child(const char *child, const char *arg, const char *env);
@@ -1139,6 +1166,17 @@ static void region_kept(void)
     expect_child("region-kept", "locked", "RINGPOOL_HEADERLESS=64");
 }
 
+/* Checked pools when writable mappings are refused. */
+static void checked_under_data_limit(void)
+{
+    if (!OOM_REACHABLE) {
+        printf("  checked_under_data_limit: skipped under ASan (its allocator serves malloc "
+               "from address space it reserved at start)\n");
+        return;
+    }
+    expect_child("checked-data", "checked", NULL);
+}
+
 /* RINGPOOL_HEADERLESS=64's 3 GiB refused, its first 1 GiB not. */
 static void region_in_part(void)
 {
@@ -1179,6 +1217,7 @@ int main(int argc, char **argv)
         {"region_kept", region_kept},
         {"region_in_part", region_in_part},
         {"commit_refused", commit_refused},
+        {"checked_under_data_limit", checked_under_data_limit},
         {"reports_at_the_limit", reports_at_the_limit},
         {"tags_past_the_index", tags_past_the_index},
     };
@@ -1187,6 +1226,7 @@ int main(int argc, char **argv)
         {"region-kept", child_region_kept},
         {"one-part", child_one_part},
         {"no-commit", child_no_commit},
+        {"checked-data", child_checked_data},
         {"tag-limit", child_tag_limit},
         {"report-at-limit", child_report_at_limit},
     };
