@@ -70,10 +70,17 @@ static void *walked[MAXLIVE];
 static size_t nwalked;
 static char text[8u << 20];
 
+/* A child's pool kind: "unsync", "locked" (thread-safe, its creator
+   biased), "nobias" (thread-safe, every call locked), "checked". */
 static unsigned kind_of(const char *arg)
 {
     if (strcmp(arg, "unsync") == 0) return RP_POOL_UNSYNC;
     if (strcmp(arg, "checked") == 0) return RP_POOL_CHECKED;
+    if (strcmp(arg, "nobias") == 0) {
+        /* thread-safe without the owner's bias: every call takes the lock */
+        CHECK(setenv("RINGPOOL_SHARD_BIAS", "0", 1) == 0);
+        return 0;
+    }
     CHECK(strcmp(arg, "locked") == 0);
     return 0;
 }
@@ -595,7 +602,7 @@ static void child_no_region(const char *arg)
    chunks of the region are still committed (mprotect maps nothing new), so
    small blocks stay headerless across many new chunks while larger ones
    run out of memory by the contract; exact throughout; a destroyed pool's
-   chunks serve the next pool under the limit. arg: "unsync" or "locked". */
+   chunks serve the next pool under the limit. arg: a kind (kind_of). */
 static void child_region_kept(const char *arg)
 {
     unsigned kind = kind_of(arg);
@@ -693,7 +700,7 @@ static void child_one_part(const char *arg)
    slots, and its further blocks get a header; once that room is used up,
    out of memory by the contract. After the limit is raised, a pool that
    had not asked for a chunk gets headerless blocks, and one that had gets
-   them after a reset. arg: "unsync" or "locked". */
+   them after a reset. arg: a kind (kind_of). */
 static void child_no_commit(const char *arg)
 {
     unsigned kind = kind_of(arg);
@@ -1156,8 +1163,8 @@ static void asan_note(const char *what)
 static void region_refused(void)
 {
     asan_note("region_refused");
-    static const char *const kinds[] = {"unsync", "locked", "checked"};
-    for (int k = 0; k < 3; k++) {
+    static const char *const kinds[] = {"unsync", "locked", "nobias", "checked"};
+    for (int k = 0; k < 4; k++) {
         expect_child("no-region", kinds[k], NULL);
         if (tu_is_arena()) expect_child("no-region", kinds[k], "RINGPOOL_HEADERLESS=64");
     }
@@ -1169,6 +1176,7 @@ static void region_kept(void)
     asan_note("region_kept");
     expect_child("region-kept", "unsync", NULL);
     expect_child("region-kept", "locked", "RINGPOOL_HEADERLESS=64");
+    expect_child("region-kept", "nobias", NULL);
 }
 
 /* Checked pools when writable mappings are refused. */
@@ -1196,6 +1204,7 @@ static void commit_refused(void)
     asan_note("commit_refused");
     expect_child("no-commit", "unsync", NULL);
     expect_child("no-commit", "locked", NULL);
+    expect_child("no-commit", "nobias", NULL);
     expect_child("no-commit", "unsync", "RINGPOOL_HEADERLESS=64");
     expect_child("no-commit", "locked", "RINGPOOL_HEADERLESS=64");
 }
