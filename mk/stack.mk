@@ -8,7 +8,7 @@ STACKS_TEST_DIR  := $(BUILD)/stacks-tests
 STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx \
                     $(STACKS_TEST_DIR)/threads_signals $(STACKS_TEST_DIR)/dlcycle \
                     $(STACKS_TEST_DIR)/memo $(STACKS_TEST_DIR)/memo_fork $(STACKS_TEST_DIR)/splice $(STACKS_TEST_DIR)/splice_o2 $(STACKS_TEST_DIR)/slots \
-                    $(STACKS_TEST_DIR)/table \
+                    $(STACKS_TEST_DIR)/table $(STACKS_TEST_DIR)/odd \
                     $(STACKS_TEST_DIR)/plugin1.so $(STACKS_TEST_DIR)/plugin2.so
 CXX ?= g++
 
@@ -45,6 +45,20 @@ $(STACKS_TEST_DIR)/table: tests/stacks/table.c csrc/stack/stack.c csrc/stack/unw
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -Icsrc/stack -o $@ tests/stacks/table.c csrc/stack/stack.c \
 	    csrc/stack/unwind.c -lunwind -ldl
+
+# Odd stacks (tests/stacks/test_odd_stacks.py): a frame the unwind tables
+# misdescribe (odd_frames.S), code built without unwind tables, coroutines,
+# small and program-mapped thread stacks, alternate signal stacks, longjmp,
+# code outside every module.
+$(STACKS_TEST_DIR)/odd_noinfo.o: tests/stacks/odd_noinfo.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O2 -fno-asynchronous-unwind-tables -fno-unwind-tables \
+	    -fomit-frame-pointer -c -o $@ $<
+
+$(STACKS_TEST_DIR)/odd: tests/stacks/odd.c tests/stacks/odd_frames.S $(STACKS_TEST_DIR)/odd_noinfo.o
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ tests/stacks/odd.c tests/stacks/odd_frames.S \
+	    $(STACKS_TEST_DIR)/odd_noinfo.o -lpthread
 
 $(STACKS_TEST_DIR)/threads_signals: tests/stacks/threads_signals.c
 	@mkdir -p $(@D)

@@ -19,7 +19,11 @@
  * (PLT stubs, stack realignment), a signal frame, an unusual register rule --
  * is cached as such, and the walk returns -1 so the caller uses libunwind for
  * that capture. The walk stops at a frame whose return address is undefined
- * (_start, thread start) or lies outside every loaded module.
+ * (_start, thread start) or lies outside every loaded module (JIT code, or
+ * a word that is not a return address: reported without a module), and
+ * before a word that lies in a loaded object but outside its executable
+ * segments (a data pointer read where unwind tables that do not describe
+ * the frame below put a return address): that word is not recorded.
  *
  * The cache follows stack.c's table: open addressing, lock-free readers,
  * entries written once (the rule is stored before the key is published),
@@ -41,7 +45,11 @@
 #define RPI_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RPI_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-enum { RULE_RSP = 1, RULE_RBP = 2, RULE_END = 3, RULE_OTHER = 4 };
+/* RULE_NONE: the address lies in a loaded object but outside its code (a
+   word that is not a return address, read through unwind tables that do
+   not describe the frame below it): not a frame, the walk ends before it,
+   as at a 0 return address. */
+enum { RULE_RSP = 1, RULE_RBP = 2, RULE_END = 3, RULE_OTHER = 4, RULE_NONE = 5 };
 
 /* A rule is stored as two 32-bit words, so that the common frame -- a CFA
    at a fixed offset from rsp -- needs one load and one test:
@@ -446,8 +454,32 @@ out:
     *st_out = cur;
 }
 
+/* Whether address a of the object obj describes lies in one of its
+   executable segments, read from the object's program headers (the ELF
+   header at the start of its mapping; anything unexpected there counts as
+   code, the walk's former answer). Called only for an address no FDE
+   covers, once per return address. */
+static int in_code(const struct dl_find_object *obj, uintptr_t a)
+{
+    uintptr_t lo = (uintptr_t)obj->dlfo_map_start, hi = (uintptr_t)obj->dlfo_map_end;
+    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)lo;
+    if (hi - lo < sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+        eh->e_phentsize != sizeof(ElfW(Phdr)) || eh->e_phoff < sizeof *eh ||
+        eh->e_phoff + (uintptr_t)eh->e_phnum * sizeof(ElfW(Phdr)) > 4096 ||
+        eh->e_phoff + (uintptr_t)eh->e_phnum * sizeof(ElfW(Phdr)) > hi - lo)
+        return 1;       /* the headers are not where the first page holds them */
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(lo + eh->e_phoff);
+    uintptr_t bias = obj->dlfo_link_map->l_addr;
+    for (unsigned i = 0; i < eh->e_phnum; i++)
+        if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X) && a - bias >= ph[i].p_vaddr &&
+            a - bias - ph[i].p_vaddr < ph[i].p_memsz)
+            return 1;
+    return 0;
+}
+
 /* The FDE covering target, its CIE read up to the initial instructions and
-   the FDE up to its own: 0, or RULE_END / RULE_OTHER. */
+   the FDE up to its own: 0, or RULE_END / RULE_OTHER; RULE_NONE when no
+   FDE covers target and target is not in the object's code. */
 typedef struct fde_loc {
     reader c, r;                /* CIE and FDE instructions */
     uintptr_t start, range;     /* the function's code */
@@ -462,7 +494,7 @@ static unsigned locate_fde(uintptr_t target, fde_loc *out)
         return RULE_END;
     const unsigned char *fde = find_fde(obj.dlfo_eh_frame, target);
     if (!fde)
-        return RULE_END;
+        return in_code(&obj, target) ? RULE_END : RULE_NONE;
     reader r = {fde, fde + 8, 0};
     uint32_t len = (uint32_t)fixed(&r, 4);
     if (len == 0 || len == 0xffffffffu)
@@ -510,7 +542,7 @@ static unsigned locate_fde(uintptr_t target, fde_loc *out)
     uintptr_t start = encoded(&r, fde_enc, 0);
     uintptr_t range = encoded(&r, fde_enc & 0x0f, 0);
     if (r.bad || target < start || target - start >= range)
-        return RULE_END;
+        return r.bad || in_code(&obj, target) ? RULE_END : RULE_NONE;
     if (has_z) {
         uint64_t alen = uleb(&r);
         if (alen > (uint64_t)(r.end - r.p))
@@ -811,7 +843,8 @@ static uintptr_t rbp_in_frame(walk_state *m, walk_buf *b, int k)
 
 /* The CFA of frame n - 1 (return address pc, stack pointer sp) when the
    inline probe did not give it: 0 and *cfa, 1 at the outermost frame, 2
-   when pc is the 0 that ends a stack (not a frame), -1 for the general
+   when pc is the 0 that ends a stack or a word that is not a return
+   address (RULE_NONE; neither is a frame), -1 for the general
    unwinder. hit: the slot the inline probe found pc in (a rule that is
    not rsp-based; for pc 0, the empty slot 0), or NULL after a miss. */
 static __attribute__((noinline)) int slow_step(walk_state *m, walk_buf *b, int n, uintptr_t pc,
@@ -834,6 +867,8 @@ static __attribute__((noinline)) int slow_step(walk_state *m, walk_buf *b, int n
     }
     case RULE_END:
         return 1;
+    case RULE_NONE:
+        return 2;   /* not a frame: unstored, as a 0 is */
     default:
         return -1;
     }

@@ -1,0 +1,292 @@
+/* Stacks the unwind tables describe oddly or not at all, and stacks that
+   are not a thread's own: the interposer must neither crash nor hang the
+   program, count every block exactly, and record no word that is not a
+   return address as a frame (tests/stacks/test_odd_stacks.py).
+
+   usage: odd MODE; each mode leaks blocks of sizes of its own and prints
+   "LEAK SIZE BLOCKS" for each ("JIT LO HI" for each range of code it
+   made outside every module). */
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+void *odd_data_word_alloc(size_t n);          /* odd_frames.S */
+void *odd_noinfo_alloc(size_t n);             /* odd_noinfo.c: no unwind tables */
+void *odd_noinfo_outer(int d, size_t n);
+
+static void *volatile keep[1 << 14];
+static int nkeep;
+static int counts[512];
+
+static void leak(void *p, size_t n)
+{
+    if (!p)
+        abort();
+    int k = __atomic_fetch_add(&nkeep, 1, __ATOMIC_RELAXED);
+    if (k >= (int)(sizeof keep / sizeof keep[0]))
+        abort();
+    keep[k] = p;
+    __atomic_fetch_add(&counts[n], 1, __ATOMIC_RELAXED);
+}
+
+/* n bytes, d calls further down (each with a frame of its own) */
+__attribute__((noinline)) static void down_leak(int d, size_t n)
+{
+    char pad[48];
+    __asm__ volatile("" : : "r"(pad) : "memory");
+    if (d == 0)
+        leak(malloc(n), n);
+    else
+        down_leak(d - 1, n);
+    __asm__ volatile("" : : "r"(pad) : "memory");
+}
+
+static long page(void) { return sysconf(_SC_PAGESIZE); }
+
+/* size bytes of fresh memory with an unmapped page on either side */
+static char *fenced(size_t size)
+{
+    size_t pg = (size_t)page();
+    char *m = mmap(NULL, size + 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        abort();
+    munmap(m, pg);
+    munmap(m + pg + size, pg);
+    return m + pg;
+}
+
+/* ---------------------------------------------------- a data word read as a return address */
+static void data_word(void)
+{
+    for (int i = 0; i < 20; i++)
+        leak(odd_data_word_alloc(301), 301);
+}
+
+/* ---------------------------------------------------- code without unwind tables */
+static void no_tables(void)
+{
+    for (int d = 0; d < 8; d++)
+        leak(odd_noinfo_outer(d, 302), 302);
+    for (int i = 0; i < 4; i++)
+        leak(odd_noinfo_alloc(302), 302);   /* the same one-frame stack */
+}
+
+/* ---------------------------------------------------- coroutines on small stacks */
+static ucontext_t main_ctx, co_ctx;
+
+static void co_body(int depth, int rounds)
+{
+    for (int i = 0; i < rounds; i++) {
+        down_leak(depth + i, 304);
+        swapcontext(&co_ctx, &main_ctx);
+    }
+}
+
+static void co_run(char *stack, size_t size, int depth, int rounds, int link)
+{
+    getcontext(&co_ctx);
+    co_ctx.uc_stack.ss_sp = stack;
+    co_ctx.uc_stack.ss_size = size;
+    co_ctx.uc_link = link ? &main_ctx : NULL;
+    makecontext(&co_ctx, (void (*)(void))co_body, 2, depth, rounds);
+    for (int i = 0; i < rounds; i++)
+        swapcontext(&main_ctx, &co_ctx);
+    if (link)
+        swapcontext(&main_ctx, &co_ctx);     /* it returns through uc_link */
+}
+
+static void coroutines(void)
+{
+    /* heap stacks, filled with a pattern */
+    for (size_t size = 16384; size <= 65536; size *= 2) {
+        char *stack = malloc(size);
+        memset(stack, 0xab, size);
+        co_run(stack, size, 3, 3, 1);
+        free(stack);
+    }
+    /* stacks ending at an unmapped page; then a smaller one mapped where
+       the last one was, entered at the same depth (the walker keeps the
+       last walks' stack addresses) */
+    size_t pg = (size_t)page();
+    for (int k = 0; k < 4; k++) {
+        size_t size = pg * (size_t)(4 - k % 2 * 2);
+        char *stack = fenced(size);
+        memset(stack, k & 1 ? 0xff : 0x41, size);
+        co_run(stack, size, k, 3, k & 1);
+        munmap(stack, size);
+    }
+    /* a stack whose every word points into libc's code */
+    char *stack = fenced(4 * pg);
+    for (size_t i = 0; i < 4 * pg / sizeof(void *); i++)
+        ((void **)stack)[i] = (char *)&printf + 1;
+    co_run(stack, 4 * pg, 2, 2, 0);
+    co_run(stack, 4 * pg, 5, 2, 1);
+    munmap(stack, 4 * pg);
+}
+
+/* ---------------------------------------------------- threads on small stacks */
+static void *small_thread(void *arg)
+{
+    int depth = (int)(intptr_t)arg;
+    for (int i = 0; i < 10; i++)
+        down_leak(depth, 305);
+    return NULL;
+}
+
+static void small_stacks(void)
+{
+    for (int depth = 0; depth <= 40; depth += 10) {
+        pthread_attr_t a;
+        pthread_t t;
+        pthread_attr_init(&a);
+        int e = pthread_attr_setstacksize(&a, PTHREAD_STACK_MIN);
+        if (!e)
+            e = pthread_create(&t, &a, small_thread, (void *)(intptr_t)depth);
+        if (e) {
+            fprintf(stderr, "odd: a thread with a %zu-byte stack: %s\n", (size_t)PTHREAD_STACK_MIN,
+                    strerror(e));
+            exit(3);
+        }
+        pthread_join(t, NULL);
+        pthread_attr_destroy(&a);
+    }
+    /* a stack the program mapped, between unmapped pages */
+    size_t size = 64 * 1024;
+    char *stack = fenced(size);
+    for (int depth = 0; depth <= 100; depth += 25) {
+        pthread_attr_t a;
+        pthread_t t;
+        pthread_attr_init(&a);
+        pthread_attr_setstack(&a, stack, size);
+        int e = pthread_create(&t, &a, small_thread, (void *)(intptr_t)depth);
+        if (e) {
+            fprintf(stderr, "odd: a thread on a mapped stack: %s\n", strerror(e));
+            exit(3);
+        }
+        pthread_join(t, NULL);
+        pthread_attr_destroy(&a);
+    }
+}
+
+/* ---------------------------------------------------- handlers on an alternate stack */
+static void on_usr1(int sig)
+{
+    (void)sig;
+    leak(malloc(306), 306);
+    leak(calloc(1, 307), 307);
+}
+
+__attribute__((noinline)) static void raise_down(int d)
+{
+    char pad[32];
+    __asm__ volatile("" : : "r"(pad) : "memory");
+    if (d == 0)
+        raise(SIGUSR1);
+    else
+        raise_down(d - 1);
+    __asm__ volatile("" : : "r"(pad) : "memory");
+}
+
+static void alt_stack(size_t size)
+{
+    stack_t ss = {.ss_sp = fenced(size), .ss_size = size, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0)
+        abort();
+    struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_ONSTACK};
+    sigaction(SIGUSR1, &sa, NULL);
+    for (int d = 0; d < 300; d += 37)
+        raise_down(d);
+}
+
+/* ---------------------------------------------------- longjmp out of deep calls */
+static jmp_buf jb;
+static sigjmp_buf sjb;
+
+__attribute__((noinline)) static void jump_down(int d, int sig)
+{
+    char pad[128];
+    __asm__ volatile("" : : "r"(pad) : "memory");
+    if (d == 0) {
+        leak(malloc(308), 308);
+        if (sig)
+            siglongjmp(sjb, 1);
+        longjmp(jb, 1);
+    }
+    jump_down(d - 1, sig);
+    __asm__ volatile("" : : "r"(pad) : "memory");
+}
+
+static void long_jumps(void)
+{
+    for (int r = 0; r < 6; r++) {
+        if (!setjmp(jb))
+            jump_down(40 + r * 60, 0);
+        down_leak(r, 309);
+        if (!sigsetjmp(sjb, 1))
+            jump_down(3 + r, 1);
+        down_leak(r, 309);
+    }
+    /* deeper than any recorded stack, and back */
+    int depths[] = {10, 300, 1000, 300, 10};
+    for (size_t i = 0; i < sizeof depths / sizeof depths[0]; i++)
+        down_leak(depths[i], 310);
+}
+
+/* ---------------------------------------------------- code outside every module */
+typedef void *(*jit_fn)(void *(*)(size_t), size_t);
+
+static void jit(void)
+{
+    /* sub $8,%rsp; mov %rdi,%rax; mov %rsi,%rdi; call *%rax; add $8,%rsp; ret */
+    static const unsigned char code[] = {0x48, 0x83, 0xec, 0x08, 0x48, 0x89, 0xf8, 0x48, 0x89,
+                                         0xf7, 0xff, 0xd0, 0x48, 0x83, 0xc4, 0x08, 0xc3};
+    for (int r = 0; r < 3; r++) {
+        unsigned char *x = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        memcpy(x + 64 * r, code, sizeof code);
+        if (mprotect(x, 4096, PROT_READ | PROT_EXEC) != 0)
+            abort();
+        printf("JIT %p %p\n", (void *)x, (void *)(x + 4096));
+        jit_fn f = (jit_fn)(void *)(x + 64 * r);
+        leak(f(malloc, 311), 311);
+        leak(f(odd_noinfo_alloc, 312), 312);
+        leak(f(odd_data_word_alloc, 313), 313);
+        munmap(x, 4096);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2)
+        return 2;
+    const char *mode = argv[1];
+    if (!strcmp(mode, "data-word"))
+        data_word();
+    else if (!strcmp(mode, "no-tables"))
+        no_tables();
+    else if (!strcmp(mode, "coroutines"))
+        coroutines();
+    else if (!strcmp(mode, "small-stacks"))
+        small_stacks();
+    else if (!strcmp(mode, "alt-stack"))
+        alt_stack(64 * 1024);
+    else if (!strcmp(mode, "small-alt-stack"))
+        alt_stack((size_t)sysconf(_SC_MINSIGSTKSZ) + 4096);
+    else if (!strcmp(mode, "long-jumps"))
+        long_jumps();
+    else if (!strcmp(mode, "jit"))
+        jit();
+    else
+        return 2;
+    for (size_t n = 0; n < sizeof counts / sizeof counts[0]; n++)
+        if (counts[n])
+            printf("LEAK %zu %d\n", n, counts[n]);
+    return 0;
+}
