@@ -1100,8 +1100,16 @@ static void after_fork_parent(void)
     }
 }
 
+/* The process whose memory this is: set at start-up and in a fork's
+   child. A child of vfork shares its parent's memory and runs no fork
+   handlers: when it calls _exit after a failed exec (as shells and
+   Python's subprocess do), its pid is not this one, and the tables it
+   would report are its parent's (report_at_exit). */
+static _Atomic pid_t image_pid;
+
 static void after_fork_child(void)
 {
+    atomic_store(&image_pid, getpid());
     if (tracking) {
         rpp_sample_unlock();
         rpp_table_unlock_all();
@@ -1189,6 +1197,7 @@ static int configure_report(const char *pattern)
 __attribute__((constructor(101))) static void rpp_start(void)
 {
     ENSURE_READY();
+    atomic_store(&image_pid, getpid());
     /* allocations by the calls below are the interposer's */
     __atomic_fetch_or(&rpp_tls_state, RPP_BUSY, __ATOMIC_RELAXED);
     /* Default: beside the pool reports when $RINGPOOL_REPORT names a
@@ -1239,7 +1248,8 @@ __attribute__((constructor(101))) static void rpp_start(void)
 }
 
 /* The exit report, once per process: from our destructor on a normal exit,
-   or from _exit/_Exit, which shells and forked children call directly. */
+   or from _exit/_Exit, which shells and forked children call directly;
+   none from a child of vfork (image_pid). */
 static _Atomic pid_t reported_pid;
 
 static void report_at_exit(void)
@@ -1247,6 +1257,9 @@ static void report_at_exit(void)
     if (!rpp_cfg.enabled || !tracking)
         return;
     pid_t self = getpid();
+    pid_t image = atomic_load(&image_pid);
+    if (image && self != image)
+        return;     /* a vfork child: its parent's memory, its parent's report */
     if (atomic_exchange(&reported_pid, self) == self)
         return;
     int saved = errno;

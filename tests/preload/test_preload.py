@@ -129,6 +129,31 @@ def test_fork_child_writes_its_own_report(lib: str, tmp_path: Path) -> None:
                             site_key("main", "forks.c", k_lines[1]): (1, 77)}
 
 
+@pytest.mark.parametrize("depth", ["1", "64"])
+def test_vfork_children_write_no_report(lib: str, depth: str, tmp_path: Path) -> None:
+    """vfork children whose exec fails and which call _exit, posix_spawn
+    children and fork children, made while two threads allocate: a child of
+    vfork shares its parent's memory and writes no report (it wrote the
+    parent's tables under its own pid); each fork child writes its own; the
+    parent's counts are exact."""
+    proc = run(lib, [program("vforks")], tmp_path,
+               env={"RINGPOOL_PRELOAD_INHERIT": "0", "RINGPOOL_PRELOAD_STACK_DEPTH": depth})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode()
+    forked = {int(p) for p in re.findall(r"^forked (\d+)$", out, re.M)}
+    leaks = {int(n): int(b) for n, b in re.findall(r"^LEAK (\d+) (\d+)$", out, re.M)}
+    found = reports(tmp_path)
+    assert len(forked) == 3 and forked < set(found) and len(found) == 4, (sorted(found), forked)
+    (parent,) = [r for pid, r in found.items() if pid not in forked]
+    got: dict[int, int] = {}
+    for site in parent.sites:
+        if site.blocks and site.bytes % site.blocks == 0 and site.bytes // site.blocks in leaks:
+            got[site.bytes // site.blocks] = got.get(site.bytes // site.blocks, 0) + site.blocks
+    assert got == leaks
+    for pid in forked:
+        assert any(s.bytes == 402 for s in found[pid].sites), pid
+
+
 def test_malloc_family_errno_alignment_usable_size(lib: str, tmp_path: Path) -> None:
     proc = run(lib, [program("api")], tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
