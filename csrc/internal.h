@@ -237,9 +237,10 @@ typedef struct rpi_arena {
                                        RPI_HL_CLASSES (up to RPI_HL_MAX;
                                        RINGPOOL_HEADERLESS=64) */
     uint32_t    hl_ntags, hl_tcap;
-    bool        hl_no;              /* no headerless blocks (checked pool, or
-                                       no chunk of the region could be had:
-                                       until a reset) */
+    bool        hl_no;              /* no new chunk of headerless blocks: a
+                                       checked pool (none at all), or none
+                                       could be had (until a reset; its free
+                                       slots and current chunks still serve) */
 } rpi_arena;
 
 /* Headerless blocks. Unchecked arena pools give requests of 1 to 16 bytes
