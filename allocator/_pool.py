@@ -710,7 +710,7 @@ class Pool:
 
     # -- audit --------------------------------------------------------------------
     def outstanding(self) -> tuple[int, int]:
-        """(blocks, bytes) outstanding; O(1)."""
+        """(blocks, bytes) outstanding; O(tags), never a walk of the blocks."""
         with self._lock:
             self._live()
             return ll.outstanding(self._ptr)

@@ -255,7 +255,9 @@ typedef struct rp_stack_stat {
     uint64_t           allocs;   /* blocks ever allocated from this stack */
 } rp_stack_stat;
 RP_API size_t rp_pool_stack_stats(rp_pool *pool, rp_stack_stat *out, size_t cap);
-/* Outstanding blocks; bytes (requested) if non-NULL. O(1). */
+/* Outstanding blocks; bytes (requested) if non-NULL. O(tags): the bytes
+   are the pool's own count, the blocks a sum over its tag records; never
+   walks the blocks. */
 RP_API size_t rp_pool_outstanding(rp_pool *pool, size_t *bytes);
 
 typedef struct rp_pool_info {
