@@ -66,15 +66,21 @@ static int in_boot(const void *p)
 }
 
 /* 16 bytes of header (the size) before each payload; memory starts zeroed
-   and is never reused, so calloc needs no memset. */
+   and is never reused, so calloc needs no memset. align: a power of two
+   (boot_memalign); one larger than the buffer fails like a size that does
+   not fit (ENOMEM), before any sum that could wrap. */
 static void *boot_alloc(size_t size, size_t align)
 {
     if (align < 16)
         align = 16;
+    if (size > BOOT_BYTES || align > BOOT_BYTES) {
+        errno = ENOMEM;
+        return NULL;
+    }
     for (;;) {
         size_t used = atomic_load(&boot_used);
         size_t start = (used + 16 + align - 1) & ~(align - 1);
-        if (size > BOOT_BYTES || start + size > BOOT_BYTES) {
+        if (start + size > BOOT_BYTES) {
             errno = ENOMEM;
             return NULL;
         }
@@ -91,6 +97,43 @@ static size_t boot_size(const void *p)
     size_t size;
     memcpy(&size, (const unsigned char *)p - sizeof(size_t), sizeof(size_t));
     return size;
+}
+
+/* The bootstrap buffer's memalign and aligned_alloc answer as glibc's
+   (2.36) do: an alignment above SIZE_MAX / 2 + 1 is EINVAL, any other is
+   rounded up to a power of two; valloc's and pvalloc's blocks are
+   page-aligned and pvalloc's size is rounded up to whole pages (ENOMEM
+   when that overflows), so the caller may use every byte of them. */
+static void *boot_memalign(size_t align, size_t size)
+{
+    if (align > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t a = 16;
+    while (a < align)
+        a <<= 1;
+    return boot_alloc(size, a);
+}
+
+static void *boot_aligned_alloc(size_t align, size_t size)
+{
+    return boot_memalign(align, size);
+}
+
+static void *boot_valloc(size_t size)
+{
+    return boot_alloc(size, 4096);
+}
+
+static void *boot_pvalloc(size_t size)
+{
+    size_t pages;
+    if (__builtin_add_overflow(size, 4095, &pages)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return boot_alloc(pages & ~(size_t)4095, 4096);
 }
 
 static void die(const char *what)
@@ -724,6 +767,8 @@ static __attribute__((noinline)) void *realloc_sampled(void *p, size_t size, voi
 static void *do_realloc(void *p, size_t size, void *pc, const uintptr_t *fp)
 {
     if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING)) {
+        if (p && size == 0)       /* glibc: frees p (a no-op here), NULL */
+            return NULL;
         void *n = boot_alloc(size, 16);
         if (n && p)
             memcpy(n, p, boot_size(p) < size ? boot_size(p) : size);
@@ -731,7 +776,9 @@ static void *do_realloc(void *p, size_t size, void *pc, const uintptr_t *fp)
     }
     ENSURE_READY();
     if (p && in_boot(p)) {
-        void *n = real.malloc(size ? size : 1);
+        if (size == 0)            /* as above: p needs no freeing */
+            return NULL;
+        void *n = real.malloc(size);
         if (!n)
             return NULL;
         memcpy(n, p, boot_size(p) < size ? boot_size(p) : size);
@@ -871,11 +918,11 @@ RPP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     return rc;
 }
 
-#define ALIGNED_HOOK(name, params, args, size_expr, align_expr)              \
+#define ALIGNED_HOOK(name, params, args, size_expr)                          \
     RPP_EXPORT void *name params                                             \
     {                                                                        \
-        if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING))                                     \
-            return boot_alloc(size_expr, align_expr);                        \
+        if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING))                     \
+            return boot_##name args;                                         \
         ENSURE_READY();                                                      \
         void *pc = ORIGIN();                                                 \
         if (!real.name) {                                                    \
@@ -888,10 +935,10 @@ RPP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
         return p;                                                            \
     }
 
-ALIGNED_HOOK(aligned_alloc, (size_t align, size_t size), (align, size), size, align)
-ALIGNED_HOOK(memalign, (size_t align, size_t size), (align, size), size, align)
-ALIGNED_HOOK(valloc, (size_t size), (size), size, 4096)
-ALIGNED_HOOK(pvalloc, (size_t size), (size), size, 4096)
+ALIGNED_HOOK(aligned_alloc, (size_t align, size_t size), (align, size), size)
+ALIGNED_HOOK(memalign, (size_t align, size_t size), (align, size), size)
+ALIGNED_HOOK(valloc, (size_t size), (size), size)
+ALIGNED_HOOK(pvalloc, (size_t size), (size), size)
 
 RPP_EXPORT size_t malloc_usable_size(void *p)
 {

@@ -1,0 +1,60 @@
+"""The malloc family at its edges under the interposer: the answers a
+program gets must be glibc's (value and errno), and the report exact.
+
+tests/preload/boot.c: blocks from the interposer's bootstrap buffer (made by
+tests/preload/libs/bootdl.c while the interposer resolves the real
+functions) used as the program would use glibc's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from audit import preload
+from preload_helpers import REPO, clean_env, marker_line, only_report, program, run, site_key, sites_of
+
+
+@pytest.fixture(scope="session")
+def lib() -> str:
+    return preload.library_path()
+
+
+def program_blocks(report: preload.PreloadReport, name: str) -> dict[str, tuple[int, int]]:
+    rows = preload.rows(sites_of(report, name), by="site")
+    return {r["key"]: (r["blocks"], r["bytes"]) for r in rows if r["blocks"]}
+
+
+@pytest.mark.parametrize("depth", ["1", "64"])
+def test_bootstrap_blocks_behave_as_glibc_blocks(lib: str, depth: str, tmp_path: Path) -> None:
+    bootdl = program("libbootdl.so")
+    plain = subprocess.run([program("boot")], env=clean_env(None, LD_PRELOAD=bootdl),
+                           capture_output=True, timeout=60)
+    assert plain.returncode == 0, plain.stderr.decode()
+    assert plain.stdout.endswith(b"boot done\n")
+    proc = run(lib, [program("boot")], tmp_path,
+               env={"LD_PRELOAD": f"{bootdl}:{lib}", "RINGPOOL_PRELOAD_STACK_DEPTH": depth})
+    assert proc.returncode == 0, proc.stderr.decode()
+    # realloc(p, 0) is NULL, huge alignments EINVAL, odd ones rounded up,
+    # pvalloc whole pages, and the blocks made after a refused call keep
+    # their contents (the buffer is never handed out twice)
+    assert proc.stdout.decode() == plain.stdout.decode()
+    rep = only_report(tmp_path)
+    assert rep.totals["bootstrap_bytes"] > 0
+    # the realloc of a bootstrap block is the program's one block; a
+    # realloc(p, 0) of one leaves nothing behind
+    assert program_blocks(rep, "boot") == {
+        site_key("main", "boot.c", marker_line("boot.c", "LEAK-BR")): (1, 1 << 20)}
+
+
+def test_bootstrap_blocks_ubsan_clean(tmp_path: Path) -> None:
+    ubsan = os.environ.get("RINGPOOL_PRELOAD_UBSAN_LIB",
+                           str(REPO / "build" / "libringpool-preload-ubsan.so"))
+    proc = run(ubsan, [program("boot")], tmp_path,
+               env={"LD_PRELOAD": f"{program('libbootdl.so')}:{ubsan}"})
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"runtime error" not in proc.stderr
+    assert proc.stdout.endswith(b"boot done\n")
