@@ -761,6 +761,22 @@ static __attribute__((noinline)) void *realloc_sampled(void *p, size_t size, voi
     return n;
 }
 
+/* A realloc that failed left p allocated: p's entry comes back (tracked,
+   had) or the untracked free counted before the call is taken back
+   (nothing was freed). Keeps the real call's errno. */
+static __attribute__((noinline, cold)) void realloc_failed(void *p, int had, const rpp_block *old)
+{
+    if (had) {
+        int saved = errno;
+        rpp_enter(rpp_tls_state);   /* 0 or BUSY here */
+        rpp_track(p, old->size, old->site, 0);   /* table full: dropped, counted */
+        rpp_leave();
+        errno = saved;
+    } else {
+        atomic_fetch_sub_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
+    }
+}
+
 /* realloc and reallocarray: the old block leaves the table before the real
    call (after it, its address may already belong to another thread's block)
    and comes back if the call fails. The result is counted at this call site. */
@@ -803,14 +819,15 @@ static void *do_realloc(void *p, size_t size, void *pc, const uintptr_t *fp)
             atomic_fetch_add_explicit(&rpp_stat.untracked_frees, 1, memory_order_relaxed);
     }
     void *n = real.realloc(p, size);
+    if (!n) {
+        if (p && size != 0)           /* failed: p is still valid, still p's */
+            realloc_failed(p, had, &old);   /* (glibc: realloc(p, 0) frees p) */
+        return NULL;
+    }
     int after = errno;
     rpp_enter(st);
-    if (n) {
-        if (!(st & RPP_BUSY))         /* the interposer's own blocks stay out */
-            record(n, size, pc, fp);
-    } else if (had && size != 0) {    /* failed: p is still valid, still p's */
-        rpp_track(p, old.size, old.site, 0);   /* on failure: dropped, counted */
-    }                                 /* (glibc: realloc(p, 0) frees p) */
+    if (!(st & RPP_BUSY))             /* the interposer's own blocks stay out */
+        record(n, size, pc, fp);
     rpp_leave();
     errno = after;
     return n;
@@ -850,11 +867,8 @@ static __attribute__((noinline, flatten)) void *realloc_exact(void *p, size_t si
     void *n = real.realloc(p, size);
     if (RPP_LIKELY(n != NULL))
         return malloc_record(n, size, pc);
-    if (had && size != 0) {           /* failed: p is still valid, still p's */
-        rpp_enter(0);                 /* (glibc: realloc(p, 0) frees p) */
-        rpp_track(p, old.size, old.site, 0);
-        rpp_leave();
-    }
+    if (p && size != 0)               /* failed: p is still valid, still p's */
+        realloc_failed(p, had, &old); /* (glibc: realloc(p, 0) frees p) */
     return NULL;
 }
 

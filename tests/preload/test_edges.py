@@ -58,3 +58,21 @@ def test_bootstrap_blocks_ubsan_clean(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     assert b"runtime error" not in proc.stderr
     assert proc.stdout.endswith(b"boot done\n")
+
+
+@pytest.mark.parametrize("depth", ["1", "64"])
+def test_failed_realloc_changes_nothing(lib: str, depth: str, tmp_path: Path) -> None:
+    plain = subprocess.run([program("realloc_fail")], env=clean_env(), capture_output=True,
+                           timeout=60)
+    assert plain.returncode == 0 and plain.stdout == b"realloc_fail ok\n", plain.stderr.decode()
+    proc = run(lib, [program("realloc_fail")], tmp_path,
+               env={"RINGPOOL_PRELOAD_STACK_DEPTH": depth})
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b"realloc_fail ok\n"
+    rep = only_report(tmp_path)
+    # 6 failed calls on a block the interposer never saw free nothing;
+    # the one realloc that succeeds does
+    assert rep.totals["untracked_frees"] == 1
+    assert program_blocks(rep, "realloc_fail") == {
+        site_key("main", "realloc_fail.c", marker_line("realloc_fail.c", "LEAK-RF")): (1, 100),
+        site_key("main", "realloc_fail.c", marker_line("realloc_fail.c", "LEAK-RS")): (1, 200)}
