@@ -79,7 +79,8 @@ $(STACKS_TEST_DIR)/wrappers_cxx: tests/stacks/wrappers_cxx.cpp
 stacks-test-bins: $(STACKS_TEST_BINS)
 
 TEST_TARGETS += test-stacks
-test-stacks: setup-sys setup-py $(PRELOAD_SO) stacks-test-bins
+test-stacks: setup-sys setup-py $(PRELOAD_SO) $(PRELOAD_UBSAN_SO) stacks-test-bins
 	MYPYPATH=tests/stacks $(PY) -m mypy --strict --follow-imports=silent tests/stacks
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) RINGPOOL_STACKS_TESTBIN=$(abspath $(STACKS_TEST_DIR)) \
+	    RINGPOOL_PRELOAD_UBSAN_LIB=$(abspath $(PRELOAD_UBSAN_SO)) \
 	    PYTHONPATH=. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest -q -p no:cacheprovider tests/stacks

@@ -99,7 +99,7 @@ __thread int rpi_stack_busy RPI_STACK_TLS;
 #ifdef RPI_STACK_HEAP_STATE
 /* This thread's heap blocks (stack.h), freed by the key's destructor at its
    exit (which clears them: a capture later in the exit makes them again). */
-enum { HEAP_FRAMES, HEAP_WALK, HEAP_N };
+enum { HEAP_FRAMES, HEAP_WALK, HEAP_MEM, HEAP_N };
 static __thread void *tls_heap[HEAP_N];
 static pthread_key_t heap_key;
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
@@ -315,12 +315,68 @@ uint32_t rpi_stack_intern(const uintptr_t *frames, size_t n)
     return id;
 }
 
+#if defined(__x86_64__) && defined(__linux__) && !defined(RPI_STACK_HEAP_STATE)
+/* The interposer runs the general unwinder on a stack of its own
+   (rpi_unwind_side_stack): the thread's may be a small alternate signal
+   stack (SIGSTKSZ, 8 KiB: a handler that allocates there overflowed it,
+   libunwind needing some 5 KiB) or a thread's small stack.
+   rpi_on_stack(fn, arg, top) calls fn(arg) with rsp at top (16-aligned).
+   Its frame is an ordinary frame-pointer frame on the thread's stack
+   (rbp-based CFA, rbp saved below the return address), so an unwinder
+   started on the side stack comes back to the thread's through it. */
+RPI_STACK_HIDDEN void rpi_on_stack(void (*fn)(void *), void *arg, void *top);
+__asm__(".text\n"
+        ".globl rpi_on_stack\n"
+        ".hidden rpi_on_stack\n"
+        ".type rpi_on_stack, @function\n"
+        "rpi_on_stack:\n"
+        ".cfi_startproc\n"
+        "    pushq %rbp\n"
+        ".cfi_def_cfa_offset 16\n"
+        ".cfi_offset %rbp, -16\n"
+        "    movq %rsp, %rbp\n"
+        ".cfi_def_cfa_register %rbp\n"
+        "    movq %rdx, %rsp\n"
+        "    movq %rdi, %rax\n"
+        "    movq %rsi, %rdi\n"
+        "    call *%rax\n"
+        "    movq %rbp, %rsp\n"
+        "    popq %rbp\n"
+        ".cfi_def_cfa %rsp, 8\n"
+        "    ret\n"
+        ".cfi_endproc\n"
+        ".size rpi_on_stack, .-rpi_on_stack\n");
+
+typedef struct general_call {
+    uintptr_t *buf;
+    int n, got;
+} general_call;
+
+static void general_on_side(void *arg)
+{
+    general_call *c = arg;
+    c->got = general_backtrace(c->buf, c->n);
+}
+
+static int general_frames(uintptr_t *buf, int n)
+{
+    void *top = rpi_unwind_side_stack();
+    if (!top)
+        return 0;   /* the caller records its one frame */
+    general_call c = {buf, n, 0};
+    rpi_on_stack(general_on_side, &c, top);
+    return c.got;
+}
+#else
+#define general_frames(buf, n) general_backtrace(buf, n)
+#endif
+
 /* The general unwinder's frames, into this thread's buffer (one spare slot
    before them). errno kept: libunwind may touch it. */
 static int general_walk(uintptr_t *buf, int depth)
 {
     int saved = errno;
-    int got = general_backtrace(buf, depth + SKIP_WINDOW);
+    int got = general_frames(buf, depth + SKIP_WINDOW);
     errno = saved;
     return got < 0 ? 0 : got;
 }

@@ -177,6 +177,12 @@ RPI_STACK_HIDDEN void rpi_unwind_forget_code(void);
 /* The function (FDE) containing address pc: 0 and [*lo, *hi), or -1. */
 RPI_STACK_HIDDEN int rpi_unwind_function_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi);
 
+/* The top of this thread's stack for the general unwinder (unwind.c keeps
+   it with the walk buffers), NULL when there is none (the thread is past
+   its exit's key destructors, or mmap failed; libringpool's copy, which
+   runs the general unwinder on the thread's own stack). */
+RPI_STACK_HIDDEN void *rpi_unwind_side_stack(void);
+
 /* Fork protection: hold the insertion lock across fork(). */
 RPI_STACK_HIDDEN void rpi_stack_lock(void);
 RPI_STACK_HIDDEN void rpi_stack_unlock(void);

@@ -37,7 +37,9 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -612,10 +614,13 @@ void rpi_unwind_forget_code(void)
     }
 }
 
+static void mem_key_init(void);
+
 int rpi_unwind_init(void)
 {
     if (atomic_load_explicit(&rules, memory_order_acquire))
         return 0;
+    mem_key_init();
     cache *c = cache_new(CACHE_INITIAL);
     if (!c)
         return -1;
@@ -795,20 +800,149 @@ typedef struct walk_state {
     unsigned splice_tick;                /* walks that followed the previous one */
     uint32_t id;                         /* the stack id rpi_stack_here derived from *last
                                             (0: none); cleared by every walk */
-    walk_buf buf[2];
+    struct walk_mem *mem;                /* the walk buffers and slots (NULL until the
+                                            thread's first walk) */
+    int mem_rounds;                      /* the key destructor's calls at the thread's exit */
+    int mem_gone;                        /* the thread is exiting and gave them back */
 #if MEMO_SLOTS
     int slot_keeps, slot_hits;           /* walks kept and found in the current window */
     int slot_wait;                       /* captures to let pass before looking again */
     unsigned char slot_victim[MEMO_SLOTS / MEMO_WAYS];   /* the way a set replaces next
                                                             (in turn) */
-    memo_slot slot[MEMO_SLOTS];
 #endif
 } walk_state;
+
+/* A thread's big buffers (some 33 KiB), apart from walk_state: static TLS
+   is carved out of every thread's stack (glibc refuses a stack smaller
+   than it needs, and takes it from the size a program asks for), so the
+   interposer's thread-locals stay a few KiB and these come from mmap at a
+   thread's first walk. A thread gives them back when it exits (a key's
+   destructor), for the next thread to take: blocks are never unmapped,
+   each is in use by one thread at most, and every block ever made stays on
+   one list (pushed, never removed: no ABA). */
+#define SIDE_GUARD 4096u
+#define SIDE_BYTES (60u * 1024u)
+typedef struct walk_mem {
+#ifndef RPI_STACK_HEAP_STATE
+    /* the stack the general unwinder runs on (stack.c, general_walk): the
+       thread's own may be a small signal stack or a thread's small stack,
+       and libunwind needs some 5 KiB (its cursor, context and the lazy
+       binding of its first calls); a guard page below it */
+    unsigned char side_guard[SIDE_GUARD];
+    unsigned char side[SIDE_BYTES];
+#endif
+    walk_buf buf[2];
+#if MEMO_SLOTS
+    memo_slot slot[MEMO_SLOTS];
+#endif
+    struct walk_mem *link;               /* the block made before this one */
+    atomic_int in_use;
+} walk_mem;
+
 #ifdef RPI_STACK_HEAP_STATE
 #define THREAD_WALK() ((walk_state *)heap_block(HEAP_WALK, sizeof(walk_state)))   /* or NULL */
+static walk_mem *mem_take(walk_state *m)
+{
+    (void)m;
+    return heap_block(HEAP_MEM, sizeof(walk_mem));      /* freed with the thread's blocks */
+}
+static void mem_key_init(void) {}
+void *rpi_unwind_side_stack(void) { return NULL; }
 #else
 static __thread walk_state tls_walk RPI_STACK_TLS;
 #define THREAD_WALK() (&tls_walk)
+
+static _Atomic(walk_mem *) mem_list;
+static pthread_key_t mem_key;
+static int mem_key_ok;
+
+/* The exiting thread's block back to the list, at glibc's last round of
+   key destructors (set again until then: the program's own destructors,
+   which run after this one, may allocate); captures after that record
+   one frame (mem_gone). */
+static void mem_give_back(void *p)
+{
+    walk_state *m = THREAD_WALK();
+    if (++m->mem_rounds < PTHREAD_DESTRUCTOR_ITERATIONS && pthread_setspecific(mem_key, p) == 0)
+        return;
+    /* a handler that allocates meanwhile walks with the buffers while they
+       are still attached, or finds them gone and records one frame */
+    m->mem_gone = 1;
+    m->valid = 0;
+    m->id = 0;
+    m->splice_wait = 0;
+#if MEMO_SLOTS
+    m->slot_wait = 0;
+#endif
+    atomic_signal_fence(memory_order_seq_cst);
+    m->last = m->next = NULL;
+    m->mem = NULL;
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&((walk_mem *)p)->in_use, 0, memory_order_release);
+}
+
+static void mem_key_init(void)
+{
+    mem_key_ok = pthread_key_create(&mem_key, mem_give_back) == 0;
+}
+
+/* A block for this thread: one a thread gave back, else a new one; NULL
+   when the thread is exiting or none can be made. */
+static __attribute__((noinline, cold)) walk_mem *mem_take(walk_state *m)
+{
+    if (m->mem_gone || !mem_key_ok)
+        return NULL;
+    walk_mem *b;
+    for (b = atomic_load_explicit(&mem_list, memory_order_acquire); b; b = b->link) {
+        int idle = 0;
+        if (!atomic_load_explicit(&b->in_use, memory_order_relaxed) &&
+            atomic_compare_exchange_strong(&b->in_use, &idle, 1))
+            break;
+    }
+    if (b) {
+        /* nothing of the last owner's walks is followed */
+        b->buf[0].ok = b->buf[1].ok = 0;
+#if MEMO_SLOTS
+        for (int i = 0; i < MEMO_SLOTS; i++)
+            b->slot[i].pc = 0;
+#endif
+    } else {
+        int saved = errno;
+        void *p = mmap(NULL, sizeof(walk_mem), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED)
+            mprotect(p, SIDE_GUARD, PROT_NONE);
+        errno = saved;
+        if (p == MAP_FAILED)
+            return NULL;
+        b = p;
+        atomic_store_explicit(&b->in_use, 1, memory_order_relaxed);
+        walk_mem *head = atomic_load_explicit(&mem_list, memory_order_relaxed);
+        do
+            b->link = head;
+        while (!atomic_compare_exchange_weak_explicit(&mem_list, &head, b, memory_order_release,
+                                                      memory_order_relaxed));
+    }
+    if (pthread_setspecific(mem_key, b) != 0) {
+        atomic_store_explicit(&b->in_use, 0, memory_order_release);
+        return NULL;
+    }
+    return b;
+}
+
+void *rpi_unwind_side_stack(void)
+{
+    walk_state *m = THREAD_WALK();
+    if (!m->last) {
+        walk_mem *mem = mem_take(m);
+        if (!mem)
+            return NULL;
+        m->mem = mem;
+        m->last = &mem->buf[0];
+        m->next = &mem->buf[1];
+    }
+    return m->mem->side + SIDE_BYTES;
+}
 #endif
 
 static inline void log_bp(walk_buf *b, int user, int saver, uintptr_t at, uintptr_t v)
@@ -915,7 +1049,7 @@ static inline int slot_keep(walk_state *m, const walk_buf *b, uintptr_t pc, uint
         return 0;
     size_t set = set_of(pc, sp);
     unsigned v = m->slot_victim[set];
-    memo_slot *e = &m->slot[set * MEMO_WAYS + v];
+    memo_slot *e = &m->mem->slot[set * MEMO_WAYS + v];
     m->slot_victim[set] = (unsigned char)((v + 1) & (MEMO_WAYS - 1));
     int zero_end = ncfa == b->n;
     e->pc = pc;
@@ -1171,9 +1305,13 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
     const cache *c = atomic_load_explicit(&rules, memory_order_acquire);
     if (!c)
         goto failed;
-    if (!m->last) {
-        m->last = &m->buf[0];
-        m->next = &m->buf[1];
+    if (RPI_UNLIKELY(!m->last)) {
+        walk_mem *mem = mem_take(m);
+        if (!mem)
+            goto failed;
+        m->mem = mem;
+        m->last = &mem->buf[0];
+        m->next = &mem->buf[1];
     }
     walk_buf *b = m->next;
     walk_buf *o = m->last;
@@ -1438,7 +1576,7 @@ static inline __attribute__((always_inline)) uint32_t slot_find(walk_state *m, u
                                                     uintptr_t sp, uintptr_t bp)
 {
     size_t set = set_of(pc, sp);
-    const memo_slot *e = &m->slot[set * MEMO_WAYS];
+    const memo_slot *e = &m->mem->slot[set * MEMO_WAYS];
     for (unsigned w = 0; w < MEMO_WAYS; w++, e++) {
         if (e->sp == sp && e->pc == pc && e->tag == tag && (!e->shape.need_bp || e->bp == bp) &&
             slot_same(e)) {

@@ -22,7 +22,7 @@ void *odd_data_word_alloc(size_t n);          /* odd_frames.S */
 void *odd_noinfo_alloc(size_t n);             /* odd_noinfo.c: no unwind tables */
 void *odd_noinfo_outer(int d, size_t n);
 
-static void *volatile keep[1 << 14];
+static void *volatile keep[1 << 15];
 static int nkeep;
 static int counts[512];
 
@@ -133,16 +133,28 @@ static void coroutines(void)
 }
 
 /* ---------------------------------------------------- threads on small stacks */
+static pthread_key_t late_key;
+
+/* a key's destructor that allocates: it runs as the thread exits, after
+   the interposer's own (made first) */
+static void late_leak(void *arg)
+{
+    down_leak((int)(intptr_t)arg, 316);
+}
+
 static void *small_thread(void *arg)
 {
     int depth = (int)(intptr_t)arg;
     for (int i = 0; i < 10; i++)
         down_leak(depth, 305);
+    pthread_setspecific(late_key, (void *)(intptr_t)(depth + 1));
     return NULL;
 }
 
 static void small_stacks(void)
 {
+    if (pthread_key_create(&late_key, late_leak) != 0)
+        abort();
     for (int depth = 0; depth <= 40; depth += 10) {
         pthread_attr_t a;
         pthread_t t;
@@ -161,7 +173,7 @@ static void small_stacks(void)
     /* a stack the program mapped, between unmapped pages */
     size_t size = 64 * 1024;
     char *stack = fenced(size);
-    for (int depth = 0; depth <= 100; depth += 25) {
+    for (int depth = 0; depth <= 50; depth += 10) {
         pthread_attr_t a;
         pthread_t t;
         pthread_attr_init(&a);
@@ -174,6 +186,87 @@ static void small_stacks(void)
         pthread_join(t, NULL);
         pthread_attr_destroy(&a);
     }
+}
+
+/* The stack a thread asking for 64 KiB has left below its first frame:
+   the interposer's thread-locals are carved out of it (printed as "ROOM
+   BYTES"). */
+static void *room_thread(void *arg)
+{
+    pthread_attr_t a;
+    void *lo;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &a) != 0 || pthread_attr_getstack(&a, &lo, &size) != 0)
+        abort();
+    pthread_attr_destroy(&a);
+    *(size_t *)arg = (size_t)((char *)__builtin_frame_address(0) - (char *)lo);
+    down_leak(3, 314);
+    return NULL;
+}
+
+static void stack_room(void)
+{
+    pthread_attr_t a;
+    pthread_t t;
+    size_t room = 0;
+    pthread_attr_init(&a);
+    if (pthread_attr_setstacksize(&a, 64 * 1024) != 0 || pthread_create(&t, &a, room_thread, &room) != 0)
+        abort();
+    pthread_join(t, NULL);
+    printf("ROOM %zu\n", room);
+}
+
+/* Thousands of threads one after the other, each allocating from deep
+   calls: the walker's per-thread buffers of a thread that exited are
+   taken by the next one (printed: "GROWTH KIB", resident memory gained). */
+static long resident_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+__attribute__((noinline)) static void down_free(int d, size_t n)
+{
+    char pad[48];
+    __asm__ volatile("" : : "r"(pad) : "memory");
+    if (d == 0)
+        free(malloc(n));
+    else
+        down_free(d - 1, n);
+    __asm__ volatile("" : : "r"(pad) : "memory");
+}
+
+static void *churn_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        down_free(20 + i, 315);
+    return NULL;
+}
+
+static void thread_churn(void)
+{
+    for (int round = 0; round < 2; round++) {
+        long before = resident_kib();
+        for (int i = 0; i < 1000; i++) {
+            pthread_t t[2];
+            for (int k = 0; k < 2; k++)
+                if (pthread_create(&t[k], NULL, churn_thread, NULL) != 0)
+                    abort();
+            for (int k = 0; k < 2; k++)
+                pthread_join(t[k], NULL);
+        }
+        if (round == 1)
+            printf("GROWTH %ld\n", resident_kib() - before);
+    }
+    down_leak(2, 315);
 }
 
 /* ---------------------------------------------------- handlers on an alternate stack */
@@ -275,6 +368,10 @@ int main(int argc, char **argv)
         coroutines();
     else if (!strcmp(mode, "small-stacks"))
         small_stacks();
+    else if (!strcmp(mode, "stack-room"))
+        stack_room();
+    else if (!strcmp(mode, "thread-churn"))
+        thread_churn();
     else if (!strcmp(mode, "alt-stack"))
         alt_stack(64 * 1024);
     else if (!strcmp(mode, "small-alt-stack"))

@@ -34,27 +34,42 @@ def code_ranges(path: str) -> tuple[tuple[int, int], ...]:
     return tuple(found)
 
 
-def run_odd(mode: str, depth: int, tmp: Path) -> tuple[preload.PreloadReport, str]:
+def library(build: str) -> str:
+    """The interposer, or its -fsanitize=undefined build (make test-stacks
+    names it in RINGPOOL_PRELOAD_UBSAN_LIB)."""
+    if build == "plain":
+        return preload.library_path()
+    path = os.environ.get("RINGPOOL_PRELOAD_UBSAN_LIB", "")
+    if not os.path.isfile(path):
+        pytest.skip("no UBSan build of the interposer (RINGPOOL_PRELOAD_UBSAN_LIB)")
+    return path
+
+
+def run_odd(mode: str, depth: int, tmp: Path, build: str = "plain") -> tuple[preload.PreloadReport, str]:
     program = BIN / "odd"
     if not program.is_file():
         pytest.fail(f"{program} is missing: run `make stacks-test-bins`")
     report = tmp / f"{mode}.{depth}.json"
-    env = dict(os.environ, LD_PRELOAD=preload.library_path(), RINGPOOL_PRELOAD_STACK_DEPTH=str(depth),
+    env = dict(os.environ, LD_PRELOAD=library(build), RINGPOOL_PRELOAD_STACK_DEPTH=str(depth),
                RINGPOOL_PRELOAD_REPORT=str(report))
     proc = subprocess.run([str(program), mode], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert "runtime error" not in proc.stderr, proc.stderr
     return preload.load(str(report)), proc.stdout
 
 
-MODES = ["data-word", "no-tables", "coroutines", "alt-stack", "long-jumps", "jit"]
+MODES = ["data-word", "no-tables", "coroutines", "small-stacks", "stack-room", "thread-churn",
+         "alt-stack", "small-alt-stack", "long-jumps", "jit"]
 
 
+@pytest.mark.parametrize("build", ["plain", "ubsan"])
 @pytest.mark.parametrize("depth", [64, 256])
 @pytest.mark.parametrize("mode", MODES)
-def test_odd_stacks_are_counted_exactly_and_hold_only_code(mode: str, depth: int, tmp_path: Path) -> None:
+def test_odd_stacks_are_counted_exactly_and_hold_only_code(mode: str, depth: int, build: str,
+                                                           tmp_path: Path) -> None:
     if not shutil.which("readelf"):
         pytest.skip("readelf missing")
-    report, out = run_odd(mode, depth, tmp_path)
+    report, out = run_odd(mode, depth, tmp_path, build)
     leaks = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"^LEAK (\d+) (\d+)$", out, re.M)}
     jit = [(int(m.group(1), 16), int(m.group(2), 16)) for m in re.finditer(r"^JIT (\S+) (\S+)$", out, re.M)]
     assert leaks
@@ -73,3 +88,48 @@ def test_odd_stacks_are_counted_exactly_and_hold_only_code(mode: str, depth: int
     # the walk cannot go past a frame without unwind tables or outside every
     # module, and ends before the data word; elsewhere it goes on past the leaf
     assert longest == 1 if mode in ("data-word", "no-tables", "jit") else longest > 1
+
+
+def test_threads_keep_their_stack_room(tmp_path: Path) -> None:
+    """The interposer's thread-locals come out of every thread's stack: a
+    thread asking for 64 KiB keeps all but a few KiB of it (the walker's
+    buffers, 33 KiB, are mapped apart), and one asking for
+    PTHREAD_STACK_MIN gets made at all (small-stacks above)."""
+    native = subprocess.run([str(BIN / "odd"), "stack-room"], capture_output=True, text=True, check=True)
+    _, out = run_odd("stack-room", 64, tmp_path)
+    room = {name: int(re.search(r"^ROOM (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+            for name, text in (("native", native.stdout), ("preload", out))}
+    assert room["preload"] >= room["native"] - 12 * 1024, room
+
+
+def test_exited_threads_hand_their_walk_buffers_on(tmp_path: Path) -> None:
+    """2,000 threads one after the other, each allocating from deep calls:
+    resident memory stays flat (a thread's walk buffers are taken by the
+    next; kept per thread, 2,000 of them are some 20 MiB)."""
+    _, out = run_odd("thread-churn", 64, tmp_path)
+    growth = int(re.search(r"^GROWTH (-?\d+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    assert growth < 8 * 1024, growth
+
+
+def stacks_by_unwinder(mode: str, depth: int, unwinder: str, tmp: Path) -> dict[tuple[tuple[str, int], ...], int]:
+    report = tmp / f"{mode}.{depth}.{unwinder}.json"
+    env = dict(os.environ, LD_PRELOAD=preload.library_path(), RINGPOOL_PRELOAD_STACK_DEPTH=str(depth),
+               RINGPOOL_PRELOAD_UNWINDER=unwinder, RINGPOOL_PRELOAD_ALL_SITES="1",
+               RINGPOOL_PRELOAD_REPORT=str(report))
+    proc = subprocess.run([str(BIN / "odd"), mode], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    found: dict[tuple[tuple[str, int], ...], int] = {}
+    for site in preload.load(str(report)).sites:
+        found[site.frames()] = found.get(site.frames(), 0) + site.allocs
+    return found
+
+
+@pytest.mark.parametrize("depth", [64, 256])
+@pytest.mark.parametrize("mode", ["coroutines", "small-stacks", "alt-stack", "small-alt-stack", "long-jumps"])
+def test_odd_stacks_are_walked_as_libunwind_walks_them(mode: str, depth: int, tmp_path: Path) -> None:
+    """Allocation for allocation, the cached walker (its memo and splices
+    across stack switches, longjmp and signal frames, its buffers handed
+    from thread to thread) records the stacks libunwind finds."""
+    cached = stacks_by_unwinder(mode, depth, "cached", tmp_path)
+    assert cached == stacks_by_unwinder(mode, depth, "libunwind", tmp_path)
+    assert max(len(s) for s in cached) > 5
