@@ -80,7 +80,9 @@ static void *boot_alloc(size_t size, size_t align)
     for (;;) {
         size_t used = atomic_load(&boot_used);
         size_t start = (used + 16 + align - 1) & ~(align - 1);
-        if (start + size > BOOT_BYTES) {
+        /* a block of 0 bytes at the very end would lie outside the
+           buffer, where in_boot does not know it */
+        if (start >= BOOT_BYTES || size > BOOT_BYTES - start) {
             errno = ENOMEM;
             return NULL;
         }

@@ -2,7 +2,8 @@
    (made by tests/preload/libs/bootdl.c while the interposer resolved the
    real functions): what each call returned, then the program uses them as
    it would glibc's -- usable size, contents, realloc (larger than the
-   buffer, to 0), free. Without the interposer the same calls reach glibc
+   buffer, to 0), free; last, the blocks bootdl.c made until the buffer
+   was full, and a malloc(0) made then, are freed. Without the interposer the same calls reach glibc
    (made when this program calls dlsym), so the two outputs must be equal.
    One leak, LEAK-BR (the realloc of a bootstrap block), for the report.
    Exits 77 when libbootdl.so is not preloaded. */
@@ -76,6 +77,16 @@ int main(void)
             free(out[i].p);
     if (out[9].rc == 0)
         free(out[9].p);
+    /* a full bootstrap buffer: what it still hands out is its own */
+    int *nfill = dlsym(RTLD_DEFAULT, "bootdl_nfill");
+    void **fill = dlsym(RTLD_DEFAULT, "bootdl_fill");
+    void **zero = dlsym(RTLD_DEFAULT, "bootdl_zero_when_full");
+    for (int i = 0; i < *nfill; i++)
+        free(fill[i]);
+    if (*zero)
+        malloc_usable_size(*zero);
+    free(*zero);
+    puts("full buffer: blocks freed");
     puts("boot done");
     return 0;
 }

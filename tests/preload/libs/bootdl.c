@@ -25,6 +25,14 @@ enum { BOOT_MALLOC, BOOT_CALLOC, BOOT_REALLOC_SRC, BOOT_REALLOC0, BOOT_PVALLOC,
        BOOT_CALLS };
 __attribute__((visibility("default"))) bootdl_call bootdl_out[BOOT_CALLS];
 __attribute__((visibility("default"))) int bootdl_ran;
+/* Last, the buffer is filled to its end: a 32-aligned block, then 1-byte
+   blocks (32 bytes apart) until the buffer refuses one, then malloc(0),
+   which then finds the buffer's end exactly (glibc never refuses, so
+   BOOTDL_FILL bounds the loop; about a quarter of it fills the buffer). */
+#define BOOTDL_FILL 32768
+__attribute__((visibility("default"))) void *bootdl_fill[BOOTDL_FILL];
+__attribute__((visibility("default"))) int bootdl_nfill;
+__attribute__((visibility("default"))) void *bootdl_zero_when_full;
 
 static void *(*real_dlsym)(void *, const char *);
 
@@ -70,6 +78,12 @@ static void allocate(void)
     note(BOOT_TOO_BIG, malloc(1u << 20));
     errno = -1;
     note(BOOT_CALLOC_AFTER, calloc(1, 64));   /* zeroed, whatever came before */
+    int n = 0;
+    bootdl_fill[n++] = memalign(32, 1);
+    while (n < BOOTDL_FILL && (bootdl_fill[n] = malloc(1)) != NULL)
+        n++;
+    bootdl_nfill = n;
+    bootdl_zero_when_full = malloc(0);
 }
 
 __attribute__((visibility("default"))) void *dlsym(void *handle, const char *name)
@@ -81,13 +95,13 @@ __attribute__((visibility("default"))) void *dlsym(void *handle, const char *nam
         if (!real_dlsym)
             abort();
     }
+    static void *libc;
     if (!bootdl_ran) {
         bootdl_ran = 1;
+        libc = dlopen("libc.so.6", RTLD_NOLOAD | RTLD_LAZY);   /* before the buffer is full */
         allocate();
     }
-    if (handle == RTLD_NEXT) {
-        void *libc = dlopen("libc.so.6", RTLD_NOLOAD | RTLD_LAZY);
+    if (handle == RTLD_NEXT)
         return libc ? real_dlsym(libc, name) : NULL;
-    }
     return real_dlsym(handle, name);
 }
