@@ -1165,8 +1165,8 @@ static void after_fork_parent(void)
 
 /* The process whose memory this is: set at start-up and in a fork's
    child. A child of vfork shares its parent's memory and runs no fork
-   handlers: when it calls _exit after a failed exec (as shells and
-   Python's subprocess do), its pid is not this one, and the tables it
+   handlers: when it calls _exit after a failed exec (the usual way to
+   spawn with vfork), its pid is not this one, and the tables it
    would report are its parent's (report_at_exit). */
 static _Atomic pid_t image_pid;
 

@@ -1,5 +1,5 @@
 /* Children made while two threads allocate: vfork children whose exec
-   fails and which call _exit (as shells and Python's subprocess do),
+   fails and which call _exit (the usual way to spawn with vfork),
    posix_spawn of a program that exists and of one that does not, and fork
    children that leak one block each (LEAK-F) and call _exit. The parent's
    leaks: LEAK-W from the threads, LEAK-M from main.
