@@ -178,8 +178,10 @@ static __attribute__((noinline, cold)) void resolve(void)
             rpp_stacks_init();
             rpp_sample_init();
             /* the last bootstrap block is behind us: the sampling mode's
-               short paths may start (rpp.h) */
-            rpp_sample_publish(boot_buf, boot_buf + atomic_load(&boot_used));
+               short paths may start (rpp.h); + 1 byte: a last block of
+               0 bytes starts where the used part ends, and its free must
+               not pass the filter as glibc's */
+            rpp_sample_publish(boot_buf, boot_buf + atomic_load(&boot_used) + 1);
         }
         __atomic_fetch_and(&rpp_tls_state, ~RPP_RESOLVING, __ATOMIC_RELAXED);
         atomic_store_explicit(&exact_live, tracking && !rpp_sampling, memory_order_release);

@@ -28,15 +28,26 @@ def program_blocks(report: preload.PreloadReport, name: str) -> dict[str, tuple[
     return {r["key"]: (r["blocks"], r["bytes"]) for r in rows if r["blocks"]}
 
 
-@pytest.mark.parametrize("depth", ["1", "64"])
-def test_bootstrap_blocks_behave_as_glibc_blocks(lib: str, depth: str, tmp_path: Path) -> None:
+MODES = {"depth-1": {"RINGPOOL_PRELOAD_STACK_DEPTH": "1"},
+         "depth-64": {"RINGPOOL_PRELOAD_STACK_DEPTH": "64"},
+         "sampling": {"RINGPOOL_PRELOAD_SAMPLE_RATE": "0.001"}}
+
+
+@pytest.mark.parametrize("fill", ["1", "0"])
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_bootstrap_blocks_behave_as_glibc_blocks(lib: str, mode: str, fill: str,
+                                                 tmp_path: Path) -> None:
+    # fill "1": the buffer is filled to its end, then malloc(0); "0": the
+    # last bootstrap block is a malloc(0), which the sampling mode's free
+    # filter must know
     bootdl = program("libbootdl.so")
-    plain = subprocess.run([program("boot")], env=clean_env(None, LD_PRELOAD=bootdl),
+    plain = subprocess.run([program("boot")],
+                           env=clean_env(None, LD_PRELOAD=bootdl, BOOTDL_FILL=fill),
                            capture_output=True, timeout=60)
     assert plain.returncode == 0, plain.stderr.decode()
     assert plain.stdout.endswith(b"boot done\n")
     proc = run(lib, [program("boot")], tmp_path,
-               env={"LD_PRELOAD": f"{bootdl}:{lib}", "RINGPOOL_PRELOAD_STACK_DEPTH": depth})
+               env={"LD_PRELOAD": f"{bootdl}:{lib}", "BOOTDL_FILL": fill, **MODES[mode]})
     assert proc.returncode == 0, proc.stderr.decode()
     # realloc(p, 0) is NULL, huge alignments EINVAL, odd ones rounded up,
     # pvalloc whole pages, and the blocks made after a refused call keep
@@ -44,6 +55,8 @@ def test_bootstrap_blocks_behave_as_glibc_blocks(lib: str, depth: str, tmp_path:
     assert proc.stdout.decode() == plain.stdout.decode()
     rep = only_report(tmp_path)
     assert rep.totals["bootstrap_bytes"] > 0
+    if mode == "sampling":
+        return
     # the realloc of a bootstrap block is the program's one block; a
     # realloc(p, 0) of one leaves nothing behind
     assert program_blocks(rep, "boot") == {

@@ -5,7 +5,8 @@
  * bootstrap buffer, as those of glibc's own dlsym would be. Then the real
  * dlsym answers (RTLD_NEXT is looked up in libc, which is where the
  * interposer's next definitions are). The blocks and what each call
- * returned are left in bootdl_out for tests/preload/boot.c. */
+ * returned are left in bootdl_out for tests/preload/boot.c. With
+ * BOOTDL_FILL=0 the buffer is not filled: the last block is a malloc(0). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
@@ -78,6 +79,11 @@ static void allocate(void)
     note(BOOT_TOO_BIG, malloc(1u << 20));
     errno = -1;
     note(BOOT_CALLOC_AFTER, calloc(1, 64));   /* zeroed, whatever came before */
+    const char *fill = getenv("BOOTDL_FILL");
+    if (fill && *fill == '0') {       /* the last bootstrap block: 0 bytes */
+        bootdl_zero_when_full = malloc(0);
+        return;
+    }
     int n = 0;
     bootdl_fill[n++] = memalign(32, 1);
     while (n < BOOTDL_FILL && (bootdl_fill[n] = malloc(1)) != NULL)
