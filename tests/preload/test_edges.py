@@ -9,6 +9,7 @@ functions) used as the program would use glibc's.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -89,3 +90,34 @@ def test_failed_realloc_changes_nothing(lib: str, depth: str, tmp_path: Path) ->
     assert program_blocks(rep, "realloc_fail") == {
         site_key("main", "realloc_fail.c", marker_line("realloc_fail.c", "LEAK-RF")): (1, 100),
         site_key("main", "realloc_fail.c", marker_line("realloc_fail.c", "LEAK-RS")): (1, 200)}
+
+
+@pytest.mark.parametrize("depth", ["1", "64"])
+def test_signal_handler_using_the_whole_family_is_counted_exactly(lib: str, depth: str,
+                                                                  tmp_path: Path) -> None:
+    handled = queued = 0
+    for _ in range(4):
+        for old in tmp_path.glob("*.json"):
+            old.unlink()
+        try:
+            proc = run(lib, [program("sigmix"), "300000"], tmp_path, timeout=60,
+                       env={"LD_PRELOAD": f"{lib}:{program('libsigsafe.so')}",
+                            "RINGPOOL_PRELOAD_STACK_DEPTH": depth,
+                            "RINGPOOL_PRELOAD_ALL_SITES": "1"})
+        except subprocess.TimeoutExpired:
+            pytest.fail("sigmix hung under the interposer")
+        assert proc.returncode == 0, proc.stderr.decode()
+        m = re.fullmatch(rb"handler (\d+) queued (\d+) blocks (\d+) bytes (\d+) allocs (\d+)\n",
+                         proc.stdout)
+        assert m, proc.stdout
+        h, q, blocks, nbytes, allocs = (int(x) for x in m.groups())
+        handled += h
+        queued += q
+        rep = only_report(tmp_path)
+        rows = preload.rows(sites_of(rep, "sigmix"), by="site")
+        got = (sum(r["blocks"] for r in rows), sum(r["bytes"] for r in rows),
+               sum(r["allocs"] for r in rows))
+        assert got == (blocks, nbytes, allocs)
+        assert rep.totals["dropped"] == 0 and rep.totals["untracked_frees"] == 0
+    assert handled > 100
+    assert queued > 0, "no handler interrupted the bookkeeping: the queued paths were not run"
