@@ -121,3 +121,13 @@ def test_signal_handler_using_the_whole_family_is_counted_exactly(lib: str, dept
         assert rep.totals["dropped"] == 0 and rep.totals["untracked_frees"] == 0
     assert handled > 100
     assert queued > 0, "no handler interrupted the bookkeeping: the queued paths were not run"
+
+
+def test_signal_handler_family_ubsan_clean(tmp_path: Path) -> None:
+    ubsan = os.environ.get("RINGPOOL_PRELOAD_UBSAN_LIB",
+                           str(REPO / "build" / "libringpool-preload-ubsan.so"))
+    proc = run(ubsan, [program("sigmix"), "200000"], tmp_path, timeout=60,
+               env={"LD_PRELOAD": f"{ubsan}:{program('libsigsafe.so')}",
+                    "RINGPOOL_PRELOAD_STACK_DEPTH": "64"})
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"runtime error" not in proc.stderr
