@@ -958,12 +958,26 @@ ALIGNED_HOOK(memalign, (size_t align, size_t size), (align, size), size)
 ALIGNED_HOOK(valloc, (size_t size), (size), size)
 ALIGNED_HOOK(pvalloc, (size_t size), (size), size)
 
+/* A block not from the bootstrap buffer asked about by the resolving
+   thread (dlsym's own code, a handler that interrupted it): ENSURE_READY
+   would wait for the resolution this thread is running, so the real
+   function is looked up here if it is not resolved yet. */
+static __attribute__((noinline, cold)) size_t usable_resolving(void *p)
+{
+    size_t (*f)(void *) = real.malloc_usable_size;
+    if (!f)
+        *(void **)&f = dlsym(RTLD_NEXT, "malloc_usable_size");
+    return f ? f(p) : 0;
+}
+
 RPP_EXPORT size_t malloc_usable_size(void *p)
 {
     if (!p)
         return 0;
     if (in_boot(p))
         return boot_size(p);
+    if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING))
+        return usable_resolving(p);
     ENSURE_READY();
     return real.malloc_usable_size ? real.malloc_usable_size(p) : 0;
 }
@@ -1339,8 +1353,19 @@ __attribute__((destructor(101))) static void rpp_stop(void)
     report_at_exit();
 }
 
+/* _exit or _Exit on the resolving thread (from dlsym's code, or a handler
+   that interrupted it): nothing was recorded yet, so no report; and
+   ENSURE_READY would wait for this thread's own resolution. */
+static __attribute__((noreturn, cold)) void exit_resolving(int status)
+{
+    syscall(SYS_exit_group, status);
+    __builtin_trap();
+}
+
 RPP_EXPORT void _exit(int status)
 {
+    if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING))
+        exit_resolving(status);
     ENSURE_READY();
     report_at_exit();
     real._exit(status);
@@ -1349,6 +1374,8 @@ RPP_EXPORT void _exit(int status)
 
 RPP_EXPORT void _Exit(int status)
 {
+    if (RPP_UNLIKELY(rpp_tls_state & RPP_RESOLVING))
+        exit_resolving(status);
     ENSURE_READY();
     report_at_exit();
     real._Exit(status);

@@ -54,6 +54,8 @@ int main(void)
             printf(" aligned=%d", (uintptr_t)c->p % (i == 5 || i == 6 ? 1 : i == 7 ? 64 : 256) == 0);
         printf("\n");
     }
+    size_t *usable = dlsym(RTLD_DEFAULT, "bootdl_usable");
+    printf("usable size of a glibc block: >= 10: %d\n", *usable >= 10);
     void *m = out[0].p, *cz = out[1].p, *src = out[2].p, *pv = out[4].p;
     printf("usable(malloc(100)) >= 100: %d, contents kept: %d\n",
            malloc_usable_size(m) >= 100, all(m, 0x5a, 100));

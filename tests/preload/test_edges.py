@@ -47,7 +47,8 @@ def test_bootstrap_blocks_behave_as_glibc_blocks(lib: str, mode: str, fill: str,
                            capture_output=True, timeout=60)
     assert plain.returncode == 0, plain.stderr.decode()
     assert plain.stdout.endswith(b"boot done\n")
-    proc = run(lib, [program("boot")], tmp_path,
+    # timeout: a call the resolving thread makes must not wait for itself
+    proc = run(lib, [program("boot")], tmp_path, timeout=30,
                env={"LD_PRELOAD": f"{bootdl}:{lib}", "BOOTDL_FILL": fill, **MODES[mode]})
     assert proc.returncode == 0, proc.stderr.decode()
     # realloc(p, 0) is NULL, huge alignments EINVAL, odd ones rounded up,
@@ -62,6 +63,16 @@ def test_bootstrap_blocks_behave_as_glibc_blocks(lib: str, mode: str, fill: str,
     # realloc(p, 0) of one leaves nothing behind
     assert program_blocks(rep, "boot") == {
         site_key("main", "boot.c", marker_line("boot.c", "LEAK-BR")): (1, 1 << 20)}
+
+
+@pytest.mark.parametrize("code", ["7", "E9"])
+def test_exit_while_resolving(lib: str, code: str, tmp_path: Path) -> None:
+    # _exit(7) / _Exit(9) called from dlsym while the interposer resolves
+    proc = run(lib, [program("boot")], tmp_path, timeout=30,
+               env={"LD_PRELOAD": f"{program('libbootdl.so')}:{lib}", "BOOTDL_EXIT": code})
+    assert proc.returncode == int(code.lstrip("E")), proc.stderr.decode()
+    assert proc.stdout == b""
+    assert not list(tmp_path.glob("*.json"))   # nothing was recorded
 
 
 def test_bootstrap_blocks_ubsan_clean(tmp_path: Path) -> None:

@@ -6,13 +6,15 @@
  * dlsym answers (RTLD_NEXT is looked up in libc, which is where the
  * interposer's next definitions are). The blocks and what each call
  * returned are left in bootdl_out for tests/preload/boot.c. With
- * BOOTDL_FILL=0 the buffer is not filled: the last block is a malloc(0). */
+ * BOOTDL_FILL=0 the buffer is not filled: the last block is a malloc(0).
+ * With BOOTDL_EXIT=N (or EN) it calls _exit(N) (or _Exit(N)) there. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct bootdl_call {
     void *p;       /* what the call returned */
@@ -43,9 +45,23 @@ static void note(int i, void *p)
     bootdl_out[i].err = errno;
 }
 
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+__attribute__((visibility("default"))) size_t bootdl_usable;   /* of a glibc block */
+
 static void allocate(void)
 {
     volatile size_t max = SIZE_MAX;
+    const char *code = getenv("BOOTDL_EXIT");
+    if (code && *code) {              /* _exit from inside the resolution */
+        if (code[0] == 'E')
+            _Exit(atoi(code + 1));
+        _exit(atoi(code));
+    }
+    /* a block the interposer never saw, asked about while it resolves */
+    void *g = __libc_malloc(10);
+    bootdl_usable = malloc_usable_size(g);
+    __libc_free(g);
     errno = -1;
     note(BOOT_MALLOC, malloc(100));
     memset(bootdl_out[BOOT_MALLOC].p, 0x5a, 100);
