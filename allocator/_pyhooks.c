@@ -17,9 +17,10 @@
  *      traces     pointer -> (size, site); open addressing, backward-shift
  *                 deletion, so no tombstones;
  *      code cache (code object, instruction offset) -> location; the key is
- *                 checked against the code's file name, qualified name and
- *                 first line, so a code object freed and another one made at
- *                 the same address is not confused with the first;
+ *                 checked against the code's file name, qualified name, first
+ *                 line and line table's hash, so a code object freed and
+ *                 another one made at the same address is not confused with
+ *                 the first (see "code identity");
  *      locations  (file, function, line), each distinct one once;
  *      sites      a stack of N locations (innermost first), each once, with
  *                 its counters: outstanding blocks and bytes, peak bytes,
@@ -176,6 +177,7 @@ typedef struct {
     const void *code;   /* NULL: empty slot */
     const void *file_obj;
     const void *name_obj;
+    Py_hash_t lt_hash;  /* the hash of the code's line table (line_table_hash) */
     int lasti;
     int firstlineno;
     uint32_t loc;
@@ -494,6 +496,22 @@ static uint32_t intern_site(const uint32_t *locs, uint32_t n)
     return intern_site_native(locs, n, 0);
 }
 
+/* --- code identity
+ * A code object is known by its address, file name, qualified name and
+ * first line objects only while it lives: one freed and another made at the
+ * same address (exec'd or compiled code) may have all of them and still put
+ * its instructions on other lines.  The lines come from the line table, so
+ * its hash goes with them: bytes objects keep their hash once computed, so
+ * the check is a load and a compare, and computing it (bytes_hash) neither
+ * allocates nor calls Python.  -1: not computed yet, never a match. */
+static inline Py_hash_t line_table_hash(const PyCodeObject *code)
+{
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    return ((const PyBytesObject *)code->co_linetable)->ob_shash;
+#pragma GCC diagnostic pop
+}
+
 /* --- code cache */
 static inline size_t cc_index(const void *code, int lasti, size_t cap)
 {
@@ -538,7 +556,7 @@ static inline ccache_t *cc_find(PyCodeObject *code, int lasti)
             return NULL;
         if (e->code == code && e->lasti == lasti) {
             if (e->file_obj == code->co_filename && e->name_obj == code->co_qualname &&
-                e->firstlineno == code->co_firstlineno)
+                e->firstlineno == code->co_firstlineno && e->lt_hash == line_table_hash(code))
                 return e;
             return NULL;
         }
@@ -556,7 +574,7 @@ static void cc_store(PyCodeObject *code, int lasti, uint32_t loc)
         j = (j + 1) & mask;
     if (T.cc[j].code == NULL)
         T.cc_len++;
-    T.cc[j] = (ccache_t){code, code->co_filename, code->co_qualname, lasti,
+    T.cc[j] = (ccache_t){code, code->co_filename, code->co_qualname, line_table_hash(code), lasti,
                          code->co_firstlineno, loc};
 }
 
@@ -740,6 +758,8 @@ HOT uint32_t frame_loc(const rawframe *f)
     int line;
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    if (PyBytes_Check(f->code->co_linetable))
+        (void)PyObject_Hash(f->code->co_linetable);     /* kept in the bytes object */
     describe_frame(f, &file, &nfile, &func, &nfunc, &line);
     PyErr_Restore(exc_type, exc_value, exc_tb);
     lock_tables();
@@ -748,7 +768,7 @@ HOT uint32_t frame_loc(const rawframe *f)
     if (fi == NONE32 || fu == NONE32)
         return NONE32;
     uint32_t loc = intern_loc(fi, fu, line);
-    if (loc != NONE32)
+    if (loc != NONE32 && line_table_hash(f->code) != -1)
         cc_store(f->code, f->lasti, loc);
     return loc;
 }
@@ -810,6 +830,7 @@ static uint32_t site_for(const rawframe *frames, int n)
 static TLS struct {
     const PyCodeObject *code;
     const void *file, *name;
+    Py_hash_t lt_hash;
     int lasti, firstline;
     uint32_t site;
 } tls_last;
@@ -822,9 +843,10 @@ static __attribute__((noinline)) uint32_t site_slow(_PyInterpreterFrame *fr)
     int n = collect_frames(fr, frames);
     lock_tables();
     uint32_t site = site_for(frames, n);
-    if (n == 1 && depth == 1 && site != NO_FRAME_SITE) {
+    if (n == 1 && depth == 1 && site != NO_FRAME_SITE && line_table_hash(frames[0].code) != -1) {
         PyCodeObject *code = frames[0].code;
         tls_last.code = code;
+        tls_last.lt_hash = line_table_hash(code);
         tls_last.file = code->co_filename;
         tls_last.name = code->co_qualname;
         tls_last.lasti = frames[0].lasti;
@@ -842,7 +864,8 @@ HOT void record(const domain_t *d, void *p, size_t size, uint32_t k)
     PyCodeObject *code;
     if (fr != NULL && depth == 1 && tls_last.code == (code = fr->f_code) &&
         tls_last.lasti == _PyInterpreterFrame_LASTI(fr) && tls_last.file == code->co_filename &&
-        tls_last.name == code->co_qualname && tls_last.firstline == code->co_firstlineno) {
+        tls_last.name == code->co_qualname && tls_last.firstline == code->co_firstlineno &&
+        tls_last.lt_hash == line_table_hash(code)) {
         site = tls_last.site;
         lock_tables();
     } else {
@@ -941,6 +964,7 @@ typedef struct {
 typedef struct {
     const PyCodeObject *code;
     const void *file, *name;
+    Py_hash_t lt_hash;          /* -1: never matches */
     int lasti, firstline;
     bool entry;
 } memo_frame;
@@ -981,7 +1005,8 @@ static inline bool memo_frame_is(const memo_frame *e, const _PyInterpreterFrame 
     const PyCodeObject *code = fr->f_code;
     return e->code == code && e->lasti == _PyInterpreterFrame_LASTI(fr) &&
            e->entry == fr->is_entry && e->file == code->co_filename &&
-           e->name == code->co_qualname && e->firstline == code->co_firstlineno;
+           e->name == code->co_qualname && e->firstline == code->co_firstlineno &&
+           e->lt_hash != -1 && e->lt_hash == line_table_hash(code);
 }
 
 /* True when the frames from fr outwards are the memo's (for the same id):
@@ -1025,7 +1050,8 @@ static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id)
             m->f[j].lasti == frames[i].lasti && m->f[j].entry == frames[i].entry &&
             m->f[j].file == frames[i].code->co_filename &&
             m->f[j].name == frames[i].code->co_qualname &&
-            m->f[j].firstline == frames[i].code->co_firstlineno) {
+            m->f[j].firstline == frames[i].code->co_firstlineno && m->f[j].lt_hash != -1 &&
+            m->f[j].lt_hash == line_table_hash(frames[i].code)) {
             locs[i] = m->loc[j];
             continue;
         }
@@ -1043,8 +1069,9 @@ static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id)
     if (m != NULL) {
         for (int i = 0; i < n; i++) {
             PyCodeObject *code = frames[i].code;
-            m->f[i] = (memo_frame){code, code->co_filename, code->co_qualname, frames[i].lasti,
-                                   code->co_firstlineno, frames[i].entry};
+            m->f[i] = (memo_frame){code, code->co_filename, code->co_qualname,
+                                   line_table_hash(code), frames[i].lasti, code->co_firstlineno,
+                                   frames[i].entry};
             m->loc[i] = locs[i];
         }
         m->n = n;

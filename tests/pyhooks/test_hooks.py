@@ -323,3 +323,43 @@ def test_a_program_that_stops_the_hooks_gets_one_line_not_a_traceback(tmp_path: 
     assert r.stderr == ("ringpool python hooks: the program stopped the hooks "
                         "(allocator._pyhooks.stop()); no report is written\n")
     assert not list(tmp_path.iterdir())
+
+
+CODE_AT_AN_OLD_ADDRESS = """
+    import sys
+    from allocator import _pyhooks
+    options = {"native": 16} if sys.argv[1] == "native" else {"depth": int(sys.argv[1])}
+    _pyhooks.start(**options)
+    keep = []
+    for i in range(1000):
+        k = i % 5
+        # each code object dies after its call, and the next one is often made at its
+        # address: the same file, function name, first line and instruction offsets,
+        # but the allocating line moves down by k blank lines
+        src = "def f():\\n" + "\\n" * k + "    return bytearray(%d)\\n" % (1000 * (k + 1))
+        ns = {}
+        exec(compile(src, sys.intern("gen.py"), "exec"), ns)
+        keep.append(ns["f"]())
+        del ns
+    for frames, blocks, nbytes, _p, _a in _pyhooks.sites():
+        if frames and frames[0][0] == "gen.py" and frames[0][2] == "f":
+            print(frames[0][1], blocks, nbytes)
+    _pyhooks.stop()
+"""
+
+
+def test_a_code_object_made_at_a_dead_ones_address_keeps_its_own_lines(script: Script) -> None:
+    s = script("reuse.py", CODE_AT_AN_OLD_ADDRESS)
+    for mode in ("1", "3", "native"):
+        r = run_python(str(s), mode)
+        assert r.returncode == 0, r.stderr
+        rows: dict[int, list[int]] = {}
+        for text in r.stdout.splitlines():      # with native stacks, a line has several sites
+            line, blocks, nbytes = map(int, text.split())
+            rows.setdefault(line, [0, 0])
+            rows[line][0] += blocks
+            rows[line][1] += nbytes
+        # line L: 200 bytearrays of 1000 * (L - 1) bytes (a block of one more) and their
+        # 56-byte objects, nothing from the other lines
+        assert rows == {line: [400, 200 * (1000 * (line - 1) + 1 + 56)] for line in range(2, 7)}, \
+            (mode, rows)
