@@ -169,7 +169,8 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
     if has_final:
         fb = sum(int(r["blocks"]) for r in final.rows)
         fn = sum(int(r["bytes"]) for r in final.rows)
-        line += f"; finalization left {fb} blocks, {fn} bytes in {plural(len(final.rows), 'key')}"
+        line += (f"; finalization left {plural(fb, 'block')}, {plural(fn, 'byte')} in "
+                 f"{plural(len(final.rows), 'key')}")
     if args.report_dir is not None:
         line += f" (in {report_dir})"
     if verdict.active:

@@ -173,7 +173,7 @@ def totals_line(merged: Merged, reports: list[Report]) -> str:
     what = "key" if merged.kind in ("preload", "python") else "tag"
     rate = sample_rate(reports)
     est = f"estimated (sampled at {rate:g}) " if rate is not None else ""
-    return (f"{plural(len(reports), 'report')}: {est}{blocks} blocks, {nbytes} bytes outstanding "
+    return (f"{plural(len(reports), 'report')}: {est}{plural(blocks, 'block')}, {plural(nbytes, 'byte')} outstanding "
             f"in {plural(len(merged.rows), what)}")
 
 

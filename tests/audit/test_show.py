@@ -32,6 +32,13 @@ def test_table_lists_tags_with_percent(write_report: WriteReport, capsys: pytest
     assert "tokens" not in err  # the summary goes to stderr, the data to stdout
 
 
+def test_summary_counts_one_block_in_the_singular(write_report: WriteReport,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_report("one.json", tags=[tag("tokens", 1, 1)])
+    assert main(["show", path]) == 0
+    assert "1 report: 1 block, 1 byte outstanding in 1 tag" in capsys.readouterr().err
+
+
 def test_json_format(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_report("a.json")
     assert main(["show", path, "--format", "json"]) == 0
