@@ -839,6 +839,21 @@ typedef struct walk_mem {
     atomic_int in_use;
 } walk_mem;
 
+static walk_mem *mem_take(walk_state *m);
+
+/* The thread's walk buffers, taken at its first capture: 0 when none can
+   be had. */
+static inline __attribute__((always_inline)) int mem_attach(walk_state *m)
+{
+    walk_mem *mem = mem_take(m);
+    if (!mem)
+        return 0;
+    m->mem = mem;
+    m->last = &mem->buf[0];
+    m->next = &mem->buf[1];
+    return 1;
+}
+
 #ifdef RPI_STACK_HEAP_STATE
 #define THREAD_WALK() ((walk_state *)heap_block(HEAP_WALK, sizeof(walk_state)))   /* or NULL */
 static walk_mem *mem_take(walk_state *m)
@@ -933,14 +948,8 @@ static __attribute__((noinline, cold)) walk_mem *mem_take(walk_state *m)
 void *rpi_unwind_side_stack(void)
 {
     walk_state *m = THREAD_WALK();
-    if (!m->last) {
-        walk_mem *mem = mem_take(m);
-        if (!mem)
-            return NULL;
-        m->mem = mem;
-        m->last = &mem->buf[0];
-        m->next = &mem->buf[1];
-    }
+    if (!m->last && !mem_attach(m))
+        return NULL;
     return m->mem->side + SIDE_BYTES;
 }
 #endif
@@ -1305,14 +1314,8 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
     const cache *c = atomic_load_explicit(&rules, memory_order_acquire);
     if (!c)
         goto failed;
-    if (RPI_UNLIKELY(!m->last)) {
-        walk_mem *mem = mem_take(m);
-        if (!mem)
-            goto failed;
-        m->mem = mem;
-        m->last = &mem->buf[0];
-        m->next = &mem->buf[1];
-    }
+    if (RPI_UNLIKELY(!m->last) && !mem_attach(m))
+        goto failed;
     walk_buf *b = m->next;
     walk_buf *o = m->last;
     b->generation = generation;
