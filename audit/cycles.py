@@ -18,7 +18,7 @@ import os
 from typing import Any, Callable
 
 from audit import gate, output, reports
-from audit.commands._common import plural
+from audit.words import plural
 from audit.errors import AuditError
 from audit.formatters import Column, Table
 
@@ -155,7 +155,7 @@ def _render(table: Table, fmt: str) -> str:
 def _totals(rows: list[dict[str, Any]]) -> str:
     blocks = sum(int(r["blocks"]) for r in rows if not r.get("suppressed"))
     nbytes = sum(int(r["bytes"]) for r in rows if not r.get("suppressed"))
-    return f"{plural(blocks, 'block')}, {nbytes} bytes outstanding"
+    return f"{plural(blocks, 'block')}, {plural(nbytes, 'byte')} outstanding"
 
 
 def _residue_rows(counts: list[int],

@@ -16,6 +16,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit.words import plural
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_LEAKS = 2
@@ -55,7 +57,7 @@ class Verdict:
         if not self.failed:
             return "leak gate: passed"
         names = ", ".join(self.offenders[:10]) + (" ..." if len(self.offenders) > 10 else "")
-        return (f"leak gate: FAILED, {self.blocks} blocks / {self.bytes} bytes outstanding "
+        return (f"leak gate: FAILED, {plural(self.blocks, 'block')} / {plural(self.bytes, 'byte')} outstanding "
                 f"in tags not allowed: {names}")
 
 

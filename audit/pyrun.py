@@ -20,10 +20,11 @@ import sys
 import tempfile
 
 from audit import gate, output, reports
-from audit.commands._common import by_tag_table, plural, positive_int, totals_line
+from audit.commands._common import by_tag_table, positive_int, totals_line
 from audit._process import describe_status, exit_status, json_files
 from audit.errors import AuditError
 from audit.formatters import render
+from audit.words import plural
 
 _PYTHON_NAME = re.compile(r"(python|pypy)(\d+(\.\d+)*)?[dmu]*(\.exe)?\Z")
 TEXT_FORMATS = ("table", "github", "markdown")

@@ -46,6 +46,8 @@ from typing import Any, Callable, NamedTuple
 
 import pytest
 
+from audit.words import plural
+
 MARKER = "ringpool_no_leaks"
 LIMIT_MEMORY = "limit_memory"
 LIMIT_LEAKS = "limit_leaks"
@@ -142,7 +144,7 @@ class LeakGuard:
             offenders = []
             for stat in pool.snapshot().statistics():
                 if stat.blocks > 0 and not any(fnmatch.fnmatchcase(stat.tag, p) for p in self.patterns):
-                    offenders.append(f"{stat.tag} ({stat.blocks} blocks, {stat.bytes} bytes)")
+                    offenders.append(f"{stat.tag} ({plural(stat.blocks, 'block')}, {plural(stat.bytes, 'byte')})")
             if offenders:
                 found.append(f"pool {pool.name!r}: " + ", ".join(offenders))
         return found

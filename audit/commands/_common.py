@@ -12,6 +12,7 @@ from audit.errors import AuditError
 from audit.export.source import Source
 from audit.formatters import Column, Table
 from audit.reports import BY_CHOICES, Merged, Report
+from audit.words import plural
 
 # --sort: the count to order by, largest first (ties by pool, then tag); "tag" alone
 # orders by tag then pool.
@@ -175,10 +176,6 @@ def totals_line(merged: Merged, reports: list[Report]) -> str:
     est = f"estimated (sampled at {rate:g}) " if rate is not None else ""
     return (f"{plural(len(reports), 'report')}: {est}{plural(blocks, 'block')}, {plural(nbytes, 'byte')} outstanding "
             f"in {plural(len(merged.rows), what)}")
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def require_files(paths: list[str]) -> None:

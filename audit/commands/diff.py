@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from audit import gate, output, reports, schema
-from audit.commands._common import (add_input_options, input_limits, plural, positive_int, sample_rate,
-                                    wrapper_pattern)
+from audit.commands._common import add_input_options, input_limits, positive_int, sample_rate, wrapper_pattern
 from audit.errors import AuditError
 from audit.formatters import Column, Table
+from audit.words import plural
 
 
 class DiffCommand:

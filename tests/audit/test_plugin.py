@@ -74,8 +74,8 @@ def test_allow_patterns_in_marker_and_fixture(pytester: pytest.Pytester) -> None
     """)
     result.assert_outcomes(passed=2, failed=2)
     out = result.stdout.str()
-    assert "pool 'q': session (1 blocks, 7 bytes)" in out and "cache-entry" not in out
-    assert "pool 'r': buffer (1 blocks, 9 bytes)" in out and "log-line" not in out
+    assert "pool 'q': session (1 block, 7 bytes)" in out and "cache-entry" not in out
+    assert "pool 'r': buffer (1 block, 9 bytes)" in out and "log-line" not in out
 
 
 def test_child_pools_and_preexisting_pools(pytester: pytest.Pytester) -> None:
@@ -95,7 +95,7 @@ def test_child_pools_and_preexisting_pools(pytester: pytest.Pytester) -> None:
     """)
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "pool 'kid': kid-tag (1 blocks, 11 bytes)" in out
+    assert "pool 'kid': kid-tag (1 block, 11 bytes)" in out
     assert "old" not in out.replace("module-level", "")
 
 
