@@ -160,6 +160,19 @@ static int note(void *block, size_t size, const char *tag, void *arg)
     return 0;
 }
 
+/* The stats entry of tag (none: 0 blocks, 0 bytes) says blocks and bytes. */
+static void check_tag(const rp_tag_stat *st, size_t n, const char *tag, size_t blocks, size_t bytes)
+{
+    size_t sb = 0, sy = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(st[i].tag, tag) == 0) {
+            sb = st[i].blocks;
+            sy = st[i].bytes;
+        }
+    CHECK_EQ(sb, blocks);
+    CHECK_EQ(sy, bytes);
+}
+
 static int cmp_ptr(const void *a, const void *b)
 {
     uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
@@ -185,16 +198,7 @@ static void check_exact(rp_pool *pool)
     rp_tag_stat st[NTAGS_ALL + 8];
     size_t n = rp_pool_stats(pool, st, NTAGS_ALL + 8);
     CHECK(n <= NTAGS_ALL + 8);
-    for (int t = 0; t < NTAGS_ALL; t++) {
-        size_t sb = 0, sy = 0;
-        for (size_t i = 0; i < n; i++)
-            if (strcmp(st[i].tag, tags[t]) == 0) {
-                sb = st[i].blocks;
-                sy = st[i].bytes;
-            }
-        CHECK_EQ(sb, tb[t]);
-        CHECK_EQ(sy, ty[t]);
-    }
+    for (int t = 0; t < NTAGS_ALL; t++) check_tag(st, n, tags[t], tb[t], ty[t]);
     rp_pool_info info = tu_info(pool);
     CHECK_EQ(info.blocks, nl);
     CHECK_EQ(info.bytes, bytes);
@@ -1016,16 +1020,7 @@ static void tags_exact(rp_pool *pool, live *out, size_t n, bool full)
     rp_tag_stat st[16];
     size_t nt = rp_pool_stats(pool, st, 16);
     CHECK(nt <= 16);
-    for (unsigned k = 0; k < NKEEP; k++) {
-        size_t sb = 0, sy = 0;
-        for (size_t i = 0; i < nt; i++)
-            if (strcmp(st[i].tag, kept[k]) == 0) {
-                sb = st[i].blocks;
-                sy = st[i].bytes;
-            }
-        CHECK_EQ(sb, tb[k]);
-        CHECK_EQ(sy, ty[k]);
-    }
+    for (unsigned k = 0; k < NKEEP; k++) check_tag(st, nt, kept[k], tb[k], ty[k]);
     nwalked = 0;
     CHECK_INT(rp_pool_walk(pool, note, NULL), 0);
     CHECK_EQ(nwalked, n);
