@@ -272,7 +272,7 @@ def _elf_without_interpreter(path: str) -> bool:
 
 # Frames per block when --stack-depth is not given: deep enough for the
 # stacks of real programs (cc1, python3), and a capture costs by the frames
-# it finds, not by this cap (docs/preload.md has the measurements).
+# it finds, not by this cap (docs/preload.md, "Overhead").
 DEFAULT_STACK_DEPTH = 64
 MAX_STACK_DEPTH = 256
 
