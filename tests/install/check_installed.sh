@@ -4,7 +4,9 @@
 # DIST_DIR holds the sdist and the wheel (`python -m build`). The wheel goes into
 # a fresh venv in a temporary directory; from there: ringpool-audit --help, demo,
 # a C program built with the bundled header and library writing reports for
-# show/diff, run --preload on a leaking C program (exact sites, exit status),
+# show/diff, run --preload on a leaking C program (exact sites, exit status; its
+# whole stacks, sampling, and the pprof, speedscope, HTML and folded exports of
+# it and of a pool report),
 # a throwaway pytest project using the ringpool_no_leaks marker, the errors
 # when the interposer is missing, and run --python on a small script. Then the sdist is installed once into a second
 # venv (pip builds it) and checked again, more briefly.
@@ -62,6 +64,8 @@ need = ["allocator/__init__.py", "allocator/config.py", "allocator/py.typed",
         "allocator/lib/ringpool/libringpool-preload.so", "allocator/lib/pkgconfig/ringpool.pc",
         "audit/__init__.py", "audit/cli.py", "audit/commands/__init__.py", "audit/commands/run.py",
         "audit/commands/config.py", "audit/pytest_plugin.py", "audit/py.typed", "audit/_pyboot.py",
+        "audit/export/__init__.py", "audit/export/pprof.py", "audit/export/speedscope.py",
+        "audit/export/html.py", "audit/export/folded.py",
         f"ringpool-{version}.dist-info/licenses/LICENSE"]
 missing = [n for n in need if n not in names]
 for ext in ("allocator/_ringpool", "allocator/_pyhooks", "allocator/_pystack", "audit/_bench"):
@@ -153,6 +157,48 @@ assert site(name) == (1, 7), site(name)
 assert sum(r["bytes"] for r in rows) == 307, rows
 EOF
     expect 2 "$bin"/ringpool-audit run --preload --fail-on-leak -- ./leaky
+
+    step "whole stacks, sampling and every export format from the installed interposer and CLI"
+    rm -f stacks.json sampled.json leaks.* pool.*
+    expect 3 "$bin"/ringpool-audit run --preload --by stack --format json --output stacks.json -- ./leaky
+    expect 3 "$bin"/ringpool-audit run --preload --sample-rate 1 --format json --output sampled.json -- ./leaky
+    grep -q "estimated (sampled at 1) 4 blocks, 307 bytes" <<< "$err" || fail "sampling at rate 1 is not exact: $err"
+    for fmt in pprof speedscope html folded; do
+        expect 3 "$bin"/ringpool-audit run --preload --format "$fmt" --output "leaks.$fmt" -- ./leaky
+        expect 0 "$bin"/ringpool-audit show out/after.json --format "$fmt" --output "pool.$fmt"
+    done
+    "$bin"/python - "$entry" <<'EOF'
+import gzip, json, re, sys
+entry = sys.argv[1]
+with open("stacks.json", encoding="utf-8") as f:
+    rows = [r for r in json.load(f)["rows"] if not r["suppressed"]]
+# the whole stack: the leaking line, then main, then the C runtime
+stack = [r for r in rows if r["key"].startswith("make_entry (") and f"leaky.c:{entry})" in r["key"]]
+assert len(stack) == 1 and " < main (" in stack[0]["key"], [r["key"] for r in rows]
+assert (stack[0]["blocks"], stack[0]["bytes"]) == (3, 300), stack
+with open("sampled.json", encoding="utf-8") as f:
+    assert json.load(f)["sample_rate"] == 1
+for src, names, total in (("leaks", ("make_entry", "make_name", "main"), 307),
+                          ("pool", ("app", "cache", "session"), 348)):
+    with open(f"{src}.pprof", "rb") as f:
+        raw = gzip.decompress(f.read())            # a gzipped profile.proto
+    for s in names + ("inuse_space", "bytes", "alloc_objects"):
+        assert s.encode() in raw, (src, "pprof", s)
+    with open(f"{src}.speedscope", encoding="utf-8") as f:
+        doc = json.load(f)
+    assert doc["$schema"] == "https://www.speedscope.app/file-format-schema.json", doc["$schema"]
+    frames = {fr["name"] for fr in doc["shared"]["frames"]}
+    assert all(any(n in fr for fr in frames) for n in names), (src, frames)
+    assert total in [sum(p["weights"]) for p in doc["profiles"]], (src, doc["profiles"])
+    with open(f"{src}.html", encoding="utf-8") as f:
+        page = f.read()
+    assert all(n in page for n in names), (src, "html")
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page), (src, "the page loads something")
+    with open(f"{src}.folded", encoding="utf-8") as f:
+        folded = f.read().splitlines()
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in folded) == total, (src, folded)
+    assert all(any(n in line for line in folded) for n in names), (src, folded)
+EOF
 }
 
 step "ringpool-audit --help, --version"
