@@ -7,7 +7,8 @@
 # show/diff, run --preload on a leaking C program (exact sites, exit status; its
 # whole stacks, sampling, and the pprof, speedscope, HTML and folded exports of
 # it and of a pool report),
-# a throwaway pytest project using the ringpool_no_leaks marker, the errors
+# a throwaway pytest project using the ringpool_no_leaks, limit_memory and
+# limit_leaks markers, the errors
 # when the interposer is missing, and run --python on a small script. Then the sdist is installed once into a second
 # venv (pip builds it) and checked again, more briefly.
 # Environment: PYTHON_SYS (python3), CC (cc), VERSION (expected version).
@@ -225,15 +226,24 @@ grep -q 'missing from the installed ringpool package; reinstall' <<< "$err" || f
 expect 3 env RINGPOOL_PRELOAD_LIB="$work/preload.so" "$bin"/ringpool-audit run --preload -- ./leaky
 mv "$work/preload.so" "$lib"
 
-step "a throwaway pytest project using the ringpool_no_leaks marker"
+step "a throwaway pytest project using the ringpool_no_leaks, limit_memory and limit_leaks markers"
 pytest_pin=$(grep -E '^pytest==' "$repo/requirements-dev.txt")
 "$bin"/python -m pip install -q "$pytest_pin"
 cp -r "$here/pytest_project" project
 expect 1 "$bin"/python -m pytest -q project
-grep -q "1 failed, 2 passed" <<< "$out" || { echo "$all"; fail "pytest project: unexpected outcome"; }
-grep -q "FAILED project/test_pools.py::test_forgotten_pool" <<< "$out" || fail "the wrong test failed"
+grep -q "3 failed, 3 passed" <<< "$out" || { echo "$all"; fail "pytest project: unexpected outcome"; }
+for t in test_pools.py::test_forgotten_pool test_limits.py::test_over_memory_limit \
+         test_limits.py::test_over_leak_limit; do
+    grep -q "FAILED project/$t" <<< "$out" || { echo "$out"; fail "$t did not fail"; }
+done
 grep -q "forgetful" <<< "$out" && grep -q "never-freed" <<< "$out" ||
     { echo "$out"; fail "the failure does not name the pool and its tag"; }
+peak=$(grep -n 'PEAK-LINE' project/test_limits.py | cut -d: -f1)
+leak=$(grep -n 'LEAK-LINE' project/test_limits.py | cut -d: -f1)
+grep -q "test_over_memory_limit:.*test_limits.py:$peak -> 3.8MiB" <<< "$out" ||
+    { echo "$out"; fail "limit_memory does not name the line of the peak"; }
+grep -q "test_over_leak_limit:.*test_limits.py:$leak -> 488.4KiB (3 blocks)" <<< "$out" ||
+    { echo "$out"; fail "limit_leaks does not name the leaking line"; }
 
 step "run --python: a script's memory by Python line"
 printf 'KEEP = []\nfor i in range(3):\n    KEEP.append(bytearray(100000))\nprint("done")\n' > app.py
