@@ -140,10 +140,8 @@ def run(args: argparse.Namespace, cmd: list[str], report_dir: str, launch: Launc
         after = _interval_totals(rows, *intervals[-1])
         line += (f"; last two intervals differ by {after['blocks_per_cycle'] - before['blocks_per_cycle']:+.1f} "
                  f"blocks, {after['bytes_per_cycle'] - before['bytes_per_cycle']:+.1f} bytes per cycle")
-    if verdict.active:
-        line += "; per cycle " + verdict.describe()
-    output.summary(line)
-    return gate.EXIT_LEAKS if verdict.failed else gate.EXIT_OK
+    output.summary(verdict.summarize(line, "per cycle "))
+    return verdict.exit_code
 
 
 def _render(table: Table, fmt: str) -> str:

@@ -60,6 +60,15 @@ class Verdict:
         return (f"leak gate: FAILED, {plural(self.blocks, 'block')} / {plural(self.bytes, 'byte')} outstanding "
                 f"in tags not allowed: {names}")
 
+    def summarize(self, line: str, label: str = "") -> str:
+        """line, then (when the gate is active) "; " + label + the verdict: every
+        command's summary line ends this way."""
+        return f"{line}; {label}{self.describe()}" if self.active else line
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_LEAKS if self.failed else EXIT_OK
+
 
 def allowed(key: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)

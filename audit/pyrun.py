@@ -174,9 +174,7 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
                  f"{plural(len(final.rows), 'key')}")
     if args.report_dir is not None:
         line += f" (in {report_dir})"
-    if verdict.active:
-        line += "; " + verdict.describe()
-    output.summary(line)
+    output.summary(verdict.summarize(line))
     if verdict.failed:
         return gate.EXIT_LEAKS
     return exit_status(status) if status != 0 else gate.EXIT_OK

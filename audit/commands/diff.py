@@ -94,10 +94,8 @@ class DiffCommand:
         line = (("estimated: " if rate is not None else "")
                 + f"{plural(len(rows), 'tag')}: +{grown} / -{shrunk} bytes, net {grown - shrunk:+d}; "
                 f"{n_new} new, {n_gone} gone")
-        if verdict.active:
-            line += "; " + verdict.describe()
-        output.summary(line)
-        return gate.EXIT_LEAKS if verdict.failed else gate.EXIT_OK
+        output.summary(verdict.summarize(line))
+        return verdict.exit_code
 
 
 def _status(in_old: bool, in_new: bool) -> str:

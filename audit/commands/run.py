@@ -178,9 +178,7 @@ class RunCommand:
         line = f"{cmd[0]} {status_text}; " + totals_line(merged, loaded)
         if args.report_dir is not None:
             line += f" (in {report_dir})"
-        if verdict.active:
-            line += "; " + verdict.describe()
-        output.summary(line)
+        output.summary(verdict.summarize(line))
         if args.preload:
             _say_missing_symbols(loaded)
         if verdict.failed:

@@ -41,7 +41,5 @@ class ShowCommand:
         output.emit(args, table)
         verdict = gate.evaluate(args, merged.rows)
         line = totals_line(merged, loaded)
-        if verdict.active:
-            line += "; " + verdict.describe()
-        output.summary(line)
-        return gate.EXIT_LEAKS if verdict.failed else gate.EXIT_OK
+        output.summary(verdict.summarize(line))
+        return verdict.exit_code
