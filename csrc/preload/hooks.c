@@ -79,7 +79,10 @@ static void *boot_alloc(size_t size, size_t align)
     }
     for (;;) {
         size_t used = atomic_load(&boot_used);
-        size_t start = (used + 16 + align - 1) & ~(align - 1);
+        /* aligned as an address, not as an offset: the buffer itself is
+           only _Alignas(64), wherever the linker puts it */
+        uintptr_t base = (uintptr_t)boot_buf;
+        size_t start = (size_t)(((base + used + 16 + align - 1) & ~(uintptr_t)(align - 1)) - base);
         /* a block of 0 bytes at the very end would lie outside the
            buffer, where in_boot does not know it */
         if (start >= BOOT_BYTES || size > BOOT_BYTES - start) {
