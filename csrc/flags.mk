@@ -12,7 +12,7 @@ RP_OPT             := -O2 -g
 # a shared pool in the initial-exec TLS model (csrc/pool.c, docs/concurrency.md).
 RP_LIB_CFLAGS      := -fPIC -fvisibility=hidden -fno-semantic-interposition -D_GNU_SOURCE -DRP_BUILDING -DRPI_INITIAL_EXEC -Icsrc/include -Icsrc
 RP_LIB_LIBS        := -lpthread
-RP_PRELOAD_SRCS    := csrc/preload/*.c csrc/stack/*.c
+RP_PRELOAD_SRCS    := csrc/preload/*.c csrc/stack/*.c csrc/outfile.c
 RP_PRELOAD_CFLAGS  := -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -flto -flto-partition=one -D_GNU_SOURCE -Icsrc/stack
 RP_PRELOAD_LDFLAGS := -Wl,-z,nodelete
 RP_PRELOAD_LIBS    := -lunwind -ldl -lpthread

@@ -2,6 +2,7 @@
    pattern, and the reports written for pools still alive at exit/unload. */
 #include "internal.h"
 #include "poolstack.h"
+#include "outfile.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -275,127 +276,30 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
 }
 
 /* ------------------------------------------------------------ files
-   Where a report may go, and how (the same rules as the interposer's):
-   - "-" and /dev/stdout are stdout, /dev/stderr and /dev/fd/N that
-     descriptor: written straight in, whatever it is (tty, pipe, file);
-   - a character device or FIFO (also through a symbolic link: /dev/tty) is
-     opened and written straight in, never replaced; a FIFO without a
-     reader is an error, not a hang;
-   - a regular file, or nothing, is replaced atomically: the report goes to
-     a new temporary file beside it, created exclusively (O_EXCL|O_NOFOLLOW,
-     so a link planted at that name is never followed) with mode 0600, given
-     the umask's mode once complete, then renamed over the path -- only if
-     the path is still a regular file or nothing;
-   - anything else (a symbolic link to a regular file, a directory) is
-     refused: a link planted at the path is never followed nor replaced. */
+   Where a report may go, and how: the one rule of outfile.h, which the
+   interposer and the Python hooks follow too; "-" is standard output. */
 typedef struct sink {
-    rpi_out o;
-    bool    replace;        /* tmp is renamed over the path at the end */
-    bool    own;            /* o.fd is closed at the end */
-    char    tmp[4200];
+    rpi_out     o;
+    rpi_outfile f;
+    char        tmp[4200];
 } sink;
-
-static mode_t file_mode(void)
-{
-    /* the umask without changing it (umask(2) is process-wide) */
-    mode_t mask = 022;
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        char buf[4096];
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        buf[n > 0 ? n : 0] = '\0';
-        const char *u = strstr(buf, "\nUmask:");
-        unsigned m;
-        if (u && sscanf(u + 7, " %o", &m) == 1) mask = (mode_t)m;
-    }
-    return 0666 & ~mask;
-}
 
 static int sink_open(const char *path, sink *k, char *why, size_t cap)
 {
     k->o.fd = -1;
     k->o.failed = false;
     k->o.len = 0;
-    k->replace = k->own = false;
-    k->tmp[0] = '\0';
-    int std = strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0 ? 1
-            : strcmp(path, "/dev/stderr") == 0 ? 2 : -1;
-    if (std < 0 && strncmp(path, "/dev/fd/", 8) == 0 && path[8]) {
-        char *end;
-        long fd = strtol(path + 8, &end, 10);
-        if (*end == '\0' && fd >= 0 && fd < 1 << 20) std = (int)fd;
-    }
-    if (std >= 0) {
-        /* what the program wrote to its streams goes first */
-        fflush(std == 1 ? stdout : std == 2 ? stderr : NULL);
-        if (fcntl(std, F_GETFD) < 0) {
-            snprintf(why, cap, "descriptor %d: %s", std, strerror(errno));
-            return RP_EIO;
-        }
-        k->o.fd = std;
-        return 0;
-    }
-    struct stat st;
-    bool exists = lstat(path, &st) == 0;
-    if (!exists && errno != ENOENT) {
-        snprintf(why, cap, "%s", strerror(errno));
-        return RP_EIO;
-    }
-    if (exists && S_ISLNK(st.st_mode)) {
-        struct stat t;
-        if (stat(path, &t) != 0 || !(S_ISCHR(t.st_mode) || S_ISFIFO(t.st_mode))) {
-            snprintf(why, cap, "it is a symbolic link (not followed but to a character device or "
-                     "FIFO); name the file itself");
-            return RP_EIO;
-        }
-        st = t;
-    }
-    if (exists && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
-        int fd = open(path, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-        struct stat t;
-        if (fd < 0) {
-            snprintf(why, cap, "%s", errno == ENXIO ? "FIFO without a reader" : strerror(errno));
-            return RP_EIO;
-        }
-        if (fstat(fd, &t) != 0 || !(S_ISCHR(t.st_mode) || S_ISFIFO(t.st_mode))) {
-            close(fd);
-            snprintf(why, cap, "it changed while being opened");
-            return RP_EIO;
-        }
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-        k->o.fd = fd;
-        k->own = true;
-        return 0;
-    }
-    if (exists && !S_ISREG(st.st_mode)) {
-        snprintf(why, cap, "it is not a regular file, character device or FIFO");
-        return RP_EIO;
-    }
-    static atomic_uint serial;
-    for (int tries = 0; tries < 100; tries++) {
-        int n = snprintf(k->tmp, sizeof k->tmp, "%s.tmp.%ld.%u", path, (long)getpid(),
-                         atomic_fetch_add(&serial, 1));
-        if (n < 0 || (size_t)n >= sizeof k->tmp) {
-            snprintf(why, cap, "path too long");
-            return RP_EIO;
-        }
-        int fd = open(k->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0 && errno == EEXIST) continue;
-        if (fd < 0) {
-            snprintf(why, cap, "cannot create its temporary file: %s", strerror(errno));
-            return RP_EIO;
-        }
-        k->o.fd = fd;
-        k->own = k->replace = true;
-        return 0;
-    }
-    snprintf(why, cap, "no free temporary name beside it");
-    return RP_EIO;
+    if (strcmp(path, "-") == 0) path = "/dev/stdout";
+    int std = rpi_outfile_own_fd(path);
+    /* what the program wrote to its streams goes first */
+    if (std >= 0) fflush(std == 1 ? stdout : std == 2 ? stderr : NULL);
+    if (rpi_outfile_open(&k->f, path, k->tmp, sizeof k->tmp, why, cap) != 0) return RP_EIO;
+    k->o.fd = k->f.fd;
+    return 0;
 }
 
-/* Ends the report: flush, close, and for a regular file the rename; or,
-   with abandon, drops it (nothing renamed). */
+/* Ends the report: flush, then for a regular file the umask's mode and the
+   rename; or, with abandon, drops it (nothing renamed). */
 static int sink_close(const char *path, sink *k, bool abandon, char *why, size_t cap)
 {
     int rc = 0;
@@ -404,25 +308,12 @@ static int sink_close(const char *path, sink *k, bool abandon, char *why, size_t
         snprintf(why, cap, "write failed: %s", strerror(k->o.err));
         rc = RP_EIO;
     }
-    if (!abandon && rc == 0 && k->replace && fchmod(k->o.fd, file_mode()) != 0) {
-        snprintf(why, cap, "chmod failed: %s", strerror(errno));
+    char late[512];
+    if (rpi_outfile_finish(&k->f, path, !abandon && rc == 0, late, sizeof late) != 0 && rc == 0 &&
+        !abandon) {
+        snprintf(why, cap, "%s", late);
         rc = RP_EIO;
     }
-    if (k->own && close(k->o.fd) != 0 && rc == 0 && !abandon) {
-        snprintf(why, cap, "write failed: %s", strerror(errno));
-        rc = RP_EIO;
-    }
-    if (!k->replace) return rc;
-    struct stat st;
-    if (!abandon && rc == 0 && lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        snprintf(why, cap, "it was replaced by something other than a regular file meanwhile");
-        rc = RP_EIO;
-    }
-    if (!abandon && rc == 0 && rename(k->tmp, path) != 0) {
-        snprintf(why, cap, "rename failed: %s", strerror(errno));
-        rc = RP_EIO;
-    }
-    if (abandon || rc != 0) unlink(k->tmp);
     return rc;
 }
 

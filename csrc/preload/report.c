@@ -9,16 +9,15 @@
  * offset from the module's load bias, the address addr2line expects.
  */
 #include "rpp.h"
+#include "../outfile.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h> /* rename(2) only: no stream is used */
 #include <sys/types.h>
 #include <link.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -469,130 +468,17 @@ int rpp_expand_pattern(const char *pattern, const char *reason, char *outp, size
 static _Atomic int writing;
 
 /* ------------------------------------------------------ report files
- * Rules (the same as the library's own reports):
- *   - a path that names a character device or a FIFO (/dev/null, a pipe)
- *     is written straight through; /dev/stdout, /dev/stderr, /dev/fd/N and
- *     /proc/self/fd/N write to that descriptor of this process;
- *   - otherwise the report goes to a new file created exclusively beside
- *     the path (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, then the umask's
- *     mode) and is renamed over the path, but only when nothing or a
- *     regular file is there: a symbolic link, directory or socket at the
- *     path is left alone and the report is not written (one line says so).
- */
-static int own_fd_path(const char *path)
+ * Where the report goes, and how: the one rule of csrc/outfile.h, which the
+ * library's reports and the Python hooks' follow too. A refusal is one line
+ * naming the path and saying why. */
+static void say_not_written(const char *path, const char *why)
 {
-    if (strcmp(path, "/dev/stdout") == 0)
-        return 1;
-    if (strcmp(path, "/dev/stderr") == 0)
-        return 2;
-    const char *num = NULL;
-    if (strncmp(path, "/dev/fd/", 8) == 0)
-        num = path + 8;
-    else if (strncmp(path, "/proc/self/fd/", 14) == 0)
-        num = path + 14;
-    if (!num || !*num)
-        return -1;
-    long v = 0;
-    for (const char *c = num; *c; c++) {
-        if (*c < '0' || *c > '9' || v > 100000000)
-            return -1;
-        v = v * 10 + (*c - '0');
-    }
-    return (int)v;
-}
-
-/* The process's umask, without changing it (umask(2) would race with
-   other threads creating files): /proc/self/status, else 022. */
-static mode_t current_umask(void)
-{
-    char buf[2048];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 022;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 022;
-    buf[n] = '\0';
-    const char *u = strstr(buf, "\nUmask:");
-    if (!u)
-        return 022;
-    u += 8;
-    while (*u == ' ' || *u == '\t')
-        u++;
-    mode_t m = 0;
-    for (; *u >= '0' && *u <= '7'; u++)
-        m = (mode_t)(m * 8 + (mode_t)(*u - '0'));
-    return m & 0777;
-}
-
-/* Opens where the report goes. *direct is 1 when fd writes the final
-   destination itself; else fd is the temporary file tmp, to be renamed over
-   path. -1 (one line said why) when the report cannot be written. */
-static int open_destination(const char *path, char *tmp, size_t tmpcap, int *direct)
-{
-    *direct = 0;
-    int own = own_fd_path(path);
-    if (own >= 0) {
-        int fd = fcntl(own, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-            rpp_say("cannot write report to ", path, ": that descriptor is not open");
-        *direct = 1;
-        return fd;
-    }
-    struct stat st;
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        struct stat target;
-        if (stat(path, &target) == 0 && (S_ISCHR(target.st_mode) || S_ISFIFO(target.st_mode))) {
-            int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
-            if (fd < 0) {
-                rpp_say("cannot write report to ", path,
-                        errno == ENXIO ? ": a FIFO with no reader" : ": open failed");
-                return -1;
-            }
-            int fl = fcntl(fd, F_GETFL);
-            if (fl >= 0)
-                fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-            *direct = 1;
-            return fd;
-        }
-        rpp_say("not writing report over ", path,
-                S_ISLNK(st.st_mode) ? ": it is a symbolic link (left as it is)"
-                : S_ISDIR(st.st_mode) ? ": it is a directory"
-                                      : ": it is not a regular file (left as it is)");
-        return -1;
-    }
-    size_t pl = strlen(path);
-    char pid[DECIMAL_MAX];
-    size_t il = decimal(pid, (unsigned long)getpid());
-    for (unsigned attempt = 0; attempt < 100; attempt++) {
-        if (pl + 1 + (sizeof pid - il) + 8 >= tmpcap) {
-            rpp_say("report path too long: ", path, "");
-            return -1;
-        }
-        size_t n = pl;
-        memcpy(tmp, path, pl);
-        tmp[n++] = '.';
-        memcpy(tmp + n, pid + il, sizeof pid - il);
-        n += sizeof pid - il;
-        tmp[n++] = '.';
-        tmp[n++] = (char)('0' + attempt / 10);
-        tmp[n++] = (char)('0' + attempt % 10);
-        memcpy(tmp + n, ".tmp", 5);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            fchmod(fd, 0666 & ~current_umask());
-            return fd;
-        }
-        if (errno != EEXIST) {
-            rpp_say("cannot write report ", tmp, errno == ENOENT ? ": no such directory"
-                                                 : errno == EACCES ? ": permission denied"
-                                                                   : ": open failed");
-            return -1;
-        }
-    }
-    rpp_say("cannot write report ", path, ": no free temporary name beside it");
-    return -1;
+    char tail[600] = ": ";
+    size_t n = 2;
+    for (const char *c = why; *c && n + 1 < sizeof tail; c++)
+        tail[n++] = *c;
+    tail[n] = '\0';
+    rpp_say("cannot write report to ", path, tail);
 }
 
 /* A fixed report name (no %p) in a process that is not its owner (a fork or
@@ -602,10 +488,7 @@ static int open_destination(const char *path, char *tmp, size_t tmpcap, int *dir
 static void name_for_this_process(char *path, size_t cap)
 {
     long self = (long)getpid();
-    if (!rpp_cfg.fixed_name || self == rpp_cfg.owner_pid || own_fd_path(path) >= 0)
-        return;
-    struct stat st;
-    if (stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)))
+    if (!rpp_cfg.fixed_name || self == rpp_cfg.owner_pid || rpi_outfile_is_stream(path))
         return;
     size_t pl = strlen(path);
     const char *base = strrchr(path, '/');
@@ -637,10 +520,13 @@ int rpp_write_report(const char *reason)
         goto done;
     }
     name_for_this_process(path, sizeof path);
-    int direct;
-    o.fd = open_destination(path, tmp, sizeof tmp, &direct);
-    if (o.fd < 0)
+    static rpi_outfile dest;
+    static char why[512];
+    if (rpi_outfile_open(&dest, path, tmp, sizeof tmp, why, sizeof why) != 0) {
+        say_not_written(path, why);
         goto done;
+    }
+    o.fd = dest.fd;
     o.failed = 0;
     o.len = 0;
 
@@ -792,26 +678,14 @@ int rpp_write_report(const char *reason)
     }
     puts_(w, "\n}\n");
     flush(w);
-    if (close(o.fd) != 0)
-        o.failed = 1;
     if (o.failed) {
-        rpp_say("cannot write report ", direct ? path : tmp, ": write failed (disk full?)");
-        if (!direct)
-            unlink(tmp);
+        rpp_say("cannot write report to ", path, ": write failed (disk full?)");
+        rpi_outfile_finish(&dest, path, 0, why, sizeof why);
         goto done;
     }
-    if (!direct) {
-        struct stat st;
-        if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {   /* appeared meanwhile */
-            rpp_say("not writing report over ", path, ": it is not a regular file (left as it is)");
-            unlink(tmp);
-            goto done;
-        }
-        if (rename(tmp, path) != 0) {
-            rpp_say("cannot rename report to ", path, "");
-            unlink(tmp);
-            goto done;
-        }
+    if (rpi_outfile_finish(&dest, path, 1, why, sizeof why) != 0) {
+        say_not_written(path, why);
+        goto done;
     }
     rc = 0;
 done:

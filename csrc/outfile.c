@@ -1,0 +1,291 @@
+/* outfile.c -- the one rule for writing a report file (outfile.h), shared by
+ * libringpool, the interposer and the Python hooks. System calls and string
+ * functions only: no malloc, no stdio, no locks. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* built alone too (the Python hooks' extension) */
+#endif
+#include "outfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>      /* rename(2) only: no stream is used */
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------- messages */
+typedef struct msg {
+    char  *b;
+    size_t cap, n;
+} msg;
+
+static void add(msg *m, const char *s)
+{
+    for (; *s && m->n + 1 < m->cap; s++)
+        m->b[m->n++] = *s;
+    if (m->cap)
+        m->b[m->n] = '\0';
+}
+
+/* v in decimal at the end of buf[24]: its first digit */
+static const char *decimal(char buf[24], unsigned long v)
+{
+    char *p = buf + 23;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p;
+}
+
+/* why = a [+ b [+ c]] */
+static int say(char *why, size_t cap, int err, const char *a, const char *b, const char *c)
+{
+    msg m = {why, cap, 0};
+    if (cap)
+        why[0] = '\0';
+    add(&m, a);
+    if (b)
+        add(&m, b);
+    if (c)
+        add(&m, c);
+    return err;
+}
+
+const char *rpi_outfile_strerror(int err)
+{
+    switch (err) {
+    case EPERM: return "Operation not permitted";
+    case ENOENT: return "No such file or directory";
+    case EIO: return "Input/output error";
+    case ENXIO: return "No such device or address";
+    case EBADF: return "Bad file descriptor";
+    case ENOMEM: return "Cannot allocate memory";
+    case EACCES: return "Permission denied";
+    case EBUSY: return "Device or resource busy";
+    case EEXIST: return "File exists";
+    case EXDEV: return "Invalid cross-device link";
+    case ENOTDIR: return "Not a directory";
+    case EISDIR: return "Is a directory";
+    case ENFILE: return "Too many open files in system";
+    case EMFILE: return "Too many open files";
+    case ETXTBSY: return "Text file busy";
+    case EFBIG: return "File too large";
+    case ENOSPC: return "No space left on device";
+    case EROFS: return "Read-only file system";
+    case EPIPE: return "Broken pipe";
+    case ENAMETOOLONG: return "File name too long";
+    case ELOOP: return "Too many levels of symbolic links";
+    case EDQUOT: return "Disk quota exceeded";
+    case EAGAIN: return "Resource temporarily unavailable";
+    case EINTR: return "Interrupted system call";
+    case EINVAL: return "Invalid argument";
+    default: return "Unknown error";
+    }
+}
+
+/* ------------------------------------------------------------- umask */
+mode_t rpi_outfile_umask(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 022;
+    size_t n = 0;
+    while (n < sizeof buf - 1) {     /* Umask is the second line: the first 1 KiB holds it */
+        ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    const char *u = strstr(buf, "\nUmask:");
+    if (!u)
+        return 022;
+    u += 7;
+    while (*u == ' ' || *u == '\t')
+        u++;
+    if (*u < '0' || *u > '7')
+        return 022;
+    mode_t m = 0;
+    for (; *u >= '0' && *u <= '7'; u++)
+        m = (mode_t)(m * 8 + (mode_t)(*u - '0'));
+    return m & 0777;
+}
+
+/* ------------------------------------------------------------- rules */
+int rpi_outfile_own_fd(const char *path)
+{
+    if (strcmp(path, "/dev/stdout") == 0)
+        return 1;
+    if (strcmp(path, "/dev/stderr") == 0)
+        return 2;
+    const char *num = NULL;
+    if (strncmp(path, "/dev/fd/", 8) == 0)
+        num = path + 8;
+    else if (strncmp(path, "/proc/self/fd/", 14) == 0)
+        num = path + 14;
+    if (!num || !*num)
+        return -1;
+    long v = 0;
+    for (const char *c = num; *c; c++) {
+        if (*c < '0' || *c > '9' || v > 100000000)
+            return -1;
+        v = v * 10 + (*c - '0');
+    }
+    return (int)v;
+}
+
+static int is_stream_mode(mode_t mode) { return S_ISCHR(mode) || S_ISFIFO(mode); }
+
+int rpi_outfile_is_stream(const char *path)
+{
+    struct stat st;
+    return rpi_outfile_own_fd(path) >= 0 || (stat(path, &st) == 0 && is_stream_mode(st.st_mode));
+}
+
+/* What a refused path is, for the message. */
+static const char *kind(mode_t mode)
+{
+    return S_ISREG(mode) ? "a regular file" : S_ISDIR(mode) ? "a directory"
+         : S_ISSOCK(mode) ? "a socket" : S_ISBLK(mode) ? "a block device"
+         : S_ISLNK(mode) ? "a symbolic link" : "not a regular file";
+}
+
+/* A character device or FIFO: opened without waiting (a FIFO without a
+   reader fails with ENXIO at once), checked to be one still, then made
+   blocking for the writes. */
+static int open_stream(rpi_outfile *of, const char *path, char *why, size_t whycap)
+{
+    int fd = open(path, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENXIO)
+            return say(why, whycap, e, "it is a FIFO with no reader (not waited for)", NULL, NULL);
+        return say(why, whycap, e, "cannot open it: ", rpi_outfile_strerror(e), NULL);
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !is_stream_mode(st.st_mode)) {
+        close(fd);
+        return say(why, whycap, EEXIST, "it changed while it was being opened (left as it is)",
+                   NULL, NULL);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    of->fd = fd;
+    of->direct = 1;
+    return 0;
+}
+
+int rpi_outfile_open(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap, char *why,
+                     size_t whycap)
+{
+    of->fd = -1;
+    of->direct = 0;
+    of->tmp = tmp;
+    if (tmpcap)
+        tmp[0] = '\0';
+    if (whycap)
+        why[0] = '\0';
+    if (!path || !*path)
+        return say(why, whycap, ENOENT, "the path is empty", NULL, NULL);
+    int own = rpi_outfile_own_fd(path);
+    if (own >= 0) {
+        int fd = fcntl(own, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0) {
+            char num[24];
+            return say(why, whycap, EBADF, "descriptor ", decimal(num, (unsigned long)own),
+                       " is not open");
+        }
+        of->fd = fd;
+        of->direct = 1;
+        return 0;
+    }
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        int e = errno;
+        if (e != ENOENT)
+            return say(why, whycap, e, "cannot examine it: ", rpi_outfile_strerror(e), NULL);
+    } else if (!S_ISREG(st.st_mode)) {
+        struct stat target;
+        int followed = S_ISLNK(st.st_mode) && stat(path, &target) == 0;
+        if (is_stream_mode(st.st_mode) || (followed && is_stream_mode(target.st_mode)))
+            return open_stream(of, path, why, whycap);
+        if (S_ISLNK(st.st_mode))
+            return say(why, whycap, EEXIST, "it is a symbolic link to ",
+                       followed ? kind(target.st_mode) : "nothing",
+                       " (not followed: only a link to a character device or FIFO is); "
+                       "name the file itself");
+        if (S_ISDIR(st.st_mode))
+            return say(why, whycap, EISDIR, "it is a directory", NULL, NULL);
+        return say(why, whycap, EEXIST, "it is ", kind(st.st_mode),
+                   ", not a regular file, character device or FIFO (left as it is)");
+    }
+    /* a regular file or nothing: a temporary file beside it */
+    static atomic_uint serial;
+    size_t pl = strlen(path);
+    char pid[24], num[24];
+    const char *p = decimal(pid, (unsigned long)getpid());
+    for (int tries = 0; tries < 100; tries++) {
+        const char *s = decimal(num, atomic_fetch_add_explicit(&serial, 1, memory_order_relaxed));
+        size_t need = pl + 5 + strlen(p) + 1 + strlen(s) + 1;
+        if (need > tmpcap)
+            return say(why, whycap, ENAMETOOLONG, "the path is too long for its temporary file",
+                       NULL, NULL);
+        msg m = {tmp, tmpcap, 0};
+        add(&m, path);
+        add(&m, ".tmp.");
+        add(&m, p);
+        add(&m, ".");
+        add(&m, s);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == EEXIST)
+            continue;               /* something is there (a planted link?): another name */
+        if (fd < 0) {
+            int e = errno;
+            tmp[0] = '\0';
+            return say(why, whycap, e, "cannot create its temporary file: ",
+                       rpi_outfile_strerror(e), NULL);
+        }
+        of->fd = fd;
+        return 0;
+    }
+    tmp[0] = '\0';
+    return say(why, whycap, EEXIST, "no free temporary name beside it", NULL, NULL);
+}
+
+int rpi_outfile_finish(rpi_outfile *of, const char *path, int ok, char *why, size_t whycap)
+{
+    int rc = 0;
+    if (of->fd < 0)
+        return 0;
+    if (ok && !of->direct && fchmod(of->fd, 0666 & ~rpi_outfile_umask()) != 0) {
+        int e = errno;
+        rc = say(why, whycap, e, "cannot set its mode: ", rpi_outfile_strerror(e), NULL);
+    }
+    if (close(of->fd) != 0 && ok && rc == 0 && errno != EINTR) {
+        int e = errno;
+        rc = say(why, whycap, e, "write failed: ", rpi_outfile_strerror(e), NULL);
+    }
+    of->fd = -1;
+    if (of->direct)
+        return rc;
+    struct stat st;
+    if (ok && rc == 0 && lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        rc = say(why, whycap, EEXIST, "it became ", kind(st.st_mode),
+                 " while the report was written (left as it is)");
+    if (ok && rc == 0 && rename(of->tmp, path) != 0) {
+        int e = errno;
+        rc = say(why, whycap, e, "cannot rename its temporary file over it: ",
+                 rpi_outfile_strerror(e), NULL);
+    }
+    if (!ok || rc != 0)
+        unlink(of->tmp);
+    return rc;
+}
