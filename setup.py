@@ -88,7 +88,8 @@ setup(
     cffi_modules=["allocator/_build.py:ffibuilder", "audit/_bench_build.py:ffibuilder"],
     cmdclass={"build_ext": BuildNative},
     # CPython's allocator hooks (Python-level attribution): plain C API, no cffi.
-    ext_modules=[Extension("allocator._pyhooks", ["allocator/_pyhooks.c"], libraries=["m"],
+    # csrc/outfile.c: where a report file may be written, the library's and the interposer's rule.
+    ext_modules=[Extension("allocator._pyhooks", ["allocator/_pyhooks.c", "csrc/outfile.c"], libraries=["m"],
                            extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"]),
                  # the native stacks of run --python --native (csrc/stack/)
                  Extension("allocator._pystack", ["allocator/_pystack.c"],

@@ -70,6 +70,8 @@ PyMODINIT_FUNC PyInit__pyhooks(void)
 /* The sampler's arithmetic (xoshiro256** stream, geometric draw), shared with
  * the library's and the interposer's samplers. */
 #include "../csrc/geometric.h"
+/* Where a report file may be written, and how (csrc/outfile.c, compiled in). */
+#include "../csrc/outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1695,56 +1697,29 @@ static char *final_pattern;     /* report path pattern for the after-finalizatio
 static char *program_name;
 static char python_version[32];
 
-/* Where a report may go: a regular file, or nothing yet, which is replaced
- * atomically -- the report goes to a new temporary file beside it, created
- * exclusively and without following a link (O_EXCL|O_NOFOLLOW: a link
- * planted at the temporary name is never followed), then renamed over the
- * path, only if the path is still a regular file or nothing.  Anything else
- * at the path (a symbolic link, a directory, a FIFO, a device) is refused
- * and left alone: the hooks never write through a path they did not make.
- * report_why says why, for the caller's message (NULL: strerror's). */
-static const char *report_why;
-
-static FILE *open_report_tmp(const char *path, char *tmp, size_t cap, int *err)
+/* Where a report may go, and how: the one rule of csrc/outfile.h, which the
+ * library's reports and the interposer's follow too (an existing character
+ * device or FIFO is written straight in; a regular file, or nothing, is
+ * replaced atomically through a temporary file created exclusively, without
+ * following a link; anything else is refused and left alone).  The report is
+ * written through a stream on a duplicate of the descriptor, so that closing
+ * the stream leaves the descriptor to rpi_outfile_finish. */
+static FILE *open_report(const char *path, rpi_outfile *of, char *tmp, size_t cap, int *err,
+                         char *why, size_t whycap)
 {
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISREG(st.st_mode)) {
-            report_why = S_ISLNK(st.st_mode) ? "it is a symbolic link (not followed); name the file itself"
-                         : S_ISDIR(st.st_mode) ? "it is a directory"
-                         : "it is not a regular file (a FIFO, device or socket is never written)";
-            *err = S_ISDIR(st.st_mode) ? EISDIR : EEXIST;
-            return NULL;
-        }
-    } else if (errno != ENOENT) {
-        *err = errno;
+    *err = rpi_outfile_open(of, path, tmp, cap, why, whycap);
+    if (*err != 0)
         return NULL;
-    }
-    static unsigned serial;
-    for (int tries = 0; tries < 100; tries++) {
-        int n = snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(), serial++);
-        if (n < 0 || (size_t)n >= cap) {
-            *err = ENAMETOOLONG;
-            return NULL;
-        }
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-        if (fd < 0 && errno == EEXIST)
-            continue;
-        if (fd < 0) {
-            *err = errno;
-            return NULL;
-        }
-        FILE *f = fdopen(fd, "w");
-        if (f == NULL) {
-            *err = errno ? errno : ENOMEM;
+    int fd = fcntl(of->fd, F_DUPFD_CLOEXEC, 0);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (f == NULL) {
+        *err = errno ? errno : ENOMEM;
+        if (fd >= 0)
             close(fd);
-            unlink(tmp);
-        }
-        return f;
+        rpi_outfile_finish(of, path, 0, why, whycap);
+        why[0] = '\0';
     }
-    report_why = "no free temporary name beside it";
-    *err = EEXIST;
-    return NULL;
+    return f;
 }
 
 static void write_frames(FILE *f, const site_t *s)
@@ -2099,18 +2074,20 @@ static totals_t live_totals(void)
  * With final set, the saved before-finalization counters are the main section
  * and the current counters are "after_finalization".  Lock held.
  * Returns 0, or an errno value. */
-static int write_report_locked(const char *pattern, const char *reason, bool final)
+static int write_report_locked(const char *pattern, const char *reason, bool final, char *why,
+                               size_t whycap)
 {
     char path[4096], tmp[4200];
+    rpi_outfile of;
     int err;
-    report_why = NULL;
+    why[0] = '\0';
     if (!expand_path(pattern, path, sizeof path))
         return ENAMETOOLONG;
     uint32_t n = T.sites_len;
     site_t *now_sites = copy_sites(n);
     if (now_sites == NULL)
         return ENOMEM;
-    FILE *f = open_report_tmp(path, tmp, sizeof tmp, &err);
+    FILE *f = open_report(path, &of, tmp, sizeof tmp, &err, why, whycap);
     if (f == NULL) {
         free(now_sites);
         return err;
@@ -2170,16 +2147,12 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
     err = ferror(f) ? EIO : 0;
     if (fclose(f) != 0 && err == 0)
         err = errno ? errno : EIO;
-    struct stat st;
-    if (err == 0 && lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        report_why = "it was replaced by something other than a regular file meanwhile";
-        err = EEXIST;
+    if (err != 0) {
+        rpi_outfile_finish(&of, path, 0, why, whycap);
+        why[0] = '\0';
+        return err;
     }
-    if (err == 0 && rename(tmp, path) != 0)
-        err = errno ? errno : EIO;
-    if (err != 0)
-        unlink(tmp);
-    return err;
+    return rpi_outfile_finish(&of, path, 1, why, whycap);
 }
 
 static void save_before_locked(const char *reason)
@@ -2203,13 +2176,13 @@ static void final_report_atexit(void)
         return;
     in_hook = 1;
     lock_tables();
-    int err = write_report_locked(final_pattern, "exit", true);
-    const char *why = report_why;
+    char why[512];
+    int err = write_report_locked(final_pattern, "exit", true, why, sizeof why);
     unlock_tables();
     in_hook = 0;
     if (err != 0)
         fprintf(stderr, "ringpool: cannot write the Python report %s: %s\n", final_pattern,
-                why ? why : strerror(err));
+                why[0] ? why : strerror(err));
 }
 
 static void atfork_child(void)
@@ -2601,7 +2574,7 @@ static PyObject *py_peaks_since(PyObject *self, PyObject *arg)
 /* OSError(err, why or strerror(err), path) for a report not written. */
 static PyObject *report_error(int err, const char *why, const char *path)
 {
-    if (why == NULL) {
+    if (why[0] == '\0') {
         errno = err;
         return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
     }
@@ -2626,11 +2599,10 @@ static PyObject *py_write_report(PyObject *self, PyObject *args, PyObject *kw)
         return PyErr_Format(PyExc_RuntimeError, "the Python allocator hooks are not running");
     in_hook++;
     int err;
-    const char *why;
+    char why[512];
     Py_BEGIN_ALLOW_THREADS
     lock_tables();
-    err = write_report_locked(path, reason, false);
-    why = report_why;
+    err = write_report_locked(path, reason, false, why, sizeof why);
     unlock_tables();
     Py_END_ALLOW_THREADS
     in_hook--;
@@ -2663,8 +2635,8 @@ static PyObject *py_exit_report(PyObject *self, PyObject *args)
     final_pattern = p;
     program_name = g;
     save_before_locked(reason);
-    err = write_report_locked(path, reason, false);
-    const char *why = report_why;
+    char why[512];
+    err = write_report_locked(path, reason, false, why, sizeof why);
     unlock_tables();
     in_hook--;
     if (err != 0)

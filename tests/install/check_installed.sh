@@ -82,7 +82,7 @@ top = f"ringpool-{version}/"
 snames = {n[len(top):] for n in tarfile.open(sdist).getnames() if n.startswith(top)}
 need = ["setup.py", "pyproject.toml", "LICENSE", "README.md", "Makefile", "requirements.txt",
         "ringpool.pc.in", "csrc/flags.mk", "csrc/include/ringpool.h", "csrc/pool.c",
-        "csrc/preload/hooks.c", "csrc/preload/rpp.h", "csrc/stack/stack.c", "mk/preload.mk", "cmake/ringpoolConfig.cmake.in",
+        "csrc/outfile.c", "csrc/outfile.h", "csrc/preload/hooks.c", "csrc/preload/rpp.h", "csrc/stack/stack.c", "mk/preload.mk", "cmake/ringpoolConfig.cmake.in",
         "allocator/_build.py", "allocator/_ringpool_cdef.h", "allocator/_pyhooks.c", "allocator/_pystack.c",
         "allocator/_pystack.h", "audit/_bench_build.py",
         "audit/_bench_kernel.c", "audit/commands/run.py"]
