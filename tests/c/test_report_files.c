@@ -127,6 +127,35 @@ static void test_report_to_dev_stderr(void)
     CHECK(lstat("/dev/stderr", &st) == 0 && S_ISLNK(st.st_mode));
 }
 
+/* /dev/fd/N and /proc/self/fd/N name that descriptor, whatever it is (here
+   a regular file): the report goes into it, nothing is replaced (the rule
+   of the interposer's and the Python hooks' reports too). */
+static void test_report_to_descriptor_names(void)
+{
+    rp_pool *p = small_pool();
+    char path[600], name[64], buf[8192];
+    static const char *const forms[] = {"/dev/fd/%d", "/proc/self/fd/%d"};
+    size_t i;
+    fresh_dir("fdname");
+    snprintf(path, sizeof path, "%s/out.json", dir);
+    for (i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        struct stat st;
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        CHECK(fd >= 0);
+        snprintf(name, sizeof name, forms[i], fd);
+        CHECK_INT(rp_pool_write_report(p, name), 0);
+        CHECK(fcntl(fd, F_GETFD) >= 0);             /* still the caller's */
+        close(fd);
+        CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0600);
+        slurp(path, buf, sizeof buf);
+        if (strstr(buf, "\"ringpool-snapshot\"") == NULL)
+            tu_fail(__FILE__, __LINE__, "%s: no report in %s", name, path);
+    }
+    no_leftovers();
+    drop_dir();
+    tu_end_pool(p);
+}
+
 /* ----------------------------------------------------------- symlinks */
 
 static void test_planted_symlink_not_followed(void)
@@ -387,6 +416,7 @@ int main(int argc, char **argv)
         {"report_to_fifo_written_straight_in", test_report_to_fifo_written_straight_in},
         {"report_to_dev_null_keeps_device", test_report_to_dev_null_keeps_device},
         {"report_to_dev_stderr", test_report_to_dev_stderr},
+        {"report_to_descriptor_names", test_report_to_descriptor_names},
         {"planted_symlink_not_followed", test_planted_symlink_not_followed},
         {"regular_file_replaced_with_umask_mode", test_regular_file_replaced_with_umask_mode},
         {"unknown_escape_refused", test_unknown_escape_refused},

@@ -289,3 +289,12 @@ def test_a_fifo_without_a_reader_is_refused_at_once(lib: str, tmp_path: Path,
     _refused(out, fifo, "it is a FIFO with no reader (not waited for)")
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+@pytest.mark.parametrize("name", ["/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"])
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_descriptor_name_is_that_descriptor(lib: str, writer: str, name: str) -> None:
+    # stderr is a pipe here; the report goes into it, nothing is replaced
+    out = run_writer(writer, lib, name, 0o022)
+    assert out.written, out.stderr
+    assert f'"format": "{FORMATS[writer]}"' in out.stderr.replace('"format":"', '"format": "')
