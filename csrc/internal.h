@@ -1138,5 +1138,9 @@ RPI_HIDDEN void rpi_shard_drain(rp_pool *s);        /* the taking in alone */
 RPI_HIDDEN int  rpi_write_report(rp_pool *pool, const char *path, unsigned flags,
                                  const char *reason);
 RPI_HIDDEN int  rpi_report_from_env(rp_pool *pool, const char *reason);
+/* rp_pool_write_report_ex with, when it fails, why (outfile.h's reason or
+   the write's failure; may be empty) in why: for the Python binding. */
+RPI_HIDDEN int  rpi_write_report_why(rp_pool *pool, const char *path, unsigned flags, char *why,
+                                     size_t cap);
 
 #endif /* RP_INTERNAL_H */

@@ -353,6 +353,11 @@ int rpi_write_report(rp_pool *pool, const char *path, unsigned flags, const char
     return write_report(pool, path, flags, reason, false, why, sizeof why);
 }
 
+int rpi_write_report_why(rp_pool *pool, const char *path, unsigned flags, char *why, size_t cap)
+{
+    return write_report(pool, path, flags, "request", false, why, cap);
+}
+
 static unsigned env_flags(void)
 {
     const char *b = getenv("RINGPOOL_REPORT_BLOCKS");

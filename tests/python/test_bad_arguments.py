@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 import allocator
-from allocator import InvalidArgument, OutOfMemory, Pool
+from allocator import InvalidArgument, OutOfMemory, Pool, ReportError
 
 
 @pytest.fixture
@@ -111,3 +112,20 @@ def test_reserved_bytes_is_the_same_in_info_snapshot_and_report(backing: str,
         assert pool.info().reserved_bytes == from_report
         assert pool.snapshot().totals.reserved_bytes == from_report
         assert from_report >= 10 * 100
+
+
+def test_a_report_not_written_says_where_and_why(tmp_path: Path) -> None:
+    # the reason comes from the library's report-file rule (csrc/outfile.h)
+    (tmp_path / "dir.json").mkdir()
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "link.json").symlink_to(tmp_path / "nothing")
+    cases = {"dir.json": "it is a directory",
+             "fifo.json": "it is a FIFO with no reader (not waited for)",
+             "link.json": "it is a symbolic link to nothing",
+             "nodir/r.json": "cannot create its temporary file: No such file or directory"}
+    with Pool("unwritten") as pool:
+        for name, why in cases.items():
+            with pytest.raises(ReportError) as info:
+                pool.write_report(str(tmp_path / name))
+            assert str(tmp_path / name) in str(info.value) and why in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.json", "fifo.json", "link.json"]
