@@ -182,7 +182,8 @@ class _Csv:
 
 
 class _Folded:
-    """``frame;frame;... value`` lines, the input of flamegraph.pl and speedscope."""
+    """``frame;frame;... value`` lines, the input of flamegraph.pl and speedscope; rows whose
+    value is negative (diff's shrinking rows) are left out."""
 
     def render(self, table: Table) -> str:
         lines = []
@@ -190,6 +191,8 @@ class _Folded:
             value = row.get(table.value_key)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
+            if value < 0:       # a count is not negative: flamegraph.pl, inferno and speedscope
+                continue        # reject "-600" lines, as the flame graph leaves such rows out
             frames = [f.replace(";", ":").replace(" ", "_") or "_" for f in table.frames(row)]
             number = int(value) if float(value).is_integer() else value
             lines.append(f"{';'.join(frames)} {number}")

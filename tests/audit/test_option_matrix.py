@@ -1,0 +1,406 @@
+"""The cross product of the CLI's options over every kind of report.
+
+One small real report of each kind is made once by its own producer (a pool
+report from a program linking libringpool, interposer reports whole-stack,
+one-frame and sampled from an unmodified program, a pool report with stacks,
+Python-hooks reports with and without --native), then ``show`` and ``diff``
+run in-process with every --format x --by x gate x destination (stdout or
+--output FILE). Each outcome must be: exit 0, exit 2 (gate failed) or exit 1
+with one clear line on stderr; never a traceback; no file left behind by an
+error; output that parses in its format, with the same outstanding blocks and
+bytes as the json format of the same report and grouping; and the same gate
+verdict whatever the format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import html
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+from _export_testlib import FIXTURES, PROGRAMS, ROOT, decode_pprof
+from audit.cli import main
+from audit.formatters import FORMAT_NAMES
+from audit.reports import BY_CHOICES
+
+SPEEDSCOPE_SCHEMA = json.loads((FIXTURES / "speedscope-file-format-schema.json").read_text(encoding="utf-8"))
+KINDS = ("pool", "pool_stacks", "preload", "preload_one_frame", "preload_sampled", "python", "python_native")
+BYS: tuple[str | None, ...] = (None, *BY_CHOICES)
+GATES: tuple[tuple[str, ...], ...] = (
+    (),
+    ("--fail-on-leak",),
+    ("--max-leak-bytes", "0"),
+    ("--max-leak-bytes", "1000000000"),
+    ("--fail-on-leak", "--allow-tag", "*"),
+    ("--max-leak-bytes", "100", "--allow-tag", "make_*", "--allow-tag", "cache"),
+)
+DESTS = ("stdout", "file")
+TEXT_TABLES = ("table", "github", "markdown")
+
+
+# ------------------------------------------------------------------ the reports
+def _cc() -> str:
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    assert cc is not None, "a C compiler is needed (make setup-sys installs gcc)"
+    return cc
+
+
+def _lib_a() -> Path:
+    library = Path(os.environ.get("RINGPOOL_LIB_A", ROOT / "build" / "libringpool.a"))
+    assert library.exists(), f"{library} is missing: run `make lib` first"
+    return library
+
+
+def _only_json(directory: Path) -> list[str]:
+    files = sorted(str(p) for p in directory.glob("*.json"))
+    assert files, f"no report in {directory}"
+    return files
+
+
+def _produce(argv: list[str]) -> None:
+    with _captured() as cap:
+        code = main(argv)
+    assert code == 0, cap.err()
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """Kind of report -> its files, each made by the real producer."""
+    d = tmp_path_factory.mktemp("matrix")
+    cc, inc = _cc(), f"-I{ROOT / 'csrc' / 'include'}"
+    leaky, plain, stacks = d / "leaky", d / "plain_leaks", d / "pool_stacks"
+    subprocess.run([cc, "-std=c11", "-D_GNU_SOURCE", inc, str(PROGRAMS / "leaky.c"), str(_lib_a()),
+                    "-lpthread", "-o", str(leaky)], check=True)
+    subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", str(PROGRAMS / "plain_leaks.c"),
+                    "-o", str(plain)], check=True)
+    subprocess.run([cc, "-std=c11", "-O0", "-g", "-D_GNU_SOURCE", inc, str(PROGRAMS / "pool_stacks.c"),
+                    str(_lib_a()), "-lpthread", "-o", str(stacks)], check=True)
+    script = d / "three.py"
+    script.write_text("HOLD = []\nfor i in range(50):\n    HOLD.append(bytearray(100))\n", encoding="utf-8")
+    quiet = ["--output", os.devnull, "--force"]
+    _produce(["run", "--report-dir", str(d / "pool"), *quiet, "--", str(leaky)])
+    _produce(["run", "--preload", "--report-dir", str(d / "preload"), *quiet, "--", str(plain)])
+    _produce(["run", "--preload", "--stack-depth", "1", "--report-dir", str(d / "one"), *quiet, "--", str(plain)])
+    _produce(["run", "--preload", "--sample-rate", "0.05", "--sample-seed", "7", "--report-dir", str(d / "sampled"),
+              *quiet, "--", str(plain)])
+    _produce(["run", "--python", "--report-dir", str(d / "python"), *quiet, "--", str(script)])
+    _produce(["run", "--python", "--native", "--report-dir", str(d / "native"), *quiet, "--", str(script)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGPOOL_")}
+    subprocess.run([str(stacks), str(d / "pool_stacks.json")], check=True, env=env)
+    return {
+        "pool": _only_json(d / "pool"),
+        "pool_stacks": [str(d / "pool_stacks.json")],
+        "preload": _only_json(d / "preload"),
+        "preload_one_frame": _only_json(d / "one"),
+        "preload_sampled": _only_json(d / "sampled"),
+        "python": _only_json(d / "python"),
+        "python_native": _only_json(d / "native"),
+    }
+
+
+# ------------------------------------------------------------------ running the CLI in-process
+class _Stream(io.TextIOWrapper):
+    def __init__(self, tty: bool) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", write_through=True)
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+    def data(self) -> bytes:
+        self.flush()
+        raw = self.buffer
+        assert isinstance(raw, io.BytesIO)
+        return raw.getvalue()
+
+
+@dataclass
+class _Capture:
+    out: _Stream
+    error: _Stream
+
+    def err(self) -> str:
+        return self.error.data().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _captured(tty: bool = False) -> Iterator[_Capture]:
+    cap = _Capture(_Stream(tty), _Stream(False))
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = cap.out, cap.error
+    try:
+        yield cap
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+@dataclass
+class Outcome:
+    argv: list[str]
+    code: int
+    data: bytes
+    err: str
+
+
+def run_cli(argv: list[str], out_file: Path | None, tty: bool = False) -> Outcome:
+    """Runs argv (adding --output out_file when given); the data is what went to stdout or the file."""
+    full = [*argv, "--output", str(out_file)] if out_file is not None else list(argv)
+    with _captured(tty) as cap:
+        try:
+            code = main(full)
+        except BaseException as exc:  # noqa: BLE001 - any escape is the failure under test
+            raise AssertionError(f"{full}: main raised {exc!r}") from exc
+    err = cap.err()
+    stdout = cap.out.data()
+    assert "Traceback" not in err, f"{full}: traceback\n{err}"
+    assert code in (0, 1, 2), f"{full}: exit {code}\n{err}"
+    if out_file is not None:
+        assert not stdout, f"{full}: data on stdout with --output"
+        if code == 1:
+            assert not out_file.exists(), f"{full}: {out_file} left behind by an error"
+            data = b""
+        else:
+            assert out_file.exists(), f"{full}: exit {code} but {out_file} was not written"
+            data = out_file.read_bytes()
+            out_file.unlink()
+    else:
+        data = stdout
+    if code == 1:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, f"{full}: the error is not one line:\n{err}"
+        assert lines[0].startswith("ringpool-audit"), f"{full}: {err}"
+        assert not data, f"{full}: partial output after an error"
+    return Outcome(full, code, data, err)
+
+
+# ------------------------------------------------------------------ reading each format
+@dataclass
+class Totals:
+    blocks: float | None
+    bytes: float
+
+
+def _num(text: Any) -> float:
+    return float(str(text).strip().replace(",", ""))
+
+
+def _rows_totals(rows: list[dict[str, Any]], blocks: str, nbytes: str) -> Totals:
+    kept = [r for r in rows if str(r.get("suppressed", "")).strip() not in ("True", "true", "yes")]
+    return Totals(sum(_num(r[blocks]) for r in kept), sum(_num(r[nbytes]) for r in kept))
+
+
+def _header(headers: list[str], name: str) -> str:
+    """The column headed name, or ~name for estimates."""
+    for h in headers:
+        if h.strip() in (name, "~" + name):
+            return h
+    raise AssertionError(f"no column {name!r} in {headers}")
+
+
+def _simple_table(text: str) -> list[dict[str, str]]:
+    lines = text.splitlines()
+    rule_at = next(i for i, line in enumerate(lines) if line and set(line) <= {"-", " "})
+    spans = [(m.start(), m.end()) for m in re.finditer(r"-+", lines[rule_at])]
+    header = lines[rule_at - 1]
+    names = [header[a:b].strip() for a, b in spans]
+    # a column's text may run up to the next column's start (left-aligned text)
+    cuts = [(a, spans[i + 1][0] if i + 1 < len(spans) else None) for i, (a, _) in enumerate(spans)]
+    rows = []
+    for line in lines[rule_at + 1:]:
+        if line.strip():
+            rows.append({n: line[a:b].strip() for n, (a, b) in zip(names, cuts)})
+    return rows
+
+
+def _pipe_table(text: str) -> list[dict[str, str]]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+    names = cells(lines[0])
+    return [dict(zip(names, cells(line))) for line in lines[2:]]
+
+
+def parse_totals(fmt: str, data: bytes, tmp_path: Path, diff: bool = False) -> Totals:
+    """Outstanding blocks and bytes as the output of format fmt states them (blocks None where
+    the format carries bytes only); with diff, the change in blocks and bytes."""
+    blocks_key, bytes_key = ("blocks_diff", "bytes_diff") if diff else ("blocks", "bytes")
+    blocks_col, bytes_col = ("blocks +/-", "bytes +/-") if diff else ("blocks", "bytes")
+    if fmt == "pprof":
+        prof = decode_pprof(data, tmp_path)
+        strings = list(prof.string_table)
+        types = [strings[t.type] for t in prof.sample_type]
+        si = types.index("inuse_space")
+        blocks = (sum(s.value[types.index("inuse_objects")] for s in prof.sample)
+                  if "inuse_objects" in types else None)
+        return Totals(blocks, sum(s.value[si] for s in prof.sample))
+    text = data.decode("utf-8")
+    if fmt == "json":
+        doc = json.loads(text)
+        return _rows_totals(doc["rows"], blocks_key, bytes_key)
+    if fmt == "csv":
+        import csv
+        return _rows_totals(list(csv.DictReader(io.StringIO(text))), blocks_key, bytes_key)
+    if fmt == "table":
+        rows = _simple_table(text)
+        names = list(rows[0]) if rows else []
+        if not rows:
+            return Totals(0, 0)
+        return _rows_totals(rows, _header(names, blocks_col), _header(names, bytes_col))
+    if fmt in ("github", "markdown"):
+        rows = _pipe_table(text)
+        if not rows:
+            return Totals(0, 0)
+        names = list(rows[0])
+        return _rows_totals(rows, _header(names, blocks_col), _header(names, bytes_col))
+    if fmt == "folded":
+        total = 0.0
+        for line in text.splitlines():
+            m = re.fullmatch(r"(\S+) (\d+(?:\.\d+)?)", line)
+            assert m is not None, f"not a folded line: {line!r}"
+            total += float(m[2])
+        return Totals(None, total)
+    if fmt == "speedscope":
+        doc = json.loads(text)
+        jsonschema.validate(doc, SPEEDSCOPE_SCHEMA)
+        by_title = {m[1]: p for p in doc["profiles"]
+                    if (m := re.search(r": (outstanding bytes|outstanding blocks)(?: \(|$)", p["name"]))}
+        for p in doc["profiles"]:
+            assert p["endValue"] == sum(p["weights"])
+            assert all(0 <= i < len(doc["shared"]["frames"]) for s in p["samples"] for i in s)
+        blocks_p = by_title.get("outstanding blocks")
+        return Totals(None if blocks_p is None else sum(blocks_p["weights"]),
+                      sum(by_title["outstanding bytes"]["weights"]))
+    if fmt == "html":
+        assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+        m = re.search(r'<script type="application/json" id="profile-data">(.*?)</script>', text, re.S)
+        assert m is not None
+        page = json.loads(html.unescape(m[1]) if "&quot;" in m[1] else m[1])
+        names = [mt["name"] for mt in page["metrics"]]
+        si = names.index("outstanding bytes")
+        blocks = (sum(v[names.index("outstanding blocks")] for v in page["values"])
+                  if "outstanding blocks" in names else None)
+        return Totals(blocks, sum(v[si] for v in page["values"]))
+    raise AssertionError(f"no reader for --format {fmt}")
+
+
+def agree(a: Totals, b: Totals, rows: int) -> bool:
+    """Equal, up to the rounding of estimates (one unit per row)."""
+    slack = max(rows, 1)
+    ok = abs(a.bytes - b.bytes) <= slack
+    if a.blocks is not None and b.blocks is not None:
+        ok = ok and abs(a.blocks - b.blocks) <= slack
+    return ok
+
+
+# ------------------------------------------------------------------ show
+def _show_argv(files: list[str], fmt: str, by: str | None, gate: tuple[str, ...]) -> list[str]:
+    return ["show", *files, "--format", fmt, *(["--by", by] if by else []), *gate]
+
+
+@pytest.mark.parametrize("by", BYS, ids=lambda b: b or "default")
+@pytest.mark.parametrize("kind", KINDS)
+def test_show_matrix(kind: str, by: str | None, kinds: dict[str, list[str]], tmp_path: Path) -> None:
+    files = kinds[kind]
+    out_file = tmp_path / "out"
+    ref = run_cli(_show_argv(files, "json", by, ()), None)
+    if ref.code == 1:
+        # the grouping does not apply to this kind: every combination says so, in one line
+        for fmt in FORMAT_NAMES:
+            for gate in GATES:
+                for dest in DESTS:
+                    o = run_cli(_show_argv(files, fmt, by, gate), out_file if dest == "file" else None)
+                    assert o.code == 1 and ("--by" in o.err or "grouping" in o.err), o
+        return
+    assert ref.code == 0, ref.err
+    ref_rows = len(json.loads(ref.data)["rows"])
+    expected = parse_totals("json", ref.data, tmp_path)
+    for gate in GATES:
+        verdicts: dict[str, int] = {}
+        for fmt in FORMAT_NAMES:
+            for dest in DESTS:
+                o = run_cli(_show_argv(files, fmt, by, gate), out_file if dest == "file" else None)
+                assert o.code in (0, 2), o
+                verdicts[f"{fmt}/{dest}"] = o.code
+                got = parse_totals(fmt, o.data, tmp_path)
+                assert agree(got, expected, ref_rows), (o.argv, got, expected)
+        assert len(set(verdicts.values())) == 1, (gate, verdicts)
+
+
+@pytest.mark.parametrize("fmt", ["pprof"])
+def test_binary_format_to_a_terminal_is_refused(fmt: str, kinds: dict[str, list[str]]) -> None:
+    o = run_cli(["show", *kinds["preload"], "--format", fmt], None, tty=True)
+    assert o.code == 1 and "binary" in o.err and "--output" in o.err
+
+
+# ------------------------------------------------------------------ diff
+# (OLD, NEW) as (kind, index of the file): pool reports of two pools, a pool report against one
+# with stacks, a sampled interposer report against an exact one (both ways), the two Python reports.
+DIFF_PAIRS: dict[str, tuple[tuple[str, int], tuple[str, int]]] = {
+    "pool": (("pool", -1), ("pool", 0)),
+    "pool_vs_stacks": (("pool", 0), ("pool_stacks", 0)),
+    "preload_grown": (("preload_sampled", 0), ("preload", 0)),
+    "preload_shrunk": (("preload", 0), ("preload_sampled", 0)),
+    "preload_one_frame": (("preload_one_frame", 0), ("preload", 0)),
+    "python": (("python", 0), ("python_native", 0)),
+}
+# Profiles cannot draw a shrinking row: folded, speedscope and html show the growth (rows whose
+# bytes grew), pprof the signed change as pprof's own diffs do, the tables every row.
+GROWTH_FORMATS = ("folded", "speedscope", "html")
+
+
+def _diff_argv(old: str, new: str, fmt: str, by: str | None, gate: tuple[str, ...]) -> list[str]:
+    return ["diff", old, new, "--format", fmt, *(["--by", by] if by else []), *gate]
+
+
+@pytest.mark.parametrize("by", BYS, ids=lambda b: b or "default")
+@pytest.mark.parametrize("pair", list(DIFF_PAIRS))
+def test_diff_matrix(pair: str, by: str | None, kinds: dict[str, list[str]], tmp_path: Path) -> None:
+    (ok, oi), (nk, ni) = DIFF_PAIRS[pair]
+    old, new = kinds[ok][oi], kinds[nk][ni]
+    out_file = tmp_path / "out"
+    ref = run_cli(_diff_argv(old, new, "json", by, ()), None)
+    if ref.code == 1:
+        for fmt in FORMAT_NAMES:
+            for gate in GATES:
+                for dest in DESTS:
+                    o = run_cli(_diff_argv(old, new, fmt, by, gate), out_file if dest == "file" else None)
+                    assert o.code == 1 and o.err == ref.err, (o, ref)
+        return
+    assert ref.code == 0, ref.err
+    rows = json.loads(ref.data)["rows"]
+    net = parse_totals("json", ref.data, tmp_path, diff=True)
+    growth = Totals(None, sum(r["bytes_diff"] for r in rows if r["bytes_diff"] > 0 and not r.get("suppressed")))
+    for gate in GATES:
+        verdicts: dict[str, int] = {}
+        for fmt in FORMAT_NAMES:
+            for dest in DESTS:
+                o = run_cli(_diff_argv(old, new, fmt, by, gate), out_file if dest == "file" else None)
+                assert o.code in (0, 2), o
+                verdicts[f"{fmt}/{dest}"] = o.code
+                got = parse_totals(fmt, o.data, tmp_path, diff=True)
+                want = growth if fmt in GROWTH_FORMATS else net
+                assert agree(got, want, 0), (o.argv, got, want)
+        assert len(set(verdicts.values())) == 1, (gate, verdicts)
+
+
+def test_diff_of_different_kinds_is_refused_in_every_format(kinds: dict[str, list[str]], tmp_path: Path) -> None:
+    for fmt in FORMAT_NAMES:
+        for dest in DESTS:
+            o = run_cli(["diff", kinds["pool"][0], kinds["preload"][0], "--format", fmt],
+                        tmp_path / "out" if dest == "file" else None)
+            assert o.code == 1 and "cannot compare" in o.err, o
