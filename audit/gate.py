@@ -76,7 +76,9 @@ def allowed(key: str, patterns: list[str]) -> bool:
 
 def evaluate(args: argparse.Namespace, rows: list[dict[str, Any]],
              blocks_key: str = "blocks", bytes_key: str = "bytes") -> Verdict:
-    """rows carry 'key' (the tag or interposer key), counts and 'suppressed'.
+    """rows carry 'key' (the tag or interposer key), counts and 'suppressed'; a row that
+    also carries 'tag' is judged by it (a pool report with stacks grouped --by: the
+    tag its frame is under, so that the verdict does not depend on the grouping).
 
     Linear in the rows (plus one sort of the offending ones): a report with a
     million tags is judged in about a second."""
@@ -91,7 +93,8 @@ def evaluate(args: argparse.Namespace, rows: list[dict[str, Any]],
         nbytes = int(row.get(bytes_key) or 0)
         if blocks <= 0 and nbytes <= 0 or row.get("suppressed"):
             continue
-        key = str(row["key"])
+        tag = row.get("tag")
+        key = str(row["key"] if tag is None else tag)
         if patterns and allowed(key, patterns):
             continue
         verdict.blocks += max(blocks, 0)
