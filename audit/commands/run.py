@@ -74,9 +74,11 @@ class RunCommand:
                              "allocator.memprof, rp_memprof_start)")
         if args.sample_seed is not None and args.sample_rate is None:
             raise AuditError("--sample-seed needs --sample-rate")
-        if args.preload and args.output is None and getattr(FORMATTERS.get(args.format), "binary", False):
-            raise AuditError(f"run --preload --format {args.format}: the format is binary and the table "
-                             "would go to stderr (the program owns stdout); pass --output FILE")
+        if ((args.preload or args.python) and args.output is None
+                and getattr(FORMATTERS.get(args.format), "binary", False)):
+            raise AuditError(f"run {'--preload' if args.preload else '--python'} --format {args.format}: "
+                             "the format is binary and the table would go to stderr (the program owns "
+                             "stdout); pass --output FILE")
         cmd = list(args.cmd)
         if cmd and cmd[0] == "--":
             cmd = cmd[1:]

@@ -53,7 +53,8 @@ def combinations() -> list[tuple[str, tuple[str, ...], str]]:
     """(format, gate, destination): every format to both destinations without a gate, and
     every format under every gate, to stdout or to a file by turns, so that each pair of
     format, gate and destination occurs (the gate changes the exit status, not the data)."""
-    out = [(fmt, (), dest) for fmt in FORMAT_NAMES for dest in DESTS]
+    none: tuple[str, ...] = ()
+    out = [(fmt, none, dest) for fmt in FORMAT_NAMES for dest in DESTS]
     out += [(fmt, gate, DESTS[(i + j) % 2]) for i, fmt in enumerate(FORMAT_NAMES)
             for j, gate in enumerate(GATES) if gate]
     return out
@@ -86,19 +87,29 @@ def _produce(argv: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def kinds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The producers: tests/audit/programs built, and a three-line Python script."""
+    d = tmp_path_factory.mktemp("programs")
+    cc, inc = _cc(), f"-I{ROOT / 'csrc' / 'include'}"
+    built = {name: d / name for name in ("leaky", "plain_leaks", "pool_stacks", "cycles")}
+    subprocess.run([cc, "-std=c11", "-D_GNU_SOURCE", inc, str(PROGRAMS / "leaky.c"), str(_lib_a()),
+                    "-lpthread", "-o", str(built["leaky"])], check=True)
+    subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", str(PROGRAMS / "plain_leaks.c"),
+                    "-o", str(built["plain_leaks"])], check=True)
+    for name in ("pool_stacks", "cycles"):
+        subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", "-D_GNU_SOURCE", inc,
+                        str(PROGRAMS / f"{name}.c"), str(_lib_a()), "-lpthread", "-o", str(built[name])],
+                       check=True)
+    script = built["script"] = d / "three.py"
+    script.write_text("HOLD = []\nfor i in range(50):\n    HOLD.append(bytearray(100))\n", encoding="utf-8")
+    return built
+
+
+@pytest.fixture(scope="module")
+def kinds(programs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     """Kind of report -> its files, each made by the real producer."""
     d = tmp_path_factory.mktemp("matrix")
-    cc, inc = _cc(), f"-I{ROOT / 'csrc' / 'include'}"
-    leaky, plain, stacks = d / "leaky", d / "plain_leaks", d / "pool_stacks"
-    subprocess.run([cc, "-std=c11", "-D_GNU_SOURCE", inc, str(PROGRAMS / "leaky.c"), str(_lib_a()),
-                    "-lpthread", "-o", str(leaky)], check=True)
-    subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", str(PROGRAMS / "plain_leaks.c"),
-                    "-o", str(plain)], check=True)
-    subprocess.run([cc, "-std=c11", "-O0", "-g", "-D_GNU_SOURCE", inc, str(PROGRAMS / "pool_stacks.c"),
-                    str(_lib_a()), "-lpthread", "-o", str(stacks)], check=True)
-    script = d / "three.py"
-    script.write_text("HOLD = []\nfor i in range(50):\n    HOLD.append(bytearray(100))\n", encoding="utf-8")
+    leaky, plain, stacks, script = (programs[n] for n in ("leaky", "plain_leaks", "pool_stacks", "script"))
     quiet = ["--output", os.devnull, "--force"]
     _produce(["run", "--report-dir", str(d / "pool"), *quiet, "--", str(leaky)])
     _produce(["run", "--preload", "--report-dir", str(d / "preload"), *quiet, "--", str(plain)])
@@ -180,7 +191,10 @@ class Outcome:
 
 def run_cli(argv: list[str], out_file: Path | None, tty: bool = False) -> Outcome:
     """Runs argv (adding --output out_file when given); the data is what went to stdout or the file."""
-    full = [*argv, "--output", str(out_file)] if out_file is not None else list(argv)
+    full = list(argv)
+    if out_file is not None:   # before a command's "--"
+        at = full.index("--") if "--" in full else len(full)
+        full[at:at] = ["--output", str(out_file)]
     with _captured(tty) as cap:
         try:
             code = main(full)
@@ -243,13 +257,19 @@ def _simple_table(text: str) -> list[dict[str, str]]:
     cuts = [(a, spans[i + 1][0] if i + 1 < len(spans) else None) for i, (a, _) in enumerate(spans)]
     rows = []
     for line in lines[rule_at + 1:]:
-        if line.strip():
-            rows.append({n: line[a:b].strip() for n, (a, b) in zip(names, cuts)})
+        if not line.strip():
+            break               # the end of the first table (run --python prints two)
+        rows.append({n: line[a:b].strip() for n, (a, b) in zip(names, cuts)})
     return rows
 
 
 def _pipe_table(text: str) -> list[dict[str, str]]:
-    lines = [line for line in text.splitlines() if line.startswith("|")]
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:
+            break               # the end of the first table (run --python prints two)
 
     def cells(line: str) -> list[str]:
         return [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
@@ -455,3 +475,55 @@ def test_pool_stacks_gate_allows_tags_whatever_the_grouping(by: str | None, kind
     functions = run_cli(_show_argv(files, "json", by, ("--fail-on-leak", "--allow-tag", "make_node",
                                                        "--allow-tag", "name_it")), None)
     assert functions.code == 2, functions
+
+
+# ------------------------------------------------------------------ run
+RUN_MODES: dict[str, tuple[list[str], list[str]]] = {
+    # mode: (options, the command with the names of programs() in braces)
+    "pool": ([], ["{leaky}"]),
+    "preload": (["--preload"], ["{plain_leaks}"]),
+    "preload_one_frame": (["--preload", "--stack-depth", "1"], ["{plain_leaks}"]),
+    "preload_sampled": (["--preload", "--sample-rate", "0.05", "--sample-seed", "7"], ["{plain_leaks}"]),
+    "python": (["--python"], ["{script}"]),
+    "python_native": (["--python", "--native"], ["{script}"]),
+    "cycles": (["--cycles", "1,3"], ["{cycles}", "{{cycles}}", "pool"]),
+    "cycles_preload": (["--preload", "--cycles", "1,3", "--by", "function"], ["{cycles}", "{{cycles}}"]),
+}
+PROFILE_FORMATS = ("folded", "pprof", "speedscope", "html")
+RUN_STDOUT_FORMATS = ("json", "pprof", "html")
+
+
+@pytest.mark.parametrize("mode", list(RUN_MODES))
+def test_run_matrix(mode: str, programs: dict[str, Path], tmp_path: Path) -> None:
+    """Every format to a file (and three to the terminal's streams), under one gate each by
+    turns; with --report-dir, so that show of the reports the run kept is the reference: the
+    run's data has the same totals, and its verdict is show's."""
+    options, command = RUN_MODES[mode]
+    cmd = [part.format(**{k: str(v) for k, v in programs.items()}) for part in command]
+    cycles = "--cycles" in options
+    plan = [(fmt, "file") for fmt in FORMAT_NAMES] + [(fmt, "stdout") for fmt in RUN_STDOUT_FORMATS]
+    for i, (fmt, dest) in enumerate(plan):
+        gate = GATES[i % len(GATES)]
+        kept = tmp_path / f"reports{i}"
+        argv = ["run", *options, "--report-dir", str(kept), "--format", fmt, *gate, "--", *cmd]
+        o = run_cli(argv, tmp_path / "out" if dest == "file" else None)
+        binary_to_stderr = fmt == "pprof" and dest == "stdout" and ("--preload" in options or "--python" in options)
+        if binary_to_stderr:
+            assert o.code == 1 and "pass --output FILE" in o.err, o
+            continue
+        if cycles and fmt in PROFILE_FORMATS:
+            assert o.code == 1 and "a residue per cycle is a table" in o.err, o
+            continue
+        assert o.code in (0, 2), o
+        if cycles:
+            if fmt == "json" and dest == "file":
+                assert json.loads(o.data)["rows"]
+            continue
+        if dest == "stdout" and not o.data:
+            continue            # the data went to stderr with the summary: the program owns stdout
+        files = sorted(str(p) for p in kept.glob("*.json"))
+        ref = run_cli(["show", *files, "--format", "json", *gate], None)
+        assert ref.code == o.code, (o, ref)
+        want = parse_totals("json", ref.data, tmp_path)
+        got = parse_totals(fmt, o.data, tmp_path)
+        assert agree(got, want, len(json.loads(ref.data)["rows"])), (o.argv, got, want)
