@@ -237,10 +237,13 @@ def rows_for(reports: list[Report], by: str | None, suppressions: str | None,
         return Merged(kind, python_rows(reports, by))
     if kind == "preload":
         return Merged(kind, preload_rows(reports, by or "site", suppressions, wrappers))
-    if by is not None and suppressions is None:
-        return Merged(kind, pool_stack_rows(reports, by, wrappers))
-    if by is not None or suppressions is not None or wrappers:
-        flag = "--by" if by is not None else "--suppressions" if suppressions is not None else "--wrapper"
-        raise AuditError(f"{flag} applies to interposer reports only; "
+    # Name the option that does not apply: --by does, to pools that record stacks.
+    if suppressions is not None:
+        raise AuditError(f"--suppressions applies to interposer reports only; "
                          f"{reports[0].path} is a ringpool snapshot (rows are origin tags)")
+    if by is not None:
+        return Merged(kind, pool_stack_rows(reports, by, wrappers))
+    if wrappers:
+        raise AuditError(f"--wrapper applies to interposer reports, and with --by to reports of pools "
+                         f"that record stacks; {reports[0].path} is a ringpool snapshot shown by tag")
     return Merged(kind, snapshot_rows(reports))

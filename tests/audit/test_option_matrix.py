@@ -527,3 +527,35 @@ def test_run_matrix(mode: str, programs: dict[str, Path], tmp_path: Path) -> Non
         want = parse_totals("json", ref.data, tmp_path)
         got = parse_totals(fmt, o.data, tmp_path)
         assert agree(got, want, len(json.loads(ref.data)["rows"])), (o.argv, got, want)
+
+
+# ------------------------------------------------------------------ --suppressions and --wrapper
+@pytest.mark.parametrize("extra", ["suppressions", "wrapper", "both"])
+@pytest.mark.parametrize("by", BYS, ids=lambda b: b or "default")
+@pytest.mark.parametrize("kind", KINDS)
+def test_suppressions_and_wrapper_matrix(kind: str, by: str | None, extra: str, kinds: dict[str, list[str]],
+                                         tmp_path: Path) -> None:
+    """Where --suppressions or --wrapper applies, every format agrees with json (suppressed
+    rows left out of the totals, as the gate and the profiles leave them out); where it does
+    not, the one-line error names that option, not --by when --by alone is accepted."""
+    supp = tmp_path / "leaks.supp"
+    supp.write_text("leak:make_name\n", encoding="utf-8")
+    options = {"suppressions": ["--suppressions", str(supp)], "wrapper": ["--wrapper", "make_*"],
+               "both": ["--suppressions", str(supp), "--wrapper", "make_*"]}[extra]
+    plain = run_cli(_show_argv(kinds[kind], "json", by, ()), None)
+    ref = run_cli([*_show_argv(kinds[kind], "json", by, ()), *options], None)
+    if plain.code == 1:
+        assert ref.code == 1, ref
+        return
+    if ref.code == 1:
+        named = [o for o in options if o.startswith("--")]
+        assert any(o in ref.err for o in named) and "--by applies" not in ref.err, ref
+        if kind == "pool_stacks" and extra == "wrapper":
+            assert "with --by" in ref.err, ref      # --wrapper applies there once grouped
+        return
+    rows = len(json.loads(ref.data)["rows"])
+    expected = parse_totals("json", ref.data, tmp_path)
+    for fmt in FORMAT_NAMES:
+        o = run_cli([*_show_argv(kinds[kind], fmt, by, ("--fail-on-leak",)), *options], tmp_path / "out")
+        assert o.code in (0, 2), o
+        assert agree(parse_totals(fmt, o.data, tmp_path), expected, rows), (o.argv, expected)
