@@ -205,11 +205,12 @@ def _add_python(prof: Profile, report: Any, finalization: bool) -> None:
 def _raw(report: Any) -> dict[str, Any]:
     """The report's JSON object, for the fields its parsed form does not carry yet (the
     stack table, sampling estimates). Read again through audit.schema; a report read from
-    standard input cannot be read twice and gives its parsed fields only."""
+    standard input cannot be read twice: its object was kept when it was loaded."""
     from audit import schema
 
     if report.path == "-":
-        return {}
+        raw = getattr(report, "raw", None)
+        return raw if isinstance(raw, dict) else {}
     doc = schema.read_json(report.path)
     return doc if isinstance(doc, dict) else {}
 

@@ -559,3 +559,58 @@ def test_suppressions_and_wrapper_matrix(kind: str, by: str | None, extra: str, 
         o = run_cli([*_show_argv(kinds[kind], fmt, by, ("--fail-on-leak",)), *options], tmp_path / "out")
         assert o.code in (0, 2), o
         assert agree(parse_totals(fmt, o.data, tmp_path), expected, rows), (o.argv, expected)
+
+
+# ------------------------------------------------------------------ - (standard input)
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "pool"] + ["pool"])
+def test_stdin_gives_the_totals_of_the_file_in_every_format(kind: str, kinds: dict[str, list[str]],
+                                                            tmp_path: Path) -> None:
+    """show - reads the report once from standard input: every format, whole stacks and
+    sampling estimates included, states what show FILE states."""
+    path = kinds[kind][0]
+    by = {"pool_stacks": "function"}.get(kind)
+    for fmt in FORMAT_NAMES:
+        from_file = run_cli(_show_argv([path], fmt, by, ()), tmp_path / "a")
+        saved = sys.stdin
+        sys.stdin = io.TextIOWrapper(io.BytesIO(Path(path).read_bytes()), encoding="utf-8")
+        try:
+            from_stdin = run_cli(_show_argv(["-"], fmt, by, ()), tmp_path / "b")
+        finally:
+            sys.stdin = saved
+        assert from_file.code == from_stdin.code == 0, (from_file, from_stdin)
+        assert parse_totals(fmt, from_stdin.data, tmp_path) == parse_totals(fmt, from_file.data, tmp_path), fmt
+        if fmt != "pprof":      # a sampled report's profile says it holds estimates
+            assert (b"estimate" in from_stdin.data) == (b"estimate" in from_file.data), fmt
+
+
+# ------------------------------------------------------------------ --output over an existing file, --top
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_existing_output_is_kept_without_force_and_replaced_with_it(fmt: str, kinds: dict[str, list[str]],
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for kind in KINDS:
+        out.write_bytes(b"keep")
+        with _captured() as cap:
+            code = main(_show_argv(kinds[kind], fmt, None, ("--fail-on-leak",)) + ["--output", str(out)])
+        assert code == 1 and out.read_bytes() == b"keep", cap.err()
+        assert cap.err().strip().count("\n") == 0 and "--force" in cap.err()
+        with _captured() as cap:
+            code = main(_show_argv(kinds[kind], fmt, None, ("--fail-on-leak",)) + ["--output", str(out), "--force"])
+        assert code == 2 and out.read_bytes() != b"keep", cap.err()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_top_shapes_the_tables_and_not_the_profiles(kind: str, kinds: dict[str, list[str]], tmp_path: Path) -> None:
+    """--top 1: one row in every table format; the profiles carry the whole report (docs/cli.md)."""
+    files = kinds[kind]
+    full = parse_totals("json", run_cli(_show_argv(files, "json", None, ()), None).data, tmp_path)
+    top = run_cli([*_show_argv(files, "json", None, ()), "--top", "1"], None)
+    (row,) = json.loads(top.data)["rows"]
+    for fmt in FORMAT_NAMES:
+        o = run_cli([*_show_argv(files, fmt, None, ()), "--top", "1"], tmp_path / "out")
+        assert o.code == 0, o
+        got = parse_totals(fmt, o.data, tmp_path)
+        if fmt in PROFILE_FORMATS:
+            assert agree(got, full, 100), (fmt, got, full)
+        else:
+            assert agree(got, Totals(row["blocks"], row["bytes"]), 1), (fmt, got, row)
