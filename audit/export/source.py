@@ -253,15 +253,8 @@ def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
     doc = _raw(report)
     rate = doc.get("sample_rate")
     sampled = rate is not None
-    if sampled:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
-            raise ValueError(f"{report.path}: field 'sample_rate' must be a number in (0, 1], found {rate!r}")
-        if prof.sample_rate not in (None, float(rate)):
-            raise ValueError(f"{report.path}: sampled at {rate:g} per byte, another report at "
-                             f"{prof.sample_rate:g}; export them separately")
-        prof.sample_rate = float(rate)
-    elif prof.sample_rate is not None:
-        raise ValueError(f"{report.path}: an exact report cannot join sampled ones in one profile")
+    # whichever comes first: an exact report and a sampled one do not make one profile
+    _join_rate(prof, str(report.path), rate)
 
     raw_sites = doc.get("sites")
     entries: list[tuple[list[RawFrame], dict[str, Any], str]] = []

@@ -614,3 +614,30 @@ def test_top_shapes_the_tables_and_not_the_profiles(kind: str, kinds: dict[str, 
             assert agree(got, full, 100), (fmt, got, full)
         else:
             assert agree(got, Totals(row["blocks"], row["bytes"]), 1), (fmt, got, row)
+
+
+# ------------------------------------------------------------------ several reports in one show
+MERGES = {
+    "exact_and_sampled": ("preload", "preload_sampled"),
+    "whole_and_one_frame": ("preload", "preload_one_frame"),
+    "python_and_native": ("python", "python_native"),
+    "pool_and_pool_stacks": ("pool", "pool_stacks"),
+}
+
+
+@pytest.mark.parametrize("by", [None, "function"], ids=lambda b: b or "default")
+@pytest.mark.parametrize("merge", list(MERGES))
+def test_merged_reports_do_not_depend_on_their_order(merge: str, by: str | None, kinds: dict[str, list[str]],
+                                                     tmp_path: Path) -> None:
+    """Two reports of one kind in one show: each format accepts them in either order or refuses
+    them in either order, with the same totals; a refusal names the reason in one line."""
+    a, b = (kinds[k][0] for k in MERGES[merge])
+    for fmt in FORMAT_NAMES:
+        one = run_cli(_show_argv([a, b], fmt, by, ("--fail-on-leak",)), tmp_path / "out")
+        other = run_cli(_show_argv([b, a], fmt, by, ("--fail-on-leak",)), tmp_path / "out")
+        assert one.code == other.code, (one, other)
+        if one.code == 1:
+            if merge == "exact_and_sampled":    # the table merges them; a profile cannot
+                assert fmt in PROFILE_FORMATS and "cannot join" in one.err, one
+            continue
+        assert parse_totals(fmt, one.data, tmp_path) == parse_totals(fmt, other.data, tmp_path), fmt
