@@ -634,3 +634,36 @@ def test_merged_reports_do_not_depend_on_their_order(merge: str, by: str | None,
                 assert fmt in PROFILE_FORMATS and "cannot join" in one.err, one
             continue
         assert parse_totals(fmt, one.data, tmp_path) == parse_totals(fmt, other.data, tmp_path), fmt
+
+
+# ------------------------------------------------------------------ bench
+def test_bench_in_every_format_and_destination(tmp_path: Path) -> None:
+    """bench's table (timings: not compared, only read) in every format, to stdout and to a file:
+    one row, folded line or profile sample per measurement."""
+    argv = ["bench", "--blocks", "100", "--repeat", "1", "--no-peers", "--backing", "malloc"]
+    for dest in DESTS:
+        counts = {}
+        for fmt in FORMAT_NAMES:
+            o = run_cli([*argv, "--format", fmt], tmp_path / "out" if dest == "file" else None)
+            assert o.code == 0 and o.data, o
+            text = o.data.decode("utf-8") if fmt != "pprof" else ""
+            if fmt == "json":
+                counts[fmt] = len(json.loads(text)["rows"])
+            elif fmt == "csv":
+                counts[fmt] = len(text.splitlines()) - 1
+            elif fmt == "folded":
+                assert all(re.fullmatch(r"\S+ \d+(\.\d+)?", line) for line in text.splitlines()), text
+                counts[fmt] = len(text.splitlines())
+            elif fmt == "pprof":
+                counts[fmt] = len(decode_pprof(o.data, tmp_path).sample)
+            elif fmt == "speedscope":
+                doc = json.loads(text)
+                jsonschema.validate(doc, SPEEDSCOPE_SCHEMA)
+                counts[fmt] = len(doc["profiles"][0]["samples"])
+            elif fmt == "html":
+                assert text.startswith("<!DOCTYPE html>") and 'id="profile-data"' in text
+            elif fmt == "table":
+                counts[fmt] = len(_simple_table(text))
+            else:
+                counts[fmt] = len(_pipe_table(text))
+        assert len(set(counts.values())) == 1 and counts["json"] >= 3, (dest, counts)
