@@ -183,7 +183,7 @@ class _Csv:
 
 class _Folded:
     """``frame;frame;... value`` lines, the input of flamegraph.pl and speedscope; rows whose
-    value is negative (diff's shrinking rows) are left out."""
+    value is negative (diff's shrinking rows) and suppressed rows are left out."""
 
     def render(self, table: Table) -> str:
         lines = []
@@ -193,6 +193,8 @@ class _Folded:
                 continue
             if value < 0:       # a count is not negative: flamegraph.pl, inferno and speedscope
                 continue        # reject "-600" lines, as the flame graph leaves such rows out
+            if row.get("suppressed") is True:
+                continue        # as the flame graph and the leak gate leave them out
             frames = [f.replace(";", ":").replace(" ", "_") or "_" for f in table.frames(row)]
             number = int(value) if float(value).is_integer() else value
             lines.append(f"{';'.join(frames)} {number}")

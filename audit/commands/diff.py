@@ -76,6 +76,8 @@ class DiffCommand:
             Column("bytes", est + "bytes"), Column("bytes_diff", est + "bytes +/-", "+d"),
             Column("status", "status"),
         ]
+        if old.kind == "preload":      # as show: suppressed rows are listed, never judged nor drawn
+            columns.append(Column("suppressed", "suppressed"))
 
         def frames(row: dict[str, Any]) -> list[str]:
             return [p for p in str(row["pool"]).split("/") if p] + [str(row["key"])]

@@ -114,9 +114,12 @@ class Profile:
 def from_rows(rows: Iterable[dict[str, Any]], frames: Callable[[dict[str, Any]], list[str]],
               value_key: str, name: str = "ringpool") -> Profile:
     """A profile of any table: a row's frames (outermost first) carry its numeric value
-    as the outstanding bytes. Rows without a number in value_key are left out."""
+    as the outstanding bytes. Rows without a number in value_key are left out, and so are
+    suppressed rows (an interposer diff's), as the leak gate leaves them out."""
     profile = Profile(known=(False, True, False, False), name=name, by="function")
     for row in rows:
+        if row.get("suppressed") is True:
+            continue
         value = row.get(value_key)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue

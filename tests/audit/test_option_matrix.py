@@ -403,22 +403,40 @@ def _diff_argv(old: str, new: str, fmt: str, by: str | None, gate: tuple[str, ..
 @pytest.mark.parametrize("by", BYS, ids=lambda b: b or "default")
 @pytest.mark.parametrize("pair", list(DIFF_PAIRS))
 def test_diff_matrix(pair: str, by: str | None, kinds: dict[str, list[str]], tmp_path: Path) -> None:
+    _diff_matrix(pair, by, kinds, tmp_path, ())
+
+
+@pytest.mark.parametrize("by", BYS, ids=lambda b: b or "default")
+@pytest.mark.parametrize("pair", [p for p in DIFF_PAIRS if p.startswith("preload")])
+def test_diff_matrix_with_suppressions(pair: str, by: str | None, kinds: dict[str, list[str]],
+                                       tmp_path: Path) -> None:
+    """Suppressed rows of an interposer diff: listed (suppressed column) in the tables, left out
+    of the profiles and of the gate, as show does."""
+    supp = tmp_path / "leaks.supp"
+    supp.write_text("leak:make_table\n", encoding="utf-8")
+    _diff_matrix(pair, by, kinds, tmp_path, ("--suppressions", str(supp)))
+
+
+def _diff_matrix(pair: str, by: str | None, kinds: dict[str, list[str]], tmp_path: Path,
+                 extra: tuple[str, ...]) -> None:
     (ok, oi), (nk, ni) = DIFF_PAIRS[pair]
     old, new = kinds[ok][oi], kinds[nk][ni]
     out_file = tmp_path / "out"
-    ref = run_cli(_diff_argv(old, new, "json", by, ()), None)
+    ref = run_cli(_diff_argv(old, new, "json", by, extra), None)
     if ref.code == 1:
         for fmt, gate, dest in combinations():
-            o = run_cli(_diff_argv(old, new, fmt, by, gate), out_file if dest == "file" else None)
+            o = run_cli(_diff_argv(old, new, fmt, by, (*extra, *gate)), out_file if dest == "file" else None)
             assert o.code == 1 and o.err == ref.err, (o, ref)
         return
+    if extra:
+        assert any(r["suppressed"] for r in json.loads(ref.data)["rows"]), ref
     assert ref.code == 0, ref.err
     rows = json.loads(ref.data)["rows"]
     net = parse_totals("json", ref.data, tmp_path, diff=True)
     growth = Totals(None, sum(r["bytes_diff"] for r in rows if r["bytes_diff"] > 0 and not r.get("suppressed")))
     verdicts: dict[tuple[str, ...], dict[str, int]] = {}
     for fmt, gate, dest in combinations():
-        o = run_cli(_diff_argv(old, new, fmt, by, gate), out_file if dest == "file" else None)
+        o = run_cli(_diff_argv(old, new, fmt, by, (*extra, *gate)), out_file if dest == "file" else None)
         assert o.code in (0, 2), o
         verdicts.setdefault(gate, {})[f"{fmt}/{dest}"] = o.code
         got = parse_totals(fmt, o.data, tmp_path, diff=True)
