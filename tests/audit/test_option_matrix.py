@@ -93,6 +93,8 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", "-D_GNU_SOURCE", inc,
                         str(PROGRAMS / f"{name}.c"), str(_lib_a()), "-lpthread", "-o", str(built[name])],
                        check=True)
+    built["supp"] = d / "leaks.supp"
+    built["supp"].write_text("leak:main\n", encoding="utf-8")
     script = built["script"] = d / "three.py"
     script.write_text("HOLD = []\nfor i in range(50):\n    HOLD.append(bytearray(100))\n", encoding="utf-8")
     return built
@@ -497,6 +499,11 @@ RUN_MODES: dict[str, tuple[list[str], list[str]]] = {
     "preload_sampled": (["--preload", "--sample-rate", "0.05", "--sample-seed", "7"], ["{plain_leaks}"]),
     "python": (["--python"], ["{script}"]),
     "python_native": (["--python", "--native"], ["{script}"]),
+    "preload_grouped": (["--preload", "--by", "function", "--wrapper", "make_*", "--suppressions", "{supp}"],
+                        ["{plain_leaks}"]),
+    "python_stacks": (["--python", "--python-depth", "3", "--by", "stack"], ["{script}"]),
+    "python_sampled": (["--python", "--sample-rate", "0.01", "--sample-seed", "3", "--by", "function"],
+                       ["{script}"]),
     "cycles": (["--cycles", "1,3"], ["{cycles}", "{{cycles}}", "pool"]),
     "cycles_preload": (["--preload", "--cycles", "1,3", "--by", "function"], ["{cycles}", "{{cycles}}"]),
 }
@@ -509,8 +516,12 @@ def test_run_matrix(mode: str, programs: dict[str, Path], tmp_path: Path) -> Non
     """Every format to a file (and three to the terminal's streams), under one gate each by
     turns; with --report-dir, so that show of the reports the run kept is the reference: the
     run's data has the same totals, and its verdict is show's."""
-    options, command = RUN_MODES[mode]
-    cmd = [part.format(**{k: str(v) for k, v in programs.items()}) for part in command]
+    names = {k: str(v) for k, v in programs.items()}
+    options = [part.format(**names) for part in RUN_MODES[mode][0]]
+    cmd = [part.format(**names) for part in RUN_MODES[mode][1]]
+    # the table options show must be given to read the kept reports as the run did
+    table_options = [x for i, opt in enumerate(options) if opt in ("--by", "--wrapper", "--suppressions")
+                     for x in options[i:i + 2]]
     cycles = "--cycles" in options
     plan = [(fmt, "file") for fmt in FORMAT_NAMES] + [(fmt, "stdout") for fmt in RUN_STDOUT_FORMATS]
     for i, (fmt, dest) in enumerate(plan):
@@ -533,7 +544,7 @@ def test_run_matrix(mode: str, programs: dict[str, Path], tmp_path: Path) -> Non
         if dest == "stdout" and not o.data:
             continue            # the data went to stderr with the summary: the program owns stdout
         files = sorted(str(p) for p in kept.glob("*.json"))
-        ref = run_cli(["show", *files, "--format", "json", *gate], None)
+        ref = run_cli(["show", *files, "--format", "json", *table_options, *gate], None)
         assert ref.code == o.code, (o, ref)
         want = parse_totals("json", ref.data, tmp_path)
         got = parse_totals(fmt, o.data, tmp_path)
