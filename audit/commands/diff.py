@@ -51,7 +51,11 @@ class DiffCommand:
             raise AuditError(f"cannot compare {old.path} ({old.kind}) with {new.path} ({new.kind})")
         if old.kind == "snapshot":
             if args.by is not None or args.suppressions is not None or args.wrapper:
-                raise AuditError("--by, --wrapper and --suppressions apply to interposer reports only")
+                flag = ("--by" if args.by is not None else
+                        "--suppressions" if args.suppressions is not None else "--wrapper")
+                applies = "interposer and Python reports" if flag == "--by" else "interposer reports"
+                raise AuditError(f"diff {flag}: pool reports are compared tag by tag (even those "
+                                 f"that record stacks); {flag} applies to {applies}")
             rows = _snapshot_diff(old, new)
         elif old.kind == "python":
             if args.suppressions is not None:

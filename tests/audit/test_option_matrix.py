@@ -426,6 +426,8 @@ def _diff_matrix(pair: str, by: str | None, kinds: dict[str, list[str]], tmp_pat
     out_file = tmp_path / "out"
     ref = run_cli(_diff_argv(old, new, "json", by, extra), None)
     if ref.code == 1:
+        if ok == "pool":        # the option given is the one named, and where it applies
+            assert f"diff {'--suppressions' if extra else '--by'}: pool reports are compared tag by tag" in ref.err
         for fmt, gate, dest in combinations():
             o = run_cli(_diff_argv(old, new, fmt, by, (*extra, *gate)), out_file if dest == "file" else None)
             assert o.code == 1 and o.err == ref.err, (o, ref)
@@ -696,3 +698,29 @@ def test_bench_in_every_format_and_destination(tmp_path: Path) -> None:
             else:
                 counts[fmt] = len(_pipe_table(text))
         assert len(set(counts.values())) == 1 and counts["json"] >= 3, (dest, counts)
+
+
+# ------------------------------------------------------------------ --sort and --min-bytes
+@pytest.mark.parametrize("kind", KINDS)
+def test_sort_and_min_bytes_in_every_format(kind: str, kinds: dict[str, list[str]], tmp_path: Path) -> None:
+    """--sort orders the json rows as asked; --min-bytes N keeps the rows of N bytes or more in
+    every table format; neither changes a profile (docs/cli.md: they shape the table only)."""
+    files = kinds[kind]
+    by = "function" if kind == "pool_stacks" else None
+    full = parse_totals("json", run_cli(_show_argv(files, "json", by, ()), None).data, tmp_path)
+    for sort in ("bytes", "blocks", "peak", "tag"):
+        for min_bytes in ("0", "100"):
+            extra = ["--sort", sort, "--min-bytes", min_bytes]
+            ref = run_cli([*_show_argv(files, "json", by, ()), *extra], None)
+            assert ref.code == 0, ref
+            rows = json.loads(ref.data)["rows"]
+            assert all(r["bytes"] >= int(min_bytes) for r in rows)
+            if sort in ("bytes", "blocks"):
+                values = [r[sort] for r in rows]
+                assert values == sorted(values, reverse=True), (sort, values)
+            kept = parse_totals("json", ref.data, tmp_path)
+            for fmt in FORMAT_NAMES:
+                o = run_cli([*_show_argv(files, fmt, by, ()), *extra], tmp_path / "out")
+                assert o.code == 0, o
+                got = parse_totals(fmt, o.data, tmp_path)
+                assert agree(got, full if fmt in PROFILE_FORMATS else kept, len(rows)), (o.argv, got)
