@@ -724,3 +724,19 @@ def test_sort_and_min_bytes_in_every_format(kind: str, kinds: dict[str, list[str
                 assert o.code == 0, o
                 got = parse_totals(fmt, o.data, tmp_path)
                 assert agree(got, full if fmt in PROFILE_FORMATS else kept, len(rows)), (o.argv, got)
+
+
+@pytest.mark.parametrize("mode", ["cycles", "cycles_preload"])
+def test_cycles_gate_verdict_is_the_same_in_every_table_format(mode: str, programs: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    names = {k: str(v) for k, v in programs.items()}
+    options = [part.format(**names) for part in RUN_MODES[mode][0]]
+    cmd = [part.format(**names) for part in RUN_MODES[mode][1]]
+    for gate in (("--fail-on-leak",), ("--max-leak-bytes", "1000000000")):
+        codes = {}
+        for fmt in FORMAT_NAMES:
+            if fmt in PROFILE_FORMATS:
+                continue
+            o = run_cli(["run", *options, "--format", fmt, *gate, "--", *cmd], tmp_path / "out")
+            codes[fmt] = o.code
+        assert len(set(codes.values())) == 1 and set(codes.values()) <= {0, 2}, (gate, codes)
