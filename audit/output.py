@@ -9,7 +9,7 @@ import stat
 import sys
 
 from audit.errors import AuditError
-from audit.formatters import FORMAT_NAMES, Table, render
+from audit.formatters import FORMAT_NAMES, FORMATTERS, Table, render
 
 
 def add_output_options(parser: argparse.ArgumentParser, default: str = "table") -> None:
@@ -26,9 +26,13 @@ def add_output_options(parser: argparse.ArgumentParser, default: str = "table") 
 
 
 def check_output(args: argparse.Namespace) -> None:
-    """Fails early (before any work) when --output would overwrite without --force."""
+    """Fails early (before any work) when --output would overwrite without --force, or when
+    a binary format would go to a terminal."""
     path = getattr(args, "output", None)
     if path is None:
+        fmt = getattr(args, "format", None)
+        if getattr(FORMATTERS.get(str(fmt)), "binary", False) and sys.stdout.isatty():
+            raise AuditError(f"--format {fmt} is binary: pass --output FILE or redirect stdout")
         return
     check_path(path, bool(getattr(args, "force", False)), "--output")
 

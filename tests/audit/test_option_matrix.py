@@ -376,10 +376,17 @@ def test_show_matrix(kind: str, by: str | None, kinds: dict[str, list[str]], tmp
         assert len(set(codes.values())) == 1, (gate, codes)
 
 
-@pytest.mark.parametrize("fmt", ["pprof"])
-def test_binary_format_to_a_terminal_is_refused(fmt: str, kinds: dict[str, list[str]]) -> None:
-    o = run_cli(["show", *kinds["preload"], "--format", fmt], None, tty=True)
-    assert o.code == 1 and "binary" in o.err and "--output" in o.err
+@pytest.mark.parametrize("command", ["show", "diff", "bench"])
+def test_binary_format_to_a_terminal_is_refused(command: str, kinds: dict[str, list[str]]) -> None:
+    """Refused before any work (bench measures for minutes at its default sizes)."""
+    argv = {"show": ["show", *kinds["preload"]], "diff": ["diff", kinds["preload_sampled"][0], kinds["preload"][0]],
+            "bench": ["bench", "--blocks", "100", "--repeat", "1", "--no-peers", "--backing", "malloc"]}[command]
+    for fmt in FORMAT_NAMES:
+        o = run_cli([*argv, "--format", fmt], None, tty=True)
+        if fmt == "pprof":
+            assert o.code == 1 and "binary" in o.err and "--output" in o.err, o
+        else:
+            assert o.code == 0 and o.data, o
 
 
 # ------------------------------------------------------------------ diff
