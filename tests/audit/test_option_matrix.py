@@ -9,7 +9,10 @@ run in-process with every --format x --by x gate x destination (stdout or
 with one clear line on stderr; never a traceback; no file left behind by an
 error; output that parses in its format, with the same outstanding blocks and
 bytes as the json format of the same report and grouping; and the same gate
-verdict whatever the format.
+verdict whatever the format. ``run`` (pool, interposer, Python, cycles) is
+checked against ``show`` of the reports it kept; ``bench`` and ``demo`` in
+each of their formats; and --suppressions, --wrapper, --top, --sort,
+--min-bytes, ``-`` and several reports per show across the formats.
 """
 
 from __future__ import annotations
@@ -747,3 +750,19 @@ def test_cycles_gate_verdict_is_the_same_in_every_table_format(mode: str, progra
             o = run_cli(["run", *options, "--format", fmt, *gate, "--", *cmd], tmp_path / "out")
             codes[fmt] = o.code
         assert len(set(codes.values())) == 1 and set(codes.values()) <= {0, 2}, (gate, codes)
+
+
+# ------------------------------------------------------------------ demo
+@pytest.mark.parametrize("fmt", ["table", "github", "markdown"])
+def test_demo_in_every_table_format_with_and_without_its_flame_graph(fmt: str, tmp_path: Path) -> None:
+    for html_page in (None, tmp_path / "page" / "leaks.html"):
+        argv = ["demo", "--no-bench", "--requests", "10", "--format", fmt]
+        if html_page is not None:
+            argv += ["--html", str(html_page)]
+        o = run_cli(argv, None)
+        assert o.code == 0, o
+        text = o.data.decode("utf-8")
+        tables = _pipe_table(text) if fmt != "table" else _simple_table(text)
+        assert tables and "cache-entry" in text
+        if html_page is not None:
+            assert parse_totals("html", html_page.read_bytes(), tmp_path).bytes > 0
