@@ -79,6 +79,7 @@ class RunCommand:
             raise AuditError(f"run {'--preload' if args.preload else '--python'} --format {args.format}: "
                              "the format is binary and the table would go to stderr (the program owns "
                              "stdout); pass --output FILE")
+        _check_table_options(args)
         cmd = list(args.cmd)
         if cmd and cmd[0] == "--":
             cmd = cmd[1:]
@@ -305,3 +306,27 @@ def stack_depth(text: str) -> int:
     if not 1 <= value <= MAX_STACK_DEPTH:
         raise argparse.ArgumentTypeError(f"{text!r}: the stack depth must be from 1 to {MAX_STACK_DEPTH}")
     return value
+
+
+def _check_table_options(args: argparse.Namespace) -> None:
+    """--by, --suppressions and --wrapper that cannot apply to the run's reports are refused
+    before the program runs, not once it has run."""
+    if args.python:
+        for flag, value in (("--suppressions", args.suppressions), ("--wrapper", args.wrapper)):
+            if value:
+                raise AuditError(f"{flag} applies to interposer reports (run --preload), not to --python")
+        return
+    if not args.preload:
+        if args.suppressions is not None:
+            raise AuditError("--suppressions applies to interposer reports (run --preload); pool "
+                             "reports have origin tags")
+        return
+    preload = reports.preload_module()
+    if args.by is not None and args.by not in preload.BY_CHOICES:
+        raise AuditError(f"--by {args.by}: interposer reports group by one of "
+                         f"{', '.join(preload.BY_CHOICES)}")
+    if args.suppressions is not None:
+        try:
+            preload.read_suppressions(args.suppressions)
+        except ValueError as exc:
+            raise AuditError(str(exc)) from exc

@@ -766,3 +766,31 @@ def test_demo_in_every_table_format_with_and_without_its_flame_graph(fmt: str, t
         assert tables and "cache-entry" in text
         if html_page is not None:
             assert parse_totals("html", html_page.read_bytes(), tmp_path).bytes > 0
+
+
+# ------------------------------------------------------------------ run: refused before the program runs
+@pytest.mark.parametrize(("options", "message"), [
+    (["--preload", "--by", "line"], "--by line: interposer reports group by"),
+    (["--preload", "--suppressions", "{missing}"], "suppressions file not found"),
+    (["--preload", "--suppressions", "{bad}"], "expected 'leak:PATTERN'"),
+    (["--suppressions", "{good}"], "--suppressions applies to interposer reports (run --preload)"),
+    (["--python", "--suppressions", "{good}"], "not to --python"),
+    (["--python", "--wrapper", "make_*"], "not to --python"),
+    (["--python", "--by", "module"], "Python reports group by"),
+    (["--preload", "--format", "pprof"], "pass --output FILE"),
+    (["--python", "--format", "pprof"], "pass --output FILE"),
+], ids=lambda v: "_".join(v).replace("{", "").replace("}", "") if isinstance(v, list) else "")
+def test_run_refuses_options_that_cannot_apply_before_running(options: list[str], message: str,
+                                                              tmp_path: Path) -> None:
+    """The error comes before the program runs (it may run for hours), in one line."""
+    marker = tmp_path / "ran"
+    (tmp_path / "good.supp").write_text("leak:main\n", encoding="utf-8")
+    (tmp_path / "bad.supp").write_text("fun:main\n", encoding="utf-8")
+    names = {"missing": str(tmp_path / "missing.supp"), "good": str(tmp_path / "good.supp"),
+             "bad": str(tmp_path / "bad.supp")}
+    script = tmp_path / "touch.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\n", encoding="utf-8")
+    cmd = [str(script)] if "--python" in options else ["sh", "-c", f"touch '{marker}'"]
+    o = run_cli(["run", *[x.format(**names) for x in options], "--", *cmd], None)
+    assert o.code == 1 and message in o.err, o
+    assert not marker.exists(), "the program ran before the error"
