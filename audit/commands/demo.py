@@ -44,8 +44,8 @@ class DemoCommand:
                             help="table style of every section (default: table)")
         parser.add_argument("--html", metavar="FILE",
                             help="end with a flame graph of what the pools held at destroy, written to "
-                                 "FILE (one page any browser opens offline; `make demo` writes "
-                                 "build/demo/leaks.html)")
+                                 "FILE, replacing a regular file there (one page any browser opens offline; "
+                                 "`make demo` writes build/demo/leaks.html)")
 
     def run(self, args: argparse.Namespace) -> int:
         if args.keep is not None:

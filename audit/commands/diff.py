@@ -98,7 +98,7 @@ class DiffCommand:
         n_new = sum(1 for r in rows if r["status"] == "new")
         n_gone = sum(1 for r in rows if r["status"] == "gone")
         line = (("estimated: " if rate is not None else "")
-                + f"{plural(len(rows), 'tag')}: +{grown} / -{shrunk} bytes, net {grown - shrunk:+d}; "
+                + f"{plural(len(rows), 'tag' if old.kind == 'snapshot' else 'key')}: +{grown} / -{shrunk} bytes, net {grown - shrunk:+d}; "
                 f"{n_new} new, {n_gone} gone")
         output.summary(verdict.summarize(line))
         return verdict.exit_code
