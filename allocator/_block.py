@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING, Literal, NoReturn, overload
 
 from . import _lowlevel as ll
@@ -101,19 +102,28 @@ class Block(_BlockBuffer):
         """A copy of the payload."""
         with self._pool._lock:
             self._live()
-            return bytes(ll.ffi.buffer(ll.pointer(self._addr), self._size))
+            buf = ll.ffi.buffer(ll.pointer(self._addr), self._size)
+            # Making buf may have run the gc, whose callbacks or __del__ may
+            # have freed this block: check again with nothing left to allocate.
+            self._live()
+            return bytes(buf)
 
     def write(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
         """Copies ``data`` into the payload at ``offset`` (bounds-checked)."""
         view = memoryview(data).cast("B")
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int, not {type(offset).__name__}")
+        # An exact int: an int subclass's comparisons run Python code (that
+        # could free this block) between the checks and the copy.
+        offset = operator.index(offset)
         with self._pool._lock:
             self._live()
-            if isinstance(offset, bool) or not isinstance(offset, int):
-                raise TypeError(f"offset must be an int, not {type(offset).__name__}")
             if offset < 0 or offset + len(view) > self._size:
                 raise ValueError(f"write of {len(view)} bytes at offset {offset} "
                                  f"exceeds the block's {self._size} bytes")
-            ll.ffi.buffer(ll.pointer(self._addr), self._size)[offset:offset + len(view)] = view
+            buf = ll.ffi.buffer(ll.pointer(self._addr), self._size)
+            self._live()  # as in tobytes(): the gc may have run meanwhile
+            buf[offset:offset + len(view)] = view
 
     # -- lifetime -------------------------------------------------------------
     def free(self) -> None:

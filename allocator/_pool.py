@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 import threading
@@ -9,12 +10,12 @@ import warnings
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Callable, Iterator, Literal, NoReturn, overload
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, NoReturn, overload
 
 from . import _lowlevel as ll
 from ._block import Block
-from ._errors import (BlockFreedError, CleanupError, InvalidBlock, OutOfMemory,
-                      PoolBusy, PoolDestroyedError)
+from ._errors import (BlockFreedError, CleanupError, InvalidArgument, InvalidBlock,
+                      OutOfMemory, PoolBusy, PoolDestroyedError, RingpoolError)
 from ._snapshot import Snapshot
 
 _BACKINGS = {"malloc": 0, "arena": ll.POOL_ARENA}
@@ -48,6 +49,9 @@ class PoolInfo:
 def _check_size(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    # An exact int: an int subclass's comparisons or arithmetic are Python
+    # code that could free blocks or destroy the pool in the middle of a call.
+    value = operator.index(value)
     if value < 0:
         raise ValueError(f"{what} must be >= 0, got {value}")
     return value
@@ -63,6 +67,7 @@ def _stack_depth(stacks: object) -> int | None:
         return 0 if stacks else None
     if not isinstance(stacks, int):
         raise TypeError(f"stacks must be a bool or an int depth, not {type(stacks).__name__}")
+    stacks = operator.index(stacks)
     if not 1 <= stacks <= MAX_STACK_DEPTH:
         raise ValueError(f"stacks depth must be in 1..{MAX_STACK_DEPTH}, got {stacks}")
     return stacks
@@ -71,7 +76,13 @@ def _stack_depth(stacks: object) -> int | None:
 def _check_name(name: object) -> bytes:
     if not isinstance(name, str):
         raise TypeError(f"pool name must be a str, not {type(name).__name__}")
-    return ll.encode(name, "pool name")
+    return ll.encode(_exact_str(name), "pool name")
+
+
+def _exact_str(text: str) -> str:
+    """``text`` as an exact str, without running any method of a str subclass
+    (whose ``__hash__``, ``__eq__`` or ``encode`` could re-enter the pool)."""
+    return text if type(text) is str else str.__str__(text)
 
 
 def _caller_tag(depth: int) -> str:
@@ -174,6 +185,7 @@ class Pool:
     (bad sizes, alignments, freed blocks) always raises.
     """
 
+    _name: str
     _closing: bool      # destroy()/reset() under way: a second one is PoolBusy
     _seal_new: bool     # the library is about to free this pool's blocks
 
@@ -186,17 +198,26 @@ class Pool:
     def _setup(self, name: str, thread_safe: bool, checked: bool, backing: str,
                chunk_size: int | None, keep_bytes: int | None,
                parent: Pool | None, stacks: bool | int = False) -> None:
+        if "_state" in self.__dict__:
+            raise InvalidArgument(f"pool {self._name!r} is already initialised: "
+                                  "Pool.__init__ runs once (make a new Pool)")
         bname = _check_name(name)
+        name = _exact_str(name)
         depth = _stack_depth(stacks)
+        backing = _exact_str(backing) if isinstance(backing, str) else backing
         if backing not in _BACKINGS:
             raise ValueError(f"backing must be 'malloc' or 'arena', not {backing!r}")
+        sizes: list[int] = []
         for what, value in (("chunk_size", chunk_size), ("keep_bytes", keep_bytes)):
             if value is not None:
-                _check_size(value, what)
+                value = _check_size(value, what)
                 if backing != "arena":
                     raise ValueError(f"{what} applies to backing='arena' only")
                 if value > ll.SIZE_MAX:
                     raise ValueError(f"{what} must be <= {ll.SIZE_MAX}")
+            sizes.append(value or 0)
+        chunk_size, keep_bytes = sizes
+        thread_safe, checked = bool(thread_safe), bool(checked)
         flags = _BACKINGS[backing]
         if not thread_safe:
             flags |= ll.POOL_UNSYNC
@@ -216,7 +237,7 @@ class Pool:
         with self._lock:
             if parent is not None:
                 parent._live()
-            ptr = ll.pool_create(bname, flags, chunk_size or 0, keep_bytes or 0,
+            ptr = ll.pool_create(bname, flags, chunk_size, keep_bytes,
                                  parent._ptr if parent is not None else ll.NULL, depth or 0)
             state = _PoolState(name, ptr, "child" if parent else "python",
                                parent._state if parent else None, self._lock)
@@ -308,7 +329,35 @@ class Pool:
                  exc: BaseException | None, tb: TracebackType | None) -> None:
         self.destroy()
 
+    if not TYPE_CHECKING:
+        def __getattr__(self, name: str) -> NoReturn:
+            # Reached only for attributes that do not exist: a Pool made by
+            # Pool.__new__ / object.__new__ without __init__ has none of its own.
+            if name.startswith("_") and not name.startswith("__"):
+                raise RingpoolError("this Pool was never initialised (made without "
+                                    "Pool.__init__): it cannot be used")
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     # -- internals --------------------------------------------------------------
+    def _reentered(self) -> bool:
+        """True when this thread already runs a call on this pool's family (it
+        holds the family lock) and that call is not a destroy/reset running its
+        cleanups: a gc callback, ``__del__`` or weakref callback run by an
+        allocation inside that call.  Destroying or resetting then would free
+        memory the interrupted call is about to use."""
+        if not self._lock._is_owned():  # type: ignore[attr-defined]
+            return False
+        root = self
+        while root._parent is not None:
+            root = root._parent
+        return not any(pool._closing for pool in root._subtree())
+
+    def _refuse_reentry(self, what: str) -> None:
+        if self._reentered():
+            raise PoolBusy(f"{what} of pool {self._name!r} called while a call on the pool "
+                           "(or its family) is running in this thread: from a finalizer, "
+                           "gc callback or __del__ it interrupted")
+
     def _live(self) -> None:
         if not self._state.alive:
             raise PoolDestroyedError(f"pool {self._name!r} was destroyed")
@@ -320,6 +369,8 @@ class Pool:
             tag = _caller_tag(depth + 1)
         elif not isinstance(tag, str):
             raise TypeError(f"tag must be a str or None, not {type(tag).__name__}")
+        else:
+            tag = _exact_str(tag)
         ptr = self._tags.get(tag)
         if ptr is None:
             try:
@@ -403,6 +454,9 @@ class Pool:
 
         Raises BufferError (and destroys nothing) while a block of the pool
         or of a child has live buffer views."""
+        if not self._state.alive:
+            return
+        self._refuse_reentry("destroy()")  # before taking the (reentrant) lock
         with self._lock:
             if not self._state.alive:
                 return
@@ -433,6 +487,7 @@ class Pool:
     def reset(self) -> None:
         """Runs cleanups, destroys children and frees every block; the pool
         stays usable (``rp_pool_reset``).  Tag totals and peaks are kept."""
+        self._refuse_reentry("reset()")  # before taking the (reentrant) lock
         with self._lock:
             self._live()
             if self._closing:
@@ -486,10 +541,16 @@ class Pool:
         """Unregisters the last registration of ``fn``; False if there is none."""
         with self._lock:
             self._live()
-            for entry in reversed(self._state.cleanups):
+            for entry in reversed(list(self._state.cleanups)):
                 if entry.fn is fn or entry.fn == fn:
+                    # fn.__eq__ is Python code: it may have destroyed the pool
+                    # or removed the entry meanwhile.
+                    self._live()
+                    if not any(e is entry for e in self._state.cleanups):
+                        continue
                     ll.remove_cleanup(self._ptr, entry.handle)
-                    self._state.cleanups.remove(entry)
+                    self._state.cleanups = [e for e in self._state.cleanups
+                                            if e is not entry]
                     return True
             return False
 
@@ -640,6 +701,7 @@ class Pool:
         up to 64 MiB); freed like any block."""
         if isinstance(align, bool) or not isinstance(align, int):
             raise TypeError(f"align must be an int, not {type(align).__name__}")
+        align = operator.index(align)
         if align <= 0 or align & (align - 1) or align > ll.MAX_ALIGN:
             raise ValueError(f"align must be a power of two up to {ll.MAX_ALIGN}, got {align}")
         size = _check_size(size, "size")
@@ -754,6 +816,7 @@ class Pool:
         """Counters by tag now: O(tags), never a walk of the blocks unless
         ``blocks`` is true (then every block is listed).  ``children`` nests
         snapshots of this pool's live child pools."""
+        blocks, children = bool(blocks), bool(children)
         with self._lock:
             self._live()
             return self._snapshot(blocks, children)
@@ -803,9 +866,10 @@ class Pool:
                      children: bool = True) -> None:
         """The C library's JSON report of this pool (docs/report-format.md)."""
         flags = (ll.REPORT_BLOCKS if blocks else 0) | (ll.REPORT_CHILDREN if children else 0)
+        bpath = os.fsencode(path)  # __fspath__ may run Python code: not under the lock
         with self._lock:
             self._live()
-            ll.write_report(self._ptr, os.fsencode(path), flags)
+            ll.write_report(self._ptr, bpath, flags)
 
 
 __all__ = ["Pool", "PoolInfo", "KEEP_ALL", "MAX_STACK_DEPTH", "BlockFreedError"]

@@ -1,0 +1,299 @@
+"""Python code that runs in the middle of a pool call cannot crash the process.
+
+Argument subclasses (int, str, PathLike, __bool__), cleanup objects with an
+``__eq__``, gc callbacks and ``__del__`` may run while a Pool or Block method
+is between its checks and the C call; each case runs in a child process so a
+crash shows as a signal exit, not as a dead test runner.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def run_child(code: str) -> str:
+    """Runs ``code`` in a fresh interpreter; its stdout if it exited 0."""
+    out = subprocess.run([sys.executable, "-X", "dev", "-c", textwrap.dedent(code)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, (
+        f"child exited with {out.returncode}\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}")
+    return out.stdout
+
+
+def test_int_subclass_size_cannot_destroy_the_pool_mid_alloc() -> None:
+    out = run_child("""
+        from allocator import Pool
+        p = Pool("a")
+        class Evil(int):
+            def __gt__(self, other):
+                p.destroy()
+                return False
+            __lt__ = __ge__ = __le__ = __gt__
+        b = p.alloc(Evil(64), "t")
+        b.write(b"x" * 64)
+        assert not p.destroyed and not b.freed
+        c = p.calloc(Evil(2), Evil(8), "t")
+        d = p.alloc_aligned(Evil(64), Evil(8), "t")
+        assert not p.destroyed
+        p.destroy()
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_int_subclass_offset_cannot_free_the_block_mid_write() -> None:
+    out = run_child("""
+        from allocator import Pool
+        p = Pool("a")
+        b = p.alloc(64, "t")
+        class Evil(int):
+            def __lt__(self, other):
+                b.free()
+                return False
+        b.write(b"x" * 8, Evil(0))
+        assert not b.freed
+        p.destroy()
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.parametrize("method", ["alloc", "calloc", "strdup", "aligned", "child"])
+def test_str_subclass_tag_cannot_destroy_the_pool_mid_call(method: str) -> None:
+    out = run_child(f"""
+        from allocator import Pool, RingpoolError
+        p = Pool("a")
+        class Evil(str):
+            def __hash__(self):
+                if not p.destroyed:
+                    p.destroy()
+                return str.__hash__(self)
+            def __eq__(self, other):
+                if not p.destroyed:
+                    p.destroy()
+                return str.__eq__(self, other)
+            def encode(self, *args, **kwargs):
+                if not p.destroyed:
+                    p.destroy()
+                return str.encode(self, *args, **kwargs)
+        tag = Evil("tag")
+        m = {method!r}
+        if m == "alloc":
+            b = p.alloc(64, tag)
+        elif m == "calloc":
+            b = p.calloc(1, 64, tag)
+        elif m == "strdup":
+            b = p.strdup("abc", tag)
+        elif m == "aligned":
+            b = p.alloc_aligned(64, 64, tag)
+        else:
+            b = p.child(Evil("kid")).alloc(64, tag)
+        assert type(b.tag) is str and b.tag == "tag"
+        b.write(b"y" * len(b))
+        p.destroy()
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_fspath_and_bool_arguments_cannot_destroy_the_pool_mid_call(tmp_path: object) -> None:
+    out = run_child(f"""
+        import os
+        from allocator import Pool, PoolDestroyedError
+        p = Pool("a")
+        p.alloc(8, "t")
+        class Path:
+            def __fspath__(self):
+                p.destroy()
+                return os.path.join({str(tmp_path)!r}, "r.json")
+        try:
+            p.write_report(Path())
+        except PoolDestroyedError:
+            pass
+        q = Pool("b")
+        q.alloc(8, "t")
+        class Flag:
+            def __bool__(self):
+                q.destroy()
+                return True
+        try:
+            q.snapshot(blocks=Flag())
+        except PoolDestroyedError:
+            pass
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_remove_cleanup_whose_eq_destroys_the_pool() -> None:
+    out = run_child("""
+        from allocator import Pool, RingpoolError
+        p = Pool("a")
+        p.add_cleanup(lambda: None)
+        class F:
+            def __call__(self):
+                pass
+            def __eq__(self, other):
+                if not p.destroyed:
+                    p.destroy()
+                return True
+            __hash__ = object.__hash__
+        try:
+            p.remove_cleanup(F())
+        except RingpoolError as exc:
+            print(type(exc).__name__)
+        else:
+            print("no error")
+    """)
+    assert out.strip() in ("PoolBusy", "PoolDestroyedError")
+
+
+def test_init_twice_and_uninitialised_pool() -> None:
+    out = run_child("""
+        import gc
+        from allocator import Pool, RingpoolError
+        p = Pool("a")
+        b = p.alloc(64, "t")
+        try:
+            p.__init__("b")
+        except RingpoolError as exc:
+            print(type(exc).__name__)
+        gc.collect()
+        b.write(b"z" * 64)
+        b.free()
+        p.destroy()
+        for make in (Pool.__new__, object.__new__):
+            q = make(Pool)
+            for use in (lambda: q.alloc(8), lambda: q.destroy(), lambda: q.outstanding(),
+                        lambda: q.snapshot(), lambda: q.child("c"), lambda: repr(q)):
+                try:
+                    use()
+                except RingpoolError:
+                    pass
+                else:
+                    print("no error")
+        print("ok")
+    """)
+    assert out.split() == ["InvalidArgument", "ok"]
+
+
+GC_REENTRY = """
+import gc, sys
+from allocator import Pool, PoolBusy
+meth = sys.argv[1]
+for attempt in range(120):
+    p = Pool("a")
+    armed = [False]
+    def cb(phase, info, p=p, armed=armed):
+        # A gc callback (or __del__) destroying the pool: the collection may
+        # start inside any allocation of the call below.
+        if phase == "start" and armed[0] and not p.destroyed:
+            try:
+                p.destroy()
+            except PoolBusy:
+                pass
+    pre = None if meth != "resize" else p.alloc(64, "t")
+    if meth == "blocks":
+        keep = [p.alloc(8, "x") for _ in range(5)]
+    gc.callbacks.append(cb)
+    gc.set_threshold(1 + attempt % 5)
+    junk = [[] for _ in range(attempt % 7)]
+    armed[0] = True
+    b = None
+    try:
+        if meth == "alloc":
+            b = p.alloc(64, "t")
+        elif meth == "calloc":
+            b = p.calloc(1, 64, "t")
+        elif meth == "strdup":
+            b = p.strdup("abc", "t")
+        elif meth == "memdup":
+            b = p.memdup(b"abcd", "t")
+        elif meth == "aligned":
+            b = p.alloc_aligned(64, 64, "t")
+        elif meth == "child":
+            b = p.child("c").alloc(64, "t")
+        elif meth == "resize":
+            b = pre.resize(128)
+        elif meth == "snapshot":
+            p.snapshot(blocks=True)
+        elif meth == "blocks":
+            list(p.blocks())
+    except Exception as exc:
+        if not isinstance(exc, PoolBusy) and not p.destroyed:
+            raise
+    armed[0] = False
+    gc.callbacks.remove(cb)
+    gc.set_threshold(700)
+    if b is not None and not b.freed:
+        assert not p.destroyed, "a live block of a destroyed pool"
+        b.write(b"q" * len(b))
+    p.destroy()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("method", ["alloc", "calloc", "strdup", "memdup", "aligned",
+                                    "child", "resize", "snapshot", "blocks"])
+def test_gc_callback_destroying_the_pool_inside_a_call(method: str) -> None:
+    out = subprocess.run([sys.executable, "-c", GC_REENTRY, method], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("method", ["tobytes", "write"])
+def test_gc_callback_freeing_the_block_inside_a_copy(method: str) -> None:
+    out = run_child(f"""
+        import gc
+        from allocator import BlockFreedError, Pool
+        freed = raised = 0
+        for attempt in range(150):
+            p = Pool("a")
+            b = p.alloc(1 << 16, "t")
+            armed = [False]
+            def cb(phase, info, b=b, armed=armed):
+                global freed
+                if phase == "start" and armed[0] and not b.freed:
+                    b.free()
+                    freed += 1
+            gc.callbacks.append(cb)
+            gc.set_threshold(1 + attempt % 5)
+            junk = [[] for _ in range(attempt % 7)]
+            armed[0] = True
+            try:
+                if {method!r} == "tobytes":
+                    b.tobytes()
+                else:
+                    b.write(b"x" * (1 << 16))
+            except BlockFreedError:
+                raised += 1
+            armed[0] = False
+            gc.callbacks.remove(cb)
+            gc.set_threshold(700)
+            p.destroy()
+        # every free inside the call made the call fail: none copied freed memory
+        print(freed == raised, freed > 0)
+    """)
+    assert out.split() == ["True", "True"]
+
+
+def test_destroy_from_del_outside_any_call_still_works() -> None:
+    out = run_child("""
+        import gc
+        from allocator import Pool
+        p = Pool("a")
+        class Owner:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                p.destroy()
+        Owner()
+        gc.collect()
+        print(p.destroyed)
+    """)
+    assert out.strip() == "True"
