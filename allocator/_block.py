@@ -6,7 +6,7 @@ import operator
 from typing import TYPE_CHECKING, Literal, NoReturn, overload
 
 from . import _lowlevel as ll
-from ._errors import BlockFreedError
+from ._errors import BlockFreedError, PoolBusy
 from ._ringpool import _BlockBuffer  # created by _lowlevel at import
 
 if TYPE_CHECKING:
@@ -49,6 +49,10 @@ class Block(_BlockBuffer):
         why = self._why or "was freed"
         raise BlockFreedError(
             f"block {self._tag!r} of pool {self._pool.name!r} {why}: it can no longer be used")
+
+    def _raise_busy(self) -> NoReturn:
+        raise PoolBusy(f"block {self._tag!r} of pool {self._pool.name!r} is being freed or "
+                       "resized (called from a memprof tracker of that free or resize?)")
 
     def _live(self) -> None:
         if not self._alive:

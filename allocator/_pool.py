@@ -730,7 +730,7 @@ class Pool:
         with self._lock:
             addr = block._addr
             if self._state.owner == "stat":
-                block._begin_free()  # BlockFreedError / BufferError; atomic under the GIL
+                block._begin_busy()  # BlockFreedError / BufferError / PoolBusy; atomic under the GIL
                 code = _lib.rpy_stat_free(addr)
                 if code:
                     block._abort_free()
@@ -748,7 +748,9 @@ class Pool:
     def _resize_block(self, block: Block, size: int, raise_on_oom: bool) -> Block | None:
         size = _check_size(size, "size")
         with self._lock:
-            block._begin_free()  # BlockFreedError / BufferError; no new views from now
+            # BlockFreedError / BufferError; no new views, and no free or resize
+            # of this block from a memprof tracker that the resize calls.
+            block._begin_busy()
             try:
                 if size > ll.SIZE_MAX:
                     self._too_big("resize", size, raise_on_oom)

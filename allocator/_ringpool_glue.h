@@ -236,7 +236,10 @@ static void rpy_stat_destroy_pool(void)
 }
 
 /* ------------------------------------------------------- _BlockBuffer */
-enum { RPY_LIVE = 0, RPY_SEALED = 1, RPY_DEAD = 2 };
+/* RPY_BUSY: the library is freeing or resizing this very block, and may run
+   Python meanwhile (a memprof tracker callback): no views, and no second
+   free or resize, which would free the block under the first. */
+enum { RPY_LIVE = 0, RPY_SEALED = 1, RPY_DEAD = 2, RPY_BUSY = 3 };
 
 /* The whole Block lives here (the Python subclass adds methods only): the
    payload, its export count and state, and the Python fields _pool, _tag and
@@ -247,7 +250,8 @@ typedef struct rpy_block {
     char      *ptr;
     Py_ssize_t size;
     Py_ssize_t exports;   /* live Py_buffer views of this block */
-    int        state;     /* RPY_LIVE, RPY_SEALED (no new exports), RPY_DEAD */
+    int        state;     /* RPY_LIVE, RPY_SEALED (no new exports), RPY_DEAD, RPY_BUSY */
+    int        busy_from; /* the state RPY_BUSY replaced (restored on failure) */
     PyObject  *pool;      /* the allocator.Pool (owned reference) */
     PyObject  *tag;       /* the tag, a str (owned) */
     PyObject  *why;       /* why it died, a str or NULL */
@@ -265,6 +269,7 @@ static rpy_block *rpy_block_alloc(PyTypeObject *type, char *ptr, Py_ssize_t size
     self->size = size;
     self->exports = 0;
     self->state = RPY_LIVE;
+    self->busy_from = RPY_LIVE;
     Py_XINCREF(pool);
     self->pool = pool;
     Py_XINCREF(tag);
@@ -340,7 +345,7 @@ static int rpy_block_getbuffer(PyObject *self, Py_buffer *view, int flags)
         rpy_block_raise_dead(self);
         return -1;
     }
-    if (b->state == RPY_SEALED) {
+    if (b->state == RPY_SEALED || b->state == RPY_BUSY) {
         view->obj = NULL;
         PyErr_SetString(PyExc_BufferError,
                         "block is being resized, freed or bulk-freed: no new buffer views");
@@ -362,6 +367,13 @@ static int rpy_block_check_free(rpy_block *b)
 {
     if (b->state == RPY_DEAD) {
         rpy_block_raise_dead((PyObject *)b);
+        return -1;
+    }
+    if (b->state == RPY_BUSY) {   /* the Python subclass raises PoolBusy */
+        PyObject *r = PyObject_CallMethod((PyObject *)b, "_raise_busy", NULL);
+        Py_XDECREF(r);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_BufferError, "block is being freed or resized");
         return -1;
     }
     if (b->exports > 0) {
@@ -405,6 +417,22 @@ static PyObject *rpy_block_abort_free(PyObject *self, PyObject *unused)
     rpy_block *b = (rpy_block *)self;
     if (b->state == RPY_SEALED)
         b->state = RPY_LIVE;
+    else if (b->state == RPY_BUSY)
+        b->state = b->busy_from;
+    Py_RETURN_NONE;
+}
+
+/* _begin_busy(): the checks of _detach, then -> RPY_BUSY for a free or resize
+   of this block that may run Python (memprof trackers) before it returns.
+   Finish with _kill() or undo with _abort_free() (back to the state before). */
+static PyObject *rpy_block_begin_busy(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    rpy_block *b = (rpy_block *)self;
+    if (rpy_block_check_free(b) < 0)
+        return NULL;
+    b->busy_from = b->state;
+    b->state = RPY_BUSY;
     Py_RETURN_NONE;
 }
 
@@ -464,10 +492,17 @@ static PyObject *rpy_block_fast_free(PyObject *self, PyObject *unused)
     rpy_block *b = (rpy_block *)self;
     if (rpy_block_check_free(b) < 0)
         return NULL;
+    /* rp_free may call a memprof tracker (Python) that frees this block again */
+    b->busy_from = b->state;
+    b->state = RPY_BUSY;
     rpy_clear_error();
     rp_free(b->ptr);
-    if (rpy_err.code != 0)
-        return PyLong_FromLong(rpy_err.code);
+    if (rpy_err.code != 0) {
+        int code = rpy_err.code;
+        if (b->state == RPY_BUSY)
+            b->state = b->busy_from;
+        return PyLong_FromLong(code);
+    }
     b->state = RPY_DEAD;
     return PyLong_FromLong(0);
 }
@@ -564,7 +599,9 @@ static int rpy_block_set_pool(PyObject *self, PyObject *value, void *closure)
 static PyMethodDef rpy_block_methods[] = {
     {"_detach", rpy_block_detach, METH_NOARGS, "Mark freed; BufferError while exported."},
     {"_begin_free", rpy_block_begin_free, METH_NOARGS, "Check as _detach, then refuse new views."},
-    {"_abort_free", rpy_block_abort_free, METH_NOARGS, "Undo _begin_free."},
+    {"_abort_free", rpy_block_abort_free, METH_NOARGS, "Undo _begin_free or _begin_busy."},
+    {"_begin_busy", rpy_block_begin_busy, METH_NOARGS,
+     "Check as _detach, then refuse views, frees and resizes until _kill or _abort_free."},
     {"_kill", rpy_block_kill, METH_NOARGS, "Mark freed unconditionally."},
     {"_alloc", (PyCFunction)(void (*)(void))rpy_block_fast_alloc, METH_FASTCALL | METH_CLASS,
      "rp_alloc_noexc with the GIL held: a Block, or None on failure."},

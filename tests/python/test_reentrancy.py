@@ -297,3 +297,54 @@ def test_destroy_from_del_outside_any_call_still_works() -> None:
         print(p.destroyed)
     """)
     assert out.strip() == "True"
+
+
+@pytest.mark.parametrize("mode", ["resize", "free", "stat-free"])
+def test_memprof_tracker_freeing_the_block_it_is_called_for(mode: str) -> None:
+    """A tracker runs inside the library's free or resize of a block: freeing
+    or resizing that same block from it raises PoolBusy (it used to free the
+    block under the library: SIGSEGV)."""
+    out = run_child(f"""
+        import allocator
+        from allocator import Pool, PoolBusy, RingpoolError, memprof
+        mode = {mode!r}
+        if mode == "stat-free":
+            p = allocator.stat_create_pool()
+            alloc = lambda: allocator.stat_alloc(256)
+        else:
+            p = Pool("m")
+            alloc = lambda: p.alloc(256, "t")
+        blocks = []
+        busy = 0
+        def reenter(_arg):
+            global busy
+            for b in list(blocks):
+                for use in (b.free, lambda: b.resize(4096), lambda: memoryview(b)):
+                    try:
+                        use()
+                    except PoolBusy:
+                        busy += 1
+                    except (RingpoolError, BufferError):
+                        pass
+            return 1
+        prof = memprof.start(1.0, 0, memprof.Tracker(reenter, reenter))
+        blocks += [alloc() for _ in range(3)]   # the tracker frees the earlier ones
+        blocks[:] = [alloc()]
+        target = blocks[0]
+        if mode == "resize":
+            new = target.resize(100000)
+            blocks[:] = [new]
+        elif mode == "free":
+            target.free()
+        else:
+            allocator.stat_free(target)
+        memprof.stop()
+        prof.discard()
+        assert target.freed
+        if mode == "stat-free":
+            allocator.stat_destroy_pool()
+        else:
+            p.destroy()
+        print("ok", busy > 0)
+    """)
+    assert out.split() == ["ok", "True"]
