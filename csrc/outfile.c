@@ -8,10 +8,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>      /* rename(2) only: no stream is used */
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------- messages */
@@ -118,6 +121,50 @@ mode_t rpi_outfile_umask(void)
     return m & 0777;
 }
 
+/* ----------------------------------------------------------- signals
+   SIGPIPE and SIGXFSZ blocked in this thread from open to finish
+   (outfile.h says why, and why not MSG_NOSIGNAL or SIG_IGN). */
+static const int guarded[2] = {SIGPIPE, SIGXFSZ};
+
+void rpi_sigguard_begin(rpi_sigguard *g)
+{
+    int saved = errno;
+    sigset_t block, pend;
+    sigemptyset(&block);
+    for (int i = 0; i < 2; i++)
+        sigaddset(&block, guarded[i]);
+    g->masked = pthread_sigmask(SIG_BLOCK, &block, &g->mask) == 0;
+    g->pending = 0;
+    if (g->masked && sigpending(&pend) == 0)
+        for (int i = 0; i < 2; i++)
+            if (sigismember(&pend, guarded[i]) == 1)
+                g->pending |= 1 << i;
+    errno = saved;
+}
+
+/* Takes the signals the report's writes raised, then restores the mask. */
+void rpi_sigguard_end(rpi_sigguard *g)
+{
+    if (!g->masked)
+        return;
+    int saved = errno;
+    sigset_t pend;
+    if (sigpending(&pend) == 0) {
+        for (int i = 0; i < 2; i++) {
+            if (sigismember(&pend, guarded[i]) != 1 || (g->pending & (1 << i)))
+                continue;
+            sigset_t one;
+            sigemptyset(&one);
+            sigaddset(&one, guarded[i]);
+            struct timespec zero = {0, 0};
+            while (sigtimedwait(&one, NULL, &zero) < 0 && errno == EINTR) {}
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &g->mask, NULL);
+    g->masked = 0;
+    errno = saved;
+}
+
 /* ------------------------------------------------------------- rules */
 int rpi_outfile_own_fd(const char *path)
 {
@@ -183,7 +230,7 @@ static int open_stream(rpi_outfile *of, const char *path, char *why, size_t whyc
     return 0;
 }
 
-int rpi_outfile_open(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap, char *why,
+static int open_dest(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap, char *why,
                      size_t whycap)
 {
     of->fd = -1;
@@ -198,6 +245,11 @@ int rpi_outfile_open(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap
     int own = rpi_outfile_own_fd(path);
     if (own >= 0) {
         int fd = fcntl(own, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0 && errno != EBADF) {
+            int e = errno;
+            return say(why, whycap, e, "cannot duplicate its descriptor: ",
+                       rpi_outfile_strerror(e), NULL);
+        }
         if (fd < 0) {
             char num[24];
             return say(why, whycap, EBADF, "descriptor ", decimal(num, (unsigned long)own),
@@ -260,7 +312,17 @@ int rpi_outfile_open(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap
     return say(why, whycap, EEXIST, "no free temporary name beside it", NULL, NULL);
 }
 
-int rpi_outfile_finish(rpi_outfile *of, const char *path, int ok, char *why, size_t whycap)
+int rpi_outfile_open(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap, char *why,
+                     size_t whycap)
+{
+    rpi_sigguard_begin(&of->guard);
+    int rc = open_dest(of, path, tmp, tmpcap, why, whycap);
+    if (rc != 0)
+        rpi_sigguard_end(&of->guard);
+    return rc;
+}
+
+static int finish(rpi_outfile *of, const char *path, int ok, char *why, size_t whycap)
 {
     int rc = 0;
     if (of->fd < 0)
@@ -287,5 +349,14 @@ int rpi_outfile_finish(rpi_outfile *of, const char *path, int ok, char *why, siz
     }
     if (!ok || rc != 0)
         unlink(of->tmp);
+    return rc;
+}
+
+int rpi_outfile_finish(rpi_outfile *of, const char *path, int ok, char *why, size_t whycap)
+{
+    int saved = errno;
+    int rc = finish(of, path, ok, why, whycap);
+    rpi_sigguard_end(&of->guard);
+    errno = saved;
     return rc;
 }

@@ -432,6 +432,8 @@ static int report_from_env(rp_pool *pool, const char *reason, bool at_exit)
     char path[4096], why[512];
     int saved = errno;
     int rc;
+    rpi_sigguard g;     /* the line below: stderr may be a pipe without a reader */
+    rpi_sigguard_begin(&g);
     if (expand(pattern, pool->name, path, sizeof path, why, sizeof why) != 0) {
         rc = RP_EINVAL;
         fprintf(stderr, "ringpool: RINGPOOL_REPORT='%s': %s\n", pattern, why);
@@ -439,6 +441,7 @@ static int report_from_env(rp_pool *pool, const char *reason, bool at_exit)
         fprintf(stderr, "ringpool: could not write the report of pool '%s' to '%s': %s%s%s\n",
                 pool->name, path, rp_strerror(rc), why[0] ? ": " : "", why);
     }
+    rpi_sigguard_end(&g);
     errno = saved;
     return rc;
 }

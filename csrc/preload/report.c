@@ -29,14 +29,18 @@ void rpp_say(const char *a, const char *b, const char *c)
     for (size_t i = 0; i < 5; i++)
         for (const char *p = parts[i]; *p && n < sizeof line; p++)
             line[n++] = *p;
+    rpi_sigguard g;     /* stderr may be a pipe without a reader, or a file past RLIMIT_FSIZE */
+    rpi_sigguard_begin(&g);
     ssize_t w = write(STDERR_FILENO, line, n);
     (void)w;
+    rpi_sigguard_end(&g);
 }
 
 /* ------------------------------------------------------------ output */
 typedef struct out {
     int fd;
     int failed;
+    int err;            /* errno of the failed write */
     size_t len;
     char buf[1 << 16];
 } out;
@@ -50,9 +54,10 @@ static void flush(out *w)
         ssize_t n = write(w->fd, w->buf + done, w->len - done);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (n <= 0) {
             w->failed = 1;
-        else
+            w->err = n < 0 ? errno : EIO;
+        } else
             done += (size_t)n;
     }
     w->len = 0;
@@ -528,6 +533,7 @@ int rpp_write_report(const char *reason)
     }
     o.fd = dest.fd;
     o.failed = 0;
+    o.err = 0;
     o.len = 0;
 
     ssize_t el = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
@@ -679,8 +685,15 @@ int rpp_write_report(const char *reason)
     puts_(w, "\n}\n");
     flush(w);
     if (o.failed) {
-        rpp_say("cannot write report to ", path, ": write failed (disk full?)");
+        /* the line once the report's descriptor is closed and its signals taken */
         rpi_outfile_finish(&dest, path, 0, why, sizeof why);
+        size_t n = 0;
+        const char *parts[] = {"write failed: ", rpi_outfile_strerror(o.err)};
+        for (size_t i = 0; i < 2; i++)
+            for (const char *c = parts[i]; *c && n + 1 < sizeof why; c++)
+                why[n++] = *c;
+        why[n] = '\0';
+        say_not_written(path, why);
         goto done;
     }
     if (rpi_outfile_finish(&dest, path, 1, why, sizeof why) != 0) {

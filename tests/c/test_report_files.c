@@ -5,6 +5,7 @@
    $RINGPOOL_REPORT escapes are checked, and report strings are exact UTF-8. */
 #include <fcntl.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <dirent.h>
 
@@ -410,6 +411,81 @@ static void test_report_reserved_bytes_match_info(void)
     tu_end_pool(p);
 }
 
+/* A report whose write raises SIGPIPE (a pipe without a reader) or SIGXFSZ
+   (a file past RLIMIT_FSIZE) fails with RP_EIO and one line; neither signal
+   kills the caller (both at their default action here), reaches it later,
+   or stays pending, and the caller's signal mask is as it was. ARG is
+   "HOW:PATH": fsize-call, fsize-env, fsize-exit, pipe-call, pipe-exit. */
+static void child_hostile(const char *arg)
+{
+    const char *path = strchr(arg, ':') + 1;
+    int call = strstr(arg, "-call:") != NULL, exit_report = strstr(arg, "-exit:") != NULL;
+    char fdname[32];
+    sigset_t before, after, pending;
+    int s;
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGXFSZ, SIG_DFL);
+    if (strncmp(arg, "pipe", 4) == 0) {
+        int fd[2];
+        if (pipe(fd) != 0) exit(5);
+        close(fd[0]);
+        snprintf(fdname, sizeof fdname, "/dev/fd/%d", fd[1]);
+        path = fdname;
+    }
+    if (!call) setenv("RINGPOOL_REPORT", path, 1);
+    rp_pool *p = tu_pool("hostile");
+    for (s = 0; s < 40; s++) (void)rp_alloc(p, 100, "leak");
+    if (strncmp(arg, "fsize", 5) == 0) {
+        struct rlimit r;
+        getrlimit(RLIMIT_FSIZE, &r);
+        r.rlim_cur = 200;
+        if (setrlimit(RLIMIT_FSIZE, &r) != 0) exit(6);
+    }
+    if (exit_report) exit(0);        /* the pool is still alive: reported at exit */
+    sigprocmask(SIG_SETMASK, NULL, &before);
+    if (call) {
+        if (rp_pool_write_report(p, path) != RP_EIO) exit(7);
+    } else {
+        errno = 4321;
+        rp_pool_destroy(p);          /* its report on destroy */
+        if (errno != 4321) exit(8);
+    }
+    sigprocmask(SIG_SETMASK, NULL, &after);
+    sigpending(&pending);
+    for (s = 1; s < 32; s++)
+        if (sigismember(&before, s) != sigismember(&after, s) || sigismember(&pending, s) == 1)
+            exit(9);
+    exit(0);
+}
+
+static void test_report_raises_no_sigpipe_or_sigxfsz(void)
+{
+    static const char *const hows[] = {"fsize-call", "fsize-env", "fsize-exit", "pipe-call",
+                                       "pipe-env", "pipe-exit"};
+    char path[700], arg[800], buf[64];
+    size_t i;
+    fresh_dir("hostile");
+    snprintf(path, sizeof path, "%s/r.json", dir);
+    for (i = 0; i < sizeof hows / sizeof hows[0]; i++) {
+        tu_result r;
+        FILE *f = fopen(path, "w");
+        CHECK(f != NULL);
+        fputs("old report\n", f);
+        fclose(f);
+        snprintf(arg, sizeof arg, "%s:%s", hows[i], path);
+        tu_spawn("hostile", arg, NULL, &r);
+        if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0)
+            tu_fail(__FILE__, __LINE__, "%s: status %#x (signal %d), stderr:\n%s", hows[i],
+                    r.status, WIFSIGNALED(r.status) ? WTERMSIG(r.status) : 0, r.err);
+        if (strstr(hows[i], "-call") == NULL && strstr(r.err, strncmp(hows[i], "pipe", 4) == 0 ? "Broken pipe"
+                                                                      : "File too large") == NULL)
+            tu_fail(__FILE__, __LINE__, "%s: no line saying why:\n%s", hows[i], r.err);
+        CHECK(slurp(path, buf, sizeof buf) == 11 && strcmp(buf, "old report\n") == 0);
+        no_leftovers();
+    }
+    drop_dir();
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -423,10 +499,12 @@ int main(int argc, char **argv)
         {"report_strings_exact_utf8", test_report_strings_exact_utf8},
         {"report_strings_match_python_decoder", test_report_strings_match_python_decoder},
         {"report_reserved_bytes_match_info", test_report_reserved_bytes_match_info},
+        {"report_raises_no_sigpipe_or_sigxfsz", test_report_raises_no_sigpipe_or_sigxfsz},
     };
     static const tu_child children[] = {
         {"to-stderr", child_report_to_stderr},
         {"destroy-one", child_destroy_one},
+        {"hostile", child_hostile},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }

@@ -1,0 +1,125 @@
+"""The interposer inside a hostile process environment: a file size limit
+below the report, no descriptor left, standard streams that are pipes
+without a reader, a program's signal mask. The report may fail (one line),
+but the program's exit status, signals, mask and errno stay its own."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+from pathlib import Path
+
+from preload_helpers import clean_env, program
+
+
+def run(lib: str | None, args: list[str], report: str, *, stdout: int | None = subprocess.PIPE,
+        stderr: int | None = subprocess.PIPE, fsize: int | None = None,
+        **env: str) -> subprocess.CompletedProcess[bytes]:
+    full = clean_env(lib, RINGPOOL_PRELOAD_REPORT=report, **env)
+    if lib is None:
+        full.pop("LD_PRELOAD", None)
+
+    def limit() -> None:
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE,
+                               (fsize, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return subprocess.run([program("hostile"), *args], env=full, stdout=stdout, stderr=stderr,
+                          timeout=60, preexec_fn=limit)
+
+
+def lines(err: bytes) -> list[bytes]:
+    return err.splitlines()
+
+
+def test_file_size_limit_set_by_the_program_fails_the_report_only(lib: str,
+                                                                   tmp_path: Path) -> None:
+    old = tmp_path / "r.json"
+    old.write_text("old report\n")
+    proc = run(lib, ["fsize", "300"], str(old))
+    assert proc.returncode == 3, proc          # not killed by SIGXFSZ
+    assert lines(proc.stderr) == [
+        f"ringpool-preload: cannot write report to {old}: write failed: File too large".encode()]
+    assert old.read_text() == "old report\n"   # never a truncated report in its place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_file_size_limit_set_before_exec(lib: str, tmp_path: Path) -> None:
+    proc = run(lib, [], str(tmp_path / "r.json"), fsize=300)
+    assert proc.returncode == 3, proc
+    assert b"File too large" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_line_to_a_stderr_file_past_the_limit(lib: str, tmp_path: Path) -> None:
+    # the report fails (no such directory); its one line would go to a file
+    # already past RLIMIT_FSIZE: that write fails too, and nothing kills the program
+    err = tmp_path / "err"
+    err.write_bytes(b"x" * 4096)
+    with open(err, "ab") as f:
+        proc = run(lib, ["fsize", "1000"], str(tmp_path / "no" / "r.json"), stderr=f.fileno())
+    assert proc.returncode == 3, proc
+    assert err.stat().st_size == 4096
+
+
+def closed_pipe() -> int:
+    r, w = os.pipe()
+    os.close(r)
+    return w
+
+
+def test_report_to_stdout_a_pipe_without_reader(lib: str) -> None:
+    w = closed_pipe()
+    try:
+        alone = run(None, ["sigpipe-dfl"], "/dev/stdout", stdout=w)
+        proc = run(lib, ["sigpipe-dfl"], "/dev/stdout", stdout=w)
+    finally:
+        os.close(w)
+    assert alone.returncode == 3
+    assert proc.returncode == 3, proc          # not killed by SIGPIPE
+    assert lines(proc.stderr) == [
+        b"ringpool-preload: cannot write report to /dev/stdout: write failed: Broken pipe"]
+
+
+def test_line_to_stderr_a_pipe_without_reader(lib: str, tmp_path: Path) -> None:
+    w = closed_pipe()
+    try:
+        proc = run(lib, ["sigpipe-dfl"], str(tmp_path / "no" / "r.json"), stderr=w)
+    finally:
+        os.close(w)
+    assert proc.returncode == 3, proc
+
+
+def test_no_descriptor_left(lib: str, tmp_path: Path) -> None:
+    proc = run(lib, ["nofile"], str(tmp_path / "r.json"))
+    assert proc.returncode == 3, proc
+    assert lines(proc.stderr) == [
+        f"ringpool-preload: cannot write report to {tmp_path / 'r.json'}: cannot create its "
+        "temporary file: Too many open files".encode()]
+    proc = run(lib, ["nofile"], "/dev/stdout")
+    assert proc.returncode == 3 and len(lines(proc.stderr)) == 1, proc
+
+
+def test_everything_blocked(lib: str, tmp_path: Path) -> None:
+    proc = run(lib, ["blockall", "fsize", "300"], str(tmp_path / "r.json"))
+    assert proc.returncode == 3, proc
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_on_demand_keeps_mask_pending_and_errno(lib: str, tmp_path: Path) -> None:
+    usr2 = str(int(signal.SIGUSR2))
+    report = tmp_path / "r.%r.json"
+    proc = run(lib, ["raise", usr2], str(report), RINGPOOL_PRELOAD_SIGNAL="USR2")
+    assert proc.returncode == 3, proc
+    assert proc.stdout == b"errno 1234 mask same pending none\n"
+    assert len(list(tmp_path.glob("*.json"))) == 2     # the signal's and the exit's
+    for p in tmp_path.iterdir():
+        p.unlink()
+    # the same with the report past the file size limit: it fails, and the
+    # SIGXFSZ its write raised is neither delivered nor left pending
+    proc = run(lib, ["fsize", "300", "raise", usr2], str(report), RINGPOOL_PRELOAD_SIGNAL="USR2")
+    assert proc.returncode == 3, proc
+    assert proc.stdout == b"errno 1234 mask same pending none\n"
+    assert proc.stderr.count(b"File too large") == 2
+    assert list(tmp_path.iterdir()) == []
