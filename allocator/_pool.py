@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import operator
 import os
 import sys
@@ -101,8 +103,14 @@ def _caller_tag(depth: int) -> str:
 class _PoolState:
     """What the finalizer of a pool handle needs; holds no Pool or Block.
 
-    A Block keeps its Pool alive, so when a pool's handle is collected no Block
-    of it is reachable: the finalizer only has to warn and free the C side.
+    A Block keeps its Pool alive, so a pool's handle is collected only with
+    its Blocks, as garbage of one gc pass.  That pass runs every finalizer of
+    the garbage (``__del__`` methods, this one) before it clears anything, in
+    no set order: a ``__del__`` may still use a Block after the handle's
+    finalizer ran.  So the finalizer gets the pool's table of blocks (bound
+    in ``ffi.gc``, not held here: a parent's state must not keep its children's
+    Blocks alive), kills every Block before freeing the C side, and waits for
+    the end of the gc pass while one still has a buffer view.
     """
 
     __slots__ = ("name", "ptr", "alive", "owner", "parent", "children",
@@ -131,13 +139,36 @@ class _PoolState:
         if self.parent is not None and self in self.parent.children:
             self.parent.children.remove(self)
 
-    def finalize(self, ptr: ll.CData) -> None:
+    def finalize(self, table: dict[int, Block], ptr: ll.CData) -> None:
         """ffi.gc finalizer of the handle: the Pool object was collected."""
         with self.lock:                      # a parent may be destroyed in another thread
-            self._finalize(ptr)
+            self._finalize(table, ptr)
 
-    def _finalize(self, ptr: ll.CData) -> None:
-        if not self.alive:
+    def _finalize(self, table: dict[int, Block], ptr: ll.CData) -> None:
+        why = "was bulk-freed when its pool was garbage-collected"
+        if not self.alive:                   # destroyed with its parent: the memory is gone
+            for block in table.values():
+                block._why = why
+                block._kill()
+            table.clear()
+            return
+        if self.children:
+            # The C destroy would take the children's memory while their
+            # Blocks are still live: their finalizers run in this gc pass
+            # (a child keeps its parent alive, so they are garbage too).
+            _deferred.append((self, table, ptr))
+            return
+        sealed: list[Block] = []
+        try:
+            for block in list(table.values()):
+                block._begin_free()          # BufferError while a view is alive
+                sealed.append(block)
+        except (BufferError, RingpoolError):
+            # A view of a block is alive (garbage too, most likely: views are
+            # released when the gc pass clears them): try again after the pass.
+            for block in sealed:
+                block._abort_free()
+            _deferred.append((self, table, ptr))
             return
         blocks, nbytes = ll.outstanding(ptr)
         if blocks:
@@ -147,11 +178,39 @@ class _PoolState:
                 f"pool {self.name!r} garbage-collected with {blocks} outstanding "
                 f"blocks ({nbytes} bytes), freed now; tags: {', '.join(tags)}",
                 ResourceWarning, stacklevel=2)
-        ll.pool_destroy(ptr)
-        self.mark_dead()
+        try:
+            ll.pool_destroy(ptr)
+        finally:
+            for block in table.values():
+                block._why = why
+                block._kill()
+            table.clear()
+            self.mark_dead()
         for exc in self.cleanup_errors:
             warnings.warn(f"cleanup of pool {self.name!r} raised {exc!r}",
                           RuntimeWarning, stacklevel=2)
+
+
+#: Finalizers that met a live buffer view: retried when the gc pass ends.
+_deferred: list[tuple[_PoolState, dict[int, Block], ll.CData]] = []
+
+
+def _retry_deferred(phase: str, info: dict[str, int]) -> None:
+    if phase != "stop" or not _deferred:
+        return
+    todo = list(_deferred)
+    _deferred.clear()
+    for state, table, ptr in todo:
+        if any(block._exports for block in table.values()):
+            # Still viewed (the view outlived the pass): the memory stays.
+            warnings.warn(f"pool {state.name!r} garbage-collected while a buffer view of "
+                          "one of its blocks is alive: its memory is not freed",
+                          ResourceWarning, stacklevel=2)
+            continue
+        state.finalize(table, ptr)
+
+
+gc.callbacks.append(_retry_deferred)
 
 
 class _Cleanup:
@@ -249,7 +308,7 @@ class Pool:
                 # reset: the library frees this pool in the same call, so its
                 # blocks must never export a view that could outlive them.
                 self._seal_new = parent._seal_new
-            self._gc = ll.ffi.gc(ptr, state.finalize)
+            self._gc = ll.ffi.gc(ptr, functools.partial(state.finalize, self._blocks))
 
     def _init_common(self, ptr: ll.CData, state: _PoolState) -> None:
         self._ptr = ptr

@@ -348,3 +348,75 @@ def test_memprof_tracker_freeing_the_block_it_is_called_for(mode: str) -> None:
         print("ok", busy > 0)
     """)
     assert out.split() == ["ok", "True"]
+
+
+GC_ORDER = """
+import gc, os, sys, warnings
+from allocator import Pool, RingpoolError
+from allocator import _pool
+mode = sys.argv[1]
+warnings.simplefilter("ignore", ResourceWarning)
+class Holder:
+    def __init__(self):
+        self.me = self
+    def __del__(self):
+        try:
+            if mode == "view":
+                self.view[:4] = b"abcd"
+            else:
+                self.b.write(b"x" * 8)
+                self.b.free()
+            os.write(1, b"used\\n")
+        except RingpoolError as exc:
+            os.write(1, (type(exc).__name__ + "\\n").encode())
+for i in range(20):
+    p = Pool("c")
+    h = Holder()   # made after the pool: its __del__ runs after the pool's finalizer
+    if mode == "child":
+        h.k = p.child("k")
+        h.b = h.k.alloc(64, "t")
+    else:
+        h.b = p.alloc(64, "t")
+    if mode == "view":
+        h.view = memoryview(h.b)
+    h.p = p
+    del p, h
+    gc.collect()
+gc.collect()
+print("deferred", len(_pool._deferred))
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "view", "child"])
+def test_del_in_the_same_gc_pass_as_the_pool_finalizer(mode: str) -> None:
+    """A pool, its blocks and an object whose __del__ uses a block die in one
+    gc pass; the pass runs the pool handle's finalizer and the __del__ in no
+    set order.  The block is dead (BlockFreedError) or still valid, never
+    freed memory; the pool is freed by the end of the pass."""
+    out = subprocess.run([sys.executable, "-c", GC_ORDER, mode], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.split("\n")
+    assert lines[-2] == "deferred 0"
+    assert set(lines[:-2]) <= {"used", "BlockFreedError"}
+    assert len(lines[:-2]) == 20
+
+
+def test_module_global_block_used_from_del_at_exit() -> None:
+    out = run_child("""
+        import os
+        from allocator import Pool, RingpoolError
+        P = Pool("global")
+        B = P.alloc(64, "g")
+        class D:
+            def __del__(self):
+                try:
+                    with memoryview(B) as m:
+                        m[:] = b"x" * 64
+                    B.free()
+                    os.write(1, b"used\\n")
+                except RingpoolError as exc:
+                    os.write(1, (type(exc).__name__ + "\\n").encode())
+        d = D()
+    """)
+    assert out.strip() in ("used", "BlockFreedError")
