@@ -1710,7 +1710,7 @@ static FILE *open_report(const char *path, rpi_outfile *of, char *tmp, size_t ca
     *err = rpi_outfile_open(of, path, tmp, cap, why, whycap);
     if (*err != 0)
         return NULL;
-    int fd = fcntl(of->fd, F_DUPFD_CLOEXEC, 0);
+    int fd = fcntl(of->fd, F_DUPFD_CLOEXEC, 3);   /* never 0-2 (csrc/outfile.h) */
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL) {
         *err = errno ? errno : ENOMEM;

@@ -165,6 +165,19 @@ void rpi_sigguard_end(rpi_sigguard *g)
     errno = saved;
 }
 
+/* fd moved above the standard streams' numbers (outfile.h), or -1 with
+   errno set (fd then closed). */
+static int above_std(int fd)
+{
+    if (fd < 0 || fd > 2)
+        return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return moved;
+}
+
 /* ------------------------------------------------------------- rules */
 int rpi_outfile_own_fd(const char *path)
 {
@@ -209,7 +222,7 @@ static const char *kind(mode_t mode)
    blocking for the writes. */
 static int open_stream(rpi_outfile *of, const char *path, char *why, size_t whycap)
 {
-    int fd = open(path, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    int fd = above_std(open(path, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
     if (fd < 0) {
         int e = errno;
         if (e == ENXIO)
@@ -299,6 +312,13 @@ static int open_dest(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 && errno == EEXIST)
             continue;               /* something is there (a planted link?): another name */
+        if (fd >= 0 && (fd = above_std(fd)) < 0) {
+            int e = errno;
+            unlink(tmp);
+            tmp[0] = '\0';
+            return say(why, whycap, e, "no descriptor above the standard streams' for it: ",
+                       rpi_outfile_strerror(e), NULL);
+        }
         if (fd < 0) {
             int e = errno;
             tmp[0] = '\0';

@@ -34,6 +34,12 @@
  * open, is taken along with the report's own: standard signals do not queue,
  * so the two cannot be told apart.
  *
+ * The descriptor a report is written to is never 0, 1 or 2 (/dev/stdout is
+ * duplicated above them too; a file opened where the program closed one is
+ * moved above them, or refused with one line when no descriptor is free
+ * there): a program that closed its standard error would otherwise find
+ * what it writes to descriptor 2, from another thread, inside the report.
+ *
  * No malloc, no stdio, no locks: open, fstat, lstat, stat, write, fchmod,
  * rename, unlink, close, pthread_sigmask, sigpending, sigtimedwait and
  * string functions only, on the caller's buffers, so the interposer may call

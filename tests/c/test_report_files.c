@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <dirent.h>
 
 #include "testutil.h"
@@ -486,6 +487,49 @@ static void test_report_raises_no_sigpipe_or_sigxfsz(void)
     drop_dir();
 }
 
+/* The library's fchmod call on the finished report comes here (this
+   program's symbols come first): with intrude set it writes a line to
+   descriptor 2, as another thread of a program that closed its stderr
+   could while a report is written. */
+static int intrude;
+
+int fchmod(int fd, mode_t mode)
+{
+    if (intrude) {
+        static const char line[] = "the program's own line on descriptor 2\n";
+        ssize_t w = write(2, line, sizeof line - 1);
+        (void)w;
+    }
+    return (int)syscall(SYS_fchmod, fd, mode);
+}
+
+static void child_closed_stderr(const char *path)
+{
+    rp_pool *p = tu_pool("closed-stderr");
+    (void)rp_alloc(p, 10, "leak");
+    close(2);
+    intrude = 1;
+    if (rp_pool_write_report(p, path) != 0) exit(4);
+    exit(0);
+}
+
+/* A program that closed descriptor 2: the report's file must not take that
+   number, or what the program writes there lands in the report. */
+static void test_closed_stderr_is_not_the_report(void)
+{
+    char path[700], buf[8192];
+    tu_result r;
+    fresh_dir("closed-stderr");
+    snprintf(path, sizeof path, "%s/r.json", dir);
+    tu_spawn("closed-stderr", path, NULL, &r);
+    CHECK(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
+    CHECK(slurp(path, buf, sizeof buf) > 0);
+    if (strstr(buf, "own line") != NULL)
+        tu_fail(__FILE__, __LINE__, "the program's line is in the report:\n%s", buf);
+    CHECK(strstr(buf, "\"pool\": \"closed-stderr\"") != NULL);
+    drop_dir();
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -500,11 +544,13 @@ int main(int argc, char **argv)
         {"report_strings_match_python_decoder", test_report_strings_match_python_decoder},
         {"report_reserved_bytes_match_info", test_report_reserved_bytes_match_info},
         {"report_raises_no_sigpipe_or_sigxfsz", test_report_raises_no_sigpipe_or_sigxfsz},
+        {"closed_stderr_is_not_the_report", test_closed_stderr_is_not_the_report},
     };
     static const tu_child children[] = {
         {"to-stderr", child_report_to_stderr},
         {"destroy-one", child_destroy_one},
         {"hostile", child_hostile},
+        {"closed-stderr", child_closed_stderr},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }

@@ -5,6 +5,7 @@ but the program's exit status, signals, mask and errno stay its own."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -99,6 +100,18 @@ def test_no_descriptor_left(lib: str, tmp_path: Path) -> None:
         "temporary file: Too many open files".encode()]
     proc = run(lib, ["nofile"], "/dev/stdout")
     assert proc.returncode == 3 and len(lines(proc.stderr)) == 1, proc
+
+
+def test_closed_stderr_is_not_the_report(lib: str, tmp_path: Path) -> None:
+    # the program closed descriptor 2, and writes to it while the report is
+    # written: its line must not land in the report (the report's file would
+    # have taken number 2)
+    report = tmp_path / "r.json"
+    proc = run(lib, ["close2", "intrude"], str(report))
+    assert proc.returncode == 3, proc
+    text = report.read_text()
+    assert "own line" not in text
+    assert json.loads(text)["format"] == "ringpool-preload"
 
 
 def test_everything_blocked(lib: str, tmp_path: Path) -> None:
