@@ -292,7 +292,9 @@ static int open_dest(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap
         return say(why, whycap, EEXIST, "it is ", kind(st.st_mode),
                    ", not a regular file, character device or FIFO (left as it is)");
     }
-    /* a regular file or nothing: a temporary file beside it */
+    /* a regular file or nothing: a temporary file beside it, its mode read
+       now, before the file takes what may be the last free descriptor */
+    of->mode = 0666 & ~rpi_outfile_umask();
     static atomic_uint serial;
     size_t pl = strlen(path);
     char pid[24], num[24];
@@ -347,7 +349,7 @@ static int finish(rpi_outfile *of, const char *path, int ok, char *why, size_t w
     int rc = 0;
     if (of->fd < 0)
         return 0;
-    if (ok && !of->direct && fchmod(of->fd, 0666 & ~rpi_outfile_umask()) != 0) {
+    if (ok && !of->direct && fchmod(of->fd, of->mode) != 0) {
         int e = errno;
         rc = say(why, whycap, e, "cannot set its mode: ", rpi_outfile_strerror(e), NULL);
     }

@@ -73,6 +73,8 @@ typedef struct rpi_outfile {
     int   fd;       /* where the report is written; -1 once finished */
     int   direct;   /* 1: fd is the destination itself; 0: fd is the temporary file tmp */
     char *tmp;      /* the caller's buffer: the temporary file's name */
+    mode_t mode;    /* the temporary file's final mode, 0666 & ~umask, read at open
+                       (at finish no descriptor may be left to read it with) */
     rpi_sigguard guard;   /* from open to finish */
 } rpi_outfile;
 

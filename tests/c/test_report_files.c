@@ -530,6 +530,42 @@ static void test_closed_stderr_is_not_the_report(void)
     drop_dir();
 }
 
+/* umask 077 and one descriptor left: the report's file takes it, and its
+   mode must still be 0600 (the umask was read at the end, through a
+   descriptor that was no longer there, and fell back to 022: 0644). */
+static void child_one_fd_left(const char *path)
+{
+    rp_pool *p = tu_pool("one-fd");
+    struct rlimit r;
+    int fd, last = -1;
+    (void)rp_alloc(p, 10, "leak");
+    umask(077);
+    getrlimit(RLIMIT_NOFILE, &r);
+    if (r.rlim_cur > 64) {
+        r.rlim_cur = 64;
+        if (setrlimit(RLIMIT_NOFILE, &r) != 0) exit(5);
+    }
+    while ((fd = open("/dev/null", O_RDONLY)) >= 0) last = fd;
+    if (last < 0) exit(6);
+    close(last);
+    if (rp_pool_write_report(p, path) != 0) exit(4);
+    exit(0);
+}
+
+static void test_umask_kept_with_one_descriptor_left(void)
+{
+    char path[700];
+    struct stat st;
+    tu_result r;
+    fresh_dir("one-fd");
+    snprintf(path, sizeof path, "%s/r.json", dir);
+    tu_spawn("one-fd", path, NULL, &r);
+    CHECK(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
+    CHECK(stat(path, &st) == 0);
+    CHECK_INT(st.st_mode & 0777, 0600);
+    drop_dir();
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -545,12 +581,14 @@ int main(int argc, char **argv)
         {"report_reserved_bytes_match_info", test_report_reserved_bytes_match_info},
         {"report_raises_no_sigpipe_or_sigxfsz", test_report_raises_no_sigpipe_or_sigxfsz},
         {"closed_stderr_is_not_the_report", test_closed_stderr_is_not_the_report},
+        {"umask_kept_with_one_descriptor_left", test_umask_kept_with_one_descriptor_left},
     };
     static const tu_child children[] = {
         {"to-stderr", child_report_to_stderr},
         {"destroy-one", child_destroy_one},
         {"hostile", child_hostile},
         {"closed-stderr", child_closed_stderr},
+        {"one-fd", child_one_fd_left},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }

@@ -47,6 +47,21 @@ int main(int argc, char **argv)
             r.rlim_cur = 0;
             if (setrlimit(RLIMIT_NOFILE, &r) != 0)
                 return 91;
+        } else if (strcmp(a, "one-fd-left") == 0) {           /* every descriptor but one in use */
+            int fd, last = -1;
+            struct rlimit r;
+            getrlimit(RLIMIT_NOFILE, &r);
+            if (r.rlim_cur > 64) {
+                r.rlim_cur = 64;
+                setrlimit(RLIMIT_NOFILE, &r);
+            }
+            while ((fd = open("/dev/null", O_RDONLY)) >= 0)
+                last = fd;
+            if (last < 0)
+                return 92;
+            close(last);
+        } else if (strcmp(a, "umask077") == 0) {
+            umask(077);
         } else if (strcmp(a, "close2") == 0) {
             close(2);
         } else if (strcmp(a, "intrude") == 0) {

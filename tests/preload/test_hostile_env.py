@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -112,6 +113,15 @@ def test_closed_stderr_is_not_the_report(lib: str, tmp_path: Path) -> None:
     text = report.read_text()
     assert "own line" not in text
     assert json.loads(text)["format"] == "ringpool-preload"
+
+
+def test_umask_kept_with_one_descriptor_left(lib: str, tmp_path: Path) -> None:
+    # the umask was read at the end, when the report's file had taken the
+    # last descriptor: the read failed and the report became 0644, not 0600
+    report = tmp_path / "r.json"
+    proc = run(lib, ["umask077", "one-fd-left"], str(report))
+    assert proc.returncode == 3, proc
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
 
 
 def test_everything_blocked(lib: str, tmp_path: Path) -> None:
