@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -87,6 +88,30 @@ const char *rpi_outfile_strerror(int err)
     case EINVAL: return "Invalid argument";
     default: return "Unknown error";
     }
+}
+
+/* ------------------------------------------------------------ writes */
+int rpi_outfile_write(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pf = {fd, POLLOUT, 0};
+            if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+                return errno;
+            continue;
+        }
+        if (w < 0)
+            return errno;
+        if (w == 0)
+            return EIO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------- umask */

@@ -41,8 +41,8 @@
  * what it writes to descriptor 2, from another thread, inside the report.
  *
  * No malloc, no stdio, no locks: open, fstat, lstat, stat, write, fchmod,
- * rename, unlink, close, pthread_sigmask, sigpending, sigtimedwait and
- * string functions only, on the caller's buffers, so the interposer may call
+ * rename, unlink, close, poll, pthread_sigmask, sigpending, sigtimedwait
+ * and string functions only, on the caller's buffers, so the interposer may call
  * it at exit or from a signal handler. Each refusal or failure returns an
  * errno value and writes into the caller's buffer why, as one phrase that
  * does not name the path (the caller does). */
@@ -103,6 +103,13 @@ RPI_OUTFILE_API int rpi_outfile_open(rpi_outfile *of, const char *path, char *tm
    value with why filled (the temporary file is then removed). */
 RPI_OUTFILE_API int rpi_outfile_finish(rpi_outfile *of, const char *path, int ok, char *why,
                                        size_t whycap);
+
+/* Writes n bytes of buf to fd: 0, or an errno value. Retries after EINTR,
+   and after EAGAIN waits (poll) until fd takes more: a descriptor the
+   program made non-blocking (/dev/stdout, a pipe, with O_NONBLOCK on the
+   open file description it shares with the report) would otherwise cut
+   the report at the pipe's capacity. */
+RPI_OUTFILE_API int rpi_outfile_write(int fd, const void *buf, size_t n);
 
 /* The process's umask, read without changing it (umask(2) is process-wide
    and would race with other threads creating files): the Umask line of

@@ -27,17 +27,8 @@ typedef struct rpi_out {
 
 static void out_flush(rpi_out *o)
 {
-    size_t done = 0;
-    while (done < o->len && !o->failed) {
-        ssize_t n = write(o->fd, o->buf + done, o->len - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            o->failed = true;
-            o->err = n < 0 ? errno : EIO;
-        } else {
-            done += (size_t)n;
-        }
-    }
+    if (o->len && !o->failed && (o->err = rpi_outfile_write(o->fd, o->buf, o->len)) != 0)
+        o->failed = true;
     o->len = 0;
 }
 

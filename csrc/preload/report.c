@@ -49,17 +49,8 @@ static out o;
 
 static void flush(out *w)
 {
-    size_t done = 0;
-    while (done < w->len && !w->failed) {
-        ssize_t n = write(w->fd, w->buf + done, w->len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            w->failed = 1;
-            w->err = n < 0 ? errno : EIO;
-        } else
-            done += (size_t)n;
-    }
+    if (w->len && !w->failed && (w->err = rpi_outfile_write(w->fd, w->buf, w->len)) != 0)
+        w->failed = 1;
     w->len = 0;
 }
 

@@ -566,6 +566,52 @@ static void test_umask_kept_with_one_descriptor_left(void)
     drop_dir();
 }
 
+/* A report to /dev/stdout, a pipe the program made non-blocking and filled:
+   the report waits for the reader (it stopped at EAGAIN, cut short). */
+static void test_report_to_a_full_non_blocking_stdout(void)
+{
+    int out[2], sync[2], status;
+    char buf[1 << 16];
+    size_t got = 0;
+    ssize_t n;
+    pid_t pid;
+    CHECK(pipe(out) == 0 && pipe(sync) == 0);
+    fflush(NULL);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        static const char x[512];
+        rp_pool *p = tu_pool("nonblock");
+        int i;
+        for (i = 0; i < 50; i++) (void)rp_alloc(p, 10, "leak");
+        close(out[0]);
+        close(sync[0]);
+        dup2(out[1], 1);
+        close(out[1]);
+        fcntl(1, F_SETPIPE_SZ, 4096);
+        fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
+        while (write(1, x, sizeof x) > 0) {}
+        if (errno != EAGAIN) _exit(5);
+        if (write(sync[1], "f", 1) != 1) _exit(6);     /* full: the reader may start */
+        _exit(rp_pool_write_report(p, "/dev/stdout") == 0 ? 0 : 4);
+    }
+    close(out[1]);
+    close(sync[1]);
+    CHECK(read(sync[0], buf, 1) == 1);
+    /* a moment for the report's first write to find the pipe full (the
+       outcome of the fixed code does not depend on it; the old one failed
+       only when the write came before the reading) */
+    usleep(300 * 1000);
+    while ((n = read(out[0], buf + got, sizeof buf - 1 - got)) > 0) got += (size_t)n;
+    buf[got] = '\0';
+    close(out[0]);
+    close(sync[0]);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_INT(WEXITSTATUS(status), 0);
+    CHECK(got > 2 && buf[got - 2] == '}' && buf[got - 1] == '\n');
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -582,6 +628,7 @@ int main(int argc, char **argv)
         {"report_raises_no_sigpipe_or_sigxfsz", test_report_raises_no_sigpipe_or_sigxfsz},
         {"closed_stderr_is_not_the_report", test_closed_stderr_is_not_the_report},
         {"umask_kept_with_one_descriptor_left", test_umask_kept_with_one_descriptor_left},
+        {"report_to_a_full_non_blocking_stdout", test_report_to_a_full_non_blocking_stdout},
     };
     static const tu_child children[] = {
         {"to-stderr", child_report_to_stderr},

@@ -60,6 +60,18 @@ int main(int argc, char **argv)
             if (last < 0)
                 return 92;
             close(last);
+        } else if (strcmp(a, "fill-stdout") == 0) {
+            /* stdout (a pipe) made non-blocking and filled up: the
+               report's first write finds it full; "full" on stderr tells
+               the reader it may start reading */
+            static const char x[512] = {0};
+            fcntl(1, F_SETPIPE_SZ, 4096);
+            fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
+            while (write(1, x, sizeof x) > 0) {}
+            if (errno != EAGAIN)
+                return 93;
+            ssize_t w = write(2, "full\n", 5);
+            (void)w;
         } else if (strcmp(a, "umask077") == 0) {
             umask(077);
         } else if (strcmp(a, "close2") == 0) {

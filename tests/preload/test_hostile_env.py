@@ -11,6 +11,7 @@ import resource
 import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from preload_helpers import clean_env, program
@@ -122,6 +123,26 @@ def test_umask_kept_with_one_descriptor_left(lib: str, tmp_path: Path) -> None:
     proc = run(lib, ["umask077", "one-fd-left"], str(report))
     assert proc.returncode == 3, proc
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
+
+
+def test_report_to_a_full_non_blocking_stdout(lib: str) -> None:
+    # the program made its stdout pipe non-blocking and filled it: the
+    # report waits for the reader instead of stopping at EAGAIN
+    env = clean_env(lib, RINGPOOL_PRELOAD_REPORT="/dev/stdout")
+    proc = subprocess.Popen([program("hostile"), "fill-stdout"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None and proc.stdout is not None
+    assert proc.stderr.readline() == b"full\n"     # the pipe is full now
+    # a moment for the report's first write to find it full (the fixed
+    # code's outcome does not depend on it; the old code failed only when
+    # the write came before the reading)
+    time.sleep(0.3)
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 3, err
+    assert err == b""
+    doc = json.loads(out.lstrip(b"\0"))
+    assert doc["format"] == "ringpool-preload"
 
 
 def test_everything_blocked(lib: str, tmp_path: Path) -> None:
