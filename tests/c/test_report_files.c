@@ -593,7 +593,9 @@ static void test_report_to_a_full_non_blocking_stdout(void)
         while (write(1, x, sizeof x) > 0) {}
         if (errno != EAGAIN) _exit(5);
         if (write(sync[1], "f", 1) != 1) _exit(6);     /* full: the reader may start */
-        _exit(rp_pool_write_report(p, "/dev/stdout") == 0 ? 0 : 4);
+        i = rp_pool_write_report(p, "/dev/stdout");
+        rp_pool_destroy(p);             /* nothing left for a leak check */
+        exit(i == 0 ? 0 : 4);          /* exit: the arena cache is released too */
     }
     close(out[1]);
     close(sync[1]);
