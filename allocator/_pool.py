@@ -213,6 +213,35 @@ def _retry_deferred(phase: str, info: dict[str, int]) -> None:
 gc.callbacks.append(_retry_deferred)
 
 
+# Every pool family's lock, in creation order.  os.fork() takes them all first
+# (as the C library takes its own locks), so the child never inherits a lock
+# held by a thread that does not exist there, nor a family half-updated.
+_family_locks: weakref.WeakValueDictionary[int, threading.RLock] = weakref.WeakValueDictionary()
+_family_ids = iter(range(1, 1 << 62))
+_forking: list[threading.RLock] = []
+
+
+def _new_family_lock() -> threading.RLock:
+    lock = threading.RLock()
+    _family_locks[next(_family_ids)] = lock
+    return lock
+
+
+def _before_fork() -> None:
+    for _, lock in sorted(_family_locks.items()):
+        lock.acquire()
+        _forking.append(lock)
+
+
+def _after_fork() -> None:
+    while _forking:
+        _forking.pop().release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
+                    after_in_child=_after_fork)
+
+
 class _Cleanup:
     """A Python cleanup registered with rp_pool_add_cleanup."""
 
@@ -292,7 +321,7 @@ class Pool:
         # One lock per pool family: Python-side state and every C call of the
         # family happen under it (unsynchronised pools included).
         self._lock: threading.RLock = (parent._lock if parent is not None
-                                       else threading.RLock())
+                                       else _new_family_lock())
         with self._lock:
             if parent is not None:
                 parent._live()
@@ -332,7 +361,7 @@ class Pool:
         self._thread_safe = not info.flags & ll.POOL_UNSYNC
         self._checked = bool(info.flags & ll.POOL_CHECKED)
         self._parent = None
-        self._lock = threading.RLock()
+        self._lock = _new_family_lock()
         self._init_common(ptr, _PoolState(name, ptr, "stat", None, self._lock))
         self._gc = None
         return self

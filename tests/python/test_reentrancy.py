@@ -420,3 +420,67 @@ def test_module_global_block_used_from_del_at_exit() -> None:
         d = D()
     """)
     assert out.strip() in ("used", "BlockFreedError")
+
+
+FORK_WHILE_ALLOCATING = """
+import os, signal, threading, time
+from allocator import Pool, RingpoolError
+P = Pool("shared")
+K = P.child("kid", thread_safe=False)
+stop = False
+def work(pool):
+    while not stop:
+        try:
+            blocks = [pool.alloc(100, "w") for _ in range(20)]
+            blocks[0] = blocks[0].resize(1000)
+            for b in blocks:
+                b.free()
+            pool.snapshot(blocks=True)
+        except RingpoolError:
+            pass
+threads = [threading.Thread(target=work, args=(P,)), threading.Thread(target=work, args=(K,))]
+for t in threads:
+    t.start()
+bad = 0
+for i in range(40):
+    pid = os.fork()
+    if pid == 0:
+        rc = 1
+        try:
+            b = P.alloc(64, "c")
+            memoryview(b)[:] = b"c" * 64
+            b.free()
+            K.alloc(8, "k")
+            P.check()
+            P.reset()
+            P.destroy()
+            rc = 0
+        finally:
+            os._exit(rc)
+    for _ in range(2000):          # 20 s, then the child counts as hung
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        status = -1
+    bad += status != 0
+    if status == -1:
+        break
+stop = True
+for t in threads:
+    t.join()
+print("bad", bad)
+"""
+
+
+def test_fork_while_other_threads_use_the_pool() -> None:
+    """The child of os.fork() gets every pool family lock free (the fork waits
+    for the threads' calls to finish): it used to inherit a lock held by a
+    thread that does not exist in the child, and hang in its first call."""
+    out = subprocess.run([sys.executable, "-c", FORK_WHILE_ALLOCATING], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "bad 0"
