@@ -163,7 +163,7 @@ class _PoolState:
             for block in list(table.values()):
                 block._begin_free()          # BufferError while a view is alive
                 sealed.append(block)
-        except (BufferError, RingpoolError):
+        except BaseException:  # noqa: BLE001 -- a finalizer; MemoryError near OOM too
             # A view of a block is alive (garbage too, most likely: views are
             # released when the gc pass clears them): try again after the pass.
             for block in sealed:
@@ -201,13 +201,16 @@ def _retry_deferred(phase: str, info: dict[str, int]) -> None:
     todo = list(_deferred)
     _deferred.clear()
     for state, table, ptr in todo:
-        if any(block._exports for block in table.values()):
+        if state.alive and any(block._exports for block in table.values()):
             # Still viewed (the view outlived the pass): the memory stays.
             warnings.warn(f"pool {state.name!r} garbage-collected while a buffer view of "
                           "one of its blocks is alive: its memory is not freed",
                           ResourceWarning, stacklevel=2)
             continue
-        state.finalize(table, ptr)
+        try:
+            state.finalize(table, ptr)
+        except BaseException:  # noqa: BLE001 -- in a gc callback; MemoryError near OOM
+            _deferred.append((state, table, ptr))
 
 
 gc.callbacks.append(_retry_deferred)
@@ -552,6 +555,9 @@ class Pool:
                 raise PoolBusy(f"pool {self._name!r} is being destroyed or reset "
                                "(destroy called from a cleanup?)")
             family = self._family()
+            # Made before the C call: after it, a MemoryError must not skip a kill.
+            why = f"was bulk-freed by destroy() of pool {self._name!r}"
+            subtree = self._subtree()
             self._seal_family()
             for pool in family:
                 pool._closing = pool._seal_new = True
@@ -561,10 +567,14 @@ class Pool:
                 else:
                     ll.pool_destroy(self._ptr)
             finally:
+                try:
+                    subtree = self._subtree()  # with the pools cleanups made meanwhile
+                except MemoryError:
+                    pass
                 # Every pool below this one is gone now, with the ones the
                 # cleanups created meanwhile.
-                for pool in self._subtree():
-                    pool._kill_blocks(f"was bulk-freed by destroy() of pool {self._name!r}")
+                for pool in subtree:
+                    pool._kill_blocks(why)
                     pool._closing = pool._seal_new = False
                 self._state.mark_dead()
                 if self._gc is not None:
@@ -581,16 +591,23 @@ class Pool:
             if self._closing:
                 raise PoolBusy(f"pool {self._name!r} is being destroyed or reset")
             family = self._family()
+            # Made before the C call: after it, a MemoryError must not skip a kill.
+            why = f"was bulk-freed by reset() of pool {self._name!r}"
+            subtree = self._subtree()
             self._seal_family()
             for pool in family:
                 pool._closing = pool._seal_new = True
             try:
                 ll.pool_reset(self._ptr)
             finally:
+                try:
+                    subtree = self._subtree()  # with the pools cleanups made meanwhile
+                except MemoryError:
+                    pass
                 # The children (with those the cleanups created meanwhile) are
                 # destroyed, every block of the family is freed.
-                for pool in self._subtree():
-                    pool._kill_blocks(f"was bulk-freed by reset() of pool {self._name!r}")
+                for pool in subtree:
+                    pool._kill_blocks(why)
                     pool._closing = pool._seal_new = False
                 for child in list(self._state.children):
                     child.mark_dead()
