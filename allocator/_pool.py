@@ -532,6 +532,19 @@ class Pool:
             block._kill()
         self._blocks.clear()
 
+    def _kill_subtree(self, subtree: list[Pool], why: str) -> None:
+        """After the library bulk-freed this pool's family (destroy, reset): every
+        Block of this pool and of the pools below it, with those the cleanups
+        created meanwhile, is dead, and the family takes calls again. subtree,
+        made before the C call, serves if a MemoryError stops listing it again."""
+        try:
+            subtree = self._subtree()
+        except MemoryError:
+            pass
+        for pool in subtree:
+            pool._kill_blocks(why)
+            pool._closing = pool._seal_new = False
+
     def _raise_cleanup_errors(self) -> None:
         errors = self._state.cleanup_errors
         if errors:
@@ -567,15 +580,9 @@ class Pool:
                 else:
                     ll.pool_destroy(self._ptr)
             finally:
-                try:
-                    subtree = self._subtree()  # with the pools cleanups made meanwhile
-                except MemoryError:
-                    pass
                 # Every pool below this one is gone now, with the ones the
                 # cleanups created meanwhile.
-                for pool in subtree:
-                    pool._kill_blocks(why)
-                    pool._closing = pool._seal_new = False
+                self._kill_subtree(subtree, why)
                 self._state.mark_dead()
                 if self._gc is not None:
                     self._gc = ll.ffi.gc(self._gc, None)  # detach the finalizer
@@ -600,15 +607,9 @@ class Pool:
             try:
                 ll.pool_reset(self._ptr)
             finally:
-                try:
-                    subtree = self._subtree()  # with the pools cleanups made meanwhile
-                except MemoryError:
-                    pass
                 # The children (with those the cleanups created meanwhile) are
                 # destroyed, every block of the family is freed.
-                for pool in subtree:
-                    pool._kill_blocks(why)
-                    pool._closing = pool._seal_new = False
+                self._kill_subtree(subtree, why)
                 for child in list(self._state.children):
                     child.mark_dead()
                 self._state.cleanups = []

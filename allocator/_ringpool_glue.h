@@ -422,17 +422,26 @@ static PyObject *rpy_block_abort_free(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* _begin_busy(): the checks of _detach, then -> RPY_BUSY for a free or resize
-   of this block that may run Python (memprof trackers) before it returns.
-   Finish with _kill() or undo with _abort_free() (back to the state before). */
+/* The checks of _detach, then -> RPY_BUSY (the state before kept in
+   busy_from): a free or resize of this block is under way and may run Python
+   (memprof trackers) before it returns. 0, or -1 with the exception set. */
+static int rpy_block_enter_busy(rpy_block *b)
+{
+    if (rpy_block_check_free(b) < 0)
+        return -1;
+    b->busy_from = b->state;
+    b->state = RPY_BUSY;
+    return 0;
+}
+
+/* _begin_busy(): rpy_block_enter_busy for the Python layer (a resize, the
+   default pool's free). Finish with _kill() or undo with _abort_free() (back
+   to the state before). */
 static PyObject *rpy_block_begin_busy(PyObject *self, PyObject *unused)
 {
     (void)unused;
-    rpy_block *b = (rpy_block *)self;
-    if (rpy_block_check_free(b) < 0)
+    if (rpy_block_enter_busy((rpy_block *)self) < 0)
         return NULL;
-    b->busy_from = b->state;
-    b->state = RPY_BUSY;
     Py_RETURN_NONE;
 }
 
@@ -490,11 +499,9 @@ static PyObject *rpy_block_fast_free(PyObject *self, PyObject *unused)
 {
     (void)unused;
     rpy_block *b = (rpy_block *)self;
-    if (rpy_block_check_free(b) < 0)
-        return NULL;
     /* rp_free may call a memprof tracker (Python) that frees this block again */
-    b->busy_from = b->state;
-    b->state = RPY_BUSY;
+    if (rpy_block_enter_busy(b) < 0)
+        return NULL;
     rpy_clear_error();
     rp_free(b->ptr);
     if (rpy_err.code != 0) {
