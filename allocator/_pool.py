@@ -100,6 +100,15 @@ def _caller_tag(depth: int) -> str:
     return f"{filename}:{frame.f_lineno}"
 
 
+def _kill_all(table: dict[int, Block], why: str) -> None:
+    """Every Block of a pool's table is dead (its memory was freed, or is about to
+    be with no Python code in between), saying why, and the table is emptied."""
+    for block in table.values():
+        block._why = why
+        block._kill()
+    table.clear()
+
+
 class _PoolState:
     """What the finalizer of a pool handle needs; holds no Pool or Block.
 
@@ -147,10 +156,7 @@ class _PoolState:
     def _finalize(self, table: dict[int, Block], ptr: ll.CData) -> None:
         why = "was bulk-freed when its pool was garbage-collected"
         if not self.alive:                   # destroyed with its parent: the memory is gone
-            for block in table.values():
-                block._why = why
-                block._kill()
-            table.clear()
+            _kill_all(table, why)
             return
         if self.children:
             # The C destroy would take the children's memory while their
@@ -181,10 +187,7 @@ class _PoolState:
         try:
             ll.pool_destroy(ptr)
         finally:
-            for block in table.values():
-                block._why = why
-                block._kill()
-            table.clear()
+            _kill_all(table, why)
             self.mark_dead()
         for exc in self.cleanup_errors:
             warnings.warn(f"cleanup of pool {self.name!r} raised {exc!r}",
@@ -527,10 +530,7 @@ class Pool:
         return sealed
 
     def _kill_blocks(self, why: str) -> None:
-        for block in self._blocks.values():
-            block._why = why
-            block._kill()
-        self._blocks.clear()
+        _kill_all(self._blocks, why)
 
     def _kill_subtree(self, subtree: list[Pool], why: str) -> None:
         """After the library bulk-freed this pool's family (destroy, reset): every

@@ -411,14 +411,21 @@ static PyObject *rpy_block_begin_free(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* A free or resize that failed: back to the state rpy_block_enter_busy found. */
+static void rpy_block_leave_busy(rpy_block *b)
+{
+    if (b->state == RPY_BUSY)
+        b->state = b->busy_from;
+}
+
 static PyObject *rpy_block_abort_free(PyObject *self, PyObject *unused)
 {
     (void)unused;
     rpy_block *b = (rpy_block *)self;
     if (b->state == RPY_SEALED)
         b->state = RPY_LIVE;
-    else if (b->state == RPY_BUSY)
-        b->state = b->busy_from;
+    else
+        rpy_block_leave_busy(b);
     Py_RETURN_NONE;
 }
 
@@ -505,10 +512,8 @@ static PyObject *rpy_block_fast_free(PyObject *self, PyObject *unused)
     rpy_clear_error();
     rp_free(b->ptr);
     if (rpy_err.code != 0) {
-        int code = rpy_err.code;
-        if (b->state == RPY_BUSY)
-            b->state = b->busy_from;
-        return PyLong_FromLong(code);
+        rpy_block_leave_busy(b);
+        return PyLong_FromLong(rpy_err.code);
     }
     b->state = RPY_DEAD;
     return PyLong_FromLong(0);
