@@ -168,10 +168,17 @@ def sample_rate(reports: list[Report]) -> float | None:
     return min(rates) if rates else None
 
 
+def row_noun(kind: str) -> str:
+    """What a summary line calls a row of a report of this kind: a pool report's rows
+    are origin tags, the interposer's and the Python hooks' are keys (site, stack,
+    line...)."""
+    return "key" if kind in ("preload", "python") else "tag"
+
+
 def totals_line(merged: Merged, reports: list[Report]) -> str:
     blocks = sum(int(r["blocks"]) for r in merged.rows)
     nbytes = sum(int(r["bytes"]) for r in merged.rows)
-    what = "key" if merged.kind in ("preload", "python") else "tag"
+    what = row_noun(merged.kind)
     rate = sample_rate(reports)
     est = f"estimated (sampled at {rate:g}) " if rate is not None else ""
     return (f"{plural(len(reports), 'report')}: {est}{plural(blocks, 'block')}, {plural(nbytes, 'byte')} outstanding "

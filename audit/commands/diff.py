@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from audit import gate, output, reports, schema
-from audit.commands._common import add_input_options, input_limits, positive_int, sample_rate, wrapper_pattern
+from audit.commands._common import (add_input_options, input_limits, positive_int, row_noun, sample_rate,
+                                    wrapper_pattern)
 from audit.errors import AuditError
 from audit.formatters import Column, Table
 from audit.words import plural
@@ -98,7 +99,7 @@ class DiffCommand:
         n_new = sum(1 for r in rows if r["status"] == "new")
         n_gone = sum(1 for r in rows if r["status"] == "gone")
         line = (("estimated: " if rate is not None else "")
-                + f"{plural(len(rows), 'tag' if old.kind == 'snapshot' else 'key')}: +{grown} / -{shrunk} bytes, net {grown - shrunk:+d}; "
+                + f"{plural(len(rows), row_noun(old.kind))}: +{grown} / -{shrunk} bytes, net {grown - shrunk:+d}; "
                 f"{n_new} new, {n_gone} gone")
         output.summary(verdict.summarize(line))
         return verdict.exit_code
