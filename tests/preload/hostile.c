@@ -9,25 +9,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-static void *keep[64];
-static int intrude;
+/* the program's own fchmod, which the interposer's report calls too:
+   with "intrude", a line to descriptor 2 first */
+#include "../c/fchmod_intrude.h"
 
-/* The program's own fchmod, which the interposer's report calls too (the
-   program's symbols come first): with "intrude", it writes a line to the
-   program's descriptor 2 -- what another thread of the program could do
-   while the report is written. */
-int fchmod(int fd, mode_t mode)
-{
-    if (intrude) {
-        static const char line[] = "the program's own line on descriptor 2\n";
-        ssize_t w = write(2, line, sizeof line - 1);
-        (void)w;
-    }
-    return (int)syscall(SYS_fchmod, fd, mode);
-}
+static void *keep[64];
 
 int main(int argc, char **argv)
 {
