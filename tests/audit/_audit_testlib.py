@@ -1,8 +1,27 @@
-"""Report builders shared by the audit tests."""
+"""Report builders shared by the audit tests, and what they build C programs with."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def c_compiler() -> str:
+    """The compiler the tests build their C programs with: $CC (default cc), else gcc."""
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    assert cc is not None, "a C compiler is needed (make setup-sys installs gcc)"
+    return cc
+
+
+def static_library() -> Path:
+    """The static libringpool the tests link against ($RINGPOOL_LIB_A, else make lib's)."""
+    library = Path(os.environ.get("RINGPOOL_LIB_A", ROOT / "build" / "libringpool.a"))
+    assert library.exists(), f"{library} is missing: run `make lib` first"
+    return library
 
 
 def report_doc(pool: str = "parser", tags: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:

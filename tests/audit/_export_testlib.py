@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from _audit_testlib import c_compiler
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
 BASE = 0x555555554000
@@ -20,10 +22,8 @@ PROGRAMS = Path(__file__).resolve().parent / "programs"
 
 def build_plain_leaks(tmp_path_factory: pytest.TempPathFactory) -> str:
     """tests/audit/programs/plain_leaks.c built with -g and frame pointers, for symbolizing."""
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None
     out = tmp_path_factory.mktemp("export") / "plain_leaks"
-    subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", str(PROGRAMS / "plain_leaks.c"),
+    subprocess.run([c_compiler(), "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", str(PROGRAMS / "plain_leaks.c"),
                     "-o", str(out)], check=True)
     return str(out)
 

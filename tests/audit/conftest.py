@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from _audit_testlib import report_doc
+from _audit_testlib import c_compiler, report_doc, static_library
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
@@ -30,19 +28,11 @@ def write_report(tmp_path: Path) -> Callable[..., str]:
     return write
 
 
-def lib_a() -> Path:
-    return Path(os.environ.get("RINGPOOL_LIB_A", ROOT / "build" / "libringpool.a"))
-
-
 @pytest.fixture(scope="session")
 def leaky(tmp_path_factory: pytest.TempPathFactory) -> str:
     """tests/audit/programs/leaky.c compiled with the system cc against the static library."""
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None, "a C compiler is needed (make setup-sys installs gcc)"
-    library = lib_a()
-    assert library.exists(), f"{library} is missing: run `make lib` first"
     out = tmp_path_factory.mktemp("programs") / "leaky"
-    subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
-                    f"-I{ROOT / 'csrc' / 'include'}", str(PROGRAMS / "leaky.c"), str(library),
+    subprocess.run([c_compiler(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
+                    f"-I{ROOT / 'csrc' / 'include'}", str(PROGRAMS / "leaky.c"), str(static_library()),
                     "-lpthread", "-o", str(out)], check=True)
     return str(out)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from _audit_testlib import c_compiler, static_library
 from audit import preload
 from audit.cli import main
 
@@ -18,21 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 
 
-def lib_a() -> Path:
-    return Path(os.environ.get("RINGPOOL_LIB_A", ROOT / "build" / "libringpool.a"))
-
-
 @pytest.fixture(scope="module")
 def cycles(tmp_path_factory: pytest.TempPathFactory) -> str:
     """tests/audit/programs/cycles.c, frame pointers on, against the static library."""
     preload.library_path()  # raises with a hint (make preload) when the library is missing
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None
-    library = lib_a()
-    assert library.exists(), f"{library} is missing: run `make lib` first"
     out = tmp_path_factory.mktemp("cycles") / "cycles"
-    subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", "-D_GNU_SOURCE",
-                    f"-I{ROOT / 'csrc' / 'include'}", str(PROGRAMS / "cycles.c"), str(library),
+    subprocess.run([c_compiler(), "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", "-D_GNU_SOURCE",
+                    f"-I{ROOT / 'csrc' / 'include'}", str(PROGRAMS / "cycles.c"), str(static_library()),
                     "-lpthread", "-o", str(out)], check=True)
     return str(out)
 

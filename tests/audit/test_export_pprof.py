@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from _audit_testlib import report_doc, tag
+from _audit_testlib import c_compiler, report_doc, tag
 from _export_testlib import (BASE, ROOT, build_plain_leaks, build_id, decode_pprof, function_offsets, pprof_stacks, pprof_tool, pprof_top, stack_report,
                              write_json)
 from audit.cli import main
@@ -259,10 +258,8 @@ def test_pprof_whole_stacks_reach_the_functions_the_table_credits(tmp_path: Path
     cumulative bytes of each function the table credits (the first frame past the wrappers) are
     the table's bytes, so the whole stack made it into the profile."""
     tool = pprof_tool()
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None
     program = tmp_path / "wrappers"
-    subprocess.run([cc, "-std=c11", "-D_GNU_SOURCE", "-O0", "-g", str(ROOT / "tests" / "stacks" / "wrappers.c"),
+    subprocess.run([c_compiler(), "-std=c11", "-D_GNU_SOURCE", "-O0", "-g", str(ROOT / "tests" / "stacks" / "wrappers.c"),
                     "-o", str(program)], check=True)
     kept = tmp_path / "reports"
     assert main(["run", "--preload", "--stack-depth", "64", "--report-dir", str(kept), "--", str(program)]) == 0

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from _audit_testlib import c_compiler
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [ROOT / "audit" / "_bench_kernel.c", ROOT / "audit" / "_demo_workload.c",
            *sorted((ROOT / "csrc").glob("*.c"))]
 
 
 def _build(out: Path, extra: list[str]) -> Path:
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None
-    subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-O1", "-D_GNU_SOURCE",
+    subprocess.run([c_compiler(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-O1", "-D_GNU_SOURCE",
                     "-DRP_BUILDING", f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}",
                     f"-I{ROOT / 'audit'}", *extra,
                     str(Path(__file__).parent / "programs" / "kernel_driver.c"),
@@ -60,10 +60,8 @@ def test_valgrind(tmp_path: Path) -> None:
 
 def test_callgrind_driver_builds_and_checks_its_arguments(tmp_path: Path) -> None:
     """benches/audit/callgrind_bulk.c, the program the instruction counts come from."""
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None
     exe = tmp_path / "callgrind_bulk"
-    subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-D_GNU_SOURCE", "-DRP_BUILDING",
+    subprocess.run([c_compiler(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-D_GNU_SOURCE", "-DRP_BUILDING",
                     f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'audit'}",
                     str(ROOT / "benches" / "audit" / "callgrind_bulk.c"), *map(str, SOURCES),
                     "-o", str(exe), "-ldl", "-lpthread"], check=True)

@@ -23,7 +23,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -33,7 +32,8 @@ from typing import Any, Iterator
 import jsonschema  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from _export_testlib import FIXTURES, PROGRAMS, ROOT, decode_pprof
+from _audit_testlib import c_compiler, static_library
+from _export_testlib import FIXTURES, PROGRAMS, ROOT, build_plain_leaks, decode_pprof
 from audit.cli import main
 from audit.formatters import FORMAT_NAMES
 from audit.reports import BY_CHOICES
@@ -58,18 +58,6 @@ def combinations() -> list[tuple[str, tuple[str, ...], str]]:
 
 
 # ------------------------------------------------------------------ the reports
-def _cc() -> str:
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None, "a C compiler is needed (make setup-sys installs gcc)"
-    return cc
-
-
-def _lib_a() -> Path:
-    library = Path(os.environ.get("RINGPOOL_LIB_A", ROOT / "build" / "libringpool.a"))
-    assert library.exists(), f"{library} is missing: run `make lib` first"
-    return library
-
-
 def _only_json(directory: Path) -> list[str]:
     files = sorted(str(p) for p in directory.glob("*.json"))
     assert files, f"no report in {directory}"
@@ -86,15 +74,14 @@ def _produce(argv: list[str]) -> None:
 def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The producers: tests/audit/programs built, and a three-line Python script."""
     d = tmp_path_factory.mktemp("programs")
-    cc, inc = _cc(), f"-I{ROOT / 'csrc' / 'include'}"
-    built = {name: d / name for name in ("leaky", "plain_leaks", "pool_stacks", "cycles")}
-    subprocess.run([cc, "-std=c11", "-D_GNU_SOURCE", inc, str(PROGRAMS / "leaky.c"), str(_lib_a()),
+    cc, inc, lib = c_compiler(), f"-I{ROOT / 'csrc' / 'include'}", str(static_library())
+    built = {name: d / name for name in ("leaky", "pool_stacks", "cycles")}
+    subprocess.run([cc, "-std=c11", "-D_GNU_SOURCE", inc, str(PROGRAMS / "leaky.c"), lib,
                     "-lpthread", "-o", str(built["leaky"])], check=True)
-    subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", str(PROGRAMS / "plain_leaks.c"),
-                    "-o", str(built["plain_leaks"])], check=True)
+    built["plain_leaks"] = Path(build_plain_leaks(tmp_path_factory))
     for name in ("pool_stacks", "cycles"):
         subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", "-D_GNU_SOURCE", inc,
-                        str(PROGRAMS / f"{name}.c"), str(_lib_a()), "-lpthread", "-o", str(built[name])],
+                        str(PROGRAMS / f"{name}.c"), lib, "-lpthread", "-o", str(built[name])],
                        check=True)
     built["supp"] = d / "leaks.supp"
     built["supp"].write_text("leak:main\n", encoding="utf-8")
