@@ -1702,20 +1702,38 @@ static char python_version[32];
  * device or FIFO is written straight in; a regular file, or nothing, is
  * replaced atomically through a temporary file created exclusively, without
  * following a link; anything else is refused and left alone).  The report is
- * written through a stream on a duplicate of the descriptor, so that closing
- * the stream leaves the descriptor to rpi_outfile_finish. */
-static FILE *open_report(const char *path, rpi_outfile *of, char *tmp, size_t cap, int *err,
-                         char *why, size_t whycap)
+ * formatted through a stdio stream whose bytes go out by rpi_outfile_write,
+ * the one routine that writes report bytes to a descriptor: it retries after
+ * EINTR and waits (poll) while a descriptor the program made non-blocking
+ * is full, where stdio's own write would stop at EAGAIN and cut the report.
+ * The stream has no close function: the descriptor stays rpi_outfile_finish's. */
+typedef struct {
+    int fd;
+    int err;        /* the first write's failure (an errno value); later writes are skipped */
+} report_sink;
+
+static ssize_t report_sink_write(void *cookie, const char *buf, size_t n)
+{
+    report_sink *s = cookie;
+    if (s->err == 0)
+        s->err = rpi_outfile_write(s->fd, buf, n);
+    if (s->err != 0) {
+        errno = s->err;
+        return 0;       /* glibc: 0 is a failed write (the stream's error flag set) */
+    }
+    return (ssize_t)n;
+}
+
+static FILE *open_report(const char *path, rpi_outfile *of, report_sink *sink, char *tmp,
+                         size_t cap, int *err, char *why, size_t whycap)
 {
     *err = rpi_outfile_open(of, path, tmp, cap, why, whycap);
     if (*err != 0)
         return NULL;
-    int fd = fcntl(of->fd, F_DUPFD_CLOEXEC, 3);   /* never 0-2 (csrc/outfile.h) */
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    *sink = (report_sink){of->fd, 0};
+    FILE *f = fopencookie(sink, "w", (cookie_io_functions_t){.write = report_sink_write});
     if (f == NULL) {
         *err = errno ? errno : ENOMEM;
-        if (fd >= 0)
-            close(fd);
         rpi_outfile_finish(of, path, 0, why, whycap);
         why[0] = '\0';
     }
@@ -2079,6 +2097,7 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
 {
     char path[4096], tmp[4200];
     rpi_outfile of;
+    report_sink sink;
     int err;
     why[0] = '\0';
     if (!expand_path(pattern, path, sizeof path))
@@ -2087,7 +2106,7 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
     site_t *now_sites = copy_sites(n);
     if (now_sites == NULL)
         return ENOMEM;
-    FILE *f = open_report(path, &of, tmp, sizeof tmp, &err, why, whycap);
+    FILE *f = open_report(path, &of, &sink, tmp, sizeof tmp, &err, why, whycap);
     if (f == NULL) {
         free(now_sites);
         return err;
@@ -2144,9 +2163,8 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
     nreport_free(&nr);
     free(now_sites);
     fputs("\n}\n", f);
-    err = ferror(f) ? EIO : 0;
-    if (fclose(f) != 0 && err == 0)
-        err = errno ? errno : EIO;
+    int closed = fclose(f);      /* flushes through report_sink_write */
+    err = sink.err ? sink.err : closed != 0 ? (errno ? errno : EIO) : 0;
     if (err != 0) {
         rpi_outfile_finish(&of, path, 0, why, whycap);
         why[0] = '\0';

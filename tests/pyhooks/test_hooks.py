@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Callable
+
+import pytest
 
 from conftest import line_of, load, run_python
 
@@ -368,3 +374,90 @@ def test_a_code_object_made_at_a_dead_ones_address_keeps_its_own_lines(script: S
         # 56-byte objects, nothing from the other lines
         assert rows == {line: [400, 200 * (1000 * (line - 1) + 1 + 56)] for line in range(2, 7)}, \
             (mode, rows)
+
+
+FILL_STDOUT = """
+    import fcntl, os, sys
+    # stdout (a pipe) made non-blocking and filled up: the report's first
+    # write finds it full; "full" on stderr tells the reader it may start
+    fcntl.fcntl(1, fcntl.F_SETPIPE_SZ, 4096)
+    fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(1, bytes(512))
+    except BlockingIOError:
+        pass
+    os.write(2, b"full\\n")
+    if sys.argv[1] == "request":
+        from allocator import _pyhooks
+        _pyhooks.start()
+        keep = [str(i) * 50 for i in range(3000)]
+        try:
+            _pyhooks.write_report("/dev/stdout")
+        except OSError as e:
+            print("refused:", e, file=sys.stderr)
+        _pyhooks.stop()
+"""
+
+
+@pytest.mark.parametrize("mode", ["request", "exit"])
+def test_report_to_a_full_non_blocking_stdout(script: Script, mode: str) -> None:
+    # The program made its stdout pipe non-blocking and filled it: the
+    # report, on request and at exit (before and after finalization: two
+    # documents), waits for the reader instead of stopping at EAGAIN.
+    s = script("fill.py", FILL_STDOUT)
+    env = dict(os.environ)
+    if mode == "request":
+        argv, want = [str(s), "request"], ["request"]
+    else:
+        argv, want = ["-m", "audit._pyboot", str(s), "exit"], ["exit", "exit"]
+        env["RINGPOOL_PYTHON_REPORT"] = "/dev/stdout"
+    proc = subprocess.Popen([sys.executable, *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stderr is not None and proc.stdout is not None
+    assert proc.stderr.readline() == b"full\n"
+    # a moment for the report's first write to find the pipe full (the
+    # fixed code's outcome does not depend on it)
+    time.sleep(0.3)
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err
+    assert err == b""
+    text = out.lstrip(b"\0").decode()
+    docs: list[dict[str, object]] = []
+    at = 0
+    decoder = json.JSONDecoder()
+    while at < len(text):
+        doc, at = decoder.raw_decode(text, at)
+        docs.append(doc)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    assert [d["reason"] for d in docs] == want
+    assert all(d["format"] == "ringpool-python" for d in docs)
+    assert len(out) - len(out.lstrip(b"\0")) >= 4096     # the pipe was full before it
+
+
+def test_a_report_that_cannot_be_written_whole_keeps_the_old_one(script: Script,
+                                                                  tmp_path: Path) -> None:
+    # past RLIMIT_FSIZE the write fails with EFBIG (SIGXFSZ blocked while
+    # the report is written): one error naming the path, the temporary file
+    # removed, the old report intact, the program alive
+    s = script("fsize.py", """
+        import resource, sys
+        from allocator import _pyhooks
+        _pyhooks.start()
+        keep = [str(i) * 50 for i in range(3000)]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300, resource.RLIM_INFINITY))
+        try:
+            _pyhooks.write_report(sys.argv[1])
+        except OSError as e:
+            print(e.errno, e.strerror, e.filename == sys.argv[1])
+        _pyhooks.stop()
+    """)
+    report = tmp_path / "r.json"
+    report.write_text("old report\n")
+    r = run_python(str(s), str(report))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "27 File too large True\n"
+    assert report.read_text() == "old report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fsize.py", "r.json"]
