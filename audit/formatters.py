@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Callable, Protocol
+
+from audit.export.folded import frame_text
+from audit.printable import is_printable, printable
 
 Row = dict[str, Any]
 
@@ -57,13 +59,10 @@ def _cell(value: Any, fmt: str | None) -> str:
     return str(value)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def _escape(text: str, pipe: bool) -> str:
-    """One line per row: control characters as escapes (and ``|`` in markdown tables)."""
-    if _CONTROL.search(text) is not None:
-        text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    """One line per row: names written by audit.printable's rule (and ``|`` escaped in
+    Markdown tables)."""
+    text = printable(text)
     return text.replace("|", "\\|") if pipe and "|" in text else text
 
 
@@ -81,7 +80,7 @@ _NUMBER_TYPES = {int, float}
 def _text_cells(values: list[Any], fmt: str | None, pipe: bool) -> list[str]:
     cells = values if set(map(type, values)) == {str} else [_cell(v, fmt) for v in values]
     joined = "".join(cells)
-    if not joined.isprintable() or (pipe and "|" in joined):
+    if not is_printable(joined) or (pipe and "|" in joined):
         cells = [_escape(c, pipe) for c in cells]
     return cells
 
@@ -155,7 +154,7 @@ class _Aligned:
             lines = ["| " + " | ".join(headers) + " |",
                      "|" + "|".join(rule(w, r) for w, r in zip(widths, right)) + "|"]
             lines += map(line.format, *args) if args else []
-        heading = self._heading(table.title) if table.title else ""
+        heading = self._heading(_escape(table.title, pipe)) if table.title else ""
         return heading + "\n".join(lines) + "\n"
 
 
@@ -172,12 +171,27 @@ class _Json:
 
 
 class _Csv:
+    """RFC 4180 cells, lines ending in ``\\n``. Python's writer quotes a cell holding the
+    delimiter, a quote or ``\\n``, not one holding a lone ``\\r``, which a reader takes for
+    a line end: a row with such a cell has its text cells quoted."""
+
     def render(self, table: Table) -> str:
+        text = self._write(table, careful=False)
+        return self._write(table, careful=True) if "\r" in text else text
+
+    @staticmethod
+    def _write(table: Table, careful: bool) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
+        quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         writer.writerow([c.key for c in table.columns])
         for row in table.rows:
-            writer.writerow(["" if row.get(c.key) is None else row.get(c.key) for c in table.columns])
+            cells = ["" if row.get(c.key) is None else row.get(c.key) for c in table.columns]
+            if careful and any(isinstance(v, str) and "\r" in v for v in cells):
+                quoted.writerow([v if isinstance(v, (int, float)) and not isinstance(v, bool)
+                                 else str(v) for v in cells])
+            else:
+                writer.writerow(cells)
         return out.getvalue()
 
 
@@ -195,7 +209,7 @@ class _Folded:
                 continue        # reject "-600" lines, as the flame graph leaves such rows out
             if row.get("suppressed") is True:
                 continue        # as the flame graph and the leak gate leave them out
-            frames = [f.replace(";", ":").replace(" ", "_") or "_" for f in table.frames(row)]
+            frames = [frame_text(f) for f in table.frames(row)]
             number = int(value) if float(value).is_integer() else value
             lines.append(f"{';'.join(frames)} {number}")
         return "".join(line + "\n" for line in lines)

@@ -16,6 +16,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit.printable import shortened
 from audit.words import plural
 
 EXIT_OK = 0
@@ -56,7 +57,7 @@ class Verdict:
             return ""
         if not self.failed:
             return "leak gate: passed"
-        names = ", ".join(self.offenders[:10]) + (" ..." if len(self.offenders) > 10 else "")
+        names = ", ".join(map(shortened, self.offenders[:10])) + (" ..." if len(self.offenders) > 10 else "")
         return (f"leak gate: FAILED, {plural(self.blocks, 'block')} / {plural(self.bytes, 'byte')} outstanding "
                 f"in tags not allowed: {names}")
 

@@ -42,6 +42,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterator, Mapping, NamedTuple, TypeVar, overload
 
+from audit.printable import printable
+
 FORMAT = "ringpool-snapshot"
 PRELOAD_FORMAT = "ringpool-preload"
 VERSION = 1
@@ -56,7 +58,6 @@ MAX_INT = MAX_COUNT
 
 _TAKEN_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
 _ADDRESS = re.compile(r"0x[0-9a-f]+\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # The keys of the records, in the order the writers use.
 _TOP_KEYS = ("format", "version")
@@ -190,10 +191,8 @@ def gc_paused() -> Iterator[None]:
 
 # ----------------------------------------------------------------- messages
 def display(source: str) -> str:
-    """``source`` with control characters escaped (a file name stays one line)."""
-    if _CONTROL.search(source) is None:
-        return source
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], source)
+    """``source`` written by audit.printable's rule (a file name stays one line)."""
+    return printable(source)
 
 
 def _one_line(text: str) -> str:

@@ -10,10 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from audit.export.model import INUSE_SPACE
+from audit.printable import printable
 
 
 def frame_text(label: str) -> str:
-    return label.replace(";", ":").replace(" ", "_") or "_"
+    """A frame as folded text: written by audit.printable's rule (one line per stack), then
+    ``;`` (the frame separator) as ``:`` and a space (before the count) as ``_``; an empty
+    frame is ``_``."""
+    return printable(label).replace(";", ":").replace(" ", "_") or "_"
 
 
 class FoldedFormatter:
