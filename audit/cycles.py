@@ -21,6 +21,7 @@ from audit import gate, output, reports
 from audit.words import plural
 from audit.errors import AuditError
 from audit.formatters import Column, Table
+from audit.printable import printable
 
 PLACEHOLDER = "{cycles}"
 
@@ -84,17 +85,17 @@ def run(args: argparse.Namespace, cmd: list[str], report_dir: str, launch: Launc
         where = os.path.join(report_dir, f"cycles-{count}")
         status_text, failed, written = launch(command_for(cmd, count), where)
         if failed:
-            raise AuditError(f"{cmd[0]} {status_text} at {count} cycles; no residue computed "
-                             f"(reports in {where})")
+            raise AuditError(f"{printable(cmd[0])} {status_text} at {count} cycles; no residue computed "
+                             f"(reports in {printable(where)})")
         loaded = [r for r in reports.load_all(written) if r.kind == kind]
         if not loaded:
             what = "interposer report" if args.preload else "pool report (RINGPOOL_REPORT)"
-            raise AuditError(f"{cmd[0]} wrote no {what} at {count} cycles")
+            raise AuditError(f"{printable(cmd[0])} wrote no {what} at {count} cycles")
         merged = reports.rows_for(loaded, args.by, args.suppressions, args.wrapper)
         per_count.append({(str(r["pool"]), str(r["key"]), bool(r.get("suppressed"))): r
                           for r in merged.rows})
         loaded_all.extend(loaded)
-        output.summary(f"{cmd[0]} at {count} cycles: {status_text}; " + _totals(merged.rows))
+        output.summary(f"{printable(cmd[0])} at {count} cycles: {status_text}; " + _totals(merged.rows))
 
     rows = _residue_rows(counts, per_count)
     intervals = list(zip(counts, counts[1:]))

@@ -476,17 +476,25 @@ def load_module(path: str, build_id: str | None) -> ModuleSymbols:
     return info
 
 
+def _lines(text: str) -> list[str]:
+    """A tool's output lines: split at newlines only (str.splitlines also splits at \\r,
+    \\x1c, U+0085, U+2028..., which a function or file name may hold). The tools' output
+    is decoded as UTF-8, bytes that are not UTF-8 becoming U+FFFD as in the reports."""
+    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n") if text else []
+
+
 def _demangle(names: Iterable[str]) -> dict[str, str]:
-    wanted = sorted({n for n in names if n.startswith("_Z")})
+    # One name a line each way: a name holding a newline is left as it is.
+    wanted = sorted({n for n in names if n.startswith("_Z") and "\n" not in n})
     tool = shutil.which("c++filt")
     if not wanted or tool is None:
         return {}
     try:
         proc = subprocess.run([tool], input="\n".join(wanted) + "\n", capture_output=True,
-                              text=True, check=False, timeout=120)
+                              encoding="utf-8", errors="replace", check=False, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return {}
-    out = proc.stdout.splitlines()
+    out = _lines(proc.stdout)
     return dict(zip(wanted, out)) if len(out) == len(wanted) else {}
 
 
@@ -497,10 +505,10 @@ def _addr2line(path: str, addrs: list[int]) -> list[tuple[str, str]] | None:
     query = "".join(f"{a:#x}\n" for a in addrs)
     try:
         proc = subprocess.run([tool, "-f", "-C", "-e", path], input=query, capture_output=True,
-                              text=True, check=False, timeout=300)
+                              encoding="utf-8", errors="replace", check=False, timeout=300)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    lines = proc.stdout.splitlines()
+    lines = _lines(proc.stdout)
     if proc.returncode != 0 or len(lines) != 2 * len(addrs):
         return None
     return [(lines[2 * i].strip(), lines[2 * i + 1]) for i in range(len(addrs))]

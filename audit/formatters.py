@@ -85,13 +85,31 @@ def _text_cells(values: list[Any], fmt: str | None, pipe: bool) -> list[str]:
     return cells
 
 
+def _pad_width(widths: list[int]) -> int:
+    """The width a text column is padded to: its widest cell, unless that is wider than
+    8 times the column's mean cell width plus 1024 columns (one 1 MB tag among short
+    ones would pad every row to 1 MB): then the widest cell within that bound, wider
+    cells sticking out of their rows. The padding is at most 8 times the column's text
+    plus 1024 columns a row."""
+    if not widths:
+        return 0
+    widest = max(widths)
+    bound = (8 * sum(widths)) // len(widths) + 1024
+    if widest <= bound:
+        return widest
+    return max((w for w in widths if w <= bound), default=0)
+
+
 class _Aligned:
     """A text table: numbers right-aligned, text left-aligned, one line per row.
 
     ``style`` is "simple" (columns two spaces apart, a dashed rule under the
     header), "github" or "pipe" (Markdown tables whose rule carries the
     alignment). Linear in the number of cells, with the loops in C: each row
-    is one ``str.format`` call, so a million rows take a few seconds."""
+    is one ``str.format`` call, so a million rows take a few seconds. A text
+    column is padded to its widest cell, unless one long name would pad every
+    other row to its length (see _pad_width): the table stays linear in the
+    size of its cells."""
 
     def __init__(self, style: str, heading: Callable[[str], str]) -> None:
         self._style = style
@@ -127,11 +145,11 @@ class _Aligned:
             else:
                 values = _text_cells(values, col.fmt, pipe)
                 if "".join(values).isascii():
-                    width = max(least, max(map(len, values), default=0))
+                    width = max(least, _pad_width(list(map(len, values))))
                     field = f"{{:<{width}}}"
                 else:                  # wide characters: pad by display width
-                    width = max(least, max(map(_width, values), default=0))
-                    values = [v + " " * (width - _width(v)) for v in values]
+                    width = max(least, _pad_width(list(map(_width, values))))
+                    values = [v + " " * max(width - _width(v), 0) for v in values]
                     field = "{}"
             specs.append(field)
             args.append(values)

@@ -24,6 +24,7 @@ from audit.commands._common import by_tag_table, positive_int, totals_line
 from audit._process import describe_status, exit_status, json_files
 from audit.errors import AuditError
 from audit.formatters import render
+from audit.printable import printable
 from audit.words import plural
 
 _PYTHON_NAME = re.compile(r"(python|pypy)(\d+(\.\d+)*)?[dmu]*(\.exe)?\Z")
@@ -58,15 +59,15 @@ def add_python_options(parser: argparse.ArgumentParser) -> None:
 def hint(cmd: list[str]) -> None:
     """Suggests --python when a Python interpreter is run without it."""
     if cmd and looks_like_python(cmd[0]):
-        output.summary(f"hint: {cmd[0]} is a Python interpreter; `ringpool-audit run --python -- "
-                       f"{' '.join(cmd[1:]) or 'SCRIPT'}` attributes its memory to Python lines")
+        output.summary(f"hint: {printable(cmd[0])} is a Python interpreter; `ringpool-audit run --python -- "
+                       f"{printable(' '.join(cmd[1:])) or 'SCRIPT'}` attributes its memory to Python lines")
 
 
 def _interpreter(cmd: list[str]) -> tuple[str, list[str]]:
     if looks_like_python(cmd[0]):
         found = shutil.which(cmd[0])
         if found is None:
-            raise AuditError(f"{cmd[0]}: command not found")
+            raise AuditError(f"{printable(cmd[0])}: command not found")
         if not cmd[1:]:
             raise AuditError("run --python: give the script to run after the interpreter "
                              f"(run --python -- {cmd[0]} SCRIPT ARGS)")
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace, cmd: list[str]) -> int:
         raise AuditError(str(exc)) from exc
     interpreter, rest = _interpreter(cmd)
     if rest[0] not in ("-m", "-c") and not os.path.isfile(rest[0]):
-        raise AuditError(f"{rest[0]}: no such file (run --python takes a Python script, "
+        raise AuditError(f"{printable(rest[0])}: no such file (run --python takes a Python script, "
                          "-m MODULE or -c CODE)")
     temporary = args.report_dir is None
     report_dir = tempfile.mkdtemp(prefix="ringpool-run-") if temporary else args.report_dir
@@ -112,7 +113,7 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
     try:
         os.makedirs(report_dir, exist_ok=True)
     except OSError as exc:
-        raise AuditError(f"{report_dir}: cannot create the report directory: {exc.strerror}") from exc
+        raise AuditError(f"{printable(report_dir)}: cannot create the report directory: {exc.strerror}") from exc
     before = json_files(report_dir)
     env = dict(os.environ)
     # '%' in the directory is literal: the hooks read '%%' as '%'
@@ -135,8 +136,8 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
     try:
         status = subprocess.run([interpreter, BOOT, *rest], env=env, check=False).returncode
     except OSError as exc:
-        raise AuditError(f"{interpreter}: cannot run: {exc.strerror}") from exc
-    name = rest[0] if rest[0] not in ("-m", "-c") else " ".join(rest[:2])
+        raise AuditError(f"{printable(interpreter)}: cannot run: {exc.strerror}") from exc
+    name = printable(rest[0] if rest[0] not in ("-m", "-c") else " ".join(rest[:2]))
     status_text = describe_status(status)
     written = sorted(p for p, stamp in json_files(report_dir).items() if before.get(p) != stamp)
     loaded = [r for r in reports.load_all(written) if r.kind == "python"] if written else []
@@ -173,7 +174,7 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
         line += (f"; finalization left {plural(fb, 'block')}, {plural(fn, 'byte')} in "
                  f"{plural(len(final.rows), 'key')}")
     if args.report_dir is not None:
-        line += f" (in {report_dir})"
+        line += f" (in {printable(report_dir)})"
     output.summary(verdict.summarize(line))
     if verdict.failed:
         return gate.EXIT_LEAKS

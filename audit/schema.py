@@ -584,17 +584,27 @@ def _parse_tags(raw: list[Any], f: _Fields) -> tuple[list[TagStat], set[str], in
     # Something is off (or a tag has fields this reader does not know): one
     # tag at a time, for the exact message or the extras.
     tags: list[TagStat] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     sum_blocks = sum_bytes = 0
     for i, item in enumerate(raw):
         stat = _parse_tag(item, i, f)
-        if stat.tag in seen:
-            raise f.bad(f"tags[{i}].tag", f"tag {shown(stat.tag)} is listed twice")
-        seen.add(stat.tag)
-        tags.append(stat)
+        at = seen.get(stat.tag)
+        if at is not None:
+            if "\ufffd" not in stat.tag:
+                raise f.bad(f"tags[{i}].tag", f"tag {shown(stat.tag)} is listed twice")
+            # Tags that differ only in bytes that are not UTF-8 are written alike (each
+            # maximal invalid sequence as U+FFFD): one tag here, its counts summed (its
+            # peak, the sum of theirs, is an upper bound).
+            first = tags[at]
+            tags[at] = first._replace(blocks=first.blocks + stat.blocks, bytes=first.bytes + stat.bytes,
+                                      peak_bytes=first.peak_bytes + stat.peak_bytes,
+                                      allocs=first.allocs + stat.allocs)
+        else:
+            seen[stat.tag] = len(tags)
+            tags.append(stat)
         sum_blocks += stat.blocks
         sum_bytes += stat.bytes
-    return tags, seen, sum_blocks, sum_bytes
+    return tags, set(seen), sum_blocks, sum_bytes
 
 
 _TAG_TYPES = {dict}

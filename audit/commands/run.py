@@ -15,6 +15,7 @@ from audit.commands._common import add_table_options, by_tag_table, totals_line
 from audit._process import describe_status, exit_status, json_files
 from audit.errors import AuditError
 from audit.formatters import FORMATTERS, render
+from audit.printable import printable
 
 
 class RunCommand:
@@ -120,7 +121,7 @@ class RunCommand:
         if not written:
             hint = ("the interposer wrote none: see its messages above"
                     if args.preload else "does it link libringpool and create a pool?")
-            output.summary(f"{cmd[0]} {status_text}; it wrote no report ({hint})")
+            output.summary(f"{printable(cmd[0])} {status_text}; it wrote no report ({hint})")
             return exit_status(status) if failed else gate.EXIT_ERROR
         return self._show(args, cmd, report_dir, status, written)
 
@@ -131,7 +132,7 @@ class RunCommand:
         try:
             os.makedirs(report_dir, exist_ok=True)
         except OSError as exc:
-            raise AuditError(f"{report_dir}: cannot create the report directory: {exc.strerror}") from exc
+            raise AuditError(f"{printable(report_dir)}: cannot create the report directory: {exc.strerror}") from exc
         before = json_files(report_dir)
         # '%' in the directory is literal: both patterns read '%%' as '%'
         literal_dir = os.path.abspath(report_dir).replace("%", "%%")
@@ -152,11 +153,11 @@ class RunCommand:
         try:
             status = subprocess.run(cmd, env=env, check=False).returncode
         except FileNotFoundError:
-            raise AuditError(f"{cmd[0]}: command not found") from None
+            raise AuditError(f"{printable(cmd[0])}: command not found") from None
         except PermissionError:
-            raise AuditError(f"{cmd[0]}: permission denied") from None
+            raise AuditError(f"{printable(cmd[0])}: permission denied") from None
         except OSError as exc:
-            raise AuditError(f"{cmd[0]}: cannot run: {exc.strerror}") from exc
+            raise AuditError(f"{printable(cmd[0])}: cannot run: {exc.strerror}") from exc
         return status, sorted(p for p, stamp in json_files(report_dir).items() if before.get(p) != stamp)
 
     def _show(self, args: argparse.Namespace, cmd: list[str], report_dir: str, status: int,
@@ -167,7 +168,7 @@ class RunCommand:
         if args.preload:
             kept = [r for r in loaded if r.kind == "preload"]
             if not kept:
-                raise AuditError(f"{cmd[0]} wrote no interposer report into {report_dir}")
+                raise AuditError(f"{printable(cmd[0])} wrote no interposer report into {printable(report_dir)}")
             loaded = kept
         else:
             loaded = [r for r in loaded if r.kind == "snapshot"]
@@ -178,9 +179,9 @@ class RunCommand:
         else:
             output.emit(args, table)
         verdict = gate.evaluate(args, merged.rows)
-        line = f"{cmd[0]} {status_text}; " + totals_line(merged, loaded)
+        line = f"{printable(cmd[0])} {status_text}; " + totals_line(merged, loaded)
         if args.report_dir is not None:
-            line += f" (in {report_dir})"
+            line += f" (in {printable(report_dir)})"
         output.summary(verdict.summarize(line))
         if args.preload:
             _say_missing_symbols(loaded)
@@ -195,7 +196,7 @@ def _say_missing_symbols(loaded: list[reports.Report]) -> None:
     for report in loaded:
         missing.update(preload.modules_without_symbols(report.data))
     if missing:
-        names = ", ".join(sorted(os.path.basename(m) for m in missing))
+        names = ", ".join(sorted(printable(os.path.basename(m)) for m in missing))
         output.summary(f"no symbols for {names}: sites there show as module+offset "
                        "(install the debug files, e.g. the -dbgsym package; they are "
                        "found by build id under /usr/lib/debug/.build-id)")
@@ -209,7 +210,7 @@ def _refuse_static(program: str, env: dict[str, str]) -> None:
         return                       # subprocess reports "command not found"
     if _elf_without_interpreter(path):
         raise AuditError(
-            f"{program}: statically linked (no ELF interpreter), so the interposer cannot "
+            f"{printable(program)}: statically linked (no ELF interpreter), so the interposer cannot "
             "be loaded into it; link the program with libringpool (pkg-config ringpool) "
             "and set RINGPOOL_REPORT, or run it under valgrind --leak-check=full")
 

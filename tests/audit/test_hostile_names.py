@@ -7,13 +7,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+import jsonschema  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from _audit_testlib import report_doc, tag
+from _audit_testlib import c_compiler, report_doc, tag
+from _export_testlib import FIXTURES, decode_pprof, pprof_tool
 from audit.cli import main
 
 WriteReport = Callable[..., str]
@@ -169,3 +174,280 @@ def test_csv_reads_back_the_same_cells(write_report: WriteReport,
     assert {len(r) for r in rows} == {len(rows[0])}
     by_name = {r[0]: r for r in rows[1:]}
     assert by_name["carriage\rreturn"][2] == "11"
+
+
+# ------------------------------------------------------- every format at once
+FORMATS = ["table", "github", "markdown", "csv", "json", "folded", "speedscope", "pprof", "html"]
+SPEEDSCOPE_SCHEMA = json.loads((FIXTURES / "speedscope-file-format-schema.json").read_text(encoding="utf-8"))
+
+
+def every_format(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    """Runs argv (a show or diff) in every format and checks what each promises; returns
+    the json document."""
+    outputs: dict[str, bytes] = {}
+    for fmt in FORMATS:
+        out = tmp_path / f"out.{fmt}"
+        assert main([*argv, "--format", fmt, "--output", str(out), "--force"]) in (0, 2)
+        err = capsys.readouterr().err
+        assert RAW.search(err) is None and err.count("\n") == 1, err
+        outputs[fmt] = out.read_bytes()
+    doc: dict[str, Any] = json.loads(outputs["json"])
+    keys = [str(r["key"]) for r in doc["rows"]]
+    for fmt in ("table", "github", "markdown"):
+        text = outputs[fmt].decode("utf-8")
+        assert RAW.search(text) is None, fmt
+        assert len(lines_of(text)) == 4 + len(keys), fmt
+    csv.field_size_limit(1 << 30)             # Python's reader takes cells of 128 KiB by default
+    rows = list(csv.reader(io.StringIO(outputs["csv"].decode("utf-8"), newline="")))
+    assert [r[rows[0].index("key")] for r in rows[1:]] == keys
+    # folded: the stacks of speedscope's first profile (outstanding bytes), line by line
+    speed = json.loads(outputs["speedscope"])
+    jsonschema.validate(speed, SPEEDSCOPE_SCHEMA)
+    first = speed["profiles"][0]
+    folded = outputs["folded"].decode("utf-8")
+    lines = lines_of(folded) if folded else []
+    assert len(lines) == len(first["samples"])
+    for line, stack, weight in zip(lines, first["samples"], first["weights"]):
+        assert RAW.search(line) is None, line
+        m = FOLDED_LINE.fullmatch(line)
+        assert m is not None and int(m["count"]) == weight, line
+        assert len(m["stack"].split(";")) == len(stack), line
+    prof = decode_pprof(outputs["pprof"], tmp_path)      # strict proto3: strings must be UTF-8
+    assert sum(s.value[1] for s in prof.sample) == sum(first["weights"])
+    page = outputs["html"].decode("utf-8")
+    data = page.split('<script type="application/json" id="profile-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data and "\u2028" not in data and "\u2029" not in data
+    assert json.loads(data)["frames"] is not None
+    return doc
+
+
+# ------------------------------------------------------------- interposer
+HOSTILE_LIB_C = r"""
+#include <stdlib.h>
+#define WEIRD(n, name) \
+    __attribute__((visibility("hidden"))) void *weird##n(size_t k) __asm__("\"" name "\""); \
+    void *weird##n(size_t k) { return malloc(k); }
+WEIRD(1, "evil name;x y<>")
+WEIRD(2, "bidi\xe2\x80\xae" "gnp")
+WEIRD(3, "inv\xff\xfe" "utf")
+WEIRD(4, "inv\xff\xfd" "utf")
+WEIRD(5, "esc\x1b[31m")
+WEIRD(6, "c1\xc2\x85" "x\xe2\x80\xa8" "y")
+void *leak_all(void);
+void *leak_all(void)
+{
+    void **p = malloc(7 * sizeof *p);
+    p[0] = weird1(11); p[1] = weird2(12); p[2] = weird3(13); p[3] = weird4(14);
+    p[4] = weird5(15); p[5] = weird6(16); p[6] = NULL;
+    return p;
+}
+"""
+
+HOSTILE_MAIN_CXX = r"""
+#include <dlfcn.h>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <utility>
+template <typename T, int N> struct Box {
+    static void *make(std::size_t n) { return std::malloc(n * N); }
+};
+void *keep[4];
+int main(int argc, char **argv)
+{
+    keep[0] = Box<std::pair<int, char>, 3>::make(7);
+    keep[1] = Box<std::map<std::string, int>, 2>::make(9);
+    if (argc < 2)
+        return 1;
+    void *h = dlopen(argv[1], RTLD_NOW);
+    if (h == nullptr) { std::fprintf(stderr, "%s\n", dlerror()); return 1; }
+    keep[2] = reinterpret_cast<void *(*)()>(dlsym(h, "leak_all"))();
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_program(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A C++ program (templates) dlopening a library whose file name holds a newline, a
+    space, ';' and a quote, built from a source file whose name holds ESC, with functions
+    named with spaces, ESC, bidi overrides, C1 controls and bytes that are not UTF-8."""
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("a C++ compiler is needed (make setup-sys installs g++)")
+    d = tmp_path_factory.mktemp("hostile")
+    src = d / "src\x1b[1m;x y.c"
+    src.write_text(HOSTILE_LIB_C)
+    lib = d / 'lib\nevil;x y"q.so'
+    subprocess.run([c_compiler(), "-g", "-O0", "-fno-omit-frame-pointer", "-shared", "-fPIC", str(src),
+                    "-o", str(lib)], check=True)
+    main_src = d / "main.cc"
+    main_src.write_text(HOSTILE_MAIN_CXX)
+    prog = d / "prog\n\x1b[2Jx"
+    subprocess.run([cxx, "-g", "-O0", "-fno-omit-frame-pointer", str(main_src), "-o", str(prog), "-ldl"],
+                   check=True)
+    return str(prog), str(lib)
+
+
+@pytest.fixture(scope="module")
+def hostile_run(hostile_program: tuple[str, str],
+                tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """run --preload of the hostile program: its report, and what run wrote on stderr."""
+    import contextlib
+
+    prog, lib = hostile_program
+    out = tmp_path_factory.mktemp("hostile-report")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["run", "--preload", "--report-dir", str(out / "in\ndir"), "--output", str(out / "t.csv"),
+                     "--format", "csv", "--", prog, lib]) == 0
+    (report,) = (out / "in\ndir").glob("ringpool-preload.*.json")
+    return str(report), err.getvalue()
+
+
+def test_run_names_the_program_on_one_line(hostile_run: tuple[str, str]) -> None:
+    _, err = hostile_run
+    assert RAW.search(err) is None and err.count("\n") == 1, err
+    assert "/prog\\n\\x1b[2Jx exited with status 0; " in err and "in\\ndir" in err
+
+
+@pytest.mark.parametrize("by", ["stack", "function", "module"])
+def test_interposer_report_of_hostile_functions_and_paths(by: str, hostile_run: tuple[str, str],
+                                                          tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    doc = every_format(tmp_path, capsys, "show", hostile_run[0], "--by", by)
+    keys = [str(r["key"]) for r in doc["rows"] if not r["suppressed"]]
+    text = "\n".join(keys)
+    if by == "module":
+        assert any(k.endswith('/lib\nevil;x y"q.so') for k in keys), keys
+        return
+    for name in ("evil name;x y<>", "bidi\u202egnp", "esc\x1b[31m", "c1\x85x\u2028y",
+                 "Box<std::pair<int, char>, 3>::make"):
+        assert name in text, name
+    assert "inv\ufffd\ufffdutf" in text      # bytes that are not UTF-8: U+FFFD, as in the reports
+    if by == "stack":
+        assert "src\x1b[1m;x y.c" in text
+        assert sum(int(r["bytes"]) for r in doc["rows"] if not r["suppressed"]) == 21 + 18 + 56 + 81
+        # Go's reader takes it (and prints the names raw: its listing is not parsed here)
+        top = subprocess.run([pprof_tool(), "-top", "-symbolize=none", str(tmp_path / "out.pprof")],
+                             capture_output=True, check=False, timeout=120,
+                             env={**os.environ, "HOME": str(tmp_path), "PPROF_TMPDIR": str(tmp_path)})
+        assert top.returncode == 0 and b"leak_all" in top.stdout, top.stderr
+
+
+# --------------------------------------------------------------- long names
+def test_a_1mb_tag_does_not_pad_every_row(write_report: WriteReport, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # the text tables padded every row to the widest cell: 2,000 tags and one tag of
+    # 1 MB made a 2 GB table
+    long = "x\n" * 500_000
+    tags = [tag(f"t{i}", 1, 10) for i in range(2000)] + [tag(long, 1, 5)]
+    path = write_report("long.json", report_doc(tags=tags))
+    doc = every_format(tmp_path, capsys, "show", path)
+    assert len(doc["rows"]) == 2001
+    for fmt in ("table", "markdown"):
+        size = (tmp_path / f"out.{fmt}").stat().st_size
+        assert size < 2_000_000 + 2001 * 80, (fmt, size)
+
+
+# ------------------------------------------------------ pool reports from C
+HOSTILE_POOLS_C = r"""
+#include <stdlib.h>
+#include <string.h>
+#include "ringpool.h"
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 1;
+    rp_pool *p = rp_pool_create("po\xffol\n;x y\x1b[0m");
+    rp_pool *c = rp_pool_create_child(p, "ch/ild\xe2\x80\xae");
+    memset(rp_alloc(p, 10, "a\xff" "b"), 0, 10);          /* two tags that differ only in */
+    memset(rp_alloc(p, 20, "a\xfe" "b"), 0, 20);          /* bytes that are not UTF-8 */
+    memset(rp_alloc(p, 30, "a\xef\xbf\xbd" "b"), 0, 30);   /* and one holding U+FFFD itself */
+    memset(rp_alloc(p, 40, "esc\x1b[31m\r\n\x7f\xc2\x85"), 0, 40);
+    memset(rp_alloc(c, 50, "</script><!--\xe2\x80\xa8"), 0, 50);
+    char *long_tag = malloc(1000001);
+    memset(long_tag, 'L', 1000000);
+    long_tag[1000000] = '\0';
+    memset(rp_alloc(c, 60, long_tag), 0, 60);
+    free(long_tag);
+    return rp_pool_write_report(p, argv[1]) == 0 ? 0 : 1;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_pool_report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from _audit_testlib import ROOT, static_library
+
+    d = tmp_path_factory.mktemp("hostile-pools")
+    (d / "pools.c").write_text(HOSTILE_POOLS_C)
+    subprocess.run([c_compiler(), "-std=c11", "-D_GNU_SOURCE", f"-I{ROOT / 'csrc' / 'include'}",
+                    str(d / "pools.c"), str(static_library()), "-lpthread", "-o", str(d / "pools")],
+                   check=True)
+    report = d / "report.json"
+    subprocess.run([str(d / "pools"), str(report)], check=True)
+    return str(report)
+
+
+def test_pool_report_from_c_with_hostile_names(hostile_pool_report: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # tags that differ only in bytes that are not UTF-8 are written alike (U+FFFD): the
+    # reader refused the report ("listed twice"); it now reads them as one tag
+    doc = every_format(tmp_path, capsys, "show", hostile_pool_report)
+    rows = {(r["pool"], r["key"]): r for r in doc["rows"]}
+    pool = "po\ufffdol\n;x y\x1b[0m"
+    assert rows[(pool, "a\ufffdb")]["bytes"] == 60 and rows[(pool, "a\ufffdb")]["blocks"] == 3
+    assert rows[(pool, "esc\x1b[31m\r\n\x7f\x85")]["bytes"] == 40
+    assert rows[(f"{pool}/ch/ild\u202e", "</script><!--\u2028")]["bytes"] == 50
+    assert rows[(f"{pool}/ch/ild\u202e", "L" * 1000000)]["bytes"] == 60
+    folded = (tmp_path / "out.folded").read_text(encoding="utf-8")
+    assert "po\ufffdol\\n:x_y\\x1b[0m;ch/ild\\u202e;</script><!--\\u2028 50\n" in folded
+
+
+# ---------------------------------------------------------- Python hooks
+HOSTILE_SCRIPT = r'''
+keep = []
+NAMES = NAMES_HERE
+for i, name in enumerate(NAMES):
+    src = "def f(k):\n    return bytearray(k)\nkeep.append(f(%d))\n" % (100000 * (i + 1))
+    exec(compile(src, name, "exec"), {"keep": keep})
+
+
+def g(k):
+    return bytearray(k)
+
+
+for i, name in enumerate(NAMES):
+    code = g.__code__.replace(co_name=name, co_qualname=name)
+    keep.append(type(g)(code, globals())(10000 * (i + 1)))
+'''
+
+PY_NAMES = ["evil\nname;x y\x1b[31m", "lit\\x1bx", "esc\x1bx", "bidi\u202egnp", "ls\u2028x",
+            "</script><img src=x onerror=alert(1)>", "c1\x85", "pipe|x"]
+
+
+@pytest.fixture(scope="module")
+def hostile_python_report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    d = tmp_path_factory.mktemp("hostile-python")
+    script = d / "evil.py"
+    script.write_text(HOSTILE_SCRIPT.replace("NAMES_HERE", repr(PY_NAMES)), encoding="utf-8")
+    err = io.StringIO()
+    import contextlib
+    with contextlib.redirect_stderr(err):
+        assert main(["run", "--python", "--report-dir", str(d / "r"), "--output", str(d / "t.csv"),
+                     "--format", "csv", "--", str(script)]) == 0
+    assert RAW.search(err.getvalue()) is None and err.getvalue().count("\n") == 1, err.getvalue()
+    (report,) = (d / "r").glob("python.*.json")
+    return str(report)
+
+
+@pytest.mark.parametrize("by", ["line", "stack"])
+def test_python_report_of_hostile_files_and_functions(by: str, hostile_python_report: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    doc = every_format(tmp_path, capsys, "show", hostile_python_report, "--by", by)
+    keys = "\n".join(str(r["key"]) for r in doc["rows"])
+    for i, name in enumerate(PY_NAMES):
+        assert f"{name}:2 (f)" in keys, name            # the file name of compiled code
+        assert f" ({name})" in keys, name               # a function renamed by __code__.replace
