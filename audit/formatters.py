@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -59,9 +60,24 @@ def _cell(value: Any, fmt: str | None) -> str:
     return str(value)
 
 
+# What Markdown (CommonMark, GitHub's tables) reads as markup inside a table cell: code
+# spans, emphasis (``_`` only where it can open or close one, not inside a word), links,
+# HTML tags and entities, strikethrough, the cell separator, and a backslash before
+# punctuation (audit.printable's escapes are a backslash before a letter, which
+# Markdown shows as it is, or a doubled backslash, which it would show single).
+_MARKDOWN = re.compile(r"[`*\[\]<&~|]|\\(?=[!-/:-@\[-`{-~])|(?<![^\W_])_|_(?![^\W_])")
+
+
 def _escape(text: str, pipe: bool) -> str:
-    """One line per row: names written by audit.printable's rule (and ``|`` escaped in
-    Markdown tables)."""
+    """One line per row: names written by audit.printable's rule; in Markdown tables,
+    markup characters backslash-escaped as well, so the rendered cell reads as the
+    table format's text (``<module>`` stays text, ``__init__`` is not bold)."""
+    text = printable(text)
+    return _MARKDOWN.sub(r"\\\g<0>", text) if pipe else text
+
+
+def _header(text: str, pipe: bool) -> str:
+    """A column header (the command's own words, or a report's label)."""
     text = printable(text)
     return text.replace("|", "\\|") if pipe and "|" in text else text
 
@@ -80,7 +96,7 @@ _NUMBER_TYPES = {int, float}
 def _text_cells(values: list[Any], fmt: str | None, pipe: bool) -> list[str]:
     cells = values if set(map(type, values)) == {str} else [_cell(v, fmt) for v in values]
     joined = "".join(cells)
-    if not is_printable(joined) or (pipe and "|" in joined):
+    if not is_printable(joined) or (pipe and _MARKDOWN.search(joined) is not None):
         cells = [_escape(c, pipe) for c in cells]
     return cells
 
@@ -130,7 +146,7 @@ class _Aligned:
                 values = [row.get(col.key) for row in rows]
             kinds = set(map(type, values))
             numeric = bool(kinds - {type(None)}) and kinds <= _NUMBER_TYPES | {type(None)}
-            header = _escape(col.header, pipe)
+            header = _header(col.header, pipe)
             least = max(_width(header), 3 if pipe else 0)
             if numeric and type(None) not in kinds:
                 # Formatted length grows with magnitude: the extremes give the width.

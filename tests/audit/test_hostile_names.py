@@ -5,12 +5,14 @@ names that differ stay apart (docs/cli.md, "Names in text output")."""
 from __future__ import annotations
 
 import csv
+import html.parser
 import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -140,7 +142,8 @@ def test_text_tables_one_line_per_row(fmt: str, write_report: WriteReport,
         assert cells == {8}, cells                  # | six cells |
     keys = [re.split(r"  |(?<!\\)\|", row.strip("| "))[0].strip() for row in rows]
     assert len(set(keys)) == len(HOSTILE)
-    assert "esc\\x1bx" in keys and "lit\\\\x1bx" in keys
+    # Markdown shows a backslash before a backslash as one: "\\\x1b" renders as the table's "\\x1b"
+    assert "esc\\x1bx" in keys and ("lit\\\\x1bx" if fmt == "table" else "lit\\\\\\x1bx") in keys
 
 
 def test_diff_title_names_files_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,10 +151,10 @@ def test_diff_title_names_files_on_one_line(tmp_path: Path, capsys: pytest.Captu
     new = tmp_path / "new\u202e.json"
     old.write_text(json.dumps(hostile_report()))
     new.write_text(json.dumps(hostile_report(scale=2)))
-    for fmt in ("table", "markdown"):
+    for fmt, shown in (("table", "old\\n\\x1b[2J"), ("markdown", "old\\n\\x1b\\[2J")):
         out = show(capsys, "diff", str(old), str(new), "--format", fmt)
         assert RAW.search(out) is None, out
-        assert lines_of(out)[0].count("old\\n\\x1b[2J") == 1
+        assert lines_of(out)[0].count(shown) == 1
 
 
 def test_gate_summary_is_one_line(write_report: WriteReport,
@@ -213,7 +216,8 @@ def every_format(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str)
         assert m is not None and int(m["count"]) == weight, line
         assert len(m["stack"].split(";")) == len(stack), line
     prof = decode_pprof(outputs["pprof"], tmp_path)      # strict proto3: strings must be UTF-8
-    assert sum(s.value[1] for s in prof.sample) == sum(first["weights"])
+    space = [prof.string_table[t.type] for t in prof.sample_type].index("inuse_space")
+    assert sum(max(s.value[space], 0) for s in prof.sample) == sum(first["weights"])
     page = outputs["html"].decode("utf-8")
     data = page.split('<script type="application/json" id="profile-data">', 1)[1].split("</script>", 1)[0]
     assert "<" not in data and "\u2028" not in data and "\u2029" not in data
@@ -451,3 +455,93 @@ def test_python_report_of_hostile_files_and_functions(by: str, hostile_python_re
     for i, name in enumerate(PY_NAMES):
         assert f"{name}:2 (f)" in keys, name            # the file name of compiled code
         assert f" ({name})" in keys, name               # a function renamed by __code__.replace
+
+
+# ------------------------------------------------------------------- html
+class _Elements(html.parser.HTMLParser):
+    """Every element of a DOM dump, and the frames the flame graph drew."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[str] = []
+        self.frames: list[str] = []
+
+    def handle_starttag(self, name: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append(name)
+        a = {k: v or "" for k, v in attrs}
+        if name == "g" and "frame" in a.get("class", "").split():
+            self.frames.append(a["data-name"])
+
+
+def test_html_page_draws_hostile_names_as_text(write_report: WriteReport, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from test_export_html import chromium
+
+    child = report_doc(pool="<!--child\u2029", tags=[tag("<img src=x onerror=alert(1)>", 1, 7)])
+    del child["format"], child["version"]
+    doc = hostile_report("</script><script>alert(1)</script>\u2028")
+    doc["children"] = [child]
+    page = tmp_path / "flame.html"
+    assert main(["show", write_report("r.json", doc), "--format", "html", "--output", str(page)]) == 0
+    capsys.readouterr()
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+             "--dump-dom", page.resolve().as_uri()],
+            capture_output=True, timeout=120, check=False)      # bytes: a \r stays a \r
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout.decode("utf-8")
+    assert 'data-rendered="yes"' in out, "the page's script did not run to its end"
+    dom = _Elements()
+    dom.feed(out)
+    expected = set(HOSTILE) | {"all", "</script><script>alert(1)</script>\u2028", "<!--child\u2029",
+                               "<img src=x onerror=alert(1)>"}
+    assert set(dom.frames) == expected and len(dom.frames) == len(expected)
+    assert "img" not in dom.elements and dom.elements.count("script") == 2, dom.elements
+
+
+# ------------------------------------------------------------------- diff
+def emptied(report: str, tmp_path: Path) -> str:
+    """report with no site left: the earlier report of a diff in which every site grew."""
+    doc = json.loads(Path(report).read_text(encoding="utf-8"))
+    doc["sites"] = []
+    doc["stacks"] = []
+    doc["frames"] = []
+    for key in list(doc["totals"]):
+        doc["totals"][key] = 0
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("by", ["stack", "function"])
+def test_diff_of_interposer_reports_with_hostile_names(by: str, hostile_run: tuple[str, str], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    report = hostile_run[0]
+    doc = every_format(tmp_path, capsys, "diff", emptied(report, tmp_path), report, "--by", by)
+    assert any("esc\x1b[31m" in str(r["key"]) for r in doc["rows"])
+
+
+# --------------------------------------------------------------- markdown
+@pytest.mark.parametrize("name, cell", [
+    ("__init__", "\\_\\_init\\_\\_"),            # not bold
+    ("make_table", "make_table"),                # "_" inside a word is text already
+    ("<module>", "\\<module>"),                  # not an HTML tag (GitHub drops those)
+    ("<img src=x onerror=alert(1)>", "\\<img src=x onerror=alert(1)>"),
+    ("&amp;", "\\&amp;"),
+    ("~A() < ~B()", "\\~A() \\< \\~B()"),         # not struck through
+    ("[x](y) `z` *w*", "\\[x\\](y) \\`z\\` \\*w\\*"),
+    ("lit\\x1bx", "lit\\\\\\x1bx"),              # renders as the table's lit\\x1bx
+    ("esc\x1bx", "esc\\x1bx"),                   # renders as the table's esc\x1bx
+    ("a|b\nc", "a\\|b\\nc"),
+])
+def test_markdown_cells_render_as_the_table_text(name: str, cell: str, write_report: WriteReport,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # GitHub's renderer (cmark-gfm) turned "<module>" into nothing, "__init__" into a bold
+    # "init" and "<img onerror>" into an element; a cell is now Markdown text that renders
+    # as the table format writes the name
+    path = write_report("r.json", report_doc(tags=[tag(name, 1, 8)]))
+    for fmt in ("markdown", "github"):
+        out = show(capsys, "show", path, "--format", fmt)
+        assert lines_of(out)[-1].startswith(f"| {cell} "), lines_of(out)[-1]
