@@ -408,7 +408,9 @@ def read_suppressions(path: str) -> list[Suppression]:
     ``#`` comments and blank lines ignored. ValueError names file and line."""
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+            # Lines end at \n (and \r\n, \r): not at the other ends str.splitlines knows
+            # (\x1c, U+0085, U+2028...), which a function name, and so a pattern, may hold.
+            lines = f.read().split("\n")
     except FileNotFoundError:
         raise ValueError(f"{path}: suppressions file not found") from None
     except UnicodeDecodeError as exc:

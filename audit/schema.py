@@ -594,11 +594,17 @@ def _parse_tags(raw: list[Any], f: _Fields) -> tuple[list[TagStat], set[str], in
                 raise f.bad(f"tags[{i}].tag", f"tag {shown(stat.tag)} is listed twice")
             # Tags that differ only in bytes that are not UTF-8 are written alike (each
             # maximal invalid sequence as U+FFFD): one tag here, its counts summed (its
-            # peak, the sum of theirs, is an upper bound).
+            # peak, the sum of theirs, is an upper bound), its lists (the stacks of a pool
+            # that records them) joined.
             first = tags[at]
+            extra = dict(first.extra or {})
+            for key, value in (stat.extra or {}).items():
+                old = extra.get(key)
+                extra[key] = old + value if isinstance(old, list) and isinstance(value, list) else \
+                    value if old is None else old
             tags[at] = first._replace(blocks=first.blocks + stat.blocks, bytes=first.bytes + stat.bytes,
                                       peak_bytes=first.peak_bytes + stat.peak_bytes,
-                                      allocs=first.allocs + stat.allocs)
+                                      allocs=first.allocs + stat.allocs, extra=extra or None)
         else:
             seen[stat.tag] = len(tags)
             tags.append(stat)

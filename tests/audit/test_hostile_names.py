@@ -360,23 +360,34 @@ HOSTILE_POOLS_C = r"""
 #include <stdlib.h>
 #include <string.h>
 #include "ringpool.h"
+/* allocates through functions named with a space, ';', ESC, U+202E and bytes that are not UTF-8 */
+#define WEIRD(n, name) \
+    __attribute__((noinline)) static void *weird##n(rp_pool *p, size_t k, const char *tag) \
+        __asm__("\"" name "\""); \
+    static void *weird##n(rp_pool *p, size_t k, const char *tag) \
+    { void *b = rp_alloc(p, k, tag); memset(b, 0, k); __asm__ volatile("" ::: "memory"); return b; }
+WEIRD(1, "evil name;x y<>")
+WEIRD(2, "bidi\xe2\x80\xae" "gnp")
+WEIRD(3, "inv\xff\xfe" "utf")
+WEIRD(4, "esc\x1b[31m")
 int main(int argc, char **argv)
 {
     if (argc < 2)
         return 1;
-    rp_pool *p = rp_pool_create("po\xffol\n;x y\x1b[0m");
+    rp_pool_options o = {.flags = RP_POOL_STACKS};
+    rp_pool *p = rp_pool_create_ex("po\xffol\n;x y\x1b[0m", &o);
     rp_pool *c = rp_pool_create_child(p, "ch/ild\xe2\x80\xae");
-    memset(rp_alloc(p, 10, "a\xff" "b"), 0, 10);          /* two tags that differ only in */
-    memset(rp_alloc(p, 20, "a\xfe" "b"), 0, 20);          /* bytes that are not UTF-8 */
-    memset(rp_alloc(p, 30, "a\xef\xbf\xbd" "b"), 0, 30);   /* and one holding U+FFFD itself */
-    memset(rp_alloc(p, 40, "esc\x1b[31m\r\n\x7f\xc2\x85"), 0, 40);
-    memset(rp_alloc(c, 50, "</script><!--\xe2\x80\xa8"), 0, 50);
+    weird1(p, 10, "a\xff" "b");        /* two tags that differ only in */
+    weird2(p, 20, "a\xfe" "b");        /* bytes that are not UTF-8 */
+    weird3(p, 30, "a\xef\xbf\xbd" "b"); /* and one holding U+FFFD itself */
+    weird4(p, 40, "esc\x1b[31m\r\n\x7f\xc2\x85");
+    weird1(c, 50, "</script><!--\xe2\x80\xa8");
     char *long_tag = malloc(1000001);
     memset(long_tag, 'L', 1000000);
     long_tag[1000000] = '\0';
-    memset(rp_alloc(c, 60, long_tag), 0, 60);
+    weird2(c, 60, long_tag);
     free(long_tag);
-    return rp_pool_write_report(p, argv[1]) == 0 ? 0 : 1;
+    return rp_pool_write_report_ex(p, argv[1], RP_REPORT_CHILDREN) == 0 ? 0 : 1;
 }
 """
 
@@ -387,8 +398,8 @@ def hostile_pool_report(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     d = tmp_path_factory.mktemp("hostile-pools")
     (d / "pools.c").write_text(HOSTILE_POOLS_C)
-    subprocess.run([c_compiler(), "-std=c11", "-D_GNU_SOURCE", f"-I{ROOT / 'csrc' / 'include'}",
-                    str(d / "pools.c"), str(static_library()), "-lpthread", "-o", str(d / "pools")],
+    subprocess.run([c_compiler(), "-std=c11", "-O0", "-fno-omit-frame-pointer", "-D_GNU_SOURCE",
+                    f"-I{ROOT / 'csrc' / 'include'}", str(d / "pools.c"), str(static_library()), "-lpthread", "-o", str(d / "pools")],
                    check=True)
     report = d / "report.json"
     subprocess.run([str(d / "pools"), str(report)], check=True)
@@ -407,7 +418,17 @@ def test_pool_report_from_c_with_hostile_names(hostile_pool_report: str, tmp_pat
     assert rows[(f"{pool}/ch/ild\u202e", "</script><!--\u2028")]["bytes"] == 50
     assert rows[(f"{pool}/ch/ild\u202e", "L" * 1000000)]["bytes"] == 60
     folded = (tmp_path / "out.folded").read_text(encoding="utf-8")
-    assert "po\ufffdol\\n:x_y\\x1b[0m;ch/ild\\u202e;</script><!--\\u2028 50\n" in folded
+    assert "po\ufffdol\\n:x_y\\x1b[0m;ch/ild\\u202e;</script><!--\\u2028;" in folded
+
+
+@pytest.mark.parametrize("by", ["stack", "function"])
+def test_pool_report_with_stacks_through_hostile_functions(by: str, hostile_pool_report: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    doc = every_format(tmp_path, capsys, "show", hostile_pool_report, "--by", by)
+    keys = "\n".join(str(r["key"]) for r in doc["rows"])
+    for name in ("evil name;x y<>", "bidi\u202egnp", "inv\ufffd\ufffdutf", "esc\x1b[31m"):
+        assert name in keys, name
+    assert sum(int(r["bytes"]) for r in doc["rows"]) == 210
 
 
 # ---------------------------------------------------------- Python hooks
@@ -545,3 +566,16 @@ def test_markdown_cells_render_as_the_table_text(name: str, cell: str, write_rep
     for fmt in ("markdown", "github"):
         out = show(capsys, "show", path, "--format", fmt)
         assert lines_of(out)[-1].startswith(f"| {cell} "), lines_of(out)[-1]
+
+
+def test_suppression_of_a_function_named_with_line_separators(hostile_run: tuple[str, str], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # the suppressions file was split with str.splitlines, which also ends a line at U+0085
+    # and U+2028: this pattern became three lines, and the file an error
+    rules = tmp_path / "rules.supp"
+    rules.write_text("# names as the program gave them\nleak:c1\x85x\u2028y\n", encoding="utf-8")
+    out = show(capsys, "show", hostile_run[0], "--by", "function", "--suppressions", str(rules),
+               "--format", "json")
+    rows = {r["key"].strip('"'): r for r in json.loads(out)["rows"]}    # DWARF quotes these names
+    assert rows["c1\x85x\u2028y"]["suppressed"] is True
+    assert rows["esc\x1b[31m"]["suppressed"] is False
