@@ -722,29 +722,77 @@ typedef struct {
     int lasti;
 } rawframe;
 
-/* Builds the location of one frame: calls into Python, so the lock is NOT held. */
+/* The UTF-8 of a str that has none (it holds lone surrogates: a file name
+ * Python decoded with surrogateescape, a name code made up), in a buffer
+ * from malloc, each surrogate as U+FFFD (as the library writes the bytes of
+ * a tag that are not UTF-8). NULL when out of memory. */
+static char *utf8_lossy(PyObject *s, Py_ssize_t *n)
+{
+    if (!PyUnicode_IS_READY(s))
+        return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    char *out = malloc((size_t)len * 4 + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c >= 0xD800 && c <= 0xDFFF)
+            c = 0xFFFD;
+        if (c < 0x80) {
+            out[o++] = (char)c;
+        } else if (c < 0x800) {
+            out[o++] = (char)(0xC0 | (c >> 6));
+            out[o++] = (char)(0x80 | (c & 0x3F));
+        } else if (c < 0x10000) {
+            out[o++] = (char)(0xE0 | (c >> 12));
+            out[o++] = (char)(0x80 | ((c >> 6) & 0x3F));
+            out[o++] = (char)(0x80 | (c & 0x3F));
+        } else {
+            out[o++] = (char)(0xF0 | (c >> 18));
+            out[o++] = (char)(0x80 | ((c >> 12) & 0x3F));
+            out[o++] = (char)(0x80 | ((c >> 6) & 0x3F));
+            out[o++] = (char)(0x80 | (c & 0x3F));
+        }
+    }
+    out[o] = '\0';
+    *n = (Py_ssize_t)o;
+    return out;
+}
+
+/* The UTF-8 of a code object's name or file name: the str's own, else (lone
+ * surrogates) utf8_lossy's, kept in *owned for the caller to free, else
+ * "<unknown>". */
+static const char *name_utf8(PyObject *s, Py_ssize_t *n, char **owned)
+{
+    if (PyUnicode_Check(s)) {
+        const char *text = PyUnicode_AsUTF8AndSize(s, n);
+        if (text != NULL)
+            return text;
+        PyErr_Clear();
+        *owned = utf8_lossy(s, n);
+        if (*owned != NULL)
+            return *owned;
+    }
+    *n = 9;
+    return "<unknown>";
+}
+
+/* Builds the location of one frame: calls into Python, so the lock is NOT held.
+ * *own_file and *own_func, when set, are buffers the caller frees. */
 static bool describe_frame(const rawframe *f, const char **file, Py_ssize_t *nfile,
-                           const char **func, Py_ssize_t *nfunc, int *line)
+                           const char **func, Py_ssize_t *nfunc, int *line,
+                           char **own_file, char **own_func)
 {
     *line = PyCode_Addr2Line(f->code, f->lasti * (int)sizeof(_Py_CODEUNIT));
     if (*line < 0)
         *line = 0;
-    *file = NULL;
-    *func = NULL;
-    if (PyUnicode_Check(f->code->co_filename))
-        *file = PyUnicode_AsUTF8AndSize(f->code->co_filename, nfile);
-    if (PyUnicode_Check(f->code->co_qualname))
-        *func = PyUnicode_AsUTF8AndSize(f->code->co_qualname, nfunc);
     if (PyErr_Occurred())
         PyErr_Clear();
-    if (*file == NULL) {
-        *file = "<unknown>";
-        *nfile = 9;
-    }
-    if (*func == NULL) {
-        *func = "<unknown>";
-        *nfunc = 9;
-    }
+    *file = name_utf8(f->code->co_filename, nfile, own_file);
+    *func = name_utf8(f->code->co_qualname, nfunc, own_func);
     return true;
 }
 
@@ -762,11 +810,14 @@ HOT uint32_t frame_loc(const rawframe *f)
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
     if (PyBytes_Check(f->code->co_linetable))
         (void)PyObject_Hash(f->code->co_linetable);     /* kept in the bytes object */
-    describe_frame(f, &file, &nfile, &func, &nfunc, &line);
+    char *own_file = NULL, *own_func = NULL;
+    describe_frame(f, &file, &nfile, &func, &nfunc, &line, &own_file, &own_func);
     PyErr_Restore(exc_type, exc_value, exc_tb);
     lock_tables();
     uint32_t fi = intern_string(file, (size_t)nfile);
     uint32_t fu = intern_string(func, (size_t)nfunc);
+    free(own_file);
+    free(own_func);
     if (fi == NONE32 || fu == NONE32)
         return NONE32;
     uint32_t loc = intern_loc(fi, fu, line);

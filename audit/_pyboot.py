@@ -131,6 +131,9 @@ def main(argv: list[str]) -> int:
         return _fail(f"cannot load the hooks into {sys.executable} "
                      f"(Python {sys.version.split()[0]}): {exc}")
     program = " ".join(argv[:2]) if argv[0] in ("-m", "-c") else argv[0]
+    # A path Python decoded with surrogateescape has no UTF-8: the report names it with
+    # U+FFFD for the bytes that are not UTF-8, as it names such files' frames.
+    program = program.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if argv[0] not in ("-m", "-c") and not os.path.exists(argv[0]):
         return _fail(f"{argv[0]}: no such file")
     try:

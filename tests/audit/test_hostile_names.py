@@ -579,3 +579,24 @@ def test_suppression_of_a_function_named_with_line_separators(hostile_run: tuple
     rows = {r["key"].strip('"'): r for r in json.loads(out)["rows"]}    # DWARF quotes these names
     assert rows["c1\x85x\u2028y"]["suppressed"] is True
     assert rows["esc\x1b[31m"]["suppressed"] is False
+
+
+def test_python_script_whose_path_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Python decodes such a path with surrogateescape; the hooks had no UTF-8 for it and
+    # wrote "<unknown>" for the file (and for a function named with a surrogate): every such
+    # file was one, and a file named "<unknown>" another of them
+    d = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9\xff"))
+    d.mkdir()
+    script = d / "s.py"
+    script.write_text("def f\udcff():\n    return bytearray(123456)\nkeep = f\udcff()\n".replace("\udcff", "")
+                      + "g = (lambda: bytearray(65432))\ng.__code__ = g.__code__.replace(co_qualname='q\\udcfe')\n"
+                      "keep2 = g()\n", encoding="utf-8")
+    out = tmp_path / "t.json"
+    assert main(["run", "--python", "--report-dir", str(tmp_path / "r"), "--output", str(out), "--format", "json",
+                 "--", str(script)]) == 0
+    err = capsys.readouterr().err
+    assert RAW.search(err) is None and err.count("\n") == 1, err
+    keys = [str(r["key"]) for r in json.loads(out.read_text(encoding="utf-8"))["rows"]]
+    shown = str(tmp_path) + "/caf\ufffd\ufffd/s.py"
+    assert f"{shown}:2 (f)" in keys and f"{shown}:4 (q\ufffd)" in keys, keys
+    assert not any(k.startswith("<unknown>") for k in keys), keys
