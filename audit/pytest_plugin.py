@@ -46,6 +46,7 @@ from typing import Any, Callable, NamedTuple
 
 import pytest
 
+from audit.printable import printable
 from audit.words import plural
 
 MARKER = "ringpool_no_leaks"
@@ -144,7 +145,8 @@ class LeakGuard:
             offenders = []
             for stat in pool.snapshot().statistics():
                 if stat.blocks > 0 and not any(fnmatch.fnmatchcase(stat.tag, p) for p in self.patterns):
-                    offenders.append(f"{stat.tag} ({plural(stat.blocks, 'block')}, {plural(stat.bytes, 'byte')})")
+                    offenders.append(f"{printable(stat.tag)} ({plural(stat.blocks, 'block')}, "
+                                     f"{plural(stat.bytes, 'byte')})")
             if offenders:
                 found.append(f"pool {pool.name!r}: " + ", ".join(offenders))
         return found
@@ -172,7 +174,7 @@ def _where(frames: tuple[tuple[str, int, str], ...]) -> str:
     if not frames:
         return "(no Python frame)"
     file, line, func = frames[0]
-    return f"{func}:{file}:{line}"
+    return f"{printable(func)}:{printable(file)}:{line}"
 
 
 class Measurement:

@@ -23,6 +23,8 @@ from _audit_testlib import c_compiler, report_doc, tag
 from _export_testlib import FIXTURES, decode_pprof, pprof_tool
 from audit.cli import main
 
+pytest_plugins = ["pytester"]
+
 WriteReport = Callable[..., str]
 
 # Names a program may give: every kind of character a reader or a terminal misreads.
@@ -600,3 +602,25 @@ def test_python_script_whose_path_is_not_utf8(tmp_path: Path, capsys: pytest.Cap
     shown = str(tmp_path) + "/caf\ufffd\ufffd/s.py"
     assert f"{shown}:2 (f)" in keys and f"{shown}:4 (q\ufffd)" in keys, keys
     assert not any(k.startswith("<unknown>") for k in keys), keys
+
+
+# ------------------------------------------------------------- pytest plugin
+def test_a_leaking_tag_is_named_on_one_line(pytester: pytest.Pytester) -> None:
+    # the tag went into the failure message raw: a newline split it, ESC drove the terminal
+    pytester.makepyfile("""
+        import pytest
+        from allocator import Pool
+
+        KEEP = []
+
+        @pytest.mark.ringpool_no_leaks
+        def test_leaks():
+            pool = Pool("parser")
+            KEEP.append(pool)
+            KEEP.append(pool.alloc(24, tag="to\\nkens\\x1b[2J"))
+    """)
+    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "\x1b" not in out and "kens" not in out.replace("to\\nkens", "")
+    result.stdout.fnmatch_lines(["*pool 'parser': to\\nkens\\x1b[[]2J (1 block, 24 bytes)*"])
