@@ -49,3 +49,13 @@ def shortened(text: str, limit: int = 200) -> str:
     if len(text) > limit:
         return printable(text[:limit]) + "..."
     return printable(text)
+
+
+def as_unicode(text: str) -> str:
+    """``text`` with each lone surrogate (a path Python decoded with surrogateescape, whose
+    bytes are not UTF-8) as U+FFFD, as the reports write such bytes: for the JSON formats,
+    whose strings must be Unicode."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) is not None else text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -18,6 +18,7 @@ from allocator import Snapshot
 
 from audit import schema
 from audit.errors import AuditError
+from audit.printable import as_unicode
 
 SNAPSHOT_FORMAT = "ringpool-snapshot"
 PRELOAD_FORMAT = "ringpool-preload"
@@ -89,11 +90,13 @@ def load_all(paths: list[str], limits: schema.Limits = schema.DEFAULT_LIMITS) ->
 
 
 def _assign_labels(reports: list[Report]) -> None:
-    names = ["stdin" if r.path == "-" else os.path.basename(r.path) for r in reports]
+    # Labels are Unicode (they name columns and go into JSON): a file name that is not
+    # UTF-8 has U+FFFD for its bytes that are not.
+    names = ["stdin" if r.path == "-" else as_unicode(os.path.basename(r.path)) for r in reports]
     counts = Counter(names)
     for report, name in zip(reports, names):
         stem = name[:-5] if name.endswith(".json") else name
-        report.label = stem if counts[name] == 1 else report.path
+        report.label = stem if counts[name] == 1 else as_unicode(report.path)
 
 
 def walk_pools(snapshot: Snapshot, prefix: str = "") -> Iterator[tuple[str, Snapshot]]:

@@ -11,6 +11,7 @@ from audit import gate, schema
 from audit.errors import AuditError
 from audit.export.source import Source
 from audit.formatters import Column, Table
+from audit.printable import as_unicode
 from audit.reports import BY_CHOICES, Merged, Report
 from audit.words import plural
 
@@ -154,7 +155,7 @@ def _key_header(kind: str, by: str | None) -> str:
 
 def _report_meta(report: Report) -> dict[str, Any]:
     data = report.data
-    meta: dict[str, Any] = {"path": report.path, "label": report.label, "kind": report.kind}
+    meta: dict[str, Any] = {"path": as_unicode(report.path), "label": report.label, "kind": report.kind}
     for attr in ("pool", "pid", "taken_at", "reason", "backing"):
         value = getattr(data, attr, None)
         if value is not None:

@@ -624,3 +624,22 @@ def test_a_leaking_tag_is_named_on_one_line(pytester: pytest.Pytester) -> None:
     out = result.stdout.str()
     assert "\x1b" not in out and "kens" not in out.replace("to\\nkens", "")
     result.stdout.fnmatch_lines(["*pool 'parser': to\\nkens\\x1b[[]2J (1 block, 24 bytes)*"])
+
+
+# ---------------------------------------------------------- report file names
+def test_a_report_whose_file_name_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the file name (its label names the profile, a column when there are several reports,
+    # and the json's "reports") went into the JSON formats as a lone surrogate, "\udce9",
+    # which is not Unicode: strict readers refuse it (as this package's own reader does)
+    path = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.json"))
+    path.write_text(json.dumps(hostile_report()), encoding="utf-8")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(hostile_report(scale=2)), encoding="utf-8")
+    every_format(tmp_path, capsys, "show", str(path), str(other))
+    for fmt in ("json", "speedscope", "html"):
+        text = (tmp_path / f"out.{fmt}").read_text(encoding="utf-8")
+        if fmt == "html":
+            text = text.split('id="profile-data">', 1)[1].split("</script>", 1)[0]
+        found = json.dumps(json.loads(text), ensure_ascii=False)
+        found.encode("utf-8")           # no lone surrogate in it
+        assert "caf\ufffd" in found, fmt
