@@ -25,6 +25,12 @@ _BACKINGS = {"malloc": 0, "arena": ll.POOL_ARENA}
 _lib = ll.lib
 _SIZE_MAX = ll.SIZE_MAX
 _fast_alloc = Block._alloc
+# A bulk free (destroy, reset, a finalizer) and the state changes around it,
+# in one C call that nothing can stop halfway (_ringpool_glue.h); looked up
+# once, so that calling them allocates nothing.
+_bulk_free = Block._bulk_free
+_kill_table = Block._kill_table
+_DESTROY, _RESET, _STAT_DESTROY = 0, 1, 2
 
 #: ``keep_bytes`` value that keeps every arena chunk on reset.
 KEEP_ALL: int = ll.SIZE_MAX
@@ -102,11 +108,9 @@ def _caller_tag(depth: int) -> str:
 
 def _kill_all(table: dict[int, Block], why: str) -> None:
     """Every Block of a pool's table is dead (its memory was freed, or is about to
-    be with no Python code in between), saying why, and the table is emptied."""
-    for block in table.values():
-        block._why = why
-        block._kill()
-    table.clear()
+    be with no Python code in between), saying why, and the table is emptied.
+    Never fails (in C: no MemoryError can stop it halfway)."""
+    _kill_table(table, why)
 
 
 class _PoolState:
@@ -164,34 +168,36 @@ class _PoolState:
             # (a child keeps its parent alive, so they are garbage too).
             _deferred.append((self, table, ptr))
             return
-        sealed: list[Block] = []
         try:
-            for block in list(table.values()):
-                block._begin_free()          # BufferError while a view is alive
-                sealed.append(block)
+            warning = _leak_warning(self.name, ptr)
+        except Exception:  # noqa: BLE001 -- a finalizer; MemoryError near OOM
+            warning = f"pool {self.name!r} garbage-collected with outstanding blocks, freed now"
+        try:
+            # Seals the blocks (all or nothing: BufferError while a view is
+            # alive), destroys the pool and kills them, in one call.
+            _bulk_free(_DESTROY, ll.address(ptr), [table], [], [], None, why)
         except BaseException:  # noqa: BLE001 -- a finalizer; MemoryError near OOM too
             # A view of a block is alive (garbage too, most likely: views are
             # released when the gc pass clears them): try again after the pass.
-            for block in sealed:
-                block._abort_free()
             _deferred.append((self, table, ptr))
             return
-        blocks, nbytes = ll.outstanding(ptr)
-        if blocks:
-            tags = [f"{t[0]} ({t[1]} blocks, {t[2]} bytes)"
-                    for t in ll.tag_stats(ptr) if t[1]]
-            warnings.warn(
-                f"pool {self.name!r} garbage-collected with {blocks} outstanding "
-                f"blocks ({nbytes} bytes), freed now; tags: {', '.join(tags)}",
-                ResourceWarning, stacklevel=2)
-        try:
-            ll.pool_destroy(ptr)
-        finally:
-            _kill_all(table, why)
-            self.mark_dead()
+        self.alive = False
+        self.mark_dead()
+        if warning:
+            warnings.warn(warning, ResourceWarning, stacklevel=2)
         for exc in self.cleanup_errors:
             warnings.warn(f"cleanup of pool {self.name!r} raised {exc!r}",
                           RuntimeWarning, stacklevel=2)
+
+
+def _leak_warning(name: str, ptr: ll.CData) -> str:
+    """The ResourceWarning of a pool collected with blocks outstanding, or ""."""
+    blocks, nbytes = ll.outstanding(ptr)
+    if not blocks:
+        return ""
+    tags = [f"{t[0]} ({t[1]} blocks, {t[2]} bytes)" for t in ll.tag_stats(ptr) if t[1]]
+    return (f"pool {name!r} garbage-collected with {blocks} outstanding "
+            f"blocks ({nbytes} bytes), freed now; tags: {', '.join(tags)}")
 
 
 #: Finalizers that met a live buffer view: retried when the gc pass ends.
@@ -282,6 +288,7 @@ class Pool:
     _name: str
     _closing: bool      # destroy()/reset() under way: a second one is PoolBusy
     _seal_new: bool     # the library is about to free this pool's blocks
+    _closing_list: list[Pool] | None   # see _init_common
 
     def __init__(self, name: str, thread_safe: bool = True, checked: bool = False,
                  backing: str = "malloc", chunk_size: int | None = None,
@@ -329,8 +336,15 @@ class Pool:
         self._lock: threading.RLock = (parent._lock if parent is not None
                                        else _new_family_lock())
         with self._lock:
+            registry = None
             if parent is not None:
                 parent._live()
+                # Made by a cleanup while an ancestor is being destroyed or
+                # reset: listed among the pools the library frees in that
+                # call before the C pool exists (a failure here makes none).
+                registry = parent._closing_list
+                if registry is not None:
+                    registry.append(self)
             ptr = ll.pool_create(bname, flags, chunk_size, keep_bytes,
                                  parent._ptr if parent is not None else ll.NULL, depth or 0)
             state = _PoolState(name, ptr, "child" if parent else "python",
@@ -343,6 +357,7 @@ class Pool:
                 # reset: the library frees this pool in the same call, so its
                 # blocks must never export a view that could outlive them.
                 self._seal_new = parent._seal_new
+                self._closing_list = registry
             self._gc = ll.ffi.gc(ptr, functools.partial(state.finalize, self._blocks))
 
     def _init_common(self, ptr: ll.CData, state: _PoolState) -> None:
@@ -355,6 +370,9 @@ class Pool:
         self._children: weakref.WeakSet[Pool] = weakref.WeakSet()
         self._closing = False    # destroy()/reset() under way: a second one is PoolBusy
         self._seal_new = False   # the library is about to free this pool's blocks
+        # During a destroy()/reset() of this pool's family: the pools whose Blocks
+        # die with it, to which a pool that a cleanup makes meanwhile adds itself.
+        self._closing_list = None
 
     @classmethod
     def _wrap_default(cls, ptr: ll.CData) -> Pool:
@@ -479,7 +497,13 @@ class Pool:
 
     def _adopt(self, addr: int, size: int, tag: str) -> Block:
         block = Block._make(self, addr, size, tag)
-        self._blocks[addr] = block
+        try:
+            self._blocks[addr] = block
+        except BaseException:
+            # Not in the table, a destroy would not kill it: it never leaves
+            # here live (the memory stays the pool's, listed by blocks()).
+            block._kill()
+            raise
         if self._seal_new:
             block._begin_free()
         return block
@@ -514,36 +538,19 @@ class Pool:
             stack.extend(pool._children)
         return out
 
-    def _seal_family(self) -> list[Block]:
-        """Refuses new views on every block of the family; BufferError (and
-        nothing changed) while one has live views."""
-        sealed: list[Block] = []
-        try:
-            for pool in self._family():
-                for block in list(pool._blocks.values()):
-                    block._begin_free()
-                    sealed.append(block)
-        except BaseException:
-            for block in sealed:
-                block._abort_free()
-            raise
-        return sealed
-
-    def _kill_blocks(self, why: str) -> None:
-        _kill_all(self._blocks, why)
-
-    def _kill_subtree(self, subtree: list[Pool], why: str) -> None:
-        """After the library bulk-freed this pool's family (destroy, reset): every
-        Block of this pool and of the pools below it, with those the cleanups
-        created meanwhile, is dead, and the family takes calls again. subtree,
-        made before the C call, serves if a MemoryError stops listing it again."""
-        try:
-            subtree = self._subtree()
-        except MemoryError:
-            pass
-        for pool in subtree:
-            pool._kill_blocks(why)
-            pool._closing = pool._seal_new = False
+    def _bulk_free(self, op: int, why: str) -> None:
+        """Destroys or resets this pool's family in the library (op), with every
+        state change around it in one C call that nothing stops halfway: no new
+        views on the family's blocks and no second destroy/reset meanwhile (all
+        or nothing: BufferError while a block has a live view), then every Block
+        freed dead, with those of pools that cleanups made meanwhile."""
+        family = self._family()
+        tables = [pool._blocks for pool in family]
+        subtree = self._subtree()
+        keep = self if op == _RESET else None
+        rc = _bulk_free(op, self._address, tables, family, subtree, keep, why)
+        if rc:
+            ll.raise_error(rc, "rp_pool_reset")
 
     def _raise_cleanup_errors(self) -> None:
         errors = self._state.cleanup_errors
@@ -567,26 +574,15 @@ class Pool:
             if self._closing:
                 raise PoolBusy(f"pool {self._name!r} is being destroyed or reset "
                                "(destroy called from a cleanup?)")
-            family = self._family()
-            # Made before the C call: after it, a MemoryError must not skip a kill.
-            why = f"was bulk-freed by destroy() of pool {self._name!r}"
-            subtree = self._subtree()
-            self._seal_family()
-            for pool in family:
-                pool._closing = pool._seal_new = True
-            try:
-                if self._state.owner == "stat":
-                    ll.stat_destroy_pool()
-                else:
-                    ll.pool_destroy(self._ptr)
-            finally:
-                # Every pool below this one is gone now, with the ones the
-                # cleanups created meanwhile.
-                self._kill_subtree(subtree, why)
-                self._state.mark_dead()
-                if self._gc is not None:
-                    self._gc = ll.ffi.gc(self._gc, None)  # detach the finalizer
-                    self._gc = None
+            self._bulk_free(_STAT_DESTROY if self._state.owner == "stat" else _DESTROY,
+                            f"was bulk-freed by destroy() of pool {self._name!r}")
+            # Every pool below this one is gone, with the ones the cleanups
+            # made meanwhile, and their Blocks dead; what follows only tidies
+            # (the finalizer of a dead pool only empties its table).
+            self._state.mark_dead()
+            if self._gc is not None:
+                self._gc = ll.ffi.gc(self._gc, None)  # detach the finalizer
+                self._gc = None
             self._raise_cleanup_errors()
 
     def reset(self) -> None:
@@ -597,22 +593,13 @@ class Pool:
             self._live()
             if self._closing:
                 raise PoolBusy(f"pool {self._name!r} is being destroyed or reset")
-            family = self._family()
-            # Made before the C call: after it, a MemoryError must not skip a kill.
-            why = f"was bulk-freed by reset() of pool {self._name!r}"
-            subtree = self._subtree()
-            self._seal_family()
-            for pool in family:
-                pool._closing = pool._seal_new = True
-            try:
-                ll.pool_reset(self._ptr)
-            finally:
-                # The children (with those the cleanups created meanwhile) are
-                # destroyed, every block of the family is freed.
-                self._kill_subtree(subtree, why)
-                for child in list(self._state.children):
-                    child.mark_dead()
-                self._state.cleanups = []
+            self._bulk_free(_RESET, f"was bulk-freed by reset() of pool {self._name!r}")
+            # The children (with those the cleanups made meanwhile) are
+            # destroyed and dead, every Block of the family is dead; what
+            # follows only tidies.
+            for child in list(self._state.children):
+                child.mark_dead()
+            self._state.cleanups = []
             self._raise_cleanup_errors()
 
     def child(self, name: str, *, thread_safe: bool | None = None,
@@ -690,7 +677,11 @@ class Pool:
             block = _fast_alloc(self, self._address, size, taddr, tag)
             if block is None:
                 return self._failed("alloc", raise_on_oom)
-            self._blocks[block._addr] = block
+            try:
+                self._blocks[block._addr] = block
+            except BaseException:
+                block._free()   # not in the table: a destroy would not kill it
+                raise
             if self._seal_new:
                 block._begin_free()
             return block
@@ -862,21 +853,29 @@ class Pool:
                     self._too_big("resize", size, raise_on_oom)
                     block._abort_free()
                     return None
-                if self._state.owner == "stat":
-                    addr = ll.stat_resize(block._addr, size)
-                else:
-                    addr = ll.resize(self._ptr, block._addr, size)
-                if not addr:
+                # The library's call, this Block's death and the new Block's
+                # birth in one C call with the GIL held (nothing can fail
+                # between them); None: the resize failed, this block is intact.
+                new = block._resize(self._address, size, self._state.owner == "stat")
+                if new is None:
                     self._failed("resize", raise_on_oom)
                     block._abort_free()
                     return None
             except BaseException:
-                block._abort_free()
+                block._abort_free()     # nothing if the resize was made (block dead)
                 raise
             block._why = "was resized (use the Block that resize() returned)"
-            block._kill()
-            del self._blocks[block._addr]
-            return self._adopt(addr, size, block._tag)
+            # The table: a dead Block left in it is skipped; a new one that
+            # cannot be listed is killed (its memory stays the pool's).
+            self._blocks.pop(block._addr, None)
+            try:
+                self._blocks[new._addr] = new
+                if self._seal_new:
+                    new._begin_free()
+            except BaseException:
+                new._kill()
+                raise
+            return new
 
     # -- audit --------------------------------------------------------------------
     def outstanding(self) -> tuple[int, int]:
@@ -912,7 +911,9 @@ class Pool:
             out: list[Block] = []
             for addr, size, tag in found:
                 block = self._blocks.get(addr)
-                if block is None:  # allocated by C code sharing the pool
+                # None: allocated by C code sharing the pool; dead: a table
+                # entry that a failed statement left
+                if block is None or not block._alive:
                     block = self._adopt(addr, size, tag)
                 out.append(block)
         return iter(out)

@@ -519,6 +519,308 @@ static PyObject *rpy_block_fast_free(PyObject *self, PyObject *unused)
     return PyLong_FromLong(0);
 }
 
+/* ------------------------------------------------------ bulk frees
+   destroy(), reset() and a pool's finalizer change the state of every Block
+   of a pool family around one library call that frees them all.  Those
+   changes are made here, in C, each whole or not at all and without
+   allocating: in Python, any statement may raise (a MemoryError from a
+   bound method, a frame, an int; KeyboardInterrupt), and one raised halfway
+   would leave Blocks live over freed memory, or sealed, or a pool refusing
+   calls as "being destroyed" for ever.
+
+   Tables of Blocks are the pools' dicts {address: Block}.  A table may hold
+   a dead Block that a failed statement left there: it is skipped. */
+static PyTypeObject *rpy_block_type;       /* _BlockBuffer, set at registration */
+static PyObject *rpy_name_blocks, *rpy_name_state, *rpy_name_alive, *rpy_name_closing,
+                *rpy_name_seal_new, *rpy_name_closing_list;
+
+static int rpy_is_block(PyObject *o)
+{
+    return rpy_block_type != NULL && PyObject_TypeCheck(o, rpy_block_type);
+}
+
+/* obj.name from the instance itself (never a __getattr__ or a property of
+   a subclass; an instance-dict or slot hit allocates nothing), or NULL with
+   no exception set. */
+static PyObject *rpy_get(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GenericGetAttr(obj, name);
+    if (v == NULL)
+        PyErr_Clear();
+    return v;
+}
+
+/* obj.name = value the same way; an existing attribute is replaced without
+   allocating.  A failure is ignored (the caller made the attribute first). */
+static void rpy_set(PyObject *obj, PyObject *name, PyObject *value)
+{
+    if (PyObject_GenericSetAttr(obj, name, value) != 0)
+        PyErr_Clear();
+}
+
+static PyObject *rpy_pool_table(PyObject *pool)
+{
+    PyObject *t = rpy_get(pool, rpy_name_blocks);
+    if (t != NULL && !PyDict_Check(t))
+        Py_CLEAR(t);
+    return t;
+}
+
+/* Every live Block of tables (a list of dicts) refuses new views (LIVE ->
+   SEALED) and each pool of pools (a list) is marked closing: _closing and
+   _seal_new true, _closing_list = registry (where a pool that a cleanup
+   makes meanwhile adds itself).  All or nothing: -1 with BufferError while
+   a Block has a live view, PoolBusy while one is being freed or resized,
+   and then nothing changed. */
+static int rpy_seal(PyObject *tables, PyObject *pools, PyObject *registry)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++) {
+        PyObject *t = PyList_GET_ITEM(tables, i);
+        if (!PyDict_Check(t)) {
+            PyErr_SetString(PyExc_TypeError, "tables must be dicts");
+            return -1;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(t, &pos, &k, &v)) {
+            if (!rpy_is_block(v) || ((rpy_block *)v)->state == RPY_DEAD)
+                continue;
+            if (rpy_block_check_free((rpy_block *)v) < 0)
+                return -1;      /* may have run Python: return before anything changed */
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(PyList_GET_ITEM(tables, i), &pos, &k, &v))
+            if (rpy_is_block(v) && ((rpy_block *)v)->state == RPY_LIVE)
+                ((rpy_block *)v)->state = RPY_SEALED;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
+        PyObject *pool = PyList_GET_ITEM(pools, i);
+        rpy_set(pool, rpy_name_closing, Py_True);
+        rpy_set(pool, rpy_name_seal_new, Py_True);
+        rpy_set(pool, rpy_name_closing_list, registry);
+    }
+    return 0;
+}
+
+/* What rpy_seal did, undone (the library freed nothing). */
+static void rpy_unseal(PyObject *tables, PyObject *pools)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(PyList_GET_ITEM(tables, i), &pos, &k, &v))
+            if (rpy_is_block(v) && ((rpy_block *)v)->state == RPY_SEALED)
+                ((rpy_block *)v)->state = RPY_LIVE;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
+        PyObject *pool = PyList_GET_ITEM(pools, i);
+        rpy_set(pool, rpy_name_closing, Py_False);
+        rpy_set(pool, rpy_name_seal_new, Py_False);
+        rpy_set(pool, rpy_name_closing_list, Py_None);
+    }
+}
+
+static void rpy_kill_table(PyObject *table, PyObject *why)
+{
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(table, &pos, &k, &v)) {
+        if (!rpy_is_block(v))
+            continue;
+        rpy_block *b = (rpy_block *)v;
+        b->state = RPY_DEAD;
+        if (why != NULL && PyUnicode_Check(why)) {
+            Py_INCREF(why);
+            Py_XSETREF(b->why, why);    /* the old one is a str: no Python code runs */
+        }
+    }
+}
+
+/* The library has freed the blocks of pools (a list) and of tables (a list
+   of dicts): every Block there is dead (why: a str), every pool's state but
+   keep's (the pool a reset keeps) is dead (_state.alive false), every pool
+   takes calls again (_closing and _seal_new false, _closing_list None);
+   then the tables are emptied (the Blocks' deallocation may run weakref
+   callbacks: by then the state is whole).  Never fails. */
+static void rpy_freed(PyObject *pools, PyObject *keep, PyObject *why, PyObject *tables)
+{
+    Py_INCREF(pools);
+    Py_INCREF(tables);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
+        PyObject *pool = PyList_GET_ITEM(pools, i);
+        if (pool == keep)
+            continue;
+        PyObject *state = rpy_get(pool, rpy_name_state);
+        if (state != NULL) {
+            rpy_set(state, rpy_name_alive, Py_False);
+            Py_DECREF(state);
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
+        PyObject *t = rpy_pool_table(PyList_GET_ITEM(pools, i));
+        if (t != NULL) {
+            rpy_kill_table(t, why);
+            Py_DECREF(t);
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++)
+        if (PyDict_Check(PyList_GET_ITEM(tables, i)))
+            rpy_kill_table(PyList_GET_ITEM(tables, i), why);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
+        PyObject *pool = PyList_GET_ITEM(pools, i);
+        rpy_set(pool, rpy_name_closing, Py_False);
+        rpy_set(pool, rpy_name_seal_new, Py_False);
+        rpy_set(pool, rpy_name_closing_list, Py_None);
+    }
+    /* Python code may run from here on (Blocks deallocated): the lists may
+       change under the loops, which re-read their sizes and hold each item */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
+        PyObject *pool = PyList_GET_ITEM(pools, i);
+        Py_INCREF(pool);
+        PyObject *t = rpy_pool_table(pool);
+        if (t != NULL) {
+            PyDict_Clear(t);
+            Py_DECREF(t);
+        }
+        Py_DECREF(pool);
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++) {
+        PyObject *t = PyList_GET_ITEM(tables, i);
+        Py_INCREF(t);
+        if (PyDict_Check(t))
+            PyDict_Clear(t);
+        Py_DECREF(t);
+    }
+    PyErr_Restore(type, value, tb);
+    Py_DECREF(pools);
+    Py_DECREF(tables);
+}
+
+enum { RPY_BULK_DESTROY = 0, RPY_BULK_RESET = 1, RPY_BULK_STAT_DESTROY = 2 };
+
+/* _bulk_free(op, pool_address, tables, family, subtree, keep, why) -> rc:
+   destroy() (op 0), reset() (1), the default pool's destroy (2) or a pool's
+   finalizer (0, with tables only), in one call that nothing can stop
+   halfway.  First tables (the family's, a list of dicts) are sealed and
+   family (a list of pools) marked closing, all or nothing (BufferError,
+   PoolBusy: nothing done); then the library's call, without the GIL (the
+   cleanups take it); then, the call made (rc 0), every Block of subtree's
+   pools (those the cleanups made meanwhile added) and of tables is dead,
+   every state of subtree but keep's dead, and the pools take calls again.
+   A reset the library refused (rc < 0: nothing freed) undoes the seal; the
+   error is in the thread's record. */
+static PyObject *rpy_bulk_free(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)cls;
+    if (nargs != 7 || !PyList_Check(args[2]) || !PyList_Check(args[3]) ||
+        !PyList_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_bulk_free(op, pool_address, tables: list, family: list, "
+                        "subtree: list, keep, why)");
+        return NULL;
+    }
+    long op = PyLong_AsLong(args[0]);
+    void *pool = PyLong_AsVoidPtr(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (op < RPY_BULK_DESTROY || op > RPY_BULK_STAT_DESTROY || (pool == NULL && op != RPY_BULK_STAT_DESTROY)) {
+        PyErr_SetString(PyExc_ValueError, "_bulk_free: bad operation or pool");
+        return NULL;
+    }
+    PyObject *tables = args[2], *family = args[3], *subtree = args[4];
+    Py_INCREF(tables);
+    Py_INCREF(family);
+    Py_INCREF(subtree);
+    PyObject *res = NULL;
+    if (rpy_seal(tables, family, subtree) == 0) {
+        int rc = 0;
+        rpy_clear_error();
+        Py_BEGIN_ALLOW_THREADS
+        if (op == RPY_BULK_DESTROY)
+            rp_pool_destroy((rp_pool *)pool);
+        else if (op == RPY_BULK_RESET)
+            rc = rp_pool_reset((rp_pool *)pool);
+        else
+            rp_stat_destroy_pool();
+        Py_END_ALLOW_THREADS
+        if (rc == 0)
+            rpy_freed(subtree, args[5], args[6], tables);
+        else
+            rpy_unseal(tables, family);
+        res = PyLong_FromLong(rc);      /* a small int: cached, never fails */
+    }
+    Py_DECREF(tables);
+    Py_DECREF(family);
+    Py_DECREF(subtree);
+    return res;
+}
+
+/* _kill_table(table, why): every Block of table (a dict) is dead, then the
+   table is emptied (rpy_freed).  Never fails. */
+static PyObject *rpy_kill_table_py(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)cls;
+    if (nargs != 2 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "_kill_table(table: dict, why)");
+        return NULL;
+    }
+    PyObject *table = args[0];
+    Py_INCREF(table);
+    rpy_kill_table(table, args[1]);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyDict_Clear(table);        /* deallocations: Python code may run */
+    PyErr_Restore(type, value, tb);
+    Py_DECREF(table);
+    Py_RETURN_NONE;
+}
+
+/* block._resize(pool_address, size, stat) -> the new Block, or None (the
+   resize failed: rpy_error_code() says why, and this block is as it was).
+   The caller made this block busy (_begin_busy) and, on None, makes it
+   live again (_abort_free).  The new Block is made before the library's
+   call, so that nothing can fail after it: on success this block is dead
+   and the new one live, with the same pool and tag; the caller updates the
+   table.  stat: the default pool's facade (rp_stat_resize_noexc). */
+static PyObject *rpy_block_fast_resize(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    rpy_block *b = (rpy_block *)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_resize(pool_address, size, stat)");
+        return NULL;
+    }
+    void *pool = PyLong_AsVoidPtr(args[0]);
+    size_t size = PyLong_AsSize_t(args[1]);
+    int stat = PyObject_IsTrue(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (b->state != RPY_BUSY) {
+        PyErr_SetString(PyExc_RuntimeError, "_resize: the block was not made busy");
+        return NULL;
+    }
+    rpy_clear_error();
+    if (size > (size_t)PY_SSIZE_T_MAX)
+        Py_RETURN_NONE;
+    rpy_block *nb = rpy_block_alloc(Py_TYPE(self), NULL, (Py_ssize_t)size, b->pool, b->tag);
+    if (nb == NULL)
+        return NULL;
+    rpy_clear_error();
+    char *p = stat ? rp_stat_resize_noexc(b->ptr, size)
+                   : rp_resize_noexc((rp_pool *)pool, b->ptr, size);
+    if (p == NULL) {
+        Py_DECREF(nb);
+        Py_RETURN_NONE;
+    }
+    nb->ptr = p;
+    b->state = RPY_DEAD;
+    return (PyObject *)nb;
+}
+
 static PyObject *rpy_block_get_exports(PyObject *self, void *closure)
 {
     (void)closure;
@@ -619,6 +921,12 @@ static PyMethodDef rpy_block_methods[] = {
      "rp_alloc_noexc with the GIL held: a Block, or None on failure."},
     {"_free", rpy_block_fast_free, METH_NOARGS,
      "rp_free with the GIL held: 0, or the error the library reported."},
+    {"_resize", (PyCFunction)(void (*)(void))rpy_block_fast_resize, METH_FASTCALL,
+     "rp_resize_noexc with the GIL held on a busy block: the new Block, or None."},
+    {"_bulk_free", (PyCFunction)(void (*)(void))rpy_bulk_free, METH_FASTCALL | METH_STATIC,
+     "Seal, destroy or reset, and kill every Block freed: in one call."},
+    {"_kill_table", (PyCFunction)(void (*)(void))rpy_kill_table_py, METH_FASTCALL | METH_STATIC,
+     "Every Block of the table dead, then the table emptied."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -669,7 +977,18 @@ static int rpy_register_block_type(const char *module)
     PyObject *mod = PyImport_ImportModule(module);
     if (mod != NULL) {
         PyObject *type = PyType_FromSpec(&rpy_block_spec);
+        rpy_name_blocks = PyUnicode_InternFromString("_blocks");
+        rpy_name_state = PyUnicode_InternFromString("_state");
+        rpy_name_alive = PyUnicode_InternFromString("alive");
+        rpy_name_closing = PyUnicode_InternFromString("_closing");
+        rpy_name_seal_new = PyUnicode_InternFromString("_seal_new");
+        rpy_name_closing_list = PyUnicode_InternFromString("_closing_list");
+        if (!rpy_name_blocks || !rpy_name_state || !rpy_name_alive || !rpy_name_closing ||
+            !rpy_name_seal_new || !rpy_name_closing_list)
+            Py_CLEAR(type);
         if (type != NULL) {
+            Py_INCREF(type);            /* kept for the life of the process */
+            rpy_block_type = (PyTypeObject *)type;
             rc = PyObject_SetAttrString(mod, "_BlockBuffer", type);
             Py_DECREF(type);
         }
