@@ -119,11 +119,13 @@ static inline uint64_t rpi_stack_hash_final(uint64_t h, size_t n)
 
 /* The stack's fingerprint, a second 64-bit hash of the frames, folded one
    frame at a time beside the hash (the walker folds both as it reads the
-   frames): a full 64-bit odd multiplier and a full finaliser, other
-   constants than the hash's. The stack table takes a slot whose hash's
-   high half, frame count and fingerprint are the stack's own for it,
-   without comparing frames (stack.c). Each step is invertible, so two
-   stacks of one depth that differ in one frame always differ here. */
+   frames), with a full 64-bit odd multiplier and other constants. The
+   stack table takes a slot whose hash's high half, frame count and
+   fingerprint are the stack's own for it, without comparing frames
+   (stack.c). The fingerprint is only ever compared for equality, between
+   stacks of one depth: a finaliser (a bijection) would change no outcome,
+   so there is none. Each step is invertible, so two stacks of one depth
+   that differ in one frame always differ here. */
 #define RPI_STACK_FP_SEED 0x6a09e667f3bcc908ull
 #define RPI_STACK_FP_MUL 0x87c37b91114253d5ull
 /* RPI_STACK_FP_MUL's inverse modulo 2^64 (a step with pc 0 undone). */
@@ -133,15 +135,6 @@ static inline uint64_t rpi_stack_fp_step(uint64_t g, uintptr_t pc)
 {
     return (g ^ (uint64_t)pc) * RPI_STACK_FP_MUL;
 }
-static inline uint64_t rpi_stack_fp_final(uint64_t g, size_t n)
-{
-    g ^= (uint64_t)n * 0x9E3779B97F4A7C15ull;
-    g ^= g >> 33;
-    g *= 0xff51afd7ed558ccdull;
-    g ^= g >> 33;
-    g *= 0xc4ceb9fe1a85ec53ull;
-    return g ^ g >> 33;
-}
 
 /* What a walk of unwind.c found. */
 typedef struct rpi_walk {
@@ -150,7 +143,7 @@ typedef struct rpi_walk {
     int start;                  /* the first frame kept; -1: `from` was not found */
     int kept;                   /* frames kept from start on (at most depth) */
     uint64_t hash;              /* rpi_stack_hash_final of the kept frames */
-    uint64_t fp;                /* rpi_stack_fp_final of the kept frames */
+    uint64_t fp;                /* the kept frames' fingerprint */
 } rpi_walk;
 
 /* unwind.c: the cached x86-64 walker, from its caller's caller down (leaf

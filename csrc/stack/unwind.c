@@ -1438,7 +1438,7 @@ kept:
     m->start = start;
     m->kept = start >= 0 ? n - start : 0;
     m->hash = rpi_stack_hash_final(h, (size_t)m->kept);
-    m->fp = rpi_stack_fp_final(g, (size_t)m->kept);
+    m->fp = g;
     goto done;
 early_at_rule:
     n = (int)(f - frame);
