@@ -209,13 +209,24 @@ uint32_t rpp_site_count(void)
 #define DELTA_SLOTS 4096u
 
 /* A thread's counts for one site, both only ever growing: an allocation
-   adds to each (two additions per malloc). 32 bytes, so that a slot's
-   offset is one shift of the site id. */
+   adds to each (two additions per malloc). 16 bytes, four to a cache line
+   (the array is 64 KiB, read at random), so that a slot's offset is one
+   shift of the site id; the count of allocations is 32 bits, flushed to the
+   site's record before it would wrap. */
 typedef struct delta {
     _Atomic uint32_t site;
-    _Atomic uint64_t allocs, alloc_bytes;
-} __attribute__((aligned(32))) delta;
-_Static_assert(sizeof(delta) == 32, "a delta slot is 32 bytes");
+    _Atomic uint32_t allocs;
+    _Atomic uint64_t alloc_bytes;
+} __attribute__((aligned(16))) delta;
+_Static_assert(sizeof(delta) == 16, "a delta slot is 16 bytes");
+/* A full count (the slot is flushed before its next allocation). Tests
+   build the interposer with a small one (RPP_DELTA_FULL) so that the
+   flush of a full slot runs. */
+#ifdef RPP_DELTA_FULL
+#define DELTA_FULL ((uint32_t)(RPP_DELTA_FULL))
+#else
+#define DELTA_FULL UINT32_MAX
+#endif
 
 typedef struct rpp_counts_block {
     struct rpp_counts_block *next;
@@ -283,9 +294,34 @@ static inline void add_relaxed(_Atomic uint64_t *v, uint64_t d)
 #endif
 }
 
+static inline void add_relaxed32(_Atomic uint32_t *v, uint32_t d)
+{
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+    __asm__("addl %1, %0" : "+m"(*(uint32_t *)v) : "er"(d));
+#else
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+#endif
+}
+
+/* d holds site's counts and has room for one more allocation. */
+static inline int delta_takes(const delta *d, uint32_t site)
+{
+    return atomic_load_explicit(&d->site, memory_order_relaxed) == site &&
+           atomic_load_explicit(&d->allocs, memory_order_relaxed) != DELTA_FULL;
+}
+
 static inline void add_delta(delta *d, uint64_t size)
 {
-    add_relaxed(&d->allocs, 1);
+#ifdef RPP_DELTA_FULL
+    /* tests: the count wraps past DELTA_FULL as a 32-bit one past 2^32 - 1 */
+    atomic_store_explicit(&d->allocs,
+                          (atomic_load_explicit(&d->allocs, memory_order_relaxed) + 1) %
+                              (DELTA_FULL + 1u),
+                          memory_order_relaxed);
+#else
+    add_relaxed32(&d->allocs, 1);
+#endif
     add_relaxed(&d->alloc_bytes, size);
 }
 
@@ -314,7 +350,7 @@ static __attribute__((noinline)) void count_slow(uint32_t site, uint64_t size)
     }
     delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
     uint32_t held = atomic_load_explicit(&d->site, memory_order_relaxed);
-    if (held != site) {
+    if (held != site || atomic_load_explicit(&d->allocs, memory_order_relaxed) == DELTA_FULL) {
         flush_delta(d, held);
         atomic_store_explicit(&d->site, site, memory_order_release);
     }
@@ -326,7 +362,7 @@ static inline __attribute__((always_inline)) void count(uint32_t site, uint64_t 
     counts_block *b = tls_counts;
     if (RPP_LIKELY(b != NULL)) {
         delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
-        if (RPP_LIKELY(atomic_load_explicit(&d->site, memory_order_relaxed) == site)) {
+        if (RPP_LIKELY(delta_takes(d, site))) {
             add_delta(d, size);
             return;
         }
@@ -562,7 +598,7 @@ int rpp_count_try(uint32_t site, size_t size)
     counts_block *b = tls_counts;
     if (RPP_LIKELY(b != NULL)) {
         delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
-        if (RPP_LIKELY(atomic_load_explicit(&d->site, memory_order_relaxed) == site)) {
+        if (RPP_LIKELY(delta_takes(d, site))) {
             add_delta(d, size);
             return 1;
         }
