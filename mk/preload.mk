@@ -34,12 +34,12 @@ $(PRELOAD_UBSAN_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
 	$(CC) $(WARN) -O1 -g -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -D_GNU_SOURCE -Icsrc/stack \
 	    -fsanitize=undefined -fno-sanitize-recover=all -shared -o $@ $(PRELOAD_SRCS) -lunwind -ldl -lpthread
 
-# The same sources with a thread's count of a site's allocations flushed
-# every 7 (a 32-bit count flushes before it wraps): the counts must stay exact.
+# The same sources with a thread's count of a site's allocations wrapping
+# at 8 (the real one, 32 bits, at 2^32): the counts must stay exact.
 PRELOAD_DELTAFULL_SO := $(BUILD)/libringpool-preload-deltafull.so
 $(PRELOAD_DELTAFULL_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk csrc/flags.mk
 	@mkdir -p $(@D)
-	$(CC) $(PRELOAD_CFLAGS) -DRPP_DELTA_FULL=7 -shared $(RP_PRELOAD_LDFLAGS) \
+	$(CC) $(PRELOAD_CFLAGS) -DRPP_DELTA_WRAP=8 -shared $(RP_PRELOAD_LDFLAGS) \
 	    -o $@ $(PRELOAD_SRCS) $(RP_PRELOAD_LIBS)
 
 $(PRELOAD_TEST_DIR)/pools: tests/preload/pools.c $(LIB_SO)

@@ -211,21 +211,20 @@ uint32_t rpp_site_count(void)
 /* A thread's counts for one site, both only ever growing: an allocation
    adds to each (two additions per malloc). 16 bytes, four to a cache line
    (the array is 64 KiB, read at random), so that a slot's offset is one
-   shift of the site id; the count of allocations is 32 bits, flushed to the
-   site's record before it would wrap. */
+   shift of the site id; the count of allocations is 32 bits: when it
+   wraps, the 2^32 it lost go to the site's shared record at once. */
 typedef struct delta {
     _Atomic uint32_t site;
     _Atomic uint32_t allocs;
     _Atomic uint64_t alloc_bytes;
 } __attribute__((aligned(16))) delta;
 _Static_assert(sizeof(delta) == 16, "a delta slot is 16 bytes");
-/* A full count (the slot is flushed before its next allocation). Tests
-   build the interposer with a small one (RPP_DELTA_FULL) so that the
-   flush of a full slot runs. */
-#ifdef RPP_DELTA_FULL
-#define DELTA_FULL ((uint32_t)(RPP_DELTA_FULL))
+/* Where a slot's count of allocations wraps to 0. Tests build the
+   interposer with a small one (RPP_DELTA_WRAP) so that wrapping happens. */
+#ifdef RPP_DELTA_WRAP
+#define DELTA_WRAP ((uint64_t)(RPP_DELTA_WRAP))
 #else
-#define DELTA_FULL UINT32_MAX
+#define DELTA_WRAP ((uint64_t)1 << 32)
 #endif
 
 typedef struct rpp_counts_block {
@@ -294,35 +293,34 @@ static inline void add_relaxed(_Atomic uint64_t *v, uint64_t d)
 #endif
 }
 
-static inline void add_relaxed32(_Atomic uint32_t *v, uint32_t d)
+/* The count of allocations of site's slot wrapped: what it lost goes to
+   the site's shared record. */
+static __attribute__((noinline, cold)) void delta_wrapped(uint32_t site)
 {
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
-    __asm__("addl %1, %0" : "+m"(*(uint32_t *)v) : "er"(d));
-#else
-    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
-                          memory_order_relaxed);
-#endif
+    atomic_fetch_add_explicit(&sites[site].allocs, DELTA_WRAP, memory_order_relaxed);
 }
 
-/* d holds site's counts and has room for one more allocation. */
-static inline int delta_takes(const delta *d, uint32_t site)
+/* One allocation of size bytes counted in site's slot d. On x86-64 the
+   count's `add` to memory tells by its carry that it wrapped (one jump
+   more than before; a test of the count before adding cost two more
+   instructions a malloc: 4 million on the allocation loop). */
+static inline void add_delta(delta *d, uint32_t site, uint64_t size)
 {
-    return atomic_load_explicit(&d->site, memory_order_relaxed) == site &&
-           atomic_load_explicit(&d->allocs, memory_order_relaxed) != DELTA_FULL;
-}
-
-static inline void add_delta(delta *d, uint64_t size)
-{
-#ifdef RPP_DELTA_FULL
-    /* tests: the count wraps past DELTA_FULL as a 32-bit one past 2^32 - 1 */
-    atomic_store_explicit(&d->allocs,
-                          (atomic_load_explicit(&d->allocs, memory_order_relaxed) + 1) %
-                              (DELTA_FULL + 1u),
-                          memory_order_relaxed);
-#else
-    add_relaxed32(&d->allocs, 1);
-#endif
     add_relaxed(&d->alloc_bytes, size);
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(RPP_DELTA_WRAP)
+    __asm__ goto("addl $1, %0\n\tjc %l[wrapped]" : "+m"(*(uint32_t *)&d->allocs) : : "cc" : wrapped);
+    return;
+#else
+    uint64_t a = (uint64_t)atomic_load_explicit(&d->allocs, memory_order_relaxed) + 1;
+    if (a == DELTA_WRAP)
+        a = 0;
+    atomic_store_explicit(&d->allocs, (uint32_t)a, memory_order_relaxed);
+    if (RPP_LIKELY(a != 0))
+        return;
+    goto wrapped;
+#endif
+wrapped:
+    delta_wrapped(site);
 }
 
 /* Adds a delta's counts to its site's shared record and zeroes it. */
@@ -350,11 +348,11 @@ static __attribute__((noinline)) void count_slow(uint32_t site, uint64_t size)
     }
     delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
     uint32_t held = atomic_load_explicit(&d->site, memory_order_relaxed);
-    if (held != site || atomic_load_explicit(&d->allocs, memory_order_relaxed) == DELTA_FULL) {
+    if (held != site) {
         flush_delta(d, held);
         atomic_store_explicit(&d->site, site, memory_order_release);
     }
-    add_delta(d, size);
+    add_delta(d, site, size);
 }
 
 static inline __attribute__((always_inline)) void count(uint32_t site, uint64_t size)
@@ -362,8 +360,8 @@ static inline __attribute__((always_inline)) void count(uint32_t site, uint64_t 
     counts_block *b = tls_counts;
     if (RPP_LIKELY(b != NULL)) {
         delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
-        if (RPP_LIKELY(delta_takes(d, site))) {
-            add_delta(d, size);
+        if (RPP_LIKELY(atomic_load_explicit(&d->site, memory_order_relaxed) == site)) {
+            add_delta(d, site, size);
             return;
         }
     }
@@ -598,8 +596,8 @@ int rpp_count_try(uint32_t site, size_t size)
     counts_block *b = tls_counts;
     if (RPP_LIKELY(b != NULL)) {
         delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
-        if (RPP_LIKELY(delta_takes(d, site))) {
-            add_delta(d, size);
+        if (RPP_LIKELY(atomic_load_explicit(&d->site, memory_order_relaxed) == site)) {
+            add_delta(d, site, size);
             return 1;
         }
     }

@@ -31,9 +31,9 @@ def test_churn_counts_exact_per_site(lib: str, tmp_path: Path, depth: str) -> No
 
 @pytest.mark.parametrize("depth", ["1", "64"])
 def test_churn_counts_exact_when_thread_counts_fill(tmp_path: Path, depth: str) -> None:
-    """A thread's count of a site's allocations is 32 bits and goes to the
-    site's record before it would wrap: built to do so every 7
-    allocations, the interposer still counts every site exactly."""
+    """A thread's count of a site's allocations is 32 bits; what it loses
+    when it wraps goes to the site's record: built to wrap at 8, the
+    interposer still counts every site exactly."""
     full = os.environ.get("RINGPOOL_PRELOAD_DELTAFULL_LIB",
                           str(REPO / "build" / "libringpool-preload-deltafull.so"))
     churn_counts_exact(full, tmp_path, depth)
