@@ -9,6 +9,10 @@ from . import _lowlevel as ll
 from ._errors import BlockFreedError, PoolBusy
 from ._ringpool import _BlockBuffer  # created by _lowlevel at import
 
+#: What _BlockBuffer(...) and Block._make(...) must be given (the glue hands
+#: it out once, here); the Pool passes it when it adopts a block.
+_TOKEN: object = _BlockBuffer._token()
+
 if TYPE_CHECKING:
     from ._pool import Pool
 
@@ -38,8 +42,11 @@ class Block(_BlockBuffer):
         raise TypeError("Blocks are made by a Pool (pool.alloc(), pool.calloc(), ...)")
 
     @classmethod
-    def _make(cls, pool: Pool, addr: int, size: int, tag: str) -> Block:
-        self: Block = _BlockBuffer.__new__(cls, addr, size)  # type: ignore[assignment]
+    def _make(cls, token: object, pool: Pool, addr: int, size: int, tag: str) -> Block:
+        """A Block over a block the library just handed to ``pool``.  ``token``
+        is the glue's (_TOKEN): without it no Block is made over a made-up
+        address by mistake."""
+        self: Block = _BlockBuffer.__new__(cls, token, addr, size)  # type: ignore[assignment]
         self._pool = pool
         self._tag = tag
         return self

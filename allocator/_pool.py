@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Callable, Iterator, Literal, NoReturn, overload
 
 from . import _lowlevel as ll
-from ._block import Block
+from ._block import _TOKEN, Block
 from ._errors import (BlockFreedError, CleanupError, InvalidArgument, InvalidBlock,
                       OutOfMemory, PoolBusy, PoolDestroyedError, RingpoolError)
 from ._snapshot import Snapshot
@@ -496,7 +496,7 @@ class Pool:
         return ptr, tag
 
     def _adopt(self, addr: int, size: int, tag: str) -> Block:
-        block = Block._make(self, addr, size, tag)
+        block = Block._make(_TOKEN, self, addr, size, tag)
         try:
             self._blocks[addr] = block
         except BaseException:

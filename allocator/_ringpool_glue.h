@@ -279,21 +279,50 @@ static rpy_block *rpy_block_alloc(PyTypeObject *type, char *ptr, Py_ssize_t size
     return self;
 }
 
+/* The token that _BlockBuffer(token, address, size) must be given: made at
+   registration and handed out once (_BlockBuffer._token(), which
+   allocator._block takes at import), so that no Python code makes a Block
+   over an address of its choosing by mistake: a made-up address would be
+   read and written through its buffer, freed by its free(). */
+static PyObject *rpy_token;
+static int rpy_token_taken;
+
 static PyObject *rpy_block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
+    PyObject *token;
     unsigned long long address;
     Py_ssize_t size;
     if (kwds != NULL && PyDict_Size(kwds) != 0) {
-        PyErr_SetString(PyExc_TypeError, "_BlockBuffer(address, size) takes no keywords");
+        PyErr_SetString(PyExc_TypeError, "_BlockBuffer() takes no keywords");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "Kn", &address, &size))
+    if (PyTuple_GET_SIZE(args) < 1 || PyTuple_GET_ITEM(args, 0) != rpy_token || rpy_token == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Blocks are made by a Pool (pool.alloc(), pool.calloc(), ...), "
+                        "never over an address given from Python");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OKn", &token, &address, &size))
         return NULL;
     if (size < 0) {
         PyErr_SetString(PyExc_ValueError, "size must be non-negative");
         return NULL;
     }
     return (PyObject *)rpy_block_alloc(type, (char *)(uintptr_t)address, size, NULL, NULL);
+}
+
+/* _BlockBuffer._token(): the token, once; RuntimeError afterwards. */
+static PyObject *rpy_block_token(PyObject *cls, PyObject *unused)
+{
+    (void)cls;
+    (void)unused;
+    if (rpy_token == NULL || rpy_token_taken) {
+        PyErr_SetString(PyExc_RuntimeError, "the Block token was already taken");
+        return NULL;
+    }
+    rpy_token_taken = 1;
+    Py_INCREF(rpy_token);
+    return rpy_token;
 }
 
 static int rpy_block_traverse(PyObject *self, visitproc visit, void *arg)
@@ -923,6 +952,8 @@ static PyMethodDef rpy_block_methods[] = {
      "rp_free with the GIL held: 0, or the error the library reported."},
     {"_resize", (PyCFunction)(void (*)(void))rpy_block_fast_resize, METH_FASTCALL,
      "rp_resize_noexc with the GIL held on a busy block: the new Block, or None."},
+    {"_token", rpy_block_token, METH_NOARGS | METH_STATIC,
+     "The token of _BlockBuffer(token, address, size), handed out once."},
     {"_bulk_free", (PyCFunction)(void (*)(void))rpy_bulk_free, METH_FASTCALL | METH_STATIC,
      "Seal, destroy or reset, and kill every Block freed: in one call."},
     {"_kill_table", (PyCFunction)(void (*)(void))rpy_kill_table_py, METH_FASTCALL | METH_STATIC,
@@ -983,8 +1014,9 @@ static int rpy_register_block_type(const char *module)
         rpy_name_closing = PyUnicode_InternFromString("_closing");
         rpy_name_seal_new = PyUnicode_InternFromString("_seal_new");
         rpy_name_closing_list = PyUnicode_InternFromString("_closing_list");
+        rpy_token = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
         if (!rpy_name_blocks || !rpy_name_state || !rpy_name_alive || !rpy_name_closing ||
-            !rpy_name_seal_new || !rpy_name_closing_list)
+            !rpy_name_seal_new || !rpy_name_closing_list || !rpy_token)
             Py_CLEAR(type);
         if (type != NULL) {
             Py_INCREF(type);            /* kept for the life of the process */

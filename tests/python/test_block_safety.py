@@ -282,3 +282,41 @@ def test_corrupt_header_reported_and_block_kept(backing: str) -> None:
         p.check()
         b.free()
         assert p.outstanding() == (1, 8)
+
+
+FORGE = r"""
+from allocator import Block, Pool
+from allocator._ringpool import _BlockBuffer
+pool = Pool("forge")
+attempts = {
+    "_BlockBuffer": lambda: bytes(memoryview(_BlockBuffer(0x10, 4096))),
+    "_BlockBuffer.__new__": lambda: bytes(memoryview(_BlockBuffer.__new__(Block, 0x10, 64))),
+    "_BlockBuffer with a token of its own": lambda: bytes(memoryview(_BlockBuffer(object(), 0x10, 64))),
+    "Block._make": lambda: Block._make(pool, 0x10, 64, "made-up").free(),
+    "Block._make with a token of its own": lambda: Block._make(object(), pool, 0x10, 64, "t").free(),
+    "the token again": lambda: _BlockBuffer._token(),
+}
+for name, attempt in attempts.items():
+    try:
+        attempt()
+        print(name, "made")
+    except (TypeError, RuntimeError) as e:
+        print(name, type(e).__name__)
+b = pool.alloc(8, "real")
+b.write(b"12345678")
+print(b.tobytes(), pool.outstanding())
+pool.destroy()
+"""
+
+
+def test_no_block_is_made_over_a_made_up_address() -> None:
+    # _BlockBuffer(address, size) and Block._make(pool, address, ...) made a
+    # Block over any address: viewing or freeing it crashed the process.
+    r = subprocess.run([sys.executable, "-c", FORGE], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.splitlines() == [
+        "_BlockBuffer TypeError", "_BlockBuffer.__new__ TypeError",
+        "_BlockBuffer with a token of its own TypeError", "Block._make TypeError",
+        "Block._make with a token of its own TypeError", "the token again RuntimeError",
+        "b'12345678' (1, 8)"]
