@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include "alarm_every.h"
 
 #define KEEP_MAX 100000
 
@@ -68,14 +69,7 @@ int main(int argc, char **argv)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_detach(t);
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_alarm;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
-    struct itimerval it = {{0, 200}, {0, 200}};
-    setitimer(ITIMER_REAL, &it, NULL);
+    alarm_every(on_alarm, 200);
 
     static void *ring[64];
     long kept_m = 0;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include "alarm_every.h"
 
 #define KEEP_MAX 100000
 
@@ -70,14 +71,7 @@ static void on_alarm(int sig)
 int main(int argc, char **argv)
 {
     long iters = argc > 1 ? atol(argv[1]) : 300000;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_alarm;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
-    struct itimerval it = {{0, 200}, {0, 200}};
-    setitimer(ITIMER_REAL, &it, NULL);
+    alarm_every(on_alarm, 200);
 
     static void *ring[64];
     long m_blocks = 0, m_bytes = 0, m_allocs = 0;
