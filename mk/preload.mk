@@ -34,14 +34,6 @@ $(PRELOAD_UBSAN_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
 	$(CC) $(WARN) -O1 -g -fPIC -ftls-model=initial-exec -fvisibility=hidden -fno-builtin -D_GNU_SOURCE -Icsrc/stack \
 	    -fsanitize=undefined -fno-sanitize-recover=all -shared -o $@ $(PRELOAD_SRCS) -lunwind -ldl -lpthread
 
-# The same sources with a thread's count of a site's allocations wrapping
-# at 8 (the real one, 32 bits, at 2^32): the counts must stay exact.
-PRELOAD_DELTAFULL_SO := $(BUILD)/libringpool-preload-deltafull.so
-$(PRELOAD_DELTAFULL_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk csrc/flags.mk
-	@mkdir -p $(@D)
-	$(CC) $(PRELOAD_CFLAGS) -DRPP_DELTA_WRAP=8 -shared $(RP_PRELOAD_LDFLAGS) \
-	    -o $@ $(PRELOAD_SRCS) $(RP_PRELOAD_LIBS)
-
 $(PRELOAD_TEST_DIR)/pools: tests/preload/pools.c $(LIB_SO)
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -Icsrc/include -o $@ $< -L$(BUILD) -lringpool \
@@ -70,14 +62,12 @@ $(BUILD)/preload-bench/%: benches/preload/%.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -o $@ $<
 
-preload-test-bins: $(PRELOAD_SO) $(PRELOAD_UBSAN_SO) $(PRELOAD_DELTAFULL_SO) $(PRELOAD_TEST_BINS) $(PRELOAD_TEST_LIBS) $(PRELOAD_TEST_STATIC)
+preload-test-bins: $(PRELOAD_SO) $(PRELOAD_UBSAN_SO) $(PRELOAD_TEST_BINS) $(PRELOAD_TEST_LIBS) $(PRELOAD_TEST_STATIC)
 
 TEST_TARGETS += test-preload
 test-preload: setup-sys setup-py preload-test-bins
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) RINGPOOL_PRELOAD_TESTBIN=$(abspath $(PRELOAD_TEST_DIR)) \
-	    RINGPOOL_PRELOAD_UBSAN_LIB=$(abspath $(PRELOAD_UBSAN_SO)) \
-	    RINGPOOL_PRELOAD_DELTAFULL_LIB=$(abspath $(PRELOAD_DELTAFULL_SO)) \
-	    PYTHONPATH=. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest -q -p no:cacheprovider tests/preload
+	    RINGPOOL_PRELOAD_UBSAN_LIB=$(abspath $(PRELOAD_UBSAN_SO)) PYTHONPATH=. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest -q -p no:cacheprovider tests/preload
 
 # Overhead benches (not part of `make test`): installs the workloads' programs
 # with apt-get only when dpkg says they are missing, then measures.

@@ -8,8 +8,7 @@ STACKS_TEST_DIR  := $(BUILD)/stacks-tests
 STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx \
                     $(STACKS_TEST_DIR)/threads_signals $(STACKS_TEST_DIR)/dlcycle \
                     $(STACKS_TEST_DIR)/memo $(STACKS_TEST_DIR)/memo_fork $(STACKS_TEST_DIR)/splice $(STACKS_TEST_DIR)/splice_o2 $(STACKS_TEST_DIR)/slots \
-                    $(STACKS_TEST_DIR)/table $(STACKS_TEST_DIR)/table_exact \
-                    $(STACKS_TEST_DIR)/table_collide $(STACKS_TEST_DIR)/odd \
+                    $(STACKS_TEST_DIR)/table $(STACKS_TEST_DIR)/odd \
                     $(STACKS_TEST_DIR)/plugin1.so $(STACKS_TEST_DIR)/plugin2.so
 CXX ?= g++
 
@@ -46,18 +45,6 @@ $(STACKS_TEST_DIR)/table: tests/stacks/table.c csrc/stack/stack.c csrc/stack/unw
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -Icsrc/stack -o $@ tests/stacks/table.c csrc/stack/stack.c \
 	    csrc/stack/unwind.c -lunwind -ldl
-
-# The same with every fingerprint equal: with the exact comparison of
-# frames (the same checks hold), and without (the documented confusion).
-$(STACKS_TEST_DIR)/table_exact: tests/stacks/table.c csrc/stack/stack.c csrc/stack/unwind.c csrc/stack/stack.h
-	@mkdir -p $(@D)
-	$(CC) $(WARN) -D_GNU_SOURCE -DRPI_STACK_FP_COLLIDE -DRPI_STACK_EXACT -O2 -g -Icsrc/stack -o $@ \
-	    tests/stacks/table.c csrc/stack/stack.c csrc/stack/unwind.c -lunwind -ldl
-
-$(STACKS_TEST_DIR)/table_collide: tests/stacks/table.c csrc/stack/stack.c csrc/stack/unwind.c csrc/stack/stack.h
-	@mkdir -p $(@D)
-	$(CC) $(WARN) -D_GNU_SOURCE -DRPI_STACK_FP_COLLIDE -O2 -g -Icsrc/stack -o $@ \
-	    tests/stacks/table.c csrc/stack/stack.c csrc/stack/unwind.c -lunwind -ldl
 
 # Odd stacks (tests/stacks/test_odd_stacks.py): a frame the unwind tables
 # misdescribe (odd_frames.S), code built without unwind tables, coroutines,

@@ -209,23 +209,13 @@ uint32_t rpp_site_count(void)
 #define DELTA_SLOTS 4096u
 
 /* A thread's counts for one site, both only ever growing: an allocation
-   adds to each (two additions per malloc). 16 bytes, four to a cache line
-   (the array is 64 KiB, read at random), so that a slot's offset is one
-   shift of the site id; the count of allocations is 32 bits: when it
-   wraps, the 2^32 it lost go to the site's shared record at once. */
+   adds to each (two additions per malloc). 32 bytes, so that a slot's
+   offset is one shift of the site id. */
 typedef struct delta {
     _Atomic uint32_t site;
-    _Atomic uint32_t allocs;
-    _Atomic uint64_t alloc_bytes;
-} __attribute__((aligned(16))) delta;
-_Static_assert(sizeof(delta) == 16, "a delta slot is 16 bytes");
-/* Where a slot's count of allocations wraps to 0. Tests build the
-   interposer with a small one (RPP_DELTA_WRAP) so that wrapping happens. */
-#ifdef RPP_DELTA_WRAP
-#define DELTA_WRAP ((uint64_t)(RPP_DELTA_WRAP))
-#else
-#define DELTA_WRAP ((uint64_t)1 << 32)
-#endif
+    _Atomic uint64_t allocs, alloc_bytes;
+} __attribute__((aligned(32))) delta;
+_Static_assert(sizeof(delta) == 32, "a delta slot is 32 bytes");
 
 typedef struct rpp_counts_block {
     struct rpp_counts_block *next;
@@ -293,35 +283,10 @@ static inline void add_relaxed(_Atomic uint64_t *v, uint64_t d)
 #endif
 }
 
-/* The count of allocations of site's slot wrapped: what it lost goes to
-   the site's shared record. Inline: a call, however cold, made the hooks
-   that count align their stack frame on every malloc (two instructions). */
-static inline __attribute__((always_inline)) void delta_wrapped(uint32_t site)
+static inline void add_delta(delta *d, uint64_t size)
 {
-    atomic_fetch_add_explicit(&sites[site].allocs, DELTA_WRAP, memory_order_relaxed);
-}
-
-/* One allocation of size bytes counted in site's slot d. On x86-64 the
-   count's `add` to memory tells by its carry that it wrapped (one jump
-   more than before; a test of the count before adding cost two more
-   instructions a malloc: 4 million on the allocation loop). */
-static inline void add_delta(delta *d, uint32_t site, uint64_t size)
-{
+    add_relaxed(&d->allocs, 1);
     add_relaxed(&d->alloc_bytes, size);
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(RPP_DELTA_WRAP)
-    __asm__ goto("addl $1, %0\n\tjc %l[wrapped]" : "+m"(*(uint32_t *)&d->allocs) : : "cc" : wrapped);
-    return;
-#else
-    uint64_t a = (uint64_t)atomic_load_explicit(&d->allocs, memory_order_relaxed) + 1;
-    if (a == DELTA_WRAP)
-        a = 0;
-    atomic_store_explicit(&d->allocs, (uint32_t)a, memory_order_relaxed);
-    if (RPP_LIKELY(a != 0))
-        return;
-    goto wrapped;
-#endif
-wrapped:
-    delta_wrapped(site);
 }
 
 /* Adds a delta's counts to its site's shared record and zeroes it. */
@@ -353,7 +318,7 @@ static __attribute__((noinline)) void count_slow(uint32_t site, uint64_t size)
         flush_delta(d, held);
         atomic_store_explicit(&d->site, site, memory_order_release);
     }
-    add_delta(d, site, size);
+    add_delta(d, size);
 }
 
 static inline __attribute__((always_inline)) void count(uint32_t site, uint64_t size)
@@ -362,7 +327,7 @@ static inline __attribute__((always_inline)) void count(uint32_t site, uint64_t 
     if (RPP_LIKELY(b != NULL)) {
         delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
         if (RPP_LIKELY(atomic_load_explicit(&d->site, memory_order_relaxed) == site)) {
-            add_delta(d, site, size);
+            add_delta(d, size);
             return;
         }
     }
@@ -598,7 +563,7 @@ int rpp_count_try(uint32_t site, size_t size)
     if (RPP_LIKELY(b != NULL)) {
         delta *d = &b->slot[site & (DELTA_SLOTS - 1)];
         if (RPP_LIKELY(atomic_load_explicit(&d->site, memory_order_relaxed) == site)) {
-            add_delta(d, site, size);
+            add_delta(d, size);
             return 1;
         }
     }

@@ -2,25 +2,20 @@
  * stack.c -- whole call stacks: capture with libunwind, a table of distinct
  * stacks (see stack.h for the rules).
  *
- * Table: an open-addressed array of 16-byte slots, four to a cache line,
- * linear probing, load at most 1/2. A slot holds the stack's key (the top
- * 32 bits of its hash, its frame count, its id) and its fingerprint, a
- * second, independent 64-bit hash of the frames (stack.h): a probe takes
- * the slot whose key and fingerprint are the walked stack's own and
- * returns the id without reading the stack's record, whose first line or
- * three the comparison of frames used to miss in the cache (cc1, by
- * cachegrind: 2.4 of the interposer's 6 million L2 read misses). A stack
- * is thus known by about 96 bits of hash and its depth; docs/preload.md
- * ("Limits") gives the odds of two stacks taken for one. Built with
- * RPI_STACK_EXACT the probe also compares the frames with the record's.
- * Readers probe without a lock; a miss takes the lock, probes again and
- * inserts. Growth publishes a new array twice the size and leaves the old
- * one mapped, so a reader still probing it stays safe (it can only miss,
- * and a miss is re-checked under the lock). Records (depth, id, frames:
- * the hash and the fingerprint are computed again when the table grows)
- * are carved one after the other from 1 MiB mmap'd chunks; the array by
- * id, reserved for RPI_STACK_MAX_STACKS ids and touched only as ids are
- * handed out, holds their addresses for the readers by id.
+ * Table: an open-addressed array of 64-bit slots (high half: the top 32 bits
+ * of the stack's hash; low half: where its record is), linear probing, load
+ * at most 1/2. Readers probe it without a lock; a miss takes the lock, probes
+ * again and inserts. Growth publishes a new array twice the size and leaves
+ * the old one mapped, so a reader still probing it stays safe (it can only
+ * miss, and a miss is re-checked under the lock). Records (depth, id,
+ * frames: the hash is computed again when the table grows) are carved one
+ * after the other from 1 MiB mmap'd chunks. A
+ * record's place is its chunk's number and its offset in the chunk, in 32
+ * bits, so that the probe goes from the slot to the record through the small
+ * array of chunks, which stays in the cache, rather than through the array
+ * by id, which is read at random. That array, reserved for
+ * RPI_STACK_MAX_STACKS ids and touched only as ids are handed out, holds the
+ * records' addresses for the readers by id.
  */
 #include "stack.h"
 #include "rawmem.h"
@@ -50,13 +45,21 @@
 #define SKIP_WINDOW RPI_STACK_SKIP_WINDOW
 #define CHUNK_BYTES ((size_t)1 << 20)
 #define TABLE_INITIAL 4096u
-/* Records are packed, not aligned to cache lines (stacks made one after
-   the other are used together); enough chunks for RPI_STACK_MAX_STACKS
-   records of the largest size. */
+/* A record's place: its chunk's number (from 1: a place is never 0, an
+   empty slot) << UNIT_BITS | its offset in the chunk in UNIT_BYTES. Records
+   are packed, not aligned to cache lines: aligned, the probe's first read
+   of a record missed more often than the lines saved (gcc's cc1, by
+   cachegrind: 0.28 million more last-level misses), stacks made one after
+   the other being used together. */
+#define UNIT_BYTES 8u
+#define UNIT_BITS 17
+_Static_assert(CHUNK_BYTES == (size_t)UNIT_BYTES << UNIT_BITS, "an offset fills UNIT_BITS");
+/* Enough chunks for RPI_STACK_MAX_STACKS records of the largest size. */
 #define MAX_CHUNKS (1u << 15)
 _Static_assert((uint64_t)RPI_STACK_MAX_STACKS * (16 + 8 * RPI_STACK_MAX_DEPTH) <
                    (uint64_t)(MAX_CHUNKS - 1) * CHUNK_BYTES,
                "chunks for every record");
+_Static_assert(((uint64_t)MAX_CHUNKS << UNIT_BITS) <= (uint64_t)UINT32_MAX + 1, "places fit 32 bits");
 
 typedef struct record {
     uint32_t n;                         /* >= 1; 0: no more records in this chunk */
@@ -64,30 +67,29 @@ typedef struct record {
     uintptr_t frame[];
 } record;
 
-/* A slot: the key (the hash's high half, the frame count less one, the
-   id; 0: empty) and the frames' fingerprint, which a reader loads after
-   the key (the writer stores it first). Four slots to a cache line. */
-#define ID_BITS 22
-#define ID_MASK ((1u << ID_BITS) - 1)
-_Static_assert(RPI_STACK_MAX_STACKS <= (1u << ID_BITS), "ids fit ID_BITS");
-_Static_assert(RPI_STACK_MAX_DEPTH <= (1 << (32 - ID_BITS)), "frame counts fit the key");
-typedef struct stack_slot {
-    _Alignas(16) _Atomic uint64_t key;
-    _Atomic uint64_t fp;
-} stack_slot;
-
 typedef struct table {
     size_t mask;
-    stack_slot slot[];
+    _Atomic uint64_t slot[];
 } table;
 
 static _Atomic(table *) current;
 static _Atomic(record *) *records;      /* by id; reserved, touched lazily */
 static _Atomic uint32_t next_id = 1;
-static unsigned char *chunks[MAX_CHUNKS];   /* by number, from 1 */
+static unsigned char *chunks[MAX_CHUNKS];   /* by number; each written before a place in
+                                               it is published */
 static uint32_t nchunks;                /* the last chunk's number (under the lock) */
 static size_t chunk_used;               /* bytes of it used (under the lock) */
 
+/* The place of the record at byte off of chunk c, and back. */
+static inline uint32_t place_of(uint32_t c, size_t off)
+{
+    return c << UNIT_BITS | (uint32_t)(off / UNIT_BYTES);
+}
+static inline record *record_at(uint32_t place)
+{
+    return (record *)(void *)(chunks[place >> UNIT_BITS] +
+                              (size_t)(place & ((1u << UNIT_BITS) - 1)) * UNIT_BYTES);
+}
 static atomic_int lock_held;
 static int ready;
 static int fast_unwinder = 1;
@@ -161,7 +163,7 @@ void rpi_stack_unlock(void) { unlock(); }
 
 static table *table_new(size_t cap)
 {
-    table *t = rpi_map_zeroed(sizeof(table) + cap * sizeof(stack_slot));
+    table *t = rpi_map_zeroed(sizeof(table) + cap * sizeof(uint64_t));
     if (t)
         t->mask = cap - 1;
     return t;
@@ -191,68 +193,33 @@ static inline uint64_t hash_frames(const uintptr_t *f, size_t n)
     return rpi_stack_hash_final(h, n);
 }
 
-/* The fingerprint of f[0..n) (stack.h), as the walker folds it. A probe
-   takes a slot whose key and fingerprint match for the stack's own. */
-static inline uint64_t fingerprint(const uintptr_t *f, size_t n)
+static inline int same(const record *r, const uintptr_t *f, size_t n)
 {
-    uint64_t g = RPI_STACK_FP_SEED;
-    for (size_t i = 0; i < n; i++)
-        g = rpi_stack_fp_step(g, f[i]);
-    return g;
+    return r->n == n && memcmp(r->frame, f, n * sizeof *f) == 0;
 }
-
-/* The fingerprint a slot keeps: tests (RPI_STACK_FP_COLLIDE) make every
-   stack's the same. */
-#ifdef RPI_STACK_FP_COLLIDE
-#define slot_fp(fp) ((void)(fp), (uint64_t)0)
-#else
-#define slot_fp(fp) (fp)
-#endif
-
-static inline uint64_t key_of(uint64_t h, size_t n, uint32_t id)
-{
-    return h >> 32 << 32 | (uint64_t)(n - 1) << ID_BITS | id;
-}
-
-#ifdef RPI_STACK_EXACT
-/* The stored frames compared too. */
-static inline int same(uint32_t id, const uintptr_t *f, size_t n)
-{
-    const record *r = atomic_load_explicit(&records[id], memory_order_acquire);
-    return memcmp(r->frame, f, n * sizeof *f) == 0;
-}
-#else
-static inline int same(uint32_t id, const uintptr_t *f, size_t n)
-{
-    (void)id;
-    (void)f;
-    (void)n;
-    return 1;
-}
-#endif
 
 /* id of the stack in t, or 0. */
-static inline uint32_t probe(const table *t, uint64_t h, uint64_t fp, const uintptr_t *f, size_t n)
+static inline uint32_t probe(const table *t, uint64_t h, const uintptr_t *f, size_t n)
 {
-    uint64_t want = key_of(h, n, 0);
+    uint32_t tag = (uint32_t)(h >> 32);
     for (size_t i = (size_t)h & t->mask;; i = (i + 1) & t->mask) {
-        uint64_t v = atomic_load_explicit(&t->slot[i].key, memory_order_acquire);
+        uint64_t v = atomic_load_explicit(&t->slot[i], memory_order_acquire);
         if (!v)
             return 0;
-        if ((v & ~(uint64_t)ID_MASK) == want &&
-            atomic_load_explicit(&t->slot[i].fp, memory_order_relaxed) == fp &&
-            same((uint32_t)v & ID_MASK, f, n))
-            return (uint32_t)v & ID_MASK;
+        if ((uint32_t)(v >> 32) == tag) {
+            record *r = record_at((uint32_t)v);
+            if (same(r, f, n))
+                return r->id;
+        }
     }
 }
 
-static void place(table *t, uint64_t h, uint64_t fp, size_t n, uint32_t id)
+static void place(table *t, uint64_t h, uint32_t at)
 {
     size_t i = (size_t)h & t->mask;
-    while (atomic_load_explicit(&t->slot[i].key, memory_order_relaxed))
+    while (atomic_load_explicit(&t->slot[i], memory_order_relaxed))
         i = (i + 1) & t->mask;
-    atomic_store_explicit(&t->slot[i].fp, fp, memory_order_relaxed);
-    atomic_store_explicit(&t->slot[i].key, key_of(h, n, id), memory_order_release);
+    atomic_store_explicit(&t->slot[i], (h >> 32 << 32) | at, memory_order_release);
 }
 
 /* Under the lock: a bigger table holding every id, published. */
@@ -267,7 +234,7 @@ static table *grow(table *t)
             const record *r = (const record *)(const void *)(chunks[c] + off);
             if (!r->n)
                 break;
-            place(n, hash_frames(r->frame, r->n), slot_fp(fingerprint(r->frame, r->n)), r->n, r->id);
+            place(n, hash_frames(r->frame, r->n), place_of(c, off));
             off += sizeof(record) + r->n * sizeof(uintptr_t);
         }
     }
@@ -275,10 +242,10 @@ static table *grow(table *t)
     return n;
 }
 
-static uint32_t insert_locked(uint64_t h, uint64_t fp, const uintptr_t *f, size_t n)
+static uint32_t insert_locked(uint64_t h, const uintptr_t *f, size_t n)
 {
     table *t = atomic_load_explicit(&current, memory_order_acquire);
-    uint32_t id = probe(t, h, fp, f, n);
+    uint32_t id = probe(t, h, f, n);
     if (id)
         return id;
     id = atomic_load_explicit(&next_id, memory_order_relaxed);
@@ -286,7 +253,7 @@ static uint32_t insert_locked(uint64_t h, uint64_t fp, const uintptr_t *f, size_
         return 0;
     if ((size_t)id * 2 > t->mask + 1 && !(t = grow(t)))
         return 0;
-    size_t bytes = sizeof(record) + n * sizeof *f;   /* a multiple of 8 */
+    size_t bytes = sizeof(record) + n * sizeof *f;   /* a multiple of UNIT_BYTES */
     if (!nchunks || bytes > CHUNK_BYTES - chunk_used) {
         if (nchunks + 1 >= MAX_CHUNKS)
             return 0;
@@ -296,47 +263,46 @@ static uint32_t insert_locked(uint64_t h, uint64_t fp, const uintptr_t *f, size_
         chunks[++nchunks] = c;
         chunk_used = 0;
     }
-    record *r = (record *)(void *)(chunks[nchunks] + chunk_used);
+    uint32_t at = place_of(nchunks, chunk_used);
     chunk_used += bytes;
+    record *r = record_at(at);
     r->n = (uint32_t)n;
     r->id = id;
     memcpy(r->frame, f, n * sizeof *f);
     atomic_store_explicit(&records[id], r, memory_order_release);
     atomic_store_explicit(&next_id, id + 1, memory_order_release);
-    place(t, h, fp, n, id);
+    place(t, h, at);
     return id;
 }
 
 /* A stack the table did not hold at the lock-free probe: added. */
-static __attribute__((noinline, cold)) uint32_t insert(const uintptr_t *f, size_t n, uint64_t h,
-                                                       uint64_t fp)
+static __attribute__((noinline, cold)) uint32_t insert(const uintptr_t *f, size_t n, uint64_t h)
 {
     int saved = errno;
     lock();
-    uint32_t id = insert_locked(h, fp, f, n);
+    uint32_t id = insert_locked(h, f, n);
     unlock();
     errno = saved;
     return id;
 }
 
-/* The id of f[0..n) whose hash is h and fingerprint fp. */
-static inline uint32_t intern_hashed(const uintptr_t *f, size_t n, uint64_t h, uint64_t fp)
+/* The id of f[0..n) whose hash is h. */
+static inline uint32_t intern_hashed(const uintptr_t *f, size_t n, uint64_t h)
 {
-    fp = slot_fp(fp);
-    uint32_t id = probe(atomic_load_explicit(&current, memory_order_acquire), h, fp, f, n);
-    return id ? id : insert(f, n, h, fp);
+    uint32_t id = probe(atomic_load_explicit(&current, memory_order_acquire), h, f, n);
+    return id ? id : insert(f, n, h);
 }
 
-uint32_t rpi_stack_intern_hashed(const uintptr_t *f, size_t n, uint64_t h, uint64_t fp)
+uint32_t rpi_stack_intern_hashed(const uintptr_t *f, size_t n, uint64_t h)
 {
-    return intern_hashed(f, n, h, fp);
+    return intern_hashed(f, n, h);
 }
 
 static uint32_t intern(const uintptr_t *f, size_t n)
 {
     if (!ready || n < 1 || n > RPI_STACK_MAX_DEPTH)
         return 0;
-    return intern_hashed(f, n, hash_frames(f, n), fingerprint(f, n));
+    return intern_hashed(f, n, hash_frames(f, n));
 }
 
 uint32_t rpi_stack_intern(const uintptr_t *frames, size_t n)
@@ -461,7 +427,7 @@ __attribute__((noinline)) uint32_t rpi_stack_walk_here(int depth, uintptr_t from
     rpi_walk w;
     int r = fast_unwinder && sp ? rpi_unwind_from(&w, sp, bp, from, depth) : -1;
     if (r == 0 && w.start >= 0) {
-        uint32_t id = intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash, w.fp);
+        uint32_t id = intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash);
         rpi_unwind_keep_id(id);
         rpi_stack_busy = 0;
         return id;
@@ -505,7 +471,7 @@ uint32_t rpi_stack_capture(int depth, uintptr_t skip_lo, uintptr_t skip_hi)
     if (r > 0) {
         id = tls_last_id;
     } else if (r == 0) {
-        id = w.kept ? intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash, w.fp) : 0;
+        id = w.kept ? intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash) : 0;
         tls_last_id = id;
     } else {
         uintptr_t *frames = THREAD_FRAMES();

@@ -117,25 +117,6 @@ static inline uint64_t rpi_stack_hash_final(uint64_t h, size_t n)
     return h ^ (h >> 32);
 }
 
-/* The stack's fingerprint, a second 64-bit hash of the frames, folded one
-   frame at a time beside the hash (the walker folds both as it reads the
-   frames), with a full 64-bit odd multiplier and other constants. The
-   stack table takes a slot whose hash's high half, frame count and
-   fingerprint are the stack's own for it, without comparing frames
-   (stack.c). The fingerprint is only ever compared for equality, between
-   stacks of one depth: a finaliser (a bijection) would change no outcome,
-   so there is none. Each step is invertible, so two stacks of one depth
-   that differ in one frame always differ here. */
-#define RPI_STACK_FP_SEED 0x6a09e667f3bcc908ull
-#define RPI_STACK_FP_MUL 0x87c37b91114253d5ull
-/* RPI_STACK_FP_MUL's inverse modulo 2^64 (a step with pc 0 undone). */
-#define RPI_STACK_FP_MUL_INVERSE 0xa98409e882ce4d7dull
-_Static_assert((uint64_t)(RPI_STACK_FP_MUL * RPI_STACK_FP_MUL_INVERSE) == 1, "the fingerprint step's inverse");
-static inline uint64_t rpi_stack_fp_step(uint64_t g, uintptr_t pc)
-{
-    return (g ^ (uint64_t)pc) * RPI_STACK_FP_MUL;
-}
-
 /* What a walk of unwind.c found. */
 typedef struct rpi_walk {
     const uintptr_t *frames;    /* every frame walked, leaf first (per-thread storage) */
@@ -143,7 +124,6 @@ typedef struct rpi_walk {
     int start;                  /* the first frame kept; -1: `from` was not found */
     int kept;                   /* frames kept from start on (at most depth) */
     uint64_t hash;              /* rpi_stack_hash_final of the kept frames */
-    uint64_t fp;                /* the kept frames' fingerprint */
 } rpi_walk;
 
 /* unwind.c: the cached x86-64 walker, from its caller's caller down (leaf
@@ -167,13 +147,12 @@ RPI_STACK_HIDDEN int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip
    bp, i.e. rpi_stack_here's caller. */
 RPI_STACK_HIDDEN uint32_t rpi_stack_walk_here(int depth, uintptr_t from, uintptr_t sp, uintptr_t bp);
 /* stack.c, for unwind.c's capture (rpi_stack_here's walk when the cached
-   walker may run): the id of a walk's kept frames f[0..n) whose hash is h
-   and fingerprint fp, adding it when new (0: table full); and the rest of a capture whose walk
+   walker may run): the id of a walk's kept frames f[0..n) whose hash is h,
+   adding it when new (0: table full); and the rest of a capture whose walk
    did not end at a kept frame (r == 0: frames[0..n) walked, `from` not
    among them; r < 0: the general unwinder), which clears rpi_stack_busy.
    rpi_stack_fast_ready: the table is ready and the cached walker chosen. */
-RPI_STACK_HIDDEN uint32_t rpi_stack_intern_hashed(const uintptr_t *f, size_t n, uint64_t h,
-                                                  uint64_t fp);
+RPI_STACK_HIDDEN uint32_t rpi_stack_intern_hashed(const uintptr_t *f, size_t n, uint64_t h);
 /* The frames of a stack id the table handed out (no check of the id). */
 RPI_STACK_HIDDEN const uintptr_t *rpi_stack_frames_of(uint32_t id);
 RPI_STACK_HIDDEN uint32_t rpi_stack_walk_rest(int r, const uintptr_t *frames, int n, int depth,

@@ -790,7 +790,7 @@ typedef struct walk_state {
     walk_buf *next;                      /* the other one */
     int need_bp;                         /* the walk used the starting rbp */
     int start, kept;
-    uint64_t hash, fp;
+    uint64_t hash;
     uintptr_t pc, sp, bp;                /* starting registers */
     uintptr_t from, lo, hi;
     int depth;
@@ -1161,7 +1161,7 @@ static inline int slot_same(const memo_slot *e)
 /* A walk's state, handed to splice() and back. */
 typedef struct walk_pos {
     uintptr_t pc, sp;
-    uint64_t h, g;
+    uint64_t h;
     int n;
     const uintptr_t *op;        /* the previous walk's first CFA at or above sp worth matching */
 } walk_pos;
@@ -1188,14 +1188,13 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
         p->op = ocfa + o->bp0_user;
         return SPLICE_NEXT;
     }
-    uint64_t h = p->h, g = p->g;
+    uint64_t h = p->h;
     uintptr_t pc = p->pc;
     int k = j + 1, bi = 0, how;
     while (bi < o_nbp && o->bp_user[bi] <= j)
         bi++;
     frame[n++] = pc;
     h = rpi_stack_hash_step(h, pc);
-    g = rpi_stack_fp_step(g, pc);
     /* old frame k becomes frame k + d: the new CFAs and frames are the old
        arrays' at a fixed distance; the limit is reached at old frame kmax */
     uintptr_t *ncfa = cfas + d;
@@ -1223,7 +1222,6 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
                 differs;                                                              \
             RA_READ_AT(nend + (at)) = pc;                                             \
             h = rpi_stack_hash_step(h, pc);                                           \
-            g = rpi_stack_fp_step(g, pc);                                             \
         } while (0)
         if (i & 1) {
             TAKE_OVER(i, goto differs_at_i);
@@ -1288,7 +1286,6 @@ static inline __attribute__((always_inline)) int splice_body(walk_buf *b, const 
     }
     p->pc = pc;
     p->h = h;
-    p->g = g;
     p->n = n;
     return how;
 }
@@ -1363,7 +1360,7 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
         op = ocfa;
     }
     int first_kept = (int)(f - frame), spliced = 0, splices = 0;
-    uint64_t h = RPI_STACK_HASH_SEED, g = RPI_STACK_FP_SEED;
+    uint64_t h = RPI_STACK_HASH_SEED;
     int limit = start >= 0 ? start + depth : RPI_STACK_SKIP_WINDOW + depth;
     const uintptr_t *flimit = frame + limit;
     if (op == &no_cfa)
@@ -1371,7 +1368,6 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
     for (;;) {
         *f++ = pc;
         h = rpi_stack_hash_step(h, pc);
-        g = rpi_stack_fp_step(g, pc);
         if (f == flimit)
             goto ended_at_limit;
     step:
@@ -1381,14 +1377,13 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
         while (*op < sp)
             op++;
         if (*op == sp && pc && RA_READ_AT(op) == pc) {
-            walk_pos p = {pc, sp, h, g, (int)(f - frame), op};
+            walk_pos p = {pc, sp, h, (int)(f - frame), op};
             int how = splice_inline ? splice_body(b, o, limit, &p) : splice(b, o, limit, &p);
             spliced += p.n - (int)(f - frame);
             splices++;
             pc = p.pc;
             sp = p.sp;
             h = p.h;
-            g = p.g;
             f = frame + p.n;
             op = p.op;
             switch (how) {
@@ -1405,7 +1400,6 @@ plain:
     for (;;) {
         *f++ = pc;
         h = rpi_stack_hash_step(h, pc);
-        g = rpi_stack_fp_step(g, pc);
         if (f == flimit)
             goto ended_at_limit;
         WALK_STEP(ended, zero_stored);
@@ -1422,7 +1416,6 @@ zero_stored:
     /* the 0 read last is not a frame: unstored, and out of the hash */
     f--;
     h *= RPI_STACK_HASH_MUL_INVERSE;   /* the step of the 0 undone */
-    g *= RPI_STACK_FP_MUL_INVERSE;
 ended_at_zero:
     n = (int)(f - frame);
     ncfa = n;
@@ -1438,7 +1431,6 @@ kept:
     m->start = start;
     m->kept = start >= 0 ? n - start : 0;
     m->hash = rpi_stack_hash_final(h, (size_t)m->kept);
-    m->fp = g;
     goto done;
 early_at_rule:
     n = (int)(f - frame);
@@ -1454,7 +1446,6 @@ early:
     m->start = from ? -1 : n;
     m->kept = 0;
     m->hash = 0;
-    m->fp = 0;
 done:
     b->n = n;
     b->ncfa = ncfa;
@@ -1468,7 +1459,6 @@ done:
     w->start = m->start;
     w->kept = m->kept;
     w->hash = m->hash;
-    w->fp = m->fp;
     return 0;
 failed:
     m->id = 0;
@@ -1511,7 +1501,7 @@ static __attribute__((noinline)) uint32_t walk_id(int depth, uintptr_t from, uin
 #endif
     int r = walk_body(m, &w, ((const uintptr_t *)sp)[-1], sp, bp, generation, 1);
     if (RPI_LIKELY(r == 0 && w.start >= 0)) {
-        uint32_t id = rpi_stack_intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash, w.fp);
+        uint32_t id = rpi_stack_intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash);
         m->id = m->valid ? id : 0;
 #if MEMO_SLOTS
         /* the walk's arguments and registers read back from m (as the walk

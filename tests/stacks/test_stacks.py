@@ -280,23 +280,6 @@ def test_table_gives_each_stack_its_own_frames() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_table_with_equal_fingerprints_compares_frames_when_exact() -> None:
-    """Every fingerprint forced equal, the table built with the exact
-    comparison of frames: the same checks hold by the frames alone."""
-    proc = subprocess.run([program("table_exact")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-
-
-def test_table_with_equal_fingerprints_confuses_only_what_is_documented() -> None:
-    """Every fingerprint forced equal, no comparison of frames: a stack
-    whose hash and fingerprint are another's of the same depth gets that
-    stack's id (whose frames stay the first stack's); a stack of another
-    depth or another hash gets an id of its own."""
-    proc = subprocess.run([program("table_collide")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "one id for two stacks" in proc.stdout
-
-
 def test_stacks_one_return_address_apart_are_told_apart(capsys: pytest.CaptureFixture[str]) -> None:
     """Each allocation's stack differs from the one before in a single
     return address (two callers with identical frames, a recursion one
