@@ -12,9 +12,10 @@ import warnings
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Callable, Iterator, Literal, NoReturn, overload
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, NoReturn, cast, overload
 
 from . import _lowlevel as ll
+from ._ringpool import _FamilyLock  # created by _lowlevel at import
 from ._block import _TOKEN, Block
 from ._errors import (BlockFreedError, CleanupError, InvalidArgument, InvalidBlock,
                       OutOfMemory, PoolBusy, PoolDestroyedError, RingpoolError)
@@ -234,7 +235,9 @@ _forking: list[threading.RLock] = []
 
 
 def _new_family_lock() -> threading.RLock:
-    lock = threading.RLock()
+    # An RLock whose __exit__ allocates nothing (_ringpool_glue.h): with
+    # RLock's own, a MemoryError at the end of `with lock:` left it held.
+    lock = cast(threading.RLock, _FamilyLock())
     _family_locks[next(_family_ids)] = lock
     return lock
 

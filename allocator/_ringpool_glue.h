@@ -999,6 +999,66 @@ static PyType_Spec rpy_block_spec = {
     rpy_block_slots
 };
 
+/* ------------------------------------------------------- _FamilyLock
+   The lock of a pool family: _thread.RLock with an __exit__ that needs no
+   memory.  RLock's own __exit__ takes its arguments as a tuple (METH_VARARGS):
+   when that tuple could not be allocated, `with lock:` raised MemoryError
+   and left the lock held, and the next destroy() of the family raised
+   PoolBusy.  This one takes them as a vector (METH_FASTCALL) and calls the
+   RLock's release (METH_NOARGS) the same way: nothing is allocated. */
+static PyObject *rpy_name_release;
+
+static PyObject *rpy_lock_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    (void)nargs;
+    PyObject *r = PyObject_VectorcallMethod(rpy_name_release, &self, 1, NULL);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static PyMethodDef rpy_lock_methods[] = {
+    {"__exit__", (PyCFunction)(void (*)(void))rpy_lock_exit, METH_FASTCALL,
+     "Release the lock (allocates nothing)."},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyType_Slot rpy_lock_slots[] = {
+    {Py_tp_methods, rpy_lock_methods},
+    {Py_tp_doc, (void *)"The lock of a pool family: an RLock whose __exit__ cannot fail."},
+    {0, NULL}
+};
+
+static PyType_Spec rpy_lock_spec = {
+    "allocator._ringpool._FamilyLock", 0, 0, Py_TPFLAGS_DEFAULT, rpy_lock_slots
+};
+
+/* module._FamilyLock, a subclass of _thread.RLock: 0 or -1. */
+static int rpy_register_lock_type(PyObject *mod)
+{
+    rpy_name_release = PyUnicode_InternFromString("release");
+    PyObject *thread = PyImport_ImportModule("_thread");
+    PyObject *rlock = thread ? PyObject_GetAttrString(thread, "RLock") : NULL;
+    Py_XDECREF(thread);
+    if (rlock == NULL || rpy_name_release == NULL) {
+        Py_XDECREF(rlock);
+        return -1;
+    }
+    PyObject *bases = PyTuple_Pack(1, rlock);
+    Py_DECREF(rlock);
+    if (bases == NULL)
+        return -1;
+    PyObject *type = PyType_FromSpecWithBases(&rpy_lock_spec, bases);
+    Py_DECREF(bases);
+    if (type == NULL)
+        return -1;
+    int rc = PyObject_SetAttrString(mod, "_FamilyLock", type);
+    Py_DECREF(type);
+    return rc;
+}
+
 /* Creates the type and sets it as module.<_BlockBuffer>.  Called once from
    Python (through cffi, so without the GIL: take it).  0 on success. */
 static int rpy_register_block_type(const char *module)
@@ -1022,6 +1082,8 @@ static int rpy_register_block_type(const char *module)
             Py_INCREF(type);            /* kept for the life of the process */
             rpy_block_type = (PyTypeObject *)type;
             rc = PyObject_SetAttrString(mod, "_BlockBuffer", type);
+            if (rc == 0)
+                rc = rpy_register_lock_type(mod);
             Py_DECREF(type);
         }
         Py_DECREF(mod);

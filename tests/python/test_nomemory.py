@@ -67,8 +67,8 @@ op = OPS[opname]
 problems = []
 n = 0
 while True:
-    gc.collect()
     p, blocks = make()
+    gc.collect()        # empties the free lists too: every allocation reaches the hook
     gc.disable()
     _testcapi.set_nomemory(n, n + 1)
     failed = False
