@@ -11,15 +11,19 @@ memory safely, so here every ``stat_*`` allocation before
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, cast
 
 from . import _lowlevel as ll
+from ._ringpool import _FamilyLock  # created by _lowlevel at import
 from ._block import Block
 from ._errors import InvalidBlock, NoDefaultPool, OutOfMemory
 from ._pool import Pool, _check_size
 
 _TAG = "rp_stat"
-_lock = threading.Lock()
+# An RLock whose __exit__ allocates nothing (_ringpool_glue.h): with a
+# threading.Lock, a MemoryError at the end of `with _lock:` left it held and
+# the next call hung.
+_lock = cast(threading.RLock, _FamilyLock())
 _default: Pool | None = None
 
 

@@ -150,3 +150,37 @@ def test_a_child_that_a_cleanup_makes_dies_with_the_destroy() -> None:
                        text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == "[(True, True), (True, True)]\n"
+
+
+DEFAULT_POOL = r"""
+import gc, _testcapi
+import allocator
+from allocator import _stat
+held = []
+for call in (allocator.stat_pool, allocator.stat_create_pool, allocator.stat_destroy_pool):
+    for n in range(40):
+        allocator.stat_create_pool()
+        gc.collect()
+        _testcapi.set_nomemory(n, n + 1)
+        try:
+            call()
+        except MemoryError:
+            pass
+        finally:
+            _testcapi.remove_mem_hooks()
+        if not _stat._lock.acquire(timeout=1):
+            print([(call.__name__, n)])     # held: the next call would hang
+            raise SystemExit(0)
+        _stat._lock.release()
+allocator.stat_destroy_pool()
+print(held)
+"""
+
+
+def test_a_memory_error_leaves_the_default_pool_lock_free() -> None:
+    # The default pool's module lock was a threading.Lock: a MemoryError at
+    # the end of `with _lock:` left it held, and the next stat_pool() hung.
+    r = subprocess.run([sys.executable, "-c", DEFAULT_POOL], capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == "[]\n"
