@@ -733,6 +733,8 @@ static char *utf8_lossy(PyObject *s, Py_ssize_t *n)
     Py_ssize_t len = PyUnicode_GET_LENGTH(s);
     int kind = PyUnicode_KIND(s);
     const void *data = PyUnicode_DATA(s);
+    if ((size_t)len > (SIZE_MAX - 1) / 4)      /* at most 4 bytes a character */
+        return NULL;
     char *out = malloc((size_t)len * 4 + 1);
     if (out == NULL)
         return NULL;
