@@ -18,7 +18,7 @@ from allocator import Snapshot
 
 from audit import schema
 from audit.errors import AuditError
-from audit.printable import as_unicode
+from audit.printable import as_unicode, printable
 
 SNAPSHOT_FORMAT = "ringpool-snapshot"
 PRELOAD_FORMAT = "ringpool-preload"
@@ -77,7 +77,7 @@ def _claims_preload(doc: Any) -> bool:
 
 def _name_file(path: str, exc: Exception) -> str:
     text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
-    shown = schema.display(path)
+    shown = printable(path)
     return text if shown in text else f"{shown}: {text}"
 
 

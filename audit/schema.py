@@ -80,7 +80,7 @@ class ReportFormatError(ValueError):
         self.source = source
         self.field = field
         where = f"field {field!r}: " if field is not None else ""
-        super().__init__(_one_line(f"{display(source)}: {where}{problem}"))
+        super().__init__(_one_line(f"{printable(source)}: {where}{problem}"))
 
 
 @dataclass(frozen=True)
@@ -190,11 +190,6 @@ def gc_paused() -> Iterator[None]:
 
 
 # ----------------------------------------------------------------- messages
-def display(source: str) -> str:
-    """``source`` written by audit.printable's rule (a file name stays one line)."""
-    return printable(source)
-
-
 def _one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
@@ -804,5 +799,5 @@ __all__ = [
     "ReportFormatError", "Limits", "DEFAULT_LIMITS",
     "TagStat", "BlockRecord", "Totals", "PoolReport",
     "read_bytes", "decode_json", "read_json", "report_format", "check_json_values", "gc_paused",
-    "parse_snapshot", "load_snapshot", "to_dict", "dumps", "json_str", "display", "shown",
+    "parse_snapshot", "load_snapshot", "to_dict", "dumps", "json_str", "shown",
 ]
