@@ -44,8 +44,7 @@ static const char *decimal(char buf[24], unsigned long v)
     return p;
 }
 
-/* why = a [+ b [+ c]] */
-static int say(char *why, size_t cap, int err, const char *a, const char *b, const char *c)
+int rpi_outfile_say(char *why, size_t cap, int err, const char *a, const char *b, const char *c)
 {
     msg m = {why, cap, 0};
     if (cap)
@@ -251,13 +250,13 @@ static int open_stream(rpi_outfile *of, const char *path, char *why, size_t whyc
     if (fd < 0) {
         int e = errno;
         if (e == ENXIO)
-            return say(why, whycap, e, "it is a FIFO with no reader (not waited for)", NULL, NULL);
-        return say(why, whycap, e, "cannot open it: ", rpi_outfile_strerror(e), NULL);
+            return rpi_outfile_say(why, whycap, e, "it is a FIFO with no reader (not waited for)", NULL, NULL);
+        return rpi_outfile_say(why, whycap, e, "cannot open it: ", rpi_outfile_strerror(e), NULL);
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !is_stream_mode(st.st_mode)) {
         close(fd);
-        return say(why, whycap, EEXIST, "it changed while it was being opened (left as it is)",
+        return rpi_outfile_say(why, whycap, EEXIST, "it changed while it was being opened (left as it is)",
                    NULL, NULL);
     }
     int fl = fcntl(fd, F_GETFL);
@@ -279,18 +278,18 @@ static int open_dest(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap
     if (whycap)
         why[0] = '\0';
     if (!path || !*path)
-        return say(why, whycap, ENOENT, "the path is empty", NULL, NULL);
+        return rpi_outfile_say(why, whycap, ENOENT, "the path is empty", NULL, NULL);
     int own = rpi_outfile_own_fd(path);
     if (own >= 0) {
         int fd = fcntl(own, F_DUPFD_CLOEXEC, 3);
         if (fd < 0 && errno != EBADF) {
             int e = errno;
-            return say(why, whycap, e, "cannot duplicate its descriptor: ",
+            return rpi_outfile_say(why, whycap, e, "cannot duplicate its descriptor: ",
                        rpi_outfile_strerror(e), NULL);
         }
         if (fd < 0) {
             char num[24];
-            return say(why, whycap, EBADF, "descriptor ", decimal(num, (unsigned long)own),
+            return rpi_outfile_say(why, whycap, EBADF, "descriptor ", decimal(num, (unsigned long)own),
                        " is not open");
         }
         of->fd = fd;
@@ -301,20 +300,20 @@ static int open_dest(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap
     if (lstat(path, &st) != 0) {
         int e = errno;
         if (e != ENOENT)
-            return say(why, whycap, e, "cannot examine it: ", rpi_outfile_strerror(e), NULL);
+            return rpi_outfile_say(why, whycap, e, "cannot examine it: ", rpi_outfile_strerror(e), NULL);
     } else if (!S_ISREG(st.st_mode)) {
         struct stat target;
         int followed = S_ISLNK(st.st_mode) && stat(path, &target) == 0;
         if (is_stream_mode(st.st_mode) || (followed && is_stream_mode(target.st_mode)))
             return open_stream(of, path, why, whycap);
         if (S_ISLNK(st.st_mode))
-            return say(why, whycap, EEXIST, "it is a symbolic link to ",
+            return rpi_outfile_say(why, whycap, EEXIST, "it is a symbolic link to ",
                        followed ? kind(target.st_mode) : "nothing",
                        " (not followed: only a link to a character device or FIFO is); "
                        "name the file itself");
         if (S_ISDIR(st.st_mode))
-            return say(why, whycap, EISDIR, "it is a directory", NULL, NULL);
-        return say(why, whycap, EEXIST, "it is ", kind(st.st_mode),
+            return rpi_outfile_say(why, whycap, EISDIR, "it is a directory", NULL, NULL);
+        return rpi_outfile_say(why, whycap, EEXIST, "it is ", kind(st.st_mode),
                    ", not a regular file, character device or FIFO (left as it is)");
     }
     /* a regular file or nothing: a temporary file beside it, its mode read
@@ -328,7 +327,7 @@ static int open_dest(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap
         const char *s = decimal(num, atomic_fetch_add_explicit(&serial, 1, memory_order_relaxed));
         size_t need = pl + 5 + strlen(p) + 1 + strlen(s) + 1;
         if (need > tmpcap)
-            return say(why, whycap, ENAMETOOLONG, "the path is too long for its temporary file",
+            return rpi_outfile_say(why, whycap, ENAMETOOLONG, "the path is too long for its temporary file",
                        NULL, NULL);
         msg m = {tmp, tmpcap, 0};
         add(&m, path);
@@ -343,20 +342,20 @@ static int open_dest(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap
             int e = errno;
             unlink(tmp);
             tmp[0] = '\0';
-            return say(why, whycap, e, "no descriptor above the standard streams' for it: ",
+            return rpi_outfile_say(why, whycap, e, "no descriptor above the standard streams' for it: ",
                        rpi_outfile_strerror(e), NULL);
         }
         if (fd < 0) {
             int e = errno;
             tmp[0] = '\0';
-            return say(why, whycap, e, "cannot create its temporary file: ",
+            return rpi_outfile_say(why, whycap, e, "cannot create its temporary file: ",
                        rpi_outfile_strerror(e), NULL);
         }
         of->fd = fd;
         return 0;
     }
     tmp[0] = '\0';
-    return say(why, whycap, EEXIST, "no free temporary name beside it", NULL, NULL);
+    return rpi_outfile_say(why, whycap, EEXIST, "no free temporary name beside it", NULL, NULL);
 }
 
 int rpi_outfile_open(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap, char *why,
@@ -376,22 +375,22 @@ static int finish(rpi_outfile *of, const char *path, int ok, char *why, size_t w
         return 0;
     if (ok && !of->direct && fchmod(of->fd, of->mode) != 0) {
         int e = errno;
-        rc = say(why, whycap, e, "cannot set its mode: ", rpi_outfile_strerror(e), NULL);
+        rc = rpi_outfile_say(why, whycap, e, "cannot set its mode: ", rpi_outfile_strerror(e), NULL);
     }
     if (close(of->fd) != 0 && ok && rc == 0 && errno != EINTR) {
         int e = errno;
-        rc = say(why, whycap, e, "write failed: ", rpi_outfile_strerror(e), NULL);
+        rc = rpi_outfile_say(why, whycap, e, "write failed: ", rpi_outfile_strerror(e), NULL);
     }
     of->fd = -1;
     if (of->direct)
         return rc;
     struct stat st;
     if (ok && rc == 0 && lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
-        rc = say(why, whycap, EEXIST, "it became ", kind(st.st_mode),
+        rc = rpi_outfile_say(why, whycap, EEXIST, "it became ", kind(st.st_mode),
                  " while the report was written (left as it is)");
     if (ok && rc == 0 && rename(of->tmp, path) != 0) {
         int e = errno;
-        rc = say(why, whycap, e, "cannot rename its temporary file over it: ",
+        rc = rpi_outfile_say(why, whycap, e, "cannot rename its temporary file over it: ",
                  rpi_outfile_strerror(e), NULL);
     }
     if (!ok || rc != 0)

@@ -104,6 +104,11 @@ RPI_OUTFILE_API int rpi_outfile_open(rpi_outfile *of, const char *path, char *tm
 RPI_OUTFILE_API int rpi_outfile_finish(rpi_outfile *of, const char *path, int ok, char *why,
                                        size_t whycap);
 
+/* why (cap bytes) = a [+ b [+ c]] (b, c may be NULL), cut to fit and
+   terminated; returns err, so that a refusal is one statement. */
+RPI_OUTFILE_API int rpi_outfile_say(char *why, size_t cap, int err, const char *a, const char *b,
+                                    const char *c);
+
 /* Writes n bytes of buf to fd: 0, or an errno value. Retries after EINTR,
    and after EAGAIN waits (poll) until fd takes more: a descriptor the
    program made non-blocking (/dev/stdout, a pipe, with O_NONBLOCK on the

@@ -469,11 +469,8 @@ static _Atomic int writing;
  * naming the path and saying why. */
 static void say_not_written(const char *path, const char *why)
 {
-    char tail[600] = ": ";
-    size_t n = 2;
-    for (const char *c = why; *c && n + 1 < sizeof tail; c++)
-        tail[n++] = *c;
-    tail[n] = '\0';
+    char tail[600];
+    rpi_outfile_say(tail, sizeof tail, 0, ": ", why, NULL);
     rpp_say("cannot write report to ", path, tail);
 }
 
@@ -678,12 +675,7 @@ int rpp_write_report(const char *reason)
     if (o.failed) {
         /* the line once the report's descriptor is closed and its signals taken */
         rpi_outfile_finish(&dest, path, 0, why, sizeof why);
-        size_t n = 0;
-        const char *parts[] = {"write failed: ", rpi_outfile_strerror(o.err)};
-        for (size_t i = 0; i < 2; i++)
-            for (const char *c = parts[i]; *c && n + 1 < sizeof why; c++)
-                why[n++] = *c;
-        why[n] = '\0';
+        rpi_outfile_say(why, sizeof why, 0, "write failed: ", rpi_outfile_strerror(o.err), NULL);
         say_not_written(path, why);
         goto done;
     }
