@@ -595,6 +595,30 @@ static PyObject *rpy_pool_table(PyObject *pool)
     return t;
 }
 
+/* Every Block of tables (a list of dicts) in state from goes to state to. */
+static void rpy_move_blocks(PyObject *tables, int from, int to)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(PyList_GET_ITEM(tables, i), &pos, &k, &v))
+            if (rpy_is_block(v) && ((rpy_block *)v)->state == from)
+                ((rpy_block *)v)->state = to;
+    }
+}
+
+/* Each pool of pools (a list): _closing and _seal_new = closing (a bool),
+   _closing_list = registry (None when the family takes calls again). */
+static void rpy_mark_closing(PyObject *pools, PyObject *closing, PyObject *registry)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
+        PyObject *pool = PyList_GET_ITEM(pools, i);
+        rpy_set(pool, rpy_name_closing, closing);
+        rpy_set(pool, rpy_name_seal_new, closing);
+        rpy_set(pool, rpy_name_closing_list, registry);
+    }
+}
+
 /* Every live Block of tables (a list of dicts) refuses new views (LIVE ->
    SEALED) and each pool of pools (a list) is marked closing: _closing and
    _seal_new true, _closing_list = registry (where a pool that a cleanup
@@ -618,38 +642,16 @@ static int rpy_seal(PyObject *tables, PyObject *pools, PyObject *registry)
                 return -1;      /* may have run Python: return before anything changed */
         }
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(PyList_GET_ITEM(tables, i), &pos, &k, &v))
-            if (rpy_is_block(v) && ((rpy_block *)v)->state == RPY_LIVE)
-                ((rpy_block *)v)->state = RPY_SEALED;
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
-        PyObject *pool = PyList_GET_ITEM(pools, i);
-        rpy_set(pool, rpy_name_closing, Py_True);
-        rpy_set(pool, rpy_name_seal_new, Py_True);
-        rpy_set(pool, rpy_name_closing_list, registry);
-    }
+    rpy_move_blocks(tables, RPY_LIVE, RPY_SEALED);
+    rpy_mark_closing(pools, Py_True, registry);
     return 0;
 }
 
 /* What rpy_seal did, undone (the library freed nothing). */
 static void rpy_unseal(PyObject *tables, PyObject *pools)
 {
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(PyList_GET_ITEM(tables, i), &pos, &k, &v))
-            if (rpy_is_block(v) && ((rpy_block *)v)->state == RPY_SEALED)
-                ((rpy_block *)v)->state = RPY_LIVE;
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
-        PyObject *pool = PyList_GET_ITEM(pools, i);
-        rpy_set(pool, rpy_name_closing, Py_False);
-        rpy_set(pool, rpy_name_seal_new, Py_False);
-        rpy_set(pool, rpy_name_closing_list, Py_None);
-    }
+    rpy_move_blocks(tables, RPY_SEALED, RPY_LIVE);
+    rpy_mark_closing(pools, Py_False, Py_None);
 }
 
 static void rpy_kill_table(PyObject *table, PyObject *why)
@@ -698,12 +700,7 @@ static void rpy_freed(PyObject *pools, PyObject *keep, PyObject *why, PyObject *
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++)
         if (PyDict_Check(PyList_GET_ITEM(tables, i)))
             rpy_kill_table(PyList_GET_ITEM(tables, i), why);
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
-        PyObject *pool = PyList_GET_ITEM(pools, i);
-        rpy_set(pool, rpy_name_closing, Py_False);
-        rpy_set(pool, rpy_name_seal_new, Py_False);
-        rpy_set(pool, rpy_name_closing_list, Py_None);
-    }
+    rpy_mark_closing(pools, Py_False, Py_None);
     /* Python code may run from here on (Blocks deallocated): the lists may
        change under the loops, which re-read their sizes and hold each item */
     PyObject *type, *value, *tb;
