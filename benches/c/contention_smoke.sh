@@ -4,6 +4,7 @@
 set -euo pipefail
 BIN=${1:?usage: contention_smoke.sh BIN}
 fail() { echo "contention_smoke.sh: FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/smoke_lib.sh"
 out=$(GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 "$BIN" --quick --pairs 5000 \
       --repeats 1 --threads 2 --threads 3 --size mixed) || fail "contention exited $?"
 for want in "| glibc |" "| rp-locked | one shared pool |" "| arena-locked | one shared pool |" \
@@ -11,13 +12,7 @@ for want in "| glibc |" "| rp-locked | one shared pool |" "| arena-locked | one 
             "| rp-locked/thread |" "| arena-locked/thread |" " 2 threads " " 3 threads "; do
     grep -qF -- "$want" <<<"$out" || { echo "$out"; fail "output lacks '$want'"; }
 done
-expect_error() {   # expect_error 'message part' args...
-    local msg=$1; shift
-    local err rc=0
-    err=$("$BIN" "$@" 2>&1 >/dev/null) || rc=$?
-    [ $rc -eq 2 ] || fail "contention $* exited $rc, expected 2"
-    grep -qF -- "$msg" <<<"$err" || fail "contention $*: message '$err' lacks '$msg'"
-}
+expect_error() { expect_exit_2 contention "$1" "$BIN" "${@:2}"; }   # 'message part' args...
 expect_error "unknown option '--frobnicate'" --frobnicate
 expect_error "--threads: '0' is not a whole number" --threads 0
 expect_error "--pairs: 'many' is not a whole number" --pairs many

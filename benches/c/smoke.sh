@@ -6,6 +6,7 @@ set -euo pipefail
 BENCH=${1:?usage: smoke.sh BENCH}
 DIR=$(cd "$(dirname "$0")" && pwd)
 fail() { echo "smoke.sh: FAIL: $*" >&2; exit 1; }
+. "$DIR/smoke_lib.sh"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
@@ -39,13 +40,7 @@ for impl in $rz_impls; do
 done
 
 # 3. bad inputs: exit status 2 and a message naming the problem
-expect_error() {   # expect_error 'message part' args...
-    local msg=$1; shift
-    local err rc=0
-    err=$("$BENCH" "$@" 2>&1 >/dev/null) || rc=$?
-    [ $rc -eq 2 ] || fail "bench $* exited $rc, expected 2"
-    grep -qF -- "$msg" <<<"$err" || fail "bench $*: message '$err' lacks '$msg'"
-}
+expect_error() { expect_exit_2 bench "$1" "$BENCH" "${@:2}"; }   # 'message part' args...
 expect_error "unknown option '--frobnicate'" --frobnicate
 expect_error "unknown workload 'juggle'" --one juggle --impl glibc --count 10
 expect_error "not 'apr-pool'" --one realloc-step --impl apr-pool --count 1
@@ -77,14 +72,11 @@ if command -v valgrind >/dev/null; then
     # a per-pair count of zero or below would mean the measured region is empty
     awk -F'|' '/^\| (glibc|rp-unsync) \|/ && NR < 12 { split($3, a, " "); if (a[1] + 0 <= 0) exit 1 }' "$out" \
         || { cat "$out"; fail "callgrind.sh counted no instructions per pair"; }
-    rc=0; "$DIR/callgrind.sh" -b "$BENCH" -n abc >/dev/null 2>"$out" || rc=$?
-    [ $rc -eq 2 ] && grep -q "'abc' is not a positive whole number" "$out" || fail "callgrind.sh -n abc"
-    rc=0; "$DIR/callgrind.sh" -b /nonexistent/bench >/dev/null 2>"$out" || rc=$?
-    [ $rc -eq 2 ] && grep -q "not found" "$out" || fail "callgrind.sh -b /nonexistent/bench"
-    rc=0; "$DIR/callgrind.sh" -b "$BENCH" -i glibc,nosuch >/dev/null 2>"$out" || rc=$?
-    [ $rc -eq 2 ] && grep -q "'nosuch' is unknown" "$out" || fail "callgrind.sh -i nosuch"
-    rc=0; "$DIR/callgrind.sh" -b "$BENCH" -i rp-unsync >/dev/null 2>"$out" || rc=$?
-    [ $rc -eq 2 ] && grep -q "glibc must be among" "$out" || fail "callgrind.sh without glibc"
+    cg_error() { expect_exit_2 callgrind.sh "$1" "$DIR/callgrind.sh" "${@:2}"; }
+    cg_error "'abc' is not a positive whole number" -b "$BENCH" -n abc
+    cg_error "not found" -b /nonexistent/bench
+    cg_error "'nosuch' is unknown" -b "$BENCH" -i glibc,nosuch
+    cg_error "glibc must be among" -b "$BENCH" -i rp-unsync
 else
     fail "valgrind is missing (make setup-sys installs it)"
 fi

@@ -10,6 +10,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SO=$D/rptrace.so
 REPLAY=$D/replay
 fail() { echo "trace smoke: FAIL: $*" >&2; exit 1; }
+. "$HERE/../smoke_lib.sh"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
@@ -75,13 +76,7 @@ RPTRACE_FILE=$T/no-such-dir/x.trace LD_PRELOAD=$SO "$D/tiny" >"$T/out" 2>&1 || f
 grep -q "cannot create" "$T/out" || fail "no message for a path that cannot be created"
 
 # 5. bad traces and arguments: exit status 2 and a message naming the problem
-expect_error() {   # expect_error 'message part' args...
-    local msg=$1; shift
-    local err rc=0
-    err=$("$REPLAY" "$@" 2>&1 >/dev/null) || rc=$?
-    [ $rc -eq 2 ] || fail "replay $* exited $rc, expected 2"
-    grep -qF -- "$msg" <<<"$err" || fail "replay $*: message '$err' lacks '$msg'"
-}
+expect_error() { expect_exit_2 replay "$1" "$REPLAY" "${@:2}"; }   # 'message part' args...
 bad() { printf "$2" >"$T/$1.trace"; }
 bad short 'RPT'
 bad nomagic 'NOTATRACE\001\001\001'
@@ -123,10 +118,8 @@ if [ -z "$cg" ]; then   # a count of zero or below would mean the measured regio
     awk -F'|' '/^\| (glibc|arena-unsync) \|/ { if ($3 + 0 <= 0) exit 1 }' "$T/table" \
         || { cat "$T/table"; fail "traces.sh counted no instructions"; }
 fi
-rc=0; "$HERE/../traces.sh" -b "$REPLAY" -d "$T/dir" -r 0 >/dev/null 2>"$T/err" || rc=$?
-[ $rc -eq 2 ] && grep -q "'0' is not a whole number" "$T/err" || fail "traces.sh -r 0"
-rc=0; "$HERE/../traces.sh" -b "$REPLAY" -d "$T/empty" >/dev/null 2>"$T/err" || rc=$?
-[ $rc -eq 2 ] && grep -q "no traces in" "$T/err" || fail "traces.sh without traces"
-rc=0; "$HERE/../traces.sh" -b "$REPLAY" -d "$T/dir" -t tiny -i glibc,nosuch >/dev/null 2>"$T/err" || rc=$?
-[ $rc -eq 2 ] && grep -q "'nosuch' is unknown" "$T/err" || fail "traces.sh -i nosuch"
+tr_error() { expect_exit_2 traces.sh "$1" "$HERE/../traces.sh" "${@:2}"; }
+tr_error "'0' is not a whole number" -b "$REPLAY" -d "$T/dir" -r 0
+tr_error "no traces in" -b "$REPLAY" -d "$T/empty"
+tr_error "'nosuch' is unknown" -b "$REPLAY" -d "$T/dir" -t tiny -i glibc,nosuch
 echo "test-bench-traces: recorder and replay smoke runs passed"
