@@ -30,7 +30,7 @@
 #             for callgrind_annotate
 set -euo pipefail
 
-die() { echo "callgrind.sh: $*" >&2; exit 2; }
+. "$(dirname "$0")/cli.sh"
 
 BENCH=build/bench/bench
 IMPLS=""
@@ -47,9 +47,8 @@ while getopts ":qb:i:s:n:N:kh" opt; do
     n) PAIRS=$OPTARG ;;
     N) BLOCKS=$OPTARG ;;
     k) KEEP=1 ;;
-    h) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
-    :) die "option -$OPTARG needs a value" ;;
-    *) die "unknown option -$OPTARG (try -h)" ;;
+    h) usage ;;
+    *) bad_option "$opt" ;;
     esac
 done
 shift $((OPTIND - 1))

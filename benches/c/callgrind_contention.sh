@@ -16,7 +16,7 @@
 #   -s  sizes, as for --size (default "64 mixed")
 #   -n  pairs (default 200000)
 set -euo pipefail
-die() { echo "callgrind_contention.sh: $*" >&2; exit 2; }
+. "$(dirname "$0")/cli.sh"
 BIN=build/bench-c/contention
 SIZES="64 mixed"
 PAIRS=200000
@@ -25,9 +25,8 @@ while getopts ":b:s:n:h" opt; do
     b) BIN=$OPTARG ;;
     s) SIZES=$OPTARG ;;
     n) PAIRS=$OPTARG ;;
-    h) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
-    :) die "option -$OPTARG needs a value" ;;
-    *) die "unknown option -$OPTARG (try -h)" ;;
+    h) usage ;;
+    *) bad_option "$opt" ;;
     esac
 done
 shift $((OPTIND - 1))

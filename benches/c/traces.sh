@@ -25,7 +25,7 @@
 #   -C         no callgrind (wall time and memory only)
 #   -k         keep the callgrind output files (their directory is printed)
 set -euo pipefail
-die() { echo "traces.sh: $*" >&2; exit 2; }
+. "$(dirname "$0")/cli.sh"
 
 REPLAY=build/bench-c/replay
 DIR=build/traces
@@ -43,9 +43,8 @@ while getopts ":b:d:t:i:r:Ckh" opt; do
     r) ROUNDS=$OPTARG ;;
     C) CALLGRIND=0 ;;
     k) KEEP=1 ;;
-    h) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
-    :) die "option -$OPTARG needs a value" ;;
-    *) die "unknown option -$OPTARG (try -h)" ;;
+    h) usage ;;
+    *) bad_option "$opt" ;;
     esac
 done
 shift $((OPTIND - 1))

@@ -14,16 +14,15 @@
 # usage: benches/c/trace/record.sh -o DIR -l RPTRACE_SO -c CHURN -r REPLAY [NAME...]
 #   NAME: cc1 python3 sqlite3 churn (default: all)
 set -euo pipefail
-die() { echo "record.sh: $*" >&2; exit 2; }
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../cli.sh"
 REPO=$(cd "$HERE/../../.." && pwd)
 OUT="" SO="" CHURN="" REPLAY=""
 while getopts ":o:l:c:r:h" opt; do
     case $opt in
     o) OUT=$OPTARG ;; l) SO=$OPTARG ;; c) CHURN=$OPTARG ;; r) REPLAY=$OPTARG ;;
-    h) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
-    :) die "option -$OPTARG needs a value" ;;
-    *) die "unknown option -$OPTARG (try -h)" ;;
+    h) usage ;;
+    *) bad_option "$opt" ;;
     esac
 done
 shift $((OPTIND - 1))
