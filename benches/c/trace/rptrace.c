@@ -243,18 +243,24 @@ static void end(void)
     rpi_spin_unlock(&lock);
 }
 
+/* Makes p object id and writes its record "op id size"; 0 when the id table
+   cannot grow (the recording stops then). */
+static int put_block(unsigned op, void *p, uint32_t id, size_t size)
+{
+    if (insert((uintptr_t)p, id)) {
+        stop("out of memory for the id table; recording stops", NULL);
+        return 0;
+    }
+    put_byte(op);
+    put_num(id);
+    put_num(size);
+    return 1;
+}
+
 static void rec_new(unsigned op, void *p, size_t size, unsigned align_log2)
 {
     if (!p || !begin()) return;
-    uint32_t id = new_id();
-    if (insert((uintptr_t)p, id)) {
-        stop("out of memory for the id table; recording stops", NULL);
-    } else {
-        put_byte(op);
-        put_num(id);
-        put_num(size);
-        if (op == RPTRACE_ALIGNED) put_byte(align_log2);
-    }
+    if (put_block(op, p, new_id(), size) && op == RPTRACE_ALIGNED) put_byte(align_log2);
     end();
 }
 
@@ -280,13 +286,7 @@ static void *rec_realloc(void *old, size_t size)
         uint32_t id = take((uintptr_t)old);
         unsigned op = RPTRACE_REALLOC;
         if (!id) { id = new_id(); op = RPTRACE_MALLOC; }   /* unknown old block */
-        if (insert((uintptr_t)p, id)) {
-            stop("out of memory for the id table; recording stops", NULL);
-        } else {
-            put_byte(op);
-            put_num(id);
-            put_num(size);
-        }
+        put_block(op, p, id, size);
     }
     end();
     return p;
