@@ -16,13 +16,16 @@ function that does not contain it. Here an address gets a name only when:
 Anything else is unknown (``??``), shown by the caller as ``module+offset``.
 Addresses are offsets from the module's load bias (ELF virtual addresses).
 This module reads ELF files itself (pure Python, no extra dependency); one
-``addr2line`` process per module answers DWARF lines in one batch.
+``addr2line`` process per module answers DWARF lines in one batch (two more,
+delimited, when a function or file name holds a newline).
 """
 
 from __future__ import annotations
 
 import bisect
 import os
+import re
+import secrets
 import shutil
 import struct
 import subprocess
@@ -390,6 +393,7 @@ class ModuleSymbols:
     found: bool = False         # the object (or its debug file) could be read
     debug_file: str | None = None
     dwarf_file: str | None = None
+    is64: bool = True           # the DWARF file's class
     has_symtab: bool = False
     symbols: list[tuple[int, int, str, bool]] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
@@ -459,6 +463,7 @@ def load_module(path: str, build_id: str | None) -> ModuleSymbols:
             info.has_symtab = info.has_symtab or obj.has_symtab()
             if info.dwarf_file is None and obj.has_dwarf():
                 info.dwarf_file = obj.path
+                info.is64 = obj.is64
             if not info.fdes:
                 info.fdes = obj.fde_ranges()
             if not info.inits:
@@ -498,24 +503,83 @@ def _demangle(names: Iterable[str]) -> dict[str, str]:
     return dict(zip(wanted, out)) if len(out) == len(wanted) else {}
 
 
-def _addr2line(path: str, addrs: list[int]) -> list[tuple[str, str]] | None:
+def _run_addr2line(args: list[str], addrs: Iterable[int]) -> str | None:
+    """addr2line's output for the addresses (one batch), None when it cannot answer."""
     tool = shutil.which("addr2line")
     if tool is None:
         return None
     query = "".join(f"{a:#x}\n" for a in addrs)
     try:
-        proc = subprocess.run([tool, "-f", "-C", "-e", path], input=query, capture_output=True,
+        proc = subprocess.run([tool, *args], input=query, capture_output=True,
                               encoding="utf-8", errors="replace", check=False, timeout=300)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    lines = _lines(proc.stdout)
-    if proc.returncode != 0 or len(lines) != 2 * len(addrs):
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _addr2line(path: str, addrs: list[int], is64: bool = True) -> list[tuple[str, str]] | None:
+    """(function, location) for each address, as addr2line -f prints them (two lines an
+    address). A function or file name may hold newlines: then the output has more than
+    two lines per address and which lines are whose is asked again with delimiters
+    (:func:`_delimited`)."""
+    out = _run_addr2line(["-f", "-C", "-e", path], addrs)
+    if out is None:
         return None
-    return [(lines[2 * i].strip(), lines[2 * i + 1]) for i in range(len(addrs))]
+    lines = _lines(out)
+    if len(lines) == 2 * len(addrs):
+        # every answer is at least two lines: exactly two each, the split is the only one
+        return [(lines[2 * i].strip(), lines[2 * i + 1]) for i in range(len(addrs))]
+    locations = _delimited(["-e", path], addrs, is64)
+    answers = _delimited(["-f", "-C", "-e", path], addrs, is64)
+    if locations is None or answers is None:
+        return None
+    found = []
+    for location, answer in zip(locations, answers):
+        # "function\nlocation": the location, known whole, ends it
+        if not answer.endswith("\n" + location):
+            return None
+        found.append((answer[:-len(location) - 1].strip(), location))
+    return found
+
+
+def _delimited(args: list[str], addrs: list[int], is64: bool) -> list[str] | None:
+    """addr2line's answer for each address, newlines and all. The addresses go in
+    between queries of a random address S, with -a (each answer then starts with its
+    address in hex, "0x" and 16 or 8 digits): a program cannot name anything after S's
+    line, which it cannot know, so the output splits at S's lines alone. The answer for
+    S itself (usually "??" and "??:0", but whatever the debug information says) is what
+    stands between the first two, and starts each later piece before its address."""
+    sentinel = secrets.randbits(63 if is64 else 31) | (1 << (63 if is64 else 31))
+    query = [sentinel, sentinel]
+    for a in addrs:
+        query += [a, sentinel]
+    out = _run_addr2line(["-a", *args], query)
+    if out is None:
+        return None
+    lines = _lines(out)
+    marks = [i for i, line in enumerate(lines) if _hex(line) == sentinel]
+    if len(marks) != len(query) - len(addrs):
+        return None
+    own = lines[marks[0] + 1:marks[1]]
+    answers = []
+    for a, start, end in zip(addrs, marks[1:], marks[2:]):
+        piece = lines[start + 1:end]
+        head = len(own)
+        if piece[:head] != own or len(piece) <= head + 1 or _hex(piece[head]) != a:
+            return None
+        answers.append("\n".join(piece[head + 1:]))
+    return answers
+
+
+def _hex(line: str) -> int | None:
+    """The address of an addr2line -a line ("0x" and hex digits), else None."""
+    return int(line[2:], 16) if _HEX.fullmatch(line) else None
+
+
+_HEX = re.compile("0x[0-9a-f]+")
 
 
 def parse_location(text: str) -> tuple[str | None, int | None]:
-    import re
     text = re.sub(r"\s*\(discriminator \d+\)$", "", text.strip())
     path, _, line = text.rpartition(":")
     if not path or path == "??" or not line.isdigit() or line == "0":
@@ -530,7 +594,7 @@ def name_addresses(info: ModuleSymbols, addrs: list[int]) -> list[Name]:
     names = _demangle(n for n in own if n)
     result = [Name(names.get(n, n) if n else "??", None, None) for n in own]
     if info.dwarf_file is not None and addrs:
-        answers = _addr2line(info.dwarf_file, addrs)
+        answers = _addr2line(info.dwarf_file, addrs, info.is64)
         if answers is not None:
             for i, (function, location) in enumerate(answers):
                 file, line = parse_location(location)

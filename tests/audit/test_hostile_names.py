@@ -342,6 +342,96 @@ def test_interposer_report_of_hostile_functions_and_paths(by: str, hostile_run: 
         assert top.returncode == 0 and b"leak_all" in top.stdout, top.stderr
 
 
+# A debug-info file name and a function name holding newlines, each made to look like more
+# of addr2line's output ("name", then "file:line"): the symbolizer read two lines an address,
+# so the module lost file:line for all its frames.
+NEWLINE_NAMES_C = r"""
+#include <stdlib.h>
+#include "ringpool.h"
+void *keep[8];
+__attribute__((noinline)) void *before(rp_pool *p, size_t n)
+{
+    return p != NULL ? rp_alloc(p, n, "before") : malloc(n);
+}
+#line 1 "two\nlines.c:9\n\x1b[2Jthree"
+__attribute__((noinline)) void *hostile(rp_pool *p, size_t n)
+{
+    return p != NULL ? rp_alloc(p, n, "hostile") : malloc(n);
+}
+#line 1 "after.c"
+__attribute__((noinline)) void *FNMARK(rp_pool *p, size_t n)
+{
+    return p != NULL ? rp_alloc(p, n, "renamed") : malloc(n);
+}
+#line 1 "main.c"
+int main(int argc, char **argv)
+{
+    rp_pool_options o = {.flags = RP_POOL_STACKS};
+    rp_pool *p = argc > 1 ? rp_pool_create_ex("p", &o) : NULL;
+    keep[0] = before(p, 10);
+    keep[1] = hostile(p, 20);
+    keep[2] = FNMARK(p, 30);
+    return p != NULL && rp_pool_write_report(p, argv[1]) != 0;
+}
+"""
+FNMARK = b"fnmark_nl0"
+FNMARK_RENAMED = b"f\nb.c:7\nx?"       # as long as the marker: written over it in the binary
+
+
+@pytest.fixture(scope="module")
+def newline_names_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from _audit_testlib import ROOT, static_library
+
+    d = tmp_path_factory.mktemp("newline-names")
+    src = d / "prog.c"
+    src.write_text(NEWLINE_NAMES_C.replace("FNMARK", FNMARK.decode()))
+    prog = d / "prog"
+    subprocess.run([c_compiler(), "-std=c11", "-g", "-O0", "-fno-omit-frame-pointer", "-D_GNU_SOURCE",
+                    f"-I{ROOT / 'csrc' / 'include'}", src.name, str(static_library()), "-lpthread",
+                    "-o", str(prog)], check=True, cwd=d)         # DWARF's directory: d
+    # the function's name in the symbol table and in DWARF, with newlines
+    data = prog.read_bytes()
+    assert data.count(FNMARK) >= 2 and len(FNMARK_RENAMED) == len(FNMARK)
+    prog.write_bytes(data.replace(FNMARK, FNMARK_RENAMED))
+    return prog
+
+
+def newline_names_expected(d: Path) -> list[str]:
+    where = {"before": f"{d}/prog.c:7", "hostile": f"{d}/two\nlines.c:9\n\x1b[2Jthree:3",
+             FNMARK_RENAMED.decode(): f"{d}/after.c:3"}
+    calls = {"before": 5, "hostile": 6, FNMARK_RENAMED.decode(): 7}
+    return [f"{fn} ({where[fn]}) < main ({d}/main.c:{calls[fn]})" for fn in where]
+
+
+@pytest.mark.parametrize("by", ["stack", "file"])
+def test_interposer_names_files_and_functions_holding_newlines(by: str, newline_names_program: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    d = newline_names_program.parent
+    assert main(["run", "--preload", "--report-dir", str(tmp_path / "r"), "--output", str(tmp_path / "t"),
+                 "--", str(newline_names_program)]) == 0
+    capsys.readouterr()
+    (report,) = (tmp_path / "r").glob("ringpool-preload.*.json")
+    doc = every_format(tmp_path, capsys, "show", str(report), "--by", by)
+    keys = [str(r["key"]) for r in doc["rows"]]
+    if by == "file":
+        assert sorted(keys) == sorted([f"{d}/prog.c", f"{d}/two\nlines.c:9\n\x1b[2Jthree", f"{d}/after.c"])
+    else:
+        for want in newline_names_expected(d):
+            assert sum(k.startswith(want + " < ") for k in keys) == 1, (want, keys)
+    table = (tmp_path / "out.table").read_text(encoding="utf-8")
+    assert "two\\nlines.c:9\\n\\x1b[2Jthree" in table
+
+
+def test_pool_stacks_through_files_and_functions_holding_newlines(newline_names_program: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    d = newline_names_program.parent
+    subprocess.run([str(newline_names_program), str(tmp_path / "pool.json")], check=True)
+    doc = every_format(tmp_path, capsys, "show", str(tmp_path / "pool.json"), "--by", "stack")
+    keys = [str(r["key"]) for r in doc["rows"]]
+    for want in newline_names_expected(d):
+        assert sum(k.startswith(want) for k in keys) == 1, (want, keys)
+
+
 # --------------------------------------------------------------- long names
 def test_a_1mb_tag_does_not_pad_every_row(write_report: WriteReport, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
