@@ -262,6 +262,21 @@ static void undo_partial(rpb_work *w, int strategy, size_t got)
     memset(w->blocks, 0, w->n * sizeof *w->blocks);
 }
 
+/* The fill loop of every strategy: blocks[i] = ALLOC (an expression of i)
+   for i up to n, the first byte of each block written; stops at the first
+   NULL, i then naming the block that failed. A macro, not a function taking
+   the allocator, so the timed loop calls each allocator directly. */
+#define FILL_BLOCKS(blocks, i, n, ALLOC)                                       \
+    do {                                                                       \
+        for (; (i) < (n); (i)++) {                                             \
+            char *p_ = (ALLOC);                                                \
+            if (p_ == NULL)                                                    \
+                break;                                                         \
+            p_[0] = (char)(i);                                                 \
+            (blocks)[i] = p_;                                                  \
+        }                                                                      \
+    } while (0)
+
 int rpb_fill(rpb_work *w, int strategy, unsigned pool_flags)
 {
     if (w == NULL)
@@ -289,23 +304,11 @@ int rpb_fill(rpb_work *w, int strategy, unsigned pool_flags)
         if (pool == NULL)
             return fail(w, "rp_pool_create_ex failed");
         w->container = pool;
-        for (; i < n; i++) {
-            char *p = rp_alloc_noexc(pool, sizes[i], "bench");
-            if (p == NULL)
-                break;
-            p[0] = (char)i;
-            blocks[i] = p;
-        }
+        FILL_BLOCKS(blocks, i, n, rp_alloc_noexc(pool, sizes[i], "bench"));
         break;
     }
     case RPB_GLIBC_FREE:
-        for (; i < n; i++) {
-            char *p = malloc(sizes[i]);
-            if (p == NULL)
-                break;
-            p[0] = (char)i;
-            blocks[i] = p;
-        }
+        FILL_BLOCKS(blocks, i, n, malloc(sizes[i]));
         break;
     case RPB_TALLOC_FREE:
     case RPB_TALLOC_DESTROY: {
@@ -313,13 +316,7 @@ int rpb_fill(rpb_work *w, int strategy, unsigned pool_flags)
         if (parent == NULL)
             return fail(w, "talloc_named_const failed");
         w->container = parent;
-        for (; i < n; i++) {
-            char *p = talloc_api.named_const(parent, sizes[i], "bench");
-            if (p == NULL)
-                break;
-            p[0] = (char)i;
-            blocks[i] = p;
-        }
+        FILL_BLOCKS(blocks, i, n, talloc_api.named_const(parent, sizes[i], "bench"));
         break;
     }
     case RPB_APR_DESTROY: {
@@ -327,13 +324,7 @@ int rpb_fill(rpb_work *w, int strategy, unsigned pool_flags)
         if (apr_api.create(&pool, NULL, NULL, NULL) != 0 || pool == NULL)
             return fail(w, "apr_pool_create_ex failed");
         w->container = pool;
-        for (; i < n; i++) {
-            char *p = apr_api.palloc(pool, sizes[i]);
-            if (p == NULL)
-                break;
-            p[0] = (char)i;
-            blocks[i] = p;
-        }
+        FILL_BLOCKS(blocks, i, n, apr_api.palloc(pool, sizes[i]));
         break;
     }
     default: { /* mimalloc */
@@ -341,13 +332,7 @@ int rpb_fill(rpb_work *w, int strategy, unsigned pool_flags)
         if (heap == NULL)
             return fail(w, "mi_heap_new failed");
         w->container = heap;
-        for (; i < n; i++) {
-            char *p = mi_api.heap_malloc(heap, sizes[i]);
-            if (p == NULL)
-                break;
-            p[0] = (char)i;
-            blocks[i] = p;
-        }
+        FILL_BLOCKS(blocks, i, n, mi_api.heap_malloc(heap, sizes[i]));
         break;
     }
     }
