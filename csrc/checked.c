@@ -742,15 +742,21 @@ void *rpi_registry_realloc(rpi_hdr *h, size_t n)
     return nh;
 }
 
-int rpi_registry_find(const void *payload, rpi_entry_view *out)
+/* The caller's copy of a record's fields. */
+static inline void view_of(const entry *e, rpi_entry_view *out)
 {
-    entry *e = lookup(payload);
-    if (!e) return RPI_UNKNOWN;
     out->state = e->state;
     out->pool = e->pool;
     out->origin = e->origin;
     out->word = e->word;
     out->raw = e->raw;
+}
+
+int rpi_registry_find(const void *payload, rpi_entry_view *out)
+{
+    entry *e = lookup(payload);
+    if (!e) return RPI_UNKNOWN;
+    view_of(e, out);
     return e->state;
 }
 
@@ -842,13 +848,8 @@ int rpi_checked_validate(const void *payload, rp_pool *expected, const char *op,
     if (RPI_UNLIKELY(!e || e->state != RPI_LIVE || (expected && e->pool != expected) ||
                      !intact(e, rpi_hdr_of(payload), NULL, 0)))
         return validate_failed(e, payload, expected, op);
-    if (out) {
-        out->state = e->state;
-        out->pool = e->pool;
-        out->origin = e->origin;
-        out->word = e->word;
-        out->raw = e->raw;
-    }
+    if (out)
+        view_of(e, out);
     rpi_registry_unlock();
     return 1;
 }
