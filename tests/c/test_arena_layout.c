@@ -418,11 +418,8 @@ static void forked_child_walks(void)
         close(fd[0]);
         check_walk(pool, l, k);
         for (size_t i = 0; i < k; i++) rp_free(l[i].p);
-        char v = rp_pool_outstanding(pool, NULL) == 0 && rp_pool_check(pool) == 0 ? 'y' : 'n';
-        /* the answer through the pipe, then SIGKILL: no exit handlers and
-           no leak check of the parent's memory under valgrind */
-        if (write(fd[1], &v, 1) != 1) _exit(3);
-        kill(getpid(), SIGKILL);
+        tu_child_answer(fd[1], rp_pool_outstanding(pool, NULL) == 0 && rp_pool_check(pool) == 0
+                                   ? 'y' : 'n');
     }
     int status;
     CHECK(tu_child_verdict(pid, fd[0], fd[1], 0, &status) == 'y');

@@ -587,11 +587,7 @@ static void test_fork_while_threads_add_stacks(void)
             char verdict = rp_pool_stack_stats(mine, NULL, 0) == 1 ? 'y' : 'n';
             rp_free(b);
             rp_pool_destroy(mine);
-            /* the answer goes through the pipe, then SIGKILL: no exit
-               handlers, and no leak check of the parent's memory when the
-               tests run under valgrind */
-            if (write(fd[1], &verdict, 1) != 1) _exit(4);
-            kill(getpid(), SIGKILL);
+            tu_child_answer(fd[1], verdict);
         }
         int status;
         CHECK(tu_child_verdict(pid, fd[0], fd[1], i, &status) == 'y');
