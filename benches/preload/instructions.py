@@ -26,8 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead  # noqa: E402  (the workloads' generators)
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def instructions(argv: list[str], env: dict[str, str], work: Path) -> int:
     out = work / "callgrind.out"
@@ -73,10 +71,7 @@ def main() -> int:
     ap.add_argument("--counts", action="store_true",
                     help="print each run's instruction count beside its ratio")
     args = ap.parse_args()
-    lib = os.path.abspath(os.environ.get("RINGPOOL_PRELOAD_LIB",
-                                         str(REPO / "build" / "libringpool-preload.so")))
-    if not os.path.isfile(lib):
-        ap.error(f"{lib}: interposer not built (run `make preload`)")
+    lib = overhead.preload_lib(ap)
     if not shutil.which("valgrind"):
         ap.error("valgrind is not installed")
     with tempfile.TemporaryDirectory(prefix="rp-preload-insn-") as tmp:

@@ -74,6 +74,17 @@ class Measure:
     allocations: list[int] = field(default_factory=list)   # allocation calls the tool saw
 
 
+def preload_lib(ap: argparse.ArgumentParser) -> str:
+    """The interposer the preload benchmarks run, as an absolute path:
+    $RINGPOOL_PRELOAD_LIB, else the build's; an argument error (through ap)
+    when it is not built."""
+    lib = os.path.abspath(os.environ.get("RINGPOOL_PRELOAD_LIB",
+                                         str(REPO / "build" / "libringpool-preload.so")))
+    if not os.path.isfile(lib):
+        ap.error(f"{lib}: interposer not built (run `make preload`)")
+    return lib
+
+
 def sqlite_script(work: Path, rows: int) -> None:
     with open(work / "inserts.sql", "w") as f:
         f.write("PRAGMA journal_mode=OFF;\nCREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, "
@@ -288,10 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                  "stack_depth", "cc1_lines"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be a positive integer")
-    lib = os.environ.get("RINGPOOL_PRELOAD_LIB", str(REPO / "build" / "libringpool-preload.so"))
-    if not os.path.isfile(lib):
-        ap.error(f"{lib}: interposer not built (run `make preload`)")
-    os.environ["RINGPOOL_PRELOAD_LIB"] = os.path.abspath(lib)
+    os.environ["RINGPOOL_PRELOAD_LIB"] = preload_lib(ap)
     os.environ["RP_BENCH_STACK_DEPTH"] = str(args.stack_depth)
     if not os.access(args.alloc_loop, os.X_OK):
         ap.error(f"{args.alloc_loop}: not an executable (run `make bench-preload`)")

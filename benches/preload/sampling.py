@@ -25,8 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instructions import instructions, small_workloads  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
+from overhead import preload_lib  # noqa: E402
 
 
 def modes(lib: str, rate: str, work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -60,10 +59,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5, help="interleaved wall-time runs per mode")
     ap.add_argument("--no-callgrind", action="store_true")
     args = ap.parse_args()
-    lib = os.path.abspath(os.environ.get("RINGPOOL_PRELOAD_LIB",
-                                         str(REPO / "build" / "libringpool-preload.so")))
-    if not os.path.isfile(lib):
-        ap.error(f"{lib}: interposer not built (run `make preload`)")
+    lib = preload_lib(ap)
     with tempfile.TemporaryDirectory(prefix="rp-sampling-") as tmp:
         work = Path(tmp)
         cases = small_workloads(work, args.alloc_loop)
