@@ -18,7 +18,7 @@ from operator import itemgetter
 from typing import Any, Callable, Protocol
 
 from audit.export.folded import frame_text
-from audit.printable import is_printable, printable
+from audit.printable import is_printable, printable, printable_escaped
 
 Row = dict[str, Any]
 
@@ -28,6 +28,9 @@ class Column:
     key: str
     header: str
     fmt: str | None = None  # a format spec for numbers in text tables, e.g. ".1f"
+    # The cells are pool paths (audit.schema.path_text): their backslashes are escapes
+    # already, and text tables write them by audit.printable's rule without doubling them.
+    path: bool = False
 
 
 @dataclass
@@ -68,11 +71,12 @@ def _cell(value: Any, fmt: str | None) -> str:
 _MARKDOWN = re.compile(r"[`*\[\]<&~|]|\\(?=[!-/:-@\[-`{-~])|(?<![^\W_])_|_(?![^\W_])")
 
 
-def _escape(text: str, pipe: bool) -> str:
-    """One line per row: names written by audit.printable's rule; in Markdown tables,
-    markup characters backslash-escaped as well, so the rendered cell reads as the
-    table format's text (``<module>`` stays text, ``__init__`` is not bold)."""
-    text = printable(text)
+def _escape(text: str, pipe: bool, path: bool = False) -> str:
+    """One line per row: names written by audit.printable's rule (a pool path's
+    backslashes, escapes already, written once); in Markdown tables, markup characters
+    backslash-escaped as well, so the rendered cell reads as the table format's text
+    (``<module>`` stays text, ``__init__`` is not bold)."""
+    text = printable_escaped(text) if path else printable(text)
     return _MARKDOWN.sub(r"\\\g<0>", text) if pipe else text
 
 
@@ -93,11 +97,11 @@ def _width(text: str) -> int:
 _NUMBER_TYPES = {int, float}
 
 
-def _text_cells(values: list[Any], fmt: str | None, pipe: bool) -> list[str]:
+def _text_cells(values: list[Any], fmt: str | None, pipe: bool, path: bool = False) -> list[str]:
     cells = values if set(map(type, values)) == {str} else [_cell(v, fmt) for v in values]
     joined = "".join(cells)
     if not is_printable(joined) or (pipe and _MARKDOWN.search(joined) is not None):
-        cells = [_escape(c, pipe) for c in cells]
+        cells = [_escape(c, pipe, path) for c in cells]
     return cells
 
 
@@ -159,7 +163,7 @@ class _Aligned:
                 width = max(least, max(map(len, values)))
                 field = f"{{:>{width}}}"
             else:
-                values = _text_cells(values, col.fmt, pipe)
+                values = _text_cells(values, col.fmt, pipe, col.path)
                 if "".join(values).isascii():
                     width = max(least, _pad_width(list(map(len, values))))
                     field = f"{{:<{width}}}"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 from audit import preload
-from audit.schema import PoolReport
+from audit.schema import PoolPath, PoolReport, path_shown, path_text
 
 #: groupings of pool stacks (``show --by``)
 BY_CHOICES = ("stack", "site", "function", "file", "module")
@@ -34,7 +34,7 @@ Frame = tuple[str, int]   # (module path, or "?" when none; return address minus
 class TagStack:
     """One tag of one pool reached by one stack."""
 
-    pool: str                    # "parent/child" path of the pool
+    pool: PoolPath               # the pool's path: ("parent", "child")
     tag: str
     stack: tuple[Frame, ...]     # innermost first; () when no stack could be taken
     blocks: int
@@ -113,11 +113,11 @@ def parse(report: PoolReport, source: str | None = None) -> PoolStacks:
     entries: list[TagStack] = []
     modules: dict[str, preload.Module] = {}
     depth = 0
-    for path, pool in report.walk():
+    for path, pool in report.walk_paths():
         extra = pool.extra
         if "stack_depth" not in extra:
             continue
-        where = f"{name}: pool {path}: " if path != report.pool else f"{name}: "
+        where = f"{name}: pool {path_shown(path)}: " if len(path) > 1 else f"{name}: "
         depth = max(depth, _int(where, extra, "stack_depth"))
         mods, stacks = _tables(where, extra)
         for m in mods:
@@ -176,13 +176,14 @@ def rows(reports: Sequence[Any], by: str, wrappers: Sequence[str] | None = None)
     """Rows (pool, tag, key) of ``show --by`` for pool reports (audit.reports.Report),
     summed over reports. Tags of pools without stacks keep one row keyed
     ``(no stack)``, so every outstanding block is counted once."""
-    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+    merged: dict[tuple[PoolPath, str, str], dict[str, Any]] = {}
 
-    def add(pool: str, tag: str, key: str, blocks: int, nbytes: int, allocs: int, label: str) -> None:
+    def add(pool: PoolPath, tag: str, key: str, blocks: int, nbytes: int, allocs: int, label: str) -> None:
         row = merged.get((pool, tag, key))
         if row is None:
             row = merged[(pool, tag, key)] = {
-                "pool": pool, "tag": tag, "key": key, "blocks": 0, "bytes": 0, "peak_bytes": None,
+                "pool": path_text(pool), "pool_path": pool, "tag": tag, "key": key, "blocks": 0,
+                "bytes": 0, "peak_bytes": None,
                 "allocs": 0, "suppressed": False, "per_report": {}}
         row["blocks"] += blocks
         row["bytes"] += nbytes
@@ -192,14 +193,14 @@ def rows(reports: Sequence[Any], by: str, wrappers: Sequence[str] | None = None)
     for report in reports:
         snap = report.data
         stacks = parse(snap, report.path)
-        covered: dict[tuple[str, str], list[int]] = {}
+        covered: dict[tuple[PoolPath, str], list[int]] = {}
         for e, key in keys(stacks, by, wrappers):
             add(e.pool, e.tag, key, e.blocks, e.bytes, e.allocs, report.label)
             c = covered.setdefault((e.pool, e.tag), [0, 0, 0])
             c[0] += e.blocks
             c[1] += e.bytes
             c[2] += e.allocs
-        for path, pool in snap.walk():
+        for path, pool in snap.walk_paths():
             for t in pool.tags:
                 b, n, a = covered.get((path, t.tag), (0, 0, 0))
                 if t.blocks > b or t.bytes > n or t.allocs > a or (path, t.tag) not in covered:

@@ -39,6 +39,20 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(_escaped, text)
 
 
+# The same characters but the backslash: for text whose backslashes are escapes already.
+_UNSAFE_BUT_BACKSLASH = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable_escaped(text: str) -> str:
+    """``text``, whose every backslash already starts an escape of its own (a pool path
+    as :func:`audit.schema.path_text` writes it: ``\\\\`` and ``\\/``), with the other
+    characters of the rule escaped: each backslash written once, never twice.  For a
+    path text this is :func:`audit.schema.path_shown` of its names."""
+    if _UNSAFE_BUT_BACKSLASH.search(text) is None:
+        return text
+    return _UNSAFE_BUT_BACKSLASH.sub(_escaped, text)
+
+
 def is_printable(text: str) -> bool:
     """True when :func:`printable` leaves ``text`` as it is."""
     return _UNSAFE.search(text) is None

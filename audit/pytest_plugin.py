@@ -47,6 +47,7 @@ from typing import Any, Callable, NamedTuple
 import pytest
 
 from audit.printable import printable
+from audit.schema import path_shown
 from audit.words import plural
 
 MARKER = "ringpool_no_leaks"
@@ -148,8 +149,18 @@ class LeakGuard:
                     offenders.append(f"{printable(stat.tag)} ({plural(stat.blocks, 'block')}, "
                                      f"{plural(stat.bytes, 'byte')})")
             if offenders:
-                found.append(f"pool {pool.name!r}: " + ", ".join(offenders))
+                found.append(f"pool '{path_shown(_pool_path(pool))}': " + ", ".join(offenders))
         return found
+
+
+def _pool_path(pool: Any) -> tuple[str, ...]:
+    """The pool's names from its root pool down (audit.schema.PoolPath): a child ``b`` of
+    ``a`` is named ``a/b``, a root pool named ``a/b`` is ``a\\/b`` (path_shown)."""
+    names = []
+    while pool is not None:
+        names.append(str(pool.name))
+        pool = pool.parent
+    return tuple(reversed(names))
 
 
 # ------------------------------------------------------- Python allocations

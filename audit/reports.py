@@ -100,8 +100,16 @@ def _assign_labels(reports: list[Report]) -> None:
 
 
 def walk_pools(snapshot: Snapshot, prefix: str = "") -> Iterator[tuple[str, Snapshot]]:
-    """(pool path, snapshot) for a snapshot and its children, depth first."""
+    """(pool path text, snapshot) for a snapshot and its children, depth first
+    (:meth:`audit.schema.PoolReport.walk`)."""
     for path, pool in snapshot.walk(prefix):
+        yield path, pool  # type: ignore[misc]  # the children of a Snapshot are Snapshots
+
+
+def walk_pool_paths(snapshot: Snapshot) -> Iterator[tuple[schema.PoolPath, Snapshot]]:
+    """(pool path, snapshot) for a snapshot and its children, depth first; the path is
+    the tuple of names, a pool's identity (:meth:`audit.schema.PoolReport.walk_paths`)."""
+    for path, pool in snapshot.walk_paths():
         yield path, pool  # type: ignore[misc]  # the children of a Snapshot are Snapshots
 
 
@@ -117,24 +125,30 @@ def snapshot_rows(reports: list[Report]) -> list[dict[str, Any]]:
     """Merged rows: pool, tag, blocks, bytes, peak_bytes, allocs and per-report bytes.
 
     One dict per (pool path, tag), in the order first seen; linear in the tags
-    (the reader already checked every count). ``per_report`` (bytes by report
-    label) is there when there are several reports."""
-    if len(reports) == 1:
+    (the reader already checked every count). ``pool`` is the path as
+    :func:`audit.schema.path_text` writes it, ``pool_path`` the tuple of names.
+    ``per_report`` (bytes by report label) is there when there are several
+    reports, or when pools of one report share a path (sibling pools of one
+    name: their rows are summed, as rows of one pool of several reports are)."""
+    families = [list(walk_pool_paths(r.data)) for r in reports]
+    if len(reports) == 1 and len({path for path, _ in families[0]}) == len(families[0]):
         # Tags are unique within a pool (the reader checked): nothing to merge.
-        return [{"pool": pool, "tag": t.tag, "key": t.tag, "blocks": t.blocks,
+        return [{"pool": text, "pool_path": path, "tag": t.tag, "key": t.tag, "blocks": t.blocks,
                  "bytes": t.bytes, "peak_bytes": t.peak_bytes, "allocs": t.allocs,
                  "suppressed": False}
-                for pool, snap in walk_pools(reports[0].data) for t in snap.tags]
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for report in reports:
+                for path, snap in families[0] for text in (schema.path_text(path),)
+                for t in snap.tags]
+    merged: dict[tuple[schema.PoolPath, str], dict[str, Any]] = {}
+    for report, family in zip(reports, families):
         label = report.label
-        for pool, snap in walk_pools(report.data):
+        for path, snap in family:
+            text = schema.path_text(path)
             for stat in snap.tags:
                 tag = stat.tag
-                row = merged.get((pool, tag))
+                row = merged.get((path, tag))
                 if row is None:
-                    merged[(pool, tag)] = {
-                        "pool": pool, "tag": tag, "key": tag, "blocks": stat.blocks,
+                    merged[(path, tag)] = {
+                        "pool": text, "pool_path": path, "tag": tag, "key": tag, "blocks": stat.blocks,
                         "bytes": stat.bytes, "peak_bytes": stat.peak_bytes,
                         "allocs": stat.allocs, "suppressed": False,
                         "per_report": {label: stat.bytes}}

@@ -40,7 +40,7 @@ import stat
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterator, Mapping, NamedTuple, TypeVar, overload
+from typing import IO, Any, Iterator, Mapping, NamedTuple, Sequence, TypeVar, overload
 
 from audit.printable import printable
 
@@ -159,18 +159,81 @@ class PoolReport:
     source: str | None = field(default=None, compare=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def walk(self, prefix: str = "") -> Iterator[tuple[str, PoolReport]]:
-        """(path, pool) for this pool and its descendants, depth first;
-        the path joins pool names with ``/`` (``parser/child``)."""
-        stack: list[tuple[str, PoolReport]] = [(prefix, self)]
+    def walk_paths(self) -> Iterator[tuple[PoolPath, PoolReport]]:
+        """(path, pool) for this pool and its descendants, depth first; the path
+        is the tuple of pool names from this pool down (``("parser", "child")``),
+        a pool's identity wherever reports are read (:func:`path_text` writes
+        it as one string)."""
+        stack: list[tuple[PoolPath, PoolReport]] = [((self.pool,), self)]
         while stack:
-            parent, report = stack.pop()
-            path = f"{parent}/{report.pool}" if parent else report.pool
+            path, report = stack.pop()
             yield path, report
-            stack.extend((path, c) for c in reversed(report.children))
+            stack.extend((path + (c.pool,), c) for c in reversed(report.children))
+
+    def walk(self, prefix: str = "") -> Iterator[tuple[str, PoolReport]]:
+        """(path, pool) for this pool and its descendants, depth first; the path
+        is :func:`path_text` of :meth:`walk_paths`' tuple (``parser/child``; a
+        ``/`` or a backslash inside a name is written with a backslash before
+        it), after ``prefix + "/"`` when a prefix is given."""
+        for path, report in self.walk_paths():
+            text = path_text(path)
+            yield (f"{prefix}/{text}" if prefix else text), report
 
 
 P = TypeVar("P", bound=PoolReport)
+
+
+# -------------------------------------------------------------- pool paths
+#: A pool's position: the names from the root pool of its report down to it.
+PoolPath = tuple[str, ...]
+
+_PATH_ESCAPES = re.compile(r"[\\/]")
+
+
+def _name_text(name: str) -> str:
+    if "/" not in name and "\\" not in name:
+        return name
+    return _PATH_ESCAPES.sub(lambda m: "\\" + m.group(), name)
+
+
+def path_text(path: Sequence[str]) -> str:
+    """The one string of a pool path (docs/report-format.md, "Pool paths"): the
+    names joined with ``/``, each name with a backslash written ``\\\\`` and a
+    ``/`` written ``\\/``.  One-to-one: ``("a/b",)`` is ``a\\/b``, ``("a", "b")``
+    is ``a/b``; :func:`path_names` reads it back."""
+    return "/".join(map(_name_text, path))
+
+
+def path_names(text: str) -> PoolPath:
+    """The pool path a :func:`path_text` string names; ValueError for a string
+    that no path gives (a backslash before anything but ``\\`` or ``/``)."""
+    if "\\" not in text:
+        return tuple(text.split("/"))
+    names: list[str] = []
+    name: list[str] = []
+    chars = iter(text)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            if nxt not in ("\\", "/"):
+                raise ValueError(f"pool path {shown(text)}: a backslash must be followed by "
+                                 "a backslash or a '/'")
+            name.append(nxt)
+        elif ch == "/":
+            names.append("".join(name))
+            name = []
+        else:
+            name.append(ch)
+    names.append("".join(name))
+    return tuple(names)
+
+
+def path_shown(path: Sequence[str]) -> str:
+    """The pool path as text outputs write it (tables, folded rows, messages): each
+    name by :func:`audit.printable.printable`'s rule (a backslash ``\\\\``, a
+    newline ``\\n``, ...) and a ``/`` inside a name ``\\/``, joined with ``/``:
+    :func:`path_text` with control characters escaped, never a backslash twice."""
+    return "/".join(printable(name).replace("/", "\\/") for name in path)
 
 
 @contextlib.contextmanager
@@ -797,7 +860,8 @@ def json_str(value: str) -> str:
 __all__ = [
     "FORMAT", "PRELOAD_FORMAT", "VERSION", "REASONS", "BACKINGS", "MAX_COUNT",
     "ReportFormatError", "Limits", "DEFAULT_LIMITS",
-    "TagStat", "BlockRecord", "Totals", "PoolReport",
+    "TagStat", "BlockRecord", "Totals", "PoolReport", "PoolPath",
+    "path_text", "path_names", "path_shown",
     "read_bytes", "decode_json", "read_json", "report_format", "check_json_values", "gc_paused",
     "parse_snapshot", "load_snapshot", "to_dict", "dumps", "json_str", "shown",
 ]

@@ -94,12 +94,14 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
     # pool reports with stacks (--by): each tag opened into its frames
     pool_stacks = merged.kind == "snapshot" and args.by is not None
     key_header = args.by if pool_stacks else _key_header(merged.kind, args.by)
-    pools = set(map(itemgetter("pool"), rows))
-    has_children = any("/" in str(p) for p in pools)
+    pools = {tuple(r.get("pool_path", ())) for r in rows}
+    has_children = any(len(p) > 1 for p in pools)
     several_pools = len(pools) > 1
     columns: list[Column] = []
+    json_extra: list[str] = []
     if not preload and not python and (has_children or several_pools):
-        columns.append(Column("pool", "pool"))
+        columns.append(Column("pool", "pool", path=True))
+        json_extra.append("pool_path")     # the names, beside the path text
     if pool_stacks:
         columns.append(Column("tag", "tag"))
     columns.append(Column("key", key_header))
@@ -127,9 +129,10 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
             return [str(row["key"])]
         if python:
             return [str(f) for f in reversed(row["frames"])]   # outermost first
+        # a pool is one frame per name of its path, whatever the name holds ("a/b")
         if pool_stacks:
-            return str(row["pool"]).split("/") + [str(row["tag"]), str(row["key"])]
-        return str(row["pool"]).split("/") + [str(row["key"])]
+            return [*row["pool_path"], str(row["tag"]), str(row["key"])]
+        return [*row["pool_path"], str(row["key"])]
 
     title = "outstanding by " + key_header
     if rate is not None:
@@ -138,7 +141,7 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
 
     source = Source(reports, args.by, args.suppressions, getattr(args, "wrapper", None))
     return Table(columns=columns, rows=rows, title=title, frames=frames, value_key="bytes", meta=meta,
-                 source=source)
+                 json_extra=json_extra, source=source)
 
 
 def _key_header(kind: str, by: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from audit import gate, output, reports, schema
@@ -71,10 +72,10 @@ class DiffCommand:
         shown = [r for r in rows if not args.changed_only or r["blocks_diff"] or r["bytes_diff"]]
         if args.top is not None:
             shown = shown[: args.top]
-        several_pools = len({str(r["pool"]) for r in rows}) > 1
+        several_pools = len({tuple(r.get("pool_path", ())) for r in rows}) > 1
         rate = sample_rate([old, new])
         est = "~" if rate is not None else ""          # sampled: the counts are estimates
-        columns = ([Column("pool", "pool")] if several_pools else []) + [
+        columns = ([Column("pool", "pool", path=True)] if several_pools else []) + [
             Column("key", "tag" if old.kind == "snapshot" else
                    (args.by or ("line" if old.kind == "python" else "site"))),
             Column("blocks", est + "blocks"), Column("blocks_diff", est + "blocks +/-", "+d"),
@@ -85,14 +86,16 @@ class DiffCommand:
             columns.append(Column("suppressed", "suppressed"))
 
         def frames(row: dict[str, Any]) -> list[str]:
-            return [p for p in str(row["pool"]).split("/") if p] + [str(row["key"])]
+            # a pool is one frame per name of its path, whatever the name holds ("a/b")
+            return [*row.get("pool_path", ()), str(row["key"])]
 
         title = f"{new.label} compared to {old.label}"
         if rate is not None:
             title += f" (estimates: each byte sampled with probability {rate:g})"
         table = Table(columns=columns, rows=shown, title=title,
                       frames=frames, value_key="bytes_diff",
-                      meta={"old": args.old, "new": args.new, "kind": old.kind})
+                      meta={"old": args.old, "new": args.new, "kind": old.kind},
+                      json_extra=["pool_path"] if several_pools else [])
         output.emit(args, table)
         grown = sum(int(r["bytes_diff"]) for r in rows if int(r["bytes_diff"]) > 0)
         shrunk = -sum(int(r["bytes_diff"]) for r in rows if int(r["bytes_diff"]) < 0)
@@ -113,34 +116,51 @@ def _status(in_old: bool, in_new: bool) -> str:
     return ""
 
 
-def _pools(report: reports.Report) -> dict[str, Any]:
-    return dict(reports.walk_pools(report.data))
+def _pools(report: reports.Report) -> dict[schema.PoolPath, Any]:
+    """Each pool of the report by its path below the root (the root's is ``()``); sibling
+    pools of one name share a path: one snapshot sums their tags."""
+    pools: dict[schema.PoolPath, Any] = {}
+    for path, snap in reports.walk_pool_paths(report.data):
+        rel = path[1:]
+        seen = pools.get(rel)
+        pools[rel] = snap if seen is None else _summed(seen, snap)
+    return pools
+
+
+def _summed(a: Any, b: Any) -> Any:
+    """A pool whose tags are the tags of a and b summed by tag (no children)."""
+    return dataclasses.replace(a, tags=_sum_tags(a.tags, b.tags), children=[], blocks=None)
+
+
+def _sum_tags(a: list[Any], b: list[Any]) -> list[Any]:
+    merged = {t.tag: t for t in a}
+    for t in b:
+        m = merged.get(t.tag)
+        merged[t.tag] = t if m is None else m._replace(
+            blocks=m.blocks + t.blocks, bytes=m.bytes + t.bytes,
+            peak_bytes=max(m.peak_bytes, t.peak_bytes), allocs=m.allocs + t.allocs, extra=None)
+    return list(merged.values())
 
 
 def _snapshot_diff(old: reports.Report, new: reports.Report) -> list[dict[str, Any]]:
+    # Root pools are compared whatever their names; children are matched by their path
+    # below the root: the tuple of names, so that a child "a/b" and a child "b" of a
+    # child "a" stay two pools.
     old_pools, new_pools = _pools(old), _pools(new)
-    # Root pools are compared whatever their names; children are matched by path.
-    old_root = next(iter(old_pools))
-    new_root = next(iter(new_pools))
-    pairs: list[tuple[str, Any, Any]] = [(new_root, old_pools[old_root], new_pools[new_root])]
-    for path, snap in new_pools.items():
-        if path == new_root:
-            continue
-        rel = path[len(new_root):]
-        pairs.append((path, old_pools.get(old_root + rel), snap))
-    for path, snap in old_pools.items():
-        rel = path[len(old_root):]
-        if path != old_root and (new_root + rel) not in new_pools:
-            pairs.append((new_root + rel, snap, None))
+    root: schema.PoolPath = (new.data.pool,)
+    pairs: list[tuple[schema.PoolPath, Any, Any]] = [
+        (root + rel, old_pools.get(rel), snap) for rel, snap in new_pools.items()]
+    pairs += [(root + rel, snap, None) for rel, snap in old_pools.items() if rel not in new_pools]
     rows: list[dict[str, Any]] = []
     for path, old_snap, new_snap in pairs:
+        text = schema.path_text(path)
         old_tags = {str(s.tag) for s in old_snap.statistics(children=False)} if old_snap is not None else set()
         new_tags = {str(s.tag) for s in new_snap.statistics(children=False)} if new_snap is not None else set()
         if old_snap is not None and new_snap is not None:
             diffs = new_snap.compare_to(old_snap, children=False)
             for d in diffs:
                 tag = str(d.tag)
-                rows.append({"pool": path, "key": tag, "blocks": int(d.blocks),
+                rows.append({"pool": text, "pool_path": path, "key": tag, "blocks": int(d.blocks),
                              "blocks_diff": int(d.blocks_diff), "bytes": int(d.bytes),
                              "bytes_diff": int(d.bytes_diff),
                              "status": _status(tag in old_tags, tag in new_tags)})
@@ -148,7 +168,7 @@ def _snapshot_diff(old: reports.Report, new: reports.Report) -> list[dict[str, A
             only = new_snap if new_snap is not None else old_snap
             sign = 1 if new_snap is not None else -1
             for s in only.statistics(children=False):
-                rows.append({"pool": path, "key": str(s.tag),
+                rows.append({"pool": text, "pool_path": path, "key": str(s.tag),
                              "blocks": int(s.blocks) if sign > 0 else 0,
                              "blocks_diff": sign * int(s.blocks),
                              "bytes": int(s.bytes) if sign > 0 else 0,
@@ -157,6 +177,7 @@ def _snapshot_diff(old: reports.Report, new: reports.Report) -> list[dict[str, A
     if len(pairs) == 1:
         for r in rows:
             r["pool"] = ""
+            r["pool_path"] = ()
     return rows
 
 

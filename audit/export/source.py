@@ -115,11 +115,11 @@ def _add_snapshot(prof: Profile, snap: Any, path: str = "") -> None:
     a pool that recorded stacks (RP_POOL_STACKS) opens each tag into the native stacks
     that reached it: frames <- tag <- pool <- parents."""
     opened = _pool_stacks(snap, path)
-    todo: list[tuple[Any, tuple[Frame, ...], str]] = [(snap, (), "")]
+    todo: list[tuple[Any, tuple[Frame, ...], tuple[str, ...]]] = [(snap, (), ())]
     while todo:
         pool, outer, parent = todo.pop()
-        name = f"{parent}/{pool.pool}" if parent else str(pool.pool)
-        here = (Frame(str(pool.pool), kind="pool"),) + outer
+        name = parent + (str(pool.pool),)          # the pool's path (audit.schema.PoolPath)
+        here = (Frame(str(pool.pool), kind="pool"),) + outer   # one frame per pool, whatever its name
         for stat in pool.tags:
             tag = (Frame(str(stat.tag), kind="tag"),) + here
             left = [stat.blocks, stat.bytes, stat.allocs]
@@ -131,7 +131,7 @@ def _add_snapshot(prof: Profile, snap: Any, path: str = "") -> None:
         todo.extend((child, here, name) for child in reversed(pool.children))
 
 
-def _pool_stacks(snap: Any, path: str) -> dict[tuple[str, str], list[tuple[list[Frame], list[int]]]]:
+def _pool_stacks(snap: Any, path: str) -> dict[tuple[tuple[str, ...], str], list[tuple[list[Frame], list[int]]]]:
     """(pool path, tag) -> [(native frames innermost first, [blocks, bytes, allocs])]."""
     from audit import poolstacks
 
@@ -140,7 +140,7 @@ def _pool_stacks(snap: Any, path: str) -> dict[tuple[str, str], list[tuple[list[
     stacks = poolstacks.parse(snap, path or None)
     symbols = poolstacks.symbolize(stacks)
     modules = {m.path: m for m in stacks.modules}
-    out: dict[tuple[str, str], list[tuple[list[Frame], list[int]]]] = {}
+    out: dict[tuple[tuple[str, ...], str], list[tuple[list[Frame], list[int]]]] = {}
     for e in stacks.entries:
         frames = []
         for module, offset in e.stack:

@@ -95,7 +95,7 @@ def test_child_pools_and_preexisting_pools(pytester: pytest.Pytester) -> None:
     """)
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "pool 'kid': kid-tag (1 block, 11 bytes)" in out
+    assert "pool 'parent/kid': kid-tag (1 block, 11 bytes)" in out   # named by its path
     assert "old" not in out.replace("module-level", "")
 
 
