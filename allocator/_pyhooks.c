@@ -2643,13 +2643,15 @@ static PyObject *py_peaks_since(PyObject *self, PyObject *arg)
 }
 
 /* OSError(err, why or strerror(err), path) for a report not written. */
+/* The OSError of a report that could not be written; its filename is the path
+ * as Python names files (bytes that are not UTF-8 as lone surrogates). */
 static PyObject *report_error(int err, const char *why, const char *path)
 {
     if (why[0] == '\0') {
         errno = err;
         return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
     }
-    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iss", err, why, path);
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "isO&", err, why, PyUnicode_DecodeFSDefault, path);
     if (exc != NULL) {
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
         Py_DECREF(exc);
@@ -2661,25 +2663,32 @@ static PyObject *py_write_report(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
     static char *kwlist[] = {"path", "reason", NULL};
-    const char *path, *reason = "request";
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|s:write_report", kwlist, &path, &reason))
+    PyObject *bytes = NULL;
+    const char *reason = "request";
+    /* a path as os.fsencode takes it: str (surrogateescape), bytes, os.PathLike */
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|s:write_report", kwlist, PyUnicode_FSConverter,
+                                     &bytes, &reason))
         return NULL;
-    if (!in_main_interpreter())
-        return refuse_subinterpreter();
-    if (!tracing)
-        return PyErr_Format(PyExc_RuntimeError, "the Python allocator hooks are not running");
-    in_hook++;
-    int err;
-    char why[512];
-    Py_BEGIN_ALLOW_THREADS
-    lock_tables();
-    err = write_report_locked(path, reason, false, why, sizeof why);
-    unlock_tables();
-    Py_END_ALLOW_THREADS
-    in_hook--;
-    if (err != 0)
-        return report_error(err, why, path);
-    Py_RETURN_NONE;
+    const char *path = PyBytes_AS_STRING(bytes);
+    PyObject *result = NULL;
+    if (!in_main_interpreter()) {
+        result = refuse_subinterpreter();
+    } else if (!tracing) {
+        PyErr_SetString(PyExc_RuntimeError, "the Python allocator hooks are not running");
+    } else {
+        in_hook++;
+        int err;
+        char why[512];
+        Py_BEGIN_ALLOW_THREADS
+        lock_tables();
+        err = write_report_locked(path, reason, false, why, sizeof why);
+        unlock_tables();
+        Py_END_ALLOW_THREADS
+        in_hook--;
+        result = err != 0 ? report_error(err, why, path) : Py_NewRef(Py_None);
+    }
+    Py_DECREF(bytes);
+    return result;
 }
 
 /* exit_report(path, program): writes the before-finalization report now and
@@ -2687,15 +2696,20 @@ static PyObject *py_write_report(PyObject *self, PyObject *args, PyObject *kw)
 static PyObject *py_exit_report(PyObject *self, PyObject *args)
 {
     (void)self;
-    const char *path, *program, *reason = "exit";
-    if (!PyArg_ParseTuple(args, "ss|s:exit_report", &path, &program, &reason))
+    PyObject *bytes = NULL;
+    const char *program, *reason = "exit";
+    if (!PyArg_ParseTuple(args, "O&s|s:exit_report", PyUnicode_FSConverter, &bytes, &program, &reason))
         return NULL;
-    if (!tracing)
+    if (!tracing) {
+        Py_DECREF(bytes);
         return PyErr_Format(PyExc_RuntimeError, "the Python allocator hooks are not running");
+    }
+    const char *path = PyBytes_AS_STRING(bytes);
     char *p = strdup(path), *g = strdup(program);
     if (p == NULL || g == NULL) {
         free(p);
         free(g);
+        Py_DECREF(bytes);
         return PyErr_NoMemory();
     }
     in_hook++;
@@ -2710,9 +2724,9 @@ static PyObject *py_exit_report(PyObject *self, PyObject *args)
     err = write_report_locked(path, reason, false, why, sizeof why);
     unlock_tables();
     in_hook--;
-    if (err != 0)
-        return report_error(err, why, path);
-    Py_RETURN_NONE;
+    PyObject *result = err != 0 ? report_error(err, why, path) : Py_NewRef(Py_None);
+    Py_DECREF(bytes);
+    return result;
 }
 
 /* compile_source(source, filename): the code of a module's source (bytes:

@@ -695,6 +695,38 @@ def test_python_script_whose_path_is_not_utf8(tmp_path: Path, capsys: pytest.Cap
     assert not any(k.startswith("<unknown>") for k in keys), keys
 
 
+def test_run_python_into_a_report_dir_whose_name_is_not_utf8(tmp_path: Path,
+                                                            capfd: pytest.CaptureFixture[str]) -> None:
+    # the hooks took the report's path as UTF-8 text: the program's atexit callback failed
+    # with UnicodeEncodeError (a traceback), and run said the program wrote no report
+    d = Path(os.fsdecode(bytes(tmp_path) + b"/r\xff\xfe\n\x1b[2J%p"))
+    script = tmp_path / "s.py"
+    script.write_text("keep = bytearray(123456)\n", encoding="utf-8")
+    out = Path(os.fsdecode(bytes(tmp_path) + b"/t\xe9.json"))
+    assert main(["run", "--python", "--report-dir", str(d), "--output", str(out), "--format", "json",
+                 "--", str(script)]) == 0
+    err = capfd.readouterr().err
+    assert RAW.search(err) is None and err.count("\n") == 1, err
+    assert "(in " + str(tmp_path) + "/r\\udcff\\udcfe\\n\\x1b[2J%p)" in err, err
+    (report,) = d.glob("python.*.json")
+    keys = [str(r["key"]) for r in json.loads(out.read_text(encoding="utf-8"))["rows"]]
+    assert any(k.startswith(f"{script}:1 ") for k in keys), keys
+
+
+@pytest.mark.parametrize("mode", ["pool", "preload"])
+def test_run_into_a_report_dir_whose_name_is_not_utf8(mode: str, leaky: str, newline_names_program: Path,
+                                                      tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    d = Path(os.fsdecode(bytes(tmp_path) + b"/r\xff\n%n"))
+    out = Path(os.fsdecode(bytes(tmp_path) + b"/t\xe9.json"))
+    how, program = (["--preload"], str(newline_names_program)) if mode == "preload" else ([], leaky)
+    assert main(["run", "--report-dir", str(d), "--output", str(out), "--format", "json", *how,
+                 "--", program]) in (0, 2)
+    err = capfd.readouterr().err
+    assert RAW.search(err) is None and err.count("\n") == 1, err
+    assert len(list(d.glob("*.json"))) >= 1
+    assert json.loads(out.read_text(encoding="utf-8"))["rows"]
+
+
 # ------------------------------------------------------------- pytest plugin
 def test_a_leaking_tag_is_named_on_one_line(pytester: pytest.Pytester) -> None:
     # the tag went into the failure message raw: a newline split it, ESC drove the terminal

@@ -270,6 +270,42 @@ def test_boot_errors_are_one_line(script: Script, tmp_path: Path) -> None:
     assert "cannot write the report" in r.stderr and "nodir" in r.stderr
 
 
+def test_report_paths_that_are_not_utf8(script: Script, tmp_path: Path) -> None:
+    # write_report and exit_report took the path as UTF-8 text: a path Python decoded with
+    # surrogateescape (a directory named in Latin-1) raised UnicodeEncodeError, and the run
+    # wrote no report. They take paths as os.fsencode does: str, bytes, os.PathLike.
+    s = script("bytes_paths.py", """
+        import os, sys
+        from pathlib import Path
+        from allocator import _pyhooks
+        d = os.fsencode(sys.argv[1]) + b"/caf\\xe9\\xff"
+        os.mkdir(d)
+        _pyhooks.start()
+        keep = bytearray(54321)
+        _pyhooks.write_report(d + b"/b.json")
+        _pyhooks.write_report(os.fsdecode(d + b"/s.json"))
+        _pyhooks.write_report(path=Path(os.fsdecode(d + b"/p.json")), reason="x")
+        try:
+            _pyhooks.write_report(d + b"/nodir\\xfe/r.json")
+        except OSError as e:
+            print(type(e).__name__, os.fsencode(e.filename) == d + b"/nodir\\xfe/r.json")
+        for bad in (b"a\\0b", 3):
+            try:
+                _pyhooks.write_report(bad)
+            except (ValueError, TypeError) as e:
+                print(type(e).__name__)
+        _pyhooks.exit_report(d + b"/e.json", "prog")
+        print(sorted(os.listdir(d)))
+    """)
+    r = run_python(str(s), str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["FileNotFoundError True", "ValueError", "TypeError",
+                                     "[b'b.json', b'e.json', b'p.json', b's.json']"]
+    for name in ("b", "s", "p", "e"):
+        doc = load(Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9\xff/" + name.encode() + b".json")))
+        assert doc["totals"]["bytes"] >= 54321
+
+
 def test_report_paths_follow_the_rule_of_every_report_writer(
         script: Script, tmp_path: Path) -> None:
     # The rule of csrc/outfile.h, as for the library's and the interposer's
