@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ringpool.h"
+#include "geometric.h"
 #include "peers.h"
 
 struct rpb_work {
@@ -145,18 +146,10 @@ const char *rpb_unavailable_reason(int strategy)
 }
 
 /* ----------------------------------------------------------- work items */
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Mixed: 70% small (8..64 bytes), 28% medium (65..512), 2% large (513..4096). */
 static size_t mixed_size(uint64_t *state)
 {
-    uint64_t r = splitmix64(state);
+    uint64_t r = rpg_splitmix(state);
     unsigned bucket = (unsigned)(r % 100u);
     uint64_t v = r >> 32;
     if (bucket < 70)
@@ -192,7 +185,7 @@ rpb_work *rpb_work_new(size_t n, size_t size, int order, uint64_t seed)
     if (order == RPB_ORDER_RANDOM) {
         uint64_t st = seed ^ 0x5bd1e995u;
         for (size_t i = n - 1; i > 0; i--) {
-            size_t j = (size_t)(splitmix64(&st) % (uint64_t)(i + 1));
+            size_t j = (size_t)(rpg_splitmix(&st) % (uint64_t)(i + 1));
             size_t t = w->order[i];
             w->order[i] = w->order[j];
             w->order[j] = t;

@@ -12,7 +12,7 @@ PEER_PACKAGES := libtalloc-dev libapr1-dev libmimalloc-dev libjemalloc-dev
 .PHONY: bench-c bench-c-wall bench-c-callgrind test-bench-c
 TEST_TARGETS += test-bench-c
 
-$(BENCH_C_BIN): benches/c/bench.c benches/c/sizes.h csrc/peers.h csrc/include/ringpool.h $(LIB_A)
+$(BENCH_C_BIN): benches/c/bench.c benches/c/sizes.h csrc/geometric.h csrc/peers.h csrc/include/ringpool.h $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g -Icsrc/include $< $(LIB_A) -o $@ -ldl -lpthread
 

@@ -22,14 +22,14 @@ CONTENTION_ENV  := GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384
 .PHONY: bench-c-contention test-bench-contention
 TEST_TARGETS += test-bench-contention
 
-$(CONTENTION_BIN): benches/c/contention.c benches/c/sizes.h csrc/peers.h csrc/include/ringpool.h $(LIB_A)
+$(CONTENTION_BIN): benches/c/contention.c benches/c/sizes.h csrc/geometric.h csrc/peers.h csrc/include/ringpool.h $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g -Icsrc/include $< $(LIB_A) -o $@ -ldl -lpthread
 
 # The same program linked with the shared library (which reaches a thread's
 # record of its shard in the initial-exec TLS model: an offset from the GOT).
 CONTENTION_SO_BIN := $(BENCH_C_DIR)/contention-shared
-$(CONTENTION_SO_BIN): benches/c/contention.c benches/c/sizes.h csrc/peers.h csrc/include/ringpool.h $(LIB_SO)
+$(CONTENTION_SO_BIN): benches/c/contention.c benches/c/sizes.h csrc/geometric.h csrc/peers.h csrc/include/ringpool.h $(LIB_SO)
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g -Icsrc/include $< -o $@ -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -lringpool -ldl -lpthread
 

@@ -21,11 +21,11 @@ $(RPTRACE_SO): benches/c/trace/rptrace.c benches/c/trace/trace.h csrc/stack/rawm
 	$(CC) $(WARN) -O2 -g -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec \
 	    -Icsrc/stack -Ibenches/c/trace $< -o $@
 
-$(REPLAY_BIN): benches/c/replay.c benches/c/trace/trace.h benches/c/sizes.h csrc/peers.h csrc/include/ringpool.h $(LIB_A)
+$(REPLAY_BIN): benches/c/replay.c benches/c/trace/trace.h benches/c/sizes.h csrc/geometric.h csrc/peers.h csrc/include/ringpool.h $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g -Icsrc/include -Ibenches/c $< $(LIB_A) -o $@ -ldl -lpthread
 
-$(TRACE_CHURN) $(TRACE_TINY): $(BENCH_C_DIR)/%: benches/c/trace/%.c benches/c/sizes.h
+$(TRACE_CHURN) $(TRACE_TINY): $(BENCH_C_DIR)/%: benches/c/trace/%.c benches/c/sizes.h csrc/geometric.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g $< -o $@ -lpthread
 

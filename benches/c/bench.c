@@ -254,7 +254,7 @@ DEFINE_LOOPS(apr, A_APR, F_APR)
 
 /* ------------------------------------------------------------ inputs */
 static uint64_t rng_state = RPB_SEED;
-static uint64_t rng(void) { return rpb_rng(&rng_state); }   /* fixed seed: same inputs every run */
+static uint64_t rng(void) { return rpg_splitmix(&rng_state); }   /* fixed seed: same inputs every run */
 
 #define SIZES_LEN ((size_t)1 << 16)
 #define SIZES_MASK (SIZES_LEN - 1)

@@ -1,6 +1,7 @@
 /*
- * sizes.h -- the benchmarks' fixed-seed random numbers and their "mixed"
- * block sizes, shared by bench.c, contention.c and the churn workload, so
+ * sizes.h -- the benchmarks' fixed seed of their random numbers (splitmix64:
+ * rpg_splitmix of csrc/geometric.h, the sampler's) and their "mixed" block
+ * sizes, shared by bench.c, contention.c and the churn workload, so
  * that every "mixed" figure means the same distribution: 40 % 8-32 B,
  * 30 % 33-128, 20 % 129-512, 8 % 513-2048, 2 % 2049-4096 (mean about 260 B);
  * and the clock and the median their tables report (replay.c's too).
@@ -13,27 +14,21 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define RPB_SEED 0x9e3779b97f4a7c15ull
+#include "../../csrc/geometric.h"
 
-/* splitmix64: the same sequence from the same state on every run */
-static inline uint64_t rpb_rng(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+/* rpg_splitmix(&state) from this seed: the same sequence on every run */
+#define RPB_SEED 0x9e3779b97f4a7c15ull
 
 static inline size_t rpb_mixed_size(uint64_t *state)
 {
-    unsigned r = (unsigned)(rpb_rng(state) % 100);
+    unsigned r = (unsigned)(rpg_splitmix(state) % 100);
     size_t lo, hi;
     if (r < 40)      { lo = 8;    hi = 32; }
     else if (r < 70) { lo = 33;   hi = 128; }
     else if (r < 90) { lo = 129;  hi = 512; }
     else if (r < 98) { lo = 513;  hi = 2048; }
     else             { lo = 2049; hi = 4096; }
-    return lo + (size_t)(rpb_rng(state) % (hi - lo + 1));
+    return lo + (size_t)(rpg_splitmix(state) % (hi - lo + 1));
 }
 
 /* CLOCK_MONOTONIC in nanoseconds */

@@ -15,7 +15,7 @@
 #include "../sizes.h"
 
 static uint64_t state = RPB_SEED;
-static uint64_t rng(void) { return rpb_rng(&state); }
+static uint64_t rng(void) { return rpg_splitmix(&state); }
 static size_t mixed(void) { return rpb_mixed_size(&state); }
 
 static size_t arg(const char *s, size_t dflt, size_t max)
