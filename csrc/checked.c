@@ -242,6 +242,17 @@ static void hints_reset(void)
     hints_set = true;
 }
 
+/* Puts h, kept bytes of a reuse list's class, on top of that list, with rec
+   its record (&no_rec: none). */
+static inline __attribute__((always_inline)) void reuse_push(rpi_hdr *h, size_t kept, entry *rec)
+{
+    size_t c = (kept - RPI_HDR) >> 4;
+    h->next = reuse[c];
+    reuse[c] = h;
+    reuse_rec[c] = rec;
+    reuse_bytes += kept;
+}
+
 static entry *lookup(const void *key);
 static void evict_record(entry *e);
 static void gate_update(void);
@@ -513,23 +524,13 @@ static inline __attribute__((always_inline)) bool release_kept_in(entry *e)
     if (e->kept <= RPI_HDR + RPI_RECYCLE_MAX &&
         !(e->word & (RPI_F_ARENA | RPI_F_BIG | RPI_F_ALIGNED)) &&
         reuse_bytes + e->kept <= reuse_cap) {
-        rpi_hdr *h = e->raw;
-        size_t c = (e->kept - RPI_HDR) >> 4;
-        h->next = reuse[c];
-        reuse[c] = h;
-        reuse_rec[c] = e;
-        reuse_bytes += e->kept;
+        reuse_push(e->raw, e->kept, e);
         reused = true;
     } else if (RPI_UNLIKELY(carved(e->raw))) {
         /* over the lists' bound: carved memory waits there without its
            record (a plain malloc block of its class: carved() is only
            true of those) */
-        rpi_hdr *h = e->raw;
-        size_t c = (e->kept - RPI_HDR) >> 4;
-        h->next = reuse[c];
-        reuse[c] = h;
-        reuse_rec[c] = &no_rec;
-        reuse_bytes += e->kept;
+        reuse_push(e->raw, e->kept, &no_rec);
     } else {
         rpi_sys_free(e->raw);
     }
@@ -734,11 +735,7 @@ void *rpi_registry_realloc(rpi_hdr *h, size_t n)
     rpi_hdr *nh = rpi_sys_malloc(n);
     if (!nh) return NULL;
     memcpy(nh, h, have < n ? have : n);
-    size_t c = (have - RPI_HDR) >> 4;
-    h->next = reuse[c];
-    reuse[c] = h;
-    reuse_rec[c] = &no_rec;
-    reuse_bytes += have;
+    reuse_push(h, have, &no_rec);
     return nh;
 }
 
