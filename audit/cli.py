@@ -16,6 +16,7 @@ from typing import NoReturn, Protocol
 from audit import __version__
 from audit.errors import AuditError, UsageError
 from audit.gate import EXIT_ERROR
+from audit.printable import one_line
 
 
 class Command(Protocol):
@@ -83,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         handler: Command = args.handler
         return handler.run(args)
     except UsageError as exc:
-        print(f"{exc}", file=sys.stderr)
+        print(one_line(str(exc)), file=sys.stderr)
         return EXIT_ERROR
     except AuditError as exc:
-        print(f"ringpool-audit: error: {exc}", file=sys.stderr)
+        print(f"ringpool-audit: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("ringpool-audit: interrupted", file=sys.stderr)

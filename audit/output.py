@@ -10,6 +10,7 @@ import sys
 
 from audit.errors import AuditError
 from audit.formatters import FORMAT_NAMES, FORMATTERS, Table, render
+from audit.printable import printable
 
 
 def add_output_options(parser: argparse.ArgumentParser, default: str = "table") -> None:
@@ -42,25 +43,26 @@ def check_path(path: str, force: bool, option: str) -> None:
     character device or a FIFO: a symbolic link (even to nothing), a
     directory, a socket or a block device at the path is refused, never
     written through nor replaced."""
+    shown = printable(path)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
-            raise AuditError(f"{path}: directory {parent} does not exist") from None
+            raise AuditError(f"{shown}: directory {printable(parent)} does not exist") from None
         return
     except OSError as exc:
-        raise AuditError(f"{path}: {exc.strerror}") from exc
+        raise AuditError(f"{shown}: {exc.strerror}") from exc
     if stat.S_ISLNK(st.st_mode):
-        raise AuditError(f"{path}: {option} names a symbolic link, which is never written "
+        raise AuditError(f"{shown}: {option} names a symbolic link, which is never written "
                          "through; name the file itself")
     if stat.S_ISDIR(st.st_mode):
-        raise AuditError(f"{path}: {option} names a directory")
+        raise AuditError(f"{shown}: {option} names a directory")
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
-        raise AuditError(f"{path}: {option} names a socket or block device; only regular files, "
+        raise AuditError(f"{shown}: {option} names a socket or block device; only regular files, "
                          "character devices and FIFOs are written")
     if not force:
-        raise AuditError(f"{path}: already exists; pass --force to overwrite it")
+        raise AuditError(f"{shown}: already exists; pass --force to overwrite it")
 
 
 def write_file(path: str, data: bytes, force: bool, option: str = "--output") -> None:
@@ -70,6 +72,7 @@ def write_file(path: str, data: bytes, force: bool, option: str = "--output") ->
     is opened without following a link and checked before anything is
     truncated or written."""
     check_path(path, force, option)
+    shown = printable(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     if not force:
         flags |= os.O_EXCL
@@ -77,14 +80,14 @@ def write_file(path: str, data: bytes, force: bool, option: str = "--output") ->
         fd = os.open(path, flags, 0o666)
     except OSError as exc:
         if exc.errno == errno.ENXIO:
-            raise AuditError(f"{path}: {option} names a FIFO without a reader") from exc
+            raise AuditError(f"{shown}: {option} names a FIFO without a reader") from exc
         if exc.errno in (errno.ELOOP, errno.EEXIST):
             check_path(path, force, option)     # it changed meanwhile: say what it is now
-        raise AuditError(f"{path}: cannot write: {exc.strerror}") from exc
+        raise AuditError(f"{shown}: cannot write: {exc.strerror}") from exc
     try:
         mode = os.fstat(fd).st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
-            raise AuditError(f"{path}: {option} names a socket or block device (it changed "
+            raise AuditError(f"{shown}: {option} names a socket or block device (it changed "
                              "meanwhile)")
         os.set_blocking(fd, True)
         if stat.S_ISREG(mode):
@@ -93,7 +96,7 @@ def write_file(path: str, data: bytes, force: bool, option: str = "--output") ->
             fd = -1
             fh.write(data)
     except OSError as exc:
-        raise AuditError(f"{path}: cannot write: {exc.strerror}") from exc
+        raise AuditError(f"{shown}: cannot write: {exc.strerror}") from exc
     finally:
         if fd >= 0:
             os.close(fd)

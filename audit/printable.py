@@ -53,6 +53,20 @@ def printable_escaped(text: str) -> str:
     return _UNSAFE_BUT_BACKSLASH.sub(_escaped, text)
 
 
+def one_line(text: str) -> str:
+    """``text`` (a message whose names are already :func:`printable`) with every character
+    the rule escapes but the backslash escaped too: what reaches the terminal is one
+    line of safe characters even when a message names something raw. Not one-to-one
+    (a raw newline and the two characters ``\\n`` read alike): names go through
+    :func:`printable` first."""
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(_escaped, text)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
 def is_printable(text: str) -> bool:
     """True when :func:`printable` leaves ``text`` as it is."""
     return _UNSAFE.search(text) is None

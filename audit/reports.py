@@ -76,8 +76,10 @@ def _claims_preload(doc: Any) -> bool:
 
 
 def _name_file(path: str, exc: Exception) -> str:
-    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+    """exc's message naming path once, printable (the readers name the file raw)."""
     shown = printable(path)
+    text = str(exc).replace(path, shown) if path else str(exc)
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
     return text if shown in text else f"{shown}: {text}"
 
 
@@ -177,7 +179,7 @@ def preload_rows(reports: list[Report], by: str, suppressions: str | None,
             where = suppressions if suppressions is not None and suppressions in str(exc) else report.path
             raise AuditError(_name_file(where, exc)) from exc
         except OSError as exc:
-            raise AuditError(f"{exc.filename or suppressions}: cannot read: {exc.strerror}") from exc
+            raise AuditError(f"{printable(str(exc.filename or suppressions))}: cannot read: {exc.strerror}") from exc
         for r in rows:
             key = str(r["key"])
             suppressed = bool(r.get("suppressed"))
@@ -227,7 +229,7 @@ def pool_stack_rows(reports: list[Report], by: str,
     without = [r.path for r in reports if not poolstacks.has_stacks(r.data)]
     if len(without) == len(reports):
         raise AuditError(f"--by applies to interposer reports and to reports of pools that record "
-                         f"stacks (RP_POOL_STACKS, $RINGPOOL_POOL_STACKS); {without[0]} has no stacks "
+                         f"stacks (RP_POOL_STACKS, $RINGPOOL_POOL_STACKS); {printable(without[0])} has no stacks "
                          "(rows are origin tags)")
     if by not in poolstacks.BY_CHOICES:
         raise AuditError(f"--by {by}: pool stacks group by one of {', '.join(poolstacks.BY_CHOICES)}")
@@ -241,7 +243,7 @@ def rows_for(reports: list[Report], by: str | None, suppressions: str | None,
              wrappers: list[str] | None = None) -> Merged:
     kinds = {r.kind for r in reports}
     if len(kinds) > 1 and "python" in kinds:
-        python_paths = [r.path for r in reports if r.kind == "python"]
+        python_paths = [printable(r.path) for r in reports if r.kind == "python"]
         raise AuditError(f"cannot merge Python reports ({', '.join(python_paths)}) with other "
                          "kinds of report in one table; show them separately")
     if len(kinds) > 1:

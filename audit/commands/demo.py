@@ -13,6 +13,7 @@ from audit.commands import bench
 from audit.commands._common import positive_int
 from audit.errors import AuditError
 from audit.gate import EXIT_LEAKS, EXIT_OK
+from audit.printable import printable
 
 LEAKING_TAGS = ("cache-entry", "session")
 
@@ -52,7 +53,7 @@ class DemoCommand:
             try:
                 os.makedirs(args.keep, exist_ok=True)
             except OSError as exc:
-                raise AuditError(f"{args.keep}: cannot create: {exc.strerror}") from exc
+                raise AuditError(f"{printable(args.keep)}: cannot create: {exc.strerror}") from exc
             workdir = args.keep
         else:
             workdir = tempfile.mkdtemp(prefix="ringpool-demo-")
@@ -87,7 +88,7 @@ class DemoCommand:
                 if lib.rpd_serve(server, target - _handled(lib, server)) < 0:
                     raise AuditError("demo: the workload ran out of memory")
                 if lib.rpd_snapshot(server, os.fsencode(path)) != 0:
-                    raise AuditError(f"{path}: the library could not write the report")
+                    raise AuditError(f"{printable(path)}: the library could not write the report")
             # The library writes one report per pool as it destroys them.
             os.environ["RINGPOOL_REPORT"] = os.path.join(leaks_dir, "%n.%p.json")
         finally:
@@ -132,7 +133,7 @@ class DemoCommand:
             try:
                 os.makedirs(os.path.dirname(os.path.abspath(page)), exist_ok=True)
             except OSError as exc:
-                raise AuditError(f"{page}: cannot create its directory: {exc.strerror}") from exc
+                raise AuditError(f"{printable(page)}: cannot create its directory: {exc.strerror}") from exc
             _heading("5. Flame graph of what the pools held at destroy, by pool and tag\n"
                      f"   (ringpool-audit show --format html --output {page} "
                      + " ".join(_short(p) for p in at_destroy) + ")")

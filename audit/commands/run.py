@@ -330,4 +330,4 @@ def _check_table_options(args: argparse.Namespace) -> None:
         try:
             preload.read_suppressions(args.suppressions)
         except ValueError as exc:
-            raise AuditError(str(exc)) from exc
+            raise AuditError(reports._name_file(args.suppressions, exc)) from exc

@@ -16,6 +16,7 @@ from typing import Any
 from audit.errors import AuditError
 from audit.export import source
 from audit.export.model import Profile, from_rows
+from audit.printable import printable
 
 
 def profile_of(table: Any) -> Profile:
@@ -26,7 +27,7 @@ def profile_of(table: Any) -> Profile:
         except ValueError as exc:
             raise AuditError(str(exc)) from exc
         except OSError as exc:
-            raise AuditError(f"{exc.filename}: cannot read: {exc.strerror}") from exc
+            raise AuditError(f"{printable(str(exc.filename))}: cannot read: {exc.strerror}") from exc
     return from_rows(table.rows, table.frames, table.value_key, name=table.title or "ringpool")
 
 

@@ -766,3 +766,36 @@ def test_a_report_whose_file_name_is_not_utf8(tmp_path: Path, capsys: pytest.Cap
         found = json.dumps(json.loads(text), ensure_ascii=False)
         found.encode("utf-8")           # no lone surrogate in it
         assert "caf\ufffd" in found, fmt
+
+
+# ------------------------------------------------------ paths in messages
+def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert RAW.search(err) is None and err.count("\n") == 1, err
+    return err
+
+
+def test_error_messages_name_hostile_paths_on_one_line(hostile_run: tuple[str, str], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # --output's messages, a reader's (which named the file twice, once raw) and a
+    # suppressions file's wrote the path raw: a newline split the message and an escape
+    # sequence reached the terminal
+    bad = "h\n\x1b[31mx\u202e"
+    shown = "h\\n\\x1b[31mx\\u202e"
+    report = hostile_run[0]
+    (tmp_path / bad).write_text("{}", encoding="utf-8")
+    err = one_error_line(capsys, ["show", report, "--output", str(tmp_path / bad)])
+    assert f"{tmp_path}/{shown}: already exists" in err, err
+    err = one_error_line(capsys, ["show", report, "--output", str(tmp_path / (bad + "d") / "x")])
+    assert f"{tmp_path}/{shown}d/x: directory {tmp_path}/{shown}d does not exist" in err, err
+    wrong = tmp_path / (bad + ".json")
+    wrong.write_text(json.dumps({"format": "ringpool-preload", "version": 99}), encoding="utf-8")
+    err = one_error_line(capsys, ["show", str(wrong)])
+    assert err.count(shown) == 1 and "unsupported version 99" in err, err
+    supp = tmp_path / (bad + ".supp")
+    supp.write_text("nonsense\n", encoding="utf-8")
+    err = one_error_line(capsys, ["show", report, "--suppressions", str(supp)])
+    assert err.count(f"{shown}.supp:1: expected 'leak:PATTERN'") == 1, err
+    err = one_error_line(capsys, ["diff", report, report, str(wrong)])
+    assert "unrecognized arguments" in err and "\\n\\x1b[31m" in err, err
