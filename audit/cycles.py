@@ -114,7 +114,7 @@ def run(args: argparse.Namespace, cmd: list[str], report_dir: str, launch: Launc
     shown = rows[: args.top] if args.top is not None else rows
     several_pools = len({r["pool"] for r in rows}) > 1
     header = args.by or ("site" if kind == "preload" else "tag")
-    columns = ([Column("pool", "pool")] if several_pools else []) + [Column("key", header)]
+    columns = ([Column("pool", "pool", path=True)] if several_pools else []) + [Column("key", header)]
     for a, b in intervals:
         columns += [Column(f"blocks_per_cycle_{a}_{b}", f"blocks/cycle {a}-{b}", ".1f"),
                     Column(f"bytes_per_cycle_{a}_{b}", f"bytes/cycle {a}-{b}", ".1f")]
@@ -124,6 +124,7 @@ def run(args: argparse.Namespace, cmd: list[str], report_dir: str, launch: Launc
         f"cycles {a} to {b}" for a, b in intervals) + ")"
     table = Table(columns=columns, rows=shown, title=title, value_key=f"bytes_per_cycle_{last}",
                   frames=lambda row: [str(row["key"])],
+                  json_extra=["pool_path"] if several_pools else [],
                   meta={"kind": kind, "cycles": counts,
                         "totals": [_interval_totals(rows, a, b) for a, b in intervals]})
     if args.preload and args.output is None:
@@ -163,6 +164,10 @@ def _residue_rows(counts: list[int],
     rows = []
     for pool, key, suppressed in keys:
         row: dict[str, Any] = {"pool": pool, "key": key, "tag": key, "suppressed": suppressed}
+        names = next((t[(pool, key, suppressed)].get("pool_path") for t in per_count
+                      if (pool, key, suppressed) in t), None)
+        if names is not None:
+            row["pool_path"] = names       # the pool's names, beside its path text (json)
         for i, (a, b) in enumerate(zip(counts, counts[1:])):
             k = (pool, key, suppressed)
             old, new = per_count[i].get(k), per_count[i + 1].get(k)
