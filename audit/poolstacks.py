@@ -154,6 +154,22 @@ def symbolize(stacks: PoolStacks) -> dict[Frame, preload.Symbol]:
 NO_STACK = "(no stack)"
 
 
+def family_tags(report: PoolReport) -> dict[tuple[PoolPath, str], list[int]]:
+    """(pool path, tag) -> [blocks, bytes, allocs] over the report's pools, in walk
+    order; sibling pools of one name share a path and are summed."""
+    out: dict[tuple[PoolPath, str], list[int]] = {}
+    for path, pool in report.walk_paths():
+        for t in pool.tags:
+            c = out.get((path, t.tag))
+            if c is None:
+                out[(path, t.tag)] = [t.blocks, t.bytes, t.allocs]
+            else:
+                c[0] += t.blocks
+                c[1] += t.bytes
+                c[2] += t.allocs
+    return out
+
+
 def keys(stacks: PoolStacks, by: str, wrappers: Sequence[str] | None = None) -> Iterator[tuple[TagStack, str]]:
     """Each entry with its key for ``by``: the frame credited with the allocation is
     the first that is not an allocation wrapper (as for interposer reports)."""
@@ -200,10 +216,10 @@ def rows(reports: Sequence[Any], by: str, wrappers: Sequence[str] | None = None)
             c[0] += e.blocks
             c[1] += e.bytes
             c[2] += e.allocs
-        for path, pool in snap.walk_paths():
-            for t in pool.tags:
-                b, n, a = covered.get((path, t.tag), (0, 0, 0))
-                if t.blocks > b or t.bytes > n or t.allocs > a or (path, t.tag) not in covered:
-                    add(path, t.tag, NO_STACK, max(t.blocks - b, 0), max(t.bytes - n, 0),
-                        max(t.allocs - a, 0), report.label)
+        # each (pool path, tag) once: sibling pools of one name share a path, and their
+        # stacks (covered) are summed as their tags are
+        for (path, tag), (tb, tn, ta) in family_tags(snap).items():
+            b, n, a = covered.get((path, tag), (0, 0, 0))
+            if tb > b or tn > n or ta > a or (path, tag) not in covered:
+                add(path, tag, NO_STACK, max(tb - b, 0), max(tn - n, 0), max(ta - a, 0), report.label)
     return list(merged.values())

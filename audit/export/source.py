@@ -115,20 +115,28 @@ def _add_snapshot(prof: Profile, snap: Any, path: str = "") -> None:
     a pool that recorded stacks (RP_POOL_STACKS) opens each tag into the native stacks
     that reached it: frames <- tag <- pool <- parents."""
     opened = _pool_stacks(snap, path)
+    # Each (pool path, tag) once, in walk order: sibling pools of one name share a path
+    # (and one stack of frames), their tags summed as their stacks are.
+    tags: dict[tuple[tuple[str, ...], str], tuple[tuple[Frame, ...], list[int]]] = {}
     todo: list[tuple[Any, tuple[Frame, ...], tuple[str, ...]]] = [(snap, (), ())]
     while todo:
         pool, outer, parent = todo.pop()
         name = parent + (str(pool.pool),)          # the pool's path (audit.schema.PoolPath)
         here = (Frame(str(pool.pool), kind="pool"),) + outer   # one frame per pool, whatever its name
         for stat in pool.tags:
-            tag = (Frame(str(stat.tag), kind="tag"),) + here
-            left = [stat.blocks, stat.bytes, stat.allocs]
-            for frames, values in opened.get((name, stat.tag), ()):
-                prof.add(tuple(frames) + tag, [float(v) for v in values] + [0.0])
-                left = [max(a - b, 0) for a, b in zip(left, values)]
-            if (name, stat.tag) not in opened or any(left):
-                prof.add(tag, [float(v) for v in left] + [0.0])
+            seen = tags.get((name, stat.tag))
+            if seen is None:
+                tags[(name, stat.tag)] = ((Frame(str(stat.tag), kind="tag"),) + here,
+                                          [stat.blocks, stat.bytes, stat.allocs])
+            else:
+                seen[1][:] = [a + b for a, b in zip(seen[1], (stat.blocks, stat.bytes, stat.allocs))]
         todo.extend((child, here, name) for child in reversed(pool.children))
+    for key, (tag, left) in tags.items():
+        for frames, values in opened.get(key, ()):
+            prof.add(tuple(frames) + tag, [float(v) for v in values] + [0.0])
+            left = [max(a - b, 0) for a, b in zip(left, values)]
+        if key not in opened or any(left):
+            prof.add(tag, [float(v) for v in left] + [0.0])
 
 
 def _pool_stacks(snap: Any, path: str) -> dict[tuple[tuple[str, ...], str], list[tuple[list[Frame], list[int]]]]:

@@ -327,3 +327,78 @@ def test_plugin_names_each_pool_by_its_path(pytester: pytest.Pytester) -> None:
     out = result.stdout.str()
     assert "pool 'a\\/b': leak (1 block, 11 bytes)" in out
     assert "pool 'a/b': leak (2 blocks, 22 bytes)" in out
+
+
+# ------------------------------------------------------------ run --cycles
+CYCLES_C = r"""
+#include <stdlib.h>
+#include "ringpool.h"
+int main(int argc, char **argv)
+{
+    int n = argc > 1 ? atoi(argv[1]) : 1;
+    rp_pool *ab = rp_pool_create("a/b");
+    rp_pool *other = rp_pool_create("x\\y");
+    for (int i = 0; i < n; i++) {
+        rp_alloc(ab, 10, "leak");
+        rp_alloc(other, 20, "leak");
+    }
+    return 0;
+}
+"""
+
+
+def test_run_cycles_writes_the_pool_column_escaped_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the residue table wrote the path text by the rule for names: a\/b became a\\/b
+    (tmp_path / "c.c").write_text(CYCLES_C)
+    subprocess.run([c_compiler(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
+                    f"-I{ROOT / 'csrc' / 'include'}", str(tmp_path / "c.c"), str(static_library()),
+                    "-lpthread", "-o", str(tmp_path / "c")], check=True)
+    out = tmp_path / "t.txt"
+    assert main(["run", "--cycles", "1,3", "--output", str(out), "--", str(tmp_path / "c"), "{cycles}"]) == 0
+    capsys.readouterr()
+    rows = {r[0]: r for r in text_rows(out.read_text(encoding="utf-8"), pipe=False)}
+    assert set(rows) == {"a\\/b", "x\\\\y"}
+    assert rows["a\\/b"][3] == "10.0" and rows["x\\\\y"][3] == "20.0"
+    assert main(["run", "--cycles", "1,3", "--format", "json", "--output", str(out), "--force", "--",
+                 str(tmp_path / "c"), "{cycles}"]) == 0
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert {r["pool"]: r["pool_path"] for r in doc["rows"]} == {"a\\/b": ["a/b"], "x\\\\y": ["x\\y"]}
+
+
+# --------------------------------------------------------- sibling pools
+def test_sibling_pools_of_one_name_are_summed_never_dropped(write_report: WriteReport,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # diff kept one pool per path: the second worker replaced the first, its growth unseen
+    def doc(first: int, second: int) -> dict[str, Any]:
+        d = report_doc(pool="server", tags=[])
+        d["children"] = [_child("worker", [tag("req", first, 10 * first)]),
+                         _child("worker", [tag("req", second, 10 * second)])]
+        return d
+    old, new = write_report("old.json", doc(1, 1)), write_report("new.json", doc(1, 3))
+    assert main(["diff", old, new, "--format", "json", "--fail-on-leak"]) == 2
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert len(rows) == 1 and rows[0]["key"] == "req"       # one pool: no pool column
+    assert rows[0]["blocks"] == 4 and rows[0]["blocks_diff"] == 2
+    assert main(["show", new, "--format", "json"]) == 0
+    rows = {(r["pool"], r["key"]): r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows[("server/worker", "req")]["blocks"] == 4 and len(rows) == 1
+
+
+def test_sibling_pools_of_one_name_with_stacks_are_counted_once(write_report: WriteReport, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # each sibling took the stacks of both (they share a path): the profiles counted them twice
+    def worker() -> dict[str, Any]:
+        t = tag("req", 2, 20)
+        t["stacks"] = [{"stack": 0, "blocks": 2, "bytes": 20, "allocs": 2}]
+        return _child("worker", [t]) | {"stack_depth": 8, "modules": [], "frames": [[-1, "0x1234"]],
+                                        "stacks": [[0]]}
+    doc = report_doc(pool="server", tags=[])
+    doc["children"] = [worker(), worker()]
+    path = write_report("r.json", doc)
+    out = outputs(tmp_path, capsys, "show", path)
+    for stacks in (speedscope_stacks(out["speedscope"]), html_stacks(out["html"]),
+                   folded_stacks(out["folded"].decode("utf-8"))):
+        assert sum(stacks.values()) == 40 and len(stacks) == 1, stacks
+    assert main(["show", path, "--by", "stack", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert sum(r["bytes"] for r in rows) == 40 and all(r["key"] != "(no stack)" for r in rows), rows
