@@ -119,16 +119,7 @@ static void check_report(rp_pool *pool, live *l, size_t n)
     snprintf(path, sizeof path, "build/ctest/tmp/layout-%d-%s.json", (int)getpid(),
              tu_backing_name);
     CHECK_INT(rp_pool_write_report_ex(pool, path, RP_REPORT_BLOCKS), 0);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)len + 1);
-    CHECK(text != NULL);
-    CHECK_EQ(fread(text, 1, (size_t)len, f), (size_t)len);
-    text[len] = '\0';
-    fclose(f);
+    char *text = tu_slurp(path);
     unlink(path);
     size_t listed = 0;
     for (const char *q = text; (q = strstr(q, "\"address\": ")) != NULL; q++) listed++;

@@ -23,22 +23,6 @@ typedef struct report {
     size_t stack_frames[MAXN][8];      /* the first frames of each stack */
 } report;
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL);
-    CHECK(fseek(f, 0, SEEK_END) == 0);
-    long n = ftell(f);
-    CHECK(n > 0);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    CHECK(buf != NULL);
-    CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void load(rp_pool *pool, report *r)
 {
     char path[512];
@@ -49,7 +33,7 @@ static void load(rp_pool *pool, report *r)
     close(fd);
     CHECK_INT(rp_pool_write_report(pool, path), 0);
     memset(r, 0, sizeof *r);
-    r->text = slurp(path);
+    r->text = tu_slurp(path);
     unlink(path);
     r->depth = -1;
     const char *p = strstr(r->text, "\"stack_depth\": ");

@@ -44,25 +44,6 @@ static void remove_tmpdir(void)
     CHECK(rmdir(tmpdir) == 0);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    if (f == NULL)
-        tu_fail(__FILE__, __LINE__, "cannot open report %s: %s", path, strerror(errno));
-    CHECK(fseek(f, 0, SEEK_END) == 0);
-    n = ftell(f);
-    CHECK(n > 0);
-    rewind(f);
-    buf = malloc((size_t)n + 1);
-    CHECK(buf != NULL);
-    CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* ---------------------------------------------- a minimal JSON reader */
 /* The value of the first key `key` at or after `from` whose value starts with
    one of `starts` (NULL: any), before `end` (NULL: end of string). */
@@ -210,7 +191,7 @@ static void test_report_at_destroy(void)
     tu_watched = NULL;
     rp_pool_destroy(pool);
     snprintf(path, sizeof path, "%s/rep-%ld-my_pool_1-%%.json", tmpdir, (long)getpid());
-    doc = slurp(path);
+    doc = tu_slurp(path);
     check_header(doc, "my pool/1", "destroy", getpid());
     check_totals(doc, 2, 57, 157, 3);
     check_tag(doc, "alpha", 1, 50, 150, 2);
@@ -228,7 +209,7 @@ static void test_report_at_destroy(void)
     rp_free(a1);
     tu_end_pool(pool); /* an empty pool still reports */
     snprintf(path, sizeof path, "%s/second-two.json", tmpdir);
-    doc = slurp(path);
+    doc = tu_slurp(path);
     check_header(doc, "two", "destroy", getpid());
     check_totals(doc, 0, 0, 1, 1);
     check_tag(doc, "(untagged)", 0, 0, 1, 1); /* listed with blocks: 0 */
@@ -264,7 +245,7 @@ static void test_report_blocks(void)
     CHECK(unsetenv("RINGPOOL_REPORT") == 0);
     CHECK(unsetenv("RINGPOOL_REPORT_BLOCKS") == 0);
     snprintf(path, sizeof path, "%s/blocks.json", tmpdir);
-    doc = slurp(path);
+    doc = tu_slurp(path);
     arr = jfind(doc, NULL, "blocks", "[");
     CHECK(arr != NULL);
     for (i = 0; i < 5; i++) {
@@ -298,7 +279,7 @@ static void test_report_request(void)
     a = rp_alloc(pool, 3, weird);
     snprintf(path, sizeof path, "%s/req.json", tmpdir);
     CHECK_INT(rp_pool_write_report(pool, path), 0);
-    doc = slurp(path);
+    doc = tu_slurp(path);
     check_header(doc, "req", "request", getpid());
     check_totals(doc, 1, 3, 3, 1);
     /* RFC 8259 escaping: quote, backslash, newline, control character */
@@ -309,13 +290,13 @@ static void test_report_request(void)
     free(doc);
     /* explicit flags: blocks listed without the environment */
     CHECK_INT(rp_pool_write_report_ex(pool, path, RP_REPORT_BLOCKS), 0);
-    doc = slurp(path);
+    doc = tu_slurp(path);
     CHECK(jfind(doc, NULL, "blocks", "[") != NULL);
     free(doc);
     CHECK_INT(rp_pool_write_report(pool, "/nonexistent-dir/x/y.json"), RP_EIO);
     rp_free(a);
     CHECK_INT(rp_pool_write_report(pool, path), 0);
-    doc = slurp(path);
+    doc = tu_slurp(path);
     check_totals(doc, 0, 0, 3, 1);
     free(doc);
     remove_tmpdir();
@@ -342,7 +323,7 @@ static void test_report_at_exit(void)
     CHECK(WIFEXITED(r.status));
     CHECK_INT(WEXITSTATUS(r.status), 0);
     snprintf(path, sizeof path, "%s/exit-%ld-live.json", tmpdir, (long)r.pid);
-    doc = slurp(path);
+    doc = tu_slurp(path);
     check_header(doc, "live", "exit", r.pid);
     check_totals(doc, 2, 33, 33, 2);
     check_tag(doc, "left", 2, 33, 33, 2);
@@ -371,7 +352,7 @@ static void test_report_live_pools(void)
     {
         char *doc;
         snprintf(path, sizeof path, "%s/live-b.json", tmpdir);
-        doc = slurp(path);
+        doc = tu_slurp(path);
         check_totals(doc, 1, 6, 6, 1);
         free(doc);
     }
@@ -397,7 +378,7 @@ static void test_report_stat_and_unwritable(void)
     (void)rp_stat_strdup("left in the default pool");
     rp_stat_destroy_pool();
     snprintf(path, sizeof path, "%s/rp_stat.json", tmpdir);
-    doc = slurp(path);
+    doc = tu_slurp(path);
     check_header_b(doc, "rp_stat", "destroy", getpid(), "malloc");
     check_totals(doc, 1, 25, 25, 1);
     check_tag(doc, "rp_stat", 1, 25, 25, 1);

@@ -112,6 +112,26 @@ static inline _Noreturn void tu_fail(const char *file, int line, const char *fmt
         CHECK_EQ(by_, (nbytes));                                               \
     } while (0)
 
+/* ------------------------------------------------------------ files */
+/* The whole of the file at path (a report), NUL-terminated, malloc'd; a file
+   that cannot be read, or is empty, fails the test. */
+static inline char *tu_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        tu_fail(__FILE__, __LINE__, "cannot open %s: %s", path, strerror(errno));
+    CHECK(fseek(f, 0, SEEK_END) == 0);
+    long n = ftell(f);
+    CHECK(n > 0);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    CHECK(buf != NULL);
+    CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
 /* ------------------------------------------------------------ forks */
 /* The byte a forked child (pid) wrote to fd before it ended, read after
    closing the write end wfd; waits for the child and stores how it ended in
