@@ -21,14 +21,7 @@ static const char *const tags[NTAGS] = {"t0", "t1", "t2", "t3", "t4"};
 
 static rp_pool *pool_with(const char *name, unsigned flags)
 {
-    rp_pool_options o;
-    memset(&o, 0, sizeof o);
-    o.flags = flags | tu_backing;
-    o.chunk_size = (size_t)64 << 10;   /* many chunks */
-    rp_pool *p = rp_pool_create_ex(name, &o);
-    if (!p) tu_fail(__FILE__, __LINE__, "rp_pool_create_ex(%s) returned NULL", name);
-    tu_watched = p;
-    return p;
+    return tu_pool_chunk(name, flags, (size_t)64 << 10);   /* many chunks */
 }
 
 /* The live blocks a test expects: address, size, tag index. */

@@ -87,14 +87,7 @@ static unsigned kind_of(const char *arg)
 
 static rp_pool *pool_with(const char *name, unsigned flags)
 {
-    rp_pool_options o;
-    memset(&o, 0, sizeof o);
-    o.flags = flags | tu_backing;
-    o.chunk_size = CHUNK;
-    rp_pool *p = rp_pool_create_ex(name, &o);
-    if (!p) tu_fail(__FILE__, __LINE__, "rp_pool_create_ex(%s) returned NULL", name);
-    tu_watched = p;
-    return p;
+    return tu_pool_chunk(name, flags, CHUNK);
 }
 
 /* A field of /proc/self/status ("VmSize", "VmData"), in bytes. */

@@ -24,14 +24,7 @@ static rp_tag_stat tag_stat(rp_pool *pool, const char *tag)
 
 static rp_pool *pool_of_kind(const char *name, int unsync, size_t chunk)
 {
-    rp_pool_options o;
-    memset(&o, 0, sizeof o);
-    o.flags = tu_backing | (unsync ? RP_POOL_UNSYNC : 0);
-    o.chunk_size = chunk;
-    rp_pool *p = rp_pool_create_ex(name, &o);
-    CHECK(p != NULL);
-    tu_watched = p;
-    return p;
+    return tu_pool_chunk(name, unsync ? RP_POOL_UNSYNC : 0, chunk);
 }
 
 /* p (had bytes) filled with seed and resized to fits bytes, which its class

@@ -171,17 +171,25 @@ static inline int tu_quick(void)
     return q != NULL && *q != '\0' && strcmp(q, "0") != 0;
 }
 
-static inline rp_pool *tu_pool_ex(const char *name, unsigned flags)
+/* A pool of this run's backing with flags and chunk_size chunk (0: the
+   default), made the pool dumped when a check fails. */
+static inline rp_pool *tu_pool_chunk(const char *name, unsigned flags, size_t chunk)
 {
     rp_pool_options o;
     rp_pool *p;
     memset(&o, 0, sizeof o);
     o.flags = flags | tu_backing;
+    o.chunk_size = chunk;
     p = rp_pool_create_ex(name, &o);
     if (p == NULL)
         tu_fail(__FILE__, __LINE__, "rp_pool_create_ex(%s) returned NULL", name);
     tu_watched = p;
     return p;
+}
+
+static inline rp_pool *tu_pool_ex(const char *name, unsigned flags)
+{
+    return tu_pool_chunk(name, flags, 0);
 }
 
 static inline rp_pool *tu_pool(const char *name) { return tu_pool_ex(name, 0); }
