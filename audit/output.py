@@ -66,32 +66,105 @@ def check_path(path: str, force: bool, option: str) -> None:
 
 
 def write_file(path: str, data: bytes, force: bool, option: str = "--output") -> None:
-    """Writes ``data`` to ``path``: a new file, or with ``force`` an existing
-    regular file (truncated first), character device or FIFO (written
-    straight in; a FIFO without a reader is an error, not a hang).  The path
-    is opened without following a link and checked before anything is
-    truncated or written."""
+    """Writes ``data`` to ``path``, never through a file this did not create:
+
+    - nothing there: a new file, created exclusively (removed again if the write fails);
+    - with ``force``, a regular file: replaced, not written into (a new file
+      ``PATH.tmp.PID.N`` beside it, created exclusively, renamed over it once
+      complete), so a hard link to another file is cut, not written through, and a
+      failed write keeps the old file;
+    - with ``force``, a character device or FIFO: written straight in (a FIFO
+      without a reader is an error, not a hang).
+
+    A symbolic link, a directory, a socket or a block device is refused
+    (:func:`check_path`); the path is opened without following a link."""
     check_path(path, force, option)
     shown = printable(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    if not force:
-        flags |= os.O_EXCL
     try:
-        fd = os.open(path, flags, 0o666)
+        st: os.stat_result | None = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise AuditError(f"{shown}: cannot write: {exc.strerror}") from exc
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        _write_into(path, data, shown, option)
+    elif force:
+        _replace(path, data, shown, option)
+    else:
+        _create(path, data, shown, option)
+
+
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def _create(path: str, data: bytes, shown: str, option: str) -> None:
+    try:
+        fd = os.open(path, _NEW, 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EEXIST):
+            check_path(path, False, option)     # it changed meanwhile: say what it is now
+        raise AuditError(f"{shown}: cannot write: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb", closefd=True) as fh:
+            fh.write(data)
+    except OSError as exc:
+        _remove(path)
+        raise AuditError(f"{shown}: cannot write: {exc.strerror}") from exc
+
+
+def _replace(path: str, data: bytes, shown: str, option: str) -> None:
+    for n in range(100):
+        tmp = f"{path}.tmp.{os.getpid()}.{n}"
+        try:
+            fd = os.open(tmp, _NEW, 0o600)
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise AuditError(f"{shown}: cannot write beside it ({printable(tmp)}): {exc.strerror}") from exc
+    else:
+        raise AuditError(f"{shown}: cannot write: no free temporary name beside it")
+    try:
+        with os.fdopen(fd, "wb", closefd=True) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISREG(st.st_mode):
+                check_path(path, True, option)   # it changed meanwhile: say what it is now
+                raise AuditError(f"{shown}: {option} names something else than a regular file "
+                                 "now (it changed meanwhile)")
+        os.rename(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise AuditError(f"{shown}: cannot write: {exc.strerror}") from exc
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _write_into(path: str, data: bytes, shown: str, option: str) -> None:
+    """A character device or FIFO: written straight in (opened without O_CREAT: never a
+    file made here or meanwhile)."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ENXIO:
             raise AuditError(f"{shown}: {option} names a FIFO without a reader") from exc
-        if exc.errno in (errno.ELOOP, errno.EEXIST):
-            check_path(path, force, option)     # it changed meanwhile: say what it is now
+        if exc.errno in (errno.ELOOP, errno.ENOENT):
+            check_path(path, True, option)      # it changed meanwhile: say what it is now
         raise AuditError(f"{shown}: cannot write: {exc.strerror}") from exc
     try:
         mode = os.fstat(fd).st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
-            raise AuditError(f"{shown}: {option} names a socket or block device (it changed "
-                             "meanwhile)")
+        if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+            raise AuditError(f"{shown}: {option} names something else than a character device or "
+                             "FIFO now (it changed meanwhile)")
         os.set_blocking(fd, True)
-        if stat.S_ISREG(mode):
-            os.ftruncate(fd, 0)
         with os.fdopen(fd, "wb", closefd=True) as fh:
             fd = -1
             fh.write(data)
@@ -100,6 +173,19 @@ def write_file(path: str, data: bytes, force: bool, option: str = "--output") ->
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def emit_text(args: argparse.Namespace, text: str | bytes) -> None:

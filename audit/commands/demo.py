@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import stat
 import sys
 import tempfile
 
@@ -72,7 +73,7 @@ class DemoCommand:
         first = os.path.join(workdir, f"moment-{early}.json")
         second = os.path.join(workdir, f"moment-{args.requests}.json")
         leaks_dir = os.path.join(workdir, "at-destroy")
-        os.makedirs(leaks_dir, exist_ok=True)
+        _own_directory(leaks_dir)
         for name in os.listdir(leaks_dir):
             if name.endswith(".json"):
                 os.unlink(os.path.join(leaks_dir, name))
@@ -143,6 +144,26 @@ class DemoCommand:
                   "type in the search box to highlight frames.", flush=True)
         output.summary(f"demo: done; reports in {workdir}" if args.keep else "demo: done")
         return 0
+
+
+def _own_directory(path: str) -> None:
+    """Makes the directory path, or checks that the one there is a directory and not a
+    symbolic link: the demo empties it of .json files before each run, and never does
+    so through a link (--keep DIR whose at-destroy/ points elsewhere)."""
+    try:
+        os.mkdir(path)
+        return
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise AuditError(f"{printable(path)}: cannot create: {exc.strerror}") from exc
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise AuditError(f"{printable(path)}: a symbolic link, which the demo never writes through "
+                         "nor empties; remove it or keep the reports in another directory")
+    if not stat.S_ISDIR(st.st_mode):
+        raise AuditError(f"{printable(path)}: not a directory; remove it or keep the reports in "
+                         "another directory")
 
 
 def _handled(lib: object, server: object) -> int:

@@ -49,3 +49,18 @@ def test_demo_keep_must_be_a_directory(tmp_path: Path, capsys: pytest.CaptureFix
     target.write_text("")
     assert main(["demo", "--no-bench", "--keep", str(target)]) == 1
     assert "cannot create" in capsys.readouterr().err
+
+
+def test_demo_keep_never_empties_a_linked_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --keep DIR emptied DIR/at-destroy of its .json files before the run and wrote the
+    # reports there, through a symbolic link too: another directory lost its .json files
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.json").write_text("{}")
+    keep = tmp_path / "demo"
+    keep.mkdir()
+    (keep / "at-destroy").symlink_to(elsewhere)
+    assert main(["demo", "--no-bench", "--requests", "50", "--keep", str(keep)]) == 1
+    err = capsys.readouterr().err
+    assert "at-destroy: a symbolic link, which the demo never writes through" in err, err
+    assert [p.name for p in elsewhere.iterdir()] == ["precious.json"]

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -214,6 +215,45 @@ def test_output_never_writes_through_links_nor_waits_on_a_fifo(
                            "--force"], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1 and "names a FIFO without a reader" in proc.stderr
     assert fifo.is_fifo()
+
+
+def test_output_force_replaces_a_file_and_never_writes_through_a_hard_link(
+        write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --force truncated the file at the path and wrote into it: a hard link there to another
+    # name (planted in a shared directory, say) had that other file overwritten. The file
+    # is now replaced (written beside it, renamed over it), with the umask's mode.
+    path = write_report("a.json")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "out.txt"
+    os.link(victim, out)
+    os.chmod(victim, 0o600)
+    assert main(["show", path, "--output", str(out), "--force"]) == 0
+    capsys.readouterr()
+    assert victim.read_text() == "keep me" and "tokens" in out.read_text()
+    assert out.stat().st_nlink == 1 and victim.stat().st_nlink == 1
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "out.txt", "victim.txt"]
+
+
+def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(
+        write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a write cut short (here: the file size limit) left a truncated file at the path
+    import resource
+    path = write_report("a.json", report_doc(tags=[tag(f"t{i}", 1, 8) for i in range(2000)]))
+    old = tmp_path / "old.txt"
+    old.write_text("keep me")
+    code = (f"import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, (4096, {resource.RLIM_INFINITY})); "
+            f"from audit.cli import main; sys.exit(main(sys.argv[1:]))")
+    for target, force in ((tmp_path / "new.txt", []), (old, ["--force"])):
+        proc = subprocess.run([sys.executable, "-c", code, "show", path, "--output", str(target), *force],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 1 and "cannot write: File too large" in proc.stderr, proc.stderr
+    assert old.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "old.txt"]
 
 
 @pytest.mark.parametrize("fmt", ["table", "github", "markdown"])
