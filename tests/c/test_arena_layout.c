@@ -61,12 +61,6 @@ static int note(void *block, size_t size, const char *tag, void *arg)
     return 0;
 }
 
-static int cmp_ptr(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The walk of pool saw exactly the n blocks of l, each once, and its per-tag
    sums are rp_pool_stats' figures. */
 static void check_walk(rp_pool *pool, live *l, size_t n)
@@ -76,7 +70,7 @@ static void check_walk(rp_pool *pool, live *l, size_t n)
     CHECK_INT(rp_pool_walk(pool, note, &s), 0);
     CHECK_EQ(s.foreign, 0);
     CHECK_EQ(s.n, n);
-    if (s.n) qsort(s.p, s.n, sizeof *s.p, cmp_ptr);
+    if (s.n) qsort(s.p, s.n, sizeof *s.p, tu_cmp_ptr);
     for (size_t i = 1; i < s.n; i++) CHECK(s.p[i] != s.p[i - 1]);   /* none twice */
     void **want = malloc((n ? n : 1) * sizeof *want);
     CHECK(want != NULL);
@@ -86,7 +80,7 @@ static void check_walk(rp_pool *pool, live *l, size_t n)
         blocks[l[i].tag]++;
         bytes[l[i].tag] += l[i].size;
     }
-    if (n) qsort(want, n, sizeof *want, cmp_ptr);
+    if (n) qsort(want, n, sizeof *want, tu_cmp_ptr);
     for (size_t i = 0; i < n; i++) CHECK(s.p[i] == want[i]);        /* none skipped */
     rp_tag_stat st[NTAGS + 1];
     size_t nt = rp_pool_stats(pool, st, NTAGS + 1);
@@ -284,8 +278,8 @@ static void destroy_runs_each_destructor_once(void)
     tu_watched = NULL;
     rp_pool_destroy(pool);
     CHECK_EQ(ndtor, nwant);
-    qsort(dtor_seen, ndtor, sizeof *dtor_seen, cmp_ptr);
-    qsort(want, nwant, sizeof *want, cmp_ptr);
+    qsort(dtor_seen, ndtor, sizeof *dtor_seen, tu_cmp_ptr);
+    qsort(want, nwant, sizeof *want, tu_cmp_ptr);
     for (size_t i = 0; i < nwant; i++) CHECK(dtor_seen[i] == want[i]);
 }
 

@@ -869,12 +869,6 @@ typedef struct relay {
     int             fewest_reused; /* of the blocks of a round after the first */
 } relay;
 
-static int cmp_ptr(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
-    return (x > y) - (x < y);
-}
-
 static void *relay_produce(void *arg)
 {
     relay *r = arg;
@@ -886,11 +880,11 @@ static void *relay_produce(void *arg)
         if (round > 1) {
             int reused = 0;
             for (int i = 0; i < 500; i++)
-                reused += bsearch(&r->b[i], r->prev, 500, sizeof r->prev[0], cmp_ptr) != NULL;
+                reused += bsearch(&r->b[i], r->prev, 500, sizeof r->prev[0], tu_cmp_ptr) != NULL;
             if (reused < r->fewest_reused) r->fewest_reused = reused;
         }
         memcpy(r->prev, r->b, sizeof r->b);
-        qsort(r->prev, 500, sizeof r->prev[0], cmp_ptr);
+        qsort(r->prev, 500, sizeof r->prev[0], tu_cmp_ptr);
         pthread_mutex_lock(&r->mu);
         r->made = round;
         pthread_cond_broadcast(&r->cv);

@@ -166,12 +166,6 @@ static void check_tag(const rp_tag_stat *st, size_t n, const char *tag, size_t b
     CHECK_EQ(sy, bytes);
 }
 
-static int cmp_ptr(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The pool holds exactly the blocks of L: each intact, its size, tag and
    pool; the counters, per tag too; a walk sees each once; the check
    passes. Without a report (which needs memory of its own). */
@@ -198,11 +192,11 @@ static void check_exact(rp_pool *pool)
     nwalked = 0;
     CHECK_INT(rp_pool_walk(pool, note, NULL), 0);
     CHECK_EQ(nwalked, nl);
-    qsort(walked, nwalked, sizeof *walked, cmp_ptr);
+    qsort(walked, nwalked, sizeof *walked, tu_cmp_ptr);
     for (size_t i = 1; i < nwalked; i++) CHECK(walked[i] != walked[i - 1]);
     for (size_t i = 0; i < nl; i++) {
         void *k = L[i].p;
-        CHECK(bsearch(&k, walked, nwalked, sizeof *walked, cmp_ptr) != NULL);
+        CHECK(bsearch(&k, walked, nwalked, sizeof *walked, tu_cmp_ptr) != NULL);
     }
     CHECK_INT(rp_pool_check(pool), 0);
 }

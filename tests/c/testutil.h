@@ -20,6 +20,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,13 @@ static inline _Noreturn void tu_fail(const char *file, int line, const char *fmt
         CHECK_EQ(bl_, (nblocks));                                              \
         CHECK_EQ(by_, (nbytes));                                               \
     } while (0)
+
+/* qsort/bsearch order of an array of pointers: by address. */
+static inline int tu_cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return (x > y) - (x < y);
+}
 
 /* ------------------------------------------------------------ files */
 /* The whole of the file at path (a report), NUL-terminated, malloc'd; a file
