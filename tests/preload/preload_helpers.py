@@ -24,9 +24,14 @@ def program(name: str) -> str:
     return str(path)
 
 
-def marker_line(source: str, marker: str) -> int:
+def marker_lines(source: str, marker: str) -> list[int]:
+    """The lines of source holding the comment /* marker."""
     lines = (HERE / source).read_text().splitlines()
-    hits = [i + 1 for i, text in enumerate(lines) if re.search(rf"/\* {marker}\b", text)]
+    return [i + 1 for i, text in enumerate(lines) if re.search(rf"/\* {marker}\b", text)]
+
+
+def marker_line(source: str, marker: str) -> int:
+    hits = marker_lines(source, marker)
     assert hits, f"{marker} not in {source}"
     return hits[0]
 

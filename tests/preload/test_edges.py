@@ -19,11 +19,6 @@ from audit import preload
 from preload_helpers import REPO, clean_env, marker_line, only_report, program, run, site_key, sites_of
 
 
-@pytest.fixture(scope="session")
-def lib() -> str:
-    return preload.library_path()
-
-
 def program_blocks(report: preload.PreloadReport, name: str) -> dict[str, tuple[int, int]]:
     rows = preload.rows(sites_of(report, name), by="site")
     return {r["key"]: (r["blocks"], r["bytes"]) for r in rows if r["blocks"]}

@@ -20,20 +20,10 @@ from typing import Any
 import pytest
 
 from audit import preload
-from preload_helpers import marker_line, only_report, program, reports, run
+from preload_helpers import marker_line, marker_lines, only_report, program, reports, run, site_key
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-
-
-@pytest.fixture(scope="session")
-def lib() -> str:
-    return preload.library_path()
-
-
-def marker_lines(source: str, marker: str) -> list[int]:
-    lines = (HERE / source).read_text().splitlines()
-    return [i + 1 for i, text in enumerate(lines) if re.search(rf"/\* {marker}\b", text)]
 
 
 def program_rows(report: preload.PreloadReport, name: str, by: str = "site") -> dict[str, Any]:
@@ -42,10 +32,6 @@ def program_rows(report: preload.PreloadReport, name: str, by: str = "site") -> 
                                 report.reason, report.totals, report.modules,
                                 tuple(s for s in report.sites if s.module.endswith("/" + name)))
     return {r["key"]: r for r in preload.rows(sub, by=by)}
-
-
-def site_key(function: str, source: str, line: int) -> str:
-    return f"{function} ({HERE / source}:{line})"
 
 
 # ------------------------------------------------------------ ground truth
