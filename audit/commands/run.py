@@ -92,21 +92,28 @@ class RunCommand:
             return pyrun.run(args, cmd)
         pyrun.hint(cmd)
         env = dict(os.environ)
+        link_dir = None
         if args.preload:
             _refuse_static(cmd[0], env)
             try:
                 library = str(reports.preload_module().library_path())
             except FileNotFoundError as exc:
                 raise AuditError(str(exc)) from exc
+            if any(c in library for c in _LD_PRELOAD_SEPARATORS):
+                link_dir, library = _preloadable(library)
             previous = env.get("LD_PRELOAD")
             env["LD_PRELOAD"] = library if not previous else f"{library}:{previous}"
         temporary = args.report_dir is None
-        report_dir = tempfile.mkdtemp(prefix="ringpool-run-") if temporary else args.report_dir
         try:
-            return self._run_in(args, cmd, env, report_dir)
+            report_dir = tempfile.mkdtemp(prefix="ringpool-run-") if temporary else args.report_dir
+            try:
+                return self._run_in(args, cmd, env, report_dir)
+            finally:
+                if temporary:
+                    shutil.rmtree(report_dir, ignore_errors=True)
         finally:
-            if temporary:
-                shutil.rmtree(report_dir, ignore_errors=True)
+            if link_dir is not None:
+                shutil.rmtree(link_dir, ignore_errors=True)
 
     def _run_in(self, args: argparse.Namespace, cmd: list[str], env: dict[str, str],
                 report_dir: str) -> int:
@@ -200,6 +207,30 @@ def _say_missing_symbols(loaded: list[reports.Report]) -> None:
         output.summary(f"no symbols for {names}: sites there show as module+offset "
                        "(install the debug files, e.g. the -dbgsym package; they are "
                        "found by build id under /usr/lib/debug/.build-id)")
+
+
+# ld.so splits LD_PRELOAD at spaces and colons, with no way to escape either.
+_LD_PRELOAD_SEPARATORS = " :"
+
+
+def _preloadable(library: str) -> tuple[str, str]:
+    """(a new temporary directory, a symbolic link in it to library) for a library whose
+    path LD_PRELOAD cannot carry (a virtual environment under "My Projects/"): the
+    loader would split it and load nothing. The directory lasts as long as the run."""
+    link_dir = tempfile.mkdtemp(prefix="ringpool-preload-")
+    link = os.path.join(link_dir, os.path.basename(library))
+    if any(c in link for c in _LD_PRELOAD_SEPARATORS):
+        shutil.rmtree(link_dir, ignore_errors=True)
+        raise AuditError(f"{printable(library)}: LD_PRELOAD cannot name the interposer (its path holds "
+                         "a space or a colon, where the loader splits the list) and neither can the "
+                         f"temporary directory {printable(link_dir)}; set RINGPOOL_PRELOAD_LIB to a copy "
+                         "at a path without either")
+    try:
+        os.symlink(library, link)
+    except OSError as exc:
+        shutil.rmtree(link_dir, ignore_errors=True)
+        raise AuditError(f"{printable(link)}: cannot link the interposer there: {exc.strerror}") from exc
+    return link_dir, link
 
 
 def _refuse_static(program: str, env: dict[str, str]) -> None:

@@ -768,6 +768,34 @@ def test_a_report_whose_file_name_is_not_utf8(tmp_path: Path, capsys: pytest.Cap
         assert "caf\ufffd" in found, fmt
 
 
+def test_run_preload_with_the_interposer_under_a_path_ld_preload_splits(
+        newline_names_program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    # ld.so splits LD_PRELOAD at spaces and colons: an interposer under "my lib:x/" (a
+    # virtual environment in "My Projects") was not loaded ("cannot be preloaded: ignored")
+    # and run said the program wrote no report
+    import tempfile
+    from audit import reports
+    where = tmp_path / "my lib:x"
+    where.mkdir()
+    shutil.copy(reports.preload_module().library_path(), where / "libringpool-preload.so")
+    monkeypatch.setenv("RINGPOOL_PRELOAD_LIB", str(where / "libringpool-preload.so"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    out = tmp_path / "t.json"
+    assert main(["run", "--preload", "--output", str(out), "--format", "json", "--",
+                 str(newline_names_program)]) == 0
+    err = capfd.readouterr().err
+    assert "cannot be preloaded" not in err and err.count("\n") == 1, err
+    assert sum(int(r["bytes"]) for r in json.loads(out.read_text(encoding="utf-8"))["rows"]) == 60
+    assert list((tmp_path / "tmp").iterdir()) == []          # the link's directory is gone
+    # when no temporary directory can be named in LD_PRELOAD either: one line saying so
+    monkeypatch.setattr(tempfile, "tempdir", str(where))
+    assert main(["run", "--preload", "--", str(newline_names_program)]) == 1
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "set RINGPOOL_PRELOAD_LIB to a copy" in err, err
+
+
 # ------------------------------------------------------ paths in messages
 def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     assert main(argv) == 1
