@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from _export_testlib import build_plain_leaks
 from audit import preload
 from audit.cli import main
-
-PROGRAMS = Path(__file__).resolve().parent / "programs"
 
 
 @pytest.fixture(scope="module")
 def plain_leaks(tmp_path_factory: pytest.TempPathFactory) -> str:
     preload.library_path()  # raises with a hint (make preload) when the library is missing
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None
-    out = tmp_path_factory.mktemp("preload") / "plain_leaks"
-    subprocess.run([cc, "-std=c11", "-O0", "-g", "-fno-omit-frame-pointer", str(PROGRAMS / "plain_leaks.c"),
-                    "-o", str(out)], check=True)
-    return str(out)
+    return build_plain_leaks(tmp_path_factory)
 
 
 def _rows(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
