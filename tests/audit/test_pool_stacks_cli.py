@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from _audit_testlib import c_compiler, static_library
 from _export_testlib import FIXTURES, PROGRAMS, ROOT, decode_pprof, pprof_stacks, pprof_tool, pprof_top
 from audit.cli import main
 
@@ -23,13 +23,10 @@ SCHEMA = json.loads((FIXTURES / "speedscope-file-format-schema.json").read_text(
 def report(tmp_path_factory: pytest.TempPathFactory) -> str:
     """tests/audit/programs/pool_stacks.c built -O0 -g against the static library, run once:
     its report (pool "app" with the child "strings")."""
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    assert cc is not None
-    library = Path(os.environ.get("RINGPOOL_LIB_A", ROOT / "build" / "libringpool.a"))
-    assert library.exists(), f"{library} is missing: run `make lib` first"
+    library = static_library()
     out = tmp_path_factory.mktemp("pool-stacks")
     binary = out / "pool_stacks"
-    subprocess.run([cc, "-std=c11", "-O0", "-g", "-D_GNU_SOURCE", f"-I{ROOT / 'csrc' / 'include'}",
+    subprocess.run([c_compiler(), "-std=c11", "-O0", "-g", "-D_GNU_SOURCE", f"-I{ROOT / 'csrc' / 'include'}",
                     str(PROGRAMS / "pool_stacks.c"), str(library), "-lpthread", "-o", str(binary)], check=True)
     path = out / "report.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RINGPOOL_")}
