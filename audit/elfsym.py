@@ -3,7 +3,8 @@
 A stripped program still has a dynamic symbol table and ``.eh_frame``; its
 full symbol table and DWARF may live in a separate debug file found by build
 id (``/usr/lib/debug/.build-id/xx/yyyy.debug``, what ``-dbgsym`` and ``-dbg``
-packages install) or by ``.gnu_debuglink``. Naming an address by the nearest
+packages install) or by ``.gnu_debuglink`` (used only when its build id and the
+CRC-32 the link gives are the object's). Naming an address by the nearest
 preceding symbol, as ``addr2line`` does without DWARF, credits code to a
 function that does not contain it. Here an address gets a name only when:
 
@@ -29,6 +30,7 @@ import secrets
 import shutil
 import struct
 import subprocess
+import zlib
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -67,9 +69,10 @@ class ElfFile:
     @classmethod
     def open(cls, path: str) -> "ElfFile":
         with open(path, "rb") as fh:
-            data = fh.read()
-        if len(data) < 52 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
-            raise ElfError(f"{path}: not an ELF file")
+            data = fh.read(64)
+            if len(data) < 52 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
+                raise ElfError(f"{path}: not an ELF file")
+            data += fh.read()               # only now: a debug link may name any file
         elf = cls(path, data, data[4] == 2, "<" if data[5] == 1 else ">")
         elf._read_sections()
         return elf
@@ -138,6 +141,18 @@ class ElfFile:
         if s is None or s.type == SHT_NOBITS:
             return None
         return self._cstr(s.offset) or None
+
+    def debuglink_crc(self) -> int | None:
+        """The CRC-32 of its debug file that .gnu_debuglink gives after the name."""
+        s = self.section(".gnu_debuglink")
+        if s is None or s.type == SHT_NOBITS:
+            return None
+        end = self.data.find(b"\0", s.offset, s.offset + s.size)
+        at = (end - s.offset + 4) // 4 * 4 + s.offset if end >= 0 else -1
+        if end < 0 or at + 4 > s.offset + s.size:
+            return None
+        crc, = self._u("I", at)
+        return int(crc)
 
     def function_symbols(self) -> list[tuple[int, int, str, bool]]:
         """(value, size, name, global) of code symbols in .symtab and .dynsym."""
@@ -360,22 +375,28 @@ def debug_dirs() -> list[str]:
     return extra + [DEFAULT_DEBUG_DIR]
 
 
-def find_debug_file(path: str, build_id: str | None, debuglink: str | None) -> str | None:
-    """The separate debug file of an object: by build id under each debug
-    directory's ``.build-id/``, then by ``.gnu_debuglink`` name (gdb's order)."""
+def debug_candidates(path: str, build_id: str | None, debuglink: str | None) -> Iterable[tuple[str, bool]]:
+    """Where the separate debug file of an object may be, each with True when found by
+    ``.gnu_debuglink`` name: by build id under each debug directory's ``.build-id/``,
+    then by that name (gdb's order). The name is the object's to choose: one holding a
+    ``/`` (``../../x``, an absolute path) is not followed out of the directories."""
     dirs = debug_dirs()
     if build_id and len(build_id) > 2:
         for d in dirs:
             cand = os.path.join(d, ".build-id", build_id[:2], build_id[2:] + ".debug")
             if os.path.isfile(cand):
-                return cand
-    if debuglink:
+                yield cand, False
+    if debuglink and "/" not in debuglink and debuglink not in (".", ".."):
         here = os.path.dirname(os.path.realpath(path)) if path else ""
         for cand in [os.path.join(here, debuglink), os.path.join(here, ".debug", debuglink)] + \
                 [os.path.join(d, here.lstrip("/"), debuglink) for d in dirs]:
             if os.path.isfile(cand) and os.path.realpath(cand) != os.path.realpath(path):
-                return cand
-    return None
+                yield cand, True
+
+
+def find_debug_file(path: str, build_id: str | None, debuglink: str | None) -> str | None:
+    """The first place :func:`debug_candidates` names, unchecked."""
+    return next((cand for cand, _ in debug_candidates(path, build_id, debuglink)), None)
 
 
 @dataclass(frozen=True)
@@ -429,6 +450,17 @@ class ModuleSymbols:
         return None
 
 
+def _same_object(debug: ElfFile, build_id: str | None, crc: int | None) -> bool:
+    """True when debug is the debug file of the object: the same build id when both have
+    one, and the CRC-32 that the object's .gnu_debuglink gives when found by that name
+    (gdb's check). A debug file of another build (left beside a rebuilt program, or one a
+    debug link names on purpose) would name every address wrongly."""
+    theirs = debug.build_id()
+    if build_id and theirs and theirs != build_id:
+        return False
+    return crc is None or zlib.crc32(debug.data) == crc
+
+
 def _better(name: str, glob: bool, than: tuple[int, int, str, bool]) -> bool:
     return (glob, -len(name)) > (than[3], -len(than[2]))
 
@@ -444,16 +476,18 @@ def load_module(path: str, build_id: str | None) -> ModuleSymbols:
             elf = None                     # replaced on disk since the run
     except (OSError, ElfError, struct.error, IndexError):
         elf = None
-    debug_path = find_debug_file(path, build_id or (elf.build_id() if elf else None),
-                                 elf.debuglink() if elf else None)
+    wanted_id = build_id or (elf.build_id() if elf else None)
     debug: ElfFile | None = None
-    if debug_path:
+    for cand, by_link in debug_candidates(path, wanted_id, elf.debuglink() if elf else None):
         try:
-            debug = ElfFile.open(debug_path)
+            debug = ElfFile.open(cand)
+            if _same_object(debug, wanted_id, elf.debuglink_crc() if by_link and elf else None):
+                break
         except (OSError, ElfError, struct.error, IndexError):
-            debug = None
+            pass
+        debug = None
     info.found = elf is not None or debug is not None
-    info.debug_file = debug_path if debug else None
+    info.debug_file = debug.path if debug else None
     symbols: list[tuple[int, int, str, bool]] = []
     for obj in (debug, elf):
         if obj is None:

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -207,3 +208,56 @@ def test_installed_debug_package_gives_real_names_and_lines(lib: str, tmp_path: 
     named = [symbols[(s.module, s.offset)] for s in rep.sites if s.module == libc.path]
     assert named and all(sym.file and sym.line for sym in named)
     assert libc.path not in preload.modules_without_symbols(rep)
+
+
+DEBUGLINK_C = """
+__attribute__((noinline)) int NAME_a(int x) { return x * 3 + 1; }
+__attribute__((noinline)) int NAME_b(int x) { return NAME_a(x) - 7; }
+int main(int argc, char **argv) { (void)argv; return NAME_b(argc); }
+"""
+
+
+def test_a_debug_file_of_another_build_is_not_used(tmp_path: Path) -> None:
+    # A debug file found by .gnu_debuglink name was used without gdb's check of the CRC
+    # the link gives: one left beside a rebuilt program (or one a link names on purpose)
+    # named every address by another build's functions. A link's name holding '/' was
+    # followed anywhere (an absolute path, ../../). Without build ids, as the CRC is then
+    # all there is.
+    def build(name: str, prefix: str) -> Path:
+        src = tmp_path / f"{name}.c"
+        src.write_text(DEBUGLINK_C.replace("NAME", prefix))
+        out = tmp_path / name
+        subprocess.run(["cc", "-g", "-O0", "-Wl,--build-id=none", str(src), "-o", str(out)], check=True)
+        return out
+
+    mine, other = build("mine", "right"), build("other", "wrong")
+    addrs = [addr for name, ((addr, _),) in sorted(nm_extents(str(mine)).items())
+             if name in ("right_a", "right_b")]
+    assert len(addrs) == 2 and nm_extents(str(other))["wrong_a"][0][0] == addrs[0]
+    debug = tmp_path / "mine.debug"
+    subprocess.run(["objcopy", "--only-keep-debug", str(mine), str(debug)], check=True)
+    stripped = tmp_path / "mine.stripped"
+    subprocess.run(["objcopy", "--strip-all", "--add-gnu-debuglink", str(debug), str(mine), str(stripped)],
+                   check=True)
+
+    def names() -> list[str]:
+        info = elfsym.load_module(str(stripped), None)
+        return [n.function for n in elfsym.name_addresses(info, addrs)]
+
+    assert names() == ["right_a", "right_b"]
+    subprocess.run(["objcopy", "--only-keep-debug", str(other), str(debug)], check=True)
+    assert names() == ["??", "??"]
+    # a link naming another directory's file is not followed there
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run(["objcopy", "--only-keep-debug", str(mine), str(elsewhere / "mine.debug")], check=True)
+    linked = tmp_path / "linked"
+    subprocess.run(["objcopy", "--strip-all", str(mine), str(linked)], check=True)
+    section = tmp_path / "link.bin"
+    crc = zlib.crc32((elsewhere / "mine.debug").read_bytes())     # the right one: the name alone is refused
+    section.write_bytes(b"elsewhere/mine.debug\0\0\0\0" + crc.to_bytes(4, "little"))
+    subprocess.run(["objcopy", "--add-section", f".gnu_debuglink={section}", str(linked)], check=True)
+    assert elfsym.ElfFile.open(str(linked)).debuglink() == "elsewhere/mine.debug"
+    assert elfsym.ElfFile.open(str(linked)).debuglink_crc() == crc
+    info = elfsym.load_module(str(linked), None)
+    assert info.debug_file is None and [n.function for n in elfsym.name_addresses(info, addrs)] == ["??", "??"]
