@@ -389,11 +389,8 @@ static void forked_child_walks(void)
     live l[300];
     size_t k = churn(pool, l, 300);
     int fd[2];
-    CHECK_INT(pipe(fd), 0);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
+    pid_t pid = tu_fork_answering(fd);
     if (pid == 0) {
-        close(fd[0]);
         check_walk(pool, l, k);
         for (size_t i = 0; i < k; i++) rp_free(l[i].p);
         tu_child_answer(fd[1], rp_pool_outstanding(pool, NULL) == 0 && rp_pool_check(pool) == 0

@@ -557,14 +557,11 @@ static void test_fork_while_threads_add_stacks(void)
     int rounds = tu_quick() ? 5 : 40;
     for (int i = 0; i < rounds; i++) {
         int fd[2];
-        CHECK(pipe(fd) == 0);
-        pid_t pid = fork();
-        CHECK(pid >= 0);
+        pid_t pid = tu_fork_answering(fd);
         if (pid == 0) {
             /* a malloc-backed pool of its own: the parent's pool lock, or the
                arena chunk cache's, may have been held by another thread at
                the fork (no pool promises more) */
-            alarm(300);      /* a hang is the failure; valgrind on a loaded machine is slow */
             rp_pool_options o = {.flags = RP_POOL_STACKS};
             rp_pool *mine = rp_pool_create_ex("child", &o);
             void *b = pick(mine, (unsigned)i, 16);

@@ -347,11 +347,8 @@ static void test_fork_while_threads_hold_process_locks(void)
     int rounds = tu_quick() ? 10 : 100;
     for (int i = 0; i < rounds; i++) {
         int fd[2];
-        CHECK(pipe(fd) == 0);
-        pid_t pid = fork();
-        CHECK(pid >= 0);
+        pid_t pid = tu_fork_answering(fd);
         if (pid == 0) {
-            alarm(300);   /* a hang is the failure */
             char verdict = 'y';
             for (unsigned flags = 0; flags < 4; flags++) {
                 rp_pool_options o = {.flags = (flags & 1 ? RP_POOL_ARENA : 0) |

@@ -141,6 +141,22 @@ static inline char *tu_slurp(const char *path)
 }
 
 /* ------------------------------------------------------------ forks */
+/* A fork whose child answers through a pipe: fd[1] the child's write end
+   (tu_child_answer), fd[0] the parent's read end (tu_child_verdict). In the
+   child (0 returned) the read end is closed and an alarm of 300 s makes a
+   hang the failure (generous: valgrind on a loaded machine is slow). */
+static inline pid_t tu_fork_answering(int fd[2])
+{
+    CHECK(pipe(fd) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(fd[0]);
+        alarm(300);
+    }
+    return pid;
+}
+
 /* The byte a forked child (pid) wrote to fd before it ended, read after
    closing the write end wfd; waits for the child and stores how it ended in
    *status. A child that wrote nothing fails the test, with how it ended (a
