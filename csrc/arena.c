@@ -77,6 +77,10 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
     a->off = pool->flags & RP_POOL_CHECKED ? 0 : RPI_AOFF;
     a->hl_no = a->off == 0;   /* checked pools: every block on the ring */
     a->hl_cmax = hl_classes();
+    for (size_t c = 0; c < RPI_NCLASSES; c++) {
+        a->hword[c] = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT);
+        a->carve[c] = rpi_carve_bytes[c];
+    }
     pool->arena = a;
     return 0;
 }

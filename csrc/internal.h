@@ -212,6 +212,12 @@ typedef struct rpi_arena {
     void      *free[RPI_NCLASSES];  /* per class free lists (link in the header;
                                        classes 1 to hl_cmax also hold free
                                        headerless slots: rpi_hl_enc) */
+    /* by class: a new compact block's header word but its size
+       (RPI_F_ARENA | class << RPI_CLASS_SHIFT: one load where the shift
+       and bit set took two instructions), and the bytes a carve takes
+       (rpi_carve_bytes: here, no address of a table of its own to form) */
+    uint64_t   hword[RPI_NCLASSES];
+    uint32_t   carve[RPI_NCLASSES];
     char      *cur, *end;           /* bump region of the current chunk, as rpi_hdr
                                        addresses (a slot starts off bytes later) */
     rpi_chunk *chunks;              /* in use */

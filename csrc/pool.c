@@ -1106,7 +1106,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
             goto general_locked;
         /* carve from the current chunk (the class size only here: a free
            list hit does not compute it) */
-        size_t cs = rpi_carve_bytes[c];
+        size_t cs = a->carve[c];
         h = (rpi_hdr *)a->cur;   /* an rpi_hdr address: the slot starts 16 bytes later */
         /* the new end compared as an integer (a pointer past the chunk's
            end is not one C may form; no overflow: cur and cs are far below
@@ -1115,7 +1115,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
         if (RPI_UNLIKELY(next > (uintptr_t)a->end)) goto general_locked;
         a->cur = (char *)next;
     }
-    h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
+    h->word = a->hword[c] | size;   /* RPI_F_ARENA, the class */
     h->origin = t;   /* not on the ring: walks find it in its chunk */
     if (rpi_memprof_count(pool, t, size)) {
         if (zero) return calloc_memprof_slow(pool, h, size, locked == RPI_SYNC_BIASED);
@@ -1858,10 +1858,14 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
         _Static_assert(RPI_BIG_LIMIT <= 65536, "arena block sizes fit in 16 bits");
         rpi_counters_sub_rmw(pool, t, (uint16_t)w);   /* pool is t->pool */
         /* back onto its class's free list (compact: no checked pool exists;
-           not on the ring; the class kept for walks) */
-        unsigned c = (unsigned)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
-        rpi_arena *a = pool->arena;
-        slot_free(a, h, c, w);
+           not on the ring; the class kept for walks). The class is the
+           free slot's word (w without RPI_F_ARENA) shifted: rp_free sent
+           every word with one of bits 59..62 set elsewhere (RPI_F_CHECKED
+           too), so no AND; the empty asm keeps the compiler from taking
+           it from w with one. */
+        uint64_t fw = w ^ RPI_F_ARENA;
+        __asm__("" : "+r"(fw));
+        slot_free(pool->arena, h, (size_t)(fw >> RPI_CLASS_SHIFT), w);
         if (locked == RPI_SYNC_LOCK) rpi_lock_release(&pool->lock);
         if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return;
@@ -2115,7 +2119,11 @@ void rp_free(void *block)
     uint64_t w = h->word;
     rpi_tag *t = h->origin;
     rp_pool *pool = t->pool;
-    if (RPI_UNLIKELY(w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG | RPI_F_SAMPLED | RPI_F_STACK))) {
+    /* RPI_F_CHECKED too (no such block exists while no checked pool does,
+       but for a block freed after its checked pool: free_fast's class index
+       relies on bits 59..62 being 0; one constant either way) */
+    if (RPI_UNLIKELY(w & (RPI_F_DTOR | RPI_F_ALIGNED | RPI_F_BIG | RPI_F_CHECKED | RPI_F_SAMPLED |
+                          RPI_F_STACK))) {
         free_general(block);
         return;
     }
