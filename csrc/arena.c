@@ -65,7 +65,8 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
     /* A chunk larger than the largest block could never be allocated, and
        near SIZE_MAX rounding it up to 16 would wrap to 0. */
     if (opts && opts->chunk_size > RPI_MAX_CHUNK) return RP_EINVAL;
-    rpi_arena *a = rpi_sys_malloc(sizeof *a);
+    /* an unchecked pool's arena follows the pool (rp_pool.own_arena) */
+    rpi_arena *a = pool->flags & RP_POOL_CHECKED ? rpi_sys_malloc(sizeof *a) : pool->own_arena;
     if (!a) return RP_ENOMEM;
     memset(a, 0, sizeof *a);
     a->chunk_size = opts && opts->chunk_size ? opts->chunk_size : DEFAULT_CHUNK;
@@ -494,7 +495,7 @@ void rpi_arena_fini(rp_pool *pool)
 {
     rpi_sys_free(pool->hl_tags);
     pool->hl_tags = NULL;
-    rpi_sys_free(pool->arena);
+    if (pool->arena != pool->own_arena) rpi_sys_free(pool->arena);
     pool->arena = NULL;
 }
 

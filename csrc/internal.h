@@ -648,6 +648,12 @@ struct rp_pool {
     /* a biased shard (RPI_POOL_BIASED, shard.c): its owner's fast paths take
        no lock; anyone else takes the lock and waits out the owner (busy) */
     _Atomic(rpi_hdr *) remote;  /* blocks freed by other threads (link in the payload) */
+    /* An unchecked arena pool's arena (pool->arena points here), in the
+       same allocation: the fast paths reach it at a constant offset from
+       the pool, where a load of pool->arena (or fast_arena) took an
+       instruction. Checked pools (and malloc-backed ones) have none: a
+       checked pool's arena may outlive the pool (checked.c). */
+    rpi_arena    own_arena[];
 };
 
 RPI_HIDDEN void rpi_shard_exclude(rp_pool *s);

@@ -251,7 +251,11 @@ static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_opt
         return NULL;
     }
     if (!name) name = "(unnamed)";
-    rp_pool *pool = rpi_sys_malloc(sizeof *pool);
+    /* an unchecked arena pool's arena follows it (rp_pool.own_arena) */
+    rp_pool *pool = rpi_sys_malloc(sizeof *pool + ((flags & (RP_POOL_ARENA | RP_POOL_CHECKED)) ==
+                                                           RP_POOL_ARENA
+                                                       ? sizeof(rpi_arena)
+                                                       : 0));
     if (!pool) return NULL;
     memset(pool, 0, sizeof *pool);
     size_t nlen = strlen(name);
@@ -1258,14 +1262,15 @@ static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, 
         if (!a) return alloc_fast_other(pool, size, tag, plain, false);
         if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
             return alloc_other_arena(pool, size, tag, plain);
-        return alloc_arena_fast(pool, a, size, tag, plain, RPI_SYNC_BIASED);
+        return alloc_arena_fast(pool, pool->own_arena, size, tag, plain, RPI_SYNC_BIASED);
     unsync:
-        return alloc_arena_fast(pool, pool->fast_arena, size, tag, plain, RPI_SYNC_NONE);
+        return alloc_arena_fast(pool, pool->own_arena, size, tag, plain, RPI_SYNC_NONE);
     }
     rpi_arena *a = pool->fast_arena;
     if (!a) return alloc_fast_other(pool, size, tag, plain, mine);
     /* the kind byte (rp_pool.sync, 0: unsynchronised): one compare where
        the flags took a load and a test */
+    a = pool->own_arena;   /* fast_arena, at a constant offset */
     if (pool->sync == 0) return alloc_arena_fast(pool, a, size, tag, plain, false);
     if (mine) return alloc_arena_fast(pool, a, size, tag, plain, RPI_SYNC_LOCK);
     if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
@@ -1286,8 +1291,7 @@ static inline __attribute__((always_inline)) void *alloc_in_shard(rp_pool *s, si
 {
     if (RPI_LIKELY(s->flags & RPI_POOL_BIASED)) {
         /* its owner: no lock (internal.h, rpi_bias_enter) */
-        rpi_arena *a = s->fast_arena;
-        if (a) return alloc_arena_fast(s, a, size, tag, plain, RPI_SYNC_BIASED);
+        if (s->fast_arena) return alloc_arena_fast(s, s->own_arena, size, tag, plain, RPI_SYNC_BIASED);
         if (s->recycle_cap && size <= RPI_RECYCLE_MAX)
             return alloc_recycled_fast(s, size, tag, plain, RPI_SYNC_BIASED);
     }
@@ -1522,13 +1526,13 @@ static inline __attribute__((always_inline)) void *alloc_other_arena_in(rp_pool 
     rp_pool *s;
     if (RPI_TCACHE) {
         if (RPI_LIKELY(tcache_shard(pool, &s)))
-            return alloc_arena_fast(s, s->fast_arena, size, tag, plain, RPI_SYNC_BIASED);
+            return alloc_arena_fast(s, s->own_arena, size, tag, plain, RPI_SYNC_BIASED);
         return alloc_other_thread(pool, size, tag, plain);
     }
     s = slot_shard(pool, rpi_thread_self());
     if (RPI_UNLIKELY(!s)) return alloc_other_thread(pool, size, tag, plain);
     if (RPI_LIKELY(s->flags & RPI_POOL_BIASED))
-        return alloc_arena_fast(s, s->fast_arena, size, tag, plain, RPI_SYNC_BIASED);
+        return alloc_arena_fast(s, s->own_arena, size, tag, plain, RPI_SYNC_BIASED);
     return alloc_fast_in(s, size, tag, plain, true);
 }
 PLAIN_AND_NOEXC(alloc_other_arena, alloc_other_arena)
@@ -1596,13 +1600,13 @@ static inline __attribute__((always_inline)) void *calloc_fast(rp_pool *pool, si
     if (RPI_LIKELY(pool != NULL) && !__builtin_mul_overflow(n, size, &total)) {
         /* the kind byte as in alloc_fast_in */
         RPI_FAST_UNSYNC_GOTO(pool, unsync);
-        rpi_arena *a = pool->fast_arena;
-        if (a && RPI_LIKELY(pool->owner == rpi_thread_self()))
-            return alloc_arena_fast_z(pool, a, total, tag, plain, RPI_SYNC_BIASED, true);
+        if (pool->fast_arena && RPI_LIKELY(pool->owner == rpi_thread_self()))
+            return alloc_arena_fast_z(pool, pool->own_arena, total, tag, plain, RPI_SYNC_BIASED,
+                                      true);
     }
     return calloc_impl(pool, n, size, tag, plain ? "rp_calloc" : "rp_calloc_noexc", plain);
 unsync:
-    return alloc_arena_fast_z(pool, pool->fast_arena, total, tag, plain, RPI_SYNC_NONE, true);
+    return alloc_arena_fast_z(pool, pool->own_arena, total, tag, plain, RPI_SYNC_NONE, true);
 }
 
 void *rp_calloc(rp_pool *pool, size_t n, size_t size, const char *tag)
@@ -1865,7 +1869,7 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
            it from w with one. */
         uint64_t fw = w ^ RPI_F_ARENA;
         __asm__("" : "+r"(fw));
-        slot_free(pool->arena, h, (size_t)(fw >> RPI_CLASS_SHIFT), w);
+        slot_free(pool->own_arena, h, (size_t)(fw >> RPI_CLASS_SHIFT), w);
         if (locked == RPI_SYNC_LOCK) rpi_lock_release(&pool->lock);
         if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return;
