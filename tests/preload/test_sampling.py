@@ -19,9 +19,8 @@ import pytest
 
 from audit import preload
 from audit.cli import main
+from preload_helpers import program
 
-REPO = Path(__file__).resolve().parent.parent.parent
-BIN = Path(os.environ.get("RINGPOOL_PRELOAD_TESTBIN", REPO / "build" / "preload-tests"))
 TRUTH = {"leak_small": (20000, 2_000_000), "leak_pages": (500, 2_000_000),
          "leak_large": (20, 2_000_000)}
 
@@ -53,15 +52,8 @@ def _by_function(doc: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _program(name: str) -> str:
-    path = BIN / name
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run `make preload-test-bins`")
-    return str(path)
-
-
 def test_estimates_are_close_to_the_truth(tmp_path: Path) -> None:
-    proc, docs = _run([_program("sample_gt")], tmp_path,
+    proc, docs = _run([program("sample_gt")], tmp_path,
                       {"RINGPOOL_PRELOAD_SAMPLE_RATE": "1e-3", "RINGPOOL_PRELOAD_SAMPLE_SEED": "11"})
     assert proc.returncode == 0, proc.stderr
     (doc,) = docs
@@ -82,7 +74,7 @@ def test_estimates_are_close_to_the_truth(tmp_path: Path) -> None:
 def test_mean_estimate_over_seeds_is_unbiased(tmp_path: Path) -> None:
     est: dict[str, list[float]] = {fn: [] for fn in TRUTH}
     for seed in range(1, 31):
-        proc, docs = _run([_program("sample_gt")], tmp_path,
+        proc, docs = _run([program("sample_gt")], tmp_path,
                           {"RINGPOOL_PRELOAD_SAMPLE_RATE": "1e-3",
                            "RINGPOOL_PRELOAD_SAMPLE_SEED": str(seed)})
         assert proc.returncode == 0, proc.stderr
@@ -96,7 +88,7 @@ def test_mean_estimate_over_seeds_is_unbiased(tmp_path: Path) -> None:
 
 
 def test_rate_one_equals_the_exact_counts(tmp_path: Path) -> None:
-    gt = _program("gt_leaks")
+    gt = program("gt_leaks")
     proc, exact = _run([gt], tmp_path, {})
     assert proc.returncode == 0, proc.stderr
     proc, sampled = _run([gt], tmp_path, {"RINGPOOL_PRELOAD_SAMPLE_RATE": "1"})
@@ -110,14 +102,14 @@ def test_rate_one_equals_the_exact_counts(tmp_path: Path) -> None:
 
 def test_same_seed_same_report(tmp_path: Path) -> None:
     env = {"RINGPOOL_PRELOAD_SAMPLE_RATE": "1e-2", "RINGPOOL_PRELOAD_SAMPLE_SEED": "5"}
-    first = _run([_program("sample_gt")], tmp_path, env)[1][0]["sites"]
-    second = _run([_program("sample_gt")], tmp_path, env)[1][0]["sites"]
+    first = _run([program("sample_gt")], tmp_path, env)[1][0]["sites"]
+    second = _run([program("sample_gt")], tmp_path, env)[1][0]["sites"]
     assert [(s["offset"], s["samples"]) for s in first] == [(s["offset"], s["samples"]) for s in second]
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1e-3", "2", "1e-3x", "nan"])
 def test_bad_rate_warns_and_counts_every_block(tmp_path: Path, value: str) -> None:
-    proc, docs = _run([_program("gt_leaks")], tmp_path, {"RINGPOOL_PRELOAD_SAMPLE_RATE": value})
+    proc, docs = _run([program("gt_leaks")], tmp_path, {"RINGPOOL_PRELOAD_SAMPLE_RATE": value})
     assert proc.returncode == 0
     err = proc.stderr.decode()
     assert "RINGPOOL_PRELOAD_SAMPLE_RATE" in err and "counting every block" in err
@@ -126,7 +118,7 @@ def test_bad_rate_warns_and_counts_every_block(tmp_path: Path, value: str) -> No
 
 
 def test_threads_under_sampling(tmp_path: Path) -> None:
-    proc, docs = _run([_program("threads")], tmp_path, {"RINGPOOL_PRELOAD_SAMPLE_RATE": "1e-2"})
+    proc, docs = _run([program("threads")], tmp_path, {"RINGPOOL_PRELOAD_SAMPLE_RATE": "1e-2"})
     assert proc.returncode == 0, proc.stderr
     assert docs and docs[0]["sample_rate"] == pytest.approx(1e-2)
 
@@ -134,7 +126,7 @@ def test_threads_under_sampling(tmp_path: Path) -> None:
 def test_cli_sample_rate_runs_and_marks_estimates(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["run", "--preload", "--sample-rate", "1e-3", "--sample-seed", "3",
-               "--stack-depth", "1", "--report-dir", str(tmp_path), "--", _program("sample_gt")])
+               "--stack-depth", "1", "--report-dir", str(tmp_path), "--", program("sample_gt")])
     out, err = capsys.readouterr()
     text = out + err                     # the table goes to stderr unless --output is given
     assert rc == 0
@@ -165,7 +157,7 @@ def test_diff_of_sampled_reports_marks_estimates(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     paths = []
     for seed in ("1", "2"):
-        _, docs = _run([_program("sample_gt")], tmp_path,
+        _, docs = _run([program("sample_gt")], tmp_path,
                        {"RINGPOOL_PRELOAD_SAMPLE_RATE": "1e-3", "RINGPOOL_PRELOAD_SAMPLE_SEED": seed})
         path = tmp_path / f"s{seed}.json"
         path.write_text(json.dumps(docs[0]))
