@@ -931,7 +931,16 @@ class Pool:
         blocks, children = bool(blocks), bool(children)
         with self._lock:
             self._live()
-            return self._snapshot(blocks, children)
+            snap = self._snapshot(blocks, children)
+        # a child pool's snapshot names the pools it lies in, as its report does
+        # (``parents``, outermost first: docs/report-format.md, "Pool paths")
+        names = []
+        up = self._parent
+        while up is not None:
+            names.append(up._name)
+            up = up._parent
+        snap.parents = tuple(reversed(names))
+        return snap
 
     def _snapshot(self, blocks: bool, children: bool) -> Snapshot:
         info = ll.pool_info(self._ptr)

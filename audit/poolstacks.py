@@ -117,7 +117,7 @@ def parse(report: PoolReport, source: str | None = None) -> PoolStacks:
         extra = pool.extra
         if "stack_depth" not in extra:
             continue
-        where = f"{name}: pool {path_shown(path)}: " if len(path) > 1 else f"{name}: "
+        where = f"{name}: pool {path_shown(path)}: " if pool is not report else f"{name}: "
         depth = max(depth, _int(where, extra, "stack_depth"))
         mods, stacks = _tables(where, extra)
         for m in mods:

@@ -145,7 +145,9 @@ class PoolReport:
 
     ``extra`` holds the fields this reader does not know, in document order
     (for the root: also top-level tables such as ``stacks``).  ``source``
-    names where the report came from (a file name), not compared."""
+    names where the report came from (a file name), not compared.
+    ``parents``: the names of the pools the report's root pool lies in,
+    outermost first (a child pool's own report), else ``()``."""
 
     pool: str
     pid: int
@@ -158,13 +160,14 @@ class PoolReport:
     children: list[PoolReport] = field(default_factory=list)
     source: str | None = field(default=None, compare=False)
     extra: dict[str, Any] = field(default_factory=dict)
+    parents: tuple[str, ...] = ()
 
     def walk_paths(self) -> Iterator[tuple[PoolPath, PoolReport]]:
         """(path, pool) for this pool and its descendants, depth first; the path
-        is the tuple of pool names from this pool down (``("parser", "child")``),
-        a pool's identity wherever reports are read (:func:`path_text` writes
-        it as one string)."""
-        stack: list[tuple[PoolPath, PoolReport]] = [((self.pool,), self)]
+        is the tuple of pool names from the outermost pool down (``parents``,
+        then this pool's name: ``("parser", "child")``), a pool's identity
+        wherever reports are read (:func:`path_text` writes it as one string)."""
+        stack: list[tuple[PoolPath, PoolReport]] = [((*self.parents, self.pool), self)]
         while stack:
             path, report = stack.pop()
             yield path, report
@@ -565,7 +568,7 @@ def parse_snapshot(doc: Any, source: str = "<dict>", *, limits: Limits = DEFAULT
         raise ReportFormatError(source, f"version {shown(version)} is not supported (this "
                                         f"reader knows version {VERSION})", "version")
     with gc_paused():
-        return _parse_pool(doc, source, "", 0, limits, cls, _TOP_KEYS + _POOL_KEYS)
+        return _parse_pool(doc, source, "", 0, limits, cls, _TOP_KEYS + _POOL_KEYS + ("parents",))
 
 
 def _parse_pool(d: dict[str, Any], source: str, prefix: str, depth: int, limits: Limits,
@@ -628,11 +631,26 @@ def _parse_pool(d: dict[str, Any], source: str, prefix: str, depth: int, limits:
             children.append(_parse_pool(item, source, f"{prefix}children[{i}].", depth + 1,
                                         limits, cls, _POOL_KEYS))
 
+    parents: tuple[str, ...] = ()
+    if depth == 0 and "parents" in d:
+        raw_parents = d["parents"]
+        if type(raw_parents) is not list:
+            raise f.bad("parents", f"expected an array of pool names, got {_json_type(raw_parents)} "
+                                   f"{shown(raw_parents)}")
+        if len(raw_parents) > limits.max_depth:
+            raise f.bad("parents", f"more than {limits.max_depth} enclosing pools")
+        for i, name in enumerate(raw_parents):
+            if type(name) is not str:
+                raise f.bad(f"parents[{i}]", f"expected a string, got {_json_type(name)} {shown(name)}")
+            problem = _text_ok(name, limits)
+            if problem:
+                raise f.bad(f"parents[{i}]", problem)
+        parents = tuple(raw_parents)
     extra = f.extras(d, known, "") or {}
     return cls(pool=pool, pid=pid, taken_at=taken_at, reason=reason, backing=backing,
                totals=totals, tags=tags, blocks=blocks,
                children=children,  # type: ignore[arg-type]
-               source=source, extra=extra)
+               source=source, extra=extra, parents=parents)
 
 
 def _parse_tags(raw: list[Any], f: _Fields) -> tuple[list[TagStat], set[str], int, int]:
@@ -785,6 +803,8 @@ def _body(r: PoolReport) -> dict[str, Any]:
     if r.children:
         d["children"] = [_body(c) for c in r.children]
     d.update(r.extra)
+    if r.parents:
+        d["parents"] = list(r.parents)
     return d
 
 
@@ -827,6 +847,8 @@ def _dump_body(r: PoolReport) -> str:
         out.append("\n  ]")
     for key, value in r.extra.items():
         out.append(f",\n  {s(key)}: {json.dumps(value, ensure_ascii=False)}")
+    if r.parents:
+        out.append(',\n  "parents": [' + ", ".join(map(s, r.parents)) + "]")
     return "".join(out)
 
 

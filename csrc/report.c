@@ -264,6 +264,21 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
         }
         out_puts(f, "\n  ]");
     }
+    /* The report of a child pool of its own (at its destroy, at exit, on request)
+       names the pools it lies in, outermost first: its name alone would not tell
+       a child "b" of "a" from a pool "b", nor where a pool named "a/b" is. */
+    if (depth == 0 && pool->parent) {
+        out_puts(f, ",\n  \"parents\": [");
+        size_t n = 0;
+        for (rp_pool *p = pool->parent; p; p = p->parent) n++;
+        for (size_t i = n; i > 0; i--) {
+            rp_pool *p = pool;
+            for (size_t k = 0; k < i; k++) p = p->parent;
+            if (i != n) out_puts(f, ", ");
+            put_str(f, p->name);
+        }
+        out_putc(f, ']');
+    }
 }
 
 /* ------------------------------------------------------------ files

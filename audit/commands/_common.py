@@ -163,6 +163,9 @@ def _report_meta(report: Report) -> dict[str, Any]:
         value = getattr(data, attr, None)
         if value is not None:
             meta[attr] = value
+    parents = getattr(data, "parents", None)
+    if parents:                 # a child pool's own report: the pools it lies in
+        meta["parents"] = list(parents)
     return meta
 
 

@@ -120,8 +120,9 @@ def _pools(report: reports.Report) -> dict[schema.PoolPath, Any]:
     """Each pool of the report by its path below the root (the root's is ``()``); sibling
     pools of one name share a path: one snapshot sums their tags."""
     pools: dict[schema.PoolPath, Any] = {}
+    root = len(report.data.parents) + 1       # the report's root pool: its parents, its name
     for path, snap in reports.walk_pool_paths(report.data):
-        rel = path[1:]
+        rel = path[root:]
         seen = pools.get(rel)
         pools[rel] = snap if seen is None else _summed(seen, snap)
     return pools
@@ -147,7 +148,7 @@ def _snapshot_diff(old: reports.Report, new: reports.Report) -> list[dict[str, A
     # below the root: the tuple of names, so that a child "a/b" and a child "b" of a
     # child "a" stay two pools.
     old_pools, new_pools = _pools(old), _pools(new)
-    root: schema.PoolPath = (new.data.pool,)
+    root: schema.PoolPath = (*new.data.parents, new.data.pool)
     pairs: list[tuple[schema.PoolPath, Any, Any]] = [
         (root + rel, old_pools.get(rel), snap) for rel, snap in new_pools.items()]
     pairs += [(root + rel, snap, None) for rel, snap in old_pools.items() if rel not in new_pools]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, Callable
@@ -402,3 +403,92 @@ def test_sibling_pools_of_one_name_with_stacks_are_counted_once(write_report: Wr
     assert main(["show", path, "--by", "stack", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert sum(r["bytes"] for r in rows) == 40 and all(r["key"] != "(no stack)" for r in rows), rows
+
+
+# ------------------------------------------------- reports of child pools
+RUN_C = r"""
+#include "ringpool.h"
+int main(int argc, char **argv)
+{
+    rp_pool *ab = rp_pool_create("a/b");
+    rp_pool *a = rp_pool_create("a");
+    rp_pool *b = rp_pool_create_child(a, "b");
+    rp_pool *lone_b = rp_pool_create("b");
+    rp_pool *deep = rp_pool_create_child(rp_pool_create_child(b, "c/d"), "e");
+    rp_alloc(ab, 11, "leak");
+    rp_alloc(b, 22, "leak");
+    rp_alloc(lone_b, 33, "leak");
+    rp_alloc(deep, 44, "leak");
+    if (argc > 2) {                /* on request: the child "b" and the pool "b" */
+        if (rp_pool_write_report_ex(b, argv[1], 0) || rp_pool_write_report_ex(lone_b, argv[2], 0))
+            return 1;
+    }
+    rp_pool_destroy(lone_b);       /* first: under $RINGPOOL_REPORT=%n.%p.json the child
+                                      "b" writes the same file name, and replaces it */
+    rp_pool_destroy(b);            /* its report (and its children's) at destroy */
+    return 0;                      /* the others' at exit */
+}
+"""
+
+
+def test_run_tells_a_child_pools_report_from_a_pool_of_its_name(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # each pool writes its own report under RINGPOOL_REPORT, and a child's said only its
+    # name: the child "b" of "a" and the pool "b" were one row "b" of 55 bytes
+    (tmp_path / "c.c").write_text(RUN_C)
+    subprocess.run([c_compiler(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
+                    f"-I{ROOT / 'csrc' / 'include'}", str(tmp_path / "c.c"), str(static_library()),
+                    "-lpthread", "-o", str(tmp_path / "c")], check=True)
+    out = tmp_path / "t.json"
+    assert main(["run", "--report-dir", str(tmp_path / "r"), "--format", "json", "--output", str(out), "--",
+                 str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    rows = {r["pool"]: r for r in json.loads(out.read_text(encoding="utf-8"))["rows"] if r["key"] == "leak"}
+    assert {k: r["bytes"] for k, r in rows.items()} == {"a\\/b": 11, "a/b": 22, "a/b/c\\/d/e": 44}
+    assert rows["a/b/c\\/d/e"]["pool_path"] == ["a", "b", "c/d", "e"]
+    deep = next((tmp_path / "r").glob("e.*.json"))
+    doc = json.loads(deep.read_text(encoding="utf-8"))
+    assert doc["parents"] == ["a", "b", "c/d"] and doc["reason"] == "destroy"
+    # the reader keeps the field; the writer puts it back, in the library's layout
+    report = schema.load_snapshot(deep)
+    assert report.parents == ("a", "b", "c/d") and "parents" not in report.extra
+    assert schema.dumps(report) == deep.read_text(encoding="utf-8")
+    assert schema.to_dict(report)["parents"] == ["a", "b", "c/d"]
+    # written on request: the child "b" of "a" and a pool "b" are two rows
+    child, lone = tmp_path / "child.json", tmp_path / "lone.json"
+    subprocess.run([str(tmp_path / "c"), str(child), str(lone)], check=True)
+    assert main(["show", str(child), str(lone), "--format", "json"]) == 0
+    rows = {r["pool"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert {k: r["bytes"] for k, r in rows.items()} == {"a/b": 22, "b": 33}
+
+
+@pytest.mark.parametrize("parents, field", [("a", "parents"), ([1], "parents[0]"), (["\ud800"], "parents[0]"),
+                                            ([None], "parents[0]")])
+def test_parents_must_be_a_list_of_names(parents: Any, field: str) -> None:
+    with pytest.raises(schema.ReportFormatError, match=re.escape(f"field {field!r}")):
+        schema.parse_snapshot(report_doc(parents=parents))
+
+
+def test_diff_of_child_pools_reports_pairs_them_below_their_roots(write_report: WriteReport,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    old = report_doc(pool="b", tags=[tag("t", 1, 10)], parents=["a"])
+    new = report_doc(pool="b", tags=[tag("t", 2, 20)], parents=["a"])
+    new["children"] = [_child("x/y", [tag("u", 1, 5)])]
+    assert main(["diff", write_report("old.json", old), write_report("new.json", new), "--format", "json"]) == 0
+    rows = {(r["pool"], r["key"]): r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows[("a/b", "t")]["bytes_diff"] == 10
+    assert rows[("a/b/x\\/y", "u")]["status"] == "new" and rows[("a/b/x\\/y", "u")]["pool_path"] == ["a", "b", "x/y"]
+
+
+def test_python_snapshot_of_a_child_pool_names_its_parents() -> None:
+    from allocator import Pool
+
+    with Pool("a/b") as root:
+        kid = root.child("c")
+        block = kid.alloc(8, tag="t")
+        snap = kid.snapshot()
+        assert snap.parents == ("a/b",)
+        assert [p for p, _ in snap.walk_paths()] == [("a/b", "c")]
+        assert [p for p, _ in snap.walk()] == ["a\\/b/c"]
+        assert root.snapshot().parents == ()
+        kid.free(block)

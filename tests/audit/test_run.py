@@ -24,10 +24,12 @@ def test_reports_of_destroy_and_exit(leaky: str, tmp_path: Path, capsys: pytest.
     doc, err = _json_out(capsys)
     rows = {(r["pool"], r["key"]): r for r in doc["rows"]}
     assert rows[("app", "cache")]["blocks"] == 3 and rows[("app", "cache")]["bytes"] == 3000
-    assert rows[("worker", "pending")]["blocks"] == 1 and rows[("worker", "pending")]["bytes"] == 48
+    # worker is a child of app: its own report names its parent ("parents"), its rows are app/worker
+    assert rows[("app/worker", "pending")]["blocks"] == 1 and rows[("app/worker", "pending")]["bytes"] == 48
     assert rows[("app", "frames")]["blocks"] == 0 and rows[("app", "frames")]["allocs"] == 10
     reasons = {r["pool"]: r["reason"] for r in doc["reports"]}
     assert reasons == {"app": "exit", "worker": "destroy"}
+    assert {r["pool"]: r.get("parents") for r in doc["reports"]} == {"app": None, "worker": ["app"]}
     names = sorted(p.name for p in reports.iterdir())
     assert len(names) == 2 and names[0].startswith("app.") and names[1].startswith("worker.")
     assert "exited with status 0" in err and "4 blocks, 3048 bytes" in err
