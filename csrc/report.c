@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -380,18 +381,30 @@ int rp_pool_write_report_ex(rp_pool *pool, const char *path, unsigned report_fla
     return rpi_write_report(pool, path, report_flags, "request");
 }
 
-/* Expands %p, %n, %% of pattern into out; any other escape is refused
+/* Reports this process expanded a %u for: each gets the next number. */
+static atomic_ulong report_serial;
+
+/* Expands %p, %n, %u, %% of pattern into out; any other escape is refused
    (else two pools could silently share one file). 0, or -1 with why. */
 static int expand(const char *pattern, const char *name, char *out, size_t cap, char *why,
                   size_t wcap)
 {
     size_t o = 0;
     char num[32];
+    unsigned long serial = 0;       /* this report's %u, taken at the first */
     for (const char *p = pattern; *p; p++) {
         const char *add = NULL;
         char one[2] = {0, 0};
         if (*p == '%' && p[1] == 'p') {
             snprintf(num, sizeof num, "%ld", (long)getpid());
+            add = num;
+            p++;
+        } else if (*p == '%' && p[1] == 'u') {
+            /* one number per report of the process: pools of one name
+               (%n) never write the same file */
+            if (serial == 0)
+                serial = atomic_fetch_add_explicit(&report_serial, 1, memory_order_relaxed) + 1;
+            snprintf(num, sizeof num, "%lu", serial);
             add = num;
             p++;
         } else if (*p == '%' && p[1] == 'n') {
@@ -411,7 +424,7 @@ static int expand(const char *pattern, const char *name, char *out, size_t cap, 
         } else if (*p == '%') {
             if (p[1])
                 snprintf(why, wcap, "unknown %%-escape '%%%c' (use %%p for the pid, %%n for the "
-                         "pool name, %%%% for %%)", p[1]);
+                         "pool name, %%u for a number of its own, %%%% for %%)", p[1]);
             else
                 snprintf(why, wcap, "a lone '%%' at the end (use %%%% for a literal %%)");
             return -1;

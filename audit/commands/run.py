@@ -21,8 +21,9 @@ from audit.printable import printable
 class RunCommand:
     """Run a command with ringpool reports switched on and show what was outstanding.
 
-    Sets RINGPOOL_REPORT=DIR/%n.%p.json, so every pool of the program (and of
-    its children and forks: the pid is in the name) writes its report at destroy,
+    Sets RINGPOOL_REPORT=DIR/%n.%p.%u.json, so every pool of the program (and of
+    its children and forks: the pid is in the name; pools of one name too: %u
+    numbers the reports of a process) writes its report at destroy,
     and every pool still alive at exit writes one then; then shows the merged
     by-tag table of the reports written during the run. With --preload the
     program also runs under the malloc interposer (LD_PRELOAD) and its call-site
@@ -143,7 +144,9 @@ class RunCommand:
         before = json_files(report_dir)
         # '%' in the directory is literal: both patterns read '%%' as '%'
         literal_dir = os.path.abspath(report_dir).replace("%", "%%")
-        env["RINGPOOL_REPORT"] = os.path.join(literal_dir, "%n.%p.json")
+        # %u: one file per report, so that pools of one name (two "worker" pools, a
+        # child "b" and a pool "b") do not replace each other's report
+        env["RINGPOOL_REPORT"] = os.path.join(literal_dir, "%n.%p.%u.json")
         if args.preload:
             env["RINGPOOL_PRELOAD_STACK_DEPTH"] = str(args.stack_depth or DEFAULT_STACK_DEPTH)
             env.pop("RINGPOOL_PRELOAD_SAMPLE_RATE", None)

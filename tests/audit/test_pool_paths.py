@@ -419,12 +419,13 @@ int main(int argc, char **argv)
     rp_alloc(b, 22, "leak");
     rp_alloc(lone_b, 33, "leak");
     rp_alloc(deep, 44, "leak");
+    rp_alloc(rp_pool_create_child(a, "w"), 5, "leak");     /* two pools "w" of one parent */
+    rp_alloc(rp_pool_create_child(a, "w"), 6, "leak");
     if (argc > 2) {                /* on request: the child "b" and the pool "b" */
         if (rp_pool_write_report_ex(b, argv[1], 0) || rp_pool_write_report_ex(lone_b, argv[2], 0))
             return 1;
     }
-    rp_pool_destroy(lone_b);       /* first: under $RINGPOOL_REPORT=%n.%p.json the child
-                                      "b" writes the same file name, and replaces it */
+    rp_pool_destroy(lone_b);       /* under %n.%p.json the child "b" would replace its file */
     rp_pool_destroy(b);            /* its report (and its children's) at destroy */
     return 0;                      /* the others' at exit */
 }
@@ -434,7 +435,8 @@ int main(int argc, char **argv)
 def test_run_tells_a_child_pools_report_from_a_pool_of_its_name(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     # each pool writes its own report under RINGPOOL_REPORT, and a child's said only its
-    # name: the child "b" of "a" and the pool "b" were one row "b" of 55 bytes
+    # name: the child "b" of "a" and the pool "b" were one row "b"; and pools of one name
+    # wrote one file (%n.%p.json), the later report replacing the earlier
     (tmp_path / "c.c").write_text(RUN_C)
     subprocess.run([c_compiler(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
                     f"-I{ROOT / 'csrc' / 'include'}", str(tmp_path / "c.c"), str(static_library()),
@@ -444,7 +446,9 @@ def test_run_tells_a_child_pools_report_from_a_pool_of_its_name(tmp_path: Path,
                  str(tmp_path / "c")]) == 0
     capsys.readouterr()
     rows = {r["pool"]: r for r in json.loads(out.read_text(encoding="utf-8"))["rows"] if r["key"] == "leak"}
-    assert {k: r["bytes"] for k, r in rows.items()} == {"a\\/b": 11, "a/b": 22, "a/b/c\\/d/e": 44}
+    assert {k: r["bytes"] for k, r in rows.items()} == {"a\\/b": 11, "a/b": 22, "b": 33, "a/b/c\\/d/e": 44,
+                                                         "a/w": 11}
+    assert len(list((tmp_path / "r").glob("w.*.json"))) == 2
     assert rows["a/b/c\\/d/e"]["pool_path"] == ["a", "b", "c/d", "e"]
     deep = next((tmp_path / "r").glob("e.*.json"))
     doc = json.loads(deep.read_text(encoding="utf-8"))
