@@ -183,6 +183,16 @@ def _remove(path: str) -> None:
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it (umask(2) is process-wide: a thread
+    creating a file meanwhile would get 022): /proc/self/status's Umask line, as the
+    library's reports read it, else the set-and-restore."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -228,13 +228,16 @@ def test_output_force_replaces_a_file_and_never_writes_through_a_hard_link(
     out = tmp_path / "out.txt"
     os.link(victim, out)
     os.chmod(victim, 0o600)
-    assert main(["show", path, "--output", str(out), "--force"]) == 0
+    mask = os.umask(0o027)
+    try:
+        assert main(["show", path, "--output", str(out), "--force"]) == 0
+        assert os.umask(0o027) == 0o027         # read, not changed
+    finally:
+        os.umask(mask)
     capsys.readouterr()
     assert victim.read_text() == "keep me" and "tokens" in out.read_text()
     assert out.stat().st_nlink == 1 and victim.stat().st_nlink == 1
-    mask = os.umask(0o022)
-    os.umask(mask)
-    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "out.txt", "victim.txt"]
 
 
