@@ -2251,9 +2251,11 @@ static void final_report_atexit(void)
     int err = write_report_locked(final_pattern, "exit", true, why, sizeof why);
     unlock_tables();
     in_hook = 0;
-    if (err != 0)
-        fprintf(stderr, "ringpool: cannot write the Python report %s: %s\n", final_pattern,
-                why[0] ? why : strerror(err));
+    if (err != 0) {
+        char shown[1200];       /* the path as the CLI names it: one line */
+        fprintf(stderr, "ringpool: cannot write the Python report %s: %s\n",
+                rpi_outfile_printable(shown, sizeof shown, final_pattern), why[0] ? why : strerror(err));
+    }
 }
 
 static void atfork_child(void)

@@ -32,6 +32,88 @@ static void add(msg *m, const char *s)
         m->b[m->n] = '\0';
 }
 
+/* The code point of the UTF-8 sequence at s (*len its bytes), or -1 when the byte
+   at s starts no valid sequence (then *len is 1): no overlong forms, no
+   surrogates, nothing past U+10FFFF. */
+static long utf8_at(const unsigned char *s, size_t *len)
+{
+    *len = 1;
+    unsigned c = s[0];
+    if (c < 0x80)
+        return (long)c;
+    size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (n == 0)
+        return -1;
+    unsigned long cp = c & (0x7Fu >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return -1;
+        cp = cp << 6 | (s[i] & 0x3Fu);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return -1;
+    *len = n;
+    return (long)cp;
+}
+
+static int escaped_cp(long cp)
+{
+    return cp < 0x20 || cp == '\\' || (cp >= 0x7F && cp <= 0x9F) || cp == 0x61C || cp == 0x200E ||
+           cp == 0x200F || (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+const char *rpi_outfile_printable(char *out, size_t cap, const char *text)
+{
+    static const char hex[] = "0123456789abcdef";
+    msg m = {out, cap, 0};
+    if (cap)
+        out[0] = '\0';
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s) {
+        size_t len;
+        long cp = utf8_at(s, &len);
+        char e[8];
+        size_t k = 0;
+        if (cp < 0) {                       /* a byte that is not UTF-8: as Python names it */
+            memcpy(e, "\\udc", 4);
+            e[4] = hex[s[0] >> 4];
+            e[5] = hex[s[0] & 15];
+            k = 6;
+        } else if (!escaped_cp(cp)) {
+            if (m.n + len + 1 > m.cap)
+                break;
+            memcpy(m.b + m.n, s, len);
+            m.n += len;
+            m.b[m.n] = '\0';
+            s += len;
+            continue;
+        } else if (cp == '\\' || cp == '\n' || cp == '\r' || cp == '\t') {
+            e[0] = '\\';
+            e[1] = cp == '\\' ? '\\' : cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't';
+            k = 2;
+        } else if (cp <= 0xFF) {
+            e[0] = '\\';
+            e[1] = 'x';
+            e[2] = hex[cp >> 4];
+            e[3] = hex[cp & 15];
+            k = 4;
+        } else {
+            e[0] = '\\';
+            e[1] = 'u';
+            for (int i = 0; i < 4; i++)
+                e[2 + i] = hex[(cp >> (12 - 4 * i)) & 15];
+            k = 6;
+        }
+        if (m.n + k + 1 > m.cap)            /* cut at a whole escape */
+            break;
+        memcpy(m.b + m.n, e, k);
+        m.n += k;
+        m.b[m.n] = '\0';
+        s += len;
+    }
+    return out;
+}
+
 /* v in decimal at the end of buf[24]: its first digit */
 static const char *decimal(char buf[24], unsigned long v)
 {

@@ -109,6 +109,16 @@ RPI_OUTFILE_API int rpi_outfile_finish(rpi_outfile *of, const char *path, int ok
 RPI_OUTFILE_API int rpi_outfile_say(char *why, size_t cap, int err, const char *a, const char *b,
                                     const char *c);
 
+/* out (cap bytes) = text as a message may name it (docs/cli.md, "Names in text
+   output", the CLI's rule): a backslash as \\, newline, carriage return and
+   tab as \n \r \t, other C0, DEL and C1 as \xNN, U+2028, U+2029 and the
+   bidirectional formatting characters as \uNNNN, a byte that is not UTF-8 as
+   \udcNN (as Python shows such a path); the rest as it is. Cut to fit at a
+   whole character or escape, and terminated; returns out. A pool name, a
+   report path or an environment variable's value cannot split the line nor
+   drive the terminal. */
+RPI_OUTFILE_API const char *rpi_outfile_printable(char *out, size_t cap, const char *text);
+
 /* Writes n bytes of buf to fd: 0, or an errno value. Retries after EINTR,
    and after EAGAIN waits (poll) until fd takes more: a descriptor the
    program made non-blocking (/dev/stdout, a pipe, with O_NONBLOCK on the

@@ -453,12 +453,18 @@ static int report_from_env(rp_pool *pool, const char *reason, bool at_exit)
     int rc;
     rpi_sigguard g;     /* the line below: stderr may be a pipe without a reader */
     rpi_sigguard_begin(&g);
+    /* the pool's name (the program's: any bytes) and the paths, as the CLI names them:
+       one line, nothing that drives the terminal */
+    char shown_a[600], shown_b[1200];
     if (expand(pattern, pool->name, path, sizeof path, why, sizeof why) != 0) {
         rc = RP_EINVAL;
-        fprintf(stderr, "ringpool: RINGPOOL_REPORT='%s': %s\n", pattern, why);
+        fprintf(stderr, "ringpool: RINGPOOL_REPORT='%s': %s\n",
+                rpi_outfile_printable(shown_b, sizeof shown_b, pattern), why);
     } else if ((rc = write_report(pool, path, env_flags(), reason, at_exit, why, sizeof why)) != 0) {
         fprintf(stderr, "ringpool: could not write the report of pool '%s' to '%s': %s%s%s\n",
-                pool->name, path, rp_strerror(rc), why[0] ? ": " : "", why);
+                rpi_outfile_printable(shown_a, sizeof shown_a, pool->name),
+                rpi_outfile_printable(shown_b, sizeof shown_b, path), rp_strerror(rc),
+                why[0] ? ": " : "", why);
     }
     rpi_sigguard_end(&g);
     errno = saved;

@@ -16,6 +16,7 @@
 #include "rpp.h"
 #include "rawmem.h"
 #include "stack.h"
+#include "../outfile.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -1030,20 +1031,19 @@ rpp_config rpp_cfg;
 static void bad_config(const char *var, const char *value, const char *why,
                        const char *instead)
 {
-    char line[900];
+    char line[900], shown[210];
     size_t n = 0;
-    const char *parts[] = {var, "=", value, ": ", why, "; ", instead};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        size_t k = 0;
-        for (const char *c = parts[i]; *c && n < sizeof line - 4; c++, k++) {
-            if (i == 2 && k == 200) {   /* long values: the start is enough */
-                memcpy(line + n, "...", 3);
-                n += 3;
-                break;
-            }
-            line[n++] = *c;
-        }
+    /* the value as the CLI names it; a long one: its first 200 bytes are enough */
+    if (strlen(rpi_outfile_printable(line, sizeof line, value)) > 200) {
+        rpi_outfile_printable(shown, 201, value);
+        strcat(shown, "...");
+    } else {
+        memcpy(shown, line, strlen(line) + 1);
     }
+    const char *parts[] = {var, "=", shown, ": ", why, "; ", instead};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        for (const char *c = parts[i]; *c && n < sizeof line - 1; c++)
+            line[n++] = *c;
     line[n] = '\0';
     rpp_say(line, "", "");
 }

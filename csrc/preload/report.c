@@ -23,9 +23,10 @@
 
 void rpp_say(const char *a, const char *b, const char *c)
 {
-    char line[1024];
+    char line[1024], shown[700];
     size_t n = 0;
-    const char *parts[] = {"ringpool-preload: ", a, b, c, "\n"};
+    /* b is what varies (a path, a variable's value): written as the CLI names it */
+    const char *parts[] = {"ringpool-preload: ", a, rpi_outfile_printable(shown, sizeof shown, b), c, "\n"};
     for (size_t i = 0; i < 5; i++)
         for (const char *p = parts[i]; *p && n < sizeof line; p++)
             line[n++] = *p;

@@ -167,3 +167,40 @@ def test_report_on_demand_keeps_mask_pending_and_errno(lib: str, tmp_path: Path)
     assert proc.stdout == b"errno 1234 mask same pending none\n"
     assert proc.stderr.count(b"File too large") == 2
     assert list(tmp_path.iterdir()) == []
+
+
+# A name that would split a line, drive the terminal, display reversed, and is not UTF-8;
+# and how the CLI names it (docs/cli.md, "Names in text output").
+HOSTILE_PART = "no\n\x1b[2J\u202e" + os.fsdecode(b"\xff") + "\\"
+SHOWN_PART = "no\\n\\x1b[2J\\u202e\\udcff\\\\"
+
+
+def test_lines_name_paths_and_values_as_the_cli_does(lib: str, tmp_path: Path) -> None:
+    # the interposer's lines wrote a report path and a variable's value raw: a newline
+    # split the line, an escape sequence reached the terminal
+    report = tmp_path / HOSTILE_PART / "r.json"
+    proc = run(lib, [], str(report), RINGPOOL_PRELOAD_SAMPLE_RATE=HOSTILE_PART,
+               RINGPOOL_PRELOAD_SIGNAL=HOSTILE_PART)
+    err = proc.stderr.decode("utf-8")           # strictly: the bytes that were not are escaped
+    assert len(lines(proc.stderr)) == 3, err
+    assert f"RINGPOOL_PRELOAD_SAMPLE_RATE='{SHOWN_PART}': " in err, err
+    assert f"RINGPOOL_PRELOAD_SIGNAL={SHOWN_PART}: " in err, err
+    assert f"cannot write report to {tmp_path}/{SHOWN_PART}/r.json: " in err, err
+    long = run(lib, [], str(report), RINGPOOL_PRELOAD_SIGNAL="\x1b" * 300)
+    line = next(x for x in lines(long.stderr) if b"RINGPOOL_PRELOAD_SIGNAL" in x).decode()
+    assert "=" + "\\x1b" * 50 + "...: " in line, line      # cut at a whole escape
+
+
+def test_library_lines_name_the_pool_and_path_as_the_cli_does(tmp_path: Path) -> None:
+    # the library's line for a report it could not write named the pool (the program's
+    # name: any bytes) and the path raw
+    import sys
+    code = "import sys; from allocator import Pool; p = Pool(sys.argv[1]); p.alloc(8, tag='t'); p.destroy()"
+    env = clean_env(None, RINGPOOL_REPORT=str(tmp_path / HOSTILE_PART / "%n.json"))
+    env.pop("LD_PRELOAD", None)
+    proc = subprocess.run([sys.executable, "-c", code, "pool\r\n\x1b[31m\u202e"], env=env, capture_output=True,
+                          timeout=60, check=False)
+    err = proc.stderr.decode("utf-8")
+    assert proc.returncode == 0 and len(lines(proc.stderr)) == 1, err
+    assert (f"ringpool: could not write the report of pool 'pool\\r\\n\\x1b[31m\\u202e' to "
+            f"'{tmp_path}/{SHOWN_PART}/pool____31m___.json': ") in err, err
