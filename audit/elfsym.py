@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import struct
 import subprocess
 import zlib
@@ -68,11 +69,17 @@ class ElfFile:
 
     @classmethod
     def open(cls, path: str) -> "ElfFile":
-        with open(path, "rb") as fh:
+        # A report names its modules, and a debug link its file: a FIFO there would block
+        # the open (and then the read), a terminal the read, /dev/zero never end. Only a
+        # regular file is read, and whole only once its header is an ELF header.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ElfError(f"{path}: not a regular file")
             data = fh.read(64)
             if len(data) < 52 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
                 raise ElfError(f"{path}: not an ELF file")
-            data += fh.read()               # only now: a debug link may name any file
+            data += fh.read()
         elf = cls(path, data, data[4] == 2, "<" if data[5] == 1 else ">")
         elf._read_sections()
         return elf
@@ -381,7 +388,7 @@ def debug_candidates(path: str, build_id: str | None, debuglink: str | None) -> 
     then by that name (gdb's order). The name is the object's to choose: one holding a
     ``/`` (``../../x``, an absolute path) is not followed out of the directories."""
     dirs = debug_dirs()
-    if build_id and len(build_id) > 2:
+    if build_id and _BUILD_ID.fullmatch(build_id):     # a report's: never a path
         for d in dirs:
             cand = os.path.join(d, ".build-id", build_id[:2], build_id[2:] + ".debug")
             if os.path.isfile(cand):
@@ -392,6 +399,9 @@ def debug_candidates(path: str, build_id: str | None, debuglink: str | None) -> 
                 [os.path.join(d, here.lstrip("/"), debuglink) for d in dirs]:
             if os.path.isfile(cand) and os.path.realpath(cand) != os.path.realpath(path):
                 yield cand, True
+
+
+_BUILD_ID = re.compile("[0-9a-fA-F]{4,128}")
 
 
 def find_debug_file(path: str, build_id: str | None, debuglink: str | None) -> str | None:

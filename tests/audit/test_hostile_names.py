@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -794,6 +795,28 @@ def test_run_preload_with_the_interposer_under_a_path_ld_preload_splits(
     assert main(["run", "--preload", "--", str(newline_names_program)]) == 1
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and "set RINGPOOL_PRELOAD_LIB to a copy" in err, err
+
+
+def test_a_report_naming_a_fifo_or_a_device_as_a_module(hostile_run: tuple[str, str], tmp_path: Path) -> None:
+    # the symbolizer opened each module a report names and read it whole: a FIFO there
+    # blocked show forever (the open waits for a writer), /dev/zero filled the memory, and
+    # a build id holding '/' named a debug file anywhere. Now only a regular file is read
+    # (its ELF header first), and a build id is hex or unused.
+    doc = json.loads(Path(hostile_run[0]).read_text(encoding="utf-8"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    instead = {"prog\n\x1b[2Jx": str(fifo), 'lib\nevil;x y"q.so': "/dev/zero", "ld-linux-x86-64.so.2": "/dev/tty"}
+    for m in doc["modules"]:
+        m["path"] = instead.get(os.path.basename(m["path"]), m["path"])
+        m["build_id"] = "/../../../../" + str(tmp_path / "x")
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps(doc), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "audit", "show", str(report), "--by", "module", "--format", "json"],
+                          capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+                          start_new_session=True)                           # no controlling terminal
+    assert proc.returncode == 0, proc.stderr
+    keys = {r["key"] for r in json.loads(proc.stdout)["rows"]}
+    assert set(instead.values()) <= keys, keys
 
 
 # ------------------------------------------------------ paths in messages
