@@ -422,9 +422,13 @@ static int expand(const char *pattern, const char *name, char *out, size_t cap, 
             add = one;
             p++;
         } else if (*p == '%') {
-            if (p[1])
+            if (p[1] > ' ' && p[1] < 0x7f)
                 snprintf(why, wcap, "unknown %%-escape '%%%c' (use %%p for the pid, %%n for the "
                          "pool name, %%u for a number of its own, %%%% for %%)", p[1]);
+            else if (p[1])      /* a control character or a byte of a multibyte one: not raw */
+                snprintf(why, wcap, "unknown %%-escape: '%%' before byte 0x%02x (use %%p for the pid, "
+                         "%%n for the pool name, %%u for a number of its own, %%%% for %%)",
+                         (unsigned)(unsigned char)p[1]);
             else
                 snprintf(why, wcap, "a lone '%%' at the end (use %%%% for a literal %%)");
             return -1;

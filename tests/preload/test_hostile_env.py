@@ -204,3 +204,15 @@ def test_library_lines_name_the_pool_and_path_as_the_cli_does(tmp_path: Path) ->
     assert proc.returncode == 0 and len(lines(proc.stderr)) == 1, err
     assert (f"ringpool: could not write the report of pool 'pool\\r\\n\\x1b[31m\\u202e' to "
             f"'{tmp_path}/{SHOWN_PART}/pool____31m___.json': ") in err, err
+
+
+def test_library_line_for_an_unknown_escape_of_a_control_character(tmp_path: Path) -> None:
+    # the pattern is named escaped; the why named the escape's character raw ('%<NL>')
+    import sys
+    code = "from allocator import Pool; p = Pool('p'); p.alloc(8, tag='t'); p.destroy()"
+    env = clean_env(None, RINGPOOL_REPORT=str(tmp_path / "r%\n\x1b.json"))
+    env.pop("LD_PRELOAD", None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60, check=False)
+    err = proc.stderr.decode("utf-8")
+    assert proc.returncode == 0 and len(lines(proc.stderr)) == 1, err
+    assert f"RINGPOOL_REPORT='{tmp_path}/r%\\n\\x1b.json': unknown %-escape: '%' before byte 0x0a" in err, err
