@@ -79,6 +79,15 @@ bench-preload: $(PRELOAD_SO) $(PRELOAD_BENCH_BINS)
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) $(PYTHON_SYS) benches/preload/instructions.py \
 	    --alloc-loop $(abspath $(BUILD)/preload-bench/alloc_loop)
 
+# Symbolizing a report (not part of `make test`): load, symbolize and group by stack
+# the report of `git log -p` over a generated repository, by the usual path and by
+# the delimited one a name holding a newline takes.
+.PHONY: bench-symbolize
+bench-symbolize: $(PRELOAD_SO) setup-py
+	$(call apt_install,git)
+	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) PYTHONPATH=. $(PY) benches/preload/symbolize.py
+	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) PYTHONPATH=. $(PY) benches/preload/symbolize.py --delimited
+
 # Signal soak (not part of `make test`): an allocating SIGALRM handler,
 # 200 runs per variant; fails on any hang, crash or miscount.
 PRELOAD_SOAK_RUNS ?= 200

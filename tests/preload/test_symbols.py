@@ -261,3 +261,22 @@ def test_a_debug_file_of_another_build_is_not_used(tmp_path: Path) -> None:
     assert elfsym.ElfFile.open(str(linked)).debuglink_crc() == crc
     info = elfsym.load_module(str(linked), None)
     assert info.debug_file is None and [n.function for n in elfsym.name_addresses(info, addrs)] == ["??", "??"]
+
+
+def test_the_delimited_answers_are_the_usual_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The path a name holding a newline sends a module down (addr2line asked again, each
+    # address between queries of a random address) names every address as the usual one.
+    module = program("gt_leaks")
+    info = elfsym.load_module(module, None)
+    assert info.dwarf_file is not None
+    addrs = sorted({a + d for a, _ in elfsym.ElfFile.open(module).fde_ranges() for d in (0, 5, 17)})
+    usual = elfsym.name_addresses(info, addrs)
+    plain = elfsym._run_addr2line
+
+    def longer(args: list[str], queried: list[int]) -> str | None:
+        out = plain(args, queried)
+        return out + "\n" if out is not None and args[0] == "-f" else out
+
+    monkeypatch.setattr(elfsym, "_run_addr2line", longer)
+    assert elfsym.name_addresses(info, addrs) == usual
+    assert sum(n.line is not None for n in usual) > len(addrs) // 2
