@@ -78,8 +78,10 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
     a->off = pool->flags & RP_POOL_CHECKED ? 0 : RPI_AOFF;
     a->hl_no = a->off == 0;   /* checked pools: every block on the ring */
     a->hl_cmax = hl_classes();
+    /* (a checked pool's blocks have RPI_F_CHECKED too: checked.c) */
+    uint64_t checked = pool->flags & RP_POOL_CHECKED ? RPI_F_CHECKED : 0;
     for (size_t c = 0; c < RPI_NCLASSES; c++) {
-        a->hword[c] = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT);
+        a->hword[c] = RPI_F_ARENA | checked | ((uint64_t)c << RPI_CLASS_SHIFT);
         a->carve[c] = rpi_carve_bytes[c];
     }
     pool->arena = a;

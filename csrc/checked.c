@@ -109,11 +109,17 @@ struct rpi_cpool {
     entry             live;    /* sentinel of the live records */
     /* Tag pointers and the record of the content last seen there:
        seen_key[s] == tag implies that tag_seen[tag] == seen_rec[s] (no tag,
-       NULL: the untagged record), slots as the pointer cache's. The fast
-       allocation takes its record from here, with one strcmp of the
-       content (none for a literal of the program), no map lookup. */
+       NULL: the untagged record; seen_rec[s] NULL: none yet), slots as the
+       pointer cache's. The fast allocation takes its record from here,
+       with one strcmp of the content (none for a literal of the program),
+       no map lookup. */
     const char       *seen_key[RPI_TAG_CACHE];
-    uintptr_t         seen_rec[RPI_TAG_CACHE];   /* rpi_tag *, | SEEN_FIXED */
+    rpi_tag          *seen_rec[RPI_TAG_CACHE];
+    /* fixed_key[s] == seen_key[s] when that tag is a literal of the
+       program (read-only memory: its content needs no comparison), else
+       NOT_FIXED, which no tag is: the fast allocation compares the tag
+       pointer with fixed_key[s] alone */
+    const char       *fixed_key[RPI_TAG_CACHE];
     /* Arena: the record of the block on top of each class's free list, as
        the fast free left it (a hint: used only when its payload is that
        block's; never NULL, no_rec when unknown) */
@@ -129,9 +135,9 @@ struct rpi_cpool {
     struct rpi_cpool *prev, *next;   /* every cpool (for fini) */
 };
 typedef struct rpi_cpool cpool;
-/* seen_rec[s] bit: the tag is a literal of the program (read-only memory),
-   its content needs no comparison */
-#define SEEN_FIXED ((uintptr_t)1)
+/* cpool.fixed_key's "no literal tag here": an address no caller has */
+static const char not_fixed[1];
+#define NOT_FIXED (&not_fixed[0])
 /* the state of a walk's place in a pool's live records (never hashed) */
 #define STATE_MARK 4
 
@@ -420,6 +426,7 @@ int rpi_registry_reserve(rp_pool *pool)
         memset(cp, 0, sizeof *cp);
         cp->live.prev = cp->live.next = &cp->live;
         for (size_t c = 0; c < RPI_NCLASSES; c++) cp->top_rec[c] = &no_rec;
+        for (size_t s = 0; s < RPI_TAG_CACHE; s++) cp->fixed_key[s] = NOT_FIXED;
         if (!hints_set) hints_reset();
         cp->pool = pool;
         reuse_cap = rpi_recycle_allowed() ? REUSE_BYTES : 0;
@@ -914,9 +921,10 @@ void rpi_checked_saw_tag(rp_pool *pool, const char *tag, rpi_tag *t)
     cpool *cp = cpool_of(pool);
     size_t s = rpi_tag_slot(tag);
     cp->seen_key[s] = tag;
+    cp->seen_rec[s] = t;
     /* t->name is the content seen at tag (the caller compared them); no
        tag (NULL) has no content to change */
-    cp->seen_rec[s] = (uintptr_t)t | (!tag || read_only(tag, strlen(t->name) + 1) ? SEEN_FIXED : 0);
+    cp->fixed_key[s] = !tag || read_only(tag, strlen(t->name) + 1) ? tag : NOT_FIXED;
 }
 
 /* A free record for a new block at payload of cp's pool, hashed in at the
@@ -1069,9 +1077,7 @@ static inline __attribute__((always_inline)) void *arena_take(rp_pool *pool, cpo
         if (RPI_UNLIKELY(!(e = claim_fast(cp, rpi_payload(h), true)))) goto general;
         a->cur += cs;
     }
-    return alloc_finish(pool, cp, e, h,
-                        RPI_F_ARENA | RPI_F_CHECKED | ((uint64_t)c << RPI_CLASS_SHIFT) | size, t,
-                        size, 0);
+    return alloc_finish(pool, cp, e, h, a->hword[c] | size, t, size, 0);
 general:
     return alloc_general_unlock(pool, size, tag, plain);
 }
@@ -1158,13 +1164,16 @@ MALLOC_SLOW(malloc_slow_noexc, false)
 MALLOC_CARVE(malloc_carve_plain, true, malloc_slow_plain)
 MALLOC_CARVE(malloc_carve_noexc, false, malloc_slow_noexc)
 
-/* The tag's content compared (its pointer is cached with the record t). */
+/* A tag pointer that is not a literal remembered in its slot: its content
+   compared with the record remembered for it, if any. */
 static __attribute__((noinline)) void *alloc_compare(rp_pool *pool, size_t size, const char *tag,
                                                      bool plain)
 {
     cpool *cp = cpool_of(pool);
-    rpi_tag *t = (rpi_tag *)cp->seen_rec[rpi_tag_slot(tag)];
-    if (RPI_UNLIKELY(strcmp(t->name, tag) != 0)) return alloc_general_unlock(pool, size, tag, plain);
+    size_t s = rpi_tag_slot(tag);
+    rpi_tag *t = cp->seen_rec[s];
+    if (RPI_UNLIKELY(cp->seen_key[s] != tag || !t || strcmp(t->name, tag) != 0))
+        return alloc_general_unlock(pool, size, tag, plain);
     if (pool->arena) return arena_locked(pool, cp, t, size, tag, plain);
     return malloc_locked(pool, cp, t, size, tag, plain);
 }
@@ -1178,23 +1187,21 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
     cpool *cp = cpool_of(pool);
     if (RPI_UNLIKELY(!cp)) goto general;
     size_t s = rpi_tag_slot(tag);
-    /* the record remembered for this tag pointer (the pointer cache's
-       own slot need not hold it: records live as long as the pool) */
-    if (RPI_UNLIKELY(cp->seen_key[s] != tag)) goto general;
-    uintptr_t seen = cp->seen_rec[s];
-    if (RPI_UNLIKELY(!(seen & SEEN_FIXED))) {
-        if (!seen) goto general;
-        return alloc_compare(pool, size, tag, plain);
-    }
-    rpi_tag *t = (rpi_tag *)(seen - SEEN_FIXED);
+    /* the record remembered for this tag pointer, a literal (the pointer
+       cache's own slot need not hold it: records live as long as the
+       pool); any other tag's content is compared first */
+    if (RPI_UNLIKELY(cp->fixed_key[s] != tag)) return alloc_compare(pool, size, tag, plain);
+    rpi_tag *t = cp->seen_rec[s];
     /* The usual case: the block on top of its class's list has its record
        in the hint beside the list (the block this pool freed there last,
        or whose memory the quarantine's turnover put there): no table
        lookup, and no register to save (anything else is a tail call). */
     if (arena) {
+        /* (never NULL here: a checked arena pool loses its arena and its
+           part, cp, together, at destroy: rpi_registry_drop_pool) */
         rpi_arena *a = pool->arena;
         size_t c;
-        if (RPI_UNLIKELY(!rpi_arena_class(size, RPI_HDR, &c) || a == NULL))
+        if (RPI_UNLIKELY(!rpi_arena_class(size, RPI_HDR, &c)))
             return alloc_general_unlock(pool, size, tag, plain);
         rpi_hdr *h = a->free[c];
         entry *e;
@@ -1206,10 +1213,9 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
                 cp->parked--;
             }
             a->free[c] = h->next;
-            return alloc_finish(pool, cp, e, h,
-                                RPI_F_ARENA | RPI_F_CHECKED | ((uint64_t)c << RPI_CLASS_SHIFT) |
-                                    size,
-                                t, size, KNOWN_KEPT | KNOWN_POOL);
+            /* a->hword[c]: RPI_F_ARENA | RPI_F_CHECKED | the class */
+            return alloc_finish(pool, cp, e, h, a->hword[c] | size, t, size,
+                                KNOWN_KEPT | KNOWN_POOL);
         }
         return plain ? arena_slow_plain(pool, cp, t, size, tag, c)
                      : arena_slow_noexc(pool, cp, t, size, tag, c);
@@ -1504,6 +1510,7 @@ void rpi_registry_fini(void)
         cp->refs = 0;
         cp->live.prev = cp->live.next = &cp->live;
         for (size_t c = 0; c < RPI_NCLASSES; c++) cp->top_rec[c] = &no_rec;
+        for (size_t s = 0; s < RPI_TAG_CACHE; s++) cp->fixed_key[s] = NOT_FIXED;
         cp->parked = 0;
         if (!cp->pool) cpool_free(cp);   /* a live pool keeps its (now empty) part */
     }

@@ -213,8 +213,9 @@ typedef struct rpi_arena {
                                        classes 1 to hl_cmax also hold free
                                        headerless slots: rpi_hl_enc) */
     /* by class: a new compact block's header word but its size
-       (RPI_F_ARENA | class << RPI_CLASS_SHIFT: one load where the shift
-       and bit set took two instructions), and the bytes a carve takes
+       (RPI_F_ARENA | class << RPI_CLASS_SHIFT, | RPI_F_CHECKED in a
+       checked pool: one load where the shift and bit set took two
+       instructions), and the bytes a carve takes
        (rpi_carve_bytes: here, no address of a table of its own to form) */
     uint64_t   hword[RPI_NCLASSES];
     uint32_t   carve[RPI_NCLASSES];

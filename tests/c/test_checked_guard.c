@@ -429,6 +429,48 @@ static void test_static_tag_buffer_changed_reported(void)
     tu_end_pool(pool);
 }
 
+/* A literal tag and a writable buffer whose pointers share a slot of the
+   tag caches, taken in turns: the literal is never compared or reported,
+   and each change of the buffer's content is reported at its next
+   allocation, however the two alternate. */
+static const char lit_slot0[16] __attribute__((aligned(512))) = "literal-zero";
+static char buf_slot0[16] __attribute__((aligned(512))) = "buffer-zero";
+
+static void test_literal_and_buffer_share_slot(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    rp_pool *pool = tu_pool_ex("shared-slot", RP_POOL_CHECKED);
+    static const char *names[4] = {"buffer-zero", "one", "two", "three"};
+    void *b[4][6];
+    tu_errors_reset();
+    for (int k = 0; k < 4; k++) {
+        snprintf(buf_slot0, sizeof buf_slot0, "%s", names[k]);
+        for (int i = 0; i < 6; i++) {
+            /* literal, buffer, literal, literal, buffer, buffer */
+            int lit = i == 0 || i == 2 || i == 3;
+            b[k][i] = rp_alloc(pool, 40, lit ? lit_slot0 : buf_slot0);
+            CHECK(b[k][i] != NULL);
+            if (k > 0 && i == 1) {
+                CHECK_ONE_ERROR(RP_EINVAL);
+                CHECK(strstr(tu_err_msg[0], names[k]) != NULL);
+            }
+            CHECK_INT(tu_err_count, 0);
+            CHECK_STR(rp_block_tag(b[k][i]), lit ? "literal-zero" : names[k]);
+        }
+    }
+    rp_tag_stat st[8];
+    size_t n = rp_pool_stats(pool, st, 8);
+    CHECK_EQ(n, 5);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ(st[i].blocks, strcmp(st[i].tag, "literal-zero") == 0 ? 12u : 3u);
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 6; i++) rp_free(b[k][i]);
+    CHECK_INT(tu_err_count, 0);
+    snprintf(buf_slot0, sizeof buf_slot0, "buffer-zero");
+    rp_set_error_handler(prev);
+    tu_end_pool(pool);
+}
+
 /* Untagged blocks (tag NULL) in a checked pool, also after a tag whose
    pointer shares their cache slot was used: counted under "(untagged)",
    and every misuse of them reported like any checked block's. */
@@ -615,6 +657,7 @@ int main(int argc, char **argv)
         {"tag_in_reused_buffer", test_tag_in_reused_buffer},
         {"tag_buffer_changed_back_reported", test_tag_buffer_changed_back_reported},
         {"static_tag_buffer_changed_reported", test_static_tag_buffer_changed_reported},
+        {"literal_and_buffer_share_slot", test_literal_and_buffer_share_slot},
         {"untagged_blocks_checked", test_untagged_blocks_checked},
         {"header_copied_from_another_block_detected",
          test_header_copied_from_another_block_detected},
