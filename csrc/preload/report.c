@@ -23,13 +23,18 @@
 
 void rpp_say(const char *a, const char *b, const char *c)
 {
-    char line[1024], shown[700];
+    char line[1024];    /* one buffer: this may run on a signal handler's stack */
     size_t n = 0;
-    /* b is what varies (a path, a variable's value): written as the CLI names it */
-    const char *parts[] = {"ringpool-preload: ", a, rpi_outfile_printable(shown, sizeof shown, b), c, "\n"};
-    for (size_t i = 0; i < 5; i++)
+    const char *parts[] = {"ringpool-preload: ", a, b, c, "\n"};
+    for (size_t i = 0; i < 5; i++) {
+        if (i == 2 && n < sizeof line) {
+            /* b is what varies (a path, a variable's value): written as the CLI names it */
+            n += strlen(rpi_outfile_printable(line + n, sizeof line - n, b));
+            continue;
+        }
         for (const char *p = parts[i]; *p && n < sizeof line; p++)
             line[n++] = *p;
+    }
     rpi_sigguard g;     /* stderr may be a pipe without a reader, or a file past RLIMIT_FSIZE */
     rpi_sigguard_begin(&g);
     ssize_t w = write(STDERR_FILENO, line, n);
