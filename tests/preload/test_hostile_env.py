@@ -216,3 +216,17 @@ def test_library_line_for_an_unknown_escape_of_a_control_character(tmp_path: Pat
     err = proc.stderr.decode("utf-8")
     assert proc.returncode == 0 and len(lines(proc.stderr)) == 1, err
     assert f"RINGPOOL_REPORT='{tmp_path}/r%\\n\\x1b.json': unknown %-escape: '%' before byte 0x0a" in err, err
+
+
+def test_python_program_reports_into_a_directory_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    # $RINGPOOL_REPORT is read by the library as bytes: a directory named in Latin-1 (set
+    # from Python with surrogateescape) takes the report
+    import sys
+    d = tmp_path / HOSTILE_PART
+    d.mkdir()
+    code = "from allocator import Pool; p = Pool('p'); p.alloc(8, tag='t'); p.destroy()"
+    env = clean_env(None, RINGPOOL_REPORT=str(d / "%n.json"))
+    env.pop("LD_PRELOAD", None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert json.loads((d / "p.json").read_bytes())["totals"]["bytes"] == 8
