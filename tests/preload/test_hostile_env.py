@@ -230,3 +230,23 @@ def test_python_program_reports_into_a_directory_whose_name_is_not_utf8(tmp_path
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60, check=False)
     assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
     assert json.loads((d / "p.json").read_bytes())["totals"]["bytes"] == 8
+
+
+def test_the_library_names_pools_as_the_cli_does(tmp_path: Path) -> None:
+    # rpi_outfile_printable is the CLI's rule (audit.printable.printable) written in C: the
+    # same text for every name, one pool at a time through the library's line
+    import sys
+    from audit.printable import printable
+    names = ["two\nlines", "carriage\rreturn", "red\x1b[31mtext", "lit\\x1bx", "back\\slash", "tab\tx",
+             "bidi\u202egnp.exe", "isolate\u2066x\u2069", "c1\x85next\x9b31m", "del\x7fx", "line\u2028sep\u2029x",
+             "alm\u061cx\u200e\u200f", "\u6f22\u5b57 \U0001f600", "plain name", "\u00e9\u00ff\u0100"]
+    code = ("import json, sys; from allocator import Pool\n"
+            "for name in json.loads(sys.argv[1]):\n"
+            "    p = Pool(name); p.alloc(8, tag='t'); p.destroy()\n")
+    env = clean_env(None, RINGPOOL_REPORT=str(tmp_path / "missing" / "%u.json"))
+    env.pop("LD_PRELOAD", None)
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(names)], env=env, capture_output=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    shown = [line.decode("utf-8").split("of pool '", 1)[1].split("' to '", 1)[0] for line in lines(proc.stderr)]
+    assert shown == [printable(n) for n in names]
