@@ -126,7 +126,7 @@ def test_no_leaks_marker_does_not_scan_the_heap(pytester: pytest.Pytester) -> No
             KEEP.append(child.alloc(16, tag="kid-tag"))
     """)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*pool 'kid': kid-tag (1 block, 16 bytes)*"])
+    result.stdout.fnmatch_lines(["*pool 'parent/kid': kid-tag (1 block, 16 bytes)*"])
 
 
 def test_a_test_that_stops_or_covers_the_hooks_fails_clearly(pytester: pytest.Pytester) -> None:
