@@ -1178,6 +1178,21 @@ static __attribute__((noinline)) void *alloc_compare(rp_pool *pool, size_t size,
     return malloc_locked(pool, cp, t, size, tag, plain);
 }
 
+/* h's payload, computed where the compiler cannot see that it is (on
+   x86-64): for a comparison, so that the payload returned later is
+   computed again from h (one lea) rather than kept from the comparison in
+   a register that the function must then save and restore. */
+static inline __attribute__((always_inline)) void *opaque_payload(rpi_hdr *h)
+{
+#if defined(__x86_64__)
+    void *p;
+    __asm__("lea %c2(%1), %0" : "=r"(p) : "r"(h), "i"(RPI_HDR));
+    return p;
+#else
+    return rpi_payload(h);
+#endif
+}
+
 /* Lock held: the tag's pointer cached and its content the one remembered
    (a literal of the program, or compared by alloc_compare). */
 static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_t size,
@@ -1191,21 +1206,24 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
        cache's own slot need not hold it: records live as long as the
        pool); any other tag's content is compared first */
     if (RPI_UNLIKELY(cp->fixed_key[s] != tag)) return alloc_compare(pool, size, tag, plain);
-    rpi_tag *t = cp->seen_rec[s];
     /* The usual case: the block on top of its class's list has its record
        in the hint beside the list (the block this pool freed there last,
        or whose memory the quarantine's turnover put there): no table
        lookup, and no register to save (anything else is a tail call). */
     if (arena) {
+        /* Only s is kept from here: the record is read when the hint
+           holds, and the slower paths read the tag pointer back from
+           seen_key[s] (fixed_key[s] == tag implies seen_key[s] == tag),
+           so that the hint's checks leave a register free. */
         /* (never NULL here: a checked arena pool loses its arena and its
            part, cp, together, at destroy: rpi_registry_drop_pool) */
         rpi_arena *a = pool->arena;
         size_t c;
         if (RPI_UNLIKELY(!rpi_arena_class(size, RPI_HDR, &c)))
-            return alloc_general_unlock(pool, size, tag, plain);
+            return alloc_general_unlock(pool, size, cp->seen_key[s], plain);
         rpi_hdr *h = a->free[c];
         entry *e;
-        if (RPI_LIKELY(h != NULL) && (e = cp->top_rec[c])->payload == rpi_payload(h) &&
+        if (RPI_LIKELY(h != NULL) && (e = cp->top_rec[c])->payload == opaque_payload(h) &&
             RPI_LIKELY(e->cp == cp && e->state != RPI_LIVE && e->kept == 0)) {
             if (RPI_UNLIKELY(e->qslot != NULL)) {   /* in the quarantine */
                 fifo_leave(e);
@@ -1214,12 +1232,13 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
             }
             a->free[c] = h->next;
             /* a->hword[c]: RPI_F_ARENA | RPI_F_CHECKED | the class */
-            return alloc_finish(pool, cp, e, h, a->hword[c] | size, t, size,
+            return alloc_finish(pool, cp, e, h, a->hword[c] | size, cp->seen_rec[s], size,
                                 KNOWN_KEPT | KNOWN_POOL);
         }
-        return plain ? arena_slow_plain(pool, cp, t, size, tag, c)
-                     : arena_slow_noexc(pool, cp, t, size, tag, c);
+        return plain ? arena_slow_plain(pool, cp, cp->seen_rec[s], size, cp->seen_key[s], c)
+                     : arena_slow_noexc(pool, cp, cp->seen_rec[s], size, cp->seen_key[s], c);
     }
+    rpi_tag *t = cp->seen_rec[s];
     if (RPI_UNLIKELY(pool->arena != NULL)) return alloc_general_unlock(pool, size, tag, plain);
     size_t c = (size + 15) >> 4;
     if (RPI_LIKELY(size <= RPI_RECYCLE_MAX)) {
