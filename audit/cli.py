@@ -16,7 +16,7 @@ from typing import NoReturn, Protocol
 from audit import __version__
 from audit.errors import AuditError, UsageError
 from audit.gate import EXIT_ERROR
-from audit.printable import one_line
+from audit.printable import printable_escaped
 
 
 class Command(Protocol):
@@ -84,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         handler: Command = args.handler
         return handler.run(args)
     except UsageError as exc:
-        print(one_line(str(exc)), file=sys.stderr)
+        print(printable_escaped(str(exc)), file=sys.stderr)
         return EXIT_ERROR
     except AuditError as exc:
-        print(f"ringpool-audit: error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"ringpool-audit: error: {printable_escaped(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("ringpool-audit: interrupted", file=sys.stderr)

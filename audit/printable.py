@@ -47,24 +47,15 @@ def printable_escaped(text: str) -> str:
     """``text``, whose every backslash already starts an escape of its own (a pool path
     as :func:`audit.schema.path_text` writes it: ``\\\\`` and ``\\/``), with the other
     characters of the rule escaped: each backslash written once, never twice.  For a
-    path text this is :func:`audit.schema.path_shown` of its names."""
+    path text this is :func:`audit.schema.path_shown` of its names.
+
+    Also for a message whose names are already :func:`printable`: what reaches the
+    terminal is one line of safe characters even when a message names something raw.
+    Not one-to-one for such text (a raw newline and the two characters ``\\n`` read
+    alike): names go through :func:`printable` first."""
     if _UNSAFE_BUT_BACKSLASH.search(text) is None:
         return text
     return _UNSAFE_BUT_BACKSLASH.sub(_escaped, text)
-
-
-def one_line(text: str) -> str:
-    """``text`` (a message whose names are already :func:`printable`) with every character
-    the rule escapes but the backslash escaped too: what reaches the terminal is one
-    line of safe characters even when a message names something raw. Not one-to-one
-    (a raw newline and the two characters ``\\n`` read alike): names go through
-    :func:`printable` first."""
-    if _CONTROL.search(text) is None:
-        return text
-    return _CONTROL.sub(_escaped, text)
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def is_printable(text: str) -> bool:
