@@ -195,3 +195,15 @@ def totals_line(merged: Merged, reports: list[Report]) -> str:
 def require_files(paths: list[str]) -> None:
     if not paths:
         raise AuditError("no report files given")
+
+
+class ReportsCommand:
+    """A command that reads reports (show, diff): its work, ``_run``, runs with the
+    cyclic garbage collector paused (millions of rows, no cycles: see audit.schema)."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        with schema.gc_paused():
+            return self._run(args)
+
+    def _run(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError

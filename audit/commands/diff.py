@@ -7,14 +7,14 @@ import dataclasses
 from typing import Any
 
 from audit import gate, output, reports, schema
-from audit.commands._common import (add_input_options, input_limits, positive_int, row_noun, sample_rate,
-                                    wrapper_pattern)
+from audit.commands._common import (ReportsCommand, add_input_options, input_limits, positive_int, row_noun,
+                                    sample_rate, wrapper_pattern)
 from audit.errors import AuditError
 from audit.formatters import Column, Table
 from audit.words import plural
 
 
-class DiffCommand:
+class DiffCommand(ReportsCommand):
     """Compare two reports tag by tag (like tracemalloc's compare_to).
 
     For every tag (child pools by their path): outstanding blocks and bytes in
@@ -41,10 +41,6 @@ class DiffCommand:
                             help="interposer reports: a suppressions file")
         gate.add_gate_options(parser)
         output.add_output_options(parser)
-
-    def run(self, args: argparse.Namespace) -> int:
-        with schema.gc_paused():   # millions of rows, no cycles: see audit.schema
-            return self._run(args)
 
     def _run(self, args: argparse.Namespace) -> int:
         output.check_output(args)

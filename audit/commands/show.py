@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from audit import gate, output, reports, schema
-from audit.commands._common import (add_input_options, add_table_options, by_tag_table,
+from audit import gate, output, reports
+from audit.commands._common import (ReportsCommand, add_input_options, add_table_options, by_tag_table,
                                     input_limits, require_files, totals_line)
 
 
-class ShowCommand:
+class ShowCommand(ReportsCommand):
     """Show the by-tag table of one or more reports.
 
     Reads JSON reports (written by the library through $RINGPOOL_REPORT, by
@@ -27,10 +27,6 @@ class ShowCommand:
         add_table_options(parser)
         gate.add_gate_options(parser)
         output.add_output_options(parser)
-
-    def run(self, args: argparse.Namespace) -> int:
-        with schema.gc_paused():   # millions of rows, no cycles: see audit.schema
-            return self._run(args)
 
     def _run(self, args: argparse.Namespace) -> int:
         output.check_output(args)
