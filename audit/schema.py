@@ -500,6 +500,10 @@ class _Fields:
     def bad(self, name: str, problem: str) -> ReportFormatError:
         return ReportFormatError(self.source, problem, self.prefix + name)
 
+    def wrong_type(self, name: str, expected: str, value: Any) -> ReportFormatError:
+        """The error for a field that is not of the JSON type ``expected`` ("an array")."""
+        return self.bad(name, f"expected {expected}, got {_json_type(value)} {shown(value)}")
+
     def get(self, obj: Mapping[str, Any], name: str, where: str = "") -> Any:
         if name not in obj:
             raise self.bad(where + name, "missing")
@@ -508,8 +512,7 @@ class _Fields:
     def text(self, obj: Mapping[str, Any], name: str, where: str = "") -> str:
         value = self.get(obj, name, where)
         if type(value) is not str:
-            raise self.bad(where + name, f"expected a string, got {_json_type(value)} "
-                                         f"{shown(value)}")
+            raise self.wrong_type(where + name, "a string", value)
         problem = _text_ok(value, self.limits)
         if problem:
             raise self.bad(where + name, problem)
@@ -518,8 +521,7 @@ class _Fields:
     def count(self, obj: Mapping[str, Any], name: str, where: str = "") -> int:
         value = self.get(obj, name, where)
         if type(value) is not int:
-            raise self.bad(where + name, f"expected an integer, got {_json_type(value)} "
-                                         f"{shown(value)}")
+            raise self.wrong_type(where + name, "an integer", value)
         if value < 0:
             raise self.bad(where + name, f"expected a non-negative count, got {shown(value)}")
         if value > MAX_COUNT:
@@ -593,7 +595,7 @@ def _parse_pool(d: dict[str, Any], source: str, prefix: str, depth: int, limits:
 
     t = f.get(d, "totals")
     if type(t) is not dict:
-        raise f.bad("totals", f"expected an object, got {_json_type(t)} {shown(t)}")
+        raise f.wrong_type("totals", "an object", t)
     totals = Totals(f.count(t, "blocks", "totals."), f.count(t, "bytes", "totals."),
                     f.count(t, "peak_bytes", "totals."), f.count(t, "allocs", "totals."),
                     f.count(t, "reserved_bytes", "totals.") if "reserved_bytes" in t else None,
@@ -601,7 +603,7 @@ def _parse_pool(d: dict[str, Any], source: str, prefix: str, depth: int, limits:
 
     raw_tags = f.get(d, "tags")
     if type(raw_tags) is not list:
-        raise f.bad("tags", f"expected an array, got {_json_type(raw_tags)} {shown(raw_tags)}")
+        raise f.wrong_type("tags", "an array", raw_tags)
     tags, seen, sum_blocks, sum_bytes = _parse_tags(raw_tags, f)
     for name, total, value in (("blocks", sum_blocks, totals.blocks),
                                ("bytes", sum_bytes, totals.bytes)):
@@ -619,15 +621,13 @@ def _parse_pool(d: dict[str, Any], source: str, prefix: str, depth: int, limits:
     if "children" in d:
         raw_children = d["children"]
         if type(raw_children) is not list:
-            raise f.bad("children", f"expected an array, got {_json_type(raw_children)} "
-                                    f"{shown(raw_children)}")
+            raise f.wrong_type("children", "an array", raw_children)
         if raw_children and depth >= limits.max_depth:
             raise f.bad("children", f"child pools nested deeper than {limits.max_depth} "
                                     "levels")
         for i, item in enumerate(raw_children):
             if type(item) is not dict:
-                raise f.bad(f"children[{i}]", f"expected an object, got {_json_type(item)} "
-                                              f"{shown(item)}")
+                raise f.wrong_type(f"children[{i}]", "an object", item)
             children.append(_parse_pool(item, source, f"{prefix}children[{i}].", depth + 1,
                                         limits, cls, _POOL_KEYS))
 
@@ -635,13 +635,12 @@ def _parse_pool(d: dict[str, Any], source: str, prefix: str, depth: int, limits:
     if depth == 0 and "parents" in d:
         raw_parents = d["parents"]
         if type(raw_parents) is not list:
-            raise f.bad("parents", f"expected an array of pool names, got {_json_type(raw_parents)} "
-                                   f"{shown(raw_parents)}")
+            raise f.wrong_type("parents", "an array of pool names", raw_parents)
         if len(raw_parents) > limits.max_depth:
             raise f.bad("parents", f"more than {limits.max_depth} enclosing pools")
         for i, name in enumerate(raw_parents):
             if type(name) is not str:
-                raise f.bad(f"parents[{i}]", f"expected a string, got {_json_type(name)} {shown(name)}")
+                raise f.wrong_type(f"parents[{i}]", "a string", name)
             problem = _text_ok(name, limits)
             if problem:
                 raise f.bad(f"parents[{i}]", problem)
@@ -730,7 +729,7 @@ def _parse_tags_fast(raw: list[Any], limits: Limits
 
 def _parse_tag(item: Any, i: int, f: _Fields) -> TagStat:
     if type(item) is not dict:
-        raise f.bad(f"tags[{i}]", f"expected an object, got {_json_type(item)} {shown(item)}")
+        raise f.wrong_type(f"tags[{i}]", "an object", item)
     where = f"tags[{i}]."
     return TagStat(f.text(item, "tag", where), f.count(item, "blocks", where),
                    f.count(item, "bytes", where), f.count(item, "peak_bytes", where),
@@ -739,13 +738,12 @@ def _parse_tag(item: Any, i: int, f: _Fields) -> TagStat:
 
 def _parse_blocks(raw: Any, seen: set[str], f: _Fields) -> list[BlockRecord]:
     if type(raw) is not list:
-        raise f.bad("blocks", f"expected an array, got {_json_type(raw)} {shown(raw)}")
+        raise f.wrong_type("blocks", "an array", raw)
     out: list[BlockRecord] = []
     for i, item in enumerate(raw):
         where = f"blocks[{i}]."
         if type(item) is not dict:
-            raise f.bad(f"blocks[{i}]", f"expected an object, got {_json_type(item)} "
-                                        f"{shown(item)}")
+            raise f.wrong_type(f"blocks[{i}]", "an object", item)
         addr = f.text(item, "address", where)
         if not _ADDRESS.match(addr) or len(addr) > 18:
             raise f.bad(where + "address", f"expected a lower-case hex string like "
