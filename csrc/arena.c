@@ -304,11 +304,21 @@ rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size)
     size_t total = RPI_HDR - a->off + size;
     if (RPI_UNLIKELY(total > RPI_BIG_LIMIT)) return big_alloc(pool, 0, size);
     unsigned c = rpi_class_of(total);
-    rpi_hdr *h = a->free[c];
+    void *e = a->free[c];
+    rpi_hdr *h;
     /* (a headerless slot at the head, rpi_hl_enc: this block needs a
        header, so it is carved) */
-    if (RPI_LIKELY(rpi_list_hdr(h))) a->free[c] = a->off ? h->link : h->next;
-    else if (!(h = rpi_arena_refill(pool, c))) return NULL;
+    if (RPI_LIKELY(rpi_list_hdr(e))) {
+        if (a->off) {   /* compact: the payload listed (rpi_list_ent) */
+            h = rpi_list_blk(e);
+            a->free[c] = h->link;
+        } else {
+            h = e;
+            a->free[c] = h->next;
+        }
+    } else if (!(h = rpi_arena_refill(pool, c))) {
+        return NULL;
+    }
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT);
     return h;
 }
@@ -342,10 +352,11 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
         /* compact: the link in the origin field, the class kept for walks */
         h->link = a->free[c];
         h->word &= RPI_CLASS_MASK;
+        a->free[c] = rpi_list_ent(h);
     } else {
         h->next = a->free[c];
+        a->free[c] = h;
     }
-    a->free[c] = h;
 }
 
 bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)

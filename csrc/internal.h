@@ -209,7 +209,8 @@ typedef struct rpi_chunk {
 _Static_assert(sizeof(rpi_chunk) % _Alignof(max_align_t) == 0, "chunk header keeps alignment");
 
 typedef struct rpi_arena {
-    void      *free[RPI_NCLASSES];  /* per class free lists (link in the header;
+    void      *free[RPI_NCLASSES];  /* per class free lists (compact blocks by
+                                       their payload, rpi_list_ent; link in the header;
                                        classes 1 to hl_cmax also hold free
                                        headerless slots: rpi_hl_enc) */
     /* by class: a new compact block's header word but its size
@@ -402,6 +403,14 @@ static inline bool rpi_hl_is_enc(const void *h) { return (intptr_t)h < 0; }
 /* A list head (rpi_arena.free[]) that is a block with a header (not NULL,
    not a headerless slot). */
 static inline bool rpi_list_hdr(const void *h) { return (intptr_t)h > 0; }
+/* A compact block (an unchecked pool's arena: rpi_arena.off RPI_AOFF) is on
+   its class's list as its payload's address, the link (the next entry, as
+   the head holds it) in its header's origin field: rp_free pushes the
+   pointer it was given and rp_alloc returns the one it pops, with no
+   header arithmetic either way. A checked pool's arena (off 0) lists
+   headers, linked through next. */
+static inline void *rpi_list_ent(rpi_hdr *h) { return rpi_payload(h); }
+static inline rpi_hdr *rpi_list_blk(void *e) { return rpi_hdr_of(e); }
 static inline void *rpi_hl_link(void *p) { return ((void **)p)[0]; }
 static inline uint32_t *rpi_hl_link_word(void *p) { return ((uint32_t **)p)[1]; }
 static inline void rpi_hl_link_put(void *p, void *next, uint32_t *mp)

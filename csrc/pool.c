@@ -1055,10 +1055,12 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
         return ARENA_GENERAL();
     rpi_tag *t = rpi_tag_rec_at(pool, toff);
     if (RPI_UNLIKELY(rpi_tag_key_at(pool, toff) != tag)) goto general_locked;
-    rpi_hdr *h = a->free[c];
-    if (RPI_LIKELY(rpi_list_hdr(h))) {
-        a->free[c] = h->link;
-    } else if (h != NULL) {
+    /* the new block's payload: its header's fields at negative offsets
+       from it, the return value without arithmetic */
+    char *pl = a->free[c];
+    if (RPI_LIKELY(rpi_list_hdr(pl))) {
+        a->free[c] = rpi_list_blk(pl)->link;   /* the payload listed (rpi_list_ent) */
+    } else if (pl != NULL) {
         /* a free headerless slot (rpi_hl_enc: classes 1 to hl_cmax only),
            taken without a call unless the sampler is due (a sampled block
            has a header: alloc_hl) */
@@ -1070,7 +1072,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
                                                : alloc_hl_none(pool, size, tag, plain, t, a);
         }
         uint32_t *mp;
-        char *p = rpi_hl_pop(a, c, h, &mp);
+        char *p = rpi_hl_pop(a, c, pl, &mp);
         return alloc_hl_done(pool, t, p, mp, t->hl_word, size, locked, zero);
     } else {
         if (c <= a->hl_cmax) {
@@ -1111,31 +1113,37 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
         /* carve from the current chunk (the class size only here: a free
            list hit does not compute it) */
         size_t cs = a->carve[c];
-        h = (rpi_hdr *)a->cur;   /* an rpi_hdr address: the slot starts 16 bytes later */
+        char *h = a->cur;   /* an rpi_hdr address: the slot starts 16 bytes later */
         /* the new end compared as an integer (a pointer past the chunk's
            end is not one C may form; no overflow: cur and cs are far below
            2^63, and class 1's UINT32_MAX never fits) */
         uintptr_t next = (uintptr_t)h + cs;
         if (RPI_UNLIKELY(next > (uintptr_t)a->end)) goto general_locked;
         a->cur = (char *)next;
+        pl = h + RPI_HDR;
     }
-    h->word = a->hword[c] | size;   /* RPI_F_ARENA, the class */
-    h->origin = t;   /* not on the ring: walks find it in its chunk */
+    rpi_hdr_of(pl)->word = a->hword[c] | size;   /* RPI_F_ARENA, the class */
+    rpi_hdr_of(pl)->origin = t;   /* not on the ring: walks find it in its chunk */
     if (rpi_memprof_count(pool, t, size)) {
+        /* the header's address formed here (the empty asm: GCC hoisted
+           it onto the fast path, into a register of its own) */
+        char *q = pl;
+        __asm__("" : "+r"(q));
+        rpi_hdr *h = rpi_hdr_of(q);
         if (zero) return calloc_memprof_slow(pool, h, size, locked == RPI_SYNC_BIASED);
         if (locked == RPI_SYNC_BIASED) return biased_memprof_slow(pool, h, size);
         return rpi_memprof_slow(pool, h, size, false);
     }
     if (zero) {
         /* rp_calloc: the memset a tail call */
-        void *z = rpi_payload(h);
+        void *z = pl;
         if (locked == RPI_SYNC_LOCK) z = rpi_lock_release_ret(&pool->lock, z);
         if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return memset(z, 0, size);
     }
-    if (locked == RPI_SYNC_LOCK) return rpi_lock_release_ret(&pool->lock, rpi_payload(h));
+    if (locked == RPI_SYNC_LOCK) return rpi_lock_release_ret(&pool->lock, pl);
     if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
-    return rpi_payload(h);
+    return pl;
 general_locked:
     if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
         return zero ? wake_then_calloc(pool, size, tag, plain)
@@ -1834,14 +1842,15 @@ void rpi_free_general(void *block)
 }
 
 /* A live compact arena slot h (header word w) goes onto its class's free
-   list c: the link in the origin field, the word without RPI_F_ARENA (not
-   live; the class kept, so a walk steps over it: rpi_arena_next_live). */
+   list c (as its payload: rpi_list_ent): the link in the origin field, the
+   word without RPI_F_ARENA (not live; the class kept, so a walk steps over
+   it: rpi_arena_next_live). */
 static inline __attribute__((always_inline)) void slot_free(rpi_arena *a, rpi_hdr *h, size_t c,
                                                             uint64_t w)
 {
     h->link = a->free[c];
     h->word = w ^ RPI_F_ARENA;
-    a->free[c] = h;
+    a->free[c] = rpi_list_ent(h);
 }
 
 /* The trusted fast path of rp_free, specialised for locked and unsynchronised
@@ -1874,6 +1883,12 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
         if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return;
     }
+    /* the header's address formed here, not before the branch (the arena
+       lists the payload: rpi_list_ent); the empty asm keeps GCC from
+       hoisting it */
+    char *b = block;
+    __asm__("" : "+r"(b));
+    h = rpi_hdr_of(b);
     size_t size = (size_t)(w & RPI_SIZE_MASK);
     rpi_counters_sub_in(pool, t, size);
     rpi_ring_unlink(h);
@@ -2416,8 +2431,10 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
            owner takes in other threads' frees before it carves */
         if (size > 1024 - RPI_AHDR || size == 0) goto no;   /* 0: no room for the copy */
         size_t c = (RPI_AHDR + size - 1) >> 4;
-        rpi_hdr *n = a->free[c];
-        if (rpi_list_hdr(n)) {
+        void *e = a->free[c];
+        rpi_hdr *n;
+        if (rpi_list_hdr(e)) {
+            n = rpi_list_blk(e);
             a->free[c] = n->link;
         } else {
             size_t cs = (c + 1) << 4;
@@ -2653,8 +2670,10 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
 {
     rpi_arena *a = pool->arena;
     /* c2: the new class, rpi_class_of(RPI_AHDR + size) (unchecked: compact) */
-    rpi_hdr *n = a->free[c2];
-    if (rpi_list_hdr(n)) {   /* (not a headerless slot: rpi_hl_enc) */
+    void *e = a->free[c2];
+    rpi_hdr *n;
+    if (rpi_list_hdr(e)) {   /* (not a headerless slot: rpi_hl_enc) */
+        n = rpi_list_blk(e);
         a->free[c2] = n->link;
     } else {
         size_t cs2 = rpi_class_bytes[c2];
