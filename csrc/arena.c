@@ -84,6 +84,10 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
         a->hword[c] = RPI_F_ARENA | checked | ((uint64_t)c << RPI_CLASS_SHIFT);
         a->carve[c] = rpi_carve_bytes[c];
     }
+    /* past 1 KiB a class spans 256 bytes or more, aligned to 256: every
+       total - 1 in [i << 8, (i << 8) + 255] has the class of (i << 8) + 1 */
+    for (size_t i = 0; i < sizeof a->bigcls; i++)
+        a->bigcls[i] = (uint8_t)rpi_class_of((i << 8) + 1);
     pool->arena = a;
     return 0;
 }

@@ -220,6 +220,11 @@ typedef struct rpi_arena {
        (rpi_carve_bytes: here, no address of a table of its own to form) */
     uint64_t   hword[RPI_NCLASSES];
     uint32_t   carve[RPI_NCLASSES];
+    /* the class of a compact block past 1 KiB with its header, by (its
+       total - 1) >> 8 (rpi_arena_class_a: one load where rpi_class_of's
+       bsr and shifts took eight instructions; the classes there are 256
+       bytes apart or more) */
+    uint8_t    bigcls[128];          /* RPI_BIG_LIMIT >> 8 */
     char      *cur, *end;           /* bump region of the current chunk, as rpi_hdr
                                        addresses (a slot starts off bytes later) */
     rpi_chunk *chunks;              /* in use */
@@ -888,6 +893,20 @@ static inline __attribute__((always_inline)) bool rpi_arena_class(size_t size, s
         *c = (hdr + size - 1) >> 4;
     else if (size <= RPI_BIG_LIMIT - hdr)
         *c = rpi_class_of(hdr + size);
+    else
+        return false;
+    return true;
+}
+_Static_assert(sizeof(((rpi_arena *)0)->bigcls) == RPI_BIG_LIMIT >> 8, "bigcls covers the classes");
+/* rpi_arena_class for a compact block (RPI_AHDR) of arena a, the classes
+   past 1 KiB from its table (rpi_arena.bigcls). */
+static inline __attribute__((always_inline)) bool rpi_arena_class_a(const rpi_arena *a,
+                                                                     size_t size, size_t *c)
+{
+    if (RPI_LIKELY(size <= 1024 - RPI_AHDR))
+        *c = (RPI_AHDR + size - 1) >> 4;
+    else if (size <= RPI_BIG_LIMIT - RPI_AHDR)
+        *c = a->bigcls[(RPI_AHDR + size - 1) >> 8];
     else
         return false;
     return true;

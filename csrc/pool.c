@@ -978,21 +978,23 @@ static inline __attribute__((always_inline)) void *alloc_hl(rp_pool *pool, rpi_a
     }
     return alloc_hl_done(pool, t, p, mp, word, size, locked, false);
 }
-/* (parameters in the order rp_alloc holds them: few moves before the call) */
+/* (parameters in the order rp_alloc holds them: few moves before the call;
+   the arena is the pool's own, rp_pool.own_arena: passed, its address took
+   an instruction on the fast path's way to a free slot) */
 __attribute__((noinline)) static void *alloc_hl_none(rp_pool *pool, size_t size, const char *tag,
-                                                     bool plain, rpi_tag *t, rpi_arena *a)
+                                                     bool plain, rpi_tag *t)
 {
-    return alloc_hl(pool, a, t, size, tag, plain, RPI_SYNC_NONE);
+    return alloc_hl(pool, pool->own_arena, t, size, tag, plain, RPI_SYNC_NONE);
 }
 __attribute__((noinline)) static void *alloc_hl_lock(rp_pool *pool, size_t size, const char *tag,
-                                                     bool plain, rpi_tag *t, rpi_arena *a)
+                                                     bool plain, rpi_tag *t)
 {
-    return alloc_hl(pool, a, t, size, tag, plain, RPI_SYNC_LOCK);
+    return alloc_hl(pool, pool->own_arena, t, size, tag, plain, RPI_SYNC_LOCK);
 }
 __attribute__((noinline)) static void *alloc_hl_biased(rp_pool *pool, size_t size, const char *tag,
-                                                       bool plain, rpi_tag *t, rpi_arena *a)
+                                                       bool plain, rpi_tag *t)
 {
-    return alloc_hl(pool, a, t, size, tag, plain, RPI_SYNC_BIASED);
+    return alloc_hl(pool, pool->own_arena, t, size, tag, plain, RPI_SYNC_BIASED);
 }
 
 /* rp_calloc's exits from the arena's fast path (alloc_arena_fast_z with
@@ -1020,13 +1022,13 @@ __attribute__((noinline)) static void *calloc_memprof_slow(rp_pool *pool, rpi_hd
 /* how: RPI_SYNC_* << 1 | plain, one argument (six in registers: the fast
    path's call is then a tail call, and rp_calloc keeps no frame) */
 __attribute__((noinline)) static void *calloc_hl(rp_pool *pool, size_t size, const char *tag,
-                                                 rpi_tag *t, rpi_arena *a, int how)
+                                                 rpi_tag *t, int how)
 {
     int locked = how >> 1;
     bool plain = how & 1;
-    void *p = locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, false, t, a)
-              : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, false, t, a)
-                                          : alloc_hl_none(pool, size, tag, false, t, a);
+    void *p = locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, false, t)
+              : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, false, t)
+                                          : alloc_hl_none(pool, size, tag, false, t);
     if (RPI_LIKELY(p != NULL)) return memset(p, 0, size);
     if (plain) rpi_oom("rp_calloc", size, tag);
     return NULL;
@@ -1047,7 +1049,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
     (zero ? calloc_general(pool, size, tag, plain) : alloc_general(pool, size, tag, plain))
     /* an unchecked pool: compact header (internal.h) */
     size_t c;   /* size_t, not unsigned: no zero extension before indexing */
-    if (!rpi_arena_class(size, RPI_AHDR, &c)) return ARENA_GENERAL();
+    if (!rpi_arena_class_a(a, size, &c)) return ARENA_GENERAL();
     size_t toff = rpi_tag_off(tag);
     if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(!rpi_lock_try(&pool->lock)))
         return ARENA_GENERAL();
@@ -1066,10 +1068,10 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
            has a header: alloc_hl) */
         if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) {
             pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
-            if (zero) return calloc_hl(pool, size, tag, t, a, locked << 1 | plain);
-            return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
-                   : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
-                                               : alloc_hl_none(pool, size, tag, plain, t, a);
+            if (zero) return calloc_hl(pool, size, tag, t, locked << 1 | plain);
+            return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t)
+                   : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t)
+                                               : alloc_hl_none(pool, size, tag, plain, t);
         }
         uint32_t *mp;
         char *p = rpi_hl_pop(a, c, pl, &mp);
@@ -1100,10 +1102,10 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
                     return alloc_hl_done(pool, t, p, mp, t->hl_word, size, locked, zero);
                 }
             }
-            if (zero) return calloc_hl(pool, size, tag, t, a, locked << 1 | plain);
-            return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t, a)
-                   : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t, a)
-                                               : alloc_hl_none(pool, size, tag, plain, t, a);
+            if (zero) return calloc_hl(pool, size, tag, t, locked << 1 | plain);
+            return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t)
+                   : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t)
+                                               : alloc_hl_none(pool, size, tag, plain, t);
         }
         /* a biased shard's owner takes in the blocks other threads freed
            before it carves (rpi_bias_enter) */
