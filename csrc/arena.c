@@ -83,6 +83,7 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
     for (size_t c = 0; c < RPI_NCLASSES; c++) {
         a->hword[c] = RPI_F_ARENA | checked | ((uint64_t)c << RPI_CLASS_SHIFT);
         a->carve[c] = rpi_carve_bytes[c];
+        a->cbytes[c] = rpi_class_bytes[c];
     }
     /* past 1 KiB a class spans 256 bytes or more, aligned to 256: every
        total - 1 in [i << 8, (i << 8) + 255] has the class of (i << 8) + 1 */

@@ -220,6 +220,7 @@ typedef struct rpi_arena {
        (rpi_carve_bytes: here, no address of a table of its own to form) */
     uint64_t   hword[RPI_NCLASSES];
     uint32_t   carve[RPI_NCLASSES];
+    uint32_t   cbytes[RPI_NCLASSES];  /* rpi_class_bytes, for the resize paths */
     /* the class of a compact block past 1 KiB with its header, by (its
        total - 1) >> 8 (rpi_arena_class_a: one load where rpi_class_of's
        bsr and shifts took eight instructions; the classes there are 256

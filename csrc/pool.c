@@ -2670,7 +2670,7 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
                                                                      size_t size, size_t c2,
                                                                      bool plain, const bool locked)
 {
-    rpi_arena *a = pool->arena;
+    rpi_arena *a = pool->own_arena;   /* compact: no checked pool exists */
     /* c2: the new class, rpi_class_of(RPI_AHDR + size) (unchecked: compact) */
     void *e = a->free[c2];
     rpi_hdr *n;
@@ -2678,7 +2678,7 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
         n = rpi_list_blk(e);
         a->free[c2] = n->link;
     } else {
-        size_t cs2 = rpi_class_bytes[c2];
+        size_t cs2 = a->cbytes[c2];
         if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs2)) {
             if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock))) rpi_lock_wake(&pool->lock);
             return resize_impl(pool, rpi_payload(h), size, resize_call(plain), plain);
@@ -2693,9 +2693,9 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     if (locked) memcpy(rpi_payload(n), rpi_payload(h), old);
     rpi_tag *t = h->origin;
     n->origin = t;
-    n->word = RPI_F_ARENA | ((uint64_t)c2 << RPI_CLASS_SHIFT) | size;
+    n->word = a->hword[c2] | size;
     size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
-    if ((char *)h + rpi_class_bytes[c] == a->cur && !pool->marks) {
+    if ((char *)h + a->cbytes[c] == a->cur && !pool->marks) {
         a->cur = (char *)h;               /* carved last: back to the chunk */
     } else {
         /* the link and the class go in the compact header: the payload,
@@ -2735,11 +2735,13 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
     rpi_hdr *h = rpi_hdr_of(block);
     size_t old = (size_t)(w & RPI_SIZE_MASK);
     if (RPI_LIKELY(w & RPI_F_ARENA)) {
+        /* the pool's own arena (compact: no checked pool exists), its
+           table of class bytes */
+        rpi_arena *a = pool->own_arena;
         size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
-        size_t cs = rpi_class_bytes[c];
+        size_t cs = a->cbytes[c];
         size_t total = RPI_AHDR + size;     /* size <= RP_MAX_SIZE: no wrap; compact */
         if (total > cs) {
-            rpi_arena *a = pool->arena;
             if (RPI_UNLIKELY(total > RPI_GROW_LIMIT)) goto general;
             size_t c2 = rpi_class_of(total);
             if ((char *)h + cs == a->cur) {
@@ -2750,7 +2752,7 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
                    a new block step by step again and again would fill
                    fresh memory while its freed ones pile up) */
                 if (!rpi_list_hdr(a->free[c2])) {
-                    cs = rpi_class_bytes[c2];
+                    cs = a->cbytes[c2];
                     if (RPI_UNLIKELY((size_t)(a->end - (char *)h) < cs)) goto general;
                     a->cur = (char *)h + cs;
                     w = (w & ~RPI_CLASS_MASK) | ((uint64_t)c2 << RPI_CLASS_SHIFT);
