@@ -315,6 +315,85 @@ static void resize_across_classes(void)
     tu_end_pool(pool);
 }
 
+/* Every block size an arena class takes (each size up to 2 KiB, then
+   both sides of every 256-byte boundary up to 32 KiB): two blocks of the
+   size hold it without touching each other (a class too small for it
+   makes the second overwrite the first); a block freed and asked for again
+   at the same size comes back at the same address from its class's list
+   (arena: the list holds it, LIFO), with its size and tag; the sizes of one class share a slot, a size of the next
+   class does not; a walk, the check and the per-tag counters agree with
+   the live blocks throughout, and with the pool's peak. */
+static size_t next_size(size_t n)
+{
+    if (n < 2048) return n + 1;
+    /* past 2 KiB: both sides of every 256-byte step of the totals with
+       the header (n + 15 = 0 mod 256 starts one): a step's first two
+       sizes, then its last two */
+    size_t r = (n + 15) % 256;
+    return r == 1 ? n + 253 : n + 1;
+}
+static void every_size_freed_and_reused(void)
+{
+    rp_pool *pool = pool_with("sizes", 0);
+    live keep[64];
+    size_t nkeep = 0, peak = 0, bytes = 0;
+    for (size_t n = 1; n <= 32752; n = next_size(n)) {
+        int tag = (int)(n % NTAGS);
+        void *p = rp_alloc(pool, n, tags[tag]);
+        void *p2 = rp_alloc(pool, n, tags[tag]);   /* its neighbour, when carved */
+        CHECK(p != NULL && p2 != NULL);
+        tu_fill(p, n, (unsigned)n);
+        tu_fill(p2, n, (unsigned)n + 1);
+        CHECK(tu_intact(p, n, (unsigned)n));       /* the slots hold n bytes */
+        CHECK_EQ(rp_block_size(p), n);
+        CHECK(strcmp(rp_block_tag(p), tags[tag]) == 0);
+        bytes += 2 * n;
+        if (bytes > peak) peak = bytes;
+        rp_free(p2);
+        rp_free(p);
+        bytes -= 2 * n;
+        void *q = rp_alloc(pool, n, tags[tag]);
+        CHECK(q != NULL);
+        if (tu_is_arena()) CHECK(q == p);   /* its class's list gave it back (LIFO) */
+        tu_fill(q, n, (unsigned)n);
+        CHECK_EQ(rp_block_size(q), n);
+        CHECK(strcmp(rp_block_tag(q), tags[tag]) == 0);
+        bytes += n;
+        if (bytes > peak) peak = bytes;
+        if (n % 97 == 0 && nkeep < 64) {
+            keep[nkeep++] = (live){q, n, tag};
+            check_walk(pool, keep, nkeep);
+        } else {
+            rp_free(q);
+            bytes -= n;
+        }
+    }
+    rp_pool_info info = {.struct_size = sizeof info};
+    CHECK_INT(rp_pool_get_info(pool, &info), 0);
+    CHECK_EQ(info.blocks, nkeep);
+    CHECK_EQ(info.bytes, bytes);
+    CHECK_EQ(info.peak_bytes, peak);
+    check_walk(pool, keep, nkeep);
+    if (tu_is_arena()) {
+        /* two sizes of one class (1 KiB and past: 256-byte steps) share a
+           slot, the next class's size does not */
+        void *a = rp_alloc(pool, 3000, "t0");
+        rp_free(a);
+        void *b = rp_alloc(pool, 3001, "t0");
+        CHECK(b == a);
+        rp_free(b);
+        void *c = rp_alloc(pool, 3600, "t0");
+        CHECK(c != a);
+        rp_free(c);
+    }
+    for (size_t i = 0; i < nkeep; i++) {
+        CHECK(tu_intact(keep[i].p, keep[i].size, (unsigned)keep[i].size));
+        rp_free(keep[i].p);
+    }
+    check_walk(pool, keep, 0);
+    tu_end_pool(pool);
+}
+
 /* Stack pools and checked pools see every block too. */
 static void stack_and_checked_pools(void)
 {
@@ -1266,6 +1345,7 @@ int main(int argc, char **argv)
         {"visitor_frees_and_allocates", visitor_frees_and_allocates},
         {"destroy_runs_each_destructor_once", destroy_runs_each_destructor_once},
         {"resize_across_classes", resize_across_classes},
+        {"every_size_freed_and_reused", every_size_freed_and_reused},
         {"forked_child_walks", forked_child_walks},   /* before any checked pool: the
                                                          child leaves no quarantine */
         {"threads_share_a_pool", threads_share_a_pool},
