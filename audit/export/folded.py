@@ -7,17 +7,39 @@ come from reports (``diff``, ``bench``) keep their one line per row.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from audit.export.model import INUSE_SPACE
 from audit.printable import printable
 
 
+# A space (or another whitespace character) that a flame graph tool could read as the
+# separator before the count: at either end of a frame (a tool may trim the line), or
+# before a digit (flamegraph.pl reads "a;f 12 40" as a differential line: stack "a;f",
+# counts 12 and 40).
+_LOOSE_SPACE = re.compile(r"\A\s|\s(?=[0-9])|\s\Z")
+
+
+def _hex_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def frame_text(label: str) -> str:
-    """A frame as folded text: written by audit.printable's rule (one line per stack), then
-    ``;`` (the frame separator) as ``:`` and a space (before the count) as ``_``; an empty
-    frame is ``_``."""
-    return printable(label).replace(";", ":").replace(" ", "_") or "_"
+    """A frame as folded text, one-to-one (docs/cli.md, "Names in text output"): written by
+    audit.printable's rule (one line per stack; a backslash is ``\\\\``, so no name writes
+    the escapes below), then ``;`` (the frame separator) as ``\\x3b``, and a whitespace
+    character at either end of the frame or before a digit as ``\\xNN``/``\\uNNNN`` (other
+    spaces stay: the tools split the count off at the line's last space). A frame with
+    no name is ``_``, so a name that is ``_`` alone is ``\\x5f``."""
+    text = printable(label)
+    if ";" in text:
+        text = text.replace(";", "\\x3b")
+    text = _LOOSE_SPACE.sub(_hex_escape, text)
+    if text == "_":
+        return "\\x5f"
+    return text or "_"
 
 
 class FoldedFormatter:

@@ -326,7 +326,7 @@ def test_python_frames_carry_function_file_and_line(tmp_path: Path) -> None:
     assert strings[fill.filename] == "cache.py" and strings[fill.system_name] == "fill"
     assert {loc.line[0].line for loc in prof.location} == {4, 30}
     table = Table(columns=[], rows=[], source=Source([report]))
-    assert render(table, "folded") == "app.py:30_(main);parse.py:12_(parse) 300\n(no_Python_frame) 16\n"
+    assert render(table, "folded") == "app.py:30 (main);parse.py:12 (parse) 300\n(no Python frame) 16\n"
 
 
 def test_run_preload_wants_an_output_file_for_pprof(plain_leaks: str, tmp_path: Path,

@@ -92,7 +92,7 @@ def test_folded_gives_the_whole_stack_outermost_first(plain_leaks: str, tmp_path
     assert main(["show", path, "--format", "folded"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     outer, inner = first.rsplit(" ", 1)[0].split(";")
-    assert outer.startswith("main_(") and inner.startswith("make_table_(") and "plain_leaks.c:9)" in inner
+    assert outer.startswith("main (") and inner.startswith("make_table (") and "plain_leaks.c:9)" in inner
 
 
 def test_reports_of_other_kinds_export_their_rows(write_report: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,4 +107,4 @@ def test_reports_of_other_kinds_export_their_rows(write_report: Any, capsys: pyt
     doc = json.loads(str(render(table, "speedscope")))
     jsonschema.validate(doc, SCHEMA)
     assert stacks_of(doc, 0) == {("parse (a.py:3)",): 300}
-    assert render(table, "folded") == "parse_(a.py:3) 300\nload_(b.py:9) 0\n"
+    assert render(table, "folded") == "parse (a.py:3) 300\nload (b.py:9) 0\n"

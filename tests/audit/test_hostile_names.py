@@ -23,6 +23,7 @@ import pytest
 from _audit_testlib import c_compiler, report_doc, tag
 from _export_testlib import FIXTURES, decode_pprof, pprof_tool
 from audit.cli import main
+from audit.printable import as_unicode
 
 pytest_plugins = ["pytester"]
 
@@ -53,7 +54,22 @@ HOSTILE = [
 # What must never reach a terminal raw: C0 (but the line ends the test splits on), DEL,
 # C1, the bidirectional formatting characters and the line/paragraph separators.
 RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
-FOLDED_LINE = re.compile(r"(?P<stack>[^ ]+) (?P<count>[0-9]+)")
+# flamegraph.pl's reading of a line (speedscope's splits at the last space too): the stack
+# is what precedes the last run of spaces before the count; a stack ending in a space and
+# digits would be read as a differential line (two counts).
+FOLDED_LINE = re.compile(r"(?P<stack>.*) (?P<count>[0-9]+)")
+DIFFERENTIAL = re.compile(r"(.*)\s+?([0-9]+(?:\.[0-9]*)?)")
+FOLDED_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|[\\nrt])")
+
+
+def unfolded(frame: str) -> str:
+    """A name as a folded frame writes it (docs/cli.md, "Names in text output"), read back."""
+    assert frame == frame.strip(), frame
+    assert ";" not in frame and FOLDED_ESCAPE.sub("", frame).count("\\") == 0, frame
+    if frame == "_":
+        return ""
+    return FOLDED_ESCAPE.sub(lambda m: {"\\\\": "\\", "\\n": "\n", "\\r": "\r", "\\t": "\t"}.get(m.group())
+                             or chr(int(m.group()[2:], 16)), frame)
 
 
 def hostile_report(pool: str = "pool\n;x y\x1b[0m", scale: int = 1) -> dict[str, object]:
@@ -86,6 +102,7 @@ def check_folded(out: str, depth: int, counts: list[int]) -> list[list[str]]:
         assert RAW.search(line) is None, line
         m = FOLDED_LINE.fullmatch(line)
         assert m is not None, f"not a folded line: {line!r}"
+        assert DIFFERENTIAL.fullmatch(m["stack"]) is None, line
         frames = m["stack"].split(";")
         assert len(frames) == depth, line
         stacks.append(frames)
@@ -100,7 +117,7 @@ def test_folded_pool_report_one_line_per_tag(write_report: WriteReport,
     path = write_report("r.json", hostile_report())
     out = show(capsys, "show", path, "--format", "folded")
     stacks = check_folded(out, 1 + 1, [10 + i for i in range(len(HOSTILE))])
-    assert {s[0] for s in stacks} == {"pool\\n:x_y\\x1b[0m"}
+    assert {s[0] for s in stacks} == {"pool\\n\\x3bx y\\x1b[0m"}
     by_count = {int(line.rsplit(" ", 1)[1]): line.split(";")[1].rsplit(" ", 1)[0]
                 for line in lines_of(out)}
     assert by_count[12] == "red\\x1b[31mtext"
@@ -128,6 +145,32 @@ def test_folded_diff_one_line_per_tag(write_report: WriteReport,
     new = write_report("new.json", hostile_report(scale=3))
     out = show(capsys, "diff", old, new, "--format", "folded")
     check_folded(out, 1, [2 * (10 + i) for i in range(len(HOSTILE))])
+
+
+# Names that folded wrote alike before it was one-to-one (";" as ":", a space as "_", an
+# empty frame as "_"), and names whose spaces a flame graph tool could take for the one
+# before the count (at an end, before digits: flamegraph.pl's differential lines).
+ALIKE = ["a b", "a_b", "a;b", "a:b", "", "_", " ", "\\x3b", "\\x20", "f 12", "f 1.5", " lead",
+         "trail ", "x\u3000", "x\xa0", "\u3000y", "operator new(unsigned long)"]
+
+
+def test_folded_is_one_to_one(write_report: WriteReport, capsys: pytest.CaptureFixture[str]) -> None:
+    tags = [tag(name, 1, 10 + i) for i, name in enumerate(ALIKE)]
+    doc = report_doc(pool="a b", tags=tags)
+    doc["children"] = [report_doc(pool=name, tags=[tag("t", 1, 100 + i)]) for i, name in enumerate(ALIKE)]
+    for child in doc["children"]:
+        del child["format"], child["version"]
+    path = write_report("r.json", doc)
+    out = show(capsys, "show", path, "--format", "folded")
+    read: dict[tuple[str, ...], int] = {}
+    for line in lines_of(out):
+        m = FOLDED_LINE.fullmatch(line)
+        assert m is not None and DIFFERENTIAL.fullmatch(m["stack"]) is None, line
+        read[tuple(unfolded(f) for f in m["stack"].split(";"))] = int(m["count"])
+    want = {("a b", name): 10 + i for i, name in enumerate(ALIKE)}
+    want.update({("a b", name, "t"): 100 + i for i, name in enumerate(ALIKE)})
+    assert read == want
+    assert "a b;operator new(unsigned long) 26\n" in out      # spaces inside a name stay
 
 
 # -------------------------------------------------------- table, markdown
@@ -213,11 +256,14 @@ def every_format(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str)
     folded = outputs["folded"].decode("utf-8")
     lines = lines_of(folded) if folded else []
     assert len(lines) == len(first["samples"])
+    names = [f["name"] for f in speed["shared"]["frames"]]
     for line, stack, weight in zip(lines, first["samples"], first["weights"]):
         assert RAW.search(line) is None, line
         m = FOLDED_LINE.fullmatch(line)
         assert m is not None and int(m["count"]) == weight, line
-        assert len(m["stack"].split(";")) == len(stack), line
+        assert DIFFERENTIAL.fullmatch(m["stack"]) is None, line
+        # each frame reads back as the name speedscope gives it (the mapping is one-to-one)
+        assert [as_unicode(unfolded(f)) for f in m["stack"].split(";")] == [names[i] for i in stack], line
     prof = decode_pprof(outputs["pprof"], tmp_path)      # strict proto3: strings must be UTF-8
     space = [prof.string_table[t.type] for t in prof.sample_type].index("inuse_space")
     assert sum(max(s.value[space], 0) for s in prof.sample) == sum(first["weights"])
@@ -512,7 +558,7 @@ def test_pool_report_from_c_with_hostile_names(hostile_pool_report: str, tmp_pat
     assert rows[(f"{pool}/ch\\/ild\u202e", "</script><!--\u2028")]["bytes"] == 50
     assert rows[(f"{pool}/ch\\/ild\u202e", "L" * 1000000)]["bytes"] == 60
     folded = (tmp_path / "out.folded").read_text(encoding="utf-8")
-    assert "po\ufffdol\\n:x_y\\x1b[0m;ch/ild\\u202e;</script><!--\\u2028;" in folded
+    assert "po\ufffdol\\n\\x3bx y\\x1b[0m;ch/ild\\u202e;</script><!--\\u2028;" in folded
 
 
 @pytest.mark.parametrize("by", ["stack", "function"])

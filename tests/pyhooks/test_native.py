@@ -290,7 +290,7 @@ def test_native_reports_work_with_show_diff_gate_and_exports(program: Path, caps
     code, _, err = run_cli(["run", "--python", "--native", "--max-leak-bytes", "100000",
                             "--", str(program), "1", "50"], capsys)
     assert code == 2 and "(raw_block)" in err
-    call_raw = f"{program}:{line_of(program, '# CALL_RAW')}_(grab)"
+    call_raw = f"{program}:{line_of(program, '# CALL_RAW')} (grab)"
     for fmt in ("folded", "speedscope", "html", "pprof"):
         out_file = tmp_path / f"p.{fmt}"
         code, _, err = run_cli(["show", str(r2), "--format", fmt, "--output", str(out_file)], capsys)
