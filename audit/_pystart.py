@@ -3,13 +3,19 @@
 It runs :mod:`audit._pyboot` from its cached bytecode (a script given by path
 is compiled from source at every start, which costs the audited program
 millions of instructions for the launcher's own code) and without importing
-the ``audit`` package.
+the ``audit`` package. Under another interpreter than the CLI's,
+``$RINGPOOL_PYTHON_PACKAGE`` names the directory that holds the packages.
 """
 
 import importlib.util
 import os
 import sys
 
+# `run --python` with another interpreter names the directory of the packages here (one
+# path, any bytes): on sys.path where $PYTHONPATH's first entry would be.
+_package = os.environ.pop("RINGPOOL_PYTHON_PACKAGE", None)
+if _package:
+    sys.path.insert(1, _package)
 _spec = importlib.util.spec_from_file_location(
     "audit._pyboot", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pyboot.py"))
 assert _spec is not None and _spec.loader is not None

@@ -33,6 +33,8 @@ TEXT_FORMATS = ("table", "github", "markdown")
 NATIVE_DEPTH = 64
 #: The launcher, run by its path: audit._pyboot from its cached bytecode.
 BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pystart.py")
+#: The directory holding this package, for another interpreter (read by the launcher).
+PACKAGE_ENV = "RINGPOOL_PYTHON_PACKAGE"
 
 
 def looks_like_python(program: str) -> bool:
@@ -129,10 +131,12 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
         env["RINGPOOL_PYTHON_SAMPLE_RATE"] = repr(args.sample_rate)
     if getattr(args, "sample_seed", None) is not None:
         env["RINGPOOL_PYTHON_SAMPLE_SEED"] = str(args.sample_seed)
+    env.pop(PACKAGE_ENV, None)
     if os.path.realpath(interpreter) != os.path.realpath(sys.executable):
-        # Another interpreter finds this package where this one found it.
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        # Another interpreter finds this package where this one found it: the launcher
+        # puts the directory on sys.path where $PYTHONPATH's first entry goes (not
+        # through $PYTHONPATH itself, which splits a directory holding ':').
+        env[PACKAGE_ENV] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         status = subprocess.run([interpreter, BOOT, *rest], env=env, check=False).returncode
     except OSError as exc:
