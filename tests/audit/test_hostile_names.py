@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -167,7 +168,7 @@ def test_folded_is_one_to_one(write_report: WriteReport, capsys: pytest.CaptureF
         m = FOLDED_LINE.fullmatch(line)
         assert m is not None and DIFFERENTIAL.fullmatch(m["stack"]) is None, line
         read[tuple(unfolded(f) for f in m["stack"].split(";"))] = int(m["count"])
-    want = {("a b", name): 10 + i for i, name in enumerate(ALIKE)}
+    want: dict[tuple[str, ...], int] = {("a b", name): 10 + i for i, name in enumerate(ALIKE)}
     want.update({("a b", name, "t"): 100 + i for i, name in enumerate(ALIKE)})
     assert read == want
     assert "a b;operator new(unsigned long) 26\n" in out      # spaces inside a name stay
@@ -616,6 +617,31 @@ def test_python_report_of_hostile_files_and_functions(by: str, hostile_python_re
     for i, name in enumerate(PY_NAMES):
         assert f"{name}:2 (f)" in keys, name            # the file name of compiled code
         assert f" ({name})" in keys, name               # a function renamed by __code__.replace
+
+
+def test_run_python_with_another_interpreter_from_a_directory_holding_a_colon(tmp_path: Path) -> None:
+    # the other interpreter found the package through $PYTHONPATH, which splits at ':'
+    # (no escape): "cannot load the hooks", no report
+    from _audit_testlib import ROOT
+
+    pkg = tmp_path / "pk:g"
+    pkg.mkdir()
+    for name in ("audit", "allocator"):
+        (pkg / name).symlink_to(ROOT / name, target_is_directory=True)
+    other = tmp_path / "bin" / "python3"
+    other.parent.mkdir()
+    other.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -S \"$@\"\n", encoding="utf-8")
+    other.chmod(0o755)                      # -S: not the site-packages that hold the package
+    script = tmp_path / "leak.py"
+    script.write_text("HOLD = bytearray(50000)\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-m", "audit", "run", "--python", "--format", "csv",
+                           "--report-dir", str(tmp_path / "r"), "--", str(other), str(script)],
+                          cwd=pkg, env=env, capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{script}:1 (<module>)" in done.stderr, done.stderr
+    (report,) = (tmp_path / "r").glob("python.*.json")
+    assert json.loads(report.read_text(encoding="utf-8"))["program"] == str(script)
 
 
 # ------------------------------------------------------------------- html
