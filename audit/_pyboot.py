@@ -38,8 +38,38 @@ NATIVE_ENV = "RINGPOOL_PYTHON_NATIVE"
 USAGE = "usage: python -m audit._pyboot (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
 
 
+_rule: types.ModuleType | None = None
+
+
+def _printable() -> types.ModuleType:
+    """audit/printable.py (the CLI's naming rule, docs/cli.md "Names in text output"),
+    loaded from beside this file when a message is written: not the ``audit`` package,
+    nor ``re`` at start-up, for the audited program."""
+    global _rule
+    if _rule is None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "audit.printable", os.path.join(os.path.dirname(os.path.abspath(__file__)), "printable.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _rule = module
+    return _rule
+
+
+def _name(text: str) -> str:
+    """A name (a path, the interpreter) written by the rule."""
+    return str(_printable().printable(text))
+
+
+def _say(message: str) -> None:
+    """One line on stderr, whatever the message holds (names go through _name first)."""
+    print(f"ringpool python hooks: {_printable().printable_escaped(message)}", file=sys.stderr)
+
+
 def _fail(message: str) -> int:
-    print(f"ringpool python hooks: {message}", file=sys.stderr)
+    _say(message)
     return 1
 
 
@@ -128,14 +158,14 @@ def main(argv: list[str]) -> int:
         if native:
             _load_hooks("allocator._pystack")
     except ImportError as exc:
-        return _fail(f"cannot load the hooks into {sys.executable} "
+        return _fail(f"cannot load the hooks into {_name(sys.executable)} "
                      f"(Python {sys.version.split()[0]}): {exc}")
     program = " ".join(argv[:2]) if argv[0] in ("-m", "-c") else argv[0]
     # A path Python decoded with surrogateescape has no UTF-8: the report names it with
     # U+FFFD for the bytes that are not UTF-8, as it names such files' frames.
     program = program.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if argv[0] not in ("-m", "-c") and not os.path.exists(argv[0]):
-        return _fail(f"{argv[0]}: no such file")
+        return _fail(f"{_name(argv[0])}: no such file")
     try:
         _pyhooks.set_program(program)
         options: dict[str, Any] = {"depth": depth}
@@ -149,13 +179,12 @@ def main(argv: list[str]) -> int:
 
     def at_exit() -> None:
         if not _pyhooks.is_tracing():
-            print("ringpool python hooks: the program stopped the hooks "
-                  "(allocator._pyhooks.stop()); no report is written", file=sys.stderr)
+            _say("the program stopped the hooks (allocator._pyhooks.stop()); no report is written")
             return
         try:
             _pyhooks.exit_report(pattern, program)
         except OSError as exc:
-            print(f"ringpool python hooks: cannot write the report: {exc}", file=sys.stderr)
+            _say(f"cannot write the report: {exc}")
 
     def on_audit(event: str, args: Any) -> None:
         if event == "os.exec" and _pyhooks.is_tracing():

@@ -644,6 +644,22 @@ def test_run_python_with_another_interpreter_from_a_directory_holding_a_colon(tm
     assert json.loads(report.read_text(encoding="utf-8"))["program"] == str(script)
 
 
+def test_boot_script_names_the_script_by_the_rule(tmp_path: Path) -> None:
+    # run by hand, the boot script wrote the script's name raw (ESC, a newline) in its error
+    from _audit_testlib import ROOT
+
+    missing = str(tmp_path / "no\nsuch\x1b[2J.py")
+    env = {**os.environ, "RINGPOOL_PYTHON_REPORT": str(tmp_path / "r.%p.json")}
+    done = subprocess.run([sys.executable, str(ROOT / "audit" / "_pystart.py"), missing],
+                          env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == f"ringpool python hooks: {tmp_path}/no\\nsuch\\x1b[2J.py: no such file\n"
+    env["RINGPOOL_PYTHON_DEPTH"] = "1\x1b[2J"
+    done = subprocess.run([sys.executable, str(ROOT / "audit" / "_pystart.py"), missing],
+                          env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and RAW.search(done.stderr) is None, done.stderr
+
+
 # ------------------------------------------------------------------- html
 class _Elements(html.parser.HTMLParser):
     """Every element of a DOM dump, and the frames the flame graph drew."""
