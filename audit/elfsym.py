@@ -572,7 +572,7 @@ def _addr2line(path: str, addrs: list[int], is64: bool = True) -> list[tuple[str
     lines = _lines(out)
     if len(lines) == 2 * len(addrs):
         # every answer is at least two lines: exactly two each, the split is the only one
-        return [(lines[2 * i].strip(), lines[2 * i + 1]) for i in range(len(addrs))]
+        return [(lines[2 * i], lines[2 * i + 1]) for i in range(len(addrs))]
     locations = _delimited(["-e", path], addrs, is64)
     answers = _delimited(["-f", "-C", "-e", path], addrs, is64)
     if locations is None or answers is None:
@@ -582,7 +582,7 @@ def _addr2line(path: str, addrs: list[int], is64: bool = True) -> list[tuple[str
         # "function\nlocation": the location, known whole, ends it
         if not answer.endswith("\n" + location):
             return None
-        found.append((answer[:-len(location) - 1].strip(), location))
+        found.append((answer[:-len(location) - 1], location))
     return found
 
 
@@ -621,10 +621,13 @@ def _hex(line: str) -> int | None:
 
 
 _HEX = re.compile("0x[0-9a-f]+")
+_DISCRIMINATOR = re.compile(r" \(discriminator [0-9]+\)\Z")
 
 
 def parse_location(text: str) -> tuple[str | None, int | None]:
-    text = re.sub(r"\s*\(discriminator \d+\)$", "", text.strip())
+    """(file, line) of an addr2line location ("FILE:LINE", maybe " (discriminator N)"
+    after it); the file name exact, spaces and all."""
+    text = _DISCRIMINATOR.sub("", text)
     path, _, line = text.rpartition(":")
     if not path or path == "??" or not line.isdigit() or line == "0":
         return (None if not path or path == "??" else os.path.normpath(path)), None

@@ -465,7 +465,7 @@ def test_interposer_names_files_and_functions_holding_newlines(by: str, newline_
         assert sorted(keys) == sorted([f"{d}/prog.c", f"{d}/two\nlines.c:9\n\x1b[2Jthree", f"{d}/after.c"])
     else:
         for want in newline_names_expected(d):
-            assert sum(k.startswith(want + " < ") for k in keys) == 1, (want, keys)
+            assert sum(k.startswith(want + " < ") for k in keys) == 1, "\n".join([want, *keys])
     table = (tmp_path / "out.table").read_text(encoding="utf-8")
     assert "two\\nlines.c:9\\n\\x1b[2Jthree" in table
 
@@ -478,6 +478,61 @@ def test_pool_stacks_through_files_and_functions_holding_newlines(newline_names_
     keys = [str(r["key"]) for r in doc["rows"]]
     for want in newline_names_expected(d):
         assert sum(k.startswith(want) for k in keys) == 1, (want, keys)
+
+
+# A function whose name starts and ends with spaces (renamed in the binary, symbol table
+# and DWARF): addr2line's answer was stripped, so it read as the function "spaced" beside it.
+SPACED_NAMES_C = r"""
+#include <stdlib.h>
+#include "ringpool.h"
+void *keep[4];
+__attribute__((noinline)) void *spaced(rp_pool *p, size_t n) { return rp_alloc(p, n, "plain"); }
+#line 1 "other.c"
+__attribute__((noinline)) void *SPMARK(rp_pool *p, size_t n)
+{
+    return rp_alloc(p, n, "renamed");
+}
+#line 1 "main.c"
+int main(int argc, char **argv)
+{
+    rp_pool_options o = {.flags = RP_POOL_STACKS};
+    rp_pool *p = rp_pool_create_ex("p", &o);
+    keep[0] = spaced(p, 10);
+    keep[1] = SPMARK(p, 30);
+    return argc < 2 || rp_pool_write_report(p, argv[1]) != 0;
+}
+"""
+SPMARK = b"spmark_01"
+SPMARK_RENAMED = b" spaced  "        # as long as the marker: written over it in the binary
+
+
+def test_pool_stacks_keep_the_spaces_around_a_function_name(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from _audit_testlib import ROOT, static_library
+
+    (tmp_path / "prog.c").write_text(SPACED_NAMES_C.replace("SPMARK", SPMARK.decode()))
+    prog = tmp_path / "prog"
+    subprocess.run([c_compiler(), "-std=c11", "-g", "-O0", "-fno-omit-frame-pointer", "-D_GNU_SOURCE",
+                    f"-I{ROOT / 'csrc' / 'include'}", "prog.c", str(static_library()), "-lpthread",
+                    "-o", str(prog)], check=True, cwd=tmp_path)
+    data = prog.read_bytes()
+    assert data.count(SPMARK) >= 2 and len(SPMARK_RENAMED) == len(SPMARK)
+    prog.write_bytes(data.replace(SPMARK, SPMARK_RENAMED))
+    subprocess.run([str(prog), str(tmp_path / "pool.json")], check=True)
+    doc = every_format(tmp_path, capsys, "show", str(tmp_path / "pool.json"), "--by", "stack")
+    keys = [str(r["key"]) for r in doc["rows"]]
+    d = tmp_path
+    for want in (f"spaced ({d}/prog.c:5) < main ({d}/main.c:5)",
+                 f" spaced   ({d}/other.c:3) < main ({d}/main.c:6)"):
+        assert sum(k.startswith(want + " < ") for k in keys) == 1, "\n".join([want, *keys])
+
+
+def test_a_location_keeps_its_spaces() -> None:
+    from audit.elfsym import parse_location
+
+    assert parse_location(" a.c :12") == (" a.c ", 12)
+    assert parse_location(" a.c:7 (discriminator 3)") == (" a.c", 7)
+    assert parse_location("??:0") == (None, None)
 
 
 # --------------------------------------------------------------- long names
