@@ -18,15 +18,10 @@ import json
 import re
 from typing import Any
 
-from audit.export.model import Frame
+from audit.export.model import SHOWN_ORDER, TITLES, Frame
 
-TITLES = {
-    "inuse_space": ("outstanding bytes", "bytes"),
-    "inuse_objects": ("outstanding blocks", "blocks"),
-    "alloc_objects": ("allocations", "allocations"),
-    "alloc_space": ("allocated bytes", "bytes"),
-}
-ORDER = ("inuse_space", "inuse_objects", "alloc_space", "alloc_objects")
+UNITS = {"inuse_space": "bytes", "inuse_objects": "blocks", "alloc_objects": "allocations",
+         "alloc_space": "bytes"}
 
 
 def page_data(table: Any) -> dict[str, Any]:
@@ -53,7 +48,7 @@ def page_data(table: Any) -> dict[str, Any]:
         return i
 
     known = {name: i for i, name, _ in prof.value_types()}
-    metrics = [name for name in ORDER if name in known]
+    metrics = [name for name in SHOWN_ORDER if name in known]
     stacks, values = [], []
     for sample in prof.samples:
         row = [round(sample.values[known[m]], 3) for m in metrics]
@@ -66,7 +61,7 @@ def page_data(table: Any) -> dict[str, Any]:
     return {
         "title": prof.name,
         "note": note,
-        "metrics": [{"name": TITLES[m][0], "unit": TITLES[m][1]} for m in metrics],
+        "metrics": [{"name": TITLES[m], "unit": UNITS[m]} for m in metrics],
         "frames": frames,
         "stacks": stacks,
         "values": values,

@@ -21,6 +21,16 @@ VALUE_TYPES: tuple[tuple[str, str], ...] = (
 )
 INUSE_OBJECTS, INUSE_SPACE, ALLOC_OBJECTS, ALLOC_SPACE = range(4)
 
+# The values as the flame-graph formats (speedscope, HTML) offer them, the first shown
+# first, and the name each is shown by; each format gives them units of its own.
+SHOWN_ORDER = ("inuse_space", "inuse_objects", "alloc_space", "alloc_objects")
+TITLES = {
+    "inuse_space": "outstanding bytes",
+    "inuse_objects": "outstanding blocks",
+    "alloc_objects": "allocations",
+    "alloc_space": "allocated bytes",
+}
+
 
 @dataclass(frozen=True)
 class Frame:

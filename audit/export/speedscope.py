@@ -13,16 +13,11 @@ import json
 from typing import Any
 
 from audit import __version__
-from audit.export.model import Frame
+from audit.export.model import SHOWN_ORDER, TITLES, Frame
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
-TITLES = {
-    "inuse_space": ("outstanding bytes", "bytes"),
-    "inuse_objects": ("outstanding blocks", "none"),
-    "alloc_objects": ("allocations", "none"),
-    "alloc_space": ("allocated bytes", "bytes"),
-}
-ORDER = ("inuse_space", "inuse_objects", "alloc_space", "alloc_objects")
+# speedscope's units: a count is "none".
+UNITS = {"inuse_space": "bytes", "inuse_objects": "none", "alloc_objects": "none", "alloc_space": "bytes"}
 
 
 class SpeedscopeFormatter:
@@ -60,10 +55,10 @@ class SpeedscopeFormatter:
         known = {name: i for i, name, _ in prof.value_types()}
         suffix = f" (estimated, sampled at {prof.sample_rate:g}/byte)" if prof.sample_rate else ""
         profiles = []
-        for name in ORDER:
+        for name in SHOWN_ORDER:
             if name not in known:
                 continue
-            title, unit = TITLES[name]
+            title, unit = TITLES[name], UNITS[name]
             samples, weights = [], []
             for stack, sample in zip(stacks, prof.samples):
                 weight = sample.values[known[name]]
