@@ -193,7 +193,7 @@ def results_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> Table:
         Column("total_vs_glibc", "fill+free vs glibc", ".3g"),
     ]
     return Table(columns=columns, rows=rows, title="free cost per block (median of rounds)",
-                 frames=lambda r: [str(r["strategy"]).replace(" ", "_"), str(r["blocks"])],
+                 frames=lambda r: [str(r["strategy"]), str(r["blocks"])],
                  value_key="free_ns_per_block", meta=meta,
                  json_extra=["family", "kind", "rounds"])
 
