@@ -21,7 +21,7 @@ import tempfile
 
 from audit import gate, output, reports
 from audit.commands._common import by_tag_table, positive_int, totals_line
-from audit._process import describe_status, exit_status, json_files
+from audit._process import describe_status, exit_status, ready_report_dir, written_since
 from audit.errors import AuditError
 from audit.formatters import render
 from audit.printable import printable
@@ -112,14 +112,8 @@ def run(args: argparse.Namespace, cmd: list[str]) -> int:
 
 
 def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_dir: str) -> int:
-    try:
-        os.makedirs(report_dir, exist_ok=True)
-    except OSError as exc:
-        raise AuditError(f"{printable(report_dir)}: cannot create the report directory: {exc.strerror}") from exc
-    before = json_files(report_dir)
+    before, literal_dir = ready_report_dir(report_dir)
     env = dict(os.environ)
-    # '%' in the directory is literal: the hooks read '%%' as '%'
-    literal_dir = os.path.abspath(report_dir).replace("%", "%%")
     env["RINGPOOL_PYTHON_REPORT"] = os.path.join(literal_dir, "python.%p.json")
     env["RINGPOOL_PYTHON_DEPTH"] = str(args.python_depth)
     for name in ("RINGPOOL_PYTHON_SAMPLE_RATE", "RINGPOOL_PYTHON_SAMPLE_SEED",
@@ -143,7 +137,7 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
         raise AuditError(f"{printable(interpreter)}: cannot run: {exc.strerror}") from exc
     name = printable(rest[0] if rest[0] not in ("-m", "-c") else " ".join(rest[:2]))
     status_text = describe_status(status)
-    written = sorted(p for p, stamp in json_files(report_dir).items() if before.get(p) != stamp)
+    written = written_since(report_dir, before)
     loaded = [r for r in reports.load_all(written) if r.kind == "python"] if written else []
     if not loaded:
         output.summary(f"{name} {status_text}; it wrote no Python report "

@@ -12,7 +12,7 @@ import tempfile
 
 from audit import cycles, gate, output, pyrun, reports
 from audit.commands._common import add_table_options, by_tag_table, totals_line
-from audit._process import describe_status, exit_status, json_files
+from audit._process import describe_status, exit_status, ready_report_dir, written_since
 from audit.errors import AuditError
 from audit.formatters import FORMATTERS, render
 from audit.printable import printable
@@ -137,13 +137,7 @@ class RunCommand:
                 report_dir: str) -> tuple[int, list[str]]:
         """Runs cmd once with the report variables pointing into report_dir:
         its exit status and the report files it wrote."""
-        try:
-            os.makedirs(report_dir, exist_ok=True)
-        except OSError as exc:
-            raise AuditError(f"{printable(report_dir)}: cannot create the report directory: {exc.strerror}") from exc
-        before = json_files(report_dir)
-        # '%' in the directory is literal: both patterns read '%%' as '%'
-        literal_dir = os.path.abspath(report_dir).replace("%", "%%")
+        before, literal_dir = ready_report_dir(report_dir)
         # %u: one file per report, so that pools of one name (two "worker" pools, a
         # child "b" and a pool "b") do not replace each other's report
         env["RINGPOOL_REPORT"] = os.path.join(literal_dir, "%n.%p.%u.json")
@@ -168,7 +162,7 @@ class RunCommand:
             raise AuditError(f"{printable(cmd[0])}: permission denied") from None
         except OSError as exc:
             raise AuditError(f"{printable(cmd[0])}: cannot run: {exc.strerror}") from exc
-        return status, sorted(p for p, stamp in json_files(report_dir).items() if before.get(p) != stamp)
+        return status, written_since(report_dir, before)
 
     def _show(self, args: argparse.Namespace, cmd: list[str], report_dir: str, status: int,
               written: list[str]) -> int:
