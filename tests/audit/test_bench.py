@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -68,6 +69,10 @@ def test_csv_and_folded(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(line.rsplit(" ", 1)[0].endswith(";100") for line in lines)
     # a strategy is one frame, named as the table names it (folded keeps inner spaces)
     assert any(line.startswith("ringpool/arena bulk destroy;100 ") for line in lines), lines
+    # the value is a whole number of picoseconds per block: speedscope's folded
+    # importer takes only whole counts, and a bulk destroy's 0.03 ns must not read 0
+    assert all(re.fullmatch(r"[0-9]+", line.rsplit(" ", 1)[1]) for line in lines), lines
+    assert all(int(line.rsplit(" ", 1)[1]) > 0 for line in lines), lines
 
 
 def test_plot_is_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
