@@ -168,7 +168,13 @@ typedef struct slab { struct slab *next; } slab;
 static slab *slabs;
 static entry *free_entries;
 static entry *slab_cur, *slab_end;
-static entry *last;            /* the record looked up last (or NULL) */
+/* A record's payload is non-NULL exactly while the record is in the table
+   (evict_record clears it), so a hint pointing at a record is trusted only
+   when the record's payload is the block's: no_rec matches none. */
+static entry no_rec;
+/* the record looked up last, or no_rec (never NULL: the free's lookup
+   compares its payload without testing it first) */
+static entry *last = &no_rec;
 static cpool cpools = {.prev = &cpools, .next = &cpools};
 static size_t nretired, nentries, kept_bytes;
 /* The quarantine: the last RETIRED_CAP retirements in order, a ring of
@@ -234,10 +240,6 @@ static void carve_setup(bool reserve)
     carve_lim = reuse_cap && carve_span ? (char *)(carve_base + carve_span) : carve_cur;
 }
 
-/* A record's payload is non-NULL exactly while the record is in the table
-   (evict_record clears it), so a hint pointing at a record is trusted only
-   when the record's payload is the block's: no_rec matches none. */
-static entry no_rec;
 /* the record of the block on top of each reuse list (a hint, as top_rec) */
 static entry *reuse_rec[RPI_RECYCLE_CLASSES];
 static bool hints_set;
@@ -345,13 +347,20 @@ static inline size_t bucket_of(const void *key, size_t n)
     return (size_t)(((uint64_t)(uintptr_t)key * UINT64_C(0x9e3779b97f4a7c15)) >> shift);
 }
 
-static inline entry *lookup(const void *key)   /* (declared above) */
+/* lookup of a key known not to be NULL (last may be no_rec, whose
+   payload is NULL) */
+static inline __attribute__((always_inline)) entry *lookup_nonnull(const void *key)
 {
-    if (last && last->payload == key) return last;
+    if (last->payload == key) return last;
     if (!nbuckets) return NULL;
     for (entry *e = buckets[bucket_of(key, nbuckets)]; e; e = e->hnext)
         if (e->payload == key) return last = e;
     return NULL;
+}
+
+static inline entry *lookup(const void *key)   /* (declared above) */
+{
+    return key ? lookup_nonnull(key) : NULL;   /* (no record has a NULL payload) */
 }
 
 static void hash_add(entry *e)   /* room reserved */
@@ -366,7 +375,7 @@ static void hash_del(entry *e)
     entry **pe = &buckets[bucket_of(e->payload, nbuckets)];
     while (*pe != e) pe = &(*pe)->hnext;
     *pe = e->hnext;
-    if (last == e) last = NULL;
+    if (last == e) last = &no_rec;
 }
 
 static int grow(size_t need)
@@ -954,7 +963,7 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
                                                                bool fresh)
 {
     entry *e = fresh ? NULL : last;
-    if (fresh || RPI_UNLIKELY(!e || e->payload != payload)) {
+    if (fresh || RPI_UNLIKELY(e->payload != payload)) {
         if (RPI_UNLIKELY(!nbuckets)) return NULL;
         entry **b = &buckets[bucket_of(payload, nbuckets)];
         for (e = *b; e; e = e->hnext)
@@ -1308,7 +1317,7 @@ static __attribute__((noinline)) void trim_unlock(entry *o)
 /* Lock held (the registry's, which is the block's checked pool's too). */
 static inline __attribute__((always_inline)) void free_in(void *block)
 {
-    entry *e = lookup(block);
+    entry *e = lookup_nonnull(block);   /* (rp_free returned on NULL) */
     if (RPI_UNLIKELY(!e || e->state != RPI_LIVE)) return free_general_unlock(block);
     rp_pool *pool = e->pool;
     rpi_hdr *h = rpi_hdr_of(block);
@@ -1516,7 +1525,7 @@ void rpi_registry_fini(void)
     rpi_sys_free(buckets);
     buckets = NULL;
     nbuckets = 0;
-    last = NULL;
+    last = &no_rec;
     for (slab *sl = slabs, *next; sl; sl = next) {
         next = sl->next;
         rpi_sys_free(sl);
