@@ -127,8 +127,10 @@ struct rpi_cpool {
     /* Arena: records of blocks freed by the fast path and waiting on the
        pool's free lists, parked (retired, on no list) instead of entering
        the quarantine's FIFO; at most PARK_CAP; the free lists lead to
-       them at destroy and reset (rpi_registry_unpark) */
-    size_t            parked;
+       them at destroy and reset (rpi_registry_unpark). Counted as the
+       room left, PARK_CAP - parked: the free parks with one subtraction
+       and a branch on its borrow (park_take) */
+    size_t            park_room;
     rp_pool          *pool;    /* NULL once the pool is destroyed */
     rpi_arena        *held;    /* destroyed arena pool: its chunks */
     size_t            refs;    /* records with cp == this */
@@ -436,6 +438,7 @@ int rpi_registry_reserve(rp_pool *pool)
         cp->live.prev = cp->live.next = &cp->live;
         for (size_t c = 0; c < RPI_NCLASSES; c++) cp->top_rec[c] = &no_rec;
         for (size_t s = 0; s < RPI_TAG_CACHE; s++) cp->fixed_key[s] = NOT_FIXED;
+        cp->park_room = PARK_CAP;
         if (!hints_set) hints_reset();
         cp->pool = pool;
         reuse_cap = rpi_recycle_allowed() ? REUSE_BYTES : 0;
@@ -527,7 +530,7 @@ static inline __attribute__((always_inline)) void detach(entry *e)
     } else if (e->qslot) {
         fifo_leave(e);
     } else if (e->word & RPI_F_ARENA) {
-        e->cp->parked--;
+        e->cp->park_room++;
     }
 }
 
@@ -979,7 +982,7 @@ static inline __attribute__((always_inline)) entry *claim_fast(cpool *cp, void *
     if (e->qslot) {   /* in the quarantine */
         fifo_leave(e);
     } else if (e->word & RPI_F_ARENA) {   /* parked (else memory from a reuse list) */
-        cp->parked--;
+        cp->park_room++;
     }
     return e;
 }
@@ -1237,7 +1240,7 @@ static inline __attribute__((always_inline)) void *alloc_in(rp_pool *pool, size_
             if (RPI_UNLIKELY(e->qslot != NULL)) {   /* in the quarantine */
                 fifo_leave(e);
             } else {   /* parked */
-                cp->parked--;
+                cp->park_room++;
             }
             a->free[c] = h->next;
             /* a->hword[c]: RPI_F_ARENA | RPI_F_CHECKED | the class */
@@ -1314,6 +1317,25 @@ static __attribute__((noinline)) void trim_unlock(entry *o)
     rpi_registry_unlock();
 }
 
+/* A place among cp's parked records taken: false when PARK_CAP are. */
+static inline __attribute__((always_inline)) bool park_take(cpool *cp)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
+    !defined(__SANITIZE_THREAD__)
+    /* one read-modify-write and a branch on its borrow (compilers emit a
+       load, a compare, a branch, an add and a store for the C below) */
+    __asm__ goto("subq $1, %0\n\tjb %l[full]" : "+m"(cp->park_room) : : "cc" : full);
+    return true;
+full:
+    cp->park_room = 0;   /* (it went below 0) */
+    return false;
+#else
+    if (RPI_UNLIKELY(cp->park_room == 0)) return false;
+    cp->park_room--;
+    return true;
+#endif
+}
+
 /* Lock held (the registry's, which is the block's checked pool's too). */
 static inline __attribute__((always_inline)) void free_in(void *block)
 {
@@ -1337,11 +1359,10 @@ static inline __attribute__((always_inline)) void free_in(void *block)
         pool->arena->free[c] = h;
         cpool *cp = e->cp;
         cp->top_rec[c] = e;
-        if (RPI_LIKELY(cp->parked < PARK_CAP)) {
+        if (RPI_LIKELY(park_take(cp))) {
             /* parked: the free list leads to it (no quarantine step) */
             list_unlink(e);
             e->state = RPI_FREED;
-            cp->parked++;
             reg_release();
             return;
         }
@@ -1448,7 +1469,7 @@ int rpi_registry_walk(rp_pool *pool, rp_visit_fn visit, void *arg, char *why, si
 /* A parked record joins the quarantine's tail. */
 static void unpark(cpool *cp, entry *e)
 {
-    cp->parked--;
+    cp->park_room++;
     fifo_append(e);
 }
 
@@ -1461,15 +1482,15 @@ void rpi_registry_unpark(rp_pool *pool)
        searched for what is left: O(the table), only then. */
     cpool *cp = cpool_of(pool);
     rpi_arena *a = pool->arena;
-    if (!cp || !cp->parked) return;
-    for (size_t c = 0; a && c < RPI_NCLASSES && cp->parked; c++) {
-        for (rpi_hdr *h = a->free[c]; h && cp->parked; h = h->next) {
+    if (!cp || cp->park_room == PARK_CAP) return;
+    for (size_t c = 0; a && c < RPI_NCLASSES && cp->park_room != PARK_CAP; c++) {
+        for (rpi_hdr *h = a->free[c]; h && cp->park_room != PARK_CAP; h = h->next) {
             entry *e = lookup(rpi_payload(h));
             if (!e || e->cp != cp || e->state == RPI_LIVE) break;
             if (!e->qslot) unpark(cp, e);
         }
     }
-    for (size_t i = 0; i < nbuckets && cp->parked; i++)
+    for (size_t i = 0; i < nbuckets && cp->park_room != PARK_CAP; i++)
         for (entry *e = buckets[i]; e; e = e->hnext)
             if (e->cp == cp && e->state != RPI_LIVE && !e->qslot && (e->word & RPI_F_ARENA))
                 unpark(cp, e);
@@ -1538,8 +1559,7 @@ void rpi_registry_fini(void)
         cp->refs = 0;
         cp->live.prev = cp->live.next = &cp->live;
         for (size_t c = 0; c < RPI_NCLASSES; c++) cp->top_rec[c] = &no_rec;
-        for (size_t s = 0; s < RPI_TAG_CACHE; s++) cp->fixed_key[s] = NOT_FIXED;
-        cp->parked = 0;
+        cp->park_room = PARK_CAP;
         if (!cp->pool) cpool_free(cp);   /* a live pool keeps its (now empty) part */
     }
     reuse_release();
