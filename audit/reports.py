@@ -247,7 +247,7 @@ def rows_for(reports: list[Report], by: str | None, suppressions: str | None,
         raise AuditError(f"cannot merge Python reports ({', '.join(python_paths)}) with other "
                          "kinds of report in one table; show them separately")
     if len(kinds) > 1:
-        preload_paths = [r.path for r in reports if r.kind == "preload"]
+        preload_paths = [printable(r.path) for r in reports if r.kind == "preload"]
         raise AuditError(f"cannot merge interposer reports ({', '.join(preload_paths)}) with "
                          "ringpool snapshots in one table; show them separately")
     kind = kinds.pop() if kinds else "snapshot"

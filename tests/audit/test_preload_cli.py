@@ -92,6 +92,12 @@ def test_preload_and_snapshot_reports_do_not_mix(plain_leaks: str, tmp_path: Pat
     assert "cannot merge interposer reports" in capsys.readouterr().err
     assert main(["diff", report, str(snap)]) == 1
     assert "cannot compare" in capsys.readouterr().err
+    # the message names the report by the one rule: a backslash in its path doubled,
+    # as the Python reports' message does
+    odd = tmp_path / "a\\b.json"
+    odd.write_bytes(Path(report).read_bytes())
+    assert main(["show", str(odd), str(snap)]) == 1
+    assert f"({tmp_path}/a\\\\b.json)" in capsys.readouterr().err
 
 
 def test_malformed_preload_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
