@@ -559,6 +559,12 @@ enum {
     !defined(__SANITIZE_THREAD__)
 #define RPI_FAST_UNSYNC_GOTO(pool, u) \
     __asm__ goto("cmpb $0, %0\n\tje %l[" #u "]" : : "m"((pool)->fast_kind) : "cc" : u)
+/* To label u for RPI_FAST_UNSYNC, x for anything but RPI_FAST_OWNED, on
+   for RPI_FAST_OWNED: one compare and two branches. */
+#define RPI_FAST_ARENA_KIND(pool, u, x)                                      \
+    __asm__ goto("cmpb %1, %0\n\tjb %l[" #u "]\n\tjne %l[" #x "]"        \
+                 : : "m"((pool)->fast_kind), "i"(RPI_FAST_OWNED)            \
+                 : "cc" : u, x)
 /* A checked or stack pool (fast_kind RPI_FAST_OTHER or above): to label a
    for RPI_FAST_CHECKED_ARENA, m for RPI_FAST_CHECKED_MALLOC, on for
    RPI_FAST_OTHER; one compare and two branches. */
@@ -581,6 +587,11 @@ enum {
     } while (0)
 #define RPI_FAST_UNSYNC_GOTO(pool, u) \
     do { if ((pool)->fast_kind == RPI_FAST_UNSYNC) goto u; } while (0)
+#define RPI_FAST_ARENA_KIND(pool, u, x)                                      \
+    do {                                                                     \
+        if ((pool)->fast_kind == RPI_FAST_UNSYNC) goto u;                    \
+        if ((pool)->fast_kind != RPI_FAST_OWNED) goto x;                     \
+    } while (0)
 #define RPI_FAST_CHECKED_KIND(pool, a, m)                                    \
     do {                                                                     \
         if ((pool)->fast_kind == RPI_FAST_CHECKED_ARENA) goto a;             \

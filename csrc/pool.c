@@ -1267,14 +1267,14 @@ static inline __attribute__((always_inline)) void *alloc_fast_in(rp_pool *pool, 
         /* an unsynchronised arena pool by one compare of the kind byte,
            where the arena pointer took a load and a test and the sync
            byte a compare (a thread-safe one's path costs the same) */
-        RPI_FAST_UNSYNC_GOTO(pool, unsync);
-        rpi_arena *a = pool->fast_arena;
-        if (!a) return alloc_fast_other(pool, size, tag, plain, false);
+        RPI_FAST_ARENA_KIND(pool, unsync, other);
         if (RPI_UNLIKELY(pool->owner != rpi_thread_self()))
             return alloc_other_arena(pool, size, tag, plain);
         return alloc_arena_fast(pool, pool->own_arena, size, tag, plain, RPI_SYNC_BIASED);
     unsync:
         return alloc_arena_fast(pool, pool->own_arena, size, tag, plain, RPI_SYNC_NONE);
+    other:
+        return alloc_fast_other(pool, size, tag, plain, false);
     }
     rpi_arena *a = pool->fast_arena;
     if (!a) return alloc_fast_other(pool, size, tag, plain, mine);
