@@ -463,6 +463,28 @@ def _key(by: str, frame: Frame, sym: Symbol) -> str:
     return _frame_name(frame, sym, with_line=by != "function")
 
 
+# A row's identity: a tuple of frames, each a tuple of the fields its --by mode shows
+# (the key text is only their rendering, and two frames may render alike: a function
+# named "f (a.c:1)" without line information, a name holding " < ").
+FrameId = tuple[Any, ...]
+RowId = tuple[FrameId, ...]
+
+
+def frame_id(by: str, frame: Frame, sym: Symbol) -> FrameId:
+    """What tells one frame from another under ``by``, as _key and stack_text
+    render it: module; file (else the module); function (else module and
+    offset); function and file:line (else module and offset) for site and stack."""
+    if by == "module":
+        return ("module", frame[0])
+    if by == "file":
+        return ("file", sym.file) if sym.file else ("module", frame[0])
+    if by == "function":
+        return ("function", sym.function) if sym.function != "??" else ("at", frame[0], frame[1])
+    if sym.file and sym.line:
+        return ("line", sym.function, sym.file, sym.line)
+    return ("at", sym.function, frame[0], frame[1])
+
+
 def base_name(function: str) -> str:
     """A demangled name without its return type, parameter list and glibc's
     internal-alias prefix: 'void std::vector<int>::push_back(int const&)' ->
@@ -546,8 +568,10 @@ def rows(report: PreloadReport, by: str = "site",
     malloc itself). ``site``, ``function``, ``file`` and ``module`` group by
     that frame; ``stack`` by the stack from that frame down.
 
-    Each row: ``{"key", "blocks", "bytes", "allocs", "suppressed"}``; a key
-    whose sites are partly suppressed gives two rows. Sorted by bytes, then
+    Each row: ``{"key", "ident", "blocks", "bytes", "allocs", "suppressed"}``:
+    ``ident`` (:func:`frame_id` per frame) is the row's identity, ``key`` its
+    text; two rows may share a text. An identity whose sites are partly
+    suppressed gives two rows. Sorted by bytes, then
     blocks, descending. suppressions is a path to a LeakSanitizer-style file,
     applied on top of the default list, matched against the frames up to and
     including the credited one. Sites inside libringpool (pool blocks) are
@@ -579,7 +603,7 @@ def rows(report: PreloadReport, by: str = "site",
             suppressed_at[frame] = any(r.matches(sym.function, sym.file, frame[0]) for r in rules)
         return suppressed_at[frame]
 
-    grouped: dict[tuple[str, bool], dict[str, Any]] = {}
+    grouped: dict[tuple[RowId, bool], dict[str, Any]] = {}
     for site in report.sites:
         if is_pool_module(site.module):
             continue
@@ -587,15 +611,18 @@ def rows(report: PreloadReport, by: str = "site",
         at = credited(stack)
         suppressed = any(frame_suppressed(f) for f in stack[: at + 1])
         if by == "stack":
-            key = stack_text(stack[at:], symbols)
+            ident = tuple(frame_id(by, f, symbols[f]) for f in stack[at:])
         else:
-            key = _key(by, stack[at], symbols[stack[at]])
-        row = grouped.setdefault((key, suppressed), {
-            "key": key, "blocks": 0, "bytes": 0, "allocs": 0, "suppressed": suppressed})
+            ident = (frame_id(by, stack[at], symbols[stack[at]]),)
+        row = grouped.get((ident, suppressed))
+        if row is None:
+            key = stack_text(stack[at:], symbols) if by == "stack" else _key(by, stack[at], symbols[stack[at]])
+            row = grouped[(ident, suppressed)] = {
+                "key": key, "ident": ident, "blocks": 0, "bytes": 0, "allocs": 0, "suppressed": suppressed}
         row["blocks"] += site.blocks
         row["bytes"] += site.bytes
         row["allocs"] += site.allocs
-    return sorted(grouped.values(), key=lambda r: (-r["bytes"], -r["blocks"], r["key"]))
+    return sorted(grouped.values(), key=lambda r: (-r["bytes"], -r["blocks"], r["key"], repr(r["ident"])))
 
 
 def pool_sites(report: PreloadReport) -> tuple[int, int]:

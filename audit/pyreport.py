@@ -435,6 +435,31 @@ def key(site: Site, by: str) -> str:
     return " <- ".join(frame_text(f) for f in site.frames)
 
 
+def frame_id(frame: Frame, by: str = "line") -> tuple[Any, ...]:
+    """What tells one frame from another under ``by`` (line and stack: the frame;
+    function: the function and its file, or its module; file: the file, or the
+    module): the identity :func:`key` renders, which two frames may render alike."""
+    where: tuple[Any, ...] = (("native", frame.module or "?") if frame.native and not frame.file
+                              else ("file", frame.file))
+    if by == "file":
+        return where
+    if by == "function":
+        return (frame.function, *where)
+    if frame.native and not (frame.file and frame.line):
+        return (frame.function, "native", frame.module or "?", frame.offset or 0)
+    return (frame.function, "native" if frame.native else "python", frame.file, frame.line)
+
+
+def ident(site: Site, by: str) -> tuple[tuple[Any, ...], ...]:
+    """A row's identity under ``by``: its frames as :func:`frame_id` gives them
+    (the whole stack for ``stack``, else the top frame; () without a frame)."""
+    if not site.frames:
+        return ()
+    if by == "stack":
+        return tuple(frame_id(f) for f in site.frames)
+    return (frame_id(site.frames[0], by),)
+
+
 def normalize_by(by: str | None) -> str:
     by = BY_ALIASES.get(by or "line", by or "line")
     if by not in BY_CHOICES:
@@ -443,20 +468,21 @@ def normalize_by(by: str | None) -> str:
 
 
 def rows(report: PythonReport, by: str = "line", finalization: bool = False) -> list[dict[str, Any]]:
-    """Sites grouped by ``by``; each row ``{"key", "frames", "blocks", "bytes",
-    "peak_bytes", "allocs"}``, largest bytes first.  With finalization, the
+    """Sites grouped by ``by`` (by :func:`ident`: two rows may share a key text); each
+    row ``{"key", "ident", "frames", "blocks", "bytes", "peak_bytes", "allocs"}``, largest bytes first.  With finalization, the
     rows of what finalization left (empty when the report has no such section)."""
     by = normalize_by(by)
     section = report.after if finalization else report.before
     if section is None:
         return []
-    grouped: dict[str, dict[str, Any]] = {}
+    grouped: dict[tuple[tuple[Any, ...], ...], dict[str, Any]] = {}
     for site in section.sites:
-        k = key(site, by)
-        row = grouped.get(k)
+        i = ident(site, by)
+        row = grouped.get(i)
         if row is None:
+            k = key(site, by)
             frames = [frame_text(f) for f in site.frames] if by == "stack" else [k]
-            row = grouped[k] = {"key": k, "frames": frames, "blocks": 0, "bytes": 0,
+            row = grouped[i] = {"key": k, "ident": i, "frames": frames, "blocks": 0, "bytes": 0,
                                 "peak_bytes": site.peak_bytes, "allocs": None, "sites": 0}
         elif row["sites"]:
             row["peak_bytes"] = None    # peaks of several sites do not add up to the row's peak
@@ -465,4 +491,4 @@ def rows(report: PythonReport, by: str = "line", finalization: bool = False) -> 
         row["bytes"] += site.bytes
         if site.allocs is not None:
             row["allocs"] = (row["allocs"] or 0) + site.allocs
-    return sorted(grouped.values(), key=lambda r: (-r["bytes"], -r["blocks"], r["key"]))
+    return sorted(grouped.values(), key=lambda r: (-r["bytes"], -r["blocks"], r["key"], repr(r["ident"])))

@@ -170,7 +170,7 @@ def preload_rows(reports: list[Report], by: str, suppressions: str | None,
     """Interposer rows summed over reports; wrappers: extra patterns (--wrapper)
     on top of audit.preload's default allocation wrappers."""
     preload = preload_module()
-    merged: dict[tuple[str, bool], dict[str, Any]] = {}
+    merged: dict[tuple[Any, bool], dict[str, Any]] = {}
     for report in reports:
         try:
             rows = preload.rows(report.data, by=by, suppressions=suppressions,
@@ -182,13 +182,14 @@ def preload_rows(reports: list[Report], by: str, suppressions: str | None,
             raise AuditError(f"{printable(str(exc.filename or suppressions))}: cannot read: {exc.strerror}") from exc
         for r in rows:
             key = str(r["key"])
+            ident = r["ident"]          # the row's identity; its key text is a rendering
             suppressed = bool(r.get("suppressed"))
-            row = merged.get((key, suppressed))
+            row = merged.get((ident, suppressed))
             if row is None:
-                row = {"pool": "", "tag": key, "key": key, "blocks": 0, "bytes": 0,
+                row = {"pool": "", "tag": key, "key": key, "ident": ident, "blocks": 0, "bytes": 0,
                        "peak_bytes": None, "allocs": 0, "suppressed": suppressed,
                        "per_report": {}}
-                merged[(key, suppressed)] = row
+                merged[(ident, suppressed)] = row
             row["blocks"] += int(r["blocks"])
             row["bytes"] += int(r["bytes"])
             row["allocs"] += int(r["allocs"])
@@ -201,16 +202,16 @@ def python_rows(reports: list[Report], by: str | None,
                 finalization: bool = False) -> list[dict[str, Any]]:
     """Rows of Python-attributed reports (audit.pyreport), summed over reports."""
     from audit import pyreport
-    merged: dict[str, dict[str, Any]] = {}
+    merged: dict[Any, dict[str, Any]] = {}
     for report in reports:
         try:
             rows = pyreport.rows(report.data, by or "line", finalization)
         except ValueError as exc:
             raise AuditError(str(exc)) from exc
         for r in rows:
-            row = merged.get(r["key"])
+            row = merged.get(r["ident"])     # the row's identity; its key text is a rendering
             if row is None:
-                row = merged[r["key"]] = {**r, "pool": "", "tag": r["key"], "suppressed": False,
+                row = merged[r["ident"]] = {**r, "pool": "", "tag": r["key"], "suppressed": False,
                                           "per_report": {}}
             else:
                 row["blocks"] += r["blocks"]

@@ -180,28 +180,30 @@ def _snapshot_diff(old: reports.Report, new: reports.Report) -> list[dict[str, A
 
 def _preload_diff(old: reports.Report, new: reports.Report, by: str,
                   suppressions: str | None, wrappers: list[str] | None = None) -> list[dict[str, Any]]:
-    old_rows = {(r["key"], r["suppressed"]): r for r in reports.preload_rows([old], by, suppressions, wrappers)}
-    new_rows = {(r["key"], r["suppressed"]): r for r in reports.preload_rows([new], by, suppressions, wrappers)}
+    # paired by identity (frames), not by the key text two rows may share
+    old_rows = {(r["ident"], r["suppressed"]): r for r in reports.preload_rows([old], by, suppressions, wrappers)}
+    new_rows = {(r["ident"], r["suppressed"]): r for r in reports.preload_rows([new], by, suppressions, wrappers)}
     return _keyed_diff(old_rows, new_rows, suppressed=True)
 
 
 def _python_diff(old: reports.Report, new: reports.Report, by: str | None) -> list[dict[str, Any]]:
-    old_rows = {r["key"]: r for r in reports.python_rows([old], by)}
-    new_rows = {r["key"]: r for r in reports.python_rows([new], by)}
+    old_rows = {r["ident"]: r for r in reports.python_rows([old], by)}
+    new_rows = {r["ident"]: r for r in reports.python_rows([new], by)}
     return _keyed_diff(old_rows, new_rows, suppressed=False)
 
 
 def _keyed_diff(old_rows: dict[Any, dict[str, Any]], new_rows: dict[Any, dict[str, Any]],
                 suppressed: bool) -> list[dict[str, Any]]:
     """A row per key of NEW, then per key only OLD has: the counts in NEW and their change
-    since OLD. ``suppressed``: the keys are (key, suppressed) pairs (interposer rows) and
-    each row says whether it is suppressed."""
+    since OLD. The dicts are keyed by row identity (``ident``, two rows may share a key
+    text); ``suppressed``: by (ident, suppressed) pairs (interposer rows), and each row
+    says whether it is suppressed."""
     rows = []
     for key in list(new_rows) + [k for k in old_rows if k not in new_rows]:
         o, n = old_rows.get(key), new_rows.get(key)
         ob, obytes = (int(o["blocks"]), int(o["bytes"])) if o else (0, 0)
         nb, nbytes = (int(n["blocks"]), int(n["bytes"])) if n else (0, 0)
-        row = {"pool": "", "key": key[0] if suppressed else key, "blocks": nb, "blocks_diff": nb - ob,
+        row = {"pool": "", "key": str((n or o or {})["key"]), "blocks": nb, "blocks_diff": nb - ob,
                "bytes": nbytes, "bytes_diff": nbytes - obytes, "status": _status(o is not None, n is not None)}
         if suppressed:
             row["suppressed"] = bool((n or o or {}).get("suppressed"))
