@@ -171,3 +171,69 @@ def test_interposer_suppressions_still_match_the_text(symbols: None, tmp_path: P
     report = preload_report(tmp_path, "r", SIZES)
     rows = [r for r in show_json(capsys, report, "--suppressions", str(supp)) if r["key"] == "f (x.c:1) (y.c:2)"]
     assert sorted((r["bytes"], r["suppressed"]) for r in rows) == [(1000, False), (30000, True)], rows
+
+
+# ------------------------------------------------- interposer, a real program
+# f at /r/y.c:2, renamed "f (/r/x.c:1)" in the binary (symbol table and DWARF), and a
+# function f whose file is "/r/x.c:1) (/r/y.c", line 2: addr2line names both sites
+# "f (/r/x.c:1) (/r/y.c:2)".
+COLLIDING_C = r"""
+#include <stdlib.h>
+void *keep[2];
+#line 1 "/r/main.c"
+__attribute__((noinline)) void *g(size_t n) { return malloc(n); }
+#line 1 "/r/y.c"
+__attribute__((noinline)) void *FMARK(size_t n) {
+    return malloc(n); }
+#line 1 "/r/x.c:1) (/r/y.c"
+__attribute__((noinline)) void *f(size_t n) {
+    return malloc(n); }
+#line 2 "/r/main.c"
+int main(int argc, char **argv)
+{
+    if (argc < 3) return 1;
+    keep[0] = FMARK((size_t)atol(argv[1]));
+    keep[1] = f((size_t)atol(argv[2]));
+    return 0;
+}
+"""
+FMARK = b"fmark_00001x"
+FMARK_RENAMED = b"f (/r/x.c:1)"
+C_KEY = "f (/r/x.c:1) (/r/y.c:2)"
+
+
+@pytest.fixture(scope="module")
+def colliding_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from _audit_testlib import c_compiler
+
+    preload.library_path()  # raises with a hint (make preload) when the library is missing
+    d = tmp_path_factory.mktemp("rowkeys")
+    (d / "prog.c").write_text(COLLIDING_C.replace("FMARK", FMARK.decode()))
+    prog = d / "prog"
+    subprocess.run([c_compiler(), "-std=c11", "-g", "-O0", "-fno-omit-frame-pointer", "prog.c", "-o", str(prog)],
+                   check=True, cwd=d)
+    data = prog.read_bytes()
+    assert data.count(FMARK) >= 2 and len(FMARK) == len(FMARK_RENAMED)
+    prog.write_bytes(data.replace(FMARK, FMARK_RENAMED))
+    return prog
+
+
+def run_program(prog: Path, tmp_path: Path, name: str, first: int, second: int,
+                capsys: pytest.CaptureFixture[str]) -> str:
+    d = tmp_path / name
+    assert main(["run", "--preload", "--report-dir", str(d), "--", str(prog), str(first), str(second)]) == 0
+    capsys.readouterr()
+    [report] = d.glob("ringpool-preload.*.json")
+    return str(report)
+
+
+def test_a_real_program_whose_sites_read_alike(colliding_program: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    old = run_program(colliding_program, tmp_path, "old", 1000, 30000, capsys)
+    rows = [r for r in show_json(capsys, old) if r["key"] == C_KEY]
+    assert sorted(r["bytes"] for r in rows) == [1000, 30000], rows
+    new = run_program(colliding_program, tmp_path, "new", 21000, 10000, capsys)
+    assert main(["diff", old, new, "--format", "json"]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out)["rows"] if r["key"] == C_KEY]
+    assert sorted(r["bytes_diff"] for r in rows) == [-20000, 20000], rows
+    assert main(["diff", old, new, "--max-leak-bytes", "10000"]) == 2
