@@ -470,6 +470,23 @@ FrameId = tuple[Any, ...]
 RowId = tuple[FrameId, ...]
 
 
+def frame_fields(fid: FrameId) -> dict[str, Any]:
+    """A frame of a row's identity as ``json`` writes it: the fields it has of
+    function, file, line, module and offset (hex)."""
+    kind = fid[0]
+    if kind == "module":
+        return {"module": fid[1]}
+    if kind == "file":
+        return {"file": fid[1]}
+    if kind == "function":
+        return {"function": fid[1]}
+    if kind == "line":
+        return {"function": fid[1], "file": fid[2], "line": fid[3]}
+    if len(fid) == 3:                   # ("at", module, offset): --by function, no name
+        return {"function": "??", "module": fid[1], "offset": f"{fid[2]:#x}"}
+    return {"function": fid[1], "module": fid[2], "offset": f"{fid[3]:#x}"}
+
+
 def frame_id(by: str, frame: Frame, sym: Symbol) -> FrameId:
     """What tells one frame from another under ``by``, as _key and stack_text
     render it: module; file (else the module); function (else module and
@@ -568,9 +585,10 @@ def rows(report: PreloadReport, by: str = "site",
     malloc itself). ``site``, ``function``, ``file`` and ``module`` group by
     that frame; ``stack`` by the stack from that frame down.
 
-    Each row: ``{"key", "ident", "blocks", "bytes", "allocs", "suppressed"}``:
+    Each row: ``{"key", "ident", "frames", "blocks", "bytes", "allocs", "suppressed"}``:
     ``ident`` (:func:`frame_id` per frame) is the row's identity, ``key`` its
-    text; two rows may share a text. An identity whose sites are partly
+    text (two rows may share a text), ``frames`` the identity as ``json`` writes
+    it (:func:`frame_fields`). An identity whose sites are partly
     suppressed gives two rows. Sorted by bytes, then
     blocks, descending. suppressions is a path to a LeakSanitizer-style file,
     applied on top of the default list, matched against the frames up to and
@@ -618,7 +636,8 @@ def rows(report: PreloadReport, by: str = "site",
         if row is None:
             key = stack_text(stack[at:], symbols) if by == "stack" else _key(by, stack[at], symbols[stack[at]])
             row = grouped[(ident, suppressed)] = {
-                "key": key, "ident": ident, "blocks": 0, "bytes": 0, "allocs": 0, "suppressed": suppressed}
+                "key": key, "ident": ident, "frames": [frame_fields(f) for f in ident],
+                "blocks": 0, "bytes": 0, "allocs": 0, "suppressed": suppressed}
         row["blocks"] += site.blocks
         row["bytes"] += site.bytes
         row["allocs"] += site.allocs

@@ -446,8 +446,20 @@ def frame_id(frame: Frame, by: str = "line") -> tuple[Any, ...]:
     if by == "function":
         return (frame.function, *where)
     if frame.native and not (frame.file and frame.line):
-        return (frame.function, "native", frame.module or "?", frame.offset or 0)
+        return (frame.function, "at", frame.module or "?", frame.offset or 0)
     return (frame.function, "native" if frame.native else "python", frame.file, frame.line)
+
+
+def frame_fields(fid: tuple[Any, ...]) -> dict[str, Any]:
+    """A frame of a row's identity (:func:`frame_id`) as ``json`` writes it: the
+    fields it has of function, file, line, module and offset (hex)."""
+    if len(fid) == 2:                                   # --by file: the file, or the module
+        return {"module" if fid[0] == "native" else "file": fid[1]}
+    if len(fid) == 3:                                   # --by function
+        return {"function": fid[0], "module" if fid[1] == "native" else "file": fid[2]}
+    if fid[1] == "at":                                  # a native frame without a line
+        return {"function": fid[0], "module": fid[2], "offset": f"{fid[3]:#x}"}
+    return {"function": fid[0], "file": fid[2], "line": fid[3]}
 
 
 def ident(site: Site, by: str) -> tuple[tuple[Any, ...], ...]:
@@ -469,7 +481,8 @@ def normalize_by(by: str | None) -> str:
 
 def rows(report: PythonReport, by: str = "line", finalization: bool = False) -> list[dict[str, Any]]:
     """Sites grouped by ``by`` (by :func:`ident`: two rows may share a key text); each
-    row ``{"key", "ident", "frames", "blocks", "bytes", "peak_bytes", "allocs"}``, largest bytes first.  With finalization, the
+    row ``{"key", "ident", "frames", "frame_texts", "blocks", "bytes", "peak_bytes",
+    "allocs"}`` (``frames``: :func:`frame_fields` of each frame of ``ident``), largest bytes first.  With finalization, the
     rows of what finalization left (empty when the report has no such section)."""
     by = normalize_by(by)
     section = report.after if finalization else report.before
@@ -481,8 +494,9 @@ def rows(report: PythonReport, by: str = "line", finalization: bool = False) -> 
         row = grouped.get(i)
         if row is None:
             k = key(site, by)
-            frames = [frame_text(f) for f in site.frames] if by == "stack" else [k]
-            row = grouped[i] = {"key": k, "ident": i, "frames": frames, "blocks": 0, "bytes": 0,
+            texts = [frame_text(f) for f in site.frames] if by == "stack" else [k]
+            row = grouped[i] = {"key": k, "ident": i, "frame_texts": texts,
+                                "frames": [frame_fields(f) for f in i], "blocks": 0, "bytes": 0,
                                 "peak_bytes": site.peak_bytes, "allocs": None, "sites": 0}
         elif row["sites"]:
             row["peak_bytes"] = None    # peaks of several sites do not add up to the row's peak

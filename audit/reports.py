@@ -186,7 +186,8 @@ def preload_rows(reports: list[Report], by: str, suppressions: str | None,
             suppressed = bool(r.get("suppressed"))
             row = merged.get((ident, suppressed))
             if row is None:
-                row = {"pool": "", "tag": key, "key": key, "ident": ident, "blocks": 0, "bytes": 0,
+                row = {"pool": "", "tag": key, "key": key, "ident": ident, "frames": r["frames"],
+                       "blocks": 0, "bytes": 0,
                        "peak_bytes": None, "allocs": 0, "suppressed": suppressed,
                        "per_report": {}}
                 merged[(ident, suppressed)] = row

@@ -102,6 +102,8 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
     if not preload and not python and (has_children or several_pools):
         columns.append(Column("pool", "pool", path=True))
         json_extra.append("pool_path")     # the names, beside the path text
+    if preload or python:
+        json_extra.append("frames")        # the row's identity: two keys may read alike
     if pool_stacks:
         columns.append(Column("tag", "tag"))
     columns.append(Column("key", key_header))
@@ -128,7 +130,7 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
         if preload:
             return [str(row["key"])]
         if python:
-            return [str(f) for f in reversed(row["frames"])]   # outermost first
+            return [str(f) for f in reversed(row["frame_texts"])]   # outermost first
         # a pool is one frame per name of its path, whatever the name holds ("a/b")
         if pool_stacks:
             return [*row["pool_path"], str(row["tag"]), str(row["key"])]

@@ -91,7 +91,8 @@ class DiffCommand(ReportsCommand):
         table = Table(columns=columns, rows=shown, title=title,
                       frames=frames, value_key="bytes_diff",
                       meta={"old": args.old, "new": args.new, "kind": old.kind},
-                      json_extra=["pool_path"] if several_pools else [])
+                      json_extra=(["pool_path"] if several_pools else [])
+                      + (["frames"] if old.kind in ("preload", "python") else []))
         output.emit(args, table)
         grown = sum(int(r["bytes_diff"]) for r in rows if int(r["bytes_diff"]) > 0)
         shrunk = -sum(int(r["bytes_diff"]) for r in rows if int(r["bytes_diff"]) < 0)
@@ -203,9 +204,12 @@ def _keyed_diff(old_rows: dict[Any, dict[str, Any]], new_rows: dict[Any, dict[st
         o, n = old_rows.get(key), new_rows.get(key)
         ob, obytes = (int(o["blocks"]), int(o["bytes"])) if o else (0, 0)
         nb, nbytes = (int(n["blocks"]), int(n["bytes"])) if n else (0, 0)
-        row = {"pool": "", "key": str((n or o or {})["key"]), "blocks": nb, "blocks_diff": nb - ob,
-               "bytes": nbytes, "bytes_diff": nbytes - obytes, "status": _status(o is not None, n is not None)}
+        either = n if n is not None else o
+        assert either is not None
+        row = {"pool": "", "key": str(either["key"]), "frames": either["frames"], "blocks": nb,
+               "blocks_diff": nb - ob, "bytes": nbytes, "bytes_diff": nbytes - obytes,
+               "status": _status(o is not None, n is not None)}
         if suppressed:
-            row["suppressed"] = bool((n or o or {}).get("suppressed"))
+            row["suppressed"] = bool(either.get("suppressed"))
         rows.append(row)
     return rows

@@ -237,3 +237,36 @@ def test_a_real_program_whose_sites_read_alike(colliding_program: Path, tmp_path
     rows = [r for r in json.loads(capsys.readouterr().out)["rows"] if r["key"] == C_KEY]
     assert sorted(r["bytes_diff"] for r in rows) == [-20000, 20000], rows
     assert main(["diff", old, new, "--max-leak-bytes", "10000"]) == 2
+
+
+def test_json_rows_carry_their_frames(symbols: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # two rows that read alike are told apart in json by their frames
+    report = preload_report(tmp_path, "r", SIZES)
+    rows = {r["bytes"]: r["frames"] for r in show_json(capsys, report) if r["key"] == "f (x.c:1) (y.c:2)"}
+    assert rows == {1000: [{"function": "f (x.c:1)", "file": "y.c", "line": 2}],
+                    30000: [{"function": "f", "file": "x.c:1) (y.c", "line": 2}]}
+    rows = {r["bytes"]: r["frames"] for r in show_json(capsys, report, "--by", "function")
+            if r["key"] == "?? (prog+0x50)"}
+    assert rows == {500: [{"function": "??", "module": PROG, "offset": "0x50"}],
+                    700: [{"function": "?? (prog+0x50)"}]}
+    rows = {r["bytes"]: r["frames"] for r in show_json(capsys, report, "--by", "stack")
+            if r["key"] == "g (a.c:1) < main (m.c:5)"}
+    assert rows == {4000: [{"function": "g", "file": "a.c", "line": 1}, {"function": "main", "file": "m.c", "line": 5}],
+                    9000: [{"function": "g (a.c:1) < main", "file": "m.c", "line": 5}]}
+    assert show_json(capsys, report, "--by", "module")[0]["frames"] == [{"module": PROG}]
+    new = preload_report(tmp_path, "new", {**SIZES, 0x10: 21000})
+    assert main(["diff", report, new, "--format", "json"]) == 0
+    [row] = [r for r in json.loads(capsys.readouterr().out)["rows"] if r["bytes_diff"]]
+    assert row["frames"] == [{"function": "f (x.c:1)", "file": "y.c", "line": 2}]
+
+
+def test_python_json_rows_carry_their_frames(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = python_report(tmp_path, "r", 1000, 30000, depth=2)
+    rows = {r["bytes"] // 10000: r["frames"] for r in show_json(capsys, report, "--by", "stack")
+            if r["key"] == "a.py:2 (g) <- m.py:5 (<module>)"}
+    assert rows == {7: [{"function": "g", "file": "a.py", "line": 2},
+                        {"function": "<module>", "file": "m.py", "line": 5}],
+                    9: [{"function": "g) <- m.py:5 (<module>", "file": "a.py", "line": 2}]}
+    rows = {r["bytes"] // 1000: r["frames"] for r in show_json(capsys, report, "--by", "function")
+            if r["key"].startswith("f) (b.py:3 (x")}
+    assert rows == {1: [{"function": "f) (b.py:3 (x", "file": "a.py"}]}, rows
