@@ -78,7 +78,7 @@ def check(args: argparse.Namespace, cmd: list[str]) -> None:
 
 def run(args: argparse.Namespace, cmd: list[str], report_dir: str, launch: Launch) -> int:
     counts: list[int] = args.cycles
-    per_count: list[dict[tuple[str, str, bool], dict[str, Any]]] = []
+    per_count: list[dict[tuple[str, Any, bool], dict[str, Any]]] = []
     loaded_all: list[reports.Report] = []
     kind = "preload" if args.preload else "snapshot"
     for count in counts:
@@ -92,7 +92,9 @@ def run(args: argparse.Namespace, cmd: list[str], report_dir: str, launch: Launc
             what = "interposer report" if args.preload else "pool report (RINGPOOL_REPORT)"
             raise AuditError(f"{printable(cmd[0])} wrote no {what} at {count} cycles")
         merged = reports.rows_for(loaded, args.by, args.suppressions, args.wrapper)
-        per_count.append({(str(r["pool"]), str(r["key"]), bool(r.get("suppressed"))): r
+        # a row is known by its frames where it has them (interposer rows: 'ident'), not
+        # by its key text: two sites that read alike stay two rows
+        per_count.append({(str(r["pool"]), r.get("ident", str(r["key"])), bool(r.get("suppressed"))): r
                           for r in merged.rows})
         loaded_all.extend(loaded)
         output.summary(f"{printable(cmd[0])} at {count} cycles: {status_text}; " + _totals(merged.rows))
@@ -159,17 +161,18 @@ def _totals(rows: list[dict[str, Any]]) -> str:
 
 
 def _residue_rows(counts: list[int],
-                  per_count: list[dict[tuple[str, str, bool], dict[str, Any]]]) -> list[dict[str, Any]]:
+                  per_count: list[dict[tuple[str, Any, bool], dict[str, Any]]]) -> list[dict[str, Any]]:
     keys = dict.fromkeys(k for table in per_count for k in table)
     rows = []
-    for pool, key, suppressed in keys:
+    for k in keys:
+        pool, _, suppressed = k
+        first = next(t[k] for t in per_count if k in t)
+        key = str(first["key"])
         row: dict[str, Any] = {"pool": pool, "key": key, "tag": key, "suppressed": suppressed}
-        names = next((t[(pool, key, suppressed)].get("pool_path") for t in per_count
-                      if (pool, key, suppressed) in t), None)
+        names = first.get("pool_path")
         if names is not None:
             row["pool_path"] = names       # the pool's names, beside its path text (json)
         for i, (a, b) in enumerate(zip(counts, counts[1:])):
-            k = (pool, key, suppressed)
             old, new = per_count[i].get(k), per_count[i + 1].get(k)
             span = b - a
             for what in ("blocks", "bytes"):

@@ -270,3 +270,16 @@ def test_python_json_rows_carry_their_frames(tmp_path: Path, capsys: pytest.Capt
     rows = {r["bytes"] // 1000: r["frames"] for r in show_json(capsys, report, "--by", "function")
             if r["key"].startswith("f) (b.py:3 (x")}
     assert rows == {1: [{"function": "f) (b.py:3 (x", "file": "a.py"}]}, rows
+
+
+def test_run_cycles_keeps_sites_that_read_alike_apart(colliding_program: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # FMARK's site grows 1000 bytes a cycle, f's 100000: two rows, and the gate sees f's
+    assert main(["run", "--preload", "--cycles", "1,2", "--report-dir", str(tmp_path / "c"), "--format",
+                 "json", "--output", str(tmp_path / "c.json"), "--",
+                 str(colliding_program), "{cycles}000", "{cycles}00000"]) == 0
+    capsys.readouterr()
+    rows = [r for r in json.loads((tmp_path / "c.json").read_text())["rows"] if r["key"] == C_KEY]
+    assert sorted(r["bytes_per_cycle_1_2"] for r in rows) == [1000.0, 100000.0], rows
+    assert main(["run", "--preload", "--cycles", "1,2", "--report-dir", str(tmp_path / "g"),
+                 "--max-leak-bytes", "50000", "--", str(colliding_program), "{cycles}000", "{cycles}00000"]) == 2
