@@ -126,7 +126,7 @@ def run(args: argparse.Namespace, cmd: list[str], report_dir: str, launch: Launc
         f"cycles {a} to {b}" for a, b in intervals) + ")"
     table = Table(columns=columns, rows=shown, title=title, value_key=f"bytes_per_cycle_{last}",
                   frames=lambda row: [str(row["key"])],
-                  json_extra=["pool_path"] if several_pools else [],
+                  json_extra=(["pool_path"] if several_pools else []) + (["frames"] if args.preload else []),
                   meta={"kind": kind, "cycles": counts,
                         "totals": [_interval_totals(rows, a, b) for a, b in intervals]})
     if args.preload and args.output is None:
@@ -172,6 +172,8 @@ def _residue_rows(counts: list[int],
         names = first.get("pool_path")
         if names is not None:
             row["pool_path"] = names       # the pool's names, beside its path text (json)
+        if "frames" in first:
+            row["frames"] = first["frames"]    # the row's identity: two keys may read alike (json)
         for i, (a, b) in enumerate(zip(counts, counts[1:])):
             old, new = per_count[i].get(k), per_count[i + 1].get(k)
             span = b - a

@@ -281,5 +281,8 @@ def test_run_cycles_keeps_sites_that_read_alike_apart(colliding_program: Path, t
     capsys.readouterr()
     rows = [r for r in json.loads((tmp_path / "c.json").read_text())["rows"] if r["key"] == C_KEY]
     assert sorted(r["bytes_per_cycle_1_2"] for r in rows) == [1000.0, 100000.0], rows
+    frames = {r["bytes_per_cycle_1_2"]: r["frames"][0] for r in rows}     # told apart in json
+    assert frames[1000.0]["function"] == "f (/r/x.c:1)" and frames[1000.0]["file"] == "/r/y.c"
+    assert frames[100000.0]["function"] == "f" and frames[100000.0]["file"] == "/r/x.c:1) (/r/y.c"
     assert main(["run", "--preload", "--cycles", "1,2", "--report-dir", str(tmp_path / "g"),
                  "--max-leak-bytes", "50000", "--", str(colliding_program), "{cycles}000", "{cycles}00000"]) == 2
