@@ -215,7 +215,8 @@ def _preloadable(library: str) -> tuple[str, str]:
     path LD_PRELOAD cannot carry (a virtual environment under "My Projects/"): the
     loader would split it and load nothing. The directory lasts as long as the run."""
     link_dir = tempfile.mkdtemp(prefix="ringpool-preload-")
-    link = os.path.join(link_dir, os.path.basename(library))
+    # the link's own name: the library's may hold the separator itself ("lib ringpool.so")
+    link = os.path.join(link_dir, "libringpool-preload.so")
     if any(c in link for c in _LD_PRELOAD_SEPARATORS):
         shutil.rmtree(link_dir, ignore_errors=True)
         raise AuditError(f"{printable(library)}: LD_PRELOAD cannot name the interposer (its path holds "

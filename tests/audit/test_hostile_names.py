@@ -962,6 +962,26 @@ def test_a_report_naming_a_fifo_or_a_device_as_a_module(hostile_run: tuple[str, 
     assert set(instead.values()) <= keys, keys
 
 
+def test_run_preload_with_an_interposer_whose_file_name_ld_preload_splits(
+        newline_names_program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    # the file's own name holds the space and the colon: the link must not keep it
+    import tempfile
+    from audit import reports
+    lib = tmp_path / "ringpool preload:1.so"
+    shutil.copy(reports.preload_module().library_path(), lib)
+    monkeypatch.setenv("RINGPOOL_PRELOAD_LIB", str(lib))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    out = tmp_path / "t.json"
+    assert main(["run", "--preload", "--output", str(out), "--format", "json", "--",
+                 str(newline_names_program)]) == 0
+    err = capfd.readouterr().err
+    assert "cannot be preloaded" not in err and err.count("\n") == 1, err
+    assert sum(int(r["bytes"]) for r in json.loads(out.read_text(encoding="utf-8"))["rows"]) == 60
+    assert list((tmp_path / "tmp").iterdir()) == []          # the link's directory is gone
+
+
 # ------------------------------------------------------ paths in messages
 def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     assert main(argv) == 1
