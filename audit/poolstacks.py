@@ -170,34 +170,41 @@ def family_tags(report: PoolReport) -> dict[tuple[PoolPath, str], list[int]]:
     return out
 
 
-def keys(stacks: PoolStacks, by: str, wrappers: Sequence[str] | None = None) -> Iterator[tuple[TagStack, str]]:
-    """Each entry with its key for ``by``: the frame credited with the allocation is
-    the first that is not an allocation wrapper (as for interposer reports)."""
+def keys(stacks: PoolStacks, by: str,
+         wrappers: Sequence[str] | None = None) -> Iterator[tuple[TagStack, str, tuple[Any, ...]]]:
+    """Each entry with its key for ``by`` and the key's identity (the frames, as
+    :func:`audit.preload.frame_id` tells them apart: two keys may read alike): the
+    frame credited with the allocation is the first that is not an allocation wrapper
+    (as for interposer reports)."""
     if by not in BY_CHOICES:
         raise ValueError(f"--by {by}: pool stacks group by one of {', '.join(BY_CHOICES)}")
     wrap = preload.wrapper_list(wrappers)
     symbols = symbolize(stacks)
     for e in stacks.entries:
         if not e.stack:
-            yield e, NO_STACK
+            yield e, NO_STACK, ()
             continue
         at = preload.attributed(e.stack, symbols, wrap)
         if by == "stack":
-            yield e, preload.stack_text(e.stack[at:], symbols)
+            yield (e, preload.stack_text(e.stack[at:], symbols),
+                   tuple(preload.frame_id(by, f, symbols[f]) for f in e.stack[at:]))
         else:
-            yield e, preload._key(by, e.stack[at], symbols[e.stack[at]])
+            frame = e.stack[at]
+            yield e, preload._key(by, frame, symbols[frame]), (preload.frame_id(by, frame, symbols[frame]),)
 
 
 def rows(reports: Sequence[Any], by: str, wrappers: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Rows (pool, tag, key) of ``show --by`` for pool reports (audit.reports.Report),
     summed over reports. Tags of pools without stacks keep one row keyed
     ``(no stack)``, so every outstanding block is counted once."""
-    merged: dict[tuple[PoolPath, str, str], dict[str, Any]] = {}
+    # rows known by their frames (ident), not their key text: two keys may read alike
+    merged: dict[tuple[PoolPath, str, tuple[Any, ...]], dict[str, Any]] = {}
 
-    def add(pool: PoolPath, tag: str, key: str, blocks: int, nbytes: int, allocs: int, label: str) -> None:
-        row = merged.get((pool, tag, key))
+    def add(pool: PoolPath, tag: str, key: str, ident: tuple[Any, ...], blocks: int, nbytes: int,
+            allocs: int, label: str) -> None:
+        row = merged.get((pool, tag, ident))
         if row is None:
-            row = merged[(pool, tag, key)] = {
+            row = merged[(pool, tag, ident)] = {
                 "pool": path_text(pool), "pool_path": pool, "tag": tag, "key": key, "blocks": 0,
                 "bytes": 0, "peak_bytes": None,
                 "allocs": 0, "suppressed": False, "per_report": {}}
@@ -210,8 +217,8 @@ def rows(reports: Sequence[Any], by: str, wrappers: Sequence[str] | None = None)
         snap = report.data
         stacks = parse(snap, report.path)
         covered: dict[tuple[PoolPath, str], list[int]] = {}
-        for e, key in keys(stacks, by, wrappers):
-            add(e.pool, e.tag, key, e.blocks, e.bytes, e.allocs, report.label)
+        for e, key, ident in keys(stacks, by, wrappers):
+            add(e.pool, e.tag, key, ident, e.blocks, e.bytes, e.allocs, report.label)
             c = covered.setdefault((e.pool, e.tag), [0, 0, 0])
             c[0] += e.blocks
             c[1] += e.bytes
@@ -221,5 +228,5 @@ def rows(reports: Sequence[Any], by: str, wrappers: Sequence[str] | None = None)
         for (path, tag), (tb, tn, ta) in family_tags(snap).items():
             b, n, a = covered.get((path, tag), (0, 0, 0))
             if tb > b or tn > n or ta > a or (path, tag) not in covered:
-                add(path, tag, NO_STACK, max(tb - b, 0), max(tn - n, 0), max(ta - a, 0), report.label)
+                add(path, tag, NO_STACK, (), max(tb - b, 0), max(tn - n, 0), max(ta - a, 0), report.label)
     return list(merged.values())

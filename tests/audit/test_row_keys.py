@@ -286,3 +286,37 @@ def test_run_cycles_keeps_sites_that_read_alike_apart(colliding_program: Path, t
     assert frames[100000.0]["function"] == "f" and frames[100000.0]["file"] == "/r/x.c:1) (/r/y.c"
     assert main(["run", "--preload", "--cycles", "1,2", "--report-dir", str(tmp_path / "g"),
                  "--max-leak-bytes", "50000", "--", str(colliding_program), "{cycles}000", "{cycles}00000"]) == 2
+
+
+def pool_stacks_report(tmp_path: Path, sizes: dict[int, int]) -> str:
+    """A pool report with stacks: one tag "t" reached from the sites of ``sizes``."""
+    frames = sorted(SYMBOLS)
+    stacks = [[frames.index(f) for f in STACKS[site]] for site in sorted(sizes)]
+    doc = {"format": "ringpool-snapshot", "version": 1, "pool": "p", "pid": 1, "taken_at": "2026-11-26T04:20:00Z",
+           "reason": "destroy", "backing": "malloc",
+           "totals": {"blocks": len(sizes), "bytes": sum(sizes.values()), "peak_bytes": sum(sizes.values()),
+                      "allocs": len(sizes)},
+           "stack_depth": 8, "modules": [{"path": PROG, "base": "0x1000"}],
+           "frames": [[0, hex(off)] for off in frames], "stacks": stacks,
+           "tags": [{"tag": "t", "blocks": len(sizes), "bytes": sum(sizes.values()),
+                     "peak_bytes": sum(sizes.values()), "allocs": len(sizes),
+                     "stacks": [{"stack": i, "blocks": 1, "bytes": n, "allocs": 1}
+                                for i, (_, n) in enumerate(sorted(sizes.items()))]}]}
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+@pytest.mark.parametrize("by, key, want", [
+    ("site", "f (x.c:1) (y.c:2)", [1000, 30000]),
+    ("function", "?? (prog+0x50)", [500, 700]),
+    ("stack", "g (a.c:1) < main (m.c:5)", [4000, 9000]),
+])
+def test_pool_stack_rows_that_read_alike_stay_two_rows(symbols: None, tmp_path: Path, by: str, key: str,
+                                                       want: list[int], capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit import poolstacks
+    monkeypatch.setattr(poolstacks, "symbolize", lambda stacks: {(PROG, off): s for off, s in SYMBOLS.items()})
+    report = pool_stacks_report(tmp_path, SIZES)
+    rows = [r for r in show_json(capsys, report, "--by", by) if r["key"] == key]
+    assert sorted(r["bytes"] for r in rows) == want, rows
