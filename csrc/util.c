@@ -1,6 +1,7 @@
 /* util.c -- errors and handlers, underlying allocation with
    fault injection, and the pointer map used by destructors and checked mode. */
 #include "internal.h"
+#include "outfile.h"
 
 #include <sched.h>
 #include <stdarg.h>
@@ -33,15 +34,21 @@ const char *rp_error_name(int error)
 
 static void default_oom(const char *call, size_t size, const char *tag)
 {
+    char shown[1200];   /* the tag by the CLI's rule, as default_error's line */
     fprintf(stderr, "ringpool: out of memory in %s(size=%zu, tag=%s)\n", call, size,
-            tag ? tag : "(untagged)");
+            tag ? rpi_outfile_printable(shown, sizeof shown, tag) : "(untagged)");
     abort();
 }
 
 static void default_error(int error, const char *message, const void *block)
 {
     (void)block;
-    fprintf(stderr, "ringpool: %s: %s\n", rp_error_name(error), message);
+    /* the message names pools and tags (the program's: any bytes): written
+       by the CLI's rule, one line that drives no terminal (6 bytes at most
+       for one of rpi_report_error's 511) */
+    char shown[3072];
+    fprintf(stderr, "ringpool: %s: %s\n", rp_error_name(error),
+            rpi_outfile_printable(shown, sizeof shown, message));
     abort();
 }
 

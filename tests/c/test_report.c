@@ -403,6 +403,54 @@ static void test_report_stat_and_unwritable(void)
     remove_tmpdir();
 }
 
+/* The default error handler's line (the program's last: it aborts) names the
+   pool by the CLI's rule, as the report's line does: a pool named with CR,
+   LF and ESC is one line that drives no terminal. */
+static int destroy_in_walk(void *block, size_t size, const char *tag, void *arg)
+{
+    (void)block, (void)size, (void)tag;
+    rp_pool_destroy(arg);   /* RP_EBUSY: the default handler aborts */
+    return 0;
+}
+static void test_default_error_line_escaped(void)
+{
+    int out[2];
+    CHECK(pipe(out) == 0);
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(out[0]);
+        dup2(out[1], 2);
+        alarm(300);
+        rp_set_error_handler(NULL);
+        rp_pool *pool = rp_pool_create("pool\r\n\x1b[31m");
+        (void)rp_alloc(pool, 10, "t");
+        rp_pool_walk(pool, destroy_in_walk, pool);
+        _exit(3);   /* not reached */
+    }
+    close(out[1]);
+    char buf[8192];
+    size_t n = 0;
+    ssize_t got;
+    while (n < sizeof buf - 1 && ((got = read(out[0], buf + n, sizeof buf - 1 - n)) > 0 ||
+                                  (got < 0 && errno == EINTR)))
+        if (got > 0) n += (size_t)got;
+    buf[n] = '\0';
+    close(out[0]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    const char *line = strstr(buf, "ringpool: RP_EBUSY: ");
+    CHECK(line != NULL);
+    const char *end = strchr(line, '\n');
+    CHECK(end != NULL);
+    CHECK(memchr(line, '\x1b', (size_t)(end - line)) == NULL);
+    CHECK(memchr(line, '\r', (size_t)(end - line)) == NULL);
+    const char *name = strstr(line, "'pool\\r\\n\\x1b[31m'");
+    CHECK(name != NULL && name < end);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -412,6 +460,7 @@ int main(int argc, char **argv)
         {"report_at_exit", test_report_at_exit},
         {"report_live_pools", test_report_live_pools},
         {"report_stat_and_unwritable", test_report_stat_and_unwritable},
+        {"default_error_line_escaped", test_default_error_line_escaped},
     };
     static const tu_child children[] = {
         {"live-at-exit", child_live_at_exit},
