@@ -412,36 +412,22 @@ static int destroy_in_walk(void *block, size_t size, const char *tag, void *arg)
     rp_pool_destroy(arg);   /* RP_EBUSY: the default handler aborts */
     return 0;
 }
+static void child_error_pool_name(const char *arg)
+{
+    (void)arg;
+    rp_set_error_handler(NULL);
+    rp_pool *pool = tu_pool("pool\r\n\x1b[31m");
+    (void)rp_alloc(pool, 10, "t");
+    rp_pool_walk(pool, destroy_in_walk, pool);
+    exit(3);   /* not reached */
+}
 static void test_default_error_line_escaped(void)
 {
-    int out[2];
-    CHECK(pipe(out) == 0);
-    fflush(stderr);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        close(out[0]);
-        dup2(out[1], 2);
-        alarm(300);
-        rp_set_error_handler(NULL);
-        rp_pool *pool = rp_pool_create("pool\r\n\x1b[31m");
-        (void)rp_alloc(pool, 10, "t");
-        rp_pool_walk(pool, destroy_in_walk, pool);
-        _exit(3);   /* not reached */
-    }
-    close(out[1]);
-    char buf[8192];
-    size_t n = 0;
-    ssize_t got;
-    while (n < sizeof buf - 1 && ((got = read(out[0], buf + n, sizeof buf - 1 - n)) > 0 ||
-                                  (got < 0 && errno == EINTR)))
-        if (got > 0) n += (size_t)got;
-    buf[n] = '\0';
-    close(out[0]);
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
-    const char *line = strstr(buf, "ringpool: RP_EBUSY: ");
+    tu_result r;
+    tu_spawn("error-pool-name", NULL, NULL, &r);
+    if (!WIFSIGNALED(r.status) || WTERMSIG(r.status) != SIGABRT)
+        tu_fail(__FILE__, __LINE__, "status 0x%x, stderr:\n%s", r.status, r.err);
+    const char *line = strstr(r.err, "ringpool: RP_EBUSY: ");
     CHECK(line != NULL);
     const char *end = strchr(line, '\n');
     CHECK(end != NULL);
@@ -464,6 +450,7 @@ int main(int argc, char **argv)
     };
     static const tu_child children[] = {
         {"live-at-exit", child_live_at_exit},
+        {"error-pool-name", child_error_pool_name},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), children,
                    TU_NCASES(children));
