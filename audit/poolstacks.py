@@ -205,7 +205,8 @@ def rows(reports: Sequence[Any], by: str, wrappers: Sequence[str] | None = None)
         row = merged.get((pool, tag, ident))
         if row is None:
             row = merged[(pool, tag, ident)] = {
-                "pool": path_text(pool), "pool_path": pool, "tag": tag, "key": key, "blocks": 0,
+                "pool": path_text(pool), "pool_path": pool, "tag": tag, "key": key,
+                "frames": [preload.frame_fields(f) for f in ident], "blocks": 0,
                 "bytes": 0, "peak_bytes": None,
                 "allocs": 0, "suppressed": False, "per_report": {}}
         row["blocks"] += blocks

@@ -102,7 +102,7 @@ def by_tag_table(merged: Merged, reports: list[Report], args: argparse.Namespace
     if not preload and not python and (has_children or several_pools):
         columns.append(Column("pool", "pool", path=True))
         json_extra.append("pool_path")     # the names, beside the path text
-    if preload or python:
+    if preload or python or pool_stacks:
         json_extra.append("frames")        # the row's identity: two keys may read alike
     if pool_stacks:
         columns.append(Column("tag", "tag"))

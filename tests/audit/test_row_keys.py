@@ -320,3 +320,6 @@ def test_pool_stack_rows_that_read_alike_stay_two_rows(symbols: None, tmp_path: 
     report = pool_stacks_report(tmp_path, SIZES)
     rows = [r for r in show_json(capsys, report, "--by", by) if r["key"] == key]
     assert sorted(r["bytes"] for r in rows) == want, rows
+    # told apart in json by their frames, as interposer rows are
+    frames = [r["frames"] for r in sorted(rows, key=lambda r: r["bytes"])]
+    assert frames[0] != frames[1] and all(frames), frames
