@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from audit import schema
+from audit.printable import printable
 from audit.schema import BlockRecord, PoolReport, TagStat, Totals
 
 FORMAT = schema.FORMAT
@@ -133,7 +134,8 @@ class Snapshot(PoolReport):
         """The per-tag statistics as a text table (tabulate's ``tablefmt``),
         numbers right-aligned, largest outstanding bytes first.  When the
         snapshot holds child pools with tags, each pool's tags get their own
-        rows and a ``pool`` column gives the pool's path (``parent/child``);
+        rows and a ``pool`` column gives the pool's path (``parent/child``); pool
+        names and tags are written by the CLI's one rule (a newline as ``\\n``);
         ``children=False`` shows this pool's tags only."""
         from tabulate import tabulate, tabulate_formats  # type: ignore[import-untyped]
 
@@ -144,13 +146,14 @@ class Snapshot(PoolReport):
             raise ValueError(f"top must be a non-negative int, got {top!r}")
         headers = ["tag", "blocks", "bytes", "peak_bytes", "allocs"]
         if children and any(c.tags for _, c in self.walk() if c is not self):
-            family = [(path, t) for path, pool in self.walk() for t in pool.tags]
+            family = [(path, t) for path, pool in self.walk_paths() for t in pool.tags]
             family.sort(key=lambda pt: (-pt[1].bytes, -pt[1].blocks, pt[1].tag, pt[0]))
-            rows: list[list[object]] = [[path, t.tag, t.blocks, t.bytes, t.peak_bytes, t.allocs]
+            rows: list[list[object]] = [[schema.path_shown(path), printable(t.tag), t.blocks,
+                                         t.bytes, t.peak_bytes, t.allocs]
                                         for path, t in family]
             headers.insert(0, "pool")
         else:
-            rows = [[t.tag, t.blocks, t.bytes, t.peak_bytes, t.allocs]
+            rows = [[printable(t.tag), t.blocks, t.bytes, t.peak_bytes, t.allocs]
                     for t in self.statistics(children=False)]
         if top is not None:
             rows = rows[:top]

@@ -31,7 +31,12 @@ def json_files(directory: str) -> dict[str, tuple[int, int]]:
     """The .json files in directory, each with (mtime_ns, size), to tell new
     or rewritten reports from those that were there before the run."""
     found: dict[str, tuple[int, int]] = {}
-    for name in os.listdir(directory):
+    try:
+        names = os.listdir(directory)
+    except OSError as exc:
+        raise AuditError(f"{printable(directory)}: cannot list the report directory: "
+                         f"{exc.strerror}") from exc
+    for name in names:
         if name.endswith(".json"):
             path = os.path.join(directory, name)
             try:

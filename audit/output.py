@@ -70,7 +70,7 @@ def write_file(path: str, data: bytes, force: bool, option: str = "--output") ->
 
     - nothing there: a new file, created exclusively (removed again if the write fails);
     - with ``force``, a regular file: replaced, not written into (a new file
-      ``PATH.tmp.PID.N`` beside it, created exclusively, renamed over it once
+      ``.rp-PID-N.tmp`` in its directory, created exclusively, renamed over it once
       complete), so a hard link to another file is cut, not written through, and a
       failed write keeps the old file;
     - with ``force``, a character device or FIFO: written straight in (a FIFO
@@ -114,7 +114,8 @@ def _create(path: str, data: bytes, shown: str, option: str) -> None:
 
 def _replace(path: str, data: bytes, shown: str, option: str) -> None:
     for n in range(100):
-        tmp = f"{path}.tmp.{os.getpid()}.{n}"
+        # a short name of its own: PATH plus a suffix can pass the file name limit
+        tmp = os.path.join(os.path.dirname(path), f".rp-{os.getpid()}-{n}.tmp")
         try:
             fd = os.open(tmp, _NEW, 0o600)
             break

@@ -161,3 +161,18 @@ def test_options_after_the_separator_belong_to_the_program(capsys: pytest.Captur
     err = capsys.readouterr().err
     assert "sh exited with status 0; it wrote no report" in err
     assert "invalid choice" not in err
+
+
+def test_a_report_directory_that_cannot_be_listed_is_one_error_line(
+        leaky: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # os.listdir's PermissionError (a directory without read permission; the tests
+    # run as root, so it is raised here) came out as a traceback
+    def refuse(path: object) -> list[str]:
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr("audit._process.os.listdir", refuse)
+    odd = tmp_path / "r\nd"
+    assert main(["run", "--report-dir", str(odd), "--", leaky]) == 1
+    err = capsys.readouterr().err
+    assert "r\\nd: cannot list the report directory: Permission denied" in err, err
+    assert len(err.splitlines()) == 1, err

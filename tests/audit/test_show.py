@@ -241,6 +241,18 @@ def test_output_force_replaces_a_file_and_never_writes_through_a_hard_link(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "out.txt", "victim.txt"]
 
 
+def test_output_force_replaces_a_file_whose_name_is_near_the_limit(
+        write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the file written beside it was named PATH.tmp.PID.N: past 255 bytes for a name
+    # near the limit, so --force failed with "File name too long"
+    path = write_report("a.json")
+    out = tmp_path / ("o" * 250)
+    out.write_text("old")
+    assert main(["show", path, "--output", str(out), "--force"]) == 0, capsys.readouterr().err
+    assert "tokens" in out.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", out.name]
+
+
 def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(
         write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # a write cut short (here: the file size limit) left a truncated file at the path

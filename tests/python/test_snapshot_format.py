@@ -287,6 +287,20 @@ def test_statistics_and_table_include_child_pools(pool: Pool) -> None:
     assert [t.tag for t in pool.snapshot().statistics()] == ["shared"]
 
 
+def test_table_writes_hostile_names_on_one_line(pool: Pool) -> None:
+    # pool names and tags went into the table raw: a newline split a row in two and
+    # an escape sequence reached the terminal
+    kid = pool.child("k\nid\x1b[2J")
+    kid.alloc(100, tag="t\nag")
+    pool.alloc(10, tag="plain")
+    snap = pool.snapshot(children=True)
+    for children in (True, False):
+        table = snap.table("plain", children=children)
+        assert "\x1b" not in table and len(table.splitlines()) == (3 if children else 2), table
+    assert "test/k\\nid\\x1b[2J" in snap.table("plain") and "t\\nag" in snap.table("plain")
+    assert pool.snapshot().table("plain").splitlines()[1].split()[0] == "plain"
+
+
 def test_compare_to_counts_child_pools(pool: Pool) -> None:
     kid = pool.child("kid")
     before = pool.snapshot(children=True)
