@@ -402,21 +402,25 @@ static int open_dest(rpi_outfile *of, const char *path, char *tmp, size_t tmpcap
        now, before the file takes what may be the last free descriptor */
     of->mode = 0666 & ~rpi_outfile_umask();
     static atomic_uint serial;
-    size_t pl = strlen(path);
+    /* DIR/.rp-PID-N.tmp: a short name of its own in the file's directory (the
+       file's name with a suffix could pass the file name limit) */
+    const char *slash = strrchr(path, '/');
+    size_t dl = slash ? (size_t)(slash - path) + 1 : 0;
     char pid[24], num[24];
     const char *p = decimal(pid, (unsigned long)getpid());
     for (int tries = 0; tries < 100; tries++) {
         const char *s = decimal(num, atomic_fetch_add_explicit(&serial, 1, memory_order_relaxed));
-        size_t need = pl + 5 + strlen(p) + 1 + strlen(s) + 1;
+        size_t need = dl + 4 + strlen(p) + 1 + strlen(s) + 4 + 1;
         if (need > tmpcap)
             return rpi_outfile_say(why, whycap, ENAMETOOLONG, "the path is too long for its temporary file",
                        NULL, NULL);
-        msg m = {tmp, tmpcap, 0};
-        add(&m, path);
-        add(&m, ".tmp.");
+        msg m = {tmp, tmpcap, dl};
+        memcpy(tmp, path, dl);
+        add(&m, ".rp-");
         add(&m, p);
-        add(&m, ".");
+        add(&m, "-");
         add(&m, s);
+        add(&m, ".tmp");
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 && errno == EEXIST)
             continue;               /* something is there (a planted link?): another name */

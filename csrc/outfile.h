@@ -9,10 +9,11 @@
  *     link (/dev/tty), is opened and written straight in, never replaced; a
  *     FIFO without a reader is refused at once, never waited for;
  *   - a regular file, or nothing, is replaced atomically: the report goes to
- *     a new temporary file beside it (PATH.tmp.PID.N), created exclusively
- *     without following a link (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600), given
- *     the umask's mode (0666 & ~umask) once complete, then renamed over the
- *     path -- only if the path is then still a regular file or nothing;
+ *     a new temporary file beside it (DIR/.rp-PID-N.tmp: short whatever the
+ *     file name's length), created exclusively without following a link
+ *     (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600), given the umask's mode
+ *     (0666 & ~umask) once complete, then renamed over the path -- only if
+ *     the path is then still a regular file or nothing;
  *   - anything else (a symbolic link to a regular file, to a directory or to
  *     nothing; a directory; a socket; a block device) is refused and left as
  *     it is.

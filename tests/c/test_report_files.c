@@ -182,6 +182,8 @@ static void test_planted_symlink_not_followed(void)
     for (k = 0; k < 4; k++) {
         snprintf(link, sizeof link, "%s.tmp.%d.%d", path, (int)getpid(), k);
         CHECK(symlink(victim, link) == 0);
+        snprintf(link, sizeof link, "%s/.rp-%d-%d.tmp", dir, (int)getpid(), k);
+        CHECK(symlink(victim, link) == 0);
     }
     CHECK_INT(rp_pool_write_report(p, path), 0);
     slurp(victim, buf, sizeof buf);
@@ -235,6 +237,29 @@ static void test_regular_file_replaced_with_umask_mode(void)
     CHECK_INT(rp_pool_write_report(p, path), 0);
     CHECK(lstat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
     umask(old);
+    no_leftovers();
+    drop_dir();
+    tu_end_pool(p);
+}
+
+/* A file whose name is near the limit is replaced too: its temporary file
+   was named PATH.tmp.PID.N, past 255 bytes (ENAMETOOLONG, no report). */
+static void test_long_file_name_replaced(void)
+{
+    rp_pool *p = small_pool();
+    char path[900], buf[8192];
+    FILE *f;
+    fresh_dir("long");
+    int n = snprintf(path, sizeof path, "%s/", dir);
+    memset(path + n, 'o', 250);
+    path[n + 250] = '\0';
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs("old content", f);
+    fclose(f);
+    CHECK_INT(rp_pool_write_report(p, path), 0);
+    slurp(path, buf, sizeof buf);
+    CHECK(strstr(buf, "\"ringpool-snapshot\"") != NULL);
     no_leftovers();
     drop_dir();
     tu_end_pool(p);
@@ -607,6 +632,7 @@ int main(int argc, char **argv)
         {"report_to_descriptor_names", test_report_to_descriptor_names},
         {"planted_symlink_not_followed", test_planted_symlink_not_followed},
         {"regular_file_replaced_with_umask_mode", test_regular_file_replaced_with_umask_mode},
+        {"long_file_name_replaced", test_long_file_name_replaced},
         {"unknown_escape_refused", test_unknown_escape_refused},
         {"report_strings_exact_utf8", test_report_strings_exact_utf8},
         {"report_strings_match_python_decoder", test_report_strings_match_python_decoder},

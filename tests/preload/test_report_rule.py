@@ -5,7 +5,7 @@ interposer's (csrc/preload/report.c) and the Python hooks'
 
 Each writer runs in a process of its own that prints its pid and waits for a
 line before it writes, so that links can be planted at the temporary names
-that process would pick (PATH.tmp.PID.N)."""
+that process would pick (DIR/.rp-PID-N.tmp)."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ FORMATS = {"library": "ringpool-snapshot", "interposer": "ringpool-preload",
 
 
 def no_temporaries(d: Path) -> None:
-    left = [p.name for p in d.iterdir() if ".tmp." in p.name and not p.is_symlink()]
+    left = [p.name for p in d.iterdir() if ".tmp" in p.name and not p.is_symlink()]
     assert not left, f"temporary files left: {left}"
 
 
@@ -148,7 +148,8 @@ def test_links_planted_at_the_temporary_names_are_not_followed(
 
     def plant(pid: int) -> None:
         for name in ("r.json.tmp", f"r.json.tmp.{pid}",
-                     *(f"r.json.tmp.{pid}.{k}" for k in range(4))):
+                     *(f"r.json.tmp.{pid}.{k}" for k in range(4)),
+                     *(f".rp-{pid}-{k}.tmp" for k in range(4))):
             (tmp_path / name).symlink_to(victim)
 
     out = run_writer(writer, lib, str(path), umask, plant)

@@ -321,7 +321,7 @@ def test_report_paths_follow_the_rule_of_every_report_writer(
         for name in ("victim", "victim2"):
             with open(os.path.join(d, name), "w") as f:
                 f.write("keep me\\n")
-        os.symlink(os.path.join(d, "victim"), os.path.join(d, f"r.json.tmp.{os.getpid()}.0"))
+        os.symlink(os.path.join(d, "victim"), os.path.join(d, f".rp-{os.getpid()}-0.tmp"))
         _pyhooks.write_report(os.path.join(d, "r.json"))
         print("r.json", os.path.isfile(os.path.join(d, "r.json")))
         os.symlink(os.path.join(d, "victim2"), os.path.join(d, "link.json"))
@@ -359,7 +359,7 @@ def test_report_paths_follow_the_rule_of_every_report_writer(
     if len(lines) > 5:
         assert (tmp_path / "null.json").is_char_device()
     assert load(tmp_path / "r.json")["format"] == "ringpool-python"
-    assert not [p for p in tmp_path.iterdir() if ".tmp." in p.name and not p.is_symlink()]
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name and not p.is_symlink()]
 
 
 def test_a_program_that_stops_the_hooks_gets_one_line_not_a_traceback(tmp_path: Path) -> None:
