@@ -912,6 +912,24 @@ def test_a_report_whose_file_name_is_not_utf8(tmp_path: Path, capsys: pytest.Cap
         assert "caf\ufffd" in found, fmt
 
 
+def _run_preload_from(lib: Path, program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      capfd: pytest.CaptureFixture[str]) -> None:
+    """run --preload with a copy of the interposer at lib (a path LD_PRELOAD cannot
+    name): the program's report is read, and the link's temporary directory is gone."""
+    import tempfile
+    from audit import reports
+    shutil.copy(reports.preload_module().library_path(), lib)
+    monkeypatch.setenv("RINGPOOL_PRELOAD_LIB", str(lib))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    out = tmp_path / "t.json"
+    assert main(["run", "--preload", "--output", str(out), "--format", "json", "--", str(program)]) == 0
+    err = capfd.readouterr().err
+    assert "cannot be preloaded" not in err and err.count("\n") == 1, err
+    assert sum(int(r["bytes"]) for r in json.loads(out.read_text(encoding="utf-8"))["rows"]) == 60
+    assert list((tmp_path / "tmp").iterdir()) == []          # the link's directory is gone
+
+
 def test_run_preload_with_the_interposer_under_a_path_ld_preload_splits(
         newline_names_program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capfd: pytest.CaptureFixture[str]) -> None:
@@ -919,20 +937,9 @@ def test_run_preload_with_the_interposer_under_a_path_ld_preload_splits(
     # virtual environment in "My Projects") was not loaded ("cannot be preloaded: ignored")
     # and run said the program wrote no report
     import tempfile
-    from audit import reports
     where = tmp_path / "my lib:x"
     where.mkdir()
-    shutil.copy(reports.preload_module().library_path(), where / "libringpool-preload.so")
-    monkeypatch.setenv("RINGPOOL_PRELOAD_LIB", str(where / "libringpool-preload.so"))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    out = tmp_path / "t.json"
-    assert main(["run", "--preload", "--output", str(out), "--format", "json", "--",
-                 str(newline_names_program)]) == 0
-    err = capfd.readouterr().err
-    assert "cannot be preloaded" not in err and err.count("\n") == 1, err
-    assert sum(int(r["bytes"]) for r in json.loads(out.read_text(encoding="utf-8"))["rows"]) == 60
-    assert list((tmp_path / "tmp").iterdir()) == []          # the link's directory is gone
+    _run_preload_from(where / "libringpool-preload.so", newline_names_program, tmp_path, monkeypatch, capfd)
     # when no temporary directory can be named in LD_PRELOAD either: one line saying so
     monkeypatch.setattr(tempfile, "tempdir", str(where))
     assert main(["run", "--preload", "--", str(newline_names_program)]) == 1
@@ -966,20 +973,7 @@ def test_run_preload_with_an_interposer_whose_file_name_ld_preload_splits(
         newline_names_program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capfd: pytest.CaptureFixture[str]) -> None:
     # the file's own name holds the space and the colon: the link must not keep it
-    import tempfile
-    from audit import reports
-    lib = tmp_path / "ringpool preload:1.so"
-    shutil.copy(reports.preload_module().library_path(), lib)
-    monkeypatch.setenv("RINGPOOL_PRELOAD_LIB", str(lib))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    out = tmp_path / "t.json"
-    assert main(["run", "--preload", "--output", str(out), "--format", "json", "--",
-                 str(newline_names_program)]) == 0
-    err = capfd.readouterr().err
-    assert "cannot be preloaded" not in err and err.count("\n") == 1, err
-    assert sum(int(r["bytes"]) for r in json.loads(out.read_text(encoding="utf-8"))["rows"]) == 60
-    assert list((tmp_path / "tmp").iterdir()) == []          # the link's directory is gone
+    _run_preload_from(tmp_path / "ringpool preload:1.so", newline_names_program, tmp_path, monkeypatch, capfd)
 
 
 # ------------------------------------------------------ paths in messages
