@@ -114,24 +114,15 @@ def _add_snapshot(prof: Profile, snap: Any, path: str = "") -> None:
     """Each tag of each pool, child pools included, as the stack tag <- pool <- parents;
     a pool that recorded stacks (RP_POOL_STACKS) opens each tag into the native stacks
     that reached it: frames <- tag <- pool <- parents."""
+    from audit import poolstacks
+
     opened = _pool_stacks(snap, path)
-    # Each (pool path, tag) once, in walk order: sibling pools of one name share a path
-    # (and one stack of frames), their tags summed as their stacks are.
-    tags: dict[tuple[tuple[str, ...], str], tuple[tuple[Frame, ...], list[int]]] = {}
-    todo: list[tuple[Any, tuple[Frame, ...], tuple[str, ...]]] = [(snap, (), ())]
-    while todo:
-        pool, outer, parent = todo.pop()
-        name = parent + (str(pool.pool),)          # the pool's path (audit.schema.PoolPath)
-        here = (Frame(str(pool.pool), kind="pool"),) + outer   # one frame per pool, whatever its name
-        for stat in pool.tags:
-            seen = tags.get((name, stat.tag))
-            if seen is None:
-                tags[(name, stat.tag)] = ((Frame(str(stat.tag), kind="tag"),) + here,
-                                          [stat.blocks, stat.bytes, stat.allocs])
-            else:
-                seen[1][:] = [a + b for a, b in zip(seen[1], (stat.blocks, stat.bytes, stat.allocs))]
-        todo.extend((child, here, name) for child in reversed(pool.children))
-    for key, (tag, left) in tags.items():
+    # Each (pool path, tag) once, in walk order, the path from the outermost pool (a
+    # child pool's own report names its parents): sibling pools of one name share a
+    # path, their tags summed as their stacks are.
+    for key, left in poolstacks.family_tags(snap).items():
+        pool_path, name = key
+        tag = (Frame(str(name), kind="tag"),) + tuple(Frame(str(n), kind="pool") for n in reversed(pool_path))
         for frames, values in opened.get(key, ()):
             prof.add(tuple(frames) + tag, [float(v) for v in values] + [0.0])
             left = [max(a - b, 0) for a, b in zip(left, values)]

@@ -405,6 +405,24 @@ def test_sibling_pools_of_one_name_with_stacks_are_counted_once(write_report: Wr
     assert sum(r["bytes"] for r in rows) == 40 and all(r["key"] != "(no stack)" for r in rows), rows
 
 
+def test_a_child_pools_own_report_keeps_its_parents_and_stacks_in_every_profile(
+        write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the table and json named the pool app/worker (its parents), the profile formats
+    # worker alone, and looked its stacks up under that shorter path: the tag's stack
+    # was lost there (a stackless "req" of 20 bytes instead of 0x1234 <- req)
+    t = tag("req", 2, 20)
+    t["stacks"] = [{"stack": 0, "blocks": 2, "bytes": 20, "allocs": 2}]
+    doc = report_doc(pool="worker", tags=[t], parents=["app"]) | {
+        "stack_depth": 8, "modules": [], "frames": [[-1, "0x1234"]], "stacks": [[0]]}
+    out = outputs(tmp_path, capsys, "show", write_report("r.json", doc))
+    for stacks in (speedscope_stacks(out["speedscope"]), html_stacks(out["html"]),
+                   folded_stacks(out["folded"].decode("utf-8"))):
+        assert len(stacks) == 1 and sum(stacks.values()) == 20, stacks
+        (stack,) = stacks
+        assert stack[:3] == ("app", "worker", "req") and len(stack) == 4, stack
+    assert json.loads(out["json"])["rows"][0]["pool_path"] == ["app", "worker"]
+
+
 # ------------------------------------------------- reports of child pools
 RUN_C = r"""
 #include "ringpool.h"
