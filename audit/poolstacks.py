@@ -185,12 +185,7 @@ def keys(stacks: PoolStacks, by: str,
             yield e, NO_STACK, ()
             continue
         at = preload.attributed(e.stack, symbols, wrap)
-        if by == "stack":
-            yield (e, preload.stack_text(e.stack[at:], symbols),
-                   tuple(preload.frame_id(by, f, symbols[f]) for f in e.stack[at:]))
-        else:
-            frame = e.stack[at]
-            yield e, preload._key(by, frame, symbols[frame]), (preload.frame_id(by, frame, symbols[frame]),)
+        yield e, preload.row_key(by, e.stack, at, symbols), preload.row_ident(by, e.stack, at, symbols)
 
 
 def rows(reports: Sequence[Any], by: str, wrappers: Sequence[str] | None = None) -> list[dict[str, Any]]:

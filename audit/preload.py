@@ -502,6 +502,22 @@ def frame_id(by: str, frame: Frame, sym: Symbol) -> FrameId:
     return ("at", sym.function, frame[0], frame[1])
 
 
+def row_ident(by: str, stack: Sequence[Frame], at: int, symbols: dict[Frame, Symbol]) -> RowId:
+    """The identity of the row that credits ``stack`` (innermost first) to its frame
+    ``at`` under ``by``: that frame's :func:`frame_id`, or for ``stack`` every frame's
+    from there down."""
+    if by == "stack":
+        return tuple(frame_id(by, f, symbols[f]) for f in stack[at:])
+    return (frame_id(by, stack[at], symbols[stack[at]]),)
+
+
+def row_key(by: str, stack: Sequence[Frame], at: int, symbols: dict[Frame, Symbol]) -> str:
+    """The text of that row (:func:`row_ident` is what tells rows apart)."""
+    if by == "stack":
+        return stack_text(stack[at:], symbols)
+    return _key(by, stack[at], symbols[stack[at]])
+
+
 def base_name(function: str) -> str:
     """A demangled name without its return type, parameter list and glibc's
     internal-alias prefix: 'void std::vector<int>::push_back(int const&)' ->
@@ -628,13 +644,10 @@ def rows(report: PreloadReport, by: str = "site",
         stack = site.frames()
         at = credited(stack)
         suppressed = any(frame_suppressed(f) for f in stack[: at + 1])
-        if by == "stack":
-            ident = tuple(frame_id(by, f, symbols[f]) for f in stack[at:])
-        else:
-            ident = (frame_id(by, stack[at], symbols[stack[at]]),)
+        ident = row_ident(by, stack, at, symbols)
         row = grouped.get((ident, suppressed))
         if row is None:
-            key = stack_text(stack[at:], symbols) if by == "stack" else _key(by, stack[at], symbols[stack[at]])
+            key = row_key(by, stack, at, symbols)
             row = grouped[(ident, suppressed)] = {
                 "key": key, "ident": ident, "frames": [frame_fields(f) for f in ident],
                 "blocks": 0, "bytes": 0, "allocs": 0, "suppressed": suppressed}
