@@ -610,6 +610,11 @@ struct rp_pool {
     const char  *tag_key[RPI_TAG_CACHE];   /* pointer cache of tag records: */
     rpi_tag     *tag_rec[RPI_TAG_CACHE];   /* key[i] == tag => rec[i] is its record */
     size_t       room, peak;    /* bytes = peak - room (rpi_pool_bytes), as a tag's */
+    /* the tag an unsynchronised arena pool's fast allocation looked up
+       last (rpi_tag_last_*): one compare with the caller's pointer before
+       the pointer cache above, whose entry it copies (RPI_NO_TAG for none) */
+    const char  *last_key;
+    rpi_tag     *last_rec;
     int64_t      mp_left;       /* sampler: bytes before the next point (memprof.h),
                                    beside the counters the fast path updates */
     /* headerless blocks (internal.h, arena pools): the table of tags their

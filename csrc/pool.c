@@ -140,6 +140,8 @@ static void tag_cache_clear(rp_pool *pool)
         pool->tag_key[i] = RPI_NO_TAG;
         pool->tag_rec[i] = NULL;
     }
+    pool->last_key = RPI_NO_TAG;
+    pool->last_rec = NULL;
 }
 
 static void tags_free(rp_pool *pool)
@@ -721,6 +723,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
                      (const void *)tag, was, tag);
         if (RPI_UNLIKELY(!same)) {
             pool->tag_key[rpi_tag_slot(tag)] = RPI_NO_TAG;
+            if (pool->last_key == tag) pool->last_key = RPI_NO_TAG;
             t = rpi_tag_lookup_slow(pool, tag);
         }
     }
@@ -1055,8 +1058,18 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
         return ARENA_GENERAL();
     if (locked == RPI_SYNC_BIASED && RPI_UNLIKELY(!rpi_bias_enter(pool)))
         return ARENA_GENERAL();
-    rpi_tag *t = rpi_tag_rec_at(pool, toff);
-    if (RPI_UNLIKELY(rpi_tag_key_at(pool, toff) != tag)) goto general_locked;
+    rpi_tag *t;
+    if (locked == RPI_SYNC_NONE && RPI_LIKELY(pool->last_key == tag)) {
+        /* the tag of the pool's last allocation: one compare, no slot */
+        t = pool->last_rec;
+    } else {
+        t = rpi_tag_rec_at(pool, toff);
+        if (RPI_UNLIKELY(rpi_tag_key_at(pool, toff) != tag)) goto general_locked;
+        if (locked == RPI_SYNC_NONE) {
+            pool->last_key = tag;
+            pool->last_rec = t;
+        }
+    }
     /* the new block's payload: its header's fields at negative offsets
        from it, the return value without arithmetic */
     char *pl = a->free[c];

@@ -526,6 +526,57 @@ static void test_calloc_reused(void)
     }
 }
 
+/* The tag of a pool's last allocation is found by one compare before the
+   pointer cache: two tag pointers of one cache slot (512 bytes apart),
+   another one, and a NULL tag, in runs and alternating, then a reset and
+   again: every block counted under its own tag, in unsynchronised and
+   thread-safe pools, both backings. */
+static void test_tags_alternate(void)
+{
+    static char names[1024];
+    char *ta = names, *tb = names + 512, *tc = names + 40;   /* ta, tb: one slot */
+    const char *tags[4] = {ta, tb, tc, NULL};
+    snprintf(ta, 16, "ta");
+    snprintf(tb, 16, "tb");
+    snprintf(tc, 16, "tc");
+    for (int unsync = 0; unsync < 2; unsync++) {
+        rp_pool *pool = tu_pool_ex("tags_alternate", unsync ? RP_POOL_UNSYNC : 0);
+        for (int round = 0; round < 2; round++) {
+            void *blk[64];
+            size_t want_blocks[4] = {0}, want_bytes[4] = {0};
+            for (int i = 0; i < 64; i++) {
+                /* runs of 3, then alternating */
+                int k = i < 24 ? (i / 3) % 4 : i % 4;
+                size_t n = 1 + (size_t)i * 7;
+                blk[i] = rp_alloc(pool, n, tags[k]);
+                CHECK(blk[i] != NULL);
+                CHECK_STR(rp_block_tag(blk[i]), k == 3 ? "(untagged)" : tags[k]);
+                want_blocks[k]++;
+                want_bytes[k] += n;
+            }
+            rp_tag_stat st[8];
+            size_t n = rp_pool_stats(pool, st, 8);
+            CHECK_EQ(n, 4);
+            for (size_t j = 0; j < n; j++) {
+                int k = 0;
+                while (k < 3 && strcmp(st[j].tag, tags[k]) != 0) k++;
+                CHECK_EQ(st[j].blocks, want_blocks[k]);
+                CHECK_EQ(st[j].bytes, want_bytes[k]);
+                CHECK_EQ(st[j].allocs, (uint64_t)want_blocks[k] * (uint64_t)(round + 1));
+            }
+            for (int i = 0; i < 64; i += 2) rp_free(blk[i]);
+            if (round == 0) {
+                CHECK_EQ(rp_pool_reset(pool), 0);
+                n = rp_pool_stats(pool, st, 8);
+                for (size_t j = 0; j < n; j++) CHECK_EQ(st[j].blocks, 0);
+            } else {
+                for (int i = 1; i < 64; i += 2) rp_free(blk[i]);
+            }
+        }
+        tu_end_pool(pool);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -539,6 +590,7 @@ int main(int argc, char **argv)
         {"calloc_reused", test_calloc_reused},
         {"default_oom_aborts", test_default_oom_aborts},
         {"tags", test_tags},
+        {"tags_alternate", test_tags_alternate},
         {"macros", test_macros},
         {"strings", test_strings},
         {"bad_args", test_bad_args},
