@@ -552,6 +552,38 @@ enum {
     RPI_FAST_CHECKED_ARENA,
     RPI_FAST_CHECKED_MALLOC   /* the largest: RPI_FAST_CHECKED_KIND */
 };
+/* rp_pool.free_kind: the pool's kind as rp_free needs it, one compare of
+   the byte telling four ways apart (RPI_FREE_KIND): an unsynchronised
+   unchecked arena pool (every block rp_free's flag test lets through is a
+   compact arena block: no test of RPI_F_ARENA), an unsynchronised
+   unchecked malloc-backed pool (none is), a biased pool (its owner's fast
+   section; the block's backing tested), the rest (a pool taking its lock;
+   any other kind goes to the general path). */
+enum {
+    RPI_FREE_BIASED = -1,
+    RPI_FREE_ARENA_UNSYNC = 0,
+    RPI_FREE_MALLOC_UNSYNC = 1,
+    RPI_FREE_LOCK = 2,
+    RPI_FREE_OTHER = 3
+};
+/* Jumps to label a for RPI_FREE_ARENA_UNSYNC, b for RPI_FREE_BIASED, m
+   for RPI_FREE_MALLOC_UNSYNC; on for RPI_FREE_LOCK and RPI_FREE_OTHER: one
+   compare and three branches (unsigned below, signed less, equal). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
+    !defined(__SANITIZE_THREAD__)
+#define RPI_FREE_KIND(pool, a, b, m)                                         \
+    __asm__ goto("cmpb %1, %0\n\tjb %l[" #a "]\n\tjl %l[" #b "]\n\tje %l[" #m "]" \
+                 : : "m"((pool)->free_kind), "i"(RPI_FREE_MALLOC_UNSYNC)    \
+                 : "cc" : a, b, m)
+#else
+#define RPI_FREE_KIND(pool, a, b, m)                                         \
+    do {                                                                     \
+        signed char fk_ = (pool)->free_kind;                                 \
+        if (fk_ == RPI_FREE_ARENA_UNSYNC) goto a;                            \
+        if (fk_ < 0) goto b;                                                 \
+        if (fk_ == RPI_FREE_MALLOC_UNSYNC) goto m;                           \
+    } while (0)
+#endif
 /* Jumps to label u when pool's fast_kind is RPI_FAST_UNSYNC: one compare
    of the byte in memory and a branch (an asm goto on x86-64 GCC, where the
    C gave a load, a test and a branch). */
@@ -647,6 +679,9 @@ struct rp_pool {
     unsigned char fast_kind;    /* which call-free path rp_alloc and rp_calloc
                                    take, one compare of the byte picking it
                                    (RPI_FAST_*, from fast_arena and sync) */
+    signed char free_kind;      /* which fast path rp_free takes for a block
+                                   of the pool with no flag but its backing's
+                                   (RPI_FREE_*, from fast_kind and sync) */
     rpi_arena   *fast_arena;    /* arena of an unchecked pool: the call-free path */
     void        *owner;         /* shardable pools: the thread (its thread pointer)
                                    whose calls use the pool itself without a

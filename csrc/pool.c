@@ -241,6 +241,11 @@ static void pool_set_sync(rp_pool *pool)
         pool->fast_kind = f & RP_POOL_ARENA ? RPI_FAST_CHECKED_ARENA : RPI_FAST_CHECKED_MALLOC;
     else
         pool->fast_kind = pool->sync == 0 ? RPI_FAST_MALLOC_UNSYNC : RPI_FAST_MALLOC_OWNED;
+    pool->free_kind = pool->fast_kind == RPI_FAST_UNSYNC          ? RPI_FREE_ARENA_UNSYNC
+                      : pool->fast_kind == RPI_FAST_MALLOC_UNSYNC ? RPI_FREE_MALLOC_UNSYNC
+                      : pool->sync < 0                            ? RPI_FREE_BIASED
+                      : pool->sync > 0                            ? RPI_FREE_LOCK
+                                                                  : RPI_FREE_OTHER;
 }
 
 static rp_pool *pool_new_in(rp_pool *parent, const char *name, const rp_pool_options *opts,
@@ -1870,16 +1875,18 @@ static inline __attribute__((always_inline)) void slot_free(rpi_arena *a, rpi_hd
 
 /* The trusted fast path of rp_free, specialised for locked and unsynchronised
    pools. */
+/* back: what the caller knows of the block's backing (FREE_*) */
+enum { FREE_TEST = 0, FREE_ARENA, FREE_MALLOC };
 static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr *h, uint64_t w,
                                                             rpi_tag *t, rp_pool *pool,
-                                                            const int locked)
+                                                            const int locked, const int back)
 {
     /* RPI_SYNC_BIASED: the caller entered the owner's fast section */
     if (locked == RPI_SYNC_LOCK && RPI_UNLIKELY(!rpi_lock_try(&pool->lock))) {
         free_general(block);
         return;
     }
-    if (w & RPI_F_ARENA) {
+    if (back == FREE_ARENA || (back == FREE_TEST && (w & RPI_F_ARENA))) {
         /* an arena block's size is below RPI_BIG_LIMIT: its low 16 bits,
            one zero extension where the 48-bit mask took a constant and an
            and */
@@ -2161,19 +2168,26 @@ void rp_free(void *block)
         free_general(block);
         return;
     }
-    /* one test of one byte tells the three kinds apart (rp_pool.sync) */
-    signed char sync = pool->sync;
-    if (sync == 0) {
-        free_fast(block, h, w, t, pool, RPI_SYNC_NONE);
-    } else if (sync > 0) {
-        free_fast(block, h, w, t, pool, RPI_SYNC_LOCK);
-    } else {
-        /* a biased shard's owner frees without a lock (rpi_bias_enter) */
-        if (bias_owner_enters(pool))
-            free_fast(block, h, w, t, pool, RPI_SYNC_BIASED);
-        else
-            free_remote(block, w, pool);
-    }
+    /* one compare of one byte tells the four ways apart (rp_pool.free_kind):
+       an unsynchronised pool's block needs no test of its backing */
+    RPI_FREE_KIND(pool, arena_unsync, biased, malloc_unsync);
+    if (RPI_LIKELY(pool->free_kind == RPI_FREE_LOCK))
+        free_fast(block, h, w, t, pool, RPI_SYNC_LOCK, FREE_TEST);
+    else
+        free_general(block);   /* an unsynchronised stack or checked pool */
+    return;
+arena_unsync:
+    free_fast(block, h, w, t, pool, RPI_SYNC_NONE, FREE_ARENA);
+    return;
+malloc_unsync:
+    free_fast(block, h, w, t, pool, RPI_SYNC_NONE, FREE_MALLOC);
+    return;
+biased:
+    /* a biased shard's owner frees without a lock (rpi_bias_enter) */
+    if (bias_owner_enters(pool))
+        free_fast(block, h, w, t, pool, RPI_SYNC_BIASED, FREE_TEST);
+    else
+        free_remote(block, w, pool);
 }
 
 /* ------------------------------------------------------------- resize */
