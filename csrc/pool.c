@@ -2087,13 +2087,24 @@ __attribute__((noinline)) static void hl_free(void *block)
    pool left either way (its class's list: the chunk's). */
 static inline __attribute__((always_inline)) bool hl_free_entered(rp_pool *pool, void *block,
                                                                   rpi_hlchunk *c, uint32_t *mp,
-                                                                  const int how)
+                                                                  const int how,
+                                                                  const unsigned shift)
 {
     uint32_t m = *mp;
     bool fast = m & RPI_HL_PLAIN;   /* live, no destructor */
     if (RPI_LIKELY(fast)) {
-        rpi_counters_sub_in(pool, rpi_hl_tag(pool, m), m & RPI_HL_SIZE);
-        hl_put_at(block, mp, c->list);
+        /* the size: the word's low byte (RPI_HL_DTOR, bit 7, is clear in a
+           plain slot's word: no AND) */
+        _Static_assert(RPI_HL_SIZE == 127 && RPI_HL_DTOR == 128, "a plain slot's size is its low byte");
+        rpi_counters_sub_in(pool, rpi_hl_tag(pool, m), (uint8_t)m);
+        /* its class's list: the 16-byte and 32-byte slots' parts hold one
+           class each (1 and 2), whose list is in the pool's own arena at a
+           constant offset, where c->list took a load; the 64-byte slots'
+           part holds classes 3 and 4 (the chunk's list) */
+        if (shift == 4 || shift == 5)
+            hl_put_at(block, mp, &pool->own_arena->free[shift - 3]);
+        else
+            hl_put_at(block, mp, c->list);
     }
     hl_exit(pool, how);
     return fast;
@@ -2118,8 +2129,8 @@ static inline __attribute__((always_inline)) bool hl_free_fast(void *block, uint
     rp_pool *pool;
     /* each kind of entry its own copy (no register to tell them apart) */
     int how = hl_enter_nolock(atomic_load_explicit(&c->owner, memory_order_relaxed), &pool);
-    if (how == RPI_SYNC_NONE) return hl_free_entered(pool, block, c, mp, RPI_SYNC_NONE);
-    if (how == RPI_SYNC_BIASED) return hl_free_entered(pool, block, c, mp, RPI_SYNC_BIASED);
+    if (how == RPI_SYNC_NONE) return hl_free_entered(pool, block, c, mp, RPI_SYNC_NONE, shift);
+    if (how == RPI_SYNC_BIASED) return hl_free_entered(pool, block, c, mp, RPI_SYNC_BIASED, shift);
     return false;
 }
 
