@@ -38,11 +38,12 @@ def check_output(args: argparse.Namespace) -> None:
     check_path(path, bool(getattr(args, "force", False)), "--output")
 
 
-def check_path(path: str, force: bool, option: str) -> None:
+def check_path(path: str, force: bool, option: str) -> os.stat_result | None:
     """Fails unless ``path`` is free, or (with ``force``) a regular file, a
     character device or a FIFO: a symbolic link (even to nothing), a
     directory, a socket or a block device at the path is refused, never
-    written through nor replaced."""
+    written through nor replaced. Returns what was found there (its lstat),
+    None when nothing was."""
     shown = printable(path)
     try:
         st = os.lstat(path)
@@ -50,7 +51,7 @@ def check_path(path: str, force: bool, option: str) -> None:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise AuditError(f"{shown}: directory {printable(parent)} does not exist") from None
-        return
+        return None
     except OSError as exc:
         raise AuditError(f"{shown}: {exc.strerror}") from exc
     if stat.S_ISLNK(st.st_mode):
@@ -63,6 +64,7 @@ def check_path(path: str, force: bool, option: str) -> None:
                          "character devices and FIFOs are written")
     if not force:
         raise AuditError(f"{shown}: already exists; pass --force to overwrite it")
+    return st
 
 
 def write_file(path: str, data: bytes, force: bool, option: str = "--output") -> None:
@@ -77,15 +79,12 @@ def write_file(path: str, data: bytes, force: bool, option: str = "--output") ->
       without a reader is an error, not a hang).
 
     A symbolic link, a directory, a socket or a block device is refused
-    (:func:`check_path`); the path is opened without following a link."""
-    check_path(path, force, option)
+    (:func:`check_path`); the path is opened without following a link. What
+    is done follows the one look :func:`check_path` took: a second look could
+    see a FIFO or device put there meanwhile, and write into it without
+    ``force``."""
+    st = check_path(path, force, option)
     shown = printable(path)
-    try:
-        st: os.stat_result | None = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise AuditError(f"{shown}: cannot write: {exc.strerror}") from exc
     if st is not None and not stat.S_ISREG(st.st_mode):
         _write_into(path, data, shown, option)
     elif force:

@@ -217,6 +217,46 @@ def test_output_never_writes_through_links_nor_waits_on_a_fifo(
     assert fifo.is_fifo()
 
 
+def test_output_acts_on_its_one_look_at_the_path(
+        write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # --output looked at the path twice: once to refuse what was there, once to choose
+    # how to write. A FIFO (with a reader) put there between the two looks was written
+    # into without --force. Now the first look decides: nothing was there, so a new file
+    # is created exclusively, which fails on what appeared meanwhile.
+    path = write_report("a.json")
+    target = tmp_path / "out.txt"
+    real_lstat = os.lstat
+    reader: list[int] = []
+    looks: list[str] = []
+
+    def lstat_then_plant(name: os.PathLike[str] | str, *args: object, **kwargs: object) -> os.stat_result:
+        try:
+            return real_lstat(name, *args, **kwargs)   # type: ignore[arg-type]
+        finally:
+            if os.fspath(name) == str(target):
+                looks.append(str(name))
+            # the first look is the check before any work, the second the writer's
+            if len(looks) == 2 and not reader:
+                os.mkfifo(target)
+                reader.append(os.open(target, os.O_RDONLY | os.O_NONBLOCK))
+
+    monkeypatch.setattr(os, "lstat", lstat_then_plant)
+    try:
+        assert main(["show", path, "--output", str(target)]) == 1
+        monkeypatch.undo()
+        assert "already exists; pass --force" in capsys.readouterr().err
+        assert target.is_fifo()
+        try:
+            written = os.read(reader[0], 1 << 16)
+        except BlockingIOError:
+            written = b""
+        assert written == b""
+    finally:
+        for fd in reader:
+            os.close(fd)
+
+
 def test_output_force_replaces_a_file_and_never_writes_through_a_hard_link(
         write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # --force truncated the file at the path and wrote into it: a hard link there to another
