@@ -418,10 +418,9 @@ static void block_dtor_flag(void *block, bool checked, bool on)
     if (checked) rpi_registry_update(h);
 }
 
-/* Runs cleanups (LIFO, consumed), destroys children, writes the report (if
-   report_reason and $RINGPOOL_REPORT), runs block destructors (LIFO).
-   Called without the pool lock: all of these may call back into the pool. */
-static void pool_teardown(rp_pool *pool, const char *report_reason)
+/* Runs a pool's cleanups (LIFO, consumed). Called without the pool lock:
+   they may call back into the pool. */
+static void run_cleanups(rp_pool *pool)
 {
     for (;;) {
         rpi_pool_lock(pool);
@@ -432,13 +431,48 @@ static void pool_teardown(rp_pool *pool, const char *report_reason)
         c->fn(c->arg);
         rpi_sys_free(c);
     }
+}
+
+static bool walk_in_progress(rp_pool *pool);
+static void pool_teardown_rest(rp_pool *pool, const char *report_reason);
+static void pool_release(rp_pool *pool);
+
+/* Destroys top's children and theirs, each as rp_pool_destroy would (its
+   cleanups, its children, its report, its destructors, its memory), without
+   recursion: a pool nested 10^5 deep took a C stack frame per level and
+   overflowed the stack. false (nothing more done) when a pool below is being
+   walked: its walk's visitor runs unlocked. */
+static bool destroy_children(rp_pool *top)
+{
+    rp_pool *cur = top;
     for (;;) {
-        rpi_pool_lock(pool);
-        rp_pool *child = pool->first_child;
-        rpi_pool_unlock(pool);
-        if (!child) break;
-        rp_pool_destroy(child);
+        rpi_pool_lock(cur);
+        rp_pool *child = cur->first_child;
+        rpi_pool_unlock(cur);
+        if (child) {
+            if (walk_in_progress(child)) {
+                rpi_report_error(RP_EBUSY, NULL, "rp_pool_destroy: pool '%s' is being walked "
+                                 "(call from a walk visitor?)", child->name);
+                return false;
+            }
+            run_cleanups(child);
+            cur = child;
+            continue;
+        }
+        if (cur == top) return true;
+        rp_pool *up = cur->parent;
+        pool_teardown_rest(cur, "destroy");
+        pool_release(cur);
+        cur = up;
     }
+}
+
+/* Writes the report (if report_reason and $RINGPOOL_REPORT), runs block
+   destructors (LIFO): the rest of a teardown once the cleanups have run and
+   the children are gone. Called without the pool lock: destructors may call
+   back into the pool. */
+static void pool_teardown_rest(rp_pool *pool, const char *report_reason)
+{
     /* What is still outstanding now is what leaked: report it before it goes. */
     if (report_reason) rpi_report_from_env(pool, report_reason);
     const bool checked = pool->flags & RP_POOL_CHECKED;
@@ -556,8 +590,16 @@ void rp_pool_destroy(rp_pool *pool)
                          "a walk visitor?)", pool->name);
         return;
     }
-    pool_teardown(pool, "destroy");
+    run_cleanups(pool);
+    if (!destroy_children(pool)) return;
+    pool_teardown_rest(pool, "destroy");
+    pool_release(pool);
+}
 
+/* Unlinks a torn-down pool from its parent and the live list, frees its
+   blocks, shards and itself. */
+static void pool_release(rp_pool *pool)
+{
     if (pool->parent) {
         rp_pool *parent = pool->parent;
         rpi_pool_lock(parent);
@@ -602,7 +644,9 @@ int rp_pool_reset(rp_pool *pool)
 {
     if (!pool) return RP_EINVAL;
     if (walk_in_progress(pool)) return RP_EBUSY;
-    pool_teardown(pool, NULL);
+    run_cleanups(pool);
+    if (!destroy_children(pool)) return RP_EBUSY;
+    pool_teardown_rest(pool, NULL);
     const bool checked = pool->flags & RP_POOL_CHECKED;
     lock_both(pool, checked);
     pool_free_blocks(pool, true);

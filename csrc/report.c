@@ -161,8 +161,9 @@ static void put_hdr_block(rpi_out *f, bool first, rpi_hdr *h, rpi_psreport *stac
               h->word & RPI_F_STACK ? stacks : NULL, jo);
 }
 
-static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reason, int depth,
-                     bool at_exit)
+/* A pool's report up to its children: name, totals, tags, blocks, stacks. */
+static void put_pool_head(rpi_out *f, rp_pool *pool, unsigned flags, const char *reason,
+                          bool at_exit)
 {
     char when[32];
     time_t now = time(NULL);
@@ -249,26 +250,50 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
     }
     if (folded) rpi_shards_unlock(pool);
     rpi_poolstack_report_end(stacks, &jo);
-    if ((flags & RP_REPORT_CHILDREN) && pool->first_child) {
-        out_puts(f, ",\n  \"children\": [");
-        for (rp_pool *c = pool->first_child; c; c = c->next_sibling) {
-            out_puts(f, c == pool->first_child ? "\n  {" : ",\n  {");
-            if (report_lock(c, at_exit)) {
-                put_pool(f, c, flags, reason, depth + 1, at_exit);
-                report_unlock(c);
-            } else {
-                out_puts(f, "\"pool\": ");
-                put_str(f, c->name);
-                out_puts(f, ", \"error\": \"busy at exit\"");
+}
+
+/* A pool's report (its lock held by the caller), with its children's nested
+   in it (RP_REPORT_CHILDREN), each child's lock held while its own are
+   written. The tree is walked without recursion: a chain of 10^5 child pools
+   took a C stack frame per level and overflowed the stack. */
+static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reason, bool at_exit)
+{
+    put_pool_head(f, pool, flags, reason, at_exit);
+    rp_pool *cur = pool;                 /* whose children are being written */
+    rp_pool *c = (flags & RP_REPORT_CHILDREN) ? pool->first_child : NULL;
+    if (c) out_puts(f, ",\n  \"children\": [");
+    while (c) {
+        out_puts(f, c == cur->first_child ? "\n  {" : ",\n  {");
+        if (report_lock(c, at_exit)) {
+            put_pool_head(f, c, flags, reason, at_exit);
+            if (c->first_child) {        /* down: c's children, c's lock held */
+                out_puts(f, ",\n  \"children\": [");
+                cur = c;
+                c = c->first_child;
+                continue;
             }
+            report_unlock(c);
+        } else {
+            out_puts(f, "\"pool\": ");
+            put_str(f, c->name);
+            out_puts(f, ", \"error\": \"busy at exit\"");
+        }
+        out_putc(f, '}');
+        /* the next sibling (cur's lock guards the links), else up */
+        while (!c->next_sibling) {
+            out_puts(f, "\n  ]");
+            if (cur == pool) { c = NULL; break; }
+            c = cur;
+            cur = cur->parent;
+            report_unlock(c);
             out_putc(f, '}');
         }
-        out_puts(f, "\n  ]");
+        if (c) c = c->next_sibling;
     }
     /* The report of a child pool of its own (at its destroy, at exit, on request)
        names the pools it lies in, outermost first: its name alone would not tell
        a child "b" of "a" from a pool "b", nor where a pool named "a/b" is. */
-    if (depth == 0 && pool->parent) {
+    if (pool->parent) {
         out_puts(f, ",\n  \"parents\": [");
         size_t n = 0;
         for (rp_pool *p = pool->parent; p; p = p->parent) n++;
@@ -341,7 +366,7 @@ static int write_report(rp_pool *pool, const char *path, unsigned flags, const c
     }
     if ((!reg || locked) && report_lock(pool, at_exit)) {
         out_puts(&k.o, "{\"format\": \"ringpool-snapshot\", \"version\": 1,\n  ");
-        put_pool(&k.o, pool, flags, reason, 0, at_exit);
+        put_pool(&k.o, pool, flags, reason, at_exit);
         out_puts(&k.o, "\n}\n");
         report_unlock(pool);
     } else {

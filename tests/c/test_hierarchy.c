@@ -1,6 +1,8 @@
 /* test_hierarchy.c -- child pools, cleanups (order, removal, allocation from
    inside), per-block destructors, reset, reserved bytes and arena chunk reuse. */
 #include "testutil.h"
+#include <pthread.h>
+#include <stdint.h>
 
 /* ------------------------------------------------------------ event log */
 static char events[64][48];
@@ -337,6 +339,93 @@ static void test_report_children(void)
     tu_end_pool(parent);
 }
 
+/* A chain of child pools far deeper than any real program's: reports of the
+   innermost (its parents, outermost first) and of the root with every child
+   nested, a reset and a destroy of the root, all on a thread with a 256 KiB
+   stack. Destroy and the children report once recursed a C frame per level
+   (a chain of 10^5 overflowed even the main thread's 8 MiB). */
+static long deep_n;
+static int deep_order[4], deep_nevents;
+
+static void deep_cleanup(void *arg) { if (deep_nevents < 4) deep_order[deep_nevents++] = (int)(intptr_t)arg; }
+static void deep_dtor(void *block) { if (deep_nevents < 4) deep_order[deep_nevents++] = *(int *)block; }
+
+static void *deep_chain_thread(void *unused)
+{
+    (void)unused;
+    const char *base = getenv("TMPDIR");
+    char path[256], name[32];
+    snprintf(path, sizeof path, "%s/rp-deep-%ld.json", base ? base : "/tmp", (long)getpid());
+    rp_pool *root = tu_pool("deep-root");
+    for (int round = 0; round < 2; round++) {
+        rp_pool *p = root, *mid = NULL;
+        for (long i = 0; i < deep_n; i++) {
+            snprintf(name, sizeof name, "d%ld", i);
+            p = rp_pool_create_child(p, name);
+            CHECK(p != NULL);
+            if (i == deep_n / 2) mid = p;
+        }
+        /* the middle pool's cleanup runs before, its destructor after, the
+           innermost's */
+        CHECK_INT(rp_pool_add_cleanup(mid, deep_cleanup, (void *)(intptr_t)1), 0);
+        CHECK_INT(rp_pool_add_cleanup(p, deep_cleanup, (void *)(intptr_t)2), 0);
+        int *bm = rp_alloc(mid, sizeof *bm, "mid"), *bp = rp_alloc(p, sizeof *bp, "inner");
+        *bm = 4;
+        *bp = 3;
+        CHECK_INT(rp_set_destructor(bm, deep_dtor), 0);
+        CHECK_INT(rp_set_destructor(bp, deep_dtor), 0);
+
+        CHECK_INT(rp_pool_write_report(p, path), 0);
+        char *doc = tu_slurp(path);
+        char *par = strstr(doc, "\"parents\": [\"deep-root\", \"d0\", \"d1\", ");
+        CHECK(par != NULL);
+        snprintf(name, sizeof name, ", \"d%ld\"]", deep_n - 2);
+        CHECK(strstr(par, name) != NULL);
+        free(doc);
+
+        CHECK_INT(rp_pool_write_report_ex(root, path, RP_REPORT_CHILDREN), 0);
+        doc = tu_slurp(path);
+        long nested = 0, depth = 0, deepest = 0;
+        for (char *q = doc; (q = strstr(q, "\"children\": [")) != NULL; q++) nested++;
+        for (char *q = doc; *q; q++) {   /* no brace in a name here */
+            depth += *q == '{' ? 1 : *q == '}' ? -1 : 0;
+            CHECK(depth >= 0);
+            if (depth > deepest) deepest = depth;
+        }
+        CHECK_EQ(nested, deep_n);
+        CHECK_EQ(depth, 0);
+        CHECK_EQ(deepest, deep_n + 2);   /* the root's document, n pools, a totals */
+        snprintf(name, sizeof name, "\"pool\": \"d%ld\"", deep_n - 1);
+        CHECK(strstr(doc, name) != NULL);
+        CHECK(strstr(doc, "\"inner\"") != NULL);
+        free(doc);
+        unlink(path);
+
+        deep_nevents = 0;
+        if (round == 0) CHECK_INT(rp_pool_reset(root), 0);
+        else rp_pool_destroy(root);
+        CHECK_INT(deep_nevents, 4);
+        CHECK_INT(deep_order[0], 1);
+        CHECK_INT(deep_order[1], 2);
+        CHECK_INT(deep_order[2], 3);
+        CHECK_INT(deep_order[3], 4);
+        if (round == 0) CHECK_EQ(tu_info(root).children, 0);
+    }
+    return NULL;
+}
+
+static void test_deep_chain(void)
+{
+    deep_n = tu_quick() ? 20000 : 100000;
+    pthread_attr_t attr;
+    pthread_t t;
+    CHECK_INT(pthread_attr_init(&attr), 0);
+    CHECK_INT(pthread_attr_setstacksize(&attr, 256 * 1024), 0);
+    CHECK_INT(pthread_create(&t, &attr, deep_chain_thread, NULL), 0);
+    CHECK_INT(pthread_join(t, NULL), 0);
+    pthread_attr_destroy(&attr);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -347,6 +436,7 @@ int main(int argc, char **argv)
         {"reset", test_reset},
         {"arena_reuse", test_arena_reuse},
         {"report_children", test_report_children},
+        {"deep_chain", test_deep_chain},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
