@@ -252,6 +252,36 @@ static void put_pool_head(rpi_out *f, rp_pool *pool, unsigned flags, const char 
     rpi_poolstack_report_end(stacks, &jo);
 }
 
+/* The "parents" of a child pool's own report, outermost first. The chain is
+   walked once into an array (a chain of 10^5 pools walked from the pool again
+   for each name took seconds: quadratic); without memory for one, a segment
+   at a time into a buffer on the stack. */
+static void put_parents(rpi_out *f, rp_pool *pool)
+{
+    size_t n = 0;
+    for (rp_pool *p = pool->parent; p; p = p->parent) n++;
+    rp_pool *small[256];
+    rp_pool **buf = n <= sizeof small / sizeof *small || n > SIZE_MAX / sizeof *buf
+                    ? NULL : rpi_sys_malloc(n * sizeof *buf);
+    size_t cap = buf ? n : sizeof small / sizeof *small;
+    if (!buf) buf = small;
+    out_puts(f, ",\n  \"parents\": [");
+    /* ancestors 1 (the parent) .. n (the root), written n first */
+    for (size_t hi = n; hi > 0;) {
+        size_t lo = hi > cap ? hi - cap + 1 : 1;
+        rp_pool *p = pool;
+        for (size_t k = 0; k < lo; k++) p = p->parent;
+        for (size_t k = lo; k <= hi; k++, p = p->parent) buf[k - lo] = p;
+        for (size_t k = hi + 1; k > lo; k--) {
+            if (k - 1 != n) out_puts(f, ", ");
+            put_str(f, buf[k - 1 - lo]->name);
+        }
+        hi = lo - 1;
+    }
+    if (buf != small) rpi_sys_free(buf);
+    out_putc(f, ']');
+}
+
 /* A pool's report (its lock held by the caller), with its children's nested
    in it (RP_REPORT_CHILDREN), each child's lock held while its own are
    written. The tree is walked without recursion: a chain of 10^5 child pools
@@ -293,18 +323,7 @@ static void put_pool(rpi_out *f, rp_pool *pool, unsigned flags, const char *reas
     /* The report of a child pool of its own (at its destroy, at exit, on request)
        names the pools it lies in, outermost first: its name alone would not tell
        a child "b" of "a" from a pool "b", nor where a pool named "a/b" is. */
-    if (pool->parent) {
-        out_puts(f, ",\n  \"parents\": [");
-        size_t n = 0;
-        for (rp_pool *p = pool->parent; p; p = p->parent) n++;
-        for (size_t i = n; i > 0; i--) {
-            rp_pool *p = pool;
-            for (size_t k = 0; k < i; k++) p = p->parent;
-            if (i != n) out_puts(f, ", ");
-            put_str(f, p->name);
-        }
-        out_putc(f, ']');
-    }
+    if (pool->parent) put_parents(f, pool);
 }
 
 /* ------------------------------------------------------------ files
