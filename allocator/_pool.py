@@ -143,13 +143,15 @@ class _PoolState:
         self.cleanup_errors: list[BaseException] = []
 
     def mark_dead(self) -> None:
-        """The C pool is gone (with its children)."""
-        self.alive = False
-        # a copy: each child's mark_dead removes it from self.children
-        for child in list(self.children):
-            child.mark_dead()
-        self.children = []
-        self.cleanups = []
+        """The C pool is gone (with its children): without recursion, a
+        chain of pools deeper than Python's recursion limit is one too."""
+        todo = [self]
+        while todo:
+            state = todo.pop()
+            state.alive = False
+            todo.extend(state.children)
+            state.children = []
+            state.cleanups = []
         if self.parent is not None and self in self.parent.children:
             self.parent.children.remove(self)
 
@@ -208,7 +210,24 @@ _deferred: list[tuple[_PoolState, dict[int, Block], ll.CData]] = []
 def _retry_deferred(phase: str, info: dict[str, int]) -> None:
     if phase != "stop" or not _deferred:
         return
-    todo = list(_deferred)
+    # children before their parents: a parent's finalizer waits for its
+    # children's, so in any other order a chain of N garbage pools took N
+    # collections to be freed (its cleanups run one pool a collection)
+    depth: dict[int, int] = {}
+
+    def depth_of(state: _PoolState) -> int:
+        path = []
+        s: _PoolState | None = state
+        while s is not None and id(s) not in depth:
+            path.append(s)
+            s = s.parent
+        d = depth[id(s)] if s is not None else -1
+        for s in reversed(path):
+            d += 1
+            depth[id(s)] = d
+        return depth[id(state)]
+
+    todo = sorted(_deferred, key=lambda entry: -depth_of(entry[0]))
     _deferred.clear()
     for state, table, ptr in todo:
         if state.alive and any(block._exports for block in table.values()):
@@ -523,11 +542,15 @@ class Pool:
         return None
 
     def _family(self) -> list[Pool]:
-        """This pool and its live Python descendants."""
-        out = [self]
-        for child in list(self._children):
-            if child._state.alive:
-                out.extend(child._family())
+        """This pool and its live Python descendants, parents first (without
+        recursion: a chain deeper than Python's recursion limit could not be
+        destroyed nor reset)."""
+        out: list[Pool] = []
+        stack: list[Pool] = [self]
+        while stack:
+            pool = stack.pop()
+            out.append(pool)
+            stack.extend(reversed([c for c in list(pool._children) if c._state.alive]))
         return out
 
     def _subtree(self) -> list[Pool]:
@@ -943,18 +966,32 @@ class Pool:
         return snap
 
     def _snapshot(self, blocks: bool, children: bool) -> Snapshot:
-        info = ll.pool_info(self._ptr)
-        if info.flags & ll.POOL_STACKS:
-            return self._report_snapshot(blocks, children)
-        tags = ll.tag_stats(self._ptr)
-        listed = ll.walk(self._ptr) if blocks else None
-        kids = ([c._snapshot(blocks, True) for c in self._live_children()]
-                if children else [])
-        return Snapshot._from_counters(
-            pool=self._name, backing=self._backing,
-            totals=(int(info.blocks), int(info.bytes), int(info.peak_bytes),
-                    int(info.allocs), int(info.reserved_bytes)),
-            tags=tags, blocks=listed, children=kids)
+        """This pool's snapshot, with its live children's nested (children):
+        built children first, without recursion (a chain of pools deeper than
+        Python's recursion limit raised RecursionError)."""
+        order: list[tuple[Pool, ll.CData, list[Pool]]] = []   # parents before children
+        stack: list[Pool] = [self]
+        while stack:
+            pool = stack.pop()
+            info = ll.pool_info(pool._ptr)
+            kids = (pool._live_children()
+                    if children and not info.flags & ll.POOL_STACKS else [])
+            order.append((pool, info, kids))
+            stack.extend(reversed(kids))
+        built: dict[int, Snapshot] = {}
+        for pool, info, kids in reversed(order):
+            if info.flags & ll.POOL_STACKS:
+                snap = pool._report_snapshot(blocks, children)
+            else:
+                snap = Snapshot._from_counters(
+                    pool=pool._name, backing=pool._backing,
+                    totals=(int(info.blocks), int(info.bytes), int(info.peak_bytes),
+                            int(info.allocs), int(info.reserved_bytes)),
+                    tags=ll.tag_stats(pool._ptr),
+                    blocks=ll.walk(pool._ptr) if blocks else None,
+                    children=[built.pop(id(c)) for c in kids])
+            built[id(pool)] = snap
+        return built[id(self)]
 
     def _report_snapshot(self, blocks: bool, children: bool) -> Snapshot:
         """A pool that records stacks: the library's report, which carries them

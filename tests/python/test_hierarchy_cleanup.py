@@ -247,3 +247,45 @@ def test_destroying_a_parent_marks_every_child_destroyed(backing: str) -> None:
     # their finalizers must not destroy the pools again
     del kids, blocks
     gc.collect()
+
+
+@pytest.mark.parametrize("op", ["destroy", "reset", "snapshot", "collect"])
+def test_a_chain_deeper_than_the_recursion_limit(backing: str, op: str) -> None:
+    # destroy(), reset() and snapshot(children=True) walked the children by recursion:
+    # a chain of pools deeper than Python's recursion limit raised RecursionError, and
+    # the pool could be neither destroyed nor reset (its memory held until exit)
+    import sys
+    depth = sys.getrecursionlimit() + 500
+    root = Pool("root", backing=backing)
+    chain, ran = [root], []
+    for i in range(depth):
+        chain.append(chain[-1].child(f"d{i}"))
+    chain[depth // 2].add_cleanup(lambda: ran.append("mid"))
+    chain[-1].add_cleanup(lambda: ran.append("inner"))
+    block = chain[-1].alloc(8, tag="deep")
+    if op == "destroy":
+        root.destroy()
+        assert all(p.destroyed for p in chain) and block.freed
+        assert ran == ["mid", "inner"]
+    elif op == "reset":
+        root.reset()
+        assert not root.destroyed and all(p.destroyed for p in chain[1:]) and block.freed
+        assert ran == ["mid", "inner"] and root.info().children == 0
+    elif op == "snapshot":
+        snap = root.snapshot(children=True)
+        for i in range(depth):
+            assert len(snap.children) == 1
+            snap = snap.children[0]
+            assert snap.pool == f"d{i}"
+        assert [t.tag for t in snap.tags] == ["deep"] and not snap.children
+        assert chain[-1].snapshot().parents == ("root", *(f"d{i}" for i in range(depth - 1)))
+        root.destroy()
+    else:
+        # collected, each pool is destroyed by its own finalizer, children first: the
+        # whole chain in one collection (the finalizers retried after the pass went
+        # parent first, so a chain of N pools took N collections)
+        del chain, block, root
+        gc.collect()
+        assert ran == ["inner", "mid"]
+        return
+    root.destroy()
