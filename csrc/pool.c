@@ -3426,7 +3426,10 @@ void *rp_stat_calloc_noexc(size_t n, size_t size)
 void *rp_stat_calloc(size_t n, size_t size)
 {
     void *r = rp_stat_calloc_noexc(n, size);
-    if (!r) rpi_oom("rp_stat_calloc", n * size, stat_tag);
+    size_t total;
+    /* an overflowing n * size is SIZE_MAX to the handler, as in rp_calloc */
+    if (!r) rpi_oom("rp_stat_calloc", __builtin_mul_overflow(n, size, &total) ? SIZE_MAX : total,
+                    stat_tag);
     return r;
 }
 
@@ -3476,8 +3479,8 @@ static char *stat_strconcat_v(int n, va_list ap)
     size_t total = 1;
     for (int i = 0; i < n; i++) {
         const char *s = va_arg(ap2, const char *);
-        if (!s) { va_end(ap2); return NULL; }
-        total += strlen(s);
+        /* a total past SIZE_MAX fails, as in rp_strconcat: never a short block */
+        if (!s || __builtin_add_overflow(total, strlen(s), &total)) { va_end(ap2); return NULL; }
     }
     va_end(ap2);
     char *r = rp_stat_alloc_noexc(total), *w = r;

@@ -23,6 +23,8 @@ static void test_before_create(void)
     c = rp_stat_strconcat(3, "a", "b", "c");
     CHECK_STR(c, "abc");
     CHECK(rp_stat_calloc_noexc(SIZE_MAX / 2 + 1, 2) == NULL);
+    EXPECT_OOM(rp_stat_calloc(SIZE_MAX / 2 + 1, 2));
+    CHECK_EQ(tu_oom_size, SIZE_MAX);
     CHECK(rp_stat_alloc_noexc((size_t)1 << 62) == NULL);
     /* plain malloc blocks: the C library's free would do too */
     rp_stat_free(a);
@@ -52,6 +54,11 @@ static void test_tracked(void)
     CHECK(z != NULL);
     CHECK(rp_stat_calloc_noexc(SIZE_MAX / 2 + 1, 2) == NULL);
     EXPECT_OOM(rp_stat_calloc(SIZE_MAX / 2 + 1, 2));
+    /* the handler is told SIZE_MAX for an n * size that overflows, as by
+       rp_calloc: it was told the wrapped product (here 0) */
+    CHECK_EQ(tu_oom_size, SIZE_MAX);
+    EXPECT_OOM(rp_calloc(pool, SIZE_MAX / 2 + 1, 2, "t"));
+    CHECK_EQ(tu_oom_size, SIZE_MAX);
     CHECK(rp_stat_alloc_noexc(SIZE_MAX - 8) == NULL);
     EXPECT_OOM(rp_stat_alloc(SIZE_MAX - 8));
     s = rp_stat_strdup("tracked");
