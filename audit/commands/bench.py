@@ -281,6 +281,17 @@ class _Progress:
             sys.stderr.flush()
 
 
+def seed_arg(text: str) -> int:
+    """A seed the C kernel takes (a uint64_t): a whole number from 0 to 2**64-1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (a whole number)") from None
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: the seed must be from 0 to 2**64-1")
+    return value
+
+
 def size_arg(text: str) -> int:
     if text == "mixed":
         return 0
@@ -321,7 +332,7 @@ class BenchCommand:
                             help="ringpool pools without a lock (RP_POOL_UNSYNC)")
         parser.add_argument("--no-peers", action="store_true",
                             help="skip talloc, APR and mimalloc even when installed")
-        parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of sizes and free order")
+        parser.add_argument("--seed", type=seed_arg, default=DEFAULT_SEED, help="seed of sizes and free order (0 to 2**64-1)")
         parser.add_argument("--plot", metavar="FILE.png", help="write a log-log chart to FILE.png")
         output.add_output_options(parser)
 

@@ -125,6 +125,22 @@ def test_peers_when_installed(capsys: pytest.CaptureFixture[str]) -> None:
             assert f"{family} skipped" in err
 
 
+@pytest.mark.parametrize("seed", ["-1", str(1 << 64), "99999999999999999999999", "x"])
+def test_a_seed_the_kernel_cannot_take_is_a_usage_error(seed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # a negative seed or one past 2**64-1 reached the C kernel's uint64_t and ended in
+    # an OverflowError traceback after the tool had started measuring
+    assert main(["bench", "--blocks", "100", "--repeat", "1", "--no-peers", "--seed", seed]) == 1
+    err = capsys.readouterr().err
+    assert "argument --seed" in err and "Traceback" not in err and "OverflowError" not in err
+
+
+def test_the_seed_range_ends_are_taken(capsys: pytest.CaptureFixture[str]) -> None:
+    for seed in ("0", str((1 << 64) - 1)):
+        assert main(["bench", "--blocks", "100", "--repeat", "1", "--no-peers", "--backing", "malloc",
+                     "--format", "json", "--seed", seed]) == 0
+        assert json.loads(capsys.readouterr().out)["seed"] == int(seed)
+
+
 def test_kernel_rejects_misuse() -> None:
     k = bench.kernel()
     lib, ffi = k.lib, k.ffi
