@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -403,20 +404,70 @@ def _lsan_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(glob))
 
 
+#: The largest suppressions file read (bytes).
+MAX_SUPPRESSIONS_BYTES = 16 << 20
+
+#: What each pipe given as a suppressions file held, by (device, inode): a command
+#: reads the file more than once (checked before the run, then for each report), and
+#: a pipe gives its bytes once: the later reads found it empty.
+_PIPES_READ: dict[tuple[int, int], bytes] = {}
+
+
+def _read_suppressions_bytes(path: str) -> bytes:
+    """The bytes of a suppressions file: a regular file or a pipe (``<(...)``), at
+    most MAX_SUPPRESSIONS_BYTES of them. A device, a socket or a directory is refused
+    without reading: /dev/zero was read until memory ran out, and a FIFO without a
+    writer waited forever."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked next
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: suppressions file not found") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read suppressions file: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        mode = st.st_mode
+        if stat.S_ISFIFO(mode) and (st.st_dev, st.st_ino) in _PIPES_READ:
+            return _PIPES_READ[st.st_dev, st.st_ino]
+        if stat.S_ISDIR(mode):
+            raise ValueError(f"{path}: cannot read suppressions file: Is a directory")
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            raise ValueError(f"{path}: the suppressions file is a device or socket, not a "
+                             "regular file or a pipe")
+        os.set_blocking(fd, True)
+        chunks, left = [], MAX_SUPPRESSIONS_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read suppressions file: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    if left <= 0:
+        raise ValueError(f"{path}: suppressions file larger than "
+                         f"{MAX_SUPPRESSIONS_BYTES >> 20} MiB")
+    data = b"".join(chunks)
+    if stat.S_ISFIFO(mode):
+        _PIPES_READ[st.st_dev, st.st_ino] = data
+    return data
+
+
 def read_suppressions(path: str) -> list[Suppression]:
     """Parses a file in LeakSanitizer's format: ``leak:PATTERN`` per line,
     ``#`` comments and blank lines ignored. ValueError names file and line."""
+    data = _read_suppressions_bytes(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            # Lines end at \n (and \r\n, \r): not at the other ends str.splitlines knows
-            # (\x1c, U+0085, U+2028...), which a function name, and so a pattern, may hold.
-            lines = f.read().split("\n")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: suppressions file not found") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: suppressions file is not UTF-8 text (byte {exc.start})") from exc
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read suppressions file: {exc.strerror}") from exc
+    # Lines end at \n (and \r\n, \r): not at the other ends str.splitlines knows
+    # (\x1c, U+0085, U+2028...), which a function name, and so a pattern, may hold.
+    # (open()'s universal newlines read \r\n and \r as \n.)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     found = []
     for n, line in enumerate(lines, 1):
         text = line.strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,42 @@ def test_missing_interposer_library(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("RINGPOOL_PRELOAD_LIB", str(tmp_path / "nope.so"))
     assert main(["run", "--preload", "--", "true"]) == 1
     assert "nope.so" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null"])
+def test_a_device_as_suppressions_file_is_refused_unread(device: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # /dev/zero and /dev/urandom were read until memory ran out
+    assert main(["run", "--preload", "--suppressions", device, "--", "true"]) == 1
+    assert f"{device}: the suppressions file is a device" in capsys.readouterr().err
+
+
+def test_suppressions_from_a_pipe_and_a_fifo_without_writer(plain_leaks: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # a FIFO without a writer waited forever; a pipe (the shell's <(...)) still works
+    import subprocess
+    import sys
+    fifo = tmp_path / "supp.fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.run([sys.executable, "-m", "audit", "run", "--preload", "--suppressions", str(fifo),
+                           "--", plain_leaks], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    r, w = os.pipe()
+    os.write(w, b"leak:*\r\n")
+    os.close(w)
+    try:
+        assert main(["run", "--preload", "--fail-on-leak", "--suppressions", f"/dev/fd/{r}",
+                     "--", plain_leaks]) == 0
+    finally:
+        os.close(r)
+    assert main(["run", "--preload", "--fail-on-leak", "--", plain_leaks]) == 2
+
+
+def test_an_oversized_suppressions_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    big = tmp_path / "big.supp"
+    with open(big, "wb") as fh:
+        fh.truncate(preload.MAX_SUPPRESSIONS_BYTES + 1)   # sparse: nothing written
+    assert main(["run", "--preload", "--suppressions", str(big), "--", "true"]) == 1
+    assert "suppressions file larger than" in capsys.readouterr().err
 
 
 def test_missing_suppressions_file(plain_leaks: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
