@@ -37,10 +37,15 @@ static inline double rpg_ln(double x)
     return rpg_atanh2((x - 1.0) / (x + 1.0)) + e * 0.6931471805599453;
 }
 
-/* ln(1 - r) for 0 < r < 1, accurate for small r. */
+/* ln(1 - r) for 0 < r < 1, accurate for small r; always negative: for the
+   smallest subnormal r, -r / (2 - r) rounds to -0.0 and the series gave
+   +0.0, whose inverse (+inf) made every drawn distance negative. -r is
+   ln(1 - r) to the last bit there; its inverse, -inf, draws distances
+   capped at INT64_MAX / 4 (nothing is sampled). */
 static inline double rpg_ln1m(double r)
 {
-    return r < 0.25 ? rpg_atanh2(-r / (2.0 - r)) : rpg_ln(1.0 - r);
+    double l = r < 0.25 ? rpg_atanh2(-r / (2.0 - r)) : rpg_ln(1.0 - r);
+    return l < 0.0 ? l : -r;
 }
 
 static inline uint64_t rpg_splitmix(uint64_t *x)

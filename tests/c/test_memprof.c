@@ -579,10 +579,35 @@ static void test_sampled_calloc_is_zero(void)
     }
 }
 
+/* The smallest rates: ln(1 - r) of the smallest subnormal rate (2^-1074)
+   came out as +0.0 (-r / (2 - r) rounds to -0.0, and the series summed it
+   into +0.0), so 1 / ln(1 - r) was +inf, every drawn distance -inf, cast to
+   a negative count: the first allocation looped forever. Such a rate now
+   samples nothing, as a rate that small should (an alarm makes a hang a
+   failure). */
+static void test_smallest_rates_sample_nothing(void)
+{
+    static const double rates[] = { 0x1p-1074, 0x3p-1074, 0x1p-1060, 0x1p-1022, 1e-300 };
+    rp_pool *pool = tu_pool("tiny-rate");
+    for (size_t i = 0; i < sizeof rates / sizeof *rates; i++) {
+        rec r = { .track = 1 };
+        rp_memprof *prof = start(rates[i], 7, &r, 0);
+        alarm(60);
+        for (int k = 0; k < 1000; k++) rp_free(rp_alloc(pool, (size_t)k * 64 + 1, "t"));
+        void *big = rp_alloc(pool, (size_t)1 << 20, "big");
+        rp_free(big);
+        alarm(0);
+        CHECK_EQ(r.sampled_allocs, 0);
+        finish(prof);
+    }
+    tu_end_pool(pool);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
         {"bad_arguments", test_bad_arguments},
+        {"smallest_rates_sample_nothing", test_smallest_rates_sample_nothing},
         {"rate_one_counts_every_byte", test_rate_one_counts_every_byte},
         {"sampled_calloc_is_zero", test_sampled_calloc_is_zero},
         {"samples_per_allocation_are_binomial", test_samples_per_allocation_are_binomial},
