@@ -8,8 +8,10 @@
  * slot - off, so carving and the carved-last tests are the same for both
  * layouts), slots lie end to end from the chunk's header to its carved end
  * (a->cur, or chunk->used once another chunk is current), and a
- * slot is live when its word has RPI_F_ARENA; a free slot keeps its class
- * bits, so a walk steps from slot to slot (rpi_arena_next_live). Checked
+ * slot is live when its word has RPI_F_ARENA and a size (rpi_slot_live: an
+ * unsynchronised pool's free slot has all ones in the low 32 bits, any
+ * other's no RPI_F_ARENA); a free slot keeps its class bits, so a walk
+ * steps from slot to slot (rpi_arena_next_live). Checked
  * pools keep the full header on the ring (a->off = 0). A freed block goes
  * onto its class's free list (the link is the header's origin field, or
  * next in checked pools) and is reused by the next allocation of that
@@ -294,7 +296,7 @@ rpi_hdr *rpi_arena_next_live(rpi_arena *a, rpi_slots *it)
         char *lim = it->c == a->chunks ? a->cur : it->c->used;
         while (it->p < lim) {
             rpi_hdr *h = (rpi_hdr *)it->p;
-            if (h->word & RPI_F_ARENA) return h;
+            if (rpi_slot_live(h->word)) return h;
             it->p += rpi_class_bytes[(h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT];
         }
         it->c = it->c->next;
@@ -354,9 +356,13 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
         return;
     }
     if (a->off) {
-        /* compact: the link in the origin field, the class kept for walks */
+        /* compact: the link in the origin field, the class kept for walks;
+           not live (rpi_slot_live): an unsynchronised pool's word keeps
+           RPI_F_ARENA with its low half all ones, a thread-safe one's
+           loses RPI_F_ARENA (as slot_free) */
         h->link = a->free[c];
-        h->word &= RPI_CLASS_MASK;
+        h->word = pool->sync == 0 ? (h->word & (RPI_F_ARENA | RPI_CLASS_MASK)) | RPI_SLOT_FREE_LO
+                                  : h->word & RPI_CLASS_MASK;
         a->free[c] = rpi_list_ent(h);
     } else {
         h->next = a->free[c];

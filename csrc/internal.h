@@ -51,6 +51,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define RPI_HIDDEN __attribute__((visibility("hidden")))
 #include "lock.h"
@@ -105,6 +106,25 @@ _Static_assert(sizeof(rpi_hdr) % _Alignof(max_align_t) == 0,
 static inline bool rpi_on_ring(uint64_t w)
 {
     return !(w & (RPI_F_ARENA | RPI_F_CHECKED));
+}
+/* A free compact slot of an unsynchronised pool keeps its word's
+   RPI_F_ARENA and class and has all ones in the low 32 bits, which no live
+   block's size has (arena blocks are below RPI_BIG_LIMIT): its fast path's
+   list hit then writes only the low 32 bits (the size). Other arenas
+   (thread-safe pools', checked pools') clear RPI_F_ARENA instead, as
+   before: their fast paths' counts are the checked pairs' yardstick (2x).
+   Live, either way: rpi_slot_live. */
+#define RPI_SLOT_FREE_LO UINT32_C(0xffffffff)
+static inline bool rpi_slot_live(uint64_t w)
+{
+    return (w & RPI_F_ARENA) && (uint32_t)w != RPI_SLOT_FREE_LO;
+}
+/* The low 32 bits of a header word alone (a 4-byte store; the high half
+   kept). */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "a word's low half comes first");
+static inline void rpi_word_lo_set(uint64_t *word, uint32_t lo)
+{
+    memcpy(word, &lo, sizeof lo);   /* little-endian: the low half first */
 }
 static inline rpi_hdr *rpi_hdr_of(const void *p) { return (rpi_hdr *)((char *)p - RPI_HDR); }
 static inline void *rpi_payload(rpi_hdr *h) { return (char *)h + RPI_HDR; }

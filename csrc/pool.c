@@ -1124,6 +1124,9 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
     char *pl = a->free[c];
     if (RPI_LIKELY(rpi_list_hdr(pl))) {
         a->free[c] = rpi_list_blk(pl)->link;   /* the payload listed (rpi_list_ent) */
+        /* an unsynchronised pool's free slot keeps RPI_F_ARENA and the
+           class (slot_free): the size in the low half is all it needs */
+        if (locked == RPI_SYNC_NONE) rpi_word_lo_set(&rpi_hdr_of(pl)->word, (uint32_t)size);
     } else if (pl != NULL) {
         /* a free headerless slot (rpi_hl_enc: classes 1 to hl_cmax only),
            taken without a call unless the sampler is due (a sampled block
@@ -1185,8 +1188,11 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
         if (RPI_UNLIKELY(next > (uintptr_t)a->end)) goto general_locked;
         a->cur = (char *)next;
         pl = h + RPI_HDR;
+        if (locked == RPI_SYNC_NONE) rpi_hdr_of(pl)->word = a->hword[c] | size;
     }
-    rpi_hdr_of(pl)->word = a->hword[c] | size;   /* RPI_F_ARENA, the class */
+    /* a thread-safe pool's list hit and carve: the whole word (its free
+       slots have no RPI_F_ARENA: slot_free) */
+    if (locked != RPI_SYNC_NONE) rpi_hdr_of(pl)->word = a->hword[c] | size;   /* RPI_F_ARENA, the class */
     rpi_hdr_of(pl)->origin = t;   /* not on the ring: walks find it in its chunk */
     if (rpi_memprof_count(pool, t, size)) {
         /* the header's address formed here (the empty asm: GCC hoisted
@@ -1905,15 +1911,21 @@ void rpi_free_general(void *block)
     free_general(block);
 }
 
-/* A live compact arena slot h (header word w) goes onto its class's free
-   list c (as its payload: rpi_list_ent): the link in the origin field, the
-   word without RPI_F_ARENA (not live; the class kept, so a walk steps over
-   it: rpi_arena_next_live). */
+/* A live compact arena slot h (header word w: no flag in bits 48..62 but
+   RPI_F_ARENA) goes onto its class's free list c (as its payload:
+   rpi_list_ent), the link in the origin field, not live for walks
+   (rpi_slot_live), the class kept so that a walk steps over it: in an
+   unsynchronised pool the word's low half all ones (RPI_F_ARENA kept: the
+   list hit writes only the size), in a thread-safe one the word without
+   RPI_F_ARENA. (rpi_arena_free does the same.) */
 static inline __attribute__((always_inline)) void slot_free(rpi_arena *a, rpi_hdr *h, size_t c,
-                                                            uint64_t w)
+                                                            uint64_t w, const int locked)
 {
     h->link = a->free[c];
-    h->word = w ^ RPI_F_ARENA;
+    if (locked == RPI_SYNC_NONE)
+        rpi_word_lo_set(&h->word, RPI_SLOT_FREE_LO);
+    else
+        h->word = w ^ RPI_F_ARENA;
     a->free[c] = rpi_list_ent(h);
 }
 
@@ -1944,7 +1956,7 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
            it from w with one. */
         uint64_t fw = w ^ RPI_F_ARENA;
         __asm__("" : "+r"(fw));
-        slot_free(pool->own_arena, h, (size_t)(fw >> RPI_CLASS_SHIFT), w);
+        slot_free(pool->own_arena, h, (size_t)(fw >> RPI_CLASS_SHIFT), w, locked);
         if (locked == RPI_SYNC_LOCK) rpi_lock_release(&pool->lock);
         if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return;
@@ -2782,7 +2794,7 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     } else {
         /* the link and the class go in the compact header: the payload,
            not yet copied when unsynchronised, stays as it is */
-        slot_free(a, h, c, w);
+        slot_free(a, h, c, w, locked ? RPI_SYNC_LOCK : RPI_SYNC_NONE);
     }
     if (locked) return resize_counted(pool, n, t, old, size, locked);
     /* Unsynchronised: nothing runs between here and the copy, so the copy

@@ -577,6 +577,70 @@ static void test_tags_alternate(void)
     }
 }
 
+/* A freed block's slot is on its class's list until an allocation takes
+   it again: walks see exactly the live blocks with their sizes and tags,
+   whether a block was freed by rp_free's fast path, after a destructor
+   (the general path) or by a resize that moved it, and when the slot is
+   taken again for another size of its class. */
+struct walk_acc { size_t n, bytes; int bad; void *const *live; size_t nlive; };
+static void noop_dtor(void *block) { (void)block; }
+static int walk_count(void *block, size_t size, const char *tag, void *arg)
+{
+    struct walk_acc *w = arg;
+    size_t i = 0;
+    while (i < w->nlive && w->live[i] != block) i++;
+    if (i == w->nlive || rp_block_size(block) != size || strcmp(tag, "slots") != 0) w->bad++;
+    w->n++;
+    w->bytes += size;
+    return 0;
+}
+static void test_walk_free_slots(void)
+{
+    for (int unsync = 0; unsync < 2; unsync++) {
+        rp_pool *pool = tu_pool_ex("walk_free_slots", unsync ? RP_POOL_UNSYNC : 0);
+        void *b[48];
+        size_t want = 0;
+        for (int i = 0; i < 48; i++) {
+            b[i] = rp_alloc(pool, 17 + (size_t)(i % 6) * 40, "slots");
+            CHECK(b[i] != NULL);
+            if (i % 8 == 3) CHECK_EQ(rp_set_destructor(b[i], noop_dtor), 0);
+        }
+        for (int round = 0; round < 3; round++) {
+            /* free every third block (the fast path; a destructor: the
+               general one), move every fifth to a larger class */
+            for (int i = round; i < 48; i += 3) {
+                rp_free(b[i]);
+                b[i] = NULL;
+            }
+            for (int i = 1; i < 48; i += 5)
+                if (b[i]) {
+                    b[i] = rp_resize(pool, b[i], rp_block_size(b[i]) + 64);
+                    CHECK(b[i] != NULL);
+                }
+            /* the freed slots taken again, by sizes of their classes */
+            for (int i = round; i < 48; i += 3) {
+                b[i] = rp_alloc(pool, 18 + (size_t)(i % 6) * 40 - (size_t)round, "slots");
+                CHECK(b[i] != NULL);
+            }
+            want = 0;
+            for (int i = 0; i < 48; i++) want += rp_block_size(b[i]);
+            struct walk_acc w = {0, 0, 0, b, 48};
+            CHECK_EQ(rp_pool_walk(pool, walk_count, &w), 0);
+            CHECK_EQ(w.n, 48);
+            CHECK_EQ(w.bytes, want);
+            CHECK_EQ(w.bad, 0);
+            rp_pool_info info = tu_info(pool);
+            CHECK_EQ(info.bytes, want);
+            CHECK_EQ(info.blocks, 48);
+        }
+        for (int i = 0; i < 48; i++) rp_free(b[i]);
+        struct walk_acc w = {0, 0, 0, b, 0};
+        CHECK_EQ(rp_pool_walk(pool, walk_count, &w), 0);
+        CHECK_EQ(w.n, 0);
+        tu_end_pool(pool);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -591,6 +655,7 @@ int main(int argc, char **argv)
         {"default_oom_aborts", test_default_oom_aborts},
         {"tags", test_tags},
         {"tags_alternate", test_tags_alternate},
+        {"walk_free_slots", test_walk_free_slots},
         {"macros", test_macros},
         {"strings", test_strings},
         {"bad_args", test_bad_args},
