@@ -255,7 +255,13 @@ static rpi_hdr *big_alloc(rp_pool *pool, size_t align, size_t room)
     rpi_arena *a = pool->arena;
     if (align < _Alignof(max_align_t)) align = _Alignof(max_align_t);
     size_t total = rpi_big_total(align, room);
-    void *raw = rpi_sys_malloc(total);
+    void *raw;
+    if (a->big_zero == RPI_BIG_ZERO_WANTED) {   /* rp_calloc (calloc_impl) */
+        raw = rpi_sys_calloc(1, total);
+        if (raw) a->big_zero = RPI_BIG_ZERO_DONE;
+    } else {
+        raw = rpi_sys_malloc(total);
+    }
     if (!raw) return NULL;
     uintptr_t p = ((uintptr_t)raw + sizeof(rpi_big) + RPI_HDR + align - 1) & ~(uintptr_t)(align - 1);
     rpi_hdr *h = rpi_hdr_of((void *)p);

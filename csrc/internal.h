@@ -275,7 +275,13 @@ typedef struct rpi_arena {
                                        checked pool (none at all), or none
                                        could be had (until a reset; its free
                                        slots and current chunks still serve) */
+    uint8_t     big_zero;           /* RPI_BIG_ZERO_*: an unsynchronised pool's
+                                       rp_calloc of a big block (calloc_impl) */
 } rpi_arena;
+/* rpi_arena.big_zero: 0, or WANTED (big_alloc takes the block from the
+   system's calloc, and then sets DONE: the block is zero) */
+#define RPI_BIG_ZERO_WANTED 1u
+#define RPI_BIG_ZERO_DONE   2u
 
 /* Headerless blocks. Unchecked arena pools give requests of 1 to 16 bytes
    (or, with RINGPOOL_HEADERLESS=64 in the environment, of 1 to RPI_HL_MAX

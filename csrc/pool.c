@@ -1660,7 +1660,19 @@ static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, 
     if (__builtin_mul_overflow(n, size, &total)) {
         total = SIZE_MAX;
     } else {
+        /* a big block of an unsynchronised unchecked arena pool: big_alloc
+           takes it zeroed from the system's calloc (which clears only what
+           is not fresh from the kernel) and says so (rpi_arena.big_zero) */
+        rpi_arena *a = NULL;
+        if ((pool->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED)) == RP_POOL_UNSYNC &&
+            total > RPI_BIG_LIMIT - RPI_HDR && (a = pool->arena) != NULL)
+            a->big_zero = RPI_BIG_ZERO_WANTED;
         p = alloc_for_calloc(pool, total, tag);
+        if (a) {
+            bool zeroed = a->big_zero == RPI_BIG_ZERO_DONE;
+            a->big_zero = 0;
+            if (zeroed && p != NULL) return p;
+        }
         if (RPI_LIKELY(p != NULL)) return memset(p, 0, total);   /* a tail call */
     }
     if (plain) rpi_oom(call, total, tag);
@@ -1675,14 +1687,19 @@ static inline __attribute__((always_inline)) void *calloc_fast(rp_pool *pool, si
                                                                bool plain)
 {
     size_t total;
-    if (RPI_LIKELY(pool != NULL) && !__builtin_mul_overflow(n, size, &total)) {
-        /* the kind byte as in alloc_fast_in */
-        RPI_FAST_UNSYNC_GOTO(pool, unsync);
-        if (pool->fast_arena && RPI_LIKELY(pool->owner == rpi_thread_self()))
-            return alloc_arena_fast_z(pool, pool->own_arena, total, tag, plain, RPI_SYNC_BIASED,
-                                      true);
-    }
-    return calloc_impl(pool, n, size, tag, plain ? "rp_calloc" : "rp_calloc_noexc", plain);
+    const char *call = plain ? "rp_calloc" : "rp_calloc_noexc";
+    if (RPI_UNLIKELY(pool == NULL)) return calloc_impl(pool, n, size, tag, call, plain);
+    /* neither n nor size is needed after the product (the exits below pass
+       n * size as 1 x total, an overflow as SIZE_MAX x 2, which
+       calloc_impl finds overflowing again): mul may overwrite size's
+       register, and no register is copied around it */
+    if (RPI_UNLIKELY(__builtin_mul_overflow(n, size, &total)))
+        return calloc_impl(pool, SIZE_MAX, 2, tag, call, plain);
+    /* the kind byte as in alloc_fast_in */
+    RPI_FAST_UNSYNC_GOTO(pool, unsync);
+    if (pool->fast_arena && RPI_LIKELY(pool->owner == rpi_thread_self()))
+        return alloc_arena_fast_z(pool, pool->own_arena, total, tag, plain, RPI_SYNC_BIASED, true);
+    return calloc_impl(pool, 1, total, tag, call, plain);
 unsync:
     return alloc_arena_fast_z(pool, pool->own_arena, total, tag, plain, RPI_SYNC_NONE, true);
 }

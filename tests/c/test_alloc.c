@@ -493,14 +493,17 @@ static void test_bad_args(void)
 /* rp_calloc's memory is zero however the block is found: a freed block of
    its class written all over (free-list hit), a freed headerless slot (its
    free-list words), a carved block, a big block, in unsynchronised and
-   thread-safe pools; with the counters of an rp_alloc. */
+   thread-safe pools; with the counters of an rp_alloc. Every size from 1 to
+   80 bytes (the headerless slots' inline zeroing: 1, 2 or 4 stores,
+   overlapping), then larger ones. */
 static void test_calloc_reused(void)
 {
-    static const size_t sizes[] = {1, 8, 16, 17, 24, 64, 100, 1000, 1008, 1009, 5000, 40000};
+    static const size_t big[] = {100, 1000, 1008, 1009, 5000, 32752, 32753, 40000, 300000};
+    const size_t nbig = sizeof big / sizeof big[0];
     for (int unsync = 0; unsync < 2; unsync++) {
         rp_pool *pool = tu_pool_ex("calloc_reused", unsync ? RP_POOL_UNSYNC : 0);
-        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-            size_t n = sizes[k];
+        for (size_t k = 0; k < 80 + nbig; k++) {
+            size_t n = k < 80 ? k + 1 : big[k - 80];
             for (int round = 0; round < 3; round++) {
                 unsigned char *d[4];
                 for (int i = 0; i < 4; i++) {
