@@ -1651,6 +1651,22 @@ __attribute__((noinline)) static void *alloc_for_calloc(rp_pool *pool, size_t si
     return alloc_fast(pool, size, tag, false);
 }
 
+/* A big block of an unsynchronised unchecked arena pool: big_alloc takes
+   it zeroed from the system's calloc (which clears only what is not fresh
+   from the kernel) and says so (rpi_arena.big_zero); out of line, so that
+   calloc_impl keeps no register for it. */
+__attribute__((noinline)) static void *calloc_big(rp_pool *pool, rpi_arena *a, size_t total,
+                                                  const char *tag, const char *call, bool plain)
+{
+    a->big_zero = RPI_BIG_ZERO_WANTED;
+    void *p = alloc_for_calloc(pool, total, tag);
+    bool zeroed = a->big_zero == RPI_BIG_ZERO_DONE;
+    a->big_zero = 0;
+    if (RPI_LIKELY(p != NULL)) return zeroed ? p : memset(p, 0, total);
+    if (plain) rpi_oom(call, total, tag);
+    return NULL;
+}
+
 static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, const char *call,
                          bool plain)
 {
@@ -1660,19 +1676,11 @@ static void *calloc_impl(rp_pool *pool, size_t n, size_t size, const char *tag, 
     if (__builtin_mul_overflow(n, size, &total)) {
         total = SIZE_MAX;
     } else {
-        /* a big block of an unsynchronised unchecked arena pool: big_alloc
-           takes it zeroed from the system's calloc (which clears only what
-           is not fresh from the kernel) and says so (rpi_arena.big_zero) */
-        rpi_arena *a = NULL;
-        if ((pool->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED)) == RP_POOL_UNSYNC &&
-            total > RPI_BIG_LIMIT - RPI_HDR && (a = pool->arena) != NULL)
-            a->big_zero = RPI_BIG_ZERO_WANTED;
+        if (RPI_UNLIKELY(total > RPI_BIG_LIMIT - RPI_HDR) &&
+            (pool->flags & (RP_POOL_UNSYNC | RP_POOL_CHECKED)) == RP_POOL_UNSYNC &&
+            pool->arena != NULL)
+            return calloc_big(pool, pool->arena, total, tag, call, plain);
         p = alloc_for_calloc(pool, total, tag);
-        if (a) {
-            bool zeroed = a->big_zero == RPI_BIG_ZERO_DONE;
-            a->big_zero = 0;
-            if (zeroed && p != NULL) return p;
-        }
         if (RPI_LIKELY(p != NULL)) return memset(p, 0, total);   /* a tail call */
     }
     if (plain) rpi_oom(call, total, tag);
