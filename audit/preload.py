@@ -23,7 +23,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from audit import elfsym
+from audit import elfsym, schema
 
 FORMAT = "ringpool-preload"
 VERSION = 1
@@ -435,22 +435,14 @@ def _read_suppressions_bytes(path: str) -> bytes:
         if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
             raise ValueError(f"{path}: the suppressions file is a device or socket, not a "
                              "regular file or a pipe")
-        os.set_blocking(fd, True)
-        chunks, left = [], MAX_SUPPRESSIONS_BYTES + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = schema.read_fd(fd, MAX_SUPPRESSIONS_BYTES + 1, 1 << 20)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read suppressions file: {exc.strerror}") from exc
     finally:
         os.close(fd)
-    if left <= 0:
+    if len(data) > MAX_SUPPRESSIONS_BYTES:
         raise ValueError(f"{path}: suppressions file larger than "
                          f"{MAX_SUPPRESSIONS_BYTES >> 20} MiB")
-    data = b"".join(chunks)
     if stat.S_ISFIFO(mode):
         _PIPES_READ[st.st_dev, st.st_ino] = data
     return data

@@ -331,16 +331,7 @@ def read_bytes(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
         if st.st_size > cap:
             raise ReportFormatError(name, f"{st.st_size} bytes: larger than the "
                                           f"{_size(cap)} a report may have{limits.size_hint}")
-        os.set_blocking(fd, True)
-        chunks = []
-        left = cap + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
+        data = read_fd(fd, cap + 1, 1 << 24)
     except OSError as exc:
         raise ReportFormatError(name, f"cannot read: {exc.strerror or exc}") from None
     finally:
@@ -349,6 +340,22 @@ def read_bytes(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
         raise ReportFormatError(name, f"more than {cap} bytes: larger than the "
                                       f"{_size(cap)} a report may have{limits.size_hint}")
     return data
+
+
+def read_fd(fd: int, most: int, step: int) -> bytes:
+    """Up to ``most`` bytes of ``fd`` (made blocking), read ``step`` at a time
+    until its end: a caller that passes its limit plus one tells a file over
+    the limit by the length, without reading the rest of it."""
+    os.set_blocking(fd, True)
+    chunks = []
+    left = most
+    while left > 0:
+        chunk = os.read(fd, min(left, step))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _file_kind(mode: int) -> str:
