@@ -97,6 +97,11 @@ struct trace {
     size_t      counts[6];
     size_t      max_live, live_end;
     uint64_t    peak_bytes, bytes_end;
+    /* floors: the largest total, over the trace, of the live blocks'
+       sizes rounded up to 16 bytes (an allocator that aligns every block
+       to 16 bytes, as malloc must on x86-64, cannot place them in less
+       address space), and the same with a 16-byte header before each */
+    uint64_t    peak_slot16, peak_hdr16;
 };
 
 static const char *const op_name[6] = { "?", "malloc", "calloc", "realloc", "free", "aligned" };
@@ -111,6 +116,14 @@ static int get_num(const unsigned char *b, size_t len, size_t *pos, uint64_t *ou
         if (!(c & 0x80)) { *out = v; return 0; }
     }
     return -1;
+}
+
+/* The least room a block of size bytes takes when blocks start on 16-byte
+   boundaries: the next block cannot start before the next boundary past
+   its end (a block of 0 bytes still has an address of its own). */
+static uint64_t slot_floor(uint64_t size)
+{
+    return ((size ? size : 1) + 15) & ~(uint64_t)15;
 }
 
 static void load(const char *path, struct trace *t)
@@ -156,7 +169,7 @@ static void load(const char *path, struct trace *t)
     /* pass 2: decode and check that every record fits the objects' lives */
     uint32_t *live = map(((size_t)max_id + 1) * sizeof *live, "the check");   /* size + 1, 0 = dead */
     pos = RPTRACE_MAGIC_LEN;
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, slot16 = 0, hdr16 = 0;
     size_t nlive = 0;
     for (size_t i = 0; i < n; i++) {
         size_t at = pos;
@@ -173,17 +186,25 @@ static void load(const char *path, struct trace *t)
             die("%s: offset %zu: %s of object %u, which is not live", path, at, op_name[r->op], r->id);
         if (r->op != RPTRACE_FREE && r->op != RPTRACE_REALLOC && was)
             die("%s: offset %zu: %s of object %u, which is live already", path, at, op_name[r->op], r->id);
-        if (was) bytes -= live[id] - 1;
+        if (was) {
+            bytes -= live[id] - 1;
+            slot16 -= slot_floor(live[id] - 1);
+            hdr16 -= slot_floor(live[id] - 1) + 16;
+        }
         if (r->op == RPTRACE_FREE) { live[id] = 0; nlive--; }
         else {
             if (!was) nlive++;
             live[id] = (uint32_t)size + 1;
             if (size == 0xffffffffu) die("%s: offset %zu: size over 4 GiB - 2", path, at);
             bytes += size;
+            slot16 += slot_floor(size);
+            hdr16 += slot_floor(size) + 16;
         }
         t->counts[r->op]++;
         if (nlive > t->max_live) t->max_live = nlive;
         if (bytes > t->peak_bytes) t->peak_bytes = bytes;
+        if (slot16 > t->peak_slot16) t->peak_slot16 = slot16;
+        if (hdr16 > t->peak_hdr16) t->peak_hdr16 = hdr16;
     }
     t->live_end = nlive;
     t->bytes_end = bytes;
@@ -466,11 +487,13 @@ static void usage(FILE *f)
 static void print_info(const char *path, const struct trace *t)
 {
     printf("trace=%s ops=%zu malloc=%zu calloc=%zu realloc=%zu free=%zu aligned=%zu "
-           "max_live=%zu peak_live_bytes=%llu live_end=%zu live_end_bytes=%llu",
+           "max_live=%zu peak_live_bytes=%llu live_end=%zu live_end_bytes=%llu "
+           "peak_slot16_bytes=%llu peak_hdr16_bytes=%llu",
            path, t->n, t->counts[RPTRACE_MALLOC], t->counts[RPTRACE_CALLOC],
            t->counts[RPTRACE_REALLOC], t->counts[RPTRACE_FREE], t->counts[RPTRACE_ALIGNED],
            t->max_live, (unsigned long long)t->peak_bytes, t->live_end,
-           (unsigned long long)t->bytes_end);
+           (unsigned long long)t->bytes_end, (unsigned long long)t->peak_slot16,
+           (unsigned long long)t->peak_hdr16);
 }
 
 int main(int argc, char **argv)

@@ -121,7 +121,7 @@ for tr in $TRACES; do
     done
 
     echo
-    echo "### $tr: $ops operations ($(field malloc "$info") malloc, $(field calloc "$info") calloc, $(field realloc "$info") realloc, $(field free "$info") free, $(field aligned "$info") aligned); at most $(field max_live "$info") live blocks, $(awk -v b="$(field peak_live_bytes "$info")" 'BEGIN { printf "%.1f", b / 1048576 }') MiB live at the peak"
+    echo "### $tr: $ops operations ($(field malloc "$info") malloc, $(field calloc "$info") calloc, $(field realloc "$info") realloc, $(field free "$info") free, $(field aligned "$info") aligned); at most $(field max_live "$info") live blocks, $(awk -v b="$(field peak_live_bytes "$info")" 'BEGIN { printf "%.1f", b / 1048576 }') MiB live at the peak; at least $(awk -v b="$(field peak_slot16_bytes "$info")" 'BEGIN { printf "%.1f", b / 1048576 }') MiB in 16-byte-aligned slots, $(awk -v b="$(field peak_hdr16_bytes "$info")" 'BEGIN { printf "%.1f", b / 1048576 }') MiB with a 16-byte header each"
     echo
     echo "| impl | instructions/op | incl. replay loop | peak RSS MiB | ns/op (median) | instructions vs mimalloc-heap | memory vs mimalloc-heap |"
     echo "|---|---:|---:|---:|---:|---:|---:|"

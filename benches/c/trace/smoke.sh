@@ -38,6 +38,11 @@ free 2
 free 6
 EOF
 diff "$T/want" "$T/dump" >/dev/null || { diff "$T/want" "$T/dump" >&2 || true; fail "tiny's trace is not its calls"; }
+# the floors: most live bytes 4208 (after malloc 6 10); sizes rounded up to
+# 16 bytes (0 to 16) 4240 (after malloc 6 20); with a 16-byte header each 4336
+info=$("$REPLAY" --info "$T/tiny.trace")
+grep -q " peak_live_bytes=4208 .* peak_slot16_bytes=4240 peak_hdr16_bytes=4336$" <<<"$info" \
+    || fail "tiny's floors: $info"
 
 # 2. two threads allocating at once: a consistent trace (every free and
 #    resize names a live object: replay checks that while reading), and the
