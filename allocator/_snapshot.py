@@ -34,11 +34,15 @@ class TagDiff:
     bytes_diff: int
 
 
-@dataclass(eq=True)
+@dataclass(eq=False, repr=False)  # PoolReport's __eq__ and __repr__: no recursion
 class Snapshot(PoolReport):
     """A pool's counters by tag at one moment (``Pool.snapshot()``, or a
     report file read by :meth:`load`).  The fields are those of
-    :class:`audit.schema.PoolReport`; ``children`` are Snapshots."""
+    :class:`audit.schema.PoolReport`; ``children`` are Snapshots.
+
+    Nothing here walks the children by recursion: a snapshot of pools nested
+    deeper than Python's recursion limit compares, prints, converts
+    (:meth:`to_dict`, :meth:`dumps`) and reads back like any other."""
 
     children: list[Snapshot] = field(default_factory=list)  # type: ignore[assignment]
 
@@ -57,18 +61,23 @@ class Snapshot(PoolReport):
                    children=children)
 
     @classmethod
-    def from_dict(cls, d: object, source: str = "<dict>") -> Snapshot:
+    def from_dict(cls, d: object, source: str = "<dict>", *,
+                  limits: schema.Limits = schema.DEFAULT_LIMITS) -> Snapshot:
         """A snapshot from a decoded report; ValueError (an
         :class:`audit.schema.ReportFormatError`) naming ``source`` and the field
-        when anything is missing, mistyped, out of range or inconsistent."""
-        return schema.parse_snapshot(d, source, cls=cls)
+        when anything is missing, mistyped, out of range or inconsistent, or
+        beyond ``limits`` (child pools nested more than 100 levels by default:
+        ``Limits(max_depth=N)`` reads deeper ones)."""
+        return schema.parse_snapshot(d, source, limits=limits, cls=cls)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Snapshot:
+    def load(cls, path: str | os.PathLike[str], *,
+             limits: schema.Limits = schema.DEFAULT_LIMITS) -> Snapshot:
         """Reads a report file (C library, ``dump()``, ``ringpool-audit``); only
-        a regular file (or ``-`` for standard input), within the size limit of
-        :class:`audit.schema.Limits`.  ValueError with a one-line message."""
-        return schema.load_snapshot(path, cls=cls)
+        a regular file (or ``-`` for standard input), within the limits of
+        :class:`audit.schema.Limits` (1 GiB, child pools nested 100 levels by
+        default).  ValueError with a one-line message."""
+        return schema.load_snapshot(path, limits=limits, cls=cls)
 
     # -- output ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -91,7 +100,7 @@ class Snapshot(PoolReport):
         if not children or not self.children:
             return self.tags
         merged: dict[str, list[int]] = {}
-        for _, pool in self.walk():
+        for pool in self.pools():
             for t in pool.tags:
                 m = merged.get(t.tag)
                 if m is None:
@@ -145,7 +154,7 @@ class Snapshot(PoolReport):
         if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
             raise ValueError(f"top must be a non-negative int, got {top!r}")
         headers = ["tag", "blocks", "bytes", "peak_bytes", "allocs"]
-        if children and any(c.tags for _, c in self.walk() if c is not self):
+        if children and any(c.tags for c in self.pools() if c is not self):
             family = [(path, t) for path, pool in self.walk_paths() for t in pool.tags]
             family.sort(key=lambda pt: (-pt[1].bytes, -pt[1].blocks, pt[1].tag, pt[0]))
             rows: list[list[object]] = [[schema.path_shown(path), printable(t.tag), t.blocks,

@@ -8,13 +8,17 @@ three things, each with a limit and a one-line error:
    devices and directories are refused before anything is read, and at most
    ``Limits.max_bytes`` bytes are read (:func:`read_bytes`, :func:`read_json`);
 2. **decode** strict UTF-8 JSON: bare ``NaN``/``Infinity``, integers of more
-   than 4300 digits and nesting deeper than the interpreter allows are refused
-   with a message, never a traceback (:func:`decode_json`);
+   than 4300 digits and nesting deeper than a report within the limits has
+   are refused with a message, never a traceback (:func:`decode_json`);
 3. **validate and normalize** a decoded ``ringpool-snapshot`` document into
    typed records (:func:`parse_snapshot`): every count an integer from 0 to
    2**64 - 1, strings valid Unicode (no lone surrogates) and at most
    ``Limits.max_text`` characters, children nested at most
    ``Limits.max_depth`` levels, tags unique, totals equal to the tags' sums.
+
+Nothing reads, checks, compares or writes a report by recursion: with a
+raised ``Limits.max_depth``, a report of child pools nested deeper than the
+interpreter's recursion limit is read, compared and written back.
 
 Every error is a :class:`ReportFormatError` (a ``ValueError``) whose text is
 one line that starts with the source (the file name) and names the field.
@@ -39,8 +43,10 @@ import re
 import stat
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterator, Mapping, NamedTuple, Sequence, TypeVar, overload
+from typing import (IO, Any, Callable, Iterator, Mapping, NamedTuple, Sequence, SupportsIndex,
+                    TypeVar, cast, overload)
 
 from audit.printable import printable
 
@@ -162,6 +168,54 @@ class PoolReport:
     extra: dict[str, Any] = field(default_factory=dict)
     parents: tuple[str, ...] = ()
 
+    # The generated __eq__ and __repr__ compared and wrote the children by
+    # recursion: a report nested deeper than the recursion limit raised
+    # RecursionError.  These give the same answers without recursion.
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return _reports_equal(self, other)  # type: ignore[arg-type]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return _report_repr(self)
+
+    # pickle and copy.deepcopy took a frame per level too: a report is pickled
+    # as the list of its pools, depth first, each without its children.
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        nodes = []
+        for report in self.pools():
+            state = dict(report.__dict__)
+            kids = state.pop("children")
+            nodes.append((type(report), state, len(kids)))
+        return (_rebuild, (nodes,))
+
+    def __copy__(self) -> PoolReport:
+        """A shallow copy (the children list shared), as without __reduce_ex__."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def pools(self) -> Iterator[PoolReport]:
+        """This pool and its descendants, depth first (:meth:`walk_paths`'
+        order), without their paths.  ValueError for a pool among its own
+        descendants."""
+        stack: list[Any] = [self]
+        inside: set[int] = set()
+        while stack:
+            report = stack.pop()
+            if type(report) is _Exit:
+                inside.discard(id(report.report))
+                continue
+            if id(report) in inside:
+                raise _circular(report)
+            yield report
+            if report.children:
+                inside.add(id(report))
+                stack.append(_Exit(report))
+                stack.extend(reversed(report.children))
+
     def walk_paths(self) -> Iterator[tuple[PoolPath, PoolReport]]:
         """(path, pool) for this pool and its descendants, depth first; the path
         is the tuple of pool names from the outermost pool down (``parents``,
@@ -184,6 +238,128 @@ class PoolReport:
 
 
 P = TypeVar("P", bound=PoolReport)
+
+# The fields the generated __eq__ compared, children aside, in its order.
+_COMPARED = ("pool", "pid", "taken_at", "reason", "backing", "totals", "tags", "blocks",
+             "extra", "parents")
+
+
+class _Exit(NamedTuple):
+    """A marker on a walk's stack: the walk leaves ``report`` (for cycles)."""
+
+    report: PoolReport
+
+
+def _rebuild(nodes: list[tuple[type[PoolReport], dict[str, Any], int]]) -> PoolReport:
+    """The report whose pools :meth:`PoolReport.__reduce_ex__` listed."""
+    top: list[PoolReport] = []
+    # the pools being filled, innermost last, with the children each still waits for
+    open_: list[list[Any]] = []
+    for cls, state, n in nodes:
+        report = object.__new__(cls)
+        report.__dict__.update(state)
+        report.children = []
+        if open_:
+            parent = open_[-1]
+            parent[0].children.append(report)
+            parent[1] -= 1
+            if parent[1] == 0:
+                open_.pop()
+        else:
+            top.append(report)
+        if n:
+            open_.append([report, n])
+    return top[0]
+
+
+def _circular(report: PoolReport) -> ValueError:
+    return ValueError(f"pool {shown(report.pool)} is among its own descendants "
+                      "(circular children)")
+
+
+def _own_method(value: object, name: str) -> bool:
+    """``value`` is a report whose ``name`` method is PoolReport's own (not a
+    subclass's, which then decides for its instances)."""
+    return (isinstance(value, PoolReport)
+            and getattr(type(value), name) is getattr(PoolReport, name))
+
+
+def _reports_equal(a: PoolReport, b: PoolReport) -> bool:
+    """What the generated __eq__ answered (equal classes, equal fields, the
+    children pairwise), without recursion; a pair met again (a pool among its
+    own descendants) is taken as equal, as an identical pair is."""
+    stack = [(a, b)]
+    seen: set[tuple[int, int]] = set()
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if not (_own_method(x, "__eq__") and x.__class__ is y.__class__):
+            if not x == y:
+                return False
+            continue
+        pair = (id(x), id(y))
+        if pair in seen:
+            continue
+        seen.add(pair)
+        for name in _COMPARED:
+            u, v = getattr(x, name), getattr(y, name)
+            if not (u is v or u == v):
+                return False
+        xs, ys = x.children, y.children
+        if type(xs) is not list or type(ys) is not list:
+            if not xs == ys:
+                return False
+            continue
+        if len(xs) != len(ys):
+            return False
+        stack.extend(zip(reversed(xs), reversed(ys)))
+    return True
+
+
+def _report_repr(report: PoolReport) -> str:
+    """The generated __repr__'s text (``Class(pool=..., children=[...], ...)``),
+    without recursion; a pool among its own descendants is ``...``."""
+    out: list[str] = []
+    stack: list[Any] = [report]
+    inside: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if type(item) is str:
+            out.append(item)
+            continue
+        if type(item) is _Exit:
+            inside.discard(id(item.report))
+            continue
+        if not _own_method(item, "__repr__"):
+            out.append(repr(item))
+            continue
+        if id(item) in inside:
+            out.append("...")
+            continue
+        inside.add(id(item))
+        fields = [(f.name, getattr(item, f.name)) for f in dataclasses.fields(item) if f.repr]
+        head: list[str] = []
+        tail: list[str] = []
+        at = head
+        for name, value in fields:
+            if name == "children" and type(value) is list:
+                at = tail
+                continue
+            at.append(f"{name}={value!r}")
+        if at is head:         # children not a list: written as it is
+            out.append(f"{type(item).__qualname__}({', '.join(head)})")
+            inside.discard(id(item))
+            continue
+        out.append(f"{type(item).__qualname__}(" + "".join(h + ", " for h in head)
+                   + "children=[")
+        stack.append("]" + "".join(", " + t for t in tail) + ")")
+        stack.append(_Exit(item))
+        for i, child in enumerate(reversed(item.children)):
+            stack.append(child)
+            if i != len(item.children) - 1:
+                stack.append(", ")
+    return "".join(out)
 
 
 # -------------------------------------------------------------- pool paths
@@ -385,8 +561,22 @@ def _refuse_constant(name: str) -> Any:
     raise _BadConstant(name)
 
 
-def decode_json(raw: bytes, source: str) -> Any:
-    """Strict UTF-8 JSON; ReportFormatError (one line) for anything else."""
+def json_nesting(limits: Limits) -> int:
+    """The deepest JSON nesting a report within ``limits`` has: two levels per
+    level of child pools (the pool's object, its ``children`` array), the
+    fields the reader does not know, and the few levels of the report's own
+    layout (the root object, ``tags``, a tag, ``blocks``, a block)."""
+    return 2 * limits.max_depth + limits.max_nesting + 4
+
+
+def decode_json(raw: bytes, source: str, *, max_nesting: int | None = None) -> Any:
+    """Strict UTF-8 JSON; ReportFormatError (one line) for anything else.
+
+    The json module decodes by recursion, so it refuses nesting deeper than
+    the interpreter's recursion limit allows; given ``max_nesting``, a
+    document nested deeper than that but not deeper than ``max_nesting`` is
+    decoded again without recursion (the same values), and one nested deeper
+    than ``max_nesting`` is refused (JSON "nested too deeply")."""
     if not raw.strip():
         raise ReportFormatError(source, "empty file, not a report")
     try:
@@ -407,8 +597,7 @@ def decode_json(raw: bytes, source: str) -> Any:
         raise ReportFormatError(source, f"invalid JSON: {exc.args[0]} is not a JSON "
                                         "number") from None
     except RecursionError:
-        raise ReportFormatError(source, "invalid report: JSON nested too deeply for this "
-                                        "reader") from None
+        pass
     except MemoryError:
         raise ReportFormatError(source, f"out of memory decoding {len(raw)} bytes of "
                                         "JSON") from None
@@ -418,14 +607,160 @@ def decode_json(raw: bytes, source: str) -> Any:
             first = ("an integer has more digits than this reader accepts "
                      f"({sys.get_int_max_str_digits()})")
         raise ReportFormatError(source, f"invalid JSON: {first}") from None
+    # Nested deeper than the json module could go from here.
+    if max_nesting is None or max_nesting < _json_module_reach():
+        raise ReportFormatError(source, "invalid report: JSON nested too deeply for this "
+                                        "reader")
+    try:
+        with gc_paused():
+            return _loads_deep(text, max_nesting)
+    except _TooDeep:
+        raise ReportFormatError(source, f"invalid report: JSON nested too deeply for this "
+                                        f"reader (more than {max_nesting} levels)") from None
+    except json.JSONDecodeError as exc:
+        raise ReportFormatError(source, f"invalid JSON: {exc.msg} (line {exc.lineno}, "
+                                        f"column {exc.colno})") from None
+    except _BadConstant as exc:
+        raise ReportFormatError(source, f"invalid JSON: {exc.args[0]} is not a JSON "
+                                        "number") from None
+    except MemoryError:
+        raise ReportFormatError(source, f"out of memory decoding {len(raw)} bytes of "
+                                        "JSON") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ReportFormatError(source, "invalid JSON: an integer has more digits than this "
+                                        f"reader accepts ({sys.get_int_max_str_digits()})"
+                                ) from None
+
+
+def _json_module_reach() -> int:
+    """How deep the json module's decoder nests from the caller's frame (each
+    level of JSON is one level of the interpreter's recursion limit), less a
+    margin: a document it refused as nested too deeply is deeper than this."""
+    depth = 0
+    frame = sys._getframe(1)
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    return sys.getrecursionlimit() - depth - 50
+
+
+class _TooDeep(Exception):
+    pass
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_JSON_NUMBER = re.compile(r"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_JSON_CONSTANTS = {"null": None, "true": True, "false": False}
+#: The json module's string scanner (its C one when there is one).
+_scanstring: Callable[[str, int, bool], tuple[str, int]] = getattr(json.decoder, "scanstring")
+
+
+def _loads_deep(text: str, max_nesting: int) -> Any:
+    """``json.loads(text, parse_constant=...)`` without recursion, for the
+    documents the json module cannot nest into: the same values (duplicate
+    keys: the last one), json.JSONDecodeError for text that is not JSON,
+    _TooDeep past ``max_nesting`` levels.  Strings and numbers are read by
+    the json module's own scanners."""
+    scanstring = _scanstring
+    space = cast(Callable[[str, int], "re.Match[str]"], _JSON_SPACE.match)
+    number = _JSON_NUMBER.match
+    Error = json.JSONDecodeError
+    # Open containers, innermost last: [the list or dict, the key a value is for].
+    open_: list[list[Any]] = []
+    pos = space(text, 0).end()
+    while True:
+        # A value starts at pos.
+        ch = text[pos:pos + 1]
+        value: Any
+        if ch == "{" or ch == "[":
+            if len(open_) >= max_nesting:
+                raise _TooDeep
+            pos = space(text, pos + 1).end()
+            container: Any = {} if ch == "{" else []
+            closer = "}" if ch == "{" else "]"
+            if text[pos:pos + 1] == closer:
+                value, pos = container, pos + 1
+            else:
+                open_.append([container, None])
+                if ch == "{":
+                    if text[pos:pos + 1] != '"':
+                        raise Error("Expecting property name enclosed in double quotes",
+                                    text, pos)
+                    key, pos = scanstring(text, pos + 1, True)
+                    pos = space(text, pos).end()
+                    if text[pos:pos + 1] != ":":
+                        raise Error("Expecting ':' delimiter", text, pos)
+                    pos = space(text, pos + 1).end()
+                    open_[-1][1] = key
+                continue
+        elif ch == '"':
+            value, pos = scanstring(text, pos + 1, True)
+        else:
+            m = number(text, pos)
+            if m is not None and not text.startswith("-Infinity", pos):
+                integer, frac, exp = m.groups()
+                value = float(integer + (frac or "") + (exp or "")) if frac or exp \
+                    else int(integer)
+                pos = m.end()
+            else:
+                for word in ("null", "true", "false", "NaN", "Infinity", "-Infinity"):
+                    if text.startswith(word, pos):
+                        value = _JSON_CONSTANTS[word] if word in _JSON_CONSTANTS \
+                            else _refuse_constant(word)
+                        pos += len(word)
+                        break
+                else:
+                    raise Error("Expecting value", text, pos)
+        # A value ends before pos: it goes into the innermost open container,
+        # which may end after it (and so be a value of the one around it).
+        while True:
+            pos = space(text, pos).end()
+            if not open_:
+                if pos != len(text):
+                    raise Error("Extra data", text, pos)
+                return value
+            top = open_[-1]
+            container = top[0]
+            if type(container) is dict:
+                container[top[1]] = value
+                ch = text[pos:pos + 1]
+                if ch == "}":
+                    open_.pop()
+                    value, pos = container, pos + 1
+                    continue
+                if ch != ",":
+                    raise Error("Expecting ',' delimiter", text, pos)
+                pos = space(text, pos + 1).end()
+                if text[pos:pos + 1] != '"':
+                    raise Error("Expecting property name enclosed in double quotes",
+                                text, pos)
+                key, pos = scanstring(text, pos + 1, True)
+                pos = space(text, pos).end()
+                if text[pos:pos + 1] != ":":
+                    raise Error("Expecting ':' delimiter", text, pos)
+                top[1] = key
+                pos = space(text, pos + 1).end()
+                break
+            container.append(value)
+            ch = text[pos:pos + 1]
+            if ch == "]":
+                open_.pop()
+                value, pos = container, pos + 1
+                continue
+            if ch != ",":
+                raise Error("Expecting ',' delimiter", text, pos)
+            pos = space(text, pos + 1).end()
+            break
 
 
 def read_json(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
               stdin: IO[bytes] | None = None) -> Any:
-    """:func:`read_bytes` then :func:`decode_json`."""
+    """:func:`read_bytes` then :func:`decode_json`, to the nesting a report
+    within ``limits`` may have (:func:`json_nesting`)."""
     name = os.fspath(path)
     raw = read_bytes(name, limits=limits, stdin=stdin)
-    return decode_json(raw, "<stdin>" if name == "-" else name)
+    return decode_json(raw, "<stdin>" if name == "-" else name,
+                       max_nesting=json_nesting(limits))
 
 
 def report_format(doc: Any) -> str | None:
@@ -458,51 +793,90 @@ def check_json_values(value: Any, source: str, where: str,
     finite, strings with lone surrogates or longer than ``limits.max_text``,
     and nesting deeper than ``limits.max_nesting``.  Iterative (no recursion).
     ``where`` names the field in messages."""
-    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    _check_values(value, source, where, limits)
+
+
+def _check_values(value: Any, source: str, where: str | Callable[[], str],
+                  limits: Limits) -> None:
+    """:func:`check_json_values`, ``where`` also a function that gives it
+    (called only for a message).  An item's place is kept as links (its
+    container's place, its key or index) and written out for a message."""
+    Place = tuple[Any, "str | int"]  # (the container's place or None, key or index)
+
+    def field(place: Place | None) -> str:
+        steps: list[str | int] = []
+        while place is not None:
+            place, step = place
+            steps.append(step)
+        path = where if isinstance(where, str) else where()
+        for step in reversed(steps):
+            if isinstance(step, int):
+                path = f"{path}[{step}]"
+            else:
+                path = f"{path}.{step}" if path else step
+        return path
+
+    stack: list[tuple[Any, Place | None, int]] = [(value, None, 0)]
     while stack:
-        item, path, depth = stack.pop()
+        item, place, depth = stack.pop()
         kind = type(item)
         if kind is str:
             problem = _text_ok(item, limits)
             if problem:
-                raise ReportFormatError(source, problem, path)
+                raise ReportFormatError(source, problem, field(place))
         elif kind is int:
             if not MIN_INT <= item <= MAX_INT:
                 raise ReportFormatError(source, f"{shown(item)} is out of range "
-                                                f"[{MIN_INT}, {MAX_INT}]", path)
+                                                f"[{MIN_INT}, {MAX_INT}]", field(place))
         elif kind is float:
             if not math.isfinite(item):
-                raise ReportFormatError(source, f"{item!r} is not a finite number", path)
+                raise ReportFormatError(source, f"{item!r} is not a finite number",
+                                        field(place))
         elif kind is dict:
             if depth >= limits.max_nesting:
                 raise ReportFormatError(source, f"nested deeper than {limits.max_nesting} "
-                                                "levels", path)
+                                                "levels", field(place))
             for key, sub in item.items():
                 problem = _text_ok(key, limits)
                 if problem:
-                    raise ReportFormatError(source, f"a key {problem}", path)
-                stack.append((sub, f"{path}.{key}" if path else key, depth + 1))
+                    raise ReportFormatError(source, f"a key {problem}", field(place))
+                stack.append((sub, (place, key), depth + 1))
         elif kind is list:
             if depth >= limits.max_nesting:
                 raise ReportFormatError(source, f"nested deeper than {limits.max_nesting} "
-                                                "levels", path)
-            stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
+                                                "levels", field(place))
+            stack.extend((sub, (place, i), depth + 1) for i, sub in enumerate(item))
         elif item is None or kind is bool:
             pass
         else:
-            raise ReportFormatError(source, f"unexpected value {shown(item)}", path)
+            raise ReportFormatError(source, f"unexpected value {shown(item)}", field(place))
 
 
 # ------------------------------------------------------- ringpool-snapshot
 class _Fields:
     """Field checks that raise ReportFormatError naming source and field."""
 
-    __slots__ = ("source", "prefix", "limits")
+    __slots__ = ("source", "limits", "parent", "index")
 
-    def __init__(self, source: str, prefix: str, limits: Limits) -> None:
+    def __init__(self, source: str, limits: Limits, parent: _Fields | None = None,
+                 index: int = 0) -> None:
         self.source = source
-        self.prefix = prefix
         self.limits = limits
+        # A child pool's fields are named after its place, children[i]. under its
+        # parent's: written out only for a message (each pool holding its own
+        # prefix took memory quadratic in the depth).
+        self.parent = parent
+        self.index = index
+
+    @property
+    def prefix(self) -> str:
+        """``children[i].children[j].`` down to this pool, ``""`` for the root."""
+        parts: list[str] = []
+        f: _Fields | None = self
+        while f is not None and f.parent is not None:
+            parts.append(f"children[{f.index}].")
+            f = f.parent
+        return "".join(reversed(parts))
 
     def bad(self, name: str, problem: str) -> ReportFormatError:
         return ReportFormatError(self.source, problem, self.prefix + name)
@@ -541,7 +915,8 @@ class _Fields:
         out: dict[str, Any] | None = None
         for key, value in obj.items():
             if key not in known:
-                check_json_values(value, self.source, self.prefix + where + key, self.limits)
+                _check_values(value, self.source, lambda: self.prefix + where + key,
+                              self.limits)
                 problem = _text_ok(key, self.limits)
                 if problem:
                     raise ReportFormatError(self.source, f"a key {problem}",
@@ -577,12 +952,67 @@ def parse_snapshot(doc: Any, source: str = "<dict>", *, limits: Limits = DEFAULT
         raise ReportFormatError(source, f"version {shown(version)} is not supported (this "
                                         f"reader knows version {VERSION})", "version")
     with gc_paused():
-        return _parse_pool(doc, source, "", 0, limits, cls, _TOP_KEYS + _POOL_KEYS + ("parents",))
+        return _parse_pools(doc, source, limits, cls)
 
 
-def _parse_pool(d: dict[str, Any], source: str, prefix: str, depth: int, limits: Limits,
-                cls: type[P], known: tuple[str, ...]) -> P:
-    f = _Fields(source, prefix, limits)
+def _parse_pools(doc: dict[str, Any], source: str, limits: Limits, cls: type[P]) -> P:
+    """The document's pools, without recursion (with a raised ``max_depth``, a
+    report nests as deep as memory allows), checked in the order the fields
+    appear: a pool's own fields up to its children, each child's whole
+    subtree in turn, then the pool's ``parents`` and the fields the reader
+    does not know."""
+    top: list[P] = []
+    # (the object, its field checks, its depth, the keys it may have, its parent's list)
+    stack: list[Any] = [(doc, _Fields(source, limits), 0, _TOP_KEYS + _POOL_KEYS + ("parents",),
+                         top)]
+    while stack:
+        item = stack.pop()
+        if type(item) is _Made:
+            # every child is made: the pool's remaining checks, then the pool
+            item.into.append(_finish_pool(item, source, limits, cls))
+            continue
+        if type(item) is _Child:
+            # a child's type is checked when the children before it are read
+            raw = item.raw[item.at]
+            if type(raw) is not dict:
+                raise item.f.wrong_type(f"children[{item.at}]", "an object", raw)
+            stack.append((raw, _Fields(source, limits, item.f, item.at), item.depth,
+                          _POOL_KEYS, item.into))
+            continue
+        d, f, depth, known, into = item
+        made = _start_pool(d, f, depth, known, into)
+        stack.append(made)
+        for i in reversed(range(len(made.raw_children))):
+            stack.append(_Child(made.raw_children, i, made.f, depth + 1, made.children))
+    return top[0]
+
+
+class _Child(NamedTuple):
+    """The i-th of a pool's raw children, to be read (``into`` its parent's list)."""
+
+    raw: list[Any]
+    at: int
+    f: _Fields
+    depth: int
+    into: list[Any]
+
+
+@dataclass
+class _Made:
+    """A pool whose own fields are read, waiting for its children."""
+
+    d: dict[str, Any]
+    f: _Fields
+    depth: int
+    known: tuple[str, ...]
+    into: list[Any]
+    fields: dict[str, Any]
+    raw_children: list[Any]
+    children: list[Any]
+
+
+def _start_pool(d: dict[str, Any], f: _Fields, depth: int, known: tuple[str, ...],
+                into: list[Any]) -> _Made:
     pool = f.text(d, "pool")
     pid = f.count(d, "pid")
     taken_at = f.text(d, "taken_at")
@@ -624,20 +1054,21 @@ def _parse_pool(d: dict[str, Any], source: str, prefix: str, depth: int, limits:
             raise f.bad("blocks", f"lists {len(blocks)} blocks but totals.blocks "
                                   f"is {totals.blocks}")
 
-    children: list[P] = []
+    raw_children: list[Any] = []
     if "children" in d:
         raw_children = d["children"]
         if type(raw_children) is not list:
             raise f.wrong_type("children", "an array", raw_children)
-        if raw_children and depth >= limits.max_depth:
-            raise f.bad("children", f"child pools nested deeper than {limits.max_depth} "
+        if raw_children and depth >= f.limits.max_depth:
+            raise f.bad("children", f"child pools nested deeper than {f.limits.max_depth} "
                                     "levels")
-        for i, item in enumerate(raw_children):
-            if type(item) is not dict:
-                raise f.wrong_type(f"children[{i}]", "an object", item)
-            children.append(_parse_pool(item, source, f"{prefix}children[{i}].", depth + 1,
-                                        limits, cls, _POOL_KEYS))
+    fields = dict(pool=pool, pid=pid, taken_at=taken_at, reason=reason, backing=backing,
+                  totals=totals, tags=tags, blocks=blocks)
+    return _Made(d, f, depth, known, into, fields, raw_children, [])
 
+
+def _finish_pool(made: _Made, source: str, limits: Limits, cls: type[P]) -> P:
+    d, f, depth = made.d, made.f, made.depth
     parents: tuple[str, ...] = ()
     if depth == 0 and "parents" in d:
         raw_parents = d["parents"]
@@ -652,11 +1083,9 @@ def _parse_pool(d: dict[str, Any], source: str, prefix: str, depth: int, limits:
             if problem:
                 raise f.bad(f"parents[{i}]", problem)
         parents = tuple(raw_parents)
-    extra = f.extras(d, known, "") or {}
-    return cls(pool=pool, pid=pid, taken_at=taken_at, reason=reason, backing=backing,
-               totals=totals, tags=tags, blocks=blocks,
-               children=children,  # type: ignore[arg-type]
-               source=source, extra=extra, parents=parents)
+    extra = f.extras(d, made.known, "") or {}
+    return cls(**made.fields, children=made.children, source=source, extra=extra,
+               parents=parents)
 
 
 def _parse_tags(raw: list[Any], f: _Fields) -> tuple[list[TagStat], set[str], int, int]:
@@ -787,30 +1216,48 @@ def to_dict(report: PoolReport) -> dict[str, Any]:
     return d
 
 
-def _body(r: PoolReport) -> dict[str, Any]:
-    t = r.totals
-    totals: dict[str, Any] = {"blocks": t.blocks, "bytes": t.bytes,
-                              "peak_bytes": t.peak_bytes, "allocs": t.allocs}
-    if t.reserved_bytes is not None:
-        totals["reserved_bytes"] = t.reserved_bytes
-    if t.extra:
-        totals.update(t.extra)
-    d: dict[str, Any] = {
-        "pool": r.pool, "pid": r.pid, "taken_at": r.taken_at,
-        "reason": r.reason, "backing": r.backing, "totals": totals,
-        "tags": [_with_extra({"tag": s.tag, "blocks": s.blocks, "bytes": s.bytes,
-                              "peak_bytes": s.peak_bytes, "allocs": s.allocs}, s.extra)
-                 for s in r.tags],
-    }
-    if r.blocks is not None:
-        d["blocks"] = [_with_extra({"address": f"{b.address:#x}", "size": b.size,
-                                    "tag": b.tag}, b.extra) for b in r.blocks]
-    if r.children:
-        d["children"] = [_body(c) for c in r.children]
-    d.update(r.extra)
-    if r.parents:
-        d["parents"] = list(r.parents)
-    return d
+def _body(root: PoolReport) -> dict[str, Any]:
+    """The pool's object and its children's, nested, without recursion."""
+    top: list[dict[str, Any]] = []
+    stack: list[Any] = [(root, top)]
+    inside: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if type(item) is _Exit:
+            inside.discard(id(item.report))
+            continue
+        r, into = item
+        if id(r) in inside:
+            raise _circular(r)
+        t = r.totals
+        totals: dict[str, Any] = {"blocks": t.blocks, "bytes": t.bytes,
+                                  "peak_bytes": t.peak_bytes, "allocs": t.allocs}
+        if t.reserved_bytes is not None:
+            totals["reserved_bytes"] = t.reserved_bytes
+        if t.extra:
+            totals.update(t.extra)
+        d: dict[str, Any] = {
+            "pool": r.pool, "pid": r.pid, "taken_at": r.taken_at,
+            "reason": r.reason, "backing": r.backing, "totals": totals,
+            "tags": [_with_extra({"tag": s.tag, "blocks": s.blocks, "bytes": s.bytes,
+                                  "peak_bytes": s.peak_bytes, "allocs": s.allocs}, s.extra)
+                     for s in r.tags],
+        }
+        if r.blocks is not None:
+            d["blocks"] = [_with_extra({"address": f"{b.address:#x}", "size": b.size,
+                                        "tag": b.tag}, b.extra) for b in r.blocks]
+        if r.children:
+            # filled as the children are written, each after the one before it
+            kids: list[dict[str, Any]] = []
+            d["children"] = kids
+            inside.add(id(r))
+            stack.append(_Exit(r))
+            stack.extend((c, kids) for c in reversed(r.children))
+        d.update(r.extra)
+        if r.parents:
+            d["parents"] = list(r.parents)
+        into.append(d)
+    return top[0]
 
 
 def _with_extra(d: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -826,34 +1273,59 @@ def dumps(report: PoolReport) -> str:
             + _dump_body(report) + "\n}\n")
 
 
-def _dump_body(r: PoolReport) -> str:
+def _dump_body(root: PoolReport) -> str:
+    """The pool's text and its children's, nested, without recursion: each
+    pool's text up to its children, then theirs, then the rest of its own."""
     s = json_str
-    t = r.totals
-    out = [f'"pool": {s(r.pool)}, "pid": {r.pid}, "taken_at": {s(r.taken_at)}, '
-           f'"reason": {s(r.reason)}, "backing": {s(r.backing)},\n']
-    reserved = "" if t.reserved_bytes is None else f', "reserved_bytes": {t.reserved_bytes}'
-    out.append(f'  "totals": {{"blocks": {t.blocks}, "bytes": {t.bytes}, '
-               f'"peak_bytes": {t.peak_bytes}, "allocs": {t.allocs}{reserved}'
-               f'{_dump_extra(t.extra)}}},\n')
-    out.append('  "tags": [')
-    out.append(",".join(
-        f'\n    {{"tag": {s(x.tag)}, "blocks": {x.blocks}, "bytes": {x.bytes}, '
-        f'"peak_bytes": {x.peak_bytes}, "allocs": {x.allocs}{_dump_extra(x.extra)}}}'
-        for x in r.tags))
-    out.append("\n  ]" if r.tags else "]")
-    if r.blocks is not None:
-        out.append(',\n  "blocks": [')
-        out.append(",".join(f'\n    {{"address": "{b.address:#x}", "size": {b.size}, '
-                            f'"tag": {s(b.tag)}{_dump_extra(b.extra)}}}' for b in r.blocks))
-        out.append("\n  ]" if r.blocks else "]")
-    if r.children:
+    out: list[str] = []
+    stack: list[Any] = [root]
+    inside: set[int] = set()
+    while stack:
+        r = stack.pop()
+        if type(r) is str:
+            out.append(r)
+            continue
+        if type(r) is _Exit:
+            inside.discard(id(r.report))
+            continue
+        if id(r) in inside:
+            raise _circular(r)
+        t = r.totals
+        out.append(f'"pool": {s(r.pool)}, "pid": {r.pid}, "taken_at": {s(r.taken_at)}, '
+                   f'"reason": {s(r.reason)}, "backing": {s(r.backing)},\n')
+        reserved = "" if t.reserved_bytes is None else f', "reserved_bytes": {t.reserved_bytes}'
+        out.append(f'  "totals": {{"blocks": {t.blocks}, "bytes": {t.bytes}, '
+                   f'"peak_bytes": {t.peak_bytes}, "allocs": {t.allocs}{reserved}'
+                   f'{_dump_extra(t.extra)}}},\n')
+        out.append('  "tags": [')
+        out.append(",".join(
+            f'\n    {{"tag": {s(x.tag)}, "blocks": {x.blocks}, "bytes": {x.bytes}, '
+            f'"peak_bytes": {x.peak_bytes}, "allocs": {x.allocs}{_dump_extra(x.extra)}}}'
+            for x in r.tags))
+        out.append("\n  ]" if r.tags else "]")
+        if r.blocks is not None:
+            out.append(',\n  "blocks": [')
+            out.append(",".join(f'\n    {{"address": "{b.address:#x}", "size": {b.size}, '
+                                f'"tag": {s(b.tag)}{_dump_extra(b.extra)}}}' for b in r.blocks))
+            out.append("\n  ]" if r.blocks else "]")
+        rest = []
+        for key, value in r.extra.items():
+            rest.append(f",\n  {s(key)}: {json.dumps(value, ensure_ascii=False)}")
+        if r.parents:
+            rest.append(',\n  "parents": [' + ", ".join(map(s, r.parents)) + "]")
+        if not r.children:
+            out.extend(rest)
+            continue
         out.append(',\n  "children": [')
-        out.append(",".join("\n  {" + _dump_body(c) + "}" for c in r.children))
-        out.append("\n  ]")
-    for key, value in r.extra.items():
-        out.append(f",\n  {s(key)}: {json.dumps(value, ensure_ascii=False)}")
-    if r.parents:
-        out.append(',\n  "parents": [' + ", ".join(map(s, r.parents)) + "]")
+        # pushed in reverse: "\n  {" child "}", ",\n  {" next child "}", ..., then the rest
+        stack.append("\n  ]" + "".join(rest))
+        stack.append(_Exit(r))
+        inside.add(id(r))
+        last = len(r.children) - 1
+        for i, c in enumerate(reversed(r.children)):
+            stack.append("}")
+            stack.append(c)
+            stack.append("\n  {" if i == last else ",\n  {")
     return "".join(out)
 
 
@@ -889,6 +1361,6 @@ __all__ = [
     "ReportFormatError", "Limits", "DEFAULT_LIMITS",
     "TagStat", "BlockRecord", "Totals", "PoolReport", "PoolPath",
     "path_text", "path_names", "path_shown",
-    "read_bytes", "decode_json", "read_json", "report_format", "check_json_values", "gc_paused",
+    "read_bytes", "decode_json", "json_nesting", "read_json", "report_format", "check_json_values", "gc_paused",
     "parse_snapshot", "load_snapshot", "to_dict", "dumps", "json_str", "shown",
 ]

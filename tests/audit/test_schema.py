@@ -223,3 +223,97 @@ def test_big_report_fast_path_matches_slow_path() -> None:
     doc["tags"][1999]["tag"] = "t3"
     with pytest.raises(ReportFormatError, match=r"'tags\[1999\].tag': tag 't3' is listed twice"):
         schema.parse_snapshot(doc, "x")
+
+
+def _chain_text(depth: int, leaf_extra: str = "") -> str:
+    """chain_doc(depth) as JSON text, written without json.dumps' recursion."""
+    def body(pool: str) -> str:
+        doc = report_doc(pool=pool)
+        del doc["format"], doc["version"]
+        return json.dumps(doc)[1:-1]
+    head = '{"format": "ringpool-snapshot", "version": 1, ' + body("parser")
+    inner = "".join(', "children": [{' + body(f"c{i}") for i in range(depth))
+    return head + inner + leaf_extra + "}]" * depth + "}"
+
+
+def test_children_deeper_than_the_recursion_limit_with_a_raised_limit() -> None:
+    # the reader recursed a frame per level of child pools: with a raised max_depth a
+    # report of 5,000 levels raised RecursionError; it reads any depth memory allows now
+    depth = 5000
+    assert depth > sys.getrecursionlimit()
+    report = schema.parse_snapshot(chain_doc(depth), "deep.json", limits=Limits(max_depth=depth))
+    paths = [path for path, _ in report.walk_paths()]
+    assert len(paths) == depth + 1 and paths[-1][-1] == f"c{depth - 1}"
+    assert report == schema.parse_snapshot(chain_doc(depth), "deep.json",
+                                           limits=Limits(max_depth=depth))
+    assert repr(report).count("PoolReport(") == depth + 1
+    assert schema.dumps(report).count('"pool": "c') == depth
+    with pytest.raises(ReportFormatError) as info:
+        schema.parse_snapshot(chain_doc(depth), "deep.json", limits=Limits(max_depth=depth - 1))
+    assert info.value.field == "children[0]." * (depth - 1) + "children"
+    assert "nested deeper than 4999 levels" in _one_line(info.value, "deep.json")
+
+
+def test_a_deep_pools_bad_field_is_named_by_its_place() -> None:
+    doc = chain_doc(3000)
+    node = doc
+    while "children" in node:
+        node = node["children"][0]
+    node["sampling"] = {"rate": [1, 2**70]}
+    with pytest.raises(ReportFormatError) as info:
+        schema.parse_snapshot(doc, "deep.json", limits=Limits(max_depth=3000))
+    assert info.value.field == "children[0]." * 3000 + "sampling.rate[1]"
+
+
+def test_a_file_nested_deeper_than_the_json_module_goes_is_read_with_a_raised_limit(
+        tmp_path: Path) -> None:
+    # the json module recurses a level per level of JSON: a report of 5,000 levels of
+    # child pools could not be read whatever the limits; past max_depth it is refused
+    # with the pools' message, past the JSON such a report can have with "nested too deeply"
+    path = tmp_path / "deep.json"
+    path.write_text(_chain_text(5000))
+    report = schema.load_snapshot(path, limits=Limits(max_depth=5000))
+    assert report == schema.parse_snapshot(chain_doc(5000), str(path),
+                                           limits=Limits(max_depth=5000))
+    with pytest.raises(ReportFormatError, match="nested deeper than 4990 levels"):
+        schema.load_snapshot(path, limits=Limits(max_depth=4990))
+    with pytest.raises(ReportFormatError, match=r"JSON nested too deeply for this reader "
+                                                r"\(more than 8068 levels\)"):
+        schema.load_snapshot(path, limits=Limits(max_depth=4000))
+    with pytest.raises(ReportFormatError) as info:
+        schema.load_snapshot(path)
+    assert "JSON nested too deeply" in _one_line(info.value, str(path))
+    # a value the reader does not know, nested past what a report may have
+    path.write_text(_chain_text(3000, ', "x": ' + "[" * 200 + "]" * 200))
+    with pytest.raises(ReportFormatError) as info:
+        schema.load_snapshot(path, limits=Limits(max_depth=3000, max_nesting=100))
+    assert "JSON nested too deeply for this reader (more than 6104 levels)" in \
+        _one_line(info.value, str(path))
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 3000 + "1, " + "]" * 3000,
+    '{"a": ' * 3000 + "tru" + "}" * 3000,
+    '{"a": ' * 3000 + "1" + "}" * 2999,
+    "[" * 3000 + "]" * 3000 + "x",
+    '{"a": ' * 3000 + '"\x01"' + "}" * 3000,
+], ids=["comma-before-close", "not-a-literal", "unclosed", "extra-data", "control-character"])
+def test_deep_json_that_is_not_json_is_one_line(text: str) -> None:
+    with pytest.raises(ReportFormatError) as info:
+        schema.decode_json(text.encode(), "bad.json", max_nesting=10**4)
+    assert "invalid JSON: " in _one_line(info.value, "bad.json")
+
+
+def test_deep_json_decodes_as_the_json_module_would() -> None:
+    value = schema.decode_json(b'{"a": [' + b"[" * 3000 + b'{"b": -1.5e3, "b": "\\u00e9"}, '
+                               + b"1" + b"]" * 3000 + b', null, true, false, 12]}', "x.json",
+                               max_nesting=3003)
+    inner = value["a"][0]
+    for _ in range(2999):
+        (inner,) = inner[:1] if len(inner) == 1 else (inner[0],)
+    assert inner == [{"b": "é"}, 1] and value["a"][1:] == [None, True, False, 12]
+    with pytest.raises(ReportFormatError, match=r"nested too deeply for this reader \(more "
+                                                r"than 3002 levels\)"):
+        schema.decode_json(b"[" * 3003 + b"]" * 3003, "x.json", max_nesting=3002)
+    with pytest.raises(ReportFormatError, match="NaN is not a JSON number"):
+        schema.decode_json(b"[" * 3000 + b"NaN" + b"]" * 3000, "x.json", max_nesting=10**4)
