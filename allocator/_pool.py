@@ -14,12 +14,19 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Callable, Iterator, Literal, NoReturn, cast, overload
 
+from audit import schema
+
 from . import _lowlevel as ll
 from ._ringpool import _FamilyLock  # created by _lowlevel at import
 from ._block import _TOKEN, Block
 from ._errors import (BlockFreedError, CleanupError, InvalidArgument, InvalidBlock,
                       OutOfMemory, PoolBusy, PoolDestroyedError, RingpoolError)
 from ._snapshot import Snapshot
+
+#: What the library's own report is read with (``Pool.snapshot`` of a pool that
+#: records stacks): anything it writes.
+_OWN_REPORT = schema.Limits(max_bytes=sys.maxsize, max_depth=sys.maxsize,
+                            max_text=sys.maxsize)
 
 _BACKINGS = {"malloc": 0, "arena": ll.POOL_ARENA}
 
@@ -1002,7 +1009,11 @@ class Pool:
         os.close(fd)
         try:
             ll.write_report(self._ptr, os.fsencode(path), flags)
-            snap = Snapshot.load(path)
+            # the library's own file, read whatever its size and depth: with the
+            # readers' defaults a family nested more than 100 deep raised
+            # ReportFormatError (and one past the json module's nesting, "nested
+            # too deeply")
+            snap = Snapshot.load(path, limits=_OWN_REPORT)
         finally:
             os.unlink(path)
         # the library lists children newest first; snapshots in creation order

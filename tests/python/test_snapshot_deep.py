@@ -145,6 +145,26 @@ def test_the_readers_default_limit_refuses_a_deep_snapshot_clearly(chain: list[P
     assert Snapshot.load(path, limits=Limits(max_depth=150)) == short
 
 
+@pytest.mark.parametrize("depth", [150, DEPTH])
+def test_a_deep_family_of_pools_with_stacks_snapshots(depth: int) -> None:
+    # a pool that records stacks takes its snapshot from the library's report, read
+    # back with the readers' defaults: a family nested more than 100 deep raised
+    # ReportFormatError (a ValueError outside the package's exceptions)
+    root = Pool("root", stacks=4)
+    try:
+        pool = root
+        for i in range(depth):
+            pool = pool.child(f"d{i}")
+        pool.alloc(24, tag="deep")
+        snap = root.snapshot(children=True)
+        levels = _levels(snap)
+        assert [s.pool for s in levels] == ["root"] + [f"d{i}" for i in range(depth)]
+        assert [(t.tag, t.blocks, t.bytes) for t in levels[-1].tags] == [("deep", 1, 24)]
+        assert levels[-1].tags[0].extra and levels[-1].tags[0].extra["stacks"]
+    finally:
+        root.destroy()
+
+
 def test_circular_children_are_refused_not_recursed() -> None:
     with Pool("loop") as pool:
         snap = pool.snapshot()
