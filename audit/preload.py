@@ -306,6 +306,10 @@ def load(path: str) -> PreloadReport:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON (truncated?): {exc.msg} at line "
                          f"{exc.lineno} column {exc.colno}") from exc
+    except RecursionError:
+        # the json module nests by recursion; no interposer report nests more than a few levels
+        raise ValueError(f"{path}: invalid report: JSON nested too deeply for this "
+                         "reader") from None
     return parse(doc, path)
 
 

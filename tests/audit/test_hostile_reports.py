@@ -196,3 +196,15 @@ def test_a_site_whose_stack_starts_elsewhere(fmt: str, tmp_path: Path,
     assert main(["show", str(path), "--by", "stack", "--format", fmt, "--output", str(out)]) == 0
     assert "100 bytes outstanding" in capsys.readouterr().err
     assert out.stat().st_size > 0
+
+
+def test_an_interposer_report_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    # audit.preload.load (documented in docs/preload.md) decoded with the json module
+    # and let its RecursionError out as a traceback
+    from audit import preload
+    path = tmp_path / "deep.json"
+    path.write_text('{"format": "ringpool-preload", "version": 1, "sites": ' + "[" * 100000
+                    + "]" * 100000 + "}")
+    with pytest.raises(ValueError) as info:
+        preload.load(str(path))
+    assert str(info.value) == f"{path}: invalid report: JSON nested too deeply for this reader"
