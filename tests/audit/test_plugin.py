@@ -145,3 +145,34 @@ def test_failing_test_is_not_masked(pytester: pytest.Pytester) -> None:
     """)
     result.assert_outcomes(failed=1)
     assert "the test's own failure" in result.stdout.str()
+
+
+def test_a_deep_chain_of_pools_is_checked_in_one_pass(pytester: pytest.Pytester) -> None:
+    # each new pool was snapshotted (naming the pools above it) whether it held blocks or
+    # not: a chain of N pools cost N**2 steps (4,000 pools with one leaking leaf took
+    # seconds); a pool without blocks is passed over, and the leaking leaf named by its path
+    result = _run(pytester, """
+        import pytest
+        from allocator import Pool
+
+        KEEP = []
+        SNAPSHOTS = []
+
+        @pytest.mark.ringpool_no_leaks
+        def test_deep_leak(monkeypatch):
+            real = Pool.snapshot
+            def counted(self, **kw):
+                SNAPSHOTS.append(self.name)
+                return real(self, **kw)
+            monkeypatch.setattr(Pool, "snapshot", counted)
+            pools = [Pool("root")]
+            for i in range(3000):
+                pools.append(pools[-1].child(f"d{i}"))
+            KEEP.extend(pools + [pools[-1].alloc(5, tag="leaf")])
+
+        def test_only_the_leaking_pool_was_snapshotted():
+            assert SNAPSHOTS == ["d2999"]
+    """)
+    result.assert_outcomes(failed=1, passed=1)
+    path = "root/" + "/".join(f"d{i}" for i in range(3000))
+    assert f"pool '{path}': leaf (1 block, 5 bytes)" in result.stdout.str()
