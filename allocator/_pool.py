@@ -145,7 +145,9 @@ class _PoolState:
         self.alive = True
         self.owner = owner                   # "python", "child" or "stat"
         self.parent = parent
-        self.children: list[_PoolState] = []
+        # in creation order; a dict, so a child leaves in O(1) (a list's remove
+        # scanned every sibling: destroying 10^5 children newest first took 389 s)
+        self.children: dict[_PoolState, None] = {}
         self.cleanups: list[_Cleanup] = []
         self.cleanup_errors: list[BaseException] = []
 
@@ -157,10 +159,10 @@ class _PoolState:
             state = todo.pop()
             state.alive = False
             todo.extend(state.children)
-            state.children = []
+            state.children = {}
             state.cleanups = []
-        if self.parent is not None and self in self.parent.children:
-            self.parent.children.remove(self)
+        if self.parent is not None:
+            self.parent.children.pop(self, None)
 
     def finalize(self, table: dict[int, Block], ptr: ll.CData) -> None:
         """ffi.gc finalizer of the handle: the Pool object was collected."""
@@ -380,7 +382,7 @@ class Pool:
                                parent._state if parent else None, self._lock)
             self._init_common(ptr, state)
             if parent is not None:
-                parent._state.children.append(state)
+                parent._state.children[state] = None
                 parent._children.add(self)
                 # Made by a cleanup while an ancestor is being destroyed or
                 # reset: the library frees this pool in the same call, so its
