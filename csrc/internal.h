@@ -529,6 +529,9 @@ static inline size_t rpi_big_cap(rpi_hdr *h)
 #define RPI_POOL_UNLISTED   (1u << 17)   /* internal flag: may hold unlisted tag records */
 #define RPI_POOL_BIASED     (1u << 18)   /* internal flag: a pool or shard whose owner
                                             (creator / thread) takes no lock */
+#define RPI_POOL_TORN       (1u << 19)   /* internal flag: its destroy has written its
+                                            report and run its destructors (what they
+                                            left is torn down before the pool goes) */
 static inline size_t rpi_malloc_size(size_t size)
 {
     return RPI_HDR + (size <= RPI_RECYCLE_MAX ? (size + 15) & ~(size_t)15 : size);

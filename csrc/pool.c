@@ -374,7 +374,8 @@ rp_pool *rp_pool_create_child(rp_pool *parent, const char *name)
 {
     if (!check_parent(parent, "rp_pool_create_child")) return NULL;
     /* the child inherits the parent's options: thread rule, checks, backing */
-    rp_pool_options o = {.flags = parent->flags & ~(RPI_POOL_UNLISTED | RPI_POOL_BIASED)};
+    rp_pool_options o = {.flags = parent->flags &
+                                  ~(RPI_POOL_UNLISTED | RPI_POOL_BIASED | RPI_POOL_TORN)};
     if (parent->arena) {
         o.chunk_size = parent->arena->chunk_size;
         o.keep_bytes = parent->arena->keep_bytes;
@@ -437,6 +438,21 @@ static bool walk_in_progress(rp_pool *pool);
 static void pool_teardown_rest(rp_pool *pool, const char *report_reason);
 static void pool_release(rp_pool *pool);
 
+/* A pool being destroyed whose destructors have run (its report written,
+   RPI_POOL_TORN set): the cleanups they registered and the children they
+   created, which the destroy takes on as it did the first ones (its
+   cleanups run now, its children are destroyed, then its destructors run
+   again) before the pool goes. false: none left, the pool can go. */
+static bool teardown_again(rp_pool *pool)
+{
+    rpi_pool_lock(pool);
+    pool->flags |= RPI_POOL_TORN;
+    bool left = pool->cleanups != NULL || pool->first_child != NULL;
+    rpi_pool_unlock(pool);
+    if (left) run_cleanups(pool);
+    return left;
+}
+
 /* Destroys top's children and theirs, each as rp_pool_destroy would (its
    cleanups, its children, its report, its destructors, its memory), without
    recursion: a pool nested 10^5 deep took a C stack frame per level and
@@ -461,7 +477,8 @@ static bool destroy_children(rp_pool *top)
         }
         if (cur == top) return true;
         rp_pool *up = cur->parent;
-        pool_teardown_rest(cur, "destroy");
+        pool_teardown_rest(cur, cur->flags & RPI_POOL_TORN ? NULL : "destroy");
+        if (teardown_again(cur)) continue;   /* its destructors' children */
         pool_release(cur);
         cur = up;
     }
@@ -593,6 +610,10 @@ void rp_pool_destroy(rp_pool *pool)
     run_cleanups(pool);
     if (!destroy_children(pool)) return;
     pool_teardown_rest(pool, "destroy");
+    while (teardown_again(pool)) {
+        if (!destroy_children(pool)) return;
+        pool_teardown_rest(pool, NULL);
+    }
     pool_release(pool);
 }
 

@@ -174,6 +174,53 @@ static void test_destructors(void)
     tu_end_pool(pool);
 }
 
+/* A destructor that leaves work for its pool's destroy: a child of the
+   block's pool (with a cleanup and a block with a destructor) and a
+   cleanup on the pool itself. */
+static void dtor_leaves_work(void *block)
+{
+    rp_pool *pool = rp_block_pool(block);
+    log_event("dtor %s", (const char *)block);
+    rp_pool *late = rp_pool_create_child(pool, "late");
+    CHECK(late != NULL);
+    CHECK_INT(rp_pool_add_cleanup(late, cleanup_log, "late"), 0);
+    char *b = rp_strdup(late, "late block", "d");
+    CHECK_INT(rp_set_destructor(b, destructor_log), 0);
+    CHECK_INT(rp_pool_add_cleanup(pool, cleanup_log, "left"), 0);
+}
+
+static void test_destructor_leaves_work(void)
+{
+    /* the destroy runs what the destructor left, before the pool goes (the
+       child was left behind with its parent freed, the cleanup never ran) */
+    static const char *const want[] = {"dtor block", "cleanup left", "cleanup late",
+                                       "dtor late block"};
+    for (int how = 0; how < 4; how++) {
+        rp_pool *root = tu_pool("root");
+        /* 0: the pool destroyed; 1, 2: a child of the pool destroyed or
+           reset; 3: the pool reset, which keeps what the destructor made */
+        rp_pool *pool = how == 0 || how == 3 ? root : rp_pool_create_child(root, "mid");
+        char *b = rp_strdup(pool, "block", "d");
+        nevents = 0;
+        CHECK_INT(rp_set_destructor(b, dtor_leaves_work), 0);
+        if (how == 0 || how == 1) {
+            rp_pool_destroy(root);
+            check_events(want, 4);
+            continue;
+        }
+        CHECK_INT(rp_pool_reset(root), 0);
+        if (how == 2) {
+            check_events(want, 4);
+            CHECK_EQ(tu_info(root).children, 0);
+        } else {
+            check_events(want, 1);
+            CHECK_EQ(tu_info(root).children, 1);
+        }
+        rp_pool_destroy(root);
+        if (how == 3) check_events(want + 1, 3);
+    }
+}
+
 static void test_reset(void)
 {
     static const char *const want[] = {"cleanup r2", "cleanup r1"};
@@ -435,6 +482,7 @@ int main(int argc, char **argv)
         {"destroy_order", test_destroy_order},
         {"cleanup_uses_pool", test_cleanup_uses_pool},
         {"destructors", test_destructors},
+        {"destructor_leaves_work", test_destructor_leaves_work},
         {"reset", test_reset},
         {"arena_reuse", test_arena_reuse},
         {"report_children", test_report_children},
