@@ -4,8 +4,10 @@
 #                      deterministic driver: FUZZ_RUNS random inputs from seed
 #                      FUZZ_SEED, the committed corpus replayed, and out-of-memory
 #                      injection at every allocation of fixed scenarios for both
-#                      backings; once plain, once with ASan+UBSan; then a short
-#                      pass and the scenarios' injection under valgrind.
+#                      backings; once plain, once with ASan+UBSan; the same
+#                      in processes without checked pools (FUZZ_UNCHECKED=1);
+#                      then a short pass and the scenarios' injection under
+#                      valgrind.
 #   make fuzz          libFuzzer (clang) for FUZZ_SECONDS (default 600), niced, on
 #                      tests/fuzz/corpus/ (new inputs are added there); a crash
 #                      is saved under build/fuzz/artifacts/.
@@ -23,10 +25,10 @@ FUZZ_CORPUS   := tests/fuzz/corpus
 FUZZ_SKIPS    ?=
 FUZZ_DEFS     := $(addprefix -DFUZZ_SKIP_,$(FUZZ_SKIPS))
 FUZZ_SEED     ?= 1
-FUZZ_RUNS     ?= 4000
-FUZZ_ASAN_RUNS ?= 1500
+FUZZ_RUNS     ?= 2000
+FUZZ_ASAN_RUNS ?= 800
 FUZZ_VALGRIND_RUNS ?= 100
-FUZZ_OOM_LEN  ?= 2500
+FUZZ_OOM_LEN  ?= 1800
 FUZZ_OOM_SEEDS ?= 1
 FUZZ_SECONDS  ?= 600
 FUZZ_FLAGS    ?= -max_len=2048 -len_control=20
@@ -83,6 +85,12 @@ test-fuzz: setup-sys $(FUZZ_BIN) $(FUZZ_ASAN_BIN)
 	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) --runs $(FUZZ_ASAN_RUNS) --seed $(FUZZ_SEED)
 	@# the corpus too, with the region cut to one chunk per slot size (exhaustion)
 	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 RINGPOOL_TEST_HL_CHUNKS=1 $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) $(FUZZ_CORPUS)/*
+	@# processes that never have a checked pool (its records would keep rp_free's
+	@# slow test on): the unchecked fast paths of rp_free, resize and the arena
+	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(FUZZ_BIN) --runs $(FUZZ_RUNS) --seed $(FUZZ_SEED)
+	$(FUZZ_ENV) FUZZ_UNCHECKED=1 RINGPOOL_HEADERLESS=64 $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) --runs $(FUZZ_ASAN_RUNS) --seed $(FUZZ_SEED)
+	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) $(FUZZ_CORPUS)/*
+	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(FUZZ_BIN) --oom arena --seed $(FUZZ_SEED) --len 1500
 	$(FUZZ_ENV) $(CTEST_VALGRIND) $(FUZZ_BIN) --runs $(FUZZ_VALGRIND_RUNS) --seed $(FUZZ_SEED)
 	@set -e; for b in malloc arena; do for f in $(wildcard tests/fuzz/scenarios/*); do \
 	  echo "valgrind: $(FUZZ_BIN) --oom $$b --scenario $$f"; \

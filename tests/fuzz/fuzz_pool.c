@@ -18,7 +18,11 @@
  * region (pointers inside slots, slots just freed, places no block is at,
  * blocks of a destroyed or reset pool: each must report its one error even
  * in unchecked pools), and a sampling profile (rp_memprof_*) whose tracked
- * blocks must stay within the live ones.
+ * blocks must stay within the live ones.  Destructors that create pools,
+ * destroy other pools or add cleanups; big callocs; one operation at a time
+ * on a second thread (shards of thread-safe pools); per input (its first
+ * byte) no checked pool, locked creators, no recycling, stack pools.
+ * $FUZZ_UNCHECKED=1: no input of the process makes a checked pool.
  *
  * One source, three programs (mk/fuzz.mk builds them):
  *   - a libFuzzer target (clang, -DFUZZ_LIBFUZZER, -fsanitize=fuzzer,...);
@@ -56,6 +60,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -156,6 +161,12 @@ typedef struct mpool {
     const char *interned[8];
     int         ninterned;
     bool        order_unsure;  /* a failed call may have made a tag record */
+    bool        survives;      /* made by a destructor of its parent during
+                                  the parent's reset: kept */
+    bool        threads;       /* used by another thread than its creator
+                                  (thread-safe pools get shards): peaks are
+                                  upper bounds, tags and walks in no set
+                                  order (docs/contract.md, Threads) */
     char        buf_seen[16];  /* content last passed in the reused buffer */
     bool        buf_unsure;    /* ... by a call that failed */
 } mpool;
@@ -166,7 +177,8 @@ typedef struct mblock {
     size_t   size, align;
     int      pool, tag;
     uint32_t seed;
-    int      dtor;           /* 0 none, 1 dtor_a, 2 dtor_b */
+    int      dtor;           /* 0 none, 1 dtor_a, 2 dtor_b, 3 dtor_c */
+    unsigned dtor_arg;       /* what dtor_c does (dtor_action) */
     uint64_t dtor_seq;       /* registration order */
     uint64_t seq;            /* allocation order = ring order */
     uint64_t walked;         /* the last walk that visited it */
@@ -177,6 +189,8 @@ typedef struct mclean {
     int      pool;
     int      action;         /* what the cleanup does when it runs */
     uint64_t seq;
+    bool     survives;       /* registered on a pool by its destructor
+                                during its reset: kept */
 } mclean;
 
 static mpool  pools[NPOOLS];
@@ -431,6 +445,8 @@ static void counters_sub(int pool, int tag, size_t size, bool gone)
 }
 
 static int teardown_root = -1;   /* pool whose destroy or reset is running */
+static int outer_root = -1;      /* ... and the one around it (nested_destroy) */
+static uint64_t teardown_seq0;   /* pool_counter when it started */
 static void model_drop_block(int i);
 
 /* Is pool a, or one of its ancestors, pool b? */
@@ -461,8 +477,9 @@ static int model_new_block(int pool, void *p, size_t size, size_t align, const c
     ENSURE(a % 16 == 0, "block %p is not aligned to max_align_t", p);
     ENSURE(align == 0 || a % align == 0, "block %p is not aligned to %zu", p, align);
     int old = find_block(p);
-    if (old >= 0 && teardown_root >= 0 && in_subtree(blocks[old].pool, teardown_root) &&
-        !in_subtree(pool, blocks[old].pool)) {
+    if (old >= 0 && !in_subtree(pool, blocks[old].pool) &&
+        ((teardown_root >= 0 && in_subtree(blocks[old].pool, teardown_root)) ||
+         (outer_root >= 0 && in_subtree(blocks[old].pool, outer_root)))) {
         /* a cleanup's block may take the place of one of a pool the same
            destroy has already freed (the model drops those afterwards) */
         model_drop_block(old);
@@ -522,14 +539,15 @@ static void check_counters(int i)
         }
         /* first-use order, unless a failed call may have made a record early */
         size_t at = nlisted++;
-        if (m->order_unsure)
+        if (m->order_unsure || m->threads)
             for (at = 0; at < n && strcmp(st[at].tag, t->name) != 0; at++) {
             }
         ENSURE(at < n && st[at].tag && strcmp(st[at].tag, t->name) == 0,
                "pool %s: tag \"%s\" not listed (at %zu: \"%s\")", m->name, t->name, at,
                at < n && st[at].tag ? st[at].tag : "(none)");
         ENSURE(st[at].blocks == t->blocks && st[at].bytes == t->bytes &&
-                   st[at].peak_bytes == t->peak && st[at].allocs == t->allocs,
+                   (m->threads ? st[at].peak_bytes >= t->peak : st[at].peak_bytes == t->peak) &&
+                   st[at].allocs == t->allocs,
                "pool %s tag \"%s\": blocks/bytes/peak/allocs %zu/%zu/%zu/%llu, model "
                "%zu/%zu/%zu/%llu",
                m->name, t->name, st[at].blocks, st[at].bytes, st[at].peak_bytes,
@@ -548,7 +566,7 @@ static void check_counters(int i)
     info.flags &= RP_POOL_UNSYNC | RP_POOL_CHECKED | RP_POOL_ARENA;
 #endif
     ENSURE(info.version == 1 && info.flags == m->flags && info.blocks == bl &&
-               info.bytes == m->bytes && info.peak_bytes == m->peak && info.allocs == allocs &&
+               info.bytes == m->bytes && (m->threads ? info.peak_bytes >= m->peak : info.peak_bytes == m->peak) && info.allocs == allocs &&
                info.tags == nlisted && info.children == m->nchildren,
            "pool %s: info flags %#x blocks %zu bytes %zu peak %zu allocs %llu tags %zu "
            "children %zu; model %#x %zu %zu %zu %llu %d %zu",
@@ -712,7 +730,8 @@ static void check_everything(void)
     for (int i = 0; i < NPOOLS; i++) {
         if (!pools[i].p) continue;
         static uint64_t walks;
-        bool ordered = (pools[i].flags & (RP_POOL_ARENA | RP_POOL_CHECKED)) != RP_POOL_ARENA;
+        bool ordered = (pools[i].flags & (RP_POOL_ARENA | RP_POOL_CHECKED)) != RP_POOL_ARENA &&
+                       !pools[i].threads;
         walk_ctx w = {i, 0, 0, ordered, ++walks};
         size_t bl = rp_pool_outstanding(pools[i].p, NULL);
         ENSURE(rp_pool_walk(pools[i].p, visit, &w) == 0, "rp_pool_walk failed");
@@ -767,6 +786,21 @@ static void dtor_common(void *block, int fn)
 }
 static void dtor_a(void *block) { dtor_common(block, 1); }
 static void dtor_b(void *block) { dtor_common(block, 2); }
+static void dtor_action(int owner, unsigned arg);
+/* A destructor that also (by the block's dtor_arg % 4, dtor_action):
+   0 destroys another pool (a sibling the same teardown would reach later,
+   or any pool that is neither the block's pool nor one of its ancestors);
+   1 makes a sibling of the block's pool (a child of its parent, or a root)
+   with a block in it; 2 the same as a child of the block's pool; 3 adds a
+   cleanup to the block's pool (what a destroy must still run). */
+static void dtor_c(void *block)
+{
+    int k = find_block(block);
+    int owner = k >= 0 ? blocks[k].pool : -1;
+    unsigned arg = k >= 0 ? blocks[k].dtor_arg : 0;
+    dtor_common(block, 3);
+    dtor_action(owner, arg);
+}
 
 static const char *const TAGS[] = {"alpha", "beta", "gamma", "x.c:12", "x.c:13", "",
                                    "(untagged)", "\xce\xbb-utf8"};
@@ -922,14 +956,20 @@ static void compare_events(const char *what)
    from the model after a destroy or reset. */
 static void model_teardown(int i, bool keep)
 {
-    for (int c = 0; c < NPOOLS; c++)
-        if (pools[c].p && pools[c].parent == i) model_teardown(c, false);
+    mpool *m = &pools[i];
+    for (int c = 0; c < NPOOLS; c++) {
+        if (!pools[c].p || pools[c].parent != i) continue;
+        if (!(keep && pools[c].survives)) model_teardown(c, false);
+        pools[c].survives = false;
+    }
+    m->nchildren = 0;
+    for (int c = 0; c < NPOOLS; c++) m->nchildren += pools[c].p && pools[c].parent == i;
     for (int b = 0; b < NBLOCKS; b++)
         if (blocks[b].live && blocks[b].pool == i) model_drop_block(b);
-    for (int c = 0; c < NCLEAN; c++)
-        if (cleans[c].pool == i) cleans[c].registered = false;
-    mpool *m = &pools[i];
-    m->nchildren = 0;
+    for (int c = 0; c < NCLEAN; c++) {
+        if (cleans[c].pool == i && !(keep && cleans[c].survives)) cleans[c].registered = false;
+        if (cleans[c].pool == i) cleans[c].survives = false;
+    }
     if (keep) return;
     if (m->parent >= 0) pools[m->parent].nchildren--;
     m->p = NULL;
@@ -1116,6 +1156,31 @@ static unsigned pool_flags(unsigned b)
 }
 
 static bool mode_checked;   /* FUZZ_SKIP_CHECKED_MIX: this input's one kind */
+/* The input's first byte also says (bit 1) that no pool is checked, so
+   rp_free and rp_resize take their unchecked paths (any checked pool sends
+   every block through the registry), and sets for the pools it makes
+   RINGPOOL_SHARD_BIAS=0 (bit 2: a thread-safe pool's creator takes its
+   lock) and RINGPOOL_RECYCLE=0 (bit 3: malloc-backed pools keep no freed
+   blocks); with bit 4, pools may record stacks (RP_POOL_STACKS). */
+static bool mode_unchecked, mode_stacks;
+/* $FUZZ_UNCHECKED=1: every input without checked pools.  A process that
+   ever had a checked pool keeps rp_free's slow test on (the registry
+   keeps the records of freed checked blocks, to recognise them), so the
+   unchecked fast paths are reached only in a process that never made one. */
+static bool all_unchecked;
+static const char *env_bias0, *env_recycle0;   /* as the driver was started */
+
+static void env_restore(const char *name, const char *value)
+{
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+}
+
+static void input_env(unsigned mode)
+{
+    env_restore("RINGPOOL_SHARD_BIAS", mode & 4 ? "0" : env_bias0);
+    env_restore("RINGPOOL_RECYCLE", mode & 8 ? "0" : env_recycle0);
+}
 
 static void op_create(int parent_mode)
 {
@@ -1128,6 +1193,8 @@ static void op_create(int parent_mode)
 #ifdef FUZZ_SKIP_CHECKED_MIX
     o.flags = (o.flags & ~(unsigned)RP_POOL_CHECKED) | (mode_checked ? RP_POOL_CHECKED : 0);
 #endif
+    if (mode_unchecked) o.flags &= ~(unsigned)RP_POOL_CHECKED;
+    if (mode_stacks && (b & 8) && (b >> 3) != 31) o.flags |= RP_POOL_STACKS;
     static const size_t chunks[] = {0, 1, 4096, 65536, 65544, 100000, 1 << 20, 1 << 22};
     static const size_t keeps[] = {0, 1, 65536, SIZE_MAX};
     o.chunk_size = chunks[c % 8];
@@ -1198,6 +1265,150 @@ static void destroy_pool(int i)
     }
 }
 
+static int dtor_nesting;   /* a destructor's action is running */
+static bool resetting;     /* teardown_root is being reset */
+
+/* Destroys pool s from a destructor: its callbacks are checked on their
+   own, and the teardown running around them no longer expects those of
+   s's pools. */
+static void nested_destroy(int s)
+{
+    static event outer_ev[NEVENTS], outer_ex[NEVENTS];
+    int nev = nevents, nex = 0, root = teardown_root;
+    uint64_t seq0 = teardown_seq0;
+    memcpy(outer_ev, events, sizeof events[0] * (size_t)nevents);
+    for (int e = 0; e < nexpected; e++) {
+        int pool = -1;
+        if (expected[e].kind == EV_CLEANUP) {
+            pool = ((const mclean *)expected[e].what)->pool;
+        } else {
+            int k = find_block(expected[e].what);
+            pool = k >= 0 ? blocks[k].pool : -1;
+        }
+        if (pool >= 0 && in_subtree(pool, s)) continue;
+        outer_ex[nex++] = expected[e];
+    }
+    nevents = nexpected = 0;
+    expect_teardown(s, true);
+    TRACE("a destructor destroys %s (%d callbacks expected)", pools[s].name, nexpected);
+    bool was_resetting = resetting;
+    teardown_root = s;
+    outer_root = root;
+    resetting = false;
+    teardown_seq0 = pool_counter;
+    destroy_pool(s);
+    resetting = was_resetting;
+    outer_root = -1;
+    teardown_root = root;
+    teardown_seq0 = seq0;
+    compare_events("destroy in a destructor");
+    model_teardown(s, false);
+    memcpy(events, outer_ev, sizeof events[0] * (size_t)nev);
+    memcpy(expected, outer_ex, sizeof expected[0] * (size_t)nex);
+    nevents = nev;
+    nexpected = nex;
+}
+
+/* May a destructor of a block of pool owner destroy pool c?  Not owner nor
+   one of its ancestors; in a teardown around owner, not a pool the library
+   already destroyed: owner's descendants, and the branches off owner's
+   path that are newer than the path (children go newest first) or made
+   during the teardown (cleanups and destructors make such: the newest). */
+static bool destroyable(int c, int owner)
+{
+    if (!pools[c].p || in_subtree(owner, c)) return false;
+    int r = teardown_root;
+    if (r < 0 || !in_subtree(owner, r)) return true;
+    if (in_subtree(c, owner)) return false;
+    if (!in_subtree(c, r)) return !in_subtree(r, c);
+    int d = c, pc = owner;
+    while (!in_subtree(owner, pools[d].parent)) d = pools[d].parent;
+    while (pools[pc].parent != pools[d].parent) pc = pools[pc].parent;
+    return pools[d].seq < pools[pc].seq && pools[d].seq <= teardown_seq0;
+}
+
+static void dtor_action(int owner, unsigned arg)
+{
+    if (owner < 0 || !pools[owner].p || dtor_nesting > 0) return;
+    dtor_nesting++;
+    int fired0 = inj_fired0;
+    unsigned long count0 = inj_count0;
+    inj_begin();
+    /* during the reset of owner itself what it makes is kept */
+    bool keeps = teardown_root == owner && resetting;
+    if ((arg & 3) == 3) {                       /* a cleanup on its own pool */
+        int c = -1;
+        for (int k = 0; k < NCLEAN; k++)
+            if (!cleans[k].registered) { c = k; break; }
+        int rc = c < 0 ? 0 : rp_pool_add_cleanup(pools[owner].p, cleanup_fn, &cleans[c]);
+        TRACE("a destructor of %s adds cleanup #%d -> %d", pools[owner].name, c, rc);
+        if (c < 0) {
+            /* the model has no room for one more */
+        } else if (rc == RP_ENOMEM) {
+            ENSURE(inj_allowed(), "rp_pool_add_cleanup failed without cause");
+        } else {
+            ENSURE(rc == 0, "rp_pool_add_cleanup returned %d", rc);
+            cleans[c] = (mclean){true, owner, (int)((arg >> 2) % 4), ++seq_counter, keeps};
+            if (teardown_root >= 0 && !keeps) {
+                /* the destroy runs it once the pool's destructors are done:
+                   after the pool's destructors still expected, before the
+                   cleanups its other destructors registered (last first) */
+                int at = nevents;
+                while (at < nexpected && expected[at].kind == EV_DTOR) {
+                    int k = find_block(expected[at].what);
+                    if (k < 0 || blocks[k].pool != owner) break;
+                    at++;
+                }
+                ENSURE(nexpected < NEVENTS, "harness: too many expected events");
+                memmove(&expected[at + 1], &expected[at], sizeof expected[0] * (size_t)(nexpected - at));
+                expected[at] = (event){EV_CLEANUP, &cleans[c], 0};
+                nexpected++;
+            }
+        }
+    } else if ((arg & 3) != 0) {                /* a pool, and a block in it */
+        /* 2: a child of its own pool, 1: a sibling */
+        int s = add_pool_slot(), parent = (arg & 3) == 2 ? owner : pools[owner].parent;
+        if (s >= 0) {
+            char name[32];
+            snprintf(name, sizeof name, "fzd%llu", (unsigned long long)pool_counter + 1);
+            rp_pool *np;
+            unsigned flags = parent >= 0 ? pools[parent].flags : pools[owner].flags;
+            if (parent >= 0) {
+                np = rp_pool_create_child(pools[parent].p, name);
+            } else {
+                rp_pool_options o;
+                memset(&o, 0, sizeof o);
+                o.flags = flags;
+                np = rp_pool_create_ex(name, &o);
+            }
+            TRACE("a destructor of %s creates %s under %s -> %p", pools[owner].name, name,
+                  parent >= 0 ? pools[parent].name : "(root)", (void *)np);
+            if (!np) {
+                ENSURE(inj_allowed(), "pool creation failed in a destructor");
+            } else {
+                model_add_pool(s, np, parent, flags, pools[owner].may_oom);
+                pools[s].survives = parent == owner && keeps;
+                size_t size = 1 + (arg >> 2) % 96;
+                void *q = rp_alloc_noexc(np, size, "dtor");
+                TRACE("  rp_alloc_noexc(%s, %zu, \"dtor\") -> %p", name, size, q);
+                if (q) model_new_block(s, q, size, 0, "dtor");
+                else {
+                    ENSURE(inj_allowed() || pools[s].may_oom, "rp_alloc_noexc failed in a destructor");
+                    tolerate_zero_tag(s);
+                }
+            }
+        }
+    } else {                                    /* another pool destroyed */
+        int cand[NPOOLS], nc = 0;
+        for (int c = 0; c < NPOOLS; c++)
+            if (destroyable(c, owner)) cand[nc++] = c;
+        if (nc) nested_destroy(cand[(arg >> 2) % (unsigned)nc]);
+    }
+    inj_fired0 = fired0;
+    inj_count0 = count0;
+    dtor_nesting--;
+}
+
 static void op_destroy(bool reset)
 {
     int i = pick_pool();
@@ -1218,6 +1429,7 @@ static void op_destroy(bool reset)
     if ((b & 8) && hl_span) {
         bool cleanups = false;
         for (int c = 0; c < NCLEAN; c++) cleanups |= cleans[c].registered;
+        for (int k = 0; k < NBLOCKS; k++) cleanups |= blocks[k].live && blocks[k].dtor == 3;
         int k = cleanups ? -1 : pick_block(i, false);
         if (k >= 0 && is_hl(blocks[k].p)) stale_hl = blocks[k].p;
     }
@@ -1234,12 +1446,15 @@ static void op_destroy(bool reset)
         setenv("RINGPOOL_REPORT", pattern, 1);
     }
     teardown_root = i;
+    teardown_seq0 = pool_counter;
+    resetting = reset;
     if (reset) {
         ENSURE(rp_pool_reset(pools[i].p) == 0, "rp_pool_reset failed");
     } else {
         destroy_pool(i);
     }
     teardown_root = -1;
+    resetting = false;
     if (report) unsetenv("RINGPOOL_REPORT");
     compare_events(reset ? "reset" : "destroy");
     if (report) {
@@ -1249,7 +1464,11 @@ static void op_destroy(bool reset)
             int slot = -1;
             for (int c = 0; c < NPOOLS; c++)
                 if (pools[c].p && strcmp(pools[c].name, names[k]) == 0) slot = c;
-            ENSURE(slot >= 0, "harness: report of an unknown pool");
+            if (slot < 0) {             /* destroyed by a destructor meanwhile */
+                ENSURE(access(path, F_OK) == 0, "report %s was not written", path);
+                unlink(path);
+                continue;
+            }
             check_report_file(path, slot, 0, "destroy", false);
             unlink(path);
         }
@@ -1349,11 +1568,38 @@ static void op_calloc(void)
     const char *tag = pick_tag(i);
     bool plain = how & 1, overflow = (how >> 1) % 9 == 0;
     size_t n, size;
+    unsigned nb = overflow ? 0 : u8();
     if (overflow) {
         n = ((size_t)1 << 33) + u8();
         size = ((size_t)1 << 31) + u8();
+    } else if (nb >= 232) {
+        /* a big block (the arena's past 32 KiB: unsynchronised unchecked
+           pools take it zeroed from the system's calloc), as 1, 2, 4 or 8
+           elements; totals about the arena's largest class too */
+        unsigned r = u8();
+        size_t total = r & 1 ? 32 * 1024 - 48 + u8() % 96
+                             : 32 * 1024 + (((size_t)u16() * 4) >> ((r >> 5) & 3));
+        int k = -1;
+        for (int j = 0; (r & 0x18) == 0x18 && j < NBLOCKS; j++)
+            if (blocks[j].live && blocks[j].pool == i && !blocks[j].dtor &&
+                blocks[j].size > 32 * 1024 - 64)
+                k = j;
+        if (k >= 0) {
+            /* a big block of the pool, dirty (its pattern), freed first:
+               the system's allocator hands the same memory back */
+            mblock *b = &blocks[k];
+            verify_prefix(b, b->p, b->size, "contents before free");
+            TRACE("rp_free(%p [%zu]) before a calloc of its size", b->p, b->size);
+            total = b->size;
+            rp_free(b->p);
+            mp_gone(b->p);
+            model_drop_block(k);
+        }
+        n = (size_t)1 << ((r >> 1) & 3);
+        size = total / n;
+        if (live_bytes + n * size > LIVE_BYTES_CAP) n = 1, size %= 64;
     } else {
-        n = u8() % 40;
+        n = nb % 40;
         size = u8() % 70;
     }
     char name[48];
@@ -1366,8 +1612,14 @@ static void op_calloc(void)
     TRACE("%s(%s, %zu, %zu) -> %p", plain ? "rp_calloc" : "rp_calloc_noexc", pools[i].name, n,
           size, r);
     if (took(r, oomed, plain, overflow, i, "rp_calloc")) {
+        static const uint8_t zero[PERIOD];
         const uint8_t *q = r;
-        for (size_t k = 0; k < n * size; k++) ENSURE(q[k] == 0, "calloc byte %zu is not 0", k);
+        for (size_t k = 0; k < n * size; k += PERIOD) {
+            size_t m = n * size - k < PERIOD ? n * size - k : PERIOD;
+            if (memcmp(q + k, zero, m) == 0) continue;
+            for (size_t j = k; j < k + m; j++)
+                ENSURE(q[j] == 0, "calloc byte %zu of %zu is not 0", j, n * size);
+        }
         model_new_block(i, r, n * size, 0, name);
     }
 }
@@ -1559,10 +1811,10 @@ static void op_strings(void)
 static void op_destructor(void)
 {
     int k = pick_block(-1, false);
-    unsigned how = u8() % 3;
+    unsigned v = u8(), how = v < 240 ? v % 3 : 3;
     if (k < 0) return;
     mblock *b = &blocks[k];
-    rp_destructor_fn fn = how == 0 ? NULL : how == 1 ? dtor_a : dtor_b;
+    rp_destructor_fn fn = how == 0 ? NULL : how == 1 ? dtor_a : how == 2 ? dtor_b : dtor_c;
     inj_begin();
     int rc = rp_set_destructor(b->p, fn);
     TRACE("rp_set_destructor(%p, %u) -> %d", b->p, how, rc);
@@ -1578,6 +1830,7 @@ static void op_destructor(void)
     ENSURE(rc == 0, "rp_set_destructor returned %d", rc);
     if (!b->dtor) b->dtor_seq = ++seq_counter;
     b->dtor = (int)how;
+    if (how == 3) b->dtor_arg = u8();
 }
 
 static void op_cleanup(void)
@@ -1606,7 +1859,7 @@ static void op_cleanup(void)
         return;
     }
     ENSURE(rc == 0, "rp_pool_add_cleanup returned %d", rc);
-    cleans[c] = (mclean){true, i, (int)((how >> 1) % 4), ++seq_counter};
+    cleans[c] = (mclean){true, i, (int)((how >> 1) % 4), ++seq_counter, false};
 }
 
 static void op_report(void)
@@ -1924,19 +2177,99 @@ static void op_stat(void)
     model_new_block(i, r, size, 0, "rp_stat");
 }
 
+/* ---------------------------------------------------------------- threads */
+/* One operation run by a thread of its own, while this one waits for it:
+   the model stays sequential, and the library sees a thread other than a
+   pool's creator (a shard of a thread-safe pool; a block freed or resized
+   away from its shard; a pool whose creating thread has exited) and a
+   thread's exit (its shards left to the pool, taken over by the next). */
+static void op_create_root(void) { op_create(0); }
+static void op_create_child(void) { op_create(1 + (int)(u8() & 1)); }
+static void op_destroy_only(void) { op_destroy(false); }
+static void op_reset_only(void) { op_destroy(true); }
+/* The other thread: started at an input's first such operation, it runs
+   one operation at a time while this thread waits; it exits when an
+   operation says so (about one in eight) and at the end of the input. */
+static pthread_mutex_t thread_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t thread_cv = PTHREAD_COND_INITIALIZER;
+static void (*thread_fn)(void);    /* the operation handed over, NULL: none */
+static bool thread_quit, thread_up;
+static pthread_t thread_id;
+
+static void *thread_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&thread_mu);
+    for (;;) {
+        while (!thread_fn && !thread_quit) pthread_cond_wait(&thread_cv, &thread_mu);
+        if (thread_fn) {
+            void (*fn)(void) = thread_fn;
+            pthread_mutex_unlock(&thread_mu);
+            fn();
+            pthread_mutex_lock(&thread_mu);
+            thread_fn = NULL;
+            pthread_cond_broadcast(&thread_cv);
+        }
+        if (thread_quit) break;
+    }
+    pthread_mutex_unlock(&thread_mu);
+    return NULL;
+}
+
+/* Runs fn on the other thread (started if needed), then, if quit, ends it. */
+static void thread_run(void (*fn)(void), bool quit)
+{
+    if (!thread_up) {
+        thread_quit = false;
+        if (fn && pthread_create(&thread_id, NULL, thread_main, NULL) != 0) {
+            fn();                               /* no thread to be had */
+            return;
+        }
+        thread_up = fn != NULL;
+    }
+    if (!thread_up) return;
+    pthread_mutex_lock(&thread_mu);
+    thread_fn = fn;
+    thread_quit = quit;
+    pthread_cond_broadcast(&thread_cv);
+    while (thread_fn) pthread_cond_wait(&thread_cv, &thread_mu);
+    pthread_mutex_unlock(&thread_mu);
+    if (quit) {
+        pthread_join(thread_id, NULL);
+        thread_up = false;
+    }
+}
+
+static void op_thread(void)
+{
+    static void (*const ops[])(void) = {
+        op_alloc, op_alloc, op_free, op_free, op_resize, op_calloc, op_aligned, op_strings,
+        op_burst, op_destructor, op_create_root, op_create_child, op_destroy_only,
+        op_reset_only, op_report, check_everything,
+    };
+    unsigned how = u8();
+    TRACE("on the other thread%s:", how >= 224 ? ", which then exits" : "");
+    thread_run(ops[how % (sizeof ops / sizeof ops[0])], how >= 224);
+    for (int i = 0; i < NPOOLS; i++)
+        if (pools[i].p) pools[i].threads = true;
+}
+
 /* ---------------------------------------------------------------- one input */
 static void destroy_all(void)
 {
+    /* again from the start: a destructor may make a root pool */
     for (int i = 0; i < NPOOLS; i++) {
         if (!pools[i].p || pools[i].parent >= 0) continue;
         nevents = nexpected = 0;
         expect_teardown(i, true);
         TRACE("final destroy of %s", pools[i].name);
         teardown_root = i;
+        teardown_seq0 = pool_counter;
         destroy_pool(i);
         teardown_root = -1;
         compare_events("final destroy");
         model_teardown(i, false);
+        i = -1;
     }
     expect_error(0);
     ENSURE(count_live_pools() == 0, "pools left after the final destroy");
@@ -1955,7 +2288,12 @@ static void run_input(const uint8_t *data, size_t len)
     nevents = nexpected = 0;
     err_count = 0;
     step_no = 0;
-    mode_checked = u8() & 1;
+    unsigned mode = u8();
+    mode_checked = mode & 1;
+    mode_unchecked = (mode & 2) || all_unchecked;
+    mode_stacks = mode & 16;
+    input_env(mode);
+    dtor_nesting = 0;
     stat_slot = -1;
     while (more()) {
         unsigned op = u8();
@@ -1970,7 +2308,8 @@ static void run_input(const uint8_t *data, size_t len)
         else if (op < 34) { step_name = "create_child_ex"; op_create(2); }
         else if (op < 40) { step_name = "destroy"; op_destroy(false); }
         else if (op < 45) { step_name = "reset"; op_destroy(true); }
-        else if (op < 100) { step_name = "alloc"; op_alloc(); }
+        else if (op < 99) { step_name = "alloc"; op_alloc(); }
+        else if (op == 99) { step_name = "thread"; op_thread(); }
         else if (op < 110) { step_name = "calloc"; op_calloc(); }
         else if (op < 120) { step_name = "aligned"; op_aligned(); }
         else if (op < 150) { step_name = "resize"; op_resize(); }
@@ -1996,8 +2335,10 @@ static void run_input(const uint8_t *data, size_t len)
     step_name = "final check";
     check_everything();
     step_name = "final destroy";
+    thread_run(NULL, true);
     destroy_all();
     mp_end();
+    input_env(0);
 }
 
 /* Finds the headerless region: an unsynchronised arena pool's small blocks
@@ -2051,6 +2392,12 @@ static void setup_once(void)
     artifact_dir = getenv("FUZZ_ARTIFACTS");
     unsetenv("RINGPOOL_REPORT");
     unsetenv("RINGPOOL_REPORT_BLOCKS");
+    const char *u = getenv("FUZZ_UNCHECKED");
+    all_unchecked = u && *u && strcmp(u, "0") != 0;
+    env_bias0 = getenv("RINGPOOL_SHARD_BIAS");
+    env_recycle0 = getenv("RINGPOOL_RECYCLE");
+    if (env_bias0) env_bias0 = strdup(env_bias0);
+    if (env_recycle0) env_recycle0 = strdup(env_recycle0);
     const char *base = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/ringpool-fuzz-XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(tmpdir)) {

@@ -19,12 +19,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 # Operation codes: the first value of each range in run_input().
-CREATE, DESTROY, RESET, ALLOC = 0, 34, 40, 45
+CREATE, CREATE_CHILD, DESTROY, RESET, ALLOC, THREAD = 0, 20, 34, 40, 45, 99
 CALLOC, ALIGNED, RESIZE, FREE = 100, 110, 120, 150
 STRINGS, DESTRUCTOR, CLEANUP, CHECK = 190, 202, 212, 222
 REPORT, INTERN, MISUSE, BUFFER_TAG = 228, 233, 239, 246
 
 UNSYNC, CHECKED, ARENA = 1, 2, 4
+# the input's first byte: no checked pool (bit 1), RINGPOOL_SHARD_BIAS=0 (bit 2)
+NO_CHECKED, LOCKED = 2, 4
+# op_thread's operations (the index of each in its table)
+T_ALLOC, T_FREE, T_CREATE = 0, 2, 10
 
 
 def u16(v: int) -> list[int]:
@@ -51,6 +55,34 @@ def alloc(pool: int, size: int, tag: int = 0, plain: bool = False) -> list[int]:
 
 def destructor(block: int, fn: int = 1) -> list[int]:
     return [DESTRUCTOR, *u16(block), fn]
+
+
+def destructor_action(block: int, arg: int) -> list[int]:
+    """dtor_c: arg % 4 is 0 destroy another pool, 1 create a sibling, 2 create a
+    child of the block's pool, 3 add a cleanup (action arg >> 2) to it."""
+    return [DESTRUCTOR, *u16(block), 240, arg]
+
+
+def create_child(parent: int) -> list[int]:
+    """A child inheriting the options of the pool parent indexes."""
+    return [CREATE_CHILD, 0, 0, parent]
+
+
+def alloc_big(pool: int, size: int) -> list[int]:
+    """30000 <= size < 42000."""
+    return [ALLOC, pool, 2, 0, 240, *u16(size - 30000)]
+
+
+def calloc_big(pool: int, total: int, n_log2: int = 0, reuse: bool = False) -> list[int]:
+    """n = 2 ** n_log2 elements, total >= 32768 a multiple of 4; reuse: a big
+    block of the pool is freed first and its size taken."""
+    r = (n_log2 << 1) | (0x18 if reuse else 0)
+    return [CALLOC, pool, 2, 0, 232, r, *u16((total - 32768) // 4)]
+
+
+def on_thread(index: int, op: list[int], exits: bool = False) -> list[int]:
+    """op (its bytes after the operation code) on the other thread."""
+    return [THREAD, index + (224 if exits else 0), *op[1:]]
 
 
 def resize(block: int, size: int) -> list[int]:
@@ -85,8 +117,8 @@ def buffer_tag(pool: int, content: int) -> list[int]:
     return [BUFFER_TAG, pool, content]
 
 
-def write(path: Path, ops: list[list[int]], checked_mode: bool = False) -> None:
-    data = bytes([int(checked_mode)] + [b for op in ops for b in op])
+def write(path: Path, ops: list[list[int]], checked_mode: bool = False, mode: int = 0) -> None:
+    data = bytes([int(checked_mode) | mode] + [b for op in ops for b in op])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
 
@@ -141,6 +173,27 @@ def main() -> None:
     # Arena chunk sizes whose rounding overflows.
     write(corpus / "seed-huge-chunk", [create_huge_chunk(w) for w in range(4)]
           + [alloc(0, 16), [CHECK]])
+    # Destructors that leave work for their pool's teardown: a child of the
+    # pool, a cleanup on it, a sibling; in a child's destroy within a reset,
+    # in the reset pool itself (kept), in the final destroy.
+    ops = [create(0), create_child(0), alloc(1, 24), alloc(1, 40), alloc(0, 16), alloc(0, 8)]
+    ops += [destructor_action(0, 2), destructor_action(1, 3 | 1 << 2), destructor_action(2, 2),
+            destructor_action(3, 1)]
+    ops += [[RESET, 0, 0], [CHECK], alloc(0, 32), destructor_action(4, 3 | 3 << 2)]
+    write(corpus / "seed-destructor-leaves-work", ops)
+    # Big callocs of an unsynchronised arena pool (the system's calloc), one
+    # in the memory of a big block just freed dirty; no checked pool.
+    write(corpus / "seed-calloc-big-reused",
+          [create(UNSYNC | ARENA), alloc_big(0, 40000), calloc_big(0, 40000, 0, reuse=True),
+           [CHECK], calloc_big(0, 40768, 1), alloc_big(0, 33000), calloc_big(0, 33000, 2, reuse=True),
+           [CHECK]], mode=NO_CHECKED)
+    # Thread-safe pools used by another thread (shards), a block freed away
+    # from its shard, a pool whose creating thread exited; locked pools.
+    write(corpus / "seed-threads",
+          [create(0), create(ARENA), on_thread(T_ALLOC, alloc(0, 24)),
+           on_thread(T_ALLOC, alloc(1, 40)), free(0), on_thread(T_FREE, free(0)),
+           on_thread(T_CREATE, [CREATE, 0, 0], exits=True), alloc(2, 24), alloc(0, 16),
+           on_thread(T_ALLOC, alloc(2, 8)), [CHECK]], mode=NO_CHECKED | LOCKED)
 
 
 if __name__ == "__main__":
