@@ -1361,6 +1361,7 @@ __all__ = [
     "ReportFormatError", "Limits", "DEFAULT_LIMITS",
     "TagStat", "BlockRecord", "Totals", "PoolReport", "PoolPath",
     "path_text", "path_names", "path_shown",
-    "read_bytes", "decode_json", "json_nesting", "read_json", "report_format", "check_json_values", "gc_paused",
+    "read_bytes", "decode_json", "json_nesting", "read_json", "report_format",
+    "check_json_values", "gc_paused",
     "parse_snapshot", "load_snapshot", "to_dict", "dumps", "json_str", "shown",
 ]
