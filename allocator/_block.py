@@ -6,7 +6,7 @@ import operator
 from typing import TYPE_CHECKING, Literal, NoReturn, overload
 
 from . import _lowlevel as ll
-from ._errors import BlockFreedError, PoolBusy
+from ._errors import BlockFreedError, InvalidArgument, PoolBusy
 from ._ringpool import _BlockBuffer  # created by _lowlevel at import
 
 #: What _BlockBuffer(...) and Block._make(...) must be given (the glue hands
@@ -130,7 +130,7 @@ class Block(_BlockBuffer):
         with self._pool._lock:
             self._live()
             if offset < 0 or offset + len(view) > self._size:
-                raise ValueError(f"write of {len(view)} bytes at offset {offset} "
+                raise InvalidArgument(f"write of {len(view)} bytes at offset {offset} "
                                  f"exceeds the block's {self._size} bytes")
             buf = ll.ffi.buffer(ll.pointer(self._addr), self._size)
             self._live()  # as in tobytes(): the gc may have run meanwhile

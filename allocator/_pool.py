@@ -69,7 +69,7 @@ def _check_size(value: object, what: str) -> int:
     # code that could free blocks or destroy the pool in the middle of a call.
     value = operator.index(value)
     if value < 0:
-        raise ValueError(f"{what} must be >= 0, got {value}")
+        raise InvalidArgument(f"{what} must be >= 0, got {value}")
     return value
 
 
@@ -85,7 +85,7 @@ def _stack_depth(stacks: object) -> int | None:
         raise TypeError(f"stacks must be a bool or an int depth, not {type(stacks).__name__}")
     stacks = operator.index(stacks)
     if not 1 <= stacks <= MAX_STACK_DEPTH:
-        raise ValueError(f"stacks depth must be in 1..{MAX_STACK_DEPTH}, got {stacks}")
+        raise InvalidArgument(f"stacks depth must be in 1..{MAX_STACK_DEPTH}, got {stacks}")
     return stacks
 
 
@@ -338,15 +338,15 @@ class Pool:
         depth = _stack_depth(stacks)
         backing = _exact_str(backing) if isinstance(backing, str) else backing
         if backing not in _BACKINGS:
-            raise ValueError(f"backing must be 'malloc' or 'arena', not {backing!r}")
+            raise InvalidArgument(f"backing must be 'malloc' or 'arena', not {backing!r}")
         sizes: list[int] = []
         for what, value in (("chunk_size", chunk_size), ("keep_bytes", keep_bytes)):
             if value is not None:
                 value = _check_size(value, what)
                 if backing != "arena":
-                    raise ValueError(f"{what} applies to backing='arena' only")
+                    raise InvalidArgument(f"{what} applies to backing='arena' only")
                 if value > ll.SIZE_MAX:
-                    raise ValueError(f"{what} must be <= {ll.SIZE_MAX}")
+                    raise InvalidArgument(f"{what} must be <= {ll.SIZE_MAX}")
             sizes.append(value or 0)
         chunk_size, keep_bytes = sizes
         thread_safe, checked = bool(thread_safe), bool(checked)
@@ -835,7 +835,8 @@ class Pool:
             raise TypeError(f"align must be an int, not {type(align).__name__}")
         align = operator.index(align)
         if align <= 0 or align & (align - 1) or align > ll.MAX_ALIGN:
-            raise ValueError(f"align must be a power of two up to {ll.MAX_ALIGN}, got {align}")
+            raise InvalidArgument(f"align must be a power of two up to {ll.MAX_ALIGN}, "
+                                  f"got {align}")
         size = _check_size(size, "size")
         with self._lock:
             self._live()
