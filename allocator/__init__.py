@@ -13,7 +13,7 @@ b'abcde'
 from __future__ import annotations
 
 from ._block import Block
-from ._errors import (BlockFreedError, CleanupError, CorruptPool, InvalidArgument,
+from ._errors import (BlockFreedError, BlockInUse, CleanupError, CorruptPool, InvalidArgument,
                       InvalidBlock, NoDefaultPool, OutOfMemory, PoolBusy,
                       PoolDestroyedError, ReportError, RingpoolError)
 from ._pool import KEEP_ALL, MAX_STACK_DEPTH, Pool, PoolInfo
@@ -29,7 +29,7 @@ __version__ = f"{_lib.RINGPOOL_VERSION_MAJOR}.{_lib.RINGPOOL_VERSION_MINOR}.{_li
 __all__ = [
     "Pool", "PoolInfo", "Block", "Snapshot", "TagStat", "TagDiff", "Totals",
     "BlockRecord", "KEEP_ALL", "MAX_STACK_DEPTH",
-    "RingpoolError", "OutOfMemory", "BlockFreedError", "InvalidBlock",
+    "RingpoolError", "OutOfMemory", "BlockFreedError", "BlockInUse", "InvalidBlock",
     "PoolDestroyedError", "InvalidArgument", "PoolBusy", "CorruptPool",
     "ReportError", "CleanupError", "NoDefaultPool",
     "stat_create_pool", "stat_pool", "stat_destroy_pool", "stat_alloc",

@@ -25,7 +25,8 @@ class Block(_BlockBuffer):
 
     Safety: while a buffer view of the block is alive (a memoryview, a numpy
     array over it, ...), ``free()``, ``resize()`` and the pool's
-    ``destroy()``/``reset()`` raise ``BufferError``; release the views first.
+    ``destroy()``/``reset()`` raise ``BlockInUse`` (a ``BufferError``);
+    release the views first.
     A freed block (freed, resized away, or its pool destroyed or reset)
     raises :class:`BlockFreedError` on every use and exports nothing, so no
     Python object can reach freed memory.

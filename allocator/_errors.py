@@ -30,6 +30,12 @@ class BlockFreedError(RingpoolError, ValueError):
     code = -5
 
 
+class BlockInUse(RingpoolError, BufferError):
+    """A live buffer view (``memoryview``, ...) of the block, or of a block of
+    the pool's family, stops its free, resize, reset or destroy; nothing was
+    changed.  Release the views first."""
+
+
 class InvalidBlock(RingpoolError, ValueError):
     """The object is not a live block of this pool (RP_EFOREIGN, RP_EWRONGPOOL)."""
 
@@ -107,6 +113,7 @@ __all__ = [
     "RingpoolError",
     "OutOfMemory",
     "BlockFreedError",
+    "BlockInUse",
     "InvalidBlock",
     "PoolDestroyedError",
     "InvalidArgument",

@@ -19,7 +19,7 @@ from audit import schema
 from . import _lowlevel as ll
 from ._ringpool import _FamilyLock  # created by _lowlevel at import
 from ._block import _TOKEN, Block
-from ._errors import (BlockFreedError, CleanupError, InvalidArgument, InvalidBlock,
+from ._errors import (BlockFreedError, BlockInUse, CleanupError, InvalidArgument, InvalidBlock,
                       OutOfMemory, PoolBusy, PoolDestroyedError, RingpoolError)
 from ._snapshot import Snapshot
 
@@ -60,6 +60,12 @@ class PoolInfo:
     children: int
     reserved_bytes: int
     chunks: int
+
+
+def _in_use(exc: BufferError) -> BufferError:
+    """The package's exception for a free, resize, reset or destroy that a
+    live buffer view stopped (the native side raises a plain BufferError)."""
+    return exc if isinstance(exc, RingpoolError) else BlockInUse(str(exc))
 
 
 def _check_size(value: object, what: str) -> int:
@@ -583,7 +589,10 @@ class Pool:
         tables = [pool._blocks for pool in family]
         subtree = self._subtree()
         keep = self if op == _RESET else None
-        rc = _bulk_free(op, self._address, tables, family, subtree, keep, why)
+        try:
+            rc = _bulk_free(op, self._address, tables, family, subtree, keep, why)
+        except BufferError as exc:
+            raise _in_use(exc) from None
         if rc:
             ll.raise_error(rc, "rp_pool_reset")
 
@@ -598,8 +607,8 @@ class Pool:
     def destroy(self) -> None:
         """Runs cleanups, destroys children, frees every block; idempotent.
 
-        Raises BufferError (and destroys nothing) while a block of the pool
-        or of a child has live buffer views."""
+        Raises BlockInUse, a BufferError (and destroys nothing), while a
+        block of the pool or of a child has live buffer views."""
         if not self._state.alive:
             return
         self._refuse_reentry("destroy()")  # before taking the (reentrant) lock
@@ -863,7 +872,11 @@ class Pool:
         with self._lock:
             addr = block._addr
             if self._state.owner == "stat":
-                block._begin_busy()  # BlockFreedError / BufferError / PoolBusy; atomic under the GIL
+                try:
+                    # BlockFreedError / BufferError / PoolBusy; atomic under the GIL
+                    block._begin_busy()
+                except BufferError as exc:
+                    raise _in_use(exc) from None
                 code = _lib.rpy_stat_free(addr)
                 if code:
                     block._abort_free()
@@ -873,7 +886,10 @@ class Pool:
                 # Checks, rp_free and the state change in one C call with the
                 # GIL held: BlockFreedError / BufferError, or the library's
                 # report (checked pools), after which the block stays live.
-                code = block._free()
+                try:
+                    code = block._free()
+                except BufferError as exc:
+                    raise _in_use(exc) from None
                 if code:
                     ll.raise_error(code, "rp_free")
             del self._blocks[addr]
@@ -883,7 +899,10 @@ class Pool:
         with self._lock:
             # BlockFreedError / BufferError; no new views, and no free or resize
             # of this block from a memprof tracker that the resize calls.
-            block._begin_busy()
+            try:
+                block._begin_busy()
+            except BufferError as exc:
+                raise _in_use(exc) from None
             try:
                 if size > ll.SIZE_MAX:
                     self._too_big("resize", size, raise_on_oom)

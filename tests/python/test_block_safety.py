@@ -9,7 +9,8 @@ import warnings
 
 import pytest
 
-from allocator import (Block, BlockFreedError, InvalidBlock, OutOfMemory, Pool, RingpoolError)
+from allocator import (Block, BlockFreedError, BlockInUse, InvalidBlock, OutOfMemory, Pool,
+                       RingpoolError)
 from allocator import _lowlevel as ll
 
 
@@ -68,9 +69,14 @@ def test_exported_buffer_blocks_free_resize_destroy(backing: str) -> None:
     b = p.alloc(16, tag="v")
     view = memoryview(b)
     part = view[2:6]                    # shares the export
-    for action in (b.free, lambda: b.resize(32), p.destroy, p.reset):
-        with pytest.raises(BufferError, match="live buffer view"):
+    kid = p.child("kid")                # a refused destroy or reset leaves the children
+    for action in (b.free, lambda: p.free(b), lambda: b.resize(32), p.destroy, p.reset):
+        # BlockInUse: the package's exception (a RingpoolError) and a BufferError; it was
+        # a plain BufferError, outside the package's one base class
+        with pytest.raises(BlockInUse, match="live buffer view") as info:
             action()
+        assert isinstance(info.value, RingpoolError) and isinstance(info.value, BufferError)
+    assert not kid.destroyed
     assert not b.freed and not p.destroyed and p.outstanding() == (1, 16)
     part[:] = b"abcd"
     view.release()
@@ -78,8 +84,13 @@ def test_exported_buffer_blocks_free_resize_destroy(backing: str) -> None:
         b.free()
     part.release()
     assert bytes(b)[2:6] == b"abcd"     # a temporary export, already released
+    kid_view = memoryview(kid.alloc(4, tag="k"))    # a view of a child's block stops the parent
+    for action in (p.destroy, p.reset):
+        with pytest.raises(BlockInUse, match="live buffer view"):
+            action()
+    kid_view.release()
     p.destroy()
-    assert b.freed
+    assert b.freed and kid.destroyed
 
 
 def test_view_taken_through_a_view_counts(pool: Pool) -> None:

@@ -8,9 +8,11 @@ family.  The operations: create a root or a child, alloc, calloc, strdup,
 memdup, resize (in either backing, growing and shrinking), free (by the block
 or through its pool), reset, destroy (of any pool, mid-sequence: its
 children go with it), snapshot (with the children and the blocks), info and
-outstanding; and misuse: a block freed through another pool, a block or pool
-used after a free, resize, reset or destroy, sizes that cannot be allocated,
-negative sizes, NULs in tags and strings.  Every misuse must raise an
+outstanding, buffer views held and released; and misuse: a block freed
+through another pool, a block or pool used after a free, resize, reset or
+destroy, a free, resize, reset or destroy that a live view stops, sizes that
+cannot be allocated, negative sizes, NULs and lone surrogates in tags and
+strings.  Every misuse must raise an
 exception of the package (a RingpoolError) and change nothing; after every
 step each live pool's counters and ring agree with the model."""
 
@@ -23,8 +25,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from allocator import (Block, BlockFreedError, InvalidArgument, InvalidBlock, OutOfMemory, Pool,
-                       PoolDestroyedError, RingpoolError)
+from allocator import (Block, BlockFreedError, BlockInUse, InvalidArgument, InvalidBlock,
+                       OutOfMemory, Pool, PoolDestroyedError, RingpoolError)
 
 TAGS = st.sampled_from(["alpha", "beta", "gamma", "δέλτα", "(untagged)"])
 # the arena's classes end at 32 KiB; past them a block is a big block of its own
@@ -93,10 +95,13 @@ class FamilyMachine(RuleBasedStateMachine):
         self.pools: list[PoolModel] = []          # live pools
         self.dead_pools: list[PoolModel] = []
         self.dead: list[Block] = []
+        self.views: list[tuple[memoryview, LiveBlock]] = []
         self.counter = 0
         self._new_root(self.backing, self.checked, True)
 
     def teardown(self) -> None:
+        for view, _ in self.views:
+            view.release()
         for m in self.pools:
             if m.parent is None:
                 m.pool.destroy()
@@ -128,8 +133,15 @@ class FamilyMachine(RuleBasedStateMachine):
         m.allocs += new
         m.live.append(LiveBlock(block, tag, content, m))
 
+    def _viewed(self, lb: LiveBlock) -> bool:
+        return any(v is lb for _, v in self.views)
+
+    def _family_viewed(self, m: PoolModel) -> bool:
+        return any(v.owner in m.subtree() for _, v in self.views)
+
     def _bury(self, m: PoolModel) -> None:
         """m and every pool below it are gone, with their blocks."""
+        assert not self._family_viewed(m)
         for d in m.subtree():
             d.alive = False
             self.pools.remove(d)
@@ -179,6 +191,10 @@ class FamilyMachine(RuleBasedStateMachine):
         m = self._pool(data)
         if m is None:
             return
+        if self._family_viewed(m):
+            # a view of a block of the pool or of a pool below it: nothing changes
+            self._refused(m.pool.reset, BlockInUse)
+            return
         m.pool.reset()
         for kid in list(m.children):
             self._bury(kid)
@@ -192,6 +208,10 @@ class FamilyMachine(RuleBasedStateMachine):
         # any pool, a root or one deep in a family, mid-sequence
         m = self._pool(data)
         if m is None:
+            return
+        if self._family_viewed(m):
+            self._refused(m.pool.destroy, BlockInUse)
+            assert not m.pool.destroyed
             return
         m.pool.destroy()
         self._bury(m)
@@ -241,6 +261,10 @@ class FamilyMachine(RuleBasedStateMachine):
         if lb is None:
             return
         m = lb.owner
+        if self._viewed(lb):
+            self._refused(lambda: lb.block.resize(size), BlockInUse)
+            assert not lb.block.freed and lb.block.tobytes() == lb.content
+            return
         new = lb.block.resize(size)
         m.live.remove(lb)
         m.tags[lb.tag].sub(len(lb.content))
@@ -257,6 +281,11 @@ class FamilyMachine(RuleBasedStateMachine):
         if lb is None:
             return
         assert lb.block.tobytes() == lb.content
+        if self._viewed(lb):
+            self._refused(lambda: lb.owner.pool.free(lb.block) if through_pool
+                          else lb.block.free(), BlockInUse)
+            assert not lb.block.freed
+            return
         if through_pool:
             lb.owner.pool.free(lb.block)
         else:
@@ -264,6 +293,24 @@ class FamilyMachine(RuleBasedStateMachine):
         lb.owner.live.remove(lb)
         lb.owner.tags[lb.tag].sub(len(lb.content))
         self.dead.append(lb.block)
+
+    @rule(data=st.data())
+    def hold_view(self, data: st.DataObject) -> None:
+        lb = self._block(data)
+        if lb is None:
+            return
+        view = memoryview(lb.block)
+        assert view.tobytes() == lb.content
+        self.views.append((view, lb))
+
+    @rule(data=st.data())
+    def release_view(self, data: st.DataObject) -> None:
+        if not self.views:
+            return
+        i = data.draw(st.integers(0, len(self.views) - 1))
+        view, lb = self.views.pop(i)
+        assert view.tobytes() == lb.content
+        view.release()
 
     # -- misuse: each raises the package's exception and changes nothing ---------
     @rule(data=st.data())
@@ -302,7 +349,9 @@ class FamilyMachine(RuleBasedStateMachine):
             "name-nul": (lambda: pool.child("c\0d"), InvalidArgument),
         }
         if lb is not None:
-            calls["resize-huge"] = (lambda: lb.block.resize(2**63), OutOfMemory)
+            # a live view stops a resize before the size is looked at
+            calls["resize-huge"] = (lambda: lb.block.resize(2**63),
+                                    BlockInUse if self._viewed(lb) else OutOfMemory)
             calls["resize-negative"] = (lambda: lb.block.resize(-1), InvalidArgument)
             calls["write-past-end"] = (lambda: lb.block.write(b"xy", max(len(lb.content) - 1, 0)),
                                        InvalidArgument)
