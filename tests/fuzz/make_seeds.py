@@ -183,10 +183,12 @@ def main() -> None:
     write(corpus / "seed-destructor-leaves-work", ops)
     # Big callocs of an unsynchronised arena pool (the system's calloc), one
     # in the memory of a big block just freed dirty; no checked pool.
-    write(corpus / "seed-calloc-big-reused",
-          [create(UNSYNC | ARENA), alloc_big(0, 40000), calloc_big(0, 40000, 0, reuse=True),
+    # (also a scenario: the system's calloc fails there under the injection)
+    ops = [create(UNSYNC | ARENA), alloc_big(0, 40000), calloc_big(0, 40000, 0, reuse=True),
            [CHECK], calloc_big(0, 40768, 1), alloc_big(0, 33000), calloc_big(0, 33000, 2, reuse=True),
-           [CHECK]], mode=NO_CHECKED)
+           [CHECK]]
+    write(corpus / "seed-calloc-big-reused", ops, mode=NO_CHECKED)
+    write(scenarios / "calloc-big-reused", ops, mode=NO_CHECKED)
     # Thread-safe pools used by another thread (shards), a block freed away
     # from its shard, a pool whose creating thread exited; locked pools.
     write(corpus / "seed-threads",
