@@ -169,7 +169,7 @@ static void load(const char *path, struct trace *t)
     /* pass 2: decode and check that every record fits the objects' lives */
     uint32_t *live = map(((size_t)max_id + 1) * sizeof *live, "the check");   /* size + 1, 0 = dead */
     pos = RPTRACE_MAGIC_LEN;
-    uint64_t bytes = 0, slot16 = 0, hdr16 = 0;
+    uint64_t bytes = 0, slot16 = 0;
     size_t nlive = 0;
     for (size_t i = 0; i < n; i++) {
         size_t at = pos;
@@ -189,7 +189,6 @@ static void load(const char *path, struct trace *t)
         if (was) {
             bytes -= live[id] - 1;
             slot16 -= slot_floor(live[id] - 1);
-            hdr16 -= slot_floor(live[id] - 1) + 16;
         }
         if (r->op == RPTRACE_FREE) { live[id] = 0; nlive--; }
         else {
@@ -198,12 +197,12 @@ static void load(const char *path, struct trace *t)
             if (size == 0xffffffffu) die("%s: offset %zu: size over 4 GiB - 2", path, at);
             bytes += size;
             slot16 += slot_floor(size);
-            hdr16 += slot_floor(size) + 16;
         }
         t->counts[r->op]++;
         if (nlive > t->max_live) t->max_live = nlive;
         if (bytes > t->peak_bytes) t->peak_bytes = bytes;
         if (slot16 > t->peak_slot16) t->peak_slot16 = slot16;
+        uint64_t hdr16 = slot16 + 16 * (uint64_t)nlive;   /* a 16-byte header on each */
         if (hdr16 > t->peak_hdr16) t->peak_hdr16 = hdr16;
     }
     t->live_end = nlive;
