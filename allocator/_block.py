@@ -10,7 +10,8 @@ from ._errors import BlockFreedError, InvalidArgument, PoolBusy
 from ._ringpool import _BlockBuffer  # created by _lowlevel at import
 
 #: What _BlockBuffer(...) and Block._make(...) must be given (the glue hands
-#: it out once, here); the Pool passes it when it adopts a block.
+#: it out once per import of the package, here); the Pool passes it when it
+#: adopts a block.
 _TOKEN: object = _BlockBuffer._token()
 
 if TYPE_CHECKING:

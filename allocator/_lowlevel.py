@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from . import _ringpool
 from ._errors import InvalidArgument, error_class
 from ._ringpool import ffi as ffi
 from ._ringpool import lib as lib
@@ -34,9 +33,11 @@ SIZE_MAX: int = int(ffi.cast("size_t", -1))
 
 # The misuse handler is process-wide: record instead of abort.
 lib.rpy_install_handlers()
-if not hasattr(_ringpool, "_BlockBuffer"):
-    if lib.rpy_register_block_type(b"allocator._ringpool") != 0:
-        raise ImportError("allocator._ringpool: cannot create the block buffer type")
+# The block buffer type on this module object (once per process the type,
+# once per module object the token: an import after sys.modules was purged
+# makes a new module object of the same extension).
+if lib.rpy_register_block_type(b"allocator._ringpool") != 0:
+    raise ImportError("allocator._ringpool: cannot create the block buffer type")
 
 
 def strerror(code: int) -> str:

@@ -279,14 +279,18 @@ static rpy_block *rpy_block_alloc(PyTypeObject *type, char *ptr, Py_ssize_t size
     return self;
 }
 
-/* The token that _BlockBuffer(token, address, size) must be given: made at
-   registration and handed out once (_BlockBuffer._token(), which
-   allocator._block takes at import), so that no Python code makes a Block
-   over an address of its choosing by mistake: a made-up address would be
-   read and written through its buffer, freed by its free(). */
+/* The token that _BlockBuffer(token, address, size) must be given, so that
+   no Python code makes a Block over an address of its choosing by mistake:
+   a made-up address would be read and written through its buffer, freed by
+   its free().  It is made once per process, with the type, and handed out
+   once per module object the type is registered on (_BlockBuffer._token(),
+   which allocator._block takes at import): a second call raises.  A module
+   object made anew (an import after sys.modules was purged, as pytester's
+   inline runs and importlib.reload do) is registered anew, which arms one
+   more hand-out of the same token, so the Pools of both imports keep making
+   Blocks of the one process-wide type. */
 static PyObject *rpy_token;
-static int rpy_token_taken;
-
+static int rpy_token_armed;
 static PyObject *rpy_block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     PyObject *token;
@@ -311,16 +315,17 @@ static PyObject *rpy_block_new(PyTypeObject *type, PyObject *args, PyObject *kwd
     return (PyObject *)rpy_block_alloc(type, (char *)(uintptr_t)address, size, NULL, NULL);
 }
 
-/* _BlockBuffer._token(): the token, once; RuntimeError afterwards. */
+/* _BlockBuffer._token(): the token, once per registration; RuntimeError
+   afterwards. */
 static PyObject *rpy_block_token(PyObject *cls, PyObject *unused)
 {
     (void)cls;
     (void)unused;
-    if (rpy_token == NULL || rpy_token_taken) {
+    if (rpy_token == NULL || !rpy_token_armed) {
         PyErr_SetString(PyExc_RuntimeError, "the Block token was already taken");
         return NULL;
     }
-    rpy_token_taken = 1;
+    rpy_token_armed = 0;
     Py_INCREF(rpy_token);
     return rpy_token;
 }
@@ -950,7 +955,7 @@ static PyMethodDef rpy_block_methods[] = {
     {"_resize", (PyCFunction)(void (*)(void))rpy_block_fast_resize, METH_FASTCALL,
      "rp_resize_noexc with the GIL held on a busy block: the new Block, or None."},
     {"_token", rpy_block_token, METH_NOARGS | METH_STATIC,
-     "The token of _BlockBuffer(token, address, size), handed out once."},
+     "The token of _BlockBuffer(token, address, size), handed out once per import."},
     {"_bulk_free", (PyCFunction)(void (*)(void))rpy_bulk_free, METH_FASTCALL | METH_STATIC,
      "Seal, destroy or reset, and kill every Block freed: in one call."},
     {"_kill_table", (PyCFunction)(void (*)(void))rpy_kill_table_py, METH_FASTCALL | METH_STATIC,
@@ -1032,8 +1037,9 @@ static PyType_Spec rpy_lock_spec = {
     "allocator._ringpool._FamilyLock", 0, 0, Py_TPFLAGS_DEFAULT, rpy_lock_slots
 };
 
-/* module._FamilyLock, a subclass of _thread.RLock: 0 or -1. */
-static int rpy_register_lock_type(PyObject *mod)
+/* The _FamilyLock type, a subclass of _thread.RLock, or NULL with the
+   exception set. */
+static PyObject *rpy_make_lock_type(void)
 {
     rpy_name_release = PyUnicode_InternFromString("release");
     PyObject *thread = PyImport_ImportModule("_thread");
@@ -1041,50 +1047,74 @@ static int rpy_register_lock_type(PyObject *mod)
     Py_XDECREF(thread);
     if (rlock == NULL || rpy_name_release == NULL) {
         Py_XDECREF(rlock);
-        return -1;
+        return NULL;
     }
     PyObject *bases = PyTuple_Pack(1, rlock);
     Py_DECREF(rlock);
     if (bases == NULL)
-        return -1;
+        return NULL;
     PyObject *type = PyType_FromSpecWithBases(&rpy_lock_spec, bases);
     Py_DECREF(bases);
-    if (type == NULL)
-        return -1;
-    int rc = PyObject_SetAttrString(mod, "_FamilyLock", type);
-    Py_DECREF(type);
-    return rc;
+    return type;
 }
 
-/* Creates the type and sets it as module.<_BlockBuffer>.  Called once from
-   Python (through cffi, so without the GIL: take it).  0 on success. */
+/* The process-wide types and names, made on the first registration and kept
+   for the life of the process: every Block of every import of the package
+   is a _BlockBuffer of this one type (rpy_is_block), whichever module object
+   it was made through.  0, or -1 with the exception set (nothing kept). */
+static PyObject *rpy_lock_type;
+
+static int rpy_make_types(void)
+{
+    if (rpy_block_type != NULL)
+        return 0;
+    PyObject *type = PyType_FromSpec(&rpy_block_spec);
+    PyObject *lock = type ? rpy_make_lock_type() : NULL;
+    rpy_name_blocks = PyUnicode_InternFromString("_blocks");
+    rpy_name_state = PyUnicode_InternFromString("_state");
+    rpy_name_alive = PyUnicode_InternFromString("alive");
+    rpy_name_closing = PyUnicode_InternFromString("_closing");
+    rpy_name_seal_new = PyUnicode_InternFromString("_seal_new");
+    rpy_name_closing_list = PyUnicode_InternFromString("_closing_list");
+    PyObject *token = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    if (!type || !lock || !rpy_name_blocks || !rpy_name_state || !rpy_name_alive ||
+        !rpy_name_closing || !rpy_name_seal_new || !rpy_name_closing_list || !token) {
+        Py_XDECREF(type);
+        Py_XDECREF(lock);
+        Py_XDECREF(token);
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        return -1;
+    }
+    rpy_block_type = (PyTypeObject *)type;
+    rpy_lock_type = lock;
+    rpy_token = token;
+    return 0;
+}
+
+/* Sets module._BlockBuffer and module._FamilyLock (the process-wide types,
+   made on the first call) and arms one hand-out of the token.  A module that
+   has its _BlockBuffer already is left as it is and arms nothing, so that
+   registering again never gives the token out twice to one module object.
+   Called from Python (through cffi, so without the GIL: take it), once per
+   module object: an import after sys.modules was purged makes a new one.
+   0 on success. */
 static int rpy_register_block_type(const char *module)
 {
     int rc = -1;
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *mod = PyImport_ImportModule(module);
-    if (mod != NULL) {
-        PyObject *type = PyType_FromSpec(&rpy_block_spec);
-        rpy_name_blocks = PyUnicode_InternFromString("_blocks");
-        rpy_name_state = PyUnicode_InternFromString("_state");
-        rpy_name_alive = PyUnicode_InternFromString("alive");
-        rpy_name_closing = PyUnicode_InternFromString("_closing");
-        rpy_name_seal_new = PyUnicode_InternFromString("_seal_new");
-        rpy_name_closing_list = PyUnicode_InternFromString("_closing_list");
-        rpy_token = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
-        if (!rpy_name_blocks || !rpy_name_state || !rpy_name_alive || !rpy_name_closing ||
-            !rpy_name_seal_new || !rpy_name_closing_list || !rpy_token)
-            Py_CLEAR(type);
-        if (type != NULL) {
-            Py_INCREF(type);            /* kept for the life of the process */
-            rpy_block_type = (PyTypeObject *)type;
-            rc = PyObject_SetAttrString(mod, "_BlockBuffer", type);
-            if (rc == 0)
-                rc = rpy_register_lock_type(mod);
-            Py_DECREF(type);
+    if (mod != NULL && rpy_make_types() == 0) {
+        int has = PyObject_HasAttrString(mod, "_BlockBuffer");
+        if (has)
+            rc = 0;
+        else if (PyObject_SetAttrString(mod, "_FamilyLock", rpy_lock_type) == 0 &&
+                 PyObject_SetAttrString(mod, "_BlockBuffer", (PyObject *)rpy_block_type) == 0) {
+            rpy_token_armed = 1;
+            rc = 0;
         }
-        Py_DECREF(mod);
     }
+    Py_XDECREF(mod);
     if (rc != 0)
         PyErr_Print();
     PyGILState_Release(gil);

@@ -9,7 +9,8 @@
 # it and of a pool report),
 # a throwaway pytest project using the ringpool_no_leaks, limit_memory and
 # limit_leaks markers, the errors
-# when the interposer is missing, and run --python on a small script. Then the sdist is installed once into a second
+# when the interposer is missing, the package imported again after sys.modules
+# is purged (as a pytester inline run does), and run --python on a small script. Then the sdist is installed once into a second
 # venv (pip builds it) and checked again, more briefly.
 # Environment: PYTHON_SYS (python3), CC (cc), VERSION (expected version).
 set -euo pipefail
@@ -244,6 +245,59 @@ grep -q "test_over_memory_limit:.*test_limits.py:$peak -> 3.8MiB" <<< "$out" ||
     { echo "$out"; fail "limit_memory does not name the line of the peak"; }
 grep -q "test_over_leak_limit:.*test_limits.py:$leak -> 488.4KiB (3 blocks)" <<< "$out" ||
     { echo "$out"; fail "limit_leaks does not name the leaking line"; }
+
+step "the package imported again after sys.modules is purged (as pytester's inline runs do)"
+"$bin"/python - <<'EOF'
+import sys
+import allocator
+first = allocator.Pool("first")
+kept = first.strdup("kept", tag="first")
+for name in [n for n in sys.modules if n.split(".")[0] in ("allocator", "audit")]:
+    del sys.modules[name]
+import allocator as again
+import audit.pytest_plugin
+assert again is not allocator
+with again.Pool("second") as pool:
+    b = pool.alloc(8, tag="again")
+    b.write(b"12345678")
+    assert bytes(memoryview(b)) == b"12345678" and pool.outstanding() == (1, 8)
+assert b.freed and bytes(first.strdup("x", tag="first")) == b"x\0" and bytes(kept) == b"kept\0"
+from allocator._ringpool import _BlockBuffer
+for forge in (lambda: _BlockBuffer(object(), 0x10, 64), lambda: _BlockBuffer._token()):
+    try:
+        forge()
+    except (TypeError, RuntimeError):
+        continue
+    raise AssertionError("a Block was forged")
+first.destroy()
+assert kept.freed
+EOF
+mkdir inline
+cat > inline/test_reimport.py <<'EOF'
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+# pytester restores sys.modules after each inline run: the second run imports
+# the package a second time in this process.
+@pytest.mark.parametrize("run", [1, 2])
+def test_inline(pytester, run):
+    pytester.makepyfile(test_inner="""
+        import pytest
+        from allocator import Pool
+
+        @pytest.mark.ringpool_no_leaks
+        def test_leak():
+            pool = Pool("inner")
+            test_leak.keep = pool, pool.alloc(4, tag="inline-leak")
+    """)
+    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*inline-leak*"])
+EOF
+expect 0 "$bin"/python -m pytest -q -p no:cacheprovider inline
+grep -q "2 passed" <<< "$out" || { echo "$all"; fail "the pytester inline runs did not pass"; }
 
 step "run --python: a script's memory by Python line"
 printf 'KEEP = []\nfor i in range(3):\n    KEEP.append(bytearray(100000))\nprint("done")\n' > app.py

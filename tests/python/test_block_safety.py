@@ -331,3 +331,87 @@ def test_no_block_is_made_over_a_made_up_address() -> None:
         "_BlockBuffer with a token of its own TypeError", "Block._make TypeError",
         "Block._make with a token of its own TypeError", "the token again RuntimeError",
         "b'12345678' (1, 8)"]
+
+
+REIMPORT = r"""
+import sys
+import allocator
+from allocator import Pool
+
+old = Pool("first")
+old_block = old.alloc(8, "old")
+view = memoryview(old_block)
+
+def purge():
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("allocator", "audit"):
+            del sys.modules[name]
+
+purge()
+import allocator as again
+import audit.cli
+assert again is not allocator and again.Pool is not Pool
+from allocator import Block
+from allocator._ringpool import _BlockBuffer, lib
+
+pool = again.Pool("second", backing="arena")
+b = pool.alloc(8, "new")
+b.write(b"12345678")
+s = pool.strdup("hello", tag="s")
+c = pool.calloc(4, 4, tag="c")
+print(b.tobytes(), bytes(s), bytes(c), pool.outstanding())
+grown = b.resize(32)
+print(bytes(grown)[:8], b.freed, pool.outstanding())
+
+# the Pools of the first import still make and free their Blocks
+made = old.strdup("old", tag="old-strdup")
+print(bytes(made), old.outstanding())
+try:
+    old.destroy()
+except BufferError as e:
+    print("destroy stopped:", type(e).__name__)
+view.release()
+old.destroy()
+print("old blocks freed:", old_block.freed, made.freed)
+
+# forging a Block is still refused, and the token is not handed out again,
+# nor after registering the same module object again
+attempts = {
+    "_BlockBuffer": lambda: bytes(memoryview(_BlockBuffer(0x10, 4096))),
+    "_BlockBuffer with a token of its own": lambda: bytes(memoryview(_BlockBuffer(object(), 0x10, 64))),
+    "Block._make with a token of its own": lambda: Block._make(object(), pool, 0x10, 64, "t").free(),
+    "the token again": lambda: _BlockBuffer._token(),
+    "the token after registering again": lambda: (lib.rpy_register_block_type(b"allocator._ringpool"),
+                                                  _BlockBuffer._token()),
+}
+for name, attempt in attempts.items():
+    try:
+        attempt()
+        print(name, "made")
+    except (TypeError, RuntimeError) as e:
+        print(name, type(e).__name__)
+pool.destroy()
+print("new blocks freed:", grown.freed, s.freed, c.freed)
+"""
+
+
+def test_the_package_can_be_imported_again_after_sys_modules_is_purged() -> None:
+    # pytester's inline runs, importlib.reload and any tool that purges
+    # sys.modules import the package a second time in one process: that
+    # import raised "RuntimeError: the Block token was already taken".
+    r = subprocess.run([sys.executable, "-c", REIMPORT], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.splitlines() == [
+        "b'12345678' b'hello\\x00' b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+        "\\x00\\x00\\x00\\x00\\x00' (3, 30)",
+        "b'12345678' True (3, 54)",
+        "b'old\\x00' (2, 12)",
+        "destroy stopped: BlockInUse",
+        "old blocks freed: True True",
+        "_BlockBuffer TypeError",
+        "_BlockBuffer with a token of its own TypeError",
+        "Block._make with a token of its own TypeError",
+        "the token again RuntimeError",
+        "the token after registering again RuntimeError",
+        "new blocks freed: True True True"]
