@@ -6,7 +6,7 @@ import operator
 from typing import TYPE_CHECKING, Literal, NoReturn, overload
 
 from . import _lowlevel as ll
-from ._errors import BlockFreedError, InvalidArgument, PoolBusy
+from ._errors import BlockFreedError, BlockInUse, InvalidArgument, PoolBusy
 from ._ringpool import _BlockBuffer  # created by _lowlevel at import
 
 #: What _BlockBuffer(...) and Block._make(...) must be given (the glue hands
@@ -54,6 +54,8 @@ class Block(_BlockBuffer):
         return self
 
     # -- state ----------------------------------------------------------------
+    # The glue raises through these (_ringpool_glue.h): a dead block, one a
+    # free or resize is under way on, one a live buffer view holds.
     def _raise_freed(self) -> NoReturn:
         why = self._why or "was freed"
         raise BlockFreedError(
@@ -62,6 +64,10 @@ class Block(_BlockBuffer):
     def _raise_busy(self) -> NoReturn:
         raise PoolBusy(f"block {self._tag!r} of pool {self._pool.name!r} is being freed or "
                        "resized (called from a memprof tracker of that free or resize?)")
+
+    def _raise_in_use(self, views: int) -> NoReturn:
+        raise BlockInUse(f"block has {views} live buffer view(s) (memoryview, ...): release "
+                         "them before freeing, resizing or destroying")
 
     def _live(self) -> None:
         if not self._alive:

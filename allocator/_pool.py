@@ -19,7 +19,7 @@ from audit import schema
 from . import _lowlevel as ll
 from ._ringpool import _FamilyLock  # created by _lowlevel at import
 from ._block import _TOKEN, Block
-from ._errors import (BlockFreedError, BlockInUse, CleanupError, InvalidArgument, InvalidBlock,
+from ._errors import (BlockFreedError, CleanupError, InvalidArgument, InvalidBlock,
                       OutOfMemory, PoolBusy, PoolDestroyedError, RingpoolError)
 from ._snapshot import Snapshot
 
@@ -60,12 +60,6 @@ class PoolInfo:
     children: int
     reserved_bytes: int
     chunks: int
-
-
-def _in_use(exc: BufferError) -> BufferError:
-    """The package's exception for a free, resize, reset or destroy that a
-    live buffer view stopped (the native side raises a plain BufferError)."""
-    return exc if isinstance(exc, RingpoolError) else BlockInUse(str(exc))
 
 
 def _check_size(value: object, what: str) -> int:
@@ -191,7 +185,7 @@ class _PoolState:
         except Exception:  # noqa: BLE001 -- a finalizer; MemoryError near OOM
             warning = f"pool {self.name!r} garbage-collected with outstanding blocks, freed now"
         try:
-            # Seals the blocks (all or nothing: BufferError while a view is
+            # Seals the blocks (all or nothing: BlockInUse while a view is
             # alive), destroys the pool and kills them, in one call.
             _bulk_free(_DESTROY, ll.address(ptr), [table], [], [], None, why)
         except BaseException:  # noqa: BLE001 -- a finalizer; MemoryError near OOM too
@@ -583,16 +577,13 @@ class Pool:
         """Destroys or resets this pool's family in the library (op), with every
         state change around it in one C call that nothing stops halfway: no new
         views on the family's blocks and no second destroy/reset meanwhile (all
-        or nothing: BufferError while a block has a live view), then every Block
+        or nothing: BlockInUse while a block has a live view), then every Block
         freed dead, with those of pools that cleanups made meanwhile."""
         family = self._family()
         tables = [pool._blocks for pool in family]
         subtree = self._subtree()
         keep = self if op == _RESET else None
-        try:
-            rc = _bulk_free(op, self._address, tables, family, subtree, keep, why)
-        except BufferError as exc:
-            raise _in_use(exc) from None
+        rc = _bulk_free(op, self._address, tables, family, subtree, keep, why)
         if rc:
             ll.raise_error(rc, "rp_pool_reset")
 
@@ -872,11 +863,8 @@ class Pool:
         with self._lock:
             addr = block._addr
             if self._state.owner == "stat":
-                try:
-                    # BlockFreedError / BufferError / PoolBusy; atomic under the GIL
-                    block._begin_busy()
-                except BufferError as exc:
-                    raise _in_use(exc) from None
+                # BlockFreedError / BlockInUse / PoolBusy; atomic under the GIL
+                block._begin_busy()
                 code = _lib.rpy_stat_free(addr)
                 if code:
                     block._abort_free()
@@ -884,12 +872,9 @@ class Pool:
                 block._kill()
             else:
                 # Checks, rp_free and the state change in one C call with the
-                # GIL held: BlockFreedError / BufferError, or the library's
+                # GIL held: BlockFreedError / BlockInUse, or the library's
                 # report (checked pools), after which the block stays live.
-                try:
-                    code = block._free()
-                except BufferError as exc:
-                    raise _in_use(exc) from None
+                code = block._free()
                 if code:
                     ll.raise_error(code, "rp_free")
             del self._blocks[addr]
@@ -897,12 +882,9 @@ class Pool:
     def _resize_block(self, block: Block, size: int, raise_on_oom: bool) -> Block | None:
         size = _check_size(size, "size")
         with self._lock:
-            # BlockFreedError / BufferError; no new views, and no free or resize
+            # BlockFreedError / BlockInUse; no new views, and no free or resize
             # of this block from a memprof tracker that the resize calls.
-            try:
-                block._begin_busy()
-            except BufferError as exc:
-                raise _in_use(exc) from None
+            block._begin_busy()
             try:
                 if size > ll.SIZE_MAX:
                     self._too_big("resize", size, raise_on_oom)

@@ -10,10 +10,12 @@
  *
  * 2. _BlockBuffer, the base type of allocator.Block: a buffer exporter over
  *    one pool block that counts its live exports.  Freeing or resizing a
- *    block with exports alive raises BufferError, so no memoryview ever
- *    outlives the memory it shows; a block that was freed refuses new
- *    exports.  (PEP 688's __buffer__ would do this in Python, but only from
- *    3.12 on; the buffer slots are in the limited API of 3.11.)  It also
+ *    block with exports alive raises BlockInUse (a BufferError), so no
+ *    memoryview ever outlives the memory it shows; a block that was freed
+ *    refuses new exports.  (PEP 688's __buffer__ would do this in Python,
+ *    but only from 3.12 on; the buffer slots are in the limited API of
+ *    3.11.)  The errors are raised by the Python subclass, which knows the
+ *    pool and the tag (_raise_freed, _raise_busy, _raise_in_use).  It also
  *    makes the bindings' hot path cheap: _alloc and _free call the library
  *    with the GIL held and build or retire the Block in C.
  */
@@ -410,18 +412,21 @@ static int rpy_block_check_free(rpy_block *b)
             PyErr_SetString(PyExc_BufferError, "block is being freed or resized");
         return -1;
     }
-    if (b->exports > 0) {
-        PyErr_Format(PyExc_BufferError,
-                     "block has %zd live buffer view(s) (memoryview, ...): release "
-                     "them before freeing, resizing or destroying",
-                     b->exports);
+    if (b->exports > 0) {         /* the Python subclass raises BlockInUse */
+        PyObject *r = PyObject_CallMethod((PyObject *)b, "_raise_in_use", "n", b->exports);
+        Py_XDECREF(r);
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_BufferError,
+                         "block has %zd live buffer view(s) (memoryview, ...): release "
+                         "them before freeing, resizing or destroying",
+                         b->exports);
         return -1;
     }
     return 0;
 }
 
 /* _detach(): LIVE -> DEAD atomically (under the GIL).  Raises the freed
-   error if already dead, BufferError while views are alive. */
+   error if already dead, BlockInUse while views are alive. */
 static PyObject *rpy_block_detach(PyObject *self, PyObject *unused)
 {
     (void)unused;
@@ -534,7 +539,7 @@ static PyObject *rpy_block_fast_alloc(PyObject *cls, PyObject *const *args, Py_s
 }
 
 /* block._free() -> 0, or the rp_error code the library reported (the block
-   then stays live, as the library leaves it).  BlockFreedError / BufferError
+   then stays live, as the library leaves it).  BlockFreedError / BlockInUse
    as _detach. */
 static PyObject *rpy_block_fast_free(PyObject *self, PyObject *unused)
 {
@@ -627,7 +632,7 @@ static void rpy_mark_closing(PyObject *pools, PyObject *closing, PyObject *regis
 /* Every live Block of tables (a list of dicts) refuses new views (LIVE ->
    SEALED) and each pool of pools (a list) is marked closing: _closing and
    _seal_new true, _closing_list = registry (where a pool that a cleanup
-   makes meanwhile adds itself).  All or nothing: -1 with BufferError while
+   makes meanwhile adds itself).  All or nothing: -1 with BlockInUse while
    a Block has a live view, PoolBusy while one is being freed or resized,
    and then nothing changed. */
 static int rpy_seal(PyObject *tables, PyObject *pools, PyObject *registry)
@@ -738,7 +743,7 @@ enum { RPY_BULK_DESTROY = 0, RPY_BULK_RESET = 1, RPY_BULK_STAT_DESTROY = 2 };
    destroy() (op 0), reset() (1), the default pool's destroy (2) or a pool's
    finalizer (0, with tables only), in one call that nothing can stop
    halfway.  First tables (the family's, a list of dicts) are sealed and
-   family (a list of pools) marked closing, all or nothing (BufferError,
+   family (a list of pools) marked closing, all or nothing (BlockInUse,
    PoolBusy: nothing done); then the library's call, without the GIL (the
    cleanups take it); then, the call made (rc 0), every Block of subtree's
    pools (those the cleanups made meanwhile added) and of tables is dead,
@@ -942,7 +947,7 @@ static int rpy_block_set_pool(PyObject *self, PyObject *value, void *closure)
 }
 
 static PyMethodDef rpy_block_methods[] = {
-    {"_detach", rpy_block_detach, METH_NOARGS, "Mark freed; BufferError while exported."},
+    {"_detach", rpy_block_detach, METH_NOARGS, "Mark freed; BlockInUse while exported."},
     {"_begin_free", rpy_block_begin_free, METH_NOARGS, "Check as _detach, then refuse new views."},
     {"_abort_free", rpy_block_abort_free, METH_NOARGS, "Undo _begin_free or _begin_busy."},
     {"_begin_busy", rpy_block_begin_busy, METH_NOARGS,

@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 
+import allocator
 from allocator import (Block, BlockFreedError, BlockInUse, InvalidBlock, OutOfMemory, Pool,
                        RingpoolError)
 from allocator import _lowlevel as ll
@@ -415,3 +416,43 @@ def test_the_package_can_be_imported_again_after_sys_modules_is_purged() -> None
         "the token again RuntimeError",
         "the token after registering again RuntimeError",
         "new blocks freed: True True True"]
+
+
+IN_USE = ("block has {} live buffer view(s) (memoryview, ...): release them before "
+          "freeing, resizing or destroying")
+
+
+def test_every_call_a_view_stops_raises_block_in_use_with_the_count(backing: str) -> None:
+    # The glue raises BlockInUse itself (Block._raise_in_use), on every path a
+    # live view stops: a pool's free, resize, destroy and reset, a block's own
+    # free and resize, and the default pool's stat_free, stat_resize and
+    # stat_destroy_pool (untested until now).
+    p = Pool("views", backing=backing)
+    b = p.alloc(16, tag="v")
+    first, second = memoryview(b), memoryview(b)
+    for action in (b.free, lambda: p.free(b), lambda: b.resize(32), p.destroy, p.reset):
+        with pytest.raises(BlockInUse) as info:
+            action()
+        assert str(info.value) == IN_USE.format(2)
+        assert isinstance(info.value, RingpoolError) and isinstance(info.value, BufferError)
+    second.release()
+    with pytest.raises(BlockInUse, match=r"^block has 1 live buffer view\(s\)"):
+        p.destroy()
+    first.release()
+    p.destroy()
+    assert b.freed
+
+    allocator.stat_create_pool()
+    try:
+        s = allocator.stat_alloc(8)
+        view = memoryview(s)
+        for action in (lambda: allocator.stat_free(s), lambda: allocator.stat_resize(s, 64)):
+            with pytest.raises(BlockInUse) as info:
+                action()
+            assert str(info.value) == IN_USE.format(1)
+        assert not s.freed and allocator.stat_pool() is not None
+        view.release()
+        allocator.stat_free(s)
+        assert s.freed
+    finally:
+        allocator.stat_destroy_pool()
