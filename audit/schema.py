@@ -584,52 +584,47 @@ def decode_json(raw: bytes, source: str, *, max_nesting: int | None = None) -> A
     except UnicodeDecodeError as exc:
         raise ReportFormatError(source, f"not UTF-8 text (byte {exc.start})") from None
     try:
-        with gc_paused():
-            return json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
+        try:
+            with gc_paused():
+                return json.loads(text, parse_constant=_refuse_constant)
+        except RecursionError:
+            pass
+        # Nested deeper than the json module could go from here.
+        if max_nesting is None or max_nesting < _json_module_reach():
+            raise ReportFormatError(source, "invalid report: JSON nested too deeply for this "
+                                            "reader")
+        try:
+            with gc_paused():
+                return _loads_deep(text, max_nesting)
+        except _TooDeep:
+            raise ReportFormatError(source, f"invalid report: JSON nested too deeply for this "
+                                            f"reader (more than {max_nesting} levels)") from None
+    except ReportFormatError:
+        raise       # a ValueError itself: not one of the decoders' errors below
+    except (json.JSONDecodeError, _BadConstant, MemoryError, ValueError) as exc:
+        # The same errors, whichever decoder met them.
+        raise _decode_error(exc, source, raw, text) from None
+
+
+def _decode_error(exc: Exception, source: str, raw: bytes, text: str) -> ReportFormatError:
+    """What json.loads or _loads_deep raised on ``text``, as the reader says it."""
+    if isinstance(exc, json.JSONDecodeError):      # a ValueError: before the one below
         # A report cut short (a crash while writing, a full disk) does not end its object.
         stripped = text.strip()
         cut = stripped.startswith("{") and not stripped.endswith("}")
         what = "truncated JSON (the object never closes)" if cut else "invalid JSON"
-        raise ReportFormatError(source, f"{what}: {exc.msg} (line {exc.lineno}, "
-                                        f"column {exc.colno})") from None
-    except _BadConstant as exc:
-        raise ReportFormatError(source, f"invalid JSON: {exc.args[0]} is not a JSON "
-                                        "number") from None
-    except RecursionError:
-        pass
-    except MemoryError:
-        raise ReportFormatError(source, f"out of memory decoding {len(raw)} bytes of "
-                                        "JSON") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "integer string conversion" in first:
-            first = ("an integer has more digits than this reader accepts "
-                     f"({sys.get_int_max_str_digits()})")
-        raise ReportFormatError(source, f"invalid JSON: {first}") from None
-    # Nested deeper than the json module could go from here.
-    if max_nesting is None or max_nesting < _json_module_reach():
-        raise ReportFormatError(source, "invalid report: JSON nested too deeply for this "
-                                        "reader")
-    try:
-        with gc_paused():
-            return _loads_deep(text, max_nesting)
-    except _TooDeep:
-        raise ReportFormatError(source, f"invalid report: JSON nested too deeply for this "
-                                        f"reader (more than {max_nesting} levels)") from None
-    except json.JSONDecodeError as exc:
-        raise ReportFormatError(source, f"invalid JSON: {exc.msg} (line {exc.lineno}, "
-                                        f"column {exc.colno})") from None
-    except _BadConstant as exc:
-        raise ReportFormatError(source, f"invalid JSON: {exc.args[0]} is not a JSON "
-                                        "number") from None
-    except MemoryError:
-        raise ReportFormatError(source, f"out of memory decoding {len(raw)} bytes of "
-                                        "JSON") from None
-    except ValueError as exc:  # an integer of more than 4300 digits
-        raise ReportFormatError(source, "invalid JSON: an integer has more digits than this "
-                                        f"reader accepts ({sys.get_int_max_str_digits()})"
-                                ) from None
+        return ReportFormatError(source, f"{what}: {exc.msg} (line {exc.lineno}, "
+                                         f"column {exc.colno})")
+    if isinstance(exc, _BadConstant):
+        return ReportFormatError(source, f"invalid JSON: {exc.args[0]} is not a JSON number")
+    if isinstance(exc, MemoryError):
+        return ReportFormatError(source, f"out of memory decoding {len(raw)} bytes of JSON")
+    # A ValueError: e.g. an integer of more than 4300 digits.
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "integer string conversion" in first:
+        first = ("an integer has more digits than this reader accepts "
+                 f"({sys.get_int_max_str_digits()})")
+    return ReportFormatError(source, f"invalid JSON: {first}")
 
 
 def _json_module_reach() -> int:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from _audit_testlib import chain_doc, report_doc, tag
+from allocator import Snapshot
 from audit import schema
 from audit.schema import Limits, PoolReport, ReportFormatError, TagStat
 
@@ -317,3 +318,69 @@ def test_deep_json_decodes_as_the_json_module_would() -> None:
         schema.decode_json(b"[" * 3003 + b"]" * 3003, "x.json", max_nesting=3002)
     with pytest.raises(ReportFormatError, match="NaN is not a JSON number"):
         schema.decode_json(b"[" * 3000 + b"NaN" + b"]" * 3000, "x.json", max_nesting=10**4)
+
+
+# Every error of the JSON decoding, on both of its paths: the json module's (a shallow
+# document) and the reader's own decoder without recursion (a document nested deeper than
+# the json module goes, read with a raised limit). Each is the same one-line message on
+# both; a document cut short was "truncated JSON" on the first path only.
+_HEAD = '{"format": "ringpool-snapshot", "version": 1, "x": '
+_DEEP = Limits(max_nesting=10_000)
+
+
+def _document(inner: str, levels: int, closed: bool = True) -> str:
+    return _HEAD + "[" * levels + inner + ("]" * levels + "}" if closed else "")
+
+
+@pytest.mark.parametrize("levels", [1, 3000], ids=["json-module", "deep"])
+@pytest.mark.parametrize("inner, closed, problem", [
+    ("1, ", False, "truncated JSON (the object never closes): Expecting value (line 1, column {end})"),
+    ("tru", True, "invalid JSON: Expecting value (line 1, column {at})"),
+    ("1 2", True, "invalid JSON: Expecting ',' delimiter (line 1, column {two})"),
+    ("NaN", True, "invalid JSON: NaN is not a JSON number"),
+    ("-Infinity", True, "invalid JSON: -Infinity is not a JSON number"),
+    ("9" * 5000, True, "invalid JSON: an integer has more digits than this reader accepts "
+                       f"({sys.get_int_max_str_digits()})"),
+], ids=["truncated", "not-a-literal", "no-delimiter", "nan", "minus-infinity", "digits"])
+def test_each_json_error_is_the_same_message_on_both_paths(
+        tmp_path: Path, levels: int, inner: str, closed: bool, problem: str) -> None:
+    text = _document(inner, levels, closed)
+    at = len(_HEAD) + levels
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ReportFormatError) as info:
+        Snapshot.load(path, limits=_DEEP)
+    assert str(info.value) == f"{path}: " + problem.format(end=len(text) + 1, at=at + 1,
+                                                          two=at + 3)
+
+
+@pytest.mark.parametrize("levels", [1, 3000], ids=["json-module", "deep"])
+def test_out_of_memory_decoding_is_the_same_message_on_both_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, levels: int) -> None:
+    def no_memory(*args: object, **kwargs: object) -> Any:
+        raise MemoryError
+    if levels == 1:
+        monkeypatch.setattr(json, "loads", no_memory)
+    else:               # the json module refuses the depth; the reader's own decoder runs
+        monkeypatch.setattr(schema, "_scanstring", no_memory)
+    text = _document("1", levels)
+    path = tmp_path / "big.json"
+    path.write_text(text)
+    with pytest.raises(ReportFormatError) as info:
+        Snapshot.load(path, limits=_DEEP)
+    assert str(info.value) == f"{path}: out of memory decoding {len(text)} bytes of JSON"
+
+
+def test_too_deep_is_not_taken_for_a_decoding_error(tmp_path: Path) -> None:
+    # ReportFormatError is a ValueError: raised inside the decoding, it must pass through
+    # the handler of the decoders' ValueErrors unchanged
+    path = tmp_path / "deep.json"
+    path.write_text(_document("1", 3000))
+    with pytest.raises(ReportFormatError) as info:
+        Snapshot.load(path)
+    assert str(info.value) == f"{path}: invalid report: JSON nested too deeply for this reader"
+    limits = Limits(max_nesting=2000)
+    with pytest.raises(ReportFormatError) as info:
+        Snapshot.load(path, limits=limits)
+    assert str(info.value) == (f"{path}: invalid report: JSON nested too deeply for this "
+                               f"reader (more than {schema.json_nesting(limits)} levels)")
