@@ -208,10 +208,32 @@ class _Json:
         return json.dumps(doc, indent=2, sort_keys=False) + "\n"
 
 
+#: How a text cell starts that a spreadsheet program runs as a formula (OWASP "CSV
+#: injection"): =, +, -, @, a tab or a carriage return. Such a cell is written with a
+#: single quote in front, which the program shows as text; so is a cell that starts with
+#: a quote already, so that a reader gets the name back by removing one leading quote
+#: from every text cell that has one. Numbers are written as they are (a diff's -15 stays
+#: a number).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_text(cell: str) -> str:
+    """A text cell of the ``csv`` format: ``cell``, or ``'`` + ``cell`` when a spreadsheet
+    would run it as a formula (or it starts with ``'``)."""
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
+def csv_name(cell: str) -> str:
+    """The name a text cell of the ``csv`` format was written from (:func:`csv_text`
+    undone)."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
 class _Csv:
     """RFC 4180 cells, lines ending in ``\\n``. Python's writer quotes a cell holding the
     delimiter, a quote or ``\\n``, not one holding a lone ``\\r``, which a reader takes for
-    a line end: a row with such a cell has its text cells quoted."""
+    a line end: a row with such a cell has its text cells quoted. Text cells a
+    spreadsheet would run as formulas are guarded (:func:`csv_text`)."""
 
     def render(self, table: Table) -> str:
         text = self._write(table, careful=False)
@@ -224,13 +246,21 @@ class _Csv:
         quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         writer.writerow([c.key for c in table.columns])
         for row in table.rows:
-            cells = ["" if row.get(c.key) is None else row.get(c.key) for c in table.columns]
+            cells = [_csv_cell(row.get(c.key)) for c in table.columns]
             if careful and any(isinstance(v, str) and "\r" in v for v in cells):
                 quoted.writerow([v if isinstance(v, (int, float)) and not isinstance(v, bool)
                                  else str(v) for v in cells])
             else:
                 writer.writerow(cells)
         return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return csv_text(value)
+    return value
 
 
 class _Folded:

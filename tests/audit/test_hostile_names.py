@@ -24,6 +24,7 @@ import pytest
 from _audit_testlib import c_compiler, report_doc, tag
 from _export_testlib import FIXTURES, decode_pprof, pprof_tool
 from audit.cli import main
+from audit.formatters import csv_name
 from audit.printable import as_unicode
 
 pytest_plugins = ["pytester"]
@@ -50,6 +51,15 @@ HOSTILE = [
     "</script><img src=x onerror=alert(1)>",
     "<!-- comment",
     "\u6f22\u5b57 \U0001f600",
+    # what a spreadsheet program runs as a formula when a CSV cell starts with it
+    "=HYPERLINK(\"http://x\",\"y\")",
+    "+1+2",
+    "-2+3",
+    "@SUM(A1)",
+    "\tlead-tab",
+    "\rlead-cr",
+    "'quote",
+    "''two",
 ]
 
 # What must never reach a terminal raw: C0 (but the line ends the test splits on), DEL,
@@ -220,10 +230,62 @@ def test_csv_reads_back_the_same_cells(write_report: WriteReport,
     out = show(capsys, "show", path, "--format", "csv")
     rows = list(csv.reader(io.StringIO(out, newline="")))
     assert rows[0][0] == "key" and len(rows) == 1 + len(HOSTILE)
-    assert {r[0] for r in rows[1:]} == set(HOSTILE)
+    assert {csv_name(r[0]) for r in rows[1:]} == set(HOSTILE)
     assert {len(r) for r in rows} == {len(rows[0])}
-    by_name = {r[0]: r for r in rows[1:]}
+    by_name = {csv_name(r[0]): r for r in rows[1:]}
     assert by_name["carriage\rreturn"][2] == "11"
+
+
+# What a spreadsheet program (Excel, LibreOffice Calc, Google Sheets) runs as a formula.
+FORMULA = re.compile("[=+\\-@\t\r]")
+
+
+def check_csv_cells(text: str, doc: dict[str, Any]) -> None:
+    """Every cell of a csv output against the json output's row: no text cell starts as a
+    formula (a name that would is written with a ' in front, as is one starting with '),
+    numbers are numbers, and csv_name gives back each name."""
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    header = rows[0]
+    assert len(rows) == 1 + len(doc["rows"])
+    for cells, row in zip(rows[1:], doc["rows"]):
+        for key, cell in zip(header, cells, strict=True):
+            value = row[key]
+            assert not FORMULA.match(cell[:1]) or isinstance(value, (int, float)), (key, cell)
+            if isinstance(value, str):
+                assert csv_name(cell) == value, (key, cell, value)
+                assert cell.startswith("'") == bool(re.match("[=+\\-@\t\r']", value)), (key, cell)
+            elif value is None:
+                assert cell == "", (key, cell)
+            elif isinstance(value, bool):
+                assert cell == str(value), (key, cell)
+            else:
+                assert not cell.startswith("'") and float(cell) == value, (key, cell, value)
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_guarded(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # a tag, a pool name or a function named "=..." was a formula in the CSV: opened in a
+    # spreadsheet program it ran. Text cells that start as one are written with a ' in
+    # front (docs/cli.md); numbers are not, and a diff's negative change stays a number.
+    names = ["=1+2", "+cmd", "-rm", "@at", "\tt", "\rr", "'q", "plain"]
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(report_doc(pool="=pool", tags=[tag(n, 2, 100) for n in names])))
+    new.write_text(json.dumps(report_doc(pool="+pool", tags=[tag(n, 1, 40) for n in names])))
+    texts = []
+    for argv in (["show", str(old)], ["show", str(old), str(new)], ["diff", str(old), str(new)]):
+        assert main([*argv, "--format", "json"]) in (0, 2)
+        doc = json.loads(capsys.readouterr().out)
+        assert main([*argv, "--format", "csv"]) in (0, 2)
+        text = capsys.readouterr().out
+        texts.append(text)
+        check_csv_cells(text, doc)
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        assert {csv_name(r["key"]) for r in rows} == set(names)
+    pools = [r["pool"] for r in csv.DictReader(io.StringIO(texts[1], newline=""))]
+    assert set(pools) == {"'=pool", "'+pool"} and len(pools) == 2 * len(names)
+    lines = text.splitlines()
+    assert lines[0] == "key,blocks,blocks_diff,bytes,bytes_diff,status"
+    assert "'=1+2,1,-1,40,-60," in lines and "plain,1,-1,40,-60," in lines
 
 
 # ------------------------------------------------------- every format at once
@@ -249,7 +311,8 @@ def every_format(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str)
         assert len(lines_of(text)) == 4 + len(keys), fmt
     csv.field_size_limit(1 << 30)             # Python's reader takes cells of 128 KiB by default
     rows = list(csv.reader(io.StringIO(outputs["csv"].decode("utf-8"), newline="")))
-    assert [r[rows[0].index("key")] for r in rows[1:]] == keys
+    assert [csv_name(r[rows[0].index("key")]) for r in rows[1:]] == keys
+    check_csv_cells(outputs["csv"].decode("utf-8"), doc)
     # folded: the stacks of speedscope's first profile (outstanding bytes), line by line
     speed = json.loads(outputs["speedscope"])
     jsonschema.validate(speed, SPEEDSCOPE_SCHEMA)
@@ -565,6 +628,7 @@ WEIRD(1, "evil name;x y<>")
 WEIRD(2, "bidi\xe2\x80\xae" "gnp")
 WEIRD(3, "inv\xff\xfe" "utf")
 WEIRD(4, "esc\x1b[31m")
+WEIRD(5, "=cmd|' /C calc'!A0")
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -582,6 +646,8 @@ int main(int argc, char **argv)
     long_tag[1000000] = '\0';
     weird2(c, 60, long_tag);
     free(long_tag);
+    rp_pool *f = rp_pool_create_child(p, "=1+2");
+    weird5(f, 70, "@SUM(A1)");
     return rp_pool_write_report_ex(p, argv[1], RP_REPORT_CHILDREN) == 0 ? 0 : 1;
 }
 """
@@ -622,9 +688,10 @@ def test_pool_report_with_stacks_through_hostile_functions(by: str, hostile_pool
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     doc = every_format(tmp_path, capsys, "show", hostile_pool_report, "--by", by)
     keys = "\n".join(str(r["key"]) for r in doc["rows"])
-    for name in ("evil name;x y<>", "bidi\u202egnp", "inv\ufffd\ufffdutf", "esc\x1b[31m"):
+    for name in ("evil name;x y<>", "bidi\u202egnp", "inv\ufffd\ufffdutf", "esc\x1b[31m",
+                 "=cmd|' /C calc'!A0"):
         assert name in keys, name
-    assert sum(int(r["bytes"]) for r in doc["rows"]) == 210
+    assert sum(int(r["bytes"]) for r in doc["rows"]) == 280
 
 
 # ---------------------------------------------------------- Python hooks
@@ -646,7 +713,7 @@ for i, name in enumerate(NAMES):
 '''
 
 PY_NAMES = ["evil\nname;x y\x1b[31m", "lit\\x1bx", "esc\x1bx", "bidi\u202egnp", "ls\u2028x",
-            "</script><img src=x onerror=alert(1)>", "c1\x85", "pipe|x"]
+            "</script><img src=x onerror=alert(1)>", "c1\x85", "pipe|x", "=1+2", "@SUM(A1)"]
 
 
 @pytest.fixture(scope="module")
