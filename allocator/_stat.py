@@ -25,14 +25,23 @@ _TAG = "rp_stat"
 # the next call hung.
 _lock = cast(threading.RLock, _FamilyLock())
 _default: Pool | None = None
+# The last Pool made over the library's default pool (the one _default was).
+_wrapped: Pool | None = None
 
 
 def stat_create_pool() -> Pool:
     """Creates the default pool (a no-op when it exists) and returns it."""
-    global _default
+    global _default, _wrapped
     with _lock:
         if _default is None or _default.destroyed:
-            _default = Pool._wrap_default(ll.stat_create_pool())
+            ptr = ll.stat_create_pool()
+            # The library's default may be the one a failed stat_destroy_pool()
+            # left (another thread asked meanwhile): never two Pools over it.
+            if (_wrapped is not None and not _wrapped.destroyed
+                    and _wrapped._address == ll.address(ptr)):
+                _default = _wrapped
+            else:
+                _default = _wrapped = Pool._wrap_default(ptr)
         return _default
 
 
@@ -43,12 +52,25 @@ def stat_pool() -> Pool | None:
 
 
 def stat_destroy_pool() -> None:
-    """Frees every block of the default pool and the pool; a no-op without one."""
+    """Frees every block of the default pool and the pool; a no-op without one.
+    While a block of it has a live buffer view it raises BlockInUse and the
+    pool stays the default, as it does in the library."""
     global _default
     with _lock:
         pool, _default = _default, None
     if pool is not None:
-        pool.destroy()
+        try:
+            pool.destroy()
+        except BaseException:
+            # Nothing was destroyed (BlockInUse, PoolBusy): the library never got
+            # to rp_stat_destroy_pool, so the pool is still its default, and
+            # stat_create_pool() would wrap it in a second Pool whose Blocks
+            # this one's destroy would free under it. It stays ours.
+            if not pool.destroyed:
+                with _lock:
+                    if _default is None:
+                        _default = pool
+            raise
 
 
 def _pool() -> Pool:

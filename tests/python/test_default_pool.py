@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import allocator
-from allocator import BlockFreedError, InvalidBlock, NoDefaultPool, Pool
+from allocator import BlockFreedError, BlockInUse, InvalidBlock, NoDefaultPool, Pool
 
 
 def test_facade_lifecycle() -> None:
@@ -42,3 +42,37 @@ def test_facade_lifecycle() -> None:
     with pytest.raises(NoDefaultPool):
         allocator.stat_strdup("x")
     allocator.stat_destroy_pool()      # no-op without a pool
+
+
+def test_a_destroy_a_view_stopped_leaves_the_default_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stat_destroy_pool() stopped by a live view (BlockInUse) forgot the default pool that
+    # the library still had: stat_create_pool() then made a second Pool over the same C
+    # pool, and the first one's destroy freed the second one's blocks under them (a write
+    # through a view of one reached freed memory)
+    pool = allocator.stat_create_pool()
+    try:
+        b = allocator.stat_alloc(8)
+        view = memoryview(b)
+        with pytest.raises(BlockInUse):
+            allocator.stat_destroy_pool()
+        assert allocator.stat_pool() is pool and not b.freed and not pool.destroyed
+        assert allocator.stat_create_pool() is pool
+        c = allocator.stat_alloc(64)
+        assert c.pool is pool and pool.outstanding() == (2, 72)
+        # another thread's stat_create_pool() while the destroy is being refused: the
+        # library's default is still this pool, which it gets
+        made: list[Pool] = []
+        destroy = pool.destroy
+
+        def destroy_meanwhile() -> None:
+            made.append(allocator.stat_create_pool())
+            destroy()
+        monkeypatch.setattr(pool, "destroy", destroy_meanwhile)
+        with pytest.raises(BlockInUse):
+            allocator.stat_destroy_pool()
+        monkeypatch.undo()
+        assert made == [pool] and allocator.stat_pool() is pool
+        view.release()
+    finally:
+        allocator.stat_destroy_pool()
+    assert b.freed and c.freed and pool.destroyed and allocator.stat_pool() is None
