@@ -49,7 +49,7 @@ FUZZ_LF_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omi
 FUZZ_LF_OBJS  := $(patsubst csrc/%.c,$(FUZZ_DIR)/lf-obj/%.o,$(LIB_SRCS))
 FUZZ_SYS_PACKAGES := clang libclang-rt-14-dev
 
-.PHONY: test-fuzz fuzz fuzz-merge fuzz-replay setup-fuzz
+.PHONY: test-fuzz fuzz fuzz-merge fuzz-replay setup-fuzz fuzz-coverage setup-fuzz-coverage
 .SECONDARY: $(FUZZ_LF_OBJS)
 TEST_TARGETS += test-fuzz
 
@@ -77,24 +77,31 @@ define fuzz_pass
 	done
 endef
 
-test-fuzz: setup-sys $(FUZZ_BIN) $(FUZZ_ASAN_BIN)
-	$(call fuzz_pass,$(FUZZ_BIN),,$(FUZZ_RUNS))
-	$(call fuzz_pass,$(FUZZ_ASAN_BIN),$(FUZZ_ASAN_ENV),$(FUZZ_ASAN_RUNS))
+# The whole workload of make test-fuzz, on drivers $(1) (plain) and $(2)
+# (sanitizers, run with environment $(3)), with $(4) in front of the plain
+# driver for the valgrind pass (fuzz-coverage runs it on one coverage driver).
+define fuzz_workload
+	$(call fuzz_pass,$(1),,$(FUZZ_RUNS))
+	$(call fuzz_pass,$(2),$(3),$(FUZZ_ASAN_RUNS))
 	@# headerless slots up to 64 bytes (55% of the picked sizes are 0..64)
-	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 $(FUZZ_BIN) --runs $(FUZZ_RUNS) --seed $(FUZZ_SEED)
-	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) --runs $(FUZZ_ASAN_RUNS) --seed $(FUZZ_SEED)
+	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 $(1) --runs $(FUZZ_RUNS) --seed $(FUZZ_SEED)
+	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 $(3) $(2) --runs $(FUZZ_ASAN_RUNS) --seed $(FUZZ_SEED)
 	@# the corpus too, with the region cut to one chunk per slot size (exhaustion)
-	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 RINGPOOL_TEST_HL_CHUNKS=1 $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) $(FUZZ_CORPUS)/*
+	$(FUZZ_ENV) RINGPOOL_HEADERLESS=64 RINGPOOL_TEST_HL_CHUNKS=1 $(3) $(2) $(FUZZ_CORPUS)/*
 	@# processes that never have a checked pool (its records would keep rp_free's
 	@# slow test on): the unchecked fast paths of rp_free, resize and the arena
-	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(FUZZ_BIN) --runs $(FUZZ_RUNS) --seed $(FUZZ_SEED)
-	$(FUZZ_ENV) FUZZ_UNCHECKED=1 RINGPOOL_HEADERLESS=64 $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) --runs $(FUZZ_ASAN_RUNS) --seed $(FUZZ_SEED)
-	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) $(FUZZ_CORPUS)/*
-	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(FUZZ_BIN) --oom arena --seed $(FUZZ_SEED) --len 1500
-	$(FUZZ_ENV) $(CTEST_VALGRIND) $(FUZZ_BIN) --runs $(FUZZ_VALGRIND_RUNS) --seed $(FUZZ_SEED)
+	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(1) --runs $(FUZZ_RUNS) --seed $(FUZZ_SEED)
+	$(FUZZ_ENV) FUZZ_UNCHECKED=1 RINGPOOL_HEADERLESS=64 $(3) $(2) --runs $(FUZZ_ASAN_RUNS) --seed $(FUZZ_SEED)
+	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(3) $(2) $(FUZZ_CORPUS)/*
+	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(1) --oom arena --seed $(FUZZ_SEED) --len 1500
+	$(FUZZ_ENV) $(4) $(1) --runs $(FUZZ_VALGRIND_RUNS) --seed $(FUZZ_SEED)
 	@set -e; for b in malloc arena; do for f in $(wildcard tests/fuzz/scenarios/*); do \
-	  echo "valgrind: $(FUZZ_BIN) --oom $$b --scenario $$f"; \
-	  $(FUZZ_ENV) $(CTEST_VALGRIND) $(FUZZ_BIN) --oom $$b --scenario $$f; done; done
+	  echo "$(strip $(4) $(1)) --oom $$b --scenario $$f"; \
+	  $(FUZZ_ENV) $(4) $(1) --oom $$b --scenario $$f; done; done
+endef
+
+test-fuzz: setup-sys $(FUZZ_BIN) $(FUZZ_ASAN_BIN)
+	$(call fuzz_workload,$(FUZZ_BIN),$(FUZZ_ASAN_BIN),$(FUZZ_ASAN_ENV),$(CTEST_VALGRIND))
 	@echo "test-fuzz: passed (skipped known defects: $(or $(FUZZ_SKIPS),none))"
 
 # ---------------------------------------------------------------- libFuzzer
@@ -128,3 +135,59 @@ fuzz-replay: $(FUZZ_BIN) $(FUZZ_ASAN_BIN)
 	@test -n "$(FUZZ_INPUT)" || { echo "usage: make fuzz-replay FUZZ_INPUT=file"; exit 2; }
 	$(FUZZ_ENV) FUZZ_TRACE=1 $(FUZZ_BIN) $(FUZZ_INPUT)
 	$(FUZZ_ENV) $(FUZZ_ASAN_ENV) $(FUZZ_ASAN_BIN) $(FUZZ_INPUT)
+
+# ---------------------------------------------------------------- coverage
+# make fuzz-coverage: the library and the plain driver built by clang with
+# source-based coverage, run over the whole workload of make test-fuzz (each
+# sanitizer or valgrind pass by the coverage driver, with the same arguments
+# and environment), the profiles merged by llvm-profdata, llvm-cov's per-file
+# summary of csrc/ printed and an HTML report written to
+# build/fuzz-coverage/html/index.html. Not part of make test (a clang build
+# of the library and the workload again: about as long as make test-fuzz).
+# llvm-profdata and llvm-cov must be those of the clang that compiled (the
+# raw profile format changes between LLVM versions): the ones of its major
+# version (Debian: llvm-profdata-14 from llvm-14), found by fuzz_llvm_tool.
+FUZZ_COV_DIR  := $(BUILD)/fuzz-coverage
+FUZZ_COV_BIN  := $(FUZZ_COV_DIR)/fuzz_pool
+FUZZ_COV_FLAGS := -fprofile-instr-generate -fcoverage-mapping
+FUZZ_COV_OBJS := $(patsubst csrc/%.c,$(FUZZ_COV_DIR)/obj/%.o,$(LIB_SRCS))
+FUZZ_COV_SYS_PACKAGES := clang llvm-14 libclang-rt-14-dev
+.SECONDARY: $(FUZZ_COV_OBJS)
+
+# $(call fuzz_llvm_tool,NAME): NAME of FUZZ_CLANG's LLVM: NAME-<major>, then
+# /usr/lib/llvm-<major>/bin/NAME, then NAME only if it reports that version.
+fuzz_llvm_tool = $(shell v=$$($(FUZZ_CLANG) -dumpversion 2>/dev/null | cut -d. -f1); \
+  for t in $(1)-$$v /usr/lib/llvm-$$v/bin/$(1); do \
+    command -v $$t 2>/dev/null && exit 0; done; \
+  $(1) --version 2>/dev/null | grep -q "version $$v\." && command -v $(1))
+
+setup-fuzz-coverage: $(STAMPS)/fuzz-cov-sys
+$(STAMPS)/fuzz-cov-sys:
+	@mkdir -p $(@D)
+	$(call apt_install,$(FUZZ_COV_SYS_PACKAGES))
+	@touch $@
+
+$(FUZZ_COV_DIR)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) csrc/include/ringpool.h | $(STAMPS)/fuzz-cov-sys
+	@mkdir -p $(@D)
+	$(FUZZ_CLANG) $(WARN) -Wno-unknown-pragmas -Wno-unknown-attributes -O1 -g $(FUZZ_COV_FLAGS) $(CPPFLAGS_LIB) -c $< -o $@
+
+# (the objects in LIB_SRCS order, as in the library: csrc/poolstack.c)
+$(FUZZ_COV_BIN): $(FUZZ_DEPS) $(FUZZ_COV_OBJS) | $(STAMPS)/fuzz-cov-sys
+	@mkdir -p $(@D)/tmp $(@D)/artifacts
+	$(FUZZ_CLANG) $(FUZZ_CFLAGS) $(FUZZ_COV_FLAGS) $(FUZZ_SRC) $(FUZZ_COV_OBJS) -lpthread -o $@
+
+# Every process adds its counts to one of 4 raw profiles (%4m: merged in place,
+# under a lock), removed first so that a run counts only itself.
+fuzz-coverage: FUZZ_ENV += LLVM_PROFILE_FILE=$(abspath $(FUZZ_COV_DIR))/prof/fuzz-%4m.profraw \
+                           TMPDIR=$(abspath $(FUZZ_COV_DIR))/tmp FUZZ_ARTIFACTS=$(abspath $(FUZZ_COV_DIR))/artifacts
+fuzz-coverage: setup-sys $(FUZZ_COV_BIN)
+	@profdata="$(call fuzz_llvm_tool,llvm-profdata)"; cov="$(call fuzz_llvm_tool,llvm-cov)"; \
+	 test -n "$$profdata" -a -n "$$cov" || { echo "fuzz-coverage: no llvm-profdata/llvm-cov of $(FUZZ_CLANG)'s version (make setup-fuzz-coverage)"; exit 1; }
+	rm -rf $(FUZZ_COV_DIR)/prof $(FUZZ_COV_DIR)/html && mkdir -p $(FUZZ_COV_DIR)/prof
+	$(call fuzz_workload,$(FUZZ_COV_BIN),$(FUZZ_COV_BIN),,)
+	$(call fuzz_llvm_tool,llvm-profdata) merge -sparse -o $(FUZZ_COV_DIR)/fuzz.profdata $(FUZZ_COV_DIR)/prof/*.profraw
+	$(call fuzz_llvm_tool,llvm-cov) show $(FUZZ_COV_BIN) -instr-profile=$(FUZZ_COV_DIR)/fuzz.profdata \
+	    -format=html -show-line-counts-or-regions -output-dir=$(FUZZ_COV_DIR)/html $(abspath csrc)
+	$(call fuzz_llvm_tool,llvm-cov) report $(FUZZ_COV_BIN) -instr-profile=$(FUZZ_COV_DIR)/fuzz.profdata \
+	    $(abspath csrc) | tee $(FUZZ_COV_DIR)/summary.txt
+	@echo "fuzz-coverage: $(FUZZ_COV_DIR)/summary.txt, $(FUZZ_COV_DIR)/html/index.html"

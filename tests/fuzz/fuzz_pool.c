@@ -2580,7 +2580,7 @@ int main(int argc, char **argv)
     atexit(cleanup_tmpdir);
     if (argc < 2) return usage();
     if (argv[1][0] != '-') return replay(argc, argv);
-    for (int a = 1; a < argc; a++) {
+    for (int a = 1; a < argc; a += 2) {   /* each option takes one value */
         const char *v = a + 1 < argc ? argv[a + 1] : NULL;
         if (!v) return usage();
         if (strcmp(argv[a], "--runs") == 0) runs = strtoul(v, NULL, 10);
@@ -2593,7 +2593,6 @@ int main(int argc, char **argv)
             else if (strcmp(v, "arena") == 0) oom = RP_POOL_ARENA;
             else return usage();
         } else return usage();
-        a++;
     }
     if (max_len == 0 || len == 0) return usage();
     if (oom >= 0) return oom_runs(oom, seed, len, scenario);
