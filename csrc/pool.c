@@ -3514,34 +3514,60 @@ void rp_stat_free(void *b)
     else rpi_sys_free(b);
 }
 
-char *rp_stat_strdup_noexc(const char *s)
+/* A NULL string, a negative count or a NULL argument is misuse, as in
+   rp_strdup and rp_strconcat: RP_EINVAL through the error handler and NULL,
+   from both forms (the plain form's OOM handler is for memory only). */
+static bool stat_string_arg(const char *s, const char *call)
 {
-    if (!s) return NULL;
+    if (s) return true;
+    rpi_report_error(RP_EINVAL, NULL, "%s: string is NULL", call);
+    return false;
+}
+
+static char *stat_strdup(const char *s, const char *call)
+{
+    if (!stat_string_arg(s, call)) return NULL;
     size_t l = strlen(s) + 1;
     char *r = rp_stat_alloc_noexc(l);
     if (r) memcpy(r, s, l);
     return r;
 }
 
+char *rp_stat_strdup_noexc(const char *s) { return stat_strdup(s, "rp_stat_strdup_noexc"); }
+
 char *rp_stat_strdup(const char *s)
 {
-    char *r = rp_stat_strdup_noexc(s);
-    if (!r) rpi_oom("rp_stat_strdup", s ? strlen(s) + 1 : 0, stat_tag);
+    if (!stat_string_arg(s, "rp_stat_strdup")) return NULL;
+    char *r = stat_strdup(s, "rp_stat_strdup");
+    if (!r) rpi_oom("rp_stat_strdup", strlen(s) + 1, stat_tag);
     return r;
 }
 
-static char *stat_strconcat_v(int n, va_list ap)
+/* NULL with *misuse set after reporting RP_EINVAL; NULL alone: no memory
+   (or a total past SIZE_MAX, as in rp_strconcat: never a short block). */
+static char *stat_strconcat_v(int n, va_list ap, const char *call, bool *misuse)
 {
+    *misuse = true;
+    if (n < 0) {
+        rpi_report_error(RP_EINVAL, NULL, "%s: negative string count %d", call, n);
+        return NULL;
+    }
     va_list ap2;
     va_copy(ap2, ap);
     size_t total = 1;
+    bool over = false;
     for (int i = 0; i < n; i++) {
         const char *s = va_arg(ap2, const char *);
-        /* a total past SIZE_MAX fails, as in rp_strconcat: never a short block */
-        if (!s || __builtin_add_overflow(total, strlen(s), &total)) { va_end(ap2); return NULL; }
+        if (!s) {
+            va_end(ap2);
+            rpi_report_error(RP_EINVAL, NULL, "%s: string argument is NULL", call);
+            return NULL;
+        }
+        if (!over && __builtin_add_overflow(total, strlen(s), &total)) over = true;
     }
     va_end(ap2);
-    char *r = rp_stat_alloc_noexc(total), *w = r;
+    *misuse = false;
+    char *r = over ? NULL : rp_stat_alloc_noexc(total), *w = r;
     if (!r) return NULL;
     for (int i = 0; i < n; i++) {
         const char *s = va_arg(ap, const char *);
@@ -3556,8 +3582,9 @@ static char *stat_strconcat_v(int n, va_list ap)
 char *rp_stat_strconcat_noexc(int n, ...)
 {
     va_list ap;
+    bool misuse;
     va_start(ap, n);
-    char *r = n < 0 ? NULL : stat_strconcat_v(n, ap);
+    char *r = stat_strconcat_v(n, ap, "rp_stat_strconcat_noexc", &misuse);
     va_end(ap);
     return r;
 }
@@ -3565,9 +3592,10 @@ char *rp_stat_strconcat_noexc(int n, ...)
 char *rp_stat_strconcat(int n, ...)
 {
     va_list ap;
+    bool misuse;
     va_start(ap, n);
-    char *r = n < 0 ? NULL : stat_strconcat_v(n, ap);
+    char *r = stat_strconcat_v(n, ap, "rp_stat_strconcat", &misuse);
     va_end(ap);
-    if (!r) rpi_oom("rp_stat_strconcat", 0, stat_tag);
+    if (!r && !misuse) rpi_oom("rp_stat_strconcat", 0, stat_tag);
     return r;
 }

@@ -117,12 +117,67 @@ static void test_destroy_frees(void)
     free(p);
 }
 
+/* A NULL string, a negative count or a NULL string argument is misuse, as
+   for rp_strdup and rp_strconcat: one RP_EINVAL through the error handler
+   and NULL, from the plain form and the _noexc twin, before the default
+   pool exists and with it; never the OOM handler (the plain forms used to
+   call it with size 0, and the twins returned NULL without a report). */
+static void stat_misuse_calls(void)
+{
+    rp_error_handler prev_err = rp_set_error_handler(tu_record_error);
+    rp_oom_handler prev_oom = rp_set_oom_handler(tu_oom_escape);
+    const char *volatile at = "start";
+    tu_errors_reset();
+    tu_oom_hits = 0;
+    if (setjmp(tu_oom_env) == 0) {
+        at = "rp_stat_strdup(NULL)";
+        CHECK(rp_stat_strdup(NULL) == NULL);
+        CHECK_ONE_ERROR(RP_EINVAL);
+        at = "rp_stat_strdup_noexc(NULL)";
+        CHECK(rp_stat_strdup_noexc(NULL) == NULL);
+        CHECK_ONE_ERROR(RP_EINVAL);
+        at = "rp_stat_strconcat(-1)";
+        CHECK(rp_stat_strconcat(-1) == NULL);
+        CHECK_ONE_ERROR(RP_EINVAL);
+        at = "rp_stat_strconcat_noexc(-1)";
+        CHECK(rp_stat_strconcat_noexc(-1) == NULL);
+        CHECK_ONE_ERROR(RP_EINVAL);
+        at = "rp_stat_strconcat(3, \"a\", NULL, \"b\")";
+        CHECK(rp_stat_strconcat(3, "a", (const char *)NULL, "b") == NULL);
+        CHECK_ONE_ERROR(RP_EINVAL);
+        at = "rp_stat_strconcat_noexc(3, \"a\", NULL, \"b\")";
+        CHECK(rp_stat_strconcat_noexc(3, "a", (const char *)NULL, "b") == NULL);
+        CHECK_ONE_ERROR(RP_EINVAL);
+        at = "done";
+    }
+    rp_set_oom_handler(prev_oom);
+    rp_set_error_handler(prev_err);
+    if (tu_oom_hits != 0)
+        tu_fail(__FILE__, __LINE__, "%s called the OOM handler (%s, size %zu)", at,
+                tu_oom_call, tu_oom_size);
+    /* the strings that are there still work */
+    char *s = rp_stat_strconcat(2, "ab", "");
+    CHECK_STR(s, "ab");
+    rp_stat_free(s);
+}
+
+static void test_misuse(void)
+{
+    CHECK(rp_stat_pool() == NULL);
+    stat_misuse_calls();
+    rp_stat_create_pool();
+    stat_misuse_calls();
+    CHECK_INT(rp_pool_outstanding(rp_stat_pool(), NULL), 0);
+    rp_stat_destroy_pool();
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
         {"before_create", test_before_create},
         {"tracked", test_tracked},
         {"destroy_frees", test_destroy_frees},
+        {"misuse", test_misuse},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
