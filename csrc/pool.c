@@ -457,8 +457,10 @@ static bool teardown_again(rp_pool *pool)
    cleanups, its children, its report, its destructors, its memory), without
    recursion: a pool nested 10^5 deep took a C stack frame per level and
    overflowed the stack. false (nothing more done) when a pool below is being
-   walked: its walk's visitor runs unlocked. */
-static bool destroy_children(rp_pool *top)
+   walked: its walk's visitor runs unlocked. That is RP_EBUSY through the
+   error handler for a destroy (call "rp_pool_destroy"); a reset (call NULL)
+   returns it, as it does when the reset pool itself is being walked. */
+static bool destroy_children(rp_pool *top, const char *call)
 {
     rp_pool *cur = top;
     for (;;) {
@@ -467,8 +469,9 @@ static bool destroy_children(rp_pool *top)
         rpi_pool_unlock(cur);
         if (child) {
             if (walk_in_progress(child)) {
-                rpi_report_error(RP_EBUSY, NULL, "rp_pool_destroy: pool '%s' is being walked "
-                                 "(call from a walk visitor?)", child->name);
+                if (call)
+                    rpi_report_error(RP_EBUSY, NULL, "%s: pool '%s' is being walked "
+                                     "(call from a walk visitor?)", call, child->name);
                 return false;
             }
             run_cleanups(child);
@@ -608,10 +611,10 @@ void rp_pool_destroy(rp_pool *pool)
         return;
     }
     run_cleanups(pool);
-    if (!destroy_children(pool)) return;
+    if (!destroy_children(pool, "rp_pool_destroy")) return;
     pool_teardown_rest(pool, "destroy");
     while (teardown_again(pool)) {
-        if (!destroy_children(pool)) return;
+        if (!destroy_children(pool, "rp_pool_destroy")) return;
         pool_teardown_rest(pool, NULL);
     }
     pool_release(pool);
@@ -666,7 +669,7 @@ int rp_pool_reset(rp_pool *pool)
     if (!pool) return RP_EINVAL;
     if (walk_in_progress(pool)) return RP_EBUSY;
     run_cleanups(pool);
-    if (!destroy_children(pool)) return RP_EBUSY;
+    if (!destroy_children(pool, NULL)) return RP_EBUSY;
     pool_teardown_rest(pool, NULL);
     const bool checked = pool->flags & RP_POOL_CHECKED;
     lock_both(pool, checked);

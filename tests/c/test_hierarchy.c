@@ -475,6 +475,60 @@ static void test_deep_chain(void)
     pthread_attr_destroy(&attr);
 }
 
+/* From the visitor of a walk of a child: destroying the child or its parent
+   is RP_EBUSY through the error handler, naming rp_pool_destroy; resetting
+   either returns RP_EBUSY without a report (docs/contract.md). A reset of
+   the parent used to report an error too, naming rp_pool_destroy. */
+typedef struct busy_walk { rp_pool *parent, *child; int visits, reset_rc[2], errs[4]; } busy_walk;
+
+static int busy_visit(void *block, size_t size, const char *tag, void *arg)
+{
+    busy_walk *w = arg;
+    (void)block; (void)size; (void)tag;
+    if (w->visits++) return 0;
+    tu_errors_reset();
+    w->reset_rc[0] = rp_pool_reset(w->child);
+    w->errs[0] = tu_err_count;
+    tu_errors_reset();
+    w->reset_rc[1] = rp_pool_reset(w->parent);
+    w->errs[1] = tu_err_count;
+    tu_errors_reset();
+    rp_pool_destroy(w->child);
+    w->errs[2] = tu_err_count == 1 && tu_err_code[0] == RP_EBUSY &&
+                 strncmp(tu_err_msg[0], "rp_pool_destroy: ", 17) == 0;
+    tu_errors_reset();
+    rp_pool_destroy(w->parent);
+    w->errs[3] = tu_err_count == 1 && tu_err_code[0] == RP_EBUSY &&
+                 strncmp(tu_err_msg[0], "rp_pool_destroy: ", 17) == 0;
+    tu_errors_reset();
+    return 0;
+}
+
+static void test_busy_from_walk(void)
+{
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    busy_walk w = {0};
+    w.parent = tu_pool("parent");
+    w.child = rp_pool_create_child(w.parent, "walked");
+    CHECK(w.child != NULL);
+    void *a = rp_alloc(w.child, 24, "a"), *b = rp_alloc(w.child, 40, "b");
+    CHECK(a && b);
+    CHECK_INT(rp_pool_walk(w.child, busy_visit, &w), 0);
+    rp_set_error_handler(prev);
+    CHECK_INT(w.visits, 2);
+    CHECK_INT(w.reset_rc[0], RP_EBUSY);
+    CHECK_INT(w.errs[0], 0);
+    CHECK_INT(w.reset_rc[1], RP_EBUSY);
+    CHECK_INT(w.errs[1], 0);
+    CHECK_INT(w.errs[2], 1);
+    CHECK_INT(w.errs[3], 1);
+    /* nothing changed */
+    CHECK_EQ(rp_pool_outstanding(w.child, NULL), (size_t)2);
+    CHECK(rp_pool_parent(w.child) == w.parent);
+    CHECK_INT(rp_pool_check(w.child), 0);
+    tu_end_pool(w.parent);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -487,6 +541,7 @@ int main(int argc, char **argv)
         {"arena_reuse", test_arena_reuse},
         {"report_children", test_report_children},
         {"deep_chain", test_deep_chain},
+        {"busy_from_walk", test_busy_from_walk},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
