@@ -22,6 +22,7 @@
 FUZZ_DIR      := $(BUILD)/fuzz
 FUZZ_SRC      := tests/fuzz/fuzz_pool.c
 FUZZ_CORPUS   := tests/fuzz/corpus
+FUZZ_SCENARIOS := $(sort $(wildcard tests/fuzz/scenarios/*))
 FUZZ_SKIPS    ?=
 FUZZ_DEFS     := $(addprefix -DFUZZ_SKIP_,$(FUZZ_SKIPS))
 FUZZ_SEED     ?= 1
@@ -49,9 +50,10 @@ FUZZ_LF_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omi
 FUZZ_LF_OBJS  := $(patsubst csrc/%.c,$(FUZZ_DIR)/lf-obj/%.o,$(LIB_SRCS))
 FUZZ_SYS_PACKAGES := clang libclang-rt-14-dev
 
-.PHONY: test-fuzz fuzz fuzz-merge fuzz-replay setup-fuzz fuzz-coverage setup-fuzz-coverage
+.PHONY: test-fuzz fuzz fuzz-merge fuzz-replay setup-fuzz fuzz-coverage setup-fuzz-coverage \
+        test-fuzz-coverage
 .SECONDARY: $(FUZZ_LF_OBJS)
-TEST_TARGETS += test-fuzz
+TEST_TARGETS += test-fuzz test-fuzz-coverage
 
 # ---------------------------------------------------------------- drivers
 $(FUZZ_BIN): $(FUZZ_DEPS) $(LIB_A)
@@ -72,7 +74,7 @@ define fuzz_pass
 	@set -e; for b in malloc arena; do \
 	  for s in $(FUZZ_OOM_SEEDS); do \
 	    $(FUZZ_ENV) $(2) $(1) --oom $$b --seed $$s --len $(FUZZ_OOM_LEN); done; \
-	  for f in $(wildcard tests/fuzz/scenarios/*); do \
+	  for f in $(FUZZ_SCENARIOS); do \
 	    $(FUZZ_ENV) $(2) $(1) --oom $$b --scenario $$f; done; \
 	done
 endef
@@ -95,9 +97,10 @@ define fuzz_workload
 	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(3) $(2) $(FUZZ_CORPUS)/*
 	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(1) --oom arena --seed $(FUZZ_SEED) --len 1500
 	$(FUZZ_ENV) $(4) $(1) --runs $(FUZZ_VALGRIND_RUNS) --seed $(FUZZ_SEED)
-	@set -e; for b in malloc arena; do for f in $(wildcard tests/fuzz/scenarios/*); do \
-	  echo "$(strip $(4) $(1)) --oom $$b --scenario $$f"; \
-	  $(FUZZ_ENV) $(4) $(1) --oom $$b --scenario $$f; done; done
+	@# every scenario in one process per backing (valgrind starts twice)
+	@set -e; for b in malloc arena; do \
+	  echo "$(strip $(4) $(1)) --oom $$b$(foreach f,$(FUZZ_SCENARIOS), --scenario $(f))"; \
+	  $(FUZZ_ENV) $(4) $(1) --oom $$b $(foreach f,$(FUZZ_SCENARIOS),--scenario $(f)); done
 endef
 
 test-fuzz: setup-sys $(FUZZ_BIN) $(FUZZ_ASAN_BIN)
@@ -177,17 +180,37 @@ $(FUZZ_COV_BIN): $(FUZZ_DEPS) $(FUZZ_COV_OBJS) | $(STAMPS)/fuzz-cov-sys
 	$(FUZZ_CLANG) $(FUZZ_CFLAGS) $(FUZZ_COV_FLAGS) $(FUZZ_SRC) $(FUZZ_COV_OBJS) -lpthread -o $@
 
 # Every process adds its counts to one of 4 raw profiles (%4m: merged in place,
-# under a lock), removed first so that a run counts only itself.
-fuzz-coverage: FUZZ_ENV += LLVM_PROFILE_FILE=$(abspath $(FUZZ_COV_DIR))/prof/fuzz-%4m.profraw \
-                           TMPDIR=$(abspath $(FUZZ_COV_DIR))/tmp FUZZ_ARTIFACTS=$(abspath $(FUZZ_COV_DIR))/artifacts
+# under a lock), removed first so that a run counts only itself. The results
+# go to FUZZ_COV_OUT (the smoke check below uses a directory of its own).
+FUZZ_COV_OUT  ?= $(FUZZ_COV_DIR)
+fuzz-coverage: FUZZ_ENV += LLVM_PROFILE_FILE=$(abspath $(FUZZ_COV_OUT))/prof/fuzz-%4m.profraw \
+                           TMPDIR=$(abspath $(FUZZ_COV_OUT))/tmp FUZZ_ARTIFACTS=$(abspath $(FUZZ_COV_OUT))/artifacts
 fuzz-coverage: setup-sys $(FUZZ_COV_BIN)
 	@profdata="$(call fuzz_llvm_tool,llvm-profdata)"; cov="$(call fuzz_llvm_tool,llvm-cov)"; \
 	 test -n "$$profdata" -a -n "$$cov" || { echo "fuzz-coverage: no llvm-profdata/llvm-cov of $(FUZZ_CLANG)'s version (make setup-fuzz-coverage)"; exit 1; }
-	rm -rf $(FUZZ_COV_DIR)/prof $(FUZZ_COV_DIR)/html && mkdir -p $(FUZZ_COV_DIR)/prof
+	rm -rf $(FUZZ_COV_OUT)/prof $(FUZZ_COV_OUT)/html && mkdir -p $(FUZZ_COV_OUT)/prof $(FUZZ_COV_OUT)/tmp $(FUZZ_COV_OUT)/artifacts
 	$(call fuzz_workload,$(FUZZ_COV_BIN),$(FUZZ_COV_BIN),,)
-	$(call fuzz_llvm_tool,llvm-profdata) merge -sparse -o $(FUZZ_COV_DIR)/fuzz.profdata $(FUZZ_COV_DIR)/prof/*.profraw
-	$(call fuzz_llvm_tool,llvm-cov) show $(FUZZ_COV_BIN) -instr-profile=$(FUZZ_COV_DIR)/fuzz.profdata \
-	    -format=html -show-line-counts-or-regions -output-dir=$(FUZZ_COV_DIR)/html $(abspath csrc)
-	$(call fuzz_llvm_tool,llvm-cov) report $(FUZZ_COV_BIN) -instr-profile=$(FUZZ_COV_DIR)/fuzz.profdata \
-	    $(abspath csrc) | tee $(FUZZ_COV_DIR)/summary.txt
-	@echo "fuzz-coverage: $(FUZZ_COV_DIR)/summary.txt, $(FUZZ_COV_DIR)/html/index.html"
+	$(call fuzz_llvm_tool,llvm-profdata) merge -sparse -o $(FUZZ_COV_OUT)/fuzz.profdata $(FUZZ_COV_OUT)/prof/*.profraw
+	$(call fuzz_llvm_tool,llvm-cov) show $(FUZZ_COV_BIN) -instr-profile=$(FUZZ_COV_OUT)/fuzz.profdata \
+	    -format=html -show-line-counts-or-regions -output-dir=$(FUZZ_COV_OUT)/html $(abspath csrc)
+	$(call fuzz_llvm_tool,llvm-cov) report $(FUZZ_COV_BIN) -instr-profile=$(FUZZ_COV_OUT)/fuzz.profdata \
+	    $(abspath csrc) | tee $(FUZZ_COV_OUT)/summary.txt
+	@echo "fuzz-coverage: $(FUZZ_COV_OUT)/summary.txt, $(FUZZ_COV_OUT)/html/index.html"
+
+# make test-fuzz-coverage (part of make test): the target on a tiny workload
+# (a few random inputs, two corpus files, one short scenario): the tools are
+# found, every pass runs, and the summary and the HTML report name pool.c with
+# lines covered. The clang build of the library is most of its cost.
+FUZZ_COV_SMOKE := $(FUZZ_COV_DIR)/smoke
+test-fuzz-coverage: setup-sys $(FUZZ_COV_BIN)
+	rm -rf $(FUZZ_COV_SMOKE) && mkdir -p $(FUZZ_COV_SMOKE)/corpus
+	cp $(FUZZ_CORPUS)/seed-every-pool $(FUZZ_CORPUS)/seed-threads $(FUZZ_COV_SMOKE)/corpus/
+	$(MAKE) --no-print-directory fuzz-coverage FUZZ_COV_OUT=$(FUZZ_COV_SMOKE) FUZZ_RUNS=20 \
+	    FUZZ_ASAN_RUNS=10 FUZZ_VALGRIND_RUNS=5 FUZZ_OOM_LEN=100 FUZZ_CORPUS=$(FUZZ_COV_SMOKE)/corpus \
+	    FUZZ_SCENARIOS=tests/fuzz/scenarios/calloc-big-reused > $(FUZZ_COV_SMOKE)/log 2>&1 \
+	    || { tail -20 $(FUZZ_COV_SMOKE)/log; exit 1; }
+	@awk '$$1 == "pool.c" && $$8 > $$9 { ok = 1 } END { exit !ok }' $(FUZZ_COV_SMOKE)/summary.txt \
+	    || { echo "test-fuzz-coverage: no covered line of pool.c in the summary"; cat $(FUZZ_COV_SMOKE)/summary.txt; exit 1; }
+	@grep -q 'pool.c' $(FUZZ_COV_SMOKE)/html/index.html \
+	    || { echo "test-fuzz-coverage: the HTML report does not list pool.c"; exit 1; }
+	@echo "test-fuzz-coverage: passed ($$(awk '$$1 == "pool.c" { print $$10 " of pool.c" }' $(FUZZ_COV_SMOKE)/summary.txt)'s lines on the tiny run)"

@@ -33,6 +33,9 @@
  *                 count its allocations, then once per k with exactly the
  *                 kth underlying allocation failing, then again with every
  *                 allocation from the kth on failing;
+ *       fuzz_pool --oom malloc|arena --scenario FILE [--scenario FILE]...
+ *                 the same for scenario files, one after the other in one
+ *                 process (those whose input makes no checked pool first);
  *       fuzz_pool FILE...                            replay inputs
  *     $FUZZ_TRACE=1 prints each operation; $FUZZ_ARTIFACTS=DIR saves a
  *     failing generated input there (replay it with the file argument).
@@ -249,6 +252,9 @@ static void on_error(int error, const char *message, const void *block)
     (void)block;
     if (tracing) fprintf(stderr, "    error handler: %s: %s\n", rp_error_name(error), message);
     ENSURE(message && *message && !strchr(message, '\n'), "error message is not one line");
+    ENSURE(error < 0 && strcmp(rp_error_name(error), "RP_UNKNOWN") != 0 &&
+               strcmp(rp_strerror(error), "unknown error") != 0,
+           "error %d has no name or message", error);
     if (err_count < 8) err_codes[err_count] = error;
     err_count++;
 }
@@ -529,6 +535,8 @@ static void check_counters(int i)
     size_t n = rp_pool_stats(m->p, st, MAXSTAT), bl = 0, by = 0, nlisted = 0;
     uint64_t allocs = 0;
     ENSURE(n <= MAXSTAT, "pool %s: %zu tags", m->name, n);
+    ENSURE(rp_pool_parent(m->p) == (m->parent >= 0 ? pools[m->parent].p : NULL),
+           "pool %s: rp_pool_parent is not its parent", m->name);
     for (int k = 0; k < m->ntags; k++) {
         mtag *t = &m->tags[k];
         bl += t->blocks;
@@ -595,9 +603,37 @@ static void check_all_counters(void)
    blocks by chunk: each once, in no set order. */
 typedef struct walk_ctx { int pool; size_t seen; uint64_t last_seq; bool ordered; uint64_t gen; } walk_ctx;
 
+/* From the visitor of a walk of pool i: destroying or resetting it is
+   refused (RP_EBUSY: through the error handler for a destroy, returned by a
+   reset) and changes nothing. So is destroying or resetting its parent when
+   the walked pool is the first thing that teardown reaches: the parent has
+   no cleanup and the walked pool is its newest child (docs/contract.md,
+   Threads: pools reached before the walked one would stay torn down). */
+static void walk_busy_probe(int i)
+{
+    TRACE("from a walk of %s: destroy and reset it (RP_EBUSY)", pools[i].name);
+    rp_pool_destroy(pools[i].p);
+    expect_error(RP_EBUSY);
+    ENSURE(rp_pool_reset(pools[i].p) == RP_EBUSY, "reset of a pool being walked");
+    expect_error(0);
+    int up = pools[i].parent;
+    if (up < 0) return;
+    for (int c = 0; c < NCLEAN; c++)
+        if (cleans[c].registered && cleans[c].pool == up) return;
+    for (int k = 0; k < NPOOLS; k++)
+        if (pools[k].p && pools[k].parent == up && pools[k].seq > pools[i].seq) return;
+    TRACE("from a walk of %s: destroy and reset its parent %s (RP_EBUSY)", pools[i].name,
+          pools[up].name);
+    rp_pool_destroy(pools[up].p);
+    expect_error(RP_EBUSY);
+    ENSURE(rp_pool_reset(pools[up].p) == RP_EBUSY, "reset of a walked pool's parent");
+    expect_error(0);
+}
+
 static int visit(void *block, size_t size, const char *tag, void *arg)
 {
     walk_ctx *w = arg;
+    if (w->seen == 0) walk_busy_probe(w->pool);
     int k = find_block(block);
     ENSURE(k >= 0 && blocks[k].pool == w->pool, "walk of pool %s visits unknown block %p",
            pools[w->pool].name, block);
@@ -1971,6 +2007,101 @@ static void op_hostile(unsigned how)
     }
 }
 
+/* expr, an allocating call given a NULL argument, returns NULL after one
+   RP_EINVAL, plain form or twin: an argument error is not out of memory, so
+   no OOM handler (which would longjmp: oomed), and nothing else happens. */
+#define NULL_ARG_CALL(expr)                                                    \
+    do {                                                                       \
+        void *volatile r_ = NULL;                                              \
+        bool o_;                                                               \
+        PLAIN(r_, o_, (void *)(expr));                                         \
+        TRACE("%s -> %p", #expr, r_);                                          \
+        ENSURE(!r_ && !o_, "%s: %s", #expr, o_ ? "OOM handler" : "not NULL"); \
+        expect_error(RP_EINVAL);                                               \
+    } while (0)
+
+static void misuse_null_args(void)
+{
+    static const char *const none = NULL;
+    NULL_ARG_CALL(rp_alloc(NULL, 8, "x"));
+    NULL_ARG_CALL(rp_alloc_noexc(NULL, 8, "x"));
+    NULL_ARG_CALL(rp_calloc(NULL, 2, 8, "x"));
+    NULL_ARG_CALL(rp_calloc_noexc(NULL, 2, 8, "x"));
+    NULL_ARG_CALL(rp_alloc_aligned(NULL, 64, 8, "x"));
+    NULL_ARG_CALL(rp_alloc_aligned_noexc(NULL, 64, 8, "x"));
+    NULL_ARG_CALL(rp_memdup(NULL, "ab", 2, "x"));
+    NULL_ARG_CALL(rp_memdup_noexc(NULL, "ab", 2, "x"));
+    NULL_ARG_CALL(rp_strdup(NULL, "ab", "x"));
+    NULL_ARG_CALL(rp_strdup_noexc(NULL, "ab", "x"));
+    NULL_ARG_CALL(rp_strconcat(NULL, "x", 2, "a", "b"));
+    NULL_ARG_CALL(rp_strconcat_noexc(NULL, "x", 2, "a", "b"));
+    NULL_ARG_CALL(rp_resize(NULL, NULL, 8));
+    NULL_ARG_CALL(rp_resize_noexc(NULL, NULL, 8));
+    NULL_ARG_CALL(rp_pool_intern_tag(NULL, "x"));
+    NULL_ARG_CALL(rp_pool_create_child(NULL, "orphan"));
+    NULL_ARG_CALL(rp_pool_create_child_ex(NULL, "orphan", NULL));
+    ENSURE(rp_pool_add_cleanup(NULL, cleanup_fn, NULL) == RP_EINVAL, "cleanup on NULL pool");
+    /* the default pool's strings, made or not: as rp_strdup and rp_strconcat */
+    NULL_ARG_CALL(rp_stat_strdup(none));
+    NULL_ARG_CALL(rp_stat_strdup_noexc(none));
+    NULL_ARG_CALL(rp_stat_strconcat(-1));
+    NULL_ARG_CALL(rp_stat_strconcat_noexc(-1));
+    NULL_ARG_CALL(rp_stat_strconcat(3, "a", none, "b"));
+    NULL_ARG_CALL(rp_stat_strconcat_noexc(3, "a", none, "b"));
+    for (int i = 0; i < NPOOLS; i++) {          /* the first live pool: no input byte */
+        rp_pool *p = pools[i].p;
+        if (!p) continue;
+        NULL_ARG_CALL(rp_memdup(p, none, 4, "x"));
+        NULL_ARG_CALL(rp_memdup_noexc(p, none, 4, "x"));
+        NULL_ARG_CALL(rp_strdup(p, none, "x"));
+        NULL_ARG_CALL(rp_strdup_noexc(p, none, "x"));
+        NULL_ARG_CALL(rp_strconcat(p, "x", 3, "a", none, "b"));
+        NULL_ARG_CALL(rp_strconcat_noexc(p, "x", 3, "a", none, "b"));
+        NULL_ARG_CALL(rp_pool_intern_tag(p, none));
+        break;
+    }
+}
+
+/* A checked block whose header, or what lies below it, a buffer underflow
+   overwrote (one byte flipped, then put back): rp_free and rp_resize report
+   exactly one RP_ECORRUPT and do nothing, rp_pool_check reports it; with the
+   byte back the block is whole again (docs/contract.md, Checked pools).
+   what: 0 the size word (p[-8]), 1 the origin (p[-16]), 2 the guard
+   (p[-32]); below the header where the layout is sure: 3 an aligned
+   block's raw pointer (p[-40], malloc backing, alignment above 16), 4 an
+   arena pool's big-block record (p[-64]: alignment above 16 or 40000 bytes
+   and more). */
+static void corrupt_probe(int k, unsigned what)
+{
+    mblock *b = &blocks[k];
+    int i = b->pool;
+    bool arena = pools[i].flags & RP_POOL_ARENA;
+    static const int at[] = {-8, -16, -32, -40, -64};
+    what %= 8;
+    if (what > 4) return;
+    if (what == 3 && (arena || b->align <= 16)) what = 0;
+    if (what == 4 && (!arena || (b->align <= 16 && b->size < 40000))) what = 1;
+    volatile unsigned char *byte = (unsigned char *)b->p + at[what];
+    TRACE("corrupt p[%d] of %p [%zu, align %zu, %s]", at[what], b->p, b->size, b->align,
+          pools[i].name);
+    errors_reset();
+    *byte ^= 0x5a;
+    rp_free(b->p);
+    expect_error(RP_ECORRUPT);
+    void *r = rp_resize_noexc(NULL, b->p, b->size + 8);
+    ENSURE(!r, "resize of a corrupt block gave %p", r);
+    expect_error(RP_ECORRUPT);
+    ENSURE(rp_pool_check(pools[i].p) == RP_ECORRUPT, "rp_pool_check of a corrupt pool");
+    ENSURE(err_count >= 1, "rp_pool_check reported nothing");
+    for (int e = 0; e < err_count && e < 8; e++)
+        ENSURE(err_codes[e] == RP_ECORRUPT, "rp_pool_check reported %s", rp_error_name(err_codes[e]));
+    err_count = 0;
+    *byte ^= 0x5a;
+    ENSURE(rp_pool_check(pools[i].p) == 0, "rp_pool_check after the byte was put back");
+    verify_prefix(b, b->p, b->size, "contents of a block whose header was put back");
+    expect_error(0);
+}
+
 static void op_misuse(void)
 {
     unsigned how = u8();
@@ -1979,13 +2110,9 @@ static void op_misuse(void)
         return;
     }
     switch (how % 4) {
-    case 0: {                                   /* NULL pool */
-        void *r = rp_alloc_noexc(NULL, 8, "x");
-        ENSURE(!r, "allocation from a NULL pool");
-        expect_error(RP_EINVAL);
-        ENSURE(rp_pool_add_cleanup(NULL, cleanup_fn, NULL) == RP_EINVAL, "cleanup on NULL pool");
+    case 0:                                     /* NULL pool, string, source, parent */
+        misuse_null_args();
         break;
-    }
     case 1: {                                   /* negative string count */
         int i = pick_pool();
         if (i < 0) return;
@@ -2014,6 +2141,7 @@ static void op_misuse(void)
         if (k < 0) return;
         ENSURE(rp_block_size(blocks[k].p) == blocks[k].size, "rp_block_size is wrong");
         ENSURE(rp_block_pool(blocks[k].p) == pools[blocks[k].pool].p, "rp_block_pool is wrong");
+        if (pools[blocks[k].pool].flags & RP_POOL_CHECKED) corrupt_probe(k, how >> 2);
         break;
     }
     }
@@ -2564,7 +2692,7 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: fuzz_pool --runs N [--seed S] [--max-len L]\n"
-            "       fuzz_pool --oom malloc|arena [--seed S] [--len L] [--scenario FILE]\n"
+            "       fuzz_pool --oom malloc|arena [--seed S] [--len L] [--scenario FILE]...\n"
             "       fuzz_pool FILE...\n");
     return 2;
 }
@@ -2575,7 +2703,8 @@ int main(int argc, char **argv)
     uint64_t seed = 1;
     size_t max_len = 1024, len = 600;
     int oom = -1;
-    const char *scenario = NULL;
+    const char *scenarios[64];
+    int nscen = 0;
     setup_once();
     atexit(cleanup_tmpdir);
     if (argc < 2) return usage();
@@ -2587,7 +2716,10 @@ int main(int argc, char **argv)
         else if (strcmp(argv[a], "--seed") == 0) seed = strtoull(v, NULL, 10);
         else if (strcmp(argv[a], "--max-len") == 0) max_len = strtoul(v, NULL, 10);
         else if (strcmp(argv[a], "--len") == 0) len = strtoul(v, NULL, 10);
-        else if (strcmp(argv[a], "--scenario") == 0) scenario = v;
+        else if (strcmp(argv[a], "--scenario") == 0) {
+            if (nscen == 64) return usage();
+            scenarios[nscen++] = v;
+        }
         else if (strcmp(argv[a], "--oom") == 0) {
             if (strcmp(v, "malloc") == 0) oom = 0;
             else if (strcmp(v, "arena") == 0) oom = RP_POOL_ARENA;
@@ -2595,7 +2727,23 @@ int main(int argc, char **argv)
         } else return usage();
     }
     if (max_len == 0 || len == 0) return usage();
-    if (oom >= 0) return oom_runs(oom, seed, len, scenario);
+    if (oom >= 0 && nscen == 0) return oom_runs(oom, seed, len, NULL);
+    if (oom >= 0) {
+        /* several scenarios, one process (valgrind starts once): those that
+           make no checked pool first, so that they still reach the fast
+           paths of a process that never had one */
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < nscen; k++) {
+                size_t n = 0;
+                char *d = read_file(scenarios[k], &n);
+                bool unchecked = d && n && (d[0] & 2);
+                free(d);
+                if (unchecked == (pass == 1)) continue;
+                int rc = oom_runs(oom, seed, len, scenarios[k]);
+                if (rc) return rc;
+            }
+        return 0;
+    }
     if (runs == 0) return usage();
     return random_runs(runs, seed, max_len);
 }

@@ -26,7 +26,10 @@ REPORT, INTERN, MISUSE, BUFFER_TAG = 228, 233, 239, 246
 
 UNSYNC, CHECKED, ARENA = 1, 2, 4
 # the input's first byte: no checked pool (bit 1), RINGPOOL_SHARD_BIAS=0 (bit 2)
-NO_CHECKED, LOCKED = 2, 4
+NO_CHECKED, LOCKED, STACKS = 2, 4, 16
+STAT = 254
+# create()'s flag that makes a stack pool when the input's mode has STACKS
+STACK_POOL = 8
 # op_thread's operations (the index of each in its table)
 T_ALLOC, T_FREE, T_CREATE = 0, 2, 10
 
@@ -80,14 +83,51 @@ def calloc_big(pool: int, total: int, n_log2: int = 0, reuse: bool = False) -> l
     return [CALLOC, pool, 2, 0, 232, r, *u16((total - 32768) // 4)]
 
 
+def resize_plain(block: int, size: int) -> list[int]:
+    """rp_resize(NULL, block, size), size < 5000 or 30000 <= size < 42000."""
+    if size < 5000:
+        return [RESIZE, 5, *u16(block), 0, 215, *u16(size)]
+    return [RESIZE, 5, *u16(block), 0, 240, *u16(size - 30000)]
+
+
+def calloc_big_plain(pool: int, total: int) -> list[int]:
+    """rp_calloc(pool, 1, total), total >= 32768 a multiple of 4."""
+    return [CALLOC, pool, 3, 0, 232, 0, *u16((total - 32768) // 4)]
+
+
+def calloc_small_plain(pool: int, n: int, size: int) -> list[int]:
+    """rp_calloc(pool, n, size), n < 40, size < 70."""
+    return [CALLOC, pool, 3, 0, n, size]
+
+
+def stat(how: int, size: int = 0) -> list[int]:
+    """The default pool: the first call makes it (how even); then how >> 1 is
+    0 alloc, 1 calloc, 2 strdup, 3 strconcat, and how & 1 the plain form."""
+    return [STAT, how, 0, size]
+
+
+def aligned(pool: int, a: int, size: int) -> list[int]:
+    """rp_alloc_aligned_noexc, alignment 1 << (a % 13) (a < 250, a % 23 != 0), size < 65."""
+    return [ALIGNED, pool, 2, a, 0, 0, size]
+
+
+def corrupt(block: int, what: int) -> list[int]:
+    """A checked block's header or what lies below it overwritten and put back
+    (fuzz_pool.c corrupt_probe: 0 size word, 1 origin, 2 guard, 3 raw pointer
+    of an aligned block, 4 big-block record)."""
+    return [MISUSE, 3 | (what << 2), *u16(block)]
+
+
 def on_thread(index: int, op: list[int], exits: bool = False) -> list[int]:
     """op (its bytes after the operation code) on the other thread."""
     return [THREAD, index + (224 if exits else 0), *op[1:]]
 
 
 def resize(block: int, size: int) -> list[int]:
-    """resize_noexc(NULL, block, size), size < 5000."""
-    return [RESIZE, 4, *u16(block), 0, 215, *u16(size)]
+    """resize_noexc(NULL, block, size), size < 5000 or 30000 <= size < 42000."""
+    if size < 5000:
+        return [RESIZE, 4, *u16(block), 0, 215, *u16(size)]
+    return [RESIZE, 4, *u16(block), 0, 240, *u16(size - 30000)]
 
 
 def free(block: int, twice: bool = False) -> list[int]:
@@ -148,6 +188,54 @@ def main() -> None:
     ops += [[CHECK], destroy(1, report=True), [RESET, 0, 0], [CHECK]]
     write(scenarios / "every-pool", ops)
     write(corpus / "seed-every-pool", ops)
+
+    # The out-of-memory paths of moving and growing: stack pools (their
+    # records must grow) and a child of one, a checked pool (its registry),
+    # destructors on moved blocks (the destructor map), headerless slots of an
+    # unsynchronised pool with destructors, big blocks resized and calloc'd by
+    # plain calls, and the default pool's plain calls.
+    ops = [create(STACK_POOL), create(CHECKED | STACK_POOL), create(UNSYNC), create_child(0)]
+    ops += [alloc(0, 24), alloc(0, 2000), alloc(1, 40), alloc(1, 3000), alloc(2, 8),
+            alloc(2, 16), alloc(3, 48), alloc_big(2, 35000), alloc_big(0, 33000)]
+    ops += [destructor(4), destructor(5, 2), destructor(0), destructor(2), destructor(6)]
+    ops += [resize(0, 900), resize(1, 4000), resize(2, 700), resize(3, 100), resize(4, 12),
+            resize(5, 40), resize(6, 3000), resize(4, 64)]
+    ops += [resize_plain(7, 41000), resize_plain(8, 39000), resize_plain(3, 60),
+            calloc_big_plain(2, 36000), calloc_big_plain(0, 33000)]
+    ops += [stat(0, 10), stat(1, 20), stat(3, 5), stat(5), stat(7)]
+    ops += [[CHECK], destroy(0), [CHECK]]
+    write(scenarios / "moves-and-growth", ops, mode=STACKS)
+    write(corpus / "seed-moves-and-growth", ops, mode=STACKS)
+
+    # The same in a process that never has a checked pool (the fast paths of
+    # resize: big arena blocks grown and shrunk by realloc, malloc blocks
+    # grown by small steps with headroom asked for), and a pool with more
+    # tags than its tag table's first 16 buckets (the table grows).
+    ops = [create(STACK_POOL), create(0), create(UNSYNC), create_child(0)]
+    ops += [alloc(0, 24), alloc(1, 1000), alloc(1, 3000), alloc(2, 8), alloc(2, 16), alloc(3, 48),
+            alloc_big(2, 35000), alloc_big(1, 33000), alloc_big(0, 34000)]
+    ops += [destructor(3), destructor(0), destructor(5)]
+    ops += [resize(0, 900), resize_plain(1, 1100), resize(1, 1200), resize(2, 3300),
+            resize(3, 12), resize(4, 40), resize(5, 3000)]
+    ops += [resize_plain(6, 41000), resize(6, 36000), resize(6, 1000), resize_plain(7, 39000),
+            resize(8, 40000), resize(8, 0),
+            calloc_big_plain(2, 36000), calloc_big_plain(1, 33000),
+            calloc_small_plain(2, 1, 8), calloc_small_plain(2, 3, 5)]
+    ops += [intern(1, b"t%02d" % k) for k in range(18)]
+    ops += [alloc_interned(1, 8 + k, k, 8) for k in range(8)]
+    ops += [stat(0, 10), stat(1, 20), stat(5)]
+    ops += [[CHECK], destroy(0), [CHECK]]
+    write(scenarios / "moves-unchecked", ops, mode=STACKS | NO_CHECKED)
+    write(corpus / "seed-moves-unchecked", ops, mode=STACKS | NO_CHECKED)
+
+    # Underflows of checked blocks: each part of the header, an aligned
+    # block's raw pointer (malloc backing), the big-block record of an arena
+    # pool's aligned and big blocks.
+    ops = [create(CHECKED), create(CHECKED | ARENA), aligned(0, 6, 40), aligned(1, 7, 24),
+           alloc_big(1, 41000), alloc(0, 24), alloc(1, 24)]
+    ops += [corrupt(0, 3), corrupt(1, 4), corrupt(2, 4), corrupt(3, 0), corrupt(4, 1),
+            corrupt(3, 2), corrupt(2, 0), [CHECK]]
+    write(corpus / "seed-checked-underflow", ops)
 
     # Known defects of the issue, one input each (they trip the harness only
     # when the matching FUZZ_SKIP_* switch is off).
