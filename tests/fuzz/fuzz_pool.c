@@ -62,6 +62,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -124,9 +125,15 @@ static void save_artifact(void)
     fprintf(stderr, "fuzz_pool: failing input saved to %s (replay: fuzz_pool %s)\n", path, path);
 }
 
+static int stderr_saved = -1;   /* the real stderr while a destroy's is captured */
+
 static _Noreturn void fail_at(int line, const char *fmt, ...)
 {
     va_list ap;
+    if (stderr_saved >= 0) {            /* the message goes where it is seen */
+        fflush(stderr);
+        dup2(stderr_saved, 2);
+    }
     fprintf(stderr, "fuzz_pool.c:%d: step %lu (%s): invariant broken: ", line, step_no,
             step_name);
     va_start(ap, fmt);
@@ -1445,6 +1452,29 @@ static void dtor_action(int owner, unsigned arg)
     dtor_nesting--;
 }
 
+/* What a destroy with $RINGPOOL_REPORT=DIR/%n.%q wrote to stderr: one line
+   per report it refused (at least one per pool of the tree), each naming
+   the unknown escape. */
+static void refused_reports(const char *capture, int npools)
+{
+    size_t len = 0;
+    char *s = read_file(capture, &len);
+    ENSURE(s, "harness: cannot read %s", capture);
+    int lines = 0;
+    for (char *line = s, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        ENSURE(nl, "stderr: an unfinished line");
+        *nl = '\0';
+        ENSURE(strncmp(line, "ringpool: RINGPOOL_REPORT='", 27) == 0 &&
+                   strstr(line, "unknown %-escape '%q'"),
+               "stderr: \"%s\", expected the refusal of the pattern", line);
+        lines++;
+    }
+    ENSURE(lines >= npools, "%d refusals for %d pools", lines, npools);
+    free(s);
+    unlink(capture);
+}
+
 static void op_destroy(bool reset)
 {
     int i = pick_pool();
@@ -1476,10 +1506,24 @@ static void op_destroy(bool reset)
     expect_teardown(i, true);
     TRACE("%s %s (%d callbacks expected)%s", reset ? "reset" : "destroy", pools[i].name,
           nexpected, report ? " with report" : "");
+    /* the $RINGPOOL_REPORT pattern: mostly %n.json; %p and %% expanded; an
+       unknown escape refused (one stderr line per report, none written) */
+    static const char *const styles[] = {"%n.json", "%n.json", "%n.json", "%n.json",
+                                         "%n.%p.json", "%n%%.json", "%n.json", "%n.%q"};
+    unsigned style = report ? (b >> 4) % 8 : 0;
+    char capture[4200];
+    snprintf(capture, sizeof capture, "%s/stderr.txt", tmpdir);
     if (report) {
         char pattern[4200];
-        snprintf(pattern, sizeof pattern, "%s/%%n.json", tmpdir);
+        snprintf(pattern, sizeof pattern, "%s/%s", tmpdir, styles[style]);
         setenv("RINGPOOL_REPORT", pattern, 1);
+        if (style == 7 && !tracing) {           /* the refusals, read back below */
+            fflush(stderr);
+            int fd = open(capture, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            ENSURE(fd >= 0 && (stderr_saved = dup(2)) >= 0 && dup2(fd, 2) == 2,
+                   "harness: cannot capture stderr");
+            close(fd);
+        }
     }
     teardown_root = i;
     teardown_seq0 = pool_counter;
@@ -1492,11 +1536,33 @@ static void op_destroy(bool reset)
     teardown_root = -1;
     resetting = false;
     if (report) unsetenv("RINGPOOL_REPORT");
+    if (stderr_saved >= 0) {
+        fflush(stderr);
+        dup2(stderr_saved, 2);
+        close(stderr_saved);
+        stderr_saved = -1;
+    }
     compare_events(reset ? "reset" : "destroy");
-    if (report) {
+    if (report && style == 7) {
+        if (!tracing) refused_reports(capture, nnames);
+        DIR *d = opendir(tmpdir);
+        ENSURE(d, "harness: opendir %s", tmpdir);
+        for (struct dirent *e; (e = readdir(d)) != NULL;) {
+            size_t l = strlen(e->d_name);
+            ENSURE(l < 5 || strcmp(e->d_name + l - 5, ".json") != 0,
+                   "a report (%s) was written for a refused pattern", e->d_name);
+        }
+        closedir(d);
+        empty_tmpdir();
+    } else if (report) {
         for (int k = 0; k < nnames; k++) {
             char path[4400];
-            snprintf(path, sizeof path, "%s/%s.json", tmpdir, names[k]);
+            if (style == 4)
+                snprintf(path, sizeof path, "%s/%s.%ld.json", tmpdir, names[k], (long)getpid());
+            else if (style == 5)
+                snprintf(path, sizeof path, "%s/%s%%.json", tmpdir, names[k]);
+            else
+                snprintf(path, sizeof path, "%s/%s.json", tmpdir, names[k]);
             int slot = -1;
             for (int c = 0; c < NPOOLS; c++)
                 if (pools[c].p && strcmp(pools[c].name, names[k]) == 0) slot = c;
