@@ -296,7 +296,19 @@ def test_corrupt_header_reported_and_block_kept(backing: str) -> None:
         assert p.outstanding() == (1, 8)
 
 
-FORGE = r"""
+# Each forging attempt by name, and what it gave: "made", or the refusal's type.
+TRY_EACH = r"""
+def try_each(attempts):
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            print(name, "made")
+        except (TypeError, RuntimeError) as e:
+            print(name, type(e).__name__)
+"""
+
+
+FORGE = TRY_EACH + r"""
 from allocator import Block, Pool
 from allocator._ringpool import _BlockBuffer
 pool = Pool("forge")
@@ -308,12 +320,7 @@ attempts = {
     "Block._make with a token of its own": lambda: Block._make(object(), pool, 0x10, 64, "t").free(),
     "the token again": lambda: _BlockBuffer._token(),
 }
-for name, attempt in attempts.items():
-    try:
-        attempt()
-        print(name, "made")
-    except (TypeError, RuntimeError) as e:
-        print(name, type(e).__name__)
+try_each(attempts)
 b = pool.alloc(8, "real")
 b.write(b"12345678")
 print(b.tobytes(), pool.outstanding())
@@ -334,7 +341,7 @@ def test_no_block_is_made_over_a_made_up_address() -> None:
         "b'12345678' (1, 8)"]
 
 
-REIMPORT = r"""
+REIMPORT = TRY_EACH + r"""
 import sys
 import allocator
 from allocator import Pool
@@ -385,12 +392,7 @@ attempts = {
     "the token after registering again": lambda: (lib.rpy_register_block_type(b"allocator._ringpool"),
                                                   _BlockBuffer._token()),
 }
-for name, attempt in attempts.items():
-    try:
-        attempt()
-        print(name, "made")
-    except (TypeError, RuntimeError) as e:
-        print(name, type(e).__name__)
+try_each(attempts)
 pool.destroy()
 print("new blocks freed:", grown.freed, s.freed, c.freed)
 """
