@@ -39,6 +39,9 @@ _fast_alloc = Block._alloc
 _bulk_free = Block._bulk_free
 _kill_table = Block._kill_table
 _DESTROY, _RESET, _STAT_DESTROY = 0, 1, 2
+#: Walks blocks() makes before it gives up on a pool whose blocks are freed
+#: during every one of them.
+_WALK_TRIES = 8
 
 #: ``keep_bytes`` value that keeps every arena chunk on reset.
 KEEP_ALL: int = ll.SIZE_MAX
@@ -396,6 +399,9 @@ class Pool:
         self._address = ll.address(ptr)   # for the GIL-holding hot path (Block._alloc)
         self._state = state
         self._blocks: dict[int, Block] = {}
+        # Frees and resizes of this pool's blocks made so far (blocks() walks
+        # again when one happened during its walk).
+        self._frees = 0
         self._tags: dict[str, ll.CData] = {}
         self._tag_addresses: dict[str, int] = {}
         self._children: weakref.WeakSet[Pool] = weakref.WeakSet()
@@ -862,6 +868,7 @@ class Pool:
     def _free_block(self, block: Block) -> None:
         with self._lock:
             addr = block._addr
+            self._frees += 1        # before the free: blocks() must see it
             if self._state.owner == "stat":
                 # BlockFreedError / BlockInUse / PoolBusy; atomic under the GIL
                 block._begin_busy()
@@ -886,6 +893,7 @@ class Pool:
             # of this block from a memprof tracker that the resize calls.
             block._begin_busy()
             try:
+                self._frees += 1    # before the free: blocks() must see it
                 if size > ll.SIZE_MAX:
                     self._too_big("resize", size, raise_on_oom)
                     block._abort_free()
@@ -944,16 +952,36 @@ class Pool:
         """The live blocks, from a walk of the ring (``rp_pool_walk``)."""
         with self._lock:
             self._live()
-            found = ll.walk(self._ptr)
-            out: list[Block] = []
-            for addr, size, tag in found:
-                block = self._blocks.get(addr)
-                # None: allocated by C code sharing the pool; dead: a table
-                # entry that a failed statement left
-                if block is None or not block._alive:
-                    block = self._adopt(addr, size, tag)
-                out.append(block)
-        return iter(out)
+            for _ in range(_WALK_TRIES):
+                # The walk's visitor and the loop below allocate, so the gc may
+                # run in between, and its callbacks or a __del__ may free blocks
+                # of this pool: a record may then name freed memory, which must
+                # never get a live Block.  Any free of this pool's blocks counts
+                # (_frees); when one happened, the Blocks made here die and the
+                # walk is made again.
+                frees = self._frees
+                found = ll.walk(self._ptr)
+                out: list[Block] = []
+                adopted: list[Block] = []
+                try:
+                    for addr, size, tag in found:
+                        block = self._blocks.get(addr)
+                        # None: allocated by C code sharing the pool; dead: a
+                        # table entry that a failed statement left
+                        if block is None or not block._alive:
+                            block = self._adopt(addr, size, tag)
+                            adopted.append(block)
+                        out.append(block)
+                finally:
+                    if self._frees != frees:
+                        for block in adopted:
+                            block._kill()
+                            if self._blocks.get(block._addr) is block:
+                                del self._blocks[block._addr]
+                if self._frees == frees:
+                    return iter(out)
+            raise PoolBusy(f"blocks() of pool {self._name!r}: its blocks were freed during "
+                           f"each of {_WALK_TRIES} walks (from a gc callback or __del__?)")
 
     def __iter__(self) -> Iterator[Block]:
         return self.blocks()

@@ -484,3 +484,60 @@ def test_fork_while_other_threads_use_the_pool() -> None:
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "bad 0"
+
+
+# blocks() walks the ring, then makes a Block for each record that has none.
+# The walk's visitor and that loop allocate, so the gc runs in between; a gc
+# callback that frees (or resizes away) a block already recorded left a record
+# of freed memory, which blocks() wrapped in a live Block: writing through it
+# wrote freed memory, freeing it freed it twice (seen: SIGSEGV).
+WALK_FREES = """
+import gc, sys
+from allocator import Pool
+backing, how, nth = sys.argv[1], sys.argv[2], int(sys.argv[3])
+p = Pool("w", backing=backing)
+bs = [p.alloc(64, tag="t") for _ in range(12)]
+calls = 0
+def cb(phase, info):
+    global calls
+    if phase != "start":
+        return
+    calls += 1
+    if calls == nth:
+        for i, b in enumerate(bs):
+            if b.freed:
+                continue
+            if how == "free" or i % 2:
+                b.free()
+            else:
+                bs[i] = b.resize(4096)
+gc.callbacks.append(cb)
+gc.set_threshold(1)
+got = list(p.blocks())
+gc.set_threshold(700)
+gc.callbacks.remove(cb)
+live = [b for b in got if not b.freed]
+assert len(live) <= p.outstanding()[0], (len(live), p.outstanding())
+for b in live:
+    with memoryview(b) as v:
+        v[:] = b"\\xaa" * len(b)
+    b.free()
+for b in bs:
+    if not b.freed:
+        b.free()
+p.check()
+assert p.outstanding() == (0, 0), p.outstanding()
+p.destroy()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+@pytest.mark.parametrize("how", ["free", "resize"])
+def test_gc_callback_freeing_blocks_during_a_walk(backing: str, how: str) -> None:
+    for nth in (1, 3, 5, 9, 14):
+        out = subprocess.run([sys.executable, "-c", WALK_FREES, backing, how, str(nth)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", (nth, out.returncode,
+                                                                    out.stderr[-2000:])
+
