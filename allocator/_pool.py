@@ -810,9 +810,11 @@ class Pool:
         """A copy of any bytes-like object."""
         if isinstance(data, str):
             raise TypeError("memdup takes a bytes-like object, not str (use strdup)")
-        with memoryview(data) as view:
-            size = view.nbytes
+        # The size is the pinned buffer's: an object's buffer may change size
+        # between two exports (another thread shrinking a bytearray), and the
+        # copy read the first export's size out of the second's memory.
         src = ll.ffi.from_buffer(data)  # requires a C-contiguous buffer
+        size = len(src)
         try:
             with self._lock:
                 self._live()

@@ -541,3 +541,33 @@ def test_gc_callback_freeing_blocks_during_a_walk(backing: str, how: str) -> Non
         assert out.returncode == 0 and out.stdout.strip() == "ok", (nth, out.returncode,
                                                                     out.stderr[-2000:])
 
+
+# memdup() took the size from one buffer export and copied from a second: a
+# bytearray that another thread shrank in between was read past its end (seen:
+# SIGSEGV for 4 MiB; with 4 KiB, 4 in 100,000 copies held foreign bytes).  A
+# profile hook on the call that makes the second export stands in for the
+# thread switch, deterministically.
+MEMDUP_SHRINK = """
+import sys
+from allocator import Pool
+p = Pool("m")
+ba = bytearray(b"\\x01" * (1 << 22))
+def prof(frame, event, arg):
+    if event == "c_call" and getattr(arg, "__name__", "") == "from_buffer":
+        sys.setprofile(None)
+        ba[:] = b""          # what another thread may do at that moment
+sys.setprofile(prof)
+b = p.memdup(ba, tag="x")
+sys.setprofile(None)
+assert len(b) == len(ba) == 0, (len(b), len(ba))
+p.check()
+p.destroy()
+print("ok")
+"""
+
+
+def test_memdup_of_a_buffer_shrunk_between_exports() -> None:
+    out = subprocess.run([sys.executable, "-c", MEMDUP_SHRINK], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
+                                                                out.stderr[-2000:])
