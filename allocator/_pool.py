@@ -291,18 +291,48 @@ os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
 class _Cleanup:
     """A Python cleanup registered with rp_pool_add_cleanup."""
 
-    __slots__ = ("fn", "state", "handle")
+    __slots__ = ("fn", "state", "pool", "handle")
 
-    def __init__(self, fn: Callable[[], object], state: _PoolState) -> None:
+    def __init__(self, fn: Callable[[], object], pool: Pool) -> None:
         self.fn = fn
-        self.state = state
+        self.state = pool._state
+        # weak: a Pool must not keep itself alive through its own cleanups
+        self.pool = weakref.ref(pool)
         self.handle = ll.ffi.new_handle(self)
 
     def run(self) -> None:
-        self.fn()
+        pool = self.pool()
+        fenced = _fence(pool) if pool is not None else []
+        try:
+            self.fn()
+        finally:
+            for state in fenced:
+                state.alive = True
 
     def failed(self, exc: BaseException) -> None:
         self.state.cleanup_errors.append(exc)
+
+
+def _fence(pool: Pool) -> list[_PoolState]:
+    """The pools that a cleanup of ``pool`` must not reach, marked dead until it
+    returns; it runs while a destroy() or reset() of its family is under way in
+    the library, which destroys child pools most recent first, each with its
+    subtree: the pools of that call (``_closing_list``) that are neither above
+    ``pool`` nor below it may already be gone (a sibling's cleanup allocated
+    from, walked or freed a block of a sibling the library had freed).  A pool
+    left marked by a MemoryError here dies with the call anyway."""
+    closing = pool._closing_list
+    if closing is None:
+        return []
+    lineage = {id(p) for p in pool._subtree()}
+    up = pool._parent
+    while up is not None:
+        lineage.add(id(up))
+        up = up._parent
+    fenced = [p._state for p in closing if id(p) not in lineage and p._state.alive]
+    for state in fenced:
+        state.alive = False
+    return fenced
 
 
 class Pool:
@@ -507,6 +537,16 @@ class Pool:
                            "(or its family) is running in this thread: from a finalizer, "
                            "gc callback or __del__ it interrupted")
 
+    def _refuse_closing_below(self, what: str) -> None:
+        """PoolBusy while a pool below this one is being destroyed or reset (from
+        one of its cleanups): the library would free that pool under the call
+        that is running its cleanups."""
+        for pool in self._subtree():
+            if pool._closing:
+                raise PoolBusy(f"{what} of pool {self._name!r} called while pool "
+                               f"{pool._name!r} below it is being destroyed or reset "
+                               "(from one of its cleanups?)")
+
     def _live(self) -> None:
         if not self._state.alive:
             raise PoolDestroyedError(f"pool {self._name!r} was destroyed")
@@ -615,6 +655,7 @@ class Pool:
             if self._closing:
                 raise PoolBusy(f"pool {self._name!r} is being destroyed or reset "
                                "(destroy called from a cleanup?)")
+            self._refuse_closing_below("destroy()")
             self._bulk_free(_STAT_DESTROY if self._state.owner == "stat" else _DESTROY,
                             f"was bulk-freed by destroy() of pool {self._name!r}")
             # Every pool below this one is gone, with the ones the cleanups
@@ -634,6 +675,7 @@ class Pool:
             self._live()
             if self._closing:
                 raise PoolBusy(f"pool {self._name!r} is being destroyed or reset")
+            self._refuse_closing_below("reset()")
             self._bulk_free(_RESET, f"was bulk-freed by reset() of pool {self._name!r}")
             # The children (with those the cleanups made meanwhile) are
             # destroyed and dead, every Block of the family is dead; what
@@ -667,7 +709,7 @@ class Pool:
             raise TypeError(f"cleanup must be callable, not {type(fn).__name__}")
         with self._lock:
             self._live()
-            entry = _Cleanup(fn, self._state)
+            entry = _Cleanup(fn, self)
             ll.add_cleanup(self._ptr, entry.handle)
             self._state.cleanups.append(entry)
 
@@ -869,6 +911,8 @@ class Pool:
 
     def _free_block(self, block: Block) -> None:
         with self._lock:
+            if not self._state.alive and block._alive:   # a cleanup's fence (_fence)
+                self._live()
             addr = block._addr
             self._frees += 1        # before the free: blocks() must see it
             if self._state.owner == "stat":
@@ -893,6 +937,8 @@ class Pool:
         with self._lock:
             # BlockFreedError / BlockInUse; no new views, and no free or resize
             # of this block from a memprof tracker that the resize calls.
+            if not self._state.alive and block._alive:   # a cleanup's fence (_fence)
+                self._live()
             block._begin_busy()
             try:
                 self._frees += 1    # before the free: blocks() must see it

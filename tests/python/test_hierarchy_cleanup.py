@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 
 import pytest
 
@@ -317,3 +319,74 @@ def test_a_destroyed_child_leaves_its_parent_without_a_scan_of_its_siblings(
     root.reset()
     assert later.destroyed and root.info().children == 0
     root.destroy()
+
+
+# The library destroys a pool's children most recent first, each with its
+# subtree, and runs each pool's cleanups on the way.  A cleanup of one pool of
+# the family could reach pools the library had already freed (a newer
+# sibling's: alloc, child, blocks, free, resize, tobytes, write went to freed
+# memory) or destroy/reset a pool above it, freeing the pool whose destroy was
+# running its cleanups (SIGSEGV or SIGABRT in each case).  Now the sibling
+# raises PoolDestroyedError and the pool above PoolBusy.
+CLEANUP_REACHES = """
+import sys
+from allocator import Pool, PoolBusy, PoolDestroyedError
+who, what, on, trigger, via = sys.argv[1:6]
+R = Pool("R")
+P = R.child("P")
+Q = R.child("Q")          # newer than P: destroyed before it
+G = P.child("G")
+pools = {"R": R, "P": P, "Q": Q, "G": G}
+blocks = {name: [p.alloc(32, tag="t") for _ in range(3)] for name, p in pools.items()}
+seen = []
+def cleanup():
+    t = pools[on]
+    mine = [b for b in blocks[on] if not b.freed]
+    try:
+        if what == "destroy": t.destroy()
+        elif what == "reset": t.reset()
+        elif what == "alloc": t.alloc(10, tag="c")
+        elif what == "child": t.child("k").alloc(5, tag="k")
+        elif what == "blocks": list(t.blocks())
+        elif what == "free": mine[0].free()
+        elif what == "resize": mine[0].resize(100)
+        elif what == "read": mine[0].tobytes()
+        elif what == "write": mine[0].write(b"x")
+        seen.append("done")
+    except (PoolBusy, PoolDestroyedError) as exc:
+        seen.append(type(exc).__name__)
+pools[who].add_cleanup(cleanup)
+getattr(pools[via], trigger)()
+print(seen[0])
+for p in pools.values():
+    if not p.destroyed:
+        p.check()
+R.destroy()
+"""
+
+CLEANUP_CASES = [
+    ("P", "destroy", "R", "destroy", "P", "PoolBusy"),
+    ("P", "reset", "R", "reset", "P", "PoolBusy"),
+    ("G", "destroy", "P", "destroy", "G", "PoolBusy"),
+    ("G", "reset", "R", "destroy", "P", "PoolBusy"),
+    ("P", "alloc", "Q", "destroy", "R", "PoolDestroyedError"),
+    ("P", "child", "Q", "reset", "R", "PoolDestroyedError"),
+    ("G", "blocks", "Q", "destroy", "R", "PoolDestroyedError"),
+    ("P", "free", "Q", "destroy", "R", "PoolDestroyedError"),
+    ("G", "resize", "Q", "reset", "R", "PoolDestroyedError"),
+    ("P", "read", "Q", "destroy", "R", "PoolDestroyedError"),
+    ("P", "write", "Q", "destroy", "R", "PoolDestroyedError"),
+    # what the library has not freed yet stays usable: the pools above and below
+    ("G", "alloc", "R", "destroy", "R", "done"),
+    ("P", "read", "G", "reset", "R", "done"),
+    ("P", "destroy", "Q", "destroy", "P", "done"),
+]
+
+
+@pytest.mark.parametrize("case", CLEANUP_CASES, ids=lambda c: "-".join(c[:5]))
+def test_cleanup_reaching_a_pool_the_library_freed_or_is_freeing(
+        case: tuple[str, ...]) -> None:
+    out = subprocess.run([sys.executable, "-X", "dev", "-c", CLEANUP_REACHES, *case[:5]],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert out.stdout.split() == [case[5]], out.stdout
