@@ -998,6 +998,11 @@ class Pool:
 
     def blocks(self) -> Iterator[Block]:
         """The live blocks, from a walk of the ring (``rp_pool_walk``)."""
+        # Called while this thread runs a call on the family (from a cleanup,
+        # a gc callback or a __del__ it ran): that call may be between the
+        # library's allocation and the Block it makes of it, so a record with
+        # no Block here is left out, never given a second Block.
+        nested = self._lock._is_owned()  # type: ignore[attr-defined]
         with self._lock:
             self._live()
             for _ in range(_WALK_TRIES):
@@ -1017,6 +1022,8 @@ class Pool:
                         # None: allocated by C code sharing the pool; dead: a
                         # table entry that a failed statement left
                         if block is None or not block._alive:
+                            if nested:
+                                continue
                             block = self._adopt(addr, size, tag)
                             adopted.append(block)
                         out.append(block)

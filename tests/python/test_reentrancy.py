@@ -571,3 +571,47 @@ def test_memdup_of_a_buffer_shrunk_between_exports() -> None:
                          text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
                                                                 out.stderr[-2000:])
+
+
+# A gc callback run by an allocation, between the library's call and the Block
+# the call makes of it, called blocks(): the walk found the new block with no
+# Block yet and wrapped it, so two live Blocks shared one allocation; freeing
+# one freed the other's memory under it (seen: SIGSEGV on the write below,
+# or a KeyError from the second free after a double free).
+ADOPT_TWICE = """
+import gc, sys
+from allocator import Pool
+p = Pool("a", backing=sys.argv[1])
+how, nth = sys.argv[2], int(sys.argv[3])
+p.alloc(1, tag="x").free()          # the tag is interned: fewer allocations
+got, calls = [], [0]
+def cb(phase, info):
+    if phase == "start":
+        calls[0] += 1
+        if calls[0] == nth:
+            got.extend(p.blocks())
+gc.callbacks.append(cb)
+gc.set_threshold(1)
+b = {"alloc": lambda: p.alloc(64, tag="x"), "calloc": lambda: p.calloc(8, 8, tag="x"),
+     "strdup": lambda: p.strdup("y" * 63, tag="x")}[how]()
+gc.set_threshold(700)
+gc.callbacks.remove(cb)
+for g in got:
+    if g is not b and not g.freed and g.address == b.address:
+        g.free()                     # a twin: frees b's memory under b
+b.write(b"y" * 64)
+b.free()
+p.check()
+p.destroy()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("how", ["alloc", "calloc", "strdup"])
+def test_blocks_from_a_gc_callback_inside_an_allocation(how: str) -> None:
+    for backing in ("malloc", "arena"):
+        for nth in range(1, 5):
+            out = subprocess.run([sys.executable, "-c", ADOPT_TWICE, backing, how, str(nth)],
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0 and out.stdout.strip() == "ok", (
+                backing, nth, out.returncode, out.stderr[-2000:])
