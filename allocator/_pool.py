@@ -291,7 +291,7 @@ os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
 class _Cleanup:
     """A Python cleanup registered with rp_pool_add_cleanup."""
 
-    __slots__ = ("fn", "state", "pool", "handle")
+    __slots__ = ("fn", "state", "pool", "handle", "ran")
 
     def __init__(self, fn: Callable[[], object], pool: Pool) -> None:
         self.fn = fn
@@ -299,8 +299,10 @@ class _Cleanup:
         # weak: a Pool must not keep itself alive through its own cleanups
         self.pool = weakref.ref(pool)
         self.handle = ll.ffi.new_handle(self)
+        self.ran = False    # the library consumes a cleanup when it runs it
 
     def run(self) -> None:
+        self.ran = True
         pool = self.pool()
         fenced = _fence(pool) if pool is not None else []
         try:
@@ -682,7 +684,12 @@ class Pool:
             # follows only tidies.
             for child in list(self._state.children):
                 child.mark_dead()
-            self._state.cleanups = []
+            # A cleanup registered on this pool during the reset by a child's
+            # cleanup (the library had run this pool's already) stays
+            # registered: its handle must live on with it (forgotten, the next
+            # destroy, reset or finalizer called from_handle() on a dead
+            # handle, which aborts the process).
+            self._state.cleanups = [e for e in self._state.cleanups if not e.ran]
             self._raise_cleanup_errors()
 
     def child(self, name: str, *, thread_safe: bool | None = None,

@@ -390,3 +390,32 @@ def test_cleanup_reaching_a_pool_the_library_freed_or_is_freeing(
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
     assert out.stdout.split() == [case[5]], out.stdout
+
+
+# A child's cleanup that registers a cleanup on the pool being reset: the
+# library ran the pool's own cleanups first, so this one stays registered
+# after the reset, but reset() forgot every cleanup of the pool; the next
+# destroy ran it through a handle the gc had taken, and cffi aborted the
+# process ("ffi.from_handle() detected that the address passed points to
+# garbage").
+CLEANUP_ADDED_DURING_RESET = """
+import gc
+from allocator import Pool
+p = Pool("r")
+k = p.child("k")
+ran = []
+k.add_cleanup(lambda: p.add_cleanup(lambda: ran.append("late")))
+p.reset()
+gc.collect()
+assert ran == []
+p.destroy()
+assert ran == ["late"], ran
+print("ok")
+"""
+
+
+def test_cleanup_a_child_registers_on_the_pool_being_reset_runs_at_destroy() -> None:
+    out = subprocess.run([sys.executable, "-X", "dev", "-c", CLEANUP_ADDED_DURING_RESET],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["ok"], (out.returncode,
+                                                                  out.stderr[-2000:])
