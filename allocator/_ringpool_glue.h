@@ -258,6 +258,10 @@ typedef struct rpy_block {
     PyObject  *tag;       /* the tag, a str (owned) */
     PyObject  *why;       /* why it died, a str or NULL */
     PyObject  *weakrefs;
+    /* rpy_drop_dead: the dead Blocks taken out of the tables, held (with their
+       keys) until every table is done */
+    struct rpy_block *dropped_next;
+    PyObject  *dropped_key;
 } rpy_block;
 
 static rpy_block *rpy_block_alloc(PyTypeObject *type, char *ptr, Py_ssize_t size,
@@ -278,6 +282,8 @@ static rpy_block *rpy_block_alloc(PyTypeObject *type, char *ptr, Py_ssize_t size
     self->tag = tag;
     self->why = NULL;
     self->weakrefs = NULL;
+    self->dropped_next = NULL;
+    self->dropped_key = NULL;
     return self;
 }
 
@@ -680,6 +686,57 @@ static void rpy_kill_table(PyObject *table, PyObject *why)
     }
 }
 
+/* Takes every dead Block out of table (a dict), keeping a reference to it and
+   to its key on *held (a chain through the Blocks): no Block is deallocated
+   here, so no Python code runs.  Only dead Blocks go: a live one that Python
+   code put in the table meanwhile (a weakref callback or __del__ run by the
+   release of an earlier table's Blocks allocating from the pool) stays; a
+   PyDict_Clear of each table in turn dropped such a Block, left live over
+   memory that the pool's next destroy freed without killing it.  Never fails:
+   deleting a key allocates nothing. */
+static void rpy_drop_dead(PyObject *table, rpy_block **held)
+{
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    rpy_block *found = NULL;
+    while (PyDict_Next(table, &pos, &k, &v)) {
+        if (!rpy_is_block(v) || ((rpy_block *)v)->state != RPY_DEAD)
+            continue;
+        rpy_block *b = (rpy_block *)v;
+        if (b->dropped_key != NULL)     /* already held (a table listed twice) */
+            continue;
+        Py_INCREF(b);
+        Py_INCREF(k);
+        b->dropped_key = k;
+        b->dropped_next = found;
+        found = b;
+    }
+    /* the keys' deletion after the walk: the dict is not changed under it */
+    while (found != NULL) {
+        rpy_block *b = found;
+        found = b->dropped_next;
+        if (PyDict_GetItem(table, b->dropped_key) == (PyObject *)b &&
+            PyDict_DelItem(table, b->dropped_key) != 0)
+            PyErr_Clear();
+        b->dropped_next = *held;
+        *held = b;
+    }
+}
+
+/* Releases what rpy_drop_dead held (Python code may run: deallocations). */
+static void rpy_release_dropped(rpy_block *held)
+{
+    while (held != NULL) {
+        rpy_block *b = held;
+        held = b->dropped_next;
+        b->dropped_next = NULL;
+        PyObject *k = b->dropped_key;
+        b->dropped_key = NULL;
+        Py_DECREF(k);
+        Py_DECREF(b);
+    }
+}
+
 /* The library has freed the blocks of pools (a list) and of tables (a list
    of dicts): every Block there is dead (why: a str), every pool's state but
    keep's (the pool a reset keeps) is dead (_state.alive false), every pool
@@ -711,27 +768,23 @@ static void rpy_freed(PyObject *pools, PyObject *keep, PyObject *why, PyObject *
         if (PyDict_Check(PyList_GET_ITEM(tables, i)))
             rpy_kill_table(PyList_GET_ITEM(tables, i), why);
     rpy_mark_closing(pools, Py_False, Py_None);
-    /* Python code may run from here on (Blocks deallocated): the lists may
-       change under the loops, which re-read their sizes and hold each item */
+    /* The dead Blocks leave the tables with no Python code run meanwhile
+       (rpy_drop_dead), and are released after: Python code may run from
+       there on (deallocations) */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
+    rpy_block *held = NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
-        PyObject *pool = PyList_GET_ITEM(pools, i);
-        Py_INCREF(pool);
-        PyObject *t = rpy_pool_table(pool);
+        PyObject *t = rpy_pool_table(PyList_GET_ITEM(pools, i));
         if (t != NULL) {
-            PyDict_Clear(t);
+            rpy_drop_dead(t, &held);
             Py_DECREF(t);
         }
-        Py_DECREF(pool);
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++) {
-        PyObject *t = PyList_GET_ITEM(tables, i);
-        Py_INCREF(t);
-        if (PyDict_Check(t))
-            PyDict_Clear(t);
-        Py_DECREF(t);
-    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++)
+        if (PyDict_Check(PyList_GET_ITEM(tables, i)))
+            rpy_drop_dead(PyList_GET_ITEM(tables, i), &held);
+    rpy_release_dropped(held);
     PyErr_Restore(type, value, tb);
     Py_DECREF(pools);
     Py_DECREF(tables);
@@ -810,7 +863,9 @@ static PyObject *rpy_kill_table_py(PyObject *cls, PyObject *const *args, Py_ssiz
     rpy_kill_table(table, args[1]);
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    PyDict_Clear(table);        /* deallocations: Python code may run */
+    rpy_block *held = NULL;
+    rpy_drop_dead(table, &held);
+    rpy_release_dropped(held);  /* deallocations: Python code may run */
     PyErr_Restore(type, value, tb);
     Py_DECREF(table);
     Py_RETURN_NONE;

@@ -615,3 +615,47 @@ def test_blocks_from_a_gc_callback_inside_an_allocation(how: str) -> None:
                                  capture_output=True, text=True, timeout=120)
             assert out.returncode == 0 and out.stdout.strip() == "ok", (
                 backing, nth, out.returncode, out.stderr[-2000:])
+
+
+# The Blocks that a reset frees are released after the library's call, and
+# their release runs weakref callbacks and __del__ methods, which may allocate
+# from the pool that lives on.  The tables were emptied one after the other
+# (PyDict_Clear, and the kept pool's table twice), so such a new Block was
+# dropped from its table while live: the pool's destroy then freed its memory
+# without killing it, and a view of it wrote freed memory.
+LATE_ALLOC = """
+import sys, weakref
+from allocator import BlockFreedError, Pool
+p = Pool("p", backing=sys.argv[1])
+k = p.child("k")
+made = []
+def late():
+    made.append(p.alloc(32, tag="late"))
+for owner in (p, k):
+    b = owner.alloc(16, tag="t")
+    weakref.finalize(b, late)
+    del b
+p.reset()
+assert len(made) == 2
+for b in made:
+    assert not b.freed and p._blocks.get(b._addr) is b
+assert p.outstanding() == (2, 64)
+p.destroy()
+for b in made:
+    assert b.freed
+    try:
+        memoryview(b)
+    except BlockFreedError:
+        pass
+    else:
+        raise AssertionError("a view of freed memory")
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+def test_block_allocated_while_a_reset_releases_its_blocks(backing: str) -> None:
+    out = subprocess.run([sys.executable, "-c", LATE_ALLOC, backing], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
+                                                                out.stderr[-2000:])
