@@ -404,8 +404,16 @@ bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
         cs = rpi_class_size(c);
         if ((size_t)(a->end - (char *)h) < cs) return false;
         a->cur = (char *)h + cs;
+    } else if (rpi_arena_shrinks(total, cs)) {
+        /* a shrink to half the slot or less: the block carved last gives
+           the rest back to the chunk (not while a walk holds a place in
+           it), any other moves to the smaller class (the caller's move) */
+        if ((char *)h + cs != a->cur || pool->marks) return false;
+        c = rpi_class_of(total);
+        a->cur = (char *)h + rpi_class_size(c);
     }
-    /* a shrink keeps the class: free, walk and destroy go by the class bits */
+    /* a shrink to more than half keeps the class: free, walk and destroy go
+       by the class bits */
     h->word = (h->word & ~(RPI_CLASS_MASK | RPI_SIZE_MASK)) | ((uint64_t)c << RPI_CLASS_SHIFT) | new_size;
     return true;
 }

@@ -992,6 +992,15 @@ static inline __attribute__((always_inline)) bool rpi_arena_class_a(const rpi_ar
         return false;
     return true;
 }
+/* A resize of an arena block to total bytes (its header included) that
+   leaves its slot of cs bytes at least half empty: the block moves to the
+   smaller class (the block carved last gives the rest back to its chunk
+   instead), as a big block's allocation shrinks below half, so that a
+   block made large and cut down to what it holds (a string built in a
+   buffer of its largest possible length) takes no more than a block
+   allocated at its size. Shrinks to more than half, and growths within
+   the class, keep the block where it is. */
+static inline bool rpi_arena_shrinks(size_t total, size_t cs) { return 2 * total <= cs; }
 static inline size_t rpi_class_size(unsigned c)
 {
     if (c < 64) return ((size_t)c + 1) << 4;

@@ -2795,15 +2795,16 @@ RESIZE_MALLOC(resize_malloc_noexc, false)
 /* resize_arena_move's unsynchronised copy when the sampler is due: the copy,
    then the sampler's slow path (which may hand the block to a tracker). */
 static __attribute__((noinline, cold)) void *resize_move_sampled(rp_pool *pool, rpi_hdr *n,
-                                                                 rpi_hdr *h, size_t old,
+                                                                 rpi_hdr *h, size_t keep,
                                                                  size_t size)
 {
-    memcpy(rpi_payload(n), rpi_payload(h), old);
+    memcpy(rpi_payload(n), rpi_payload(h), keep);
     return rpi_memprof_slow(pool, n, size, false);
 }
 
-/* An arena block whose growth needs another class (lock held; the new
-   total within RPI_GROW_LIMIT; no destructor): a block of the new class
+/* An arena block whose growth needs another class (the new total within
+   RPI_GROW_LIMIT), or that shrinks to half its slot or less
+   (rpi_arena_shrinks; shrink) (lock held; no destructor): a block of the new class
    from its list or the current chunk, the payload copied, the new header
    in the old one's place in the ring, the old block back to its list (or to
    the chunk, if carved last), the counters by the difference. What
@@ -2811,7 +2812,8 @@ static __attribute__((noinline, cold)) void *resize_move_sampled(rp_pool *pool, 
    current chunk it is resize_impl (which takes a new chunk). */
 static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *pool, rpi_hdr *h,
                                                                      size_t size, size_t c2,
-                                                                     bool plain, const bool locked)
+                                                                     bool plain, const bool locked,
+                                                                     const bool shrink)
 {
     rpi_arena *a = pool->own_arena;   /* compact: no checked pool exists */
     /* c2: the new class, rpi_class_of(RPI_AHDR + size) (unchecked: compact) */
@@ -2831,9 +2833,12 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     }
     uint64_t w = h->word;
     size_t old = (size_t)(w & RPI_SIZE_MASK);
-    /* a growth: old < size. Under the lock the copy comes first: once the
-       old block is on its list, another thread may take it. */
-    if (locked) memcpy(rpi_payload(n), rpi_payload(h), old);
+    /* a growth copies old bytes, a shrink (rpi_arena_shrinks) size (a
+       constant choice: the growths' copy stays a tail call to memcpy).
+       Under the lock the copy comes first: once the old block is on its
+       list, another thread may take it. */
+    size_t keep = shrink ? size : old;
+    if (locked) memcpy(rpi_payload(n), rpi_payload(h), keep);
     rpi_tag *t = h->origin;
     n->origin = t;
     n->word = a->hword[c2] | size;
@@ -2850,14 +2855,57 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
        ends the call (a tail call: memcpy returns n's payload) and nothing
        is kept across it. The sampler's slow path copies first. */
     counters_resize(pool, t, old, size);
-    if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) return resize_move_sampled(pool, n, h, old, size);
-    return memcpy(rpi_payload(n), rpi_payload(h), old);
+    if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) return resize_move_sampled(pool, n, h, keep, size);
+    return memcpy(rpi_payload(n), rpi_payload(h), keep);
 }
 
 static __attribute__((noinline)) void *resize_arena_move_locked(rp_pool *pool, rpi_hdr *h,
                                                                 size_t size, size_t c2, bool plain)
 {
-    return resize_arena_move(pool, h, size, c2, plain, true);
+    return resize_arena_move(pool, h, size, c2, plain, true, false);
+}
+
+/* An arena block of an unsynchronised pool, or of a thread-safe one with
+   its lock held, shrunk to half its slot or less (rpi_arena_shrinks; no
+   alignment, not sampled, no pool stack: resize_fast_arena's tests): the
+   block carved last gives the rest of its slot back to the chunk (the
+   counters as in place), any other moves to the new class
+   (resize_arena_move; a destructor's entry re-keyed by resize_impl). */
+static inline __attribute__((always_inline)) void *resize_arena_shrink(rp_pool *pool, rpi_hdr *h,
+                                                                       rpi_tag *t, size_t size,
+                                                                       bool plain,
+                                                                       const bool locked)
+{
+    rpi_arena *a = pool->own_arena;   /* compact: no checked pool exists */
+    uint64_t w = h->word;
+    size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+    /* (size is below half a slot, so below RPI_BIG_LIMIT: rpi_arena_class_a's
+       two cases) */
+    size_t c2 = size <= 1024 - RPI_AHDR ? (RPI_AHDR + size - 1) >> 4
+                                        : a->bigcls[(RPI_AHDR + size - 1) >> 8];
+    if ((char *)h + a->cbytes[c] == a->cur && !pool->marks) {
+        a->cur = (char *)h + a->cbytes[c2];
+        h->word = (w & ~(RPI_CLASS_MASK | RPI_SIZE_MASK)) | ((uint64_t)c2 << RPI_CLASS_SHIFT) | size;
+        return resize_counted(pool, h, t, (size_t)(w & RPI_SIZE_MASK), size, locked);
+    }
+    if (w & RPI_F_DTOR) {
+        if (locked && rpi_lock_release_check(&pool->lock)) rpi_lock_wake(&pool->lock);
+        return resize_impl(pool, rpi_payload(h), size, resize_call(plain), plain);
+    }
+    return resize_arena_move(pool, h, size, c2, plain, locked, true);
+}
+/* (not cold: GCC would then copy with rep movsb, a count per byte) */
+static __attribute__((noinline)) void *resize_arena_shrink_unsync(rp_pool *pool, rpi_hdr *h,
+                                                                 rpi_tag *t, size_t size,
+                                                                 bool plain)
+{
+    return resize_arena_shrink(pool, h, t, size, plain, false);
+}
+static __attribute__((noinline)) void *resize_arena_shrink_locked(rp_pool *pool, rpi_hdr *h,
+                                                                 rpi_tag *t, size_t size,
+                                                                 bool plain)
+{
+    return resize_arena_shrink(pool, h, t, size, plain, true);
 }
 
 static __attribute__((noinline)) void *resize_wake_then_impl(rp_pool *pool, void *block,
@@ -2908,7 +2956,13 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
             if (locked) return resize_arena_move_locked(pool, h, size, c2, plain);
             /* unsynchronised: inline (no second call, nothing loaded or
                computed twice) */
-            return resize_arena_move(pool, h, size, c2, plain, false);
+            return resize_arena_move(pool, h, size, c2, plain, false, false);
+        }
+        if (RPI_UNLIKELY(rpi_arena_shrinks(total, cs))) {
+            /* a shrink to half its slot or less: out of line, so that the
+               paths above keep their registers */
+            if (locked) return resize_arena_shrink_locked(pool, h, t, size, plain);
+            return resize_arena_shrink_unsync(pool, h, t, size, plain);
         }
     } else {
         size_t cap = rpi_big_cap(h);

@@ -1,5 +1,7 @@
 /* test_arena_resize.c -- resizing blocks: contents survive every path; in the
-   arena a shrink never moves, the block carved last grows in place up to
+   arena a shrink stays in place unless it leaves half the slot or more
+   empty (then an inner block moves to the smaller class, the block carved
+   last gives the rest back to its chunk), the block carved last grows in place up to
    4 KiB, big blocks are resized with realloc; a failed _noexc resize leaves the old block valid
    and counted; checked pools and destructors follow the block. Runs for both
    backings (the address checks only for the arena). */
@@ -129,38 +131,148 @@ static void growth_of_an_inner_block_moves(void)
     tu_end_pool(pool);
 }
 
-static void shrink_keeps_the_address(void)
+/* A shrink to more than half of an arena block's slot keeps the block; to
+   half or less (rpi_arena_shrinks) an inner block moves to the smaller class
+   (contents, size, tag and counters exact; its old slot serves the next
+   block of its class), and the block carved last stays and gives the rest
+   of its slot back to the chunk (the next block is carved right after its
+   new class). For each pool kind: unsynchronised and thread-safe (the fast
+   paths), checked (the general path); the malloc backing checks contents
+   and counters only. */
+static void shrink_to_half_or_less_moves(void)
 {
-    rp_pool *pool = tu_pool("shrink");
-    unsigned char *p = rp_alloc(pool, 4000, "buf");
-    void *after = rp_alloc(pool, 16, "after");   /* p is not the last block */
-    tu_fill(p, 4000, 5);
-    unsigned char *s = rp_resize(pool, p, 10);
-    if (tu_is_arena())
-        CHECK(s == p);
-    CHECK(tu_intact(s, 10, 5));
-    CHECK_COUNTS(pool, 2, 26);
-    CHECK_EQ(rp_block_size(s), 10);
-    /* its class still holds the old size: growing back stays in place */
-    tu_fill(s, 10, 5);
-    unsigned char *g = rp_resize(pool, s, 4000);
-    if (tu_is_arena())
-        CHECK(g == p);
-    CHECK(tu_intact(g, 10, 5));
-    CHECK_COUNTS(pool, 2, 4016);
-    CHECK_INT(rp_pool_check(pool), 0);
-    /* freed by its class: a new block of the original class takes the slot */
-    g = rp_resize(pool, g, 1);
-    if (tu_is_arena())
-        CHECK(g == p);
-    rp_free(g);
-    unsigned char *n = rp_alloc(pool, 4000, "again");
-    if (tu_is_arena())
-        CHECK(n == p);
-    tu_fill(n, 4000, 6);
-    rp_free(n);
-    rp_free(after);
-    tu_end_pool(pool);
+    for (int kind = 0; kind < 3; kind++) {
+        unsigned flags = kind == 0 ? RP_POOL_UNSYNC : kind == 1 ? 0 : RP_POOL_CHECKED;
+        /* the header before a slot: 16 bytes, 32 in a checked pool */
+        size_t hdr = kind == 2 ? 32 : 16;
+        rp_pool *pool = tu_pool_ex("shrink", flags);
+        unsigned char *p = rp_alloc(pool, 4000, "buf");
+        /* over 64 bytes: a block with a header after p (p is not the last) */
+        void *after = rp_alloc(pool, 200, "after");
+        tu_fill(p, 4000, 5);
+        /* 4000 bytes with the header: a slot of 4096. Down to 2048 - hdr + 1
+           it stays */
+        unsigned char *s = rp_resize(pool, p, 2049 - hdr);
+        if (tu_is_arena())
+            CHECK(s == p);
+        CHECK(tu_intact(s, 2049 - hdr, 5));
+        CHECK_COUNTS(pool, 2, 2049 - hdr + 200);
+        /* to half the slot: it moves, and its slot serves the next block
+           of 4000 */
+        unsigned char *m = rp_resize(pool, s, 2048 - hdr);
+        if (tu_is_arena())
+            CHECK(m != p);
+        CHECK(tu_intact(m, 2048 - hdr, 5));
+        CHECK_EQ(rp_block_size(m), 2048 - hdr);
+        CHECK_STR(rp_block_tag(m), "buf");
+        CHECK_COUNTS(pool, 2, 2048 - hdr + 200);
+        rp_tag_stat st[4];
+        size_t nt = rp_pool_stats(pool, st, 4);
+        for (size_t i = 0; i < nt; i++)
+            if (strcmp(st[i].tag, "buf") == 0) {
+                CHECK_EQ(st[i].blocks, 1);
+                CHECK_EQ(st[i].bytes, 2048 - hdr);
+                CHECK_EQ(st[i].peak_bytes, 4000);
+                CHECK_EQ(st[i].allocs, 1);
+            }
+        CHECK_INT(rp_pool_check(pool), 0);
+        unsigned char *n = rp_alloc(pool, 4000, "again");
+        if (tu_is_arena() && kind != 2)   /* (checked pools quarantine it) */
+            CHECK(n == p);
+        tu_fill(n, 4000, 6);
+        /* far down, to 10 bytes: a block with a header of 32 bytes (of
+           the class of 1 to 16 bytes; only an allocation makes a
+           headerless block) */
+        unsigned char *t = rp_resize(pool, m, 10);
+        CHECK(tu_intact(t, 10, 5));
+        CHECK_EQ(rp_block_size(t), 10);
+        CHECK_COUNTS(pool, 3, 10 + 200 + 4000);
+        /* and to 0 bytes: a valid 0-byte block */
+        t = rp_resize(pool, t, 0);
+        CHECK(t != NULL);
+        CHECK_EQ(rp_block_size(t), 0);
+        /* grown back: the contents that were kept */
+        t = rp_resize(pool, t, 3000);
+        tu_fill(t, 3000, 7);
+        CHECK_COUNTS(pool, 3, 3000 + 200 + 4000);
+        CHECK(tu_intact(n, 4000, 6));
+        CHECK_INT(rp_pool_check(pool), 0);
+        rp_free(t);
+        rp_free(n);
+        rp_free(after);
+
+        /* the block carved last shrinks where it is: 1000 bytes (a slot of
+           1024) to 400 (a slot of 400 + hdr rounded up to 16), and the
+           next block is carved right after that */
+        unsigned char *c = rp_alloc(pool, 1000, "last");
+        tu_fill(c, 1000, 8);
+        unsigned char *c2 = rp_resize(pool, c, 400);
+        if (tu_is_arena())
+            CHECK(c2 == c);
+        CHECK(tu_intact(c2, 400, 8));
+        CHECK_EQ(rp_block_size(c2), 400);
+        unsigned char *d = rp_alloc(pool, 1000, "next");
+        if (tu_is_arena() && kind != 2)
+            CHECK(d == c + ((400 + hdr + 15) / 16 * 16));
+        tu_fill(d, 1000, 9);
+        /* its class is the new one: it grows out of it as a 400-byte
+           block would, and a walk reads both */
+        CHECK_INT(rp_pool_check(pool), 0);
+        CHECK_COUNTS(pool, 2, 400 + 1000);
+        c2 = rp_resize(pool, c2, 1000);
+        CHECK(tu_intact(c2, 400, 8));
+        CHECK(tu_intact(d, 1000, 9));
+        CHECK_COUNTS(pool, 2, 2000);
+        rp_free(c2);
+        rp_free(d);
+        tu_end_pool(pool);
+    }
+}
+
+/* A block with a destructor that shrinks to half its slot or less moves by
+   the general path: the destructor runs once, with the new address. */
+static int dtor_calls;
+static void *dtor_last;
+static void dtor(void *block)
+{
+    dtor_calls++;
+    dtor_last = block;
+}
+static void shrink_moves_with_its_destructor(void)
+{
+    for (int unsync = 0; unsync <= 1; unsync++) {
+        rp_pool *pool = tu_pool_ex("shrink-dtor", unsync ? RP_POOL_UNSYNC : 0);
+        unsigned char *p = rp_alloc(pool, 900, "d");
+        void *after = rp_alloc(pool, 300, "after");
+        tu_fill(p, 900, 3);
+        CHECK_INT(rp_set_destructor(p, dtor), 0);
+        dtor_calls = 0;
+        unsigned char *q = rp_resize(pool, p, 100);
+        if (tu_is_arena())
+            CHECK(q != p);
+        CHECK(tu_intact(q, 100, 3));
+        CHECK_EQ(dtor_calls, 0);
+        rp_free(q);
+        CHECK_EQ(dtor_calls, 1);
+        CHECK(dtor_last == q);
+        /* and the block carved last (a new class: none waits on its
+           list) keeps its address */
+        p = rp_alloc(pool, 2000, "d");
+        tu_fill(p, 2000, 4);
+        CHECK_INT(rp_set_destructor(p, dtor), 0);
+        q = rp_resize(pool, p, 100);
+        if (tu_is_arena())
+            CHECK(q == p);
+        CHECK(tu_intact(q, 100, 4));
+        CHECK_INT(rp_pool_check(pool), 0);
+        rp_free(after);
+        rp_free(q);
+        CHECK_EQ(dtor_calls, 2);
+        CHECK(dtor_last == q);
+        tu_end_pool(pool);
+    }
+    dtor_calls = 0;
+    dtor_last = NULL;
 }
 
 static void big_blocks_resize(void)
@@ -213,13 +325,6 @@ static void over_aligned_blocks_resize(void)
     tu_end_pool(pool);
 }
 
-static int dtor_calls;
-static void *dtor_last;
-static void dtor(void *block)
-{
-    dtor_calls++;
-    dtor_last = block;
-}
 
 static void destructors_follow_the_block(void)
 {
@@ -346,7 +451,8 @@ static const tu_case cases[] = {
     { "growth_reuses_a_freed_block_of_the_new_class",
       growth_reuses_a_freed_block_of_the_new_class },
     { "growth_of_an_inner_block_moves", growth_of_an_inner_block_moves },
-    { "shrink_keeps_the_address", shrink_keeps_the_address },
+    { "shrink_to_half_or_less_moves", shrink_to_half_or_less_moves },
+    { "shrink_moves_with_its_destructor", shrink_moves_with_its_destructor },
     { "big_blocks_resize", big_blocks_resize },
     { "over_aligned_blocks_resize", over_aligned_blocks_resize },
     { "destructors_follow_the_block", destructors_follow_the_block },

@@ -175,8 +175,10 @@ static void growth_moves_keeping_the_ring_order(void)
     }
 }
 
-/* A shrink keeps the address, arena and big blocks alike (a big block down
-   to half its allocation); the pool's bytes drop, the peaks stay. */
+/* A shrink keeps the address, arena and big blocks alike: the arena's block
+   carved last (down to 10 bytes it gives the rest of its slot back to the
+   chunk; an inner block would move: test_arena_resize.c), a big block down
+   to half its allocation; the pool's bytes drop, the peaks stay. */
 static void shrink_keeps_the_block(void)
 {
     for (int unsync = 0; unsync <= 1; unsync++) {
