@@ -10,6 +10,7 @@ every call made here.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, NoReturn
 
 from ._errors import InvalidArgument, error_class
@@ -192,9 +193,34 @@ def walk(pool: CData) -> list[tuple[int, int, str]]:
     return out
 
 
+#: The cleanups the library holds, by the key that their C registration
+#: carries instead of an ffi.new_handle(): an entry leaves when the library
+#: runs it (it consumes it) or when it is removed, never because Python code
+#: let it go.  With a handle kept only by the pool's list, a cleanup that the
+#: library still held after the list had dropped it was called through a
+#: handle the gc had taken, and cffi's from_handle() aborted the process.
+cleanup_entries: dict[int, Any] = {}
+_cleanup_keys = itertools.count(1)   # never reused: a stale key finds nothing
+
+
+def cleanup_key(key: int, entry: Any) -> CData:
+    """The pointer that the library's registration of ``entry`` carries."""
+    cleanup_entries[key] = entry
+    return ffi.cast("void *", key)
+
+
+def new_cleanup_key() -> int:
+    return next(_cleanup_keys)
+
+
 @ffi.def_extern()  # type: ignore[misc]
 def rpy_py_cleanup(arg: CData) -> None:
-    entry = ffi.from_handle(arg)
+    try:
+        entry = cleanup_entries.pop(int(ffi.cast("uintptr_t", arg)), None)
+        if entry is None:
+            return
+    except BaseException:  # noqa: BLE001 -- must not escape into C
+        return
     try:
         entry.run()
     except BaseException as exc:  # noqa: BLE001 -- must not escape into C

@@ -291,14 +291,15 @@ os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
 class _Cleanup:
     """A Python cleanup registered with rp_pool_add_cleanup."""
 
-    __slots__ = ("fn", "state", "pool", "handle", "ran")
+    __slots__ = ("fn", "state", "pool", "key", "handle", "ran")
 
     def __init__(self, fn: Callable[[], object], pool: Pool) -> None:
         self.fn = fn
         self.state = pool._state
         # weak: a Pool must not keep itself alive through its own cleanups
         self.pool = weakref.ref(pool)
-        self.handle = ll.ffi.new_handle(self)
+        self.key = ll.new_cleanup_key()
+        self.handle = ll.cleanup_key(self.key, self)   # held until it runs or is removed
         self.ran = False    # the library consumes a cleanup when it runs it
 
     def run(self) -> None:
@@ -717,7 +718,11 @@ class Pool:
         with self._lock:
             self._live()
             entry = _Cleanup(fn, self)
-            ll.add_cleanup(self._ptr, entry.handle)
+            try:
+                ll.add_cleanup(self._ptr, entry.handle)
+            except BaseException:
+                ll.cleanup_entries.pop(entry.key, None)
+                raise
             self._state.cleanups.append(entry)
 
     def remove_cleanup(self, fn: Callable[[], object]) -> bool:
@@ -732,6 +737,7 @@ class Pool:
                     if not any(e is entry for e in self._state.cleanups):
                         continue
                     ll.remove_cleanup(self._ptr, entry.handle)
+                    ll.cleanup_entries.pop(entry.key, None)
                     self._state.cleanups = [e for e in self._state.cleanups
                                             if e is not entry]
                     return True

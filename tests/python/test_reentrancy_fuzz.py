@@ -1,0 +1,98 @@
+"""Random re-entrancy: cleanups, weakref finalizers of Blocks and Pools and
+``__del__`` of cyclic garbage that call back into the pools (allocate, free,
+resize, reset, destroy, walk, snapshot, view, gc, the default pool), under gc
+thresholds down to 1.  Each seed runs in a child process, so a crash fails
+the test, not the runner; the process must exit 0 and print "ok" (a pool's
+check() passes at the end).  Seeds 118 and 148 aborted the process (a cleanup
+the library still held was called through a handle the gc had taken:
+"ffi.from_handle() detected that the address passed points to garbage").
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+FUZZ = r"""import sys, gc, random, weakref
+from allocator import Pool, RingpoolError, stat_create_pool, stat_alloc, stat_destroy_pool
+seed = int(sys.argv[1]); rng = random.Random(seed)
+pools = []
+blocks = []
+def rand_pool():
+    live = [p for p in pools if not p.destroyed]
+    return rng.choice(live) if live else None
+depth = [0]
+def evil():
+    if depth[0] > 3: return
+    depth[0] += 1
+    try:
+        for _ in range(rng.randrange(1, 4)):
+            act(nested=True)
+    finally:
+        depth[0] -= 1
+def act(nested=False):
+    op = rng.randrange(20)
+    try:
+        if op == 0 or not pools:
+            p = Pool(f"p{len(pools)}", backing=rng.choice(["malloc", "arena"]), thread_safe=rng.random() < .5)
+            pools.append(p)
+        p = rand_pool()
+        if p is None: return
+        if op in (1, 2, 3):
+            b = p.alloc(rng.randrange(0, 200), tag=rng.choice("abc"))
+            if rng.random() < .3: weakref.finalize(b, evil)
+            if rng.random() < .5: blocks.append(b)
+            if rng.random() < .2:
+                class C: pass
+                c = C(); c.c = c; c.b = b; c.__class__.__del__ = lambda self: evil()
+        elif op == 4:
+            k = p.child("k"); pools.append(k)
+            if rng.random() < .3: weakref.finalize(k, evil)
+        elif op == 5: p.add_cleanup(evil)
+        elif op == 6 and blocks: rng.choice(blocks).free()
+        elif op == 7 and blocks:
+            i = rng.randrange(len(blocks)); blocks[i] = blocks[i].resize(rng.randrange(0, 300))
+        elif op == 8: p.destroy()
+        elif op == 9: p.reset()
+        elif op == 10: gc.collect()
+        elif op == 11: list(p.blocks())
+        elif op == 12: p.snapshot(blocks=True, children=True)
+        elif op == 13 and blocks:
+            b = rng.choice(blocks)
+            with memoryview(b) as v:
+                if len(v): v[0] = 1
+                if rng.random() < .3: act(nested=True)
+        elif op == 14 and blocks: b = rng.choice(blocks); b.tobytes(); b.write(b"z"[:len(b)])
+        elif op == 15 and blocks: del blocks[rng.randrange(len(blocks))]
+        elif op == 16 and pools: 
+            i = rng.randrange(len(pools)); del pools[i]
+        elif op == 17:
+            gc.set_threshold(rng.choice([1, 2, 10, 700]))
+        elif op == 18 and not nested:
+            stat_create_pool(); b = stat_alloc(rng.randrange(50)); blocks.append(b)
+        elif op == 19 and rng.random() < .3: stat_destroy_pool()
+    except (RingpoolError, ValueError, BufferError, MemoryError, TypeError) as e:
+        pass
+for _ in range(400):
+    act()
+gc.set_threshold(700)
+for p in list(pools):
+    try:
+        if not p.destroyed: p.check()
+    except RingpoolError as e:
+        if type(e).__name__ == "CorruptPool": raise
+blocks.clear(); pools.clear(); gc.collect()
+print("ok")
+"""
+
+SEEDS = [118, 148, 1, 2, 3, 4, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reentrant_callbacks_never_crash(seed: int) -> None:
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", FUZZ, str(seed)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
+        seed, out.returncode, out.stderr[-3000:])
