@@ -2481,9 +2481,18 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
            header takes the old one's place in the ring: one block throughout. */
         size_t align = !(h->word & RPI_F_ARENA) && (h->word & RPI_ALIGN_MASK)
             ? (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT) : 0;
-        if ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0) goto fail_locked;
-        rpi_hdr *n = align ? raw_new(pool, align, size) : rpi_arena_alloc_moved(pool, old, size);
-        if (!n) goto fail_locked;
+        rpi_hdr *n = NULL;
+        if (!(h->word & RPI_F_DTOR) || rpi_ptrmap_reserve(&pool->dtor_map, 1) == 0)
+            n = align ? raw_new(pool, align, size) : rpi_arena_alloc_moved(pool, old, size);
+        if (!n) {
+            /* an arena block's shrink to half its slot or less
+               (rpi_arena_shrinks) that cannot have the smaller block, or
+               room for its destructor's entry, stays where it is, in its
+               class: a shrink does not fail for want of memory */
+            if (size > old || !(h->word & RPI_F_ARENA)) goto fail_locked;
+            h->word = (h->word & ~RPI_SIZE_MASK) | size;
+            goto in_place;
+        }
         memcpy(rpi_payload(n), block, old < size ? old : size);
         n->origin = h->origin;
         n->word |= h->word & (RPI_F_DTOR | RPI_F_CHECKED | RPI_F_STACK);
@@ -2508,6 +2517,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         rpi_counters_resize(n->origin, old, size);
         return resize_done(pool, block, n, old, size, checked, sampled);
     }
+in_place:
     rpi_counters_resize(h->origin, old, size);
     if (checked) rpi_registry_move(rpi_hdr_of(block), h, raw_of(h));
     return resize_done(pool, block, h, old, size, checked, (h->word & RPI_F_SAMPLED) != 0);

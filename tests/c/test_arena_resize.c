@@ -275,6 +275,54 @@ static void shrink_moves_with_its_destructor(void)
     dtor_last = NULL;
 }
 
+/* A shrink that would move an arena block to its smaller class and cannot
+   have the memory (every underlying allocation failing: no new chunk, no
+   room for a destructor's entry) keeps the block where it is, in its
+   class, at the new size: a shrink does not fail for want of memory. */
+static void shrink_never_fails_for_memory(void)
+{
+    if (!tu_is_arena())
+        return;   /* the malloc backing shrinks with realloc */
+    enum { N = 1200 };   /* 1200 slots of 64 bytes: more than a 64 KiB chunk holds */
+    static unsigned char *b[N];
+    const unsigned kinds[] = { 0, RP_POOL_UNSYNC, RP_POOL_CHECKED };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        for (int with_dtor = 0; with_dtor <= 1; with_dtor++) {
+            rp_pool *pool = tu_pool_chunk("shrink-oom", kinds[k], 64 << 10);
+            for (unsigned i = 0; i < N; i++) {
+                b[i] = rp_alloc(pool, 480, "s");
+                tu_fill(b[i], 480, i);
+                if (with_dtor)
+                    CHECK_INT(rp_set_destructor(b[i], dtor), 0);
+            }
+            void *after = rp_alloc(pool, 480, "after");   /* none is carved last */
+            rp_debug_fail_after(1, 1);
+            for (unsigned i = 0; i < N; i++) {
+                unsigned char *r = rp_resize_noexc(pool, b[i], 40);
+                CHECK(r != NULL);
+                if (r == NULL)
+                    break;
+                CHECK(tu_intact(r, 40, i));
+                CHECK_EQ(rp_block_size(r), 40);
+                b[i] = r;
+            }
+            rp_debug_fail_after(0, 0);
+            size_t bytes;
+            CHECK_EQ(rp_pool_outstanding(pool, &bytes), N + 1);
+            CHECK_EQ(bytes, (size_t)N * 40 + 480);
+            CHECK_INT(rp_pool_check(pool), 0);
+            dtor_calls = 0;
+            for (unsigned i = 0; i < N; i++)
+                rp_free(b[i]);
+            CHECK_EQ(dtor_calls, with_dtor ? N : 0);
+            rp_free(after);
+            tu_end_pool(pool);
+        }
+    }
+    dtor_calls = 0;
+    dtor_last = NULL;
+}
+
 static void big_blocks_resize(void)
 {
     rp_pool *pool = tu_pool("big");
@@ -453,6 +501,7 @@ static const tu_case cases[] = {
     { "growth_of_an_inner_block_moves", growth_of_an_inner_block_moves },
     { "shrink_to_half_or_less_moves", shrink_to_half_or_less_moves },
     { "shrink_moves_with_its_destructor", shrink_moves_with_its_destructor },
+    { "shrink_never_fails_for_memory", shrink_never_fails_for_memory },
     { "big_blocks_resize", big_blocks_resize },
     { "over_aligned_blocks_resize", over_aligned_blocks_resize },
     { "destructors_follow_the_block", destructors_follow_the_block },
