@@ -743,7 +743,21 @@ static void rpy_release_dropped(rpy_block *held)
    takes calls again (_closing and _seal_new false, _closing_list None);
    then the tables are emptied (the Blocks' deallocation may run weakref
    callbacks: by then the state is whole).  Never fails. */
-static void rpy_freed(PyObject *pools, PyObject *keep, PyObject *why, PyObject *tables)
+/* The pool a reset keeps gets back the _seal_new and _closing_list it had
+   (saved, new references or NULL): a pool that a cleanup made while an
+   ancestor is being destroyed keeps sealing its Blocks from birth after its
+   own reset (rpy_mark_closing cleared them, and a view of a Block allocated
+   after that reset outlived the ancestor's destroy). */
+static void rpy_restore_keep(PyObject *keep, PyObject *seal, PyObject *list)
+{
+    if (keep != NULL && keep != Py_None && seal != NULL && list != NULL) {
+        rpy_set(keep, rpy_name_seal_new, seal);
+        rpy_set(keep, rpy_name_closing_list, list);
+    }
+}
+
+static void rpy_freed(PyObject *pools, PyObject *keep, PyObject *why, PyObject *tables,
+                      PyObject *keep_seal, PyObject *keep_list)
 {
     Py_INCREF(pools);
     Py_INCREF(tables);
@@ -768,6 +782,7 @@ static void rpy_freed(PyObject *pools, PyObject *keep, PyObject *why, PyObject *
         if (PyDict_Check(PyList_GET_ITEM(tables, i)))
             rpy_kill_table(PyList_GET_ITEM(tables, i), why);
     rpy_mark_closing(pools, Py_False, Py_None);
+    rpy_restore_keep(keep, keep_seal, keep_list);
     /* The dead Blocks leave the tables with no Python code run meanwhile
        (rpy_drop_dead), and are released after: Python code may run from
        there on (deallocations) */
@@ -826,6 +841,11 @@ static PyObject *rpy_bulk_free(PyObject *cls, PyObject *const *args, Py_ssize_t 
     Py_INCREF(family);
     Py_INCREF(subtree);
     PyObject *res = NULL;
+    PyObject *keep = args[5], *keep_seal = NULL, *keep_list = NULL;
+    if (keep != Py_None) {
+        keep_seal = rpy_get(keep, rpy_name_seal_new);
+        keep_list = rpy_get(keep, rpy_name_closing_list);
+    }
     if (rpy_seal(tables, family, subtree) == 0) {
         int rc = 0;
         rpy_clear_error();
@@ -837,12 +857,16 @@ static PyObject *rpy_bulk_free(PyObject *cls, PyObject *const *args, Py_ssize_t 
         else
             rp_stat_destroy_pool();
         Py_END_ALLOW_THREADS
-        if (rc == 0)
-            rpy_freed(subtree, args[5], args[6], tables);
-        else
+        if (rc == 0) {
+            rpy_freed(subtree, keep, args[6], tables, keep_seal, keep_list);
+        } else {
             rpy_unseal(tables, family);
+            rpy_restore_keep(keep, keep_seal, keep_list);
+        }
         res = PyLong_FromLong(rc);      /* a small int: cached, never fails */
     }
+    Py_XDECREF(keep_seal);
+    Py_XDECREF(keep_list);
     Py_DECREF(tables);
     Py_DECREF(family);
     Py_DECREF(subtree);

@@ -419,3 +419,34 @@ def test_cleanup_a_child_registers_on_the_pool_being_reset_runs_at_destroy() -> 
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.split() == ["ok"], (out.returncode,
                                                                   out.stderr[-2000:])
+
+
+# A pool that a cleanup makes while an ancestor is being destroyed seals its
+# Blocks from birth (the destroy frees them); its own reset() cleared that, so
+# a Block allocated after the reset gave a view that outlived the ancestor's
+# destroy and wrote freed memory.
+SEAL_AFTER_RESET = """
+from allocator import Pool
+R = Pool("R")
+P = R.child("P")
+views, seen = [], []
+def cleanup():
+    K = P.child("K")
+    K.reset()
+    b = K.alloc(64, tag="x")
+    try:
+        views.append(memoryview(b))
+        seen.append("view")
+    except BufferError:
+        seen.append("sealed")
+P.add_cleanup(cleanup)
+R.destroy()
+print(seen[0])
+"""
+
+
+def test_a_pool_made_by_a_cleanup_stays_sealed_after_its_reset() -> None:
+    out = subprocess.run([sys.executable, "-c", SEAL_AFTER_RESET], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["sealed"], (out.stdout,
+                                                                      out.stderr[-2000:])
