@@ -10,6 +10,7 @@ every call made here.
 
 from __future__ import annotations
 
+import gc
 import itertools
 from typing import Any, NoReturn
 
@@ -146,6 +147,12 @@ def pool_info(pool: CData) -> CData:
     return info
 
 
+def pool_torn(pool: CData) -> bool:
+    """Whether a destroy of ``pool`` runs its second round of cleanups (those
+    registered while its children went): every pool below it is gone."""
+    return bool(lib.rpy_pool_torn(pool))
+
+
 def tag_stats(pool: CData) -> list[tuple[str, int, int, int, int]]:
     """(tag, blocks, bytes, peak_bytes, allocs) per tag, in first-use order."""
     cap = 64
@@ -215,16 +222,25 @@ def new_cleanup_key() -> int:
 
 @ffi.def_extern()  # type: ignore[misc]
 def rpy_py_cleanup(arg: CData) -> None:
+    # No gc outside the cleanup's own call, where the pools the library freed
+    # are fenced off: a __del__ or weakref callback that the gc ran before the
+    # fence went up or after it came down reached them.
+    gc_on = gc.isenabled()
+    gc.disable()
     try:
-        entry = cleanup_entries.pop(int(ffi.cast("uintptr_t", arg)), None)
-        if entry is None:
+        try:
+            entry = cleanup_entries.pop(int(ffi.cast("uintptr_t", arg)), None)
+            if entry is None:
+                return
+        except BaseException:  # noqa: BLE001 -- must not escape into C
             return
-    except BaseException:  # noqa: BLE001 -- must not escape into C
-        return
-    try:
-        entry.run()
-    except BaseException as exc:  # noqa: BLE001 -- must not escape into C
-        entry.failed(exc)
+        try:
+            gc_on = entry.run(gc_on)
+        except BaseException as exc:  # noqa: BLE001 -- must not escape into C
+            entry.failed(exc)
+    finally:
+        if gc_on:
+            gc.enable()
 
 
 def add_cleanup(pool: CData, handle: CData) -> None:

@@ -302,15 +302,26 @@ class _Cleanup:
         self.handle = ll.cleanup_key(self.key, self)   # held until it runs or is removed
         self.ran = False    # the library consumes a cleanup when it runs it
 
-    def run(self) -> None:
+    def run(self, gc_on: bool = False) -> bool:
+        """Runs the cleanup; called with the gc off, on (gc_on) only while
+        the fence is up.  Whether the gc was on when the cleanup returned
+        (it may turn it on or off itself), for the caller to restore."""
         self.ran = True
-        pool = self.pool()
-        fenced = _fence(pool) if pool is not None else []
+        gc_after = gc_on
+        try:
+            pool = self.pool()
+            fenced = _fence(pool) if pool is not None else []
+        finally:
+            if gc_on:
+                gc.enable()
         try:
             self.fn()
         finally:
+            gc_after = gc.isenabled()
+            gc.disable()
             for state in fenced:
                 state.alive = True
+        return gc_after
 
     def failed(self, exc: BaseException) -> None:
         self.state.cleanup_errors.append(exc)
@@ -327,7 +338,8 @@ def _fence(pool: Pool) -> list[_PoolState]:
     closing = pool._closing_list
     if closing is None:
         return []
-    lineage = {id(p) for p in pool._subtree()}
+    lineage_pools = pool._subtree()
+    lineage = {id(p) for p in lineage_pools}
     up = pool._parent
     while up is not None:
         lineage.add(id(up))
@@ -335,6 +347,13 @@ def _fence(pool: Pool) -> list[_PoolState]:
     fenced = [p._state for p in closing if id(p) not in lineage and p._state.alive]
     for state in fenced:
         state.alive = False
+    if ll.pool_torn(pool._ptr):
+        # The second round of the pool's destroy: the cleanups registered
+        # while its children went run after every pool below it is gone.
+        below = [p._state for p in lineage_pools[1:] if p._state.alive]
+        for state in below:
+            state.alive = False
+        fenced += below
     return fenced
 
 

@@ -137,6 +137,7 @@ void rpy_pool_destroy(rp_pool *pool);
 int rpy_pool_reset(rp_pool *pool);
 int rpy_pool_check(rp_pool *pool);
 int rpy_pool_get_info(rp_pool *pool, rp_pool_info *info);
+int rpy_pool_torn(rp_pool *pool);
 int rpy_pool_write_report(rp_pool *pool, const char *path, unsigned report_flags);
 int rpy_pool_walk(rp_pool *pool, void *arg);
 int rpy_pool_add_cleanup(rp_pool *pool, void *arg);

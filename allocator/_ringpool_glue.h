@@ -164,6 +164,15 @@ static int rpy_pool_get_info(rp_pool *pool, rp_pool_info *info)
     return rp_pool_get_info(pool, info);
 }
 
+/* csrc/pool.c: a destroy of pool runs the cleanups registered while its
+   children went (teardown_again); every pool that was below it is gone. */
+int rpi_pool_torn(rp_pool *pool);
+
+static int rpy_pool_torn(rp_pool *pool)
+{
+    return rpi_pool_torn(pool);
+}
+
 /* The library's internal twin of rp_pool_write_report_ex (csrc/report.c): a
    report not written records why (a directory, a FIFO without a reader...). */
 int rpi_write_report_why(rp_pool *pool, const char *path, unsigned flags, char *why, size_t cap);

@@ -1271,6 +1271,10 @@ RPI_HIDDEN int  rpi_write_report(rp_pool *pool, const char *path, unsigned flags
 RPI_HIDDEN int  rpi_report_from_env(rp_pool *pool, const char *reason);
 /* rp_pool_write_report_ex with, when it fails, why (outfile.h's reason or
    the write's failure; may be empty) in why: for the Python binding. */
+/* Whether a destroy of pool is in its second round (teardown_again): the
+   cleanups registered while its children went, which run after every pool
+   that was below it is gone (Python binding: allocator/_pool.py _fence). */
+RPI_HIDDEN int  rpi_pool_torn(rp_pool *pool);
 RPI_HIDDEN int  rpi_write_report_why(rp_pool *pool, const char *path, unsigned flags, char *why,
                                      size_t cap);
 

@@ -453,6 +453,14 @@ static bool teardown_again(rp_pool *pool)
     return left;
 }
 
+int rpi_pool_torn(rp_pool *pool)
+{
+    rpi_pool_lock(pool);
+    int torn = (pool->flags & RPI_POOL_TORN) != 0;
+    rpi_pool_unlock(pool);
+    return torn;
+}
+
 /* Destroys top's children and theirs, each as rp_pool_destroy would (its
    cleanups, its children, its report, its destructors, its memory), without
    recursion: a pool nested 10^5 deep took a C stack frame per level and

@@ -450,3 +450,106 @@ def test_a_pool_made_by_a_cleanup_stays_sealed_after_its_reset() -> None:
                          text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.split() == ["sealed"], (out.stdout,
                                                                       out.stderr[-2000:])
+
+
+# A cleanup that a child's cleanup registers on a pool being destroyed runs in
+# the library's second round of that pool's destroy, after every pool below it
+# is gone; those pools were still alive in Python (SIGSEGV at the first call).
+LATE_CLEANUP = r"""
+import sys
+from allocator import Pool, PoolDestroyedError
+op, late_on, backing = sys.argv[1:4]
+seen = set()
+for _ in range(20):
+    r = Pool("r", backing=backing)
+    p = r.child("p") if late_on == "child" else r
+    c = p.child("c")
+    g = c.child("g")
+    for _ in range(20):
+        g.alloc(64, tag="t"); c.alloc(64, tag="t")
+    def late(c=c, g=g):
+        for q in (c, g):
+            try:
+                q.snapshot(blocks=True, children=True)
+                for _ in range(20):
+                    q.alloc(64, tag="u").write(b"x" * 64)
+                seen.add("reached")
+            except PoolDestroyedError:
+                seen.add("refused")
+    c.add_cleanup(lambda p=p, late=late: p.add_cleanup(late))
+    try:
+        getattr(r, op)()
+    except Exception as e:
+        if type(e).__name__ != "CleanupError":
+            raise
+    assert c.destroyed and g.destroyed
+    r.destroy()
+print(sorted(seen))
+"""
+
+
+@pytest.mark.parametrize("op,late_on", [("destroy", "root"), ("destroy", "child"),
+                                        ("reset", "child")])
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+def test_a_late_cleanup_cannot_reach_the_pools_below_it_the_library_freed(
+        op: str, late_on: str, backing: str) -> None:
+    out = subprocess.run([sys.executable, "-c", LATE_CLEANUP, op, late_on, backing],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "['refused']", (
+        out.returncode, out.stdout, out.stderr[-2000:])
+
+
+# The gc ran (a gc callback here; a __del__ or a weakref callback alike) in a
+# cleanup's call before its fence went up or after it came down, and reached a
+# sibling pool that the library had freed (SIGSEGV).
+GC_AROUND_A_CLEANUP = r"""
+import gc, sys
+from allocator import Pool, PoolDestroyedError
+for _ in range(20):
+    r = Pool("r", backing=sys.argv[1])
+    x, y = r.child("x"), r.child("y")
+    for _ in range(20):
+        y.alloc(64, tag="t")
+    armed = []
+    def touch(phase, info, y=y):
+        if armed:
+            try:
+                y.snapshot(blocks=True)
+                for _ in range(10):
+                    y.alloc(64, tag="u").write(b"x" * 64)
+            except PoolDestroyedError:
+                pass
+    x.add_cleanup(lambda: None)
+    y.add_cleanup(lambda: armed.append(1))    # y is destroyed before x
+    gc.callbacks.append(touch)
+    gc.set_threshold(1)
+    try:
+        r.destroy()
+    finally:
+        gc.set_threshold(700)
+        gc.callbacks.remove(touch)
+    assert gc.isenabled()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+def test_the_gc_around_a_cleanup_cannot_reach_a_pool_the_library_freed(
+        backing: str) -> None:
+    out = subprocess.run([sys.executable, "-c", GC_AROUND_A_CLEANUP, backing],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (
+        out.returncode, out.stdout, out.stderr[-2000:])
+
+
+def test_a_cleanup_keeps_the_gc_as_it_left_it(pool: Pool) -> None:
+    assert gc.isenabled()
+    try:
+        pool.add_cleanup(gc.disable)
+        pool.reset()
+        assert not gc.isenabled()
+        pool.add_cleanup(gc.enable)
+        pool.reset()
+        assert gc.isenabled()
+    finally:
+        gc.enable()

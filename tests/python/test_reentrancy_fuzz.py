@@ -6,6 +6,9 @@ the test, not the runner; the process must exit 0 and print "ok" (a pool's
 check() passes at the end).  Seeds 118 and 148 aborted the process (a cleanup
 the library still held was called through a handle the gc had taken:
 "ffi.from_handle() detected that the address passed points to garbage").
+Seeds 89, 180, 244 and 274 crashed (or hung) the process (SIGSEGV, or "corrupted
+double-linked list"): a cleanup registered on a pool during its destroy ran
+after the pools below it were gone, and reached them.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ blocks.clear(); pools.clear(); gc.collect()
 print("ok")
 """
 
-SEEDS = [118, 148, 1, 2, 3, 4, 5, 6, 7, 8]
+SEEDS = [118, 148, 89, 180, 244, 274, 1, 2, 3, 4, 5, 6, 7, 8]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
