@@ -1803,12 +1803,18 @@ void *rp_memdup_noexc(rp_pool *pool, const void *p, size_t size, const char *tag
     return memdup_impl(pool, p, size, 0, tag, "rp_memdup_noexc", false);
 }
 
+/* A NULL string is misuse (rp_strdup, rp_stat_strdup): RP_EINVAL through
+   the error handler, never the OOM handler. */
+static bool string_arg(const char *s, const char *call)
+{
+    if (s) return true;
+    rpi_report_error(RP_EINVAL, NULL, "%s: string is NULL", call);
+    return false;
+}
+
 static char *strdup_impl(rp_pool *pool, const char *s, const char *tag, const char *call, bool plain)
 {
-    if (!s) {
-        rpi_report_error(RP_EINVAL, NULL, "%s: string is NULL", call);
-        return NULL;
-    }
+    if (!string_arg(s, call)) return NULL;
     return memdup_impl(pool, s, strlen(s), 1, tag, call, plain);
 }
 
@@ -1821,35 +1827,38 @@ char *rp_strdup_noexc(rp_pool *pool, const char *s, const char *tag)
     return strdup_impl(pool, s, tag, "rp_strdup_noexc", false);
 }
 
-static char *strconcat_v(rp_pool *pool, const char *tag, int n, va_list ap, const char *call,
-                         bool plain)
+/* The arguments of rp_strconcat and rp_stat_strconcat (ap is left as it
+   was): false after an RP_EINVAL report for a negative count or a NULL
+   string (every argument is checked); else *total is the strings' length,
+   SIZE_MAX when it would pass SIZE_MAX (the call then fails as out of
+   memory: never a short block). */
+static bool concat_measure(int n, va_list ap, const char *call, size_t *total)
 {
-    if (!check_pool_arg(pool, call)) return NULL;
     if (n < 0) {
         rpi_report_error(RP_EINVAL, NULL, "%s: negative string count %d", call, n);
-        return NULL;
+        return false;
     }
     va_list ap2;
     va_copy(ap2, ap);
-    size_t total = 0;
-    bool bad = false;
+    size_t t = 0;
+    bool over = false;
     for (int i = 0; i < n; i++) {
         const char *s = va_arg(ap2, const char *);
-        if (!s) { bad = true; break; }
-        size_t l = strlen(s);
-        if (total + l < total) { total = SIZE_MAX; break; }
-        total += l;
+        if (!s) {
+            va_end(ap2);
+            rpi_report_error(RP_EINVAL, NULL, "%s: string argument is NULL", call);
+            return false;
+        }
+        if (!over && __builtin_add_overflow(t, strlen(s), &t)) over = true;
     }
     va_end(ap2);
-    if (bad) {
-        rpi_report_error(RP_EINVAL, NULL, "%s: string argument is NULL", call);
-        return NULL;
-    }
-    char *out = total == SIZE_MAX ? NULL : alloc_impl(pool, 0, total + 1, tag);
-    if (!out) {
-        if (plain) rpi_oom(call, total, tag);
-        return NULL;
-    }
+    *total = over ? SIZE_MAX : t;
+    return true;
+}
+
+/* The n strings of ap (measured by concat_measure) and a NUL into out. */
+static char *concat_copy(char *out, int n, va_list ap)
+{
     char *w = out;
     for (int i = 0; i < n; i++) {
         const char *s = va_arg(ap, const char *);
@@ -1859,6 +1868,20 @@ static char *strconcat_v(rp_pool *pool, const char *tag, int n, va_list ap, cons
     }
     *w = '\0';
     return out;
+}
+
+static char *strconcat_v(rp_pool *pool, const char *tag, int n, va_list ap, const char *call,
+                         bool plain)
+{
+    if (!check_pool_arg(pool, call)) return NULL;
+    size_t total;
+    if (!concat_measure(n, ap, call, &total)) return NULL;
+    char *out = total == SIZE_MAX ? NULL : alloc_impl(pool, 0, total + 1, tag);
+    if (!out) {
+        if (plain) rpi_oom(call, total, tag);
+        return NULL;
+    }
+    return concat_copy(out, n, ap);
 }
 
 char *rp_strconcat(rp_pool *pool, const char *tag, int n, ...)
@@ -2897,10 +2920,9 @@ static inline __attribute__((always_inline)) void *resize_arena_shrink(rp_pool *
     rpi_arena *a = pool->own_arena;   /* compact: no checked pool exists */
     uint64_t w = h->word;
     size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
-    /* (size is below half a slot, so below RPI_BIG_LIMIT: rpi_arena_class_a's
-       two cases) */
-    size_t c2 = size <= 1024 - RPI_AHDR ? (RPI_AHDR + size - 1) >> 4
-                                        : a->bigcls[(RPI_AHDR + size - 1) >> 8];
+    /* (size is below half a slot, so below RPI_BIG_LIMIT: a class) */
+    size_t c2 = 0;
+    (void)rpi_arena_class_a(a, size, &c2);
     if ((char *)h + a->cbytes[c] == a->cur && !pool->marks) {
         a->cur = (char *)h + a->cbytes[c2];
         h->word = (w & ~(RPI_CLASS_MASK | RPI_SIZE_MASK)) | ((uint64_t)c2 << RPI_CLASS_SHIFT) | size;
@@ -3590,76 +3612,39 @@ void rp_stat_free(void *b)
 }
 
 /* A NULL string, a negative count or a NULL argument is misuse, as in
-   rp_strdup and rp_strconcat: RP_EINVAL through the error handler and NULL,
-   from both forms (the plain form's OOM handler is for memory only). */
-static bool stat_string_arg(const char *s, const char *call)
+   rp_strdup and rp_strconcat (string_arg, concat_measure): RP_EINVAL through
+   the error handler and NULL, from both forms (the plain form's OOM handler
+   is for memory only). */
+static char *stat_strdup(const char *s, const char *call, bool plain)
 {
-    if (s) return true;
-    rpi_report_error(RP_EINVAL, NULL, "%s: string is NULL", call);
-    return false;
-}
-
-static char *stat_strdup(const char *s, const char *call)
-{
-    if (!stat_string_arg(s, call)) return NULL;
+    if (!string_arg(s, call)) return NULL;
     size_t l = strlen(s) + 1;
     char *r = rp_stat_alloc_noexc(l);
     if (r) memcpy(r, s, l);
+    else if (plain) rpi_oom(call, l, stat_tag);
     return r;
 }
 
-char *rp_stat_strdup_noexc(const char *s) { return stat_strdup(s, "rp_stat_strdup_noexc"); }
+char *rp_stat_strdup_noexc(const char *s) { return stat_strdup(s, "rp_stat_strdup_noexc", false); }
+char *rp_stat_strdup(const char *s) { return stat_strdup(s, "rp_stat_strdup", true); }
 
-char *rp_stat_strdup(const char *s)
+static char *stat_strconcat_v(int n, va_list ap, const char *call, bool plain)
 {
-    if (!stat_string_arg(s, "rp_stat_strdup")) return NULL;
-    char *r = stat_strdup(s, "rp_stat_strdup");
-    if (!r) rpi_oom("rp_stat_strdup", strlen(s) + 1, stat_tag);
-    return r;
-}
-
-/* NULL with *misuse set after reporting RP_EINVAL; NULL alone: no memory
-   (or a total past SIZE_MAX, as in rp_strconcat: never a short block). */
-static char *stat_strconcat_v(int n, va_list ap, const char *call, bool *misuse)
-{
-    *misuse = true;
-    if (n < 0) {
-        rpi_report_error(RP_EINVAL, NULL, "%s: negative string count %d", call, n);
+    size_t total;
+    if (!concat_measure(n, ap, call, &total)) return NULL;
+    char *out = total == SIZE_MAX ? NULL : rp_stat_alloc_noexc(total + 1);
+    if (!out) {
+        if (plain) rpi_oom(call, 0, stat_tag);
         return NULL;
     }
-    va_list ap2;
-    va_copy(ap2, ap);
-    size_t total = 1;
-    bool over = false;
-    for (int i = 0; i < n; i++) {
-        const char *s = va_arg(ap2, const char *);
-        if (!s) {
-            va_end(ap2);
-            rpi_report_error(RP_EINVAL, NULL, "%s: string argument is NULL", call);
-            return NULL;
-        }
-        if (!over && __builtin_add_overflow(total, strlen(s), &total)) over = true;
-    }
-    va_end(ap2);
-    *misuse = false;
-    char *r = over ? NULL : rp_stat_alloc_noexc(total), *w = r;
-    if (!r) return NULL;
-    for (int i = 0; i < n; i++) {
-        const char *s = va_arg(ap, const char *);
-        size_t l = strlen(s);
-        memcpy(w, s, l);
-        w += l;
-    }
-    *w = '\0';
-    return r;
+    return concat_copy(out, n, ap);
 }
 
 char *rp_stat_strconcat_noexc(int n, ...)
 {
     va_list ap;
-    bool misuse;
     va_start(ap, n);
-    char *r = stat_strconcat_v(n, ap, "rp_stat_strconcat_noexc", &misuse);
+    char *r = stat_strconcat_v(n, ap, "rp_stat_strconcat_noexc", false);
     va_end(ap);
     return r;
 }
@@ -3667,10 +3652,8 @@ char *rp_stat_strconcat_noexc(int n, ...)
 char *rp_stat_strconcat(int n, ...)
 {
     va_list ap;
-    bool misuse;
     va_start(ap, n);
-    char *r = stat_strconcat_v(n, ap, "rp_stat_strconcat", &misuse);
+    char *r = stat_strconcat_v(n, ap, "rp_stat_strconcat", true);
     va_end(ap);
-    if (!r && !misuse) rpi_oom("rp_stat_strconcat", 0, stat_tag);
     return r;
 }
