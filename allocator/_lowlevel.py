@@ -20,6 +20,46 @@ from ._ringpool import lib as lib
 
 CData = Any  # a cffi pointer
 
+
+def _realize_every_type() -> None:
+    """Builds every C type and function of the module now, with the gc off.
+
+    cffi builds a type the first time it is used (``ffi.new("rp_pool_info *")``,
+    ``lib.rp_pool_create_child_ex``), and its builder is not re-entrant: the
+    objects it allocates can start the gc, and a gc callback or ``__del__`` that
+    uses the same type meanwhile builds it a second time underneath, which
+    fails one of cffi's assertions (``_realize_c_struct_or_union``,
+    ``realize_c_type_or_func_lock_held``) and aborts the process.  After this
+    every entry of the module's type table is built, so no later call builds
+    one (``tests/python/test_reentrancy.py``).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for name in dir(lib):
+            getattr(lib, name)
+        typedefs, structs, unions = ffi.list_types()
+        for name in typedefs:
+            ffi.typeof(name)
+        for kind, names in (("struct", structs), ("union", unions)):
+            for name in names:
+                try:    # the size builds the fields of a lazy struct
+                    ffi.sizeof(f"{kind} {name}")
+                except ffi.error:
+                    pass    # an opaque one (rp_pool): nothing to build
+        for spelling in _TYPE_SPELLINGS:
+            ffi.typeof(spelling)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+#: The type strings the bindings give ffi.new() and ffi.cast(): parsed once here.
+_TYPE_SPELLINGS = ("char[]", "char *", "void *", "size_t", "size_t *", "uintptr_t",
+                   "rp_pool_info *", "rp_pool_options *", "rp_tag_stat[]",
+                   "rp_memprof_params *", "rp_memprof **")
+_realize_every_type()
+
 NULL: CData = ffi.NULL
 POOL_UNSYNC: int = lib.RP_POOL_UNSYNC
 POOL_CHECKED: int = lib.RP_POOL_CHECKED

@@ -659,3 +659,57 @@ def test_block_allocated_while_a_reset_releases_its_blocks(backing: str) -> None
                          text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
                                                                 out.stderr[-2000:])
+
+
+# cffi builds a C type the first time the bindings use it (pool.info()'s
+# ffi.new("rp_pool_info *"), child()'s rp_pool_options), and that builder is
+# not re-entrant: the gc it can start ran a callback that used the same type,
+# which built it a second time underneath, and cffi's assertion aborted the
+# process (seed 1316 of test_reentrancy_fuzz.py: a cleanup's child() from a
+# destroy).  Here a gc callback repeats the call whenever the gc starts while
+# the call is inside an ffi. line, in a process that never used the type.
+FIRST_USE = """
+import gc, linecache, sys
+from allocator import Pool
+p = Pool("r")
+b = p.alloc(8, "t")
+OPS = {
+    "info": lambda: p.info(),
+    "child": lambda: p.child("k"),
+    "outstanding": lambda: p.outstanding(),
+    "snapshot": lambda: p.snapshot(),
+    "strconcat": lambda: p.strconcat("a", "b", tag="t"),
+    "blocks": lambda: list(p.blocks()),
+}
+op = OPS[sys.argv[1]]
+inside = 0
+def cb(phase, info):
+    global inside
+    if phase != "start" or inside:
+        return
+    f = sys._getframe(1)
+    if "ffi." not in linecache.getline(f.f_code.co_filename, f.f_lineno):
+        return
+    inside += 1
+    try:
+        op()
+    finally:
+        inside -= 1
+gc.callbacks.append(cb)
+gc.set_threshold(1)
+op()
+gc.set_threshold(700)
+gc.callbacks.remove(cb)
+p.check()
+p.destroy()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("op", ["info", "child", "outstanding", "snapshot", "strconcat", "blocks"])
+def test_first_use_of_a_c_type_from_a_gc_callback(op: str) -> None:
+    out = subprocess.run([sys.executable, "-c", FIRST_USE, op], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
+                                                                out.stderr[-2000:])
+

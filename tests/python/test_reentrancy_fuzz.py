@@ -9,6 +9,9 @@ the library still held was called through a handle the gc had taken:
 Seeds 89, 180, 244 and 274 crashed (or hung) the process (SIGSEGV, or "corrupted
 double-linked list"): a cleanup registered on a pool during its destroy ran
 after the pools below it were gone, and reached them.
+Seed 1316 aborted in cffi: a cleanup's child() built the rp_pool_options type
+for the first time, the gc ran meanwhile, and a use of the same type from
+there built it again underneath (an assertion of cffi's type builder).
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ blocks.clear(); pools.clear(); gc.collect()
 print("ok")
 """
 
-SEEDS = [118, 148, 89, 180, 244, 274, 1, 2, 3, 4, 5, 6, 7, 8]
+SEEDS = [118, 148, 89, 180, 244, 274, 1316, 1, 2, 3, 4, 5, 6, 7, 8]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
