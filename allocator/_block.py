@@ -121,7 +121,7 @@ class Block(_BlockBuffer):
         """A copy of the payload."""
         with self._pool._lock:
             self._live()
-            self._pool._live()      # a cleanup's fence (_pool._fence)
+            self._pool._live()      # held (_pool._open_lineage)
             buf = ll.ffi.buffer(ll.pointer(self._addr), self._size)
             # Making buf may have run the gc, whose callbacks or __del__ may
             # have freed this block: check again with nothing left to allocate.
@@ -138,7 +138,7 @@ class Block(_BlockBuffer):
         offset = operator.index(offset)
         with self._pool._lock:
             self._live()
-            self._pool._live()      # a cleanup's fence (_pool._fence)
+            self._pool._live()      # held (_pool._open_lineage)
             if offset < 0 or offset + len(view) > self._size:
                 raise InvalidArgument(f"write of {len(view)} bytes at offset {offset} "
                                  f"exceeds the block's {self._size} bytes")

@@ -10,7 +10,6 @@ every call made here.
 
 from __future__ import annotations
 
-import gc
 import itertools
 from typing import Any, NoReturn
 
@@ -262,25 +261,19 @@ def new_cleanup_key() -> int:
 
 @ffi.def_extern()  # type: ignore[misc]
 def rpy_py_cleanup(arg: CData) -> None:
-    # No gc outside the cleanup's own call, where the pools the library freed
-    # are fenced off: a __del__ or weakref callback that the gc ran before the
-    # fence went up or after it came down reached them.
-    gc_on = gc.isenabled()
-    gc.disable()
+    # Called by the glue's rpy_cleanup_call, which parks the pools of the
+    # cleanup's destroy or reset again after the last Python code here ran
+    # (the gc, a __del__ or a weakref callback may run anywhere in it).
     try:
-        try:
-            entry = cleanup_entries.pop(int(ffi.cast("uintptr_t", arg)), None)
-            if entry is None:
-                return
-        except BaseException:  # noqa: BLE001 -- must not escape into C
+        entry = cleanup_entries.pop(int(ffi.cast("uintptr_t", arg)), None)
+        if entry is None:
             return
-        try:
-            gc_on = entry.run(gc_on)
-        except BaseException as exc:  # noqa: BLE001 -- must not escape into C
-            entry.failed(exc)
-    finally:
-        if gc_on:
-            gc.enable()
+    except BaseException:  # noqa: BLE001 -- must not escape into C
+        return
+    try:
+        entry.run()
+    except BaseException as exc:  # noqa: BLE001 -- must not escape into C
+        entry.failed(exc)
 
 
 def add_cleanup(pool: CData, handle: CData) -> None:

@@ -38,7 +38,13 @@ _fast_alloc = Block._alloc
 # once, so that calling them allocates nothing.
 _bulk_free = Block._bulk_free
 _kill_table = Block._kill_table
+# The pools of a call parked again when this thread's cleanup call returns
+# (_ringpool_glue.h, rpy_cleanup_call).
+_fence_window = Block._fence
 _DESTROY, _RESET, _STAT_DESTROY = 0, 1, 2
+# _PoolState.held: not held; held by a destroy or reset under way; held by
+# a reset that keeps the pool.
+_FREE, _HELD, _KEPT = 0, 1, 2
 #: Walks blocks() makes before it gives up on a pool whose blocks are freed
 #: during every one of them.
 _WALK_TRIES = 8
@@ -137,7 +143,7 @@ class _PoolState:
     the end of the gc pass while one still has a buffer view.
     """
 
-    __slots__ = ("name", "ptr", "alive", "owner", "parent", "children",
+    __slots__ = ("name", "ptr", "alive", "held", "owner", "parent", "children",
                  "cleanups", "cleanup_errors", "lock", "__weakref__")
 
     def __init__(self, name: str, ptr: ll.CData, owner: str,
@@ -146,6 +152,10 @@ class _PoolState:
         self.name = name
         self.ptr = ptr
         self.alive = True
+        # _HELD / _KEPT while a destroy or reset of its family works on the
+        # pool (set in C, _ringpool_glue.h): alive only within the cleanup
+        # call that opened it (_open_lineage).
+        self.held = _FREE
         self.owner = owner                   # "python", "child" or "stat"
         self.parent = parent
         # in creation order; a dict, so a child leaves in O(1) (a list's remove
@@ -302,59 +312,41 @@ class _Cleanup:
         self.handle = ll.cleanup_key(self.key, self)   # held until it runs or is removed
         self.ran = False    # the library consumes a cleanup when it runs it
 
-    def run(self, gc_on: bool = False) -> bool:
-        """Runs the cleanup; called with the gc off, on (gc_on) only while
-        the fence is up.  Whether the gc was on when the cleanup returned
-        (it may turn it on or off itself), for the caller to restore."""
+    def run(self) -> None:
         self.ran = True
-        gc_after = gc_on
-        try:
-            pool = self.pool()
-            fenced = _fence(pool) if pool is not None else []
-        finally:
-            if gc_on:
-                gc.enable()
-        try:
-            self.fn()
-        finally:
-            gc_after = gc.isenabled()
-            gc.disable()
-            for state in fenced:
-                state.alive = True
-        return gc_after
+        pool = self.pool()
+        if pool is not None:
+            _open_lineage(pool)
+        self.fn()
 
     def failed(self, exc: BaseException) -> None:
         self.state.cleanup_errors.append(exc)
 
 
-def _fence(pool: Pool) -> list[_PoolState]:
-    """The pools that a cleanup of ``pool`` must not reach, marked dead until it
-    returns; it runs while a destroy() or reset() of its family is under way in
-    the library, which destroys child pools most recent first, each with its
-    subtree: the pools of that call (``_closing_list``) that are neither above
-    ``pool`` nor below it may already be gone (a sibling's cleanup allocated
-    from, walked or freed a block of a sibling the library had freed).  A pool
-    left marked by a MemoryError here dies with the call anyway."""
-    closing = pool._closing_list
-    if closing is None:
-        return []
-    lineage_pools = pool._subtree()
-    lineage = {id(p) for p in lineage_pools}
+def _open_lineage(pool: Pool) -> None:
+    """Opens to the cleanup of ``pool`` that runs the pools of its destroy()
+    or reset() that it may reach: ``pool`` and the pools above it, and those
+    below it unless the library already freed them.  Every pool of the call
+    is held (dead to Python) from its seal on, and the library destroys child
+    pools most recent first, each with its subtree, so the other pools of the
+    call (siblings and their subtrees) may be gone: they stay dead.  The glue
+    parks every pool of the call again once the cleanup's call has run its
+    last Python code, whatever the gc ran meanwhile (``_fence_window``, made
+    first: a pool opened here never stays open)."""
+    registry = pool._closing_list
+    if registry is None or not _fence_window(registry):
+        return
+    # The second round of the pool's destroy (the cleanups registered while
+    # its children went) runs after every pool below it is gone.
+    lineage = [pool] if ll.pool_torn(pool._ptr) else pool._subtree()
     up = pool._parent
     while up is not None:
-        lineage.add(id(up))
+        lineage.append(up)
         up = up._parent
-    fenced = [p._state for p in closing if id(p) not in lineage and p._state.alive]
-    for state in fenced:
-        state.alive = False
-    if ll.pool_torn(pool._ptr):
-        # The second round of the pool's destroy: the cleanups registered
-        # while its children went run after every pool below it is gone.
-        below = [p._state for p in lineage_pools[1:] if p._state.alive]
-        for state in below:
-            state.alive = False
-        fenced += below
-    return fenced
+    for p in lineage:
+        state = p._state
+        if state.held:
+            state.alive = True
 
 
 class Pool:
@@ -511,8 +503,10 @@ class Pool:
 
     @property
     def destroyed(self) -> bool:
-        """True once destroyed (explicitly, by ``with``, by its parent or by reset of its parent)."""
-        return not self._state.alive
+        """True once destroyed (explicitly, by ``with``, by its parent or by reset of its
+        parent), and while a destroy() or reset() under way will destroy it."""
+        state = self._state
+        return not state.alive and state.held != _KEPT
 
     def __repr__(self) -> str:
         state = "destroyed" if self.destroyed else f"{len(self._blocks)} blocks"
@@ -570,8 +564,16 @@ class Pool:
                                "(from one of its cleanups?)")
 
     def _live(self) -> None:
-        if not self._state.alive:
-            raise PoolDestroyedError(f"pool {self._name!r} was destroyed")
+        state = self._state
+        if state.alive:
+            return
+        if state.held == _KEPT:
+            raise PoolBusy(f"pool {self._name!r} is being reset: it takes no call outside "
+                           "its cleanups (from a gc callback, __del__ or memprof tracker?)")
+        if state.held:
+            raise PoolDestroyedError(f"pool {self._name!r} is being destroyed (with "
+                                     "its parent, or fenced off from this cleanup)")
+        raise PoolDestroyedError(f"pool {self._name!r} was destroyed")
 
     def _tag(self, tag: str | None, depth: int, raise_on_oom: bool) -> tuple[ll.CData, str]:
         """The pool-owned copy of the tag (``rp_pool_intern_tag``), cached;
@@ -668,12 +670,15 @@ class Pool:
 
         Raises BlockInUse, a BufferError (and destroys nothing), while a
         block of the pool or of a child has live buffer views."""
-        if not self._state.alive:
+        state = self._state
+        if not state.alive and not state.held:
             return
         self._refuse_reentry("destroy()")  # before taking the (reentrant) lock
         with self._lock:
-            if not self._state.alive:
-                return
+            if not state.alive:
+                if state.held == _KEPT:
+                    self._live()    # PoolBusy: a reset under way keeps it
+                return              # gone, or going with the call under way
             if self._closing:
                 raise PoolBusy(f"pool {self._name!r} is being destroyed or reset "
                                "(destroy called from a cleanup?)")
@@ -943,7 +948,7 @@ class Pool:
 
     def _free_block(self, block: Block) -> None:
         with self._lock:
-            if not self._state.alive and block._alive:   # a cleanup's fence (_fence)
+            if not self._state.alive and block._alive:   # held (_open_lineage)
                 self._live()
             addr = block._addr
             self._frees += 1        # before the free: blocks() must see it
@@ -969,7 +974,7 @@ class Pool:
         with self._lock:
             # BlockFreedError / BlockInUse; no new views, and no free or resize
             # of this block from a memprof tracker that the resize calls.
-            if not self._state.alive and block._alive:   # a cleanup's fence (_fence)
+            if not self._state.alive and block._alive:   # held (_open_lineage)
                 self._live()
             block._begin_busy()
             try:

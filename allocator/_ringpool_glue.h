@@ -197,16 +197,19 @@ static int rpy_pool_walk(rp_pool *pool, void *arg)
     return rp_pool_walk(pool, rpy_py_visit, arg);
 }
 
+/* The C side of a Python cleanup's call (rpy_cleanup_call, below). */
+static void rpy_cleanup_call(void *arg);
+
 static int rpy_pool_add_cleanup(rp_pool *pool, void *arg)
 {
     rpy_clear_error();
-    return rp_pool_add_cleanup(pool, rpy_py_cleanup, arg);
+    return rp_pool_add_cleanup(pool, rpy_cleanup_call, arg);
 }
 
 static int rpy_pool_remove_cleanup(rp_pool *pool, void *arg)
 {
     rpy_clear_error();
-    return rp_pool_remove_cleanup(pool, rpy_py_cleanup, arg);
+    return rp_pool_remove_cleanup(pool, rpy_cleanup_call, arg);
 }
 
 static uintptr_t rpy_stat_alloc(size_t size)
@@ -586,7 +589,7 @@ static PyObject *rpy_block_fast_free(PyObject *self, PyObject *unused)
    a dead Block that a failed statement left there: it is skipped. */
 static PyTypeObject *rpy_block_type;       /* _BlockBuffer, set at registration */
 static PyObject *rpy_name_blocks, *rpy_name_state, *rpy_name_alive, *rpy_name_closing,
-                *rpy_name_seal_new, *rpy_name_closing_list;
+                *rpy_name_seal_new, *rpy_name_closing_list, *rpy_name_held;
 
 static int rpy_is_block(PyObject *o)
 {
@@ -644,13 +647,128 @@ static void rpy_mark_closing(PyObject *pools, PyObject *closing, PyObject *regis
     }
 }
 
+/* The pools a destroy or reset works on are HELD from the moment it seals
+   them until the library's call returns (_PoolState.held: 1, or 2 for the
+   pool a reset keeps; 0 otherwise): the library frees some of them during
+   the call (a sibling's subtree before the next sibling's cleanups), and
+   only the cleanup that runs may reach the pools it knows to be there (its
+   pool's lineage, which its call opens: _BlockBuffer._fence below).  So a
+   held pool is dead to Python (_PoolState.alive false) except within the
+   cleanup's call that opened it; no Python code runs between the seal and
+   the first cleanup, nor between a cleanup's last Python code and the
+   library, and the gc, a __del__ or a weakref callback that runs anywhere
+   else in the call (a memprof tracker, the cleanup's own trampoline) finds
+   them dead.  Other threads wait for the family's lock.  Setting a slot of
+   the state with a small int or a bool allocates nothing and runs no Python
+   code. */
+static void rpy_set_state(PyObject *pool, PyObject *alive, long held)
+{
+    PyObject *state = rpy_get(pool, rpy_name_state);
+    if (state == NULL)
+        return;
+    rpy_set(state, rpy_name_alive, alive);
+    if (held >= 0) {
+        PyObject *h = PyLong_FromLong(held);    /* a small int: cached */
+        if (h != NULL) {
+            rpy_set(state, rpy_name_held, h);
+            Py_DECREF(h);
+        } else {
+            PyErr_Clear();
+        }
+    }
+    Py_DECREF(state);
+}
+
+/* Each pool of pools (a list) held (keep: 2, the others 1), dead to Python. */
+static void rpy_hold(PyObject *pools, PyObject *keep)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
+        PyObject *pool = PyList_GET_ITEM(pools, i);
+        rpy_set_state(pool, Py_False, pool == keep ? 2 : 1);
+    }
+}
+
+/* Every pool of registry (a list: the pools of a call) that is alive (opened
+   by the cleanup's call that ends, or made by it) is dead to Python again,
+   and held (at least 1). */
+static void rpy_park(PyObject *registry)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(registry); i++) {
+        PyObject *pool = PyList_GET_ITEM(registry, i);
+        PyObject *state = rpy_get(pool, rpy_name_state);
+        if (state == NULL)
+            continue;
+        PyObject *alive = rpy_get(state, rpy_name_alive);
+        PyObject *held = rpy_get(state, rpy_name_held);
+        if (alive == Py_True) {
+            long h = held != NULL && PyLong_Check(held) ? PyLong_AsLong(held) : 0;
+            rpy_set_state(pool, Py_False, h > 0 ? -1 : 1);
+        }
+        Py_XDECREF(alive);
+        Py_XDECREF(held);
+        Py_DECREF(state);
+    }
+}
+
+/* The cleanup calls open in this thread, innermost first: each records the
+   pools of its call (the registry its Python side gives, _fence), parked
+   again when the call returns, after its last Python code. */
+typedef struct rpy_window {
+    struct rpy_window *outer;
+    PyObject *registry;     /* a list, or NULL */
+} rpy_window;
+
+static _Thread_local rpy_window *rpy_windows;
+
+/* The function the library calls for every Python cleanup: the Python side
+   (rpy_py_cleanup) runs inside a window that holds the GIL from before its
+   first Python code to after its last one. */
+static void rpy_cleanup_call(void *arg)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    rpy_window w = { rpy_windows, NULL };
+    rpy_windows = &w;
+    rpy_py_cleanup(arg);
+    rpy_windows = w.outer;
+    if (w.registry != NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        rpy_park(w.registry);
+        Py_DECREF(w.registry);  /* the call's own list holds it: no Python code runs */
+        PyErr_Restore(type, value, tb);
+    }
+    PyGILState_Release(gil);
+}
+
+/* _fence(registry) -> bool: the pools of registry (a list) are parked when the
+   cleanup call this thread runs returns (False: no cleanup call runs here).
+   Made before the cleanup's pools are opened, so that none stays open. */
+static PyObject *rpy_fence_py(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)cls;
+    if (nargs != 1 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "_fence(registry: list)");
+        return NULL;
+    }
+    if (rpy_windows == NULL)
+        Py_RETURN_FALSE;
+    Py_INCREF(args[0]);
+    PyObject *old = rpy_windows->registry;
+    rpy_windows->registry = args[0];
+    if (old != NULL) {
+        rpy_park(old);
+        Py_DECREF(old);
+    }
+    Py_RETURN_TRUE;
+}
+
 /* Every live Block of tables (a list of dicts) refuses new views (LIVE ->
    SEALED) and each pool of pools (a list) is marked closing: _closing and
    _seal_new true, _closing_list = registry (where a pool that a cleanup
    makes meanwhile adds itself).  All or nothing: -1 with BlockInUse while
    a Block has a live view, PoolBusy while one is being freed or resized,
    and then nothing changed. */
-static int rpy_seal(PyObject *tables, PyObject *pools, PyObject *registry)
+static int rpy_seal(PyObject *tables, PyObject *pools, PyObject *registry, PyObject *keep)
 {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tables); i++) {
         PyObject *t = PyList_GET_ITEM(tables, i);
@@ -669,6 +787,7 @@ static int rpy_seal(PyObject *tables, PyObject *pools, PyObject *registry)
     }
     rpy_move_blocks(tables, RPY_LIVE, RPY_SEALED);
     rpy_mark_closing(pools, Py_True, registry);
+    rpy_hold(pools, keep);
     return 0;
 }
 
@@ -677,6 +796,8 @@ static void rpy_unseal(PyObject *tables, PyObject *pools)
 {
     rpy_move_blocks(tables, RPY_SEALED, RPY_LIVE);
     rpy_mark_closing(pools, Py_False, Py_None);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++)
+        rpy_set_state(PyList_GET_ITEM(pools, i), Py_True, 0);
 }
 
 static void rpy_kill_table(PyObject *table, PyObject *why)
@@ -748,8 +869,9 @@ static void rpy_release_dropped(rpy_block *held)
 
 /* The library has freed the blocks of pools (a list) and of tables (a list
    of dicts): every Block there is dead (why: a str), every pool's state but
-   keep's (the pool a reset keeps) is dead (_state.alive false), every pool
-   takes calls again (_closing and _seal_new false, _closing_list None);
+   keep's (the pool a reset keeps) is dead (_state.alive false), keep's alive,
+   none held, every pool takes calls again (_closing and _seal_new false,
+   _closing_list None);
    then the tables are emptied (the Blocks' deallocation may run weakref
    callbacks: by then the state is whole).  Never fails. */
 /* The pool a reset keeps gets back the _seal_new and _closing_list it had
@@ -772,13 +894,7 @@ static void rpy_freed(PyObject *pools, PyObject *keep, PyObject *why, PyObject *
     Py_INCREF(tables);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
         PyObject *pool = PyList_GET_ITEM(pools, i);
-        if (pool == keep)
-            continue;
-        PyObject *state = rpy_get(pool, rpy_name_state);
-        if (state != NULL) {
-            rpy_set(state, rpy_name_alive, Py_False);
-            Py_DECREF(state);
-        }
+        rpy_set_state(pool, pool == keep ? Py_True : Py_False, 0);
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
         PyObject *t = rpy_pool_table(PyList_GET_ITEM(pools, i));
@@ -820,9 +936,10 @@ enum { RPY_BULK_DESTROY = 0, RPY_BULK_RESET = 1, RPY_BULK_STAT_DESTROY = 2 };
    destroy() (op 0), reset() (1), the default pool's destroy (2) or a pool's
    finalizer (0, with tables only), in one call that nothing can stop
    halfway.  First tables (the family's, a list of dicts) are sealed and
-   family (a list of pools) marked closing, all or nothing (BlockInUse,
-   PoolBusy: nothing done); then the library's call, without the GIL (the
-   cleanups take it); then, the call made (rc 0), every Block of subtree's
+   family (a list of pools) marked closing and held (rpy_hold), all or
+   nothing (BlockInUse, PoolBusy: nothing done); then the library's call,
+   without the GIL (the cleanups take it, each in a window that opens its
+   pool's lineage: rpy_cleanup_call); then, the call made (rc 0), every Block of subtree's
    pools (those the cleanups made meanwhile added) and of tables is dead,
    every state of subtree but keep's dead, and the pools take calls again.
    A reset the library refused (rc < 0: nothing freed) undoes the seal; the
@@ -855,7 +972,7 @@ static PyObject *rpy_bulk_free(PyObject *cls, PyObject *const *args, Py_ssize_t 
         keep_seal = rpy_get(keep, rpy_name_seal_new);
         keep_list = rpy_get(keep, rpy_name_closing_list);
     }
-    if (rpy_seal(tables, family, subtree) == 0) {
+    if (rpy_seal(tables, family, subtree, keep) == 0) {
         int rc = 0;
         rpy_clear_error();
         Py_BEGIN_ALLOW_THREADS
@@ -1053,6 +1170,8 @@ static PyMethodDef rpy_block_methods[] = {
      "Seal, destroy or reset, and kill every Block freed: in one call."},
     {"_kill_table", (PyCFunction)(void (*)(void))rpy_kill_table_py, METH_FASTCALL | METH_STATIC,
      "Every Block of the table dead, then the table emptied."},
+    {"_fence", (PyCFunction)(void (*)(void))rpy_fence_py, METH_FASTCALL | METH_STATIC,
+     "The pools of a call parked again when this thread's cleanup call returns."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -1169,9 +1288,11 @@ static int rpy_make_types(void)
     rpy_name_closing = PyUnicode_InternFromString("_closing");
     rpy_name_seal_new = PyUnicode_InternFromString("_seal_new");
     rpy_name_closing_list = PyUnicode_InternFromString("_closing_list");
+    rpy_name_held = PyUnicode_InternFromString("held");
     PyObject *token = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
     if (!type || !lock || !rpy_name_blocks || !rpy_name_state || !rpy_name_alive ||
-        !rpy_name_closing || !rpy_name_seal_new || !rpy_name_closing_list || !token) {
+        !rpy_name_closing || !rpy_name_seal_new || !rpy_name_closing_list || !rpy_name_held ||
+        !token) {
         Py_XDECREF(type);
         Py_XDECREF(lock);
         Py_XDECREF(token);

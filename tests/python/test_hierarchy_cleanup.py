@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+import threading
+from typing import Any
 
 import pytest
 
@@ -553,3 +555,302 @@ def test_a_cleanup_keeps_the_gc_as_it_left_it(pool: Pool) -> None:
         assert gc.isenabled()
     finally:
         gc.enable()
+
+
+# Another thread's gc.enable() while a cleanup's call ran in this one turned
+# the gc back on where it was turned off (before the cleanup's fence went up,
+# after it came down), and a gc callback reached a sibling pool the library had
+# freed (SIGSEGV).  The other thread turns the gc on at every line the bindings
+# run in the destroying thread (a trace function hands it over), so the test
+# does not depend on thread timing.
+GC_ON_FROM_ANOTHER_THREAD = r"""
+import gc, sys, threading
+import allocator
+from allocator import Pool, PoolDestroyedError
+PKG = allocator.__file__.rsplit("/", 1)[0]
+MAIN = threading.get_ident()
+req, done = threading.Event(), threading.Event()
+stop = []
+def other():
+    while True:
+        req.wait(); req.clear()
+        if stop:
+            return
+        gc.enable()
+        done.set()
+t = threading.Thread(target=other)
+t.start()
+armed = []
+def tracer(frame, event, arg):
+    if event == "line" and armed and frame.f_code.co_filename.startswith(PKG):
+        req.set(); done.wait(); done.clear()
+    return tracer
+for _ in range(20):
+    r = Pool("r", backing=sys.argv[1])
+    x, y = r.child("x"), r.child("y")
+    for _ in range(20):
+        y.alloc(64, tag="t")
+    def touch(phase, info, y=y):
+        if armed and threading.get_ident() == MAIN:
+            try:
+                y.snapshot(blocks=True)
+                for _ in range(10):
+                    y.alloc(64, tag="u").write(b"x" * 64)
+            except PoolDestroyedError:
+                pass
+    x.add_cleanup(lambda: None)
+    y.add_cleanup(lambda: armed.append(1))    # y is destroyed before x
+    gc.callbacks.append(touch)
+    gc.set_threshold(1)
+    sys.settrace(tracer)
+    try:
+        r.destroy()
+    finally:
+        sys.settrace(None)
+        armed.clear()
+        gc.set_threshold(700)
+        gc.callbacks.remove(touch)
+stop.append(1); req.set(); t.join()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+def test_another_threads_gc_enable_cannot_open_a_pool_the_library_freed(
+        backing: str) -> None:
+    out = subprocess.run([sys.executable, "-c", GC_ON_FROM_ANOTHER_THREAD, backing],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (
+        out.returncode, out.stdout, out.stderr[-2000:])
+
+
+def test_other_threads_see_the_gc_as_the_program_left_it_during_a_cleanup(
+        pool: Pool) -> None:
+    # The gc was turned off for the whole process around a cleanup's call
+    # (but for the cleanup's own code): another thread looks at every line
+    # the bindings run in this one while the cleanup's call runs.
+    import allocator
+    pkg = allocator.__file__.rsplit("/", 1)[0]
+    assert gc.isenabled()
+    seen: set[bool] = set()
+    asked, answered = threading.Event(), threading.Event()
+    stop: list[int] = []
+
+    def look() -> None:
+        while True:
+            asked.wait()
+            asked.clear()
+            if stop:
+                return
+            seen.add(gc.isenabled())
+            answered.set()
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_code.co_filename.startswith(pkg):
+            asked.set()
+            answered.wait(60)
+            answered.clear()
+        return tracer
+
+    t = threading.Thread(target=look)
+    t.start()
+    kid = pool.child("kid")
+    kid.add_cleanup(lambda: None)
+    pool.add_cleanup(lambda: None)
+    sys.settrace(tracer)
+    try:
+        pool.reset()
+    finally:
+        sys.settrace(None)
+        stop.append(1)
+        asked.set()
+        t.join()
+    assert seen == {True}
+
+
+# A memprof tracker's dealloc runs inside the library's destroy, outside every
+# cleanup, after the library freed the younger sibling: the tracker (or the gc
+# that its allocations ran) reached that sibling (SIGSEGV).
+MEMPROF_IN_A_DESTROY = r"""
+import gc, sys
+from allocator import Pool, RingpoolError, memprof
+backing, how = sys.argv[1:3]
+seen = set()
+for _ in range(20):
+    r = Pool("r", backing=backing)
+    x = r.child("x")
+    y = r.child("y")                      # destroyed before x
+    for _ in range(20):
+        y.alloc(64, tag="t")
+    go = []
+    def reach(y=y):
+        try:
+            y.snapshot(blocks=True)
+            for _ in range(10):
+                y.alloc(64, tag="u").write(b"x" * 64)
+            seen.add("reached")
+        except RingpoolError as e:
+            seen.add(type(e).__name__)
+    def dealloc(value):
+        if value == "x" and go:
+            if how == "tracker":
+                reach()
+            else:
+                [[] for _ in range(5)]    # the gc runs (threshold 1)
+    def on_gc(phase, info):
+        if go and in_dealloc():
+            reach()
+    def in_dealloc():
+        f = sys._getframe(2)
+        while f is not None:
+            if f.f_code is dealloc.__code__:
+                return True
+            f = f.f_back
+        return False
+    if how == "gc":
+        gc.callbacks.append(on_gc)
+    with memprof.start(rate=1.0, tracker=memprof.Tracker(alloc=lambda a: a.pool,
+                                                         dealloc=dealloc)):
+        kept = [x.alloc(64, tag="s") for _ in range(5)]
+        go.append(1)
+        gc.set_threshold(1)
+        try:
+            r.destroy()
+        finally:
+            gc.set_threshold(700)
+            go.clear()
+    if how == "gc":
+        gc.callbacks.remove(on_gc)
+print(sorted(seen))
+"""
+
+
+@pytest.mark.parametrize("how", ["tracker", "gc"])
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+def test_a_memprof_tracker_in_a_destroy_cannot_reach_a_pool_the_library_freed(
+        backing: str, how: str) -> None:
+    out = subprocess.run([sys.executable, "-c", MEMPROF_IN_A_DESTROY, backing, how],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "['PoolDestroyedError']", (
+        out.returncode, out.stdout, out.stderr[-2000:])
+
+
+def test_a_pool_being_reset_refuses_calls_outside_its_cleanups(backing: str) -> None:
+    # From a memprof tracker that the reset runs (outside every cleanup) the
+    # pool a reset keeps is busy, neither destroyed nor destroyable; its
+    # cleanups reach it as before.
+    from allocator import memprof
+    r = Pool("r", backing=backing)
+    kid = r.child("kid")
+    got: list[object] = []
+
+    def dealloc(value: object) -> None:
+        if value != "r" or got:
+            return
+        got.append(r.destroyed)
+        got.append(kid.destroyed)
+        for call in (lambda: r.alloc(8, tag="late"), r.destroy, r.reset):
+            try:
+                call()
+                got.append("ran")
+            except (PoolBusy, PoolDestroyedError) as exc:
+                got.append(type(exc).__name__)
+
+    in_cleanup: list[object] = []
+    r.add_cleanup(lambda: in_cleanup.append(r.alloc(8, tag="c").tobytes()))
+    with memprof.start(rate=1.0, tracker=memprof.Tracker(alloc=lambda a: a.pool,
+                                                         dealloc=dealloc)):
+        r.alloc(16, tag="t")
+        r.reset()
+    assert got == [False, True, "PoolBusy", "PoolBusy", "PoolBusy"]
+    assert len(in_cleanup) == 1 and not r.destroyed and kid.destroyed
+    r.alloc(8, tag="after").free()
+    r.destroy()
+
+
+# Other threads reaching the pools of a destroy or reset while it runs its
+# cleanups (their own calls, the gc's callbacks and the __del__ of their
+# garbage): the family's lock makes them wait for the call, whatever the
+# cleanups and the gc do meanwhile.  A guard: this never crashed.
+THREADS_DURING_A_DESTROY = r"""
+import gc, random, sys, threading
+from allocator import Pool, RingpoolError
+backing = sys.argv[1]
+sys.setswitchinterval(1e-5)
+stop = []
+current = {}
+def use(rng):
+    pools = list(current.get("pools", ()))
+    blocks = list(current.get("blocks", ()))
+    if not pools:
+        return
+    try:
+        p = rng.choice(pools)
+        op = rng.randrange(7)
+        if op == 0:
+            current["blocks"].append(p.alloc(rng.randrange(1, 100), tag="o"))
+        elif op == 1 and blocks:
+            rng.choice(blocks).free()
+        elif op == 2 and blocks:
+            b = rng.choice(blocks); b.write(b"y"[:len(b)]); b.tobytes()
+        elif op == 3:
+            p.snapshot(blocks=True, children=True)
+        elif op == 4:
+            list(p.blocks())
+        elif op == 5 and blocks:
+            with memoryview(rng.choice(blocks)) as v:
+                if len(v): v[0] = 7
+        elif op == 6:
+            p.destroyed, p.outstanding()
+    except (RingpoolError, BufferError, ValueError, IndexError):
+        pass
+def worker(seed):
+    rng = random.Random(seed)
+    while not stop:
+        use(rng)
+class Junk:
+    def __init__(self):
+        self.me = self
+    def __del__(self):
+        use(random.Random(id(self)))
+def on_gc(phase, info):
+    if phase == "start":
+        use(random.Random(info["generation"]))
+gc.callbacks.append(on_gc)
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+for t in threads:
+    t.start()
+for round in range(60):
+    r = Pool("r", backing=backing)
+    kids = [r.child(f"k{i}") for i in range(3)]
+    grand = [k.child("g") for k in kids]
+    pools = [r] + kids + grand
+    blocks = [p.alloc(32, tag="t") for p in pools for _ in range(5)]
+    for p in pools:
+        def cleanup(p=p):
+            Junk(); Junk()
+            [p.alloc(16, tag="c") for _ in range(3)]
+        p.add_cleanup(cleanup)
+    current["pools"], current["blocks"] = pools, blocks
+    gc.set_threshold(random.choice([1, 3, 50]))
+    try:
+        r.reset() if round % 2 else r.destroy()
+    except RingpoolError:
+        pass
+    gc.set_threshold(700)
+    if not r.destroyed:
+        r.check(); r.destroy()
+stop.append(1)
+for t in threads:
+    t.join()
+gc.callbacks.remove(on_gc)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+def test_other_threads_wait_for_a_destroy_that_runs_cleanups(backing: str) -> None:
+    out = subprocess.run([sys.executable, "-c", THREADS_DURING_A_DESTROY, backing],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (
+        out.returncode, out.stdout, out.stderr[-2000:])
