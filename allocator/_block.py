@@ -120,8 +120,7 @@ class Block(_BlockBuffer):
     def tobytes(self) -> bytes:
         """A copy of the payload."""
         with self._pool._lock:
-            self._live()
-            self._pool._live()      # held (_pool._open_lineage)
+            self._pool._reach(self)
             buf = ll.ffi.buffer(ll.pointer(self._addr), self._size)
             # Making buf may have run the gc, whose callbacks or __del__ may
             # have freed this block: check again with nothing left to allocate.
@@ -137,8 +136,7 @@ class Block(_BlockBuffer):
         # could free this block) between the checks and the copy.
         offset = operator.index(offset)
         with self._pool._lock:
-            self._live()
-            self._pool._live()      # held (_pool._open_lineage)
+            self._pool._reach(self)
             if offset < 0 or offset + len(view) > self._size:
                 raise InvalidArgument(f"write of {len(view)} bytes at offset {offset} "
                                  f"exceeds the block's {self._size} bytes")

@@ -249,14 +249,12 @@ cleanup_entries: dict[int, Any] = {}
 _cleanup_keys = itertools.count(1)   # never reused: a stale key finds nothing
 
 
-def cleanup_key(key: int, entry: Any) -> CData:
-    """The pointer that the library's registration of ``entry`` carries."""
+def register_cleanup(entry: Any) -> tuple[int, CData]:
+    """A new key for ``entry`` in the table, and the pointer that the
+    library's registration carries."""
+    key = next(_cleanup_keys)
     cleanup_entries[key] = entry
-    return ffi.cast("void *", key)
-
-
-def new_cleanup_key() -> int:
-    return next(_cleanup_keys)
+    return key, ffi.cast("void *", key)
 
 
 @ffi.def_extern()  # type: ignore[misc]

@@ -308,8 +308,8 @@ class _Cleanup:
         self.state = pool._state
         # weak: a Pool must not keep itself alive through its own cleanups
         self.pool = weakref.ref(pool)
-        self.key = ll.new_cleanup_key()
-        self.handle = ll.cleanup_key(self.key, self)   # held until it runs or is removed
+        # held in the table until it runs or is removed
+        self.key, self.handle = ll.register_cleanup(self)
         self.ran = False    # the library consumes a cleanup when it runs it
 
     def run(self) -> None:
@@ -574,6 +574,16 @@ class Pool:
             raise PoolDestroyedError(f"pool {self._name!r} is being destroyed (with "
                                      "its parent, or fenced off from this cleanup)")
         raise PoolDestroyedError(f"pool {self._name!r} was destroyed")
+
+    def _reach(self, block: Block) -> None:
+        """``block`` of this pool may be reached now (under the family lock):
+        BlockFreedError when it is dead, else the pool's _live() (a pool that
+        a destroy or reset holds, or a destroyed one).  The one check of the
+        block calls: free, resize, tobytes and write."""
+        if not block._alive:
+            block._raise_freed()
+        if not self._state.alive:
+            self._live()
 
     def _tag(self, tag: str | None, depth: int, raise_on_oom: bool) -> tuple[ll.CData, str]:
         """The pool-owned copy of the tag (``rp_pool_intern_tag``), cached;
@@ -948,8 +958,8 @@ class Pool:
 
     def _free_block(self, block: Block) -> None:
         with self._lock:
-            if not self._state.alive and block._alive:   # held (_open_lineage)
-                self._live()
+            if not self._state.alive:   # held (_open_lineage), or destroyed
+                self._reach(block)
             addr = block._addr
             self._frees += 1        # before the free: blocks() must see it
             if self._state.owner == "stat":
@@ -974,8 +984,8 @@ class Pool:
         with self._lock:
             # BlockFreedError / BlockInUse; no new views, and no free or resize
             # of this block from a memprof tracker that the resize calls.
-            if not self._state.alive and block._alive:   # held (_open_lineage)
-                self._live()
+            if not self._state.alive:   # held (_open_lineage), or destroyed
+                self._reach(block)
             block._begin_busy()
             try:
                 self._frees += 1    # before the free: blocks() must see it
