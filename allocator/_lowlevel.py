@@ -10,6 +10,7 @@ every call made here.
 
 from __future__ import annotations
 
+import gc
 import itertools
 from typing import Any, NoReturn
 
