@@ -315,9 +315,15 @@ class _Cleanup:
     def run(self) -> None:
         self.ran = True
         pool = self.pool()
+        busy: list[Pool] = []
         if pool is not None:
             _open_lineage(pool)
-        self.fn()
+            busy = _mark_busy(pool)
+        try:
+            self.fn()
+        finally:
+            for busy_pool in busy:
+                busy_pool._closing = False
 
     def failed(self, exc: BaseException) -> None:
         self.state.cleanup_errors.append(exc)
@@ -347,6 +353,27 @@ def _open_lineage(pool: Pool) -> None:
         state = p._state
         if state.held:
             state.alive = True
+
+
+def _mark_busy(pool: Pool) -> list[Pool]:
+    """The pools between a running cleanup's pool and its family's root, that
+    pool included, that are not closing yet, marked closing until the cleanup
+    returns (then the caller clears them): a destroy() or reset() of one of
+    them from there raises PoolBusy.  The library is working on each of them
+    (running the cleanup's pool's cleanups, destroying the children of the
+    others); those of the family were marked when its destroy or reset began,
+    but a pool that a cleanup made during that call was not, and its own
+    cleanup's destroy() of it freed the pool under the library's loop over
+    its children (heap-use-after-free in destroy_children)."""
+    marked = []
+    up: Pool | None = pool
+    while up is not None:
+        if not up._closing:
+            marked.append(up)
+        up = up._parent
+    for p in marked:
+        p._closing = True
+    return marked
 
 
 class Pool:

@@ -713,3 +713,59 @@ def test_first_use_of_a_c_type_from_a_gc_callback(op: str) -> None:
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
                                                                 out.stderr[-2000:])
 
+
+# A pool that a cleanup makes while an ancestor is being destroyed or reset
+# is destroyed in the same library call, whose loop over the children runs
+# its cleanups in turn.  Its own cleanup (or one of a pool below it) could
+# destroy or reset it: the pool was not marked closing, so the library freed
+# it under that loop, which read it next (heap-use-after-free in
+# destroy_children under ASan; seeds 1438 and 1500 of test_reentrancy_fuzz.py).
+# Now PoolBusy, as for the family's own pools; a pool that a cleanup makes and
+# destroys itself (with ... as) still works.
+OWN_CLEANUP = """
+import sys
+from allocator import Pool, PoolBusy
+backing, op, who = sys.argv[1:4]
+p = Pool("p", backing=backing)
+made = []
+refused = []
+def late():
+    target = made[0]
+    for call in (target.destroy, target.reset):
+        try:
+            call()
+        except PoolBusy:
+            refused.append(call.__name__)
+    target.alloc(8, tag="still usable")
+def first():
+    with p.child("tmp") as tmp:          # made and destroyed by the cleanup
+        tmp.alloc(8, tag="t")
+    k = p.child("k")
+    made.append(k)
+    k.alloc(16, tag="k")
+    if who == "own":
+        k.add_cleanup(late)
+    else:
+        kk = k.child("kk")
+        kk.add_cleanup(late)
+p.add_cleanup(first)
+getattr(p, op)()
+assert refused == ["destroy", "reset"], refused
+assert made[0].destroyed
+if op == "reset":
+    assert not p.destroyed and p.outstanding() == (0, 0)
+    p.destroy()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("who", ["own", "below"])
+@pytest.mark.parametrize("op", ["destroy", "reset"])
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+def test_cleanup_cannot_destroy_a_pool_made_during_the_call_under_the_library(
+        backing: str, op: str, who: str) -> None:
+    out = subprocess.run([sys.executable, "-c", OWN_CLEANUP, backing, op, who],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
+                                                                out.stderr[-3000:])
+

@@ -12,6 +12,9 @@ after the pools below it were gone, and reached them.
 Seed 1316 aborted in cffi: a cleanup's child() built the rp_pool_options type
 for the first time, the gc ran meanwhile, and a use of the same type from
 there built it again underneath (an assertion of cffi's type builder).
+Seeds 1438 and 1500 read freed memory (ASan: heap-use-after-free in
+destroy_children): a cleanup destroyed a pool that another cleanup had made
+during the same destroy or reset, under the library's loop over it.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ blocks.clear(); pools.clear(); gc.collect()
 print("ok")
 """
 
-SEEDS = [118, 148, 89, 180, 244, 274, 1316, 1, 2, 3, 4, 5, 6, 7, 8]
+SEEDS = [118, 148, 89, 180, 244, 274, 1316, 1438, 1500, 1, 2, 3, 4, 5, 6, 7, 8]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
