@@ -1190,15 +1190,18 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
                pool's headerless blocks under its lock, never through its
                list of remote frees: a biased owner looks at that list only
                before a new chunk (alloc_hl_refill). */
-            if (RPI_LIKELY(a->hl[c].cur < a->hl[c].end)) {
-                if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) {
-                    pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
-                } else {
+            /* the sampler's countdown before the chunk's bounds: after
+               it, GCC formed the class's carve cursor's address and loaded
+               the cursor a second time (4 instructions per carve); an
+               exhausted chunk gives the bytes back (rare: once per chunk) */
+            if (RPI_LIKELY(!rpi_memprof_due(pool, size))) {
+                if (RPI_LIKELY(a->hl[c].cur < a->hl[c].end)) {
                     uint32_t *mp;
                     char *p = rpi_hl_carve(a, c, &mp);
                     return alloc_hl_done(pool, t, p, mp, t->hl_word, size, locked, zero);
                 }
             }
+            pool->mp_left += (int64_t)size;   /* alloc_hl draws again */
             if (zero) return calloc_hl(pool, size, tag, t, locked << 1 | plain);
             return locked == RPI_SYNC_LOCK     ? alloc_hl_lock(pool, size, tag, plain, t)
                    : locked == RPI_SYNC_BIASED ? alloc_hl_biased(pool, size, tag, plain, t)
