@@ -2277,8 +2277,11 @@ static inline __attribute__((always_inline)) bool hl_free_fast(void *block, uint
    checked pool exists (rpi_slow_in; d = block - rpi_hl_base). A headerless
    block of an unsynchronised pool, or of a biased pool by its owner, is
    freed here without a call; anything else (a destructor, a misuse,
-   another thread) goes to hl_free. */
-__attribute__((noinline)) static void free_slow(void *block, uintptr_t d)
+   another thread) goes to hl_free. Inline in rp_free: out of line, GCC
+   reached it by a jump of its own after rp_free's branch (one instruction
+   per headerless or checked free; the free with a header is the same
+   code either way). */
+static inline __attribute__((always_inline)) void free_slow(void *block, uintptr_t d)
 {
     if (RPI_LIKELY(d < RPI_HL_READ(rpi_hl1_span))) {
         if (RPI_LIKELY(hl_free_fast(block, d, 4))) return;   /* 16-byte slots */
