@@ -740,12 +740,20 @@ class Pool:
             if self._closing:
                 raise PoolBusy(f"pool {self._name!r} is being destroyed or reset")
             self._refuse_closing_below("reset()")
+            children = list(self._state.children)
             self._bulk_free(_RESET, f"was bulk-freed by reset() of pool {self._name!r}")
-            # The children (with those the cleanups made meanwhile) are
-            # destroyed and dead, every Block of the family is dead; what
-            # follows only tidies.
-            for child in list(self._state.children):
+            # The children (with those the cleanups made meanwhile, which the
+            # call marked dead) are destroyed, every Block of the family is
+            # dead; what follows only tidies.  A child made after the
+            # library's call, by a weakref callback or __del__ that the
+            # release of the freed Blocks ran, lives on: marked dead, its C
+            # pool stayed unfenced and was freed under its own cleanup's
+            # calls by the next destroy (heap-use-after-free in rp_pool_walk).
+            for child in children:
                 child.mark_dead()
+            for child in list(self._state.children):
+                if not child.alive:
+                    child.mark_dead()
             # A cleanup registered on this pool during the reset by a child's
             # cleanup (the library had run this pool's already) stays
             # registered: its handle must live on with it (forgotten, the next

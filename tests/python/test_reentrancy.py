@@ -769,3 +769,50 @@ def test_cleanup_cannot_destroy_a_pool_made_during_the_call_under_the_library(
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
                                                                 out.stderr[-3000:])
 
+# A child pool that a weakref callback or __del__ makes while a reset releases
+# the Blocks it freed (after the library's call) was marked dead with the
+# children the reset destroyed, while its C pool lived on: its Blocks and
+# cleanups stayed registered, and at the next destroy its cleanup ran with no
+# fence (the pool "dead" in Python), so it walked a sibling the library had
+# already freed (heap-use-after-free in rp_pool_walk under ASan; seed 2505 of
+# test_reentrancy_fuzz.py).  Such a child now lives on until its parent's
+# next destroy or reset.
+LATE_CHILD = """
+import sys, weakref
+from allocator import Pool, PoolDestroyedError
+p = Pool("p", backing=sys.argv[1])
+made = []
+seen = []
+def late():
+    k = p.child("late")
+    k.alloc(8, tag="k")
+    k.add_cleanup(reach)
+    made.append(k)
+def reach():
+    try:
+        seen.append(len(list(made[1].blocks())))
+    except PoolDestroyedError:
+        seen.append("fenced")
+b = p.alloc(16, tag="t")
+weakref.finalize(b, late)
+del b
+p.reset()
+k = made[0]
+assert not k.destroyed and k.outstanding() == (1, 8), k
+k.alloc(24, tag="again")
+sibling = p.child("sibling")     # newer: the library destroys it before k
+sibling.alloc(32, tag="s")
+made.append(sibling)
+p.destroy()
+assert seen == ["fenced"], seen
+assert k.destroyed and sibling.destroyed
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+def test_child_made_while_a_reset_releases_its_blocks(backing: str) -> None:
+    out = subprocess.run([sys.executable, "-c", LATE_CHILD, backing], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
+                                                                out.stderr[-3000:])
