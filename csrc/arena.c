@@ -576,9 +576,15 @@ void rpi_slow_sync(void)
 static bool hl_reserve(void)
 {
     if (hl_state) return hl_state > 0;
-    hl_state = -1;
     const char *e = getenv("RINGPOOL_HEADERLESS");
-    if (e && strcmp(e, "0") == 0) return false;
+    if (e && strcmp(e, "0") == 0) {
+        hl_state = -1;
+        return false;
+    }
+    /* an injected failure (rp_debug_fail_after) is a refusal of this
+       reservation only: a later chunk tries again */
+    if (rpi_sys_fail()) return false;
+    hl_state = -1;
     unsigned parts = hl_classes() == 1 ? 1 : RPI_HL_PARTS;
     size_t region = parts * RPI_HL_PART, len = region + RPI_HL_CHUNK;
     /* readable: a chunk no pool took yet reads as zero (no owner), so a
@@ -659,6 +665,10 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool, size_t cls)
     rpi_hlchunk *c = NULL;
     bool fresh = false;
     unsigned part = hl_part(cls);
+    /* fault injection (rp_debug_fail_after) counts every chunk a pool
+       takes, a spare or a fresh commit, as an underlying allocation: a
+       failure here is what a commit refused or a full part give */
+    if (rpi_sys_fail()) return NULL;
     rpi_lock_acquire(&cache_lock);
     if (hl_reserve()) {
         if (hl_parts[part].spares) {

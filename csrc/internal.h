@@ -141,6 +141,13 @@ static inline void *rpi_sys_malloc(size_t n)
     return malloc(n);
 }
 RPI_HIDDEN void *rpi_sys_calloc(size_t n, size_t size);
+/* True when fault injection fails this underlying allocation: for memory
+   not had from malloc (the arena's headerless region: its reservation and
+   each chunk's commit), which is injected as malloc's is. */
+static inline bool rpi_sys_fail(void)
+{
+    return RPI_UNLIKELY(atomic_load_explicit(&rpi_fail_armed, memory_order_relaxed)) && rpi_fail_now();
+}
 static inline void *rpi_sys_realloc(void *p, size_t n)
 {
     if (RPI_UNLIKELY(atomic_load_explicit(&rpi_fail_armed, memory_order_relaxed)) && rpi_fail_now())

@@ -362,7 +362,11 @@ RP_API size_t rp_memprof_tracked(const rp_memprof *profile);
 /* ------------------------------------------------------------- Testing */
 /* Fault injection: arms a countdown so that the nth underlying allocation
    from now (1 = the next one) fails, and, if sticky, every one after it.
-   n <= 0 disarms. Costs one predictable branch per allocation while disarmed. */
+   n <= 0 disarms. Costs one predictable branch per allocation while disarmed.
+   Counted as underlying allocations: the library's malloc, calloc and
+   realloc calls, and each chunk an arena pool takes for headerless blocks
+   (and the first one's reservation of their address space); a refused
+   chunk gives the pool blocks with a header until its reset. */
 RP_API void rp_debug_fail_after(long n, int sticky);
 /* Underlying allocations attempted since the last rp_debug_fail_after() that
    armed the countdown (counted only while armed: arm with a huge n to count). */

@@ -1273,6 +1273,139 @@ static void headerless_region_exhausted(void)
     spawn_hl64_children("hl-exhaust");
 }
 
+/* n blocks of `size` bytes from pool, tag "t", each filled; how many of them
+   lie `slot` bytes after the one before (headerless slots end to end). */
+static int carve_apart(rp_pool *pool, char **p, int n, size_t size, size_t slot)
+{
+    int apart = 0;
+    for (int i = 0; i < n; i++) {
+        p[i] = rp_alloc(pool, size, "t");
+        memset(p[i], i + 1, size);
+        if (i && (size_t)(p[i] - p[i - 1]) == slot) apart++;
+    }
+    return apart;
+}
+
+/* The pool holds exactly the n blocks of p (plus `extra` blocks of `size`
+   bytes: the first, the sampler's), intact, and checks clean. */
+static void hl_exact(rp_pool *pool, char **p, int n, size_t size, int extra)
+{
+    CHECK_COUNTS(pool, (size_t)(n + extra), (size_t)(n + extra) * size);
+    CHECK_INT(rp_pool_check(pool), 0);
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ(rp_block_size(p[i]), size);
+        CHECK(rp_block_pool(p[i]) == pool);
+        for (size_t b = 0; b < size; b++) CHECK(p[i][b] == (char)(i + 1));
+    }
+}
+
+/* Child: the headerless region's failures by fault injection, which counts
+   each headerless chunk a pool takes (a spare or a fresh commit) and the
+   region's reservation as underlying allocations. A pool whose chunk or
+   reservation is refused gives blocks with a header from then on (until a
+   reset), exact and intact; a refused reservation is tried again by the
+   next chunk; a _noexc call that can have neither returns NULL and changes
+   nothing, a plain call reaches the OOM handler. Blocks of 8 bytes (16-byte
+   slots), or 24 (32-byte slots) with RINGPOOL_HEADERLESS=64; with a header
+   they are 32 or 48 bytes apart. arg: "unsync" or "locked". */
+static void child_hl_inject(const char *arg)
+{
+    unsigned kind = strcmp(arg, "unsync") == 0 ? RP_POOL_UNSYNC : 0;
+    const char *e = getenv("RINGPOOL_HEADERLESS");
+    const int hl64 = e && strcmp(e, "64") == 0;
+    const size_t size = hl64 ? 24 : 8, slot = hl64 ? 32 : 16;
+    enum { N = 64 };
+    static char *p[N];
+
+    /* the reservation refused: past the pool's first block (the sampler's
+       check point, with a header, which gave its tag an index), the first
+       headerless block needs a chunk (1) and the region (2) */
+    rp_pool *a = pool_with("reserve", kind);
+    rp_alloc(a, size, "t");
+    rp_debug_fail_after(2, 0);
+    CHECK_INT(carve_apart(a, p, N, size, slot), 0);
+    CHECK(rp_debug_fail_fired());
+    rp_debug_fail_after(0, 0);
+    hl_exact(a, p, N, size, 1);
+
+    /* the next pool reserves the region and has its slots */
+    rp_pool *b = pool_with("after", kind);
+    rp_alloc(b, size, "t");
+    CHECK_INT(carve_apart(b, p, N, size, slot), N - 1);
+    hl_exact(b, p, N, size, 1);
+
+    /* a chunk refused (the region is reserved now): blocks with a header */
+    rp_pool *c = pool_with("chunk", kind);
+    rp_alloc(c, size, "t");
+    rp_debug_fail_after(1, 0);
+    CHECK_INT(carve_apart(c, p, N, size, slot), 0);
+    CHECK(rp_debug_fail_fired());
+    rp_debug_fail_after(0, 0);
+    hl_exact(c, p, N, size, 1);
+    for (int i = 0; i < N; i += 2) rp_free(p[i]);
+    CHECK_COUNTS(c, (size_t)N / 2 + 1, (size_t)(N / 2 + 1) * size);
+    CHECK_INT(rp_pool_check(c), 0);
+    /* a reset gives it slots again */
+    rp_pool_reset(c);
+    CHECK_COUNTS(c, 0, 0);
+    rp_alloc(c, size, "t");
+    CHECK_INT(carve_apart(c, p, N, size, slot), N - 1);
+    hl_exact(c, p, N, size, 1);
+
+    /* every allocation failing: blocks with a header from the chunk the
+       pool has, then, with that chunk full, neither a slot nor a block */
+    rp_pool *d = pool_with("none", kind);
+    void *first = rp_alloc(d, size, "t");
+    enum { MAX = 8192 };
+    static char *q[MAX];
+    int n = 0, apart = 0;
+    rp_debug_fail_after(1, 1);
+    while (n < MAX && (q[n] = rp_alloc_noexc(d, size, "t")) != NULL) {
+        memset(q[n], 7, size);
+        if (n && (size_t)(q[n] - q[n - 1]) == slot) apart++;
+        n++;
+    }
+    CHECK(n > 0 && n < MAX);
+    CHECK_INT(apart, 0);
+    CHECK_COUNTS(d, (size_t)n + 1, (size_t)(n + 1) * size);
+    CHECK(rp_alloc_noexc(d, size, "u") == NULL);
+    EXPECT_OOM(rp_alloc(d, size, "t"));
+    CHECK_COUNTS(d, (size_t)n + 1, (size_t)(n + 1) * size);
+    CHECK_INT(rp_pool_check(d), 0);
+    rp_debug_fail_after(0, 0);
+    /* memory again: blocks with a header still (until a reset) */
+    CHECK_INT(carve_apart(d, p, N, size, slot), 0);
+    CHECK_COUNTS(d, (size_t)(n + N) + 1, (size_t)(n + N + 1) * size);
+    CHECK_INT(rp_pool_check(d), 0);
+    rp_free(first);
+    for (int i = 0; i < n; i++) {
+        for (size_t k = 0; k < size; k++) CHECK(q[i][k] == 7);
+        rp_free(q[i]);
+    }
+    for (int i = 0; i < N; i++) rp_free(p[i]);
+    CHECK_COUNTS(d, 0, 0);
+    CHECK_INT(rp_pool_check(d), 0);
+
+    rp_pool_destroy(a);
+    rp_pool_destroy(b);
+    rp_pool_destroy(c);
+    rp_pool_destroy(d);
+    exit(0);
+}
+
+/* The headerless region's reservation and chunks refused by fault
+   injection (child_hl_inject: the reservation is a process's first), with
+   16-byte slots and with RINGPOOL_HEADERLESS=64. */
+static void headerless_failures_injected(void)
+{
+    if (!tu_is_arena()) return;
+    for (int k = 0; k < 2; k++) {
+        const char *kind = k ? "locked" : "unsync";
+        expect_child("hl-inject", kind, NULL);
+        expect_child("hl-inject", kind, "RINGPOOL_HEADERLESS=64");
+    }
+}
+
 /* The resident memory of this process, in KiB. */
 static long rss_kib(void)
 {
@@ -1361,12 +1494,14 @@ int main(int argc, char **argv)
         {"headerless_up_to_64_bytes", headerless_up_to_64_bytes},
         {"headerless_region_exhausted", headerless_region_exhausted},
         {"headerless_spares_stay_bounded", headerless_spares_stay_bounded},
+        {"headerless_failures_injected", headerless_failures_injected},
     };
     static const tu_child children[] = {
         {"small-blocks", child_small_blocks},
         {"hl64", child_hl64},
         {"hl-exhaust", child_hl_exhaust},
         {"spares-bound", child_spares_bound},
+        {"hl-inject", child_hl_inject},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), children, TU_NCASES(children));
 }
