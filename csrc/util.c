@@ -43,12 +43,8 @@ static void default_oom(const char *call, size_t size, const char *tag)
 static void default_error(int error, const char *message, const void *block)
 {
     (void)block;
-    /* the message names pools and tags (the program's: any bytes): written
-       by the CLI's rule, one line that drives no terminal (6 bytes at most
-       for one of rpi_report_error's 511) */
-    char shown[3072];
-    fprintf(stderr, "ringpool: %s: %s\n", rp_error_name(error),
-            rpi_outfile_printable(shown, sizeof shown, message));
+    /* (one line that drives no terminal: rpi_report_error) */
+    fprintf(stderr, "ringpool: %s: %s\n", rp_error_name(error), message);
     abort();
 }
 
@@ -67,12 +63,15 @@ rp_error_handler rp_set_error_handler(rp_error_handler handler)
 
 void rpi_report_error(int error, const void *block, const char *fmt, ...)
 {
-    char msg[512];
+    char raw[512], msg[3072];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    atomic_load(&error_handler)(error, msg, block);
+    /* the message names pools and tags (the program's: any bytes): every
+       handler gets it by the CLI's rule, one line that drives no terminal
+       (ringpool.h; 6 bytes at most for one of raw's 511) */
+    atomic_load(&error_handler)(error, rpi_outfile_printable(msg, sizeof msg, raw), block);
 }
 
 _Noreturn void rpi_oom(const char *call, size_t size, const char *tag)

@@ -142,6 +142,45 @@ static void test_wrong_pool(void)
     tu_end_pool(a);
 }
 
+/* A report names pools and tags, which are the program's bytes: the
+   handler's message is one line that drives no terminal whatever they hold
+   (ringpool.h), the bytes shown escaped as the CLI shows them (a newline as
+   \n, ESC as \x1b, a backslash doubled). An overwritten header's finding
+   gave the tag as it was, a wrong pool's the pool names. */
+static void test_message_names_escaped(void)
+{
+    rp_pool *a = tu_pool_ex("own\ner", RP_POOL_CHECKED);
+    rp_pool *b = tu_pool_ex("str\\an\x1b[2Jger", RP_POOL_CHECKED);
+    rp_error_handler prev = rp_set_error_handler(tu_record_error);
+    unsigned char *blk = rp_alloc(a, 32, "ta\ng\r\x1b[2J");
+    unsigned char saved = blk[-8];
+    tu_errors_reset();
+    CHECK(rp_resize_noexc(b, blk, 100) == NULL);
+    CHECK_INT(tu_err_count, 1);
+    CHECK(strpbrk(tu_err_msg[0], "\n\r\x1b") == NULL);
+    CHECK(strstr(tu_err_msg[0], "'own\\ner'") != NULL);
+    CHECK(strstr(tu_err_msg[0], "'str\\\\an\\x1b[2Jger'") != NULL);
+    CHECK_ONE_ERROR(RP_EWRONGPOOL);
+    blk[-8] ^= 0x40;   /* the header's size word */
+    rp_free(blk);
+    CHECK_INT(tu_err_count, 1);
+    CHECK(strpbrk(tu_err_msg[0], "\n\r\x1b") == NULL);
+    CHECK(strstr(tu_err_msg[0], "tag ta\\ng\\r\\x1b[2J,") != NULL);
+    CHECK_ONE_ERROR(RP_ECORRUPT);
+    CHECK_INT(rp_pool_check(a), RP_ECORRUPT);
+    CHECK(tu_err_count >= 1);
+    for (int i = 0; i < tu_err_count && i < TU_MAX_ERRORS; i++)
+        CHECK(strpbrk(tu_err_msg[i], "\n\r\x1b") == NULL);
+    tu_errors_reset();
+    blk[-8] = saved;
+    CHECK_INT(rp_pool_check(a), 0);
+    rp_free(blk);
+    CHECK_INT(tu_err_count, 0);
+    rp_set_error_handler(prev);
+    tu_end_pool(b);
+    tu_end_pool(a);
+}
+
 static void test_after_destroy(void)
 {
     rp_pool *gone = tu_pool_ex("gone", RP_POOL_CHECKED);
@@ -245,6 +284,7 @@ int main(int argc, char **argv)
         {"double_free", test_double_free},
         {"foreign", test_foreign},
         {"underflow", test_underflow},
+        {"message_names_escaped", test_message_names_escaped},
         {"wrong_pool", test_wrong_pool},
         {"after_destroy", test_after_destroy},
         {"default_error_aborts", test_default_error_aborts},
