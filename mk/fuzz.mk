@@ -96,6 +96,8 @@ define fuzz_workload
 	$(FUZZ_ENV) FUZZ_UNCHECKED=1 RINGPOOL_HEADERLESS=64 $(3) $(2) --runs $(FUZZ_ASAN_RUNS) --seed $(FUZZ_SEED)
 	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(3) $(2) $(FUZZ_CORPUS)/*
 	$(FUZZ_ENV) FUZZ_UNCHECKED=1 $(1) --oom arena --seed $(FUZZ_SEED) --len 1500
+	@# the same with headerless slots up to 64 bytes, whose chunks the injection refuses
+	$(FUZZ_ENV) FUZZ_UNCHECKED=1 RINGPOOL_HEADERLESS=64 $(1) --oom arena --seed $(FUZZ_SEED) --len 1500
 	$(FUZZ_ENV) $(4) $(1) --runs $(FUZZ_VALGRIND_RUNS) --seed $(FUZZ_SEED)
 	@# every scenario in one process per backing (valgrind starts twice)
 	@set -e; for b in malloc arena; do \
@@ -177,7 +179,7 @@ $(FUZZ_COV_DIR)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) csrc/include/ringpool.h |
 # (the objects in LIB_SRCS order, as in the library: csrc/poolstack.c)
 $(FUZZ_COV_BIN): $(FUZZ_DEPS) $(FUZZ_COV_OBJS) | $(STAMPS)/fuzz-cov-sys
 	@mkdir -p $(@D)/tmp $(@D)/artifacts
-	$(FUZZ_CLANG) $(FUZZ_CFLAGS) $(FUZZ_COV_FLAGS) $(FUZZ_SRC) $(FUZZ_COV_OBJS) -lpthread -o $@
+	$(FUZZ_CLANG) $(FUZZ_CFLAGS) $(FUZZ_COV_FLAGS) -DFUZZ_COVERAGE $(FUZZ_SRC) $(FUZZ_COV_OBJS) -lpthread -o $@
 
 # Every process adds its counts to one of 4 raw profiles (%4m: merged in place,
 # under a lock), removed first so that a run counts only itself. The results
