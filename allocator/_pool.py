@@ -657,18 +657,6 @@ class Pool:
             raise OutOfMemory(f"{what}: {size} bytes cannot be addressed on this machine")
         return None
 
-    def _family(self) -> list[Pool]:
-        """This pool and its live Python descendants, parents first (without
-        recursion: a chain deeper than Python's recursion limit could not be
-        destroyed nor reset)."""
-        out: list[Pool] = []
-        stack: list[Pool] = [self]
-        while stack:
-            pool = stack.pop()
-            out.append(pool)
-            stack.extend(reversed([c for c in list(pool._children) if c._state.alive]))
-        return out
-
     def _subtree(self) -> list[Pool]:
         """This pool and every Python pool below it, destroyed or not,
         including pools that cleanups created during a destroy or reset."""
@@ -685,12 +673,12 @@ class Pool:
         state change around it in one C call that nothing stops halfway: no new
         views on the family's blocks and no second destroy/reset meanwhile (all
         or nothing: BlockInUse while a block has a live view), then every Block
-        freed dead, with those of pools that cleanups made meanwhile."""
-        family = self._family()
-        tables = [pool._blocks for pool in family]
-        subtree = self._subtree()
+        freed dead, with those of pools that cleanups made meanwhile.  The
+        family, its tables and the subtree are listed in that call, with no
+        Python code run before the seal (a __del__ that the gc ran while they
+        were listed here made a child of the pool that was left out)."""
         keep = self if op == _RESET else None
-        rc = _bulk_free(op, self._address, tables, family, subtree, keep, why)
+        rc = _bulk_free(op, self._address, self, keep, why)
         if rc:
             ll.raise_error(rc, "rp_pool_reset")
 

@@ -1,5 +1,5 @@
 # Typing for the cffi-generated extension (built by _build.py).
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 ffi: Any
 lib: Any
@@ -24,9 +24,13 @@ class _BlockBuffer:
                tag: str, /) -> _B | None: ...
     def _free(self) -> int: ...
     def _resize(self: _B, pool_address: int, size: int, stat: bool, /) -> _B | None: ...
+    @overload
     @staticmethod
     def _bulk_free(op: int, pool_address: int, tables: list[dict[int, Any]], family: list[Any],
                    subtree: list[Any], keep: Any, why: str, /) -> int: ...
+    @overload
+    @staticmethod
+    def _bulk_free(op: int, pool_address: int, pool: Any, keep: Any, why: str, /) -> int: ...
     @staticmethod
     def _kill_table(table: dict[int, Any], why: str, /) -> None: ...
     @staticmethod

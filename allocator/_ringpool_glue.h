@@ -589,7 +589,8 @@ static PyObject *rpy_block_fast_free(PyObject *self, PyObject *unused)
    a dead Block that a failed statement left there: it is skipped. */
 static PyTypeObject *rpy_block_type;       /* _BlockBuffer, set at registration */
 static PyObject *rpy_name_blocks, *rpy_name_state, *rpy_name_alive, *rpy_name_closing,
-                *rpy_name_seal_new, *rpy_name_closing_list, *rpy_name_held;
+                *rpy_name_seal_new, *rpy_name_closing_list, *rpy_name_held,
+                *rpy_name_children, *rpy_name_data;
 
 static int rpy_is_block(PyObject *o)
 {
@@ -932,10 +933,90 @@ static void rpy_freed(PyObject *pools, PyObject *keep, PyObject *why, PyObject *
 
 enum { RPY_BULK_DESTROY = 0, RPY_BULK_RESET = 1, RPY_BULK_STAT_DESTROY = 2 };
 
+/* The pools a destroy or reset of root works on, listed with the gc off and
+   no Python code run, so that none is born between the listing and the seal:
+   family (root and the pools below it reached through live ones, parents
+   first), tables (their _blocks dicts) and subtree (root and every pool below
+   it, dead ones too: the registry of the call).  Listed in Python, the gc
+   could run in between and a __del__ make a child of the pool, left out of
+   the family: neither sealed nor held, a memprof tracker of the call reached
+   it after the library had freed it.  Children are read from each pool's
+   _children (a weakref.WeakSet: its data, a set of references).  The gc is
+   off only while the GIL is held and no Python code runs: no other thread
+   sees it.  0, or -1 with an exception set (nothing listed). */
+static int rpy_list_family(PyObject *root, PyObject **family, PyObject **tables,
+                           PyObject **subtree)
+{
+    int gc_was = PyGC_Disable();
+    int rc = -1;
+    PyObject *fam = PyList_New(0), *tab = PyList_New(0), *sub = PyList_New(0);
+    PyObject *todo = PyList_New(0);     /* pool, reached through live pools: pairs */
+    if (fam == NULL || tab == NULL || sub == NULL || todo == NULL ||
+        PyList_Append(todo, root) < 0 || PyList_Append(todo, Py_True) < 0)
+        goto out;
+    while (PyList_GET_SIZE(todo) > 0) {
+        Py_ssize_t n = PyList_GET_SIZE(todo);
+        PyObject *pool = PyList_GET_ITEM(todo, n - 2), *live = PyList_GET_ITEM(todo, n - 1);
+        Py_INCREF(pool);
+        Py_INCREF(live);
+        int err = PyList_SetSlice(todo, n - 2, n, NULL) < 0 || PyList_Append(sub, pool) < 0;
+        if (!err && live == Py_True) {
+            PyObject *t = rpy_pool_table(pool);
+            if (t == NULL)
+                PyErr_SetString(PyExc_TypeError, "a pool without its table of blocks");
+            err = t == NULL || PyList_Append(fam, pool) < 0 || PyList_Append(tab, t) < 0;
+            Py_XDECREF(t);
+        }
+        PyObject *kids = err ? NULL : rpy_get(pool, rpy_name_children);
+        PyObject *refs = kids ? rpy_get(kids, rpy_name_data) : NULL;
+        if (!err && (refs == NULL || !PyAnySet_Check(refs))) {
+            PyErr_SetString(PyExc_TypeError, "a pool without its set of children");
+            err = 1;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *ref;
+        Py_hash_t hash;
+        while (!err && _PySet_NextEntry(refs, &pos, &ref, &hash)) {
+            PyObject *kid = PyWeakref_Check(ref) ? PyWeakref_GetObject(ref) : Py_None;
+            if (kid == NULL || kid == Py_None) {
+                PyErr_Clear();
+                continue;       /* collected: its finalizer sees to it */
+            }
+            PyObject *state = rpy_get(kid, rpy_name_state);
+            PyObject *alive = state ? rpy_get(state, rpy_name_alive) : NULL;
+            PyObject *kid_live = live == Py_True && alive == Py_True ? Py_True : Py_False;
+            Py_XDECREF(state);
+            Py_XDECREF(alive);
+            err = PyList_Append(todo, kid) < 0 || PyList_Append(todo, kid_live) < 0;
+        }
+        Py_XDECREF(refs);
+        Py_XDECREF(kids);
+        Py_DECREF(pool);
+        Py_DECREF(live);
+        if (err)
+            goto out;
+    }
+    *family = fam;
+    *tables = tab;
+    *subtree = sub;
+    fam = tab = sub = NULL;
+    rc = 0;
+out:
+    Py_XDECREF(fam);
+    Py_XDECREF(tab);
+    Py_XDECREF(sub);
+    Py_XDECREF(todo);
+    if (gc_was)
+        PyGC_Enable();
+    return rc;
+}
+
 /* _bulk_free(op, pool_address, tables, family, subtree, keep, why) -> rc:
    destroy() (op 0), reset() (1), the default pool's destroy (2) or a pool's
    finalizer (0, with tables only), in one call that nothing can stop
-   halfway.  First tables (the family's, a list of dicts) are sealed and
+   halfway.  _bulk_free(op, pool_address, pool, keep, why): the same for
+   destroy() and reset() of pool, whose tables, family and subtree are
+   listed here (rpy_list_family).  First tables (the family's, a list of dicts) are sealed and
    family (a list of pools) marked closing and held (rpy_hold), all or
    nothing (BlockInUse, PoolBusy: nothing done); then the library's call,
    without the GIL (the cleanups take it, each in a window that opens its
@@ -947,11 +1028,12 @@ enum { RPY_BULK_DESTROY = 0, RPY_BULK_RESET = 1, RPY_BULK_STAT_DESTROY = 2 };
 static PyObject *rpy_bulk_free(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)cls;
-    if (nargs != 7 || !PyList_Check(args[2]) || !PyList_Check(args[3]) ||
-        !PyList_Check(args[4])) {
+    if ((nargs != 7 || !PyList_Check(args[2]) || !PyList_Check(args[3]) ||
+         !PyList_Check(args[4])) && nargs != 5) {
         PyErr_SetString(PyExc_TypeError,
                         "_bulk_free(op, pool_address, tables: list, family: list, "
-                        "subtree: list, keep, why)");
+                        "subtree: list, keep, why) or _bulk_free(op, pool_address, pool, "
+                        "keep, why)");
         return NULL;
     }
     long op = PyLong_AsLong(args[0]);
@@ -962,10 +1044,20 @@ static PyObject *rpy_bulk_free(PyObject *cls, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_ValueError, "_bulk_free: bad operation or pool");
         return NULL;
     }
-    PyObject *tables = args[2], *family = args[3], *subtree = args[4];
-    Py_INCREF(tables);
-    Py_INCREF(family);
-    Py_INCREF(subtree);
+    PyObject *tables, *family, *subtree;
+    if (nargs == 5) {
+        /* listed with no Python code run until the seal */
+        if (rpy_list_family(args[2], &family, &tables, &subtree) < 0)
+            return NULL;
+        args -= 2;      /* keep and why at 5 and 6, as in the long form */
+    } else {
+        tables = args[2];
+        family = args[3];
+        subtree = args[4];
+        Py_INCREF(tables);
+        Py_INCREF(family);
+        Py_INCREF(subtree);
+    }
     PyObject *res = NULL;
     PyObject *keep = args[5], *keep_seal = NULL, *keep_list = NULL;
     if (keep != Py_None) {
@@ -1289,9 +1381,12 @@ static int rpy_make_types(void)
     rpy_name_seal_new = PyUnicode_InternFromString("_seal_new");
     rpy_name_closing_list = PyUnicode_InternFromString("_closing_list");
     rpy_name_held = PyUnicode_InternFromString("held");
+    rpy_name_children = PyUnicode_InternFromString("_children");
+    rpy_name_data = PyUnicode_InternFromString("data");
     PyObject *token = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
     if (!type || !lock || !rpy_name_blocks || !rpy_name_state || !rpy_name_alive ||
         !rpy_name_closing || !rpy_name_seal_new || !rpy_name_closing_list || !rpy_name_held ||
+        !rpy_name_children || !rpy_name_data ||
         !token) {
         Py_XDECREF(type);
         Py_XDECREF(lock);
