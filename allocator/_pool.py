@@ -315,18 +315,38 @@ class _Cleanup:
     def run(self) -> None:
         self.ran = True
         pool = self.pool()
-        busy: list[Pool] = []
-        if pool is not None:
+        if pool is None:
+            self.fn()
+            return
+        # how deep this thread holds the family's lock as the cleanup begins
+        # (Pool._reentered: deeper, a call of the cleanup is under way)
+        calls = _cleanup_calls()
+        lock = pool._lock
+        calls.append((lock, lock._recursion_count()))  # type: ignore[attr-defined]
+        try:
             _open_lineage(pool)
             busy = _mark_busy(pool)
-        try:
-            self.fn()
+            try:
+                self.fn()
+            finally:
+                for busy_pool in busy:
+                    busy_pool._closing = False
         finally:
-            for busy_pool in busy:
-                busy_pool._closing = False
+            calls.pop()
 
     def failed(self, exc: BaseException) -> None:
         self.state.cleanup_errors.append(exc)
+
+
+_calls = threading.local()
+
+
+def _cleanup_calls() -> list[tuple[threading.RLock, int]]:
+    """The cleanups this thread runs, innermost last: (family lock, depth)."""
+    calls: list[tuple[threading.RLock, int]] | None = getattr(_calls, "stack", None)
+    if calls is None:
+        calls = _calls.stack = []
+    return calls
 
 
 def _open_lineage(pool: Pool) -> None:
@@ -563,16 +583,23 @@ class Pool:
     # -- internals --------------------------------------------------------------
     def _reentered(self) -> bool:
         """True when this thread already runs a call on this pool's family (it
-        holds the family lock) and that call is not a destroy/reset running its
-        cleanups: a gc callback, ``__del__`` or weakref callback run by an
-        allocation inside that call.  Destroying or resetting then would free
-        memory the interrupted call is about to use."""
-        if not self._lock._is_owned():  # type: ignore[attr-defined]
+        holds the family lock) other than a destroy/reset that runs a cleanup
+        of the family, whose own calls hold the lock no deeper than it did
+        when the cleanup began: a gc callback, ``__del__`` or weakref callback
+        run inside that call, a cleanup's own calls included (making a child
+        pool, allocating), or a memprof tracker that a destroy runs outside its
+        cleanups.  Destroying or resetting then would free memory the
+        interrupted call is about to use (a child pool whose C pool the call
+        had made and not yet listed)."""
+        lock = self._lock
+        if not lock._is_owned():  # type: ignore[attr-defined]
             return False
-        root = self
-        while root._parent is not None:
-            root = root._parent
-        return not any(pool._closing for pool in root._subtree())
+        depth = 0
+        for held_lock, at in reversed(_cleanup_calls()):
+            if held_lock is lock:
+                depth = at
+                break
+        return bool(lock._recursion_count() > depth)  # type: ignore[attr-defined]
 
     def _refuse_reentry(self, what: str) -> None:
         if self._reentered():

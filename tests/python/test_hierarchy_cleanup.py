@@ -919,3 +919,56 @@ def test_a_child_born_while_a_reset_lists_its_pools_is_held_with_them(backing: s
     assert out.returncode == 0 and out.stdout.strip() == "ok", (
         out.returncode, out.stdout, out.stderr[-2000:])
 
+
+# Within a cleanup's call, a gc callback or __del__ that interrupted one of the
+# cleanup's own calls could reset a pool the cleanup had made (a reset from a
+# cleanup is allowed there): interrupting child(), after the library had made
+# the new child and before the pool listed it, the reset freed the new child
+# in C, which the cleanup then used (heap corruption, SIGABRT).  Such a reset
+# now raises PoolBusy, as it does outside cleanups.
+RESET_INSIDE_A_CLEANUPS_CALL = r"""
+import gc, sys
+from allocator import Pool, RingpoolError
+outcomes = set()
+for nth in range(1, 60):
+    r = Pool("r", backing=sys.argv[1])
+    x = r.child("x")
+    count = [0]
+    box = {}
+    def on_gc(phase, info):
+        n = box.get("n")
+        if phase == "start" and n is not None and count[0] >= 0:
+            count[0] += 1
+            if count[0] == nth:
+                count[0] = -1
+                try:
+                    n.reset()
+                    outcomes.add("reset")
+                except RingpoolError as e:
+                    outcomes.add(type(e).__name__)
+    def cleanup():
+        n = box["n"] = x.child("n")
+        q = n.child("q")
+        box.pop("n")
+        for _ in range(20):
+            q.alloc(64, tag="u").write(b"z" * 64)
+    x.add_cleanup(cleanup)
+    gc.callbacks.append(on_gc)
+    gc.set_threshold(1)
+    try:
+        r.destroy()
+    finally:
+        gc.set_threshold(700)
+        gc.callbacks.remove(on_gc)
+print(sorted(outcomes))
+"""
+
+
+@pytest.mark.parametrize("backing", ["malloc", "arena"])
+def test_a_gc_callback_inside_a_cleanups_call_cannot_reset_what_it_makes(
+        backing: str) -> None:
+    out = subprocess.run([sys.executable, "-c", RESET_INSIDE_A_CLEANUPS_CALL, backing],
+                         capture_output=True, text=True, timeout=120)
+    # reset: at a collection in child() before it takes the family lock
+    assert out.returncode == 0 and out.stdout.strip() == "['PoolBusy', 'reset']", (
+        out.returncode, out.stdout, out.stderr[-2000:])
