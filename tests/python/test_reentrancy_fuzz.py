@@ -110,3 +110,38 @@ def test_reentrant_callbacks_never_crash(seed: int) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
         seed, out.returncode, out.stderr[-3000:])
+
+
+# The same driver with a memprof tracker (rate 1, 0.1 or 0.01, seeded) whose
+# alloc and dealloc callbacks call back into the pools: a dealloc that a destroy
+# or reset runs (outside every cleanup) reached pools the library had freed
+# (seeds 4, 5, 11, 19, 29 and 277: SIGSEGV, SIGABRT, heap corruption), and,
+# once those were held, seed 277 a child pool that a gc callback had made
+# while a reset listed its pools.
+FUZZ_MEMPROF = FUZZ.replace(
+    "from allocator import Pool,", "from allocator import memprof, Pool,", 1).replace(
+    "    op = rng.randrange(20)\n",
+    "    op = rng.randrange(20) if rng.random() < .9 else 19\n", 1).replace(
+    "        elif op == 19 and rng.random() < .3: stat_destroy_pool()\n",
+    """        elif op == 19 and rng.random() < .3: stat_destroy_pool()
+        elif op == 19:
+            if memprof.running() is None:
+                memprof.start(rate=rng.choice([1.0, 0.1, 0.01]), seed=rng.randrange(1, 1 << 62),
+                              tracker=memprof.Tracker(alloc=lambda a: evil() or 1,
+                                                      dealloc=lambda v: evil()))
+            else:
+                memprof.stop()
+""", 1).replace(
+    "for _ in range(400):\n    act()\n",
+    "for _ in range(400):\n    act()\nif memprof.running(): memprof.stop()\n", 1)
+assert FUZZ_MEMPROF.count("memprof") == 7
+
+MEMPROF_SEEDS = [4, 5, 11, 19, 29, 277, 1, 2, 3, 15]
+
+
+@pytest.mark.parametrize("seed", MEMPROF_SEEDS)
+def test_reentrant_memprof_callbacks_never_crash(seed: int) -> None:
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", FUZZ_MEMPROF, str(seed)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
+        seed, out.returncode, out.stderr[-3000:])
