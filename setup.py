@@ -41,6 +41,10 @@ class BuildNative(build_ext):
 
     def run(self) -> None:
         super().run()
+        # RINGPOOL_NATIVE=0: the extensions alone (`make test-py-asan`'s
+        # sanitizer build, which tests the bindings and has no use for them).
+        if os.environ.get("RINGPOOL_NATIVE") == "0":
+            return
         # build_ext builds into build_lib and copies to the sources when in place
         # (editable installs): the native files follow the same way.
         out = os.path.join(self.build_lib, "allocator")

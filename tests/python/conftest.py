@@ -16,7 +16,16 @@ settings.register_profile(
     "ci", max_examples=40, stateful_step_count=40, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=200, stateful_step_count=60, deadline=None)
-settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# `make test-py-asan` (RINGPOOL_PY_ASAN set): every call costs several times
+# more under the sanitizers, so the state machines run fewer, shorter
+# sequences (HYPOTHESIS_PROFILE still wins when set).
+settings.register_profile(
+    "asan", max_examples=15, stateful_step_count=30, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow])
+if os.environ.get("RINGPOOL_PY_ASAN") and not os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile("asan")
+else:
+    settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BACKINGS = ["malloc", "arena"]
 

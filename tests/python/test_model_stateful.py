@@ -18,6 +18,7 @@ step each live pool's counters and ring agree with the model."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -463,10 +464,13 @@ class UncheckedArenaFamilyMachine(FamilyMachine):
     checked = False
 
 
-# Many short sequences (each example a seed of its own), a few seconds a machine.
+# Many short sequences (each example a seed of its own), a few seconds a machine;
+# fewer and shorter under `make test-py-asan` (RINGPOOL_PY_ASAN), where every
+# call costs several times more (docs/python.md, "Sanitizers").
+_EXAMPLES, _STEPS = (15, 30) if os.environ.get("RINGPOOL_PY_ASAN") else (50, 40)
 for _machine in (FamilyMachine, ArenaFamilyMachine, UncheckedFamilyMachine,
                  UncheckedArenaFamilyMachine):
-    _machine.TestCase.settings = settings(max_examples=50, stateful_step_count=40)
+    _machine.TestCase.settings = settings(max_examples=_EXAMPLES, stateful_step_count=_STEPS)
 
 TestMallocModel = FamilyMachine.TestCase
 TestArenaModel = ArenaFamilyMachine.TestCase

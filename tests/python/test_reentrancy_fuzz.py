@@ -19,11 +19,13 @@ during the same destroy or reset, under the library's loop over it.  Seed
 its Blocks was marked dead with the reset's children, so its cleanup ran
 unfenced.  A gc callback may empty `blocks` between the driver's check and
 its choice (IndexError), which the driver ignores as it does the pools'
-refusals.
+refusals.  $RINGPOOL_REENTRANCY_SEEDS adds seeds ("601-1500"); `make
+test-py-asan` runs the driver under AddressSanitizer (docs/python.md).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -102,6 +104,19 @@ print("ok")
 """
 
 SEEDS = [118, 148, 89, 180, 244, 274, 1316, 1438, 1500, 2505, 1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def _more_seeds(spec: str) -> list[int]:
+    """$RINGPOOL_REENTRANCY_SEEDS: more seeds to run, "601-1500" or "7,9,20-30"."""
+    seeds: list[int] = []
+    for part in spec.replace(" ", "").split(","):
+        if part:
+            first, _, last = part.partition("-")
+            seeds.extend(range(int(first), int(last or first) + 1))
+    return [seed for seed in seeds if seed not in SEEDS]
+
+
+SEEDS += _more_seeds(os.environ.get("RINGPOOL_REENTRANCY_SEEDS", ""))
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -1,0 +1,76 @@
+# mk/pyasan.mk -- the Python bindings under AddressSanitizer and UBSan.
+#   make test-py-asan   builds the package with its extensions (allocator._ringpool:
+#                       the binding glue and every csrc/*.c it compiles;
+#                       allocator._pyhooks, allocator._pystack, audit._bench)
+#                       compiled with ASan+UBSan into build/py-asan/lib
+#                       (`setup.py build` without the native libraries; .venv and
+#                       its editable install are not touched), then runs
+#                       tests/python and the audit tests that drive the bindings
+#                       on that copy, in .venv's interpreter with the sanitizer
+#                       runtimes preloaded: the first report aborts the process
+#                       (docs/python.md, "Sanitizers").
+#   PYASAN_TEST_ARGS    extra pytest arguments (-k, -x, ...)
+#   RINGPOOL_REENTRANCY_SEEDS=601-1500   more seeds of tests/python/test_reentrancy_fuzz.py
+
+PYASAN_DIR   := $(BUILD)/py-asan
+PYASAN_LIB   := $(abspath $(PYASAN_DIR))/lib
+# -g -O1: exact stacks in the reports. Python's own CFLAGS (-DNDEBUG -O3) are
+# replaced by these, so the library's assert()s are on as well.
+PYASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=undefined -g -O1
+PYASAN_EXT   := $(PYASAN_DIR)/.ext
+PYASAN_PY    := $(PYASAN_DIR)/.py
+# What the compiled part is made of: any change rebuilds it from scratch
+# (setuptools would not notice a changed header).
+PYASAN_C_DEPS := setup.py csrc/flags.mk allocator/_build.py audit/_bench_build.py \
+                 $(wildcard allocator/*.h allocator/*.c audit/*.c audit/*.h) \
+                 $(LIB_SRCS) $(wildcard csrc/*.h csrc/include/*.h csrc/preload/*.c \
+                 csrc/preload/*.h csrc/stack/*.c csrc/stack/*.h)
+PYASAN_PY_DEPS := $(wildcard allocator/*.py allocator/*.pyi audit/*.py audit/*/*.py audit/*.json \
+                  audit/*/*.json)
+# The package the tests import is build/py-asan/lib's: PYTHONPATH puts it
+# before the editable install's finder, and PYTHONSAFEPATH keeps the current
+# directory (the project root, which holds the uninstrumented allocator/) off
+# sys.path, in the test processes and in every Python child they start.
+# PYTHONMALLOC=malloc: Python objects come from malloc too, so a reference the
+# glue drops too early, or a buffer it overruns, is reported as well.
+# detect_leaks=0: CPython does not free everything at exit.
+PYASAN_RT     = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
+PYASAN_ENV    = PYTHONPATH=$(PYASAN_LIB) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc \
+                LD_PRELOAD="$(PYASAN_RT)" RINGPOOL_PY_ASAN=$(PYASAN_LIB) \
+                ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# The audit tests that go through the bindings (Pool, Snapshot, the plugin's
+# fixtures); the rest run C programs and the interposer, checked by
+# test-c-asan and test-preload.
+PYASAN_AUDIT := tests/audit/test_plugin.py tests/audit/test_schema.py \
+                tests/audit/test_pool_paths.py::test_plugin_names_each_pool_by_its_path \
+                tests/audit/test_pool_paths.py::test_python_snapshot_of_a_child_pool_names_its_parents \
+                tests/audit/test_run.py::test_python_program_using_allocator
+PYASAN_TEST_ARGS ?=
+
+.PHONY: test-py-asan py-asan
+TEST_TARGETS += test-py-asan
+
+$(PYASAN_EXT): $(PYASAN_C_DEPS) | setup-py
+	rm -rf $(PYASAN_DIR)
+	@mkdir -p $(PYASAN_DIR)
+	CFLAGS="$(PYASAN_FLAGS)" LDFLAGS="$(PYASAN_FLAGS)" RINGPOOL_NATIVE=0 $(PY) setup.py -q build \
+	    --build-base $(PYASAN_DIR)/tmp --build-lib $(PYASAN_LIB) > $(PYASAN_DIR)/build.log 2>&1 \
+	    || { tail -40 $(PYASAN_DIR)/build.log; exit 1; }
+	@touch $@
+
+# Python files alone changed: copy them (the extensions stay).
+$(PYASAN_PY): $(PYASAN_EXT) $(PYASAN_PY_DEPS)
+	$(PY) setup.py -q build_py --build-lib $(PYASAN_LIB) > /dev/null
+	@touch $@
+
+py-asan: $(PYASAN_PY)
+
+test-py-asan: $(PYASAN_PY)
+	@cd /tmp && $(PYASAN_ENV) $(abspath $(PY)) -c 'import os, allocator._ringpool as r, audit._bench as b; \
+	    assert all(m.__file__.startswith(os.environ["RINGPOOL_PY_ASAN"] + "/") for m in (r, b)), (r, b); \
+	    print("test-py-asan:", r.__file__)'
+	$(PYASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/python $(PYASAN_TEST_ARGS)
+	$(PYASAN_ENV) RINGPOOL_LIB_A=$(abspath $(LIB_A)) $(PY) -m pytest -q -p no:cacheprovider \
+	    $(PYASAN_AUDIT) $(PYASAN_TEST_ARGS)
