@@ -636,6 +636,10 @@ class Pool:
         block calls: free, resize, tobytes and write."""
         if not block._alive:
             block._raise_freed()
+        if block._busy:
+            # a memprof tracker of its free or resize: the library may have
+            # freed the memory already (copies read it: heap-use-after-free)
+            block._raise_busy()
         if not self._state.alive:
             self._live()
 

@@ -1166,6 +1166,12 @@ static PyObject *rpy_block_get_alive(PyObject *self, void *closure)
     return PyBool_FromLong(((rpy_block *)self)->state != RPY_DEAD);
 }
 
+static PyObject *rpy_block_get_busy(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(((rpy_block *)self)->state == RPY_BUSY);
+}
+
 static PyObject *rpy_block_get_addr(PyObject *self, void *closure)
 {
     (void)closure;
@@ -1270,6 +1276,7 @@ static PyMethodDef rpy_block_methods[] = {
 static PyGetSetDef rpy_block_getset[] = {
     {"_exports", rpy_block_get_exports, NULL, "live buffer views", NULL},
     {"_alive", rpy_block_get_alive, NULL, "not yet freed", NULL},
+    {"_busy", rpy_block_get_busy, NULL, "a free or resize of it is under way", NULL},
     {"_addr", rpy_block_get_addr, NULL, "the payload's address", NULL},
     {"_size", rpy_block_get_size, NULL, "the requested size", NULL},
     {"_pool", rpy_block_get_pool, rpy_block_set_pool, "the owning Pool", NULL},

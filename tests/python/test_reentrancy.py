@@ -816,3 +816,35 @@ def test_child_made_while_a_reset_releases_its_blocks(backing: str) -> None:
                          text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
                                                                 out.stderr[-3000:])
+
+
+@pytest.mark.parametrize("mode", ["free", "stat-free", "resize"])
+def test_memprof_tracker_copying_the_block_it_is_called_for(mode: str) -> None:
+    """The tracker's dealloc of a free or resize runs after the library freed
+    the block: tobytes() or write() of that block from it read or wrote freed
+    memory (ASan: heap-use-after-free in a stat free); they raise PoolBusy."""
+    out = run_child(f"""
+        import allocator
+        from allocator import Pool, PoolBusy, memprof
+        mode = {mode!r}
+        if mode == "stat-free":
+            p = allocator.stat_create_pool()
+            alloc = lambda: allocator.stat_alloc(64)
+        else:
+            p = Pool("m")
+            alloc = lambda: p.alloc(64, "t")
+        seen = []
+        def dealloc(_value):
+            for use in (b.tobytes, lambda: b.write(b"x" * 64)):
+                try:
+                    use()
+                    seen.append("ran")
+                except PoolBusy:
+                    seen.append("busy")
+        with memprof.start(1.0, 0, memprof.Tracker(lambda a: 1, dealloc)):
+            b = alloc()
+            b.free() if mode != "resize" else b.resize(4096)
+            seen.append("done")
+        print(seen)
+    """)
+    assert out.strip() == "['busy', 'busy', 'done']", out
