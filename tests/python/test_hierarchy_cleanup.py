@@ -14,6 +14,16 @@ from allocator import (Block, BlockFreedError, CleanupError, Pool, PoolBusy,
                        PoolDestroyedError)
 
 
+def script_output(script: str, *args: str, timeout: float = 120, dev: bool = False) -> str:
+    """Run ``script`` in a fresh interpreter (a crash there is a failure
+    here, not the end of the test run) and give its stripped stdout; any
+    exit but 0 fails the test with the tail of its stderr."""
+    argv = [sys.executable, *(["-X", "dev"] if dev else []), "-c", script, *args]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, (out.returncode, out.stdout, out.stderr[-2000:])
+    return out.stdout.strip()
+
+
 def test_child_dies_with_parent(pool: Pool) -> None:
     kid = pool.child("kid")
     grandkid = kid.child("grandkid", backing="arena")
@@ -388,10 +398,7 @@ CLEANUP_CASES = [
 @pytest.mark.parametrize("case", CLEANUP_CASES, ids=lambda c: "-".join(c[:5]))
 def test_cleanup_reaching_a_pool_the_library_freed_or_is_freeing(
         case: tuple[str, ...]) -> None:
-    out = subprocess.run([sys.executable, "-X", "dev", "-c", CLEANUP_REACHES, *case[:5]],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
-    assert out.stdout.split() == [case[5]], out.stdout
+    assert script_output(CLEANUP_REACHES, *case[:5], dev=True) == case[5]
 
 
 # A child's cleanup that registers a cleanup on the pool being reset: the
@@ -417,10 +424,7 @@ print("ok")
 
 
 def test_cleanup_a_child_registers_on_the_pool_being_reset_runs_at_destroy() -> None:
-    out = subprocess.run([sys.executable, "-X", "dev", "-c", CLEANUP_ADDED_DURING_RESET],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.split() == ["ok"], (out.returncode,
-                                                                  out.stderr[-2000:])
+    assert script_output(CLEANUP_ADDED_DURING_RESET, dev=True) == "ok"
 
 
 # A pool that a cleanup makes while an ancestor is being destroyed seals its
@@ -448,10 +452,7 @@ print(seen[0])
 
 
 def test_a_pool_made_by_a_cleanup_stays_sealed_after_its_reset() -> None:
-    out = subprocess.run([sys.executable, "-c", SEAL_AFTER_RESET], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.split() == ["sealed"], (out.stdout,
-                                                                      out.stderr[-2000:])
+    assert script_output(SEAL_AFTER_RESET) == "sealed"
 
 
 # A cleanup that a child's cleanup registers on a pool being destroyed runs in
@@ -495,10 +496,7 @@ print(sorted(seen))
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_a_late_cleanup_cannot_reach_the_pools_below_it_the_library_freed(
         op: str, late_on: str, backing: str) -> None:
-    out = subprocess.run([sys.executable, "-c", LATE_CLEANUP, op, late_on, backing],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "['refused']", (
-        out.returncode, out.stdout, out.stderr[-2000:])
+    assert script_output(LATE_CLEANUP, op, late_on, backing) == "['refused']"
 
 
 # The gc ran (a gc callback here; a __del__ or a weakref callback alike) in a
@@ -538,10 +536,7 @@ print("ok")
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_the_gc_around_a_cleanup_cannot_reach_a_pool_the_library_freed(
         backing: str) -> None:
-    out = subprocess.run([sys.executable, "-c", GC_AROUND_A_CLEANUP, backing],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", (
-        out.returncode, out.stdout, out.stderr[-2000:])
+    assert script_output(GC_AROUND_A_CLEANUP, backing) == "ok"
 
 
 def test_a_cleanup_keeps_the_gc_as_it_left_it(pool: Pool) -> None:
@@ -618,10 +613,7 @@ print("ok")
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_another_threads_gc_enable_cannot_open_a_pool_the_library_freed(
         backing: str) -> None:
-    out = subprocess.run([sys.executable, "-c", GC_ON_FROM_ANOTHER_THREAD, backing],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", (
-        out.returncode, out.stdout, out.stderr[-2000:])
+    assert script_output(GC_ON_FROM_ANOTHER_THREAD, backing) == "ok"
 
 
 def test_other_threads_see_the_gc_as_the_program_left_it_during_a_cleanup(
@@ -729,10 +721,7 @@ print(sorted(seen))
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_a_memprof_tracker_in_a_destroy_cannot_reach_a_pool_the_library_freed(
         backing: str, how: str) -> None:
-    out = subprocess.run([sys.executable, "-c", MEMPROF_IN_A_DESTROY, backing, how],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "['PoolDestroyedError']", (
-        out.returncode, out.stdout, out.stderr[-2000:])
+    assert script_output(MEMPROF_IN_A_DESTROY, backing, how) == "['PoolDestroyedError']"
 
 
 def test_a_pool_being_reset_refuses_calls_outside_its_cleanups(backing: str) -> None:
@@ -857,10 +846,7 @@ print("ok")
 
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_other_threads_wait_for_a_destroy_that_runs_cleanups(backing: str) -> None:
-    out = subprocess.run([sys.executable, "-c", THREADS_DURING_A_DESTROY, backing],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", (
-        out.returncode, out.stdout, out.stderr[-2000:])
+    assert script_output(THREADS_DURING_A_DESTROY, backing, timeout=300) == "ok"
 
 
 # A destroy or reset listed the pools it works on in Python, where the gc
@@ -914,10 +900,7 @@ print("ok")
 
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_a_child_born_while_a_reset_lists_its_pools_is_held_with_them(backing: str) -> None:
-    out = subprocess.run([sys.executable, "-c", CHILD_BORN_WHILE_LISTED, backing],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", (
-        out.returncode, out.stdout, out.stderr[-2000:])
+    assert script_output(CHILD_BORN_WHILE_LISTED, backing) == "ok"
 
 
 # Within a cleanup's call, a gc callback or __del__ that interrupted one of the
@@ -967,8 +950,5 @@ print(sorted(outcomes))
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_a_gc_callback_inside_a_cleanups_call_cannot_reset_what_it_makes(
         backing: str) -> None:
-    out = subprocess.run([sys.executable, "-c", RESET_INSIDE_A_CLEANUPS_CALL, backing],
-                         capture_output=True, text=True, timeout=120)
     # reset: at a collection in child() before it takes the family lock
-    assert out.returncode == 0 and out.stdout.strip() == "['PoolBusy', 'reset']", (
-        out.returncode, out.stdout, out.stderr[-2000:])
+    assert script_output(RESET_INSIDE_A_CLEANUPS_CALL, backing) == "['PoolBusy', 'reset']"
