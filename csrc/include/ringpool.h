@@ -94,7 +94,10 @@ RP_API const char *rp_error_name(int error);
 typedef void (*rp_oom_handler)(const char *call, size_t size, const char *tag);
 RP_API rp_oom_handler rp_set_oom_handler(rp_oom_handler handler);
 
-/* Misuse handler: error is an rp_error, message one line without newline,
+/* Misuse handler: error is an rp_error, message one line without newline
+   (pool names and tags in it are escaped by the CLI's rule, docs/cli.md:
+   a backslash as \\, newline, CR and tab as \n, \r, \t, other control
+   characters as \xNN, bytes that are not UTF-8 as \udcNN),
    block the pointer concerned (never dereferenced by the handler's caller
    after a report). The default prints and aborts; a handler that returns
    makes the offending call a no-op (NULL where it returns a pointer). */
