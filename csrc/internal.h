@@ -134,23 +134,23 @@ static inline size_t rpi_size(const rpi_hdr *h) { return (size_t)(h->word & RPI_
 /* Underlying allocations, all through these so fault injection sees them. */
 RPI_HIDDEN extern atomic_int rpi_fail_armed;
 RPI_HIDDEN bool rpi_fail_now(void);
-static inline void *rpi_sys_malloc(size_t n)
-{
-    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_fail_armed, memory_order_relaxed)) && rpi_fail_now())
-        return NULL;
-    return malloc(n);
-}
-RPI_HIDDEN void *rpi_sys_calloc(size_t n, size_t size);
-/* True when fault injection fails this underlying allocation: for memory
-   not had from malloc (the arena's headerless region: its reservation and
-   each chunk's commit), which is injected as malloc's is. */
+/* True when fault injection fails this underlying allocation: malloc's,
+   calloc's and realloc's, and memory not had from malloc (the arena's
+   headerless region: its reservation and each chunk's commit). */
 static inline bool rpi_sys_fail(void)
 {
     return RPI_UNLIKELY(atomic_load_explicit(&rpi_fail_armed, memory_order_relaxed)) && rpi_fail_now();
 }
+static inline void *rpi_sys_malloc(size_t n)
+{
+    if (rpi_sys_fail())
+        return NULL;
+    return malloc(n);
+}
+RPI_HIDDEN void *rpi_sys_calloc(size_t n, size_t size);
 static inline void *rpi_sys_realloc(void *p, size_t n)
 {
-    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_fail_armed, memory_order_relaxed)) && rpi_fail_now())
+    if (rpi_sys_fail())
         return NULL;
     return realloc(p, n);
 }

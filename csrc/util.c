@@ -114,7 +114,7 @@ bool rpi_fail_now(void)
 
 void *rpi_sys_calloc(size_t n, size_t size)
 {
-    if (RPI_UNLIKELY(atomic_load_explicit(&rpi_fail_armed, memory_order_relaxed)) && rpi_fail_now())
+    if (rpi_sys_fail())
         return NULL;
     return calloc(n, size);
 }
