@@ -49,6 +49,11 @@ $(PRELOAD_TEST_DIR)/lib%.so: tests/preload/libs/%.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -fPIC -shared -o $@ $<
 
+# A library with a dependency of its own (tests/preload/depswap.c)
+$(PRELOAD_TEST_DIR)/libdep_top.so: tests/preload/libs/dep_top.c $(PRELOAD_TEST_DIR)/libdep_helper.so
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -fPIC -shared -o $@ $< -L$(@D) -ldep_helper -Wl,-rpath,'$$ORIGIN'
+
 # A statically linked program and a static-pie, which no LD_PRELOAD reaches.
 PRELOAD_TEST_STATIC := $(PRELOAD_TEST_DIR)/static_hello $(PRELOAD_TEST_DIR)/static_pie_hello
 $(PRELOAD_TEST_DIR)/static_hello: tests/preload/static/hello.c

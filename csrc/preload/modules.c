@@ -53,22 +53,86 @@ const rpp_unloaded *rpp_unloaded_get(uint32_t i)
     return &records[i];
 }
 
-typedef struct finding {
-    uintptr_t base;
-    const char *name;
-    int found;
-    rpp_unloaded m;
-} finding;
+/* What was mapped before a dlclose: every named object (a dlclose also
+   unmaps the dependencies nothing else holds, which the handle does not
+   name), described while it is still mapped, in an mmap'd block. */
+typedef struct seen {
+    rpp_unloaded m;             /* m.path: its copy in the block */
+    int gone;
+} seen;
 
-static int find_loaded(struct dl_phdr_info *info, size_t size, void *arg)
+typedef struct snapshot {
+    seen *objs;
+    size_t n, cap;
+    char *names;
+    size_t names_used, names_cap;
+} snapshot;
+
+static int count_named(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
-    finding *f = arg;
-    if (info->dlpi_addr != f->base || !info->dlpi_name || strcmp(info->dlpi_name, f->name) != 0)
+    snapshot *s = arg;
+    if (info->dlpi_name && info->dlpi_name[0]) {
+        s->cap++;
+        s->names_cap += strlen(info->dlpi_name) + 1;
+    }
+    return 0;
+}
+
+static int take_named(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    snapshot *s = arg;
+    if (!info->dlpi_name || !info->dlpi_name[0])
         return 0;
-    f->found = 1;
-    rpi_module_describe(info, &f->m.obj);
+    size_t len = strlen(info->dlpi_name) + 1;
+    if (s->n == s->cap || len > s->names_cap - s->names_used)
+        return 1;   /* loaded since it was counted: left out */
+    seen *e = &s->objs[s->n++];
+    rpi_module_describe(info, &e->m.obj);
+    memcpy(s->names + s->names_used, info->dlpi_name, len);
+    e->m.path = s->names + s->names_used;
+    s->names_used += len;
+    e->gone = 1;
+    return 0;
+}
+
+/* Marks the objects of s still mapped (the same path at the same bias). */
+static int mark_kept(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    snapshot *s = arg;
+    if (!info->dlpi_name || !info->dlpi_name[0])
+        return 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->objs[i].gone && s->objs[i].m.obj.base == info->dlpi_addr &&
+            strcmp(s->objs[i].m.path, info->dlpi_name) == 0)
+            s->objs[i].gone = 0;
+    return 0;
+}
+
+static int snapshot_take(snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    dl_iterate_phdr(count_named, s);
+    /* room for a few objects loaded meanwhile by other threads */
+    s->cap += 16;
+    s->names_cap += 16 * 256;
+    if (s->cap > SIZE_MAX / 2 / sizeof(seen) || s->names_cap > SIZE_MAX / 2)
+        return 0;
+    size_t bytes = s->cap * sizeof(seen) + s->names_cap;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return 0;
+    s->objs = p;
+    s->names = (char *)p + s->cap * sizeof(seen);
+    dl_iterate_phdr(take_named, s);
     return 1;
+}
+
+static void snapshot_drop(snapshot *s)
+{
+    munmap(s->objs, s->cap * sizeof(seen) + s->names_cap);
 }
 
 static void lock(void)
@@ -81,20 +145,38 @@ static void lock(void)
     }
 }
 
-static void record_unload(const finding *before)
+/* The objects of s that are gone, as unmapped in the current generation
+   (all of them in the same one), then a new generation. Records made
+   since `since` (another thread's dlclose, which may have unmapped one of
+   them while this one ran) are not made twice. */
+static void record_unloads(const snapshot *s, uint32_t since)
 {
     lock();
     uint32_t n = atomic_load_explicit(&nrecords, memory_order_relaxed);
-    size_t plen = strlen(before->name) + 1;
     uintptr_t gen = atomic_load(&rpp_gen_bits) >> RPP_GEN_SHIFT;
-    if (records && paths && gen < RPP_GEN_MAX && n < RPP_GEN_MAX && paths_used + plen <= PATH_ARENA) {
+    int added = 0;
+    for (size_t i = 0; i < s->n && records && paths && gen < RPP_GEN_MAX && n < RPP_GEN_MAX; i++) {
+        const seen *e = &s->objs[i];
+        if (!e->gone)
+            continue;
+        int twice = 0;
+        for (uint32_t j = since; j < n && !twice; j++)
+            twice = records[j].obj.base == e->m.obj.base && records[j].obj.lo == e->m.obj.lo &&
+                    records[j].obj.hi == e->m.obj.hi && strcmp(records[j].path, e->m.path) == 0;
+        size_t plen = strlen(e->m.path) + 1;
+        if (twice || paths_used + plen > PATH_ARENA)
+            continue;
         rpp_unloaded *r = &records[n];
-        *r = before->m;
-        memcpy(paths + paths_used, before->name, plen);
+        *r = e->m;
+        memcpy(paths + paths_used, e->m.path, plen);
         r->path = paths + paths_used;
         paths_used += plen;
         r->gen_end = (uint32_t)gen;
-        atomic_store_explicit(&nrecords, n + 1, memory_order_release);
+        n++;
+        added = 1;
+    }
+    if (added) {
+        atomic_store_explicit(&nrecords, n, memory_order_release);
         /* sites recorded from now on belong to the next generation */
         atomic_store(&rpp_gen_bits, (gen + 1) << RPP_GEN_SHIFT);
     }
@@ -109,27 +191,20 @@ RPP_EXPORT int dlclose(void *handle)
         if (!next)
             return -1;
     }
+    /* Only a handle the loader knows can unmap anything: then everything
+       mapped is described first (the handle's object and the dependencies
+       that go with it are unmapped by the real dlclose). */
     struct link_map *lm = NULL;
-    finding before;
-    memset(&before, 0, sizeof before);
+    snapshot before;
+    int taken = 0;
+    uint32_t since = 0;
     void *volatile h = handle;   /* declared nonnull, but programs do pass NULL */
-    if (h && dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name && lm->l_name[0]) {
-        before.base = lm->l_addr;
-        before.name = lm->l_name;
-        dl_iterate_phdr(find_loaded, &before);
+    if (h && dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm) {
+        since = rpp_unloaded_count();
+        taken = snapshot_take(&before);
     }
-    /* the name belongs to the loader's record, which dlclose may free */
-    char name[4096];
-    if (before.found) {
-        size_t n = strlen(before.name);
-        if (n >= sizeof name)
-            before.found = 0;
-        else
-            memcpy(name, before.name, n + 1);
-        before.name = name;
-    }
-    if (before.found) {
-        /* mapped before the object goes, so it cannot take its place */
+    if (taken) {
+        /* mapped before the objects go, so it cannot take their place */
         lock();
         if (!records) {
             records = reserve((size_t)RPP_GEN_MAX * sizeof *records);
@@ -142,14 +217,12 @@ RPP_EXPORT int dlclose(void *handle)
        stack walker caches them by return address (csrc/stack/unwind.c) */
     if (rc == 0)
         rpi_unwind_forget_code();
-    if (rc == 0 && before.found) {
-        finding after;
-        memset(&after, 0, sizeof after);
-        after.base = before.base;
-        after.name = name;
-        dl_iterate_phdr(find_loaded, &after);
-        if (!after.found)
-            record_unload(&before);
+    if (taken) {
+        if (rc == 0) {
+            dl_iterate_phdr(mark_kept, &before);
+            record_unloads(&before, since);
+        }
+        snapshot_drop(&before);
     }
     return rc;
 }

@@ -77,3 +77,46 @@ def test_unload_path_is_ubsan_clean(tmp_path: Path) -> None:
                tmp_path, env={"RINGPOOL_PRELOAD_STACK_DEPTH": "64"})
     assert proc.returncode == 0 and b"runtime error" not in proc.stderr, proc.stderr
     assert any(m.unloaded for m in only_report(tmp_path).modules)
+
+
+@pytest.mark.parametrize("depth", ["1", "64"])
+@pytest.mark.parametrize("build", ["plain", "ubsan"])
+def test_dependency_unloaded_with_its_dependent_keeps_its_sites(lib: str, tmp_path: Path, depth: str,
+                                                                build: str) -> None:
+    """dlclose of a library also unmaps the dependency only it needed,
+    which the handle does not name: that dependency's blocks keep its
+    name and build id when another library is mapped where it was (they
+    used to be named by the other library's code at the same offsets,
+    and the frame of the dependency in a whole stack too)."""
+    if build == "ubsan":
+        import os
+        from preload_helpers import REPO
+        lib = os.environ.get("RINGPOOL_PRELOAD_UBSAN_LIB",
+                             str(REPO / "build" / "libringpool-preload-ubsan.so"))
+    top, helper = program("libdep_top.so"), program("libdep_helper.so")
+    other, filler = program("libplugin_b.so"), program("libplugin_a.so")
+    proc = run(lib, [program("depswap"), top, other, filler], tmp_path,
+               env={"RINGPOOL_PRELOAD_STACK_DEPTH": depth})
+    assert proc.returncode == 0 and b"runtime error" not in proc.stderr, proc.stderr
+    m = re.fullmatch(rb"helper (0x[0-9a-f]+) other (0x[0-9a-f]+) tries (\d+)\n", proc.stdout)
+    assert m, proc.stdout
+    assert m[1] == m[2]     # the scenario: the other library took the dependency's addresses
+    tries = int(m[3])
+    rep = only_report(tmp_path)
+    entries = [e for e in rep.modules if e.path == helper]
+    assert len(entries) == tries and all(e.unloaded for e in entries)
+    assert all(e.build_id == elfsym.ElfFile.open(helper).build_id() for e in entries)
+    assert all(e.unloaded for e in rep.modules if e.path == top)
+    mine = preload.PreloadReport(rep.path, rep.pid, rep.exe, rep.taken_at, rep.reason, rep.totals,
+                                 rep.modules, tuple(s for s in rep.sites if s.module in (helper, other)))
+    got = {r["key"]: (r["blocks"], r["bytes"]) for r in preload.rows(mine, by="site")}
+    assert got == {
+        site_key("dep_helper_leak", "libs/dep_helper.c", marker_line("libs/dep_helper.c", "LEAK-DEP-HELPER")):
+            (3 * tries, 300 * tries),
+        site_key("plugin_b_leak", PLUGIN_B_SRC, marker_line(PLUGIN_B_SRC, "LEAK-PLUGIN-B")): (5, 35),
+    }
+    if depth == "64":
+        # the helper's frame is followed by the top library's, in every stack
+        for s in mine.sites:
+            if s.module == helper:
+                assert [mod for mod, _ in s.frames()[:2]] == [helper, top], s.frames()
