@@ -222,6 +222,9 @@ static bool new_chunk(rp_pool *pool, rpi_arena *a)
     if (a->chunks) a->chunks->used = a->cur;   /* no longer current: for walks */
     c->next = a->chunks;
     a->chunks = c;
+    /* ASan: the whole chunk uncarved (asan.h; a spare or cached chunk
+       keeps what its last pool left) */
+    rpi_asan_poison(c + 1, c->size - sizeof *c);
     /* cur and end are rpi_hdr addresses: a slot starts off bytes later */
     a->cur = (char *)(c + 1) - a->off;
     a->end = (char *)c + c->size - a->off;
@@ -332,6 +335,8 @@ rpi_hdr *rpi_arena_alloc(rp_pool *pool, size_t size)
     } else if (!(h = rpi_arena_refill(pool, c))) {
         return NULL;
     }
+    /* (before the header's first write: a carved slot was poisoned) */
+    rpi_asan_slot((char *)h + a->off, RPI_HDR - a->off + size, rpi_class_bytes[c]);
     h->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT);
     return h;
 }
@@ -359,6 +364,7 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
            the chunk takes its space back rather than its class list (not
            while a walk holds a place in the chunk) */
         a->cur = (char *)h;
+        rpi_asan_poison((char *)h + a->off, rpi_class_size(c));
         return;
     }
     if (a->off) {
@@ -374,6 +380,7 @@ void rpi_arena_free(rp_pool *pool, rpi_hdr *h)
         h->next = a->free[c];
         a->free[c] = h;
     }
+    rpi_asan_arena_freed(h, a->off);
 }
 
 bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
@@ -415,6 +422,9 @@ bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
     /* a shrink to more than half keeps the class: free, walk and destroy go
        by the class bits */
     h->word = (h->word & ~(RPI_CLASS_MASK | RPI_SIZE_MASK)) | ((uint64_t)c << RPI_CLASS_SHIFT) | new_size;
+    /* cs: the larger of the old and the new slot (a shrink that gave the
+       rest back to the chunk poisons that too) */
+    rpi_asan_slot((char *)h + a->off, RPI_HDR - a->off + new_size, cs);
     return true;
 }
 
@@ -645,6 +655,7 @@ static void hl_fini(void)
         for (rpi_hlchunk *c = hl_parts[i].spares; c; c = c->next) spare++;
     }
     if (spare != taken) return;
+    rpi_asan_unpoison((void *)rpi_hl_base, rpi_hl_span);   /* for the next mapping there */
     munmap((void *)rpi_hl_base, rpi_hl_span);
     memset(hl_parts, 0, sizeof hl_parts);
     hl_spare_bytes = 0;
@@ -696,6 +707,7 @@ static rpi_hlchunk *hl_chunk_new(rp_pool *pool, size_t cls)
     c->first = RPI_HL_FIRST_S(c->shift);
     c->list = &pool->arena->free[cls];
     if (!fresh) memset(c->meta, 0, c->count * 4);   /* no stale slot looks live */
+    rpi_asan_poison((char *)c + c->first, RPI_HL_CHUNK - c->first);   /* uncarved (asan.h) */
     atomic_store_explicit(&c->owner, rpi_hl_own_of(pool), memory_order_relaxed);
     return c;
 }

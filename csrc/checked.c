@@ -1006,6 +1006,7 @@ static inline __attribute__((always_inline)) void *alloc_finish(rp_pool *pool, c
                                                                 uint64_t word, rpi_tag *t,
                                                                 size_t size, int known)
 {
+    rpi_asan_arena_live(h, 0, word);   /* before the header's writes (asan.h) */
     h->word = word;
     h->origin = t;
     guard_set(h, e);
@@ -1357,6 +1358,7 @@ static inline __attribute__((always_inline)) void free_in(void *block)
         size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
         h->next = pool->arena->free[c];
         pool->arena->free[c] = h;
+        rpi_asan_arena_freed(h, 0);
         cpool *cp = e->cp;
         cp->top_rec[c] = e;
         if (RPI_LIKELY(park_take(cp))) {

@@ -55,6 +55,7 @@
 
 #define RPI_HIDDEN __attribute__((visibility("hidden")))
 #include "lock.h"
+#include "asan.h"
 #define RPI_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define RPI_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -471,6 +472,7 @@ static inline char *rpi_hl_carve(rpi_arena *a, size_t k, uint32_t **mp)
 static inline char *rpi_hl_pop(rpi_arena *a, size_t k, void *h, uint32_t **mp)
 {
     char *p = rpi_hl_dec(h);
+    rpi_asan_unpoison(p, 2 * sizeof(void *));   /* a free slot is poisoned (hl_put_at) */
     a->free[k] = rpi_hl_link(p);
     *mp = rpi_hl_link_word(p);
     return p;

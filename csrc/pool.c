@@ -814,6 +814,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
         size - 1 < 16 * pool->arena->hl_cmax && pool->mp_left > (int64_t)size) {
         char *p = rpi_hl_refill(pool, t, (size + 15) >> 4);
         if (p) {
+            rpi_asan_slot(p, size, rpi_hl_slot_bytes(p));
             *rpi_hl_meta(p) = t->hl_word | (uint32_t)size;
             rpi_count_new(pool, t, size);
             pool->mp_left -= (int64_t)size;
@@ -991,10 +992,12 @@ static inline __attribute__((always_inline)) void *alloc_hl_done(rp_pool *pool, 
                                                                  const int locked, const bool zero)
 {
     *mp = word | (uint32_t)size;
+    rpi_asan_unpoison(p, 16);   /* carved: poisoned (asan.h) */
     if (zero) {   /* rp_calloc: the slot's first 16 bytes (its free-list words) */
         ((uint64_t *)(void *)p)[0] = 0;
         ((uint64_t *)(void *)p)[1] = 0;
     }
+    rpi_asan_slot(p, size, rpi_hl_slot_bytes(p));
     rpi_count_new(pool, t, size);
     if (locked == RPI_SYNC_LOCK) p = rpi_lock_release_ret(&pool->lock, (void *)p);
     if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
@@ -1156,6 +1159,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
     char *pl = a->free[c];
     if (RPI_LIKELY(rpi_list_hdr(pl))) {
         a->free[c] = rpi_list_blk(pl)->link;   /* the payload listed (rpi_list_ent) */
+        rpi_asan_slot(pl - RPI_AHDR, RPI_AHDR + size, a->cbytes[c]);
         /* an unsynchronised pool's free slot keeps RPI_F_ARENA and the
            class (slot_free): the size in the low half is all it needs */
         if (locked == RPI_SYNC_NONE) rpi_word_lo_set(&rpi_hdr_of(pl)->word, (uint32_t)size);
@@ -1223,6 +1227,7 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
         if (RPI_UNLIKELY(next > (uintptr_t)a->end)) goto general_locked;
         a->cur = (char *)next;
         pl = h + RPI_HDR;
+        rpi_asan_slot(pl - RPI_AHDR, RPI_AHDR + size, cs);   /* before the header's writes */
         if (locked == RPI_SYNC_NONE) rpi_hdr_of(pl)->word = a->hword[c] | size;
     }
     /* a thread-safe pool's list hit and carve: the whole word (its free
@@ -2040,6 +2045,7 @@ static inline __attribute__((always_inline)) void free_fast(void *block, rpi_hdr
         uint64_t fw = w ^ RPI_F_ARENA;
         __asm__("" : "+r"(fw));
         slot_free(pool->own_arena, h, (size_t)(fw >> RPI_CLASS_SHIFT), w, locked);
+        rpi_asan_arena_freed(h, RPI_AOFF);
         if (locked == RPI_SYNC_LOCK) rpi_lock_release(&pool->lock);
         if (locked == RPI_SYNC_BIASED) rpi_bias_exit(pool);
         return;
@@ -2085,6 +2091,9 @@ __attribute__((noinline)) static void free_remote(void *block, uint64_t w, rp_po
         return;
     }
     rpi_hdr *h = rpi_hdr_of(block);
+    /* (an arena block's slack is poisoned: asan.h; the drain's free
+       poisons the payload again) */
+    RPI_ASAN_DO(if (w & RPI_F_ARENA) rpi_asan_unpoison(block, sizeof(rpi_hdr *)));
     rpi_hdr *head = atomic_load_explicit(&pool->remote, memory_order_relaxed);
     do {
         *(rpi_hdr **)block = head;
@@ -2194,7 +2203,9 @@ static inline void hl_put_at(void *block, uint32_t *mp, void **head)
 #else
     *mp = 0;
 #endif
+    rpi_asan_unpoison(block, 2 * sizeof(void *));
     rpi_hl_link_put(block, *head, mp);
+    rpi_asan_poison(block, rpi_hl_slot_bytes(block));   /* the link too (rpi_hl_pop) */
     *head = rpi_hl_enc(block);
 }
 static inline void hl_put(void *block, uint32_t *mp)
@@ -2432,12 +2443,14 @@ __attribute__((noinline)) static void *hl_resize(rp_pool *pool, void *block, siz
             if ((m & RPI_HL_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0)
                 goto fail_locked;
             if (!(r = rpi_hl_refill(pool, t, (size + 15) >> 4))) goto headed;
+            rpi_asan_slot(r, size, rpi_hl_slot_bytes(r));
             memcpy(r, block, old);
             if (m & RPI_HL_DTOR) dtor_rekey_to(pool, block, r);
             hl_put(block, mp);
             mp = rpi_hl_meta(r);
         }
         pool->mp_left -= (int64_t)size;   /* the sampler's countdown, as resize_done */
+        rpi_asan_slot(r, size, rpi_hl_slot_bytes(r));
         *mp = (m & ~RPI_HL_SIZE) | (uint32_t)size;
         rpi_counters_resize_in(pool, t, old, size);
         unlock_both(pool, false);
@@ -2563,6 +2576,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         return resize_done(pool, block, n, old, size, checked, sampled);
     }
 in_place:
+    rpi_asan_arena_live(h, pool->arena->off, h->word);
     rpi_counters_resize(h->origin, old, size);
     if (checked) rpi_registry_move(rpi_hdr_of(block), h, raw_of(h));
     return resize_done(pool, block, h, old, size, checked, (h->word & RPI_F_SAMPLED) != 0);
@@ -2610,6 +2624,7 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
     void *r = block;
     if (size - 1 < rpi_hl_slot_bytes(block)) {
         *mp = (m & ~RPI_HL_SIZE) | (uint32_t)size;
+        rpi_asan_slot(block, size, rpi_hl_slot_bytes(block));
     } else if (size - 1 < 16 * a->hl_cmax) {
         size_t k = (size + 15) >> 4;
         void *h = a->free[k];
@@ -2621,6 +2636,7 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
             if (a->hl[k].cur >= a->hl[k].end) goto no;   /* a new chunk: hl_resize */
             p = rpi_hl_carve(a, k, &mp_new);
         }
+        rpi_asan_slot(p, size, rpi_hl_slot_bytes(p));
         memcpy(p, block, old);
         *mp_new = (m & ~RPI_HL_SIZE) | (uint32_t)size;
         hl_put(block, mp);
@@ -2644,6 +2660,7 @@ static inline __attribute__((always_inline)) bool hl_resize_try(rp_pool *arg, vo
             n = (rpi_hdr *)a->cur;
             a->cur += cs;
         }
+        rpi_asan_slot((char *)n + RPI_AOFF, RPI_AHDR + size, rpi_class_bytes[c]);
         n->word = RPI_F_ARENA | ((uint64_t)c << RPI_CLASS_SHIFT) | size;
         n->origin = t;
         memcpy(rpi_payload(n), block, old);
@@ -2854,6 +2871,7 @@ static __attribute__((noinline, cold)) void *resize_move_sampled(rp_pool *pool, 
                                                                  size_t size)
 {
     memcpy(rpi_payload(n), rpi_payload(h), keep);
+    rpi_asan_arena_left(pool->own_arena, h);   /* freed before the copy */
     return rpi_memprof_slow(pool, n, size, false);
 }
 
@@ -2886,6 +2904,7 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
         n = (rpi_hdr *)a->cur;
         a->cur += cs2;
     }
+    rpi_asan_slot((char *)n + RPI_AOFF, RPI_AHDR + size, a->cbytes[c2]);
     uint64_t w = h->word;
     size_t old = (size_t)(w & RPI_SIZE_MASK);
     /* a growth copies old bytes, a shrink (rpi_arena_shrinks) size (a
@@ -2905,12 +2924,20 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
            not yet copied when unsynchronised, stays as it is */
         slot_free(a, h, c, w, locked ? RPI_SYNC_LOCK : RPI_SYNC_NONE);
     }
-    if (locked) return resize_counted(pool, n, t, old, size, locked);
+    if (locked) {
+        rpi_asan_arena_left(a, h);   /* copied above */
+        return resize_counted(pool, n, t, old, size, locked);
+    }
     /* Unsynchronised: nothing runs between here and the copy, so the copy
        ends the call (a tail call: memcpy returns n's payload) and nothing
        is kept across it. The sampler's slow path copies first. */
     counters_resize(pool, t, old, size);
     if (RPI_UNLIKELY(rpi_memprof_due(pool, size))) return resize_move_sampled(pool, n, h, keep, size);
+#if RPI_ASAN
+    memcpy(rpi_payload(n), rpi_payload(h), keep);
+    rpi_asan_arena_left(a, h);   /* freed before the copy */
+    return rpi_payload(n);
+#endif
     return memcpy(rpi_payload(n), rpi_payload(h), keep);
 }
 
@@ -2939,6 +2966,8 @@ static inline __attribute__((always_inline)) void *resize_arena_shrink(rp_pool *
     (void)rpi_arena_class_a(a, size, &c2);
     if ((char *)h + a->cbytes[c] == a->cur && !pool->marks) {
         a->cur = (char *)h + a->cbytes[c2];
+        /* the old slot's end: the rest given back poisoned too */
+        rpi_asan_slot((char *)h + RPI_AOFF, RPI_AHDR + size, a->cbytes[c]);
         h->word = (w & ~(RPI_CLASS_MASK | RPI_SIZE_MASK)) | ((uint64_t)c2 << RPI_CLASS_SHIFT) | size;
         return resize_counted(pool, h, t, (size_t)(w & RPI_SIZE_MASK), size, locked);
     }
@@ -3030,6 +3059,7 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
     }
 in_place:
     h->word = (w & ~RPI_SIZE_MASK) | size;
+    rpi_asan_arena_live(h, RPI_AOFF, h->word);
     return resize_counted(pool, h, t, old, size, locked);
 general:
     if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
