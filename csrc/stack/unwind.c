@@ -800,6 +800,8 @@ typedef struct walk_state {
     unsigned splice_tick;                /* walks that followed the previous one */
     uint32_t id;                         /* the stack id rpi_stack_here derived from *last
                                             (0: none); cleared by every walk */
+    uintptr_t mapped_lo, mapped_hi;      /* stack memory known mapped (pages), around the
+                                            last walk's start */
     struct walk_mem *mem;                /* the walk buffers and slots (NULL until the
                                             thread's first walk) */
     int mem_rounds;                      /* the key destructor's calls at the thread's exit */
@@ -1117,6 +1119,63 @@ static inline int slot_same(const memo_slot *e)
 }
 #endif
 
+/* Whether every page of [lo, hi) (page-aligned) is mapped: mincore fails
+   with ENOMEM on a range with a page that is not, touches nothing and
+   faults nothing in. */
+#define RPI_PAGE ((uintptr_t)4096)
+static int pages_mapped(uintptr_t lo, uintptr_t hi)
+{
+    unsigned char vec[256];
+    int saved = errno, ok = 1;
+    while (ok && lo < hi) {
+        uintptr_t end = hi - lo > sizeof vec * RPI_PAGE ? lo + sizeof vec * RPI_PAGE : hi;
+        ok = mincore((void *)lo, end - lo, vec) == 0;
+        lo = end;
+    }
+    errno = saved;
+    return ok;
+}
+
+/* The walk reads the stack only inside [mapped_lo, mapped_hi), memory it
+   checked is mapped: a frame whose CFA lies above it (unwind tables that
+   do not describe how the code moved rsp, such as inline assembly that
+   calls a function on a stack of its own, put it past the end of that
+   stack) is checked here first. 1: [.., cfa) is mapped now; 0: it is
+   not, and the walk ends at this frame. Out of line: a walk pays one
+   compare a frame. */
+static __attribute__((noinline, cold)) int stack_mapped_to(walk_state *m, uintptr_t cfa)
+{
+    uintptr_t end = (cfa + RPI_PAGE - 1) & ~(RPI_PAGE - 1);
+    if (end <= m->mapped_hi)
+        return 1;
+    /* a few pages more at once when they are mapped too */
+    if (end - m->mapped_hi < 16 * RPI_PAGE && pages_mapped(m->mapped_hi, m->mapped_hi + 16 * RPI_PAGE)) {
+        m->mapped_hi += 16 * RPI_PAGE;
+        return 1;
+    }
+    if (!pages_mapped(m->mapped_hi, end))
+        return 0;
+    m->mapped_hi = end;
+    return 1;
+}
+
+/* The pages known mapped for a walk starting at sp: the page of sp is
+   (the capture read the word below it); the range the last walks checked
+   is kept while the walks start inside it, or below it on memory that is
+   mapped down to sp. */
+static inline void stack_mapped_from(walk_state *m, uintptr_t sp)
+{
+    uintptr_t page = (sp - 8) & ~(RPI_PAGE - 1);
+    if (RPI_LIKELY(page >= m->mapped_lo && page < m->mapped_hi))
+        return;
+    if (page < m->mapped_lo && m->mapped_lo - page <= 64 * RPI_PAGE && pages_mapped(page, m->mapped_lo)) {
+        m->mapped_lo = page;
+        return;
+    }
+    m->mapped_lo = page;
+    m->mapped_hi = page + RPI_PAGE;
+}
+
 /* One frame: frame[n - 1] = pc has been stored; its CFA from the cached
    rule (inline: one probe, one test), then the caller's return address.
    Leaves the loop for `ended_at_rule` at the outermost frame and for
@@ -1152,6 +1211,11 @@ static inline int slot_same(const memo_slot *e)
             const cache *c_ = atomic_load_explicit(&rules, memory_order_acquire);     \
             s_bytes = (const char *)c_->s;                                            \
             mask16 = c_->mask << 4;                                                   \
+        }                                                                             \
+        if (RPI_UNLIKELY(cfa_ > mapped_hi)) {                                         \
+            if (!stack_mapped_to(m, cfa_))                                            \
+                goto ended_at_rule;                                                   \
+            mapped_hi = m->mapped_hi;                                                 \
         }                                                                             \
         f[CFA_AT - 1] = cfa_;                                                         \
         pc = *(const uintptr_t *)(cfa_ - 8);                                          \
@@ -1326,6 +1390,8 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
     m->sp = sp;
     m->bp = bp;
     m->need_bp = 0;
+    stack_mapped_from(m, sp);
+    uintptr_t mapped_hi = m->mapped_hi;
     _Static_assert(sizeof(slot) == 16, "slot index scaled by 16");
     const char *s_bytes = (const char *)c->s;
     size_t mask16 = c->mask << 4;

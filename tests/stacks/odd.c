@@ -21,6 +21,7 @@
 void *odd_data_word_alloc(size_t n);          /* odd_frames.S */
 void *odd_noinfo_alloc(size_t n);             /* odd_noinfo.c: no unwind tables */
 void *odd_noinfo_outer(int d, size_t n);
+void odd_call_on(char *top, void (*fn)(void));    /* odd_frames.S: fn on another stack */
 
 static void *volatile keep[1 << 15];
 static int nkeep;
@@ -355,6 +356,27 @@ static void jit(void)
     }
 }
 
+/* ---------------------------------------------------- a call on a stack of the program's own */
+static int own_depth;
+
+static void own_body(void)
+{
+    down_leak(own_depth, 317);
+}
+
+static void own_stack(void)
+{
+    /* fn runs at the very end of a stack with an unmapped page above it:
+       the tables of odd_call_on's frame put its caller's return address
+       in that page (the walk read it there and crashed the program) */
+    size_t size = 16 * (size_t)page();
+    char *stack = fenced(size);
+    for (int r = 0; r < 3; r++)
+        for (own_depth = 0; own_depth < 4; own_depth++)
+            for (size_t gap = 0; gap <= 64; gap += 16)
+                odd_call_on(stack + size - gap, own_body);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2)
@@ -380,6 +402,8 @@ int main(int argc, char **argv)
         long_jumps();
     else if (!strcmp(mode, "jit"))
         jit();
+    else if (!strcmp(mode, "own-stack"))
+        own_stack();
     else
         return 2;
     for (size_t n = 0; n < sizeof counts / sizeof counts[0]; n++)

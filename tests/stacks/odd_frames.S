@@ -26,4 +26,32 @@ odd_data_word_alloc:
     .cfi_endproc
     .size odd_data_word_alloc, .-odd_data_word_alloc
 
+/* odd_call_on(top, fn): calls fn with rsp switched to top, the end of a
+   stack of the caller's own, as inline assembly that runs a function on
+   another stack does; the tables still describe this frame as on the
+   thread's stack (a CFA 240 bytes above rsp), so from fn's return address
+   in here they put the caller's return address past the end of that
+   stack, where nothing may be mapped. */
+    .text
+    .globl odd_call_on
+    .type odd_call_on, @function
+odd_call_on:
+    .cfi_startproc
+    pushq %rbx
+    .cfi_def_cfa_offset 16
+    .cfi_offset rbx, -16
+    subq $224, %rsp
+    .cfi_def_cfa_offset 240
+    movq %rsp, %rbx
+    movq %rdi, %rsp                 /* no CFI: the tables lie from here */
+    call *%rsi
+    movq %rbx, %rsp
+    addq $224, %rsp
+    .cfi_def_cfa_offset 16
+    popq %rbx
+    .cfi_def_cfa_offset 8
+    ret
+    .cfi_endproc
+    .size odd_call_on, .-odd_call_on
+
     .section .note.GNU-stack,"",@progbits

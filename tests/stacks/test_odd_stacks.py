@@ -59,7 +59,7 @@ def run_odd(mode: str, depth: int, tmp: Path, build: str = "plain") -> tuple[pre
 
 
 MODES = ["data-word", "no-tables", "coroutines", "small-stacks", "stack-room", "thread-churn",
-         "alt-stack", "small-alt-stack", "long-jumps", "jit"]
+         "alt-stack", "small-alt-stack", "long-jumps", "jit", "own-stack"]
 
 
 @pytest.mark.parametrize("build", ["plain", "ubsan"])
