@@ -43,6 +43,8 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define RPI_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RPI_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -1119,56 +1121,50 @@ static inline int slot_same(const memo_slot *e)
 }
 #endif
 
-/* Whether every page of [lo, hi) (page-aligned) is mapped: mincore fails
-   with ENOMEM on a range with a page that is not, touches nothing and
-   faults nothing in. */
+/* Whether every page of [lo, hi) (page-aligned) can be read. The kernel
+   reads the sigset for rt_sigprocmask before it looks at `how`: with an
+   invalid `how` the call fails with EFAULT on a word it cannot read
+   (unmapped, or a PROT_NONE guard page, which mincore would call mapped)
+   and with EINVAL otherwise, and changes nothing either way. One word a
+   page: protection is per page. */
 #define RPI_PAGE ((uintptr_t)4096)
-static int pages_mapped(uintptr_t lo, uintptr_t hi)
+static int pages_readable(uintptr_t lo, uintptr_t hi)
 {
-    unsigned char vec[256];
     int saved = errno, ok = 1;
-    while (ok && lo < hi) {
-        uintptr_t end = hi - lo > sizeof vec * RPI_PAGE ? lo + sizeof vec * RPI_PAGE : hi;
-        ok = mincore((void *)lo, end - lo, vec) == 0;
-        lo = end;
-    }
+    for (; ok && lo < hi; lo += RPI_PAGE)
+        ok = !(syscall(SYS_rt_sigprocmask, -1, (void *)lo, NULL, (size_t)8) != 0 && errno == EFAULT);
     errno = saved;
     return ok;
 }
 
-/* The walk reads the stack only inside [mapped_lo, mapped_hi), memory it
-   checked is mapped: a frame whose CFA lies above it (unwind tables that
-   do not describe how the code moved rsp, such as inline assembly that
-   calls a function on a stack of its own, put it past the end of that
-   stack) is checked here first. 1: [.., cfa) is mapped now; 0: it is
-   not, and the walk ends at this frame. Out of line: a walk pays one
+/* The walk reads the stack only inside [mapped_lo, mapped_hi), pages it
+   checked can be read: a frame whose CFA lies above them (unwind tables
+   that do not describe how the code moved rsp, such as inline assembly
+   that calls a function on a stack of its own, put it past the end of
+   that stack) is checked here first. 1: [.., cfa) can be read; 0: it
+   cannot, and the walk ends at this frame. Out of line: a walk pays one
    compare a frame. */
 static __attribute__((noinline, cold)) int stack_mapped_to(walk_state *m, uintptr_t cfa)
 {
     uintptr_t end = (cfa + RPI_PAGE - 1) & ~(RPI_PAGE - 1);
     if (end <= m->mapped_hi)
         return 1;
-    /* a few pages more at once when they are mapped too */
-    if (end - m->mapped_hi < 16 * RPI_PAGE && pages_mapped(m->mapped_hi, m->mapped_hi + 16 * RPI_PAGE)) {
-        m->mapped_hi += 16 * RPI_PAGE;
-        return 1;
-    }
-    if (!pages_mapped(m->mapped_hi, end))
+    if (!pages_readable(m->mapped_hi, end))
         return 0;
     m->mapped_hi = end;
     return 1;
 }
 
-/* The pages known mapped for a walk starting at sp: the page of sp is
+/* The pages known readable for a walk starting at sp: the page of sp is
    (the capture read the word below it); the range the last walks checked
-   is kept while the walks start inside it, or below it on memory that is
-   mapped down to sp. */
+   is kept while the walks start inside it, or below it on pages that can
+   be read down to sp. */
 static inline void stack_mapped_from(walk_state *m, uintptr_t sp)
 {
     uintptr_t page = (sp - 8) & ~(RPI_PAGE - 1);
     if (RPI_LIKELY(page >= m->mapped_lo && page < m->mapped_hi))
         return;
-    if (page < m->mapped_lo && m->mapped_lo - page <= 64 * RPI_PAGE && pages_mapped(page, m->mapped_lo)) {
+    if (page < m->mapped_lo && m->mapped_lo - page <= 16 * RPI_PAGE && pages_readable(page, m->mapped_lo)) {
         m->mapped_lo = page;
         return;
     }

@@ -22,6 +22,7 @@ void *odd_data_word_alloc(size_t n);          /* odd_frames.S */
 void *odd_noinfo_alloc(size_t n);             /* odd_noinfo.c: no unwind tables */
 void *odd_noinfo_outer(int d, size_t n);
 void odd_call_on(char *top, void (*fn)(void));    /* odd_frames.S: fn on another stack */
+void *odd_garbage_rbp_alloc(size_t n, uintptr_t rbp);  /* odd_frames.S */
 
 static void *volatile keep[1 << 15];
 static int nkeep;
@@ -366,15 +367,49 @@ static void own_body(void)
 
 static void own_stack(void)
 {
-    /* fn runs at the very end of a stack with an unmapped page above it:
-       the tables of odd_call_on's frame put its caller's return address
-       in that page (the walk read it there and crashed the program) */
+    /* fn runs at the very end of a stack with a guard page above it (no
+       access: an unmapped page could be taken by a later mapping): the
+       tables of odd_call_on's frame put its caller's return address in
+       that page (the walk read it there and crashed the program) */
     size_t size = 16 * (size_t)page();
-    char *stack = fenced(size);
+    char *stack = fenced(size + (size_t)page());
+    if (mprotect(stack + size, (size_t)page(), PROT_NONE) != 0)
+        abort();
     for (int r = 0; r < 3; r++)
         for (own_depth = 0; own_depth < 4; own_depth++)
             for (size_t gap = 0; gap <= 64; gap += 16)
                 odd_call_on(stack + size - gap, own_body);
+}
+
+/* ---------------------------------------------------- rbp not a frame pointer, deep recursion */
+/* n bytes with rbp set to g, d calls further down */
+__attribute__((noinline)) static void down_rbp(int d, size_t n, uintptr_t g)
+{
+    char pad[48];
+    __asm__ volatile("" : : "r"(pad) : "memory");
+    if (d == 0)
+        leak(odd_garbage_rbp_alloc(n, g), n);
+    else
+        down_rbp(d - 1, n, g);
+    __asm__ volatile("" : : "r"(pad) : "memory");
+}
+
+static void garbage_rbp(void)
+{
+    char here;
+    const uintptr_t g[] = {0, 1, 0xdeadbeef, (uintptr_t)-8, (uintptr_t)&here - 64 * 4096,
+                           (uintptr_t)&here + 64, (uintptr_t)&here, (uintptr_t)0x7ffffffff000};
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
+        for (int d = 0; d < 6; d++)
+            for (int r = 0; r < 3; r++)
+                down_rbp(d, 318, g[i]);
+}
+
+static void deep_recursion(void)
+{
+    /* 10,000 frames and more below main, each walk cut at its depth */
+    for (int i = 0; i < 30; i++)
+        down_leak(10000 + i % 3, 319);
 }
 
 int main(int argc, char **argv)
@@ -404,6 +439,10 @@ int main(int argc, char **argv)
         jit();
     else if (!strcmp(mode, "own-stack"))
         own_stack();
+    else if (!strcmp(mode, "garbage-rbp"))
+        garbage_rbp();
+    else if (!strcmp(mode, "deep"))
+        deep_recursion();
     else
         return 2;
     for (size_t n = 0; n < sizeof counts / sizeof counts[0]; n++)

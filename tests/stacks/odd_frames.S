@@ -54,4 +54,24 @@ odd_call_on:
     .cfi_endproc
     .size odd_call_on, .-odd_call_on
 
+/* odd_garbage_rbp_alloc(n, g): malloc(n) with rbp holding g (any value:
+   0, an unmapped address, a pointer into the stack), as code built
+   without frame pointers may leave it; the tables say where rbp was
+   saved, so the frames above still find their own. */
+    .text
+    .globl odd_garbage_rbp_alloc
+    .type odd_garbage_rbp_alloc, @function
+odd_garbage_rbp_alloc:
+    .cfi_startproc
+    pushq %rbp
+    .cfi_def_cfa_offset 16
+    .cfi_offset rbp, -16
+    movq %rsi, %rbp
+    call malloc@PLT
+    popq %rbp
+    .cfi_def_cfa_offset 8
+    ret
+    .cfi_endproc
+    .size odd_garbage_rbp_alloc, .-odd_garbage_rbp_alloc
+
     .section .note.GNU-stack,"",@progbits

@@ -59,7 +59,7 @@ def run_odd(mode: str, depth: int, tmp: Path, build: str = "plain") -> tuple[pre
 
 
 MODES = ["data-word", "no-tables", "coroutines", "small-stacks", "stack-room", "thread-churn",
-         "alt-stack", "small-alt-stack", "long-jumps", "jit", "own-stack"]
+         "alt-stack", "small-alt-stack", "long-jumps", "jit", "own-stack", "garbage-rbp", "deep"]
 
 
 @pytest.mark.parametrize("build", ["plain", "ubsan"])
@@ -125,7 +125,8 @@ def stacks_by_unwinder(mode: str, depth: int, unwinder: str, tmp: Path) -> dict[
 
 
 @pytest.mark.parametrize("depth", [64, 256])
-@pytest.mark.parametrize("mode", ["coroutines", "small-stacks", "alt-stack", "small-alt-stack", "long-jumps"])
+@pytest.mark.parametrize("mode", ["coroutines", "small-stacks", "alt-stack", "small-alt-stack", "long-jumps",
+                                  "garbage-rbp", "deep"])
 def test_odd_stacks_are_walked_as_libunwind_walks_them(mode: str, depth: int, tmp_path: Path) -> None:
     """Allocation for allocation, the cached walker (its memo and splices
     across stack switches, longjmp and signal frames, its buffers handed
