@@ -393,6 +393,7 @@ bool rpi_arena_resize_in_place(rp_pool *pool, rpi_hdr *h, size_t new_size)
         size_t cap = rpi_big_cap(h);
         if (new_size > cap || new_size < cap / 2) return false;
         h->word = (h->word & ~RPI_SIZE_MASK) | new_size;
+        rpi_asan_big_live(h);
         return true;
     }
     if (!(h->word & RPI_F_ARENA)) return false;
@@ -441,6 +442,7 @@ rpi_hdr *rpi_arena_alloc_moved(rp_pool *pool, size_t old, size_t new_size)
     if (!h) return NULL;
     if (h->word & RPI_F_BIG) h->word |= (uint64_t)4 << RPI_ALIGN_SHIFT;   /* log2(16) */
     h->word |= new_size;
+    rpi_asan_big_live(h);
     return h;
 }
 

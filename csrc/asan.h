@@ -75,6 +75,17 @@ static inline void rpi_asan_slot_(void *s, size_t used, size_t bytes)
     rpi_asan_poison((char *)(h) + RPI_HDR,                                                  \
                     (off) + rpi_class_bytes[((h)->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT] - \
                         RPI_HDR)
+/* A big block h (its own allocation, its rpi_big record before the
+   header) with its size in its word: the allocation's bytes past the block
+   poisoned (the headroom a growth by small steps gets; ASan's malloc made
+   the whole allocation addressable). Nothing for other blocks. */
+#define rpi_asan_big_live(h)                                                                \
+    RPI_ASAN_DO(if ((h)->word & RPI_F_BIG) {                                                \
+        rpi_big *bb_ = (rpi_big *)(h) - 1;                                                  \
+        char *pp_ = (char *)((h) + 1);                                                      \
+        rpi_asan_slot(pp_, (h)->word & RPI_SIZE_MASK,                                       \
+                      (char *)bb_->raw + (size_t)(uintptr_t)bb_->pad - pp_);                \
+    })
 /* A compact block h just freed by a resize that moved it (arena a): given
    back to its chunk (a->cur is h: carved last) its whole slot is poisoned,
    else its payload. */

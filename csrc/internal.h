@@ -1076,6 +1076,7 @@ static inline rpi_hdr *rpi_arena_big_resize(rp_pool *pool, rpi_hdr *h, size_t ne
     pool->reserved = pool->reserved - old_total + total;
     h = (rpi_hdr *)(b + 1);
     h->word = (h->word & ~RPI_SIZE_MASK) | new_size;
+    rpi_asan_big_live(h);
     return h;
 }
 /* Lock held. Memory for a block that a resize moves from old to new_size

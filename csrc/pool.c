@@ -753,6 +753,7 @@ static rpi_hdr *raw_new(rp_pool *pool, size_t align, size_t size)
         h->word = 0;
     }
     h->word |= size;
+    rpi_asan_big_live(h);
     return h;
 }
 
@@ -2577,6 +2578,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
     }
 in_place:
     rpi_asan_arena_live(h, pool->arena->off, h->word);
+    rpi_asan_big_live(h);
     rpi_counters_resize(h->origin, old, size);
     if (checked) rpi_registry_move(rpi_hdr_of(block), h, raw_of(h));
     return resize_done(pool, block, h, old, size, checked, (h->word & RPI_F_SAMPLED) != 0);
@@ -3060,6 +3062,7 @@ static inline __attribute__((always_inline)) void *resize_fast_in(rp_pool *pool,
 in_place:
     h->word = (w & ~RPI_SIZE_MASK) | size;
     rpi_asan_arena_live(h, RPI_AOFF, h->word);
+    rpi_asan_big_live(h);
     return resize_counted(pool, h, t, old, size, locked);
 general:
     if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))

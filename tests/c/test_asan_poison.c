@@ -126,6 +126,18 @@ static void child_bad(const char *arg)
         v = rp_alloc(pool, 500, "t");
         CHECK(rp_resize(pool, (void *)v, 100) == v);
         v[300] = 1;
+    } else if (strcmp(what, "big_headroom") == 0) {
+        /* a big block grown by a small step: a quarter of headroom, past
+           its size */
+        char *p = rp_alloc(pool, 40000, "t");
+        v = rp_resize(pool, p, 40100);
+        CHECK(v != NULL);
+        v[40100] = 1;
+    } else if (strcmp(what, "big_shrunk") == 0) {
+        /* a big block shrunk within its allocation */
+        v = rp_alloc(pool, 40000, "t");
+        CHECK(rp_resize(pool, (void *)v, 30000) == v);
+        (void)v[35000];
     } else if (strncmp(what, "hl", 2) == 0) {
         /* headerless slots: 16 bytes (1 to 16), 64 (49 to 64 bytes with
            RINGPOOL_HEADERLESS=64), carved end to end (a block with a header
@@ -196,6 +208,17 @@ static void test_overflow_stopped(void)
         snprintf(arg, sizeof arg, "%s:shrunk", kinds[k]);
         expect_stopped(arg, "RINGPOOL_HEADERLESS=16", "WRITE of size 1");
     }
+}
+
+/* Big blocks (their own allocation): the headroom of a growth, the rest of
+   an allocation a shrink keeps (not in checked pools, whose big blocks
+   keep no headroom and move on a shrink: malloc's exact sizes). */
+static void test_big_headroom_stopped(void)
+{
+    expect_stopped("unsync:big_headroom", NULL, "WRITE of size 1");
+    expect_stopped("locked:big_headroom", NULL, "WRITE of size 1");
+    expect_stopped("unsync:big_shrunk", NULL, "READ of size 1");
+    expect_stopped("locked:big_shrunk", NULL, "READ of size 1");
 }
 
 /* (b) a read of a freed block (on its class's free list; left by a move) */
@@ -486,6 +509,7 @@ int main(int argc, char **argv)
         {"use_after_free_stopped", test_use_after_free_stopped},
         {"uncarved_stopped", test_uncarved_stopped},
         {"headerless_stopped", test_headerless_stopped},
+        {"big_headroom_stopped", test_big_headroom_stopped},
         {"every_api_clean", test_every_api_clean},
     };
     static const tu_child children[] = {
