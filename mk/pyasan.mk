@@ -52,25 +52,44 @@ PYASAN_TEST_ARGS ?=
 .PHONY: test-py-asan py-asan
 TEST_TARGETS += test-py-asan
 
+# The sanitized builds of the package (this file's and mk/pytsan.mk's) share
+# these recipes; the DIR/.ext stamp depends on PYASAN_C_DEPS, DIR/.py on
+# DIR/.ext and PYASAN_PY_DEPS.
+# $(call pysan_build,DIR,FLAGS): the package, its extensions compiled and
+# linked with FLAGS, built from scratch into DIR/lib (its log: DIR/build.log).
+define pysan_build
+rm -rf $(1)
+@mkdir -p $(1)
+CFLAGS="$(2)" LDFLAGS="$(2)" RINGPOOL_NATIVE=0 $(PY) setup.py -q build \
+    --build-base $(1)/tmp --build-lib $(abspath $(1))/lib > $(1)/build.log 2>&1 \
+    || { tail -40 $(1)/build.log; exit 1; }
+@touch $(1)/.ext
+endef
+# $(call pysan_build_py,DIR): the Python files alone copied into DIR/lib (the
+# extensions stay).
+define pysan_build_py
+$(PY) setup.py -q build_py --build-lib $(abspath $(1))/lib > /dev/null
+@touch $(1)/.py
+endef
+# $(call pysan_check,ENV,DIR,TARGET): ENV's interpreter, run outside the
+# project root, imports the extensions of DIR/lib, not the editable install's.
+define pysan_check
+@cd /tmp && $(1) $(abspath $(PY)) -c 'import sys, allocator._ringpool as r, audit._bench as b; \
+    assert all(m.__file__.startswith(sys.argv[1] + "/") for m in (r, b)), (r, b); \
+    print(sys.argv[2] + ":", r.__file__)' $(abspath $(2))/lib $(3)
+endef
+
 $(PYASAN_EXT): $(PYASAN_C_DEPS) | setup-py
-	rm -rf $(PYASAN_DIR)
-	@mkdir -p $(PYASAN_DIR)
-	CFLAGS="$(PYASAN_FLAGS)" LDFLAGS="$(PYASAN_FLAGS)" RINGPOOL_NATIVE=0 $(PY) setup.py -q build \
-	    --build-base $(PYASAN_DIR)/tmp --build-lib $(PYASAN_LIB) > $(PYASAN_DIR)/build.log 2>&1 \
-	    || { tail -40 $(PYASAN_DIR)/build.log; exit 1; }
-	@touch $@
+	$(call pysan_build,$(PYASAN_DIR),$(PYASAN_FLAGS))
 
 # Python files alone changed: copy them (the extensions stay).
 $(PYASAN_PY): $(PYASAN_EXT) $(PYASAN_PY_DEPS)
-	$(PY) setup.py -q build_py --build-lib $(PYASAN_LIB) > /dev/null
-	@touch $@
+	$(call pysan_build_py,$(PYASAN_DIR))
 
 py-asan: $(PYASAN_PY)
 
 test-py-asan: $(PYASAN_PY)
-	@cd /tmp && $(PYASAN_ENV) $(abspath $(PY)) -c 'import os, allocator._ringpool as r, audit._bench as b; \
-	    assert all(m.__file__.startswith(os.environ["RINGPOOL_PY_ASAN"] + "/") for m in (r, b)), (r, b); \
-	    print("test-py-asan:", r.__file__)'
+	$(call pysan_check,$(PYASAN_ENV),$(PYASAN_DIR),test-py-asan)
 	$(PYASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/python $(PYASAN_TEST_ARGS)
 	$(PYASAN_ENV) RINGPOOL_LIB_A=$(abspath $(LIB_A)) $(PY) -m pytest -q -p no:cacheprovider \
 	    $(PYASAN_AUDIT) $(PYASAN_TEST_ARGS)

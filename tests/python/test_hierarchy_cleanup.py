@@ -610,12 +610,14 @@ print("ok")
 """
 
 
+@pytest.mark.threads
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_another_threads_gc_enable_cannot_open_a_pool_the_library_freed(
         backing: str) -> None:
     assert script_output(GC_ON_FROM_ANOTHER_THREAD, backing) == "ok"
 
 
+@pytest.mark.threads
 def test_other_threads_see_the_gc_as_the_program_left_it_during_a_cleanup(
         pool: Pool) -> None:
     # The gc was turned off for the whole process around a cleanup's call
@@ -844,6 +846,7 @@ print("ok")
 """
 
 
+@pytest.mark.threads
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_other_threads_wait_for_a_destroy_that_runs_cleanups(backing: str) -> None:
     assert script_output(THREADS_DURING_A_DESTROY, backing, timeout=300) == "ok"

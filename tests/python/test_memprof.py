@@ -189,6 +189,7 @@ def test_same_seed_same_samples() -> None:
     assert first and run() == first
 
 
+@pytest.mark.threads
 def test_threads_allocate_while_profiles_start_and_stop() -> None:
     stop = threading.Event()
     pool = Pool("threads")

@@ -476,6 +476,7 @@ print("bad", bad)
 """
 
 
+@pytest.mark.threads
 def test_fork_while_other_threads_use_the_pool() -> None:
     """The child of os.fork() gets every pool family lock free (the fork waits
     for the threads' calls to finish): it used to inherit a lock held by a

@@ -10,6 +10,8 @@ import pytest
 
 from allocator import Block, Pool, Snapshot
 
+pytestmark = pytest.mark.threads
+
 THREADS = 4
 ROUNDS = 1500
 

@@ -1,0 +1,36 @@
+# mk/pytsan.mk -- the Python bindings' thread tests under ThreadSanitizer.
+#   make test-py-tsan   builds the package with its extensions (allocator._ringpool:
+#                       the binding glue and every csrc/*.c it compiles;
+#                       allocator._pyhooks, allocator._pystack, audit._bench)
+#                       compiled with TSan into build/py-tsan/lib (the recipes of
+#                       mk/pyasan.mk), then runs the tests that use threads
+#                       on that copy, in .venv's interpreter with libtsan
+#                       preloaded: the first report fails the run
+#                       (docs/python.md, "Sanitizers").
+#   PYTSAN_TEST_ARGS    extra pytest arguments (-k, -x, ...)
+
+PYTSAN_DIR   := $(BUILD)/py-tsan
+PYTSAN_LIB   := $(abspath $(PYTSAN_DIR))/lib
+PYTSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -g -O1
+PYTSAN_EXT   := $(PYTSAN_DIR)/.ext
+PYTSAN_PY    := $(PYTSAN_DIR)/.py
+PYTSAN_RT     = $(shell $(CC) -print-file-name=libtsan.so)
+PYTSAN_ENV    = PYTHONPATH=$(PYTSAN_LIB) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc \
+                LD_PRELOAD="$(PYTSAN_RT)" \
+                TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
+PYTSAN_TESTS := -m threads tests/python
+PYTSAN_TEST_ARGS ?=
+
+.PHONY: test-py-tsan py-tsan
+
+$(PYTSAN_EXT): $(PYASAN_C_DEPS) | setup-py
+	$(call pysan_build,$(PYTSAN_DIR),$(PYTSAN_FLAGS))
+
+$(PYTSAN_PY): $(PYTSAN_EXT) $(PYASAN_PY_DEPS)
+	$(call pysan_build_py,$(PYTSAN_DIR))
+
+py-tsan: $(PYTSAN_PY)
+
+test-py-tsan: $(PYTSAN_PY)
+	$(call pysan_check,$(PYTSAN_ENV),$(PYTSAN_DIR),test-py-tsan)
+	$(PYTSAN_ENV) $(PY) -m pytest -q -p no:cacheprovider $(PYTSAN_TESTS) $(PYTSAN_TEST_ARGS)
