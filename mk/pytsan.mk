@@ -33,4 +33,4 @@ py-tsan: $(PYTSAN_PY)
 
 test-py-tsan: $(PYTSAN_PY)
 	$(call pysan_check,$(PYTSAN_ENV),$(PYTSAN_DIR),test-py-tsan)
-	$(PYTSAN_ENV) $(PY) -m pytest -q -p no:cacheprovider $(PYTSAN_TESTS) $(PYTSAN_TEST_ARGS)
+	$(PYTSAN_ENV) $(PY) -m pytest -q -p no:cacheprovider --capture=sys $(PYTSAN_TESTS) $(PYTSAN_TEST_ARGS)
