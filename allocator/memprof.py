@@ -99,7 +99,7 @@ class Profile:
         self._values: dict[int, object] = {}   # C user pointer -> Python value
         self._ids = itertools.count(1)
         self._mutex = threading.Lock()
-        self._handle: Any = _ffi.new_handle(self)
+        self._key = next(_profile_keys)     # what the library's tracker carries
         self._discarded = False
 
     # ---- callbacks (from C, on the allocating thread, GIL taken by cffi)
@@ -169,7 +169,7 @@ class Profile:
         self._discarded = True
         with self._mutex:
             self._values.clear()
-        _keep.discard(self)
+        _profiles.pop(self._key, None)
 
     def __enter__(self) -> Profile:
         return self
@@ -180,10 +180,23 @@ class Profile:
         self.discard()
 
 
+#: The profiles the library may still call back, by the key that their
+#: tracker's data carries instead of an ffi.new_handle(); a profile leaves when
+#: it is discarded.  A sample drawn before a stop is offered after it, and the
+#: values of blocks a free or a bulk free took from the table reach dealloc
+#: after the library's lock is released: a callback may run after its profile
+#: was discarded in another thread.  Through a handle, that profile could be
+#: garbage by then, and cffi's from_handle() aborted the process; a stale key
+#: finds nothing, and the callback does nothing (discard forgot the values).
+_profiles: dict[int, Profile] = {}
+_profile_keys = itertools.count(1)   # never reused
+
+
 @_ffi.def_extern()  # type: ignore[misc]
 def rpy_py_memprof_alloc(allocation: Any, data: Any) -> Any:
     try:
-        key = _ffi.from_handle(data)._on_alloc(allocation)
+        profile = _profiles.get(int(_ffi.cast("uintptr_t", data)))
+        key = profile._on_alloc(allocation) if profile is not None else 0
     except BaseException as exc:  # noqa: BLE001 -- must not escape into C
         _unraisable(exc, "alloc", None)
         key = 0
@@ -193,13 +206,14 @@ def rpy_py_memprof_alloc(allocation: Any, data: Any) -> Any:
 @_ffi.def_extern()  # type: ignore[misc]
 def rpy_py_memprof_dealloc(user: Any, data: Any) -> None:
     try:
-        _ffi.from_handle(data)._on_dealloc(int(_ffi.cast("uintptr_t", user)))
+        profile = _profiles.get(int(_ffi.cast("uintptr_t", data)))
+        if profile is not None:
+            profile._on_dealloc(int(_ffi.cast("uintptr_t", user)))
     except BaseException as exc:  # noqa: BLE001 -- must not escape into C
         _unraisable(exc, "dealloc", None)
 
 
 _current: Profile | None = None
-_keep: set[Profile] = set()      # profiles C may still call back (until discarded)
 
 
 def start(rate: float, callstack_size: int = 0, tracker: Tracker | None = None, *,
@@ -229,15 +243,15 @@ def start(rate: float, callstack_size: int = 0, tracker: Tracker | None = None, 
     params.seed = seed or 0
     params.tracker.alloc = _lib.rpy_py_memprof_alloc
     params.tracker.dealloc = _lib.rpy_py_memprof_dealloc
-    params.tracker.data = profile._handle
+    params.tracker.data = _ffi.cast("void *", profile._key)
     out = _ffi.new("rp_memprof **")
-    _keep.add(profile)
+    _profiles[profile._key] = profile
     rc = int(_lib.rp_memprof_start(params, out))
     if rc == -12:  # RP_EBUSY
-        _keep.discard(profile)
+        _profiles.pop(profile._key, None)
         raise ProfileRunning("a sampling profile is already running; stop it first")
     if rc < 0:
-        _keep.discard(profile)
+        _profiles.pop(profile._key, None)
         ll.raise_error(rc, "rp_memprof_start")
     profile._ptr = out[0]
     _current = profile
@@ -262,7 +276,7 @@ def stop() -> None:
 @atexit.register
 def _shutdown() -> None:
     # No Python callback may run once the interpreter finalizes.
-    for profile in list(_keep):
+    for profile in list(_profiles.values()):
         try:
             if profile.running:
                 profile.stop()

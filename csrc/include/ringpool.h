@@ -355,7 +355,10 @@ RP_API int rp_memprof_start(const rp_memprof_params *params, rp_memprof **out);
    their dealloc calls until it is discarded. RP_ENOTFOUND if none runs. */
 RP_API int rp_memprof_stop(void);
 /* Forgets a stopped profile's tracked blocks without calling the tracker and
-   frees it. RP_EBUSY if it is still running, RP_EINVAL for NULL. */
+   frees it. RP_EBUSY if it is still running, RP_EINVAL for NULL. Its tracker
+   may still be called after this returns, by other threads: with a sample
+   drawn before the stop, or with the value of a block whose free took it from
+   the table before the discard; keep the tracker's data valid. */
 RP_API int rp_memprof_discard(rp_memprof *profile);
 /* The running profile, or NULL. */
 RP_API rp_memprof *rp_memprof_running(void);

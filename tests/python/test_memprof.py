@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 import threading
 import types
@@ -216,6 +217,45 @@ def test_threads_allocate_while_profiles_start_and_stop() -> None:
             t.join()
         pool.destroy()
     assert not errors
+
+
+# A sample drawn before a stop is offered after it, and a value that a free
+# took from the library's table reaches dealloc after the library's lock is
+# released: a callback may run after another thread discarded its profile.
+# The tracker's data was an ffi.new_handle() of the profile, which the gc could
+# have taken by then, and cffi's from_handle() aborted the process.
+DISCARD_WHILE_SAMPLING = r"""
+import gc, sys, threading
+from allocator import Pool, memprof
+sys.setswitchinterval(1e-5)
+gc.set_threshold(5)
+pool = Pool("p")
+stop = threading.Event()
+def work():
+    while not stop.is_set():
+        pool.calloc(1, 64, tag="t").free()   # calloc: the GIL is released
+threads = [threading.Thread(target=work) for _ in range(2)]
+for t in threads:
+    t.start()
+for _ in range(300):
+    with memprof.start(1.0, tracker=memprof.Tracker(alloc=lambda a: a.size,
+                                                    dealloc=lambda v: None)):
+        pass
+    gc.collect()
+stop.set()
+for t in threads:
+    t.join()
+pool.destroy()
+print("ok")
+"""
+
+
+@pytest.mark.threads
+def test_callbacks_of_a_profile_another_thread_discarded() -> None:
+    r = subprocess.run([sys.executable, "-c", DISCARD_WHILE_SAMPLING], capture_output=True,
+                       text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == "ok\n"
 
 
 def test_unraisable_record_shape() -> None:
