@@ -535,12 +535,13 @@ static inline size_t rpi_big_cap(rpi_hdr *h)
    classes than 64 KiB holds a block of: with bench.c's sizes (257 classes)
    8.5% of a shard's pairs went to malloc and free (docs/concurrency.md). */
 #define RPI_SHARD_RECYCLE_BYTES ((size_t)256 << 10)
-#define RPI_POOL_UNLISTED   (1u << 17)   /* internal flag: may hold unlisted tag records */
 #define RPI_POOL_BIASED     (1u << 18)   /* internal flag: a pool or shard whose owner
                                             (creator / thread) takes no lock */
-#define RPI_POOL_TORN       (1u << 19)   /* internal flag: its destroy has written its
-                                            report and run its destructors (what they
-                                            left is torn down before the pool goes) */
+/* The pool's state bits (rp_pool.lflags), which change while it lives. */
+#define RPI_POOL_UNLISTED   (1u << 17)   /* may hold unlisted tag records */
+#define RPI_POOL_TORN       (1u << 19)   /* its destroy has written its report and
+                                            run its destructors (what they left is
+                                            torn down before the pool goes) */
 static inline size_t rpi_malloc_size(size_t size)
 {
     return RPI_HDR + (size <= RPI_RECYCLE_MAX ? (size + 15) & ~(size_t)15 : size);
@@ -705,6 +706,11 @@ struct rp_pool {
     /* Read by every thread that allocates from the pool, written only when
        a thread binds to a shard: between pads, so that no field a call
        writes shares their cache line. */
+    /* RPI_POOL_UNLISTED, RPI_POOL_TORN: read and written under the pool's
+       lock.  Not in flags, which other threads read without it (allocations,
+       rp_pool_create_child, rp_memprof_start over the live pools): a bit set
+       there while the pool lived was a data race with every such read. */
+    unsigned     lflags;
     char         rd_pad0[64];
     unsigned     flags;         /* here, not beside the ring sentinel and the
                                    busy mark its owner writes on every call:

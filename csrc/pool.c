@@ -109,7 +109,7 @@ const char *rp_pool_intern_tag(rp_pool *pool, const char *s)
     }
     rpi_pool_lock(pool);
     rpi_tag *t = tag_find_or_add(pool, s, true);
-    if (t && !t->allocs) pool->flags |= RPI_POOL_UNLISTED;
+    if (t && !t->allocs) pool->lflags |= RPI_POOL_UNLISTED;
     rpi_pool_unlock(pool);
     return t ? t->name : NULL;
 }
@@ -374,8 +374,7 @@ rp_pool *rp_pool_create_child(rp_pool *parent, const char *name)
 {
     if (!check_parent(parent, "rp_pool_create_child")) return NULL;
     /* the child inherits the parent's options: thread rule, checks, backing */
-    rp_pool_options o = {.flags = parent->flags &
-                                  ~(RPI_POOL_UNLISTED | RPI_POOL_BIASED | RPI_POOL_TORN)};
+    rp_pool_options o = {.flags = parent->flags & ~RPI_POOL_BIASED};
     if (parent->arena) {
         o.chunk_size = parent->arena->chunk_size;
         o.keep_bytes = parent->arena->keep_bytes;
@@ -446,7 +445,7 @@ static void pool_release(rp_pool *pool);
 static bool teardown_again(rp_pool *pool)
 {
     rpi_pool_lock(pool);
-    pool->flags |= RPI_POOL_TORN;
+    pool->lflags |= RPI_POOL_TORN;
     bool left = pool->cleanups != NULL || pool->first_child != NULL;
     rpi_pool_unlock(pool);
     if (left) run_cleanups(pool);
@@ -456,7 +455,7 @@ static bool teardown_again(rp_pool *pool)
 int rpi_pool_torn(rp_pool *pool)
 {
     rpi_pool_lock(pool);
-    int torn = (pool->flags & RPI_POOL_TORN) != 0;
+    int torn = (pool->lflags & RPI_POOL_TORN) != 0;
     rpi_pool_unlock(pool);
     return torn;
 }
@@ -488,7 +487,7 @@ static bool destroy_children(rp_pool *top, const char *call)
         }
         if (cur == top) return true;
         rp_pool *up = cur->parent;
-        pool_teardown_rest(cur, cur->flags & RPI_POOL_TORN ? NULL : "destroy");
+        pool_teardown_rest(cur, rpi_pool_torn(cur) ? NULL : "destroy");
         if (teardown_again(cur)) continue;   /* its destructors' children */
         pool_release(cur);
         cur = up;
@@ -830,7 +829,7 @@ static void *alloc_impl(rp_pool *pool, size_t align, size_t size, const char *ta
         (remember && rpi_ptrmap_reserve(&pool->tag_seen, 1) != 0) ||
         (stacks && !(srec = rpi_poolstack_prepare(pool, t, stack_id))) ||
         !(h = raw_new(pool, align, size))) {
-        if (t && !t->allocs) pool->flags |= RPI_POOL_UNLISTED;
+        if (t && !t->allocs) pool->lflags |= RPI_POOL_UNLISTED;
         unlock_both(pool, checked);
         if (changed[0]) rpi_report_error(RP_EINVAL, NULL, "rp_alloc: %s", changed);
         return NULL;
@@ -3273,14 +3272,14 @@ size_t rp_pool_stats(rp_pool *pool, rp_tag_stat *out, size_t cap)
     size_t i = 0;
     if (RPI_UNLIKELY(pool->shards != NULL)) {
         i = stats_folded(pool, out, cap);
-    } else if (RPI_UNLIKELY(pool->flags & RPI_POOL_UNLISTED)) {
+    } else if (RPI_UNLIKELY(pool->lflags & RPI_POOL_UNLISTED)) {
         /* interned or failed-call records (allocs 0) are left out */
         size_t unlisted = 0;
         for (rpi_tag *t = pool->tag_first; t; t = t->lnext) {
             if (!rpi_tag_listed(t)) { unlisted++; continue; }
             stat_put(out, cap, i++, t, rpi_tag_blocks(t), rpi_tag_bytes(t), t->peak, t->allocs);
         }
-        if (!unlisted) pool->flags &= ~RPI_POOL_UNLISTED;
+        if (!unlisted) pool->lflags &= ~RPI_POOL_UNLISTED;
     } else {
         /* the entries out has room for, then the count of the rest (the
            tests of out and cap once per tag, not twice) */

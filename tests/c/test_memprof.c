@@ -550,6 +550,49 @@ static void test_threads_start_stop_restart(void)
     tu_end_pool(shared);
 }
 
+/* ---- starts while another thread tags and destroys pools: rp_memprof_start
+   reads the flags of every live pool without its lock, and a new tag
+   (RPI_POOL_UNLISTED) or a destroy (RPI_POOL_TORN) set a bit of a pool's
+   flags under its lock: a data race that TSan reported (test-c-tsan, and
+   test-py-tsan through the bindings); those bits are apart now. */
+static atomic_uint tag_rounds;
+
+static void *tag_worker(void *arg)
+{
+    rp_pool **pools = arg;
+    char tag[32];
+    for (unsigned i = 0; !atomic_load(&stop_threads); i++) {
+        atomic_store(&tag_rounds, i);
+        snprintf(tag, sizeof tag, "tag-%u", i % 4096);
+        CHECK(rp_pool_intern_tag(pools[i % 16], tag) != NULL);
+        rp_pool *tmp = rp_pool_create_ex("tmp", &(rp_pool_options){ .flags = tu_backing });
+        rp_free(rp_alloc(tmp, 8, "t"));
+        rp_pool_destroy(tmp);
+    }
+    return NULL;
+}
+
+static void test_start_while_pools_are_tagged_and_destroyed(void)
+{
+    rp_pool *pools[16];
+    for (int i = 0; i < 16; i++) pools[i] = tu_pool("tagged");
+    pthread_t th;
+    atomic_store(&stop_threads, 0);
+    atomic_store(&tag_rounds, 0);
+    CHECK(pthread_create(&th, NULL, tag_worker, pools) == 0);
+    /* the starts overlap the worker's rounds, however the threads are run */
+    for (int r = 0; r < 200 || atomic_load(&tag_rounds) < 2000; r++) {
+        rp_memprof_params p = { .rate = 1e-3, .seed = (uint64_t)r + 1 };
+        rp_memprof *prof = NULL;
+        CHECK_INT(rp_memprof_start(&p, &prof), 0);
+        CHECK_INT(rp_memprof_stop(), 0);
+        CHECK_INT(rp_memprof_discard(prof), 0);
+    }
+    atomic_store(&stop_threads, 1);
+    CHECK(pthread_join(th, NULL) == 0);
+    for (int i = 0; i < 16; i++) tu_end_pool(pools[i]);
+}
+
 /* rp_calloc of sampled blocks (rate 1: every call a sample) in pools with
    dirty freed blocks of the size: zero, offered, and counted as an rp_alloc
    (headerless and header sizes, unsynchronised and thread-safe pools). */
@@ -621,6 +664,8 @@ int main(int argc, char **argv)
          test_moved_untracked_block_is_sampled_with_its_contents},
         {"callstack_starts_at_the_caller", test_callstack_starts_at_the_caller},
         {"threads_start_stop_restart", test_threads_start_stop_restart},
+        {"start_while_pools_are_tagged_and_destroyed",
+         test_start_while_pools_are_tagged_and_destroyed},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }

@@ -258,6 +258,40 @@ def test_callbacks_of_a_profile_another_thread_discarded() -> None:
     assert r.stdout == "ok\n"
 
 
+@pytest.mark.threads
+def test_profiles_start_while_another_thread_tags_pools() -> None:
+    # rp_memprof_start reads the flags of every live pool without its lock,
+    # and a new tag (RPI_POOL_UNLISTED) or a destroy (RPI_POOL_TORN) set a bit
+    # of a pool's flags under its lock: a data race, which ThreadSanitizer
+    # reports (make test-py-tsan) when a start walks the 300 pools while the
+    # other thread interns a tag. Those bits now live apart, under the lock.
+    pools = [Pool(f"p{i}") for i in range(300)]
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def tag() -> None:
+        try:
+            i = 0
+            while not done.is_set():
+                pools[i % len(pools)].alloc(8, tag=f"tag-{i}")
+                i += 1
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    t = threading.Thread(target=tag)
+    t.start()
+    try:
+        for _ in range(200):
+            with memprof.start(1e-3):
+                pass
+    finally:
+        done.set()
+        t.join()
+        for p in pools:
+            p.destroy()
+    assert not errors
+
+
 def test_unraisable_record_shape() -> None:
     # The object given to sys.unraisablehook carries what the default hook reads.
     seen: list[types.SimpleNamespace] = []
