@@ -10,6 +10,7 @@ memory safely, so here every ``stat_*`` allocation before
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Callable, cast
 
@@ -32,17 +33,36 @@ _wrapped: Pool | None = None
 def stat_create_pool() -> Pool:
     """Creates the default pool (a no-op when it exists) and returns it."""
     global _default, _wrapped
-    with _lock:
-        if _default is None or _default.destroyed:
-            ptr = ll.stat_create_pool()
-            # The library's default may be the one a failed stat_destroy_pool()
-            # left (another thread asked meanwhile): never two Pools over it.
-            if (_wrapped is not None and not _wrapped.destroyed
-                    and _wrapped._address == ll.address(ptr)):
-                _default = _wrapped
-            else:
-                _default = _wrapped = Pool._wrap_default(ptr)
-        return _default
+    while True:
+        with _lock:
+            if _default is not None and not _default.destroyed:
+                return _default
+            last = _wrapped
+        # The library's default changes in a destroy of its Pool, which holds
+        # that Pool's family lock and not _lock (a stat_destroy_pool() of
+        # another thread), and here: the library is asked with both held, so
+        # the pool it names is not being destroyed meanwhile.  Asked with
+        # _lock alone, it named the pool another thread's destroy was about
+        # to free, whose Pool read as destroyed by then (held), and a second
+        # Pool was made over it: its stat_* calls got plain malloc memory or
+        # blocks the destroy freed under them (ThreadSanitizer, make
+        # test-py-tsan).  The family's lock first, as a cleanup of the default
+        # pool that calls stat_* takes them; never _lock's waiter on it.
+        with last._lock if last is not None else contextlib.nullcontext():
+            with _lock:
+                if _wrapped is not last:
+                    continue            # another thread made one meanwhile
+                if _default is not None and not _default.destroyed:
+                    return _default
+                ptr = ll.stat_create_pool()
+                # The library's default may be the one a failed stat_destroy_pool()
+                # left (another thread asked meanwhile): never two Pools over it.
+                if (last is not None and not last.destroyed
+                        and last._address == ll.address(ptr)):
+                    _default = last
+                else:
+                    _default = _wrapped = Pool._wrap_default(ptr)
+                return _default
 
 
 def stat_pool() -> Pool | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 import allocator
@@ -76,3 +79,58 @@ def test_a_destroy_a_view_stopped_leaves_the_default_pool(monkeypatch: pytest.Mo
     finally:
         allocator.stat_destroy_pool()
     assert b.freed and c.freed and pool.destroyed and allocator.stat_pool() is None
+
+
+@pytest.mark.threads
+def test_create_while_another_thread_destroys_the_default_pool(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # stat_create_pool() asked the library for its default while another
+    # thread's stat_destroy_pool() was about to destroy it; by the time it
+    # looked, that pool's Pool read as destroyed, so it made a second Pool
+    # over the C pool the destroy freed: the library's default was gone, and
+    # the stat_* calls of that Pool got plain malloc memory or blocks freed
+    # under them (ThreadSanitizer: a block written by rp_stat_strdup freed by
+    # rp_stat_destroy_pool).  Here the library's answer is held back until
+    # the destroy is done (or until it is clear that it waits for this call).
+    from allocator import _lowlevel as ll
+    from allocator import _stat
+    pool = allocator.stat_create_pool()
+    allocator.stat_alloc(8)
+    started, go = threading.Event(), threading.Event()
+    destroy, ask = pool.destroy, ll.stat_create_pool
+
+    def destroy_later() -> None:
+        started.set()
+        go.wait(10)
+        destroy()
+
+    def ask_then_wait() -> ll.CData:
+        ptr = ask()
+        go.set()
+        for _ in range(50):             # the destroy, if this call does not hold it back
+            if pool.destroyed:
+                break
+            time.sleep(0.01)
+        return ptr
+
+    monkeypatch.setattr(pool, "destroy", destroy_later)
+    monkeypatch.setattr(ll, "stat_create_pool", ask_then_wait)
+    t = threading.Thread(target=allocator.stat_destroy_pool)
+    t.start()
+    try:
+        started.wait(10)
+        made = allocator.stat_create_pool()
+    finally:
+        go.set()
+        t.join()
+        monkeypatch.undo()
+    # the pool the library named was the one going: no second Pool over it
+    assert made is pool and pool.destroyed
+    assert allocator.stat_pool() is None and ll.lib.rp_stat_pool() == ll.NULL
+    new = allocator.stat_create_pool()
+    try:
+        assert new is not pool and new._address == ll.address(ll.lib.rp_stat_pool())
+        assert allocator.stat_alloc(8).pool is new
+    finally:
+        allocator.stat_destroy_pool()
+    assert _stat._default is None or _stat._default.destroyed
