@@ -4,9 +4,9 @@
 #                       allocator._pyhooks, allocator._pystack, audit._bench)
 #                       compiled with TSan into build/py-tsan/lib (the recipes of
 #                       mk/pyasan.mk), then runs the tests that use threads
-#                       on that copy, in .venv's interpreter with libtsan
-#                       preloaded: the first report fails the run
-#                       (docs/python.md, "Sanitizers").
+#                       on that copy (those marked @pytest.mark.threads), in
+#                       .venv's interpreter with libtsan preloaded: the first
+#                       report fails the run (docs/python.md, "Sanitizers").
 #   PYTSAN_TEST_ARGS    extra pytest arguments (-k, -x, ...)
 
 PYTSAN_DIR   := $(BUILD)/py-tsan
@@ -22,6 +22,8 @@ PYTSAN_TESTS := -m threads tests/python
 PYTSAN_TEST_ARGS ?=
 
 .PHONY: test-py-tsan py-tsan
+# Five runs in a row passed (docs/python.md, "Sanitizers"): in make test.
+TEST_TARGETS += test-py-tsan
 
 $(PYTSAN_EXT): $(PYASAN_C_DEPS) | setup-py
 	$(call pysan_build,$(PYTSAN_DIR),$(PYTSAN_FLAGS))
