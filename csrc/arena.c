@@ -78,7 +78,7 @@ int rpi_arena_init(rp_pool *pool, const rp_pool_options *opts)
     a->bigs.prev = a->bigs.next = &a->bigs;
     /* checked pools keep the full header: their registry checks the ring */
     a->off = pool->flags & RP_POOL_CHECKED ? 0 : RPI_AOFF;
-    a->hl_no = a->off == 0;   /* checked pools: every block on the ring */
+    a->hl_no = a->off == 0 ? UINT8_MAX : 0;   /* checked pools: every block on the ring */
     a->hl_cmax = hl_classes();
     /* (a checked pool's blocks have RPI_F_CHECKED too: checked.c) */
     uint64_t checked = pool->flags & RP_POOL_CHECKED ? RPI_F_CHECKED : 0;
@@ -522,10 +522,10 @@ void rpi_arena_release(rp_pool *pool, bool keep)
     a->spare = kept;
     a->cur = a->end = NULL;
     memset(a->free, 0, sizeof a->free);
-    /* a pool that got no chunk of the headerless region (used up, or a
-       commit refused: hl_chunk_new) asks again after a reset: its own
-       chunks are spares now, and a limit may have been raised */
-    a->hl_no = false;
+    /* a pool that got no chunk of a part of the headerless region (used
+       up, or a commit refused: hl_chunk_new) asks again after a reset: its
+       own chunks are spares now, and a limit may have been raised */
+    a->hl_no = 0;
 }
 
 void rpi_arena_free_chunks(rpi_arena *a)
@@ -569,6 +569,13 @@ static size_t hl_spare_bytes;      /* of the spares, those counted resident */
 
 /* The part of class cls's chunks: 0 (16-byte slots), 1 (32), 2 (64). */
 static unsigned hl_part(size_t cls) { return cls < 3 ? (unsigned)cls - 1 : 2; }
+/* The classes whose chunks lie in class cls's part, as rpi_arena.hl_no's
+   bits: the 64-byte slots' part holds classes 3 and 4. */
+static uint8_t hl_part_classes(size_t cls)
+{
+    return cls < 3 ? (uint8_t)(1u << cls) : (uint8_t)(1u << 3 | 1u << 4);
+}
+_Static_assert(RPI_HL_CLASSES < 8, "a bit per class in rpi_arena.hl_no");
 
 /* cache_lock held: rp_free's test follows the region and the gate. */
 static void slow_set(void)
@@ -751,15 +758,16 @@ void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
     void *h = a->free[cls];
     uint32_t *mp;
     /* a free slot, and the current chunk's rest, serve also once the pool
-       can have no new chunk (hl_no), as on the fast path: the block with a
-       header the caller makes instead may need memory the system refuses */
+       can have no new chunk of the class (hl_no), as on the fast path: the
+       block with a header the caller makes instead may need memory the
+       system refuses */
     if (rpi_hl_is_enc(h)) return rpi_hl_pop(a, cls, h, &mp);
     /* a block with a header on top of the class's list: the caller's
        general path takes it (rpi_arena_alloc), so that the free slots below
        it are reached next, not left behind while new ones are carved */
     if (h) return NULL;
     if (a->hl[cls].cur >= a->hl[cls].end) {
-        if (a->hl_no) return NULL;   /* no chunk to be had, until a reset */
+        if (a->hl_no & (1u << cls)) return NULL;   /* no chunk to be had, until a reset */
         rpi_hlchunk *c = hl_chunk_new(pool, cls);
         if (!c) {
             if (cls > hl_classes()) {
@@ -770,9 +778,11 @@ void *rpi_hl_refill(rp_pool *pool, rpi_tag *t, size_t cls)
                 a->hl_cmax = hl_classes();
                 return NULL;
             }
-            /* region used up, or a commit refused: compact blocks from now
-               on (until a reset: rpi_arena_release) */
-            a->hl_no = true;
+            /* the part of the region of this slot size used up, or a
+               commit refused: compact blocks for the classes of that part
+               from now on (until a reset: rpi_arena_release); the other
+               slot sizes have parts of their own and go on taking chunks */
+            a->hl_no |= hl_part_classes(cls);
             return NULL;
         }
         c->next = a->hl_chunks;

@@ -279,10 +279,14 @@ typedef struct rpi_arena {
                                        RPI_HL_CLASSES (up to RPI_HL_MAX;
                                        RINGPOOL_HEADERLESS=64) */
     uint32_t    hl_ntags, hl_tcap;
-    bool        hl_no;              /* no new chunk of headerless blocks: a
-                                       checked pool (none at all), or none
-                                       could be had (until a reset; its free
-                                       slots and current chunks still serve) */
+    uint8_t     hl_no;              /* by class, bit 1 << class: no new
+                                       chunk of its headerless slots; all
+                                       bits in a checked pool (none at all),
+                                       else the classes of a part of the
+                                       region (a slot size: rpi_hl_refill)
+                                       of which none could be had (until a
+                                       reset; its free slots and current
+                                       chunks still serve) */
     uint8_t     big_zero;           /* RPI_BIG_ZERO_*: an unsynchronised pool's
                                        rp_calloc of a big block (calloc_impl) */
 } rpi_arena;
@@ -312,9 +316,10 @@ typedef struct rpi_arena {
    bits 9..31 the slot's tag as an index into the arena's table
    (rp_pool.hl_tags). The region is reserved readable (PROT_READ, pages
    not committed read as zero: no owner), so any pointer into it can be
-   checked; chunks are made writable as pools take them. When the region is
-   used up (or with RINGPOOL_HEADERLESS=0) such requests get compact-header
-   blocks as before. */
+   checked; chunks are made writable as pools take them. When a part of the
+   region is used up, requests of its slot size get compact-header blocks
+   as before (rpi_arena.hl_no; the other sizes' parts still serve), and so
+   do all of them with RINGPOOL_HEADERLESS=0. */
 #define RPI_HL_MAX        64u
 #define RPI_HL_CHUNK_LOG2 16
 #define RPI_HL_CHUNK      ((size_t)1 << RPI_HL_CHUNK_LOG2)

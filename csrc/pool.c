@@ -1185,8 +1185,8 @@ static inline __attribute__((always_inline)) void *alloc_arena_fast_z(rp_pool *p
                finds nothing to carve, and alloc_hl sends it to the general
                path). A slot carved from its
                current chunk, without a call; the rest out of line: alloc_hl
-               (the sampler, a new chunk; a pool that can get no new chunk,
-               rpi_arena.hl_no, still uses its free slots and the rest of
+               (the sampler, a new chunk; a pool that can get no new chunk
+               of the class, rpi_arena.hl_no, still uses its free slots and the rest of
                its current chunk first, and when they are gone its refill
                fails over to the general path). A tag in the
                pointer cache has its index (rpi_tag_lookup_slow) whenever

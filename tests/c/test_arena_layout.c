@@ -1130,7 +1130,8 @@ static void headerless_up_to_64_bytes(void)
    bytes (the four classes) in turn until the region is used up; the blocks
    of each class are headerless slots end to end (16, 32, 64, 64 bytes
    apart) while a slot can be had, blocks with a header from then on (never
-   a slot's bytes apart); all exact in sizes, tags, counters, walks and
+   a slot's bytes apart), each slot size until its own part of the region
+   is used up (not the first part used up); all exact in sizes, tags, counters, walks and
    checks, through frees (the freed slots taken again), resizes (a
    headerless block that outgrows its slot moves to a block with a header)
    and a second pool that finds no chunk of 64-byte slots; once the first pool is
@@ -1145,8 +1146,12 @@ static void child_hl_exhaust(const char *arg)
     static const size_t sizes[4] = {8, 24, 40, 56}, slot[4] = {16, 32, 64, 64};
     /* a chunk holds 3273, 1818, 962 or 962 slots of the four classes: the
        two chunks of 64-byte slots (one for 33-48 bytes, one for 49-64) run
-       out first, then no class gets a new chunk */
-    enum { EACH = 4000, NB = 4 * EACH + 1 };
+       out first; the 16- and 32-byte slots have parts of their own, whose
+       second chunks the pool still takes (it used to take none once any
+       part was used up): the 32-byte slots' run out at 2 * 1818 blocks,
+       the 16-byte slots' hold all EACH */
+    static const size_t per_chunk[4] = {3273, 1818, 962, 962};
+    enum { EACH = 4000, NB = 4 * EACH + 1, LATE = 500 };
     static live l[NB];
     size_t n = 0, bytes = 0, apart[4] = {0}, apart_late[4] = {0};
     char *prev[4] = {NULL, NULL, NULL, NULL};
@@ -1157,7 +1162,7 @@ static void child_hl_exhaust(const char *arg)
         memset(p, (int)(i & 0xff), sizes[c]);
         if (prev[c] && (size_t)(p - prev[c]) == slot[c]) {
             apart[c]++;
-            if (i / 4 >= EACH - 500) apart_late[c]++;
+            if (i / 4 >= EACH - LATE) apart_late[c]++;
         }
         prev[c] = p;
         l[n++] = (live){p, sizes[c], (int)(i % NTAGS)};
@@ -1166,12 +1171,14 @@ static void child_hl_exhaust(const char *arg)
     l[n++] = (live){first, 24, 0};
     bytes += 24;
     for (unsigned c = 0; c < 4; c++) {
-        /* headerless slots end to end (a chunk's worth at least), and for
-           the 32- and 64-byte classes (whose chunks are used up) blocks
-           with a header at the end (the last 500 of each); the 16-byte
-           class's chunk still has slots to carve */
+        /* headerless slots end to end (a chunk's worth at least); among
+           the last LATE blocks of each class, slots end to end while its
+           part's chunks last (a class of 64-byte slots has one chunk of
+           the two: none by then), blocks with a header after */
         CHECK(apart[c] >= 900);
-        if (c > 0) CHECK_EQ(apart_late[c], 0);
+        size_t chunks = c < 2 ? 2 : 1, slots = chunks * per_chunk[c];
+        size_t want = slots <= EACH - LATE ? 0 : slots >= EACH ? LATE : slots - (EACH - LATE);
+        CHECK_EQ(apart_late[c], want);
     }
     for (size_t k = 0; k + 1 < n; k++) {
         CHECK_EQ(rp_block_size(l[k].p), l[k].size);
