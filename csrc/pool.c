@@ -2476,6 +2476,64 @@ fail_locked:
     return NULL;
 }
 
+/* resize_impl's move of a small arena block h (with its header; the lock
+   held, room for a destructor's entry reserved) to a headerless slot, when
+   that is what a new block of size bytes would have (alloc_impl's test: an
+   unchecked pool without stacks, 1 to 16 * hl_cmax bytes, the sampler not
+   due within them; a free slot, the rest of the class's current chunk or a
+   new chunk: rpi_hl_refill). The payload copied, a destructor's entry
+   re-keyed to the slot and its flag in the slot word, the old block back to
+   its list (or to its chunk, carved last), a sampled old block untracked,
+   the counters by the difference, the pool left: the slot. NULL, nothing
+   changed, when there is none (the caller moves the block to one with a
+   header, as before). */
+static __attribute__((noinline)) void *arena_move_hl_in(rp_pool *pool, rpi_hdr *h, void *block,
+                                                        size_t old, size_t size)
+{
+    if ((h->word & (RPI_F_CHECKED | RPI_F_STACK)) ||
+        (pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS)) || pool->mp_left <= (int64_t)size)
+        return NULL;
+    rpi_tag *t = h->origin;
+    char *p = rpi_hl_refill(pool, t, (size + 15) >> 4);
+    if (!p) return NULL;
+    memcpy(p, block, old < size ? old : size);
+    uint32_t m = t->hl_word | (uint32_t)size;
+    if (h->word & RPI_F_DTOR) {
+        m = (m & ~RPI_HL_PLAIN) | RPI_HL_DTOR;   /* as block_dtor_flag sets it */
+        dtor_rekey_to(pool, block, p);
+    }
+    *rpi_hl_meta(p) = m;
+    pool->mp_left -= (int64_t)size;   /* the sampler's countdown, as alloc_impl's */
+    bool sampled = (h->word & RPI_F_SAMPLED) != 0;
+    raw_release(pool, h);
+    rpi_counters_resize_in(pool, t, old, size);
+    rpi_memprof_pending pend = { 0 };
+    if (RPI_UNLIKELY(sampled)) pend = rpi_memprof_untrack(block);   /* as resize_done */
+    unlock_both(pool, false);
+    if (RPI_UNLIKELY(pend.dealloc)) rpi_memprof_run_pending(pend);
+    return p;
+}
+/* Whether arena_move_hl_in may give arena block h a slot of size bytes:
+   inline, so that the general path's other moves (the growths past
+   RPI_GROW_LIMIT among them) make no call. */
+static inline bool arena_hl_size(const rp_pool *pool, const rpi_hdr *h, size_t size)
+{
+    /* (an arena block: the pool has an arena) */
+    return (h->word & RPI_F_ARENA) && size - 1 < 16 * pool->arena->hl_cmax;
+}
+/* resize_impl's shrink of arena block h (arena_hl_size) to half its slot or
+   less (rpi_arena_shrinks): arena_move_hl_in, room for a destructor's entry
+   first; NULL when it does not shrink so or gets no slot. */
+static __attribute__((noinline)) void *arena_shrink_hl(rp_pool *pool, rpi_hdr *h, void *block,
+                                                       size_t old, size_t size)
+{
+    unsigned c = (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+    if (!rpi_arena_shrinks(RPI_HDR - pool->arena->off + size, rpi_class_bytes[c]) ||
+        ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0))
+        return NULL;
+    return arena_move_hl_in(pool, h, block, old, size);
+}
+
 /* Whether arena block h cannot stay in place at size bytes: it grows out
    of its class past RPI_GROW_LIMIT (rpi_arena_resize_in_place would say
    no; the test is inline so that such a growth skips the call). */
@@ -2508,6 +2566,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
     pool = owner;
     const bool checked = c == 1;
     size_t old = rpi_size(h);
+    void *hl;
     if (size > RP_MAX_SIZE) goto fail;
     lock_both(pool, checked);
     if (checked && rpi_registry_reserve(pool) != 0) goto fail_locked;
@@ -2524,6 +2583,12 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         if (n != h) relink_moved(pool, n, block);
         h = n;
         h->word = (h->word & ~RPI_SIZE_MASK) | size;
+    } else if (!checked && arena_hl_size(pool, h, size) &&
+               (hl = arena_shrink_hl(pool, h, block, old, size)) != NULL) {
+        /* a shrink to half its slot or less into a headerless class: the
+           slot a new block of its size would have, also for the block
+           carved last (arena_move_hl left the pool) */
+        return hl;
     } else if (!arena_grows_out(pool, h, size) && rpi_arena_resize_in_place(pool, h, size)) {
         /* same address; the word (class, size) is updated */
     } else if ((h->word & RPI_F_BIG) &&
@@ -2540,8 +2605,15 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         size_t align = !(h->word & RPI_F_ARENA) && (h->word & RPI_ALIGN_MASK)
             ? (size_t)1 << ((h->word & RPI_ALIGN_MASK) >> RPI_ALIGN_SHIFT) : 0;
         rpi_hdr *n = NULL;
-        if (!(h->word & RPI_F_DTOR) || rpi_ptrmap_reserve(&pool->dtor_map, 1) == 0)
+        if (!(h->word & RPI_F_DTOR) || rpi_ptrmap_reserve(&pool->dtor_map, 1) == 0) {
+            /* an arena block moved to up to 16 (RPI_HL_MAX) bytes: the
+               headerless slot a new block of its size would have */
+            void *r;
+            if (!align && !checked && arena_hl_size(pool, h, size) &&
+                (r = arena_move_hl_in(pool, h, block, old, size)) != NULL)
+                return r;
             n = align ? raw_new(pool, align, size) : rpi_arena_alloc_moved(pool, old, size);
+        }
         if (!n) {
             /* an arena block's shrink to half its slot or less
                (rpi_arena_shrinks) that cannot have the smaller block, or
@@ -2876,6 +2948,9 @@ static __attribute__((noinline, cold)) void *resize_move_sampled(rp_pool *pool, 
     return rpi_memprof_slow(pool, n, size, false);
 }
 
+static void *resize_arena_move_hl(rp_pool *pool, rpi_hdr *h, size_t size, size_t c2, bool plain,
+                                  bool locked);
+
 /* An arena block whose growth needs another class (the new total within
    RPI_GROW_LIMIT), or that shrinks to half its slot or less
    (rpi_arena_shrinks; shrink) (lock held; no destructor): a block of the new class
@@ -2897,6 +2972,10 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
         n = rpi_list_blk(e);
         a->free[c2] = n->link;
     } else {
+        /* a headerless class (1 to hl_cmax; class 0, size 0, wraps): the
+           slot a new block of its size would have, out of line */
+        if (RPI_UNLIKELY(c2 - 1 < a->hl_cmax))
+            return resize_arena_move_hl(pool, h, size, c2, plain, locked);
         size_t cs2 = a->cbytes[c2];
         if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs2)) {
             if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock))) rpi_lock_wake(&pool->lock);
@@ -2942,6 +3021,50 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     return memcpy(rpi_payload(n), rpi_payload(h), keep);
 }
 
+/* resize_arena_move's new block in a headerless class (c2, 1 to hl_cmax:
+   up to 16 * hl_cmax bytes) whose list has no block with a header on top
+   (lock held; no destructor, not sampled: the fast paths' tests): the slot
+   a new block of its size would have, free or carved from the class's
+   current chunk, the payload copied, the old block back to its list (or to
+   its chunk, carved last), the counters by the difference. A tag without
+   an index yet, the sampler due within size, or a new chunk needed:
+   resize_impl, which has them (arena_move_hl). Out of line (and not cold:
+   GCC would then copy with rep movsb), so that the moves with a header keep
+   their registers. */
+static __attribute__((noinline)) void *resize_arena_move_hl(rp_pool *pool, rpi_hdr *h, size_t size,
+                                                           size_t c2, bool plain, bool locked)
+{
+    rpi_arena *a = pool->own_arena;   /* compact: no checked pool exists */
+    rpi_tag *t = h->origin;
+    uint32_t word = t->hl_word;
+    void *e = a->free[c2];
+    char *p;
+    uint32_t *mp;
+    if (word == 0 || pool->mp_left <= (int64_t)size) goto general;
+    if (rpi_hl_is_enc(e))
+        p = rpi_hl_pop(a, c2, e, &mp);
+    else if (a->hl[c2].cur < a->hl[c2].end)
+        p = rpi_hl_carve(a, c2, &mp);
+    else
+        goto general;
+    uint64_t w = h->word;
+    size_t old = (size_t)(w & RPI_SIZE_MASK);
+    memcpy(p, rpi_payload(h), old < size ? old : size);
+    *mp = word | (uint32_t)size;
+    pool->mp_left -= (int64_t)size;   /* not due: tested above */
+    size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+    if ((char *)h + a->cbytes[c] == a->cur && !pool->marks)
+        a->cur = (char *)h;               /* carved last: back to the chunk */
+    else
+        slot_free(a, h, c, w, locked ? RPI_SYNC_LOCK : RPI_SYNC_NONE);
+    counters_resize(pool, t, old, size);
+    if (locked) return rpi_lock_release_ret(&pool->lock, p);
+    return p;
+general:
+    if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock))) rpi_lock_wake(&pool->lock);
+    return resize_impl(pool, rpi_payload(h), size, resize_call(plain), plain);
+}
+
 static __attribute__((noinline)) void *resize_arena_move_locked(rp_pool *pool, rpi_hdr *h,
                                                                 size_t size, size_t c2, bool plain)
 {
@@ -2950,10 +3073,11 @@ static __attribute__((noinline)) void *resize_arena_move_locked(rp_pool *pool, r
 
 /* An arena block of an unsynchronised pool, or of a thread-safe one with
    its lock held, shrunk to half its slot or less (rpi_arena_shrinks; no
-   alignment, not sampled, no pool stack: resize_fast_arena's tests): the
-   block carved last gives the rest of its slot back to the chunk (the
-   counters as in place), any other moves to the new class
-   (resize_arena_move; a destructor's entry re-keyed by resize_impl). */
+   alignment, not sampled, no pool stack: resize_fast_arena's tests): to a
+   headerless class, a slot (resize_arena_move_hl); else the block carved
+   last gives the rest of its slot back to the chunk (the counters as in
+   place), any other moves to the new class (resize_arena_move; a
+   destructor's entry re-keyed by resize_impl). */
 static inline __attribute__((always_inline)) void *resize_arena_shrink(rp_pool *pool, rpi_hdr *h,
                                                                        rpi_tag *t, size_t size,
                                                                        bool plain,
@@ -2966,17 +3090,26 @@ static inline __attribute__((always_inline)) void *resize_arena_shrink(rp_pool *
     size_t c2 = 0;
     (void)rpi_arena_class_a(a, size, &c2);
     if ((char *)h + a->cbytes[c] == a->cur && !pool->marks) {
+        /* to a headerless class (1 to hl_cmax; class 0, size 0, wraps)
+           whose list has no block with a header on top: the slot a new
+           block of its size would have, and the whole slot back to the
+           chunk (resize_arena_move_hl; a destructor's entry is re-keyed by
+           resize_impl); any other block takes it in resize_arena_move */
+        if (RPI_UNLIKELY(c2 - 1 < a->hl_cmax) && !rpi_list_hdr(a->free[c2])) {
+            if (w & RPI_F_DTOR) goto general;
+            return resize_arena_move_hl(pool, h, size, c2, plain, locked);
+        }
         a->cur = (char *)h + a->cbytes[c2];
         /* the old slot's end: the rest given back poisoned too */
         rpi_asan_slot((char *)h + RPI_AOFF, RPI_AHDR + size, a->cbytes[c]);
         h->word = (w & ~(RPI_CLASS_MASK | RPI_SIZE_MASK)) | ((uint64_t)c2 << RPI_CLASS_SHIFT) | size;
         return resize_counted(pool, h, t, (size_t)(w & RPI_SIZE_MASK), size, locked);
     }
-    if (w & RPI_F_DTOR) {
-        if (locked && rpi_lock_release_check(&pool->lock)) rpi_lock_wake(&pool->lock);
-        return resize_impl(pool, rpi_payload(h), size, resize_call(plain), plain);
-    }
+    if (w & RPI_F_DTOR) goto general;
     return resize_arena_move(pool, h, size, c2, plain, locked, true);
+general:
+    if (locked && rpi_lock_release_check(&pool->lock)) rpi_lock_wake(&pool->lock);
+    return resize_impl(pool, rpi_payload(h), size, resize_call(plain), plain);
 }
 /* (not cold: GCC would then copy with rep movsb, a count per byte) */
 static __attribute__((noinline)) void *resize_arena_shrink_unsync(rp_pool *pool, rpi_hdr *h,

@@ -895,7 +895,8 @@ static void headerless_can_be_turned_off(void)
    sizes, tags, counters, walks and checks; every bad pointer into a larger
    slot is refused with its code and changes nothing; resizes across 16, 32,
    48, 64 and 65 bytes both ways keep the contents and move only when the
-   slot is outgrown (a destructor moves with the block); reset and destroy
+   slot is outgrown or, with a header, left half empty (a destructor moves
+   with the block); reset and destroy
    free them in bulk. arg: "unsync" or "locked". Exits 0 when all holds. */
 static void child_hl64(const char *arg)
 {
@@ -989,12 +990,14 @@ static void child_hl64(const char *arg)
         /* in place while the slot holds it: 16 -> 17 and 32 -> 33 move
            (16- and 32-byte slots), 33 -> 64 stays (a 64-byte slot), 64 ->
            65 moves to a block with a header; shrinking stays (the block
-           with a header keeps it) */
+           with a header keeps its 96-byte slot down to 33 bytes) until 33
+           -> 32, half its slot, which moves it to a 32-byte slot, where
+           it stays down to 1 byte */
         if (want == 17 && had == 16) CHECK(q != r);
         if (want == 33 && had == 32) CHECK(q != r);
         if (had >= 33 && had < want && want <= 64) CHECK(q == r);
         if (want == 65) CHECK(q != r);
-        if (want < had && had <= 64) CHECK(q == r);
+        if (want < had && had <= 64) CHECK(want == 32 ? q != r : q == r);
         r = q;
         had = want;
         CHECK_INT(rp_pool_check(pool), 0);
@@ -1056,39 +1059,45 @@ static void child_hl64(const char *arg)
 
     /* a class's free list holds free slots and blocks with a header alike:
        a block with a header (a pool's first allocation, the sampler's check
-       point) of 8 bytes grows to 40 while 40-byte slots wait on the list
-       (moved to a block with a header carved for it: a slot will not do),
-       then is freed on top of them; the next allocation takes it, also on
-       the general path (a tag new to the pool), the next ones (the fast
-       path) the slots, most recent first; all exact (the blocks of 2000 bytes keep
-       each small one with a header from being the chunk's last carved) */
+       point) of 40 bytes is freed on top of 40-byte slots; the next
+       allocation takes it, also on the general path (a tag new to the
+       pool), the next ones (the fast path) the slots, most recent first;
+       a block with a header of 0 bytes that grows to 40 while the slots
+       wait takes the slot freed last, as a new block of 40 bytes would
+       (it used to move to a block with a header carved for it); all exact
+       (the blocks of 2000 bytes keep each small one with a header from
+       being the chunk's last carved) */
     rp_pool *mix = pool_with("hl64-mixed", kind);
-    char *hd = rp_alloc(mix, 8, "t0");
+    char *hd = rp_alloc(mix, 40, "t0");
     char *big1 = rp_alloc(mix, 2000, "t0");
-    CHECK(big1 != NULL);
-    memset(hd, 0x5a, 8);
+    CHECK(hd != NULL && big1 != NULL);
+    memset(hd, 0x5a, 40);
     char *sl[4];
     for (int i = 0; i < 4; i++) {
         sl[i] = rp_alloc(mix, 40, "t1");
         CHECK(sl[i] != NULL && sl[i] != hd);
     }
     CHECK_EQ((size_t)(sl[3] - sl[2]), 64);   /* headerless slots */
+    CHECK((size_t)(sl[0] - hd) != 64 && (size_t)(hd - sl[0]) != 64);
     rp_free(sl[1]);
     rp_free(sl[3]);
-    char *hd2 = rp_resize(mix, hd, 40);
-    CHECK(hd2 != NULL);
-    CHECK(hd2 != sl[1] && hd2 != sl[3]);
-    for (int b = 0; b < 8; b++) CHECK(hd2[b] == 0x5a);
-    CHECK_EQ(rp_block_size(hd2), 40);
+    char *z = rp_alloc(mix, 0, "t3");
     char *big2 = rp_alloc(mix, 2000, "t0");
-    CHECK(big2 != NULL);
-    CHECK_COUNTS(mix, 5, 4120);
-    rp_free(hd2);
+    CHECK(z != NULL && big2 != NULL);
+    char *z2 = rp_resize(mix, z, 40);
+    CHECK(z2 == sl[3]);
+    CHECK_EQ(rp_block_size(z2), 40);
+    CHECK_STR(rp_block_tag(z2), "t3");
+    CHECK_COUNTS(mix, 6, 4160);
+    CHECK_INT(rp_pool_check(mix), 0);
+    rp_free(z2);
+    for (int b = 0; b < 40; b++) CHECK(hd[b] == 0x5a);
+    rp_free(hd);
     rp_free(big1);
     rp_free(big2);
     CHECK_COUNTS(mix, 2, 80);
     char *g1 = rp_alloc(mix, 33, "t2"), *g2 = rp_alloc(mix, 48, "t1"), *g3 = rp_alloc(mix, 40, "t1");
-    CHECK(g1 == hd2);
+    CHECK(g1 == hd);
     CHECK(g2 == sl[3]);
     CHECK(g3 == sl[1]);
     CHECK_EQ(rp_block_size(g1), 33);
@@ -1104,6 +1113,160 @@ static void child_hl64(const char *arg)
     tu_watched = NULL;
     rp_pool_destroy(pool);
     CHECK_EQ(ndtor, want_dtors);
+    exit(0);
+}
+
+/* The headerless slot bytes of a block of size bytes (1 to 64). */
+static size_t slot_of(size_t size) { return size <= 16 ? 16 : size <= 32 ? 32 : 64; }
+
+/* A block with a header (150 bytes, a 176-byte slot), followed by another
+   so that it is not the one carved last from the current chunk, its 150
+   bytes filled by seed; *pad set to the other. */
+static unsigned char *headed_block(rp_pool *pool, const char *tag, unsigned seed, void **pad)
+{
+    unsigned char *b = rp_alloc(pool, 150, tag);
+    CHECK(b != NULL);
+    *pad = rp_alloc(pool, 150, "t4");
+    CHECK(*pad != NULL);
+    tu_fill(b, 150, seed);
+    return b;
+}
+
+/* A block with a header that a resize moves to size bytes (1 to 64, a
+   headerless class of pool) takes the headerless slot a new block of size
+   bytes would take: the slot freed last of its class, else the next one
+   carved from the class's current chunk, also when it is the block carved
+   last from its chunk (which takes its whole slot back); so does one that
+   grows from 0 bytes, and one with a destructor (the general path), whose destructor
+   then runs once, on the slot. Contents, sizes, tags, per-tag and pool
+   counters, walks and checks exact throughout. (Before, each of them took a
+   block with a header: 32 bytes for 1 to 16, 80 for 49 to 64.) */
+static void moves_take_slots(rp_pool *pool, size_t size)
+{
+    void *first = rp_alloc(pool, 24, "t0");   /* the sampler's check point */
+    size_t slot = slot_of(size);
+    /* two slots of the class carved from its chunk, end to end */
+    char *s1 = rp_alloc(pool, size, "t1"), *s2 = rp_alloc(pool, size, "t1");
+    CHECK(s1 != NULL && s2 != NULL);
+    CHECK_EQ((size_t)(s2 - s1), slot);
+    live l[16];
+    size_t n = 0;
+    l[n++] = (live){first, 24, 0};
+    l[n++] = (live){s2, size, 1};
+
+    /* a shrink to size: the slot freed last */
+    void *pad1, *pad2, *pad3, *pad4;
+    unsigned char *b = headed_block(pool, "t2", 1, &pad1);
+    rp_free(s1);
+    unsigned char *r = rp_resize(pool, b, size);
+    CHECK(r == (unsigned char *)s1);
+    CHECK(tu_intact(r, size, 1));
+    CHECK_EQ(rp_block_size(r), size);
+    CHECK_STR(rp_block_tag(r), "t2");
+    CHECK(rp_block_pool(r) == pool);
+    l[n++] = (live){r, size, 2};
+    l[n++] = (live){pad1, 150, 4};
+    check_walk(pool, l, n);
+
+    /* no free slot of the class: the next one carved */
+    b = headed_block(pool, "t2", 2, &pad2);
+    r = rp_resize(pool, b, size);
+    CHECK(r == (unsigned char *)s2 + slot);
+    CHECK(tu_intact(r, size, 2));
+    CHECK_EQ(rp_block_size(r), size);
+    l[n++] = (live){r, size, 2};
+    l[n++] = (live){pad2, 150, 4};
+    check_walk(pool, l, n);
+
+    /* the block carved last from the current chunk: the slot too, and its
+       whole slot back to the chunk (the next block of its class is carved
+       where it was) */
+    unsigned char *last = rp_alloc(pool, 400, "t2");   /* no 400-byte block freed: carved */
+    CHECK(last != NULL);
+    tu_fill(last, 400, 5);
+    unsigned char *s5 = rp_alloc(pool, size, "t1");
+    CHECK(s5 != NULL);
+    rp_free(s5);
+    r = rp_resize(pool, last, size);
+    CHECK(r == s5);
+    CHECK(tu_intact(r, size, 5));
+    CHECK_EQ(rp_block_size(r), size);
+    l[n++] = (live){r, size, 2};
+    unsigned char *again = rp_alloc(pool, 400, "t4");
+    CHECK(again == last);
+    l[n++] = (live){again, 400, 4};
+    check_walk(pool, l, n);
+
+    /* a growth from 0 bytes (a block with a header, class 0) */
+    unsigned char *z = rp_alloc(pool, 0, "t3");
+    CHECK(z != NULL);
+    pad3 = rp_alloc(pool, 300, "t4");   /* carved after z (no 300-byte block was freed) */
+    unsigned char *s3 = rp_alloc(pool, size, "t1");
+    CHECK(s3 != NULL);
+    rp_free(s3);
+    r = rp_resize(pool, z, size);
+    CHECK(r == s3);
+    CHECK_EQ(rp_block_size(r), size);
+    CHECK_STR(rp_block_tag(r), "t3");
+    tu_fill(r, size, 3);
+    l[n++] = (live){r, size, 3};
+    l[n++] = (live){pad3, 300, 4};
+    check_walk(pool, l, n);
+    CHECK_INT(rp_pool_check(pool), 0);
+
+    /* with a destructor: the slot, the destructor moved with the block */
+    b = headed_block(pool, "t1", 4, &pad4);
+    CHECK_INT(rp_set_destructor(b, dtor), 0);
+    unsigned char *s4 = rp_alloc(pool, size, "t1");
+    CHECK(s4 != NULL);
+    rp_free(s4);
+    ndtor = 0;
+    r = rp_resize(pool, b, size);
+    CHECK(r == s4);
+    CHECK(tu_intact(r, size, 4));
+    CHECK_EQ(ndtor, 0);
+    l[n++] = (live){pad4, 150, 4};
+    l[n] = (live){r, size, 1};
+    check_walk(pool, l, n + 1);
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) bytes += l[i].size;
+    CHECK_COUNTS(pool, n + 1, bytes + size);
+    rp_free(r);
+    CHECK_EQ(ndtor, 1);
+    CHECK(dtor_seen[0] == r);
+    CHECK_COUNTS(pool, n, bytes);
+    check_walk(pool, l, n);
+    CHECK_INT(rp_pool_check(pool), 0);
+    for (size_t i = 0; i < n; i++) rp_free(l[i].p);
+    CHECK_COUNTS(pool, 0, 0);
+}
+
+/* Blocks with a header moved by a resize to 1 to 16 bytes take headerless
+   slots (moves_take_slots), unsynchronised and thread-safe pools. */
+static void moves_to_small_blocks_take_slots(void)
+{
+    if (!tu_is_arena()) return;
+    const unsigned kinds[] = {RP_POOL_UNSYNC, 0};
+    static const size_t sizes[] = {1, 10, 16};
+    for (size_t j = 0; j < 2; j++)
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            rp_pool *pool = pool_with("moves-hl", kinds[j]);
+            moves_take_slots(pool, sizes[i]);
+            tu_end_pool(pool);
+        }
+}
+
+/* Child (RINGPOOL_HEADERLESS=64): moves_take_slots for sizes of each class
+   up to 64 bytes. arg: "unsync" or "locked". */
+static void child_hl_moves(const char *arg)
+{
+    unsigned kind = strcmp(arg, "unsync") == 0 ? RP_POOL_UNSYNC : 0;
+    static const size_t sizes[] = {8, 17, 32, 33, 48, 49, 56, 64};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        rp_pool *pool = pool_with("hl64-moves", kind);
+        moves_take_slots(pool, sizes[i]);
+        tu_end_pool(pool);
+    }
     exit(0);
 }
 
@@ -1123,6 +1286,12 @@ static void headerless_up_to_64_bytes(void)
 {
     if (!tu_is_arena()) return;
     spawn_hl64_children("hl64");
+}
+
+static void moves_to_blocks_up_to_64_bytes_take_slots(void)
+{
+    if (!tu_is_arena()) return;
+    spawn_hl64_children("hl-moves");
 }
 
 /* Child (RINGPOOL_HEADERLESS=64, the region cut to 2 chunks per slot
@@ -1205,9 +1374,13 @@ static void child_hl_exhaust(const char *arg)
 
     /* resizes: the first 24-byte block (a 32-byte slot) to 56 bytes finds
        no 64-byte slot and moves to a block with a header; the block of 8
-       bytes grows within nothing either; both shrink back in place */
+       bytes grows within nothing either; both shrink to 20 bytes, half the
+       block's slot: the first takes the 32-byte slot it left (the one a
+       new block of 20 bytes would take), the second finds none (no chunk
+       of 32-byte slots left) and keeps a header */
     for (unsigned c = 0; c < 2; c++) {
         size_t k = c == 0 ? 1 : 0;   /* l[1]: 24 bytes, l[0]: 8 bytes */
+        char *was = l[k].p;
         unsigned char *q = rp_resize(pool, l[k].p, 56);
         CHECK(q != NULL);
         for (size_t b = 0; b < l[k].size; b++) CHECK(q[b] == (unsigned char)(k & 0xff));
@@ -1217,8 +1390,12 @@ static void child_hl_exhaust(const char *arg)
         l[k].p = q;
         l[k].size = 56;
         unsigned char *s2 = rp_resize(pool, q, 20);
-        CHECK(s2 == q);
+        CHECK(s2 != NULL);
+        if (c == 0) CHECK(s2 == (unsigned char *)was);
+        for (size_t b = 0; b < 20; b++) CHECK(s2[b] == (unsigned char)(k & 0xff));
+        CHECK_EQ(rp_block_size(s2), 20);
         bytes -= 56 - 20;
+        l[k].p = s2;
         l[k].size = 20;
     }
     CHECK_COUNTS(pool, n, bytes);
@@ -1499,6 +1676,8 @@ int main(int argc, char **argv)
         {"small_blocks_of_a_tag_without_index", small_blocks_of_a_tag_without_index},
         {"headerless_can_be_turned_off", headerless_can_be_turned_off},
         {"headerless_up_to_64_bytes", headerless_up_to_64_bytes},
+        {"moves_to_small_blocks_take_slots", moves_to_small_blocks_take_slots},
+        {"moves_to_blocks_up_to_64_bytes_take_slots", moves_to_blocks_up_to_64_bytes_take_slots},
         {"headerless_region_exhausted", headerless_region_exhausted},
         {"headerless_spares_stay_bounded", headerless_spares_stay_bounded},
         {"headerless_failures_injected", headerless_failures_injected},
@@ -1506,6 +1685,7 @@ int main(int argc, char **argv)
     static const tu_child children[] = {
         {"small-blocks", child_small_blocks},
         {"hl64", child_hl64},
+        {"hl-moves", child_hl_moves},
         {"hl-exhaust", child_hl_exhaust},
         {"spares-bound", child_spares_bound},
         {"hl-inject", child_hl_inject},

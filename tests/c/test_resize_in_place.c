@@ -176,18 +176,28 @@ static void growth_moves_keeping_the_ring_order(void)
 }
 
 /* A shrink keeps the address, arena and big blocks alike: the arena's block
-   carved last (down to 10 bytes it gives the rest of its slot back to the
-   chunk; an inner block would move: test_arena_resize.c), a big block down
-   to half its allocation; the pool's bytes drop, the peaks stay. */
+   carved last (down to 100 bytes it gives the rest of its slot back to the
+   chunk; an inner block would move: test_arena_resize.c; down to 10 bytes,
+   a headerless size, it moves to a headerless slot and gives its whole
+   slot back: test_arena_layout.c), a big block down to half its
+   allocation; the pool's bytes drop, the peaks stay. */
 static void shrink_keeps_the_block(void)
 {
     for (int unsync = 0; unsync <= 1; unsync++) {
         rp_pool *pool = pool_of_kind("shrink", unsync, 0);
         unsigned char *a = rp_alloc(pool, 3000, "a");
         tu_fill(a, 3000, 3);
-        unsigned char *r = rp_resize(pool, a, 10);
+        unsigned char *r = rp_resize(pool, a, 100);
         if (tu_is_arena())
             CHECK(r == a);
+        CHECK(tu_intact(r, 100, 3));
+        r = rp_resize(pool, r, 10);
+        if (tu_is_arena()) {
+            CHECK(r != a);
+            unsigned char *again = rp_alloc(pool, 100, "b");   /* carved where a was */
+            CHECK(again == a);
+            rp_free(again);
+        }
         CHECK(tu_intact(r, 10, 3));
         rp_tag_stat st = tag_stat(pool, "a");
         CHECK_EQ(st.bytes, 10);
