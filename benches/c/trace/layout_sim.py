@@ -3,7 +3,7 @@
 sizes: where its peak memory goes and what another layout's floor is.
 
     build/bench-c/replay --dump build/traces/python3.trace > /tmp/python3.dump
-    python3 benches/c/trace/layout_sim.py [--layout NAME ...] [--shrink-moves] < /tmp/python3.dump
+    python3 benches/c/trace/layout_sim.py [--layout NAME ...] [--shrink-moves] [--tags N] < /tmp/python3.dump
 
 Reads `replay --dump` records (malloc/calloc/realloc ID SIZE, free ID,
 aligned ID SIZE ALIGN: the alignment is left out) and replays them against
@@ -43,6 +43,20 @@ present sizes). Layouts:
             as exact128/exact256, but a chunk with no live slot goes to
             one list shared by every class, for the next class that needs
             a chunk (what mimalloc does with an empty page)
+  exact128-w4, exact128-w2
+            headerless slots in exact 16-byte classes up to 128 bytes with a
+            4-byte or a 2-byte word per slot holding the tag as an index, as
+            the arena's slot word does (the size's remainder in its class, 4
+            bits, the live and destructor bits, 2, and the tag's index in
+            the rest: 26 bits, or 10 with a 2-byte word, index 0 meaning
+            none); a block whose tag's index does not fit takes the header
+            (a tag's index is given at its first block, in that order)
+
+--tags N: the blocks' tags (default 1, as `replay` gives every block one
+tag): the allocations take tags 1 to N in turn, so that the layouts whose
+word holds fewer bits of a tag's index than N needs show what the blocks
+past it cost with a header. The traces carry no tags: with N above 1 the
+tags are made up.
 
 --shrink-moves: a shrink to half the block's slot or less moves it to the
 smaller class (what the arena does since "A shrink to half its slot or
@@ -93,10 +107,13 @@ def big_bytes(n: int) -> int:
 @dataclass
 class HlClass:
     """A headerless class: requests up to top bytes take a slot of slot
-    bytes and a word of word bytes."""
+    bytes and a word of word bytes; with tag_bits, a block whose tag's index
+    (1 up) does not fit in them takes a block with a header instead (0: the
+    tag is not in the word)."""
     top: int
     slot: int
     word: int
+    tag_bits: int = 0
 
     @property
     def count(self) -> int:   # slots in a chunk, after the header and words
@@ -127,7 +144,10 @@ class Layout:
     hl: list[HlClass]
     pool_chunks: bool = False
     shrink_moves: bool = False
+    ntags: int = 1
     # state
+    nallocs: int = 0
+    tag_of: dict[object, int] = field(default_factory=dict)       # block -> its tag's index
     blocks: dict[object, Block] = field(default_factory=dict)
     sizes: dict[object, int] = field(default_factory=dict)
     chunks: list[Chunk] = field(default_factory=list)
@@ -156,17 +176,25 @@ class Layout:
                 return i
         raise ValueError(n)
 
-    def fresh(self, n: int) -> int:
+    def headerless(self, n: int, tag: int) -> bool:
+        """Whether a block of n bytes of tag index tag takes a headerless
+        slot."""
+        if n > self.hl_top:
+            return False
+        bits = self.hl[self.hl_class(n)].tag_bits
+        return bits == 0 or tag < 1 << bits
+
+    def fresh(self, n: int, tag: int = 1) -> int:
         """What a block of n bytes takes allocated at that size."""
-        if n <= self.hl_top:
+        if self.headerless(n, tag):
             c = self.hl[self.hl_class(n)]
             return c.slot + c.word
         if n + HDR > BIG_LIMIT:
             return big_bytes(n)
         return class_bytes(n + HDR)
 
-    def floor_cost(self, n: int) -> int:
-        if n <= self.hl_top:
+    def floor_cost(self, n: int, tag: int = 1) -> int:
+        if self.headerless(n, tag):
             c = self.hl[self.hl_class(n)]
             return c.slot + c.word
         return r16(n) + HDR
@@ -250,16 +278,21 @@ class Layout:
             self.h_free[b.cls] = self.h_free.get(b.cls, 0) + 1
 
     # -- the trace's operations
-    def alloc(self, bid: object, n: int) -> None:
-        if n <= self.hl_top:
+    def alloc(self, bid: object, n: int, tag: int | None = None) -> None:
+        if tag is None:   # a new block: the next tag in turn
+            tag = self.nallocs % self.ntags + 1
+            self.nallocs += 1
+        if self.headerless(n, tag):
             self.hl_alloc(bid, self.hl_class(n))
         else:
             self.h_alloc(bid, n)
         self.sizes[bid] = n
+        self.tag_of[bid] = tag
 
     def free_(self, bid: object) -> None:
         b = self.blocks.pop(bid)
         del self.sizes[bid]
+        del self.tag_of[bid]
         self.live -= b.bytes
         if b.kind == 'hl':
             self.hl_free(b)
@@ -270,18 +303,21 @@ class Layout:
 
     def move(self, bid: object, n: int) -> None:
         tmp = ('moving', bid)
-        self.alloc(tmp, n)
+        self.alloc(tmp, n, self.tag_of[bid])
         self.free_(bid)
         self.blocks[bid] = self.blocks.pop(tmp)
         self.sizes[bid] = self.sizes.pop(tmp)
+        self.tag_of[bid] = self.tag_of.pop(tmp)
 
     def resize(self, bid: object, n: int) -> None:
         b = self.blocks[bid]
-        if self.shrink_moves and n < self.sizes[bid] and b.kind != 'big' and 2 * self.fresh(n) <= b.bytes:
+        tag = self.tag_of[bid]
+        if (self.shrink_moves and n < self.sizes[bid] and b.kind != 'big'
+                and 2 * self.fresh(n, tag) <= b.bytes):
             self.move(bid, n)
             return
         if b.kind == 'hl':
-            if n <= self.hl_top and self.hl_class(n) == b.cls:
+            if self.headerless(n, tag) and self.hl_class(n) == b.cls:
                 self.sizes[bid] = n
                 return
         elif b.kind == 'h':
@@ -336,15 +372,19 @@ def replay(lay: Layout, ops: list[Op], stop: int | None = None) -> int:
 
 def floor(lay: Layout, ops: list[Op]) -> int:
     sizes: dict[int, int] = {}
-    cur = peak = 0
+    tags: dict[int, int] = {}
+    cur = peak = nallocs = 0
     for kind, bid, n in ops:
         if kind == 'f':
-            cur -= lay.floor_cost(sizes.pop(bid))
+            cur -= lay.floor_cost(sizes.pop(bid), tags.pop(bid))
             continue
         if kind == 'r':
-            cur -= lay.floor_cost(sizes[bid])
+            cur -= lay.floor_cost(sizes[bid], tags[bid])
+        else:   # the tags in turn, as Layout.alloc gives them
+            tags[bid] = nallocs % lay.ntags + 1
+            nallocs += 1
         sizes[bid] = n
-        cur += lay.floor_cost(n)
+        cur += lay.floor_cost(n, tags[bid])
         peak = max(peak, cur)
     return peak
 
@@ -352,6 +392,10 @@ def floor(lay: Layout, ops: list[Op]) -> int:
 def layouts() -> dict[str, tuple[list[HlClass], bool]]:
     e128 = [HlClass(16 * k, 16 * k, 1) for k in range(1, 9)]
     e256 = [HlClass(16 * k, 16 * k, 1) for k in range(1, 17)]
+    # a word of 4 or 2 bytes: the size's remainder (4 bits), the live and
+    # destructor bits, the tag's index in the rest
+    e128w4 = [HlClass(16 * k, 16 * k, 4, 32 - 6) for k in range(1, 9)]
+    e128w2 = [HlClass(16 * k, 16 * k, 2, 16 - 6) for k in range(1, 9)]
     return {
         'default': ([HlClass(16, 16, 4)], False),
         'hl64': ([HlClass(16, 16, 4), HlClass(32, 32, 4), HlClass(48, 64, 4), HlClass(64, 64, 4)], False),
@@ -359,6 +403,8 @@ def layouts() -> dict[str, tuple[list[HlClass], bool]]:
         'exact256': (e256, False),
         'exact128-pool': (e128, True),
         'exact256-pool': (e256, True),
+        'exact128-w4': (e128w4, False),
+        'exact128-w2': (e128w2, False),
     }
 
 
@@ -385,21 +431,26 @@ def main() -> None:
     ap.add_argument('--layout', action='append', choices=list(all_), help='layouts (default: all)')
     ap.add_argument('--shrink-moves', action='store_true',
                     help='a shrink to half its slot or less moves the block to the smaller class')
+    ap.add_argument('--tags', type=int, default=1, metavar='N',
+                    help='the allocations take tags 1 to N in turn (default 1, as replay gives)')
     args = ap.parse_args()
+    if args.tags < 1:
+        ap.error('--tags: at least 1')
     ops = read_ops(sys.stdin)
     for name in args.layout or list(all_):
         hl, pool_chunks = all_[name]
-        lay = Layout(name, hl, pool_chunks, args.shrink_moves)
+        lay = Layout(name, hl, pool_chunks, args.shrink_moves, args.tags)
         at = replay(lay, ops)
         # replayed again up to the most touched, to say what it is made of
-        snap = Layout(name, hl, pool_chunks, args.shrink_moves)
+        snap = Layout(name, hl, pool_chunks, args.shrink_moves, args.tags)
         replay(snap, ops, stop=at)
         hl_live = sum(b.bytes for b in snap.blocks.values() if b.kind == 'hl')
         h_live = sum(b.bytes for b in snap.blocks.values() if b.kind == 'h')
-        kept = sum(b.bytes - snap.fresh(snap.sizes[k]) for k, b in snap.blocks.items())
+        kept = sum(b.bytes - snap.fresh(snap.sizes[k], snap.tag_of[k]) for k, b in snap.blocks.items())
         hl_free = {k: len(v) * snap.hl[k].slot for k, v in snap.free.items() if v}
         h_free = sum(cs * n for cs, n in snap.h_free.items())
-        print(f'## {name}{" (shrinks move)" if args.shrink_moves else ""}: floor {mib(floor(lay, ops))} MiB; '
+        tags = f' ({args.tags} tags)' if args.tags > 1 else ''
+        print(f'## {name}{" (shrinks move)" if args.shrink_moves else ""}{tags}: floor {mib(floor(lay, ops))} MiB; '
               f'most live {mib(lay.peak_live)} MiB; most touched {mib(lay.peak_touched)} MiB')
         print(f'   at the most touched: {len(snap.blocks)} live blocks; headerless: {len(snap.chunks)} chunks, '
               f'{mib(snap.hl_touched)} MiB touched, live slots {mib(hl_live)}, '
