@@ -2496,6 +2496,7 @@ static __attribute__((noinline)) void *arena_move_hl_in(rp_pool *pool, rpi_hdr *
     rpi_tag *t = h->origin;
     char *p = rpi_hl_refill(pool, t, (size + 15) >> 4);
     if (!p) return NULL;
+    rpi_asan_slot(p, size, rpi_hl_slot_bytes(p));   /* as alloc_impl's */
     memcpy(p, block, old < size ? old : size);
     uint32_t m = t->hl_word | (uint32_t)size;
     if (h->word & RPI_F_DTOR) {
@@ -3047,6 +3048,7 @@ static __attribute__((noinline)) void *resize_arena_move_hl(rp_pool *pool, rpi_h
         p = rpi_hl_carve(a, c2, &mp);
     else
         goto general;
+    rpi_asan_slot(p, size, rpi_hl_slot_bytes(p));   /* free or carved: poisoned (asan.h) */
     uint64_t w = h->word;
     size_t old = (size_t)(w & RPI_SIZE_MASK);
     memcpy(p, rpi_payload(h), old < size ? old : size);
@@ -3057,6 +3059,7 @@ static __attribute__((noinline)) void *resize_arena_move_hl(rp_pool *pool, rpi_h
         a->cur = (char *)h;               /* carved last: back to the chunk */
     else
         slot_free(a, h, c, w, locked ? RPI_SYNC_LOCK : RPI_SYNC_NONE);
+    rpi_asan_arena_left(a, h);   /* copied above */
     counters_resize(pool, t, old, size);
     if (locked) return rpi_lock_release_ret(&pool->lock, p);
     return p;
