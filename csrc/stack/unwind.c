@@ -45,6 +45,12 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define RPI_HAVE_MEMCHECK_H 1
+#endif
+#endif
 
 #define RPI_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RPI_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -1126,13 +1132,29 @@ static inline int slot_same(const memo_slot *e)
    invalid `how` the call fails with EFAULT on a word it cannot read
    (unmapped, or a PROT_NONE guard page, which mincore would call mapped)
    and with EINVAL otherwise, and changes nothing either way. One word a
-   page: protection is per page. */
+   page: protection is per page. Under valgrind's memcheck the probe's
+   system call would be an error of its own (the word may be uninitialised
+   stack), so there memcheck is asked instead: its view of a page that is
+   unmapped or PROT_NONE is "unaddressable" too, and the V-bits request
+   says so without reporting anything (3); other valgrind tools do not
+   check system calls' memory, and answer the request with 0. */
 #define RPI_PAGE ((uintptr_t)4096)
 static int pages_readable(uintptr_t lo, uintptr_t hi)
 {
     int saved = errno, ok = 1;
-    for (; ok && lo < hi; lo += RPI_PAGE)
+    for (; ok && lo < hi; lo += RPI_PAGE) {
+#ifdef RPI_HAVE_MEMCHECK_H
+        if (RUNNING_ON_VALGRIND) {
+            unsigned char vbits;
+            unsigned r = (unsigned)VALGRIND_GET_VBITS((void *)lo, &vbits, 1);
+            if (r == 1 || r == 3) {   /* memcheck answered */
+                ok = r == 1;
+                continue;
+            }
+        }
+#endif
         ok = !(syscall(SYS_rt_sigprocmask, -1, (void *)lo, NULL, (size_t)8) != 0 && errno == EFAULT);
+    }
     errno = saved;
     return ok;
 }
@@ -1164,7 +1186,10 @@ static inline void stack_mapped_from(walk_state *m, uintptr_t sp)
     uintptr_t page = (sp - 8) & ~(RPI_PAGE - 1);
     if (RPI_LIKELY(page >= m->mapped_lo && page < m->mapped_hi))
         return;
-    if (page < m->mapped_lo && m->mapped_lo - page <= 16 * RPI_PAGE && pages_readable(page, m->mapped_lo)) {
+    /* (the pages above sp's own: the probe reads a page's first word,
+       which on sp's page lies below sp) */
+    if (page < m->mapped_lo && m->mapped_lo - page <= 16 * RPI_PAGE &&
+        pages_readable(page + RPI_PAGE, m->mapped_lo)) {
         m->mapped_lo = page;
         return;
     }
