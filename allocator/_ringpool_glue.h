@@ -933,6 +933,29 @@ static void rpy_freed(PyObject *pools, PyObject *keep, PyObject *why, PyObject *
 
 enum { RPY_BULK_DESTROY = 0, RPY_BULK_RESET = 1, RPY_BULK_STAT_DESTROY = 2 };
 
+/* The object weakref ref refers to, as a new reference; NULL (no exception
+   set) when it is dead or ref is no weakref.  Neither call runs Python code:
+   a weakref's referent is read from the weakref itself. */
+static PyObject *rpy_referent(PyObject *ref)
+{
+    if (!PyWeakref_Check(ref))
+        return NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj = NULL;
+    if (PyWeakref_GetRef(ref, &obj) < 0)
+        PyErr_Clear();
+    return obj;
+#else
+    PyObject *obj = PyWeakref_GetObject(ref);     /* borrowed; deprecated in 3.13 */
+    if (obj == NULL || obj == Py_None) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_INCREF(obj);
+    return obj;
+#endif
+}
+
 /* The pools a destroy or reset of root works on, listed with the gc off and
    no Python code run, so that none is born between the listing and the seal:
    family (root and the pools below it reached through live ones, parents
@@ -941,9 +964,18 @@ enum { RPY_BULK_DESTROY = 0, RPY_BULK_RESET = 1, RPY_BULK_STAT_DESTROY = 2 };
    could run in between and a __del__ make a child of the pool, left out of
    the family: neither sealed nor held, a memprof tracker of the call reached
    it after the library had freed it.  Children are read from each pool's
-   _children (a weakref.WeakSet: its data, a set of references).  The gc is
-   off only while the GIL is held and no Python code runs: no other thread
-   sees it.  0, or -1 with an exception set (nothing listed). */
+   _children (a weakref.WeakSet: its data, a set of references), through
+   the public iterator of an exact set: set_iter and its tp_iternext read the
+   set's table and take a reference to each entry, calling no __hash__ or
+   __eq__ (those run on insertion and lookup only) and no Python code; the
+   iterator is a gc object, allocated with the gc off, and its deallocation
+   only drops its reference to the set, which the WeakSet holds.  No weakref
+   callback can remove an entry meanwhile: every reference dropped here is
+   one more held elsewhere (the set's, or todo's), so nothing is collected.
+   (_PySet_NextEntry did the same walk, but left the public headers in
+   Python 3.13.)  The gc is off only while the GIL is held and no Python code
+   runs: no other thread sees it.  0, or -1 with an exception set (nothing
+   listed). */
 static int rpy_list_family(PyObject *root, PyObject **family, PyObject **tables,
                            PyObject **subtree)
 {
@@ -969,26 +1001,29 @@ static int rpy_list_family(PyObject *root, PyObject **family, PyObject **tables,
         }
         PyObject *kids = err ? NULL : rpy_get(pool, rpy_name_children);
         PyObject *refs = kids ? rpy_get(kids, rpy_name_data) : NULL;
-        if (!err && (refs == NULL || !PyAnySet_Check(refs))) {
+        /* exactly a set: a subclass's __iter__ would be Python code */
+        if (!err && (refs == NULL || !PyAnySet_CheckExact(refs))) {
             PyErr_SetString(PyExc_TypeError, "a pool without its set of children");
             err = 1;
         }
-        Py_ssize_t pos = 0;
+        PyObject *it = err ? NULL : PyObject_GetIter(refs);
+        err = err || it == NULL;
         PyObject *ref;
-        Py_hash_t hash;
-        while (!err && _PySet_NextEntry(refs, &pos, &ref, &hash)) {
-            PyObject *kid = PyWeakref_Check(ref) ? PyWeakref_GetObject(ref) : Py_None;
-            if (kid == NULL || kid == Py_None) {
-                PyErr_Clear();
+        while (!err && (ref = PyIter_Next(it)) != NULL) {
+            PyObject *kid = rpy_referent(ref);
+            Py_DECREF(ref);     /* the set holds it */
+            if (kid == NULL)
                 continue;       /* collected: its finalizer sees to it */
-            }
             PyObject *state = rpy_get(kid, rpy_name_state);
             PyObject *alive = state ? rpy_get(state, rpy_name_alive) : NULL;
             PyObject *kid_live = live == Py_True && alive == Py_True ? Py_True : Py_False;
             Py_XDECREF(state);
             Py_XDECREF(alive);
             err = PyList_Append(todo, kid) < 0 || PyList_Append(todo, kid_live) < 0;
+            Py_DECREF(kid);     /* alive, so held elsewhere as well: no finalizer */
         }
+        err = err || PyErr_Occurred() != NULL;     /* the iterator's error */
+        Py_XDECREF(it);
         Py_XDECREF(refs);
         Py_XDECREF(kids);
         Py_DECREF(pool);
