@@ -41,6 +41,7 @@ _kill_table = Block._kill_table
 # The pools of a call parked again when this thread's cleanup call returns
 # (_ringpool_glue.h, rpy_cleanup_call).
 _fence_window = Block._fence
+_held_state = Block._held_state
 _DESTROY, _RESET, _STAT_DESTROY = 0, 1, 2
 # _PoolState.held: not held; held by a destroy or reset under way; held by
 # a reset that keeps the pool.
@@ -552,8 +553,21 @@ class Pool:
     def destroyed(self) -> bool:
         """True once destroyed (explicitly, by ``with``, by its parent or by reset of its
         parent), and while a destroy() or reset() under way will destroy it."""
-        state = self._state
-        return not state.alive and state.held != _KEPT
+        # No lock: waiting here for another thread's destroy (cleanups
+        # included) could deadlock a caller that holds a lock its cleanups
+        # take (the default pool's, in allocator._stat).  Both slots are read
+        # at once (_held_state), so a destroy or reset of another thread
+        # cannot change one between the two reads.  Within the call (this
+        # thread holds the family's lock: its cleanups, a tracker, a gc
+        # callback or __del__ it runs) the state is read as it is: the opened
+        # lineage of a cleanup is alive.  From outside the call a held pool
+        # goes with it whether or not a cleanup has it open meanwhile, so the
+        # answer never turns back from True to False.
+        code = _held_state(self._state)
+        held, alive = code >> 1, code & 1
+        if held == _HELD and not self._lock._is_owned():  # type: ignore[attr-defined]
+            return True
+        return not alive and held != _KEPT
 
     def __repr__(self) -> str:
         state = "destroyed" if self.destroyed else f"{len(self._blocks)} blocks"

@@ -741,6 +741,27 @@ static void rpy_cleanup_call(void *arg)
     PyGILState_Release(gil);
 }
 
+/* _held_state(state) -> held * 2 + alive: the two slots of a _PoolState read
+   together, with the GIL held and no Python code run in between (read one by
+   one in Python, a destroy or reset of another thread may change both in
+   between: Pool.destroyed).  A small int: nothing is allocated. */
+static PyObject *rpy_held_state_py(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)cls;
+    PyObject *alive = nargs == 1 ? rpy_get(args[0], rpy_name_alive) : NULL;
+    PyObject *held = nargs == 1 ? rpy_get(args[0], rpy_name_held) : NULL;
+    long h = held != NULL && PyLong_CheckExact(held) ? PyLong_AsLong(held) : -1;
+    int a = alive == Py_True;
+    Py_XDECREF(alive);
+    Py_XDECREF(held);
+    if (h < 0 || h > 2) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "_held_state(state): a pool's state");
+        return NULL;
+    }
+    return PyLong_FromLong(h * 2 + a);
+}
+
 /* _fence(registry) -> bool: the pools of registry (a list) are parked when the
    cleanup call this thread runs returns (False: no cleanup call runs here).
    Made before the cleanup's pools are opened, so that none stays open. */
@@ -1305,6 +1326,8 @@ static PyMethodDef rpy_block_methods[] = {
      "Every Block of the table dead, then the table emptied."},
     {"_fence", (PyCFunction)(void (*)(void))rpy_fence_py, METH_FASTCALL | METH_STATIC,
      "The pools of a call parked again when this thread's cleanup call returns."},
+    {"_held_state", (PyCFunction)(void (*)(void))rpy_held_state_py, METH_FASTCALL | METH_STATIC,
+     "held * 2 + alive of a pool's state, both read at once."},
     {NULL, NULL, 0, NULL}
 };
 

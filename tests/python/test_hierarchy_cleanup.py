@@ -955,3 +955,36 @@ def test_a_gc_callback_inside_a_cleanups_call_cannot_reset_what_it_makes(
         backing: str) -> None:
     # reset: at a collection in child() before it takes the family lock
     assert script_output(RESET_INSIDE_A_CLEANUPS_CALL, backing) == "['PoolBusy', 'reset']"
+
+
+@pytest.mark.parametrize("op", ["destroy", "reset"])
+def test_destroyed_read_from_another_thread_during_a_cleanup(backing: str, op: str) -> None:
+    # `destroyed` takes no lock.  While a destroy's cleanup ran in one thread
+    # (its lineage opened: alive to that call), another thread read the pools
+    # it was destroying as not destroyed, after reading them destroyed before
+    # the cleanup began: the answer went back.  From outside the call a held
+    # pool reads as destroyed throughout, the pool a reset keeps never does;
+    # inside the cleanup the opened pools read as they are (usable).
+    r = Pool("r", backing=backing)
+    kid = r.child("kid")
+    entered, answered = threading.Event(), threading.Event()
+    inside: list[bool] = []
+
+    def cleanup() -> None:
+        inside.extend([r.destroyed, kid.destroyed])
+        entered.set()
+        answered.wait(60)
+
+    r.add_cleanup(cleanup)
+    worker = threading.Thread(target=getattr(r, op))
+    worker.start()
+    try:
+        assert entered.wait(60)
+        outside = [r.destroyed, kid.destroyed]
+    finally:
+        answered.set()
+        worker.join(60)
+    assert inside == [False, False]
+    assert outside == [op == "destroy", True]
+    assert r.destroyed == (op == "destroy") and kid.destroyed
+    r.destroy()
