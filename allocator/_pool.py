@@ -773,7 +773,7 @@ class Pool:
             if self._closing:
                 raise PoolBusy(f"pool {self._name!r} is being destroyed or reset")
             self._refuse_closing_below("reset()")
-            children = list(self._state.children)
+            before = self._state.children.copy()
             self._bulk_free(_RESET, f"was bulk-freed by reset() of pool {self._name!r}")
             # The children (with those the cleanups made meanwhile, which the
             # call marked dead) are destroyed, every Block of the family is
@@ -782,10 +782,13 @@ class Pool:
             # release of the freed Blocks ran, lives on: marked dead, its C
             # pool stayed unfenced and was freed under its own cleanup's
             # calls by the next destroy (heap-use-after-free in rp_pool_walk).
-            for child in children:
-                child.mark_dead()
+            # So a child is marked dead when the call did (not alive), or when
+            # it was there before the call even if the call did not mark it:
+            # a child whose Pool was collected and whose finalizer waits
+            # (_deferred) is no pool the call listed, but its C pool is gone.
+            # A child that left the dict meanwhile was marked dead already.
             for child in list(self._state.children):
-                if not child.alive:
+                if child in before or not child.alive:
                     child.mark_dead()
             # A cleanup registered on this pool during the reset by a child's
             # cleanup (the library had run this pool's already) stays
