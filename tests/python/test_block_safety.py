@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -13,6 +11,8 @@ import allocator
 from allocator import (Block, BlockFreedError, BlockInUse, InvalidBlock, OutOfMemory, Pool,
                        RingpoolError)
 from allocator import _lowlevel as ll
+
+from child_helpers import run_script, script_output
 
 
 def uses(b: Block) -> list[object]:
@@ -266,10 +266,7 @@ def test_misuse_never_kills_the_interpreter(tmp_path: object) -> None:
             "    try: f()\n"
             "    except BlockFreedError: pass\n"
             "p.destroy(); p.destroy(); print('alive')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "alive"
+    assert script_output(code, timeout=60) == "alive"
 
 
 def test_corrupt_header_reported_and_block_kept(backing: str) -> None:
@@ -331,10 +328,7 @@ pool.destroy()
 def test_no_block_is_made_over_a_made_up_address() -> None:
     # _BlockBuffer(address, size) and Block._make(pool, address, ...) made a
     # Block over any address: viewing or freeing it crashed the process.
-    r = subprocess.run([sys.executable, "-c", FORGE], capture_output=True, text=True,
-                       timeout=60, check=False)
-    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
-    assert r.stdout.splitlines() == [
+    assert run_script(FORGE, timeout=60).stdout.splitlines() == [
         "_BlockBuffer TypeError", "_BlockBuffer.__new__ TypeError",
         "_BlockBuffer with a token of its own TypeError", "Block._make TypeError",
         "Block._make with a token of its own TypeError", "the token again RuntimeError",
@@ -402,10 +396,7 @@ def test_the_package_can_be_imported_again_after_sys_modules_is_purged() -> None
     # pytester's inline runs, importlib.reload and any tool that purges
     # sys.modules import the package a second time in one process: that
     # import raised "RuntimeError: the Block token was already taken".
-    r = subprocess.run([sys.executable, "-c", REIMPORT], capture_output=True, text=True,
-                       timeout=60, check=False)
-    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
-    assert r.stdout.splitlines() == [
+    assert run_script(REIMPORT, timeout=60).stdout.splitlines() == [
         "b'12345678' b'hello\\x00' b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
         "\\x00\\x00\\x00\\x00\\x00' (3, 30)",
         "b'12345678' True (3, 54)",

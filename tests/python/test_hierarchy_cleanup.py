@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import subprocess
 import sys
 import threading
 from typing import Any
@@ -13,15 +12,7 @@ import pytest
 from allocator import (Block, BlockFreedError, CleanupError, Pool, PoolBusy,
                        PoolDestroyedError)
 
-
-def script_output(script: str, *args: str, timeout: float = 120, dev: bool = False) -> str:
-    """Run ``script`` in a fresh interpreter (a crash there is a failure
-    here, not the end of the test run) and give its stripped stdout; any
-    exit but 0 fails the test with the tail of its stderr."""
-    argv = [sys.executable, *(["-X", "dev"] if dev else []), "-c", script, *args]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, (out.returncode, out.stdout, out.stderr[-2000:])
-    return out.stdout.strip()
+from child_helpers import script_output
 
 
 def test_child_dies_with_parent(pool: Pool) -> None:

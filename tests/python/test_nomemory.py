@@ -11,11 +11,9 @@ process of its own, so that a crash shows as a signal."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-
 import pytest
+
+from child_helpers import run_script
 
 try:
     import _testcapi  # noqa: F401 -- CPython's test module (python3-dev ships it)
@@ -114,12 +112,7 @@ OPS = ["blocks", "iter", "snapshot", "snapshot_blocks", "destroy", "reset", "all
 @pytest.mark.parametrize("hooks", ["plain", "hooks"])
 @pytest.mark.parametrize("op", OPS)
 def test_a_memory_error_anywhere_leaves_the_pool_usable(op: str, hooks: str) -> None:
-    r = subprocess.run([sys.executable, "-c", SWEEP, hooks, op], capture_output=True,
-                       text=True, timeout=300, check=False)
-    assert r.returncode == 0, (
-        f"{op}/{hooks}: exit {r.returncode}"
-        f"{' (' + signal.Signals(-r.returncode).name + ')' if r.returncode < 0 else ''}\n"
-        f"{r.stdout}{r.stderr[-2000:]}")
+    r = run_script(SWEEP, hooks, op, timeout=300)
     points, problems = map(int, r.stdout.split("\n", 1)[0].split())
     assert points > 0 and problems == 0, r.stdout
 
@@ -146,10 +139,7 @@ def test_a_child_that_a_cleanup_makes_dies_with_the_destroy() -> None:
     # A child pool made by a cleanup of a pool being destroyed or reset is
     # freed by the same library call: its Blocks are dead, its pool
     # destroyed, and its finalizer does not destroy it a second time.
-    r = subprocess.run([sys.executable, "-X", "dev", "-c", LATE_CHILD], capture_output=True,
-                       text=True, timeout=120, check=False)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout == "[(True, True), (True, True)]\n"
+    assert run_script(LATE_CHILD, dev=True).stdout == "[(True, True), (True, True)]\n"
 
 
 DEFAULT_POOL = r"""
@@ -180,7 +170,4 @@ print(held)
 def test_a_memory_error_leaves_the_default_pool_lock_free() -> None:
     # The default pool's module lock was a threading.Lock: a MemoryError at
     # the end of `with _lock:` left it held, and the next stat_pool() hung.
-    r = subprocess.run([sys.executable, "-c", DEFAULT_POOL], capture_output=True, text=True,
-                       timeout=120, check=False)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout == "[]\n"
+    assert run_script(DEFAULT_POOL).stdout == "[]\n"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from allocator import Pool, Snapshot
+
+from child_helpers import run_script
 
 
 def tag_stacks(snap: Snapshot, tag: str) -> list[dict[str, int]]:
@@ -94,11 +94,9 @@ def test_environment_variable_turns_stacks_on_for_every_pool() -> None:
             "    print(p.stacks, s.extra.get('stack_depth'))\n"
             "    b.free()\n")
     env = {k: v for k, v in os.environ.items() if k != "RINGPOOL_POOL_STACKS"}
-    run = subprocess.run([sys.executable, "-c", code], env={**env, "RINGPOOL_POOL_STACKS": "5"},
-                         capture_output=True, text=True, check=True)
+    run = run_script(code, env={**env, "RINGPOOL_POOL_STACKS": "5"})
     assert run.stdout.split() == ["True", "5"] and run.stderr == ""
-    bad = subprocess.run([sys.executable, "-c", code], env={**env, "RINGPOOL_POOL_STACKS": "lots"},
-                         capture_output=True, text=True, check=True)
+    bad = run_script(code, env={**env, "RINGPOOL_POOL_STACKS": "lots"})
     assert bad.stdout.split() == ["False", "None"]
     (line,) = bad.stderr.splitlines()
     assert "RINGPOOL_POOL_STACKS" in line and '"lots"' in line

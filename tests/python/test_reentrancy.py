@@ -8,24 +8,13 @@ crash shows as a signal exit, not as a dead test runner.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
-
-def run_child(code: str) -> str:
-    """Runs ``code`` in a fresh interpreter; its stdout if it exited 0."""
-    out = subprocess.run([sys.executable, "-X", "dev", "-c", textwrap.dedent(code)],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, (
-        f"child exited with {out.returncode}\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}")
-    return out.stdout
+from child_helpers import run_script, script_output
 
 
 def test_int_subclass_size_cannot_destroy_the_pool_mid_alloc() -> None:
-    out = run_child("""
+    out = run_script("""
         from allocator import Pool
         p = Pool("a")
         class Evil(int):
@@ -41,12 +30,12 @@ def test_int_subclass_size_cannot_destroy_the_pool_mid_alloc() -> None:
         assert not p.destroyed
         p.destroy()
         print("ok")
-    """)
+    """, dev=True).stdout
     assert out.strip() == "ok"
 
 
 def test_int_subclass_offset_cannot_free_the_block_mid_write() -> None:
-    out = run_child("""
+    out = run_script("""
         from allocator import Pool
         p = Pool("a")
         b = p.alloc(64, "t")
@@ -58,13 +47,13 @@ def test_int_subclass_offset_cannot_free_the_block_mid_write() -> None:
         assert not b.freed
         p.destroy()
         print("ok")
-    """)
+    """, dev=True).stdout
     assert out.strip() == "ok"
 
 
 @pytest.mark.parametrize("method", ["alloc", "calloc", "strdup", "aligned", "child"])
 def test_str_subclass_tag_cannot_destroy_the_pool_mid_call(method: str) -> None:
-    out = run_child(f"""
+    out = run_script(f"""
         from allocator import Pool, RingpoolError
         p = Pool("a")
         class Evil(str):
@@ -96,12 +85,12 @@ def test_str_subclass_tag_cannot_destroy_the_pool_mid_call(method: str) -> None:
         b.write(b"y" * len(b))
         p.destroy()
         print("ok")
-    """)
+    """, dev=True).stdout
     assert out.strip() == "ok"
 
 
 def test_fspath_and_bool_arguments_cannot_destroy_the_pool_mid_call(tmp_path: object) -> None:
-    out = run_child(f"""
+    out = run_script(f"""
         import os
         from allocator import Pool, PoolDestroyedError
         p = Pool("a")
@@ -125,12 +114,12 @@ def test_fspath_and_bool_arguments_cannot_destroy_the_pool_mid_call(tmp_path: ob
         except PoolDestroyedError:
             pass
         print("ok")
-    """)
+    """, dev=True).stdout
     assert out.strip() == "ok"
 
 
 def test_remove_cleanup_whose_eq_destroys_the_pool() -> None:
-    out = run_child("""
+    out = run_script("""
         from allocator import Pool, RingpoolError
         p = Pool("a")
         p.add_cleanup(lambda: None)
@@ -148,12 +137,12 @@ def test_remove_cleanup_whose_eq_destroys_the_pool() -> None:
             print(type(exc).__name__)
         else:
             print("no error")
-    """)
+    """, dev=True).stdout
     assert out.strip() in ("PoolBusy", "PoolDestroyedError")
 
 
 def test_init_twice_and_uninitialised_pool() -> None:
-    out = run_child("""
+    out = run_script("""
         import gc
         from allocator import Pool, RingpoolError
         p = Pool("a")
@@ -177,7 +166,7 @@ def test_init_twice_and_uninitialised_pool() -> None:
                 else:
                     print("no error")
         print("ok")
-    """)
+    """, dev=True).stdout
     assert out.split() == ["InvalidArgument", "ok"]
 
 
@@ -240,15 +229,12 @@ print("ok")
 @pytest.mark.parametrize("method", ["alloc", "calloc", "strdup", "memdup", "aligned",
                                     "child", "resize", "snapshot", "blocks"])
 def test_gc_callback_destroying_the_pool_inside_a_call(method: str) -> None:
-    out = subprocess.run([sys.executable, "-c", GC_REENTRY, method], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip() == "ok"
+    assert script_output(GC_REENTRY, method) == "ok"
 
 
 @pytest.mark.parametrize("method", ["tobytes", "write"])
 def test_gc_callback_freeing_the_block_inside_a_copy(method: str) -> None:
-    out = run_child(f"""
+    out = run_script(f"""
         import gc
         from allocator import BlockFreedError, Pool
         freed = raised = 0
@@ -278,12 +264,12 @@ def test_gc_callback_freeing_the_block_inside_a_copy(method: str) -> None:
             p.destroy()
         # every free inside the call made the call fail: none copied freed memory
         print(freed == raised, freed > 0)
-    """)
+    """, dev=True).stdout
     assert out.split() == ["True", "True"]
 
 
 def test_destroy_from_del_outside_any_call_still_works() -> None:
-    out = run_child("""
+    out = run_script("""
         import gc
         from allocator import Pool
         p = Pool("a")
@@ -295,7 +281,7 @@ def test_destroy_from_del_outside_any_call_still_works() -> None:
         Owner()
         gc.collect()
         print(p.destroyed)
-    """)
+    """, dev=True).stdout
     assert out.strip() == "True"
 
 
@@ -304,7 +290,7 @@ def test_memprof_tracker_freeing_the_block_it_is_called_for(mode: str) -> None:
     """A tracker runs inside the library's free or resize of a block: freeing
     or resizing that same block from it raises PoolBusy (it used to free the
     block under the library: SIGSEGV)."""
-    out = run_child(f"""
+    out = run_script(f"""
         import allocator
         from allocator import Pool, PoolBusy, RingpoolError, memprof
         mode = {mode!r}
@@ -346,7 +332,7 @@ def test_memprof_tracker_freeing_the_block_it_is_called_for(mode: str) -> None:
         else:
             p.destroy()
         print("ok", busy > 0)
-    """)
+    """, dev=True).stdout
     assert out.split() == ["ok", "True"]
 
 
@@ -393,17 +379,14 @@ def test_del_in_the_same_gc_pass_as_the_pool_finalizer(mode: str) -> None:
     gc pass; the pass runs the pool handle's finalizer and the __del__ in no
     set order.  The block is dead (BlockFreedError) or still valid, never
     freed memory; the pool is freed by the end of the pass."""
-    out = subprocess.run([sys.executable, "-c", GC_ORDER, mode], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    lines = out.stdout.split("\n")
+    lines = run_script(GC_ORDER, mode).stdout.split("\n")
     assert lines[-2] == "deferred 0"
     assert set(lines[:-2]) <= {"used", "BlockFreedError"}
     assert len(lines[:-2]) == 20
 
 
 def test_module_global_block_used_from_del_at_exit() -> None:
-    out = run_child("""
+    out = run_script("""
         import os
         from allocator import Pool, RingpoolError
         P = Pool("global")
@@ -418,7 +401,7 @@ def test_module_global_block_used_from_del_at_exit() -> None:
                 except RingpoolError as exc:
                     os.write(1, (type(exc).__name__ + "\\n").encode())
         d = D()
-    """)
+    """, dev=True).stdout
     assert out.strip() in ("used", "BlockFreedError")
 
 
@@ -481,10 +464,7 @@ def test_fork_while_other_threads_use_the_pool() -> None:
     """The child of os.fork() gets every pool family lock free (the fork waits
     for the threads' calls to finish): it used to inherit a lock held by a
     thread that does not exist in the child, and hang in its first call."""
-    out = subprocess.run([sys.executable, "-c", FORK_WHILE_ALLOCATING], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip() == "bad 0"
+    assert script_output(FORK_WHILE_ALLOCATING) == "bad 0"
 
 
 # blocks() walks the ring, then makes a Block for each record that has none.
@@ -537,10 +517,7 @@ print("ok")
 @pytest.mark.parametrize("how", ["free", "resize"])
 def test_gc_callback_freeing_blocks_during_a_walk(backing: str, how: str) -> None:
     for nth in (1, 3, 5, 9, 14):
-        out = subprocess.run([sys.executable, "-c", WALK_FREES, backing, how, str(nth)],
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0 and out.stdout.strip() == "ok", (nth, out.returncode,
-                                                                    out.stderr[-2000:])
+        assert script_output(WALK_FREES, backing, how, str(nth)) == "ok", nth
 
 
 # memdup() took the size from one buffer export and copied from a second: a
@@ -568,10 +545,7 @@ print("ok")
 
 
 def test_memdup_of_a_buffer_shrunk_between_exports() -> None:
-    out = subprocess.run([sys.executable, "-c", MEMDUP_SHRINK], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
-                                                                out.stderr[-2000:])
+    assert script_output(MEMDUP_SHRINK) == "ok"
 
 
 # A gc callback run by an allocation, between the library's call and the Block
@@ -612,10 +586,7 @@ print("ok")
 def test_blocks_from_a_gc_callback_inside_an_allocation(how: str) -> None:
     for backing in ("malloc", "arena"):
         for nth in range(1, 5):
-            out = subprocess.run([sys.executable, "-c", ADOPT_TWICE, backing, how, str(nth)],
-                                 capture_output=True, text=True, timeout=120)
-            assert out.returncode == 0 and out.stdout.strip() == "ok", (
-                backing, nth, out.returncode, out.stderr[-2000:])
+            assert script_output(ADOPT_TWICE, backing, how, str(nth)) == "ok", (backing, nth)
 
 
 # The Blocks that a reset frees are released after the library's call, and
@@ -656,10 +627,7 @@ print("ok")
 
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_block_allocated_while_a_reset_releases_its_blocks(backing: str) -> None:
-    out = subprocess.run([sys.executable, "-c", LATE_ALLOC, backing], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
-                                                                out.stderr[-2000:])
+    assert script_output(LATE_ALLOC, backing) == "ok"
 
 
 # cffi builds a C type the first time the bindings use it (pool.info()'s
@@ -709,10 +677,7 @@ print("ok")
 
 @pytest.mark.parametrize("op", ["info", "child", "outstanding", "snapshot", "strconcat", "blocks"])
 def test_first_use_of_a_c_type_from_a_gc_callback(op: str) -> None:
-    out = subprocess.run([sys.executable, "-c", FIRST_USE, op], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
-                                                                out.stderr[-2000:])
+    assert script_output(FIRST_USE, op) == "ok"
 
 
 # A pool that a cleanup makes while an ancestor is being destroyed or reset
@@ -765,10 +730,7 @@ print("ok")
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_cleanup_cannot_destroy_a_pool_made_during_the_call_under_the_library(
         backing: str, op: str, who: str) -> None:
-    out = subprocess.run([sys.executable, "-c", OWN_CLEANUP, backing, op, who],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
-                                                                out.stderr[-3000:])
+    assert script_output(OWN_CLEANUP, backing, op, who) == "ok"
 
 # A child pool that a weakref callback or __del__ makes while a reset releases
 # the Blocks it freed (after the library's call) was marked dead with the
@@ -813,10 +775,7 @@ print("ok")
 
 @pytest.mark.parametrize("backing", ["malloc", "arena"])
 def test_child_made_while_a_reset_releases_its_blocks(backing: str) -> None:
-    out = subprocess.run([sys.executable, "-c", LATE_CHILD, backing], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode,
-                                                                out.stderr[-3000:])
+    assert script_output(LATE_CHILD, backing) == "ok"
 
 
 @pytest.mark.parametrize("mode", ["free", "stat-free", "resize"])
@@ -824,7 +783,7 @@ def test_memprof_tracker_copying_the_block_it_is_called_for(mode: str) -> None:
     """The tracker's dealloc of a free or resize runs after the library freed
     the block: tobytes() or write() of that block from it read or wrote freed
     memory (ASan: heap-use-after-free in a stat free); they raise PoolBusy."""
-    out = run_child(f"""
+    out = run_script(f"""
         import allocator
         from allocator import Pool, PoolBusy, memprof
         mode = {mode!r}
@@ -847,5 +806,5 @@ def test_memprof_tracker_copying_the_block_it_is_called_for(mode: str) -> None:
             b.free() if mode != "resize" else b.resize(4096)
             seen.append("done")
         print(seen)
-    """)
+    """, dev=True).stdout
     assert out.strip() == "['busy', 'busy', 'done']", out

@@ -26,10 +26,10 @@ test-py-asan` runs the driver under AddressSanitizer (docs/python.md).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+
+from child_helpers import script_output
 
 FUZZ = r"""import sys, gc, random, weakref
 from allocator import Pool, RingpoolError, stat_create_pool, stat_alloc, stat_destroy_pool
@@ -121,10 +121,7 @@ SEEDS += _more_seeds(os.environ.get("RINGPOOL_REENTRANCY_SEEDS", ""))
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_reentrant_callbacks_never_crash(seed: int) -> None:
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", FUZZ, str(seed)],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
-        seed, out.returncode, out.stderr[-3000:])
+    assert script_output(FUZZ, str(seed), quiet=True).endswith("ok"), seed
 
 
 # The same driver with a memprof tracker (rate 1, 0.1 or 0.01, seeded) whose
@@ -156,7 +153,4 @@ MEMPROF_SEEDS = [4, 5, 11, 19, 29, 277, 1, 2, 3, 15]
 
 @pytest.mark.parametrize("seed", MEMPROF_SEEDS)
 def test_reentrant_memprof_callbacks_never_crash(seed: int) -> None:
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", FUZZ_MEMPROF, str(seed)],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
-        seed, out.returncode, out.stderr[-3000:])
+    assert script_output(FUZZ_MEMPROF, str(seed), quiet=True).endswith("ok"), seed

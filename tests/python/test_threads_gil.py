@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 
 import pytest
 
 from allocator import Block, Pool, Snapshot
+
+from child_helpers import script_output
 
 pytestmark = pytest.mark.threads
 
@@ -146,7 +146,4 @@ def test_c_calls_release_the_gil() -> None:
     the GIL during the C call, the reader could never run: the process would
     deadlock (hence the subprocess and its timeout). (Walk visitors no longer
     run under the pool lock, so they cannot serve as the blocking call.)"""
-    out = subprocess.run([sys.executable, "-c", GIL_PROBE], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "0 True 4000"
+    assert script_output(GIL_PROBE, timeout=60) == "0 True 4000"
