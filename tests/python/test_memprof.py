@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 import threading
 import types
@@ -12,6 +11,8 @@ from typing import Any
 import pytest
 
 from allocator import InvalidArgument, Pool, RingpoolError, memprof
+
+from child_helpers import run_script
 
 
 @pytest.fixture(autouse=True)
@@ -252,10 +253,7 @@ print("ok")
 
 @pytest.mark.threads
 def test_callbacks_of_a_profile_another_thread_discarded() -> None:
-    r = subprocess.run([sys.executable, "-c", DISCARD_WHILE_SAMPLING], capture_output=True,
-                       text=True, timeout=300, check=False)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout == "ok\n"
+    assert run_script(DISCARD_WHILE_SAMPLING, timeout=300).stdout == "ok\n"
 
 
 @pytest.mark.threads
