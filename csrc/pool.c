@@ -8,6 +8,7 @@
 #include "internal.h"
 #include "poolstack.h"
 #include "memprof.h"
+#include "memcheck_glue.h"
 
 #include <malloc.h>
 #include <stdarg.h>
@@ -173,13 +174,6 @@ static void ring_reset(rp_pool *pool)
 }
 
 /* ---------------------------------------------------------- lifecycle */
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define RPI_HAVE_MEMCHECK_H 1
-#endif
-#endif
-
 /* Recycling hides freed blocks from memory checkers: off where one runs
    (ASan builds; valgrind's memcheck, recognised by its answer to a
    V-bits request, which other valgrind tools such as callgrind ignore). */

@@ -4,7 +4,7 @@
 PRELOAD_SO    := $(BUILD)/libringpool-preload.so
 # Sources, flags and libraries are csrc/flags.mk's, which setup.py uses for the wheel's copy too.
 PRELOAD_SRCS  := $(sort $(wildcard $(RP_PRELOAD_SRCS)))
-PRELOAD_HDRS  := $(wildcard csrc/preload/*.h csrc/stack/*.h) csrc/geometric.h csrc/outfile.h
+PRELOAD_HDRS  := $(wildcard csrc/preload/*.h csrc/stack/*.h) csrc/geometric.h csrc/outfile.h csrc/memcheck_glue.h
 PRELOAD_CFLAGS := $(WARN) $(RP_OPT) $(RP_PRELOAD_CFLAGS)
 # Test programs: -O0 so every call site stays a call (no inlining, no tail
 # calls), -g so addr2line can name function and file:line.

@@ -41,7 +41,7 @@ $(STACKS_TEST_DIR)/slots: tests/stacks/slots.c tests/stacks/leaf.h
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -fomit-frame-pointer -o $@ $< -lpthread
 
 # The stack table on its own (stacks sharing outer frames, near misses).
-$(STACKS_TEST_DIR)/table: tests/stacks/table.c csrc/stack/stack.c csrc/stack/unwind.c csrc/stack/stack.h
+$(STACKS_TEST_DIR)/table: tests/stacks/table.c csrc/stack/stack.c csrc/stack/unwind.c csrc/stack/stack.h csrc/memcheck_glue.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -Icsrc/stack -o $@ tests/stacks/table.c csrc/stack/stack.c \
 	    csrc/stack/unwind.c -lunwind -ldl

@@ -45,12 +45,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define RPI_HAVE_MEMCHECK_H 1
-#endif
-#endif
+#include "../memcheck_glue.h"
 
 #define RPI_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RPI_UNLIKELY(x) __builtin_expect(!!(x), 0)
