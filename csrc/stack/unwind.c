@@ -803,7 +803,7 @@ typedef struct walk_state {
     unsigned splice_tick;                /* walks that followed the previous one */
     uint32_t id;                         /* the stack id rpi_stack_here derived from *last
                                             (0: none); cleared by every walk */
-    uintptr_t mapped_lo, mapped_hi;      /* stack memory known mapped (pages), around the
+    uintptr_t mapped_lo, mapped_hi;      /* stack memory known readable (pages), around the
                                             last walk's start */
     struct walk_mem *mem;                /* the walk buffers and slots (NULL until the
                                             thread's first walk) */
