@@ -3,44 +3,13 @@
  * a filler, then argv[2]) until argv[2] is mapped where the dependency was,
  * and leak from it. Prints both load addresses so the test can check the
  * second library really took the dependency's place. */
-#include <dlfcn.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-static void *open_lib(const char *path)
-{
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        fprintf(stderr, "dlopen %s: %s\n", path, dlerror());
-        exit(2);
-    }
-    return h;
-}
-
-static void *sym(void *h, const char *name)
-{
-    void *f = dlsym(h, name);
-    if (!f)
-        exit(3);
-    return f;
-}
-
-static void *base_of(void *f)
-{
-    Dl_info info;
-    return dladdr(f, &info) ? info.dli_fbase : NULL;
-}
+#include "swap_common.h"
 
 int main(int argc, char **argv)
 {
     if (argc < 4)
         return 1;
-    /* the interposer's side tables grown first (dlswap.c) */
-    static void *warm[20000];
-    for (int i = 0; i < 20000; i++)
-        warm[i] = malloc(16);
-    for (int i = 0; i < 20000; i++)
-        free(warm[i]);
+    warm_side_tables();
     /* the top library is mapped above its dependency: the filler takes its
        place, the other library the dependency's */
     void *helper = NULL, *other = NULL, *(*leak_other)(size_t) = NULL;
