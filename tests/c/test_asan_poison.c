@@ -192,22 +192,43 @@ static void expect_stopped(const char *arg, const char *env, const char *access)
                 env ? env : "", access, r.err);
 }
 
+/* A bad access (child_bad's what) and what ASan must say of it. */
+typedef struct {
+    const char *what, *access;
+} bad_access;
+#define WRITE1 "WRITE of size 1"
+#define READ1 "READ of size 1"
+
+/* The pool kinds: unsynchronised, thread-safe, checked; the first
+   UNCHECKED_KINDS of them are the unchecked ones. */
+static const char *const pool_kinds[] = { "unsync", "locked", "checked" };
+enum { ALL_KINDS = 3, UNCHECKED_KINDS = 2 };
+
+/* Each of the n accesses of w (child_bad's what: prefix, then w[i].what)
+   in a pool of each of the first nkinds kinds, in a child with env set,
+   stopped by ASan. */
+static void expect_stopped_each(int nkinds, const char *env, const char *prefix,
+                                const bad_access *w, size_t n)
+{
+    char arg[64];
+    for (int k = 0; k < nkinds; k++) {
+        for (size_t i = 0; i < n; i++) {
+            snprintf(arg, sizeof arg, "%s:%s%s", pool_kinds[k], prefix, w[i].what);
+            expect_stopped(arg, env, w[i].access);
+        }
+    }
+}
+#define EXPECT_STOPPED_EACH(nkinds, env, prefix, w) \
+    expect_stopped_each((nkinds), (env), (prefix), (w), sizeof(w) / sizeof((w)[0]))
+
 /* (a) a 1-byte overflow: into the slack, into the next slot's freed block,
    into the chunk's uncarved rest; each pool kind. */
 static void test_overflow_stopped(void)
 {
-    static const char *kinds[] = { "unsync", "locked", "checked" };
-    char arg[64];
-    for (int k = 0; k < 3; k++) {
-        snprintf(arg, sizeof arg, "%s:slack", kinds[k]);
-        expect_stopped(arg, "RINGPOOL_HEADERLESS=16", "WRITE of size 1");
-        snprintf(arg, sizeof arg, "%s:slack_read", kinds[k]);
-        expect_stopped(arg, "RINGPOOL_HEADERLESS=16", "READ of size 1");
-        snprintf(arg, sizeof arg, "%s:next_free", kinds[k]);
-        expect_stopped(arg, "RINGPOOL_HEADERLESS=16", "READ of size 1");
-        snprintf(arg, sizeof arg, "%s:shrunk", kinds[k]);
-        expect_stopped(arg, "RINGPOOL_HEADERLESS=16", "WRITE of size 1");
-    }
+    static const bad_access w[] = {
+        {"slack", WRITE1}, {"slack_read", READ1}, {"next_free", READ1}, {"shrunk", WRITE1},
+    };
+    EXPECT_STOPPED_EACH(ALL_KINDS, "RINGPOOL_HEADERLESS=16", "", w);
 }
 
 /* Big blocks (their own allocation): the headroom of a growth, the rest of
@@ -215,59 +236,34 @@ static void test_overflow_stopped(void)
    keep no headroom and move on a shrink: malloc's exact sizes). */
 static void test_big_headroom_stopped(void)
 {
-    expect_stopped("unsync:big_headroom", NULL, "WRITE of size 1");
-    expect_stopped("locked:big_headroom", NULL, "WRITE of size 1");
-    expect_stopped("unsync:big_shrunk", NULL, "READ of size 1");
-    expect_stopped("locked:big_shrunk", NULL, "READ of size 1");
+    static const bad_access w[] = { {"big_headroom", WRITE1}, {"big_shrunk", READ1} };
+    EXPECT_STOPPED_EACH(UNCHECKED_KINDS, NULL, "", w);
 }
 
 /* (b) a read of a freed block (on its class's free list; left by a move) */
 static void test_use_after_free_stopped(void)
 {
-    static const char *kinds[] = { "unsync", "locked", "checked" };
-    char arg[64];
-    for (int k = 0; k < 3; k++) {
-        snprintf(arg, sizeof arg, "%s:freed", kinds[k]);
-        expect_stopped(arg, "RINGPOOL_HEADERLESS=16", "READ of size 1");
-        snprintf(arg, sizeof arg, "%s:freed_end", kinds[k]);
-        expect_stopped(arg, "RINGPOOL_HEADERLESS=16", "READ of size 1");
-        snprintf(arg, sizeof arg, "%s:moved", kinds[k]);
-        expect_stopped(arg, "RINGPOOL_HEADERLESS=16", "READ of size 1");
-    }
+    static const bad_access w[] = { {"freed", READ1}, {"freed_end", READ1}, {"moved", READ1} };
+    EXPECT_STOPPED_EACH(ALL_KINDS, "RINGPOOL_HEADERLESS=16", "", w);
 }
 
 /* (c) a write into a chunk's uncarved rest */
 static void test_uncarved_stopped(void)
 {
-    static const char *kinds[] = { "unsync", "locked", "checked" };
-    char arg[64];
-    for (int k = 0; k < 3; k++) {
-        snprintf(arg, sizeof arg, "%s:next_tail", kinds[k]);
-        expect_stopped(arg, "RINGPOOL_HEADERLESS=16", "WRITE of size 1");
-        snprintf(arg, sizeof arg, "%s:tail_far", kinds[k]);
-        expect_stopped(arg, "RINGPOOL_HEADERLESS=16", "WRITE of size 1");
-    }
+    static const bad_access w[] = { {"next_tail", WRITE1}, {"tail_far", WRITE1} };
+    EXPECT_STOPPED_EACH(ALL_KINDS, "RINGPOOL_HEADERLESS=16", "", w);
 }
 
 /* (d) the same for headerless slots: 16-byte ones, and up to 64 bytes
    with RINGPOOL_HEADERLESS=64 */
 static void test_headerless_stopped(void)
 {
-    static const char *kinds[] = { "unsync", "locked" };
-    char arg[64];
-    for (int k = 0; k < 2; k++) {
-        static const struct { const char *what, *access; } w[] = {
-            {"slack", "WRITE of size 1"}, {"freed", "READ of size 1"},
-            {"link", "READ of size 1"},   {"next_free", "READ of size 1"},
-            {"tail", "WRITE of size 1"},
-        };
-        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
-            snprintf(arg, sizeof arg, "%s:hl_%s", kinds[k], w[i].what);
-            expect_stopped(arg, "RINGPOOL_HEADERLESS=16", w[i].access);
-            snprintf(arg, sizeof arg, "%s:hl64_%s", kinds[k], w[i].what);
-            expect_stopped(arg, "RINGPOOL_HEADERLESS=64", w[i].access);
-        }
-    }
+    static const bad_access w[] = {
+        {"slack", WRITE1}, {"freed", READ1}, {"link", READ1}, {"next_free", READ1},
+        {"tail", WRITE1},
+    };
+    EXPECT_STOPPED_EACH(UNCHECKED_KINDS, "RINGPOOL_HEADERLESS=16", "hl_", w);
+    EXPECT_STOPPED_EACH(UNCHECKED_KINDS, "RINGPOOL_HEADERLESS=64", "hl64_", w);
 }
 
 /* ------------------------------------------------------------ clean use */
