@@ -72,10 +72,12 @@ $(PY) setup.py -q build_py --build-lib $(abspath $(1))/lib > /dev/null
 @touch $(1)/.py
 endef
 # $(call pysan_check,ENV,DIR,TARGET): ENV's interpreter, run outside the
-# project root, imports the extensions of DIR/lib, not the editable install's.
+# project root, imports the extensions of DIR/lib (the four of them), not the
+# editable install's.
 define pysan_check
 @cd /tmp && $(1) $(abspath $(PY)) -c 'import sys, allocator._ringpool as r, audit._bench as b; \
-    assert all(m.__file__.startswith(sys.argv[1] + "/") for m in (r, b)), (r, b); \
+    import allocator._pyhooks as h, allocator._pystack as s; \
+    assert all(m.__file__.startswith(sys.argv[1] + "/") for m in (r, b, h, s)), (r, b, h, s); \
     print(sys.argv[2] + ":", r.__file__)' $(abspath $(2))/lib $(3)
 endef
 

@@ -19,7 +19,5 @@ PYHOOKS_ASAN_ARGS ?=
 test-py-asan: test-pyhooks-asan
 
 test-pyhooks-asan: $(PYASAN_PY)
-	@cd /tmp && $(PYASAN_ENV) $(abspath $(PY)) -c 'import os, allocator._pyhooks as h; \
-	    assert h.__file__.startswith(os.environ["RINGPOOL_PY_ASAN"] + "/"), h; \
-	    print("test-pyhooks-asan:", h.__file__)'
+	$(call pysan_check,$(PYASAN_ENV),$(PYASAN_DIR),test-pyhooks-asan)
 	$(PYASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/pyhooks $(PYHOOKS_ASAN_ARGS)

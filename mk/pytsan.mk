@@ -8,6 +8,11 @@
 #                       .venv's interpreter with libtsan preloaded: the first
 #                       report fails the run (docs/python.md, "Sanitizers").
 #   PYTSAN_TEST_ARGS    extra pytest arguments (-k, -x, ...)
+#   make test-pyhooks-tsan   (in make test-py-tsan) the thread tests of
+#                       tests/pyhooks (@pytest.mark.threads) on the same build:
+#                       their hooked child interpreters inherit PYTSAN_ENV, as
+#                       test-pyhooks-asan's inherit PYASAN_ENV (mk/pyhooks-asan.mk)
+#   PYHOOKS_TSAN_ARGS   extra pytest arguments for those
 
 PYTSAN_DIR   := $(BUILD)/py-tsan
 PYTSAN_LIB   := $(abspath $(PYTSAN_DIR))/lib
@@ -19,9 +24,12 @@ PYTSAN_ENV    = PYTHONPATH=$(PYTSAN_LIB) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc \
                 LD_PRELOAD="$(PYTSAN_RT)" \
                 TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
 PYTSAN_TESTS := -m threads tests/python
+# --capture=sys: a report in the test process reaches the terminal (docs/python.md)
+PYTSAN_PYTEST = $(PYTSAN_ENV) $(PY) -m pytest -q -p no:cacheprovider --capture=sys
 PYTSAN_TEST_ARGS ?=
+PYHOOKS_TSAN_ARGS ?=
 
-.PHONY: test-py-tsan py-tsan
+.PHONY: test-py-tsan py-tsan test-pyhooks-tsan
 # Five runs in a row passed (docs/python.md, "Sanitizers"): in make test.
 TEST_TARGETS += test-py-tsan
 
@@ -35,4 +43,9 @@ py-tsan: $(PYTSAN_PY)
 
 test-py-tsan: $(PYTSAN_PY)
 	$(call pysan_check,$(PYTSAN_ENV),$(PYTSAN_DIR),test-py-tsan)
-	$(PYTSAN_ENV) $(PY) -m pytest -q -p no:cacheprovider --capture=sys $(PYTSAN_TESTS) $(PYTSAN_TEST_ARGS)
+	$(PYTSAN_PYTEST) $(PYTSAN_TESTS) $(PYTSAN_TEST_ARGS)
+
+test-py-tsan: test-pyhooks-tsan
+test-pyhooks-tsan: $(PYTSAN_PY)
+	$(call pysan_check,$(PYTSAN_ENV),$(PYTSAN_DIR),test-pyhooks-tsan)
+	$(PYTSAN_PYTEST) -m threads tests/pyhooks $(PYHOOKS_TSAN_ARGS)

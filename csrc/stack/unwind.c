@@ -879,11 +879,20 @@ static int mem_key_ok;
 /* The exiting thread's block back to the list, at glibc's last round of
    key destructors (set again until then: the program's own destructors,
    which run after this one, may allocate); captures after that record
-   one frame (mem_gone). */
+   one frame (mem_gone). Under ThreadSanitizer the last round is the
+   runtime's: its key, made before any of the program's and so called
+   first in each round, ends the thread's state in that round, and
+   instrumented code the thread runs after it (this function's atomic
+   store) crashes the runtime. There the block goes back a round earlier. */
+#if defined(__SANITIZE_THREAD__)
+#define MEM_ROUNDS (PTHREAD_DESTRUCTOR_ITERATIONS - 1)
+#else
+#define MEM_ROUNDS PTHREAD_DESTRUCTOR_ITERATIONS
+#endif
 static void mem_give_back(void *p)
 {
     walk_state *m = THREAD_WALK();
-    if (++m->mem_rounds < PTHREAD_DESTRUCTOR_ITERATIONS && pthread_setspecific(mem_key, p) == 0)
+    if (++m->mem_rounds < MEM_ROUNDS && pthread_setspecific(mem_key, p) == 0)
         return;
     /* a handler that allocates meanwhile walks with the buffers while they
        are still attached, or finds them gone and records one frame */

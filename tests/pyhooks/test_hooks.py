@@ -124,6 +124,7 @@ def test_depth_keeps_the_calling_frames(script: Script) -> None:
     assert r.stdout.strip() == f"{want} True"
 
 
+@pytest.mark.threads
 def test_threads_allocating_at_once_are_counted_exactly(script: Script) -> None:
     s = script("threads.py", """
         import threading

@@ -232,6 +232,7 @@ def test_start_checks_the_rate_and_seed(tmp_path: Path) -> None:
     assert lines[-2:] == ["False", "1.0 True True"], r.stdout
 
 
+@pytest.mark.threads
 def test_sampling_survives_threads_and_fork(script: Script, tmp_path: Path) -> None:
     s = script("forky.py", """
         import os, threading
