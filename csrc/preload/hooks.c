@@ -150,6 +150,64 @@ static void die(const char *what)
     __builtin_trap();
 }
 
+/* glibc's free and realloc, when they are the real ones: a block glibc
+   made a mapping of its own (bigger than its mmap threshold, 128 KiB and
+   up) is unmapped by free and shrunk or moved by realloc, with system
+   calls glibc makes itself, not through the interposer's munmap and
+   mremap (maps.c). Such a block may have been the stack of a coroutine
+   (or of inline assembly that runs a function on it), which the stack
+   walker may have read past the end of the stack it ran on and will not
+   check again until told (csrc/stack/unwind.c, stack_mapped_from). The
+   real free and realloc are these wrappers then: one load and test of
+   the chunk's header a call (glibc's own free reads the same word). */
+static void (*glibc_free)(void *);
+static void *(*glibc_realloc)(void *, size_t);
+#define GLIBC_IS_MMAPPED 2u   /* bit 1 of the size word before a block */
+
+static inline int glibc_mapped(const void *p)
+{
+    return ((const size_t *)p)[-1] & GLIBC_IS_MMAPPED;
+}
+
+static __attribute__((noinline, cold)) void free_mapped(void *p)
+{
+    glibc_free(p);
+    rpi_unwind_forget_memory();
+}
+
+static void free_noting(void *p)
+{
+    if (RPP_UNLIKELY(p && glibc_mapped(p))) {
+        free_mapped(p);
+        return;
+    }
+    glibc_free(p);
+}
+
+static __attribute__((noinline, cold)) void *realloc_mapped(void *p, size_t size)
+{
+    void *n = glibc_realloc(p, size);
+    rpi_unwind_forget_memory();
+    return n;
+}
+
+static void *realloc_noting(void *p, size_t size)
+{
+    if (RPP_UNLIKELY(p && glibc_mapped(p)))
+        return realloc_mapped(p, size);
+    return glibc_realloc(p, size);
+}
+
+/* Whether f is defined in glibc (the object that defines
+   gnu_get_libc_version), not in another allocator interposed after this
+   one, whose blocks have no such header. */
+static int in_glibc(void *f)
+{
+    Dl_info a, b;
+    void *g = dlsym(RTLD_NEXT, "gnu_get_libc_version");
+    return f && g && dladdr(f, &a) && dladdr(g, &b) && a.dli_fbase == b.dli_fbase;
+}
+
 #define RESOLVE(name)                                                   \
     do {                                                                \
         *(void **)&real.name = dlsym(RTLD_NEXT, #name);                 \
@@ -175,6 +233,12 @@ static __attribute__((noinline, cold)) void resolve(void)
         if (!real.malloc || !real.calloc || !real.realloc || !real.free ||
             !real._exit || !real._Exit)
             die("malloc/calloc/realloc/free/_exit");
+        if (in_glibc((void *)real.free) && in_glibc((void *)real.realloc)) {
+            glibc_free = real.free;
+            glibc_realloc = real.realloc;
+            real.free = free_noting;
+            real.realloc = realloc_noting;
+        }
         tracking = rpp_table_init() == 0;
         if (!tracking)
             rpp_say("cannot map the side tables: ", "running without tracking", "");

@@ -171,6 +171,10 @@ RPI_STACK_HIDDEN int rpi_unwind_from(rpi_walk *w, uintptr_t sp, uintptr_t bp, ui
 RPI_STACK_HIDDEN void rpi_unwind_keep_id(uint32_t id);
 /* Every thread's memo void (the walker was switched). */
 RPI_STACK_HIDDEN void rpi_unwind_forget_walks(void);
+/* Memory may have been unmapped or made unreadable (munmap, mprotect, ...:
+   csrc/preload/maps.c): every thread's memo void, and the stack pages its
+   walks found readable checked again. Async-signal-safe. */
+RPI_STACK_HIDDEN void rpi_unwind_forget_memory(void);
 /* Code may have been unmapped (dlclose): forget the cached frame rules,
    which are keyed by address, and every thread's memo. */
 RPI_STACK_HIDDEN void rpi_unwind_forget_code(void);

@@ -99,7 +99,8 @@ typedef struct cache {
 #define CACHE_INITIAL 4096u
 static _Atomic(cache *) rules;
 static atomic_int growing;
-/* Bumped when code may have been unmapped: memos of older walks are void. */
+/* Bumped when code or memory may have been unmapped: memos of older walks
+   are void, and so are the stack pages found readable (mapped_gen). */
 static _Atomic unsigned code_generation;
 
 static cache *cache_new(size_t cap)
@@ -805,6 +806,7 @@ typedef struct walk_state {
                                             (0: none); cleared by every walk */
     uintptr_t mapped_lo, mapped_hi;      /* stack memory known readable (pages), around the
                                             last walk's start */
+    unsigned mapped_gen;                 /* the code_generation in which they were checked */
     struct walk_mem *mem;                /* the walk buffers and slots (NULL until the
                                             thread's first walk) */
     int mem_rounds;                      /* the key destructor's calls at the thread's exit */
@@ -1184,12 +1186,33 @@ static __attribute__((noinline, cold)) int stack_mapped_to(walk_state *m, uintpt
 /* The pages known readable for a walk starting at sp: the page of sp is
    (the capture read the word below it); the range the last walks checked
    is kept while the walks start inside it, or below it on pages that can
-   be read down to sp. */
-static inline void stack_mapped_from(walk_state *m, uintptr_t sp)
+   be read down to sp, and while nothing may have been unmapped since it
+   was checked: the generation of the walk, which the interposer advances
+   at every munmap, mremap, mprotect without read access and fixed mmap
+   (csrc/preload/maps.c) and at glibc's free and realloc of a block glibc
+   mapped on its own (hooks.c). A page checked once may be gone later (the
+   stack of a coroutine unmapped, made PROT_NONE, or replaced by a smaller
+   mapping), and a walk that starts where an earlier one did can follow
+   the same unwind tables past the end of the stack it is on (inline
+   assembly that runs a function on a stack of its own) into it. Of the
+   ways to notice that, the generation costs the walk nothing a frame and
+   one compare a walk (it loads the generation anyway), and it also voids
+   the memo, the kept walks and the splices, which re-read words earlier
+   walks read with no page check at all; re-checking pages at every walk
+   would cost a system call a page, and tying the range to sp's mapping
+   would keep it across an unmapping above. After an unmapping each thread
+   checks its pages again as its walks climb (a system call a page, once).
+   libringpool's copy has no such hooks: there a range stays until a walk
+   starts outside it. */
+static inline void stack_mapped_from(walk_state *m, uintptr_t sp, unsigned generation)
 {
     uintptr_t page = (sp - 8) & ~(RPI_PAGE - 1);
-    if (RPI_LIKELY(page >= m->mapped_lo && page < m->mapped_hi))
+    if (RPI_LIKELY(page >= m->mapped_lo && page < m->mapped_hi && m->mapped_gen == generation))
         return;
+    if (m->mapped_gen != generation) {
+        m->mapped_gen = generation;
+        m->mapped_lo = m->mapped_hi = 0;
+    }
     /* (the pages above sp's own: the probe reads a page's first word,
        which on sp's page lies below sp) */
     if (page < m->mapped_lo && m->mapped_lo - page <= 16 * RPI_PAGE &&
@@ -1415,7 +1438,7 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
     m->sp = sp;
     m->bp = bp;
     m->need_bp = 0;
-    stack_mapped_from(m, sp);
+    stack_mapped_from(m, sp, generation);
     uintptr_t mapped_hi = m->mapped_hi;
     _Static_assert(sizeof(slot) == 16, "slot index scaled by 16");
     const char *s_bytes = (const char *)c->s;
@@ -1662,6 +1685,11 @@ void rpi_unwind_forget_walks(void)
     atomic_fetch_add_explicit(&code_generation, 1, memory_order_release);
 }
 
+void rpi_unwind_forget_memory(void)
+{
+    atomic_fetch_add_explicit(&code_generation, 1, memory_order_release);
+}
+
 #if MEMO_SLOTS
 /* The id of the walk kept for this start (pc, sp; bp when that walk used
    it) with these arguments (tag) in one of its set's ways, when every word
@@ -1775,6 +1803,7 @@ int rpi_unwind_from(rpi_walk *w, uintptr_t sp, uintptr_t bp, uintptr_t from, int
 }
 void rpi_unwind_keep_id(uint32_t id) { (void)id; }
 void rpi_unwind_forget_walks(void) {}
+void rpi_unwind_forget_memory(void) {}
 uint32_t rpi_stack_here(int depth, uintptr_t from)
 {
     if (rpi_stack_busy)

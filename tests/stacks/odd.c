@@ -8,7 +8,9 @@
    made outside every module). */
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -381,6 +383,118 @@ static void own_stack(void)
                 odd_call_on(stack + size - gap, own_body);
 }
 
+/* ---------------------------------------------------- stack pages unmapped after a walk read them */
+static uintptr_t call_on_ra;   /* odd_call_on's return address, after its call */
+
+static void note_call_on_ra(void)
+{
+    call_on_ra = (uintptr_t)__builtin_return_address(0);
+}
+
+/* How the upper part of a stack of the program's own stops being
+   readable between two walks (odd.c stale-*). */
+enum { GONE_MUNMAP, GONE_PROT_NONE, GONE_REMAP_SMALLER, GONE_MREMAP };
+
+/* fn runs at top, in the middle of a mapping of 32 pages; the unwind
+   tables of odd_call_on's frame put its caller 240 bytes above top, where
+   the program left odd_call_on's own return address every 240 bytes (the
+   words such a stack would hold had odd_call_on called itself on it): a
+   walk follows them up, page after page, and checks each page readable.
+   Then the pages above top's page are unmapped (or made unreadable, or
+   the mapping replaced by a smaller one, or shrunk by mremap), and fn runs
+   at top again: the walks from there must not read those pages. */
+static void stale_stack(int how)
+{
+    size_t pg = (size_t)page(), size = 32 * pg;
+    char *stack = fenced(size);
+    odd_call_on(stack + size, note_call_on_ra);
+    char *top = stack + 16 * pg - 64;
+    for (char *w = top + 240 - 8; w + 8 <= stack + size; w += 240)
+        *(uintptr_t *)w = call_on_ra;
+    for (own_depth = 0; own_depth < 3; own_depth++)
+        odd_call_on(top, own_body);
+    char *cut = stack + 16 * pg;
+    switch (how) {
+    case GONE_MUNMAP:
+        if (munmap(cut, size - 16 * pg) != 0)
+            abort();
+        break;
+    case GONE_PROT_NONE:
+        if (mprotect(cut, size - 16 * pg, PROT_NONE) != 0)
+            abort();
+        break;
+    case GONE_REMAP_SMALLER:
+        if (munmap(stack, size) != 0)
+            abort();
+        if (mmap(stack, 16 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                 -1, 0) != stack)
+            abort();
+        break;
+    default:
+        if (mremap(stack, size, 16 * pg, 0) != stack)
+            abort();
+        break;
+    }
+    for (int r = 0; r < 3; r++)
+        for (own_depth = 0; own_depth < 3; own_depth++)
+            odd_call_on(top, own_body);
+    if (how == GONE_PROT_NONE)
+        munmap(stack, size);
+    else
+        munmap(stack, 16 * pg);
+}
+
+/* The same with a stack from malloc: a block this big is a mapping of
+   its own (glibc's mmap threshold, 128 KiB), and realloc shrinks it in
+   place by unmapping its upper part, free unmaps it all (glibc makes the
+   system calls itself, not through the library's munmap and mremap). The
+   block is shrunk by another thread, so that this one makes no other walk
+   meanwhile (each would start on this thread's own stack). */
+static sem_t to_helper, from_helper;
+static char *shared_stack;
+static size_t shared_size;
+
+static void *shrink_helper(void *arg)
+{
+    (void)arg;
+    down_leak(2, 317);   /* this thread's first walk made (it maps its buffers) */
+    sem_post(&from_helper);
+    sem_wait(&to_helper);
+    char *kept = realloc(shared_stack, shared_size / 2);
+    if (kept != shared_stack)
+        abort();
+    sem_post(&from_helper);
+    return NULL;
+}
+
+static void stale_malloc_stack(void)
+{
+    size_t pg = (size_t)page(), size = 64 * pg;
+    pthread_t t;
+    if (sem_init(&to_helper, 0, 0) != 0 || sem_init(&from_helper, 0, 0) != 0 ||
+        pthread_create(&t, NULL, shrink_helper, NULL) != 0)
+        abort();
+    sem_wait(&from_helper);
+    char *stack = malloc(size);
+    if (!stack)
+        abort();
+    shared_stack = stack;
+    shared_size = size;
+    odd_call_on(stack + size, note_call_on_ra);
+    char *top = stack + size / 2 - 64;
+    for (char *w = top + 240 - 8; w + 8 <= stack + size; w += 240)
+        *(uintptr_t *)w = call_on_ra;
+    for (own_depth = 0; own_depth < 3; own_depth++)
+        odd_call_on(top, own_body);
+    sem_post(&to_helper);
+    sem_wait(&from_helper);
+    for (int r = 0; r < 3; r++)
+        for (own_depth = 0; own_depth < 3; own_depth++)
+            odd_call_on(top, own_body);
+    pthread_join(t, NULL);
+    free(shared_stack);
+}
+
 /* ---------------------------------------------------- rbp not a frame pointer, deep recursion */
 /* n bytes with rbp set to g, d calls further down */
 __attribute__((noinline)) static void down_rbp(int d, size_t n, uintptr_t g)
@@ -439,6 +553,16 @@ int main(int argc, char **argv)
         jit();
     else if (!strcmp(mode, "own-stack"))
         own_stack();
+    else if (!strcmp(mode, "stale-munmap"))
+        stale_stack(GONE_MUNMAP);
+    else if (!strcmp(mode, "stale-prot-none"))
+        stale_stack(GONE_PROT_NONE);
+    else if (!strcmp(mode, "stale-remap-smaller"))
+        stale_stack(GONE_REMAP_SMALLER);
+    else if (!strcmp(mode, "stale-mremap"))
+        stale_stack(GONE_MREMAP);
+    else if (!strcmp(mode, "stale-malloc"))
+        stale_malloc_stack();
     else if (!strcmp(mode, "garbage-rbp"))
         garbage_rbp();
     else if (!strcmp(mode, "deep"))
