@@ -9,7 +9,7 @@ STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx 
                     $(STACKS_TEST_DIR)/threads_signals $(STACKS_TEST_DIR)/dlcycle \
                     $(STACKS_TEST_DIR)/memo $(STACKS_TEST_DIR)/memo_fork $(STACKS_TEST_DIR)/splice $(STACKS_TEST_DIR)/splice_o2 $(STACKS_TEST_DIR)/slots \
                     $(STACKS_TEST_DIR)/table $(STACKS_TEST_DIR)/odd \
-                    $(STACKS_TEST_DIR)/plugin1.so $(STACKS_TEST_DIR)/plugin2.so
+                    $(STACKS_TEST_DIR)/plugin1.so $(STACKS_TEST_DIR)/plugin2.so $(STACKS_TEST_DIR)/jitlib.so
 CXX ?= g++
 
 .PHONY: stacks-test-bins test-stacks
@@ -58,7 +58,13 @@ $(STACKS_TEST_DIR)/odd_noinfo.o: tests/stacks/odd_noinfo.c
 $(STACKS_TEST_DIR)/odd: tests/stacks/odd.c tests/stacks/odd_frames.S $(STACKS_TEST_DIR)/odd_noinfo.o
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ tests/stacks/odd.c tests/stacks/odd_frames.S \
-	    $(STACKS_TEST_DIR)/odd_noinfo.o -lpthread
+	    $(STACKS_TEST_DIR)/odd_noinfo.o -lpthread -ldl
+
+# A library odd.c's jit-then-library mode loads where it had code of its
+# own: linked at a fixed address, which the loader asks the kernel for.
+$(STACKS_TEST_DIR)/jitlib.so: tests/stacks/jitlib.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O1 -g -fPIC -shared -Wl,-Ttext-segment=0x200000000000 -o $@ $<
 
 $(STACKS_TEST_DIR)/threads_signals: tests/stacks/threads_signals.c
 	@mkdir -p $(@D)

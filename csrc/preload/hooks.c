@@ -169,10 +169,21 @@ static inline int glibc_mapped(const void *p)
     return ((const size_t *)p)[-1] & GLIBC_IS_MMAPPED;
 }
 
+/* The mapping of such a block: its chunk, from prev_size bytes before it
+   (the alignment of memalign's) to the end of its size. */
+static inline void glibc_mapping(const void *p, uintptr_t *lo, uintptr_t *hi)
+{
+    const size_t *h = (const size_t *)p - 2;
+    *lo = (uintptr_t)h - h[0];
+    *hi = (uintptr_t)h + (h[1] & ~(size_t)7);
+}
+
 static __attribute__((noinline, cold)) void free_mapped(void *p)
 {
+    uintptr_t lo, hi;
+    glibc_mapping(p, &lo, &hi);
     glibc_free(p);
-    rpi_unwind_forget_memory();
+    rpi_unwind_forget_memory(lo, hi);
 }
 
 static void free_noting(void *p)
@@ -186,8 +197,10 @@ static void free_noting(void *p)
 
 static __attribute__((noinline, cold)) void *realloc_mapped(void *p, size_t size)
 {
+    uintptr_t lo, hi;
+    glibc_mapping(p, &lo, &hi);
     void *n = glibc_realloc(p, size);
-    rpi_unwind_forget_memory();
+    rpi_unwind_forget_memory(lo, hi);
     return n;
 }
 

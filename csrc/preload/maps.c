@@ -11,16 +11,22 @@
  * from the same place would read it and fault (tests/stacks/odd.c,
  * stale-*). Every call below that can make a page unreadable starts a new
  * walk generation (rpi_unwind_forget_memory): a thread's next walk checks
- * its pages again, and no walk of an older generation is re-read. The
- * walker pays one compare a walk for it (the generation it already loads),
- * nothing a frame; the calls pay an atomic add after their system call.
+ * its pages again, and no walk of an older generation is re-read; and
+ * the unmapped range is named, so that the walker's cached rules of
+ * addresses there that lay outside every module (code made at run time)
+ * go before a library can be loaded there. The walker pays one compare a
+ * walk for it (the generation it already loads), nothing a frame; the
+ * calls pay an atomic add after their system call (and, for a range where
+ * such rules were made, a scan of the rules).
  *
  * Each is the system call itself (syscall(2), as glibc's wrapper is on
  * x86-64), not the next definition found with dlsym: async-signal-safe,
  * callable before the interposer is set up, and from the interposer's own
- * mmap calls. Not seen: glibc's own calls (free unmapping a big block,
- * the loader's), which never unmap memory the program still holds, and
- * system calls a program makes without libc.
+ * mmap calls. Not seen here: glibc's own calls (free and realloc of a
+ * block glibc mapped on its own, which hooks.c notes; the trimming of
+ * malloc's heaps; the loader's) and system calls a program makes without
+ * libc. x86-64 Linux only, where the walker runs (elsewhere every stack
+ * comes from libunwind, and these system calls take other arguments).
  */
 #include "rpp.h"
 #include "stack.h"
@@ -33,6 +39,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#if defined(__x86_64__) && defined(__linux__)
+
 #define RPP_EXPORT __attribute__((visibility("default")))
 
 #ifndef MADV_GUARD_INSTALL
@@ -42,7 +50,7 @@
 RPP_EXPORT int munmap(void *addr, size_t len)
 {
     int r = (int)syscall(SYS_munmap, addr, len);
-    rpi_unwind_forget_memory();
+    rpi_unwind_forget_memory((uintptr_t)addr, (uintptr_t)addr + len);
     return r;
 }
 
@@ -56,7 +64,7 @@ RPP_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ..
         va_end(ap);
     }
     void *r = (void *)syscall(SYS_mremap, old, old_len, new_len, flags, to);
-    rpi_unwind_forget_memory();
+    rpi_unwind_forget_memory((uintptr_t)old, (uintptr_t)old + old_len);
     return r;
 }
 
@@ -65,16 +73,18 @@ RPP_EXPORT int mprotect(void *addr, size_t len, int prot)
 {
     int r = (int)syscall(SYS_mprotect, addr, len, prot);
     if (!(prot & PROT_READ))
-        rpi_unwind_forget_memory();
+        rpi_unwind_forget_memory(0, 0);
     return r;
 }
 
+#ifdef SYS_pkey_mprotect
 RPP_EXPORT int pkey_mprotect(void *addr, size_t len, int prot, int pkey)
 {
     int r = (int)syscall(SYS_pkey_mprotect, addr, len, prot, pkey);
-    rpi_unwind_forget_memory();   /* the key may deny reads */
+    rpi_unwind_forget_memory(0, 0);   /* the key may deny reads */
     return r;
 }
+#endif
 
 /* A fixed mapping replaces what was there (with PROT_NONE, or a file
    shorter than the mapping: pages that fault); any other mapping takes
@@ -83,7 +93,7 @@ RPP_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t
 {
     void *r = (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
     if ((flags & MAP_FIXED) && r != MAP_FAILED)
-        rpi_unwind_forget_memory();
+        rpi_unwind_forget_memory((uintptr_t)addr, (uintptr_t)addr + len);
     return r;
 }
 
@@ -96,13 +106,15 @@ RPP_EXPORT int madvise(void *addr, size_t len, int advice)
 {
     int r = (int)syscall(SYS_madvise, addr, len, advice);
     if (advice == MADV_GUARD_INSTALL)
-        rpi_unwind_forget_memory();
+        rpi_unwind_forget_memory(0, 0);
     return r;
 }
 
 RPP_EXPORT int shmdt(const void *addr)
 {
     int r = (int)syscall(SYS_shmdt, addr);
-    rpi_unwind_forget_memory();
+    rpi_unwind_forget_memory(0, 0);
     return r;
 }
+
+#endif

@@ -173,8 +173,10 @@ RPI_STACK_HIDDEN void rpi_unwind_keep_id(uint32_t id);
 RPI_STACK_HIDDEN void rpi_unwind_forget_walks(void);
 /* Memory may have been unmapped or made unreadable (munmap, mprotect, ...:
    csrc/preload/maps.c): every thread's memo void, and the stack pages its
-   walks found readable checked again. Async-signal-safe. */
-RPI_STACK_HIDDEN void rpi_unwind_forget_memory(void);
+   walks found readable checked again; [lo, hi) unmapped (or lo == hi: not
+   known), so the cached rules of addresses in it that lay outside every
+   module go (a module may be mapped there next). Async-signal-safe. */
+RPI_STACK_HIDDEN void rpi_unwind_forget_memory(uintptr_t lo, uintptr_t hi);
 /* Code may have been unmapped (dlclose): forget the cached frame rules,
    which are keyed by address, and every thread's memo. */
 RPI_STACK_HIDDEN void rpi_unwind_forget_code(void);

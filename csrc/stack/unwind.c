@@ -574,12 +574,54 @@ int rpi_unwind_function_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi)
     return 0;
 }
 
+/* The pages where an address outside every loaded object (code made at
+   run time, or a word that is not a return address) got a cached rule
+   that ends the stack, by a hash of the page: a module can be mapped
+   there only once that memory is unmapped, and then the rules of its
+   addresses are dropped (rpi_unwind_forget_memory). Bits are set, never
+   cleared: a stale one costs a scan of the rules at an unmapping. */
+#define OUT_PAGE_BITS 4096u
+static _Atomic uint64_t out_pages[OUT_PAGE_BITS / 64];
+
+static inline unsigned out_bit(uintptr_t page)
+{
+    return (unsigned)((uint64_t)page * HOME_MUL >> 7) & (OUT_PAGE_BITS - 1);
+}
+
+static void note_outside(uintptr_t a)
+{
+    unsigned bit = out_bit(a >> 12);
+    atomic_fetch_or_explicit(&out_pages[bit / 64], (uint64_t)1 << (bit % 64), memory_order_relaxed);
+}
+
+static int outside_in(uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t first = lo >> 12, last = (hi - 1) >> 12;
+    if (last - first >= OUT_PAGE_BITS) {
+        for (unsigned i = 0; i < OUT_PAGE_BITS / 64; i++)
+            if (atomic_load_explicit(&out_pages[i], memory_order_relaxed))
+                return 1;
+        return 0;
+    }
+    for (uintptr_t p = first; p <= last; p++) {
+        unsigned bit = out_bit(p);
+        if (atomic_load_explicit(&out_pages[bit / 64], memory_order_relaxed) >> (bit % 64) & 1)
+            return 1;
+    }
+    return 0;
+}
+
 /* The rule for return address pc (the call is at pc - 1). */
 static rule compute_rule(uintptr_t pc)
 {
     uintptr_t target = pc - 1;
     fde_loc f;
     unsigned kind = locate_fde(target, &f);
+    if (kind == RULE_END) {
+        struct dl_find_object obj;
+        if (_dl_find_object((void *)target, &obj) != 0)
+            note_outside(target);   /* before the rule is cached */
+    }
     if (kind)
         return pack(kind, 0, 0);
     reader c = f.c, r = f.r;
@@ -1685,9 +1727,23 @@ void rpi_unwind_forget_walks(void)
     atomic_fetch_add_explicit(&code_generation, 1, memory_order_release);
 }
 
-void rpi_unwind_forget_memory(void)
+void rpi_unwind_forget_memory(uintptr_t lo, uintptr_t hi)
 {
     atomic_fetch_add_explicit(&code_generation, 1, memory_order_release);
+    if (lo >= hi || !outside_in(lo, hi))
+        return;
+    /* a rule cached for an address in [lo, hi) (outside every module when
+       it was computed) goes; so may one being written right now, and one
+       whose probe from its home passed a slot emptied here is computed and
+       cached again */
+    cache *c = atomic_load_explicit(&rules, memory_order_acquire);
+    if (!c)
+        return;
+    for (size_t i = 0; i <= c->mask; i++) {
+        uintptr_t k = atomic_load_explicit(&c->s[i].pc, memory_order_relaxed);
+        if (k > 1 && k - 1 >= lo && k - 1 < hi && atomic_compare_exchange_strong(&c->s[i].pc, &k, 0))
+            atomic_fetch_sub_explicit(&c->used, 1, memory_order_relaxed);
+    }
 }
 
 #if MEMO_SLOTS
@@ -1803,7 +1859,11 @@ int rpi_unwind_from(rpi_walk *w, uintptr_t sp, uintptr_t bp, uintptr_t from, int
 }
 void rpi_unwind_keep_id(uint32_t id) { (void)id; }
 void rpi_unwind_forget_walks(void) {}
-void rpi_unwind_forget_memory(void) {}
+void rpi_unwind_forget_memory(uintptr_t lo, uintptr_t hi)
+{
+    (void)lo;
+    (void)hi;
+}
 uint32_t rpi_stack_here(int depth, uintptr_t from)
 {
     if (rpi_stack_busy)

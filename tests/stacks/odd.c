@@ -6,6 +6,7 @@
    usage: odd MODE; each mode leaks blocks of sizes of its own and prints
    "LEAK SIZE BLOCKS" for each ("JIT LO HI" for each range of code it
    made outside every module). */
+#include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -359,6 +360,76 @@ static void jit(void)
     }
 }
 
+/* Code outside every module at an address where a library is loaded
+   later: the walker ends a stack at a return address outside every module
+   and caches that, by address; the library's frames there must be walked
+   with their own rules. jitlib.so is linked at a fixed address, which the
+   loader asks for: loaded once, to learn where the call in jitlib_call
+   returns, and unloaded; code of the program's own is put there, whose
+   call returns at the same address, and unmapped after a few allocations;
+   then the library is loaded again at the same address ("MOVED" when it
+   was not). */
+typedef void *(*lib_call_fn)(void *(*)(size_t), size_t);
+static uintptr_t lib_ra;
+
+static void *note_lib_ra(size_t n)
+{
+    (void)n;
+    lib_ra = (uintptr_t)__builtin_return_address(0);
+    return NULL;
+}
+
+static lib_call_fn load_jitlib(const char *path)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        fprintf(stderr, "odd: %s\n", dlerror());
+        exit(3);
+    }
+    return (lib_call_fn)dlsym(h, "jitlib_call");
+}
+
+static void jit_then_library(void)
+{
+    char path[4096];
+    ssize_t len = readlink("/proc/self/exe", path, sizeof path - 32);
+    if (len <= 0)
+        abort();
+    path[len] = 0;
+    strcpy(strrchr(path, '/') + 1, "jitlib.so");
+    lib_call_fn call = load_jitlib(path);
+    call(note_lib_ra, 0);
+    uintptr_t was = (uintptr_t)call, ra = lib_ra;
+    Dl_info info;
+    void *h = dladdr(call, &info) ? dlopen(info.dli_fname, RTLD_NOLOAD | RTLD_NOW) : NULL;
+    if (!h || dlclose(h) != 0 || dlclose(h) != 0)   /* the reference just taken, then the first */
+        abort();
+    /* sub $8,%rsp; mov %rdi,%rax; mov %rsi,%rdi; call *%rax (returning at
+       ra); add $8,%rsp; ret */
+    static const unsigned char code[] = {0x48, 0x83, 0xec, 0x08, 0x48, 0x89, 0xf8, 0x48, 0x89,
+                                         0xf7, 0xff, 0xd0, 0x48, 0x83, 0xc4, 0x08, 0xc3};
+    uintptr_t pg = (uintptr_t)page(), lo = (ra - 12) & ~(pg - 1), hi = (ra + 8 + pg - 1) & ~(pg - 1);
+    if (mmap((void *)lo, hi - lo, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+             -1, 0) != (void *)lo)
+        abort();
+    memcpy((void *)(ra - 12), code, sizeof code);
+    if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_EXEC) != 0)
+        abort();
+    printf("JIT %p %p\n", (void *)lo, (void *)hi);
+    lib_call_fn jitted = (lib_call_fn)(void *)(ra - 12);
+    for (int i = 0; i < 3; i++)
+        leak(jitted(malloc, 320), 320);
+    munmap((void *)lo, hi - lo);
+    call = load_jitlib(path);
+    if ((uintptr_t)call != was) {
+        printf("MOVED %p %p\n", (void *)was, (void *)call);
+        return;
+    }
+    for (int i = 0; i < 3; i++)
+        leak(call(malloc, 321), 321);
+    /* left loaded: the report names its frames */
+}
+
 /* ---------------------------------------------------- a call on a stack of the program's own */
 static int own_depth;
 
@@ -551,6 +622,8 @@ int main(int argc, char **argv)
         long_jumps();
     else if (!strcmp(mode, "jit"))
         jit();
+    else if (!strcmp(mode, "jit-then-library"))
+        jit_then_library();
     else if (!strcmp(mode, "own-stack"))
         own_stack();
     else if (!strcmp(mode, "stale-munmap"))

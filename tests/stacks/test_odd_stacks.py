@@ -65,7 +65,7 @@ def run_odd(mode: str, depth: int, tmp: Path, build: str = "plain") -> tuple[pre
 # not compared with libunwind's stacks: libunwind remembers the addresses
 # it validated too, and crashes on them.
 MODES = ["data-word", "no-tables", "coroutines", "small-stacks", "stack-room", "thread-churn",
-         "alt-stack", "small-alt-stack", "long-jumps", "jit", "own-stack", "stale-munmap",
+         "alt-stack", "small-alt-stack", "long-jumps", "jit", "jit-then-library", "own-stack", "stale-munmap",
          "stale-prot-none", "stale-remap-smaller", "stale-mremap", "stale-malloc", "garbage-rbp", "deep"]
 
 
@@ -95,6 +95,26 @@ def test_odd_stacks_are_counted_exactly_and_hold_only_code(mode: str, depth: int
     # the walk cannot go past a frame without unwind tables or outside every
     # module, and ends before the data word; elsewhere it goes on past the leaf
     assert longest == 1 if mode in ("data-word", "no-tables", "jit") else longest > 1
+
+
+@pytest.mark.parametrize("build", ["plain", "ubsan"])
+@pytest.mark.parametrize("depth", [64, 256])
+def test_a_library_loaded_where_code_outside_every_module_was(depth: int, build: str, tmp_path: Path) -> None:
+    """A stack that ended at a return address outside every module (code
+    the program made) is cut there by a cached rule; once that code is
+    unmapped and a library loaded at its address, stacks through the
+    library's frame there go on to the program's frames (odd.c,
+    jit-then-library: cut after one frame, and counted with the code's
+    blocks, while the rule outlived the unmapping)."""
+    report, out = run_odd("jit-then-library", depth, tmp_path, build)
+    if "MOVED" in out:
+        pytest.skip("the library was not loaded at its fixed address again")
+    through = [s for s in report.sites if s.blocks and s.bytes == 321 * s.blocks]
+    assert sum(s.blocks for s in through) == 3, report.sites
+    for site in through:
+        frames = site.frames()
+        assert frames[0][0].endswith("jitlib.so") and len(frames) > 3, frames
+        assert any(module.endswith("/odd") for module, _ in frames[1:]), frames
 
 
 def test_threads_keep_their_stack_room(tmp_path: Path) -> None:
