@@ -186,9 +186,11 @@ static __attribute__((noinline, cold)) void free_mapped(void *p)
     rpi_unwind_forget_memory(lo, hi);
 }
 
+/* p is never NULL: every free returned on NULL before (free_general; the
+   sampling mode's filter sends NULL there). */
 static void free_noting(void *p)
 {
-    if (RPP_UNLIKELY(p && glibc_mapped(p))) {
+    if (RPP_UNLIKELY(glibc_mapped(p))) {
         free_mapped(p);
         return;
     }
