@@ -2470,44 +2470,9 @@ fail_locked:
     return NULL;
 }
 
-/* resize_impl's move of a small arena block h (with its header; the lock
-   held, room for a destructor's entry reserved) to a headerless slot, when
-   that is what a new block of size bytes would have (alloc_impl's test: an
-   unchecked pool without stacks, 1 to 16 * hl_cmax bytes, the sampler not
-   due within them; a free slot, the rest of the class's current chunk or a
-   new chunk: rpi_hl_refill). The payload copied, a destructor's entry
-   re-keyed to the slot and its flag in the slot word, the old block back to
-   its list (or to its chunk, carved last), a sampled old block untracked,
-   the counters by the difference, the pool left: the slot. NULL, nothing
-   changed, when there is none (the caller moves the block to one with a
-   header, as before). */
-static __attribute__((noinline)) void *arena_move_hl_in(rp_pool *pool, rpi_hdr *h, void *block,
-                                                        size_t old, size_t size)
-{
-    if ((h->word & (RPI_F_CHECKED | RPI_F_STACK)) ||
-        (pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS)) || pool->mp_left <= (int64_t)size)
-        return NULL;
-    rpi_tag *t = h->origin;
-    char *p = rpi_hl_refill(pool, t, (size + 15) >> 4);
-    if (!p) return NULL;
-    rpi_asan_slot(p, size, rpi_hl_slot_bytes(p));   /* as alloc_impl's */
-    memcpy(p, block, old < size ? old : size);
-    uint32_t m = t->hl_word | (uint32_t)size;
-    if (h->word & RPI_F_DTOR) {
-        m = (m & ~RPI_HL_PLAIN) | RPI_HL_DTOR;   /* as block_dtor_flag sets it */
-        dtor_rekey_to(pool, block, p);
-    }
-    *rpi_hl_meta(p) = m;
-    pool->mp_left -= (int64_t)size;   /* the sampler's countdown, as alloc_impl's */
-    bool sampled = (h->word & RPI_F_SAMPLED) != 0;
-    raw_release(pool, h);
-    rpi_counters_resize_in(pool, t, old, size);
-    rpi_memprof_pending pend = { 0 };
-    if (RPI_UNLIKELY(sampled)) pend = rpi_memprof_untrack(block);   /* as resize_done */
-    unlock_both(pool, false);
-    if (RPI_UNLIKELY(pend.dealloc)) rpi_memprof_run_pending(pend);
-    return p;
-}
+/* resize_impl's move of a small arena block h to a headerless slot
+   (arena_move_hl, below); NULL, nothing changed, when there is none. */
+static void *arena_move_hl_in(rp_pool *pool, rpi_hdr *h, size_t size);
 /* Whether arena_move_hl_in may give arena block h a slot of size bytes:
    inline, so that the general path's other moves (the growths past
    RPI_GROW_LIMIT among them) make no call. */
@@ -2519,14 +2484,13 @@ static inline bool arena_hl_size(const rp_pool *pool, const rpi_hdr *h, size_t s
 /* resize_impl's shrink of arena block h (arena_hl_size) to half its slot or
    less (rpi_arena_shrinks): arena_move_hl_in, room for a destructor's entry
    first; NULL when it does not shrink so or gets no slot. */
-static __attribute__((noinline)) void *arena_shrink_hl(rp_pool *pool, rpi_hdr *h, void *block,
-                                                       size_t old, size_t size)
+static __attribute__((noinline)) void *arena_shrink_hl(rp_pool *pool, rpi_hdr *h, size_t size)
 {
     unsigned c = (unsigned)((h->word & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
     if (!rpi_arena_shrinks(RPI_HDR - pool->arena->off + size, rpi_class_bytes[c]) ||
         ((h->word & RPI_F_DTOR) && rpi_ptrmap_reserve(&pool->dtor_map, 1) != 0))
         return NULL;
-    return arena_move_hl_in(pool, h, block, old, size);
+    return arena_move_hl_in(pool, h, size);
 }
 
 /* Whether arena block h cannot stay in place at size bytes: it grows out
@@ -2579,7 +2543,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
         h = n;
         h->word = (h->word & ~RPI_SIZE_MASK) | size;
     } else if (!checked && arena_hl_size(pool, h, size) &&
-               (hl = arena_shrink_hl(pool, h, block, old, size)) != NULL) {
+               (hl = arena_shrink_hl(pool, h, size)) != NULL) {
         /* a shrink to half its slot or less into a headerless class: the
            slot a new block of its size would have, also for the block
            carved last (arena_move_hl left the pool) */
@@ -2605,7 +2569,7 @@ static void *resize_impl(rp_pool *pool, void *block, size_t size, const char *ca
                headerless slot a new block of its size would have */
             void *r;
             if (!align && !checked && arena_hl_size(pool, h, size) &&
-                (r = arena_move_hl_in(pool, h, block, old, size)) != NULL)
+                (r = arena_move_hl_in(pool, h, size)) != NULL)
                 return r;
             n = align ? raw_new(pool, align, size) : rpi_arena_alloc_moved(pool, old, size);
         }
@@ -2943,8 +2907,10 @@ static __attribute__((noinline, cold)) void *resize_move_sampled(rp_pool *pool, 
     return rpi_memprof_slow(pool, n, size, false);
 }
 
-static void *resize_arena_move_hl(rp_pool *pool, rpi_hdr *h, size_t size, size_t c2, bool plain,
-                                  bool locked);
+static void *resize_arena_move_hl_unsync(rp_pool *pool, rpi_hdr *h, size_t size, size_t c2,
+                                         bool plain);
+static void *resize_arena_move_hl_locked(rp_pool *pool, rpi_hdr *h, size_t size, size_t c2,
+                                         bool plain);
 
 /* An arena block whose growth needs another class (the new total within
    RPI_GROW_LIMIT), or that shrinks to half its slot or less
@@ -2969,8 +2935,10 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     } else {
         /* a headerless class (1 to hl_cmax; class 0, size 0, wraps): the
            slot a new block of its size would have, out of line */
-        if (RPI_UNLIKELY(c2 - 1 < a->hl_cmax))
-            return resize_arena_move_hl(pool, h, size, c2, plain, locked);
+        if (RPI_UNLIKELY(c2 - 1 < a->hl_cmax)) {
+            if (locked) return resize_arena_move_hl_locked(pool, h, size, c2, plain);
+            return resize_arena_move_hl_unsync(pool, h, size, c2, plain);
+        }
         size_t cs2 = a->cbytes[c2];
         if (RPI_UNLIKELY((size_t)(a->end - a->cur) < cs2)) {
             if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock))) rpi_lock_wake(&pool->lock);
@@ -3016,50 +2984,119 @@ static inline __attribute__((always_inline)) void *resize_arena_move(rp_pool *po
     return memcpy(rpi_payload(n), rpi_payload(h), keep);
 }
 
-/* resize_arena_move's new block in a headerless class (c2, 1 to hl_cmax:
-   up to 16 * hl_cmax bytes) whose list has no block with a header on top
-   (lock held; no destructor, not sampled: the fast paths' tests): the slot
-   a new block of its size would have, free or carved from the class's
-   current chunk, the payload copied, the old block back to its list (or to
-   its chunk, carved last), the counters by the difference. A tag without
-   an index yet, the sampler due within size, or a new chunk needed:
-   resize_impl, which has them (arena_move_hl). Out of line (and not cold:
-   GCC would then copy with rep movsb), so that the moves with a header keep
-   their registers. */
-static __attribute__((noinline)) void *resize_arena_move_hl(rp_pool *pool, rpi_hdr *h, size_t size,
-                                                           size_t c2, bool plain, bool locked)
+/* The move of a small arena block h (with its header; lock held) to a
+   headerless slot of class c2 (1 to hl_cmax: up to 16 * hl_cmax bytes): the
+   slot a new block of size bytes would have. One implementation for the
+   three ways in (how):
+   - HL_MOVE_UNSYNC, HL_MOVE_LOCKED: resize_arena_move's new block and
+     resize_arena_shrink's block carved last, on the fast paths (compact, no
+     destructor, not sampled: their tests; the class's list has no block
+     with a header on top): a free slot or one carved from the class's
+     current chunk. A tag without an index yet, the sampler due within size,
+     or a new chunk needed: resize_impl, which has them (HL_MOVE_GENERAL).
+   - HL_MOVE_GENERAL: resize_impl's (both locks held, room for a
+     destructor's entry reserved), for an unchecked pool without stacks
+     while the sampler is not due within size, alloc_impl's test: a slot
+     from rpi_hl_refill (a free slot, the current chunk's rest or a new
+     chunk); a destructor's entry re-keyed to the slot and its flag in the
+     slot word, a sampled old block untracked; the locks released. NULL,
+     nothing changed, when there is none (the caller moves the block to one
+     with a header, as before).
+   Either way the payload copied, the slot's word and the sampler's
+   countdown set, the old block back to its list (or to its chunk, carved
+   last), the counters by the difference. Unsynchronised, the copy comes
+   last (the old block's link and class go in its compact header, its
+   payload stays as it is until the copy): a tail call to memcpy, nothing
+   kept across a call. last: the caller found h to be the block carved
+   last from the arena's current chunk (resize_arena_shrink, a shrink),
+   so it goes back to the chunk untested and the copy is size bytes. */
+enum { HL_MOVE_UNSYNC, HL_MOVE_LOCKED, HL_MOVE_GENERAL };
+static inline __attribute__((always_inline)) void *arena_move_hl(rp_pool *pool, rpi_hdr *h,
+                                                                 size_t size, size_t c2,
+                                                                 bool plain, const int how,
+                                                                 const bool last)
 {
-    rpi_arena *a = pool->own_arena;   /* compact: no checked pool exists */
     rpi_tag *t = h->origin;
-    uint32_t word = t->hl_word;
-    void *e = a->free[c2];
+    uint64_t w = h->word;
+    void *block = rpi_payload(h);
     char *p;
     uint32_t *mp;
-    if (word == 0 || pool->mp_left <= (int64_t)size) goto general;
-    if (rpi_hl_is_enc(e))
-        p = rpi_hl_pop(a, c2, e, &mp);
-    else if (a->hl[c2].cur < a->hl[c2].end)
-        p = rpi_hl_carve(a, c2, &mp);
-    else
-        goto general;
+    uint32_t m;
+    if (how == HL_MOVE_GENERAL) {
+        if ((w & (RPI_F_CHECKED | RPI_F_STACK)) ||
+            (pool->flags & (RP_POOL_CHECKED | RP_POOL_STACKS)) || pool->mp_left <= (int64_t)size ||
+            !(p = rpi_hl_refill(pool, t, c2)))
+            return NULL;
+        mp = rpi_hl_meta(p);
+        m = t->hl_word;   /* (given by rpi_hl_refill if it had none) */
+    } else {
+        rpi_arena *a = pool->own_arena;   /* compact: no checked pool exists */
+        void *e = a->free[c2];
+        m = t->hl_word;
+        if (m == 0 || pool->mp_left <= (int64_t)size) goto general;
+        if (rpi_hl_is_enc(e))
+            p = rpi_hl_pop(a, c2, e, &mp);
+        else if (a->hl[c2].cur < a->hl[c2].end)
+            p = rpi_hl_carve(a, c2, &mp);
+        else
+            goto general;
+    }
     rpi_asan_slot(p, size, rpi_hl_slot_bytes(p));   /* free or carved: poisoned (asan.h) */
-    uint64_t w = h->word;
     size_t old = (size_t)(w & RPI_SIZE_MASK);
-    memcpy(p, rpi_payload(h), old < size ? old : size);
-    *mp = word | (uint32_t)size;
-    pool->mp_left -= (int64_t)size;   /* not due: tested above */
-    size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
-    if ((char *)h + a->cbytes[c] == a->cur && !pool->marks)
-        a->cur = (char *)h;               /* carved last: back to the chunk */
-    else
-        slot_free(a, h, c, w, locked ? RPI_SYNC_LOCK : RPI_SYNC_NONE);
-    rpi_asan_arena_left(a, h);   /* copied above */
+    size_t keep = last || old > size ? size : old;   /* (last: a shrink) */
+    if (how == HL_MOVE_GENERAL && (w & RPI_F_DTOR))
+        m = (m & ~RPI_HL_PLAIN) | RPI_HL_DTOR;   /* as block_dtor_flag sets it */
+    *mp = m | (uint32_t)size;
+    pool->mp_left -= (int64_t)size;   /* the sampler's countdown, as alloc_impl's (not due) */
+    /* Under a lock, and with ASan (the old block is poisoned once copied),
+       the copy comes first: once the old block is on its list, another
+       thread may take it. */
+    const bool copy_last = how == HL_MOVE_UNSYNC && !RPI_ASAN;
+    if (!copy_last) memcpy(p, block, keep);
+    if (how == HL_MOVE_GENERAL) {
+        if (w & RPI_F_DTOR) dtor_rekey_to(pool, block, p);
+        raw_release(pool, h);
+    } else {
+        rpi_arena *a = pool->own_arena;
+        size_t c = (size_t)((w & RPI_CLASS_MASK) >> RPI_CLASS_SHIFT);
+        if (last || ((char *)h + a->cbytes[c] == a->cur && !pool->marks))
+            a->cur = (char *)h;               /* carved last: back to the chunk */
+        else
+            slot_free(a, h, c, w, how == HL_MOVE_LOCKED ? RPI_SYNC_LOCK : RPI_SYNC_NONE);
+        rpi_asan_arena_left(a, h);   /* copied above (with ASan) */
+    }
     counters_resize(pool, t, old, size);
-    if (locked) return rpi_lock_release_ret(&pool->lock, p);
+    if (how == HL_MOVE_GENERAL) {
+        rpi_memprof_pending pend = { 0 };
+        if (RPI_UNLIKELY(w & RPI_F_SAMPLED)) pend = rpi_memprof_untrack(block);   /* as resize_done */
+        unlock_both(pool, false);
+        if (RPI_UNLIKELY(pend.dealloc)) rpi_memprof_run_pending(pend);
+    }
+    if (how == HL_MOVE_LOCKED) return rpi_lock_release_ret(&pool->lock, p);
+    if (copy_last) return memcpy(p, block, keep);   /* a tail call: memcpy returns p */
     return p;
 general:
-    if (locked && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock))) rpi_lock_wake(&pool->lock);
-    return resize_impl(pool, rpi_payload(h), size, resize_call(plain), plain);
+    if (how == HL_MOVE_LOCKED && RPI_UNLIKELY(rpi_lock_release_check(&pool->lock)))
+        rpi_lock_wake(&pool->lock);
+    return resize_impl(pool, block, size, resize_call(plain), plain);
+}
+/* Out of line (and not cold: GCC would then copy with rep movsb), so that
+   the moves with a header keep their registers. */
+static __attribute__((noinline)) void *resize_arena_move_hl_unsync(rp_pool *pool, rpi_hdr *h,
+                                                                  size_t size, size_t c2,
+                                                                  bool plain)
+{
+    return arena_move_hl(pool, h, size, c2, plain, HL_MOVE_UNSYNC, false);
+}
+static __attribute__((noinline)) void *resize_arena_move_hl_locked(rp_pool *pool, rpi_hdr *h,
+                                                                  size_t size, size_t c2,
+                                                                  bool plain)
+{
+    return arena_move_hl(pool, h, size, c2, plain, HL_MOVE_LOCKED, false);
+}
+static __attribute__((noinline)) void *arena_move_hl_in(rp_pool *pool, rpi_hdr *h, size_t size)
+{
+    return arena_move_hl(pool, h, size, (size + 15) >> 4, false, HL_MOVE_GENERAL, false);
 }
 
 static __attribute__((noinline)) void *resize_arena_move_locked(rp_pool *pool, rpi_hdr *h,
@@ -3071,7 +3108,7 @@ static __attribute__((noinline)) void *resize_arena_move_locked(rp_pool *pool, r
 /* An arena block of an unsynchronised pool, or of a thread-safe one with
    its lock held, shrunk to half its slot or less (rpi_arena_shrinks; no
    alignment, not sampled, no pool stack: resize_fast_arena's tests): to a
-   headerless class, a slot (resize_arena_move_hl); else the block carved
+   headerless class, a slot (arena_move_hl); else the block carved
    last gives the rest of its slot back to the chunk (the counters as in
    place), any other moves to the new class (resize_arena_move; a
    destructor's entry re-keyed by resize_impl). */
@@ -3090,11 +3127,12 @@ static inline __attribute__((always_inline)) void *resize_arena_shrink(rp_pool *
         /* to a headerless class (1 to hl_cmax; class 0, size 0, wraps)
            whose list has no block with a header on top: the slot a new
            block of its size would have, and the whole slot back to the
-           chunk (resize_arena_move_hl; a destructor's entry is re-keyed by
+           chunk (arena_move_hl; a destructor's entry is re-keyed by
            resize_impl); any other block takes it in resize_arena_move */
         if (RPI_UNLIKELY(c2 - 1 < a->hl_cmax) && !rpi_list_hdr(a->free[c2])) {
             if (w & RPI_F_DTOR) goto general;
-            return resize_arena_move_hl(pool, h, size, c2, plain, locked);
+            return arena_move_hl(pool, h, size, c2, plain,
+                                 locked ? HL_MOVE_LOCKED : HL_MOVE_UNSYNC, true);
         }
         a->cur = (char *)h + a->cbytes[c2];
         /* the old slot's end: the rest given back poisoned too */

@@ -1294,6 +1294,104 @@ static void moves_to_blocks_up_to_64_bytes_take_slots(void)
     spawn_hl64_children("hl-moves");
 }
 
+/* A block with a header moved by a resize to each size of 1 to 64 bytes (a
+   headerless slot where the size's class is headerless, else a block with a
+   header) keeps its first size bytes: the block carved last from the
+   current chunk shrunk (its slot back to the chunk), another block shrunk
+   (its slot then on its class's list: the next block of 150 bytes takes it
+   and is written over), a block with a destructor shrunk (the general
+   path). Every moved block is checked again once all the moves are done and
+   the old slots reused, the counters, the walk and rp_pool_check exact; the
+   destructors run once each. (The unsynchronised move copies after giving
+   the old block back: a copy that read what the free wrote, or a slot taken
+   twice, shows here.) */
+static void moves_keep_contents(unsigned kind)
+{
+    enum { MAXS = 64, PER_SIZE = 6 };   /* blocks kept per size */
+    rp_pool *pool = pool_with("moves-copy", kind);
+    static live l[PER_SIZE * MAXS];
+    static unsigned seeds[PER_SIZE * MAXS];
+    size_t n = 0, bytes = 0;
+    /* each tag's index given first (a tag without one moves by the general
+       path), so that the moves below take the fast paths */
+    for (int i = 0; i < NTAGS; i++) rp_free(rp_alloc(pool, 1, tags[i]));
+    for (size_t size = 1; size <= MAXS; size++) {
+        unsigned seed = (unsigned)(16 * size);
+        /* the block carved last (no 400-byte block is ever freed here) */
+        unsigned char *b = rp_alloc(pool, 400, "t1");
+        CHECK(b != NULL);
+        tu_fill(b, 400, seed);
+        unsigned char *r = rp_resize(pool, b, size);
+        CHECK(r != NULL && tu_intact(r, size, seed));
+        CHECK_EQ(rp_block_size(r), size);
+        CHECK_STR(rp_block_tag(r), "t1");
+        seeds[n] = seed;
+        l[n++] = (live){r, size, 1};
+        /* a block with one after it: its slot to its class's list */
+        void *pad;
+        b = headed_block(pool, "t2", seed + 1, &pad);
+        r = rp_resize(pool, b, size);
+        CHECK(r != NULL && tu_intact(r, size, seed + 1));
+        CHECK_EQ(rp_block_size(r), size);
+        seeds[n] = seed + 1;
+        l[n++] = (live){r, size, 2};
+        seeds[n] = 0;
+        l[n++] = (live){pad, 150, 4};
+        unsigned char *again = rp_alloc(pool, 150, "t3");
+        CHECK(again != NULL);
+        tu_fill(again, 150, seed + 2);
+        CHECK(tu_intact(r, size, seed + 1));
+        seeds[n] = seed + 2;
+        l[n++] = (live){again, 150, 3};
+        /* with a destructor: the general path */
+        b = headed_block(pool, "t0", seed + 3, &pad);
+        CHECK_INT(rp_set_destructor(b, dtor), 0);
+        r = rp_resize(pool, b, size);
+        CHECK(r != NULL && tu_intact(r, size, seed + 3));
+        CHECK_EQ(rp_block_size(r), size);
+        seeds[n] = seed + 3;
+        l[n++] = (live){r, size, 0};
+        seeds[n] = 0;
+        l[n++] = (live){pad, 150, 4};
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (seeds[i]) CHECK(tu_intact(l[i].p, l[i].size, seeds[i]));
+        bytes += l[i].size;
+    }
+    CHECK_COUNTS(pool, n, bytes);
+    check_walk(pool, l, n);
+    CHECK_INT(rp_pool_check(pool), 0);
+    ndtor = 0;
+    for (size_t i = 0; i < n; i++) rp_free(l[i].p);
+    CHECK_EQ(ndtor, MAXS);
+    CHECK_COUNTS(pool, 0, 0);
+    tu_end_pool(pool);
+}
+
+/* moves_keep_contents with 16-byte slots (the default), unsynchronised and
+   thread-safe pools. */
+static void moves_keep_contents_at_every_size(void)
+{
+    if (!tu_is_arena()) return;
+    moves_keep_contents(RP_POOL_UNSYNC);
+    moves_keep_contents(0);
+}
+
+/* Child (RINGPOOL_HEADERLESS=64): moves_keep_contents. arg: "unsync" or
+   "locked". */
+static void child_hl_moves_copy(const char *arg)
+{
+    moves_keep_contents(strcmp(arg, "unsync") == 0 ? RP_POOL_UNSYNC : 0);
+    exit(0);
+}
+
+/* The same with slots up to 64 bytes. */
+static void moves_keep_contents_up_to_64_bytes(void)
+{
+    if (!tu_is_arena()) return;
+    spawn_hl64_children("hl-moves-copy");
+}
+
 /* Child (RINGPOOL_HEADERLESS=64, the region cut to 2 chunks per slot
    size by the library's test hook $RINGPOOL_TEST_HL_CHUNKS): blocks of 8, 24, 40 and 56
    bytes (the four classes) in turn until the region is used up; the blocks
@@ -1678,6 +1776,8 @@ int main(int argc, char **argv)
         {"headerless_up_to_64_bytes", headerless_up_to_64_bytes},
         {"moves_to_small_blocks_take_slots", moves_to_small_blocks_take_slots},
         {"moves_to_blocks_up_to_64_bytes_take_slots", moves_to_blocks_up_to_64_bytes_take_slots},
+        {"moves_keep_contents_at_every_size", moves_keep_contents_at_every_size},
+        {"moves_keep_contents_up_to_64_bytes", moves_keep_contents_up_to_64_bytes},
         {"headerless_region_exhausted", headerless_region_exhausted},
         {"headerless_spares_stay_bounded", headerless_spares_stay_bounded},
         {"headerless_failures_injected", headerless_failures_injected},
@@ -1686,6 +1786,7 @@ int main(int argc, char **argv)
         {"small-blocks", child_small_blocks},
         {"hl64", child_hl64},
         {"hl-moves", child_hl_moves},
+        {"hl-moves-copy", child_hl_moves_copy},
         {"hl-exhaust", child_hl_exhaust},
         {"spares-bound", child_spares_bound},
         {"hl-inject", child_hl_inject},
