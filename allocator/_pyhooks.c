@@ -810,8 +810,12 @@ HOT uint32_t frame_loc(const rawframe *f)
     int line;
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    /* bytes' own hash, kept in the bytes object; never PyObject_Hash: the line
+     * table may be an instance of a bytes subclass whose __hash__ is Python code,
+     * which must not run inside an allocator call (it could mutate the object
+     * the interrupted C code is building). */
     if (PyBytes_Check(f->code->co_linetable))
-        (void)PyObject_Hash(f->code->co_linetable);     /* kept in the bytes object */
+        (void)PyBytes_Type.tp_hash(f->code->co_linetable);
     char *own_file = NULL, *own_func = NULL;
     describe_frame(f, &file, &nfile, &func, &nfunc, &line, &own_file, &own_func);
     PyErr_Restore(exc_type, exc_value, exc_tb);
