@@ -177,11 +177,8 @@ typedef struct {
 
 typedef struct {
     const void *code;   /* NULL: empty slot */
-    const void *file_obj;
-    const void *name_obj;
-    Py_hash_t lt_hash;  /* the hash of the code's line table (line_table_hash) */
+    uintptr_t serial;   /* the code object's serial (code_serial), never 0 */
     int lasti;
-    int firstlineno;
     uint32_t loc;
 } ccache_t;
 
@@ -499,19 +496,52 @@ static uint32_t intern_site(const uint32_t *locs, uint32_t n)
 }
 
 /* --- code identity
- * A code object is known by its address, file name, qualified name and
- * first line objects only while it lives: one freed and another made at the
- * same address (exec'd or compiled code) may have all of them and still put
- * its instructions on other lines.  The lines come from the line table, so
- * its hash goes with them: bytes objects keep their hash once computed, so
- * the check is a load and a compare, and computing it (bytes_hash) neither
- * allocates nor calls Python.  -1: not computed yet, never a match. */
-static inline Py_hash_t line_table_hash(const PyCodeObject *code)
+ * A code object is known by its address and a serial number the hooks give
+ * it, kept in its co_extra slot (_PyCode_SetExtra, an index of the main
+ * interpreter's own).  Its address alone is not enough: one freed and
+ * another made at the same address (exec'd or compiled code) may put its
+ * instructions on other lines or in another file.  Nor are the addresses of
+ * its file name and qualified name objects: those are freed with it, and a
+ * new code object compiled from the same source under another name of the
+ * same length found the old one's addresses again (a loop of exec(compile(
+ * src, name)) credited every file's lines to the first).  A serial is never
+ * given twice and dies with its code object (a fresh one has no co_extra),
+ * and reading it is four loads, no call.  Serials are odd: a slot of another
+ * interpreter's index that holds another extension's pointer never matches. */
+typedef struct {
+    Py_ssize_t ce_size;         /* CPython 3.11's _PyCodeObjectExtra (Objects/codeobject.c) */
+    void *ce_extras[1];
+} code_extra_t;
+
+static Py_ssize_t serial_index = -1;            /* -1: no index, nothing is cached */
+static _Atomic uintptr_t next_serial = 1;
+
+static inline uintptr_t code_serial(const PyCodeObject *code)
 {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    return ((const PyBytesObject *)code->co_linetable)->ob_shash;
-#pragma GCC diagnostic pop
+    const code_extra_t *x = code->co_extra;
+    if (x == NULL || serial_index < 0 || serial_index >= x->ce_size)
+        return 0;
+    uintptr_t v = (uintptr_t)x->ce_extras[serial_index];
+    return (v & 1u) ? v : 0;
+}
+
+/* code's serial, given now if it has none; 0 when it cannot have one (no
+ * index, another interpreter's code, out of memory).  Called with the GIL and
+ * without the tables' lock (_PyCode_SetExtra allocates through the hooks). */
+static uintptr_t code_serial_given(PyCodeObject *code)
+{
+    uintptr_t v = code_serial(code);
+    if (v != 0 || serial_index < 0)
+        return v;
+    PyThreadState *ts = _PyThreadState_GET();
+    if (ts == NULL || ts->interp != PyInterpreterState_Main())
+        return 0;
+    v = atomic_fetch_add_explicit(&next_serial, 2, memory_order_relaxed);
+    if (_PyCode_SetExtra((PyObject *)code, serial_index, (void *)v) != 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return v;
 }
 
 /* --- code cache */
@@ -556,17 +586,13 @@ static inline ccache_t *cc_find(PyCodeObject *code, int lasti)
         ccache_t *e = &T.cc[j];
         if (e->code == NULL)
             return NULL;
-        if (e->code == code && e->lasti == lasti) {
-            if (e->file_obj == code->co_filename && e->name_obj == code->co_qualname &&
-                e->firstlineno == code->co_firstlineno && e->lt_hash == line_table_hash(code))
-                return e;
-            return NULL;
-        }
+        if (e->code == code && e->lasti == lasti)
+            return e->serial == code_serial(code) ? e : NULL;
         j = (j + 1) & mask;
     }
 }
 
-static void cc_store(PyCodeObject *code, int lasti, uint32_t loc)
+static void cc_store(PyCodeObject *code, int lasti, uintptr_t serial, uint32_t loc)
 {
     if (!cc_grow())
         return;
@@ -576,8 +602,7 @@ static void cc_store(PyCodeObject *code, int lasti, uint32_t loc)
         j = (j + 1) & mask;
     if (T.cc[j].code == NULL)
         T.cc_len++;
-    T.cc[j] = (ccache_t){code, code->co_filename, code->co_qualname, line_table_hash(code), lasti,
-                         code->co_firstlineno, loc};
+    T.cc[j] = (ccache_t){code, serial, lasti, loc};
 }
 
 /* --- traces */
@@ -810,12 +835,11 @@ HOT uint32_t frame_loc(const rawframe *f)
     int line;
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-    /* bytes' own hash, kept in the bytes object; never PyObject_Hash: the line
-     * table may be an instance of a bytes subclass whose __hash__ is Python code,
-     * which must not run inside an allocator call (it could mutate the object
-     * the interrupted C code is building). */
-    if (PyBytes_Check(f->code->co_linetable))
-        (void)PyBytes_Type.tp_hash(f->code->co_linetable);
+    /* No Python code runs here: nothing is hashed, compared or converted
+     * through a slot a subclass may override (a line table of a bytes
+     * subclass with a __hash__ in Python, once hashed here, ran that code in
+     * the middle of an allocation). */
+    uintptr_t serial = code_serial_given(f->code);
     char *own_file = NULL, *own_func = NULL;
     describe_frame(f, &file, &nfile, &func, &nfunc, &line, &own_file, &own_func);
     PyErr_Restore(exc_type, exc_value, exc_tb);
@@ -827,8 +851,8 @@ HOT uint32_t frame_loc(const rawframe *f)
     if (fi == NONE32 || fu == NONE32)
         return NONE32;
     uint32_t loc = intern_loc(fi, fu, line);
-    if (loc != NONE32 && line_table_hash(f->code) != -1)
-        cc_store(f->code, f->lasti, loc);
+    if (loc != NONE32 && serial != 0)
+        cc_store(f->code, f->lasti, serial, loc);
     return loc;
 }
 
@@ -888,9 +912,8 @@ static uint32_t site_for(const rawframe *frames, int n)
  * entry stays valid across stop() and start(). */
 static TLS struct {
     const PyCodeObject *code;
-    const void *file, *name;
-    Py_hash_t lt_hash;
-    int lasti, firstline;
+    uintptr_t serial;
+    int lasti;
     uint32_t site;
 } tls_last;
 
@@ -902,14 +925,11 @@ static __attribute__((noinline)) uint32_t site_slow(_PyInterpreterFrame *fr)
     int n = collect_frames(fr, frames);
     lock_tables();
     uint32_t site = site_for(frames, n);
-    if (n == 1 && depth == 1 && site != NO_FRAME_SITE && line_table_hash(frames[0].code) != -1) {
-        PyCodeObject *code = frames[0].code;
-        tls_last.code = code;
-        tls_last.lt_hash = line_table_hash(code);
-        tls_last.file = code->co_filename;
-        tls_last.name = code->co_qualname;
+    uintptr_t serial;
+    if (n == 1 && depth == 1 && site != NO_FRAME_SITE && (serial = code_serial(frames[0].code)) != 0) {
+        tls_last.code = frames[0].code;
+        tls_last.serial = serial;
         tls_last.lasti = frames[0].lasti;
-        tls_last.firstline = code->co_firstlineno;
         tls_last.site = site;
     }
     return site;
@@ -922,9 +942,7 @@ HOT void record(const domain_t *d, void *p, size_t size, uint32_t k)
     uint32_t site;
     PyCodeObject *code;
     if (fr != NULL && depth == 1 && tls_last.code == (code = fr->f_code) &&
-        tls_last.lasti == _PyInterpreterFrame_LASTI(fr) && tls_last.file == code->co_filename &&
-        tls_last.name == code->co_qualname && tls_last.firstline == code->co_firstlineno &&
-        tls_last.lt_hash == line_table_hash(code)) {
+        tls_last.lasti == _PyInterpreterFrame_LASTI(fr) && tls_last.serial == code_serial(code)) {
         site = tls_last.site;
         lock_tables();
     } else {
@@ -1022,9 +1040,8 @@ typedef struct {
  * at thread exit. */
 typedef struct {
     const PyCodeObject *code;
-    const void *file, *name;
-    Py_hash_t lt_hash;          /* -1: never matches */
-    int lasti, firstline;
+    uintptr_t serial;           /* code_serial; 0: never matches */
+    int lasti;
     bool entry;
 } memo_frame;
 
@@ -1063,9 +1080,7 @@ static inline bool memo_frame_is(const memo_frame *e, const _PyInterpreterFrame 
 {
     const PyCodeObject *code = fr->f_code;
     return e->code == code && e->lasti == _PyInterpreterFrame_LASTI(fr) &&
-           e->entry == fr->is_entry && e->file == code->co_filename &&
-           e->name == code->co_qualname && e->firstline == code->co_firstlineno &&
-           e->lt_hash != -1 && e->lt_hash == line_table_hash(code);
+           e->entry == fr->is_entry && e->serial != 0 && e->serial == code_serial(code);
 }
 
 /* True when the frames from fr outwards are the memo's (for the same id):
@@ -1107,10 +1122,7 @@ static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id)
         int j = m != NULL && m->id != 0 ? m->n - n + i : -1;
         if (j >= 0 && j < m->n && m->f[j].code == frames[i].code &&
             m->f[j].lasti == frames[i].lasti && m->f[j].entry == frames[i].entry &&
-            m->f[j].file == frames[i].code->co_filename &&
-            m->f[j].name == frames[i].code->co_qualname &&
-            m->f[j].firstline == frames[i].code->co_firstlineno && m->f[j].lt_hash != -1 &&
-            m->f[j].lt_hash == line_table_hash(frames[i].code)) {
+            m->f[j].serial != 0 && m->f[j].serial == code_serial(frames[i].code)) {
             locs[i] = m->loc[j];
             continue;
         }
@@ -1128,9 +1140,7 @@ static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id)
     if (m != NULL) {
         for (int i = 0; i < n; i++) {
             PyCodeObject *code = frames[i].code;
-            m->f[i] = (memo_frame){code, code->co_filename, code->co_qualname,
-                                   line_table_hash(code), frames[i].lasti, code->co_firstlineno,
-                                   frames[i].entry};
+            m->f[i] = (memo_frame){code, code_serial(code), frames[i].lasti, frames[i].entry};
             m->loc[i] = locs[i];
         }
         m->n = n;
@@ -1309,7 +1319,14 @@ HOT void *exact_realloc(void *ctx, void *ptr, size_t size, recorder *rec)
     domain_t *d = ctx;
     trace_t old;
     bool had = ptr != NULL && forget(ptr, &old);
+    /* the flag is raised around the call, as tracemalloc does: pymalloc
+     * moves a block of more than 512 bytes to and from the RAW domain as it
+     * resizes it, and that domain's hook must not count the block a second
+     * time (under the debug allocator the raw block's address is not the
+     * one returned here, so both stayed recorded) */
+    in_hook++;
     void *p = d->prev.realloc(d->prev.ctx, ptr, size);
+    in_hook--;
     if (p == NULL) {
         if (had)
             put_back(ptr, &old);
@@ -1759,42 +1776,31 @@ static char python_version[32];
  * device or FIFO is written straight in; a regular file, or nothing, is
  * replaced atomically through a temporary file created exclusively, without
  * following a link; anything else is refused and left alone).  The report is
- * formatted through a stdio stream whose bytes go out by rpi_outfile_write,
+ * formatted into memory from libc (open_memstream) while the tables' lock is
+ * held, and written out only after the lock is released, by rpi_outfile_write,
  * the one routine that writes report bytes to a descriptor: it retries after
- * EINTR and waits (poll) while a descriptor the program made non-blocking
- * is full, where stdio's own write would stop at EAGAIN and cut the report.
- * The stream has no close function: the descriptor stays rpi_outfile_finish's. */
-typedef struct {
-    int fd;
-    int err;        /* the first write's failure (an errno value); later writes are skipped */
-} report_sink;
-
-static ssize_t report_sink_write(void *cookie, const char *buf, size_t n)
+ * EINTR and waits (poll) while a descriptor the program made non-blocking is
+ * full.  Writing with the lock held deadlocked a program whose own thread
+ * reads the pipe or FIFO the report goes to: that thread's first allocation
+ * waited for the lock, the writer for the reader. */
+static int deliver_report(const char *pattern, const char *buf, size_t len, char *why,
+                          size_t whycap)
 {
-    report_sink *s = cookie;
-    if (s->err == 0)
-        s->err = rpi_outfile_write(s->fd, buf, n);
-    if (s->err != 0) {
-        errno = s->err;
-        return 0;       /* glibc: 0 is a failed write (the stream's error flag set) */
-    }
-    return (ssize_t)n;
-}
-
-static FILE *open_report(const char *path, rpi_outfile *of, report_sink *sink, char *tmp,
-                         size_t cap, int *err, char *why, size_t whycap)
-{
-    *err = rpi_outfile_open(of, path, tmp, cap, why, whycap);
-    if (*err != 0)
-        return NULL;
-    *sink = (report_sink){of->fd, 0};
-    FILE *f = fopencookie(sink, "w", (cookie_io_functions_t){.write = report_sink_write});
-    if (f == NULL) {
-        *err = errno ? errno : ENOMEM;
-        rpi_outfile_finish(of, path, 0, why, whycap);
+    char path[4096], tmp[4200];
+    rpi_outfile of;
+    why[0] = '\0';
+    if (!expand_path(pattern, path, sizeof path))
+        return ENAMETOOLONG;
+    int err = rpi_outfile_open(&of, path, tmp, sizeof tmp, why, whycap);
+    if (err != 0)
+        return err;
+    err = rpi_outfile_write(of.fd, buf, len);
+    if (err != 0) {
+        rpi_outfile_finish(&of, path, 0, why, whycap);
         why[0] = '\0';
+        return err;
     }
-    return f;
+    return rpi_outfile_finish(&of, path, 1, why, whycap);
 }
 
 static void write_frames(FILE *f, const site_t *s)
@@ -2149,24 +2155,20 @@ static totals_t live_totals(void)
  * With final set, the saved before-finalization counters are the main section
  * and the current counters are "after_finalization".  Lock held.
  * Returns 0, or an errno value. */
-static int write_report_locked(const char *pattern, const char *reason, bool final, char *why,
-                               size_t whycap)
+/* The report's text, in *buf (from malloc: the caller frees it) of *len
+ * bytes; called with the tables' lock held.  0 or ENOMEM. */
+static int format_report_locked(const char *reason, bool final, char **buf, size_t *len)
 {
-    char path[4096], tmp[4200];
-    rpi_outfile of;
-    report_sink sink;
-    int err;
-    why[0] = '\0';
-    if (!expand_path(pattern, path, sizeof path))
-        return ENAMETOOLONG;
+    *buf = NULL;
+    *len = 0;
     uint32_t n = T.sites_len;
     site_t *now_sites = copy_sites(n);
     if (now_sites == NULL)
         return ENOMEM;
-    FILE *f = open_report(path, &of, &sink, tmp, sizeof tmp, &err, why, whycap);
+    FILE *f = open_memstream(buf, len);
     if (f == NULL) {
         free(now_sites);
-        return err;
+        return ENOMEM;
     }
     char now[32];
     iso_now(now, sizeof now);
@@ -2220,14 +2222,32 @@ static int write_report_locked(const char *pattern, const char *reason, bool fin
     nreport_free(&nr);
     free(now_sites);
     fputs("\n}\n", f);
-    int closed = fclose(f);      /* flushes through report_sink_write */
-    err = sink.err ? sink.err : closed != 0 ? (errno ? errno : EIO) : 0;
-    if (err != 0) {
-        rpi_outfile_finish(&of, path, 0, why, whycap);
-        why[0] = '\0';
-        return err;
+    bool failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed) {
+        free(*buf);
+        *buf = NULL;
+        *len = 0;
+        return ENOMEM;
     }
-    return rpi_outfile_finish(&of, path, 1, why, whycap);
+    return 0;
+}
+
+/* Formats the report with the tables' lock held, releases the lock, writes
+ * the report to pattern's path, and takes the lock again. */
+static int write_report_locked(const char *pattern, const char *reason, bool final, char *why,
+                               size_t whycap)
+{
+    char *buf;
+    size_t len;
+    why[0] = '\0';
+    int err = format_report_locked(reason, final, &buf, &len);
+    if (err != 0)
+        return err;
+    unlock_tables();
+    err = deliver_report(pattern, buf, len, why, whycap);
+    free(buf);
+    lock_tables();
+    return err;
 }
 
 static void save_before_locked(const char *reason)
@@ -2349,6 +2369,13 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
                             RPI_STACK_MAX_DEPTH, native);
     if (tracing)
         return PyErr_Format(PyExc_RuntimeError, "the Python allocator hooks are already running");
+    if (serial_index < 0) {
+        /* once per process (a forked child keeps its parent's); none left
+         * (CPython has 255): no location is cached, every one is read again */
+        serial_index = _PyEval_RequestCodeExtraIndex(NULL);
+        if (serial_index < 0)
+            PyErr_Clear();
+    }
     if (native != 0 && native_init() < 0)
         return NULL;
     native_depth = native;
@@ -2720,15 +2747,19 @@ static PyObject *py_exit_report(PyObject *self, PyObject *args)
     }
     in_hook++;
     int err;
+    char why[512];
+    /* without the GIL, as write_report: a thread of the program may be the
+     * reader of the pipe or FIFO the report goes to */
+    Py_BEGIN_ALLOW_THREADS
     lock_tables();
     free(final_pattern);
     free(program_name);
     final_pattern = p;
     program_name = g;
     save_before_locked(reason);
-    char why[512];
     err = write_report_locked(path, reason, false, why, sizeof why);
     unlock_tables();
+    Py_END_ALLOW_THREADS
     in_hook--;
     PyObject *result = err != 0 ? report_error(err, why, path) : Py_NewRef(Py_None);
     Py_DECREF(bytes);
