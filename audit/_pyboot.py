@@ -200,19 +200,26 @@ def main(argv: list[str]) -> int:
     main_module = types.ModuleType("__main__")
     main_module.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main_module
+    # `python` puts the script's directory (-m: the current one; -c: "") first on
+    # sys.path, unless PYTHONSAFEPATH (-P, -I) says not to: then sys.path[0] is
+    # the standard library's zip entry, and stays it.
+    safe_path = bool(getattr(sys.flags, "safe_path", False))
     if argv[0] == "-m":
         sys.argv = [argv[1], *argv[2:]]
-        sys.path[0] = os.getcwd()
+        if not safe_path:
+            sys.path[0] = os.getcwd()
         import runpy
         runpy._run_module_as_main(argv[1], alter_argv=True)  # type: ignore[attr-defined]
     elif argv[0] == "-c":
         sys.argv = ["-c", *argv[2:]]
-        sys.path[0] = ""
+        if not safe_path:
+            sys.path[0] = ""
         exec(_pyhooks.compile_source(argv[1], "<string>"), main_module.__dict__)
     else:
         path = argv[0]
         sys.argv = list(argv)
-        sys.path[0] = os.path.dirname(os.path.abspath(path))
+        if not safe_path:
+            sys.path[0] = os.path.dirname(os.path.abspath(path))
         with io.open_code(path) as fh:
             source = fh.read()
         main_module.__dict__.update({"__file__": path, "__cached__": None})

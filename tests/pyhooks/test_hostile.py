@@ -9,12 +9,13 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from conftest import line_of, run_python
+from conftest import line_of, run_cli, run_python
 
 Script = Callable[[str, str], Path]
 ALLOCATORS = ("pymalloc", "malloc", "debug")
@@ -206,3 +207,41 @@ def test_resized_blocks_are_counted_once_as_tracemalloc_counts_them(script: Scri
     for line in (grown, appended):
         assert got[str(line)][0] == want[str(line)][0], (line, got, want)
         assert abs(got[str(line)][1] - want[str(line)][1]) <= 64, (line, got, want)
+
+
+@pytest.mark.parametrize("form", ["script", "-m", "-c"])
+def test_run_python_keeps_sys_path_as_python_does_under_safe_path(
+        script: Script, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, form: str) -> None:
+    # Under PYTHONSAFEPATH (-P, -I) python puts no directory of the program's
+    # first on sys.path. The launcher set sys.path[0] to the script's directory
+    # all the same, over the standard library's zip entry: a module beside the
+    # script was imported where `python app.py` does not find it.
+    (tmp_path / "beside_the_script.py").write_text("X = 1\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    body = f"""
+        import sys
+        try:
+            import beside_the_script
+            found = "imported"
+        except ImportError:
+            found = "not found"
+        open({str(out)!r}, "w").write(sys.path[0] + "\\n" + found)
+    """
+    s = script("app.py", body)
+    argv = {"script": [str(s)], "-m": ["-m", "app"], "-c": ["-c", textwrap.dedent(body)]}[form]
+    if form == "-m":        # found through PYTHONPATH; the current directory holds the other
+        (tmp_path / "mods").mkdir()
+        s.rename(tmp_path / "mods" / "app.py")
+        monkeypatch.setenv("PYTHONPATH", str(tmp_path / "mods"))
+    monkeypatch.setenv("PYTHONSAFEPATH", "1")
+    monkeypatch.chdir(tmp_path)
+    plain = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert plain.returncode == 0, plain.stderr
+    want = out.read_text(encoding="utf-8")
+    out.unlink()
+    code, _, err = run_cli(["run", "--python", "--", *argv], capsys)
+    assert code == 0, err
+    assert out.read_text(encoding="utf-8") == want
+    assert want.endswith("\nnot found")
