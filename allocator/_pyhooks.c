@@ -789,16 +789,26 @@ static char *utf8_lossy(PyObject *s, Py_ssize_t *n)
     return out;
 }
 
-/* The UTF-8 of a code object's name or file name: the str's own, else (lone
- * surrogates) utf8_lossy's, kept in *owned for the caller to free, else
- * "<unknown>". */
+/* The UTF-8 of a code object's name or file name without allocating through
+ * a Python domain: an ASCII str's own characters, else the UTF-8 the str
+ * already keeps, else utf8_lossy's (lone surrogates as U+FFFD), kept in
+ * *owned for the caller to free, else "<unknown>".  PyUnicode_AsUTF8AndSize
+ * was asked before: it allocates the str's UTF-8 through the OBJ domain,
+ * whose top may be a hook above ours that holds its lock (tracemalloc, when
+ * its own RAW allocation reached ours), and it added a cache to the
+ * program's strings. */
 static const char *name_utf8(PyObject *s, Py_ssize_t *n, char **owned)
 {
-    if (PyUnicode_Check(s)) {
-        const char *text = PyUnicode_AsUTF8AndSize(s, n);
-        if (text != NULL)
-            return text;
-        PyErr_Clear();
+    if (PyUnicode_Check(s) && PyUnicode_IS_READY(s)) {
+        if (PyUnicode_IS_COMPACT_ASCII(s)) {
+            *n = PyUnicode_GET_LENGTH(s);
+            return (const char *)PyUnicode_DATA(s);
+        }
+        const PyCompactUnicodeObject *c = (const PyCompactUnicodeObject *)s;
+        if (c->utf8 != NULL) {
+            *n = c->utf8_length;
+            return c->utf8;
+        }
         *owned = utf8_lossy(s, n);
         if (*owned != NULL)
             return *owned;
@@ -824,7 +834,7 @@ static bool describe_frame(const rawframe *f, const char **file, Py_ssize_t *nfi
 }
 
 /* Location of a frame, interned; called with the lock held, returns with it held. */
-HOT uint32_t frame_loc(const rawframe *f)
+HOT uint32_t frame_loc(const rawframe *f, bool raw)
 {
     ccache_t *e = cc_find(f->code, f->lasti);
     if (e != NULL)
@@ -839,7 +849,12 @@ HOT uint32_t frame_loc(const rawframe *f)
      * through a slot a subclass may override (a line table of a bytes
      * subclass with a __hash__ in Python, once hashed here, ran that code in
      * the middle of an allocation). */
-    uintptr_t serial = code_serial_given(f->code);
+    /* A RAW-domain call may come from inside another hook installed above
+     * ours while it holds its lock (tracemalloc allocates its tables from the
+     * RAW domain): nothing is allocated through the Python domains then,
+     * whose top is that hook (it deadlocked on its own lock).  The code gets
+     * its serial at its first MEM or OBJ allocation instead. */
+    uintptr_t serial = raw ? code_serial(f->code) : code_serial_given(f->code);
     char *own_file = NULL, *own_func = NULL;
     describe_frame(f, &file, &nfile, &func, &nfunc, &line, &own_file, &own_func);
     PyErr_Restore(exc_type, exc_value, exc_tb);
@@ -883,12 +898,12 @@ static int collect_frames(_PyInterpreterFrame *fr, rawframe *out)
 }
 
 /* Site for the given frames; lock held on entry and exit. */
-static uint32_t site_for(const rawframe *frames, int n)
+static uint32_t site_for(const rawframe *frames, int n, bool raw)
 {
     if (n == 0)
         return NO_FRAME_SITE;
     if (n == 1) {
-        uint32_t loc = frame_loc(&frames[0]);
+        uint32_t loc = frame_loc(&frames[0], raw);
         if (loc == NONE32)
             return NO_FRAME_SITE;
         if (T.locs[loc].site1 == NONE32)
@@ -897,7 +912,7 @@ static uint32_t site_for(const rawframe *frames, int n)
     }
     uint32_t locs[MAX_DEPTH];
     for (int i = 0; i < n; i++) {
-        locs[i] = frame_loc(&frames[i]);
+        locs[i] = frame_loc(&frames[i], raw);
         if (locs[i] == NONE32)
             return NO_FRAME_SITE;
     }
@@ -919,12 +934,12 @@ static TLS struct {
 
 /* The site of frames from fr outwards (fr may be NULL), without this
  * thread's last-site entry: takes the lock and returns with it held. */
-static __attribute__((noinline)) uint32_t site_slow(_PyInterpreterFrame *fr)
+static __attribute__((noinline)) uint32_t site_slow(_PyInterpreterFrame *fr, bool raw)
 {
     rawframe frames[MAX_DEPTH];
     int n = collect_frames(fr, frames);
     lock_tables();
-    uint32_t site = site_for(frames, n);
+    uint32_t site = site_for(frames, n, raw);
     uintptr_t serial;
     if (n == 1 && depth == 1 && site != NO_FRAME_SITE && (serial = code_serial(frames[0].code)) != 0) {
         tls_last.code = frames[0].code;
@@ -946,7 +961,7 @@ HOT void record(const domain_t *d, void *p, size_t size, uint32_t k)
         site = tls_last.site;
         lock_tables();
     } else {
-        site = site_slow(fr);
+        site = site_slow(fr, d->domain == PYMEM_DOMAIN_RAW);
     }
     trace_add((uintptr_t)p, size, site, k, true);
     unlock_tables();
@@ -1096,7 +1111,7 @@ static bool memo_matches(const native_memo *m, const _PyInterpreterFrame *fr, ui
 /* The site of the native stack id and the Python frames from fr outwards
  * that its eval frames ran (all of depth frames when id is 0: no native
  * stack could be taken).  Takes the lock and returns with it held. */
-static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id)
+static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id, bool raw_call)
 {
     native_memo *m = id ? memo_get() : NULL;
     if (m != NULL && m->id == id && memo_matches(m, fr, eval_frames_of(id))) {
@@ -1127,7 +1142,7 @@ static uint32_t site_native(_PyInterpreterFrame *fr, uint32_t id)
             continue;
         }
         rawframe raw = {frames[i].code, frames[i].lasti};
-        uint32_t loc = frame_loc(&raw);
+        uint32_t loc = frame_loc(&raw, raw_call);
         if (loc == NONE32)
             return NO_FRAME_SITE;
         locs[i] = loc | (frames[i].entry ? ENTRY_LOC : 0u);
@@ -1156,7 +1171,7 @@ static __attribute__((noinline)) void record_native(const domain_t *d, void *p, 
                                                     uint32_t k)
 {
     uint32_t id = stk->capture(native_depth + SELF_FRAMES, stk_lo, stk_hi);
-    uint32_t site = site_native(current_frame(d), id);
+    uint32_t site = site_native(current_frame(d), id, d->domain == PYMEM_DOMAIN_RAW);
     trace_add((uintptr_t)p, size, site, k, true);
     unlock_tables();
 }

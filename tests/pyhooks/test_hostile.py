@@ -245,3 +245,33 @@ def test_run_python_keeps_sys_path_as_python_does_under_safe_path(
     assert code == 0, err
     assert out.read_text(encoding="utf-8") == want
     assert want.endswith("\nnot found")
+
+
+@pytest.mark.parametrize("name", ["fresh.py", "fr\u00e9sh_\u00fcn\u00efc\u00f8d\u00e9.py"])
+def test_tracemalloc_above_the_hooks_never_waits_for_itself(script: Script, name: str) -> None:
+    # tracemalloc started after the hooks is installed above them, and
+    # allocates its own tables from the RAW domain, ours, with its lock held
+    # (a float taken from the free list gets a traceback). The hooks, reading
+    # a new code object's frame there, allocated through the Python domains
+    # (the code's serial, a file name's UTF-8), whose top is tracemalloc: it
+    # waited for its own lock, and the process hung.
+    s = script("above.py", f"""
+        import tracemalloc
+        from allocator import _pyhooks
+        _pyhooks.start()
+        tracemalloc.start(5)
+        keep = []
+        for i in range(200):
+            src = "keep.append([float(j) * 1.5 for j in range(50)])\\n" + "pass\\n" * i
+            exec(compile(src, {name!r}, "exec"), {{"keep": keep}})
+        ours = sum(b for (f, _n, b, _p, _a) in _pyhooks.sites() if f and f[0][0] == {name!r})
+        theirs = sum(st.size for st in tracemalloc.take_snapshot().statistics("filename")
+                     if st.traceback[0].filename == {name!r})
+        tracemalloc.stop()
+        _pyhooks.stop()
+        print(ours > 200 * 50 * 24, theirs > 200 * 50 * 24)
+    """)
+    r = subprocess.run([sys.executable, str(s)], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.split() == ["True", "True"]
