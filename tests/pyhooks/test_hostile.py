@@ -275,3 +275,175 @@ def test_tracemalloc_above_the_hooks_never_waits_for_itself(script: Script, name
                        check=False)
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
     assert r.stdout.split() == ["True", "True"]
+
+
+# Hostile programs the hooks held against (no fault found): kept as tests.
+
+@pytest.mark.parametrize("allocator", ALLOCATORS)
+def test_threads_tracers_and_restarts_from_another_thread(script: Script, allocator: str) -> None:
+    # Threads start and end while the hooks are started (exact and sampled,
+    # depths 1 to 5) and stopped from another thread; trace and profile
+    # functions that allocate are installed before and after the hooks.
+    s = script("threads.py", """
+        import sys, threading, time
+        from allocator import _pyhooks
+        done = threading.Event()
+        def prof(frame, event, arg):
+            x = [event] * 3
+        def tr(frame, event, arg):
+            y = {event: frame.f_lineno}
+            return tr
+        threading.setprofile(prof)
+        threading.settrace(tr)
+        def worker(i):
+            keep = []
+            while not done.is_set():
+                keep.append(bytearray(100 + i))
+                if len(keep) > 200:
+                    keep.clear()
+                t = threading.Thread(target=lambda: [bytes(10) for _ in range(10)])
+                t.start(); t.join()
+        workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(4)]
+        for t in workers: t.start()
+        def stopper():
+            for _ in range(100):
+                _pyhooks.stop()
+                time.sleep(0.0005)
+        st = threading.Thread(target=stopper)
+        st.start()
+        for k in range(150):
+            try:
+                _pyhooks.start(depth=1 + k % 5, sample_rate=(0 if k % 3 else 1e-3))
+            except RuntimeError:
+                pass
+            _pyhooks.sites(); _pyhooks.since(_pyhooks.mark())
+            sys.setprofile(prof if k % 2 else None)
+            sys.settrace(tr if k % 4 == 1 else None)
+            time.sleep(0.0005)
+        st.join()
+        sys.setprofile(None); sys.settrace(None)
+        done.set()
+        for t in workers: t.join()
+        _pyhooks.stop()
+        print("ok", _pyhooks.totals())
+    """)
+    r = run_python(str(s), env={"PYTHONMALLOC": allocator})
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.strip() == "ok (0, 0, 0, 0, 0)"
+
+
+@pytest.mark.parametrize("allocator", ALLOCATORS)
+def test_recursion_gc_signals_suspended_frames_and_memory_errors(script: Script,
+                                                                 allocator: str) -> None:
+    # RecursionError at the default and at a tiny limit with 64 frames kept;
+    # gc callbacks and __del__ allocating; a signal handler allocating every
+    # half millisecond; generators, coroutines and async generators suspended
+    # across queries; MemoryError from a huge request and from an address-space
+    # limit that the hooks' own tables meet too (counted as untracked).
+    s = script("misc.py", """
+        import asyncio, gc, resource, signal, sys
+        from allocator import _pyhooks
+        _pyhooks.start(depth=64)
+        def rec(n):
+            x = [n] * 10
+            return rec(n + 1) + len(x)
+        for limit in (1000, 60):
+            sys.setrecursionlimit(limit)
+            try:
+                rec(0)
+            except RecursionError:
+                pass
+        sys.setrecursionlimit(1000)
+        junk = []
+        gc.callbacks.append(lambda phase, info: junk.append([phase] * 100))
+        class D:
+            def __del__(self):
+                junk.append(bytearray(300))
+        for i in range(2000):
+            a = D(); a.self = a
+        gc.collect()
+        signal.signal(signal.SIGALRM, lambda *a: junk.append([bytearray(50) for _ in range(20)]))
+        signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+        for i in range(20000):
+            junk.append(str(i) * 3)
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        def gen():
+            while True:
+                yield bytearray(100)
+        gens = [gen() for _ in range(100)]
+        for g in gens: next(g)
+        mark = _pyhooks.mark()
+        async def agen():
+            for i in range(3):
+                yield [bytearray(10)]
+                await asyncio.sleep(0)
+        async def main():
+            a = [agen() for _ in range(50)]
+            for x in a: await x.__anext__()
+            _pyhooks.sites()
+        asyncio.run(main())
+        del gens
+        _pyhooks.since(mark)
+        try:
+            bytearray(1 << 62)
+        except MemoryError:
+            pass
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, hard))
+        big = []
+        try:
+            while True:
+                big.append(bytearray(1 << 20))
+        except MemoryError:
+            pass
+        del big
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        blocks, nbytes = _pyhooks.totals()[:2]
+        _pyhooks.stop()
+        print("ok", blocks > 20000, nbytes < 1 << 28)
+    """)
+    r = run_python(str(s), env={"PYTHONMALLOC": allocator})
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.split() == ["ok", "True", "True"]
+
+
+def test_hostile_file_names_qualified_names_and_lines(script: Script, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # Code compiled under names holding newlines, terminal escapes, quotes,
+    # backslashes, U+2028, C1 controls, lone surrogates (surrogateescape), an
+    # empty name and one of 100 KB; a line past two million; a code object
+    # with an empty line table; a qualified name with an OSC escape: the
+    # report stays valid JSON and every name is in it as Python had it
+    # (surrogates as U+FFFD), every line as CPython numbers it.
+    s = script("names.py", r"""
+        import types
+        names = ["a\nb.py", "\x1b[31mred\x1b[0m.py", "x" * 100_000, "bad\udcff\udcfe.py",
+                 "q\"uote\\.py", "\u2028ls.py", "\x7f\x9b.py", ""]
+        keep = []
+        for n in names:
+            exec(compile("keep.append([bytearray(100) for _ in range(50)])\n", n, "exec"),
+                 {"keep": keep})
+        exec(compile("\n" * 2_000_000 + "keep.append(bytearray(5000))\n", "huge.py", "exec"),
+             {"keep": keep})
+        def f():
+            return bytearray(7000)
+        keep.append(types.FunctionType(f.__code__.replace(co_linetable=b""), globals())())
+        def h():
+            return bytearray(3000)
+        h.__code__ = h.__code__.replace(co_qualname="\x1b]0;title\x07\n\udcff")
+        keep.append(h())
+    """)
+    report_dir = tmp_path / "reports"
+    code, _, err = run_cli(["run", "--python", "--report-dir", str(report_dir), "--", str(s)],
+                           capsys)
+    assert code == 0, err
+    (path,) = report_dir.glob("python.*.json")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    where = {(fr["file"], fr["line"], fr["function"]) for site in doc["sites"]
+             for fr in site["frames"][:1]}
+    for n in ["a\nb.py", "\x1b[31mred\x1b[0m.py", "x" * 100_000, "bad\ufffd\ufffd.py",
+              "q\"uote\\.py", "\u2028ls.py", "\x7f\x9b.py", ""]:
+        assert (n, 1, "<listcomp>") in where, n[:20]
+    assert ("huge.py", 2_000_001, "<module>") in where
+    assert (str(s), 0, "f") in where
+    assert any(fn == "\x1b]0;title\x07\n\ufffd" for (_f, _l, fn) in where)
