@@ -69,7 +69,7 @@ PyMODINIT_FUNC PyInit_rpnative(void) { return PyModule_Create(&def); }
 """
 
 PROGRAM = """
-import sys
+import os, sys; sys.path.insert(0, os.path.dirname(__file__))  # beside the script, also under PYTHONSAFEPATH
 import rpnative
 
 KEEP = []
@@ -214,7 +214,7 @@ def test_native_with_threads_and_fork(script: Script, extension: tuple[Path, Pat
     # destructors, after the runtime had ended the thread's state, and the
     # runtime crashed.
     s = script("threads.py", """
-        import os, threading
+        import os, sys, threading; sys.path.insert(0, os.path.dirname(__file__))  # beside the script, also under PYTHONSAFEPATH
         import rpnative
 
         def worker():
@@ -389,7 +389,7 @@ def test_same_native_stack_from_two_python_lines_is_told_apart(script: Script, e
     # eval-loop instruction handler): only the Python frames differ, and each
     # allocation follows one from the other line
     s = script("alternate.py", """
-        import rpnative
+        import os, sys; sys.path.insert(0, os.path.dirname(__file__)); import rpnative  # also under PYTHONSAFEPATH
         KEEP = []
 
         def first():
