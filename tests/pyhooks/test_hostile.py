@@ -60,6 +60,7 @@ def test_a_line_table_whose_hash_is_python_code_is_never_called(script: Script,
     assert r.stdout.split() == ["0", "2000", "2000", "True"]
 
 
+@pytest.mark.threads
 @pytest.mark.parametrize("sink", ["pipe", "fifo"])
 @pytest.mark.parametrize("call", ["write_report", "exit_report"])
 def test_a_report_into_a_pipe_the_program_itself_reads(script: Script, tmp_path: Path,
@@ -279,6 +280,7 @@ def test_tracemalloc_above_the_hooks_never_waits_for_itself(script: Script, name
 
 # Hostile programs the hooks held against (no fault found): kept as tests.
 
+@pytest.mark.threads
 @pytest.mark.parametrize("allocator", ALLOCATORS)
 def test_threads_tracers_and_restarts_from_another_thread(script: Script, allocator: str) -> None:
     # Threads start and end while the hooks are started (exact and sampled,
