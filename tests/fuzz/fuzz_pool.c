@@ -12,7 +12,8 @@
  * and allocation counts (rp_pool_stats), pool totals (rp_pool_outstanding,
  * rp_pool_get_info), the order of cleanups and destructors, and, at check
  * steps, every block's contents, alignment, the ring (rp_pool_walk,
- * rp_pool_check) and that no two live blocks overlap.  Also: bursts of
+ * rp_pool_check) and that no two live blocks overlap.  Walks whose visitor
+ * resizes, frees or allocates in the walked pool.  Also: bursts of
  * small blocks of one class in unchecked arena pools (headerless slots and
  * blocks with a header on one class's free list), misuse of the headerless
  * region (pointers inside slots, slots just freed, places no block is at,
@@ -1778,6 +1779,97 @@ static void op_aligned(void)
         model_new_block(i, r, size, align, name);
 }
 
+/* A walk whose visitor changes the walked pool (docs/contract.md, Threads:
+   the visitor may allocate from and free to it, the block it is given
+   included): for the first blocks visited, chosen by the input, a resize of
+   the visited block (any size: a headerless class, one with a header, 0;
+   the walk's mark keeps a block carved last from giving its slot back to
+   the chunk), its free, a new block, or the free of another block of the
+   pool. Each visited block must be live in the model with its size and
+   tag; one resized to another place may be visited again. */
+typedef struct mwalk_ctx { int pool; unsigned left; size_t seen; } mwalk_ctx;
+
+static int visit_mutate(void *block, size_t size, const char *tag, void *arg)
+{
+    mwalk_ctx *w = arg;
+    int i = w->pool, k = find_block(block);
+    ENSURE(k >= 0 && blocks[k].pool == i, "changing walk of pool %s visits unknown block %p",
+           pools[i].name, block);
+    mblock *b = &blocks[k];
+    ENSURE(b->size == size, "changing walk: block %p has size %zu, model %zu", block, size,
+           b->size);
+    ENSURE(tag && strcmp(tag, pools[i].tags[b->tag].name) == 0,
+           "changing walk: block %p has tag \"%s\", model \"%s\"", block, tag ? tag : "(null)",
+           pools[i].tags[b->tag].name);
+    ENSURE(++w->seen <= 4 * NBLOCKS, "changing walk of pool %s does not end", pools[i].name);
+    if (w->left == 0 || !more()) return 0;
+    w->left--;
+    unsigned how = u8();
+    switch (how & 3) {
+    case 0: {                                   /* resize the visited block */
+        size_t ns = how & 0x80 ? 0 : (how & 0x40) ? u8() % 80 : pick_size();
+        if (ns > b->size && live_bytes + ns - b->size > LIVE_BYTES_CAP) ns = b->size;
+        inj_begin();
+        void *r = rp_resize_noexc(pools[i].p, block, ns);
+        TRACE("from a walk of %s: rp_resize_noexc(%p [%zu], %zu) -> %p", pools[i].name, block,
+              b->size, ns, r);
+        if (!took(r, false, false, false, i, "rp_resize_noexc from a walk")) {
+            verify_prefix(b, block, b->size, "contents after a failed resize from a walk");
+            break;
+        }
+        ENSURE(b->align == 0 || (uintptr_t)r % b->align == 0,
+               "resized block %p lost its alignment %zu", r, b->align);
+        verify_prefix(b, r, ns < b->size ? ns : b->size, "contents kept by a resize from a walk");
+        hl_note(block, r);
+        if (r != block) mp_gone(block);
+        b->p = r;
+        counters_sub(i, b->tag, b->size, false);
+        counters_add(i, b->tag, ns, false);
+        b->size = ns;
+        fill(b);
+        break;
+    }
+    case 1:                                     /* free the visited block */
+    case 3: {                                   /* ... or another one of the pool */
+        int f = (how & 3) == 1 ? k : pick_block(i, true);
+        if (f < 0 || blocks[f].dtor) break;
+        mblock *d = &blocks[f];
+        verify_prefix(d, d->p, d->size, "contents before a free from a walk");
+        TRACE("from a walk of %s: rp_free(%p [%zu])", pools[i].name, d->p, d->size);
+        void *p = d->p;
+        rp_free(p);
+        mp_gone(p);
+        model_drop_block(f);
+        break;
+    }
+    case 2: {                                   /* a new block */
+        const char *t = pick_tag(i);
+        size_t ns = (how & 0x40) ? u8() % 80 : pick_size();
+        char name[48];
+        snprintf(name, sizeof name, "%s", tag_name(t));
+        inj_begin();
+        void *r = rp_alloc_noexc(pools[i].p, ns, t);
+        TRACE("from a walk of %s: rp_alloc_noexc(%zu, \"%s\") -> %p", pools[i].name, ns, name, r);
+        if (took(r, false, false, false, i, "rp_alloc_noexc from a walk"))
+            model_new_block(i, r, ns, 0, name);
+        break;
+    }
+    }
+    expect_error(0);
+    return 0;
+}
+
+static void op_walk_mutate(void)
+{
+    int i = pick_pool();
+    unsigned n = u8();
+    if (i < 0) return;
+    mwalk_ctx w = {i, 1 + n % 12, 0};
+    TRACE("rp_pool_walk(%s) changing up to %u blocks", pools[i].name, w.left);
+    ENSURE(rp_pool_walk(pools[i].p, visit_mutate, &w) == 0, "rp_pool_walk failed");
+    expect_error(0);
+}
+
 static void op_resize(void)
 {
     unsigned how = u8();
@@ -2528,7 +2620,8 @@ static void run_input(const uint8_t *data, size_t len)
         else if (op < 202) { step_name = "strings"; op_strings(); }
         else if (op < 212) { step_name = "destructor"; op_destructor(); }
         else if (op < 222) { step_name = "cleanup"; op_cleanup(); }
-        else if (op < 228) { step_name = "check"; check_everything(); }
+        else if (op < 227) { step_name = "check"; check_everything(); }
+        else if (op == 227) { step_name = "walk_mutate"; op_walk_mutate(); }
         else if (op < 233) { step_name = "report"; op_report(); }
         else if (op < 239) { step_name = "intern"; op_intern(); }
         else if (op < 246) { step_name = "misuse"; op_misuse(); }
