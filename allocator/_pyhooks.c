@@ -2462,8 +2462,13 @@ static void clear_tables_locked(void)
     }
     T.bytes = T.peak = T.untracked = 0;
     T.samples = T.peak_samples = 0;
+    /* one relaxed store per counter, not memset: a thread may still be in a
+     * RAW free hook, reading its counter without the lock or the GIL (a
+     * thread ending frees its start-up state so); memset over the atomics
+     * was a data race (ThreadSanitizer, stop() while threads end) */
     if (sample_rate > 0.0)
-        memset((void *)sample_filter, 0, sizeof sample_filter);
+        for (size_t i = 0; i < sizeof sample_filter / sizeof sample_filter[0]; i++)
+            atomic_store_explicit(&sample_filter[i], 0, memory_order_relaxed);
 }
 
 static PyObject *py_stop(PyObject *self, PyObject *noargs)
