@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import subprocess
 import sys
 import textwrap
@@ -114,6 +115,50 @@ def test_a_report_into_a_pipe_the_program_itself_reads(script: Script, tmp_path:
     assert r.stdout.split() == ["True", "3000"]
 
 
+# A program run twice, once under the hooks and once under tracemalloc (the
+# independent count), each printing its blocks and bytes by the first frame's
+# file (by="filename") or line (by="lineno") for the files `keep` accepts.
+_COUNTED_HEAD = """\
+import json, sys
+mode = sys.argv[1]
+if mode == "tracemalloc":
+    import tracemalloc
+    tracemalloc.start()
+else:
+    from allocator import _pyhooks
+    _pyhooks.start()
+"""
+_COUNTED_TAIL = string.Template("""
+rows = {}
+counted_keep, counted_by = $keep, $by
+if mode == "tracemalloc":
+    for st in tracemalloc.take_snapshot().statistics(counted_by):
+        frame = st.traceback[0]
+        if counted_keep(frame.filename):
+            rows[frame.filename if counted_by == "filename" else frame.lineno] = [st.count, st.size]
+else:
+    for frames, blocks, nbytes, _peak, _allocs in _pyhooks.sites():
+        if frames and counted_keep(frames[0][0]):
+            row = rows.setdefault(frames[0][0] if counted_by == "filename" else frames[0][1], [0, 0])
+            row[0] += blocks
+            row[1] += nbytes
+print(json.dumps(rows, sort_keys=True))
+""")
+
+
+def counted_both_ways(script: Script, name: str, body: str, *, by: str, keep: str,
+                      allocator: str) -> tuple[Path, dict[str, list[int]], dict[str, list[int]]]:
+    """The program's path, and its rows under the hooks and under tracemalloc."""
+    s = script(name, _COUNTED_HEAD + textwrap.dedent(body)
+               + _COUNTED_TAIL.substitute(keep=keep, by=repr(by)))
+    env = {"PYTHONMALLOC": allocator}
+    hooks = run_python(str(s), "hooks", env=env)
+    model = run_python(str(s), "tracemalloc", env=env)
+    assert hooks.returncode == 0, hooks.stderr[-2000:]
+    assert model.returncode == 0, model.stderr[-2000:]
+    return s, json.loads(hooks.stdout), json.loads(model.stdout)
+
+
 @pytest.mark.parametrize("allocator", ALLOCATORS)
 def test_code_compiled_again_under_another_name_is_credited_to_that_name(
         script: Script, allocator: str) -> None:
@@ -121,40 +166,13 @@ def test_code_compiled_again_under_another_name_is_credited_to_that_name(
     # the new code object, its name and its qualified name are often made at
     # the addresses of the ones just freed. The hooks knew a code object by
     # those addresses, and credited the blocks of most files to the first.
-    # tracemalloc, run on the same program, is the independent count.
-    s = script("names.py", """
-        import json, sys
-        mode = sys.argv[1]
-        if mode == "tracemalloc":
-            import tracemalloc
-            tracemalloc.start()
-        else:
-            from allocator import _pyhooks
-            _pyhooks.start()
+    _s, got, want = counted_both_ways(script, "names.py", """
         keep = []
         src = "keep.append(bytearray(1000))\\n"
         for i in range(300):
             exec(compile(src, "f%03d.py" % i, "exec"), {"keep": keep})
-        rows = {}
-        if mode == "tracemalloc":
-            for st in tracemalloc.take_snapshot().statistics("filename"):
-                name = st.traceback[0].filename
-                if name.startswith("f") and name.endswith(".py"):
-                    rows[name] = [st.count, st.size]
-        else:
-            for frames, blocks, nbytes, _peak, _allocs in _pyhooks.sites():
-                if frames and frames[0][0].startswith("f") and frames[0][0].endswith(".py"):
-                    row = rows.setdefault(frames[0][0], [0, 0])
-                    row[0] += blocks
-                    row[1] += nbytes
-        print(json.dumps(rows, sort_keys=True))
-    """)
-    env = {"PYTHONMALLOC": allocator}
-    hooks = run_python(str(s), "hooks", env=env)
-    model = run_python(str(s), "tracemalloc", env=env)
-    assert hooks.returncode == 0, hooks.stderr[-2000:]
-    assert model.returncode == 0, model.stderr[-2000:]
-    got, want = json.loads(hooks.stdout), json.loads(model.stdout)
+    """, by="filename", keep='lambda n: n.startswith("f") and n.endswith(".py")',
+        allocator=allocator)
     assert len(want) == 300 and sorted(got) == sorted(want)
     # every file but the last exactly: the last one's objects (its module's
     # globals, a free list's object) may still be alive in one process and not
@@ -171,41 +189,13 @@ def test_resized_blocks_are_counted_once_as_tracemalloc_counts_them(script: Scri
     # the resize, so the RAW hook recorded the raw block too; under the debug
     # allocator its address differs from the block returned, and each such
     # block counted twice.
-    s = script("grow.py", """
-        import json, sys
-        mode = sys.argv[1]
-        if mode == "tracemalloc":
-            import tracemalloc
-            tracemalloc.start()
-        else:
-            from allocator import _pyhooks
-            _pyhooks.start()
+    s, got, want = counted_both_ways(script, "grow.py", """
         arrays = [bytearray(600 + i) for i in range(200)]            # GROWN
         buf = bytearray()
         for i in range(300):
             buf += b"x" * 97                                          # APPENDED
-        rows = {}
-        if mode == "tracemalloc":
-            for st in tracemalloc.take_snapshot().statistics("lineno"):
-                frame = st.traceback[0]
-                if frame.filename == __file__:
-                    rows[frame.lineno] = [st.count, st.size]
-        else:
-            for frames, blocks, nbytes, _peak, _allocs in _pyhooks.sites():
-                if frames and frames[0][0] == __file__:
-                    row = rows.setdefault(frames[0][1], [0, 0])
-                    row[0] += blocks
-                    row[1] += nbytes
-        print(json.dumps(rows))
-    """)
-    grown, appended = line_of(s, "# GROWN"), line_of(s, "# APPENDED")
-    env = {"PYTHONMALLOC": allocator}
-    hooks = run_python(str(s), "hooks", env=env)
-    model = run_python(str(s), "tracemalloc", env=env)
-    assert hooks.returncode == 0, hooks.stderr[-2000:]
-    assert model.returncode == 0, model.stderr[-2000:]
-    got, want = json.loads(hooks.stdout), json.loads(model.stdout)
-    for line in (grown, appended):
+    """, by="lineno", keep="lambda n: n == __file__", allocator=allocator)
+    for line in (line_of(s, "# GROWN"), line_of(s, "# APPENDED")):
         assert got[str(line)][0] == want[str(line)][0], (line, got, want)
         assert abs(got[str(line)][1] - want[str(line)][1]) <= 64, (line, got, want)
 
