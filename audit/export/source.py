@@ -230,16 +230,17 @@ def _values(where: str, entry: dict[str, Any], sampled: bool) -> tuple[list[floa
     return values, has_alloc
 
 
-RawFrame = tuple[str, int, "str | None"]   # module path ("" when none), offset, dynamic symbol
+RawFrame = tuple[str, int, "str | None"]   # module path as the report has it, offset, dynamic symbol
 
 
 def _site_stacks(data: Any) -> list[list[RawFrame]]:
     """Per site of data, its frames innermost first: the whole stack when the report has a
-    stack table, the site alone otherwise (audit.preload parses both)."""
+    stack table, the site alone otherwise (audit.preload parses both).  Each frame keeps
+    its module as the report names it ("?" when none): that is the key of its symbol."""
     out = []
     for site in data.sites:
         frames = site.frames() if hasattr(site, "frames") else ((site.module, site.offset),)
-        out.append([("" if m == "?" else str(m), int(o), site.symbol if n == 0 else None)
+        out.append([(str(m), int(o), site.symbol if n == 0 else None)
                     for n, (m, o) in enumerate(frames)])
     return out
 
@@ -277,13 +278,14 @@ def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
             continue
         stack = []
         for module, offset, _ in frames:
-            sym = symbols[(module or "?", offset)]
+            sym = symbols[(module, offset)]
             mod = modules.get(module)
-            stack.append(Frame(sym.function, sym.file, sym.line, module or None, offset,
-                               mod.build_id if mod else None, mod.base if mod else (0 if not module else None)))
+            named = module not in ("?", "")     # "?": no module; "": a module without a name
+            stack.append(Frame(sym.function, sym.file, sym.line, module if named else None, offset,
+                               mod.build_id if mod else None, mod.base if mod else (None if named else 0)))
         # Suppressed as the table and the leak gate decide: a rule matches one of the frames
         # up to and including the first that is not an allocation wrapper.
-        raw = [(module or "?", offset) for module, offset, _ in frames]
+        raw = [(module, offset) for module, offset, _ in frames]
         at = preload.attributed(raw, symbols, wrappers)
         if any(r.matches(f.function, f.file, f.module) for f in stack[: at + 1] for r in rules):
             continue

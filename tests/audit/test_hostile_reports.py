@@ -208,3 +208,26 @@ def test_an_interposer_report_nested_too_deeply_is_one_line(tmp_path: Path) -> N
     with pytest.raises(ValueError) as info:
         preload.load(str(path))
     assert str(info.value) == f"{path}: invalid report: JSON nested too deeply for this reader"
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_module_with_an_empty_path(fmt: str, stacked: bool, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # a module named "" (a site's module, or a frame's module index): the profile formats
+    # looked its frames' symbols up under "?" (no module) and raised KeyError
+    site: dict[str, object] = {"module": "", "offset": "0x1167", "blocks": 3, "bytes": 300,
+                               "allocs": 3}
+    doc: dict[str, object] = {"format": "ringpool-preload", "version": 1, "pid": 99,
+                              "exe": "/bin/true", "taken_at": "2026-11-26T04:20:00Z",
+                              "reason": "exit", "totals": {"blocks": 3, "bytes": 300, "allocs": 3},
+                              "modules": [{"path": "", "base": "0x400000"}], "sites": [site]}
+    if stacked:
+        doc.update(stack_depth=2, frames=[[0, "0x1167"], [-1, "0x7f0000002000"]], stacks=[[0, 1]])
+        site["stack"] = 0
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    assert main(["show", str(path), "--format", fmt, "--output", str(out)]) == 0
+    assert "300 bytes outstanding" in capsys.readouterr().err
+    assert out.stat().st_size > 0
