@@ -84,7 +84,9 @@ def _basename(path: str | None) -> str:
 @dataclass
 class Sample:
     stack: tuple[Frame, ...]              # innermost first
-    values: list[float]                   # one per VALUE_TYPES entry
+    # One per VALUE_TYPES entry: an int for a count (exact at any size: a float keeps only
+    # 53 bits, and 2**53 + 1 blocks would be written as 2**53), a float for an estimate.
+    values: list[int | float]
 
 
 @dataclass
@@ -105,7 +107,7 @@ class Profile:
         """(index into Sample.values, type, unit) for the recorded value types."""
         return [(i, t, u) for i, (t, u) in enumerate(VALUE_TYPES) if self.known[i]]
 
-    def add(self, stack: Iterable[Frame], values: list[float]) -> None:
+    def add(self, stack: Iterable[Frame], values: list[int | float]) -> None:
         self.samples.append(Sample(tuple(stack), list(values)))
 
     def merged(self) -> "Profile":
@@ -134,5 +136,5 @@ def from_rows(rows: Iterable[dict[str, Any]], frames: Callable[[dict[str, Any]],
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         stack = [Frame(str(f), kind="row") for f in frames(row)]
-        profile.add(reversed(stack), [0, float(value), 0, 0])
+        profile.add(reversed(stack), [0, value, 0, 0])
     return profile

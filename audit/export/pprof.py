@@ -21,6 +21,15 @@ to by index or id. Values are integers in the units their sample type names;
 for a sampled report they are the estimates (already scaled), and ``period``
 is the mean number of bytes between samples, 1/rate, with ``period_type``
 space/bytes, as Go's heap profiles state theirs.
+
+Every number is an int64 there, and a reader sums a value type over the samples
+in int64 too (``pprof -top``'s totals). A report may count up to 2**64 - 1 and
+several reports sum beyond that, so values are saturated, never wrapped: each
+sample's value is at most what is left of 2**63 - 1 after the samples before it
+of the same type (at least what is left of -2**63, for a diff's negative
+changes), so neither a value nor a reader's running total wraps to the other
+sign, and a comment then says which types were cut. A ``taken_at`` whose nanoseconds since
+1970 do not fit an int64 (after 2262) gives no ``time_nanos``.
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ from __future__ import annotations
 import gzip
 
 from audit.export.model import INUSE_SPACE, VALUE_TYPES, Frame, Profile
+
+INT64_MAX = (1 << 63) - 1
+INT64_MIN = -(1 << 63)
 
 
 def _varint(n: int) -> bytes:
@@ -136,9 +148,19 @@ def encode(profile: Profile) -> bytes:
             location_msgs.append(msg)
         return lid
 
+    totals = [0] * len(types)
+    cut = [False] * len(types)
     for sample in profile.samples:
         ids = [location_id(f) for f in sample.stack]
-        values = [int(round(sample.values[i])) for i, _, _ in types]
+        values = []
+        for n, (i, _, _) in enumerate(types):
+            v = sample.values[i]
+            v = int(v) if isinstance(v, int) else int(round(v))
+            lo, hi = INT64_MIN - totals[n], INT64_MAX - totals[n]
+            if not lo <= v <= hi:  # a diff's change may be negative: saturated both ways
+                v, cut[n] = min(max(v, lo), hi), True
+            totals[n] += v
+            values.append(v)
         out += _bytes(2, _packed(1, ids) + _packed(2, values))
     for mid, (start, limit, path, build_id, symbolized) in enumerate(mapping_info, 1):
         msg = (_uint(1, mid) + _uint(2, int(start or 0)) + _uint(3, int(limit or 0))
@@ -153,10 +175,15 @@ def encode(profile: Profile) -> bytes:
 
     space = s("space")
     bytes_unit = s("bytes")
-    comments = [s(c) for c in profile.comments]
+    saturated = [name for (_, name, _), c in zip(types, cut) if c]
+    notes = list(profile.comments)
+    if saturated:
+        notes.append("ringpool-audit: " + ", ".join(saturated) + " saturated at the int64 "
+                     "range (2**63-1) in total; the report's own counts are larger")
+    comments = [s(c) for c in notes]
     default_type = s(VALUE_TYPES[INUSE_SPACE][0])
     tail = bytearray()
-    if profile.time_nanos:
+    if profile.time_nanos and INT64_MIN <= profile.time_nanos <= INT64_MAX:
         tail += _uint(9, profile.time_nanos)
     tail += _bytes(11, _uint(1, space) + _uint(2, bytes_unit))
     period = 1 if profile.sample_rate is None else max(1, int(round(1.0 / profile.sample_rate)))

@@ -124,10 +124,10 @@ def _add_snapshot(prof: Profile, snap: Any, path: str = "") -> None:
         pool_path, name = key
         tag = (Frame(str(name), kind="tag"),) + tuple(Frame(str(n), kind="pool") for n in reversed(pool_path))
         for frames, values in opened.get(key, ()):
-            prof.add(tuple(frames) + tag, [float(v) for v in values] + [0.0])
+            prof.add(tuple(frames) + tag, [*values, 0])
             left = [max(a - b, 0) for a, b in zip(left, values)]
         if key not in opened or any(left):
-            prof.add(tag, [float(v) for v in left] + [0.0])
+            prof.add(tag, [*left, 0])
 
 
 def _pool_stacks(snap: Any, path: str) -> dict[tuple[tuple[str, ...], str], list[tuple[list[Frame], list[int]]]]:
@@ -214,19 +214,19 @@ def _raw(report: Any) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def _number(where: str, obj: dict[str, Any], name: str) -> float:
+def _number(where: str, obj: dict[str, Any], name: str) -> int | float:
     value = obj.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{where}: field {name!r} must be a non-negative number, found {value!r}")
-    return float(value)
+    return value  # an int stays exact
 
 
-def _values(where: str, entry: dict[str, Any], sampled: bool) -> tuple[list[float], bool]:
+def _values(where: str, entry: dict[str, Any], sampled: bool) -> tuple[list[int | float], bool]:
     """(values in VALUE_TYPES order, whether alloc bytes are known)."""
     keys = ESTIMATE_KEYS if sampled else EXACT_KEYS
     values = [_number(where, entry, k) for k in keys[:3]]
     has_alloc = keys[3] in entry
-    values.append(_number(where, entry, keys[3]) if has_alloc else 0.0)
+    values.append(_number(where, entry, keys[3]) if has_alloc else 0)
     return values, has_alloc
 
 
