@@ -59,6 +59,6 @@ class FoldedFormatter:
             if value <= 0:
                 continue
             frames = ";".join(frame_text(f.label(prof.by)) for f in reversed(sample.stack))
-            number = int(value) if float(value).is_integer() else round(value)
+            number = value if isinstance(value, int) else round(value)
             lines.append(f"{frames} {number}")
         return "".join(line + "\n" for line in lines)

@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from audit.export.model import SHOWN_ORDER, TITLES, Frame
+from audit.export.model import SHOWN_ORDER, TITLES, Frame, exact
 
 UNITS = {"inuse_space": "bytes", "inuse_objects": "blocks", "alloc_objects": "allocations",
          "alloc_space": "bytes"}
@@ -55,7 +55,7 @@ def page_data(table: Any) -> dict[str, Any]:
         if not any(v > 0 for v in row):
             continue
         stacks.append([frame_index(f) for f in reversed(sample.stack)])
-        values.append([int(v) if float(v).is_integer() else v for v in row])
+        values.append([exact(v) for v in row])
     note = ("exact counts" if prof.sample_rate is None
             else f"estimates from sampling at {prof.sample_rate:g} per byte")
     return {

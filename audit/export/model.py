@@ -108,7 +108,7 @@ class Profile:
         return [(i, t, u) for i, (t, u) in enumerate(VALUE_TYPES) if self.known[i]]
 
     def add(self, stack: Iterable[Frame], values: list[int | float]) -> None:
-        self.samples.append(Sample(tuple(stack), list(values)))
+        self.samples.append(Sample(tuple(stack), [exact(v) for v in values]))
 
     def merged(self) -> "Profile":
         """The same profile with equal stacks summed into one sample (first-seen order)."""
@@ -121,6 +121,15 @@ class Profile:
                 seen.values = [a + b for a, b in zip(seen.values, s.values)]
         return Profile(list(by_stack.values()), self.known, self.sample_rate, self.time_nanos,
                        list(self.comments), self.name, self.by)
+
+
+def exact(value: int | float) -> int | float:
+    """A float that is a whole number (every float from 2**53 up is) as an int: summed, the
+    values stay exact and finite (two estimates of 1.7e308 bytes add up to a number, not to
+    infinity, which no format can write)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def from_rows(rows: Iterable[dict[str, Any]], frames: Callable[[dict[str, Any]], list[str]],

@@ -35,6 +35,7 @@ sign, and a comment then says which types were cut. A ``taken_at`` whose nanosec
 from __future__ import annotations
 
 import gzip
+import math
 
 from audit.export.model import INUSE_SPACE, VALUE_TYPES, Frame, Profile
 
@@ -186,7 +187,11 @@ def encode(profile: Profile) -> bytes:
     if profile.time_nanos and INT64_MIN <= profile.time_nanos <= INT64_MAX:
         tail += _uint(9, profile.time_nanos)
     tail += _bytes(11, _uint(1, space) + _uint(2, bytes_unit))
-    period = 1 if profile.sample_rate is None else max(1, int(round(1.0 / profile.sample_rate)))
+    period = 1
+    if profile.sample_rate is not None:
+        # a rate in (0, 1] whose inverse is past int64 (1e-300, or infinite for 5e-324)
+        mean = 1.0 / profile.sample_rate
+        period = INT64_MAX if not math.isfinite(mean) or mean >= INT64_MAX else max(1, int(round(mean)))
     tail += _uint(12, period)
     for c in comments:
         tail += _uint(13, c)

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from audit import __version__
-from audit.export.model import SHOWN_ORDER, TITLES, Frame
+from audit.export.model import SHOWN_ORDER, TITLES, Frame, exact
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 # speedscope's units: a count is "none".
@@ -64,7 +64,7 @@ class SpeedscopeFormatter:
                 weight = sample.values[known[name]]
                 if weight > 0:
                     samples.append(stack)
-                    weights.append(int(weight) if float(weight).is_integer() else weight)
+                    weights.append(exact(weight))
             profiles.append({"type": "sampled", "name": f"{prof.name}: {title}{suffix}", "unit": unit,
                              "startValue": 0, "endValue": sum(weights),
                              "samples": samples, "weights": weights})

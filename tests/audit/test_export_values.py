@@ -97,3 +97,44 @@ def test_pprof_diff_changes_saturate_below_zero_too(write_report: WriteReport, t
     prof = decode_pprof(out.read_bytes(), tmp_path)
     values = {k[0]: v for k, v in pprof_stacks(prof).items()}
     assert values["kept"] == [8] and values["gone"] == [-2**63], values
+
+
+def sampled_report(rate: float, est_bytes: float, same_stack: bool) -> dict[str, Any]:
+    """A sampled interposer report of two sites (frames in no module) with the given estimates."""
+    frames = [[-1, "0x7f0000001000"], [-1, "0x7f0000002000"], [-1, "0x7f0000003000"]]
+    sites = [{"module": "?", "offset": frames[0 if same_stack or i == 0 else 2][1], "stack": 0 if same_stack else i,
+              "blocks": 1, "bytes": 8, "allocs": 1, "est_blocks": 1e300, "est_bytes": est_bytes, "est_allocs": 3.5}
+             for i in range(2)]
+    return {"format": "ringpool-preload", "version": 1, "pid": 99, "exe": "/bin/x",
+            "taken_at": "2026-11-26T04:20:00Z", "reason": "exit", "totals": {"blocks": 2, "bytes": 16, "allocs": 2},
+            "sample_rate": rate, "modules": [], "stack_depth": 2, "frames": frames, "stacks": [[0, 1], [2, 1]],
+            "sites": sites}
+
+
+def no_constants(name: str) -> Any:
+    raise AssertionError(f"{name} is not JSON")
+
+
+@pytest.mark.parametrize("rate", [5e-324, 1e-300, 1e-19, 0.5])
+def test_pprof_period_of_any_rate_fits_int64(rate: float, write_report: WriteReport, tmp_path: Path) -> None:
+    # 1/5e-324 is infinite and 1/1e-300 a 301-digit period: neither is an int64
+    prof, path = pprof_of(tmp_path, write_report("r.json", sampled_report(rate, 800.0, False)))
+    assert prof.period == (INT64_MAX if 1 / rate >= INT64_MAX else round(1 / rate))
+    subprocess.run([pprof_tool(), "-top", "-symbolize=none", str(path)], capture_output=True, check=True,
+                   timeout=120, env={"HOME": str(tmp_path), "PPROF_TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+
+
+def test_estimates_that_sum_past_the_largest_float_stay_numbers(write_report: WriteReport, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # two sites of one stack, 1.7e308 estimated bytes each: as floats their sum is infinite
+    path = write_report("r.json", sampled_report(0.5, 1.7e308, True))
+    exact = 2 * int(1.7e308)
+    assert shown(capsys, path, "--format", "folded").endswith(f" {exact}\n")
+    doc = json.loads(shown(capsys, path, "--format", "speedscope"), parse_constant=no_constants)
+    assert doc["profiles"][0]["weights"] == [exact]
+    page = shown(capsys, path, "--format", "html")
+    data = json.loads(re.search(r'id="profile-data">(.*?)</script>', page, re.S)[1],  # type: ignore[index]
+                      parse_constant=no_constants)
+    assert data["values"][0][0] == exact
+    prof, _ = pprof_of(tmp_path, path)
+    assert [list(s.value) for s in prof.sample] == [[INT64_MAX, INT64_MAX, 7]]
