@@ -300,18 +300,23 @@ _SCRIPT = r"""
   document.getElementById("reset").addEventListener("click", function () { zoomTo(null); });
   window.addEventListener("resize", render);
 
+  // Each value is percent-decoded; zoom's names are split at ";" first, so a name that
+  // holds ";" (or "&") is given as %3B (%26): zoom=a%3Bb;c is the frame c under "a;b".
   var params = {};
   location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
     var at = kv.indexOf("=");
     if (at <= 0) { return; }
-    try { params[kv.slice(0, at)] = decodeURIComponent(kv.slice(at + 1)); } catch (e) { /* malformed: ignored */ }
+    var key = kv.slice(0, at), raw = kv.slice(at + 1);
+    try {
+      params[key] = key === "zoom" ? raw.split(";").map(decodeURIComponent) : decodeURIComponent(raw);
+    } catch (e) { /* malformed: ignored */ }
   });
   var m = Number(params.value || 0);
   state.metric = m >= 0 && m < data.metrics.length ? m : 0;
   select.value = String(state.metric);
   if (params.search) { search.value = params.search; state.query = params.search.trim().toLowerCase(); }
   root = build(state.metric);
-  if (params.zoom) { state.zoom = find(params.zoom.split(";")); }
+  if (params.zoom) { state.zoom = find(params.zoom); }
   render();
   document.body.setAttribute("data-rendered", "yes");
 })();

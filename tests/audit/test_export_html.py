@@ -148,6 +148,16 @@ def test_names_that_look_like_the_page_template_stay_names(write_report: Any, tm
     assert set(names) <= set(by_name(rendered(page).frames))
 
 
+def test_zoom_reaches_frames_whose_names_hold_the_separators(write_report: Any, tmp_path: Path) -> None:
+    # the fragment's zoom path is split at ";": a ";" or "&" inside a name is percent-encoded
+    child = report_doc("kid;x&y", [tag("t;1", 1, 10), tag("t", 1, 20)])
+    del child["format"], child["version"]
+    page = page_of(tmp_path, write_report("a.json", report_doc("a;b", children=[child])))
+    zoomed = by_name(rendered(page, "#zoom=a%3Bb;kid%3Bx%26y;t%3B1").frames)
+    assert "zoomed" in zoomed["t;1"]["class"].split() and "t" not in zoomed
+    assert "ancestor" in zoomed["kid;x&y"]["class"].split()
+
+
 def test_a_malformed_address_fragment_is_ignored(write_report: Any, tmp_path: Path) -> None:
     page = page_of(tmp_path, write_report("a.json"))
     frames = by_name(rendered(page, "#search=%E0%A4%A&value=1").frames)
