@@ -213,14 +213,20 @@ static void *realloc_noting(void *p, size_t size)
     return glibc_realloc(p, size);
 }
 
-/* Whether f is defined in glibc (the object that defines
-   gnu_get_libc_version), not in another allocator interposed after this
-   one, whose blocks have no such header. */
-static int in_glibc(void *f)
+/* Whether f is defined in the object loaded at base, glibc's (the object
+   that defines gnu_get_libc_version: glibc_base), not in another allocator
+   interposed after this one, whose blocks have no such header. */
+static void *glibc_base(void)
 {
-    Dl_info a, b;
+    Dl_info info;
     void *g = dlsym(RTLD_NEXT, "gnu_get_libc_version");
-    return f && g && dladdr(f, &a) && dladdr(g, &b) && a.dli_fbase == b.dli_fbase;
+    return g && dladdr(g, &info) ? info.dli_fbase : NULL;
+}
+
+static int in_object(void *f, void *base)
+{
+    Dl_info info;
+    return f && base && dladdr(f, &info) && info.dli_fbase == base;
 }
 
 #define RESOLVE(name)                                                   \
@@ -248,7 +254,8 @@ static __attribute__((noinline, cold)) void resolve(void)
         if (!real.malloc || !real.calloc || !real.realloc || !real.free ||
             !real._exit || !real._Exit)
             die("malloc/calloc/realloc/free/_exit");
-        if (in_glibc((void *)real.free) && in_glibc((void *)real.realloc)) {
+        void *glibc = glibc_base();
+        if (in_object((void *)real.free, glibc) && in_object((void *)real.realloc, glibc)) {
             glibc_free = real.free;
             glibc_realloc = real.realloc;
             real.free = free_noting;
