@@ -8,6 +8,7 @@
    made outside every module). */
 #include <dlfcn.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -566,6 +568,55 @@ static void stale_malloc_stack(void)
     free(shared_stack);
 }
 
+/* The same with free, of a block glibc mapped only because the program
+   lowered its mmap threshold (mallopt; the block is smaller than the
+   default threshold): free unmaps it (glibc's own system call), a smaller
+   mapping takes its place (up to the end of top's page, by a system call
+   of the program's own, which the library does not see), and fn runs at
+   top again: the walks from there must not read the pages of the block
+   above top, which are gone. */
+static void stale_free_stack(void)
+{
+    size_t pg = (size_t)page(), size = 24 * pg;
+    if (mallopt(M_MMAP_THRESHOLD, (int)(4 * pg)) != 1)
+        abort();
+    /* glibc maps a block only when its heap's top cannot hold it: blocks
+       from the heap are kept until one is a mapping (IS_MMAPPED, bit 1 of
+       the size word before it) */
+    char *heap[16], *stack = NULL;
+    int nheap = 0;
+    while (nheap < 16) {
+        if (!(stack = malloc(size)))
+            abort();
+        if (((size_t *)stack)[-1] & 2)
+            break;
+        heap[nheap++] = stack;
+        stack = NULL;
+    }
+    char *base = stack ? stack - 2 * sizeof(size_t) : NULL;   /* the chunk: the mapping's start */
+    if (!base || (uintptr_t)base % pg != 0)
+        abort();
+    while (nheap > 0)
+        free(heap[--nheap]);
+    odd_call_on(stack + size, note_call_on_ra);
+    char *top = stack + size / 2 - 64;
+    for (char *w = top + 240 - 8; w + 8 <= stack + size; w += 240)
+        *(uintptr_t *)w = call_on_ra;
+    for (own_depth = 0; own_depth < 3; own_depth++)
+        odd_call_on(top, own_body);
+    /* addresses, not pointers, past the free */
+    uintptr_t at = (uintptr_t)base, from = (uintptr_t)top;
+    size_t kept = (from - at + pg - 1) & ~(pg - 1);
+    free(stack);
+    if ((uintptr_t)syscall(SYS_mmap, at, kept, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != at)
+        abort();
+    for (int r = 0; r < 3; r++)
+        for (own_depth = 0; own_depth < 3; own_depth++)
+            odd_call_on((char *)from, own_body);
+    munmap((void *)at, kept);
+}
+
 /* ---------------------------------------------------- rbp not a frame pointer, deep recursion */
 /* n bytes with rbp set to g, d calls further down */
 __attribute__((noinline)) static void down_rbp(int d, size_t n, uintptr_t g)
@@ -636,6 +687,8 @@ int main(int argc, char **argv)
         stale_stack(GONE_MREMAP);
     else if (!strcmp(mode, "stale-malloc"))
         stale_malloc_stack();
+    else if (!strcmp(mode, "stale-free"))
+        stale_free_stack();
     else if (!strcmp(mode, "garbage-rbp"))
         garbage_rbp();
     else if (!strcmp(mode, "deep"))
