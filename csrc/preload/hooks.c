@@ -51,8 +51,17 @@ __thread rpp_thread rpp_tls __attribute__((tls_model("initial-exec")));
 static _Atomic int resolve_state;     /* 0 not yet, 1 resolving, 2 done */
 static int tracking;                  /* 0 until the tables are mapped */
 /* 1 once the real functions are resolved, the tables mapped and the mode
-   is exact: the hooks' common path tests this one flag. */
+   is exact: the hooks' common path tests this one flag (free's jumps
+   through free_entry instead). */
 static _Atomic int exact_live;
+/* What free runs, one load and an indirect jump: free_start (which tests
+   the mode as the other hooks do) until the real functions are resolved,
+   then the mode's own path, set by resolve (the sampling mode's filter,
+   the exact mode's free, with glibc's header test inline when the real
+   free is glibc's); never changed again. */
+typedef void free_fn(void *);
+static free_fn free_start, free_exact, free_exact_glibc, free_filtered;
+static free_fn *_Atomic free_entry = free_start;
 
 
 /* ---------------------------------------------------------- bootstrap */
@@ -159,7 +168,8 @@ static void die(const char *what)
    walker may have read past the end of the stack it ran on and will not
    check again until told (csrc/stack/unwind.c, stack_mapped_from). The
    real free and realloc are these wrappers then: one load and test of
-   the chunk's header a call (glibc's own free reads the same word). */
+   the chunk's header a call (glibc's own free reads the same word). The
+   exact mode's free makes that test inline (free_exact_glibc). */
 static void (*glibc_free)(void *);
 static void *(*glibc_realloc)(void *, size_t);
 #define GLIBC_IS_MMAPPED 2u   /* bit 1 of the size word before a block */
@@ -275,6 +285,10 @@ static __attribute__((noinline, cold)) void resolve(void)
         }
         __atomic_fetch_and(&rpp_tls_state, ~RPP_RESOLVING, __ATOMIC_RELAXED);
         atomic_store_explicit(&exact_live, tracking && !rpp_sampling, memory_order_release);
+        if (tracking)
+            atomic_store_explicit(&free_entry,
+                                  rpp_sampling ? free_filtered : glibc_free ? free_exact_glibc : free_exact,
+                                  memory_order_release);
         atomic_store(&resolve_state, 2);
         return;
     }
@@ -753,18 +767,39 @@ static __attribute__((noinline, cold)) void free_leave_slow(void *p)
     real.free(p);
 }
 
+/* The real free at the end of the exact mode's common path: glibc's,
+   with the test of its header made here (glibc: 1, a constant where this
+   is inlined), or real.free. */
+static inline __attribute__((always_inline)) void free_real(void *p, int glibc)
+{
+    if (glibc)
+        free_noting(p);
+    else
+        real.free(p);
+}
+
 /* The removal's backward shift, then the rest of free_exact. */
-static __attribute__((noinline, flatten)) void free_shift(void *p, size_t hole)
+static inline __attribute__((always_inline)) void free_shift_body(void *p, size_t hole, int glibc)
 {
     rpp_forget_finish(p, hole);
     if (RPP_UNLIKELY(!rpp_leave_quick())) {
         free_leave_slow(p);
         return;
     }
-    real.free(p);
+    free_real(p, glibc);
 }
 
-static __attribute__((noinline, flatten)) void free_exact(void *p)
+static __attribute__((noinline, flatten)) void free_shift(void *p, size_t hole)
+{
+    free_shift_body(p, hole, 0);
+}
+
+static __attribute__((noinline, flatten)) void free_shift_glibc(void *p, size_t hole)
+{
+    free_shift_body(p, hole, 1);
+}
+
+static inline __attribute__((always_inline)) void free_exact_body(void *p, int glibc)
 {
     if (RPP_UNLIKELY(rpp_tls_state != 0) || RPP_UNLIKELY(p == NULL)) {
         free_general(p);
@@ -774,7 +809,10 @@ static __attribute__((noinline, flatten)) void free_exact(void *p)
     size_t hole;
     int had = rpp_forget_try(p, &hole);
     if (had == 2) {
-        free_shift(p, hole);
+        if (glibc)
+            free_shift_glibc(p, hole);
+        else
+            free_shift(p, hole);
         return;
     }
     if (RPP_UNLIKELY(had <= 0)) {
@@ -785,23 +823,50 @@ static __attribute__((noinline, flatten)) void free_exact(void *p)
         free_leave_slow(p);
         return;
     }
-    real.free(p);
+    free_real(p, glibc);
 }
 
-RPP_EXPORT void free(void *p)
+/* The exact mode's free: the real one is another allocator's (through
+   real.free), or glibc's (free_exact_glibc: its blocks' headers are
+   tested here, one jump fewer than through free_noting). */
+static __attribute__((noinline, flatten)) void free_exact(void *p)
+{
+    free_exact_body(p, 0);
+}
+
+static __attribute__((noinline, flatten)) void free_exact_glibc(void *p)
+{
+    free_exact_body(p, 1);
+}
+
+/* The sampling mode's free (and any mode's until the real functions are
+   resolved): certainly not a sampled block (nor NULL, nor a bootstrap
+   block: the filter says "maybe" for those), or the general path. */
+static __attribute__((noinline)) void free_filtered(void *p)
+{
+    if (RPP_LIKELY(!rpp_sample_maybe_tracked(p))) {
+        real.free(p);
+        return;
+    }
+    free_general(p);
+}
+
+/* free's entry until resolve sets the mode's own (free_entry): a thread
+   may still run it after that, so it tests the mode. */
+static __attribute__((noinline)) void free_start(void *p)
 {
     /* acquire: exact_live is published after the real functions */
     if (RPP_LIKELY(atomic_load_explicit(&exact_live, memory_order_acquire))) {
         free_exact(p);
         return;
     }
-    /* sampling mode: certainly not a sampled block (nor NULL, nor a
-       bootstrap block: the filter says "maybe" for those) */
-    if (RPP_LIKELY(!rpp_sample_maybe_tracked(p))) {
-        real.free(p);
-        return;
-    }
-    free_general(p);
+    free_filtered(p);
+}
+
+RPP_EXPORT void free(void *p)
+{
+    /* acquire: free_entry is set after the real functions and the mode */
+    atomic_load_explicit(&free_entry, memory_order_acquire)(p);
 }
 
 /* realloc from a handler that interrupted the bookkeeping: the old block
