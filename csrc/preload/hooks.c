@@ -1427,6 +1427,8 @@ static int configure_report(const char *pattern)
     return 1;
 }
 
+static void report_at_exit(void);
+
 __attribute__((constructor(101))) static void rpp_start(void)
 {
     ENSURE_READY();
@@ -1477,12 +1479,16 @@ __attribute__((constructor(101))) static void rpp_start(void)
     if (inherit && rpp_cfg.enabled && getenv("RINGPOOL_PRELOAD_REPORT") && pattern[0] != '/')
         setenv("RINGPOOL_PRELOAD_REPORT", rpp_cfg.report_pattern, 1);
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    /* quick_exit runs no destructor and ends in glibc's own _exit, not
+       ours: the report is its last handler (registered first, run last,
+       after the program's own) */
+    at_quick_exit(report_at_exit);
     __atomic_fetch_and(&rpp_tls_state, ~RPP_BUSY, __ATOMIC_RELAXED);
 }
 
 /* The exit report, once per process: from our destructor on a normal exit,
-   or from _exit/_Exit, which shells and forked children call directly;
-   none from a child of vfork (image_pid). */
+   from _exit/_Exit, which shells and forked children call directly, or as
+   the last at_quick_exit handler; none from a child of vfork (image_pid). */
 static _Atomic pid_t reported_pid;
 
 static void report_at_exit(void)

@@ -243,6 +243,20 @@ def test_direct_exit_calls_write_report(lib: str, tmp_path: Path) -> None:
     assert only_report(tmp_path).reason == "exit"
 
 
+def test_quick_exit_writes_report(lib: str, tmp_path: Path) -> None:
+    """quick_exit runs no destructor and calls glibc's _exit internally (not the
+    interposer's): the report is written all the same, after the program's own
+    at_quick_exit handlers (what they allocate is in it)."""
+    proc = run(lib, [program("behave"), "5", "quick_exit"], tmp_path)
+    assert proc.returncode == 5, proc.stderr
+    assert proc.stdout == b"stdout line 5\n"
+    rep = only_report(tmp_path)
+    assert rep.reason == "exit"
+    rows = program_rows(rep, "behave")
+    assert rows[site_key("main", "behave.c", marker_line("behave.c", "LEAK-S"))]["bytes"] == 4000
+    assert rows[site_key("at_quick", "behave.c", marker_line("behave.c", "LEAK-Q"))]["bytes"] == 6000
+
+
 def test_default_report_goes_beside_pool_reports(lib: str, tmp_path: Path) -> None:
     env = dict(os.environ, LD_PRELOAD=lib, RINGPOOL_REPORT=str(tmp_path / "%n.%p.json"))
     env.pop("RINGPOOL_PRELOAD_REPORT", None)
