@@ -86,7 +86,7 @@ def write_file(path: str, data: bytes, force: bool, option: str = "--output") ->
     st = check_path(path, force, option)
     shown = printable(path)
     if st is not None and not stat.S_ISREG(st.st_mode):
-        _write_into(path, data, shown, option)
+        _write_into(path, data, shown, option, stat.S_ISFIFO(st.st_mode))
     elif force:
         _replace(path, data, shown, option)
     else:
@@ -147,14 +147,16 @@ def _replace(path: str, data: bytes, shown: str, option: str) -> None:
         raise
 
 
-def _write_into(path: str, data: bytes, shown: str, option: str) -> None:
-    """A character device or FIFO: written straight in (opened without O_CREAT: never a
-    file made here or meanwhile)."""
+def _write_into(path: str, data: bytes, shown: str, option: str, fifo: bool) -> None:
+    """A character device or FIFO (``fifo``): written straight in (opened without
+    O_CREAT: never a file made here or meanwhile)."""
     flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        if exc.errno == errno.ENXIO:
+        # ENXIO: a FIFO without a reader; a device without its device (/dev/tty
+        # in a process without a controlling terminal) says so by its strerror
+        if exc.errno == errno.ENXIO and fifo:
             raise AuditError(f"{shown}: {option} names a FIFO without a reader") from exc
         if exc.errno in (errno.ELOOP, errno.ENOENT):
             check_path(path, True, option)      # it changed meanwhile: say what it is now

@@ -217,6 +217,19 @@ def test_output_never_writes_through_links_nor_waits_on_a_fifo(
     assert fifo.is_fifo()
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/tty"), reason="no /dev/tty")
+def test_output_to_a_device_without_its_device(write_report: WriteReport) -> None:
+    # /dev/tty in a process without a controlling terminal fails to open with ENXIO,
+    # which the writer took for a FIFO without a reader whatever the path was
+    path = write_report("a.json")
+    proc = subprocess.run([sys.executable, "-m", "audit", "show", path, "--output", "/dev/tty",
+                           "--force"], capture_output=True, text=True, timeout=60, check=False,
+                          start_new_session=True, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "FIFO" not in proc.stderr, proc.stderr
+    assert "/dev/tty: cannot write: No such device or address" in proc.stderr, proc.stderr
+
+
 def test_output_acts_on_its_one_look_at_the_path(
         write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
