@@ -26,7 +26,7 @@ body ran, exceed the limit; ``limit_leaks`` fails a test when the allocations
 one call stack made while the body ran and had not freed when it returned
 exceed the limit (``filter_fn(stack)`` may discard stacks; ``stack.frames``
 are ``(function, filename, lineno)`` records, innermost first).  Limits are
-``<NUMBER> ([KMGTP]B|B)``, powers of 1024.  The hooks run for the test body
+``<NUMBER> ([KMGTP]B|B)``, powers of 1024, up to 2**64 - 1 bytes.  The hooks run for the test body
 only, or for the whole session with ``--ringpool``.
 
 ``pytest --ringpool`` audits every test: the hooks run for the whole session,
@@ -60,13 +60,30 @@ _UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40, "P
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]?B)\s*", re.IGNORECASE)
 
 
+_MAX_SIZE = (1 << 64) - 1
+
+
 def parse_size(text: object, marker: str) -> int:
-    """``"24 MB"`` -> 25165824; UsageError naming the marker otherwise."""
+    """``"24 MB"`` -> 25165824 (whole bytes, rounded down, computed exactly);
+    UsageError naming the marker otherwise, also for a size above 2**64 - 1
+    bytes."""
     m = _SIZE.fullmatch(text) if isinstance(text, str) else None
     if m is None:
         raise pytest.UsageError(f"@pytest.mark.{marker}: {text!r} is not a size like '24 MB' "
                                 "(<NUMBER> ([KMGTP]B|B))")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    whole, _, frac = m.group(1).partition(".")
+    whole = whole.lstrip("0")
+    frac = frac[:40]        # a fraction of a byte past that changes nothing
+    size: int | None = None
+    if len(whole) <= 20:    # else beyond 2**64 in any unit
+        scale = 10 ** len(frac)
+        size = (int(whole or "0") * scale + int(frac or "0")) * _UNITS[m.group(2).upper()] // scale
+    if size is None or size > _MAX_SIZE:
+        given = m.group(0)
+        shown = given if len(given) <= 60 else given[:57] + "..."
+        raise pytest.UsageError(f"@pytest.mark.{marker}: {shown!r} is larger than "
+                                f"{_MAX_SIZE} bytes")
+    return size
 
 
 def format_size(n: float) -> str:

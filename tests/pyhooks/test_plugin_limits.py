@@ -70,7 +70,11 @@ def test_limit_leaks_per_call_stack_and_filter(pytester: pytest.Pytester) -> Non
     ('limit_leaks("1 MB", filter_fn=3)', "filter_fn must be callable"),
     ('limit_leaks("1 MB", warmups=2)', "unknown argument(s) warmups"),
     ('limit_memory("1 MB", current_thread_only=True)', "current_thread_only=True is not supported"),
-])
+    # sizes past a float's range (or Python's digit limit) ended in OverflowError
+    ('limit_memory("' + "9" * 400 + ' PB")', "is larger than 18446744073709551615 bytes"),
+    ('limit_leaks("1' + "0" * 5000 + ' B")', "is larger than 18446744073709551615 bytes"),
+    ('limit_memory("16384 PB")', "'16384 PB' is larger than 18446744073709551615 bytes"),
+], ids=lambda value: value[:48])
 def test_bad_marker_arguments_are_usage_errors(pytester: pytest.Pytester, marker: str,
                                                message: str) -> None:
     result = _run(pytester, f"""
