@@ -748,9 +748,11 @@ typedef struct {
 } rawframe;
 
 /* The UTF-8 of a str that has none (it holds lone surrogates: a file name
- * Python decoded with surrogateescape, a name code made up), in a buffer
- * from malloc, each surrogate as U+FFFD (as the library writes the bytes of
- * a tag that are not UTF-8). NULL when out of memory. */
+ * Python decoded with surrogateescape, a name code made up) or holds a NUL,
+ * in a buffer from malloc, each surrogate and each NUL as U+FFFD (as the
+ * library writes the bytes of a tag that are not UTF-8: the tables keep
+ * NUL-terminated strings, which cut "a\0b" to "a" and made "a\0b" and
+ * "a\0c" one name). NULL when out of memory. */
 static char *utf8_lossy(PyObject *s, Py_ssize_t *n)
 {
     if (!PyUnicode_IS_READY(s))
@@ -766,7 +768,7 @@ static char *utf8_lossy(PyObject *s, Py_ssize_t *n)
     size_t o = 0;
     for (Py_ssize_t i = 0; i < len; i++) {
         Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c >= 0xD800 && c <= 0xDFFF)
+        if ((c >= 0xD800 && c <= 0xDFFF) || c == 0)
             c = 0xFFFD;
         if (c < 0x80) {
             out[o++] = (char)c;
@@ -791,7 +793,8 @@ static char *utf8_lossy(PyObject *s, Py_ssize_t *n)
 
 /* The UTF-8 of a code object's name or file name without allocating through
  * a Python domain: an ASCII str's own characters, else the UTF-8 the str
- * already keeps, else utf8_lossy's (lone surrogates as U+FFFD), kept in
+ * already keeps (either without a NUL), else utf8_lossy's (lone surrogates
+ * and NULs as U+FFFD), kept in
  * *owned for the caller to free, else "<unknown>".  PyUnicode_AsUTF8AndSize
  * was asked before: it allocates the str's UTF-8 through the OBJ domain,
  * whose top may be a hook above ours that holds its lock (tracemalloc, when
@@ -802,12 +805,14 @@ static const char *name_utf8(PyObject *s, Py_ssize_t *n, char **owned)
     if (PyUnicode_Check(s) && PyUnicode_IS_READY(s)) {
         if (PyUnicode_IS_COMPACT_ASCII(s)) {
             *n = PyUnicode_GET_LENGTH(s);
-            return (const char *)PyUnicode_DATA(s);
-        }
-        const PyCompactUnicodeObject *c = (const PyCompactUnicodeObject *)s;
-        if (c->utf8 != NULL) {
-            *n = c->utf8_length;
-            return c->utf8;
+            if (memchr(PyUnicode_DATA(s), 0, (size_t)*n) == NULL)
+                return (const char *)PyUnicode_DATA(s);
+        } else {
+            const PyCompactUnicodeObject *c = (const PyCompactUnicodeObject *)s;
+            if (c->utf8 != NULL && memchr(c->utf8, 0, (size_t)c->utf8_length) == NULL) {
+                *n = c->utf8_length;
+                return c->utf8;
+            }
         }
         *owned = utf8_lossy(s, n);
         if (*owned != NULL)

@@ -741,6 +741,31 @@ def test_python_report_of_hostile_files_and_functions(by: str, hostile_python_re
         assert f" ({name})" in keys, name               # a function renamed by __code__.replace
 
 
+NUL_SCRIPT = r"""
+keep = []
+def g(k):
+    return bytearray(k)
+for i, name in enumerate(["nul\x00a", "nul\x00b", "nul\x00\u00e9", "nul\x00\ud800"]):
+    code = g.__code__.replace(co_name="g", co_qualname=name, co_filename=name)
+    keep.append(type(g)(code, globals())(10000 * (i + 1)))
+"""
+
+
+def test_python_names_holding_nul_stay_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the hooks keep NUL-terminated strings: "nul\0a" was written "nul", and the four
+    # names below were one row; a NUL is now written U+FFFD, as a lone surrogate is
+    script = tmp_path / "nul.py"
+    script.write_text(NUL_SCRIPT, encoding="utf-8")
+    assert main(["run", "--python", "--report-dir", str(tmp_path / "r"), "--output", str(tmp_path / "t.csv"),
+                 "--format", "csv", "--", str(script)]) == 0
+    capsys.readouterr()
+    (report,) = (tmp_path / "r").glob("python.*.json")
+    doc = every_format(tmp_path, capsys, "show", str(report), "--by", "line")
+    rows = {str(r["key"]): int(r["bytes"]) for r in doc["rows"]}
+    for i, name in enumerate(["nul\ufffda", "nul\ufffdb", "nul\ufffd\u00e9", "nul\ufffd\ufffd"]):
+        assert 10000 * (i + 1) <= rows[f"{name}:4 ({name})"] < 10000 * (i + 1) + 1000, (name, rows)
+
+
 def test_run_python_with_another_interpreter_from_a_directory_holding_a_colon(tmp_path: Path) -> None:
     # the other interpreter found the package through $PYTHONPATH, which splits at ':'
     # (no escape): "cannot load the hooks", no report
