@@ -12,35 +12,54 @@ folded lines, summary and error messages) writes names through
   stay apart (``\\x1b`` the four characters is ``\\\\x1b``);
 - control characters (C0, DEL, C1: U+0000-U+001F, U+007F-U+009F) become
   ``\\n``, ``\\r``, ``\\t`` or ``\\xNN``;
-- the line and paragraph separators U+2028 and U+2029, the bidirectional
-  formatting characters (U+061C, U+200E, U+200F, U+202A-U+202E,
-  U+2066-U+2069) and lone surrogates become ``\\uNNNN``.
+- every other character Python's ``str.isprintable`` calls non-printable
+  (the categories Other and Separator but the space: format characters such
+  as the bidirectional ones, the zero-width space U+200B and joiners, the
+  byte order mark U+FEFF, the soft hyphen U+00AD, tag characters
+  U+E0000-U+E007F; the no-break and other spaces U+00A0, U+3000; the line
+  and paragraph separators U+2028, U+2029; private-use and unassigned code
+  points; lone surrogates) becomes ``\\xNN``, ``\\uNNNN`` or
+  ``\\UNNNNNNNN``, as ``repr`` writes it: a name that differs from another
+  only by an invisible character, or by a space that is not U+0020, no
+  longer displays as that other name.
 
-Everything else (accents, CJK, emoji, spaces) is written as it is. The rule is
-one-to-one: names that differ stay different once escaped.
+Everything else (accents, CJK, emoji, the space) is written as it is. The rule
+is one-to-one: names that differ stay different once escaped.
 """
 
 from __future__ import annotations
 
 import re
 
-# The characters printable() escapes; each is escaped as Python's repr() writes it.
-_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+# Runs of characters that are not printable ASCII: in a run, each character that
+# str.isprintable() calls non-printable is escaped (the backslash, printable, is
+# doubled before, by str.replace).
+_CANDIDATES = re.compile("[^ -~]+")
+
+
+def _escaped_run(run: str) -> str:
+    """The run with its non-printable characters escaped; halves a long run until its
+    parts are printable (str.isprintable is one C loop), so a 1 MB name of CJK with one
+    control character in it costs a few such loops, not a Python call per character."""
+    if run.isprintable():
+        return run
+    if len(run) > 64:
+        half = len(run) // 2
+        return _escaped_run(run[:half]) + _escaped_run(run[half:])
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in run)
 
 
 def _escaped(match: re.Match[str]) -> str:
-    return repr(match.group())[1:-1]
+    return _escaped_run(match.group())
 
 
 def printable(text: str) -> str:
     """``text`` with the characters of the rule above escaped (linear in its length)."""
-    if _UNSAFE.search(text) is None:
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    elif text.isprintable():
         return text
-    return _UNSAFE.sub(_escaped, text)
-
-
-# The same characters but the backslash: for text whose backslashes are escapes already.
-_UNSAFE_BUT_BACKSLASH = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+    return printable_escaped(text)
 
 
 def printable_escaped(text: str) -> str:
@@ -53,14 +72,14 @@ def printable_escaped(text: str) -> str:
     terminal is one line of safe characters even when a message names something raw.
     Not one-to-one for such text (a raw newline and the two characters ``\\n`` read
     alike): names go through :func:`printable` first."""
-    if _UNSAFE_BUT_BACKSLASH.search(text) is None:
+    if text.isprintable():
         return text
-    return _UNSAFE_BUT_BACKSLASH.sub(_escaped, text)
+    return _CANDIDATES.sub(_escaped, text)
 
 
 def is_printable(text: str) -> bool:
     """True when :func:`printable` leaves ``text`` as it is."""
-    return _UNSAFE.search(text) is None
+    return text.isprintable() and "\\" not in text
 
 
 def shortened(text: str, limit: int = 200) -> str:

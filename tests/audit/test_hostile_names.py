@@ -60,17 +60,42 @@ HOSTILE = [
     "\rlead-cr",
     "'quote",
     "''two",
+    # invisible: each displayed as the name without it (zero-width space, word joiner,
+    # byte order mark, soft hyphen, a tag character), or as a plain space (no-break space)
+    "zero\u200bwidth",
+    "joiner\u2060x",
+    "\ufeffbom",
+    "soft\xadhyphen",
+    "tag\U000e0041x",
+    "nbsp\xa0x",
+    "private\ue000x",
 ]
 
 # What must never reach a terminal raw: C0 (but the line ends the test splits on), DEL,
 # C1, the bidirectional formatting characters and the line/paragraph separators.
-RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_RAW = re.compile("[^\n -~]")
+
+
+class _Raw:
+    """What must never reach a terminal raw: a character str.isprintable() calls
+    non-printable (C0 but the line end the tests split on, DEL, C1, format characters
+    such as the bidirectional ones and U+200B, separators but the space, ...)."""
+
+    @staticmethod
+    def search(text: str) -> object:
+        for m in _RAW.finditer(text):
+            if not m.group().isprintable():
+                return m
+        return None
+
+
+RAW = _Raw()
 # flamegraph.pl's reading of a line (speedscope's splits at the last space too): the stack
 # is what precedes the last run of spaces before the count; a stack ending in a space and
 # digits would be read as a differential line (two counts).
 FOLDED_LINE = re.compile(r"(?P<stack>.*) (?P<count>[0-9]+)")
 DIFFERENTIAL = re.compile(r"(.*)\s+?([0-9]+(?:\.[0-9]*)?)")
-FOLDED_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|[\\nrt])")
+FOLDED_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|[\\nrt])")
 
 
 def unfolded(frame: str) -> str:
@@ -1099,3 +1124,20 @@ def test_error_messages_name_hostile_paths_on_one_line(hostile_run: tuple[str, s
     assert err.count(f"{shown}.supp:1: expected 'leak:PATTERN'") == 1, err
     err = one_error_line(capsys, ["diff", report, report, str(wrong)])
     assert "unrecognized arguments" in err and "\\n\\x1b[31m" in err, err
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\xad", "\U000e0041",
+                                       "\xa0", "\u3000", "\u180e", "\ue000", "\U000effff"])
+def test_names_differing_by_an_invisible_character_print_apart(invisible: str, write_report: WriteReport,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # "main" and "ma<U+200B>in" printed alike: a zero-width character (or a space that is not
+    # U+0020) is written escaped, as repr writes it, in every text format and the summary
+    name = f"ma{invisible}in"
+    path = write_report("r.json", report_doc(tags=[tag("main", 1, 8), tag(name, 1, 16)]))
+    escaped = repr(invisible)[1:-1]
+    for fmt in ("table", "github", "markdown", "folded"):
+        out = show(capsys, "show", path, "--format", fmt)
+        assert RAW.search(out) is None and invisible not in out, (fmt, out)
+        assert f"ma{escaped}in" in out.replace("\\\\", "\\"), (fmt, out)
+    assert sorted(show(capsys, "show", path, "--format", "folded").splitlines()) == [
+        f"parser;ma{escaped}in 16", "parser;main 8"]
