@@ -12,16 +12,15 @@ folded lines, summary and error messages) writes names through
   stay apart (``\\x1b`` the four characters is ``\\\\x1b``);
 - control characters (C0, DEL, C1: U+0000-U+001F, U+007F-U+009F) become
   ``\\n``, ``\\r``, ``\\t`` or ``\\xNN``;
-- every other character Python's ``str.isprintable`` calls non-printable
-  (the categories Other and Separator but the space: format characters such
-  as the bidirectional ones, the zero-width space U+200B and joiners, the
-  byte order mark U+FEFF, the soft hyphen U+00AD, tag characters
-  U+E0000-U+E007F; the no-break and other spaces U+00A0, U+3000; the line
-  and paragraph separators U+2028, U+2029; private-use and unassigned code
-  points; lone surrogates) becomes ``\\xNN``, ``\\uNNNN`` or
-  ``\\UNNNNNNNN``, as ``repr`` writes it: a name that differs from another
-  only by an invisible character, or by a space that is not U+0020, no
-  longer displays as that other name.
+- the characters that display as nothing or as a plain space (Unicode 15's
+  format characters, category Cf: the bidirectional ones above, the soft hyphen
+  U+00AD, the zero-width space U+200B and joiners U+200C, U+200D, U+2060, the
+  byte order mark U+FEFF, tag characters U+E0000-U+E007F, ...; the spaces but
+  U+0020, category Zs: U+00A0, U+3000, ...; private-use code points, category
+  Co) become ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``, as ``repr`` writes
+  them: a name that differs from another only by such a character no longer
+  displays as that other name. The set is fixed here (not Python's own Unicode
+  database, which changes with its version) and csrc/outfile.c writes the same.
 
 Everything else (accents, CJK, emoji, the space) is written as it is. The rule
 is one-to-one: names that differ stay different once escaped.
@@ -31,35 +30,25 @@ from __future__ import annotations
 
 import re
 
-# Runs of characters that are not printable ASCII: in a run, each character that
-# str.isprintable() calls non-printable is escaped (the backslash, printable, is
-# doubled before, by str.replace).
-_CANDIDATES = re.compile("[^ -~]+")
-
-
-def _escaped_run(run: str) -> str:
-    """The run with its non-printable characters escaped; halves a long run until its
-    parts are printable (str.isprintable is one C loop), so a 1 MB name of CJK with one
-    control character in it costs a few such loops, not a Python call per character."""
-    if run.isprintable():
-        return run
-    if len(run) > 64:
-        half = len(run) // 2
-        return _escaped_run(run[:half]) + _escaped_run(run[half:])
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in run)
+# Every character the rule escapes but the backslash (csrc/outfile.c, escaped_cp).
+_CLASS = ("\x00-\x1f\x7f-\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+          "\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000"
+          "\ud800-\udfff\ue000-\uf8ff\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+          "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+          "\U000e0020-\U000e007f\U000f0000-\U000ffffd\U00100000-\U0010fffd")
+_UNSAFE = re.compile(f"[\\\\{_CLASS}]")
+_UNSAFE_BUT_BACKSLASH = re.compile(f"[{_CLASS}]")
 
 
 def _escaped(match: re.Match[str]) -> str:
-    return _escaped_run(match.group())
+    return repr(match.group())[1:-1]
 
 
 def printable(text: str) -> str:
     """``text`` with the characters of the rule above escaped (linear in its length)."""
-    if "\\" in text:
-        text = text.replace("\\", "\\\\")
-    elif text.isprintable():
+    if _UNSAFE.search(text) is None:
         return text
-    return printable_escaped(text)
+    return _UNSAFE.sub(_escaped, text)
 
 
 def printable_escaped(text: str) -> str:
@@ -72,14 +61,14 @@ def printable_escaped(text: str) -> str:
     terminal is one line of safe characters even when a message names something raw.
     Not one-to-one for such text (a raw newline and the two characters ``\\n`` read
     alike): names go through :func:`printable` first."""
-    if text.isprintable():
+    if _UNSAFE_BUT_BACKSLASH.search(text) is None:
         return text
-    return _CANDIDATES.sub(_escaped, text)
+    return _UNSAFE_BUT_BACKSLASH.sub(_escaped, text)
 
 
 def is_printable(text: str) -> bool:
     """True when :func:`printable` leaves ``text`` as it is."""
-    return text.isprintable() and "\\" not in text
+    return _UNSAFE.search(text) is None
 
 
 def shortened(text: str, limit: int = 200) -> str:

@@ -56,10 +56,26 @@ static long utf8_at(const unsigned char *s, size_t *len)
     return (long)cp;
 }
 
+/* The characters audit/printable.py escapes (docs/cli.md, "Names in text output"): the
+   backslash, C0, DEL, C1, and what displays as nothing or as a plain space: Unicode 15's
+   format characters (Cf), the spaces but U+0020 (Zs), the line and paragraph separators,
+   private-use code points (Co). */
 static int escaped_cp(long cp)
 {
-    return cp < 0x20 || cp == '\\' || (cp >= 0x7F && cp <= 0x9F) || cp == 0x61C || cp == 0x200E ||
-           cp == 0x200F || (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+    static const long ranges[][2] = {
+        {0x00, 0x1F}, {0x5C, 0x5C}, {0x7F, 0xA0}, {0xAD, 0xAD}, {0x600, 0x605}, {0x61C, 0x61C},
+        {0x6DD, 0x6DD}, {0x70F, 0x70F}, {0x890, 0x891}, {0x8E2, 0x8E2}, {0x1680, 0x1680},
+        {0x180E, 0x180E}, {0x2000, 0x200F}, {0x2028, 0x202F}, {0x205F, 0x2064}, {0x2066, 0x206F},
+        {0x3000, 0x3000}, {0xE000, 0xF8FF}, {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB}, {0x110BD, 0x110BD},
+        {0x110CD, 0x110CD}, {0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A},
+        {0xE0001, 0xE0001}, {0xE0020, 0xE007F}, {0xF0000, 0xFFFFD}, {0x100000, 0x10FFFD},
+    };
+    if (cp >= 0x20 && cp < 0x7F)
+        return cp == '\\';
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (cp >= ranges[i][0] && cp <= ranges[i][1])
+            return 1;
+    return 0;
 }
 
 const char *rpi_outfile_printable(char *out, size_t cap, const char *text)
@@ -72,7 +88,7 @@ const char *rpi_outfile_printable(char *out, size_t cap, const char *text)
     while (*s) {
         size_t len;
         long cp = utf8_at(s, &len);
-        char e[8];
+        char e[10];
         size_t k = 0;
         if (cp < 0) {                       /* a byte that is not UTF-8: as Python names it */
             memcpy(e, "\\udc", 4);
@@ -97,12 +113,18 @@ const char *rpi_outfile_printable(char *out, size_t cap, const char *text)
             e[2] = hex[cp >> 4];
             e[3] = hex[cp & 15];
             k = 4;
-        } else {
+        } else if (cp <= 0xFFFF) {
             e[0] = '\\';
             e[1] = 'u';
             for (int i = 0; i < 4; i++)
                 e[2 + i] = hex[(cp >> (12 - 4 * i)) & 15];
             k = 6;
+        } else {                            /* as Python's repr: \UNNNNNNNN */
+            e[0] = '\\';
+            e[1] = 'U';
+            for (int i = 0; i < 8; i++)
+                e[2 + i] = hex[(cp >> (28 - 4 * i)) & 15];
+            k = 10;
         }
         if (m.n + k + 1 > m.cap)            /* cut at a whole escape */
             break;

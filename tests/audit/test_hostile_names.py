@@ -1127,7 +1127,7 @@ def test_error_messages_name_hostile_paths_on_one_line(hostile_run: tuple[str, s
 
 
 @pytest.mark.parametrize("invisible", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\xad", "\U000e0041",
-                                       "\xa0", "\u3000", "\u180e", "\ue000", "\U000effff"])
+                                       "\xa0", "\u3000", "\u180e", "\ue000", "\U00100000", "\U0001343f"])
 def test_names_differing_by_an_invisible_character_print_apart(invisible: str, write_report: WriteReport,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     # "main" and "ma<U+200B>in" printed alike: a zero-width character (or a space that is not

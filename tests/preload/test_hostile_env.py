@@ -239,7 +239,9 @@ def test_the_library_names_pools_as_the_cli_does(tmp_path: Path) -> None:
     from audit.printable import printable
     names = ["two\nlines", "carriage\rreturn", "red\x1b[31mtext", "lit\\x1bx", "back\\slash", "tab\tx",
              "bidi\u202egnp.exe", "isolate\u2066x\u2069", "c1\x85next\x9b31m", "del\x7fx", "line\u2028sep\u2029x",
-             "alm\u061cx\u200e\u200f", "\u6f22\u5b57 \U0001f600", "plain name", "\u00e9\u00ff\u0100"]
+             "alm\u061cx\u200e\u200f", "\u6f22\u5b57 \U0001f600", "plain name", "\u00e9\u00ff\u0100",
+             "zero\u200bwidth\u2060\ufeff", "soft\xadhyphen", "nbsp\xa0x\u3000y\u202fz", "tag\U000e0041x",
+             "private\ue000x\U00100000", "unassigned\U000effffx", "hiero\U0001343fx"]
     code = ("import json, sys; from allocator import Pool\n"
             "for name in json.loads(sys.argv[1]):\n"
             "    p = Pool(name); p.alloc(8, tag='t'); p.destroy()\n")
