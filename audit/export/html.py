@@ -20,6 +20,8 @@ from typing import Any
 
 from audit.export.model import SHOWN_ORDER, TITLES, Frame, exact
 
+PAGE_MAX = 10**308  # below the largest double (1.8e308), with room for rounding
+
 UNITS = {"inuse_space": "bytes", "inuse_objects": "blocks", "alloc_objects": "allocations",
          "alloc_space": "bytes"}
 
@@ -50,14 +52,27 @@ def page_data(table: Any) -> dict[str, Any]:
     known = {name: i for i, name, _ in prof.value_types()}
     metrics = [name for name in SHOWN_ORDER if name in known]
     stacks, values = [], []
+    # The script adds values as doubles: past about 1.8e308 a sum is Infinity and every
+    # box NaN wide. The positive values of each metric are saturated so that their total
+    # stays within PAGE_MAX (what the page draws is then cut, and says so).
+    totals: list[int | float] = [0] * len(metrics)
+    cut = False
     for sample in prof.samples:
-        row = [round(sample.values[known[m]], 3) for m in metrics]
+        row: list[int | float] = [round(sample.values[known[m]], 3) for m in metrics]
         if not any(v > 0 for v in row):
             continue
+        for n, v in enumerate(row):
+            if v > 0:
+                if v > PAGE_MAX - totals[n]:
+                    v, cut = PAGE_MAX - totals[n], True
+                totals[n] += v
+                row[n] = v
         stacks.append([frame_index(f) for f in reversed(sample.stack)])
         values.append([exact(v) for v in row])
     note = ("exact counts" if prof.sample_rate is None
             else f"estimates from sampling at {prof.sample_rate:g} per byte")
+    if cut:
+        note += f"; values cut to {PAGE_MAX:g} in total, past what the page can add up"
     return {
         "title": prof.name,
         "note": note,

@@ -207,3 +207,15 @@ def test_a_sampled_report_is_drawn_as_estimates(plain_leaks: str, tmp_path: Path
     assert "(estimates from sampling at 0.001 per byte)" in dom.summary
     assert {k: int(v["data-value"]) for k, v in by_name(dom.frames).items()} == {
         "all": 1000, "main": 1000, "make_table": 1000}
+
+
+def test_totals_past_the_largest_double_are_drawn(tmp_path: Path) -> None:
+    # two stacks estimated at 1.7e308 bytes each: the script's sum was Infinity, every
+    # box NaN wide; the page's values are cut to 1e308 in total, and it says so
+    from test_export_values import sampled_report
+
+    page = page_of(tmp_path, write_json(tmp_path / "r.json", sampled_report(0.5, 1.7e308, False)))
+    dom = rendered(page)
+    values = [float(f["data-value"]) for f in dom.frames]
+    assert values and all(0 < v <= 1e308 for v in values), values
+    assert "values cut to 1e+308 in total" in dom.summary
