@@ -19,6 +19,18 @@ from audit.printable import printable
 LEAKING_TAGS = ("cache-entry", "session")
 
 
+#: the most --requests takes (the workload counts them in a C long)
+MAX_REQUESTS = 10 ** 9
+
+
+def request_count(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_REQUESTS:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of requests is from 1 to "
+                                         f"{MAX_REQUESTS}")
+    return value
+
+
 class DemoCommand:
     """Run the bundled workload and walk through what the audit tool shows.
 
@@ -32,8 +44,9 @@ class DemoCommand:
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--requests", type=positive_int, default=1000, metavar="N",
-                            help="requests the workload handles (default: 1000)")
+        parser.add_argument("--requests", type=request_count, default=1000, metavar="N",
+                            help=f"requests the workload handles, 1 to {MAX_REQUESTS} "
+                                 "(default: 1000)")
         parser.add_argument("--bench-blocks", type=bench.parse_blocks,
                             default=bench.parse_blocks("1e3,1e4,1e5"), metavar="N,N,...",
                             help="block counts of the bench table (default: 1e3,1e4,1e5)")

@@ -64,3 +64,12 @@ def test_demo_keep_never_empties_a_linked_directory(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert "at-destroy: a symbolic link, which the demo never writes through" in err, err
     assert [p.name for p in elsewhere.iterdir()] == ["precious.json"]
+
+
+@pytest.mark.parametrize("count", ["99999999999999999999", "1000000001"])
+def test_demo_requests_beyond_the_bound_are_a_usage_error(
+        count: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # a count past a C long reached the workload and ended in an OverflowError traceback
+    assert main(["demo", "--no-bench", "--requests", count]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a number of requests is from 1 to 1000000000" in err, err
