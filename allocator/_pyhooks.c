@@ -75,6 +75,7 @@ PyMODINIT_FUNC PyInit__pyhooks(void)
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -2106,9 +2107,18 @@ static totals_t section_totals(uint32_t n, const site_t *sites, const totals_t *
     return t;
 }
 
+/* A double as JSON has it: no inf or nan, which a rate too small to invert
+ * (a subnormal one: 1 / 5e-324 is inf) would write. */
+static double json_double(double v)
+{
+    if (v != v)
+        return 0.0;
+    return v > DBL_MAX ? DBL_MAX : v < -DBL_MAX ? -DBL_MAX : v;
+}
+
 static void write_est(FILE *f, const char *name, double v)
 {
-    fprintf(f, ", \"%s\": %.17g", name, v);
+    fprintf(f, ", \"%s\": %.17g", name, json_double(v));
 }
 
 /* Writes the sites section from the given per-site counters (lock held). */
@@ -2214,7 +2224,7 @@ static int format_report_locked(const char *reason, bool final, char **buf, size
     fputs("],\n", f);
     if (sample_rate > 0.0)
         fprintf(f, "  \"sample_rate\": %.17g,\n  \"sample_period\": %.17g,\n", sample_rate,
-                1.0 / sample_rate);
+                json_double(1.0 / sample_rate));
     const site_t *main_sites = use_before ? before.sites : now_sites;
     uint32_t main_n = use_before ? before.nsites : n;
     nreport_t nr = {.on = native_depth != 0};

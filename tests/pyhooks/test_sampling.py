@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -113,6 +114,21 @@ def test_sampled_report_fields(known: Path, tmp_path: Path) -> None:
         assert s["bytes"] == round(s["est_bytes"]) == round(s["samples"] * 1000)
         assert s["blocks"] == round(s["est_blocks"]) >= s["sampled_blocks"]
         assert s["allocs"] == round(s["est_allocs"]) and s["est_alloc_bytes"] >= s["est_bytes"]
+
+
+@pytest.mark.parametrize("rate", ["5e-324", "1e-310"])
+def test_a_rate_too_small_to_invert_writes_json(known: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str], rate: str) -> None:
+    # 1 / rate overflows for a subnormal rate: the report said "sample_period": inf,
+    # which is not JSON, and every reader refused it
+    out = tmp_path / "r.json"
+    r = run_python("-m", "audit._pyboot", str(known),
+                   env={"RINGPOOL_PYTHON_REPORT": str(out), "RINGPOOL_PYTHON_SAMPLE_RATE": rate})
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text(encoding="utf-8"), parse_constant=lambda c: pytest.fail(c))
+    assert doc["sample_rate"] == float(rate) and doc["sample_period"] == sys.float_info.max
+    code, _, err = run_cli(["show", str(out)], capsys)
+    assert code == 0, err
 
 
 def test_sampled_reports_in_show_diff_and_every_format(known: Path, capsys: pytest.CaptureFixture[str],
