@@ -559,3 +559,17 @@ __attribute__((destructor)) static void rpi_at_unload(void)
     }
     rpi_chunk_cache_fini();
 }
+
+/* quick_exit runs no destructor: the pools still alive are reported by an
+   at_quick_exit handler registered when the library is loaded, so it runs
+   after the program's own (registered later). A dlclose of the library
+   drops it (glibc's __cxa_finalize frees the object's quick_exit handlers). */
+static void rpi_at_quick_exit(void)
+{
+    report_live(true);
+}
+
+__attribute__((constructor)) static void rpi_report_init(void)
+{
+    (void)at_quick_exit(rpi_at_quick_exit);
+}

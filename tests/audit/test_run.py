@@ -35,6 +35,17 @@ def test_reports_of_destroy_and_exit(leaky: str, tmp_path: Path, capsys: pytest.
     assert "exited with status 0" in err and "4 blocks, 3048 bytes" in err
 
 
+def test_reports_at_quick_exit(leaky: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # quick_exit runs no destructor: "app", alive at exit, wrote no report and run
+    # returned 1 ("it wrote no report") for a program that exited 0
+    assert main(["run", "--format", "json", "--", leaky, "0", "quick_exit"]) == 0
+    doc, err = _json_out(capsys)
+    rows = {(r["pool"], r["key"]): r for r in doc["rows"]}
+    assert (rows[("app", "cache")]["blocks"], rows[("app", "cache")]["bytes"]) == (3, 3000)
+    assert {r["pool"]: r["reason"] for r in doc["reports"]} == {"app": "exit", "worker": "destroy"}
+    assert "exited with status 0" in err
+
+
 def test_temporary_report_dir_is_removed(leaky: str, capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))

@@ -1,12 +1,13 @@
 /* A program that links libringpool and leaves blocks behind, for `run` tests.
  *
- *   leaky [status [fork]]
+ *   leaky [status [fork|quick_exit]]
  *
  * Pool "app" (child "worker") allocates under four tags; "frames" and
  * "scratch" are freed, "cache" and "pending" leak. "worker" is destroyed with
  * its leak (reason "destroy"); "app" is still alive at exit (reason "exit").
  * With "fork", a child process allocates under "forked" and exits, writing
- * its own reports. The exit status is the first argument (default 0). */
+ * its own reports. With "quick_exit", the program leaves by quick_exit, which
+ * runs no destructor. The exit status is the first argument (default 0). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@ int main(int argc, char **argv)
 {
     int status = argc > 1 ? atoi(argv[1]) : 0;
     int do_fork = argc > 2 && strcmp(argv[2], "fork") == 0;
+    int quick = argc > 2 && strcmp(argv[2], "quick_exit") == 0;
 
     rp_pool *app = rp_pool_create("app");
     rp_pool *worker = rp_pool_create_child(app, "worker");
@@ -45,5 +47,7 @@ int main(int argc, char **argv)
         int ws = 0;
         waitpid(pid, &ws, 0);
     }
+    if (quick)
+        quick_exit(status);
     return status;
 }
