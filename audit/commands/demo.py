@@ -63,6 +63,10 @@ class DemoCommand:
                                  "`make demo` writes build/demo/leaks.html)")
 
     def run(self, args: argparse.Namespace) -> int:
+        if args.html is not None and os.path.isdir(os.path.dirname(os.path.abspath(args.html))):
+            # what --html names is refused before any work, as --output's is (a missing
+            # directory is made at the end)
+            output.check_path(args.html, True, "--html")
         if args.keep is not None:
             try:
                 os.makedirs(args.keep, exist_ok=True)

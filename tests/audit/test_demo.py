@@ -73,3 +73,15 @@ def test_demo_requests_beyond_the_bound_are_a_usage_error(
     assert main(["demo", "--no-bench", "--requests", count]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a number of requests is from 1 to 1000000000" in err, err
+
+
+def test_demo_html_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a symbolic link at --html was found only at the end, after the whole demo had run,
+    # and the error named --output
+    link = tmp_path / "leaks.html"
+    link.symlink_to(tmp_path / "elsewhere.html")
+    assert main(["demo", "--no-bench", "--requests", "50", "--html", str(link)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, (out, err)
+    assert "--html names a symbolic link" in err, err
+    assert link.is_symlink() and not (tmp_path / "elsewhere.html").exists()
