@@ -21,7 +21,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from audit import elfsym, schema
 
@@ -482,6 +482,42 @@ def default_suppressions() -> list[Suppression]:
     return [Suppression(p, "default") for p in DEFAULT_SUPPRESSIONS]
 
 
+def suppression_rules(path: str | None = None) -> list[Suppression]:
+    """The default rules, then those of the LeakSanitizer-style file at path."""
+    rules = default_suppressions()
+    if path is not None:
+        rules += read_suppressions(path)
+    return rules
+
+
+@functools.lru_cache(maxsize=64)
+def _suppression_matcher(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """The rules as one regular expression: each rule's an alternative, so a
+    text is matched in one pass, not once per rule."""
+    if not patterns:
+        return re.compile(r"(?!x)x")
+    return re.compile("|".join(f"(?:{_lsan_regex(p).pattern})" for p in patterns))
+
+
+def frame_suppression(rules: Sequence[Suppression],
+                      symbols: dict[Frame, Symbol]) -> Callable[[Frame], bool]:
+    """A test of whether a rule matches a frame's function, file or module (a
+    frame without a module, '?' or '', has no module to match), memoised per
+    frame: the table, the leak gate and the profile exports decide alike."""
+    matcher = _suppression_matcher(tuple(r.pattern for r in rules)).match
+    seen: dict[Frame, bool] = {}
+
+    def suppressed(frame: Frame) -> bool:
+        verdict = seen.get(frame)
+        if verdict is None:
+            sym = symbols[frame]
+            module = frame[0] if frame[0] not in ("?", "") else None
+            verdict = seen[frame] = any(t is not None and matcher(t) is not None
+                                        for t in (sym.function, sym.file, module))
+        return verdict
+    return suppressed
+
+
 # --------------------------------------------------------------------- rows
 def is_pool_module(module: str) -> bool:
     """Blocks allocated inside libringpool itself belong to pools, whose own
@@ -661,13 +697,11 @@ def rows(report: PreloadReport, by: str = "site",
     if by not in BY_CHOICES:
         raise ValueError(f"unknown grouping {by!r}: choose one of {', '.join(BY_CHOICES)}")
     wrap = list(DEFAULT_WRAPPERS) if wrappers is None else list(wrappers)
-    rules = default_suppressions()
-    if suppressions is not None:
-        rules += read_suppressions(suppressions)
+    rules = suppression_rules(suppressions)
     symbols = symbolize(report)
     # a frame's verdicts are the same in every stack it appears in
     wrapper_of: dict[str, bool] = {}
-    suppressed_at: dict[Frame, bool] = {}
+    frame_suppressed = frame_suppression(rules, symbols)
 
     def credited(stack: tuple[Frame, ...]) -> int:
         for i, frame in enumerate(stack):
@@ -677,12 +711,6 @@ def rows(report: PreloadReport, by: str = "site",
             if not wrapper_of[fn]:
                 return i
         return 0
-
-    def frame_suppressed(frame: Frame) -> bool:
-        if frame not in suppressed_at:
-            sym = symbols[frame]
-            suppressed_at[frame] = any(r.matches(sym.function, sym.file, frame[0]) for r in rules)
-        return suppressed_at[frame]
 
     grouped: dict[tuple[RowId, bool], dict[str, Any]] = {}
     for site in report.sites:

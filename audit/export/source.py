@@ -267,9 +267,7 @@ def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
     # Every frame of every stack, one addr2line batch per module (audit.preload caches them).
     symbols = preload.symbolize(data)
     modules = {m.path: m for m in data.modules}
-    rules = preload.default_suppressions()
-    if source.suppressions is not None:
-        rules += preload.read_suppressions(source.suppressions)
+    suppressed = preload.frame_suppression(preload.suppression_rules(source.suppressions), symbols)
     wrappers = preload.wrapper_list(source.wrappers)
 
     alloc_known = True
@@ -287,7 +285,7 @@ def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
         # up to and including the first that is not an allocation wrapper.
         raw = [(module, offset) for module, offset, _ in frames]
         at = preload.attributed(raw, symbols, wrappers)
-        if any(r.matches(f.function, f.file, f.module) for f in stack[: at + 1] for r in rules):
+        if any(suppressed(f) for f in raw[: at + 1]):
             continue
         values, has_alloc = _values(where, entry, sampled)
         alloc_known = alloc_known and has_alloc

@@ -231,3 +231,28 @@ def test_a_module_with_an_empty_path(fmt: str, stacked: bool, tmp_path: Path,
     assert main(["show", str(path), "--format", fmt, "--output", str(out)]) == 0
     assert "300 bytes outstanding" in capsys.readouterr().err
     assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("fmt", ["folded", "pprof"])
+def test_a_rule_on_a_site_without_a_module_decides_alike(fmt: str, tmp_path: Path) -> None:
+    # a site with no module ("?"): the table and the leak gate matched the rules against
+    # the text "?", the profile exports against nothing, so `leak:^?$` hid the site from
+    # the table but not from the profiles. Neither matches a module that is not there.
+    from audit import preload
+    doc = {"format": "ringpool-preload", "version": 1, "pid": 99, "exe": "/bin/true",
+           "taken_at": "2026-11-26T04:20:00Z", "reason": "exit",
+           "totals": {"blocks": 1, "bytes": 100, "allocs": 1}, "modules": [],
+           "sites": [{"module": "?", "offset": "0x1000", "blocks": 1, "bytes": 100,
+                      "allocs": 1}]}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    rules = tmp_path / "rules.supp"
+    rules.write_text("leak:^?$\n")
+    table = preload.rows(preload.load(str(path)), suppressions=str(rules))
+    assert [(r["bytes"], r["suppressed"]) for r in table] == [(100, False)]
+    out = tmp_path / "out"
+    assert main(["show", str(path), "--suppressions", str(rules), "--format", fmt,
+                 "--output", str(out)]) == 0
+    assert out.stat().st_size > 0
+    if fmt == "folded":
+        assert out.read_text().split()[-1] == "100"
