@@ -48,6 +48,10 @@ def check_path(path: str, force: bool, option: str) -> os.stat_result | None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
+        if path.endswith(os.sep):
+            # a name ending in a slash is a directory's, which is never written
+            raise AuditError(f"{shown}: {option} names a directory (it ends in "
+                             f"{os.sep!r}), which does not exist") from None
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise AuditError(f"{shown}: directory {printable(parent)} does not exist") from None

@@ -230,6 +230,22 @@ def test_output_to_a_device_without_its_device(write_report: WriteReport) -> Non
     assert "/dev/tty: cannot write: No such device or address" in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_output_naming_a_directory_that_does_not_exist(
+        write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        force: bool) -> None:
+    # "--output nodir/" passed the early check (its parent, tmp_path, exists), the whole
+    # command ran, and the write then failed on a temporary file inside nodir/ whose
+    # name the message showed
+    path = write_report("a.json")
+    target = str(tmp_path / "nodir") + os.sep
+    assert main(["show", path, "--output", target] + (["--force"] if force else [])) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ".tmp" not in err, err
+    assert "--output names a directory" in err, err
+    assert not (tmp_path / "nodir").exists()
+
+
 def test_output_acts_on_its_one_look_at_the_path(
         write_report: WriteReport, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
