@@ -17,6 +17,7 @@
 
 #define RPI_STACK_TLS
 #define RPI_STACK_NO_LIBUNWIND
+#define RPI_STACK_NO_MAP_HOOKS  /* no munmap of its own: walks keep no pages (unwind.c) */
 #include "../csrc/stack/stack.c"
 #include "../csrc/stack/unwind.c"
 

@@ -10,11 +10,15 @@
  * default TLS model and its big buffers are on the heap (the library may be
  * dlopen'ed, and its static TLS must stay small: stack.h), and frames the
  * cached walker cannot follow go to glibc's backtrace(), not libunwind, so
- * the library links nothing new.
+ * the library links nothing new. And the library defines no munmap, mremap
+ * or mprotect (it is an ordinary library): its walks trust no stack page
+ * from one walk to the next, except on the thread's own stack
+ * (RPI_STACK_NO_MAP_HOOKS, unwind.c).
  */
 #define RPI_STACK_TLS
 #define RPI_STACK_HEAP_STATE   /* the library's static TLS stays small (stack.h) */
 #define RPI_STACK_NO_LIBUNWIND
+#define RPI_STACK_NO_MAP_HOOKS  /* no munmap of its own: walks keep no pages (unwind.c) */
 #include "stack/stack.c"
 #include "stack/unwind.c"
 #include "stack/module.h"

@@ -45,6 +45,11 @@
    ALL its thread-local data in glibc's small static TLS surplus
    (docs/concurrency.md). A capture whose block cannot be made gives 0. */
 
+/* RPI_STACK_NO_MAP_HOOKS (libringpool's copy, the Python extension's): the
+   build has no munmap, mremap or mprotect of its own calling
+   rpi_unwind_forget_memory, so no walk trusts a stack page an earlier walk
+   checked, except on the thread's own stack (unwind.c, stack_mapped_from). */
+
 /* Most frames a stack may hold (--stack-depth is capped to this). */
 #define RPI_STACK_MAX_DEPTH 256
 /* Most distinct stacks; past it rpi_stack_here returns 0. */

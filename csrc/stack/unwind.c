@@ -849,6 +849,15 @@ typedef struct walk_state {
     uintptr_t mapped_lo, mapped_hi;      /* stack memory known readable (pages), around the
                                             last walk's start */
     unsigned mapped_gen;                 /* the code_generation in which they were checked */
+#ifdef RPI_STACK_NO_MAP_HOOKS
+    uintptr_t own_lo, own_hi;            /* the thread's own stack (own_hi rounded up to a
+                                            page); both 0 until own_known, and when it has
+                                            none that can be known */
+    int own_known;                       /* own_lo and own_hi were looked up */
+    int foreign;                         /* this walk started off the thread's own stack or
+                                            climbed above its top: it is neither re-read nor
+                                            taken over */
+#endif
     struct walk_mem *mem;                /* the walk buffers and slots (NULL until the
                                             thread's first walk) */
     int mem_rounds;                      /* the key destructor's calls at the thread's exit */
@@ -1197,6 +1206,18 @@ static int pages_readable(uintptr_t lo, uintptr_t hi)
             unsigned r = (unsigned)VALGRIND_GET_VBITS((void *)lo, &vbits, 1);
             if (r == 1 || r == 3) {   /* memcheck answered */
                 ok = r == 1;
+#ifdef RPI_STACK_NO_MAP_HOOKS
+                /* memcheck calls a PROT_NONE page addressable; valgrind's
+                   own rt_sigprocmask fails with EFAULT on it (it checks the
+                   mapping before it looks at `how`), and the error memcheck
+                   would report on the word is not reported */
+                if (ok) {
+                    VALGRIND_DISABLE_ERROR_REPORTING;
+                    ok = !(syscall(SYS_rt_sigprocmask, -1, (void *)lo, NULL, (size_t)8) != 0 &&
+                           errno == EFAULT);
+                    VALGRIND_ENABLE_ERROR_REPORTING;
+                }
+#endif
                 continue;
             }
         }
@@ -1219,6 +1240,9 @@ static __attribute__((noinline, cold)) int stack_mapped_to(walk_state *m, uintpt
     uintptr_t end = (cfa + RPI_PAGE - 1) & ~(RPI_PAGE - 1);
     if (end <= m->mapped_hi)
         return 1;
+#ifdef RPI_STACK_NO_MAP_HOOKS
+    m->foreign = 1;     /* a page outside the thread's own stack: checked for this walk only */
+#endif
     if (!pages_readable(m->mapped_hi, end))
         return 0;
     m->mapped_hi = end;
@@ -1244,8 +1268,72 @@ static __attribute__((noinline, cold)) int stack_mapped_to(walk_state *m, uintpt
    would cost a system call a page, and tying the range to sp's mapping
    would keep it across an unmapping above. After an unmapping each thread
    checks its pages again as its walks climb (a system call a page, once).
-   libringpool's copy has no such hooks: there a range stays until a walk
-   starts outside it. */
+   The copies built without those hooks (libringpool's, the Python
+   extension's: RPI_STACK_NO_MAP_HOOKS) keep no pages from one walk to the
+   next: see below. */
+#ifdef RPI_STACK_NO_MAP_HOOKS
+/* Without hooks on munmap and the like, no page found readable by one walk
+   may be trusted by the next, except on the thread's own stack: from a
+   stack pointer on it up to its top everything stays mapped while the
+   thread lives (those are its callers' frames; the kernel never shrinks
+   the main thread's stack, and a thread's stack is freed after it ends).
+   So a walk that starts there trusts [its page, the top) and checks
+   nothing unless a frame's CFA lies above the top; one that starts
+   elsewhere (a stack of the program's own, a coroutine's, a signal
+   stack) checks every page it climbs to, each walk anew (a system call a
+   page). Such a walk, and one that climbs above the top (`foreign`), is
+   not kept for the next: the memo, the kept walks and the splices re-read
+   its words without a check, and the pages may be gone by then; and it
+   takes over nothing of the previous walk (whose words lie on the
+   thread's stack, but not necessarily on pages this walk checked). A
+   walk on the thread's own stack costs no more than it did: a compare at
+   its start, and no page check at all. The bounds come from
+   pthread_getattr_np at a thread's first walk outside them (once: a
+   thread whose stack cannot be known checks every walk); it may call
+   malloc (these copies run outside malloc: libringpool's first capture on
+   a thread makes its buffers with calloc too) and, on the main thread,
+   reads /proc/self/maps. */
+static __attribute__((noinline, cold)) void own_stack_find(walk_state *m)
+{
+    int saved = errno;
+    pthread_attr_t a;
+    m->own_known = 1;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        void *addr;
+        size_t size;
+        if (pthread_attr_getstack(&a, &addr, &size) == 0 && size > 0 &&
+            (uintptr_t)addr + size > (uintptr_t)addr &&
+            (uintptr_t)addr + size <= UINTPTR_MAX - RPI_PAGE) {
+            m->own_lo = (uintptr_t)addr;
+            m->own_hi = ((uintptr_t)addr + size + RPI_PAGE - 1) & ~(RPI_PAGE - 1);
+        }
+        pthread_attr_destroy(&a);
+    }
+    errno = saved;
+}
+
+static inline void stack_mapped_from(walk_state *m, uintptr_t sp, unsigned generation)
+{
+    (void)generation;
+    uintptr_t page = (sp - 8) & ~(RPI_PAGE - 1);
+    m->mapped_lo = page;
+    if (RPI_LIKELY(sp - 8 - m->own_lo < m->own_hi - m->own_lo)) {
+        m->mapped_hi = m->own_hi;
+        m->foreign = 0;
+        return;
+    }
+    if (!m->own_known) {
+        own_stack_find(m);
+        if (sp - 8 - m->own_lo < m->own_hi - m->own_lo) {
+            m->mapped_hi = m->own_hi;
+            m->foreign = 0;
+            return;
+        }
+    }
+    m->mapped_hi = page + RPI_PAGE;
+    m->foreign = 1;
+}
+#else
 static inline void stack_mapped_from(walk_state *m, uintptr_t sp, unsigned generation)
 {
     uintptr_t page = (sp - 8) & ~(RPI_PAGE - 1);
@@ -1265,6 +1353,7 @@ static inline void stack_mapped_from(walk_state *m, uintptr_t sp, unsigned gener
     m->mapped_lo = page;
     m->mapped_hi = page + RPI_PAGE;
 }
+#endif
 
 /* One frame: frame[n - 1] = pc has been stored; its CFA from the cached
    rule (inline: one probe, one test), then the caller's return address.
@@ -1511,7 +1600,11 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
     const uintptr_t *op = &no_cfa;
     if (!merge)
         m->splice_wait--;
+#ifdef RPI_STACK_NO_MAP_HOOKS
+    else if (o->ok && o->generation == generation && o->ncfa && !m->foreign) {
+#else
     else if (o->ok && o->generation == generation && o->ncfa) {
+#endif
         o->fc[CFA_AT + o->ncfa] = UINTPTR_MAX;     /* the end mark */
         op = ocfa;
     }
@@ -1606,7 +1699,11 @@ done:
     b->n = n;
     b->ncfa = ncfa;
     b->cut = cut;
+#ifdef RPI_STACK_NO_MAP_HOOKS
+    b->ok = b->nbp <= WALK_BP_READS && !m->foreign;
+#else
     b->ok = b->nbp <= WALK_BP_READS;
+#endif
     m->next = m->last;
     m->last = b;
     m->valid = b->ok;
