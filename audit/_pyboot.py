@@ -3,7 +3,9 @@
 Started by ``ringpool-audit run --python`` through ``audit/_pystart.py`` (run
 by its path, it loads this module's cached bytecode: the audited program pays
 neither ``-m``'s machinery nor the ``audit`` package's import); the arguments are what ``python``
-would get (``SCRIPT ARGS``, ``-m MODULE ARGS`` or ``-c CODE ARGS``).  The
+would get after its own options (``SCRIPT ARGS``, ``-- SCRIPT ARGS``, ``-m MODULE ARGS``,
+``-c CODE ARGS`` or ``- ARGS``, the program read from stdin); the interpreter's options
+are given to the interpreter, before ``_pystart.py``.  The
 environment names the report (``RINGPOOL_PYTHON_REPORT``, ``%p`` the pid) and
 the frames kept per allocation (``RINGPOOL_PYTHON_DEPTH``) and, for sampling,
 the rate per byte and the seed (``RINGPOOL_PYTHON_SAMPLE_RATE``,
@@ -35,7 +37,7 @@ DEPTH_ENV = "RINGPOOL_PYTHON_DEPTH"
 RATE_ENV = "RINGPOOL_PYTHON_SAMPLE_RATE"
 SEED_ENV = "RINGPOOL_PYTHON_SAMPLE_SEED"
 NATIVE_ENV = "RINGPOOL_PYTHON_NATIVE"
-USAGE = "usage: python -m audit._pyboot (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
+USAGE = "usage: python -m audit._pyboot ([--] SCRIPT | -m MODULE | -c CODE | -) [ARGS...]"
 
 
 _rule: types.ModuleType | None = None
@@ -151,8 +153,15 @@ def main(argv: list[str]) -> int:
         native = _native()
     except ValueError as exc:
         return _fail(str(exc))
-    if not argv or (argv[0] in ("-m", "-c") and len(argv) < 2):
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+        if not argv:
+            return _fail(USAGE)
+        kind = "script"
+    elif not argv or (argv[0] in ("-m", "-c") and len(argv) < 2):
         return _fail(USAGE)
+    else:
+        kind = argv[0] if argv[0] in ("-m", "-c", "-") else "script"
     try:
         _pyhooks = _load_hooks()
         if native:
@@ -160,11 +169,11 @@ def main(argv: list[str]) -> int:
     except ImportError as exc:
         return _fail(f"cannot load the hooks into {_name(sys.executable)} "
                      f"(Python {sys.version.split()[0]}): {exc}")
-    program = " ".join(argv[:2]) if argv[0] in ("-m", "-c") else argv[0]
+    program = " ".join(argv[:2]) if kind in ("-m", "-c") else argv[0]
     # A path Python decoded with surrogateescape has no UTF-8: the report names it with
     # U+FFFD for the bytes that are not UTF-8, as it names such files' frames.
     program = program.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    if argv[0] not in ("-m", "-c") and not os.path.exists(argv[0]):
+    if kind == "script" and not os.path.exists(argv[0]):
         return _fail(f"{_name(argv[0])}: no such file")
     try:
         _pyhooks.set_program(program)
@@ -204,17 +213,24 @@ def main(argv: list[str]) -> int:
     # sys.path, unless PYTHONSAFEPATH (-P, -I) says not to: then sys.path[0] is
     # the standard library's zip entry, and stays it.
     safe_path = bool(getattr(sys.flags, "safe_path", False))
-    if argv[0] == "-m":
+    if kind == "-m":
         sys.argv = [argv[1], *argv[2:]]
         if not safe_path:
             sys.path[0] = os.getcwd()
         import runpy
         runpy._run_module_as_main(argv[1], alter_argv=True)  # type: ignore[attr-defined]
-    elif argv[0] == "-c":
+    elif kind == "-c":
         sys.argv = ["-c", *argv[2:]]
         if not safe_path:
             sys.path[0] = ""
         exec(_pyhooks.compile_source(argv[1], "<string>"), main_module.__dict__)
+    elif kind == "-":
+        sys.argv = list(argv)
+        if not safe_path:
+            sys.path[0] = ""
+        source = sys.stdin.buffer.read()
+        main_module.__dict__["__file__"] = "<stdin>"
+        exec(_pyhooks.compile_source(source, "<stdin>"), main_module.__dict__)
     else:
         path = argv[0]
         sys.argv = list(argv)

@@ -16,9 +16,23 @@ import sys
 _package = os.environ.pop("RINGPOOL_PYTHON_PACKAGE", None)
 if _package:
     sys.path.insert(1, _package)
+# Under -E, -I, -s or -S, the directory that holds the packages for the hooks alone: it
+# is taken off sys.path once they are loaded, so the program's sys.path is the interpreter's.
+_load = os.environ.pop("RINGPOOL_PYTHON_LOAD_PATH", None)
 _spec = importlib.util.spec_from_file_location(
     "audit._pyboot", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pyboot.py"))
 assert _spec is not None and _spec.loader is not None
 _boot = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_boot)
+if _load:
+    sys.path.insert(0, _load)
+    try:
+        _boot._load_hooks()
+        if os.environ.get("RINGPOOL_PYTHON_NATIVE", "0") not in ("", "0"):
+            _boot._load_hooks("allocator._pystack")
+    except ImportError:
+        pass  # main() says so
+    finally:
+        sys.path.remove(_load)
+        sys.path_importer_cache.pop(_load, None)
 sys.exit(_boot.main(sys.argv[1:]))

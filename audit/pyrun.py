@@ -35,6 +35,9 @@ NATIVE_DEPTH = 64
 BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pystart.py")
 #: The directory holding this package, for another interpreter (read by the launcher).
 PACKAGE_ENV = "RINGPOOL_PYTHON_PACKAGE"
+#: The directory holding this package, for the launcher alone (taken off sys.path once the
+#: hooks are loaded): under -E, -I, -s and -S.
+LOAD_ENV = "RINGPOOL_PYTHON_LOAD_PATH"
 
 
 def looks_like_python(program: str) -> bool:
@@ -45,8 +48,8 @@ def looks_like_python(program: str) -> bool:
 def add_python_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Python programs")
     group.add_argument("--python", action="store_true",
-                       help="CMD is a Python script (or -m MODULE, -c CODE, or a python "
-                            "interpreter and its arguments): attribute its allocations to "
+                       help="CMD is a Python script (or -m MODULE, -c CODE, -, or a python "
+                            "interpreter, its options and its arguments): attribute its allocations to "
                             "Python lines through CPython's allocator hooks")
     group.add_argument("--python-depth", type=positive_int, default=None, metavar="N",
                        help="with --python: Python frames kept per allocation (default 1; "
@@ -65,14 +68,84 @@ def hint(cmd: list[str]) -> None:
                        f"{printable(' '.join(cmd[1:])) or 'SCRIPT'}` attributes its memory to Python lines")
 
 
+#: CPython's options that take no value and that the launcher passes on as they are.
+_FLAGS = frozenset("bBdEIOPqRsSuv")
+#: CPython's options that take a value (in the same word, -Wd, or the next one, -W d).
+_VALUED = frozenset("WX")
+#: Options that mean the program's environment is not the CLI's: the hooks' package is then
+#: found through the launcher's own path, which it takes off sys.path once they are loaded.
+_ISOLATING = frozenset("EIsS")
+_REFUSED = {
+    "i": "-i (inspect interactively after the program) is not supported under run --python: "
+         "the report is written when the program ends",
+    "x": "-x (skip the script's first line) is not supported under run --python",
+    "h": "-h prints the interpreter's help and runs no program: run it without ringpool-audit",
+    "?": "-? prints the interpreter's help and runs no program: run it without ringpool-audit",
+    "V": "-V prints the interpreter's version and runs no program: run it without ringpool-audit",
+}
+_LONG_REFUSED = ("--help", "--help-env", "--help-xoptions", "--help-all", "--version")
+
+
+def split_options(words: list[str]) -> tuple[list[str], list[str]]:
+    """(interpreter options, program) from what follows ``python``, read as CPython reads its
+    command line: ``[OPTIONS] (SCRIPT | -m MODULE | -c CODE | -) [ARGS]``.  The options come
+    back one per word (``-OOu`` as ``-O -O -u``, ``-Wd`` as ``-W d``); the program is what the
+    launcher takes (``-m MODULE ARGS``, ``-c CODE ARGS``, ``- ARGS``, or ``SCRIPT ARGS`` with
+    ``--`` before a SCRIPT whose name starts with ``-``).  Raises AuditError on an option that
+    CPython does not know, one that lacks its value, or one run --python cannot honour."""
+    options: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            i += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        if word.startswith("--"):
+            if word == "--check-hash-based-pycs":
+                if i + 1 >= len(words) or words[i + 1] not in ("always", "default", "never"):
+                    raise AuditError(f"run --python: {word} takes always, default or never")
+                options += [word, words[i + 1]]
+                i += 2
+                continue
+            if word in _LONG_REFUSED:
+                raise AuditError(f"run --python: {word} prints the interpreter's "
+                                 f"{'version' if word == '--version' else 'help'} and runs no "
+                                 "program: run it without ringpool-audit")
+            raise AuditError(f"run --python: unknown interpreter option {printable(word)}")
+        i += 1
+        for k in range(1, len(word)):
+            letter = word[k]
+            if letter in ("c", "m") or letter in _VALUED:
+                value = word[k + 1:]
+                if not value:
+                    if i >= len(words):
+                        raise AuditError(f"run --python: -{letter} takes a value"
+                                         + (" (the code to run)" if letter == "c" else
+                                            " (the module to run)" if letter == "m" else ""))
+                    value = words[i]
+                    i += 1
+                if letter in _VALUED:
+                    options += [f"-{letter}", value]
+                    break
+                return options, [f"-{letter}", value, *words[i:]]
+            if letter in _REFUSED:
+                raise AuditError(f"run --python: {_REFUSED[letter]}")
+            if letter not in _FLAGS:
+                raise AuditError(f"run --python: unknown interpreter option -{printable(letter)}")
+            options.append(f"-{letter}")
+    program = words[i:]
+    if program and program[0] != "-" and program[0].startswith("-"):
+        program = ["--", *program]
+    return options, program
+
+
 def _interpreter(cmd: list[str]) -> tuple[str, list[str]]:
     if looks_like_python(cmd[0]):
         found = shutil.which(cmd[0])
         if found is None:
             raise AuditError(f"{printable(cmd[0])}: command not found")
-        if not cmd[1:]:
-            raise AuditError("run --python: give the script to run after the interpreter "
-                             f"(run --python -- {cmd[0]} SCRIPT ARGS)")
         return found, cmd[1:]
     return sys.executable, cmd
 
@@ -98,20 +171,26 @@ def run(args: argparse.Namespace, cmd: list[str]) -> int:
         pyreport.normalize_by(args.by)
     except ValueError as exc:
         raise AuditError(str(exc)) from exc
-    interpreter, rest = _interpreter(cmd)
-    if rest[0] not in ("-m", "-c") and not os.path.isfile(rest[0]):
-        raise AuditError(f"{printable(rest[0])}: no such file (run --python takes a Python script, "
-                         "-m MODULE or -c CODE)")
+    interpreter, words = _interpreter(cmd)
+    options, rest = split_options(words)
+    if not rest:
+        raise AuditError("run --python: give the script to run after the interpreter "
+                         f"(run --python -- {printable(cmd[0])} [OPTIONS] SCRIPT ARGS)")
+    script = rest[1] if rest[0] == "--" else rest[0]
+    if rest[0] not in ("-m", "-c", "-") and not os.path.isfile(script):
+        raise AuditError(f"{printable(script)}: no such file (run --python takes a Python script, "
+                         "-m MODULE, -c CODE or -, after the interpreter's options)")
     temporary = args.report_dir is None
     report_dir = tempfile.mkdtemp(prefix="ringpool-run-") if temporary else args.report_dir
     try:
-        return _run_in(args, interpreter, rest, report_dir)
+        return _run_in(args, interpreter, options, rest, report_dir)
     finally:
         if temporary:
             shutil.rmtree(report_dir, ignore_errors=True)
 
 
-def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_dir: str) -> int:
+def _run_in(args: argparse.Namespace, interpreter: str, options: list[str], rest: list[str],
+            report_dir: str) -> int:
     before, literal_dir = ready_report_dir(report_dir)
     env = dict(os.environ)
     env["RINGPOOL_PYTHON_REPORT"] = os.path.join(literal_dir, "python.%p.json")
@@ -126,16 +205,22 @@ def _run_in(args: argparse.Namespace, interpreter: str, rest: list[str], report_
     if getattr(args, "sample_seed", None) is not None:
         env["RINGPOOL_PYTHON_SAMPLE_SEED"] = str(args.sample_seed)
     env.pop(PACKAGE_ENV, None)
-    if os.path.realpath(interpreter) != os.path.realpath(sys.executable):
+    env.pop(LOAD_ENV, None)
+    if any(o[1:] in _ISOLATING for o in options):
+        # -E, -I, -s or -S: $PYTHONPATH, the user's site-packages or site itself may be what
+        # found this package; the launcher finds the hooks here, then takes it off sys.path.
+        env[LOAD_ENV] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    elif os.path.realpath(interpreter) != os.path.realpath(sys.executable):
         # Another interpreter finds this package where this one found it: the launcher
         # puts the directory on sys.path where $PYTHONPATH's first entry goes (not
         # through $PYTHONPATH itself, which splits a directory holding ':').
         env[PACKAGE_ENV] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        status = subprocess.run([interpreter, BOOT, *rest], env=env, check=False).returncode
+        status = subprocess.run([interpreter, *options, BOOT, *rest], env=env, check=False).returncode
     except OSError as exc:
         raise AuditError(f"{printable(interpreter)}: cannot run: {exc.strerror}") from exc
-    name = printable(rest[0] if rest[0] not in ("-m", "-c") else " ".join(rest[:2]))
+    name = printable(" ".join(rest[:2]) if rest[0] in ("-m", "-c") else
+                     rest[1] if rest[0] == "--" else rest[0])
     status_text = describe_status(status)
     written = written_since(report_dir, before)
     loaded = [r for r in reports.load_all(written) if r.kind == "python"] if written else []

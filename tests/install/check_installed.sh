@@ -312,6 +312,23 @@ line = rows["app.py:3 (<module>)"]
 assert 300000 <= line["bytes"] < 301000, line   # three 100000-byte buffers and their objects
 EOF
 
+step "run --python with the interpreter's options: -I -X dev -O, and -S (no site-packages)"
+printf 'import sys\nKEEP = [bytearray(100000) for i in range(3)]\nassert False\nprint(sys.flags.isolated, sys.flags.dev_mode, sys.flags.optimize, sys.flags.no_site)\n' > opts_app.py
+for opts in "-I -X dev -O" "-S -OO"; do
+    rm -f opts.json
+    # shellcheck disable=SC2086
+    expect 0 "$bin"/ringpool-audit run --python --by line --format json --output opts.json -- "$bin"/python $opts opts_app.py
+    # shellcheck disable=SC2086
+    want=$("$bin"/python $opts opts_app.py)
+    [ "$out" = "$want" ] || fail "run --python -- python $opts: the program saw other flags: $out, not $want"
+    "$bin"/python - opts.json <<'EOF'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as f:
+    rows = {r["key"]: r for r in json.load(f)["rows"]}
+assert 300000 <= rows["opts_app.py:2 (<listcomp>)"]["bytes"] < 301000, rows
+EOF
+done
+
 step "run --python --native: a C function of the stdlib under the Python line that called it"
 printf 'import zlib\nKEEP = []\nfor i in range(20):\n    KEEP.append(zlib.compress(bytes(range(256)) * 400, 1))\n' > native_app.py
 rm -f native.json
