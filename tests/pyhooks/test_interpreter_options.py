@@ -4,6 +4,7 @@ as CPython reads its command line, and the hooks still run and write the report.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,10 +129,11 @@ def test_dev_mode_counts_as_the_default_allocator(script: Script, capsys: pytest
     assert len(set(rows)) == 1 and rows[0][0] >= 300, rows
 
 
-def _cli(argv: list[str], cwd: Path, stdin: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(argv: list[str], cwd: Path, stdin: Path | None = None,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     with open(stdin if stdin is not None else "/dev/null", "rb") as fh:
         return subprocess.run([sys.executable, "-m", "audit", *argv], stdin=fh, capture_output=True,
-                              text=True, cwd=cwd, timeout=120, check=False)
+                              text=True, cwd=cwd, timeout=120, check=False, env=env)
 
 
 def test_code_module_and_stdin_after_options(script: Script, capsys: pytest.CaptureFixture[str],
@@ -142,8 +144,14 @@ def test_code_module_and_stdin_after_options(script: Script, capsys: pytest.Capt
     assert code == 0, err
     assert "<string>:1 (<listcomp>)" in out
     script("probe_mod.py", "import sys\nKEEP = [bytearray(5000)]   # LEAK\nprint(sys.flags.optimize)\n")
+    # the module is found through PYTHONPATH, not the working directory: the sanitizer
+    # suites run with PYTHONSAFEPATH set, under which -m puts no directory first
+    # (as the plain interpreter does)
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(tmp_path)) if p)
+    env = dict(os.environ, PYTHONPATH=path)
     for words in (["-O", "-m", "probe_mod"], ["-Omprobe_mod"], ["-O", "-mprobe_mod"]):
-        proc = _cli(["run", "--python", "--format", "csv", "--", sys.executable, *words], tmp_path)
+        proc = _cli(["run", "--python", "--format", "csv", "--", sys.executable, *words], tmp_path,
+                    env=env)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == "1\n" and "probe_mod.py:2 (<module>)" in proc.stderr, words
     stdin = tmp_path / "stdin.py"
@@ -157,7 +165,6 @@ def test_code_module_and_stdin_after_options(script: Script, capsys: pytest.Capt
 def test_a_script_named_like_an_option_after_double_dash(script: Script, capsys: pytest.CaptureFixture[str],
                                                          tmp_path: Path) -> None:
     s = script("-leaky.py", "KEEP = [bytearray(3000) for _ in range(10)]\n")
-    import os
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
