@@ -28,9 +28,9 @@ if _load:
     sys.path.insert(0, _load)
     try:
         _boot._load_hooks()
-        if os.environ.get("RINGPOOL_PYTHON_NATIVE", "0") not in ("", "0"):
+        if _boot._native():
             _boot._load_hooks("allocator._pystack")
-    except ImportError:
+    except (ImportError, ValueError):
         pass  # main() says so
     finally:
         sys.path.remove(_load)

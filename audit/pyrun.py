@@ -33,6 +33,8 @@ TEXT_FORMATS = ("table", "github", "markdown")
 NATIVE_DEPTH = 64
 #: The launcher, run by its path: audit._pyboot from its cached bytecode.
 BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pystart.py")
+#: The directory holding this package (what PACKAGE_ENV and LOAD_ENV pass on).
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The directory holding this package, for another interpreter (read by the launcher).
 PACKAGE_ENV = "RINGPOOL_PYTHON_PACKAGE"
 #: The directory holding this package, for the launcher alone (taken off sys.path once the
@@ -209,12 +211,12 @@ def _run_in(args: argparse.Namespace, interpreter: str, options: list[str], rest
     if any(o[1:] in _ISOLATING for o in options):
         # -E, -I, -s or -S: $PYTHONPATH, the user's site-packages or site itself may be what
         # found this package; the launcher finds the hooks here, then takes it off sys.path.
-        env[LOAD_ENV] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env[LOAD_ENV] = PACKAGE_DIR
     elif os.path.realpath(interpreter) != os.path.realpath(sys.executable):
         # Another interpreter finds this package where this one found it: the launcher
         # puts the directory on sys.path where $PYTHONPATH's first entry goes (not
         # through $PYTHONPATH itself, which splits a directory holding ':').
-        env[PACKAGE_ENV] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env[PACKAGE_ENV] = PACKAGE_DIR
     try:
         status = subprocess.run([interpreter, *options, BOOT, *rest], env=env, check=False).returncode
     except OSError as exc:
