@@ -5,6 +5,9 @@
 #   test-c-asan      csrc/*.c compiled into each test with ASan+UBSan
 #   test-c-tsan      the thread tests with csrc/*.c compiled with TSan
 #   test-c-exports   only rp_ symbols are exported by libringpool.so
+#   test-c-header    ringpool.h in programs: every macro and declaration built
+#                    with gcc, clang, g++ and clang++ (C89 to C2x, C++98 to
+#                    C++20) under strict warnings and -Werror, and run
 #   test-c-install   make install into a temporary prefix, examples/hello.c
 #                    built there with pkg-config and run
 #   test-c-plugin    10,000 plugin load/use/unload cycles (RSS growth < 1 MiB)
@@ -12,6 +15,8 @@
 # One program, one backing: build/ctest/test_alloc arena [case]
 
 CTEST_DIR    := $(BUILD)/ctest
+# test-c-header builds the header's consumers with clang and clang++ too
+SYS_PACKAGES += clang
 CTEST_SRCS   := $(sort $(wildcard tests/c/test_*.c))
 CTEST_NAMES  := $(patsubst tests/c/%.c,%,$(CTEST_SRCS))
 CTEST_BINS   := $(addprefix $(CTEST_DIR)/,$(CTEST_NAMES))
@@ -54,11 +59,11 @@ PLUGIN_VALGRIND_CYCLES ?= 100
 PLUGIN_RSS_LIMIT_KIB ?= 1024
 
 .PHONY: test-c test-c-plain test-c-valgrind test-c-asan test-c-tsan \
-        test-c-exports test-c-install test-c-plugin ctest-bins
+        test-c-exports test-c-header test-c-install test-c-plugin ctest-bins
 TEST_TARGETS += test-c
 
 test-c: test-c-plain test-c-valgrind test-c-asan test-c-tsan test-c-exports \
-        test-c-install test-c-plugin
+        test-c-header test-c-install test-c-plugin
 	@echo "test-c: all C suites passed"
 
 ctest-bins: $(CTEST_BINS)
@@ -125,6 +130,9 @@ test-c-tsan: setup-sys $(TSAN_BINS)
 	$(call ctest_run_hl64,$(TSAN_BINS),$(TSAN_ENV),tsan )
 
 # ---------------------------------------------------------------- exports
+test-c-header: setup-sys lib
+	tests/c/header/check.sh $(BUILD)
+
 test-c-exports: setup-sys lib
 	@syms=$$(nm -D --defined-only $(LIB_SO) | awk 'NF == 3 { print $$3 }'); \
 	bad=$$(printf '%s\n' $$syms | grep -v '^rp_' || true); \

@@ -53,6 +53,14 @@ extern "C" {
 #define RP_API
 #endif
 
+/* The header's macros cast with static_cast in C++, so that programs built
+   with -Wold-style-cast compile them cleanly. */
+#ifdef __cplusplus
+#define RP_CAST_(type, value) (static_cast<type>(value))
+#else
+#define RP_CAST_(type, value) ((type)(value))
+#endif
+
 #define RINGPOOL_VERSION_MAJOR 0
 #define RINGPOOL_VERSION_MINOR 1
 #define RINGPOOL_VERSION_PATCH 0
@@ -118,7 +126,7 @@ enum {
 /* With RP_POOL_STACKS: at most n frames per stack (1..256, larger is capped),
    or'ed into the flags. Without it the depth is the parent's (a child pool),
    else $RINGPOOL_POOL_STACKS's, else 64. */
-#define RP_POOL_STACK_DEPTH(n)   (((unsigned)(n) & 511u) << 20)
+#define RP_POOL_STACK_DEPTH(n)   ((RP_CAST_(unsigned, n) & 511u) << 20)
 #define RP_POOL_STACK_DEPTH_MASK (511u << 20)
 
 typedef struct rp_pool_options {
@@ -177,8 +185,8 @@ RP_API void *rp_memdup(rp_pool *pool, const void *p, size_t size, const char *ta
    (error handler, then NULL). */
 RP_API void *rp_alloc_aligned(rp_pool *pool, size_t align, size_t size, const char *tag);
 
-#define RP_MAX_ALIGN ((size_t)1 << 26)      /* 64 MiB */
-#define RP_MAX_SIZE  (((size_t)1 << 47) - 1) /* larger requests fail as OOM */
+#define RP_MAX_ALIGN (RP_CAST_(size_t, 1) << 26)      /* 64 MiB */
+#define RP_MAX_SIZE  ((RP_CAST_(size_t, 1) << 47) - 1) /* larger requests fail as OOM */
 
 /* ------------------------------------------------------- _noexc twins */
 /* Same as above, but NULL on failure, with nothing changed (a failed resize
@@ -204,7 +212,11 @@ RP_API void *rp_alloc_aligned_noexc(rp_pool *pool, size_t align, size_t size, co
 #define RP_MEMDUP(pool, p, size)         rp_memdup((pool), (p), (size), RP_LOCATION)
 #define RP_MEMDUP_NOEXC(pool, p, size)   rp_memdup_noexc((pool), (p), (size), RP_LOCATION)
 #define RP_ALLOC_ALIGNED(pool, a, size)  rp_alloc_aligned((pool), (a), (size), RP_LOCATION)
+/* (variadic: C99 and C++11 on; older dialects call rp_strconcat itself) */
+#if (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L) || \
+    (defined(__cplusplus) && __cplusplus >= 201103L)
 #define RP_STRCONCAT(pool, n, ...)       rp_strconcat((pool), RP_LOCATION, (n), __VA_ARGS__)
+#endif
 
 /* ------------------------------------------------------- Default pool */
 /* The caml_stat_* model. Before rp_stat_create_pool() these are plain
