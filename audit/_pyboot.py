@@ -3,7 +3,7 @@
 Started by ``ringpool-audit run --python`` through ``audit/_pystart.py`` (run
 by its path, it loads this module's cached bytecode: the audited program pays
 neither ``-m``'s machinery nor the ``audit`` package's import); the arguments are what ``python``
-would get after its own options (``SCRIPT ARGS``, ``-- SCRIPT ARGS``, ``-m MODULE ARGS``,
+would get after its own options (``SCRIPT ARGS``, a directory or zip file with a ``__main__.py``, ``-- SCRIPT ARGS``, ``-m MODULE ARGS``,
 ``-c CODE ARGS`` or ``- ARGS``, the program read from stdin); the interpreter's options
 are given to the interpreter, before ``_pystart.py``.  The
 environment names the report (``RINGPOOL_PYTHON_REPORT``, ``%p`` the pid) and
@@ -14,7 +14,8 @@ per stack (``RINGPOOL_PYTHON_NATIVE``, 1 to 256; unset or 0: none).  The report 
 written when the program ends, before the interpreter's finalization (an
 ``atexit`` callback registered before the program runs, so it runs after the
 program's own), rewritten after finalization with what it left, and written
-before an ``os.exec*`` replaces the process.
+before an ``os.exec*`` replaces the process.  The program runs as ``python``
+runs it (docs/python-programs.md, "The program runs as under python").
 """
 
 from __future__ import annotations
@@ -204,43 +205,162 @@ def main(argv: list[str]) -> int:
 
     atexit.register(at_exit)
     sys.addaudithook(on_audit)
-    # Like `python SCRIPT`: the program runs in a fresh __main__ module that
-    # stays in sys.modules, so its globals live until finalization.
+    _run(kind, argv, _pyhooks)
+    return 0
+
+
+#: The launcher's own files: their frames are taken off the traceback of an exception that
+#: ends the program, which `python SCRIPT` prints from the program's outermost frame.
+LAUNCHER_FILES = frozenset(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+                           for name in ("_pystart.py", "_pyboot.py"))
+
+
+def strip_launcher(exc: BaseException) -> None:
+    """Takes the launcher's frames (the outermost ones) off the traceback of exc, the
+    exception that ends the program, before the interpreter prints it (or runs sys.excepthook
+    with it, or keeps it in sys.last_traceback) as it does for `python SCRIPT`."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in LAUNCHER_FILES:
+        tb = tb.tb_next
+    exc.__traceback__ = tb
+
+
+def _flush_io() -> None:
+    """What CPython does after running a file (a script or stdin) and before it prints the
+    exception that ended it: flush stderr then stdout, ignoring errors (pythonrun.c
+    flush_io), so the program's buffered output comes before the traceback."""
+    for name in ("stderr", "stdout"):
+        stream = getattr(sys, name, None)
+        if stream is not None:
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+
+def _importer(path: str) -> Any:
+    """The path entry finder that imports from path, a directory or a zip file (None for a
+    script), as CPython's start-up asks (import.c get_path_importer: sys.path_importer_cache
+    holds None for a script's path afterwards, as it does under `python SCRIPT`)."""
+    cache = sys.path_importer_cache
+    if path in cache:
+        return cache[path]
+    cache[path] = None
+    for hook in sys.path_hooks:
+        try:
+            importer = hook(path)
+        except ImportError:
+            continue
+        cache[path] = importer
+        return importer
+    return None
+
+
+def _set_path0(path0: str | None, safe_path: bool) -> None:
+    """sys.path[0] as `python` makes it: path0 in place of the launcher's directory, which the
+    interpreter put first; under safe path (-P, -I, PYTHONSAFEPATH) the launcher's directory
+    is not there and nothing replaces it, but a directory or zip file run as the program is
+    inserted first (main.c pymain_run_python)."""
+    if path0 is None:
+        return
+    if safe_path:
+        sys.path.insert(0, path0)
+        return
+    old = sys.path[0]
+    sys.path[0] = path0
+    if old != path0 and old not in sys.path:
+        sys.path_importer_cache.pop(old, None)
+
+
+def _run(kind: str, argv: list[str], _pyhooks: types.ModuleType) -> None:
+    """Runs the program as `python` runs it (Modules/main.c, Python/pythonrun.c of 3.11).  It
+    runs in a fresh __main__ module that stays in sys.modules, so its globals live until
+    finalization; the module starts as the interpreter's own __main__ does (pylifecycle.c
+    add_main_module: __annotations__, __builtins__ and BuiltinImporter as __loader__)."""
+    import importlib.machinery
+
     main_module = types.ModuleType("__main__")
-    main_module.__dict__["__builtins__"] = builtins
+    globals_ = main_module.__dict__
+    globals_["__annotations__"] = {}
+    globals_["__builtins__"] = builtins
+    globals_["__loader__"] = importlib.machinery.BuiltinImporter
     sys.modules["__main__"] = main_module
-    # `python` puts the script's directory (-m: the current one; -c: "") first on
+    # `python` puts the script's directory (-m: the current one; -c, -: "") first on
     # sys.path, unless PYTHONSAFEPATH (-P, -I) says not to: then sys.path[0] is
     # the standard library's zip entry, and stays it.
     safe_path = bool(getattr(sys.flags, "safe_path", False))
     if kind == "-m":
-        sys.argv = [argv[1], *argv[2:]]
-        if not safe_path:
-            sys.path[0] = os.getcwd()
+        # sys.argv[0] is "-m" while the module is found (and its packages imported); runpy
+        # then puts the module's file there.
+        sys.argv = ["-m", *argv[2:]]
+        _set_path0(None if safe_path else os.getcwd(), False)
         import runpy
         runpy._run_module_as_main(argv[1], alter_argv=True)  # type: ignore[attr-defined]
-    elif kind == "-c":
+        return
+    if kind == "-c":
         sys.argv = ["-c", *argv[2:]]
-        if not safe_path:
-            sys.path[0] = ""
-        exec(_pyhooks.compile_source(argv[1], "<string>"), main_module.__dict__)
-    elif kind == "-":
-        sys.argv = list(argv)
-        if not safe_path:
-            sys.path[0] = ""
+        _set_path0(None if safe_path else "", False)
+        exec(_pyhooks.compile_source(argv[1], "<string>"), globals_)
+        return
+    sys.argv = list(argv)
+    if kind == "-":
+        _set_path0(None if safe_path else "", False)
+        filename = "<stdin>"
         source = sys.stdin.buffer.read()
-        main_module.__dict__["__file__"] = "<stdin>"
-        exec(_pyhooks.compile_source(source, "<stdin>"), main_module.__dict__)
     else:
+        # CPython runs the script by its absolute path (not normalized: `./a/../x.py` is
+        # CWD/./a/../x.py): __file__, the code's co_filename, tracebacks and warnings name it.
         path = argv[0]
-        sys.argv = list(argv)
-        if not safe_path:
-            sys.path[0] = os.path.dirname(os.path.abspath(path))
-        with io.open_code(path) as fh:
+        filename = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+        if _importer(filename) is not None:
+            # A directory or a zip file (a zipapp): its __main__ module, found on sys.path.
+            _set_path0(filename, safe_path)
+            import runpy
+            runpy._run_module_as_main("__main__", alter_argv=False)  # type: ignore[attr-defined]
+            return
+        _set_path0(None if safe_path else os.path.dirname(os.path.realpath(path)), False)
+        with io.open_code(filename) as fh:
             source = fh.read()
-        main_module.__dict__.update({"__file__": path, "__cached__": None})
-        exec(_pyhooks.compile_source(source, path), main_module.__dict__)
-    return 0
+    # The file's name stays in __main__ while the file runs (and while an exception that
+    # ends it is printed), and is taken out when it returns (pythonrun.c
+    # _PyRun_SimpleFileObject), before the atexit callbacks.
+    globals_["__file__"] = filename
+    globals_["__cached__"] = None
+    try:
+        code: Any
+        if kind != "-" and (filename.endswith(".pyc") or source[:2] == _magic()[:2]):
+            globals_["__loader__"] = importlib.machinery.SourcelessFileLoader("__main__", filename)
+            code = _pyc_code(source)
+        else:
+            if kind != "-":
+                globals_["__loader__"] = importlib.machinery.SourceFileLoader("__main__", filename)
+            code = _pyhooks.compile_source(source, filename)
+        exec(code, globals_)
+    except BaseException:
+        _flush_io()
+        raise
+    _flush_io()
+    globals_.pop("__file__", None)
+    globals_.pop("__cached__", None)
+
+
+def _magic() -> bytes:
+    import importlib.util
+
+    return importlib.util.MAGIC_NUMBER
+
+
+def _pyc_code(data: bytes) -> Any:
+    """The code of a compiled file run as the script (`python app.pyc`), with CPython's
+    errors (pythonrun.c run_pyc_file)."""
+    import marshal
+
+    if data[:4] != _magic():
+        raise RuntimeError("Bad magic number in .pyc file")
+    code = marshal.loads(data[16:])
+    if not isinstance(code, types.CodeType):
+        raise RuntimeError("Bad code object in .pyc file")
+    return code
 
 
 if __name__ == "__main__":

@@ -35,4 +35,12 @@ if _load:
     finally:
         sys.path.remove(_load)
         sys.path_importer_cache.pop(_load, None)
-sys.exit(_boot.main(sys.argv[1:]))
+try:
+    _status = _boot.main(sys.argv[1:])
+except BaseException as _exc:
+    # The exception that ends the program is printed (and its exit status given) by the
+    # interpreter, as for `python SCRIPT`, with the program's frames only: a bare raise
+    # adds no frame of its own to the traceback.
+    _boot.strip_launcher(_exc)
+    raise
+sys.exit(_status)

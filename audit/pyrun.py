@@ -179,9 +179,10 @@ def run(args: argparse.Namespace, cmd: list[str]) -> int:
         raise AuditError("run --python: give the script to run after the interpreter "
                          f"(run --python -- {printable(cmd[0])} [OPTIONS] SCRIPT ARGS)")
     script = rest[1] if rest[0] == "--" else rest[0]
-    if rest[0] not in ("-m", "-c", "-") and not os.path.isfile(script):
+    if rest[0] not in ("-m", "-c", "-") and not (os.path.isfile(script) or os.path.isdir(script)):
         raise AuditError(f"{printable(script)}: no such file (run --python takes a Python script, "
-                         "-m MODULE, -c CODE or -, after the interpreter's options)")
+                         "a directory or zip file with a __main__.py, -m MODULE, -c CODE or -, "
+                         "after the interpreter's options)")
     temporary = args.report_dir is None
     report_dir = tempfile.mkdtemp(prefix="ringpool-run-") if temporary else args.report_dir
     try:
