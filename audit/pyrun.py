@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -192,6 +193,57 @@ def run(args: argparse.Namespace, cmd: list[str]) -> int:
             shutil.rmtree(report_dir, ignore_errors=True)
 
 
+#: Signals a terminal sends to the whole foreground process group (Ctrl-C, Ctrl-\\, hangup):
+#: the program gets them itself, and the CLI waits for it as a shell does.
+_GROUP_SIGNALS = ("SIGINT", "SIGQUIT", "SIGHUP")
+#: Signals usually sent to one process (kill PID): passed on to the program.
+_FORWARDED_SIGNALS = ("SIGTERM",)
+
+
+def run_program(argv: list[str], env: dict[str, str]) -> int:
+    """Runs the program and waits for it; its status (negative: killed by that signal).
+
+    The program handles the signals it gets, as under the plain interpreter: while it runs,
+    Ctrl-C (and Ctrl-\\, a hangup) no longer interrupt the CLI, which used to end the wait
+    with KeyboardInterrupt and kill the program 0.25 s later (subprocess.run), in the middle
+    of its own KeyboardInterrupt handling; SIGTERM sent to the CLI is passed on to the
+    program, which it used to leave running alone.  A signal the CLI was started with
+    ignored stays ignored, so the program inherits it so (as `python` would).  The
+    handlers are Python functions, which exec resets: the program starts with the defaults."""
+    proc = subprocess.Popen(argv, env=env)
+    previous: dict[int, object] = {}
+
+    def forward(signum: int, _frame: object) -> None:
+        if proc.returncode is None:
+            try:
+                proc.send_signal(signum)
+            except OSError:
+                pass
+
+    def wait_on(_signum: int, _frame: object) -> None:
+        pass
+
+    try:
+        for names, handler in ((_GROUP_SIGNALS, wait_on), (_FORWARDED_SIGNALS, forward)):
+            for name in names:
+                signum = getattr(signal, name, None)
+                if signum is None:
+                    continue
+                try:
+                    if signal.getsignal(signum) == signal.SIG_IGN:
+                        continue
+                    previous[signum] = signal.signal(signum, handler)
+                except ValueError:      # not the main thread: leave the signals as they are
+                    break
+        return proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+        for signum, old in previous.items():
+            signal.signal(signum, old)  # type: ignore[arg-type]
+
+
 def _run_in(args: argparse.Namespace, interpreter: str, options: list[str], rest: list[str],
             report_dir: str) -> int:
     before, literal_dir = ready_report_dir(report_dir)
@@ -219,7 +271,7 @@ def _run_in(args: argparse.Namespace, interpreter: str, options: list[str], rest
         # through $PYTHONPATH itself, which splits a directory holding ':').
         env[PACKAGE_ENV] = PACKAGE_DIR
     try:
-        status = subprocess.run([interpreter, *options, BOOT, *rest], env=env, check=False).returncode
+        status = run_program([interpreter, *options, BOOT, *rest], env)
     except OSError as exc:
         raise AuditError(f"{printable(interpreter)}: cannot run: {exc.strerror}") from exc
     name = printable(" ".join(rest[:2]) if rest[0] in ("-m", "-c") else

@@ -348,3 +348,73 @@ def test_a_terminal_is_a_terminal(script: Script, tmp_path: Path) -> None:
         seen.append((tmp_path / f"seen{n}").read_text())
     assert seen[0] == seen[1]
     assert seen[0].startswith("True True True")
+
+
+def _interrupted(argv: list[str], cwd: Path, sig: int, group: bool) -> tuple[int, bytes]:
+    """Runs argv in a session of its own, sends sig once it printed its first line (to the
+    whole process group, as a terminal's Ctrl-C does, or to the first process alone, as
+    `kill PID` does), and returns its status and stdout; the group is killed afterwards."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                            start_new_session=True)
+    try:
+        first = proc.stdout.readline() if proc.stdout else b""
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            os.kill(proc.pid, sig)
+        out, _ = proc.communicate(timeout=120)
+        return proc.returncode, first + out
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def test_ctrl_c_reaches_the_program_which_ends_as_it_likes(script: Script, tmp_path: Path) -> None:
+    # Ctrl-C: the CLI ended its wait with KeyboardInterrupt and killed the program 0.25 s
+    # later, in the middle of the program's own handling of it.
+    script("ctrlc.py", """
+        import time
+        try:
+            print("ready", flush=True)
+            time.sleep(60)
+        except KeyboardInterrupt:
+            print("caught", flush=True)
+            time.sleep(1)
+            print("cleaned up", flush=True)
+    """)
+    table = tmp_path / "ctrlc-table.txt"
+    plain = _interrupted([sys.executable, "ctrlc.py"], tmp_path, signal.SIGINT, True)
+    tool = _interrupted([sys.executable, "-m", "audit", "run", "--python", "--output", str(table), "--",
+                         sys.executable, "ctrlc.py"], tmp_path, signal.SIGINT, True)
+    assert plain == (0, b"ready\ncaught\ncleaned up\n")
+    assert tool == plain
+    assert table.exists()
+    # not caught: the program ends by SIGINT, and the CLI says so with status 130
+    script("plain_wait.py", "import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    plain = _interrupted([sys.executable, "plain_wait.py"], tmp_path, signal.SIGINT, True)
+    tool = _interrupted([sys.executable, "-m", "audit", "run", "--python", "--output",
+                         str(tmp_path / "t2.txt"), "--", sys.executable, "plain_wait.py"], tmp_path,
+                        signal.SIGINT, True)
+    assert plain[0] == -signal.SIGINT and tool == (130, plain[1])
+
+
+def test_sigterm_sent_to_the_cli_reaches_the_program(script: Script, tmp_path: Path) -> None:
+    # `kill PID` of the CLI ended the CLI alone and left the program running.
+    script("term.py", """
+        import signal, sys, time
+        def bye(signum, frame):
+            print("terminated", flush=True)
+            sys.exit(5)
+        signal.signal(signal.SIGTERM, bye)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    plain = _interrupted([sys.executable, "term.py"], tmp_path, signal.SIGTERM, False)
+    tool = _interrupted([sys.executable, "-m", "audit", "run", "--python", "--output",
+                         str(tmp_path / "term-table.txt"), "--", sys.executable, "term.py"], tmp_path,
+                        signal.SIGTERM, False)
+    assert plain == (5, b"ready\nterminated\n")
+    assert tool == plain
