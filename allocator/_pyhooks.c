@@ -2244,7 +2244,28 @@ static int format_report_locked(const char *reason, bool final, char **buf, size
     if (use_before) {
         totals_t after = section_totals(n, now_sites, &live);
         fprintf(f, ",\n  \"after_finalization\": {\"taken_at\": \"%s\", \"totals\": {\"blocks\": %"
-                   PRIu64 ", \"bytes\": %" PRIu64 "}, \"sites\": ", now, after.blocks, after.bytes);
+                   PRIu64 ", \"bytes\": %" PRIu64 "}, ", now, after.blocks, after.bytes);
+        /* A domain whose allocator is no longer the hooks' was taken out of them during
+         * finalization: by tracemalloc, started before the hooks (-X tracemalloc,
+         * PYTHONTRACEMALLOC), whose stop in Py_FinalizeEx (_PyTraceMalloc_Fini, after the
+         * modules are gone) puts back the allocators it found.  The blocks freed after that
+         * were not seen going: the section says which domains, and the CLI does not call
+         * them left.  PyMem_GetAllocator only copies a static struct: safe after
+         * finalization. */
+        bool first_unhooked = true;
+        for (int i = 0; i < 3; i++) {
+            if (!domains[i].installed)
+                continue;
+            PyMemAllocatorEx cur;
+            PyMem_GetAllocator(domains[i].domain, &cur);
+            if (cur.malloc == domains[i].mine.malloc && cur.free == domains[i].mine.free)
+                continue;
+            fprintf(f, "%s\"%s\"", first_unhooked ? "\"unhooked\": [" : ", ", domains[i].name);
+            first_unhooked = false;
+        }
+        if (!first_unhooked)
+            fputs("], ", f);
+        fputs("\"sites\": ", f);
         write_sites(f, n, now_sites, false, &nr);
         fputs("}", f);
     }

@@ -97,6 +97,10 @@ class Section:
     taken_at: str
     totals: dict[str, int]
     sites: tuple[Site, ...]
+    #: after_finalization only: the domains (raw, mem, obj) whose allocator was no longer the
+    #: hooks' when finalization ended (tracemalloc started before them puts back the one it
+    #: found when it stops): the blocks freed after that were not seen going.
+    unhooked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -394,6 +398,11 @@ def parse(doc: Any, source: str) -> PythonReport:
     if "after_finalization" in doc:
         raw_after = c.get(doc, "after_finalization", dict, "")
         after = _section(c, raw_after, "after_finalization", depth, rate is not None, native)
+        if "unhooked" in raw_after:
+            unhooked = c.get(raw_after, "unhooked", list, "after_finalization")
+            if not all(d in ("raw", "mem", "obj") for d in unhooked):
+                raise c.fail("after_finalization.unhooked", f"must name raw, mem or obj, found {unhooked!r}")
+            after = Section(after.taken_at, after.totals, after.sites, tuple(unhooked))
     return PythonReport(path=source, pid=c.count(doc, "pid", ""),
                         program=c.get(doc, "program", str, ""), python=c.get(doc, "python", str, ""),
                         reason=reason, depth=depth, domains=tuple(domains), before=before, after=after,

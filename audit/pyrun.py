@@ -288,14 +288,26 @@ def _run_in(args: argparse.Namespace, interpreter: str, options: list[str], rest
     table.title = "outstanding before finalization, by " + table.title.split(" by ", 1)[1]
     final = reports.Merged("python", reports.python_rows(loaded, args.by, finalization=True))
     has_final = any(r.data.after is not None for r in loaded)
+    # Domains taken out of the hooks during finalization (by tracemalloc started before them):
+    # what finalization freed after that was not seen, so nothing is said to be left.
+    out = {d for r in loaded if r.data.after is not None for d in r.data.after.unhooked}
+    unhooked = [d for d in ("raw", "mem", "obj") if d in out]
+    not_measured = (f"not measured: the {'/'.join(unhooked)} "
+                    f"allocator{'s were' if len(unhooked) > 1 else ' was'} taken out of the hooks "
+                    "during finalization (tracemalloc, started before them, puts back the "
+                    "allocators it found when it stops)")
     final_table = by_tag_table(final, loaded, args)
     final_table.title = "left by finalization, by " + final_table.title.split(" by ", 1)[1]
     if has_final and args.format == "json":
         table.meta["after_finalization"] = [{c.key: row.get(c.key) for c in final_table.columns}
                                             for row in final_table.rows]
+        if unhooked:
+            table.meta["after_finalization_unhooked"] = unhooked
     text = render(table, args.format)
     if has_final and args.format in TEXT_FORMATS and isinstance(text, str):
-        if final_table.rows:
+        if unhooked:
+            text += f"\nleft by finalization: {not_measured}\n"
+        elif final_table.rows:
             text += "\n" + str(render(final_table, args.format))
         else:
             text += "\nleft by finalization: nothing\n"
@@ -306,7 +318,9 @@ def _run_in(args: argparse.Namespace, interpreter: str, options: list[str], rest
     verdict = gate.evaluate(args, merged.rows)
     line = f"{name} {status_text}; " + totals_line(merged, loaded).replace(
         "outstanding", "outstanding before finalization")
-    if has_final:
+    if has_final and unhooked:
+        line += f"; finalization {not_measured.split(':')[0]} ({'/'.join(unhooked)} taken out of the hooks)"
+    elif has_final:
         fb = sum(int(r["blocks"]) for r in final.rows)
         fn = sum(int(r["bytes"]) for r in final.rows)
         line += (f"; finalization left {plural(fb, 'block')}, {plural(fn, 'byte')} in "
