@@ -16,6 +16,17 @@ $(BENCH_C_BIN): benches/c/bench.c benches/c/sizes.h csrc/geometric.h csrc/peers.
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -g -Icsrc/include $< $(LIB_A) -o $@ -ldl -lpthread
 
+# Pools that record stacks on coroutine stacks and on the thread's own
+# (benches/c/coro.c, coro.sh; docs/benchmarks.md).
+BENCH_CORO_BIN := $(BENCH_C_DIR)/coro
+$(BENCH_CORO_BIN): benches/c/coro.c csrc/include/ringpool.h $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O2 -g -Icsrc/include $< $(LIB_A) -o $@ -ldl -lpthread
+
+.PHONY: bench-c-coro
+bench-c-coro: $(BENCH_CORO_BIN) setup-sys
+	set -o pipefail; benches/c/coro.sh -b $(BENCH_CORO_BIN) | tee $(BENCH_C_DIR)/coro.md
+
 bench-c-wall: $(BENCH_C_BIN)
 	set -o pipefail; GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 $(BENCH_C_BIN) $(BENCH_C_ARGS) \
 	    | tee $(BENCH_C_DIR)/wall.md
@@ -34,5 +45,6 @@ $(STAMPS)/peers:
 
 bench: bench-c
 
-test-bench-c: $(BENCH_C_BIN) setup-sys
+test-bench-c: $(BENCH_C_BIN) $(BENCH_CORO_BIN) setup-sys
 	benches/c/smoke.sh $(BENCH_C_BIN)
+	benches/c/coro.sh -b $(BENCH_CORO_BIN) -d 2 -n 10 -c 10 -r 1 >/dev/null

@@ -758,6 +758,11 @@ typedef struct walk_buf {
        so that the return address read at a CFA lies at a fixed distance
        from it, at fc[k + 1] */
     uintptr_t fc[2 * (WALK_MAX + 1)];
+#ifdef RPI_STACK_NO_MAP_HOOKS
+    uintptr_t read_lo, read_hi;          /* a walk off the thread's own stack (or above its
+                                            top): the pages it found readable, from its
+                                            start's; read_hi 0: it read the own stack alone */
+#endif
 } walk_buf;
 #define CFA_AT (WALK_MAX + 1)
 #define RA_READ_AT(cfa_ptr) ((cfa_ptr)[1 - CFA_AT])
@@ -1281,10 +1286,16 @@ static __attribute__((noinline, cold)) int stack_mapped_to(walk_state *m, uintpt
    nothing unless a frame's CFA lies above the top; one that starts
    elsewhere (a stack of the program's own, a coroutine's, a signal
    stack) checks every page it climbs to, each walk anew (a system call a
-   page). Such a walk, and one that climbs above the top (`foreign`), is
-   not kept for the next: the memo, the kept walks and the splices re-read
-   its words without a check, and the pages may be gone by then; and it
-   takes over nothing of the previous walk (whose words lie on the
+   page). Such a walk, and one that climbs above the top (`foreign`),
+   records the pages it found readable (read_lo, read_hi), and no later
+   walk re-reads its words before it checks those pages again: the memo (a
+   capture from the same place) checks them first, a walk from a page of
+   that range checks them at its start and may then splice, and the kept
+   walks by place, which check nothing, never keep it. Those checks are
+   one system call a page, at most RECHECK_MAX of them, where walking
+   again would cost the same system calls and the whole walk (coroutines
+   allocating from the same places: benches/c/coro.c). A foreign walk
+   takes over nothing of a walk on the own stack (whose words lie on the
    thread's stack, but not necessarily on pages this walk checked). A
    walk on the thread's own stack costs no more than it did: a compare at
    its start, and no page check at all. The bounds come from
@@ -1293,6 +1304,7 @@ static __attribute__((noinline, cold)) int stack_mapped_to(walk_state *m, uintpt
    malloc (these copies run outside malloc: libringpool's first capture on
    a thread makes its buffers with calloc too) and, on the main thread,
    reads /proc/self/maps. */
+#define RECHECK_MAX (16 * RPI_PAGE)   /* pages re-checked ahead of a walk, at most */
 static __attribute__((noinline, cold)) void own_stack_find(walk_state *m)
 {
     int saved = errno;
@@ -1332,8 +1344,30 @@ static inline void stack_mapped_from(walk_state *m, uintptr_t sp, unsigned gener
     }
     m->mapped_hi = page + RPI_PAGE;
     m->foreign = 1;
+    /* a walk from a page the previous walk (off the own stack too) found
+       readable: the pages it found above, checked again now (in the rare
+       case this walk climbs less far, it pays for pages it does not read),
+       so that it may take over that walk's frames (splice) */
+    const walk_buf *o = m->last;
+    if (o->ok && o->read_lo <= page && o->read_hi > page + RPI_PAGE &&
+        o->read_hi - page <= RECHECK_MAX && pages_readable(page + RPI_PAGE, o->read_hi))
+        m->mapped_hi = o->read_hi;
 }
+
+/* The last walk, when it read pages off the thread's own stack, may be
+   re-read (the memo: a capture from the same place) only after its pages
+   above its start's are checked readable again, for this capture; and it
+   gives no id to the captures that trust one without looking (the kept
+   walks by place). On the own stack, or in the builds with the hooks,
+   nothing is checked. */
+#define LAST_TRUSTED(m) (!(m)->last->read_hi)
+#define LAST_PAGES_STILL(m)                                                               \
+    (!(m)->last->read_hi ||                                                               \
+     ((m)->last->read_hi - (m)->last->read_lo <= RECHECK_MAX &&                           \
+      pages_readable((m)->last->read_lo + RPI_PAGE, (m)->last->read_hi)))
 #else
+#define LAST_TRUSTED(m) 1
+#define LAST_PAGES_STILL(m) 1
 static inline void stack_mapped_from(walk_state *m, uintptr_t sp, unsigned generation)
 {
     uintptr_t page = (sp - 8) & ~(RPI_PAGE - 1);
@@ -1601,7 +1635,8 @@ static inline __attribute__((always_inline)) int walk_body(walk_state *m, rpi_wa
     if (!merge)
         m->splice_wait--;
 #ifdef RPI_STACK_NO_MAP_HOOKS
-    else if (o->ok && o->generation == generation && o->ncfa && !m->foreign) {
+    else if (o->ok && o->generation == generation && o->ncfa &&
+             (o->read_hi ? o->read_hi <= m->mapped_hi : !m->foreign)) {
 #else
     else if (o->ok && o->generation == generation && o->ncfa) {
 #endif
@@ -1700,7 +1735,9 @@ done:
     b->ncfa = ncfa;
     b->cut = cut;
 #ifdef RPI_STACK_NO_MAP_HOOKS
-    b->ok = b->nbp <= WALK_BP_READS && !m->foreign;
+    b->ok = b->nbp <= WALK_BP_READS;
+    b->read_lo = m->foreign ? m->mapped_lo : 0;
+    b->read_hi = m->foreign ? m->mapped_hi : 0;
 #else
     b->ok = b->nbp <= WALK_BP_READS;
 #endif
@@ -1755,7 +1792,7 @@ static __attribute__((noinline)) uint32_t walk_id(int depth, uintptr_t from, uin
     int r = walk_body(m, &w, ((const uintptr_t *)sp)[-1], sp, bp, generation, 1);
     if (RPI_LIKELY(r == 0 && w.start >= 0)) {
         uint32_t id = rpi_stack_intern_hashed(w.frames + w.start, (size_t)w.kept, w.hash);
-        m->id = m->valid ? id : 0;
+        m->id = m->valid && LAST_TRUSTED(m) ? id : 0;
 #if MEMO_SLOTS
         /* the walk's arguments and registers read back from m (as the walk
            stored them), not kept live across it */
@@ -1790,7 +1827,8 @@ int rpi_unwind_fast(rpi_walk *w, uintptr_t from, uintptr_t skip_lo, uintptr_t sk
     unsigned generation = atomic_load_explicit(&code_generation, memory_order_acquire);
     if (reuse && m->valid && m->pc == pc && m->sp == sp && m->from == from &&
         m->last->generation == generation && (!m->need_bp || m->bp == bp) &&
-        m->lo == skip_lo && m->hi == skip_hi && m->depth == depth && same_reads(m->last))
+        m->lo == skip_lo && m->hi == skip_hi && m->depth == depth && LAST_PAGES_STILL(m) &&
+        same_reads(m->last))
         return 1;
     m->from = from;
     m->lo = skip_lo;
@@ -1816,7 +1854,7 @@ void rpi_unwind_keep_id(uint32_t id)
 {
     walk_state *m = THREAD_WALK();
     if (m)
-        m->id = m->valid ? id : 0;
+        m->id = m->valid && LAST_TRUSTED(m) ? id : 0;
 }
 
 void rpi_unwind_forget_walks(void)

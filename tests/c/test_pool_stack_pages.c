@@ -101,6 +101,12 @@ static void call_on_frames(const char *tag, size_t *least, size_t *most)
     CHECK(seen > 0);
 }
 
+/* same_place: the walks before and after the cut start at the same place
+   (the same depth), and the planted words reach 4 pages up, so that the
+   later walk could be answered from the earlier one (the memo re-reads its
+   words): it may be only after those pages are checked again. */
+static int same_place;
+
 static char run_case(int how)
 {
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), size = 32 * pg;
@@ -114,11 +120,14 @@ static char run_case(int how)
     pages_call_on(stack + size, note_call_on_ra);
     CHECK(call_on_ra != 0);
     char *top = stack + 16 * pg - 64;
-    for (char *w = top + 240 - 8; w + 8 <= stack + size; w += 240)
+    char *planted_end = same_place ? top + 4 * pg : stack + size;
+    for (char *w = top + 240 - 8; w + 8 <= planted_end; w += 240)
         *(uintptr_t *)w = call_on_ra;
     cur_tag = "before";
-    for (own_depth = 0; own_depth < 3; own_depth++)
+    for (int r = 0; r < 3; r++) {
+        own_depth = same_place ? 2 : r;
         pages_call_on(top, own_body);
+    }
     char *cut = stack + 16 * pg;
     switch (how) {
     case GONE_MUNMAP:
@@ -138,8 +147,10 @@ static char run_case(int how)
     }
     cur_tag = "after";
     for (int r = 0; r < 3; r++)
-        for (own_depth = 0; own_depth < 3; own_depth++)
+        for (int d = 0; d < 3; d++) {
+            own_depth = same_place ? 2 : d;
             pages_call_on(top, own_body);
+        }
     /* before: the walks climbed the planted words (up to the depth);
        after: each ended at the switching frame */
     size_t least, most;
@@ -164,8 +175,9 @@ static void *case_on_thread(void *how)
 
 /* The case in a forked child: on its main thread, or on a thread it makes
    (whose own stack is one glibc mapped, not the process's first). */
-static void in_child(int how, int on_thread)
+static void in_child(int how, int on_thread, int at_same_place)
 {
+    same_place = at_same_place;
     int fd[2], status;
     pid_t pid = tu_fork_answering(fd);
     if (pid == 0) {
@@ -184,12 +196,14 @@ static void in_child(int how, int on_thread)
     CHECK_INT(tu_child_verdict(pid, fd[0], fd[1], 0, &status), 'k');
 }
 
-static void test_stack_unmapped_above(void) { in_child(GONE_MUNMAP, 0); }
-static void test_stack_made_prot_none_above(void) { in_child(GONE_PROT_NONE, 0); }
-static void test_stack_replaced_by_a_smaller_mapping(void) { in_child(GONE_REMAP_SMALLER, 0); }
-static void test_stack_shrunk_by_mremap(void) { in_child(GONE_MREMAP, 0); }
-static void test_stack_unmapped_above_on_a_thread(void) { in_child(GONE_MUNMAP, 1); }
-static void test_stack_made_prot_none_above_on_a_thread(void) { in_child(GONE_PROT_NONE, 1); }
+static void test_stack_unmapped_above(void) { in_child(GONE_MUNMAP, 0, 0); }
+static void test_stack_made_prot_none_above(void) { in_child(GONE_PROT_NONE, 0, 0); }
+static void test_stack_replaced_by_a_smaller_mapping(void) { in_child(GONE_REMAP_SMALLER, 0, 0); }
+static void test_stack_shrunk_by_mremap(void) { in_child(GONE_MREMAP, 0, 0); }
+static void test_stack_unmapped_above_on_a_thread(void) { in_child(GONE_MUNMAP, 1, 0); }
+static void test_stack_made_prot_none_above_on_a_thread(void) { in_child(GONE_PROT_NONE, 1, 0); }
+static void test_stack_unmapped_above_at_the_same_place(void) { in_child(GONE_MUNMAP, 0, 1); }
+static void test_stack_made_prot_none_above_at_the_same_place(void) { in_child(GONE_PROT_NONE, 0, 1); }
 
 int main(int argc, char **argv)
 {
@@ -200,6 +214,8 @@ int main(int argc, char **argv)
         {"stack_shrunk_by_mremap", test_stack_shrunk_by_mremap},
         {"stack_unmapped_above_on_a_thread", test_stack_unmapped_above_on_a_thread},
         {"stack_made_prot_none_above_on_a_thread", test_stack_made_prot_none_above_on_a_thread},
+        {"stack_unmapped_above_at_the_same_place", test_stack_unmapped_above_at_the_same_place},
+        {"stack_made_prot_none_above_at_the_same_place", test_stack_made_prot_none_above_at_the_same_place},
     };
     return tu_main(argc, argv, cases, TU_NCASES(cases), NULL, 0);
 }
