@@ -8,7 +8,7 @@ STACKS_TEST_DIR  := $(BUILD)/stacks-tests
 STACKS_TEST_BINS := $(STACKS_TEST_DIR)/wrappers $(STACKS_TEST_DIR)/wrappers_cxx \
                     $(STACKS_TEST_DIR)/threads_signals $(STACKS_TEST_DIR)/dlcycle \
                     $(STACKS_TEST_DIR)/memo $(STACKS_TEST_DIR)/memo_fork $(STACKS_TEST_DIR)/splice $(STACKS_TEST_DIR)/splice_o2 $(STACKS_TEST_DIR)/slots \
-                    $(STACKS_TEST_DIR)/table $(STACKS_TEST_DIR)/odd \
+                    $(STACKS_TEST_DIR)/table $(STACKS_TEST_DIR)/odd $(STACKS_TEST_DIR)/first_walk \
                     $(STACKS_TEST_DIR)/plugin1.so $(STACKS_TEST_DIR)/plugin2.so $(STACKS_TEST_DIR)/jitlib.so
 CXX ?= g++
 
@@ -45,6 +45,15 @@ $(STACKS_TEST_DIR)/table: tests/stacks/table.c csrc/stack/stack.c csrc/stack/unw
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -Icsrc/stack -o $@ tests/stacks/table.c csrc/stack/stack.c \
 	    csrc/stack/unwind.c -lunwind -ldl
+
+# A thread's first walk in a signal handler that interrupted malloc
+# (tests/stacks/test_first_walk.py): the walker as allocator/_pystack.c
+# builds it (RPI_STACK_NO_MAP_HOOKS), in a unit of its own.
+$(STACKS_TEST_DIR)/first_walk: tests/stacks/first_walk.c tests/stacks/first_walk_walker.c csrc/stack/stack.c \
+                               csrc/stack/unwind.c csrc/stack/stack.h csrc/memcheck_glue.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -Icsrc/stack -o $@ tests/stacks/first_walk.c \
+	    tests/stacks/first_walk_walker.c -ldl -lpthread
 
 # Odd stacks (tests/stacks/test_odd_stacks.py): a frame the unwind tables
 # misdescribe (odd_frames.S), code built without unwind tables, coroutines,

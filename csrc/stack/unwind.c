@@ -45,6 +45,9 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#ifdef RPI_STACK_NO_MAP_HOOKS
+#include <sys/resource.h>
+#endif
 #include "../memcheck_glue.h"
 
 #define RPI_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -1298,28 +1301,113 @@ static __attribute__((noinline, cold)) int stack_mapped_to(walk_state *m, uintpt
    takes over nothing of a walk on the own stack (whose words lie on the
    thread's stack, but not necessarily on pages this walk checked). A
    walk on the thread's own stack costs no more than it did: a compare at
-   its start, and no page check at all. The bounds come from
-   pthread_getattr_np at a thread's first walk outside them (once: a
-   thread whose stack cannot be known checks every walk); it may call
-   malloc (these copies run outside malloc: libringpool's first capture on
-   a thread makes its buffers with calloc too) and, on the main thread,
-   reads /proc/self/maps. */
+   its start, and no page check at all. The bounds are looked up at a
+   thread's first walk outside them (once: a thread whose stack cannot be
+   known checks every walk), without allocating (own_stack_find). */
 #define RECHECK_MAX (16 * RPI_PAGE)   /* pages re-checked ahead of a walk, at most */
+
+extern void *__libc_stack_end;        /* glibc (ld.so): the main thread's first frame */
+
+/* The mapping of /proc/self/maps that holds addr ([*lo, *hi)) and the end
+   of the one before it (*below, 0 when none), read with system calls into
+   a buffer on this stack: 1 when found. No malloc, no stdio: a thread's
+   first walk may run in a signal handler that interrupted malloc with its
+   lock held (glibc's pthread_getattr_np allocates: the main thread's
+   /proc/self/maps through stdio, every thread's cpuset and attribute
+   extension with malloc and calloc). */
+static int maps_find(uintptr_t addr, uintptr_t *lo, uintptr_t *hi, uintptr_t *below)
+{
+    /* open(2) with O_RDONLY | O_CLOEXEC (x86-64's values: <fcntl.h> would
+       declare splice(2), a name this file uses) */
+    int fd = (int)syscall(SYS_open, "/proc/self/maps", 0, 02000000);
+    if (fd < 0)
+        return 0;
+    char buf[512];
+    uintptr_t v[2] = {0, 0}, before = 0;
+    int field = 0, digits = 0, found = 0;   /* field 0: start, 1: end, 2: the rest */
+    ssize_t n;
+    while (!found && (n = (ssize_t)syscall(SYS_read, fd, buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            char c = buf[i];
+            if (field < 2) {
+                int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+                if (d >= 0 && digits < 16) {
+                    v[field] = v[field] << 4 | (uintptr_t)d;
+                    digits++;
+                    continue;
+                }
+                if (field == 0 && c == '-' && digits) {
+                    field = 1;
+                    digits = 0;
+                    continue;
+                }
+                if (field == 0 || !digits)
+                    v[0] = v[1] = 0;    /* not a range: never matches */
+                field = 2;
+            }
+            if (c != '\n') {
+                /* the rest of the line: its permissions, file and path */
+                const char *nl = memchr(buf + i, '\n', (size_t)(n - i));
+                if (!nl)
+                    break;
+                i = nl - buf;
+            }
+            if (v[0] <= addr && addr < v[1]) {
+                *lo = v[0];
+                *hi = v[1];
+                *below = before;
+                found = 1;
+                break;
+            }
+            if (v[1])
+                before = v[1];
+            v[0] = v[1] = 0;
+            field = digits = 0;
+        }
+    }
+    (void)syscall(SYS_close, fd);
+    return found;
+}
+
+/* This thread's stack, without allocating (see maps_find). The main
+   thread's as glibc's pthread_getattr_np computes it: the top is the page
+   above __libc_stack_end, the size RLIMIT_STACK less what lies above the
+   top in the stack's mapping, cut down to the end of the mapping below.
+   Another thread's stack block is one mapping whose top holds the
+   thread's descriptor (pthread_self(), for glibc's stacks and for stacks
+   the program gave pthread_create alike; the guard page below is a
+   mapping of its own): [start of that mapping, the descriptor's page
+   end). A stack glibc did not set up this way is not found (its walks
+   check every page) or taken smaller than it is; one the program gave in
+   memory of a larger mapping (an array, a heap block) starts with that
+   mapping. The same bounds as pthread_getattr_np's otherwise (the main
+   thread, glibc's thread stacks with or without a guard page). */
 static __attribute__((noinline, cold)) void own_stack_find(walk_state *m)
 {
     int saved = errno;
-    pthread_attr_t a;
+    uintptr_t lo, hi, below;
     m->own_known = 1;
-    if (pthread_getattr_np(pthread_self(), &a) == 0) {
-        void *addr;
-        size_t size;
-        if (pthread_attr_getstack(&a, &addr, &size) == 0 && size > 0 &&
-            (uintptr_t)addr + size > (uintptr_t)addr &&
-            (uintptr_t)addr + size <= UINTPTR_MAX - RPI_PAGE) {
-            m->own_lo = (uintptr_t)addr;
-            m->own_hi = ((uintptr_t)addr + size + RPI_PAGE - 1) & ~(RPI_PAGE - 1);
+    if ((pid_t)syscall(SYS_gettid) == (pid_t)syscall(SYS_getpid)) {
+        uintptr_t end = (uintptr_t)__libc_stack_end;
+        struct rlimit rl;
+        if (end && end <= UINTPTR_MAX - 2 * RPI_PAGE && maps_find(end, &lo, &hi, &below) &&
+            getrlimit(RLIMIT_STACK, &rl) == 0) {
+            uintptr_t top = (end & ~(RPI_PAGE - 1)) + RPI_PAGE;
+            uintptr_t size = top - below;
+            if (rl.rlim_cur != RLIM_INFINITY && hi >= top && rl.rlim_cur > hi - top &&
+                ((rl.rlim_cur - (hi - top)) & ~(RPI_PAGE - 1)) < size)
+                size = (rl.rlim_cur - (hi - top)) & ~(RPI_PAGE - 1);
+            if (top > below && size) {
+                m->own_lo = top - size;
+                m->own_hi = top;
+            }
         }
-        pthread_attr_destroy(&a);
+    } else {
+        uintptr_t self = (uintptr_t)pthread_self();
+        if (self && self <= UINTPTR_MAX - RPI_PAGE && maps_find(self, &lo, &hi, &below)) {
+            m->own_lo = lo;
+            m->own_hi = (self + RPI_PAGE) & ~(RPI_PAGE - 1);
+        }
     }
     errno = saved;
 }
