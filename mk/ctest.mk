@@ -20,7 +20,7 @@ SYS_PACKAGES += clang
 CTEST_SRCS   := $(sort $(wildcard tests/c/test_*.c))
 CTEST_NAMES  := $(patsubst tests/c/%.c,%,$(CTEST_SRCS))
 CTEST_BINS   := $(addprefix $(CTEST_DIR)/,$(CTEST_NAMES))
-CTEST_HDRS   := tests/c/testutil.h tests/c/fchmod_intrude.h csrc/include/ringpool.h
+CTEST_HDRS   := tests/c/testutil.h tests/c/fchmod_intrude.h tests/stacks/stale_pages.h csrc/include/ringpool.h
 CTEST_CFLAGS := $(WARN) -O1 -g -D_GNU_SOURCE -Icsrc/include -Itests/c -pthread
 CTEST_BACKINGS := malloc arena
 # Reports are asked for by the tests themselves, never by the caller's shell.

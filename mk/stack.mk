@@ -64,7 +64,8 @@ $(STACKS_TEST_DIR)/odd_noinfo.o: tests/stacks/odd_noinfo.c
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 -fno-asynchronous-unwind-tables -fno-unwind-tables \
 	    -fomit-frame-pointer -c -o $@ $<
 
-$(STACKS_TEST_DIR)/odd: tests/stacks/odd.c tests/stacks/odd_frames.S $(STACKS_TEST_DIR)/odd_noinfo.o
+$(STACKS_TEST_DIR)/odd: tests/stacks/odd.c tests/stacks/stale_pages.h tests/stacks/odd_frames.S \
+                        $(STACKS_TEST_DIR)/odd_noinfo.o
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ tests/stacks/odd.c tests/stacks/odd_frames.S \
 	    $(STACKS_TEST_DIR)/odd_noinfo.o -lpthread -ldl

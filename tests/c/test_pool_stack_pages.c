@@ -2,62 +2,24 @@
    stack of the program's own whose upper pages stop being readable between
    two allocations: the walk of the later allocation must not read them.
 
-   A function runs on a stack the program mapped (as inline assembly that
-   calls a function on a stack of its own does) while the unwind tables
-   still describe the switching frame as on the thread's stack, with its
-   caller 240 bytes above the new stack pointer. The program left the
-   switching frame's own return address every 240 bytes above (the words
-   such a stack holds when the function called itself on it), so a walk
-   follows them up, page after page, checking each page readable. Then the
-   pages above are unmapped, made PROT_NONE, replaced by a smaller mapping
-   or cut off by mremap, and the same function allocates again from the
-   same places: those walks end at the switching frame (its caller's word
-   would lie on a page that is gone), where before they crashed the
-   program (libringpool's walker kept the pages it had found readable,
-   having no munmap of its own to tell it otherwise). Each case runs in a
-   forked child, so that a crash is reported as this test's failure. */
+   The scenario is tests/stacks/stale_pages.h, which tests/stacks/odd.c
+   (stale-*) runs against the interposer's walker as well: here each walk
+   is a pool allocation, and the pool's stacks say how far each walk went
+   (before the cut: up the planted words; after it: to the switching frame
+   only). Each case runs in a forked child, so that a crash is reported as
+   this test's failure. */
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
 
 #include "testutil.h"
 
-/* call_on(top, fn): fn() with rsp switched to top; the tables still say
-   the CFA is 240 bytes above rsp (the frame's own 16 + 224). */
-void pages_call_on(char *top, void (*fn)(void));
-__asm__(".text\n"
-        ".globl pages_call_on\n"
-        ".type pages_call_on, @function\n"
-        "pages_call_on:\n"
-        ".cfi_startproc\n"
-        "    pushq %rbx\n"
-        ".cfi_def_cfa_offset 16\n"
-        ".cfi_offset %rbx, -16\n"
-        "    subq $224, %rsp\n"
-        ".cfi_def_cfa_offset 240\n"
-        "    movq %rsp, %rbx\n"
-        "    movq %rdi, %rsp\n"
-        "    call *%rsi\n"
-        "    movq %rbx, %rsp\n"
-        "    addq $224, %rsp\n"
-        ".cfi_def_cfa_offset 16\n"
-        "    popq %rbx\n"
-        ".cfi_def_cfa_offset 8\n"
-        "    ret\n"
-        ".cfi_endproc\n"
-        ".size pages_call_on, .-pages_call_on\n");
+#include "../stacks/stale_pages.h"
 
-static uintptr_t call_on_ra;    /* pages_call_on's return address after its call */
 static rp_pool *stack_pool;
-static int own_depth;
 static const char *cur_tag;
 static void *blocks[64];
 static int nblocks;
-
-__attribute__((noinline)) static void note_call_on_ra(void)
-{
-    call_on_ra = (uintptr_t)__builtin_return_address(0);
-}
 
 /* a block d calls further down, each with a frame of its own */
 __attribute__((noinline)) static void down_alloc(int d)
@@ -73,11 +35,11 @@ __attribute__((noinline)) static void down_alloc(int d)
     pad[1] = pad[0];
 }
 
-static void own_body(void) { down_alloc(own_depth); }
+static void own_body(void) { down_alloc(stale_depth); }
 
-enum { GONE_MUNMAP, GONE_PROT_NONE, GONE_REMAP_SMALLER, GONE_MREMAP };
+static void set_phase(int after) { cur_tag = after ? "after" : "before"; }
 
-/* How many frames of a stack of tag are pages_call_on's return address
+/* How many frames of a stack of tag are stale_call_on's return address
    (the planted words the walk followed, and the switching frame itself):
    the least and the most over the tag's stacks. */
 static void call_on_frames(const char *tag, size_t *least, size_t *most)
@@ -93,7 +55,7 @@ static void call_on_frames(const char *tag, size_t *least, size_t *most)
         CHECK(st[i].frames != NULL);
         size_t k = 0;
         for (size_t j = 0; j < st[i].depth; j++)
-            k += (uintptr_t)st[i].frames[j] == call_on_ra;
+            k += (uintptr_t)st[i].frames[j] == stale_call_on_ra;
         if (k < *least) *least = k;
         if (k > *most) *most = k;
         seen += st[i].blocks;
@@ -101,10 +63,6 @@ static void call_on_frames(const char *tag, size_t *least, size_t *most)
     CHECK(seen > 0);
 }
 
-/* same_place: the walks before and after the cut start at the same place
-   (the same depth), and the planted words reach 4 pages up, so that the
-   later walk could be answered from the earlier one (the memo re-reads its
-   words): it may be only after those pages are checked again. */
 static int same_place;
 
 static char run_case(int how)
@@ -115,42 +73,8 @@ static char run_case(int how)
     CHECK(m != MAP_FAILED);
     CHECK(munmap(m, pg) == 0);
     CHECK(munmap(m + pg + size, pg) == 0);
-    char *stack = m + pg;
     stack_pool = tu_pool_ex("pages", RP_POOL_STACKS | RP_POOL_STACK_DEPTH(64));
-    pages_call_on(stack + size, note_call_on_ra);
-    CHECK(call_on_ra != 0);
-    char *top = stack + 16 * pg - 64;
-    char *planted_end = same_place ? top + 4 * pg : stack + size;
-    for (char *w = top + 240 - 8; w + 8 <= planted_end; w += 240)
-        *(uintptr_t *)w = call_on_ra;
-    cur_tag = "before";
-    for (int r = 0; r < 3; r++) {
-        own_depth = same_place ? 2 : r;
-        pages_call_on(top, own_body);
-    }
-    char *cut = stack + 16 * pg;
-    switch (how) {
-    case GONE_MUNMAP:
-        CHECK(munmap(cut, size - 16 * pg) == 0);
-        break;
-    case GONE_PROT_NONE:
-        CHECK(mprotect(cut, size - 16 * pg, PROT_NONE) == 0);
-        break;
-    case GONE_REMAP_SMALLER:
-        CHECK(munmap(stack, size) == 0);
-        CHECK(mmap(stack, 16 * pg, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == stack);
-        break;
-    default:
-        CHECK(mremap(stack, size, 16 * pg, 0) == stack);
-        break;
-    }
-    cur_tag = "after";
-    for (int r = 0; r < 3; r++)
-        for (int d = 0; d < 3; d++) {
-            own_depth = same_place ? 2 : d;
-            pages_call_on(top, own_body);
-        }
+    CHECK(stale_pages_run(m + pg, how, same_place, own_body, set_phase) == 0);
     /* before: the walks climbed the planted words (up to the depth);
        after: each ended at the switching frame */
     size_t least, most;
@@ -162,7 +86,6 @@ static char run_case(int how)
     for (int i = 0; i < nblocks; i++)
         rp_free(blocks[i]);
     tu_end_pool(stack_pool);
-    CHECK(munmap(stack, how == GONE_PROT_NONE ? size : 16 * pg) == 0);
     return 'k';
 }
 

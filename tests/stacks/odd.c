@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
+#include "stale_pages.h"
 
 void *odd_data_word_alloc(size_t n);          /* odd_frames.S */
 void *odd_noinfo_alloc(size_t n);             /* odd_noinfo.c: no unwind tables */
@@ -464,57 +465,22 @@ static void note_call_on_ra(void)
     call_on_ra = (uintptr_t)__builtin_return_address(0);
 }
 
-/* How the upper part of a stack of the program's own stops being
-   readable between two walks (odd.c stale-*). */
-enum { GONE_MUNMAP, GONE_PROT_NONE, GONE_REMAP_SMALLER, GONE_MREMAP };
-
-/* fn runs at top, in the middle of a mapping of 32 pages; the unwind
-   tables of odd_call_on's frame put its caller 240 bytes above top, where
-   the program left odd_call_on's own return address every 240 bytes (the
-   words such a stack would hold had odd_call_on called itself on it): a
-   walk follows them up, page after page, and checks each page readable.
-   Then the pages above top's page are unmapped (or made unreadable, or
-   the mapping replaced by a smaller one, or shrunk by mremap), and fn runs
-   at top again: the walks from there must not read those pages. */
-static void stale_stack(int how)
+/* The scenario of tests/stacks/stale_pages.h (the walks here are the
+   interposer's; tests/c/test_pool_stack_pages.c runs it with libringpool's
+   walker): the upper pages of a stack of the program's own, which walks
+   followed unwind tables into, unmapped (or made PROT_NONE, replaced by a
+   smaller mapping, shrunk by mremap) before walks from the same place. */
+static void stale_body(void)
 {
-    size_t pg = (size_t)page(), size = 32 * pg;
-    char *stack = fenced(size);
-    odd_call_on(stack + size, note_call_on_ra);
-    char *top = stack + 16 * pg - 64;
-    for (char *w = top + 240 - 8; w + 8 <= stack + size; w += 240)
-        *(uintptr_t *)w = call_on_ra;
-    for (own_depth = 0; own_depth < 3; own_depth++)
-        odd_call_on(top, own_body);
-    char *cut = stack + 16 * pg;
-    switch (how) {
-    case GONE_MUNMAP:
-        if (munmap(cut, size - 16 * pg) != 0)
-            abort();
-        break;
-    case GONE_PROT_NONE:
-        if (mprotect(cut, size - 16 * pg, PROT_NONE) != 0)
-            abort();
-        break;
-    case GONE_REMAP_SMALLER:
-        if (munmap(stack, size) != 0)
-            abort();
-        if (mmap(stack, 16 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                 -1, 0) != stack)
-            abort();
-        break;
-    default:
-        if (mremap(stack, size, 16 * pg, 0) != stack)
-            abort();
-        break;
-    }
-    for (int r = 0; r < 3; r++)
-        for (own_depth = 0; own_depth < 3; own_depth++)
-            odd_call_on(top, own_body);
-    if (how == GONE_PROT_NONE)
-        munmap(stack, size);
-    else
-        munmap(stack, 16 * pg);
+    down_leak(stale_depth, 317);
+}
+
+static void stale_phase(int after) { (void)after; }
+
+static void stale_stack(int how, int same_place)
+{
+    if (stale_pages_run(fenced(32 * (size_t)page()), how, same_place, stale_body, stale_phase) != 0)
+        abort();
 }
 
 /* The same with a stack from malloc: a block this big is a mapping of
@@ -678,13 +644,17 @@ int main(int argc, char **argv)
     else if (!strcmp(mode, "own-stack"))
         own_stack();
     else if (!strcmp(mode, "stale-munmap"))
-        stale_stack(GONE_MUNMAP);
+        stale_stack(GONE_MUNMAP, 0);
     else if (!strcmp(mode, "stale-prot-none"))
-        stale_stack(GONE_PROT_NONE);
+        stale_stack(GONE_PROT_NONE, 0);
     else if (!strcmp(mode, "stale-remap-smaller"))
-        stale_stack(GONE_REMAP_SMALLER);
+        stale_stack(GONE_REMAP_SMALLER, 0);
     else if (!strcmp(mode, "stale-mremap"))
-        stale_stack(GONE_MREMAP);
+        stale_stack(GONE_MREMAP, 0);
+    else if (!strcmp(mode, "stale-munmap-same-place"))
+        stale_stack(GONE_MUNMAP, 1);
+    else if (!strcmp(mode, "stale-prot-none-same-place"))
+        stale_stack(GONE_PROT_NONE, 1);
     else if (!strcmp(mode, "stale-malloc"))
         stale_malloc_stack();
     else if (!strcmp(mode, "stale-free"))

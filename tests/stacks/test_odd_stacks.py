@@ -59,16 +59,19 @@ def run_odd(mode: str, depth: int, tmp: Path, build: str = "plain") -> tuple[pre
 
 
 # stale-*: a stack of the program's own whose upper pages a walk read
-# (following unwind tables past the stack's end) are unmapped, made
-# PROT_NONE, replaced by a smaller mapping, shrunk by mremap, shrunk by
+# (following unwind tables past the stack's end; the scenario of
+# tests/stacks/stale_pages.h, which tests/c/test_pool_stack_pages.c runs
+# against libringpool's walker) are unmapped, made
+# PROT_NONE, replaced by a smaller mapping, shrunk by mremap (the last walks
+# before and after at the same place too: -same-place), shrunk by
 # glibc's realloc of a big block, or freed by glibc's free of a block it
 # mapped under a low mmap threshold and replaced by a smaller mapping;
 # then walks start there again. They are not compared with libunwind's
 # stacks: with RINGPOOL_PRELOAD_UNWINDER=libunwind they crash too.
 MODES = ["data-word", "no-tables", "coroutines", "small-stacks", "stack-room", "thread-churn",
          "alt-stack", "small-alt-stack", "long-jumps", "jit", "jit-then-library", "own-stack", "stale-munmap",
-         "stale-prot-none", "stale-remap-smaller", "stale-mremap", "stale-malloc", "stale-free", "garbage-rbp",
-         "deep"]
+         "stale-prot-none", "stale-remap-smaller", "stale-mremap", "stale-munmap-same-place",
+         "stale-prot-none-same-place", "stale-malloc", "stale-free", "garbage-rbp", "deep"]
 
 
 @pytest.mark.parametrize("build", ["plain", "ubsan"])
