@@ -73,17 +73,29 @@ $(LIB_REL): $(LIB_REL_OBJS)
 $(LIB_A): $(LIB_REL)
 	rm -f $@ && $(AR) rcs $@ $^
 
-# $(call ringpool_pc,PREFIX,EXTRA_LIBS): ringpool.pc for a prefix on stdout
-ringpool_pc = sed -e 's|@PREFIX@|$(1)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@RPATH@|$(2)|g' ringpool.pc.in
+# PREFIX and DESTDIR are paths taken as written, whatever they hold (spaces, quotes, '$',
+# '|', '&', non-ASCII): given on the command line or in the environment, their value is
+# not expanded again by make ('$x' stays '$x'), and the recipes read them from the
+# environment (RP_PREFIX, RP_DEST), never through the shell's parsing of a command line.
+rp_literal = $(if $(filter command environment,$(firstword $(origin $(1)))),$(value $(1)),$($(1)))
+$(LIB_PC) install uninstall: export RP_PREFIX := $(call rp_literal,PREFIX)
+install uninstall: export RP_DEST := $(call rp_literal,DESTDIR)$(call rp_literal,PREFIX)
+
+# $(call ringpool_pc,EXTRA_LIBS): ringpool.pc for the prefix $RP_PREFIX on stdout. The
+# prefix is escaped as pkg-config reads a value: a backslash before a space, a quote, '$'
+# and each other character a shell would split at or expand, so that pkg-config's output
+# used in a Makefile or through eval names the prefix (-I/My\ Projects/include).
+ringpool_pc = { printf 'prefix=%s\n' "$$(printf '%s' "$$RP_PREFIX" | \
+                  sed -e 's/[][ 	!"\#$$&'\''()*;<>?\\^`{|}~]/\\&/g')"; \
+                sed -e '/^prefix=@PREFIX@$$/d' -e 's|@VERSION@|$(VERSION)|g' -e 's|@RPATH@|$(1)|g' ringpool.pc.in; }
 
 $(LIB_PC): ringpool.pc.in csrc/include/ringpool.h
 	@mkdir -p $(@D)
-	$(call ringpool_pc,$(PREFIX),) > $@
+	$(call ringpool_pc,) > $@
 
 # ---- install / uninstall: a C user's whole kit under PREFIX (DESTDIR stages it).
 PRELOAD_SO ?= $(BUILD)/libringpool-preload.so
 DOCS       := README.md LICENSE $(sort $(wildcard docs/*.md))
-DEST       := $(DESTDIR)$(PREFIX)
 # Every file `make install` writes, relative to PREFIX: `make uninstall` removes these.
 INSTALLED  := include/ringpool.h lib/libringpool.so.$(SOVERSION) lib/libringpool.so lib/libringpool.a \
               lib/ringpool/libringpool-preload.so lib/pkgconfig/ringpool.pc \
@@ -93,25 +105,25 @@ INSTALLED  := include/ringpool.h lib/libringpool.so.$(SOVERSION) lib/libringpool
 INSTALLED_DIRS := lib/ringpool lib/cmake/ringpool share/doc/ringpool
 
 install: lib $(PRELOAD_SO)
-	@echo "installing ringpool $(VERSION) into $(DEST)"
-	install -d $(DEST)/include $(DEST)/lib/pkgconfig $(DEST)/lib/ringpool \
-	    $(DEST)/lib/cmake/ringpool $(DEST)/share/doc/ringpool
-	install -m 644 csrc/include/ringpool.h $(DEST)/include/
-	install -m 755 $(LIB_SO).$(SOVERSION) $(DEST)/lib/
-	ln -sf libringpool.so.$(SOVERSION) $(DEST)/lib/libringpool.so
-	install -m 644 $(LIB_A) $(DEST)/lib/
-	install -m 755 $(PRELOAD_SO) $(DEST)/lib/ringpool/
-	$(call ringpool_pc,$(PREFIX),) > $(DEST)/lib/pkgconfig/ringpool.pc
+	@printf 'installing ringpool $(VERSION) into %s\n' "$$RP_DEST"
+	install -d -- "$$RP_DEST/include" "$$RP_DEST/lib/pkgconfig" "$$RP_DEST/lib/ringpool" \
+	    "$$RP_DEST/lib/cmake/ringpool" "$$RP_DEST/share/doc/ringpool"
+	install -m 644 -- csrc/include/ringpool.h "$$RP_DEST/include/"
+	install -m 755 -- $(LIB_SO).$(SOVERSION) "$$RP_DEST/lib/"
+	ln -sf -- libringpool.so.$(SOVERSION) "$$RP_DEST/lib/libringpool.so"
+	install -m 644 -- $(LIB_A) "$$RP_DEST/lib/"
+	install -m 755 -- $(PRELOAD_SO) "$$RP_DEST/lib/ringpool/"
+	$(call ringpool_pc,) > "$$RP_DEST/lib/pkgconfig/ringpool.pc"
 	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@SOVERSION@|$(SOVERSION)|g' cmake/ringpoolConfig.cmake.in \
-	    > $(DEST)/lib/cmake/ringpool/ringpoolConfig.cmake
+	    > "$$RP_DEST/lib/cmake/ringpool/ringpoolConfig.cmake"
 	sed -e 's|@VERSION@|$(VERSION)|g' cmake/ringpoolConfigVersion.cmake.in \
-	    > $(DEST)/lib/cmake/ringpool/ringpoolConfigVersion.cmake
-	install -m 644 $(DOCS) $(DEST)/share/doc/ringpool/
+	    > "$$RP_DEST/lib/cmake/ringpool/ringpoolConfigVersion.cmake"
+	install -m 644 -- $(DOCS) "$$RP_DEST/share/doc/ringpool/"
 
 uninstall:
-	@echo "removing ringpool from $(DEST)"
-	rm -f $(addprefix $(DEST)/,$(INSTALLED))
-	-@for d in $(INSTALLED_DIRS); do [ ! -d $(DEST)/$$d ] || rmdir --ignore-fail-on-non-empty $(DEST)/$$d; done
+	@printf 'removing ringpool from %s\n' "$$RP_DEST"
+	for f in $(INSTALLED); do rm -f -- "$$RP_DEST/$$f" || exit 1; done
+	-@for d in $(INSTALLED_DIRS); do [ ! -d "$$RP_DEST/$$d" ] || rmdir --ignore-fail-on-non-empty -- "$$RP_DEST/$$d"; done
 
 # ---- setup: system packages (Debian) and the Python environment, pinned.
 # $(call apt_install,PACKAGES): installs those dpkg does not report installed.

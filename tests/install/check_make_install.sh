@@ -125,4 +125,41 @@ step "make install DESTDIR=$work/stage PREFIX=/opt/ringpool"
 grep -qx "prefix=/opt/ringpool" "$work/stage/opt/ringpool/lib/pkgconfig/ringpool.pc" || fail "staged .pc prefix"
 [ -f "$work/stage/opt/ringpool/lib/cmake/ringpool/ringpoolConfig.cmake" ] || fail "staged CMake config"
 
+step "make install and uninstall with a PREFIX holding spaces, a quote, '&' and non-ASCII"
+# The recipes pasted PREFIX into the shell's command lines unquoted: under "My Prefix",
+# install -d made "My" in /tmp and "Prefix/include" in the working directory, and failed.
+# (CMake's Makefile generator itself cannot name a path holding '"' or '|': those are
+# checked in the staged install below)
+hp="$work/My Prefix é日本 it's a&b"
+mkdir -p "$hp"
+(cd "$repo" && "$make" --no-print-directory install PREFIX="$hp" BUILD="$build") > "$work/install-hostile.log" 2>&1 ||
+    { cat "$work/install-hostile.log"; fail "make install PREFIX='$hp' failed"; }
+(cd "$hp" && find . -mindepth 1 | LC_ALL=C sort) > "$work/after-hostile"
+diff -u <(grep -v '/other' "$work/expected" | grep -vx './include\|./lib\|./lib/pkgconfig\|./lib/cmake\|./share\|./share/doc') \
+        <(grep -vx './include\|./lib\|./lib/pkgconfig\|./lib/cmake\|./share\|./share/doc' "$work/after-hostile") ||
+    fail "make install PREFIX='$hp' wrote other files than expected"
+# pkg-config's output, escaped as it escapes ${prefix}, names the prefix through eval
+pcflags=$(PKG_CONFIG_PATH="$hp/lib/pkgconfig" pkg-config --cflags --libs ringpool)
+eval "\"\$cc\" -std=c11 -Wall -Wextra -Werror \"\$here/consumer/consumer.c\" $pcflags -o \"\$work/pc-consumer\"" ||
+    fail "pkg-config's flags for PREFIX='$hp' do not name it: $pcflags"
+LD_LIBRARY_PATH="$hp/lib" "$work/pc-consumer" > /dev/null || fail "the consumer built through pkg-config failed"
+[ -f "$(eval "printf '%s' $(PKG_CONFIG_PATH="$hp/lib/pkgconfig" pkg-config --variable=preloadlib ringpool)")" ] ||
+    fail "pkg-config's preloadlib does not name the installed interposer under '$hp'"
+if command -v cmake > /dev/null; then
+    cmake -S "$here/consumer" -B "$work/cmake-hostile" -DCMAKE_PREFIX_PATH="$hp" > "$work/cmake-hostile.log" 2>&1 &&
+        cmake --build "$work/cmake-hostile" >> "$work/cmake-hostile.log" 2>&1 || { cat "$work/cmake-hostile.log"; fail "CMake consumer under '$hp'"; }
+    "$work/cmake-hostile/consumer_shared" > /dev/null || fail "consumer_shared under '$hp' failed"
+fi
+(cd "$repo" && "$make" --no-print-directory uninstall PREFIX="$hp" BUILD="$build") > "$work/uninstall-hostile.log" 2>&1 ||
+    { cat "$work/uninstall-hostile.log"; fail "make uninstall PREFIX='$hp' failed"; }
+[ -z "$(cd "$hp" && find . -mindepth 1 -type f -o -mindepth 1 -type l)" ] || fail "make uninstall left files in '$hp'"
+
+step "make install DESTDIR and PREFIX holding '\$', '\"', '|': taken as written, not as make variables"
+(cd "$repo" && "$make" --no-print-directory install DESTDIR="$work/st age \$HOME" PREFIX='/opt/rp $x "q"|\1' BUILD="$build") \
+    > "$work/install-dollar.log" 2>&1 || { cat "$work/install-dollar.log"; fail "make install DESTDIR with '\$' failed"; }
+staged="$work/st age \$HOME/opt/rp \$x \"q\"|\\1"
+grep -qxF 'prefix=/opt/rp\ \$x\ \"q\"\|\\1' "$staged/lib/pkgconfig/ringpool.pc" || fail "staged .pc prefix: $(head -1 "$staged/lib/pkgconfig/ringpool.pc")"
+[ -f "$staged/lib/ringpool/libringpool-preload.so" ] || fail "staged interposer with '\$'"
+[ -z "$(cd "$repo" && git status --porcelain --ignored -- My Prefix 2>/dev/null)" ] || fail "make install wrote into the checkout"
+
 echo "test-make-install: installed, consumed by C, CMake and Meson, uninstalled exactly"
