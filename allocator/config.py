@@ -53,6 +53,27 @@ def libs() -> list[str]:
     return [f"-L{lib_dir()}", f"-Wl,-rpath,{lib_dir()}", "-lringpool"]
 
 
+# What a shell (and make, which hands a recipe to one) would read as other than a plain
+# character of a word; bytes past ASCII are plain to both.
+_SHELL_SPECIAL = frozenset(" \t!\"#$&'()*;<>?[\\]^`{|}~")
+
+
+# What pkg-config cannot read in the directory of a relocatable .pc file (pkgconf 1.8:
+# PKG_CONFIG_PATH is split at ':'; ${pcfiledir} is not escaped for quotes, backslashes,
+# '$' or parentheses, so its flags come out empty or expanded by the shell).
+_PKGCONFIG_UNSAFE = frozenset(":'\"\\$()")
+
+
+def shell_word(word: str) -> str:
+    """word as the shell reads it back as one word, the way pkg-config escapes its
+    output: a backslash before each space, quote, ``$`` and other character the shell
+    would split at or expand (``-I/My\\ Projects/include``); a word holding a newline
+    in single quotes. A word of plain characters comes back as it is."""
+    if "\n" in word:
+        return "'" + word.replace("'", "'\\''") + "'"
+    return "".join("\\" + c if c in _SHELL_SPECIAL else c for c in word)
+
+
 def source_checkout() -> str | None:
     """The repository root when this package runs from a source checkout
     (an editable install or ``PYTHONPATH``), else None."""
@@ -126,14 +147,26 @@ def render(args: argparse.Namespace) -> str:
         words += cflags()
     if args.libs:
         _need(os.path.join(lib_dir(), "libringpool.so"))
+        if ":" in lib_dir():
+            raise ValueError(
+                f"--libs: {lib_dir()} holds ':', where the dynamic loader splits a run path "
+                "(-Wl,-rpath) and LD_LIBRARY_PATH, so a program linked with it would not find "
+                "libringpool.so.0 when it starts; install ringpool under a directory without ':'")
         words += libs()
-    lines = [" ".join(words)] if words else []
+    lines = [" ".join(shell_word(w) for w in words)] if words else []
     if args.includedir:
         lines.append(include_dir())
     if args.libdir:
         lines.append(lib_dir())
     if args.pkgconfigdir:
         _need(os.path.join(pkgconfig_dir(), "ringpool.pc"))
+        unread = sorted(set(pkgconfig_dir()) & _PKGCONFIG_UNSAFE)
+        if unread:
+            raise ValueError(
+                f"--pkgconfigdir: {pkgconfig_dir()} holds {' '.join(unread)}, which pkg-config "
+                "cannot read in a path (PKG_CONFIG_PATH splits at ':'; ${pcfiledir} loses quotes, "
+                "backslashes, '$' and parentheses, and pkgconf then prints no flags at all): "
+                "use `config --cflags --libs` instead")
         lines.append(pkgconfig_dir())
     if args.preload:
         lines.append(preload_library())

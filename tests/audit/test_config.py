@@ -114,3 +114,69 @@ def test_checkout_prefers_build_then_package_copy_or_says_make_preload(tmp_path:
     built.parent.mkdir()
     built.write_bytes(b"")
     assert _lookup(pkg).stdout.strip() == str(built)
+
+
+# ------------------------------------------------ a package under a hostile directory name
+# Names a virtual environment may live under: a space ("My Projects"), quotes, '$', shell
+# metacharacters, non-ASCII, a leading '-'.
+HOSTILE_DIRS = ["My Projects", "it's", 'say "hi"', "$HOME x", "a;b&c|d", "(x)*?[y]", "tab\there",
+                "back\\slash", "é 日本", "-lead", "#hash", "~tilde", "`tick`"]
+
+
+def _render(pkg: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    code = ("import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('cfg', {str(pkg / 'config.py')!r})\n"
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            "sys.exit(m.main(sys.argv[1:]))\n")
+    return subprocess.run([sys.executable, "-c", code, *flags], capture_output=True, text=True,
+                          check=False)
+
+
+@pytest.mark.parametrize("name", HOSTILE_DIRS)
+def test_flags_are_read_back_by_the_shell_as_the_package_paths(tmp_path: Path, name: str) -> None:
+    # `config --cflags --libs` joined the paths with spaces, unquoted: under "My Projects" the
+    # shell (eval, a Makefile's recipe) read '-I/.../My' and 'Projects/...', and cc found no
+    # ringpool.h. Each word is now escaped as pkg-config escapes its output.
+    pkg = _fake_package(tmp_path / name, checkout=False)
+    (pkg / "include").mkdir()
+    (pkg / "include" / "ringpool.h").write_text("")
+    (pkg / "lib").mkdir()
+    (pkg / "lib" / "libringpool.so").write_text("")
+    proc = _render(pkg, "--cflags", "--libs")
+    assert proc.returncode == 0, proc.stderr
+    line, = proc.stdout.splitlines()
+    back = subprocess.run(["sh", "-c", f'for w in {line}; do printf "%s\\0" "$w"; done'],
+                          capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+    assert back == [f"-I{pkg}/include", f"-L{pkg}/lib", f"-Wl,-rpath,{pkg}/lib", "-lringpool"]
+    # a make recipe reads them so too
+    (tmp_path / "Makefile").write_text(f"FLAGS := $(shell cat flags)\nall:\n\t@for w in $(FLAGS); "
+                                       "do printf '%s\\0' \"$$w\"; done\n")
+    (tmp_path / "flags").write_text(line)
+    made = subprocess.run(["make", "-s", "-C", str(tmp_path)], capture_output=True, text=True,
+                          check=False)
+    if "#" not in name:                  # make's $(shell) reads '#' as a comment's start
+        assert made.stdout.split("\0")[:-1] == back, made
+
+
+@pytest.mark.parametrize("name", ["co:lon", "it's", "$x", "(x)", "b\\s"])
+def test_what_pkg_config_or_the_loader_cannot_read_is_refused(tmp_path: Path, name: str) -> None:
+    # A library directory holding ':' went into -Wl,-rpath, which the loader splits at ':':
+    # the program built exited 127 ("libringpool.so.0: cannot open shared object file").
+    # pkgconf printed no flags at all for a ${pcfiledir} holding a quote, and the shell
+    # expanded a '$' in it: --pkgconfigdir handed out a directory pkg-config cannot use.
+    pkg = _fake_package(tmp_path / name, checkout=False)
+    (pkg / "include").mkdir()
+    (pkg / "include" / "ringpool.h").write_text("")
+    (pkg / "lib" / "pkgconfig").mkdir(parents=True)
+    (pkg / "lib" / "libringpool.so").write_text("")
+    (pkg / "lib" / "pkgconfig" / "ringpool.pc").write_text("")
+    if ":" in name:
+        proc = _render(pkg, "--libs")
+        assert proc.returncode == 1 and proc.stdout == "", proc
+        assert proc.stderr.count("\n") == 1 and "holds ':'" in proc.stderr, proc.stderr
+    else:
+        assert _render(pkg, "--libs").returncode == 0
+    proc = _render(pkg, "--pkgconfigdir")
+    assert proc.returncode == 1 and proc.stdout == "", proc
+    assert proc.stderr.count("\n") == 1 and "use `config --cflags --libs` instead" in proc.stderr
+    assert _render(pkg, "--cflags").returncode == 0

@@ -342,6 +342,33 @@ hybrid = [r for r in rows if " <- native_app.py:4 (<module>)" in r["key"]]
 assert hybrid and sum(r["blocks"] for r in hybrid) >= 20, [r["key"] for r in rows][:10]
 EOF
 
+# ------------------------------------------------------------ a hostile directory
+# The wheel again, in a venv whose path holds a space, quotes, '$', a leading '-' and
+# non-ASCII (a venv under "My Projects"); run from a working directory of that kind, on a
+# program whose path is of that kind too.
+hostile="$work/-My Projects é日本 \$x it's"
+step "the wheel in a venv under '$hostile'"
+mkdir -p "$hostile"
+"$python" -m venv "$hostile/venv"
+"$hostile/venv/bin/python" -m pip install -q "$wheel"
+hbin=$hostile/venv/bin
+mkdir -p "$hostile/work dir" && cd "$hostile/work dir"
+expect 0 "$hbin"/ringpool-audit config --cflags --libs
+eval "\"\$cc\" -std=c11 -Wall -Wextra -Werror \"\$here/reports.c\" $out -o './rep orts'" ||
+    fail "the flags of config --cflags --libs do not read back as the package's paths: $out"
+expect 0 "./rep orts" "$hostile/work dir"
+expect 0 "$hbin"/ringpool-audit diff "$hostile/work dir/before.json" "$hostile/work dir/after.json" --format json
+grep -q '"bytes_diff": 48' <<< "$out" || fail "diff of the reports in $hostile: $out"
+expect 1 "$hbin"/ringpool-audit config --pkgconfigdir
+grep -q "use \`config --cflags --libs\` instead" <<< "$err" || fail "--pkgconfigdir: $err"
+"$cc" -std=c11 -O0 -g "$here/leaky.c" -o "./le aky"
+expect 3 "$hbin"/ringpool-audit run --preload --report-dir "rep dir" --format json --output "out 1.json" -- "./le aky"
+grep -q '"bytes": 300' "out 1.json" || fail "run --preload from $hostile: $(cat "out 1.json")"
+printf 'KEEP = [bytearray(100000) for i in range(3)]\n' > "app it.py"
+expect 0 "$hbin"/ringpool-audit run --python --by line --format json --output "py 1.json" -- "app it.py"
+grep -q 'app it.py:1' "py 1.json" || fail "run --python from $hostile: $(cat "py 1.json")"
+cd "$work"
+
 # ------------------------------------------------------------ the sdist
 step "a second fresh venv, pip install $(basename "$sdist") (pip builds it)"
 "$python" -m venv venv-sdist
