@@ -1256,15 +1256,27 @@ static void on_report_signal(int sig)
 }
 
 /* Makes exec'd children load the interposer by absolute path (or not at all,
-   with RINGPOOL_PRELOAD_INHERIT=0), rewriting our entry in LD_PRELOAD. */
+   with RINGPOOL_PRELOAD_INHERIT=0), rewriting our entry in LD_PRELOAD. The
+   path is the one we were loaded by when it is absolute: it may be a link
+   whose target's path holds a space or a colon, which the loader splits
+   LD_PRELOAD at (run --preload names such a library through a link). A
+   relative name is made absolute, and left as it was when that path holds a
+   space or a colon. */
 static void fix_ld_preload(int inherit)
 {
     Dl_info info;
     static char self[4096], rebuilt[8192];
     if (!dladdr((void *)&fix_ld_preload, &info) || !info.dli_fname)
         return;
-    if (!realpath(info.dli_fname, self))
+    if (info.dli_fname[0] == '/') {
+        size_t flen = strlen(info.dli_fname);
+        if (flen >= sizeof self)
+            return;
+        memcpy(self, info.dli_fname, flen + 1);
+    } else if (!realpath(info.dli_fname, self)) {
         return;
+    }
+    int splits = strpbrk(self, " :") != NULL;
     const char *lp = getenv("LD_PRELOAD");
     if (!lp)
         return;
@@ -1292,8 +1304,10 @@ static void fix_ld_preload(int inherit)
             changed = 1;
             if (!inherit)
                 continue;
-            word = self;
-            wlen = strlen(self);
+            if (!splits) {
+                word = self;
+                wlen = strlen(self);
+            }
         }
         if (n + wlen + 2 >= sizeof rebuilt)
             return;

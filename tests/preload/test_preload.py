@@ -226,6 +226,33 @@ def test_exec_children_inherit_absolute_path(lib: str, tmp_path: Path) -> None:
     assert reports(off) == {}
 
 
+def test_exec_children_keep_a_link_to_a_library_under_a_path_ld_preload_splits(
+        lib: str, tmp_path: Path) -> None:
+    # run --preload names an interposer under "my lib:x/" through a link in a directory
+    # of its own; the interposer rewrote its LD_PRELOAD entry to realpath(link), the path
+    # with the space and the colon, so every exec'd child printed "cannot be preloaded:
+    # ignored" and ran unaudited. The link is kept; a relative name that resolves to such
+    # a path is left as it was.
+    where = tmp_path / "my lib:x"
+    where.mkdir()
+    shutil.copy(lib, where / "libringpool-preload.so")
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "libringpool-preload.so").symlink_to(where / "libringpool-preload.so")
+    out = tmp_path / "out"
+    out.mkdir()
+    for preload_as, cwd in ((str(links / "libringpool-preload.so"), None),
+                            ("./libringpool-preload.so", str(where))):
+        for old in out.iterdir():
+            old.unlink()
+        proc = run(preload_as, [program("behave"), "0", "exec"], out, cwd=cwd)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.decode().splitlines()[-1] == f"child LD_PRELOAD={preload_as}"
+        if cwd is None:      # the exec'd shell (after chdir("/")) loaded it: its report
+            assert b"cannot be preloaded" not in proc.stderr, proc.stderr
+            assert os.path.basename(only_report(out).exe) in ("dash", "bash", "sh")
+
+
 def test_relative_report_path_survives_chdir_and_exec(lib: str, tmp_path: Path) -> None:
     env = dict(os.environ, LD_PRELOAD=lib, RINGPOOL_PRELOAD_REPORT="rel.%p.json")
     env.pop("RINGPOOL_REPORT", None)
