@@ -116,7 +116,8 @@ def split_options(words: list[str]) -> tuple[list[str], list[str]]:
                 raise AuditError(f"run --python: {word} prints the interpreter's "
                                  f"{'version' if word == '--version' else 'help'} and runs no "
                                  "program: run it without ringpool-audit")
-            raise AuditError(f"run --python: unknown interpreter option {printable(word)}")
+            raise AuditError(f"run --python: unknown interpreter option {printable(word)}"
+                             + _script_hint(word))
         i += 1
         for k in range(1, len(word)):
             letter = word[k]
@@ -134,14 +135,24 @@ def split_options(words: list[str]) -> tuple[list[str], list[str]]:
                     break
                 return options, [f"-{letter}", value, *words[i:]]
             if letter in _REFUSED:
-                raise AuditError(f"run --python: {_REFUSED[letter]}")
+                raise AuditError(f"run --python: {_REFUSED[letter]}" + _script_hint(word))
             if letter not in _FLAGS:
-                raise AuditError(f"run --python: unknown interpreter option -{printable(letter)}")
+                raise AuditError(f"run --python: unknown interpreter option -{printable(letter)}"
+                                 + _script_hint(word))
             options.append(f"-{letter}")
     program = words[i:]
     if program and program[0] != "-" and program[0].startswith("-"):
         program = ["--", *program]
     return options, program
+
+
+def _script_hint(word: str) -> str:
+    """For an option that is also the name of a file ("-app.py" read as -a -p -p ...): how
+    to run that file as the script."""
+    if not os.path.isfile(word):
+        return ""
+    return (f" ({printable(word)} is read as options, as python3 reads it; to run the script, "
+            f"write ./{printable(word)} or -- {printable(word)})")
 
 
 def _interpreter(cmd: list[str]) -> tuple[str, list[str]]:

@@ -203,3 +203,23 @@ def test_bad_interpreter_options_are_one_line(script: Script, capsys: pytest.Cap
     code, out, err = run_cli(["run", "--python", "--", "python3", *argv], capsys)
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("ringpool-audit: error: ") and message in err, err
+
+
+@pytest.mark.parametrize("name, read_as", [("-app.py", "unknown interpreter option -a"),
+                                           ("-i.py", "-i (inspect interactively"),
+                                           ("--app.py", "unknown interpreter option --app.py")])
+def test_a_script_named_like_an_option_gets_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   name: str, read_as: str) -> None:
+    # `run --python -- -app.py` said only "unknown interpreter option -a", though -app.py was a
+    # file in the working directory: the message now says how to run it
+    (tmp_path / name).write_text("KEEP = [bytearray(10)]\n")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        code, out, err = run_cli(["run", "--python", "--", name], capsys)
+        assert code == 1 and out == "" and err.count("\n") == 1, err
+        assert read_as in err and f"write ./{name} or -- {name}" in err, err
+        code, out, err = run_cli(["run", "--python", "--format", "csv", "--", f"./{name}"], capsys)
+        assert code == 0, err
+    finally:
+        os.chdir(cwd)
