@@ -210,25 +210,44 @@ def _say_missing_symbols(loaded: list[reports.Report]) -> None:
 _LD_PRELOAD_SEPARATORS = " :"
 
 
+#: Where the link to such a library goes when the temporary directory's own path holds a
+#: separator too ($TMPDIR under "My Files"): the first of these that can hold a private one.
+_LINK_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
 def _preloadable(library: str) -> tuple[str, str]:
-    """(a new temporary directory, a symbolic link in it to library) for a library whose
+    """(a new private directory, a symbolic link in it to library) for a library whose
     path LD_PRELOAD cannot carry (a virtual environment under "My Projects/"): the
-    loader would split it and load nothing. The directory lasts as long as the run."""
-    link_dir = tempfile.mkdtemp(prefix="ringpool-preload-")
+    loader would split it and load nothing. The directory is made by mkdtemp (mode 0700,
+    a name of its own) in the temporary directory, or, when that path holds a separator
+    too, in the first of _LINK_DIRS that can hold it; it lasts as long as the run."""
     # the link's own name: the library's may hold the separator itself ("lib ringpool.so")
-    link = os.path.join(link_dir, "libringpool-preload.so")
-    if any(c in link for c in _LD_PRELOAD_SEPARATORS):
-        shutil.rmtree(link_dir, ignore_errors=True)
-        raise AuditError(f"{printable(library)}: LD_PRELOAD cannot name the interposer (its path holds "
-                         "a space or a colon, where the loader splits the list) and neither can the "
-                         f"temporary directory {printable(link_dir)}; set RINGPOOL_PRELOAD_LIB to a copy "
-                         "at a path without either")
-    try:
-        os.symlink(library, link)
-    except OSError as exc:
-        shutil.rmtree(link_dir, ignore_errors=True)
-        raise AuditError(f"{printable(link)}: cannot link the interposer there: {exc.strerror}") from exc
-    return link_dir, link
+    name = "libringpool-preload.so"
+    tried: list[str] = []
+    for where in (tempfile.gettempdir(), *_LINK_DIRS):
+        if where in tried:
+            continue
+        tried.append(where)
+        if any(c in os.path.join(where, "ringpool-preload-XXXXXXXX", name) for c in _LD_PRELOAD_SEPARATORS):
+            continue
+        try:
+            link_dir = tempfile.mkdtemp(prefix="ringpool-preload-", dir=where)
+        except OSError:
+            continue
+        link = os.path.join(link_dir, name)
+        if any(c in link for c in _LD_PRELOAD_SEPARATORS):
+            shutil.rmtree(link_dir, ignore_errors=True)
+            continue
+        try:
+            os.symlink(library, link)
+        except OSError as exc:
+            shutil.rmtree(link_dir, ignore_errors=True)
+            raise AuditError(f"{printable(link)}: cannot link the interposer there: {exc.strerror}") from exc
+        return link_dir, link
+    raise AuditError(f"{printable(library)}: LD_PRELOAD cannot name the interposer (its path holds "
+                     "a space or a colon, where the loader splits the list) and no directory for a "
+                     f"link to it could be made in {', '.join(printable(t) for t in tried)}; set "
+                     "RINGPOOL_PRELOAD_LIB to a copy at a path without either")
 
 
 def _refuse_static(program: str, env: dict[str, str]) -> None:

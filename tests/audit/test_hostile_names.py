@@ -1057,8 +1057,23 @@ def test_run_preload_with_the_interposer_under_a_path_ld_preload_splits(
     where = tmp_path / "my lib:x"
     where.mkdir()
     _run_preload_from(where / "libringpool-preload.so", newline_names_program, tmp_path, monkeypatch, capfd)
-    # when no temporary directory can be named in LD_PRELOAD either: one line saying so
+    # $TMPDIR under a path LD_PRELOAD splits too ("/home/me/My Files/tmp"): run said to
+    # set RINGPOOL_PRELOAD_LIB to a copy; the link now goes into a private directory in
+    # the first of /tmp, /var/tmp, /dev/shm that can hold one
+    from audit.commands import run as run_command
     monkeypatch.setattr(tempfile, "tempdir", str(where))
+    fallback = tmp_path / "fallback"
+    fallback.mkdir()
+    monkeypatch.setattr(run_command, "_LINK_DIRS", (str(tmp_path / "none"), str(fallback)))
+    out = tmp_path / "t2.json"
+    assert main(["run", "--preload", "--output", str(out), "--format", "json", "--",
+                 str(newline_names_program)]) == 0
+    err = capfd.readouterr().err
+    assert "cannot be preloaded" not in err and err.count("\n") == 1, err
+    assert sum(int(r["bytes"]) for r in json.loads(out.read_text(encoding="utf-8"))["rows"]) == 60
+    assert list(fallback.iterdir()) == [] and [p.name for p in where.iterdir()] == ["libringpool-preload.so"]
+    # when no directory for the link can be named in LD_PRELOAD either: one line saying so
+    monkeypatch.setattr(run_command, "_LINK_DIRS", (str(where), str(tmp_path / "none")))
     assert main(["run", "--preload", "--", str(newline_names_program)]) == 1
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and "set RINGPOOL_PRELOAD_LIB to a copy" in err, err
