@@ -475,11 +475,61 @@ def _better(name: str, glob: bool, than: tuple[int, int, str, bool]) -> bool:
     return (glob, -len(name)) > (than[3], -len(than[2]))
 
 
+#: Entries looked at per directory level when a path is matched (see _lost_bytes_path).
+_MATCH_ENTRIES = 4096
+#: Paths that match, at most, before the build id picks one.
+_MATCH_PATHS = 16
+
+
+def _lost_bytes_path(path: str) -> list[str]:
+    """The paths on disk that path may have been written from: a report's strings are
+    UTF-8, and a byte that is not (a directory named in Latin-1, say) reached it as
+    U+FFFD, so the file cannot be opened by that name. Each U+FFFD here stands for one
+    or more bytes; each component holding one is matched against its directory's
+    entries (bounded: _MATCH_ENTRIES per directory, _MATCH_PATHS in all). The names come
+    back as the file system's bytes (surrogateescape), so open() finds them."""
+    if "\ufffd" not in path or not path.startswith("/"):
+        return []
+    found = [b"/"]
+    for part in path.encode("utf-8", "surrogateescape").split(b"/")[1:]:
+        if not part:
+            continue
+        if "\ufffd".encode() not in part:
+            found = [os.path.join(d, part) for d in found]
+            continue
+        pattern = re.compile(b".+?".join(re.escape(p) for p in part.split("\ufffd".encode())) + b"\\Z",
+                             re.DOTALL)
+        matched: list[bytes] = []
+        for d in found:
+            try:
+                with os.scandir(d) as it:
+                    for n, entry in enumerate(it):
+                        if n >= _MATCH_ENTRIES or len(matched) >= _MATCH_PATHS:
+                            break
+                        if pattern.match(entry.name):
+                            matched.append(os.path.join(d, entry.name))
+            except OSError:
+                continue
+        found = matched
+        if not found:
+            return []
+    return [os.fsdecode(f) for f in found]
+
+
 def load_module(path: str, build_id: str | None) -> ModuleSymbols:
     """Reads an object (if it is still the one the report saw: same build id)
-    and its separate debug file."""
+    and its separate debug file. A path holding U+FFFD (bytes that were not UTF-8)
+    is found on disk by its build id among the paths it may stand for."""
     info = ModuleSymbols(path)
     elf: ElfFile | None = None
+    if build_id and "\ufffd" in path:
+        for cand in _lost_bytes_path(path):
+            try:
+                if ElfFile.open(cand).build_id() == build_id:
+                    path = cand
+                    break
+            except (OSError, ElfError, struct.error, IndexError):
+                continue
     try:
         elf = ElfFile.open(path)
         if build_id and elf.build_id() not in (None, build_id):

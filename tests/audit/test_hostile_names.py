@@ -1079,6 +1079,36 @@ def test_run_preload_with_the_interposer_under_a_path_ld_preload_splits(
     assert err.count("\n") == 1 and "set RINGPOOL_PRELOAD_LIB to a copy" in err, err
 
 
+def test_a_program_under_a_path_that_is_not_utf8_is_symbolized(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # A program in a directory named in Latin-1 (b"lat\xe9n"): the report names it with
+    # U+FFFD for the byte (reports are UTF-8), so the symbolizer could not open it, every
+    # site read as module+offset and run said "no symbols for le\ufffdaky" for a program
+    # built with -g. The file is now found by the build id among the paths that name
+    # stands for.
+    where = Path(os.fsdecode(bytes(tmp_path) + b"/lat\xe9n dir"))
+    where.mkdir()
+    src = tmp_path / "leak.c"
+    src.write_text("#include <stdlib.h>\nvoid *keep;\n"
+                   "__attribute__((noinline)) static void leak_here(void) { keep = malloc(77); }\n"
+                   "int main(void) { leak_here(); return 0; }\n")
+    prog = Path(os.fsdecode(bytes(where) + b"/le\xffaky"))
+    subprocess.run([c_compiler(), "-std=c11", "-O0", "-g", "-Wl,--build-id", str(src), "-o", str(prog)],
+                   check=True)
+    out = tmp_path / "r.json"
+    assert main(["run", "--preload", "--by", "function", "--format", "json", "--output", str(out),
+                 "--", str(prog)]) == 0
+    err = capfd.readouterr().err
+    assert "no symbols for" not in err, err
+    rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
+    assert any(r["key"].split(" (")[0] == "leak_here" and r["bytes"] == 77 for r in rows), rows
+    # a name that matches no file, or a file of another build id, stays unknown
+    from audit import elfsym
+    assert elfsym._lost_bytes_path(str(where).replace("\udce9", "\ufffd") + "/none\ufffd") == []
+    info = elfsym.load_module(f"{tmp_path}/lat\ufffdn dir/le\ufffdaky", "00" * 20)
+    assert not info.found
+
+
 def test_a_report_naming_a_fifo_or_a_device_as_a_module(hostile_run: tuple[str, str], tmp_path: Path) -> None:
     # the symbolizer opened each module a report names and read it whole: a FIFO there
     # blocked show forever (the open waits for a writer), /dev/zero filled the memory, and
