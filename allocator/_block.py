@@ -15,6 +15,10 @@ from ._ringpool import _BlockBuffer  # created by _lowlevel at import
 _TOKEN: object = _BlockBuffer._token()
 
 if TYPE_CHECKING:
+    # Any object with the buffer protocol (PEP 688; typing_extensions is only
+    # read by type checkers, which bundle it).
+    from typing_extensions import Buffer
+
     from ._pool import Pool
 
 
@@ -127,7 +131,7 @@ class Block(_BlockBuffer):
             self._live()
             return bytes(buf)
 
-    def write(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
+    def write(self, data: Buffer, offset: int = 0) -> None:
         """Copies ``data`` into the payload at ``offset`` (bounds-checked)."""
         view = memoryview(data).cast("B")
         if isinstance(offset, bool) or not isinstance(offset, int):

@@ -23,6 +23,9 @@ from ._errors import (BlockFreedError, CleanupError, InvalidArgument, InvalidBlo
                       OutOfMemory, PoolBusy, PoolDestroyedError, RingpoolError)
 from ._snapshot import Snapshot
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # the buffer protocol (PEP 688), for type checkers
+
 #: What the library's own report is read with (``Pool.snapshot`` of a pool that
 #: records stacks): anything it writes.
 _OWN_REPORT = schema.Limits(max_bytes=sys.maxsize, max_depth=sys.maxsize,
@@ -959,13 +962,13 @@ class Pool:
             return self._adopt(addr, sum(map(len, data)) + 1, tstr)
 
     @overload
-    def memdup(self, data: bytes | bytearray | memoryview, tag: str | None = None, *,
+    def memdup(self, data: Buffer, tag: str | None = None, *,
                raise_on_oom: Literal[True] = ...) -> Block: ...
     @overload
-    def memdup(self, data: bytes | bytearray | memoryview, tag: str | None = None, *,
+    def memdup(self, data: Buffer, tag: str | None = None, *,
                raise_on_oom: bool) -> Block | None: ...
 
-    def memdup(self, data: bytes | bytearray | memoryview, tag: str | None = None, *,
+    def memdup(self, data: Buffer, tag: str | None = None, *,
                raise_on_oom: bool = True) -> Block | None:
         """A copy of any bytes-like object."""
         if isinstance(data, str):

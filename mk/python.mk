@@ -1,6 +1,7 @@
 # mk/python.mk -- the Python bindings: the `allocator` package.
 #   make test-py    pytest tests/python (both backings, safety, Hypothesis model)
-#                   and mypy --strict on allocator/
+#                   and mypy --strict on allocator/ and on a program using it
+#                   (tests/python/test_typing_consumer.py)
 #   make bench-py   pytest-benchmark suites of benches/python (not part of make test)
 
 PY_TEST_ARGS ?=
@@ -10,7 +11,7 @@ PY_BENCH_ARGS ?=
 TEST_TARGETS += test-py
 
 test-py: setup-py
-	$(PY) -m mypy --strict allocator
+	$(PY) -m mypy --strict allocator tests/python/test_typing_consumer.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/python $(PY_TEST_ARGS)
 
 bench-py: setup-py

@@ -62,6 +62,7 @@ import sys, tarfile, zipfile
 wheel, sdist, version = sys.argv[1:]
 names = set(zipfile.ZipFile(wheel).namelist())
 need = ["allocator/__init__.py", "allocator/config.py", "allocator/py.typed",
+        "allocator/_ringpool.pyi", "allocator/_pyhooks.pyi",
         "allocator/include/ringpool.h", "allocator/lib/libringpool.so", "allocator/lib/libringpool.so.0",
         "allocator/lib/ringpool/libringpool-preload.so", "allocator/lib/pkgconfig/ringpool.pc",
         "audit/__init__.py", "audit/cli.py", "audit/commands/__init__.py", "audit/commands/run.py",
@@ -245,6 +246,13 @@ grep -q "test_over_memory_limit:.*test_limits.py:$peak -> 3.8MiB" <<< "$out" ||
     { echo "$out"; fail "limit_memory does not name the line of the peak"; }
 grep -q "test_over_leak_limit:.*test_limits.py:$leak -> 488.4KiB (3 blocks)" <<< "$out" ||
     { echo "$out"; fail "limit_leaks does not name the leaking line"; }
+
+step "a program's code type-checked against the installed package (mypy --strict: py.typed, the stubs)"
+mypy_pin=$(grep -E '^mypy==' "$repo/requirements-dev.txt")
+"$bin"/python -m pip install -q "$mypy_pin"
+mkdir typed && cp "$repo/tests/python/test_typing_consumer.py" typed/
+expect 0 "$bin"/python -m mypy --strict --no-incremental typed/test_typing_consumer.py
+expect 0 "$bin"/python -m pytest -q -p no:cacheprovider typed/test_typing_consumer.py
 
 step "the package imported again after sys.modules is purged (as pytester's inline runs do)"
 "$bin"/python - <<'EOF'
