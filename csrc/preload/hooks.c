@@ -17,6 +17,7 @@
 #include "rawmem.h"
 #include "stack.h"
 #include "../outfile.h"
+#include "../memcheck_glue.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -239,6 +240,26 @@ static int in_object(void *f, void *base)
     return f && base && dladdr(f, &info) && info.dli_fbase == base;
 }
 
+/* Whether glibc's malloc family is memcheck's. valgrind redirects calls,
+   not symbols: dlsym still gives glibc's addresses, but under memcheck (run
+   with --soname-synonyms=somalloc=nouserintercepts: without it memcheck
+   replaces the interposer's own malloc, and nothing here runs) the blocks
+   are memcheck's, with no glibc header before them (memcheck's redzone:
+   reading it is an error) and never glibc's own mappings, so free and
+   realloc must not test that header. Asked of memcheck alone, not of every
+   valgrind tool: under callgrind, cachegrind and the like glibc's malloc is
+   glibc's, and what runs there must be what runs natively (the
+   instruction counts measured with callgrind); helgrind, drd, massif and
+   dhat replace malloc too, but do not check that the word can be read. */
+static int malloc_is_memchecks(void)
+{
+#ifdef RPI_HAVE_MEMCHECK_H
+    return rpi_under_memcheck();
+#else
+    return 0;
+#endif
+}
+
 #define RESOLVE(name)                                                   \
     do {                                                                \
         *(void **)&real.name = dlsym(RTLD_NEXT, #name);                 \
@@ -265,7 +286,8 @@ static __attribute__((noinline, cold)) void resolve(void)
             !real._exit || !real._Exit)
             die("malloc/calloc/realloc/free/_exit");
         void *glibc = glibc_base();
-        if (in_object((void *)real.free, glibc) && in_object((void *)real.realloc, glibc)) {
+        if (in_object((void *)real.free, glibc) && in_object((void *)real.realloc, glibc) &&
+            !malloc_is_memchecks()) {
             glibc_free = real.free;
             glibc_realloc = real.realloc;
             real.free = free_noting;
