@@ -976,6 +976,39 @@ static void mem_key_init(void)
     mem_key_ok = pthread_key_create(&mem_key, mem_give_back) == 0;
 }
 
+#ifdef RPI_HAVE_MEMCHECK_H
+/* Under memcheck: a block with MEM_APART bytes of unmapped address space
+   reserved on either side (PROT_NONE, no memory), in place of p. valgrind
+   takes a move of rsp by less than --max-stackframe (2 MiB by default)
+   for frames pushed or popped, and memcheck marks the bytes between the
+   two stack pointers: a side stack mapped near an alternate signal stack,
+   a coroutine's or a thread's stack (all mappings too) made the move back
+   from it mark what lies between unaddressable (the walk buffers above
+   the side stack, a program's data) or undefined (the caller's frames).
+   A move of more than --max-stackframe is a switch of stacks, which
+   changes nothing. p itself is unmapped, or kept when no such room can be
+   had. Once a block, and under memcheck alone (under callgrind the
+   blocks lie where they lie natively): natively, only the client
+   requests' instructions. */
+#define MEM_APART ((size_t)4 << 20)
+static __attribute__((noinline, cold)) void *mem_apart(void *p)
+{
+    size_t size = (sizeof(walk_mem) + 4095) & ~(size_t)4095;
+    unsigned char *r = mmap(NULL, size + 2 * MEM_APART, PROT_NONE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED)
+        return p;
+    void *q = mmap(r + MEM_APART, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (q == MAP_FAILED) {
+        munmap(r, size + 2 * MEM_APART);
+        return p;
+    }
+    munmap(p, sizeof(walk_mem));
+    return q;
+}
+#endif
+
 /* A block for this thread: one a thread gave back, else a new one; NULL
    when the thread is exiting or none can be made. */
 static __attribute__((noinline, cold)) walk_mem *mem_take(walk_state *m)
@@ -1000,6 +1033,10 @@ static __attribute__((noinline, cold)) walk_mem *mem_take(walk_state *m)
         int saved = errno;
         void *p = mmap(NULL, sizeof(walk_mem), PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+#ifdef RPI_HAVE_MEMCHECK_H
+        if (p != MAP_FAILED && rpi_under_memcheck())
+            p = mem_apart(p);
+#endif
         if (p != MAP_FAILED)
             mprotect(p, SIDE_GUARD, PROT_NONE);
         errno = saved;
@@ -1214,18 +1251,18 @@ static int pages_readable(uintptr_t lo, uintptr_t hi)
             unsigned r = (unsigned)VALGRIND_GET_VBITS((void *)lo, &vbits, 1);
             if (r == 1 || r == 3) {   /* memcheck answered */
                 ok = r == 1;
-#ifdef RPI_STACK_NO_MAP_HOOKS
-                /* memcheck calls a PROT_NONE page addressable; valgrind's
-                   own rt_sigprocmask fails with EFAULT on it (it checks the
-                   mapping before it looks at `how`), and the error memcheck
-                   would report on the word is not reported */
+                /* memcheck calls a page addressable that was mapped
+                   readable and later made PROT_NONE (it does not follow
+                   mprotect); valgrind's own rt_sigprocmask fails with
+                   EFAULT on it (it checks its map of the address space,
+                   which does, before it looks at `how`), and the error
+                   memcheck would report on the word is not reported */
                 if (ok) {
                     VALGRIND_DISABLE_ERROR_REPORTING;
                     ok = !(syscall(SYS_rt_sigprocmask, -1, (void *)lo, NULL, (size_t)8) != 0 &&
                            errno == EFAULT);
                     VALGRIND_ENABLE_ERROR_REPORTING;
                 }
-#endif
                 continue;
             }
         }
