@@ -26,8 +26,8 @@ $(PRELOAD_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk csrc/flags.mk
 	    -o $@ $(PRELOAD_SRCS) $(RP_PRELOAD_LIBS)
 
 # The same sources with UBSan, every finding fatal: run by the tests on the
-# C programs (valgrind, ASan and TSan replace malloc themselves and cannot
-# host an interposer).
+# C programs (ASan and TSan replace malloc themselves and cannot host an
+# interposer; memcheck can: test-preload-memcheck).
 PRELOAD_UBSAN_SO := $(BUILD)/libringpool-preload-ubsan.so
 $(PRELOAD_UBSAN_SO): $(PRELOAD_SRCS) $(PRELOAD_HDRS) mk/preload.mk
 	@mkdir -p $(@D)
@@ -74,6 +74,17 @@ TEST_TARGETS += test-preload
 test-preload: setup-sys setup-py preload-test-bins
 	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) RINGPOOL_PRELOAD_TESTBIN=$(abspath $(PRELOAD_TEST_DIR)) \
 	    RINGPOOL_PRELOAD_UBSAN_LIB=$(abspath $(PRELOAD_UBSAN_SO)) PYTHONPATH=. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest -q -p no:cacheprovider tests/preload
+
+# The interposer under valgrind's memcheck (tests/memcheck): the test
+# programs of tests/preload and tests/stacks with whole stacks, every
+# memcheck error fatal (about 2 minutes on 2 cores).
+TEST_TARGETS += test-preload-memcheck
+.PHONY: test-preload-memcheck
+test-preload-memcheck: setup-sys setup-py preload-test-bins stacks-test-bins $(LIB_SO)
+	$(PY) -m mypy --strict --follow-imports=silent tests/memcheck
+	RINGPOOL_PRELOAD_LIB=$(abspath $(PRELOAD_SO)) RINGPOOL_PRELOAD_TESTBIN=$(abspath $(PRELOAD_TEST_DIR)) \
+	    RINGPOOL_STACKS_TESTBIN=$(abspath $(STACKS_TEST_DIR)) \
+	    PYTHONPATH=. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest -q -p no:cacheprovider tests/memcheck
 
 # Overhead benches (not part of `make test`): installs the workloads' programs
 # with apt-get only when dpkg says they are missing, then measures.
