@@ -68,22 +68,21 @@ instr() {
 wall() { "$CORO" --on "$1" --depth "${2%%:*}" --frame "$(frame "$2")" --stacks "$3" --count "$N" --rounds "$ROUNDS"; }
 diff1() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
 
-echo "Instructions per alloc+free pair (callgrind, $CN switches of $PAIRS pairs)"
+# table TITLE MEASURE: one row per depth, MEASURE (instr or wall) run with
+# and without stacks on each place, and the capture's share (the difference)
+table() {
+    echo "$1"
+    echo
+    echo "| depth[:frame] | own: no stacks | own: stacks | own: capture | coro: no stacks | coro: stacks | coro: capture |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|"
+    local d o0 o1 c0 c1
+    for d in $DEPTHS; do
+        o0=$($2 own "$d" 0); o1=$($2 own "$d" 1)
+        c0=$($2 coro "$d" 0); c1=$($2 coro "$d" 1)
+        echo "| $d | $o0 | $o1 | $(diff1 "$o1" "$o0") | $c0 | $c1 | $(diff1 "$c1" "$c0") |"
+    done
+}
+
+table "Instructions per alloc+free pair (callgrind, $CN switches of $PAIRS pairs)" instr
 echo
-echo "| depth[:frame] | own: no stacks | own: stacks | own: capture | coro: no stacks | coro: stacks | coro: capture |"
-echo "|---:|---:|---:|---:|---:|---:|---:|"
-for d in $DEPTHS; do
-    o0=$(instr own "$d" 0); o1=$(instr own "$d" 1)
-    c0=$(instr coro "$d" 0); c1=$(instr coro "$d" 1)
-    echo "| $d | $o0 | $o1 | $(diff1 "$o1" "$o0") | $c0 | $c1 | $(diff1 "$c1" "$c0") |"
-done
-echo
-echo "Wall ns per alloc+free pair (median of $ROUNDS rounds of $N switches of $PAIRS pairs)"
-echo
-echo "| depth[:frame] | own: no stacks | own: stacks | own: capture | coro: no stacks | coro: stacks | coro: capture |"
-echo "|---:|---:|---:|---:|---:|---:|---:|"
-for d in $DEPTHS; do
-    o0=$(wall own "$d" 0); o1=$(wall own "$d" 1)
-    c0=$(wall coro "$d" 0); c1=$(wall coro "$d" 1)
-    echo "| $d | $o0 | $o1 | $(diff1 "$o1" "$o0") | $c0 | $c1 | $(diff1 "$c1" "$c0") |"
-done
+table "Wall ns per alloc+free pair (median of $ROUNDS rounds of $N switches of $PAIRS pairs)" wall
