@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import json.encoder
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from audit.export.folded import frame_text
 from audit.printable import is_printable, printable, printable_escaped
 
 Row = dict[str, Any]
+
+_json_string = json.encoder.encode_basestring_ascii   # what json.dumps writes a string as
 
 
 @dataclass
@@ -205,7 +209,81 @@ class _Json:
         doc["rows"] = [{**{k: row.get(k) for k in columns},
                         **{k: row[k] for k in table.json_extra if k in row}}
                        for row in table.rows]
-        return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+        return indented_json(doc) + "\n"
+
+
+class _Unsupported(Exception):
+    """A value indented_json leaves to the json module."""
+
+
+def _float_text(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value == math.inf:
+        return "Infinity"
+    if value == -math.inf:
+        return "-Infinity"
+    return float.__repr__(value)
+
+
+class _Indenter:
+    """json.dumps(value, indent=2)'s text for dicts with text keys, lists, tuples, text,
+    ints, floats, booleans and None (exactly those types), with the loops in fewer steps
+    than the json module's Python encoder takes (which indent uses): a container met again
+    at the same depth (a frame shared by many rows) is written once."""
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple[int, int], str] = {}
+
+    def value(self, v: Any, level: int) -> str:
+        t = type(v)
+        if t is str:
+            return _json_string(v)
+        if v is None:
+            return "null"
+        if v is True:
+            return "true"
+        if v is False:
+            return "false"
+        if t is int:
+            return int.__repr__(v)
+        if t is float:
+            return _float_text(v)
+        if t is dict or t is list or t is tuple:
+            key = (id(v), level)
+            text = self.memo.get(key)
+            if text is None:
+                text = self.memo[key] = self.dict(v, level) if t is dict else self.list(v, level)
+            return text
+        raise _Unsupported
+
+    def list(self, v: Any, level: int) -> str:
+        if not v:
+            return "[]"
+        inner = "\n" + "  " * (level + 1)
+        value = self.value
+        return ("[" + inner + ("," + inner).join([value(x, level + 1) for x in v])
+                + "\n" + "  " * level + "]")
+
+    def dict(self, v: dict[Any, Any], level: int) -> str:
+        if not v:
+            return "{}"
+        inner = "\n" + "  " * (level + 1)
+        value = self.value
+        parts = []
+        for k, x in v.items():
+            if type(k) is not str:
+                raise _Unsupported
+            parts.append(_json_string(k) + ": " + value(x, level + 1))
+        return "{" + inner + ("," + inner).join(parts) + "\n" + "  " * level + "}"
+
+
+def indented_json(doc: Any) -> str:
+    """``json.dumps(doc, indent=2)``, the same text, faster on big tables."""
+    try:
+        return _Indenter().value(doc, 0)
+    except (_Unsupported, RecursionError):
+        return json.dumps(doc, indent=2, sort_keys=False)
 
 
 #: How a text cell starts that a spreadsheet program runs as a formula (OWASP "CSV

@@ -339,12 +339,14 @@ def symbolize(report: PreloadReport) -> dict[tuple[str, int], Symbol]:
     files are found by build id. One pass per module; cached per process.
     """
     ids = _build_ids(report)
+    # Each distinct frame once (stacks share their frames): a site's own (module, offset)
+    # too, as a report may give it a stack that does not start there.
+    frames: set[Frame] = {(site.module, site.offset) for site in report.sites}
+    frames.update(*[site.stack for site in report.sites if site.stack])
     wanted: dict[str, set[int]] = {}
-    # a site's own (module, offset) too: a report may give it a stack that does not start there
-    for site in report.sites:
-        for module, offset in (*site.frames(), (site.module, site.offset)):
-            if (module, ids.get(module), offset) not in _cache:
-                wanted.setdefault(module, set()).add(offset)
+    for module, offset in frames:
+        if (module, ids.get(module), offset) not in _cache:
+            wanted.setdefault(module, set()).add(offset)
     for module, offsets in wanted.items():
         unique = sorted(offsets)
         info = _module_info(module, ids.get(module))
@@ -352,10 +354,8 @@ def symbolize(report: PreloadReport) -> dict[tuple[str, int], Symbol]:
         names = elfsym.name_addresses(info, [max(off - 1, 0) for off in unique])
         for off, name in zip(unique, names):
             _cache[(module, ids.get(module), off)] = Symbol(name.function, name.file, name.line)
-    out: dict[tuple[str, int], Symbol] = {}
-    for site in report.sites:
-        for frame in (*site.frames(), (site.module, site.offset)):
-            out[frame] = _cache[(frame[0], ids.get(frame[0]), frame[1])]
+    out: dict[tuple[str, int], Symbol] = {
+        frame: _cache[(frame[0], ids.get(frame[0]), frame[1])] for frame in frames}
     for site in report.sites:
         sym = out[(site.module, site.offset)]
         # the interposer's dladdr name (glibc checks the symbol's size) stands
@@ -506,14 +506,21 @@ def frame_suppression(rules: Sequence[Suppression],
     frame: the table, the leak gate and the profile exports decide alike."""
     matcher = _suppression_matcher(tuple(r.pattern for r in rules)).match
     seen: dict[Frame, bool] = {}
+    # frames share their functions, files and modules: each text is matched once
+    texts: dict[str | None, bool] = {None: False}
+
+    def matches(text: str | None) -> bool:
+        verdict = texts.get(text)
+        if verdict is None:
+            verdict = texts[text] = matcher(text) is not None  # type: ignore[arg-type]
+        return verdict
 
     def suppressed(frame: Frame) -> bool:
         verdict = seen.get(frame)
         if verdict is None:
             sym = symbols[frame]
             module = frame[0] if frame[0] not in ("?", "") else None
-            verdict = seen[frame] = any(t is not None and matcher(t) is not None
-                                        for t in (sym.function, sym.file, module))
+            verdict = seen[frame] = matches(sym.function) or matches(sym.file) or matches(module)
         return verdict
     return suppressed
 
@@ -635,8 +642,26 @@ def is_wrapper(function: str, wrappers: Sequence[str]) -> bool:
     '?' one character)."""
     if function == "??":
         return False
-    matcher = _wrapper_matcher(tuple(wrappers))
-    return bool(matcher.match(function) or matcher.match(base_name(function)))
+    verdicts = _wrapper_verdicts(tuple(wrappers))
+    verdict = verdicts.get(function)
+    if verdict is None:
+        matcher = _wrapper_matcher(tuple(wrappers))
+        verdict = bool(matcher.match(function) or matcher.match(base_name(function)))
+        if len(verdicts) >= _WRAPPER_VERDICTS_MAX:
+            verdicts.clear()
+        verdicts[function] = verdict
+    return verdict
+
+
+#: The most function names whose wrapper verdict is kept per list of patterns.
+_WRAPPER_VERDICTS_MAX = 1 << 20
+
+
+@functools.lru_cache(maxsize=16)
+def _wrapper_verdicts(wrappers: tuple[str, ...]) -> dict[str, bool]:
+    """is_wrapper's verdicts for one list of patterns, by function name: a name is
+    matched once, however many stacks it appears in."""
+    return {}
 
 
 @functools.lru_cache(maxsize=64)
@@ -654,6 +679,21 @@ def attributed(stack: Sequence[Frame], symbols: dict[Frame, Symbol],
     (0 when every frame is one: the caller of malloc is then all we have)."""
     for i, frame in enumerate(stack):
         if not is_wrapper(symbols[frame].function, wrappers):
+            return i
+    return 0
+
+
+def wrapper_frames(symbols: dict[Frame, Symbol], wrappers: Sequence[str]) -> dict[Frame, bool]:
+    """Whether each frame of symbols is an allocation wrapper (:func:`is_wrapper` of its
+    function), found once per frame: a frame is in many stacks."""
+    wrap = tuple(wrappers)
+    return {frame: is_wrapper(sym.function, wrap) for frame, sym in symbols.items()}
+
+
+def credited_index(stack: Sequence[Frame], wrapper: dict[Frame, bool]) -> int:
+    """:func:`attributed` with the verdicts of :func:`wrapper_frames`."""
+    for i, frame in enumerate(stack):
+        if not wrapper[frame]:
             return i
     return 0
 
@@ -699,37 +739,56 @@ def rows(report: PreloadReport, by: str = "site",
     wrap = list(DEFAULT_WRAPPERS) if wrappers is None else list(wrappers)
     rules = suppression_rules(suppressions)
     symbols = symbolize(report)
-    # a frame's verdicts are the same in every stack it appears in
-    wrapper_of: dict[str, bool] = {}
+    # A frame's verdicts, identity, text and json fields are the same in every stack it
+    # appears in: each is found once per distinct frame (row_ident, row_key and
+    # frame_fields, memoised), and a stack is read through them.
     frame_suppressed = frame_suppression(rules, symbols)
-
-    def credited(stack: tuple[Frame, ...]) -> int:
-        for i, frame in enumerate(stack):
-            fn = symbols[frame].function
-            if fn not in wrapper_of:
-                wrapper_of[fn] = is_wrapper(fn, wrap)
-            if not wrapper_of[fn]:
-                return i
-        return 0
+    wrapper = wrapper_frames(symbols, wrap)
+    ids = {frame: frame_id(by, frame, sym) for frame, sym in symbols.items()}
+    texts = {frame: _frame_name(frame, sym) if by == "stack" else _key(by, frame, sym)
+             for frame, sym in symbols.items()}
+    fields: dict[FrameId, dict[str, Any]] = {}
+    for fid in ids.values():
+        if fid not in fields:
+            # the same dict for a frame in every row (rows are read, never changed)
+            fields[fid] = frame_fields(fid)
 
     grouped: dict[tuple[RowId, bool], dict[str, Any]] = {}
     for site in report.sites:
         if is_pool_module(site.module):
             continue
         stack = site.frames()
-        at = credited(stack)
-        suppressed = any(frame_suppressed(f) for f in stack[: at + 1])
-        ident = row_ident(by, stack, at, symbols)
+        at = credited_index(stack, wrapper)
+        suppressed = any(map(frame_suppressed, stack[: at + 1]))
+        shown = stack[at:] if by == "stack" else (stack[at],)
+        ident = tuple(map(ids.__getitem__, shown))
         row = grouped.get((ident, suppressed))
         if row is None:
-            key = row_key(by, stack, at, symbols)
             row = grouped[(ident, suppressed)] = {
-                "key": key, "ident": ident, "frames": [frame_fields(f) for f in ident],
+                "key": " < ".join(map(texts.__getitem__, shown)), "ident": ident,
+                "frames": list(map(fields.__getitem__, ident)),
                 "blocks": 0, "bytes": 0, "allocs": 0, "suppressed": suppressed}
         row["blocks"] += site.blocks
         row["bytes"] += site.bytes
         row["allocs"] += site.allocs
-    return sorted(grouped.values(), key=lambda r: (-r["bytes"], -r["blocks"], r["key"], repr(r["ident"])))
+    return _sorted_rows(list(grouped.values()))
+
+
+def _sorted_rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows by bytes, then blocks, descending, then key, then identity (its repr): the
+    repr, dear for a long stack, is taken only for rows that tie on all the rest."""
+    found.sort(key=lambda r: (-r["bytes"], -r["blocks"], r["key"]))
+    start = 0
+    while start < len(found):
+        head = found[start]
+        end = start + 1
+        while end < len(found) and (found[end]["bytes"], found[end]["blocks"], found[end]["key"]) \
+                == (head["bytes"], head["blocks"], head["key"]):
+            end += 1
+        if end - start > 1:
+            found[start:end] = sorted(found[start:end], key=lambda r: repr(r["ident"]))
+        start = end
+    return found
 
 
 def pool_sites(report: PreloadReport) -> tuple[int, int]:

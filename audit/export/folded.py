@@ -54,11 +54,19 @@ class FoldedFormatter:
             return str(self._rows.render(table))
         prof = profile_of(table)
         lines = []
+        texts: dict[Any, str] = {}          # each frame's text once: frames recur in stacks
+
+        def text_of(frame: Any) -> str:
+            text = texts.get(frame)
+            if text is None:
+                text = texts[frame] = frame_text(frame.label(prof.by))
+            return text
+
         for sample in prof.samples:
             value = sample.values[INUSE_SPACE]
             if value <= 0:
                 continue
-            frames = ";".join(frame_text(f.label(prof.by)) for f in reversed(sample.stack))
+            frames = ";".join(map(text_of, reversed(sample.stack)))
             number = value if isinstance(value, int) else round(value)
             lines.append(f"{frames} {number}")
         return "".join(line + "\n" for line in lines)

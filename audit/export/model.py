@@ -51,6 +51,17 @@ class Frame:
     module_base: int | None = None  # the module's load address in the process, when known
     kind: str = "native"
 
+    def __hash__(self) -> int:
+        # Kept once computed: a profile hashes each frame of each stack (equal stacks are
+        # merged, frames numbered), and a frame is in many stacks.
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            value = hash((self.function, self.file, self.line, self.module, self.offset,
+                          self.build_id, self.module_base, self.kind))
+            object.__setattr__(self, "_hash", value)
+            return value
+
     def label(self, by: str = "site") -> str:
         """The frame's text in folded, speedscope and HTML output."""
         if self.kind == "python" and self.file:
@@ -108,7 +119,7 @@ class Profile:
         return [(i, t, u) for i, (t, u) in enumerate(VALUE_TYPES) if self.known[i]]
 
     def add(self, stack: Iterable[Frame], values: list[int | float]) -> None:
-        self.samples.append(Sample(tuple(stack), [exact(v) for v in values]))
+        self.samples.append(Sample(tuple(stack), [v if type(v) is int else exact(v) for v in values]))
 
     def merged(self) -> "Profile":
         """The same profile with equal stacks summed into one sample (first-seen order)."""

@@ -44,6 +44,12 @@ INT64_MIN = -(1 << 63)
 
 
 def _varint(n: int) -> bytes:
+    if 0 <= n < _SMALL_COUNT:
+        return _SMALL[n]
+    return _varint_of(n)
+
+
+def _varint_of(n: int) -> bytes:
     if n < 0:
         n += 1 << 64  # int64 negatives are ten-byte two's complement varints
     out = bytearray()
@@ -57,6 +63,12 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+# The varints of 0 .. 2**14 - 1 (one or two bytes), made once: location and string ids,
+# line numbers and most counts are below, and a profile writes millions of them.
+_SMALL_COUNT = 1 << 14
+_SMALL = [_varint_of(n) for n in range(_SMALL_COUNT)]
+
+
 def _uint(field: int, value: int) -> bytes:
     """A varint field; zero is the proto3 default and is left out."""
     return _varint(field << 3) + _varint(value) if value else b""
@@ -67,7 +79,7 @@ def _bytes(field: int, payload: bytes) -> bytes:
 
 
 def _packed(field: int, values: list[int]) -> bytes:
-    return _bytes(field, b"".join(_varint(v) for v in values)) if values else b""
+    return _bytes(field, b"".join(map(_varint, values))) if values else b""
 
 
 class _Strings:

@@ -230,21 +230,6 @@ def _values(where: str, entry: dict[str, Any], sampled: bool) -> tuple[list[int 
     return values, has_alloc
 
 
-RawFrame = tuple[str, int, "str | None"]   # module path as the report has it, offset, dynamic symbol
-
-
-def _site_stacks(data: Any) -> list[list[RawFrame]]:
-    """Per site of data, its frames innermost first: the whole stack when the report has a
-    stack table, the site alone otherwise (audit.preload parses both).  Each frame keeps
-    its module as the report names it ("?" when none): that is the key of its symbol."""
-    out = []
-    for site in data.sites:
-        frames = site.frames() if hasattr(site, "frames") else ((site.module, site.offset),)
-        out.append([(str(m), int(o), site.symbol if n == 0 else None)
-                    for n, (m, o) in enumerate(frames)])
-    return out
-
-
 def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
     """Adds report's stacks to prof; True when every entry gave its allocated bytes."""
     import audit.preload as preload
@@ -257,12 +242,8 @@ def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
     _join_rate(prof, str(report.path), rate)
 
     raw_sites = doc.get("sites")
-    entries: list[tuple[list[RawFrame], dict[str, Any], str]] = []
-    for i, (site, frames) in enumerate(zip(data.sites, _site_stacks(data))):
-        raw = raw_sites[i] if isinstance(raw_sites, list) and i < len(raw_sites) else {}
-        entry = dict(raw) if isinstance(raw, dict) else {}
-        entry.update(blocks=site.blocks, bytes=site.bytes, allocs=site.allocs)
-        entries.append((frames, entry, f"{report.path}: sites[{i}]"))
+    if not isinstance(raw_sites, list):
+        raw_sites = []
 
     # Every frame of every stack, one addr2line batch per module (audit.preload caches them).
     symbols = preload.symbolize(data)
@@ -270,24 +251,45 @@ def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
     suppressed = preload.frame_suppression(preload.suppression_rules(source.suppressions), symbols)
     wrappers = preload.wrapper_list(source.wrappers)
 
+    # One Frame per distinct (module, offset), made once: stacks share their frames, and
+    # equal frames being one object makes every later lookup by frame cheap.
+    made: dict[tuple[str, int], Frame] = {}
+    for raw_frame, sym in symbols.items():
+        module, offset = raw_frame
+        mod = modules.get(module)
+        named = module not in ("?", "")     # "?": no module; "": a module without a name
+        made[raw_frame] = Frame(sym.function, sym.file, sym.line, module if named else None,
+                                offset, mod.build_id if mod else None,
+                                mod.base if mod else (None if named else 0))
+    wrapper = preload.wrapper_frames(symbols, wrappers)
+
     alloc_known = True
-    for frames, entry, where in entries:
-        if preload.is_pool_module(frames[0][0]):
+    for i, site in enumerate(data.sites):
+        raw = site.frames()        # (module as the report names it, "?" when none; offset)
+        if preload.is_pool_module(raw[0][0]):
             continue
-        stack = []
-        for module, offset, _ in frames:
-            sym = symbols[(module, offset)]
-            mod = modules.get(module)
-            named = module not in ("?", "")     # "?": no module; "": a module without a name
-            stack.append(Frame(sym.function, sym.file, sym.line, module if named else None, offset,
-                               mod.build_id if mod else None, mod.base if mod else (None if named else 0)))
         # Suppressed as the table and the leak gate decide: a rule matches one of the frames
         # up to and including the first that is not an allocation wrapper.
-        raw = [(module, offset) for module, offset, _ in frames]
-        at = preload.attributed(raw, symbols, wrappers)
-        if any(suppressed(f) for f in raw[: at + 1]):
+        at = preload.credited_index(raw, wrapper)
+        if any(map(suppressed, raw[: at + 1])):
             continue
-        values, has_alloc = _values(where, entry, sampled)
+        entry = raw_sites[i] if i < len(raw_sites) else None
+        if not isinstance(entry, dict):
+            entry = {}
+        values, has_alloc = _site_values(report.path, i, site, entry, sampled)
         alloc_known = alloc_known and has_alloc
-        prof.add(stack, values)
+        prof.add(map(made.__getitem__, raw), values)
     return alloc_known
+
+
+def _site_values(path: str, i: int, site: Any, entry: dict[str, Any],
+                 sampled: bool) -> tuple[list[int | float], bool]:
+    """A site's values (_values of its report entry, the parsed counts in place of the
+    entry's own): the site's message names the file and the site only when it is wrong."""
+    if sampled:
+        return _values(f"{path}: sites[{i}]", entry, sampled)
+    # the parsed counts are non-negative integers (audit.preload checked them)
+    if "alloc_bytes" not in entry:
+        return [site.blocks, site.bytes, site.allocs, 0], False
+    return [site.blocks, site.bytes, site.allocs,
+            _number(f"{path}: sites[{i}]", entry, "alloc_bytes")], True
