@@ -480,7 +480,8 @@ def read_bytes(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
     if name == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         try:
-            data = stream.read(cap + 1)
+            data = _read_report_bytes(getattr(stream, "read1", stream.read), stream.read,
+                                      cap + 1, "<stdin>")
         except OSError as exc:
             raise ReportFormatError("<stdin>", f"cannot read: {exc.strerror or exc}") from None
         if len(data) > cap:
@@ -507,7 +508,9 @@ def read_bytes(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
         if st.st_size > cap:
             raise ReportFormatError(name, f"{st.st_size} bytes: larger than the "
                                           f"{_size(cap)} a report may have{limits.size_hint}")
-        data = read_fd(fd, cap + 1, 1 << 24)
+        os.set_blocking(fd, True)
+        data = _read_report_bytes(lambda n: os.read(fd, n), lambda n: read_fd(fd, n, 1 << 24),
+                                  cap + 1, name)
     except OSError as exc:
         raise ReportFormatError(name, f"cannot read: {exc.strerror or exc}") from None
     finally:
@@ -516,6 +519,44 @@ def read_bytes(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
         raise ReportFormatError(name, f"more than {cap} bytes: larger than the "
                                       f"{_size(cap)} a report may have{limits.size_hint}")
     return data
+
+
+#: What JSON reads as whitespace before a value.
+_JSON_BLANKS = b" \t\n\r"
+#: How much a report is read by before its first byte is checked.
+_HEAD_BYTES = 1 << 16
+
+
+def _read_report_bytes(read_some: Callable[[int], bytes], read_rest: Callable[[int], bytes],
+                       most: int, source: str) -> bytes:
+    """Up to ``most`` bytes: ``read_some(n)`` (at most n bytes, whatever is there) until
+    the first byte that is not JSON whitespace, then ``read_rest(n)`` (n bytes or the end).
+    A report is a JSON object: when that byte is not ``{`` the input is refused at once,
+    without reading up to the limit (``show - < /dev/zero`` read 1 GiB to say so)."""
+    chunks: list[bytes] = []
+    left = most
+    while left > 0:
+        chunk = read_some(min(left, _HEAD_BYTES))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        left -= len(chunk)
+        body = chunk.lstrip(_JSON_BLANKS)
+        if body:
+            if body[:1] != b"{":
+                raise ReportFormatError(source, "not a report: a report must be a JSON object, "
+                                                "which starts with '{', and this starts with "
+                                                f"{_first_byte(body[0])}")
+            break
+    if left > 0:
+        chunks.append(read_rest(left))
+    return b"".join(chunks)
+
+
+def _first_byte(byte: int) -> str:
+    if 0x21 <= byte < 0x7F:
+        return f"'{chr(byte)}'"
+    return f"byte 0x{byte:02x}"
 
 
 def read_fd(fd: int, most: int, step: int) -> bytes:

@@ -33,7 +33,7 @@ def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], *needle
 
 @pytest.mark.parametrize("command", ["show", "diff"])
 @pytest.mark.parametrize("name, text, needle", [
-    ("deep-arrays", "[" * 100000 + "]" * 100000, "nested too deeply"),
+    ("deep-arrays", '{"a": ' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply"),
     ("deep-objects", '{"a": ' * 100000 + "1" + "}" * 100000, "nested too deeply"),
     ("digits", '{"format": "ringpool-snapshot", "version": 1, "pid": ' + "7" * 5000 + "}",
      "more digits than this reader accepts"),

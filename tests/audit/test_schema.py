@@ -137,7 +137,9 @@ def test_a_3000_level_children_chain_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, needle", [
-    ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    ('{"a": ' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply"),
+    ("[" * 100000 + "]" * 100000, "must be a JSON object, which starts with '{', and this "
+                                  "starts with '['"),
     ('{"a": ' + "9" * 5000 + "}", "more digits than this reader accepts"),
     ('{"a": NaN}', "NaN is not a JSON number"),
     ('{"a": -Infinity}', "-Infinity is not a JSON number"),
@@ -188,6 +190,71 @@ def test_size_cap(tmp_path: Path) -> None:
     with pytest.raises(ReportFormatError) as info:
         schema.read_bytes(path, limits=Limits(max_bytes=size - 1))
     assert "larger than the" in _one_line(info.value, str(path))
+
+
+def _endless_pipe(first: bytes) -> tuple[int, int]:
+    """A pipe holding ``first`` (at most the 64 KiB a pipe holds) whose writer stays open: a reader that asks for more
+    than ``first`` waits forever (until the write end is closed)."""
+    r, w = os.pipe()
+    os.write(w, first)
+    return r, w
+
+
+@pytest.mark.parametrize("first, shown", [(b"\0" * 4096, "byte 0x00"), (b" \n\t[1, 2]", "'['"),
+                                          (b"\xef\xbb\xbf{}", "byte 0xef"), (b"x" * 60000, "'x'")])
+def test_stdin_that_is_no_object_is_refused_at_its_first_byte(first: bytes, shown: str) -> None:
+    # `show - < /dev/zero` read up to the 1 GiB limit before refusing: a report is a JSON
+    # object, so its first byte after whitespace is "{" or the input is refused there.
+    r, w = _endless_pipe(first)
+    result: list[BaseException] = []
+
+    def attempt() -> None:
+        with open(r, "rb") as stdin:
+            try:
+                schema.read_bytes("-", stdin=stdin)
+            except BaseException as exc:  # noqa: BLE001 -- recorded for the assertion
+                result.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(60)
+    os.close(w)                    # unblocks a reader that went on reading
+    worker.join()
+    assert result and isinstance(result[0], ReportFormatError), result
+    text = _one_line(result[0], "<stdin>")
+    assert text.endswith("a report must be a JSON object, which starts with '{', and this "
+                         f"starts with {shown}"), text
+
+
+def test_a_file_that_is_no_object_is_refused_at_its_first_byte(tmp_path: Path) -> None:
+    path = tmp_path / "zeros.json"
+    with open(path, "wb") as f:
+        f.truncate(64 << 20)       # sparse: 64 MiB of zero bytes
+    with pytest.raises(ReportFormatError) as info:
+        schema.read_bytes(path)
+    assert "not a report: a report must be a JSON object" in _one_line(info.value, str(path))
+    # whitespace first, then an object: read whole
+    path.write_bytes(b" \r\n\t" * 40000 + json.dumps(report_doc()).encode())
+    assert schema.read_json(path) == report_doc()
+
+
+def test_show_of_endless_stdin_stops_at_its_first_byte() -> None:
+    r, w = _endless_pipe(b"\0" * 65536)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "audit", "show", "-"], stdin=r,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(r)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("show - read past the first bytes of a stream that is not a report")
+    finally:
+        os.close(w)
+    assert proc.returncode == 1 and out == "", (proc.returncode, out, err)
+    assert err.count("\n") == 1 and "<stdin>: not a report" in err, err
 
 
 def test_stdin_is_read_with_the_cap(tmp_path: Path) -> None:

@@ -201,9 +201,10 @@ def test_malformed_reports_name_file_and_field(tmp_path: Path, mutate: Mutator,
 
 
 @pytest.mark.parametrize("content,match", [
-    (b"", "empty file"), (b"nonsense", "invalid JSON"),
+    (b"", "empty file"), (b"{nonsense}", "invalid JSON"),
     (b'{"format": "ringpool-snapshot", "vers', "truncated JSON"),
-    (b"[1, 2]", "must be a JSON object"), (b"\xff\xfe{}", "not UTF-8"),
+    (b"[1, 2]", "must be a JSON object"), (b'{"a": "\xff\xfe"}', "not UTF-8"),
+    (b"nonsense", "not a report: .* starts with 'n'"), (b"\xff\xfe{}", "starts with byte 0xff"),
 ])
 def test_unreadable_reports(tmp_path: Path, content: bytes, match: str) -> None:
     path = tmp_path / "bad.json"
