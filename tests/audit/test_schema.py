@@ -201,7 +201,8 @@ def _endless_pipe(first: bytes) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("first, shown", [(b"\0" * 4096, "byte 0x00"), (b" \n\t[1, 2]", "'['"),
-                                          (b"\xef\xbb\xbf{}", "byte 0xef"), (b"x" * 60000, "'x'")])
+                                          (b"\xef\xbb\xbf{}", "byte 0xef"), (b"x" * 60000, "'x'")],
+                         ids=["zeros", "array", "bom", "letters"])
 def test_stdin_that_is_no_object_is_refused_at_its_first_byte(first: bytes, shown: str) -> None:
     # `show - < /dev/zero` read up to the 1 GiB limit before refusing: a report is a JSON
     # object, so its first byte after whitespace is "{" or the input is refused there.
