@@ -2859,6 +2859,30 @@ static PyObject *py_compile_source(PyObject *self, PyObject *args)
     return Py_CompileStringObject(text, filename, Py_file_input, &flags, -1);
 }
 
+/* Py_AtExit: runs at the end of Py_FinalizeEx, for a process that will not reach the C
+ * library's atexit handlers: CPython kills itself with SIGINT after finalization when a
+ * KeyboardInterrupt ended the program (Modules/main.c exit_sigint). */
+static void final_report_py_atexit(void)
+{
+    final_report_atexit();
+}
+
+/* finalize_before_signal(): the launcher's word that the program ends by a signal CPython
+ * raises after finalization (an uncaught KeyboardInterrupt): the after-finalization rewrite
+ * then runs at the end of Py_FinalizeEx, not from the C library's atexit. */
+static PyObject *py_finalize_before_signal(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    static bool registered;
+    if (!registered) {
+        if (Py_AtExit(final_report_py_atexit) != 0)
+            return PyErr_Format(PyExc_RuntimeError, "Py_AtExit has no room left");
+        registered = true;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_set_program(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -2900,6 +2924,9 @@ static PyMethodDef methods[] = {
     {"exit_report", py_exit_report, METH_VARARGS,
      "exit_report(path, program, reason='exit'): report before finalization; rewritten after it."},
     {"set_program", py_set_program, METH_O, "set_program(name): the program named in reports."},
+    {"finalize_before_signal", py_finalize_before_signal, METH_NOARGS,
+     "finalize_before_signal(): the program ends by a signal raised after finalization "
+     "(KeyboardInterrupt): rewrite the report at the end of Py_FinalizeEx."},
     {"compile_source", py_compile_source, METH_VARARGS,
      "compile_source(source, filename) -> code: compile(source, filename, 'exec', dont_inherit=True) "
      "without initializing the ast module."},

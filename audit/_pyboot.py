@@ -225,6 +225,15 @@ def strip_launcher(exc: BaseException) -> None:
     exc.__traceback__ = tb
 
 
+def finalize_before_signal() -> None:
+    """The program ends by an uncaught KeyboardInterrupt: CPython kills itself with SIGINT
+    after finalization, so the report's after-finalization rewrite is made at the end of
+    Py_FinalizeEx (Py_AtExit), as the C library's atexit handlers never run."""
+    hooks = sys.modules.get("allocator._pyhooks")
+    if hooks is not None and hooks.is_tracing():
+        hooks.finalize_before_signal()
+
+
 def _flush_io() -> None:
     """What CPython does after running a file (a script or stdin) and before it prints the
     exception that ended it: flush stderr then stdout, ignoring errors (pythonrun.c

@@ -42,5 +42,8 @@ except BaseException as _exc:
     # interpreter, as for `python SCRIPT`, with the program's frames only: a bare raise
     # adds no frame of its own to the traceback.
     _boot.strip_launcher(_exc)
+    if isinstance(_exc, KeyboardInterrupt):
+        # CPython ends by SIGINT after finalization, before the C library's atexit handlers
+        _boot.finalize_before_signal()
     raise
 sys.exit(_status)
