@@ -1,10 +1,12 @@
-"""What `run` and `run --python` share about the program they run: the directory
-of its reports, the report files it wrote, and its exit status as a shell reports it."""
+"""What `run` and `run --python` share about the program they run: how it is run and
+waited for, the directory of its reports, the report files it wrote, and its exit
+status as a shell reports it."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 
 from audit.errors import AuditError
 from audit.printable import printable
@@ -62,3 +64,54 @@ def describe_status(status: int) -> str:
             name = f"signal {-status}"
         return f"FAILED: killed by {name}"
     return f"FAILED: exited with status {status}"
+
+
+#: Signals a terminal sends to the whole foreground process group (Ctrl-C, Ctrl-\\, hangup):
+#: the program gets them itself, and the CLI waits for it as a shell does.
+_GROUP_SIGNALS = ("SIGINT", "SIGQUIT", "SIGHUP")
+#: Signals usually sent to one process (kill PID): passed on to the program.
+_FORWARDED_SIGNALS = ("SIGTERM",)
+
+
+def run_program(argv: list[str], env: dict[str, str]) -> int:
+    """Runs the program and waits for it; its status (negative: killed by that signal).
+
+    The program handles the signals it gets, as when run by a shell: while it runs,
+    Ctrl-C (and Ctrl-\\, a hangup) no longer interrupt the CLI, which used to end the wait
+    with KeyboardInterrupt and kill the program 0.25 s later (subprocess.run), in the middle
+    of its own KeyboardInterrupt handling; SIGTERM sent to the CLI is passed on to the
+    program, which it used to leave running alone.  A signal the CLI was started with
+    ignored stays ignored, so the program inherits it so (as `python` would).  The
+    handlers are Python functions, which exec resets: the program starts with the defaults."""
+    proc = subprocess.Popen(argv, env=env)
+    previous: dict[int, object] = {}
+
+    def forward(signum: int, _frame: object) -> None:
+        if proc.returncode is None:
+            try:
+                proc.send_signal(signum)
+            except OSError:
+                pass
+
+    def wait_on(_signum: int, _frame: object) -> None:
+        pass
+
+    try:
+        for names, handler in ((_GROUP_SIGNALS, wait_on), (_FORWARDED_SIGNALS, forward)):
+            for name in names:
+                signum = getattr(signal, name, None)
+                if signum is None:
+                    continue
+                try:
+                    if signal.getsignal(signum) == signal.SIG_IGN:
+                        continue
+                    previous[signum] = signal.signal(signum, handler)
+                except ValueError:      # not the main thread: leave the signals as they are
+                    break
+        return proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+        for signum, old in previous.items():
+            signal.signal(signum, old)  # type: ignore[arg-type]

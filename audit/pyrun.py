@@ -15,14 +15,13 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 
 from audit import gate, output, reports
 from audit.commands._common import by_tag_table, positive_int, totals_line
-from audit._process import describe_status, exit_status, ready_report_dir, written_since
+from audit._process import (describe_status, exit_status, ready_report_dir, run_program,
+                            written_since)
 from audit.errors import AuditError
 from audit.formatters import render
 from audit.printable import printable
@@ -202,57 +201,6 @@ def run(args: argparse.Namespace, cmd: list[str]) -> int:
     finally:
         if temporary:
             shutil.rmtree(report_dir, ignore_errors=True)
-
-
-#: Signals a terminal sends to the whole foreground process group (Ctrl-C, Ctrl-\\, hangup):
-#: the program gets them itself, and the CLI waits for it as a shell does.
-_GROUP_SIGNALS = ("SIGINT", "SIGQUIT", "SIGHUP")
-#: Signals usually sent to one process (kill PID): passed on to the program.
-_FORWARDED_SIGNALS = ("SIGTERM",)
-
-
-def run_program(argv: list[str], env: dict[str, str]) -> int:
-    """Runs the program and waits for it; its status (negative: killed by that signal).
-
-    The program handles the signals it gets, as under the plain interpreter: while it runs,
-    Ctrl-C (and Ctrl-\\, a hangup) no longer interrupt the CLI, which used to end the wait
-    with KeyboardInterrupt and kill the program 0.25 s later (subprocess.run), in the middle
-    of its own KeyboardInterrupt handling; SIGTERM sent to the CLI is passed on to the
-    program, which it used to leave running alone.  A signal the CLI was started with
-    ignored stays ignored, so the program inherits it so (as `python` would).  The
-    handlers are Python functions, which exec resets: the program starts with the defaults."""
-    proc = subprocess.Popen(argv, env=env)
-    previous: dict[int, object] = {}
-
-    def forward(signum: int, _frame: object) -> None:
-        if proc.returncode is None:
-            try:
-                proc.send_signal(signum)
-            except OSError:
-                pass
-
-    def wait_on(_signum: int, _frame: object) -> None:
-        pass
-
-    try:
-        for names, handler in ((_GROUP_SIGNALS, wait_on), (_FORWARDED_SIGNALS, forward)):
-            for name in names:
-                signum = getattr(signal, name, None)
-                if signum is None:
-                    continue
-                try:
-                    if signal.getsignal(signum) == signal.SIG_IGN:
-                        continue
-                    previous[signum] = signal.signal(signum, handler)
-                except ValueError:      # not the main thread: leave the signals as they are
-                    break
-        return proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            proc.wait()
-        for signum, old in previous.items():
-            signal.signal(signum, old)  # type: ignore[arg-type]
 
 
 def _run_in(args: argparse.Namespace, interpreter: str, options: list[str], rest: list[str],

@@ -6,13 +6,13 @@ import argparse
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 
 from audit import cycles, gate, output, pyrun, reports
 from audit.commands._common import add_table_options, by_tag_table, totals_line
-from audit._process import describe_status, exit_status, ready_report_dir, written_since
+from audit._process import (describe_status, exit_status, ready_report_dir, run_program,
+                            written_since)
 from audit.errors import AuditError
 from audit.formatters import FORMATTERS, render
 from audit.printable import printable
@@ -155,7 +155,7 @@ class RunCommand:
         else:
             env.pop("RINGPOOL_REPORT_BLOCKS", None)
         try:
-            status = subprocess.run(cmd, env=env, check=False).returncode
+            status = run_program(cmd, env)
         except FileNotFoundError:
             raise AuditError(f"{printable(cmd[0])}: command not found") from None
         except PermissionError:
