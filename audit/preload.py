@@ -740,8 +740,8 @@ def rows(report: PreloadReport, by: str = "site",
     rules = suppression_rules(suppressions)
     symbols = symbolize(report)
     # A frame's verdicts, identity, text and json fields are the same in every stack it
-    # appears in: each is found once per distinct frame (row_ident, row_key and
-    # frame_fields, memoised), and a stack is read through them.
+    # appears in: each is found once per distinct frame (the pieces row_ident and row_key
+    # compute for a whole stack, and frame_fields), and a stack is read through them.
     frame_suppressed = frame_suppression(rules, symbols)
     wrapper = wrapper_frames(symbols, wrap)
     ids = {frame: frame_id(by, frame, sym) for frame, sym in symbols.items()}
