@@ -85,6 +85,7 @@ def _tables(where: str, extra: Mapping[str, Any]) -> tuple[list[preload.Module],
                                      or not re.fullmatch(r"[0-9a-fA-F]{2,128}", build_id)):
             raise ValueError(f"{at}: field 'build_id' must be a hex string, found {build_id!r}")
         modules.append(preload.Module(path, int(base, 16), build_id))
+    modules = preload.told_apart(modules)
     frames: list[Frame] = []
     for i, f in enumerate(_list(where, extra, "frames")):
         at = f"{where}frames[{i}]"

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Sequence
 
 from audit import elfsym, schema
@@ -109,10 +109,37 @@ DEFAULT_SUPPRESSIONS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Module:
+    # the name frames and sites use: the file's path, or, when the report holds other
+    # code under the same path, that path and the build id (see told_apart)
     path: str
     base: int
     build_id: str | None
     unloaded: bool = False   # dlclose'd before the report; its sites are still its own
+    file: str | None = None  # the file's path when path is not it
+
+    @property
+    def on_disk(self) -> str:
+        """The path the file was loaded from."""
+        return self.path if self.file is None else self.file
+
+
+def told_apart(modules: Iterable[Module]) -> list[Module]:
+    """The modules, those that share a path with other code told apart by name.
+
+    A library dlclose'd, replaced on disk and loaded again from the same path (a plugin
+    reloaded after a rebuild) gives two modules of one path and two build ids, whose
+    code differs at the same offsets. Named by the path alone, their frames were one
+    frame, and all were symbolized with the one file the path holds now (the sites of
+    the old code named by the new code's functions). Each such module is named
+    ``PATH (build id ID)`` (``PATH (no build id)``), with ``file`` the path."""
+    modules = list(modules)
+    ids: dict[str, set[str | None]] = {}
+    for m in modules:
+        ids.setdefault(m.path, set()).add(m.build_id.lower() if m.build_id else None)
+    return [m if len(ids[m.path]) < 2 else
+            replace(m, path=f"{m.path} (build id {m.build_id.lower()})" if m.build_id
+                    else f"{m.path} (no build id)", file=m.path)
+            for m in modules]
 
 
 Frame = tuple[str, int]   # (module path, return address minus its load bias)
@@ -237,6 +264,8 @@ def parse(doc: Any, path: str) -> PreloadReport:
         modules.append(Module(_field(where, m, "path", str), _hex(where, m, "base"),
                               _optional(where, m, "build_id", str),
                               _optional(where, m, "unloaded", bool, False)))
+    modules = told_apart(modules)
+    shared = {m.file for m in modules if m.file is not None}
     stacks = _stacks(path, doc, modules)
     sites = []
     for i, s in enumerate(_field(path, doc, "sites", list)):
@@ -251,7 +280,11 @@ def parse(doc: Any, path: str) -> PreloadReport:
                 raise ValueError(f"{where}: field 'stack' is {index}, but the report has "
                                  f"{len(stacks)} stacks")
             stack = stacks[index]
-        sites.append(Site(_field(where, s, "module", str), _hex(where, s, "offset"),
+        module, offset = _field(where, s, "module", str), _hex(where, s, "offset")
+        if module in shared and stack and stack[0][1] == offset:
+            # the path of modules told apart: the stack's first frame says which
+            module = stack[0][0]
+        sites.append(Site(module, offset,
                           _count(where, s, "blocks"), _count(where, s, "bytes"),
                           _count(where, s, "allocs"), symbol, stack))
     depth = _count(path, doc, "stack_depth") if "stack_depth" in doc else 1
@@ -325,8 +358,22 @@ def _module_info(path: str, build_id: str | None) -> elfsym.ModuleSymbols:
     return _modules[key]
 
 
-def _build_ids(report: PreloadReport) -> dict[str, str | None]:
-    return {m.path: m.build_id for m in report.modules}
+def _where(report: PreloadReport) -> Callable[[str], tuple[str, str | None] | None]:
+    """For a frame's module: the file to read and the build id it must have; None for
+    the path of modules told apart (see told_apart) that a site names without a stack
+    to say which of them it is: no file can say what code was there."""
+    named = {m.path: (m.on_disk, m.build_id) for m in report.modules}
+    shared = {m.file for m in report.modules if m.file is not None}
+
+    def where(module: str) -> tuple[str, str | None] | None:
+        found = named.get(module)
+        if found is not None:
+            return found
+        return None if module in shared else (module, None)
+    return where
+
+
+_UNKNOWN = Symbol("??", None, None)
 
 
 def symbolize(report: PreloadReport) -> dict[tuple[str, int], Symbol]:
@@ -338,30 +385,34 @@ def symbolize(report: PreloadReport) -> dict[tuple[str, int], Symbol]:
     the function is ``"??"`` and rows show ``module+offset``. Separate debug
     files are found by build id. One pass per module; cached per process.
     """
-    ids = _build_ids(report)
+    where = _where(report)
     # Each distinct frame once (stacks share their frames): a site's own (module, offset)
     # too, as a report may give it a stack that does not start there.
     frames: set[Frame] = {(site.module, site.offset) for site in report.sites}
     frames.update(*[site.stack for site in report.sites if site.stack])
-    wanted: dict[str, set[int]] = {}
+    wanted: dict[tuple[str, str | None], set[int]] = {}
     for module, offset in frames:
-        if (module, ids.get(module), offset) not in _cache:
-            wanted.setdefault(module, set()).add(offset)
-    for module, offsets in wanted.items():
+        file = where(module)
+        if file is not None and (*file, offset) not in _cache:
+            wanted.setdefault(file, set()).add(offset)
+    for (path, build_id), offsets in wanted.items():
         unique = sorted(offsets)
-        info = _module_info(module, ids.get(module))
+        info = _module_info(path, build_id)
         # the offsets are return addresses: the call instruction ends just before
         names = elfsym.name_addresses(info, [max(off - 1, 0) for off in unique])
         for off, name in zip(unique, names):
-            _cache[(module, ids.get(module), off)] = Symbol(name.function, name.file, name.line)
-    out: dict[tuple[str, int], Symbol] = {
-        frame: _cache[(frame[0], ids.get(frame[0]), frame[1])] for frame in frames}
+            _cache[(path, build_id, off)] = Symbol(name.function, name.file, name.line)
+    out: dict[tuple[str, int], Symbol] = {}
+    for frame in frames:
+        file = where(frame[0])
+        out[frame] = _cache[(*file, frame[1])] if file is not None else _UNKNOWN
     for site in report.sites:
         sym = out[(site.module, site.offset)]
         # the interposer's dladdr name (glibc checks the symbol's size) stands
         # in only when the object cannot be read any more
-        if sym.function == "??" and site.symbol and \
-                not _module_info(site.module, ids.get(site.module)).found:
+        file = where(site.module)
+        if sym.function == "??" and site.symbol and file is not None and \
+                not _module_info(*file).found:
             out[(site.module, site.offset)] = Symbol(site.symbol, sym.file, sym.line)
     return out
 
@@ -370,14 +421,15 @@ def modules_without_symbols(report: PreloadReport) -> list[str]:
     """Modules with outstanding sites whose names come from the dynamic symbol
     table at most: no full symbol table and no DWARF, in the object or in a
     debug file found by build id or debuglink."""
-    ids = _build_ids(report)
+    where = _where(report)
     seen: dict[str, bool] = {}
     for site in report.sites:
         if site.blocks == 0 or site.module in seen or site.module.startswith("("):
             continue
-        if site.module == "?":
+        file = where(site.module)
+        if site.module == "?" or file is None:
             continue
-        seen[site.module] = _module_info(site.module, ids.get(site.module)).has_names
+        seen[site.module] = _module_info(*file).has_names
     return sorted(m for m, named in seen.items() if not named)
 
 

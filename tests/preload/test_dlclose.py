@@ -120,3 +120,61 @@ def test_dependency_unloaded_with_its_dependent_keeps_its_sites(lib: str, tmp_pa
         for s in mine.sites:
             if s.module == helper:
                 assert [mod for mod, _ in s.frames()[:2]] == [helper, top], s.frames()
+
+
+def reload_run(lib: str, tmp: Path, depth: str, close: str) -> tuple[preload.PreloadReport, str]:
+    """dlreload: plugin A at a path, unloaded, replaced on disk by plugin B (another
+    build id), which is loaded from the same path."""
+    plugins = tmp / "plugins"
+    plugins.mkdir()
+    where = str(plugins / "libplug.so")
+    proc = run(lib, [program("dlreload"), where, program("libplugin_a.so"),
+                     program("libplugin_b.so"), close], tmp,
+               env={"RINGPOOL_PRELOAD_STACK_DEPTH": depth})
+    assert proc.returncode == 0, proc.stderr
+    rep = only_report(tmp)
+    return preload.PreloadReport(rep.path, rep.pid, rep.exe, rep.taken_at, rep.reason, rep.totals,
+                                 rep.modules, tuple(s for s in rep.sites if s.module.startswith(where)),
+                                 rep.stack_depth), where
+
+
+@pytest.mark.parametrize("close", ["close", "keep"])
+@pytest.mark.parametrize("depth", ["1", "64"])
+def test_a_library_replaced_on_disk_and_loaded_again_from_its_path(
+        lib: str, tmp_path: Path, depth: str, close: str) -> None:
+    """A plugin rebuilt and loaded again from the same path: the report has two
+    modules of one path and two build ids. The old code's sites were named by the
+    new file's functions (plugin_a_leak's 3 blocks counted as plugin_b_leak's when
+    both were unloaded), or the new code's by nothing: the modules went by path alone.
+    Each is now a module of its own, named with its build id, symbolized by that id:
+    the old one unknown (no file has its build id), the new one by the file."""
+    rep, where = reload_run(lib, tmp_path, depth, close)
+    id_a = elfsym.ElfFile.open(program("libplugin_a.so")).build_id()
+    id_b = elfsym.ElfFile.open(program("libplugin_b.so")).build_id()
+    assert id_a and id_b and id_a != id_b
+    got = {r["key"]: (r["blocks"], r["bytes"]) for r in preload.rows(rep, by="site")}
+    b_key = site_key("plugin_b_leak", PLUGIN_B_SRC, marker_line(PLUGIN_B_SRC, "LEAK-PLUGIN-B"))
+    assert got.pop(b_key) == (5, 35)
+    # the old code's: unknown, named by its module (path and build id) and offset
+    assert len(got) == 1 and next(iter(got.values())) == (3, 300)
+    assert next(iter(got)).startswith("?? (") and f"(build id {id_a})+0x" in next(iter(got))
+    by_module = {r["key"]: r["bytes"] for r in preload.rows(rep, by="module")}
+    assert by_module == {f"{where} (build id {id_a})": 300, f"{where} (build id {id_b})": 35}
+
+
+def test_a_replaced_library_is_named_by_its_build_id_from_a_debug_directory(
+        lib: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old code of a replaced library is named when a debug directory holds a file
+    of its build id, and the new code by the file at the path."""
+    rep, _ = reload_run(lib, tmp_path, "64", "close")
+    id_a = elfsym.ElfFile.open(program("libplugin_a.so")).build_id()
+    assert id_a
+    debug = tmp_path / "debug" / ".build-id" / id_a[:2]
+    debug.mkdir(parents=True)
+    (debug / f"{id_a[2:]}.debug").write_bytes(Path(program("libplugin_a.so")).read_bytes())
+    monkeypatch.setenv(elfsym.DEBUG_DIRS_ENV, str(tmp_path / "debug"))
+    got = {r["key"]: (r["blocks"], r["bytes"]) for r in preload.rows(rep, by="site")}
+    assert got == {
+        site_key("plugin_a_leak", PLUGIN_A_SRC, marker_line(PLUGIN_A_SRC, "LEAK-PLUGIN-A")): (3, 300),
+        site_key("plugin_b_leak", PLUGIN_B_SRC, marker_line(PLUGIN_B_SRC, "LEAK-PLUGIN-B")): (5, 35),
+    }

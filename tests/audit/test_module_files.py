@@ -1,0 +1,98 @@
+"""What the symbolizer does with the module files an interposer report names:
+one path holding two builds of a library."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from _audit_testlib import c_compiler
+from audit import elfsym, preload
+
+LIB_SRC = """
+int victim_function(int x)
+{
+    int y = x * 3;
+    y += x / 7;
+    return y + 1;
+}
+"""
+
+
+def build_lib(tmp: Path, *extra: str, name: str = "libvictim.so",
+              function: str = "victim_function") -> tuple[Path, int]:
+    """A shared object and the offset of an address inside its function."""
+    (tmp / "victim.c").write_text(LIB_SRC.replace("victim_function", function), encoding="utf-8")
+    out = tmp / name
+    subprocess.run([c_compiler(), "-O0", "-g", "-fPIC", "-shared", *extra, "-o", str(out),
+                    str(tmp / "victim.c")], check=True)
+    nm = subprocess.run(["nm", "-S", str(out)], capture_output=True, text=True, check=True).stdout
+    m = re.search(rf"^([0-9a-f]+) ([0-9a-f]+) T {function}$", nm, re.M)
+    assert m, nm
+    return out, int(m[1], 16) + int(m[2], 16) // 2
+
+
+def report(tmp: Path, modules: list[dict[str, Any]], sites: list[tuple[int, int, int]]) -> Path:
+    """An interposer report: sites (module index, offset, bytes), each with a one-frame stack."""
+    doc = {"format": "ringpool-preload", "version": 1, "pid": 1, "exe": "/x",
+           "taken_at": "2026-01-01T00:00:00Z", "reason": "exit",
+           "totals": {"blocks": len(sites), "bytes": sum(s[2] for s in sites), "allocs": len(sites)},
+           "modules": modules,
+           "sites": [{"module": modules[m]["path"], "offset": hex(off), "blocks": 1, "bytes": n,
+                      "allocs": 1, "stack": i} for i, (m, off, n) in enumerate(sites)],
+           "stack_depth": 1, "stacks": [[i] for i in range(len(sites))],
+           "frames": [[m, hex(off)] for m, off, _ in sites]}
+    path = tmp / "r.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def show(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "audit", "show", str(path), "--format", "json", *args],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+def keys(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    assert proc.returncode == 0, proc.stderr
+    return {r["key"]: r["bytes"] for r in json.loads(proc.stdout)["rows"]}
+
+
+def test_two_builds_of_one_path_are_two_modules(tmp_path: Path) -> None:
+    """A library loaded, unloaded, rebuilt and loaded again from its path: two
+    modules of one path, two build ids. By path alone they were one module, and the
+    old build's sites were named with the file the path holds now (another build:
+    its functions at those offsets)."""
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    old_dir.mkdir()
+    new_dir.mkdir()
+    old, off = build_lib(old_dir, "-Wl,--build-id=sha1", function="old_function")
+    new, off_new = build_lib(new_dir, "-Wl,--build-id=sha1", function="new_function")
+    id_old, id_new = elfsym.ElfFile.open(str(old)).build_id(), elfsym.ElfFile.open(str(new)).build_id()
+    assert id_old and id_new and id_old != id_new and off == off_new
+    at = str(new)                        # the path both were loaded from: the new build is there now
+    modules: list[dict[str, Any]] = [{"path": at, "base": "0x7f0000000000", "build_id": id_new},
+                                     {"path": at, "base": "0x7f0000100000", "build_id": id_old,
+                                      "unloaded": True}]
+    path = report(tmp_path, modules, [(0, off, 10), (1, off, 300)])
+    assert keys(show(path, "--by", "function")) == {
+        f"?? ({os.path.basename(at)} (build id {id_old})+{off:#x})": 300, "new_function": 10}
+    assert keys(show(path, "--by", "module")) == {f"{at} (build id {id_old})": 300,
+                                                  f"{at} (build id {id_new})": 10}
+    rep = preload.load(str(path))
+    assert [m.on_disk for m in rep.modules] == [at, at]
+    # with the old build's file in a debug directory, each build is named by its own file
+    debug = tmp_path / "debug" / ".build-id" / id_old[:2]
+    debug.mkdir(parents=True)
+    os.link(old, debug / f"{id_old[2:]}.debug")
+    env_path = report(tmp_path, modules, [(0, off, 10), (1, off, 300)])
+    proc = subprocess.run([sys.executable, "-m", "audit", "show", str(env_path), "--format", "json",
+                           "--by", "site"], capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, elfsym.DEBUG_DIRS_ENV: str(tmp_path / "debug")})
+    got = {k.split(":")[0]: n for k, n in keys(proc).items()}
+    assert got == {f"old_function ({old_dir}/victim.c": 300, f"new_function ({new_dir}/victim.c": 10}
