@@ -48,6 +48,12 @@ class ElfError(ValueError):
     """Not an ELF file this reader understands."""
 
 
+#: The largest file read as an object or a debug file (it is read whole): a report can
+#: name any path, and a file past this (a sparse file of 64 GiB behind an ELF header)
+#: filled the memory and ended the command with MemoryError.
+MAX_OBJECT_BYTES = 4 << 30
+
+
 @dataclass
 class Section:
     name: str
@@ -74,12 +80,18 @@ class ElfFile:
         # regular file is read, and whole only once its header is an ELF header.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise ElfError(f"{path}: not a regular file")
+            if st.st_size > MAX_OBJECT_BYTES:
+                raise ElfError(f"{path}: {st.st_size} bytes, more than the "
+                               f"{MAX_OBJECT_BYTES >> 30} GiB read as an object")
             data = fh.read(64)
             if len(data) < 52 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
                 raise ElfError(f"{path}: not an ELF file")
-            data += fh.read()
+            data += fh.read(MAX_OBJECT_BYTES + 1 - len(data))
+            if len(data) > MAX_OBJECT_BYTES:    # grown since fstat
+                raise ElfError(f"{path}: more than the {MAX_OBJECT_BYTES >> 30} GiB read as an object")
         elf = cls(path, data, data[4] == 2, "<" if data[5] == 1 else ">")
         elf._read_sections()
         return elf
@@ -516,6 +528,26 @@ def _lost_bytes_path(path: str) -> list[str]:
     return [os.fsdecode(f) for f in found]
 
 
+def _names_process_files(path: str) -> bool:
+    """True when path leads into /proc (through /dev/fd, /dev/stdin or any link): a
+    process's files, not a file on disk. dlopen of a memfd_create'd object names it
+    /proc/self/fd/N, which for the reader of a report is its own descriptor N (a file of
+    its own, of the shell's, whatever it is), and another process's /proc entries have
+    gone with it or belong to a process that took its number."""
+    for _ in range(40):                         # the kernel's limit of links followed
+        try:
+            parent = os.path.realpath(os.path.dirname(path) or ".")
+            if parent == "/proc" or parent.startswith("/proc/"):
+                return True
+            here = os.path.join(parent, os.path.basename(path))
+            if here == "/proc" or not os.path.islink(here):
+                return here == "/proc"
+            path = os.path.join(parent, os.readlink(here))
+        except (OSError, ValueError):
+            return False
+    return True
+
+
 def load_module(path: str, build_id: str | None) -> ModuleSymbols:
     """Reads an object (if it is still the one the report saw: same build id)
     and its separate debug file. A path holding U+FFFD (bytes that were not UTF-8)
@@ -531,6 +563,8 @@ def load_module(path: str, build_id: str | None) -> ModuleSymbols:
             except (OSError, ElfError, struct.error, IndexError):
                 continue
     try:
+        if _names_process_files(path):
+            raise ElfError(f"{path}: a process's file, not one on disk")
         elf = ElfFile.open(path)
         if build_id and elf.build_id() not in (None, build_id):
             elf = None                     # replaced on disk since the run

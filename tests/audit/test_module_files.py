@@ -1,11 +1,13 @@
-"""What the symbolizer does with the module files an interposer report names:
-one path holding two builds of a library."""
+"""What the symbolizer does with the module files an interposer report names: a
+file it would have to read whole past any size, a path into /proc (dlopen of a
+memfd_create'd object), and one path holding two builds of a library."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -52,15 +54,59 @@ def report(tmp: Path, modules: list[dict[str, Any]], sites: list[tuple[int, int,
     return path
 
 
-def show(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def show(path: Path, *args: str, pass_fds: tuple[int, ...] = (),
+         limit_memory: int | None = None) -> subprocess.CompletedProcess[str]:
+    def limit() -> None:
+        if limit_memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_memory, limit_memory))
     return subprocess.run([sys.executable, "-m", "audit", "show", str(path), "--format", "json", *args],
                           capture_output=True, text=True, timeout=300, check=False,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, pass_fds=pass_fds, preexec_fn=limit)
 
 
 def keys(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
     assert proc.returncode == 0, proc.stderr
     return {r["key"]: r["bytes"] for r in json.loads(proc.stdout)["rows"]}
+
+
+def test_a_module_file_too_large_to_read_is_left_unread(tmp_path: Path) -> None:
+    """A module file is read whole once its ELF header is: a sparse file of 6 GiB
+    behind a real object's bytes filled the memory (MemoryError under a 2 GiB limit,
+    the command's traceback). Past MAX_OBJECT_BYTES a file is not read: the site
+    shows as module+offset."""
+    lib, off = build_lib(tmp_path)
+    huge = tmp_path / "libhuge.so"
+    huge.write_bytes(lib.read_bytes())
+    os.truncate(huge, 6 << 30)
+    path = report(tmp_path, [{"path": str(huge), "base": "0x7f0000000000"}], [(0, off, 10)])
+    proc = show(path, "--by", "function", limit_memory=2 << 30)
+    assert keys(proc) == {f"?? (libhuge.so+{off:#x})": 10}
+    # the same object under the limit is read and named
+    path = report(tmp_path, [{"path": str(lib), "base": "0x7f0000000000"}], [(0, off, 10)])
+    assert keys(show(path, "--by", "function")) == {"victim_function": 10}
+
+
+def test_a_module_named_by_a_descriptor_is_not_the_readers(tmp_path: Path) -> None:
+    """dlopen of a memfd_create'd object (code made at run time) names it
+    /proc/self/fd/N, and the report says so; the symbolizer opened that path in its
+    own process, its own descriptor N, and named the program's code by whatever
+    object that was (here one without a build id to tell them apart). Paths into
+    /proc, through /dev/fd or a link, are not read: the site is module+offset."""
+    lib, off = build_lib(tmp_path, "-Wl,--build-id=none")
+    assert elfsym.ElfFile.open(str(lib)).build_id() is None
+    (tmp_path / "link").symlink_to("/dev/fd")
+    fd = os.open(lib, os.O_RDONLY)
+    try:
+        for named in (f"/proc/self/fd/{fd}", f"/dev/fd/{fd}", f"{tmp_path}/link/{fd}",
+                      f"/proc/{os.getpid()}/fd/{fd}"):
+            path = report(tmp_path, [{"path": named, "base": "0x7f0000000000"}], [(0, off, 10)])
+            got = keys(show(path, "--by", "function", pass_fds=(fd,)))
+            assert got == {f"?? ({os.path.basename(named)}+{off:#x})": 10}, named
+    finally:
+        os.close(fd)
+    # the same file by its path is named
+    path = report(tmp_path, [{"path": str(lib), "base": "0x7f0000000000"}], [(0, off, 10)])
+    assert keys(show(path, "--by", "function")) == {"victim_function": 10}
 
 
 def test_two_builds_of_one_path_are_two_modules(tmp_path: Path) -> None:
