@@ -1449,6 +1449,15 @@ static __attribute__((noinline, cold)) void own_stack_find(walk_state *m)
     errno = saved;
 }
 
+/* The pages a walk recorded readable above `page` (the start of its range,
+   or a page inside it), [page + RPI_PAGE, read_hi), checked again: 1 when
+   they are at most RECHECK_MAX and all can still be read. The memo's
+   check (LAST_PAGES_STILL) and a walk's start (stack_mapped_from). */
+static inline __attribute__((always_inline)) int recorded_pages_still(const walk_buf *o, uintptr_t page)
+{
+    return o->read_hi - page <= RECHECK_MAX && pages_readable(page + RPI_PAGE, o->read_hi);
+}
+
 static inline void stack_mapped_from(walk_state *m, uintptr_t sp, unsigned generation)
 {
     (void)generation;
@@ -1474,8 +1483,7 @@ static inline void stack_mapped_from(walk_state *m, uintptr_t sp, unsigned gener
        case this walk climbs less far, it pays for pages it does not read),
        so that it may take over that walk's frames (splice) */
     const walk_buf *o = m->last;
-    if (o->ok && o->read_lo <= page && o->read_hi > page + RPI_PAGE &&
-        o->read_hi - page <= RECHECK_MAX && pages_readable(page + RPI_PAGE, o->read_hi))
+    if (o->ok && o->read_lo <= page && o->read_hi > page + RPI_PAGE && recorded_pages_still(o, page))
         m->mapped_hi = o->read_hi;
 }
 
@@ -1486,10 +1494,7 @@ static inline void stack_mapped_from(walk_state *m, uintptr_t sp, unsigned gener
    walks by place). On the own stack, or in the builds with the hooks,
    nothing is checked. */
 #define LAST_TRUSTED(m) (!(m)->last->read_hi)
-#define LAST_PAGES_STILL(m)                                                               \
-    (!(m)->last->read_hi ||                                                               \
-     ((m)->last->read_hi - (m)->last->read_lo <= RECHECK_MAX &&                           \
-      pages_readable((m)->last->read_lo + RPI_PAGE, (m)->last->read_hi)))
+#define LAST_PAGES_STILL(m) (!(m)->last->read_hi || recorded_pages_still((m)->last, (m)->last->read_lo))
 #else
 #define LAST_TRUSTED(m) 1
 #define LAST_PAGES_STILL(m) 1
