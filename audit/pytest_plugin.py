@@ -96,36 +96,39 @@ def format_size(n: float) -> str:
 
 # ------------------------------------------------------------- pool guard
 _guards: list[LeakGuard] = []
-_original_setup: Any = None
+_original_init: Any = None
 
 
 def _note_new_pools() -> None:
-    """While a guard is active, Pool._setup (every way a pool is made) notes each new pool."""
-    global _original_setup
+    """While a guard is active, Pool._init_common notes each new pool: every way a
+    Pool is made goes through it (Pool(), pool.child() through Pool._setup, and the
+    default pool of stat_create_pool() through Pool._wrap_default, which a wrap of
+    _setup alone missed: a test leaking stat_alloc() blocks passed)."""
+    global _original_init
     from allocator import Pool
 
-    if _original_setup is not None:
+    if _original_init is not None:
         return
-    original = Pool._setup
+    original = Pool._init_common
 
-    def setup(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def init_common(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(self, *args, **kwargs)
         for guard in _guards:
             guard._refs.append(weakref.ref(self))
         return result
 
-    _original_setup = original
-    Pool._setup = setup  # type: ignore[method-assign]
+    _original_init = original
+    Pool._init_common = init_common  # type: ignore[method-assign]
 
 
 def _stop_noting() -> None:
-    global _original_setup
-    if _guards or _original_setup is None:
+    global _original_init
+    if _guards or _original_init is None:
         return
     from allocator import Pool
 
-    Pool._setup = _original_setup  # type: ignore[method-assign]
-    _original_setup = None
+    Pool._init_common = _original_init  # type: ignore[method-assign]
+    _original_init = None
 
 
 class LeakGuard:

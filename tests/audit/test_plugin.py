@@ -176,3 +176,39 @@ def test_a_deep_chain_of_pools_is_checked_in_one_pass(pytester: pytest.Pytester)
     result.assert_outcomes(failed=1, passed=1)
     path = "root/" + "/".join(f"d{i}" for i in range(3000))
     assert f"pool '{path}': leaf (1 block, 5 bytes)" in result.stdout.str()
+
+
+def test_the_default_pool_made_during_the_test_is_checked(pytester: pytest.Pytester) -> None:
+    # stat_create_pool() makes its Pool without Pool.__init__ (Pool._wrap_default):
+    # a test that leaked stat_alloc() blocks from a default pool it made passed
+    result = _run(pytester, """
+        import pytest
+        import allocator
+
+        @pytest.fixture(autouse=True)
+        def no_default_pool_after():
+            yield                               # after the plugin's check
+            allocator.stat_destroy_pool()       # the pool is the process's (in-process run)
+
+        @pytest.mark.ringpool_no_leaks
+        def test_leaks_default_blocks():
+            allocator.stat_create_pool()
+            allocator.stat_alloc(100)
+            allocator.stat_strdup("kept")
+
+        @pytest.mark.ringpool_no_leaks
+        def test_frees_them():
+            allocator.stat_create_pool()
+            allocator.stat_free(allocator.stat_alloc(7))
+
+        @pytest.mark.ringpool_no_leaks
+        def test_allowed(ringpool_no_leaks):
+            ringpool_no_leaks.allow("rp_stat")
+            allocator.stat_create_pool()
+            allocator.stat_alloc(5)
+    """)
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    assert "rp_stat (2 blocks, 105 bytes)" in out
+    assert "FAILED test_the_default_pool_made_during_the_test_is_checked.py::" \
+           "test_leaks_default_blocks" in out
