@@ -1198,15 +1198,36 @@ class Pool:
             if info.flags & ll.POOL_STACKS:
                 snap = pool._report_snapshot(blocks, children)
             else:
+                info, tags, walked = pool._counters(blocks)
                 snap = Snapshot._from_counters(
                     pool=pool._name, backing=pool._backing,
                     totals=(int(info.blocks), int(info.bytes), int(info.peak_bytes),
                             int(info.allocs), int(info.reserved_bytes)),
-                    tags=ll.tag_stats(pool._ptr),
-                    blocks=ll.walk(pool._ptr) if blocks else None,
+                    tags=tags, blocks=walked,
                     children=[built.pop(id(c)) for c in kids])
             built[id(pool)] = snap
         return built[id(self)]
+
+    def _counters(self, blocks: bool) -> tuple[ll.CData, list[tuple[str, int, int, int, int]],
+                                               list[tuple[int, int, str]] | None]:
+        """The pool's totals, its tags and (blocks) the walk of its blocks, as
+        of one moment.  Each is a call of its own, and Python code runs between
+        them (the gc's callbacks and __del__ methods, which may allocate from
+        this pool or free its blocks): the totals then counted a block the tags
+        did not, or the walk listed a block the totals and tags did not
+        (a snapshot of 10 blocks listing 11).  Any free of this pool's blocks
+        from Python (_frees) and any allocation (the library's count) meanwhile
+        make the reads again, as blocks() walks again."""
+        for _ in range(_WALK_TRIES):
+            frees = self._frees
+            info = ll.pool_info(self._ptr)
+            tags = ll.tag_stats(self._ptr)
+            walked = ll.walk(self._ptr) if blocks else None
+            after = ll.pool_info(self._ptr)
+            if self._frees == frees and after.allocs == info.allocs:
+                return info, tags, walked
+        raise PoolBusy(f"snapshot of pool {self._name!r}: its blocks were allocated or freed "
+                       f"during each of {_WALK_TRIES} reads (from a gc callback or __del__?)")
 
     def _report_snapshot(self, blocks: bool, children: bool) -> Snapshot:
         """A pool that records stacks: the library's report, which carries them

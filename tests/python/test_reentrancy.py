@@ -808,3 +808,55 @@ def test_memprof_tracker_copying_the_block_it_is_called_for(mode: str) -> None:
         print(seen)
     """, dev=True).stdout
     assert out.strip() == "['busy', 'busy', 'done']", out
+
+
+# snapshot() read the totals, the tags and the walk of the blocks in calls of
+# their own, with Python code between them (the gc's callbacks and __del__,
+# which may allocate from the pool or free its blocks): the snapshot then
+# disagreed with itself (totals of 10 blocks, tags of 9, a walk listing 11).
+# A profile hook on a call of that sequence stands in for the gc.
+SNAPSHOT_CHANGES = """
+import sys
+from allocator import Pool
+backing = sys.argv[1]
+for where, nth in (("pool_info", 1), ("pool_info", 2), ("tag_stats", 1), ("walk", 1),
+                   ("rpy_py_visit", 1), ("rpy_py_visit", 4), ("rpy_py_visit", 10)):
+    for action in ("free", "alloc", "both", "resize"):
+        p = Pool("s", backing=backing.split("-")[0], checked=backing.endswith("-checked"))
+        bs = [p.alloc(8 + i, "t") for i in range(10)]
+        calls = [0]
+        def prof(frame, event, arg):
+            if event == "call" and frame.f_code.co_name == where:
+                calls[0] += 1
+                if calls[0] == nth:
+                    sys.setprofile(None)
+                    if action in ("free", "both"):
+                        bs.pop(0).free()
+                    if action in ("alloc", "both"):
+                        bs.append(p.alloc(100, "new"))
+                    if action == "resize":
+                        bs[0] = bs[0].resize(50)
+        sys.setprofile(prof)
+        snap = p.snapshot(blocks=True)
+        sys.setprofile(None)
+        case = (where, nth, action)
+        assert calls[0] >= nth, case
+        live = sorted((b.address, b.size, b.tag) for b in bs)
+        listed = sorted((r.address, r.size, r.tag) for r in snap.blocks)
+        want: dict = {}
+        for _, size, tag in live:
+            n, m = want.get(tag, (0, 0))
+            want[tag] = (n + 1, m + size)
+        tags = {s.tag: (s.blocks, s.bytes) for s in snap.statistics() if s.blocks}
+        assert listed == live, (case, len(listed), len(live))
+        assert tags == want, (case, tags, want)
+        totals = (snap.totals.blocks, snap.totals.bytes)
+        assert totals == (len(live), sum(s for _, s, _ in live)), (case, totals)
+        p.destroy()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backing", ["malloc", "arena", "malloc-checked"])
+def test_snapshot_agrees_with_itself_when_the_pool_changes_during_it(backing: str) -> None:
+    assert script_output(SNAPSHOT_CHANGES, backing) == "ok"
