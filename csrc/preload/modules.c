@@ -27,6 +27,7 @@
 
 #define RPP_EXPORT __attribute__((visibility("default")))
 #define PATH_ARENA ((size_t)64 << 20)
+#define PATH_ROOM 4096      /* an absolute path, at most (PATH_MAX) */
 
 _Atomic uintptr_t rpp_gen_bits;
 
@@ -57,7 +58,8 @@ const rpp_unloaded *rpp_unloaded_get(uint32_t i)
    unmaps the dependencies nothing else holds, which the handle does not
    name), described while it is still mapped, in an mmap'd block. */
 typedef struct seen {
-    rpp_unloaded m;             /* m.path: its copy in the block */
+    rpp_unloaded m;             /* m.path: its file's path in the block (rpi_module_path) */
+    const char *name;           /* the loader's name for it, in the block */
     int gone;
 } seen;
 
@@ -75,6 +77,8 @@ static int count_named(struct dl_phdr_info *info, size_t size, void *arg)
     if (info->dlpi_name && info->dlpi_name[0]) {
         s->cap++;
         s->names_cap += strlen(info->dlpi_name) + 1;
+        if (info->dlpi_name[0] != '/')
+            s->names_cap += PATH_ROOM;  /* its absolute path */
     }
     return 0;
 }
@@ -86,13 +90,22 @@ static int take_named(struct dl_phdr_info *info, size_t size, void *arg)
     if (!info->dlpi_name || !info->dlpi_name[0])
         return 0;
     size_t len = strlen(info->dlpi_name) + 1;
-    if (s->n == s->cap || len > s->names_cap - s->names_used)
+    size_t need = len + (info->dlpi_name[0] != '/' ? PATH_ROOM : 0);
+    if (s->n == s->cap || need > s->names_cap - s->names_used)
         return 1;   /* loaded since it was counted: left out */
     seen *e = &s->objs[s->n++];
     rpi_module_describe(info, &e->m.obj);
     memcpy(s->names + s->names_used, info->dlpi_name, len);
-    e->m.path = s->names + s->names_used;
+    e->name = e->m.path = s->names + s->names_used;
     s->names_used += len;
+    if (need > len) {
+        /* a relative name: the absolute path of the file, while it is mapped */
+        const char *p = rpi_module_path(info, 0, s->names + s->names_used, PATH_ROOM);
+        if (p && p != info->dlpi_name) {
+            e->m.path = p;
+            s->names_used += strlen(p) + 1;
+        }
+    }
     e->gone = 1;
     return 0;
 }
@@ -106,7 +119,7 @@ static int mark_kept(struct dl_phdr_info *info, size_t size, void *arg)
         return 0;
     for (size_t i = 0; i < s->n; i++)
         if (s->objs[i].gone && s->objs[i].m.obj.base == info->dlpi_addr &&
-            strcmp(s->objs[i].m.path, info->dlpi_name) == 0)
+            strcmp(s->objs[i].name, info->dlpi_name) == 0)
             s->objs[i].gone = 0;
     return 0;
 }

@@ -293,6 +293,10 @@ typedef struct module {
 static module mods[MAX_MODULES];
 static size_t nmods, nlive;
 static char exe_path[4096];
+/* the absolute paths of objects loaded by a relative name (rpi_module_path);
+   past this room such a name is written as it is */
+static char abs_paths[1 << 15];
+static size_t abs_used;
 
 static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
@@ -303,6 +307,13 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
     module *m = &mods[nmods];
     memset(m, 0, sizeof *m);
     m->path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : exe_path;
+    if (m->path != exe_path && m->path[0] != '/' && sizeof abs_paths - abs_used > 1) {
+        const char *p = rpi_module_path(info, 0, abs_paths + abs_used, sizeof abs_paths - abs_used);
+        if (p && p != m->path) {
+            m->path = p;
+            abs_used += strlen(p) + 1;
+        }
+    }
     rpi_module_describe(info, &m->obj);
     if (m->obj.lo < m->obj.hi && m->path[0])   /* skip the vDSO-like entries without a file */
         nmods++;
@@ -533,6 +544,7 @@ int rpp_write_report(const char *reason)
     ssize_t el = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
     exe_path[el > 0 ? el : 0] = '\0';
     nmods = 0;
+    abs_used = 0;
     dl_iterate_phdr(add_module, NULL);
     add_unloaded();
 

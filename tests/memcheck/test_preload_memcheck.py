@@ -89,6 +89,11 @@ CASES = [
     Case("sigalloc", _p("sigalloc", "threads", "2000")),
     Case("sigmix", _p("sigmix", "2000")),
     Case("dlswap", _p("dlswap", str(PRELOAD_BIN / "libplugin_a.so"), str(PRELOAD_BIN / "libplugin_b.so"))),
+    # by relative names (from the case's directory, made in the temporary directory): the
+    # report reads /proc/self/maps for their absolute paths, as dlclose does
+    Case("dlswap-relative", _p("dlswap", *(os.path.join("..", os.path.relpath(PRELOAD_BIN / name,
+                                                                         tempfile.gettempdir()))
+                                           for name in ("libplugin_a.so", "libplugin_b.so")))),
     Case("table_churn", _p("table_churn", "3000", "600"), (("RINGPOOL_PRELOAD_ALL_SITES", "1"),)),
     Case("sampling", _p("sample_paths", "nofork"),
          (("RINGPOOL_PRELOAD_SAMPLE_RATE", "1e-3"), ("RINGPOOL_PRELOAD_SAMPLE_SEED", "17"))),

@@ -3,7 +3,9 @@ keep its name, its build id and its offsets; the two never merge."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -178,3 +180,32 @@ def test_a_replaced_library_is_named_by_its_build_id_from_a_debug_directory(
         site_key("plugin_a_leak", PLUGIN_A_SRC, marker_line(PLUGIN_A_SRC, "LEAK-PLUGIN-A")): (3, 300),
         site_key("plugin_b_leak", PLUGIN_B_SRC, marker_line(PLUGIN_B_SRC, "LEAK-PLUGIN-B")): (5, 35),
     }
+
+
+@pytest.mark.parametrize("where", ["plain", "new\nline", "lit\\012x", "sp ace"])
+def test_libraries_loaded_by_a_relative_name_are_written_with_their_absolute_path(
+        lib: str, tmp_path: Path, where: str) -> None:
+    """dlopen("./libx.so") and LD_PRELOAD=x/y.so leave the loader a relative name,
+    which the report wrote as it was: relative to the directory the program ran in
+    (or had gone to), not to the reader's, so the reader found nothing there, or
+    another file of that name. The report now writes the absolute path of the file
+    mapped there when that path names it still (the same device and inode; the
+    kernel's maps write a newline as \\012), for loaded and for unloaded objects."""
+    run_in = tmp_path / where
+    run_in.mkdir()
+    for name in ("libplugin_a.so", "libplugin_b.so"):
+        shutil.copy(program(name), run_in / name)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    proc = run(lib, [program("dlswap"), "./libplugin_a.so", "./libplugin_b.so"], reports,
+               env={"RINGPOOL_PRELOAD_STACK_DEPTH": "64"}, cwd=str(run_in))
+    assert proc.returncode == 0, proc.stderr
+    rep = only_report(reports)
+    a, b = str(run_in / "libplugin_a.so"), str(run_in / "libplugin_b.so")
+    assert {m.path for m in rep.modules if "libplugin" in m.path} == {a, b}
+    assert all(m.unloaded for m in rep.modules if m.path == a)
+    mine = preload.PreloadReport(rep.path, rep.pid, rep.exe, rep.taken_at, rep.reason, rep.totals,
+                                 rep.modules, tuple(s for s in rep.sites if s.module in (a, b)))
+    assert os.getcwd() != str(run_in)
+    got = {r["key"].split(" (")[0]: r["bytes"] for r in preload.rows(mine, by="function")}
+    assert got == {"plugin_a_leak": 300 * int(proc.stdout.split()[-1]), "plugin_b_leak": 35}
