@@ -548,10 +548,15 @@ def _names_process_files(path: str) -> bool:
     return True
 
 
+_DELETED = " (deleted)"
+
+
 def load_module(path: str, build_id: str | None) -> ModuleSymbols:
     """Reads an object (if it is still the one the report saw: same build id)
     and its separate debug file. A path holding U+FFFD (bytes that were not UTF-8)
-    is found on disk by its build id among the paths it may stand for."""
+    is found on disk by its build id among the paths it may stand for, and a path
+    ending in " (deleted)" that names no file (a program replaced on disk while it ran)
+    by the file at the path without it, when that has the build id."""
     info = ModuleSymbols(path)
     elf: ElfFile | None = None
     if build_id and "\ufffd" in path:
@@ -562,6 +567,14 @@ def load_module(path: str, build_id: str | None) -> ModuleSymbols:
                     break
             except (OSError, ElfError, struct.error, IndexError):
                 continue
+    if build_id and path.endswith(_DELETED) and not os.path.lexists(path):
+        # the program's own file, replaced while it ran: the kernel names it so
+        # (/proc/self/exe); the file now at the path is taken when it has the build id
+        try:
+            if ElfFile.open(path[:-len(_DELETED)]).build_id() == build_id:
+                path = path[:-len(_DELETED)]
+        except (OSError, ElfError, struct.error, IndexError):
+            pass
     try:
         if _names_process_files(path):
             raise ElfError(f"{path}: a process's file, not one on disk")

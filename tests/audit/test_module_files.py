@@ -1,6 +1,7 @@
 """What the symbolizer does with the module files an interposer report names: a
 file it would have to read whole past any size, a path into /proc (dlopen of a
-memfd_create'd object), and one path holding two builds of a library."""
+memfd_create'd object), one path holding two builds of a library, and a program
+replaced on disk while it ran."""
 
 from __future__ import annotations
 
@@ -15,6 +16,37 @@ from typing import Any
 
 from _audit_testlib import c_compiler
 from audit import elfsym, preload
+
+REPLACED_SRC = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/stat.h>
+/* Puts the file argv[1] at its own path (a new file renamed over it, as an
+   install does), then leaks one block from leak_here. */
+__attribute__((noinline)) void *leak_here(size_t n) { return malloc(n); }
+int main(int argc, char **argv)
+{
+    char self[4096], tmp[4200];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (argc < 2 || n <= 0)
+        return 2;
+    self[n] = 0;
+    snprintf(tmp, sizeof tmp, "%s.new", self);
+    FILE *in = fopen(argv[1], "rb"), *out = fopen(tmp, "wb");
+    if (!in || !out)
+        return 3;
+    char buf[1 << 14];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, in)) > 0)
+        fwrite(buf, 1, k, out);
+    if (fclose(in) || fclose(out) || chmod(tmp, 0755) || rename(tmp, self))
+        return 4;
+    static void *keep;
+    keep = leak_here(77 + VERSION);
+    return keep == NULL;
+}
+"""
 
 LIB_SRC = """
 int victim_function(int x)
@@ -142,3 +174,35 @@ def test_two_builds_of_one_path_are_two_modules(tmp_path: Path) -> None:
                           env={**os.environ, elfsym.DEBUG_DIRS_ENV: str(tmp_path / "debug")})
     got = {k.split(":")[0]: n for k, n in keys(proc).items()}
     assert got == {f"old_function ({old_dir}/victim.c": 300, f"new_function ({new_dir}/victim.c": 10}
+
+
+def test_a_program_replaced_on_disk_while_it_ran(tmp_path: Path) -> None:
+    """A program whose file is replaced while it runs (an install, a rebuild) is named
+    "PATH (deleted)" by /proc/self/exe, the report's module path for it: no file has
+    that name, and every frame of the program showed as module+offset, with a hint to
+    install debug files. The file now at PATH is read when it has the report's build
+    id (the same program installed again); another build leaves the frames unknown."""
+    src = tmp_path / "replaced.c"
+    src.write_text(REPLACED_SRC, encoding="utf-8")
+    builds = {}
+    for version in (0, 1):
+        out = tmp_path / f"build{version}"
+        subprocess.run([c_compiler(), "-O0", "-g", f"-DVERSION={version}", "-o", str(out), str(src)],
+                       check=True)
+        builds[version] = out
+    for put, named in ((0, True), (1, False)):
+        prog = tmp_path / f"prog{put}"
+        prog.write_bytes(builds[0].read_bytes())
+        prog.chmod(0o755)
+        reports = tmp_path / f"reports{put}"
+        reports.mkdir()
+        env = {**os.environ, "LD_PRELOAD": preload.library_path(),
+               "RINGPOOL_PRELOAD_REPORT": str(reports / "r.json")}
+        proc = subprocess.run([str(prog), str(builds[put])], env=env, capture_output=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert any(m.path == f"{prog} (deleted)" for m in preload.load(str(reports / "r.json")).modules)
+        got = {k.split(" (")[0] for k in keys(show(reports / "r.json", "--by", "function"))}
+        if named:
+            assert "leak_here" in got, got
+        else:
+            assert "leak_here" not in got and "??" in got, got
