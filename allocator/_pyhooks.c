@@ -261,6 +261,7 @@ static uint64_t sample_seed;
 static uint64_t stream_salt;    /* a forked child's streams differ from its parent's */
 static _Atomic uint64_t stream_serial;
 static _Atomic uint32_t sample_generation;  /* bumped by every start() */
+static _Atomic unsigned long start_calls;   /* starts(): bumped by every start() */
 static TLS uint64_t tls_rng[4];
 static TLS uint32_t tls_generation;         /* 0: this thread has not drawn yet */
 
@@ -2438,6 +2439,7 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
         inv_p_small[n] = inv_p_of(n);
     sample_seed = seed;
     atomic_store(&stream_serial, 0);
+    atomic_fetch_add(&start_calls, 1);
     /* generation 0 means "never drew": skip it when the counter wraps */
     if (atomic_fetch_add(&sample_generation, 1) + 1 == 0)
         atomic_fetch_add(&sample_generation, 1);
@@ -2537,6 +2539,16 @@ static PyObject *py_stop(PyObject *self, PyObject *noargs)
     before.saved = false;
     unlock_tables();
     Py_RETURN_NONE;
+}
+
+/* starts(): the start() calls that went past their checks so far: a mark()
+ * or totals() taken under one start() means nothing under the next, whose
+ * counters began at zero (a measurement across a stop() and start() of the
+ * hooks compared the new counters with the old ones). */
+static PyObject *py_starts(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    return PyLong_FromUnsignedLong((unsigned long)atomic_load(&start_calls));
 }
 
 static PyObject *py_is_tracing(PyObject *self, PyObject *noargs)
@@ -2910,6 +2922,8 @@ static PyMethodDef methods[] = {
      "sample_rate() -> float: the rate of the running (or last) sampled run; 0.0: exact."},
     {"stop", py_stop, METH_NOARGS, "stop(): restore the previous allocators and clear the tables."},
     {"is_tracing", py_is_tracing, METH_NOARGS, "is_tracing() -> bool"},
+    {"starts", py_starts, METH_NOARGS,
+     "starts() -> int: start() calls so far; marks and totals of one mean nothing under the next."},
     {"totals", py_totals, METH_NOARGS,
      "totals() -> (blocks, bytes, peak_bytes, allocs, untracked) of recorded allocations."},
     {"reset_peak", py_reset_peak, METH_NOARGS, "reset_peak(): peaks restart from the current bytes."},

@@ -224,6 +224,7 @@ class Measurement:
         self.started = not _pyhooks.is_tracing()
         if self.started:
             _pyhooks.start(depth=depth)
+        self.starts = _pyhooks.starts()
         self.mark = _pyhooks.mark()
         self.base = _pyhooks.totals()[1]
         _pyhooks.reset_peak()
@@ -238,6 +239,19 @@ class Measurement:
             # the counters went with the stop: a limit would pass on nothing
             self.lost = ("the test stopped ringpool's allocator hooks (allocator._pyhooks.stop()): "
                          "its Python allocations were not measured")
+            return
+        if h.starts() != self.starts:
+            # stopped and started again: the counters began at zero, and compared
+            # with the mark and base of the old ones they hid the test's allocations
+            # (a 5 MB peak passed limit_memory("1 MB") under --ringpool)
+            self.lost = ("the test stopped and started ringpool's allocator hooks again "
+                         "(allocator._pyhooks.stop(), start()): its Python allocations were "
+                         "not measured")
+            if self.started:
+                try:
+                    h.stop()
+                except RuntimeError as exc:
+                    self.lost += f"; they could not be stopped after the test: {exc}"
             return
         self.peak = max(h.totals()[2] - self.base, 0)
         self.left = sorted(h.since(self.mark), key=lambda r: -r[2])

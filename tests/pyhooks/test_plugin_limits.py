@@ -163,3 +163,40 @@ def test_a_test_that_stops_or_covers_the_hooks_fails_clearly(pytester: pytest.Py
         "*ringpool's allocator hooks could not be stopped after the test: another allocator hook "
         "(tracemalloc?)*"])
     assert "INTERNALERROR" not in result.stdout.str() and "RuntimeError" not in result.stdout.str()
+
+
+def test_a_test_that_restarts_the_hooks_fails_clearly(pytester: pytest.Pytester) -> None:
+    # stop() and start() inside the test: the new counters began at zero, and
+    # compared with the mark and base taken under the old ones they hid the
+    # test's allocations (under --ringpool a 5 MB peak passed a 1 MB limit)
+    source = """
+        import pytest
+        from allocator import _pyhooks
+
+        HELD = [bytearray(1000) for _ in range(20_000)]   # 20 MB before the test
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_restarts_and_peaks():
+            _pyhooks.stop()
+            _pyhooks.start(depth=8)
+            data = [bytearray(10_000) for _ in range(500)]   # 5 MB
+
+        @pytest.mark.limit_leaks("1 MB")
+        def test_restarts_and_leaks():
+            HELD.extend(bytearray(10_000) for _ in range(500))
+            _pyhooks.stop()
+            _pyhooks.start(depth=8)
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_next_is_measured_again():
+            data = [bytearray(10_000) for _ in range(500)]
+    """
+    for args in ((), ("--ringpool",)):
+        result = _run(pytester, source, *args)
+        result.assert_outcomes(failed=3)
+        out = result.stdout.str()
+        assert out.count("the test stopped and started ringpool's allocator hooks again "
+                         "(allocator._pyhooks.stop(), start()): its Python allocations were "
+                         "not measured") == 2, args
+        assert "Test was limited to 1.0MiB but allocated" in out, args
+        assert "INTERNALERROR" not in out
