@@ -8,6 +8,7 @@ import operator
 import os
 import sys
 import threading
+import time
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -276,7 +277,9 @@ gc.callbacks.append(_retry_deferred)
 # held by a thread that does not exist there, nor a family half-updated.
 _family_locks: weakref.WeakValueDictionary[int, threading.RLock] = weakref.WeakValueDictionary()
 _family_ids = iter(range(1, 1 << 62))
-_forking: list[threading.RLock] = []
+#: The family locks each forking thread took, by its ident (two threads may
+#: fork at once, and each lets go of its own only).
+_forking: dict[int, list[threading.RLock]] = {}
 
 
 def _new_family_lock() -> threading.RLock:
@@ -287,19 +290,65 @@ def _new_family_lock() -> threading.RLock:
     return lock
 
 
+#: How long os.fork() waits for the family locks before it forks without the
+#: ones it could not take (see _before_fork), and each wait for one lock.
+_FORK_PATIENCE = 2.0
+_FORK_TRY = 0.05
+#: The family locks a fork went without, by the forking thread's ident:
+#: made anew in the child.
+_not_taken: dict[int, list[threading.RLock]] = {}
+
+
 def _before_fork() -> None:
-    for _, lock in sorted(_family_locks.items()):
-        lock.acquire()
-        _forking.append(lock)
+    """Takes every family lock for os.fork().  Taken in creation order and
+    waited for one by one, they deadlocked with a thread holding a later
+    family's lock and waiting for an earlier one (a cleanup of one pool that
+    allocates from a pool made before it): the fork held the earlier lock and
+    waited for the later one for ever.  Now a lock that does not come within
+    _FORK_TRY lets go of the locks this attempt took and the attempt starts
+    again, so that thread can finish.  A lock held by a thread that waits for
+    one this thread held before the fork (a fork from a pool's cleanup) never
+    comes: after _FORK_PATIENCE the fork goes without it, and the child, where
+    its holder does not exist, gets it anew."""
+    locks = [lock for _, lock in sorted(_family_locks.items())]
+    deadline = time.monotonic() + _FORK_PATIENCE
+    while True:
+        taken: list[threading.RLock] = []
+        missed: list[threading.RLock] = []
+        late = time.monotonic() >= deadline
+        for lock in locks:
+            if lock.acquire(timeout=_FORK_TRY) if not late else lock.acquire(blocking=False):
+                taken.append(lock)
+            elif late:
+                missed.append(lock)
+            else:
+                break
+        else:
+            me = threading.get_ident()
+            _forking[me] = taken
+            _not_taken[me] = missed
+            return
+        for lock in reversed(taken):
+            lock.release()
+        time.sleep(_FORK_TRY / 10)   # the holder may be waiting for one of those
 
 
 def _after_fork() -> None:
-    while _forking:
-        _forking.pop().release()
+    me = threading.get_ident()
+    _not_taken.pop(me, None)
+    taken = _forking.pop(me, [])
+    while taken:
+        taken.pop().release()
+
+
+def _after_fork_in_child() -> None:
+    for lock in _not_taken.pop(threading.get_ident(), []):
+        lock._at_fork_reinit()  # type: ignore[attr-defined]
+    _after_fork()
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
-                    after_in_child=_after_fork)
+                    after_in_child=_after_fork_in_child)
 
 
 class _Cleanup:

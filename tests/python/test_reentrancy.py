@@ -860,3 +860,71 @@ print("ok")
 @pytest.mark.parametrize("backing", ["malloc", "arena", "malloc-checked"])
 def test_snapshot_agrees_with_itself_when_the_pool_changes_during_it(backing: str) -> None:
     assert script_output(SNAPSHOT_CHANGES, backing) == "ok"
+
+
+# os.fork() took every family's lock in creation order, waiting for each: a
+# thread holding a later family's lock (in a cleanup of its pool) and wanting
+# an earlier one's (allocating from a pool made before) waited for the fork,
+# which waited for it: both hung.  And a fork from a pool's cleanup waited for
+# ever for the lock of a thread that waited for that pool.
+FORK_LOCK_ORDER = """
+import os, sys, threading, time
+from allocator import Pool, RingpoolError
+case = sys.argv[1]
+first = Pool("first")
+second = Pool("second")
+started = threading.Event()
+
+def in_child(pool):
+    try:
+        pool.alloc(3, "child").free()
+    except RingpoolError:
+        pass                     # destroyed, or being destroyed: its lock was usable
+    os._exit(0)
+
+def fork_and_wait(pool):
+    pid = os.fork()
+    if pid == 0:
+        in_child(pool)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, status
+
+if case == "cleanup-takes-an-earlier-family":
+    def cleanup():
+        started.set()
+        time.sleep(0.3)          # the second family's lock held meanwhile
+        first.alloc(1, "from-cleanup").free()
+    second.add_cleanup(cleanup)
+    t = threading.Thread(target=second.destroy)
+    t.start()
+    started.wait()
+    fork_and_wait(first)
+    t.join()
+else:                            # fork-from-a-cleanup
+    def other():
+        started.set()
+        time.sleep(0.3)          # the first family's lock held meanwhile
+        try:
+            second.alloc(1, "from-other")
+        except RingpoolError:
+            pass                 # destroyed by then
+    first.add_cleanup(other)
+    threads = []
+    def cleanup():
+        t = threading.Thread(target=first.destroy)
+        threads.append(t)
+        t.start()
+        started.wait()
+        time.sleep(0.1)
+        fork_and_wait(first)     # its holder waits for this cleanup's family
+    second.add_cleanup(cleanup)
+    second.destroy()
+    threads[0].join()
+assert first.destroyed == (case == "fork-from-a-cleanup")
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("case", ["cleanup-takes-an-earlier-family", "fork-from-a-cleanup"])
+def test_fork_while_a_thread_holds_families_out_of_order(case: str) -> None:
+    assert script_output(FORK_LOCK_ORDER, case, timeout=60, quiet=True) == "ok"
