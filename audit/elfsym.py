@@ -559,6 +559,9 @@ def load_module(path: str, build_id: str | None) -> ModuleSymbols:
     by the file at the path without it, when that has the build id."""
     info = ModuleSymbols(path)
     elf: ElfFile | None = None
+    if "\0" in path:
+        # no file has such a name (a report written by hand): found by build id or not at all
+        path = ""
     if build_id and "\ufffd" in path:
         for cand in _lost_bytes_path(path):
             try:
@@ -576,6 +579,8 @@ def load_module(path: str, build_id: str | None) -> ModuleSymbols:
         except (OSError, ElfError, struct.error, IndexError):
             pass
     try:
+        if not path:
+            raise ElfError("no path")
         if _names_process_files(path):
             raise ElfError(f"{path}: a process's file, not one on disk")
         elf = ElfFile.open(path)

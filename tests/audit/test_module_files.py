@@ -206,3 +206,15 @@ def test_a_program_replaced_on_disk_while_it_ran(tmp_path: Path) -> None:
             assert "leak_here" in got, got
         else:
             assert "leak_here" not in got and "??" in got, got
+
+
+def test_a_module_path_holding_a_nul_is_an_unknown_module(tmp_path: Path) -> None:
+    """No file has a name holding NUL (a report written by hand can say one): opening it
+    raised ValueError ('embedded null byte'), and show refused the whole report. Such a
+    module's sites are module+offset, the rest of the report as it was."""
+    lib, off = build_lib(tmp_path)
+    modules: list[dict[str, Any]] = [{"path": f"{tmp_path}/lib\0x.so", "base": "0x7f0000000000"},
+                                     {"path": str(lib), "base": "0x7f0000100000"}]
+    path = report(tmp_path, modules, [(0, off, 10), (1, off, 20)])
+    got = keys(show(path, "--by", "function"))
+    assert got == {f"?? (lib\0x.so+{off:#x})": 10, "victim_function": 20}, got
