@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import itertools
 import json
 import os
 import re
@@ -268,7 +269,23 @@ def parse(doc: Any, path: str) -> PreloadReport:
     shared = {m.file for m in modules if m.file is not None}
     stacks = _stacks(path, doc, modules)
     sites = []
+    n_stacks = -1 if stacks is None else len(stacks)
     for i, s in enumerate(_field(path, doc, "sites", list)):
+        if type(s) is dict:
+            # The common case, checked in one go; anything else (a missing or wrong
+            # field) goes through the checks below, which name it.
+            module, offset, blocks, nbytes, allocs, symbol, index = map(s.get, _SITE_FIELDS)
+            if (type(module) is str and type(offset) is str and type(blocks) is int
+                    and type(nbytes) is int and type(allocs) is int
+                    and blocks >= 0 and nbytes >= 0 and allocs >= 0
+                    and (symbol is None or type(symbol) is str) and _HEX(offset)):
+                if stacks is None or index is None and "stack" not in s:
+                    sites.append(Site(module, int(offset, 16), blocks, nbytes, allocs, symbol))
+                    continue
+                if type(index) is int and 0 <= index < n_stacks:
+                    sites.append(Site(module, int(offset, 16), blocks, nbytes, allocs, symbol,
+                                      stacks[index]))
+                    continue
         where = f"{path}: sites[{i}]"
         if not isinstance(s, dict):
             raise ValueError(f"{where}: must be an object")
@@ -296,12 +313,24 @@ def parse(doc: Any, path: str) -> PreloadReport:
                          depth, None if rate is None else float(rate))
 
 
+_HEX = re.compile(r"0x[0-9a-fA-F]+").fullmatch
+_SITE_FIELDS = ("module", "offset", "blocks", "bytes", "allocs", "symbol", "stack")
+
+
 def _stacks(path: str, doc: dict[str, Any], modules: list[Module]) -> list[tuple[Frame, ...]] | None:
     """The report's stacks as frame tuples, or None when it has no stack table."""
     if "stacks" not in doc:
         return None
     frames: list[Frame] = []
+    paths = [m.path for m in modules]
     for i, f in enumerate(_field(path, doc, "frames", list)):
+        if type(f) is list and len(f) == 2:
+            # the common case in one go; anything else gets the checks below
+            index, text = f
+            if type(index) is int and type(text) is str and -1 <= index < len(paths) \
+                    and _HEX(text):
+                frames.append((paths[index] if index >= 0 else "?", int(text, 16)))
+                continue
         where = f"{path}: frames[{i}]"
         if (not isinstance(f, list) or len(f) != 2 or not isinstance(f[0], int)
                 or isinstance(f[0], bool) or not isinstance(f[1], str)):
@@ -312,8 +341,15 @@ def _stacks(path: str, doc: dict[str, Any], modules: list[Module]) -> list[tuple
         if not re.fullmatch(r"0x[0-9a-fA-F]+", f[1]):
             raise ValueError(f"{where}: offset must be a hex string like \"0x1a2b\", found {f[1]!r}")
         frames.append((modules[f[0]].path if f[0] >= 0 else "?", int(f[1], 16)))
+    raw: list[Any] = _field(path, doc, "stacks", list)
+    frame = frames.__getitem__
+    if set(map(type, raw)) == {list} and min(map(len, raw)) > 0:
+        # The common case, checked in one go: non-empty lists of frame indexes in range.
+        flat = list(itertools.chain.from_iterable(raw))
+        if set(map(type, flat)) == {int} and min(flat) >= 0 and max(flat) < len(frames):
+            return [tuple(map(frame, st)) for st in raw]
     stacks = []
-    for i, st in enumerate(_field(path, doc, "stacks", list)):
+    for i, st in enumerate(raw):
         where = f"{path}: stacks[{i}]"
         if not isinstance(st, list) or not st:
             raise ValueError(f"{where}: must be a non-empty list of frame indexes")
@@ -799,26 +835,39 @@ def rows(report: PreloadReport, by: str = "site",
     ids = {frame: frame_id(by, frame, sym) for frame, sym in symbols.items()}
     texts = {frame: _frame_name(frame, sym) if by == "stack" else _key(by, frame, sym)
              for frame, sym in symbols.items()}
-    fields: dict[FrameId, dict[str, Any]] = {}
-    for fid in ids.values():
-        if fid not in fields:
-            # the same dict for a frame in every row (rows are read, never changed)
-            fields[fid] = frame_fields(fid)
+    # Each distinct identity is numbered, with its text and json fields (the same dict
+    # for it in every row: rows are read, never changed) at its number: a stack is read
+    # as numbers, a row is grouped by a tuple of small ints, cheap to hash, and its
+    # identity, text and fields are taken from lists by number.
+    number: dict[FrameId, int] = {}
+    idents: list[FrameId] = []
+    shown_as: list[str] = []
+    fields: list[dict[str, Any]] = []
+    numbers: dict[Frame, int] = {}
+    for frame, fid in ids.items():
+        n = number.get(fid)
+        if n is None:
+            n = number[fid] = len(idents)
+            idents.append(fid)
+            shown_as.append(texts[frame])     # the text is one of the identity's fields
+            fields.append(frame_fields(fid))
+        numbers[frame] = n
+    pool = {module: is_pool_module(module) for module in {site.module for site in report.sites}}
 
-    grouped: dict[tuple[RowId, bool], dict[str, Any]] = {}
+    grouped: dict[tuple[tuple[int, ...], bool], dict[str, Any]] = {}
     for site in report.sites:
-        if is_pool_module(site.module):
+        if pool[site.module]:
             continue
         stack = site.frames()
         at = credited_index(stack, wrapper)
         suppressed = any(map(frame_suppressed, stack[: at + 1]))
-        shown = stack[at:] if by == "stack" else (stack[at],)
-        ident = tuple(map(ids.__getitem__, shown))
-        row = grouped.get((ident, suppressed))
+        shown = tuple(map(numbers.__getitem__, stack[at:] if by == "stack" else (stack[at],)))
+        row = grouped.get((shown, suppressed))
         if row is None:
-            row = grouped[(ident, suppressed)] = {
-                "key": " < ".join(map(texts.__getitem__, shown)), "ident": ident,
-                "frames": list(map(fields.__getitem__, ident)),
+            row = grouped[(shown, suppressed)] = {
+                "key": " < ".join(map(shown_as.__getitem__, shown)),
+                "ident": tuple(map(idents.__getitem__, shown)),
+                "frames": list(map(fields.__getitem__, shown)),
                 "blocks": 0, "bytes": 0, "allocs": 0, "suppressed": suppressed}
         row["blocks"] += site.blocks
         row["bytes"] += site.bytes

@@ -46,7 +46,7 @@ def _escaped(match: re.Match[str]) -> str:
 
 def printable(text: str) -> str:
     """``text`` with the characters of the rule above escaped (linear in its length)."""
-    if _UNSAFE.search(text) is None:
+    if is_printable(text):
         return text
     return _UNSAFE.sub(_escaped, text)
 
@@ -61,13 +61,19 @@ def printable_escaped(text: str) -> str:
     terminal is one line of safe characters even when a message names something raw.
     Not one-to-one for such text (a raw newline and the two characters ``\\n`` read
     alike): names go through :func:`printable` first."""
-    if _UNSAFE_BUT_BACKSLASH.search(text) is None:
+    if text.isascii() and text.isprintable() or _UNSAFE_BUT_BACKSLASH.search(text) is None:
         return text
     return _UNSAFE_BUT_BACKSLASH.sub(_escaped, text)
 
 
 def is_printable(text: str) -> bool:
     """True when :func:`printable` leaves ``text`` as it is."""
+    if text.isascii():
+        # The rule's ASCII characters are the backslash and the control characters,
+        # which are what str.isprintable refuses in ASCII text: a scan in C, ten
+        # times the speed of the regular expression (a table's column of 100,000
+        # stacks is 70 MB of text).
+        return text.isprintable() and "\\" not in text
     return _UNSAFE.search(text) is None
 
 

@@ -180,6 +180,16 @@ def preload_rows(reports: list[Report], by: str, suppressions: str | None,
             raise AuditError(_name_file(where, exc)) from exc
         except OSError as exc:
             raise AuditError(f"{printable(str(exc.filename or suppressions))}: cannot read: {exc.strerror}") from exc
+        if len(reports) == 1:
+            # One report's rows are one per (identity, suppressed) already: nothing to
+            # merge, and no identity (a tuple of a tuple per frame) to hash again.
+            label = report.label
+            return [{"pool": "", "tag": key, "key": key, "ident": r["ident"], "frames": r["frames"],
+                     "blocks": int(r["blocks"]), "bytes": int(r["bytes"]),
+                     "peak_bytes": None, "allocs": int(r["allocs"]),
+                     "suppressed": bool(r.get("suppressed")),
+                     "per_report": {label: int(r["bytes"])}}
+                    for r in rows for key in (str(r["key"]),)]
         for r in rows:
             key = str(r["key"])
             ident = r["ident"]          # the row's identity; its key text is a rendering

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
 import math
 import os
@@ -45,7 +46,7 @@ import sys
 import time
 import dataclasses
 from dataclasses import dataclass, field
-from typing import (IO, Any, Callable, Iterator, Mapping, NamedTuple, Sequence, SupportsIndex,
+from typing import (IO, Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence, SupportsIndex,
                     TypeVar, cast, overload)
 
 from audit.printable import printable
@@ -822,6 +823,57 @@ def _text_ok(value: str, limits: Limits) -> str | None:
     return None
 
 
+_PLAIN_KINDS = frozenset({str, int, bool, type(None)})
+
+
+def _plain(values: Iterable[Any], limits: Limits) -> bool:
+    """True when each of ``values`` is None, a boolean, an integer in range or ASCII text
+    of at most ``limits.max_text`` characters: nothing :func:`_check_values` would report
+    or descend into. False sends the container through the item-by-item checks, which
+    name what is wrong."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return not values or MIN_INT <= min(values) and max(values) <= MAX_INT
+    if not kinds <= _PLAIN_KINDS:
+        return False
+    if int in kinds:
+        ints = [v for v in values if type(v) is int]
+        if not (MIN_INT <= min(ints) and max(ints) <= MAX_INT):
+            return False
+    if str in kinds:
+        texts = [v for v in values if type(v) is str]
+        if not ("".join(texts).isascii() and max(map(len, texts)) <= limits.max_text):
+            return False
+    return True
+
+
+def _plain_keys(keys: Iterable[Any], limits: Limits) -> bool:
+    """True when every one of ``keys`` is ASCII text within ``limits.max_text``: no key
+    :func:`_text_ok` would refuse."""
+    keys = list(keys)
+    if set(map(type, keys)) - {str}:
+        return False
+    return "".join(keys).isascii() and (not keys or max(map(len, keys)) <= limits.max_text)
+
+
+def _plain_items(items: list[Any], depth: int, limits: Limits) -> bool:
+    """True when ``items`` (a list's or an object's values, at nesting ``depth``) hold
+    nothing :func:`_check_values` would report: plain values (:func:`_plain`), or lists or
+    objects of plain values within the nesting limit (a report's stacks, frames and
+    sites: a hundred thousand small containers checked in a few passes)."""
+    kinds = set(map(type, items))
+    if kinds <= _PLAIN_KINDS:
+        return _plain(items, limits)
+    if depth >= limits.max_nesting:
+        return False
+    if kinds == {list}:
+        return _plain(list(itertools.chain.from_iterable(items)), limits)
+    if kinds == {dict}:
+        return (_plain_keys(itertools.chain.from_iterable(items), limits)
+                and _plain(list(itertools.chain.from_iterable(map(dict.values, items))), limits))
+    return False
+
+
 def check_json_values(value: Any, source: str, where: str,
                       limits: Limits = DEFAULT_LIMITS) -> None:
     """Checks any decoded JSON value for what readers downstream cannot
@@ -872,16 +924,19 @@ def _check_values(value: Any, source: str, where: str | Callable[[], str],
             if depth >= limits.max_nesting:
                 raise ReportFormatError(source, f"nested deeper than {limits.max_nesting} "
                                                 "levels", field(place))
-            for key, sub in item.items():
-                problem = _text_ok(key, limits)
-                if problem:
-                    raise ReportFormatError(source, f"a key {problem}", field(place))
-                stack.append((sub, (place, key), depth + 1))
+            if not _plain_keys(item, limits):
+                for key in item:
+                    problem = _text_ok(key, limits)
+                    if problem:
+                        raise ReportFormatError(source, f"a key {problem}", field(place))
+            if not _plain_items(list(item.values()), depth + 1, limits):
+                stack.extend((sub, (place, key), depth + 1) for key, sub in item.items())
         elif kind is list:
             if depth >= limits.max_nesting:
                 raise ReportFormatError(source, f"nested deeper than {limits.max_nesting} "
                                                 "levels", field(place))
-            stack.extend((sub, (place, i), depth + 1) for i, sub in enumerate(item))
+            if not _plain_items(item, depth + 1, limits):
+                stack.extend((sub, (place, i), depth + 1) for i, sub in enumerate(item))
         elif item is None or kind is bool:
             pass
         else:

@@ -1,0 +1,84 @@
+"""How much work the exports of an interposer report do, counted, not timed, and what
+the fast paths of the reader and of the text check keep: the same verdicts and the same
+messages as the checks item by item (a report of 100,000 stacks is checked in a few passes
+over its stacks and sites, not one step per value)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from audit.cli import main
+from audit.printable import is_printable, printable, printable_escaped
+
+WriteReport = Callable[..., str]
+
+SMALL = {"format": "ringpool-preload", "version": 1, "pid": 7, "exe": "/bin/x",
+         "taken_at": "2026-11-26T04:20:00Z", "reason": "exit", "totals": {"blocks": 2, "bytes": 16, "allocs": 2},
+         "modules": [], "stack_depth": 2, "frames": [[-1, "0x10"], [-1, "0x20"]], "stacks": [[0, 1], [1, 0]],
+         "sites": [{"module": "?", "offset": "0x10", "stack": 0, "blocks": 1, "bytes": 8, "allocs": 1},
+                   {"module": "?", "offset": "0x20", "stack": 1, "blocks": 1, "bytes": 8, "allocs": 1}]}
+
+# (what is changed, the message): each value of a stack, frame or site that the fast paths
+# pass on to the checks item by item, named as those name it
+BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("int_in_stack", lambda d: d["stacks"][1].__setitem__(1, 2**64),
+     "field 'stacks[1][1]': 18446744073709551616 is out of range "
+     "[-9223372036854775808, 18446744073709551615]"),
+    ("bool_in_stack", lambda d: d["stacks"][0].__setitem__(0, True),
+     "stacks[0]: frame index True is not in frames (0..1)"),
+    ("index_past_frames", lambda d: d["stacks"][1].__setitem__(0, 2),
+     "stacks[1]: frame index 2 is not in frames (0..1)"),
+    ("empty_stack", lambda d: d["stacks"].__setitem__(0, []),
+     "stacks[0]: must be a non-empty list of frame indexes"),
+    ("negative_blocks", lambda d: d["sites"][1].__setitem__("blocks", -1),
+     "sites[1]: field 'blocks' is negative (-1)"),
+    ("stack_past_table", lambda d: d["sites"][0].__setitem__("stack", 2),
+     "sites[0]: field 'stack' is 2, but the report has 2 stacks"),
+    ("null_stack", lambda d: d["sites"][1].__setitem__("stack", None),
+     "sites[1]: field 'stack' must be int, found NoneType"),
+    ("bad_offset", lambda d: d["frames"][1].__setitem__(1, "0xzz"),
+     "frames[1]: offset must be a hex string like \"0x1a2b\", found '0xzz'"),
+    ("float_count", lambda d: d["sites"][0].__setitem__("bytes", 8.5),
+     "sites[0]: field 'bytes' must be int, found float"),
+    ("surrogate_key", lambda d: d["sites"][1].__setitem__("\ud800", 1),
+     "field 'sites[1]': a key contains a lone surrogate (\\ud800): not valid Unicode"),
+    ("long_symbol", lambda d: d["sites"][0].__setitem__("symbol", "x" * (1 << 20 | 1)),
+     "field 'sites[0].symbol': a string of 1048577 characters (at most 1048576)"),
+]
+
+
+@pytest.mark.parametrize("change, message", [(c, m) for _, c, m in BROKEN], ids=[n for n, _, _ in BROKEN])
+def test_the_reader_names_what_is_wrong_in_stacks_and_sites(change: Callable[[dict[str, Any]], None], message: str,
+                                                            tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    doc = copy.deepcopy(SMALL)
+    change(doc)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert main(["show", str(path), "--by", "stack"]) == 1
+    assert capsys.readouterr().err == f"ringpool-audit: error: {path}: {message}\n"
+
+
+def test_the_reader_takes_a_report_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(SMALL), encoding="utf-8")
+    assert main(["show", str(path), "--by", "stack", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "?? (?+0x10) < ?? (?+0x20),1,8,1,50.0,False", "?? (?+0x20) < ?? (?+0x10),1,8,1,50.0,False"]
+
+
+@pytest.mark.parametrize("text", [chr(c) for c in range(128)] + ["plain text", "a\\b", "tab\there", "é\x7f"])
+def test_printable_rule_for_ascii_text(text: str) -> None:
+    # ASCII text is checked by str.isprintable and a search for the backslash, not by the
+    # rule's regular expression: the same verdicts, character by character.
+    controls = any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0xa0 for c in text)
+    unsafe = controls or "\\" in text
+    assert is_printable(text) is not unsafe
+    assert is_printable("padding " + text + " padding") is not unsafe
+    assert (printable(text) == text) is not unsafe
+    assert (printable_escaped(text) == text) is not controls
