@@ -556,11 +556,17 @@ def load_module(path: str, build_id: str | None) -> ModuleSymbols:
     and its separate debug file. A path holding U+FFFD (bytes that were not UTF-8)
     is found on disk by its build id among the paths it may stand for, and a path
     ending in " (deleted)" that names no file (a program replaced on disk while it ran)
-    by the file at the path without it, when that has the build id."""
+    by the file at the path without it, when that has the build id. A relative path
+    is read only to be checked against a build id."""
     info = ModuleSymbols(path)
     elf: ElfFile | None = None
     if "\0" in path:
         # no file has such a name (a report written by hand): found by build id or not at all
+        path = ""
+    if path and not path.startswith("/") and not build_id:
+        # relative to the directory the program ran in, not the reader's (the interposer
+        # writes an absolute path when it can): without a build id nothing tells whether
+        # a file found here is that object
         path = ""
     if build_id and "\ufffd" in path:
         for cand in _lost_bytes_path(path):

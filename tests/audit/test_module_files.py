@@ -218,3 +218,23 @@ def test_a_module_path_holding_a_nul_is_an_unknown_module(tmp_path: Path) -> Non
     path = report(tmp_path, modules, [(0, off, 10), (1, off, 20)])
     got = keys(show(path, "--by", "function"))
     assert got == {f"?? (lib\0x.so+{off:#x})": 10, "victim_function": 20}, got
+
+
+def test_a_relative_module_path_is_read_only_against_a_build_id(tmp_path: Path) -> None:
+    """A relative module path (an object loaded by a relative name whose file was gone
+    at report time, or a report of an older interposer) is relative to the program's
+    directory, not the reader's. The symbolizer read whatever file had that name in its
+    own working directory and, without a build id to check, named the program's code
+    by it. Now such a path is read only when the report gives a build id to check."""
+    lib, off = build_lib(tmp_path, "-Wl,--build-id=sha1")
+    build_id = elfsym.ElfFile.open(str(lib)).build_id()
+    for given, named in ((None, False), (build_id, True), ("00" * 20, False)):
+        module: dict[str, Any] = {"path": lib.name, "base": "0x7f0000000000"}
+        if given:
+            module["build_id"] = given
+        path = report(tmp_path, [module], [(0, off, 10)])
+        proc = subprocess.run([sys.executable, "-m", "audit", "show", str(path), "--format", "json",
+                               "--by", "function"], capture_output=True, text=True, timeout=300,
+                              check=False, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONPATH": str(Path(elfsym.__file__).parents[1])})
+        assert keys(proc) == ({"victim_function": 10} if named else {f"?? ({lib.name}+{off:#x})": 10}), given
