@@ -11,12 +11,38 @@ every call made here.
 from __future__ import annotations
 
 import gc
+import importlib
 import itertools
 from typing import Any, NoReturn
 
 from ._errors import InvalidArgument, error_class
-from ._ringpool import ffi as ffi
-from ._ringpool import lib as lib
+
+
+def _refuse_subinterpreters() -> None:
+    """ImportError in a subinterpreter, before the extension is loaded there.
+    Its block type, token and locks are made once per process, in the main
+    interpreter (the glue registers them with PyGILState_Ensure, which takes
+    the main interpreter's thread state): imported from a subinterpreter, the
+    package failed with "cannot import name '_BlockBuffer'", and had imported
+    itself into the main interpreter's sys.modules meanwhile."""
+    for name in ("_xxsubinterpreters", "_interpreters"):   # CPython 3.11-3.12, 3.13
+        try:
+            interpreters = importlib.import_module(name)
+        except ImportError:
+            continue
+        break
+    else:
+        return
+    if interpreters.get_current() != interpreters.get_main():
+        raise ImportError("allocator: subinterpreters are not supported (the package's types "
+                          "and locks belong to the main interpreter): import it from the main "
+                          "interpreter only")
+
+
+_refuse_subinterpreters()
+
+from ._ringpool import ffi as ffi  # noqa: E402 -- after the refusal above
+from ._ringpool import lib as lib  # noqa: E402
 
 CData = Any  # a cffi pointer
 
