@@ -44,7 +44,7 @@ $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
 	$(CC) $(WARN) -D_GNU_SOURCE -O0 -g -o $@ $< -lpthread
 $(PRELOAD_TEST_DIR)/hostile: tests/c/fchmod_intrude.h
 $(PRELOAD_TEST_DIR)/sigalloc $(PRELOAD_TEST_DIR)/sigmix: tests/preload/alarm_every.h
-$(PRELOAD_TEST_DIR)/dlswap $(PRELOAD_TEST_DIR)/depswap: tests/preload/swap_common.h
+$(PRELOAD_TEST_DIR)/dlswap $(PRELOAD_TEST_DIR)/depswap $(PRELOAD_TEST_DIR)/dlreload: tests/preload/swap_common.h
 
 $(PRELOAD_TEST_DIR)/lib%.so: tests/preload/libs/%.c
 	@mkdir -p $(@D)

@@ -4,28 +4,9 @@
  * from that path and leaks 5 blocks of 7 bytes; closed too when argv[4] is
  * "close". Two modules of one path with two build ids: plugin_a.c and
  * plugin_b.c are the same code at the same offsets but for their names. */
-#include <dlfcn.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-static void *open_lib(const char *path)
-{
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        fprintf(stderr, "dlopen %s: %s\n", path, dlerror());
-        exit(2);
-    }
-    return h;
-}
-
-static void *sym(void *h, const char *name)
-{
-    void *f = dlsym(h, name);
-    if (!f)
-        exit(3);
-    return f;
-}
+#include "swap_common.h"
 
 static void copy(const char *from, const char *to)
 {

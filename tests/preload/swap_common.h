@@ -1,6 +1,7 @@
-/* swap_common.h -- what the two programs that make a library take an
- * unloaded one's place (dlswap.c, depswap.c) share: dlopen and dlsym that
- * end the program when they fail (exit status 2 and 3), the load address of
+/* swap_common.h -- what the programs that load a library where an unloaded
+ * one was (dlswap.c, depswap.c, dlreload.c) share, each function inline so
+ * that a program using only some of them has no unused function: dlopen and
+ * dlsym that end the program when they fail (exit status 2 and 3), the load address of
  * the object holding a function, and the warm-up of the interposer's side
  * tables (they grow with mmap, and a growth right after the unload could
  * take the freed addresses). */
@@ -11,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static void *open_lib(const char *path)
+static inline void *open_lib(const char *path)
 {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
@@ -21,7 +22,7 @@ static void *open_lib(const char *path)
     return h;
 }
 
-static void *sym(void *h, const char *name)
+static inline void *sym(void *h, const char *name)
 {
     void *f = dlsym(h, name);
     if (!f)
@@ -29,13 +30,13 @@ static void *sym(void *h, const char *name)
     return f;
 }
 
-static void *base_of(void *f)
+static inline void *base_of(void *f)
 {
     Dl_info info;
     return dladdr(f, &info) ? info.dli_fbase : NULL;
 }
 
-static void warm_side_tables(void)
+static inline void warm_side_tables(void)
 {
     static void *warm[20000];
     for (int i = 0; i < 20000; i++)
