@@ -278,7 +278,8 @@ def parse(doc: Any, path: str) -> PreloadReport:
             if (type(module) is str and type(offset) is str and type(blocks) is int
                     and type(nbytes) is int and type(allocs) is int
                     and blocks >= 0 and nbytes >= 0 and allocs >= 0
-                    and (symbol is None or type(symbol) is str) and _HEX(offset)):
+                    and (symbol is None or type(symbol) is str) and _HEX(offset)
+                    and module not in shared):
                 if stacks is None or index is None and "stack" not in s:
                     sites.append(Site(module, int(offset, 16), blocks, nbytes, allocs, symbol))
                     continue

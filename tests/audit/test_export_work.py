@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
+from audit import preload
 from audit.cli import main
 from audit.printable import is_printable, printable, printable_escaped
 
@@ -82,3 +83,20 @@ def test_printable_rule_for_ascii_text(text: str) -> None:
     assert is_printable("padding " + text + " padding") is not unsafe
     assert (printable(text) == text) is not unsafe
     assert (printable_escaped(text) == text) is not controls
+
+
+def test_a_site_of_modules_told_apart_is_named_by_its_stack(tmp_path: Path) -> None:
+    # Two builds of one library loaded from one path are two modules, each named with
+    # its build id; a site naming the path is the module its stack's first frame is in.
+    # The reader's fast path for sites kept the path as the site's module.
+    doc = copy.deepcopy(SMALL)
+    doc["modules"] = [{"path": "/lib/p.so", "base": "0x7f0000000000", "build_id": "aa"},
+                      {"path": "/lib/p.so", "base": "0x7f0000100000", "build_id": "bb", "unloaded": True}]
+    doc["frames"] = [[0, "0x10"], [1, "0x10"]]
+    doc["stacks"] = [[0], [1]]
+    doc["sites"] = [{"module": "/lib/p.so", "offset": "0x10", "stack": k, "blocks": 1, "bytes": 8, "allocs": 1}
+                    for k in (0, 1)]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert [s.module for s in preload.load(str(path)).sites] == ["/lib/p.so (build id aa)",
+                                                                 "/lib/p.so (build id bb)"]
