@@ -21,7 +21,7 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Sequence
 
 from audit import elfsym, schema
@@ -157,6 +157,10 @@ class Site:
     # the whole stack, leaf first: stack[0] is (module, offset); one frame
     # when the report was written with a stack depth of 1 (or has no stacks)
     stack: tuple[Frame, ...] = ()
+    # the site's fields among EXTRA_FIELDS (bytes ever allocated, a sampled report's
+    # estimates) as the report gives them, unchecked (the profile exports check what
+    # they use); None when it has none
+    extra: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def frames(self) -> tuple[Frame, ...]:
         return self.stack if self.stack else ((self.module, self.offset),)
@@ -281,11 +285,12 @@ def parse(doc: Any, path: str) -> PreloadReport:
                     and (symbol is None or type(symbol) is str) and _HEX(offset)
                     and module not in shared):
                 if stacks is None or index is None and "stack" not in s:
-                    sites.append(Site(module, int(offset, 16), blocks, nbytes, allocs, symbol))
+                    sites.append(Site(module, int(offset, 16), blocks, nbytes, allocs, symbol,
+                                      (), _extra(s)))
                     continue
                 if type(index) is int and 0 <= index < n_stacks:
                     sites.append(Site(module, int(offset, 16), blocks, nbytes, allocs, symbol,
-                                      stacks[index]))
+                                      stacks[index], _extra(s)))
                     continue
         where = f"{path}: sites[{i}]"
         if not isinstance(s, dict):
@@ -304,7 +309,7 @@ def parse(doc: Any, path: str) -> PreloadReport:
             module = stack[0][0]
         sites.append(Site(module, offset,
                           _count(where, s, "blocks"), _count(where, s, "bytes"),
-                          _count(where, s, "allocs"), symbol, stack))
+                          _count(where, s, "allocs"), symbol, stack, _extra(s)))
     depth = _count(path, doc, "stack_depth") if "stack_depth" in doc else 1
     rate = doc.get("sample_rate")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
@@ -316,6 +321,12 @@ def parse(doc: Any, path: str) -> PreloadReport:
 
 _HEX = re.compile(r"0x[0-9a-fA-F]+").fullmatch
 _SITE_FIELDS = ("module", "offset", "blocks", "bytes", "allocs", "symbol", "stack")
+#: A site's fields that Site keeps as they are, for the profile exports.
+EXTRA_FIELDS = ("alloc_bytes", "est_blocks", "est_bytes", "est_allocs", "est_alloc_bytes")
+
+
+def _extra(site: dict[str, Any]) -> dict[str, Any] | None:
+    return {k: site[k] for k in EXTRA_FIELDS if k in site} or None
 
 
 def _stacks(path: str, doc: dict[str, Any], modules: list[Module]) -> list[tuple[Frame, ...]] | None:

@@ -42,9 +42,6 @@ class Report:
     kind: str
     data: Any
     label: str = ""
-    # An interposer report read from standard input: its JSON object, which cannot be read
-    # again for the fields the exporters need beyond the parsed ones (audit.export.source).
-    raw: Any = None
 
 
 def load(path: str, limits: schema.Limits = schema.DEFAULT_LIMITS) -> Report:
@@ -60,7 +57,7 @@ def load(path: str, limits: schema.Limits = schema.DEFAULT_LIMITS) -> Report:
         if schema.report_format(doc) != SNAPSHOT_FORMAT and _claims_preload(doc):
             preload = preload_module()
             schema.check_json_values(doc, source, "", limits)
-            return Report(path, "preload", preload.parse(doc, source), raw=doc if path == "-" else None)
+            return Report(path, "preload", preload.parse(doc, source))
         return Report(path, "snapshot", schema.parse_snapshot(doc, source, limits=limits,
                                                               cls=Snapshot))
     except ValueError as exc:

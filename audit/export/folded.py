@@ -54,19 +54,23 @@ class FoldedFormatter:
             return str(self._rows.render(table))
         prof = profile_of(table)
         lines = []
-        texts: dict[Any, str] = {}          # each frame's text once: frames recur in stacks
+        distinct, stacks = prof.numbered()
+        texts: list[str | None] = [None] * len(distinct)   # each frame's text once, when used
 
-        def text_of(frame: Any) -> str:
-            text = texts.get(frame)
+        def text_of(n: int) -> str:
+            text = texts[n]
             if text is None:
-                text = texts[frame] = frame_text(frame.label(prof.by))
+                text = texts[n] = frame_text(distinct[n].label(prof.by))
             return text
 
-        for sample in prof.samples:
+        for sample, numbers in zip(prof.samples, stacks):
             value = sample.values[INUSE_SPACE]
             if value <= 0:
                 continue
-            frames = ";".join(map(text_of, reversed(sample.stack)))
+            try:
+                frames = ";".join(map(texts.__getitem__, reversed(numbers)))  # type: ignore[arg-type]
+            except TypeError:       # a frame not written before
+                frames = ";".join(map(text_of, reversed(numbers)))
             number = value if isinstance(value, int) else round(value)
             lines.append(f"{frames} {number}")
         return "".join(line + "\n" for line in lines)

@@ -33,21 +33,22 @@ def page_data(table: Any) -> dict[str, Any]:
     frames: list[dict[str, str]] = []
     index: dict[tuple[str, str], int] = {}
 
-    seen: dict[Frame, int] = {}
+    distinct, numbered = prof.numbered()
+    seen: list[int] = [-1] * len(distinct)     # each distinct frame's index, once known
 
-    def frame_index(frame: Frame) -> int:
-        i = seen.get(frame)
-        if i is not None:
-            return i
+    def frame_index(n: int) -> int:
+        if seen[n] >= 0:
+            return seen[n]
+        frame = distinct[n]
         # Frames with the same text are one box: with --by function, every call site
         # in main is "main".
         key = (frame.label(prof.by), frame.kind)
-        i = index.get(key)
-        if i is None:
-            i = index[key] = len(frames)
+        found = index.get(key)
+        if found is None:
+            found = index[key] = len(frames)
             frames.append({"n": key[0], "k": key[1]})
-        seen[frame] = i
-        return i
+        seen[n] = found
+        return found
 
     known = {name: i for i, name, _ in prof.value_types()}
     metrics = [name for name in SHOWN_ORDER if name in known]
@@ -57,7 +58,7 @@ def page_data(table: Any) -> dict[str, Any]:
     # stays within PAGE_MAX (what the page draws is then cut, and says so).
     totals: list[int | float] = [0] * len(metrics)
     cut = False
-    for sample in prof.samples:
+    for sample, numbers in zip(prof.samples, numbered):
         row: list[int | float] = [round(sample.values[known[m]], 3) for m in metrics]
         if not any(v > 0 for v in row):
             continue
@@ -67,7 +68,8 @@ def page_data(table: Any) -> dict[str, Any]:
                     v, cut = PAGE_MAX - totals[n], True
                 totals[n] += v
                 row[n] = v
-        stacks.append([frame_index(f) for f in reversed(sample.stack)])
+        found = list(map(seen.__getitem__, reversed(numbers)))
+        stacks.append(found if -1 not in found else list(map(frame_index, reversed(numbers))))
         values.append([exact(v) for v in row])
     note = ("exact counts" if prof.sample_rate is None
             else f"estimates from sampling at {prof.sample_rate:g} per byte")

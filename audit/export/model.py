@@ -121,13 +121,42 @@ class Profile:
     def add(self, stack: Iterable[Frame], values: list[int | float]) -> None:
         self.samples.append(Sample(tuple(stack), [v if type(v) is int else exact(v) for v in values]))
 
+    def numbered(self) -> tuple[list[Frame], list[tuple[int, ...]]]:
+        """Each distinct frame once, in the order the samples first name it (stacks in
+        order, each innermost first), and each sample's stack as the numbers of its frames
+        there. A frame is looked up by value once per object, not once per stack it is
+        in: equal stacks have equal numbers, and a number is cheap to hash and compare."""
+        distinct: list[Frame] = []
+        by_value: dict[Frame, int] = {}
+        by_object: dict[int, int] = {}     # id(frame): the samples keep every frame alive
+        number = by_object.__getitem__
+        stacks: list[tuple[int, ...]] = []
+        for sample in self.samples:
+            try:
+                stacks.append(tuple(map(number, map(id, sample.stack))))
+                continue
+            except KeyError:
+                pass
+            numbers = []
+            for frame in sample.stack:
+                n = by_object.get(id(frame))
+                if n is None:
+                    n = by_value.get(frame)
+                    if n is None:
+                        n = by_value[frame] = len(distinct)
+                        distinct.append(frame)
+                    by_object[id(frame)] = n
+                numbers.append(n)
+            stacks.append(tuple(numbers))
+        return distinct, stacks
+
     def merged(self) -> "Profile":
         """The same profile with equal stacks summed into one sample (first-seen order)."""
-        by_stack: dict[tuple[Frame, ...], Sample] = {}
-        for s in self.samples:
-            seen = by_stack.get(s.stack)
+        by_stack: dict[tuple[int, ...], Sample] = {}
+        for s, key in zip(self.samples, self.numbered()[1]):
+            seen = by_stack.get(key)
             if seen is None:
-                by_stack[s.stack] = Sample(s.stack, list(s.values))
+                by_stack[key] = Sample(s.stack, list(s.values))
             else:
                 seen.values = [a + b for a, b in zip(seen.values, s.values)]
         return Profile(list(by_stack.values()), self.known, self.sample_rate, self.time_nanos,

@@ -134,14 +134,6 @@ def encode(profile: Profile) -> bytes:
             info[4] = True
         return mid
 
-    seen: dict[Frame, int] = {}
-
-    def location_id(frame: Frame) -> int:
-        lid = seen.get(frame)
-        if lid is None:
-            lid = seen[frame] = new_location(frame)
-        return lid
-
     def new_location(frame: Frame) -> int:
         if frame.kind == "native" and frame.offset is not None:
             key: tuple[object, ...] = ("native", frame.module or "", frame.offset)
@@ -161,10 +153,14 @@ def encode(profile: Profile) -> bytes:
             location_msgs.append(msg)
         return lid
 
+    # Each distinct frame's location, in the order the samples first name them, and the
+    # varint of its id: a stack is packed from its frames' numbers.
+    distinct, stacks = profile.numbered()
+    location_varints = [_varint(new_location(frame)) for frame in distinct]
     totals = [0] * len(types)
     cut = [False] * len(types)
-    for sample in profile.samples:
-        ids = [location_id(f) for f in sample.stack]
+    for sample, numbers in zip(profile.samples, stacks):
+        ids = b"".join(map(location_varints.__getitem__, numbers))
         values = []
         for n, (i, _, _) in enumerate(types):
             v = sample.values[i]
@@ -174,7 +170,7 @@ def encode(profile: Profile) -> bytes:
                 v, cut[n] = min(max(v, lo), hi), True
             totals[n] += v
             values.append(v)
-        out += _bytes(2, _packed(1, ids) + _packed(2, values))
+        out += _bytes(2, (_bytes(1, ids) if ids else b"") + _packed(2, values))
     for mid, (start, limit, path, build_id, symbolized) in enumerate(mapping_info, 1):
         msg = (_uint(1, mid) + _uint(2, int(start or 0)) + _uint(3, int(limit or 0))
                + _uint(5, s(str(path))) + _uint(6, s(str(build_id) if build_id else None)))

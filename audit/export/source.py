@@ -201,19 +201,6 @@ def _add_python(prof: Profile, report: Any, finalization: bool) -> None:
 
 
 # ------------------------------------------------------------ interposer
-def _raw(report: Any) -> dict[str, Any]:
-    """The report's JSON object, for the fields its parsed form does not carry yet (the
-    stack table, sampling estimates). Read again through audit.schema; a report read from
-    standard input cannot be read twice: its object was kept when it was loaded."""
-    from audit import schema
-
-    if report.path == "-":
-        raw = getattr(report, "raw", None)
-        return raw if isinstance(raw, dict) else {}
-    doc = schema.read_json(report.path)
-    return doc if isinstance(doc, dict) else {}
-
-
 def _number(where: str, obj: dict[str, Any], name: str) -> int | float:
     value = obj.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -235,15 +222,10 @@ def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
     import audit.preload as preload
 
     data = report.data
-    doc = _raw(report)
-    rate = doc.get("sample_rate")
+    rate = data.sample_rate        # checked by audit.preload, as the report gives it
     sampled = rate is not None
     # whichever comes first: an exact report and a sampled one do not make one profile
     _join_rate(prof, str(report.path), rate)
-
-    raw_sites = doc.get("sites")
-    if not isinstance(raw_sites, list):
-        raw_sites = []
 
     # Every frame of every stack, one addr2line batch per module (audit.preload caches them).
     symbols = preload.symbolize(data)
@@ -273,9 +255,9 @@ def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
         at = preload.credited_index(raw, wrapper)
         if any(map(suppressed, raw[: at + 1])):
             continue
-        entry = raw_sites[i] if i < len(raw_sites) else None
-        if not isinstance(entry, dict):
-            entry = {}
+        # the site's fields beyond the parsed counts (alloc_bytes, the estimates), kept by
+        # audit.preload as the report gives them: the report is not read a second time
+        entry = site.extra or {}
         values, has_alloc = _site_values(report.path, i, site, entry, sampled)
         alloc_known = alloc_known and has_alloc
         prof.add(map(made.__getitem__, raw), values)

@@ -31,27 +31,32 @@ class SpeedscopeFormatter:
         with_file = prof.by in ("site", "stack", "function", "file")
         with_line = prof.by in ("site", "stack")
 
-        seen: dict[Frame, int] = {}
+        distinct, numbered = prof.numbered()
+        seen: list[int] = [-1] * len(distinct)     # each distinct frame's index, once known
 
-        def frame_index(frame: Frame) -> int:
-            i = seen.get(frame)
-            if i is not None:
-                return i
+        def frame_index(n: int) -> int:
+            if seen[n] >= 0:
+                return seen[n]
+            frame = distinct[n]
             key = (frame.label(prof.by), frame.file if with_file else None,
                    frame.line if with_line else None)
-            i = index.get(key)
-            if i is None:
-                i = index[key] = len(frames)
+            found = index.get(key)
+            if found is None:
+                found = index[key] = len(frames)
                 entry: dict[str, Any] = {"name": key[0]}
                 if key[1]:
                     entry["file"] = key[1]
                 if key[2]:
                     entry["line"] = key[2]
                 frames.append(entry)
-            seen[frame] = i
-            return i
+            seen[n] = found
+            return found
 
-        stacks = [[frame_index(f) for f in reversed(s.stack)] for s in prof.samples]
+        def indexes(numbers: tuple[int, ...]) -> list[int]:
+            found = list(map(seen.__getitem__, reversed(numbers)))
+            return found if -1 not in found else list(map(frame_index, reversed(numbers)))
+
+        stacks = list(map(indexes, numbered))
         known = {name: i for i, name, _ in prof.value_types()}
         suffix = f" (estimated, sampled at {prof.sample_rate:g}/byte)" if prof.sample_rate else ""
         profiles = []

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from audit import preload
+from audit import preload, schema
 from audit.cli import main
+from audit.export import model
 from audit.printable import is_printable, printable, printable_escaped
 
 WriteReport = Callable[..., str]
@@ -100,3 +102,64 @@ def test_a_site_of_modules_told_apart_is_named_by_its_stack(tmp_path: Path) -> N
     path.write_text(json.dumps(doc), encoding="utf-8")
     assert [s.module for s in preload.load(str(path)).sites] == ["/lib/p.so (build id aa)",
                                                                  "/lib/p.so (build id bb)"]
+
+
+PROFILE_FORMATS = ("pprof", "speedscope", "html", "folded")
+DISTINCT_FRAMES = 16
+
+
+def many_stacks(count: int = 400) -> dict[str, Any]:
+    """count distinct stacks of 8 frames drawn from DISTINCT_FRAMES frames in no module."""
+    frames = [[-1, f"0x{0x7f0000001000 + 16 * i:x}"] for i in range(DISTINCT_FRAMES)]
+    rng = random.Random(7)
+    stacks: list[list[int]] = []
+    seen: set[tuple[int, ...]] = set()
+    while len(stacks) < count:
+        stack = tuple(rng.randrange(DISTINCT_FRAMES) for _ in range(8))
+        if stack not in seen:
+            seen.add(stack)
+            stacks.append(list(stack))
+    sites = [{"module": "?", "offset": frames[s[0]][1], "stack": i, "blocks": 1, "bytes": 8 + i,
+              "allocs": 2, "alloc_bytes": 16 + i} for i, s in enumerate(stacks)]
+    return {"format": "ringpool-preload", "version": 1, "pid": 7, "exe": "/bin/x",
+            "taken_at": "2026-11-26T04:20:00Z", "reason": "exit",
+            "totals": {"blocks": count, "bytes": sum(s["bytes"] for s in sites), "allocs": 2 * count},
+            "modules": [], "stack_depth": 8, "frames": frames, "stacks": stacks, "sites": sites}
+
+
+@pytest.mark.parametrize("fmt", PROFILE_FORMATS)
+def test_a_profile_export_reads_the_report_once(fmt: str, write_report: WriteReport, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The profile takes alloc_bytes from the parsed report: it read the file a second time.
+    path = write_report("r.json", many_stacks())
+    reads: list[str] = []
+    read_bytes = schema.read_bytes
+
+    def counted(name: str, *args: Any, **kwargs: Any) -> bytes:
+        reads.append(name)
+        return read_bytes(name, *args, **kwargs)
+
+    monkeypatch.setattr(schema, "read_bytes", counted)
+    out = tmp_path / f"out.{fmt}"
+    assert main(["show", path, "--by", "stack", "--format", fmt, "-o", str(out)]) == 0
+    assert reads == [path]
+
+
+@pytest.mark.parametrize("fmt", PROFILE_FORMATS)
+def test_a_profile_export_looks_each_frame_up_a_few_times(fmt: str, write_report: WriteReport, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # 400 stacks of 8 frames name 16 distinct frames 3,200 times: the exports looked a
+    # frame up by value (its hash) at every place, several times over.
+    path = write_report("r.json", many_stacks())
+    hashed: list[model.Frame] = []
+    frame_hash = model.Frame.__hash__
+
+    def counted(self: model.Frame) -> int:
+        hashed.append(self)
+        return frame_hash(self)
+
+    monkeypatch.setattr(model.Frame, "__hash__", counted)
+    out = tmp_path / f"out.{fmt}"
+    assert main(["show", path, "--by", "stack", "--format", fmt, "-o", str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert 0 < len(hashed) <= 8 * DISTINCT_FRAMES, len(hashed)
