@@ -15,7 +15,7 @@ from __future__ import annotations
 from ._block import Block
 from ._errors import (BlockFreedError, BlockInUse, CleanupError, CorruptPool, InvalidArgument,
                       InvalidBlock, NoDefaultPool, OutOfMemory, PoolBusy,
-                      PoolDestroyedError, ReportError, RingpoolError)
+                      PoolDestroyedError, PoolLostAtFork, ReportError, RingpoolError)
 from ._pool import KEEP_ALL, MAX_STACK_DEPTH, Pool, PoolInfo
 from ._snapshot import BlockRecord, Snapshot, TagDiff, TagStat, Totals
 from ._stat import (stat_alloc, stat_calloc, stat_create_pool, stat_destroy_pool,
@@ -30,7 +30,7 @@ __all__ = [
     "Pool", "PoolInfo", "Block", "Snapshot", "TagStat", "TagDiff", "Totals",
     "BlockRecord", "KEEP_ALL", "MAX_STACK_DEPTH",
     "RingpoolError", "OutOfMemory", "BlockFreedError", "BlockInUse", "InvalidBlock",
-    "PoolDestroyedError", "InvalidArgument", "PoolBusy", "CorruptPool",
+    "PoolDestroyedError", "PoolLostAtFork", "InvalidArgument", "PoolBusy", "CorruptPool",
     "ReportError", "CleanupError", "NoDefaultPool",
     "stat_create_pool", "stat_pool", "stat_destroy_pool", "stat_alloc",
     "stat_calloc", "stat_strdup", "stat_strconcat", "stat_resize", "stat_free",

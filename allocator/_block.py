@@ -6,7 +6,8 @@ import operator
 from typing import TYPE_CHECKING, Literal, NoReturn, overload
 
 from . import _lowlevel as ll
-from ._errors import BlockFreedError, BlockInUse, InvalidArgument, PoolBusy
+from ._errors import (_LOST_AT_FORK, BlockFreedError, BlockInUse, InvalidArgument, PoolBusy,
+                      PoolLostAtFork)
 from ._ringpool import _BlockBuffer  # created by _lowlevel at import
 
 #: What _BlockBuffer(...) and Block._make(...) must be given (the glue hands
@@ -61,6 +62,9 @@ class Block(_BlockBuffer):
     # The glue raises through these (_ringpool_glue.h): a dead block, one a
     # free or resize is under way on, one a live buffer view holds.
     def _raise_freed(self) -> NoReturn:
+        if self._pool._state.lost:   # a forked child: the pool's family is lost there
+            raise PoolLostAtFork(f"block {self._tag!r}: its pool {self._pool.name!r} "
+                                 f"{_LOST_AT_FORK}")
         why = self._why or "was freed"
         raise BlockFreedError(
             f"block {self._tag!r} of pool {self._pool.name!r} {why}: it can no longer be used")

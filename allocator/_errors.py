@@ -48,6 +48,21 @@ class PoolDestroyedError(RingpoolError, ValueError):
     code = -9
 
 
+class PoolLostAtFork(PoolDestroyedError, BlockFreedError):
+    """In a child process made by ``os.fork()``: the pool's family was in use by
+    another thread when the process forked (the fork went without its lock), so
+    its Python and C state may disagree there.  Every call on its pools and
+    every use of their blocks raises this; the memory is never touched in the
+    child (it is freed when the child exits)."""
+
+    code = -9
+
+
+#: Why a pool of a family lost at a fork refuses every call (after "pool 'name' ").
+_LOST_AT_FORK = ("was in use by another thread when the process forked: it cannot be used "
+                 "in the child process (its memory is left as it is until the child exits)")
+
+
 class InvalidArgument(RingpoolError, ValueError):
     """The C library rejected an argument (RP_EINVAL, RP_EALIGN)."""
 
@@ -116,6 +131,7 @@ __all__ = [
     "BlockInUse",
     "InvalidBlock",
     "PoolDestroyedError",
+    "PoolLostAtFork",
     "InvalidArgument",
     "PoolBusy",
     "CorruptPool",

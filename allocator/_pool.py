@@ -21,7 +21,8 @@ from . import _lowlevel as ll
 from ._ringpool import _FamilyLock  # created by _lowlevel at import
 from ._block import _TOKEN, Block
 from ._errors import (BlockFreedError, CleanupError, InvalidArgument, InvalidBlock,
-                      OutOfMemory, PoolBusy, PoolDestroyedError, RingpoolError)
+                      OutOfMemory, PoolBusy, PoolDestroyedError, PoolLostAtFork,
+                      RingpoolError, _LOST_AT_FORK)
 from ._snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class _PoolState:
     """
 
     __slots__ = ("name", "ptr", "alive", "held", "owner", "parent", "children",
-                 "cleanups", "cleanup_errors", "lock", "__weakref__")
+                 "cleanups", "cleanup_errors", "lock", "lost", "__weakref__")
 
     def __init__(self, name: str, ptr: ll.CData, owner: str,
                  parent: _PoolState | None, lock: threading.RLock) -> None:
@@ -168,6 +169,8 @@ class _PoolState:
         self.children: dict[_PoolState, None] = {}
         self.cleanups: list[_Cleanup] = []
         self.cleanup_errors: list[BaseException] = []
+        # In a forked child: the fork went without the family's lock (_lose_family).
+        self.lost = False
 
     def mark_dead(self) -> None:
         """The C pool is gone (with its children): without recursion, a
@@ -282,6 +285,13 @@ _family_ids = iter(range(1, 1 << 62))
 _forking: dict[int, list[threading.RLock]] = {}
 
 
+#: Each family's root pool, by its lock: the pools a fork that went without
+#: the lock must take out of use in the child (_lose_family).  Filled once per
+#: root pool (a child pool is reached from its root's ``_children``).
+_family_roots: weakref.WeakKeyDictionary[threading.RLock, weakref.ref[Pool]] = \
+    weakref.WeakKeyDictionary()
+
+
 def _new_family_lock() -> threading.RLock:
     # An RLock whose __exit__ allocates nothing (_ringpool_glue.h): with
     # RLock's own, a MemoryError at the end of `with lock:` left it held.
@@ -344,7 +354,31 @@ def _after_fork() -> None:
 def _after_fork_in_child() -> None:
     for lock in _not_taken.pop(threading.get_ident(), []):
         lock._at_fork_reinit()  # type: ignore[attr-defined]
+        _lose_family(lock)
     _after_fork()
+
+
+def _lose_family(lock: threading.RLock) -> None:
+    """In the child of a fork that went without ``lock``: its holder was in the
+    middle of a call on the family (a cleanup run from the C destroy, a gc
+    callback or __del__ between a C call and the Block table's update), so the
+    family's Python and C state may disagree here (a live Block over memory
+    the C side freed, a C pool half destroyed).  Every pool of the family is
+    lost: dead without a destroy, so that no call, Block, destroy() or
+    finalizer of it reaches its C memory in this process again."""
+    states: list[_PoolState] = [s for s, _, _ in _deferred if s.lock is lock]
+    ref = _family_roots.get(lock)
+    root = ref() if ref is not None else None
+    if root is not None:
+        for pool in root._subtree():
+            states.append(pool._state)
+            _kill_all(pool._blocks, _LOST_AT_FORK)
+    while states:
+        state = states.pop()
+        state.lost = True
+        state.alive = False
+        state.held = _FREE
+        states.extend(state.children)
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
@@ -537,6 +571,8 @@ class Pool:
                 self._seal_new = parent._seal_new
                 self._closing_list = registry
             self._gc = ll.ffi.gc(ptr, functools.partial(state.finalize, self._blocks))
+            if parent is None:
+                _family_roots[self._lock] = weakref.ref(self)
 
     def _init_common(self, ptr: ll.CData, state: _PoolState) -> None:
         self._ptr = ptr
@@ -569,6 +605,7 @@ class Pool:
         self._lock = _new_family_lock()
         self._init_common(ptr, _PoolState(name, ptr, "stat", None, self._lock))
         self._gc = None
+        _family_roots[self._lock] = weakref.ref(self)
         return self
 
     # -- properties -----------------------------------------------------------
@@ -687,6 +724,8 @@ class Pool:
         state = self._state
         if state.alive:
             return
+        if state.lost:
+            raise PoolLostAtFork(f"pool {self._name!r} {_LOST_AT_FORK}")
         if state.held == _KEPT:
             raise PoolBusy(f"pool {self._name!r} is being reset: it takes no call outside "
                            "its cleanups (from a gc callback, __del__ or memprof tracker?)")

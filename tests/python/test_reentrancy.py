@@ -866,10 +866,15 @@ def test_snapshot_agrees_with_itself_when_the_pool_changes_during_it(backing: st
 # thread holding a later family's lock (in a cleanup of its pool) and wanting
 # an earlier one's (allocating from a pool made before) waited for the fork,
 # which waited for it: both hung.  And a fork from a pool's cleanup waited for
-# ever for the lock of a thread that waited for that pool.
+# ever for the lock of a thread that waited for that pool.  The fork then went
+# without that lock, and the child used the family as it was, though its
+# holder was in the middle of a call on it (Python and C state may disagree):
+# in the child every pool of it and its Blocks must refuse every use.
 FORK_LOCK_ORDER = """
-import os, sys, threading, time
+import gc, os, sys, threading, time, traceback
+import allocator
 from allocator import Pool, RingpoolError
+Lost = getattr(allocator, "PoolLostAtFork", None)
 case = sys.argv[1]
 first = Pool("first")
 second = Pool("second")
@@ -882,10 +887,10 @@ def in_child(pool):
         pass                     # destroyed, or being destroyed: its lock was usable
     os._exit(0)
 
-def fork_and_wait(pool):
+def fork_and_wait(pool, child=in_child):
     pid = os.fork()
     if pid == 0:
-        in_child(pool)
+        child(pool)
     _, status = os.waitpid(pid, 0)
     assert status == 0, status
 
@@ -900,6 +905,60 @@ if case == "cleanup-takes-an-earlier-family":
     started.wait()
     fork_and_wait(first)
     t.join()
+elif case == "lost-family-in-use":
+    # thread T holds the second family's lock (in a cleanup of a child of
+    # second, which stays alive) and waits for the first's, which this thread
+    # holds while it forks from a cleanup of first: the fork goes without the
+    # second family's lock, and second and its Blocks are lost in the child
+    kept = second.alloc(8, "kept")
+    kept.write(b"12345678")
+    sub = second.child("sub")
+    def holder():
+        started.set()
+        try:
+            first.alloc(1, "from-holder")
+        except RingpoolError:
+            pass                 # destroyed by then
+    sub.add_cleanup(holder)
+    def in_lost_child(_):
+        try:
+            uses = {"alloc": lambda: second.alloc(1, "c"), "child": lambda: second.child("c"),
+                    "reset": second.reset, "info": second.info, "sub.alloc": lambda: sub.alloc(1),
+                    "tobytes": kept.tobytes, "write": lambda: kept.write(b"x"),
+                    "memoryview": lambda: memoryview(kept), "free": kept.free,
+                    "len": lambda: len(kept)}
+            for what, use in uses.items():
+                try:
+                    use()
+                except RingpoolError as exc:
+                    if Lost is None or type(exc) is not Lost or "forked" not in str(exc):
+                        raise
+                else:
+                    raise AssertionError(f"{what} was not refused in the child")
+            assert second.destroyed and sub.destroyed and kept.freed
+            second.destroy()     # nothing: the memory is left alone
+            assert second.destroyed
+            del uses
+            gc.collect()
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    threads = []
+    def cleanup():
+        t = threading.Thread(target=sub.destroy)
+        threads.append(t)
+        t.start()
+        started.wait()
+        time.sleep(0.1)
+        fork_and_wait(first, in_lost_child)
+    first.add_cleanup(cleanup)
+    first.destroy()
+    threads[0].join()
+    assert sub.destroyed and not second.destroyed    # the parent is unchanged
+    assert kept.tobytes() == b"12345678"
+    second.alloc(2, "after").free()
+    second.destroy()
 else:                            # fork-from-a-cleanup
     def other():
         started.set()
@@ -920,11 +979,12 @@ else:                            # fork-from-a-cleanup
     second.add_cleanup(cleanup)
     second.destroy()
     threads[0].join()
-assert first.destroyed == (case == "fork-from-a-cleanup")
+assert first.destroyed == (case != "cleanup-takes-an-earlier-family")
 print("ok")
 """
 
 
-@pytest.mark.parametrize("case", ["cleanup-takes-an-earlier-family", "fork-from-a-cleanup"])
+@pytest.mark.parametrize("case", ["cleanup-takes-an-earlier-family", "fork-from-a-cleanup",
+                                  "lost-family-in-use"])
 def test_fork_while_a_thread_holds_families_out_of_order(case: str) -> None:
     assert script_output(FORK_LOCK_ORDER, case, timeout=60, quiet=True) == "ok"
