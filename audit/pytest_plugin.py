@@ -18,6 +18,8 @@ few marker and option registrations and nothing else unless asked:
 the test function runs (not those of fixtures set up before it) that are still
 alive when it returns; the failure names each pool and its leaking tags.  The
 pools are noted as they are created, never found by scanning the heap.
+The fixture asked for while the test runs (``request.getfixturevalue``) checks the
+pools made from that moment on.
 
 ``limit_memory`` and ``limit_leaks`` have pytest-memray's names and meaning,
 measured by ringpool's CPython allocator hooks (:mod:`allocator._pyhooks`):
@@ -343,6 +345,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 _SESSION_KEY = pytest.StashKey[bool]()
 _MEASURE_KEY = pytest.StashKey[Measurement]()
+_LATE_KEY = pytest.StashKey[list[LeakGuard]]()     # guards asked for during the call
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -356,9 +359,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def ringpool_no_leaks() -> LeakGuard:
+def ringpool_no_leaks(request: pytest.FixtureRequest) -> LeakGuard:
     """Fail this test if pools it creates still hold blocks when it returns."""
-    return LeakGuard()
+    guard = LeakGuard()
+    late = request.node.stash.get(_LATE_KEY, None)
+    if late is not None:
+        # asked for while the test function runs (request.getfixturevalue): the
+        # check ran only for a guard among the test's arguments, so a leak passed;
+        # this one notes the pools made from now on and is checked the same way
+        guard.start()
+        late.append(guard)
+    return guard
 
 
 def _marker_patterns(marker: pytest.Mark) -> list[str]:
@@ -383,31 +394,37 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     mem_marker = item.get_closest_marker(LIMIT_MEMORY)
     leak_marker = item.get_closest_marker(LIMIT_LEAKS)
     audit_all = bool(item.config.getoption("ringpool", False))
-    if marker is None and guard is None and mem_marker is None and leak_marker is None \
-            and not audit_all:
-        return (yield)
-    if marker is not None or guard is not None:
-        if guard is None:
-            guard = LeakGuard()
-        if marker is not None:
-            guard.patterns.extend(_marker_patterns(marker))
-        guard.start()
-    if mem_marker is not None:
-        _one_size(mem_marker, LIMIT_MEMORY, {"current_thread_only"})   # bad sizes fail first
-    if leak_marker is not None:
-        _one_size(leak_marker, LIMIT_LEAKS, {"filter_fn", "current_thread_only"})
-    measure = Measurement(_depth(item.config)) if (mem_marker or leak_marker or audit_all) else None
+    late: list[LeakGuard] = []      # ringpool_no_leaks asked for while the test runs
+    item.stash[_LATE_KEY] = late
+    measure: Measurement | None = None
     try:
-        result = yield
-    finally:
+        # every argument is checked before anything starts: a bad size raised after
+        # guard.start() left the guard noting every pool made for the rest of the session
+        patterns = _marker_patterns(marker) if marker is not None else []
+        if mem_marker is not None:
+            _one_size(mem_marker, LIMIT_MEMORY, {"current_thread_only"})   # bad sizes fail first
+        if leak_marker is not None:
+            _one_size(leak_marker, LIMIT_LEAKS, {"filter_fn", "current_thread_only"})
+        if marker is not None and guard is None:
+            guard = LeakGuard()
         if guard is not None:
-            guard.stop()
-        if measure is not None:
-            measure.finish()
-            item.stash[_MEASURE_KEY] = measure
+            guard.patterns.extend(patterns)
+            guard.start()
+        if mem_marker is not None or leak_marker is not None or audit_all:
+            measure = Measurement(_depth(item.config))
+        try:
+            result = yield
+        finally:
+            if measure is not None:
+                measure.finish()
+                item.stash[_MEASURE_KEY] = measure
+    finally:
+        del item.stash[_LATE_KEY]
+        for g in ([guard] if guard is not None else []) + late:
+            g.stop()
     problems = []
-    if guard is not None:
-        leaks = guard.leaks()
+    for g in ([guard] if guard is not None else []) + late:
+        leaks = g.leaks()
         if leaks:
             problems.append("ringpool_no_leaks: outstanding blocks at the end of the test:\n  "
                             + "\n  ".join(leaks))

@@ -212,3 +212,63 @@ def test_the_default_pool_made_during_the_test_is_checked(pytester: pytest.Pytes
     assert "rp_stat (2 blocks, 105 bytes)" in out
     assert "FAILED test_the_default_pool_made_during_the_test_is_checked.py::" \
            "test_leaks_default_blocks" in out
+
+
+def test_a_bad_limit_beside_the_marker_leaves_no_guard_behind(pytester: pytest.Pytester) -> None:
+    # the leak guard started before the limit_memory size was read: the UsageError
+    # left it noting every Pool made for the rest of the session (Pool._init_common
+    # stayed wrapped, and the guard's list of pools grew without end)
+    result = _run(pytester, """
+        import pytest
+        import audit.pytest_plugin
+        from allocator import Pool
+
+        PLAIN = Pool.__dict__["_init_common"]
+
+        @pytest.mark.ringpool_no_leaks
+        @pytest.mark.limit_memory("lots")
+        def test_bad_size():
+            pass
+
+        @pytest.mark.ringpool_no_leaks
+        @pytest.mark.limit_leaks("1 MB", filter_fn=3)
+        def test_bad_filter():
+            pass
+
+        def test_pools_are_no_longer_noted():
+            assert Pool.__dict__["_init_common"] is PLAIN
+            assert audit.pytest_plugin._guards == []
+    """)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*'lots' is not a size like*"])
+
+
+def test_the_fixture_asked_for_while_the_test_runs_is_checked(pytester: pytest.Pytester) -> None:
+    # request.getfixturevalue("ringpool_no_leaks") in the test body gave a guard that
+    # nothing started or checked: the leak passed
+    result = _run(pytester, """
+        import pytest
+        from allocator import Pool
+
+        KEEP = []
+
+        def test_asks_late(request):
+            guard = request.getfixturevalue("ringpool_no_leaks")
+            guard.allow("ok*")
+            pool = Pool("late")
+            KEEP.extend([pool, pool.alloc(5, tag="kept"), pool.alloc(6, tag="ok-tag")])
+
+        def test_asks_late_and_frees(request):
+            request.getfixturevalue("ringpool_no_leaks")
+            with Pool("clean") as pool:
+                pool.alloc(5, tag="kept")
+
+        def test_pools_before_the_request_are_not_its_business(request):
+            pool = Pool("before")
+            KEEP.extend([pool, pool.alloc(5, tag="early")])
+            request.getfixturevalue("ringpool_no_leaks")
+    """)
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    assert "pool 'late': kept (1 block, 5 bytes)" in out and "ok-tag" not in out
+    assert "________ test_asks_late ________" in out
