@@ -285,13 +285,6 @@ _family_ids = iter(range(1, 1 << 62))
 _forking: dict[int, list[threading.RLock]] = {}
 
 
-#: Each family's root pool, by its lock: the pools a fork that went without
-#: the lock must take out of use in the child (_lose_family).  Filled once per
-#: root pool (a child pool is reached from its root's ``_children``).
-_family_roots: weakref.WeakKeyDictionary[threading.RLock, weakref.ref[Pool]] = \
-    weakref.WeakKeyDictionary()
-
-
 def _new_family_lock() -> threading.RLock:
     # An RLock whose __exit__ allocates nothing (_ringpool_glue.h): with
     # RLock's own, a MemoryError at the end of `with lock:` left it held.
@@ -352,33 +345,36 @@ def _after_fork() -> None:
 
 
 def _after_fork_in_child() -> None:
-    for lock in _not_taken.pop(threading.get_ident(), []):
+    lost = _not_taken.pop(threading.get_ident(), [])
+    for lock in lost:
         lock._at_fork_reinit()  # type: ignore[attr-defined]
-        _lose_family(lock)
+    if lost:
+        _lose_families(lost)
     _after_fork()
 
 
-def _lose_family(lock: threading.RLock) -> None:
-    """In the child of a fork that went without ``lock``: its holder was in the
+def _lose_families(locks: list[threading.RLock]) -> None:
+    """In the child of a fork that went without ``locks``: each holder was in the
     middle of a call on the family (a cleanup run from the C destroy, a gc
     callback or __del__ between a C call and the Block table's update), so the
     family's Python and C state may disagree here (a live Block over memory
     the C side freed, a C pool half destroyed).  Every pool of the family is
     lost: dead without a destroy, so that no call, Block, destroy() or
-    finalizer of it reaches its C memory in this process again."""
-    states: list[_PoolState] = [s for s, _, _ in _deferred if s.lock is lock]
-    ref = _family_roots.get(lock)
-    root = ref() if ref is not None else None
-    if root is not None:
-        for pool in root._subtree():
-            states.append(pool._state)
-            _kill_all(pool._blocks, _LOST_AT_FORK)
-    while states:
-        state = states.pop()
-        state.lost = True
-        state.alive = False
-        state.held = _FREE
-        states.extend(state.children)
+    finalizer of it reaches its C memory in this process again.  The pools
+    and states are found by a scan of the gc's objects, here only: a registry
+    filled at each pool's creation cost every Pool() more instructions for a
+    case this rare (docs/python.md, "Threads")."""
+    ids = {id(lock) for lock in locks}
+    for obj in gc.get_objects():
+        if type(obj) is _PoolState:
+            if id(obj.lock) in ids:
+                obj.lost = True
+                obj.alive = False
+                obj.held = _FREE
+        elif issubclass(type(obj), Pool):   # not isinstance: no __class__ lookup
+            fields = obj.__dict__          # not getattr: Pool.__getattr__ raises
+            if id(fields.get("_lock")) in ids and "_blocks" in fields:
+                _kill_all(fields["_blocks"], _LOST_AT_FORK)
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
@@ -571,8 +567,6 @@ class Pool:
                 self._seal_new = parent._seal_new
                 self._closing_list = registry
             self._gc = ll.ffi.gc(ptr, functools.partial(state.finalize, self._blocks))
-            if parent is None:
-                _family_roots[self._lock] = weakref.ref(self)
 
     def _init_common(self, ptr: ll.CData, state: _PoolState) -> None:
         self._ptr = ptr
@@ -605,7 +599,6 @@ class Pool:
         self._lock = _new_family_lock()
         self._init_common(ptr, _PoolState(name, ptr, "stat", None, self._lock))
         self._gc = None
-        _family_roots[self._lock] = weakref.ref(self)
         return self
 
     # -- properties -----------------------------------------------------------
