@@ -185,8 +185,8 @@ def row_noun(kind: str) -> str:
 
 
 def totals_line(merged: Merged, reports: list[Report]) -> str:
-    blocks = sum(int(r["blocks"]) for r in merged.rows)
-    nbytes = sum(int(r["bytes"]) for r in merged.rows)
+    blocks = sum(map(int, map(itemgetter("blocks"), merged.rows)))
+    nbytes = sum(map(int, map(itemgetter("bytes"), merged.rows)))
     what = row_noun(merged.kind)
     rate = sample_rate(reports)
     est = f"estimated (sampled at {rate:g}) " if rate is not None else ""
