@@ -5,6 +5,7 @@ few marker and option registrations and nothing else unless asked:
 
     @pytest.mark.ringpool_no_leaks                      # pools: any outstanding block fails
     @pytest.mark.ringpool_no_leaks(allow=["cache*"])    # fnmatch patterns of tags that may remain
+                                                        # (a module's, class's and test's add up)
     def test_parser(): ...
 
     def test_lexer(ringpool_no_leaks):                  # the fixture does the same
@@ -388,7 +389,8 @@ def _marker_patterns(marker: pytest.Mark) -> list[str]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
-    marker = item.get_closest_marker(MARKER)
+    markers = list(item.iter_markers(MARKER))     # the test's, its class's, its module's
+    marker = markers[0] if markers else None
     funcargs = getattr(item, "funcargs", {})
     guard = funcargs.get(MARKER) if MARKER in funcargs else None
     mem_marker = item.get_closest_marker(LIMIT_MEMORY)
@@ -400,7 +402,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     try:
         # every argument is checked before anything starts: a bad size raised after
         # guard.start() left the guard noting every pool made for the rest of the session
-        patterns = _marker_patterns(marker) if marker is not None else []
+        # the patterns of every level add up, as allow() adds to the marker's: the
+        # closest marker alone dropped a module's or class's allow=[...]
+        patterns = [p for m in markers for p in _marker_patterns(m)]
         if mem_marker is not None:
             _one_size(mem_marker, LIMIT_MEMORY, {"current_thread_only"})   # bad sizes fail first
         if leak_marker is not None:

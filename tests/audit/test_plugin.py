@@ -272,3 +272,45 @@ def test_the_fixture_asked_for_while_the_test_runs_is_checked(pytester: pytest.P
     out = result.stdout.str()
     assert "pool 'late': kept (1 block, 5 bytes)" in out and "ok-tag" not in out
     assert "________ test_asks_late ________" in out
+
+
+def test_allow_patterns_of_module_class_and_test_markers_add_up(pytester: pytest.Pytester) -> None:
+    # the closest marker alone was read: a test's own ringpool_no_leaks(allow=[...])
+    # dropped the patterns its class and module (pytestmark) allowed
+    result = _run(pytester, """
+        import pytest
+        from allocator import Pool
+
+        pytestmark = pytest.mark.ringpool_no_leaks(allow=["mod-*"])
+        KEEP = []
+
+        def _leak(name, *tags):
+            pool = Pool(name)
+            KEEP.append(pool)
+            KEEP.extend(pool.alloc(5, tag=t) for t in tags)
+
+        @pytest.mark.ringpool_no_leaks(allow=["cls-*"])
+        class TestLevels:
+            @pytest.mark.ringpool_no_leaks(allow=["fn-*"])
+            def test_all_allowed(self):
+                _leak("a", "mod-x", "cls-x", "fn-x")
+
+            def test_class_and_module(self):
+                _leak("b", "mod-x", "cls-x")
+
+            @pytest.mark.ringpool_no_leaks("fn-*")
+            def test_other_tag(self):
+                _leak("c", "mod-x", "cls-x", "fn-x", "other")
+
+        @pytest.mark.ringpool_no_leaks(allow=["fn-*"])
+        def test_module_and_test():
+            _leak("d", "mod-x", "fn-x")
+
+        def test_not_the_class_patterns():
+            _leak("e", "mod-x", "cls-x")
+    """)
+    result.assert_outcomes(passed=3, failed=2)
+    out = result.stdout.str()
+    assert "pool 'c': other (1 block, 5 bytes)" in out
+    assert "pool 'e': cls-x (1 block, 5 bytes)" in out
+    assert "mod-x" not in out and "fn-x" not in out and "pool 'c': cls-x" not in out
