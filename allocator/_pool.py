@@ -300,6 +300,11 @@ _FORK_TRY = 0.05
 #: The family locks a fork went without, by the forking thread's ident:
 #: made anew in the child.
 _not_taken: dict[int, list[threading.RLock]] = {}
+#: Module locks os.fork() takes after the family locks (the default pool's,
+#: allocator._stat): each is held only for short sections that take no
+#: family lock after it, so waiting for it cannot deadlock; left out, a
+#: fork while another thread held one left it held for ever in the child.
+_fork_module_locks: list[threading.RLock] = []
 
 
 def _before_fork() -> None:
@@ -327,6 +332,9 @@ def _before_fork() -> None:
             else:
                 break
         else:
+            for lock in _fork_module_locks:
+                lock.acquire()
+                taken.append(lock)
             me = threading.get_ident()
             _forking[me] = taken
             _not_taken[me] = missed

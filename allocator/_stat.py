@@ -18,13 +18,16 @@ from . import _lowlevel as ll
 from ._ringpool import _FamilyLock  # created by _lowlevel at import
 from ._block import Block
 from ._errors import InvalidBlock, NoDefaultPool, OutOfMemory
-from ._pool import Pool, _check_size
+from ._pool import Pool, _check_size, _fork_module_locks
 
 _TAG = "rp_stat"
 # An RLock whose __exit__ allocates nothing (_ringpool_glue.h): with a
 # threading.Lock, a MemoryError at the end of `with _lock:` left it held and
 # the next call hung.
 _lock = cast(threading.RLock, _FamilyLock())
+# os.fork() takes it after every family lock (the order of stat_create_pool,
+# below), so the child never starts with it held by a thread it does not have.
+_fork_module_locks.append(_lock)
 _default: Pool | None = None
 # The last Pool made over the library's default pool (the one _default was).
 _wrapped: Pool | None = None

@@ -988,3 +988,51 @@ print("ok")
                                   "lost-family-in-use"])
 def test_fork_while_a_thread_holds_families_out_of_order(case: str) -> None:
     assert script_output(FORK_LOCK_ORDER, case, timeout=60, quiet=True) == "ok"
+
+
+FORK_WHILE_STAT_LOCK_HELD = """
+import gc, os, signal, sys, threading, time
+import allocator
+
+inside = threading.Event()
+holder = None
+
+def on_gc(phase, info):
+    # Runs in the thread that makes the default pool, once it holds the
+    # facade's lock (stat_create_pool wraps the library's pool under it).
+    if (threading.current_thread() is holder and not inside.is_set()
+            and allocator._stat._lock._is_owned()):
+        inside.set()
+        time.sleep(0.5)
+
+gc.callbacks.append(on_gc)
+
+def make_default():
+    gc.set_threshold(1)
+    allocator.stat_create_pool()
+    gc.set_threshold(700)
+
+holder = threading.Thread(target=make_default)
+holder.start()
+assert inside.wait(30), "the gc callback never ran inside stat_create_pool"
+pid = os.fork()
+if pid == 0:
+    signal.alarm(10)             # the old code waits here for ever
+    pool = allocator.stat_create_pool()   # the lock, whoever made the pool
+    block = allocator.stat_alloc(8)
+    allocator.stat_free(block)
+    os._exit(0 if allocator.stat_pool() is pool else 3)
+_, status = os.waitpid(pid, 0)
+holder.join()
+gc.callbacks.remove(on_gc)
+print("ok" if status == 0 else f"child status {status:#x}")
+"""
+
+
+def test_fork_while_another_thread_is_in_the_default_pool_facade() -> None:
+    """os.fork() took every pool family's lock but not the default-pool facade's
+    (allocator._stat): a fork while another thread was inside stat_create_pool()
+    gave a child where that lock was held by a thread it does not have, and its
+    first stat_* call waited for ever (killed by SIGALRM here). The fork now takes
+    it after the family locks."""
+    assert script_output(FORK_WHILE_STAT_LOCK_HELD, timeout=60, quiet=True) == "ok"
