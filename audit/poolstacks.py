@@ -179,14 +179,15 @@ def keys(stacks: PoolStacks, by: str,
     (as for interposer reports)."""
     if by not in BY_CHOICES:
         raise ValueError(f"--by {by}: pool stacks group by one of {', '.join(BY_CHOICES)}")
-    wrap = preload.wrapper_list(wrappers)
+    wrapper = preload.wrapper_verdicts(preload.wrapper_list(wrappers))
     symbols = symbolize(stacks)
+    labels = preload.RowLabels(by, symbols)
     for e in stacks.entries:
         if not e.stack:
             yield e, NO_STACK, ()
             continue
-        at = preload.attributed(e.stack, symbols, wrap)
-        yield e, preload.row_key(by, e.stack, at, symbols), preload.row_ident(by, e.stack, at, symbols)
+        shown = labels.numbers(e.stack, preload.attributed(e.stack, symbols, wrapper))
+        yield e, labels.key(shown), labels.ident(shown)
 
 
 def rows(reports: Sequence[Any], by: str, wrappers: Sequence[str] | None = None) -> list[dict[str, Any]]:

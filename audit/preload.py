@@ -678,7 +678,7 @@ def frame_fields(fid: FrameId) -> dict[str, Any]:
 
 
 def frame_id(by: str, frame: Frame, sym: Symbol) -> FrameId:
-    """What tells one frame from another under ``by``, as _key and stack_text
+    """What tells one frame from another under ``by``, as _key and _frame_name
     render it: module; file (else the module); function (else module and
     offset); function and file:line (else module and offset) for site and stack."""
     if by == "module":
@@ -692,20 +692,51 @@ def frame_id(by: str, frame: Frame, sym: Symbol) -> FrameId:
     return ("at", sym.function, frame[0], frame[1])
 
 
-def row_ident(by: str, stack: Sequence[Frame], at: int, symbols: dict[Frame, Symbol]) -> RowId:
-    """The identity of the row that credits ``stack`` (innermost first) to its frame
-    ``at`` under ``by``: that frame's :func:`frame_id`, or for ``stack`` every frame's
-    from there down."""
-    if by == "stack":
-        return tuple(frame_id(by, f, symbols[f]) for f in stack[at:])
-    return (frame_id(by, stack[at], symbols[stack[at]]),)
+class RowLabels:
+    """The rows of stacks whose frames are in ``symbols``, under ``by``.
 
+    A frame's identity (:func:`frame_id`), text and json fields (:func:`frame_fields`)
+    are the same in every stack it is in: each distinct identity is numbered once, with
+    its text and json fields (the same dict for it in every row: rows are read, never
+    changed) at its number. A row is read as the numbers of its frames (:meth:`numbers`:
+    a tuple of small ints, cheap to hash, the same for rows of one identity), and its
+    identity, text and fields are taken from lists by number."""
 
-def row_key(by: str, stack: Sequence[Frame], at: int, symbols: dict[Frame, Symbol]) -> str:
-    """The text of that row (:func:`row_ident` is what tells rows apart)."""
-    if by == "stack":
-        return stack_text(stack[at:], symbols)
-    return _key(by, stack[at], symbols[stack[at]])
+    def __init__(self, by: str, symbols: dict[Frame, Symbol]) -> None:
+        self.whole_stack = by == "stack"
+        number: dict[FrameId, int] = {}
+        self._idents: list[FrameId] = []
+        self._texts: list[str] = []
+        self._fields: list[dict[str, Any]] = []
+        self._numbers: dict[Frame, int] = {}
+        for frame, sym in symbols.items():
+            fid = frame_id(by, frame, sym)
+            n = number.get(fid)
+            if n is None:
+                n = number[fid] = len(self._idents)
+                self._idents.append(fid)
+                # the text is one of the identity's fields; --by stack: 'f (file:line)',
+                # the frames joined by ' < '
+                self._texts.append(_frame_name(frame, sym) if self.whole_stack else _key(by, frame, sym))
+                self._fields.append(frame_fields(fid))
+            self._numbers[frame] = n
+
+    def numbers(self, stack: Sequence[Frame], at: int) -> tuple[int, ...]:
+        """The row that credits ``stack`` (innermost first) to its frame ``at``: that
+        frame, or for ``stack`` every frame from there down, as numbers."""
+        return tuple(map(self._numbers.__getitem__, stack[at:] if self.whole_stack else (stack[at],)))
+
+    def ident(self, numbers: tuple[int, ...]) -> RowId:
+        """The row's identity (what tells rows apart)."""
+        return tuple(map(self._idents.__getitem__, numbers))
+
+    def key(self, numbers: tuple[int, ...]) -> str:
+        """The row's text (two rows may share a text)."""
+        return " < ".join(map(self._texts.__getitem__, numbers))
+
+    def fields(self, numbers: tuple[int, ...]) -> list[dict[str, Any]]:
+        """The row's identity as ``json`` writes it."""
+        return list(map(self._fields.__getitem__, numbers))
 
 
 def base_name(function: str) -> str:
@@ -740,28 +771,40 @@ def is_wrapper(function: str, wrappers: Sequence[str]) -> bool:
     """True when a demangled function name, whole or as :func:`base_name`,
     matches one of the wrapper patterns (fnmatch: '*' any run of characters,
     '?' one character)."""
-    if function == "??":
-        return False
-    verdicts = _wrapper_verdicts(tuple(wrappers))
-    verdict = verdicts.get(function)
-    if verdict is None:
-        matcher = _wrapper_matcher(tuple(wrappers))
-        verdict = bool(matcher.match(function) or matcher.match(base_name(function)))
-        if len(verdicts) >= _WRAPPER_VERDICTS_MAX:
-            verdicts.clear()
-        verdicts[function] = verdict
-    return verdict
+    return wrapper_verdicts(wrappers)[function]
 
 
 #: The most function names whose wrapper verdict is kept per list of patterns.
 _WRAPPER_VERDICTS_MAX = 1 << 20
 
 
+class WrapperVerdicts(dict[str, bool]):
+    """:func:`is_wrapper`'s verdict by function name, for one list of patterns: a name
+    is matched the first time it is looked up, however many frames and stacks it
+    appears in."""
+
+    def __init__(self, wrappers: tuple[str, ...]) -> None:
+        super().__init__()
+        self._matcher = _wrapper_matcher(wrappers)
+
+    def __missing__(self, function: str) -> bool:
+        verdict = function != "??" and bool(self._matcher.match(function)
+                                            or self._matcher.match(base_name(function)))
+        if len(self) >= _WRAPPER_VERDICTS_MAX:
+            self.clear()
+        self[function] = verdict
+        return verdict
+
+
+def wrapper_verdicts(wrappers: Sequence[str]) -> WrapperVerdicts:
+    """The verdicts of one list of wrapper patterns (kept for the process: the same
+    lists come back, stack after stack and report after report)."""
+    return _wrapper_verdicts(tuple(wrappers))
+
+
 @functools.lru_cache(maxsize=16)
-def _wrapper_verdicts(wrappers: tuple[str, ...]) -> dict[str, bool]:
-    """is_wrapper's verdicts for one list of patterns, by function name: a name is
-    matched once, however many stacks it appears in."""
-    return {}
+def _wrapper_verdicts(wrappers: tuple[str, ...]) -> WrapperVerdicts:
+    return WrapperVerdicts(wrappers)
 
 
 @functools.lru_cache(maxsize=64)
@@ -773,27 +816,12 @@ def _wrapper_matcher(wrappers: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(w)})" for w in wrappers))
 
 
-def attributed(stack: Sequence[Frame], symbols: dict[Frame, Symbol],
-               wrappers: Sequence[str]) -> int:
-    """Index of the first frame of stack that is not an allocation wrapper
-    (0 when every frame is one: the caller of malloc is then all we have)."""
+def attributed(stack: Sequence[Frame], symbols: dict[Frame, Symbol], wrapper: WrapperVerdicts) -> int:
+    """Index of the first frame of stack that is not an allocation wrapper by the
+    verdicts ``wrapper`` (:func:`wrapper_verdicts`), 0 when every frame is one: the
+    caller of malloc is then all we have."""
     for i, frame in enumerate(stack):
-        if not is_wrapper(symbols[frame].function, wrappers):
-            return i
-    return 0
-
-
-def wrapper_frames(symbols: dict[Frame, Symbol], wrappers: Sequence[str]) -> dict[Frame, bool]:
-    """Whether each frame of symbols is an allocation wrapper (:func:`is_wrapper` of its
-    function), found once per frame: a frame is in many stacks."""
-    wrap = tuple(wrappers)
-    return {frame: is_wrapper(sym.function, wrap) for frame, sym in symbols.items()}
-
-
-def credited_index(stack: Sequence[Frame], wrapper: dict[Frame, bool]) -> int:
-    """:func:`attributed` with the verdicts of :func:`wrapper_frames`."""
-    for i, frame in enumerate(stack):
-        if not wrapper[frame]:
+        if not wrapper[symbols[frame].function]:
             return i
     return 0
 
@@ -806,11 +834,6 @@ def wrapper_list(extra: Sequence[str] | None = None, defaults: bool = True) -> l
             raise ValueError("empty --wrapper pattern")
         found.append(pattern.strip())
     return found
-
-
-def stack_text(stack: Sequence[Frame], symbols: dict[Frame, Symbol]) -> str:
-    """One line per stack: 'f (file:line) < caller (file:line) < ...'."""
-    return " < ".join(_frame_name(f, symbols[f]) for f in stack)
 
 
 def rows(report: PreloadReport, by: str = "site",
@@ -840,30 +863,11 @@ def rows(report: PreloadReport, by: str = "site",
     rules = suppression_rules(suppressions)
     symbols = symbolize(report)
     # A frame's verdicts, identity, text and json fields are the same in every stack it
-    # appears in: each is found once per distinct frame (the pieces row_ident and row_key
-    # compute for a whole stack, and frame_fields), and a stack is read through them.
+    # appears in: each is found once per distinct frame or function name, and a stack is
+    # read through them.
     frame_suppressed = frame_suppression(rules, symbols)
-    wrapper = wrapper_frames(symbols, wrap)
-    ids = {frame: frame_id(by, frame, sym) for frame, sym in symbols.items()}
-    texts = {frame: _frame_name(frame, sym) if by == "stack" else _key(by, frame, sym)
-             for frame, sym in symbols.items()}
-    # Each distinct identity is numbered, with its text and json fields (the same dict
-    # for it in every row: rows are read, never changed) at its number: a stack is read
-    # as numbers, a row is grouped by a tuple of small ints, cheap to hash, and its
-    # identity, text and fields are taken from lists by number.
-    number: dict[FrameId, int] = {}
-    idents: list[FrameId] = []
-    shown_as: list[str] = []
-    fields: list[dict[str, Any]] = []
-    numbers: dict[Frame, int] = {}
-    for frame, fid in ids.items():
-        n = number.get(fid)
-        if n is None:
-            n = number[fid] = len(idents)
-            idents.append(fid)
-            shown_as.append(texts[frame])     # the text is one of the identity's fields
-            fields.append(frame_fields(fid))
-        numbers[frame] = n
+    wrapper = wrapper_verdicts(wrap)
+    labels = RowLabels(by, symbols)
     pool = {module: is_pool_module(module) for module in {site.module for site in report.sites}}
 
     grouped: dict[tuple[tuple[int, ...], bool], dict[str, Any]] = {}
@@ -871,15 +875,13 @@ def rows(report: PreloadReport, by: str = "site",
         if pool[site.module]:
             continue
         stack = site.frames()
-        at = credited_index(stack, wrapper)
+        at = attributed(stack, symbols, wrapper)
         suppressed = any(map(frame_suppressed, stack[: at + 1]))
-        shown = tuple(map(numbers.__getitem__, stack[at:] if by == "stack" else (stack[at],)))
+        shown = labels.numbers(stack, at)
         row = grouped.get((shown, suppressed))
         if row is None:
             row = grouped[(shown, suppressed)] = {
-                "key": " < ".join(map(shown_as.__getitem__, shown)),
-                "ident": tuple(map(idents.__getitem__, shown)),
-                "frames": list(map(fields.__getitem__, shown)),
+                "key": labels.key(shown), "ident": labels.ident(shown), "frames": labels.fields(shown),
                 "blocks": 0, "bytes": 0, "allocs": 0, "suppressed": suppressed}
         row["blocks"] += site.blocks
         row["bytes"] += site.bytes

@@ -245,6 +245,7 @@ def _native(c: _Checker, doc: dict[str, Any]) -> _Native:
     symbols = preload.symbolize(preload.PreloadReport(c.source, 0, "", "", "exit", {},
                                                       tuple(modules), sites))
     by_path = {m.path: m for m in modules}
+    allocator_api = preload.wrapper_verdicts(_ALLOCATOR_API)
     out, out_evals = [], []
     for st in stacks:
         frames = []
@@ -253,8 +254,8 @@ def _native(c: _Checker, doc: dict[str, Any]) -> _Native:
             mod = by_path.get(module)
             frames.append(Frame(sym.file or "", sym.line or 0, sym.function, module, offset,
                                 mod.build_id if mod else None, mod.base if mod else None))
-        lead = preload.attributed(st, symbols, _ALLOCATOR_API) if st else 0
-        if lead == 0 and st and preload.is_wrapper(symbols[st[0]].function, _ALLOCATOR_API):
+        lead = preload.attributed(st, symbols, allocator_api) if st else 0
+        if lead == 0 and st and allocator_api[symbols[st[0]].function]:
             lead = len(st)          # nothing but allocator functions: keep none of them
         out.append(tuple(frames[lead:]))
         out_evals.append(frozenset(i - lead for i, fr in enumerate(st) if fr in evals and i >= lead))

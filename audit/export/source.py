@@ -243,7 +243,7 @@ def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
         made[raw_frame] = Frame(sym.function, sym.file, sym.line, module if named else None,
                                 offset, mod.build_id if mod else None,
                                 mod.base if mod else (None if named else 0))
-    wrapper = preload.wrapper_frames(symbols, wrappers)
+    wrapper = preload.wrapper_verdicts(wrappers)
 
     alloc_known = True
     for i, site in enumerate(data.sites):
@@ -252,7 +252,7 @@ def _add_preload(prof: Profile, report: Any, source: Source) -> bool:
             continue
         # Suppressed as the table and the leak gate decide: a rule matches one of the frames
         # up to and including the first that is not an allocation wrapper.
-        at = preload.credited_index(raw, wrapper)
+        at = preload.attributed(raw, symbols, wrapper)
         if any(map(suppressed, raw[: at + 1])):
             continue
         # the site's fields beyond the parsed counts (alloc_bytes, the estimates), kept by
