@@ -224,7 +224,13 @@ def _preloadable(library: str) -> tuple[str, str]:
     # the link's own name: the library's may hold the separator itself ("lib ringpool.so")
     name = "libringpool-preload.so"
     tried: list[str] = []
-    for where in (tempfile.gettempdir(), *_LINK_DIRS):
+    for candidate in (tempfile.gettempdir(), *_LINK_DIRS):
+        try:
+            # absolute (a tempfile.tempdir set to a relative path), so that the path
+            # checked is the link's: mkdtemp adds a name of letters, digits and '_'
+            where = os.path.abspath(candidate)
+        except OSError:                 # relative, and the working directory is gone
+            continue
         if where in tried:
             continue
         tried.append(where)
@@ -235,9 +241,6 @@ def _preloadable(library: str) -> tuple[str, str]:
         except OSError:
             continue
         link = os.path.join(link_dir, name)
-        if any(c in link for c in _LD_PRELOAD_SEPARATORS):
-            shutil.rmtree(link_dir, ignore_errors=True)
-            continue
         try:
             os.symlink(library, link)
         except OSError as exc:

@@ -1079,6 +1079,40 @@ def test_run_preload_with_the_interposer_under_a_path_ld_preload_splits(
     assert err.count("\n") == 1 and "set RINGPOOL_PRELOAD_LIB to a copy" in err, err
 
 
+def test_run_preload_names_its_link_absolutely_under_a_relative_temporary_directory(
+        newline_names_program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    # tempfile.tempdir set to a relative path ("tmp") in a working directory whose path
+    # LD_PRELOAD splits ("My Files"): the link to an interposer under such a path was
+    # named relative to it ("tmp/ringpool-preload-.../libringpool-preload.so"), which a
+    # child exec'd after a change of directory could not load ("cannot be preloaded:
+    # ignored", and no report). A candidate directory is checked by its absolute path,
+    # the path mkdtemp names the link's directory by from Python 3.12 on.
+    from audit import reports
+    from audit.commands import run as run_command
+    lib = tmp_path / "my lib:x" / "libringpool-preload.so"
+    lib.parent.mkdir()
+    shutil.copy(reports.preload_module().library_path(), lib)
+    monkeypatch.setenv("RINGPOOL_PRELOAD_LIB", str(lib))
+    cwd = tmp_path / "My Files"
+    (cwd / "tmp").mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", "tmp")
+    fallback = tmp_path / "fallback"
+    fallback.mkdir()
+    monkeypatch.setattr(run_command, "_LINK_DIRS", (str(fallback),))
+    reports_dir = tmp_path / "reports"
+    reports_dir.mkdir()
+    out = tmp_path / "t.json"
+    assert main(["run", "--preload", "--report-dir", str(reports_dir), "--output", str(out),
+                 "--format", "json", "--", "/bin/sh", "-c",
+                 f"cd / && exec {shlex.quote(str(newline_names_program))}"]) == 0
+    err = capfd.readouterr().err
+    assert "cannot be preloaded" not in err and err.count("\n") == 1, err
+    assert sum(int(r["bytes"]) for r in json.loads(out.read_text(encoding="utf-8"))["rows"]) == 60
+    assert list(fallback.iterdir()) == [] and list((cwd / "tmp").iterdir()) == []
+
+
 def test_a_program_under_a_path_that_is_not_utf8_is_symbolized(
         tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     # A program in a directory named in Latin-1 (b"lat\xe9n"): the report names it with
