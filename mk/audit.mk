@@ -13,7 +13,7 @@ AUDIT_CALLGRIND_BLOCKS ?= 100000
 TEST_TARGETS += test-audit
 
 test-audit: setup-sys setup-py lib preload
-	MYPYPATH=tests/audit $(PY) -m mypy --strict --follow-imports=silent audit tests/audit benches/test_bench_bulk.py
+	MYPYPATH=tests/audit:tests/shared $(PY) -m mypy --strict --follow-imports=silent audit tests/audit benches/test_bench_bulk.py
 	RINGPOOL_LIB_A=$(abspath $(LIB_A)) $(PY) -m pytest -q -p no:cacheprovider tests/audit
 	$(PY) -m pytest -q -p no:cacheprovider benches/test_bench_bulk.py --benchmark-disable
 

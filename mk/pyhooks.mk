@@ -12,7 +12,7 @@ PYHOOKS_BENCH_ARGS ?=
 TEST_TARGETS += test-pyhooks
 
 test-pyhooks: setup-py
-	MYPYPATH=tests/pyhooks $(PY) -m mypy --strict --follow-imports=silent audit/pyrun.py \
+	MYPYPATH=tests/pyhooks:tests/shared $(PY) -m mypy --strict --follow-imports=silent audit/pyrun.py \
 	    audit/pyreport.py audit/_pyboot.py audit/pytest_plugin.py tests/pyhooks
 	$(PY) -m pytest -q -p no:cacheprovider tests/pyhooks
 

@@ -10,59 +10,19 @@ program's own 0, as before)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-CTRL_C = textwrap.dedent("""
-    import time
-    try:
-        print("ready", flush=True)
-        time.sleep(60)
-    except KeyboardInterrupt:
-        print("caught", flush=True)
-        time.sleep(1)
-        print("cleaned up", flush=True)
-""")
+from _signals_testlib import CTRL_C, TERM, WAIT, interrupted
 
-TERM = textwrap.dedent("""
-    import signal, sys, time
-    def bye(signum, frame):
-        print("terminated", flush=True)
-        sys.exit(5)
-    signal.signal(signal.SIGTERM, bye)
-    print("ready", flush=True)
-    time.sleep(60)
-""")
+SAFE_PATH = {"PYTHONSAFEPATH": "1"}
 
 
 def _interrupted(argv: list[str], cwd: Path, sig: int, group: bool) -> tuple[int, bytes, bytes]:
-    """Runs argv in a session of its own, sends sig once the program printed its first
-    line (to the whole group, as a terminal's Ctrl-C does, or to the first process
-    alone, as `kill PID` does); status, stdout and stderr. The group is killed after."""
-    env = dict(os.environ, PYTHONSAFEPATH="1")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
-                            env=env, start_new_session=True)
-    try:
-        first = proc.stdout.readline() if proc.stdout else b""
-        assert first == b"ready\n", first
-        if group:
-            os.killpg(proc.pid, sig)
-        else:
-            os.kill(proc.pid, sig)
-        out, err = proc.communicate(timeout=120)
-        return proc.returncode, first + out, err
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+    return interrupted(argv, cwd, sig, group, SAFE_PATH)
 
 
 def _cli(*words: str) -> list[str]:
@@ -99,7 +59,7 @@ def test_sigterm_sent_to_the_cli_reaches_the_program(tmp_path: Path) -> None:
 
 
 def test_a_program_not_catching_ctrl_c_ends_by_sigint(tmp_path: Path) -> None:
-    (tmp_path / "wait.py").write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    (tmp_path / "wait.py").write_text(WAIT)
     program = [sys.executable, "wait.py"]
     plain = _interrupted(program, tmp_path, signal.SIGINT, True)
     assert plain[0] == -signal.SIGINT

@@ -21,6 +21,8 @@ from typing import Callable
 
 import pytest
 
+from _signals_testlib import CTRL_C, TERM, WAIT, interrupted
+
 Script = Callable[[str, str], Path]
 
 SUMMARY = re.compile(r".* (exited with status \d+|killed by \w+); .*(report|Python report)")
@@ -397,40 +399,14 @@ def test_tracemalloc_started_before_the_hooks_is_not_called_a_leak(script: Scrip
 
 
 def _interrupted(argv: list[str], cwd: Path, sig: int, group: bool) -> tuple[int, bytes]:
-    """Runs argv in a session of its own, sends sig once it printed its first line (to the
-    whole process group, as a terminal's Ctrl-C does, or to the first process alone, as
-    `kill PID` does), and returns its status and stdout; the group is killed afterwards."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
-                            start_new_session=True)
-    try:
-        first = proc.stdout.readline() if proc.stdout else b""
-        if group:
-            os.killpg(proc.pid, sig)
-        else:
-            os.kill(proc.pid, sig)
-        out, _ = proc.communicate(timeout=120)
-        return proc.returncode, first + out
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+    """The status and stdout of argv signalled once it is ready (_signals_testlib)."""
+    return interrupted(argv, cwd, sig, group)[:2]
 
 
 def test_ctrl_c_reaches_the_program_which_ends_as_it_likes(script: Script, tmp_path: Path) -> None:
     # Ctrl-C: the CLI ended its wait with KeyboardInterrupt and killed the program 0.25 s
     # later, in the middle of the program's own handling of it.
-    script("ctrlc.py", """
-        import time
-        try:
-            print("ready", flush=True)
-            time.sleep(60)
-        except KeyboardInterrupt:
-            print("caught", flush=True)
-            time.sleep(1)
-            print("cleaned up", flush=True)
-    """)
+    script("ctrlc.py", CTRL_C)
     table = tmp_path / "ctrlc-table.txt"
     plain = _interrupted([sys.executable, "ctrlc.py"], tmp_path, signal.SIGINT, True)
     tool = _interrupted([sys.executable, "-m", "audit", "run", "--python", "--output", str(table), "--",
@@ -439,7 +415,7 @@ def test_ctrl_c_reaches_the_program_which_ends_as_it_likes(script: Script, tmp_p
     assert tool == plain
     assert table.exists()
     # not caught: the program ends by SIGINT, and the CLI says so with status 130
-    script("plain_wait.py", "import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    script("plain_wait.py", WAIT)
     plain = _interrupted([sys.executable, "plain_wait.py"], tmp_path, signal.SIGINT, True)
     tool = _interrupted([sys.executable, "-m", "audit", "run", "--python", "--output",
                          str(tmp_path / "t2.txt"), "--", sys.executable, "plain_wait.py"], tmp_path,
@@ -449,15 +425,7 @@ def test_ctrl_c_reaches_the_program_which_ends_as_it_likes(script: Script, tmp_p
 
 def test_sigterm_sent_to_the_cli_reaches_the_program(script: Script, tmp_path: Path) -> None:
     # `kill PID` of the CLI ended the CLI alone and left the program running.
-    script("term.py", """
-        import signal, sys, time
-        def bye(signum, frame):
-            print("terminated", flush=True)
-            sys.exit(5)
-        signal.signal(signal.SIGTERM, bye)
-        print("ready", flush=True)
-        time.sleep(60)
-    """)
+    script("term.py", TERM)
     plain = _interrupted([sys.executable, "term.py"], tmp_path, signal.SIGTERM, False)
     tool = _interrupted([sys.executable, "-m", "audit", "run", "--python", "--output",
                          str(tmp_path / "term-table.txt"), "--", sys.executable, "term.py"], tmp_path,
