@@ -346,7 +346,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 _SESSION_KEY = pytest.StashKey[bool]()
 _MEASURE_KEY = pytest.StashKey[Measurement]()
-_LATE_KEY = pytest.StashKey[list[LeakGuard]]()     # guards asked for during the call
+_CALL_GUARD_KEY = pytest.StashKey[list[LeakGuard]]()     # the guard of the running call, if any
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -362,14 +362,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture
 def ringpool_no_leaks(request: pytest.FixtureRequest) -> LeakGuard:
     """Fail this test if pools it creates still hold blocks when it returns."""
+    running: list[LeakGuard] | None = request.node.stash.get(_CALL_GUARD_KEY, None)
+    if running:
+        # asked for while the test runs, beside a marker: the marker's guard, so that
+        # allow() adds to its patterns and each leaking pool is named once
+        return running[0]
     guard = LeakGuard()
-    late = request.node.stash.get(_LATE_KEY, None)
-    if late is not None:
+    if running is not None:
         # asked for while the test function runs (request.getfixturevalue): the
         # check ran only for a guard among the test's arguments, so a leak passed;
         # this one notes the pools made from now on and is checked the same way
         guard.start()
-        late.append(guard)
+        running.append(guard)
     return guard
 
 
@@ -396,8 +400,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     mem_marker = item.get_closest_marker(LIMIT_MEMORY)
     leak_marker = item.get_closest_marker(LIMIT_LEAKS)
     audit_all = bool(item.config.getoption("ringpool", False))
-    late: list[LeakGuard] = []      # ringpool_no_leaks asked for while the test runs
-    item.stash[_LATE_KEY] = late
+    running: list[LeakGuard] = []      # the call's guard, or the fixture's asked for late
     measure: Measurement | None = None
     try:
         # every argument is checked before anything starts: a bad size raised after
@@ -414,6 +417,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         if guard is not None:
             guard.patterns.extend(patterns)
             guard.start()
+            running.append(guard)
+        item.stash[_CALL_GUARD_KEY] = running
         if mem_marker is not None or leak_marker is not None or audit_all:
             measure = Measurement(_depth(item.config))
         try:
@@ -423,11 +428,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
                 measure.finish()
                 item.stash[_MEASURE_KEY] = measure
     finally:
-        del item.stash[_LATE_KEY]
-        for g in ([guard] if guard is not None else []) + late:
+        if _CALL_GUARD_KEY in item.stash:
+            del item.stash[_CALL_GUARD_KEY]
+        for g in running:
             g.stop()
     problems = []
-    for g in ([guard] if guard is not None else []) + late:
+    for g in running:
         leaks = g.leaks()
         if leaks:
             problems.append("ringpool_no_leaks: outstanding blocks at the end of the test:\n  "

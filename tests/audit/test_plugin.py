@@ -314,3 +314,33 @@ def test_allow_patterns_of_module_class_and_test_markers_add_up(pytester: pytest
     assert "pool 'c': other (1 block, 5 bytes)" in out
     assert "pool 'e': cls-x (1 block, 5 bytes)" in out
     assert "mod-x" not in out and "fn-x" not in out and "pool 'c': cls-x" not in out
+
+
+def test_the_fixture_asked_for_late_beside_the_marker_is_the_markers_guard(
+        pytester: pytest.Pytester) -> None:
+    # request.getfixturevalue("ringpool_no_leaks") in a test under the marker gave a
+    # second guard: it knew nothing of the marker's allow=[...] (an allowed tag failed)
+    # and what it allowed did not reach the marker's guard (nor did its allow() calls)
+    result = _run(pytester, """
+        import pytest
+        from allocator import Pool
+
+        KEEP = []
+
+        @pytest.mark.ringpool_no_leaks(allow=["cache*"])
+        def test_marker_patterns_hold(request):
+            guard = request.getfixturevalue("ringpool_no_leaks")
+            guard.allow("log-*")
+            pool = Pool("p")
+            KEEP.extend([pool, pool.alloc(5, tag="cache-x"), pool.alloc(6, tag="log-x")])
+
+        @pytest.mark.ringpool_no_leaks
+        def test_named_once(request):
+            request.getfixturevalue("ringpool_no_leaks")
+            pool = Pool("q")
+            KEEP.extend([pool, pool.alloc(7, tag="kept")])
+    """)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert out.count("pool 'q': kept (1 block, 7 bytes)") == 1
+    assert "cache-x" not in out and "log-x" not in out
