@@ -1394,6 +1394,54 @@ static void *hook_realloc_n(void *ctx, void *ptr, size_t size)
     return exact_realloc(ctx, ptr, size, record_native);
 }
 
+/* The RAW domain's exact hooks.  Threads call that domain without the GIL
+ * (a thread's state is made and freed so), and CPython reads the domain's
+ * allocator, a struct of a context and four functions, field by field, while
+ * PyMem_SetAllocator copies a new one over it: a thread could take the free
+ * of one allocator with the context of another (tests/pyhooks/test_hostile.py
+ * "test_threads_tracers_and_restarts_from_another_thread": PYTHONMALLOC=debug's
+ * free given this module's domain as its context aborted the process, this
+ * module's free given the debug allocator's context crashed it).  So every
+ * allocator this module puts on the RAW domain (these hooks, the sampled
+ * ones, the probe, and the previous one put back by stop()) carries the
+ * previous allocator's context, and the hooks find their domain without it:
+ * whichever fields a thread reads, the context suits the function. */
+static void *hook_malloc_raw(void *ctx, size_t size)
+{
+    (void)ctx;
+    return exact_malloc(&domains[PYMEM_DOMAIN_RAW], size, record);
+}
+static void *hook_calloc_raw(void *ctx, size_t nelem, size_t elsize)
+{
+    (void)ctx;
+    return exact_calloc(&domains[PYMEM_DOMAIN_RAW], nelem, elsize, record);
+}
+static void *hook_realloc_raw(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx;
+    return exact_realloc(&domains[PYMEM_DOMAIN_RAW], ptr, size, record);
+}
+static void *hook_malloc_raw_n(void *ctx, size_t size)
+{
+    (void)ctx;
+    return exact_malloc(&domains[PYMEM_DOMAIN_RAW], size, record_native);
+}
+static void *hook_calloc_raw_n(void *ctx, size_t nelem, size_t elsize)
+{
+    (void)ctx;
+    return exact_calloc(&domains[PYMEM_DOMAIN_RAW], nelem, elsize, record_native);
+}
+static void *hook_realloc_raw_n(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx;
+    return exact_realloc(&domains[PYMEM_DOMAIN_RAW], ptr, size, record_native);
+}
+static void hook_free_raw(void *ctx, void *ptr)
+{
+    (void)ctx;
+    hook_free(&domains[PYMEM_DOMAIN_RAW], ptr);
+}
+
 /* --------------------------------------------------------- sampled hooks */
 /* The countdown crossed zero in an allocation of size bytes (p, or NULL when
  * it failed): counts its samples, draws the next distance, and records p. */
@@ -1679,18 +1727,18 @@ static const PyMemAllocatorEx SMALL_SAMPLED[3] = {
  * the RAW hooks installed. */
 static TLS int probe_seen;
 static TLS void *probe_freed;
+/* Installed on the RAW domain with the previous allocator's context, as
+ * every allocator this module puts there ("The RAW domain's exact hooks"). */
 static void *probe_malloc(void *ctx, size_t size)
 {
-    domain_t *d = ctx;
     probe_seen = 1;
-    return d->prev.malloc(d->prev.ctx, size);
+    return domains[PYMEM_DOMAIN_RAW].prev.malloc(ctx, size);
 }
 
 static void probe_free(void *ctx, void *p)
 {
-    domain_t *d = ctx;
     probe_freed = p;
-    d->prev.free(d->prev.ctx, p);
+    domains[PYMEM_DOMAIN_RAW].prev.free(ctx, p);
 }
 
 static bool probe_pymalloc(domain_t *raw, domain_t *obj)
@@ -1698,7 +1746,8 @@ static bool probe_pymalloc(domain_t *raw, domain_t *obj)
     PyMemAllocatorEx saved;
     PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &saved);
     PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &raw->prev);
-    PyMemAllocatorEx probe = {raw, probe_malloc, raw->prev.calloc, raw->prev.realloc, probe_free};
+    PyMemAllocatorEx probe = {raw->prev.ctx, probe_malloc, raw->prev.calloc, raw->prev.realloc,
+                              probe_free};
     PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &probe);
     bool ok = true;
     size_t sizes[3] = {SMALL_LIMIT, SMALL_LIMIT + 1, 0};
@@ -2475,6 +2524,14 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
             dm->mine.ctx = dm->prev.ctx;
             if (dm->mine.free == NULL)
                 dm->mine.free = dm->prev.free;
+        } else if (dm->domain == PYMEM_DOMAIN_RAW) {
+            /* the previous allocator's context: "The RAW domain's exact hooks" */
+            dm->mine = native != 0 ? (PyMemAllocatorEx){dm->prev.ctx, hook_malloc_raw_n,
+                                                        hook_calloc_raw_n, hook_realloc_raw_n,
+                                                        hook_free_raw}
+                                   : (PyMemAllocatorEx){dm->prev.ctx, hook_malloc_raw,
+                                                        hook_calloc_raw, hook_realloc_raw,
+                                                        hook_free_raw};
         } else if (native != 0) {
             dm->mine = (PyMemAllocatorEx){dm, hook_malloc_n, hook_calloc_n, hook_realloc_n, hook_free};
         } else {
