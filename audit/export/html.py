@@ -30,25 +30,11 @@ def page_data(table: Any) -> dict[str, Any]:
     from audit.export import profile_of
 
     prof = profile_of(table)
-    frames: list[dict[str, str]] = []
-    index: dict[tuple[str, str], int] = {}
-
-    distinct, numbered = prof.numbered()
-    seen: list[int] = [-1] * len(distinct)     # each distinct frame's index, once known
-
-    def frame_index(n: int) -> int:
-        if seen[n] >= 0:
-            return seen[n]
-        frame = distinct[n]
-        # Frames with the same text are one box: with --by function, every call site
-        # in main is "main".
-        key = (frame.label(prof.by), frame.kind)
-        found = index.get(key)
-        if found is None:
-            found = index[key] = len(frames)
-            frames.append({"n": key[0], "k": key[1]})
-        seen[n] = found
-        return found
+    # Frames with the same text are one box: with --by function, every call site
+    # in main is "main".
+    frames, numbered, indexes = prof.frame_table(
+        lambda frame: (frame.label(prof.by), frame.kind),
+        lambda key: {"n": key[0], "k": key[1]})
 
     known = {name: i for i, name, _ in prof.value_types()}
     metrics = [name for name in SHOWN_ORDER if name in known]
@@ -68,8 +54,7 @@ def page_data(table: Any) -> dict[str, Any]:
                     v, cut = PAGE_MAX - totals[n], True
                 totals[n] += v
                 row[n] = v
-        found = list(map(seen.__getitem__, reversed(numbers)))
-        stacks.append(found if -1 not in found else list(map(frame_index, reversed(numbers))))
+        stacks.append(indexes(numbers))
         values.append([exact(v) for v in row])
     note = ("exact counts" if prof.sample_rate is None
             else f"estimates from sampling at {prof.sample_rate:g} per byte")

@@ -150,6 +150,38 @@ class Profile:
             stacks.append(tuple(numbers))
         return distinct, stacks
 
+    def frame_table(self, key: Callable[[Frame], tuple[Any, ...]],
+                    entry: Callable[[tuple[Any, ...]], dict[str, Any]]
+                    ) -> tuple[list[dict[str, Any]], list[tuple[int, ...]],
+                               Callable[[tuple[int, ...]], list[int]]]:
+        """For the formats that list each frame once and give a stack as indexes into
+        that list, outermost first (speedscope, the page): frames with equal ``key(frame)``
+        are one entry, ``entry(key)``, added when a stack first names it. Returns the list
+        (filled as stacks are turned into indexes), each sample's stack as
+        :meth:`numbered` gives it, and the function that turns one into indexes; each
+        distinct frame's key is made once."""
+        distinct, numbered = self.numbered()
+        frames: list[dict[str, Any]] = []
+        index: dict[tuple[Any, ...], int] = {}
+        seen: list[int] = [-1] * len(distinct)     # each distinct frame's index, once known
+
+        def frame_index(n: int) -> int:
+            if seen[n] >= 0:
+                return seen[n]
+            k = key(distinct[n])
+            found = index.get(k)
+            if found is None:
+                found = index[k] = len(frames)
+                frames.append(entry(k))
+            seen[n] = found
+            return found
+
+        def indexes(numbers: tuple[int, ...]) -> list[int]:
+            found = list(map(seen.__getitem__, reversed(numbers)))
+            return found if -1 not in found else list(map(frame_index, reversed(numbers)))
+
+        return frames, numbered, indexes
+
     def merged(self) -> "Profile":
         """The same profile with equal stacks summed into one sample (first-seen order)."""
         by_stack: dict[tuple[int, ...], Sample] = {}

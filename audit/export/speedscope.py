@@ -25,37 +25,22 @@ class SpeedscopeFormatter:
         from audit.export import profile_of
 
         prof = profile_of(table)
-        frames: list[dict[str, Any]] = []
-        index: dict[tuple[str, str | None, int | None], int] = {}
         # A frame is as fine as --by: a line only for sites and stacks, a file down to functions.
         with_file = prof.by in ("site", "stack", "function", "file")
         with_line = prof.by in ("site", "stack")
 
-        distinct, numbered = prof.numbered()
-        seen: list[int] = [-1] * len(distinct)     # each distinct frame's index, once known
+        def entry(key: tuple[Any, ...]) -> dict[str, Any]:
+            made: dict[str, Any] = {"name": key[0]}
+            if key[1]:
+                made["file"] = key[1]
+            if key[2]:
+                made["line"] = key[2]
+            return made
 
-        def frame_index(n: int) -> int:
-            if seen[n] >= 0:
-                return seen[n]
-            frame = distinct[n]
-            key = (frame.label(prof.by), frame.file if with_file else None,
-                   frame.line if with_line else None)
-            found = index.get(key)
-            if found is None:
-                found = index[key] = len(frames)
-                entry: dict[str, Any] = {"name": key[0]}
-                if key[1]:
-                    entry["file"] = key[1]
-                if key[2]:
-                    entry["line"] = key[2]
-                frames.append(entry)
-            seen[n] = found
-            return found
-
-        def indexes(numbers: tuple[int, ...]) -> list[int]:
-            found = list(map(seen.__getitem__, reversed(numbers)))
-            return found if -1 not in found else list(map(frame_index, reversed(numbers)))
-
+        frames, numbered, indexes = prof.frame_table(
+            lambda frame: (frame.label(prof.by), frame.file if with_file else None,
+                           frame.line if with_line else None),
+            entry)
         stacks = list(map(indexes, numbered))
         known = {name: i for i, name, _ in prof.value_types()}
         suffix = f" (estimated, sampled at {prof.sample_rate:g}/byte)" if prof.sample_rate else ""
